@@ -1,0 +1,38 @@
+"""Rich tables for traces and runs, shared by `run` and `runs show`."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from agentscale.cli._console import short
+from agentscale.graphs.result import NodeTrace, Usage
+
+
+def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in ("node", "role", "model", "tokens", "latency", "cached", "status", "answer"):
+        table.add_column(
+            column, overflow="fold", justify="right" if column in ("tokens", "latency") else "left"
+        )
+    for node in trace:
+        status = node.status if node.status == "ok" else f"[red]{node.status}[/]"
+        table.add_row(
+            node.node_id,
+            node.role,
+            node.model or "—",
+            f"{node.prompt_tokens}+{node.completion_tokens}" if node.route else "—",
+            f"{node.latency_s:.2f}s" if node.route else "—",
+            "yes" if node.cached else "",
+            status,
+            short(node.answer if node.status == "ok" else node.error, 48),
+        )
+    return table
+
+
+def format_usage(usage: Usage) -> str:
+    flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
+    usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
+    return (
+        f"calls {usage.calls} (+{usage.cached_calls} cached) · tokens {usage.prompt_tokens}+{usage.completion_tokens}"
+        f" · FLOPs {flops} · {usd} · wall {usage.latency_s:.2f}s · critical path {usage.critical_path_s:.2f}s"
+    )

@@ -1,0 +1,49 @@
+"""The `agentscale` command: one typer app; every user error exits 1 with a message, never a traceback."""
+
+from __future__ import annotations
+
+import click
+import typer
+
+from agentscale.cli._console import error
+from agentscale.cli.run import run_command
+from agentscale.cli.runs import runs_app
+from agentscale.cli.validate import schema_command, validate_command
+from agentscale.errors import AgentScaleError
+
+app = typer.Typer(
+    name="agentscale",
+    help="Find and run the best collaboration graph of LLM calls for a task under a compute budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run_command)
+app.command("validate")(validate_command)
+app.command("schema")(schema_command)
+app.add_typer(runs_app, name="runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted)."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        error("interrupted")
+        return 130
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except AgentScaleError as exc:
+        error(str(exc))
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

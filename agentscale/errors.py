@@ -1,0 +1,73 @@
+"""Exceptions users catch.
+
+Every error a user can cause (bad YAML, unknown model, a model endpoint that keeps failing) derives
+from :class:`AgentScaleError`, so the CLI can print the message and exit 1 without a traceback while
+real bugs still surface as tracebacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AgentScaleError(Exception):
+    """Base class of every error caused by input, configuration or an external service."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem found in a graph or space file: where (YAML path, line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "<root>"
+        if self.line is not None:
+            where = f"{where} (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class SpecError(AgentScaleError):
+    """A graph or search-space file is invalid; carries every issue found, not only the first."""
+
+    def __init__(self, issues: list[SpecIssue], source: str | None = None) -> None:
+        self.issues = issues
+        self.source = source
+        header = f"{source}: " if source else ""
+        lines = [str(issue) for issue in issues]
+        if len(lines) == 1:
+            text = header + lines[0]
+        else:
+            text = header + f"{len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
+        super().__init__(text)
+
+
+class ModelCallError(AgentScaleError):
+    """A model call failed after its retries; names the node and the endpoint."""
+
+    def __init__(self, message: str, *, node: str | None = None, endpoint: str | None = None) -> None:
+        self.node = node
+        self.endpoint = endpoint
+        parts = []
+        if node:
+            parts.append(f"node {node!r}")
+        if endpoint:
+            parts.append(f"endpoint {endpoint}")
+        prefix = (", ".join(parts) + ": ") if parts else ""
+        super().__init__(prefix + message)
+
+
+class BudgetExceeded(AgentScaleError):
+    """A call was not made because it would have exceeded a per-question budget cap."""
+
+    def __init__(self, cap: str, limit: float, projected: float) -> None:
+        self.cap = cap
+        self.limit = limit
+        self.projected = projected
+        super().__init__(f"budget {cap}={limit:g} would be exceeded (projected {projected:g})")
+
+
+class RunNotFound(AgentScaleError):
+    """A run id that is not in the database."""

@@ -1,0 +1,295 @@
+"""Running one question through a graph: each node starts as soon as its own predecessors finish.
+
+LangGraph's Pregel loop advances in supersteps, so a fast branch would wait at each step's barrier
+for a slow sibling it does not depend on. To keep LangGraph as the runtime (state, subgraphs,
+streaming) *and* start every node as early as the DAG allows, the first LangGraph step launches one
+asyncio task per node here; each task awaits its predecessors' tasks, and the LangGraph node of the
+same name simply awaits its task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import TypeVar
+
+from agentscale.agents.roles import Candidate, Role, majority_vote, resolve_roles
+from agentscale.errors import BudgetExceeded, ModelCallError
+from agentscale.graphs.result import NodeTrace, RunResult, Usage
+from agentscale.graphs.spec import AnswerFormat, GraphSpec, NodeSpec
+from agentscale.graphs.topology import Topology
+from agentscale.models.budget import RunLedger, Spend
+from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
+from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.storage.tables import NodeCall, RunItem
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-invocation settings; `run_id` set means node calls and the answer are recorded."""
+
+    run_id: str | None = None
+    item_key: str = "0"
+
+
+class GraphRuntime:
+    """Everything about a graph that does not change between questions."""
+
+    def __init__(self, spec: GraphSpec, gateway: Gateway, answer_format: AnswerFormat | None = None) -> None:
+        self.spec = spec
+        self.gateway = gateway
+        self.answer_format: AnswerFormat = answer_format or spec.answer_format or "text"
+        self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())
+        self.output = spec.output or self.topology.sinks[0]
+        self.levels = self.topology.levels()
+        self.roles: dict[str, Role] = resolve_roles(spec.roles)
+        self.nodes: dict[str, NodeSpec] = {n.id: n for n in spec.nodes}
+        self.models: dict[str, ResolvedModel] = {
+            n.id: resolve(n.model, spec.models.get(n.model)) for n in spec.nodes if n.model is not None
+        }
+
+    def start(self, question: str, options: RunOptions) -> RunContext:
+        context = RunContext(self, question, options)
+        context.start()
+        return context
+
+
+class RunContext:
+    """The state of one question's run: node tasks, traces, the budget ledger."""
+
+    def __init__(self, runtime: GraphRuntime, question: str, options: RunOptions) -> None:
+        self.runtime = runtime
+        self.question = question
+        self.options = options
+        self.ledger = RunLedger(runtime.spec.budget)
+        self.traces: dict[str, NodeTrace] = {}
+        self.tasks: dict[str, asyncio.Task[NodeTrace]] = {}
+        self.stopped_reason: str | None = None
+        self.result: RunResult | None = None
+        self.key = ""
+        self._finished = 0
+        self._samples: Counter[str] = Counter()
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        for node_id in self.runtime.topology.order:
+            self.tasks[node_id] = asyncio.ensure_future(self._run_node(node_id))
+
+    def cancel(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+    async def node(self, node_id: str) -> NodeTrace:
+        return await self.tasks[node_id]
+
+    async def _run_node(self, node_id: str) -> NodeTrace:
+        predecessors = self.runtime.topology.predecessors[node_id]
+        if predecessors:
+            await asyncio.gather(*(self.tasks[p] for p in predecessors))
+        trace = await self._execute(self.runtime.nodes[node_id], predecessors)
+        self._finished += 1
+        trace.finish_order = self._finished
+        self.traces[node_id] = trace
+        self._record(trace)
+        return trace
+
+    def _candidates(self, predecessors: tuple[str, ...]) -> list[Candidate]:
+        usable = [
+            self.traces[p] for p in predecessors if self.traces[p].status == "ok" and self.traces[p].answer
+        ]
+        usable.sort(key=lambda t: t.finish_order)
+        return [Candidate(t.node_id, t.answer or "") for t in usable]
+
+    async def _execute(self, node: NodeSpec, predecessors: tuple[str, ...]) -> NodeTrace:
+        runtime = self.runtime
+        role = runtime.roles[node.role]
+        fmt = runtime.answer_format
+        trace = NodeTrace(node.id, node.role, model=node.model)
+        candidates = self._candidates(predecessors)
+        if predecessors and not candidates:
+            trace.status, trace.error = "skipped", "no usable answers from predecessors"
+            return trace
+        if not role.calls_model:
+            trace.answer = majority_vote(candidates, fmt)
+            return trace
+
+        model = runtime.models[node.id]
+        trace.route = model.route
+        defaults = runtime.spec.defaults
+        messages = role.messages(self.question, candidates, fmt)
+        request = CallRequest(
+            model=model,
+            messages=messages,
+            temperature=_first(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE),
+            max_tokens=_first(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
+            top_p=node.top_p if node.top_p is not None else defaults.top_p,
+        )
+        request = self._with_sample_index(request)
+        trace.messages = messages
+        projected_prompt = estimate_prompt_tokens(messages)
+        projected = _spend(model, projected_prompt, request.max_tokens)
+        try:
+            reservation = self.ledger.reserve(projected)
+        except BudgetExceeded as exc:
+            trace.status, trace.error = "skipped", str(exc)
+            self.stopped_reason = self.stopped_reason or str(exc)
+            return trace
+        try:
+            result = await runtime.gateway.complete(
+                request, node=node.id, timeout_s=self.ledger.remaining_time()
+            )
+        except ModelCallError as exc:
+            self.ledger.settle(reservation, None)
+            trace.status, trace.error = "failed", str(exc)
+            return trace
+        actual = _spend(model, result.prompt_tokens, result.completion_tokens)
+        self.ledger.settle(reservation, actual)
+        trace.completion = result.completion
+        trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
+        trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
+        trace.latency_s, trace.cached = result.latency_s, result.cached
+        trace.answer = role.answer(result.completion, candidates, fmt)
+        return trace
+
+    def _with_sample_index(self, request: CallRequest) -> CallRequest:
+        """Identical sampled requests in one run get indexes 0, 1, 2... so each has its own cache slot."""
+        if request.temperature <= 0:
+            return request
+        key = request.cache_key()
+        index = self._samples[key]
+        self._samples[key] += 1
+        return CallRequest(**{**request.__dict__, "sample_index": index})
+
+    def _record(self, trace: NodeTrace) -> None:
+        store = self.runtime.gateway.store
+        if store is None or self.options.run_id is None:
+            return
+        store.add(
+            NodeCall(
+                run_id=self.options.run_id,
+                item_key=self.options.item_key,
+                node_id=trace.node_id,
+                role=trace.role,
+                route=trace.route,
+                status=trace.status,
+                messages_json=json.dumps(trace.messages),
+                completion=trace.completion,
+                answer=trace.answer,
+                prompt_tokens=trace.prompt_tokens,
+                completion_tokens=trace.completion_tokens,
+                flops=trace.flops or 0.0,
+                usd=trace.usd,
+                latency_s=trace.latency_s,
+                cached=trace.cached,
+                error=trace.error,
+            )
+        )
+
+    def finish(self) -> RunResult:
+        """Collect the answer (the output's, else the best so far), usage, and record the item."""
+        runtime = self.runtime
+        traces = [self.traces[n] for n in runtime.topology.order if n in self.traces]
+        output = self.traces.get(runtime.output)
+        answer = output.answer if output is not None and output.status == "ok" else None
+        if answer is None:
+            answer = self._best_so_far(traces)
+            if self.stopped_reason is None and output is not None and output.status != "ok":
+                self.stopped_reason = f"output node {runtime.output!r} {output.status}: {output.error}"
+        usage = self._usage(traces)
+        result = RunResult(self.question, answer, traces, usage, self.options.run_id, self.stopped_reason)
+        store = runtime.gateway.store
+        if store is not None and self.options.run_id is not None:
+            store.add(
+                RunItem(
+                    run_id=self.options.run_id,
+                    item_key=self.options.item_key,
+                    question=self.question,
+                    answer=answer,
+                    stopped_reason=self.stopped_reason,
+                    usage_json=json.dumps(usage.to_dict()),
+                )
+            )
+        return result
+
+    def _best_so_far(self, traces: list[NodeTrace]) -> str | None:
+        """Majority over the answered nodes closest to the output (ties: first finished)."""
+        answered = [t for t in traces if t.status == "ok" and t.answer]
+        if not answered:
+            return None
+        deepest = max(self.runtime.levels[t.node_id] for t in answered)
+        closest = sorted(
+            (t for t in answered if self.runtime.levels[t.node_id] == deepest), key=lambda t: t.finish_order
+        )
+        return majority_vote(
+            [Candidate(t.node_id, t.answer or "") for t in closest], self.runtime.answer_format
+        )
+
+    def _usage(self, traces: list[NodeTrace]) -> Usage:
+        called = [t for t in traces if t.route is not None and t.status == "ok"]
+        usage = Usage(
+            calls=sum(1 for t in called if not t.cached),
+            cached_calls=sum(1 for t in called if t.cached),
+            prompt_tokens=sum(t.prompt_tokens for t in called),
+            completion_tokens=sum(t.completion_tokens for t in called),
+            latency_s=time.perf_counter() - self._started,
+        )
+        flops = [t.flops for t in called]
+        usage.flops = None if any(f is None for f in flops) else sum(f or 0.0 for f in flops)
+        prices = [t.usd for t in called]
+        usage.usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
+        usage.critical_path_s, _ = runtime_critical_path(self.runtime, traces)
+        return usage
+
+
+def runtime_critical_path(runtime: GraphRuntime, traces: list[NodeTrace]) -> tuple[float, list[str]]:
+    return runtime.topology.critical_path({t.node_id: t.latency_s for t in traces})
+
+
+def _spend(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
+    flops = model_flops(model, prompt_tokens, completion_tokens)
+    return Spend(
+        prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens)
+    )
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _first(node_value: _Number | None, default_value: _Number | None, fallback: _Number) -> _Number:
+    """The node's setting, else the graph's `defaults:`, else agentscale's default."""
+    if node_value is not None:
+        return node_value
+    return default_value if default_value is not None else fallback
+
+
+_ACTIVE: dict[str, RunContext] = {}
+
+
+def open_context(
+    runtime: GraphRuntime, question: str, options: RunOptions, key: str | None = None
+) -> RunContext:
+    """Start a run and register it under a key that travels in the LangGraph state."""
+    context = runtime.start(question, options)
+    context.key = key or uuid.uuid4().hex
+    _ACTIVE[context.key] = context
+    return context
+
+
+def has_context(key: str) -> bool:
+    return key in _ACTIVE
+
+
+def get_context(key: str) -> RunContext:
+    return _ACTIVE[key]
+
+
+def close_context(key: str) -> RunContext | None:
+    context = _ACTIVE.pop(key, None)
+    if context is not None:
+        context.cancel()
+    return context

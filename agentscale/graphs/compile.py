@@ -1,0 +1,105 @@
+"""Compilation of a graph into a LangGraph StateGraph.
+
+The StateGraph mirrors the DAG node for node (so `get_graph()`, streaming of node updates and
+embedding as a subgraph all show the user's graph). Two bookkeeping nodes wrap it: `__prepare__`
+starts the run's node tasks (see :mod:`agentscale.graphs._execute`) and `__finish__` collects the
+answer and usage. The state reads `question` and writes `answer`, so a parent graph with those keys
+can add the compiled graph as a node directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from agentscale.graphs._execute import (
+    GraphRuntime,
+    RunOptions,
+    close_context,
+    get_context,
+    has_context,
+    open_context,
+)
+
+PREPARE = "__prepare__"
+FINISH = "__finish__"
+OPTIONS_KEY = "agentscale"
+
+
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+class InputState(TypedDict, total=False):
+    question: str
+    run_key: str
+
+
+class OutputState(TypedDict, total=False):
+    answer: str | None
+    trace: Annotated[dict[str, dict[str, Any]], _merge]
+    usage: dict[str, Any]
+    stopped_reason: str | None
+    run_key: str
+
+
+class GraphState(InputState, OutputState, total=False):
+    """Full state: the question, the run's key, per-node traces and the final result."""
+
+
+def _options(config: RunnableConfig | None) -> RunOptions:
+    configurable = (config or {}).get("configurable", {})
+    options = configurable.get(OPTIONS_KEY)
+    return options if isinstance(options, RunOptions) else RunOptions()
+
+
+def build_state_graph(runtime: GraphRuntime) -> StateGraph:
+    """A StateGraph for `runtime`'s DAG (not yet compiled)."""
+    builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
+
+    async def prepare(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+        question = state.get("question")
+        if not question:
+            raise ValueError("the graph's input state needs a non-empty 'question'")
+        key = state.get("run_key")
+        if key is None or not has_context(key):
+            key = open_context(runtime, question, _options(config), key).key
+        return {"run_key": key}
+
+    builder.add_node(PREPARE, prepare)
+    builder.add_edge(START, PREPARE)
+
+    for node_id in runtime.topology.order:
+        builder.add_node(node_id, _node_function(node_id))
+        predecessors = list(runtime.topology.predecessors[node_id])
+        if predecessors:
+            builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
+        else:
+            builder.add_edge(PREPARE, node_id)
+
+    async def finish(state: GraphState) -> dict[str, Any]:
+        context = close_context(state["run_key"])
+        assert context is not None, "run context vanished"
+        result = context.finish()
+        context.result = result
+        return {
+            "answer": result.answer,
+            "usage": result.usage.to_dict(),
+            "stopped_reason": result.stopped_reason,
+        }
+
+    builder.add_node(FINISH, finish)
+    builder.add_edge(runtime.output, FINISH)
+    builder.add_edge(FINISH, END)
+    return builder
+
+
+def _node_function(node_id: str) -> Any:
+    async def run_node(state: GraphState) -> dict[str, Any]:
+        trace = await get_context(state["run_key"]).node(node_id)
+        return {"trace": {node_id: trace.to_dict()}}
+
+    run_node.__name__ = f"node_{node_id}"
+    return run_node

@@ -1,0 +1,158 @@
+"""The public Graph: load a YAML graph, run it on questions, compile it to LangGraph.
+
+A Graph owns a gateway (cache, retries, store) so that many runs share one response cache and one
+database handle; pass `store=None` to run without recording anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from agentscale.errors import SpecError, SpecIssue
+from agentscale.graphs._execute import GraphRuntime, RunOptions, close_context, open_context
+from agentscale.graphs.compile import OPTIONS_KEY, build_state_graph
+from agentscale.graphs.io import dump_graph_spec, load_graph_spec
+from agentscale.graphs.result import RunResult
+from agentscale.graphs.spec import AnswerFormat, GraphSpec
+from agentscale.graphs.validate import graph_issues, load_spec_text
+from agentscale.models.cost import price_is_known
+from agentscale.models.gateway import Gateway, GatewaySettings
+from agentscale.storage.db import Store
+
+_DEFAULT = object()
+
+
+class Graph:
+    """A validated collaboration graph bound to a gateway.
+
+    >>> graph = Graph.from_yaml('''
+    ... name: demo
+    ... nodes:
+    ...   - {id: a, role: assistant, model: openai/gpt-4o-mini}
+    ... ''', store=None)
+    >>> graph.name, graph.output
+    ('demo', 'a')
+    """
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        *,
+        store: Store | Any | None = _DEFAULT,
+        gateway: Gateway | None = None,
+        answer_format: AnswerFormat | None = None,
+        source: str | None = None,
+    ) -> None:
+        issues = graph_issues(spec)
+        if issues:
+            raise SpecError(issues, source)
+        if gateway is None:
+            resolved_store = Store() if store is _DEFAULT else store
+            gateway = Gateway(resolved_store, GatewaySettings.from_env())
+        self.spec = spec
+        self.gateway = gateway
+        self.runtime = GraphRuntime(spec, gateway, answer_format)
+        self._compiled: CompiledStateGraph | None = None
+        _check_budget_is_enforceable(self.runtime, source)
+
+    @classmethod
+    def from_yaml(cls, text: str, **kwargs: Any) -> Graph:
+        return cls(load_spec_text(text, kwargs.get("source")), **kwargs)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def output(self) -> str:
+        return self.runtime.output
+
+    @property
+    def store(self) -> Store | None:
+        return self.gateway.store
+
+    def to_yaml(self) -> str:
+        return dump_graph_spec(self.spec)
+
+    def compile(self) -> CompiledStateGraph:
+        """A compiled LangGraph graph: input `{"question"}`, output `{"answer", "trace", "usage", ...}`."""
+        return build_state_graph(self.runtime).compile()
+
+    async def arun(
+        self, question: str, *, run_id: str | None = None, item_key: str = "0", record: bool = True
+    ) -> RunResult:
+        """Answer one question. With a store and `record`, the run and its calls are saved."""
+        store = self.store
+        own_run = False
+        if record and store is not None and run_id is None:
+            run_id = store.create_run("run", graph_name=self.name, graph_yaml=self.to_yaml()).id
+            own_run = True
+        options = RunOptions(run_id=run_id if record else None, item_key=item_key)
+        key = uuid.uuid4().hex
+        context = open_context(self.runtime, question, options, key)
+        config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}
+        try:
+            await self._app().ainvoke({"question": question, "run_key": key}, config=config)
+        except BaseException:
+            if own_run and store is not None and run_id is not None:
+                store.finish_run(run_id, "interrupted")
+            raise
+        finally:
+            close_context(key)
+        result = context.result
+        assert result is not None, "the graph finished without a result"
+        if own_run and store is not None and run_id is not None:
+            store.finish_run(run_id, "done", {"n": 1, "usage": result.usage.to_dict()})
+        return result
+
+    def run(self, question: str, **kwargs: Any) -> RunResult:
+        """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
+        return asyncio.run(self.arun(question, **kwargs))
+
+    def _app(self) -> CompiledStateGraph:
+        if self._compiled is None:
+            self._compiled = self.compile()
+        return self._compiled
+
+
+def load(path: str | Path, **kwargs: Any) -> Graph:
+    """Load and validate a graph file.
+
+    Keyword arguments go to :class:`Graph` (`store=None` disables recording; `gateway=` shares one).
+    """
+    return Graph(load_graph_spec(path), source=str(path), **kwargs)
+
+
+def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:
+    """A cap in FLOPs or USD needs every model's size or price; say which is missing, up front."""
+    budget = runtime.spec.budget
+    if budget is None:
+        return
+    issues = []
+    for node_id, model in runtime.models.items():
+        if budget.max_flops is not None and model.params_b is None:
+            issues.append(
+                SpecIssue(
+                    "budget.max_flops",
+                    f"model {model.name!r} (node {node_id!r}) has unknown size: set params_b",
+                )
+            )
+        if budget.max_usd is not None and not price_is_known(model):
+            issues.append(
+                SpecIssue(
+                    "budget.max_usd", f"model {model.name!r} (node {node_id!r}) has unknown price: set price"
+                )
+            )
+    if issues:
+        raise SpecError(issues, source)
+
+
+def result_json(result: RunResult, *, include_messages: bool = False) -> str:
+    return json.dumps(result.to_dict(include_messages=include_messages))

@@ -1,0 +1,84 @@
+"""Reading and writing graph files: load with line-aware errors, dump so that load(dump(x)) == x."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentscale.errors import SpecError, SpecIssue
+from agentscale.graphs.spec import GraphSpec
+from agentscale.graphs.validate import load_spec_text
+
+_KEY_ORDER = (
+    "version",
+    "name",
+    "description",
+    "models",
+    "defaults",
+    "nodes",
+    "edges",
+    "output",
+    "answer_format",
+    "budget",
+    "memory",
+    "coordinator",
+    "roles",
+)
+
+
+def read_text(path: str | Path) -> str:
+    file = Path(path)
+    if not file.exists():
+        raise SpecError([SpecIssue("", "file not found")], str(path))
+    if file.is_dir():
+        raise SpecError([SpecIssue("", "is a directory, not a YAML file")], str(path))
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue("", f"cannot read: {exc}")], str(path)) from None
+
+
+def load_graph_spec(path: str | Path) -> GraphSpec:
+    """Parse and validate a graph file; raise SpecError naming path and line of every problem."""
+    return load_spec_text(read_text(path), str(path))
+
+
+class _FlowList(list[Any]):
+    """A list dumped in flow style, so node entries read `{id: s1, role: assistant, model: small}`."""
+
+
+class _FlowDict(dict[str, Any]):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _FlowDict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True)
+)
+_Dumper.add_representer(
+    _FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+
+
+def spec_to_data(spec: GraphSpec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    data["name"] = spec.name
+    data["nodes"] = [_FlowDict(node) for node in data["nodes"]]
+    for alias, model in data.get("models", {}).items():
+        data["models"][alias] = _FlowDict(model)
+    for key in ("defaults", "budget", "memory", "coordinator"):
+        if key in data:
+            data[key] = _FlowDict(data[key])
+    ordered = {key: data[key] for key in _KEY_ORDER if key in data}
+    ordered["version"] = 1
+    return {"version": 1, **{k: v for k, v in ordered.items() if k != "version"}}
+
+
+def dump_graph_spec(spec: GraphSpec) -> str:
+    """YAML text for a spec; loading it gives an equal spec."""
+    return yaml.dump(spec_to_data(spec), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)

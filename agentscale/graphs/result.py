@@ -1,0 +1,101 @@
+"""What a graph run returns: the answer, a per-node trace and usage totals."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class NodeTrace:
+    """One node's execution. `status` is ok, failed (call error) or skipped (budget, no inputs)."""
+
+    node_id: str
+    role: str
+    model: str | None = None
+    route: str | None = None
+    status: str = "ok"
+    messages: list[dict[str, str]] = field(default_factory=list)
+    completion: str | None = None
+    answer: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float | None = 0.0
+    usd: float | None = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    finish_order: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeTrace:
+        return cls(**data)
+
+
+@dataclass
+class Usage:
+    """Resources of a run. Cached calls count like real ones (the graph's cost does not depend on the
+    cache); `calls` counts real model calls and `cached_calls` the ones answered from the cache.
+    `flops`/`usd` are None when a model's size or price is unknown."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float | None = 0.0
+    usd: float | None = 0.0
+    latency_s: float = 0.0
+    critical_path_s: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def add(self, other: Usage) -> None:
+        """Accumulate another run's usage (latencies add up: runs are sequential in a sum)."""
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.flops = None if self.flops is None or other.flops is None else self.flops + other.flops
+        self.usd = None if self.usd is None or other.usd is None else self.usd + other.usd
+        self.latency_s += other.latency_s
+        self.critical_path_s += other.critical_path_s
+
+
+@dataclass
+class RunResult:
+    """The answer to one question plus how it was reached."""
+
+    question: str
+    answer: str | None
+    trace: list[NodeTrace]
+    usage: Usage
+    run_id: str | None = None
+    stopped_reason: str | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{t.node_id}: {t.error}" for t in self.trace if t.status == "failed" and t.error]
+
+    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
+        trace = []
+        for node in self.trace:
+            data = node.to_dict()
+            if not include_messages:
+                data.pop("messages")
+            trace.append(data)
+        return {
+            "run_id": self.run_id,
+            "question": self.question,
+            "answer": self.answer,
+            "stopped_reason": self.stopped_reason,
+            "usage": self.usage.to_dict(),
+            "trace": trace,
+        }

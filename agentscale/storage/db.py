@@ -1,0 +1,141 @@
+"""The SQLite database: where it lives, how it is opened, and the operations the runtime needs.
+
+WAL mode plus a busy timeout lets two processes (say, two evals) write to one file at once; every
+write is a short transaction, committed as soon as the work it records is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from agentscale.errors import RunNotFound
+from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry, utcnow
+
+DEFAULT_DB = Path(".agentscale") / "agentscale.db"
+
+
+def default_db_path() -> Path:
+    """`AGENTSCALE_DB` or ./.agentscale/agentscale.db."""
+    return Path(os.environ.get("AGENTSCALE_DB") or DEFAULT_DB)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Store:
+    """A handle on one database file; cheap to share across coroutines of one process."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(
+            f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
+        )
+        event.listen(self.engine, "connect", _configure_sqlite)
+        SQLModel.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def add(self, row: SQLModel) -> None:
+        with self.session() as session:
+            session.add(row)
+            session.commit()
+
+    # runs -----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        kind: str,
+        *,
+        graph_name: str | None = None,
+        graph_yaml: str | None = None,
+        config: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        run = Run(
+            id=run_id or new_run_id(),
+            kind=kind,
+            graph_name=graph_name,
+            graph_yaml=graph_yaml,
+            config_json=json.dumps(config or {}),
+        )
+        self.add(run)
+        return run
+
+    def finish_run(
+        self, run_id: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            run.status = status
+            run.finished = utcnow()
+            if summary is not None:
+                run.summary_json = json.dumps(summary)
+            run.error = error
+            session.add(run)
+            session.commit()
+
+    def get_run(self, run_id: str) -> Run:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                matches = session.exec(select(Run).where(Run.id.startswith(run_id))).all()
+                if len(matches) == 1:
+                    return matches[0]
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            return run
+
+    def list_runs(self, limit: int = 50) -> list[Run]:
+        with self.session() as session:
+            query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
+            return list(session.exec(query).all())
+
+    def run_items(self, run_id: str) -> list[RunItem]:
+        with self.session() as session:
+            query = select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.id)  # type: ignore[arg-type]
+            return list(session.exec(query).all())
+
+    def node_calls(self, run_id: str, item_key: str | None = None) -> list[NodeCall]:
+        with self.session() as session:
+            query = select(NodeCall).where(NodeCall.run_id == run_id)
+            if item_key is not None:
+                query = query.where(NodeCall.item_key == item_key)
+            return list(session.exec(query.order_by(NodeCall.id)).all())  # type: ignore[arg-type]
+
+    # cache ----------------------------------------------------------------------------------
+    def cache_get(self, key: str) -> CacheEntry | None:
+        with self.session() as session:
+            return session.get(CacheEntry, key)
+
+    def cache_put(self, entry: CacheEntry) -> None:
+        with self.session() as session:
+            session.merge(entry)
+            session.commit()
+
+    # spend ----------------------------------------------------------------------------------
+    def record_spend(self, entry: SpendEntry) -> None:
+        self.add(entry)

@@ -1,0 +1,92 @@
+"""SQLite tables (sqlmodel): runs, per-item results, node calls, the response cache and the spend ledger.
+
+Rows are written as work completes, so a crash loses at most the calls in flight. No table has a
+column for credentials: API keys stay in the environment.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Run(SQLModel, table=True):
+    """One CLI/API invocation: a run of a graph on questions, an eval, an optimization."""
+
+    id: str = Field(primary_key=True)
+    kind: str = Field(index=True)  # run | eval | optimize | ...
+    status: str = "running"  # running | done | failed | interrupted
+    created: datetime = Field(default_factory=utcnow, index=True)
+    finished: datetime | None = None
+    graph_name: str | None = None
+    graph_yaml: str | None = None
+    config_json: str = "{}"
+    summary_json: str = "{}"
+    error: str | None = None
+
+
+class RunItem(SQLModel, table=True):
+    """One question answered within a run, with its final answer and usage."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    item_key: str = Field(index=True)
+    question: str
+    answer: str | None = None
+    stopped_reason: str | None = None
+    usage_json: str = "{}"
+    created: datetime = Field(default_factory=utcnow)
+
+
+class NodeCall(SQLModel, table=True):
+    """One node execution inside a graph run: what it was asked, what it said, what it cost."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    item_key: str = Field(index=True)
+    node_id: str
+    role: str
+    route: str | None = None
+    endpoint: str | None = None
+    status: str = "ok"  # ok | failed | skipped
+    messages_json: str = "[]"
+    completion: str | None = None
+    answer: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float = 0.0
+    usd: float | None = None
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    started: datetime = Field(default_factory=utcnow)
+
+
+class CacheEntry(SQLModel, table=True):
+    """A cached model response, keyed by a hash of route, messages, sampling params and sample index."""
+
+    key: str = Field(primary_key=True)
+    route: str = Field(index=True)
+    request_json: str
+    completion: str
+    prompt_tokens: int
+    completion_tokens: int
+    created: datetime = Field(default_factory=utcnow)
+
+
+class SpendEntry(SQLModel, table=True):
+    """Money and tokens actually spent on real (uncached) model calls."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = Field(default=None, index=True)
+    route: str = Field(index=True)
+    prompt_tokens: int
+    completion_tokens: int
+    flops: float
+    usd: float | None = None
+    created: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,276 @@
+"""A small scripted HTTP server that speaks the OpenAI chat-completions API.
+
+Tests and benchmarks talk to it over real HTTP through litellm, exactly as they would to vLLM or a
+hosted API: nothing in agentscale is monkeypatched. Answers are deterministic and scriptable per model
+and per prompt pattern; latency and failures are configurable; every request and the peak number of
+concurrent requests are recorded.
+
+Run standalone: ``python -m agentscale.testing.scripted_server --port 8123 --latency 0.2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_SUM = re.compile(r"what is\s+(-?\d+)\s*([+\-*])\s*(-?\d+)", re.IGNORECASE)
+_CANDIDATE = re.compile(r"^Candidate (\d+):", re.MULTILINE)
+
+
+def default_reply(request: dict[str, Any]) -> str:
+    """Verifier prompts get a score per candidate; 'What is a + b' gets the right number."""
+    messages = request.get("messages", [])
+    text = "\n".join(str(m.get("content", "")) for m in messages)
+    if "Candidate N: S" in text:
+        count = len(set(_CANDIDATE.findall(text)))
+        return "\n".join(f"Candidate {i}: {10 - i}" for i in range(1, count + 1))
+    match = _SUM.search(text)
+    if match:
+        a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        return f"Let me compute. {a} {op} {b} = {value}.\nFinal answer: {value}"
+    return "Final answer: ok"
+
+
+@dataclass
+class Rule:
+    """A scripted behaviour. Matches on the requested model and/or a regex over the prompt text.
+
+    `replies` are used in turn (cycling); `status` makes matching requests fail with that HTTP code;
+    `times` limits how many requests the rule applies to (then it is skipped).
+    """
+
+    replies: list[str] = field(default_factory=list)
+    model: str | None = None
+    pattern: str | None = None
+    status: int | None = None
+    times: int | None = None
+    latency_s: float | None = None
+    _used: int = 0
+    _cycle: Any = None
+
+    def matches(self, request: dict[str, Any], prompt: str) -> bool:
+        if self.times is not None and self._used >= self.times:
+            return False
+        if self.model is not None and request.get("model") != self.model:
+            return False
+        return not (self.pattern is not None and not re.search(self.pattern, prompt, re.DOTALL))
+
+    def next_reply(self) -> str:
+        if self._cycle is None:
+            self._cycle = itertools.cycle(self.replies or ["Final answer: ok"])
+        return str(next(self._cycle))
+
+
+class ScriptedServer:
+    """Start with `with ScriptedServer() as server:`; `server.api_base` is the /v1 URL."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        reply: Callable[[dict[str, Any]], str] = default_reply,
+    ) -> None:
+        self.latency_s = latency_s
+        self.reply = reply
+        self.rules: list[Rule] = []
+        self.requests: list[dict[str, Any]] = []
+        self.peak_concurrency = 0
+        self._active = 0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # lifecycle ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ScriptedServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # scripting ----------------------------------------------------------------------------
+    def add_rule(self, rule: Rule) -> Rule:
+        self.rules.append(rule)
+        return rule
+
+    def reset(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.requests.clear()
+            self.peak_concurrency = 0
+
+    @property
+    def completion_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r.get("_path", "").endswith("/chat/completions")]
+
+    def _decide(self, request: dict[str, Any]) -> tuple[int, str, float]:
+        prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(request, prompt):
+                    rule._used += 1
+                    latency = self.latency_s if rule.latency_s is None else rule.latency_s
+                    if rule.status is not None:
+                        return rule.status, f"scripted failure {rule.status}", latency
+                    return 200, rule.next_reply(), latency
+        return 200, self.reply(request), self.latency_s
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send_json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    models = sorted(
+                        {str(r.get("model")) for r in server.requests if r.get("model")} | {"scripted"}
+                    )
+                    self._send_json(
+                        200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]}
+                    )
+                elif self.path.rstrip("/") in ("/health", "/v1/health"):
+                    self._send_json(200, {"status": "ok"})
+                else:
+                    self._send_json(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    request = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    self._send_json(400, {"error": {"message": "invalid JSON"}})
+                    return
+                request["_path"] = self.path
+                request["_received"] = time.time()
+                with server._lock:
+                    server.requests.append(request)
+                    server._active += 1
+                    server.peak_concurrency = max(server.peak_concurrency, server._active)
+                try:
+                    if not self.path.rstrip("/").endswith("/chat/completions"):
+                        self._send_json(404, {"error": {"message": "not found"}})
+                        return
+                    status, text, latency = server._decide(request)
+                    if latency:
+                        time.sleep(latency)
+                    if status != 200:
+                        self._send_json(
+                            status, {"error": {"message": text, "type": "scripted", "code": status}}
+                        )
+                        return
+                    self._reply(request, text)
+                finally:
+                    with server._lock:
+                        server._active -= 1
+
+            def _reply(self, request: dict[str, Any], text: str) -> None:
+                prompt_tokens = sum(
+                    len(str(m.get("content", "")).split()) for m in request.get("messages", [])
+                )
+                completion_tokens = max(1, len(text.split()))
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                created = int(time.time())
+                model = request.get("model", "scripted")
+                if request.get("stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    chunk = {
+                        "id": "chatcmpl-scripted",
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}],
+                    }
+                    done = {
+                        **chunk,
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "usage": usage,
+                    }
+                    for payload in (chunk, done):
+                        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.close_connection = True
+                    return
+                self._send_json(
+                    200,
+                    {
+                        "id": "chatcmpl-scripted",
+                        "object": "chat.completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": usage,
+                    },
+                )
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Scripted OpenAI-compatible server for tests and benchmarks."
+    )
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per completion request")
+    args = parser.parse_args()
+    server = ScriptedServer(port=args.port, latency_s=args.latency)
+    print(f"scripted server on {server.api_base}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server._httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Shared fixtures: a scripted OpenAI-compatible server over real HTTP and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.testing import ScriptedServer
+
+
+@pytest.fixture(scope="session")
+def _server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted(_server: ScriptedServer) -> Iterator[ScriptedServer]:
+    """The scripted server, with rules, recorded requests and latency reset for each test."""
+    _server.reset()
+    _server.latency_s = 0.0
+    yield _server
+    _server.reset()
+    _server.latency_s = 0.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "test.db")
+
+
+@pytest.fixture
+def gateway(store: Store) -> Gateway:
+    return Gateway(store, GatewaySettings(max_retries=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=10))
+
+
+def graph_yaml(api_base: str, body: str, *, model: str = "scripted") -> str:
+    """A graph text whose alias `m` points at the scripted server."""
+    return f'models:\n  m: {{model: hosted_vllm/{model}, api_base: "{api_base}"}}\n' + body
+
+
+@pytest.fixture
+def make_graph(scripted: ScriptedServer, gateway: Gateway):  # type: ignore[no-untyped-def]
+    def build(body: str, **kwargs: object) -> Graph:
+        return Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway, **kwargs)
+
+    return build

@@ -1,0 +1,306 @@
+"""Every validation rule of DESIGN.md's graph YAML, with the YAML path and line it must name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentscale.errors import SpecError
+from agentscale.graphs.io import dump_graph_spec, load_graph_spec
+from agentscale.graphs.spec import GraphSpec
+from agentscale.graphs.validate import load_spec_text
+
+GRAPHS = sorted((Path(__file__).parents[2] / "graphs").glob("*.yaml"))
+
+BASE = """\
+name: g
+models:
+  small: {model: openai/gpt-4o-mini}
+"""
+
+CASES = {
+    "unknown top-level key": (
+        BASE + "nodez: []\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "nodez",
+        "unknown key 'nodez' (did you mean 'nodes'?)",
+        4,
+    ),
+    "unknown node key (typo)": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small, tempreature: 0.3}\n",
+        "nodes[0].tempreature",
+        "did you mean 'temperature'?",
+        5,
+    ),
+    "missing name": (
+        "nodes:\n  - {id: a, role: assistant, model: openai/x}\n",
+        "name",
+        "missing required key 'name'",
+        1,
+    ),
+    "missing nodes": (BASE, "nodes", "missing required key 'nodes'", 1),
+    "missing node role": (
+        BASE + "nodes:\n  - {id: a, model: small}\n",
+        "nodes[0].role",
+        "missing required key 'role'",
+        5,
+    ),
+    "bad graph name": (
+        "name: Bad Name\nnodes:\n  - {id: a, role: assistant, model: openai/x}\n",
+        "name",
+        "does not match",
+        1,
+    ),
+    "duplicate node ids": (
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: a, role: assistant, model: small}\n",
+        "nodes[1].id",
+        "duplicate node id 'a'",
+        6,
+    ),
+    "edge to unknown node": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nedges:\n  - a -> b\n",
+        "edges[0]",
+        "unknown node 'b'",
+        7,
+    ),
+    "malformed edge": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nedges:\n  - a b\n",
+        "edges[0]",
+        "must look like",
+        7,
+    ),
+    "self-loop": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nedges:\n  - a -> a\n",
+        "edges[0]",
+        "self-loop on node 'a'",
+        7,
+    ),
+    "cycle is printed": (
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: critic, model: small}\n"
+        + "  - {id: c, role: critic, model: small}\nedges:\n  - a -> b\n  - b -> c\n  - c -> b\n",
+        "edges",
+        "cycle: b -> c -> b",
+        8,
+    ),
+    "output not a node": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\noutput: z\n",
+        "output",
+        "output 'z' is not a node",
+        6,
+    ),
+    "several sinks without output": (
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n",
+        "output",
+        "several sinks (a, b)",
+        1,
+    ),
+    "node cannot reach output": (
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n"
+        + "output: a\n",
+        "nodes[1]",
+        "node 'b' cannot reach the output 'a'",
+        6,
+    ),
+    "unknown role lists valid ones": (
+        BASE + "nodes:\n  - {id: a, role: critik, model: small}\n",
+        "nodes[0].role",
+        "unknown role 'critik'; valid roles: assistant, critic, fuser, verifier, vote",
+        5,
+    ),
+    "unknown model alias": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: big}\n",
+        "nodes[0].model",
+        "unknown model alias 'big'",
+        5,
+    ),
+    "alias route without provider": (
+        "name: g\nmodels:\n  small: {model: gpt4}\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "models.small.model",
+        "must be a litellm route",
+        3,
+    ),
+    "vote without predecessors": (
+        BASE + "nodes:\n  - {id: v, role: vote}\n",
+        "nodes[0]",
+        "a 'vote' node needs predecessors",
+        5,
+    ),
+    "fuser without predecessors": (
+        BASE + "nodes:\n  - {id: f, role: fuser, model: small}\n",
+        "nodes[0]",
+        "a 'fuser' node needs predecessors",
+        5,
+    ),
+    "critic without predecessors": (
+        BASE + "nodes:\n  - {id: c, role: critic, model: small}\n",
+        "nodes[0]",
+        "a 'critic' node needs predecessors",
+        5,
+    ),
+    "verifier without predecessors": (
+        BASE + "nodes:\n  - {id: c, role: verifier, model: small}\n",
+        "nodes[0]",
+        "a 'verifier' node needs predecessors",
+        5,
+    ),
+    "vote given a model": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: v, role: vote, model: small}\n"
+        "edges: ['a -> v']\n",
+        "nodes[1].model",
+        "a 'vote' node takes no model",
+        6,
+    ),
+    "model missing": (BASE + "nodes:\n  - {id: a, role: assistant}\n", "nodes[0]", "needs a model", 5),
+    "temperature above 2": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small, temperature: 2.5}\n",
+        "nodes[0].temperature",
+        "less than or equal to 2",
+        5,
+    ),
+    "temperature below 0": (
+        BASE + "defaults: {temperature: -0.1}\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "defaults.temperature",
+        "greater than or equal to 0",
+        4,
+    ),
+    "max_tokens below 1": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small, max_tokens: 0}\n",
+        "nodes[0].max_tokens",
+        "greater than or equal to 1",
+        5,
+    ),
+    "top_k below 1": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nmemory: {handbook: h, top_k: 0}\n",
+        "memory.top_k",
+        "greater than or equal to 1",
+        6,
+    ),
+    "max_rounds below 1": (
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\ncoordinator: {model: small, max_rounds: 0}\n",
+        "coordinator.max_rounds",
+        "greater than or equal to 1",
+        6,
+    ),
+    "coordinator unknown alias": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\ncoordinator: {model: ceo}\n",
+        "coordinator.model",
+        "unknown model alias 'ceo'",
+        6,
+    ),
+    "duplicate YAML key": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nname: again\n",
+        "name",
+        "duplicate key (first defined on line 1)",
+        6,
+    ),
+    "YAML syntax error": ("name: g\nnodes: [\n", "", "YAML syntax error", 3),
+    "not a mapping": ("- a\n- b\n", "", "must be a YAML mapping", 1),
+    "custom role shadows built-in": (
+        BASE
+        + "roles:\n  critic: {system: s, user: '{question}'}\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "roles.critic",
+        "shadows a built-in role",
+        5,
+    ),
+    "custom role without {question}": (
+        BASE
+        + "roles:\n  skeptic: {system: s, user: 'no placeholder'}\nnodes:\n  - {id: a, role: skeptic, model: small}\n",
+        "roles.skeptic.user",
+        "must contain {question}",
+        5,
+    ),
+    "api key in file is refused": (
+        "name: g\nmodels:\n  small: {model: openai/x, api_key: sk-123}\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "models.small.api_key",
+        "unknown key 'api_key' (did you mean 'api_key_env'?)",
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=sorted(CASES))
+def test_rule_names_path_and_line(case: str) -> None:
+    text, path, fragment, line = CASES[case]
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "g.yaml")
+    issues = info.value.issues
+    matching = [i for i in issues if i.path == path and fragment in i.message]
+    assert matching, f"expected {path}: {fragment!r}, got {[str(i) for i in issues]}"
+    assert matching[0].line == line
+    assert "g.yaml" in str(info.value)
+
+
+def test_all_problems_of_a_kind_are_reported_together() -> None:
+    text = BASE + "nodes:\n  - {id: a, role: nope, model: small}\n  - {id: b, role: assistant, model: zz}\n"
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text)
+    paths = {i.path for i in info.value.issues}
+    assert {"nodes[0].role", "nodes[1].model"} <= paths
+
+
+def test_custom_role_is_valid_and_requires_inputs_is_checked() -> None:
+    ok = BASE + "roles:\n  skeptic: {system: doubt, user: 'Doubt {inputs} about {question}'}\n"
+    ok += "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: s, role: skeptic, model: small}\nedges: ['a -> s']\n"
+    assert load_spec_text(ok).node("s").role == "skeptic"
+    needs = BASE + "roles:\n  skeptic: {system: d, user: '{question}', requires_inputs: true}\n"
+    needs += "nodes:\n  - {id: s, role: skeptic, model: small}\n"
+    with pytest.raises(SpecError, match="a 'skeptic' node needs predecessors"):
+        load_spec_text(needs)
+
+
+def test_edge_syntax_fan_in_fan_out_and_chains() -> None:
+    text = BASE + "nodes:\n" + "".join(f"  - {{id: {n}, role: assistant, model: small}}\n" for n in "abcde")
+    text += "edges:\n  - a -> b, c\n  - b, c -> d -> e\n"
+    spec = load_spec_text(text)
+    assert spec.edge_pairs() == [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e")]
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.name for p in GRAPHS])
+def test_example_graphs_are_valid_and_round_trip(path: Path) -> None:
+    spec = load_graph_spec(path)
+    again = load_spec_text(dump_graph_spec(spec))
+    assert again == spec
+    assert load_spec_text(dump_graph_spec(again)) == again
+
+
+def test_round_trip_keeps_every_field() -> None:
+    text = """\
+version: 1
+name: full
+description: everything set
+models:
+  small: {model: local/smollm2-135m}
+  big: {model: hosted_vllm/q, api_base: "http://127.0.0.1:1/v1", params_b: 7.6, price: {input_per_mtok: 0.1, output_per_mtok: 0.2}}
+defaults: {temperature: 0.7, max_tokens: 512, top_p: 0.9}
+nodes:
+  - {id: s1, role: assistant, model: small}
+  - {id: s2, role: assistant, model: small, temperature: 1.0}
+  - {id: c1, role: skeptic, model: big}
+  - {id: out, role: fuser, model: big, max_tokens: 64}
+edges:
+  - s1, s2 -> c1
+  - s1, s2, c1 -> out
+output: out
+answer_format: number
+budget: {max_tokens: 20000, max_usd: 1.0}
+memory: {handbook: default, top_k: 5}
+coordinator: {model: big, max_rounds: 3}
+roles:
+  skeptic: {system: "You doubt.", user: "Q: {question}\\nA: {inputs}"}
+"""
+    spec = load_spec_text(text)
+    dumped = dump_graph_spec(spec)
+    assert load_spec_text(dumped) == spec
+    assert "{id: s1, role: assistant, model: small}" in dumped
+
+
+def test_schema_describes_the_graph_file() -> None:
+    schema = GraphSpec.model_json_schema()
+    assert schema["required"] == ["name", "nodes"]
+    assert schema["additionalProperties"] is False
+    assert "NodeSpec" in schema["$defs"]
