@@ -11,9 +11,7 @@ from agentscale.graphs.result import NodeTrace, Usage
 def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in ("node", "role", "model", "tokens", "latency", "cached", "status", "answer"):
-        table.add_column(
-            column, overflow="fold", justify="right" if column in ("tokens", "latency") else "left"
-        )
+        table.add_column(column, overflow="fold", justify="right" if column in ("tokens", "latency") else "left")
     for node in trace:
         status = node.status if node.status == "ok" else f"[red]{node.status}[/]"
         table.add_row(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
 from agentscale.cli.run import run_command
@@ -28,16 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted)."""
     try:
         result = app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         return 130
-    except KeyboardInterrupt:
-        error("interrupted")
-        return 130
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            error(exc.format_message())
         return exc.exit_code
     except AgentScaleError as exc:
         error(str(exc))

@@ -43,9 +43,7 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
             or not isinstance(record.get("question"), str)
             or not record["question"].strip()
         ):
-            raise AgentScaleError(
-                f"{path}:{number}: each line must be an object with a non-empty string 'question'"
-            )
+            raise AgentScaleError(f"{path}:{number}: each line must be an object with a non-empty string 'question'")
         items.append((str(record.get("id", number)), record["question"]))
     if not items:
         raise AgentScaleError(f"{path}: no questions")
@@ -120,9 +118,7 @@ async def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int
     store = graph.store
     run_id = None
     if store is not None:
-        run_id = store.create_run(
-            "run", graph_name=graph.name, graph_yaml=graph.to_yaml(), config={"n": len(items)}
-        ).id
+        run_id = store.create_run("run", graph_name=graph.name, graph_yaml=graph.to_yaml(), config={"n": len(items)}).id
     semaphore = asyncio.Semaphore(concurrency)
     results: dict[int, RunResult] = {}
     printed = 0

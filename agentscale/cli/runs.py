@@ -130,8 +130,7 @@ def show_command(
         ]
         out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
         out.print(
-            f"answer: {item.answer}"
-            + (f"  [yellow](stopped: {item.stopped_reason})[/]" if item.stopped_reason else "")
+            f"answer: {item.answer}" + (f"  [yellow](stopped: {item.stopped_reason})[/]" if item.stopped_reason else "")
         )
     if not items:
         err.print("no items recorded")

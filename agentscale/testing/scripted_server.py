@@ -41,6 +41,13 @@ def default_reply(request: dict[str, Any]) -> str:
     return "Final answer: ok"
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops SYNs when many clients connect at once; the retransmit
+    # then costs a full second and makes concurrency look like serialisation.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class Rule:
     """A scripted behaviour. Matches on the requested model and/or a regex over the prompt text.
@@ -89,8 +96,7 @@ class ScriptedServer:
         self.peak_concurrency = 0
         self._active = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # lifecycle ----------------------------------------------------------------------------
@@ -149,6 +155,7 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -163,12 +170,8 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    models = sorted(
-                        {str(r.get("model")) for r in server.requests if r.get("model")} | {"scripted"}
-                    )
-                    self._send_json(
-                        200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]}
-                    )
+                    models = sorted({str(r.get("model")) for r in server.requests if r.get("model")} | {"scripted"})
+                    self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
                 elif self.path.rstrip("/") in ("/health", "/v1/health"):
                     self._send_json(200, {"status": "ok"})
                 else:
@@ -195,9 +198,7 @@ class ScriptedServer:
                     if latency:
                         time.sleep(latency)
                     if status != 200:
-                        self._send_json(
-                            status, {"error": {"message": text, "type": "scripted", "code": status}}
-                        )
+                        self._send_json(status, {"error": {"message": text, "type": "scripted", "code": status}})
                         return
                     self._reply(request, text)
                 finally:
@@ -205,9 +206,7 @@ class ScriptedServer:
                         server._active -= 1
 
             def _reply(self, request: dict[str, Any], text: str) -> None:
-                prompt_tokens = sum(
-                    len(str(m.get("content", "")).split()) for m in request.get("messages", [])
-                )
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
                 completion_tokens = max(1, len(text.split()))
                 usage = {
                     "prompt_tokens": prompt_tokens,
@@ -260,9 +259,7 @@ class ScriptedServer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description="Scripted OpenAI-compatible server for tests and benchmarks."
-    )
+    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible server for tests and benchmarks.")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per completion request")
     args = parser.parse_args()

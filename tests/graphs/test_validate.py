@@ -52,8 +52,7 @@ CASES = {
         1,
     ),
     "duplicate node ids": (
-        BASE
-        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: a, role: assistant, model: small}\n",
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: a, role: assistant, model: small}\n",
         "nodes[1].id",
         "duplicate node id 'a'",
         6,
@@ -91,8 +90,7 @@ CASES = {
         6,
     ),
     "several sinks without output": (
-        BASE
-        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n",
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n",
         "output",
         "several sinks (a, b)",
         1,
@@ -180,8 +178,7 @@ CASES = {
         6,
     ),
     "max_rounds below 1": (
-        BASE
-        + "nodes:\n  - {id: a, role: assistant, model: small}\ncoordinator: {model: small, max_rounds: 0}\n",
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\ncoordinator: {model: small, max_rounds: 0}\n",
         "coordinator.max_rounds",
         "greater than or equal to 1",
         6,

@@ -1,0 +1,56 @@
+"""Answer extraction per format, and the vote's notion of "the same answer"."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentscale.agents.extract import extract_answer, normalize_for_vote
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("17 + 25 = 42.\nFinal answer: 42", "42"),
+        ("Final Answer: 1,234 apples", "1234"),
+        ("The answer is \\boxed{3/4}.", "3/4"),
+        ("so we get 12 and then 15", "15"),
+        ("Final answer: -7.50", "-7.50"),
+        ("Final answer: 8.0", "8"),
+        ("no digits here", None),
+    ],
+)
+def test_number(text: str, expected: str | None) -> None:
+    assert extract_answer(text, "number") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Reasoning...\nFinal answer: B", "B"),
+        ("Final answer: (C) because", "C"),
+        ("I think the answer is D.", "D"),
+        ("**Final answer: A**", "A"),
+    ],
+)
+def test_choice(text: str, expected: str) -> None:
+    assert extract_answer(text, "choice") == expected
+
+
+def test_code_prefers_last_python_block() -> None:
+    text = "First try:\n```python\ndef f():\n    return 1\n```\nBetter:\n```python\ndef f():\n    return 2\n```"
+    assert extract_answer(text, "code") == "def f():\n    return 2\n"
+    assert extract_answer("def g(x):\n    return x", "code") == "def g(x):\n    return x\n"
+    assert extract_answer("just words", "code") is None
+
+
+def test_text_uses_marker_or_whole_reply() -> None:
+    assert extract_answer("thinking\nFinal answer: Paris", "text") == "Paris"
+    assert extract_answer("  Paris  ", "text") == "Paris"
+    assert extract_answer("   ", "text") is None
+
+
+def test_vote_normalization() -> None:
+    assert normalize_for_vote("42", "number") == normalize_for_vote("42.0", "number")
+    assert normalize_for_vote("1/2", "number") == normalize_for_vote("0.5", "number")
+    assert normalize_for_vote(" paris. ", "text") == normalize_for_vote("Paris", "text")
+    assert normalize_for_vote("b", "choice") == "B"

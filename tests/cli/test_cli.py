@@ -1,0 +1,145 @@
+"""The `agentscale` command: exit codes, --json shapes, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.testing import ScriptedServer
+from tests.conftest import graph_yaml
+
+USAGE_KEYS = {"calls", "cached_calls", "prompt_tokens", "completion_tokens", "flops", "usd", "latency_s"}
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer) -> Path:
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "cli.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        graph_yaml(
+            scripted.api_base,
+            "name: cli\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+            "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n",
+        )
+    )
+    return tmp_path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_run_json(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 17 + 25?", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["answer"] == "42"
+    assert set(data["usage"]) >= USAGE_KEYS
+    assert [t["node_id"] for t in data["trace"]] == ["a", "b", "v"]
+    assert data["run_id"]
+
+
+def test_run_human_output_prints_answer_on_stdout_and_trace_on_stderr(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 2?")
+    assert code == 0
+    assert out.strip() == "3"
+    assert "node" in err and "latency" in err and "vote" in err
+
+
+def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    questions = env / "q.jsonl"
+    questions.write_text("\n".join(json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?"}) for i in range(6)))
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["id"] for line in lines] == [f"q{i}" for i in range(6)]
+    assert [line["answer"] for line in lines] == [str(i + 1) for i in range(6)]
+    assert len({line["run_id"] for line in lines}) == 1
+
+
+def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    questions = env / "bad.jsonl"
+    questions.write_text('{"question": "ok"}\n{"question": \n')
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions))
+    assert code == 1 and "bad.jsonl:2: invalid JSON" in err
+    questions.write_text('{"question": "ok"}\n\n{"q": "missing"}\n')
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions))
+    assert code == 1 and "bad.jsonl:3:" in err and "'question'" in err
+
+
+def test_run_needs_exactly_one_source_of_questions(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"))
+    assert code == 1 and "exactly one of" in err
+
+
+def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 2 + 2?", "--json")
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 3 + 3?", "--json")
+    newest = json.loads(out)["run_id"]
+    code, out, _ = run_cli(capsys, "runs", "list", "--json")
+    runs = json.loads(out)
+    assert code == 0 and runs[0]["run_id"] == newest and len(runs) == 2
+    assert set(runs[0]) >= {"run_id", "kind", "status", "created"}
+    code, out, _ = run_cli(capsys, "runs", "show", newest[:6], "--json")
+    shown = json.loads(out)
+    assert shown["run_id"] == newest and shown["items"][0]["answer"] == "6"
+    assert {c["node"] for c in shown["calls"]} == {"a", "b", "v"}
+    code, out, _err = run_cli(capsys, "runs", "show", newest)
+    assert code == 0 and "answer: 6" in out
+
+
+def test_runs_show_unknown_id(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "runs", "show", "nope")
+    assert code == 1 and "no run 'nope'" in err
+
+
+def test_validate_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = env / "bad.yaml"
+    bad.write_text("name: x\nnodes:\n  - {id: a, role: critik, model: o/x}\n")
+    code, out, _ = run_cli(capsys, "validate", str(env / "g.yaml"), "--json")
+    assert code == 0 and json.loads(out)[0]["valid"] is True
+    code, _, err = run_cli(capsys, "validate", str(env / "g.yaml"), str(bad))
+    assert code == 1
+    assert "✓" in err and "nodes[0].role (line 3): unknown role 'critik'" in err
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "schema")
+    assert code == 0 and json.loads(out)["title"].startswith("agentscale graph")
+
+
+@pytest.mark.parametrize("command", [["run"], ["validate"], ["schema"], ["runs", "list"], ["runs", "show"]])
+def test_every_command_has_help_with_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, *command, "--help")
+    assert code == 0 and "Example" in out
+
+
+def test_errors_exit_1_without_traceback_in_a_real_process(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "x.db")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "run", str(tmp_path / "missing.yaml"), "-q", "hi"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "file not found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "run", "--bogus"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,0 +1,266 @@
+"""Running graphs against the scripted server over real HTTP: order, concurrency, answers, cache,
+failures and budgets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agentscale import Graph
+from agentscale.testing import Rule, ScriptedServer
+
+WIDTH_8 = (
+    "name: wide\nnodes:\n"
+    + "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(8))
+    + "  - {id: v, role: vote}\nedges:\n  - "
+    + ", ".join(f"s{i}" for i in range(8))
+    + " -> v\nanswer_format: number\n"
+)
+
+
+def test_single_node_answers_and_traces(make_graph, scripted: ScriptedServer) -> None:
+    graph: Graph = make_graph("name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n")
+    result = graph.run("What is 17 + 25?")
+    assert result.answer == "42"
+    assert [t.node_id for t in result.trace] == ["a"]
+    node = result.trace[0]
+    assert node.status == "ok" and node.route == "hosted_vllm/scripted"
+    assert node.prompt_tokens > 0 and node.completion_tokens > 0 and node.latency_s > 0
+    assert result.usage.calls == 1 and result.usage.cached_calls == 0
+    assert scripted.completion_requests[0]["model"] == "scripted"
+
+
+def test_width_8_runs_concurrently(make_graph, scripted: ScriptedServer) -> None:
+    scripted.latency_s = 0.2
+    graph: Graph = make_graph(WIDTH_8)
+    graph.run("What is 1 + 1?")  # warm litellm's import and client
+    scripted.reset()
+    started = time.perf_counter()
+    result = graph.run("What is 2 + 3?")
+    elapsed = time.perf_counter() - started
+    assert result.answer == "5"
+    assert scripted.peak_concurrency == 8
+    assert elapsed < 0.6, f"8 parallel 200 ms calls took {elapsed:.2f}s"
+    assert result.usage.critical_path_s < 0.5 < sum(t.latency_s for t in result.trace)
+
+
+def test_node_starts_as_soon_as_its_own_predecessors_finish(make_graph, scripted: ScriptedServer) -> None:
+    """fast -> follow must not wait for the slow sibling (LangGraph's superstep barrier)."""
+    scripted.add_rule(Rule(pattern="SLOW", replies=["Final answer: 1"], latency_s=0.6))
+    scripted.add_rule(Rule(pattern="Candidate 1", replies=["Final answer: 2"], latency_s=0.05))
+    scripted.add_rule(Rule(replies=["Final answer: 3"], latency_s=0.05))
+    graph: Graph = make_graph(
+        "name: asap\nroles:\n  slow: {system: be slow, user: 'SLOW {question}'}\nnodes:\n"
+        "  - {id: fast, role: assistant, model: m}\n  - {id: follow, role: assistant, model: m}\n"
+        "  - {id: slow, role: slow, model: m}\n  - {id: join, role: fuser, model: m}\n"
+        "edges:\n  - fast -> follow\n  - follow, slow -> join\n"
+    )
+    result = graph.run("q?")
+    by_id = {t.node_id: t for t in result.trace}
+    assert by_id["follow"].finish_order < by_id["slow"].finish_order
+    times = {r["messages"][-1]["content"].split("\n")[0]: r["_received"] for r in scripted.completion_requests}
+    follow_sent = [
+        r["_received"]
+        for r in scripted.completion_requests
+        if "Answers from other solvers" in r["messages"][-1]["content"]
+    ]
+    slow_sent = [t for text, t in times.items() if text.startswith("SLOW")]
+    assert follow_sent and follow_sent[0] - slow_sent[0] < 0.4
+
+
+def test_predecessor_answers_reach_successors(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(model="a", replies=["reasoning...\nFinal answer: 11"]))
+    scripted.add_rule(Rule(model="b", replies=["Final answer: 13"]))
+    scripted.add_rule(Rule(model="c", replies=["The first is right.\nFinal answer: 11"]))
+    text = (
+        "models:\n"
+        f'  a: {{model: hosted_vllm/a, api_base: "{scripted.api_base}"}}\n'
+        f'  b: {{model: hosted_vllm/b, api_base: "{scripted.api_base}"}}\n'
+        f'  c: {{model: hosted_vllm/c, api_base: "{scripted.api_base}"}}\n'
+        "name: pass\nnodes:\n  - {id: x, role: assistant, model: a}\n  - {id: y, role: assistant, model: b}\n"
+        "  - {id: f, role: fuser, model: c}\nedges: ['x, y -> f']\nanswer_format: number\n"
+    )
+    graph = Graph.from_yaml(text, store=None)
+    result = graph.run("Pick a number")
+    fuser_prompt = next(r for r in scripted.completion_requests if r["model"] == "c")["messages"][-1]["content"]
+    assert "Candidate 1:\n11" in fuser_prompt or "Candidate 2:\n11" in fuser_prompt
+    assert "13" in fuser_prompt
+    assert "reasoning..." not in fuser_prompt  # answers, not transcripts
+    assert "Pick a number" in fuser_prompt
+    assert result.answer == "11"
+
+
+def test_vote_is_majority_with_ties_to_first_finished(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(pattern="tie", replies=["Final answer: 7"], latency_s=0.15, times=1))
+    scripted.add_rule(Rule(pattern="tie", replies=["Final answer: 9"], latency_s=0.0, times=1))
+    scripted.add_rule(Rule(pattern="majority", replies=["Final answer: 4", "Final answer: 5", "Final answer: 5.0"]))
+    body = (
+        "name: v\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+        "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n"
+    )
+    graph: Graph = make_graph(body)
+    tie = graph.run("tie")
+    assert tie.answer == "9"  # 7 and 9 tie; 9 finished first
+    three: Graph = make_graph(
+        body.replace("  - {id: v", "  - {id: c, role: assistant, model: m}\n  - {id: v").replace(
+            "a, b -> v", "a, b, c -> v"
+        )
+    )
+    assert three.run("majority").answer in ("5", "5.0")
+
+
+def test_verifier_passes_on_best_scored_candidate(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(pattern="Candidate N: S", replies=["Candidate 1: 2\nCandidate 2: 9"]))
+    scripted.add_rule(Rule(replies=["Final answer: 10", "Final answer: 12"]))
+    graph: Graph = make_graph(
+        "name: ver\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+        "  - {id: judge, role: verifier, model: m}\nedges: ['a, b -> judge']\nanswer_format: number\n"
+        "defaults: {temperature: 0}\n"
+    )
+    result = graph.run("which?")
+    candidates = sorted((t for t in result.trace if t.role == "assistant"), key=lambda t: t.finish_order)
+    assert result.answer == candidates[1].answer
+
+
+def test_rerun_with_cache_makes_zero_calls(make_graph, scripted: ScriptedServer) -> None:
+    graph: Graph = make_graph(WIDTH_8)
+    first = graph.run("What is 3 + 4?")
+    assert first.usage.calls == 8 and len(scripted.completion_requests) == 8
+    # identical sampled prompts got distinct cache slots (sample index), so all 8 were real calls
+    scripted.reset()
+    second = graph.run("What is 3 + 4?")
+    assert scripted.completion_requests == []
+    assert second.usage.calls == 0 and second.usage.cached_calls == 8
+    assert second.answer == first.answer
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens  # cost does not depend on the cache
+
+
+def test_cache_can_be_disabled(scripted: ScriptedServer, store) -> None:  # type: ignore[no-untyped-def]
+    from agentscale import Gateway, GatewaySettings
+    from tests.conftest import graph_yaml
+
+    gateway = Gateway(store, GatewaySettings(cache=False))
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: n\nnodes:\n  - {id: a, role: assistant, model: m}\n"), gateway=gateway
+    )
+    graph.run("hi")
+    graph.run("hi")
+    assert len(scripted.completion_requests) == 2
+
+
+def test_transient_failures_are_retried(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(status=503, times=1))
+    scripted.add_rule(Rule(status=429, times=1))
+    graph: Graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n")
+    result = graph.run("What is 2 + 2?")
+    assert result.answer == "4"
+    assert len(scripted.completion_requests) == 3
+
+
+def test_persistent_failure_names_node_and_endpoint_and_keeps_other_branches(
+    make_graph, scripted: ScriptedServer
+) -> None:
+    scripted.add_rule(Rule(pattern="BROKEN", status=500))
+    graph: Graph = make_graph(
+        "name: f\nroles:\n  broken: {system: s, user: 'BROKEN {question}'}\nnodes:\n"
+        "  - {id: good, role: assistant, model: m}\n  - {id: bad, role: broken, model: m}\n"
+        "  - {id: v, role: vote}\nedges: ['good, bad -> v']\nanswer_format: number\n"
+    )
+    result = graph.run("What is 5 + 5?")
+    bad = next(t for t in result.trace if t.node_id == "bad")
+    assert bad.status == "failed"
+    assert "node 'bad'" in (bad.error or "") and scripted.api_base in (bad.error or "") and "500" in (bad.error or "")
+    assert (
+        len([r for r in scripted.completion_requests if "BROKEN" in r["messages"][-1]["content"]]) == 3
+    )  # 1 + 2 retries
+    assert result.answer == "10"
+    assert result.errors and result.errors[0].startswith("bad:")
+
+
+def test_client_errors_are_not_retried(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(status=400))
+    graph: Graph = make_graph("name: c\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    result = graph.run("x")
+    assert result.trace[0].status == "failed" and result.answer is None
+    assert len(scripted.completion_requests) == 1
+    assert result.stopped_reason and "output node 'a' failed" in result.stopped_reason
+
+
+def test_token_budget_stops_before_the_call_that_would_exceed(make_graph, scripted: ScriptedServer) -> None:
+    graph: Graph = make_graph(
+        "name: b\ndefaults: {max_tokens: 100, temperature: 0}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+        "  - {id: b, role: critic, model: m}\n  - {id: c, role: fuser, model: m}\n"
+        "edges: ['a -> b -> c']\nbudget: {max_tokens: 250}\nanswer_format: number\n"
+    )
+    result = graph.run("What is 20 + 22?")
+    statuses = {t.node_id: t.status for t in result.trace}
+    assert statuses["a"] == "ok"
+    assert "skipped" in statuses.values()
+    assert result.stopped_reason and "max_tokens" in result.stopped_reason
+    assert result.answer == "42"  # best answer so far
+    assert result.usage.tokens <= 250
+    assert len(scripted.completion_requests) == sum(1 for s in statuses.values() if s == "ok")
+
+
+def test_concurrent_calls_cannot_jointly_exceed_the_budget(make_graph, scripted: ScriptedServer) -> None:
+    graph: Graph = make_graph(
+        WIDTH_8.replace(
+            "answer_format: number\n", "answer_format: number\ndefaults: {max_tokens: 200}\nbudget: {max_tokens: 900}\n"
+        )
+    )
+    result = graph.run("What is 1 + 2?")
+    made = len(scripted.completion_requests)
+    assert 0 < made < 8
+    assert result.answer == "3"
+    assert result.usage.tokens <= 900
+
+
+def test_flops_are_computed_from_params(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}", params_b: 1.0}}\n'
+        "name: fl\nnodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_flops: 1.0e15}\n"
+    )
+    result = Graph.from_yaml(text, gateway=gateway).run("hi")
+    assert result.usage.flops and result.usage.flops > 2e9 * result.usage.tokens
+
+
+def test_flops_budget_without_model_size_is_refused_up_front(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    from agentscale import SpecError
+
+    text = f'models:\n  m: {{model: hosted_vllm/mystery, api_base: "{scripted.api_base}"}}\n'
+    text += "name: fl\nnodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_flops: 1.0e15}\n"
+    with pytest.raises(SpecError, match="unknown size: set params_b"):
+        Graph.from_yaml(text, gateway=gateway)
+
+
+def test_unknown_price_is_reported_as_unknown(make_graph) -> None:
+    result = make_graph("name: p\nnodes:\n  - {id: a, role: assistant, model: m}\n").run("hi")
+    assert result.usage.usd is None
+
+
+def test_price_override_gives_usd(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}", '
+        "price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
+        "name: usd\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    )
+    result = Graph.from_yaml(text, gateway=gateway).run("hi")
+    expected = (result.usage.prompt_tokens * 1.0 + result.usage.completion_tokens * 2.0) / 1e6
+    assert result.usage.usd == pytest.approx(expected)
+
+
+def test_run_is_recorded_in_the_store(make_graph, store) -> None:  # type: ignore[no-untyped-def]
+    result = make_graph("name: rec\nnodes:\n  - {id: a, role: assistant, model: m}\n").run("What is 1 + 1?")
+    run = store.get_run(result.run_id)
+    assert run.status == "done" and run.graph_name == "rec"
+    calls = store.node_calls(run.id)
+    assert [c.node_id for c in calls] == ["a"] and calls[0].completion
+    items = store.run_items(run.id)
+    assert items[0].answer == result.answer
+
+
+async def test_arun_inside_a_running_loop(make_graph) -> None:
+    graph: Graph = make_graph("name: as\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n")
+    result = await graph.arun("What is 6 + 7?")
+    assert result.answer == "13"

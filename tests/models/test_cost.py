@@ -1,0 +1,71 @@
+"""The cost model's formulas and the budget ledger's reservations."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentscale.errors import BudgetExceeded
+from agentscale.graphs.spec import Budget, ModelSpec, Price
+from agentscale.models.budget import RunLedger, Spend
+from agentscale.models.cost import call_flops, call_usd, compute_unit, model_flops
+from agentscale.models.registry import params_from_name, resolve
+
+
+def test_flops_formula_matches_the_paper() -> None:
+    # prefill = 2P·Np + 2LD·Np(Np+1); decode = 2P·Nd + 2LD·Nd(2Np+Nd+1)
+    p, layers, width, np_, nd = 1e9, 16, 2048, 202, 275
+    expected = (
+        2 * p * np_ + 2 * layers * width * np_ * (np_ + 1) + 2 * p * nd + 2 * layers * width * nd * (2 * np_ + nd + 1)
+    )
+    assert call_flops(1.0, np_, nd, n_layers=layers, d_model=width) == pytest.approx(expected)
+    assert compute_unit(202, 275) == pytest.approx(expected)
+
+
+def test_flops_shape_estimate_is_close_to_known_models() -> None:
+    known = call_flops(8.0, 500, 300, n_layers=32, d_model=4096)
+    estimated = call_flops(8.0, 500, 300)
+    assert estimated == pytest.approx(known, rel=0.05)
+
+
+def test_params_read_from_names() -> None:
+    assert params_from_name("hosted_vllm/Qwen/Qwen2.5-7B-Instruct") == 7.0
+    assert params_from_name("local/smollm2-135m") == pytest.approx(0.135)
+    assert params_from_name("openai/gpt-4o-mini") is None
+    assert params_from_name("groq/llama-3.1-8b-instant") == 8.0
+
+
+def test_registry_then_alias_overrides() -> None:
+    bundled = resolve("local/smollm2-135m", None)
+    assert bundled.params_b == pytest.approx(0.135) and bundled.n_layers == 30
+    override = resolve("x", ModelSpec(model="local/smollm2-135m", params_b=0.2))
+    assert override.params_b == 0.2 and model_flops(override, 10, 10) is not None
+    unknown = resolve("x", ModelSpec(model="hosted_vllm/mystery"))
+    assert model_flops(unknown, 10, 10) is None
+
+
+def test_usd_override_registry_litellm_and_unknown() -> None:
+    priced = resolve("x", ModelSpec(model="hosted_vllm/m", price=Price(input_per_mtok=2, output_per_mtok=4)))
+    assert call_usd(priced, 1_000_000, 500_000) == pytest.approx(4.0)
+    assert call_usd(resolve("local/smollm2-135m", None), 1000, 1000) == 0.0
+    assert call_usd(resolve("openai/gpt-4o-mini", None), 1_000_000, 0) == pytest.approx(0.15)
+    assert call_usd(resolve("hosted_vllm/mystery", None), 1000, 1000) is None
+
+
+def test_ledger_reserves_worst_case_and_settles_actuals() -> None:
+    ledger = RunLedger(Budget(max_tokens=1000))
+    first = ledger.reserve(Spend(100, 400))
+    second = ledger.reserve(Spend(100, 400))
+    with pytest.raises(BudgetExceeded) as info:
+        ledger.reserve(Spend(100, 400))
+    assert info.value.cap == "max_tokens"
+    ledger.settle(first, Spend(100, 20))
+    ledger.settle(second, None)
+    assert ledger.spent.tokens == 120
+    ledger.reserve(Spend(100, 400))  # fits again once actuals are known
+
+
+def test_ledger_latency_cap() -> None:
+    ledger = RunLedger(Budget(max_latency_s=0.001))
+    ledger.started -= 1.0
+    with pytest.raises(BudgetExceeded, match="max_latency_s"):
+        ledger.reserve(Spend(1, 1))
