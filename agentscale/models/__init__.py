@@ -1,0 +1,1 @@
+"""Models: registry, litellm gateway, cost model, budget ledger and local vLLM serving."""
