@@ -26,7 +26,7 @@ from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
-from agentscale.storage.tables import NodeCall, RunItem
+from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class RunOptions:
 
     run_id: str | None = None
     item_key: str = "0"
+    run_row: Run | None = None  # a run to insert with this question's rows (single-question runs)
 
 
 class GraphRuntime:
@@ -95,13 +96,10 @@ class RunContext:
         self._finished += 1
         trace.finish_order = self._finished
         self.traces[node_id] = trace
-        self._record(trace)
         return trace
 
     def _candidates(self, predecessors: tuple[str, ...]) -> list[Candidate]:
-        usable = [
-            self.traces[p] for p in predecessors if self.traces[p].status == "ok" and self.traces[p].answer
-        ]
+        usable = [self.traces[p] for p in predecessors if self.traces[p].status == "ok" and self.traces[p].answer]
         usable.sort(key=lambda t: t.finish_order)
         return [Candidate(t.node_id, t.answer or "") for t in usable]
 
@@ -140,9 +138,7 @@ class RunContext:
             self.stopped_reason = self.stopped_reason or str(exc)
             return trace
         try:
-            result = await runtime.gateway.complete(
-                request, node=node.id, timeout_s=self.ledger.remaining_time()
-            )
+            result = await runtime.gateway.complete(request, node=node.id, timeout_s=self.ledger.remaining_time())
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
@@ -165,29 +161,24 @@ class RunContext:
         self._samples[key] += 1
         return CallRequest(**{**request.__dict__, "sample_index": index})
 
-    def _record(self, trace: NodeTrace) -> None:
-        store = self.runtime.gateway.store
-        if store is None or self.options.run_id is None:
-            return
-        store.add(
-            NodeCall(
-                run_id=self.options.run_id,
-                item_key=self.options.item_key,
-                node_id=trace.node_id,
-                role=trace.role,
-                route=trace.route,
-                status=trace.status,
-                messages_json=json.dumps(trace.messages),
-                completion=trace.completion,
-                answer=trace.answer,
-                prompt_tokens=trace.prompt_tokens,
-                completion_tokens=trace.completion_tokens,
-                flops=trace.flops or 0.0,
-                usd=trace.usd,
-                latency_s=trace.latency_s,
-                cached=trace.cached,
-                error=trace.error,
-            )
+    def _call_row(self, trace: NodeTrace) -> NodeCall:
+        return NodeCall(
+            run_id=self.options.run_id,
+            item_key=self.options.item_key,
+            node_id=trace.node_id,
+            role=trace.role,
+            route=trace.route,
+            status=trace.status,
+            messages_json=json.dumps(trace.messages),
+            completion=trace.completion,
+            answer=trace.answer,
+            prompt_tokens=trace.prompt_tokens,
+            completion_tokens=trace.completion_tokens,
+            flops=trace.flops or 0.0,
+            usd=trace.usd,
+            latency_s=trace.latency_s,
+            cached=trace.cached,
+            error=trace.error,
         )
 
     def finish(self) -> RunResult:
@@ -204,16 +195,24 @@ class RunContext:
         result = RunResult(self.question, answer, traces, usage, self.options.run_id, self.stopped_reason)
         store = runtime.gateway.store
         if store is not None and self.options.run_id is not None:
-            store.add(
-                RunItem(
-                    run_id=self.options.run_id,
-                    item_key=self.options.item_key,
-                    question=self.question,
-                    answer=answer,
-                    stopped_reason=self.stopped_reason,
-                    usage_json=json.dumps(usage.to_dict()),
-                )
+            # One transaction per question: completions are already safe in the response cache, so a
+            # crash mid-question loses no paid work, and one commit instead of one per node keeps the
+            # per-call overhead low.
+            item = RunItem(
+                run_id=self.options.run_id,
+                item_key=self.options.item_key,
+                question=self.question,
+                answer=answer,
+                stopped_reason=self.stopped_reason,
+                usage_json=json.dumps(usage.to_dict()),
             )
+            rows: list[Run | NodeCall | RunItem] = [*(self._call_row(t) for t in traces), item]
+            if self.options.run_row is not None:
+                run = self.options.run_row
+                run.status, run.finished = "done", utcnow()
+                run.summary_json = json.dumps({"n": 1, "usage": usage.to_dict()})
+                rows.insert(0, run)
+            store.add_all(rows)
         return result
 
     def _best_so_far(self, traces: list[NodeTrace]) -> str | None:
@@ -225,9 +224,7 @@ class RunContext:
         closest = sorted(
             (t for t in answered if self.runtime.levels[t.node_id] == deepest), key=lambda t: t.finish_order
         )
-        return majority_vote(
-            [Candidate(t.node_id, t.answer or "") for t in closest], self.runtime.answer_format
-        )
+        return majority_vote([Candidate(t.node_id, t.answer or "") for t in closest], self.runtime.answer_format)
 
     def _usage(self, traces: list[NodeTrace]) -> Usage:
         called = [t for t in traces if t.route is not None and t.status == "ok"]
@@ -252,9 +249,7 @@ def runtime_critical_path(runtime: GraphRuntime, traces: list[NodeTrace]) -> tup
 
 def _spend(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
     flops = model_flops(model, prompt_tokens, completion_tokens)
-    return Spend(
-        prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens)
-    )
+    return Spend(prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens))
 
 
 _Number = TypeVar("_Number", int, float)
@@ -270,9 +265,7 @@ def _first(node_value: _Number | None, default_value: _Number | None, fallback: 
 _ACTIVE: dict[str, RunContext] = {}
 
 
-def open_context(
-    runtime: GraphRuntime, question: str, options: RunOptions, key: str | None = None
-) -> RunContext:
+def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None = None) -> RunContext:
     """Start a run and register it under a key that travels in the LangGraph state."""
     context = runtime.start(question, options)
     context.key = key or uuid.uuid4().hex

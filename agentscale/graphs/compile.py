@@ -1,9 +1,9 @@
 """Compilation of a graph into a LangGraph StateGraph.
 
 The StateGraph mirrors the DAG node for node (so `get_graph()`, streaming of node updates and
-embedding as a subgraph all show the user's graph). Two bookkeeping nodes wrap it: `__prepare__`
-starts the run's node tasks (see :mod:`agentscale.graphs._execute`) and `__finish__` collects the
-answer and usage. The state reads `question` and writes `answer`, so a parent graph with those keys
+embedding as a subgraph all show the user's graph). One bookkeeping node precedes it: `__prepare__`
+starts the run's node tasks (see :mod:`agentscale.graphs._execute`); the output node also collects the
+answer and usage (one LangGraph step less than a separate finishing node). The state reads `question` and writes `answer`, so a parent graph with those keys
 can add the compiled graph as a node directly.
 """
 
@@ -24,7 +24,6 @@ from agentscale.graphs._execute import (
 )
 
 PREPARE = "__prepare__"
-FINISH = "__finish__"
 OPTIONS_KEY = "agentscale"
 
 
@@ -72,34 +71,30 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
     builder.add_edge(START, PREPARE)
 
     for node_id in runtime.topology.order:
-        builder.add_node(node_id, _node_function(node_id))
+        builder.add_node(node_id, _node_function(node_id, is_output=node_id == runtime.output))
         predecessors = list(runtime.topology.predecessors[node_id])
         if predecessors:
             builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
         else:
             builder.add_edge(PREPARE, node_id)
-
-    async def finish(state: GraphState) -> dict[str, Any]:
-        context = close_context(state["run_key"])
-        assert context is not None, "run context vanished"
-        result = context.finish()
-        context.result = result
-        return {
-            "answer": result.answer,
-            "usage": result.usage.to_dict(),
-            "stopped_reason": result.stopped_reason,
-        }
-
-    builder.add_node(FINISH, finish)
-    builder.add_edge(runtime.output, FINISH)
-    builder.add_edge(FINISH, END)
+    builder.add_edge(runtime.output, END)
     return builder
 
 
-def _node_function(node_id: str) -> Any:
+def _node_function(node_id: str, *, is_output: bool) -> Any:
+    """The LangGraph node: await this node's task; the output node also finishes the run."""
+
     async def run_node(state: GraphState) -> dict[str, Any]:
-        trace = await get_context(state["run_key"]).node(node_id)
-        return {"trace": {node_id: trace.to_dict()}}
+        key = state["run_key"]
+        trace = await get_context(key).node(node_id)
+        update: dict[str, Any] = {"trace": {node_id: trace.to_dict()}}
+        if is_output:
+            context = close_context(key)
+            assert context is not None, "run context vanished"
+            result = context.finish()
+            context.result = result
+            update.update(answer=result.answer, usage=result.usage.to_dict(), stopped_reason=result.stopped_reason)
+        return update
 
     run_node.__name__ = f"node_{node_id}"
     return run_node

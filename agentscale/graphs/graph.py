@@ -24,7 +24,8 @@ from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings
-from agentscale.storage.db import Store
+from agentscale.storage.db import Store, new_run_id
+from agentscale.storage.tables import Run
 
 _DEFAULT = object()
 
@@ -60,6 +61,7 @@ class Graph:
         self.gateway = gateway
         self.runtime = GraphRuntime(spec, gateway, answer_format)
         self._compiled: CompiledStateGraph | None = None
+        self._yaml: str | None = None
         _check_budget_is_enforceable(self.runtime, source)
 
     @classmethod
@@ -79,7 +81,9 @@ class Graph:
         return self.gateway.store
 
     def to_yaml(self) -> str:
-        return dump_graph_spec(self.spec)
+        if self._yaml is None:
+            self._yaml = dump_graph_spec(self.spec)
+        return self._yaml
 
     def compile(self) -> CompiledStateGraph:
         """A compiled LangGraph graph: input `{"question"}`, output `{"answer", "trace", "usage", ...}`."""
@@ -89,27 +93,26 @@ class Graph:
         self, question: str, *, run_id: str | None = None, item_key: str = "0", record: bool = True
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
-        store = self.store
-        own_run = False
-        if record and store is not None and run_id is None:
-            run_id = store.create_run("run", graph_name=self.name, graph_yaml=self.to_yaml()).id
-            own_run = True
-        options = RunOptions(run_id=run_id if record else None, item_key=item_key)
+        store = self.store if record else None
+        run_row = None
+        if store is not None and run_id is None:
+            run_row = Run(id=new_run_id(), kind="run", graph_name=self.name, graph_yaml=self.to_yaml())
+            run_id = run_row.id
+        options = RunOptions(run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row)
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}
         try:
             await self._app().ainvoke({"question": question, "run_key": key}, config=config)
         except BaseException:
-            if own_run and store is not None and run_id is not None:
-                store.finish_run(run_id, "interrupted")
+            if store is not None and run_row is not None:
+                run_row.status = "interrupted"
+                store.add(run_row)
             raise
         finally:
             close_context(key)
         result = context.result
         assert result is not None, "the graph finished without a result"
-        if own_run and store is not None and run_id is not None:
-            store.finish_run(run_id, "done", {"n": 1, "usage": result.usage.to_dict()})
         return result
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
@@ -146,9 +149,7 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             )
         if budget.max_usd is not None and not price_is_known(model):
             issues.append(
-                SpecIssue(
-                    "budget.max_usd", f"model {model.name!r} (node {node_id!r}) has unknown price: set price"
-                )
+                SpecIssue("budget.max_usd", f"model {model.name!r} (node {node_id!r}) has unknown price: set price")
             )
     if issues:
         raise SpecError(issues, source)

@@ -59,8 +59,7 @@ class ModelSpec(_Strict):
     def _route_has_provider(cls, value: str) -> str:
         if "/" not in value:
             raise ValueError(
-                f"model route {value!r} must be a litellm route such as 'openai/gpt-4o-mini' "
-                "or 'local/smollm2-135m'"
+                f"model route {value!r} must be a litellm route such as 'openai/gpt-4o-mini' or 'local/smollm2-135m'"
             )
         return value
 

@@ -138,9 +138,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
             if node.model is not None:
                 issues.append(loc.issue(("nodes", index, "model"), f"a {node.role!r} node takes no model"))
         elif node.model is None:
-            issues.append(
-                loc.issue(("nodes", index), f"node {node.id!r} needs a model (alias or litellm route)")
-            )
+            issues.append(loc.issue(("nodes", index), f"node {node.id!r} needs a model (alias or litellm route)"))
         else:
             issue = _model_reference_issue(spec, node.model, ("nodes", index, "model"), loc)
             if issue:
@@ -186,9 +184,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         )
         if needs_inputs and not predecessors[node.id]:
             issues.append(
-                loc.issue(
-                    ("nodes", index), f"a {node.role!r} node needs predecessors (node {node.id!r} has none)"
-                )
+                loc.issue(("nodes", index), f"a {node.role!r} node needs predecessors (node {node.id!r} has none)")
             )
 
     sinks = [n for n in node_index if not successors[n]]
@@ -198,9 +194,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         return issues
     if output is None:
         if len(sinks) > 1:
-            issues.append(
-                loc.issue(("output",), f"several sinks ({', '.join(sinks)}): set `output:` to one of them")
-            )
+            issues.append(loc.issue(("output",), f"several sinks ({', '.join(sinks)}): set `output:` to one of them"))
             return issues
         output = sinks[0]
 
@@ -224,6 +218,4 @@ def _model_reference_issue(
     if "/" in model or model in spec.models:
         return None
     defined = ", ".join(sorted(spec.models)) or "none defined"
-    return loc.issue(
-        path, f"unknown model alias {model!r} (aliases: {defined}; a litellm route contains '/')"
-    )
+    return loc.issue(path, f"unknown model alias {model!r} (aliases: {defined}; a litellm route contains '/')")

@@ -14,6 +14,8 @@ L = 16, D = 2048) on the task's mean prompt and completion lengths, so `compute:
 
 from __future__ import annotations
 
+from functools import cache
+
 from agentscale.models._litellm import get_litellm
 from agentscale.models.registry import ResolvedModel
 
@@ -52,9 +54,7 @@ def model_flops(model: ResolvedModel, prompt_tokens: int, completion_tokens: int
     """FLOPs of a call to `model`, or None when its size is unknown."""
     if model.params_b is None:
         return None
-    return call_flops(
-        model.params_b, prompt_tokens, completion_tokens, n_layers=model.n_layers, d_model=model.d_model
-    )
+    return call_flops(model.params_b, prompt_tokens, completion_tokens, n_layers=model.n_layers, d_model=model.d_model)
 
 
 def compute_unit(mean_prompt_tokens: float, mean_completion_tokens: float) -> float:
@@ -68,22 +68,29 @@ def compute_unit(mean_prompt_tokens: float, mean_completion_tokens: float) -> fl
     )
 
 
+@cache
+def _litellm_price(route: str) -> tuple[float, float] | None:
+    """USD per token (input, output) from litellm's price map, looked up once per route."""
+    litellm = get_litellm()
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(model=route, prompt_tokens=1, completion_tokens=0)
+        _, completion_cost = litellm.cost_per_token(model=route, prompt_tokens=0, completion_tokens=1)
+    except Exception:  # litellm raises assorted errors for unmapped models
+        return None
+    return float(prompt_cost), float(completion_cost)
+
+
 def call_usd(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> float | None:
     """USD of a call: the graph's price override, else the registry, else litellm's price map.
 
     Returns None when the price is unknown, so reports say "unknown" instead of a false 0.
     """
-    if model.price_known:
-        assert model.input_per_mtok is not None and model.output_per_mtok is not None
+    if model.input_per_mtok is not None and model.output_per_mtok is not None:
         return (model.input_per_mtok * prompt_tokens + model.output_per_mtok * completion_tokens) / 1e6
-    litellm = get_litellm()
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model.route, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-    except Exception:  # litellm raises assorted errors for unmapped models
+    per_token = _litellm_price(model.route)
+    if per_token is None:
         return None
-    return float(prompt_cost + completion_cost)
+    return per_token[0] * prompt_tokens + per_token[1] * completion_tokens
 
 
 def price_is_known(model: ResolvedModel) -> bool:

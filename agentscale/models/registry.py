@@ -88,10 +88,6 @@ class ResolvedModel:
     max_concurrency: int | None = None
 
     @property
-    def price_known(self) -> bool:
-        return self.input_per_mtok is not None and self.output_per_mtok is not None
-
-    @property
     def endpoint(self) -> str:
         return self.api_base or self.route.split("/", 1)[0]
 

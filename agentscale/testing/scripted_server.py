@@ -5,7 +5,7 @@ hosted API: nothing in agentscale is monkeypatched. Answers are deterministic an
 and per prompt pattern; latency and failures are configurable; every request and the peak number of
 concurrent requests are recorded.
 
-Run standalone: ``python -m agentscale.testing.scripted_server --port 8123 --latency 0.2``.
+Run standalone: ``python -m agentscale.testing --port 8123 --latency 0.2``.
 """
 
 from __future__ import annotations
