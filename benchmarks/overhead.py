@@ -23,10 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from _servers import scripted_server  # noqa: E402
+from _servers import scripted_server
 
-from agentscale import Gateway, GatewaySettings, Graph, Store  # noqa: E402
-from agentscale.models._litellm import get_litellm  # noqa: E402
+from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.models._litellm import get_litellm
 
 
 def _graph(api_base: str, width: int, store: Store, cache: bool) -> Graph:

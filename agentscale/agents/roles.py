@@ -144,9 +144,7 @@ def builtin_roles() -> dict[str, Role]:
         ),
         "critic": Role("critic", prompts["critic"]["system"], prompts["critic"]["user"]),
         "fuser": Role("fuser", prompts["fuser"]["system"], prompts["fuser"]["user"]),
-        "verifier": Role(
-            "verifier", prompts["verifier"]["system"], prompts["verifier"]["user"], kind="verify"
-        ),
+        "verifier": Role("verifier", prompts["verifier"]["system"], prompts["verifier"]["user"], kind="verify"),
         "vote": Role("vote", "", "", kind="vote"),
     }
 

@@ -2,9 +2,10 @@
 
 The StateGraph mirrors the DAG node for node (so `get_graph()`, streaming of node updates and
 embedding as a subgraph all show the user's graph). One bookkeeping node precedes it: `__prepare__`
-starts the run's node tasks (see :mod:`agentscale.graphs._execute`); the output node also collects the
-answer and usage (one LangGraph step less than a separate finishing node). The state reads `question` and writes `answer`, so a parent graph with those keys
-can add the compiled graph as a node directly.
+starts the run's node tasks (see :mod:`agentscale.graphs._execute`); the output node also collects
+the answer and usage (one LangGraph step less than a separate finishing node). The state reads
+`question` and writes `answer`, so a parent graph with those keys can add the compiled graph as a
+node directly.
 """
 
 from __future__ import annotations

@@ -56,9 +56,7 @@ class RunLedger:
     def reserve(self, projected: Spend) -> int:
         """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed."""
         if self.budget is not None:
-            total = Spend(
-                self.spent.prompt_tokens, self.spent.completion_tokens, self.spent.flops, self.spent.usd
-            )
+            total = Spend(self.spent.prompt_tokens, self.spent.completion_tokens, self.spent.flops, self.spent.usd)
             for held in self._reserved.values():
                 total.add(held)
             total.add(projected)
