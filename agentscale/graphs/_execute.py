@@ -161,9 +161,9 @@ class RunContext:
         self._samples[key] += 1
         return CallRequest(**{**request.__dict__, "sample_index": index})
 
-    def _call_row(self, trace: NodeTrace) -> NodeCall:
+    def _call_row(self, run_id: str, trace: NodeTrace) -> NodeCall:
         return NodeCall(
-            run_id=self.options.run_id,
+            run_id=run_id,
             item_key=self.options.item_key,
             node_id=trace.node_id,
             role=trace.role,
@@ -194,19 +194,20 @@ class RunContext:
         usage = self._usage(traces)
         result = RunResult(self.question, answer, traces, usage, self.options.run_id, self.stopped_reason)
         store = runtime.gateway.store
-        if store is not None and self.options.run_id is not None:
+        run_id = self.options.run_id
+        if store is not None and run_id is not None:
             # One transaction per question: completions are already safe in the response cache, so a
             # crash mid-question loses no paid work, and one commit instead of one per node keeps the
             # per-call overhead low.
             item = RunItem(
-                run_id=self.options.run_id,
+                run_id=run_id,
                 item_key=self.options.item_key,
                 question=self.question,
                 answer=answer,
                 stopped_reason=self.stopped_reason,
                 usage_json=json.dumps(usage.to_dict()),
             )
-            rows: list[Run | NodeCall | RunItem] = [*(self._call_row(t) for t in traces), item]
+            rows: list[Run | NodeCall | RunItem] = [*(self._call_row(run_id, t) for t in traces), item]
             if self.options.run_row is not None:
                 run = self.options.run_row
                 run.status, run.finished = "done", utcnow()

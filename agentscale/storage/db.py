@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class Store:
     def add(self, row: SQLModel) -> None:
         self.add_all([row])
 
-    def add_all(self, rows: list[SQLModel]) -> None:
+    def add_all(self, rows: Sequence[SQLModel]) -> None:
         """Insert rows in one transaction with Core inserts: a graph run writes a handful of rows per
         question, and the ORM unit of work costs several times the SQLite commit itself."""
         with self.engine.begin() as connection:
