@@ -12,15 +12,18 @@ from rich.markup import escape
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.errors import SpecError
-from agentscale.graphs.io import load_graph_spec
+from agentscale.graphs._yaml import load_located
+from agentscale.graphs.io import read_text
 from agentscale.graphs.spec import GraphSpec
+from agentscale.graphs.validate import spec_from_data
+from agentscale.optimize.space import looks_like_space, space_from_data
 
 
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Graph YAML files.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="Graph or search-space YAML files.", show_default=False)],
     json_output: JsonOption = False,
 ) -> None:
-    """Check graph files; exit 0 when all are valid, 1 otherwise (one message per file).
+    """Check graph and search-space files; exit 0 when all are valid, 1 otherwise (one message per file).
 
     Example:
 
@@ -29,7 +32,7 @@ def validate_command(
     report = []
     for file in files:
         try:
-            spec = load_graph_spec(file)
+            summary = _check(file)
         except SpecError as exc:
             report.append({"file": str(file), "valid": False, "issues": [str(i) for i in exc.issues]})
             if not json_output:
@@ -37,11 +40,21 @@ def validate_command(
         else:
             report.append({"file": str(file), "valid": True, "issues": []})
             if not json_output:
-                err.print(f"[green]✓[/] {escape(str(file))}: graph {spec.name!r}, {len(spec.nodes)} nodes")
+                err.print(f"[green]✓[/] {escape(str(file))}: {escape(summary)}")
     if json_output:
         print_json(report)
     if not all(entry["valid"] for entry in report):
         raise typer.Exit(1)
+
+
+def _check(file: Path) -> str:
+    """Validate a graph or a search space (told apart by their keys); return a one-line summary."""
+    located = load_located(read_text(file), str(file))
+    if looks_like_space(located.data):
+        space = space_from_data(located, str(file))
+        return f"search space {space.name!r}, {len(space.models)} models, up to {space.max_nodes} nodes"
+    spec = spec_from_data(located, str(file))
+    return f"graph {spec.name!r}, {len(spec.nodes)} nodes"
 
 
 def schema_command() -> None:

@@ -25,20 +25,20 @@ PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Price(_Strict):
+class Price(StrictModel):
     """Per-model price override in USD per million tokens (wins over litellm's price map)."""
 
     input_per_mtok: Annotated[float, Field(ge=0.0)]
     output_per_mtok: Annotated[float, Field(ge=0.0)]
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """A model alias: a litellm route plus where and how to reach it.
 
     API keys are never written in graph files; `api_key_env` names the environment variable that
@@ -64,7 +64,7 @@ class ModelSpec(_Strict):
         return value
 
 
-class Sampling(_Strict):
+class Sampling(StrictModel):
     """Sampling parameters shared by `defaults:` and each node."""
 
     temperature: Temperature | None = None
@@ -72,7 +72,7 @@ class Sampling(_Strict):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
-class NodeSpec(_Strict):
+class NodeSpec(StrictModel):
     """One role node; `model` is an alias from `models:` or a litellm route (contains '/')."""
 
     id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
@@ -83,7 +83,7 @@ class NodeSpec(_Strict):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
-class Budget(_Strict):
+class Budget(StrictModel):
     """Per-question caps, enforced before each call."""
 
     max_tokens: PositiveInt | None = None
@@ -92,21 +92,21 @@ class Budget(_Strict):
     max_latency_s: PositiveFloat | None = None
 
 
-class Memory(_Strict):
+class Memory(StrictModel):
     """Behavior handbook retrieval for every node's prompt."""
 
     handbook: Annotated[str, Field(min_length=1)]
     top_k: PositiveInt = 5
 
 
-class Coordinator(_Strict):
+class Coordinator(StrictModel):
     """A CEO model that steers multi-round discussions."""
 
     model: Annotated[str, Field(min_length=1)]
     max_rounds: PositiveInt = 3
 
 
-class RoleSpec(_Strict):
+class RoleSpec(StrictModel):
     """A custom role: prompt templates with {question}, {inputs} and optional {direction}."""
 
     system: Annotated[str, Field(min_length=1)]
@@ -121,7 +121,7 @@ class RoleSpec(_Strict):
         return value
 
 
-class GraphSpec(_Strict):
+class GraphSpec(StrictModel):
     """A whole collaboration graph."""
 
     version: Literal[1] = 1

@@ -61,7 +61,7 @@ def _unwrap_optional(annotation: Any) -> Any:
             return annotation
 
 
-def _pydantic_issues(error: ValidationError, located: LocatedData, root: type[BaseModel]) -> list[SpecIssue]:
+def pydantic_issues(error: ValidationError, located: LocatedData, root: type[BaseModel]) -> list[SpecIssue]:
     issues = []
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
@@ -94,7 +94,7 @@ def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec
     try:
         spec = GraphSpec.model_validate(located.data)
     except ValidationError as exc:
-        raise SpecError(_pydantic_issues(exc, located, GraphSpec), source) from None
+        raise SpecError(pydantic_issues(exc, located, GraphSpec), source) from None
     issues = graph_issues(spec, located)
     if issues:
         raise SpecError(issues, source)

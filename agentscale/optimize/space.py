@@ -1,0 +1,146 @@
+"""The search-space YAML: what `agentscale optimize` searches and under which budget.
+
+A space names a task, the models and roles a graph may use, a node limit, a per-question budget
+every sampled graph must satisfy, the objective, the optimizer's settings and a hard cap on the
+whole search's spend. Like graph files, spaces are validated with YAML paths and lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from agentscale.errors import SpecError, SpecIssue
+from agentscale.graphs._yaml import LocatedData, load_located
+from agentscale.graphs.io import read_text
+from agentscale.graphs.spec import (
+    NAME_PATTERN,
+    AnswerFormat,
+    ModelSpec,
+    PositiveFloat,
+    PositiveInt,
+    Sampling,
+    StrictModel,
+)
+from agentscale.graphs.validate import pydantic_issues
+
+Scorer = Literal["exact", "numeric", "choice", "math", "code"]
+
+
+class TaskRef(StrictModel):
+    """The task to optimize for: a built-in task name or a JSONL file, and how to split it."""
+
+    name: str | None = None
+    path: str | None = None
+    scorer: Scorer | None = None
+    train: PositiveInt = 20
+    dev: Annotated[int, Field(ge=0)] = 0
+    test: PositiveInt = 50
+    seed: int = 0
+    mean_prompt_tokens: PositiveFloat | None = None
+    mean_completion_tokens: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TaskRef:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of `name` (a built-in task) or `path` (a JSONL file)")
+        return self
+
+
+class SpaceBudget(StrictModel):
+    """Per-question constraint every sampled graph must satisfy.
+
+    `compute` is in 1B-call units: FLOPs normalised by one call of a 1B model on the task's mean
+    prompt and completion lengths (so `compute: 18` reads "eighteen 1B-calls' worth").
+    """
+
+    compute: PositiveFloat | None = None
+    max_tokens: PositiveInt | None = None
+    max_usd: PositiveFloat | None = None
+    max_latency_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> SpaceBudget:
+        if all(v is None for v in (self.compute, self.max_tokens, self.max_usd, self.max_latency_s)):
+            raise ValueError("set at least one of compute, max_tokens, max_usd, max_latency_s")
+        return self
+
+
+class Objective(StrictModel):
+    """Weights of the scalar objective (accuracy up, cost and latency down), or `pareto: true`."""
+
+    accuracy: Annotated[float, Field(ge=0.0)] = 1.0
+    cost: Annotated[float, Field(ge=0.0)] = 0.0
+    latency: Annotated[float, Field(ge=0.0)] = 0.0
+    pareto: bool = False
+
+
+class MaxSpend(StrictModel):
+    """Hard cap on the whole search, resumes included."""
+
+    tokens: PositiveInt | None = None
+    usd: PositiveFloat | None = None
+    calls: PositiveInt | None = None
+
+
+class OptimizerSettings(StrictModel):
+    method: Literal["agent-reinforce", "random", "bayes", "reinforce", "llm"] = "agent-reinforce"
+    iterations: PositiveInt = 8
+    samples: PositiveInt = 4
+    minibatch: PositiveInt = 8
+    seed: int = 0
+    agent_model: str | None = None
+    max_spend: MaxSpend = Field(default_factory=MaxSpend)
+
+
+class SpaceSpec(StrictModel):
+    """A whole search space."""
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    task: TaskRef
+    models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
+    roles: Annotated[list[Literal["assistant", "critic", "fuser", "verifier", "vote"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["assistant", "fuser", "vote"]
+    )
+    max_nodes: Annotated[int, Field(ge=1, le=32)] = 6
+    budget: SpaceBudget
+    defaults: Sampling = Field(default_factory=Sampling)
+    answer_format: AnswerFormat | None = None
+    objective: Objective = Field(default_factory=Objective)
+    optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+
+    @model_validator(mode="after")
+    def _needs_an_answering_role(self) -> SpaceSpec:
+        if "assistant" not in self.roles:
+            raise ValueError("roles must include 'assistant' (every graph needs a node that answers alone)")
+        return self
+
+
+def looks_like_space(data: object) -> bool:
+    """Spaces and graphs share one `validate` command; a space has `task:` and no `nodes:`."""
+    return isinstance(data, dict) and "task" in data and "nodes" not in data
+
+
+def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpec:
+    if not isinstance(located.data, dict):
+        raise SpecError([SpecIssue("", "a search space must be a YAML mapping", 1)], source)
+    try:
+        space = SpaceSpec.model_validate(located.data)
+    except ValidationError as exc:
+        raise SpecError(pydantic_issues(exc, located, SpaceSpec), source) from None
+    issues = []
+    agent = space.optimizer.agent_model
+    if agent is not None and "/" not in agent and agent not in space.models:
+        issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))
+    if issues:
+        raise SpecError(issues, source)
+    return space
+
+
+def load_space(path: str | Path) -> SpaceSpec:
+    """Parse and validate a search-space file."""
+    return space_from_data(load_located(read_text(path), str(path)), str(path))

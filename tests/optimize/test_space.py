@@ -1,0 +1,53 @@
+"""Search-space files validate like graph files: paths, lines, and the space-specific rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentscale.errors import SpecError
+from agentscale.graphs._yaml import load_located
+from agentscale.optimize.space import looks_like_space, space_from_data
+
+GOOD = """\
+name: quick
+task: {name: "rg:basic_arithmetic", train: 20, test: 50, seed: 0}
+models: {small: {model: local/smollm2-135m}}
+roles: [assistant, critic, fuser, vote]
+max_nodes: 6
+budget: {compute: 8}
+objective: {accuracy: 1.0, latency: 0.0, cost: 0.0}
+optimizer: {method: agent-reinforce, iterations: 8, samples: 4, minibatch: 8, seed: 0,
+            agent_model: null, max_spend: {tokens: 2000000, usd: 5}}
+"""
+
+
+def _load(text: str):  # type: ignore[no-untyped-def]
+    return space_from_data(load_located(text, "s.yaml"), "s.yaml")
+
+
+def test_design_example_is_valid() -> None:
+    space = _load(GOOD)
+    assert space.budget.compute == 8 and space.optimizer.max_spend.tokens == 2_000_000
+    assert looks_like_space(load_located(GOOD).data)
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        (("budget: {compute: 8}", "budget: {}"), "budget", "at least one of compute"),
+        (("roles: [assistant, critic, fuser, vote]", "roles: [critic]"), "", "must include 'assistant'"),
+        (("roles: [assistant, critic, fuser, vote]", "roles: [assistant, boss]"), "roles[1]", "Input should be"),
+        (
+            ('task: {name: "rg:basic_arithmetic",', 'task: {path: d.jsonl, name: "rg:basic_arithmetic",'),
+            "task",
+            "exactly one of",
+        ),
+        (("max_nodes: 6", "max_nodes: 0"), "max_nodes", "greater than or equal to 1"),
+        (("agent_model: null", "agent_model: ceo"), "optimizer.agent_model", "unknown model alias 'ceo'"),
+        (("method: agent-reinforce", "method: magic"), "optimizer.method", "Input should be"),
+    ],
+)
+def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        _load(GOOD.replace(*change))
+    assert any(i.path == path and fragment in i.message for i in info.value.issues), [str(i) for i in info.value.issues]
