@@ -27,6 +27,8 @@ from agentscale.graphs.spec import (
 from agentscale.graphs.validate import pydantic_issues
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
+RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote"]
+DEFAULT_ROLES: tuple[RoleName, ...] = ("assistant", "fuser", "vote")
 
 
 class TaskRef(StrictModel):
@@ -103,9 +105,7 @@ class SpaceSpec(StrictModel):
     description: str = ""
     task: TaskRef
     models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
-    roles: Annotated[list[Literal["assistant", "critic", "fuser", "verifier", "vote"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["assistant", "fuser", "vote"]
-    )
+    roles: Annotated[list[RoleName], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     max_nodes: Annotated[int, Field(ge=1, le=32)] = 6
     budget: SpaceBudget
     defaults: Sampling = Field(default_factory=Sampling)
