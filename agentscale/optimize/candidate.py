@@ -1,0 +1,169 @@
+"""Candidate graphs: the compact form the optimizers sample, score and compare.
+
+A candidate is a list of node choices (model alias, role) in topological order plus forward edges
+`i -> j` (i < j); the last node is the output. This form makes validity, the compute cost and
+isomorphism cheap to check, and converts to a runnable :class:`GraphSpec` for evaluation and output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cached_property
+
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, GraphSpec, ModelSpec, NodeSpec, Sampling
+from agentscale.models.cost import compute_unit, model_flops
+from agentscale.models.registry import ResolvedModel, resolve
+
+MODEL_FREE = "vote"
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """One node: its role and, unless it is a vote, the alias of its model."""
+
+    role: str
+    model: str | None
+
+    def label(self) -> str:
+        return self.role if self.model is None else f"{self.role}:{self.model}"
+
+
+@dataclass(frozen=True)
+class CandidateGraph:
+    nodes: tuple[NodeChoice, ...]
+    edges: frozenset[tuple[int, int]]
+
+    # structure ------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def output(self) -> int:
+        return len(self.nodes) - 1
+
+    @cached_property
+    def predecessors(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(sorted(i for i, j in self.edges if j == node)) for node in range(self.size))
+
+    def problems(self) -> list[str]:
+        """Why this candidate is not a valid graph (empty when it is)."""
+        found = []
+        if not self.nodes:
+            return ["no nodes"]
+        for i, j in self.edges:
+            if not 0 <= i < j < self.size:
+                found.append(f"edge {i}->{j} is not forward")
+        for index, node in enumerate(self.nodes):
+            preds = self.predecessors[index]
+            if node.role in ROLES_NEEDING_INPUTS and not preds:
+                found.append(f"node {index} ({node.role}) has no predecessors")
+            if (node.role == MODEL_FREE) != (node.model is None):
+                found.append(f"node {index}: only vote nodes go without a model")
+        reaches = {self.output}
+        for index in range(self.size - 1, -1, -1):
+            if any(j in reaches for i, j in self.edges if i == index):
+                reaches.add(index)
+        unreachable = sorted(set(range(self.size)) - reaches)
+        if unreachable:
+            found.append(f"nodes {unreachable} cannot reach the output")
+        return found
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.problems()
+
+    # identity -------------------------------------------------------------------------------
+    @cached_property
+    def canonical_key(self) -> str:
+        """Equal for isomorphic candidates (same labelled DAG under any topological relabelling).
+
+        Brute force over relabellings is exact and cheap for the small graphs searched here
+        (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry.
+        """
+        if self.size <= 7:
+            best: tuple[object, ...] | None = None
+            for order in itertools.permutations(range(self.size - 1)):
+                mapping = {old: new for new, old in enumerate(order)}
+                mapping[self.output] = self.output
+                if any(mapping[i] >= mapping[j] for i, j in self.edges):
+                    continue
+                labels = [""] * self.size
+                for old, new in mapping.items():
+                    labels[new] = self.nodes[old].label()
+                form = (tuple(labels), tuple(sorted((mapping[i], mapping[j]) for i, j in self.edges)))
+                if best is None or form < best:
+                    best = form
+            return repr(best)
+        signature: list[str] = []
+        for index, node in enumerate(self.nodes):
+            parents = sorted(signature[p] for p in self.predecessors[index])
+            signature.append(f"{node.label()}({','.join(parents)})")
+        return signature[-1] + "|" + ",".join(sorted(signature))
+
+    # cost -----------------------------------------------------------------------------------
+    def compute(
+        self, models: dict[str, ResolvedModel], mean_prompt_tokens: float, mean_completion_tokens: float
+    ) -> float:
+        """Projected FLOPs in 1B-call units (the Agent-REINFORCE cost model).
+
+        A node with in-degree d reads the question plus its predecessors' answers, so its prompt is
+        A + d·B tokens for a task with mean prompt A and mean completion B; it writes B tokens.
+        Votes call no model and cost nothing.
+        """
+        unit = compute_unit(mean_prompt_tokens, mean_completion_tokens)
+        total = 0.0
+        for index, node in enumerate(self.nodes):
+            if node.model is None:
+                continue
+            degree = len(self.predecessors[index])
+            prompt = round(mean_prompt_tokens + degree * mean_completion_tokens)
+            flops = model_flops(models[node.model], prompt, round(mean_completion_tokens))
+            if flops is None:
+                raise ValueError(f"model {node.model!r} has unknown size: set params_b in the space")
+            total += flops
+        return total / unit
+
+    # conversion -----------------------------------------------------------------------------
+    def node_id(self, index: int) -> str:
+        node = self.nodes[index]
+        return "out" if index == self.output else f"n{index}_{node.role}"
+
+    def to_spec(
+        self,
+        name: str,
+        models: dict[str, ModelSpec],
+        *,
+        defaults: Sampling | None = None,
+        description: str = "",
+    ) -> GraphSpec:
+        """A runnable graph with the models it uses."""
+        used = sorted({n.model for n in self.nodes if n.model is not None})
+        nodes = [NodeSpec(id=self.node_id(i), role=n.role, model=n.model) for i, n in enumerate(self.nodes)]
+        edges = []
+        for index in range(self.size):
+            preds = self.predecessors[index]
+            if preds:
+                edges.append(", ".join(self.node_id(p) for p in preds) + " -> " + self.node_id(index))
+        return GraphSpec(
+            name=name,
+            description=description,
+            models={alias: models[alias] for alias in used},
+            defaults=defaults or Sampling(),
+            nodes=nodes,
+            edges=edges,
+            output=self.node_id(self.output),
+        )
+
+    def describe(self) -> str:
+        """One line per node: `index | model | role | predecessors` (the agent-facing table form)."""
+        lines = []
+        for index, node in enumerate(self.nodes):
+            preds = ",".join(str(p) for p in self.predecessors[index]) or "-"
+            lines.append(f"{index} | {node.model or '-'} | {node.role} | {preds}")
+        return "\n".join(lines)
+
+
+def resolve_models(models: dict[str, ModelSpec]) -> dict[str, ResolvedModel]:
+    return {alias: resolve(alias, spec) for alias, spec in models.items()}
