@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -39,6 +40,9 @@ class Endpoint:
 
 EndpointResolver = Callable[[ResolvedModel], Awaitable[Endpoint]]
 _RESOLVERS: dict[str, EndpointResolver] = {}
+# Route prefixes served by agentscale itself; their modules are imported on first use only, so a
+# graph of hosted models never pays for vLLM or the simulator.
+_BUILTIN_RESOLVERS = {"local/": "agentscale.models.local", "sim/": "agentscale.sim.provider"}
 
 
 def register_endpoint_resolver(prefix: str, resolver: EndpointResolver) -> None:
@@ -46,10 +50,17 @@ def register_endpoint_resolver(prefix: str, resolver: EndpointResolver) -> None:
     _RESOLVERS[prefix] = resolver
 
 
+def _resolver_for(prefix: str) -> EndpointResolver | None:
+    if prefix not in _RESOLVERS and prefix in _BUILTIN_RESOLVERS:
+        module = importlib.import_module(_BUILTIN_RESOLVERS[prefix])
+        _RESOLVERS.setdefault(prefix, module.resolve_endpoint)
+    return _RESOLVERS.get(prefix)
+
+
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
-    prefix = model.route.split("/", 1)[0] + "/"
-    if prefix in _RESOLVERS:
-        return await _RESOLVERS[prefix](model)
+    resolver = _resolver_for(model.route.split("/", 1)[0] + "/")
+    if resolver is not None:
+        return await resolver(model)
     api_key = os.environ.get(model.api_key_env) if model.api_key_env else None
     if model.api_key_env and api_key is None:
         raise ModelCallError(f"environment variable {model.api_key_env} (api_key_env) is not set")
@@ -202,6 +213,10 @@ class Gateway:
         }
         if request.top_p is not None:
             kwargs["top_p"] = request.top_p
+        if request.temperature > 0:
+            # The sample index as seed: vLLM (and the simulator) then give each sampled slot its own,
+            # reproducible sample, so a cache miss re-creates what the cache would have held.
+            kwargs["seed"] = request.sample_index
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
         if endpoint.api_key:
@@ -218,6 +233,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def _to_result(response: Any, request: CallRequest, latency: float, where: str, attempts: int) -> CallResult:
+    """Text and usage of a response; a provider may report a modelled latency (the simulator does)."""
+    modelled = (getattr(response, "_hidden_params", None) or {}).get("agentscale_latency_s")
+    if modelled is not None:
+        latency = float(modelled)
     choice = response.choices[0]
     text = getattr(choice.message, "content", None) or ""
     usage = getattr(response, "usage", None)

@@ -127,6 +127,7 @@ def test_rerun_with_cache_makes_zero_calls(make_graph, scripted: ScriptedServer)
     graph: Graph = make_graph(WIDTH_8)
     first = graph.run("What is 3 + 4?")
     assert first.usage.calls == 8 and len(scripted.completion_requests) == 8
+    assert sorted(r["seed"] for r in scripted.completion_requests) == list(range(8))  # one sample slot each
     # identical sampled prompts got distinct cache slots (sample index), so all 8 were real calls
     scripted.reset()
     second = graph.run("What is 3 + 4?")
