@@ -8,6 +8,7 @@ from typer.exceptions import TyperException
 from agentscale.cli._console import error
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
+from agentscale.cli.serve_graph import serve_graph_command
 from agentscale.cli.validate import schema_command, validate_command
 from agentscale.errors import AgentScaleError
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command("run")(run_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
+app.command("serve-graph")(serve_graph_command)
 app.add_typer(runs_app, name="runs")
 
 

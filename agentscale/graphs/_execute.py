@@ -14,12 +14,13 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from agentscale.agents.roles import Candidate, Role, majority_vote, resolve_roles
 from agentscale.errors import BudgetExceeded, ModelCallError
-from agentscale.graphs.result import NodeTrace, RunResult, Usage
+from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
 from agentscale.models.budget import RunLedger, Spend
@@ -36,6 +37,7 @@ class RunOptions:
     run_id: str | None = None
     item_key: str = "0"
     run_row: Run | None = None  # a run to insert with this question's rows (single-question runs)
+    on_event: Callable[[GraphEvent], None] | None = None  # streaming: node started / finished
 
 
 class GraphRuntime:
@@ -92,11 +94,18 @@ class RunContext:
         predecessors = self.runtime.topology.predecessors[node_id]
         if predecessors:
             await asyncio.gather(*(self.tasks[p] for p in predecessors))
-        trace = await self._execute(self.runtime.nodes[node_id], predecessors)
+        node = self.runtime.nodes[node_id]
+        self._emit(GraphEvent("node_started", node_id, node.role))
+        trace = await self._execute(node, predecessors)
         self._finished += 1
         trace.finish_order = self._finished
         self.traces[node_id] = trace
+        self._emit(GraphEvent("node_finished", node_id, node.role, trace=trace))
         return trace
+
+    def _emit(self, event: GraphEvent) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(event)
 
     def _candidates(self, predecessors: tuple[str, ...]) -> list[Candidate]:
         usable = [self.traces[p] for p in predecessors if self.traces[p].status == "ok" and self.traces[p].answer]

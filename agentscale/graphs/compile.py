@@ -10,9 +10,10 @@ node directly.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from agentscale.graphs._execute import (
@@ -23,6 +24,7 @@ from agentscale.graphs._execute import (
     has_context,
     open_context,
 )
+from agentscale.graphs.result import NodeTrace
 
 PREPARE = "__prepare__"
 OPTIONS_KEY = "agentscale"
@@ -56,23 +58,37 @@ def _options(config: RunnableConfig | None) -> RunOptions:
 
 
 def build_state_graph(runtime: GraphRuntime) -> StateGraph:
-    """A StateGraph for `runtime`'s DAG (not yet compiled)."""
+    """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`."""
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
 
-    async def prepare(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+    def start(state: GraphState, config: RunnableConfig | None) -> str:
         question = state.get("question")
         if not question:
             raise ValueError("the graph's input state needs a non-empty 'question'")
         key = state.get("run_key")
         if key is None or not has_context(key):
             key = open_context(runtime, question, _options(config), key).key
-        return {"run_key": key}
+        return key
 
-    builder.add_node(PREPARE, prepare)
+    async def prepare(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+        return {"run_key": start(state, config)}
+
+    def prepare_sync(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+        """Synchronous callers (`invoke`): run the whole DAG here, in one event loop of its own; the
+        node steps that follow only read the finished tasks."""
+
+        async def run_all() -> str:
+            key = start(state, config)
+            await asyncio.gather(*get_context(key).tasks.values())
+            return key
+
+        return {"run_key": asyncio.run(run_all())}
+
+    builder.add_node(PREPARE, RunnableLambda(prepare_sync, afunc=prepare, name=PREPARE))
     builder.add_edge(START, PREPARE)
 
     for node_id in runtime.topology.order:
-        builder.add_node(node_id, _node_function(node_id, is_output=node_id == runtime.output))
+        builder.add_node(node_id, _node_runnable(node_id, is_output=node_id == runtime.output))
         predecessors = list(runtime.topology.predecessors[node_id])
         if predecessors:
             builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
@@ -82,12 +98,10 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
     return builder
 
 
-def _node_function(node_id: str, *, is_output: bool) -> Any:
+def _node_runnable(node_id: str, *, is_output: bool) -> RunnableLambda:
     """The LangGraph node: await this node's task; the output node also finishes the run."""
 
-    async def run_node(state: GraphState) -> dict[str, Any]:
-        key = state["run_key"]
-        trace = await get_context(key).node(node_id)
+    def update_for(key: str, trace: NodeTrace) -> dict[str, Any]:
         update: dict[str, Any] = {"trace": {node_id: trace.to_dict()}}
         if is_output:
             context = close_context(key)
@@ -97,5 +111,12 @@ def _node_function(node_id: str, *, is_output: bool) -> Any:
             update.update(answer=result.answer, usage=result.usage.to_dict(), stopped_reason=result.stopped_reason)
         return update
 
-    run_node.__name__ = f"node_{node_id}"
-    return run_node
+    async def run_node(state: GraphState) -> dict[str, Any]:
+        key = state["run_key"]
+        return update_for(key, await get_context(key).node(node_id))
+
+    def read_node(state: GraphState) -> dict[str, Any]:
+        key = state["run_key"]
+        return update_for(key, get_context(key).tasks[node_id].result())
+
+    return RunnableLambda(read_node, afunc=run_node, name=node_id)

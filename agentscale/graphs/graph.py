@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs._execute import GraphRuntime, RunOptions, close_context, open_context
 from agentscale.graphs.compile import OPTIONS_KEY, build_state_graph
 from agentscale.graphs.io import dump_graph_spec, load_graph_spec
-from agentscale.graphs.result import RunResult
+from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models.cost import price_is_known
@@ -90,7 +91,13 @@ class Graph:
         return build_state_graph(self.runtime).compile()
 
     async def arun(
-        self, question: str, *, run_id: str | None = None, item_key: str = "0", record: bool = True
+        self,
+        question: str,
+        *,
+        run_id: str | None = None,
+        item_key: str = "0",
+        record: bool = True,
+        on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
         store = self.store if record else None
@@ -98,7 +105,9 @@ class Graph:
         if store is not None and run_id is None:
             run_row = Run(id=new_run_id(), kind="run", graph_name=self.name, graph_yaml=self.to_yaml())
             run_id = run_row.id
-        options = RunOptions(run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row)
+        options = RunOptions(
+            run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
+        )
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}
@@ -114,6 +123,28 @@ class Graph:
         result = context.result
         assert result is not None, "the graph finished without a result"
         return result
+
+    async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[GraphEvent]:
+        """Yield `node_started` and `node_finished` events as they happen, then one `final` event.
+
+        >>> async def show(graph):  # doctest: +SKIP
+        ...     async for event in graph.astream("What is 2 + 2?"):
+        ...         print(event.kind, event.node_id)
+        """
+        queue: asyncio.Queue[GraphEvent] = asyncio.Queue()
+        task = asyncio.ensure_future(self.arun(question, on_event=queue.put_nowait, **kwargs))
+        try:
+            while not (task.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield GraphEvent("final", result=task.result())
+        finally:
+            if not task.done():
+                task.cancel()
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""

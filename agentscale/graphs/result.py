@@ -99,3 +99,14 @@ class RunResult:
             "usage": self.usage.to_dict(),
             "trace": trace,
         }
+
+
+@dataclass
+class GraphEvent:
+    """A streamed event: `node_started`, `node_finished` (with its trace) or `final` (with the result)."""
+
+    kind: str
+    node_id: str | None = None
+    role: str | None = None
+    trace: NodeTrace | None = None
+    result: RunResult | None = None

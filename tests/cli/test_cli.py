@@ -118,7 +118,9 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and json.loads(out)["title"].startswith("agentscale graph")
 
 
-@pytest.mark.parametrize("command", [["run"], ["validate"], ["schema"], ["runs", "list"], ["runs", "show"]])
+@pytest.mark.parametrize(
+    "command", [["run"], ["validate"], ["schema"], ["runs", "list"], ["runs", "show"], ["serve-graph"]]
+)
 def test_every_command_has_help_with_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, *command, "--help")
     assert code == 0 and "Example" in out
@@ -143,3 +145,9 @@ def test_errors_exit_1_without_traceback_in_a_real_process(tmp_path: Path) -> No
         timeout=60,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_serve_graph_refuses_an_unset_key_variable(env: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NOT_SET_KEY", raising=False)
+    code, _, err = run_cli(capsys, "serve-graph", str(env / "g.yaml"), "--api-key-env", "NOT_SET_KEY")
+    assert code == 1 and "NOT_SET_KEY" in err

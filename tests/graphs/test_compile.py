@@ -68,3 +68,9 @@ def test_stream_updates_name_each_node(make_graph) -> None:
     seen = asyncio.run(collect())
     assert seen[0] == "__prepare__" and seen[-1] == "v"  # the output node finishes the run
     assert {"a", "b", "v"} <= set(seen)
+
+
+def test_compiled_graph_supports_synchronous_invoke(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    out = make_graph(BODY).compile().invoke({"question": "What is 30 + 12?"})
+    assert out["answer"] == "42" and set(out["trace"]) == {"a", "b", "v"}
+    assert len(scripted.completion_requests) == 2

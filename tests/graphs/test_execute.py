@@ -265,3 +265,21 @@ async def test_arun_inside_a_running_loop(make_graph) -> None:
     graph: Graph = make_graph("name: as\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n")
     result = await graph.arun("What is 6 + 7?")
     assert result.answer == "13"
+
+
+async def test_astream_yields_node_events_then_final(make_graph) -> None:
+    graph: Graph = make_graph(
+        "name: st\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: m}\n"
+        "edges: ['a -> b']\nanswer_format: number\n"
+    )
+    events = [event async for event in graph.astream("What is 4 + 4?")]
+    kinds = [(e.kind, e.node_id) for e in events]
+    assert kinds == [
+        ("node_started", "a"),
+        ("node_finished", "a"),
+        ("node_started", "b"),
+        ("node_finished", "b"),
+        ("final", None),
+    ]
+    assert events[1].trace is not None and events[1].trace.answer == "8"
+    assert events[-1].result is not None and events[-1].result.answer == "8"

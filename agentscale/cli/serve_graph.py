@@ -1,0 +1,51 @@
+"""`agentscale serve-graph`: serve a graph behind an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentscale.cli._console import err
+from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
+from agentscale.errors import AgentScaleError
+from agentscale.graphs.graph import load
+
+
+def serve_graph_command(
+    graph_file: Annotated[Path, typer.Argument(help="Graph YAML file.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="Environment variable holding the bearer key clients must send."),
+    ] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Graph runs in flight at once.", min=1)] = 32,
+    max_body_kb: Annotated[int, typer.Option(help="Largest accepted request body, in KiB.", min=1)] = 1024,
+    db: DbOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Serve a graph as an OpenAI-compatible model named after the graph.
+
+    Example:
+
+      agentscale serve-graph best.yaml --port 8080 --api-key-env AGENTSCALE_API_KEY
+
+    then any OpenAI client with base_url=http://127.0.0.1:8080/v1 and model="<graph name>".
+    """
+    import uvicorn
+
+    from agentscale.serve.app import create_app
+
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
+    graph = load(graph_file, gateway=make_gateway(db, no_cache))
+    app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
+    auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
+    err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)

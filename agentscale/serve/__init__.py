@@ -1,0 +1,1 @@
+"""Serving a graph behind an OpenAI-compatible HTTP API (`agentscale serve-graph`)."""

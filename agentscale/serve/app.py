@@ -1,0 +1,199 @@
+"""An OpenAI-compatible chat-completions endpoint in front of one graph.
+
+Any OpenAI client can then use an optimized graph like a model: `base_url=http://host:port/v1`,
+`model=<graph name>`. The last user message is the question; the graph's final answer is the reply
+(streamed as server-sent events when `stream: true`). Errors are JSON in OpenAI's shape and never
+carry a traceback; bearer keys are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentscale.graphs.graph import Graph
+from agentscale.graphs.result import RunResult
+
+log = logging.getLogger("agentscale.serve")
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {...}}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields we use; other OpenAI parameters are accepted and ignored (the graph sets its own)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+def _error_body(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": code}})
+
+
+def question_of(request: ChatRequest) -> str:
+    """The last user message's text (string content or the text parts of a content list)."""
+    for message in reversed(request.messages):
+        if message.role != "user":
+            continue
+        if isinstance(message.content, str):
+            text = message.content
+        else:
+            text = "\n".join(str(p.get("text", "")) for p in message.content or [] if p.get("type") == "text")
+        if text.strip():
+            return text
+    raise ApiError(400, "the request has no user message with text content", code="no_user_message")
+
+
+def _usage(result: RunResult) -> dict[str, int]:
+    usage = result.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def create_app(
+    graph: Graph,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 1_000_000,
+    max_concurrency: int = 32,
+    max_waiting: int = 256,
+) -> FastAPI:
+    """A FastAPI app serving `graph` under the model name `graph.name`."""
+    app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
+    running = asyncio.Semaphore(max_concurrency)
+    waiting = 0
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error_body(exc.status, exc.message, exc.kind, exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message = f"invalid request: {exc.errors()[0].get('msg', 'bad body')}"
+        return _error_body(400, message, "invalid_request_error", None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error_body(exc.status_code, str(exc.detail), "invalid_request_error", None)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
+        return _error_body(500, "internal error while running the graph", "server_error", None)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        if api_key is not None and request.url.path.startswith("/v1/"):
+            header = request.headers.get("authorization", "")
+            offered = header[7:] if header.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(offered.encode(), api_key.encode()):
+                return _error_body(401, "missing or invalid API key", "authentication_error", "invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            return _error_body(413, f"request body over {max_body_bytes} bytes", "invalid_request_error", None)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "graph": graph.name}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": graph.name, "object": "model", "created": 0, "owned_by": "agentscale"}],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> JSONResponse | StreamingResponse:
+        nonlocal waiting
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            raise ApiError(413, f"request body over {max_body_bytes} bytes")
+        try:
+            chat_request = ChatRequest.model_validate(json.loads(body or b"null"))
+        except json.JSONDecodeError:
+            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ApiError(400, f"invalid request at {where}: {first['msg']}") from None
+        if chat_request.model != graph.name:
+            raise ApiError(
+                404,
+                f"model {chat_request.model!r} not found; this server serves {graph.name!r}",
+                code="model_not_found",
+            )
+        question = question_of(chat_request)
+        if waiting >= max_waiting:
+            raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
+        waiting += 1
+        admitted = False
+        try:
+            async with running:
+                waiting, admitted = waiting - 1, True
+                result = await graph.arun(question)
+        finally:
+            if not admitted:
+                waiting -= 1
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        answer = result.answer or ""
+        if chat_request.stream:
+            return StreamingResponse(_sse(completion_id, graph.name, answer, result), media_type="text/event-stream")
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": graph.name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                "usage": _usage(result),
+                "agentscale": {"run_id": result.run_id, "stopped_reason": result.stopped_reason},
+            }
+        )
+
+    return app
+
+
+async def _sse(completion_id: str, model: str, answer: str, result: RunResult) -> AsyncIterator[bytes]:
+    """The final answer as chat.completion.chunk events (a few words per chunk), then usage and [DONE]."""
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    yield f"data: {json.dumps(first)}\n\n".encode()
+    words = answer.split(" ")
+    for start in range(0, len(words), 8):
+        piece = " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")
+        chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(result)}
+    yield f"data: {json.dumps(last)}\n\n".encode()
+    yield b"data: [DONE]\n\n"

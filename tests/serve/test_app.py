@@ -1,0 +1,122 @@
+"""serve-graph over real HTTP with the official OpenAI client: answers, streaming, auth, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from agentscale import Graph
+from agentscale.serve.app import create_app
+from agentscale.testing import ScriptedServer
+
+BODY = (
+    "name: served\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(graph: Graph, **options: object) -> Iterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(graph, **options), port=port, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def served(make_graph) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    yield from serve(make_graph(BODY))
+
+
+@pytest.fixture
+def served_with_key(make_graph) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    yield from serve(make_graph(BODY), api_key="s3cret-key", max_body_bytes=2000)
+
+
+def test_openai_client_non_streaming(served: str) -> None:
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    assert [m.id for m in client.models.list().data] == ["served"]
+    reply = client.chat.completions.create(
+        model="served",
+        messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "What is 17 + 25?"}],
+    )
+    assert reply.choices[0].message.content == "42"
+    assert reply.usage is not None and reply.usage.total_tokens > 0
+
+
+def test_openai_client_streaming(served: str) -> None:
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    stream = client.chat.completions.create(
+        model="served", messages=[{"role": "user", "content": "What is 2 + 3?"}], stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "5"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_auth_required_and_refused(served_with_key: str) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=served_with_key, api_key="wrong").models.list()
+    good = openai.OpenAI(base_url=served_with_key, api_key="s3cret-key")
+    assert good.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 1 + 1?"}])
+    health = httpx.get(served_with_key.removesuffix("/v1") + "/health")
+    assert health.status_code == 200  # health needs no key
+
+
+def test_bad_requests_get_4xx_json(served_with_key: str) -> None:
+    headers = {"Authorization": "Bearer s3cret-key"}
+    url = served_with_key + "/chat/completions"
+    cases = [
+        (b"{not json", 400),
+        (b'{"model": "served"}', 400),
+        (b'{"model": "served", "messages": [{"role": "system", "content": "only system"}]}', 400),
+        (b'{"model": "other", "messages": [{"role": "user", "content": "hi"}]}', 404),
+        (b'{"model": "served", "messages": [{"role": "user", "content": "' + b"x" * 3000 + b'"}]}', 413),
+    ]
+    for body, status in cases:
+        response = httpx.post(url, content=body, headers={**headers, "Content-Type": "application/json"})
+        assert response.status_code == status, (body[:40], response.text)
+        error = response.json()["error"]
+        assert error["message"] and "Traceback" not in response.text
+
+
+def test_sixteen_concurrent_requests_are_all_answered(served: str, scripted: ScriptedServer) -> None:
+    scripted.latency_s = 0.1
+    client = openai.AsyncOpenAI(base_url=served, api_key="unused")
+
+    async def ask(i: int) -> str | None:
+        reply = await client.chat.completions.create(
+            model="served", messages=[{"role": "user", "content": f"What is {i} + 100?"}]
+        )
+        return reply.choices[0].message.content
+
+    async def all_of_them() -> list[str | None]:
+        return await asyncio.gather(*(ask(i) for i in range(16)))
+
+    started = time.perf_counter()
+    answers = asyncio.run(all_of_them())
+    assert answers == [str(i + 100) for i in range(16)]
+    assert time.perf_counter() - started < 16 * 0.1  # served concurrently, not one by one

@@ -1,0 +1,32 @@
+"""Every python block of docs/api.md runs, in order, against the scripted server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agentscale.testing import ScriptedServer
+from tests.conftest import graph_yaml
+
+DOC = Path(__file__).parents[1] / "docs" / "api.md"
+
+
+def test_api_doc_examples_run(
+    tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "doc.db"))
+    (tmp_path / "best.yaml").write_text(
+        graph_yaml(
+            scripted.api_base, "name: best\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
+        )
+    )
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(blocks) >= 4
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "42" in out and "answer 4" in out and "21" in out and "role: critic" in out
