@@ -14,7 +14,7 @@ from agentscale.errors import (
     SpecIssue,
 )
 from agentscale.graphs.graph import Graph, load
-from agentscale.graphs.result import NodeTrace, RunResult, Usage
+from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import GraphSpec
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.storage.db import Store
@@ -26,6 +26,7 @@ __all__ = [
     "BudgetExceeded",
     "Gateway",
     "GatewaySettings",
+    "GraphEvent",
     "Graph",
     "GraphSpec",
     "ModelCallError",
