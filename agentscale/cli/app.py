@@ -6,6 +6,7 @@ import typer
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
+from agentscale.cli.evaluate import eval_command, tasks_app
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
 from agentscale.cli.serve_graph import serve_graph_command
@@ -22,6 +23,8 @@ app = typer.Typer(
 app.command("run")(run_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
+app.command("eval")(eval_command)
+app.add_typer(tasks_app, name="tasks")
 app.command("serve-graph")(serve_graph_command)
 app.add_typer(runs_app, name="runs")
 

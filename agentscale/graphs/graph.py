@@ -23,6 +23,7 @@ from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
+from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.storage.db import Store, new_run_id
@@ -108,6 +109,9 @@ class Graph:
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
+        if self.runtime.models:
+            # litellm's first import takes seconds; keep it out of the run's measured latency
+            await asyncio.to_thread(get_litellm)
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}

@@ -125,6 +125,16 @@ class Store:
             query = select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.id)  # type: ignore[arg-type]
             return list(session.exec(query).all())
 
+    def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
+        """Record the scorer's verdict on an answered item."""
+        with self.engine.begin() as connection:
+            table = RunItem.__table__  # type: ignore[attr-defined]
+            connection.execute(
+                table.update()
+                .where(table.c.run_id == run_id, table.c.item_key == item_key)
+                .values(reference=reference, correct=correct, detail=detail)
+            )
+
     def node_calls(self, run_id: str, item_key: str | None = None) -> list[NodeCall]:
         with self.session() as session:
             query = select(NodeCall).where(NodeCall.run_id == run_id)

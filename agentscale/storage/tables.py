@@ -40,6 +40,9 @@ class RunItem(SQLModel, table=True):
     answer: str | None = None
     stopped_reason: str | None = None
     usage_json: str = "{}"
+    reference: str | None = None  # evals: the item's reference answer
+    correct: bool | None = None  # evals: the scorer's verdict (None until scored)
+    detail: str | None = None  # evals: the scorer's reason
     created: datetime = Field(default_factory=utcnow)
 
 

@@ -119,7 +119,17 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["run"], ["validate"], ["schema"], ["runs", "list"], ["runs", "show"], ["serve-graph"]]
+    "command",
+    [
+        ["run"],
+        ["validate"],
+        ["schema"],
+        ["runs", "list"],
+        ["runs", "show"],
+        ["serve-graph"],
+        ["eval"],
+        ["tasks", "list"],
+    ],
 )
 def test_every_command_has_help_with_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, *command, "--help")
@@ -151,3 +161,30 @@ def test_serve_graph_refuses_an_unset_key_variable(env: Path, capsys: pytest.Cap
     monkeypatch.delenv("NOT_SET_KEY", raising=False)
     code, _, err = run_cli(capsys, "serve-graph", str(env / "g.yaml"), "--api-key-env", "NOT_SET_KEY")
     assert code == 1 and "NOT_SET_KEY" in err
+
+
+def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = env / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(4))
+    )
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json", "--show-items")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) >= {"run_id", "task", "n", "accuracy", "ci95", "usage", "items"}
+    assert result["n"] == 4 and result["accuracy"] == 1.0 and set(result["usage"]) >= USAGE_KEYS
+    code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"], "--json")
+    assert code == 0 and json.loads(out)["n"] == 4 and json.loads(out)["usage"]["calls"] == 8  # totals of the run
+    code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], str(env / "g.yaml"))
+    assert code == 1 and "give neither" in err
+
+
+def test_eval_unknown_task_lists_valid_ones(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", "nonsense")
+    assert code == 1 and "humaneval" in err
+
+
+def test_tasks_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "tasks", "list", "--json")
+    names = {t["name"] for t in json.loads(out)}
+    assert code == 0 and {"humaneval", "champ", "rg:basic_arithmetic"} <= names

@@ -1,0 +1,158 @@
+"""`agentscale eval` and `agentscale tasks list`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.errors import AgentScaleError
+from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
+from agentscale.graphs.graph import load
+from agentscale.tasks import list_tasks
+
+tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
+
+
+@tasks_app.command("list")
+def tasks_list_command(json_output: JsonOption = False) -> None:
+    """List built-in tasks with their sizes, scorers and answer formats.
+
+    Example:
+
+      agentscale tasks list
+    """
+    infos = list_tasks()
+    if json_output:
+        print_json([info.__dict__ for info in infos])
+        return
+    table = Table("task", "items", "scorer", "answer", "description")
+    for info in infos:
+        table.add_row(info.name, str(info.size), info.scorer, info.answer_format, info.description)
+    out.print(table)
+    out.print(
+        "Also: any JSONL file (question, answer, optional choices, id) with --scorer exact|numeric|choice|math|code."
+    )
+
+
+def eval_command(
+    graph_file: Annotated[
+        Path | None, typer.Argument(help="Graph YAML file (omit with --resume).", show_default=False)
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="Task: humaneval, rg:<name>, champ, or a JSONL file.")
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
+    scorer: Annotated[
+        str | None, typer.Option(help="Scorer for JSONL tasks: exact, numeric, choice, math or code.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Items evaluated at once.", min=1)] = 8,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
+    show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Measure a graph on a task: accuracy with a 95% Wilson interval, tokens, FLOPs, USD, latency.
+
+    Examples:
+
+      agentscale eval graphs/self-consistency.yaml --task humaneval --n 40 --seed 0
+
+      agentscale eval graphs/fan-in.yaml --task my_data.jsonl --scorer numeric
+
+      agentscale eval --resume 3f2a9c0d1e2b
+    """
+    gateway = make_gateway(db, no_cache)
+    if resume is not None:
+        if graph_file is not None or task is not None:
+            raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
+        evaluation = Evaluation.resume(resume, gateway)
+    else:
+        if graph_file is None or task is None:
+            raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
+        config = EvalConfig(task=task, n=n, seed=seed, scorer=scorer, concurrency=concurrency)
+        evaluation = Evaluation(load(graph_file, gateway=gateway), config)
+    todo = len(evaluation.pending())
+    total = len(evaluation.task.items)
+    if not json_output:
+        err.print(
+            f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
+            + (f" ({total - todo} already done)" if todo < total else "")
+        )
+    summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
+    if json_output:
+        print_json(summary.to_dict(include_items=show_items))
+        return
+    if show_items:
+        out.print(_items_table(summary.items))
+    _print_summary(summary)
+
+
+async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[score]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+    correct = 0
+    done = 0
+
+    def advance(result: ItemResult) -> None:
+        nonlocal correct, done
+        done += 1
+        correct += result.correct
+        progress.update(bar, advance=1, score=f"{correct}/{done} correct")
+
+    with progress:
+        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, score="")
+        try:
+            return await evaluation.run(on_item=advance)
+        except KeyboardInterrupt:
+            raise AgentScaleError(f"interrupted; continue with: agentscale eval --resume {evaluation.run_id}") from None
+
+
+def _items_table(items: list[ItemResult]) -> Table:
+    table = Table("item", "question", "answer", "reference", "correct", "tokens")
+    for item in items:
+        table.add_row(
+            item.item_id,
+            short(item.question, 40),
+            short(item.answer, 24),
+            short(item.reference, 24),
+            "[green]✓[/]" if item.correct else "[red]✗[/]",
+            str(item.usage.tokens),
+        )
+    return table
+
+
+def _print_summary(summary: EvalSummary) -> None:
+    data = summary.to_dict()
+    low, high = data["ci95"]
+    usage = summary.usage
+    flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
+    usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
+    out.print(
+        f"[bold]{escape(summary.task)}[/]: accuracy {summary.accuracy:.1%} ({summary.correct}/{summary.n}), "
+        f"95% CI [{low:.1%}, {high:.1%}]"
+    )
+    out.print(
+        f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · FLOPs {flops} · {usd} · "
+        f"latency mean {data['latency']['mean_s']:.2f}s p95 {data['latency']['p95_s']:.2f}s · "
+        f"calls {usage.calls} (+{usage.cached_calls} cache hits)"
+    )
+    out.print(f"run {summary.run_id} (agentscale runs show {summary.run_id})")

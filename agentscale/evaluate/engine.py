@@ -1,0 +1,222 @@
+"""The evaluation engine: run a graph over many task items concurrently, score, record, resume.
+
+An evaluation is a stored run (`kind = "eval"`) whose config holds everything needed to rebuild it
+(the graph's YAML, the task spec, sample size and seed), so `--resume RUN_ID` continues from the
+database alone: items already answered are not asked again (an answered but unscored item is only
+scored), and items interrupted mid-graph replay their finished calls from the response cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agentscale.errors import AgentScaleError
+from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.graphs.graph import Graph
+from agentscale.graphs.result import Usage
+from agentscale.graphs.validate import load_spec_text
+from agentscale.models.gateway import Gateway
+from agentscale.tasks import Task, TaskItem, load_task
+
+
+@dataclass
+class ItemResult:
+    """One scored item."""
+
+    item_id: str
+    question: str
+    reference: str
+    answer: str | None
+    correct: bool
+    detail: str
+    usage: Usage
+    stopped_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalSummary:
+    run_id: str | None
+    task: str
+    n: int
+    correct: int
+    usage: Usage
+    latencies: list[float] = field(default_factory=list)
+    items: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.n)
+
+    def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "task": self.task,
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "ci95": list(self.ci95),
+            "usage": self.usage.to_dict(),
+            "latency": {
+                "mean_s": sum(self.latencies) / len(self.latencies) if self.latencies else 0.0,
+                "p95_s": percentile(self.latencies, 95),
+            },
+            "cache_hits": self.usage.cached_calls,
+        }
+        if include_items:
+            data["items"] = [item.to_dict() for item in self.items]
+        return data
+
+
+async def evaluate_items(
+    graph: Graph,
+    task: Task,
+    items: Sequence[TaskItem],
+    *,
+    run_id: str | None = None,
+    concurrency: int = 8,
+    on_item: Callable[[ItemResult], None] | None = None,
+) -> list[ItemResult]:
+    """Answer and score `items` with `graph` (at most `concurrency` questions at once).
+
+    Scoring runs in a worker thread: code scorers execute tests in subprocesses and must not block
+    the event loop that drives the other items' model calls.
+    """
+    semaphore = asyncio.Semaphore(concurrency)
+    store = graph.store
+
+    async def one(item: TaskItem) -> ItemResult:
+        async with semaphore:
+            result = await graph.arun(item.question, run_id=run_id, item_key=item.id, record=run_id is not None)
+            score = await asyncio.to_thread(task.score, result.answer, item)
+            if store is not None and run_id is not None:
+                store.score_item(run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail)
+            outcome = ItemResult(
+                item.id,
+                item.question,
+                item.reference,
+                result.answer,
+                score.correct,
+                score.detail,
+                result.usage,
+                result.stopped_reason,
+            )
+            if on_item is not None:
+                on_item(outcome)
+            return outcome
+
+    running = [asyncio.ensure_future(one(item)) for item in items]
+    try:
+        return list(await asyncio.gather(*running))
+    except BaseException:
+        # gather does not cancel the siblings of a failed task: stop them, so an interrupted eval
+        # makes no further calls behind the caller's back
+        for pending in running:
+            pending.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What an eval run stores so it can be rebuilt and resumed."""
+
+    task: str
+    n: int | None = None
+    seed: int = 0
+    scorer: str | None = None
+    concurrency: int = 8
+
+    def load(self) -> Task:
+        return load_task(self.task, scorer=self.scorer).sample(self.n, self.seed)
+
+
+class Evaluation:
+    """An eval run: create or resume, then `await evaluation.run()`."""
+
+    def __init__(self, graph: Graph, config: EvalConfig, run_id: str | None = None) -> None:
+        self.config = config
+        self.task = config.load()
+        self.graph = Graph(graph.spec, gateway=graph.gateway, answer_format=self.task.answer_format)
+        store = self.graph.store
+        if store is None:
+            raise AgentScaleError("an evaluation needs a database (store)")
+        self.store = store
+        if run_id is None:
+            run_id = store.create_run(
+                "eval", graph_name=graph.name, graph_yaml=graph.to_yaml(), config=asdict(config)
+            ).id
+        self.run_id = run_id
+
+    @classmethod
+    def resume(cls, run_id: str, gateway: Gateway) -> Evaluation:
+        """Rebuild an eval from the database: the stored graph YAML and task config, not the files."""
+        assert gateway.store is not None
+        run = gateway.store.get_run(run_id)
+        if run.kind != "eval":
+            raise AgentScaleError(f"run {run.id} is a {run.kind!r} run, not an eval")
+        if run.graph_yaml is None:
+            raise AgentScaleError(f"run {run.id} has no stored graph")
+        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)
+        return cls(graph, EvalConfig(**json.loads(run.config_json)), run.id)
+
+    def pending(self) -> list[TaskItem]:
+        done = {item.item_key for item in self.store.run_items(self.run_id) if item.correct is not None}
+        return [item for item in self.task.items if item.id not in done]
+
+    async def run(self, on_item: Callable[[ItemResult], None] | None = None) -> EvalSummary:
+        """Answer the pending items, then summarise every item of the run."""
+        answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
+        unscored = [item for item in self.pending() if item.id in answered]
+        for item in unscored:  # answered before an interruption, never scored
+            score = await asyncio.to_thread(self.task.score, answered[item.id].answer, item)
+            self.store.score_item(
+                self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
+            )
+        todo = self.pending()
+        try:
+            await evaluate_items(
+                self.graph, self.task, todo, run_id=self.run_id, concurrency=self.config.concurrency, on_item=on_item
+            )
+        except BaseException:
+            self.store.finish_run(self.run_id, "interrupted")
+            raise
+        summary = self.summary()
+        self.store.finish_run(self.run_id, "done", summary.to_dict())
+        return summary
+
+    def summary(self) -> EvalSummary:
+        """Totals over every scored item of the run (resumed parts included)."""
+        rows = {row.item_key: row for row in self.store.run_items(self.run_id) if row.correct is not None}
+        usage, latencies, items = Usage(), [], []
+        for item in self.task.items:
+            row = rows.get(item.id)
+            if row is None:
+                continue
+            item_usage = Usage(**json.loads(row.usage_json))
+            usage.add(item_usage)
+            latencies.append(item_usage.latency_s)
+            items.append(
+                ItemResult(
+                    item.id,
+                    item.question,
+                    item.reference,
+                    row.answer,
+                    bool(row.correct),
+                    row.detail or "",
+                    item_usage,
+                    row.stopped_reason,
+                )
+            )
+        correct = sum(1 for i in items if i.correct)
+        return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items)

@@ -1,0 +1,13 @@
+"""The one exception the task layer raises for user-facing problems."""
+
+from __future__ import annotations
+
+from agentscale.errors import AgentScaleError
+
+
+class TaskError(AgentScaleError):
+    """A task could not be loaded, split or scored because of the user's input.
+
+    The message is meant for the CLI to print as-is (no traceback): it names the file and line,
+    the bad option, or lists the valid choices.
+    """

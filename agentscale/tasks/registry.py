@@ -1,0 +1,150 @@
+"""Task names -> loaders: ``load_task("humaneval")``, ``load_task("rg:chain_sum", n=50)``,
+``load_task("data.jsonl", scorer="numeric")``, and the rows of ``agentscale tasks list``.
+
+Two kinds of entries: exact names (``humaneval``, ``champ``) and prefixes (``rg:<name>``). Other
+modules add their own with :func:`register_task` / :func:`register_prefix` - e.g. the simulated
+population registers ``sim:`` (``sim:math``) when imported - or, from another package, through the
+``agentscale.tasks`` entry-point group (each entry point is a zero-argument callable that calls the
+register functions; they are loaded the first time a name is not found or tasks are listed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from agentscale.tasks.base import Task, TaskInfo
+from agentscale.tasks.errors import TaskError
+from agentscale.tasks.scorers import get_scorer
+from agentscale.tasks.sources import champ, humaneval, rgym
+from agentscale.tasks.sources.jsonl import load_jsonl
+
+ENTRY_POINT_GROUP = "agentscale.tasks"
+
+
+@dataclass(frozen=True)
+class _Named:
+    loader: Callable[..., Task]
+    info: TaskInfo
+
+
+@dataclass(frozen=True)
+class _Prefixed:
+    loader: Callable[..., Task]  # loader(name_after_prefix, **options)
+    lister: Callable[[], list[TaskInfo]]
+
+
+_named: dict[str, _Named] = {}
+_prefixed: dict[str, _Prefixed] = {}
+_plugins_loaded = False
+_plugins_lock = threading.Lock()
+
+
+def register_task(name: str, loader: Callable[..., Task], info: TaskInfo) -> None:
+    """Make ``load_task(name, **options)`` call ``loader(**options)``; ``info`` is its list row."""
+    if ":" in name:
+        raise ValueError(f"task name {name!r} may not contain ':' (use register_prefix)")
+    _named[name] = _Named(loader, info)
+
+
+def register_prefix(
+    prefix: str, loader: Callable[..., Task], lister: Callable[[], list[TaskInfo]] | None = None
+) -> None:
+    """Make ``load_task(f"{prefix}:{rest}", **options)`` call ``loader(rest, **options)``."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"bad task prefix {prefix!r}")
+    _prefixed[prefix] = _Prefixed(loader, lister or (lambda: []))
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    with _plugins_lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()()
+            except Exception as error:  # a broken plugin must not hide the built-in tasks
+                raise TaskError(f"task plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith((".jsonl", ".json")) or "/" in spec or Path(spec).is_file()
+
+
+def _call(loader: Callable[..., Task], spec: str, *args: Any, **options: Any) -> Task:
+    try:
+        inspect.signature(loader).bind(*args, **options)
+    except TypeError:
+        accepted = [
+            p.name
+            for p in list(inspect.signature(loader).parameters.values())[len(args) :]
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        raise TaskError(
+            f"task {spec!r} does not accept option(s) {', '.join(sorted(options))}; "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        ) from None
+    return loader(*args, **options)
+
+
+def _valid_names() -> str:
+    names = sorted(_named) + [f"{prefix}:<name>" for prefix in sorted(_prefixed)]
+    return ", ".join(names) + ", or a path to a .jsonl file"
+
+
+def load_task(spec: str, *, scorer: str | None = None, **options: Any) -> Task:
+    """The task named by ``spec``; ``scorer`` replaces its scorer, ``options`` go to its loader.
+
+    ``spec`` is a built-in name (``humaneval``, ``champ``), ``prefix:name`` (``rg:chain_sum``) or a
+    JSONL path. Unknown names raise `TaskError` listing the valid ones.
+    """
+    spec = spec.strip()
+    if _is_path(spec):
+        if not Path(spec).is_file():
+            raise TaskError(f"task file {spec!r} not found")
+        return _call(load_jsonl, spec, spec, scorer=scorer, **options)
+    prefix, sep, rest = spec.partition(":")
+    if (sep and prefix not in _prefixed) or (not sep and spec not in _named):
+        _load_plugins()
+    if sep:
+        entry = _prefixed.get(prefix)
+        if entry is None or not rest:
+            raise TaskError(f"unknown task {spec!r}; valid tasks: {_valid_names()}")
+        task = _call(entry.loader, spec, rest, **options)
+    else:
+        named = _named.get(spec)
+        if named is None:
+            raise TaskError(f"unknown task {spec!r}; valid tasks: {_valid_names()}")
+        task = _call(named.loader, spec, **options)
+    if scorer is not None:
+        scorer_fn, answer_format = get_scorer(scorer)
+        task = task.with_scorer(scorer_fn, scorer, answer_format)
+    return task
+
+
+def list_tasks() -> list[TaskInfo]:
+    """Every known task (configurable ones at their default size), for ``agentscale tasks list``."""
+    _load_plugins()
+    rows = [named.info for _, named in sorted(_named.items())]
+    for _, entry in sorted(_prefixed.items()):
+        try:
+            rows.extend(entry.lister())
+        except TaskError:
+            continue  # an optional dependency is missing: its tasks are simply not listed
+    return rows
+
+
+register_task(
+    humaneval.NAME,
+    humaneval.load_humaneval,
+    TaskInfo(humaneval.NAME, humaneval.SIZE, "code", "code", humaneval.DESCRIPTION),
+)
+register_task(champ.NAME, champ.load_champ, TaskInfo(champ.NAME, champ.SIZE, "math", "text", champ.DESCRIPTION))
+register_prefix(rgym.PREFIX, rgym.load_reasoning_gym, rgym.infos)

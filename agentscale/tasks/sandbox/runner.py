@@ -1,0 +1,232 @@
+"""Run one Python program in a fresh sandbox process and report how it ended.
+
+The parent side of the sandbox: it writes the program into a private job directory, starts the
+bootstrap (under ``unshare`` when the mode asks for it) in a new session with a scrubbed environment,
+enforces the wall-clock timeout, kills whatever the program left behind and removes the job directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from agentscale.tasks.sandbox._bootstrap import namespace_ids
+from agentscale.tasks.sandbox.isolation import Isolation, interpreter, interpreter_dirs, probe
+from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
+
+_BOOTSTRAP = str(Path(__file__).with_name("_bootstrap.py"))
+_TAIL_CHARS = 2000
+_SOLUTION = "solution.py"
+_HARNESS = "_agentscale_harness.py"
+# Runs the program with runpy, then prints the token read from stdin before the program started.
+# A program that exits early (sys.exit(0), os._exit(0)) never reaches the token, so it cannot pass.
+_HARNESS_SOURCE = f"""\
+import os, runpy, sys
+def _agentscale_run():
+    token = sys.stdin.readline().strip()
+    sys.argv = [{_SOLUTION!r}]
+    runpy.run_path({_SOLUTION!r}, run_name="__main__")
+    sys.stdout.flush()
+    os.write(1, ("\\n" + token + "\\n").encode())
+_agentscale_run()
+"""
+_UID_BASE = 2_000_000_000
+_UID_SPAN = 100_000_000
+
+
+def _minimal_env(home: str) -> dict[str, str]:
+    """Built from scratch, never from ``os.environ``: no API keys or tokens reach the program."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _tail(handle: IO[bytes], limit: int = _TAIL_CHARS) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - 4 * limit))
+    return handle.read().decode("utf-8", "replace")[-limit:]
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process owned by ``uid`` (a run's private uid: nothing else uses it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as handle:
+                for line in handle:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            os.kill(int(entry), signal.SIGKILL)
+                        break
+        except (OSError, ValueError):
+            continue
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    if hasattr(os, "waitid"):  # Linux: look without reaping, so the group id cannot be reused yet
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    return proc.poll() is not None
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait until the process exits; False when the deadline passed first."""
+    delay = 0.001
+    while True:
+        if _exited(proc):
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.02)
+
+
+def _prepare_job(job: Path, isolation: Isolation, files: dict[str, str], uid: int | None) -> str:
+    """Lay out the job directory; returns the program's work dir as the program will see it.
+
+    In the namespace modes the bootstrap copies ``files`` into a tmpfs mounted at ``/work``; in the
+    plain mode they go to ``job/work``, owned by the run's uid when there is one.
+    """
+    (job / "root").mkdir()
+    if isolation.mode != "plain":
+        return "/work"
+    work = job / "work"
+    work.mkdir(mode=0o700)
+    for name, text in files.items():
+        (work / name).write_text(text, encoding="utf-8")
+    if uid is not None:
+        job.chmod(0o711)
+        for path in (work, *work.iterdir()):
+            os.chown(path, uid, uid)
+    return str(work)
+
+
+def _config(
+    isolation: Isolation,
+    job: Path,
+    work: str,
+    files: dict[str, str],
+    uid: int | None,
+    limits: SandboxLimits,
+    status_fd: int,
+) -> dict[str, object]:
+    return {
+        "mode": isolation.mode,
+        "new_root": str(job / "root"),
+        "work_dir": work,
+        "bind_dirs": interpreter_dirs(),
+        "files": files,
+        "python": interpreter(),
+        "argv": [interpreter(), "-I", _HARNESS],
+        "env": _minimal_env(work),
+        "uid": uid,
+        "gid": uid,
+        "limits": limits.rlimits(),
+        "work_bytes": limits.work_dir_bytes,
+        "status_fd": status_fd,
+        "host_namespaces": namespace_ids() if isolation.mode != "plain" else {},
+    }
+
+
+def _spawn(command: list[str], out: IO[bytes], err: IO[bytes], status_fd: int, token: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=err,
+        pass_fds=(status_fd,),
+        start_new_session=True,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd="/",
+    )
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(token.encode() + b"\n")
+        proc.stdin.close()
+    return proc
+
+
+def run_python(
+    source: str,
+    *,
+    limits: SandboxLimits = DEFAULT_LIMITS,
+    isolation: Isolation | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> SandboxResult:
+    """Run ``source`` as ``__main__`` in a fresh sandbox and report how it ended.
+
+    Blocking and thread-safe: run many at once from a thread pool. Raises :class:`SandboxError` only
+    when the sandbox could not be built; anything the program does (crash, hang, fork bomb, exit 0
+    early) comes back as a non-passing :class:`SandboxResult`.
+    """
+    isolation = isolation or probe()
+    files = {**(extra_files or {}), _SOLUTION: source, _HARNESS: _HARNESS_SOURCE}
+    uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if isolation.private_uid else None
+    token = secrets.token_hex(16)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    job = Path(tempfile.mkdtemp(prefix="agentscale-sbx-"))
+    started = time.monotonic()
+    try:
+        work = _prepare_job(job, isolation, files, uid)
+        config_path = job / "config.json"
+        config_path.touch(mode=0o600)
+        cfg = _config(isolation, job, work, files, uid, limits, write_fd)
+        config_path.write_text(json.dumps(cfg), encoding="utf-8")
+        command = [*isolation.unshare_args(), interpreter(), "-I", "-S", _BOOTSTRAP, str(config_path)]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = _spawn(command, out, err, write_fd, token)
+            os.close(write_fd)
+            write_fd = -1
+            finished = _wait_exit(proc, started + limits.timeout_s)
+            # Before reaping, so the group id cannot have been reused: take down everything left.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if uid is not None:
+                _kill_uid(uid)
+            returncode = proc.wait()
+            duration = time.monotonic() - started
+            try:
+                status = os.read(read_fd, 16)
+            except BlockingIOError:
+                status = b""
+            stderr_tail, stdout_tail = _tail(err), _tail(out)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+        shutil.rmtree(job, ignore_errors=True)
+    if status != b"ok" and finished:
+        raise SandboxError(f"sandbox ({isolation.mode}) could not start the program: {stderr_tail.strip()}")
+    return SandboxResult(
+        passed=finished and returncode == 0 and token in stdout_tail,
+        timed_out=not finished,
+        returncode=returncode if finished else None,
+        stderr_tail=stderr_tail,
+        stdout_tail=stdout_tail.replace(token, "").rstrip("\n"),
+        duration_s=duration,
+        isolation=isolation.mode,
+    )
+
+
+def probe_mode(isolation: Isolation) -> bool:
+    """True when ``isolation`` can run a trivial program on this machine."""
+    try:
+        return run_python("pass", limits=SandboxLimits(timeout_s=20), isolation=isolation).passed
+    except (SandboxError, OSError):
+        return False

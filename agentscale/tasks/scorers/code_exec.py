@@ -1,0 +1,104 @@
+"""Code scorer: assemble a test program from the model's code and run it in the sandbox.
+
+Models answer a function-completion prompt in two ways: the body only (HumanEval's canonical
+format) or a whole ``def entry_point(...)``, often with the imports and helpers again. Both are
+accepted: when the code defines the entry point, the program is the prompt (it still provides imports
+and helper functions such as HumanEval/10's ``is_palindrome``; its own stub is then redefined) followed
+by the code; otherwise the code is taken as the body and appended to the prompt, re-indented if the
+answer extractor stripped its indentation. The item's tests follow, then ``check(entry_point)``.
+
+Item fields used: ``metadata['test']`` (else the reference is the test code), ``metadata['prompt']``
+(optional) and ``metadata['entry_point']`` (optional: without it the tests must call things
+themselves).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+
+from agentscale.tasks.base import Score, Scorer, TaskItem
+from agentscale.tasks.sandbox import DEFAULT_LIMITS, SandboxLimits, run_python
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def strip_fences(code: str, entry_point: str | None = None) -> str:
+    """The code inside Markdown fences if there are any (the block defining the entry point first)."""
+    blocks = _FENCE.findall(code)
+    if not blocks:
+        return code
+    if entry_point:
+        for block in blocks:
+            if _defines(block, entry_point):
+                return str(block)
+    return str(max(blocks, key=len))
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name for node in tree.body)
+
+
+def _imports_of(prompt: str) -> str:
+    lines = [ln for ln in prompt.splitlines() if re.match(r"\s*(?:import|from)\s+\w", ln) and not ln[:1].isspace()]
+    return "\n".join(lines)
+
+
+def _as_body(code: str) -> str:
+    """Indent a function body that lost its indentation (first code line at column 0)."""
+    first = next((ln for ln in code.splitlines() if ln.strip()), "")
+    if first[:1] in (" ", "\t"):
+        return code
+    return textwrap.indent(code, "    ")
+
+
+def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | None = None) -> str:
+    """The full program to run for one answer (see the module docstring for the rules)."""
+    code = strip_fences(code, entry_point)
+    if entry_point and _defines(code, entry_point):
+        try:
+            ast.parse(prompt)
+            head = prompt
+        except SyntaxError:
+            head = _imports_of(prompt)
+        program = f"{head}\n\n{code}\n" if head.strip() else f"{code}\n"
+    elif prompt:
+        program = f"{prompt}{_as_body(code)}\n"
+    else:
+        program = f"{code}\n"
+    program += f"\n\n{test}\n"
+    if entry_point:
+        program += f"\n\ncheck({entry_point})\n"
+    return program
+
+
+def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
+    """A scorer that runs each answer against its item's tests in a fresh sandbox."""
+
+    def score_code(answer: str | None, item: TaskItem) -> Score:
+        if answer is None or not answer.strip():
+            return Score(False, "no answer")
+        meta = item.metadata
+        program = build_program(
+            answer,
+            test=str(meta.get("test", item.reference)),
+            prompt=str(meta.get("prompt", "")),
+            entry_point=meta.get("entry_point") or None,
+        )
+        result = run_python(program, limits=limits)
+        if result.passed:
+            return Score(True, f"tests passed in {result.duration_s:.2f}s")
+        if result.timed_out:
+            return Score(False, f"timed out after {limits.timeout_s:g}s")
+        last = result.stderr_tail.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+        return Score(False, f"tests failed: {last[0][:300]}")
+
+    return score_code
+
+
+score_code = code_scorer()

@@ -1,0 +1,128 @@
+"""Math scorer: symbolic equivalence with HuggingFace ``math-verify`` ("1/2" == "0.5" == "\\frac12").
+
+Plain strings like ``2^(n-1)`` are wrapped in ``$...$`` before parsing: math-verify's expression
+extractor would otherwise read only the leading ``2``, and "2" would then match ``2^(n-1)``. Answers
+that read as prose ("The answer is 252") are parsed as-is so math-verify can find the number inside.
+An item may list several accepted references in ``metadata['accepted']`` (the CHAMP loader does,
+for "C(10, 5), or equivalently 252"); references that are prose ("No", "The sequence does not
+exist") are compared as normalised text.
+
+math-verify enforces its timeouts with ``SIGALRM``, which only works on the main thread; off the main
+thread the timeouts are disabled and very long inputs are cut to ``MAX_ANSWER_CHARS`` instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from agentscale.tasks.base import Score, TaskItem
+from agentscale.tasks.scorers.normalize import normalize_text
+
+MAX_ANSWER_CHARS = 2000
+_TIMEOUT_S = 5
+_LATEX_MARKERS = ("$", "\\(", "\\[", "\\boxed")
+_MATH_WORDS = frozenset(
+    [
+        "sqrt",
+        "floor",
+        "ceil",
+        "sum",
+        "prod",
+        "mod",
+        "log",
+        "ln",
+        "exp",
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "arcsin",
+        "arccos",
+        "arctan",
+        "binom",
+        "frac",
+        "cdot",
+        "times",
+        "pi",
+        "infty",
+        "inf",
+        "and",
+        "or",
+    ]
+)
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_YES_NO = re.compile(r"(yes|no)\b")
+
+
+def is_prose(text: str) -> bool:
+    """True when ``text`` contains words that are not math function names (so it is not a formula)."""
+    return any(word.lower() not in _MATH_WORDS for word in _WORD.findall(text.replace("\\", " ")))
+
+
+def _timeouts() -> int | None:
+    return _TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(text: str, *, wrap: bool) -> list[Any]:
+    from math_verify import parse
+
+    text = text[-MAX_ANSWER_CHARS:]
+    if wrap and not any(marker in text for marker in _LATEX_MARKERS):
+        text = "$" + text.replace("**", "^") + "$"  # Python's power operator means nothing in LaTeX
+    try:
+        return list(parse(text, parsing_timeout=_timeouts()))
+    except Exception:  # math-verify raises assorted sympy/latex errors on odd input
+        return []
+
+
+def _verify(gold: list[Any], pred: list[Any]) -> bool:
+    from math_verify import verify
+
+    if not gold or not pred:
+        return False
+    try:
+        return bool(verify(gold, pred, timeout_seconds=_timeouts()))
+    except Exception:
+        return False
+
+
+def _text_match(answer: str, reference: str) -> bool:
+    got, want = normalize_text(answer), normalize_text(reference)
+    if got == want:
+        return True
+    # "No" vs "No, it cannot": a bare yes/no reference is matched by the answer's leading yes/no.
+    if want in ("yes", "no"):
+        lead = _YES_NO.match(got)
+        return lead is not None and lead.group(1) == want
+    return False
+
+
+def accepted_references(item: TaskItem) -> list[str]:
+    """The reference strings an answer may match: ``metadata['accepted']`` or the reference."""
+    accepted = item.metadata.get("accepted")
+    if isinstance(accepted, list) and accepted and all(isinstance(a, str) for a in accepted):
+        return list(accepted)
+    return [item.reference]
+
+
+def score_math(answer: str | None, item: TaskItem) -> Score:
+    """Correct when the answer is mathematically equivalent to (or textually equals) a reference."""
+    if answer is None or not answer.strip():
+        return Score(False, "no answer")
+    answer = answer.strip()
+    pred = _parse(answer, wrap=not is_prose(answer))
+    if _text_match(answer, item.reference):
+        return Score(True, "text match with the reference")
+    for reference in accepted_references(item):
+        if _text_match(answer, reference):
+            return Score(True, f"text match with {reference!r}")
+        if is_prose(reference):
+            continue
+        if _verify(_parse(reference, wrap=True), pred):
+            return Score(True, f"equivalent to {reference!r}")
+    shown = ", ".join(repr(str(p)) for p in pred[:1]) or "nothing parseable"
+    return Score(False, f"expected {item.reference!r}, got {shown}")

@@ -1,0 +1,109 @@
+"""Numeric scorer: compares numbers, not strings ("1,234" == "1234.0", "3/4" == "0.75", "75%" == "75").
+
+Numbers are parsed into exact fractions where possible so integer answers are compared exactly; a
+relative/absolute tolerance only applies when a non-integer is involved (rounded decimals such as
+0.3333 vs 1/3 need it, 106475279601 vs 106475279602 must not pass).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+from agentscale.tasks.base import Score, Scorer, TaskItem
+
+DEFAULT_REL_TOL = 1e-6
+DEFAULT_ABS_TOL = 1e-9
+
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
+_DECIMAL = rf"(?:{_DIGITS})(?:[eE][-+]?\d+)?"
+_NUMBER = rf"[-+]?(?:{_DECIMAL})(?:\s*/\s*(?:{_DECIMAL}))?(?:\s*%)?"
+_FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})\s*\.?\s*")
+_ANY = re.compile(rf"(?<![\w.])(?P<num>{_NUMBER})(?![\w])")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
+_TIMES_TEN = re.compile(r"\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+
+
+def _clean(text: str) -> str:
+    text = text.strip().replace("−", "-").replace("\u2009", "").replace("{,}", ",")
+    text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
+    text = _LATEX_FRAC.sub(r"(\1)/(\2)", text)
+    text = re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
+    text = _TIMES_TEN.sub(r"e\1", text)
+    if text.startswith("$") and text.endswith("$") and len(text) > 1:
+        text = text.strip("$")
+    boxed = re.fullmatch(r"\\boxed\{(.*)\}", text.strip())
+    return boxed.group(1) if boxed else text
+
+
+def _value(token: str) -> tuple[Fraction, bool]:
+    """(value, written_as_percent) for one number token matched by ``_NUMBER``."""
+    token = token.replace(",", "").replace(" ", "")
+    percent = token.endswith("%")
+    token = token.rstrip("%")
+    if "/" in token:
+        num, den = token.split("/", 1)
+        value = Fraction(num) / Fraction(den)
+    else:
+        value = Fraction(token)
+    return value, percent
+
+
+def parse_number(text: str) -> list[Fraction] | None:
+    """The values a written number may mean, or None if ``text`` is not one number.
+
+    A percentage yields both readings (``75%`` -> 75 and 0.75) because references and answers are
+    inconsistent about it. Free text with exactly one number in it ("x = 5", "5 apples") yields that
+    number; text with several numbers is ambiguous and yields None.
+    """
+    cleaned = _clean(text)
+    match = _FULL.fullmatch(cleaned)
+    if match is None:
+        found = _ANY.findall(cleaned)
+        if len(found) != 1:
+            return None
+        token = found[0]
+    else:
+        token = match.group("num")
+    try:
+        value, percent = _value(token)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return [value, value / 100] if percent else [value]
+
+
+def is_number(text: str) -> bool:
+    """True when ``text`` is one written number and nothing else (no surrounding words)."""
+    return _FULL.fullmatch(_clean(text)) is not None
+
+
+def _close(a: Fraction, b: Fraction, rel_tol: float, abs_tol: float) -> bool:
+    if a == b:
+        return True
+    if b.denominator == 1 and round(a) != b:
+        return False  # an integer reference only matches answers that round to it
+    return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_ABS_TOL) -> Scorer:
+    """A numeric scorer with the given tolerance (an item's ``metadata['rel_tol']`` overrides it)."""
+
+    def score_numeric(answer: str | None, item: TaskItem) -> Score:
+        if answer is None or not answer.strip():
+            return Score(False, "no answer")
+        wanted = parse_number(item.reference)
+        if wanted is None:
+            return Score(False, f"reference {item.reference!r} is not a number")
+        got = parse_number(answer)
+        if got is None:
+            return Score(False, f"answer {answer[:100]!r} is not a single number")
+        item_rel = float(item.metadata.get("rel_tol", rel_tol))
+        if any(_close(g, w, item_rel, abs_tol) for g in got for w in wanted):
+            return Score(True, f"{float(got[0]):g} matches {item.reference}")
+        return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")
+
+    return score_numeric
+
+
+score_numeric = numeric_scorer()

@@ -1,0 +1,1 @@
+"""Built-in task sources; each module turns one offline dataset into a `Task`."""

@@ -1,0 +1,115 @@
+"""A user's own questions from a JSONL file: one JSON object per line.
+
+Fields: ``question`` (string) and ``answer`` (string or number) are required; ``id`` (string or
+integer, default ``line-<n>``), ``choices`` (list of strings) and ``metadata`` (object) are optional;
+any other field is kept in the item's metadata (e.g. ``entry_point``/``prompt``/``test`` for code
+tasks, ``rel_tol`` for numeric ones). Blank lines are skipped. Every problem is reported as a
+`TaskError` naming the file and the line.
+
+Without an explicit scorer one is inferred: ``choice`` if items have choices, ``numeric`` if every
+answer is a number, else ``exact``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agentscale.tasks.base import Task, TaskItem
+from agentscale.tasks.errors import TaskError
+from agentscale.tasks.scorers import get_scorer
+from agentscale.tasks.scorers.numeric import is_number
+
+_KNOWN = ("id", "question", "answer", "choices", "metadata")
+
+
+def _fail(path: Path, line_no: int, message: str) -> TaskError:
+    return TaskError(f"{path}:{line_no}: {message}")
+
+
+def _item(path: Path, line_no: int, record: Any) -> TaskItem:
+    if not isinstance(record, dict):
+        raise _fail(path, line_no, f"expected a JSON object, got {type(record).__name__}")
+    for field in ("question", "answer"):
+        if field not in record:
+            raise _fail(path, line_no, f"missing required field {field!r}")
+    question, answer = record["question"], record["answer"]
+    if not isinstance(question, str) or not question.strip():
+        raise _fail(path, line_no, "field 'question' must be a non-empty string")
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+        raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {type(answer).__name__}")
+    item_id = record.get("id", f"line-{line_no}")
+    if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id) == "":
+        raise _fail(path, line_no, "field 'id' must be a non-empty string or an integer")
+    choices = record.get("choices")
+    if choices is not None and (
+        not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
+    ):
+        raise _fail(path, line_no, "field 'choices' must be a non-empty list of strings")
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _fail(path, line_no, "field 'metadata' must be an object")
+    extra = {k: v for k, v in record.items() if k not in _KNOWN}
+    return TaskItem(
+        id=str(item_id),
+        question=question,
+        reference=str(answer),
+        metadata={**metadata, **extra},
+        choices=choices,
+    )
+
+
+def read_items(path: Path) -> list[TaskItem]:
+    """Parse and validate every line; the first bad line raises with its number."""
+    items: list[TaskItem] = []
+    first_line: dict[str, int] = {}
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise TaskError(f"{path}: cannot read: {error.strerror or error}") from None
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise _fail(path, line_no, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise _fail(path, line_no, f"invalid JSON: {error.msg} (column {error.colno})") from None
+            item = _item(path, line_no, record)
+            if item.id in first_line:
+                raise _fail(path, line_no, f"duplicate id {item.id!r} (first on line {first_line[item.id]})")
+            first_line[item.id] = line_no
+            items.append(item)
+    if not items:
+        raise TaskError(f"{path}: no items (expected one JSON object per line)")
+    return items
+
+
+def infer_scorer(items: list[TaskItem]) -> str:
+    """``choice`` / ``numeric`` / ``exact`` from what the items look like."""
+    if any(item.choices for item in items):
+        return "choice"
+    if all(is_number(item.reference) for item in items):
+        return "numeric"
+    return "exact"
+
+
+def load_jsonl(path: str | Path, *, scorer: str | None = None, name: str | None = None) -> Task:
+    """A task from a JSONL file, scored by ``scorer`` (``exact|numeric|choice|math|code``)."""
+    path = Path(path)
+    items = read_items(path)
+    scorer_name = scorer or infer_scorer(items)
+    scorer_fn, answer_format = get_scorer(scorer_name)
+    return Task(
+        name=name or path.stem,
+        description=f"{len(items)} questions from {path}",
+        answer_format=answer_format,
+        scorer=scorer_fn,
+        scorer_name=scorer_name,
+        items=tuple(items),
+    )

@@ -1,0 +1,120 @@
+"""Any reasoning-gym generator as a task: ``rg:<name>`` (e.g. ``rg:basic_arithmetic``).
+
+Items are generated from a seed, so ``rg:chain_sum`` with ``size=200, seed=0`` is the same 200 questions
+on every machine; scoring uses the generator's own ``score_answer`` (full credit = correct). A few
+generators (``boxnet``, ``rush_hour``...) verify answers instead of comparing to one reference; their
+items have an empty ``reference``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
+from agentscale.tasks.errors import TaskError
+from agentscale.tasks.scorers.numeric import is_number
+
+PREFIX = "rg"
+DEFAULT_SIZE = 200
+DEFAULT_SEED = 0
+
+
+def _registry() -> dict[str, Any]:
+    try:
+        from reasoning_gym.factory import DATASETS
+    except ModuleNotFoundError:
+        raise TaskError("rg:<name> tasks need the 'reasoning-gym' package: pip install reasoning-gym") from None
+    return dict(DATASETS)
+
+
+def dataset_names() -> list[str]:
+    """Every generator reasoning-gym registers."""
+    return sorted(_registry())
+
+
+def _description(name: str) -> str:
+    dataset_cls, _ = _registry()[name]
+    doc = (dataset_cls.__doc__ or "").strip().splitlines()
+    return f"reasoning-gym {name}" + (f": {doc[0].rstrip('.')}" if doc else "")
+
+
+def _json_safe(value: Any) -> Any:
+    """Metadata as plain JSON (some generators keep sympy/fraction objects in it)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def load_reasoning_gym(
+    name: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    seed: int = DEFAULT_SEED,
+    config: dict[str, Any] | None = None,
+    **config_fields: Any,
+) -> Task:
+    """``size`` items of generator ``name`` generated from ``seed``; other keyword options go to its
+    config (e.g. ``min_terms=3`` for ``chain_sum``). ``seed`` picks the questions; a task's
+    ``split``/``sample`` seed then picks among them."""
+    registry = _registry()
+    if name not in registry:
+        raise TaskError(f"unknown reasoning-gym task 'rg:{name}'; valid names: {', '.join(sorted(registry))}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise TaskError(f"task 'rg:{name}': size must be a positive integer, got {size!r}")
+    from reasoning_gym import create_dataset
+
+    fields = {**(config or {}), **config_fields}
+    try:
+        dataset = create_dataset(name, **fields, seed=seed, size=size)
+        entries = [dataset[i] for i in range(size)]
+    except TypeError as error:
+        valid = ", ".join(f for f in registry[name][1].__dataclass_fields__ if f not in ("seed", "size"))
+        raise TaskError(f"task 'rg:{name}': bad option ({error}); config fields: {valid}") from None
+    except (ValueError, AssertionError) as error:
+        raise TaskError(f"task 'rg:{name}': invalid configuration: {error}") from None
+
+    items: list[TaskItem] = []
+    raw: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        item_id = f"rg:{name}:{seed}:{index}"
+        answer = entry.get("answer")
+        items.append(
+            TaskItem(
+                id=item_id,
+                question=str(entry["question"]),
+                reference="" if answer is None else str(answer),
+                metadata=_json_safe(entry.get("metadata", {})),
+            )
+        )
+        raw[item_id] = entry
+
+    def score_rg(answer: str | None, item: TaskItem) -> Score:
+        if answer is None or not answer.strip():
+            return Score(False, "no answer")
+        entry = raw.get(item.id)
+        if entry is None or entry["question"] != item.question:
+            # An item rebuilt elsewhere (e.g. from storage): score from its own fields.
+            entry = {"question": item.question, "answer": item.reference or None, "metadata": item.metadata}
+        try:
+            value = float(dataset.score_answer(answer, entry))
+        except Exception as error:  # a generator's scorer choking on odd input is a wrong answer
+            return Score(False, f"reasoning-gym scorer error: {type(error).__name__}: {error}"[:300])
+        return Score(value >= 1.0 - 1e-9, f"reasoning-gym score {value:.3g}")
+
+    references = [item.reference for item in items]
+    answer_format: AnswerFormat = "number" if all(r and is_number(r) for r in references) else "text"
+    return Task(
+        name=f"rg:{name}",
+        description=_description(name),
+        answer_format=answer_format,
+        scorer=score_rg,
+        scorer_name=f"rg:{name}",
+        items=tuple(items),
+    )
+
+
+def infos() -> list[TaskInfo]:
+    """One row per generator (sizes are the default ``size``; the format is decided when generated)."""
+    return [
+        TaskInfo(f"rg:{name}", DEFAULT_SIZE, "reasoning-gym", "number|text", _description(name))
+        for name in dataset_names()
+    ]

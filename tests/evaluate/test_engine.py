@@ -1,0 +1,147 @@
+"""The eval engine over real HTTP: scoring, recording, cache, resume (also after kill -9)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentscale import Gateway, GatewaySettings, Store
+from agentscale.evaluate.engine import EvalConfig, Evaluation
+from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.tasks import load_task
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+
+
+class _Stop(Exception):
+    """Stands for Ctrl-C (a real KeyboardInterrupt would stop pytest itself)."""
+
+
+ONE_NODE = "name: ev\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+
+
+def _questions(path: Path, count: int, wrong: set[int] = frozenset()) -> Path:  # type: ignore[assignment]
+    lines = [
+        json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10 + (1 if i in wrong else 0))})
+        for i in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_wilson_and_percentile() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
+
+
+async def test_eval_scores_records_and_summarises(tmp_path: Path, make_graph, store: Store) -> None:  # type: ignore[no-untyped-def]
+    data = _questions(tmp_path / "q.jsonl", 10, wrong={3, 7})
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data)))
+    summary = await evaluation.run()
+    assert (summary.n, summary.correct) == (10, 8)
+    assert summary.to_dict()["ci95"] == pytest.approx(list(wilson_interval(8, 10)))
+    assert summary.usage.calls == 10
+    rows = {row.item_key: row for row in store.run_items(evaluation.run_id)}
+    assert rows["q3"].correct is False and rows["q3"].reference == "14" and rows["q1"].correct is True
+    assert store.get_run(evaluation.run_id).status == "done"
+
+
+async def test_second_eval_of_the_same_items_is_served_from_the_cache(
+    tmp_path: Path, make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    data = _questions(tmp_path / "q.jsonl", 6)
+    graph = make_graph(ONE_NODE)
+    await Evaluation(graph, EvalConfig(task=str(data))).run()
+    scripted.reset()
+    again = await Evaluation(graph, EvalConfig(task=str(data))).run()
+    assert scripted.completion_requests == [] and again.usage.calls == 0 and again.usage.cached_calls == 6
+    assert again.correct == 6
+
+
+async def test_resume_after_interruption_asks_nothing_twice(
+    tmp_path: Path, make_graph, scripted: ScriptedServer, gateway: Gateway
+) -> None:  # type: ignore[no-untyped-def]
+    data = _questions(tmp_path / "q.jsonl", 8)
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), concurrency=1))
+    seen = 0
+
+    def stop_after_three(_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        await evaluation.run(on_item=stop_after_three)
+    store = gateway.store
+    assert store is not None and store.get_run(evaluation.run_id).status == "interrupted"
+    answered = {row.question for row in store.run_items(evaluation.run_id)}
+    assert len(answered) == 3
+    scripted.reset()
+    fresh_gateway = Gateway(Store(store.path), GatewaySettings(cache=False))  # no cache: only skipping saves calls
+    summary = await Evaluation.resume(evaluation.run_id, fresh_gateway).run()
+    asked = [r["messages"][-1]["content"] for r in scripted.completion_requests]
+    assert not any(question in text for question in answered for text in asked)
+    assert len(asked) == 5 and summary.n == 8 and summary.correct == 8
+
+
+async def test_code_task_runs_completions_in_the_sandbox(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    task = load_task("humaneval").sample(2, 0)
+    first, second = task.items
+    fenced = f"```python\n{first.metadata.get('prompt', first.question)}{first.reference}\n```"
+    scripted.add_rule(Rule(pattern=first.metadata["entry_point"], replies=[fenced]))
+    scripted.add_rule(Rule(replies=["```python\ndef nothing():\n    return None\n```"]))
+    graph = make_graph(ONE_NODE)
+    summary = await Evaluation(graph, EvalConfig(task="humaneval", n=2, seed=0)).run()
+    verdict = {item.item_id: item.correct for item in summary.items}
+    assert verdict == {first.id: True, second.id: False}
+
+
+def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
+    """A real `agentscale eval` process killed with SIGKILL resumes without re-asking answered items."""
+    data = _questions(tmp_path / "q.jsonl", 6)
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "k.db"), "AGENTSCALE_CACHE": "off"}
+    server = ScriptedServer(latency_s=0.3).start()
+    try:
+        graph = tmp_path / "g.yaml"
+        graph.write_text(graph_yaml(server.api_base, ONE_NODE))
+        cli = [sys.executable, "-m", "agentscale.cli.app", "eval"]
+        proc = subprocess.Popen(
+            [*cli, str(graph), "--task", str(data), "--concurrency", "1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        store = Store(tmp_path / "k.db")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            runs = store.list_runs()
+            if runs and sum(1 for i in store.run_items(runs[0].id) if i.correct is not None) >= 2:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        run_id = store.list_runs()[0].id
+        answered = {i.question for i in store.run_items(run_id) if i.correct is not None}
+        assert 2 <= len(answered) < 6
+        server.reset()
+        done = subprocess.run(
+            [*cli, "--resume", run_id, "--json"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["n"] == 6 and result["correct"] == 6 and result["run_id"] == run_id
+        asked = [r["messages"][-1]["content"] for r in server.completion_requests]
+        assert not any(question in text for question in answered for text in asked)
+        assert len(store.run_items(run_id)) == 6  # no duplicate rows
+    finally:
+        server.stop()

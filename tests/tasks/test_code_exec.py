@@ -1,0 +1,96 @@
+"""Program assembly for code answers and the code scorer on a small hand-written item."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentscale.tasks import TaskItem
+from agentscale.tasks.sandbox import SandboxLimits
+from agentscale.tasks.scorers import build_program, code_scorer, score_code
+from agentscale.tasks.scorers.code_exec import strip_fences
+
+PROMPT = '''import math
+
+
+def _helper(x: int) -> int:
+    return x * 2
+
+
+def double_sqrt(x: int) -> float:
+    """Return 2 * sqrt(x) using _helper."""
+'''
+TEST = """
+def check(candidate):
+    assert candidate(4) == 4.0
+    assert candidate(9) == 6.0
+"""
+ITEM = TaskItem(
+    id="t/0",
+    question=PROMPT,
+    reference="    return _helper(1) * math.sqrt(x)\n",
+    metadata={"prompt": PROMPT, "test": TEST, "entry_point": "double_sqrt"},
+)
+
+BODY = "    return _helper(1) * math.sqrt(x)\n"
+UNINDENTED_BODY = "return _helper(1) * math.sqrt(x)\n"
+FULL_FUNCTION = "def double_sqrt(x):\n    return _helper(1) * math.sqrt(x)\n"
+FULL_WITH_IMPORTS = "import math\n\ndef double_sqrt(x: int) -> float:\n    return 2 * math.sqrt(x)\n"
+FENCED = "Here you go:\n```python\ndef double_sqrt(x):\n    return 2 * math.sqrt(x)\n```\nDone."
+
+
+@pytest.mark.parametrize("answer", [BODY, UNINDENTED_BODY, FULL_FUNCTION, FULL_WITH_IMPORTS, FENCED])
+def test_correct_answers_in_every_shape_pass(answer: str) -> None:
+    score = score_code(answer, ITEM)
+    assert score.correct, score.detail
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "    return math.sqrt(x)\n",
+        "def double_sqrt(x):\n    return x\n",
+        "    pass\n",
+        "def double_sqrt(x:\n",
+        "def something_else(x):\n    return 2 * math.sqrt(x)\n",
+        "import sys\nsys.exit(0)\n",
+        "    import os; os._exit(0)\n",
+    ],
+)
+def test_wrong_answers_fail(answer: str) -> None:
+    score = score_code(answer, ITEM)
+    assert not score.correct
+    assert score.detail.startswith("tests failed")
+
+
+def test_full_function_program_keeps_prompt_helpers() -> None:
+    program = build_program(FULL_FUNCTION, test=TEST, prompt=PROMPT, entry_point="double_sqrt")
+    assert program.index("def _helper") < program.index("def double_sqrt(x):") < program.index("check(double_sqrt)")
+
+
+def test_unindented_body_is_indented() -> None:
+    program = build_program(UNINDENTED_BODY, test=TEST, prompt=PROMPT, entry_point="double_sqrt")
+    assert '"""\n    return _helper(1)' in program
+
+
+def test_unparseable_prompt_falls_back_to_its_imports() -> None:
+    prompt = "from math import sqrt\ndef f(x:\n"  # not valid Python on its own
+    program = build_program("def f(x):\n    return sqrt(x)\n", test="", prompt=prompt, entry_point="f")
+    assert program.startswith("from math import sqrt\n\ndef f(x):")
+
+
+def test_strip_fences_prefers_the_block_defining_the_entry_point() -> None:
+    text = "```python\nprint('usage')\n```\n```py\ndef f():\n    return 1\n```"
+    assert strip_fences(text, "f").startswith("def f()")
+    assert strip_fences("no fences") == "no fences"
+
+
+def test_code_task_without_entry_point_runs_reference_as_tests() -> None:
+    item = TaskItem(id="j", question="write add(a, b)", reference="assert add(2, 3) == 5\n")
+    assert score_code("def add(a, b):\n    return a + b\n", item).correct
+    assert not score_code("def add(a, b):\n    return a - b\n", item).correct
+
+
+def test_timeout_is_reported() -> None:
+    scorer = code_scorer(SandboxLimits(timeout_s=1.0))
+    score = scorer("    while True:\n        pass\n", ITEM)
+    assert not score.correct and "timed out" in score.detail

@@ -1,0 +1,130 @@
+"""User JSONL tasks: loading, scorer inference, and errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale.tasks import TaskError, load_task
+from agentscale.tasks.sources.jsonl import load_jsonl
+
+
+def _write(tmp_path: Path, lines: list[str], name: str = "data.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _rows(*records: dict[str, object]) -> list[str]:
+    return [json.dumps(r) for r in records]
+
+
+def test_loads_items_with_defaults(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        _rows(
+            {"question": "2+2?", "answer": 4},
+            {"id": "q2", "question": "3*3?", "answer": "9", "metadata": {"topic": "x"}, "source": "book"},
+        ),
+    )
+    task = load_task(str(path))
+    assert task.name == "data" and task.size == 2
+    assert [i.id for i in task.items] == ["line-1", "q2"]
+    assert task.items[0].reference == "4"
+    assert task.items[1].metadata == {"topic": "x", "source": "book"}
+    assert task.scorer_name == "numeric" and task.answer_format == "number"
+    assert task.score("4.0", task.items[0]).correct and not task.score("5", task.items[0]).correct
+
+
+def test_blank_lines_are_skipped_and_ids_keep_line_numbers(tmp_path: Path) -> None:
+    path = _write(tmp_path, ["", json.dumps({"question": "a?", "answer": "b"}), "   "])
+    task = load_jsonl(path)
+    assert [i.id for i in task.items] == ["line-2"]
+    assert task.scorer_name == "exact"
+
+
+def test_choices_infer_the_choice_scorer(tmp_path: Path) -> None:
+    path = _write(tmp_path, _rows({"question": "Capital of France?", "answer": "B", "choices": ["Rome", "Paris"]}))
+    task = load_task(str(path))
+    assert task.scorer_name == "choice" and task.answer_format == "choice"
+    assert task.score("Paris", task.items[0]).correct and not task.score("A", task.items[0]).correct
+
+
+@pytest.mark.parametrize(
+    ("scorer", "answer_format", "right", "wrong"),
+    [("exact", "text", "Forty Two", "42"), ("math", "text", "\\frac{84}{2}", "41"), ("numeric", "number", "42", "41")],
+)
+def test_explicit_scorer(tmp_path: Path, scorer: str, answer_format: str, right: str, wrong: str) -> None:
+    reference = "forty two" if scorer == "exact" else "42"
+    path = _write(tmp_path, _rows({"question": "?", "answer": reference}))
+    task = load_task(str(path), scorer=scorer)
+    assert (task.scorer_name, task.answer_format) == (scorer, answer_format)
+    assert task.score(right, task.items[0]).correct
+    assert not task.score(wrong, task.items[0]).correct
+
+
+def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        _rows(
+            {
+                "id": "add",
+                "question": "Write add(a, b).",
+                "answer": "def check(f):\n    assert f(2, 3) == 5\n",
+                "entry_point": "add",
+            }
+        ),
+    )
+    task = load_task(str(path), scorer="code")
+    item = task.items[0]
+    assert task.answer_format == "code"
+    assert task.score("def add(a, b):\n    return a + b\n", item).correct
+    assert not task.score("def add(a, b):\n    return a * b\n", item).correct
+
+
+@pytest.mark.parametrize(
+    ("lines", "line_no", "message"),
+    [
+        (['{"question": "a", "answer": "b"}', "{not json", '{"question": "c", "answer": "d"}'], 2, "invalid JSON"),
+        (['{"question": "a", "answer": "b"}', '{"answer": "b"}'], 2, "missing required field 'question'"),
+        (['{"question": "a"}'], 1, "missing required field 'answer'"),
+        (['{"question": 5, "answer": "b"}'], 1, "field 'question' must be a non-empty string"),
+        (['{"question": "a", "answer": ["b"]}'], 1, "field 'answer' must be a string or a number"),
+        (['{"question": "a", "answer": true}'], 1, "field 'answer' must be a string or a number"),
+        (['{"question": "a", "answer": "b", "choices": "AB"}'], 1, "field 'choices' must be a non-empty list"),
+        (['{"question": "a", "answer": "b", "id": 1.5}'], 1, "field 'id' must be"),
+        (['{"question": "a", "answer": "b", "metadata": []}'], 1, "field 'metadata' must be an object"),
+        (['["question", "answer"]'], 1, "expected a JSON object, got list"),
+        (
+            ['{"id": "x", "question": "a", "answer": "b"}', "", '{"id": "x", "question": "c", "answer": "d"}'],
+            3,
+            "duplicate id 'x' \\(first on line 1\\)",
+        ),
+    ],
+)
+def test_errors_name_the_file_and_line(tmp_path: Path, lines: list[str], line_no: int, message: str) -> None:
+    path = _write(tmp_path, lines)
+    with pytest.raises(TaskError, match=rf"data\.jsonl:{line_no}: {message}"):
+        load_task(str(path))
+
+
+def test_non_utf8_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"question": "a", "answer": "b"}\n{"question": "\xff", "answer": "b"}\n')
+    with pytest.raises(TaskError, match=r"data\.jsonl:2: not UTF-8"):
+        load_jsonl(path)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="no items"):
+        load_jsonl(_write(tmp_path, [""]))
+    with pytest.raises(TaskError, match="not found"):
+        load_task(str(tmp_path / "missing.jsonl"))
+
+
+def test_unknown_scorer_lists_valid_ones(tmp_path: Path) -> None:
+    path = _write(tmp_path, _rows({"question": "a", "answer": "b"}))
+    with pytest.raises(TaskError, match="valid scorers: exact, numeric, choice, math, code"):
+        load_task(str(path), scorer="fuzzy")

@@ -1,0 +1,64 @@
+"""Task registry: names, prefixes, options, scorer overrides, listing and the plug-in hook."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agentscale.tasks import Score, Task, TaskError, TaskInfo, TaskItem, list_tasks, load_task, registry
+
+
+def test_list_tasks_shows_builtins_with_sizes_and_scorers() -> None:
+    rows = {row.name: row for row in list_tasks()}
+    assert rows["humaneval"] == TaskInfo("humaneval", 164, "code", "code", rows["humaneval"].description)
+    assert (rows["champ"].size, rows["champ"].scorer) == (270, "math")
+    for name in ("rg:basic_arithmetic", "rg:gsm_symbolic", "rg:chain_sum"):
+        assert rows[name].size == 200 and rows[name].description.startswith("reasoning-gym")
+
+
+def test_unknown_names_list_the_valid_ones() -> None:
+    with pytest.raises(TaskError, match=r"unknown task 'mmlu'; valid tasks: champ, humaneval, rg:<name>"):
+        load_task("mmlu")
+    with pytest.raises(TaskError, match="unknown task 'nope:x'"):
+        load_task("nope:x")
+    with pytest.raises(TaskError, match="valid names: ab, acre"):
+        load_task("rg:not_a_generator")
+
+
+def test_unknown_options_are_reported() -> None:
+    with pytest.raises(TaskError, match=r"does not accept option.*size.*it accepts: timeout_s"):
+        load_task("humaneval", size=3)
+
+
+def test_scorer_override_changes_scorer_and_format() -> None:
+    task = load_task("rg:chain_sum", scorer="exact", size=3)
+    assert (task.scorer_name, task.answer_format) == ("exact", "text")
+    item = task.items[0]
+    assert task.score(item.reference, item).correct
+
+
+@pytest.fixture
+def sim_prefix() -> Iterator[None]:
+    def load_sim(name: str, *, size: int = 4) -> Task:
+        items = tuple(TaskItem(id=f"{name}-{i}", question=f"{i}?", reference=str(i)) for i in range(size))
+        return Task(f"sim:{name}", "simulated", "number", lambda a, it: Score(a == it.reference), "sim", items)
+
+    registry.register_prefix("sim", load_sim, lambda: [TaskInfo("sim:math", 4, "sim", "number", "simulated")])
+    yield
+    registry._prefixed.pop("sim")
+
+
+def test_other_modules_can_register_a_prefix(sim_prefix: None) -> None:
+    task = load_task("sim:math", size=2)
+    assert task.name == "sim:math" and task.size == 2
+    assert any(row.name == "sim:math" for row in list_tasks())
+    with pytest.raises(TaskError, match=r"valid tasks: champ, humaneval, rg:<name>, sim:<name>"):
+        load_task("unknown")
+
+
+def test_register_validates_names() -> None:
+    with pytest.raises(ValueError):
+        registry.register_task("a:b", lambda: None, TaskInfo("a:b", 0, "", "text", ""))  # type: ignore[arg-type,return-value]
+    with pytest.raises(ValueError):
+        registry.register_prefix("", lambda name: None)  # type: ignore[arg-type,return-value]

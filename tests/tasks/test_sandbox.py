@@ -1,0 +1,162 @@
+"""The sandbox runner: results, limits, environment scrubbing, isolation modes, setup failures."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agentscale.tasks.sandbox import (
+    Isolation,
+    SandboxError,
+    SandboxLimits,
+    _bootstrap,
+    isolation,
+    probe,
+    run_python,
+    runner,
+)
+
+FAST = SandboxLimits(timeout_s=5)
+IS_ROOT = os.geteuid() == 0
+CAN_UNSHARE = sys.platform.startswith("linux") and shutil.which("unshare") is not None
+namespaced = pytest.mark.skipif(probe().mode == "plain", reason="no namespaces on this machine: plain mode")
+
+
+def test_probe_picks_the_strongest_mode_this_machine_allows() -> None:
+    chosen = probe()
+    assert chosen.mode in isolation.MODES
+    if CAN_UNSHARE and IS_ROOT:
+        # Our CI and dev VMs run as root with unshare: anything weaker here is a regression.
+        assert chosen.mode == "root-ns" and chosen.private_uid and chosen.private_filesystem
+
+
+def test_a_program_that_finishes_passes() -> None:
+    result = run_python("print('hello')\n", limits=FAST)
+    assert result.passed and result.returncode == 0 and not result.timed_out
+    assert result.stdout_tail == "hello"
+    assert result.isolation == probe().mode
+
+
+def test_an_exception_fails_with_its_traceback() -> None:
+    result = run_python("raise ValueError('boom')\n", limits=FAST)
+    assert not result.passed and result.returncode == 1
+    assert "ValueError: boom" in result.stderr_tail
+
+
+@pytest.mark.parametrize("source", ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "exit()\n"])
+def test_exiting_early_with_status_zero_does_not_pass(source: str) -> None:
+    result = run_python(source + "raise AssertionError('tests would run here')\n", limits=FAST)
+    assert result.returncode == 0
+    assert not result.passed
+
+
+def test_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = f"sk-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("AGENTSCALE_TEST_SECRET", secret)
+    result = run_python("import os, json\nprint(json.dumps(dict(os.environ)))\n", limits=FAST)
+    assert result.passed
+    env = __import__("json").loads(result.stdout_tail)
+    assert secret not in result.stdout_tail
+    assert set(env) <= {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE"}
+    assert env["HOME"] == env["TMPDIR"]
+
+
+def test_home_tmpdir_and_cwd_are_the_writable_work_dir() -> None:
+    source = (
+        "import os, tempfile\n"
+        "assert os.getcwd() == os.environ['HOME'] == tempfile.gettempdir()\n"
+        "with tempfile.NamedTemporaryFile(dir=None) as f:\n    f.write(b'x')\n"
+        "open(os.path.expanduser('~/note.txt'), 'w').write('ok')\n"
+    )
+    assert run_python(source, limits=FAST).passed
+
+
+def test_wall_clock_timeout_kills_the_run() -> None:
+    result = run_python("import time\ntime.sleep(60)\n", limits=SandboxLimits(timeout_s=1))
+    assert result.timed_out and not result.passed and result.returncode is None
+    assert result.duration_s < 4
+
+
+def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock() -> None:
+    result = run_python("while True:\n    pass\n", limits=SandboxLimits(timeout_s=30, cpu_seconds=1))
+    assert not result.passed and not result.timed_out
+    assert result.duration_s < 10
+
+
+def test_memory_limit_raises_memory_error() -> None:
+    result = run_python("x = bytearray(3 << 30)\n", limits=SandboxLimits(timeout_s=10, memory_bytes=512 << 20))
+    assert not result.passed
+    assert "MemoryError" in result.stderr_tail
+
+
+def test_file_size_limit() -> None:
+    source = "open('big', 'wb').write(b'x' * (4 << 20))\n"
+    result = run_python(source, limits=SandboxLimits(timeout_s=5, file_size_bytes=1 << 20))
+    assert not result.passed
+    assert "File too large" in result.stderr_tail
+
+
+def test_extra_files_are_available_to_the_program() -> None:
+    result = run_python("print(open('data.txt').read())\n", limits=FAST, extra_files={"data.txt": "payload"})
+    assert result.passed and result.stdout_tail == "payload"
+
+
+def test_job_directories_are_removed() -> None:
+    pattern = os.path.join(tempfile.gettempdir(), "agentscale-sbx-*")
+    before = set(glob.glob(pattern))
+    run_python("open('left-behind', 'w').write('x')\n", limits=FAST)
+    run_python("import time\ntime.sleep(30)\n", limits=SandboxLimits(timeout_s=0.5))
+    assert set(glob.glob(pattern)) <= before
+
+
+def test_output_is_tailed_not_buffered_whole() -> None:
+    result = run_python("import sys\nfor _ in range(2000):\n    sys.stderr.write('e' * 1000)\n", limits=FAST)
+    assert result.passed
+    assert 0 < len(result.stderr_tail) <= 2000
+
+
+def test_plain_mode_still_limits_time_and_scrubs_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSCALE_TEST_SECRET", "plain-secret")
+    plain = isolation.plain_isolation()
+    result = run_python("import os\nprint(sorted(os.environ))\n", limits=FAST, isolation=plain)
+    assert result.passed and result.isolation == "plain"
+    assert "AGENTSCALE_TEST_SECRET" not in result.stdout_tail
+    slow = run_python("import time\ntime.sleep(60)\n", limits=SandboxLimits(timeout_s=1), isolation=plain)
+    assert slow.timed_out and slow.duration_s < 4
+
+
+@pytest.mark.skipif(not (CAN_UNSHARE and IS_ROOT), reason="exercising user-ns mode from root needs unshare")
+def test_user_namespace_mode_builds_the_same_read_only_jail(tmp_path: Path) -> None:
+    marker = tmp_path / "userns-marker"
+    user_ns = Isolation("user-ns", True, True, True, False)
+    source = (
+        "import os\n"
+        f"for path in ['/x', '/usr/x', {str(marker)!r}, '/etc/x']:\n"
+        "    try:\n        open(path, 'w').write('x')\n    except OSError:\n        pass\n"
+        "    else:\n        raise SystemExit('wrote ' + path)\n"
+        "assert open('/proc/self/status').read().split('CapEff:')[1].split()[0] == '0000000000000000'\n"
+    )
+    result = run_python(source, limits=FAST, isolation=user_ns)
+    assert result.passed, result.stderr_tail
+    assert not marker.exists()
+
+
+def test_bootstrap_refuses_to_build_a_jail_in_the_host_namespaces() -> None:
+    # The interlock that keeps a misconfigured run from remounting the host: checked in-process.
+    with pytest.raises(_bootstrap.SetupError, match="host's mnt/net namespace"):
+        _bootstrap.check_namespaces(_bootstrap.namespace_ids())
+
+
+@namespaced
+def test_a_broken_sandbox_raises_instead_of_scoring_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "interpreter_dirs", lambda: ["/nonexistent/agentscale-python"])
+    with pytest.raises(SandboxError, match="could not start the program"):
+        run_python("print(1)\n", limits=FAST)

@@ -1,0 +1,206 @@
+"""Exact, numeric, choice and math scorers on known right and wrong answers."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from agentscale.tasks import Scorer, TaskError, TaskItem, get_scorer
+from agentscale.tasks.scorers import parse_number, score_choice, score_exact, score_math, score_numeric
+from agentscale.tasks.scorers.numeric import numeric_scorer
+
+
+def _item(reference: str, choices: list[str] | None = None, **metadata: object) -> TaskItem:
+    return TaskItem(id="x", question="q", reference=reference, choices=choices, metadata=metadata)
+
+
+@pytest.mark.parametrize("scorer", [score_exact, score_numeric, score_choice, score_math])
+@pytest.mark.parametrize("answer", [None, "", "   \n"])
+def test_no_answer_is_wrong(scorer: Scorer, answer: str | None) -> None:
+    assert scorer(answer, _item("A", choices=["x", "y"])).correct is False
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [("Paris", "paris"), ("  Paris. ", "Paris"), ("**paris**", "Paris"), ("New   York", "new york"), ("“yes”", "Yes")],
+)
+def test_exact_accepts_normalised_matches(answer: str, reference: str) -> None:
+    assert score_exact(answer, _item(reference)).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"), [("Paris, France", "Paris"), ("Pari s", "Paris"), ("London", "Paris"), ("no", "yes")]
+)
+def test_exact_rejects_different_text(answer: str, reference: str) -> None:
+    score = score_exact(answer, _item(reference))
+    assert not score.correct and "expected" in score.detail
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("42", 42),
+        ("-7", -7),
+        ("1,234,567", 1234567),
+        ("$1,234.50", Fraction("1234.5")),
+        ("3/4", Fraction(3, 4)),
+        ("-3/4", Fraction(-3, 4)),
+        ("\\frac{3}{4}", Fraction(3, 4)),
+        ("1e-3", Fraction(1, 1000)),
+        ("2.5E3", 2500),
+        ("1.2 \\times 10^{3}", 1200),
+        ("x = 5", 5),
+        ("5 apples", 5),
+        ("42.", 42),
+        ("−3", -3),
+        ("\\boxed{17}", 17),
+    ],
+)
+def test_parse_number(text: str, value: Fraction | int) -> None:
+    parsed = parse_number(text)
+    assert parsed is not None and parsed[0] == value
+
+
+def test_parse_number_reads_percent_both_ways() -> None:
+    assert parse_number("75%") == [75, Fraction(3, 4)]
+
+
+@pytest.mark.parametrize("text", ["", "abc", "between 3 and 5", "1,2", "3/0", "1/2/3 4"])
+def test_parse_number_rejects_non_numbers(text: str) -> None:
+    assert parse_number(text) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [
+        ("1234", "1,234"),
+        ("1234.0", "1234"),
+        ("0.75", "3/4"),
+        ("75%", "75"),
+        ("75%", "0.75"),
+        ("0.3333333", "1/3"),
+        ("1e3", "1000"),
+        ("The answer is 28080", "28080"),
+        ("106475279601", "106475279601"),
+    ],
+)
+def test_numeric_accepts_equal_numbers(answer: str, reference: str) -> None:
+    assert score_numeric(answer, _item(reference)).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [
+        ("106475279602", "106475279601"),
+        ("106475279601.5", "106475279601"),
+        ("0.76", "3/4"),
+        ("0.333", "1/3"),
+        ("3 or 4", "3"),
+        ("seven", "7"),
+        ("-5", "5"),
+    ],
+)
+def test_numeric_rejects_different_numbers(answer: str, reference: str) -> None:
+    assert not score_numeric(answer, _item(reference)).correct
+
+
+def test_numeric_tolerance_is_configurable() -> None:
+    assert not score_numeric("0.333", _item("1/3")).correct
+    assert numeric_scorer(rel_tol=1e-2)("0.333", _item("1/3")).correct
+    assert score_numeric("0.333", _item("1/3", rel_tol=1e-2)).correct
+
+
+def test_numeric_reports_a_non_numeric_reference() -> None:
+    score = score_numeric("5", _item("five"))
+    assert not score.correct and "not a number" in score.detail
+
+
+CHOICES = ["Paris", "London", "A city in Spain", "Rome"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [
+        ("A", "A"),
+        ("a", "A"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B) London", "B"),
+        ("Answer: D", "D"),
+        ("The answer is D", "D"),
+        ("london", "B"),
+        ("B", "London"),
+        ("A city in Spain", "C"),
+    ],
+)
+def test_choice_accepts_letter_or_text(answer: str, reference: str) -> None:
+    assert score_choice(answer, _item(reference, CHOICES)).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [("B", "A"), ("Paris", "B"), ("E", "E"), ("A city", "A"), ("Madrid", "C"), ("A or B", "A")],
+)
+def test_choice_rejects_other_options(answer: str, reference: str) -> None:
+    assert not score_choice(answer, _item(reference, CHOICES)).correct
+
+
+def test_choice_without_choices_compares_letters() -> None:
+    assert score_choice("(c)", _item("C")).correct
+    assert not score_choice("D", _item("C")).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [
+        ("1/2", "0.5"),
+        ("\\frac{1}{2}", "1/2"),
+        ("$\\sqrt{2}/2$", "1/sqrt(2)"),
+        ("2^(n-1)", "2^(n-1)"),
+        ("2**(n-1)", "2^(n-1)"),
+        ("n(n+1)/2", "(n^2+n)/2"),
+        ("The answer is $\\boxed{252}$.", "252"),
+        ("x=6, y=5", "x=6, y=5"),
+        ("No", "No"),
+        ("no, it cannot", "No"),
+    ],
+)
+def test_math_accepts_equivalent_answers(answer: str, reference: str) -> None:
+    assert score_math(answer, _item(reference)).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [
+        ("2", "2^(n-1)"),
+        ("0.51", "1/2"),
+        ("n(n-1)/2", "n(n+1)/2"),
+        ("253", "252"),
+        ("yes", "No"),
+        ("x=5, y=6", "x=6, y=5"),
+        ("The sequence exists", "The sequence does not exist"),
+    ],
+)
+def test_math_rejects_different_answers(answer: str, reference: str) -> None:
+    assert not score_math(answer, _item(reference)).correct
+
+
+def test_math_uses_accepted_alternatives() -> None:
+    item = _item("C(10, 5), or equivalently 252", accepted=["C(10, 5)", "252"])
+    assert score_math("252", item).correct
+    assert not score_math("251", item).correct
+
+
+def test_math_works_off_the_main_thread() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda a: score_math(a, _item("1/2")).correct, ["0.5", "0.6"]))
+    assert results == [True, False]
+
+
+def test_get_scorer_lists_valid_names() -> None:
+    assert get_scorer("numeric")[1] == "number"
+    with pytest.raises(TaskError, match="valid scorers: exact, numeric, choice, math, code"):
+        get_scorer("fuzzy")
