@@ -147,7 +147,9 @@ class RunContext:
             self.stopped_reason = self.stopped_reason or str(exc)
             return trace
         try:
-            result = await runtime.gateway.complete(request, node=node.id, timeout_s=self.ledger.remaining_time())
+            result = await runtime.gateway.complete(
+                request, node=node.id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
+            )
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)

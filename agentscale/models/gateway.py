@@ -19,9 +19,10 @@ from typing import Any
 
 from agentscale.errors import ModelCallError
 from agentscale.models._litellm import get_litellm
+from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.registry import ResolvedModel
 from agentscale.storage.db import Store
-from agentscale.storage.tables import CacheEntry
+from agentscale.storage.tables import CacheEntry, SpendEntry
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_TEMPERATURE = 0.7
@@ -159,9 +160,17 @@ class Gateway:
         )
 
     async def complete(
-        self, request: CallRequest, *, node: str | None = None, timeout_s: float | None = None
+        self,
+        request: CallRequest,
+        *,
+        node: str | None = None,
+        timeout_s: float | None = None,
+        run_id: str | None = None,
     ) -> CallResult:
-        """Answer from the cache, or call the model with bounded retries; raise ModelCallError."""
+        """Answer from the cache, or call the model with bounded retries; raise ModelCallError.
+
+        Real calls are entered in the spend ledger under `run_id` (cache hits cost nothing).
+        """
         hit = self.cached(request)
         if hit is not None:
             return hit
@@ -187,18 +196,34 @@ class Gateway:
                 latency = time.perf_counter() - started
                 break
         result = _to_result(response, request, latency, where, attempt)
-        if self.settings.cache and self.store is not None:
-            self.store.cache_put(
-                CacheEntry(
-                    key=request.cache_key(),
-                    route=request.model.route,
-                    request_json=json.dumps({"messages": request.messages, "sample": request.sample_index}),
-                    completion=result.completion,
-                    prompt_tokens=result.prompt_tokens,
-                    completion_tokens=result.completion_tokens,
-                )
-            )
+        if self.store is not None:
+            self._record(request, result, run_id)
         return result
+
+    def _record(self, request: CallRequest, result: CallResult, run_id: str | None) -> None:
+        """The spend ledger row and (cache on) the cache entry, in one transaction, as soon as the
+        call returns: a crash right after loses neither the answer nor the record of its cost."""
+        assert self.store is not None
+        model = request.model
+        spend = SpendEntry(
+            run_id=run_id,
+            route=model.route,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            flops=model_flops(model, result.prompt_tokens, result.completion_tokens) or 0.0,
+            usd=call_usd(model, result.prompt_tokens, result.completion_tokens),
+        )
+        entry = None
+        if self.settings.cache:
+            entry = CacheEntry(
+                key=request.cache_key(),
+                route=model.route,
+                request_json=json.dumps({"messages": request.messages, "sample": request.sample_index}),
+                completion=result.completion,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+            )
+        self.store.record_call(entry, spend)
 
     async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:
         litellm = get_litellm()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -147,11 +148,24 @@ class Store:
         with self.session() as session:
             return session.get(CacheEntry, key)
 
-    def cache_put(self, entry: CacheEntry) -> None:
-        with self.session() as session:
-            session.merge(entry)
-            session.commit()
+    def record_call(self, cache_entry: CacheEntry | None, spend: SpendEntry) -> None:
+        """A real call's ledger row and cache entry (kept if one exists: concurrent identical calls)."""
+        with self.engine.begin() as connection:
+            if cache_entry is not None:
+                table = CacheEntry.__table__  # type: ignore[attr-defined]
+                connection.execute(sqlite_insert(table).on_conflict_do_nothing(), [cache_entry.model_dump()])
+            connection.execute(SpendEntry.__table__.insert(), [spend.model_dump(exclude_none=True)])  # type: ignore[attr-defined]
 
     # spend ----------------------------------------------------------------------------------
-    def record_spend(self, entry: SpendEntry) -> None:
-        self.add(entry)
+    def spend(self, run_id: str) -> dict[str, float | int | None]:
+        """Real (uncached) calls, tokens and USD entered under a run; USD None if any price is unknown."""
+        with self.session() as session:
+            rows = session.exec(select(SpendEntry).where(SpendEntry.run_id == run_id)).all()
+        prices = [row.usd for row in rows]
+        return {
+            "calls": len(rows),
+            "prompt_tokens": sum(row.prompt_tokens for row in rows),
+            "completion_tokens": sum(row.completion_tokens for row in rows),
+            "tokens": sum(row.prompt_tokens + row.completion_tokens for row in rows),
+            "usd": None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        }

@@ -283,3 +283,12 @@ async def test_astream_yields_node_events_then_final(make_graph) -> None:
     ]
     assert events[1].trace is not None and events[1].trace.answer == "8"
     assert events[-1].result is not None and events[-1].result.answer == "8"
+
+
+def test_spend_ledger_records_real_calls_only(make_graph, store) -> None:  # type: ignore[no-untyped-def]
+    graph: Graph = make_graph(WIDTH_8)
+    first = graph.run("What is 9 + 9?")
+    spent = store.spend(first.run_id)
+    assert spent["calls"] == 8 and spent["tokens"] == first.usage.tokens
+    second = graph.run("What is 9 + 9?")
+    assert store.spend(second.run_id)["calls"] == 0  # all cache hits: nothing paid
