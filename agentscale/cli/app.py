@@ -7,6 +7,7 @@ from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
 from agentscale.cli.evaluate import eval_command, tasks_app
+from agentscale.cli.optimize import optimize_command
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
 from agentscale.cli.serve_graph import serve_graph_command
@@ -24,6 +25,7 @@ app.command("run")(run_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("eval")(eval_command)
+app.command("optimize")(optimize_command)
 app.add_typer(tasks_app, name="tasks")
 app.command("serve-graph")(serve_graph_command)
 app.add_typer(runs_app, name="runs")

@@ -86,8 +86,11 @@ async def evaluate_items(
     run_id: str | None = None,
     concurrency: int = 8,
     on_item: Callable[[ItemResult], None] | None = None,
+    item_prefix: str = "",
 ) -> list[ItemResult]:
     """Answer and score `items` with `graph` (at most `concurrency` questions at once).
+
+    Items are recorded under `item_prefix + item.id` (the optimizer evaluates many graphs per run).
 
     Scoring runs in a worker thread: code scorers execute tests in subprocesses and must not block
     the event loop that drives the other items' model calls.
@@ -97,10 +100,11 @@ async def evaluate_items(
 
     async def one(item: TaskItem) -> ItemResult:
         async with semaphore:
-            result = await graph.arun(item.question, run_id=run_id, item_key=item.id, record=run_id is not None)
+            key = item_prefix + item.id
+            result = await graph.arun(item.question, run_id=run_id, item_key=key, record=run_id is not None)
             score = await asyncio.to_thread(task.score, result.answer, item)
             if store is not None and run_id is not None:
-                store.score_item(run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail)
+                store.score_item(run_id, key, reference=item.reference, correct=score.correct, detail=score.detail)
             outcome = ItemResult(
                 item.id,
                 item.question,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from agentscale.errors import RunNotFound
-from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry, utcnow
+from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
 
@@ -155,6 +155,11 @@ class Store:
                 table = CacheEntry.__table__  # type: ignore[attr-defined]
                 connection.execute(sqlite_insert(table).on_conflict_do_nothing(), [cache_entry.model_dump()])
             connection.execute(SpendEntry.__table__.insert(), [spend.model_dump(exclude_none=True)])  # type: ignore[attr-defined]
+
+    def trials(self, run_id: str) -> list[Trial]:
+        with self.session() as session:
+            query = select(Trial).where(Trial.run_id == run_id).order_by(Trial.seq)  # type: ignore[arg-type]
+            return list(session.exec(query).all())
 
     # spend ----------------------------------------------------------------------------------
     def spend(self, run_id: str) -> dict[str, float | int | None]:

@@ -93,3 +93,28 @@ class SpendEntry(SQLModel, table=True):
     flops: float
     usd: float | None = None
     created: datetime = Field(default_factory=utcnow)
+
+
+class Trial(SQLModel, table=True):
+    """One evaluation of a candidate graph inside an optimization run, stored as it completes.
+
+    `seq` orders evaluations; a resumed run replays the search and reuses stored trials by `seq`,
+    which is why no evaluation is repeated or paid twice.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    seq: int = Field(index=True)
+    iteration: int
+    kind: str  # pilot | search | crown | test | baseline
+    key: str
+    candidate_json: str
+    n_items: int
+    correct: int
+    accuracy: float
+    compute: float
+    latency_s: float
+    tokens: int
+    usd: float | None = None
+    reward: float = 0.0
+    created: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,178 @@
+"""`agentscale optimize`: search a space for the best graph under its budget."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentscale.cli._console import err, out, print_json
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.errors import AgentScaleError
+from agentscale.graphs.io import read_text
+from agentscale.optimize.dry_run import project
+from agentscale.optimize.report import diagram, write_plot
+from agentscale.optimize.runner import Optimization, OptimizeResult
+from agentscale.optimize.runner import Progress as SearchProgress
+from agentscale.optimize.space import load_space
+
+
+def optimize_command(
+    space_file: Annotated[
+        Path | None, typer.Argument(help="Search-space YAML (omit with --resume).", show_default=False)
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="agent-reinforce, random, bayes, reinforce or llm (default: the space's).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Search seed (default: the space's).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the best graph's YAML here.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Project calls, tokens and cost; spend nothing.")] = False,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Items answered at once per evaluation.", min=1)] = 8,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Search a space for the graph that scores best under its per-question budget.
+
+    Examples:
+
+      agentscale optimize graphs/quickstart-space.yaml
+
+      agentscale optimize space.yaml --method bayes --seed 3 --out best.yaml
+
+      agentscale optimize space.yaml --dry-run
+
+      agentscale optimize --resume 3f2a9c0d1e2b
+    """
+    gateway = make_gateway(db, no_cache)
+    if resume is not None:
+        if space_file is not None:
+            raise AgentScaleError("--resume takes the space from the stored run; do not give a space file")
+        optimization = Optimization.resume(resume, gateway)
+    else:
+        if space_file is None:
+            raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
+        space = load_space(space_file)
+        if dry_run:
+            _dry_run(space_file, method, seed, json_output)
+            return
+        optimization = Optimization(
+            space, gateway, space_text=read_text(space_file), method=method, seed=seed, concurrency=concurrency
+        )
+    if not json_output:
+        err.print(
+            f"optimize run [bold]{optimization.run_id}[/] · space {escape(optimization.space.name)} · "
+            f"method {optimization.method_name} · task {escape(optimization.task.name)} "
+            f"({len(optimization.train)} train / {len(optimization.test)} test items)"
+        )
+    result = asyncio.run(_run(optimization, quiet=json_output))
+    if out_file is not None:
+        shutil.copyfile(result.best_path, out_file)
+    plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
+    if json_output:
+        data = result.to_dict()
+        if out_file is not None:
+            data["best"]["path"] = str(out_file)
+        print_json(data)
+        return
+    _print_report(result, out_file, plot)
+
+
+def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool) -> None:
+    from agentscale.optimize.problem import SearchProblem
+    from agentscale.optimize.runner import load_task_split
+
+    space = load_space(space_file)
+    problem = SearchProblem.from_space(space)
+    _, train, test = load_task_split(space)
+    figures = project(
+        space,
+        problem,
+        method or space.optimizer.method,
+        space.optimizer.seed if seed is None else seed,
+        len(train),
+        len(test),
+    )
+    if json_output:
+        print_json({"dry_run": True, **figures})
+        return
+    usd = "unknown" if figures["usd"] is None else f"${figures['usd']:.4f}"
+    out.print(
+        f"projected: {figures['evaluations']} evaluations, {figures['items_answered']} answered items, "
+        f"{figures['calls']} model calls, {figures['tokens']} tokens, {usd}"
+    )
+    out.print(f"({figures['note']})")
+
+
+async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+
+    def update(state: SearchProgress) -> None:
+        best = "—" if state.best_accuracy is None else f"{state.best_accuracy:.1%}"
+        progress.update(
+            bar,
+            completed=state.iteration,
+            description=state.stage,
+            status=f"{state.evaluations} evals · best minibatch acc {best} · {state.spent_calls} calls",
+        )
+
+    with progress:
+        bar = progress.add_task("search", total=optimization.space.optimizer.iterations, status="")
+        try:
+            return await optimization.run(on_progress=update)
+        except KeyboardInterrupt:
+            raise AgentScaleError(
+                f"interrupted; continue with: agentscale optimize --resume {optimization.run_id}"
+            ) from None
+
+
+def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | None) -> None:
+    out.print(
+        f"[bold]best graph[/] (train accuracy {result.best_train.accuracy:.1%}, compute {result.best.compute:.2f}):"
+    )
+    out.print(escape(diagram(result.best.candidate)))
+    table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
+    for name, score in [("best (optimized)", result.best), *[(s.name, s) for s in result.baselines.values()]]:
+        low, high = score.ci95
+        table.add_row(
+            name,
+            f"{score.accuracy:.1%} (n={score.n})",
+            f"[{low:.1%}, {high:.1%}]",
+            f"{score.compute:.2f}",
+            f"{score.latency_s:.2f}s",
+        )
+    out.print(table)
+    front = Table("Pareto front: minibatch accuracy", "compute", "latency", "graph", title_justify="left")
+    for point in result.pareto[:8]:
+        front.add_row(
+            f"{point.accuracy:.1%}",
+            f"{point.compute:.2f}",
+            f"{point.latency_s:.2f}s",
+            escape(diagram(point.candidate).splitlines()[0]),
+        )
+    out.print(front)
+    usage = result.usage
+    usd = "unknown" if usage.get("usd") is None else f"${usage['usd']:.4f}"
+    out.print(
+        f"spent: {usage['calls']} model calls, {usage['tokens']} tokens, {usd} · {result.evaluations} evaluations"
+        f" ({result.replayed} replayed from the run) · {result.stopped_reason}"
+    )
+    out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
+    out.print(f"run {result.run_id} (agentscale runs show {result.run_id})")

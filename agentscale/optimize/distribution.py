@@ -1,0 +1,203 @@
+"""The probabilistic graph that Agent-REINFORCE (and the REINFORCE and random baselines) sample from.
+
+Parameters, as in the paper's `EdgeWiseDistribution`: a categorical over the node count, for each
+node slot a categorical over models and one over roles, and a Bernoulli logit per forward edge
+(slot i -> slot j, i < j). Sampling only returns graphs that are valid and fit the budget: structural
+repair first (a node that needs inputs gets its previous slot as input; a node with no successor
+feeds the output), then, while over budget, the cheapest non-output node is removed (its inputs are
+passed to its successors, as the paper's `ensure_within_budget` removes the smallest models first);
+if nothing fits, the sample is drawn again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.problem import SearchProblem
+
+MAX_DRAWS = 64
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    return np.asarray(shifted / shifted.sum())
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+@dataclass
+class Gradient:
+    """d log p(candidate) / d logits, one array per parameter group."""
+
+    size: np.ndarray
+    model: np.ndarray
+    role: np.ndarray
+    edge: np.ndarray
+
+
+class GraphDistribution:
+    def __init__(self, problem: SearchProblem) -> None:
+        self.problem = problem
+        n, m, r = problem.max_nodes, len(problem.aliases), len(problem.roles)
+        self.size_logits = np.zeros(n)
+        self.model_logits = np.zeros((n, m))
+        self.role_logits = np.zeros((n, r))
+        self.edge_logits = np.zeros((n, n))
+        self._source_mask = np.array([role not in ROLES_NEEDING_INPUTS for role in problem.roles])
+
+    # probabilities ----------------------------------------------------------------------------
+    def role_probs(self, slot: int) -> np.ndarray:
+        logits = self.role_logits[slot]
+        if slot == 0:  # the first node has no possible input: only roles that answer alone
+            logits = np.where(self._source_mask, logits, -np.inf)
+        return softmax(logits)
+
+    def model_probs(self, slot: int) -> np.ndarray:
+        return softmax(self.model_logits[slot])
+
+    def size_probs(self) -> np.ndarray:
+        return softmax(self.size_logits)
+
+    def edge_probs(self) -> np.ndarray:
+        return sigmoid(self.edge_logits)
+
+    # sampling ---------------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> CandidateGraph:
+        """A valid graph within budget; raises ValueError when repeated draws find none."""
+        for _ in range(MAX_DRAWS):
+            candidate = self._fit_budget(self._draw(rng))
+            if candidate is not None and self.problem.fits(candidate):
+                return candidate
+        raise ValueError(
+            "no sampled graph fits the budget: raise `budget.compute` or allow smaller models "
+            f"(the cheapest single call costs {self.cheapest_single_call():.2f} compute units)"
+        )
+
+    def cheapest_single_call(self) -> float:
+        costs = [
+            self.problem.compute(CandidateGraph((NodeChoice("assistant", alias),), frozenset()))
+            for alias in self.problem.aliases
+        ]
+        return min(costs)
+
+    def _draw(self, rng: np.random.Generator) -> CandidateGraph:
+        problem = self.problem
+        size = int(rng.choice(problem.max_nodes, p=self.size_probs())) + 1
+        nodes = []
+        for slot in range(size):
+            role = problem.roles[int(rng.choice(len(problem.roles), p=self.role_probs(slot)))]
+            model = (
+                None
+                if role == "vote"
+                else problem.aliases[int(rng.choice(len(problem.aliases), p=self.model_probs(slot)))]
+            )
+            nodes.append(NodeChoice(role, model))
+        probs = self.edge_probs()
+        edges = {(i, j) for j in range(size) for i in range(j) if rng.random() < probs[i, j]}
+        return repair(tuple(nodes), edges)
+
+    def _fit_budget(self, candidate: CandidateGraph) -> CandidateGraph | None:
+        problem = self.problem
+        while problem.budget is not None and problem.compute(candidate) > problem.budget + 1e-9:
+            if candidate.size == 1:
+                return None
+            candidate = remove_node(candidate, self._cheapest_removable(candidate))
+        return candidate
+
+    def _cheapest_removable(self, candidate: CandidateGraph) -> int:
+        def cost(index: int) -> tuple[float, int]:
+            node = candidate.nodes[index]
+            if node.model is None:
+                return (0.0, -index)
+            single = CandidateGraph((NodeChoice("assistant", node.model),), frozenset())
+            return (self.problem.compute(single), -index)
+
+        return min(range(candidate.size - 1), key=cost)
+
+    # learning ---------------------------------------------------------------------------------
+    def gradient(self, candidate: CandidateGraph) -> Gradient:
+        """Score-function gradient of log p(candidate) for the REINFORCE update."""
+        grad = Gradient(
+            np.zeros_like(self.size_logits),
+            np.zeros_like(self.model_logits),
+            np.zeros_like(self.role_logits),
+            np.zeros_like(self.edge_logits),
+        )
+        size = min(candidate.size, self.problem.max_nodes)
+        grad.size = -self.size_probs()
+        grad.size[size - 1] += 1.0
+        for slot, node in enumerate(candidate.nodes[:size]):
+            grad.role[slot] = -self.role_probs(slot)
+            grad.role[slot][self.problem.roles.index(node.role)] += 1.0
+            if node.model is not None:
+                grad.model[slot] = -self.model_probs(slot)
+                grad.model[slot][self.problem.aliases.index(node.model)] += 1.0
+        probs = self.edge_probs()
+        for j in range(size):
+            for i in range(j):
+                grad.edge[i, j] = (1.0 if (i, j) in candidate.edges else 0.0) - probs[i, j]
+        return grad
+
+    def step(self, grad: Gradient, scale: float) -> None:
+        self.size_logits += scale * grad.size
+        self.model_logits += scale * grad.model
+        self.role_logits += scale * np.nan_to_num(grad.role, neginf=0.0, posinf=0.0)
+        self.edge_logits += scale * grad.edge
+        for array in (self.size_logits, self.model_logits, self.role_logits, self.edge_logits):
+            np.clip(array, -8.0, 8.0, out=array)
+
+    # persistence ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "size": self.size_logits.tolist(),
+            "model": self.model_logits.tolist(),
+            "role": self.role_logits.tolist(),
+            "edge": self.edge_logits.tolist(),
+        }
+
+    def describe(self) -> str:
+        """Current probabilities as text tables (what an LLM agent is shown)."""
+        problem = self.problem
+        lines = ["node count: " + ", ".join(f"{k + 1}: {p:.2f}" for k, p in enumerate(self.size_probs()))]
+        for slot in range(problem.max_nodes):
+            models = ", ".join(f"{a} {p:.2f}" for a, p in zip(problem.aliases, self.model_probs(slot), strict=True))
+            roles = ", ".join(f"{r} {p:.2f}" for r, p in zip(problem.roles, self.role_probs(slot), strict=True))
+            lines.append(f"slot {slot}: models [{models}] roles [{roles}]")
+        probs = self.edge_probs()
+        edges = [f"{i}->{j} {probs[i, j]:.2f}" for j in range(problem.max_nodes) for i in range(j)]
+        lines.append("edges: " + ", ".join(edges))
+        return "\n".join(lines)
+
+
+def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> CandidateGraph:
+    """Make a drawn graph structurally valid: inputs where needed, every node reaching the output."""
+    fixed = set(edges)
+    size = len(nodes)
+    for j in range(1, size):
+        if nodes[j].role in ROLES_NEEDING_INPUTS and not any(t == j for _, t in fixed):
+            fixed.add((j - 1, j))
+    for i in range(size - 2, -1, -1):
+        if not any(s == i for s, _ in fixed):
+            fixed.add((i, size - 1))
+    return CandidateGraph(nodes, frozenset(fixed))
+
+
+def remove_node(candidate: CandidateGraph, index: int) -> CandidateGraph:
+    """Drop a node, passing its inputs on to its successors, then repair."""
+    preds = [i for i, j in candidate.edges if j == index]
+    succs = [j for i, j in candidate.edges if i == index]
+    edges = {(i, j) for i, j in candidate.edges if index not in (i, j)}
+    edges |= {(p, s) for p in preds for s in succs}
+
+    def shift(k: int) -> int:
+        return k - 1 if k > index else k
+
+    nodes = candidate.nodes[:index] + candidate.nodes[index + 1 :]
+    return repair(nodes, {(shift(i), shift(j)) for i, j in edges})

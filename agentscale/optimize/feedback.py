@@ -1,0 +1,211 @@
+"""Feedback that turns evaluated graphs into updates of the probabilistic graph.
+
+Two kinds, as in Agent-REINFORCE's "sample → feedback → update":
+- rule-based: the paper's three insights applied as deterministic rules (no LLM needed);
+- textual: an LLM agent reads the sampled graphs as tables, their scores, cost and latency, the
+  current probabilities (and, for Agent-REINFORCE, the insights and rules) and returns a JSON update.
+  The update is validated with pydantic; malformed or out-of-range output is rejected and logged,
+  never applied, so a model's text cannot push the search outside the space or its budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.distribution import GraphDistribution, repair
+from agentscale.optimize.objective import Observation
+
+log = logging.getLogger("agentscale.optimize")
+
+Probability = float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProposedNode(_Strict):
+    role: str
+    model: str | None = None
+
+
+class ProposedGraph(_Strict):
+    nodes: list[ProposedNode] = Field(min_length=1, max_length=32)
+    edges: list[tuple[int, int]] = Field(default_factory=list)
+
+
+class AgentUpdate(_Strict):
+    """What the agent may change: node-count, model and edge probabilities, and one proposed graph."""
+
+    size: dict[int, Probability] | None = None
+    models: dict[str, Probability] | None = None
+    edges: list[tuple[int, int, Probability]] | None = None
+    graph: ProposedGraph | None = None
+
+
+def parse_agent_update(text: str) -> tuple[AgentUpdate | None, str | None]:
+    """The update in a reply (JSON, possibly inside prose or a code fence), or (None, why not)."""
+    for candidate in _json_objects(text):
+        try:
+            update = AgentUpdate.model_validate(candidate)
+        except ValidationError as exc:
+            return None, f"invalid update: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
+        return update, None
+    return None, "no JSON object in the reply"
+
+
+def _json_objects(text: str) -> list[object]:
+    """The first JSON object found at any '{' in the text (models wrap JSON in prose and fences)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        return [value]
+    return []
+
+
+def apply_agent_update(
+    distribution: GraphDistribution, update: AgentUpdate, mix: float = 0.5
+) -> tuple[CandidateGraph | None, list[str]]:
+    """Blend the agent's probabilities into the logits; return its proposed graph if it fits."""
+    problem = distribution.problem
+    problems: list[str] = []
+
+    def to_logit(p: float) -> float:
+        p = min(max(p, 0.02), 0.98)
+        return float(np.log(p / (1 - p)))
+
+    def check(p: float, what: str) -> bool:
+        if not 0.0 <= p <= 1.0:
+            problems.append(f"{what}: probability {p} outside [0, 1]")
+            return False
+        return True
+
+    for size, p in (update.size or {}).items():
+        if not 1 <= size <= problem.max_nodes:
+            problems.append(f"size {size} outside 1..{problem.max_nodes}")
+        elif check(p, f"size {size}"):
+            distribution.size_logits[size - 1] = (1 - mix) * distribution.size_logits[size - 1] + mix * to_logit(p)
+    for alias, p in (update.models or {}).items():
+        if alias not in problem.aliases:
+            problems.append(f"unknown model {alias!r}")
+        elif check(p, f"model {alias}"):
+            column = problem.aliases.index(alias)
+            distribution.model_logits[:, column] = (1 - mix) * distribution.model_logits[:, column] + mix * to_logit(p)
+    for i, j, p in update.edges or []:
+        if not 0 <= i < j < problem.max_nodes:
+            problems.append(f"edge {i}->{j} is not a forward edge within {problem.max_nodes} nodes")
+        elif check(p, f"edge {i}->{j}"):
+            distribution.edge_logits[i, j] = (1 - mix) * distribution.edge_logits[i, j] + mix * to_logit(p)
+    proposed = None
+    if update.graph is not None:
+        nodes = tuple(NodeChoice(n.role, None if n.role == "vote" else n.model) for n in update.graph.nodes)
+        edges = {(i, j) for i, j in update.graph.edges if 0 <= i < j < len(nodes)}
+        candidate = repair(nodes, edges)
+        unknown = [n.model for n in nodes if n.model is not None and n.model not in problem.aliases]
+        if unknown or any(n.role not in problem.roles for n in nodes):
+            problems.append("proposed graph uses models or roles outside the space")
+        elif not problem.fits(candidate):
+            problems.append("proposed graph is invalid or over budget")
+        else:
+            proposed = candidate
+    for problem_text in problems:
+        log.warning("agent update rejected in part: %s", problem_text)
+    return proposed, problems
+
+
+INSIGHTS = """\
+Insights about compute-optimal collaboration graphs (Agent-REINFORCE):
+1. Tasks prefer particular model families and sizes: lean toward the models that scored best alone.
+2. Width (parallel answers) and depth (sequential refinement) each have a task-dependent optimum;
+   past it, more compute hurts.
+3. Width and depth interact: wider graphs want shallower depth, deeper graphs narrower width.
+Rules: respect the budget exactly; raise only edges that were used and helped; grow the graph from
+the output node (the last node); keep in-degree and depth small for small models."""
+
+
+def agent_prompt(
+    distribution: GraphDistribution, observations: list[Observation], *, insights: bool
+) -> tuple[str, str]:
+    """The system and user messages of one feedback call."""
+    problem = distribution.problem
+    system = (
+        "You optimise multi-LLM collaboration graphs. Nodes are numbered in topological order; the last "
+        "node is the output. Reply with one JSON object and nothing else."
+    )
+    tables = []
+    for index, observation in enumerate(sorted(observations, key=lambda o: -o.reward)):
+        tables.append(
+            f"Graph {index + 1}: score {observation.reward:.3f}, accuracy {observation.accuracy:.2f} on "
+            f"{observation.n_items} items, compute {observation.compute:.2f}, latency {observation.latency_s:.2f}s\n"
+            "node | model | role | predecessors\n" + observation.candidate.describe()
+        )
+    budget = "none" if problem.budget is None else f"{problem.budget:g} compute units (1B-model calls)"
+    user = "\n\n".join(
+        [
+            *([INSIGHTS] if insights else []),
+            f"Models: {', '.join(problem.aliases)}. Roles: {', '.join(problem.roles)}. "
+            f"At most {problem.max_nodes} nodes. Budget per question: {budget}.",
+            "Current probabilities:\n" + distribution.describe(),
+            "Graphs just evaluated:\n" + "\n\n".join(tables),
+            'Return JSON: {"size": {"<node count>": p, ...}, "models": {"<alias>": p, ...}, '
+            '"edges": [[i, j, p], ...], "graph": {"nodes": [{"role": "...", "model": "..."}, ...], '
+            '"edges": [[i, j], ...]}}. Every field is optional; probabilities are in [0, 1].',
+        ]
+    )
+    return system, user
+
+
+class InsightRules:
+    """The insights as deterministic updates, applied after the numeric REINFORCE step."""
+
+    def __init__(self, rate: float = 0.5) -> None:
+        self.rate = rate
+        self.best_reward = -np.inf
+        self.stale = 0
+
+    def apply(self, distribution: GraphDistribution, history: list[Observation], batch: list[Observation]) -> None:
+        problem = distribution.problem
+        # Insight 1: lean toward models whose graphs score well.
+        by_model: dict[str, list[float]] = defaultdict(list)
+        by_size: dict[int, list[float]] = defaultdict(list)
+        for observation in history:
+            for node in observation.candidate.nodes:
+                if node.model is not None:
+                    by_model[node.model].append(observation.reward)
+            by_size[observation.candidate.size].append(observation.reward)
+        if len(by_model) > 1:
+            means = {alias: float(np.mean(values)) for alias, values in by_model.items()}
+            centre = float(np.mean(list(means.values())))
+            for alias, mean in means.items():
+                distribution.model_logits[:, problem.aliases.index(alias)] += self.rate * 2 * (mean - centre)
+        # Insight 2: move the node-count distribution toward sizes that scored well.
+        if len(by_size) > 1:
+            means_size = {size: float(np.mean(values)) for size, values in by_size.items()}
+            centre = float(np.mean(list(means_size.values())))
+            for size, mean in means_size.items():
+                if size <= problem.max_nodes:
+                    distribution.size_logits[size - 1] += self.rate * 2 * (mean - centre)
+        # Insight 3 and "raise edges that were used and helped": pull toward the elite graph.
+        elite = max(history, key=lambda o: o.reward)
+        baseline = float(np.mean([o.reward for o in batch])) if batch else elite.reward
+        if elite.reward >= baseline:
+            distribution.step(distribution.gradient(elite.candidate), self.rate)
+        # Stagnation: flatten a little to explore again.
+        if elite.reward > self.best_reward + 1e-9:
+            self.best_reward, self.stale = elite.reward, 0
+        else:
+            self.stale += 1
+            if self.stale >= 2:
+                for array in (distribution.size_logits, distribution.model_logits, distribution.edge_logits):
+                    array *= 0.7
+                self.stale = 0

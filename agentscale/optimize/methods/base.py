@@ -1,0 +1,50 @@
+"""The interface every search method implements, and the registry the CLI and benchmarks use."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.problem import SearchProblem
+
+AgentCall = Callable[[str, str], Awaitable[str]]
+"""`await agent(system, user) -> text`: an LLM used for textual feedback (through the gateway)."""
+
+
+class SearchMethod(ABC):
+    """Propose candidates, observe their scores, repeat. Deterministic given the seed and what it
+    observes: that is what lets a run resume by replaying stored evaluations."""
+
+    name: ClassVar[str]
+    needs_agent: ClassVar[bool] = False
+
+    def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
+        self.problem = problem
+        self.rng = np.random.default_rng(seed)
+        self.agent = agent
+        self.history: list[Observation] = []
+
+    @abstractmethod
+    def propose(self, k: int) -> list[CandidateGraph]:
+        """The next graphs to evaluate (usually k; a method may add pilot or proposed graphs)."""
+
+    async def observe(self, observations: list[Observation]) -> None:
+        """Learn from the evaluations of the last proposals."""
+        self.history.extend(observations)
+
+    def best(self) -> Observation | None:
+        return max(self.history, key=lambda o: o.reward, default=None)
+
+
+METHODS: dict[str, type[SearchMethod]] = {}
+
+
+def register(method: type[SearchMethod]) -> type[SearchMethod]:
+    """Class decorator: make a method available to `--method` and to the benchmark harness."""
+    METHODS[method.name] = method
+    return method

@@ -1,0 +1,68 @@
+"""Bayesian optimisation (Optuna's TPE) over the same encoding: node count, per-slot role and model,
+and one binary choice per forward edge; each suggestion is repaired and fitted to the budget exactly
+like a sampled graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentscale.errors import AgentScaleError
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.distribution import GraphDistribution, repair
+from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.problem import SearchProblem
+
+
+@register
+class BayesSearch(SearchMethod):
+    name = "bayes"
+
+    def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
+        super().__init__(problem, seed=seed, agent=agent)
+        try:
+            import optuna
+        except ImportError:
+            raise AgentScaleError("method 'bayes' needs optuna: pip install 'agentscale[bayes]'") from None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.fitter = GraphDistribution(problem)  # only for its budget repair
+        self.pending: list[tuple[Any, CandidateGraph]] = []
+
+    def propose(self, k: int) -> list[CandidateGraph]:
+        proposals = []
+        for _ in range(k):
+            trial, candidate = self._suggest()
+            self.pending.append((trial, candidate))
+            proposals.append(candidate)
+        return proposals
+
+    def _suggest(self) -> tuple[Any, CandidateGraph]:
+        problem = self.problem
+        for _ in range(64):
+            trial = self.study.ask()
+            size = trial.suggest_int("size", 1, problem.max_nodes)
+            nodes = []
+            for slot in range(problem.max_nodes):  # fixed dimensions help TPE; unused slots are ignored
+                role = trial.suggest_categorical(f"role{slot}", list(problem.roles))
+                model = trial.suggest_categorical(f"model{slot}", list(problem.aliases))
+                if slot < size:
+                    nodes.append(NodeChoice(role, None if role == "vote" else model))
+            edges = {
+                (i, j)
+                for j in range(problem.max_nodes)
+                for i in range(j)
+                if trial.suggest_categorical(f"edge{i}_{j}", [0, 1]) and j < size
+            }
+            candidate = self.fitter._fit_budget(repair(tuple(nodes), edges))
+            if candidate is not None and problem.fits(candidate):
+                return trial, candidate
+            self.study.tell(trial, -1.0)  # invalid or over budget: teach TPE to avoid it
+        raise AgentScaleError("Bayesian search found no graph within the budget")
+
+    async def observe(self, observations: list[Observation]) -> None:
+        await super().observe(observations)
+        for (trial, _), observation in zip(self.pending, observations, strict=False):
+            self.study.tell(trial, observation.reward)
+        self.pending = []

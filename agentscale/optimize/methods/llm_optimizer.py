@@ -1,0 +1,47 @@
+"""A TextGrad-style baseline: textual feedback from an LLM only (no numeric step, no insights,
+no pilot priors). Needs `agent_model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentscale.errors import AgentScaleError
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.distribution import GraphDistribution
+from agentscale.optimize.feedback import agent_prompt, apply_agent_update, log, parse_agent_update
+from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.problem import SearchProblem
+
+
+@register
+class LLMOptimizer(SearchMethod):
+    name = "llm"
+    needs_agent = True
+
+    def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
+        if agent is None:
+            raise AgentScaleError("method 'llm' needs an agent model: set optimizer.agent_model in the space")
+        super().__init__(problem, seed=seed, agent=agent)
+        self.distribution = GraphDistribution(problem)
+        self.proposed: list[CandidateGraph] = []
+
+    def propose(self, k: int) -> list[CandidateGraph]:
+        extra, self.proposed = self.proposed, []
+        return extra + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(extra)))]
+
+    async def observe(self, observations: list[Observation]) -> None:
+        await super().observe(observations)
+        assert self.agent is not None
+        system, user = agent_prompt(self.distribution, observations, insights=False)
+        try:
+            update, why = parse_agent_update(await self.agent(system, user))
+        except Exception as exc:
+            log.warning("agent feedback call failed: %s", exc)
+            return
+        if update is None:
+            log.warning("agent feedback ignored: %s", why)
+            return
+        proposed, _ = apply_agent_update(self.distribution, update)
+        if proposed is not None:
+            self.proposed.append(proposed)

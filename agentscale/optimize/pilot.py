@@ -1,0 +1,61 @@
+"""Canonical graphs for pilots and baselines: one call, n samples with a vote, wide and deep probes.
+
+Insight 1 says tasks prefer particular models; insights 2-3 say width and depth have optima. These
+shapes measure both cheaply before the search proper, and serve as the report's baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.problem import SearchProblem
+
+
+def single(alias: str) -> CandidateGraph:
+    return CandidateGraph((NodeChoice("assistant", alias),), frozenset())
+
+
+def self_consistency(alias: str, n: int) -> CandidateGraph:
+    """n independent answers and a majority vote (one call when n is 1)."""
+    if n <= 1:
+        return single(alias)
+    nodes = (*(NodeChoice("assistant", alias) for _ in range(n)), NodeChoice("vote", None))
+    return CandidateGraph(nodes, frozenset((i, n) for i in range(n)))
+
+
+def wide(alias: str, width: int, aggregator: str) -> CandidateGraph:
+    """`width` parallel answers merged by one `aggregator` node (fuser, critic or vote)."""
+    model = None if aggregator == "vote" else alias
+    nodes = (*(NodeChoice("assistant", alias) for _ in range(width)), NodeChoice(aggregator, model))
+    return CandidateGraph(nodes, frozenset((i, width) for i in range(width)))
+
+
+def chain(alias: str, depth: int, refiner: str) -> CandidateGraph:
+    """An answer refined `depth - 1` times in sequence by `refiner` nodes."""
+    nodes = (NodeChoice("assistant", alias), *(NodeChoice(refiner, alias) for _ in range(depth - 1)))
+    return CandidateGraph(nodes, frozenset((i, i + 1) for i in range(depth - 1)))
+
+
+def largest_fitting(
+    problem: SearchProblem, build: Callable[[str, int, str], CandidateGraph], alias: str, role: str
+) -> CandidateGraph | None:
+    """The biggest graph of a shape (by node count) that fits the problem's budget and limits."""
+    best = None
+    for size in range(1, problem.max_nodes + 1):
+        candidate = build(alias, size, role)
+        if problem.fits(candidate):
+            best = candidate
+    return best
+
+
+def max_votes(problem: SearchProblem, alias: str) -> CandidateGraph | None:
+    """Self-consistency with as many samples as the budget and node limit allow."""
+    best = None
+    for n in range(1, problem.max_nodes):
+        candidate = self_consistency(alias, n)
+        if problem.fits(candidate):
+            best = candidate
+    if best is None and problem.fits(single(alias)):
+        best = single(alias)
+    return best

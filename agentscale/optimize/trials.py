@@ -1,0 +1,161 @@
+"""Evaluating candidates inside an optimization run: stored as they complete, replayed on resume,
+and refused before they could break the run's spend cap.
+
+Evaluations are numbered (`seq`) in the order the search asks for them. The search is deterministic
+given its seed and what it observes, so a resumed run asks for the same evaluations in the same
+order; those already stored are returned from the database (no call, no cost), and the run continues
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from agentscale.errors import AgentScaleError
+from agentscale.evaluate.engine import evaluate_items
+from agentscale.graphs.graph import Graph
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.objective import Observation, scalarize
+from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.space import SpaceSpec
+from agentscale.storage.db import Store
+from agentscale.storage.tables import Trial
+from agentscale.tasks import Task, TaskItem
+
+
+class SpendCapReached(AgentScaleError):
+    """The next evaluation could cross the run's `max_spend`; the search stops before it."""
+
+
+def candidate_to_json(candidate: CandidateGraph) -> str:
+    return json.dumps({"nodes": [[n.role, n.model] for n in candidate.nodes], "edges": sorted(candidate.edges)})
+
+
+def candidate_from_json(text: str) -> CandidateGraph:
+    data = json.loads(text)
+    return CandidateGraph(
+        tuple(NodeChoice(role, model) for role, model in data["nodes"]), frozenset(tuple(e) for e in data["edges"])
+    )
+
+
+@dataclass
+class TrialEvaluator:
+    run_id: str
+    space: SpaceSpec
+    problem: SearchProblem
+    task: Task
+    gateway: Gateway
+    concurrency: int = 8
+    seq: int = 0
+    replayed: int = 0
+    evaluated: int = 0
+    latency_ref: float = 1.0
+
+    @property
+    def store(self) -> Store:
+        assert self.gateway.store is not None
+        return self.gateway.store
+
+    def __post_init__(self) -> None:
+        self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id)}
+
+    def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
+        spec = candidate.to_spec(name, dict(self.space.models), defaults=self.space.defaults)
+        return Graph(spec, gateway=self.gateway, answer_format=self.task.answer_format)
+
+    async def evaluate(
+        self, candidate: CandidateGraph, items: list[TaskItem], *, kind: str, iteration: int
+    ) -> Observation:
+        seq = self.seq
+        self.seq += 1
+        stored = self._stored.get(seq)
+        if stored is not None:
+            if stored.key != candidate.canonical_key:
+                raise AgentScaleError(
+                    f"cannot resume run {self.run_id}: evaluation {seq} differs from the stored one "
+                    "(was the space file or agentscale changed?)"
+                )
+            self.replayed += 1
+            return self._observation(candidate, stored)
+        self._check_spend(candidate, len(items))
+        results = await evaluate_items(
+            self.graph(candidate),
+            self.task,
+            items,
+            run_id=self.run_id,
+            concurrency=self.concurrency,
+            item_prefix=f"t{seq}:",
+        )
+        correct = sum(r.correct for r in results)
+        latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
+        prices = [r.usage.usd for r in results]
+        trial = Trial(
+            run_id=self.run_id,
+            seq=seq,
+            iteration=iteration,
+            kind=kind,
+            key=candidate.canonical_key,
+            candidate_json=candidate_to_json(candidate),
+            n_items=len(results),
+            correct=correct,
+            accuracy=correct / max(1, len(results)),
+            compute=self.problem.compute(candidate),
+            latency_s=latency,
+            tokens=sum(r.usage.tokens for r in results),
+            usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        )
+        self.latency_ref = max(self.latency_ref, latency)
+        trial.reward = self.reward(trial.accuracy, trial.compute, trial.latency_s)
+        self.store.add(trial)
+        self.evaluated += 1
+        return self._observation(candidate, trial)
+
+    def reward(self, accuracy: float, compute: float, latency: float) -> float:
+        return scalarize(self.space.objective, accuracy, compute, latency, self.problem.budget, self.latency_ref)
+
+    def _observation(self, candidate: CandidateGraph, trial: Trial) -> Observation:
+        return Observation(
+            candidate, trial.accuracy, trial.compute, trial.latency_s, trial.n_items, trial.reward, trial.usd
+        )
+
+    # spend cap -------------------------------------------------------------------------------
+    def worst_case_tokens(self, candidate: CandidateGraph, items: int) -> int:
+        """Tokens an evaluation could cost at most: every model node at full `max_tokens`, with a
+        prompt of twice the task's mean plus every input at full length."""
+        max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
+        per_item = 0
+        for index, node in enumerate(candidate.nodes):
+            if node.model is None:
+                continue
+            inputs = len(candidate.predecessors[index])
+            per_item += int(2 * self.problem.mean_prompt_tokens) + inputs * max_tokens + max_tokens
+        return per_item * items
+
+    def _check_spend(self, candidate: CandidateGraph, items: int) -> None:
+        cap = self.space.optimizer.max_spend
+        if cap.tokens is None and cap.calls is None and cap.usd is None:
+            return
+        spent = self.store.spend(self.run_id)
+        calls = items * sum(1 for n in candidate.nodes if n.model is not None)
+        tokens = self.worst_case_tokens(candidate, items)
+        if cap.calls is not None and int(spent["calls"] or 0) + calls > cap.calls:
+            raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
+        if cap.tokens is not None and int(spent["tokens"] or 0) + tokens > cap.tokens:
+            raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
+        if cap.usd is not None:
+            usd = spent["usd"]
+            prices = [self._usd_per_token(n.model) for n in candidate.nodes if n.model]
+            known = [p for p in prices if p is not None]
+            if usd is None or len(known) < len(prices):
+                raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")
+            if float(usd) + tokens * max(known, default=0.0) > cap.usd:
+                raise SpendCapReached(f"max_spend.usd={cap.usd} would be crossed (${usd:.4f} spent)")
+
+    def _usd_per_token(self, alias: str) -> float | None:
+        from agentscale.models.cost import call_usd
+
+        model = self.problem.models[alias]
+        both = call_usd(model, 1_000_000, 1_000_000)
+        return None if both is None else both / 1_000_000
