@@ -144,12 +144,14 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 
 
 def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | None) -> None:
+    best = result.best_train
     out.print(
-        f"[bold]best graph[/] (train accuracy {result.best_train.accuracy:.1%}, compute {result.best.compute:.2f}):"
+        f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, compute {best.compute:.2f}):"
     )
-    out.print(escape(diagram(result.best.candidate)))
+    out.print(escape(diagram(best.candidate)))
     table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
-    for name, score in [("best (optimized)", result.best), *[(s.name, s) for s in result.baselines.values()]]:
+    scored = [("best (optimized)", result.best)] if result.best else []
+    for name, score in [*scored, *[(s.name, s) for s in result.baselines.values()]]:
         low, high = score.ci95
         table.add_row(
             name,

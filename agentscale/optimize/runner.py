@@ -80,7 +80,7 @@ class TestScore:
 class OptimizeResult:
     run_id: str
     method: str
-    best: TestScore
+    best: TestScore | None  # None when the spend cap left nothing for the test split
     best_train: Observation
     best_path: Path
     best_yaml: str
@@ -98,7 +98,20 @@ class OptimizeResult:
         return {
             "run_id": self.run_id,
             "method": self.method,
-            "best": {"path": str(self.best_path), **self.best.to_dict(), "train_accuracy": self.best_train.accuracy},
+            "best": {
+                "path": str(self.best_path),
+                **(
+                    self.best.to_dict()
+                    if self.best
+                    else {
+                        "accuracy": None,
+                        "ci95": None,
+                        "compute": self.best_train.compute,
+                        "latency_s": self.best_train.latency_s,
+                    }
+                ),
+                "train_accuracy": self.best_train.accuracy,
+            },
             "baselines": {name: score.to_dict() for name, score in self.baselines.items()},
             "pareto": [
                 {
@@ -280,10 +293,14 @@ class Optimization:
         report(settings.iterations, "crowning")
         best_train = await self._crown(history)
         report(settings.iterations, "testing")
-        best, baselines = await self._test(best_train.candidate)
+        try:
+            best, baselines = await self._test(best_train.candidate)
+        except SpendCapReached as exc:
+            best, baselines = None, {}
+            stopped += f"; test split not scored ({exc})"
         artifacts = self.store.path.parent / "runs" / self.run_id
         artifacts.mkdir(parents=True, exist_ok=True)
-        spec = best.candidate.to_spec(
+        spec = best_train.candidate.to_spec(
             f"{self.space.name}-best",
             dict(self.space.models),
             defaults=self.space.defaults,
@@ -324,7 +341,12 @@ class Optimization:
         crowned = []
         for key in finalists:
             candidate = totals[key][0].candidate
-            crowned.append(await self.evaluator.evaluate(candidate, self.train, kind="crown", iteration=-1))
+            try:
+                crowned.append(await self.evaluator.evaluate(candidate, self.train, kind="crown", iteration=-1))
+            except SpendCapReached:
+                break  # keep what was measured; the best minibatch graph stands in
+        if not crowned:
+            return max(history, key=lambda o: o.reward)
         return max(crowned, key=lambda o: o.reward)
 
     async def _test(self, candidate: CandidateGraph) -> tuple[TestScore, dict[str, TestScore]]:
