@@ -6,12 +6,18 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, open_store
 from agentscale.cli._tables import trace_table
 from agentscale.graphs.result import NodeTrace
+from agentscale.optimize.objective import Observation, pareto_front
+from agentscale.optimize.report import diagram, write_plot
+from agentscale.optimize.trials import candidate_from_json
+from agentscale.storage.db import Store
+from agentscale.storage.tables import Run
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
@@ -52,17 +58,21 @@ def list_command(
 @runs_app.command("show")
 def show_command(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).", show_default=False)],
+    plot: Annotated[bool, typer.Option("--plot", help="Optimization runs: write the search plot (PNG).")] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Show a run: its items, answers and per-node calls.
+    """Show a run: its items, answers and per-node calls (optimizations: trials, best graph, front).
 
     Example:
 
-      agentscale runs show 3f2a9c
+      agentscale runs show 3f2a9c --plot
     """
     store = open_store(db)
     run = store.get_run(run_id)
+    if run.kind == "optimize":
+        show_optimization(store, run, json_output=json_output, plot=plot)
+        return
     items = store.run_items(run.id)
     calls = store.node_calls(run.id)
     data: dict[str, Any] = {
@@ -134,3 +144,76 @@ def show_command(
         )
     if not items:
         err.print("no items recorded")
+
+
+def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) -> None:
+    """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
+    trials = store.trials(run.id)
+    summary = json.loads(run.summary_json)
+    picture = None
+    if plot:
+        history = [
+            Observation(candidate_from_json(t.candidate_json), t.accuracy, t.compute, t.latency_s, t.n_items, t.reward)
+            for t in trials
+            if t.kind == "search"
+        ]
+        curve, best = [], float("-inf")
+        for index, observation in enumerate(history, start=1):
+            best = max(best, observation.reward)
+            curve.append((index, best))
+        picture = write_plot(curve, history, pareto_front(history), store.path.parent / "runs" / run.id / "search.png")
+    data = {
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "created": run.created.isoformat(),
+        "space": run.graph_name,
+        "summary": summary,
+        "error": run.error,
+        "plot": str(picture) if picture else None,
+        "trials": [
+            {
+                "seq": t.seq,
+                "iteration": t.iteration,
+                "kind": t.kind,
+                "accuracy": t.accuracy,
+                "n": t.n_items,
+                "compute": t.compute,
+                "latency_s": t.latency_s,
+                "reward": t.reward,
+                "tokens": t.tokens,
+                "graph": candidate_from_json(t.candidate_json).describe(),
+            }
+            for t in trials
+        ],
+    }
+    if json_output:
+        print_json(data)
+        return
+    out.print(
+        f"[bold]optimization {run.id}[/] · space {run.graph_name} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S}"
+    )
+    table = Table("seq", "iter", "kind", "accuracy", "n", "compute", "objective", "graph")
+    for t in trials:
+        graph = diagram(candidate_from_json(t.candidate_json)).splitlines()[0]
+        table.add_row(
+            str(t.seq),
+            str(t.iteration),
+            t.kind,
+            f"{t.accuracy:.1%}",
+            str(t.n_items),
+            f"{t.compute:.2f}",
+            f"{t.reward:.3f}",
+            escape(graph),
+        )
+    out.print(table)
+    best = summary.get("best")
+    if best:
+        out.print(f"best graph: {best.get('path')} · test accuracy {best.get('accuracy')} · ci95 {best.get('ci95')}")
+        for name, score in summary.get("baselines", {}).items():
+            out.print(f"baseline {name}: test accuracy {score['accuracy']:.1%} (n={score['n']}), ci95 {score['ci95']}")
+        out.print(f"stopped: {summary.get('stopped_reason')} · spend {summary.get('usage')}")
+    if run.error:
+        out.print(f"[red]error:[/] {escape(run.error)}")
+    if picture:
+        out.print(f"plot: {picture}")

@@ -146,5 +146,15 @@ def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
         new_items = sum(t.n_items for t in trials if t.seq not in before)
         assert len(server.completion_requests) <= new_items * 3
         assert result["usage"]["calls"] == store.spend(run_id)["calls"] >= calls_before
+        shown = subprocess.run(
+            [sys.executable, "-m", "agentscale.cli.app", "runs", "show", run_id, "--json", "--plot"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        report = json.loads(shown.stdout)
+        assert len(report["trials"]) == len(trials) and Path(report["plot"]).exists()
+        assert report["summary"]["best"]["path"].endswith("best.yaml")
     finally:
         server.stop()
