@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from agentscale.graphs.spec import AnswerFormat
 
-_FINAL = re.compile(r"final\s+answer\s*(?:is)?\s*[:：]?\s*(.+)", re.IGNORECASE)
+# "Final answer: X" or "final answer is X"; a bare "a final answer." is prose, not a marker
+_FINAL = re.compile(r"final\s+answer\s*(?:is\s*[:：]?|[:：])\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?")
 _CHOICE = re.compile(r"(?:^|[\s(\[*])([A-J])(?:[)\].:,*]|\s|$)")
 _CODE_BLOCK = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)

@@ -7,6 +7,7 @@ from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
 from agentscale.cli.evaluate import eval_command, tasks_app
+from agentscale.cli.models import models_app, serve_command
 from agentscale.cli.optimize import optimize_command
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
@@ -28,11 +29,14 @@ app.command("eval")(eval_command)
 app.command("optimize")(optimize_command)
 app.add_typer(tasks_app, name="tasks")
 app.command("serve-graph")(serve_graph_command)
+app.command("serve")(serve_command)
+app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted)."""
+    _watch_local_servers()
     try:
         result = app(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
@@ -51,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         error(str(exc))
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _watch_local_servers() -> None:
+    """Show local-server starts (they take tens of seconds) and stop what we started on SIGTERM."""
+    from agentscale.cli._console import err
+    from agentscale.models import local
+    from agentscale.models.vllm_server import install_signal_handlers
+
+    local.on_status(lambda message: err.print(f"[dim]local model:[/] {message}"))
+    install_signal_handlers()
 
 
 if __name__ == "__main__":

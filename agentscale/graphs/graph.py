@@ -25,7 +25,7 @@ from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import price_is_known
-from agentscale.models.gateway import Gateway, GatewaySettings
+from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import Run
 
@@ -64,6 +64,7 @@ class Graph:
         self.runtime = GraphRuntime(spec, gateway, answer_format)
         self._compiled: CompiledStateGraph | None = None
         self._yaml: str | None = None
+        self._endpoints_ready = False
         _check_budget_is_enforceable(self.runtime, source)
 
     @classmethod
@@ -110,8 +111,10 @@ class Graph:
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
         if self.runtime.models:
-            # litellm's first import takes seconds; keep it out of the run's measured latency
+            # litellm's first import and local servers' starts take seconds: do them before the run's
+            # clock starts (servers of different models start concurrently)
             await asyncio.to_thread(get_litellm)
+            await self._prepare_endpoints()
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}
@@ -153,6 +156,12 @@ class Graph:
     def run(self, question: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
         return asyncio.run(self.arun(question, **kwargs))
+
+    async def _prepare_endpoints(self) -> None:
+        local = {m.route: m for m in self.runtime.models.values() if m.route.startswith("local/")}
+        if local and not self._endpoints_ready:
+            await asyncio.gather(*(resolve_endpoint(model) for model in local.values()))
+            self._endpoints_ready = True
 
     def _app(self) -> CompiledStateGraph:
         if self._compiled is None:

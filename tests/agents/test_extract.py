@@ -54,3 +54,8 @@ def test_vote_normalization() -> None:
     assert normalize_for_vote("1/2", "number") == normalize_for_vote("0.5", "number")
     assert normalize_for_vote(" paris. ", "text") == normalize_for_vote("Paris", "text")
     assert normalize_for_vote("b", "choice") == "B"
+
+
+def test_prose_mentioning_a_final_answer_is_not_a_marker() -> None:
+    assert extract_answer("You cannot provide a final answer.", "text") == "You cannot provide a final answer."
+    assert extract_answer("The final answer is 12", "number") == "12"

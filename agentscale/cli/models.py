@@ -1,0 +1,90 @@
+"""`agentscale models list` and `agentscale serve`: the model registry and local vLLM servers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentscale.cli._console import out, print_json
+from agentscale.cli._options import JsonOption
+from agentscale.models.registry import registered
+
+models_app = typer.Typer(help="Known models.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def models_list_command(json_output: JsonOption = False) -> None:
+    """List known routes with their size, context, price and whether a local server is up.
+
+    Example:
+
+      agentscale models list
+    """
+    from agentscale.models.vllm_server import find_server
+
+    rows: list[dict[str, Any]] = []
+    for info in registered():
+        served = None
+        if info.route.startswith("local/"):
+            endpoint = find_server(info.route)
+            served = endpoint.api_base if endpoint is not None else None
+        rows.append(
+            {
+                "route": info.route,
+                "params_b": info.params_b,
+                "context_length": info.context_length,
+                "input_per_mtok": info.input_per_mtok,
+                "output_per_mtok": info.output_per_mtok,
+                "served": served,
+                "description": info.description,
+            }
+        )
+    if json_output:
+        print_json(rows)
+        return
+    table = Table("route", "params", "context", "$/Mtok in/out", "served", "description")
+    for row in rows:
+        price = "—" if row["input_per_mtok"] is None else f"{row['input_per_mtok']:g}/{row['output_per_mtok']:g}"
+        params = "—" if row["params_b"] is None else f"{row['params_b']:g}B"
+        served = row["served"] or ("not running" if row["route"].startswith("local/") else "—")
+        table.add_row(row["route"], params, str(row["context_length"] or "—"), price, served, row["description"])
+    out.print(table)
+    out.print(
+        "Any litellm route also works (openai/..., hosted_vllm/... with an api_base); local/ routes start on first use."
+    )
+
+
+def serve_command(
+    model: Annotated[str, typer.Argument(help="local/<name>, a model folder, or a hub id.", show_default=False)],
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    max_model_len: Annotated[int | None, typer.Option(help="Context length (CPU default 2048).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Weights dtype (CPU default bfloat16).")] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model (GPU only).")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(help="Fraction of GPU memory (GPU only).")] = None,
+    quantization: Annotated[str | None, typer.Option(help="vLLM quantization method, e.g. awq.")] = None,
+    served_model_name: Annotated[str | None, typer.Option(help="Name clients use (default: the model's).")] = None,
+) -> None:
+    """Run a vLLM server in the foreground that other agentscale processes and users share.
+
+    Examples:
+
+      agentscale serve local/smollm2-135m --port 8000
+
+      agentscale serve Qwen/Qwen2.5-7B-Instruct --gpu-memory-utilization 0.85 --tensor-parallel-size 2
+    """
+    from agentscale.models.vllm_engine import EngineOptions
+    from agentscale.models.vllm_server import serve_foreground
+
+    options = EngineOptions(
+        dtype=dtype,
+        max_model_len=max_model_len,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        quantization=quantization,
+    )
+    code = serve_foreground(model, port=port, host=host, options=options, served_model_name=served_model_name)
+    if code:
+        raise typer.Exit(code)

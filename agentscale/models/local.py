@@ -1,0 +1,32 @@
+"""Routes `local/<name>`: models agentscale serves itself with vLLM, started on first use.
+
+The gateway imports this module the first time it meets a `local/` route. Every node of one model
+goes through one server, so vLLM batches their concurrent calls; the server is reused if it (or one
+the user started with `agentscale serve`) is already up, and stopped when the process exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentscale.models.gateway import Endpoint
+from agentscale.models.registry import ResolvedModel
+from agentscale.models.vllm_server import aensure_server
+
+_status_listeners: list[Callable[[str], None]] = []
+
+
+def on_status(listener: Callable[[str], None]) -> None:
+    """Be told what a server start is doing (converting the model, waiting for readiness, ...)."""
+    _status_listeners.append(listener)
+
+
+def _announce(message: str) -> None:
+    for listener in _status_listeners:
+        listener(message)
+
+
+async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
+    """Where a `local/` route's calls go: its vLLM server (started now if need be)."""
+    served = await aensure_server(model.route, on_status=_announce)
+    return Endpoint(served.litellm_model, served.api_base)

