@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -54,6 +55,10 @@ def eval_command(
     scorer: Annotated[
         str | None, typer.Option(help="Scorer for JSONL tasks: exact, numeric, choice, math or code.")
     ] = None,
+    task_option: Annotated[
+        list[str] | None,
+        typer.Option("--task-option", help="Task generator option KEY=VALUE (repeatable), e.g. min_terms=2."),
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Items evaluated at once.", min=1)] = 8,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
     show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
@@ -69,6 +74,8 @@ def eval_command(
 
       agentscale eval graphs/fan-in.yaml --task my_data.jsonl --scorer numeric
 
+      agentscale eval graphs/single.yaml --task rg:chain_sum --task-option min_terms=2 --task-option max_digits=1
+
       agentscale eval --resume 3f2a9c0d1e2b
     """
     gateway = make_gateway(db, no_cache)
@@ -79,7 +86,9 @@ def eval_command(
     else:
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
-        config = EvalConfig(task=task, n=n, seed=seed, scorer=scorer, concurrency=concurrency)
+        config = EvalConfig(
+            task=task, n=n, seed=seed, scorer=scorer, concurrency=concurrency, options=parse_options(task_option or [])
+        )
         evaluation = Evaluation(load(graph_file, gateway=gateway), config)
     todo = len(evaluation.pending())
     total = len(evaluation.task.items)
@@ -124,6 +133,20 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
             return await evaluation.run(on_item=advance)
         except KeyboardInterrupt:
             raise AgentScaleError(f"interrupted; continue with: agentscale eval --resume {evaluation.run_id}") from None
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; values are read as YAML scalars or lists (2 -> int, [+, -] -> list)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AgentScaleError(f"--task-option {pair!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AgentScaleError(f"--task-option {pair!r}: cannot read the value") from None
+    return options
 
 
 def _items_table(items: list[ItemResult]) -> Table:

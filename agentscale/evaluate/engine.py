@@ -140,9 +140,10 @@ class EvalConfig:
     seed: int = 0
     scorer: str | None = None
     concurrency: int = 8
+    options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
 
     def load(self) -> Task:
-        return load_task(self.task, scorer=self.scorer).sample(self.n, self.seed)
+        return load_task(self.task, scorer=self.scorer, **self.options).sample(self.n, self.seed)
 
 
 class Evaluation:

@@ -135,8 +135,8 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
     spec = ref.name or ref.path
     assert spec is not None
     total = ref.train + ref.dev + ref.test
-    options: dict[str, Any] = {}
-    if spec.startswith("rg:") or spec.startswith("sim:"):
+    options: dict[str, Any] = dict(ref.options)
+    if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
         options["size"] = max(total, 200)
     task = load_task(spec, scorer=ref.scorer, **options)
     if task.size < total:

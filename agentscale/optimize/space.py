@@ -8,7 +8,7 @@ whole search's spend. Like graph files, spaces are validated with YAML paths and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -37,6 +37,7 @@ class TaskRef(StrictModel):
     name: str | None = None
     path: str | None = None
     scorer: Scorer | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # generator options, e.g. reasoning-gym's config
     train: PositiveInt = 20
     dev: Annotated[int, Field(ge=0)] = 0
     test: PositiveInt = 50
