@@ -251,12 +251,8 @@ class RunContext:
         usage.flops = None if any(f is None for f in flops) else sum(f or 0.0 for f in flops)
         prices = [t.usd for t in called]
         usage.usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
-        usage.critical_path_s, _ = runtime_critical_path(self.runtime, traces)
+        usage.critical_path_s, _ = self.runtime.topology.critical_path({t.node_id: t.latency_s for t in traces})
         return usage
-
-
-def runtime_critical_path(runtime: GraphRuntime, traces: list[NodeTrace]) -> tuple[float, list[str]]:
-    return runtime.topology.critical_path({t.node_id: t.latency_s for t in traces})
 
 
 def _spend(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:

@@ -7,7 +7,6 @@ database handle; pass `store=None` to run without recording anything.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -197,7 +196,3 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             )
     if issues:
         raise SpecError(issues, source)
-
-
-def result_json(result: RunResult, *, include_messages: bool = False) -> str:
-    return json.dumps(result.to_dict(include_messages=include_messages))
