@@ -114,7 +114,7 @@ class CallResult:
     completion: str
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float
+    latency_s: float  # for a cache hit: the original call's latency
     cached: bool
     endpoint: str
     attempts: int = 1
@@ -156,7 +156,7 @@ class Gateway:
         if entry is None:
             return None
         return CallResult(
-            entry.completion, entry.prompt_tokens, entry.completion_tokens, 0.0, True, "cache", attempts=0
+            entry.completion, entry.prompt_tokens, entry.completion_tokens, entry.latency_s, True, "cache", attempts=0
         )
 
     async def complete(
@@ -222,6 +222,7 @@ class Gateway:
                 completion=result.completion,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
+                latency_s=result.latency_s,
             )
         self.store.record_call(entry, spend)
 

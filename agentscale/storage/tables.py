@@ -79,6 +79,7 @@ class CacheEntry(SQLModel, table=True):
     completion: str
     prompt_tokens: int
     completion_tokens: int
+    latency_s: float = 0.0  # of the original call: replayed so latency figures do not depend on the cache
     created: datetime = Field(default_factory=utcnow)
 
 
@@ -118,3 +119,8 @@ class Trial(SQLModel, table=True):
     usd: float | None = None
     reward: float = 0.0
     created: datetime = Field(default_factory=utcnow)
+
+
+# The behavior handbook's tables live with the handbook; importing them here registers them in
+# `SQLModel.metadata`, so `Store` creates them together with the tables above.
+import agentscale.memory.tables  # noqa: E402, F401

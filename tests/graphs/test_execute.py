@@ -292,3 +292,13 @@ def test_spend_ledger_records_real_calls_only(make_graph, store) -> None:  # typ
     assert spent["calls"] == 8 and spent["tokens"] == first.usage.tokens
     second = graph.run("What is 9 + 9?")
     assert store.spend(second.run_id)["calls"] == 0  # all cache hits: nothing paid
+
+
+def test_cached_nodes_report_the_original_call_latency(make_graph, scripted: ScriptedServer) -> None:
+    scripted.latency_s = 0.1
+    graph: Graph = make_graph("name: lat\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    first = graph.run("What is 1 + 1?")
+    again = graph.run("What is 1 + 1?")
+    assert again.trace[0].cached and again.usage.calls == 0
+    assert again.trace[0].latency_s == pytest.approx(first.trace[0].latency_s)
+    assert again.usage.critical_path_s >= 0.1 > again.usage.latency_s
