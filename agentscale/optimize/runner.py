@@ -33,6 +33,7 @@ from agentscale.optimize.methods.base import AgentCall
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.pilot import max_votes, single
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
 from agentscale.tasks import Task, TaskItem, load_task
@@ -244,16 +245,12 @@ class Optimization:
     async def _run(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:
         settings = self.space.optimizer
         method = METHODS[self.method_name](self.problem, seed=self.seed, agent=self._agent())
-        history: list[Observation] = []
-        curve: list[tuple[int, float]] = []
-        seen: set[str] = set()
-        stale = 0
-        stopped = f"finished {settings.iterations} iterations"
 
-        def report(iteration: int, stage: str) -> None:
+        def report(iteration: int, history: list[Observation], stage: str = "search") -> None:
             if on_progress is None:
                 return
             best = max(history, key=lambda o: o.reward, default=None)
+            spent = int(self.store.spend(self.run_id)["calls"] or 0)
             on_progress(
                 Progress(
                     iteration,
@@ -261,38 +258,33 @@ class Optimization:
                     len(history),
                     best.reward if best else None,
                     best.accuracy if best else None,
-                    int(self.store.spend(self.run_id)["calls"] or 0),
+                    spent,
                     stage,
                 )
             )
 
-        for iteration in range(settings.iterations):
-            report(iteration, "search")
-            batch = self._minibatch(iteration)
+        async def evaluate(candidate: CandidateGraph, iteration: int) -> Observation:
             try:
-                proposals = method.propose(settings.samples)
-                observations = []
-                for candidate in proposals:
-                    observations.append(
-                        await self.evaluator.evaluate(candidate, batch, kind="search", iteration=iteration)
-                    )
-                    history.append(observations[-1])
-                    curve.append((len(history), max(o.reward for o in history)))
+                return await self.evaluator.evaluate(
+                    candidate, self._minibatch(iteration), kind="search", iteration=iteration
+                )
             except SpendCapReached as exc:
-                stopped = f"spend cap: {exc}"
-                break
-            await method.observe(observations)
-            new = {o.candidate.canonical_key for o in observations} - seen
-            seen |= new
-            stale = 0 if new else stale + 1
-            if stale >= PATIENCE:
-                stopped = f"converged: no new graph in {PATIENCE} iterations"
-                break
+                raise StopSearch(f"spend cap: {exc}") from None
+
+        outcome = await run_search(
+            method,
+            evaluate,
+            iterations=settings.iterations,
+            samples=settings.samples,
+            patience=PATIENCE,
+            on_iteration=report,
+        )
+        history, curve, stopped = outcome.history, outcome.curve, outcome.stopped_reason
         if not history:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
-        report(settings.iterations, "crowning")
+        report(settings.iterations, history, "crowning")
         best_train = await self._crown(history)
-        report(settings.iterations, "testing")
+        report(settings.iterations, history, "testing")
         try:
             best, baselines = await self._test(best_train.candidate)
         except SpendCapReached as exc:

@@ -1,0 +1,70 @@
+"""The search loop shared by `agentscale optimize` and the optimizer benchmark.
+
+propose K graphs → evaluate each (on the iteration's minibatch) → let the method observe → repeat,
+stopping after `iterations`, when `evaluate` raises `StopSearch` (e.g. the spend cap), when an
+evaluation budget is spent, or when `patience` rounds in a row propose nothing new (converged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agentscale.errors import AgentScaleError
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.methods.base import SearchMethod
+from agentscale.optimize.objective import Observation
+
+Evaluate = Callable[[CandidateGraph, int], Awaitable[Observation]]
+"""`await evaluate(candidate, iteration) -> Observation`."""
+
+
+class StopSearch(AgentScaleError):
+    """Raised by an evaluator to end the search early (the reason becomes `stopped_reason`)."""
+
+
+@dataclass
+class SearchOutcome:
+    history: list[Observation] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best reward so far)
+    stopped_reason: str = ""
+
+
+async def run_search(
+    method: SearchMethod,
+    evaluate: Evaluate,
+    *,
+    iterations: int,
+    samples: int,
+    patience: int = 3,
+    max_evaluations: int | None = None,
+    on_iteration: Callable[[int, list[Observation]], None] | None = None,
+) -> SearchOutcome:
+    outcome = SearchOutcome(stopped_reason=f"finished {iterations} iterations")
+    seen: set[str] = set()
+    stale = 0
+    for iteration in range(iterations):
+        if on_iteration is not None:
+            on_iteration(iteration, outcome.history)
+        observations: list[Observation] = []
+        try:
+            for candidate in method.propose(samples):
+                if max_evaluations is not None and len(outcome.history) >= max_evaluations:
+                    raise StopSearch(f"evaluation budget of {max_evaluations} spent")
+                observation = await evaluate(candidate, iteration)
+                observations.append(observation)
+                outcome.history.append(observation)
+                outcome.curve.append((len(outcome.history), max(o.reward for o in outcome.history)))
+        except StopSearch as exc:
+            outcome.stopped_reason = str(exc)
+            if observations:
+                await method.observe(observations)
+            break
+        await method.observe(observations)
+        new = {o.candidate.canonical_key for o in observations} - seen
+        seen |= new
+        stale = 0 if new else stale + 1
+        if stale >= patience:
+            outcome.stopped_reason = f"converged: no new graph in {patience} iterations"
+            break
+    return outcome
