@@ -11,6 +11,7 @@ from agentscale.cli.models import models_app, serve_command
 from agentscale.cli.optimize import optimize_command
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
+from agentscale.cli.sim import sim_app
 from agentscale.cli.serve_graph import serve_graph_command
 from agentscale.cli.validate import schema_command, validate_command
 from agentscale.errors import AgentScaleError
@@ -31,6 +32,7 @@ app.add_typer(tasks_app, name="tasks")
 app.command("serve-graph")(serve_graph_command)
 app.command("serve")(serve_command)
 app.add_typer(models_app, name="models")
+app.add_typer(sim_app, name="sim")
 app.add_typer(runs_app, name="runs")
 
 

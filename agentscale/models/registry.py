@@ -7,6 +7,7 @@ themselves with :func:`register`.
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, replace
 
@@ -65,8 +66,15 @@ def params_from_name(route: str) -> float | None:
     return value / 1000.0 if unit.lower() == "m" else value
 
 
+# Route prefixes whose modules register their models on import; imported on first lookup only.
+_PROVIDER_MODULES = {"sim/": "agentscale.sim.population"}
+
+
 def lookup(route: str) -> ModelInfo:
     """Registry entry for a route, or one with the size guessed from the name."""
+    prefix = route.split("/", 1)[0] + "/"
+    if route not in _REGISTRY and prefix in _PROVIDER_MODULES:
+        importlib.import_module(_PROVIDER_MODULES[prefix])
     if route in _REGISTRY:
         return _REGISTRY[route]
     return ModelInfo(route, params_b=params_from_name(route))

@@ -1,0 +1,92 @@
+"""The exhaustive optimum of a small space against a brute force written independently here."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from agentscale import Graph
+from agentscale.graphs.validate import load_spec_text
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
+from agentscale.optimize.space import SpaceSpec
+from agentscale.sim.evaluate import SimOracle, expected_accuracy, spec_graph
+from agentscale.sim.optimum import optimum, optimum_report, search_optimum
+
+TINY = {
+    "name": "tiny",
+    "task": {"name": "sim:math", "train": 10, "test": 80, "seed": 1},
+    "models": {"l1": {"model": "sim/llama-1b"}, "g1": {"model": "sim/gemma-1b"}},
+    "roles": ["assistant", "critic", "vote"],
+    "max_nodes": 3,
+    "budget": {"compute": 3.5},
+}
+
+
+def brute_force(space: SpaceSpec) -> tuple[float, set[str]]:
+    """Every labelling of every forward-edge set, filtered by validity and budget; the best accuracy
+    and the distinct graphs (by isomorphism key) that were allowed."""
+    oracle = SimOracle.for_space(space)
+    models = resolve_models(space.models)
+    labels = [NodeChoice(role, alias) for role in space.roles if role != "vote" for alias in space.models]
+    labels += [NodeChoice("vote", None)] if "vote" in space.roles else []
+    best, allowed = -1.0, set()
+    for n in range(1, space.max_nodes + 1):
+        pairs = [(i, j) for j in range(n) for i in range(j)]
+        for bits in itertools.product((0, 1), repeat=len(pairs)):
+            edges = frozenset(pair for pair, bit in zip(pairs, bits, strict=True) if bit)
+            for nodes in itertools.product(labels, repeat=n):
+                candidate = CandidateGraph(tuple(nodes), edges)
+                if not candidate.is_valid or candidate.compute(models, 202, 275) > (space.budget.compute or 0):
+                    continue
+                allowed.add(candidate.canonical_key)
+                best = max(best, oracle.expected_accuracy(candidate))
+    return best, allowed
+
+
+def test_exhaustive_optimum_matches_the_brute_force() -> None:
+    space = SpaceSpec.model_validate(TINY)
+    found = search_optimum(space)
+    best, allowed = brute_force(space)
+    assert found.accuracy == pytest.approx(best, abs=1e-12)
+    assert found.candidates == len(allowed)
+    assert found.compute <= 3.5 and found.candidate.canonical_key in allowed
+    accuracy, candidate = optimum(space)
+    assert (accuracy, candidate) == (found.accuracy, found.candidate)
+    assert accuracy > SimOracle.for_space(space).expected_accuracy(
+        CandidateGraph((NodeChoice("assistant", "g1"),), frozenset())
+    )
+
+
+def test_report_is_a_runnable_graph_with_the_reported_accuracy(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "name: tiny\ntask: {name: 'sim:math', train: 10, test: 80, seed: 1}\n"
+        "models: {l1: {model: sim/llama-1b}, g1: {model: sim/gemma-1b}}\n"
+        "roles: [assistant, critic, vote]\nmax_nodes: 3\nbudget: {compute: 3.5}\n"
+    )
+    report = optimum_report(path)
+    assert {"accuracy", "graph"} <= set(report) and report["simulated"] is True
+    spec = load_spec_text(report["graph"])
+    assert "simulated" in spec.description and spec.answer_format == "number"
+    space = SpaceSpec.model_validate(TINY)
+    assert expected_accuracy(spec, space) == pytest.approx(report["accuracy"])
+    assert spec_graph(spec) == SimOracle.for_space(space).graph(search_optimum(space).candidate)
+    graph = Graph(spec, store=None)
+    assert graph.run(SimOracle.for_space(space).tasks["test"].items[0].question).answer is not None
+
+
+def test_latency_budget_excludes_slow_models() -> None:
+    space = SpaceSpec.model_validate(
+        {
+            **TINY,
+            "models": {"l1": {"model": "sim/llama-1b"}, "big": {"model": "sim/llama-70b"}},
+            "max_nodes": 2,
+            "budget": {"compute": 200, "max_latency_s": 3.0},
+        }
+    )
+    found = search_optimum(space)
+    assert all(node.model != "big" for node in found.candidate.nodes) and found.latency_s <= 3.0
+    unlimited = search_optimum(SpaceSpec.model_validate({**TINY, "models": space.models, "budget": {"compute": 200}}))
+    assert any(node.model == "big" for node in unlimited.candidate.nodes)

@@ -1,0 +1,72 @@
+"""Sim tasks as ordinary tasks, the sim seed, and the oracle's minibatch observations."""
+
+from __future__ import annotations
+
+import pytest
+
+import agentscale.sim.tasks  # noqa: F401  (registers the sim: prefix)
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
+from agentscale.optimize.space import SpaceSpec
+from agentscale.sim.evaluate import SimOracle
+from agentscale.sim.items import parse_tag
+from agentscale.sim.tasks import load_sim_task
+from agentscale.tasks import TaskError, list_tasks, load_task
+
+
+def test_sim_tasks_load_through_the_registry() -> None:
+    task = load_task("sim:mmlu", size=50)
+    assert task.name == "sim:mmlu" and task.size == 50 and task.answer_format == "number"
+    item = task.items[3]
+    assert item.question.startswith("[sim:mmlu#0003]") and item.reference in {"1", "2", "3", "4"}
+    assert task.score(item.reference, item).correct and not task.score("0", item).correct
+    assert {"sim:math", "sim:mmlu", "sim:humaneval"} <= {row.name for row in list_tasks()}
+    assert all("simulated" in row.description for row in list_tasks() if row.name.startswith("sim:"))
+    with pytest.raises(TaskError, match="unknown sim task"):
+        load_task("sim:gsm8k")
+
+
+def test_items_do_not_depend_on_the_bank_size_and_the_sim_seed_changes_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    small, large = load_sim_task("math", size=10), load_sim_task("math", size=40)
+    assert small.items == large.items[:10]
+    monkeypatch.setenv("AGENTSCALE_SIM_SEED", "7")
+    seeded = load_sim_task("math", size=10)
+    assert seeded.items[0].question.startswith("[sim:math#0000@s7]")
+    assert parse_tag(seeded.items[0].question) == ("math", 7, 0)
+    assert [i.reference for i in seeded.items] != [i.reference for i in small.items]
+
+
+SPACE = SpaceSpec.model_validate(
+    {
+        "name": "observe",
+        "task": {"name": "sim:math", "train": 400, "test": 100, "seed": 3},
+        "models": {"s": {"model": "sim/llama-3b"}},
+        "budget": {"compute": 15},
+    }
+)
+
+
+def test_observations_are_deterministic_and_unbiased() -> None:
+    oracle = SimOracle.for_space(SPACE)
+    graph = CandidateGraph(
+        (NodeChoice("assistant", "s"), NodeChoice("assistant", "s"), NodeChoice("fuser", "s")),
+        frozenset({(0, 2), (1, 2)}),
+    )
+    first = oracle.observe(graph, 8, seed=1)
+    assert first == oracle.observe(graph, 8, seed=1) and len(first.correct) == 8
+    assert set(first.item_ids) <= {item.id for item in oracle.tasks["train"].items}
+    full = oracle.observe(graph, None, seed=2)
+    assert abs(full.accuracy - oracle.expected_accuracy(graph, "train")) < 0.08
+    assert oracle.compute(graph) == pytest.approx(graph.compute(resolve_models(SPACE.models), 202, 275))
+    assert oracle.within_budget(graph) and oracle.latency(graph) > 0
+    seen = oracle.evaluate(graph, 8, seed=1)
+    assert (seen.accuracy, seen.n_items, seen.compute) == (first.accuracy, 8, oracle.compute(graph))
+
+
+def test_oracle_splits_are_the_optimizer_runners_splits() -> None:
+    """The ground truth must score the very items an optimization run evaluates on."""
+    from agentscale.optimize.runner import load_task_split
+
+    _, train, test = load_task_split(SPACE)
+    oracle = SimOracle.for_space(SPACE)
+    assert [i.id for i in train] == [i.id for i in oracle.tasks["train"].items]
+    assert [i.id for i in test] == [i.id for i in oracle.tasks["test"].items]
