@@ -11,7 +11,7 @@ from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import load_spec_text
 
-GRAPHS = sorted((Path(__file__).parents[2] / "graphs").glob("*.yaml"))
+GRAPHS = sorted(p for p in (Path(__file__).parents[2] / "graphs").glob("*.yaml") if not p.name.endswith("-space.yaml"))
 
 BASE = """\
 name: g
