@@ -58,7 +58,10 @@ def models_list_command(json_output: JsonOption = False) -> None:
 
 def serve_command(
     model: Annotated[str, typer.Argument(help="local/<name>, a model folder, or a hub id.", show_default=False)],
-    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8000,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to serve on (default: env AGENTSCALE_VLLM_PORT, else 8000).", min=1, max=65535),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     max_model_len: Annotated[int | None, typer.Option(help="Context length (CPU default 2048).")] = None,
     dtype: Annotated[str | None, typer.Option(help="Weights dtype (CPU default bfloat16).")] = None,

@@ -52,6 +52,15 @@ from agentscale.models.vllm_engine import (
 )
 
 DEFAULT_PORT = 8000  # vLLM's own default: where a user-started server is looked for
+
+
+def shared_port() -> int:
+    """Where `agentscale serve` listens and where a shared server is looked for:
+    `AGENTSCALE_VLLM_PORT`, else 8000."""
+    value = os.environ.get("AGENTSCALE_VLLM_PORT", "").strip()
+    return int(value) if value.isdigit() else DEFAULT_PORT
+
+
 DEFAULT_TIMEOUT_S = 300.0
 _LOG_TAIL_LINES = 20
 _STOP_GRACE_S = 15.0
@@ -211,7 +220,7 @@ def install_signal_handlers() -> None:
 def serve_foreground(
     name_or_path: str,
     *,
-    port: int | None = DEFAULT_PORT,
+    port: int | None = None,
     host: str = DEFAULT_HOST,
     options: EngineOptions | None = None,
     served_model_name: str | None = None,
@@ -220,14 +229,16 @@ def serve_foreground(
 ) -> int:
     """Run a server until Ctrl-C (``agentscale serve``), streaming its log to ``out`` (stderr).
 
-    Serves on port 8000 by default so other processes and users find it; it is recorded as shared in the
-    state file. Returns 0 after Ctrl-C or when the model is already served, 1 if the server failed.
+    Serves on the shared port (`AGENTSCALE_VLLM_PORT`, else 8000) so other processes and users find it;
+    it is recorded as shared in the state file. Returns 0 after Ctrl-C or when the model is already
+    served, 1 if the server failed.
     """
     stream = out if out is not None else sys.stderr
 
     def say(message: str) -> None:
         print(f"agentscale: {message}", file=stream, flush=True)
 
+    port = shared_port() if port is None else port
     target = _resolve_target(name_or_path, options, served_model_name)
     with _name_lock(target.served_name):
         found = _known(target.served_name) or _find_running(target.served_name, port, host)
@@ -340,8 +351,9 @@ def _find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint
         pid, entry_port = int(entry["pid"]), int(entry["port"])
         if entry.get("name") == served_name and _pid_alive(pid) and _serves(entry_port, served_name, DEFAULT_HOST):
             return _endpoint(entry_port, served_name, pid=pid)
-    if _serves(DEFAULT_PORT, served_name, DEFAULT_HOST):
-        return _endpoint(DEFAULT_PORT, served_name, pid=_state_pid(DEFAULT_PORT))
+    shared = shared_port()
+    if _serves(shared, served_name, DEFAULT_HOST):
+        return _endpoint(shared, served_name, pid=_state_pid(shared))
     return None
 
 
