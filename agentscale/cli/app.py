@@ -7,12 +7,13 @@ from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
 from agentscale.cli.evaluate import eval_command, tasks_app
+from agentscale.cli.handbook import handbook_app
 from agentscale.cli.models import models_app, serve_command
 from agentscale.cli.optimize import optimize_command
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
-from agentscale.cli.sim import sim_app
 from agentscale.cli.serve_graph import serve_graph_command
+from agentscale.cli.sim import sim_app
 from agentscale.cli.validate import schema_command, validate_command
 from agentscale.errors import AgentScaleError
 
@@ -34,6 +35,7 @@ app.command("serve")(serve_command)
 app.add_typer(models_app, name="models")
 app.add_typer(sim_app, name="sim")
 app.add_typer(runs_app, name="runs")
+app.add_typer(handbook_app, name="handbook")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,10 @@ def eval_command(
         typer.Option("--task-option", help="Task generator option KEY=VALUE (repeatable), e.g. min_terms=2."),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Items evaluated at once.", min=1)] = 8,
+    handbook: Annotated[
+        str | None,
+        typer.Option("--handbook", help="Show each question's top behaviors from this handbook to every node."),
+    ] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
     show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
     json_output: JsonOption = False,
@@ -76,18 +80,28 @@ def eval_command(
 
       agentscale eval graphs/single.yaml --task rg:chain_sum --task-option min_terms=2 --task-option max_digits=1
 
+      agentscale eval graphs/fan-in.yaml --task rg:gsm_symbolic --n 100 --handbook math
+
       agentscale eval --resume 3f2a9c0d1e2b
     """
     gateway = make_gateway(db, no_cache)
     if resume is not None:
         if graph_file is not None or task is not None:
             raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
+        if handbook is not None:
+            raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
         evaluation = Evaluation.resume(resume, gateway)
     else:
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
         config = EvalConfig(
-            task=task, n=n, seed=seed, scorer=scorer, concurrency=concurrency, options=parse_options(task_option or [])
+            task=task,
+            n=n,
+            seed=seed,
+            scorer=scorer,
+            concurrency=concurrency,
+            options=parse_options(task_option or []),
+            handbook=handbook,
         )
         evaluation = Evaluation(load(graph_file, gateway=gateway), config)
     todo = len(evaluation.pending())

@@ -19,6 +19,8 @@ from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.graphs.graph import Graph
 from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
+from agentscale.memory.handbook import Handbook
+from agentscale.memory.inject import record_outcome, with_handbook
 from agentscale.models.gateway import Gateway
 from agentscale.tasks import Task, TaskItem, load_task
 
@@ -105,6 +107,7 @@ async def evaluate_items(
             score = await asyncio.to_thread(task.score, result.answer, item)
             if store is not None and run_id is not None:
                 store.score_item(run_id, key, reference=item.reference, correct=score.correct, detail=score.detail)
+                record_outcome(store, result, score.correct)  # behaviors cited in a correct / wrong answer
             outcome = ItemResult(
                 item.id,
                 item.question,
@@ -140,6 +143,7 @@ class EvalConfig:
     seed: int = 0
     scorer: str | None = None
     concurrency: int = 8
+    handbook: str | None = None  # run the graph with `memory: {handbook: ...}`
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
 
     def load(self) -> Task:
@@ -152,14 +156,17 @@ class Evaluation:
     def __init__(self, graph: Graph, config: EvalConfig, run_id: str | None = None) -> None:
         self.config = config
         self.task = config.load()
-        self.graph = Graph(graph.spec, gateway=graph.gateway, answer_format=self.task.answer_format)
+        spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
+        self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
         store = self.graph.store
         if store is None:
             raise AgentScaleError("an evaluation needs a database (store)")
         self.store = store
+        if spec.memory is not None:
+            Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
         if run_id is None:
             run_id = store.create_run(
-                "eval", graph_name=graph.name, graph_yaml=graph.to_yaml(), config=asdict(config)
+                "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(config)
             ).id
         self.run_id = run_id
 

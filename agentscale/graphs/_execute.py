@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from agentscale.agents.roles import Candidate, Role, majority_vote, resolve_roles
@@ -23,6 +23,8 @@ from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
+from agentscale.memory.inject import GraphMemory, behavior_block
+from agentscale.memory.retrieve import Retrieved
 from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
@@ -55,6 +57,8 @@ class GraphRuntime:
         self.models: dict[str, ResolvedModel] = {
             n.id: resolve(n.model, spec.models.get(n.model)) for n in spec.nodes if n.model is not None
         }
+        # `memory:`: behaviors retrieved once per question and shown to every node that calls a model
+        self.memory = GraphMemory(gateway.store, spec.memory) if spec.memory is not None else None
 
     def start(self, question: str, options: RunOptions) -> RunContext:
         context = RunContext(self, question, options)
@@ -76,16 +80,29 @@ class RunContext:
         self.result: RunResult | None = None
         self.key = ""
         self._finished = 0
-        self._samples: Counter[str] = Counter()
+        self._samples = SampleSlots()
         self._started = time.perf_counter()
+        self._recall: asyncio.Future[list[Retrieved]] | None = None
+        self.behaviors: list[Retrieved] = []
 
     def start(self) -> None:
+        if self.runtime.memory is not None:
+            self._recall = asyncio.ensure_future(asyncio.to_thread(self.runtime.memory.retrieve, self.question))
         for node_id in self.runtime.topology.order:
             self.tasks[node_id] = asyncio.ensure_future(self._run_node(node_id))
 
     def cancel(self) -> None:
         for task in self.tasks.values():
             task.cancel()
+        if self._recall is not None:
+            self._recall.cancel()
+
+    async def _behavior_block(self) -> str | None:
+        """The handbook behaviors for this question: retrieved once, when the run starts; nodes share it."""
+        if self._recall is None:
+            return None
+        self.behaviors = await asyncio.shield(self._recall)
+        return behavior_block(self.behaviors) or None
 
     async def node(self, node_id: str) -> NodeTrace:
         return await self.tasks[node_id]
@@ -108,9 +125,7 @@ class RunContext:
             self.options.on_event(event)
 
     def _candidates(self, predecessors: tuple[str, ...]) -> list[Candidate]:
-        usable = [self.traces[p] for p in predecessors if self.traces[p].status == "ok" and self.traces[p].answer]
-        usable.sort(key=lambda t: t.finish_order)
-        return [Candidate(t.node_id, t.answer or "") for t in usable]
+        return usable_candidates([self.traces[p] for p in predecessors])
 
     async def _execute(self, node: NodeSpec, predecessors: tuple[str, ...]) -> NodeTrace:
         runtime = self.runtime
@@ -128,18 +143,18 @@ class RunContext:
         model = runtime.models[node.id]
         trace.route = model.route
         defaults = runtime.spec.defaults
-        messages = role.messages(self.question, candidates, fmt)
+        messages = role.messages(self.question, candidates, fmt, behaviors=await self._behavior_block())
         request = CallRequest(
             model=model,
             messages=messages,
-            temperature=_first(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE),
-            max_tokens=_first(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
+            temperature=first_set(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE),
+            max_tokens=first_set(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
             top_p=node.top_p if node.top_p is not None else defaults.top_p,
         )
-        request = self._with_sample_index(request)
+        request = self._samples.assign(request)
         trace.messages = messages
         projected_prompt = estimate_prompt_tokens(messages)
-        projected = _spend(model, projected_prompt, request.max_tokens)
+        projected = spend_of(model, projected_prompt, request.max_tokens)
         try:
             reservation = self.ledger.reserve(projected)
         except BudgetExceeded as exc:
@@ -154,7 +169,7 @@ class RunContext:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
             return trace
-        actual = _spend(model, result.prompt_tokens, result.completion_tokens)
+        actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
         self.ledger.settle(reservation, actual)
         trace.completion = result.completion
         trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
@@ -162,35 +177,6 @@ class RunContext:
         trace.latency_s, trace.cached = result.latency_s, result.cached
         trace.answer = role.answer(result.completion, candidates, fmt)
         return trace
-
-    def _with_sample_index(self, request: CallRequest) -> CallRequest:
-        """Identical sampled requests in one run get indexes 0, 1, 2... so each has its own cache slot."""
-        if request.temperature <= 0:
-            return request
-        key = request.cache_key()
-        index = self._samples[key]
-        self._samples[key] += 1
-        return CallRequest(**{**request.__dict__, "sample_index": index})
-
-    def _call_row(self, run_id: str, trace: NodeTrace) -> NodeCall:
-        return NodeCall(
-            run_id=run_id,
-            item_key=self.options.item_key,
-            node_id=trace.node_id,
-            role=trace.role,
-            route=trace.route,
-            status=trace.status,
-            messages_json=json.dumps(trace.messages),
-            completion=trace.completion,
-            answer=trace.answer,
-            prompt_tokens=trace.prompt_tokens,
-            completion_tokens=trace.completion_tokens,
-            flops=trace.flops or 0.0,
-            usd=trace.usd,
-            latency_s=trace.latency_s,
-            cached=trace.cached,
-            error=trace.error,
-        )
 
     def finish(self) -> RunResult:
         """Collect the answer (the output's, else the best so far), usage, and record the item."""
@@ -206,6 +192,8 @@ class RunContext:
         result = RunResult(self.question, answer, traces, usage, self.options.run_id, self.stopped_reason)
         store = runtime.gateway.store
         run_id = self.options.run_id
+        if runtime.memory is not None:  # say which behaviors were shown and cited (and count them)
+            result = runtime.memory.finish(result, self.behaviors, record=store is not None and run_id is not None)
         if store is not None and run_id is not None:
             # One transaction per question: completions are already safe in the response cache, so a
             # crash mid-question loses no paid work, and one commit instead of one per node keeps the
@@ -218,7 +206,7 @@ class RunContext:
                 stopped_reason=self.stopped_reason,
                 usage_json=json.dumps(usage.to_dict()),
             )
-            rows: list[Run | NodeCall | RunItem] = [*(self._call_row(run_id, t) for t in traces), item]
+            rows: list[Run | NodeCall | RunItem] = [*(call_row(run_id, self.options.item_key, t) for t in traces), item]
             if self.options.run_row is not None:
                 run = self.options.run_row
                 run.status, run.finished = "done", utcnow()
@@ -255,7 +243,51 @@ class RunContext:
         return usage
 
 
-def _spend(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
+class SampleSlots:
+    """Identical sampled requests in one run get indexes 0, 1, 2... so each has its own cache slot
+    (five equal assistants at temperature > 0 are five samples, and a re-run replays all five)."""
+
+    def __init__(self) -> None:
+        self._used: Counter[str] = Counter()
+
+    def assign(self, request: CallRequest) -> CallRequest:
+        if request.temperature <= 0:
+            return request
+        key = request.cache_key()
+        index = self._used[key]
+        self._used[key] += 1
+        return replace(request, sample_index=index)
+
+
+def call_row(run_id: str, item_key: str, trace: NodeTrace) -> NodeCall:
+    """The stored form of a node's trace."""
+    return NodeCall(
+        run_id=run_id,
+        item_key=item_key,
+        node_id=trace.node_id,
+        role=trace.role,
+        route=trace.route,
+        status=trace.status,
+        messages_json=json.dumps(trace.messages),
+        completion=trace.completion,
+        answer=trace.answer,
+        prompt_tokens=trace.prompt_tokens,
+        completion_tokens=trace.completion_tokens,
+        flops=trace.flops or 0.0,
+        usd=trace.usd,
+        latency_s=trace.latency_s,
+        cached=trace.cached,
+        error=trace.error,
+    )
+
+
+def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
+    """Answered traces as inputs for a successor, in finishing order (ties in votes go to the first)."""
+    usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=lambda t: t.finish_order)
+    return [Candidate(t.node_id, t.answer or "") for t in usable]
+
+
+def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
     flops = model_flops(model, prompt_tokens, completion_tokens)
     return Spend(prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens))
 
@@ -263,7 +295,7 @@ def _spend(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> 
 _Number = TypeVar("_Number", int, float)
 
 
-def _first(node_value: _Number | None, default_value: _Number | None, fallback: _Number) -> _Number:
+def first_set(node_value: _Number | None, default_value: _Number | None, fallback: _Number) -> _Number:
     """The node's setting, else the graph's `defaults:`, else agentscale's default."""
     if node_value is not None:
         return node_value

@@ -114,6 +114,13 @@ class Graph:
             # clock starts (servers of different models start concurrently)
             await asyncio.to_thread(get_litellm)
             await self._prepare_endpoints()
+        if self.runtime.memory is not None:
+            # likewise the embedding model and the handbook index (and a missing handbook fails here)
+            await asyncio.to_thread(self.runtime.memory.warm_up)
+        if self.spec.coordinator is not None:  # a CEO steers rounds instead of one pass over the DAG
+            from agentscale.graphs.discussion import run_discussion
+
+            return await run_discussion(self.runtime, question, options)
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}

@@ -11,7 +11,7 @@ import itertools
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
@@ -100,10 +100,30 @@ class Memory(StrictModel):
 
 
 class Coordinator(StrictModel):
-    """A CEO model that steers multi-round discussions."""
+    """A CEO model that steers multi-round discussions (see docs/coordinator.md).
+
+    `min_agents`/`max_agents` bound how many worker nodes a round may run (`max_agents` unset: the
+    graph's own worker count); `min_tokens`/`max_tokens` bound the per-node completion budget the CEO
+    may set (`max_tokens` unset: the graph's largest node `max_tokens`). The CEO's output is always
+    clamped to these, so a model can never raise the graph's caps. `evaluator` (alias or route) judges
+    each round's answer and advises the next CEO call.
+    """
 
     model: Annotated[str, Field(min_length=1)]
-    max_rounds: PositiveInt = 3
+    max_rounds: Annotated[int, Field(ge=1, le=100)] = 3
+    min_agents: Annotated[int, Field(ge=1, le=256)] = 1
+    max_agents: Annotated[int, Field(ge=1, le=256)] | None = None
+    min_tokens: PositiveInt = 16
+    max_tokens: PositiveInt | None = None
+    evaluator: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> Coordinator:
+        if self.max_agents is not None and self.min_agents > self.max_agents:
+            raise ValueError(f"min_agents ({self.min_agents}) must be <= max_agents ({self.max_agents})")
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})")
+        return self
 
 
 class RoleSpec(StrictModel):

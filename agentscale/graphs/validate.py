@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -87,14 +87,22 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
     return issues
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validate_fields(located: LocatedData, model: type[_Model], what: str, source: str | None = None) -> _Model:
+    """The field-level pass shared by graph and space files: a mapping, valid per `model`."""
+    if not isinstance(located.data, dict):
+        raise SpecError([SpecIssue("", f"a {what} must be a YAML mapping", 1)], source)
+    try:
+        return model.model_validate(located.data)
+    except ValidationError as exc:
+        raise SpecError(pydantic_issues(exc, located, model), source) from None
+
+
 def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
     """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
-    if not isinstance(located.data, dict):
-        raise SpecError([SpecIssue("", "a graph file must be a YAML mapping", 1)], source)
-    try:
-        spec = GraphSpec.model_validate(located.data)
-    except ValidationError as exc:
-        raise SpecError(pydantic_issues(exc, located, GraphSpec), source) from None
+    spec = validate_fields(located, GraphSpec, "graph file", source)
     issues = graph_issues(spec, located)
     if issues:
         raise SpecError(issues, source)
@@ -148,6 +156,10 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         issue = _model_reference_issue(spec, spec.coordinator.model, ("coordinator", "model"), loc)
         if issue:
             issues.append(issue)
+        if spec.coordinator.evaluator is not None:
+            issue = _model_reference_issue(spec, spec.coordinator.evaluator, ("coordinator", "evaluator"), loc)
+            if issue:
+                issues.append(issue)
 
     pairs: list[tuple[str, str]] = []
     for index, text in enumerate(spec.edges):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from agentscale.errors import SpecError, SpecIssue
+from agentscale.errors import SpecError
 from agentscale.graphs._yaml import LocatedData, load_located
 from agentscale.graphs.io import read_text
 from agentscale.graphs.spec import (
@@ -24,7 +24,7 @@ from agentscale.graphs.spec import (
     Sampling,
     StrictModel,
 )
-from agentscale.graphs.validate import pydantic_issues
+from agentscale.graphs.validate import validate_fields
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
 RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote"]
@@ -127,12 +127,7 @@ def looks_like_space(data: object) -> bool:
 
 
 def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpec:
-    if not isinstance(located.data, dict):
-        raise SpecError([SpecIssue("", "a search space must be a YAML mapping", 1)], source)
-    try:
-        space = SpaceSpec.model_validate(located.data)
-    except ValidationError as exc:
-        raise SpecError(pydantic_issues(exc, located, SpaceSpec), source) from None
+    space = validate_fields(located, SpaceSpec, "search space", source)
     issues = []
     agent = space.optimizer.agent_model
     if agent is not None and "/" not in agent and agent not in space.models:

@@ -119,3 +119,8 @@ class Trial(SQLModel, table=True):
     usd: float | None = None
     reward: float = 0.0
     created: datetime = Field(default_factory=utcnow)
+
+
+# The behavior handbook's tables live with the handbook; importing them here registers them in
+# `SQLModel.metadata`, so `Store` creates them together with the tables above.
+import agentscale.memory.tables  # noqa: E402, F401

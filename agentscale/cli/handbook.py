@@ -1,0 +1,441 @@
+"""`agentscale handbook build|list|show|search|prune|export|import`: the behavior handbook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store
+from agentscale.cli.evaluate import parse_options
+from agentscale.errors import AgentScaleError
+from agentscale.graphs.io import load_graph_spec
+from agentscale.graphs.spec import ModelSpec
+from agentscale.memory.build import (
+    BuildReport,
+    BuildSettings,
+    HandbookBuilder,
+    default_model_for_run,
+    resolve_model,
+    run_graph,
+)
+from agentscale.memory.handbook import Handbook, dump_export, import_handbook, list_handbooks
+from agentscale.memory.retrieve import Retriever
+from agentscale.memory.tables import BehaviorRow
+from agentscale.tasks import load_task
+
+handbook_app = typer.Typer(
+    help="Behavior handbooks: distil reusable behaviors from solved problems, and reuse them (eval --handbook).",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(help="Handbook name.", show_default=False)]
+
+
+@handbook_app.command("build")
+def build_command(
+    handbook: Annotated[str, typer.Option("--handbook", help="Handbook to add the behaviors to (created if new).")],
+    task: Annotated[
+        str | None, typer.Option("--task", help="Solve items of this task: rg:<name>, humaneval, a JSONL file...")
+    ] = None,
+    from_run: Annotated[
+        str | None, typer.Option("--from-run", help="Learn from the answered items of this stored run instead.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Model that solves, reflects and extracts: a litellm route or an alias (see --graph)."
+        ),
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server for --model.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Environment variable holding the API key for --model.")
+    ] = None,
+    graph: Annotated[
+        Path | None, typer.Option("--graph", help="Take model aliases (models:) from this graph YAML.")
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Items to learn from (default: all).", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
+    scorer: Annotated[
+        str | None, typer.Option(help="Scorer for JSONL tasks: exact, numeric, choice, math, code.")
+    ] = None,
+    task_option: Annotated[
+        list[str] | None,
+        typer.Option("--task-option", help="Task generator option KEY=VALUE (repeatable), e.g. max_digits=1."),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic stored with the behaviors (default: the task's name).")
+    ] = None,
+    correct_only: Annotated[
+        bool, typer.Option("--correct-only", help="Extract only from solutions whose answer was checked correct.")
+    ] = False,
+    max_behaviors: Annotated[int, typer.Option(help="Behaviors kept per item at most.", min=1)] = 5,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the pipeline's calls.", min=0)] = 0.0,
+    max_tokens: Annotated[int, typer.Option(help="Max tokens per call.", min=1)] = 1024,
+    concurrency: Annotated[int, typer.Option(help="Items processed at once.", min=1)] = 4,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Solve → reflect → extract: distil behaviors (name + one-line instruction) into a handbook.
+
+    Each item is solved (or, with --from-run, its stored solution is used), the model reflects on the
+    solution, then extracts behaviors as JSON. Names become behavior_snake_case; instructions under 20
+    characters or containing the item's answer are dropped; near-duplicates merge into one behavior.
+
+    Examples:
+
+      agentscale handbook build --task rg:gsm_symbolic --n 50 --model openai/gpt-4o-mini --handbook math
+
+      agentscale handbook build --task data.jsonl --scorer numeric --model hosted_vllm/Qwen/Qwen2.5-7B-Instruct
+      --api-base http://127.0.0.1:8000/v1 --handbook math
+
+      agentscale handbook build --from-run 3f2a9c0d1e2b --handbook math
+    """
+    if (task is None) == (from_run is None):
+        raise AgentScaleError("give exactly one of --task or --from-run")
+    gateway = make_gateway(db, no_cache)
+    assert gateway.store is not None
+    aliases: dict[str, ModelSpec] = dict(load_graph_spec(graph).models) if graph is not None else {}
+    run = gateway.store.get_run(from_run) if from_run is not None else None
+    if run is not None:
+        spec = run_graph(run)
+        if model is None:
+            model, run_aliases = default_model_for_run(run)
+            aliases = {**run_aliases, **aliases}
+        elif spec is not None:
+            aliases = {**dict(spec.models), **aliases}
+    if model is None:
+        raise AgentScaleError("give --model (a litellm route such as openai/gpt-4o-mini, or an alias with --graph)")
+    resolved = resolve_model(model, api_base=api_base, api_key_env=api_key_env, aliases=aliases)
+    settings = BuildSettings(
+        temperature=temperature,
+        max_tokens=max_tokens,
+        max_behaviors=max_behaviors,
+        concurrency=concurrency,
+        correct_only=correct_only,
+    )
+    book = Handbook(gateway.store, handbook)
+    if task is not None:
+        options = parse_options(task_option or [])
+        loaded = load_task(task, scorer=scorer, **options).sample(n, seed)
+        total = len(loaded.items)
+        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or task)
+        report = _with_progress(
+            lambda: builder.from_task(loaded, config={"n": n, "seed": seed, "scorer": scorer, "options": options}),
+            builder,
+            total,
+            f"{handbook} ← {task}",
+            json_output,
+        )
+    else:
+        assert from_run is not None and run is not None
+        config = json.loads(run.config_json or "{}")
+        default_topic = config.get("task") if isinstance(config.get("task"), str) else None
+        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or default_topic)
+        total = len(gateway.store.run_items(run.id))
+        report = _with_progress(
+            lambda: builder.from_run(run.id), builder, total, f"{handbook} ← run {run.id}", json_output
+        )
+    if json_output:
+        print_json(report.to_dict())
+        return
+    _print_build(report)
+
+
+def _with_progress(
+    start: Callable[[], Coroutine[Any, Any, BuildReport]], builder: HandbookBuilder, total: int, label: str, quiet: bool
+) -> BuildReport:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+    with progress:
+        bar = progress.add_task(escape(label), total=total, info="")
+
+        def advance(report: BuildReport) -> None:
+            progress.update(bar, completed=report.items, info=f"{report.added} added, {report.merged} merged")
+
+        builder.on_item = advance
+        try:
+            result = asyncio.run(start())
+        except KeyboardInterrupt:
+            raise AgentScaleError("interrupted; behaviors extracted so far are kept") from None
+    return result
+
+
+def _print_build(report: BuildReport) -> None:
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items())) or "none"
+    err.print(
+        f"[bold]{escape(report.handbook)}[/]: {report.items} items ({report.correct} solved correctly), "
+        f"{report.proposed} behaviors proposed → {report.added} added, {report.merged} merged; "
+        f"{report.behaviors} in the handbook"
+    )
+    err.print(
+        f"skipped: {report.malformed} malformed extraction(s), {report.failed} failed item(s), "
+        f"{report.skipped_wrong} wrong solution(s); rejected behaviors: {rejected}"
+    )
+    usage = report.usage
+    err.print(
+        f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · calls {usage.calls} "
+        f"(+{usage.cached_calls} cache hits) · run {report.run_id} (agentscale runs show {report.run_id})"
+    )
+
+
+def _behavior_dict(row: BehaviorRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "instruction": row.instruction,
+        "topic": row.topic,
+        "source_run": row.source_run,
+        "source_item": row.source_item,
+        "created": row.created.isoformat(),
+        "merged": row.merged,
+        "times_retrieved": row.times_retrieved,
+        "times_cited": row.times_cited,
+        "times_cited_correct": row.times_cited_correct,
+        "times_cited_wrong": row.times_cited_wrong,
+        "embedding": row.embedding_model,
+    }
+
+
+@handbook_app.command("list")
+def list_command(
+    handbook: Annotated[
+        str | None, typer.Argument(help="Handbook name (omit to list handbooks).", show_default=False)
+    ] = None,
+    topic: Annotated[str | None, typer.Option("--topic", help="Only behaviors of this topic.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """List handbooks, or the behaviors of one with their usage counters.
+
+    Examples:
+
+      agentscale handbook list
+
+      agentscale handbook list math --json
+    """
+    store = open_store(db)
+    if handbook is None:
+        books = list_handbooks(store)
+        if json_output:
+            print_json([{k: v for k, v in b.items() if k != "revision"} for b in books])
+            return
+        table = Table("handbook", "behaviors", "created")
+        for b in books:
+            table.add_row(b["handbook"], str(b["behaviors"]), b["created"].strftime("%Y-%m-%d %H:%M:%S"))
+        out.print(table)
+        if not books:
+            err.print("no handbooks yet; build one with: agentscale handbook build --task T --model M --handbook NAME")
+        return
+    rows = Handbook(store, handbook, embedder=None).behaviors(topic)
+    if json_output:
+        print_json([_behavior_dict(r) for r in rows])
+        return
+    table = Table()
+    table.add_column("behavior", no_wrap=True)  # names are what users type: never cut them
+    table.add_column("retrieved · cited (✓ ✗)", no_wrap=True, justify="right")
+    table.add_column("instruction")
+    for r in rows:
+        table.add_row(
+            r.name,
+            f"{r.times_retrieved} · {r.times_cited} ({r.times_cited_correct} {r.times_cited_wrong})",
+            short(r.instruction, 90),
+        )
+    out.print(table)
+    err.print(f"{len(rows)} behavior(s)")
+
+
+@handbook_app.command("show")
+def show_command(
+    handbook: NameArg,
+    behavior: Annotated[str, typer.Argument(help="Behavior name.", show_default=False)],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show one behavior: instruction, counters and every proposal merged into it (provenance).
+
+    Example:
+
+      agentscale handbook show math behavior_inclusion_exclusion_principle
+    """
+    book = Handbook(open_store(db), handbook, embedder=None)
+    row = book.get(behavior)
+    sources = book.sources(row)
+    data = _behavior_dict(row)
+    data["sources"] = [
+        {
+            "run_id": s.run_id,
+            "item_id": s.item_id,
+            "proposed_name": s.proposed_name,
+            "instruction": s.instruction,
+            "similarity": s.similarity,
+            "created": s.created.isoformat(),
+        }
+        for s in sources
+    ]
+    if json_output:
+        print_json(data)
+        return
+    out.print(f"[bold]{row.name}[/] ({escape(handbook)}; topic {escape(row.topic or '—')})")
+    out.print(escape(row.instruction))
+    out.print(
+        f"retrieved {row.times_retrieved} · cited {row.times_cited} · in correct answers {row.times_cited_correct}"
+        f" · in wrong answers {row.times_cited_wrong} · merged proposals {row.merged}"
+    )
+    table = Table("run", "item", "proposed as", "similarity", "instruction", title="provenance", title_justify="left")
+    for s in sources:
+        similarity = "first" if s.similarity is None else f"{s.similarity:.2f}"
+        table.add_row(s.run_id or "—", s.item_id or "—", s.proposed_name, similarity, short(s.instruction, 60))
+    out.print(table)
+
+
+@handbook_app.command("search")
+def search_command(
+    handbook: NameArg,
+    query: Annotated[str, typer.Argument(help="What the behaviors should help with.", show_default=False)],
+    k: Annotated[int, typer.Option("--k", help="How many behaviors.", min=1)] = 5,
+    topic: Annotated[str | None, typer.Option("--topic", help="Only behaviors of this topic.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Retrieve the behaviors a question would get (embeddings with agentscale[embed], else BM25).
+
+    Example:
+
+      agentscale handbook search math "a train covers 120 km in 90 minutes; speed in m/s?"
+    """
+    retriever = Retriever(Handbook(open_store(db), handbook))
+    found = retriever.search(query, k, topic=topic)
+    if json_output:
+        print_json([r.to_dict() for r in found])
+        return
+    table = Table("#")
+    table.add_column("behavior", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("instruction")
+    for rank, r in enumerate(found, start=1):
+        table.add_row(str(rank), r.name, f"{r.score:.3f}", short(r.instruction, 80))
+    out.print(table)
+    err.print(f"{len(found)} result(s) by {retriever.method}")
+
+
+@handbook_app.command("prune")
+def prune_command(
+    handbook: NameArg,
+    min_uses: Annotated[
+        int | None,
+        typer.Option(
+            "--min-uses",
+            help="Alone: remove behaviors retrieved ≥ N times but cited < N times. "
+            "With --unhelpful: the scored citations needed before judging.",
+            min=1,
+        ),
+    ] = None,
+    unhelpful: Annotated[
+        bool,
+        typer.Option("--unhelpful", help="Remove behaviors whose citing answers were mostly wrong (--min-accuracy)."),
+    ] = False,
+    min_accuracy: Annotated[
+        float, typer.Option(help="With --unhelpful: keep behaviors whose citing answers are right this often.")
+    ] = 0.5,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Remove behaviors that did not earn their place (counters come from runs and evals with the handbook).
+
+    Examples:
+
+      agentscale handbook prune math --min-uses 3 --unhelpful
+
+      agentscale handbook prune math --min-uses 5 --dry-run
+    """
+    book = Handbook(open_store(db), handbook, embedder=None)
+    removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=min_accuracy, dry_run=dry_run)
+    left = len(book.behaviors())
+    if json_output:
+        print_json({"handbook": handbook, "removed": [r.name for r in removed], "remaining": left, "dry_run": dry_run})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for r in removed:
+        err.print(
+            f"{verb} {r.name} (retrieved {r.times_retrieved}, cited {r.times_cited}, "
+            f"correct {r.times_cited_correct}, wrong {r.times_cited_wrong})"
+        )
+    err.print(f"{verb} {len(removed)} behavior(s); {left} remain")
+
+
+@handbook_app.command("export")
+def export_command(
+    handbook: NameArg,
+    output: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a handbook as JSON (behaviors, counters, provenance) to stdout or a file.
+
+    Example:
+
+      agentscale handbook export math > math.json
+    """
+    text = dump_export(Handbook(open_store(db), handbook, embedder=None).export())
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+
+
+@handbook_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A file written by `handbook export` ('-' for stdin).")],
+    handbook: Annotated[
+        str | None, typer.Option("--handbook", help="Import into this handbook (default: the exported name).")
+    ] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Load an exported handbook; behaviors merge with existing ones as on build (same name, near-duplicate).
+
+    Example:
+
+      agentscale handbook import other.json --handbook math
+    """
+    if str(file) == "-":
+        text = sys.stdin.read()
+    elif not file.exists():
+        raise AgentScaleError(f"{file}: file not found")
+    else:
+        text = file.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AgentScaleError(f"{file}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+    store = open_store(db)
+    report = import_handbook(store, document, handbook)
+    name = handbook or str(document.get("handbook"))
+    total = len(Handbook(store, name, embedder=None).behaviors())
+    if json_output:
+        print_json({"handbook": name, **report.to_dict(), "behaviors": total})
+        return
+    err.print(f"{name}: {len(report.added)} added, {len(report.merged)} merged; {total} behavior(s) in the handbook")

@@ -1,0 +1,581 @@
+"""Running a graph that has a `coordinator:` as a multi-round discussion steered by a CEO model.
+
+Each round: the CEO decides (continue/stop, how many agents, a direction, a token budget; see
+:mod:`agentscale.agents.coordinator`), the round's worker nodes run, the aggregator (the graph's
+output node when it has inputs) merges them, and an optional evaluator judges the round's answer.
+
+The graph's nodes are the *pool and template* of the team (docs/coordinator.md):
+
+- the **aggregator** is the output node when it has predecessors (fuser, verifier, vote, critic...);
+  it runs in every round over the round's frontier (the workers no other worker of the round reads);
+- the **pool** is every other model node, in topological order; a round with ``n`` agents runs the
+  first ``n`` of them, and when ``n`` exceeds the pool it cycles through it again, adding copies
+  (``r2.s1#2``) with the same role, model and predecessors;
+- edges are kept between the nodes that run; a node whose predecessors all sit out, and every
+  source node from round 2 on, sees the current best answer instead (refinement).
+
+One budget ledger covers the whole run (CEO, workers, aggregator, evaluator), and every call goes
+through the gateway (cache, retries, spend ledger). Node ids in the trace are ``r<round>.<node>``,
+``r<round>.ceo`` and ``r<round>.evaluator``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentscale.agents.coordinator import (
+    MAX_ATTEMPTS,
+    Decision,
+    DecisionParseError,
+    Limits,
+    RawDecision,
+    Verdict,
+    ceo_messages,
+    clamp,
+    evaluator_messages,
+    fallback,
+    parse_decision,
+    parse_verdict,
+    retry_messages,
+)
+from agentscale.agents.roles import Candidate, majority_vote
+from agentscale.errors import BudgetExceeded, ModelCallError
+from agentscale.graphs._execute import (
+    GraphRuntime,
+    RunOptions,
+    SampleSlots,
+    call_row,
+    first_set,
+    spend_of,
+    usable_candidates,
+)
+from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
+from agentscale.memory.inject import behavior_block
+from agentscale.models.budget import RunLedger
+from agentscale.models.cost import estimate_prompt_tokens
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
+from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+
+CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
+EVALUATOR_MAX_TOKENS = 256
+CEO_TEMPERATURE = 0.0  # retries change the prompt (correction message), so greedy decoding is fine
+FEEDBACK_EXCERPT_CHARS = 400  # how much of each critique the next CEO call reads
+
+
+@dataclass
+class RoundRecord:
+    """One CEO decision and the round it led to (`ran` False: the CEO stopped, or the budget did)."""
+
+    index: int
+    ran: bool = False
+    ceo_replies: list[str] = field(default_factory=list)
+    ceo_error: str | None = None
+    requested: dict[str, Any] | None = None  # the CEO's parsed decision, before clamping
+    decision: dict[str, Any] = field(default_factory=dict)  # what was applied
+    nodes: list[str] = field(default_factory=list)
+    answers: dict[str, str | None] = field(default_factory=dict)
+    answer: str | None = None
+    evaluator: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    stopped_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.index,
+            "ran": self.ran,
+            "ceo_replies": list(self.ceo_replies),
+            "ceo_error": self.ceo_error,
+            "requested": self.requested,
+            "decision": self.decision,
+            "nodes": list(self.nodes),
+            "answers": dict(self.answers),
+            "answer": self.answer,
+            "evaluator": self.evaluator,
+            "usage": self.usage.to_dict(),
+            "stopped_reason": self.stopped_reason,
+        }
+
+
+@dataclass
+class DiscussionResult(RunResult):
+    """A :class:`RunResult` (answer, trace of every call, usage) plus the rounds of the discussion."""
+
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
+        data = super().to_dict(include_messages=include_messages)
+        data["rounds"] = [r.to_dict() for r in self.rounds]
+        return data
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One node execution in a round: its trace id, its template node and the slots it reads."""
+
+    id: str
+    node: NodeSpec
+    predecessors: tuple[str, ...]
+
+
+class TeamPlan:
+    """How the graph's nodes become a team: the pool of workers and the per-round aggregator."""
+
+    def __init__(self, runtime: GraphRuntime) -> None:
+        topology = runtime.topology
+        output = runtime.output
+        self.runtime = runtime
+        self.aggregator: str | None = output if topology.predecessors[output] else None
+        self.pool: list[str] = [
+            n for n in topology.order if n != self.aggregator and runtime.roles[runtime.nodes[n].role].calls_model
+        ]
+        # model-free nodes (a vote inside the graph) ride along when one of their inputs runs
+        self.passive: list[str] = [
+            n for n in topology.order if n != self.aggregator and not runtime.roles[runtime.nodes[n].role].calls_model
+        ]
+
+    def slots(self, round_index: int, agents: int) -> tuple[list[Slot], Slot | None]:
+        """The round's worker slots (topological order, copies last) and its aggregator slot."""
+        runtime = self.runtime
+        preds = runtime.topology.predecessors
+        prefix = f"r{round_index}."
+        chosen = set(self.pool[: min(agents, len(self.pool))])
+        for node_id in runtime.topology.order:  # keep votes whose inputs run (in order: chains work)
+            if node_id in self.passive and any(p in chosen for p in preds[node_id]):
+                chosen.add(node_id)
+        slots = [
+            Slot(prefix + n, runtime.nodes[n], tuple(prefix + p for p in preds[n] if p in chosen))
+            for n in runtime.topology.order
+            if n in chosen
+        ]
+        for extra in range(len(self.pool), agents):  # cycle through the pool for larger teams
+            template = self.pool[extra % len(self.pool)]
+            copy = extra // len(self.pool) + 1
+            slots.append(
+                Slot(
+                    f"{prefix}{template}#{copy}",
+                    runtime.nodes[template],
+                    tuple(prefix + p for p in preds[template] if p in chosen),
+                )
+            )
+        aggregator = None
+        if self.aggregator is not None:
+            read = {p for s in slots for p in s.predecessors}
+            frontier = tuple(s.id for s in slots if s.id not in read)
+            aggregator = Slot(prefix + self.aggregator, runtime.nodes[self.aggregator], frontier)
+        return slots, aggregator
+
+
+def limits_for(runtime: GraphRuntime, plan: TeamPlan) -> Limits:
+    """The coordinator's ranges, resolved against the graph (defaults: the graph as written)."""
+    coordinator = runtime.spec.coordinator
+    assert coordinator is not None
+    defaults = runtime.spec.defaults
+    graph_tokens = max(
+        first_set(runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS)
+        for n in [*plan.pool, *([plan.aggregator] if plan.aggregator else [])]
+    )
+    max_tokens = coordinator.max_tokens or graph_tokens
+    budget = runtime.spec.budget
+    if budget is not None and budget.max_tokens is not None:
+        max_tokens = min(max_tokens, budget.max_tokens)
+    max_agents = coordinator.max_agents or max(len(plan.pool), coordinator.min_agents)
+    return Limits(
+        min_agents=min(coordinator.min_agents, max_agents),
+        max_agents=max_agents,
+        min_tokens=min(coordinator.min_tokens, max_tokens),
+        max_tokens=max_tokens,
+    )
+
+
+async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> DiscussionResult:
+    """Answer `question` with `runtime`'s graph run as rounds under its coordinator."""
+    discussion = Discussion(runtime, question, options)
+    try:
+        return await discussion.run()
+    except BaseException:
+        store = runtime.gateway.store
+        if store is not None and options.run_row is not None:
+            options.run_row.status = "interrupted"
+            store.add(options.run_row)
+        raise
+
+
+class Discussion:
+    """The state of one question's discussion."""
+
+    def __init__(self, runtime: GraphRuntime, question: str, options: RunOptions) -> None:
+        coordinator = runtime.spec.coordinator
+        if coordinator is None:
+            raise ValueError("run_discussion needs a graph with a coordinator")
+        self.runtime = runtime
+        self.coordinator: Coordinator = coordinator
+        self.question = question
+        self.options = options
+        self.ledger = RunLedger(runtime.spec.budget)
+        self.plan = TeamPlan(runtime)
+        self.limits = limits_for(runtime, self.plan)
+        spec = runtime.spec
+        self.ceo_model = resolve(coordinator.model, spec.models.get(coordinator.model))
+        self.evaluator_model = (
+            resolve(coordinator.evaluator, spec.models.get(coordinator.evaluator)) if coordinator.evaluator else None
+        )
+        self.traces: list[NodeTrace] = []
+        self.rounds: list[RoundRecord] = []
+        self.stopped_reason: str | None = None
+        self.best: str | None = None
+        self._finished = 0
+        self._samples = SampleSlots()
+        self._started = time.perf_counter()
+        self._critical_path = 0.0
+        self._behaviors: str | None = None
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self) -> DiscussionResult:
+        memory = self.runtime.memory
+        if memory is not None:
+            self._behaviors = behavior_block(await asyncio.to_thread(memory.retrieve, self.question)) or None
+        limits = self.limits
+        current = Decision(  # the graph as written, within the configured ranges
+            "continue",
+            min(max(len(self.plan.pool), limits.min_agents), limits.max_agents),
+            "",
+            min(max(self._default_tokens(), limits.min_tokens), limits.max_tokens),
+            "initial",
+        )
+        feedback: str | None = None
+        for index in range(1, self.coordinator.max_rounds + 1):
+            record = RoundRecord(index)
+            self.rounds.append(record)
+            first_trace = len(self.traces)
+            decision, refused = await self._decide(record, current, feedback)
+            if refused is not None and self.best is not None:
+                record.stopped_reason = self.stopped_reason = refused
+                record.decision = decision.to_dict()
+                record.usage = self._usage(self.traces[first_trace:])
+                break
+            if decision.decision == "stop" and self.best is None:
+                decision = Decision(
+                    "continue",
+                    decision.agents,
+                    decision.direction,
+                    decision.max_tokens,
+                    decision.source,
+                    (*decision.notes, "stop ignored: no answer yet"),
+                )
+            record.decision = decision.to_dict()
+            if decision.decision == "stop":
+                record.usage = self._usage(self.traces[first_trace:])
+                break
+            current = decision
+            await self._round(record, decision)
+            record.ran = True
+            if record.answer is not None:
+                self.best = record.answer
+            if self.stopped_reason is not None:  # a call was refused by the budget: end with the best
+                record.stopped_reason = self.stopped_reason
+                record.usage = self._usage(self.traces[first_trace:])
+                break
+            if index < self.coordinator.max_rounds:
+                feedback = await self._feedback(record)
+            record.usage = self._usage(self.traces[first_trace:])
+        return self._finish()
+
+    async def _decide(
+        self, record: RoundRecord, current: Decision, feedback: str | None
+    ) -> tuple[Decision, str | None]:
+        """Ask the CEO (up to MAX_ATTEMPTS replies); returns the applied decision and a budget refusal."""
+        messages = ceo_messages(self.question, self.best, feedback, self._resources(record.index), current, self.limits)
+        error = "no reply"
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            trace = await self._call(
+                f"r{record.index}.ceo", "ceo", self.ceo_model, messages, CEO_TEMPERATURE, CEO_MAX_TOKENS, None
+            )
+            if trace.status == "skipped":  # the budget cannot pay for the CEO
+                record.ceo_error = trace.error
+                return fallback(current, f"CEO call refused: {trace.error}"), trace.error
+            if trace.status == "failed":
+                record.ceo_error = trace.error
+                return fallback(current, f"CEO call failed: {trace.error}"), None
+            reply = trace.completion or ""
+            record.ceo_replies.append(reply)
+            try:
+                raw: RawDecision = parse_decision(reply)
+            except DecisionParseError as exc:
+                error = str(exc)
+                trace.error = f"attempt {attempt}: {error}"
+                if attempt < MAX_ATTEMPTS:
+                    messages = retry_messages(messages, reply, error, self.limits)
+                continue
+            record.requested = raw.model_dump()
+            trace.answer = raw.decision
+            decision = clamp(raw, self.limits, current, token_cap=self._tokens_left())
+            return decision, None
+        record.ceo_error = error
+        return fallback(current, f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"), None
+
+    async def _round(self, record: RoundRecord, decision: Decision) -> None:
+        slots, aggregator = self.plan.slots(record.index, decision.agents)
+        inputs = [Candidate("best", self.best)] if self.best else []
+        tasks: dict[str, asyncio.Task[NodeTrace]] = {}
+        done: dict[str, NodeTrace] = {}
+
+        async def run_slot(slot: Slot, is_source_fallback: bool) -> NodeTrace:
+            if slot.predecessors:
+                await asyncio.gather(*(tasks[p] for p in slot.predecessors))
+            if slot.predecessors:
+                candidates = usable_candidates([done[p] for p in slot.predecessors])
+            else:
+                candidates = list(inputs) if is_source_fallback else []
+            trace = await self._node(slot, candidates, decision)
+            done[slot.id] = trace
+            return trace
+
+        for slot in slots:
+            tasks[slot.id] = asyncio.ensure_future(run_slot(slot, True))
+        workers = list(await asyncio.gather(*tasks.values()))
+        self.traces.extend(workers)
+        record.nodes = [s.id for s in slots]
+        record.answers = {t.node_id: t.answer for t in workers}
+        latencies = {t.node_id: t.latency_s for t in workers}
+        finish_at: dict[str, float] = {}
+        for slot in slots:  # slots are in topological order
+            finish_at[slot.id] = latencies[slot.id] + max((finish_at[p] for p in slot.predecessors), default=0.0)
+        path = max(finish_at.values(), default=0.0)
+        answer: str | None = None
+        if aggregator is not None:
+            tasks[aggregator.id] = asyncio.ensure_future(run_slot(aggregator, False))
+            final = await tasks[aggregator.id]
+            self.traces.append(final)
+            record.nodes.append(aggregator.id)
+            record.answers[final.node_id] = final.answer
+            path += final.latency_s
+            if final.status == "ok" and final.answer:
+                answer = final.answer
+            frontier = [done[p] for p in aggregator.predecessors]
+        else:
+            read = {p for s in slots for p in s.predecessors}
+            frontier = [done[s.id] for s in slots if s.id not in read]
+        if answer is None:
+            answer = majority_vote(usable_candidates(frontier), self.runtime.answer_format)
+        self._critical_path += path
+        record.answer = answer
+
+    async def _feedback(self, record: RoundRecord) -> str | None:
+        """The evaluator's advice on the round's answer, else the round's answers and critiques."""
+        if self.evaluator_model is not None and record.answer is not None:
+            trace = await self._call(
+                f"r{record.index}.evaluator",
+                "evaluator",
+                self.evaluator_model,
+                evaluator_messages(self.question, record.answer),
+                CEO_TEMPERATURE,
+                EVALUATOR_MAX_TOKENS,
+                None,
+            )
+            if trace.status == "ok":
+                verdict: Verdict = parse_verdict(trace.completion or "")
+                trace.answer = verdict.advice
+                record.evaluator = {"correct": verdict.correct, "advice": verdict.advice}
+                judged = {True: "correct", False: "incorrect", None: "unclear"}[verdict.correct]
+                return f"Evaluator: the solution is {judged}. Advice: {verdict.advice or 'none'}"
+            record.evaluator = {"error": trace.error}
+        lines = []
+        for node_id in record.nodes:
+            trace = next(t for t in self.traces if t.node_id == node_id)
+            if trace.status != "ok":
+                lines.append(f"- {node_id} ({trace.role}): {trace.status}")
+                continue
+            line = f"- {node_id} ({trace.role}) answered: {trace.answer}"
+            if trace.role in ("critic", "verifier") and trace.completion:
+                excerpt = " ".join(trace.completion.split())[:FEEDBACK_EXCERPT_CHARS]
+                line += f"\n  critique: {excerpt}"
+            lines.append(line)
+        return "\n".join(lines) or None
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def _node(self, slot: Slot, candidates: list[Candidate], decision: Decision) -> NodeTrace:
+        runtime = self.runtime
+        node = slot.node
+        role = runtime.roles[node.role]
+        fmt = runtime.answer_format
+        self._emit(GraphEvent("node_started", slot.id, node.role))
+        if not candidates and self._needs_inputs(node):
+            trace = NodeTrace(
+                slot.id, node.role, model=node.model, status="skipped", error="no usable answers from inputs"
+            )
+        elif not role.calls_model:
+            trace = NodeTrace(slot.id, node.role, answer=majority_vote(candidates, fmt))
+        else:
+            defaults = runtime.spec.defaults
+            messages = role.messages(
+                self.question, candidates, fmt, direction=decision.direction or None, behaviors=self._behaviors
+            )
+            temperature = first_set(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE)
+            top_p = node.top_p if node.top_p is not None else defaults.top_p
+            trace = await self._call(
+                slot.id,
+                node.role,
+                runtime.models[node.id],
+                messages,
+                temperature,
+                decision.max_tokens,
+                top_p,
+                model_alias=node.model,
+            )
+            if trace.status == "ok":
+                trace.answer = role.answer(trace.completion or "", candidates, fmt)
+        self._finish_trace(trace)
+        self._emit(GraphEvent("node_finished", slot.id, node.role, trace=trace))
+        return trace
+
+    async def _call(
+        self,
+        trace_id: str,
+        role: str,
+        model: ResolvedModel,
+        messages: list[dict[str, str]],
+        temperature: float,
+        max_tokens: int,
+        top_p: float | None,
+        *,
+        model_alias: str | None = None,
+    ) -> NodeTrace:
+        """One gateway call under the run's ledger; a refusal by the budget ends the discussion."""
+        trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
+        request = CallRequest(
+            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, top_p=top_p
+        )
+        request = self._samples.assign(request)
+        projected = spend_of(model, estimate_prompt_tokens(messages), max_tokens)
+        try:
+            reservation = self.ledger.reserve(projected)
+        except BudgetExceeded as exc:
+            trace.status, trace.error = "skipped", str(exc)
+            self.stopped_reason = self.stopped_reason or str(exc)
+            if role in ("ceo", "evaluator"):
+                self._finish_trace(trace)
+                self.traces.append(trace)
+            return trace
+        try:
+            result = await self.runtime.gateway.complete(
+                request, node=trace_id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
+            )
+        except ModelCallError as exc:
+            self.ledger.settle(reservation, None)
+            trace.status, trace.error = "failed", str(exc)
+        else:
+            actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
+            self.ledger.settle(reservation, actual)
+            trace.completion = result.completion
+            trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
+            trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
+            trace.latency_s, trace.cached = result.latency_s, result.cached
+        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
+            self._finish_trace(trace)
+            self.traces.append(trace)
+            self._critical_path += trace.latency_s
+        return trace
+
+    def _needs_inputs(self, node: NodeSpec) -> bool:
+        custom = self.runtime.spec.roles.get(node.role)
+        return node.role in ROLES_NEEDING_INPUTS or (custom is not None and custom.requires_inputs)
+
+    def _finish_trace(self, trace: NodeTrace) -> None:
+        self._finished += 1
+        trace.finish_order = self._finished
+
+    def _emit(self, event: GraphEvent) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(event)
+
+    # -- resources --------------------------------------------------------------------------------
+
+    def _default_tokens(self) -> int:
+        defaults = self.runtime.spec.defaults
+        return max(
+            first_set(self.runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in self.plan.pool
+        )
+
+    def _tokens_left(self) -> int | None:
+        budget = self.runtime.spec.budget
+        if budget is None or budget.max_tokens is None:
+            return None
+        return budget.max_tokens - self.ledger.spent.tokens
+
+    def _resources(self, index: int) -> str:
+        spent = self.ledger.spent
+        budget = self.runtime.spec.budget
+        lines = []
+
+        def line(name: str, used: float | None, cap: float | None, fmt: str) -> str:
+            used_text = "unknown" if used is None else format(used, fmt)
+            if cap is None:
+                return f"- {name}: {used_text} used (no cap)"
+            left = None if used is None else max(cap - used, 0)
+            left_text = "unknown" if left is None else format(left, fmt)
+            return f"- {name}: {used_text} used of {format(cap, fmt)}, {left_text} left"
+
+        lines.append(line("tokens", spent.tokens, budget.max_tokens if budget else None, "d"))
+        lines.append(line("FLOPs", spent.flops, budget.max_flops if budget else None, ".3g"))
+        lines.append(line("USD", spent.usd, budget.max_usd if budget else None, ".4f"))
+        done = index - 1
+        total = self.coordinator.max_rounds
+        lines.append(f"- rounds: {done} done of {total}, {total - done} left (this decision is for round {index})")
+        return "\n".join(lines)
+
+    def _usage(self, traces: list[NodeTrace], *, total: bool = False) -> Usage:
+        called = [t for t in traces if t.route is not None and t.status == "ok"]
+        usage = Usage(
+            calls=sum(1 for t in called if not t.cached),
+            cached_calls=sum(1 for t in called if t.cached),
+            prompt_tokens=sum(t.prompt_tokens for t in called),
+            completion_tokens=sum(t.completion_tokens for t in called),
+            latency_s=sum(t.latency_s for t in called),
+        )
+        flops = [t.flops for t in called]
+        usage.flops = None if any(f is None for f in flops) else sum(f or 0.0 for f in flops)
+        prices = [t.usd for t in called]
+        usage.usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
+        if total:
+            usage.latency_s = time.perf_counter() - self._started
+            usage.critical_path_s = self._critical_path
+        return usage
+
+    # -- the result -------------------------------------------------------------------------------
+
+    def _finish(self) -> DiscussionResult:
+        usage = self._usage(self.traces, total=True)
+        run_id = self.options.run_id
+        result = DiscussionResult(
+            self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
+        )
+        store = self.runtime.gateway.store
+        if store is not None and run_id is not None:
+            summary = {"usage": usage.to_dict(), "rounds": [r.to_dict() for r in self.rounds]}
+            item = RunItem(
+                run_id=run_id,
+                item_key=self.options.item_key,
+                question=self.question,
+                answer=self.best,
+                stopped_reason=self.stopped_reason,
+                usage_json=json.dumps(usage.to_dict()),
+            )
+            rows: list[Run | NodeCall | RunItem] = [
+                *(call_row(run_id, self.options.item_key, t) for t in self.traces),
+                item,
+            ]
+            if self.options.run_row is not None:
+                run = self.options.run_row
+                run.status, run.finished = "done", utcnow()
+                run.summary_json = json.dumps({"n": 1, **summary})
+                rows.insert(0, run)
+            store.add_all(rows)
+        return result

@@ -1,0 +1,395 @@
+"""Building a handbook: solve → reflect → extract, from a task or from a stored run's traces.
+
+For each item a model solves the question (or, with `--from-run`, the stored solution is taken), then
+reflects on the solution (was it right, what was wasteful, which reusable behaviors would have made it
+shorter), then extracts `(name, instruction)` behaviors as JSON. Checked behaviors are inserted into
+the handbook with deduplication as each item finishes. Every call goes through the gateway (response
+cache, retries, spend ledger under the build's run id), and each item's three calls are recorded as
+node calls (`solve`, `reflect`, `extract`) of a run of kind `handbook`, so `agentscale runs show`
+shows what the model said. A failed call or a malformed extraction skips the item and is counted;
+it never stops the build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentscale.agents.extract import extract_answer
+from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.graphs.result import Usage
+from agentscale.graphs.spec import AnswerFormat, GraphSpec, ModelSpec
+from agentscale.graphs.topology import Topology
+from agentscale.graphs.validate import load_spec_text
+from agentscale.memory.extract import check_proposals, contains_answer
+from agentscale.memory.handbook import Handbook
+from agentscale.memory.inject import fill, prompt
+from agentscale.models.cost import call_usd, model_flops
+from agentscale.models.gateway import CallRequest, Gateway
+from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.storage.db import Store
+from agentscale.storage.tables import NodeCall, Run, RunItem
+from agentscale.tasks import Task, TaskItem
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Sampling and limits of the pipeline's calls."""
+
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    max_behaviors: int = 5  # per item
+    concurrency: int = 4  # items in flight
+    correct_only: bool = False  # extract only from solutions whose answer was checked correct
+
+
+@dataclass
+class BuildReport:
+    """Counts of one build (what `agentscale handbook build --json` prints)."""
+
+    run_id: str
+    handbook: str
+    items: int = 0
+    solved: int = 0  # items with a solution (solved now or taken from the run)
+    correct: int = 0  # solutions checked correct
+    skipped_wrong: int = 0  # not extracted from (correct_only)
+    failed: int = 0  # a model call failed after its retries
+    malformed: int = 0  # extraction replies with no usable JSON
+    proposed: int = 0  # behaviors that passed the checks
+    added: int = 0
+    merged: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    behaviors: int = 0  # in the handbook after the build
+    usage: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "handbook": self.handbook,
+            "items": self.items,
+            "solved": self.solved,
+            "correct": self.correct,
+            "skipped_wrong": self.skipped_wrong,
+            "failed": self.failed,
+            "malformed": self.malformed,
+            "proposed": self.proposed,
+            "added": self.added,
+            "merged": self.merged,
+            "rejected": dict(self.rejected),
+            "behaviors": self.behaviors,
+            "usage": {k: v for k, v in self.usage.to_dict().items() if k != "critical_path_s"},
+        }
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One item to learn from: the question, its reference (if known) and, from a run, its solution."""
+
+    key: str
+    question: str
+    reference: str | None
+    solution: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    item: TaskItem | None = None
+
+
+def resolve_model(
+    name: str, *, api_base: str | None = None, api_key_env: str | None = None, aliases: dict[str, ModelSpec] | None
+) -> ResolvedModel:
+    """A model from an alias of `aliases` (a graph's `models:`) or a litellm route (`--api-base` applies)."""
+    aliases = aliases or {}
+    if name in aliases:
+        spec = aliases[name]
+        if api_base or api_key_env:
+            spec = spec.model_copy(
+                update={"api_base": api_base or spec.api_base, "api_key_env": api_key_env or spec.api_key_env}
+            )
+        return resolve(name, spec)
+    if "/" not in name:
+        known = ", ".join(sorted(aliases)) or "none"
+        raise AgentScaleError(
+            f"model {name!r} is neither a litellm route (provider/model) nor a known alias (aliases: {known})"
+        )
+    return resolve(name, ModelSpec(model=name, api_base=api_base, api_key_env=api_key_env))
+
+
+class HandbookBuilder:
+    """Runs the pipeline for one handbook with one model."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        handbook: Handbook,
+        model: ResolvedModel,
+        settings: BuildSettings | None = None,
+        *,
+        topic: str | None = None,
+        on_item: Callable[[BuildReport], None] | None = None,
+    ) -> None:
+        if gateway.store is None:
+            raise AgentScaleError("building a handbook needs a database (store)")
+        self.gateway = gateway
+        self.store: Store = gateway.store
+        self.handbook = handbook
+        self.model = model
+        self.settings = settings or BuildSettings()
+        self.topic = topic
+        self.on_item = on_item
+        self._lock = asyncio.Lock()
+
+    # entry points -----------------------------------------------------------------------------
+    async def from_task(self, task: Task, *, config: dict[str, Any] | None = None) -> BuildReport:
+        """Solve, reflect on and extract from every item of `task`."""
+        sources = [_Source(item.id, item.question, item.reference, item=item) for item in task.items]
+        return await self._build(sources, task, {"source": "task", "task": task.name, **(config or {})})
+
+    async def from_run(self, run_id: str, *, config: dict[str, Any] | None = None) -> BuildReport:
+        """Reflect on and extract from the answered items of a stored run (no solving)."""
+        run = self.store.get_run(run_id)
+        sources = stored_solutions(self.store, run)
+        if not sources:
+            raise AgentScaleError(f"run {run.id} has no answered items with a stored completion to learn from")
+        return await self._build(sources, None, {"source": "run", "from_run": run.id, **(config or {})})
+
+    # the pipeline -----------------------------------------------------------------------------
+    async def _build(self, sources: list[_Source], task: Task | None, config: dict[str, Any]) -> BuildReport:
+        settings = self.settings
+        config = {
+            **config,
+            "handbook": self.handbook.name,
+            "model": self.model.route,
+            "api_base": self.model.api_base,
+            "topic": self.topic,
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+            "max_behaviors": settings.max_behaviors,
+            "correct_only": settings.correct_only,
+        }
+        await asyncio.to_thread(self.handbook.create)
+        run = self.store.create_run("handbook", graph_name=None, config=config)
+        report = BuildReport(run.id, self.handbook.name)
+        semaphore = asyncio.Semaphore(settings.concurrency)
+
+        async def one(source: _Source) -> None:
+            async with semaphore:
+                await self._item(run.id, source, task, report)
+                if self.on_item is not None:
+                    self.on_item(report)
+
+        running = [asyncio.ensure_future(one(source)) for source in sources]
+        try:
+            await asyncio.gather(*running)
+        except BaseException:
+            for pending in running:
+                pending.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            self.store.finish_run(run.id, "interrupted", report.to_dict())
+            raise
+        report.behaviors = len(await asyncio.to_thread(self.handbook.behaviors))
+        self.store.finish_run(run.id, "done", report.to_dict())
+        return report
+
+    async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:
+        fmt: AnswerFormat = task.answer_format if task is not None else "text"
+        calls: list[NodeCall] = []
+        solution, answer, correct = source.solution, source.answer, source.correct
+        status = "done"
+        try:
+            if solution is None:
+                texts = prompt("solve")
+                values = {"question": source.question.strip(), "format": texts["formats"][fmt]}
+                solution = await self._call(run_id, source.key, "solve", texts, values, calls, report)
+                answer = extract_answer(solution, fmt)
+                if task is not None and source.item is not None:
+                    score = await asyncio.to_thread(task.score, answer, source.item)
+                    correct = score.correct
+            report.solved += 1
+            report.correct += bool(correct)
+            if self.settings.correct_only and not correct:
+                report.skipped_wrong += 1
+                status = "skipped: not correct"
+            else:
+                verdicts = prompt("reflect")["verdicts"]
+                verdict = verdicts["unknown" if correct is None else "correct" if correct else "wrong"]
+                values = {"question": source.question.strip(), "solution": solution.strip(), "verdict": verdict}
+                reflection = await self._call(run_id, source.key, "reflect", prompt("reflect"), values, calls, report)
+                values = {
+                    "question": source.question.strip(),
+                    "reflection": reflection.strip(),
+                    "max_behaviors": str(self.settings.max_behaviors),
+                }
+                reply = await self._call(run_id, source.key, "extract", prompt("extract"), values, calls, report)
+                status = await self._extract(run_id, source, reply, answer, report)
+        except ModelCallError as exc:
+            report.failed += 1
+            status = f"failed: {exc}"
+        report.items += 1
+        item = RunItem(
+            run_id=run_id,
+            item_key=source.key,
+            question=source.question,
+            answer=answer,
+            stopped_reason=None if status == "done" else status,
+            reference=source.reference,
+            correct=correct,
+            detail=status,
+        )
+        await asyncio.to_thread(self.store.add_all, [*calls, item])
+
+    async def _extract(self, run_id: str, source: _Source, reply: str, answer: str | None, report: BuildReport) -> str:
+        outcome = check_proposals(
+            reply,
+            answer=source.reference,
+            run_id=run_id,
+            item_id=source.key,
+            topic=self.topic,
+            max_behaviors=self.settings.max_behaviors,
+        )
+        if outcome.malformed:
+            report.malformed += 1
+            return "malformed extraction"
+        if answer is not None and answer != source.reference:  # the model's own answer must not leak either
+            leaked = [p for p in outcome.proposals if contains_answer(p.instruction, answer)]
+            outcome.proposals = [p for p in outcome.proposals if p not in leaked]
+            outcome.rejected["contains_answer"] += len(leaked)
+        report.rejected.update(outcome.rejected)
+        report.proposed += len(outcome.proposals)
+        async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
+            inserted = await asyncio.to_thread(self.handbook.add, outcome.proposals)
+        report.added += len(inserted.added)
+        report.merged += len(inserted.merged)
+        return "done"
+
+    async def _call(
+        self,
+        run_id: str,
+        key: str,
+        step: str,
+        texts: dict[str, Any],
+        values: dict[str, str],
+        calls: list[NodeCall],
+        report: BuildReport,
+    ) -> str:
+        messages = [
+            {"role": "system", "content": fill(texts["system"], values).strip()},
+            {"role": "user", "content": fill(texts["user"], values).strip()},
+        ]
+        request = CallRequest(
+            model=self.model,
+            messages=messages,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_tokens,
+        )
+        try:
+            result = await self.gateway.complete(request, node=step, run_id=run_id)
+        except ModelCallError as exc:
+            calls.append(
+                NodeCall(
+                    run_id=run_id,
+                    item_key=key,
+                    node_id=step,
+                    role=step,
+                    route=self.model.route,
+                    status="failed",
+                    messages_json=json.dumps(messages),
+                    error=str(exc),
+                )
+            )
+            raise
+        usage = report.usage
+        usage.calls += 0 if result.cached else 1
+        usage.cached_calls += 1 if result.cached else 0
+        usage.prompt_tokens += result.prompt_tokens
+        usage.completion_tokens += result.completion_tokens
+        usage.latency_s += result.latency_s  # summed over calls (they overlap when items run concurrently)
+        flops = model_flops(self.model, result.prompt_tokens, result.completion_tokens)
+        usd = call_usd(self.model, result.prompt_tokens, result.completion_tokens)
+        usage.flops = None if usage.flops is None or flops is None else usage.flops + flops
+        usage.usd = None if usage.usd is None or usd is None else usage.usd + usd
+        calls.append(
+            NodeCall(
+                run_id=run_id,
+                item_key=key,
+                node_id=step,
+                role=step,
+                route=self.model.route,
+                messages_json=json.dumps(messages),
+                completion=result.completion,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                latency_s=result.latency_s,
+                cached=result.cached,
+            )
+        )
+        return result.completion
+
+
+def stored_solutions(store: Store, run: Run) -> list[_Source]:
+    """The answered items of a run with the completion that produced each answer.
+
+    The solution is the output node's completion; when the output node made no call (a `vote`),
+    the completion of the first node whose answer became the final answer (else the last one).
+    """
+    output = _output_node(run)
+    calls_by_item: dict[str, list[NodeCall]] = {}
+    for call in store.node_calls(run.id):
+        if call.status == "ok" and call.completion and call.node_id not in ("reflect", "extract"):
+            calls_by_item.setdefault(call.item_key, []).append(call)
+    sources = []
+    for item in store.run_items(run.id):
+        calls = calls_by_item.get(item.item_key, [])
+        if item.answer is None or not calls:
+            continue
+        chosen = next((c for c in calls if c.node_id == output), None)
+        chosen = chosen or next((c for c in calls if c.answer == item.answer), None) or calls[-1]
+        sources.append(
+            _Source(
+                item.item_key,
+                item.question,
+                item.reference,
+                solution=chosen.completion,
+                answer=item.answer,
+                correct=item.correct,
+            )
+        )
+    return sources
+
+
+def run_graph(run: Run) -> GraphSpec | None:
+    if not run.graph_yaml:
+        return None
+    return load_spec_text(run.graph_yaml, f"run {run.id}")
+
+
+def _output_node(run: Run) -> str | None:
+    spec = run_graph(run)
+    if spec is None:
+        return "solve"  # a handbook build run: its solutions are the `solve` calls
+    if spec.output:
+        return spec.output
+    sinks = Topology.build([n.id for n in spec.nodes], spec.edge_pairs()).sinks
+    return sinks[0] if sinks else None
+
+
+def default_model_for_run(run: Run) -> tuple[str, dict[str, ModelSpec]]:
+    """The model that answered a stored run (its output node's, else the first node's with a model) and
+    the run's model aliases, so `--from-run` works without `--model`."""
+    spec = run_graph(run)
+    if spec is None:
+        config = json.loads(run.config_json or "{}")
+        route = config.get("model")
+        if not isinstance(route, str):
+            raise AgentScaleError(f"run {run.id} names no model; give --model")
+        aliases = {route: ModelSpec(model=route, api_base=config.get("api_base"))} if "/" in route else {}
+        return route, aliases
+    output = _output_node(run)
+    nodes = sorted(spec.nodes, key=lambda n: n.id != output)  # the output node first
+    for node in nodes:
+        if node.model is not None:
+            return node.model, dict(spec.models)
+    raise AgentScaleError(f"run {run.id}'s graph calls no model; give --model")

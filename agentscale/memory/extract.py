@@ -1,0 +1,196 @@
+"""From an extraction model's reply to checked behaviors: JSON parsing, name normalisation, filters.
+
+The extract prompt asks for `{"behaviors": [{"name": "behavior_...", "instruction": "..."}]}`. Replies
+are parsed leniently (code fences, prose around the JSON, a bare list, or a `{"behavior_x": "..."}`
+mapping are accepted) because small models rarely follow a format exactly; a reply with no usable JSON
+is *malformed*: it is skipped and counted, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "behavior_"
+MIN_INSTRUCTION_CHARS = 20
+MAX_NAME_CHARS = 80
+MAX_INSTRUCTION_CHARS = 600
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.DOTALL)
+_CITATION = re.compile(r"behavior_[a-z0-9_]*[a-z0-9]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A behavior as extracted from one item, before it meets the handbook."""
+
+    name: str
+    instruction: str
+    run_id: str | None = None
+    item_id: str | None = None
+    topic: str | None = None
+
+
+@dataclass
+class ExtractionOutcome:
+    """What one extraction reply gave: accepted proposals and why the others were dropped."""
+
+    proposals: list[Proposal] = field(default_factory=list)
+    malformed: bool = False
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+
+def normalize_name(raw: str) -> str | None:
+    """`Behavior-Inclusion Exclusion` → `behavior_inclusion_exclusion`; None if nothing is left.
+
+    CamelCase is split, anything not a letter or digit becomes one underscore, and a leading
+    `behavior` (with any separator) is replaced by the single `behavior_` prefix.
+    """
+    words = _NON_WORD.sub("_", _CAMEL.sub("_", raw.strip()).lower()).strip("_")
+    while words == "behavior" or words.startswith("behavior_") or words.startswith("behaviour_"):
+        words = words.partition("_")[2] if "_" in words else ""
+    words = words.strip("_")
+    if not words:
+        return None
+    name = PREFIX + words
+    return name[:MAX_NAME_CHARS].rstrip("_")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def contains_answer(instruction: str, answer: str | None) -> bool:
+    """Whether the instruction gives away the item's answer.
+
+    Numbers and words match as whole tokens (answer `12` is in "gives 12 apples", not in "120"); a
+    single-letter choice only in answer-like phrases ("answer B", "option (B)") since letters are
+    common words; long references (code) match as substrings.
+    """
+    if answer is None:
+        return False
+    reference = one_line(answer).strip().rstrip(".")
+    if not reference:
+        return False
+    text = one_line(instruction)
+    if len(reference) == 1 and reference.isalpha():
+        letter = re.escape(reference.upper())
+        pattern = rf"(?:answer|option|choice|choose|pick)\s*(?:is\s*)?\(?{letter}\)?(?![A-Za-z])|\({letter}\)"
+        return re.search(pattern, text, re.IGNORECASE) is not None
+    if len(reference) > 200:
+        return reference in text
+    number = reference.replace(",", "")
+    if re.fullmatch(r"[-+]?\d+(?:\.\d+)?", number):
+        value = float(number)
+        for token in re.findall(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?", text):
+            try:
+                if float(token.replace(",", "")) == value:
+                    return True
+            except ValueError:
+                continue
+        return False
+    pattern = r"(?<![\w])" + re.escape(reference) + r"(?![\w])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def _json_candidates(text: str) -> list[str]:
+    """Texts that may hold the JSON: fenced blocks first, then the widest {...} and [...] spans."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)]
+    for opener, closer in (("{", "}"), ("[", "]")):
+        start, end = text.find(opener), text.rfind(closer)
+        if start != -1 and end > start:
+            candidates.append(text[start : end + 1])
+    candidates.append(text)
+    return candidates
+
+
+def _entries(data: Any) -> list[Any] | None:
+    """The list of behavior entries in a parsed reply, or None when its shape is unusable."""
+    if isinstance(data, dict) and "behaviors" in data:
+        entries = data["behaviors"]
+        return entries if isinstance(entries, list) else None
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and data and all(str(k).lower().startswith("behavior") for k in data):
+        # {"behavior_x": "instruction", ...}: the mapping form some extraction scripts use
+        return [{"name": k, "instruction": v} for k, v in data.items()]
+    return None
+
+
+def parse_reply(text: str) -> list[Any] | None:
+    """The behavior entries of an extraction reply, or None if it holds no usable JSON."""
+    for candidate in _json_candidates(text or ""):
+        try:
+            data = json.loads(candidate)
+        except (json.JSONDecodeError, ValueError):
+            continue
+        entries = _entries(data)
+        if entries is not None:
+            return entries
+    return None
+
+
+def check_proposals(
+    reply: str,
+    *,
+    answer: str | None,
+    run_id: str | None = None,
+    item_id: str | None = None,
+    topic: str | None = None,
+    max_behaviors: int | None = None,
+) -> ExtractionOutcome:
+    """Parse an extraction reply and keep the behaviors that pass the filters.
+
+    Rejection reasons: `bad_entry` (not an object with string name and instruction), `bad_name`
+    (nothing left after normalisation), `short` (instruction under 20 characters), `contains_answer`
+    (the instruction gives away the item's answer), `duplicate` (same name twice in one reply).
+    """
+    outcome = ExtractionOutcome()
+    entries = parse_reply(reply)
+    if entries is None:
+        outcome.malformed = True
+        return outcome
+    seen: set[str] = set()
+    for entry in entries:
+        if max_behaviors is not None and len(outcome.proposals) >= max_behaviors:
+            outcome.rejected["over_limit"] += 1
+            continue
+        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)):
+            outcome.rejected["bad_entry"] += 1
+            continue
+        instruction = entry.get("instruction", entry.get("description"))
+        if not isinstance(instruction, str):
+            outcome.rejected["bad_entry"] += 1
+            continue
+        name = normalize_name(entry["name"])
+        instruction = one_line(instruction)
+        if name is None:
+            outcome.rejected["bad_name"] += 1
+        elif len(instruction) < MIN_INSTRUCTION_CHARS:
+            outcome.rejected["short"] += 1
+        elif contains_answer(instruction, answer):
+            outcome.rejected["contains_answer"] += 1
+        elif name in seen:
+            outcome.rejected["duplicate"] += 1
+        else:
+            seen.add(name)
+            outcome.proposals.append(
+                Proposal(name, instruction[:MAX_INSTRUCTION_CHARS], run_id=run_id, item_id=item_id, topic=topic)
+            )
+    return outcome
+
+
+def find_citations(texts: list[str | None], known: set[str]) -> list[str]:
+    """Behavior names from `known` cited in `texts`, in order of first citation."""
+    cited: list[str] = []
+    for text in texts:
+        for match in _CITATION.findall(text or ""):
+            name = match.lower()
+            if name in known and name not in cited:
+                cited.append(name)
+    return cited

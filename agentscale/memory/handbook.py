@@ -1,0 +1,521 @@
+"""A handbook in the database: insert with deduplication, read, count uses, prune, export and import.
+
+Every write that reads before it writes (insert with dedup, import, prune) runs in a `BEGIN IMMEDIATE`
+transaction: SQLite then hands the write lock to one process at a time (the others wait, up to the
+store's 30 s busy timeout), so two processes building the same handbook cannot both insert the same
+name or miss each other's near-duplicates. Embeddings are computed before the lock is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import Connection, func, select, update
+from sqlmodel import col
+from sqlmodel import select as orm_select
+
+from agentscale.errors import AgentScaleError
+from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
+from agentscale.memory.extract import Proposal, normalize_name, one_line
+from agentscale.memory.tables import BehaviorRow, BehaviorSource, HandbookRow, utcnow
+from agentscale.storage.db import Store
+
+EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
+LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
+EXPORT_FORMAT = "agentscale-handbook"
+
+_HANDBOOK = HandbookRow.__table__  # type: ignore[attr-defined]
+_BEHAVIOR = BehaviorRow.__table__  # type: ignore[attr-defined]
+_SOURCE = BehaviorSource.__table__  # type: ignore[attr-defined]
+
+
+class HandbookNotFound(AgentScaleError):
+    """A handbook name that is not in the database."""
+
+
+@dataclass
+class InsertReport:
+    """What happened to a batch of proposals."""
+
+    added: list[str] = field(default_factory=list)
+    merged: list[tuple[str, str, float]] = field(default_factory=list)  # (proposed, kept, similarity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "merged": [{"proposed": p, "into": k, "similarity": round(s, 4)} for p, k, s in self.merged],
+        }
+
+
+def check_handbook_name(name: str) -> str:
+    name = name.strip()
+    if not name or any(c.isspace() for c in name) or len(name) > 100:
+        raise AgentScaleError(f"bad handbook name {name!r}: give 1-100 characters without spaces")
+    return name
+
+
+@contextmanager
+def write_lock(store: Store) -> Iterator[Connection]:
+    """A connection inside `BEGIN IMMEDIATE` (the database's write lock), committed on success."""
+    with store.engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
+def list_handbooks(store: Store) -> list[dict[str, Any]]:
+    """Every handbook with its number of behaviors, oldest first."""
+    with store.engine.connect() as connection:
+        grouped = connection.execute(select(_BEHAVIOR.c.handbook_id, func.count()).group_by(_BEHAVIOR.c.handbook_id))
+        counts: dict[int, int] = {int(row[0]): int(row[1]) for row in grouped}
+        rows = connection.execute(select(_HANDBOOK).order_by(_HANDBOOK.c.id)).all()
+    return [
+        {"handbook": row.name, "behaviors": counts.get(row.id, 0), "created": row.created, "revision": row.revision}
+        for row in rows
+    ]
+
+
+class Handbook:
+    """One named handbook in a store. Creating the object touches nothing; reads of a handbook that
+    does not exist raise :class:`HandbookNotFound`, writes create it."""
+
+    def __init__(self, store: Store, name: str, *, embedder: Embedder | Literal["default"] | None = "default") -> None:
+        self.store = store
+        self.name = check_handbook_name(name)
+        self._embedder: Embedder | None = default_embedder() if embedder == "default" else embedder
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self._embedder
+
+    # reading --------------------------------------------------------------------------------
+    def row(self) -> HandbookRow | None:
+        with self.store.session() as session:
+            return session.exec(orm_select(HandbookRow).where(col(HandbookRow.name) == self.name)).first()
+
+    def exists(self) -> bool:
+        return self.row() is not None
+
+    def require(self) -> HandbookRow:
+        row = self.row()
+        if row is None:
+            raise HandbookNotFound(
+                f"no handbook {self.name!r} in {self.store.path}; "
+                f"build one with: agentscale handbook build --handbook {self.name} ..."
+            )
+        return row
+
+    def revision(self) -> int | None:
+        with self.store.engine.connect() as connection:
+            return connection.execute(select(_HANDBOOK.c.revision).where(_HANDBOOK.c.name == self.name)).scalar()
+
+    def behaviors(self, topic: str | None = None) -> list[BehaviorRow]:
+        """All behaviors (optionally of one topic, case-insensitive), oldest first."""
+        handbook = self.require()
+        with self.store.session() as session:
+            query = orm_select(BehaviorRow).where(col(BehaviorRow.handbook_id) == handbook.id)
+            if topic is not None:
+                query = query.where(func.lower(col(BehaviorRow.topic)) == topic.lower())
+            return list(session.exec(query.order_by(col(BehaviorRow.id))).all())
+
+    def get(self, name: str) -> BehaviorRow:
+        handbook = self.require()
+        normalized = normalize_name(name) or name
+        with self.store.session() as session:
+            query = orm_select(BehaviorRow).where(
+                col(BehaviorRow.handbook_id) == handbook.id, col(BehaviorRow.name) == normalized
+            )
+            row = session.exec(query).first()
+        if row is None:
+            raise AgentScaleError(f"handbook {self.name!r} has no behavior {normalized!r}")
+        return row
+
+    def sources(self, behavior: BehaviorRow) -> list[BehaviorSource]:
+        with self.store.session() as session:
+            query = orm_select(BehaviorSource).where(col(BehaviorSource.behavior_id) == behavior.id)
+            return list(session.exec(query.order_by(col(BehaviorSource.id))).all())
+
+    # writing --------------------------------------------------------------------------------
+    def _ensure(self, connection: Connection) -> int:
+        """The handbook's id, creating it (inside the caller's write transaction) if needed."""
+        found = connection.execute(select(_HANDBOOK.c.id).where(_HANDBOOK.c.name == self.name)).scalar()
+        if found is not None:
+            return int(found)
+        result = connection.execute(_HANDBOOK.insert().values(name=self.name, revision=0, created=utcnow()))
+        return _inserted_id(result)
+
+    def create(self) -> None:
+        with write_lock(self.store) as connection:
+            self._ensure(connection)
+
+    def embed(self, texts: list[str]) -> np.ndarray | None:
+        return None if self._embedder is None or not texts else self._embedder.encode(texts)
+
+    def add(
+        self,
+        proposals: Sequence[Proposal],
+        *,
+        counters: Sequence[dict[str, int]] | None = None,
+        created: Sequence[datetime | None] | None = None,
+        dedup_batch: bool = True,
+    ) -> InsertReport:
+        """Insert proposals, merging each into an existing behavior with the same normalised name or a
+        near-duplicate instruction (embedding cosine ≥ 0.85, else bag-of-words cosine ≥ 0.6).
+
+        A merge keeps the existing name and instruction, adds a provenance row and (on import) adds the
+        proposal's counters. Proposals within one batch are deduplicated against each other too, unless
+        `dedup_batch` is false (imports: behaviors that coexisted in the exported handbook stay apart,
+        apart from equal names).
+        """
+        report = InsertReport()
+        if not proposals:
+            return report
+        vectors = self.embed([behavior_text(p.name, p.instruction) for p in proposals])
+        model = self._embedder.name if self._embedder is not None and vectors is not None else None
+        with write_lock(self.store) as connection:
+            handbook_id = self._ensure(connection)
+            existing = _Existing.load(connection, handbook_id, model)
+            for index, proposal in enumerate(proposals):
+                vector = vectors[index] if vectors is not None else None
+                extra = counters[index] if counters is not None else {}
+                match = existing.match(proposal, vector)
+                if match is not None:
+                    behavior_id, kept, similarity = match
+                    _merge_into(connection, behavior_id, proposal, similarity, extra)
+                    report.merged.append((proposal.name, kept, similarity))
+                    continue
+                when = created[index] if created is not None and created[index] is not None else utcnow()
+                values = {
+                    "handbook_id": handbook_id,
+                    "name": proposal.name,
+                    "instruction": proposal.instruction,
+                    "topic": proposal.topic,
+                    "embedding": to_blob(vector) if vector is not None else None,
+                    "embedding_model": model if vector is not None else None,
+                    "source_run": proposal.run_id,
+                    "source_item": proposal.item_id,
+                    "created": when,
+                    "merged": extra.get("merged", 0),
+                    **{k: extra.get(k, 0) for k in COUNTERS},
+                }
+                behavior_id = _inserted_id(connection.execute(_BEHAVIOR.insert().values(**values)))
+                connection.execute(
+                    _SOURCE.insert().values(
+                        behavior_id=behavior_id,
+                        run_id=proposal.run_id,
+                        item_id=proposal.item_id,
+                        proposed_name=proposal.name,
+                        instruction=proposal.instruction,
+                        similarity=None,
+                        created=when,
+                    )
+                )
+                existing.append(behavior_id, proposal, vector, near=dedup_batch)
+                report.added.append(proposal.name)
+            _bump(connection, handbook_id)
+        return report
+
+    def ensure_embeddings(self) -> int:
+        """Embed behaviors stored without an embedding of the current model; returns how many."""
+        if self._embedder is None:
+            return 0
+        rows = [
+            r
+            for r in self.behaviors()
+            if r.embedding is None or r.embedding_model != self._embedder.name  # built without the extra
+        ]
+        if not rows:
+            return 0
+        vectors = self._embedder.encode([behavior_text(r.name, r.instruction) for r in rows])
+        with self.store.engine.begin() as connection:
+            for row, vector in zip(rows, vectors, strict=True):
+                connection.execute(
+                    update(_BEHAVIOR)
+                    .where(_BEHAVIOR.c.id == row.id)
+                    .values(embedding=to_blob(vector), embedding_model=self._embedder.name)
+                )
+        return len(rows)
+
+    # usage counters ---------------------------------------------------------------------------
+    def record_use(self, retrieved: Iterable[str], cited: Iterable[str]) -> None:
+        """One question's prompt held `retrieved`, its answers cited `cited` (names)."""
+        self._increment("times_retrieved", list(retrieved))
+        self._increment("times_cited", list(cited))
+
+    def record_outcome(self, cited: Iterable[str], correct: bool) -> None:
+        """A scored question cited `cited`; count the citations as in a correct or a wrong answer."""
+        self._increment("times_cited_correct" if correct else "times_cited_wrong", list(cited))
+
+    def _increment(self, column: str, names: list[str]) -> None:
+        if not names:
+            return
+        with self.store.engine.begin() as connection:
+            handbook_id = connection.execute(select(_HANDBOOK.c.id).where(_HANDBOOK.c.name == self.name)).scalar()
+            if handbook_id is None:
+                return
+            connection.execute(
+                update(_BEHAVIOR)
+                .where(_BEHAVIOR.c.handbook_id == handbook_id, _BEHAVIOR.c.name.in_(names))
+                .values({column: _BEHAVIOR.c[column] + 1})
+            )
+
+    # pruning ----------------------------------------------------------------------------------
+    def prune(
+        self, *, min_uses: int | None = None, unhelpful: bool = False, min_accuracy: float = 0.5, dry_run: bool = False
+    ) -> list[BehaviorRow]:
+        """Remove behaviors that did not earn their place; returns the removed (or, dry run, removable) ones.
+
+        - `unhelpful`: among behaviors cited in at least `min_uses` (default 1) scored answers, those
+          whose answers were correct less often than `min_accuracy`.
+        - `min_uses` alone: behaviors retrieved at least `min_uses` times but cited fewer than `min_uses`
+          times (behaviors that have not yet been retrieved that often are kept: no evidence yet).
+        """
+        if min_uses is None and not unhelpful:
+            raise AgentScaleError("say what to prune: --min-uses N and/or --unhelpful")
+        uses = min_uses if min_uses is not None else 1
+        if uses < 1:
+            raise AgentScaleError("--min-uses must be at least 1")
+        doomed = [b for b in self.behaviors() if _prunable(b, uses, unhelpful, min_accuracy)]
+        if dry_run or not doomed:
+            return doomed
+        ids = [b.id for b in doomed]
+        with write_lock(self.store) as connection:
+            connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id.in_(ids)))
+            connection.execute(_BEHAVIOR.delete().where(_BEHAVIOR.c.id.in_(ids)))
+            _bump(connection, self._ensure(connection))
+        return doomed
+
+    def delete(self) -> int:
+        """Remove the handbook and all its behaviors; returns how many behaviors were removed."""
+        handbook = self.require()
+        with write_lock(self.store) as connection:
+            ids = select(_BEHAVIOR.c.id).where(_BEHAVIOR.c.handbook_id == handbook.id)
+            connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id.in_(ids)))
+            removed = connection.execute(_BEHAVIOR.delete().where(_BEHAVIOR.c.handbook_id == handbook.id)).rowcount
+            connection.execute(_HANDBOOK.delete().where(_HANDBOOK.c.id == handbook.id))
+        return int(removed or 0)
+
+    # export / import --------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """A JSON-ready document: every behavior with counters and provenance (embeddings are not
+        exported: they are recomputed on import when the embed extra is installed)."""
+        behaviors = []
+        for row in self.behaviors():
+            behaviors.append(
+                {
+                    "name": row.name,
+                    "instruction": row.instruction,
+                    "topic": row.topic,
+                    "source_run": row.source_run,
+                    "source_item": row.source_item,
+                    "created": row.created.isoformat(),
+                    "merged": row.merged,
+                    **{k: getattr(row, k) for k in COUNTERS},
+                    "sources": [
+                        {
+                            "run_id": s.run_id,
+                            "item_id": s.item_id,
+                            "proposed_name": s.proposed_name,
+                            "instruction": s.instruction,
+                            "similarity": s.similarity,
+                            "created": s.created.isoformat(),
+                        }
+                        for s in self.sources(row)
+                    ],
+                }
+            )
+        return {"format": EXPORT_FORMAT, "version": 1, "handbook": self.name, "behaviors": behaviors}
+
+
+COUNTERS = ("times_retrieved", "times_cited", "times_cited_correct", "times_cited_wrong")
+
+
+def import_handbook(
+    store: Store, document: Any, name: str | None = None, *, embedder: Embedder | Literal["default"] | None = "default"
+) -> InsertReport:
+    """Load an exported handbook (into `name`, default the exported name), deduplicating as on build.
+
+    Behaviors new to the handbook keep their counters, creation time and full provenance; behaviors
+    that merge into an existing one add their counters and provenance to it.
+    """
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        raise AgentScaleError(f'not an agentscale handbook export (expected "format": "{EXPORT_FORMAT}")')
+    if document.get("version") != 1:
+        raise AgentScaleError(f"unsupported handbook export version {document.get('version')!r}")
+    target = name or document.get("handbook")
+    if not isinstance(target, str):
+        raise AgentScaleError("the export names no handbook; give --handbook NAME")
+    entries = document.get("behaviors")
+    if not isinstance(entries, list):
+        raise AgentScaleError("the export has no 'behaviors' list")
+    proposals, counters, created, sources = [], [], [], []
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise AgentScaleError(f"behaviors[{position}]: needs a string 'name'")
+        if not isinstance(entry.get("instruction"), str):
+            raise AgentScaleError(f"behaviors[{position}]: needs a string 'instruction'")
+        normalized = normalize_name(entry["name"])
+        if normalized is None:
+            raise AgentScaleError(f"behaviors[{position}]: bad name {entry['name']!r}")
+        proposals.append(
+            Proposal(
+                normalized,
+                one_line(entry["instruction"]),
+                run_id=entry.get("source_run"),
+                item_id=entry.get("source_item"),
+                topic=entry.get("topic"),
+            )
+        )
+        counters.append({k: int(entry.get(k) or 0) for k in (*COUNTERS, "merged")})
+        created.append(_parse_time(entry.get("created")))
+        sources.append(entry.get("sources") or [])
+    handbook = Handbook(store, target, embedder=embedder)
+    report = handbook.add(proposals, counters=counters, created=created, dedup_batch=False)
+    _restore_sources(handbook, proposals, sources, report)
+    return report
+
+
+def _restore_sources(
+    handbook: Handbook, proposals: list[Proposal], sources: list[list[Any]], report: InsertReport
+) -> None:
+    """Replace the single provenance row `add` wrote for each newly added behavior by the exported ones."""
+    added = set(report.added)
+    rows = {b.name: b for b in handbook.behaviors()}
+    with handbook.store.engine.begin() as connection:
+        for proposal, exported in zip(proposals, sources, strict=True):
+            if proposal.name not in added or not exported or proposal.name not in rows:
+                continue
+            added.discard(proposal.name)
+            behavior_id = rows[proposal.name].id
+            connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id == behavior_id))
+            for source in exported:
+                if not isinstance(source, dict):
+                    continue
+                connection.execute(
+                    _SOURCE.insert().values(
+                        behavior_id=behavior_id,
+                        run_id=source.get("run_id"),
+                        item_id=source.get("item_id"),
+                        proposed_name=str(source.get("proposed_name") or proposal.name),
+                        instruction=str(source.get("instruction") or proposal.instruction),
+                        similarity=source.get("similarity"),
+                        created=_parse_time(source.get("created")) or utcnow(),
+                    )
+                )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _prunable(behavior: BehaviorRow, uses: int, unhelpful: bool, min_accuracy: float) -> bool:
+    if unhelpful:
+        scored = behavior.times_cited_correct + behavior.times_cited_wrong
+        return scored >= uses and behavior.times_cited_correct / scored < min_accuracy
+    return behavior.times_retrieved >= uses and behavior.times_cited < uses
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _bump(connection: Connection, handbook_id: int) -> None:
+    connection.execute(update(_HANDBOOK).where(_HANDBOOK.c.id == handbook_id).values(revision=_HANDBOOK.c.revision + 1))
+
+
+def _merge_into(
+    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float, extra: dict[str, int]
+) -> None:
+    connection.execute(
+        _SOURCE.insert().values(
+            behavior_id=behavior_id,
+            run_id=proposal.run_id,
+            item_id=proposal.item_id,
+            proposed_name=proposal.name,
+            instruction=proposal.instruction,
+            similarity=similarity,
+            created=utcnow(),
+        )
+    )
+    values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
+    for key in COUNTERS:
+        if extra.get(key):
+            values[key] = _BEHAVIOR.c[key] + extra[key]
+    connection.execute(update(_BEHAVIOR).where(_BEHAVIOR.c.id == behavior_id).values(values))
+
+
+class _Existing:
+    """The handbook's behaviors as seen inside an insert transaction, for duplicate checks."""
+
+    def __init__(self, model: str | None) -> None:
+        self.model = model
+        self.by_name: dict[str, int] = {}
+        self.near: list[tuple[int, str, Counter[str], float, np.ndarray | None]] = []  # near-dup candidates
+
+    @classmethod
+    def load(cls, connection: Connection, handbook_id: int, model: str | None) -> _Existing:
+        existing = cls(model)
+        rows = connection.execute(
+            select(
+                _BEHAVIOR.c.id,
+                _BEHAVIOR.c.name,
+                _BEHAVIOR.c.instruction,
+                _BEHAVIOR.c.embedding,
+                _BEHAVIOR.c.embedding_model,
+            ).where(_BEHAVIOR.c.handbook_id == handbook_id)
+        ).all()
+        for row in rows:
+            vector = from_blob(row.embedding) if row.embedding is not None and row.embedding_model == model else None
+            existing.append(int(row.id), Proposal(row.name, row.instruction), vector)
+        return existing
+
+    def append(self, behavior_id: int, proposal: Proposal, vector: np.ndarray | None, *, near: bool = True) -> None:
+        self.by_name[proposal.name] = behavior_id
+        if near:
+            bag = Counter(tokens(behavior_text(proposal.name, proposal.instruction)))
+            self.near.append((behavior_id, proposal.name, bag, _norm(bag), vector))
+
+    def match(self, proposal: Proposal, vector: np.ndarray | None) -> tuple[int, str, float] | None:
+        """(id, name, similarity) of the behavior this proposal duplicates, if any."""
+        if proposal.name in self.by_name:
+            return self.by_name[proposal.name], proposal.name, 1.0
+        bag = Counter(tokens(behavior_text(proposal.name, proposal.instruction)))
+        norm = _norm(bag)
+        best: tuple[int, str, float] | None = None
+        for behavior_id, name, other_bag, other_norm, other in self.near:
+            if vector is not None and other is not None:
+                similarity, threshold = float(np.dot(vector, other)), EMBEDDING_THRESHOLD
+            else:
+                dot = sum(count * other_bag[t] for t, count in bag.items() if t in other_bag)
+                similarity = dot / (norm * other_norm) if norm and other_norm else 0.0
+                threshold = LEXICAL_THRESHOLD
+            if similarity >= threshold and (best is None or similarity > best[2]):
+                best = (behavior_id, name, similarity)
+        return best
+
+
+def _norm(bag: Counter[str]) -> float:
+    return math.sqrt(sum(v * v for v in bag.values()))
+
+
+def dump_export(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,127 @@
+"""A graph's `memory:` at run time: retrieve once per question, show the behaviors to every node,
+find which ones the answers cited, and count it all.
+
+The executor (`agentscale/graphs/_execute.py`) asks :class:`GraphMemory` for a question's behaviors
+once, before any node calls a model, fills the `{behaviors}` placeholder of the role prompts with
+:func:`behavior_block`, and wraps the run's result in a :class:`BehaviorRunResult`, which says what
+was retrieved and cited. Recorded runs add one to `times_retrieved`/`times_cited`; the eval engine
+adds the scorer's verdict (`times_cited_correct`/`times_cited_wrong`) with :func:`record_outcome`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from agentscale.errors import AgentScaleError
+from agentscale.graphs.result import NodeTrace, RunResult
+from agentscale.graphs.spec import GraphSpec, Memory
+from agentscale.memory.extract import find_citations
+from agentscale.memory.handbook import Handbook
+from agentscale.memory.retrieve import Retrieved, Retriever
+from agentscale.storage.db import Store
+
+
+@cache
+def prompt(name: str) -> dict[str, Any]:
+    """A prompt file of `agentscale/memory/prompts/` (package data)."""
+    text = resources.files("agentscale.memory").joinpath(f"prompts/{name}.yaml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace `{key}` for the given keys only; other braces (JSON, code) are left as they are."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def behavior_block(behaviors: list[Retrieved]) -> str:
+    """The text put in front of a node's question: the behaviors, and the request to cite them."""
+    if not behaviors:
+        return ""
+    texts = prompt("inject")
+    lines = "\n".join(fill(texts["line"], {"name": b.name, "instruction": b.instruction}) for b in behaviors)
+    return fill(texts["block"], {"behaviors": lines})
+
+
+@dataclass
+class BehaviorRunResult(RunResult):
+    """A run of a graph with `memory:`: the usual result plus the behaviors shown and cited."""
+
+    handbook: str = ""
+    behaviors: list[str] = field(default_factory=list)  # retrieved, best first
+    cited: list[str] = field(default_factory=list)  # those cited by name in any node's completion
+
+    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
+        data = super().to_dict(include_messages=include_messages)
+        data["memory"] = {"handbook": self.handbook, "behaviors": self.behaviors, "cited": self.cited}
+        return data
+
+
+class GraphMemory:
+    """The handbook side of one graph: retrieval (cached index) and usage counting."""
+
+    def __init__(self, store: Store | None, memory: Memory) -> None:
+        self.store = store
+        self.name = memory.handbook
+        self.top_k = memory.top_k
+        self._retriever: Retriever | None = None
+        self._warm = False
+
+    def retriever(self) -> Retriever:
+        if self.store is None:
+            raise AgentScaleError(f"memory: handbook {self.name!r} needs a database; this graph runs without one")
+        if self._retriever is None:
+            self._retriever = Retriever(Handbook(self.store, self.name))
+        return self._retriever
+
+    def warm_up(self) -> None:
+        """Load the embedding model and the index now (keeps seconds of loading out of a run's latency)."""
+        if not self._warm:
+            self.retriever().search("warm-up", 1)
+            self._warm = True
+
+    def retrieve(self, question: str) -> list[Retrieved]:
+        """The question's top-k behaviors (blocking: database and embedding model; run it in a thread)."""
+        return self.retriever().search(question, self.top_k)
+
+    def finish(self, result: RunResult, retrieved: list[Retrieved], record: bool) -> BehaviorRunResult:
+        """Wrap a run's result with what was retrieved and cited; count both if the run is recorded."""
+        names = [b.name for b in retrieved]
+        cited = cited_in(result.trace, set(names))
+        if record and self.store is not None and names:
+            Handbook(self.store, self.name, embedder=None).record_use(names, cited)
+        return BehaviorRunResult(
+            result.question,
+            result.answer,
+            result.trace,
+            result.usage,
+            result.run_id,
+            result.stopped_reason,
+            handbook=self.name,
+            behaviors=names,
+            cited=cited,
+        )
+
+
+def cited_in(trace: list[NodeTrace], known: set[str]) -> list[str]:
+    """Names from `known` cited in the completions of a run's nodes."""
+    return find_citations([t.completion for t in trace if t.status == "ok"], known)
+
+
+def record_outcome(store: Store, result: RunResult, correct: bool) -> None:
+    """After scoring: count the result's cited behaviors as cited in a correct (or wrong) answer."""
+    if isinstance(result, BehaviorRunResult) and result.cited:
+        Handbook(store, result.handbook, embedder=None).record_outcome(result.cited, correct)
+
+
+def with_handbook(spec: GraphSpec, handbook: str) -> GraphSpec:
+    """`spec` with `memory: {handbook: ...}` (its `top_k` kept when it already had memory)."""
+    top_k = spec.memory.top_k if spec.memory is not None else Memory.model_fields["top_k"].default
+    return spec.model_copy(update={"memory": Memory(handbook=handbook, top_k=top_k)})

@@ -1,0 +1,128 @@
+"""solve → reflect → extract against the scripted server (real HTTP): storage, filters, failures, --from-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agentscale import Gateway, Store
+from agentscale.evaluate.engine import EvalConfig, Evaluation
+from agentscale.memory import BuildSettings, Handbook, HandbookBuilder, resolve_model
+from agentscale.tasks import load_task
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+from tests.memory.conftest import EXTRACT, REFLECT, SOLVE, extraction, script_item, write_task
+
+UNITS = ("behavior_units_first", "Convert every quantity to one unit before combining them.")
+ESTIMATE = ("Estimate First", "Estimate the size of the result first so slips stand out.")
+CARRY = ("behavior_carry_digits", "Add column by column from the right, carrying tens to the next column.")
+
+
+def _builder(gateway: Gateway, scripted: ScriptedServer, name: str = "math", **settings: object) -> HandbookBuilder:
+    model = resolve_model("hosted_vllm/scripted", api_base=scripted.api_base, aliases=None)
+    return HandbookBuilder(gateway, Handbook(gateway.store, name), model, BuildSettings(**settings), topic="arith")  # type: ignore[arg-type]
+
+
+async def test_build_from_task_stores_checked_behaviors_with_provenance(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    task = load_task(str(write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 15 + 27?", "42")])))
+    script_item(
+        scripted,
+        "What is 3 + 4?",
+        solution="3 + 4 = 7.\nFinal answer: 7",
+        reflection="Correct, but I recounted twice. Estimating first would have been quicker.",
+        reply=extraction(UNITS, ESTIMATE, ("behavior_leak", "Remember that the sum here is 7, always.")),
+    )
+    script_item(
+        scripted,
+        "What is 15 + 27?",
+        solution="15 + 27 = 43.\nFinal answer: 43",  # wrong
+        reflection="The carry was dropped.",
+        reply="```json\n"
+        + extraction(CARRY, ("behavior_estimate_first", "Estimate the answer roughly first."))
+        + "\n```",
+    )
+    report = await _builder(gateway, scripted).from_task(task)
+
+    assert (report.items, report.solved, report.correct, report.malformed, report.failed) == (2, 2, 1, 0, 0)
+    assert report.rejected == {"contains_answer": 1}
+    assert (report.proposed, report.added, report.merged, report.behaviors) == (4, 3, 1, 3)
+    assert report.usage.calls == 6 and report.usage.completion_tokens > 0
+
+    book = Handbook(store, "math", embedder=None)
+    rows = {r.name: r for r in book.behaviors()}
+    assert sorted(rows) == ["behavior_carry_digits", "behavior_estimate_first", "behavior_units_first"]
+    assert rows["behavior_units_first"].instruction == UNITS[1]
+    assert (rows["behavior_carry_digits"].source_run, rows["behavior_carry_digits"].source_item) == (
+        report.run_id,
+        "q1",
+    )
+    assert rows["behavior_carry_digits"].topic == "arith"
+    estimate = rows["behavior_estimate_first"]
+    assert estimate.merged == 1 and sorted(s.item_id or "" for s in book.sources(estimate)) == ["q0", "q1"]
+
+    # the reflection is told whether the answer was right, never the reference itself
+    reflects = [r for r in scripted.completion_requests if REFLECT in json.dumps(r["messages"])]
+    text = {("3 + 4" in json.dumps(r)): json.dumps(r["messages"]) for r in reflects}
+    assert "checked and is correct" in text[True] and "checked and is wrong" in text[False]
+    assert "42" not in text[False].replace("15 + 27", "")
+    # the build is a stored run with its calls, so `runs show` explains every behavior
+    run = store.get_run(report.run_id)
+    assert run.kind == "handbook" and run.status == "done"
+    assert json.loads(run.summary_json)["added"] == 3
+    assert [c.node_id for c in store.node_calls(run.id, "q0")] == ["solve", "reflect", "extract"]
+    assert {i.item_key: i.correct for i in store.run_items(run.id)} == {"q0": True, "q1": False}
+
+
+async def test_malformed_extractions_and_failed_calls_are_skipped_and_counted(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    rows = [("What is 1 + 1?", "2"), ("What is 2 + 2?", "4"), ("What is 5 + 5?", "10"), ("What is 6 + 6?", "12")]
+    task = load_task(str(write_task(tmp_path / "t.jsonl", rows)))
+    script_item(
+        scripted, "What is 1 + 1?", solution="Final answer: 2", reflection="Fine.", reply="Sorry, no JSON today."
+    )
+    script_item(scripted, "What is 2 + 2?", solution="Final answer: 4", reflection="Fine.", reply='{"behaviors": [')
+    scripted.add_rule(Rule(pattern=f"{REFLECT}.*What is 5 \\+ 5", status=500))  # fails after its retries
+    script_item(scripted, "What is 6 + 6?", solution="Final answer: 12", reflection="Fine.", reply=extraction(CARRY))
+    report = await _builder(gateway, scripted).from_task(task)
+    assert (report.items, report.malformed, report.failed, report.added) == (4, 2, 1, 1)
+    assert [r.name for r in Handbook(store, "math", embedder=None).behaviors()] == ["behavior_carry_digits"]
+    details = {i.item_key: i.detail for i in store.run_items(report.run_id)}
+    assert details["q0"] == "malformed extraction" and details["q2"].startswith("failed:") and details["q3"] == "done"
+    assert [c.status for c in store.node_calls(report.run_id, "q2")] == ["ok", "failed"]
+
+
+async def test_correct_only_skips_wrong_solutions(tmp_path: Path, scripted: ScriptedServer, gateway: Gateway) -> None:
+    task = load_task(str(write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 15 + 27?", "42")])))
+    script_item(scripted, "What is 3 + 4?", solution="Final answer: 7", reflection="ok", reply=extraction(UNITS))
+    script_item(scripted, "What is 15 + 27?", solution="Final answer: 41", reflection="ok", reply=extraction(CARRY))
+    report = await _builder(gateway, scripted, correct_only=True).from_task(task)
+    assert (report.correct, report.skipped_wrong, report.added) == (1, 1, 1)
+    extracts = [r for r in scripted.completion_requests if EXTRACT in json.dumps(r["messages"])]
+    assert len(extracts) == 1
+
+
+async def test_build_from_a_stored_eval_run_uses_its_solutions(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    from agentscale import Graph
+
+    data = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 15 + 27?", "42")])
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"), gateway=gateway
+    )
+    summary = await Evaluation(graph, EvalConfig(task=str(data))).run()  # default replies: right answers
+    assert summary.correct == 2
+    scripted.reset()
+    script_item(scripted, "What is 3 + 4?", solution="unused", reflection="Right.", reply=extraction(UNITS))
+    script_item(scripted, "What is 15 + 27?", solution="unused", reflection="Right.", reply=extraction(CARRY))
+    report = await _builder(gateway, scripted).from_run(summary.run_id or "")
+    assert (report.items, report.correct, report.added) == (2, 2, 2)
+    prompts = [json.dumps(r["messages"]) for r in scripted.completion_requests]
+    assert not any(SOLVE in p for p in prompts) and len(prompts) == 4
+    reflect = next(p for p in prompts if REFLECT in p and "15 + 27" in p)
+    assert "15 + 27 = 42" in reflect and "checked and is correct" in reflect  # the stored completion
+    sources = {r.name: r.source_run for r in Handbook(store, "math", embedder=None).behaviors()}
+    assert set(sources.values()) == {report.run_id}

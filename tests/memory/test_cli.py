@@ -1,0 +1,148 @@
+"""`agentscale handbook ...` and `agentscale eval --handbook`: JSON shapes, human output, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale import Store
+from agentscale.cli.app import main
+from agentscale.memory import Handbook
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+from tests.memory.conftest import extraction, script_item, seed_handbook, write_task
+
+BEHAVIORS = [
+    ("behavior_estimate_first", "Estimate the sum roughly first so that slips in addition stand out."),
+    ("behavior_carry_digits", "Add digits column by column from the right, carrying tens to the next column."),
+]
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cli.db"
+    monkeypatch.setenv("AGENTSCALE_DB", str(path))
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_build_list_show_search(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7")])
+    script_item(scripted, "What is 3 + 4?", solution="Final answer: 7", reflection="ok", reply=extraction(*BEHAVIORS))
+    code, out, err = cli(
+        capsys, "handbook", "build", "--task", str(task), "--model", "hosted_vllm/scripted",
+        "--api-base", scripted.api_base, "--handbook", "math", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    keys = {"run_id", "handbook", "items", "proposed", "added", "merged", "rejected", "malformed", "usage"}
+    assert keys <= set(report)
+    assert (report["handbook"], report["items"], report["added"], report["behaviors"]) == ("math", 1, 2, 2)
+
+    code, out, _ = cli(capsys, "handbook", "list", "--json")
+    assert code == 0 and [(b["handbook"], b["behaviors"]) for b in json.loads(out)] == [("math", 2)]
+    code, out, _ = cli(capsys, "handbook", "list", "math", "--json")
+    listed = json.loads(out)
+    assert [b["name"] for b in listed] == ["behavior_estimate_first", "behavior_carry_digits"]
+    assert listed[0]["topic"] == str(task) and listed[0]["source_run"] == report["run_id"]
+
+    code, out, _ = cli(capsys, "handbook", "show", "math", "Carry Digits", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["name"] == "behavior_carry_digits" and shown["sources"][0]["item_id"] == "q0"
+    code, out, _ = cli(capsys, "handbook", "show", "math", "behavior_carry_digits")
+    assert code == 0 and "provenance" in out and "column by column" in out
+
+    code, out, err = cli(capsys, "handbook", "search", "math", "add the digits of 58 and 67", "--json")
+    best = json.loads(out)[0]
+    assert code == 0 and (best["name"], best["method"]) == ("behavior_carry_digits", "bm25")
+    code, out, err = cli(capsys, "handbook", "search", "math", "estimate roughly", "--k", "1")
+    assert code == 0 and "behavior_estimate_first" in out and "by bm25" in err
+
+    code, out, err = cli(capsys, "runs", "show", report["run_id"], "--json")
+    assert code == 0 and [c["node"] for c in json.loads(out)["calls"]] == ["solve", "reflect", "extract"]
+
+
+def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = seed_handbook(Store(db), "math", BEHAVIORS)
+    for _ in range(2):
+        book.record_use(["behavior_estimate_first", "behavior_carry_digits"], ["behavior_carry_digits"])
+        book.record_outcome(["behavior_carry_digits"], False)
+
+    code, out, _ = cli(capsys, "handbook", "prune", "math", "--min-uses", "2", "--dry-run", "--json")
+    assert code == 0 and json.loads(out) == {
+        "handbook": "math",
+        "removed": ["behavior_estimate_first"],
+        "remaining": 2,
+        "dry_run": True,
+    }
+
+    code, out, _ = cli(capsys, "handbook", "export", "math")
+    exported = json.loads(out)
+    assert exported["format"] == "agentscale-handbook" and len(exported["behaviors"]) == 2
+    (tmp_path / "math.json").write_text(out)
+
+    code, out, err = cli(capsys, "handbook", "prune", "math", "--min-uses", "2", "--unhelpful")
+    assert code == 0 and "removed behavior_carry_digits" in err and "1 remain" in err
+
+    code, out, _ = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "copy", "--json")
+    assert code == 0 and json.loads(out)["behaviors"] == 2
+    code, out, _ = cli(capsys, "handbook", "export", "copy", "--out", str(tmp_path / "copy.json"))
+    copy = json.loads((tmp_path / "copy.json").read_text())
+    assert copy["behaviors"] == exported["behaviors"] and copy["handbook"] == "copy"
+
+
+def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cases = [
+        (["handbook", "list", "nope"], "no handbook 'nope'"),
+        (["handbook", "prune", "nope", "--unhelpful"], "no handbook 'nope'"),
+        (["handbook", "import", str(bad)], "invalid JSON"),
+        (["handbook", "import", str(tmp_path / "missing.json")], "file not found"),
+        (["handbook", "build", "--handbook", "x", "--model", "openai/x"], "exactly one of --task or --from-run"),
+        (["handbook", "build", "--handbook", "x", "--task", str(bad), "--model", "big"], "neither a litellm route"),
+        (["handbook", "build", "--handbook", "x", "--from-run", "0000"], "no run '0000'"),
+    ]
+    for args, message in cases:
+        code, _, err = cli(capsys, *args)
+        assert code == 1 and message in err and "Traceback" not in err, (args, err)
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    code, _, err = cli(capsys, "handbook", "prune", "math")
+    assert code == 1 and "say what to prune" in err
+
+
+def test_every_handbook_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("build", "list", "show", "search", "prune", "export", "import"):
+        code, out, _ = cli(capsys, "handbook", command, "--help")
+        assert code == 0 and "Example" in out, command
+
+
+def test_eval_with_handbook(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    task = write_task(tmp_path / "t.jsonl", [("What is 38 + 4? Carry the digits.", "42")])
+    scripted.add_rule(
+        Rule(pattern="Behaviors from the handbook", replies=["behavior_carry_digits gives 42.\nFinal answer: 42"])
+    )
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["n"], data["accuracy"]) == (1, 1.0) and set(data) >= {"run_id", "task", "ci95", "usage"}
+    row = Handbook(Store(db), "math", embedder=None).get("behavior_carry_digits")
+    assert (row.times_retrieved, row.times_cited, row.times_cited_correct) == (1, 1, 1)
+    code, _, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "nope")
+    assert code == 1 and "no handbook 'nope'" in err
+    code, _, err = cli(capsys, "eval", "--resume", data["run_id"], "--handbook", "math")
+    assert code == 1 and "drop --handbook" in err

@@ -1,0 +1,123 @@
+"""Extraction replies → checked behaviors: lenient JSON, names, the 20-character and answer filters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentscale.memory.extract import check_proposals, contains_answer, find_citations, normalize_name, parse_reply
+
+LONG = "Convert every quantity to one unit before combining them."
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("behavior_inclusion_exclusion", "behavior_inclusion_exclusion"),
+        ("Inclusion-Exclusion Principle", "behavior_inclusion_exclusion_principle"),
+        ("behavior: unit conversion", "behavior_unit_conversion"),
+        ("Behavior_Behavior_check units!", "behavior_check_units"),
+        ("behaviour_estimate_first", "behavior_estimate_first"),
+        ("translateVerbalToEquation", "behavior_translate_verbal_to_equation"),
+        ("  __  ", None),
+        ("behavior_", None),
+    ],
+)
+def test_names_are_normalised_to_behavior_snake_case(raw: str, expected: str | None) -> None:
+    assert normalize_name(raw) == expected
+
+
+def test_reply_forms_accepted() -> None:
+    canonical = {"behaviors": [{"name": "behavior_units", "instruction": LONG}]}
+    fenced = "Here you go:\n```json\n" + json.dumps(canonical) + "\n```\nHope it helps."
+    prose = "Sure! " + json.dumps(canonical) + " Done."
+    bare_list = json.dumps([{"name": "units", "instruction": LONG}])
+    mapping = json.dumps({"behavior_units": LONG})
+    for reply in (json.dumps(canonical), fenced, prose, bare_list, mapping):
+        outcome = check_proposals(reply, answer="7")
+        assert not outcome.malformed, reply
+        assert [(p.name, p.instruction) for p in outcome.proposals] == [("behavior_units", LONG)]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["", "I could not find any behaviors.", '{"behaviors": "none"}', '{"behaviors": [', '{"answer": 42}', "null"],
+)
+def test_malformed_replies_are_flagged_not_raised(reply: str) -> None:
+    outcome = check_proposals(reply, answer="42")
+    assert outcome.malformed and outcome.proposals == []
+    assert parse_reply(reply) is None
+
+
+def test_filters_reject_short_leaky_bad_and_duplicate_entries() -> None:
+    reply = json.dumps(
+        {
+            "behaviors": [
+                {"name": "behavior_short", "instruction": "Add them up."},  # < 20 characters
+                {"name": "behavior_leak", "instruction": "The total number of apples here is 42, remember it."},
+                {"name": "!!!", "instruction": LONG},
+                {"name": "behavior_units", "instruction": LONG},
+                {"name": "Behavior Units", "instruction": LONG + " Again."},
+                {"instruction": LONG},
+                "behavior_string_only",
+                {"name": "behavior_ok_with_similar_number", "instruction": "Round 420 to the nearest hundred first."},
+            ]
+        }
+    )
+    outcome = check_proposals(reply, answer="42", run_id="r1", item_id="q3", topic="math")
+    assert [p.name for p in outcome.proposals] == ["behavior_units", "behavior_ok_with_similar_number"]
+    assert dict(outcome.rejected) == {"short": 1, "contains_answer": 1, "bad_name": 1, "duplicate": 1, "bad_entry": 2}
+    first = outcome.proposals[0]
+    assert (first.run_id, first.item_id, first.topic) == ("r1", "q3", "math")
+
+
+def test_instructions_are_one_line_and_the_limit_holds() -> None:
+    reply = json.dumps(
+        {
+            "behaviors": [
+                {"name": f"behavior_b{i}", "instruction": "Check the\n   units   twice, always."} for i in range(4)
+            ]
+        }
+    )
+    outcome = check_proposals(reply, answer=None, max_behaviors=2)
+    assert [p.instruction for p in outcome.proposals] == ["Check the units twice, always."] * 2
+    assert outcome.rejected["over_limit"] == 2
+
+
+@pytest.mark.parametrize(
+    ("instruction", "answer", "leaks"),
+    [
+        ("The result is 1,250 after rounding.", "1250", True),
+        ("Multiply by 12.0 to get dozens.", "12", True),
+        ("Use 120 as the base.", "12", False),
+        ("A useful trick: draw a diagram first.", "A", False),
+        ("The answer is B because of symmetry.", "B", True),
+        ("Pick option (C) when in doubt.", "C", True),
+        ("Remember that Paris is the capital.", "paris", True),
+        ("Compare parish records carefully.", "paris", False),
+        ("Anything at all goes here.", None, False),
+    ],
+)
+def test_contains_answer(instruction: str, answer: str | None, leaks: bool) -> None:
+    assert contains_answer(instruction, answer) is leaks
+
+
+def test_citations_are_found_case_insensitively_and_only_for_known_names() -> None:
+    known = {"behavior_units", "behavior_estimate_first"}
+    texts = [
+        "Using (Behavior_Units) we convert. Also behavior_made_up.",
+        None,
+        "By behavior_estimate_first, then behavior_units again.",
+    ]
+    assert find_citations(texts, known) == ["behavior_units", "behavior_estimate_first"]
+    assert find_citations(["no citations"], known) == []
+
+
+def test_package_docstring_examples_run() -> None:
+    import doctest
+
+    import agentscale.memory
+
+    failures, tried = doctest.testmod(agentscale.memory)
+    assert failures == 0 and tried > 0

@@ -1,0 +1,139 @@
+"""The handbook in SQLite: dedup on insert with provenance, counters, prune, export/import round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale import AgentScaleError, Store
+from agentscale.memory import Handbook, HandbookNotFound, MiniLMEmbedder, Proposal, import_handbook, list_handbooks
+
+UNITS = "Convert all quantities to the same unit before comparing or adding them."
+UNITS_PARAPHRASE = "Before adding or comparing quantities, convert them into one common unit."
+CHECK_UNITS = "Check that the units of the final answer match what the question asks for."
+PERCENT = "Percent change is the difference divided by the original value, times 100."
+
+
+def test_same_name_merges_and_keeps_provenance(store: Store) -> None:
+    book = Handbook(store, "math", embedder=None)
+    first = book.add([Proposal("behavior_units", UNITS, run_id="r1", item_id="q1", topic="physics")])
+    second = book.add([Proposal("behavior_units", "A different wording that says nothing alike.", "r2", "q7")])
+    assert first.added == ["behavior_units"] and second.merged == [("behavior_units", "behavior_units", 1.0)]
+    [row] = book.behaviors()
+    assert (row.instruction, row.source_run, row.source_item, row.merged) == (UNITS, "r1", "q1", 1)
+    sources = book.sources(row)
+    assert [(s.run_id, s.item_id, s.similarity) for s in sources] == [("r1", "q1", None), ("r2", "q7", 1.0)]
+    assert sources[1].instruction.startswith("A different wording")
+
+
+def test_lexical_near_duplicates_merge_without_embeddings(store: Store) -> None:
+    book = Handbook(store, "math", embedder=None)
+    book.add([Proposal("behavior_convert_units", UNITS)])
+    report = book.add(
+        [
+            Proposal("behavior_unit_conversion", UNITS_PARAPHRASE, "r2", "q2"),
+            Proposal("behavior_check_units", CHECK_UNITS, "r2", "q2"),
+        ]
+    )
+    assert [m[:2] for m in report.merged] == [("behavior_unit_conversion", "behavior_convert_units")]
+    assert report.added == ["behavior_check_units"]
+    assert sorted(r.name for r in book.behaviors()) == ["behavior_check_units", "behavior_convert_units"]
+
+
+def test_embedding_near_duplicates_merge(store: Store, minilm: MiniLMEmbedder) -> None:
+    book = Handbook(store, "math", embedder=minilm)
+    book.add([Proposal("behavior_convert_units", UNITS), Proposal("behavior_percent_change", PERCENT)])
+    report = book.add(
+        [
+            Proposal("behavior_units_first", "Convert every quantity to the same unit before you compare or add them."),
+            Proposal("behavior_check_units", CHECK_UNITS),
+        ]
+    )
+    [(proposed, kept, similarity)] = report.merged
+    assert (proposed, kept) == ("behavior_units_first", "behavior_convert_units") and similarity >= 0.85
+    assert report.added == ["behavior_check_units"]
+    rows = {r.name: r for r in book.behaviors()}
+    assert all(r.embedding_model == "all-MiniLM-L6-v2" and r.embedding is not None for r in rows.values())
+    assert len(rows["behavior_check_units"].embedding or b"") == 384 * 4
+
+
+def test_reads_of_a_missing_handbook_fail_clearly(store: Store) -> None:
+    book = Handbook(store, "nope", embedder=None)
+    assert not book.exists()
+    with pytest.raises(HandbookNotFound, match="agentscale handbook build --handbook nope"):
+        book.behaviors()
+    with pytest.raises(AgentScaleError, match="bad handbook name"):
+        Handbook(store, "two words")
+
+
+def test_counters_and_prune(store: Store) -> None:
+    book = Handbook(store, "math", embedder=None)
+    book.add(
+        [
+            Proposal("behavior_good", UNITS),
+            Proposal("behavior_bad", PERCENT),
+            Proposal("behavior_ignored", "Draw a diagram of the situation before writing equations."),
+            Proposal("behavior_new", "Estimate the magnitude of the answer first to catch slips."),
+        ]
+    )
+    for _ in range(3):
+        book.record_use(["behavior_good", "behavior_bad", "behavior_ignored"], ["behavior_good", "behavior_bad"])
+        book.record_outcome(["behavior_good"], True)
+        book.record_outcome(["behavior_bad"], False)
+    book.record_outcome(["behavior_bad"], True)
+    book.record_use(["behavior_unknown"], ["behavior_unknown"])  # not in the handbook: ignored
+    rows = {r.name: r for r in book.behaviors()}
+    assert (rows["behavior_good"].times_retrieved, rows["behavior_good"].times_cited) == (3, 3)
+    assert (rows["behavior_bad"].times_cited_correct, rows["behavior_bad"].times_cited_wrong) == (1, 3)
+    assert rows["behavior_ignored"].times_cited == 0 and rows["behavior_new"].times_retrieved == 0
+
+    assert [r.name for r in book.prune(min_uses=5, unhelpful=True)] == []  # not enough evidence yet
+    assert [r.name for r in book.prune(min_uses=3, unhelpful=True, dry_run=True)] == ["behavior_bad"]
+    assert len(book.behaviors()) == 4  # dry run
+    assert [r.name for r in book.prune(min_uses=3)] == ["behavior_ignored"]  # retrieved 3x, never cited
+    assert [r.name for r in book.prune(min_uses=3, unhelpful=True)] == ["behavior_bad"]
+    assert sorted(r.name for r in book.behaviors()) == ["behavior_good", "behavior_new"]
+    with pytest.raises(AgentScaleError, match="say what to prune"):
+        book.prune()
+
+
+def test_export_import_round_trip(store: Store, tmp_path: Path) -> None:
+    book = Handbook(store, "math", embedder=None)
+    book.add(
+        [
+            Proposal("behavior_convert_units", UNITS, "r1", "q1", topic="physics"),
+            Proposal("behavior_percent_change", PERCENT, "r1", "q2", topic="finance"),
+            # coexisting lexically similar behaviors must stay apart on import
+            Proposal("behavior_check_units", CHECK_UNITS, "r1", "q3"),
+        ]
+    )
+    book.add([Proposal("behavior_convert_units", UNITS_PARAPHRASE, "r2", "q9")])
+    book.record_use(["behavior_convert_units"], ["behavior_convert_units"])
+    book.record_outcome(["behavior_convert_units"], True)
+    exported = book.export()
+
+    other = Store(tmp_path / "other.db")
+    report = import_handbook(other, json.loads(json.dumps(exported)), "copy", embedder=None)
+    assert sorted(report.added) == sorted(b["name"] for b in exported["behaviors"]) and report.merged == []
+    again = Handbook(other, "copy", embedder=None).export()
+    assert again["handbook"] == "copy"
+    assert again["behaviors"] == exported["behaviors"]
+
+    # importing into a handbook that has some of them merges, adding counters and provenance
+    report = import_handbook(store, exported, "math", embedder=None)
+    assert report.added == [] and len(report.merged) == 3
+    units = book.get("behavior_convert_units")
+    assert (units.times_cited, units.times_cited_correct) == (2, 2)
+    assert [b["handbook"] for b in list_handbooks(store)] == ["math"]
+    assert {b["handbook"]: b["behaviors"] for b in list_handbooks(other)} == {"copy": 3}
+
+
+def test_import_rejects_foreign_documents(store: Store) -> None:
+    with pytest.raises(AgentScaleError, match="not an agentscale handbook export"):
+        import_handbook(store, {"behaviors": []})
+    with pytest.raises(AgentScaleError, match=r"behaviors\[0\]: needs a string 'instruction'"):
+        import_handbook(
+            store, {"format": "agentscale-handbook", "version": 1, "handbook": "x", "behaviors": [{"name": "b"}]}
+        )

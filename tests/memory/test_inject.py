@@ -1,0 +1,131 @@
+"""A graph with `memory:`: retrieved behaviors reach every model-calling node's prompt; citations count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale import AgentScaleError, Gateway, Graph, Store
+from agentscale.evaluate.engine import EvalConfig, Evaluation
+from agentscale.memory import BehaviorRunResult, Handbook, HandbookNotFound
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+from tests.memory.conftest import seed_handbook, write_task
+
+BEHAVIORS = [
+    ("behavior_estimate_first", "Estimate the sum roughly first so that slips in addition stand out."),
+    ("behavior_carry_digits", "Add digits column by column from the right, carrying tens to the next column."),
+    ("behavior_triangle_area", "The area of a triangle is half of its base times its height."),
+]
+FAN_IN = """name: fan
+memory: {handbook: math, top_k: 2}
+nodes:
+  - {id: a, role: assistant, model: m}
+  - {id: b, role: assistant, model: m}
+  - {id: c, role: critic, model: m}
+  - {id: out, role: fuser, model: m}
+edges: ['a, b -> c', 'a, b, c -> out']
+output: out
+answer_format: number
+"""
+BLOCK = "Behaviors from the handbook that may help"
+
+
+def _user_prompts(scripted: ScriptedServer) -> list[str]:
+    return [str(r["messages"][-1]["content"]) for r in scripted.completion_requests]
+
+
+async def test_prompts_carry_the_retrieved_behaviors_and_citations_are_counted(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    seed_handbook(store, "math", BEHAVIORS)
+    scripted.add_rule(
+        Rule(pattern="Candidate answers", replies=["Both agree (behavior_carry_digits).\nFinal answer: 42"])
+    )
+    scripted.add_rule(Rule(pattern="Proposed answers", replies=["No errors found.\nFinal answer: 42"]))
+    scripted.add_rule(
+        Rule(pattern=BLOCK, replies=["Per behavior_estimate_first, about 40. 15 + 27 = 42.\nFinal answer: 42"])
+    )
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, FAN_IN), gateway=gateway)
+    result = await graph.arun("What is 15 + 27? Add the digits and estimate the sum first.")
+
+    assert isinstance(result, BehaviorRunResult) and result.answer == "42"
+    assert set(result.behaviors) == {"behavior_estimate_first", "behavior_carry_digits"}
+    assert result.cited == ["behavior_estimate_first", "behavior_carry_digits"]
+    prompts = _user_prompts(scripted)
+    assert len(prompts) == 4  # a, b, c, out: every node that calls a model
+    for prompt in prompts:
+        assert prompt.startswith(BLOCK)
+        assert "- behavior_estimate_first: Estimate the sum roughly first" in prompt
+        assert "- behavior_carry_digits: Add digits column by column" in prompt
+        assert "behavior_triangle_area" not in prompt  # top_k 2, and irrelevant
+        assert "cite each one you use by name" in prompt
+    assert result.to_dict()["memory"] == {
+        "handbook": "math",
+        "behaviors": result.behaviors,
+        "cited": result.cited,
+    }
+    rows = {r.name: r for r in Handbook(store, "math", embedder=None).behaviors()}
+    assert (rows["behavior_estimate_first"].times_retrieved, rows["behavior_estimate_first"].times_cited) == (1, 1)
+    assert (rows["behavior_triangle_area"].times_retrieved, rows["behavior_triangle_area"].times_cited) == (0, 0)
+
+    await graph.arun("What is 15 + 27? Add the digits and estimate the sum first.", record=False)
+    assert Handbook(store, "math", embedder=None).get("behavior_estimate_first").times_retrieved == 1
+
+
+async def test_no_relevant_behavior_leaves_the_prompt_unchanged(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    seed_handbook(store, "math", BEHAVIORS)
+    body = "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
+    with_memory = Graph.from_yaml(graph_yaml(scripted.api_base, "memory: {handbook: math}\n" + body), gateway=gateway)
+    plain = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway)
+    result = await with_memory.arun("What is 2 * 3?")
+    again = await plain.arun("What is 2 * 3?")
+    assert isinstance(result, BehaviorRunResult) and result.behaviors == [] and result.answer == "6"
+    assert again.usage.cached_calls == 1  # the very same messages: served from the response cache
+
+
+async def test_eval_with_handbook_counts_citations_in_right_and_wrong_answers(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    seed_handbook(store, "math", BEHAVIORS)
+    data = write_task(
+        tmp_path / "t.jsonl", [("What is 3 + 4 with carry digits?", "7"), ("What is 5 + 2 with carry digits?", "8")]
+    )
+    scripted.add_rule(Rule(pattern=r"3 \+ 4", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    scripted.add_rule(Rule(pattern=r"5 \+ 2", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"), gateway=gateway
+    )
+    assert graph.spec.memory is None
+    evaluation = Evaluation(graph, EvalConfig(task=str(data), handbook="math"))
+    summary = await evaluation.run()
+    assert (summary.n, summary.correct) == (2, 1)
+    row = Handbook(store, "math", embedder=None).get("behavior_carry_digits")
+    assert (row.times_retrieved, row.times_cited, row.times_cited_correct, row.times_cited_wrong) == (2, 2, 1, 1)
+    assert "memory: {handbook: math" in (store.get_run(evaluation.run_id).graph_yaml or "")
+    assert json.loads(store.get_run(evaluation.run_id).config_json)["handbook"] == "math"
+    assert all(BLOCK in p for p in _user_prompts(scripted))
+
+    resumed = Evaluation.resume(evaluation.run_id, gateway)  # the handbook comes back from the stored run
+    assert resumed.graph.spec.memory is not None and resumed.graph.spec.memory.handbook == "math"
+
+
+async def test_missing_handbook_or_database_is_a_clear_error(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    body = "name: g\nmemory: {handbook: nope}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway)
+    with pytest.raises(HandbookNotFound, match="no handbook 'nope'"):
+        await graph.arun("What is 1 + 1?")
+    assert scripted.completion_requests == [] and store.list_runs() == []
+    data = write_task(tmp_path / "t.jsonl", [("What is 1 + 1?", "2")])
+    with pytest.raises(HandbookNotFound):
+        Evaluation(graph, EvalConfig(task=str(data)))
+    assert store.list_runs() == []
+    detached = Graph.from_yaml(graph_yaml(scripted.api_base, body), store=None)
+    with pytest.raises(AgentScaleError, match="needs a database"):
+        await detached.arun("What is 1 + 1?")
