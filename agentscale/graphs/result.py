@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -28,7 +28,10 @@ class NodeTrace:
     finish_order: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # shallow on purpose: asdict() deep-copies the messages, and this runs for every node of every run
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["messages"] = [dict(m) for m in self.messages]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeTrace:
@@ -55,7 +58,7 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def add(self, other: Usage) -> None:
         """Accumulate another run's usage (latencies add up: runs are sequential in a sum)."""
