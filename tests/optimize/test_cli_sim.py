@@ -1,0 +1,42 @@
+"""`agentscale optimize` end to end on SIMULATED models: the CLI, the report, and the dry run's
+projection against what the run really spends (stated tolerance: ±25% in calls and tokens)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+
+SPACE = """\
+name: simcli
+task: {name: "sim:math", train: 16, test: 24, seed: 0}
+models:
+  l1: {model: sim/llama-1b, params_b: 1.0}
+  l8: {model: sim/llama-8b, params_b: 8.0}
+roles: [assistant, fuser, vote]
+max_nodes: 3
+budget: {compute: 10}
+optimizer: {method: agent-reinforce, iterations: 3, samples: 3, minibatch: 6, seed: 0}
+"""
+
+TOLERANCE = 0.25
+
+
+def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
+    projected = json.loads(capsys.readouterr().out)
+    assert main(["optimize", str(space), "--json", "--no-cache", "--out", str(tmp_path / "best.yaml")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    spent = report["usage"]
+    assert abs(spent["calls"] - projected["calls"]) <= TOLERANCE * projected["calls"]
+    assert abs(spent["tokens"] - projected["tokens"]) <= TOLERANCE * projected["tokens"]
+    assert (tmp_path / "best.yaml").exists() and report["best"]["path"] == str(tmp_path / "best.yaml")
+    assert 0.0 <= report["best"]["accuracy"] <= 1.0 and report["best"]["ci95"][0] <= report["best"]["accuracy"]
+    assert main(["run", str(tmp_path / "best.yaml"), "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] is not None
