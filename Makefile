@@ -40,13 +40,13 @@ bench: install tasks-data
 	$(BIN)/python benchmarks/optimizer_efficiency.py
 
 lint: install
-	$(BIN)/ruff check agentscale tests benchmarks
-	$(BIN)/ruff format --check agentscale tests benchmarks
+	$(BIN)/ruff check agentscale tests benchmarks examples
+	$(BIN)/ruff format --check agentscale tests benchmarks examples
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format agentscale tests benchmarks
-	$(BIN)/ruff check --fix agentscale tests benchmarks
+	$(BIN)/ruff format agentscale tests benchmarks examples
+	$(BIN)/ruff check --fix agentscale tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) .agentscale .pytest_cache .mypy_cache .ruff_cache
