@@ -211,17 +211,7 @@ class Handbook:
                     **{k: extra.get(k, 0) for k in COUNTERS},
                 }
                 behavior_id = _inserted_id(connection.execute(_BEHAVIOR.insert().values(**values)))
-                connection.execute(
-                    _SOURCE.insert().values(
-                        behavior_id=behavior_id,
-                        run_id=proposal.run_id,
-                        item_id=proposal.item_id,
-                        proposed_name=proposal.name,
-                        instruction=proposal.instruction,
-                        similarity=None,
-                        created=when,
-                    )
-                )
+                _record_source(connection, behavior_id, proposal, None, when)
                 existing.append(behavior_id, proposal, vector, near=dedup_batch)
                 report.added.append(proposal.name)
             _bump(connection, handbook_id)
@@ -442,9 +432,10 @@ def _bump(connection: Connection, handbook_id: int) -> None:
     connection.execute(update(_HANDBOOK).where(_HANDBOOK.c.id == handbook_id).values(revision=_HANDBOOK.c.revision + 1))
 
 
-def _merge_into(
-    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float, extra: dict[str, int]
+def _record_source(
+    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float | None, when: datetime | None
 ) -> None:
+    """Provenance: which run and item proposed this behavior, under which name, how similar."""
     connection.execute(
         _SOURCE.insert().values(
             behavior_id=behavior_id,
@@ -453,9 +444,15 @@ def _merge_into(
             proposed_name=proposal.name,
             instruction=proposal.instruction,
             similarity=similarity,
-            created=utcnow(),
+            created=when,
         )
     )
+
+
+def _merge_into(
+    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float, extra: dict[str, int]
+) -> None:
+    _record_source(connection, behavior_id, proposal, similarity, utcnow())
     values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
     for key in COUNTERS:
         if extra.get(key):
