@@ -28,7 +28,7 @@ from agentscale.memory.build import (
     resolve_model,
     run_graph,
 )
-from agentscale.memory.handbook import Handbook, dump_export, import_handbook, list_handbooks
+from agentscale.memory.handbook import Handbook, behavior_record, dump_export, import_handbook, list_handbooks
 from agentscale.memory.retrieve import Retriever
 from agentscale.memory.tables import BehaviorRow
 from agentscale.tasks import load_task
@@ -201,20 +201,7 @@ def _print_build(report: BuildReport) -> None:
 
 
 def _behavior_dict(row: BehaviorRow) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "instruction": row.instruction,
-        "topic": row.topic,
-        "source_run": row.source_run,
-        "source_item": row.source_item,
-        "created": row.created.isoformat(),
-        "merged": row.merged,
-        "times_retrieved": row.times_retrieved,
-        "times_cited": row.times_cited,
-        "times_cited_correct": row.times_cited_correct,
-        "times_cited_wrong": row.times_cited_wrong,
-        "embedding": row.embedding_model,
-    }
+    return {**behavior_record(row), "embedding": row.embedding_model}
 
 
 @handbook_app.command("list")

@@ -27,7 +27,7 @@ from agentscale.memory.inject import GraphMemory, behavior_block
 from agentscale.memory.retrieve import Retrieved
 from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
@@ -169,12 +169,7 @@ class RunContext:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
             return trace
-        actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
-        self.ledger.settle(reservation, actual)
-        trace.completion = result.completion
-        trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
-        trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
-        trace.latency_s, trace.cached = result.latency_s, result.cached
+        settle_call(self.ledger, reservation, model, result, trace)
         trace.answer = role.answer(result.completion, candidates, fmt)
         return trace
 
@@ -285,6 +280,18 @@ def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
     """Answered traces as inputs for a successor, in finishing order (ties in votes go to the first)."""
     usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=lambda t: t.finish_order)
     return [Candidate(t.node_id, t.answer or "") for t in usable]
+
+
+def settle_call(
+    ledger: RunLedger, reservation: int, model: ResolvedModel, result: CallResult, trace: NodeTrace
+) -> None:
+    """A returned call: replace its reservation by what it used, and copy text and costs into the trace."""
+    actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
+    ledger.settle(reservation, actual)
+    trace.completion = result.completion
+    trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
+    trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
+    trace.latency_s, trace.cached = result.latency_s, result.cached
 
 
 def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:

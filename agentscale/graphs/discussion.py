@@ -50,6 +50,7 @@ from agentscale.graphs._execute import (
     SampleSlots,
     call_row,
     first_set,
+    settle_call,
     spend_of,
     usable_candidates,
 )
@@ -472,12 +473,7 @@ class Discussion:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
         else:
-            actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
-            self.ledger.settle(reservation, actual)
-            trace.completion = result.completion
-            trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
-            trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
-            trace.latency_s, trace.cached = result.latency_s, result.cached
+            settle_call(self.ledger, reservation, model, result, trace)
         if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
             self._finish_trace(trace)
             self.traces.append(trace)

@@ -305,14 +305,7 @@ class Handbook:
         for row in self.behaviors():
             behaviors.append(
                 {
-                    "name": row.name,
-                    "instruction": row.instruction,
-                    "topic": row.topic,
-                    "source_run": row.source_run,
-                    "source_item": row.source_item,
-                    "created": row.created.isoformat(),
-                    "merged": row.merged,
-                    **{k: getattr(row, k) for k in COUNTERS},
+                    **behavior_record(row),
                     "sources": [
                         {
                             "run_id": s.run_id,
@@ -330,6 +323,20 @@ class Handbook:
 
 
 COUNTERS = ("times_retrieved", "times_cited", "times_cited_correct", "times_cited_wrong")
+
+
+def behavior_record(row: BehaviorRow) -> dict[str, Any]:
+    """A behavior as JSON: text, topic, first provenance, merge count and counters."""
+    return {
+        "name": row.name,
+        "instruction": row.instruction,
+        "topic": row.topic,
+        "source_run": row.source_run,
+        "source_item": row.source_item,
+        "created": row.created.isoformat(),
+        "merged": row.merged,
+        **{k: getattr(row, k) for k in COUNTERS},
+    }
 
 
 def import_handbook(
