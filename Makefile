@@ -27,7 +27,9 @@ $(VENV)/.local-engine: $(VENV)/.installed
 	touch $@
 
 test: install tasks-data local-engine  ## the whole suite, integration tests (real vLLM) included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not integration"
+	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
+	$(BIN)/python -m pytest -q -m integration
 
 test-fast: install tasks-data       ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
