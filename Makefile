@@ -28,10 +28,8 @@ $(VENV)/.local-engine: $(VENV)/.installed
 
 test: install tasks-data local-engine  ## the whole suite, integration tests (real vLLM) included
 	$(BIN)/python -m pytest -q -m "not integration"
-	# real vLLM servers, in processes of their own (they start and kill servers and their owners); the
-	# process-death test hangs when other serving tests ran before it in the same process (open question)
-	$(BIN)/python -m pytest -q -m integration -k "not survives_its_process"
-	$(BIN)/python -m pytest -q -m integration -k "survives_its_process"
+	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
+	$(BIN)/python -m pytest -q -m integration
 
 test-fast: install tasks-data       ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
