@@ -222,18 +222,8 @@ class RunContext:
         return majority_vote([Candidate(t.node_id, t.answer or "") for t in closest], self.runtime.answer_format)
 
     def _usage(self, traces: list[NodeTrace]) -> Usage:
-        called = [t for t in traces if t.route is not None and t.status == "ok"]
-        usage = Usage(
-            calls=sum(1 for t in called if not t.cached),
-            cached_calls=sum(1 for t in called if t.cached),
-            prompt_tokens=sum(t.prompt_tokens for t in called),
-            completion_tokens=sum(t.completion_tokens for t in called),
-            latency_s=time.perf_counter() - self._started,
-        )
-        flops = [t.flops for t in called]
-        usage.flops = None if any(f is None for f in flops) else sum(f or 0.0 for f in flops)
-        prices = [t.usd for t in called]
-        usage.usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
+        usage = calls_usage(traces)
+        usage.latency_s = time.perf_counter() - self._started
         usage.critical_path_s, _ = self.runtime.topology.critical_path({t.node_id: t.latency_s for t in traces})
         return usage
 
@@ -252,6 +242,22 @@ class SampleSlots:
         index = self._used[key]
         self._used[key] += 1
         return replace(request, sample_index=index)
+
+
+def calls_usage(traces: list[NodeTrace]) -> Usage:
+    """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them)."""
+    called = [t for t in traces if t.route is not None and t.status == "ok"]
+    flops = [t.flops for t in called]
+    prices = [t.usd for t in called]
+    return Usage(
+        calls=sum(1 for t in called if not t.cached),
+        cached_calls=sum(1 for t in called if t.cached),
+        prompt_tokens=sum(t.prompt_tokens for t in called),
+        completion_tokens=sum(t.completion_tokens for t in called),
+        flops=None if any(f is None for f in flops) else sum(f or 0.0 for f in flops),
+        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        latency_s=sum(t.latency_s for t in called),
+    )
 
 
 def call_row(run_id: str, item_key: str, trace: NodeTrace) -> NodeCall:

@@ -49,6 +49,7 @@ from agentscale.graphs._execute import (
     RunOptions,
     SampleSlots,
     call_row,
+    calls_usage,
     first_set,
     settle_call,
     spend_of,
@@ -528,18 +529,7 @@ class Discussion:
         return "\n".join(lines)
 
     def _usage(self, traces: list[NodeTrace], *, total: bool = False) -> Usage:
-        called = [t for t in traces if t.route is not None and t.status == "ok"]
-        usage = Usage(
-            calls=sum(1 for t in called if not t.cached),
-            cached_calls=sum(1 for t in called if t.cached),
-            prompt_tokens=sum(t.prompt_tokens for t in called),
-            completion_tokens=sum(t.completion_tokens for t in called),
-            latency_s=sum(t.latency_s for t in called),
-        )
-        flops = [t.flops for t in called]
-        usage.flops = None if any(f is None for f in flops) else sum(f or 0.0 for f in flops)
-        prices = [t.usd for t in called]
-        usage.usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
+        usage = calls_usage(traces)
         if total:
             usage.latency_s = time.perf_counter() - self._started
             usage.critical_path_s = self._critical_path
