@@ -28,6 +28,7 @@ from agentscale.models._litellm import get_litellm
 from agentscale.models.gateway import Endpoint
 from agentscale.models.registry import ResolvedModel
 from agentscale.sim.behavior import ROLES, call_distribution
+from agentscale.sim.ceo import judge_kind, judge_reply
 from agentscale.sim.items import ItemBank, profile
 from agentscale.sim.parse import SimRequest, read_request
 from agentscale.sim.population import SimModel, sim_model
@@ -43,8 +44,8 @@ class SimReply:
     """One simulated completion with its modelled usage and latency."""
 
     text: str
-    answer: int
-    category: int
+    answer: int | None  # None for CEO and evaluator replies (they judge, they do not answer)
+    category: int | None
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
@@ -76,6 +77,12 @@ def respond(name: str, messages: list[dict[str, str]], params: Mapping[str, Any]
     """
     params = dict(params or {})
     model = sim_model(name)
+    system = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
+    kind = judge_kind(system)
+    if kind is not None:  # the CEO coordinator or its evaluator: a JSON decision or verdict
+        judged = judge_reply(kind, model, messages)
+        latency = float(call_latency(model, judged.prompt_tokens, judged.completion_tokens))
+        return SimReply(judged.text, None, None, judged.prompt_tokens, judged.completion_tokens, latency)
     request = read_request(messages)
     item = request.item
     temperature = params.get("temperature")
