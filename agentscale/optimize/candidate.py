@@ -1,8 +1,10 @@
 """Candidate graphs: the compact form the optimizers sample, score and compare.
 
 A candidate is a list of node choices (model alias, role) in topological order plus forward edges
-`i -> j` (i < j); the last node is the output. This form makes validity, the compute cost and
-isomorphism cheap to check, and converts to a runnable :class:`GraphSpec` for evaluation and output.
+`i -> j` (i < j); the last node is the output. It may also put a CEO coordinator over the graph
+(:class:`CeoChoice`): the graph then runs as a multi-round discussion (docs/coordinator.md). This
+form makes validity, the compute cost and isomorphism cheap to check, and converts to a runnable
+:class:`GraphSpec` for evaluation and output.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, GraphSpec, ModelSpec, NodeSpec, Sampling
+from agentscale.graphs.discussion import CEO_MAX_TOKENS
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, GraphSpec, ModelSpec, NodeSpec, Sampling
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
 
@@ -30,9 +33,21 @@ class NodeChoice:
 
 
 @dataclass(frozen=True)
+class CeoChoice:
+    """A CEO coordinator over the graph: its model alias and how many rounds it may run."""
+
+    model: str
+    max_rounds: int
+
+    def label(self) -> str:
+        return f"ceo:{self.model}x{self.max_rounds}"
+
+
+@dataclass(frozen=True)
 class CandidateGraph:
     nodes: tuple[NodeChoice, ...]
     edges: frozenset[tuple[int, int]]
+    ceo: CeoChoice | None = None  # None: the graph runs once, without a coordinator
 
     # structure ------------------------------------------------------------------------------
     @property
@@ -80,8 +95,13 @@ class CandidateGraph:
         """Equal for isomorphic candidates (same labelled DAG under any topological relabelling).
 
         Brute force over relabellings is exact and cheap for the small graphs searched here
-        (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry.
+        (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry. The CEO,
+        when there is one, is part of the key.
         """
+        suffix = "" if self.ceo is None else "|" + self.ceo.label()
+        return self._graph_key() + suffix
+
+    def _graph_key(self) -> str:
         if self.size <= 7:
             best: tuple[object, ...] | None = None
             for order in itertools.permutations(range(self.size - 1)):
@@ -111,19 +131,31 @@ class CandidateGraph:
         A node with in-degree d reads the question plus its predecessors' answers, so its prompt is
         A + d·B tokens for a task with mean prompt A and mean completion B; it writes B tokens.
         Votes call no model and cost nothing.
+
+        With a CEO the projection is the discussion's worst case without retries: every round runs
+        the whole graph (the CEO's agent count is capped by the graph's own), sources read the best
+        answer from round 2 on (one more input), and one CEO call per round reads about a question
+        and an answer and writes its completion cap. A CEO that needs format retries spends more
+        than this (the measured spend is recorded with each trial).
         """
-        unit = compute_unit(mean_prompt_tokens, mean_completion_tokens)
+        lengths = (mean_prompt_tokens, mean_completion_tokens)
+        total = self._pass_flops(models, *lengths, source_inputs=0)
+        if self.ceo is not None:
+            later = self._pass_flops(models, *lengths, source_inputs=1)
+            ceo_call = _call_flops(models, self.ceo.model, mean_prompt_tokens + mean_completion_tokens, CEO_MAX_TOKENS)
+            total += (self.ceo.max_rounds - 1) * later + self.ceo.max_rounds * ceo_call
+        return total / compute_unit(*lengths)
+
+    def _pass_flops(
+        self, models: dict[str, ResolvedModel], prompt: float, completion: float, *, source_inputs: int
+    ) -> float:
+        """FLOPs of one pass over the graph; sources read `source_inputs` extra answers."""
         total = 0.0
         for index, node in enumerate(self.nodes):
-            if node.model is None:
-                continue
-            degree = len(self.predecessors[index])
-            prompt = round(mean_prompt_tokens + degree * mean_completion_tokens)
-            flops = model_flops(models[node.model], prompt, round(mean_completion_tokens))
-            if flops is None:
-                raise ValueError(f"model {node.model!r} has unknown size: set params_b in the space")
-            total += flops
-        return total / unit
+            if node.model is not None:
+                degree = len(self.predecessors[index]) or source_inputs
+                total += _call_flops(models, node.model, prompt + degree * completion, completion)
+        return total
 
     # conversion -----------------------------------------------------------------------------
     def node_id(self, index: int) -> str:
@@ -139,7 +171,7 @@ class CandidateGraph:
         description: str = "",
     ) -> GraphSpec:
         """A runnable graph with the models it uses."""
-        used = sorted({n.model for n in self.nodes if n.model is not None})
+        used = sorted({n.model for n in self.nodes if n.model is not None} | ({self.ceo.model} if self.ceo else set()))
         nodes = [NodeSpec(id=self.node_id(i), role=n.role, model=n.model) for i, n in enumerate(self.nodes)]
         edges = []
         for index in range(self.size):
@@ -154,6 +186,7 @@ class CandidateGraph:
             nodes=nodes,
             edges=edges,
             output=self.node_id(self.output),
+            coordinator=None if self.ceo is None else Coordinator(model=self.ceo.model, max_rounds=self.ceo.max_rounds),
         )
 
     def describe(self) -> str:
@@ -162,7 +195,16 @@ class CandidateGraph:
         for index, node in enumerate(self.nodes):
             preds = ",".join(str(p) for p in self.predecessors[index]) or "-"
             lines.append(f"{index} | {node.model or '-'} | {node.role} | {preds}")
+        if self.ceo is not None:
+            lines.append(f"CEO coordinator: {self.ceo.model}, up to {self.ceo.max_rounds} rounds")
         return "\n".join(lines)
+
+
+def _call_flops(models: dict[str, ResolvedModel], alias: str, prompt: float, completion: float) -> float:
+    flops = model_flops(models[alias], round(prompt), round(completion))
+    if flops is None:
+        raise ValueError(f"model {alias!r} has unknown size: set params_b in the space")
+    return flops
 
 
 def resolve_models(models: dict[str, ModelSpec]) -> dict[str, ResolvedModel]:

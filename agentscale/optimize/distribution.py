@@ -2,7 +2,8 @@
 
 Parameters, as in the paper's `EdgeWiseDistribution`: a categorical over the node count, for each
 node slot a categorical over models and one over roles, and a Bernoulli logit per forward edge
-(slot i -> slot j, i < j). Sampling only returns graphs that are valid and fit the budget: structural
+(slot i -> slot j, i < j); when the space searches the CEO coordinator, one more categorical over its
+choices (no CEO, or a CEO model). Sampling only returns graphs that are valid and fit the budget: structural
 repair first (a node that needs inputs gets its previous slot as input; a node with no successor
 feeds the output), then, while over budget, the cheapest non-output node is removed (its inputs are
 passed to its successors, as the paper's `ensure_within_budget` removes the smallest models first);
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -40,6 +41,7 @@ class Gradient:
     model: np.ndarray
     role: np.ndarray
     edge: np.ndarray
+    ceo: np.ndarray
 
 
 class GraphDistribution:
@@ -50,6 +52,7 @@ class GraphDistribution:
         self.model_logits = np.zeros((n, m))
         self.role_logits = np.zeros((n, r))
         self.edge_logits = np.zeros((n, n))
+        self.ceo_logits = np.zeros(len(problem.ceo_options))
         self._source_mask = np.array([role not in ROLES_NEEDING_INPUTS for role in problem.roles])
 
     # probabilities ----------------------------------------------------------------------------
@@ -67,6 +70,9 @@ class GraphDistribution:
 
     def edge_probs(self) -> np.ndarray:
         return sigmoid(self.edge_logits)
+
+    def ceo_probs(self) -> np.ndarray:
+        return softmax(self.ceo_logits)
 
     # sampling ---------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> CandidateGraph:
@@ -101,7 +107,9 @@ class GraphDistribution:
             nodes.append(NodeChoice(role, model))
         probs = self.edge_probs()
         edges = {(i, j) for j in range(size) for i in range(j) if rng.random() < probs[i, j]}
-        return repair(tuple(nodes), edges)
+        options = problem.ceo_options  # drawn only when searched, so other spaces sample as before
+        ceo = options[int(rng.choice(len(options), p=self.ceo_probs()))] if len(options) > 1 else options[0]
+        return repair(tuple(nodes), edges, ceo)
 
     def _fit_budget(self, candidate: CandidateGraph) -> CandidateGraph | None:
         problem = self.problem
@@ -129,7 +137,11 @@ class GraphDistribution:
             np.zeros_like(self.model_logits),
             np.zeros_like(self.role_logits),
             np.zeros_like(self.edge_logits),
+            np.zeros_like(self.ceo_logits),
         )
+        if candidate.ceo in self.problem.ceo_options:  # pilot graphs may sit outside the dimension
+            grad.ceo = -self.ceo_probs()
+            grad.ceo[self.problem.ceo_options.index(candidate.ceo)] += 1.0
         size = min(candidate.size, self.problem.max_nodes)
         grad.size = -self.size_probs()
         grad.size[size - 1] += 1.0
@@ -150,7 +162,8 @@ class GraphDistribution:
         self.model_logits += scale * grad.model
         self.role_logits += scale * np.nan_to_num(grad.role, neginf=0.0, posinf=0.0)
         self.edge_logits += scale * grad.edge
-        for array in (self.size_logits, self.model_logits, self.role_logits, self.edge_logits):
+        self.ceo_logits += scale * grad.ceo
+        for array in (self.size_logits, self.model_logits, self.role_logits, self.edge_logits, self.ceo_logits):
             np.clip(array, -8.0, 8.0, out=array)
 
     # persistence ------------------------------------------------------------------------------
@@ -160,6 +173,7 @@ class GraphDistribution:
             "model": self.model_logits.tolist(),
             "role": self.role_logits.tolist(),
             "edge": self.edge_logits.tolist(),
+            "ceo": self.ceo_logits.tolist(),
         }
 
     def describe(self) -> str:
@@ -173,10 +187,18 @@ class GraphDistribution:
         probs = self.edge_probs()
         edges = [f"{i}->{j} {probs[i, j]:.2f}" for j in range(problem.max_nodes) for i in range(j)]
         lines.append("edges: " + ", ".join(edges))
+        if problem.ceo_options != (None,):
+            choices = zip(problem.ceo_options, self.ceo_probs(), strict=True)
+            lines.append("coordinator: " + ", ".join(f"{ceo_name(c)} {p:.2f}" for c, p in choices))
         return "\n".join(lines)
 
 
-def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> CandidateGraph:
+def ceo_name(ceo: CeoChoice | None) -> str:
+    """How a coordinator choice is written for the LLM agent (`off` or the CEO's model alias)."""
+    return "off" if ceo is None else ceo.model
+
+
+def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]], ceo: CeoChoice | None = None) -> CandidateGraph:
     """Make a drawn graph structurally valid: inputs where needed, every node reaching the output."""
     fixed = set(edges)
     size = len(nodes)
@@ -186,7 +208,7 @@ def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> Candid
     for i in range(size - 2, -1, -1):
         if not any(s == i for s, _ in fixed):
             fixed.add((i, size - 1))
-    return CandidateGraph(nodes, frozenset(fixed))
+    return CandidateGraph(nodes, frozenset(fixed), ceo)
 
 
 def remove_node(candidate: CandidateGraph, index: int) -> CandidateGraph:
@@ -200,4 +222,4 @@ def remove_node(candidate: CandidateGraph, index: int) -> CandidateGraph:
         return k - 1 if k > index else k
 
     nodes = candidate.nodes[:index] + candidate.nodes[index + 1 :]
-    return repair(nodes, {(shift(i), shift(j)) for i, j in edges})
+    return repair(nodes, {(shift(i), shift(j)) for i, j in edges}, candidate.ceo)

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.distribution import GraphDistribution, repair
+from agentscale.optimize.distribution import GraphDistribution, ceo_name, repair
 from agentscale.optimize.objective import Observation
 
 log = logging.getLogger("agentscale.optimize")
@@ -39,14 +39,17 @@ class ProposedNode(_Strict):
 class ProposedGraph(_Strict):
     nodes: list[ProposedNode] = Field(min_length=1, max_length=32)
     edges: list[tuple[int, int]] = Field(default_factory=list)
+    coordinator: str = "off"  # "off" or the CEO's model alias (spaces that search the coordinator)
 
 
 class AgentUpdate(_Strict):
-    """What the agent may change: node-count, model and edge probabilities, and one proposed graph."""
+    """What the agent may change: node-count, model, edge and coordinator probabilities, and one
+    proposed graph."""
 
     size: dict[int, Probability] | None = None
     models: dict[str, Probability] | None = None
     edges: list[tuple[int, int, Probability]] | None = None
+    coordinator: dict[str, Probability] | None = None  # "off" or a CEO alias -> probability
     graph: ProposedGraph | None = None
 
 
@@ -106,14 +109,24 @@ def apply_agent_update(
             problems.append(f"edge {i}->{j} is not a forward edge within {problem.max_nodes} nodes")
         elif check(p, f"edge {i}->{j}"):
             distribution.edge_logits[i, j] = (1 - mix) * distribution.edge_logits[i, j] + mix * to_logit(p)
+    choices = {ceo_name(c): index for index, c in enumerate(problem.ceo_options)}
+    for name, p in (update.coordinator or {}).items():
+        if name not in choices:
+            problems.append(f"coordinator choice {name!r} is not one of {sorted(choices)}")
+        elif check(p, f"coordinator {name}"):
+            index = choices[name]
+            distribution.ceo_logits[index] = (1 - mix) * distribution.ceo_logits[index] + mix * to_logit(p)
     proposed = None
     if update.graph is not None:
         nodes = tuple(NodeChoice(n.role, None if n.role == "vote" else n.model) for n in update.graph.nodes)
         edges = {(i, j) for i, j in update.graph.edges if 0 <= i < j < len(nodes)}
-        candidate = repair(nodes, edges)
+        ceo_index = choices.get(update.graph.coordinator)
+        candidate = repair(nodes, edges, None if ceo_index is None else problem.ceo_options[ceo_index])
         unknown = [n.model for n in nodes if n.model is not None and n.model not in problem.aliases]
         if unknown or any(n.role not in problem.roles for n in nodes):
             problems.append("proposed graph uses models or roles outside the space")
+        elif ceo_index is None:
+            problems.append(f"proposed coordinator {update.graph.coordinator!r} is not one of {sorted(choices)}")
         elif not problem.fits(candidate):
             problems.append("proposed graph is invalid or over budget")
         else:
@@ -150,16 +163,26 @@ def agent_prompt(
             "node | model | role | predecessors\n" + observation.candidate.describe()
         )
     budget = "none" if problem.budget is None else f"{problem.budget:g} compute units (1B-model calls)"
+    searches_ceo = problem.ceo_options != (None,)
+    ceo_text = (
+        f" Coordinator choices (a CEO that runs the graph as up to several discussion rounds): "
+        f"{', '.join(ceo_name(c) for c in problem.ceo_options)}."
+        if searches_ceo
+        else ""
+    )
     user = "\n\n".join(
         [
             *([INSIGHTS] if insights else []),
             f"Models: {', '.join(problem.aliases)}. Roles: {', '.join(problem.roles)}. "
-            f"At most {problem.max_nodes} nodes. Budget per question: {budget}.",
+            f"At most {problem.max_nodes} nodes. Budget per question: {budget}.{ceo_text}",
             "Current probabilities:\n" + distribution.describe(),
             "Graphs just evaluated:\n" + "\n\n".join(tables),
             'Return JSON: {"size": {"<node count>": p, ...}, "models": {"<alias>": p, ...}, '
-            '"edges": [[i, j, p], ...], "graph": {"nodes": [{"role": "...", "model": "..."}, ...], '
-            '"edges": [[i, j], ...]}}. Every field is optional; probabilities are in [0, 1].',
+            '"edges": [[i, j, p], ...], '
+            + ('"coordinator": {"<off or CEO alias>": p, ...}, ' if searches_ceo else "")
+            + '"graph": {"nodes": [{"role": "...", "model": "..."}, ...], "edges": [[i, j], ...]'
+            + (', "coordinator": "<off or CEO alias>"' if searches_ceo else "")
+            + "}}. Every field is optional; probabilities are in [0, 1].",
         ]
     )
     return system, user
@@ -178,16 +201,25 @@ class InsightRules:
         # Insight 1: lean toward models whose graphs score well.
         by_model: dict[str, list[float]] = defaultdict(list)
         by_size: dict[int, list[float]] = defaultdict(list)
+        by_ceo: dict[int, list[float]] = defaultdict(list)
         for observation in history:
             for node in observation.candidate.nodes:
                 if node.model is not None:
                     by_model[node.model].append(observation.reward)
             by_size[observation.candidate.size].append(observation.reward)
+            if observation.candidate.ceo in problem.ceo_options:
+                by_ceo[problem.ceo_options.index(observation.candidate.ceo)].append(observation.reward)
         if len(by_model) > 1:
             means = {alias: float(np.mean(values)) for alias, values in by_model.items()}
             centre = float(np.mean(list(means.values())))
             for alias, mean in means.items():
                 distribution.model_logits[:, problem.aliases.index(alias)] += self.rate * 2 * (mean - centre)
+        # Like insight 1 for the coordinator: lean toward the choice (no CEO, or a CEO model) that pays.
+        if len(by_ceo) > 1:
+            ceo_means = {index: float(np.mean(values)) for index, values in by_ceo.items()}
+            centre = float(np.mean(list(ceo_means.values())))
+            for index, mean in ceo_means.items():
+                distribution.ceo_logits[index] += self.rate * 2 * (mean - centre)
         # Insight 2: move the node-count distribution toward sizes that scored well.
         if len(by_size) > 1:
             means_size = {size: float(np.mean(values)) for size, values in by_size.items()}
@@ -206,6 +238,11 @@ class InsightRules:
         else:
             self.stale += 1
             if self.stale >= 2:
-                for array in (distribution.size_logits, distribution.model_logits, distribution.edge_logits):
+                for array in (
+                    distribution.size_logits,
+                    distribution.model_logits,
+                    distribution.edge_logits,
+                    distribution.ceo_logits,
+                ):
                     array *= 0.7
                 self.stale = 0

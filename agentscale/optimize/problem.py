@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from agentscale.errors import SpecError, SpecIssue
 from agentscale.models.registry import ResolvedModel
-from agentscale.optimize.candidate import CandidateGraph, resolve_models
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
 
 # Mean prompt/completion tokens of the paper's tasks (from its code), used when a space gives none.
@@ -39,6 +39,7 @@ class SearchProblem:
     budget: float | None  # compute units per question; None = no compute cap
     mean_prompt_tokens: float
     mean_completion_tokens: float
+    ceo_options: tuple[CeoChoice | None, ...] = (None,)  # the coordinator dimension (None: no CEO)
     _cost: dict[str, float] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -53,7 +54,32 @@ class SearchProblem:
                 ]
             )
         prompt, completion = task_lengths(space)
-        return cls(models, tuple(space.roles), space.max_nodes, space.budget.compute, prompt, completion)
+        problem = cls(
+            models, tuple(space.roles), space.max_nodes, space.budget.compute, prompt, completion, ceo_options(space)
+        )
+        problem._check_ceo_affordable(space)
+        return problem
+
+    def _check_ceo_affordable(self, space: SpaceSpec) -> None:
+        """Each CEO offered must fit the budget over its rounds with the cheapest one-node team;
+        otherwise the choice could never be sampled and the search would silently ignore it."""
+        if space.coordinator is None or self.budget is None:
+            return
+        cheapest = min(self.aliases, key=lambda alias: self.compute(_one_call(alias)))
+        issues = []
+        for index, alias in enumerate(space.coordinator.models):
+            cost = self.compute(_one_call(cheapest, CeoChoice(alias, space.coordinator.max_rounds)))
+            if cost > self.budget + 1e-9:
+                issues.append(
+                    SpecIssue(
+                        f"coordinator.models[{index}]",
+                        f"a CEO {alias!r} over {space.coordinator.max_rounds} rounds costs at least {cost:.2f} "
+                        f"compute units with a one-node team, over budget.compute={self.budget:g}: lower "
+                        "coordinator.max_rounds or raise the budget",
+                    )
+                )
+        if issues:
+            raise SpecError(issues)
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -72,3 +98,16 @@ class SearchProblem:
             and all(n.role in self.roles for n in candidate.nodes)
             and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
         )
+
+
+def ceo_options(space: SpaceSpec) -> tuple[CeoChoice | None, ...]:
+    """The coordinator choices a graph of this space may take (just None without `coordinator:`)."""
+    search = space.coordinator
+    if search is None:
+        return (None,)
+    choices = tuple(CeoChoice(alias, search.max_rounds) for alias in search.models)
+    return ((None,) if search.optional else ()) + choices
+
+
+def _one_call(alias: str, ceo: CeoChoice | None = None) -> CandidateGraph:
+    return CandidateGraph((NodeChoice("assistant", alias),), frozenset(), ceo)

@@ -27,6 +27,8 @@ def diagram(candidate: CandidateGraph) -> str:
         preds = candidate.predecessors[index]
         if preds:
             lines.append(f"  {index} <- {', '.join(str(p) for p in preds)}")
+    if candidate.ceo is not None:
+        lines.append(f"  CEO {candidate.ceo.model} over up to {candidate.ceo.max_rounds} rounds")
     return "\n".join(lines)
 
 

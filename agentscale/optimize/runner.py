@@ -324,7 +324,8 @@ class Optimization:
         """Re-evaluate the best few distinct graphs on the whole train split; keep the best."""
         totals: dict[str, list[Observation]] = {}
         for observation in history:
-            totals.setdefault(observation.candidate.canonical_key, []).append(observation)
+            if observation.candidate.ceo in self.problem.ceo_options:  # pilots may lack a required CEO
+                totals.setdefault(observation.candidate.canonical_key, []).append(observation)
 
         def mean_reward(key: str) -> float:
             return float(np.mean([o.reward for o in totals[key]]))

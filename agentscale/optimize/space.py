@@ -98,6 +98,19 @@ class OptimizerSettings(StrictModel):
     max_spend: MaxSpend = Field(default_factory=MaxSpend)
 
 
+class CoordinatorSearch(StrictModel):
+    """The CEO coordinator as a search dimension: no coordinator, or one of `models` as the CEO.
+
+    With `optional: false` every graph gets a CEO (only its model is searched). A graph with a CEO
+    runs up to `max_rounds` discussion rounds, and its projected compute counts every round, so it
+    must fit the same per-question budget as a single pass.
+    """
+
+    models: Annotated[list[str], Field(min_length=1)]
+    max_rounds: Annotated[int, Field(ge=1, le=100)] = 3
+    optional: bool = True
+
+
 class SpaceSpec(StrictModel):
     """A whole search space."""
 
@@ -113,6 +126,7 @@ class SpaceSpec(StrictModel):
     answer_format: AnswerFormat | None = None
     objective: Objective = Field(default_factory=Objective)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+    coordinator: CoordinatorSearch | None = None
 
     @model_validator(mode="after")
     def _needs_an_answering_role(self) -> SpaceSpec:
@@ -132,6 +146,15 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
     agent = space.optimizer.agent_model
     if agent is not None and "/" not in agent and agent not in space.models:
         issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))
+    ceo_models = space.coordinator.models if space.coordinator is not None else []
+    for index, alias in enumerate(ceo_models):
+        if alias not in space.models:
+            known = ", ".join(sorted(space.models))
+            issues.append(
+                located.issue(("coordinator", "models", index), f"unknown model alias {alias!r} (known: {known})")
+            )
+    if len(set(ceo_models)) < len(ceo_models):
+        issues.append(located.issue(("coordinator", "models"), "lists a model twice"))
     if issues:
         raise SpecError(issues, source)
     return space

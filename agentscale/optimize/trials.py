@@ -16,7 +16,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
 from agentscale.graphs.graph import Graph
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, scalarize
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec
@@ -30,13 +30,19 @@ class SpendCapReached(AgentScaleError):
 
 
 def candidate_to_json(candidate: CandidateGraph) -> str:
-    return json.dumps({"nodes": [[n.role, n.model] for n in candidate.nodes], "edges": sorted(candidate.edges)})
+    data: dict[str, object] = {"nodes": [[n.role, n.model] for n in candidate.nodes], "edges": sorted(candidate.edges)}
+    if candidate.ceo is not None:
+        data["ceo"] = [candidate.ceo.model, candidate.ceo.max_rounds]
+    return json.dumps(data)
 
 
 def candidate_from_json(text: str) -> CandidateGraph:
     data = json.loads(text)
+    ceo = CeoChoice(*data["ceo"]) if data.get("ceo") else None
     return CandidateGraph(
-        tuple(NodeChoice(role, model) for role, model in data["nodes"]), frozenset(tuple(e) for e in data["edges"])
+        tuple(NodeChoice(role, model) for role, model in data["nodes"]),
+        frozenset(tuple(e) for e in data["edges"]),
+        ceo,
     )
 
 

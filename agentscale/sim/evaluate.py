@@ -85,6 +85,8 @@ def candidate_graph(
     candidate: CandidateGraph, models: Mapping[str, ModelSpec], temperature: float | None = None
 ) -> SimGraph:
     """The simulator's view of a candidate whose aliases map to sim routes in `models`."""
+    if candidate.ceo is not None:
+        raise SimGraphError("the simulator's ground truth does not cover coordinator (multi-round) graphs")
     nodes: list[tuple[str, str | None]] = []
     for node in candidate.nodes:
         if node.model is None:
@@ -132,6 +134,11 @@ class SimOracle:
         ref = space.task
         if ref.name is None or not ref.name.startswith("sim:"):
             raise SimGraphError(f"space {space.name!r}: the ground truth needs a sim task (sim:math...), got {ref}")
+        if space.coordinator is not None:
+            raise SimGraphError(
+                f"space {space.name!r}: the ground truth does not cover the coordinator dimension "
+                "(multi-round graphs); remove `coordinator:` or measure it with `agentscale optimize`"
+            )
         self.space = space
         try:
             self.profile = profile(ref.name)

@@ -1,6 +1,6 @@
 """Bayesian optimisation (Optuna's TPE) over the same encoding: node count, per-slot role and model,
-and one binary choice per forward edge; each suggestion is repaired and fitted to the budget exactly
-like a sampled graph."""
+one binary choice per forward edge and the coordinator choice; each suggestion is repaired and fitted
+to the budget exactly like a sampled graph."""
 
 from __future__ import annotations
 
@@ -55,7 +55,9 @@ class BayesSearch(SearchMethod):
                 for i in range(j)
                 if trial.suggest_categorical(f"edge{i}_{j}", [0, 1]) and j < size
             }
-            candidate = self.fitter._fit_budget(repair(tuple(nodes), edges))
+            options = len(problem.ceo_options)  # asked only when searched: keeps other spaces' trials as before
+            choice = trial.suggest_categorical("ceo", list(range(options))) if options > 1 else 0
+            candidate = self.fitter._fit_budget(repair(tuple(nodes), edges, problem.ceo_options[choice]))
             if candidate is not None and problem.fits(candidate):
                 return trial, candidate
             self.study.tell(trial, -1.0)  # invalid or over budget: teach TPE to avoid it
