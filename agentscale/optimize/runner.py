@@ -23,6 +23,7 @@ import numpy as np
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.stats import wilson_interval
+from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs._yaml import load_located
 from agentscale.graphs.io import dump_graph_spec
 from agentscale.models.gateway import CallRequest, Gateway
@@ -159,7 +160,9 @@ class Optimization:
         seed: int | None = None,
         concurrency: int = 8,
         run_id: str | None = None,
+        executor: ExecutorConfig | None = None,
     ) -> None:
+        """`executor` says where evaluation items run (default local); it is stored with the run."""
         if gateway.store is None:
             raise AgentScaleError("an optimization needs a database (store)")
         self.space = space
@@ -172,19 +175,25 @@ class Optimization:
         self.concurrency = concurrency
         self.problem = SearchProblem.from_space(space)
         self.task, self.train, self.test = load_task_split(space)
+        self.executor_config = executor or ExecutorConfig()
+        self.executor: Executor = create_executor(self.executor_config)  # fails now if Ray is missing
         if run_id is None:
             config = {
                 "space_yaml": space_text,
                 "method": self.method_name,
                 "seed": self.seed,
                 "concurrency": concurrency,
+                "executor": self.executor_config.to_dict(),
             }
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config).id
         self.run_id = run_id
-        self.evaluator = TrialEvaluator(run_id, space, self.problem, self.task, gateway, concurrency)
+        self.evaluator = TrialEvaluator(
+            run_id, space, self.problem, self.task, gateway, concurrency, executor=self.executor
+        )
 
     @classmethod
-    def resume(cls, run_id: str, gateway: Gateway) -> Optimization:
+    def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Optimization:
+        """Continue a stored run; with the executor it was started with unless `executor` is given."""
         assert gateway.store is not None
         run = gateway.store.get_run(run_id)
         if run.kind != "optimize":
@@ -199,6 +208,7 @@ class Optimization:
             seed=config["seed"],
             concurrency=config.get("concurrency", 8),
             run_id=run.id,
+            executor=executor or ExecutorConfig.from_dict(config.get("executor")),
         )
 
     # the agent used for textual feedback ------------------------------------------------------
@@ -239,6 +249,8 @@ class Optimization:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
             self.store.finish_run(self.run_id, status, error=str(exc) or type(exc).__name__)
             raise
+        finally:
+            self.executor.close()
         self.store.finish_run(self.run_id, "done", result.to_dict())
         return result
 

@@ -10,10 +10,11 @@ exactly where it stopped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
+from agentscale.executors import Executor, LocalExecutor
 from agentscale.graphs.graph import Graph
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
@@ -58,6 +59,7 @@ class TrialEvaluator:
     replayed: int = 0
     evaluated: int = 0
     latency_ref: float = 1.0
+    executor: Executor = field(default_factory=LocalExecutor)  # where each item's graph runs
 
     @property
     def store(self) -> Store:
@@ -93,6 +95,7 @@ class TrialEvaluator:
             run_id=self.run_id,
             concurrency=self.concurrency,
             item_prefix=f"t{seq}:",
+            executor=self.executor,
         )
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))

@@ -150,11 +150,22 @@ class Store:
 
     def record_call(self, cache_entry: CacheEntry | None, spend: SpendEntry) -> None:
         """A real call's ledger row and cache entry (kept if one exists: concurrent identical calls)."""
+        self.record_calls([(cache_entry, spend)])
+
+    def record_calls(self, calls: Sequence[tuple[CacheEntry | None, SpendEntry]]) -> None:
+        """Several real calls in one transaction (a Ray driver records what its workers paid for)."""
         with self.engine.begin() as connection:
-            if cache_entry is not None:
-                table = CacheEntry.__table__  # type: ignore[attr-defined]
-                connection.execute(sqlite_insert(table).on_conflict_do_nothing(), [cache_entry.model_dump()])
-            connection.execute(SpendEntry.__table__.insert(), [spend.model_dump(exclude_none=True)])  # type: ignore[attr-defined]
+            for cache_entry, spend in calls:
+                if cache_entry is not None:
+                    table = CacheEntry.__table__  # type: ignore[attr-defined]
+                    connection.execute(sqlite_insert(table).on_conflict_do_nothing(), [cache_entry.model_dump()])
+                connection.execute(SpendEntry.__table__.insert(), [spend.model_dump(exclude_none=True)])  # type: ignore[attr-defined]
+
+    def has_cached(self, routes: Sequence[str]) -> bool:
+        """Whether the response cache holds anything for these routes (one indexed lookup)."""
+        with self.session() as session:
+            query = select(CacheEntry.key).where(CacheEntry.route.in_(routes)).limit(1)  # type: ignore[attr-defined]
+            return session.exec(query).first() is not None
 
     def trials(self, run_id: str) -> list[Trial]:
         with self.session() as session:

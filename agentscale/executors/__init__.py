@@ -1,0 +1,9 @@
+"""Where evaluation items run: in this process (`local`, the default) or on a Ray cluster (`ray`).
+
+The `ray` executor needs the optional extra `agentscale[ray]`; it is imported only when chosen.
+"""
+
+from agentscale.executors.base import EXECUTOR_KINDS, Executor, ExecutorConfig, ExecutorKind, create_executor
+from agentscale.executors.local import LocalExecutor
+
+__all__ = ["EXECUTOR_KINDS", "Executor", "ExecutorConfig", "ExecutorKind", "LocalExecutor", "create_executor"]

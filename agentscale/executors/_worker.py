@@ -1,0 +1,134 @@
+"""The Ray side of the `ray` executor: a worker actor that answers items and writes nothing.
+
+A worker runs the very same `Graph.arun` as the local executor, with a gateway whose store keeps rows
+in memory instead of SQLite. What an item would have written goes back to the driver:
+- its node calls and item row, in the returned :class:`ItemOutcome` (only the attempt that finishes
+  returns, so a retried item is recorded once);
+- each paid call's spend row and cache entry, to the outbox actor as soon as the call returns (so
+  the calls of an attempt whose worker is killed later are still in the ledger, and a retry can
+  replay them from the cache instead of paying again).
+
+The driver wraps :class:`ItemWorker` with `ray.remote`; Ray is imported only inside the worker, so
+this module loads without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import SQLModel
+
+from agentscale.graphs.graph import Graph
+from agentscale.graphs.result import RunResult
+from agentscale.graphs.spec import AnswerFormat
+from agentscale.graphs.validate import load_spec_text
+from agentscale.models._litellm import get_litellm
+from agentscale.models.gateway import Gateway, GatewaySettings
+from agentscale.storage.db import Store
+from agentscale.storage.tables import CacheEntry, SpendEntry
+
+WORKER_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+"""Set in every worker process: litellm must not fetch its price map from the network at import."""
+
+
+@dataclass(frozen=True)
+class ItemTask:
+    """One item as shipped to a worker: the graph as YAML (workers rebuild and keep it)."""
+
+    graph_yaml: str
+    answer_format: AnswerFormat
+    settings: GatewaySettings
+    question: str
+    run_id: str | None
+    item_key: str
+    record: bool
+    cache: tuple[dict[str, Any], ...] = ()  # cache entries this item may replay (found by the driver's probe)
+
+
+@dataclass
+class ItemOutcome:
+    """What a finished attempt returns: the result and the rows the driver writes for it."""
+
+    result: RunResult
+    rows: list[tuple[str, dict[str, Any]]]
+    pid: int
+
+
+@dataclass
+class _ItemRows:
+    """Rows and cache of the item being answered (one per item, found through a context variable)."""
+
+    cache: dict[str, CacheEntry]
+    rows: list[SQLModel] = field(default_factory=list)
+    sent: list[Any] = field(default_factory=list)  # outbox puts still travelling
+
+
+_ITEM: contextvars.ContextVar[_ItemRows] = contextvars.ContextVar("agentscale_worker_item")
+
+
+class WorkerStore(Store):
+    """A `Store` that writes no file: rows are kept for the driver, paid calls go to the outbox.
+
+    Only what a graph run uses is implemented (cache lookups, call records, row inserts); anything
+    else would need the real database and fails loudly (there is no engine).
+    """
+
+    def __init__(self, outbox: Any) -> None:  # no super().__init__: nothing is opened here
+        self.path = Path(f"<ray worker {os.getpid()}>")
+        self._outbox = outbox
+
+    def cache_get(self, key: str) -> CacheEntry | None:
+        return _ITEM.get().cache.get(key)
+
+    def record_calls(self, calls: Any) -> None:
+        item = _ITEM.get()
+        for cache_entry, spend in calls:
+            assert isinstance(spend, SpendEntry)
+            if cache_entry is not None:
+                item.cache.setdefault(cache_entry.key, cache_entry)
+            dumped = cache_entry.model_dump() if cache_entry is not None else None
+            item.sent.append(self._outbox.put.remote(dumped, spend.model_dump()))
+
+    def add_all(self, rows: Any) -> None:
+        _ITEM.get().rows.extend(rows)
+
+
+class ItemWorker:
+    """A Ray actor (async: many items at once, like the local executor's event loop)."""
+
+    def __init__(self, outbox_name: str) -> None:
+        import ray
+
+        os.environ.update(WORKER_ENV)
+        get_litellm()  # seconds of import, paid when the worker starts rather than by its first item
+        self._store = WorkerStore(ray.get_actor(outbox_name))
+        self._graphs: dict[tuple[str, str, GatewaySettings], Graph] = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def run_item(self, task: ItemTask) -> ItemOutcome:
+        graph = self._graph(task)
+        item = _ItemRows({entry["key"]: CacheEntry(**entry) for entry in task.cache})
+        token = _ITEM.set(item)  # node tasks created inside arun inherit it
+        try:
+            result = await graph.arun(task.question, run_id=task.run_id, item_key=task.item_key, record=task.record)
+        finally:
+            _ITEM.reset(token)
+        # every paid call is in the outbox before the driver sees this result (and drains the outbox)
+        await asyncio.gather(*item.sent)
+        rows = [(type(row).__name__, row.model_dump()) for row in item.rows]
+        return ItemOutcome(result, rows, os.getpid())
+
+    def _graph(self, task: ItemTask) -> Graph:
+        key = (task.graph_yaml, task.answer_format, task.settings)
+        if key not in self._graphs:
+            spec = load_spec_text(task.graph_yaml, "graph from the driver")
+            gateway = Gateway(self._store, task.settings)
+            self._graphs[key] = Graph(spec, gateway=gateway, answer_format=task.answer_format)
+        return self._graphs[key]

@@ -1,0 +1,276 @@
+"""The `ray` executor: items answered by worker actors on a Ray cluster, recorded by the driver.
+
+How an item travels (see `docs/scale.md` for the user's view):
+1. the driver probes the response cache (:mod:`agentscale.executors._probe`); an item the cache
+   answers completely runs in the driver, as with the local executor;
+2. otherwise the item, with the cache entries it may replay, goes to the least busy worker actor
+   (async actors: each keeps `concurrency` items in flight, like the local event loop);
+3. the worker answers it with the same `Graph.arun`, leaving each paid call in the outbox and
+   returning the item's rows with its result;
+4. the driver drains the outbox into the spend ledger and cache, then writes the item's rows:
+   SQLite keeps a single writer, the driver.
+
+Fault tolerance: a worker actor that dies is restarted by Ray (`max_restarts`), on another node if
+its node is gone; the items it had in flight are retried by the driver on another worker, at most
+`max_attempts` times each. Only a returned result is recorded, so a retried item has one set of rows;
+the calls its lost attempt paid for reached the ledger through the outbox (and the cache, so the
+retry replays them) unless they were still in flight when the worker died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from agentscale.errors import AgentScaleError
+from agentscale.executors._outbox import Outbox
+from agentscale.executors._probe import CacheProbe
+from agentscale.executors._worker import WORKER_ENV, ItemOutcome, ItemTask, ItemWorker
+from agentscale.storage.db import Store
+from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry
+
+if TYPE_CHECKING:
+    from agentscale.graphs.graph import Graph
+    from agentscale.graphs.result import RunResult
+
+INSTALL_HINT = "pip install 'agentscale[ray]'"
+MAX_ATTEMPTS = 3  # per item: the first try and two retries after a worker died
+MAX_RESTARTS = 4  # per worker actor
+RESTART_WAIT_S = 120.0  # how long items wait when every worker is down
+_ROW_TYPES: dict[str, type[Run | NodeCall | RunItem]] = {"Run": Run, "NodeCall": NodeCall, "RunItem": RunItem}
+
+
+def import_ray() -> ModuleType:
+    """Ray, or the one-line error a user can act on."""
+    try:
+        import ray
+    except ImportError:
+        raise AgentScaleError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass
+class DriverStats:
+    """Where the driver's time goes per result (the benchmark reports these)."""
+
+    results: int = 0  # items answered by workers and recorded
+    in_driver: int = 0  # items the cache answered completely (run in the driver)
+    retries: int = 0  # attempts lost with their worker
+    probe_s: float = 0.0
+    record_s: float = 0.0  # writing outbox calls and item rows to SQLite, draining included
+
+    def per_result_ms(self) -> float:
+        return 1000 * (self.probe_s + self.record_s) / max(1, self.results)
+
+
+class RayExecutor:
+    """Connects to (or starts) Ray on `start()`; `workers` actors, one per cluster CPU by default."""
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, max_attempts: int = MAX_ATTEMPTS
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise AgentScaleError("--ray-workers must be at least 1")
+        self._ray = import_ray()
+        self.address = address
+        self.workers = workers
+        self.max_attempts = max_attempts
+        self.stats = DriverStats()
+        self._actors: list[Any] = []
+        self._load: dict[int, int] = {}
+        self._down: dict[int, asyncio.Future[None] | None] = {}  # workers lost recently: their revival check
+        self._outbox: Any = None
+        self._owns_ray = False
+        self._start_lock: asyncio.Lock | None = None
+        self._probes: weakref.WeakKeyDictionary[Graph, CacheProbe] = weakref.WeakKeyDictionary()
+        errors = self._ray.exceptions
+        # the worker process is gone (killed, crashed, its node lost, or stopped by Ray's memory monitor)
+        self._lost_worker_errors = (errors.RayActorError, errors.WorkerCrashedError, errors.OutOfMemoryError)
+
+    # lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._actors:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if not self._actors:
+                await self._start()
+
+    async def _start(self) -> None:
+        ray = self._ray
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,  # worker output would land in `--json` stdout
+                    logging_level="WARNING",
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a new local cluster"
+                raise AgentScaleError(f"cannot start or reach Ray at {where}: {exc}") from None
+            self._owns_ray = True
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        count = self.workers or max(1, int(cpus))
+        # more workers than CPUs is fine for I/O-bound items: each asks for its share of the CPUs
+        share = round(min(1.0, cpus / count), 4)
+        # named, so workers find it by name: an actor handle as a constructor argument would live in
+        # the object store, and a worker restarted after it was freed could not start
+        outbox_name = f"agentscale-outbox-{uuid.uuid4().hex[:12]}"
+        self._outbox = ray.remote(num_cpus=0, name=outbox_name, **self._near_driver())(Outbox).remote()
+        worker = ray.remote(ItemWorker).options(
+            num_cpus=share,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=0,  # the driver retries items itself, on another worker
+            max_concurrency=1000,  # async actor: items in flight are bounded by the driver
+            runtime_env={"env_vars": WORKER_ENV},
+        )
+        self._actors = [worker.remote(outbox_name) for _ in range(count)]
+        self._load = {index: 0 for index in range(count)}
+        await asyncio.gather(*(actor.pid.remote() for actor in self._actors))  # started and warm
+
+    def _near_driver(self) -> dict[str, Any]:
+        """Pin the outbox to the driver's node (softly): it holds paid calls not yet recorded."""
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            node = self._ray.get_runtime_context().get_node_id()
+            return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
+        except Exception:  # a Ray Client driver is not on a node
+            return {}
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker actors (tests kill one)."""
+        return [int(pid) for pid in self._ray.get([actor.pid.remote() for actor in self._actors])]
+
+    def close(self) -> None:
+        for actor in self._actors:
+            self._ray.kill(actor)
+        if self._outbox is not None:
+            self._ray.kill(self._outbox)
+        self._actors, self._outbox = [], None
+        if self._owns_ray:
+            self._ray.shutdown()
+            self._owns_ray = False
+
+    # the executor interface -------------------------------------------------------------------
+    def slots(self, concurrency: int) -> int:
+        return concurrency * max(1, len(self._actors))
+
+    def check(self, graph: Graph) -> None:
+        if graph.runtime.memory is not None:
+            raise AgentScaleError(
+                "--executor ray cannot run graphs with a behavior handbook (memory:, --handbook) yet: "
+                "the handbook lives in the driver's database; use --executor local"
+            )
+
+    async def run_item(
+        self, graph: Graph, question: str, *, run_id: str | None, item_key: str, record: bool
+    ) -> RunResult:
+        self.check(graph)
+        await self.start()
+        store = graph.store
+        settings = graph.gateway.settings if store is not None else replace(graph.gateway.settings, cache=False)
+        task = ItemTask(
+            graph.to_yaml(),
+            graph.runtime.answer_format,
+            settings,
+            question,
+            run_id,
+            item_key,
+            record=record and store is not None,
+        )
+        lost: set[int] = set()
+        for _ in range(self.max_attempts):
+            cache = await self._probe(graph, question)
+            if cache is None:  # the cache answers every call: nothing to ship
+                self.stats.in_driver += 1
+                return await graph.arun(question, run_id=run_id, item_key=item_key, record=record)
+            index = await self._pick(lost)
+            self._load[index] += 1
+            ref = self._actors[index].run_item.remote(replace(task, cache=tuple(cache)))
+            try:
+                outcome: ItemOutcome = await ref
+            except asyncio.CancelledError:  # an interrupted eval makes no further calls behind its back
+                self._ray.cancel(ref)
+                raise
+            except self._ray.exceptions.RayTaskError as exc:  # the graph itself raised: not a lost worker
+                raise exc.as_instanceof_cause() from None
+            except self._lost_worker_errors:
+                lost.add(index)
+                self._down.setdefault(index, None)
+                self.stats.retries += 1
+                continue
+            finally:
+                self._load[index] -= 1
+                await self._drain(store)  # the attempt's paid calls, finished or not
+            self._record(store, outcome)
+            return outcome.result
+        raise AgentScaleError(f"item {item_key}: its worker died {self.max_attempts} times; giving up")
+
+    # driver side ------------------------------------------------------------------------------
+    async def _probe(self, graph: Graph, question: str) -> list[dict[str, Any]] | None:
+        if graph.store is None or not graph.gateway.settings.cache:
+            return []
+        started = time.perf_counter()
+        probe = self._probes.get(graph)
+        if probe is None:
+            probe = self._probes[graph] = CacheProbe(graph)
+        try:
+            return await probe.entries(question)
+        finally:
+            self.stats.probe_s += time.perf_counter() - started
+
+    async def _pick(self, lost: set[int]) -> int:
+        """The least busy live worker, avoiding those that lost this item before (when others exist).
+
+        A worker that lost an item is left out until it answers a ping again (Ray restarts it); if
+        every worker is down, wait for one to come back.
+        """
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:
+            for index, check in list(self._down.items()):
+                if check is None or check.done():
+                    self._down[index] = asyncio.ensure_future(self._revive(index))
+            live = [i for i in self._load if i not in self._down]
+            candidates = [i for i in live if i not in lost] or live
+            if candidates:
+                return min(candidates, key=lambda i: self._load[i])
+            if time.monotonic() > deadline:
+                raise AgentScaleError(f"no Ray worker came back within {RESTART_WAIT_S:.0f} s")
+            await asyncio.sleep(0.2)
+
+    async def _revive(self, index: int) -> None:
+        """Ping a lost worker; once it answers (restarted by Ray) it takes items again."""
+        try:
+            await self._actors[index].pid.remote()
+        except self._ray.exceptions.ActorDiedError:
+            return  # out of restarts: stays down
+        except self._ray.exceptions.RayActorError:
+            await asyncio.sleep(0.5)  # restarting: the next pick checks again
+            return
+        self._down.pop(index, None)
+
+    async def _drain(self, store: Store | None) -> None:
+        started = time.perf_counter()
+        calls = await self._outbox.drain.remote()
+        if store is not None and calls:
+            store.record_calls(
+                [(CacheEntry(**cache) if cache is not None else None, SpendEntry(**spend)) for cache, spend in calls]
+            )
+        self.stats.record_s += time.perf_counter() - started
+
+    def _record(self, store: Store | None, outcome: ItemOutcome) -> None:
+        started = time.perf_counter()
+        if store is not None and outcome.rows:
+            store.add_all([_ROW_TYPES[name](**data) for name, data in outcome.rows])
+        self.stats.results += 1
+        self.stats.record_s += time.perf_counter() - started

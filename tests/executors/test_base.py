@@ -1,0 +1,68 @@
+"""Choosing an executor: flags, stored configs, and the error when Ray is not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentscale.errors import AgentScaleError
+from agentscale.executors import ExecutorConfig
+
+# Ray made unimportable for the child process only (as on a machine without the extra)
+_NO_RAY = "import sys; sys.modules['ray'] = None; from agentscale.cli.app import main; raise SystemExit(main())"
+
+
+def test_flags_override_the_stored_executor() -> None:
+    stored = ExecutorConfig("ray", "ray://head:10001", 4)
+    assert ExecutorConfig.from_dict(stored.to_dict()) == stored
+    assert ExecutorConfig.from_dict({}) == ExecutorConfig() == ExecutorConfig.from_dict(None)  # older runs: local
+    assert stored.override(workers=2) == ExecutorConfig("ray", "ray://head:10001", 2)
+    assert stored.override("local") == ExecutorConfig()  # switching kind drops the Ray settings
+    with pytest.raises(AgentScaleError, match="need --executor ray"):
+        ExecutorConfig().override(workers=2)
+    with pytest.raises(AgentScaleError, match="unknown executor 'dask'"):
+        ExecutorConfig().override("dask")
+
+
+@pytest.mark.parametrize("command", ["eval", "optimize"])
+def test_missing_ray_is_one_line_with_the_install_hint(tmp_path: Path, command: str) -> None:
+    if command == "eval":
+        (tmp_path / "g.yaml").write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+        args = ["eval", str(tmp_path / "g.yaml"), "--task", "sim:math", "--n", "2"]
+    else:
+        (tmp_path / "s.yaml").write_text(
+            'name: s\ntask: {name: "sim:math", train: 4, test: 4, seed: 0}\n'
+            "models: {l1: {model: sim/llama-1b, params_b: 1.0}}\nroles: [assistant]\nmax_nodes: 1\n"
+            "budget: {compute: 4}\noptimizer: {method: random, iterations: 1, samples: 1, minibatch: 2}\n"
+        )
+        args = ["optimize", str(tmp_path / "s.yaml")]
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "x.db")}
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_RAY, *args, "--executor", "ray"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install 'agentscale[ray]'" in lines[0] and "Traceback" not in done.stderr
+    # nothing was started: no run row left behind
+    listed = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "runs", "list", "--json"], capture_output=True, text=True, env=env
+    )
+    assert json.loads(listed.stdout or "[]") == []
+
+
+def test_ray_flags_without_the_ray_executor_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "x.db")}
+    args = ["eval", str(tmp_path / "g.yaml"), "--task", "sim:math", "--n", "2", "--ray-workers", "2"]
+    done = subprocess.run([sys.executable, "-m", "agentscale.cli.app", *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "--ray-workers need --executor ray" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,216 @@
+"""The `ray` executor on a local Ray (2 CPUs, 2 worker actors): same answers, rows and spend as the
+local executor; the cache replayed by workers; a worker killed mid-eval costs nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.cli.app import main
+from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
+from agentscale.executors import LocalExecutor
+from agentscale.executors.ray_executor import RayExecutor
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+
+CHAIN = "name: chain\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: m}\nedges:\n  - a -> b\n"
+FAN_IN = """\
+name: fan
+nodes:
+  - {id: s1, role: assistant, model: m}
+  - {id: s2, role: assistant, model: m}
+  - {id: s3, role: assistant, model: m, temperature: 0}
+  - {id: out, role: fuser, model: m}
+edges:
+  - s1, s2, s3 -> out
+"""
+
+
+def _questions(path: Path, count: int) -> Path:
+    lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10)}) for i in range(count)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _gateway(path: Path) -> Gateway:
+    return Gateway(Store(path), GatewaySettings(max_retries=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=20))
+
+
+async def _eval(text: str, task: Path | str, gateway: Gateway, executor: Any, **config: Any) -> EvalSummary:
+    evaluation = Evaluation(
+        Graph.from_yaml(text, gateway=gateway), EvalConfig(task=str(task), **config), executor=executor
+    )
+    return await evaluation.run()
+
+
+def _same(summary: EvalSummary) -> list[tuple[Any, ...]]:
+    """What must not depend on the executor (wall-clock latency does)."""
+    return [
+        (
+            i.item_id,
+            i.answer,
+            i.correct,
+            i.usage.calls,
+            i.usage.cached_calls,
+            i.usage.prompt_tokens,
+            i.usage.completion_tokens,
+        )
+        for i in summary.items
+    ]
+
+
+def _rows(store: Store, run_id: str) -> tuple[list[str], list[tuple[str, str]]]:
+    items = sorted(row.item_key for row in store.run_items(run_id))
+    calls = sorted((row.item_key, row.node_id) for row in store.node_calls(run_id))
+    return items, calls
+
+
+async def test_scripted_eval_equals_the_local_executor(
+    tmp_path: Path, scripted: ScriptedServer, ray_executor: RayExecutor
+) -> None:
+    task = _questions(tmp_path / "q.jsonl", 12)
+    text = graph_yaml(scripted.api_base, FAN_IN)
+    local_gateway, ray_gateway = _gateway(tmp_path / "local.db"), _gateway(tmp_path / "ray.db")
+    local = await _eval(text, task, local_gateway, LocalExecutor())
+    served_local = len(scripted.completion_requests)
+    scripted.reset()
+    remote = await _eval(text, task, ray_gateway, ray_executor)
+    assert _same(remote) == _same(local) and remote.correct == 12
+    # the driver wrote what the local run wrote: one item row per item, one call row per node
+    assert _rows(ray_gateway.store, remote.run_id) == _rows(local_gateway.store, local.run_id)  # type: ignore[arg-type]
+    # and the ledger holds every real call once (the workers made them, the driver recorded them)
+    assert ray_gateway.store.spend(remote.run_id) == local_gateway.store.spend(local.run_id)  # type: ignore[union-attr]
+    assert ray_gateway.store.spend(remote.run_id)["calls"] == len(scripted.completion_requests) == served_local  # type: ignore[union-attr]
+
+
+async def test_workers_replay_the_cache_and_fill_it(
+    tmp_path: Path, scripted: ScriptedServer, ray_executor: RayExecutor
+) -> None:
+    task = _questions(tmp_path / "q.jsonl", 8)
+    gateway = _gateway(tmp_path / "c.db")
+    # a one-node graph run locally caches the calls the chain's first node will make
+    first = graph_yaml(scripted.api_base, "name: first\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    await _eval(first, task, gateway, LocalExecutor())
+    scripted.reset()
+    chain = await _eval(graph_yaml(scripted.api_base, CHAIN), task, gateway, ray_executor)
+    # the workers got node a's completions from the driver's probe: only the critic was asked
+    prompts = [json.dumps(r["messages"]) for r in scripted.completion_requests]
+    assert len(prompts) == 8 and all("Candidate 1" in p for p in prompts)
+    assert all((i.usage.cached_calls, i.usage.calls) == (1, 1) for i in chain.items) and chain.correct == 8
+    # what the workers paid for is in the cache now: a third run is answered in the driver, no call
+    scripted.reset()
+    before = ray_executor.stats.in_driver
+    again = await _eval(graph_yaml(scripted.api_base, CHAIN), task, gateway, ray_executor)
+    assert scripted.completion_requests == [] and again.usage.cached_calls == 16
+    assert ray_executor.stats.in_driver - before == 8
+
+
+async def test_sim_eval_equals_the_local_executor(tmp_path: Path, ray_executor: RayExecutor) -> None:
+    text = """\
+name: simfan
+models:
+  l1: {model: sim/llama-1b, params_b: 1.0}
+  l8: {model: sim/llama-8b, params_b: 8.0}
+nodes:
+  - {id: a, role: assistant, model: l1}
+  - {id: b, role: assistant, model: l1}
+  - {id: c, role: assistant, model: l8}
+  - {id: v, role: vote}
+edges:
+  - a, b, c -> v
+"""
+    local = await _eval(text, "sim:math", _gateway(tmp_path / "l.db"), LocalExecutor(), n=24, seed=3)
+    remote = await _eval(text, "sim:math", _gateway(tmp_path / "r.db"), ray_executor, n=24, seed=3)
+    assert _same(remote) == _same(local) and local.n == 24
+    assert 0 < local.correct < 24  # a real mix of right and wrong answers was compared
+
+
+async def test_killed_worker_mid_eval_retries_elsewhere_records_once(
+    tmp_path: Path, scripted: ScriptedServer, ray_executor: RayExecutor
+) -> None:
+    count = 16
+    task = _questions(tmp_path / "q.jsonl", count)
+    gateway = _gateway(tmp_path / "k.db")
+    # node a answers at once, the critic slowly: when the first item finishes, every other item in
+    # flight has node a paid for and its critic call under way
+    scripted.add_rule(Rule(pattern="Candidate 1", latency_s=1.5, replies=["Looks right.\nFinal answer: 0"]))
+    scripted.latency_s = 0.05
+    victim = ray_executor.worker_pids()[0]
+    retries = ray_executor.stats.retries
+    served_at_kill: list[int] = []
+
+    def kill_at_first_result(_: ItemResult) -> None:
+        if not served_at_kill:
+            served_at_kill.append(len(scripted.completion_requests))
+            os.kill(victim, signal.SIGKILL)
+
+    evaluation = Evaluation(
+        Graph.from_yaml(graph_yaml(scripted.api_base, CHAIN), gateway=gateway),
+        EvalConfig(task=str(task), concurrency=4),
+        executor=ray_executor,
+    )
+    summary = await evaluation.run(on_item=kill_at_first_result)
+    store = gateway.store
+    assert store is not None and served_at_kill
+    lost = ray_executor.stats.retries - retries
+    assert 1 <= lost <= 4  # the victim's items in flight (4 per worker) were retried on the other worker
+    assert summary.n == count and store.get_run(evaluation.run_id).status == "done"
+    items, calls = _rows(store, evaluation.run_id)
+    assert items == sorted(f"q{i}" for i in range(count))  # one row per item: none recorded twice
+    assert Counter(calls) == Counter((f"q{i}", node) for i in range(count) for node in ("a", "b"))
+    # the ledger is exact: every call whose answer came back is in it once (node a of the lost
+    # attempts included, through the outbox); the lost attempts' critic calls, in flight when the
+    # worker died, were served but never answered a worker, so nobody could record them
+    served = len(scripted.completion_requests)
+    assert store.spend(evaluation.run_id)["calls"] == 2 * count
+    assert served == 2 * count + lost
+    # node a's answers of the lost attempts were replayed from the cache by the retries, not re-asked
+    firsts = Counter(
+        json.dumps(r["messages"]) for r in scripted.completion_requests if "Candidate" not in json.dumps(r["messages"])
+    )
+    assert len(firsts) == count and set(firsts.values()) == {1}
+
+
+def test_optimize_cli_with_ray_matches_local(
+    tmp_path: Path, ray_session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        """\
+name: simray
+task: {name: "sim:math", train: 12, test: 12, seed: 0}
+models:
+  l1: {model: sim/llama-1b, params_b: 1.0}
+  l8: {model: sim/llama-8b, params_b: 8.0}
+roles: [assistant, fuser, vote]
+max_nodes: 3
+budget: {compute: 10}
+optimizer: {method: random, iterations: 2, samples: 2, minibatch: 6, seed: 0}
+"""
+    )
+    reports = []
+    for executor in (["--executor", "local"], ["--executor", "ray", "--ray-workers", "2"]):
+        db = tmp_path / f"{executor[1]}.db"
+        assert main(["optimize", str(space), "--json", "--db", str(db), *executor]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    local, remote = reports
+    for key in ("best", "baselines", "pareto"):
+        assert _without_paths(remote[key]) == _without_paths(local[key])
+    assert remote["usage"]["calls"] == local["usage"]["calls"] and remote["usage"]["tokens"] == local["usage"]["tokens"]
+    stored = json.loads(Store(tmp_path / "ray.db").get_run(remote["run_id"]).config_json)
+    assert stored["executor"] == {"kind": "ray", "address": None, "workers": 2}  # --resume reuses it
+
+
+def _without_paths(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_paths(v) for k, v in data.items() if k not in ("path", "latency_s")}
+    if isinstance(data, list):
+        return [_without_paths(v) for v in data]
+    return data
