@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,7 +47,7 @@ class ModelSpec(StrictModel):
     """
 
     model: Annotated[str, Field(min_length=1)]
-    api_base: str | None = None
+    api_base: str | Annotated[tuple[str, ...], Field(min_length=1)] | None = None
     api_key_env: str | None = None
     params_b: PositiveFloat | None = None
     n_layers: PositiveInt | None = None
@@ -62,6 +63,35 @@ class ModelSpec(StrictModel):
                 f"model route {value!r} must be a litellm route such as 'openai/gpt-4o-mini' or 'local/smollm2-135m'"
             )
         return value
+
+    @field_validator("api_base", mode="before")
+    @classmethod
+    def _api_base_is_one_url_or_a_list(cls, value: Any) -> Any:
+        """A list means replicas of one model behind a load-balancing router (`agentscale.models.replicas`).
+
+        Checked before pydantic's union so a bad list gets one message naming the item, not one error
+        per union member; a single string is accepted as it always was.
+        """
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list | tuple):
+            raise ValueError("api_base must be a URL or a list of URLs")
+        if not value:
+            raise ValueError("api_base is an empty list: give one URL, or a list of the model's endpoints")
+        seen: dict[str, int] = {}
+        for index, url in enumerate(value):
+            if not isinstance(url, str) or not _is_http_url(url):
+                raise ValueError(f"api_base[{index}] {url!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
+            key = url.rstrip("/")
+            if key in seen:
+                raise ValueError(f"api_base[{index}] {url!r} duplicates api_base[{seen[key]}]")
+            seen[key] = index
+        return tuple(value)
+
+
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 class Sampling(StrictModel):

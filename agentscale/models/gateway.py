@@ -21,6 +21,7 @@ from agentscale.errors import ModelCallError
 from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.registry import ResolvedModel
+from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, SpendEntry
 
@@ -31,12 +32,21 @@ DEFAULT_MAX_TOKENS = 512
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a route is actually sent: the litellm model string, base URL and key."""
+    """Where a route is actually sent: the litellm model string, base URL and key.
+
+    `replicas` (two or more base URLs, `api_base` then unused) sends calls through a load-balancing
+    litellm Router instead (:mod:`agentscale.models.replicas`).
+    """
 
     litellm_model: str
     api_base: str | None = None
     api_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    replicas: tuple[str, ...] = ()
+
+    @property
+    def where(self) -> str | None:
+        return ", ".join(self.replicas) if self.replicas else self.api_base
 
 
 EndpointResolver = Callable[[ResolvedModel], Awaitable[Endpoint]]
@@ -65,6 +75,10 @@ async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     api_key = os.environ.get(model.api_key_env) if model.api_key_env else None
     if model.api_key_env and api_key is None:
         raise ModelCallError(f"environment variable {model.api_key_env} (api_key_env) is not set")
+    if isinstance(model.api_base, tuple):
+        if len(model.api_base) == 1:  # one endpoint written as a list: no Router needed
+            return Endpoint(model.route, model.api_base[0], api_key)
+        return Endpoint(model.route, None, api_key, replicas=model.api_base)
     return Endpoint(model.route, model.api_base, api_key)
 
 
@@ -127,7 +141,7 @@ def _status_of(exc: BaseException) -> int | None:
 
 def _is_retryable(exc: BaseException) -> bool:
     litellm = get_litellm()
-    if isinstance(exc, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError):
+    if isinstance(exc, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError | EndpointsCoolingDown):
         return True
     status = _status_of(exc)
     return status in RETRYABLE_STATUS
@@ -140,13 +154,16 @@ class Gateway:
         self.store = store
         self.settings = settings or GatewaySettings.from_env()
         self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+        self._routers = ReplicaRouters()
 
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
+        """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
+        sends each call to the least busy endpoint, so no healthy one holds more than the limit."""
         loop_id = id(asyncio.get_running_loop())
         key = (loop_id, model.endpoint)
         if key not in self._semaphores:
             limit = model.max_concurrency or self.settings.max_concurrency
-            self._semaphores[key] = asyncio.Semaphore(limit)
+            self._semaphores[key] = asyncio.Semaphore(limit * model.endpoint_count)
         return self._semaphores[key]
 
     def cached(self, request: CallRequest) -> CallResult | None:
@@ -175,7 +192,7 @@ class Gateway:
         if hit is not None:
             return hit
         endpoint = await resolve_endpoint(request.model)
-        where = endpoint.api_base or request.model.route
+        where = endpoint.where or request.model.route
         timeout = min(self.settings.timeout_s, timeout_s) if timeout_s else self.settings.timeout_s
         attempt = 0
         async with self._semaphore(request.model):
@@ -195,7 +212,9 @@ class Gateway:
                     continue
                 latency = time.perf_counter() - started
                 break
-        result = _to_result(response, request, latency, where, attempt)
+        result = _to_result(
+            response, request, latency, (served_by(response) if endpoint.replicas else None) or where, attempt
+        )
         if self.store is not None:
             self._record(request, result, run_id)
         return result
@@ -243,11 +262,21 @@ class Gateway:
             # The sample index as seed: vLLM (and the simulator) then give each sampled slot its own,
             # reproducible sample, so a cache miss re-creates what the cache would have held.
             kwargs["seed"] = request.sample_index
+        if endpoint.replicas:
+            return await self._call_replicas(endpoint, kwargs, timeout)
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
         if endpoint.api_key:
             kwargs["api_key"] = endpoint.api_key
         return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5)
+
+    async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:
+        """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`."""
+        call = {k: v for k, v in kwargs.items() if k not in ("model", "num_retries", *endpoint.extra)}
+        attempt = self._routers.acompletion(
+            endpoint.litellm_model, endpoint.replicas, endpoint.api_key, endpoint.extra, call
+        )
+        return await asyncio.wait_for(attempt, timeout=timeout * len(endpoint.replicas) + 5)
 
 
 def _describe(exc: BaseException) -> str:

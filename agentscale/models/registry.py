@@ -86,7 +86,7 @@ class ResolvedModel:
 
     name: str  # alias or route, as written in the graph
     route: str
-    api_base: str | None = None
+    api_base: str | tuple[str, ...] | None = None  # a tuple: replicas behind one route
     api_key_env: str | None = None
     params_b: float | None = None
     n_layers: int | None = None
@@ -97,7 +97,14 @@ class ResolvedModel:
 
     @property
     def endpoint(self) -> str:
+        if isinstance(self.api_base, tuple):
+            return ", ".join(self.api_base)
         return self.api_base or self.route.split("/", 1)[0]
+
+    @property
+    def endpoint_count(self) -> int:
+        """How many endpoints serve the route (the gateway's concurrency limit applies to each)."""
+        return len(self.api_base) if isinstance(self.api_base, tuple) else 1
 
 
 def resolve(name: str, spec: ModelSpec | None) -> ResolvedModel:

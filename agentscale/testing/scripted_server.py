@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +97,7 @@ class ScriptedServer:
         self.peak_concurrency = 0
         self._active = 0
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -114,8 +116,15 @@ class ScriptedServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop open keep-alive connections, as a stopped process would (clients
+        would otherwise go on reaching a "stopped" server through their pooled connections)."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ScriptedServer:
         return self.start()
@@ -156,6 +165,16 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out in separate writes
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

@@ -217,6 +217,32 @@ CASES = {
         "unknown key 'api_key' (did you mean 'api_key_env'?)",
         3,
     ),
+    "empty api_base list": (
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: []}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q.api_base",
+        "api_base is an empty list",
+        3,
+    ),
+    "api_base list item not a URL": (
+        "name: g\nmodels:\n  q:\n    model: hosted_vllm/q\n    api_base:\n      - http://gpu1:8000/v1\n"
+        "      - gpu2:8000\nnodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q.api_base",
+        "api_base[1] 'gpu2:8000' is not an http(s) URL",
+        5,
+    ),
+    "duplicate api_base": (
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: ['http://h:1/v1', 'http://h:1/v1/']}\n"
+        "nodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q.api_base",
+        "api_base[1] 'http://h:1/v1/' duplicates api_base[0]",
+        3,
+    ),
+    "api_base neither URL nor list": (
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q.api_base",
+        "api_base must be a URL or a list of URLs",
+        3,
+    ),
 }
 
 
@@ -273,6 +299,7 @@ description: everything set
 models:
   small: {model: local/smollm2-135m}
   big: {model: hosted_vllm/q, api_base: "http://127.0.0.1:1/v1", params_b: 7.6, price: {input_per_mtok: 0.1, output_per_mtok: 0.2}}
+  wide: {model: hosted_vllm/q, api_base: ["http://gpu1:8000/v1", "http://gpu2:8000/v1"], max_concurrency: 4}
 defaults: {temperature: 0.7, max_tokens: 512, top_p: 0.9}
 nodes:
   - {id: s1, role: assistant, model: small}
@@ -294,6 +321,7 @@ roles:
     dumped = dump_graph_spec(spec)
     assert load_spec_text(dumped) == spec
     assert "{id: s1, role: assistant, model: small}" in dumped
+    assert load_spec_text(dumped).models["wide"].api_base == ("http://gpu1:8000/v1", "http://gpu2:8000/v1")
 
 
 def test_schema_describes_the_graph_file() -> None:
@@ -301,3 +329,6 @@ def test_schema_describes_the_graph_file() -> None:
     assert schema["required"] == ["name", "nodes"]
     assert schema["additionalProperties"] is False
     assert "NodeSpec" in schema["$defs"]
+    api_base = schema["$defs"]["ModelSpec"]["properties"]["api_base"]["anyOf"]
+    assert {"type": "string"} in api_base
+    assert {"type": "array", "items": {"type": "string"}, "minItems": 1} in api_base

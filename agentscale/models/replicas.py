@@ -1,0 +1,122 @@
+"""Routes served by several endpoints (`api_base: [url1, url2, ...]`): one litellm Router per set.
+
+Every endpoint of a set serves the same model (vLLM replicas, typically), so a call may go to any of
+them. litellm's Router picks one per call with the ``least-busy`` strategy: it sends each call to the
+endpoint with the fewest calls in flight, which keeps replicas' batches (and so their per-token
+latency) even, and, because the gateway admits at most ``limit × endpoints`` calls to a set, keeps
+every healthy endpoint at or under its own ``max_concurrency``. A random shuffle would balance only on
+average, and could queue a burst on one replica while another idles.
+
+Failover is the Router's: an endpoint whose call fails with a connection error, a timeout, 429 or
+5xx is put in cooldown for :data:`COOLDOWN_S` at its first failure (``allowed_fails=0``: a refused
+connection is evidence enough), and the same call is retried at once on another endpoint, each
+endpoint at most once per attempt. The gateway's own retry loop (backoff, attempt count) wraps that.
+When every endpoint is cooling down the Router refuses to pick; that is reported as
+:class:`EndpointsCoolingDown`, naming the endpoints and the last failure seen, so "both replicas are
+down" reads as such rather than as litellm's generic "no deployments available".
+
+Routers are built once per distinct endpoint set and reused, so cooldowns and in-flight counts
+are shared by every call of the gateway (a Router works from any event loop). Keys are never
+logged: the Router holds them in memory only, like a direct litellm call would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from agentscale.models._litellm import get_litellm
+
+ROUTING_STRATEGY = "least-busy"
+COOLDOWN_S = 5.0
+
+
+class EndpointsCoolingDown(Exception):
+    """Every endpoint of a set failed recently and is cooling down; retryable once one cools off."""
+
+
+@dataclass
+class _RouterEntry:
+    router: Any
+    api_bases: tuple[str, ...]
+    last_error: str | None = None
+
+
+class ReplicaRouters:
+    """The gateway's Routers, one per (litellm model, endpoint set, key, extra params)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _RouterEntry] = {}
+        self._lock = threading.Lock()
+
+    def _entry(
+        self, litellm_model: str, api_bases: tuple[str, ...], api_key: str | None, extra: dict[str, Any]
+    ) -> _RouterEntry:
+        # The key is hashed so that the table never holds an API key as readable text twice.
+        material = repr((litellm_model, api_bases, api_key, sorted(extra.items())))
+        key = hashlib.sha256(material.encode()).hexdigest()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = _RouterEntry(_build_router(litellm_model, api_bases, api_key, extra), api_bases)
+                self._entries[key] = entry
+        return entry
+
+    async def acompletion(
+        self,
+        litellm_model: str,
+        api_bases: tuple[str, ...],
+        api_key: str | None,
+        extra: dict[str, Any],
+        call_kwargs: dict[str, Any],
+    ) -> Any:
+        """One attempt through the set's Router (which may itself fail over to other endpoints)."""
+        entry = self._entry(litellm_model, api_bases, api_key, extra)
+        try:
+            return await entry.router.acompletion(model=litellm_model, **call_kwargs)
+        except Exception as exc:
+            if _all_cooling_down(exc):
+                cause = f"; last failure: {entry.last_error}" if entry.last_error else ""
+                raise EndpointsCoolingDown(
+                    f"all {len(api_bases)} endpoints ({', '.join(api_bases)}) failed recently and are "
+                    f"cooling down for {COOLDOWN_S:g}s{cause}"
+                ) from None
+            entry.last_error = _one_line(exc)
+            raise
+
+
+def served_by(response: Any) -> str | None:
+    """The api_base that answered a Router call (litellm records it in the response's hidden params)."""
+    value = (getattr(response, "_hidden_params", None) or {}).get("api_base")
+    return str(value) if value else None
+
+
+def _build_router(litellm_model: str, api_bases: tuple[str, ...], api_key: str | None, extra: dict[str, Any]) -> Any:
+    litellm = get_litellm()
+    deployments = []
+    for api_base in api_bases:
+        params: dict[str, Any] = {"model": litellm_model, "api_base": api_base, **extra}
+        if api_key:
+            params["api_key"] = api_key
+        deployments.append({"model_name": litellm_model, "litellm_params": params})
+    return litellm.Router(
+        model_list=deployments,
+        routing_strategy=ROUTING_STRATEGY,
+        num_retries=len(api_bases) - 1,  # within one attempt, each endpoint at most once
+        retry_after=0,  # failing over to another endpoint needs no wait; the gateway backs off between attempts
+        allowed_fails=0,
+        cooldown_time=COOLDOWN_S,
+    )
+
+
+def _all_cooling_down(exc: BaseException) -> bool:
+    from litellm.types.router import RouterRateLimitError
+
+    return isinstance(exc, RouterRateLimitError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."

@@ -1,0 +1,149 @@
+"""One route served by two endpoints: two scripted OpenAI servers over real HTTP behind a litellm Router.
+
+Nothing in agentscale is patched: the servers count what they receive, and one is stopped for real
+(listening socket closed, open connections dropped) to check failover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.errors import ModelCallError
+from agentscale.graphs.spec import ModelSpec
+from agentscale.models.gateway import CallRequest
+from agentscale.models.registry import resolve
+from agentscale.testing import ScriptedServer
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[ScriptedServer, ScriptedServer]]:
+    """Two fresh servers (each test may stop one or both)."""
+    first, second = ScriptedServer().start(), ScriptedServer().start()
+    yield first, second
+    for server in (first, second):
+        server.stop()  # a second stop is harmless
+
+
+@pytest.fixture
+def fast_gateway(store: Store) -> Gateway:
+    return Gateway(store, GatewaySettings(max_retries=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=10))
+
+
+def _graph(servers: tuple[ScriptedServer, ...], gateway: Gateway, *, width: int = 1, extra: str = "") -> Graph:
+    bases = ", ".join(f'"{s.api_base}"' for s in servers)
+    nodes = "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(width))
+    text = f"name: replicas\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: [{bases}]{extra}}}\nnodes:\n{nodes}"
+    if width > 1:
+        text += "  - {id: v, role: vote}\nedges:\n  - " + ", ".join(f"s{i}" for i in range(width)) + " -> v\n"
+    return Graph.from_yaml(text, gateway=gateway)
+
+
+def _calls(server: ScriptedServer) -> int:
+    return len(server.completion_requests)
+
+
+async def test_concurrent_runs_spread_over_both_endpoints(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    for server in pair:
+        server.latency_s = 0.1
+    graph = _graph(pair, fast_gateway)
+    results = await asyncio.gather(*(graph.arun(f"What is {i} + 1") for i in range(12)))
+    assert [r.answer for r in results] == [str(i + 1) for i in range(12)]
+    split = (_calls(pair[0]), _calls(pair[1]))
+    assert sum(split) == 12 and min(split) >= 4, split  # least-busy: about even while calls overlap
+
+
+async def test_one_call_at_a_time_goes_to_an_idle_endpoint(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    """With nothing in flight every endpoint is least busy; any may answer, and every answer is right."""
+    graph = _graph(pair, fast_gateway)
+    results = [await graph.arun(f"What is {i} + 1") for i in range(6)]
+    assert [r.answer for r in results] == [str(i + 1) for i in range(6)]
+    assert _calls(pair[0]) + _calls(pair[1]) == 6
+
+
+async def test_concurrent_calls_go_to_the_least_busy_endpoint_within_its_limit(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    for server in pair:
+        server.latency_s = 0.2
+    graph = _graph(pair, fast_gateway, width=8, extra=", max_concurrency: 2")
+    started = time.perf_counter()
+    result = await graph.arun("What is 2 + 2")
+    elapsed = time.perf_counter() - started
+    assert result.answer == "4"
+    assert (_calls(pair[0]), _calls(pair[1])) == (4, 4)
+    assert [s.peak_concurrency for s in pair] == [2, 2]  # the limit holds per endpoint of the set
+    assert elapsed < 4 * 0.2 + 0.6  # two waves of 2+2 would take 0.4 s; serialised 1.6 s
+
+
+async def test_a_stopped_endpoint_fails_over_and_spend_stays_exact(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway, store: Store
+) -> None:
+    first, second = pair
+    graph = _graph(pair, fast_gateway)
+    before = [await graph.arun(f"What is {i} + 2") for i in range(6)]
+    first.stop()
+    after_stop = time.perf_counter()
+    after = [await graph.arun(f"What is {i} + 3") for i in range(10)]
+    assert [r.answer for r in after] == [str(i + 3) for i in range(10)]
+    assert all(r.trace[0].status == "ok" for r in before + after)
+    assert time.perf_counter() - after_stop < 5  # the dead endpoint is cooled down, not retried per call
+    served_before_stop = _calls(first)
+    assert _calls(first) == served_before_stop and _calls(first) + _calls(second) == 16
+    # One ledger row per answered call, with the tokens the servers reported; none for refused attempts.
+    spends = [store.spend(r.run_id) for r in before + after]
+    assert sum(int(s["calls"] or 0) for s in spends) == 16
+    assert sum(int(s["completion_tokens"] or 0) for s in spends) == sum(
+        r.usage.completion_tokens for r in before + after
+    )
+
+
+async def test_both_endpoints_down_is_a_clear_error(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    for server in pair:
+        server.stop()
+    spec = ModelSpec(model="hosted_vllm/scripted", api_base=tuple(s.api_base for s in pair))
+    request = CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}])
+    with pytest.raises(ModelCallError) as info:
+        await fast_gateway.complete(request, node="s0")
+    message = str(info.value)
+    assert "node 's0'" in message and pair[0].api_base in message and pair[1].api_base in message
+    assert "all 2 endpoints" in message and "cooling down" in message
+    assert "Cannot connect" in message or "Connection" in message  # the underlying failure is named
+
+
+async def test_replicas_share_cache_entries(pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway) -> None:
+    first = await _graph(pair, fast_gateway).arun("What is 7 + 1")
+    again = await _graph((pair[1],), fast_gateway).arun("What is 7 + 1")  # another endpoint set, same route
+    assert first.usage.calls == 1 and again.usage.calls == 0 and again.usage.cached_calls == 1
+    assert _calls(pair[0]) + _calls(pair[1]) == 1
+
+
+async def test_a_router_per_endpoint_set_is_reused_across_event_loops(
+    pair: tuple[ScriptedServer, ScriptedServer], store: Store
+) -> None:
+    gateway = Gateway(store, GatewaySettings(cache=False))
+    graph = _graph(pair, gateway)
+    await graph.arun("What is 1 + 1")
+    await asyncio.to_thread(graph.run, "What is 1 + 2")  # another thread, another event loop
+    assert _calls(pair[0]) + _calls(pair[1]) == 2
+    assert len(gateway._routers._entries) == 1
+
+
+async def test_a_single_api_base_does_not_use_a_router(scripted: ScriptedServer, store: Store) -> None:
+    gateway = Gateway(store, GatewaySettings(cache=False))
+    text = f'name: one\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
+    await Graph.from_yaml(text + "nodes:\n  - {id: a, role: assistant, model: m}\n", gateway=gateway).arun("hi")
+    listed = f"name: one\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: [{scripted.api_base}]}}\n"
+    await Graph.from_yaml(listed + "nodes:\n  - {id: a, role: assistant, model: m}\n", gateway=gateway).arun("hi")
+    assert len(scripted.completion_requests) == 2
+    assert gateway._routers._entries == {}
