@@ -6,6 +6,9 @@ starts the run's node tasks (see :mod:`agentscale.graphs._execute`); the output 
 the answer and usage (one LangGraph step less than a separate finishing node). The state reads
 `question` and writes `answer`, so a parent graph with those keys can add the compiled graph as a
 node directly.
+
+A graph with a `coordinator:` compiles to a single `discussion` node instead: its rounds, and which
+nodes run in each, are decided by the CEO at run time, so they cannot be laid out in advance.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from agentscale.graphs._execute import (
 from agentscale.graphs.result import NodeTrace
 
 PREPARE = "__prepare__"
+DISCUSSION = "discussion"
 OPTIONS_KEY = "agentscale"
 
 
@@ -45,6 +49,7 @@ class OutputState(TypedDict, total=False):
     usage: dict[str, Any]
     stopped_reason: str | None
     run_key: str
+    rounds: list[dict[str, Any]]  # discussions only: one record per CEO decision
 
 
 class GraphState(InputState, OutputState, total=False):
@@ -57,14 +62,19 @@ def _options(config: RunnableConfig | None) -> RunOptions:
     return options if isinstance(options, RunOptions) else RunOptions()
 
 
+def _question(state: GraphState) -> str:
+    question = state.get("question")
+    if not question:
+        raise ValueError("the graph's input state needs a non-empty 'question'")
+    return question
+
+
 def build_state_graph(runtime: GraphRuntime) -> StateGraph:
     """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`."""
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
 
     def start(state: GraphState, config: RunnableConfig | None) -> str:
-        question = state.get("question")
-        if not question:
-            raise ValueError("the graph's input state needs a non-empty 'question'")
+        question = _question(state)
         key = state.get("run_key")
         if key is None or not has_context(key):
             key = open_context(runtime, question, _options(config), key).key
@@ -95,6 +105,30 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
         else:
             builder.add_edge(PREPARE, node_id)
     builder.add_edge(runtime.output, END)
+    return builder
+
+
+def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
+    """A StateGraph whose one node runs `runtime`'s graph as a CEO-steered discussion."""
+    from agentscale.graphs.discussion import run_discussion  # the discussion imports the executor
+
+    async def discuss(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+        result = await run_discussion(runtime, _question(state), _options(config))
+        return {
+            "answer": result.answer,
+            "trace": {trace.node_id: trace.to_dict() for trace in result.trace},
+            "usage": result.usage.to_dict(),
+            "stopped_reason": result.stopped_reason,
+            "rounds": [record.to_dict() for record in result.rounds],
+        }
+
+    def discuss_sync(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+        return asyncio.run(discuss(state, config))
+
+    builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
+    builder.add_node(DISCUSSION, RunnableLambda(discuss_sync, afunc=discuss, name=DISCUSSION))
+    builder.add_edge(START, DISCUSSION)
+    builder.add_edge(DISCUSSION, END)
     return builder
 
 

@@ -17,7 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs._execute import GraphRuntime, RunOptions, close_context, open_context
-from agentscale.graphs.compile import OPTIONS_KEY, build_state_graph
+from agentscale.graphs.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
@@ -88,7 +88,10 @@ class Graph:
         return self._yaml
 
     def compile(self) -> CompiledStateGraph:
-        """A compiled LangGraph graph: input `{"question"}`, output `{"answer", "trace", "usage", ...}`."""
+        """A compiled LangGraph graph: input `{"question"}`, output `{"answer", "trace", "usage", ...}`
+        (and `"rounds"` for a graph with a coordinator, which compiles to one `discussion` node)."""
+        if self.spec.coordinator is not None:
+            return build_discussion_graph(self.runtime).compile()
         return build_state_graph(self.runtime).compile()
 
     async def arun(

@@ -1,12 +1,17 @@
-"""`Graph.compile()` is a real LangGraph graph: it mirrors the DAG and embeds as a subgraph."""
+"""`Graph.compile()` is a real LangGraph graph: it mirrors the DAG and embeds as a subgraph; a graph
+with a coordinator compiles to its discussion."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
 from agentscale import Graph
+from agentscale.graphs.validate import load_spec_text
+from agentscale.models.gateway import Gateway
+from agentscale.storage.db import Store
 
 BODY = (
     "name: sub\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
@@ -74,3 +79,30 @@ def test_compiled_graph_supports_synchronous_invoke(make_graph, scripted) -> Non
     out = make_graph(BODY).compile().invoke({"question": "What is 30 + 12?"})
     assert out["answer"] == "42" and set(out["trace"]) == {"a", "b", "v"}
     assert len(scripted.completion_requests) == 2
+
+
+DISCUSSION = """\
+name: discussion
+models: {w: {model: sim/llama-3b}, ceo: {model: sim/llama-70b}}
+nodes:
+  - {id: s1, role: assistant, model: w}
+  - {id: s2, role: assistant, model: w}
+  - {id: f, role: fuser, model: w}
+edges: ["s1, s2 -> f"]
+coordinator: {model: ceo, max_rounds: 2}
+"""
+
+
+def test_a_coordinator_graph_compiles_to_its_discussion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    graph = Graph(load_spec_text(DISCUSSION, "d.yaml"), gateway=Gateway(store=Store(tmp_path / "d.db")))
+    app = graph.compile()
+    assert "discussion" in app.get_graph().nodes
+    question = "[sim:math#0007] Solve problem 7."
+    out = app.invoke({"question": question})
+    expected = asyncio.run(graph.arun(question, record=False))  # replayed from the response cache
+    assert out["answer"] == expected.answer is not None
+    assert [r["decision"]["source"] for r in out["rounds"]] == ["ceo"] * len(out["rounds"])
+    assert "r1.ceo" in out["trace"] and "r1.f" in out["trace"] and out["usage"]["calls"] >= 4
+    again = asyncio.run(app.ainvoke({"question": question}))["rounds"]
+    assert [r["decision"] for r in again] == [r["decision"] for r in out["rounds"]]
+    assert again[0]["usage"]["cached_calls"] > 0  # the same discussion, replayed
