@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -10,6 +10,9 @@ from rich.table import Table
 from agentscale.cli._console import out, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.models.registry import registered
+
+if TYPE_CHECKING:
+    from agentscale.models.vllm_server import VllmEndpoint
 
 models_app = typer.Typer(help="Known models.", no_args_is_help=True)
 
@@ -69,17 +72,30 @@ def serve_command(
     gpu_memory_utilization: Annotated[float | None, typer.Option(help="Fraction of GPU memory (GPU only).")] = None,
     quantization: Annotated[str | None, typer.Option(help="vLLM quantization method, e.g. awq.")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="Name clients use (default: the model's).")] = None,
+    replicas: Annotated[
+        int, typer.Option(help="Servers of the model to start on this machine, on consecutive ports.", min=1)
+    ] = 1,
+    ports: Annotated[
+        str | None, typer.Option(help="Comma-separated ports, one per replica (instead of consecutive ones).")
+    ] = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Run a vLLM server in the foreground that other agentscale processes and users share.
+    """Run vLLM servers in the foreground that other agentscale processes and users share.
+
+    With --replicas N, N servers of the model start on consecutive ports (for testing multi-endpoint
+    routes on one machine); once all are ready the api_base list to paste into a graph YAML is printed
+    (with --json, as {"model", "litellm_model", "api_base": [...], "pids"} on stdout).
 
     Examples:
 
       agentscale serve local/smollm2-135m --port 8000
 
+      agentscale serve local/smollm2-135m --replicas 2 --port 8000 --json
+
       agentscale serve Qwen/Qwen2.5-7B-Instruct --gpu-memory-utilization 0.85 --tensor-parallel-size 2
     """
     from agentscale.models.vllm_engine import EngineOptions
-    from agentscale.models.vllm_server import serve_foreground
+    from agentscale.models.vllm_foreground import serve_foreground
 
     options = EngineOptions(
         dtype=dtype,
@@ -88,6 +104,38 @@ def serve_command(
         gpu_memory_utilization=gpu_memory_utilization,
         quantization=quantization,
     )
-    code = serve_foreground(model, port=port, host=host, options=options, served_model_name=served_model_name)
+    code = serve_foreground(
+        model,
+        port=port,
+        host=host,
+        options=options,
+        served_model_name=served_model_name,
+        replicas=replicas,
+        ports=_parse_ports(ports),
+        on_ready=_print_endpoints if json_output else None,
+    )
     if code:
         raise typer.Exit(code)
+
+
+def _parse_ports(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        ports = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of ports", param_hint="--ports") from None
+    if not ports:
+        raise typer.BadParameter("give at least one port", param_hint="--ports")
+    return ports
+
+
+def _print_endpoints(endpoints: list[VllmEndpoint]) -> None:
+    print_json(
+        {
+            "model": endpoints[0].model,
+            "litellm_model": endpoints[0].litellm_model,
+            "api_base": [e.api_base for e in endpoints],
+            "pids": [e.pid for e in endpoints],
+        }
+    )

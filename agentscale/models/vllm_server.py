@@ -33,7 +33,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 from agentscale.models.bundled import (
     BUNDLED,
@@ -115,7 +115,8 @@ class _Server:
 
 
 _LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run while the main thread holds it
-_SERVERS: dict[str, _Server] = {}
+_SERVERS: dict[str, _Server] = {}  # the server this process uses per model (started or reused)
+_FOREGROUND: list[_Server] = []  # servers `agentscale serve` runs (several per model with replicas)
 _NAME_LOCKS: dict[str, threading.Lock] = {}
 _HANDLERS_INSTALLED = False
 _ATEXIT_REGISTERED = False
@@ -194,8 +195,9 @@ def stop_server(name_or_path: str) -> bool:
 def stop_all() -> None:
     """Stop every server this process started (registered with atexit on the first start)."""
     with _LOCK:
-        servers = list(_SERVERS.values())
+        servers = list(_SERVERS.values()) + _FOREGROUND
         _SERVERS.clear()
+        _FOREGROUND.clear()
     for server in servers:
         if server.process is not None:
             _stop(server)
@@ -215,72 +217,6 @@ def install_signal_handlers() -> None:
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
             signal.signal(sig, _on_signal)
     _HANDLERS_INSTALLED = True
-
-
-def serve_foreground(
-    name_or_path: str,
-    *,
-    port: int | None = None,
-    host: str = DEFAULT_HOST,
-    options: EngineOptions | None = None,
-    served_model_name: str | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    out: TextIO | None = None,
-) -> int:
-    """Run a server until Ctrl-C (``agentscale serve``), streaming its log to ``out`` (stderr).
-
-    Serves on the shared port (`AGENTSCALE_VLLM_PORT`, else 8000) so other processes and users find it;
-    it is recorded as shared in the state file. Returns 0 after Ctrl-C or when the model is already
-    served, 1 if the server failed.
-    """
-    stream = out if out is not None else sys.stderr
-
-    def say(message: str) -> None:
-        print(f"agentscale: {message}", file=stream, flush=True)
-
-    port = shared_port() if port is None else port
-    target = _resolve_target(name_or_path, options, served_model_name)
-    with _name_lock(target.served_name):
-        found = _known(target.served_name) or _find_running(target.served_name, port, host)
-        if found is not None:
-            say(f"{target.served_name} is already served at {found.api_base}")
-            return 0
-        engine = require_engine()
-        target = _materialize(target, say)
-        with file_lock(_lock_path(target.served_name)):
-            server = _start(target, engine.device, port, host, shared=True, on_status=say)
-    assert server.process is not None and server.log_path is not None
-    install_signal_handlers()
-    ready = False
-    started = time.monotonic()
-    try:
-        with open(server.log_path, "rb") as log:
-            while True:
-                chunk = log.read()
-                if chunk:
-                    stream.write(chunk.decode("utf-8", errors="replace"))
-                    stream.flush()
-                code = server.process.poll()
-                if code is not None:
-                    stream.write(log.read().decode("utf-8", errors="replace"))
-                    say(f"server exited with code {code}")
-                    _stop(server)
-                    return 0 if code == 0 and ready else 1
-                if not ready and _serves(server.endpoint.port, target.served_name, host):
-                    ready = True
-                    say(
-                        f"serving {target.served_name} at {server.endpoint.api_base} "
-                        f"(litellm model {server.endpoint.litellm_model}); Ctrl-C to stop"
-                    )
-                if not ready and time.monotonic() - started > timeout_s:
-                    say(f"not ready after {timeout_s:.0f}s; stopping")
-                    _stop(server)
-                    return 1
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        say("stopping")
-        _stop(server)
-        return 0
 
 
 # ------------------------------------------------------------------------------------ resolution
@@ -371,6 +307,8 @@ def _forget(server: _Server) -> None:
     with _LOCK:
         if _SERVERS.get(server.endpoint.model) is server:
             del _SERVERS[server.endpoint.model]
+        if server in _FOREGROUND:
+            _FOREGROUND.remove(server)
 
 
 # ---------------------------------------------------------------------------------------- health
@@ -439,7 +377,11 @@ def _start(
     *,
     shared: bool,
     on_status: StatusCallback | None,
+    extra_env: dict[str, str] | None = None,
+    foreground: bool = False,
 ) -> _Server:
+    """Launch a server; ``extra_env`` adds to the launch recipe's environment (a replica's CPU cores),
+    ``foreground`` keeps it out of the per-model table, which holds one server per model."""
     assert target.model is not None
     if port is None:
         port = _free_port(host)
@@ -455,6 +397,7 @@ def _start(
         offline=Path(target.model).is_dir(),
     )
     argv, env_extra = build_launch(config)
+    env_extra.update(extra_env or {})
     log_path = cache_dir() / "logs" / f"vllm-{_slug(target.served_name)}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -465,7 +408,10 @@ def _start(
     endpoint = _endpoint(port, target.served_name, pid=process.pid, started_here=True)
     server = _Server(endpoint, process, log_path, time.monotonic())
     with _LOCK:
-        _SERVERS[target.served_name] = server
+        if foreground:
+            _FOREGROUND.append(server)
+        else:
+            _SERVERS[target.served_name] = server
     _install_exit_hooks()
     _state_add(
         {

@@ -1,0 +1,220 @@
+"""`agentscale serve`: one vLLM server, or several replicas of one model, run in the foreground.
+
+Replicas exist to test multi-endpoint routes (`api_base: [...]`) on one machine: they listen on
+consecutive ports (or given ones) and, on CPU, each replica's engine is pinned to its own share of
+the cores, since vLLM-CPU would otherwise bind every engine to the same first core. The servers are
+started together, their logs streamed (prefixed per replica), and the api_base list printed once all
+are ready. Everything started here is stopped on Ctrl-C, SIGTERM/SIGHUP, or when this process dies
+(the parent-death signal of :mod:`agentscale.models.vllm_server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO, TextIO
+
+from agentscale.models.bundled import file_lock
+from agentscale.models.vllm_engine import DEFAULT_HOST, EngineOptions, ServingError, require_engine
+from agentscale.models.vllm_server import (
+    DEFAULT_TIMEOUT_S,
+    PortInUseError,
+    VllmEndpoint,
+    _find_running,
+    _killpg,
+    _known,
+    _lock_path,
+    _materialize,
+    _name_lock,
+    _port_free,
+    _resolve_target,
+    _Server,
+    _serves,
+    _start,
+    _stop,
+    install_signal_handlers,
+    shared_port,
+)
+
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
+_POLL_S = 0.2
+
+
+def replica_ports(replicas: int, *, first_port: int, ports: Sequence[int] | None = None) -> list[int]:
+    """``ports`` if given (one per replica, distinct), else ``replicas`` consecutive ports from ``first_port``."""
+    if replicas < 1:
+        raise ServingError(f"--replicas must be at least 1 (got {replicas})")
+    if ports:
+        if len(ports) != replicas:
+            raise ServingError(f"{len(ports)} port(s) given for {replicas} replica(s); give one port per replica")
+        if len(set(ports)) != len(ports):
+            raise ServingError(f"ports {list(ports)} repeat a port; each replica needs its own")
+        chosen = list(ports)
+    else:
+        chosen = [first_port + i for i in range(replicas)]
+    if max(chosen) > 65535 or min(chosen) < 1:
+        raise ServingError(f"ports {chosen} are not all within 1..65535")
+    return chosen
+
+
+def replica_env(
+    index: int, replicas: int, *, device: str, cpu_count: int | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What replica ``index`` adds to its launch environment: on CPU, the cores its engine binds.
+
+    With C cores and N ≤ C replicas, replica i binds cores [i·C/N, (i+1)·C/N); with more replicas than
+    cores they take one core each in turn. A single server, a GPU, or a user's own
+    ``VLLM_CPU_OMP_THREADS_BIND`` get nothing (vLLM's own choice stands).
+    """
+    env_in = os.environ if environ is None else environ
+    if device != "cpu" or replicas == 1 or CPU_BIND_ENV in env_in:
+        return {}
+    cores = cpu_count or os.cpu_count() or 1
+    if replicas > cores:
+        return {CPU_BIND_ENV: str(index % cores)}
+    first, last = index * cores // replicas, (index + 1) * cores // replicas - 1
+    return {CPU_BIND_ENV: str(first) if first == last else f"{first}-{last}"}
+
+
+def route_snippet(endpoints: Sequence[VllmEndpoint]) -> str:
+    """The `models:` entry to paste into a graph or space YAML."""
+    bases = ", ".join(f'"{e.api_base}"' for e in endpoints)
+    api_base = bases if len(endpoints) == 1 else f"[{bases}]"
+    return f"{{model: {endpoints[0].litellm_model}, api_base: {api_base}}}"
+
+
+def serve_foreground(
+    name_or_path: str,
+    *,
+    port: int | None = None,
+    host: str = DEFAULT_HOST,
+    options: EngineOptions | None = None,
+    served_model_name: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    out: TextIO | None = None,
+    replicas: int = 1,
+    ports: Sequence[int] | None = None,
+    on_ready: Callable[[list[VllmEndpoint]], None] | None = None,
+) -> int:
+    """Run ``replicas`` servers until Ctrl-C, streaming their logs to ``out`` (stderr).
+
+    The first (or only) one listens on ``port``, else the shared port (`AGENTSCALE_VLLM_PORT`, else
+    8000), so other processes find it; servers are recorded as shared in the state file. ``on_ready``
+    gets the endpoints once all answer. Returns 0 after Ctrl-C or when a single server for the model
+    already runs there, 1 if a server failed or was not ready within ``timeout_s``.
+    """
+    stream = out if out is not None else sys.stderr
+
+    def say(message: str) -> None:
+        print(f"agentscale: {message}", file=stream, flush=True)
+
+    chosen = replica_ports(replicas, first_port=shared_port() if port is None else port, ports=ports)
+    target = _resolve_target(name_or_path, options, served_model_name)
+    servers: list[_Server] = []
+    try:
+        with _name_lock(target.served_name):
+            if replicas == 1:
+                found = _known(target.served_name) or _find_running(target.served_name, chosen[0], host)
+                if found is not None:
+                    say(f"{target.served_name} is already served at {found.api_base}")
+                    return 0
+            taken = [port for port in chosen if not _port_free(host, port)]
+            if taken:
+                raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
+            engine = require_engine()
+            target = _materialize(target, say)
+            with file_lock(_lock_path(target.served_name)):
+                for index, port_ in enumerate(chosen):
+                    env = replica_env(index, replicas, device=engine.device)
+                    server = _start(
+                        target, engine.device, port_, host, shared=True, on_status=say, extra_env=env, foreground=True
+                    )
+                    servers.append(server)
+        install_signal_handlers()
+        return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready)
+    except KeyboardInterrupt:  # Ctrl-C while converting or starting
+        say("stopping")
+        return 0
+    finally:
+        for server in servers:  # all at once: each takes seconds to stop
+            assert server.process is not None
+            _killpg(server.process.pid, signal.SIGTERM)
+        for server in servers:
+            _stop(server)
+
+
+def _follow(
+    servers: list[_Server],
+    served_name: str,
+    host: str,
+    timeout_s: float,
+    stream: TextIO,
+    say: Callable[[str], None],
+    on_ready: Callable[[list[VllmEndpoint]], None] | None,
+) -> int:
+    """Stream the logs and watch the servers until Ctrl-C, a server exit, or a start timeout."""
+    ready = [False] * len(servers)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        logs = [
+            _LogTail(stack.enter_context(open(s.log_path or "", "rb")), i, len(servers)) for i, s in enumerate(servers)
+        ]
+        try:
+            while True:
+                for index, server in enumerate(servers):
+                    assert server.process is not None
+                    logs[index].copy_to(stream)
+                    code = server.process.poll()
+                    if code is not None:
+                        logs[index].copy_to(stream, final=True)
+                        say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
+                        return 0 if code == 0 and all(ready) else 1
+                    if not ready[index] and _serves(server.endpoint.port, served_name, host):
+                        ready[index] = True
+                        if all(ready):
+                            _announce(servers, served_name, time.monotonic() - started, say)
+                            if on_ready is not None:
+                                on_ready([s.endpoint for s in servers])
+                if not all(ready) and time.monotonic() - started > timeout_s:
+                    say(f"not ready after {timeout_s:.0f}s; stopping")
+                    return 1
+                time.sleep(_POLL_S)
+        except KeyboardInterrupt:
+            say("stopping")
+            return 0
+
+
+def _announce(servers: list[_Server], served_name: str, seconds: float, say: Callable[[str], None]) -> None:
+    endpoints = [s.endpoint for s in servers]
+    where = endpoints[0].api_base if len(endpoints) == 1 else f"{len(endpoints)} replicas"
+    say(
+        f"serving {served_name} at {where} (litellm model {endpoints[0].litellm_model}), ready in {seconds:.0f}s; "
+        "Ctrl-C to stop"
+    )
+    say(f"models: entry for a graph or space YAML: {route_snippet(endpoints)}")
+
+
+class _LogTail:
+    """New lines of one server's log, prefixed with the replica number when there are several."""
+
+    def __init__(self, handle: BinaryIO, index: int, count: int) -> None:
+        self.handle = handle
+        self.prefix = f"[replica {index}] " if count > 1 else ""
+        self.partial = ""
+
+    def copy_to(self, stream: TextIO, *, final: bool = False) -> None:
+        chunk = self.handle.read()
+        if not chunk and not final:
+            return
+        text = self.partial + chunk.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        self.partial = "" if final else lines.pop()
+        if lines and lines[-1] == "" and final:
+            lines.pop()
+        if lines:
+            stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
+            stream.flush()

@@ -1,0 +1,81 @@
+"""`agentscale serve --replicas N` without starting vLLM: ports, CPU binding, the printed route, CLI errors."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.models.vllm_engine import ServingError
+from agentscale.models.vllm_foreground import CPU_BIND_ENV, replica_env, replica_ports, route_snippet
+from agentscale.models.vllm_server import VllmEndpoint
+
+
+def test_replicas_listen_on_consecutive_ports_or_the_given_ones() -> None:
+    assert replica_ports(1, first_port=8000) == [8000]
+    assert replica_ports(3, first_port=8000) == [8000, 8001, 8002]
+    assert replica_ports(2, first_port=8000, ports=[9001, 9000]) == [9001, 9000]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "first", "ports", "message"),
+    [
+        (0, 8000, None, "at least 1"),
+        (2, 8000, [9000], "1 port(s) given for 2 replica(s)"),
+        (2, 8000, [9000, 9000], "repeat a port"),
+        (2, 65535, None, "within 1..65535"),
+    ],
+)
+def test_bad_replica_ports_are_refused(replicas: int, first: int, ports: list[int] | None, message: str) -> None:
+    with pytest.raises(ServingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        replica_ports(replicas, first_port=first, ports=ports)
+
+
+def test_each_cpu_replica_binds_its_own_cores() -> None:
+    def binds(replicas: int, cores: int) -> list[str]:
+        return [
+            replica_env(i, replicas, device="cpu", cpu_count=cores, environ={})[CPU_BIND_ENV] for i in range(replicas)
+        ]
+
+    assert binds(2, 2) == ["0", "1"]
+    assert binds(2, 8) == ["0-3", "4-7"]
+    assert binds(3, 8) == ["0-1", "2-4", "5-7"]
+    assert binds(4, 2) == ["0", "1", "0", "1"]  # more replicas than cores: shared in turn
+
+
+def test_binding_is_left_to_vllm_for_one_server_a_gpu_or_a_user_choice() -> None:
+    assert replica_env(0, 1, device="cpu", cpu_count=2, environ={}) == {}
+    assert replica_env(1, 2, device="gpu", cpu_count=2, environ={}) == {}
+    assert replica_env(1, 2, device="cpu", cpu_count=2, environ={CPU_BIND_ENV: "0-1"}) == {}
+
+
+def test_route_snippet_is_a_models_entry_to_paste() -> None:
+    one = VllmEndpoint("http://127.0.0.1:8000/v1", "smollm2-135m", 8000)
+    two = VllmEndpoint("http://127.0.0.1:8001/v1", "smollm2-135m", 8001)
+    assert route_snippet([one]) == '{model: hosted_vllm/smollm2-135m, api_base: "http://127.0.0.1:8000/v1"}'
+    assert route_snippet([one, two]) == (
+        '{model: hosted_vllm/smollm2-135m, api_base: ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1"]}'
+    )
+
+
+def _serve(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["serve", "local/smollm2-135m", *args])
+    return code, capsys.readouterr().err
+
+
+def test_cli_refuses_ports_that_do_not_fit_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _serve(capsys, "--replicas", "2", "--ports", "9000")
+    assert code == 1 and "1 port(s) given for 2 replica(s)" in err
+    code, err = _serve(capsys, "--replicas", "2", "--ports", "90x0,1")
+    assert code == 2 and "not a comma-separated list of ports" in err
+
+
+def test_cli_names_replica_ports_already_taken(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        code, err = _serve(capsys, "--replicas", "2", "--ports", f"{taken},1")
+    assert code == 1
+    assert f"port(s) {taken}" in err and "already in use" in err
