@@ -14,9 +14,11 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import BinaryIO, TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
+from typing import Any, BinaryIO, TextIO
 
 from agentscale.models.bundled import file_lock
 from agentscale.models.vllm_engine import DEFAULT_HOST, EngineOptions, ServingError, require_engine
@@ -36,6 +38,7 @@ from agentscale.models.vllm_server import (
     _serves,
     _start,
     _stop,
+    _Target,
     install_signal_handlers,
     shared_port,
 )
@@ -115,36 +118,75 @@ def serve_foreground(
     chosen = replica_ports(replicas, first_port=shared_port() if port is None else port, ports=ports)
     target = _resolve_target(name_or_path, options, served_model_name)
     servers: list[_Server] = []
+    with _on_sigint(signal.default_int_handler):
+        try:
+            return _run(target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers)
+        except KeyboardInterrupt:
+            say("stopping")
+            return 0
+        finally:
+            with _on_sigint(signal.SIG_IGN):  # a second Ctrl-C must not cut the stop short and orphan servers
+                _stop_servers(servers)
+
+
+@contextlib.contextmanager
+def _on_sigint(handler: Callable[[int, FrameType | None], Any] | int) -> Iterator[None]:
+    """Handle SIGINT with ``handler`` for the block (main thread only; elsewhere nothing changes).
+
+    Needed for Ctrl-C to stop `agentscale serve` at all when the process started with SIGINT ignored
+    (a background job of a shell without job control, nohup, some CI runners): Python then installs
+    no KeyboardInterrupt handler, the signal is dropped, and the servers run on.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        with _name_lock(target.served_name):
-            if replicas == 1:
-                found = _known(target.served_name) or _find_running(target.served_name, chosen[0], host)
-                if found is not None:
-                    say(f"{target.served_name} is already served at {found.api_base}")
-                    return 0
-            taken = [port for port in chosen if not _port_free(host, port)]
-            if taken:
-                raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
-            engine = require_engine()
-            target = _materialize(target, say)
-            with file_lock(_lock_path(target.served_name)):
-                for index, port_ in enumerate(chosen):
-                    env = replica_env(index, replicas, device=engine.device)
-                    server = _start(
-                        target, engine.device, port_, host, shared=True, on_status=say, extra_env=env, foreground=True
-                    )
-                    servers.append(server)
-        install_signal_handlers()
-        return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready)
-    except KeyboardInterrupt:  # Ctrl-C while converting or starting
-        say("stopping")
-        return 0
+        yield
     finally:
-        for server in servers:  # all at once: each takes seconds to stop
-            assert server.process is not None
-            _killpg(server.process.pid, signal.SIGTERM)
-        for server in servers:
-            _stop(server)
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_servers(servers: list[_Server]) -> None:
+    for server in servers:  # all at once: each takes seconds to stop
+        assert server.process is not None
+        _killpg(server.process.pid, signal.SIGTERM)
+    for server in servers:
+        _stop(server)
+
+
+def _run(
+    target: _Target,
+    chosen: list[int],
+    replicas: int,
+    host: str,
+    timeout_s: float,
+    stream: TextIO,
+    say: Callable[[str], None],
+    on_ready: Callable[[list[VllmEndpoint]], None] | None,
+    servers: list[_Server],
+) -> int:
+    """Start the servers (appending each to ``servers`` as it starts) and follow them."""
+    with _name_lock(target.served_name):
+        if replicas == 1:
+            found = _known(target.served_name) or _find_running(target.served_name, chosen[0], host)
+            if found is not None:
+                say(f"{target.served_name} is already served at {found.api_base}")
+                return 0
+        taken = [port for port in chosen if not _port_free(host, port)]
+        if taken:
+            raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
+        engine = require_engine()
+        target = _materialize(target, say)
+        with file_lock(_lock_path(target.served_name)):
+            for index, port in enumerate(chosen):
+                env = replica_env(index, replicas, device=engine.device)
+                server = _start(
+                    target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True
+                )
+                servers.append(server)
+    install_signal_handlers()
+    return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready)
 
 
 def _follow(
@@ -163,29 +205,25 @@ def _follow(
         logs = [
             _LogTail(stack.enter_context(open(s.log_path or "", "rb")), i, len(servers)) for i, s in enumerate(servers)
         ]
-        try:
-            while True:
-                for index, server in enumerate(servers):
-                    assert server.process is not None
-                    logs[index].copy_to(stream)
-                    code = server.process.poll()
-                    if code is not None:
-                        logs[index].copy_to(stream, final=True)
-                        say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
-                        return 0 if code == 0 and all(ready) else 1
-                    if not ready[index] and _serves(server.endpoint.port, served_name, host):
-                        ready[index] = True
-                        if all(ready):
-                            _announce(servers, served_name, time.monotonic() - started, say)
-                            if on_ready is not None:
-                                on_ready([s.endpoint for s in servers])
-                if not all(ready) and time.monotonic() - started > timeout_s:
-                    say(f"not ready after {timeout_s:.0f}s; stopping")
-                    return 1
-                time.sleep(_POLL_S)
-        except KeyboardInterrupt:
-            say("stopping")
-            return 0
+        while True:
+            for index, server in enumerate(servers):
+                assert server.process is not None
+                logs[index].copy_to(stream)
+                code = server.process.poll()
+                if code is not None:
+                    logs[index].copy_to(stream, final=True)
+                    say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
+                    return 0 if code == 0 and all(ready) else 1
+                if not ready[index] and _serves(server.endpoint.port, served_name, host):
+                    ready[index] = True
+                    if all(ready):
+                        _announce(servers, served_name, time.monotonic() - started, say)
+                        if on_ready is not None:
+                            on_ready([s.endpoint for s in servers])
+            if not all(ready) and time.monotonic() - started > timeout_s:
+                say(f"not ready after {timeout_s:.0f}s; stopping")
+                return 1
+            time.sleep(_POLL_S)
 
 
 def _announce(servers: list[_Server], served_name: str, seconds: float, say: Callable[[str], None]) -> None:
