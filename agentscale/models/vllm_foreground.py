@@ -21,7 +21,15 @@ from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
 from agentscale.models.bundled import file_lock
-from agentscale.models.vllm_engine import DEFAULT_HOST, EngineOptions, ServingError, require_engine
+from agentscale.models.vllm_engine import (
+    DEFAULT_HOST,
+    KV_CACHE_ENV,
+    EngineOptions,
+    ServingError,
+    kv_cache_gib,
+    read_mem_available_bytes,
+    require_engine,
+)
 from agentscale.models.vllm_server import (
     DEFAULT_TIMEOUT_S,
     PortInUseError,
@@ -65,22 +73,39 @@ def replica_ports(replicas: int, *, first_port: int, ports: Sequence[int] | None
 
 
 def replica_env(
-    index: int, replicas: int, *, device: str, cpu_count: int | None = None, environ: Mapping[str, str] | None = None
+    index: int,
+    replicas: int,
+    *,
+    device: str,
+    cpu_count: int | None = None,
+    kv_cache_space_gib: int | None = None,
+    mem_available_bytes: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """What replica ``index`` adds to its launch environment: on CPU, the cores its engine binds.
+    """What replica ``index`` adds to its launch environment on CPU: the cores its engine binds and
+    its share of the KV cache. A single server or a GPU gets nothing (the launch recipe stands).
 
-    With C cores and N ≤ C replicas, replica i binds cores [i·C/N, (i+1)·C/N); with more replicas than
-    cores they take one core each in turn. A single server, a GPU, or a user's own
-    ``VLLM_CPU_OMP_THREADS_BIND`` get nothing (vLLM's own choice stands).
+    Cores: with C cores and N ≤ C replicas, replica i binds [i·C/N, (i+1)·C/N); with more replicas
+    than cores they take one core each in turn. KV cache: each server would size its own from the same
+    free memory (a quarter of it) and N of them run the machine out of memory (seen with three at
+    once: the kernel killed a worker), so each gets 1/N of that, at least 1 GiB. A fixed
+    ``kv_cache_space_gib`` (the bundled model's recipe) and the user's own variables are kept.
     """
     env_in = os.environ if environ is None else environ
-    if device != "cpu" or replicas == 1 or CPU_BIND_ENV in env_in:
+    if device != "cpu" or replicas == 1:
         return {}
-    cores = cpu_count or os.cpu_count() or 1
-    if replicas > cores:
-        return {CPU_BIND_ENV: str(index % cores)}
-    first, last = index * cores // replicas, (index + 1) * cores // replicas - 1
-    return {CPU_BIND_ENV: str(first) if first == last else f"{first}-{last}"}
+    env: dict[str, str] = {}
+    if CPU_BIND_ENV not in env_in:
+        cores = cpu_count or os.cpu_count() or 1
+        if replicas > cores:
+            env[CPU_BIND_ENV] = str(index % cores)
+        else:
+            first, last = index * cores // replicas, (index + 1) * cores // replicas - 1
+            env[CPU_BIND_ENV] = str(first) if first == last else f"{first}-{last}"
+    if KV_CACHE_ENV not in env_in and kv_cache_space_gib is None:
+        mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
+        env[KV_CACHE_ENV] = str(max(1, kv_cache_gib(mem) // replicas))
+    return env
 
 
 def route_snippet(endpoints: Sequence[VllmEndpoint]) -> str:
@@ -180,7 +205,9 @@ def _run(
         target = _materialize(target, say)
         with file_lock(_lock_path(target.served_name)):
             for index, port in enumerate(chosen):
-                env = replica_env(index, replicas, device=engine.device)
+                env = replica_env(
+                    index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib
+                )
                 server = _start(
                     target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True
                 )

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from agentscale.cli.app import main
-from agentscale.models.vllm_engine import ServingError
+from agentscale.models.vllm_engine import KV_CACHE_ENV, ServingError
 from agentscale.models.vllm_foreground import CPU_BIND_ENV, replica_env, replica_ports, route_snippet
 from agentscale.models.vllm_server import VllmEndpoint
 
@@ -32,10 +32,14 @@ def test_bad_replica_ports_are_refused(replicas: int, first: int, ports: list[in
         replica_ports(replicas, first_port=first, ports=ports)
 
 
+GIB = 2**30
+
+
 def test_each_cpu_replica_binds_its_own_cores() -> None:
     def binds(replicas: int, cores: int) -> list[str]:
         return [
-            replica_env(i, replicas, device="cpu", cpu_count=cores, environ={})[CPU_BIND_ENV] for i in range(replicas)
+            replica_env(i, replicas, device="cpu", cpu_count=cores, kv_cache_space_gib=1, environ={})[CPU_BIND_ENV]
+            for i in range(replicas)
         ]
 
     assert binds(2, 2) == ["0", "1"]
@@ -44,10 +48,30 @@ def test_each_cpu_replica_binds_its_own_cores() -> None:
     assert binds(4, 2) == ["0", "1", "0", "1"]  # more replicas than cores: shared in turn
 
 
+def test_cpu_replicas_share_the_kv_cache_a_single_server_would_take() -> None:
+    def kv(replicas: int, free_gib: int, fixed: int | None = None) -> str | None:
+        env = replica_env(
+            0,
+            replicas,
+            device="cpu",
+            cpu_count=2,
+            kv_cache_space_gib=fixed,
+            mem_available_bytes=free_gib * GIB,
+            environ={},
+        )
+        return env.get(KV_CACHE_ENV)
+
+    assert kv(2, 20) == "2"  # a single server would take 5 GiB (a quarter of 20)
+    assert kv(4, 20) == "1"
+    assert kv(2, 2) == "1"  # never below 1 GiB
+    assert kv(2, 20, fixed=1) is None  # the bundled model's fixed recipe stands
+
+
 def test_binding_is_left_to_vllm_for_one_server_a_gpu_or_a_user_choice() -> None:
     assert replica_env(0, 1, device="cpu", cpu_count=2, environ={}) == {}
     assert replica_env(1, 2, device="gpu", cpu_count=2, environ={}) == {}
-    assert replica_env(1, 2, device="cpu", cpu_count=2, environ={CPU_BIND_ENV: "0-1"}) == {}
+    mine = {CPU_BIND_ENV: "0-1", KV_CACHE_ENV: "3"}
+    assert replica_env(1, 2, device="cpu", cpu_count=2, environ=mine) == {}
 
 
 def test_route_snippet_is_a_models_entry_to_paste() -> None:

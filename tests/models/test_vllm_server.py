@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.models import vllm_server
-from agentscale.models.vllm_engine import EngineMissingError, detect_engine
+from agentscale.models.vllm_engine import KV_CACHE_ENV, EngineMissingError, detect_engine
 from agentscale.models.vllm_server import (
     PortInUseError,
     ServerStartError,
@@ -251,7 +251,7 @@ def test_no_server_survives_its_process(served: tuple[VllmEndpoint, Path]) -> No
     its own, such a process never saw the Ctrl-C (the intermittent hang of this test)."""
     _, cache = served
     folder = str(cache / "models" / BUNDLED_NAME)
-    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache)}
+    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache), KV_CACHE_ENV: "1"}  # several servers at once
     cases = {"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL, "foreground": signal.SIGINT}
     children: dict[str, subprocess.Popen[str]] = {}
     try:
@@ -317,7 +317,7 @@ def test_two_replicas_serve_one_route_and_stop_on_ctrl_c(served: tuple[VllmEndpo
     sends concurrent calls to both (counted in each replica's access log); Ctrl-C stops both."""
     _, cache = served
     folder = str(cache / "models" / BUNDLED_NAME)
-    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache)}
+    env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache), KV_CACHE_ENV: "1"}  # several servers at once
     first = _free_port_run(2)
     log = tmp_path / "serve.log"
     argv = [sys.executable, "-c", "from agentscale.cli.app import main; raise SystemExit(main())"]
