@@ -112,6 +112,11 @@ class ItemWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     async def run_item(self, task: ItemTask) -> ItemOutcome:
         graph = self._graph(task)
         item = _ItemRows({entry["key"]: CacheEntry(**entry) for entry in task.cache})

@@ -61,11 +61,12 @@ class DriverStats:
     results: int = 0  # items answered by workers and recorded
     in_driver: int = 0  # items the cache answered completely (run in the driver)
     retries: int = 0  # attempts lost with their worker
-    probe_s: float = 0.0
-    record_s: float = 0.0  # writing outbox calls and item rows to SQLite, draining included
+    outbox_errors: int = 0  # drains that could not reach the outbox
+    probe_s: float = 0.0  # cache probes (wall time: includes waiting for the event loop)
+    write_s: float = 0.0  # SQLite: paid calls drained from the outbox, then the item's rows
 
-    def per_result_ms(self) -> float:
-        return 1000 * (self.probe_s + self.record_s) / max(1, self.results)
+    def write_ms_per_result(self) -> float:
+        return 1000 * self.write_s / max(1, self.results)
 
 
 class RayExecutor:
@@ -109,7 +110,8 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 ray.init(
-                    address=self.address,
+                    # no address: a new local Ray, never a stale cluster `ray start` left recorded in /tmp/ray
+                    address=self.address or "local",
                     include_dashboard=False,
                     log_to_driver=False,  # worker output would land in `--json` stdout
                     logging_level="WARNING",
@@ -150,6 +152,10 @@ class RayExecutor:
     def worker_pids(self) -> list[int]:
         """Process ids of the worker actors (tests kill one)."""
         return [int(pid) for pid in self._ray.get([actor.pid.remote() for actor in self._actors])]
+
+    def worker_nodes(self) -> list[str]:
+        """The Ray node each worker actor runs on."""
+        return [str(node) for node in self._ray.get([actor.node_id.remote() for actor in self._actors])]
 
     def close(self) -> None:
         for actor in self._actors:
@@ -202,8 +208,13 @@ class RayExecutor:
             except asyncio.CancelledError:  # an interrupted eval makes no further calls behind its back
                 self._ray.cancel(ref)
                 raise
-            except self._ray.exceptions.RayTaskError as exc:  # the graph itself raised: not a lost worker
-                raise exc.as_instanceof_cause() from None
+            except self._ray.exceptions.RayTaskError as exc:
+                if not isinstance(exc.cause, self._lost_worker_errors):  # the graph itself raised
+                    raise exc.as_instanceof_cause() from None
+                lost.add(index)  # the worker lost its outbox or node while answering: retry elsewhere
+                self._down.setdefault(index, None)
+                self.stats.retries += 1
+                continue
             except self._lost_worker_errors:
                 lost.add(index)
                 self._down.setdefault(index, None)
@@ -260,17 +271,21 @@ class RayExecutor:
         self._down.pop(index, None)
 
     async def _drain(self, store: Store | None) -> None:
-        started = time.perf_counter()
-        calls = await self._outbox.drain.remote()
+        try:
+            calls = await self._outbox.drain.remote()
+        except self._lost_worker_errors:  # unreachable for now: its calls wait for the next drain
+            self.stats.outbox_errors += 1
+            return
         if store is not None and calls:
+            started = time.perf_counter()
             store.record_calls(
                 [(CacheEntry(**cache) if cache is not None else None, SpendEntry(**spend)) for cache, spend in calls]
             )
-        self.stats.record_s += time.perf_counter() - started
+            self.stats.write_s += time.perf_counter() - started
 
     def _record(self, store: Store | None, outcome: ItemOutcome) -> None:
         started = time.perf_counter()
         if store is not None and outcome.rows:
             store.add_all([_ROW_TYPES[name](**data) for name, data in outcome.rows])
         self.stats.results += 1
-        self.stats.record_s += time.perf_counter() - started
+        self.stats.write_s += time.perf_counter() - started

@@ -15,7 +15,7 @@ from agentscale.executors.ray_executor import RayExecutor
 def ray_session() -> Iterator[Any]:
     """A local Ray with 2 CPUs, started by the test (none may be running before)."""
     ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,112 @@
+"""Items per second of an eval with the local executor vs Ray with 1, 2 and 4 workers (figures, not a test).
+
+The scripted server (its own process) sleeps 200 ms per call, so an item of the one-node graph is
+200 ms of waiting plus the framework's CPU work. Every configuration keeps `--concurrency` items in
+flight per worker (the local executor is one worker); Ray is started once, with this machine's
+cores, and its workers are started and warm before the clock starts. Each configuration writes a
+fresh database (no cache hits). Also printed: the driver's own time per recorded result (cache
+probe, draining paid calls from the outbox, writing the item's rows), from the executor's counters.
+
+Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from _servers import scripted_server
+
+from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.evaluate.engine import EvalConfig, Evaluation
+from agentscale.executors import Executor, LocalExecutor
+from agentscale.executors.ray_executor import DriverStats, RayExecutor
+
+LATENCY_S = 0.2
+
+
+def _task(folder: Path, items: int) -> Path:
+    path = folder / "items.jsonl"
+    lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 7?", "answer": str(i + 7)}) for i in range(items)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _run(api_base: str, task: Path, db: Path, executor: Executor, concurrency: int) -> tuple[float, float]:
+    """(items/s, the driver process's CPU ms per item)."""
+    text = f'name: one\nmodels:\n  m: {{model: hosted_vllm/bench, api_base: "{api_base}"}}\n'
+    text += "defaults: {temperature: 0.7, max_tokens: 32}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(text, gateway=Gateway(Store(db), GatewaySettings(max_concurrency=256)))
+    evaluation = Evaluation(graph, EvalConfig(task=str(task), concurrency=concurrency), executor=executor)
+    started, cpu = time.perf_counter(), time.process_time()
+    summary = await evaluation.run()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert summary.correct == summary.n, "the scripted server answers every item right"
+    return summary.n / elapsed, 1000 * cpu / summary.n
+
+
+def measure(items: int, concurrency: int) -> dict[str, Any]:
+    import ray
+
+    figures: dict[str, Any] = {"items": items, "concurrency_per_worker": concurrency, "latency_s": LATENCY_S}
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    figures["cpus"] = int(ray.cluster_resources().get("CPU", 0))
+    with tempfile.TemporaryDirectory() as tmp, scripted_server(LATENCY_S) as api_base:
+        folder = Path(tmp)
+        task = _task(folder, items)
+        figures["ceiling_per_worker"] = concurrency / LATENCY_S
+        asyncio.run(_run(api_base, task, folder / "warm.db", LocalExecutor(), concurrency))  # imports, litellm
+        for name, inflight in (("local", concurrency), ("local_x4", 4 * concurrency)):
+            rate, cpu_ms = asyncio.run(_run(api_base, task, folder / f"{name}.db", LocalExecutor(), inflight))
+            figures[name], figures[f"{name}_driver_cpu_ms"] = rate, cpu_ms
+        for workers in (1, 2, 4):
+            executor = RayExecutor(workers=workers)
+            asyncio.run(executor.start())
+            asyncio.run(_run(api_base, task, folder / f"warm{workers}.db", executor, concurrency))
+            executor.stats = DriverStats()  # count the measured run only
+            rate, cpu_ms = asyncio.run(_run(api_base, task, folder / f"ray{workers}.db", executor, concurrency))
+            figures[f"ray_{workers}"], figures[f"ray_{workers}_driver_cpu_ms"] = rate, cpu_ms
+            figures[f"ray_{workers}_write_ms"] = executor.stats.write_ms_per_result()
+            executor.close()
+    ray.shutdown()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=160)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures = measure(args.items, args.concurrency)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    local = figures["local"]
+    print(
+        f"eval of {figures['items']} one-call items, server sleeping {LATENCY_S * 1000:.0f} ms, "
+        f"{figures['concurrency_per_worker']} items in flight per worker, {figures['cpus']} CPUs"
+    )
+    print(f"  ceiling per worker (no CPU cost): {figures['ceiling_per_worker']:.0f} items/s")
+    rows = [("local executor", "local"), ("local, 4x in flight", "local_x4")]
+    rows += [(f"ray, {w} worker(s)", f"ray_{w}") for w in (1, 2, 4)]
+    for label, key in rows:
+        line = f"  {label:<22} {figures[key]:6.1f} items/s ({figures[key] / local:.2f}x)"
+        line += f"  driver CPU {figures[f'{key}_driver_cpu_ms']:.1f} ms/item"
+        if key.startswith("ray"):
+            line += f", SQLite writes {figures[f'{key}_write_ms']:.2f} ms/result"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
