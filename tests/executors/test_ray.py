@@ -166,11 +166,12 @@ async def test_killed_worker_mid_eval_retries_elsewhere_records_once(
     assert items == sorted(f"q{i}" for i in range(count))  # one row per item: none recorded twice
     assert Counter(calls) == Counter((f"q{i}", node) for i in range(count) for node in ("a", "b"))
     # the ledger is exact: every call whose answer came back is in it once (node a of the lost
-    # attempts included, through the outbox); the lost attempts' critic calls, in flight when the
-    # worker died, were served but never answered a worker, so nobody could record them
+    # attempts included, through the outbox); the lost attempts' critic calls that had reached the
+    # server when the worker died were served but never answered a worker, so nobody could record
+    # them (on a loaded machine a lost attempt may die before sending its critic call at all)
     served = len(scripted.completion_requests)
     assert store.spend(evaluation.run_id)["calls"] == 2 * count
-    assert served == 2 * count + lost
+    assert 2 * count <= served <= 2 * count + lost
     # node a's answers of the lost attempts were replayed from the cache by the retries, not re-asked
     firsts = Counter(
         json.dumps(r["messages"]) for r in scripted.completion_requests if "Candidate" not in json.dumps(r["messages"])
