@@ -26,3 +26,9 @@ class Outbox:
     def drain(self) -> list[PaidCall]:
         calls, self._calls = self._calls, []
         return calls
+
+    def node_id(self) -> str:
+        """The Ray node this outbox runs on (the driver checks it is its own)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())

@@ -42,6 +42,7 @@ INSTALL_HINT = "pip install 'agentscale[ray]'"
 MAX_ATTEMPTS = 3  # per item: the first try and two retries after a worker died
 MAX_RESTARTS = 4  # per worker actor
 RESTART_WAIT_S = 120.0  # how long items wait when every worker is down
+OUTBOX_TRIES = 5  # drains of an unreachable outbox, ~6 s in all, before its calls wait for the next one
 _ROW_TYPES: dict[str, type[Run | NodeCall | RunItem]] = {"Run": Run, "NodeCall": NodeCall, "RunItem": RunItem}
 
 
@@ -88,12 +89,21 @@ class RayExecutor:
         self._load: dict[int, int] = {}
         self._down: dict[int, asyncio.Future[None] | None] = {}  # workers lost recently: their revival check
         self._outbox: Any = None
+        self._outbox_id: str | None = None
+        self.outbox_node: str | None = None  # the Ray node the outbox runs on (the driver's)
         self._owns_ray = False
         self._start_lock: asyncio.Lock | None = None
         self._probes: weakref.WeakKeyDictionary[Graph, CacheProbe] = weakref.WeakKeyDictionary()
         errors = self._ray.exceptions
-        # the worker process is gone (killed, crashed, its node lost, or stopped by Ray's memory monitor)
-        self._lost_worker_errors = (errors.RayActorError, errors.WorkerCrashedError, errors.OutOfMemoryError)
+        # the worker process is gone (killed, crashed, its node lost, or stopped by Ray's memory monitor), or
+        # its node went before the driver fetched the result (stored there when large)
+        self._lost_worker_errors = (
+            errors.RayActorError,
+            errors.WorkerCrashedError,
+            errors.OutOfMemoryError,
+            errors.ObjectLostError,
+            errors.NodeDiedError,
+        )
 
     # lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -127,7 +137,12 @@ class RayExecutor:
         # named, so workers find it by name: an actor handle as a constructor argument would live in
         # the object store, and a worker restarted after it was freed could not start
         outbox_name = f"agentscale-outbox-{uuid.uuid4().hex[:12]}"
-        self._outbox = ray.remote(num_cpus=0, name=outbox_name, **self._near_driver())(Outbox).remote()
+        driver_node, placement = self._on_driver_node()
+        self._outbox = ray.remote(num_cpus=0, name=outbox_name, **placement)(Outbox).remote()
+        self._outbox_id = self._outbox._actor_id.hex()
+        self.outbox_node = await self._outbox.node_id.remote()
+        if driver_node is not None and self.outbox_node != driver_node:  # a hard pin makes this impossible
+            raise AgentScaleError(f"Ray placed the outbox on node {self.outbox_node}, not on the driver's")
         worker = ray.remote(ItemWorker).options(
             num_cpus=share,
             max_restarts=MAX_RESTARTS,
@@ -139,15 +154,21 @@ class RayExecutor:
         self._load = {index: 0 for index in range(count)}
         await asyncio.gather(*(actor.pid.remote() for actor in self._actors))  # started and warm
 
-    def _near_driver(self) -> dict[str, Any]:
-        """Pin the outbox to the driver's node (softly): it holds paid calls not yet recorded."""
+    def _on_driver_node(self) -> tuple[str | None, dict[str, Any]]:
+        """The driver's node and the options that pin the outbox to it.
+
+        The pin is hard: the outbox holds paid calls not yet recorded and must not die with another
+        node. A soft pin is not enough: for an actor that asks for no resources (`num_cpus=0`) Ray
+        ignores a soft node affinity and picks any node, and losing that node then lost the outbox
+        and with it every item (no worker could leave its paid calls any more).
+        """
         try:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            node = self._ray.get_runtime_context().get_node_id()
-            return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
+            node = str(self._ray.get_runtime_context().get_node_id())
         except Exception:  # a Ray Client driver is not on a node
-            return {}
+            return None, {}
+        return node, {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker actors (tests kill one)."""
@@ -211,9 +232,12 @@ class RayExecutor:
             except self._ray.exceptions.RayTaskError as exc:
                 if not isinstance(exc.cause, self._lost_worker_errors):  # the graph itself raised
                     raise exc.as_instanceof_cause() from None
-                lost.add(index)  # the worker lost its outbox or node while answering: retry elsewhere
-                self._down.setdefault(index, None)
                 self.stats.retries += 1
+                if self._is_outbox(exc.cause):  # the worker is fine: its paid calls could not be left
+                    self._check_outbox(exc.cause)
+                    continue
+                lost.add(index)  # the worker lost its node while answering: retry elsewhere
+                self._down.setdefault(index, None)
                 continue
             except self._lost_worker_errors:
                 lost.add(index)
@@ -225,7 +249,10 @@ class RayExecutor:
                 await self._drain(store)  # the attempt's paid calls, finished or not
             self._record(store, outcome)
             return outcome.result
-        raise AgentScaleError(f"item {item_key}: its worker died {self.max_attempts} times; giving up")
+        raise AgentScaleError(
+            f"item {item_key}: {self.max_attempts} attempts lost (its worker died or could not reach the outbox); "
+            "giving up"
+        )
 
     # driver side ------------------------------------------------------------------------------
     async def _probe(self, graph: Graph, question: str) -> list[dict[str, Any]] | None:
@@ -270,12 +297,29 @@ class RayExecutor:
             return
         self._down.pop(index, None)
 
+    def _is_outbox(self, error: BaseException) -> bool:
+        return isinstance(error, self._ray.exceptions.RayActorError) and error.actor_id == self._outbox_id
+
+    def _check_outbox(self, error: BaseException) -> None:
+        """Stop the run when the outbox is gone for good: no item could leave its paid calls any more."""
+        if isinstance(error, self._ray.exceptions.ActorDiedError):
+            raise AgentScaleError(
+                "the outbox actor (paid calls on their way to the spend ledger) died with its process or "
+                "the driver's node; calls it held are not in the ledger. Resume the run with --resume"
+            ) from None
+
     async def _drain(self, store: Store | None) -> None:
-        try:
-            calls = await self._outbox.drain.remote()
-        except self._lost_worker_errors:  # unreachable for now: its calls wait for the next drain
-            self.stats.outbox_errors += 1
-            return
+        calls = None
+        for attempt in range(OUTBOX_TRIES):
+            try:
+                calls = await self._outbox.drain.remote()
+                break
+            except self._lost_worker_errors as exc:
+                self.stats.outbox_errors += 1
+                self._check_outbox(exc)
+                await asyncio.sleep(0.2 * 2**attempt)  # unreachable for now (ActorUnavailableError): try again
+        else:
+            return  # still unreachable: its calls wait for the next drain
         if store is not None and calls:
             started = time.perf_counter()
             store.record_calls(

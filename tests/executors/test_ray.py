@@ -10,7 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.executors import LocalExecutor
 from agentscale.executors.ray_executor import RayExecutor
@@ -174,3 +177,37 @@ async def test_killed_worker_mid_eval_retries_elsewhere_records_once(
         json.dumps(r["messages"]) for r in scripted.completion_requests if "Candidate" not in json.dumps(r["messages"])
     )
     assert len(firsts) == count and set(firsts.values()) == {1}
+
+
+class _FlakyOutbox:
+    """An outbox handle whose `drain` first fails with the given Ray errors, then returns `calls`."""
+
+    def __init__(self, errors: list[Exception], calls: list[Any]) -> None:
+        self.errors, self.calls, self.drains = errors, calls, 0
+        self.drain = self
+
+    def remote(self) -> Any:
+        async def drain() -> list[Any]:
+            self.drains += 1
+            if self.errors:
+                raise self.errors.pop(0)
+            return self.calls
+
+        return drain()
+
+
+async def test_an_unreachable_outbox_is_drained_again() -> None:
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    executor = RayExecutor()
+    unavailable = ray.exceptions.ActorUnavailableError("connection refused", ray.ActorID.from_random().binary())
+    outbox = executor._outbox = _FlakyOutbox([unavailable, unavailable], [])
+    await executor._drain(None)  # a transient error (Ray: "may be available later") is not a lost outbox
+    assert outbox.drains == 3 and executor.stats.outbox_errors == 2
+
+
+async def test_a_dead_outbox_stops_the_run_with_its_own_error() -> None:
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    executor = RayExecutor()
+    executor._outbox = _FlakyOutbox([ray.exceptions.ActorDiedError()], [])
+    with pytest.raises(AgentScaleError, match=r"outbox actor .* died"):
+        await executor._drain(None)

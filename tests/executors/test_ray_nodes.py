@@ -47,13 +47,7 @@ def second_node(ray_session: Any) -> Iterator[subprocess.Popen[bytes]]:
         node.wait(30)
 
 
-@pytest.mark.integration  # ~45 s: a second Ray node and its worker start
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open problem: after the second node is killed, the driver and the head's workers often cannot "
-    "reach the outbox actor (ActorUnavailableError) although it is pinned to the driver's node, so items fail "
-    "3 times; passes in some runs",
-)
+@pytest.mark.integration  # ~50 s: a second Ray node and its worker start
 async def test_eval_survives_the_loss_of_a_node(
     tmp_path: Path, scripted: ScriptedServer, ray_session: Any, second_node: subprocess.Popen[bytes]
 ) -> None:
@@ -71,6 +65,7 @@ async def test_eval_survives_the_loss_of_a_node(
         nodes = executor.worker_nodes()
         assert len(set(nodes)) == 2, "the workers did not spread over both nodes"
         head = ray_session.get_runtime_context().get_node_id()
+        assert executor.outbox_node == head  # pinned hard: the outbox must not go with the lost node
         remote = [index for index, node in enumerate(nodes) if node != head]
         pids = executor.worker_pids()
 
