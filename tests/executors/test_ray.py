@@ -211,3 +211,21 @@ async def test_a_dead_outbox_stops_the_run_with_its_own_error() -> None:
     executor._outbox = _FlakyOutbox([ray.exceptions.ActorDiedError()], [])
     with pytest.raises(AgentScaleError, match=r"outbox actor .* died"):
         await executor._drain(None)
+
+
+async def test_no_address_starts_a_new_local_ray_never_a_recorded_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `ray start` cluster killed long ago stays recorded in /tmp/ray/ray_current_cluster: without an
+    address, `ray.init()` would try to join it and hang; the executor asks for a new local Ray instead
+    (checked by hand with a real stale file: the eval ran in 17 s on its own Ray)."""
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    calls: list[dict[str, Any]] = []
+
+    def init(**options: Any) -> None:
+        calls.append(options)
+        raise RuntimeError("no Ray here")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(AgentScaleError, match="a new local cluster"):
+        await RayExecutor().start()
+    assert calls[0]["address"] == "local"
