@@ -301,6 +301,12 @@ def test_no_server_survives_its_process(served: tuple[VllmEndpoint, Path]) -> No
             child.kill()
 
 
+def _requests_per_replica(log: Path) -> list[int]:
+    """Chat completions each replica logged, read from `agentscale serve`'s prefixed log."""
+    served = [line for line in log.read_text().splitlines() if "POST /v1/chat/completions" in line]
+    return [sum(line.startswith(f"[replica {i}]") for line in served) for i in range(2)]
+
+
 def _free_port_run(length: int) -> int:
     """The first of ``length`` consecutive free ports."""
     for _ in range(50):
@@ -342,8 +348,11 @@ def test_two_replicas_serve_one_route_and_stop_on_ctrl_c(served: tuple[VllmEndpo
         gateway = Gateway(Store(tmp_path / "r.db"), GatewaySettings(cache=False))
         result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 2?")
         assert result.usage.calls == 6 and all(t.status == "ok" for t in result.trace if t.role != "vote")
-        served_lines = [line for line in log.read_text().splitlines() if "POST /v1/chat/completions" in line]
-        per_replica = [sum(line.startswith(f"[replica {i}]") for line in served_lines) for i in range(2)]
+        per_replica = _requests_per_replica(log)
+        deadline = time.monotonic() + 30
+        while sum(per_replica) < 6 and time.monotonic() < deadline:  # access logs reach the file late
+            time.sleep(0.5)
+            per_replica = _requests_per_replica(log)
         assert sum(per_replica) == 6 and min(per_replica) > 0, per_replica
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=120) == 0
