@@ -21,7 +21,7 @@ from typing import Any
 
 from agentscale.agents.extract import extract_answer
 from agentscale.errors import AgentScaleError, ModelCallError
-from agentscale.graphs.result import Usage
+from agentscale.graphs.result import NodeTrace, Usage
 from agentscale.graphs.spec import AnswerFormat, GraphSpec, ModelSpec
 from agentscale.graphs.topology import Topology
 from agentscale.graphs.validate import load_spec_text
@@ -285,20 +285,13 @@ class HandbookBuilder:
             temperature=self.settings.temperature,
             max_tokens=self.settings.max_tokens,
         )
+        from agentscale.graphs._execute import call_row  # the executor imports the memory package
+
         try:
             result = await self.gateway.complete(request, node=step, run_id=run_id)
         except ModelCallError as exc:
             calls.append(
-                NodeCall(
-                    run_id=run_id,
-                    item_key=key,
-                    node_id=step,
-                    role=step,
-                    route=self.model.route,
-                    status="failed",
-                    messages_json=json.dumps(messages),
-                    error=str(exc),
-                )
+                call_row(run_id, key, _step_trace(step, self.model, messages, status="failed", error=str(exc)))
             )
             raise
         usage = report.usage
@@ -311,22 +304,24 @@ class HandbookBuilder:
         usd = call_usd(self.model, result.prompt_tokens, result.completion_tokens)
         usage.flops = None if usage.flops is None or flops is None else usage.flops + flops
         usage.usd = None if usage.usd is None or usd is None else usage.usd + usd
-        calls.append(
-            NodeCall(
-                run_id=run_id,
-                item_key=key,
-                node_id=step,
-                role=step,
-                route=self.model.route,
-                messages_json=json.dumps(messages),
-                completion=result.completion,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                latency_s=result.latency_s,
-                cached=result.cached,
-            )
+        trace = _step_trace(
+            step,
+            self.model,
+            messages,
+            completion=result.completion,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            latency_s=result.latency_s,
+            cached=result.cached,
         )
+        calls.append(call_row(run_id, key, trace))
         return result.completion
+
+
+def _step_trace(step: str, model: ResolvedModel, messages: list[dict[str, str]], **outcome: Any) -> NodeTrace:
+    """A solve/reflect/extract call in the trace form the graph runs store (no FLOPs or price per row,
+    as before: the build's report carries those)."""
+    return NodeTrace(step, step, route=model.route, messages=messages, flops=0.0, usd=None, **outcome)
 
 
 def stored_solutions(store: Store, run: Run) -> list[_Source]:
