@@ -74,6 +74,8 @@ class CandidateGraph:
             preds = self.predecessors[index]
             if node.role in ROLES_NEEDING_INPUTS and not preds:
                 found.append(f"node {index} ({node.role}) has no predecessors")
+            if node.role == MODEL_FREE and len(preds) == 1:
+                found.append(f"node {index} is a vote over one input (a copy, not a vote)")
             if (node.role == MODEL_FREE) != (node.model is None):
                 found.append(f"node {index}: only vote nodes go without a model")
         reaches = {self.output}

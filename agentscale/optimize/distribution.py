@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
+from agentscale.optimize.candidate import MODEL_FREE, CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -199,27 +199,50 @@ def ceo_name(ceo: CeoChoice | None) -> str:
 
 
 def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]], ceo: CeoChoice | None = None) -> CandidateGraph:
-    """Make a drawn graph structurally valid: inputs where needed, every node reaching the output."""
-    fixed = set(edges)
-    size = len(nodes)
-    for j in range(1, size):
-        if nodes[j].role in ROLES_NEEDING_INPUTS and not any(t == j for _, t in fixed):
-            fixed.add((j - 1, j))
-    for i in range(size - 2, -1, -1):
-        if not any(s == i for s, _ in fixed):
-            fixed.add((i, size - 1))
+    """Make a drawn graph structurally valid: inputs where needed, every node reaching the output,
+    and no vote over a single input (that is a copy of the input, not a vote: it is dropped)."""
+    nodes, fixed = _connect(nodes, set(edges))
+    while (copy := _one_input_vote(nodes, fixed)) is not None:
+        nodes, fixed = _connect(*_bypass(nodes, fixed, copy))
     return CandidateGraph(nodes, frozenset(fixed), ceo)
 
 
 def remove_node(candidate: CandidateGraph, index: int) -> CandidateGraph:
     """Drop a node, passing its inputs on to its successors, then repair."""
-    preds = [i for i, j in candidate.edges if j == index]
-    succs = [j for i, j in candidate.edges if i == index]
-    edges = {(i, j) for i, j in candidate.edges if index not in (i, j)}
-    edges |= {(p, s) for p in preds for s in succs}
+    nodes, edges = _bypass(candidate.nodes, set(candidate.edges), index)
+    return repair(nodes, edges, candidate.ceo)
+
+
+def _connect(
+    nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]
+) -> tuple[tuple[NodeChoice, ...], set[tuple[int, int]]]:
+    """A node needing inputs gets its previous slot; a node without successors feeds the output."""
+    size = len(nodes)
+    for j in range(1, size):
+        if nodes[j].role in ROLES_NEEDING_INPUTS and not any(t == j for _, t in edges):
+            edges.add((j - 1, j))
+    for i in range(size - 2, -1, -1):
+        if not any(s == i for s, _ in edges):
+            edges.add((i, size - 1))
+    return nodes, edges
+
+
+def _one_input_vote(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
+    for index, node in enumerate(nodes):
+        if node.role == MODEL_FREE and sum(1 for _, j in edges if j == index) == 1:
+            return index
+    return None
+
+
+def _bypass(
+    nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]], index: int
+) -> tuple[tuple[NodeChoice, ...], set[tuple[int, int]]]:
+    """The graph without node `index`, its inputs wired to its successors (indices shifted down)."""
+    preds = [i for i, j in edges if j == index]
+    succs = [j for i, j in edges if i == index]
+    kept = {(i, j) for i, j in edges if index not in (i, j)} | {(p, s) for p in preds for s in succs}
 
     def shift(k: int) -> int:
         return k - 1 if k > index else k
 
-    nodes = candidate.nodes[:index] + candidate.nodes[index + 1 :]
-    return repair(nodes, {(shift(i), shift(j)) for i, j in edges}, candidate.ceo)
+    return nodes[:index] + nodes[index + 1 :], {(shift(i), shift(j)) for i, j in kept}

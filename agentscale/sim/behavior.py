@@ -8,25 +8,32 @@ Answers are *categories*: 0 is the right answer, 1..K the item's distractors (se
 depends on the item, the model, the role and the multiset of answers shown to it (a count per
 category, never their order: the executor shows inputs in finishing order, which carries no
 information about the answers), through two steps. Notation: d inputs, n_a of them with answer a,
-b the item's difficulty, q = σ(θ − b) the call's competence on the item.
+k ≤ d different answers among them, b the item's difficulty, q = σ(θ − b) the call's competence on
+the item.
 
 1. **Own view.** The node forms its own answer o: right with probability σ(θ' − b), otherwise a
    distractor drawn from its family's plausibilities, where
        θ  = skill(model, task) + role boost − CONTEXT_PENALTY · doublings
-       θ' = θ + recognition · (d − 1)/d · [the right answer is among the inputs]
+       θ' = θ + recognition · (k − 1)/k · [the right answer is among the inputs]
    `doublings` counts how often the prompt (question + d typical completions) doubles beyond the
    model's `context_comfort`. A lone assistant has no boost and no penalty, so its accuracy is
    exactly the calibrated single-call accuracy. Recognition (the generation-verification gap) needs
-   a contrast: a single shown answer does not stand out, so a chain gets none.
+   a contrast with *different* answers: a single shown answer, or one answer shown several times,
+   does not stand out, so a chain gets none.
 2. **Choice.** The node picks among the answers shown and its own view with a softmax over
        u(a) = conformity · log n_a                              (the majority pulls)
             + DISCERNMENT · q                    if a is right   (competent calls see the right one)
-            + LURE / d · (1 − q) · (K·w_a − 1)   if a is wrong   (attractive distractors lure weak
+            + LURE / k · (1 − q) · (K·w_a − 1)   if a is wrong   (attractive distractors lure weak
                                                                   calls, most when shown alone)
             + trust                              if a = o        (its own view)
    (inputs only; its own view o competes with u(o) = trust when no input shows it), all divided by
    1 + CONFUSION · doublings, so long prompts make a model choose erratically. w_a is the
    distractor's plausibility. A verifier can only pass on an input.
+
+Copies are not evidence: the contrast and the lure's dilution count different answers (k), not inputs
+(d), so routing one answer to a node twice (through votes, which call no model) buys no recognition
+and dilutes no lure; it only lengthens the prompt. The majority pull counts the answers as shown, since
+a reader cannot tell agreement from a copy; the optimizer never builds a one-input vote (a copy).
 
 What this produces, and why it matches the Agent-REINFORCE insights:
 - *Width.* Parallel calls on one item share its difficulty and its distractors, so votes converge to
@@ -161,19 +168,23 @@ def call_distribution(bank: ItemBank, model: SimModel | None, role: str, counts:
     if d == 0:
         return own_view(bank, model, theta)[:, None, :]
     present = counts > 0  # [n, M]
-    contrast = (d - 1) / d  # a right answer stands out only next to other answers
-    theta_n = theta[:, None] + behaviour.recognition * contrast * present[None, :, 0]  # [I, n]
+    # Copies of one answer are no more evidence than the answer once: the contrast that lets a right
+    # answer stand out and the dilution of a lure count the *different* answers shown, not the inputs.
+    distinct = present.sum(axis=1)  # [n]
+    contrast = (distinct - 1) / distinct
+    theta_n = theta[:, None] + behaviour.recognition * contrast[None, :] * present[None, :, 0]  # [I, n]
     right = _sigmoid(theta_n - bank.difficulty[:, None])  # [I, n]
     wrong = bank.family_weights[model.family][:, None, :] * (1.0 - right)[:, :, None]  # [I, n, K]
     own = np.concatenate([right[:, :, None], wrong], axis=2)  # [I, n, M]
     competence = _sigmoid(theta - bank.difficulty)  # [I]
-    k = prof.n_distractors
-    lure = LURE / d * (1.0 - competence)[:, None] * (k * bank.plausibility - 1.0)  # [I, K]
-    pull = np.concatenate([(DISCERNMENT * competence)[:, None], lure], axis=1)  # [I, M]
+    attraction = (1.0 - competence)[:, None] * (prof.n_distractors * bank.plausibility - 1.0)  # [I, K]
+    lure = LURE * attraction[:, None, :] / distinct[None, :, None]  # [I, n, K]
+    discernment = np.broadcast_to((DISCERNMENT * competence)[:, None, None], (*lure.shape[:2], 1))
+    pull = np.concatenate([discernment, lure], axis=2)  # [I, n, M]
     blur = (1.0 + CONFUSION * doublings)[:, None, None]
     with np.errstate(divide="ignore"):
         majority = np.where(present, behaviour.conformity * np.log(np.maximum(counts, 1)), -np.inf)
-    base = majority[None, :, :] + pull[:, None, :]  # [I, n, M]
+    base = majority[None, :, :] + pull  # [I, n, M]
     result = np.zeros_like(base)
     for o in range(own.shape[2]):
         utility = base.copy()

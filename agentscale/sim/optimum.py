@@ -86,6 +86,13 @@ def _labels(space: SpaceSpec) -> tuple[list[NodeChoice], list[NodeChoice]]:
     return sources, with_inputs
 
 
+def _choices(inputs: int, sources: list[NodeChoice], with_inputs: list[NodeChoice]) -> list[NodeChoice]:
+    """Labels a node with this many inputs may take: no vote over one input (a copy, not a vote)."""
+    if inputs == 0:
+        return sources
+    return with_inputs if inputs > 1 else [label for label in with_inputs if label.role != MODEL_FREE]
+
+
 def enumerate_candidates(space: SpaceSpec, oracle: SimOracle | None = None) -> Iterator[CandidateGraph]:
     """Every distinct valid candidate of the space within its compute budget (other budget limits
     are checked by `within_budget`)."""
@@ -114,7 +121,7 @@ def enumerate_candidates(space: SpaceSpec, oracle: SimOracle | None = None) -> I
         for edges in structures(n):
             preds = [tuple(i for i, j in edges if j == node) for node in range(n)]
             succs = [tuple(j for i, j in edges if i == node) for node in range(n)]
-            choices = [sources if not preds[node] else with_inputs for node in range(n)]
+            choices = [_choices(len(preds[node]), sources, with_inputs) for node in range(n)]
             twin_of = [
                 max((t for t in range(node) if preds[t] == preds[node] and succs[t] == succs[node]), default=-1)
                 for node in range(n)

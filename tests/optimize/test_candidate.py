@@ -23,6 +23,7 @@ def test_validity_rules() -> None:
     assert any(
         "only vote nodes" in p for p in CandidateGraph((A, NodeChoice("vote", "small")), frozenset({(0, 1)})).problems()
     )
+    assert "a vote over one input" in CandidateGraph((A, V, F), frozenset({(0, 1), (1, 2)})).problems()[0]
 
 
 def test_isomorphic_candidates_share_a_key() -> None:

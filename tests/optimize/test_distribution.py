@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from agentscale.graphs.spec import ModelSpec
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
-from agentscale.optimize.distribution import GraphDistribution
+from agentscale.optimize.distribution import GraphDistribution, remove_node, repair
 from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.problem import SearchProblem
@@ -92,3 +92,43 @@ def test_budget_repair_drops_the_cheapest_nodes_first() -> None:
     fitted = distribution._fit_budget(over)
     assert fitted is not None and space.fits(fitted)
     assert [n.model for n in fitted.nodes if n.model] == ["tiny", "big"]  # one tiny dropped, no more
+
+
+VOTE, TINY, CRITIC = NodeChoice("vote", None), NodeChoice("assistant", "tiny"), NodeChoice("critic", "mid")
+
+
+def one_input_votes(candidate: CandidateGraph) -> list[int]:
+    return [i for i, n in enumerate(candidate.nodes) if n.role == "vote" and len(candidate.predecessors[i]) == 1]
+
+
+def test_repair_drops_a_vote_over_one_input_and_rewires_around_it() -> None:
+    """The simulator's free trick: one answer copied through two one-input votes into a critic."""
+    trick = repair((TINY, VOTE, VOTE, CRITIC), {(0, 1), (0, 2), (1, 3), (2, 3)})
+    assert trick == CandidateGraph((TINY, CRITIC), frozenset({(0, 1)}))
+    output_copy = repair((TINY, TINY, VOTE, VOTE), {(0, 2), (1, 2), (2, 3)})  # the output votes over one vote
+    assert output_copy == CandidateGraph((TINY, TINY, VOTE), frozenset({(0, 2), (1, 2)}))
+    kept = repair((TINY, TINY, VOTE), {(0, 2), (1, 2)})
+    assert kept.nodes[-1] == VOTE and kept.predecessors[2] == (0, 1)
+
+
+def test_removing_a_node_never_leaves_a_one_input_vote() -> None:
+    graph = CandidateGraph((TINY, TINY, VOTE, CRITIC), frozenset({(0, 2), (1, 2), (2, 3)}))
+    shrunk = remove_node(graph, 1)  # the vote would be left with input 0 alone
+    assert not one_input_votes(shrunk) and shrunk.is_valid
+    assert shrunk == CandidateGraph((TINY, CRITIC), frozenset({(0, 1)}))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), max_nodes=st.integers(2, 9), budget=st.sampled_from([3.0, 12.0, 40.0]))
+def test_repair_never_leaves_a_one_input_vote(seed: int, max_nodes: int, budget: float) -> None:
+    """Raw draws from a distribution that favours votes and sparse edges, then fitted to a budget
+    (which removes nodes and repairs again)."""
+    distribution = GraphDistribution(problem(budget, max_nodes))
+    distribution.role_logits[:, distribution.problem.roles.index("vote")] = 2.0
+    distribution.edge_logits[:] = -1.5
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        candidate = distribution._draw(rng)
+        assert not one_input_votes(candidate), candidate.describe()
+        fitted = distribution._fit_budget(candidate)
+        assert fitted is None or not one_input_votes(fitted), fitted.describe()
