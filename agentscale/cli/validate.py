@@ -11,9 +11,10 @@ from rich.markup import escape
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
-from agentscale.errors import SpecError
+from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs._yaml import load_located
 from agentscale.graphs.io import read_text
+from agentscale.graphs.routes import model_route_issues, route_issues
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import spec_from_data
 from agentscale.optimize.space import looks_like_space, space_from_data
@@ -52,9 +53,16 @@ def _check(file: Path) -> str:
     located = load_located(read_text(file), str(file))
     if looks_like_space(located.data):
         space = space_from_data(located, str(file))
+        _raise_if(model_route_issues(space.models, located), file)
         return f"search space {space.name!r}, {len(space.models)} models, up to {space.max_nodes} nodes"
     spec = spec_from_data(located, str(file))
+    _raise_if(route_issues(spec, located), file)
     return f"graph {spec.name!r}, {len(spec.nodes)} nodes"
+
+
+def _raise_if(issues: list[SpecIssue], file: Path) -> None:
+    if issues:
+        raise SpecError(issues, str(file))
 
 
 def schema_command() -> None:

@@ -20,6 +20,7 @@ from agentscale.graphs._execute import GraphRuntime, RunOptions, close_context, 
 from agentscale.graphs.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.result import GraphEvent, RunResult
+from agentscale.graphs.routes import route_issues
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models._litellm import get_litellm
@@ -52,7 +53,7 @@ class Graph:
         answer_format: AnswerFormat | None = None,
         source: str | None = None,
     ) -> None:
-        issues = graph_issues(spec)
+        issues = graph_issues(spec) or route_issues(spec)
         if issues:
             raise SpecError(issues, source)
         if gateway is None:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 AnswerFormat = Literal["text", "number", "choice", "code"]
+AnswerStyle = Literal["final_line", "boxed"]
+"""How a model is asked to mark its final answer: a closing "Final answer:" line, or \\boxed{} (Qwen)."""
 BUILTIN_ROLES = ("assistant", "critic", "fuser", "verifier", "vote")
 MODEL_FREE_ROLES = ("vote",)
 ROLES_NEEDING_INPUTS = ("critic", "fuser", "verifier", "vote")
@@ -43,7 +45,8 @@ class ModelSpec(StrictModel):
     """A model alias: a litellm route plus where and how to reach it.
 
     API keys are never written in graph files; `api_key_env` names the environment variable that
-    holds the key, so graphs can be shared and stored without secrets.
+    holds the key, so graphs can be shared and stored without secrets. `answer_style` overrides the
+    family convention the registry knows for the route (Qwen models answer in \\boxed{}).
     """
 
     model: Annotated[str, Field(min_length=1)]
@@ -54,6 +57,7 @@ class ModelSpec(StrictModel):
     d_model: PositiveInt | None = None
     price: Price | None = None
     max_concurrency: PositiveInt | None = None
+    answer_style: AnswerStyle | None = None
 
     @field_validator("model")
     @classmethod

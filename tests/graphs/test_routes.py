@@ -1,0 +1,50 @@
+"""A graph naming a local model that does not exist fails at load and in `validate`, at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.errors import SpecError
+from agentscale.graphs.graph import Graph
+
+GRAPH = """\
+name: bad-routes
+models:
+  m: {model: local/no-such-model}
+nodes:
+  - {id: a, role: assistant, model: m}
+  - {id: b, role: critic, model: local/other-missing}
+  - {id: c, role: critic, model: local/smollm2-135m}
+edges: [a -> b, b -> c]
+"""
+
+
+def test_load_names_every_unknown_local_route() -> None:
+    with pytest.raises(SpecError) as info:
+        Graph.from_yaml(GRAPH, store=None)
+    paths = [issue.path for issue in info.value.issues]
+    assert paths == ["models.m.model", "nodes[1].model"]
+    assert "known local routes: local/qwen2.5-coder-0.5b" in str(info.value)
+
+
+def test_validate_reports_the_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(GRAPH)
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "models.m.model (line 3): local/no-such-model is neither a bundled model" in err
+    assert "nodes[1].model (line 6): local/other-missing" in err
+    assert "Traceback" not in err
+
+
+def test_validate_checks_search_space_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "name: s\ntask: {name: 'rg:chain_sum', train: 4, test: 4}\n"
+        "models:\n  small: {model: local/nope}\nbudget: {compute: 4}\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert "models.small.model (line 4): local/nope is neither" in capsys.readouterr().err
