@@ -21,16 +21,30 @@ _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 
 def _final_marker(text: str) -> str | None:
-    """Content after the last 'Final answer:' marker, or the last \\boxed{...}."""
+    """Content after the last 'Final answer:' marker, or of the last \\boxed{...} (LaTeX unwrapped)."""
     matches = list(_FINAL.finditer(text))
     if matches:
         value = matches[-1].group(1).strip().strip("*").strip()
         if value:
-            return value
+            boxed_in_line = _BOXED.findall(value)
+            return _unlatex(boxed_in_line[-1]) if boxed_in_line else value
     boxed = _BOXED.findall(text)
     if boxed:
-        return boxed[-1].strip()
+        return _unlatex(boxed[-1])
     return None
+
+
+_LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
+
+
+def _unlatex(value: str) -> str:
+    """Plain text of a boxed answer: fractions as a/b, \\text{} unwrapped, $ and spacing commands gone."""
+    value = _LATEX_FRACTION.sub(r"\1/\2", value)
+    value = _LATEX_WRAPPER.sub(r"\1", value)
+    for token in ("\\$", "\\%", "\\!", "\\,", "\\;", "^\\circ", "^{\\circ}", "$"):
+        value = value.replace(token, "")
+    return value.strip()
 
 
 def extract_text(text: str) -> str | None:

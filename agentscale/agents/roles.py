@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from agentscale.agents.extract import extract_answer, normalize_for_vote
-from agentscale.graphs.spec import AnswerFormat, RoleSpec
+from agentscale.graphs.spec import AnswerFormat, AnswerStyle, RoleSpec
 
 _PLACEHOLDER = re.compile(r"\{(question|inputs|format|direction|behaviors)\}")
 _SCORE_LINE = re.compile(r"candidate\s*#?\s*(\d+)\s*[:=\-]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -78,8 +78,9 @@ class Role:
         *,
         direction: str | None = None,
         behaviors: str | None = None,
+        answer_style: AnswerStyle = "final_line",
     ) -> list[dict[str, str]]:
-        """The chat messages for one call of this role."""
+        """The chat messages for one call of this role; ``answer_style`` is the model's (see ``formats``)."""
         prompts = _prompt_file()
         use_inputs = bool(candidates) and self.user_with_inputs is not None
         system = self.system_with_inputs if use_inputs and self.system_with_inputs else self.system
@@ -87,7 +88,7 @@ class Role:
         values = {
             "question": question.strip(),
             "inputs": format_inputs(candidates, answer_format),
-            "format": prompts["formats"][answer_format],
+            "format": prompts["formats"][answer_style][answer_format],
             "direction": fill(prompts["direction"], {"direction": direction}) + "\n\n" if direction else "",
             "behaviors": (behaviors.strip() + "\n\n") if behaviors else "",
         }

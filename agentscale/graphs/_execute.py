@@ -143,7 +143,9 @@ class RunContext:
         model = runtime.models[node.id]
         trace.route = model.route
         defaults = runtime.spec.defaults
-        messages = role.messages(self.question, candidates, fmt, behaviors=await self._behavior_block())
+        messages = role.messages(
+            self.question, candidates, fmt, behaviors=await self._behavior_block(), answer_style=model.answer_style
+        )
         request = CallRequest(
             model=model,
             messages=messages,

@@ -417,15 +417,21 @@ class Discussion:
             trace = NodeTrace(slot.id, node.role, answer=majority_vote(candidates, fmt))
         else:
             defaults = runtime.spec.defaults
+            model = runtime.models[node.id]
             messages = role.messages(
-                self.question, candidates, fmt, direction=decision.direction or None, behaviors=self._behaviors
+                self.question,
+                candidates,
+                fmt,
+                direction=decision.direction or None,
+                behaviors=self._behaviors,
+                answer_style=model.answer_style,
             )
             temperature = first_set(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE)
             top_p = node.top_p if node.top_p is not None else defaults.top_p
             trace = await self._call(
                 slot.id,
                 node.role,
-                runtime.models[node.id],
+                model,
                 messages,
                 temperature,
                 decision.max_tokens,

@@ -17,6 +17,12 @@ from agentscale.agents.extract import extract_answer, normalize_for_vote
         ("Final answer: -7.50", "-7.50"),
         ("Final answer: 8.0", "8"),
         ("no digits here", None),
+        # Qwen's convention: reasoning full of numbers, then the boxed answer
+        ("Step 1: 12 * 3 = 36.\nStep 2: 36 + 6 = 42.\nSo the total is \\boxed{42}.", "42"),
+        ("The final answer is $\\boxed{\\frac{3}{4}}$.", "3/4"),
+        ("Cost: \\boxed{\\$1,234}", "1234"),
+        ("Final answer: \\boxed{-5}", "-5"),
+        ("First \\boxed{7}, then corrected: \\boxed{8}", "8"),
     ],
 )
 def test_number(text: str, expected: str | None) -> None:
@@ -30,6 +36,7 @@ def test_number(text: str, expected: str | None) -> None:
         ("Final answer: (C) because", "C"),
         ("I think the answer is D.", "D"),
         ("**Final answer: A**", "A"),
+        ("Checking each option... so the answer is \\boxed{\\text{C}}", "C"),
     ],
 )
 def test_choice(text: str, expected: str) -> None:
@@ -59,3 +66,8 @@ def test_vote_normalization() -> None:
 def test_prose_mentioning_a_final_answer_is_not_a_marker() -> None:
     assert extract_answer("You cannot provide a final answer.", "text") == "You cannot provide a final answer."
     assert extract_answer("The final answer is 12", "number") == "12"
+
+
+def test_boxed_text_is_unwrapped() -> None:
+    assert extract_answer("Reasoning.\n\\boxed{\\text{Paris}}", "text") == "Paris"
+    assert extract_answer("The final answer is: $\\boxed{x^2}$", "text") == "x^2"

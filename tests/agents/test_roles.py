@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentscale.agents.roles import Candidate, builtin_roles, majority_vote, pick_verified, resolve_roles
 from agentscale.graphs.spec import RoleSpec
 
@@ -52,3 +54,45 @@ def test_majority_vote_breaks_ties_by_finishing_order() -> None:
     assert majority_vote([Candidate("a", "x"), Candidate("b", "y"), Candidate("c", "y")], "text") == "y"
     assert majority_vote([Candidate("a", "x"), Candidate("b", "y")], "text") == "x"
     assert majority_vote([], "text") is None
+
+
+ROLES_WITH_FORMAT = ("assistant", "critic", "fuser")
+
+
+@pytest.mark.parametrize("style", ["final_line", "boxed"])
+@pytest.mark.parametrize("role_name", ROLES_WITH_FORMAT)
+@pytest.mark.parametrize("answer_format", ["text", "number", "choice"])
+def test_every_role_asks_for_reasoning_before_the_answer(role_name: str, answer_format: str, style: str) -> None:
+    """Small models skip reasoning when the prompt's last words only ask for the answer line."""
+    role = builtin_roles()[role_name]
+    candidates = [Candidate("x", "4")] if role_name != "assistant" else []
+    user = role.messages("What is 2+2?", candidates, answer_format, answer_style=style)[1]["content"]  # type: ignore[arg-type]
+    closing = user.rsplit("\n\n", 1)[-1].lower()
+    assert "reason step by step" in closing
+    assert ("\\boxed{}" in closing) == (style == "boxed")
+    assert ("final answer:" in closing) == (style == "final_line")
+
+
+def test_a_small_models_reasoned_reply_is_parsed_in_both_styles() -> None:
+    from agentscale.agents.extract import extract_answer
+
+    assistant = builtin_roles()["assistant"]
+    reasoned = {
+        "final_line": "Tom has 3 boxes of 4 apples: 3 * 4 = 12. He eats 2: 12 - 2 = 10.\nFinal answer: 10",
+        "boxed": "Tom has 3 boxes of 4 apples: 3 * 4 = 12. He eats 2: 12 - 2 = 10.\nSo he has \\boxed{10} apples.",
+    }
+    for style, reply in reasoned.items():
+        assert assistant.answer(reply, [], "number") == "10", style
+        assert extract_answer(reply, "text") == "10", style
+
+
+def test_model_entries_carry_their_family_answer_style() -> None:
+    from agentscale.graphs.spec import ModelSpec
+    from agentscale.models.registry import resolve
+
+    assert resolve("local/qwen2.5-coder-0.5b", None).answer_style == "boxed"
+    assert resolve("hosted_vllm/Qwen/Qwen2.5-7B-Instruct", None).answer_style == "boxed"
+    assert resolve("local/smollm2-135m", None).answer_style == "final_line"
+    assert resolve("openai/gpt-4o-mini", None).answer_style == "final_line"
+    override = ModelSpec(model="hosted_vllm/Qwen/Qwen2.5-7B-Instruct", answer_style="final_line")
+    assert resolve("q", override).answer_style == "final_line"
