@@ -3,7 +3,8 @@
 Prompt texts live in `prompts/roles.yaml` (package data) so they can be read and tuned without
 touching code. Three kinds of role exist: *generating* roles (assistant, critic, fuser and custom
 roles) call a model and extract an answer from its completion; the *verifier* calls a model to score
-the candidates and passes the best one on; *vote* calls no model.
+the candidates and passes the best one on; *vote* and *tester* call no model (the tester runs the
+candidates on the question's stated examples, :mod:`agentscale.agents.tester`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from agentscale.agents.extract import extract_answer, normalize_for_vote
+from agentscale.agents.tester import pick_tested
 from agentscale.graphs.spec import AnswerFormat, AnswerStyle, RoleSpec
 
 _PLACEHOLDER = re.compile(r"\{(question|inputs|format|direction|behaviors)\}")
@@ -62,13 +64,13 @@ class Role:
     name: str
     system: str
     user: str
-    kind: str = "generate"  # "generate" | "verify" | "vote"
+    kind: str = "generate"  # "generate" | "verify" | "vote" | "test"
     system_with_inputs: str | None = None
     user_with_inputs: str | None = None
 
     @property
     def calls_model(self) -> bool:
-        return self.kind != "vote"
+        return self.kind not in ("vote", "test")
 
     def messages(
         self,
@@ -130,6 +132,15 @@ def majority_vote(candidates: list[Candidate], answer_format: AnswerFormat) -> s
     return None
 
 
+async def answer_without_model(
+    role: Role, question: str, candidates: list[Candidate], answer_format: AnswerFormat
+) -> tuple[str | None, str | None]:
+    """A model-free role's answer and, for the tester, its report of what each candidate passed."""
+    if role.kind == "test":
+        return await pick_tested(question, [c.answer for c in candidates])
+    return majority_vote(candidates, answer_format), None
+
+
 @cache
 def builtin_roles() -> dict[str, Role]:
     prompts = _prompt_file()
@@ -147,6 +158,7 @@ def builtin_roles() -> dict[str, Role]:
         "fuser": Role("fuser", prompts["fuser"]["system"], prompts["fuser"]["user"]),
         "verifier": Role("verifier", prompts["verifier"]["system"], prompts["verifier"]["user"], kind="verify"),
         "vote": Role("vote", "", "", kind="vote"),
+        "tester": Role("tester", "", "", kind="test"),
     }
 
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from agentscale.agents.roles import Candidate, Role, majority_vote, resolve_roles
-from agentscale.errors import BudgetExceeded, ModelCallError
+from agentscale.agents.roles import Candidate, Role, answer_without_model, majority_vote, resolve_roles
+from agentscale.errors import BudgetExceeded, ModelCallError, SpecError, SpecIssue
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
-from agentscale.graphs.spec import AnswerFormat, GraphSpec, NodeSpec
+from agentscale.graphs.spec import CODE_ONLY_ROLES, AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
 from agentscale.memory.inject import GraphMemory, behavior_block
 from agentscale.memory.retrieve import Retrieved
@@ -49,6 +49,17 @@ class GraphRuntime:
         self.spec = spec
         self.gateway = gateway
         self.answer_format: AnswerFormat = answer_format or spec.answer_format or "text"
+        code_only = [n.id for n in spec.nodes if n.role in CODE_ONLY_ROLES]
+        if code_only and self.answer_format != "code":
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "answer_format",
+                        f"node {code_only[0]!r} is a tester, which runs its inputs as programs: set "
+                        f"`answer_format: code` or evaluate on a code task (answers here are {self.answer_format!r})",
+                    )
+                ]
+            )
         self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())
         self.output = spec.output or self.topology.sinks[0]
         self.levels = self.topology.levels()
@@ -137,7 +148,9 @@ class RunContext:
             trace.status, trace.error = "skipped", "no usable answers from predecessors"
             return trace
         if not role.calls_model:
-            trace.answer = majority_vote(candidates, fmt)
+            started = time.perf_counter()
+            trace.answer, trace.completion = await answer_without_model(role, self.question, candidates, fmt)
+            trace.latency_s = time.perf_counter() - started
             return trace
 
         model = runtime.models[node.id]

@@ -42,7 +42,7 @@ from agentscale.agents.coordinator import (
     parse_verdict,
     retry_messages,
 )
-from agentscale.agents.roles import Candidate, majority_vote
+from agentscale.agents.roles import Candidate, answer_without_model, majority_vote
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs._execute import (
     GraphRuntime,
@@ -414,7 +414,8 @@ class Discussion:
                 slot.id, node.role, model=node.model, status="skipped", error="no usable answers from inputs"
             )
         elif not role.calls_model:
-            trace = NodeTrace(slot.id, node.role, answer=majority_vote(candidates, fmt))
+            answer, report = await answer_without_model(role, self.question, candidates, fmt)
+            trace = NodeTrace(slot.id, node.role, answer=answer, completion=report)
         else:
             defaults = runtime.spec.defaults
             model = runtime.models[node.id]

@@ -19,9 +19,10 @@ NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 AnswerFormat = Literal["text", "number", "choice", "code"]
 AnswerStyle = Literal["final_line", "boxed"]
 """How a model is asked to mark its final answer: a closing "Final answer:" line, or \\boxed{} (Qwen)."""
-BUILTIN_ROLES = ("assistant", "critic", "fuser", "verifier", "vote")
-MODEL_FREE_ROLES = ("vote",)
-ROLES_NEEDING_INPUTS = ("critic", "fuser", "verifier", "vote")
+BUILTIN_ROLES = ("assistant", "critic", "fuser", "verifier", "vote", "tester")
+MODEL_FREE_ROLES = ("vote", "tester")
+ROLES_NEEDING_INPUTS = ("critic", "fuser", "verifier", "vote", "tester")
+CODE_ONLY_ROLES = ("tester",)  # run their inputs as programs: need answer_format code
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 PositiveInt = Annotated[int, Field(ge=1)]

