@@ -37,7 +37,7 @@ from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_inter
 from agentscale.models.vllm_server import ensure_server, stop_all
 from agentscale.storage.db import Store
 
-SMALL, LARGE, TINY = "local/qwen2.5-coder-05b", "local/qwen2.5-coder-15b", "local/smollm2-135m"
+SMALL, LARGE, TINY = "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b", "local/smollm2-135m"
 SAMPLE_T = 0.8
 MAX_TOKENS = 512
 
