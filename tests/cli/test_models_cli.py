@@ -1,0 +1,64 @@
+"""`agentscale models list` and `models pull`: the local models, their state, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.models import bundled, catalog
+from tests.models.test_weights import fake_model, install_fake_parts
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A fake bundled model with its parts installed; conversion writes a stub folder."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    model = fake_model("fakecli")
+    install_fake_parts(site, model)
+    monkeypatch.setitem(catalog.BUNDLED, model.name, model)
+    monkeypatch.setattr(bundled, "_convert", lambda gguf, out: (out / "config.json").write_text("{}"))
+    return model
+
+
+def test_list_shows_the_three_local_models(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["models", "list", "--json"]) == 0
+    rows = {row["route"]: row for row in json.loads(capsys.readouterr().out)}
+    for route in ("local/smollm2-135m", "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"):
+        assert rows[route]["weights"] is not None and "server_rss_bytes" in rows[route]
+    assert rows["local/qwen2.5-coder-1.5b"]["params_b"] == pytest.approx(1.54)
+
+
+def test_pull_then_list_says_ready(fake, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["models", "pull", fake.route, "--json"]) == 0
+    [pulled] = json.loads(capsys.readouterr().out)
+    assert pulled["route"] == fake.route and Path(pulled["path"]).is_dir()
+    assert main(["models", "pull", fake.route, "--json"]) == 0  # a second pull has nothing to do
+    assert json.loads(capsys.readouterr().out)[0]["installed_parts"] == 0
+
+
+def test_pull_checks_every_name_before_any_work(fake, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["models", "pull", fake.route, "local/nope"]) == 1
+    err = capsys.readouterr().err
+    assert "local/nope is not a bundled model" in err and "local/qwen2.5-coder-1.5b" in err
+    assert "Traceback" not in err
+    assert not bundled.model_dir(fake.name).exists()
+
+
+def test_pull_names_a_corrupt_part(fake, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from agentscale.models.weights import part_path
+
+    path = part_path(fake.parts[1])
+    assert path is not None
+    path.write_bytes(b"x" * fake.parts[1].size)
+    assert main(["models", "pull", fake.route]) == 1
+    err = capsys.readouterr().err
+    assert "fakecli-part2==1.0 (a part of local/fakecli) is corrupt" in err and "--force-reinstall" in err
