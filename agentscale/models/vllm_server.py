@@ -38,7 +38,8 @@ from typing import Any
 from agentscale.models.bundled import StatusCallback, cache_dir, ensure_bundled_model, file_lock
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
-from agentscale.models.process_group import group_members
+from agentscale.models.memory_plan import check_room
+from agentscale.models.process_group import group_members, group_rss_bytes
 from agentscale.models.vllm_engine import (
     DEFAULT_HOST,
     EngineOptions,
@@ -156,8 +157,13 @@ def ensure_server(
             found = _find_running(target.served_name, port, host)
             if found is not None:
                 return _remember_reused(found)
-            server = _start(target, engine.device, port, host, shared=False, on_status=on_status)
-            _wait_ready(server, timeout_s, on_status)
+            # CPU servers start one at a time, so each memory check sees what the others really hold
+            # (three sizing their KV caches at once once ran this machine out of memory).
+            with file_lock(_lock_path("cpu-starts")) if engine.device == "cpu" else contextlib.nullcontext():
+                if engine.device == "cpu" and target.bundled is not None:
+                    check_room(BUNDLED[target.bundled], running=_running_summary())
+                server = _start(target, engine.device, port, host, shared=False, on_status=on_status)
+                _wait_ready(server, timeout_s, on_status)
         return server.endpoint
 
 
@@ -232,6 +238,16 @@ def _resolve_target(name_or_path: str, options: EngineOptions | None, served_nam
     if local.path is not None:
         return _Target(served_name or local.path.name, str(local.path), None, user)
     return _Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
+
+
+def _running_summary() -> str:
+    """The servers recorded in the state file, with what each holds (for a not-enough-memory error)."""
+    parts = []
+    for entry in _state_entries():
+        held = group_rss_bytes(int(entry["pid"]))
+        if held:
+            parts.append(f"{entry['name']} ({held / 2**30:.1f} GiB, pid {entry['pid']})")
+    return ", ".join(parts)
 
 
 def _served_name(name_or_path: str) -> str:

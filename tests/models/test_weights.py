@@ -45,6 +45,7 @@ def fake_model(prefix: str, chunks: list[bytes] = CHUNKS) -> BundledModel:
         d_model=8,
         context_length=128,
         trained_context_length=128,
+        server_memory_gib=1.0,
     )
 
 
