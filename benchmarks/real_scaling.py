@@ -17,7 +17,7 @@ Reported per arm: accuracy with a Wilson 95% interval, compute relative to one g
 (FLOPs per item), completion tokens per item, paid calls, wall time; then exact McNemar tests between
 named pairs of arms on the same items.
 
-Run: .venv/bin/python benchmarks/real_scaling.py humaneval [--n 164] [--db PATH] [--arms a,b] [--json]
+Run: .venv/bin/python benchmarks/real_scaling.py humaneval [--n 164] [--db PATH] [--arms a,b] [--log F] [--json]
 """
 
 from __future__ import annotations
@@ -104,35 +104,37 @@ def mixed_tester(name: str, large: int, small: int) -> Arm:
 
 
 def humaneval_arms() -> list[Arm]:
-    arms: list[Arm] = []
-    for tag, route in (("05b", SMALL), ("15b", LARGE)):
-        arms += [
-            single(f"single-{tag}", route),
-            aggregate(f"vote5-{tag}", route, 5, "vote", "code"),
-            aggregate(f"tester5-{tag}", route, 5, "tester", "code"),
-            aggregate(f"fuser3-{tag}", route, 3, "fuser", "code"),
-            critic_chain(f"critic-{tag}", route, "code"),
-        ]
-    arms += [
+    """Cheapest and most telling first: a partial run (stopped for time) still answers the main question."""
+    return [
+        single("single-05b", SMALL),
+        single("single-15b", LARGE),
         aggregate("tester3-05b", SMALL, 3, "tester", "code"),  # ≈ the compute of one 1.5B call
         aggregate("vote3-05b", SMALL, 3, "vote", "code"),
-        aggregate("tester8-15b", LARGE, 8, "tester", "code"),
+        aggregate("tester5-05b", SMALL, 5, "tester", "code"),
+        aggregate("vote5-05b", SMALL, 5, "vote", "code"),
+        aggregate("tester5-15b", LARGE, 5, "tester", "code"),
+        aggregate("vote5-15b", LARGE, 5, "vote", "code"),
         mixed_tester("tester-5x15b-8x05b", 5, 8),
+        aggregate("fuser3-05b", SMALL, 3, "fuser", "code"),
+        critic_chain("critic-05b", SMALL, "code"),
+        aggregate("fuser3-15b", LARGE, 3, "fuser", "code"),
+        critic_chain("critic-15b", LARGE, "code"),
+        aggregate("tester8-15b", LARGE, 8, "tester", "code"),
     ]
-    return arms
 
 
 def gsm_arms() -> list[Arm]:
-    arms: list[Arm] = []
-    for tag, route in (("05b", SMALL), ("15b", LARGE)):
-        arms += [
-            single(f"single-{tag}", route),
-            aggregate(f"vote5-{tag}", route, 5, "vote", None),
-            aggregate(f"fuser3-{tag}", route, 3, "fuser", None),
-            critic_chain(f"critic-{tag}", route, None),
-        ]
-    arms.append(aggregate("vote3-05b", SMALL, 3, "vote", None))
-    return arms
+    return [
+        single("single-05b", SMALL),
+        single("single-15b", LARGE),
+        aggregate("vote3-05b", SMALL, 3, "vote", None),
+        aggregate("vote5-05b", SMALL, 5, "vote", None),
+        aggregate("vote5-15b", LARGE, 5, "vote", None),
+        aggregate("fuser3-05b", SMALL, 3, "fuser", None),
+        aggregate("fuser3-15b", LARGE, 3, "fuser", None),
+        critic_chain("critic-05b", SMALL, None),
+        critic_chain("critic-15b", LARGE, None),
+    ]
 
 
 def style_arms() -> list[Arm]:
@@ -222,6 +224,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="items per task (default: 164 HumanEval, 80 others)")
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "agentscale-real-scaling.db")
     parser.add_argument("--arms", default=None, help="comma-separated arm names to run (default: all)")
+    parser.add_argument("--log", type=Path, default=None, help="append each finished arm's row (JSON lines)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tasks, make_arms, pairs = SECTIONS[args.section]
@@ -245,6 +248,12 @@ def main() -> None:
             for arm in arms:
                 result = run_arm(arm, task, n, args.db, workdir)
                 results.append(result)
+                if args.log:  # one line per finished arm: nothing is lost if the section is stopped
+                    with open(args.log, "a") as log:
+                        log.write(
+                            json.dumps({**summarize([result], reference)[0], "run_id": result["report"]["run_id"]})
+                            + "\n"
+                        )
                 print(
                     f"{task:16} {arm.name:24} {result['report']['accuracy']:6.1%}  "
                     f"{result['report']['usage']['completion_tokens'] / n:6.0f} tok/item  {result['wall_s']:7.0f}s",
