@@ -6,6 +6,7 @@ independent nodes run concurrently against one server). Every call generates exa
 tokens (``ignore_eos``), so the two runs do the same work. Goal: concurrent ≥ 3x sequential tokens/s.
 
     python benchmarks/serving.py                 # bundled local/smollm2-135m, 8 calls of 128 tokens
+    python benchmarks/serving.py --model local/qwen2.5-coder-1.5b --n 16
     python benchmarks/serving.py --json --n 8 --max-tokens 64
 """
 
@@ -23,6 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 from agentscale.models.bundled import ensure_bundled_model
+from agentscale.models.catalog import BUNDLED
 from agentscale.models.vllm_server import VllmEndpoint, ensure_server, stop_all
 
 QUESTIONS = [
@@ -98,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     result: dict[str, Any] = {"model": args.model}
-    if args.model.removeprefix("local/") == "smollm2-135m":
+    if args.model.removeprefix("local/") in BUNDLED:
         started = time.perf_counter()
-        ensure_bundled_model(on_status=status)
+        ensure_bundled_model(args.model.removeprefix("local/"), on_status=status)
         result["convert_s"] = round(time.perf_counter() - started, 1)  # ~0 once converted
     started = time.perf_counter()
     endpoint = ensure_server(args.model, on_status=status)
