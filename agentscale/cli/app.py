@@ -6,10 +6,12 @@ import typer
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import error
+from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
 from agentscale.cli.handbook import handbook_app
 from agentscale.cli.models import models_app, serve_command
 from agentscale.cli.optimize import optimize_command
+from agentscale.cli.report import report_command
 from agentscale.cli.run import run_command
 from agentscale.cli.runs import runs_app
 from agentscale.cli.serve_graph import serve_graph_command
@@ -35,6 +37,8 @@ app.command("serve")(serve_command)
 app.add_typer(models_app, name="models")
 app.add_typer(sim_app, name="sim")
 app.add_typer(runs_app, name="runs")
+app.command("report")(report_command)
+app.command("draw")(draw_command)
 app.add_typer(handbook_app, name="handbook")
 
 

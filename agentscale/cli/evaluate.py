@@ -26,6 +26,7 @@ from agentscale.cli._options import (
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.graphs.graph import load
+from agentscale.report import write_report
 from agentscale.tasks import list_tasks
 
 tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
@@ -130,12 +131,14 @@ def eval_command(
             + (f" ({total - todo} already done)" if todo < total else "")
         )
     summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
+    report = write_report(evaluation.store, evaluation.run_id)
     if json_output:
-        print_json(summary.to_dict(include_items=show_items))
+        print_json({**summary.to_dict(include_items=show_items), "report": str(report)})
         return
     if show_items:
         out.print(_items_table(summary.items))
     _print_summary(summary)
+    out.print(f"report: {escape(str(report))}")
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:

@@ -16,6 +16,10 @@ from agentscale.graphs.result import NodeTrace
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.trials import candidate_from_json
+from agentscale.report import picture_from_candidate, write_drawing, write_report
+from agentscale.report.html import SIMULATED_NOTE
+from agentscale.report.optimize_page import crowned_trial
+from agentscale.report.simulated import run_is_simulated
 from agentscale.storage.db import Store
 from agentscale.storage.tables import Run
 
@@ -59,17 +63,25 @@ def list_command(
 def show_command(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).", show_default=False)],
     plot: Annotated[bool, typer.Option("--plot", help="Optimization runs: write the search plot (PNG).")] = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Also write the run's HTML report (see `agentscale report`) and name it.")
+    ] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """Show a run: its items, answers and per-node calls (optimizations: trials, best graph, front).
 
-    Example:
+    Examples:
 
       agentscale runs show 3f2a9c --plot
+
+      agentscale runs show 3f2a9c --html
     """
     store = open_store(db)
     run = store.get_run(run_id)
+    if html:
+        page = write_report(store, run.id)
+        err.print(f"report: {escape(str(page))}")
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot)
         return
@@ -150,6 +162,14 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
+    crowned = crowned_trial(trials)
+    drawing = None
+    if crowned is not None:  # the crowned graph's picture, as in the report
+        candidate = candidate_from_json(crowned.candidate_json)
+        drawing = write_drawing(
+            picture_from_candidate(candidate, f"{run.graph_name}-best"),
+            store.path.parent / "runs" / run.id / "best.svg",
+        )
     picture = None
     if plot:
         history = [
@@ -171,6 +191,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
         "summary": summary,
         "error": run.error,
         "plot": str(picture) if picture else None,
+        "drawing": str(drawing) if drawing else None,
         "trials": [
             {
                 "seq": t.seq,
@@ -193,6 +214,8 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
     out.print(
         f"[bold]optimization {run.id}[/] · space {run.graph_name} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S}"
     )
+    if run_is_simulated(run):
+        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
     table = Table("seq", "iter", "kind", "accuracy", "n", "compute", "objective", "graph")
     for t in trials:
         graph = diagram(candidate_from_json(t.candidate_json)).splitlines()[0]
@@ -207,6 +230,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
             escape(graph),
         )
     out.print(table)
+    if crowned is not None and drawing is not None:
+        out.print(f"crowned graph (trial {crowned.seq}), drawn in {escape(str(drawing))}:")
+        out.print(escape(diagram(candidate_from_json(crowned.candidate_json))))
     best = summary.get("best")
     if best:
         out.print(f"best graph: {best.get('path')} · test accuracy {best.get('accuracy')} · ci95 {best.get('ci95')}")

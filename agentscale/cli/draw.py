@@ -1,0 +1,39 @@
+"""`agentscale draw GRAPH -o F.svg`: a picture of any graph file (`best.yaml` included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentscale.cli._console import err, print_json
+from agentscale.cli._options import JsonOption
+from agentscale.graphs.io import load_graph_spec
+from agentscale.report import picture_from_spec, write_drawing
+
+
+def draw_command(
+    graph_file: Annotated[Path, typer.Argument(help="Graph YAML file.", show_default=False)],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="Picture to write: .svg, or .png (needs agentscale[png]). Default: GRAPH.svg"),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Draw a graph: nodes with role and model alias, edges in DAG order, the output and any coordinator.
+
+    Examples:
+
+      agentscale draw graphs/fan-in.yaml -o fan-in.svg
+
+      agentscale draw .agentscale/runs/3f2a9c0d1e2b/best.yaml -o best.png
+    """
+    spec = load_graph_spec(graph_file)
+    picture = picture_from_spec(spec)
+    path = write_drawing(picture, out_file or graph_file.with_suffix(".svg"))
+    if json_output:
+        print_json({"path": str(path), "graph": spec.name, "nodes": len(picture.nodes), "edges": len(picture.edges)})
+        return
+    err.print(f"drew {len(picture.nodes)} nodes and {len(picture.edges)} edges of {spec.name!r}")
+    print(path)

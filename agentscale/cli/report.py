@@ -1,0 +1,46 @@
+"""`agentscale report RUN_ID -o F.html`: one offline HTML page for an eval, run or optimization."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentscale.cli._console import err, print_json
+from agentscale.cli._options import DbOption, JsonOption, open_store
+from agentscale.report import write_report
+
+
+def report_command(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).", show_default=False)],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="HTML file to write (default: <db folder>/runs/RUN_ID/report.html)."),
+    ] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Write one self-contained HTML page for a run (no network needed to view it).
+
+    Evals and runs: accuracy and interval, tokens, FLOPs, USD, latency, the graph, every item and its trace.
+
+    Optimizations: crowned graph against the baselines, search curve, Pareto front, spend, every trial drawn.
+
+    Examples:
+
+      agentscale report 3f2a9c0d1e2b -o run.html
+
+      agentscale report 3f2a --open
+    """
+    store = open_store(db)
+    path = write_report(store, run_id, out_file)
+    if open_page:
+        webbrowser.open(path.resolve().as_uri())
+    if json_output:
+        print_json({"run_id": store.get_run(run_id).id, "path": str(path)})
+        return
+    err.print("report written (one file, works offline)")
+    print(path)

@@ -1,0 +1,85 @@
+"""The report of an eval (or a plain `agentscale run`): accuracy, cost, latency, the graph, every item.
+
+Figures are computed from the stored items, not the run's summary, so an interrupted eval reports
+what it did answer.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+from agentscale.graphs.validate import load_spec_text
+from agentscale.report.charts import histogram
+from agentscale.report.drawing import picture_from_spec
+from agentscale.report.html import (
+    document,
+    facts,
+    fmt_interval,
+    fmt_number,
+    fmt_pct,
+    fmt_usd,
+    items_block,
+    paragraph,
+    section,
+    simulated_banner,
+)
+from agentscale.report.items import read_items
+from agentscale.report.simulated import is_simulated, run_is_simulated
+from agentscale.report.svg import render_svg
+from agentscale.storage.db import Store
+from agentscale.storage.tables import Run
+
+
+def eval_report(store: Store, run: Run) -> str:
+    items = read_items(store, run.id)
+    config = json.loads(run.config_json)
+    spec = load_spec_text(run.graph_yaml, f"run {run.id}") if run.graph_yaml else None
+    simulated = is_simulated(items.routes) or run_is_simulated(run)
+    label = "SIMULATED accuracy" if simulated else "accuracy"
+    accuracy = items.accuracy()
+    usage = items.usage
+    latency = items.latency()
+    what = f"{run.kind} run {run.id}" + (f" · task {config['task']}" if config.get("task") else "")
+    parts = [
+        f"<h1>{escape(what)}</h1>",
+        paragraph(
+            f"graph {run.graph_name or '—'} · {run.status} · started {run.created:%Y-%m-%d %H:%M:%S}"
+            + (f" · finished {run.finished:%Y-%m-%d %H:%M:%S}" if run.finished else ""),
+            css_class="sub",
+        ),
+    ]
+    if simulated:
+        parts.append(simulated_banner())
+    if run.error:
+        parts.append(paragraph(f"error: {run.error}", css_class="error"))
+    parts.append(
+        facts(
+            [
+                (label, fmt_pct(accuracy["value"]) if accuracy else "not scored"),
+                ("95% interval (Wilson)", fmt_interval(accuracy["ci95"]) if accuracy else "—"),
+                ("items", f"{accuracy['correct']}/{accuracy['n']} right" if accuracy else len(items.rows)),
+                ("tokens", f"{usage.prompt_tokens:,} in + {usage.completion_tokens:,} out"),
+                ("FLOPs", fmt_number(usage.flops)),
+                ("USD", fmt_usd(usage.usd)),
+                ("model calls", f"{usage.calls} (+{usage.cached_calls} cache hits)"),
+                ("latency mean · p50 · p95", " · ".join(f"{latency[k]:.2f} s" for k in ("mean_s", "p50_s", "p95_s"))),
+            ]
+        )
+    )
+    figures = []
+    if spec is not None:
+        figures.append(f'<div class="drawing">{render_svg(picture_from_spec(spec))}</div>')
+    if items.latencies:
+        figures.append(histogram(items.latencies, "latency per item (s, wall clock)"))
+    if figures:
+        parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
+    parts.append(
+        section(
+            "Items",
+            paragraph("Click a row for what each node was asked and said.")
+            + items_block("items", items.page_data(), items.trace_data(), title="items"),
+            section_id="items",
+        )
+    )
+    return document(f"agentscale {what}", "".join(parts))

@@ -1,0 +1,187 @@
+"""A run's answered items and their node-by-node traces, read for the report's item table.
+
+Read with SQLAlchemy Core (columns, not ORM objects): a 10,000-item eval has tens of thousands of
+node calls, and building ORM objects for them would cost seconds. Texts that repeat across items
+(system prompts, role instructions) are stored once in a string table the page indexes into, which
+keeps a large report several times smaller and quicker to open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.graphs.result import Usage
+from agentscale.storage.db import Store
+from agentscale.storage.tables import NodeCall, RunItem
+
+ITEMS = RunItem.__table__  # type: ignore[attr-defined]
+CALLS = NodeCall.__table__  # type: ignore[attr-defined]
+
+
+class StringTable:
+    """Each distinct text once; rows refer to texts by index."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def ref(self, text: str | None) -> int | None:
+        if text is None:
+            return None
+        index = self._index.get(text)
+        if index is None:
+            index = self._index[text] = len(self.texts)
+            self.texts.append(text)
+        return index
+
+
+@dataclass
+class ItemSet:
+    """What the page's item table needs: rows, traces (by row index) and the totals over them."""
+
+    rows: list[list[Any]] = field(default_factory=list)
+    traces: list[list[list[Any]]] = field(default_factory=list)
+    strings: StringTable = field(default_factory=StringTable)
+    usage: Usage = field(default_factory=Usage)
+    latencies: list[float] = field(default_factory=list)
+    routes: set[str] = field(default_factory=set)
+
+    @property
+    def scored(self) -> int:
+        return sum(1 for row in self.rows if row[4] is not None)
+
+    @property
+    def correct(self) -> int:
+        return sum(1 for row in self.rows if row[4])
+
+    def accuracy(self) -> dict[str, Any] | None:
+        """Accuracy over scored items with its 95% Wilson interval; None when nothing was scored."""
+        if not self.scored:
+            return None
+        low, high = wilson_interval(self.correct, self.scored)
+        return {"correct": self.correct, "n": self.scored, "value": self.correct / self.scored, "ci95": [low, high]}
+
+    def latency(self) -> dict[str, float]:
+        values = self.latencies
+        return {
+            "mean_s": sum(values) / len(values) if values else 0.0,
+            "p50_s": percentile(values, 50),
+            "p95_s": percentile(values, 95),
+            "max_s": max(values, default=0.0),
+        }
+
+    def page_data(self) -> dict[str, Any]:
+        """Rows as arrays (keys listed once): `[key, question, reference, answer, correct, stopped,
+        tokens, latency_s, detail]`."""
+        return {"rows": self.rows, "count": len(self.rows)}
+
+    def trace_data(self) -> dict[str, Any]:
+        """Per row, its calls: `[node, role, route, status, [[msg role, text ref]...], completion ref,
+        answer, prompt tokens, completion tokens, latency_s, cached, error]`."""
+        return {"strings": self.strings.texts, "calls": self.traces}
+
+
+def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
+    """Items of a run (those whose key starts with `key_prefix`, shown without it), in answer order."""
+    items = ItemSet()
+    position: dict[str, int] = {}
+    with store.engine.connect() as connection:
+        query = select(
+            ITEMS.c.item_key,
+            ITEMS.c.question,
+            ITEMS.c.reference,
+            ITEMS.c.answer,
+            ITEMS.c.correct,
+            ITEMS.c.stopped_reason,
+            ITEMS.c.usage_json,
+            ITEMS.c.detail,
+        ).where(ITEMS.c.run_id == run_id)
+        if key_prefix:
+            query = query.where(ITEMS.c.item_key.startswith(key_prefix, autoescape=True))
+        for key, question, reference, answer, correct, stopped, usage_json, detail in connection.execute(
+            query.order_by(ITEMS.c.id)
+        ):
+            usage = Usage(**json.loads(usage_json))
+            items.usage.add(usage)
+            items.latencies.append(usage.latency_s)
+            position[key] = len(items.rows)
+            verdict = None if correct is None else int(bool(correct))
+            items.rows.append(
+                [
+                    key[len(key_prefix) :],
+                    question,
+                    reference,
+                    answer,
+                    verdict,
+                    stopped,
+                    usage.tokens,
+                    round(usage.latency_s, 4),
+                    detail,
+                ]
+            )
+            items.traces.append([])
+        _read_calls(connection, run_id, key_prefix, position, items)
+    return items
+
+
+def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[str, int], items: ItemSet) -> None:
+    query = select(
+        CALLS.c.item_key,
+        CALLS.c.node_id,
+        CALLS.c.role,
+        CALLS.c.route,
+        CALLS.c.status,
+        CALLS.c.messages_json,
+        CALLS.c.completion,
+        CALLS.c.answer,
+        CALLS.c.prompt_tokens,
+        CALLS.c.completion_tokens,
+        CALLS.c.latency_s,
+        CALLS.c.cached,
+        CALLS.c.error,
+    ).where(CALLS.c.run_id == run_id)
+    if key_prefix:
+        query = query.where(CALLS.c.item_key.startswith(key_prefix, autoescape=True))
+    ref = items.strings.ref
+    for (
+        key,
+        node,
+        role,
+        route,
+        status,
+        messages_json,
+        completion,
+        answer,
+        pt,
+        ct,
+        latency,
+        cached,
+        error,
+    ) in connection.execute(query.order_by(CALLS.c.id)):
+        row = position.get(key)
+        if row is None:  # calls of an item cut off before it was recorded
+            continue
+        if route:
+            items.routes.add(route)
+        messages = [[m.get("role", ""), ref(str(m.get("content", "")))] for m in json.loads(messages_json)]
+        items.traces[row].append(
+            [
+                node,
+                role,
+                route,
+                status,
+                messages,
+                ref(completion),
+                answer,
+                pt,
+                ct,
+                round(latency, 4),
+                int(cached),
+                error,
+            ]
+        )

@@ -1,0 +1,309 @@
+"""The report of an optimization: the crowned graph, how the search moved, the front, every trial.
+
+Read from the run's stored trials (one row per evaluation) and item verdicts, so a resumed or
+interrupted run reports what is in the database. Which graph was crowned is decided as the runner
+decides it (the best objective among the `crown` re-evaluations, else the best search trial);
+test trials are scored crowned graph first, then the baselines (see `Optimization._test`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from sqlalchemy import select
+
+from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.objective import Observation, pareto_front
+from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.trials import candidate_from_json
+from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
+from agentscale.report.drawing import picture_from_candidate
+from agentscale.report.html import (
+    Markup,
+    document,
+    facts,
+    fmt_interval,
+    fmt_pct,
+    fmt_usd,
+    items_block,
+    paragraph,
+    section,
+    simulated_banner,
+    table,
+)
+from agentscale.report.items import ITEMS, read_items
+from agentscale.report.simulated import run_is_simulated, stored_space
+from agentscale.report.spend import spend_by_stage
+from agentscale.report.svg import render_svg
+from agentscale.storage.db import Store
+from agentscale.storage.tables import Run, Trial
+
+
+@dataclass
+class Arm:
+    """A scored graph on one split: its trial, verdicts per item, and a readable name."""
+
+    name: str
+    trial: Trial
+    verdicts: dict[str, bool]
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.trial.correct, self.trial.n_items)
+
+
+class OptimizeReport:
+    """Builds the page; one instance per report."""
+
+    def __init__(self, store: Store, run: Run) -> None:
+        self.store = store
+        self.run = run
+        self.config: dict[str, Any] = json.loads(run.config_json)
+        self.summary: dict[str, Any] = json.loads(run.summary_json)
+        self.space: SpaceSpec = stored_space(run)
+        self.method = str(self.config.get("method", ""))
+        self.trials = store.trials(run.id)
+        self.candidates = {t.seq: candidate_from_json(t.candidate_json) for t in self.trials}
+        self.verdicts = _verdicts(store, run.id)
+        self.simulated = run_is_simulated(run)
+        self._drawings: dict[str, str] = {}
+
+    # helpers ------------------------------------------------------------------------------------
+    def drawing(self, trial: Trial) -> str:
+        """The trial's graph as SVG, drawn once per distinct graph."""
+        if trial.key not in self._drawings:
+            self._drawings[trial.key] = render_svg(
+                picture_from_candidate(self.candidates[trial.seq], f"trial-{trial.seq}"),
+                title=f"graph of trial {trial.seq}",
+            )
+        return self._drawings[trial.key]
+
+    def stage(self, trial: Trial) -> str:
+        """What an evaluation was for; agent-reinforce's iteration 0 is its pilot (models alone)."""
+        if trial.kind == "search":
+            return "pilot" if self.method == "agent-reinforce" and trial.iteration == 0 else "search"
+        return {"crown": "crowning", "baseline": "baselines", "test": "test"}.get(trial.kind, trial.kind)
+
+    def arm(self, trial: Trial, name: str | None = None) -> Arm:
+        return Arm(name or arm_name(self.candidates[trial.seq]), trial, self.verdicts.get(trial.seq, {}))
+
+    @property
+    def accuracy_label(self) -> str:
+        return "SIMULATED accuracy" if self.simulated else "accuracy"
+
+    # the page -----------------------------------------------------------------------------------
+    def render(self) -> str:
+        run = self.run
+        crowned = crowned_trial(self.trials)
+        tests = [t for t in self.trials if t.kind == "test"]
+        crowned_test = tests[0] if tests and crowned is not None and tests[0].key == crowned.key else None
+        title = f"optimization {run.id} · space {run.graph_name}"
+        parts = [
+            f"<h1>{escape(title)}</h1>",
+            paragraph(
+                f"method {self.method} · task {self.space.task.name or self.space.task.path} · {run.status} · "
+                f"started {run.created:%Y-%m-%d %H:%M:%S} · stopped: {self.summary.get('stopped_reason', '—')}",
+                css_class="sub",
+            ),
+        ]
+        if self.simulated:
+            parts.append(simulated_banner())
+        if run.error:
+            parts.append(paragraph(f"error: {run.error}", css_class="error"))
+        parts.append(self._outcome(crowned, crowned_test))
+        if crowned_test is not None:
+            arms = [self.arm(crowned_test, "crowned graph")]
+            arms += [self.arm(t) for t in tests[1:]]
+            parts.append(
+                self._comparison("Crowned graph against the baselines (test split)", arms, "test", "comparison-test")
+            )
+        singles = [t for t in self.trials if t.kind == "baseline"]
+        if crowned is not None and crowned.kind == "crown" and singles:
+            arms = [self.arm(crowned, "crowned graph")] + [self.arm(t) for t in singles]
+            parts.append(
+                self._comparison(
+                    "Crowned graph against each single model (whole train split)", arms, "train", "comparison-train"
+                )
+            )
+        parts.append(self._search())
+        parts.append(self._spend())
+        parts.append(self._trials())
+        if crowned_test is not None:
+            items = read_items(self.store, run.id, key_prefix=f"t{crowned_test.seq}:")
+            parts.append(
+                section(
+                    "The crowned graph's test items",
+                    paragraph("Click a row for what each node was asked and said.")
+                    + items_block("test-items", items.page_data(), items.trace_data(), title="test items"),
+                    section_id="test-items",
+                )
+            )
+        return document(f"agentscale {title}", "".join(parts))
+
+    def _outcome(self, crowned: Trial | None, crowned_test: Trial | None) -> str:
+        if crowned is None:
+            return section("Crowned graph", paragraph("The search evaluated no graph."))
+        spent = self.store.spend(self.run.id)
+        test = "not scored"
+        if crowned_test is not None:
+            interval = wilson_interval(crowned_test.correct, crowned_test.n_items)
+            test = f"{fmt_pct(crowned_test.accuracy)} {fmt_interval(interval)} (n={crowned_test.n_items})"
+        figures = facts(
+            [
+                (f"test {self.accuracy_label}", test),
+                (f"train {self.accuracy_label}", f"{fmt_pct(crowned.accuracy)} (n={crowned.n_items})"),
+                ("compute (1B-call units)", f"{crowned.compute:.2f} of {self.space.budget.compute:g}"),
+                ("latency (critical path)", f"{crowned.latency_s:.2f} s"),
+                ("evaluations", len(self.trials)),
+                ("spend", f"{spent['calls']} calls · {spent['tokens']:,} tokens · {fmt_usd(spent['usd'])}"),
+            ]
+        )
+        best = self.summary.get("best", {}).get("path")
+        where = paragraph(f"runnable YAML: {best}") if best else ""
+        drawing = f'<div class="drawing crowned">{self.drawing(crowned)}</div>'
+        return section("Crowned graph", figures + drawing + where, section_id="crowned")
+
+    def _comparison(self, title: str, arms: list[Arm], split: str, section_id: str) -> str:
+        crowned = arms[0]
+        rows = []
+        for arm in arms:
+            low, high = arm.ci95
+            paired = "—"
+            if arm is not crowned:
+                shared, only_crowned, only_arm = paired_counts(crowned.verdicts, arm.verdicts)
+                p = mcnemar_exact(only_crowned, only_arm)
+                paired = f"{shared} items · only crowned right {only_crowned} · only this right {only_arm} · p={p:.3g}"
+            rows.append(
+                [
+                    arm.name,
+                    f"{fmt_pct(arm.trial.accuracy)} ({arm.trial.correct}/{arm.trial.n_items})",
+                    fmt_interval((low, high)),
+                    f"{arm.trial.compute:.2f}",
+                    f"{arm.trial.latency_s:.2f} s",
+                    paired,
+                ]
+            )
+        chart = interval_chart(
+            [Interval(a.name, a.trial.accuracy, *a.ci95) for a in arms], f"{self.accuracy_label} on the {split} split"
+        )
+        headers = [
+            "graph",
+            self.accuracy_label,
+            "95% interval (Wilson)",
+            "compute",
+            "latency",
+            "paired with the crowned graph (exact McNemar)",
+        ]
+        return section(title, table(headers, rows) + chart, section_id=section_id)
+
+    def _search(self) -> str:
+        search = [t for t in self.trials if t.kind == "search"]
+        if not search:
+            return section("Search", paragraph("No search evaluation is stored."))
+        observations = [
+            Observation(self.candidates[t.seq], t.accuracy, t.compute, t.latency_s, t.n_items, t.reward) for t in search
+        ]
+        front = pareto_front(observations)
+        on_front = {id(o) for o in front}
+        points = [
+            Point(o.compute, o.accuracy, f"trial {t.seq}: {o.accuracy:.1%} at {o.compute:.2f}", id(o) in on_front)
+            for t, o in zip(search, observations, strict=True)
+        ]
+        charts = (
+            '<div class="figure-row">'
+            + search_curve([t.reward for t in search])
+            + pareto_chart(points, "compute (1B-call units)", f"minibatch {self.accuracy_label}")
+            + "</div>"
+        )
+        by_observation = {id(o): t for t, o in zip(search, observations, strict=True)}
+        rows = [
+            [
+                by_observation[id(o)].seq,
+                fmt_pct(o.accuracy),
+                f"{o.compute:.2f}",
+                f"{o.latency_s:.2f} s",
+                Markup(self.drawing(by_observation[id(o)])),
+            ]
+            for o in front
+        ]
+        front_table = table(["trial", f"minibatch {self.accuracy_label}", "compute", "latency", "graph"], rows)
+        note = paragraph(
+            "Left: each search evaluation's objective and the best so far. Right: minibatch accuracy against "
+            "compute; red points are the Pareto front (no other graph is as accurate, as cheap and as fast at once)."
+        )
+        return section("Search", charts + note + "<h3>Pareto front</h3>" + front_table, section_id="search")
+
+    def _spend(self) -> str:
+        stages = {t.seq: self.stage(t) for t in self.trials}
+        rows, agent = spend_by_stage(self.store, self.run.id, stages)
+        body = [
+            [r.stage, r.evaluations, r.items, r.calls, r.cached_calls, f"{r.tokens:,}", fmt_usd(r.usd)] for r in rows
+        ]
+        if agent.calls:
+            body.append(["optimizer feedback agent", "—", "—", agent.calls, 0, f"{agent.tokens:,}", fmt_usd(agent.usd)])
+        headers = ["stage", "evaluations", "items answered", "model calls", "cache hits", "tokens", "USD"]
+        return section("Spend by stage", table(headers, body), section_id="spend")
+
+    def _trials(self) -> str:
+        rows = [
+            [
+                t.seq,
+                t.iteration if t.iteration >= 0 else "—",
+                self.stage(t),
+                f"{fmt_pct(t.accuracy)} ({t.correct}/{t.n_items})",
+                f"{t.compute:.2f}",
+                f"{t.latency_s:.2f} s",
+                f"{t.reward:.3f}",
+                f"{t.tokens:,}",
+                Markup(
+                    f'<details class="graph"><summary>{escape(_one_line(self.candidates[t.seq]))}</summary>'
+                    f"{self.drawing(t)}</details>"
+                ),
+            ]
+            for t in self.trials
+        ]
+        headers = ["seq", "iteration", "stage", self.accuracy_label, "compute", "latency", "objective", "tokens"]
+        headers.append("graph")
+        return section("Every trial", table(headers, rows, css_class="trials"), section_id="trials")
+
+
+def crowned_trial(trials: list[Trial]) -> Trial | None:
+    """The graph the runner crowned: the best objective among the crowning re-evaluations (whole
+    train split), else, when the spend cap stopped crowning, the best search evaluation."""
+    crown = [t for t in trials if t.kind == "crown"]
+    pool = crown or [t for t in trials if t.kind == "search"]
+    return max(pool, key=lambda t: t.reward, default=None)
+
+
+def arm_name(candidate: CandidateGraph) -> str:
+    """`single call of l8`, `majority vote of 3 x l8`, else the graph in one line."""
+    models = [n.model for n in candidate.nodes if n.model]
+    if candidate.size == 1 and models:
+        return f"single call of {models[0]}"
+    if candidate.nodes[-1].role == "vote" and len(set(models)) == 1 and len(models) == candidate.size - 1:
+        return f"majority vote of {len(models)} x {models[0]}"
+    return _one_line(candidate)
+
+
+def _one_line(candidate: CandidateGraph) -> str:
+    return " ".join(n.label() for n in candidate.nodes) + (f" + {candidate.ceo.label()}" if candidate.ceo else "")
+
+
+def _verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
+    """Per trial seq, each scored item's verdict (item keys are `t<seq>:<item id>`)."""
+    verdicts: dict[int, dict[str, bool]] = {}
+    with store.engine.connect() as connection:
+        query = select(ITEMS.c.item_key, ITEMS.c.correct).where(ITEMS.c.run_id == run_id, ITEMS.c.correct.is_not(None))
+        for key, correct in connection.execute(query):
+            prefix, _, item = key.partition(":")
+            if prefix.startswith("t") and prefix[1:].isdigit():
+                verdicts.setdefault(int(prefix[1:]), {})[item] = bool(correct)
+    return verdicts
+
+
+def optimize_report(store: Store, run: Run) -> str:
+    return OptimizeReport(store, run).render()

@@ -1,0 +1,42 @@
+"""Whether a run's figures are SIMULATED: any of its models is a `sim/` route.
+
+The simulated population serves optimizer benchmarks and tests; its accuracies say how a search
+behaves, never how a real model answers, so every view of such a run says so where it shows them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from agentscale.graphs._yaml import load_located
+from agentscale.graphs.spec import GraphSpec
+from agentscale.graphs.validate import load_spec_text
+from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.storage.tables import Run
+
+SIM_PREFIX = "sim/"
+
+
+def is_simulated(routes: Iterable[str | None]) -> bool:
+    return any(route is not None and route.startswith(SIM_PREFIX) for route in routes)
+
+
+def spec_is_simulated(spec: GraphSpec) -> bool:
+    """A graph whose models (aliases' routes, or routes named on nodes) include a sim/ route."""
+    return is_simulated([m.model for m in spec.models.values()] + [n.model for n in spec.nodes])
+
+
+def stored_space(run: Run) -> SpaceSpec:
+    """The search space an optimization run was started with (stored in its config)."""
+    source = f"run {run.id}"
+    return space_from_data(load_located(json.loads(run.config_json)["space_yaml"], source), source)
+
+
+def run_is_simulated(run: Run) -> bool:
+    """From what the run stored: its search space's models, or its graph's."""
+    if run.kind == "optimize":
+        return is_simulated(m.model for m in stored_space(run).models.values())
+    if run.graph_yaml:
+        return spec_is_simulated(load_spec_text(run.graph_yaml, f"run {run.id}"))
+    return False

@@ -1,0 +1,44 @@
+"""Choosing the page for a run and writing it where users find it.
+
+The default place is next to the run's other outputs: `<db folder>/runs/<run_id>/report.html`
+(beside `best.yaml` and `search.png` of an optimization).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agentscale.errors import AgentScaleError
+from agentscale.report.eval_page import eval_report
+from agentscale.report.optimize_page import optimize_report
+from agentscale.storage.db import Store
+from agentscale.storage.tables import Run
+
+ITEM_KINDS = ("eval", "run")
+
+
+def default_report_path(store: Store, run_id: str) -> Path:
+    return store.path.parent / "runs" / run_id / "report.html"
+
+
+def render_report(store: Store, run: Run) -> str:
+    if run.kind == "optimize":
+        return optimize_report(store, run)
+    if run.kind in ITEM_KINDS:
+        return eval_report(store, run)
+    raise AgentScaleError(f"run {run.id} is a {run.kind!r} run; reports cover eval, run and optimize runs")
+
+
+def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:
+    """Render the run's page and write it atomically (a reader never sees half a file)."""
+    run = store.get_run(run_id)
+    target = path or default_report_path(store, run.id)
+    if target.exists() and target.is_dir():
+        raise AgentScaleError(f"{target} is a directory: give a file name such as {target / 'report.html'}")
+    page = render_report(store, run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(target)
+    return target

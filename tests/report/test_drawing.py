@@ -1,0 +1,121 @@
+"""Graph drawings: the expected nodes, edges, output and coordinator; escaping; SVG, PNG and the CLI."""
+
+from __future__ import annotations
+
+import json
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.graphs.validate import load_spec_text
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
+from agentscale.report import picture_from_candidate, picture_from_spec, render_svg, write_drawing
+
+SVG = "{http://www.w3.org/2000/svg}"
+DIAMOND = """\
+name: diamond
+models:
+  small: {model: openai/gpt-4o-mini}
+  big: {model: openai/gpt-4o}
+nodes:
+  - {id: plan, role: assistant, model: small}
+  - {id: left, role: assistant, model: small}
+  - {id: right, role: critic, model: big}
+  - {id: pick, role: vote}
+edges:
+  - plan -> left, right
+  - left, right -> pick
+coordinator: {model: big, max_rounds: 2}
+"""
+
+
+def parse(svg: str) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]], ET.Element]:
+    root = ET.fromstring(svg)
+    nodes = {g.get("data-node", ""): dict(g.attrib) for g in root.iter(f"{SVG}g") if "node" in g.get("class", "")}
+    edges = {
+        (p.get("data-from", ""), p.get("data-to", "")) for p in root.iter(f"{SVG}path") if p.get("class") == "edge"
+    }
+    return nodes, edges, root
+
+
+def box_x(root: ET.Element, node_id: str) -> float:
+    group = next(g for g in root.iter(f"{SVG}g") if g.get("data-node") == node_id)
+    rect = group.find(f"{SVG}rect")
+    assert rect is not None
+    return float(rect.get("x", "nan"))
+
+
+def test_a_known_graph_is_drawn_with_its_nodes_edges_output_and_coordinator() -> None:
+    svg = render_svg(picture_from_spec(load_spec_text(DIAMOND, "diamond.yaml")))
+    nodes, edges, root = parse(svg)
+    assert {n: (a["data-role"], a["data-model"]) for n, a in nodes.items()} == {
+        "plan": ("assistant", "small"),
+        "left": ("assistant", "small"),
+        "right": ("critic", "big"),
+        "pick": ("vote", ""),
+    }
+    assert edges == {("plan", "left"), ("plan", "right"), ("left", "pick"), ("right", "pick")}
+    assert [n for n, a in nodes.items() if "output" in a["class"].split()] == ["pick"]
+    coordinator = [g for g in root.iter(f"{SVG}g") if g.get("class") == "coordinator"]
+    assert len(coordinator) == 1 and "CEO big · up to 2 rounds" in "".join(coordinator[0].itertext())
+    # DAG order reads left to right: every edge points right
+    assert all(box_x(root, a) < box_x(root, b) for a, b in edges)
+    texts = "".join(root.itertext())
+    assert "small" in texts and "critic" in texts and "no model" in texts  # labels: role and alias
+
+
+def test_a_candidate_is_drawn_with_the_ids_of_its_runnable_yaml() -> None:
+    candidate = CandidateGraph(
+        (NodeChoice("assistant", "l1"), NodeChoice("assistant", "l8"), NodeChoice("vote", None)),
+        frozenset({(0, 2), (1, 2)}),
+        CeoChoice("l8", 3),
+    )
+    picture = picture_from_candidate(candidate)
+    spec = candidate.to_spec("best", {"l1": _model("sim/llama-1b"), "l8": _model("sim/llama-8b")})
+    from_spec = picture_from_spec(spec)
+    assert {n.id for n in picture.nodes} == {n.id for n in from_spec.nodes}
+    assert set(picture.edges) == set(from_spec.edges) and picture.output == from_spec.output == "out"
+    assert picture.coordinator == "CEO l8 · up to 3 rounds"
+
+
+def _model(route: str):  # type: ignore[no-untyped-def]
+    from agentscale.graphs.spec import ModelSpec
+
+    return ModelSpec(model=route, params_b=1.0)
+
+
+def test_names_are_escaped_in_the_svg() -> None:
+    text = DIAMOND.replace("small", '"<b>&amp"').replace("name: diamond", "name: diamond\ndescription: x")
+    svg = render_svg(picture_from_spec(load_spec_text(text, "evil.yaml")))
+    nodes, _, root = parse(svg)  # would not parse if a name were written as markup
+    assert nodes["plan"]["data-model"] == "<b>&amp" and not list(root.iter("b"))
+
+
+def test_png_is_a_real_image(tmp_path: Path) -> None:
+    path = write_drawing(picture_from_spec(load_spec_text(DIAMOND, "d.yaml")), tmp_path / "d.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 600 and height > 150
+
+
+def test_draw_cli_writes_svg_and_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = tmp_path / "diamond.yaml"
+    graph.write_text(DIAMOND)
+    assert main(["draw", str(graph), "-o", str(tmp_path / "x.svg"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"path": str(tmp_path / "x.svg"), "graph": "diamond", "nodes": 4, "edges": 4}
+    assert parse((tmp_path / "x.svg").read_text())[1]
+    assert main(["draw", str(graph)]) == 0 and (tmp_path / "diamond.svg").exists()  # default: beside the graph
+    capsys.readouterr()
+    assert main(["draw", str(graph), "-o", str(tmp_path / "x.gif")]) == 1
+    assert ".svg or .png" in capsys.readouterr().err
+    assert main(["draw", str(tmp_path / "missing.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "missing.yaml" in err and "not found" in err and "Traceback" not in err
+    graph.write_text(DIAMOND.replace("role: vote", "role: voter"))
+    assert main(["draw", str(graph)]) == 1
+    assert "nodes[3].role" in capsys.readouterr().err

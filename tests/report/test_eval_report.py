@@ -1,0 +1,90 @@
+"""The report of a scripted-server eval, opened in a real headless Chromium: figures, items, filters,
+traces that expand, and stored markup shown as text that runs nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD
+
+
+def write(run: dict[str, object], capsys: pytest.CaptureFixture[str]) -> Path:
+    path = Path(str(run["tmp"])) / "report.html"
+    assert main(["report", str(run["run_id"]), "-o", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"run_id": run["run_id"], "path": str(path)}
+    return path
+
+
+def test_eval_report_shows_figures_items_and_traces(eval_run, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    page = open_page(write(eval_run, capsys))
+    assert page.locator(".fact", has_text="accuracy").first.inner_text().endswith("50.0%")
+    assert "[" in page.locator(".fact", has_text="95% interval").inner_text()
+    assert page.locator("svg.graph-drawing g.node").count() == 3
+    assert page.locator("svg.histogram rect.bar").count() > 0
+    rows = page.locator("div.items tr.item-row")
+    assert rows.count() == 6
+    page.click("button[data-filter=wrong]")
+    assert rows.count() == 3 and all("✗" in rows.nth(i).inner_text() for i in range(3))
+    page.click("button[data-filter=right]")
+    assert rows.count() == 3
+    page.click("button[data-filter=all]")
+    page.fill("input.search", "2 + 1")
+    assert rows.count() == 1
+    rows.first.click()
+    traces = page.locator("tr.trace-row .node-trace")
+    assert traces.count() == 3
+    assert [traces.nth(i).locator(".node-id").inner_text() for i in range(3)] == ["s1", "s2", "out"]
+    fuser = traces.nth(2)
+    assert "fuser" in fuser.inner_text() and "Final answer: 3" in fuser.locator(".completion pre").inner_text()
+    assert re.search(r"\d+ \+ \d+ tokens", fuser.locator(".node-figures").inner_text())
+    fuser.locator("details.message summary").last.click()
+    assert "What is 2 + 1?" in fuser.locator("details.message pre").last.inner_text()  # the prompt it was sent
+    rows.first.click()
+    assert page.locator("tr.trace-row").count() == 0
+
+
+def test_markup_in_questions_and_answers_shows_as_text_and_runs_nothing(eval_run, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    # Without the page's Content-Security-Policy, so escaping alone must hold
+    page = open_page(write(eval_run, capsys), bypass_csp=True)
+    page.fill("input.search", "payload")
+    row = page.locator("div.items tr.item-row")
+    assert row.count() == 1 and row.locator("td.answer").inner_text() == SCRIPT_PAYLOAD
+    row.click()
+    assert SCRIPT_PAYLOAD in page.locator("tr.trace-row .completion pre").last.inner_text()
+    page.fill("input.search", "Say hi")
+    row = page.locator("div.items tr.item-row")
+    assert IMG_PAYLOAD in row.locator("td.question").inner_text()
+    assert row.locator("td.answer").inner_text() == IMG_PAYLOAD
+    row.click()
+    page.wait_for_timeout(200)  # time for an injected image's error handler, were there one
+    assert page.evaluate("window.__pwned") is None
+    injected = "main img, main script:not([type='application/json']), div.items script"
+    assert page.evaluate(f"document.querySelectorAll({injected!r}).length") == 0
+
+
+def test_the_page_runs_under_its_own_policy_and_needs_no_network(eval_run, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(eval_run, capsys)
+    html = path.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing to fetch
+    assert "Content-Security-Policy" in html and "'unsafe-inline'" not in html.split("script-src")[1][:80]
+    page = open_page(path)  # offline context, CSP enforced: the script still renders the table
+    assert page.locator("div.items tr.item-row").count() == 6
+
+
+def test_report_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "empty.db"))
+    assert main(["report", "nosuchrun"]) == 1
+    err = capsys.readouterr().err
+    assert "no run 'nosuchrun'" in err and "Traceback" not in err
+
+
+def test_eval_output_and_runs_show_name_the_report(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    default = Path(str(eval_run["db"])).parent / "runs" / str(eval_run["run_id"]) / "report.html"
+    assert eval_run["report"] == str(default) and default.exists()
+    assert main(["runs", "show", str(eval_run["run_id"]), "--html"]) == 0
+    assert str(default) in capsys.readouterr().err.replace("\n", "")
