@@ -30,6 +30,7 @@ from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
 from agentscale.optimize.runner import Progress as SearchProgress
 from agentscale.optimize.space import load_space
+from agentscale.report import write_report
 
 
 def optimize_command(
@@ -99,13 +100,15 @@ def optimize_command(
     if out_file is not None:
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
+    report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
     if json_output:
         data = result.to_dict()
         if out_file is not None:
             data["best"]["path"] = str(out_file)
-        print_json(data)
+        print_json({**data, "report": str(report)})
         return
     _print_report(result, out_file, plot)
+    out.print(f"report: {escape(str(report))}")
 
 
 def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool) -> None:
