@@ -43,6 +43,7 @@ class Endpoint:
     api_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     replicas: tuple[str, ...] = ()
+    timeout_s: float | None = None  # overrides the gateway's per-call timeout (a local CPU server is slow, not dead)
 
     @property
     def where(self) -> str | None:
@@ -193,7 +194,8 @@ class Gateway:
             return hit
         endpoint = await resolve_endpoint(request.model)
         where = endpoint.where or request.model.route
-        timeout = min(self.settings.timeout_s, timeout_s) if timeout_s else self.settings.timeout_s
+        base_timeout = endpoint.timeout_s or self.settings.timeout_s
+        timeout = min(base_timeout, timeout_s) if timeout_s else base_timeout
         attempt = 0
         async with self._semaphore(request.model):
             while True:

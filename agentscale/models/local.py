@@ -26,7 +26,13 @@ def _announce(message: str) -> None:
         listener(message)
 
 
+# A CPU server batching 16 requests writes ≈2 tokens/s to each: a 512-token answer takes minutes.
+# Timing out at the gateway's 120 s would abort the request (vLLM drops it) and retry it from scratch,
+# so a loaded machine would redo work forever; the server's health is watched separately.
+LOCAL_TIMEOUT_S = 900.0
+
+
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     """Where a `local/` route's calls go: its vLLM server (started now if need be)."""
     served = await aensure_server(model.route, on_status=_announce)
-    return Endpoint(served.litellm_model, served.api_base)
+    return Endpoint(served.litellm_model, served.api_base, timeout_s=LOCAL_TIMEOUT_S)

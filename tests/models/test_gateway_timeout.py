@@ -1,0 +1,45 @@
+"""An endpoint may carry its own call timeout (local CPU servers: slow under load, not dead)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agentscale.errors import ModelCallError
+from agentscale.models import gateway as gateway_module
+from agentscale.models.gateway import CallRequest, Endpoint, Gateway, GatewaySettings, register_endpoint_resolver
+from agentscale.models.local import LOCAL_TIMEOUT_S
+from agentscale.models.registry import ResolvedModel
+from agentscale.testing import ScriptedServer
+from agentscale.testing.scripted_server import Rule
+
+
+@pytest.fixture
+def slow_prefix(scripted: ScriptedServer) -> Iterator[dict[str, float | None]]:
+    """Routes `slowtest/<x>` go to the scripted server with the timeout the test sets."""
+    chosen: dict[str, float | None] = {"timeout_s": None}
+
+    async def resolve(model: ResolvedModel) -> Endpoint:
+        return Endpoint("hosted_vllm/scripted", scripted.api_base, timeout_s=chosen["timeout_s"])
+
+    register_endpoint_resolver("slowtest/", resolve)
+    yield chosen
+    gateway_module._RESOLVERS.pop("slowtest/", None)
+
+
+async def test_the_endpoint_timeout_replaces_the_gateways(
+    scripted: ScriptedServer, slow_prefix: dict[str, float | None]
+) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 1"], latency_s=0.6))
+    gateway = Gateway(None, GatewaySettings(timeout_s=0.2, max_retries=0, cache=False))
+    request = CallRequest(ResolvedModel("m", "slowtest/x"), [{"role": "user", "content": "hi"}])
+    with pytest.raises(ModelCallError, match=r"[Tt]imeout"):
+        await gateway.complete(request)
+    slow_prefix["timeout_s"] = 5.0
+    result = await gateway.complete(request)
+    assert result.completion == "Final answer: 1"
+
+
+def test_local_servers_get_minutes_not_the_default_two() -> None:
+    assert LOCAL_TIMEOUT_S >= 600 > GatewaySettings().timeout_s
