@@ -1,0 +1,103 @@
+"""The report of a small optimization on the SIMULATED population, through the CLI, in a real browser:
+the crowned graph drawn, every trial listed with its graph, the Pareto front's points, the SIMULATED
+label, spend by stage, and the crowned graph's test items with their traces."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.optimize.objective import Observation, pareto_front
+from agentscale.optimize.trials import candidate_from_json
+from agentscale.report.optimize_page import crowned_trial
+from agentscale.storage.db import Store
+
+SPACE = """\
+name: simreport
+task: {name: "sim:math", train: 8, test: 12, seed: 0}
+models:
+  l1: {model: sim/llama-1b, params_b: 1.0}
+  l8: {model: sim/llama-8b, params_b: 8.0}
+roles: [assistant, fuser, vote]
+max_nodes: 3
+budget: {compute: 10}
+optimizer: {method: agent-reinforce, iterations: 3, samples: 2, minibatch: 4, seed: 0}
+"""
+
+
+@pytest.fixture
+def optimization(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--json"]) == 0
+    return {**json.loads(capsys.readouterr().out), "store": Store(tmp_path / "o.db")}
+
+
+def test_optimization_report_in_the_browser(optimization, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    trials = store.trials(run_id)
+    crowned = crowned_trial(trials)
+    assert crowned is not None
+    candidate = candidate_from_json(crowned.candidate_json)
+    path = Path(str(optimization["report"]))
+    assert path == store.path.parent / "runs" / run_id / "report.html" and path.exists()
+
+    page = open_page(path)
+    assert "SIMULATED" in page.locator(".simulated").inner_text()
+    assert "SIMULATED accuracy" in (page.locator("#crowned .facts").text_content() or "")
+    nodes = page.locator("#crowned svg.graph-drawing g.node")
+    assert nodes.count() == candidate.size
+    drawn = {nodes.nth(i).get_attribute("data-node") for i in range(nodes.count())}
+    assert drawn == {candidate.node_id(i) for i in range(candidate.size)}
+    assert page.locator("#crowned g.node.output").get_attribute("data-node") == "out"
+
+    rows = page.locator("table.trials tbody tr")
+    assert rows.count() == len(trials)
+    first = rows.nth(0)
+    assert not first.locator("svg").is_visible()
+    first.locator("summary").click()
+    assert first.locator("svg.graph-drawing").is_visible()
+
+    search = [t for t in trials if t.kind == "search"]
+    observations = [
+        Observation(candidate_from_json(t.candidate_json), t.accuracy, t.compute, t.latency_s, t.n_items, t.reward)
+        for t in search
+    ]
+    assert page.locator("svg.pareto circle.front-dot").count() == len(pareto_front(observations))
+    assert page.locator("svg.pareto circle").count() == len(search)
+    assert page.locator("svg.search-curve circle.dot").count() == len(search)
+
+    stages = page.locator("#spend tbody tr td:first-child").all_inner_texts()
+    assert stages[:2] == ["pilot", "search"] and {"crowning", "test"} <= set(stages)
+    spent_calls = sum(int(c) for c in page.locator("#spend tbody tr td:nth-child(4)").all_inner_texts())
+    assert spent_calls == optimization["usage"]["calls"]  # every paid call is attributed to a stage
+
+    test = page.locator("#comparison-test tbody tr")
+    assert test.nth(0).locator("td").first.inner_text() == "crowned graph" and test.count() >= 2
+    assert "p=" in test.nth(1).inner_text()
+
+    items = page.locator("#test-items tr.item-row")
+    assert items.count() == 12
+    items.first.click()
+    assert page.locator("#test-items .node-trace").count() == candidate.size  # one trace entry per node
+
+
+def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    crowned = crowned_trial(store.trials(run_id))
+    assert crowned is not None
+    root = ET.parse(shown["drawing"]).getroot()
+    nodes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-node")]
+    assert len(nodes) == candidate_from_json(crowned.candidate_json).size
+    assert main(["runs", "show", run_id]) == 0
+    text = capsys.readouterr().out
+    assert "SIMULATED" in text and "best.svg" in text.replace("\n", "")
