@@ -112,6 +112,34 @@ class Decision:
         return data
 
 
+def decision_schema(limits: Limits) -> dict[str, Any]:
+    """The decision as a JSON schema, for structured output: a server that constrains decoding to it
+    makes every reply parse (small models otherwise wrap, truncate or invent the JSON). The ranges
+    are the graph's; the reply is still validated and clamped like any other."""
+    return {
+        "type": "object",
+        "properties": {
+            "decision": {"type": "string", "enum": ["continue", "stop"]},
+            "agents": {"type": "integer", "minimum": limits.min_agents, "maximum": limits.max_agents},
+            "direction": {"type": "string", "maxLength": MAX_DIRECTION_CHARS},
+            "max_tokens": {"type": "integer", "minimum": limits.min_tokens, "maximum": limits.max_tokens},
+        },
+        "required": ["decision", "agents", "direction", "max_tokens"],
+        "additionalProperties": False,
+    }
+
+
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "correct": {"type": "integer", "enum": [0, 1]},
+        "advice": {"type": "string", "maxLength": MAX_DIRECTION_CHARS},
+    },
+    "required": ["correct", "advice"],
+    "additionalProperties": False,
+}
+
+
 class DecisionParseError(ValueError):
     """The reply holds no JSON object that is a valid decision."""
 

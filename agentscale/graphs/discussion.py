@@ -29,6 +29,7 @@ from typing import Any
 
 from agentscale.agents.coordinator import (
     MAX_ATTEMPTS,
+    VERDICT_SCHEMA,
     Decision,
     DecisionParseError,
     Limits,
@@ -36,6 +37,7 @@ from agentscale.agents.coordinator import (
     Verdict,
     ceo_messages,
     clamp,
+    decision_schema,
     evaluator_messages,
     fallback,
     parse_decision,
@@ -297,7 +299,14 @@ class Discussion:
         error = "no reply"
         for attempt in range(1, MAX_ATTEMPTS + 1):
             trace = await self._call(
-                f"r{record.index}.ceo", "ceo", self.ceo_model, messages, CEO_TEMPERATURE, CEO_MAX_TOKENS, None
+                f"r{record.index}.ceo",
+                "ceo",
+                self.ceo_model,
+                messages,
+                CEO_TEMPERATURE,
+                CEO_MAX_TOKENS,
+                None,
+                json_schema=decision_schema(self.limits) if self.coordinator.structured_output else None,
             )
             if trace.status == "skipped":  # the budget cannot pay for the CEO
                 record.ceo_error = trace.error
@@ -380,6 +389,7 @@ class Discussion:
                 CEO_TEMPERATURE,
                 EVALUATOR_MAX_TOKENS,
                 None,
+                json_schema=VERDICT_SCHEMA if self.coordinator.structured_output else None,
             )
             if trace.status == "ok":
                 verdict: Verdict = parse_verdict(trace.completion or "")
@@ -456,11 +466,17 @@ class Discussion:
         top_p: float | None,
         *,
         model_alias: str | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> NodeTrace:
         """One gateway call under the run's ledger; a refusal by the budget ends the discussion."""
         trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
         request = CallRequest(
-            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, top_p=top_p
+            model=model,
+            messages=messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            json_schema=json_schema,
         )
         request = self._samples.assign(request)
         projected = spend_of(model, estimate_prompt_tokens(messages), max_tokens)

@@ -141,7 +141,8 @@ class Coordinator(StrictModel):
     graph's own worker count); `min_tokens`/`max_tokens` bound the per-node completion budget the CEO
     may set (`max_tokens` unset: the graph's largest node `max_tokens`). The CEO's output is always
     clamped to these, so a model can never raise the graph's caps. `evaluator` (alias or route) judges
-    each round's answer and advises the next CEO call.
+    each round's answer and advises the next CEO call. `structured_output` sends the decision's (and
+    verdict's) JSON schema with the call, so a server that supports it (vLLM) constrains decoding to it.
     """
 
     model: Annotated[str, Field(min_length=1)]
@@ -151,6 +152,7 @@ class Coordinator(StrictModel):
     min_tokens: PositiveInt = 16
     max_tokens: PositiveInt | None = None
     evaluator: Annotated[str, Field(min_length=1)] | None = None
+    structured_output: bool = False
 
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Coordinator:

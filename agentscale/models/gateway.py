@@ -110,10 +110,12 @@ class CallRequest:
     max_tokens: int = DEFAULT_MAX_TOKENS
     top_p: float | None = None
     sample_index: int = 0
+    # A JSON schema the reply must follow (structured output: vLLM constrains decoding to it).
+    json_schema: dict[str, Any] | None = None
 
     def cache_key(self) -> str:
-        """Route, messages, sampling params and sample index; never the endpoint or the key."""
-        payload = {
+        """Route, messages, sampling params, sample index and schema; never the endpoint or the key."""
+        payload: dict[str, Any] = {
             "route": self.model.route,
             "messages": self.messages,
             "temperature": self.temperature,
@@ -121,6 +123,8 @@ class CallRequest:
             "top_p": self.top_p,
             "sample": self.sample_index if self.temperature > 0 else 0,
         }
+        if self.json_schema is not None:  # absent otherwise, so keys written before schemas stay valid
+            payload["json_schema"] = self.json_schema
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -260,6 +264,11 @@ class Gateway:
         }
         if request.top_p is not None:
             kwargs["top_p"] = request.top_p
+        if request.json_schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True},
+            }
         if request.temperature > 0:
             # The sample index as seed: vLLM (and the simulator) then give each sampled slot its own,
             # reproducible sample, so a cache miss re-creates what the cache would have held.

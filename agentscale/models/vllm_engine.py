@@ -29,6 +29,7 @@ DEFAULT_HOST = "127.0.0.1"
 # which dominates CPU decoding; a modest context keeps the KV cache (allocated up front) small.
 CPU_DTYPE = "bfloat16"
 CPU_MAX_MODEL_LEN = 2048
+STRUCTURED_OUTPUTS_CONFIG = '{"disable_any_whitespace": true}'
 _KV_CACHE_FRACTION = 0.25  # of MemAvailable, leaving room for weights, the core and other processes
 _KV_CACHE_MIN_GIB = 1
 _KV_CACHE_MAX_GIB = 8
@@ -240,6 +241,9 @@ def build_launch(
         argv += ["--gpu-memory-utilization", str(opts.gpu_memory_utilization)]
     if opts.quantization:
         argv += ["--quantization", opts.quantization]
+    # Structured output (a CEO decision's JSON schema) may otherwise let a small model fill its whole
+    # budget with indentation: measured, Qwen2.5-Coder-0.5B wrote '{"decision": "continue"' and 70 tabs.
+    argv += ["--structured-outputs-config", STRUCTURED_OUTPUTS_CONFIG]
     argv += list(opts.extra_args)
 
     env: dict[str, str] = {}

@@ -218,3 +218,24 @@ def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type
     # a re-run replays every call from the cache and reports the same cost
     again = graph.run("What is 1 + 2?")
     assert again.usage.cached_calls == 6 and again.usage.tokens == result.usage.tokens
+
+
+def test_structured_output_sends_the_schemas_with_the_graphs_ranges(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply()]))
+    scripted.add_rule(Rule(model="judge", replies=['{"correct": 1, "advice": "fine"}']))
+    talk("{model: ceo, max_rounds: 2, evaluator: judge, max_agents: 2, structured_output: true}").run("What is 2 + 2?")
+    [first, *_] = ceo_requests(scripted)
+    schema = first["response_format"]["json_schema"]["schema"]
+    assert first["response_format"]["type"] == "json_schema"
+    assert schema["properties"]["decision"]["enum"] == ["continue", "stop"]
+    assert schema["properties"]["agents"] == {"type": "integer", "minimum": 1, "maximum": 2}
+    assert set(schema["required"]) == {"decision", "agents", "direction", "max_tokens"}
+    [verdict] = [r for r in scripted.completion_requests if r["model"] == "judge"]
+    assert verdict["response_format"]["json_schema"]["schema"]["properties"]["correct"]["enum"] == [0, 1]
+    assert all("response_format" not in r for r in worker_requests(scripted))
+
+
+def test_without_structured_output_no_schema_is_sent(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("stop")]))
+    talk("{model: ceo, max_rounds: 2}").run("What is 2 + 2?")
+    assert all("response_format" not in r for r in ceo_requests(scripted))
