@@ -84,6 +84,13 @@ def build_command(
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the pipeline's calls.", min=0)] = 0.0,
     max_tokens: Annotated[int, typer.Option(help="Max tokens per call.", min=1)] = 1024,
     concurrency: Annotated[int, typer.Option(help="Items processed at once.", min=1)] = 4,
+    structured_output: Annotated[
+        bool,
+        typer.Option(
+            "--structured-output",
+            help="Send the extraction's JSON schema with the call (vLLM constrains decoding to it).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -125,6 +132,7 @@ def build_command(
         max_behaviors=max_behaviors,
         concurrency=concurrency,
         correct_only=correct_only,
+        structured_output=structured_output,
     )
     book = Handbook(gateway.store, handbook)
     if task is not None:

@@ -25,7 +25,7 @@ from agentscale.graphs.result import NodeTrace, Usage
 from agentscale.graphs.spec import AnswerFormat, GraphSpec, ModelSpec
 from agentscale.graphs.topology import Topology
 from agentscale.graphs.validate import load_spec_text
-from agentscale.memory.extract import check_proposals, contains_answer
+from agentscale.memory.extract import check_proposals, contains_answer, extraction_schema
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import fill, prompt
 from agentscale.models.cost import call_usd, model_flops
@@ -45,6 +45,7 @@ class BuildSettings:
     max_behaviors: int = 5  # per item
     concurrency: int = 4  # items in flight
     correct_only: bool = False  # extract only from solutions whose answer was checked correct
+    structured_output: bool = False  # send the extraction's JSON schema (vLLM then constrains decoding)
 
 
 @dataclass
@@ -223,7 +224,10 @@ class HandbookBuilder:
                     "reflection": reflection.strip(),
                     "max_behaviors": str(self.settings.max_behaviors),
                 }
-                reply = await self._call(run_id, source.key, "extract", prompt("extract"), values, calls, report)
+                schema = extraction_schema(self.settings.max_behaviors) if self.settings.structured_output else None
+                reply = await self._call(
+                    run_id, source.key, "extract", prompt("extract"), values, calls, report, json_schema=schema
+                )
                 status = await self._extract(run_id, source, reply, answer, report)
         except ModelCallError as exc:
             report.failed += 1
@@ -274,6 +278,8 @@ class HandbookBuilder:
         values: dict[str, str],
         calls: list[NodeCall],
         report: BuildReport,
+        *,
+        json_schema: dict[str, Any] | None = None,
     ) -> str:
         messages = [
             {"role": "system", "content": fill(texts["system"], values).strip()},
@@ -284,6 +290,7 @@ class HandbookBuilder:
             messages=messages,
             temperature=self.settings.temperature,
             max_tokens=self.settings.max_tokens,
+            json_schema=json_schema,
         )
         from agentscale.graphs._execute import call_row  # the executor imports the memory package
 

@@ -25,6 +25,28 @@ _FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.DOTALL)
 _CITATION = re.compile(r"behavior_[a-z0-9_]*[a-z0-9]", re.IGNORECASE)
 
 
+def extraction_schema(max_behaviors: int) -> dict[str, Any]:
+    """The extract prompt's reply as a JSON schema, for servers that constrain decoding to one.
+
+    Only the shape is enforced; names are still normalised and instructions filtered afterwards.
+    """
+    behavior = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": "^behavior_[a-z0-9_]+$", "maxLength": MAX_NAME_CHARS},
+            "instruction": {"type": "string", "minLength": MIN_INSTRUCTION_CHARS, "maxLength": MAX_INSTRUCTION_CHARS},
+        },
+        "required": ["name", "instruction"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"behaviors": {"type": "array", "items": behavior, "maxItems": max_behaviors}},
+        "required": ["behaviors"],
+        "additionalProperties": False,
+    }
+
+
 @dataclass(frozen=True)
 class Proposal:
     """A behavior as extracted from one item, before it meets the handbook."""

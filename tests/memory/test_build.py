@@ -126,3 +126,17 @@ async def test_build_from_a_stored_eval_run_uses_its_solutions(
     assert "15 + 27 = 42" in reflect and "checked and is correct" in reflect  # the stored completion
     sources = {r.name: r.source_run for r in Handbook(store, "math", embedder=None).behaviors()}
     assert set(sources.values()) == {report.run_id}
+
+
+async def test_structured_output_sends_the_extraction_schema_only_to_extract(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway
+) -> None:
+    task = load_task(str(write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7")])))
+    script_item(scripted, "What is 3 + 4?", solution="Final answer: 7", reflection="ok", reply=extraction(UNITS))
+    report = await _builder(gateway, scripted, structured_output=True, max_behaviors=3).from_task(task)
+    assert report.added == 1
+    with_schema = [r for r in scripted.completion_requests if "response_format" in r]
+    assert len(with_schema) == 1 and EXTRACT in json.dumps(with_schema[0]["messages"])
+    schema = with_schema[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["behaviors"]["maxItems"] == 3
+    assert schema["properties"]["behaviors"]["items"]["properties"]["name"]["pattern"] == "^behavior_[a-z0-9_]+$"
