@@ -23,6 +23,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
 )
+from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.graphs.graph import load
@@ -81,6 +82,7 @@ def eval_command(
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
+    trace: TraceOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -98,6 +100,8 @@ def eval_command(
       agentscale eval graphs/fan-in.yaml --task rg:gsm_symbolic --n 100 --handbook math
 
       agentscale eval graphs/fan-in.yaml --task humaneval --executor ray --ray-workers 4
+
+      OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 agentscale eval g.yaml --task humaneval --trace otlp
 
       agentscale eval --resume 3f2a9c0d1e2b
     """
@@ -130,7 +134,9 @@ def eval_command(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
         )
-    summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
+    attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
+    with traced_run(trace, "eval", evaluation.run_id, attributes):
+        summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
     report = write_report(evaluation.store, evaluation.run_id)
     if json_output:
         print_json({**summary.to_dict(include_items=show_items), "report": str(report)})

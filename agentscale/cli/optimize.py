@@ -23,6 +23,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
 )
+from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import read_text
 from agentscale.optimize.dry_run import project
@@ -50,6 +51,7 @@ def optimize_command(
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
+    trace: TraceOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -96,7 +98,9 @@ def optimize_command(
             f"method {optimization.method_name} · task {escape(optimization.task.name)} "
             f"({len(optimization.train)} train / {len(optimization.test)} test items)"
         )
-    result = asyncio.run(_run(optimization, quiet=json_output))
+    attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
+    with traced_run(trace, "optimize", optimization.run_id, attributes):
+        result = asyncio.run(_run(optimization, quiet=json_output))
     if out_file is not None:
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")

@@ -20,6 +20,7 @@ from rich.progress import (
 from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
 from agentscale.cli._tables import format_usage, trace_table
+from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.graph import Graph, load
 from agentscale.graphs.result import RunResult
@@ -63,6 +64,7 @@ def run_command(
     show_prompts: Annotated[
         bool, typer.Option("--show-prompts", help="Print every node's prompt and completion.")
     ] = False,
+    trace: TraceOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
@@ -81,11 +83,12 @@ def run_command(
         raise AgentScaleError(f"--answer-format {answer_format!r}: use text, number, choice or code")
     fmt: AnswerFormat | None = answer_format  # type: ignore[assignment]
     graph = load(graph_file, gateway=make_gateway(db, no_cache), answer_format=fmt)
-    if question is not None:
-        _run_one(graph, question, json_output, show_prompts)
-    else:
-        assert input_file is not None
-        asyncio.run(_run_many(graph, read_questions(input_file), concurrency, json_output))
+    with traced_run(trace, "run", graph.name, {"graph": graph.name}):
+        if question is not None:
+            _run_one(graph, question, json_output, show_prompts)
+        else:
+            assert input_file is not None
+            asyncio.run(_run_many(graph, read_questions(input_file), concurrency, json_output))
 
 
 def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool) -> None:

@@ -30,6 +30,20 @@ from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+from agentscale.tracing.hooks import span
+
+TRACED_FIELDS = (
+    "status",
+    "route",
+    "error",
+    "answer",
+    "cached",
+    "usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+)
+"""What a node's span reports when tracing is on (`answer` only with content capture)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +138,10 @@ class RunContext:
             await asyncio.gather(*(self.tasks[p] for p in predecessors))
         node = self.runtime.nodes[node_id]
         self._emit(GraphEvent("node_started", node_id, node.role))
-        trace = await self._execute(node, predecessors)
+        attributes = {"node": node_id, "role": node.role, "model": node.model, "run_id": self.options.run_id}
+        with span("node", node_id, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
+            trace = await self._execute(node, predecessors)
+            traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
         self._finished += 1
         trace.finish_order = self._finished
         self.traces[node_id] = trace

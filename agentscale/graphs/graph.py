@@ -28,6 +28,7 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import Run
+from agentscale.tracing.hooks import span
 
 _DEFAULT = object()
 
@@ -105,6 +106,22 @@ class Graph:
         on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
+        attributes = {"graph": self.name, "run_id": run_id, "item": item_key, "question": question}
+        with span("item", item_key, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
+            result = await self._arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event)
+            traced.set({"run_id": result.run_id, "answer": result.answer, "stopped_reason": result.stopped_reason})
+            traced.set(result.usage.to_dict())
+            return result
+
+    async def _arun(
+        self,
+        question: str,
+        *,
+        run_id: str | None,
+        item_key: str,
+        record: bool,
+        on_event: Callable[[GraphEvent], None] | None,
+    ) -> RunResult:
         store = self.store if record else None
         run_row = None
         if store is not None and run_id is None:

@@ -1,0 +1,42 @@
+"""`--trace otlp|console|off`: OpenTelemetry spans of a CLI run (run → item → node → model call).
+
+The exporter's own settings are OpenTelemetry's environment variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+`OTEL_SERVICE_NAME`, ...); `AGENTSCALE_TRACE` is the flag's setting for every command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from agentscale.tracing.hooks import span
+
+TRACE_ENV = "AGENTSCALE_TRACE"
+
+TraceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--trace",
+        help="OpenTelemetry spans (needs agentscale[otel]): otlp (to OTEL_EXPORTER_OTLP_ENDPOINT, e.g. Jaeger, "
+        "Phoenix, Langfuse), console (stderr) or off (default; env AGENTSCALE_TRACE). Prompts and answers "
+        "only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def traced_run(trace: str | None, kind: str, name: str, attributes: Mapping[str, Any]) -> Iterator[None]:
+    """The command's work inside one root span, exported when tracing is on; nothing otherwise."""
+    exporter = (trace or os.environ.get(TRACE_ENV) or "off").strip().lower()
+    if exporter == "off":
+        yield
+        return
+    from agentscale.tracing.otel import exporting
+
+    with exporting(exporter), span("run", name, {"kind": kind, **attributes}):
+        yield

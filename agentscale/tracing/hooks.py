@@ -1,0 +1,51 @@
+"""The hook the runtime calls at each level of work: run → item → node → model call.
+
+The runtime (graphs, models) sits below any tracing backend and must not import one, so it calls
+:func:`span` here, which costs one `None` check while no observer is installed (the default). A
+backend (:mod:`agentscale.tracing.otel`) registers itself with :func:`set_observer`. Call sites give
+neutral keys (`prompt_tokens`, `route`, ...); the backend maps them to its conventions. Keys named in
+:data:`CONTENT_KEYS` carry prompt or answer text: a backend drops them unless the user asked for
+content capture. No call site passes an API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal, Protocol
+
+SpanKind = Literal["run", "item", "node", "call"]
+CONTENT_KEYS = frozenset({"question", "answer", "messages", "completion"})
+
+
+class SpanHandle(Protocol):
+    def set(self, attributes: Mapping[str, Any]) -> None:
+        """Add what is known once the work is done (tokens, status, cost)."""
+
+
+class Observer(Protocol):
+    def span(self, kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[SpanHandle]:
+        """A span around one piece of work, current (the parent of spans opened inside it) while open."""
+
+
+class _NoSpan:
+    def set(self, attributes: Mapping[str, Any]) -> None:
+        return None
+
+
+_NO_SPAN: AbstractContextManager[SpanHandle] = nullcontext(_NoSpan())
+_observer: Observer | None = None
+
+
+def set_observer(observer: Observer | None) -> Observer | None:
+    """Install (or, with None, remove) the process's observer; returns the one it replaces."""
+    global _observer
+    previous, _observer = _observer, observer
+    return previous
+
+
+def span(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[SpanHandle]:
+    """`with span("node", node_id, {...}) as s: ...; s.set({...})` — a no-op without an observer."""
+    if _observer is None:
+        return _NO_SPAN
+    return _observer.span(kind, name, attributes)

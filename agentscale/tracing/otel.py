@@ -1,0 +1,208 @@
+"""OpenTelemetry spans for runs, items, nodes and model calls (extra `agentscale[otel]`).
+
+Model calls carry the GenAI semantic convention (`gen_ai.operation.name=chat`, `gen_ai.request.model`,
+`gen_ai.usage.input_tokens`/`output_tokens`, ...), nodes are `invoke_agent` spans, and every span
+also carries OpenInference's `openinference.span.kind` (LLM, AGENT, CHAIN), so Jaeger, Langfuse and
+Phoenix show the tree with tokens and cost without glue. Where spans go is OpenTelemetry's own
+configuration: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_HEADERS`,
+`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`. Prompt and answer text are left out unless
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (the variable GenAI instrumentations use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from agentscale.errors import AgentScaleError
+from agentscale.tracing.hooks import CONTENT_KEYS, SpanKind, set_observer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+EXPORTERS = ("otlp", "console")
+INSTALL_HINT = "pip install 'agentscale[otel]'"
+
+_OPENINFERENCE_KIND = {"run": "CHAIN", "item": "CHAIN", "node": "AGENT", "call": "LLM"}
+# neutral key -> attribute, per span kind (keys not listed become `agentscale.<key>`)
+_CALL_ATTRIBUTES = {
+    "route": "gen_ai.request.model",
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "sample_index": "gen_ai.request.seed",
+    "prompt_tokens": "gen_ai.usage.input_tokens",
+    "completion_tokens": "gen_ai.usage.output_tokens",
+    "usd": "gen_ai.usage.cost",
+    "node": "agentscale.node.id",
+    "run_id": "agentscale.run.id",
+}
+_NODE_ATTRIBUTES = {"node": "gen_ai.agent.name", "role": "agentscale.node.role", "run_id": "agentscale.run.id"}
+_ITEM_ATTRIBUTES = {"run_id": "agentscale.run.id", "item": "agentscale.item.key", "graph": "agentscale.graph.name"}
+
+
+def capture_content_requested() -> bool:
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class OTelObserver:
+    """Maps the runtime's spans onto an OpenTelemetry tracer."""
+
+    def __init__(self, tracer: Tracer, *, capture_content: bool | None = None) -> None:
+        self.tracer = tracer
+        self.capture_content = capture_content_requested() if capture_content is None else capture_content
+
+    @contextmanager
+    def span(self, kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> Iterator[_Handle]:
+        from opentelemetry.trace import SpanKind as OTelKind
+
+        otel_kind = OTelKind.CLIENT if kind == "call" else OTelKind.INTERNAL
+        with self.tracer.start_as_current_span(_span_name(kind, name, attributes), kind=otel_kind) as span:
+            handle = _Handle(span, kind, self.capture_content)
+            handle.set({"_kind": kind, **attributes})
+            yield handle
+
+
+class _Handle:
+    def __init__(self, span: Span, kind: SpanKind, capture_content: bool) -> None:
+        self.span = span
+        self.kind = kind
+        self.capture_content = capture_content
+
+    def set(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            if value is None:
+                continue
+            if key in CONTENT_KEYS:
+                if self.capture_content:
+                    self._content(key, value)
+                continue
+            for name, converted in _translate(self.kind, key, value):
+                self.span.set_attribute(name, converted)
+        if attributes.get("status") in ("failed", "skipped") or attributes.get("error"):
+            from opentelemetry.trace import Status, StatusCode
+
+            if attributes.get("status") != "skipped":
+                self.span.set_status(Status(StatusCode.ERROR, str(attributes.get("error") or "failed")))
+
+    def _content(self, key: str, value: Any) -> None:
+        """Prompts and answers, as the GenAI convention's message attributes and OpenInference's values."""
+        if key == "messages":
+            parts = [{"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]} for m in value]
+            self.span.set_attribute("gen_ai.input.messages", json.dumps(parts))
+            self.span.set_attribute("input.value", json.dumps(value))
+        elif key == "completion":
+            message = {"role": "assistant", "parts": [{"type": "text", "content": value}]}
+            self.span.set_attribute("gen_ai.output.messages", json.dumps([message]))
+            self.span.set_attribute("output.value", str(value))
+        elif key == "question":
+            self.span.set_attribute("input.value", str(value))
+        else:
+            self.span.set_attribute("output.value", str(value))
+
+
+def _span_name(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> str:
+    if kind == "call":
+        return f"chat {attributes.get('route', name)}"
+    if kind == "node":
+        return f"invoke_agent {name}"
+    return f"agentscale.{kind} {name}"
+
+
+def _translate(kind: SpanKind, key: str, value: Any) -> list[tuple[str, Any]]:
+    """One neutral key as span attributes (OpenTelemetry takes str, bool, int, float)."""
+    if key == "_kind":
+        pairs: list[tuple[str, Any]] = [("openinference.span.kind", _OPENINFERENCE_KIND[kind])]
+        if kind == "call":
+            pairs.append(("gen_ai.operation.name", "chat"))
+        elif kind == "node":
+            pairs.append(("gen_ai.operation.name", "invoke_agent"))
+        return pairs
+    if kind == "call":
+        return _call_attribute(key, value)
+    table = _NODE_ATTRIBUTES if kind == "node" else _ITEM_ATTRIBUTES
+    return [(table.get(key, f"agentscale.{key}"), _plain(value))]
+
+
+def _call_attribute(key: str, value: Any) -> list[tuple[str, Any]]:
+    if key == "route":
+        provider = str(value).split("/", 1)[0]
+        return [
+            ("gen_ai.request.model", value),
+            ("gen_ai.response.model", value),
+            ("gen_ai.provider.name", provider),
+            ("gen_ai.system", provider),  # the older name some backends still read
+            ("llm.model_name", value),
+        ]
+    if key == "endpoint":  # a URL; never a key (keys are not passed to spans)
+        parts = urlsplit(str(value))
+        if parts.hostname:
+            return [("server.address", parts.hostname)] + ([("server.port", parts.port)] if parts.port else [])
+        return [("agentscale.endpoint", str(value))]
+    pairs = [(_CALL_ATTRIBUTES.get(key, f"agentscale.{key}"), _plain(value))]
+    if key == "prompt_tokens":
+        pairs.append(("llm.token_count.prompt", value))
+    elif key == "completion_tokens":
+        pairs.append(("llm.token_count.completion", value))
+    return pairs
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | bool | int | float) else json.dumps(value, default=str)
+
+
+def install(provider: TracerProvider | None = None, *, capture_content: bool | None = None) -> OTelObserver:
+    """Send the runtime's spans to `provider` (default: the global one, e.g. set up by the user's app)."""
+    from opentelemetry import trace
+
+    tracer = (provider or trace.get_tracer_provider()).get_tracer("agentscale")
+    observer = OTelObserver(tracer, capture_content=capture_content)
+    set_observer(observer)
+    return observer
+
+
+def exporting_provider(exporter_name: str) -> TracerProvider:
+    """A provider that batches spans to OTLP/HTTP (configured by OTEL_* variables) or to stderr."""
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+    except ImportError:
+        raise AgentScaleError(f"tracing needs OpenTelemetry: {INSTALL_HINT}") from None
+    exporter: SpanExporter
+    if exporter_name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise AgentScaleError(f"--trace otlp needs the OTLP exporter: {INSTALL_HINT}") from None
+        exporter = OTLPSpanExporter()
+    elif exporter_name == "console":
+        exporter = ConsoleSpanExporter(out=sys.stderr)
+    else:
+        raise AgentScaleError(f"unknown trace exporter {exporter_name!r}: use {', '.join(EXPORTERS)} or off")
+    resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "agentscale"}))
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+@contextmanager
+def exporting(exporter_name: str) -> Iterator[TracerProvider]:
+    """Trace everything run inside the block, and flush the spans when it ends (even on errors)."""
+    provider = exporting_provider(exporter_name)
+    previous = set_observer(None)
+    install(provider)
+    try:
+        yield provider
+    finally:
+        set_observer(previous)
+        provider.shutdown()

@@ -1,0 +1,152 @@
+"""OpenTelemetry spans: run → item → node → model call with the GenAI convention's attributes, no key,
+no prompt text unless content capture is asked for; `--trace otlp` delivers them to a real OTLP/HTTP
+endpoint configured by the standard OTEL_* variables."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentscale import Gateway, Graph
+from agentscale.cli.app import main
+from agentscale.testing import ScriptedServer
+from agentscale.tracing import hooks, otel
+
+SECRET = "sk-test-0123456789abcdef-never-in-a-span"
+GRAPH = """\
+name: trio
+models:
+  m: {{model: hosted_vllm/scripted, api_base: "{api_base}", api_key_env: TRACE_TEST_KEY}}
+nodes:
+  - {{id: s1, role: assistant, model: m}}
+  - {{id: s2, role: assistant, model: m}}
+  - {{id: out, role: fuser, model: m}}
+edges:
+  - s1, s2 -> out
+"""
+
+
+@pytest.fixture
+def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    monkeypatch.setenv("TRACE_TEST_KEY", SECRET)
+    previous = hooks.set_observer(None)
+    yield InMemorySpanExporter()
+    hooks.set_observer(previous)
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans}
+
+
+def everything(spans: tuple[ReadableSpan, ...]) -> str:
+    return json.dumps([{**dict(s.attributes or {}), "name": s.name} for s in spans], default=str)
+
+
+async def run_trio(scripted: ScriptedServer, gateway: Gateway, exporter: InMemorySpanExporter, *, capture: bool):  # type: ignore[no-untyped-def]
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel.install(provider, capture_content=capture)
+    graph = Graph.from_yaml(GRAPH.format(api_base=scripted.api_base), gateway=gateway)
+    result = await graph.arun("What is 2 + 3?")
+    hooks.set_observer(None)
+    return result, exporter.get_finished_spans()
+
+
+async def test_a_three_node_graph_gives_one_span_tree_and_no_key(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    result, spans = await run_trio(scripted, gateway, exporter, capture=False)
+    assert result.answer == "5"
+    named = by_name(spans)
+    item = named["agentscale.item 0"]
+    nodes = [named[f"invoke_agent {n}"] for n in ("s1", "s2", "out")]
+    assert all(n.parent is not None and n.parent.span_id == item.context.span_id for n in nodes)
+    by_node = {t.node_id: t for t in result.trace}
+    for node in nodes:
+        attributes = node.attributes or {}
+        assert attributes["agentscale.prompt_tokens"] == by_node[str(attributes["gen_ai.agent.name"])].prompt_tokens > 0
+    assert item.attributes["agentscale.prompt_tokens"] == result.usage.prompt_tokens  # type: ignore[index]
+    dump = everything(spans)
+    assert SECRET not in dump and "TRACE_TEST_KEY" not in dump
+    assert "What is 2 + 3?" not in dump and "Final answer" not in dump  # no content unless asked
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace endpoint: decodes each export request's protobuf body."""
+
+    received: ClassVar[list[ExportTraceServiceRequest]]  # set per server by the fixture
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        if self.path == "/v1/traces":
+            self.received.append(request)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    received: list[ExportTraceServiceRequest] = []
+    handler = type("Collector", (_Collector,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_eval_trace_otlp_reaches_an_otlp_endpoint(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted: ScriptedServer, collector, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    endpoint, received = collector
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agentscale-test")
+    monkeypatch.setenv("TRACE_TEST_KEY", SECRET)
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+    graph = tmp_path / "trio.yaml"
+    graph.write_text(GRAPH.format(api_base=scripted.api_base))
+    data = tmp_path / "items.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(2))
+    )
+    assert main(["eval", str(graph), "--task", str(data), "--trace", "otlp", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    spans = [
+        (resource.resource, span)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    names = [span.name for _, span in spans]
+    assert names.count(f"agentscale.run {run_id}") == 1
+    assert names.count("agentscale.item i0") == names.count("agentscale.item i1") == 1
+    assert names.count("invoke_agent out") == 2
+    service = {a.value.string_value for resource, _ in spans for a in resource.attributes if a.key == "service.name"}
+    assert service == {"agentscale-test"}
+    assert len({span.trace_id for _, span in spans}) == 1  # one trace per run
+    assert SECRET.encode() not in b"".join(r.SerializeToString() for r in received)
+
+
+def test_trace_option_refuses_unknown_exporters(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: openai/gpt-4o-mini}\n")
+    assert main(["run", str(graph), "-q", "hi", "--trace", "zipkin"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown trace exporter 'zipkin'" in err and "otlp" in err and "Traceback" not in err
