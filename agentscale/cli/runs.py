@@ -243,3 +243,34 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
         out.print(f"[red]error:[/] {escape(run.error)}")
     if picture:
         out.print(f"plot: {picture}")
+
+
+@runs_app.command("optuna")
+def optuna_command(
+    run_id: Annotated[str, typer.Argument(help="Optimization run id (a unique prefix is enough).", show_default=False)],
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default: sqlite:///<db folder>/optuna.db).", show_default=False),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: agentscale-RUN_ID).")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Write an optimization's search as an Optuna study (needs agentscale[optuna]) for optuna-dashboard.
+
+    Each search evaluation is a trial with two objectives, accuracy and compute; re-export replaces the study.
+
+    Example:
+
+      agentscale runs optuna 3f2a9c && optuna-dashboard sqlite:///.agentscale/optuna.db
+    """
+    from agentscale.tracking.optuna_study import export_study
+
+    store = open_store(db)
+    url = storage or f"sqlite:///{store.path.parent.resolve() / 'optuna.db'}"
+    exported = export_study(store, run_id, url, study)
+    if json_output:
+        print_json({"storage": exported.storage, "study": exported.study_name, "trials": exported.trials})
+        return
+    out.print(f"study {escape(exported.study_name)}: {exported.trials} trials in {escape(exported.storage)}")
+    out.print(f"view it with: optuna-dashboard {escape(exported.storage)}")

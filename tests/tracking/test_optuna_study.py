@@ -1,0 +1,77 @@
+"""An optimization exported as an Optuna study: one trial per search evaluation with its objectives
+and graph, the study's Pareto front equal to the run's, and optuna-dashboard's own API serving it."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pytest
+from optuna_dashboard import wsgi
+
+from agentscale.cli.app import main
+from agentscale.optimize.trials import candidate_from_json
+from agentscale.storage.db import Store
+from tests.report.test_optimize_report import SPACE
+
+
+def dashboard_get(storage: str, path: str) -> dict[str, object]:
+    """One GET through optuna-dashboard's WSGI app (what its web page calls)."""
+    environ: dict[str, object] = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    body = b"".join(wsgi(storage)(environ, lambda s, h, *_: status.append(s)))  # type: ignore[arg-type]
+    assert status[0].startswith("200"), status
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def test_optimization_as_an_optuna_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["runs", "optuna", run_id, "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["storage"] == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+
+    search = [t for t in Store(tmp_path / "o.db").trials(run_id) if t.kind == "search"]
+    study = optuna.load_study(study_name=f"agentscale-{run_id}", storage=exported["storage"])
+    assert exported["trials"] == len(study.trials) == len(search)
+    assert study.metric_names == ["accuracy", "compute"]
+    assert study.user_attrs["simulated"] is True and study.user_attrs["agentscale_run_id"] == run_id
+    for stored, trial in zip(search, study.trials, strict=True):
+        candidate = candidate_from_json(stored.candidate_json)
+        assert trial.values == [stored.accuracy, stored.compute]
+        assert trial.params["nodes"] == candidate.size
+        assert trial.params["node0.role"] == candidate.nodes[0].role
+        assert trial.user_attrs["graph"] == candidate.describe() and trial.user_attrs["seq"] == stored.seq
+    assert trial.datetime_complete is not None
+    assert trial.datetime_complete.replace(tzinfo=None) == stored.created.replace(tzinfo=None)  # its own time
+
+    points = {(t.accuracy, t.compute) for t in search}
+    front = {p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)}
+    assert {tuple(t.values) for t in study.best_trials} == front
+
+    listed = dashboard_get(exported["storage"], "/api/studies")["study_summaries"]
+    summary = next(s for s in listed if s["study_name"] == f"agentscale-{run_id}")  # type: ignore[union-attr, index]
+    shown = dashboard_get(exported["storage"], f"/api/studies/{summary['study_id']}")
+    assert len(shown["trials"]) == len(search) and len(shown["best_trials"]) == len(study.best_trials)  # type: ignore[arg-type]
+    assert shown["objective_names"] == ["accuracy", "compute"]
+
+    assert main(["runs", "optuna", run_id]) == 0  # again: the study is replaced, not doubled
+    assert "optuna-dashboard sqlite:///" in capsys.readouterr().out.replace("\n", "")
+    again = optuna.load_study(study_name=f"agentscale-{run_id}", storage=exported["storage"])
+    assert len(again.trials) == len(search)
+
+
+def test_optuna_export_refuses_other_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "o.db")
+    run = store.create_run("eval", graph_name="g")
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    assert main(["runs", "optuna", run.id]) == 1
+    assert "only optimizations" in capsys.readouterr().err
+    assert main(["runs", "optuna", "nope"]) == 1
