@@ -24,7 +24,10 @@ from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, SpendEntry
+from agentscale.tracing.hooks import span
 
+TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency_s", "endpoint", "attempts")
+"""What a model call's span reports when tracing is on (and its completion, with content capture)."""
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 512
@@ -193,6 +196,26 @@ class Gateway:
 
         Real calls are entered in the spend ledger under `run_id` (cache hits cost nothing).
         """
+        attributes = {
+            "route": request.model.route,
+            "node": node,
+            "run_id": run_id,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "top_p": request.top_p,
+            "sample_index": request.sample_index,
+            "messages": request.messages,
+        }
+        with span("call", request.model.route, attributes) as traced:  # tracing (agentscale.tracing): no-op when off
+            result = await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            usd = call_usd(request.model, result.prompt_tokens, result.completion_tokens)
+            traced.set({name: getattr(result, name) for name in TRACED_RESULT_FIELDS})
+            traced.set({"usd": usd, "completion": result.completion})
+            return result
+
+    async def _complete(
+        self, request: CallRequest, *, node: str | None, timeout_s: float | None, run_id: str | None
+    ) -> CallResult:
         hit = self.cached(request)
         if hit is not None:
             return hit

@@ -62,21 +62,50 @@ async def run_trio(scripted: ScriptedServer, gateway: Gateway, exporter: InMemor
     return result, exporter.get_finished_spans()
 
 
-async def test_a_three_node_graph_gives_one_span_tree_and_no_key(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+async def test_a_three_node_graph_gives_one_span_tree_with_tokens_and_no_key(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
     result, spans = await run_trio(scripted, gateway, exporter, capture=False)
     assert result.answer == "5"
     named = by_name(spans)
     item = named["agentscale.item 0"]
     nodes = [named[f"invoke_agent {n}"] for n in ("s1", "s2", "out")]
+    calls = [s for s in spans if s.name == "chat hosted_vllm/scripted"]
+    assert len(spans) == 7 and len(calls) == 3
     assert all(n.parent is not None and n.parent.span_id == item.context.span_id for n in nodes)
+    node_ids = {n.context.span_id: n.attributes["gen_ai.agent.name"] for n in nodes}  # type: ignore[index]
+    assert sorted(node_ids[c.parent.span_id] for c in calls) == ["out", "s1", "s2"]  # type: ignore[union-attr]
+    assert all(s.context.trace_id == item.context.trace_id for s in spans)
     by_node = {t.node_id: t for t in result.trace}
-    for node in nodes:
-        attributes = node.attributes or {}
-        assert attributes["agentscale.prompt_tokens"] == by_node[str(attributes["gen_ai.agent.name"])].prompt_tokens > 0
+    for call in calls:
+        attributes = call.attributes or {}
+        node = node_ids[call.parent.span_id]  # type: ignore[union-attr]
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.request.model"] == "hosted_vllm/scripted"
+        assert attributes["gen_ai.provider.name"] == "hosted_vllm"
+        assert attributes["gen_ai.usage.input_tokens"] == by_node[node].prompt_tokens > 0
+        assert attributes["gen_ai.usage.output_tokens"] == by_node[node].completion_tokens > 0
+        assert attributes["openinference.span.kind"] == "LLM" and attributes["server.address"] == "127.0.0.1"
+        assert attributes["agentscale.cached"] is False
     assert item.attributes["agentscale.prompt_tokens"] == result.usage.prompt_tokens  # type: ignore[index]
     dump = everything(spans)
     assert SECRET not in dump and "TRACE_TEST_KEY" not in dump
     assert "What is 2 + 3?" not in dump and "Final answer" not in dump  # no content unless asked
+
+
+async def test_content_capture_adds_prompts_and_completions(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    _, spans = await run_trio(scripted, gateway, exporter, capture=True)
+    call = next(s for s in spans if s.name.startswith("chat "))
+    messages = json.loads(str((call.attributes or {})["gen_ai.input.messages"]))
+    assert any("What is 2 + 3?" in part["content"] for m in messages for part in m["parts"])
+    assert "Final answer: 5" in str((call.attributes or {})["gen_ai.output.messages"])
+    assert SECRET not in everything(spans)
+
+
+async def test_cache_hits_are_spans_too(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    await run_trio(scripted, gateway, exporter, capture=False)
+    exporter.clear()
+    _, spans = await run_trio(scripted, gateway, exporter, capture=False)
+    calls = [s for s in spans if s.name.startswith("chat ")]
+    assert len(calls) == 3 and all((s.attributes or {})["agentscale.cached"] is True for s in calls)
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -136,7 +165,7 @@ def test_eval_trace_otlp_reaches_an_otlp_endpoint(  # type: ignore[no-untyped-de
     names = [span.name for _, span in spans]
     assert names.count(f"agentscale.run {run_id}") == 1
     assert names.count("agentscale.item i0") == names.count("agentscale.item i1") == 1
-    assert names.count("invoke_agent out") == 2
+    assert names.count("chat hosted_vllm/scripted") == 6 and names.count("invoke_agent out") == 2
     service = {a.value.string_value for resource, _ in spans for a in resource.attributes if a.key == "service.name"}
     assert service == {"agentscale-test"}
     assert len({span.trace_id for _, span in spans}) == 1  # one trace per run
