@@ -4,28 +4,17 @@ Chromium (Debian's, installed by `make test`), driven by Playwright without its 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from agentscale.cli.app import main
 from agentscale.testing import Rule, ScriptedServer
+from agentscale.testing.browser import headless_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-# The flags that work on these machines: no sandbox as root, and no background traffic to a network
-# that refuses it (see the machine notes).
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCRIPT_PAYLOAD = "<script>window.__pwned = 'script'</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"window.__pwned='img'\">"
 GRAPH = """\
@@ -41,47 +30,39 @@ edges:
 
 @pytest.fixture
 def open_page(request: pytest.FixtureRequest) -> Iterator[object]:
-    """Open a report file in headless Chromium (Playwright drives Debian's build: no download).
+    """Open a report file in headless Chromium (agentscale.testing.browser: Debian's build, no download).
 
     The browser starts at the first page a test opens, not as a fixture: Playwright's sync API keeps
     an event loop running in this thread, and the runs a test reports on (`asyncio.run` inside the
-    CLI) must be made before. The page's own errors fail the test, and a screenshot is kept as an
-    artifact in pytest's cache folder (.pytest_cache/d/report-screenshots/).
+    CLI) must be made before. Pages are offline; the page's own errors fail the test, and a
+    screenshot is kept as an artifact in pytest's cache folder (.pytest_cache/d/report-screenshots/).
     """
-    from playwright.sync_api import sync_playwright
+    with ExitStack() as stack:
+        browser: list[Browser] = []
+        contexts: list[BrowserContext] = []
 
-    if shutil.which(CHROMIUM) is None:
-        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
-    started: list[object] = []
-    contexts = []
+        def load(path: Path, *, bypass_csp: bool = False) -> Page:
+            if not browser:
+                browser.append(stack.enter_context(headless_chromium()))
+            context = browser[0].new_context(
+                viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp, offline=True
+            )
+            contexts.append(context)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(path.resolve().as_uri())
+            page.locator("html[data-ready='1']").wait_for(state="attached", timeout=10_000)
+            assert errors == [], errors
+            return page
 
-    def load(path: Path, *, bypass_csp: bool = False):  # type: ignore[no-untyped-def]
-        if not started:
-            playwright = sync_playwright().start()
-            started.extend([playwright, playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)])
-        context = started[1].new_context(  # type: ignore[attr-defined]
-            viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp, offline=True
-        )
-        contexts.append(context)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(path.resolve().as_uri())
-        page.locator("html[data-ready='1']").wait_for(state="attached", timeout=10_000)
-        assert errors == [], errors
-        page.errors = errors
-        return page
-
-    yield load
-    folder = request.config.cache.mkdir("report-screenshots") if request.config.cache else None
-    for index, context in enumerate(contexts):
-        for page in context.pages:
-            if folder is not None:
-                page.screenshot(path=str(folder / f"{request.node.name}-{index}.png"), full_page=True)
-        context.close()
-    if started:
-        started[1].close()  # type: ignore[attr-defined]
-        started[0].stop()  # type: ignore[attr-defined]
+        yield load
+        folder = request.config.cache.mkdir("report-screenshots") if request.config.cache else None
+        for index, context in enumerate(contexts):
+            for page in context.pages:
+                if folder is not None:
+                    page.screenshot(path=str(folder / f"{request.node.name}-{index}.png"), full_page=True)
+            context.close()
 
 
 def write_items(path: Path) -> Path:
