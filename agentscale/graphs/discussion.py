@@ -70,6 +70,10 @@ CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
 EVALUATOR_MAX_TOKENS = 256
 CEO_TEMPERATURE = 0.0  # retries change the prompt (correction message), so greedy decoding is fine
 FEEDBACK_EXCERPT_CHARS = 400  # how much of each critique the next CEO call reads
+# roles whose text the next CEO call reads besides their answer: reviews, and the tester's record of
+# which candidate passed how many of the question's stated examples (an execution check the CEO
+# cannot do itself)
+REVIEW_LABELS = {"critic": "critique", "verifier": "critique", "tester": "examples run"}
 
 
 @dataclass
@@ -405,9 +409,10 @@ class Discussion:
                 lines.append(f"- {node_id} ({trace.role}): {trace.status}")
                 continue
             line = f"- {node_id} ({trace.role}) answered: {trace.answer}"
-            if trace.role in ("critic", "verifier") and trace.completion:
+            label = REVIEW_LABELS.get(trace.role)
+            if label is not None and trace.completion:
                 excerpt = " ".join(trace.completion.split())[:FEEDBACK_EXCERPT_CHARS]
-                line += f"\n  critique: {excerpt}"
+                line += f"\n  {label}: {excerpt}"
             lines.append(line)
         return "\n".join(lines) or None
 

@@ -239,3 +239,28 @@ def test_without_structured_output_no_schema_is_sent(talk, scripted: ScriptedSer
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("stop")]))
     talk("{model: ceo, max_rounds: 2}").run("What is 2 + 2?")
     assert all("response_format" not in r for r in ceo_requests(scripted))
+
+
+def test_the_testers_record_reaches_the_next_ceo_call(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """With a tester as aggregator the CEO reads which candidate passed the question's stated examples."""
+    question = 'def double(x):\n    """Twice x.\n    >>> double(2)\n    4\n    """\n'
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply()]))
+    scripted.add_rule(
+        Rule(
+            model="scripted",
+            replies=[
+                "```python\ndef double(x):\n    return 2 * x\n```",
+                "```python\ndef double(x):\n    return x\n```",
+            ],
+        )
+    )
+    text = (
+        '  ceo: {model: hosted_vllm/ceo, api_base: "API"}\nname: tested\nanswer_format: code\nnodes:\n'
+        "  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n  - {id: t, role: tester}\n"
+        "edges:\n  - s1, s2 -> t\ncoordinator: {model: ceo, max_rounds: 2}\n"
+    ).replace("API", scripted.api_base)
+    result = make_graph(text).run(question)
+    assert isinstance(result, DiscussionResult) and "return 2 * x" in (result.answer or "")
+    second = ceo_requests(scripted)[1]["messages"][-1]["content"]
+    assert "r1.t (tester) answered:" in second
+    assert "examples run: Candidate 1: 1/1 stated examples passed Candidate 2: 0/1" in second
