@@ -74,6 +74,13 @@ def _frame(axes: Axes, x_label: str, y_label: str, css_class: str) -> list[str]:
     return parts
 
 
+def _dot(css_class: str, x: float, y: float, radius: float, title: str) -> str:
+    """One mark with its hover text (escaped: titles name graphs and models)."""
+    return (
+        f'<circle class="{css_class}" cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}"><title>{escape(title)}</title></circle>'
+    )
+
+
 def _padded(values: Sequence[float], *, floor: float | None = None) -> tuple[float, float]:
     low, high = min(values, default=0.0), max(values, default=1.0)
     if floor is not None:
@@ -95,11 +102,10 @@ def search_curve(rewards: Sequence[float], y_label: str = "objective") -> str:
         for index in range(1, len(best)):
             path.append(f"H{axes.x(index + 1):.1f}V{axes.y(best[index]):.1f}")
         parts.append(f'<path class="best-line" d="{"".join(path)}"/>')
-    for index, value in enumerate(rewards, start=1):
-        parts.append(
-            f'<circle class="dot" cx="{axes.x(index):.1f}" cy="{axes.y(value):.1f}" r="3">'
-            f"<title>evaluation {index}: {_number(value)}</title></circle>"
-        )
+    parts.extend(
+        _dot("dot", axes.x(index), axes.y(value), 3, f"evaluation {index}: {_number(value)}")
+        for index, value in enumerate(rewards, start=1)
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -120,11 +126,9 @@ def pareto_chart(points: Sequence[Point], x_label: str, y_label: str) -> str:
     if front:
         line = " ".join(f"{axes.x(p.x):.1f},{axes.y(p.y):.1f}" for p in front)
         parts.append(f'<polyline class="front-line" points="{line}"/>')
-    for point in sorted(points, key=lambda p: p.on_front):
-        css = "front-dot" if point.on_front else "dot"
+    for p in sorted(points, key=lambda p: p.on_front):  # front points drawn last, on top
         parts.append(
-            f'<circle class="{css}" cx="{axes.x(point.x):.1f}" cy="{axes.y(point.y):.1f}" '
-            f'r="{5 if point.on_front else 3}"><title>{escape(point.label)}</title></circle>'
+            _dot("front-dot" if p.on_front else "dot", axes.x(p.x), axes.y(p.y), 5 if p.on_front else 3, p.label)
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -181,9 +185,10 @@ def interval_chart(rows: Sequence[Interval], x_label: str) -> str:
         )
         parts.append(
             f'<line class="ci" x1="{left + row.low * scale:.1f}" y1="{y:.1f}" x2="{left + row.high * scale:.1f}" '
-            f'y2="{y:.1f}"/><circle class="front-dot" cx="{left + row.value * scale:.1f}" cy="{y:.1f}" r="5">'
-            f"<title>{escape(row.name)}: {row.value:.1%} [{row.low:.1%}, {row.high:.1%}]</title></circle>"
+            f'y2="{y:.1f}"/>'
         )
+        title = f"{row.name}: {row.value:.1%} [{row.low:.1%}, {row.high:.1%}]"
+        parts.append(_dot("front-dot", left + row.value * scale, y, 5, title))
     parts.append(
         f'<text class="label" x="{left + scale / 2:.0f}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>'
     )

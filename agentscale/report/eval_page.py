@@ -19,7 +19,7 @@ from agentscale.report.html import (
     fmt_number,
     fmt_pct,
     fmt_usd,
-    items_block,
+    items_section,
     paragraph,
     section,
     simulated_banner,
@@ -74,12 +74,5 @@ def eval_report(store: Store, run: Run) -> str:
         figures.append(histogram(items.latencies, "latency per item (s, wall clock)"))
     if figures:
         parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
-    parts.append(
-        section(
-            "Items",
-            paragraph("Click a row for what each node was asked and said.")
-            + items_block("items", items.page_data(), items.trace_data(), title="items"),
-            section_id="items",
-        )
-    )
+    parts.append(items_section("Items", "items", items.page_data(), items.trace_data()))
     return document(f"agentscale {what}", "".join(parts))

@@ -71,12 +71,16 @@ def simulated_banner() -> str:
     return f'<div class="simulated" role="note">{escape(SIMULATED_NOTE)}</div>'
 
 
-def items_block(element_id: str, items: dict[str, Any], traces: dict[str, Any], *, title: str) -> str:
-    """The item table the page's script renders (filters, pages, a click opens the node trace)."""
-    return (
-        f'<div class="items" data-items="{escape(element_id)}" data-title="{escape(title)}"></div>'
+def items_section(title: str, element_id: str, items: dict[str, Any], traces: dict[str, Any]) -> str:
+    """A section with the item table the page's script renders (filters, pages, a click on a row
+    opens its node trace); the data travels in two JSON islands, the traces parsed on first click."""
+    return section(
+        title,
+        paragraph("Click a row for what each node was asked and said.")
+        + f'<div class="items" data-items="{escape(element_id)}"></div>'
         + json_island(f"data-{element_id}", items)
-        + json_island(f"data-{element_id}-traces", traces)
+        + json_island(f"data-{element_id}-traces", traces),
+        section_id=element_id,
     )
 
 

@@ -90,22 +90,10 @@ def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
     """Items of a run (those whose key starts with `key_prefix`, shown without it), in answer order."""
     items = ItemSet()
     position: dict[str, int] = {}
+    columns = ("item_key", "question", "reference", "answer", "correct", "stopped_reason", "usage_json", "detail")
     with store.engine.connect() as connection:
-        query = select(
-            ITEMS.c.item_key,
-            ITEMS.c.question,
-            ITEMS.c.reference,
-            ITEMS.c.answer,
-            ITEMS.c.correct,
-            ITEMS.c.stopped_reason,
-            ITEMS.c.usage_json,
-            ITEMS.c.detail,
-        ).where(ITEMS.c.run_id == run_id)
-        if key_prefix:
-            query = query.where(ITEMS.c.item_key.startswith(key_prefix, autoescape=True))
-        for key, question, reference, answer, correct, stopped, usage_json, detail in connection.execute(
-            query.order_by(ITEMS.c.id)
-        ):
+        query = _of_run(ITEMS, columns, run_id, key_prefix)
+        for key, question, reference, answer, correct, stopped, usage_json, detail in connection.execute(query):
             usage = Usage(**json.loads(usage_json))
             items.usage.add(usage)
             items.latencies.append(usage.latency_s)
@@ -129,24 +117,20 @@ def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
     return items
 
 
-def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[str, int], items: ItemSet) -> None:
-    query = select(
-        CALLS.c.item_key,
-        CALLS.c.node_id,
-        CALLS.c.role,
-        CALLS.c.route,
-        CALLS.c.status,
-        CALLS.c.messages_json,
-        CALLS.c.completion,
-        CALLS.c.answer,
-        CALLS.c.prompt_tokens,
-        CALLS.c.completion_tokens,
-        CALLS.c.latency_s,
-        CALLS.c.cached,
-        CALLS.c.error,
-    ).where(CALLS.c.run_id == run_id)
+def _of_run(table: Any, columns: tuple[str, ...], run_id: str, key_prefix: str) -> Any:
+    """These columns of a run's rows (those whose item key starts with `key_prefix`), in insert order."""
+    query = select(*(table.c[name] for name in columns)).where(table.c.run_id == run_id)
     if key_prefix:
-        query = query.where(CALLS.c.item_key.startswith(key_prefix, autoescape=True))
+        query = query.where(table.c.item_key.startswith(key_prefix, autoescape=True))
+    return query.order_by(table.c.id)
+
+
+def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[str, int], items: ItemSet) -> None:
+    columns = (
+        *("item_key", "node_id", "role", "route", "status", "messages_json", "completion", "answer"),
+        *("prompt_tokens", "completion_tokens", "latency_s", "cached", "error"),
+    )
+    query = _of_run(CALLS, columns, run_id, key_prefix)
     ref = items.strings.ref
     for (
         key,
@@ -162,7 +146,7 @@ def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[st
         latency,
         cached,
         error,
-    ) in connection.execute(query.order_by(CALLS.c.id)):
+    ) in connection.execute(query):
         row = position.get(key)
         if row is None:  # calls of an item cut off before it was recorded
             continue

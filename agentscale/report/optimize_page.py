@@ -29,7 +29,7 @@ from agentscale.report.html import (
     fmt_interval,
     fmt_pct,
     fmt_usd,
-    items_block,
+    items_section,
     paragraph,
     section,
     simulated_banner,
@@ -135,12 +135,7 @@ class OptimizeReport:
         if crowned_test is not None:
             items = read_items(self.store, run.id, key_prefix=f"t{crowned_test.seq}:")
             parts.append(
-                section(
-                    "The crowned graph's test items",
-                    paragraph("Click a row for what each node was asked and said.")
-                    + items_block("test-items", items.page_data(), items.trace_data(), title="test items"),
-                    section_id="test-items",
-                )
+                items_section("The crowned graph's test items", "test-items", items.page_data(), items.trace_data())
             )
         return document(f"agentscale {title}", "".join(parts))
 
