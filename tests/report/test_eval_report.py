@@ -88,3 +88,32 @@ def test_eval_output_and_runs_show_name_the_report(eval_run, capsys) -> None:  #
     assert eval_run["report"] == str(default) and default.exists()
     assert main(["runs", "show", str(eval_run["run_id"]), "--html"]) == 0
     assert str(default) in capsys.readouterr().err.replace("\n", "")
+
+
+def island(html: str, element_id: str) -> dict[str, object]:
+    """A JSON island of the page, read as the page's script reads it."""
+    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', html, re.DOTALL)
+    assert match is not None
+    return json.loads(match.group(1))  # type: ignore[no-any-return]
+
+
+def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "r.db"))
+    graph = tmp_path / "one.yaml"
+    graph.write_text(
+        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
+        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    )
+    assert main(["run", str(graph), "-q", "What is 40 + 2?", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    assert main(["report", run_id[:6], "--open"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == tmp_path / "runs" / run_id / "report.html" and opened == [path.resolve().as_uri()]
+    html = path.read_text()
+    rows = island(html, "data-items")["rows"]
+    assert rows == [["0", "What is 40 + 2?", None, "42", None, None, rows[0][6], rows[0][7], None]]  # type: ignore[index]
+    assert "not scored" in html and "SIMULATED" not in html
