@@ -57,7 +57,8 @@ def open_page(request: pytest.FixtureRequest) -> Iterator[object]:
             return page
 
         yield load
-        folder = request.config.cache.mkdir("report-screenshots") if request.config.cache else None
+        cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+        folder = cache.mkdir("report-screenshots") if cache is not None else None
         for index, context in enumerate(contexts):
             for page in context.pages:
                 if folder is not None:
