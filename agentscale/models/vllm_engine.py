@@ -29,7 +29,7 @@ DEFAULT_HOST = "127.0.0.1"
 # which dominates CPU decoding; a modest context keeps the KV cache (allocated up front) small.
 CPU_DTYPE = "bfloat16"
 CPU_MAX_MODEL_LEN = 2048
-STRUCTURED_OUTPUTS_CONFIG = '{"disable_any_whitespace": true}'
+STRUCTURED_OUTPUTS_CONFIG = '{"backend": "xgrammar", "disable_any_whitespace": true}'
 _KV_CACHE_FRACTION = 0.25  # of MemAvailable, leaving room for weights, the core and other processes
 _KV_CACHE_MIN_GIB = 1
 _KV_CACHE_MAX_GIB = 8

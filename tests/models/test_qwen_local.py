@@ -70,3 +70,25 @@ def test_a_tester_graph_solves_a_humaneval_problem(private_cache: Path) -> None:
     assert "2/2 stated examples passed" in (tester.completion or "")
     assert task.scorer(result.answer, item).correct
     assert os.environ["AGENTSCALE_CACHE_DIR"] == str(private_cache)
+
+
+def test_a_structured_ceo_decision_from_the_real_model_parses(private_cache: Path) -> None:
+    """The decision schema reaches vLLM and constrains the reply; no runaway whitespace (xgrammar)."""
+    from agentscale.agents.coordinator import Limits, decision_schema, parse_decision
+    from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
+    from agentscale.models.registry import resolve
+
+    limits = Limits(min_agents=1, max_agents=3, min_tokens=64, max_tokens=512)
+    request = CallRequest(
+        resolve(ROUTE, None),
+        [{"role": "user", "content": "The team answered 4 to 'What is 2 + 2?'. Should it continue or stop? JSON."}],
+        temperature=0.0,
+        max_tokens=120,
+        json_schema=decision_schema(limits),
+    )
+    import asyncio
+
+    result = asyncio.run(Gateway(None, GatewaySettings(cache=False)).complete(request))
+    decision = parse_decision(result.completion)
+    assert decision.decision in ("continue", "stop") and 1 <= (decision.agents or 0) <= 3
+    assert result.completion_tokens < 120  # it closed the object instead of filling the budget

@@ -103,7 +103,7 @@ def test_gpu_command_line_passes_options_through() -> None:
 
 def test_gpu_defaults_leave_vllm_alone() -> None:
     argv, _ = build_launch(VllmLaunchConfig(model="org/m", port=9, device="gpu"), environ={})
-    assert argv[11:] == ["--structured-outputs-config", '{"disable_any_whitespace": true}']
+    assert argv[11:] == ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     assert _flag(argv, "--served-model-name") == "org/m"  # vLLM's own default, made explicit
 
 
