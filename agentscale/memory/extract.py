@@ -18,6 +18,7 @@ PREFIX = "behavior_"
 MIN_INSTRUCTION_CHARS = 20
 MAX_NAME_CHARS = 80
 MAX_INSTRUCTION_CHARS = 600
+NAME_PATTERN = f"^{PREFIX}[a-z0-9_]{{1,{MAX_NAME_CHARS - len(PREFIX)}}}$"  # a whole name, at most MAX_NAME_CHARS
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -28,12 +29,14 @@ _CITATION = re.compile(r"behavior_[a-z0-9_]*[a-z0-9]", re.IGNORECASE)
 def extraction_schema(max_behaviors: int) -> dict[str, Any]:
     """The extract prompt's reply as a JSON schema, for servers that constrain decoding to one.
 
-    Only the shape is enforced; names are still normalised and instructions filtered afterwards.
+    Only the shape is enforced; names are still normalised and instructions filtered afterwards. The
+    name's length bound lives in its pattern: vLLM's xgrammar backend refuses a string with both a
+    `pattern` and a `maxLength` (a 400 for every extraction when the server pins that backend).
     """
     behavior = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "pattern": "^behavior_[a-z0-9_]+$", "maxLength": MAX_NAME_CHARS},
+            "name": {"type": "string", "pattern": NAME_PATTERN},
             "instruction": {"type": "string", "minLength": MIN_INSTRUCTION_CHARS, "maxLength": MAX_INSTRUCTION_CHARS},
         },
         "required": ["name", "instruction"],
