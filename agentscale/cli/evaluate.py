@@ -219,4 +219,10 @@ def _print_summary(summary: EvalSummary) -> None:
         f"latency mean {data['latency']['mean_s']:.2f}s p95 {data['latency']['p95_s']:.2f}s · "
         f"calls {usage.calls} (+{usage.cached_calls} cache hits)"
     )
+    unfinished = summary.unfinished
+    if unfinished:
+        out.print(
+            f"[yellow]{len(unfinished)} of {summary.n} items did not finish and were scored as they ended; "
+            f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]"
+        )
     out.print(f"run {summary.run_id} (agentscale runs show {summary.run_id})")

@@ -61,6 +61,12 @@ class EvalSummary:
     def ci95(self) -> tuple[float, float]:
         return wilson_interval(self.correct, self.n)
 
+    @property
+    def unfinished(self) -> list[ItemResult]:
+        """Items whose graph did not finish normally (a failed call, a budget cap): scored as they ended,
+        which is usually wrong, so a report must say how many there were and why."""
+        return [item for item in self.items if item.stopped_reason]
+
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "run_id": self.run_id,
@@ -75,6 +81,7 @@ class EvalSummary:
                 "p95_s": percentile(self.latencies, 95),
             },
             "cache_hits": self.usage.cached_calls,
+            "unfinished": len(self.unfinished),
         }
         if include_items:
             data["items"] = [item.to_dict() for item in self.items]

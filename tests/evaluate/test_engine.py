@@ -145,3 +145,15 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
         assert len(store.run_items(run_id)) == 6  # no duplicate rows
     finally:
         server.stop()
+
+
+async def test_items_that_did_not_finish_are_counted_with_their_reason(
+    tmp_path: Path, make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    scripted.add_rule(Rule(pattern=r"What is [12] \+ 10", status=400))  # not retried: the call fails
+    data = _questions(tmp_path / "q.jsonl", 5)
+    summary = await Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data))).run()
+    assert summary.correct == 3
+    assert sorted(item.item_id for item in summary.unfinished) == ["q1", "q2"]
+    assert "output node 'a' failed" in (summary.unfinished[0].stopped_reason or "")
+    assert summary.to_dict()["unfinished"] == 2
