@@ -223,6 +223,7 @@ def summarize(results: list[dict[str, Any]], reference_flops: dict[str, float]) 
                 else None,
                 "completion_tokens_per_item": round(usage["completion_tokens"] / n, 1),
                 "paid_calls": usage["calls"],
+                "unfinished": report.get("unfinished", 0),  # items whose graph failed or hit a cap
                 "wall_s": result["wall_s"],
             }
         )
