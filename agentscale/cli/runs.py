@@ -162,7 +162,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
-    crowned = crowned_trial(trials)
+    crowned = crowned_trial(trials, summary)
     drawing = None
     if crowned is not None:  # the crowned graph's picture, as in the report
         candidate = candidate_from_json(crowned.candidate_json)

@@ -2,8 +2,8 @@
 
 Read from the run's stored trials (one row per evaluation) and item verdicts, so a resumed or
 interrupted run reports what is in the database. Which graph was crowned is decided as the runner
-decides it (the best objective among the `crown` re-evaluations, else the best search trial);
-test trials are scored crowned graph first, then the baselines (see `Optimization._test`).
+records it (the graph its summary names as `best`, see :func:`crowned_trial`); the crowned graph's
+test trial is the one with its graph, and the other test trials are the baselines.
 """
 
 from __future__ import annotations
@@ -98,9 +98,9 @@ class OptimizeReport:
     # the page -----------------------------------------------------------------------------------
     def render(self) -> str:
         run = self.run
-        crowned = crowned_trial(self.trials)
+        crowned = crowned_trial(self.trials, self.summary)
         tests = [t for t in self.trials if t.kind == "test"]
-        crowned_test = tests[0] if tests and crowned is not None and tests[0].key == crowned.key else None
+        crowned_test = next((t for t in tests if crowned is not None and t.key == crowned.key), None)
         title = f"optimization {run.id} · space {run.graph_name}"
         parts = [
             f"<h1>{escape(title)}</h1>",
@@ -117,12 +117,12 @@ class OptimizeReport:
         parts.append(self._outcome(crowned, crowned_test))
         if crowned_test is not None:
             arms = [self.arm(crowned_test, "crowned graph")]
-            arms += [self.arm(t) for t in tests[1:]]
+            arms += [self.arm(t) for t in tests if t.key != crowned_test.key]
             parts.append(
                 self._comparison("Crowned graph against the baselines (test split)", arms, "test", "comparison-test")
             )
-        singles = [t for t in self.trials if t.kind == "baseline"]
-        if crowned is not None and crowned.kind == "crown" and singles:
+        singles = [t for t in self.trials if t.kind == "baseline" and crowned is not None and t.key != crowned.key]
+        if crowned is not None and crowned.kind in ("crown", "baseline") and singles:
             arms = [self.arm(crowned, "crowned graph")] + [self.arm(t) for t in singles]
             parts.append(
                 self._comparison(
@@ -266,9 +266,22 @@ class OptimizeReport:
         return section("Every trial", table(headers, rows, css_class="trials"), section_id="trials")
 
 
-def crowned_trial(trials: list[Trial]) -> Trial | None:
-    """The graph the runner crowned: the best objective among the crowning re-evaluations (whole
-    train split), else, when the spend cap stopped crowning, the best search evaluation."""
+def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
+    """The whole-train evaluation of the graph the runner crowned.
+
+    The runner's own record decides: its summary names the crowned graph (`best.graph`), and that
+    graph's crowning evaluation (else its single-model baseline one, else a search one) is returned.
+    A run stopped before testing has no such record; then the best objective among the crowning
+    evaluations stands in, else the best search evaluation.
+    """
+    described = (summary.get("best") or {}).get("graph")
+    if described:
+        preference = {"crown": 0, "baseline": 1, "search": 2}
+        named = [
+            t for t in trials if t.kind in preference and candidate_from_json(t.candidate_json).describe() == described
+        ]
+        if named:
+            return min(named, key=lambda t: (preference[t.kind], -t.n_items, t.seq))
     crown = [t for t in trials if t.kind == "crown"]
     pool = crown or [t for t in trials if t.kind == "search"]
     return max(pool, key=lambda t: t.reward, default=None)

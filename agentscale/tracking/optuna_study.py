@@ -125,7 +125,7 @@ def _distributions(optuna: Any, space: SpaceSpec, trials: list[Trial]) -> dict[s
 
 def _study_attributes(run: Run, space: SpaceSpec, trials: list[Trial]) -> dict[str, Any]:
     summary = json.loads(run.summary_json)
-    crowned = crowned_trial(trials)
+    crowned = crowned_trial(trials, summary)
     return {
         "agentscale_run_id": run.id,
         "space": space.name,
