@@ -44,9 +44,12 @@ def sim_prefix() -> Iterator[None]:
         items = tuple(TaskItem(id=f"{name}-{i}", question=f"{i}?", reference=str(i)) for i in range(size))
         return Task(f"sim:{name}", "simulated", "number", lambda a, it: Score(a == it.reference), "sim", items)
 
+    real = registry._prefixed.get("sim")  # the simulator's own registration, if an earlier test loaded it
     registry.register_prefix("sim", load_sim, lambda: [TaskInfo("sim:math", 4, "sim", "number", "simulated")])
     yield
     registry._prefixed.pop("sim")
+    if real is not None:  # later tests in this process still load the real sim: tasks
+        registry._prefixed["sim"] = real
 
 
 def test_other_modules_can_register_a_prefix(sim_prefix: None) -> None:
