@@ -31,7 +31,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         help="Where items run: local (this process, asyncio; the default) or ray (worker actors on a Ray "
-        "cluster; needs pip install 'agentscale[ray]'). This process still writes the database. "
+        "cluster; needs pip install 'agentscale\\[ray]'). This process still writes the database. "
         "Stored with the run: --resume reuses it unless given again.",
         show_default=False,
     ),

@@ -44,6 +44,9 @@ def optimize_command(
     seed: Annotated[int | None, typer.Option(help="Search seed (default: the space's).")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the best graph's YAML here.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Project calls, tokens and cost; spend nothing.")] = False,
+    no_test: Annotated[
+        bool, typer.Option("--no-test", help="Stop after crowning: do not score the test split (no test spend).")
+    ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
     concurrency: Annotated[
         int, typer.Option(help="Items answered at once per evaluation (per worker with --executor ray).", min=1)
@@ -81,7 +84,7 @@ def optimize_command(
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
         space = load_space(space_file)
         if dry_run:
-            _dry_run(space_file, method, seed, json_output)
+            _dry_run(space_file, method, seed, json_output, score_test=not no_test)
             return
         optimization = Optimization(
             space,
@@ -91,6 +94,7 @@ def optimize_command(
             seed=seed,
             concurrency=concurrency,
             executor=where,
+            score_test=not no_test,
         )
     if not json_output:
         err.print(
@@ -115,7 +119,7 @@ def optimize_command(
     out.print(f"report: {escape(str(report))}")
 
 
-def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool) -> None:
+def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
     from agentscale.optimize.problem import SearchProblem
     from agentscale.optimize.runner import load_task_split
 
@@ -129,6 +133,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
         space.optimizer.seed if seed is None else seed,
         len(train),
         len(test),
+        score_test=score_test,
     )
     if json_output:
         print_json({"dry_run": True, **figures})
@@ -179,22 +184,35 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
         f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, compute {best.compute:.2f}):"
     )
     out.print(escape(diagram(best.candidate)))
+    if result.crowning is not None:
+        out.print(f"crowned: {escape(result.crowning.reason)}")
     table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
     scored = [("best (optimized)", result.best)] if result.best else []
-    for name, score in [*scored, *[(s.name, s) for s in result.baselines.values()]]:
+    best_singles = set(result.advantage.over) if result.advantage else set()
+    for alias, score in result.singles.items():
+        mark = ""
+        if alias in best_singles:
+            mark = " (best single, tie)" if len(best_singles) > 1 else " (best single)"
+        scored.append((f"single call of {alias}{mark}", score))
+    scored += [(s.name, s) for key, s in result.baselines.items() if key != "single"]
+    for name, score in scored:
         low, high = score.ci95
         table.add_row(
-            name,
+            escape(name),
             f"{score.accuracy:.1%} (n={score.n})",
             f"[{low:.1%}, {high:.1%}]",
             f"{score.compute:.2f}",
             f"{score.latency_s:.2f}s",
         )
     out.print(table)
-    front = Table("Pareto front: minibatch accuracy", "compute", "latency", "graph", title_justify="left")
+    if result.advantage is not None:
+        out.print(escape(_advantage_line(result)))
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    front = Table("Pareto front: accuracy (items seen)", "compute", "latency", "graph", title_justify="left")
     for point in result.pareto[:8]:
         front.add_row(
-            f"{point.accuracy:.1%}",
+            f"{point.accuracy:.1%} ({point.n_items})",
             f"{point.compute:.2f}",
             f"{point.latency_s:.2f}s",
             escape(diagram(point.candidate).splitlines()[0]),
@@ -202,9 +220,26 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
     out.print(front)
     usage = result.usage
     usd = "unknown" if usage.get("usd") is None else f"${usage['usd']:.4f}"
+    stages = usage.get("calls_by_stage", {})
+    split = " (" + ", ".join(f"{name} {calls}" for name, calls in stages.items()) + ")" if stages else ""
     out.print(
-        f"spent: {usage['calls']} model calls, {usage['tokens']} tokens, {usd} · {result.evaluations} evaluations"
-        f" ({result.replayed} replayed from the run) · {result.stopped_reason}"
+        f"spent: {usage['calls']} model calls{split}, {usage['tokens']} tokens, {usd} · {result.evaluations} "
+        f"evaluations ({result.replayed} replayed from the run) · {result.stopped_reason}"
     )
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
     out.print(f"run {result.run_id} (agentscale runs show {result.run_id})")
+
+
+def _advantage_line(result: OptimizeResult) -> str:
+    """The crowned graph against the best single call(s) on the test items, paired."""
+    assert result.advantage is not None
+    advantage = result.advantage
+    over = advantage.over[0] if len(advantage.over) == 1 else " / ".join(advantage.over) + " (tied)"
+    difference = advantage.difference
+    low, high = difference.ci95
+    return (
+        f"crowned graph minus the best single call ({over}) on the same {difference.n} test items: "
+        f"{100 * difference.mean:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], paired; "
+        f"right only with the crowned graph {difference.only_first}, only with the single {difference.only_second}, "
+        f"exact McNemar p={difference.p_value:.3g}"
+    )

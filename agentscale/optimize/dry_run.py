@@ -1,13 +1,14 @@
 """`--dry-run`: what a search would spend, projected before any call is made.
 
-Counts every evaluation the run will make (pilot, search, crowning, baselines, test) and the items
-each answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
+Counts every evaluation the run will make (single calls, pilot, search, crowning, test) and the
+items each answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
 (tokens per model node: the task's mean prompt plus one mean answer per input, plus one answer). It
 ignores the response cache, so for a fresh run it is an upper bound in calls and close in tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,9 @@ from agentscale.models.cost import call_usd
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
 from agentscale.optimize.methods import METHODS
+from agentscale.optimize.methods.agent_reinforce import AgentReinforce
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.pilot import max_votes, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.runner import CROWN_CANDIDATES
 from agentscale.optimize.space import SpaceSpec
@@ -38,30 +42,65 @@ def _per_item(problem: SearchProblem, candidate: CandidateGraph) -> tuple[int, f
     return calls, tokens, usd
 
 
-def project(space: SpaceSpec, problem: SearchProblem, method: str, seed: int, train: int, test: int) -> dict[str, Any]:
+def project(
+    space: SpaceSpec,
+    problem: SearchProblem,
+    method: str,
+    seed: int,
+    train: int,
+    test: int,
+    *,
+    score_test: bool = True,
+) -> dict[str, Any]:
+    """Evaluations, answered items, calls, tokens and USD of a run, stage by stage (see the module
+    docstring): single calls on the train split, pilot and search on minibatches, crowning on the
+    train split, and the crowned graph, every single call and the best one's vote on the test split."""
     settings = space.optimizer
     rng = np.random.default_rng(seed)
     draws = [GraphDistribution(problem).sample(rng) for _ in range(DRAWS)]
-    per_item = [_per_item(problem, d) for d in draws]
-    calls = float(np.mean([p[0] for p in per_item]))
-    tokens = float(np.mean([p[1] for p in per_item]))
-    prices = [p[2] for p in per_item]
-    usd = None if any(p is None for p in prices) else float(np.mean([p or 0.0 for p in prices]))
-
+    typical = _mean_per_item(problem, draws)
+    singles = [single(alias) for alias in problem.aliases if problem.fits(single(alias))]
     instance = METHODS[method](problem, seed=seed, agent=None) if not METHODS[method].needs_agent else None
-    pilot = instance.propose(settings.samples) if instance is not None and method == "agent-reinforce" else []
+    pilot: list[CandidateGraph] = []
+    sampled = settings.iterations * settings.samples
+    if isinstance(instance, AgentReinforce):  # its first iteration is the pilot
+        instance.learn_from_singles([Observation(c, 0.5, problem.compute(c), 0.0, train, 0.5) for c in singles])
+        pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
-    search_evals = settings.iterations * settings.samples + len(pilot)
-    items = search_evals * minibatch + CROWN_CANDIDATES * train + len(problem.aliases) * train + 3 * test
-    baseline_items = len(problem.aliases) * train
-    graph_items = items - baseline_items
-    single_calls = baseline_items  # one call per item
-    single_tokens = baseline_items * (problem.mean_prompt_tokens + problem.mean_completion_tokens)
+    stages: list[tuple[int, int, tuple[float, float, float | None]]] = [  # (evaluations, items, per item)
+        (len(singles), len(singles) * train, _mean_per_item(problem, singles)),
+        (len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
+        (sampled, sampled * minibatch, typical),
+        (CROWN_CANDIDATES, CROWN_CANDIDATES * train, typical),
+    ]
+    if score_test:
+        stages += [(1, test, typical), (len(singles), len(singles) * test, _mean_per_item(problem, singles))]
+        # the best single's vote (unknown yet): the mean over the models, none where only one call fits
+        votes = [max_votes(problem, alias) for alias in problem.aliases]
+        kept = [v if v is not None and v.size > 1 else None for v in votes]
+        share = sum(v is not None for v in kept) / max(1, len(kept))
+        stages.append((round(share), round(share * test), _mean_per_item(problem, kept)))
+    usd: float | None = 0.0
+    for _, items, (_, _, price) in stages:
+        usd = None if usd is None or price is None else usd + items * price
     return {
-        "evaluations": search_evals + CROWN_CANDIDATES + len(problem.aliases) + 3,
-        "items_answered": items,
-        "calls": round(graph_items * calls + single_calls),
-        "tokens": round(graph_items * tokens + single_tokens),
-        "usd": None if usd is None else graph_items * usd,
+        "evaluations": sum(count for count, _, _ in stages),
+        "items_answered": sum(items for _, items, _ in stages),
+        "calls": round(sum(items * calls for _, items, (calls, _, _) in stages)),
+        "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
+        "usd": usd,
         "note": "projected without the response cache (an upper bound on calls for a fresh run)",
     }
+
+
+def _mean_per_item(
+    problem: SearchProblem, graphs: Sequence[CandidateGraph | None]
+) -> tuple[float, float, float | None]:
+    """Mean calls, tokens and USD per answered item over some graphs (0 when there are none)."""
+    known = [g for g in graphs if g is not None]
+    if not known:
+        return 0.0, 0.0, 0.0
+    per_item = [_per_item(problem, g) for g in known]
+    prices = [p[2] for p in per_item]
+    usd = None if any(p is None for p in prices) else float(np.mean([p or 0.0 for p in prices]))
+    return float(np.mean([p[0] for p in per_item])), float(np.mean([p[1] for p in per_item])), usd

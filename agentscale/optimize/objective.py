@@ -8,7 +8,7 @@ front the main output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.space import Objective
@@ -16,7 +16,11 @@ from agentscale.optimize.space import Objective
 
 @dataclass
 class Observation:
-    """One evaluation of a candidate on some items."""
+    """One evaluation of a candidate on some items.
+
+    `outcomes` holds each item's verdict (item id -> right) when known: crowning compares graphs on
+    the items they share (paired), which separates them with far fewer items than their means do.
+    """
 
     candidate: CandidateGraph
     accuracy: float
@@ -25,6 +29,7 @@ class Observation:
     n_items: int
     reward: float = 0.0
     usd: float | None = None
+    outcomes: dict[str, bool] = field(default_factory=dict, repr=False)
 
 
 def scalarize(
@@ -35,21 +40,46 @@ def scalarize(
     return objective.accuracy * accuracy - objective.cost * cost_term - objective.latency * latency_term
 
 
-def pareto_front(points: list[Observation]) -> list[Observation]:
-    """Observations no other beats on accuracy (higher), compute and latency (lower) at once."""
-    front = []
-    for point in points:
-        dominated = any(
-            other is not point
-            and other.accuracy >= point.accuracy
-            and other.compute <= point.compute
-            and other.latency_s <= point.latency_s
-            and (other.accuracy > point.accuracy or other.compute < point.compute or other.latency_s < point.latency_s)
-            for other in points
-        )
-        if not dominated:
-            front.append(point)
+def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Observation]:
+    """The points no other point beats: at least as accurate and as cheap (and, with `latency`, as
+    fast), and strictly better in one of them; one point per distinct graph, most accurate first.
+
+    Latency is a dimension only when asked (when the objective weighs it): a front drawn and read as
+    accuracy against compute must not keep a point that another equals in accuracy at lower compute.
+    """
+
+    def values(point: Observation) -> tuple[float, ...]:
+        return (-point.accuracy, point.compute, point.latency_s) if latency else (-point.accuracy, point.compute)
+
+    def dominates(other: Observation, point: Observation) -> bool:
+        mine, theirs = values(point), values(other)
+        return all(t <= m for t, m in zip(theirs, mine, strict=True)) and theirs != mine
+
+    front = [p for p in points if not any(dominates(other, p) for other in points)]
     unique: dict[str, Observation] = {}
-    for point in sorted(front, key=lambda p: (-p.accuracy, p.compute)):
+    for point in sorted(front, key=lambda p: (-p.accuracy, p.compute, p.latency_s)):
         unique.setdefault(point.candidate.canonical_key, point)
     return list(unique.values())
+
+
+def pooled(observations: list[Observation], accuracy_weight: float) -> list[Observation]:
+    """One observation per distinct graph, its verdicts on every item it answered pooled (a front
+    speaks of graphs, not of single minibatches: one lucky minibatch must not put a graph on it)."""
+    groups: dict[str, list[Observation]] = {}
+    for observation in observations:
+        groups.setdefault(observation.candidate.canonical_key, []).append(observation)
+    merged = []
+    for group in groups.values():
+        outcomes: dict[str, bool] = {}
+        for observation in group:
+            outcomes.update(observation.outcomes)
+        last = group[-1]
+        if outcomes:
+            n, accuracy = len(outcomes), sum(outcomes.values()) / len(outcomes)
+        else:
+            n = sum(o.n_items for o in group)
+            accuracy = sum(o.accuracy * o.n_items for o in group) / max(1, n)
+        latency = sum(o.latency_s for o in group) / len(group)
+        reward = last.reward + accuracy_weight * (accuracy - last.accuracy)
+        merged.append(Observation(last.candidate, accuracy, last.compute, latency, n, reward, last.usd, outcomes))
+    return merged

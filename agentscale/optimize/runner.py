@@ -1,14 +1,17 @@
 """An optimization run: search, crown the best graph, score it and the baselines on the test split.
 
 Stages (each evaluation is a stored trial, see :mod:`agentscale.optimize.trials`):
+0. singles: every model alone, one call per item, on the whole train split. Cheap (one call per
+   item), they give the search its model prior on enough items, and they are always finalists;
 1. search: `iterations` rounds of propose → evaluate on a minibatch of the train split → observe;
    every proposal of a round sees the same minibatch, so rewards within a round are comparable;
-2. crowning: the three best distinct graphs are re-evaluated on the whole train split and the best
-   by the objective is kept (a lucky minibatch cannot crown a graph);
-3. test: the crowned graph and the baselines (the best single model with one call; that model's
-   majority vote of as many samples as the budget allows) on the test split, with Wilson intervals.
+2. crowning (:mod:`agentscale.optimize.crowning`): the most promising graphs by a shrunk, paired
+   estimate are scored on the whole train split beside the singles; the cheapest finalist the train
+   split cannot separate from the leader is crowned, with a warning when the top finalists overlap;
+3. test: the crowned graph, every single model and the best single's majority vote on the test
+   split, with Wilson intervals and the crowned graph's paired difference from the best single call.
 The search stops after `iterations`, when the spend cap would be crossed, or when three rounds in a
-row propose nothing new (converged).
+row propose nothing new (converged). `usage.calls_by_stage` splits the model calls by stage.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from agentscale.graphs.io import dump_graph_spec
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.crowning import Crowning, best_single, crown, finalists
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall
-from agentscale.optimize.objective import Observation, pareto_front
+from agentscale.optimize.objective import Observation, pareto_front, pooled
+from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_votes, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.search import StopSearch, run_search
@@ -40,7 +45,7 @@ from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
 from agentscale.tasks import Task, TaskItem, load_task
 
 PATIENCE = 3
-CROWN_CANDIDATES = 3
+CROWN_CANDIDATES = 3  # search graphs scored on the whole train split beside the single calls
 
 
 @dataclass
@@ -62,6 +67,7 @@ class TestScore:
     n: int
     compute: float
     latency_s: float
+    outcomes: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @property
     def ci95(self) -> tuple[float, float]:
@@ -76,6 +82,17 @@ class TestScore:
             "latency_s": self.latency_s,
             "graph": self.candidate.describe(),
         }
+
+
+@dataclass
+class Advantage:
+    """The crowned graph against the best single call on the test items (paired)."""
+
+    over: list[str]  # the single(s) with the best test accuracy: several when tied
+    difference: PairedDifference
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"over": self.over, "tie_among_singles": len(self.over) > 1, **self.difference.to_dict()}
 
 
 @dataclass
@@ -95,6 +112,10 @@ class OptimizeResult:
     stopped_reason: str
     artifacts: Path
     history: list[Observation] = field(default_factory=list)
+    singles: dict[str, TestScore] = field(default_factory=dict)  # every model alone, on the test split
+    advantage: Advantage | None = None
+    crowning: Crowning | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,11 +131,16 @@ class OptimizeResult:
                         "ci95": None,
                         "compute": self.best_train.compute,
                         "latency_s": self.best_train.latency_s,
+                        "graph": self.best_train.candidate.describe(),
                     }
                 ),
                 "train_accuracy": self.best_train.accuracy,
             },
             "baselines": {name: score.to_dict() for name, score in self.baselines.items()},
+            "singles": {alias: score.to_dict() for alias, score in self.singles.items()},
+            "advantage": None if self.advantage is None else self.advantage.to_dict(),
+            "crowning": None if self.crowning is None else self.crowning.to_dict(),
+            "warnings": self.warnings,
             "pareto": [
                 {
                     "accuracy": p.accuracy,
@@ -161,8 +187,10 @@ class Optimization:
         concurrency: int = 8,
         run_id: str | None = None,
         executor: ExecutorConfig | None = None,
+        score_test: bool = True,
     ) -> None:
-        """`executor` says where evaluation items run (default local); it is stored with the run."""
+        """`executor` says where evaluation items run (default local); it is stored with the run.
+        `score_test=False` stops after crowning: the test split is not scored (no test spend)."""
         if gateway.store is None:
             raise AgentScaleError("an optimization needs a database (store)")
         self.space = space
@@ -173,6 +201,7 @@ class Optimization:
             raise AgentScaleError(f"unknown method {self.method_name!r}; choose from {', '.join(sorted(METHODS))}")
         self.seed = space.optimizer.seed if seed is None else seed
         self.concurrency = concurrency
+        self.score_test = score_test
         self.problem = SearchProblem.from_space(space)
         self.task, self.train, self.test = load_task_split(space)
         self.executor_config = executor or ExecutorConfig()
@@ -183,6 +212,7 @@ class Optimization:
                 "method": self.method_name,
                 "seed": self.seed,
                 "concurrency": concurrency,
+                "score_test": score_test,
                 "executor": self.executor_config.to_dict(),
             }
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config).id
@@ -207,6 +237,7 @@ class Optimization:
             method=config["method"],
             seed=config["seed"],
             concurrency=config.get("concurrency", 8),
+            score_test=config.get("score_test", True),
             run_id=run.id,
             executor=executor or ExecutorConfig.from_dict(config.get("executor")),
         )
@@ -257,6 +288,7 @@ class Optimization:
     async def _run(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:
         settings = self.space.optimizer
         method = METHODS[self.method_name](self.problem, seed=self.seed, agent=self._agent())
+        stages: dict[str, int] = {}
 
         def report(iteration: int, history: list[Observation], stage: str = "search") -> None:
             if on_progress is None:
@@ -283,6 +315,9 @@ class Optimization:
             except SpendCapReached as exc:
                 raise StopSearch(f"spend cap: {exc}") from None
 
+        report(0, [], "single calls")
+        singles = await self._singles_on_train()
+        method.learn_from_singles(singles)
         outcome = await run_search(
             method,
             evaluate,
@@ -292,16 +327,24 @@ class Optimization:
             on_iteration=report,
         )
         history, curve, stopped = outcome.history, outcome.curve, outcome.stopped_reason
-        if not history:
+        if not history and not singles:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
+        stages["search"] = self._calls()
         report(settings.iterations, history, "crowning")
-        best_train = await self._crown(history)
+        crowning = await self._crown(history, singles)
+        best_train = crowning.crowned
+        stages["crowning"] = self._calls()
         report(settings.iterations, history, "testing")
+        best: TestScore | None = None
+        baselines: dict[str, TestScore] = {}
+        single_scores: dict[str, TestScore] = {}
+        advantage: Advantage | None = None
         try:
-            best, baselines = await self._test(best_train.candidate)
+            if self.score_test:
+                best, baselines, single_scores, advantage = await self._test(best_train, singles)
         except SpendCapReached as exc:
-            best, baselines = None, {}
             stopped += f"; test split not scored ({exc})"
+        stages["test"] = self._calls()
         artifacts = self.store.path.parent / "runs" / self.run_id
         artifacts.mkdir(parents=True, exist_ok=True)
         spec = best_train.candidate.to_spec(
@@ -314,6 +357,14 @@ class Optimization:
         best_path = artifacts / "best.yaml"
         best_path.write_text(best_yaml)
         spent = self.store.spend(self.run_id)
+        by_stage = {
+            "search": stages["search"],
+            "crowning": stages["crowning"] - stages["search"],
+            "test": stages["test"] - stages["crowning"],
+        }
+        warnings = [crowning.warning] if crowning.warning else []
+        if advantage is not None and len(advantage.over) > 1:
+            warnings.append(f"single calls tie on the test split: {', '.join(advantage.over)}")
         return OptimizeResult(
             run_id=self.run_id,
             method=self.method_name,
@@ -322,57 +373,90 @@ class Optimization:
             best_path=best_path,
             best_yaml=best_yaml,
             baselines=baselines,
-            pareto=pareto_front(history),
+            pareto=pareto_front(
+                pooled(history + singles, self.space.objective.accuracy), latency=self.space.objective.latency > 0
+            ),
             curve=curve,
-            usage={**spent, "evaluations": len(history)},
+            usage={**spent, "evaluations": len(history), "calls_by_stage": by_stage},
             evaluations=self.evaluator.evaluated,
             replayed=self.evaluator.replayed,
             stopped_reason=stopped,
             artifacts=artifacts,
             history=history,
+            singles=single_scores,
+            advantage=advantage,
+            crowning=crowning,
+            warnings=warnings,
         )
 
-    async def _crown(self, history: list[Observation]) -> Observation:
-        """Re-evaluate the best few distinct graphs on the whole train split; keep the best."""
-        totals: dict[str, list[Observation]] = {}
-        for observation in history:
-            if observation.candidate.ceo in self.problem.ceo_options:  # pilots may lack a required CEO
-                totals.setdefault(observation.candidate.canonical_key, []).append(observation)
+    def _calls(self) -> int:
+        return int(self.store.spend(self.run_id)["calls"] or 0)
 
-        def mean_reward(key: str) -> float:
-            return float(np.mean([o.reward for o in totals[key]]))
-
-        finalists = sorted(totals, key=mean_reward, reverse=True)[:CROWN_CANDIDATES]
-        crowned = []
-        for key in finalists:
-            candidate = totals[key][0].candidate
-            try:
-                crowned.append(await self.evaluator.evaluate(candidate, self.train, kind="crown", iteration=-1))
-            except SpendCapReached:
-                break  # keep what was measured; the best minibatch graph stands in
-        if not crowned:
-            return max(history, key=lambda o: o.reward)
-        return max(crowned, key=lambda o: o.reward)
-
-    async def _test(self, candidate: CandidateGraph) -> tuple[TestScore, dict[str, TestScore]]:
+    async def _singles_on_train(self) -> list[Observation]:
+        """Every model alone on the whole train split (stage 0; see the module docstring)."""
         singles = []
         for alias in self.problem.aliases:
             one = single(alias)
             if self.problem.fits(one):
-                singles.append(await self.evaluator.evaluate(one, self.train, kind="baseline", iteration=-1))
-        best = await self._score("best", candidate)
+                try:
+                    singles.append(await self.evaluator.evaluate(one, self.train, kind="baseline", iteration=-1))
+                except SpendCapReached:
+                    break
+        return singles
+
+    async def _crown(self, history: list[Observation], singles: list[Observation]) -> Crowning:
+        """Score the finalists on the whole train split and decide (see `optimize.crowning`)."""
+        allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
+        weight = self.space.objective.accuracy
+        contenders = [o for o in singles if o.candidate.ceo in self.problem.ceo_options]
+        for candidate in finalists(allowed, singles, count=CROWN_CANDIDATES, accuracy_weight=weight):
+            try:
+                contenders.append(await self.evaluator.evaluate(candidate, self.train, kind="crown", iteration=-1))
+            except SpendCapReached:
+                break  # keep what was measured
+        if not contenders:  # the spend cap left no finalist scored: the best minibatch graph stands in
+            fallback = max(allowed or history, key=lambda o: o.reward)
+            return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
+        return crown(contenders, accuracy_weight=weight)
+
+    async def _test(
+        self, crowned: Observation, singles: list[Observation]
+    ) -> tuple[TestScore, dict[str, TestScore], dict[str, TestScore], Advantage | None]:
+        """The crowned graph, every single model and the best single's vote on the test split."""
+        best = await self._score("best", crowned.candidate)
+        single_scores: dict[str, TestScore] = {}
+        for observation in singles:
+            alias = _alias(observation.candidate)
+            same = observation.candidate.canonical_key == crowned.candidate.canonical_key
+            single_scores[alias] = best if same else await self._score(f"single call of {alias}", observation.candidate)
         baselines: dict[str, TestScore] = {}
-        if singles:
-            top = max(singles, key=lambda o: o.accuracy)
-            alias = next(n.model for n in top.candidate.nodes if n.model)
-            baselines["single"] = await self._score(f"single call of {alias}", top.candidate)
+        top = best_single(singles)
+        if top is not None:
+            alias = _alias(top.candidate)
+            baselines["single"] = single_scores[alias]
             votes = max_votes(self.problem, alias)
             if votes is not None and votes.size > 1:
                 baselines["vote"] = await self._score(f"majority vote of {votes.size - 1} x {alias}", votes)
-        return best, baselines
+        advantage = None
+        if single_scores:
+            highest = max(score.accuracy for score in single_scores.values())
+            over = [alias for alias, score in single_scores.items() if score.accuracy == highest]
+            versus = single_scores[over[0]]
+            advantage = Advantage(over, paired_difference(best.outcomes, versus.outcomes))
+        return best, baselines, single_scores, advantage
 
     async def _score(self, name: str, candidate: CandidateGraph) -> TestScore:
         observation = await self.evaluator.evaluate(candidate, self.test, kind="test", iteration=-1)
         return TestScore(
-            name, candidate, observation.accuracy, observation.n_items, observation.compute, observation.latency_s
+            name,
+            candidate,
+            observation.accuracy,
+            observation.n_items,
+            observation.compute,
+            observation.latency_s,
+            observation.outcomes,
         )
+
+
+def _alias(candidate: CandidateGraph) -> str:
+    return next(n.model for n in candidate.nodes if n.model)

@@ -68,6 +68,17 @@ class TrialEvaluator:
 
     def __post_init__(self) -> None:
         self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id)}
+        self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
+
+    def _verdicts(self, seq: int) -> dict[str, bool]:
+        """A stored evaluation's per-item verdicts (its items are recorded as `t<seq>:<item id>`)."""
+        if self._stored_verdicts is None:
+            self._stored_verdicts = {}
+            for item in self.store.run_items(self.run_id):
+                prefix, _, item_id = item.item_key.partition(":")
+                if item.correct is not None and prefix.startswith("t") and prefix[1:].isdigit():
+                    self._stored_verdicts.setdefault(int(prefix[1:]), {})[item_id] = bool(item.correct)
+        return self._stored_verdicts.get(seq, {})
 
     def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
         spec = candidate.to_spec(name, dict(self.space.models), defaults=self.space.defaults)
@@ -86,7 +97,7 @@ class TrialEvaluator:
                     "(was the space file or agentscale changed?)"
                 )
             self.replayed += 1
-            return self._observation(candidate, stored)
+            return self._observation(candidate, stored, self._verdicts(seq))
         self._check_spend(candidate, len(items))
         results = await evaluate_items(
             self.graph(candidate),
@@ -119,14 +130,14 @@ class TrialEvaluator:
         trial.reward = self.reward(trial.accuracy, trial.compute, trial.latency_s)
         self.store.add(trial)
         self.evaluated += 1
-        return self._observation(candidate, trial)
+        return self._observation(candidate, trial, {r.item_id: r.correct for r in results})
 
     def reward(self, accuracy: float, compute: float, latency: float) -> float:
         return scalarize(self.space.objective, accuracy, compute, latency, self.problem.budget, self.latency_ref)
 
-    def _observation(self, candidate: CandidateGraph, trial: Trial) -> Observation:
+    def _observation(self, candidate: CandidateGraph, trial: Trial, outcomes: dict[str, bool]) -> Observation:
         return Observation(
-            candidate, trial.accuracy, trial.compute, trial.latency_s, trial.n_items, trial.reward, trial.usd
+            candidate, trial.accuracy, trial.compute, trial.latency_s, trial.n_items, trial.reward, trial.usd, outcomes
         )
 
     # spend cap -------------------------------------------------------------------------------

@@ -203,6 +203,7 @@ class TruthEngine:
         self.mc_draws = mc_draws
         self.m = profile(bank.task).n_categories
         self._tables: dict[tuple[str | None, str, int, bool], np.ndarray] = {}
+        self._cumulatives: dict[tuple[str | None, str, int, bool], np.ndarray] = {}
         self._probabilities: dict[SimGraph, tuple[np.ndarray, bool]] = {}
 
     # conditional tables ----------------------------------------------------------------------
@@ -216,6 +217,14 @@ class TruthEngine:
             if node.greedy:  # temperature 0: always the most likely answer
                 found = np.eye(self.m)[np.argmax(found, axis=2)]
             self._tables[key] = found
+        return found
+
+    def _cumulative(self, node: SimNode, degree: int) -> np.ndarray:
+        """The node's table summed along answers (what Monte-Carlo draws compare a uniform with)."""
+        key = (node.model, node.role, degree, node.greedy)
+        found = self._cumulatives.get(key)
+        if found is None:
+            found = self._cumulatives[key] = np.cumsum(self.table(node, degree), axis=2)
         return found
 
     # accuracy -------------------------------------------------------------------------------
@@ -275,7 +284,10 @@ class TruthEngine:
                 spread = grown
             variables: list[int] = []
             joint_table: np.ndarray = np.ones((items,))
-            for fid in sorted({owner[p] for p in joint}):
+            merged = sorted({owner[p] for p in joint})
+            if items * m ** sum(len(factors[fid][0]) for fid in merged) > self.max_cells:
+                raise _TooLarge  # before building the product, which would be the expensive part
+            for fid in merged:
                 fvars, ftable = factors.pop(fid)
                 joint_table = joint_table.reshape(joint_table.shape + (1,) * len(fvars)) * ftable.reshape(
                     (items,) + (1,) * len(variables) + ftable.shape[1:]
@@ -326,15 +338,15 @@ class TruthEngine:
             if graph.ordered_vote(j):
                 answers.append(_vote_first_finished([answers[p] for p in parents], graph, parents, m))
                 continue
-            table = self.table(node, len(parents))
+            cumulative = self._cumulative(node, len(parents))  # [I, n, M]
             if parents:
-                d = len(parents)
-                codes = sum((d + 1) ** answers[p] for p in parents)
-                probabilities = table[rows, _code_lookup(d, m)[codes]]  # [I, S, M]
+                powers = (len(parents) + 1) ** np.arange(m)
+                codes = sum(powers[answers[p]] for p in parents)
+                thresholds = cumulative[rows, _code_lookup(len(parents), m)[codes]]  # [I, S, M]
             else:
-                probabilities = np.broadcast_to(table[:, 0, None, :], (items, draws, m))
+                thresholds = np.broadcast_to(cumulative[:, 0, None, :], (items, draws, m))
             uniform = np.random.default_rng(stable_hash("mc", seed, j)).random((items, draws, 1))
-            answers.append((np.cumsum(probabilities, axis=2) < uniform).sum(axis=2).clip(max=m - 1))
+            answers.append((thresholds < uniform).sum(axis=2).clip(max=m - 1))
         return np.asarray((answers[-1] == 0).mean(axis=1), dtype=float)
 
     # cost and latency ------------------------------------------------------------------------
@@ -385,7 +397,10 @@ def _ordered_vote(ranks: tuple[int, ...], m: int) -> np.ndarray:
 
 def _vote_first_finished(inputs: list[np.ndarray], graph: SimGraph, parents: tuple[int, ...], m: int) -> np.ndarray:
     """Sampled vote outcomes (Monte-Carlo path) with ties to the first-finishing input."""
-    counts = sum(np.eye(m, dtype=np.int64)[answers] for answers in inputs)  # [I, S, M]
+    counts = np.zeros((*inputs[0].shape, m), dtype=np.int16)  # [I, S, M]
+    for answers in inputs:
+        for category in range(m):
+            counts[..., category] += answers == category
     top = counts.max(axis=2)
     result = np.full(inputs[0].shape, -1)
     for position in sorted(range(len(parents)), key=lambda i: graph.finish_rank[parents[i]]):

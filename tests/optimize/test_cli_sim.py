@@ -15,10 +15,10 @@ name: simcli
 task: {name: "sim:math", train: 16, test: 24, seed: 0}
 models:
   l1: {model: sim/llama-1b, params_b: 1.0}
-  l8: {model: sim/llama-8b, params_b: 8.0}
+  l3: {model: sim/llama-3b, params_b: 3.0}
 roles: [assistant, fuser, vote]
-max_nodes: 3
-budget: {compute: 10}
+max_nodes: 4
+budget: {compute: 7}
 optimizer: {method: agent-reinforce, iterations: 3, samples: 3, minibatch: 6, seed: 0}
 """
 

@@ -158,3 +158,36 @@ def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
         assert report["summary"]["best"]["path"].endswith("best.yaml")
     finally:
         server.stop()
+
+
+async def test_a_tie_among_single_calls_is_reported_as_a_tie(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """Three models right on exactly the same items: no single call is 'the' best one."""
+    scripted.add_rule(Rule(pattern=r"What is \d*[02468] \+", replies=["Final answer: 0"]))  # all wrong there
+    models = "".join(
+        f'  {name}: {{model: hosted_vllm/{name}, api_base: "{scripted.api_base}", params_b: 1.0}}\n'
+        for name in ("one", "two", "three")
+    )
+    text = space_text(tmp_path, scripted.api_base).replace("models:\n", "models:\n" + models, 1)
+    text = text[: text.index("  good:")] + text[text.index("roles:") :]
+    result = await optimization(text, store).run()
+    assert set(result.singles) == {"one", "two", "three"}
+    assert len({score.accuracy for score in result.singles.values()}) == 1 and result.advantage is not None
+    assert sorted(result.advantage.over) == ["one", "three", "two"]
+    assert any("tie" in warning and "one" in warning for warning in result.warnings)
+    data = result.to_dict()
+    assert data["advantage"]["tie_among_singles"] is True and set(data["singles"]) == {"one", "two", "three"}
+    assert data["crowning"]["finalists"] and data["usage"]["calls_by_stage"]["test"] > 0
+
+
+def test_optimize_help_shows_the_ray_extra() -> None:
+    """Rich markup once swallowed `[ray]` in the --executor help."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "optimize", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "pip install 'agentscale[ray]'" in done.stdout

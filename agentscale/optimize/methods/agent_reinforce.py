@@ -1,7 +1,10 @@
 """Agent-REINFORCE: REINFORCE's sample → gradient → update becomes sample → feedback → update.
 
-- Pilot (insight 1): each model alone at equal compute (as many samples plus a vote as the budget
-  allows) and with a single call; the model distribution leans toward the winners.
+- Prior (insight 1): each model alone, one call per item on the whole train split (the runner scores
+  these before any search); the model distribution leans toward the better models by how far apart
+  the data puts them (differences in standard errors, so 60 items lean more than 10 would).
+- Pilot: the best `PILOT_MODELS` models at equal compute (as many samples plus a vote as the budget
+  allows); the winners' lean grows.
 - Probes (insights 2-3): a wide graph and a deep chain of the best model; the node-count and edge
   priors lean toward the better shape.
 - Each iteration: sample K graphs; update with the numeric REINFORCE step (always), then with textual
@@ -11,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +30,8 @@ from agentscale.optimize.pilot import chain, largest_fitting, max_votes, single,
 from agentscale.optimize.problem import SearchProblem
 
 PRIOR_STRENGTH = 4.0
+PRIOR_Z_STEP = 0.5  # logit per standard error between a model's single-call accuracy and the mean
+PILOT_MODELS = 3  # models whose self-consistency at full budget the pilot measures
 
 
 @register
@@ -41,6 +48,7 @@ class AgentReinforce(SearchMethod):
         self.phase = "pilot"
         self.proposed: list[CandidateGraph] = []
         self.rejected_updates = 0
+        self.singles: dict[str, Observation] = {}  # alias -> its single call on the train split
 
     # proposals ----------------------------------------------------------------------------------
     def propose(self, k: int) -> list[CandidateGraph]:
@@ -52,21 +60,46 @@ class AgentReinforce(SearchMethod):
         extra, self.proposed = self.proposed, []
         return extra + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(extra)))]
 
+    def learn_from_singles(self, singles: list[Observation]) -> None:
+        self.singles = {_only_model(o.candidate): o for o in singles}
+        if len(self.singles) < 2:
+            return
+        scores = {alias: o.reward for alias, o in self.singles.items()}
+        centre = float(np.mean(list(scores.values())))
+        for alias, o in self.singles.items():
+            stderr = max(np.sqrt(max(o.accuracy * (1 - o.accuracy), 0.05) / max(1, o.n_items)), 1e-3)
+            lean = PRIOR_Z_STEP * (scores[alias] - centre) / stderr
+            self.distribution.model_logits[:, self.problem.aliases.index(alias)] = lean
+
     def _pilot(self) -> list[CandidateGraph]:
+        """Self-consistency at full budget of the best models alone; without the runner's single
+        calls (nothing learned yet), single calls and self-consistency of every model."""
+        votes = partial(max_votes, self.problem)
+        if self.singles:
+            aliases = sorted(self.singles, key=lambda alias: -self.singles[alias].reward)[:PILOT_MODELS]
+            shapes: tuple[Callable[[str], CandidateGraph | None], ...] = (votes,)
+        else:
+            aliases, shapes = list(self.problem.aliases), (single, votes)
+        known = {o.candidate.canonical_key for o in self.singles.values()}
         graphs: dict[str, CandidateGraph] = {}
-        for alias in self.problem.aliases:
-            for candidate in (single(alias), max_votes(self.problem, alias)):
-                if candidate is not None and self.problem.fits(candidate):
+        for alias in aliases:
+            for build in shapes:
+                candidate = build(alias)
+                if candidate is not None and self.problem.fits(candidate) and candidate.canonical_key not in known:
                     graphs.setdefault(candidate.canonical_key, candidate)
         return list(graphs.values())
 
     def _best_model(self) -> str:
-        scores: dict[str, list[float]] = {}
-        for observation in self.history:
+        """The model whose graphs alone did best (single calls on the train split, pilot graphs),
+        by item-weighted mean reward."""
+        totals: dict[str, list[float]] = {}
+        for observation in [*self.singles.values(), *self.history]:
             models = {n.model for n in observation.candidate.nodes if n.model}
             if len(models) == 1:
-                scores.setdefault(models.pop(), []).append(observation.reward)
-        return max(scores, key=lambda a: float(np.mean(scores[a]))) if scores else self.problem.aliases[0]
+                total = totals.setdefault(models.pop(), [0.0, 0.0])
+                total[0] += observation.reward * observation.n_items
+                total[1] += observation.n_items
+        return max(totals, key=lambda a: totals[a][0] / totals[a][1]) if totals else self.problem.aliases[0]
 
     def _probes(self) -> list[CandidateGraph]:
         alias = self._best_model()
@@ -100,14 +133,24 @@ class AgentReinforce(SearchMethod):
             self.rules.apply(self.distribution, self.history, observations)
 
     def _lean_toward_winning_models(self, pilot: list[Observation]) -> None:
-        best: dict[str, float] = {}
+        """Each pilot model's lean grows (or shrinks) by how its equal-compute graph did against the
+        pilot's mean, in standard errors of a minibatch score. Without single calls from the
+        runner, the pilot alone sets the prior."""
+        best: dict[str, Observation] = {}
         for observation in pilot:
-            alias = next(n.model for n in observation.candidate.nodes if n.model)
-            best[alias] = max(best.get(alias, -np.inf), observation.reward)
-        if len(best) > 1:
-            centre = float(np.mean(list(best.values())))
-            for alias, score in best.items():
-                self.distribution.model_logits[:, self.problem.aliases.index(alias)] = PRIOR_STRENGTH * (score - centre)
+            alias = _only_model(observation.candidate)
+            if alias not in best or observation.reward > best[alias].reward:
+                best[alias] = observation
+        if len(best) < 2:
+            return
+        centre = float(np.mean([o.reward for o in best.values()]))
+        for alias, observation in best.items():
+            column = self.problem.aliases.index(alias)
+            if self.singles:
+                stderr = max(np.sqrt(0.25 / max(1, observation.n_items)), 1e-3)
+                self.distribution.model_logits[:, column] += PRIOR_Z_STEP * (observation.reward - centre) / stderr
+            else:
+                self.distribution.model_logits[:, column] = PRIOR_STRENGTH * (observation.reward - centre)
 
     def _lean_toward_winning_shape(self, observations: list[Observation]) -> None:
         probes = {p.canonical_key for p in getattr(self, "_probe_shapes", [])}
@@ -135,3 +178,7 @@ class AgentReinforce(SearchMethod):
         self.rejected_updates += bool(problems)
         if proposed is not None:
             self.proposed.append(proposed)
+
+
+def _only_model(candidate: CandidateGraph) -> str:
+    return next(n.model for n in candidate.nodes if n.model)

@@ -37,6 +37,12 @@ class SearchMethod(ABC):
         """Learn from the evaluations of the last proposals."""
         self.history.extend(observations)
 
+    def learn_from_singles(self, singles: list[Observation]) -> None:
+        """Each model alone, scored on the whole train split before the search (every method gets
+        them; crowning always weighs them). Methods with a model prior start from them; the
+        others ignore them."""
+        return None
+
     def best(self) -> Observation | None:
         return max(self.history, key=lambda o: o.reward, default=None)
 

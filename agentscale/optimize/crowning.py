@@ -1,0 +1,178 @@
+"""Crowning: which of the evaluated graphs a run returns, decided on paired evidence.
+
+A search ranks graphs by a few minibatch items each, so its top graphs are partly its luckiest (one
+9/10 minibatch outranks a graph right on 52 of 60 items). Crowning therefore:
+
+1. picks finalists by a *shrunk, paired* estimate, not by the raw minibatch mean: each graph's
+   per-item rewards minus the best single call's on the same items (the single answered every
+   train item before the search), plus that single's train mean, so an easy minibatch does not
+   lift a graph; then shrunk toward the search's mean by how few items the graph was seen on
+   (empirical Bayes). The best `count` that are not single calls join **every single-model graph**
+   as finalists, so a graph can only be crowned by beating the single calls on the same items;
+2. has the runner score the finalists on the whole train split (the same items for all: paired);
+3. takes the leader by mean train reward, compares every finalist with it item by item, and crowns
+   the cheapest finalist the train split cannot separate from the leader (within `SEPARATION_Z`
+   standard errors of the paired difference), saying so. A warning names the top finalists when
+   they lie within each other's 95% intervals: the train split is too small to tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
+
+SEPARATION_Z = 1.0  # a finalist within this many standard errors of the leader counts as a tie
+WARN_TOP = 3  # the warning looks at this many finalists from the top
+
+
+@dataclass
+class Finalist:
+    """A finalist on the whole train split and how it compares with the leader."""
+
+    observation: Observation
+    versus_leader: PairedDifference | None  # None for the leader itself
+
+    @property
+    def separated(self) -> bool:
+        return self.versus_leader is not None and self.versus_leader.separated(SEPARATION_Z)
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.observation
+        return {
+            "graph": o.candidate.describe(),
+            "train_accuracy": o.accuracy,
+            "n": o.n_items,
+            "reward": o.reward,
+            "compute": o.compute,
+            "leader_minus_this": None if self.versus_leader is None else self.versus_leader.to_dict(),
+            "separated_from_leader": self.separated,
+        }
+
+
+@dataclass
+class Crowning:
+    crowned: Observation
+    leader: Observation
+    reason: str
+    finalists: list[Finalist] = field(default_factory=list)  # by mean train reward, best first
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "warning": self.warning,
+            "finalists": [f.to_dict() for f in self.finalists],
+        }
+
+
+def penalty(observation: Observation, accuracy_weight: float) -> float:
+    """The part of an observation's reward that does not depend on its items (cost, latency)."""
+    return accuracy_weight * observation.accuracy - observation.reward
+
+
+def best_single(singles: Iterable[Observation]) -> Observation | None:
+    """The single call with the best train reward; among equals, the cheaper one."""
+    return min(singles, key=lambda o: (-round(o.reward, 12), o.compute), default=None)
+
+
+def finalists(
+    history: list[Observation], singles: list[Observation], *, count: int, accuracy_weight: float
+) -> list[CandidateGraph]:
+    """The `count` most promising graphs of the search that are not single calls (see the module
+    docstring); the caller adds the singles and scores all of them on the whole train split."""
+    single_keys = {o.candidate.canonical_key for o in singles}
+    reference = best_single(singles)
+    outcomes: dict[str, dict[str, bool]] = defaultdict(dict)
+    latest: dict[str, Observation] = {}
+    for observation in history:
+        key = observation.candidate.canonical_key
+        if key in single_keys:
+            continue
+        outcomes[key].update(observation.outcomes)
+        latest[key] = observation
+    if not latest:
+        return []
+    estimates = {key: _paired_estimate(latest[key], outcomes[key], reference, accuracy_weight) for key in latest}
+    shrunk = _shrink(estimates)
+    ranked = sorted(latest, key=lambda key: (-shrunk[key], latest[key].compute))
+    return [latest[key].candidate for key in ranked[:count]]
+
+
+def _paired_estimate(
+    observation: Observation, outcomes: dict[str, bool], reference: Observation | None, accuracy_weight: float
+) -> tuple[float, float, int]:
+    """(estimated train reward, per-item variance, items) of a graph from its search evaluations."""
+    cost = penalty(observation, accuracy_weight)
+    if not outcomes:  # outcomes unknown (e.g. an evaluation without item verdicts): its mean alone
+        return observation.reward, 0.25 * accuracy_weight**2, max(1, observation.n_items)
+    if reference is None or not reference.outcomes.keys() & outcomes.keys():
+        values = np.array([accuracy_weight * float(v) for v in outcomes.values()]) - cost
+        return float(values.mean()), float(values.var(ddof=1)) if len(values) > 1 else 0.25, len(values)
+    shared = sorted(reference.outcomes.keys() & outcomes.keys())
+    differences = accuracy_weight * np.array([float(outcomes[k]) - float(reference.outcomes[k]) for k in shared])
+    base = reference.reward + penalty(reference, accuracy_weight) - cost  # single's accuracy term, own cost
+    variance = float(differences.var(ddof=1)) if len(shared) > 1 else 0.25 * accuracy_weight**2
+    return float(differences.mean()) + base, variance, len(shared)
+
+
+def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, float]:
+    """Empirical-Bayes shrinkage of each estimate toward their mean, by its sampling variance."""
+    means = np.array([e[0] for e in estimates.values()])
+    noise = np.array([max(e[1], 1e-4) / e[2] for e in estimates.values()])
+    centre = float(means.mean())
+    spread = max(float(means.var()) - float(noise.mean()), 1e-6) if len(means) > 1 else 1e-6
+    return {key: centre + (e[0] - centre) * spread / (spread + max(e[1], 1e-4) / e[2]) for key, e in estimates.items()}
+
+
+def crown(evaluated: list[Observation], *, accuracy_weight: float) -> Crowning:
+    """Decide among finalists scored on the same items (see the module docstring, step 3)."""
+    if not evaluated:
+        raise ValueError("crowning needs at least one evaluated finalist")
+    ranked = sorted(evaluated, key=lambda o: (-o.reward, o.compute))
+    leader = ranked[0]
+    rows = [Finalist(leader, None)]
+    for other in ranked[1:]:
+        gap = penalty(other, accuracy_weight) - penalty(leader, accuracy_weight)
+        rows.append(
+            Finalist(other, paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight))
+        )
+    tied = [row.observation for row in rows if not row.separated]
+    crowned = min(tied, key=lambda o: (o.compute, -o.reward))
+    n = leader.n_items
+    if crowned is leader:
+        reason = f"best mean objective on the {n} train items"
+        if len(tied) > 1:
+            reason += f"; {len(tied) - 1} other finalist(s) within {SEPARATION_Z:g} standard error(s), none cheaper"
+    else:
+        reason = (
+            f"the train split ({n} items) cannot separate it from the leader ({leader.accuracy:.1%} vs "
+            f"{crowned.accuracy:.1%}, within {SEPARATION_Z:g} standard error(s) of the paired difference): "
+            "the cheaper graph is preferred"
+        )
+    return Crowning(crowned, leader, reason, rows, _warning(ranked, accuracy_weight))
+
+
+def _warning(ranked: list[Observation], accuracy_weight: float) -> str | None:
+    """Name the top finalists (3, else 2) when every pair of them lies within each other's 95%
+    interval of the paired difference."""
+
+    def apart(first: Observation, second: Observation) -> bool:
+        gap = penalty(second, accuracy_weight) - penalty(first, accuracy_weight)
+        return paired_difference(first.outcomes, second.outcomes, offset=gap, scale=accuracy_weight).separated(Z95)
+
+    for size in range(min(WARN_TOP, len(ranked)), 1, -1):
+        top = ranked[:size]
+        if not any(apart(a, b) for index, a in enumerate(top) for b in top[index + 1 :]):
+            return (
+                f"the top {size} finalists lie within each other's 95% intervals on the {ranked[0].n_items} "
+                "train items: add train items to separate them"
+            )
+    return None

@@ -1,0 +1,87 @@
+"""Crowning and paired comparisons on scripted per-item outcomes (no model is called)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.crowning import crown, finalists
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.paired import paired_difference
+
+TRAIN = [f"q{i}" for i in range(60)]
+
+
+def single(model: str) -> CandidateGraph:
+    return CandidateGraph((NodeChoice("assistant", model),), frozenset())
+
+
+def voted(model: str, n: int) -> CandidateGraph:
+    nodes = (*(NodeChoice("assistant", model) for _ in range(n)), NodeChoice("vote", None))
+    return CandidateGraph(nodes, frozenset((i, n) for i in range(n)))
+
+
+def observed(candidate: CandidateGraph, right: set[str], items: list[str], compute: float = 1.0) -> Observation:
+    outcomes = {item: item in right for item in items}
+    accuracy = sum(outcomes.values()) / len(items)
+    return Observation(candidate, accuracy, compute, 0.0, len(items), reward=accuracy, outcomes=outcomes)
+
+
+def test_paired_difference_counts_and_interval() -> None:
+    first = {"a": True, "b": True, "c": False, "d": True, "x": True}
+    second = {"a": True, "b": False, "c": False, "d": False, "y": False}
+    difference = paired_difference(first, second)
+    assert difference.n == 4  # only shared items count
+    assert (difference.only_first, difference.only_second) == (2, 0)
+    assert difference.mean == pytest.approx(0.5)
+    assert difference.stderr == pytest.approx(math.sqrt((2 * 0.25 + 2 * 0.25) / 3 / 4))
+    assert difference.p_value == pytest.approx(0.5)  # 2 discordant items, both one way
+    assert paired_difference(first, first).stderr == 0 and not paired_difference(first, first).separated(1.0)
+
+
+def test_a_lucky_ten_item_minibatch_does_not_crown() -> None:
+    """A graph right on all 10 items of one minibatch, where the best single call was right on 6,
+    is a finalist; on the whole train split it is worse than that single call, which is crowned."""
+    best = observed(single("big"), set(TRAIN[:40]), TRAIN, compute=8.0)  # 40/60
+    weak = observed(single("small"), set(TRAIN[:20]), TRAIN, compute=1.0)  # 20/60
+    minibatch = TRAIN[34:44]  # the best single is right on 6 of these
+    lucky = observed(voted("small", 3), set(minibatch), minibatch, compute=3.0)  # 10/10
+    steady = observed(voted("big", 2), set(TRAIN[30:36]), TRAIN[30:40], compute=16.0)  # 6/10
+    picked = finalists([steady, lucky], [best, weak], count=2, accuracy_weight=1.0)
+    assert lucky.candidate in picked
+    lucky_on_train = observed(lucky.candidate, set(TRAIN[30:62]), TRAIN, compute=3.0)  # 30/60
+    result = crown([best, weak, lucky_on_train], accuracy_weight=1.0)
+    assert result.crowned is best and result.leader is best
+    assert "best mean objective" in result.reason
+
+
+def test_finalists_judge_a_minibatch_by_the_best_single_on_the_same_items() -> None:
+    """9/10 on a hard minibatch (the single: 3/10) beats 10/10 on an easy one (the single: 10/10)."""
+    best = observed(single("big"), set(TRAIN[:30]), TRAIN, compute=8.0)
+    easy, hard = TRAIN[:10], TRAIN[40:50]
+    on_easy = observed(voted("small", 3), set(easy), easy)
+    on_hard = observed(voted("big", 3), set(hard[:9]), hard)
+    assert finalists([on_easy, on_hard], [best], count=1, accuracy_weight=1.0) == [on_hard.candidate]
+
+
+def test_a_graph_the_train_split_cannot_separate_from_the_leader_loses_to_the_cheaper_one() -> None:
+    leader = observed(voted("big", 3), set(TRAIN[:33]), TRAIN, compute=24.0)  # 33/60
+    cheap = observed(single("big"), set(TRAIN[:31]), TRAIN, compute=8.0)  # 31/60: 2 items apart
+    result = crown([leader, cheap], accuracy_weight=1.0)
+    assert result.leader is leader and result.crowned is cheap
+    assert "cannot separate" in result.reason and "cheaper" in result.reason
+    assert result.warning is not None and "add train items" in result.warning
+    clear = observed(voted("big", 3), set(TRAIN[:50]), TRAIN, compute=24.0)  # 50/60: far apart
+    separated = crown([clear, cheap], accuracy_weight=1.0)
+    assert separated.crowned is clear and separated.warning is None
+    assert separated.finalists[1].separated and separated.finalists[1].versus_leader is not None
+
+
+def test_the_warning_names_how_many_top_finalists_overlap() -> None:
+    a = observed(voted("big", 3), set(TRAIN[:45]), TRAIN, compute=24.0)
+    b = observed(voted("big", 2), set(TRAIN[:44]), TRAIN, compute=16.0)
+    c = observed(single("small"), set(TRAIN[:10]), TRAIN)
+    warning = crown([a, b, c], accuracy_weight=1.0).warning
+    assert warning is not None and warning.startswith("the top 2 finalists")

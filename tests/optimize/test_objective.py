@@ -1,0 +1,62 @@
+"""The Pareto front keeps no dominated point; pooling speaks of graphs, not of minibatches."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.objective import Observation, pareto_front, pooled
+
+GRAPHS = [CandidateGraph((NodeChoice("assistant", f"m{i}"),), frozenset()) for i in range(6)]  # six distinct graphs
+
+
+def dominated(point: Observation, by: Observation, latency: bool) -> bool:
+    mine = (-point.accuracy, point.compute) + ((point.latency_s,) if latency else ())
+    theirs = (-by.accuracy, by.compute) + ((by.latency_s,) if latency else ())
+    return all(t <= m for t, m in zip(theirs, mine, strict=True)) and theirs != mine
+
+
+def test_the_demo_s_dominated_point_is_gone() -> None:
+    """66.7% at compute 0.76 and at 0.90: the dearer one is not on a front read as accuracy/compute."""
+    cheap = Observation(GRAPHS[0], 2 / 3, 0.76, 2.0, 6)
+    dear = Observation(GRAPHS[1], 2 / 3, 0.90, 1.0, 6)
+    assert pareto_front([cheap, dear]) == [cheap]
+    assert pareto_front([cheap, dear], latency=True) == [cheap, dear]  # faster: a trade-off when latency counts
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from([0.2, 0.5, 2 / 3, 0.9]),
+            st.sampled_from([0.76, 0.9, 2.0]),
+            st.sampled_from([0.5, 1.0]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.booleans(),
+)
+def test_no_point_of_the_front_is_dominated(rows: list[tuple[int, float, float, float]], latency: bool) -> None:
+    points = [Observation(GRAPHS[g], accuracy, compute, lat, 8) for g, accuracy, compute, lat in rows]
+    front = pareto_front(points, latency=latency)
+    assert front
+    assert not any(dominated(p, other, latency) for p in front for other in points)
+    assert len({p.candidate.canonical_key for p in front}) == len(front)
+    keys = {p.candidate.canonical_key for p in front}
+    for point in points:  # every non-dominated graph is on it
+        if not any(dominated(point, other, latency) for other in points):
+            assert point.candidate.canonical_key in keys
+
+
+def test_pooling_merges_a_graph_s_minibatches_by_item() -> None:
+    first = Observation(GRAPHS[0], 1.0, 1.0, 1.0, 2, 1.0, outcomes={"a": True, "b": True})
+    second = Observation(GRAPHS[0], 0.0, 1.0, 3.0, 2, 0.0, outcomes={"c": False, "d": False})
+    again = Observation(GRAPHS[0], 1.0, 1.0, 2.0, 2, 1.0, outcomes={"a": True, "b": True})  # cached: same items
+    other = Observation(GRAPHS[1], 0.5, 2.0, 1.0, 2, 0.5, outcomes={"a": True, "c": False})
+    merged = {p.candidate: p for p in pooled([first, second, again, other], 1.0)}
+    assert merged[GRAPHS[0]].accuracy == 0.5 and merged[GRAPHS[0]].n_items == 4
+    assert merged[GRAPHS[0]].latency_s == 2.0 and merged[GRAPHS[0]].reward == 0.5
+    assert merged[GRAPHS[1]].accuracy == 0.5
