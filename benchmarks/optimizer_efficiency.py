@@ -1,18 +1,29 @@
-"""How fast each optimizer finds good graphs, on the SIMULATED population (figures, not a test).
+"""How well each optimizer does as a user runs it, on the SIMULATED population (figures, not a test).
 
-For every space in benchmarks/spaces/ (sim tasks with different budgets) the true optimum is found by
-exhaustive enumeration (`agentscale.sim.optimum`). Every registered method (except `llm`, which
-needs an LLM agent) then searches the same space for `--evaluations` evaluations, ≥ 10 seeds each,
-through the same search loop as `agentscale optimize`; an evaluation is a simulated minibatch run
-(`SimOracle.observe`, Bernoulli outcomes from the exact per-item probabilities). After every
-evaluation the incumbent is what the runner would crown at that point (of the three graphs with the
-best mean minibatch accuracy, the best on the whole train split), and its true expected test
-accuracy is looked up. Reported per method: evaluations until the incumbent reaches
-95% of the optimum (median and IQR over seeds; runs that never reach it count as ∞), regret (optimum
-minus the incumbent's true accuracy, in accuracy points) after 25/50/100 evaluations, and the ratio
-of the median evaluations-to-95% to random search's.
+Every figure comes from the product run end to end: the real `Optimization` runner (single calls on
+the train split, pilot, search, crowning on the noisy train split, test split) with `sim/` models
+through the gateway, litellm, the response cache and SQLite, one fresh database per run, as
+`agentscale optimize SPACE --method M --seed S` would run it. Nothing is looked up from the exact
+truth while the runner works; afterwards the crowned graph is scored by its exact expected accuracy
+on the space's test split (`SimOracle.estimate`; Monte-Carlo with a stated error for the few graphs
+too entangled for exact elimination).
 
-All accuracies here are simulated. Run: .venv/bin/python benchmarks/optimizer_efficiency.py [--json]
+References: the exhaustive optimum for spaces small enough to enumerate, else the best-known graph
+stored beside the space (`SPACE.best-known.yaml`, from `agentscale sim best-known`, ≥ 10^5 truth
+evaluations), whose stored accuracy is checked against the truth before use.
+
+Per space and method, over seeds:
+- at the space's own settings (the defaults: 8 iterations × 4 samples, minibatch 8): crowned /
+  reference (median, worst), how many seeds crowned a graph at least as good as the best single
+  model (true test accuracies), and the run's spend in model calls up to the crown;
+- the efficiency curve: the same runs with `iterations` in `--levels` (with `--no-test`: the test
+  split does not change what is crowned); model calls until the crowned graph reaches 95% of the
+  reference (pilot, search and crowning included; the smallest level whose crowned graph does),
+  median over seeds, and its ratio to random search's and TPE's.
+
+All accuracies are simulated. Run: .venv/bin/python benchmarks/optimizer_efficiency.py [--json]
+(about an hour per large space with the defaults on one core; `--spaces`, `--seeds`, `--levels`
+narrow it).
 """
 
 from __future__ import annotations
@@ -23,139 +34,227 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import yaml
 
-from agentscale.optimize.candidate import CandidateGraph
-from agentscale.optimize.methods import METHODS
-from agentscale.optimize.objective import Observation
-from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.search import run_search
-from agentscale.optimize.space import SpaceSpec, load_space
+from agentscale.graphs._yaml import load_located
+from agentscale.models.gateway import Gateway
+from agentscale.optimize.pilot import single
+from agentscale.optimize.runner import Optimization
+from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.trials import candidate_to_json
+from agentscale.sim.best_known import read_best_known
 from agentscale.sim.evaluate import SimOracle
-from agentscale.sim.optimum import search_optimum
+from agentscale.sim.optimum import MAX_EXHAUSTIVE_NODES, search_optimum
+from agentscale.storage.db import Store
 
 SPACES = Path(__file__).parent / "spaces"
-CHECKPOINTS = (25, 50, 100)
+BEST_KNOWN_SUFFIX = ".best-known.yaml"
+METHODS = ("agent-reinforce", "random", "bayes")
+LEVELS = (2, 4, 8, 16)
+TARGET = 0.95
 
 
-def iqr(values: list[float]) -> tuple[float, float]:
-    finite = sorted(values)
-    return float(np.percentile(finite, 25)), float(np.percentile(finite, 75))
+@dataclass(frozen=True)
+class Reference:
+    """What a space's crowned graphs are measured against (simulated expected test accuracies)."""
+
+    accuracy: float
+    graph: str
+    source: str
+    best_single: float
+    best_single_model: str
 
 
-async def one_run(space: SpaceSpec, method: str, seed: int, evaluations: int, optimum: float) -> dict[str, Any]:
+@dataclass
+class RunRecord:
+    """One end-to-end run of the product and how its crowned graph truly scores."""
+
+    method: str
+    seed: int
+    iterations: int
+    crowned_accuracy: float  # exact (or Monte-Carlo) expected test accuracy, simulated
+    crowned_stderr: float
+    crowned_graph: str
+    crowned_candidate: str  # JSON, as stored in the run's trials
+    crowned_reason: str
+    spend_calls: int  # model calls up to the crown: single calls, pilot, search, crowning
+    total_calls: int  # with the test split, when it was scored
+    evaluations: int
+    seconds: float
+    warnings: list[str]
+    reported_advantage: dict[str, Any] | None
+
+
+def space_files(names: list[str] | None = None) -> list[Path]:
+    """The benchmark's spaces (not their best-known files), optionally only those named."""
+    found = sorted(p for p in SPACES.glob("*.yaml") if not p.name.endswith(BEST_KNOWN_SUFFIX))
+    return [p for p in found if names is None or p.stem in names]
+
+
+def with_iterations(text: str, iterations: int) -> tuple[SpaceSpec, str]:
+    """The space text with `optimizer.iterations` set (what a user would edit), and its spec."""
+    data = yaml.safe_load(text)
+    data.setdefault("optimizer", {})["iterations"] = iterations
+    changed = yaml.safe_dump(data, sort_keys=False)
+    return space_from_data(load_located(changed, "space.yaml"), "space.yaml"), changed
+
+
+def reference(path: Path, space: SpaceSpec) -> Reference:
+    """The exhaustive optimum of a small space, else its stored best-known graph (verified)."""
     oracle = SimOracle.for_space(space)
-    problem = SearchProblem.from_space(space)
-    searcher = METHODS[method](problem, seed=seed)
-    minibatch = space.optimizer.minibatch
-    scores: dict[str, list[float]] = {}
-    candidates: dict[str, CandidateGraph] = {}
-    truth: dict[str, float] = {}
-    trajectory: list[float] = []  # true accuracy of the incumbent after each evaluation
+    singles = {alias: oracle.expected_accuracy(single(alias), "test") for alias in space.models}
+    top = max(singles, key=singles.__getitem__)
+    stored = path.with_name(path.stem + BEST_KNOWN_SUFFIX)
+    if space.max_nodes <= MAX_EXHAUSTIVE_NODES and not stored.exists():
+        found = search_optimum(space)
+        return Reference(found.accuracy, found.candidate.describe(), "exhaustive optimum", singles[top], top)
+    if not stored.exists():
+        raise SystemExit(f"{path}: no {stored.name}; run: agentscale sim best-known {path}")
+    accuracy, candidate = read_best_known(stored)
+    truth = oracle.estimate(candidate, "test")
+    if abs(truth.accuracy - accuracy) > max(1e-6, 4 * truth.stderr):
+        raise SystemExit(f"{stored}: stored accuracy {accuracy:.4f} but the truth says {truth.accuracy:.4f}: rerun it")
+    data = yaml.safe_load(stored.read_text())
+    source = f"best-known ({data['search']['truth_evaluations']} truth evaluations)"
+    return Reference(truth.accuracy, candidate.describe(), source, singles[top], top)
 
-    def crowned() -> str:
-        """What the runner would crown now: of the 3 best by mean minibatch accuracy, the best on the
-        whole train split (its expected train accuracy stands in for the runner's re-evaluation)."""
-        finalists = sorted(scores, key=lambda k: (float(np.mean(scores[k])), len(scores[k])), reverse=True)[:3]
-        return max(
-            finalists, key=lambda k: train_accuracy.setdefault(k, oracle.expected_accuracy(candidates[k], "train"))
-        )
 
-    def truth_of(key: str) -> float:
-        if key not in truth:
-            truth[key] = oracle.expected_accuracy(candidates[key], "test")
-        return truth[key]
-
-    train_accuracy: dict[str, float] = {}
-
-    async def evaluate(candidate: CandidateGraph, iteration: int) -> Observation:
-        observed = oracle.observe(candidate, minibatch, seed=seed * 100_003 + iteration).accuracy
-        key = candidate.canonical_key
-        scores.setdefault(key, []).append(observed)
-        candidates[key] = candidate
-        trajectory.append(truth_of(crowned()))
-        return Observation(candidate, observed, problem.compute(candidate), 0.0, minibatch, reward=observed)
-
-    await run_search(
-        searcher,
-        evaluate,
-        iterations=10 * evaluations,
-        samples=space.optimizer.samples,
-        patience=10 * evaluations,
-        max_evaluations=evaluations,
+async def run_once(text: str, method: str, seed: int, iterations: int, *, score_test: bool, workdir: Path) -> RunRecord:
+    """`agentscale optimize` on a fresh database, then the crowned graph's true test accuracy."""
+    space, changed = with_iterations(text, iterations)
+    store = Store(workdir / f"{method}-{seed}-{iterations}.db")
+    optimization = Optimization(
+        space, Gateway(store), space_text=changed, method=method, seed=seed, score_test=score_test
     )
-    reached = next((i + 1 for i, acc in enumerate(trajectory) if acc >= 0.95 * optimum), math.inf)
-    regret = {k: 100 * (optimum - trajectory[min(k, len(trajectory)) - 1]) for k in CHECKPOINTS if trajectory}
-    return {"evals_to_95": reached, "regret": regret}
+    started = time.perf_counter()
+    result = await optimization.run()
+    seconds = time.perf_counter() - started
+    truth = SimOracle.for_space(space).estimate(result.best_train.candidate, "test")
+    stages = result.usage["calls_by_stage"]
+    return RunRecord(
+        method=method,
+        seed=seed,
+        iterations=iterations,
+        crowned_accuracy=truth.accuracy,
+        crowned_stderr=truth.stderr,
+        crowned_graph=result.best_train.candidate.describe(),
+        crowned_candidate=candidate_to_json(result.best_train.candidate),
+        crowned_reason=result.crowning.reason if result.crowning else "",
+        spend_calls=int(stages["search"] + stages["crowning"]),
+        total_calls=int(result.usage["calls"] or 0),
+        evaluations=result.evaluations,
+        seconds=seconds,
+        warnings=result.warnings,
+        reported_advantage=result.advantage.to_dict() if result.advantage else None,
+    )
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    reach = [r["evals_to_95"] for r in runs]
-    low, high = iqr(reach)
+def calls_to_target(runs: list[RunRecord], goal: float) -> float:
+    """Model calls of the first level (fewest iterations) whose crowned graph reaches `goal`."""
+    for run in sorted(runs, key=lambda r: r.iterations):
+        if run.crowned_accuracy >= goal:
+            return float(run.spend_calls)
+    return math.inf
+
+
+def summarise(ref: Reference, default: list[RunRecord], curve: dict[int, list[RunRecord]]) -> dict[str, Any]:
+    """Figures of one method on one space (`curve`: seed -> its runs at every level)."""
+    ratios = [r.crowned_accuracy / ref.accuracy for r in default]
+    reach = [calls_to_target(runs, TARGET * ref.accuracy) for runs in curve.values()]
     return {
-        "evals_to_95": statistics.median(reach),
-        "evals_to_95_iqr": [low, high],
-        "reached": sum(1 for r in reach if r != math.inf),
-        "runs": len(runs),
-        "regret_at": {str(k): statistics.median(r["regret"][k] for r in runs) for k in CHECKPOINTS},
+        "runs": len(default),
+        "median_ratio": statistics.median(ratios),
+        "worst_ratio": min(ratios),
+        "beats_best_single": sum(r.crowned_accuracy >= ref.best_single - 1e-9 for r in default),
+        "median_spend_calls": statistics.median(r.spend_calls for r in default),
+        "calls_to_95": statistics.median(reach),
+        "reached_95": sum(math.isfinite(v) for v in reach),
+        "seconds": sum(r.seconds for r in default) + sum(r.seconds for runs in curve.values() for r in runs),
     }
 
 
-def fmt(value: float) -> str:
-    return "inf" if value == math.inf else f"{value:.0f}"
+async def benchmark_space(
+    path: Path, methods: list[str], seeds: int, levels: list[int], workdir: Path
+) -> dict[str, Any]:
+    text = path.read_text()
+    space = space_from_data(load_located(text, str(path)), str(path))
+    ref = reference(path, space)
+    default_level = space.optimizer.iterations
+    report: dict[str, Any] = {"reference": asdict(ref), "methods": {}, "runs": []}
+    started = time.perf_counter()
+    for method in methods:
+        default: list[RunRecord] = []
+        curve: dict[int, list[RunRecord]] = {}
+        for seed in range(seeds):
+            for level in sorted({*levels, default_level}):
+                record = await run_once(text, method, seed, level, score_test=level == default_level, workdir=workdir)
+                report["runs"].append(asdict(record))
+                curve.setdefault(seed, []).append(record)
+                if level == default_level:
+                    default.append(record)
+        report["methods"][method] = summarise(ref, default, curve)
+    for method, figures in report["methods"].items():
+        for other in ("random", "bayes"):
+            if other in report["methods"] and other != method:
+                theirs = report["methods"][other]["calls_to_95"]
+                mine = figures["calls_to_95"]
+                figures[f"calls_ratio_to_{other}"] = mine / theirs if math.isfinite(theirs) and theirs else None
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def print_space(name: str, report: dict[str, Any]) -> None:
+    ref = report["reference"]
+    print(
+        f"\n{name} (SIMULATED): reference {ref['accuracy']:.3f} ({ref['source']}), best single "
+        f"{ref['best_single_model']} {ref['best_single']:.3f}; {report['seconds'] / 60:.1f} min"
+    )
+    print(
+        f"{'method':16} {'crowned/ref median':>18} {'worst':>6} {'>= best single':>14} {'calls (default)':>15} "
+        f"{'calls to 95%':>12} {'reached':>7} {'vs random':>9} {'vs TPE':>7}"
+    )
+    for method, f in report["methods"].items():
+        reach = "inf" if not math.isfinite(f["calls_to_95"]) else f"{f['calls_to_95']:.0f}"
+        versus = [_ratio(f.get(f"calls_ratio_to_{other}")) for other in ("random", "bayes")]
+        print(
+            f"{method:16} {100 * f['median_ratio']:17.1f}% {100 * f['worst_ratio']:5.1f}% "
+            f"{f['beats_best_single']:>11}/{f['runs']:<2} {f['median_spend_calls']:>15.0f} {reach:>12} "
+            f"{f['reached_95']:>4}/{f['runs']:<2} {versus[0]:>9} {versus[1]:>7}"
+        )
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spaces", help="comma-separated space names (default: every space in benchmarks/spaces)")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--evaluations", type=int, default=100)
-    parser.add_argument("--methods", default=",".join(m for m in METHODS if not METHODS[m].needs_agent))
-    parser.add_argument("--json", action="store_true", help="print {space: {method: {...}}} as JSON")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="iterations settings of the curve")
+    parser.add_argument("--json", action="store_true", help="print {space: {...}} as JSON on stdout")
     args = parser.parse_args()
-    methods = args.methods.split(",")
+    names = args.spaces.split(",") if args.spaces else None
+    levels = [int(v) for v in args.levels.split(",")]
+    started = time.perf_counter()
     report: dict[str, Any] = {}
-    for path in sorted(SPACES.glob("*.yaml")):
-        space = load_space(path)
-        started = time.perf_counter()
-        found = search_optimum(space)
-        report[space.name] = {
-            "_optimum": {
-                "accuracy": found.accuracy,
-                "candidates": found.candidates,
-                "graph": found.candidate.describe(),
-                "seconds": time.perf_counter() - started,
-            }
-        }
-        for method in methods:
-            runs = [await one_run(space, method, seed, args.evaluations, found.accuracy) for seed in range(args.seeds)]
-            report[space.name][method] = summarise(runs)
-        random_median = report[space.name]["random"]["evals_to_95"] if "random" in methods else None
-        for method in methods:
-            entry = report[space.name][method]
-            ratio = entry["evals_to_95"] / random_median if random_median not in (None, 0, math.inf) else None
-            entry["ratio_to_random"] = ratio
-        if not args.json:
-            print(
-                f"\n{space.name} (SIMULATED): optimum {found.accuracy:.3f} expected test accuracy over "
-                f"{found.candidates} candidates, budget {space.budget.compute} compute",
-                file=sys.stderr,
-            )
-            print(f"{'method':18} {'evals to 95% (median [IQR], reached)':38} regret@25/50/100 (points)  vs random")
-            for method in methods:
-                e = report[space.name][method]
-                low, high = e["evals_to_95_iqr"]
-                regret = "/".join(f"{e['regret_at'][str(k)]:.1f}" for k in CHECKPOINTS)
-                ratio = "—" if e["ratio_to_random"] is None else f"{e['ratio_to_random']:.2f}"
-                print(
-                    f"{method:18} {fmt(e['evals_to_95']):>4} [{fmt(low)}, {fmt(high)}] {e['reached']}/{e['runs']:<20} "
-                    f"{regret:26} {ratio}"
-                )
+    with tempfile.TemporaryDirectory(prefix="agentscale-bench-") as workdir:
+        for path in space_files(names):
+            report[path.stem] = await benchmark_space(path, args.methods.split(","), args.seeds, levels, Path(workdir))
+            if not args.json:
+                print_space(path.stem, report[path.stem])
+    total = time.perf_counter() - started
     if args.json:
-        print(json.dumps(report, default=lambda v: None if v == math.inf else v))
+        print(json.dumps({"spaces": report, "seconds": total}, default=lambda v: None if v == math.inf else v))
+    else:
+        print(f"\nwhole benchmark: {total / 60:.1f} min", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,23 @@
 A search ranks graphs by a few minibatch items each, so its top graphs are partly its luckiest (one
 9/10 minibatch outranks a graph right on 52 of 60 items). Crowning therefore:
 
-1. picks finalists by a *shrunk, paired* estimate, not by the raw minibatch mean: each graph's
+1. picks a pool by a *shrunk, paired* estimate, not by the raw minibatch mean: each graph's
    per-item rewards minus the best single call's on the same items (the single answered every
    train item before the search), plus that single's train mean, so an easy minibatch does not
    lift a graph; then shrunk toward the search's mean by how few items the graph was seen on
-   (empirical Bayes). The best `count` that are not single calls join **every single-model graph**
-   as finalists, so a graph can only be crowned by beating the single calls on the same items;
-2. has the runner score the finalists on the whole train split (the same items for all: paired);
-3. takes the leader by mean train reward, compares every finalist with it item by item, and crowns
-   the cheapest finalist the train split cannot separate from the leader (within `SEPARATION_Z`
-   standard errors of the paired difference), saying so. A warning names the top finalists when
-   they lie within each other's 95% intervals: the train split is too small to tell them apart.
+   (empirical Bayes);
+2. races the pool on the train split (`race_steps`, `still_racing`): every survivor answers the
+   same growing prefix of the split, a quarter more each step, and after each step a graph drops
+   out only when the leader beats it on those shared items by more than one item plus `RACE_Z`
+   standard errors of the paired difference (a fixed halving dropped good graphs on 15 items'
+   noise). Items a graph answered before come from the response cache, so a step pays only for
+   new items, and a bad graph costs little;
+3. takes the survivors (whole split) and **every single-model graph** (each scored on the whole train split
+   before the search) as finalists, so a graph is only crowned by beating the single calls on the
+   same items; the leader is the best mean train reward, and the cheapest finalist the train split
+   cannot separate from it (a paired difference of at most one item, plus `SEPARATION_Z` standard
+   errors) is crowned, saying so. A warning names the top finalists when they lie within each other's 95%
+   intervals: the train split is too small to tell them apart.
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
-SEPARATION_Z = 1.0  # a finalist within this many standard errors of the leader counts as a tie
+SEPARATION_Z = 0.0  # standard errors beyond one item of difference before two finalists count as apart
 WARN_TOP = 3  # the warning looks at this many finalists from the top
+_TIE = "within one item" + (f" and {SEPARATION_Z:g} standard errors" if SEPARATION_Z else "") + " of the leader"
+PRIOR_SPREAD = 0.05  # least spread of true rewards among searched graphs assumed by the shrinkage
+RACE_Z = 1.0  # how clearly the leader must beat a graph on the shared items before it leaves the race
+RACE_STEPS = 4  # the race walks the train split in this many equal steps
 
 
 @dataclass
@@ -83,16 +93,36 @@ def best_single(singles: Iterable[Observation]) -> Observation | None:
     return min(singles, key=lambda o: (-round(o.reward, 12), o.compute), default=None)
 
 
-def finalists(
-    history: list[Observation], singles: list[Observation], *, count: int, accuracy_weight: float
+def race_steps(train: int) -> list[int]:
+    """How many train items (a prefix) the survivors have answered after each step of the race."""
+    return sorted({max(1, -(-train * step // RACE_STEPS)) for step in range(1, RACE_STEPS + 1)})
+
+
+def still_racing(observations: list[Observation], *, accuracy_weight: float) -> list[Observation]:
+    """The graphs the leader (best mean reward on the shared items) does not clearly beat, leader
+    included (see the module docstring, step 2)."""
+    if not observations:
+        return []
+    leader = max(observations, key=lambda o: (o.reward, -o.compute))
+    kept = []
+    for other in observations:
+        gap = penalty(other, accuracy_weight) - penalty(leader, accuracy_weight)
+        difference = paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight)
+        if other is leader or not difference.separated(RACE_Z):
+            kept.append(other)
+    return kept
+
+
+def rank(
+    observations: list[Observation], singles: list[Observation], *, accuracy_weight: float
 ) -> list[CandidateGraph]:
-    """The `count` most promising graphs of the search that are not single calls (see the module
-    docstring); the caller adds the singles and scores all of them on the whole train split."""
+    """Graphs (not single calls) from best to worst by the shrunk paired estimate of their train
+    reward, pooling every evaluation of a graph (see the module docstring, step 1)."""
     single_keys = {o.candidate.canonical_key for o in singles}
     reference = best_single(singles)
     outcomes: dict[str, dict[str, bool]] = defaultdict(dict)
     latest: dict[str, Observation] = {}
-    for observation in history:
+    for observation in observations:
         key = observation.candidate.canonical_key
         if key in single_keys:
             continue
@@ -102,8 +132,8 @@ def finalists(
         return []
     estimates = {key: _paired_estimate(latest[key], outcomes[key], reference, accuracy_weight) for key in latest}
     shrunk = _shrink(estimates)
-    ranked = sorted(latest, key=lambda key: (-shrunk[key], latest[key].compute))
-    return [latest[key].candidate for key in ranked[:count]]
+    ordered = sorted(latest, key=lambda key: (-shrunk[key], latest[key].compute))
+    return [latest[key].candidate for key in ordered]
 
 
 def _paired_estimate(
@@ -128,7 +158,7 @@ def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, float]:
     means = np.array([e[0] for e in estimates.values()])
     noise = np.array([max(e[1], 1e-4) / e[2] for e in estimates.values()])
     centre = float(means.mean())
-    spread = max(float(means.var()) - float(noise.mean()), 1e-6) if len(means) > 1 else 1e-6
+    spread = max(float(means.var()) - float(noise.mean()), PRIOR_SPREAD**2)
     return {key: centre + (e[0] - centre) * spread / (spread + max(e[1], 1e-4) / e[2]) for key, e in estimates.items()}
 
 
@@ -150,11 +180,11 @@ def crown(evaluated: list[Observation], *, accuracy_weight: float) -> Crowning:
     if crowned is leader:
         reason = f"best mean objective on the {n} train items"
         if len(tied) > 1:
-            reason += f"; {len(tied) - 1} other finalist(s) within {SEPARATION_Z:g} standard error(s), none cheaper"
+            reason += f"; {len(tied) - 1} other finalist(s) {_TIE}, none cheaper"
     else:
         reason = (
             f"the train split ({n} items) cannot separate it from the leader ({leader.accuracy:.1%} vs "
-            f"{crowned.accuracy:.1%}, within {SEPARATION_Z:g} standard error(s) of the paired difference): "
+            f"{crowned.accuracy:.1%}: {_TIE}): "
             "the cheaper graph is preferred"
         )
     return Crowning(crowned, leader, reason, rows, _warning(ranked, accuracy_weight))

@@ -21,10 +21,11 @@ from agentscale.optimize.methods.agent_reinforce import AgentReinforce
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_votes, single
 from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.runner import CROWN_CANDIDATES
+from agentscale.optimize.runner import CROWN_POOL
 from agentscale.optimize.space import SpaceSpec
 
 DRAWS = 256
+RACED_SHARE = 0.9  # of the race's pool times the train split, without the cache: its last step re-answers it all
 
 
 def _per_item(problem: SearchProblem, candidate: CandidateGraph) -> tuple[int, float, float | None]:
@@ -67,11 +68,11 @@ def project(
         instance.learn_from_singles([Observation(c, 0.5, problem.compute(c), 0.0, train, 0.5) for c in singles])
         pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
-    stages: list[tuple[int, int, tuple[float, float, float | None]]] = [  # (evaluations, items, per item)
+    stages: list[tuple[int, float, tuple[float, float, float | None]]] = [  # (evaluations, items, per item)
         (len(singles), len(singles) * train, _mean_per_item(problem, singles)),
         (len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
         (sampled, sampled * minibatch, typical),
-        (CROWN_CANDIDATES, CROWN_CANDIDATES * train, typical),
+        (CROWN_POOL, RACED_SHARE * CROWN_POOL * train, typical),
     ]
     if score_test:
         stages += [(1, test, typical), (len(singles), len(singles) * test, _mean_per_item(problem, singles))]
@@ -85,7 +86,7 @@ def project(
         usd = None if usd is None or price is None else usd + items * price
     return {
         "evaluations": sum(count for count, _, _ in stages),
-        "items_answered": sum(items for _, items, _ in stages),
+        "items_answered": round(sum(items for _, items, _ in stages)),
         "calls": round(sum(items * calls for _, items, (calls, _, _) in stages)),
         "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
         "usd": usd,

@@ -196,7 +196,15 @@ class InsightRules:
         self.best_reward = -np.inf
         self.stale = 0
 
-    def apply(self, distribution: GraphDistribution, history: list[Observation], batch: list[Observation]) -> None:
+    def apply(
+        self,
+        distribution: GraphDistribution,
+        history: list[Observation],
+        batch: list[Observation],
+        *,
+        elite: CandidateGraph | None = None,
+    ) -> None:
+        """`elite`: the graph to step toward (default: the best reward seen, one minibatch's luck)."""
         problem = distribution.problem
         # Insight 1: lean toward models whose graphs score well.
         by_model: dict[str, list[float]] = defaultdict(list)
@@ -228,13 +236,15 @@ class InsightRules:
                 if size <= problem.max_nodes:
                     distribution.size_logits[size - 1] += self.rate * 2 * (mean - centre)
         # Insight 3 and "raise edges that were used and helped": pull toward the elite graph.
-        elite = max(history, key=lambda o: o.reward)
-        baseline = float(np.mean([o.reward for o in batch])) if batch else elite.reward
-        if elite.reward >= baseline:
-            distribution.step(distribution.gradient(elite.candidate), self.rate)
+        best = max(history, key=lambda o: o.reward)
+        baseline = float(np.mean([o.reward for o in batch])) if batch else best.reward
+        if elite is not None:
+            distribution.step(distribution.gradient(elite), self.rate)
+        elif best.reward >= baseline:
+            distribution.step(distribution.gradient(best.candidate), self.rate)
         # Stagnation: flatten a little to explore again.
-        if elite.reward > self.best_reward + 1e-9:
-            self.best_reward, self.stale = elite.reward, 0
+        if best.reward > self.best_reward + 1e-9:
+            self.best_reward, self.stale = best.reward, 0
         else:
             self.stale += 1
             if self.stale >= 2:

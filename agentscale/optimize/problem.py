@@ -40,6 +40,7 @@ class SearchProblem:
     mean_prompt_tokens: float
     mean_completion_tokens: float
     ceo_options: tuple[CeoChoice | None, ...] = (None,)  # the coordinator dimension (None: no CEO)
+    accuracy_weight: float = 1.0  # the objective's weight on accuracy (rewards are compared per item)
     _cost: dict[str, float] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -55,7 +56,14 @@ class SearchProblem:
             )
         prompt, completion = task_lengths(space)
         problem = cls(
-            models, tuple(space.roles), space.max_nodes, space.budget.compute, prompt, completion, ceo_options(space)
+            models,
+            tuple(space.roles),
+            space.max_nodes,
+            space.budget.compute,
+            prompt,
+            completion,
+            ceo_options(space),
+            space.objective.accuracy,
         )
         problem._check_ceo_affordable(space)
         return problem

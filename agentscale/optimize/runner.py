@@ -32,9 +32,9 @@ from agentscale.graphs.io import dump_graph_spec
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize.candidate import CandidateGraph
-from agentscale.optimize.crowning import Crowning, best_single, crown, finalists
+from agentscale.optimize.crowning import Crowning, best_single, crown, race_steps, rank, still_racing
 from agentscale.optimize.methods import METHODS
-from agentscale.optimize.methods.base import AgentCall
+from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, pareto_front, pooled
 from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_votes, single
@@ -45,7 +45,8 @@ from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
 from agentscale.tasks import Task, TaskItem, load_task
 
 PATIENCE = 3
-CROWN_CANDIDATES = 3  # search graphs scored on the whole train split beside the single calls
+CROWN_POOL = 6  # graphs raced on the train split beside the single calls
+MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
 
 
 @dataclass
@@ -267,10 +268,9 @@ class Optimization:
 
     def _minibatch(self, iteration: int) -> list[TaskItem]:
         size = min(self.space.optimizer.minibatch, len(self.train))
-        order = np.random.default_rng([self.seed, 7919]).permutation(len(self.train))
-        start = (iteration * size) % len(self.train)
-        picks = [order[(start + k) % len(self.train)] for k in range(size)]
-        return [self.train[int(i)] for i in picks]
+        order = self._train_order()
+        start = (iteration * size) % len(order)
+        return [order[(start + k) % len(order)] for k in range(size)]
 
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
@@ -331,7 +331,7 @@ class Optimization:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
         stages["search"] = self._calls()
         report(settings.iterations, history, "crowning")
-        crowning = await self._crown(history, singles)
+        crowning = await self._crown(method, history, singles)
         best_train = crowning.crowned
         stages["crowning"] = self._calls()
         report(settings.iterations, history, "testing")
@@ -404,20 +404,55 @@ class Optimization:
                     break
         return singles
 
-    async def _crown(self, history: list[Observation], singles: list[Observation]) -> Crowning:
-        """Score the finalists on the whole train split and decide (see `optimize.crowning`)."""
+    async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
+        """Race the pool on the train split, then decide among the last graphs and the singles
+        (see `optimize.crowning`)."""
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
-        weight = self.space.objective.accuracy
+        weight = self.problem.accuracy_weight
         contenders = [o for o in singles if o.candidate.ceo in self.problem.ceo_options]
-        for candidate in finalists(allowed, singles, count=CROWN_CANDIDATES, accuracy_weight=weight):
-            try:
-                contenders.append(await self.evaluator.evaluate(candidate, self.train, kind="crown", iteration=-1))
-            except SpendCapReached:
-                break  # keep what was measured
-        if not contenders:  # the spend cap left no finalist scored: the best minibatch graph stands in
+        racing = self._pool(method, allowed, singles)
+        order = self._train_order()
+        last: list[Observation] = []
+        answered = 0
+        try:
+            for items in race_steps(len(order)):
+                # a step answers the next items; the last one the whole split (one trial per finalist
+                # on all of it: its earlier items come from the response cache)
+                start = 0 if items == len(order) else answered
+                steps = [
+                    await self.evaluator.evaluate(c, order[start:items], kind="crown", iteration=-1) for c in racing
+                ]
+                last = still_racing(pooled(last + steps, weight) if start else steps, accuracy_weight=weight)
+                racing, answered = [o.candidate for o in last], items
+        except SpendCapReached:
+            pass  # decide on what was measured
+        contenders += [o for o in last if o.n_items == len(order)] or last
+        if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
         return crown(contenders, accuracy_weight=weight)
+
+    def _pool(
+        self, method: SearchMethod, history: list[Observation], singles: list[Observation]
+    ) -> list[CandidateGraph]:
+        """What races for the crown: the method's nominees that were evaluated, then the search's
+        most promising graphs (at least `MIN_SEARCHED`, `CROWN_POOL` in all when there is room)."""
+        evaluated = {o.candidate.canonical_key for o in history}
+        single_keys = {o.candidate.canonical_key for o in singles}
+        nominees = [c for c in method.nominees() if c.canonical_key in evaluated - single_keys]
+        room = max(MIN_SEARCHED, CROWN_POOL - len(nominees))
+        named = {c.canonical_key for c in nominees}
+        ranked = [
+            c
+            for c in rank(history, singles, accuracy_weight=self.problem.accuracy_weight)
+            if c.canonical_key not in named
+        ]
+        return nominees + ranked[:room]
+
+    def _train_order(self) -> list[TaskItem]:
+        """The train split in the order the minibatches walk it (crowning races on its prefixes)."""
+        order = np.random.default_rng([self.seed, 7919]).permutation(len(self.train))
+        return [self.train[int(i)] for i in order]
 
     async def _test(
         self, crowned: Observation, singles: list[Observation]

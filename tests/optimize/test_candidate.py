@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentscale.graphs.spec import ModelSpec
 from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import call_flops, compute_unit
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
+from agentscale.optimize.distribution import repair
 
 A = NodeChoice("assistant", "small")
 V = NodeChoice("vote", None)
@@ -50,3 +56,29 @@ def test_to_spec_is_a_valid_runnable_graph() -> None:
     assert graph_issues(spec) == []
     assert spec.output == "out" and set(spec.models) == {"small", "big"}
     assert "0 | small | assistant | -" in graph.describe()
+
+
+def brute_force_form(candidate: CandidateGraph) -> str:
+    """The canonical form by trying every relabelling (what the key was before it was pruned)."""
+    best: tuple[object, ...] | None = None
+    for order in itertools.permutations(range(candidate.size - 1)):
+        mapping = {old: new for new, old in enumerate(order)} | {candidate.output: candidate.output}
+        if any(mapping[i] >= mapping[j] for i, j in candidate.edges):
+            continue
+        labels = [""] * candidate.size
+        for old, new in mapping.items():
+            labels[new] = candidate.nodes[old].label()
+        form = (tuple(labels), tuple(sorted((mapping[i], mapping[j]) for i, j in candidate.edges)))
+        best = form if best is None or form < best else best
+    return repr(best)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 7))
+def test_the_pruned_canonical_form_is_the_brute_force_one(seed: int, size: int) -> None:
+    rng = random.Random(seed)
+    labels = [A, F, NodeChoice("assistant", "big"), NodeChoice("critic", "small"), V]
+    nodes = tuple(rng.choice(labels[:1] + labels[2:3]) if i == 0 else rng.choice(labels) for i in range(size))
+    edges = {(i, j) for j in range(size) for i in range(j) if rng.random() < 0.45}
+    candidate = repair(nodes, edges)
+    assert candidate._graph_key() == brute_force_form(candidate)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import crown, finalists
+from agentscale.optimize.crowning import crown, race_steps, rank, still_racing
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import paired_difference
 
@@ -49,7 +49,7 @@ def test_a_lucky_ten_item_minibatch_does_not_crown() -> None:
     minibatch = TRAIN[34:44]  # the best single is right on 6 of these
     lucky = observed(voted("small", 3), set(minibatch), minibatch, compute=3.0)  # 10/10
     steady = observed(voted("big", 2), set(TRAIN[30:36]), TRAIN[30:40], compute=16.0)  # 6/10
-    picked = finalists([steady, lucky], [best, weak], count=2, accuracy_weight=1.0)
+    picked = rank([steady, lucky], [best, weak], accuracy_weight=1.0)[:2]
     assert lucky.candidate in picked
     lucky_on_train = observed(lucky.candidate, set(TRAIN[30:62]), TRAIN, compute=3.0)  # 30/60
     result = crown([best, weak, lucky_on_train], accuracy_weight=1.0)
@@ -63,12 +63,12 @@ def test_finalists_judge_a_minibatch_by_the_best_single_on_the_same_items() -> N
     easy, hard = TRAIN[:10], TRAIN[40:50]
     on_easy = observed(voted("small", 3), set(easy), easy)
     on_hard = observed(voted("big", 3), set(hard[:9]), hard)
-    assert finalists([on_easy, on_hard], [best], count=1, accuracy_weight=1.0) == [on_hard.candidate]
+    assert rank([on_easy, on_hard], [best], accuracy_weight=1.0)[0] == on_hard.candidate
 
 
 def test_a_graph_the_train_split_cannot_separate_from_the_leader_loses_to_the_cheaper_one() -> None:
-    leader = observed(voted("big", 3), set(TRAIN[:33]), TRAIN, compute=24.0)  # 33/60
-    cheap = observed(single("big"), set(TRAIN[:31]), TRAIN, compute=8.0)  # 31/60: 2 items apart
+    leader = observed(voted("big", 3), set(TRAIN[:32]), TRAIN, compute=24.0)  # 32/60
+    cheap = observed(single("big"), set(TRAIN[:31]), TRAIN, compute=8.0)  # 31/60: one item apart
     result = crown([leader, cheap], accuracy_weight=1.0)
     assert result.leader is leader and result.crowned is cheap
     assert "cannot separate" in result.reason and "cheaper" in result.reason
@@ -85,3 +85,13 @@ def test_the_warning_names_how_many_top_finalists_overlap() -> None:
     c = observed(single("small"), set(TRAIN[:10]), TRAIN)
     warning = crown([a, b, c], accuracy_weight=1.0).warning
     assert warning is not None and warning.startswith("the top 2 finalists")
+
+
+def test_the_race_drops_only_graphs_the_leader_clearly_beats_on_shared_items() -> None:
+    assert race_steps(60) == [15, 30, 45, 60] and race_steps(3) == [1, 2, 3] and race_steps(1) == [1]
+    prefix = TRAIN[:15]
+    leader = observed(voted("big", 3), set(prefix[:12]), prefix)  # 12/15
+    close = observed(voted("big", 2), set(prefix[:10]), prefix)  # 10/15: noise at 15 items
+    beaten = observed(voted("small", 3), set(prefix[12:]), prefix)  # 3/15, wrong where the leader is right
+    kept = still_racing([close, beaten, leader], accuracy_weight=1.0)
+    assert kept == [close, leader]

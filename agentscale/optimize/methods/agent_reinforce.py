@@ -7,8 +7,9 @@
   allows); the winners' lean grows.
 - Probes (insights 2-3): a wide graph and a deep chain of the best model; the node-count and edge
   priors lean toward the better shape.
-- Each iteration: sample K graphs; update with the numeric REINFORCE step (always), then with textual
-  feedback: an LLM agent's validated JSON update when `agent_model` is set, else the insights as
+- Each iteration: the incumbent (best so far by the crowning's shrunk paired estimate) again, on the
+  iteration's new items, and K - 1 sampled graphs; update with the numeric REINFORCE step (always),
+  then with textual feedback: an LLM agent's validated JSON update when `agent_model` is set, else the insights as
   deterministic rules. A graph the agent proposes is evaluated in the next iteration.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.crowning import rank
 from agentscale.optimize.distribution import GraphDistribution
 from agentscale.optimize.feedback import InsightRules, agent_prompt, apply_agent_update, log, parse_agent_update
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
@@ -49,6 +51,7 @@ class AgentReinforce(SearchMethod):
         self.proposed: list[CandidateGraph] = []
         self.rejected_updates = 0
         self.singles: dict[str, Observation] = {}  # alias -> its single call on the train split
+        self.pilot_graphs: list[CandidateGraph] = []
 
     # proposals ----------------------------------------------------------------------------------
     def propose(self, k: int) -> list[CandidateGraph]:
@@ -58,7 +61,20 @@ class AgentReinforce(SearchMethod):
             probes = self._probes()
             return probes + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(probes)))]
         extra, self.proposed = self.proposed, []
+        incumbent = self._incumbent()
+        if incumbent is not None and all(c.canonical_key != incumbent.canonical_key for c in extra):
+            extra.insert(0, incumbent)  # seen again on new items: evidence gathers where it matters
         return extra + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(extra)))]
+
+    def nominees(self) -> list[CandidateGraph]:
+        """The pilot's graphs: the best models at equal compute (insight 1), raced for the crown
+        whatever their one minibatch said."""
+        return list(self.pilot_graphs)
+
+    def _incumbent(self) -> CandidateGraph | None:
+        """The best graph so far by the crowning's shrunk paired estimate (not one lucky minibatch)."""
+        ranked = rank(self.history, list(self.singles.values()), accuracy_weight=self.problem.accuracy_weight)
+        return ranked[0] if ranked else None
 
     def learn_from_singles(self, singles: list[Observation]) -> None:
         self.singles = {_only_model(o.candidate): o for o in singles}
@@ -87,7 +103,8 @@ class AgentReinforce(SearchMethod):
                 candidate = build(alias)
                 if candidate is not None and self.problem.fits(candidate) and candidate.canonical_key not in known:
                     graphs.setdefault(candidate.canonical_key, candidate)
-        return list(graphs.values())
+        self.pilot_graphs = list(graphs.values())
+        return self.pilot_graphs
 
     def _best_model(self) -> str:
         """The model whose graphs alone did best (single calls on the train split, pilot graphs),
@@ -130,7 +147,7 @@ class AgentReinforce(SearchMethod):
         if self.agent is not None:
             await self._agent_feedback(observations)
         else:
-            self.rules.apply(self.distribution, self.history, observations)
+            self.rules.apply(self.distribution, self.history, observations, elite=self._incumbent())
 
     def _lean_toward_winning_models(self, pilot: list[Observation]) -> None:
         """Each pilot model's lean grows (or shrinks) by how its equal-compute graph did against the

@@ -43,6 +43,11 @@ class SearchMethod(ABC):
         others ignore them."""
         return None
 
+    def nominees(self) -> list[CandidateGraph]:
+        """Graphs the method vouches for beyond its scores, raced for the crown with the search's
+        most promising ones (none by default)."""
+        return []
+
     def best(self) -> Observation | None:
         return max(self.history, key=lambda o: o.reward, default=None)
 
