@@ -50,11 +50,13 @@ def largest_fitting(
 
 
 def max_votes(problem: SearchProblem, alias: str) -> CandidateGraph | None:
-    """Self-consistency with as many samples as the budget and node limit allow."""
+    """Self-consistency with as many samples as the budget and node limit allow. Never two: a vote
+    of two always returns its first-finished input (a tie or an agreement), so it is one call's
+    answer at twice the price."""
     best = None
     for n in range(1, problem.max_nodes):
         candidate = self_consistency(alias, n)
-        if problem.fits(candidate):
+        if n != 2 and problem.fits(candidate):
             best = candidate
     if best is None and problem.fits(single(alias)):
         best = single(alias)
