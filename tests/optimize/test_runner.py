@@ -27,7 +27,7 @@ def write_task(path: Path, count: int = 40) -> Path:
     return path
 
 
-def space_text(tmp_path: Path, api_base: str, extra: str = "", optimizer: str = "") -> str:
+def space_text(tmp_path: Path, api_base: str, extra: str = "", optimizer: str = "", max_nodes: int = 3) -> str:
     data = write_task(tmp_path / "data.jsonl")
     return f"""\
 name: scripted
@@ -36,7 +36,7 @@ models:
   good: {{model: hosted_vllm/good, api_base: "{api_base}", params_b: 1.0}}
   bad: {{model: hosted_vllm/bad, api_base: "{api_base}", params_b: 1.0}}
 {extra}roles: [assistant, fuser, vote]
-max_nodes: 3
+max_nodes: {max_nodes}
 budget: {{compute: 3.5}}
 defaults: {{max_tokens: 64}}
 optimizer: {{method: agent-reinforce, iterations: 3, samples: 2, minibatch: 4, seed: 0{optimizer}}}
@@ -51,7 +51,8 @@ def optimization(text: str, store: Store, **kwargs: object) -> Optimization:
 
 async def test_finds_the_model_that_answers_right(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
     scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
-    result = await optimization(space_text(tmp_path, scripted.api_base), store).run()
+    # four nodes: three calls and their vote fit the budget (a vote over two would be a copy, no baseline)
+    result = await optimization(space_text(tmp_path, scripted.api_base, max_nodes=4), store).run()
     assert {n.model for n in result.best.candidate.nodes if n.model} == {"good"}
     assert result.best.accuracy == 1.0 and result.best.n == 12
     assert result.baselines["single"].accuracy == 1.0

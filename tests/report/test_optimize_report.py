@@ -23,7 +23,7 @@ models:
   l1: {model: sim/llama-1b, params_b: 1.0}
   l8: {model: sim/llama-8b, params_b: 8.0}
 roles: [assistant, fuser, vote]
-max_nodes: 3
+max_nodes: 4  # room for the pilot: three calls and their vote
 budget: {compute: 10}
 optimizer: {method: agent-reinforce, iterations: 3, samples: 2, minibatch: 4, seed: 0}
 """
