@@ -195,6 +195,13 @@ async def benchmark_space(
             for level in sorted({*levels, default_level}):
                 record = await run_once(text, method, seed, level, score_test=level == default_level, workdir=workdir)
                 report["runs"].append(asdict(record))
+                share = record.crowned_accuracy / ref.accuracy
+                print(
+                    f"  {path.stem} {method} seed {seed} iterations {level}: crowned {record.crowned_accuracy:.3f} "
+                    f"({share:.1%}), {record.spend_calls} calls, {record.seconds:.0f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 curve.setdefault(seed, []).append(record)
                 if level == default_level:
                     default.append(record)

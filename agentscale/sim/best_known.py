@@ -9,7 +9,7 @@ on the *exact* expected test accuracy can find (no noise, unlike an optimizer's 
 2. hill climbing: from the best distinct graphs so far, steepest ascent over every neighbour (change
    a node's model or role, add or drop an edge, add a source node feeding any node, drop a node),
    then, from a random perturbation of the incumbent, again (iterated local search), until the
-   evaluation budget is spent.
+   evaluation budget is spent (or a small space has no graph left to score: `EXHAUSTED_AFTER`).
 
 Every distinct graph scored counts as one truth evaluation; the result records how many, with the
 seed and the time taken, so the reference is reproducible. Graphs too entangled for exact elimination
@@ -46,6 +46,7 @@ SAMPLES_SHARE = 0.2  # of the evaluation budget spent on sampling before hill cl
 RESTART_POOL = 8  # hill climbs start from the best distinct graphs found by sampling
 SCREEN_DRAWS_PER_ITEM = 120  # Monte-Carlo draws per item while searching, where elimination is too large
 CONFIRMED = 40  # the best graphs of the search, re-scored with the engine's full precision
+EXHAUSTED_AFTER = 200  # restarts in a row without a new graph: the search stops short of its budget
 SCREEN_MAX_CELLS = 500_000  # larger joint tables are cheaper to sample than to eliminate while searching
 
 
@@ -136,12 +137,17 @@ def search_best_known(
     for candidate in _canonical_shapes(problem):
         score(candidate)
     distribution = GraphDistribution(problem)
-    while len(score.scores) < SAMPLES_SHARE * evaluations:
+    draws = 0
+    while len(score.scores) < SAMPLES_SHARE * evaluations and draws < 20 * evaluations:
         score(distribution.sample(rng))
+        draws += 1
     ranked = sorted(score.scores, key=score.scores.__getitem__, reverse=True)
     starts = [score.candidates[key] for key in ranked[:RESTART_POOL]]
-    while not score.spent:
+    barren = 0  # restarts in a row that scored no new graph: the reachable space is exhausted
+    while not score.spent and barren < EXHAUSTED_AFTER:
+        before = len(score.scores)
         _climb(starts.pop(0) if starts else _perturb(_best(score), problem, rng), problem, score, rng)
+        barren = barren + 1 if len(score.scores) == before else 0
         if on_progress is not None:
             on_progress(len(score.scores), score.scores[_best(score).canonical_key])
     accuracy, stderr, best = _confirm(score, oracle, problem)

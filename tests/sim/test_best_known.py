@@ -1,0 +1,47 @@
+"""The best-known search finds a small space's exhaustive optimum, and its file round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.graphs._yaml import load_located
+from agentscale.optimize.space import space_from_data
+from agentscale.sim.best_known import read_best_known, search_best_known, write_best_known
+from agentscale.sim.optimum import search_optimum
+
+SPACE = """\
+name: small
+task: {name: "sim:math", train: 10, test: 60, seed: 0}
+models:
+  l1: {model: sim/llama-1b, params_b: 1.0}
+  l3: {model: sim/llama-3b, params_b: 3.0}
+roles: [assistant, critic, fuser, vote]
+max_nodes: 4
+budget: {compute: 8}
+"""
+
+
+def test_the_search_reaches_the_exhaustive_optimum_and_stops_when_nothing_is_left(tmp_path: Path) -> None:
+    space = space_from_data(load_located(SPACE, "small.yaml"), "small.yaml")
+    optimum = search_optimum(space)
+    found = search_best_known(space, evaluations=10_000, seed=1)
+    assert found.evaluations <= optimum.candidates < 10_000 and found.stderr == 0.0
+    assert found.accuracy == pytest.approx(optimum.accuracy, abs=1e-9)
+    assert [a for _, a in found.trace] == sorted(a for _, a in found.trace)  # improvements only
+    path = tmp_path / "small.best-known.yaml"
+    write_best_known(found, path)
+    accuracy, candidate = read_best_known(path)
+    assert accuracy == found.accuracy and candidate == found.candidate
+    assert "SIMULATED" in path.read_text().splitlines()[0]
+
+
+def test_the_cli_stores_the_result_beside_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "small.yaml").write_text(SPACE)
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["simulated"] is True and report["search"]["truth_evaluations"] == 100
+    assert Path(report["path"]) == tmp_path / "small.best-known.yaml" and Path(report["path"]).exists()
