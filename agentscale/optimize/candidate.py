@@ -13,16 +13,22 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from agentscale.graphs.discussion import CEO_MAX_TOKENS
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, GraphSpec, ModelSpec, NodeSpec, Sampling
+from agentscale.graphs.spec import (
+    MODEL_FREE_ROLES,
+    ROLES_NEEDING_INPUTS,
+    Coordinator,
+    GraphSpec,
+    ModelSpec,
+    NodeSpec,
+    Sampling,
+)
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
-
-MODEL_FREE = "vote"
 
 
 @dataclass(frozen=True)
 class NodeChoice:
-    """One node: its role and, unless it is a vote, the alias of its model."""
+    """One node: its role and, unless the role needs no model (vote, tester), the alias of its model."""
 
     role: str
     model: str | None
@@ -73,10 +79,10 @@ class CandidateGraph:
             preds = self.predecessors[index]
             if node.role in ROLES_NEEDING_INPUTS and not preds:
                 found.append(f"node {index} ({node.role}) has no predecessors")
-            if node.role == MODEL_FREE and len(preds) == 1:
-                found.append(f"node {index} is a vote over one input (a copy, not a vote)")
-            if (node.role == MODEL_FREE) != (node.model is None):
-                found.append(f"node {index}: only vote nodes go without a model")
+            if node.role in MODEL_FREE_ROLES and len(preds) == 1:
+                found.append(f"node {index} is a {node.role} over one input (a copy, not a choice)")
+            if (node.role in MODEL_FREE_ROLES) != (node.model is None):
+                found.append(f"node {index}: only {' and '.join(MODEL_FREE_ROLES)} nodes go without a model")
         reaches = {self.output}
         for index in range(self.size - 1, -1, -1):
             if any(j in reaches for i, j in self.edges if i == index):

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import MODEL_FREE, CandidateGraph, CeoChoice, NodeChoice
+from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -101,7 +101,7 @@ class GraphDistribution:
             role = problem.roles[int(rng.choice(len(problem.roles), p=self.role_probs(slot)))]
             model = (
                 None
-                if role == "vote"
+                if role in MODEL_FREE_ROLES
                 else problem.aliases[int(rng.choice(len(problem.aliases), p=self.model_probs(slot)))]
             )
             nodes.append(NodeChoice(role, model))
@@ -200,9 +200,9 @@ def ceo_name(ceo: CeoChoice | None) -> str:
 
 def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]], ceo: CeoChoice | None = None) -> CandidateGraph:
     """Make a drawn graph structurally valid: inputs where needed, every node reaching the output,
-    and no vote over a single input (that is a copy of the input, not a vote: it is dropped)."""
+    and no vote or tester over a single input (that is a copy of the input, not a choice: it is dropped)."""
     nodes, fixed = _connect(nodes, set(edges))
-    while (copy := _one_input_vote(nodes, fixed)) is not None:
+    while (copy := _one_input_chooser(nodes, fixed)) is not None:
         nodes, fixed = _connect(*_bypass(nodes, fixed, copy))
     return CandidateGraph(nodes, frozenset(fixed), ceo)
 
@@ -227,9 +227,9 @@ def _connect(
     return nodes, edges
 
 
-def _one_input_vote(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
+def _one_input_chooser(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
     for index, node in enumerate(nodes):
-        if node.role == MODEL_FREE and sum(1 for _, j in edges if j == index) == 1:
+        if node.role in MODEL_FREE_ROLES and sum(1 for _, j in edges if j == index) == 1:
             return index
     return None
 

@@ -18,6 +18,7 @@ from collections import defaultdict
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentscale.graphs.spec import MODEL_FREE_ROLES
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, ceo_name, repair
 from agentscale.optimize.objective import Observation
@@ -118,7 +119,7 @@ def apply_agent_update(
             distribution.ceo_logits[index] = (1 - mix) * distribution.ceo_logits[index] + mix * to_logit(p)
     proposed = None
     if update.graph is not None:
-        nodes = tuple(NodeChoice(n.role, None if n.role == "vote" else n.model) for n in update.graph.nodes)
+        nodes = tuple(NodeChoice(n.role, None if n.role in MODEL_FREE_ROLES else n.model) for n in update.graph.nodes)
         edges = {(i, j) for i, j in update.graph.edges if 0 <= i < j < len(nodes)}
         ceo_index = choices.get(update.graph.coordinator)
         candidate = repair(nodes, edges, None if ceo_index is None else problem.ceo_options[ceo_index])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agentscale.graphs.spec import MODEL_FREE_ROLES
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.problem import SearchProblem
 
@@ -26,7 +27,7 @@ def self_consistency(alias: str, n: int) -> CandidateGraph:
 
 def wide(alias: str, width: int, aggregator: str) -> CandidateGraph:
     """`width` parallel answers merged by one `aggregator` node (fuser, critic or vote)."""
-    model = None if aggregator == "vote" else alias
+    model = None if aggregator in MODEL_FREE_ROLES else alias
     nodes = (*(NodeChoice("assistant", alias) for _ in range(width)), NodeChoice(aggregator, model))
     return CandidateGraph(nodes, frozenset((i, width) for i in range(width)))
 

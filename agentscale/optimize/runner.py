@@ -168,6 +168,11 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
     if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
         options["size"] = max(total, 200)
     task = load_task(spec, scorer=ref.scorer, **options)
+    if "tester" in space.roles and task.answer_format != "code":
+        raise AgentScaleError(
+            f"roles: 'tester' runs candidate programs on the examples in a question, but task {spec!r} answers "
+            f"in {task.answer_format!r}, not code: drop 'tester' from roles"
+        )
     if task.size < total:
         raise AgentScaleError(f"task {spec!r} has {task.size} items; the space asks for {total} (train+dev+test)")
     split = task.split(ref.seed, train=ref.train, dev=ref.dev, test=ref.test)

@@ -27,7 +27,7 @@ from agentscale.graphs.spec import (
 from agentscale.graphs.validate import validate_fields
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
-RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote"]
+RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote", "tester"]
 DEFAULT_ROLES: tuple[RoleName, ...] = ("assistant", "fuser", "vote")
 
 

@@ -32,8 +32,8 @@ import numpy as np
 import yaml
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import MODEL_FREE, CandidateGraph, NodeChoice
+from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, remove_node, repair
 from agentscale.optimize.pilot import chain, largest_fitting, self_consistency, single, wide
 from agentscale.optimize.problem import SearchProblem
@@ -241,7 +241,9 @@ def _neighbours(
 def _moves(candidate: CandidateGraph, problem: SearchProblem) -> Iterator[CandidateGraph]:
     nodes, edges, ceo = candidate.nodes, set(candidate.edges), candidate.ceo
     labels = [
-        NodeChoice(role, None if role == MODEL_FREE else alias) for role in problem.roles for alias in problem.aliases
+        NodeChoice(role, None if role in MODEL_FREE_ROLES else alias)
+        for role in problem.roles
+        for alias in problem.aliases
     ]
     labels = list(dict.fromkeys(labels))
     for index, node in enumerate(nodes):  # relabel a node

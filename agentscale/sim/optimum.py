@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.graphs.io import dump_graph_spec
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS
+from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.models.cost import compute_unit, model_flops
-from agentscale.optimize.candidate import MODEL_FREE, CandidateGraph, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.truth import SimGraphError
@@ -78,8 +78,8 @@ def _labels(space: SpaceSpec) -> tuple[list[NodeChoice], list[NodeChoice]]:
     aliases = sorted(space.models)
     with_inputs: list[NodeChoice] = []
     for role in space.roles:
-        if role == MODEL_FREE:
-            with_inputs.append(NodeChoice(MODEL_FREE, None))
+        if role in MODEL_FREE_ROLES:
+            with_inputs.append(NodeChoice(role, None))
         else:
             with_inputs.extend(NodeChoice(role, alias) for alias in aliases)
     sources = [label for label in with_inputs if label.role not in ROLES_NEEDING_INPUTS]
@@ -90,7 +90,7 @@ def _choices(inputs: int, sources: list[NodeChoice], with_inputs: list[NodeChoic
     """Labels a node with this many inputs may take: no vote over one input (a copy, not a vote)."""
     if inputs == 0:
         return sources
-    return with_inputs if inputs > 1 else [label for label in with_inputs if label.role != MODEL_FREE]
+    return with_inputs if inputs > 1 else [label for label in with_inputs if label.role not in MODEL_FREE_ROLES]
 
 
 def enumerate_candidates(space: SpaceSpec, oracle: SimOracle | None = None) -> Iterator[CandidateGraph]:

@@ -121,7 +121,7 @@ class AgentReinforce(SearchMethod):
     def _probes(self) -> list[CandidateGraph]:
         alias = self._best_model()
         roles = self.problem.roles
-        aggregator = next((r for r in ("fuser", "vote", "critic") if r in roles), "assistant")
+        aggregator = next((r for r in ("tester", "fuser", "vote", "critic") if r in roles), "assistant")
         refiner = next((r for r in ("critic", "assistant") if r in roles), "assistant")
         probes = []
         for candidate in (

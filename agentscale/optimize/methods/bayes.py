@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.spec import MODEL_FREE_ROLES
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, repair
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
@@ -48,7 +49,7 @@ class BayesSearch(SearchMethod):
                 role = trial.suggest_categorical(f"role{slot}", list(problem.roles))
                 model = trial.suggest_categorical(f"model{slot}", list(problem.aliases))
                 if slot < size:
-                    nodes.append(NodeChoice(role, None if role == "vote" else model))
+                    nodes.append(NodeChoice(role, None if role in MODEL_FREE_ROLES else model))
             edges = {
                 (i, j)
                 for j in range(problem.max_nodes)
