@@ -57,7 +57,7 @@ def _check(file: Path) -> str:
         return f"search space {space.name!r}, {len(space.models)} models, up to {space.max_nodes} nodes"
     spec = spec_from_data(located, str(file))
     _raise_if(route_issues(spec, located), file)
-    return f"graph {spec.name!r}, {len(spec.nodes)} nodes"
+    return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
 
 
 def _raise_if(issues: list[SpecIssue], file: Path) -> None:

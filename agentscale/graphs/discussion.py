@@ -47,6 +47,7 @@ from agentscale.agents.coordinator import (
 from agentscale.agents.roles import Candidate, answer_without_model, majority_vote
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs._execute import (
+    TRACED_FIELDS,
     GraphRuntime,
     RunOptions,
     SampleSlots,
@@ -65,6 +66,7 @@ from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+from agentscale.tracing.hooks import span
 
 CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
 EVALUATOR_MAX_TOKENS = 256
@@ -429,8 +431,12 @@ class Discussion:
                 slot.id, node.role, model=node.model, status="skipped", error="no usable answers from inputs"
             )
         elif not role.calls_model:
-            answer, report = await answer_without_model(role, self.question, candidates, fmt)
-            trace = NodeTrace(slot.id, node.role, answer=answer, completion=report)
+            with span("node", slot.id, self._span_attributes(slot.id, node.role, None)) as traced:
+                started = time.perf_counter()
+                answer, report = await answer_without_model(role, self.question, candidates, fmt)
+                trace = NodeTrace(slot.id, node.role, answer=answer, completion=report)
+                trace.latency_s = time.perf_counter() - started
+                traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
         else:
             defaults = runtime.spec.defaults
             model = runtime.models[node.id]
@@ -473,8 +479,33 @@ class Discussion:
         model_alias: str | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> NodeTrace:
-        """One gateway call under the run's ledger; a refusal by the budget ends the discussion."""
+        """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
+        alike); a refusal by the budget ends the discussion."""
         trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
+        with span("node", trace_id, self._span_attributes(trace_id, role, trace.model)) as traced:
+            await self._settled_call(trace, model, messages, temperature, max_tokens, top_p, json_schema)
+            traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
+        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
+            self._finish_trace(trace)
+            self.traces.append(trace)
+            if trace.status != "skipped":
+                self._critical_path += trace.latency_s
+        return trace
+
+    def _span_attributes(self, trace_id: str, role: str, model: str | None) -> dict[str, Any]:
+        return {"node": trace_id, "role": role, "model": model, "run_id": self.options.run_id}
+
+    async def _settled_call(
+        self,
+        trace: NodeTrace,
+        model: ResolvedModel,
+        messages: list[dict[str, str]],
+        temperature: float,
+        max_tokens: int,
+        top_p: float | None,
+        json_schema: dict[str, Any] | None,
+    ) -> None:
+        """Reserve the call's projected spend, call, settle; the outcome lands in `trace`."""
         request = CallRequest(
             model=model,
             messages=messages,
@@ -490,24 +521,16 @@ class Discussion:
         except BudgetExceeded as exc:
             trace.status, trace.error = "skipped", str(exc)
             self.stopped_reason = self.stopped_reason or str(exc)
-            if role in ("ceo", "evaluator"):
-                self._finish_trace(trace)
-                self.traces.append(trace)
-            return trace
+            return
         try:
             result = await self.runtime.gateway.complete(
-                request, node=trace_id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
+                request, node=trace.node_id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
             )
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
         else:
             settle_call(self.ledger, reservation, model, result, trace)
-        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
-            self._finish_trace(trace)
-            self.traces.append(trace)
-            self._critical_path += trace.latency_s
-        return trace
 
     def _needs_inputs(self, node: NodeSpec) -> bool:
         custom = self.runtime.spec.roles.get(node.role)

@@ -3,8 +3,6 @@ failures and budgets."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agentscale import Graph
@@ -36,13 +34,11 @@ def test_width_8_runs_concurrently(make_graph, scripted: ScriptedServer) -> None
     graph: Graph = make_graph(WIDTH_8)
     graph.run("What is 1 + 1?")  # warm litellm's import and client
     scripted.reset()
-    started = time.perf_counter()
     result = graph.run("What is 2 + 3?")
-    elapsed = time.perf_counter() - started
     assert result.answer == "5"
-    assert scripted.peak_concurrency == 8
-    assert elapsed < 0.6, f"8 parallel 200 ms calls took {elapsed:.2f}s"
-    assert result.usage.critical_path_s < 0.5 < sum(t.latency_s for t in result.trace)
+    assert scripted.peak_concurrency == 8  # all eight requests were in flight at once
+    # the critical path is one call's latency, not their sum (no wall-clock bound: CI machines are loaded)
+    assert result.usage.critical_path_s < sum(t.latency_s for t in result.trace) / 4
 
 
 def test_node_starts_as_soon_as_its_own_predecessors_finish(make_graph, scripted: ScriptedServer) -> None:

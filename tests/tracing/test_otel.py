@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentscale import Gateway, Graph
 from agentscale.cli.app import main
-from agentscale.testing import ScriptedServer
+from agentscale.testing import Rule, ScriptedServer
 from agentscale.tracing import hooks, otel
 
 SECRET = "sk-test-0123456789abcdef-never-in-a-span"
@@ -179,3 +179,39 @@ def test_trace_option_refuses_unknown_exporters(tmp_path: Path, capsys, monkeypa
     assert main(["run", str(graph), "-q", "hi", "--trace", "zipkin"]) == 1
     err = capsys.readouterr().err
     assert "unknown trace exporter 'zipkin'" in err and "otlp" in err and "Traceback" not in err
+
+
+CEO_GRAPH = """\
+name: led
+models:
+  m: {{model: hosted_vllm/scripted, api_base: "{api_base}"}}
+  boss: {{model: hosted_vllm/ceo, api_base: "{api_base}"}}
+nodes:
+  - {{id: s1, role: assistant, model: m}}
+  - {{id: s2, role: assistant, model: m}}
+  - {{id: out, role: vote}}
+edges:
+  - s1, s2 -> out
+answer_format: number
+coordinator: {{model: boss, max_rounds: 2}}
+"""
+
+
+async def test_a_ceo_led_discussion_gives_a_node_span_per_worker_and_ceo_call(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    decision = {"decision": "stop", "agents": 2, "direction": "", "max_tokens": 64}
+    scripted.add_rule(Rule(model="ceo", replies=[json.dumps(decision)]))
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel.install(provider, capture_content=False)
+    result = await Graph.from_yaml(CEO_GRAPH.format(api_base=scripted.api_base), gateway=gateway).arun("What is 2 + 3?")
+    hooks.set_observer(None)
+    spans = exporter.get_finished_spans()
+    item = by_name(spans)["agentscale.item 0"]
+    nodes = {s.attributes["gen_ai.agent.name"]: s for s in spans if s.name.startswith("invoke_agent ")}  # type: ignore[index]
+    assert set(nodes) == {t.node_id for t in result.trace} == {"r1.ceo", "r1.s1", "r1.s2", "r1.out", "r2.ceo"}
+    assert all(s.parent is not None and s.parent.span_id == item.context.span_id for s in nodes.values())
+    by_node = {t.node_id: t for t in result.trace}
+    for node_id in ("r1.ceo", "r2.ceo", "r1.s1"):
+        assert nodes[node_id].attributes["agentscale.completion_tokens"] == by_node[node_id].completion_tokens > 0  # type: ignore[index]
+    calls = [s for s in spans if s.name.startswith("chat ")]
+    assert len(calls) == 4 and all(c.parent is not None and c.parent.span_id != item.context.span_id for c in calls)
