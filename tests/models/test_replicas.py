@@ -75,13 +75,10 @@ async def test_concurrent_calls_go_to_the_least_busy_endpoint_within_its_limit(
     for server in pair:
         server.latency_s = 0.2
     graph = _graph(pair, fast_gateway, width=8, extra=", max_concurrency: 2")
-    started = time.perf_counter()
     result = await graph.arun("What is 2 + 2")
-    elapsed = time.perf_counter() - started
     assert result.answer == "4"
     assert (_calls(pair[0]), _calls(pair[1])) == (4, 4)
-    assert [s.peak_concurrency for s in pair] == [2, 2]  # the limit holds per endpoint of the set
-    assert elapsed < 4 * 0.2 + 0.6  # two waves of 2+2 would take 0.4 s; serialised 1.6 s
+    assert [s.peak_concurrency for s in pair] == [2, 2]  # both endpoints busy at once, each within its limit
 
 
 async def test_a_stopped_endpoint_fails_over_and_spend_stays_exact(

@@ -81,7 +81,7 @@ def test_a_tester_on_a_task_without_code_is_refused(tmp_path: Path, capsys: pyte
     data.write_text("".join(json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(30)))
     text = space_text(str(data), "http://127.0.0.1:9/v1").replace("scorer: code", "scorer: numeric")
     space = space_from_data(load_located(text, "s.yaml"))
-    with pytest.raises(AgentScaleError, match="'tester' runs candidate programs.*answers in 'number'"):
+    with pytest.raises(AgentScaleError, match=r"'tester' runs candidate programs.*answers in 'number'"):
         Optimization(space, Gateway(Store(tmp_path / "o.db")), space_text=text)
     (tmp_path / "space.yaml").write_text(text)
     assert main(["optimize", str(tmp_path / "space.yaml"), "--db", str(tmp_path / "c.db")]) != 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -30,12 +29,9 @@ def test_humaneval_has_164_problems(humaneval: Task) -> None:
 
 
 def test_all_canonical_solutions_pass_and_wrong_ones_fail(humaneval: Task) -> None:
-    started = time.monotonic()
     canonical = _score_all(humaneval, [item.reference for item in humaneval.items])
-    elapsed = time.monotonic() - started
     failed = [(item.id, s.detail) for item, s in zip(humaneval.items, canonical, strict=True) if not s.correct]
     assert failed == []
-    assert elapsed < 60, f"164 canonical solutions took {elapsed:.1f}s"
 
     # A body that returns None (all problems) or its first argument (a quarter of them): no tests accept
     # either, so a harness that passed everything would be caught here.

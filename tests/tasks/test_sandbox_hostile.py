@@ -175,15 +175,11 @@ def test_hostile_corpus_is_contained(traps: Traps, monkeypatch: pytest.MonkeyPat
     task = Task("hostile", "hostile completions", "code", code_scorer(LIMITS), "code", tuple(items))
     answers = [*corpus.values(), "    return 42\n"]
 
-    started = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
         scores = dict(zip([i.id for i in items], pool.map(task.score, answers, items), strict=True))
-    elapsed = time.monotonic() - started
 
     assert scores.pop("honest").correct, "the eval must go on and score honest code normally"
     assert {name: s.detail for name, s in scores.items() if s.correct} == {}
-    # 19 runs of at most 3 s each on 4 workers, plus start-up: well under a minute.
-    assert elapsed < 40, f"corpus took {elapsed:.1f}s"
 
     time.sleep(4.5)  # give the daemonised writer time to act, had it survived
     assert [str(m) for m in traps.markers if m.exists()] == []
