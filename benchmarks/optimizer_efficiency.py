@@ -163,10 +163,21 @@ def calls_to_target(runs: list[RunRecord], goal: float) -> float:
     return math.inf
 
 
-def summarise(ref: Reference, default: list[RunRecord], curve: dict[int, list[RunRecord]]) -> dict[str, Any]:
-    """Figures of one method on one space (`curve`: seed -> its runs at every level)."""
+def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict[str, Any]:
+    """Figures of one method on one space from its runs (every seed, every level). A seed whose
+    largest level does not reach 95% counts as infinitely many calls in `calls_to_95`, and as that
+    level's spend in `calls_to_95_at_least` (a lower bound on the calls it would need)."""
+    default = [r for r in runs if r.iterations == default_level]
+    curve: dict[int, list[RunRecord]] = {}
+    for run in runs:
+        curve.setdefault(run.seed, []).append(run)
     ratios = [r.crowned_accuracy / ref.accuracy for r in default]
-    reach = [calls_to_target(runs, TARGET * ref.accuracy) for runs in curve.values()]
+    goal = TARGET * ref.accuracy
+    reach = [calls_to_target(seed_runs, goal) for seed_runs in curve.values()]
+    bounds = [
+        v if math.isfinite(v) else float(max(seed_runs, key=lambda r: r.iterations).spend_calls)
+        for v, seed_runs in zip(reach, curve.values(), strict=True)
+    ]
     return {
         "runs": len(default),
         "median_ratio": statistics.median(ratios),
@@ -174,8 +185,10 @@ def summarise(ref: Reference, default: list[RunRecord], curve: dict[int, list[Ru
         "beats_best_single": sum(r.crowned_accuracy >= ref.best_single - 1e-9 for r in default),
         "median_spend_calls": statistics.median(r.spend_calls for r in default),
         "calls_to_95": statistics.median(reach),
+        "calls_to_95_at_least": statistics.median(bounds),
         "reached_95": sum(math.isfinite(v) for v in reach),
-        "seconds": sum(r.seconds for r in default) + sum(r.seconds for runs in curve.values() for r in runs),
+        "seeds": len(curve),
+        "seconds": sum(r.seconds for r in runs),
     }
 
 
@@ -186,11 +199,10 @@ async def benchmark_space(
     space = space_from_data(load_located(text, str(path)), str(path))
     ref = reference(path, space)
     default_level = space.optimizer.iterations
-    report: dict[str, Any] = {"reference": asdict(ref), "methods": {}, "runs": []}
+    report: dict[str, Any] = {"reference": asdict(ref), "default_iterations": default_level, "methods": {}, "runs": []}
     started = time.perf_counter()
     for method in methods:
-        default: list[RunRecord] = []
-        curve: dict[int, list[RunRecord]] = {}
+        records: list[RunRecord] = []
         for seed in range(seeds):
             for level in sorted({*levels, default_level}):
                 record = await run_once(text, method, seed, level, score_test=level == default_level, workdir=workdir)
@@ -202,18 +214,50 @@ async def benchmark_space(
                     file=sys.stderr,
                     flush=True,
                 )
-                curve.setdefault(seed, []).append(record)
-                if level == default_level:
-                    default.append(record)
-        report["methods"][method] = summarise(ref, default, curve)
-    for method, figures in report["methods"].items():
-        for other in ("random", "bayes"):
-            if other in report["methods"] and other != method:
-                theirs = report["methods"][other]["calls_to_95"]
-                mine = figures["calls_to_95"]
-                figures[f"calls_ratio_to_{other}"] = mine / theirs if math.isfinite(theirs) and theirs else None
+                records.append(record)
+        report["methods"][method] = summarise(ref, records, default_level)
+    compare(report["methods"])
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def compare(methods: dict[str, dict[str, Any]]) -> None:
+    """Each method's median calls to 95% as a ratio of random search's and TPE's. When theirs is
+    infinite (most of their seeds never reached 95% within the largest level), the ratio to their
+    lower bound is an upper bound on the true ratio (`calls_ratio_to_X_at_most`)."""
+    for method, figures in methods.items():
+        for other in ("random", "bayes"):
+            if other in methods and other != method:
+                theirs = methods[other]
+                mine = figures["calls_to_95"]
+                exact = math.isfinite(theirs["calls_to_95"])
+                figures[f"calls_ratio_to_{other}"] = mine / theirs["calls_to_95"] if exact else None
+                figures[f"calls_ratio_to_{other}_at_most"] = None if exact else mine / theirs["calls_to_95_at_least"]
+
+
+def combine(files: list[Path]) -> dict[str, Any]:
+    """Reports of the same spaces run as separate processes (e.g. one per method) as one report,
+    its figures computed again from the runs."""
+    spaces: dict[str, Any] = {}
+    seconds = 0.0
+    for file in files:
+        data = json.loads(file.read_text())
+        seconds += data["seconds"]
+        for name, part in data["spaces"].items():
+            merged = spaces.setdefault(name, {"reference": part["reference"], "runs": [], "seconds": 0.0})
+            merged["default_iterations"] = part.get("default_iterations") or next(
+                r["iterations"] for r in part["runs"] if r["reported_advantage"] is not None
+            )
+            merged["runs"] += part["runs"]
+            merged["seconds"] += part["seconds"]
+    for report in spaces.values():
+        ref = Reference(**report["reference"])
+        by_method: dict[str, list[RunRecord]] = {}
+        for run in report["runs"]:
+            by_method.setdefault(run["method"], []).append(RunRecord(**run))
+        report["methods"] = {m: summarise(ref, runs, report["default_iterations"]) for m, runs in by_method.items()}
+        compare(report["methods"])
+    return {"spaces": spaces, "seconds": seconds}
 
 
 def print_space(name: str, report: dict[str, Any]) -> None:
@@ -227,17 +271,23 @@ def print_space(name: str, report: dict[str, Any]) -> None:
         f"{'calls to 95%':>12} {'reached':>7} {'vs random':>9} {'vs TPE':>7}"
     )
     for method, f in report["methods"].items():
-        reach = "inf" if not math.isfinite(f["calls_to_95"]) else f"{f['calls_to_95']:.0f}"
-        versus = [_ratio(f.get(f"calls_ratio_to_{other}")) for other in ("random", "bayes")]
+        reach = f"{f['calls_to_95']:.0f}" if math.isfinite(f["calls_to_95"]) else f">{f['calls_to_95_at_least']:.0f}"
+        versus = [_ratio(f, other) for other in ("random", "bayes")]
         print(
             f"{method:16} {100 * f['median_ratio']:17.1f}% {100 * f['worst_ratio']:5.1f}% "
             f"{f['beats_best_single']:>11}/{f['runs']:<2} {f['median_spend_calls']:>15.0f} {reach:>12} "
-            f"{f['reached_95']:>4}/{f['runs']:<2} {versus[0]:>9} {versus[1]:>7}"
+            f"{f['reached_95']:>4}/{f['seeds']:<2} {versus[0]:>9} {versus[1]:>7}"
         )
 
 
-def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+def _ratio(figures: dict[str, Any], other: str) -> str:
+    """The ratio to another method's calls to 95%, `<x` when theirs is only a lower bound."""
+    exact, at_most = figures.get(f"calls_ratio_to_{other}"), figures.get(f"calls_ratio_to_{other}_at_most")
+    if exact is not None:
+        return f"{exact:.2f}"
+    if at_most is not None and math.isfinite(at_most):
+        return f"<{at_most:.2f}"
+    return "—"
 
 
 async def main() -> None:
@@ -247,7 +297,16 @@ async def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="iterations settings of the curve")
     parser.add_argument("--json", action="store_true", help="print {space: {...}} as JSON on stdout")
+    parser.add_argument(
+        "--combine", nargs="+", type=Path, metavar="JSON", help="print the tables of --json reports run separately"
+    )
     args = parser.parse_args()
+    if args.combine:
+        combined = combine(args.combine)
+        for name, part in combined["spaces"].items():
+            print_space(name, part)
+        print(f"\nprocess time summed over the reports: {combined['seconds'] / 60:.1f} min")
+        return
     names = args.spaces.split(",") if args.spaces else None
     levels = [int(v) for v in args.levels.split(",")]
     started = time.perf_counter()

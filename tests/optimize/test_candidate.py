@@ -27,7 +27,8 @@ def test_validity_rules() -> None:
     assert "cannot reach the output" in CandidateGraph((A, A), frozenset()).problems()[0]
     assert "not forward" in CandidateGraph((A, A), frozenset({(1, 0)})).problems()[0]
     assert any(
-        "only vote and tester nodes" in p for p in CandidateGraph((A, NodeChoice("vote", "small")), frozenset({(0, 1)})).problems()
+        "only vote and tester nodes" in p
+        for p in CandidateGraph((A, NodeChoice("vote", "small")), frozenset({(0, 1)})).problems()
     )
     assert "a vote over one input" in CandidateGraph((A, V, F), frozenset({(0, 1), (1, 2)})).problems()[0]
 
