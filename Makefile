@@ -48,7 +48,8 @@ test: install tasks-data ray local-engine models browser  ## the whole suite, in
 test-fast: install tasks-data ray browser   ## unit tests only (no vLLM)
 	$(BIN)/python -m pytest -q -m "not integration"
 
-demo: install tasks-data local-engine models  ## optimize the quickstart space on the bundled local model
+demo: install tasks-data local-engine models  ## a graph of the 0.5B answers, then the quickstart search (docs/models.md: why this one)
+	$(BIN)/agentscale run graphs/fan-in.yaml -q "What is 17 + 25?"
 	$(BIN)/agentscale optimize graphs/quickstart-space.yaml
 
 bench: install tasks-data ray
