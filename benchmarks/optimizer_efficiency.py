@@ -22,8 +22,10 @@ Per space and method, over seeds:
   median over seeds, and its ratio to random search's and TPE's.
 
 All accuracies are simulated. Run: .venv/bin/python benchmarks/optimizer_efficiency.py [--json]
-(about an hour per large space with the defaults on one core; `--spaces`, `--seeds`, `--levels`
-narrow it).
+(`--spaces`, `--methods`, `--seeds`, `--levels` narrow it). One large space with every method and
+10 seeds took 223 min of run time (75 min wall as three processes) on the loaded 2-core
+development machine (docs/benchmarks.md); run the methods as separate processes with `--json`
+and print them together with `--combine A.json B.json ...`.
 """
 
 from __future__ import annotations
