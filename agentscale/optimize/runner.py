@@ -16,6 +16,7 @@ row propose nothing new (converged). `usage.calls_by_stage` splits the model cal
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -282,7 +283,9 @@ class Optimization:
         try:
             result = await self._run(on_progress)
         except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
+            # Ctrl-C, SIGTERM (its handler exits, which cancels this task) or a caller's cancel: resumable
+            stopped = KeyboardInterrupt | SystemExit | asyncio.CancelledError
+            status = "interrupted" if isinstance(exc, stopped) else "failed"
             self.store.finish_run(self.run_id, status, error=str(exc) or type(exc).__name__)
             raise
         finally:

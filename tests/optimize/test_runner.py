@@ -109,6 +109,29 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
 
 
+def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
+    """`kill PID` (SIGTERM, what a scheduler or `docker stop` sends) is an interruption, not a failure."""
+    server = ScriptedServer(latency_s=0.05).start()
+    try:
+        (tmp_path / "space.yaml").write_text(space_text(tmp_path, server.api_base))
+        env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "o.db")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        store = Store(tmp_path / "o.db")
+        deadline = time.time() + 90
+        while time.time() < deadline and not (store.list_runs() and store.trials(store.list_runs()[0].id)):
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 128 + signal.SIGTERM
+        assert store.list_runs()[0].status == "interrupted"
+    finally:
+        server.stop()
+
+
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
     server = ScriptedServer(latency_s=0.05).start()
     try:
