@@ -237,6 +237,7 @@ class Evaluation:
                 self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
             )
         todo = self.pending()
+        self.store.reopen_run(self.run_id)
         try:
             await evaluate_items(
                 self.graph,

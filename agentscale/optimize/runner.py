@@ -280,6 +280,7 @@ class Optimization:
 
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
+        self.store.reopen_run(self.run_id)
         try:
             result = await self._run(on_progress)
         except BaseException as exc:

@@ -106,6 +106,16 @@ class Store:
             session.add(run)
             session.commit()
 
+    def reopen_run(self, run_id: str) -> None:
+        """A resumed run is running again (it may have been stopped, interrupted or failed)."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            run.status, run.finished, run.error = "running", None, None
+            session.add(run)
+            session.commit()
+
     def get_run(self, run_id: str) -> Run:
         with self.session() as session:
             run = session.get(Run, run_id)

@@ -3,6 +3,7 @@ respects the spend cap, survives kill -9, and survives a misbehaving feedback ag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -109,8 +110,9 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
 
 
-def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
-    """`kill PID` (SIGTERM, what a scheduler or `docker stop` sends) is an interruption, not a failure."""
+def test_sigterm_marks_the_run_interrupted_and_a_resume_runs_again(tmp_path: Path) -> None:
+    """`kill PID` (SIGTERM, what a scheduler or `docker stop` sends) is an interruption, not a failure;
+    the resumed run shows as running until it is done."""
     server = ScriptedServer(latency_s=0.05).start()
     try:
         (tmp_path / "space.yaml").write_text(space_text(tmp_path, server.api_base))
@@ -127,7 +129,17 @@ def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 128 + signal.SIGTERM
-        assert store.list_runs()[0].status == "interrupted"
+        run_id = store.list_runs()[0].id
+        assert store.get_run(run_id).status == "interrupted"
+
+        async def resume() -> None:
+            running = asyncio.create_task(Optimization.resume(run_id, Gateway(store, GatewaySettings())).run())
+            await asyncio.sleep(0.2)
+            assert store.get_run(run_id).status == "running"
+            await running
+
+        asyncio.run(resume())
+        assert store.get_run(run_id).status == "done"
     finally:
         server.stop()
 
