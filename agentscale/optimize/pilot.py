@@ -17,11 +17,13 @@ def single(alias: str) -> CandidateGraph:
     return CandidateGraph((NodeChoice("assistant", alias),), frozenset())
 
 
-def self_consistency(alias: str, n: int) -> CandidateGraph:
-    """n independent answers and a majority vote (one call when n is 1)."""
+def self_consistency(alias: str, n: int, chooser: str = "vote") -> CandidateGraph:
+    """n independent answers and one model-free `chooser` (one call when n is 1): a majority vote, or
+    for code the tester, which runs each on the question's examples (a vote of sampled programs
+    returns its first input: they almost never agree character for character, docs/real-models.md)."""
     if n <= 1:
         return single(alias)
-    nodes = (*(NodeChoice("assistant", alias) for _ in range(n)), NodeChoice("vote", None))
+    nodes = (*(NodeChoice("assistant", alias) for _ in range(n)), NodeChoice(chooser, None))
     return CandidateGraph(nodes, frozenset((i, n) for i in range(n)))
 
 
@@ -50,14 +52,14 @@ def largest_fitting(
     return best
 
 
-def max_votes(problem: SearchProblem, alias: str) -> CandidateGraph | None:
-    """Self-consistency with as many samples as the budget and node limit allow. Never two: a vote
-    of two always returns its first-finished input (a tie or an agreement), so it is one call's
-    answer at twice the price."""
+def max_samples(problem: SearchProblem, alias: str, chooser: str = "vote") -> CandidateGraph | None:
+    """Self-consistency with as many samples as the budget and node limit allow. Never a vote of two:
+    it always returns its first-finished input (a tie or an agreement), so it is one call's answer at
+    twice the price (a tester of two does choose: it runs both)."""
     best = None
     for n in range(1, problem.max_nodes):
-        candidate = self_consistency(alias, n)
-        if n != 2 and problem.fits(candidate):
+        candidate = self_consistency(alias, n, chooser)
+        if (n != 2 or chooser != "vote") and problem.fits(candidate):
             best = candidate
     if best is None and problem.fits(single(alias)):
         best = single(alias)

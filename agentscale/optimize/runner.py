@@ -38,7 +38,7 @@ from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, pareto_front, pooled
 from agentscale.optimize.paired import PairedDifference, paired_difference
-from agentscale.optimize.pilot import max_votes, single
+from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data
@@ -478,7 +478,7 @@ class Optimization:
         if top is not None:
             alias = _alias(top.candidate)
             baselines["single"] = single_scores[alias]
-            votes = max_votes(self.problem, alias)
+            votes = max_samples(self.problem, alias)
             if votes is not None and votes.size > 1:
                 baselines["vote"] = await self._score(f"majority vote of {votes.size - 1} x {alias}", votes)
         advantage = None

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from agentscale.graphs.spec import ModelSpec
 from agentscale.optimize.candidate import resolve_models
-from agentscale.optimize.pilot import max_votes, self_consistency, single
+from agentscale.optimize.pilot import max_samples, self_consistency, single
 from agentscale.optimize.problem import SearchProblem
 
 MODELS = resolve_models({"m": ModelSpec(model="sim/llama-8b", params_b=8.0)})
 
 
 def problem(budget: float) -> SearchProblem:
-    return SearchProblem(MODELS, ("assistant", "vote"), 8, budget, 202.0, 275.0)
+    return SearchProblem(MODELS, ("assistant", "vote", "tester"), 8, budget, 202.0, 275.0)
 
 
 def test_a_vote_of_two_is_never_the_budget_s_self_consistency() -> None:
     one = problem(8.0).compute(single("m"))
-    assert max_votes(problem(2.5 * one), "m") == single("m")  # two calls fit, but a 2-vote is a copy
-    assert max_votes(problem(3.5 * one), "m") == self_consistency("m", 3)
-    assert max_votes(problem(0.5 * one), "m") is None
+    assert max_samples(problem(2.5 * one), "m") == single("m")  # two calls fit, but a 2-vote is a copy
+    assert max_samples(problem(3.5 * one), "m") == self_consistency("m", 3)
+    assert max_samples(problem(0.5 * one), "m") is None
+
+
+def test_a_tester_chooses_between_two_samples() -> None:
+    one = problem(8.0).compute(single("m"))
+    tested = max_samples(problem(2.5 * one), "m", chooser="tester")
+    assert tested == self_consistency("m", 2, "tester")  # it runs both programs: not a copy
+    assert [n.role for n in tested.nodes] == ["assistant", "assistant", "tester"]

@@ -130,6 +130,10 @@ def test_sigterm_marks_the_run_interrupted_and_a_resume_runs_again(tmp_path: Pat
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 128 + signal.SIGTERM
         run_id = store.list_runs()[0].id
+        for _ in range(50):  # a fresh read each time: the dying process's last write may land just after exit
+            if store.get_run(run_id).status != "running":
+                break
+            time.sleep(0.1)
         assert store.get_run(run_id).status == "interrupted"
 
         async def resume() -> None:

@@ -18,6 +18,7 @@ from agentscale.optimize.distribution import GraphDistribution, repair
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import space_from_data
+from agentscale.optimize.trials import candidate_from_json
 from agentscale.testing import Rule, ScriptedServer
 
 A = NodeChoice("assistant", "a")
@@ -89,16 +90,23 @@ def test_a_tester_on_a_task_without_code_is_refused(tmp_path: Path, capsys: pyte
     assert "drop 'tester' from roles" in err and "Traceback" not in err
 
 
-async def test_the_search_finds_the_tester_over_two_half_right_models(
-    tmp_path: Path, scripted: ScriptedServer, store: Store
-) -> None:
-    # a is right on even tasks, b on odd ones: alone or in a vote each is right half the time; a tester
-    # over one answer of each runs both on the stated example and passes on the right one every time
+def half_right(scripted: ScriptedServer) -> None:
+    """a is right on even tasks, b on odd ones: alone or in a vote each is right half the time; a tester
+    over one answer of each runs both on the stated example and passes on the right one every time."""
     scripted.add_rule(Rule(model="a", pattern=EVEN, replies=[RIGHT]))
     scripted.add_rule(Rule(model="a", replies=[WRONG]))
     scripted.add_rule(Rule(model="b", pattern=EVEN, replies=[WRONG]))
     scripted.add_rule(Rule(model="b", replies=[RIGHT]))
-    text = space_text(str(code_task(tmp_path / "t.jsonl")), scripted.api_base)
+
+
+async def test_random_search_finds_the_tester_over_two_half_right_models(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    half_right(scripted)
+    roles = "[assistant, tester]"  # a vote in the space makes the mixed tester rare among random draws
+    text = space_text(str(code_task(tmp_path / "t.jsonl")), scripted.api_base, roles).replace(
+        "agent-reinforce", "random"
+    )
     space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
     result = await Optimization(space, Gateway(store, GatewaySettings(max_retries=0)), space_text=text).run()
     assert result.best is not None
@@ -108,3 +116,17 @@ async def test_the_search_finds_the_tester_over_two_half_right_models(
     assert sum(score.accuracy for score in result.singles.values()) == pytest.approx(
         1.0
     )  # each right where the other is wrong
+
+
+async def test_agent_reinforce_pilots_code_with_the_tester(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """Its pilot's self-consistency chooses with the tester, never a vote of programs (a copy of the first).
+    (On this space it then searches single-model graphs only and misses the mixed tester: issue 15.)"""
+    half_right(scripted)
+    text = space_text(str(code_task(tmp_path / "t.jsonl")), scripted.api_base)
+    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
+    result = await Optimization(space, Gateway(store, GatewaySettings(max_retries=0)), space_text=text).run()
+    pilot = [candidate_from_json(t.candidate_json) for t in store.trials(result.run_id) if t.iteration == 0]
+    assert len(pilot) == 2 and all(c.nodes[-1].role == "tester" and c.size == 3 for c in pilot)
+    assert result.best is not None and result.best.n == 12

@@ -4,7 +4,8 @@
   these before any search); the model distribution leans toward the better models by how far apart
   the data puts them (differences in standard errors, so 60 items lean more than 10 would).
 - Pilot: the best `PILOT_MODELS` models at equal compute (as many samples plus a vote as the budget
-  allows); the winners' lean grows.
+  allows; the tester instead of the vote when the space offers it, i.e. on code); the winners' lean
+  grows.
 - Probes (insights 2-3): a wide graph and a deep chain of the best model; the node-count and edge
   priors lean toward the better shape.
 - Each iteration: the incumbent (best so far by the crowning's shrunk paired estimate) again, on the
@@ -28,7 +29,7 @@ from agentscale.optimize.feedback import InsightRules, agent_prompt, apply_agent
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
 from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.pilot import chain, largest_fitting, max_votes, single, wide
+from agentscale.optimize.pilot import chain, largest_fitting, max_samples, single, wide
 from agentscale.optimize.problem import SearchProblem
 
 PRIOR_STRENGTH = 4.0
@@ -90,7 +91,8 @@ class AgentReinforce(SearchMethod):
     def _pilot(self) -> list[CandidateGraph]:
         """Self-consistency at full budget of the best models alone; without the runner's single
         calls (nothing learned yet), single calls and self-consistency of every model."""
-        votes = partial(max_votes, self.problem)
+        chooser = "tester" if "tester" in self.problem.roles else "vote"  # a vote of programs is a copy
+        votes = partial(max_samples, self.problem, chooser=chooser)
         if self.singles:
             aliases = sorted(self.singles, key=lambda alias: -self.singles[alias].reward)[:PILOT_MODELS]
             shapes: tuple[Callable[[str], CandidateGraph | None], ...] = (votes,)
