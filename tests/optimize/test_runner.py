@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agentscale import Gateway, GatewaySettings, Store
 from agentscale.graphs._yaml import load_located
 from agentscale.optimize.runner import Optimization
@@ -110,42 +112,25 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
 
 
-def test_sigterm_marks_the_run_interrupted_and_a_resume_runs_again(tmp_path: Path) -> None:
-    """`kill PID` (SIGTERM, what a scheduler or `docker stop` sends) is an interruption, not a failure;
-    the resumed run shows as running until it is done."""
-    server = ScriptedServer(latency_s=0.05).start()
-    try:
-        (tmp_path / "space.yaml").write_text(space_text(tmp_path, server.api_base))
-        env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "o.db")}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        store = Store(tmp_path / "o.db")
-        deadline = time.time() + 90
-        while time.time() < deadline and not (store.list_runs() and store.trials(store.list_runs()[0].id)):
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(30) == 128 + signal.SIGTERM
-        run_id = store.list_runs()[0].id
-        for _ in range(50):  # a fresh read each time: the dying process's last write may land just after exit
-            if store.get_run(run_id).status != "running":
-                break
-            time.sleep(0.1)
-        assert store.get_run(run_id).status == "interrupted"
-
-        async def resume() -> None:
-            running = asyncio.create_task(Optimization.resume(run_id, Gateway(store, GatewaySettings())).run())
-            await asyncio.sleep(0.2)
-            assert store.get_run(run_id).status == "running"
-            await running
-
-        asyncio.run(resume())
-        assert store.get_run(run_id).status == "done"
-    finally:
-        server.stop()
+async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A cancelled run (what SIGTERM's handler leads to: its exit cancels the run's task) is an
+    interruption, not a failure; the resumed run shows as running until it is done."""
+    scripted.latency_s = 0.05
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
+    task = asyncio.create_task(run.run())
+    while not store.trials(run.run_id):
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.get_run(run.run_id).status == "interrupted"
+    resumed = asyncio.create_task(Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run())
+    await asyncio.sleep(0.2)
+    assert store.get_run(run.run_id).status == "running"
+    await resumed
+    assert store.get_run(run.run_id).status == "done"
 
 
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
