@@ -40,11 +40,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_scaling import LARGE, SMALL, Arm, aggregate, run_arm
+from real_scaling import LARGE, SMALL, Arm, aggregate, append_jsonl, paired_test, run_arm, start_servers
 
 from agentscale.agents.coordinator import RawDecision, parse_decision, parse_verdict
-from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
-from agentscale.models.vllm_server import ensure_server, stop_all
+from agentscale.evaluate.stats import wilson_interval
+from agentscale.models.vllm_server import stop_all
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall
 from agentscale.tasks import Task, load_task
@@ -240,16 +240,7 @@ def mcnemar_rows(results: dict[str, dict[str, Any]], equal_spend: str | None) ->
         for other in ("dag", equal_spend):
             if other is None or other not in results:
                 continue
-            shared, only_first, only_second = paired_counts(results[name]["items"], results[other]["items"])
-            tests.append(
-                {
-                    "pair": f"{name} vs {other}",
-                    "n": shared,
-                    "only_first": only_first,
-                    "only_second": only_second,
-                    "p": round(mcnemar_exact(only_first, only_second), 4),
-                }
-            )
+            tests.append({"pair": f"{name} vs {other}", **paired_test(results[name]["items"], results[other]["items"])})
     return tests
 
 
@@ -268,11 +259,7 @@ def main() -> None:
     task = load_task(section.task).sample(args.n, 0)
     wanted = set(args.arms.split(",")) if args.arms else None
     started = time.monotonic()
-    starts = {}
-    for route in (SMALL, LARGE):
-        begun = time.monotonic()
-        ensure_server(route, on_status=lambda message: print(f"  {message}", file=sys.stderr))
-        starts[route] = round(time.monotonic() - begun, 1)
+    starts = start_servers([SMALL, LARGE])
     store = Store(args.db)
     results: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -315,9 +302,7 @@ def _log(path: Path | None, row: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
-    if path is not None:  # one line per finished arm: nothing is lost if the run is stopped
-        with open(path, "a") as log:
-            log.write(json.dumps(row) + "\n")
+    append_jsonl(path, row)
 
 
 def _text(summary: dict[str, Any]) -> str:

@@ -34,12 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_scaling import LARGE, SMALL, Arm, run_arm, single
+from real_scaling import LARGE, SMALL, Arm, append_jsonl, run_arm, single, start_servers
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.memory.extract import find_citations
 from agentscale.memory.handbook import Handbook
-from agentscale.models.vllm_server import ensure_server, stop_all
+from agentscale.models.vllm_server import stop_all
 from agentscale.storage.db import Store
 from agentscale.tasks import load_task
 
@@ -158,8 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     check_disjoint(args.n, args.build_n)
     started = time.monotonic()
-    for route in (SMALL, LARGE):
-        ensure_server(route, on_status=lambda message: print(f"  {message}", file=sys.stderr))
+    start_servers([SMALL, LARGE])
     builds = [build("gsm-free", args.build_n, args.db, False), build("gsm-so", args.build_n, args.db, True)]
     for report in builds:
         _log(args.log, {"build": report})
@@ -201,9 +200,7 @@ def main() -> None:
 
 def _log(path: Path | None, entry: dict[str, Any]) -> None:
     print(json.dumps(entry)[:400], file=sys.stderr, flush=True)
-    if path is not None:
-        with open(path, "a") as log:
-            log.write(json.dumps(entry) + "\n")
+    append_jsonl(path, entry)
 
 
 def _text(summary: dict[str, Any]) -> str:

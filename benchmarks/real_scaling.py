@@ -192,6 +192,34 @@ SECTIONS: dict[str, tuple[list[str], Any, list[tuple[str, str]]]] = {
 }
 
 
+def start_servers(routes: list[str]) -> dict[str, float]:
+    """Start (or reuse) each route's server once, as `agentscale serve` would; seconds each took."""
+    starts = {}
+    for route in routes:
+        begun = time.monotonic()
+        ensure_server(route, on_status=lambda message: print(f"  {message}", file=sys.stderr))
+        starts[route] = round(time.monotonic() - begun, 1)
+    return starts
+
+
+def paired_test(first: dict[str, bool], second: dict[str, bool]) -> dict[str, Any]:
+    """Exact McNemar on the items both arms answered: items only the first got right, only the second."""
+    shared, only_first, only_second = paired_counts(first, second)
+    return {
+        "n": shared,
+        "only_first": only_first,
+        "only_second": only_second,
+        "p": round(mcnemar_exact(only_first, only_second), 4),
+    }
+
+
+def append_jsonl(path: Path | None, row: dict[str, Any]) -> None:
+    """One line per finished step, so nothing is lost if a long run is stopped."""
+    if path is not None:
+        with open(path, "a") as log:
+            log.write(json.dumps(row) + "\n")
+
+
 def run_arm(arm: Arm, task: str, n: int, db: Path, workdir: Path) -> dict[str, Any]:
     path = workdir / f"{arm.name}.yaml"
     path.write_text(arm.graph)
@@ -253,11 +281,7 @@ def main() -> None:
         wanted = set(args.arms.split(","))
         arms = [arm for arm in arms if arm.name in wanted]
     started = time.monotonic()
-    starts = {}
-    for route in sorted({route for arm in arms for route in arm.models} | {LARGE}):
-        begun = time.monotonic()
-        ensure_server(route, on_status=lambda message: print(f"  {message}", file=sys.stderr))
-        starts[route] = round(time.monotonic() - begun, 1)
+    starts = start_servers(sorted({route for arm in arms for route in arm.models} | {LARGE}))
     results: list[dict[str, Any]] = []
     reference: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,12 +292,7 @@ def main() -> None:
             for arm in arms:
                 result = run_arm(arm, task, min(n, arm.subset or n), args.db, workdir)
                 results.append(result)
-                if args.log:  # one line per finished arm: nothing is lost if the section is stopped
-                    with open(args.log, "a") as log:
-                        log.write(
-                            json.dumps({**summarize([result], reference)[0], "run_id": result["report"]["run_id"]})
-                            + "\n"
-                        )
+                append_jsonl(args.log, {**summarize([result], reference)[0], "run_id": result["report"]["run_id"]})
                 print(
                     f"{task:16} {arm.name:24} {result['report']['accuracy']:6.1%}  "
                     f"{result['report']['usage']['completion_tokens'] / n:6.0f} tok/item  {result['wall_s']:7.0f}s",
@@ -287,17 +306,8 @@ def main() -> None:
     for task in tasks:
         for first, second in pairs:
             if (task, first) in by_key and (task, second) in by_key:
-                shared, only_first, only_second = paired_counts(by_key[(task, first)], by_key[(task, second)])
-                tests.append(
-                    {
-                        "task": task,
-                        "pair": f"{first} vs {second}",
-                        "n": shared,
-                        "only_first": only_first,
-                        "only_second": only_second,
-                        "p": round(mcnemar_exact(only_first, only_second), 4),
-                    }
-                )
+                test = paired_test(by_key[(task, first)], by_key[(task, second)])
+                tests.append({"task": task, "pair": f"{first} vs {second}", **test})
     summary = {
         "section": args.section,
         "rows": rows,
