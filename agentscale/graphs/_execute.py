@@ -15,8 +15,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agentscale.agents.roles import Candidate, Role, answer_without_model, majority_vote, resolve_roles
 from agentscale.errors import BudgetExceeded, ModelCallError, SpecError, SpecIssue
@@ -30,7 +31,7 @@ from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
-from agentscale.tracing.hooks import span
+from agentscale.tracing.hooks import SpanHandle, span
 
 TRACED_FIELDS = (
     "status",
@@ -44,6 +45,25 @@ TRACED_FIELDS = (
     "latency_s",
 )
 """What a node's span reports when tracing is on (`answer` only with content capture)."""
+
+
+def node_span(node_id: str, role: str, model: str | None, run_id: str | None) -> AbstractContextManager[SpanHandle]:
+    """The tracing span around one node's work, in a DAG or a discussion round (a no-op when off)."""
+    return span("node", node_id, {"node": node_id, "role": role, "model": model, "run_id": run_id})
+
+
+def traced_fields(trace: NodeTrace) -> dict[str, Any]:
+    """What a finished node adds to its span."""
+    return {key: getattr(trace, key) for key in TRACED_FIELDS}
+
+
+async def answer_model_free(
+    trace: NodeTrace, role: Role, question: str, candidates: list[Candidate], fmt: AnswerFormat
+) -> None:
+    """A vote's or tester's answer (and the tester's report) into `trace`, with the time it took."""
+    started = time.perf_counter()
+    trace.answer, trace.completion = await answer_without_model(role, question, candidates, fmt)
+    trace.latency_s = time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -138,10 +158,9 @@ class RunContext:
             await asyncio.gather(*(self.tasks[p] for p in predecessors))
         node = self.runtime.nodes[node_id]
         self._emit(GraphEvent("node_started", node_id, node.role))
-        attributes = {"node": node_id, "role": node.role, "model": node.model, "run_id": self.options.run_id}
-        with span("node", node_id, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
+        with node_span(node_id, node.role, node.model, self.options.run_id) as traced:
             trace = await self._execute(node, predecessors)
-            traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
+            traced.set(traced_fields(trace))
         self._finished += 1
         trace.finish_order = self._finished
         self.traces[node_id] = trace
@@ -165,9 +184,7 @@ class RunContext:
             trace.status, trace.error = "skipped", "no usable answers from predecessors"
             return trace
         if not role.calls_model:
-            started = time.perf_counter()
-            trace.answer, trace.completion = await answer_without_model(role, self.question, candidates, fmt)
-            trace.latency_s = time.perf_counter() - started
+            await answer_model_free(trace, role, self.question, candidates, fmt)
             return trace
 
         model = runtime.models[node.id]

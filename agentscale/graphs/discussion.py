@@ -44,18 +44,20 @@ from agentscale.agents.coordinator import (
     parse_verdict,
     retry_messages,
 )
-from agentscale.agents.roles import Candidate, answer_without_model, majority_vote
+from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs._execute import (
-    TRACED_FIELDS,
     GraphRuntime,
     RunOptions,
     SampleSlots,
+    answer_model_free,
     call_row,
     calls_usage,
     first_set,
+    node_span,
     settle_call,
     spend_of,
+    traced_fields,
     usable_candidates,
 )
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
@@ -66,7 +68,6 @@ from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
-from agentscale.tracing.hooks import span
 
 CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
 EVALUATOR_MAX_TOKENS = 256
@@ -431,12 +432,10 @@ class Discussion:
                 slot.id, node.role, model=node.model, status="skipped", error="no usable answers from inputs"
             )
         elif not role.calls_model:
-            with span("node", slot.id, self._span_attributes(slot.id, node.role, None)) as traced:
-                started = time.perf_counter()
-                answer, report = await answer_without_model(role, self.question, candidates, fmt)
-                trace = NodeTrace(slot.id, node.role, answer=answer, completion=report)
-                trace.latency_s = time.perf_counter() - started
-                traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
+            trace = NodeTrace(slot.id, node.role)
+            with node_span(slot.id, node.role, None, self.options.run_id) as traced:
+                await answer_model_free(trace, role, self.question, candidates, fmt)
+                traced.set(traced_fields(trace))
         else:
             defaults = runtime.spec.defaults
             model = runtime.models[node.id]
@@ -482,18 +481,15 @@ class Discussion:
         """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
         alike); a refusal by the budget ends the discussion."""
         trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
-        with span("node", trace_id, self._span_attributes(trace_id, role, trace.model)) as traced:
+        with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
             await self._settled_call(trace, model, messages, temperature, max_tokens, top_p, json_schema)
-            traced.set({key: getattr(trace, key) for key in TRACED_FIELDS})
+            traced.set(traced_fields(trace))
         if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
             self._finish_trace(trace)
             self.traces.append(trace)
             if trace.status != "skipped":
                 self._critical_path += trace.latency_s
         return trace
-
-    def _span_attributes(self, trace_id: str, role: str, model: str | None) -> dict[str, Any]:
-        return {"node": trace_id, "role": role, "model": model, "run_id": self.options.run_id}
 
     async def _settled_call(
         self,
