@@ -101,8 +101,8 @@ class CandidateGraph:
     def canonical_key(self) -> str:
         """Equal for isomorphic candidates (same labelled DAG under any topological relabelling).
 
-        Brute force over relabellings is exact and cheap for the small graphs searched here
-        (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry. The CEO,
+        The least form over relabellings (`_smallest_form`) is exact and cheap for the small graphs
+        searched here (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry. The CEO,
         when there is one, is part of the key.
         """
         suffix = "" if self.ceo is None else "|" + self.ceo.label()

@@ -94,25 +94,22 @@ class Store:
     def finish_run(
         self, run_id: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None
     ) -> None:
-        with self.session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            run.status = status
-            run.finished = utcnow()
-            if summary is not None:
-                run.summary_json = json.dumps(summary)
-            run.error = error
-            session.add(run)
-            session.commit()
+        fields: dict[str, Any] = {"status": status, "finished": utcnow(), "error": error}
+        if summary is not None:
+            fields["summary_json"] = json.dumps(summary)
+        self._update_run(run_id, fields)
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again (it may have been stopped, interrupted or failed)."""
+        self._update_run(run_id, {"status": "running", "finished": None, "error": None})
+
+    def _update_run(self, run_id: str, fields: dict[str, Any]) -> None:
         with self.session() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            run.status, run.finished, run.error = "running", None, None
+            for name, value in fields.items():
+                setattr(run, name, value)
             session.add(run)
             session.commit()
 
