@@ -26,6 +26,11 @@ from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
 
 
+def copies_its_input(role: str, inputs: int) -> bool:
+    """A vote or tester over one input passes it on unchanged: a copy, not a choice (never searched)."""
+    return role in MODEL_FREE_ROLES and inputs == 1
+
+
 @dataclass(frozen=True)
 class NodeChoice:
     """One node: its role and, unless the role needs no model (vote, tester), the alias of its model."""
@@ -79,7 +84,7 @@ class CandidateGraph:
             preds = self.predecessors[index]
             if node.role in ROLES_NEEDING_INPUTS and not preds:
                 found.append(f"node {index} ({node.role}) has no predecessors")
-            if node.role in MODEL_FREE_ROLES and len(preds) == 1:
+            if copies_its_input(node.role, len(preds)):
                 found.append(f"node {index} is a {node.role} over one input (a copy, not a choice)")
             if (node.role in MODEL_FREE_ROLES) != (node.model is None):
                 found.append(f"node {index}: only {' and '.join(MODEL_FREE_ROLES)} nodes go without a model")

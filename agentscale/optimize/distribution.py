@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, copies_its_input
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -229,7 +229,7 @@ def _connect(
 
 def _one_input_chooser(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
     for index, node in enumerate(nodes):
-        if node.role in MODEL_FREE_ROLES and sum(1 for _, j in edges if j == index) == 1:
+        if copies_its_input(node.role, sum(1 for _, j in edges if j == index)):
             return index
     return None
 

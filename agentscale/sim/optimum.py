@@ -27,7 +27,7 @@ from typing import Any
 from agentscale.graphs.io import dump_graph_spec
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.models.cost import compute_unit, model_flops
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice, copies_its_input
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.truth import SimGraphError
@@ -87,10 +87,10 @@ def _labels(space: SpaceSpec) -> tuple[list[NodeChoice], list[NodeChoice]]:
 
 
 def _choices(inputs: int, sources: list[NodeChoice], with_inputs: list[NodeChoice]) -> list[NodeChoice]:
-    """Labels a node with this many inputs may take: no vote over one input (a copy, not a vote)."""
+    """Labels a node with this many inputs may take: no vote or tester over one input (a copy)."""
     if inputs == 0:
         return sources
-    return with_inputs if inputs > 1 else [label for label in with_inputs if label.role not in MODEL_FREE_ROLES]
+    return with_inputs if inputs > 1 else [label for label in with_inputs if not copies_its_input(label.role, 1)]
 
 
 def enumerate_candidates(space: SpaceSpec, oracle: SimOracle | None = None) -> Iterator[CandidateGraph]:
