@@ -6,8 +6,9 @@ Stages (each evaluation is a stored trial, see :mod:`agentscale.optimize.trials`
 1. search: `iterations` rounds of propose → evaluate on a minibatch of the train split → observe;
    every proposal of a round sees the same minibatch, so rewards within a round are comparable;
 2. crowning (:mod:`agentscale.optimize.crowning`): the most promising graphs by a shrunk, paired
-   estimate are scored on the whole train split beside the singles; the cheapest finalist the train
-   split cannot separate from the leader is crowned, with a warning when the top finalists overlap;
+   estimate are scored on the whole train split beside the singles; the leader is crowned unless it
+   is a searched graph the train split cannot separate from a single call, which is then crowned;
+   a warning says when the top finalists overlap;
 3. test: the crowned graph, every single model and the best single's majority vote on the test
    split, with Wilson intervals and the crowned graph's paired difference from the best single call.
 The search stops after `iterations`, when the spend cap would be crossed, or when three rounds in a
@@ -439,7 +440,7 @@ class Optimization:
         if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
-        return crown(contenders, accuracy_weight=weight)
+        return crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles})
 
     def _pool(
         self, method: SearchMethod, history: list[Observation], singles: list[Observation]
