@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 
 from agentscale.agents.extract import normalize_for_vote
+from agentscale.tasks.python_source import literal_value, parse_expression
 from agentscale.tasks.sandbox import SandboxLimits, run_python
 from agentscale.tasks.scorers.code_exec import assemble_solution
 
@@ -80,7 +81,7 @@ def _literal(source: str) -> str | None:
     """
     source = _JSON_WORDS.get(source, source)
     try:
-        ast.literal_eval(source)
+        literal_value(source)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     return source
@@ -89,7 +90,7 @@ def _literal(source: str) -> str | None:
 def _literal_call(call: str) -> bool:
     """A call whose arguments are all literals (``is_happy(a)`` names no value it could be run with)."""
     try:
-        node = ast.parse(call, mode="eval").body
+        node = parse_expression(call)
     except SyntaxError:
         return False
     if not isinstance(node, ast.Call):

@@ -19,6 +19,7 @@ import re
 import textwrap
 
 from agentscale.tasks.base import Score, Scorer, TaskItem
+from agentscale.tasks.python_source import parse_python
 from agentscale.tasks.sandbox import DEFAULT_LIMITS, SandboxLimits, run_python
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -38,7 +39,7 @@ def strip_fences(code: str, entry_point: str | None = None) -> str:
 
 def _defines(code: str, name: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
     return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name for node in tree.body)
@@ -65,7 +66,7 @@ def assemble_solution(code: str, *, prompt: str = "", entry_point: str | None = 
     code = strip_fences(code, entry_point)
     if entry_point and _defines(code, entry_point):
         try:
-            ast.parse(prompt)
+            parse_python(prompt)
             head = prompt
         except SyntaxError:
             head = _imports_of(prompt)
