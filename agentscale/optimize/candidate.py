@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 from agentscale.graphs.discussion import CEO_MAX_TOKENS
 from agentscale.graphs.spec import (
@@ -24,6 +25,8 @@ from agentscale.graphs.spec import (
 )
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
+
+SampledNodes = Literal["all", "parallel"]  # a space's `sampled_nodes` (see `CandidateGraph.greedy_nodes`)
 
 
 def copies_its_input(role: str, inputs: int) -> bool:
@@ -71,6 +74,21 @@ class CandidateGraph:
     @cached_property
     def predecessors(self) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(sorted(i for i, j in self.edges if j == node)) for node in range(self.size))
+
+    def greedy_nodes(self, sampled_nodes: SampledNodes) -> frozenset[int]:
+        """The model nodes that answer at temperature 0 instead of the space's temperature.
+
+        With `parallel`, only answers drawn side by side (two or more model nodes without inputs)
+        sample: one answer alone gains nothing from sampling and loses accuracy to it (a sampled
+        1.5B single call is a weaker baseline than the greedy one a user would run), and a critic or
+        fuser judges its inputs best greedily.
+        """
+        if sampled_nodes == "all":
+            return frozenset()
+        models = [i for i, node in enumerate(self.nodes) if node.model is not None]
+        sources = [i for i in models if not self.predecessors[i]]
+        parallel = set(sources) if len(sources) >= 2 else set()
+        return frozenset(i for i in models if i not in parallel)
 
     def problems(self) -> list[str]:
         """Why this candidate is not a valid graph (empty when it is)."""
@@ -208,10 +226,15 @@ class CandidateGraph:
         *,
         defaults: Sampling | None = None,
         description: str = "",
+        sampled_nodes: SampledNodes = "all",
     ) -> GraphSpec:
-        """A runnable graph with the models it uses."""
+        """A runnable graph with the models it uses (greedy nodes carry `temperature: 0`)."""
         used = sorted({n.model for n in self.nodes if n.model is not None} | ({self.ceo.model} if self.ceo else set()))
-        nodes = [NodeSpec(id=self.node_id(i), role=n.role, model=n.model) for i, n in enumerate(self.nodes)]
+        greedy = self.greedy_nodes(sampled_nodes)
+        nodes = [
+            NodeSpec(id=self.node_id(i), role=n.role, model=n.model, temperature=0.0 if i in greedy else None)
+            for i, n in enumerate(self.nodes)
+        ]
         edges = []
         for index in range(self.size):
             preds = self.predecessors[index]

@@ -361,6 +361,7 @@ class Optimization:
             f"{self.space.name}-best",
             dict(self.space.models),
             defaults=self.space.defaults,
+            sampled_nodes=self.space.sampled_nodes,
             description=f"found by agentscale optimize ({self.method_name}), run {self.run_id}",
         )
         best_yaml = dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))

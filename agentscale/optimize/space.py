@@ -25,6 +25,7 @@ from agentscale.graphs.spec import (
     StrictModel,
 )
 from agentscale.graphs.validate import validate_fields
+from agentscale.optimize.candidate import SampledNodes
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
 RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote", "tester"]
@@ -123,6 +124,9 @@ class SpaceSpec(StrictModel):
     max_nodes: Annotated[int, Field(ge=1, le=32)] = 6
     budget: SpaceBudget
     defaults: Sampling = Field(default_factory=Sampling)
+    # Which model nodes sample at `defaults.temperature`: `all`, or `parallel`: only answers drawn side
+    # by side (two or more nodes without inputs); a lone answer, critics and fusers answer greedily.
+    sampled_nodes: SampledNodes = "all"
     answer_format: AnswerFormat | None = None
     objective: Objective = Field(default_factory=Objective)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)

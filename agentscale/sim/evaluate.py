@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.topology import Topology
 from agentscale.models.gateway import DEFAULT_TEMPERATURE
-from agentscale.optimize.candidate import CandidateGraph, resolve_models
+from agentscale.optimize.candidate import CandidateGraph, SampledNodes, resolve_models
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.items import ItemBank, make_item, parse_tag, profile
 from agentscale.sim.seeding import stable_hash
@@ -82,9 +82,13 @@ def _temperature(value: float | None, default: float | None) -> float:
 
 
 def candidate_graph(
-    candidate: CandidateGraph, models: Mapping[str, ModelSpec], temperature: float | None = None
+    candidate: CandidateGraph,
+    models: Mapping[str, ModelSpec],
+    temperature: float | None = None,
+    sampled_nodes: SampledNodes = "all",
 ) -> SimGraph:
-    """The simulator's view of a candidate whose aliases map to sim routes in `models`."""
+    """The simulator's view of a candidate whose aliases map to sim routes in `models` (its greedy
+    nodes at temperature 0, as `CandidateGraph.to_spec` writes them)."""
     if candidate.ceo is not None:
         raise SimGraphError("the simulator's ground truth does not cover coordinator (multi-round) graphs")
     nodes: list[tuple[str, str | None]] = []
@@ -98,7 +102,9 @@ def candidate_graph(
             raise SimGraphError(f"model {node.model!r} ({route}) is not a simulated model (sim/<name>)")
         nodes.append((node.role, route))
     temp = _temperature(temperature, None)
-    return SimGraph.build(nodes, list(candidate.predecessors), [temp] * len(nodes))
+    greedy = candidate.greedy_nodes(sampled_nodes)
+    temperatures = [0.0 if index in greedy else temp for index in range(len(nodes))]
+    return SimGraph.build(nodes, list(candidate.predecessors), temperatures)
 
 
 def spec_graph(spec: GraphSpec) -> SimGraph:
@@ -176,7 +182,7 @@ class SimOracle:
         return found
 
     def graph(self, candidate: CandidateGraph) -> SimGraph:
-        return candidate_graph(candidate, self.models, self.temperature)
+        return candidate_graph(candidate, self.models, self.temperature, self.space.sampled_nodes)
 
     # accuracy ----------------------------------------------------------------------------------
     def expected_accuracy(self, candidate: CandidateGraph, split: str = "test") -> float:

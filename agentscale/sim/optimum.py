@@ -202,6 +202,7 @@ def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: fl
         f"{space.name}-sim-optimum",
         dict(space.models),
         defaults=space.defaults,
+        sampled_nodes=space.sampled_nodes,
         description=(
             f"exhaustive optimum of space {space.name!r} on {space.task.name} in the simulated population "
             f"(simulated expected test accuracy {accuracy:.3f}; not a real model's accuracy)"

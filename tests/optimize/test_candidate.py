@@ -83,3 +83,20 @@ def test_the_pruned_canonical_form_is_the_brute_force_one(seed: int, size: int) 
     edges = {(i, j) for j in range(size) for i in range(j) if rng.random() < 0.45}
     candidate = repair(nodes, edges)
     assert candidate._graph_key() == brute_force_form(candidate)
+
+
+def test_with_parallel_sampling_only_side_by_side_answers_sample() -> None:
+    """`sampled_nodes: parallel`: a lone answer, critics and fusers are greedy; parallel samples are not."""
+    single = CandidateGraph((A,), frozenset())
+    samples = CandidateGraph((A, A, A, V), frozenset({(0, 3), (1, 3), (2, 3)}))
+    fused = CandidateGraph((A, A, F), frozenset({(0, 2), (1, 2)}))
+    chain = CandidateGraph((A, NodeChoice("critic", "big")), frozenset({(0, 1)}))
+    assert [g.greedy_nodes("all") for g in (single, samples, fused, chain)] == [frozenset()] * 4
+    assert single.greedy_nodes("parallel") == {0}
+    assert samples.greedy_nodes("parallel") == frozenset()  # the vote has no model
+    assert fused.greedy_nodes("parallel") == {2}
+    assert chain.greedy_nodes("parallel") == {0, 1}
+    spec = fused.to_spec("cand", MODELS, sampled_nodes="parallel")
+    assert [node.temperature for node in spec.nodes] == [None, None, 0.0]
+    assert graph_issues(spec) == []
+    assert [node.temperature for node in fused.to_spec("cand", MODELS).nodes] == [None, None, None]

@@ -77,6 +77,25 @@ def test_report_is_a_runnable_graph_with_the_reported_accuracy(tmp_path: Path) -
     assert graph.run(SimOracle.for_space(space).tasks["test"].items[0].question).answer is not None
 
 
+def test_parallel_sampling_reaches_the_truth_and_the_written_graph_alike(tmp_path: Path) -> None:
+    """With `sampled_nodes: parallel` the oracle scores a lone answer greedily, as the graph file the
+    optimum report writes runs it; the simulated greedy call differs from the sampled one."""
+    space = SpaceSpec.model_validate({**TINY, "sampled_nodes": "parallel", "defaults": {"temperature": 0.8}})
+    sampled = SpaceSpec.model_validate({**TINY, "defaults": {"temperature": 0.8}})
+    alone = CandidateGraph((NodeChoice("assistant", "l1"),), frozenset())
+    greedy_accuracy = SimOracle.for_space(space).expected_accuracy(alone)
+    assert greedy_accuracy != SimOracle.for_space(sampled).expected_accuracy(alone)
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "name: tiny\ntask: {name: 'sim:math', train: 10, test: 80, seed: 1}\n"
+        "models: {l1: {model: sim/llama-1b}, g1: {model: sim/gemma-1b}}\n"
+        "roles: [assistant, critic, vote]\nmax_nodes: 3\nbudget: {compute: 3.5}\n"
+        "defaults: {temperature: 0.8}\nsampled_nodes: parallel\n"
+    )
+    spec = load_spec_text(optimum_report(path)["graph"])
+    assert spec_graph(spec) == SimOracle.for_space(space).graph(search_optimum(space).candidate)
+
+
 def test_latency_budget_excludes_slow_models() -> None:
     space = SpaceSpec.model_validate(
         {
