@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from agentscale.graphs.discussion import CEO_MAX_TOKENS
 from agentscale.graphs.spec import (
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
@@ -24,6 +23,7 @@ from agentscale.graphs.spec import (
 )
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.discussion import CEO_MAX_TOKENS
 
 
 def copies_its_input(role: str, inputs: int) -> bool:
