@@ -30,9 +30,10 @@ from agentscale.models.gateway import Endpoint, register_endpoint_resolver
 from agentscale.models.registry import ResolvedModel
 from agentscale.sim.behavior import ROLES, call_distribution
 from agentscale.sim.ceo import judge_kind, judge_reply
-from agentscale.sim.items import ItemBank, profile
+from agentscale.sim.items import ItemBank
 from agentscale.sim.parse import SimRequest, read_request
 from agentscale.sim.population import ROUTE_PREFIX, SimModel, sim_model
+from agentscale.sim.profiles import profile
 from agentscale.sim.roofline import call_latency
 from agentscale.sim.seeding import unit_uniform
 
