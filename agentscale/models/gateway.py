@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentscale.errors import ModelCallError
-from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import call_usd, model_flops
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store

@@ -20,9 +20,9 @@ from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
-from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.runtime.discussion import run_discussion

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from agentscale.errors import ModelCallError
-from agentscale.models._litellm import get_litellm
 from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.sim.behavior import ROLES, call_distribution
 from agentscale.sim.ceo import judge_kind, judge_reply
