@@ -60,10 +60,12 @@ lint: install
 	$(BIN)/ruff check agentscale tests benchmarks examples
 	$(BIN)/ruff format --check agentscale tests benchmarks examples
 	$(BIN)/mypy
+	# the layers of docs/design.md: import contracts in pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format agentscale tests benchmarks examples
 	$(BIN)/ruff check --fix agentscale tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) .agentscale .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .agentscale .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

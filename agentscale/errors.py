@@ -71,3 +71,8 @@ class BudgetExceeded(AgentScaleError):
 
 class RunNotFound(AgentScaleError):
     """A run id that is not in the database."""
+
+
+class ServingError(AgentScaleError):
+    """Base of every local-serving error: a user-facing problem (engine missing, port taken, weights
+    missing or corrupt, not enough memory, ...)."""

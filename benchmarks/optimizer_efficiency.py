@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.pilot import single
 from agentscale.optimize.runner import Optimization

@@ -26,7 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from _servers import scripted_server
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
-from agentscale.models._litellm import get_litellm
+from agentscale.models.litellm_loader import get_litellm
 
 
 def _graph(api_base: str, width: int, store: Store, cache: bool) -> Graph:

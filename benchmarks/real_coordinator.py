@@ -44,7 +44,7 @@ from real_scaling import LARGE, SMALL, Arm, aggregate, append_jsonl, paired_test
 
 from agentscale.agents.coordinator import RawDecision, parse_decision, parse_verdict
 from agentscale.evaluate.stats import wilson_interval
-from agentscale.models.vllm_server import stop_all
+from agentscale.models.serving import stop_all
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall
 from agentscale.tasks import Task, load_task

@@ -39,7 +39,7 @@ from real_scaling import LARGE, SMALL, Arm, append_jsonl, run_arm, single, start
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.memory.extract import find_citations
 from agentscale.memory.handbook import Handbook
-from agentscale.models.vllm_server import stop_all
+from agentscale.models.serving import stop_all
 from agentscale.storage.db import Store
 from agentscale.tasks import load_task
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
-from agentscale.models.vllm_server import ensure_server, stop_all
+from agentscale.models.serving import ensure_server, stop_all
 from agentscale.storage.db import Store
 
 SMALL, LARGE, TINY = "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b", "local/smollm2-135m"

@@ -25,7 +25,7 @@ os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 from agentscale.models.bundled import ensure_bundled_model
 from agentscale.models.catalog import BUNDLED
-from agentscale.models.vllm_server import VllmEndpoint, ensure_server, stop_all
+from agentscale.models.serving import VllmEndpoint, ensure_server, stop_all
 
 QUESTIONS = [
     "What is 17 + 25?",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import doctest
 
 import agentscale
-from agentscale.graphs import graph
+from agentscale.runtime import graph
 
 
 def test_public_docstrings() -> None:

@@ -8,7 +8,7 @@ configured (:class:`Limits`), so a model can never raise a limit above the graph
 writes. An unusable reply is retried with a correction message; after :data:`MAX_ATTEMPTS` unusable
 replies :func:`fallback` applies (continue with the current settings).
 
-The round loop that calls the CEO lives in :mod:`agentscale.graphs.discussion`.
+The round loop that calls the CEO lives in :mod:`agentscale.runtime.discussion`.
 """
 
 from __future__ import annotations

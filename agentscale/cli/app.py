@@ -69,7 +69,7 @@ def _watch_local_servers() -> None:
     """Show local-server starts (they take tens of seconds) and stop what we started on SIGTERM."""
     from agentscale.cli._console import err
     from agentscale.models import local
-    from agentscale.models.vllm_server import install_signal_handlers
+    from agentscale.models.serving import install_signal_handlers
 
     local.on_status(lambda message: err.print(f"[dim]local model:[/] {message}"))
     install_signal_handlers()

@@ -26,8 +26,8 @@ from agentscale.cli._options import (
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
-from agentscale.graphs.graph import load
 from agentscale.report import write_report
+from agentscale.runtime.graph import load
 from agentscale.tasks import list_tasks
 
 tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)

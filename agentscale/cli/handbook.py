@@ -30,7 +30,7 @@ from agentscale.memory.build import (
 )
 from agentscale.memory.handbook import Handbook, behavior_record, dump_export, import_handbook, list_handbooks
 from agentscale.memory.retrieve import Retriever
-from agentscale.memory.tables import BehaviorRow
+from agentscale.storage.tables import BehaviorRow
 from agentscale.tasks import load_task
 
 handbook_app = typer.Typer(

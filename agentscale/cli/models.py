@@ -14,7 +14,7 @@ from agentscale.models.registry import registered
 
 if TYPE_CHECKING:
     from agentscale.models.pull import PullResult
-    from agentscale.models.vllm_server import VllmEndpoint
+    from agentscale.models.serving import VllmEndpoint
 
 models_app = typer.Typer(help="Known models.", no_args_is_help=True)
 
@@ -28,9 +28,8 @@ def models_list_command(json_output: JsonOption = False) -> None:
       agentscale models list
     """
     from agentscale.models.catalog import BUNDLED
-    from agentscale.models.process_group import group_rss_bytes
     from agentscale.models.pull import weights_state
-    from agentscale.models.vllm_server import find_server
+    from agentscale.models.serving import find_server, group_rss_bytes
 
     rows: list[dict[str, Any]] = []
     for info in registered():
@@ -189,8 +188,7 @@ def serve_command(
 
       agentscale serve Qwen/Qwen2.5-7B-Instruct --gpu-memory-utilization 0.85 --tensor-parallel-size 2
     """
-    from agentscale.models.vllm_engine import EngineOptions
-    from agentscale.models.vllm_foreground import serve_foreground
+    from agentscale.models.serving import EngineOptions, serve_foreground
 
     options = EngineOptions(
         dtype=dtype,

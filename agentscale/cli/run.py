@@ -22,9 +22,9 @@ from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_ga
 from agentscale.cli._tables import format_usage, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.graph import Graph, load
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import AnswerFormat
+from agentscale.runtime.graph import Graph, load
 
 
 def read_questions(path: Path) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import typer
 from agentscale.cli._console import err
 from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.graph import load
+from agentscale.runtime.graph import load
 
 
 def serve_graph_command(

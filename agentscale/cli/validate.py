@@ -12,11 +12,11 @@ from rich.markup import escape
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.errors import SpecError, SpecIssue
-from agentscale.graphs._yaml import load_located
 from agentscale.graphs.io import read_text
-from agentscale.graphs.routes import model_route_issues, route_issues
+from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import spec_from_data
+from agentscale.models.routes import model_route_issues, route_issues
 from agentscale.optimize.space import looks_like_space, space_from_data
 
 

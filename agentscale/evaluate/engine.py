@@ -17,12 +17,12 @@ from typing import Any
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
-from agentscale.graphs.graph import Graph
 from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, with_handbook
 from agentscale.models.gateway import Gateway
+from agentscale.runtime.graph import Graph
 from agentscale.tasks import Task, TaskItem, load_task
 
 

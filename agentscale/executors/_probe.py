@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentscale.errors import ModelCallError
-from agentscale.graphs.graph import Graph
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
+from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import CacheEntry
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
-from agentscale.graphs.graph import Graph
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import AnswerFormat
 from agentscale.graphs.validate import load_spec_text
-from agentscale.models._litellm import get_litellm
 from agentscale.models.gateway import Gateway, GatewaySettings
+from agentscale.models.litellm_loader import get_litellm
+from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, SpendEntry
 

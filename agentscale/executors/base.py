@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
-    from agentscale.graphs.graph import Graph
     from agentscale.graphs.result import RunResult
+    from agentscale.runtime.graph import Graph
 
 ExecutorKind = Literal["local", "ray"]
 EXECUTOR_KINDS: tuple[str, ...] = get_args(ExecutorKind)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentscale.graphs.graph import Graph
     from agentscale.graphs.result import RunResult
+    from agentscale.runtime.graph import Graph
 
 
 class LocalExecutor:

@@ -35,8 +35,8 @@ from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry
 
 if TYPE_CHECKING:
-    from agentscale.graphs.graph import Graph
     from agentscale.graphs.result import RunResult
+    from agentscale.runtime.graph import Graph
 
 INSTALL_HINT = "pip install 'agentscale[ray]'"
 MAX_ATTEMPTS = 3  # per item: the first try and two retries after a worker died

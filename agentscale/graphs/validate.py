@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agentscale.errors import SpecError, SpecIssue
-from agentscale.graphs._yaml import LocatedData, PathPart, load_located
+from agentscale.graphs.located import LocatedData, PathPart, load_located
 from agentscale.graphs.spec import (
     BUILTIN_ROLES,
     MODEL_FREE_ROLES,

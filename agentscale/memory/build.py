@@ -31,6 +31,7 @@ from agentscale.memory.inject import fill, prompt
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.execute import call_row
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tasks import Task, TaskItem
@@ -292,7 +293,6 @@ class HandbookBuilder:
             max_tokens=self.settings.max_tokens,
             json_schema=json_schema,
         )
-        from agentscale.graphs._execute import call_row  # the executor imports the memory package
 
         try:
             result = await self.gateway.complete(request, node=step, run_id=run_id)

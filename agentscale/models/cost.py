@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from agentscale.models._litellm import get_litellm
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 
 REFERENCE_PARAMS_B = 1.0

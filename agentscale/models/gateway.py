@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentscale.errors import ModelCallError
-from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import call_usd, model_flops
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
@@ -55,13 +55,13 @@ class Endpoint:
 
 EndpointResolver = Callable[[ResolvedModel], Awaitable[Endpoint]]
 _RESOLVERS: dict[str, EndpointResolver] = {}
-# Route prefixes served by agentscale itself; their modules are imported on first use only, so a
-# graph of hosted models never pays for vLLM or the simulator.
-_BUILTIN_RESOLVERS = {"local/": "agentscale.models.local", "sim/": "agentscale.sim.provider"}
+# Local models are served by this layer; their module is imported on first use only, so a graph of
+# hosted models never pays for vLLM's supervision. Other prefixes register themselves (`sim/`).
+_BUILTIN_RESOLVERS = {"local/": "agentscale.models.local"}
 
 
 def register_endpoint_resolver(prefix: str, resolver: EndpointResolver) -> None:
-    """Let a route prefix (`local/`, `sim/`) decide where its calls go (e.g. start a server first)."""
+    """Let a route prefix (`sim/`, a test's) decide where its calls go (e.g. start a server first)."""
     _RESOLVERS[prefix] = resolver
 
 

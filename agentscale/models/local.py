@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from agentscale.models.gateway import Endpoint
 from agentscale.models.registry import ResolvedModel
-from agentscale.models.vllm_server import aensure_server
+from agentscale.models.serving import aensure_server
 
 _status_listeners: list[Callable[[str], None]] = []
 

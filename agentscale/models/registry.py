@@ -1,13 +1,12 @@
 """What agentscale knows about a model route: size (for FLOPs), context length and price.
 
 A graph's `models:` entry overrides the registry; the registry fills what the entry leaves out.
-Routes registered by other modules (the bundled local model, the simulated population) add
-themselves with :func:`register`.
+The bundled local models are registered here; other routes (the simulated population, when the
+package facade imports it) add themselves with :func:`register`.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, replace
 
@@ -79,15 +78,8 @@ def family_answer_style(route: str) -> AnswerStyle:
     return "boxed" if _BOXED_FAMILIES.search(route.rsplit("/", 1)[-1]) else "final_line"
 
 
-# Route prefixes whose modules register their models on import; imported on first lookup only.
-_PROVIDER_MODULES = {"sim/": "agentscale.sim.population"}
-
-
 def lookup(route: str) -> ModelInfo:
     """Registry entry for a route, or one with the size guessed from the name."""
-    prefix = route.split("/", 1)[0] + "/"
-    if route not in _REGISTRY and prefix in _PROVIDER_MODULES:
-        importlib.import_module(_PROVIDER_MODULES[prefix])
     if route in _REGISTRY:
         return _REGISTRY[route]
     return ModelInfo(route, params_b=params_from_name(route))

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from agentscale.models._litellm import get_litellm
+from agentscale.models.litellm_loader import get_litellm
 
 ROUTING_STRATEGY = "least-busy"
 COOLDOWN_S = 5.0

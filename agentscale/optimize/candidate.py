@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from agentscale.graphs.discussion import CEO_MAX_TOKENS
 from agentscale.graphs.spec import (
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
@@ -25,6 +24,7 @@ from agentscale.graphs.spec import (
 )
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.discussion import CEO_MAX_TOKENS
 
 SampledNodes = Literal["all", "parallel"]  # a space's `sampled_nodes` (see `CandidateGraph.greedy_nodes`)
 

@@ -29,8 +29,8 @@ import numpy as np
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
-from agentscale.graphs._yaml import load_located
 from agentscale.graphs.io import dump_graph_spec
+from agentscale.graphs.located import load_located
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize.candidate import CandidateGraph

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from agentscale.errors import SpecError
-from agentscale.graphs._yaml import LocatedData, load_located
 from agentscale.graphs.io import read_text
+from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import (
     NAME_PATTERN,
     AnswerFormat,

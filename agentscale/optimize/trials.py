@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
 from agentscale.executors import Executor, LocalExecutor
-from agentscale.graphs.graph import Graph
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, scalarize
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec
+from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import Trial
 from agentscale.tasks import Task, TaskItem

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import load_spec_text
 from agentscale.optimize.space import SpaceSpec, space_from_data

@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentscale.graphs.graph import Graph
 from agentscale.graphs.result import RunResult
+from agentscale.runtime.graph import Graph
 
 log = logging.getLogger("agentscale.serve")
 

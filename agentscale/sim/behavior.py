@@ -61,8 +61,9 @@ from functools import cache
 
 import numpy as np
 
-from agentscale.sim.items import ItemBank, profile
+from agentscale.sim.items import ItemBank
 from agentscale.sim.population import SimModel, skill
+from agentscale.sim.profiles import profile
 
 CONTEXT_PENALTY = 0.55  # skill (logit) lost per doubling of the prompt beyond the model's comfort
 CONFUSION = 0.5  # extra blur of the choice between inputs per doubling beyond comfort

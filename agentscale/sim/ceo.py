@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from agentscale.agents.coordinator import NO_SOLUTION, prompts
-from agentscale.sim.items import SimItem, item_for_text, profile
+from agentscale.sim.items import SimItem, item_for_text
 from agentscale.sim.population import SimModel, skill
+from agentscale.sim.profiles import profile
 from agentscale.sim.seeding import unit_uniform
 
 JUDGE_BOOST = 0.3  # judging a given solution is easier than producing one (as for a verifier)

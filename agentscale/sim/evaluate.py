@@ -26,7 +26,8 @@ from agentscale.graphs.topology import Topology
 from agentscale.models.gateway import DEFAULT_TEMPERATURE
 from agentscale.optimize.candidate import CandidateGraph, SampledNodes, resolve_models
 from agentscale.optimize.space import SpaceSpec
-from agentscale.sim.items import ItemBank, make_item, parse_tag, profile
+from agentscale.sim.items import ItemBank, make_item, parse_tag
+from agentscale.sim.profiles import profile
 from agentscale.sim.seeding import stable_hash
 from agentscale.sim.tasks import load_sim_task
 from agentscale.sim.truth import Estimate, SimGraph, SimGraphError, TruthEngine

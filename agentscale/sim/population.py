@@ -23,6 +23,7 @@ from functools import cache
 import numpy as np
 
 from agentscale.models.registry import ModelInfo, register
+from agentscale.sim.profiles import profile
 
 ROUTE_PREFIX = "sim/"
 
@@ -160,8 +161,6 @@ def solve_skill(target: float, difficulty_sd: float) -> float:
 @cache
 def skill(model_name: str, task: str) -> float:
     """A model's skill on a sim task (logit scale; item difficulty is subtracted from it)."""
-    from agentscale.sim.items import profile
-
     model = sim_model(model_name)
     sd = profile(task).difficulty_sd
     llama = PUBLISHED_ACCURACY[task]
@@ -183,6 +182,4 @@ def skill(model_name: str, task: str) -> float:
 
 def single_call_accuracy(model_name: str, task: str) -> float:
     """Expected accuracy of one assistant call over the task's difficulty distribution."""
-    from agentscale.sim.items import profile
-
     return expected_solo_accuracy(skill(model_name, task), profile(task).difficulty_sd)

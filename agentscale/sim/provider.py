@@ -1,7 +1,8 @@
 """The simulated models as a litellm custom provider, so `sim/` calls take the real path.
 
-The gateway resolves a `sim/<name>` route by importing this module and calling `resolve_endpoint`,
-which registers the provider with litellm once and routes the call to `agentscale-sim/<name>`. The
+Importing this module registers the `sim/` routes: their sizes and prices in the model registry
+(`population`) and :func:`resolve_endpoint` with the gateway, which registers the provider with
+litellm on the first call and routes each call to `agentscale-sim/<name>`. The
 call then goes through litellm and the gateway like any other: response cache, retries, the spend
 ledger and per-question budgets all see it. Nothing sleeps: the response carries the roofline
 latency in `_hidden_params["agentscale_latency_s"]`, which the gateway records instead of the wall
@@ -24,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from agentscale.errors import ModelCallError
-from agentscale.models._litellm import get_litellm
-from agentscale.models.gateway import Endpoint
+from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.sim.behavior import ROLES, call_distribution
 from agentscale.sim.ceo import judge_kind, judge_reply
-from agentscale.sim.items import ItemBank, profile
+from agentscale.sim.items import ItemBank
 from agentscale.sim.parse import SimRequest, read_request
-from agentscale.sim.population import SimModel, sim_model
+from agentscale.sim.population import ROUTE_PREFIX, SimModel, sim_model
+from agentscale.sim.profiles import profile
 from agentscale.sim.roofline import call_latency
 from agentscale.sim.seeding import unit_uniform
 
@@ -196,3 +198,6 @@ async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
         raise ModelCallError(str(exc), endpoint=model.route) from None
     register_provider()
     return Endpoint(litellm_model=f"{PROVIDER}/{sim.name}")
+
+
+register_endpoint_resolver(ROUTE_PREFIX, resolve_endpoint)

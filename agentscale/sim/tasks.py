@@ -11,7 +11,8 @@ for the registry's plugin entry point.
 
 from __future__ import annotations
 
-from agentscale.sim.items import DEFAULT_BANK_SIZE, PROFILES, SimItem, make_item, parse_tag, profile
+from agentscale.sim.items import DEFAULT_BANK_SIZE, SimItem, make_item, parse_tag
+from agentscale.sim.profiles import PROFILES, profile
 from agentscale.sim.seeding import sim_seed
 from agentscale.tasks import Task, TaskError, TaskInfo, TaskItem, register_prefix
 from agentscale.tasks.scorers.numeric import score_numeric

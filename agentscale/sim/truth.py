@@ -34,8 +34,9 @@ import numpy as np
 
 from agentscale.errors import AgentScaleError
 from agentscale.sim.behavior import ROLES, VOTE, behavior_role, call_distribution, count_index, count_vectors
-from agentscale.sim.items import ItemBank, profile
+from agentscale.sim.items import ItemBank
 from agentscale.sim.population import SimModel, sim_model
+from agentscale.sim.profiles import profile
 from agentscale.sim.roofline import call_latency, call_tokens
 from agentscale.sim.seeding import stable_hash
 

@@ -1,4 +1,5 @@
-"""SQLite tables (sqlmodel): runs, per-item results, node calls, the response cache and the spend ledger.
+"""SQLite tables (sqlmodel): runs, per-item results, node calls, the response cache, the spend ledger,
+optimization trials and the behavior handbook.
 
 Rows are written as work completes, so a crash loses at most the calls in flight. No table has a
 column for credentials: API keys stay in the environment.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -121,6 +123,61 @@ class Trial(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow)
 
 
-# The behavior handbook's tables live with the handbook; importing them here registers them in
-# `SQLModel.metadata`, so `Store` creates them together with the tables above.
-import agentscale.memory.tables  # noqa: E402, F401
+# ------------------------------------------------------------------------------- behavior handbook
+# Handbooks, behaviors and where each behavior came from (agentscale.memory reads and writes them). A
+# behavior name is unique within its handbook; every proposal merged into a behavior (same name, or a
+# near-duplicate instruction) leaves a `BehaviorSource` row, so merging never loses provenance.
+
+
+class HandbookRow(SQLModel, table=True):
+    """A named collection of behaviors. `revision` changes whenever its behaviors' text changes
+    (insert, merge, prune, import), so retrieval indexes know when to rebuild; counters do not bump it."""
+
+    __tablename__ = "handbook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    revision: int = 0
+    created: datetime = Field(default_factory=utcnow)
+
+
+class BehaviorRow(SQLModel, table=True):
+    """One behavior: a `behavior_snake_case` name and a one-line instruction, with usage counters.
+
+    `embedding` is a float32 vector (little-endian bytes) from `embedding_model`, or None when the
+    handbook was built without the `embed` extra (retrieval then uses BM25).
+    """
+
+    __tablename__ = "behavior"
+    __table_args__ = (UniqueConstraint("handbook_id", "name", name="uq_behavior_handbook_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    handbook_id: int = Field(index=True, foreign_key="handbook.id")
+    name: str
+    instruction: str
+    topic: str | None = Field(default=None, index=True)
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+    source_run: str | None = None  # the first proposal's run and item (all of them: BehaviorSource)
+    source_item: str | None = None
+    created: datetime = Field(default_factory=utcnow)
+    merged: int = 0  # later proposals merged into this behavior
+    times_retrieved: int = 0  # questions whose prompt contained it
+    times_cited: int = 0  # questions whose answer cited it by name
+    times_cited_correct: int = 0  # scored questions (evals) that cited it and were answered correctly
+    times_cited_wrong: int = 0  # scored questions that cited it and were answered wrongly
+
+
+class BehaviorSource(SQLModel, table=True):
+    """One proposal of a behavior: which run and item it came from, as proposed (before merging)."""
+
+    __tablename__ = "behaviorsource"
+
+    id: int | None = Field(default=None, primary_key=True)
+    behavior_id: int = Field(index=True, foreign_key="behavior.id")
+    run_id: str | None = None
+    item_id: str | None = None
+    proposed_name: str
+    instruction: str
+    similarity: float | None = None  # to the behavior it was merged into (1.0: same name); None: the first
+    created: datetime = Field(default_factory=utcnow)

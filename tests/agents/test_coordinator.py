@@ -17,7 +17,7 @@ from agentscale.agents.coordinator import (
     parse_verdict,
 )
 from agentscale.errors import SpecError
-from agentscale.graphs.discussion import DiscussionResult
+from agentscale.runtime.discussion import DiscussionResult
 from agentscale.testing import Rule, ScriptedServer
 
 LIMITS = Limits(min_agents=1, max_agents=3, min_tokens=16, max_tokens=64)

@@ -13,7 +13,7 @@ from pathlib import Path
 from agentscale import Store
 from agentscale.memory import Handbook, InsertReport, Proposal
 from agentscale.memory.handbook import write_lock
-from agentscale.memory.tables import BehaviorRow
+from agentscale.storage.tables import BehaviorRow
 from agentscale.testing import ScriptedServer
 from tests.memory.conftest import extraction, script_item, write_task
 

@@ -14,8 +14,8 @@ import pytest
 
 from agentscale import Graph
 from agentscale.models.bundled import cache_dir, is_converted
-from agentscale.models.vllm_engine import detect_engine
-from agentscale.models.vllm_server import stop_all
+from agentscale.models.serving import stop_all
+from agentscale.models.serving.engine import detect_engine
 
 ROUTE = "local/qwen2.5-coder-0.5b"
 NAME = ROUTE.removeprefix("local/")

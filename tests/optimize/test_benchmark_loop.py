@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.optimize.space import space_from_data
 from agentscale.optimize.trials import candidate_from_json
 from agentscale.sim.evaluate import SimOracle

@@ -11,7 +11,7 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.errors import SpecError
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import ModelSpec
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.distribution import GraphDistribution

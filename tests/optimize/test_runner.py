@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Store
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import space_from_data
 from agentscale.testing import Rule, ScriptedServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentscale.errors import SpecError
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.optimize.space import looks_like_space, space_from_data
 
 GOOD = """\

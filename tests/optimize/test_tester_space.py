@@ -12,7 +12,7 @@ import pytest
 from agentscale import Gateway, GatewaySettings, Store
 from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, repair
 from agentscale.optimize.problem import SearchProblem

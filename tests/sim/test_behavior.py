@@ -14,8 +14,9 @@ import pytest
 
 from agentscale.sim import behavior
 from agentscale.sim.behavior import ROLES, call_distribution
-from agentscale.sim.items import bank, profile
+from agentscale.sim.items import bank
 from agentscale.sim.population import sim_model
+from agentscale.sim.profiles import profile
 from agentscale.sim.truth import SimGraph, TruthEngine
 
 L1, L8, G7 = "sim/llama-1b", "sim/llama-8b", "sim/gemma-7b"

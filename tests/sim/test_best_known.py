@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
-from agentscale.graphs._yaml import load_located
+from agentscale.graphs.located import load_located
 from agentscale.optimize.space import space_from_data
 from agentscale.sim.best_known import read_best_known, search_best_known, write_best_known
 from agentscale.sim.optimum import search_optimum

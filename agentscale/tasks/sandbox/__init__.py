@@ -40,9 +40,9 @@ seccomp filter), and timing side channels. The token check is a guard against pr
 not against code that deliberately inspects the harness's memory.
 """
 
-from agentscale.tasks.sandbox.isolation import Isolation, probe
+from agentscale.tasks.sandbox.isolation import Isolation
 from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
-from agentscale.tasks.sandbox.runner import run_python
+from agentscale.tasks.sandbox.runner import probe, run_python
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -1,4 +1,4 @@
-"""Which isolation this machine allows, probed once by actually running a sandbox.
+"""The sandbox's isolation modes and which of them this machine may offer (the runner probes them).
 
 Modes, strongest first:
 
@@ -18,7 +18,6 @@ import os
 import shutil
 import stat
 import sys
-import threading
 from dataclasses import dataclass
 
 MODES = ("root-ns", "user-ns", "plain")
@@ -91,18 +90,3 @@ def candidates() -> list[Isolation]:
             found.append(Isolation("user-ns", True, True, True, False, "fork bombs bounded per user namespace"))
     found.append(plain_isolation())
     return found
-
-
-_lock = threading.Lock()
-_probed: Isolation | None = None
-
-
-def probe() -> Isolation:
-    """The strongest mode that really works here (cached; the first call runs a ~0.1 s sandbox)."""
-    global _probed
-    with _lock:
-        if _probed is None:
-            from agentscale.tasks.sandbox.runner import probe_mode
-
-            _probed = next(iso for iso in candidates() if probe_mode(iso))
-        return _probed

@@ -15,12 +15,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import IO
 
 from agentscale.tasks.sandbox._bootstrap import namespace_ids
-from agentscale.tasks.sandbox.isolation import Isolation, interpreter, interpreter_dirs, probe
+from agentscale.tasks.sandbox.isolation import Isolation, candidates, interpreter, interpreter_dirs
 from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
 
 _BOOTSTRAP = str(Path(__file__).with_name("_bootstrap.py"))
@@ -230,3 +231,16 @@ def probe_mode(isolation: Isolation) -> bool:
         return run_python("pass", limits=SandboxLimits(timeout_s=20), isolation=isolation).passed
     except (SandboxError, OSError):
         return False
+
+
+_probe_lock = threading.Lock()
+_probed: Isolation | None = None
+
+
+def probe() -> Isolation:
+    """The strongest mode that really works here (cached; the first call runs a ~0.1 s sandbox)."""
+    global _probed
+    with _probe_lock:
+        if _probed is None:
+            _probed = next(iso for iso in candidates() if probe_mode(iso))
+        return _probed

@@ -16,16 +16,17 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from agentscale.errors import SpecError, SpecIssue
-from agentscale.graphs._execute import GraphRuntime, RunOptions, close_context, open_context
-from agentscale.graphs.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.graphs.io import dump_graph_spec, load_graph_spec
 from agentscale.graphs.result import GraphEvent, RunResult
-from agentscale.graphs.routes import route_issues
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
-from agentscale.models._litellm import get_litellm
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
+from agentscale.models.litellm_loader import get_litellm
+from agentscale.models.routes import route_issues
+from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
+from agentscale.runtime.discussion import run_discussion
+from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import Run
 from agentscale.tracing.hooks import span
@@ -139,8 +140,6 @@ class Graph:
             # likewise the embedding model and the handbook index (and a missing handbook fails here)
             await asyncio.to_thread(self.runtime.memory.warm_up)
         if self.spec.coordinator is not None:  # a CEO steers rounds instead of one pass over the DAG
-            from agentscale.graphs.discussion import run_discussion
-
             return await run_discussion(self.runtime, question, options)
         key = uuid.uuid4().hex
         context = open_context(self.runtime, question, options, key)

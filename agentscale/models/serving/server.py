@@ -15,39 +15,28 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import json
 import os
-import queue
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agentscale.errors import ServingError
 from agentscale.models.bundled import StatusCallback, cache_dir, ensure_bundled_model, file_lock
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
-from agentscale.models.memory_plan import check_room
-from agentscale.models.process_group import group_members, group_rss_bytes
-from agentscale.models.vllm_engine import (
-    DEFAULT_HOST,
-    EngineOptions,
-    ServingError,
-    VllmLaunchConfig,
-    build_launch,
-    require_engine,
-)
+from agentscale.models.serving import state
+from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
+from agentscale.models.serving.health import free_port, pid_alive, port_free, served_names, serves
+from agentscale.models.serving.memory_plan import check_room
+from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
 
 DEFAULT_PORT = 8000  # vLLM's own default: where a user-started server is looked for
 
@@ -61,7 +50,6 @@ def shared_port() -> int:
 
 DEFAULT_TIMEOUT_S = 300.0
 _LOG_TAIL_LINES = 20
-_STOP_GRACE_S = 15.0
 _RECHECK_S = 5.0  # how often a server someone else owns is health-checked again
 _POLL_S = 0.5
 _STATUS_EVERY_S = 5.0
@@ -95,7 +83,7 @@ class VllmEndpoint:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """What to serve: ``model`` is a folder or hub id for vLLM (``None`` until a bundled one is converted)."""
 
     served_name: str
@@ -105,19 +93,29 @@ class _Target:
 
 
 @dataclass
-class _Server:
+class Server:
+    """A server this process uses: started here (``process``), or someone else's, reused."""
+
     endpoint: VllmEndpoint
     process: subprocess.Popen[bytes] | None  # None: someone else's server, reused
     log_path: Path | None
     checked_at: float
 
 
-_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run while the main thread holds it
-_SERVERS: dict[str, _Server] = {}  # the server this process uses per model (started or reused)
-_FOREGROUND: list[_Server] = []  # servers `agentscale serve` runs (several per model with replicas)
-_NAME_LOCKS: dict[str, threading.Lock] = {}
-_HANDLERS_INSTALLED = False
-_ATEXIT_REGISTERED = False
+class _Servers:
+    """What this process serves: the server it uses per model (started or reused) and the servers
+    `agentscale serve` runs in the foreground (several per model with replicas); thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: the SIGTERM handler may run while the main thread holds it
+        self.by_name: dict[str, Server] = {}
+        self.foreground: list[Server] = []
+        self.name_locks: dict[str, threading.Lock] = {}
+        self.atexit_registered = False
+        self.handlers_installed = False
+
+
+_SERVERS = _Servers()
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -141,28 +139,28 @@ def ensure_server(
     (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness; thread-
     and process-safe: concurrent callers for one model get the same server.
     """
-    target = _resolve_target(name_or_path, options, served_model_name)
-    with _name_lock(target.served_name):
-        known = _known(target.served_name)
+    target = resolve_target(name_or_path, options, served_model_name)
+    with name_lock(target.served_name):
+        known = known_server(target.served_name)
         if known is not None:
             return known
-        found = _find_running(target.served_name, port, host)
+        found = find_running(target.served_name, port, host)
         if found is not None:
             if on_status:
                 on_status(f"reusing the running server for {target.served_name} at {found.api_base}")
             return _remember_reused(found)
         engine = require_engine()
-        target = _materialize(target, on_status)
-        with file_lock(_lock_path(target.served_name)):  # one start per model across processes
-            found = _find_running(target.served_name, port, host)
+        target = materialize(target, on_status)
+        with start_lock(target.served_name):  # one start per model across processes
+            found = find_running(target.served_name, port, host)
             if found is not None:
                 return _remember_reused(found)
             # CPU servers start one at a time, so each memory check sees what the others really hold
             # (three sizing their KV caches at once once ran this machine out of memory).
-            with file_lock(_lock_path("cpu-starts")) if engine.device == "cpu" else contextlib.nullcontext():
+            with start_lock("cpu-starts") if engine.device == "cpu" else contextlib.nullcontext():
                 if engine.device == "cpu" and target.bundled is not None:
                     check_room(BUNDLED[target.bundled], running=_running_summary())
-                server = _start(target, engine.device, port, host, shared=False, on_status=on_status)
+                server = start(target, engine.device, port, host, shared=False, on_status=on_status)
                 _wait_ready(server, timeout_s, on_status)
         return server.endpoint
 
@@ -175,11 +173,11 @@ async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:
 def find_server(name_or_path: str, *, port: int | None = None) -> VllmEndpoint | None:
     """A running server for the model, or ``None``; never starts one (for ``agentscale models list``)."""
     served_name = _served_name(name_or_path)
-    known = _known(served_name)
+    known = known_server(served_name)
     if known is not None:
         return known
     try:
-        return _find_running(served_name, port, DEFAULT_HOST)
+        return find_running(served_name, port, DEFAULT_HOST)
     except PortInUseError:
         return None
 
@@ -187,23 +185,23 @@ def find_server(name_or_path: str, *, port: int | None = None) -> VllmEndpoint |
 def stop_server(name_or_path: str) -> bool:
     """Stop the server this process started for the model; forget a reused one. True if one was stopped."""
     served_name = _served_name(name_or_path)
-    with _LOCK:
-        server = _SERVERS.pop(served_name, None)
+    with _SERVERS.lock:
+        server = _SERVERS.by_name.pop(served_name, None)
     if server is None or server.process is None:
         return False
-    _stop(server)
+    stop(server)
     return True
 
 
 def stop_all() -> None:
     """Stop every server this process started (registered with atexit on the first start)."""
-    with _LOCK:
-        servers = list(_SERVERS.values()) + _FOREGROUND
-        _SERVERS.clear()
-        _FOREGROUND.clear()
+    with _SERVERS.lock:
+        servers = list(_SERVERS.by_name.values()) + _SERVERS.foreground
+        _SERVERS.by_name.clear()
+        _SERVERS.foreground.clear()
     for server in servers:
         if server.process is not None:
-            _stop(server)
+            stop(server)
 
 
 def install_signal_handlers() -> None:
@@ -213,19 +211,20 @@ def install_signal_handlers() -> None:
     other); SIGINT needs none, since KeyboardInterrupt unwinds to the atexit hook. Called automatically
     when the main thread starts a server; the CLI may call it early.
     """
-    global _HANDLERS_INSTALLED
-    if _HANDLERS_INSTALLED or threading.current_thread() is not threading.main_thread():
+    if _SERVERS.handlers_installed or threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
             signal.signal(sig, _on_signal)
-    _HANDLERS_INSTALLED = True
+    _SERVERS.handlers_installed = True
 
 
 # ------------------------------------------------------------------------------------ resolution
 
 
-def _resolve_target(name_or_path: str, options: EngineOptions | None, served_name: str | None) -> _Target:
+def resolve_target(name_or_path: str, options: EngineOptions | None, served_name: str | None) -> Target:
+    """What serving ``name_or_path`` means: a bundled model (with its recipe under ``options``), a
+    folder, or a hub id; ``served_name`` overrides the name clients use."""
     try:
         local = resolve_local(name_or_path)
     except UnknownLocalModel as exc:
@@ -234,16 +233,16 @@ def _resolve_target(name_or_path: str, options: EngineOptions | None, served_nam
     if local.kind == "bundled":
         spec = BUNDLED[local.name]
         recipe = EngineOptions(max_model_len=spec.context_length, kv_cache_space_gib=spec.kv_cache_space_gib)
-        return _Target(served_name or spec.name, None, spec.name, user.over(recipe))
+        return Target(served_name or spec.name, None, spec.name, user.over(recipe))
     if local.path is not None:
-        return _Target(served_name or local.path.name, str(local.path), None, user)
-    return _Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
+        return Target(served_name or local.path.name, str(local.path), None, user)
+    return Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
 
 
 def _running_summary() -> str:
     """The servers recorded in the state file, with what each holds (for a not-enough-memory error)."""
     parts = []
-    for entry in _state_entries():
+    for entry in state.entries():
         held = group_rss_bytes(int(entry["pid"]))
         if held:
             parts.append(f"{entry['name']} ({held / 2**30:.1f} GiB, pid {entry['pid']})")
@@ -254,66 +253,75 @@ def _served_name(name_or_path: str) -> str:
     """The name a server of this model answers to; a name that resolves to nothing is taken as one
     (another process may serve a folder under that name)."""
     try:
-        return _resolve_target(name_or_path, None, None).served_name
+        return resolve_target(name_or_path, None, None).served_name
     except ServingError:
         return name_or_path.removeprefix("local/")
 
 
-def _materialize(target: _Target, on_status: StatusCallback | None) -> _Target:
+def materialize(target: Target, on_status: StatusCallback | None) -> Target:
+    """``target`` with a folder to serve: a bundled model is converted first (once per machine)."""
     if target.bundled is None:
         return target
     folder = ensure_bundled_model(target.bundled, on_status=on_status)
-    return _Target(target.served_name, str(folder), target.bundled, target.options)
+    return Target(target.served_name, str(folder), target.bundled, target.options)
 
 
 @contextlib.contextmanager
-def _name_lock(served_name: str) -> Iterator[None]:
-    with _LOCK:
-        lock = _NAME_LOCKS.setdefault(served_name, threading.Lock())
+def name_lock(served_name: str) -> Iterator[None]:
+    """Held while this process looks for, or starts, servers of one model."""
+    with _SERVERS.lock:
+        lock = _SERVERS.name_locks.setdefault(served_name, threading.Lock())
     with lock:
         yield
 
 
-def _known(served_name: str) -> VllmEndpoint | None:
+def start_lock(name: str) -> contextlib.AbstractContextManager[None]:
+    """A file lock held across processes while ``name`` starts (one start per model at a time)."""
+    folder = cache_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return file_lock(folder / f"server-{_slug(name)}.lock")
+
+
+def known_server(served_name: str) -> VllmEndpoint | None:
     """The server this process already uses for the model, if it is still alive."""
-    with _LOCK:
-        server = _SERVERS.get(served_name)
+    with _SERVERS.lock:
+        server = _SERVERS.by_name.get(served_name)
     if server is None:
         return None
     if server.process is not None:
         if server.process.poll() is None:
             return server.endpoint
-        _stop(server)  # it died: reap what is left of its process group, then start afresh
+        stop(server)  # it died: reap what is left of its process group, then start afresh
         return None
     if time.monotonic() - server.checked_at < _RECHECK_S:
         return server.endpoint
-    if _serves(server.endpoint.port, served_name, DEFAULT_HOST):
+    if serves(server.endpoint.port, served_name, DEFAULT_HOST):
         server.checked_at = time.monotonic()
         return server.endpoint
     _forget(server)  # its owner stopped it: start or find another
     return None
 
 
-def _find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint | None:
+def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint | None:
     """A healthy server for the model on ``port``, in the state file, or on the default port."""
     if port is not None:
-        names = _served_names(port, host)
+        names = served_names(port, host)
         if names is not None and served_name in names:
-            return _endpoint(port, served_name, pid=_state_pid(port))
-        if not _port_free(host, port):
+            return _endpoint(port, served_name, pid=state.pid_on(port))
+        if not port_free(host, port):
             what = f"a server for {sorted(names)}" if names else "another program"
             raise PortInUseError(
                 f"port {port} is already in use by {what}; choose another port or leave it unset "
                 "to let agentscale pick a free one"
             )
         return None
-    for entry in _state_entries():
+    for entry in state.entries():
         pid, entry_port = int(entry["pid"]), int(entry["port"])
-        if entry.get("name") == served_name and _pid_alive(pid) and _serves(entry_port, served_name, DEFAULT_HOST):
+        if entry.get("name") == served_name and pid_alive(pid) and serves(entry_port, served_name, DEFAULT_HOST):
             return _endpoint(entry_port, served_name, pid=pid)
     shared = shared_port()
-    if _serves(shared, served_name, DEFAULT_HOST):
-        return _endpoint(shared, served_name, pid=_state_pid(shared))
+    if serves(shared, served_name, DEFAULT_HOST):
+        return _endpoint(shared, served_name, pid=state.pid_on(shared))
     return None
 
 
@@ -322,79 +330,24 @@ def _endpoint(port: int, served_name: str, pid: int | None, started_here: bool =
 
 
 def _remember_reused(endpoint: VllmEndpoint) -> VllmEndpoint:
-    with _LOCK:
-        _SERVERS[endpoint.model] = _Server(endpoint, None, None, time.monotonic())
+    with _SERVERS.lock:
+        _SERVERS.by_name[endpoint.model] = Server(endpoint, None, None, time.monotonic())
     return endpoint
 
 
-def _forget(server: _Server) -> None:
-    with _LOCK:
-        if _SERVERS.get(server.endpoint.model) is server:
-            del _SERVERS[server.endpoint.model]
-        if server in _FOREGROUND:
-            _FOREGROUND.remove(server)
-
-
-# ---------------------------------------------------------------------------------------- health
-
-
-def _served_names(port: int, host: str = DEFAULT_HOST, timeout_s: float = 2.0) -> set[str] | None:
-    """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM."""
-    probe_host = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
-    # No proxy: an http_proxy in the environment must not swallow requests to localhost.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://{probe_host}:{port}/v1/models", timeout=timeout_s) as response:
-            payload = json.loads(response.read())
-        return {str(item["id"]) for item in payload.get("data", [])}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _serves(port: int, served_name: str, host: str) -> bool:
-    names = _served_names(port, host)
-    return names is not None and served_name in names
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:  # 0 and -1 would probe our own group or every process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (dead, not yet reaped: common in containers) answers signal 0 too
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2 :][:1] != "Z"
+def _forget(server: Server) -> None:
+    with _SERVERS.lock:
+        if _SERVERS.by_name.get(server.endpoint.model) is server:
+            del _SERVERS.by_name[server.endpoint.model]
+        if server in _SERVERS.foreground:
+            _SERVERS.foreground.remove(server)
 
 
 # ------------------------------------------------------------------------------------ start / stop
 
 
-def _start(
-    target: _Target,
+def start(
+    target: Target,
     device: str,
     port: int | None,
     host: str,
@@ -403,13 +356,13 @@ def _start(
     on_status: StatusCallback | None,
     extra_env: dict[str, str] | None = None,
     foreground: bool = False,
-) -> _Server:
+) -> Server:
     """Launch a server; ``extra_env`` adds to the launch recipe's environment (a replica's CPU cores),
     ``foreground`` keeps it out of the per-model table, which holds one server per model."""
     assert target.model is not None
     if port is None:
-        port = _free_port(host)
-    elif not _port_free(host, port):
+        port = free_port(host)
+    elif not port_free(host, port):
         raise PortInUseError(f"port {port} is already in use by another program; choose another port")
     config = VllmLaunchConfig(
         model=target.model,
@@ -428,16 +381,16 @@ def _start(
         header = f"# agentscale: {' '.join(argv)}\n# env: {json.dumps(env_extra)}\n"
         log.write(header.encode())
         log.flush()
-        process = _spawn(argv, {**os.environ, **env_extra}, log)
+        process = spawn(argv, {**os.environ, **env_extra}, log)
     endpoint = _endpoint(port, target.served_name, pid=process.pid, started_here=True)
-    server = _Server(endpoint, process, log_path, time.monotonic())
-    with _LOCK:
+    server = Server(endpoint, process, log_path, time.monotonic())
+    with _SERVERS.lock:
         if foreground:
-            _FOREGROUND.append(server)
+            _SERVERS.foreground.append(server)
         else:
-            _SERVERS[target.served_name] = server
+            _SERVERS.by_name[target.served_name] = server
     _install_exit_hooks()
-    _state_add(
+    state.add(
         {
             "name": target.served_name,
             "port": port,
@@ -454,7 +407,7 @@ def _start(
     return server
 
 
-def _wait_ready(server: _Server, timeout_s: float, on_status: StatusCallback | None) -> None:
+def _wait_ready(server: Server, timeout_s: float, on_status: StatusCallback | None) -> None:
     """Block until the server lists its model; stop it and raise with its log tail if it cannot."""
     assert server.process is not None and server.log_path is not None
     name, port = server.endpoint.model, server.endpoint.port
@@ -467,7 +420,7 @@ def _wait_ready(server: _Server, timeout_s: float, on_status: StatusCallback | N
                     f"the vLLM server for {name} exited with code {code} while starting; "
                     f"last lines of {server.log_path}:\n{_log_tail(server.log_path)}"
                 )
-            if _serves(port, name, DEFAULT_HOST):
+            if serves(port, name, DEFAULT_HOST):
                 if on_status:
                     on_status(f"{name} ready at {server.endpoint.api_base} in {time.monotonic() - started:.1f}s")
                 return
@@ -482,7 +435,7 @@ def _wait_ready(server: _Server, timeout_s: float, on_status: StatusCallback | N
                 on_status(f"loading {name} ({elapsed:.0f}s)")
             time.sleep(_POLL_S)
     except BaseException:  # also Ctrl-C while loading: never leave a half-started server behind
-        _stop(server)
+        stop(server)
         raise
 
 
@@ -501,110 +454,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def _lock_path(served_name: str) -> Path:
-    folder = cache_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"server-{_slug(served_name)}.lock"
-
-
-def _stop(server: _Server) -> None:
+def stop(server: Server) -> None:
     """Forget a server this process started, stop its process group and drop its state entry."""
     _forget(server)
     if server.process is not None:
-        _terminate(server.process)
-        _state_remove(server.process.pid)
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server's whole process group: SIGTERM, then SIGKILL after a grace period."""
-    pgid = process.pid  # the child leads its own session and process group
-    _killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(_STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _killpg(pgid, signal.SIGKILL)
-        process.wait(5.0)
-    deadline = time.monotonic() + 5.0  # engine core and workers exit right after the API server
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if group_members(pgid):
-        _killpg(pgid, signal.SIGKILL)
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-# ---------------------------------------------------------------------------- spawning / parent death
-
-
-_PR_SET_PDEATHSIG = 1
-_spawn_queue: queue.Queue[tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]] = queue.Queue()
-_spawner: threading.Thread | None = None
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
-    """Start the server from the spawner thread (see :func:`_spawner_loop`), in its own session."""
-    preexec = _parent_death_signal()
-
-    def popen() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,  # only calls prctl and getppid, both async-signal-safe
-        )
-
-    global _spawner
-    with _LOCK:
-        if _spawner is None or not _spawner.is_alive():
-            _spawner = threading.Thread(target=_spawner_loop, name="agentscale-vllm-spawner", daemon=True)
-            _spawner.start()
-    future: Future[subprocess.Popen[bytes]] = Future()
-    _spawn_queue.put((popen, future))
-    return future.result()
-
-
-def _spawner_loop() -> None:
-    """Fork children from one daemon thread that lives as long as the process.
-
-    Linux delivers ``PR_SET_PDEATHSIG`` when the *thread* that forked the child ends, not the process;
-    forking from a worker thread (``asyncio.to_thread``) would kill the server when that thread retires.
-    """
-    while True:
-        popen, future = _spawn_queue.get()
-        try:
-            future.set_result(popen())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when we die, or None off Linux."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+        terminate(server.process)
+        state.remove(server.process.pid)
 
 
 def _install_exit_hooks() -> None:
-    global _ATEXIT_REGISTERED
-    with _LOCK:
-        first, _ATEXIT_REGISTERED = not _ATEXIT_REGISTERED, True
+    with _SERVERS.lock:
+        first, _SERVERS.atexit_registered = not _SERVERS.atexit_registered, True
     if first:
         atexit.register(stop_all)
     install_signal_handlers()
@@ -613,52 +473,3 @@ def _install_exit_hooks() -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     stop_all()
     raise SystemExit(128 + signum)  # unwinds like an exit, so other cleanup and atexit hooks run
-
-
-# ------------------------------------------------------------------------------------- state file
-
-
-def _state_path() -> Path:
-    return cache_dir() / "servers.json"
-
-
-@contextlib.contextmanager
-def _state_locked() -> Iterator[list[dict[str, Any]]]:
-    """The state file's entries, locked against other processes; changes are written back atomically."""
-    path = _state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_suffix(".lock")):
-        try:
-            entries = json.loads(path.read_text()).get("servers", [])
-        except (OSError, ValueError, AttributeError):
-            entries = []
-        before = list(entries)
-        yield entries
-        entries[:] = [e for e in entries if _pid_alive(int(e.get("pid", 0)))]
-        if entries != before:
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"servers": entries}, indent=2))
-            os.replace(tmp, path)
-
-
-def _state_entries() -> list[dict[str, Any]]:
-    with _state_locked() as entries:
-        return list(entries)
-
-
-def _state_add(entry: dict[str, Any]) -> None:
-    with _state_locked() as entries:
-        entries[:] = [e for e in entries if e.get("port") != entry["port"]]
-        entries.append(entry)
-
-
-def _state_remove(pid: int) -> None:
-    with _state_locked() as entries:
-        entries[:] = [e for e in entries if e.get("pid") != pid]
-
-
-def _state_pid(port: int) -> int | None:
-    for entry in _state_entries():
-        if entry.get("port") == port:
-            return int(entry["pid"])
-    return None

@@ -4,14 +4,15 @@ kills one.
 A vLLM-CPU server holds far more than its weights: its API process and engine core (≈2.2 GiB
 together, whatever the model), the worker's copy of the weights, the KV cache allocated up front and
 the runtime around them. The catalog records what each bundled model's server group was measured to
-hold (`BundledModel.server_memory_gib`). CPU starts are serialised (see `vllm_server`), so the
+hold (`BundledModel.server_memory_gib`). CPU starts are serialised (see `server`), so the
 available memory read here already counts every server started before.
 """
 
 from __future__ import annotations
 
+from agentscale.errors import ServingError
 from agentscale.models.catalog import BundledModel
-from agentscale.models.vllm_engine import ServingError, read_mem_available_bytes
+from agentscale.models.serving.engine import read_mem_available_bytes
 
 _GIB = 2**30
 

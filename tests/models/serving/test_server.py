@@ -19,10 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.models import vllm_server
-from agentscale.models.process_group import group_members
-from agentscale.models.vllm_engine import KV_CACHE_ENV, EngineMissingError, detect_engine
-from agentscale.models.vllm_server import (
+from agentscale.models.serving import (
     PortInUseError,
     ServerStartError,
     VllmEndpoint,
@@ -31,6 +28,9 @@ from agentscale.models.vllm_server import (
     stop_all,
     stop_server,
 )
+from agentscale.models.serving.engine import KV_CACHE_ENV, EngineMissingError, detect_engine
+from agentscale.models.serving.health import port_free
+from agentscale.models.serving.processes import group_members
 
 BUNDLED_NAME = "smollm2-135m"
 
@@ -225,7 +225,7 @@ def test_running_server_is_reused_in_process_and_across_processes(served: tuple[
     assert time.monotonic() - started < 1.0
     # Another agentscale process finds it through the state file instead of starting a second server.
     code = (
-        "from agentscale.models.vllm_server import ensure_server; "
+        "from agentscale.models.serving import ensure_server; "
         f"e = ensure_server({BUNDLED_NAME!r}, timeout_s=5); print(e.port, e.pid, e.started_here)"
     )
     env = {**os.environ, "AGENTSCALE_CACHE_DIR": str(cache)}
@@ -250,8 +250,7 @@ def test_a_server_that_cannot_start_reports_its_log(served: tuple[VllmEndpoint, 
 _CHILD = textwrap.dedent(
     """
     import sys, time
-    from agentscale.models.vllm_foreground import serve_foreground
-    from agentscale.models.vllm_server import ensure_server
+    from agentscale.models.serving import ensure_server, serve_foreground
     mode, folder, name, port = sys.argv[1:5]
     if mode == "foreground":
         sys.exit(serve_foreground(folder, served_model_name=name, port=int(port)))
@@ -343,7 +342,7 @@ def _free_port_run(length: int) -> int:
     """The first of ``length`` consecutive free ports."""
     for _ in range(50):
         first = _free_port()
-        if all(vllm_server._port_free("127.0.0.1", first + i) for i in range(length)):
+        if all(port_free("127.0.0.1", first + i) for i in range(length)):
             return first
     raise AssertionError("no run of free ports")
 

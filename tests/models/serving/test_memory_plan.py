@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentscale.models.catalog import BUNDLED
-from agentscale.models.memory_plan import NotEnoughMemory, check_room
+from agentscale.models.serving.memory_plan import NotEnoughMemory, check_room
 
 GIB = 2**30
 

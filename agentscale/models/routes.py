@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agentscale.errors import SpecIssue
-from agentscale.graphs._yaml import LocatedData, PathPart
+from agentscale.graphs.located import LocatedData, PathPart
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.models.local_names import local_route_problem
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.models.vllm_engine import (
+from agentscale.errors import ServingError
+from agentscale.models.serving.engine import (
     SERVER_MODULE,
     EngineMissingError,
     EngineOptions,
-    ServingError,
     VllmLaunchConfig,
     build_launch,
     detect_engine,

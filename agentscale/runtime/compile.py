@@ -2,7 +2,7 @@
 
 The StateGraph mirrors the DAG node for node (so `get_graph()`, streaming of node updates and
 embedding as a subgraph all show the user's graph). One bookkeeping node precedes it: `__prepare__`
-starts the run's node tasks (see :mod:`agentscale.graphs._execute`); the output node also collects
+starts the run's node tasks (see :mod:`agentscale.runtime.execute`); the output node also collects
 the answer and usage (one LangGraph step less than a separate finishing node). The state reads
 `question` and writes `answer`, so a parent graph with those keys can add the compiled graph as a
 node directly.
@@ -19,7 +19,9 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
-from agentscale.graphs._execute import (
+from agentscale.graphs.result import NodeTrace
+from agentscale.runtime.discussion import run_discussion
+from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
     close_context,
@@ -27,7 +29,6 @@ from agentscale.graphs._execute import (
     has_context,
     open_context,
 )
-from agentscale.graphs.result import NodeTrace
 
 PREPARE = "__prepare__"
 DISCUSSION = "discussion"
@@ -110,7 +111,6 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
 
 def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
     """A StateGraph whose one node runs `runtime`'s graph as a CEO-steered discussion."""
-    from agentscale.graphs.discussion import run_discussion  # the discussion imports the executor
 
     async def discuss(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
         result = await run_discussion(runtime, _question(state), _options(config))

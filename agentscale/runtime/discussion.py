@@ -46,7 +46,13 @@ from agentscale.agents.coordinator import (
 )
 from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.errors import BudgetExceeded, ModelCallError
-from agentscale.graphs._execute import (
+from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
+from agentscale.models.budget import RunLedger
+from agentscale.models.cost import estimate_prompt_tokens
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
+from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
     SampleSlots,
@@ -60,13 +66,6 @@ from agentscale.graphs._execute import (
     traced_fields,
     usable_candidates,
 )
-from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
-from agentscale.memory.inject import behavior_block
-from agentscale.models.budget import RunLedger
-from agentscale.models.cost import estimate_prompt_tokens
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
-from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
 CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
@@ -251,7 +250,7 @@ class Discussion:
     async def run(self) -> DiscussionResult:
         memory = self.runtime.memory
         if memory is not None:
-            self._behaviors = behavior_block(await asyncio.to_thread(memory.retrieve, self.question)) or None
+            self._behaviors = memory.block(await asyncio.to_thread(memory.retrieve, self.question)) or None
         limits = self.limits
         current = Decision(  # the graph as written, within the configured ranges
             "continue",

@@ -24,12 +24,11 @@ from agentscale.errors import BudgetExceeded, ModelCallError, SpecError, SpecIss
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import CODE_ONLY_ROLES, AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
-from agentscale.memory.inject import GraphMemory, behavior_block
-from agentscale.memory.retrieve import Retrieved
 from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.plugins import RunMemory, graph_memory
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 from agentscale.tracing.hooks import SpanHandle, span
 
@@ -103,7 +102,9 @@ class GraphRuntime:
             n.id: resolve(n.model, spec.models.get(n.model)) for n in spec.nodes if n.model is not None
         }
         # `memory:`: behaviors retrieved once per question and shown to every node that calls a model
-        self.memory = GraphMemory(gateway.store, spec.memory) if spec.memory is not None else None
+        self.memory: RunMemory[Any] | None = (
+            graph_memory(gateway.store, spec.memory) if spec.memory is not None else None
+        )
 
     def start(self, question: str, options: RunOptions) -> RunContext:
         context = RunContext(self, question, options)
@@ -127,8 +128,8 @@ class RunContext:
         self._finished = 0
         self._samples = SampleSlots()
         self._started = time.perf_counter()
-        self._recall: asyncio.Future[list[Retrieved]] | None = None
-        self.behaviors: list[Retrieved] = []
+        self._recall: asyncio.Future[list[Any]] | None = None
+        self.behaviors: list[Any] = []
 
     def start(self) -> None:
         if self.runtime.memory is not None:
@@ -144,10 +145,11 @@ class RunContext:
 
     async def _behavior_block(self) -> str | None:
         """The handbook behaviors for this question: retrieved once, when the run starts; nodes share it."""
-        if self._recall is None:
+        memory = self.runtime.memory
+        if memory is None or self._recall is None:
             return None
         self.behaviors = await asyncio.shield(self._recall)
-        return behavior_block(self.behaviors) or None
+        return memory.block(self.behaviors) or None
 
     async def node(self, node_id: str) -> NodeTrace:
         return await self.tasks[node_id]

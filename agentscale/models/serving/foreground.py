@@ -5,7 +5,7 @@ consecutive ports (or given ones) and, on CPU, each replica's engine is pinned t
 the cores, since vLLM-CPU would otherwise bind every engine to the same first core. The servers are
 started together, their logs streamed (prefixed per replica), and the api_base list printed once all
 are ready. Everything started here is stopped on Ctrl-C, SIGTERM/SIGHUP, or when this process dies
-(the parent-death signal of :mod:`agentscale.models.vllm_server`).
+(the parent-death signal of :mod:`agentscale.models.serving.processes`).
 """
 
 from __future__ import annotations
@@ -20,35 +20,33 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
-from agentscale.models.bundled import file_lock
-from agentscale.models.vllm_engine import (
+from agentscale.errors import ServingError
+from agentscale.models.serving.engine import (
     DEFAULT_HOST,
     KV_CACHE_ENV,
     EngineOptions,
-    ServingError,
     kv_cache_gib,
     read_mem_available_bytes,
     require_engine,
 )
-from agentscale.models.vllm_server import (
+from agentscale.models.serving.health import port_free, serves
+from agentscale.models.serving.processes import signal_group
+from agentscale.models.serving.server import (
     DEFAULT_TIMEOUT_S,
     PortInUseError,
+    Server,
+    Target,
     VllmEndpoint,
-    _find_running,
-    _killpg,
-    _known,
-    _lock_path,
-    _materialize,
-    _name_lock,
-    _port_free,
-    _resolve_target,
-    _Server,
-    _serves,
-    _start,
-    _stop,
-    _Target,
+    find_running,
     install_signal_handlers,
+    known_server,
+    materialize,
+    name_lock,
+    resolve_target,
     shared_port,
+    start,
+    start_lock,
+    stop,
 )
 
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
@@ -141,8 +139,8 @@ def serve_foreground(
         print(f"agentscale: {message}", file=stream, flush=True)
 
     chosen = replica_ports(replicas, first_port=shared_port() if port is None else port, ports=ports)
-    target = _resolve_target(name_or_path, options, served_model_name)
-    servers: list[_Server] = []
+    target = resolve_target(name_or_path, options, served_model_name)
+    servers: list[Server] = []
     with _on_sigint(signal.default_int_handler):
         try:
             return _run(target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers)
@@ -172,16 +170,16 @@ def _on_sigint(handler: Callable[[int, FrameType | None], Any] | int) -> Iterato
         signal.signal(signal.SIGINT, previous)
 
 
-def _stop_servers(servers: list[_Server]) -> None:
+def _stop_servers(servers: list[Server]) -> None:
     for server in servers:  # all at once: each takes seconds to stop
         assert server.process is not None
-        _killpg(server.process.pid, signal.SIGTERM)
+        signal_group(server.process.pid, signal.SIGTERM)
     for server in servers:
-        _stop(server)
+        stop(server)
 
 
 def _run(
-    target: _Target,
+    target: Target,
     chosen: list[int],
     replicas: int,
     host: str,
@@ -189,26 +187,26 @@ def _run(
     stream: TextIO,
     say: Callable[[str], None],
     on_ready: Callable[[list[VllmEndpoint]], None] | None,
-    servers: list[_Server],
+    servers: list[Server],
 ) -> int:
     """Start the servers (appending each to ``servers`` as it starts) and follow them."""
-    with _name_lock(target.served_name):
+    with name_lock(target.served_name):
         if replicas == 1:
-            found = _known(target.served_name) or _find_running(target.served_name, chosen[0], host)
+            found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
             if found is not None:
                 say(f"{target.served_name} is already served at {found.api_base}")
                 return 0
-        taken = [port for port in chosen if not _port_free(host, port)]
+        taken = [port for port in chosen if not port_free(host, port)]
         if taken:
             raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
         engine = require_engine()
-        target = _materialize(target, say)
-        with file_lock(_lock_path(target.served_name)):
+        target = materialize(target, say)
+        with start_lock(target.served_name):
             for index, port in enumerate(chosen):
                 env = replica_env(
                     index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib
                 )
-                server = _start(
+                server = start(
                     target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True
                 )
                 servers.append(server)
@@ -217,7 +215,7 @@ def _run(
 
 
 def _follow(
-    servers: list[_Server],
+    servers: list[Server],
     served_name: str,
     host: str,
     timeout_s: float,
@@ -241,7 +239,7 @@ def _follow(
                     logs[index].copy_to(stream, final=True)
                     say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
                     return 0 if code == 0 and all(ready) else 1
-                if not ready[index] and _serves(server.endpoint.port, served_name, host):
+                if not ready[index] and serves(server.endpoint.port, served_name, host):
                     ready[index] = True
                     if all(ready):
                         _announce(servers, served_name, time.monotonic() - started, say)
@@ -253,7 +251,7 @@ def _follow(
             time.sleep(_POLL_S)
 
 
-def _announce(servers: list[_Server], served_name: str, seconds: float, say: Callable[[str], None]) -> None:
+def _announce(servers: list[Server], served_name: str, seconds: float, say: Callable[[str], None]) -> None:
     endpoints = [s.endpoint for s in servers]
     where = endpoints[0].api_base if len(endpoints) == 1 else f"{len(endpoints)} replicas"
     say(

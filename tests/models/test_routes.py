@@ -8,7 +8,7 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.errors import SpecError
-from agentscale.graphs.graph import Graph
+from agentscale.runtime.graph import Graph
 
 GRAPH = """\
 name: bad-routes

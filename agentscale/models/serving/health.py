@@ -1,0 +1,64 @@
+"""Probes that never start anything: which models a port serves, whether a port is free, whether a
+process is alive."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.request
+from pathlib import Path
+
+from agentscale.models.serving.engine import DEFAULT_HOST
+
+
+def served_names(port: int, host: str = DEFAULT_HOST, timeout_s: float = 2.0) -> set[str] | None:
+    """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM."""
+    probe_host = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
+    # No proxy: an http_proxy in the environment must not swallow requests to localhost.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{probe_host}:{port}/v1/models", timeout=timeout_s) as response:
+            payload = json.loads(response.read())
+        return {str(item["id"]) for item in payload.get("data", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def serves(port: int, served_name: str, host: str) -> bool:
+    names = served_names(port, host)
+    return names is not None and served_name in names
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and -1 would probe our own group or every process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped: common in containers) answers signal 0 too
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"

@@ -1,0 +1,63 @@
+"""The servers agentscale processes started on this machine, recorded in a state file in the user cache
+(``servers.json``), so that another process reuses a running server instead of starting a second one.
+Entries whose process is gone are dropped whenever the file is written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentscale.models.bundled import cache_dir, file_lock
+from agentscale.models.serving.health import pid_alive
+
+
+def state_path() -> Path:
+    return cache_dir() / "servers.json"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[list[dict[str, Any]]]:
+    """The state file's entries, locked against other processes; changes are written back atomically."""
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_suffix(".lock")):
+        try:
+            entries = json.loads(path.read_text()).get("servers", [])
+        except (OSError, ValueError, AttributeError):
+            entries = []
+        before = list(entries)
+        yield entries
+        entries[:] = [e for e in entries if pid_alive(int(e.get("pid", 0)))]
+        if entries != before:
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"servers": entries}, indent=2))
+            os.replace(tmp, path)
+
+
+def entries() -> list[dict[str, Any]]:
+    with _locked() as current:
+        return list(current)
+
+
+def add(entry: dict[str, Any]) -> None:
+    """Record a started server (replacing whatever was recorded on its port)."""
+    with _locked() as current:
+        current[:] = [e for e in current if e.get("port") != entry["port"]]
+        current.append(entry)
+
+
+def remove(pid: int) -> None:
+    with _locked() as current:
+        current[:] = [e for e in current if e.get("pid") != pid]
+
+
+def pid_on(port: int) -> int | None:
+    """The recorded server process listening on ``port``, if any."""
+    for entry in entries():
+        if entry.get("port") == port:
+            return int(entry["pid"])
+    return None
