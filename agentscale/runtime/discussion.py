@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentscale.agents.coordinator import (
@@ -46,7 +46,7 @@ from agentscale.agents.coordinator import (
 )
 from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.errors import BudgetExceeded, ModelCallError
-from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
+from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.budget import RunLedger
 from agentscale.models.cost import estimate_prompt_tokens
@@ -76,52 +76,6 @@ FEEDBACK_EXCERPT_CHARS = 400  # how much of each critique the next CEO call read
 # which candidate passed how many of the question's stated examples (an execution check the CEO
 # cannot do itself)
 REVIEW_LABELS = {"critic": "critique", "verifier": "critique", "tester": "examples run"}
-
-
-@dataclass
-class RoundRecord:
-    """One CEO decision and the round it led to (`ran` False: the CEO stopped, or the budget did)."""
-
-    index: int
-    ran: bool = False
-    ceo_replies: list[str] = field(default_factory=list)
-    ceo_error: str | None = None
-    requested: dict[str, Any] | None = None  # the CEO's parsed decision, before clamping
-    decision: dict[str, Any] = field(default_factory=dict)  # what was applied
-    nodes: list[str] = field(default_factory=list)
-    answers: dict[str, str | None] = field(default_factory=dict)
-    answer: str | None = None
-    evaluator: dict[str, Any] | None = None
-    usage: Usage = field(default_factory=Usage)
-    stopped_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "round": self.index,
-            "ran": self.ran,
-            "ceo_replies": list(self.ceo_replies),
-            "ceo_error": self.ceo_error,
-            "requested": self.requested,
-            "decision": self.decision,
-            "nodes": list(self.nodes),
-            "answers": dict(self.answers),
-            "answer": self.answer,
-            "evaluator": self.evaluator,
-            "usage": self.usage.to_dict(),
-            "stopped_reason": self.stopped_reason,
-        }
-
-
-@dataclass
-class DiscussionResult(RunResult):
-    """A :class:`RunResult` (answer, trace of every call, usage) plus the rounds of the discussion."""
-
-    rounds: list[RoundRecord] = field(default_factory=list)
-
-    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
-        data = super().to_dict(include_messages=include_messages)
-        data["rounds"] = [r.to_dict() for r in self.rounds]
-        return data
 
 
 @dataclass(frozen=True)
@@ -203,7 +157,7 @@ def limits_for(runtime: GraphRuntime, plan: TeamPlan) -> Limits:
     )
 
 
-async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> DiscussionResult:
+async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> RunResult:
     """Answer `question` with `runtime`'s graph run as rounds under its coordinator."""
     discussion = Discussion(runtime, question, options)
     try:
@@ -243,14 +197,16 @@ class Discussion:
         self._samples = SampleSlots()
         self._started = time.perf_counter()
         self._critical_path = 0.0
-        self._behaviors: str | None = None
+        self._retrieved: list[Any] = []  # the handbook's behaviors for this question (`memory:`)
+        self._behaviors: str | None = None  # their prompt block
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    async def run(self) -> DiscussionResult:
+    async def run(self) -> RunResult:
         memory = self.runtime.memory
         if memory is not None:
-            self._behaviors = memory.block(await asyncio.to_thread(memory.retrieve, self.question)) or None
+            self._retrieved = await asyncio.to_thread(memory.retrieve, self.question)
+            self._behaviors = memory.block(self._retrieved) or None
         limits = self.limits
         current = Decision(  # the graph as written, within the configured ranges
             "continue",
@@ -583,13 +539,16 @@ class Discussion:
 
     # -- the result -------------------------------------------------------------------------------
 
-    def _finish(self) -> DiscussionResult:
+    def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
-        result = DiscussionResult(
+        result = RunResult(
             self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
         )
         store = self.runtime.gateway.store
+        memory = self.runtime.memory
+        if memory is not None:  # say which behaviors were shown and cited (and count them), as a DAG run does
+            result = memory.finish(result, self._retrieved, record=store is not None and run_id is not None)
         if store is not None and run_id is not None:
             summary = {"usage": usage.to_dict(), "rounds": [r.to_dict() for r in self.rounds]}
             item = RunItem(
