@@ -73,8 +73,47 @@ class Usage:
 
 
 @dataclass
+class RoundRecord:
+    """One CEO decision and the round it led to (`ran` False: the CEO stopped, or the budget did)."""
+
+    index: int
+    ran: bool = False
+    ceo_replies: list[str] = field(default_factory=list)
+    ceo_error: str | None = None
+    requested: dict[str, Any] | None = None  # the CEO's parsed decision, before clamping
+    decision: dict[str, Any] = field(default_factory=dict)  # what was applied
+    nodes: list[str] = field(default_factory=list)
+    answers: dict[str, str | None] = field(default_factory=dict)
+    answer: str | None = None
+    evaluator: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    stopped_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.index,
+            "ran": self.ran,
+            "ceo_replies": list(self.ceo_replies),
+            "ceo_error": self.ceo_error,
+            "requested": self.requested,
+            "decision": self.decision,
+            "nodes": list(self.nodes),
+            "answers": dict(self.answers),
+            "answer": self.answer,
+            "evaluator": self.evaluator,
+            "usage": self.usage.to_dict(),
+            "stopped_reason": self.stopped_reason,
+        }
+
+
+@dataclass
 class RunResult:
-    """The answer to one question plus how it was reached."""
+    """The answer to one question plus how it was reached.
+
+    One type for every graph; the optional fields are set by what the graph has: `rounds` by a
+    `coordinator:` (the discussion's rounds, None otherwise), `handbook`, `behaviors` and `cited` by a
+    `memory:` (the handbook's name, the behaviors retrieved best first, those cited by name in any
+    node's completion; `handbook` None otherwise). Both can be set on one result."""
 
     question: str
     answer: str | None
@@ -82,6 +121,10 @@ class RunResult:
     usage: Usage
     run_id: str | None = None
     stopped_reason: str | None = None
+    rounds: list[RoundRecord] | None = None
+    handbook: str | None = None
+    behaviors: list[str] = field(default_factory=list)
+    cited: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
@@ -90,11 +133,11 @@ class RunResult:
     def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
         trace = []
         for node in self.trace:
-            data = node.to_dict()
+            row = node.to_dict()
             if not include_messages:
-                data.pop("messages")
-            trace.append(data)
-        return {
+                row.pop("messages")
+            trace.append(row)
+        data: dict[str, Any] = {
             "run_id": self.run_id,
             "question": self.question,
             "answer": self.answer,
@@ -102,6 +145,11 @@ class RunResult:
             "usage": self.usage.to_dict(),
             "trace": trace,
         }
+        if self.rounds is not None:
+            data["rounds"] = [r.to_dict() for r in self.rounds]
+        if self.handbook is not None:
+            data["memory"] = {"handbook": self.handbook, "behaviors": self.behaviors, "cited": self.cited}
+        return data
 
 
 @dataclass

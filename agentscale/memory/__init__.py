@@ -15,12 +15,11 @@ from agentscale.memory.build import BuildReport, BuildSettings, HandbookBuilder,
 from agentscale.memory.embed import BM25, MiniLMEmbedder, default_embedder, embed_extra_installed
 from agentscale.memory.extract import Proposal, check_proposals, find_citations, normalize_name
 from agentscale.memory.handbook import Handbook, HandbookNotFound, InsertReport, import_handbook, list_handbooks
-from agentscale.memory.inject import BehaviorRunResult, GraphMemory, behavior_block, record_outcome, with_handbook
+from agentscale.memory.inject import GraphMemory, behavior_block, record_outcome, with_handbook
 from agentscale.memory.retrieve import Retrieved, Retriever
 
 __all__ = [
     "BM25",
-    "BehaviorRunResult",
     "BuildReport",
     "BuildSettings",
     "GraphMemory",

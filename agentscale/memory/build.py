@@ -3,8 +3,9 @@
 For each item a model solves the question (or, with `--from-run`, the stored solution is taken), then
 reflects on the solution (was it right, what was wasteful, which reusable behaviors would have made it
 shorter), then extracts `(name, instruction)` behaviors as JSON. Checked behaviors are inserted into
-the handbook with deduplication as each item finishes. Every call goes through the gateway (response
-cache, retries, spend ledger under the build's run id), and each item's three calls are recorded as
+the handbook with deduplication as each item finishes. Every call takes the runtime's one call path
+(:class:`~agentscale.runtime.calls.ModelCalls`: response cache, retries, spend ledger under the
+build's run id), and each item's three calls are recorded as
 node calls (`solve`, `reflect`, `extract`) of a run of kind `handbook`, so `agentscale runs show`
 shows what the model said. A failed call or a malformed extraction skips the item and is counted;
 it never stops the build.
@@ -16,7 +17,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentscale.agents.extract import extract_answer
@@ -28,10 +29,9 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.extract import check_proposals, contains_answer, extraction_schema
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import fill, prompt
-from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
-from agentscale.runtime.execute import call_row
+from agentscale.runtime.calls import ModelCalls, calls_usage, record_rows
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tasks import Task, TaskItem
@@ -198,14 +198,14 @@ class HandbookBuilder:
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:
         fmt: AnswerFormat = task.answer_format if task is not None else "text"
-        calls: list[NodeCall] = []
+        calls = _Calls(ModelCalls(self.gateway, run_id=run_id), [])
         solution, answer, correct = source.solution, source.answer, source.correct
         status = "done"
         try:
             if solution is None:
                 texts = prompt("solve")
                 values = {"question": source.question.strip(), "format": texts["formats"][fmt]}
-                solution = await self._call(run_id, source.key, "solve", texts, values, calls, report)
+                solution = await self._call("solve", texts, values, calls)
                 answer = extract_answer(solution, fmt)
                 if task is not None and source.item is not None:
                     score = await asyncio.to_thread(task.score, answer, source.item)
@@ -219,20 +219,20 @@ class HandbookBuilder:
                 verdicts = prompt("reflect")["verdicts"]
                 verdict = verdicts["unknown" if correct is None else "correct" if correct else "wrong"]
                 values = {"question": source.question.strip(), "solution": solution.strip(), "verdict": verdict}
-                reflection = await self._call(run_id, source.key, "reflect", prompt("reflect"), values, calls, report)
+                reflection = await self._call("reflect", prompt("reflect"), values, calls)
                 values = {
                     "question": source.question.strip(),
                     "reflection": reflection.strip(),
                     "max_behaviors": str(self.settings.max_behaviors),
                 }
                 schema = extraction_schema(self.settings.max_behaviors) if self.settings.structured_output else None
-                reply = await self._call(
-                    run_id, source.key, "extract", prompt("extract"), values, calls, report, json_schema=schema
-                )
+                reply = await self._call("extract", prompt("extract"), values, calls, json_schema=schema)
                 status = await self._extract(run_id, source, reply, answer, report)
         except ModelCallError as exc:
             report.failed += 1
             status = f"failed: {exc}"
+        finally:  # summed over calls (their latencies overlap when items run concurrently)
+            report.usage.add(calls_usage(calls.traces))
         report.items += 1
         item = RunItem(
             run_id=run_id,
@@ -244,7 +244,9 @@ class HandbookBuilder:
             correct=correct,
             detail=status,
         )
-        await asyncio.to_thread(self.store.add_all, [*calls, item])
+        # the rows as before: no FLOPs or price per call (the build's report carries those)
+        traces = [replace(t, flops=0.0, usd=None) for t in calls.traces]
+        await asyncio.to_thread(record_rows, self.store, run_id, source.key, traces, item=item)
 
     async def _extract(self, run_id: str, source: _Source, reply: str, answer: str | None, report: BuildReport) -> str:
         outcome = check_proposals(
@@ -272,16 +274,15 @@ class HandbookBuilder:
 
     async def _call(
         self,
-        run_id: str,
-        key: str,
         step: str,
         texts: dict[str, Any],
         values: dict[str, str],
-        calls: list[NodeCall],
-        report: BuildReport,
+        calls: _Calls,
         *,
         json_schema: dict[str, Any] | None = None,
     ) -> str:
+        """One step's call (`solve`, `reflect`, `extract`) traced under the step's name; raises
+        ModelCallError when it fails (the item is then skipped)."""
         messages = [
             {"role": "system", "content": fill(texts["system"], values).strip()},
             {"role": "user", "content": fill(texts["user"], values).strip()},
@@ -293,42 +294,20 @@ class HandbookBuilder:
             max_tokens=self.settings.max_tokens,
             json_schema=json_schema,
         )
-
-        try:
-            result = await self.gateway.complete(request, node=step, run_id=run_id)
-        except ModelCallError as exc:
-            calls.append(
-                call_row(run_id, key, _step_trace(step, self.model, messages, status="failed", error=str(exc)))
-            )
-            raise
-        usage = report.usage
-        usage.calls += 0 if result.cached else 1
-        usage.cached_calls += 1 if result.cached else 0
-        usage.prompt_tokens += result.prompt_tokens
-        usage.completion_tokens += result.completion_tokens
-        usage.latency_s += result.latency_s  # summed over calls (they overlap when items run concurrently)
-        flops = model_flops(self.model, result.prompt_tokens, result.completion_tokens)
-        usd = call_usd(self.model, result.prompt_tokens, result.completion_tokens)
-        usage.flops = None if usage.flops is None or flops is None else usage.flops + flops
-        usage.usd = None if usage.usd is None or usd is None else usage.usd + usd
-        trace = _step_trace(
-            step,
-            self.model,
-            messages,
-            completion=result.completion,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            latency_s=result.latency_s,
-            cached=result.cached,
-        )
-        calls.append(call_row(run_id, key, trace))
+        trace = NodeTrace(step, step)
+        calls.traces.append(trace)
+        result = await calls.calls.call(trace, request)
+        if result is None:
+            raise ModelCallError(trace.error or "the call failed")
         return result.completion
 
 
-def _step_trace(step: str, model: ResolvedModel, messages: list[dict[str, str]], **outcome: Any) -> NodeTrace:
-    """A solve/reflect/extract call in the trace form the graph runs store (no FLOPs or price per row,
-    as before: the build's report carries those)."""
-    return NodeTrace(step, step, route=model.route, messages=messages, flops=0.0, usd=None, **outcome)
+@dataclass
+class _Calls:
+    """One item's model calls (no budget) and their traces, in call order."""
+
+    calls: ModelCalls
+    traces: list[NodeTrace]
 
 
 def stored_solutions(store: Store, run: Run) -> list[_Source]:

@@ -5,14 +5,14 @@ find which ones the answers cited, and count it all.
 :func:`agentscale.runtime.plugins.register_memory` when this module is imported). The executor
 (`agentscale/runtime/execute.py`) asks it for a question's behaviors once, before any node calls a
 model, fills the `{behaviors}` placeholder of the role prompts with :func:`behavior_block`, and has it
-wrap the run's result in a :class:`BehaviorRunResult`, which says what was retrieved and cited.
+fill the run's result's memory fields (`handbook`, `behaviors`, `cited`: what was retrieved and cited).
 Recorded runs add one to `times_retrieved`/`times_cited`; the eval engine adds the scorer's verdict
 (`times_cited_correct`/`times_cited_wrong`) with :func:`record_outcome`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -53,20 +53,6 @@ def behavior_block(behaviors: list[Retrieved]) -> str:
     return fill(texts["block"], {"behaviors": lines})
 
 
-@dataclass
-class BehaviorRunResult(RunResult):
-    """A run of a graph with `memory:`: the usual result plus the behaviors shown and cited."""
-
-    handbook: str = ""
-    behaviors: list[str] = field(default_factory=list)  # retrieved, best first
-    cited: list[str] = field(default_factory=list)  # those cited by name in any node's completion
-
-    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
-        data = super().to_dict(include_messages=include_messages)
-        data["memory"] = {"handbook": self.handbook, "behaviors": self.behaviors, "cited": self.cited}
-        return data
-
-
 class GraphMemory:
     """The handbook side of one graph: retrieval (cached index) and usage counting."""
 
@@ -97,23 +83,13 @@ class GraphMemory:
     def block(self, behaviors: list[Retrieved]) -> str:
         return behavior_block(behaviors)
 
-    def finish(self, result: RunResult, retrieved: list[Retrieved], record: bool) -> BehaviorRunResult:
-        """Wrap a run's result with what was retrieved and cited; count both if the run is recorded."""
+    def finish(self, result: RunResult, retrieved: list[Retrieved], record: bool) -> RunResult:
+        """The run's result with what was retrieved and cited; count both if the run is recorded."""
         names = [b.name for b in retrieved]
         cited = cited_in(result.trace, set(names))
         if record and self.store is not None and names:
             Handbook(self.store, self.name, embedder=None).record_use(names, cited)
-        return BehaviorRunResult(
-            result.question,
-            result.answer,
-            result.trace,
-            result.usage,
-            result.run_id,
-            result.stopped_reason,
-            handbook=self.name,
-            behaviors=names,
-            cited=cited,
-        )
+        return replace(result, handbook=self.name, behaviors=names, cited=cited)
 
 
 register_memory(GraphMemory)
@@ -126,7 +102,7 @@ def cited_in(trace: list[NodeTrace], known: set[str]) -> list[str]:
 
 def record_outcome(store: Store, result: RunResult, correct: bool) -> None:
     """After scoring: count the result's cited behaviors as cited in a correct (or wrong) answer."""
-    if isinstance(result, BehaviorRunResult) and result.cited:
+    if result.handbook is not None and result.cited:
         Handbook(store, result.handbook, embedder=None).record_outcome(result.cited, correct)
 
 

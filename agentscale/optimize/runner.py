@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec
 from agentscale.graphs.located import load_located
+from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize.candidate import CandidateGraph
@@ -44,9 +45,11 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
+from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskItem, load_task
 
 PATIENCE = 3
+AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
 MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
 
@@ -256,19 +259,15 @@ class Optimization:
         if alias is None:
             return None
         model = resolve(alias, self.space.models.get(alias))
-        calls = 0
+        calls = ModelCalls(self.gateway, run_id=self.run_id)  # no budget: the run's spend cap covers it
 
         async def call(system: str, user: str) -> str:
-            nonlocal calls
-            calls += 1
-            request = CallRequest(
-                model,
-                [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                temperature=0.0,
-                max_tokens=1024,
-                sample_index=calls,
-            )
-            result = await self.gateway.complete(request, node="optimizer-agent", run_id=self.run_id)
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            trace = NodeTrace(AGENT_NODE, AGENT_NODE, model=alias)
+            result = await calls.call(trace, CallRequest(model, messages, temperature=0.0, max_tokens=1024))
+            record_rows(self.store, self.run_id, AGENT_NODE, [trace])  # in the run's calls, like the trials'
+            if result is None:
+                raise ModelCallError(trace.error or "the call failed")
             return result.completion
 
         return call

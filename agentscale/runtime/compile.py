@@ -119,7 +119,7 @@ def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
             "trace": {trace.node_id: trace.to_dict() for trace in result.trace},
             "usage": result.usage.to_dict(),
             "stopped_reason": result.stopped_reason,
-            "rounds": [record.to_dict() for record in result.rounds],
+            "rounds": [record.to_dict() for record in result.rounds or []],
         }
 
     def discuss_sync(state: GraphState, config: RunnableConfig) -> dict[str, Any]:

@@ -14,17 +14,17 @@ The graph's nodes are the *pool and template* of the team (docs/coordinator.md):
 - edges are kept between the nodes that run; a node whose predecessors all sit out, and every
   source node from round 2 on, sees the current best answer instead (refinement).
 
-One budget ledger covers the whole run (CEO, workers, aggregator, evaluator), and every call goes
-through the gateway (cache, retries, spend ledger). Node ids in the trace are ``r<round>.<node>``,
+One :class:`~agentscale.runtime.calls.ModelCalls` — one budget ledger, one set of sample slots —
+covers the whole run (CEO, workers, aggregator, evaluator); every call goes through it and the
+gateway (cache, retries, spend ledger). Node ids in the trace are ``r<round>.<node>``,
 ``r<round>.ceo`` and ``r<round>.evaluator``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentscale.agents.coordinator import (
@@ -45,28 +45,20 @@ from agentscale.agents.coordinator import (
     retry_messages,
 )
 from agentscale.agents.roles import Candidate, majority_vote
-from agentscale.errors import BudgetExceeded, ModelCallError
-from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
+from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
-from agentscale.models.budget import RunLedger
-from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.calls import ModelCalls, calls_usage, record_interrupted, record_result
 from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
-    SampleSlots,
     answer_model_free,
-    call_row,
-    calls_usage,
     first_set,
     node_span,
-    settle_call,
-    spend_of,
     traced_fields,
     usable_candidates,
 )
-from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
 CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
 EVALUATOR_MAX_TOKENS = 256
@@ -76,52 +68,6 @@ FEEDBACK_EXCERPT_CHARS = 400  # how much of each critique the next CEO call read
 # which candidate passed how many of the question's stated examples (an execution check the CEO
 # cannot do itself)
 REVIEW_LABELS = {"critic": "critique", "verifier": "critique", "tester": "examples run"}
-
-
-@dataclass
-class RoundRecord:
-    """One CEO decision and the round it led to (`ran` False: the CEO stopped, or the budget did)."""
-
-    index: int
-    ran: bool = False
-    ceo_replies: list[str] = field(default_factory=list)
-    ceo_error: str | None = None
-    requested: dict[str, Any] | None = None  # the CEO's parsed decision, before clamping
-    decision: dict[str, Any] = field(default_factory=dict)  # what was applied
-    nodes: list[str] = field(default_factory=list)
-    answers: dict[str, str | None] = field(default_factory=dict)
-    answer: str | None = None
-    evaluator: dict[str, Any] | None = None
-    usage: Usage = field(default_factory=Usage)
-    stopped_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "round": self.index,
-            "ran": self.ran,
-            "ceo_replies": list(self.ceo_replies),
-            "ceo_error": self.ceo_error,
-            "requested": self.requested,
-            "decision": self.decision,
-            "nodes": list(self.nodes),
-            "answers": dict(self.answers),
-            "answer": self.answer,
-            "evaluator": self.evaluator,
-            "usage": self.usage.to_dict(),
-            "stopped_reason": self.stopped_reason,
-        }
-
-
-@dataclass
-class DiscussionResult(RunResult):
-    """A :class:`RunResult` (answer, trace of every call, usage) plus the rounds of the discussion."""
-
-    rounds: list[RoundRecord] = field(default_factory=list)
-
-    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
-        data = super().to_dict(include_messages=include_messages)
-        data["rounds"] = [r.to_dict() for r in self.rounds]
-        return data
 
 
 @dataclass(frozen=True)
@@ -203,16 +149,13 @@ def limits_for(runtime: GraphRuntime, plan: TeamPlan) -> Limits:
     )
 
 
-async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> DiscussionResult:
+async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> RunResult:
     """Answer `question` with `runtime`'s graph run as rounds under its coordinator."""
     discussion = Discussion(runtime, question, options)
     try:
         return await discussion.run()
     except BaseException:
-        store = runtime.gateway.store
-        if store is not None and options.run_row is not None:
-            options.run_row.status = "interrupted"
-            store.add(options.run_row)
+        record_interrupted(runtime.gateway.store, options.run_row)
         raise
 
 
@@ -227,7 +170,7 @@ class Discussion:
         self.coordinator: Coordinator = coordinator
         self.question = question
         self.options = options
-        self.ledger = RunLedger(runtime.spec.budget)
+        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id)  # one ledger for all calls
         self.plan = TeamPlan(runtime)
         self.limits = limits_for(runtime, self.plan)
         spec = runtime.spec
@@ -240,17 +183,18 @@ class Discussion:
         self.stopped_reason: str | None = None
         self.best: str | None = None
         self._finished = 0
-        self._samples = SampleSlots()
         self._started = time.perf_counter()
         self._critical_path = 0.0
-        self._behaviors: str | None = None
+        self._retrieved: list[Any] = []  # the handbook's behaviors for this question (`memory:`)
+        self._behaviors: str | None = None  # their prompt block
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    async def run(self) -> DiscussionResult:
+    async def run(self) -> RunResult:
         memory = self.runtime.memory
         if memory is not None:
-            self._behaviors = memory.block(await asyncio.to_thread(memory.retrieve, self.question)) or None
+            self._retrieved = await asyncio.to_thread(memory.retrieve, self.question)
+            self._behaviors = memory.block(self._retrieved) or None
         limits = self.limits
         current = Decision(  # the graph as written, within the configured ranges
             "continue",
@@ -480,27 +424,6 @@ class Discussion:
         """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
         alike); a refusal by the budget ends the discussion."""
         trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
-        with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
-            await self._settled_call(trace, model, messages, temperature, max_tokens, top_p, json_schema)
-            traced.set(traced_fields(trace))
-        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
-            self._finish_trace(trace)
-            self.traces.append(trace)
-            if trace.status != "skipped":
-                self._critical_path += trace.latency_s
-        return trace
-
-    async def _settled_call(
-        self,
-        trace: NodeTrace,
-        model: ResolvedModel,
-        messages: list[dict[str, str]],
-        temperature: float,
-        max_tokens: int,
-        top_p: float | None,
-        json_schema: dict[str, Any] | None,
-    ) -> None:
-        """Reserve the call's projected spend, call, settle; the outcome lands in `trace`."""
         request = CallRequest(
             model=model,
             messages=messages,
@@ -509,23 +432,16 @@ class Discussion:
             top_p=top_p,
             json_schema=json_schema,
         )
-        request = self._samples.assign(request)
-        projected = spend_of(model, estimate_prompt_tokens(messages), max_tokens)
-        try:
-            reservation = self.ledger.reserve(projected)
-        except BudgetExceeded as exc:
-            trace.status, trace.error = "skipped", str(exc)
-            self.stopped_reason = self.stopped_reason or str(exc)
-            return
-        try:
-            result = await self.runtime.gateway.complete(
-                request, node=trace.node_id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
-            )
-        except ModelCallError as exc:
-            self.ledger.settle(reservation, None)
-            trace.status, trace.error = "failed", str(exc)
-        else:
-            settle_call(self.ledger, reservation, model, result, trace)
+        with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
+            if await self.calls.call(trace, request) is None:
+                self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
+            traced.set(traced_fields(trace))
+        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
+            self._finish_trace(trace)
+            self.traces.append(trace)
+            if trace.status != "skipped":
+                self._critical_path += trace.latency_s
+        return trace
 
     def _needs_inputs(self, node: NodeSpec) -> bool:
         custom = self.runtime.spec.roles.get(node.role)
@@ -551,10 +467,10 @@ class Discussion:
         budget = self.runtime.spec.budget
         if budget is None or budget.max_tokens is None:
             return None
-        return budget.max_tokens - self.ledger.spent.tokens
+        return budget.max_tokens - self.calls.ledger.spent.tokens
 
     def _resources(self, index: int) -> str:
-        spent = self.ledger.spent
+        spent = self.calls.ledger.spent
         budget = self.runtime.spec.budget
         lines = []
 
@@ -583,31 +499,16 @@ class Discussion:
 
     # -- the result -------------------------------------------------------------------------------
 
-    def _finish(self) -> DiscussionResult:
+    def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
-        result = DiscussionResult(
+        result = RunResult(
             self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
         )
         store = self.runtime.gateway.store
+        memory = self.runtime.memory
+        if memory is not None:  # say which behaviors were shown and cited (and count them), as a DAG run does
+            result = memory.finish(result, self._retrieved, record=store is not None and run_id is not None)
         if store is not None and run_id is not None:
-            summary = {"usage": usage.to_dict(), "rounds": [r.to_dict() for r in self.rounds]}
-            item = RunItem(
-                run_id=run_id,
-                item_key=self.options.item_key,
-                question=self.question,
-                answer=self.best,
-                stopped_reason=self.stopped_reason,
-                usage_json=json.dumps(usage.to_dict()),
-            )
-            rows: list[Run | NodeCall | RunItem] = [
-                *(call_row(run_id, self.options.item_key, t) for t in self.traces),
-                item,
-            ]
-            if self.options.run_row is not None:
-                run = self.options.run_row
-                run.status, run.finished = "done", utcnow()
-                run.summary_json = json.dumps({"n": 1, **summary})
-                rows.insert(0, run)
-            store.add_all(rows)
+            record_result(store, result, self.options.item_key, self.options.run_row)
         return result

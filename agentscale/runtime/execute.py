@@ -10,26 +10,23 @@ same name simply awaits its task.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agentscale.agents.roles import Candidate, Role, answer_without_model, majority_vote, resolve_roles
-from agentscale.errors import BudgetExceeded, ModelCallError, SpecError, SpecIssue
+from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import CODE_ONLY_ROLES, AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
-from agentscale.models.budget import RunLedger, Spend
-from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, CallResult, Gateway
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.runtime.calls import ModelCalls, calls_usage, record_result
 from agentscale.runtime.plugins import RunMemory, graph_memory
-from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+from agentscale.storage.tables import Run
 from agentscale.tracing.hooks import SpanHandle, span
 
 TRACED_FIELDS = (
@@ -113,20 +110,19 @@ class GraphRuntime:
 
 
 class RunContext:
-    """The state of one question's run: node tasks, traces, the budget ledger."""
+    """The state of one question's run: node tasks, traces, its model calls (sample slots, budget ledger)."""
 
     def __init__(self, runtime: GraphRuntime, question: str, options: RunOptions) -> None:
         self.runtime = runtime
         self.question = question
         self.options = options
-        self.ledger = RunLedger(runtime.spec.budget)
+        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id)
         self.traces: dict[str, NodeTrace] = {}
         self.tasks: dict[str, asyncio.Task[NodeTrace]] = {}
-        self.stopped_reason: str | None = None
+        self.stopped_reason: str | None = None  # the budget's refusal, else why the output did not answer
         self.result: RunResult | None = None
         self.key = ""
         self._finished = 0
-        self._samples = SampleSlots()
         self._started = time.perf_counter()
         self._recall: asyncio.Future[list[Any]] | None = None
         self.behaviors: list[Any] = []
@@ -190,7 +186,6 @@ class RunContext:
             return trace
 
         model = runtime.models[node.id]
-        trace.route = model.route
         defaults = runtime.spec.defaults
         messages = role.messages(
             self.question, candidates, fmt, behaviors=await self._behavior_block(), answer_style=model.answer_style
@@ -202,25 +197,10 @@ class RunContext:
             max_tokens=first_set(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
             top_p=node.top_p if node.top_p is not None else defaults.top_p,
         )
-        request = self._samples.assign(request)
-        trace.messages = messages
-        projected_prompt = estimate_prompt_tokens(messages)
-        projected = spend_of(model, projected_prompt, request.max_tokens)
-        try:
-            reservation = self.ledger.reserve(projected)
-        except BudgetExceeded as exc:
-            trace.status, trace.error = "skipped", str(exc)
-            self.stopped_reason = self.stopped_reason or str(exc)
+        result = await self.calls.call(trace, request)
+        if result is None:
+            self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             return trace
-        try:
-            result = await runtime.gateway.complete(
-                request, node=node.id, timeout_s=self.ledger.remaining_time(), run_id=self.options.run_id
-            )
-        except ModelCallError as exc:
-            self.ledger.settle(reservation, None)
-            trace.status, trace.error = "failed", str(exc)
-            return trace
-        settle_call(self.ledger, reservation, model, result, trace)
         trace.answer = role.answer(result.completion, candidates, fmt)
         return trace
 
@@ -241,24 +221,7 @@ class RunContext:
         if runtime.memory is not None:  # say which behaviors were shown and cited (and count them)
             result = runtime.memory.finish(result, self.behaviors, record=store is not None and run_id is not None)
         if store is not None and run_id is not None:
-            # One transaction per question: completions are already safe in the response cache, so a
-            # crash mid-question loses no paid work, and one commit instead of one per node keeps the
-            # per-call overhead low.
-            item = RunItem(
-                run_id=run_id,
-                item_key=self.options.item_key,
-                question=self.question,
-                answer=answer,
-                stopped_reason=self.stopped_reason,
-                usage_json=json.dumps(usage.to_dict()),
-            )
-            rows: list[Run | NodeCall | RunItem] = [*(call_row(run_id, self.options.item_key, t) for t in traces), item]
-            if self.options.run_row is not None:
-                run = self.options.run_row
-                run.status, run.finished = "done", utcnow()
-                run.summary_json = json.dumps({"n": 1, "usage": usage.to_dict()})
-                rows.insert(0, run)
-            store.add_all(rows)
+            record_result(store, result, self.options.item_key, self.options.run_row)
         return result
 
     def _best_so_far(self, traces: list[NodeTrace]) -> str | None:
@@ -279,81 +242,10 @@ class RunContext:
         return usage
 
 
-class SampleSlots:
-    """Identical sampled requests in one run get indexes 0, 1, 2... so each has its own cache slot
-    (five equal assistants at temperature > 0 are five samples, and a re-run replays all five)."""
-
-    def __init__(self) -> None:
-        self._used: Counter[str] = Counter()
-
-    def assign(self, request: CallRequest) -> CallRequest:
-        if request.temperature <= 0:
-            return request
-        key = request.cache_key()
-        index = self._used[key]
-        self._used[key] += 1
-        return replace(request, sample_index=index)
-
-
-def calls_usage(traces: list[NodeTrace]) -> Usage:
-    """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them)."""
-    called = [t for t in traces if t.route is not None and t.status == "ok"]
-    flops = [t.flops for t in called]
-    prices = [t.usd for t in called]
-    return Usage(
-        calls=sum(1 for t in called if not t.cached),
-        cached_calls=sum(1 for t in called if t.cached),
-        prompt_tokens=sum(t.prompt_tokens for t in called),
-        completion_tokens=sum(t.completion_tokens for t in called),
-        flops=None if any(f is None for f in flops) else sum(f or 0.0 for f in flops),
-        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
-        latency_s=sum(t.latency_s for t in called),
-    )
-
-
-def call_row(run_id: str, item_key: str, trace: NodeTrace) -> NodeCall:
-    """The stored form of a node's trace."""
-    return NodeCall(
-        run_id=run_id,
-        item_key=item_key,
-        node_id=trace.node_id,
-        role=trace.role,
-        route=trace.route,
-        status=trace.status,
-        messages_json=json.dumps(trace.messages),
-        completion=trace.completion,
-        answer=trace.answer,
-        prompt_tokens=trace.prompt_tokens,
-        completion_tokens=trace.completion_tokens,
-        flops=trace.flops or 0.0,
-        usd=trace.usd,
-        latency_s=trace.latency_s,
-        cached=trace.cached,
-        error=trace.error,
-    )
-
-
 def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
     """Answered traces as inputs for a successor, in finishing order (ties in votes go to the first)."""
     usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=lambda t: t.finish_order)
     return [Candidate(t.node_id, t.answer or "") for t in usable]
-
-
-def settle_call(
-    ledger: RunLedger, reservation: int, model: ResolvedModel, result: CallResult, trace: NodeTrace
-) -> None:
-    """A returned call: replace its reservation by what it used, and copy text and costs into the trace."""
-    actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
-    ledger.settle(reservation, actual)
-    trace.completion = result.completion
-    trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
-    trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
-    trace.latency_s, trace.cached = result.latency_s, result.cached
-
-
-def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
-    flops = model_flops(model, prompt_tokens, completion_tokens)
-    return Spend(prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens))
 
 
 _Number = TypeVar("_Number", int, float)

@@ -24,6 +24,7 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
+from agentscale.runtime.calls import record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
@@ -147,9 +148,7 @@ class Graph:
         try:
             await self._app().ainvoke({"question": question, "run_key": key}, config=config)
         except BaseException:
-            if store is not None and run_row is not None:
-                run_row.status = "interrupted"
-                store.add(run_row)
+            record_interrupted(store, run_row)
             raise
         finally:
             close_context(key)

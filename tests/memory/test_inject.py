@@ -9,7 +9,7 @@ import pytest
 
 from agentscale import AgentScaleError, Gateway, Graph, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
-from agentscale.memory import BehaviorRunResult, Handbook, HandbookNotFound
+from agentscale.memory import Handbook, HandbookNotFound
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 from tests.memory.conftest import seed_handbook, write_task
@@ -51,7 +51,7 @@ async def test_prompts_carry_the_retrieved_behaviors_and_citations_are_counted(
     graph = Graph.from_yaml(graph_yaml(scripted.api_base, FAN_IN), gateway=gateway)
     result = await graph.arun("What is 15 + 27? Add the digits and estimate the sum first.")
 
-    assert isinstance(result, BehaviorRunResult) and result.answer == "42"
+    assert result.handbook == "math" and result.rounds is None and result.answer == "42"
     assert set(result.behaviors) == {"behavior_estimate_first", "behavior_carry_digits"}
     assert result.cited == ["behavior_estimate_first", "behavior_carry_digits"]
     prompts = _user_prompts(scripted)
@@ -84,7 +84,7 @@ async def test_no_relevant_behavior_leaves_the_prompt_unchanged(
     plain = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway)
     result = await with_memory.arun("What is 2 * 3?")
     again = await plain.arun("What is 2 * 3?")
-    assert isinstance(result, BehaviorRunResult) and result.behaviors == [] and result.answer == "6"
+    assert result.handbook == "math" and result.behaviors == [] and result.answer == "6"
     assert again.usage.cached_calls == 1  # the very same messages: served from the response cache
 
 
@@ -112,6 +112,51 @@ async def test_eval_with_handbook_counts_citations_in_right_and_wrong_answers(
 
     resumed = Evaluation.resume(evaluation.run_id, gateway)  # the handbook comes back from the stored run
     assert resumed.graph.spec.memory is not None and resumed.graph.spec.memory.handbook == "math"
+
+
+COORDINATED = """  ceo: {model: hosted_vllm/ceo, api_base: "API"}
+name: talk
+memory: {handbook: math}
+nodes:
+  - {id: s1, role: assistant, model: m}
+  - {id: s2, role: assistant, model: m}
+  - {id: f, role: fuser, model: m}
+edges: ['s1, s2 -> f']
+answer_format: number
+coordinator: {model: ceo, max_rounds: 1}
+"""
+
+
+async def test_a_coordinator_graph_with_memory_records_behavior_use_like_any_graph(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """A discussion shows the behaviors to its workers, says which were cited in its result, and
+    `eval --handbook` counts retrievals, citations and their verdicts as for a DAG."""
+    seed_handbook(store, "math", BEHAVIORS)
+    data = write_task(
+        tmp_path / "t.jsonl", [("What is 3 + 4 with carry digits?", "7"), ("What is 5 + 2 with carry digits?", "8")]
+    )
+    ceo = json.dumps({"decision": "continue", "agents": 2, "direction": "", "max_tokens": 64})
+    scripted.add_rule(Rule(model="ceo", replies=[ceo]))
+    scripted.add_rule(Rule(pattern=r"3 \+ 4", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    scripted.add_rule(Rule(pattern=r"5 \+ 2", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    text = graph_yaml(scripted.api_base, COORDINATED.replace("API", scripted.api_base))
+    graph = Graph.from_yaml(text, gateway=gateway)
+
+    result = await graph.arun("What is 3 + 4 with carry digits?", record=False)
+    assert result.rounds is not None and [r.ran for r in result.rounds] == [True]
+    assert result.handbook == "math" and "behavior_carry_digits" in result.behaviors
+    assert result.cited == ["behavior_carry_digits"]
+    assert set(result.to_dict()) >= {"rounds", "memory"}
+    workers = [r for r in scripted.completion_requests if r["model"] == "scripted"]
+    assert len(workers) == 3 and all(BLOCK in str(r["messages"][-1]["content"]) for r in workers)
+    assert Handbook(store, "math", embedder=None).get("behavior_carry_digits").times_retrieved == 0  # not recorded
+
+    evaluation = Evaluation(Graph.from_yaml(text, gateway=gateway), EvalConfig(task=str(data), handbook="math"))
+    summary = await evaluation.run()
+    assert (summary.n, summary.correct) == (2, 1)
+    row = Handbook(store, "math", embedder=None).get("behavior_carry_digits")
+    assert (row.times_retrieved, row.times_cited, row.times_cited_correct, row.times_cited_wrong) == (2, 2, 1, 1)
 
 
 async def test_missing_handbook_or_database_is_a_clear_error(

@@ -108,6 +108,9 @@ async def test_misbehaving_agent_never_breaks_the_search(
     result = await run.run()
     agent_calls = [r for r in scripted.completion_requests if r["model"] == "agent"]
     assert len(agent_calls) >= 2
+    rows = store.node_calls(run.run_id, "optimizer-agent")  # the agent's calls are in the run's rows
+    assert {(r.node_id, r.route, r.status) for r in rows} == {("optimizer-agent", "hosted_vllm/agent", "ok")}
+    assert sum(not r.cached for r in rows) == len(agent_calls) and all(r.messages_json for r in rows)
     assert result.best.compute <= 3.5 and result.best.candidate.size <= 3
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
 

@@ -1,0 +1,179 @@
+"""The one path of every model call, and the one recorder of a question's rows.
+
+:class:`ModelCalls` is what a run (a DAG run, a discussion), a handbook build or the optimizer's
+feedback agent calls models through: it gives identical sampled requests their sample slots, reserves
+the call's worst case in the run's budget ledger and settles it, calls the gateway (cache, retries,
+spend ledger under the run id) and writes the outcome into the call's :class:`NodeTrace`. Callers
+keep only what differs: how they build the prompt and what they make of the reply.
+
+:func:`record_rows` writes what a question produced — its calls, its item, and for a
+single-question run the run row — in one transaction; :func:`record_result` does it for a graph's
+:class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+
+from agentscale.errors import BudgetExceeded, ModelCallError
+from agentscale.graphs.result import NodeTrace, RunResult, Usage
+from agentscale.graphs.spec import Budget
+from agentscale.models.budget import RunLedger, Spend
+from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
+from agentscale.models.gateway import CallRequest, CallResult, Gateway
+from agentscale.models.registry import ResolvedModel
+from agentscale.storage.db import Store
+from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+
+
+class SampleSlots:
+    """Identical sampled requests in one run get indexes 0, 1, 2... so each has its own cache slot
+    (five equal assistants at temperature > 0 are five samples, and a re-run replays all five)."""
+
+    def __init__(self) -> None:
+        self._used: Counter[str] = Counter()
+
+    def assign(self, request: CallRequest) -> CallRequest:
+        if request.temperature <= 0:
+            return request
+        key = request.cache_key()
+        index = self._used[key]
+        self._used[key] += 1
+        return replace(request, sample_index=index)
+
+
+class ModelCalls:
+    """One run's calls: its sample slots, its budget ledger, the gateway and the run id they are
+    entered under. A refusal by the budget sets `stopped_reason` (the first one is kept)."""
+
+    def __init__(self, gateway: Gateway, budget: Budget | None = None, run_id: str | None = None) -> None:
+        self.gateway = gateway
+        self.run_id = run_id
+        self.ledger = RunLedger(budget)
+        self.stopped_reason: str | None = None
+        self._samples = SampleSlots()
+
+    async def call(self, trace: NodeTrace, request: CallRequest) -> CallResult | None:
+        """Reserve the call's projected spend, call, settle; the outcome lands in `trace` (`skipped`
+        when the budget refuses it, `failed` on a call error: then None is returned)."""
+        model = request.model
+        request = self._samples.assign(request)
+        trace.route, trace.messages = model.route, request.messages
+        projected = spend_of(model, estimate_prompt_tokens(request.messages), request.max_tokens)
+        try:
+            reservation = self.ledger.reserve(projected)
+        except BudgetExceeded as exc:
+            trace.status, trace.error = "skipped", str(exc)
+            self.stopped_reason = self.stopped_reason or str(exc)
+            return None
+        try:
+            result = await self.gateway.complete(
+                request, node=trace.node_id, timeout_s=self.ledger.remaining_time(), run_id=self.run_id
+            )
+        except ModelCallError as exc:
+            self.ledger.settle(reservation, None)
+            trace.status, trace.error = "failed", str(exc)
+            return None
+        actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
+        self.ledger.settle(reservation, actual)
+        trace.completion = result.completion
+        trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
+        trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
+        trace.latency_s, trace.cached = result.latency_s, result.cached
+        return result
+
+
+def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
+    flops = model_flops(model, prompt_tokens, completion_tokens)
+    return Spend(prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens))
+
+
+def calls_usage(traces: Iterable[NodeTrace]) -> Usage:
+    """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them)."""
+    called = [t for t in traces if t.route is not None and t.status == "ok"]
+    flops = [t.flops for t in called]
+    prices = [t.usd for t in called]
+    return Usage(
+        calls=sum(1 for t in called if not t.cached),
+        cached_calls=sum(1 for t in called if t.cached),
+        prompt_tokens=sum(t.prompt_tokens for t in called),
+        completion_tokens=sum(t.completion_tokens for t in called),
+        flops=None if any(f is None for f in flops) else sum(f or 0.0 for f in flops),
+        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        latency_s=sum(t.latency_s for t in called),
+    )
+
+
+def call_row(run_id: str, item_key: str, trace: NodeTrace) -> NodeCall:
+    """The stored form of a node's trace."""
+    return NodeCall(
+        run_id=run_id,
+        item_key=item_key,
+        node_id=trace.node_id,
+        role=trace.role,
+        route=trace.route,
+        status=trace.status,
+        messages_json=json.dumps(trace.messages),
+        completion=trace.completion,
+        answer=trace.answer,
+        prompt_tokens=trace.prompt_tokens,
+        completion_tokens=trace.completion_tokens,
+        flops=trace.flops or 0.0,
+        usd=trace.usd,
+        latency_s=trace.latency_s,
+        cached=trace.cached,
+        error=trace.error,
+    )
+
+
+def record_rows(
+    store: Store,
+    run_id: str,
+    item_key: str,
+    traces: Iterable[NodeTrace],
+    *,
+    item: RunItem | None = None,
+    run_row: Run | None = None,
+) -> None:
+    """A question's rows in one transaction: the run (a single-question run's), its calls, its item.
+
+    Completions are already safe in the response cache, so a crash mid-question loses no paid work,
+    and one commit instead of one per call keeps the per-call overhead low."""
+    rows: list[Run | NodeCall | RunItem] = [call_row(run_id, item_key, t) for t in traces]
+    if item is not None:
+        rows.append(item)
+    if run_row is not None:
+        rows.insert(0, run_row)
+    store.add_all(rows)
+
+
+def record_result(store: Store, result: RunResult, item_key: str, run_row: Run | None = None) -> None:
+    """A graph's answer to one question, recorded under `result.run_id` (a DAG run or a discussion;
+    `run_row` is marked done with the usage, and the rounds of a discussion, as its summary)."""
+    assert result.run_id is not None
+    usage = result.usage.to_dict()
+    item = RunItem(
+        run_id=result.run_id,
+        item_key=item_key,
+        question=result.question,
+        answer=result.answer,
+        stopped_reason=result.stopped_reason,
+        usage_json=json.dumps(usage),
+    )
+    if run_row is not None:
+        summary: dict[str, object] = {"n": 1, "usage": usage}
+        if result.rounds is not None:
+            summary["rounds"] = [r.to_dict() for r in result.rounds]
+        run_row.status, run_row.finished = "done", utcnow()
+        run_row.summary_json = json.dumps(summary)
+    record_rows(store, result.run_id, item_key, result.trace, item=item, run_row=run_row)
+
+
+def record_interrupted(store: Store | None, run_row: Run | None) -> None:
+    """A single-question run stopped before its answer (Ctrl-C, a cancel, an error): keep the run row."""
+    if store is not None and run_row is not None:
+        run_row.status = "interrupted"
+        store.add(run_row)
