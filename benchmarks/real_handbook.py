@@ -8,7 +8,7 @@
    student as one greedy call (`real_scaling.single`), without and with the handbook (the same graph
    plus `memory: {handbook: H, top_k: 5}`, which is what `eval --handbook H` adds). No eval question
    appears among the build questions (checked before anything runs). The handbook used is `gsm-so`,
-   unless fewer of its extraction replies parsed than of `gsm-free`'s (decided on the build items).
+   unless it kept fewer behaviors than `gsm-free` (decided on the build items; an empty list parses).
 
 Reported: the builds' counts (extractions parsed, behaviors proposed, kept after dedup, rejected),
 then per student accuracy (Wilson 95%) and completion tokens per item with and without the handbook,
@@ -163,7 +163,10 @@ def main() -> None:
     for report in builds:
         _log(args.log, {"build": report})
     free, constrained = builds
-    handbook = "gsm-so" if constrained["extractions_parsed"] >= free["extractions_parsed"] else "gsm-free"
+    # the handbook with more behaviors kept: parsing is not enough (an empty list parses)
+    handbook = "gsm-so" if constrained["behaviors"] >= free["behaviors"] else "gsm-free"
+    if max(free["behaviors"], constrained["behaviors"]) == 0:
+        raise SystemExit("neither build kept a behavior: nothing to evaluate with")
     store = Store(args.db)
     names = {row.name for row in Handbook(store, handbook, embedder=None).behaviors()}
     students = []

@@ -31,7 +31,10 @@ def extraction_schema(max_behaviors: int) -> dict[str, Any]:
 
     Only the shape is enforced; names are still normalised and instructions filtered afterwards. The
     name's length bound lives in its pattern: vLLM's xgrammar backend refuses a string with both a
-    `pattern` and a `maxLength` (a 400 for every extraction when the server pins that backend).
+    `pattern` and a `maxLength` (a 400 for every extraction when the server pins that backend). At
+    least one behavior is required: allowed an empty list, Qwen2.5-Coder-1.5B under constrained
+    decoding replied `{"behaviors":[]}` to 24 of 24 reflections (a free-text extraction of the same
+    reflections proposed 13); xgrammar honours `minItems`.
     """
     behavior = {
         "type": "object",
@@ -44,7 +47,7 @@ def extraction_schema(max_behaviors: int) -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {"behaviors": {"type": "array", "items": behavior, "maxItems": max_behaviors}},
+        "properties": {"behaviors": {"type": "array", "items": behavior, "minItems": 1, "maxItems": max_behaviors}},
         "required": ["behaviors"],
         "additionalProperties": False,
     }

@@ -140,6 +140,7 @@ async def test_structured_output_sends_the_extraction_schema_only_to_extract(
     assert len(with_schema) == 1 and EXTRACT in json.dumps(with_schema[0]["messages"])
     schema = with_schema[0]["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["behaviors"]["maxItems"] == 3
+    assert schema["properties"]["behaviors"]["minItems"] == 1  # an empty list is what a small model picks
     name = schema["properties"]["behaviors"]["items"]["properties"]["name"]
     assert re.fullmatch(name["pattern"], "behavior_" + "x" * 71) and not re.fullmatch(
         name["pattern"], "behavior_" + "x" * 72
