@@ -251,6 +251,20 @@ class CandidateGraph:
             coordinator=None if self.ceo is None else Coordinator(model=self.ceo.model, max_rounds=self.ceo.max_rounds),
         )
 
+    def short_name(self) -> str:
+        """`single call of l8`, `majority vote of 3 x l8`, `tester of 3 x l8`, else the graph in one line."""
+        models = [n.model for n in self.nodes if n.model]
+        if self.size == 1 and models:
+            return f"single call of {models[0]}"
+        chooser = {"vote": "majority vote", "tester": "tester"}.get(self.nodes[-1].role)
+        if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == self.size - 1:
+            return f"{chooser} of {len(models)} x {models[0]}"
+        return self.one_line()
+
+    def one_line(self) -> str:
+        """The nodes' labels in order, and the CEO's when there is one."""
+        return " ".join(n.label() for n in self.nodes) + (f" + {self.ceo.label()}" if self.ceo else "")
+
     def describe(self) -> str:
         """One line per node: `index | model | role | predecessors` (the agent-facing table form)."""
         lines = []

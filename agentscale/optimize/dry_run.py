@@ -77,7 +77,7 @@ def project(
     if score_test:
         stages += [(1, test, typical), (len(singles), len(singles) * test, _mean_per_item(problem, singles))]
         # the best single's vote (unknown yet): the mean over the models, none where only one call fits
-        votes = [max_samples(problem, alias) for alias in problem.aliases]
+        votes = [max_samples(problem, alias, chooser=problem.chooser) for alias in problem.aliases]
         kept = [v if v is not None and v.size > 1 else None for v in votes]
         share = sum(v is not None for v in kept) / max(1, len(kept))
         stages.append((round(share), round(share * test), _mean_per_item(problem, kept)))

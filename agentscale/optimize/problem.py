@@ -93,6 +93,13 @@ class SearchProblem:
     def aliases(self) -> tuple[str, ...]:
         return tuple(self.models)
 
+    @property
+    def chooser(self) -> str:
+        """The model-free node that picks among samples: the tester where the space offers it (a
+        majority vote of sampled programs is its first input: they rarely agree character for
+        character), else the vote. The pilot's self-consistency and the test baseline both use it."""
+        return "tester" if "tester" in self.roles else "vote"
+
     def compute(self, candidate: CandidateGraph) -> float:
         key = candidate.canonical_key
         if key not in self._cost:

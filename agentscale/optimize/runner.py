@@ -473,15 +473,16 @@ class Optimization:
         for observation in singles:
             alias = _alias(observation.candidate)
             same = observation.candidate.canonical_key == crowned.candidate.canonical_key
-            single_scores[alias] = best if same else await self._score(f"single call of {alias}", observation.candidate)
+            candidate = observation.candidate
+            single_scores[alias] = best if same else await self._score(candidate.short_name(), candidate)
         baselines: dict[str, TestScore] = {}
         top = best_single(singles)
         if top is not None:
             alias = _alias(top.candidate)
             baselines["single"] = single_scores[alias]
-            votes = max_samples(self.problem, alias)
+            votes = max_samples(self.problem, alias, chooser=self.problem.chooser)
             if votes is not None and votes.size > 1:
-                baselines["vote"] = await self._score(f"majority vote of {votes.size - 1} x {alias}", votes)
+                baselines["vote"] = await self._score(votes.short_name(), votes)
         advantage = None
         if single_scores:
             highest = max(score.accuracy for score in single_scores.values())

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import select
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
-from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.space import SpaceSpec
 from agentscale.optimize.trials import candidate_from_json
@@ -89,7 +88,7 @@ class OptimizeReport:
         return {"crown": "crowning", "baseline": "baselines", "test": "test"}.get(trial.kind, trial.kind)
 
     def arm(self, trial: Trial, name: str | None = None) -> Arm:
-        return Arm(name or arm_name(self.candidates[trial.seq]), trial, self.verdicts.get(trial.seq, {}))
+        return Arm(name or self.candidates[trial.seq].short_name(), trial, self.verdicts.get(trial.seq, {}))
 
     @property
     def accuracy_label(self) -> str:
@@ -255,7 +254,7 @@ class OptimizeReport:
                 f"{t.reward:.3f}",
                 f"{t.tokens:,}",
                 Markup(
-                    f'<details class="graph"><summary>{escape(_one_line(self.candidates[t.seq]))}</summary>'
+                    f'<details class="graph"><summary>{escape(self.candidates[t.seq].one_line())}</summary>'
                     f"{self.drawing(t)}</details>"
                 ),
             ]
@@ -285,20 +284,6 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
     crown = [t for t in trials if t.kind == "crown"]
     pool = crown or [t for t in trials if t.kind == "search"]
     return max(pool, key=lambda t: t.reward, default=None)
-
-
-def arm_name(candidate: CandidateGraph) -> str:
-    """`single call of l8`, `majority vote of 3 x l8`, else the graph in one line."""
-    models = [n.model for n in candidate.nodes if n.model]
-    if candidate.size == 1 and models:
-        return f"single call of {models[0]}"
-    if candidate.nodes[-1].role == "vote" and len(set(models)) == 1 and len(models) == candidate.size - 1:
-        return f"majority vote of {len(models)} x {models[0]}"
-    return _one_line(candidate)
-
-
-def _one_line(candidate: CandidateGraph) -> str:
-    return " ".join(n.label() for n in candidate.nodes) + (f" + {candidate.ceo.label()}" if candidate.ceo else "")
 
 
 def _verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:

@@ -100,3 +100,13 @@ def test_with_parallel_sampling_only_side_by_side_answers_sample() -> None:
     assert [node.temperature for node in spec.nodes] == [None, None, 0.0]
     assert graph_issues(spec) == []
     assert [node.temperature for node in fused.to_spec("cand", MODELS).nodes] == [None, None, None]
+
+
+def test_short_names_say_what_a_baseline_is() -> None:
+    a, vote, tester = NodeChoice("assistant", "l8"), NodeChoice("vote", None), NodeChoice("tester", None)
+    fan_in = frozenset({(0, 3), (1, 3), (2, 3)})
+    assert CandidateGraph((a,), frozenset()).short_name() == "single call of l8"
+    assert CandidateGraph((a, a, a, vote), fan_in).short_name() == "majority vote of 3 x l8"
+    assert CandidateGraph((a, a, a, tester), fan_in).short_name() == "tester of 3 x l8"
+    mixed = CandidateGraph((a, NodeChoice("assistant", "l1"), a, tester), fan_in)
+    assert mixed.short_name() == mixed.one_line() and "l1" in mixed.one_line()

@@ -130,3 +130,5 @@ async def test_agent_reinforce_pilots_code_with_the_tester(
     pilot = [candidate_from_json(t.candidate_json) for t in store.trials(result.run_id) if t.iteration == 0]
     assert len(pilot) == 2 and all(c.nodes[-1].role == "tester" and c.size == 3 for c in pilot)
     assert result.best is not None and result.best.n == 12
+    baseline = result.baselines["vote"]  # the test split's self-consistency baseline chooses the same way
+    assert baseline.candidate.nodes[-1].role == "tester" and baseline.name.startswith("tester of 2 x ")

@@ -91,8 +91,7 @@ class AgentReinforce(SearchMethod):
     def _pilot(self) -> list[CandidateGraph]:
         """Self-consistency at full budget of the best models alone; without the runner's single
         calls (nothing learned yet), single calls and self-consistency of every model."""
-        chooser = "tester" if "tester" in self.problem.roles else "vote"  # a vote of programs is a copy
-        votes = partial(max_samples, self.problem, chooser=chooser)
+        votes = partial(max_samples, self.problem, chooser=self.problem.chooser)
         if self.singles:
             aliases = sorted(self.singles, key=lambda alias: -self.singles[alias].reward)[:PILOT_MODELS]
             shapes: tuple[Callable[[str], CandidateGraph | None], ...] = (votes,)
