@@ -12,6 +12,8 @@ the examples the question states, on HumanEval). Arms:
 - `ceo-so`: the same with `structured_output: true` (vLLM constrains the reply to the decision's
   JSON schema);
 - `ceo-so-eval`: `ceo-so` with the 1.5B also as evaluator (the MAS-TTS setting);
+- `ceo-so-guard` (HumanEval): `ceo-so` with `stop_guard: stated_examples` (no stop while the answer
+  fails an example the question states);
 - `vote<k>` / `tester<k>`: equal spend, k samples into the same aggregator, k chosen so its tokens
   match the `--spend-of` CEO arm's (its first three samples are the `dag` arm's, from the cache).
 
@@ -81,11 +83,15 @@ def team_arm(name: str, section: Section, width: int = TEAM, coordinator: str | 
 
 def ceo_arms(section: Section) -> list[Arm]:
     ceo = f"model: {LARGE}, max_rounds: {MAX_ROUNDS}, min_tokens: {MIN_WORKER_TOKENS}"
+    guard = f"{ceo}, structured_output: true, stop_guard: stated_examples"
     return [
         team_arm("dag", section),
         team_arm("ceo", section, coordinator=ceo),
         team_arm("ceo-so", section, coordinator=f"{ceo}, structured_output: true"),
         team_arm("ceo-so-eval", section, coordinator=f"{ceo}, structured_output: true, evaluator: {LARGE}"),
+        *(  # the guard runs the answer as a program: code sections only
+            [team_arm("ceo-so-guard", section, coordinator=guard)] if section.answer_format == "code" else []
+        ),
     ]
 
 

@@ -190,6 +190,16 @@ def choose(answers: list[str], verdicts: list[Verdict]) -> int:
     return next(i for i, key in zip(tied, keys, strict=True) if keys.count(key) == top)
 
 
+async def passes_stated_examples(question: str, answer: str) -> bool | None:
+    """Whether a program passes every example the question states; None when it states none (nothing
+    to check). A discussion's stop guard asks this of the answer its CEO wants to stop on."""
+    examples = stated_examples(question)
+    if not examples:
+        return None
+    verdict = await asyncio.to_thread(run_candidate, answer, question, examples)
+    return verdict.passed == len(examples)
+
+
 async def pick_tested(question: str, answers: list[str]) -> tuple[str | None, str]:
     """The best candidate by the stated examples, and a one-line-per-candidate report for the trace."""
     if not answers:

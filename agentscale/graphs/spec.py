@@ -143,6 +143,8 @@ class Coordinator(StrictModel):
     clamped to these, so a model can never raise the graph's caps. `evaluator` (alias or route) judges
     each round's answer and advises the next CEO call. `structured_output` sends the decision's (and
     verdict's) JSON schema with the call, so a server that supports it (vLLM) constrains decoding to it.
+    `stop_guard: stated_examples` refuses the CEO's stop while the current answer (code) fails an
+    example the question itself states: a small CEO stops on wrong programs it could have checked.
     """
 
     model: Annotated[str, Field(min_length=1)]
@@ -153,6 +155,7 @@ class Coordinator(StrictModel):
     max_tokens: PositiveInt | None = None
     evaluator: Annotated[str, Field(min_length=1)] | None = None
     structured_output: bool = False
+    stop_guard: Literal["none", "stated_examples"] = "none"
 
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Coordinator:

@@ -45,6 +45,7 @@ from agentscale.agents.coordinator import (
     retry_messages,
 )
 from agentscale.agents.roles import Candidate, majority_vote
+from agentscale.agents.tester import passes_stated_examples
 from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
@@ -214,15 +215,17 @@ class Discussion:
                 record.decision = decision.to_dict()
                 record.usage = self._usage(self.traces[first_trace:])
                 break
-            if decision.decision == "stop" and self.best is None:
-                decision = Decision(
-                    "continue",
-                    decision.agents,
-                    decision.direction,
-                    decision.max_tokens,
-                    decision.source,
-                    (*decision.notes, "stop ignored: no answer yet"),
-                )
+            if decision.decision == "stop":
+                refusal = await self._stop_refused()
+                if refusal is not None:
+                    decision = Decision(
+                        "continue",
+                        decision.agents,
+                        decision.direction,
+                        decision.max_tokens,
+                        decision.source,
+                        (*decision.notes, refusal),
+                    )
             record.decision = decision.to_dict()
             if decision.decision == "stop":
                 record.usage = self._usage(self.traces[first_trace:])
@@ -240,6 +243,16 @@ class Discussion:
                 feedback = await self._feedback(record)
             record.usage = self._usage(self.traces[first_trace:])
         return self._finish()
+
+    async def _stop_refused(self) -> str | None:
+        """Why the CEO may not stop yet, or None: there is no answer yet, or (`stop_guard:
+        stated_examples`, code answers) the answer fails an example the question states."""
+        if self.best is None:
+            return "stop ignored: no answer yet"
+        guarded = self.coordinator.stop_guard == "stated_examples"  # code answers (checked by GraphRuntime)
+        if guarded and await passes_stated_examples(self.question, self.best) is False:
+            return "stop refused: the answer fails an example the question states"
+        return None
 
     async def _decide(
         self, record: RoundRecord, current: Decision, feedback: str | None

@@ -90,6 +90,17 @@ class GraphRuntime:
                     )
                 ]
             )
+        guard = spec.coordinator.stop_guard if spec.coordinator is not None else "none"
+        if guard == "stated_examples" and self.answer_format != "code":
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "coordinator.stop_guard",
+                        "'stated_examples' runs the answer as a program: set `answer_format: code` or evaluate "
+                        f"on a code task (answers here are {self.answer_format!r})",
+                    )
+                ]
+            )
         self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())
         self.output = spec.output or self.topology.sinks[0]
         self.levels = self.topology.levels()

@@ -263,3 +263,41 @@ def test_the_testers_record_reaches_the_next_ceo_call(make_graph, scripted: Scri
     second = ceo_requests(scripted)[1]["messages"][-1]["content"]
     assert "r1.t (tester) answered:" in second
     assert "examples run: Candidate 1: 1/1 stated examples passed Candidate 2: 0/1" in second
+
+
+DOUBLE = 'def double(x):\n    """Twice x.\n    >>> double(2)\n    4\n    """\n'
+WRONG_DOUBLE = "```python\ndef double(x):\n    return x\n```"
+RIGHT_DOUBLE = "```python\ndef double(x):\n    return 2 * x\n```"
+
+
+def guarded(scripted: ScriptedServer, guard: str) -> str:
+    """A CEO that always stops over two assistants into a tester: wrong programs in round 1, right after."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("stop")]))
+    scripted.add_rule(Rule(model="scripted", replies=[WRONG_DOUBLE], times=2))
+    scripted.add_rule(Rule(model="scripted", replies=[RIGHT_DOUBLE]))
+    return (
+        '  ceo: {model: hosted_vllm/ceo, api_base: "API"}\nname: guarded\nanswer_format: code\nnodes:\n'
+        "  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n  - {id: t, role: tester}\n"
+        f"edges:\n  - s1, s2 -> t\ncoordinator: {{model: ceo, max_rounds: 3, stop_guard: {guard}}}\n"
+    ).replace("API", scripted.api_base)
+
+
+def test_the_stop_guard_refuses_a_stop_on_an_answer_that_fails_a_stated_example(
+    make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    result = make_graph(guarded(scripted, "stated_examples")).run(DOUBLE)
+    assert result.rounds is not None and "return 2 * x" in (result.answer or "")
+    assert [r.ran for r in result.rounds] == [True, True, False]  # round 2 ran despite the CEO's stop
+    assert "stop refused: the answer fails an example the question states" in result.rounds[1].decision["notes"]
+    assert result.rounds[2].decision["decision"] == "stop"  # a passing answer: the stop stands
+
+
+def test_without_the_guard_the_ceo_stops_on_the_failing_answer(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    result = make_graph(guarded(scripted, "none")).run(DOUBLE)
+    assert result.rounds is not None and "return x" in (result.answer or "")
+    assert [r.ran for r in result.rounds] == [True, False]
+
+
+def test_the_stop_guard_needs_code_answers(talk) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SpecError, match=r"'stated_examples' runs the answer as a program"):
+        talk("{model: ceo, max_rounds: 2, stop_guard: stated_examples}")

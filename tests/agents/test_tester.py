@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from agentscale.agents.tester import Example, entry_point, pick_tested, run_candidate, stated_examples
+from agentscale.agents.tester import (
+    Example,
+    entry_point,
+    passes_stated_examples,
+    pick_tested,
+    run_candidate,
+    stated_examples,
+)
 from agentscale.errors import SpecError
 from agentscale.testing.scripted_server import Rule
 
@@ -87,6 +94,12 @@ def test_the_passing_candidate_beats_a_majority_of_failing_ones() -> None:
     answer, report = asyncio.run(pick_tested(QUESTION, [WRONG, WRONG, RIGHT]))
     assert answer == RIGHT
     assert "Candidate 1: 1/3" in report and "Candidate 3: 3/3" in report and "Passed on: candidate 3" in report
+
+
+def test_passes_stated_examples_is_all_or_nothing_and_none_without_examples() -> None:
+    assert asyncio.run(passes_stated_examples(QUESTION, RIGHT)) is True
+    assert asyncio.run(passes_stated_examples(QUESTION, WRONG)) is False  # passes 1 of 3
+    assert asyncio.run(passes_stated_examples('def f(x):\n    """No examples."""\n', RIGHT)) is None
 
 
 def test_ties_go_to_the_majority_then_the_first() -> None:
