@@ -217,14 +217,9 @@ class Discussion:
                 break
             if decision.decision == "stop":
                 refusal = await self._stop_refused()
-                if refusal is not None:
+                if refusal is not None:  # continue as the fallback does: the stop's direction argued for stopping
                     decision = Decision(
-                        "continue",
-                        decision.agents,
-                        decision.direction,
-                        decision.max_tokens,
-                        decision.source,
-                        (*decision.notes, refusal),
+                        "continue", current.agents, "", current.max_tokens, decision.source, (*decision.notes, refusal)
                     )
             record.decision = decision.to_dict()
             if decision.decision == "stop":

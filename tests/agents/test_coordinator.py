@@ -131,6 +131,22 @@ def test_stop_after_round_one_runs_exactly_one_round(talk, scripted: ScriptedSer
     assert result.stopped_reason is None
 
 
+def test_a_refused_stop_continues_with_the_current_settings_not_the_stops_direction(
+    talk, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A 1.5B CEO's round-1 stop said "the current solution is correct" before any solution existed;
+    sent to 0.5B workers as their direction it took a GSM team from 17.5% to 5% (docs/coordinator.md)."""
+    scripted.add_rule(
+        Rule(model="ceo", replies=[ceo_reply("stop", agents=1, max_tokens=20, direction="IT IS CORRECT")])
+    )
+    result = talk().run("What is 17 + 25?")
+    workers = worker_requests(scripted)
+    assert len(workers) == 3 and not any("IT IS CORRECT" in r["messages"][-1]["content"] for r in workers)
+    assert result.rounds is not None and result.rounds[0].decision["direction"] == ""
+    assert result.rounds[0].decision["agents"] == 2  # the graph's team and depth, as written
+    assert all(r["max_tokens"] != 20 for r in workers)
+
+
 def test_continue_runs_up_to_max_rounds_with_direction_and_tokens(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=40, direction="CHECK THE CARRY")]))
     result = talk("{model: ceo, max_rounds: 3}").run("What is 17 + 25?")
