@@ -126,12 +126,17 @@ async def test_items_on_ray_workers_give_the_local_span_tree_with_real_times(
     assert "What is 1 + 20?" not in dump and "Final answer" not in dump  # no content unless asked for
 
 
-async def test_the_cache_probe_adds_no_spans(tmp_path: Path, scripted: ScriptedServer, ray_executor: RayExecutor) -> None:
+async def test_the_cache_probe_adds_no_spans(
+    tmp_path: Path, scripted: ScriptedServer, ray_executor: RayExecutor
+) -> None:
     task = _questions(tmp_path / "q.jsonl")
     gateway = _gateway(tmp_path / "c.db")
     # one node like the graph's first ones, run locally: its answers are cached, so the executor probes
     # each item in the driver (a dry run of the graph) before shipping it with the entry it may replay
-    first = GRAPH.format(api_base=scripted.api_base).split("nodes:")[0] + "nodes:\n  - {id: s1, role: assistant, model: m}\n"
+    first = (
+        GRAPH.format(api_base=scripted.api_base).split("nodes:")[0]
+        + "nodes:\n  - {id: s1, role: assistant, model: m}\n"
+    )
     await Evaluation(Graph.from_yaml(first, gateway=gateway), EvalConfig(task=str(task))).run()
     in_driver = ray_executor.stats.in_driver
     probes = ray_executor.stats.probe_s
