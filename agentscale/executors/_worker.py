@@ -6,7 +6,10 @@ in memory instead of SQLite. What an item would have written goes back to the dr
   returns, so a retried item is recorded once);
 - each paid call's spend row and cache entry, to the outbox actor as soon as the call returns (so
   the calls of an attempt whose worker is killed later are still in the ledger, and a retry can
-  replay them from the cache instead of paying again).
+  replay them from the cache instead of paying again);
+- when the driver traces, the item's spans (item, nodes, model calls) recorded as plain data with
+  their times (:mod:`agentscale.tracing.recording`), in the :class:`ItemOutcome`; the driver replays
+  them into its observer. The worker needs no tracing setup of its own.
 
 The driver wraps :class:`ItemWorker` with `ray.remote`; Ray is imported only inside the worker, so
 this module loads without it.
@@ -31,6 +34,7 @@ from agentscale.models.litellm_loader import get_litellm
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, SpendEntry
+from agentscale.tracing.recording import RecordedSpan, RecordRequest, recording
 
 WORKER_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
 """Set in every worker process: litellm must not fetch its price map from the network at import."""
@@ -48,6 +52,7 @@ class ItemTask:
     item_key: str
     record: bool
     cache: tuple[dict[str, Any], ...] = ()  # cache entries this item may replay (found by the driver's probe)
+    trace: RecordRequest | None = None  # the driver traces: record the item's spans (None: it does not)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class ItemOutcome:
     result: RunResult
     rows: list[tuple[str, dict[str, Any]]]
     pid: int
+    spans: list[RecordedSpan] = field(default_factory=list)  # only when the task asked for them
 
 
 @dataclass
@@ -122,13 +128,23 @@ class ItemWorker:
         item = _ItemRows({entry["key"]: CacheEntry(**entry) for entry in task.cache})
         token = _ITEM.set(item)  # node tasks created inside arun inherit it
         try:
-            result = await graph.arun(task.question, run_id=task.run_id, item_key=task.item_key, record=task.record)
+            if task.trace is None:
+                result = await self._answer(graph, task)
+                spans = []
+            else:
+                with recording(task.trace) as work:
+                    result = await self._answer(graph, task)
+                spans = work.spans()
         finally:
             _ITEM.reset(token)
         # every paid call is in the outbox before the driver sees this result (and drains the outbox)
         await asyncio.gather(*item.sent)
         rows = [(type(row).__name__, row.model_dump()) for row in item.rows]
-        return ItemOutcome(result, rows, os.getpid())
+        return ItemOutcome(result, rows, os.getpid(), spans)
+
+    @staticmethod
+    async def _answer(graph: Graph, task: ItemTask) -> RunResult:
+        return await graph.arun(task.question, run_id=task.run_id, item_key=task.item_key, record=task.record)
 
     def _graph(self, task: ItemTask) -> Graph:
         key = (task.graph_yaml, task.answer_format, task.settings)

@@ -8,7 +8,11 @@ How an item travels (see `docs/scale.md` for the user's view):
 3. the worker answers it with the same `Graph.arun`, leaving each paid call in the outbox and
    returning the item's rows with its result;
 4. the driver drains the outbox into the spend ledger and cache, then writes the item's rows:
-   SQLite keeps a single writer, the driver.
+   SQLite keeps a single writer, the driver;
+5. when the driver traces (an observer is installed, e.g. `--trace otlp`), the worker has recorded
+   the item's spans as plain data (:mod:`agentscale.tracing.recording`) and the driver replays them
+   into its observer, under its current span (the run's), with the worker's times moved inside the
+   window sent → returned if the worker's clock disagrees. The cache probe is not traced.
 
 Fault tolerance: a worker actor that dies is restarted by Ray (`max_restarts`), on another node if
 its node is gone; the items it had in flight are retried by the driver on another worker, at most
@@ -33,6 +37,8 @@ from agentscale.executors._probe import CacheProbe
 from agentscale.executors._worker import WORKER_ENV, ItemOutcome, ItemTask, ItemWorker
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry
+from agentscale.tracing.hooks import muted
+from agentscale.tracing.recording import record_request, replay
 
 if TYPE_CHECKING:
     from agentscale.graphs.result import RunResult
@@ -65,6 +71,7 @@ class DriverStats:
     outbox_errors: int = 0  # drains that could not reach the outbox
     probe_s: float = 0.0  # cache probes (wall time: includes waiting for the event loop)
     write_s: float = 0.0  # SQLite: paid calls drained from the outbox, then the item's rows
+    trace_s: float = 0.0  # replaying the workers' recorded spans into the driver's observer (tracing on)
 
     def write_ms_per_result(self) -> float:
         return 1000 * self.write_s / max(1, self.results)
@@ -214,6 +221,7 @@ class RayExecutor:
             run_id,
             item_key,
             record=record and store is not None,
+            trace=record_request(),  # None unless this process traces
         )
         lost: set[int] = set()
         for _ in range(self.max_attempts):
@@ -223,6 +231,7 @@ class RayExecutor:
                 return await graph.arun(question, run_id=run_id, item_key=item_key, record=record)
             index = await self._pick(lost)
             self._load[index] += 1
+            sent_ns = time.time_ns()
             ref = self._actors[index].run_item.remote(replace(task, cache=tuple(cache)))
             try:
                 outcome: ItemOutcome = await ref
@@ -248,6 +257,8 @@ class RayExecutor:
                 self._load[index] -= 1
                 await self._drain(store)  # the attempt's paid calls, finished or not
             self._record(store, outcome)
+            if outcome.spans:
+                self._replay(outcome, (sent_ns, time.time_ns()))
             return outcome.result
         raise AgentScaleError(
             f"item {item_key}: {self.max_attempts} attempts lost (its worker died or could not reach the outbox); "
@@ -263,7 +274,8 @@ class RayExecutor:
         if probe is None:
             probe = self._probes[graph] = CacheProbe(graph)
         try:
-            return await probe.entries(question)
+            with muted():  # a dry run of the item against the cache: not the user's work
+                return await probe.entries(question)
         finally:
             self.stats.probe_s += time.perf_counter() - started
 
@@ -326,6 +338,12 @@ class RayExecutor:
                 [(CacheEntry(**cache) if cache is not None else None, SpendEntry(**spend)) for cache, spend in calls]
             )
             self.stats.write_s += time.perf_counter() - started
+
+    def _replay(self, outcome: ItemOutcome, window: tuple[int, int]) -> None:
+        """The worker's spans of this item, as if it had run here (roots under the current span)."""
+        started = time.perf_counter()
+        replay(outcome.spans, window=window, attributes={"worker_pid": outcome.pid})
+        self.stats.trace_s += time.perf_counter() - started
 
     def _record(self, store: Store | None, outcome: ItemOutcome) -> None:
         started = time.perf_counter()

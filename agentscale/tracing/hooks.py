@@ -5,13 +5,15 @@ The runtime (graphs, models) sits below any tracing backend and must not import 
 backend (:mod:`agentscale.tracing.otel`) registers itself with :func:`set_observer`. Call sites give
 neutral keys (`prompt_tokens`, `route`, ...); the backend maps them to its conventions. Keys named in
 :data:`CONTENT_KEYS` carry prompt or answer text: a backend drops them unless the user asked for
-content capture. No call site passes an API key.
+content capture. No call site passes an API key. :func:`muted` silences the hook for work that is
+not the user's (the Ray executor's cache probe runs an item's graph only to find its cache entries).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
 SpanKind = Literal["run", "item", "node", "call"]
@@ -35,6 +37,7 @@ class _NoSpan:
 
 _NO_SPAN: AbstractContextManager[SpanHandle] = nullcontext(_NoSpan())
 _observer: Observer | None = None
+_MUTED: ContextVar[bool] = ContextVar("agentscale_trace_muted", default=False)
 
 
 def set_observer(observer: Observer | None) -> Observer | None:
@@ -44,8 +47,30 @@ def set_observer(observer: Observer | None) -> Observer | None:
     return previous
 
 
+def installed_observer() -> Observer | None:
+    """The process's observer, muted or not."""
+    return _observer
+
+
+def active_observer() -> Observer | None:
+    """The observer spans opened here would reach (None when none is installed or inside :func:`muted`)."""
+    if _observer is None or _MUTED.get():
+        return None
+    return _observer
+
+
+@contextmanager
+def muted() -> Iterator[None]:
+    """No spans from the work done inside (in this task and the tasks it starts)."""
+    token = _MUTED.set(True)
+    try:
+        yield
+    finally:
+        _MUTED.reset(token)
+
+
 def span(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[SpanHandle]:
     """`with span("node", node_id, {...}) as s: ...; s.set({...})` — a no-op without an observer."""
-    if _observer is None:
+    if _observer is None or _MUTED.get():  # tracing off: only the None check runs
         return _NO_SPAN
     return _observer.span(kind, name, attributes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -25,6 +25,9 @@ from agentscale.tracing.hooks import CONTENT_KEYS, SpanKind, set_observer
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import SpanKind as OTelKind
+
+    from agentscale.tracing.recording import RecordedSpan
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 EXPORTERS = ("otlp", "console")
@@ -61,13 +64,33 @@ class OTelObserver:
 
     @contextmanager
     def span(self, kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> Iterator[_Handle]:
-        from opentelemetry.trace import SpanKind as OTelKind
-
-        otel_kind = OTelKind.CLIENT if kind == "call" else OTelKind.INTERNAL
-        with self.tracer.start_as_current_span(_span_name(kind, name, attributes), kind=otel_kind) as span:
+        with self.tracer.start_as_current_span(_span_name(kind, name, attributes), kind=_otel_kind(kind)) as span:
             handle = _Handle(span, kind, self.capture_content)
             handle.set({"_kind": kind, **attributes})
             yield handle
+
+    def replay(self, spans: Sequence[RecordedSpan]) -> None:
+        """Spans recorded in another process (:mod:`agentscale.tracing.recording`) as real spans with
+        their recorded times; roots go under the current span. The content policy is this observer's."""
+        from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+        made: list[Span] = []
+        for record in spans:  # parents come before their children
+            context = set_span_in_context(made[record.parent]) if record.parent is not None else None
+            span = self.tracer.start_span(
+                _span_name(record.kind, record.name, record.attributes),
+                context=context,
+                kind=_otel_kind(record.kind),
+                start_time=record.start_ns,
+            )
+            _Handle(span, record.kind, self.capture_content).set({"_kind": record.kind, **record.attributes})
+            if record.error is not None:
+                event = {"exception.type": record.error_type or "Exception", "exception.message": record.error}
+                span.add_event("exception", event, timestamp=record.end_ns)
+                span.set_status(Status(StatusCode.ERROR, f"{record.error_type}: {record.error}"))
+            made.append(span)
+        for span, record in reversed(list(zip(made, spans, strict=True))):  # children end first
+            span.end(end_time=record.end_ns)
 
 
 class _Handle:
@@ -106,6 +129,12 @@ class _Handle:
             self.span.set_attribute("input.value", str(value))
         else:
             self.span.set_attribute("output.value", str(value))
+
+
+def _otel_kind(kind: SpanKind) -> OTelKind:
+    from opentelemetry import trace
+
+    return trace.SpanKind.CLIENT if kind == "call" else trace.SpanKind.INTERNAL
 
 
 def _span_name(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> str:
