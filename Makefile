@@ -52,8 +52,9 @@ demo: install tasks-data local-engine models  ## a graph of the 0.5B answers, th
 	$(BIN)/agentscale run graphs/fan-in.yaml -q "What is 17 + 25?"
 	$(BIN)/agentscale optimize graphs/quickstart-space.yaml
 
-bench: install tasks-data ray
+bench: install tasks-data ray browser
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/report_open.py
 	$(BIN)/python benchmarks/optimizer_efficiency.py
 
 lint: install
