@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
@@ -23,6 +22,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
 )
+from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
@@ -148,17 +148,7 @@ def eval_command(
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[score]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
     correct = 0
     done = 0
 
@@ -166,10 +156,10 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
         nonlocal correct, done
         done += 1
         correct += result.correct
-        progress.update(bar, advance=1, score=f"{correct}/{done} correct")
+        progress.update(bar, advance=1, status=f"{correct}/{done} correct")
 
     with progress:
-        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, score="")
+        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, status="")
         try:
             return await evaluation.run(on_item=advance)
         except KeyboardInterrupt:

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store
+from agentscale.cli._progress import progress_bar
 from agentscale.cli.evaluate import parse_options
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import load_graph_spec
@@ -165,22 +165,12 @@ def build_command(
 def _with_progress(
     start: Callable[[], Coroutine[Any, Any, BuildReport]], builder: HandbookBuilder, total: int, label: str, quiet: bool
 ) -> BuildReport:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
     with progress:
-        bar = progress.add_task(escape(label), total=total, info="")
+        bar = progress.add_task(escape(label), total=total, status="")
 
         def advance(report: BuildReport) -> None:
-            progress.update(bar, completed=report.items, info=f"{report.added} added, {report.merged} merged")
+            progress.update(bar, completed=report.items, status=f"{report.added} added, {report.merged} merged")
 
         builder.on_item = advance
         try:

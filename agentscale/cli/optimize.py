@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
@@ -23,6 +22,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
 )
+from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import read_text
@@ -147,17 +147,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
 
 
 async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
 
     def update(state: SearchProgress) -> None:
         best = "—" if state.best_accuracy is None else f"{state.best_accuracy:.1%}"

@@ -8,17 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
@@ -130,15 +123,7 @@ async def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int
         async with semaphore:
             results[index] = await graph.arun(text, run_id=run_id, item_key=key)
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
+    progress = progress_bar(status=False)
     tasks = [asyncio.ensure_future(answer(i, key, text)) for i, (key, text) in enumerate(items)]
     try:
         with progress:
