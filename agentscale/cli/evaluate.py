@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from agentscale.cli._options import (
     RayWorkersOption,
     executor_config,
     make_gateway,
+    parse_options,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -164,20 +164,6 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
             return await evaluation.run(on_item=advance)
         except KeyboardInterrupt:
             raise AgentScaleError(f"interrupted; continue with: agentscale eval --resume {evaluation.run_id}") from None
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; values are read as YAML scalars or lists (2 -> int, [+, -] -> list)."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AgentScaleError(f"--task-option {pair!r}: use KEY=VALUE")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise AgentScaleError(f"--task-option {pair!r}: cannot read the value") from None
-    return options
 
 
 def _items_table(items: list[ItemResult]) -> Table:

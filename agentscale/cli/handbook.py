@@ -14,9 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
 from agentscale.cli._progress import progress_bar
-from agentscale.cli.evaluate import parse_options
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import load_graph_spec
 from agentscale.graphs.spec import ModelSpec
