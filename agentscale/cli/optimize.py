@@ -25,7 +25,6 @@ from agentscale.cli._options import (
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import read_text
 from agentscale.optimize.dry_run import project
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
@@ -82,14 +81,12 @@ def optimize_command(
     else:
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
-        space = load_space(space_file)
         if dry_run:
             _dry_run(space_file, method, seed, json_output, score_test=not no_test)
             return
-        optimization = Optimization(
-            space,
+        optimization = Optimization.from_file(
+            space_file,
             gateway,
-            space_text=read_text(space_file),
             method=method,
             seed=seed,
             concurrency=concurrency,

@@ -29,8 +29,7 @@ import numpy as np
 from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
-from agentscale.graphs.io import dump_graph_spec
-from agentscale.graphs.located import load_located
+from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
@@ -43,7 +42,7 @@ from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.search import StopSearch, run_search
-from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.space import SpaceSpec, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskItem, load_task
@@ -233,6 +232,32 @@ class Optimization:
         )
 
     @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        gateway: Gateway,
+        *,
+        method: str | None = None,
+        seed: int | None = None,
+        concurrency: int = 8,
+        executor: ExecutorConfig | None = None,
+        score_test: bool = True,
+    ) -> Optimization:
+        """A new run of the search space in the file `path`, read once: the text validated is the text
+        stored with the run, which `resume` reads back (the file may change or go afterwards)."""
+        text = read_text(path)
+        return cls(
+            space_from_text(text, str(path)),
+            gateway,
+            space_text=text,
+            method=method,
+            seed=seed,
+            concurrency=concurrency,
+            executor=executor,
+            score_test=score_test,
+        )
+
+    @classmethod
     def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Optimization:
         """Continue a stored run; with the executor it was started with unless `executor` is given."""
         assert gateway.store is not None
@@ -240,7 +265,7 @@ class Optimization:
         if run.kind != "optimize":
             raise AgentScaleError(f"run {run.id} is a {run.kind!r} run, not an optimization")
         config = json.loads(run.config_json)
-        space = space_from_data(load_located(config["space_yaml"], f"run {run.id}"), f"run {run.id}")
+        space = space_from_text(config["space_yaml"], f"run {run.id}")
         return cls(
             space,
             gateway,
