@@ -162,6 +162,15 @@ class OptimizeResult:
         }
 
 
+def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | None = None) -> tuple[str, int]:
+    """The search method and seed of a run: those given (command-line flags), else the space's
+    `optimizer:`. An unknown method is refused here, before any task is loaded or run row written."""
+    name = method or space.optimizer.method
+    if name not in METHODS:
+        raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return name, space.optimizer.seed if seed is None else seed
+
+
 def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskItem]]:
     """The task and its deterministic train and test items."""
     ref = space.task
@@ -206,10 +215,7 @@ class Optimization:
         self.space = space
         self.gateway = gateway
         self.store = gateway.store
-        self.method_name = method or space.optimizer.method
-        if self.method_name not in METHODS:
-            raise AgentScaleError(f"unknown method {self.method_name!r}; choose from {', '.join(sorted(METHODS))}")
-        self.seed = space.optimizer.seed if seed is None else seed
+        self.method_name, self.seed = method_and_seed(space, method, seed)
         self.concurrency = concurrency
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)

@@ -17,6 +17,7 @@ import pytest
 from agentscale import Gateway, GatewaySettings, Store
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
+from agentscale.optimize.dry_run import project, project_space
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import space_from_data
 from agentscale.testing import Rule, ScriptedServer
@@ -242,3 +243,13 @@ def test_a_run_from_a_file_reads_it_once_and_keeps_its_text(tmp_path: Path, stor
     with pytest.raises(AgentScaleError, match=r"missing.yaml: .*file not found"):
         Optimization.from_file(tmp_path / "missing.yaml", gateway)
     assert [r.id for r in store.list_runs()] == [run.run_id]  # refused files write no run
+
+
+def test_the_dry_run_projects_the_run_the_runner_would_make(tmp_path: Path, store: Store) -> None:
+    space = space_from_data(load_located(space_text(tmp_path, "http://127.0.0.1:9/v1"), "s.yaml"), "s.yaml")
+    run = Optimization(space, Gateway(store), space_text="", method="random", seed=5)
+    expected = project(space, run.problem, "random", 5, len(run.train), len(run.test), score_test=False)
+    assert project_space(space, method="random", seed=5, score_test=False) == expected
+    assert project_space(space)["evaluations"] != project_space(space, method="random")["evaluations"]
+    with pytest.raises(AgentScaleError, match="unknown method 'nope'"):
+        project_space(space, method="nope")
