@@ -61,6 +61,8 @@ lint: install
 	$(BIN)/ruff check agentscale tests benchmarks examples
 	$(BIN)/ruff format --check agentscale tests benchmarks examples
 	$(BIN)/mypy
+	# no module uses another's private names (pyproject.toml, [tool.basedpyright])
+	$(BIN)/basedpyright --pythonpath $(BIN)/python
 	# the layers of docs/design.md: import contracts in pyproject.toml ([tool.importlinter])
 	$(BIN)/lint-imports
 

@@ -1,13 +1,15 @@
-"""Options shared by several commands, declared once so their help text stays consistent."""
+"""Options shared by several commands, declared once so their help text and parsing stay consistent."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 
+from agentscale.errors import AgentScaleError
 from agentscale.executors import ExecutorConfig
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.storage.db import Store
@@ -80,3 +82,18 @@ def executor_config(
     assert gateway.store is not None
     stored = json.loads(gateway.store.get_run(resume).config_json).get("executor")
     return ExecutorConfig.from_dict(stored).override(kind, address, workers)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`--task-option KEY=VALUE` pairs (eval, handbook build); values are read as YAML scalars or lists
+    (2 -> int, [+, -] -> list)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AgentScaleError(f"--task-option {pair!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AgentScaleError(f"--task-option {pair!r}: cannot read the value") from None
+    return options

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
@@ -22,7 +20,9 @@ from agentscale.cli._options import (
     RayWorkersOption,
     executor_config,
     make_gateway,
+    parse_options,
 )
+from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
@@ -148,17 +148,7 @@ def eval_command(
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[score]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
     correct = 0
     done = 0
 
@@ -166,28 +156,14 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
         nonlocal correct, done
         done += 1
         correct += result.correct
-        progress.update(bar, advance=1, score=f"{correct}/{done} correct")
+        progress.update(bar, advance=1, status=f"{correct}/{done} correct")
 
     with progress:
-        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, score="")
+        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, status="")
         try:
             return await evaluation.run(on_item=advance)
         except KeyboardInterrupt:
             raise AgentScaleError(f"interrupted; continue with: agentscale eval --resume {evaluation.run_id}") from None
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; values are read as YAML scalars or lists (2 -> int, [+, -] -> list)."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AgentScaleError(f"--task-option {pair!r}: use KEY=VALUE")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise AgentScaleError(f"--task-option {pair!r}: cannot read the value") from None
-    return options
 
 
 def _items_table(items: list[ItemResult]) -> Table:

@@ -11,23 +11,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store
-from agentscale.cli.evaluate import parse_options
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
+from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import load_graph_spec
-from agentscale.graphs.spec import ModelSpec
-from agentscale.memory.build import (
-    BuildReport,
-    BuildSettings,
-    HandbookBuilder,
-    default_model_for_run,
-    resolve_model,
-    run_graph,
-)
+from agentscale.memory.build import BuildReport, BuildSettings, HandbookBuilder
+from agentscale.memory.build_inputs import build_model, run_topic
 from agentscale.memory.handbook import Handbook, behavior_record, dump_export, import_handbook, list_handbooks
 from agentscale.memory.retrieve import Retriever
 from agentscale.storage.tables import BehaviorRow
@@ -114,18 +106,9 @@ def build_command(
         raise AgentScaleError("give exactly one of --task or --from-run")
     gateway = make_gateway(db, no_cache)
     assert gateway.store is not None
-    aliases: dict[str, ModelSpec] = dict(load_graph_spec(graph).models) if graph is not None else {}
+    aliases = load_graph_spec(graph).models if graph is not None else None
     run = gateway.store.get_run(from_run) if from_run is not None else None
-    if run is not None:
-        spec = run_graph(run)
-        if model is None:
-            model, run_aliases = default_model_for_run(run)
-            aliases = {**run_aliases, **aliases}
-        elif spec is not None:
-            aliases = {**dict(spec.models), **aliases}
-    if model is None:
-        raise AgentScaleError("give --model (a litellm route such as openai/gpt-4o-mini, or an alias with --graph)")
-    resolved = resolve_model(model, api_base=api_base, api_key_env=api_key_env, aliases=aliases)
+    resolved = build_model(model, api_base=api_base, api_key_env=api_key_env, aliases=aliases, run=run)
     settings = BuildSettings(
         temperature=temperature,
         max_tokens=max_tokens,
@@ -138,24 +121,15 @@ def build_command(
     if task is not None:
         options = parse_options(task_option or [])
         loaded = load_task(task, scorer=scorer, **options).sample(n, seed)
-        total = len(loaded.items)
         builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or task)
-        report = _with_progress(
-            lambda: builder.from_task(loaded, config={"n": n, "seed": seed, "scorer": scorer, "options": options}),
-            builder,
-            total,
-            f"{handbook} ← {task}",
-            json_output,
-        )
+        config = {"n": n, "seed": seed, "scorer": scorer, "options": options}
+        label, total = f"{handbook} ← {task}", len(loaded.items)
+        report = _with_progress(lambda: builder.from_task(loaded, config=config), builder, total, label, json_output)
     else:
-        assert from_run is not None and run is not None
-        config = json.loads(run.config_json or "{}")
-        default_topic = config.get("task") if isinstance(config.get("task"), str) else None
-        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or default_topic)
-        total = len(gateway.store.run_items(run.id))
-        report = _with_progress(
-            lambda: builder.from_run(run.id), builder, total, f"{handbook} ← run {run.id}", json_output
-        )
+        assert run is not None
+        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or run_topic(run))
+        label, total = f"{handbook} ← run {run.id}", len(gateway.store.run_items(run.id))
+        report = _with_progress(lambda: builder.from_run(run.id), builder, total, label, json_output)
     if json_output:
         print_json(report.to_dict())
         return
@@ -165,22 +139,12 @@ def build_command(
 def _with_progress(
     start: Callable[[], Coroutine[Any, Any, BuildReport]], builder: HandbookBuilder, total: int, label: str, quiet: bool
 ) -> BuildReport:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
     with progress:
-        bar = progress.add_task(escape(label), total=total, info="")
+        bar = progress.add_task(escape(label), total=total, status="")
 
         def advance(report: BuildReport) -> None:
-            progress.update(bar, completed=report.items, info=f"{report.added} added, {report.merged} merged")
+            progress.update(bar, completed=report.items, status=f"{report.added} added, {report.merged} merged")
 
         builder.on_item = advance
         try:

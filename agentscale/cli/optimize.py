@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
@@ -23,14 +22,14 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
 )
+from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import read_text
-from agentscale.optimize.dry_run import project
+from agentscale.optimize.dry_run import project_space
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
 from agentscale.optimize.runner import Progress as SearchProgress
-from agentscale.optimize.space import load_space
+from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.report import write_report
 
 
@@ -82,14 +81,12 @@ def optimize_command(
     else:
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
-        space = load_space(space_file)
         if dry_run:
-            _dry_run(space_file, method, seed, json_output, score_test=not no_test)
+            _dry_run(load_space(space_file), method, seed, json_output, score_test=not no_test)
             return
-        optimization = Optimization(
-            space,
+        optimization = Optimization.from_file(
+            space_file,
             gateway,
-            space_text=read_text(space_file),
             method=method,
             seed=seed,
             concurrency=concurrency,
@@ -119,22 +116,8 @@ def optimize_command(
     out.print(f"report: {escape(str(report))}")
 
 
-def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
-    from agentscale.optimize.problem import SearchProblem
-    from agentscale.optimize.runner import load_task_split
-
-    space = load_space(space_file)
-    problem = SearchProblem.from_space(space)
-    _, train, test = load_task_split(space)
-    figures = project(
-        space,
-        problem,
-        method or space.optimizer.method,
-        space.optimizer.seed if seed is None else seed,
-        len(train),
-        len(test),
-        score_test=score_test,
-    )
+def _dry_run(space: SpaceSpec, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
+    figures = project_space(space, method=method, seed=seed, score_test=score_test)
     if json_output:
         print_json({"dry_run": True, **figures})
         return
@@ -147,17 +130,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
 
 
 async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet)
 
     def update(state: SearchProgress) -> None:
         best = "—" if state.best_accuracy is None else f"{state.best_accuracy:.1%}"

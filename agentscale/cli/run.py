@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import AnswerFormat
+from agentscale.runtime.batch import read_questions, run_batch
 from agentscale.runtime.graph import Graph, load
-
-
-def read_questions(path: Path) -> list[tuple[str, str]]:
-    """(id, question) pairs from a JSONL file; each line an object with `question` (and optional `id`)."""
-    if not path.exists():
-        raise AgentScaleError(f"{path}: file not found")
-    items: list[tuple[str, str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AgentScaleError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("question"), str)
-            or not record["question"].strip()
-        ):
-            raise AgentScaleError(f"{path}:{number}: each line must be an object with a non-empty string 'question'")
-        items.append((str(record.get("id", number)), record["question"]))
-    if not items:
-        raise AgentScaleError(f"{path}: no questions")
-    return items
 
 
 def run_command(
@@ -118,47 +87,18 @@ def _print_prompts(result: RunResult) -> None:
 
 
 async def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
-    store = graph.store
-    run_id = None
-    if store is not None:
-        run_id = store.create_run("run", graph_name=graph.name, graph_yaml=graph.to_yaml(), config={"n": len(items)}).id
-    semaphore = asyncio.Semaphore(concurrency)
-    results: dict[int, RunResult] = {}
-    printed = 0
-
-    async def answer(index: int, key: str, text: str) -> None:
-        async with semaphore:
-            results[index] = await graph.arun(text, run_id=run_id, item_key=key)
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
-    tasks = [asyncio.ensure_future(answer(i, key, text)) for i, (key, text) in enumerate(items)]
-    try:
-        with progress:
-            bar = progress.add_task(f"{graph.name}", total=len(items))
-            for finished in asyncio.as_completed(tasks):
-                await finished
-                progress.advance(bar)
-                while printed in results:  # print in input order, as soon as possible
-                    _emit(results[printed], items[printed][0], json_output)
-                    printed += 1
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        if store is not None and run_id is not None:
-            store.finish_run(run_id, "interrupted", {"answered": len(results)})
-        raise
-    if store is not None and run_id is not None:
-        store.finish_run(run_id, "done", {"n": len(items)})
+    progress = progress_bar(status=False)
+    with progress:
+        bar = progress.add_task(graph.name, total=len(items))
+        batch = await run_batch(
+            graph,
+            items,
+            concurrency=concurrency,
+            on_answered=lambda: progress.advance(bar),
+            on_result=lambda key, result: _emit(result, key, json_output),
+        )
     if not json_output:
-        err.print(f"run {run_id}: {len(items)} questions answered")
+        err.print(f"run {batch.run_id}: {len(items)} questions answered")
 
 
 def _emit(result: RunResult, key: str, json_output: bool) -> None:

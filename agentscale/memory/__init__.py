@@ -1,6 +1,8 @@
 """The behavior handbook ("Metacognitive Reuse", Didolkar et al. 2025): distil, store, retrieve, inject.
 
 - :mod:`~agentscale.memory.build`: solve → reflect → extract, from a task or a stored run.
+- :mod:`~agentscale.memory.build_inputs`: which model a build calls (route, alias, a stored run's model)
+  and which topic a build from a run files its behaviors under.
 - :mod:`~agentscale.memory.extract`: parsing extraction replies, name normalisation, filters, citations.
 - :mod:`~agentscale.memory.handbook`: the handbook in SQLite (dedup on insert, counters, prune, export/import).
 - :mod:`~agentscale.memory.retrieve`: embedding top-k (all-MiniLM-L6-v2, extra `embed`) or BM25.
@@ -11,7 +13,8 @@
 'behavior_inclusion_exclusion_principle'
 """
 
-from agentscale.memory.build import BuildReport, BuildSettings, HandbookBuilder, resolve_model
+from agentscale.memory.build import BuildReport, BuildSettings, HandbookBuilder
+from agentscale.memory.build_inputs import build_model, resolve_model, run_topic
 from agentscale.memory.embed import BM25, MiniLMEmbedder, default_embedder, embed_extra_installed
 from agentscale.memory.extract import Proposal, check_proposals, find_citations, normalize_name
 from agentscale.memory.handbook import Handbook, HandbookNotFound, InsertReport, import_handbook, list_handbooks
@@ -32,6 +35,7 @@ __all__ = [
     "Retrieved",
     "Retriever",
     "behavior_block",
+    "build_model",
     "check_proposals",
     "default_embedder",
     "embed_extra_installed",
@@ -41,5 +45,6 @@ __all__ = [
     "normalize_name",
     "record_outcome",
     "resolve_model",
+    "run_topic",
     "with_handbook",
 ]

@@ -14,7 +14,6 @@ it never stops the build.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,14 +22,13 @@ from typing import Any
 from agentscale.agents.extract import extract_answer
 from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.graphs.result import NodeTrace, Usage
-from agentscale.graphs.spec import AnswerFormat, GraphSpec, ModelSpec
-from agentscale.graphs.topology import Topology
-from agentscale.graphs.validate import load_spec_text
+from agentscale.graphs.spec import AnswerFormat
+from agentscale.memory.build_inputs import output_node
 from agentscale.memory.extract import check_proposals, contains_answer, extraction_schema
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import fill, prompt
 from agentscale.models.gateway import CallRequest, Gateway
-from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.models.registry import ResolvedModel
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_rows
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, Run, RunItem
@@ -98,26 +96,6 @@ class _Source:
     answer: str | None = None
     correct: bool | None = None
     item: TaskItem | None = None
-
-
-def resolve_model(
-    name: str, *, api_base: str | None = None, api_key_env: str | None = None, aliases: dict[str, ModelSpec] | None
-) -> ResolvedModel:
-    """A model from an alias of `aliases` (a graph's `models:`) or a litellm route (`--api-base` applies)."""
-    aliases = aliases or {}
-    if name in aliases:
-        spec = aliases[name]
-        if api_base or api_key_env:
-            spec = spec.model_copy(
-                update={"api_base": api_base or spec.api_base, "api_key_env": api_key_env or spec.api_key_env}
-            )
-        return resolve(name, spec)
-    if "/" not in name:
-        known = ", ".join(sorted(aliases)) or "none"
-        raise AgentScaleError(
-            f"model {name!r} is neither a litellm route (provider/model) nor a known alias (aliases: {known})"
-        )
-    return resolve(name, ModelSpec(model=name, api_base=api_base, api_key_env=api_key_env))
 
 
 class HandbookBuilder:
@@ -316,7 +294,7 @@ def stored_solutions(store: Store, run: Run) -> list[_Source]:
     The solution is the output node's completion; when the output node made no call (a `vote`),
     the completion of the first node whose answer became the final answer (else the last one).
     """
-    output = _output_node(run)
+    output = output_node(run)
     calls_by_item: dict[str, list[NodeCall]] = {}
     for call in store.node_calls(run.id):
         if call.status == "ok" and call.completion and call.node_id not in ("reflect", "extract"):
@@ -339,38 +317,3 @@ def stored_solutions(store: Store, run: Run) -> list[_Source]:
             )
         )
     return sources
-
-
-def run_graph(run: Run) -> GraphSpec | None:
-    if not run.graph_yaml:
-        return None
-    return load_spec_text(run.graph_yaml, f"run {run.id}")
-
-
-def _output_node(run: Run) -> str | None:
-    spec = run_graph(run)
-    if spec is None:
-        return "solve"  # a handbook build run: its solutions are the `solve` calls
-    if spec.output:
-        return spec.output
-    sinks = Topology.build([n.id for n in spec.nodes], spec.edge_pairs()).sinks
-    return sinks[0] if sinks else None
-
-
-def default_model_for_run(run: Run) -> tuple[str, dict[str, ModelSpec]]:
-    """The model that answered a stored run (its output node's, else the first node's with a model) and
-    the run's model aliases, so `--from-run` works without `--model`."""
-    spec = run_graph(run)
-    if spec is None:
-        config = json.loads(run.config_json or "{}")
-        route = config.get("model")
-        if not isinstance(route, str):
-            raise AgentScaleError(f"run {run.id} names no model; give --model")
-        aliases = {route: ModelSpec(model=route, api_base=config.get("api_base"))} if "/" in route else {}
-        return route, aliases
-    output = _output_node(run)
-    nodes = sorted(spec.nodes, key=lambda n: n.id != output)  # the output node first
-    for node in nodes:
-        if node.model is not None:
-            return node.model, dict(spec.models)
-    raise AgentScaleError(f"run {run.id}'s graph calls no model; give --model")

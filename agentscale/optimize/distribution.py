@@ -78,7 +78,7 @@ class GraphDistribution:
     def sample(self, rng: np.random.Generator) -> CandidateGraph:
         """A valid graph within budget; raises ValueError when repeated draws find none."""
         for _ in range(MAX_DRAWS):
-            candidate = self._fit_budget(self._draw(rng))
+            candidate = self.fit_budget(self._draw(rng))
             if candidate is not None and self.problem.fits(candidate):
                 return candidate
         raise ValueError(
@@ -111,7 +111,10 @@ class GraphDistribution:
         ceo = options[int(rng.choice(len(options), p=self.ceo_probs()))] if len(options) > 1 else options[0]
         return repair(tuple(nodes), edges, ceo)
 
-    def _fit_budget(self, candidate: CandidateGraph) -> CandidateGraph | None:
+    def fit_budget(self, candidate: CandidateGraph) -> CandidateGraph | None:
+        """`candidate` with its cheapest non-output node removed, one at a time, until it fits the budget
+        (None when a single node still does not). Sampling uses it, and so does TPE (`methods/bayes.py`),
+        so both methods turn an over-budget draw into the same graph."""
         problem = self.problem
         while problem.budget is not None and problem.compute(candidate) > problem.budget + 1e-9:
             if candidate.size == 1:

@@ -21,7 +21,7 @@ from agentscale.optimize.methods.agent_reinforce import AgentReinforce
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.runner import CROWN_POOL
+from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
 from agentscale.optimize.space import SpaceSpec
 
 DRAWS = 256
@@ -41,6 +41,17 @@ def _per_item(problem: SearchProblem, candidate: CandidateGraph) -> tuple[int, f
         price = call_usd(problem.models[node.model], round(node_prompt), round(answer))
         usd = None if usd is None or price is None else usd + price
     return calls, tokens, usd
+
+
+def project_space(
+    space: SpaceSpec, *, method: str | None = None, seed: int | None = None, score_test: bool = True
+) -> dict[str, Any]:
+    """`project` for a run of `space` as :class:`~agentscale.optimize.runner.Optimization` would make it:
+    the same method and seed (given, else the space's), search problem and train/test split."""
+    name, seed = method_and_seed(space, method, seed)
+    problem = SearchProblem.from_space(space)
+    _, train, test = load_task_split(space)
+    return project(space, problem, name, seed, len(train), len(test), score_test=score_test)
 
 
 def project(

@@ -29,8 +29,7 @@ import numpy as np
 from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
-from agentscale.graphs.io import dump_graph_spec
-from agentscale.graphs.located import load_located
+from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
@@ -43,7 +42,7 @@ from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.search import StopSearch, run_search
-from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.space import SpaceSpec, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskItem, load_task
@@ -163,6 +162,15 @@ class OptimizeResult:
         }
 
 
+def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | None = None) -> tuple[str, int]:
+    """The search method and seed of a run: those given (command-line flags), else the space's
+    `optimizer:`. An unknown method is refused here, before any task is loaded or run row written."""
+    name = method or space.optimizer.method
+    if name not in METHODS:
+        raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return name, space.optimizer.seed if seed is None else seed
+
+
 def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskItem]]:
     """The task and its deterministic train and test items."""
     ref = space.task
@@ -207,10 +215,7 @@ class Optimization:
         self.space = space
         self.gateway = gateway
         self.store = gateway.store
-        self.method_name = method or space.optimizer.method
-        if self.method_name not in METHODS:
-            raise AgentScaleError(f"unknown method {self.method_name!r}; choose from {', '.join(sorted(METHODS))}")
-        self.seed = space.optimizer.seed if seed is None else seed
+        self.method_name, self.seed = method_and_seed(space, method, seed)
         self.concurrency = concurrency
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)
@@ -233,6 +238,32 @@ class Optimization:
         )
 
     @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        gateway: Gateway,
+        *,
+        method: str | None = None,
+        seed: int | None = None,
+        concurrency: int = 8,
+        executor: ExecutorConfig | None = None,
+        score_test: bool = True,
+    ) -> Optimization:
+        """A new run of the search space in the file `path`, read once: the text validated is the text
+        stored with the run, which `resume` reads back (the file may change or go afterwards)."""
+        text = read_text(path)
+        return cls(
+            space_from_text(text, str(path)),
+            gateway,
+            space_text=text,
+            method=method,
+            seed=seed,
+            concurrency=concurrency,
+            executor=executor,
+            score_test=score_test,
+        )
+
+    @classmethod
     def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Optimization:
         """Continue a stored run; with the executor it was started with unless `executor` is given."""
         assert gateway.store is not None
@@ -240,7 +271,7 @@ class Optimization:
         if run.kind != "optimize":
             raise AgentScaleError(f"run {run.id} is a {run.kind!r} run, not an optimization")
         config = json.loads(run.config_json)
-        space = space_from_data(load_located(config["space_yaml"], f"run {run.id}"), f"run {run.id}")
+        space = space_from_text(config["space_yaml"], f"run {run.id}")
         return cls(
             space,
             gateway,

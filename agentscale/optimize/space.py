@@ -164,6 +164,11 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
     return space
 
 
+def space_from_text(text: str, source: str | None = None) -> SpaceSpec:
+    """Parse and validate a search space's YAML text; errors name `source` (a file, or a stored run)."""
+    return space_from_data(load_located(text, source), source)
+
+
 def load_space(path: str | Path) -> SpaceSpec:
     """Parse and validate a search-space file."""
-    return space_from_data(load_located(read_text(path), str(path)), str(path))
+    return space_from_text(read_text(path), str(path))

@@ -73,6 +73,10 @@ class Rule:
             return False
         return not (self.pattern is not None and not re.search(self.pattern, prompt, re.DOTALL))
 
+    def count_use(self) -> None:
+        """One more request this rule applied to (what `times` limits)."""
+        self._used += 1
+
     def next_reply(self) -> str:
         if self._cycle is None:
             self._cycle = itertools.cycle(self.replies or ["Final answer: ok"])
@@ -115,6 +119,10 @@ class ScriptedServer:
         self._thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (`python -m agentscale.testing`)."""
+        self._httpd.serve_forever()
+
     def stop(self) -> None:
         """Stop listening and drop open keep-alive connections, as a stopped process would (clients
         would otherwise go on reaching a "stopped" server through their pooled connections)."""
@@ -152,7 +160,7 @@ class ScriptedServer:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(request, prompt):
-                    rule._used += 1
+                    rule.count_use()
                     latency = self.latency_s if rule.latency_s is None else rule.latency_s
                     if rule.status is not None:
                         return rule.status, f"scripted failure {rule.status}", latency
@@ -285,7 +293,7 @@ def main() -> None:
     server = ScriptedServer(port=args.port, latency_s=args.latency)
     print(f"scripted server on {server.api_base}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        server._httpd.serve_forever()
+        server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,26 @@ def test_build_list_show_search(
     assert code == 0 and [c["node"] for c in json.loads(out)["calls"]] == ["solve", "reflect", "extract"]
 
 
+def test_build_from_a_run_takes_its_model_and_topic(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    task = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7")])
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--json")  # default replies: right
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    scripted.reset()
+    script_item(scripted, "What is 3 + 4?", solution="unused", reflection="Right.", reply=extraction(BEHAVIORS[0]))
+    # no --model: the run's output node's alias `m`, at the endpoint the run's graph gives it
+    code, out, err = cli(capsys, "handbook", "build", "--from-run", run_id, "--handbook", "learnt", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["items"], json.loads(out)["added"]) == (1, 1)
+    assert {r["model"] for r in scripted.completion_requests} == {"scripted"}
+    code, out, _ = cli(capsys, "handbook", "list", "learnt", "--json")
+    assert [(b["name"], b["topic"]) for b in json.loads(out)] == [(BEHAVIORS[0][0], str(task))]
+
+
 def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     book = seed_handbook(Store(db), "math", BEHAVIORS)
     for _ in range(2):

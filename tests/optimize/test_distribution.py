@@ -89,7 +89,7 @@ def test_budget_repair_drops_the_cheapest_nodes_first() -> None:
         ),
         frozenset({(0, 3), (1, 3), (2, 3)}),
     )
-    fitted = distribution._fit_budget(over)
+    fitted = distribution.fit_budget(over)
     assert fitted is not None and space.fits(fitted)
     assert [n.model for n in fitted.nodes if n.model] == ["tiny", "big"]  # one tiny dropped, no more
 
@@ -130,5 +130,5 @@ def test_repair_never_leaves_a_one_input_vote(seed: int, max_nodes: int, budget:
     for _ in range(25):
         candidate = distribution._draw(rng)
         assert not one_input_votes(candidate), candidate.describe()
-        fitted = distribution._fit_budget(candidate)
+        fitted = distribution.fit_budget(candidate)
         assert fitted is None or not one_input_votes(fitted), fitted.describe()

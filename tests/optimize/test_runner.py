@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Store
+from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
+from agentscale.optimize.dry_run import project, project_space
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import space_from_data
 from agentscale.testing import Rule, ScriptedServer
@@ -219,3 +221,35 @@ def test_optimize_help_shows_the_ray_extra() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "pip install 'agentscale[ray]'" in done.stdout
+
+
+def test_a_run_from_a_file_reads_it_once_and_keeps_its_text(tmp_path: Path, store: Store) -> None:
+    text = space_text(tmp_path, "http://127.0.0.1:9/v1")
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    run = Optimization.from_file(path, gateway, method="random", seed=3, concurrency=2, score_test=False)
+    path.write_text("name: [")  # the file may change afterwards: the run keeps the text it validated
+    config = json.loads(store.get_run(run.run_id).config_json)
+    assert config["space_yaml"] == text
+    assert (config["method"], config["seed"], config["concurrency"], config["score_test"]) == ("random", 3, 2, False)
+    resumed = Optimization.resume(run.run_id, gateway)
+    assert (resumed.space, resumed.method_name, resumed.seed, resumed.train) == (run.space, "random", 3, run.train)
+    with pytest.raises(AgentScaleError, match=r"space.yaml: .*line 1"):
+        Optimization.from_file(path, gateway)
+    path.write_text(text)
+    with pytest.raises(AgentScaleError, match=r"unknown method 'nope'; choose from .*random"):
+        Optimization.from_file(path, gateway, method="nope")
+    with pytest.raises(AgentScaleError, match=r"missing.yaml: .*file not found"):
+        Optimization.from_file(tmp_path / "missing.yaml", gateway)
+    assert [r.id for r in store.list_runs()] == [run.run_id]  # refused files write no run
+
+
+def test_the_dry_run_projects_the_run_the_runner_would_make(tmp_path: Path, store: Store) -> None:
+    space = space_from_data(load_located(space_text(tmp_path, "http://127.0.0.1:9/v1"), "s.yaml"), "s.yaml")
+    run = Optimization(space, Gateway(store), space_text="", method="random", seed=5)
+    expected = project(space, run.problem, "random", 5, len(run.train), len(run.test), score_test=False)
+    assert project_space(space, method="random", seed=5, score_test=False) == expected
+    assert project_space(space)["evaluations"] != project_space(space, method="random")["evaluations"]
+    with pytest.raises(AgentScaleError, match="unknown method 'nope'"):
+        project_space(space, method="nope")

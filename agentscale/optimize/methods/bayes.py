@@ -58,7 +58,7 @@ class BayesSearch(SearchMethod):
             }
             options = len(problem.ceo_options)  # asked only when searched: keeps other spaces' trials as before
             choice = trial.suggest_categorical("ceo", list(range(options))) if options > 1 else 0
-            candidate = self.fitter._fit_budget(repair(tuple(nodes), edges, problem.ceo_options[choice]))
+            candidate = self.fitter.fit_budget(repair(tuple(nodes), edges, problem.ceo_options[choice]))
             if candidate is not None and problem.fits(candidate):
                 return trial, candidate
             self.study.tell(trial, -1.0)  # invalid or over budget: teach TPE to avoid it

@@ -1,0 +1,100 @@
+"""A batch of questions answered by one graph as one stored run (`agentscale run --input`).
+
+A single question (`Graph.run`) writes its run row with its calls. A batch is one run of many
+questions, so its row is created first and finished at the end: `done`, or `interrupted` (with how many
+questions were answered) when the batch is cancelled (Ctrl-C) or fails, so `runs list` tells a batch
+that stopped mid-way from a finished one. Each question's calls and item are recorded by
+`Graph.arun` under the batch's run id as the question finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentscale.errors import AgentScaleError
+from agentscale.graphs.result import RunResult
+from agentscale.runtime.graph import Graph
+
+
+@dataclass
+class BatchResult:
+    run_id: str | None  # None when the graph has no store
+    results: list[RunResult]  # in input order
+
+
+def read_questions(path: Path) -> list[tuple[str, str]]:
+    """(id, question) pairs from a JSONL file; each line an object with `question` (and optional `id`,
+    else the line number). Errors name the file and line, so a user can fix a long file."""
+    if not path.exists():
+        raise AgentScaleError(f"{path}: file not found")
+    items: list[tuple[str, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AgentScaleError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("question"), str)
+            or not record["question"].strip()
+        ):
+            raise AgentScaleError(f"{path}:{number}: each line must be an object with a non-empty string 'question'")
+        items.append((str(record.get("id", number)), record["question"]))
+    if not items:
+        raise AgentScaleError(f"{path}: no questions")
+    return items
+
+
+async def run_batch(
+    graph: Graph,
+    items: Sequence[tuple[str, str]],
+    *,
+    concurrency: int = 4,
+    on_answered: Callable[[], None] | None = None,
+    on_result: Callable[[str, RunResult], None] | None = None,
+) -> BatchResult:
+    """Answer `items` ((id, question) pairs) with `graph`, `concurrency` questions at a time, as one run.
+
+    `on_answered()` is called as each question finishes, in finishing order (a progress bar's tick).
+    `on_result(id, result)` is called in input order, as soon as every earlier question has its answer,
+    so a caller can stream results in the order it gave them without waiting for the whole batch.
+    Any exception (a cancel, Ctrl-C, or one raised by a callback) cancels the questions still running,
+    marks the run `interrupted` and is raised again.
+    """
+    store = graph.store
+    run_id = None
+    if store is not None:
+        run_id = store.create_run("run", graph_name=graph.name, graph_yaml=graph.to_yaml(), config={"n": len(items)}).id
+    semaphore = asyncio.Semaphore(concurrency)
+    results: dict[int, RunResult] = {}
+    delivered = 0
+
+    async def answer(index: int, key: str, text: str) -> None:
+        async with semaphore:
+            results[index] = await graph.arun(text, run_id=run_id, item_key=key)
+
+    tasks = [asyncio.ensure_future(answer(i, key, text)) for i, (key, text) in enumerate(items)]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            await finished
+            if on_answered is not None:
+                on_answered()
+            while delivered in results:  # in input order, as soon as possible
+                if on_result is not None:
+                    on_result(items[delivered][0], results[delivered])
+                delivered += 1
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        if store is not None and run_id is not None:
+            store.finish_run(run_id, "interrupted", {"answered": len(results)})
+        raise
+    if store is not None and run_id is not None:
+        store.finish_run(run_id, "done", {"n": len(items)})
+    return BatchResult(run_id, [results[i] for i in range(len(items))])

@@ -1,0 +1,82 @@
+"""A batch of questions as one run (runtime/batch.py), against the scripted server over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agentscale import Graph, Store
+from agentscale.errors import AgentScaleError
+from agentscale.runtime.batch import read_questions, run_batch
+from agentscale.testing import Rule, ScriptedServer
+
+ONE = "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
+
+
+async def test_results_come_in_input_order_as_soon_as_the_earlier_ones_are_in(
+    make_graph, scripted: ScriptedServer, store: Store
+) -> None:
+    scripted.add_rule(Rule(pattern="slow", replies=["Final answer: 7"], latency_s=1.5))
+    graph: Graph = make_graph(ONE)
+    items = [("first", "slow: what is 3 + 4?"), ("second", "What is 1 + 1?"), ("third", "What is 2 + 2?")]
+    events: list[str] = []
+    batch = await run_batch(
+        graph,
+        items,
+        concurrency=3,
+        on_answered=lambda: events.append("answered"),
+        on_result=lambda key, result: events.append(f"{key}={result.answer}"),
+    )
+    # the slow first question holds the others back, then all three come at once, in input order
+    assert events == ["answered", "answered", "answered", "first=7", "second=2", "third=4"]
+    assert [r.answer for r in batch.results] == ["7", "2", "4"]
+    assert batch.run_id is not None and {r.run_id for r in batch.results} == {batch.run_id}
+    run = store.get_run(batch.run_id)
+    assert (run.kind, run.status, json.loads(run.summary_json)) == ("run", "done", {"n": 3})
+    assert json.loads(run.config_json) == {"n": 3} and run.graph_name == "one"
+    assert sorted(i.item_key for i in store.run_items(batch.run_id)) == ["first", "second", "third"]
+
+
+async def test_concurrency_bounds_the_questions_in_flight(make_graph, scripted: ScriptedServer) -> None:
+    scripted.latency_s = 0.2
+    graph: Graph = make_graph(ONE)
+    await run_batch(graph, [(str(i), f"What is {i} + 1?") for i in range(6)], concurrency=2)
+    assert scripted.peak_concurrency == 2
+
+
+async def test_a_batch_that_stops_is_marked_interrupted_with_what_it_answered(
+    make_graph, scripted: ScriptedServer, store: Store
+) -> None:
+    scripted.add_rule(Rule(pattern="slow", replies=["Final answer: 1"], latency_s=1.0))
+    graph: Graph = make_graph(ONE)
+    items = [("a", "What is 1 + 1?"), ("b", "slow: what is 0 + 1?")]
+    seen: list[str] = []
+
+    def stop(key: str, _result: object) -> None:
+        seen.append(key)
+        raise RuntimeError("the consumer went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        await run_batch(graph, items, concurrency=2, on_result=stop)
+    assert seen == ["a"]
+    (run,) = store.list_runs()
+    assert (run.status, json.loads(run.summary_json)) == ("interrupted", {"answered": 1})
+    assert len(store.run_items(run.id)) == 1  # the cancelled question recorded nothing
+    await asyncio.sleep(1.5)  # the server answers the cancelled call (to a closed socket) inside this test
+
+
+def test_read_questions_takes_ids_or_line_numbers_and_names_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "What is 1 + 1?", "id": "x"}\n\n{"question": "What is 2 + 2?"}\n')
+    assert read_questions(path) == [("x", "What is 1 + 1?"), ("3", "What is 2 + 2?")]
+    path.write_text('{"question": "ok"}\n{"question": ""}\n')
+    with pytest.raises(AgentScaleError, match=r"q.jsonl:2: each line must be an object with a non-empty string"):
+        read_questions(path)
+    path.write_text("\n")
+    with pytest.raises(AgentScaleError, match="no questions"):
+        read_questions(path)
+    with pytest.raises(AgentScaleError, match="file not found"):
+        read_questions(tmp_path / "missing.jsonl")
