@@ -6,8 +6,12 @@ import json
 import sys
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
+
+from agentscale.report import write_report
+from agentscale.storage.db import Store
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -28,3 +32,15 @@ def short(text: str | None, width: int = 60) -> str:
         return "—"
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def interrupted(store: Store, run_id: str, resume: str) -> typer.Exit:
+    """Say how an interrupted eval or optimization continues and where the report of what it had
+    finished is (what a user looks at first after a Ctrl-C); the exit to raise (130). Typer would
+    otherwise turn Ctrl-C into a silent exit 130."""
+    err.print(f"interrupted; continue with: {escape(resume)}")
+    try:
+        err.print(f"report of what finished: {escape(str(write_report(store, run_id)))}")
+    except Exception as exc:  # the report is a courtesy: never hide the interruption behind its failure
+        err.print(f"(no report: {escape(str(exc))})")
+    return typer.Exit(130)

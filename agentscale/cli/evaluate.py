@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._console import err, interrupted, out, print_json, short
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -135,8 +135,12 @@ def eval_command(
             + (f" ({total - todo} already done)" if todo < total else "")
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
-    with traced_run(trace, "eval", evaluation.run_id, attributes):
-        summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
+    try:
+        with traced_run(trace, "eval", evaluation.run_id, attributes):
+            summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
+    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
+        resume = f"agentscale eval --resume {evaluation.run_id}"
+        raise interrupted(evaluation.store, evaluation.run_id, resume) from None
     report = write_report(evaluation.store, evaluation.run_id)
     if json_output:
         print_json({**summary.to_dict(include_items=show_items), "report": str(report)})
@@ -160,10 +164,7 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
 
     with progress:
         bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, status="")
-        try:
-            return await evaluation.run(on_item=advance)
-        except KeyboardInterrupt:
-            raise AgentScaleError(f"interrupted; continue with: agentscale eval --resume {evaluation.run_id}") from None
+        return await evaluation.run(on_item=advance)
 
 
 def _items_table(items: list[ItemResult]) -> Table:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json
+from agentscale.cli._console import err, interrupted, out, print_json
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -100,8 +100,12 @@ def optimize_command(
             f"({len(optimization.train)} train / {len(optimization.test)} test items)"
         )
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
-    with traced_run(trace, "optimize", optimization.run_id, attributes):
-        result = asyncio.run(_run(optimization, quiet=json_output))
+    try:
+        with traced_run(trace, "optimize", optimization.run_id, attributes):
+            result = asyncio.run(_run(optimization, quiet=json_output))
+    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
+        resume = f"agentscale optimize --resume {optimization.run_id}"
+        raise interrupted(optimization.store, optimization.run_id, resume) from None
     if out_file is not None:
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
@@ -143,12 +147,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 
     with progress:
         bar = progress.add_task("search", total=optimization.space.optimizer.iterations, status="")
-        try:
-            return await optimization.run(on_progress=update)
-        except KeyboardInterrupt:
-            raise AgentScaleError(
-                f"interrupted; continue with: agentscale optimize --resume {optimization.run_id}"
-            ) from None
+        return await optimization.run(on_progress=update)
 
 
 def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | None) -> None:

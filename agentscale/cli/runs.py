@@ -79,11 +79,11 @@ def show_command(
     """
     store = open_store(db)
     run = store.get_run(run_id)
-    if html:
-        page = write_report(store, run.id)
-        err.print(f"report: {escape(str(page))}")
+    report = str(write_report(store, run.id)) if html else None
+    if report is not None:
+        err.print(f"report: {escape(report)}")
     if run.kind == "optimize":
-        show_optimization(store, run, json_output=json_output, plot=plot)
+        show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
     items = store.run_items(run.id)
     calls = store.node_calls(run.id)
@@ -97,6 +97,7 @@ def show_command(
         "config": json.loads(run.config_json),
         "summary": json.loads(run.summary_json),
         "error": run.error,
+        "report": report,
         "items": [
             {
                 "item": item.item_key,
@@ -158,7 +159,7 @@ def show_command(
         err.print("no items recorded")
 
 
-def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) -> None:
+def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
@@ -192,6 +193,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool) 
         "error": run.error,
         "plot": str(picture) if picture else None,
         "drawing": str(drawing) if drawing else None,
+        "report": report,
         "trials": [
             {
                 "seq": t.seq,

@@ -147,6 +147,42 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) on a real `agentscale eval` process: the resume command and a report."""
+    data = _questions(tmp_path / "q.jsonl", 6)
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "i.db"), "AGENTSCALE_CACHE": "off"}
+    server = ScriptedServer(latency_s=0.3).start()
+    try:
+        graph = tmp_path / "g.yaml"
+        graph.write_text(graph_yaml(server.api_base, ONE_NODE))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentscale.cli.app", "eval", str(graph), "--task", str(data), "--concurrency", "1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
+        )
+        store = Store(tmp_path / "i.db")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            runs = store.list_runs()
+            if runs and sum(1 for i in store.run_items(runs[0].id) if i.correct is not None) >= 2:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        run_id = store.list_runs()[0].id
+        flat = " ".join(stderr.split())
+        assert proc.returncode == 130 and "Traceback" not in stderr
+        assert f"agentscale eval --resume {run_id}" in flat
+        report = tmp_path / "runs" / run_id / "report.html"
+        assert "report of what finished:" in flat and report.exists()
+        assert store.get_run(run_id).status == "interrupted"
+    finally:
+        server.stop()
+
+
 async def test_items_that_did_not_finish_are_counted_with_their_reason(
     tmp_path: Path, make_graph, scripted: ScriptedServer
 ) -> None:  # type: ignore[no-untyped-def]

@@ -88,6 +88,8 @@ def test_eval_output_and_runs_show_name_the_report(eval_run, capsys) -> None:  #
     assert eval_run["report"] == str(default) and default.exists()
     assert main(["runs", "show", str(eval_run["run_id"]), "--html"]) == 0
     assert str(default) in capsys.readouterr().err.replace("\n", "")
+    assert main(["runs", "show", str(eval_run["run_id"]), "--html", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"] == str(default)  # scripts read it from the JSON
 
 
 def island(html: str, element_id: str) -> dict[str, object]:
