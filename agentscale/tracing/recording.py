@@ -100,11 +100,16 @@ class Recording:
         self._spans: list[_Open] = []
         self._stopped_ns: int | None = None
 
+    def stop(self) -> None:
+        """The work is over: spans still open end now."""
+        self._stopped_ns = time.time_ns()
+
     def spans(self) -> list[RecordedSpan]:
         stopped = self._stopped_ns if self._stopped_ns is not None else time.time_ns()
         return [span.closed(stopped) for span in self._spans]
 
-    def _open(self, kind: SpanKind, name: str, parent: int | None) -> tuple[int, _Open]:
+    def open_span(self, kind: SpanKind, name: str, parent: int | None) -> tuple[int, _Open]:
+        """A new span under `parent` (an index into this recording); its index and the span."""
         opened = _Open(kind, name, parent, self.content)
         self._spans.append(opened)
         return len(self._spans) - 1, opened
@@ -129,7 +134,7 @@ class Recorder:
             yield _NotRecorded()
             return
         recording, parent = current
-        index, opened = recording._open(kind, name, parent)
+        index, opened = recording.open_span(kind, name, parent)
         opened.set(attributes)
         token = _CURRENT.set((recording, index))
         try:
@@ -157,7 +162,7 @@ def recording(request: RecordRequest) -> Iterator[Recording]:
         yield work
     finally:
         _CURRENT.reset(token)
-        work._stopped_ns = time.time_ns()
+        work.stop()
 
 
 def replay(
