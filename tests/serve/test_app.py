@@ -116,7 +116,8 @@ def test_sixteen_concurrent_requests_are_all_answered(served: str, scripted: Scr
     async def all_of_them() -> list[str | None]:
         return await asyncio.gather(*(ask(i) for i in range(16)))
 
-    started = time.perf_counter()
     answers = asyncio.run(all_of_them())
     assert answers == [str(i + 100) for i in range(16)]
-    assert time.perf_counter() - started < 16 * 0.1  # served concurrently, not one by one
+    # served concurrently, not one by one: the upstream saw several requests at once (a wall-clock
+    # bound failed on a loaded machine: 2.5 s for 16 x 0.1 s)
+    assert scripted.peak_concurrency >= 4
