@@ -23,7 +23,6 @@ from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
-from agentscale.storage.tables import CacheEntry, SpendEntry
 from agentscale.tracing.hooks import span
 
 TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency_s", "endpoint", "attempts")
@@ -253,25 +252,25 @@ class Gateway:
         call returns: a crash right after loses neither the answer nor the record of its cost."""
         assert self.store is not None
         model = request.model
-        spend = SpendEntry(
-            run_id=run_id,
-            route=model.route,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            flops=model_flops(model, result.prompt_tokens, result.completion_tokens) or 0.0,
-            usd=call_usd(model, result.prompt_tokens, result.completion_tokens),
-        )
+        spend = {  # a `spendentry` row
+            "run_id": run_id,
+            "route": model.route,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "flops": model_flops(model, result.prompt_tokens, result.completion_tokens) or 0.0,
+            "usd": call_usd(model, result.prompt_tokens, result.completion_tokens),
+        }
         entry = None
         if self.settings.cache:
-            entry = CacheEntry(
-                key=request.cache_key(),
-                route=model.route,
-                request_json=json.dumps({"messages": request.messages, "sample": request.sample_index}),
-                completion=result.completion,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                latency_s=result.latency_s,
-            )
+            entry = {  # a `cacheentry` row
+                "key": request.cache_key(),
+                "route": model.route,
+                "request_json": json.dumps({"messages": request.messages, "sample": request.sample_index}),
+                "completion": result.completion,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "latency_s": result.latency_s,
+            }
         self.store.record_call(entry, spend)
 
     async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:

@@ -24,12 +24,12 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
-from agentscale.runtime.calls import record_interrupted
+from agentscale.runtime.calls import RunValues, record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
 from agentscale.storage.db import Store, new_run_id
-from agentscale.storage.tables import Run
+from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
 
 _DEFAULT = object()
@@ -125,10 +125,16 @@ class Graph:
         on_event: Callable[[GraphEvent], None] | None,
     ) -> RunResult:
         store = self.store if record else None
-        run_row = None
+        run_row: RunValues | None = None
         if store is not None and run_id is None:
-            run_row = Run(id=new_run_id(), kind="run", graph_name=self.name, graph_yaml=self.to_yaml())
-            run_id = run_row.id
+            run_id = new_run_id()
+            run_row = {
+                "id": run_id,
+                "kind": "run",
+                "created": utcnow(),
+                "graph_name": self.name,
+                "graph_yaml": self.to_yaml(),
+            }
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
