@@ -96,8 +96,12 @@ def _question(state: GraphState) -> str:
     return question
 
 
-def build_state_graph(runtime: GraphRuntime) -> StateGraph:
-    """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`."""
+def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGraph:
+    """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`.
+
+    `prepare=False` leaves out the `__prepare__` step, for a caller that opens the run itself and
+    passes its `run_key` in the input (`Graph.arun`): one LangGraph superstep less per question.
+    """
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
 
     def start(state: GraphState, config: RunnableConfig | None) -> str:
@@ -107,7 +111,7 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
             key = open_context(runtime, question, _options(config), key).key
         return key
 
-    async def prepare(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
+    async def prepare_async(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         return {"run_key": start(state, config)}
 
     def prepare_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
@@ -121,8 +125,11 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
 
         return {"run_key": asyncio.run(run_all())}
 
-    builder.add_node(PREPARE, _Step(PREPARE, prepare_sync, prepare))
-    builder.add_edge(START, PREPARE)
+    first = START
+    if prepare:
+        builder.add_node(PREPARE, _Step(PREPARE, prepare_sync, prepare_async))
+        builder.add_edge(START, PREPARE)
+        first = PREPARE
 
     for node_id in runtime.topology.order:
         builder.add_node(node_id, _node_runnable(node_id, is_output=node_id == runtime.output))
@@ -130,7 +137,7 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
         if predecessors:
             builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
         else:
-            builder.add_edge(PREPARE, node_id)
+            builder.add_edge(first, node_id)
     builder.add_edge(runtime.output, END)
     return builder
 

@@ -138,11 +138,12 @@ class Graph:
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
-        if self.runtime.models:
+        if self.runtime.models and not self._endpoints_ready:
             # litellm's first import and local servers' starts take seconds: do them before the run's
-            # clock starts (servers of different models start concurrently)
+            # clock starts (servers of different models start concurrently); once per graph
             await asyncio.to_thread(get_litellm)
             await self._prepare_endpoints()
+            self._endpoints_ready = True
         if self.runtime.memory is not None:
             # likewise the embedding model and the handbook index (and a missing handbook fails here)
             await asyncio.to_thread(self.runtime.memory.warm_up)
@@ -190,13 +191,14 @@ class Graph:
 
     async def _prepare_endpoints(self) -> None:
         local = {m.route: m for m in self.runtime.models.values() if m.route.startswith("local/")}
-        if local and not self._endpoints_ready:
+        if local:
             await asyncio.gather(*(resolve_endpoint(model) for model in local.values()))
-            self._endpoints_ready = True
 
     def _app(self) -> CompiledStateGraph:
+        """What `arun` invokes for a DAG: `compile()`'s graph less the `__prepare__` step, since `arun`
+        opens the run itself (one LangGraph superstep less per question)."""
         if self._compiled is None:
-            self._compiled = self.compile()
+            self._compiled = build_state_graph(self.runtime, prepare=False).compile()
         return self._compiled
 
 
