@@ -114,9 +114,17 @@ class CallRequest:
     sample_index: int = 0
     # A JSON schema the reply must follow (structured output: vLLM constrains decoding to it).
     json_schema: dict[str, Any] | None = None
+    _cache_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def cache_key(self) -> str:
-        """Route, messages, sampling params, sample index and schema; never the endpoint or the key."""
+        """Route, messages, sampling params, sample index and schema; never the endpoint or the key.
+        Computed once per request (a call looks it up and, when paid, stores under it)."""
+        if self._cache_key is None:
+            object.__setattr__(self, "_cache_key", self._compute_cache_key())
+        assert self._cache_key is not None
+        return self._cache_key
+
+    def _compute_cache_key(self) -> str:
         payload: dict[str, Any] = {
             "route": self.model.route,
             "messages": self.messages,
