@@ -309,7 +309,9 @@ class Gateway:
             kwargs["api_base"] = endpoint.api_base
         if endpoint.api_key:
             kwargs["api_key"] = endpoint.api_key
-        return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5)
+        # a margin over litellm's own timeout; asyncio.timeout, unlike wait_for, starts no extra task
+        async with asyncio.timeout(timeout + 5):
+            return await litellm.acompletion(**kwargs)
 
     async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:
         """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`."""
@@ -317,7 +319,8 @@ class Gateway:
         attempt = self._routers.acompletion(
             endpoint.litellm_model, endpoint.replicas, endpoint.api_key, endpoint.extra, call
         )
-        return await asyncio.wait_for(attempt, timeout=timeout * len(endpoint.replicas) + 5)
+        async with asyncio.timeout(timeout * len(endpoint.replicas) + 5):
+            return await attempt
 
 
 def _describe(exc: BaseException) -> str:
