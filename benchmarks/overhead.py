@@ -8,9 +8,11 @@
 Besides wall-clock medians it prints this process's CPU time per call (`time.process_time`; the
 server runs in its own process): on a shared, loaded machine wall time mostly measures the
 neighbours, CPU time what agentscale itself spends. `--profile` runs the 1-node graph path under
-cProfile instead and prints where its CPU time goes.
+cProfile instead and prints where its CPU time goes. `--canned` measures agentscale's own CPU per
+question with litellm replaced by a canned reply (no HTTP): the least of 7 blocks, which a loaded
+machine disturbs least.
 
-Run: .venv/bin/python benchmarks/overhead.py [--calls 200] [--json] [--profile]
+Run: .venv/bin/python benchmarks/overhead.py [--calls 200] [--json] [--profile] [--canned]
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -36,7 +40,7 @@ from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.models.litellm_loader import get_litellm
 
 
-def _graph(api_base: str, width: int, store: Store, cache: bool) -> Graph:
+def _graph(api_base: str, width: int, store: Store | None, cache: bool) -> Graph:
     nodes = "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(width))
     text = f'name: w{width}\nmodels:\n  m: {{model: hosted_vllm/bench, api_base: "{api_base}"}}\n'
     text += "defaults: {temperature: 0.7, max_tokens: 32}\nnodes:\n" + nodes
@@ -149,15 +153,65 @@ async def profile(calls: int, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+_CANNED = types.SimpleNamespace(
+    choices=[types.SimpleNamespace(message=types.SimpleNamespace(content="2 + 1 = 3.\nFinal answer: 3"))],
+    usage=types.SimpleNamespace(prompt_tokens=40, completion_tokens=8),
+    _hidden_params={},
+)
+
+
+async def _canned_call(self: Gateway, endpoint: Any, request: Any, timeout: float) -> Any:
+    return _CANNED
+
+
+async def canned(blocks: int = 7, questions: int = 100) -> dict[str, float]:
+    """agentscale's CPU per question without litellm: `Gateway._call` answers at once with a canned
+    reply; everything else (cache, ledger, rows, LangGraph) runs as usual."""
+    Gateway._call = _canned_call  # type: ignore[method-assign]
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "canned.db")
+        graphs = {
+            "no store": (_graph("http://127.0.0.1:9/v1", 1, None, cache=False), questions),
+            "store, cache off": (_graph("http://127.0.0.1:9/v1", 1, store, cache=False), questions),
+            "store, cache on": (_graph("http://127.0.0.1:9/v1", 1, store, cache=True), questions),
+            "width-16, cache on": (_graph("http://127.0.0.1:9/v1", 16, store, cache=True), questions // 10),
+        }
+        asked = 0
+        timings: dict[str, list[float]] = {name: [] for name in graphs}
+        for graph, _ in graphs.values():
+            await graph.arun("What is 0 + 1?")
+        for _ in range(blocks):
+            for name, (graph, count) in graphs.items():
+                started = time.process_time()
+                for _ in range(count):
+                    asked += 1
+                    await graph.arun(f"What is {asked} + 1?")
+                timings[name].append(1000 * (time.process_time() - started) / count)
+    for name, values in timings.items():
+        figures[name] = min(values)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200, help="sequential calls per path in (a)")
     parser.add_argument("--wide-runs", type=int, default=5, help="uncached width-16 runs in (b)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--profile", type=int, metavar="TOP", nargs="?", const=40, help="profile (a) instead")
+    parser.add_argument("--canned", action="store_true", help="agentscale's CPU per question, litellm replaced")
     args = parser.parse_args()
     if args.profile:
         asyncio.run(profile(args.calls, args.profile))
+        return
+    if args.canned:
+        figures = asyncio.run(canned())
+        if args.json:
+            print(json.dumps(figures))
+            return
+        print("agentscale's own CPU per question, litellm replaced by a canned reply (least of 7 blocks):")
+        for name, value in figures.items():
+            print(f"  {name:<20} {value:6.2f} ms")
         return
     figures = asyncio.run(measure(args.calls, args.wide_runs))
     if args.json:
