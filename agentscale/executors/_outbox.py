@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 PaidCall = tuple[dict[str, Any] | None, dict[str, Any]]
-"""(cache entry or None when the cache is off, spend row), as `model_dump()` dicts."""
+"""(cache entry or None when the cache is off, spend row), as column values."""
 
 
 class Outbox:

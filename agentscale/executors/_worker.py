@@ -20,11 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from sqlmodel import SQLModel
 
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import AnswerFormat
@@ -32,8 +31,8 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.runtime.graph import Graph
-from agentscale.storage.db import Store
-from agentscale.storage.tables import CacheEntry, SpendEntry
+from agentscale.storage.db import Row, Store
+from agentscale.storage.tables import CacheEntry
 from agentscale.tracing.recording import RecordedSpan, RecordRequest, recording
 
 WORKER_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
@@ -70,7 +69,7 @@ class _ItemRows:
     """Rows and cache of the item being answered (one per item, found through a context variable)."""
 
     cache: dict[str, CacheEntry]
-    rows: list[SQLModel] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     sent: list[Any] = field(default_factory=list)  # outbox puts still travelling
 
 
@@ -94,13 +93,13 @@ class WorkerStore(Store):
     def record_calls(self, calls: Any) -> None:
         item = _ITEM.get()
         for cache_entry, spend in calls:
-            assert isinstance(spend, SpendEntry)
-            if cache_entry is not None:
-                item.cache.setdefault(cache_entry.key, cache_entry)
-            dumped = cache_entry.model_dump() if cache_entry is not None else None
-            item.sent.append(self._outbox.put.remote(dumped, spend.model_dump()))
+            cache = cache_entry if isinstance(cache_entry, dict) or cache_entry is None else cache_entry.model_dump()
+            if cache is not None:
+                item.cache.setdefault(cache["key"], CacheEntry(**cache))
+            spent = spend if isinstance(spend, dict) else spend.model_dump(exclude_none=True)
+            item.sent.append(self._outbox.put.remote(cache, spent))
 
-    def add_all(self, rows: Any) -> None:
+    def insert(self, rows: Sequence[Row]) -> None:
         _ITEM.get().rows.extend(rows)
 
 
@@ -139,7 +138,7 @@ class ItemWorker:
             _ITEM.reset(token)
         # every paid call is in the outbox before the driver sees this result (and drains the outbox)
         await asyncio.gather(*item.sent)
-        rows = [(type(row).__name__, row.model_dump()) for row in item.rows]
+        rows = [(model.__name__, values) for model, values in item.rows]
         return ItemOutcome(result, rows, os.getpid(), spans)
 
     @staticmethod

@@ -36,7 +36,7 @@ from agentscale.executors._outbox import Outbox
 from agentscale.executors._probe import CacheProbe
 from agentscale.executors._worker import WORKER_ENV, ItemOutcome, ItemTask, ItemWorker
 from agentscale.storage.db import Store
-from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry
+from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tracing.hooks import muted
 from agentscale.tracing.recording import record_request, replay
 
@@ -334,9 +334,7 @@ class RayExecutor:
             return  # still unreachable: its calls wait for the next drain
         if store is not None and calls:
             started = time.perf_counter()
-            store.record_calls(
-                [(CacheEntry(**cache) if cache is not None else None, SpendEntry(**spend)) for cache, spend in calls]
-            )
+            store.record_calls(calls)  # (cache entry, spend row) column values, as the workers' gateways built them
             self.stats.write_s += time.perf_counter() - started
 
     def _replay(self, outcome: ItemOutcome, window: tuple[int, int]) -> None:
@@ -348,6 +346,6 @@ class RayExecutor:
     def _record(self, store: Store | None, outcome: ItemOutcome) -> None:
         started = time.perf_counter()
         if store is not None and outcome.rows:
-            store.add_all([_ROW_TYPES[name](**data) for name, data in outcome.rows])
+            store.insert([(_ROW_TYPES[name], values) for name, values in outcome.rows])
         self.stats.results += 1
         self.stats.write_s += time.perf_counter() - started

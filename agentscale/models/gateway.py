@@ -23,7 +23,6 @@ from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
-from agentscale.storage.tables import CacheEntry, SpendEntry
 from agentscale.tracing.hooks import span
 
 TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency_s", "endpoint", "attempts")
@@ -115,9 +114,17 @@ class CallRequest:
     sample_index: int = 0
     # A JSON schema the reply must follow (structured output: vLLM constrains decoding to it).
     json_schema: dict[str, Any] | None = None
+    _cache_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def cache_key(self) -> str:
-        """Route, messages, sampling params, sample index and schema; never the endpoint or the key."""
+        """Route, messages, sampling params, sample index and schema; never the endpoint or the key.
+        Computed once per request (a call looks it up and, when paid, stores under it)."""
+        if self._cache_key is None:
+            object.__setattr__(self, "_cache_key", self._compute_cache_key())
+        assert self._cache_key is not None
+        return self._cache_key
+
+    def _compute_cache_key(self) -> str:
         payload: dict[str, Any] = {
             "route": self.model.route,
             "messages": self.messages,
@@ -253,25 +260,25 @@ class Gateway:
         call returns: a crash right after loses neither the answer nor the record of its cost."""
         assert self.store is not None
         model = request.model
-        spend = SpendEntry(
-            run_id=run_id,
-            route=model.route,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            flops=model_flops(model, result.prompt_tokens, result.completion_tokens) or 0.0,
-            usd=call_usd(model, result.prompt_tokens, result.completion_tokens),
-        )
+        spend = {  # a `spendentry` row
+            "run_id": run_id,
+            "route": model.route,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "flops": model_flops(model, result.prompt_tokens, result.completion_tokens) or 0.0,
+            "usd": call_usd(model, result.prompt_tokens, result.completion_tokens),
+        }
         entry = None
         if self.settings.cache:
-            entry = CacheEntry(
-                key=request.cache_key(),
-                route=model.route,
-                request_json=json.dumps({"messages": request.messages, "sample": request.sample_index}),
-                completion=result.completion,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                latency_s=result.latency_s,
-            )
+            entry = {  # a `cacheentry` row
+                "key": request.cache_key(),
+                "route": model.route,
+                "request_json": json.dumps({"messages": request.messages, "sample": request.sample_index}),
+                "completion": result.completion,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "latency_s": result.latency_s,
+            }
         self.store.record_call(entry, spend)
 
     async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:
@@ -302,7 +309,9 @@ class Gateway:
             kwargs["api_base"] = endpoint.api_base
         if endpoint.api_key:
             kwargs["api_key"] = endpoint.api_key
-        return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5)
+        # a margin over litellm's own timeout; asyncio.timeout, unlike wait_for, starts no extra task
+        async with asyncio.timeout(timeout + 5):
+            return await litellm.acompletion(**kwargs)
 
     async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:
         """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`."""
@@ -310,7 +319,8 @@ class Gateway:
         attempt = self._routers.acompletion(
             endpoint.litellm_model, endpoint.replicas, endpoint.api_key, endpoint.extra, call
         )
-        return await asyncio.wait_for(attempt, timeout=timeout * len(endpoint.replicas) + 5)
+        async with asyncio.timeout(timeout * len(endpoint.replicas) + 5):
+            return await attempt
 
 
 def _describe(exc: BaseException) -> str:

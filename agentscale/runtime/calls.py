@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import NodeTrace, RunResult, Usage
@@ -25,8 +26,12 @@ from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
-from agentscale.storage.db import Store
+from agentscale.storage.db import Row, Store, as_row
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
+
+RunValues = dict[str, Any]
+"""A single-question run's row as column values (`id`, `kind`, `graph_name`, ...): written with the
+question's other rows when it finishes, or alone when it is interrupted."""
 
 
 class SampleSlots:
@@ -107,26 +112,26 @@ def calls_usage(traces: Iterable[NodeTrace]) -> Usage:
     )
 
 
-def call_row(run_id: str, item_key: str, trace: NodeTrace) -> NodeCall:
-    """The stored form of a node's trace."""
-    return NodeCall(
-        run_id=run_id,
-        item_key=item_key,
-        node_id=trace.node_id,
-        role=trace.role,
-        route=trace.route,
-        status=trace.status,
-        messages_json=json.dumps(trace.messages),
-        completion=trace.completion,
-        answer=trace.answer,
-        prompt_tokens=trace.prompt_tokens,
-        completion_tokens=trace.completion_tokens,
-        flops=trace.flops or 0.0,
-        usd=trace.usd,
-        latency_s=trace.latency_s,
-        cached=trace.cached,
-        error=trace.error,
-    )
+def call_row(run_id: str, item_key: str, trace: NodeTrace) -> Row:
+    """The stored form of a node's trace (a `nodecall` row)."""
+    return NodeCall, {
+        "run_id": run_id,
+        "item_key": item_key,
+        "node_id": trace.node_id,
+        "role": trace.role,
+        "route": trace.route,
+        "status": trace.status,
+        "messages_json": json.dumps(trace.messages),
+        "completion": trace.completion,
+        "answer": trace.answer,
+        "prompt_tokens": trace.prompt_tokens,
+        "completion_tokens": trace.completion_tokens,
+        "flops": trace.flops or 0.0,
+        "usd": trace.usd,
+        "latency_s": trace.latency_s,
+        "cached": trace.cached,
+        "error": trace.error,
+    }
 
 
 def record_rows(
@@ -135,45 +140,44 @@ def record_rows(
     item_key: str,
     traces: Iterable[NodeTrace],
     *,
-    item: RunItem | None = None,
-    run_row: Run | None = None,
+    item: RunItem | dict[str, Any] | None = None,
+    run_row: Run | RunValues | None = None,
 ) -> None:
-    """A question's rows in one transaction: the run (a single-question run's), its calls, its item.
+    """A question's rows in one transaction: the run (a single-question run's), its calls, its item
+    (`item` and `run_row` as model instances or as their column values).
 
     Completions are already safe in the response cache, so a crash mid-question loses no paid work,
     and one commit instead of one per call keeps the per-call overhead low."""
-    rows: list[Run | NodeCall | RunItem] = [call_row(run_id, item_key, t) for t in traces]
+    rows = [call_row(run_id, item_key, t) for t in traces]
     if item is not None:
-        rows.append(item)
+        rows.append((RunItem, item) if isinstance(item, dict) else as_row(item))
     if run_row is not None:
-        rows.insert(0, run_row)
-    store.add_all(rows)
+        rows.insert(0, (Run, run_row) if isinstance(run_row, dict) else as_row(run_row))
+    store.insert(rows)
 
 
-def record_result(store: Store, result: RunResult, item_key: str, run_row: Run | None = None) -> None:
+def record_result(store: Store, result: RunResult, item_key: str, run_row: RunValues | None = None) -> None:
     """A graph's answer to one question, recorded under `result.run_id` (a DAG run or a discussion;
-    `run_row` is marked done with the usage, and the rounds of a discussion, as its summary)."""
+    `run_row` is written done, with the usage, and the rounds of a discussion, as its summary)."""
     assert result.run_id is not None
     usage = result.usage.to_dict()
-    item = RunItem(
-        run_id=result.run_id,
-        item_key=item_key,
-        question=result.question,
-        answer=result.answer,
-        stopped_reason=result.stopped_reason,
-        usage_json=json.dumps(usage),
-    )
+    item = {
+        "run_id": result.run_id,
+        "item_key": item_key,
+        "question": result.question,
+        "answer": result.answer,
+        "stopped_reason": result.stopped_reason,
+        "usage_json": json.dumps(usage),
+    }
     if run_row is not None:
         summary: dict[str, object] = {"n": 1, "usage": usage}
         if result.rounds is not None:
             summary["rounds"] = [r.to_dict() for r in result.rounds]
-        run_row.status, run_row.finished = "done", utcnow()
-        run_row.summary_json = json.dumps(summary)
+        run_row = {**run_row, "status": "done", "finished": utcnow(), "summary_json": json.dumps(summary)}
     record_rows(store, result.run_id, item_key, result.trace, item=item, run_row=run_row)
 
 
-def record_interrupted(store: Store | None, run_row: Run | None) -> None:
+def record_interrupted(store: Store | None, run_row: RunValues | None) -> None:
     """A single-question run stopped before its answer (Ctrl-C, a cancel, an error): keep the run row."""
     if store is not None and run_row is not None:
-        run_row.status = "interrupted"
-        store.add(run_row)
+        store.insert([(Run, {**run_row, "status": "interrupted"})])

@@ -14,9 +14,10 @@ nodes run in each, are decided by the CEO at run time, so they cannot be laid ou
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from agentscale.graphs.result import NodeTrace
@@ -57,6 +58,31 @@ class GraphState(InputState, OutputState, total=False):
     """Full state: the question, the run's key, per-node traces and the final result."""
 
 
+StepFunction = Callable[[GraphState, RunnableConfig | None], dict[str, Any]]
+AsyncStepFunction = Callable[[GraphState, RunnableConfig | None], Awaitable[dict[str, Any]]]
+
+
+class _Step(Runnable[GraphState, dict[str, Any]]):
+    """One LangGraph node of agentscale's: a synchronous (`invoke`) and an asynchronous (`ainvoke`)
+    function of the state and config, called directly.
+
+    LangGraph runs a plain function node the same way (no callback run of its own); a
+    `RunnableLambda` would open a callback run and inspect the function signatures again at every
+    call, about half of LangGraph's per-question cost for a one-node graph (docs/benchmarks.md).
+    """
+
+    def __init__(self, name: str, func: StepFunction, afunc: AsyncStepFunction) -> None:
+        self.name = name
+        self._func = func
+        self._afunc = afunc
+
+    def invoke(self, input: GraphState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+        return self._func(input, config)
+
+    async def ainvoke(self, input: GraphState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+        return await self._afunc(input, config)
+
+
 def _options(config: RunnableConfig | None) -> RunOptions:
     configurable = (config or {}).get("configurable", {})
     options = configurable.get(OPTIONS_KEY)
@@ -70,8 +96,12 @@ def _question(state: GraphState) -> str:
     return question
 
 
-def build_state_graph(runtime: GraphRuntime) -> StateGraph:
-    """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`."""
+def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGraph:
+    """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`.
+
+    `prepare=False` leaves out the `__prepare__` step, for a caller that opens the run itself and
+    passes its `run_key` in the input (`Graph.arun`): one LangGraph superstep less per question.
+    """
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
 
     def start(state: GraphState, config: RunnableConfig | None) -> str:
@@ -81,10 +111,10 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
             key = open_context(runtime, question, _options(config), key).key
         return key
 
-    async def prepare(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+    async def prepare_async(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         return {"run_key": start(state, config)}
 
-    def prepare_sync(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+    def prepare_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         """Synchronous callers (`invoke`): run the whole DAG here, in one event loop of its own; the
         node steps that follow only read the finished tasks."""
 
@@ -95,8 +125,11 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
 
         return {"run_key": asyncio.run(run_all())}
 
-    builder.add_node(PREPARE, RunnableLambda(prepare_sync, afunc=prepare, name=PREPARE))
-    builder.add_edge(START, PREPARE)
+    first = START
+    if prepare:
+        builder.add_node(PREPARE, _Step(PREPARE, prepare_sync, prepare_async))
+        builder.add_edge(START, PREPARE)
+        first = PREPARE
 
     for node_id in runtime.topology.order:
         builder.add_node(node_id, _node_runnable(node_id, is_output=node_id == runtime.output))
@@ -104,7 +137,7 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
         if predecessors:
             builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
         else:
-            builder.add_edge(PREPARE, node_id)
+            builder.add_edge(first, node_id)
     builder.add_edge(runtime.output, END)
     return builder
 
@@ -112,7 +145,7 @@ def build_state_graph(runtime: GraphRuntime) -> StateGraph:
 def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
     """A StateGraph whose one node runs `runtime`'s graph as a CEO-steered discussion."""
 
-    async def discuss(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+    async def discuss(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         result = await run_discussion(runtime, _question(state), _options(config))
         return {
             "answer": result.answer,
@@ -122,17 +155,17 @@ def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
             "rounds": [record.to_dict() for record in result.rounds or []],
         }
 
-    def discuss_sync(state: GraphState, config: RunnableConfig) -> dict[str, Any]:
+    def discuss_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         return asyncio.run(discuss(state, config))
 
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
-    builder.add_node(DISCUSSION, RunnableLambda(discuss_sync, afunc=discuss, name=DISCUSSION))
+    builder.add_node(DISCUSSION, _Step(DISCUSSION, discuss_sync, discuss))
     builder.add_edge(START, DISCUSSION)
     builder.add_edge(DISCUSSION, END)
     return builder
 
 
-def _node_runnable(node_id: str, *, is_output: bool) -> RunnableLambda:
+def _node_runnable(node_id: str, *, is_output: bool) -> _Step:
     """The LangGraph node: await this node's task; the output node also finishes the run."""
 
     def update_for(key: str, trace: NodeTrace) -> dict[str, Any]:
@@ -145,12 +178,12 @@ def _node_runnable(node_id: str, *, is_output: bool) -> RunnableLambda:
             update.update(answer=result.answer, usage=result.usage.to_dict(), stopped_reason=result.stopped_reason)
         return update
 
-    async def run_node(state: GraphState) -> dict[str, Any]:
+    async def run_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         key = state["run_key"]
         return update_for(key, await get_context(key).node(node_id))
 
-    def read_node(state: GraphState) -> dict[str, Any]:
+    def read_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         key = state["run_key"]
         return update_for(key, get_context(key).tasks[node_id].result())
 
-    return RunnableLambda(read_node, afunc=run_node, name=node_id)
+    return _Step(node_id, read_node, run_node)

@@ -24,9 +24,8 @@ from agentscale.graphs.spec import CODE_ONLY_ROLES, AnswerFormat, GraphSpec, Nod
 from agentscale.graphs.topology import Topology
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
-from agentscale.runtime.calls import ModelCalls, calls_usage, record_result
+from agentscale.runtime.calls import ModelCalls, RunValues, calls_usage, record_result
 from agentscale.runtime.plugins import RunMemory, graph_memory
-from agentscale.storage.tables import Run
 from agentscale.tracing.hooks import SpanHandle, span
 
 TRACED_FIELDS = (
@@ -68,7 +67,7 @@ class RunOptions:
 
     run_id: str | None = None
     item_key: str = "0"
-    run_row: Run | None = None  # a run to insert with this question's rows (single-question runs)
+    run_row: RunValues | None = None  # a run to insert with this question's rows (single-question runs)
     on_event: Callable[[GraphEvent], None] | None = None  # streaming: node started / finished
 
 

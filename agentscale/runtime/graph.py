@@ -24,12 +24,12 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
-from agentscale.runtime.calls import record_interrupted
+from agentscale.runtime.calls import RunValues, record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
 from agentscale.storage.db import Store, new_run_id
-from agentscale.storage.tables import Run
+from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
 
 _DEFAULT = object()
@@ -125,18 +125,25 @@ class Graph:
         on_event: Callable[[GraphEvent], None] | None,
     ) -> RunResult:
         store = self.store if record else None
-        run_row = None
+        run_row: RunValues | None = None
         if store is not None and run_id is None:
-            run_row = Run(id=new_run_id(), kind="run", graph_name=self.name, graph_yaml=self.to_yaml())
-            run_id = run_row.id
+            run_id = new_run_id()
+            run_row = {
+                "id": run_id,
+                "kind": "run",
+                "created": utcnow(),
+                "graph_name": self.name,
+                "graph_yaml": self.to_yaml(),
+            }
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
-        if self.runtime.models:
+        if self.runtime.models and not self._endpoints_ready:
             # litellm's first import and local servers' starts take seconds: do them before the run's
-            # clock starts (servers of different models start concurrently)
+            # clock starts (servers of different models start concurrently); once per graph
             await asyncio.to_thread(get_litellm)
             await self._prepare_endpoints()
+            self._endpoints_ready = True
         if self.runtime.memory is not None:
             # likewise the embedding model and the handbook index (and a missing handbook fails here)
             await asyncio.to_thread(self.runtime.memory.warm_up)
@@ -184,13 +191,14 @@ class Graph:
 
     async def _prepare_endpoints(self) -> None:
         local = {m.route: m for m in self.runtime.models.values() if m.route.startswith("local/")}
-        if local and not self._endpoints_ready:
+        if local:
             await asyncio.gather(*(resolve_endpoint(model) for model in local.values()))
-            self._endpoints_ready = True
 
     def _app(self) -> CompiledStateGraph:
+        """What `arun` invokes for a DAG: `compile()`'s graph less the `__prepare__` step, since `arun`
+        opens the run itself (one LangGraph superstep less per question)."""
         if self._compiled is None:
-            self._compiled = self.compile()
+            self._compiled = build_state_graph(self.runtime, prepare=False).compile()
         return self._compiled
 
 

@@ -2,6 +2,13 @@
 
 WAL mode plus a busy timeout lets two processes (say, two evals) write to one file at once; every
 write is a short transaction, committed as soon as the work it records is done.
+
+The operations every model call and every question make (the cache lookup, the spend and cache rows
+of a call, a question's rows, an eval item's verdict) go to the pooled sqlite3 connection directly,
+with statements, defaults and type conversions prepared once per table from the sqlmodel tables
+(:class:`_TableStatements`): SQLAlchemy's per-statement work (compile-cache lookup, execution
+context, an ORM session for a lookup) cost several times the SQLite work itself
+(docs/benchmarks.md). The rest goes through SQLAlchemy as usual.
 """
 
 from __future__ import annotations
@@ -9,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Table, event
+from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from agentscale.errors import RunNotFound
@@ -43,6 +50,62 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+Row = tuple[type[SQLModel], dict[str, Any]]
+"""A row to insert as (table model, column values): what the hot paths build instead of a model
+instance. Missing or None values take the model's defaults, as `add_all` of an instance would."""
+
+
+def as_row(row: SQLModel | Row) -> Row:
+    """A model instance (or a row already) as a :data:`Row`."""
+    if isinstance(row, tuple):
+        return row
+    return type(row), row.model_dump(exclude_none=True)
+
+
+class _TableStatements:
+    """One table's INSERT (and SELECT by primary key) as plain DB-API statements, prepared once."""
+
+    def __init__(self, model: type[SQLModel], dialect: Dialect) -> None:
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        self.model = model
+        self.names = [column.name for column in table.columns]
+        self._known = frozenset(self.names)
+        self.insert_sql = (
+            f"INSERT INTO {table.name} ({', '.join(self.names)}) VALUES ({', '.join('?' for _ in self.names)})"
+        )
+        where = " AND ".join(f"{column.name} = ?" for column in table.primary_key.columns)
+        self.select_sql = f"SELECT {', '.join(self.names)} FROM {table.name} WHERE {where}"  # by primary key
+        self._defaults: list[tuple[Any, Callable[[], Any] | None]] = []
+        for name in self.names:
+            field = model.model_fields[name]
+            default = None if field.default is PydanticUndefined else field.default
+            self._defaults.append((default, field.default_factory))  # type: ignore[arg-type]
+        impls = [column.type.dialect_impl(dialect) for column in table.columns]
+        self._bind = [impl.bind_processor(dialect) for impl in impls]
+        self._result = [impl.result_processor(dialect, None) for impl in impls]
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The INSERT's parameters: values, else the model's defaults, converted as SQLAlchemy would."""
+        if not self._known.issuperset(values):
+            unknown = ", ".join(sorted(set(values) - self._known))
+            raise ValueError(f"{self.model.__name__} has no column(s) {unknown}")
+        params = []
+        for name, (default, factory), bind in zip(self.names, self._defaults, self._bind, strict=True):
+            value = values.get(name)
+            if value is None:
+                value = factory() if factory is not None else default
+            params.append(bind(value) if bind is not None and value is not None else value)
+        return tuple(params)
+
+    def instance(self, stored: Sequence[Any]) -> SQLModel:
+        """A model instance from a SELECT of all columns."""
+        converted = {
+            name: result(value) if result is not None and value is not None else value
+            for name, result, value in zip(self.names, self._result, stored, strict=True)
+        }
+        return self.model(**converted)
+
+
 class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
@@ -54,22 +117,51 @@ class Store:
         )
         event.listen(self.engine, "connect", _configure_sqlite)
         SQLModel.metadata.create_all(self.engine)
+        self._statements: dict[type[SQLModel], _TableStatements] = {}
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
+    def _table(self, model: type[SQLModel]) -> _TableStatements:
+        statements = self._statements.get(model)
+        if statements is None:
+            statements = self._statements[model] = _TableStatements(model, self.engine.dialect)
+        return statements
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor on a pooled sqlite3 connection, in one transaction: committed when the block ends,
+        rolled back if it raises (sqlite3 opens the transaction at the first write)."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
     def add(self, row: SQLModel) -> None:
         self.add_all([row])
 
     def add_all(self, rows: Sequence[SQLModel]) -> None:
-        """Insert rows in one transaction with Core inserts: a graph run writes a handful of rows per
-        question, and the ORM unit of work costs several times the SQLite commit itself."""
-        with self.engine.begin() as connection:
-            for row in rows:
-                table = type(row).__table__  # type: ignore[attr-defined]
-                connection.execute(table.insert(), [row.model_dump(exclude_none=True)])
+        """Insert model instances in one transaction."""
+        self.insert([as_row(row) for row in rows])
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        """Insert rows in one transaction: a graph run writes a handful of rows per question, so each
+        is one prepared statement on the sqlite3 connection (no ORM unit of work, no SQL compiling)."""
+        with self._cursor() as cursor:
+            for model, values in rows:
+                statements = self._table(model)
+                cursor.execute(statements.insert_sql, statements.params(values))
 
     # runs -----------------------------------------------------------------------------------
     def create_run(
@@ -135,12 +227,10 @@ class Store:
 
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
         """Record the scorer's verdict on an answered item."""
-        with self.engine.begin() as connection:
-            table = RunItem.__table__  # type: ignore[attr-defined]
-            connection.execute(
-                table.update()
-                .where(table.c.run_id == run_id, table.c.item_key == item_key)
-                .values(reference=reference, correct=correct, detail=detail)
+        with self._cursor() as cursor:
+            cursor.execute(
+                "UPDATE runitem SET reference = ?, correct = ?, detail = ? WHERE run_id = ? AND item_key = ?",
+                (reference, int(correct), detail, run_id, item_key),
             )
 
     def node_calls(self, run_id: str, item_key: str | None = None) -> list[NodeCall]:
@@ -152,21 +242,33 @@ class Store:
 
     # cache ----------------------------------------------------------------------------------
     def cache_get(self, key: str) -> CacheEntry | None:
-        with self.session() as session:
-            return session.get(CacheEntry, key)
+        statements = self._table(CacheEntry)
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            stored = cursor.execute(statements.select_sql, (key,)).fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+        return None if stored is None else statements.instance(stored)  # type: ignore[return-value]
 
-    def record_call(self, cache_entry: CacheEntry | None, spend: SpendEntry) -> None:
-        """A real call's ledger row and cache entry (kept if one exists: concurrent identical calls)."""
+    def record_call(self, cache_entry: CacheEntry | dict[str, Any] | None, spend: SpendEntry | dict[str, Any]) -> None:
+        """A real call's ledger row and cache entry (kept if one exists: concurrent identical calls);
+        each given as a model instance or as its column values."""
         self.record_calls([(cache_entry, spend)])
 
-    def record_calls(self, calls: Sequence[tuple[CacheEntry | None, SpendEntry]]) -> None:
+    def record_calls(
+        self, calls: Sequence[tuple[CacheEntry | dict[str, Any] | None, SpendEntry | dict[str, Any]]]
+    ) -> None:
         """Several real calls in one transaction (a Ray driver records what its workers paid for)."""
-        with self.engine.begin() as connection:
+        cache, ledger = self._table(CacheEntry), self._table(SpendEntry)
+        with self._cursor() as cursor:
             for cache_entry, spend in calls:
                 if cache_entry is not None:
-                    table = CacheEntry.__table__  # type: ignore[attr-defined]
-                    connection.execute(sqlite_insert(table).on_conflict_do_nothing(), [cache_entry.model_dump()])
-                connection.execute(SpendEntry.__table__.insert(), [spend.model_dump(exclude_none=True)])  # type: ignore[attr-defined]
+                    values = cache_entry if isinstance(cache_entry, dict) else cache_entry.model_dump()
+                    cursor.execute(cache.insert_sql + " ON CONFLICT DO NOTHING", cache.params(values))
+                values = spend if isinstance(spend, dict) else spend.model_dump(exclude_none=True)
+                cursor.execute(ledger.insert_sql, ledger.params(values))
 
     def has_cached(self, routes: Sequence[str]) -> bool:
         """Whether the response cache holds anything for these routes (one indexed lookup)."""

@@ -3,6 +3,8 @@ failures and budgets."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agentscale import Graph
@@ -301,3 +303,27 @@ def test_cached_nodes_report_the_original_call_latency(make_graph, scripted: Scr
     assert again.trace[0].cached and again.usage.calls == 0
     assert again.trace[0].latency_s == pytest.approx(first.trace[0].latency_s)
     assert again.usage.critical_path_s >= 0.1 > again.usage.latency_s
+
+
+async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, scripted: ScriptedServer, store) -> None:  # type: ignore[no-untyped-def]
+    """Cancelled mid-graph: the run row says interrupted, the call that returned is in the spend
+    ledger and the cache as soon as it returned, and a re-run pays only for the rest."""
+    scripted.add_rule(Rule(pattern="Answers from other solvers", replies=["Final answer: 8"], latency_s=5))
+    graph: Graph = make_graph(
+        "name: cut\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+        "edges: ['a -> b']\nanswer_format: number\n"
+    )
+    task = asyncio.ensure_future(graph.arun("What is 4 + 4?"))
+    for _ in range(500):  # until b's request is at the server (a has answered)
+        if len(scripted.completion_requests) == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run,) = store.list_runs()
+    assert run.status == "interrupted" and run.graph_name == "cut"
+    assert store.spend(run.id)["calls"] == 1 and store.node_calls(run.id) == []
+    scripted.reset()
+    again = await graph.arun("What is 4 + 4?")
+    assert again.answer == "8" and again.usage.calls == 1 and again.usage.cached_calls == 1

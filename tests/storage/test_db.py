@@ -6,8 +6,11 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
+import pytest
+from sqlmodel import select
+
 from agentscale import Graph, Store
-from agentscale.storage.tables import NodeCall
+from agentscale.storage.tables import CacheEntry, NodeCall, SpendEntry
 from agentscale.testing import ScriptedServer
 
 
@@ -75,3 +78,47 @@ def test_missing_key_variable_is_a_clear_node_error(tmp_path: Path, scripted: Sc
     result = Graph.from_yaml(text, store=None).run("hi")
     assert result.trace[0].status == "failed"
     assert "ABSENT_KEY" in (result.trace[0].error or "")
+
+
+def test_rows_as_values_are_stored_like_model_instances(tmp_path: Path) -> None:
+    """`insert` (column values, the hot path) and `add_all` (model instances) store the same row:
+    defaults filled, None as the default, booleans and UTC datetimes as SQLAlchemy writes them."""
+    store = Store(tmp_path / "v.db")
+    run = store.create_run("run")
+    values = {"run_id": run.id, "item_key": "k", "node_id": "a", "role": "assistant", "cached": True, "usd": None}
+    store.add_all([NodeCall(**values)])
+    store.insert([(NodeCall, values)])
+    by_model, by_values = store.node_calls(run.id)
+    assert by_values.started.tzinfo is not None and by_values.started >= by_model.started
+    ignored = {"id", "started"}
+    assert by_values.model_dump(exclude=ignored) == by_model.model_dump(exclude=ignored)
+    assert by_values.cached is True and by_values.status == "ok" and by_values.messages_json == "[]"
+    raw = sqlite3.connect(store.path).execute("SELECT started FROM nodecall ORDER BY id").fetchall()
+    assert all(" " in stamp and "+" not in stamp for (stamp,) in raw)  # SQLAlchemy's SQLite format
+
+
+def test_insert_is_one_transaction_and_refuses_unknown_columns(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.db")
+    run = store.create_run("run")
+    good = {"run_id": run.id, "item_key": "k", "node_id": "a", "role": "assistant"}
+    with pytest.raises(sqlite3.IntegrityError):  # node_id is NOT NULL: the good row goes too
+        store.insert([(NodeCall, good), (NodeCall, {**good, "node_id": None, "role": None})])
+    assert store.node_calls(run.id) == []
+    with pytest.raises(ValueError, match="no column"):
+        store.insert([(NodeCall, {**good, "nodeid": "typo"})])
+
+
+def test_cache_entries_and_spend_rows_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    entry = {"key": "k1", "route": "r", "request_json": "{}", "completion": "first", "prompt_tokens": 3}
+    entry |= {"completion_tokens": 4, "latency_s": 0.5}
+    spend = {"run_id": None, "route": "r", "prompt_tokens": 3, "completion_tokens": 4, "flops": 1.0, "usd": None}
+    assert store.cache_get("k1") is None
+    store.record_call(entry, spend)
+    store.record_call({**entry, "completion": "second"}, spend)  # same key: the first entry is kept
+    hit = store.cache_get("k1")
+    assert isinstance(hit, CacheEntry)
+    assert (hit.completion, hit.prompt_tokens, hit.completion_tokens, hit.latency_s) == ("first", 3, 4, 0.5)
+    with store.session() as session:
+        assert hit == session.get(CacheEntry, "k1")
+        assert len(session.exec(select(SpendEntry)).all()) == 2  # both calls were paid for
