@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentscale.graphs.spec import ModelSpec
@@ -31,6 +31,7 @@ def problem(
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), budget=st.sampled_from([1.5, 4.0, 12.0, 40.0, 200.0]), max_nodes=st.integers(1, 7))
+@example(seed=1316, budget=1.5, max_nodes=4)  # every draw missed the budget: the cheapest single call is the answer
 def test_samples_are_valid_and_within_budget(seed: int, budget: float, max_nodes: int) -> None:
     space = problem(budget, max_nodes)
     distribution = GraphDistribution(space)
