@@ -19,6 +19,7 @@ import numpy as np
 
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, copies_its_input
+from agentscale.optimize.pilot import single
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -83,23 +84,13 @@ class GraphDistribution:
                 return candidate
         # a tight budget with skewed logits can miss every draw (budget 1.5, one 1.0 call fits): the
         # cheapest single call is then the valid graph that fits, if any does
-        cheapest = min(
-            (CandidateGraph((NodeChoice("assistant", alias),), frozenset()) for alias in self.problem.aliases),
-            key=self.problem.compute,
-        )
+        cheapest = min((single(alias) for alias in self.problem.aliases), key=self.problem.compute)
         if self.problem.fits(cheapest):
             return cheapest
         raise ValueError(
             "no sampled graph fits the budget: raise `budget.compute` or allow smaller models "
-            f"(the cheapest single call costs {self.cheapest_single_call():.2f} compute units)"
+            f"(the cheapest single call costs {self.problem.compute(cheapest):.2f} compute units)"
         )
-
-    def cheapest_single_call(self) -> float:
-        costs = [
-            self.problem.compute(CandidateGraph((NodeChoice("assistant", alias),), frozenset()))
-            for alias in self.problem.aliases
-        ]
-        return min(costs)
 
     def _draw(self, rng: np.random.Generator) -> CandidateGraph:
         problem = self.problem
