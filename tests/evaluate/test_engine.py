@@ -106,28 +106,41 @@ async def test_code_task_runs_completions_in_the_sandbox(make_graph, scripted: S
     assert verdict == {first.id: True, second.id: False}
 
 
+EVAL = [sys.executable, "-m", "agentscale.cli.app", "eval"]
+
+
+def eval_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AGENTSCALE_DB": str(tmp_path / "k.db"), "AGENTSCALE_CACHE": "off"}
+
+
+def start_eval(tmp_path: Path, server: ScriptedServer, stderr: int) -> tuple[subprocess.Popen[str], Store]:
+    """A real `agentscale eval` process over 6 questions, returned once 2 of them are scored."""
+    data = _questions(tmp_path / "q.jsonl", 6)
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(server.api_base, ONE_NODE))
+    proc = subprocess.Popen(
+        [*EVAL, str(graph), "--task", str(data), "--concurrency", "1"],
+        env=eval_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
+    )
+    store = Store(tmp_path / "k.db")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        runs = store.list_runs()
+        if runs and sum(1 for i in store.run_items(runs[0].id) if i.correct is not None) >= 2:
+            break
+        time.sleep(0.05)
+    return proc, store
+
+
 def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
     """A real `agentscale eval` process killed with SIGKILL resumes without re-asking answered items."""
-    data = _questions(tmp_path / "q.jsonl", 6)
-    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "k.db"), "AGENTSCALE_CACHE": "off"}
     server = ScriptedServer(latency_s=0.3).start()
     try:
-        graph = tmp_path / "g.yaml"
-        graph.write_text(graph_yaml(server.api_base, ONE_NODE))
-        cli = [sys.executable, "-m", "agentscale.cli.app", "eval"]
-        proc = subprocess.Popen(
-            [*cli, str(graph), "--task", str(data), "--concurrency", "1"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        store = Store(tmp_path / "k.db")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            runs = store.list_runs()
-            if runs and sum(1 for i in store.run_items(runs[0].id) if i.correct is not None) >= 2:
-                break
-            time.sleep(0.05)
+        proc, store = start_eval(tmp_path, server, subprocess.DEVNULL)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         run_id = store.list_runs()[0].id
@@ -135,7 +148,7 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
         assert 2 <= len(answered) < 6
         server.reset()
         done = subprocess.run(
-            [*cli, "--resume", run_id, "--json"], env=env, capture_output=True, text=True, timeout=120
+            [*EVAL, "--resume", run_id, "--json"], env=eval_env(tmp_path), capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
@@ -149,27 +162,9 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
 
 def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) on a real `agentscale eval` process: the resume command and a report."""
-    data = _questions(tmp_path / "q.jsonl", 6)
-    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "i.db"), "AGENTSCALE_CACHE": "off"}
     server = ScriptedServer(latency_s=0.3).start()
     try:
-        graph = tmp_path / "g.yaml"
-        graph.write_text(graph_yaml(server.api_base, ONE_NODE))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentscale.cli.app", "eval", str(graph), "--task", str(data), "--concurrency", "1"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
-        )
-        store = Store(tmp_path / "i.db")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            runs = store.list_runs()
-            if runs and sum(1 for i in store.run_items(runs[0].id) if i.correct is not None) >= 2:
-                break
-            time.sleep(0.05)
+        proc, store = start_eval(tmp_path, server, subprocess.PIPE)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         run_id = store.list_runs()[0].id
