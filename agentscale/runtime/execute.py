@@ -78,28 +78,16 @@ class GraphRuntime:
         self.spec = spec
         self.gateway = gateway
         self.answer_format: AnswerFormat = answer_format or spec.answer_format or "text"
-        code_only = [n.id for n in spec.nodes if n.role in CODE_ONLY_ROLES]
-        if code_only and self.answer_format != "code":
-            raise SpecError(
-                [
-                    SpecIssue(
-                        "answer_format",
-                        f"node {code_only[0]!r} is a tester, which runs its inputs as programs: set "
-                        f"`answer_format: code` or evaluate on a code task (answers here are {self.answer_format!r})",
-                    )
-                ]
-            )
-        guard = spec.coordinator.stop_guard if spec.coordinator is not None else "none"
-        if guard == "stated_examples" and self.answer_format != "code":
-            raise SpecError(
-                [
-                    SpecIssue(
-                        "coordinator.stop_guard",
-                        "'stated_examples' runs the answer as a program: set `answer_format: code` or evaluate "
-                        f"on a code task (answers here are {self.answer_format!r})",
-                    )
-                ]
-            )
+        runs_programs = [  # what would run answers as programs, so needs code answers
+            ("answer_format", f"node {n.id!r} is a tester, which runs its inputs as programs")
+            for n in spec.nodes
+            if n.role in CODE_ONLY_ROLES
+        ][:1]
+        if spec.coordinator is not None and spec.coordinator.stop_guard == "stated_examples":
+            runs_programs.append(("coordinator.stop_guard", "'stated_examples' runs the answer as a program"))
+        if runs_programs and self.answer_format != "code":
+            fix = f"set `answer_format: code` or evaluate on a code task (answers here are {self.answer_format!r})"
+            raise SpecError([SpecIssue(path, f"{what}: {fix}") for path, what in runs_programs])
         self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())
         self.output = spec.output or self.topology.sinks[0]
         self.levels = self.topology.levels()
