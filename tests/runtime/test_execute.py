@@ -32,7 +32,7 @@ def test_single_node_answers_and_traces(make_graph, scripted: ScriptedServer) ->
 
 
 def test_width_8_runs_concurrently(make_graph, scripted: ScriptedServer) -> None:
-    scripted.latency_s = 0.2
+    scripted.latency_s = 1.0  # long enough for all eight to be sent before the first answer, on a loaded machine too
     graph: Graph = make_graph(WIDTH_8)
     graph.run("What is 1 + 1?")  # warm litellm's import and client
     scripted.reset()
