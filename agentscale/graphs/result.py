@@ -25,7 +25,11 @@ class NodeTrace:
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
-    finish_order: int = 0
+    finish_order: int = 0  # the order nodes actually finished in this process
+    # when the node finished on the run's modelled clock: its latest predecessor's finish plus its own call's
+    # latency (a cache hit carries the original call's), so "ties go to the first finished" picks the same
+    # answer when the run is replayed from the cache, where every call returns at once
+    finished_at_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose: asdict() deep-copies the messages, and this runs for every node of every run

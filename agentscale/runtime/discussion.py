@@ -56,6 +56,7 @@ from agentscale.runtime.execute import (
     RunOptions,
     answer_model_free,
     first_set,
+    modelled_finish,
     node_span,
     traced_fields,
     usable_candidates,
@@ -303,6 +304,7 @@ class Discussion:
             else:
                 candidates = list(inputs) if is_source_fallback else []
             trace = await self._node(slot, candidates, decision)
+            trace.finished_at_s = modelled_finish(trace, [done[p] for p in slot.predecessors])
             done[slot.id] = trace
             return trace
 
@@ -312,11 +314,7 @@ class Discussion:
         self.traces.extend(workers)
         record.nodes = [s.id for s in slots]
         record.answers = {t.node_id: t.answer for t in workers}
-        latencies = {t.node_id: t.latency_s for t in workers}
-        finish_at: dict[str, float] = {}
-        for slot in slots:  # slots are in topological order
-            finish_at[slot.id] = latencies[slot.id] + max((finish_at[p] for p in slot.predecessors), default=0.0)
-        path = max(finish_at.values(), default=0.0)
+        path = max((t.finished_at_s for t in workers), default=0.0)
         answer: str | None = None
         if aggregator is not None:
             tasks[aggregator.id] = asyncio.ensure_future(run_slot(aggregator, False))

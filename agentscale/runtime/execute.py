@@ -159,6 +159,7 @@ class RunContext:
             traced.set(traced_fields(trace))
         self._finished += 1
         trace.finish_order = self._finished
+        trace.finished_at_s = modelled_finish(trace, [self.traces[p] for p in predecessors])
         self.traces[node_id] = trace
         self._emit(GraphEvent("node_finished", node_id, node.role, trace=trace))
         return trace
@@ -228,9 +229,7 @@ class RunContext:
         if not answered:
             return None
         deepest = max(self.runtime.levels[t.node_id] for t in answered)
-        closest = sorted(
-            (t for t in answered if self.runtime.levels[t.node_id] == deepest), key=lambda t: t.finish_order
-        )
+        closest = sorted((t for t in answered if self.runtime.levels[t.node_id] == deepest), key=_finishing_key)
         return majority_vote([Candidate(t.node_id, t.answer or "") for t in closest], self.runtime.answer_format)
 
     def _usage(self, traces: list[NodeTrace]) -> Usage:
@@ -240,9 +239,21 @@ class RunContext:
         return usage
 
 
+def modelled_finish(trace: NodeTrace, predecessors: list[NodeTrace]) -> float:
+    """The node's finish on the modelled clock: the latest predecessor's finish plus its own latency."""
+    return trace.latency_s + max((p.finished_at_s for p in predecessors), default=0.0)
+
+
+def _finishing_key(trace: NodeTrace) -> tuple[float, int]:
+    return trace.finished_at_s, trace.finish_order
+
+
 def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
-    """Answered traces as inputs for a successor, in finishing order (ties in votes go to the first)."""
-    usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=lambda t: t.finish_order)
+    """Answered traces as inputs for a successor, in modelled finishing order (ties in votes go to the first).
+
+    The modelled clock, not the order the calls came back, so that a run replayed from the cache (every
+    call returns at once) breaks ties as the live run did."""
+    usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=_finishing_key)
     return [Candidate(t.node_id, t.answer or "") for t in usable]
 
 

@@ -14,13 +14,13 @@ elimination in topological order, vectorised over items:
 When a joint table would exceed `MAX_CELLS`, the engine falls back to Monte-Carlo (common random
 numbers, stated standard error).
 
-Votes break ties like the executor: the answer of the input that finished first wins. Simulated
-calls all take about the same wall time in process, so inputs finish by the number of model calls on
-their longest path and then by position; `SimGraph.finish_rank` encodes that order. A vote over
-interchangeable inputs (same model, role and inputs, or same structure and independent) splits ties
-evenly instead, which gives the same distribution whatever the order and keeps wide votes cheap.
-Cache hits return without a model call and can finish earlier, so with a warm cache the executor's
-tie-breaks between *different* models may differ from this rule (docs/sim.md).
+Votes break ties like the executor: the answer of the input that finished first on the run's modelled
+clock (each call's roofline latency, summed along the longest path; a cache hit keeps its call's)
+wins. The engine orders inputs by their expected modelled finish, then by position
+(`TruthEngine.finish_rank`); the executor orders per item, so the two can differ on an item where two
+inputs' latencies are nearly equal. A vote over interchangeable inputs (same model, role and inputs,
+or same structure and independent) splits ties evenly instead, which gives the same distribution
+whatever the order and keeps wide votes cheap.
 """
 
 from __future__ import annotations
@@ -67,20 +67,6 @@ class SimGraph:
     @property
     def output(self) -> int:
         return len(self.nodes) - 1
-
-    @cached_property
-    def finish_rank(self) -> tuple[int, ...]:
-        """The order in which the executor's in-process runs finish the nodes: by the number of
-        model calls on the longest path to the node (all simulated calls take about the same wall
-        time; votes take none), then by position."""
-        levels: list[int] = []
-        for node, parents in zip(self.nodes, self.preds, strict=True):
-            levels.append(max((levels[p] for p in parents), default=0) + (node.role != VOTE))
-        order = sorted(range(len(self.nodes)), key=lambda i: (levels[i], i))
-        ranks = [0] * len(order)
-        for rank, index in enumerate(order):
-            ranks[index] = rank
-        return tuple(ranks)
 
     def ordered_vote(self, index: int) -> bool:
         """Whether a vote's ties depend on which input finishes first: its inputs are not
@@ -206,6 +192,7 @@ class TruthEngine:
         self._tables: dict[tuple[str | None, str, int, bool], np.ndarray] = {}
         self._cumulatives: dict[tuple[str | None, str, int, bool], np.ndarray] = {}
         self._probabilities: dict[SimGraph, tuple[np.ndarray, bool]] = {}
+        self._finish_ranks: dict[SimGraph, tuple[int, ...]] = {}
 
     # conditional tables ----------------------------------------------------------------------
     def table(self, node: SimNode, degree: int) -> np.ndarray:
@@ -304,7 +291,7 @@ class TruthEngine:
             joint_table = joint_table.transpose([0, *(1 + variables.index(v) for v in kept + rest + spent)])
             joint_table = joint_table.reshape(items, a, r, b)
             if ordered:
-                ranks = tuple(graph.finish_rank[v] for v in kept + spent)
+                ranks = tuple(self.finish_rank(graph)[v] for v in kept + spent)
                 weights: np.ndarray = _ordered_vote(ranks, m).reshape(a, b, m)
             else:
                 index = _combine_index(len(kept) + len(spent), len(singles), m)  # [a*b, n(singles)]
@@ -337,7 +324,8 @@ class TruthEngine:
         for j, node in enumerate(graph.nodes):
             parents = graph.preds[j]
             if graph.ordered_vote(j):
-                answers.append(_vote_first_finished([answers[p] for p in parents], graph, parents, m))
+                ranks = tuple(self.finish_rank(graph)[p] for p in parents)
+                answers.append(_vote_first_finished([answers[p] for p in parents], ranks, m))
                 continue
             cumulative = self._cumulative(node, len(parents))  # [I, n, M]
             if parents:
@@ -369,12 +357,28 @@ class TruthEngine:
 
     def latency(self, graph: SimGraph) -> float:
         """Expected critical-path latency (seconds) of one question, from the roofline model."""
+        return float(np.mean(self._finish_times(graph)[-1]))
+
+    def finish_rank(self, graph: SimGraph) -> tuple[int, ...]:
+        """The order the executor finishes the nodes in on the modelled clock: by expected finish
+        time (votes take none), then by position."""
+        found = self._finish_ranks.get(graph)
+        if found is None:
+            expected = [float(np.mean(f)) for f in self._finish_times(graph)]
+            ranks = [0] * len(expected)
+            for rank, index in enumerate(sorted(range(len(expected)), key=lambda i: (expected[i], i))):
+                ranks[index] = rank
+            found = self._finish_ranks[graph] = tuple(ranks)
+        return found
+
+    def _finish_times(self, graph: SimGraph) -> list[np.ndarray]:
+        """Per node and item, when it finishes: its latest predecessor's finish plus its own call."""
         finish: list[np.ndarray] = []
         for j, (model, prompt, completion) in enumerate(self._node_costs(graph)):
             start = np.max([finish[p] for p in graph.preds[j]], axis=0) if graph.preds[j] else 0.0
             own = call_latency(model, prompt, completion) if model is not None else np.zeros(self.bank.size)
             finish.append(start + own)
-        return float(np.mean(finish[-1]))
+        return finish
 
     def tokens(self, graph: SimGraph) -> float:
         """Expected prompt + completion tokens of one question."""
@@ -396,15 +400,15 @@ def _ordered_vote(ranks: tuple[int, ...], m: int) -> np.ndarray:
     return table
 
 
-def _vote_first_finished(inputs: list[np.ndarray], graph: SimGraph, parents: tuple[int, ...], m: int) -> np.ndarray:
-    """Sampled vote outcomes (Monte-Carlo path) with ties to the first-finishing input."""
+def _vote_first_finished(inputs: list[np.ndarray], ranks: tuple[int, ...], m: int) -> np.ndarray:
+    """Sampled vote outcomes (Monte-Carlo path) with ties to the input of the lowest finishing rank."""
     counts = np.zeros((*inputs[0].shape, m), dtype=np.int16)  # [I, S, M]
     for answers in inputs:
         for category in range(m):
             counts[..., category] += answers == category
     top = counts.max(axis=2)
     result = np.full(inputs[0].shape, -1)
-    for position in sorted(range(len(parents)), key=lambda i: graph.finish_rank[parents[i]]):
+    for position in sorted(range(len(inputs)), key=lambda i: ranks[i]):
         answers = inputs[position]
         wins = (result < 0) & (np.take_along_axis(counts, answers[..., None], axis=2)[..., 0] == top)
         result = np.where(wins, answers, result)

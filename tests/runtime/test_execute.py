@@ -92,23 +92,32 @@ def test_predecessor_answers_reach_successors(make_graph, scripted: ScriptedServ
     assert result.answer == "11"
 
 
-def test_vote_is_majority_with_ties_to_first_finished(make_graph, scripted: ScriptedServer) -> None:
-    scripted.add_rule(Rule(pattern="tie", replies=["Final answer: 7"], latency_s=0.15, times=1))
-    scripted.add_rule(Rule(pattern="tie", replies=["Final answer: 9"], latency_s=0.0, times=1))
-    scripted.add_rule(Rule(pattern="majority", replies=["Final answer: 4", "Final answer: 5", "Final answer: 5.0"]))
-    body = (
-        "name: v\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
-        "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n"
-    )
-    graph: Graph = make_graph(body)
-    tie = graph.run("tie")
-    assert tie.answer == "9"  # 7 and 9 tie; 9 finished first
+def test_vote_is_majority(make_graph, scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 4", "Final answer: 5", "Final answer: 5.0"]))
     three: Graph = make_graph(
-        body.replace("  - {id: v", "  - {id: c, role: assistant, model: m}\n  - {id: v").replace(
-            "a, b -> v", "a, b, c -> v"
-        )
+        "name: v\nnodes:\n"
+        + "".join(f"  - {{id: {n}, role: assistant, model: m}}\n" for n in "abc")
+        + "  - {id: v, role: vote}\nedges: ['a, b, c -> v']\nanswer_format: number\n"
     )
     assert three.run("majority").answer in ("5", "5.0")
+
+
+def test_vote_ties_go_to_the_first_finished_live_and_in_a_cached_replay(make_graph, scripted: ScriptedServer) -> None:
+    """Cache hits return at once, in node order; the tie must still go to the call that finished first live."""
+    scripted.add_rule(Rule(pattern="SLOW", replies=["Final answer: 7"], latency_s=0.5))
+    scripted.add_rule(Rule(replies=["Final answer: 9"]))
+    graph: Graph = make_graph(
+        "name: v\nroles:\n  slow: {system: be slow, user: 'SLOW {question}'}\nnodes:\n"
+        "  - {id: a, role: slow, model: m}\n  - {id: b, role: assistant, model: m}\n"
+        "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n"
+    )
+    live = graph.run("tie")
+    assert live.answer == "9" and live.usage.calls == 2  # 7 and 9 tie; b's 9 came back first
+    replay = graph.run("tie")
+    assert replay.usage.cached_calls == 2 and replay.usage.calls == 0
+    assert replay.answer == "9"
+    by_id = {t.node_id: t for t in replay.trace}
+    assert by_id["b"].finished_at_s < by_id["a"].finished_at_s
 
 
 def test_verifier_passes_on_best_scored_candidate(make_graph, scripted: ScriptedServer) -> None:

@@ -13,12 +13,13 @@ import pytest
 from agentscale import Graph
 from agentscale.agents.roles import Candidate, builtin_roles
 from agentscale.graphs.validate import load_spec_text
-from agentscale.sim.behavior import VOTE, behavior_role, call_distribution
+from agentscale.sim.behavior import ROLES, VOTE, behavior_role, call_distribution
 from agentscale.sim.evaluate import engine_for, expected_accuracy, spec_graph
 from agentscale.sim.items import ItemBank, bank
 from agentscale.sim.parse import read_request
 from agentscale.sim.population import sim_model
 from agentscale.sim.provider import answer_distribution
+from agentscale.sim.roofline import call_latency, call_tokens
 from agentscale.sim.tasks import load_sim_task
 from agentscale.sim.truth import SimGraph, TruthEngine
 
@@ -43,22 +44,30 @@ GRAPHS = {
 def brute_force(graph: SimGraph, items: ItemBank) -> np.ndarray:
     """P(output right) per item by summing over every joint answer assignment (written for the test)."""
     m = items.plausibility.shape[1] + 1
-    levels: list[int] = []  # model calls on the longest path: what orders finishing in process
-    for node, parents in zip(graph.nodes, graph.preds, strict=True):
-        levels.append(max((levels[p] for p in parents), default=0) + (node.role != VOTE))
     result = []
     for row in range(items.size):
         one = ItemBank.of([items.items[row]])
+        finish: list[float] = []  # this item's modelled clock: what orders a vote's inputs in the executor
+        for node, parents in zip(graph.nodes, graph.preds, strict=True):
+            own = 0.0
+            if node.model is not None:
+                prompt, completion = call_tokens(
+                    one.prompt_tokens, one.completion_tokens, len(parents), ROLES[node.role].length_factor
+                )
+                own = float(call_latency(sim_model(node.model), prompt, completion)[0])
+            finish.append(max((finish[p] for p in parents), default=0.0) + own)
         cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
 
-        def conditional(j: int, inputs: tuple[int, ...], one: ItemBank = one, cache: dict = cache) -> np.ndarray:
+        def conditional(
+            j: int, inputs: tuple[int, ...], one: ItemBank = one, cache: dict = cache, finish: list[float] = finish
+        ) -> np.ndarray:
             node = graph.nodes[j]
             counts = (
                 tuple(int(x) for x in np.bincount(np.array(inputs, dtype=int), minlength=m)) if inputs else (0,) * m
             )
             if node.role == VOTE:
                 top = max(counts)
-                firsts = sorted(range(len(inputs)), key=lambda k: (levels[graph.preds[j][k]], graph.preds[j][k]))
+                firsts = sorted(range(len(inputs)), key=lambda k: (finish[graph.preds[j][k]], graph.preds[j][k]))
                 winner = next(inputs[k] for k in firsts if counts[inputs[k]] == top)
                 return np.eye(m)[winner]
             key = (j, counts)
