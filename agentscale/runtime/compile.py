@@ -180,7 +180,12 @@ def _node_runnable(node_id: str, *, is_output: bool) -> _Step:
 
     async def run_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         key = state["run_key"]
-        return update_for(key, await get_context(key).node(node_id))
+        try:
+            trace = await get_context(key).node(node_id)
+        except asyncio.CancelledError:  # the caller gave up (a timeout): stop the run's other node tasks too
+            close_context(key)
+            raise
+        return update_for(key, trace)
 
     def read_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         key = state["run_key"]

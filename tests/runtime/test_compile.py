@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypedDict
 
+import pytest
 from langgraph.graph import END, START, StateGraph
 
 from agentscale import Graph
@@ -33,6 +34,22 @@ async def test_compiled_graph_runs_standalone(make_graph) -> None:
     assert out["answer"] == "17"
     assert set(out["trace"]) == {"a", "b", "v"}
     assert out["usage"]["calls"] == 2
+
+
+async def test_a_cancelled_invocation_stops_its_run(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    """A caller's timeout must not leave the run going on in the background (its next call unsent)."""
+    from agentscale.testing import Rule
+
+    scripted.add_rule(Rule(pattern="FIRST", replies=["Final answer: 1"], latency_s=0.6))
+    scripted.add_rule(Rule(replies=["Final answer: 2"]))
+    app = make_graph(
+        "name: chain\nroles:\n  first: {system: go, user: 'FIRST {question}'}\nnodes:\n"
+        "  - {id: a, role: first, model: m}\n  - {id: b, role: critic, model: m}\nedges: ['a -> b']\n"
+    ).compile()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(app.ainvoke({"question": "q"}), timeout=0.2)
+    await asyncio.sleep(1.0)  # a's answer is back by now: b would have been asked if the run went on
+    assert len(scripted.completion_requests) == 1
 
 
 async def test_compiled_graph_as_subgraph_of_a_user_graph(make_graph) -> None:
