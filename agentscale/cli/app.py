@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from types import FrameType
+
 import typer
 from typer.exceptions import TyperException
 
@@ -43,7 +47,7 @@ app.add_typer(handbook_app, name="handbook")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted)."""
+    """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted: Ctrl-C, SIGTERM)."""
     _watch_local_servers()
     try:
         result = app(args=argv, standalone_mode=False)
@@ -66,13 +70,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _watch_local_servers() -> None:
-    """Show local-server starts (they take tens of seconds) and stop what we started on SIGTERM."""
+    """Show local-server starts (they take tens of seconds); SIGTERM ends a command as Ctrl-C does."""
     from agentscale.cli._console import err
     from agentscale.models import local
     from agentscale.models.serving import install_signal_handlers
 
     local.on_status(lambda message: err.print(f"[dim]local model:[/] {message}"))
-    install_signal_handlers()
+    _interrupt_on_terminate()
+    install_signal_handlers()  # SIGHUP still stops started servers at once; SIGTERM is handled above
+
+
+def _interrupt_on_terminate() -> None:
+    """SIGTERM (`kill`, a job scheduler's stop) raises KeyboardInterrupt, so an eval or optimization
+    stops the way Ctrl-C stops it: the run is marked interrupted, the report of what finished is
+    written and the resume command printed; servers this process started stop at exit (atexit).
+    Before, SIGTERM exited at once with 143 and said nothing, the run left as `running`."""
+
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGTERM, on_terminate)
 
 
 if __name__ == "__main__":

@@ -160,12 +160,16 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) on a real `agentscale eval` process: the resume command and a report."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Ctrl-C (SIGINT) or `kill` (SIGTERM) on a real `agentscale eval` process: the resume command
+    and a report."""
     server = ScriptedServer(latency_s=0.3).start()
     try:
         proc, store = start_eval(tmp_path, server, subprocess.PIPE)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, stderr = proc.communicate(timeout=60)
         run_id = store.list_runs()[0].id
         flat = " ".join(stderr.split())
