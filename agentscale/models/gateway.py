@@ -46,6 +46,9 @@ class Endpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     replicas: tuple[str, ...] = ()
     timeout_s: float | None = None  # overrides the gateway's per-call timeout (a local CPU server is slow, not dead)
+    # where to look again when the endpoint stops accepting connections (a local server that died or
+    # was stopped by its owner): the retry then goes to its replacement instead of the dead port
+    refresh: Callable[[], Awaitable[Endpoint]] | None = field(default=None, compare=False)
 
     @property
     def where(self) -> str | None:
@@ -162,6 +165,19 @@ def _is_retryable(exc: BaseException) -> bool:
     return status in RETRYABLE_STATUS
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    """Nothing accepted the connection: a refusal somewhere in the exception's chain (litellm reports
+    it as an HTTP 500). Not a timeout, which may be a busy server rather than a gone one."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # chains are short; the bound guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Gateway:
     """Shared by every node of every graph in a process; safe across event loops."""
 
@@ -245,6 +261,9 @@ class Gateway:
                         ) from exc
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
                     await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                    if endpoint.refresh is not None and _is_unreachable(exc):
+                        endpoint = await endpoint.refresh()
+                        where = endpoint.where or request.model.route
                     continue
                 latency = time.perf_counter() - started
                 break

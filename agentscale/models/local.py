@@ -7,6 +7,7 @@ the user started with `agentscale serve`) is already up, and stopped when the pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from agentscale.models.gateway import Endpoint
@@ -34,5 +35,16 @@ LOCAL_TIMEOUT_S = 900.0
 
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     """Where a `local/` route's calls go: its vLLM server (started now if need be)."""
-    served = await aensure_server(model.route, on_status=_announce)
-    return Endpoint(served.litellm_model, served.api_base, timeout_s=LOCAL_TIMEOUT_S)
+    return await _endpoint(model, recheck=False)
+
+
+async def _endpoint(model: ResolvedModel, *, recheck: bool) -> Endpoint:
+    """`recheck`: after a refused connection, probe a reused server now rather than trusting the last
+    health check (a few seconds old), so the retry reaches a replacement, or a server started anew."""
+    served = await aensure_server(model.route, on_status=_announce, recheck=recheck)
+    return Endpoint(
+        served.litellm_model,
+        served.api_base,
+        timeout_s=LOCAL_TIMEOUT_S,
+        refresh=functools.partial(_endpoint, model, recheck=True),
+    )

@@ -93,8 +93,10 @@ class ScriptedServer:
         port: int = 0,
         latency_s: float = 0.0,
         reply: Callable[[dict[str, Any]], str] = default_reply,
+        models: tuple[str, ...] = ("scripted",),
     ) -> None:
         self.latency_s = latency_s
+        self.models = models  # listed by GET /v1/models, with every model a request named
         self.reply = reply
         self.rules: list[Rule] = []
         self.requests: list[dict[str, Any]] = []
@@ -197,7 +199,8 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    models = sorted({str(r.get("model")) for r in server.requests if r.get("model")} | {"scripted"})
+                    named = {str(r.get("model")) for r in server.requests if r.get("model")}
+                    models = sorted(named | set(server.models))
                     self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
                 elif self.path.rstrip("/") in ("/health", "/v1/health"):
                     self._send_json(200, {"status": "ok"})

@@ -130,6 +130,7 @@ def ensure_server(
     options: EngineOptions | None = None,
     served_model_name: str | None = None,
     host: str = DEFAULT_HOST,
+    recheck: bool = False,
 ) -> VllmEndpoint:
     """Return a ready server for ``name_or_path``, starting one only if none is running.
 
@@ -137,11 +138,12 @@ def ensure_server(
     a hub id. ``port`` pins the port (reusing a server already there if it serves this model, else
     :class:`PortInUseError`); by default a free port is picked. ``on_status`` receives progress lines
     (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness; thread-
-    and process-safe: concurrent callers for one model get the same server.
+    and process-safe: concurrent callers for one model get the same server. ``recheck`` probes a
+    server someone else owns now instead of trusting a health check of the last few seconds.
     """
     target = resolve_target(name_or_path, options, served_model_name)
     with name_lock(target.served_name):
-        known = known_server(target.served_name)
+        known = known_server(target.served_name, recheck=recheck)
         if known is not None:
             return known
         found = find_running(target.served_name, port, host)
@@ -282,8 +284,9 @@ def start_lock(name: str) -> contextlib.AbstractContextManager[None]:
     return file_lock(folder / f"server-{_slug(name)}.lock")
 
 
-def known_server(served_name: str) -> VllmEndpoint | None:
-    """The server this process already uses for the model, if it is still alive."""
+def known_server(served_name: str, *, recheck: bool = False) -> VllmEndpoint | None:
+    """The server this process already uses for the model, if it is still alive (one owned by someone
+    else is probed at most every few seconds, unless ``recheck``)."""
     with _SERVERS.lock:
         server = _SERVERS.by_name.get(served_name)
     if server is None:
@@ -293,7 +296,7 @@ def known_server(served_name: str) -> VllmEndpoint | None:
             return server.endpoint
         stop(server)  # it died: reap what is left of its process group, then start afresh
         return None
-    if time.monotonic() - server.checked_at < _RECHECK_S:
+    if not recheck and time.monotonic() - server.checked_at < _RECHECK_S:
         return server.endpoint
     if serves(server.endpoint.port, served_name, DEFAULT_HOST):
         server.checked_at = time.monotonic()
