@@ -1,6 +1,14 @@
-"""The progress bar of long commands (`run --input`, `eval`, `optimize`, `handbook build`), declared once."""
+"""The progress bar of long commands (`run --input`, `eval`, `optimize`, `handbook build`), declared once.
+
+On a terminal it is Rich's live bar. When stderr is not a terminal (a log file, `nohup`, a CI job), a
+live bar shows nothing until the end, and an optimization on local models runs for hours: there the
+same progress is written as plain lines, one when the stage changes and at most one a minute.
+"""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -8,19 +16,27 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     SpinnerColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from agentscale.cli._console import err
+
+LOG_EVERY_S = 60.0  # a plain progress line at most this often (stage changes and the end are always written)
 
 
 def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
     """Spinner, description, bar, done/total, a status text, elapsed time; on stderr, erased when done.
 
     With `status`, each task's `status` field is shown after the count (pass `status=` to `add_task` and
-    `update`). `quiet` (`--json`) hides the bar.
+    `update`). `quiet` (`--json`) hides the live bar; a stderr that is not a terminal gets plain lines
+    instead of the bar whether or not `quiet` (stdout, where `--json` writes, stays untouched).
     """
+    if not err.is_terminal:
+        return _LoggedProgress(status=status)
     columns: list[ProgressColumn] = [
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -31,3 +47,46 @@ def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
         columns.append(TextColumn("{task.fields[status]}"))
     columns.append(TimeElapsedColumn())
     return Progress(*columns, console=err, transient=True, disable=quiet)
+
+
+class _LoggedProgress(Progress):
+    """Rich's task bookkeeping without its live display; progress goes out as plain stderr lines."""
+
+    def __init__(self, *, status: bool) -> None:
+        super().__init__(console=err, disable=True)
+        self._status = status
+        self._logged: dict[TaskID, tuple[float, str]] = {}  # last line's time and stage, per task
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        self._log(task_id)  # a first line at once: what follows may be minutes of server start-up
+        return task_id
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def stop(self) -> None:
+        for task_id in self._logged:
+            self._log(task_id, force=True)
+        super().stop()
+
+    def _log(self, task_id: TaskID, *, force: bool = False) -> None:
+        task = next(t for t in self.tasks if t.id == task_id)
+        last_at, last_stage = self._logged.get(task_id, (float("-inf"), ""))
+        now = time.monotonic()
+        if not force and task.description == last_stage and now - last_at < LOG_EVERY_S:
+            return
+        self._logged[task_id] = (now, task.description)
+        err.print(self._line(task), markup=False)
+
+    def _line(self, task: Task) -> str:
+        done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+        description = Text.from_markup(task.description).plain  # descriptions and statuses are markup
+        status = Text.from_markup(str(task.fields.get("status", ""))).plain if self._status else ""
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(task.elapsed or 0.0))
+        return " · ".join(part for part in (f"{description}: {done}", status, f"{elapsed} elapsed") if part)

@@ -182,6 +182,28 @@ def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_
         server.stop()
 
 
+def test_a_log_file_gets_progress_lines_and_stdout_stays_json(tmp_path: Path) -> None:
+    """stderr that is not a terminal (nohup, a CI log) gets plain progress lines, not a silent live bar."""
+    server = ScriptedServer().start()
+    try:
+        data = _questions(tmp_path / "q.jsonl", 6)
+        graph = tmp_path / "g.yaml"
+        graph.write_text(graph_yaml(server.api_base, ONE_NODE))
+        done = subprocess.run(
+            [*EVAL, str(graph), "--task", str(data), "--json"],
+            env=eval_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n"] == 6
+    lines = [line for line in done.stderr.splitlines() if " elapsed" in line]
+    assert lines[0].startswith(f"{data.stem}: 0/6 · ") and lines[-1].startswith(f"{data.stem}: 6/6 · 6/6 correct · ")
+
+
 async def test_items_that_did_not_finish_are_counted_with_their_reason(
     tmp_path: Path, make_graph, scripted: ScriptedServer
 ) -> None:  # type: ignore[no-untyped-def]
