@@ -9,7 +9,7 @@ test trial is the one with its graph, and the other test trials are the baseline
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Any
 
@@ -90,6 +90,19 @@ class OptimizeReport:
     def arm(self, trial: Trial, name: str | None = None) -> Arm:
         return Arm(name or self.candidates[trial.seq].short_name(), trial, self.verdicts.get(trial.seq, {}))
 
+    def single_arms(self) -> dict[str, Arm]:
+        """Each model alone on the train split, its raced steps (one trial each) merged into one arm."""
+        steps: dict[str, list[Trial]] = {}
+        for trial in self.trials:
+            if trial.kind == "baseline":
+                steps.setdefault(trial.key, []).append(trial)
+        arms = {}
+        for key, group in steps.items():
+            verdicts = {item: v for t in group for item, v in self.verdicts.get(t.seq, {}).items()}
+            merged = _merged(group, self.space.objective.accuracy)
+            arms[key] = Arm(self.candidates[merged.seq].short_name(), merged, verdicts)
+        return arms
+
     @property
     def accuracy_label(self) -> str:
         return "SIMULATED accuracy" if self.simulated else "accuracy"
@@ -98,6 +111,9 @@ class OptimizeReport:
     def render(self) -> str:
         run = self.run
         crowned = crowned_trial(self.trials, self.summary)
+        singles = self.single_arms()
+        if crowned is not None and crowned.kind == "baseline":  # a single call: all its race steps
+            crowned = singles[crowned.key].trial
         tests = [t for t in self.trials if t.kind == "test"]
         crowned_test = next((t for t in tests if crowned is not None and t.key == crowned.key), None)
         title = f"optimization {run.id} · space {run.graph_name}"
@@ -120,12 +136,20 @@ class OptimizeReport:
             parts.append(
                 self._comparison("Crowned graph against the baselines (test split)", arms, "test", "comparison-test")
             )
-        singles = [t for t in self.trials if t.kind == "baseline" and crowned is not None and t.key != crowned.key]
-        if crowned is not None and crowned.kind in ("crown", "baseline") and singles:
-            arms = [self.arm(crowned, "crowned graph")] + [self.arm(t) for t in singles]
+        others = [arm for key, arm in singles.items() if crowned is not None and key != crowned.key]
+        if crowned is not None and crowned.kind in ("crown", "baseline") and others:
+            if crowned.kind == "baseline":
+                ours = replace(singles[crowned.key], name="crowned graph")
+            else:
+                ours = self.arm(crowned, "crowned graph")
+            arms = [ours, *others]
             parts.append(
                 self._comparison(
-                    "Crowned graph against each single model (whole train split)", arms, "train", "comparison-train"
+                    "Crowned graph against each single model (train split; a model the best one clearly beat "
+                    "stopped early in the singles' race: n says on how many items)",
+                    arms,
+                    "train",
+                    "comparison-train",
                 )
             )
         parts.append(self._search())
@@ -284,6 +308,34 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
     crown = [t for t in trials if t.kind == "crown"]
     pool = crown or [t for t in trials if t.kind == "search"]
     return max(pool, key=lambda t: t.reward, default=None)
+
+
+def _merged(steps: list[Trial], accuracy_weight: float) -> Trial:
+    """One trial for a graph's evaluations on disjoint items (the singles' race steps), in order."""
+    if len(steps) == 1:
+        return steps[0]
+    first, last = steps[0], steps[-1]
+    n = sum(t.n_items for t in steps)
+    correct = sum(t.correct for t in steps)
+    accuracy = correct / max(1, n)
+    prices = [t.usd for t in steps]
+    return Trial(
+        run_id=first.run_id,
+        seq=first.seq,
+        iteration=first.iteration,
+        kind=first.kind,
+        key=first.key,
+        candidate_json=first.candidate_json,
+        n_items=n,
+        correct=correct,
+        accuracy=accuracy,
+        compute=first.compute,
+        latency_s=sum(t.latency_s * t.n_items for t in steps) / max(1, n),
+        tokens=sum(t.tokens for t in steps),
+        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        reward=last.reward + accuracy_weight * (accuracy - last.accuracy),
+        created=first.created,
+    )
 
 
 def _verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:

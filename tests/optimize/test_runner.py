@@ -20,6 +20,7 @@ from agentscale.graphs.located import load_located
 from agentscale.optimize.dry_run import project, project_space
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import space_from_data
+from agentscale.report import write_report
 from agentscale.testing import Rule, ScriptedServer
 
 
@@ -67,6 +68,31 @@ async def test_finds_the_model_that_answers_right(tmp_path: Path, scripted: Scri
     assert {"path", "accuracy", "ci95", "compute", "latency_s"} <= set(data["best"])
     assert data["usage"]["calls"] > 0 and Path(data["best"]["path"]).exists()
     assert store.get_run(result.run_id).status == "done"
+
+
+async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """The single calls race like the crowning: `bad` (always wrong) leaves after the first quarter of
+    the 16 train items; `good` answers all 16 and is the only single finalist; both are scored on test."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
+    result = await optimization(text, store).run()
+    answered: dict[str, int] = {}
+    for trial in store.trials(result.run_id):
+        if trial.kind == "baseline":
+            model = json.loads(trial.candidate_json)["nodes"][0][1]
+            answered[model] = answered.get(model, 0) + trial.n_items
+    assert answered == {"good": 16, "bad": 4}
+    assert result.crowning is not None
+    finalists = [f.observation.candidate.short_name() for f in result.crowning.finalists]
+    assert not any("bad" in name for name in finalists)
+    assert set(result.singles) == {"good", "bad"} and result.singles["bad"].accuracy == 0.0
+    # the report merges each single's race steps: `bad` on its 4 items, the crowned side on all 16
+    page = write_report(store, result.run_id).read_text()
+    train = page[page.index('id="comparison-train"') :]
+    train = train[: train.index("</table>")]
+    assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
 async def test_every_method_runs(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:

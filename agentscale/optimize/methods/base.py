@@ -38,9 +38,10 @@ class SearchMethod(ABC):
         self.history.extend(observations)
 
     def learn_from_singles(self, singles: list[Observation]) -> None:
-        """Each model alone, scored on the whole train split before the search (every method gets
-        them; crowning always weighs them). Methods with a model prior start from them; the
-        others ignore them."""
+        """Each model alone, raced on the train split before the search (every method gets them;
+        crowning weighs those that answered the whole split; one clearly behind the best stopped
+        early, `n_items` says on how many). Methods with a model prior start from them; the others
+        ignore them."""
         return None
 
     def nominees(self) -> list[CandidateGraph]:
