@@ -120,7 +120,11 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
 
         async def run_all() -> str:
             key = start(state, config)
-            await asyncio.gather(*get_context(key).tasks.values())
+            try:
+                await asyncio.gather(*get_context(key).tasks.values())
+            except BaseException:
+                close_context(key)
+                raise
             return key
 
         return {"run_key": asyncio.run(run_all())}
@@ -182,7 +186,7 @@ def _node_runnable(node_id: str, *, is_output: bool) -> _Step:
         key = state["run_key"]
         try:
             trace = await get_context(key).node(node_id)
-        except asyncio.CancelledError:  # the caller gave up (a timeout): stop the run's other node tasks too
+        except BaseException:  # the caller gave up (a timeout) or the node broke: stop the run's other tasks
             close_context(key)
             raise
         return update_for(key, trace)

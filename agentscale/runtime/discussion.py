@@ -303,8 +303,7 @@ class Discussion:
                 candidates = usable_candidates([done[p] for p in slot.predecessors])
             else:
                 candidates = list(inputs) if is_source_fallback else []
-            trace = await self._node(slot, candidates, decision)
-            trace.finished_at_s = modelled_finish(trace, [done[p] for p in slot.predecessors])
+            trace = await self._node(slot, candidates, decision, [done[p] for p in slot.predecessors])
             done[slot.id] = trace
             return trace
 
@@ -370,7 +369,10 @@ class Discussion:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    async def _node(self, slot: Slot, candidates: list[Candidate], decision: Decision) -> NodeTrace:
+    async def _node(
+        self, slot: Slot, candidates: list[Candidate], decision: Decision, inputs: list[NodeTrace]
+    ) -> NodeTrace:
+        """Run one slot; `inputs` are its predecessors' traces (for the modelled clock)."""
         runtime = self.runtime
         node = slot.node
         role = runtime.roles[node.role]
@@ -411,6 +413,7 @@ class Discussion:
             if trace.status == "ok":
                 trace.answer = role.answer(trace.completion or "", candidates, fmt)
         self._finish_trace(trace)
+        trace.finished_at_s = modelled_finish(trace, inputs)
         self._emit(GraphEvent("node_finished", slot.id, node.role, trace=trace))
         return trace
 

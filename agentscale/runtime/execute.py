@@ -240,8 +240,11 @@ class RunContext:
 
 
 def modelled_finish(trace: NodeTrace, predecessors: list[NodeTrace]) -> float:
-    """The node's finish on the modelled clock: the latest predecessor's finish plus its own latency."""
-    return trace.latency_s + max((p.finished_at_s for p in predecessors), default=0.0)
+    """The node's finish on the modelled clock: the latest predecessor's finish plus its own call's
+    latency. A node without a model call adds nothing: a tester's sandbox runs take wall time that a
+    replay would not reproduce (the simulator's truth counts them as instant too)."""
+    own = trace.latency_s if trace.model is not None else 0.0
+    return own + max((p.finished_at_s for p in predecessors), default=0.0)
 
 
 def _finishing_key(trace: NodeTrace) -> tuple[float, int]:

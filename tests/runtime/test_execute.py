@@ -92,6 +92,18 @@ def test_predecessor_answers_reach_successors(make_graph, scripted: ScriptedServ
     assert result.answer == "11"
 
 
+def test_a_node_without_a_model_call_adds_nothing_to_the_modelled_clock() -> None:
+    """A tester's sandbox runs take wall time a replay would not reproduce; only calls count."""
+    from agentscale.graphs.result import NodeTrace
+    from agentscale.runtime.execute import modelled_finish
+
+    first = NodeTrace("a", "assistant", model="m", latency_s=0.5, finished_at_s=0.5)
+    second = NodeTrace("b", "assistant", model="m", latency_s=0.25, finished_at_s=0.25)
+    tester = NodeTrace("t", "tester", latency_s=3.0)
+    assert modelled_finish(tester, [first, second]) == 0.5
+    assert modelled_finish(NodeTrace("c", "critic", model="m", latency_s=0.25), [first]) == 0.75
+
+
 def test_vote_is_majority(make_graph, scripted: ScriptedServer) -> None:
     scripted.add_rule(Rule(replies=["Final answer: 4", "Final answer: 5", "Final answer: 5.0"]))
     three: Graph = make_graph(
@@ -129,7 +141,10 @@ def test_verifier_passes_on_best_scored_candidate(make_graph, scripted: Scripted
         "defaults: {temperature: 0}\n"
     )
     result = graph.run("which?")
-    candidates = sorted((t for t in result.trace if t.role == "assistant"), key=lambda t: t.finish_order)
+    # the candidates in the order the verifier saw them: the modelled clock's (see usable_candidates)
+    candidates = sorted(
+        (t for t in result.trace if t.role == "assistant"), key=lambda t: (t.finished_at_s, t.finish_order)
+    )
     assert result.answer == candidates[1].answer
 
 
