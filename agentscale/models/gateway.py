@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentscale.errors import ModelCallError
+from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
@@ -262,7 +262,7 @@ class Gateway:
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
                     await asyncio.sleep(delay * (0.5 + random.random() / 2))
                     if endpoint.refresh is not None and _is_unreachable(exc):
-                        endpoint = await endpoint.refresh()
+                        endpoint = await self._refreshed(endpoint, node=node, where=where)
                         where = endpoint.where or request.model.route
                     continue
                 latency = time.perf_counter() - started
@@ -299,6 +299,18 @@ class Gateway:
                 "latency_s": result.latency_s,
             }
         self.store.record_call(entry, spend)
+
+    @staticmethod
+    async def _refreshed(endpoint: Endpoint, *, node: str | None, where: str | None) -> Endpoint:
+        """The endpoint found again after a refused connection; failing that (no room to restart a
+        server, ...), the call fails like any other, so one item is lost, not the whole run."""
+        assert endpoint.refresh is not None
+        try:
+            return await endpoint.refresh()
+        except AgentScaleError as exc:
+            raise ModelCallError(
+                f"the server refused the connection and could not be found again: {exc}", node=node, endpoint=where
+            ) from exc
 
     async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:
         litellm = get_litellm()

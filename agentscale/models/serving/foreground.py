@@ -148,13 +148,17 @@ def serve_foreground(
             say("stopping")
             return 0
         finally:
-            with _on_sigint(signal.SIG_IGN):  # a second Ctrl-C must not cut the stop short and orphan servers
+            # a second Ctrl-C (or SIGTERM, which the CLI turns into one) must not cut the stop short
+            with _on_sigint(signal.SIG_IGN, also=(signal.SIGTERM,)):
                 _stop_servers(servers)
 
 
 @contextlib.contextmanager
-def _on_sigint(handler: Callable[[int, FrameType | None], Any] | int) -> Iterator[None]:
-    """Handle SIGINT with ``handler`` for the block (main thread only; elsewhere nothing changes).
+def _on_sigint(
+    handler: Callable[[int, FrameType | None], Any] | int, also: tuple[signal.Signals, ...] = ()
+) -> Iterator[None]:
+    """Handle SIGINT (and the signals in ``also``) with ``handler`` for the block (main thread only;
+    elsewhere nothing changes).
 
     Needed for Ctrl-C to stop `agentscale serve` at all when the process started with SIGINT ignored
     (a background job of a shell without job control, nohup, some CI runners): Python then installs
@@ -163,11 +167,12 @@ def _on_sigint(handler: Callable[[int, FrameType | None], Any] | int) -> Iterato
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, *also)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 def _stop_servers(servers: list[Server]) -> None:
