@@ -2,11 +2,12 @@
 
 On a terminal it is Rich's live bar. When stderr is not a terminal (a log file, `nohup`, a CI job), a
 live bar shows nothing until the end, and an optimization on local models runs for hours: there the
-same progress is written as plain lines, one when the stage changes and at most one a minute.
+same progress is written as plain lines: at the start, when the stage changes, once a minute, at the end.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from rich.text import Text
 
 from agentscale.cli._console import err
 
-LOG_EVERY_S = 60.0  # a plain progress line at most this often (stage changes and the end are always written)
+LOG_EVERY_S = 60.0  # a plain progress line this often (stage changes and the end are written at once)
 
 
 def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
@@ -56,6 +57,21 @@ class _LoggedProgress(Progress):
         super().__init__(console=err, disable=True)
         self._status = status
         self._logged: dict[TaskID, tuple[float, str]] = {}  # last line's time and stage, per task
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Also a line a minute while nothing reports (an optimization's crowning can run for an hour
+        between two updates)."""
+        super().start()
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._beat, name="progress-lines", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(LOG_EVERY_S):
+            for task_id in list(self._logged):
+                self._log(task_id)
 
     def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
         task_id = super().add_task(description, *args, **kwargs)
@@ -71,7 +87,10 @@ class _LoggedProgress(Progress):
         self._log(task_id)
 
     def stop(self) -> None:
-        for task_id in self._logged:
+        self._stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        for task_id in list(self._logged):
             self._log(task_id, force=True)
         super().stop()
 
@@ -85,8 +104,13 @@ class _LoggedProgress(Progress):
         err.print(self._line(task), markup=False)
 
     def _line(self, task: Task) -> str:
-        done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+        done = _count(task.completed) + (f"/{_count(task.total)}" if task.total is not None else "")
         description = Text.from_markup(task.description).plain  # descriptions and statuses are markup
         status = Text.from_markup(str(task.fields.get("status", ""))).plain if self._status else ""
-        elapsed = time.strftime("%H:%M:%S", time.gmtime(task.elapsed or 0.0))
+        seconds = int(task.elapsed or 0.0)
+        elapsed = f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
         return " · ".join(part for part in (f"{description}: {done}", status, f"{elapsed} elapsed") if part)
+
+
+def _count(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.1f}"

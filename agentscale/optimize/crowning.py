@@ -4,8 +4,8 @@ A search ranks graphs by a few minibatch items each, so its top graphs are partl
 9/10 minibatch outranks a graph right on 52 of 60 items). Crowning therefore:
 
 1. picks a pool by a *shrunk, paired* estimate, not by the raw minibatch mean: each graph's
-   per-item rewards minus the best single call's on the same items (the single answered every
-   train item before the search), plus that single's train mean, so an easy minibatch does not
+   per-item rewards minus the best single call's on the same items (it answered every train item
+   before the search), plus that single's train mean, so an easy minibatch does not
    lift a graph; then shrunk toward the search's mean by how few items the graph was seen on
    (empirical Bayes);
 2. races the pool on the train split (`race_steps`, `still_racing`): every survivor answers the
@@ -14,9 +14,10 @@ A search ranks graphs by a few minibatch items each, so its top graphs are partl
    standard errors of the paired difference (a fixed halving dropped good graphs on 15 items'
    noise). Items a graph answered before come from the response cache, so a step pays only for
    new items, and a bad graph costs little;
-3. takes the survivors (whole split) and **every single-model graph** (each scored on the whole train split
-   before the search) as finalists, so a graph is only crowned by beating the single calls on the
-   same items. The leader is the best mean train reward (the objective already prices compute). A
+3. takes the survivors (whole split) and **every single-model graph that answered the whole train
+   split** (the runner races the single calls before the search; one clearly behind the best stops
+   early and is no finalist) as finalists, so a graph is only crowned by beating the single calls on
+   the same items. The leader is the best mean train reward (the objective already prices compute). A
    searched leader that the train split cannot separate from a single call (a paired difference of
    at most one item, plus `SEPARATION_Z` standard errors) gives way to the best such single call,
    saying so: the searched graphs were chosen, raced and scored on these same items, so their train

@@ -79,7 +79,9 @@ def project(
         instance.learn_from_singles([Observation(c, 0.5, problem.compute(c), 0.0, train, 0.5) for c in singles])
         pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
-    stages: list[tuple[int, float, tuple[float, float, float | None]]] = [  # (evaluations, items, per item)
+    # (graphs evaluated, items, per item); the singles' race and the crowning's count one per graph, and
+    # the singles' items are their most (a model far behind stops after a quarter of the split)
+    stages: list[tuple[int, float, tuple[float, float, float | None]]] = [
         (len(singles), len(singles) * train, _mean_per_item(problem, singles)),
         (len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
         (sampled, sampled * minibatch, typical),

@@ -446,26 +446,35 @@ class Optimization:
         last: list[Observation] = []
         left: list[Observation] = []
         answered = 0
-        try:
-            for items in race_steps(len(order)):
-                steps = [
-                    await self.evaluator.evaluate(c, order[answered:items], kind="baseline", iteration=-1)
-                    for c in racing
-                ]
-                scored = pooled(last + steps, weight) if answered else steps
-                last = still_racing(scored, accuracy_weight=weight)
-                kept = {id(o) for o in last}
-                left += [o for o in scored if id(o) not in kept]
-                racing, answered = [o.candidate for o in last], items
-        except SpendCapReached:
-            pass  # the singles measured so far stand
-        return last + left
+        for items in race_steps(len(order)):
+            steps: list[Observation] = []
+            capped = False
+            for candidate in racing:
+                try:
+                    steps.append(
+                        await self.evaluator.evaluate(candidate, order[answered:items], kind="baseline", iteration=-1)
+                    )
+                except SpendCapReached:
+                    capped = True  # what was measured stands, this step's finished evaluations included
+                    break
+            stepped = {o.candidate.canonical_key for o in steps}
+            scored = pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, weight)
+            left += [o for o in last if o.candidate.canonical_key not in stepped]  # the cap came first
+            last = scored if capped else still_racing(scored, accuracy_weight=weight)
+            kept = {id(o) for o in last}
+            left += [o for o in scored if id(o) not in kept]
+            racing, answered = [o.candidate for o in last], items
+            if capped:
+                break
+        position = {alias: index for index, alias in enumerate(self.problem.aliases)}
+        return sorted(last + left, key=lambda o: position[_alias(o.candidate)])  # the space's model order
 
     def _whole_split(self, singles: list[Observation]) -> list[Observation]:
-        """The singles that answered the whole train split (all of them if the spend cap cut the race):
-        the finalists, and the reference a searched graph is compared with item by item."""
-        whole = [o for o in singles if o.n_items == len(self.train)]
-        return whole or singles
+        """The singles that answered the whole train split, else (the spend cap cut the race) those
+        that answered most: the finalists, and the reference a searched graph is compared with item
+        by item."""
+        most = max((o.n_items for o in singles), default=0)
+        return [o for o in singles if o.n_items == most]
 
     async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles

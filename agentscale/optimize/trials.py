@@ -93,10 +93,11 @@ class TrialEvaluator:
         self.seq += 1
         stored = self._stored.get(seq)
         if stored is not None:
-            if stored.key != candidate.canonical_key:
+            if stored.key != candidate.canonical_key or stored.n_items != len(items):
                 raise AgentScaleError(
                     f"cannot resume run {self.run_id}: evaluation {seq} differs from the stored one "
-                    "(was the space file or agentscale changed?)"
+                    f"(another graph, or {stored.n_items} items stored against {len(items)} now; "
+                    "was the space file or agentscale changed?)"
                 )
             self.replayed += 1
             return self._observation(candidate, stored, self._verdicts(seq))

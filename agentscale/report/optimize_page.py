@@ -290,7 +290,9 @@ class OptimizeReport:
 
 
 def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
-    """The whole-train evaluation of the graph the runner crowned.
+    """The whole-train evaluation of the graph the runner crowned (for a crowned single call, the
+    first of its race steps: `OptimizeReport.single_arms` merges them; callers that need only the
+    graph take any).
 
     The runner's own record decides: its summary names the crowned graph (`best.graph`), and that
     graph's crowning evaluation (else its single-model baseline one, else a search one) is returned.

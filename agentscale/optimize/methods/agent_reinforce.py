@@ -1,8 +1,9 @@
 """Agent-REINFORCE: REINFORCE's sample → gradient → update becomes sample → feedback → update.
 
-- Prior (insight 1): each model alone, one call per item on the whole train split (the runner scores
-  these before any search); the model distribution leans toward the better models by how far apart
-  the data puts them (differences in standard errors, so 60 items lean more than 10 would).
+- Prior (insight 1): each model alone, one call per item on the train split (the runner races these
+  before any search: a model far behind stops early); the model distribution leans toward the better
+  models by how far apart the data puts them (differences in standard errors, so 60 items lean more
+  than 15 would).
 - Pilot: the best `PILOT_MODELS` models at equal compute (as many samples plus a vote as the budget
   allows; the tester instead of the vote when the space offers it, i.e. on code); the winners' lean
   grows.
