@@ -313,7 +313,13 @@ class Discussion:
         self.traces.extend(workers)
         record.nodes = [s.id for s in slots]
         record.answers = {t.node_id: t.answer for t in workers}
-        path = max((t.finished_at_s for t in workers), default=0.0)
+        # the round's critical path counts every node's own time (a tester's sandbox runs too); the
+        # modelled clock of `finished_at_s` leaves model-free nodes out, for ties only
+        latencies = {t.node_id: t.latency_s for t in workers}
+        finish_at: dict[str, float] = {}
+        for slot in slots:  # slots are in topological order
+            finish_at[slot.id] = latencies[slot.id] + max((finish_at[p] for p in slot.predecessors), default=0.0)
+        path = max(finish_at.values(), default=0.0)
         answer: str | None = None
         if aggregator is not None:
             tasks[aggregator.id] = asyncio.ensure_future(run_slot(aggregator, False))
