@@ -8,12 +8,9 @@ A search ranks graphs by a few minibatch items each, so its top graphs are partl
    before the search), plus that single's train mean, so an easy minibatch does not
    lift a graph; then shrunk toward the search's mean by how few items the graph was seen on
    (empirical Bayes);
-2. races the pool on the train split (`race_steps`, `still_racing`): every survivor answers the
-   same growing prefix of the split, a quarter more each step, and after each step a graph drops
-   out only when the leader beats it on those shared items by more than one item plus `RACE_Z`
-   standard errors of the paired difference (a fixed halving dropped good graphs on 15 items'
-   noise). Items a graph answered before come from the response cache, so a step pays only for
-   new items, and a bad graph costs little;
+2. races the pool on the train split (`optimize.race`): every survivor answers the same growing
+   prefix of the split, and a graph leaves only when the leader clearly beats it on the items they
+   share, so a bad graph costs little and a good one is not dropped on a few items' noise;
 3. takes the survivors (whole split) and **every single-model graph that answered the whole train
    split** (the runner races the single calls before the search; one clearly behind the best stops
    early and is no finalist) as finalists, so a graph is only crowned by beating the single calls on
@@ -45,8 +42,6 @@ SEPARATION_Z = 0.0  # standard errors beyond one item of difference before two f
 WARN_TOP = 3  # the warning looks at this many finalists from the top
 _TIE = "within one item" + (f" and {SEPARATION_Z:g} standard errors" if SEPARATION_Z else "")
 PRIOR_SPREAD = 0.05  # least spread of true rewards among searched graphs assumed by the shrinkage
-RACE_Z = 1.0  # how clearly the leader must beat a graph on the shared items before it leaves the race
-RACE_STEPS = 4  # the race walks the train split in this many equal steps
 
 
 @dataclass
@@ -97,26 +92,6 @@ def penalty(observation: Observation, accuracy_weight: float) -> float:
 def best_single(singles: Iterable[Observation]) -> Observation | None:
     """The single call with the best train reward; among equals, the cheaper one."""
     return min(singles, key=lambda o: (-round(o.reward, 12), o.compute), default=None)
-
-
-def race_steps(train: int) -> list[int]:
-    """How many train items (a prefix) the survivors have answered after each step of the race."""
-    return sorted({max(1, -(-train * step // RACE_STEPS)) for step in range(1, RACE_STEPS + 1)})
-
-
-def still_racing(observations: list[Observation], *, accuracy_weight: float) -> list[Observation]:
-    """The graphs the leader (best mean reward on the shared items) does not clearly beat, leader
-    included (see the module docstring, step 2)."""
-    if not observations:
-        return []
-    leader = max(observations, key=lambda o: (o.reward, -o.compute))
-    kept = []
-    for other in observations:
-        gap = penalty(other, accuracy_weight) - penalty(leader, accuracy_weight)
-        difference = paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight)
-        if other is leader or not difference.separated(RACE_Z):
-            kept.append(other)
-    return kept
 
 
 def rank(

@@ -35,13 +35,14 @@ from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize.candidate import CandidateGraph
-from agentscale.optimize.crowning import Crowning, best_single, crown, race_steps, rank, still_racing
+from agentscale.optimize.crowning import Crowning, best_single, crown, rank
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, pareto_front, pooled
 from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
@@ -440,34 +441,18 @@ class Optimization:
 
         Why race: a model far behind the best one (SmolLM2 beside Qwen 1.5B: 6 of 64 against 40) needs
         no more items to say so, and the singles were ≈ half of a run's calls before its search."""
-        weight = self.problem.accuracy_weight
-        racing = [single(alias) for alias in self.problem.aliases if self.problem.fits(single(alias))]
-        order = self._train_order()
-        last: list[Observation] = []
-        left: list[Observation] = []
-        answered = 0
-        for items in race_steps(len(order)):
-            steps: list[Observation] = []
-            capped = False
-            for candidate in racing:
-                try:
-                    steps.append(
-                        await self.evaluator.evaluate(candidate, order[answered:items], kind="baseline", iteration=-1)
-                    )
-                except SpendCapReached:
-                    capped = True  # what was measured stands, this step's finished evaluations included
-                    break
-            stepped = {o.candidate.canonical_key for o in steps}
-            scored = pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, weight)
-            left += [o for o in last if o.candidate.canonical_key not in stepped]  # the cap came first
-            last = scored if capped else still_racing(scored, accuracy_weight=weight)
-            kept = {id(o) for o in last}
-            left += [o for o in scored if id(o) not in kept]
-            racing, answered = [o.candidate for o in last], items
-            if capped:
-                break
+        candidates = [single(alias) for alias in self.problem.aliases if self.problem.fits(single(alias))]
+        outcome = await self._race(candidates, "baseline")
         position = {alias: index for index, alias in enumerate(self.problem.aliases)}
-        return sorted(last + left, key=lambda o: position[_alias(o.candidate)])  # the space's model order
+        return sorted(outcome.finished + outcome.behind, key=lambda o: position[_alias(o.candidate)])
+
+    async def _race(self, candidates: list[CandidateGraph], kind: str) -> RaceOutcome:
+        """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`."""
+
+        async def evaluate(candidate: CandidateGraph, items: list[TaskItem]) -> Observation:
+            return await self.evaluator.evaluate(candidate, items, kind=kind, iteration=-1)
+
+        return await race(candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight)
 
     def _whole_split(self, singles: list[Observation]) -> list[Observation]:
         """The singles that answered the whole train split, else (the spend cap cut the race) those
@@ -482,23 +467,8 @@ class Optimization:
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
         contenders = [o for o in self._whole_split(singles) if o.candidate.ceo in self.problem.ceo_options]
-        racing = self._pool(method, allowed, singles)
-        order = self._train_order()
-        last: list[Observation] = []
-        answered = 0
-        try:
-            for items in race_steps(len(order)):
-                # a step answers the next items; the last one the whole split (one trial per finalist
-                # on all of it: its earlier items come from the response cache)
-                start = 0 if items == len(order) else answered
-                steps = [
-                    await self.evaluator.evaluate(c, order[start:items], kind="crown", iteration=-1) for c in racing
-                ]
-                last = still_racing(pooled(last + steps, weight) if start else steps, accuracy_weight=weight)
-                racing, answered = [o.candidate for o in last], items
-        except SpendCapReached:
-            pass  # decide on what was measured
-        contenders += [o for o in last if o.n_items == len(order)] or last
+        outcome = await self._race(self._pool(method, allowed, singles), "crown")
+        contenders += outcome.finished
         if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")

@@ -90,11 +90,12 @@ class OptimizeReport:
     def arm(self, trial: Trial, name: str | None = None) -> Arm:
         return Arm(name or self.candidates[trial.seq].short_name(), trial, self.verdicts.get(trial.seq, {}))
 
-    def single_arms(self) -> dict[str, Arm]:
-        """Each model alone on the train split, its raced steps (one trial each) merged into one arm."""
+    def raced_arms(self, kind: str) -> dict[str, Arm]:
+        """Each graph raced on the train split — the models alone (`kind` "baseline") or the crowning
+        pool ("crown") — its race steps (one trial each) merged into one arm."""
         steps: dict[str, list[Trial]] = {}
         for trial in self.trials:
-            if trial.kind == "baseline":
+            if trial.kind == kind:
                 steps.setdefault(trial.key, []).append(trial)
         arms = {}
         for key, group in steps.items():
@@ -111,9 +112,11 @@ class OptimizeReport:
     def render(self) -> str:
         run = self.run
         crowned = crowned_trial(self.trials, self.summary)
-        singles = self.single_arms()
-        if crowned is not None and crowned.kind == "baseline":  # a single call: all its race steps
-            crowned = singles[crowned.key].trial
+        singles = self.raced_arms("baseline")
+        ours = None
+        if crowned is not None and crowned.kind in ("crown", "baseline"):  # raced: all its race steps
+            ours = replace(self.raced_arms(crowned.kind)[crowned.key], name="crowned graph")
+            crowned = ours.trial
         tests = [t for t in self.trials if t.kind == "test"]
         crowned_test = next((t for t in tests if crowned is not None and t.key == crowned.key), None)
         title = f"optimization {run.id} · space {run.graph_name}"
@@ -137,11 +140,7 @@ class OptimizeReport:
                 self._comparison("Crowned graph against the baselines (test split)", arms, "test", "comparison-test")
             )
         others = [arm for key, arm in singles.items() if crowned is not None and key != crowned.key]
-        if crowned is not None and crowned.kind in ("crown", "baseline") and others:
-            if crowned.kind == "baseline":
-                ours = replace(singles[crowned.key], name="crowned graph")
-            else:
-                ours = self.arm(crowned, "crowned graph")
+        if ours is not None and others:
             arms = [ours, *others]
             parts.append(
                 self._comparison(
@@ -290,9 +289,9 @@ class OptimizeReport:
 
 
 def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
-    """The whole-train evaluation of the graph the runner crowned (for a crowned single call, the
-    first of its race steps: `OptimizeReport.single_arms` merges them; callers that need only the
-    graph take any).
+    """A train evaluation of the graph the runner crowned: the largest of its race steps (on the
+    train split a graph is raced in steps; `OptimizeReport.raced_arms` merges them, callers that
+    need only the graph take this one).
 
     The runner's own record decides: its summary names the crowned graph (`best.graph`), and that
     graph's crowning evaluation (else its single-model baseline one, else a search one) is returned.
@@ -313,7 +312,7 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
 
 
 def _merged(steps: list[Trial], accuracy_weight: float) -> Trial:
-    """One trial for a graph's evaluations on disjoint items (the singles' race steps), in order."""
+    """One trial for a graph's evaluations on disjoint items (its race steps), in order."""
     if len(steps) == 1:
         return steps[0]
     first, last = steps[0], steps[-1]

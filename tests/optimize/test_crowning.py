@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import crown, race_steps, rank, still_racing
+from agentscale.optimize.crowning import crown, rank
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import paired_difference
 
@@ -103,13 +103,3 @@ def test_the_warning_names_how_many_top_finalists_overlap() -> None:
     c = observed(single("small"), set(TRAIN[:10]), TRAIN)
     warning = crown([a, b, c], accuracy_weight=1.0).warning
     assert warning is not None and warning.startswith("the top 2 finalists")
-
-
-def test_the_race_drops_only_graphs_the_leader_clearly_beats_on_shared_items() -> None:
-    assert race_steps(60) == [15, 30, 45, 60] and race_steps(3) == [1, 2, 3] and race_steps(1) == [1]
-    prefix = TRAIN[:15]
-    leader = observed(voted("big", 3), set(prefix[:12]), prefix)  # 12/15
-    close = observed(voted("big", 2), set(prefix[:10]), prefix)  # 10/15: noise at 15 items
-    beaten = observed(voted("small", 3), set(prefix[12:]), prefix)  # 3/15, wrong where the leader is right
-    kept = still_racing([close, beaten, leader], accuracy_weight=1.0)
-    assert kept == [close, leader]

@@ -95,6 +95,30 @@ async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early
     assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
+async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A race step asks only its new items and a graph's steps are pooled: nothing is asked twice
+    even without the response cache, and the report shows the crowned graph on the whole split."""
+    text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
+    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
+    gateway = Gateway(store, GatewaySettings(max_retries=0, cache=False))
+    result = await Optimization(space, gateway, space_text=text).run()
+    asked: dict[str, list[int]] = {}
+    for trial in store.trials(result.run_id):
+        if trial.kind in ("crown", "baseline"):
+            asked.setdefault(f"{trial.kind}:{trial.key}", []).append(trial.n_items)
+    assert any(key.startswith("crown:") for key in asked)
+    assert all(sum(steps) <= 16 for steps in asked.values()), asked
+    assert result.crowning is not None
+    assert all(f.observation.n_items == 16 for f in result.crowning.finalists)
+    page = write_report(store, result.run_id).read_text()
+    train = page[page.index('id="comparison-train"') :]
+    body = train[train.index("<tbody>") :]
+    first_row = body[: body.index("</tr>")]
+    assert "crowned graph" in first_row and "/16)" in first_row
+
+
 async def test_every_method_runs(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
     for method in ("random", "reinforce", "bayes"):
         result = await optimization(space_text(tmp_path, scripted.api_base), store, method=method).run()

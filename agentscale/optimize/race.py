@@ -1,0 +1,87 @@
+"""Racing graphs on the train split: every graph still in the race answers the same growing prefix
+of the split, a quarter more each step, and after each step a graph leaves only when the leader
+beats it on the items they share by more than one item plus `RACE_Z` standard errors of the paired
+difference (a fixed halving dropped good graphs on 15 items' noise).
+
+The runner races twice with this one procedure: the single calls before the search (a model far
+behind the best stops early, its partial score still informs the model prior) and the crowning pool
+after it. A step evaluates only the items new to it, and a graph's steps are pooled into one
+observation, so no item is asked twice (with the response cache off too); when the spend cap stops
+a step, what that step finished stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.crowning import penalty
+from agentscale.optimize.objective import Observation, pooled
+from agentscale.optimize.paired import paired_difference
+from agentscale.optimize.trials import SpendCapReached
+from agentscale.tasks import TaskItem
+
+RACE_Z = 1.0  # how clearly the leader must beat a graph on the shared items before it leaves the race
+RACE_STEPS = 4  # the race walks the train split in this many equal steps
+
+Evaluate = Callable[[CandidateGraph, list[TaskItem]], Awaitable[Observation]]
+
+
+@dataclass
+class RaceOutcome:
+    """Who was still racing when the race ended and who left it; every graph appears once, its race
+    steps pooled into one observation."""
+
+    finished: list[Observation]  # on the whole split, unless `capped`: then on the items answered so far
+    behind: list[Observation]  # left the race early, on the prefix they answered
+    capped: bool
+
+
+def race_steps(train: int) -> list[int]:
+    """How many train items (a prefix) the survivors have answered after each step of the race."""
+    return sorted({max(1, -(-train * step // RACE_STEPS)) for step in range(1, RACE_STEPS + 1)})
+
+
+def still_racing(observations: list[Observation], *, accuracy_weight: float) -> list[Observation]:
+    """The graphs the leader (best mean reward on the shared items) does not clearly beat, leader
+    included."""
+    if not observations:
+        return []
+    leader = max(observations, key=lambda o: (o.reward, -o.compute))
+    kept = []
+    for other in observations:
+        gap = penalty(other, accuracy_weight) - penalty(leader, accuracy_weight)
+        difference = paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight)
+        if other is leader or not difference.separated(RACE_Z):
+            kept.append(other)
+    return kept
+
+
+async def race(
+    candidates: list[CandidateGraph], order: list[TaskItem], evaluate: Evaluate, *, accuracy_weight: float
+) -> RaceOutcome:
+    """Race `candidates` on the prefixes of `order`; `evaluate` scores one graph on some items and
+    raises `SpendCapReached` when the spend cap would be crossed."""
+    racing, answered = list(candidates), 0
+    last: list[Observation] = []
+    behind: list[Observation] = []
+    for items in race_steps(len(order)):
+        steps: list[Observation] = []
+        capped = False
+        for candidate in racing:
+            try:
+                steps.append(await evaluate(candidate, order[answered:items]))
+            except SpendCapReached:
+                capped = True
+                break
+        stepped = {o.candidate.canonical_key for o in steps}
+        scored = pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, accuracy_weight)
+        if capped:  # what was measured stands; those the cap reached first have one step fewer
+            waiting = [o for o in last if o.candidate.canonical_key not in stepped]
+            return RaceOutcome(scored + waiting, behind, capped=True)
+        last = still_racing(scored, accuracy_weight=accuracy_weight)
+        kept = {id(o) for o in last}
+        behind += [o for o in scored if id(o) not in kept]
+        racing, answered = [o.candidate for o in last], items
+    return RaceOutcome(last, behind, capped=False)

@@ -1,0 +1,80 @@
+"""Racing graphs on the train split, with scripted per-item verdicts (no model is called)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.race import race, race_steps, still_racing
+from agentscale.optimize.trials import SpendCapReached
+from agentscale.tasks import TaskItem
+
+TRAIN = [f"q{i}" for i in range(60)]
+
+
+def voted(model: str, n: int) -> CandidateGraph:
+    nodes = (*(NodeChoice("assistant", model) for _ in range(n)), NodeChoice("vote", None))
+    return CandidateGraph(nodes, frozenset((i, n) for i in range(n)))
+
+
+def observed(candidate: CandidateGraph, right: set[str], items: list[str]) -> Observation:
+    outcomes = {item: item in right for item in items}
+    accuracy = sum(outcomes.values()) / len(items)
+    return Observation(candidate, accuracy, 1.0, 0.0, len(items), reward=accuracy, outcomes=outcomes)
+
+
+class ScriptedEvaluations:
+    """Each graph is right on a fixed set of items; records what it was asked, and raises the spend
+    cap's error once `cap` evaluations were made."""
+
+    def __init__(self, right: dict[str, set[str]], cap: int | None = None) -> None:
+        self.right, self.cap = right, cap
+        self.asked: list[tuple[str, list[str]]] = []
+
+    async def __call__(self, candidate: CandidateGraph, items: list[TaskItem]) -> Observation:
+        if self.cap is not None and len(self.asked) >= self.cap:
+            raise SpendCapReached("max_spend.calls would be crossed")
+        model = candidate.nodes[0].model or ""
+        ids = [item.id for item in items]
+        self.asked.append((model, ids))
+        return observed(candidate, self.right[model], ids)
+
+
+ITEMS = [TaskItem(id=item, question=item, reference="") for item in TRAIN[:20]]
+GRAPHS = [voted(model, 3) for model in ("good", "close", "bad")]
+RIGHT = {"good": set(TRAIN[:15]), "close": set(TRAIN[:13]), "bad": set()}
+
+
+def test_the_race_drops_only_graphs_the_leader_clearly_beats_on_shared_items() -> None:
+    assert race_steps(60) == [15, 30, 45, 60] and race_steps(3) == [1, 2, 3] and race_steps(1) == [1]
+    prefix = TRAIN[:15]
+    leader = observed(voted("big", 3), set(prefix[:12]), prefix)  # 12/15
+    close = observed(voted("big", 2), set(prefix[:10]), prefix)  # 10/15: noise at 15 items
+    beaten = observed(voted("small", 3), set(prefix[12:]), prefix)  # 3/15, wrong where the leader is right
+    kept = still_racing([close, beaten, leader], accuracy_weight=1.0)
+    assert kept == [close, leader]
+
+
+def test_a_race_asks_each_item_once_and_pools_a_graphs_steps() -> None:
+    evaluations = ScriptedEvaluations(RIGHT)
+    outcome = asyncio.run(race(GRAPHS, ITEMS, evaluations, accuracy_weight=1.0))
+    assert not outcome.capped
+    assert [o.candidate.nodes[0].model for o in outcome.finished] == ["good", "close"]
+    assert all(o.n_items == 20 and len(o.outcomes) == 20 for o in outcome.finished)
+    assert outcome.finished[0].accuracy == 15 / 20
+    (bad,) = outcome.behind  # wrong on the 5 items the others got right: it leaves after the first step
+    assert bad.candidate.nodes[0].model == "bad" and bad.n_items == 5
+    for model in ("good", "close"):
+        asked = [item for who, items in evaluations.asked if who == model for item in items]
+        assert asked == TRAIN[:20]  # every item once, in the split's order
+
+
+def test_a_spend_cap_mid_step_keeps_what_that_step_measured() -> None:
+    # step 1: three evaluations (bad leaves); step 2: good answers items 5-9, then the cap
+    evaluations = ScriptedEvaluations(RIGHT, cap=4)
+    outcome = asyncio.run(race(GRAPHS, ITEMS, evaluations, accuracy_weight=1.0))
+    assert outcome.capped
+    answered = {o.candidate.nodes[0].model: o.n_items for o in outcome.finished}
+    assert answered == {"good": 10, "close": 5}  # still racing, however far each got
+    assert [o.candidate.nodes[0].model for o in outcome.behind] == ["bad"]
