@@ -91,6 +91,9 @@ class RunRecord:
     seconds: float
     warnings: list[str]
     reported_advantage: dict[str, Any] | None
+    # with a split drawn per seed, the reference and the best single on this run's own test split
+    reference_accuracy: float | None = None
+    best_single_accuracy: float | None = None
 
 
 def space_files(names: list[str] | None = None) -> list[Path]:
@@ -99,16 +102,20 @@ def space_files(names: list[str] | None = None) -> list[Path]:
     return [p for p in found if names is None or p.stem in names]
 
 
-def with_iterations(text: str, iterations: int) -> tuple[SpaceSpec, str]:
-    """The space text with `optimizer.iterations` set (what a user would edit), and its spec."""
+def configured(text: str, iterations: int, split_seed: int | None = None) -> tuple[SpaceSpec, str]:
+    """The space text with `optimizer.iterations` set (what a user would edit), and with `task.seed`
+    when the split is drawn per run (a user with another sample of the same task), and its spec."""
     data = yaml.safe_load(text)
     data.setdefault("optimizer", {})["iterations"] = iterations
+    if split_seed is not None:
+        data["task"]["seed"] = split_seed
     changed = yaml.safe_dump(data, sort_keys=False)
     return space_from_data(load_located(changed, "space.yaml"), "space.yaml"), changed
 
 
-def reference(path: Path, space: SpaceSpec) -> Reference:
-    """The exhaustive optimum of a small space, else its stored best-known graph (verified)."""
+def reference(path: Path, space: SpaceSpec, *, stored_split: bool = True) -> Reference:
+    """The exhaustive optimum of a small space, else its stored best-known graph: verified against
+    the truth on the split it was found on, scored by the truth on another (`stored_split=False`)."""
     oracle = SimOracle.for_space(space)
     singles = {alias: oracle.expected_accuracy(single(alias), "test") for alias in space.models}
     top = max(singles, key=singles.__getitem__)
@@ -120,16 +127,26 @@ def reference(path: Path, space: SpaceSpec) -> Reference:
         raise SystemExit(f"{path}: no {stored.name}; run: agentscale sim best-known {path}")
     accuracy, candidate = read_best_known(stored)
     truth = oracle.estimate(candidate, "test")
-    if abs(truth.accuracy - accuracy) > max(1e-6, 4 * truth.stderr):
+    if stored_split and abs(truth.accuracy - accuracy) > max(1e-6, 4 * truth.stderr):
         raise SystemExit(f"{stored}: stored accuracy {accuracy:.4f} but the truth says {truth.accuracy:.4f}: rerun it")
     data = yaml.safe_load(stored.read_text())
     source = f"best-known ({data['search']['truth_evaluations']} truth evaluations)"
     return Reference(truth.accuracy, candidate.describe(), source, singles[top], top)
 
 
-async def run_once(text: str, method: str, seed: int, iterations: int, *, score_test: bool, workdir: Path) -> RunRecord:
-    """`agentscale optimize` on a fresh database, then the crowned graph's true test accuracy."""
-    space, changed = with_iterations(text, iterations)
+async def run_once(
+    text: str,
+    method: str,
+    seed: int,
+    iterations: int,
+    *,
+    score_test: bool,
+    workdir: Path,
+    own_split: Reference | None = None,
+) -> RunRecord:
+    """`agentscale optimize` on a fresh database, then the crowned graph's true test accuracy;
+    with `own_split` (the reference on it), the task's split is drawn with the run's seed."""
+    space, changed = configured(text, iterations, seed if own_split is not None else None)
     store = Store(workdir / f"{method}-{seed}-{iterations}.db")
     optimization = Optimization(
         space, Gateway(store), space_text=changed, method=method, seed=seed, score_test=score_test
@@ -154,6 +171,8 @@ async def run_once(text: str, method: str, seed: int, iterations: int, *, score_
         seconds=seconds,
         warnings=result.warnings,
         reported_advantage=result.advantage.to_dict() if result.advantage else None,
+        reference_accuracy=own_split.accuracy if own_split else None,
+        best_single_accuracy=own_split.best_single if own_split else None,
     )
 
 
@@ -168,14 +187,14 @@ def calls_to_target(runs: list[RunRecord], goal: float) -> float:
 def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict[str, Any]:
     """Figures of one method on one space from its runs (every seed, every level). A seed whose
     largest level does not reach 95% counts as infinitely many calls in `calls_to_95`, and as that
-    level's spend in `calls_to_95_at_least` (a lower bound on the calls it would need)."""
+    level's spend in `calls_to_95_at_least` (a lower bound on the calls it would need). A run on its
+    own split is measured against the reference and the best single on that split."""
     default = [r for r in runs if r.iterations == default_level]
     curve: dict[int, list[RunRecord]] = {}
     for run in runs:
         curve.setdefault(run.seed, []).append(run)
-    ratios = [r.crowned_accuracy / ref.accuracy for r in default]
-    goal = TARGET * ref.accuracy
-    reach = [calls_to_target(seed_runs, goal) for seed_runs in curve.values()]
+    ratios = [r.crowned_accuracy / _reference(r, ref) for r in default]
+    reach = [calls_to_target(seed_runs, TARGET * _reference(seed_runs[0], ref)) for seed_runs in curve.values()]
     bounds = [
         v if math.isfinite(v) else float(max(seed_runs, key=lambda r: r.iterations).spend_calls)
         for v, seed_runs in zip(reach, curve.values(), strict=True)
@@ -184,7 +203,7 @@ def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict
         "runs": len(default),
         "median_ratio": statistics.median(ratios),
         "worst_ratio": min(ratios),
-        "beats_best_single": sum(r.crowned_accuracy >= ref.best_single - 1e-9 for r in default),
+        "beats_best_single": sum(r.crowned_accuracy >= _best_single(r, ref) - 1e-9 for r in default),
         "median_spend_calls": statistics.median(r.spend_calls for r in default),
         "calls_to_95": statistics.median(reach),
         "calls_to_95_at_least": statistics.median(bounds),
@@ -194,22 +213,52 @@ def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict
     }
 
 
+def _reference(run: RunRecord, ref: Reference) -> float:
+    return ref.accuracy if run.reference_accuracy is None else run.reference_accuracy
+
+
+def _best_single(run: RunRecord, ref: Reference) -> float:
+    return ref.best_single if run.best_single_accuracy is None else run.best_single_accuracy
+
+
 async def benchmark_space(
-    path: Path, methods: list[str], seeds: int, levels: list[int], workdir: Path
+    path: Path, methods: list[str], seeds: int, levels: list[int], workdir: Path, *, split_per_seed: bool = False
 ) -> dict[str, Any]:
+    """Every method's runs on one space. With `split_per_seed`, seed S also draws the task's
+    train/test split (`task.seed: S`): a space's seeds otherwise share one split, so one lucky
+    draw of a single model's train items decides every seed alike."""
     text = path.read_text()
     space = space_from_data(load_located(text, str(path)), str(path))
     ref = reference(path, space)
+    own_splits: dict[int, Reference | None] = {seed: None for seed in range(seeds)}
+    if split_per_seed:
+        for seed in own_splits:
+            own_space, _ = configured(text, space.optimizer.iterations, seed)
+            own_splits[seed] = reference(path, own_space, stored_split=seed == space.task.seed)
     default_level = space.optimizer.iterations
-    report: dict[str, Any] = {"reference": asdict(ref), "default_iterations": default_level, "methods": {}, "runs": []}
+    report: dict[str, Any] = {
+        "reference": asdict(ref),
+        "default_iterations": default_level,
+        "split_per_seed": split_per_seed,
+        "methods": {},
+        "runs": [],
+    }
     started = time.perf_counter()
     for method in methods:
         records: list[RunRecord] = []
-        for seed in range(seeds):
+        for seed, own_split in own_splits.items():
             for level in sorted({*levels, default_level}):
-                record = await run_once(text, method, seed, level, score_test=level == default_level, workdir=workdir)
+                record = await run_once(
+                    text,
+                    method,
+                    seed,
+                    level,
+                    score_test=level == default_level,
+                    workdir=workdir,
+                    own_split=own_split,
+                )
                 report["runs"].append(asdict(record))
-                share = record.crowned_accuracy / ref.accuracy
+                share = record.crowned_accuracy / _reference(record, ref)
                 print(
                     f"  {path.stem} {method} seed {seed} iterations {level}: crowned {record.crowned_accuracy:.3f} "
                     f"({share:.1%}), {record.spend_calls} calls, {record.seconds:.0f}s",
@@ -250,6 +299,9 @@ def combine(files: list[Path]) -> dict[str, Any]:
             merged["default_iterations"] = part.get("default_iterations") or next(
                 r["iterations"] for r in part["runs"] if r["reported_advantage"] is not None
             )
+            per_seed = part.get("split_per_seed", False)
+            if merged.setdefault("split_per_seed", per_seed) != per_seed:
+                raise SystemExit(f"{file}: {name} ran with another split setting than the reports before it")
             merged["runs"] += part["runs"]
             merged["seconds"] += part["seconds"]
     for report in spaces.values():
@@ -267,6 +319,7 @@ def print_space(name: str, report: dict[str, Any]) -> None:
     print(
         f"\n{name} (SIMULATED): reference {ref['accuracy']:.3f} ({ref['source']}), best single "
         f"{ref['best_single_model']} {ref['best_single']:.3f}; {report['seconds'] / 60:.1f} min"
+        + ("; each seed on its own split, measured against the reference there" if report.get("split_per_seed") else "")
     )
     print(
         f"{'method':16} {'crowned/ref median':>18} {'worst':>6} {'>= best single':>14} {'calls (default)':>15} "
@@ -298,6 +351,11 @@ async def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="iterations settings of the curve")
+    parser.add_argument(
+        "--split-per-seed",
+        action="store_true",
+        help="seed S also draws the task's train/test split (task.seed: S); default: the space's own split",
+    )
     parser.add_argument("--json", action="store_true", help="print {space: {...}} as JSON on stdout")
     parser.add_argument(
         "--combine", nargs="+", type=Path, metavar="JSON", help="print the tables of --json reports run separately"
@@ -315,7 +373,9 @@ async def main() -> None:
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="agentscale-bench-") as workdir:
         for path in space_files(names):
-            report[path.stem] = await benchmark_space(path, args.methods.split(","), args.seeds, levels, Path(workdir))
+            report[path.stem] = await benchmark_space(
+                path, args.methods.split(","), args.seeds, levels, Path(workdir), split_per_seed=args.split_per_seed
+            )
             if not args.json:
                 print_space(path.stem, report[path.stem])
     total = time.perf_counter() - started

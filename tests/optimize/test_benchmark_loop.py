@@ -81,3 +81,24 @@ def test_the_benchmark_spaces_have_their_references() -> None:
         space = space_from_data(load_located(path.read_text(), str(path)), str(path))
         if space.max_nodes > MAX_EXHAUSTIVE_NODES:
             assert path.with_name(path.stem + ".best-known.yaml").exists(), path
+
+
+def test_a_split_per_seed_measures_each_run_against_the_optimum_of_its_own_split(tmp_path: Path) -> None:
+    """Seeds that share one split share its luck; with `split_per_seed` seed S draws `task.seed: S`
+    and each run's figures use the reference and best single of that split."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    report = asyncio.run(benchmark_space(path, ["random"], 2, [2], tmp_path, split_per_seed=True))
+    assert report["split_per_seed"] is True
+    references = {}
+    for run in report["runs"]:
+        own = TINY.replace("seed: 0}", f"seed: {run['seed']}}}")
+        space = space_from_data(load_located(own, "tiny.yaml"), "tiny.yaml")
+        assert run["reference_accuracy"] == pytest.approx(search_optimum(space).accuracy)
+        oracle = SimOracle.for_space(space)
+        crowned = candidate_from_json(run["crowned_candidate"])
+        assert run["crowned_accuracy"] == pytest.approx(oracle.expected_accuracy(crowned, "test"))
+        references[run["seed"]] = run["reference_accuracy"]
+    assert references[0] != references[1]  # two draws of the test split, two optima
+    ratios = sorted(r["crowned_accuracy"] / r["reference_accuracy"] for r in report["runs"])
+    assert report["methods"]["random"]["worst_ratio"] == pytest.approx(ratios[0])
