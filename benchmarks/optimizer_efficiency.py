@@ -97,9 +97,12 @@ class RunRecord:
 
 
 def space_files(names: list[str] | None = None) -> list[Path]:
-    """The benchmark's spaces (not their best-known files), optionally only those named."""
+    """The benchmark's spaces (not their best-known files), optionally only those named; a name
+    ending in `.yaml` is a space file elsewhere (its best-known file, if any, beside it)."""
     found = sorted(p for p in SPACES.glob("*.yaml") if not p.name.endswith(BEST_KNOWN_SUFFIX))
-    return [p for p in found if names is None or p.stem in names]
+    if names is None:
+        return found
+    return [Path(n) for n in names if n.endswith(".yaml")] + [p for p in found if p.stem in names]
 
 
 def configured(text: str, iterations: int, split_seed: int | None = None) -> tuple[SpaceSpec, str]:
@@ -347,7 +350,10 @@ def _ratio(figures: dict[str, Any], other: str) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spaces", help="comma-separated space names (default: every space in benchmarks/spaces)")
+    parser.add_argument(
+        "--spaces",
+        help="comma-separated space names or space files (default: every space in benchmarks/spaces)",
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="iterations settings of the curve")

@@ -102,3 +102,9 @@ def test_a_split_per_seed_measures_each_run_against_the_optimum_of_its_own_split
     assert references[0] != references[1]  # two draws of the test split, two optima
     ratios = sorted(r["crowned_accuracy"] / r["reference_accuracy"] for r in report["runs"])
     assert report["methods"]["random"]["worst_ratio"] == pytest.approx(ratios[0])
+
+
+def test_a_space_is_named_or_given_as_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    assert space_files([str(path), "math-b18-large"]) == [path, space_files(["math-b18-large"])[0]]
+    assert space_files(["math-b18-large"])[0].parent.name == "spaces"
