@@ -176,17 +176,26 @@ def crown(evaluated: list[Observation], *, accuracy_weight: float, baselines: Co
 
 def _warning(ranked: list[Observation], accuracy_weight: float) -> str | None:
     """Name the top finalists (3, else 2) when every pair of them lies within each other's 95%
-    interval of the paired difference."""
+    interval of the paired difference, and say how many train items would separate the first two
+    if their difference on these items held."""
 
-    def apart(first: Observation, second: Observation) -> bool:
+    def versus(first: Observation, second: Observation) -> PairedDifference:
         gap = penalty(second, accuracy_weight) - penalty(first, accuracy_weight)
-        return paired_difference(first.outcomes, second.outcomes, offset=gap, scale=accuracy_weight).separated(Z95)
+        return paired_difference(first.outcomes, second.outcomes, offset=gap, scale=accuracy_weight)
 
     for size in range(min(WARN_TOP, len(ranked)), 1, -1):
         top = ranked[:size]
-        if not any(apart(a, b) for index, a in enumerate(top) for b in top[index + 1 :]):
+        if not any(versus(a, b).separated(Z95) for index, a in enumerate(top) for b in top[index + 1 :]):
+            first = versus(top[0], top[1])
+            needed = first.items_to_separate(Z95)
+            how_many = (
+                f" (the first two, {first.mean / accuracy_weight:+.1%} apart in objective on these items, "
+                f"would need about {needed} if that held)"
+                if needed is not None
+                else " (the first two are level on these items)"
+            )
             return (
                 f"the top {size} finalists lie within each other's 95% intervals on the {ranked[0].n_items} "
-                "train items: add train items to separate them"
+                f"train items: add train items to separate them{how_many}"
             )
     return None

@@ -44,6 +44,16 @@ class PairedDifference:
         as evidence (their normal approximation would be; the exact McNemar p is 0.5)."""
         return self.n > 0 and abs(self.mean) - self.step / self.n > z * self.stderr
 
+    def items_to_separate(self, z: float) -> int | None:
+        """How many shared items would separate this difference at `z` (`separated`) if its mean and
+        per-item spread held: what "add train items" means in numbers. None when the two are level."""
+        if self.n == 0 or self.mean == 0:
+            return None
+        spread = self.stderr * math.sqrt(self.n)  # per-item standard deviation
+        size = abs(self.mean)
+        root = (z * spread + math.sqrt((z * spread) ** 2 + 4 * size * self.step)) / (2 * size)
+        return math.floor(root**2) + 1
+
     def to_dict(self) -> dict[str, Any]:
         low, high = self.ci95
         return {

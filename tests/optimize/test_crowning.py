@@ -9,7 +9,7 @@ import pytest
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.crowning import crown, rank
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.paired import paired_difference
+from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
 TRAIN = [f"q{i}" for i in range(60)]
 
@@ -103,3 +103,21 @@ def test_the_warning_names_how_many_top_finalists_overlap() -> None:
     c = observed(single("small"), set(TRAIN[:10]), TRAIN)
     warning = crown([a, b, c], accuracy_weight=1.0).warning
     assert warning is not None and warning.startswith("the top 2 finalists")
+    needed = paired_difference(a.outcomes, b.outcomes).items_to_separate(Z95)
+    assert needed is not None and f"+1.7% apart in objective on these items, would need about {needed} if" in warning
+
+
+def test_items_to_separate_is_where_the_same_difference_would_be_separated() -> None:
+    first = {f"q{i}": i < 45 for i in range(60)}
+    second = {f"q{i}": i < 40 or 50 <= i < 52 for i in range(60)}  # 5 items only first, 2 only second
+    difference = paired_difference(first, second)
+    assert not difference.separated(Z95)
+    needed = difference.items_to_separate(Z95)
+    assert needed is not None and needed > 60
+    spread = difference.stderr * math.sqrt(difference.n)
+
+    def at(n: int) -> PairedDifference:
+        return PairedDifference(n, difference.mean, spread / math.sqrt(n), 0, 0)
+
+    assert at(needed).separated(Z95) and not at(needed - 1).separated(Z95)
+    assert paired_difference(first, first).items_to_separate(Z95) is None
