@@ -45,7 +45,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_text
-from agentscale.optimize.trials import SpendCapReached, TrialEvaluator
+from agentscale.optimize.trials import SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskItem, load_task
 
@@ -330,7 +330,6 @@ class Optimization:
     async def _run(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:
         settings = self.space.optimizer
         method = METHODS[self.method_name](self.problem, seed=self.seed, agent=self._agent())
-        stages: dict[str, int] = {}
 
         def report(iteration: int, history: list[Observation], stage: str = "search") -> None:
             if on_progress is None:
@@ -371,11 +370,9 @@ class Optimization:
         history, curve, stopped = outcome.history, outcome.curve, outcome.stopped_reason
         if not history and not singles:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
-        stages["search"] = self._calls()
         report(settings.iterations, history, "crowning")
         crowning = await self._crown(method, history, singles)
         best_train = crowning.crowned
-        stages["crowning"] = self._calls()
         report(settings.iterations, history, "testing")
         best: TestScore | None = None
         baselines: dict[str, TestScore] = {}
@@ -386,7 +383,6 @@ class Optimization:
                 best, baselines, single_scores, advantage = await self._test(best_train, singles)
         except SpendCapReached as exc:
             stopped += f"; test split not scored ({exc})"
-        stages["test"] = self._calls()
         artifacts = self.store.path.parent / "runs" / self.run_id
         artifacts.mkdir(parents=True, exist_ok=True)
         spec = best_train.candidate.to_spec(
@@ -400,11 +396,7 @@ class Optimization:
         best_path = artifacts / "best.yaml"
         best_path.write_text(best_yaml)
         spent = self.store.spend(self.run_id)
-        by_stage = {
-            "search": stages["search"],
-            "crowning": stages["crowning"] - stages["search"],
-            "test": stages["test"] - stages["crowning"],
-        }
+        by_stage = calls_by_stage(self.store, self.run_id)
         warnings = [crowning.warning] if crowning.warning else []
         if advantage is not None and len(advantage.over) > 1:
             warnings.append(f"single calls tie on the test split: {', '.join(advantage.over)}")
@@ -431,9 +423,6 @@ class Optimization:
             crowning=crowning,
             warnings=warnings,
         )
-
-    def _calls(self) -> int:
-        return int(self.store.spend(self.run_id)["calls"] or 0)
 
     async def _singles_on_train(self) -> list[Observation]:
         """Every model alone on the train split, raced (stage 0; see the module docstring): the models

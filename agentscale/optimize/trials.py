@@ -10,7 +10,10 @@ exactly where it stopped.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
+
+from sqlmodel import col, select
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
@@ -22,7 +25,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
-from agentscale.storage.tables import Trial
+from agentscale.storage.tables import NodeCall, Trial
 from agentscale.tasks import Task, TaskItem
 
 
@@ -182,3 +185,29 @@ class TrialEvaluator:
         model = self.problem.models[alias]
         both = call_usd(model, 1_000_000, 1_000_000)
         return None if both is None else both / 1_000_000
+
+
+STAGE_OF_KIND = {"baseline": "search", "search": "search", "crown": "crowning", "test": "test"}
+
+
+def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
+    """A run's paid model calls by stage (`usage.calls_by_stage`), counted per trial from its node
+    calls (item keys `t<seq>:<item>`), so calls made before a resume stay with their own stage; the
+    optimizer agent's calls, which belong to no trial, count under search, when it made them."""
+    paid: Counter[int] = Counter()
+    query = select(NodeCall.item_key).where(
+        NodeCall.run_id == run_id,
+        col(NodeCall.route).is_not(None),
+        NodeCall.status == "ok",
+        NodeCall.cached == False,  # noqa: E712
+    )
+    with store.session() as session:
+        for key in session.exec(query):
+            prefix = key.partition(":")[0]
+            if prefix.startswith("t") and prefix[1:].isdigit():
+                paid[int(prefix[1:])] += 1
+    stages = dict.fromkeys(("search", "crowning", "test"), 0)
+    for trial in store.trials(run_id):
+        stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid[trial.seq]
+    stages["search"] += max(0, int(store.spend(run_id)["calls"] or 0) - sum(stages.values()))
+    return stages

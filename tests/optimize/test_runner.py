@@ -188,6 +188,27 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     assert store.get_run(run.run_id).status == "done"
 
 
+async def test_calls_made_before_a_resume_stay_with_their_stage(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """Interrupted on the test split and resumed: the first process's test calls count as test, not
+    as search (the stage split once read the ledger at the resumed process's stage bounds)."""
+    scripted.latency_s = 0.02
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
+    task = asyncio.create_task(run.run())
+    while not any(t.kind == "test" for t in store.trials(run.run_id)):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    paid_before = store.spend(run.run_id)["calls"]
+    result = await Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0))).run()
+    by_stage = result.usage["calls_by_stage"]
+    assert sum(by_stage.values()) == result.usage["calls"] > paid_before
+    assert by_stage["crowning"] > 0 and by_stage["test"] > 0
+    assert by_stage["search"] < paid_before  # the first process's test calls are not search's
+
+
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
     server = ScriptedServer(latency_s=0.05).start()
     try:
