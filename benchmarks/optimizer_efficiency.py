@@ -97,12 +97,19 @@ class RunRecord:
 
 
 def space_files(names: list[str] | None = None) -> list[Path]:
-    """The benchmark's spaces (not their best-known files), optionally only those named; a name
-    ending in `.yaml` is a space file elsewhere (its best-known file, if any, beside it)."""
-    found = sorted(p for p in SPACES.glob("*.yaml") if not p.name.endswith(BEST_KNOWN_SUFFIX))
+    """The benchmark's spaces (not their best-known files), else those named, in the order given; a
+    name ending in `.yaml` is a space file elsewhere (its best-known file, if any, beside it)."""
+    found = {p.stem: p for p in sorted(SPACES.glob("*.yaml")) if not p.name.endswith(BEST_KNOWN_SUFFIX)}
     if names is None:
-        return found
-    return [Path(n) for n in names if n.endswith(".yaml")] + [p for p in found if p.stem in names]
+        return list(found.values())
+    unknown = [n for n in names if not n.endswith(".yaml") and n not in found]
+    if unknown:
+        raise SystemExit(f"no such space: {', '.join(unknown)} (spaces: {', '.join(found)}; or give a .yaml file)")
+    paths = [Path(n) if n.endswith(".yaml") else found[n] for n in names]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) < len(stems):
+        raise SystemExit(f"two spaces named alike in --spaces ({', '.join(stems)}): their figures would mix")
+    return paths
 
 
 def configured(text: str, iterations: int, split_seed: int | None = None) -> tuple[SpaceSpec, str]:

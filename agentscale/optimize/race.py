@@ -30,8 +30,8 @@ Evaluate = Callable[[CandidateGraph, list[TaskItem]], Awaitable[Observation]]
 
 @dataclass
 class RaceOutcome:
-    """Who was still racing when the race ended and who left it; every graph appears once, its race
-    steps pooled into one observation."""
+    """Who was still racing when the race ended and who left it, each graph's race steps pooled into
+    one observation (a graph the spend cap stopped before its first step is in neither)."""
 
     finished: list[Observation]  # on the whole split, unless `capped`: then on the items answered so far
     behind: list[Observation]  # left the race early, on the prefix they answered

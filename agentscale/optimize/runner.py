@@ -443,21 +443,14 @@ class Optimization:
 
         return await race(candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight)
 
-    def _whole_split(self, singles: list[Observation]) -> list[Observation]:
-        """The singles that answered the whole train split, else (the spend cap cut the race) those
-        that answered most: the finalists, and the reference a searched graph is compared with item
-        by item."""
-        most = max((o.n_items for o in singles), default=0)
-        return [o for o in singles if o.n_items == most]
-
     async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles
         (see `optimize.crowning`)."""
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
-        contenders = [o for o in self._whole_split(singles) if o.candidate.ceo in self.problem.ceo_options]
+        contenders = [o for o in _most_answered(singles) if o.candidate.ceo in self.problem.ceo_options]
         outcome = await self._race(self._pool(method, allowed, singles), "crown")
-        contenders += outcome.finished
+        contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
         if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
@@ -475,7 +468,7 @@ class Optimization:
         named = {c.canonical_key for c in nominees}
         ranked = [
             c
-            for c in rank(history, self._whole_split(singles), accuracy_weight=self.problem.accuracy_weight)
+            for c in rank(history, _most_answered(singles), accuracy_weight=self.problem.accuracy_weight)
             if c.canonical_key not in named | single_keys
         ]
         return nominees + ranked[:room]
@@ -497,7 +490,7 @@ class Optimization:
             candidate = observation.candidate
             single_scores[alias] = best if same else await self._score(candidate.short_name(), candidate)
         baselines: dict[str, TestScore] = {}
-        top = best_single(self._whole_split(singles))
+        top = best_single(_most_answered(singles))
         if top is not None:
             alias = _alias(top.candidate)
             baselines["single"] = single_scores[alias]
@@ -523,6 +516,14 @@ class Optimization:
             observation.latency_s,
             observation.outcomes,
         )
+
+
+def _most_answered(raced: list[Observation]) -> list[Observation]:
+    """The raced graphs that answered the whole train split, else (the spend cap cut the race)
+    those that answered most. Of the singles: the finalists, and the reference a searched graph is
+    compared with item by item; of the crowning pool: its finalists."""
+    most = max((o.n_items for o in raced), default=0)
+    return [o for o in raced if o.n_items == most]
 
 
 def _alias(candidate: CandidateGraph) -> str:

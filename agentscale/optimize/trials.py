@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlmodel import col, select
+from sqlalchemy import select
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
@@ -187,25 +188,41 @@ class TrialEvaluator:
         return None if both is None else both / 1_000_000
 
 
+@dataclass(frozen=True)
+class TrialCall:
+    """A model call a trial's graph made (paid, or answered by the response cache)."""
+
+    seq: int
+    item_key: str
+    cached: bool
+    tokens: int
+    usd: float | None
+
+
+def trial_calls(store: Store, run_id: str) -> Iterator[TrialCall]:
+    """A run's model calls that belong to trials (node calls under item keys `t<seq>:<item>`; the
+    optimizer agent's belong to none), for the spend per stage in `--json` and the report."""
+    calls = NodeCall.__table__.c  # type: ignore[attr-defined]
+    query = select(calls.item_key, calls.cached, calls.prompt_tokens, calls.completion_tokens, calls.usd).where(
+        calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok"
+    )
+    with store.engine.connect() as connection:
+        for key, cached, prompt_tokens, completion_tokens, usd in connection.execute(query):
+            prefix = key.partition(":")[0]
+            if prefix.startswith("t") and prefix[1:].isdigit():
+                yield TrialCall(int(prefix[1:]), key, cached, prompt_tokens + completion_tokens, usd)
+
+
 STAGE_OF_KIND = {"baseline": "search", "search": "search", "crown": "crowning", "test": "test"}
 
 
 def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
     """A run's paid model calls by stage (`usage.calls_by_stage`), counted per trial from its node
-    calls (item keys `t<seq>:<item>`), so calls made before a resume stay with their own stage; the
-    optimizer agent's calls, which belong to no trial, count under search, when it made them."""
-    paid: Counter[int] = Counter()
-    query = select(NodeCall.item_key).where(
-        NodeCall.run_id == run_id,
-        col(NodeCall.route).is_not(None),
-        NodeCall.status == "ok",
-        NodeCall.cached == False,  # noqa: E712
-    )
-    with store.session() as session:
-        for key in session.exec(query):
-            prefix = key.partition(":")[0]
-            if prefix.startswith("t") and prefix[1:].isdigit():
-                paid[int(prefix[1:])] += 1
+    calls (item keys `t<seq>:<item>`), so calls made before a resume stay with their own stage. What
+    the ledger holds beyond them counts under search: the optimizer agent's calls, which belong to no
+    trial, and calls of items still in flight when a run was interrupted (their rows are written
+    when the item finishes, so their stage is unknown)."""
+    paid = Counter(call.seq for call in trial_calls(store, run_id) if not call.cached)
     stages = dict.fromkeys(("search", "crowning", "test"), 0)
     for trial in store.trials(run_id):
         stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid[trial.seq]

@@ -100,7 +100,7 @@ class OptimizeReport:
         arms = {}
         for key, group in steps.items():
             verdicts = {item: v for t in group for item, v in self.verdicts.get(t.seq, {}).items()}
-            merged = _merged(group, self.space.objective.accuracy)
+            merged = _merged(group, self.space.objective.accuracy, verdicts)
             arms[key] = Arm(self.candidates[merged.seq].short_name(), merged, verdicts)
         return arms
 
@@ -295,8 +295,9 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
 
     The runner's own record decides: its summary names the crowned graph (`best.graph`), and that
     graph's crowning evaluation (else its single-model baseline one, else a search one) is returned.
-    A run stopped before testing has no such record; then the best objective among the crowning
-    evaluations stands in, else the best search evaluation.
+    A run stopped before testing has no such record; then the crowning graph that answered the most
+    items (its steps together) with the best objective on its last step stands in, else the best
+    search evaluation.
     """
     described = (summary.get("best") or {}).get("graph")
     if described:
@@ -306,18 +307,28 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
         ]
         if named:
             return min(named, key=lambda t: (preference[t.kind], -t.n_items, t.seq))
-    crown = [t for t in trials if t.kind == "crown"]
-    pool = crown or [t for t in trials if t.kind == "search"]
-    return max(pool, key=lambda t: t.reward, default=None)
+    answered: dict[str, int] = {}
+    for trial in trials:
+        if trial.kind == "crown":
+            answered[trial.key] = answered.get(trial.key, 0) + trial.n_items
+    if answered:  # one race step is a quarter of the split: a lucky first step must not stand in
+        most = max(answered.values())
+        last_steps = {t.key: t for t in trials if t.kind == "crown" and answered[t.key] == most}
+        return max(last_steps.values(), key=lambda t: t.reward)
+    return max((t for t in trials if t.kind == "search"), key=lambda t: t.reward, default=None)
 
 
-def _merged(steps: list[Trial], accuracy_weight: float) -> Trial:
-    """One trial for a graph's evaluations on disjoint items (its race steps), in order."""
+def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool]) -> Trial:
+    """One trial for a graph's race steps, in order. Its items and right answers are those of the
+    merged per-item verdicts when known: runs stored before the crowning race asked each item once
+    ended it with a whole-split step that repeats the earlier steps' items."""
     if len(steps) == 1:
         return steps[0]
     first, last = steps[0], steps[-1]
-    n = sum(t.n_items for t in steps)
-    correct = sum(t.correct for t in steps)
+    if verdicts:
+        n, correct = len(verdicts), sum(verdicts.values())
+    else:
+        n, correct = sum(t.n_items for t in steps), sum(t.correct for t in steps)
     accuracy = correct / max(1, n)
     prices = [t.usd for t in steps]
     return Trial(
@@ -331,7 +342,7 @@ def _merged(steps: list[Trial], accuracy_weight: float) -> Trial:
         correct=correct,
         accuracy=accuracy,
         compute=first.compute,
-        latency_s=sum(t.latency_s * t.n_items for t in steps) / max(1, n),
+        latency_s=sum(t.latency_s * t.n_items for t in steps) / max(1, sum(t.n_items for t in steps)),
         tokens=sum(t.tokens for t in steps),
         usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
         reward=last.reward + accuracy_weight * (accuracy - last.accuracy),

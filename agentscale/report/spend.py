@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
-from agentscale.report.items import CALLS
+from agentscale.optimize.trials import trial_calls
 from agentscale.storage.db import Store
 
 
@@ -32,22 +30,17 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
     for seq in sorted(stages):
         rows.setdefault(stages[seq], StageSpend(stages[seq])).evaluations += 1
     items: dict[str, set[str]] = {}
-    query = select(
-        CALLS.c.item_key, CALLS.c.cached, CALLS.c.prompt_tokens, CALLS.c.completion_tokens, CALLS.c.usd
-    ).where(CALLS.c.run_id == run_id, CALLS.c.route.is_not(None), CALLS.c.status == "ok")
-    with store.engine.connect() as connection:
-        for key, cached, prompt_tokens, completion_tokens, usd in connection.execute(query):
-            prefix = key.partition(":")[0]
-            if not (prefix.startswith("t") and prefix[1:].isdigit()) or int(prefix[1:]) not in stages:
-                continue
-            row = rows[stages[int(prefix[1:])]]
-            items.setdefault(row.stage, set()).add(key)
-            if cached:
-                row.cached_calls += 1
-                continue
-            row.calls += 1
-            row.tokens += prompt_tokens + completion_tokens
-            row.usd = None if row.usd is None or usd is None else row.usd + usd
+    for call in trial_calls(store, run_id):
+        if call.seq not in stages:
+            continue
+        row = rows[stages[call.seq]]
+        items.setdefault(row.stage, set()).add(call.item_key)
+        if call.cached:
+            row.cached_calls += 1
+            continue
+        row.calls += 1
+        row.tokens += call.tokens
+        row.usd = None if row.usd is None or call.usd is None else row.usd + call.usd
     for stage, keys in items.items():
         rows[stage].items = len(keys)
     ledger = store.spend(run_id)

@@ -15,7 +15,7 @@ from agentscale.optimize.space import space_from_data
 from agentscale.optimize.trials import candidate_from_json
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.optimum import MAX_EXHAUSTIVE_NODES, search_optimum
-from benchmarks.optimizer_efficiency import benchmark_space, combine, space_files
+from benchmarks.optimizer_efficiency import SPACES, benchmark_space, combine, space_files
 
 TINY = """\
 name: tiny
@@ -106,5 +106,9 @@ def test_a_split_per_seed_measures_each_run_against_the_optimum_of_its_own_split
 
 def test_a_space_is_named_or_given_as_a_file(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
-    assert space_files([str(path), "math-b18-large"]) == [path, space_files(["math-b18-large"])[0]]
-    assert space_files(["math-b18-large"])[0].parent.name == "spaces"
+    builtin = SPACES / "math-b18-large.yaml"
+    assert space_files(["math-b18-large", str(path)]) == [builtin, path]  # in the order given
+    with pytest.raises(SystemExit, match="no such space: nope"):
+        space_files(["nope"])
+    with pytest.raises(SystemExit, match="named alike"):
+        space_files(["math-b18-large", str(tmp_path / "math-b18-large.yaml")])

@@ -13,8 +13,9 @@ import pytest
 from agentscale.cli.app import main
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.trials import candidate_from_json
-from agentscale.report.optimize_page import crowned_trial
+from agentscale.report.optimize_page import _merged, crowned_trial
 from agentscale.storage.db import Store
+from agentscale.storage.tables import Trial
 
 SPACE = """\
 name: simreport
@@ -102,3 +103,32 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     assert main(["runs", "show", run_id]) == 0
     text = capsys.readouterr().out
     assert "SIMULATED" in text and "best.svg" in text.replace("\n", "")
+
+
+def _step(seq: int, items: int, correct: int) -> Trial:
+    return Trial(
+        run_id="r",
+        seq=seq,
+        iteration=-1,
+        kind="crown",
+        key="k",
+        candidate_json="{}",
+        n_items=items,
+        correct=correct,
+        accuracy=correct / items,
+        compute=1.0,
+        latency_s=1.0,
+        tokens=10,
+        reward=correct / items,
+    )
+
+
+def test_a_graphs_race_steps_merge_by_their_items_verdicts() -> None:
+    """Runs stored before the crowning race asked each item once ended it with a whole-split step
+    that repeats the earlier steps' items: the merged row counts each item once."""
+    verdicts = {f"q{i}": i < 9 for i in range(12)}
+    steps = [_step(1, 4, 4), _step(2, 4, 4), _step(3, 12, 9)]  # q0-3, q4-7, then all 12 again
+    merged = _merged(steps, 1.0, verdicts)
+    assert (merged.n_items, merged.correct, merged.accuracy) == (12, 9, 0.75)
+    disjoint = _merged([_step(1, 4, 4), _step(2, 4, 1)], 1.0, {})  # no verdicts stored: the steps' sums
+    assert (disjoint.n_items, disjoint.correct) == (8, 5)
