@@ -26,7 +26,7 @@ from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.runtime.discussion import CEO_MAX_TOKENS
 
-SampledNodes = Literal["all", "parallel"]  # a space's `sampled_nodes` (see `CandidateGraph.greedy_nodes`)
+SampledNodes = Literal["all", "parallel", "greedy_first"]  # a space's `sampled_nodes` (`CandidateGraph.greedy_nodes`)
 
 
 def copies_its_input(role: str, inputs: int) -> bool:
@@ -81,13 +81,20 @@ class CandidateGraph:
         With `parallel`, only answers drawn side by side (two or more model nodes without inputs)
         sample: one answer alone gains nothing from sampling and loses accuracy to it (a sampled
         1.5B single call is a weaker baseline than the greedy one a user would run), and a critic or
-        fuser judges its inputs best greedily.
+        fuser judges its inputs best greedily. `greedy_first` is `parallel` with each model's first
+        parallel answer greedy: "one greedy call plus samples", the mixed graph that beat the 1.5B's
+        single call on HumanEval (docs/real-models.md), which `parallel` cannot express.
         """
         if sampled_nodes == "all":
             return frozenset()
         models = [i for i, node in enumerate(self.nodes) if node.model is not None]
         sources = [i for i in models if not self.predecessors[i]]
         parallel = set(sources) if len(sources) >= 2 else set()
+        if sampled_nodes == "greedy_first":
+            # each model's first parallel answer is its greedy one, so a chooser over "greedy call +
+            # samples" can never be left without the answer a single call would have given
+            firsts = {self.nodes[i].model: i for i in sorted(parallel, reverse=True)}
+            parallel -= set(firsts.values())
         return frozenset(i for i in models if i not in parallel)
 
     def problems(self) -> list[str]:

@@ -125,7 +125,8 @@ class SpaceSpec(StrictModel):
     budget: SpaceBudget
     defaults: Sampling = Field(default_factory=Sampling)
     # Which model nodes sample at `defaults.temperature`: `all`, or `parallel`: only answers drawn side
-    # by side (two or more nodes without inputs); a lone answer, critics and fusers answer greedily.
+    # by side (two or more nodes without inputs); a lone answer, critics and fusers answer greedily;
+    # or `greedy_first`: as `parallel`, but each model's first parallel answer is greedy too.
     sampled_nodes: SampledNodes = "all"
     answer_format: AnswerFormat | None = None
     objective: Objective = Field(default_factory=Objective)

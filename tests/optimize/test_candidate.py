@@ -102,6 +102,23 @@ def test_with_parallel_sampling_only_side_by_side_answers_sample() -> None:
     assert [node.temperature for node in fused.to_spec("cand", MODELS).nodes] == [None, None, None]
 
 
+def test_greedy_first_makes_each_models_first_parallel_answer_greedy() -> None:
+    """`sampled_nodes: greedy_first`: one greedy answer per model among the parallel ones, the rest
+    sample; a lone answer, critics and fusers stay greedy as with `parallel`."""
+    big = NodeChoice("assistant", "big")
+    tester = NodeChoice("tester", None)
+    mixed = CandidateGraph((big, big, A, big, A, tester), frozenset({(i, 5) for i in range(5)}))
+    assert mixed.greedy_nodes("greedy_first") == {0, 2}
+    assert mixed.greedy_nodes("parallel") == frozenset()
+    single = CandidateGraph((A,), frozenset())
+    fused = CandidateGraph((A, A, F), frozenset({(0, 2), (1, 2)}))
+    assert single.greedy_nodes("greedy_first") == {0}
+    assert fused.greedy_nodes("greedy_first") == {0, 2}
+    spec = mixed.to_spec("cand", MODELS, sampled_nodes="greedy_first")
+    assert [node.temperature for node in spec.nodes] == [0.0, None, 0.0, None, None, None]
+    assert graph_issues(spec) == []
+
+
 def test_short_names_say_what_a_baseline_is() -> None:
     a, vote, tester = NodeChoice("assistant", "l8"), NodeChoice("vote", None), NodeChoice("tester", None)
     fan_in = frozenset({(0, 3), (1, 3), (2, 3)})

@@ -96,6 +96,19 @@ def test_parallel_sampling_reaches_the_truth_and_the_written_graph_alike(tmp_pat
     assert spec_graph(spec) == SimOracle.for_space(space).graph(search_optimum(space).candidate)
 
 
+def test_greedy_first_scores_a_models_first_parallel_answer_greedily() -> None:
+    """`sampled_nodes: greedy_first`: the oracle's graph and the graph file written from the
+    candidate give the first parallel answer of each model temperature 0, the others the space's."""
+    space = SpaceSpec.model_validate({**TINY, "sampled_nodes": "greedy_first", "defaults": {"temperature": 0.8}})
+    parallel = SpaceSpec.model_validate({**TINY, "sampled_nodes": "parallel", "defaults": {"temperature": 0.8}})
+    answer, vote = NodeChoice("assistant", "l1"), NodeChoice("vote", None)
+    samples = CandidateGraph((answer, answer, answer, vote), frozenset({(0, 3), (1, 3), (2, 3)}))
+    oracle = SimOracle.for_space(space)
+    assert oracle.expected_accuracy(samples) != SimOracle.for_space(parallel).expected_accuracy(samples)
+    spec = samples.to_spec("samples", dict(space.models), defaults=space.defaults, sampled_nodes="greedy_first")
+    assert spec_graph(spec) == oracle.graph(samples)
+
+
 def test_latency_budget_excludes_slow_models() -> None:
     space = SpaceSpec.model_validate(
         {
