@@ -90,6 +90,11 @@ class WorkerStore(Store):
     def cache_get(self, key: str) -> CacheEntry | None:
         return _ITEM.get().cache.get(key)
 
+    def has_cached(self, routes: Sequence[str]) -> bool:
+        """Whether the item's shipped cache entries include these routes (a graph then starts their
+        servers at the first miss, as it would in the driver)."""
+        return any(entry.route in routes for entry in _ITEM.get().cache.values())
+
     def record_calls(self, calls: Any) -> None:
         item = _ITEM.get()
         for cache_entry, spend in calls:

@@ -74,6 +74,11 @@ def _resolver_for(prefix: str) -> EndpointResolver | None:
     return _RESOLVERS.get(prefix)
 
 
+def has_resolver(route: str) -> bool:
+    """Whether a resolver decides where the route's calls go (`local/`: it starts a server first)."""
+    return _resolver_for(route.split("/", 1)[0] + "/") is not None
+
+
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     resolver = _resolver_for(model.route.split("/", 1)[0] + "/")
     if resolver is not None:

@@ -21,7 +21,7 @@ from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models.cost import price_is_known
-from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
+from agentscale.models.gateway import Gateway, GatewaySettings, has_resolver, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
 from agentscale.runtime.calls import RunValues, record_interrupted
@@ -190,9 +190,20 @@ class Graph:
         return asyncio.run(self.arun(question, **kwargs))
 
     async def _prepare_endpoints(self) -> None:
-        local = {m.route: m for m in self.runtime.models.values() if m.route.startswith("local/")}
-        if local:
-            await asyncio.gather(*(resolve_endpoint(model) for model in local.values()))
+        """Resolve the endpoints a resolver provides (a `local/` model's server starts here, before
+        the run's clock), except where the response cache may answer instead: a re-run from the
+        cache must not wait a minute per local model for servers it never calls. Those resolve at
+        their first cache miss (the gateway resolves on every miss). A graph with a time budget
+        starts every server first, so no question spends its seconds waiting for one."""
+        served = {m.route: m for m in self.runtime.models.values() if has_resolver(m.route)}
+        deferred = {route for route in served if self._cache_may_answer(route)}
+        await asyncio.gather(*(resolve_endpoint(m) for route, m in served.items() if route not in deferred))
+
+    def _cache_may_answer(self, route: str) -> bool:
+        store, budget = self.gateway.store, self.spec.budget
+        if not self.gateway.settings.cache or store is None or (budget is not None and budget.max_latency_s):
+            return False
+        return store.has_cached([route])
 
     def _app(self) -> CompiledStateGraph:
         """What `arun` invokes for a DAG: `compile()`'s graph less the `__prepare__` step, since `arun`

@@ -1,0 +1,82 @@
+"""When a graph starts the servers a resolver provides (`local/` models): before the run, so no
+question waits for one, unless the response cache may answer; then at the first cache miss, so a
+re-run from the cache never waits a minute per model for a server it does not call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from agentscale import Gateway, GatewaySettings, Graph, GraphEvent, RunResult, Store
+from agentscale.models import gateway as gateway_module
+from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.registry import ResolvedModel
+from agentscale.testing import ScriptedServer
+
+PREFIX = "startcount/"
+
+
+@dataclass
+class Starts:
+    """A resolver that "starts a server" on its first resolution, as `local/` models do, and notes
+    how many of the run's events (a node started, ...) had happened by then: 0 is before the run."""
+
+    scripted: ScriptedServer
+    events: list[GraphEvent] = field(default_factory=list)
+    started_after: list[int] = field(default_factory=list)
+
+    async def resolve(self, model: ResolvedModel) -> Endpoint:
+        if not self.started_after:
+            self.started_after.append(len(self.events))
+        return Endpoint("hosted_vllm/scripted", self.scripted.api_base)
+
+    async def run(self, graph: Graph, question: str) -> RunResult:
+        self.events.clear()
+        return await graph.arun(question, on_event=self.events.append)
+
+    def stop(self) -> None:
+        self.started_after.clear()
+
+
+@pytest.fixture
+def starts(scripted: ScriptedServer) -> Iterator[Starts]:
+    server = Starts(scripted)
+    register_endpoint_resolver(PREFIX, server.resolve)
+    yield server
+    gateway_module._RESOLVERS.pop(PREFIX, None)
+
+
+def _graph(store: Store, *, cache: bool = True, budget: str = "") -> Graph:
+    text = f"name: started\nmodels:\n  m: {{model: {PREFIX}x}}\n{budget}"
+    text += "defaults: {temperature: 0}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    return Graph.from_yaml(text, gateway=Gateway(store, GatewaySettings(cache=cache, max_retries=0)))
+
+
+async def test_servers_start_before_the_run_unless_the_cache_may_answer(starts: Starts, tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    first = await starts.run(_graph(store), "What is 1 + 1?")
+    assert starts.started_after == [0]  # before the run: nothing cached for the route
+    starts.stop()  # a new process: its server is gone, the database stays
+
+    again = await starts.run(_graph(store), "What is 1 + 1?")
+    assert again.answer == first.answer and again.usage.calls == 0
+    assert starts.started_after == []  # answered from the cache: no server started
+
+    fresh = await starts.run(_graph(store), "What is 2 + 2?")
+    assert fresh.usage.calls == 1 and starts.started_after == [1]  # at the first cache miss: node a started
+
+
+@pytest.mark.parametrize(
+    ("cache", "budget"), [(False, ""), (True, "budget: {max_latency_s: 30}\n")], ids=["cache off", "time budget"]
+)
+async def test_without_the_cache_or_with_a_time_budget_servers_start_first(
+    starts: Starts, tmp_path: Path, cache: bool, budget: str
+) -> None:
+    store = Store(tmp_path / "a.db")
+    await starts.run(_graph(store), "What is 1 + 1?")
+    starts.stop()
+    await starts.run(_graph(store, cache=cache, budget=budget), "What is 1 + 1?")
+    assert starts.started_after == [0]  # before the run, although the cache holds this route's answer
