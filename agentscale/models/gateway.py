@@ -62,9 +62,16 @@ _RESOLVERS: dict[str, EndpointResolver] = {}
 _BUILTIN_RESOLVERS = {"local/": "agentscale.models.local"}
 
 
-def register_endpoint_resolver(prefix: str, resolver: EndpointResolver) -> None:
-    """Let a route prefix (`sim/`, a test's) decide where its calls go (e.g. start a server first)."""
+# Prefixes whose resolver starts a server: a graph resolves them before its run (see `Graph.arun`).
+_SERVER_PREFIXES = {"local/"}
+
+
+def register_endpoint_resolver(prefix: str, resolver: EndpointResolver, *, starts_server: bool = False) -> None:
+    """Let a route prefix (`sim/`, a test's) decide where its calls go; `starts_server`: resolving
+    starts a server, which a graph then does before its run rather than inside a question."""
     _RESOLVERS[prefix] = resolver
+    if starts_server:
+        _SERVER_PREFIXES.add(prefix)
 
 
 def _resolver_for(prefix: str) -> EndpointResolver | None:
@@ -74,9 +81,9 @@ def _resolver_for(prefix: str) -> EndpointResolver | None:
     return _RESOLVERS.get(prefix)
 
 
-def has_resolver(route: str) -> bool:
-    """Whether a resolver decides where the route's calls go (`local/`: it starts a server first)."""
-    return _resolver_for(route.split("/", 1)[0] + "/") is not None
+def starts_server(route: str) -> bool:
+    """Whether resolving the route's endpoint starts a server (`local/` models)."""
+    return route.split("/", 1)[0] + "/" in _SERVER_PREFIXES
 
 
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:

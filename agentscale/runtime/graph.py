@@ -21,7 +21,7 @@ from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models.cost import price_is_known
-from agentscale.models.gateway import Gateway, GatewaySettings, has_resolver, resolve_endpoint
+from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint, starts_server
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.routes import route_issues
 from agentscale.runtime.calls import RunValues, record_interrupted
@@ -190,12 +190,12 @@ class Graph:
         return asyncio.run(self.arun(question, **kwargs))
 
     async def _prepare_endpoints(self) -> None:
-        """Resolve the endpoints a resolver provides (a `local/` model's server starts here, before
-        the run's clock), except where the response cache may answer instead: a re-run from the
-        cache must not wait a minute per local model for servers it never calls. Those resolve at
-        their first cache miss (the gateway resolves on every miss). A graph with a time budget
-        starts every server first, so no question spends its seconds waiting for one."""
-        served = {m.route: m for m in self.runtime.models.values() if has_resolver(m.route)}
+        """Start the models' servers (`local/` routes) before the run's clock, except where the
+        response cache may answer instead: a re-run from the cache must not wait a minute per local
+        model for servers it never calls. Those start at their first cache miss (the gateway
+        resolves on every miss). A graph with a time budget starts every server first, so no
+        question spends its seconds waiting for one."""
+        served = {m.route: m for m in self.runtime.models.values() if starts_server(m.route)}
         deferred = {route for route in served if self._cache_may_answer(route)}
         await asyncio.gather(*(resolve_endpoint(m) for route, m in served.items() if route not in deferred))
 

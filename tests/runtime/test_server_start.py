@@ -1,4 +1,4 @@
-"""When a graph starts the servers a resolver provides (`local/` models): before the run, so no
+"""When a graph starts the servers its models need (`local/` routes): before the run, so no
 question waits for one, unless the response cache may answer; then at the first cache miss, so a
 re-run from the cache never waits a minute per model for a server it does not call."""
 
@@ -44,9 +44,10 @@ class Starts:
 @pytest.fixture
 def starts(scripted: ScriptedServer) -> Iterator[Starts]:
     server = Starts(scripted)
-    register_endpoint_resolver(PREFIX, server.resolve)
+    register_endpoint_resolver(PREFIX, server.resolve, starts_server=True)
     yield server
     gateway_module._RESOLVERS.pop(PREFIX, None)
+    gateway_module._SERVER_PREFIXES.discard(PREFIX)
 
 
 def _graph(store: Store, *, cache: bool = True, budget: str = "") -> Graph:
