@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -278,7 +279,9 @@ def test_the_testers_record_reaches_the_next_ceo_call(make_graph, scripted: Scri
     assert result.rounds is not None and "return 2 * x" in (result.answer or "")
     second = ceo_requests(scripted)[1]["messages"][-1]["content"]
     assert "r1.t (tester) answered:" in second
-    assert "examples run: Candidate 1: 1/1 stated examples passed Candidate 2: 0/1" in second
+    # which assistant's request reaches the scripted server first (and gets the right program) is up to
+    # the machine's scheduling: the record names the passing candidate either way
+    assert re.search(r"examples run: Candidate 1: ([01])/1 stated examples passed Candidate 2: (?!\1)[01]/1", second)
 
 
 DOUBLE = 'def double(x):\n    """Twice x.\n    >>> double(2)\n    4\n    """\n'
