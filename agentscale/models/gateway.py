@@ -81,13 +81,17 @@ def _resolver_for(prefix: str) -> EndpointResolver | None:
     return _RESOLVERS.get(prefix)
 
 
+def _prefix(route: str) -> str:
+    return route.split("/", 1)[0] + "/"
+
+
 def starts_server(route: str) -> bool:
     """Whether resolving the route's endpoint starts a server (`local/` models)."""
-    return route.split("/", 1)[0] + "/" in _SERVER_PREFIXES
+    return _prefix(route) in _SERVER_PREFIXES
 
 
 async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
-    resolver = _resolver_for(model.route.split("/", 1)[0] + "/")
+    resolver = _resolver_for(_prefix(model.route))
     if resolver is not None:
         return await resolver(model)
     api_key = os.environ.get(model.api_key_env) if model.api_key_env else None
