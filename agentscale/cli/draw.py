@@ -17,7 +17,9 @@ def draw_command(
     graph_file: Annotated[Path, typer.Argument(help="Graph YAML file.", show_default=False)],
     out_file: Annotated[
         Path | None,
-        typer.Option("-o", "--out", help="Picture to write: .svg, or .png (needs agentscale[png]). Default: GRAPH.svg"),
+        typer.Option(
+            "-o", "--out", help="Picture to write: .svg, or .png (needs agentscale\\[png]). Default: GRAPH.svg"
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -277,7 +277,7 @@ def search_command(
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Retrieve the behaviors a question would get (embeddings with agentscale[embed], else BM25).
+    """Retrieve the behaviors a question would get (embeddings with agentscale\\[embed], else BM25).
 
     Example:
 

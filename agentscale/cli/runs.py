@@ -258,7 +258,7 @@ def optuna_command(
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Write an optimization's search as an Optuna study (needs agentscale[optuna]) for optuna-dashboard.
+    """Write an optimization's search as an Optuna study (needs agentscale\\[optuna]) for optuna-dashboard.
 
     Each search evaluation is a trial with two objectives, accuracy and compute; re-export replaces the study.
 

@@ -21,7 +21,7 @@ TraceOption = Annotated[
     str | None,
     typer.Option(
         "--trace",
-        help="OpenTelemetry spans (needs agentscale[otel]): otlp (to OTEL_EXPORTER_OTLP_ENDPOINT, e.g. Jaeger, "
+        help="OpenTelemetry spans (needs agentscale\\[otel]): otlp (to OTEL_EXPORTER_OTLP_ENDPOINT, e.g. Jaeger, "
         "Phoenix, Langfuse), console (stderr) or off (default; env AGENTSCALE_TRACE). Prompts and answers "
         "only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.",
         show_default=False,

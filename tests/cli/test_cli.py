@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 
-from agentscale.cli.app import main
+from agentscale.cli.app import app, main
 from agentscale.testing import ScriptedServer
 from tests.conftest import graph_yaml
 
@@ -188,3 +191,30 @@ def test_tasks_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "tasks", "list", "--json")
     names = {t["name"] for t in json.loads(out)}
     assert code == 0 and {"humaneval", "champ", "rg:basic_arithmetic"} <= names
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command of the CLI with the words that reach it (typer's own click types: duck-typed)."""
+    found = [(path, group)]
+    if hasattr(group, "commands"):
+        for name, sub in group.commands.items():
+            found += _commands(sub, (*path, name))
+    return found
+
+
+def test_help_keeps_every_bracketed_extra(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich reads `agentscale[otel]` as a markup tag and drops it unless escaped; every extra must reach --help."""
+    monkeypatch.setenv("COLUMNS", "400")
+    extras = re.compile(r"agentscale\\?\[(\w+)\]")
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        texts = [command.help or ""] + [getattr(param, "help", None) or "" for param in command.params]
+        wanted = {f"agentscale[{extra}]" for text in texts for extra in extras.findall(text)}
+        if not wanted:
+            continue
+        code, out, _ = run_cli(capsys, *path, "--help")
+        assert code == 0
+        flat = " ".join(out.replace("│", " ").split())
+        assert {w for w in wanted if w not in flat} == set(), path
+        checked += 1
+    assert checked >= 4
