@@ -46,6 +46,7 @@ import yaml
 
 from agentscale.graphs.located import load_located
 from agentscale.models.gateway import Gateway
+from agentscale.optimize.crowning import SEPARATION_Z, crown
 from agentscale.optimize.pilot import single
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import SpaceSpec, space_from_data
@@ -94,6 +95,9 @@ class RunRecord:
     # with a split drawn per seed, the reference and the best single on this run's own test split
     reference_accuracy: float | None = None
     best_single_accuracy: float | None = None
+    # with --margins: the crown decided again over the same finalists with each margin (in standard
+    # errors beyond one item), as {margin: simulated expected test accuracy of that crown}
+    recrowned: dict[str, float] | None = None
 
 
 def space_files(names: list[str] | None = None) -> list[Path]:
@@ -121,6 +125,16 @@ def configured(text: str, iterations: int, split_seed: int | None = None) -> tup
         data["task"]["seed"] = split_seed
     changed = yaml.safe_dump(data, sort_keys=False)
     return space_from_data(load_located(changed, "space.yaml"), "space.yaml"), changed
+
+
+def with_train(text: str, train: int | None) -> str:
+    """The space text with `task.train` set (None: as written). A new train size moves the test
+    split, so the stored best-known graph is then scored by the truth on the split drawn."""
+    if train is None:
+        return text
+    data = yaml.safe_load(text)
+    data["task"]["train"] = train
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def reference(path: Path, space: SpaceSpec, *, stored_split: bool = True) -> Reference:
@@ -153,9 +167,11 @@ async def run_once(
     score_test: bool,
     workdir: Path,
     own_split: Reference | None = None,
+    margins: list[float] | None = None,
 ) -> RunRecord:
     """`agentscale optimize` on a fresh database, then the crowned graph's true test accuracy;
-    with `own_split` (the reference on it), the task's split is drawn with the run's seed."""
+    with `own_split` (the reference on it), the task's split is drawn with the run's seed; with
+    `margins`, the crown is decided again over the run's finalists with each (`recrowned`)."""
     space, changed = configured(text, iterations, seed if own_split is not None else None)
     store = Store(workdir / f"{method}-{seed}-{iterations}.db")
     optimization = Optimization(
@@ -164,8 +180,20 @@ async def run_once(
     started = time.perf_counter()
     result = await optimization.run()
     seconds = time.perf_counter() - started
-    truth = SimOracle.for_space(space).estimate(result.best_train.candidate, "test")
+    oracle = SimOracle.for_space(space)
+    truth = oracle.estimate(result.best_train.candidate, "test")
     stages = result.usage["calls_by_stage"]
+    recrowned = None
+    if margins and result.crowning is not None:
+        finalists = [finalist.observation for finalist in result.crowning.finalists]
+        singles = {single(alias).canonical_key for alias in space.models}
+        weight = space.objective.accuracy
+        recrowned = {
+            f"{z:g}": oracle.estimate(
+                crown(finalists, accuracy_weight=weight, baselines=singles, separation_z=z).crowned.candidate, "test"
+            ).accuracy
+            for z in margins
+        }
     return RunRecord(
         method=method,
         seed=seed,
@@ -183,6 +211,7 @@ async def run_once(
         reported_advantage=result.advantage.to_dict() if result.advantage else None,
         reference_accuracy=own_split.accuracy if own_split else None,
         best_single_accuracy=own_split.best_single if own_split else None,
+        recrowned=recrowned,
     )
 
 
@@ -204,6 +233,12 @@ def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict
     for run in runs:
         curve.setdefault(run.seed, []).append(run)
     ratios = [r.crowned_accuracy / _reference(r, ref) for r in default]
+    margins: dict[str, dict[str, float]] = {}
+    for run in default:
+        for z, accuracy in (run.recrowned or {}).items():
+            figures = margins.setdefault(z, {"ratios": [], "beats_best_single": 0})
+            figures["ratios"].append(accuracy / _reference(run, ref))
+            figures["beats_best_single"] += accuracy >= _best_single(run, ref) - 1e-9
     reach = [calls_to_target(seed_runs, TARGET * _reference(seed_runs[0], ref)) for seed_runs in curve.values()]
     bounds = [
         v if math.isfinite(v) else float(max(seed_runs, key=lambda r: r.iterations).spend_calls)
@@ -220,6 +255,15 @@ def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict
         "reached_95": sum(math.isfinite(v) for v in reach),
         "seeds": len(curve),
         "seconds": sum(r.seconds for r in runs),
+        "margins": {
+            z: {
+                "mean_ratio": statistics.mean(f["ratios"]),
+                "median_ratio": statistics.median(f["ratios"]),
+                "worst_ratio": min(f["ratios"]),
+                "beats_best_single": f["beats_best_single"],
+            }
+            for z, f in margins.items()
+        },
     }
 
 
@@ -232,16 +276,25 @@ def _best_single(run: RunRecord, ref: Reference) -> float:
 
 
 async def benchmark_space(
-    path: Path, methods: list[str], seeds: int, levels: list[int], workdir: Path, *, split_per_seed: bool = False
+    path: Path,
+    methods: list[str],
+    seeds: int,
+    levels: list[int],
+    workdir: Path,
+    *,
+    split_per_seed: bool = False,
+    train: int | None = None,
+    margins: list[float] | None = None,
 ) -> dict[str, Any]:
     """Every method's runs on one space. With `split_per_seed`, seed S also draws the task's
     train/test split (`task.seed: S`): a space's seeds otherwise share one split, so one lucky
-    draw of a single model's train items decides every seed alike."""
-    text = path.read_text()
+    draw of a single model's train items decides every seed alike. `train` overrides the space's
+    train size; `margins` re-decides each default-settings crown (see `run_once`)."""
+    text = with_train(path.read_text(), train)
     space = space_from_data(load_located(text, str(path)), str(path))
     # each split's reference is the truth of the best-known graph there (the stored figure is for
-    # the split it was found on, which a space file with another train size no longer draws)
-    ref = reference(path, space, stored_split=not split_per_seed)
+    # the split it was found on, which another seed or train size no longer draws)
+    ref = reference(path, space, stored_split=not split_per_seed and train is None)
     own_splits: dict[int, Reference | None] = {seed: None for seed in range(seeds)}
     if split_per_seed:
         for seed in own_splits:
@@ -252,6 +305,7 @@ async def benchmark_space(
         "reference": asdict(ref),
         "default_iterations": default_level,
         "split_per_seed": split_per_seed,
+        "train": space.task.train,
         "methods": {},
         "runs": [],
     }
@@ -268,6 +322,7 @@ async def benchmark_space(
                     score_test=level == default_level,
                     workdir=workdir,
                     own_split=own_split,
+                    margins=margins if level == default_level else None,
                 )
                 report["runs"].append(asdict(record))
                 share = record.crowned_accuracy / _reference(record, ref)
@@ -345,6 +400,13 @@ def print_space(name: str, report: dict[str, Any]) -> None:
             f"{f['beats_best_single']:>11}/{f['runs']:<2} {f['median_spend_calls']:>15.0f} {reach:>12} "
             f"{f['reached_95']:>4}/{f['seeds']:<2} {versus[0]:>9} {versus[1]:>7}"
         )
+    for method, f in report["methods"].items():
+        for z, m in f.get("margins", {}).items():
+            print(
+                f"  {method} crowned again with margin {z} SE (margin {SEPARATION_Z:g} ships): crowned/ref mean "
+                f"{100 * m['mean_ratio']:.1f}%, median {100 * m['median_ratio']:.1f}%, worst "
+                f"{100 * m['worst_ratio']:.1f}%, >= best single {m['beats_best_single']}/{f['runs']}"
+            )
 
 
 def _ratio(figures: dict[str, Any], other: str) -> str:
@@ -371,6 +433,12 @@ async def main() -> None:
         action="store_true",
         help="seed S also draws the task's train/test split (task.seed: S); default: the space's own split",
     )
+    parser.add_argument("--train", type=int, help="train items of every space (default: each space's own)")
+    parser.add_argument(
+        "--margins",
+        help="comma-separated crowning margins in standard errors beyond one item (e.g. 0,0.5,1,1.645): each "
+        "default-settings crown is decided again over the same finalists with each, and scored by the truth",
+    )
     parser.add_argument("--json", action="store_true", help="print {space: {...}} as JSON on stdout")
     parser.add_argument(
         "--combine", nargs="+", type=Path, metavar="JSON", help="print the tables of --json reports run separately"
@@ -384,12 +452,20 @@ async def main() -> None:
         return
     names = args.spaces.split(",") if args.spaces else None
     levels = [int(v) for v in args.levels.split(",")]
+    margins = [float(v) for v in args.margins.split(",")] if args.margins else None
     started = time.perf_counter()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="agentscale-bench-") as workdir:
         for path in space_files(names):
             report[path.stem] = await benchmark_space(
-                path, args.methods.split(","), args.seeds, levels, Path(workdir), split_per_seed=args.split_per_seed
+                path,
+                args.methods.split(","),
+                args.seeds,
+                levels,
+                Path(workdir),
+                split_per_seed=args.split_per_seed,
+                train=args.train,
+                margins=margins,
             )
             if not args.json:
                 print_space(path.stem, report[path.stem])

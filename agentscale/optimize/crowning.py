@@ -38,9 +38,10 @@ from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
-SEPARATION_Z = 0.0  # standard errors beyond one item of difference before two finalists count as apart
+# standard errors beyond one item of difference before two finalists count as apart; wider margins
+# were measured and lost more than they saved (docs/benchmarks.md, `optimizer_efficiency.py --margins`)
+SEPARATION_Z = 0.0
 WARN_TOP = 3  # the warning looks at this many finalists from the top
-_TIE = "within one item" + (f" and {SEPARATION_Z:g} standard errors" if SEPARATION_Z else "")
 PRIOR_SPREAD = 0.05  # least spread of true rewards among searched graphs assumed by the shrinkage
 
 
@@ -50,10 +51,11 @@ class Finalist:
 
     observation: Observation
     versus_leader: PairedDifference | None  # None for the leader itself
+    separation_z: float = SEPARATION_Z
 
     @property
     def separated(self) -> bool:
-        return self.versus_leader is not None and self.versus_leader.separated(SEPARATION_Z)
+        return self.versus_leader is not None and self.versus_leader.separated(self.separation_z)
 
     def to_dict(self) -> dict[str, Any]:
         o = self.observation
@@ -143,32 +145,39 @@ def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, float]:
     return {key: centre + (e[0] - centre) * spread / (spread + max(e[1], 1e-4) / e[2]) for key, e in estimates.items()}
 
 
-def crown(evaluated: list[Observation], *, accuracy_weight: float, baselines: Collection[str] = ()) -> Crowning:
+def crown(
+    evaluated: list[Observation],
+    *,
+    accuracy_weight: float,
+    baselines: Collection[str] = (),
+    separation_z: float = SEPARATION_Z,
+) -> Crowning:
     """Decide among finalists scored on the same items (see the module docstring, step 3);
-    `baselines` are the canonical keys of the single calls, scored before the search."""
+    `baselines` are the canonical keys of the single calls, scored before the search; `separation_z`
+    widens "apart" beyond one item (the benchmark re-decides crowns with several)."""
     if not evaluated:
         raise ValueError("crowning needs at least one evaluated finalist")
     ranked = sorted(evaluated, key=lambda o: (-o.reward, o.compute))
     leader = ranked[0]
-    rows = [Finalist(leader, None)]
+    rows = [Finalist(leader, None, separation_z)]
     for other in ranked[1:]:
         gap = penalty(other, accuracy_weight) - penalty(leader, accuracy_weight)
-        rows.append(
-            Finalist(other, paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight))
-        )
+        difference = paired_difference(leader.outcomes, other.outcomes, offset=gap, scale=accuracy_weight)
+        rows.append(Finalist(other, difference, separation_z))
+    tie = "within one item" + (f" and {separation_z:g} standard errors" if separation_z else "")
     n = leader.n_items
     close = [row.observation for row in rows[1:] if not row.separated]
     close_singles = [o for o in close if o.candidate.canonical_key in baselines]
     if leader.candidate.canonical_key in baselines or not close_singles:
         reason = f"best mean objective on the {n} train items"
         if close:
-            reason += f"; {len(close)} other finalist(s) {_TIE} of it"
+            reason += f"; {len(close)} other finalist(s) {tie} of it"
         crowned = leader
     else:
         crowned = close_singles[0]  # ranked: the best of them
         reason = (
             f"the train split ({n} items) cannot separate the searched leader ({leader.accuracy:.1%}) from "
-            f"this single call ({crowned.accuracy:.1%}: {_TIE}); the searched graph's score is inflated by "
+            f"this single call ({crowned.accuracy:.1%}: {tie}); the searched graph's score is inflated by "
             "its selection on these items and the single call's is not, so the single call is crowned"
         )
     return Crowning(crowned, leader, reason, rows, _warning(ranked, accuracy_weight))

@@ -80,6 +80,19 @@ def test_a_searched_leader_within_one_item_of_a_single_call_gives_way_to_it() ->
     assert separated.finalists[1].separated and separated.finalists[1].versus_leader is not None
 
 
+def test_a_wider_margin_hands_a_narrow_lead_to_the_single_call() -> None:
+    """Three items ahead is more than one item, so margin 0 keeps the searched leader; with a margin
+    of one standard error of the paired difference the same lead is too narrow and the single call is
+    crowned, and the reason names the margin."""
+    leader = observed(voted("big", 3), set(TRAIN[:34]), TRAIN, compute=24.0)  # 34/60
+    big = observed(single("big"), set(TRAIN[:28] + TRAIN[40:43]), TRAIN, compute=8.0)  # 31/60: 6 vs 3 apart
+    singles = {big.candidate.canonical_key}
+    assert crown([leader, big], accuracy_weight=1.0, baselines=singles).crowned is leader
+    widened = crown([leader, big], accuracy_weight=1.0, baselines=singles, separation_z=1.0)
+    assert widened.crowned is big and not widened.finalists[1].separated
+    assert "within one item and 1 standard errors" in widened.reason
+
+
 def test_a_cheaper_graph_within_one_item_does_not_displace_a_better_leader() -> None:
     """Neither a cheaper searched graph nor a cheaper single call takes the crown from a single call
     or a searched graph that leads it: the objective already prices compute (on a real 20-item split,
