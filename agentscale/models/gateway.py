@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentscale.errors import AgentScaleError, ModelCallError
@@ -202,6 +202,9 @@ class Gateway:
         self.settings = settings or GatewaySettings.from_env()
         self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
         self._routers = ReplicaRouters()
+        # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
+        # waits for that answer, as it would find it in the cache had it come later
+        self._in_flight: dict[tuple[int, str], asyncio.Future[CallResult]] = {}
 
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
         """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
@@ -258,6 +261,32 @@ class Gateway:
         hit = self.cached(request)
         if hit is not None:
             return hit
+        if not (self.settings.cache and self.store is not None):
+            return await self._paid(request, node=node, timeout_s=timeout_s, run_id=run_id)
+        key = (id(asyncio.get_running_loop()), request.cache_key())
+        asked = self._in_flight.get(key)
+        if asked is not None:
+            try:
+                first = await asyncio.shield(asked)
+            except Exception:  # the first asker failed or was cancelled: this one tries for itself
+                return await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            return replace(first, cached=True, endpoint="cache", attempts=0)
+        answer: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = answer
+        try:
+            result = await self._paid(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            answer.set_result(result)
+            return result
+        finally:
+            del self._in_flight[key]
+            if not answer.done():
+                answer.set_exception(ModelCallError("the same request asked first did not finish", node=node))
+                answer.exception()  # retrieved: waiting askers, if any, call for themselves
+
+    async def _paid(
+        self, request: CallRequest, *, node: str | None, timeout_s: float | None, run_id: str | None
+    ) -> CallResult:
+        """Call the model (bounded retries, the endpoint's concurrency limit) and record the spend."""
         endpoint = await resolve_endpoint(request.model)
         where = endpoint.where or request.model.route
         base_timeout = endpoint.timeout_s or self.settings.timeout_s

@@ -38,8 +38,9 @@ def _graph(servers: tuple[ScriptedServer, ...], gateway: Gateway, *, width: int 
     bases = ", ".join(f'"{s.api_base}"' for s in servers)
     nodes = "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(width))
     text = f"name: replicas\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: [{bases}]{extra}}}\nnodes:\n{nodes}"
-    if width > 1:
+    if width > 1:  # sampled: identical greedy requests in flight together would be one call (the gateway)
         text += "  - {id: v, role: vote}\nedges:\n  - " + ", ".join(f"s{i}" for i in range(width)) + " -> v\n"
+        text += "defaults: {temperature: 0.7}\n"
     return Graph.from_yaml(text, gateway=gateway)
 
 

@@ -1,0 +1,52 @@
+"""The same request asked again while its paid call is in flight waits for that answer (the response
+cache would have given it a moment later), so evaluations run side by side pay no more than in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
+from agentscale.models.registry import ResolvedModel
+from agentscale.storage.db import Store
+from agentscale.testing import ScriptedServer
+from agentscale.testing.scripted_server import Rule
+
+
+def _request(scripted: ScriptedServer, text: str, sample: int | None = None) -> CallRequest:
+    model = ResolvedModel("m", "hosted_vllm/scripted", api_base=scripted.api_base)
+    return CallRequest(model, [{"role": "user", "content": text}], temperature=0.8, sample_index=sample)
+
+
+async def test_the_same_request_in_flight_is_paid_once(scripted: ScriptedServer, store: Store) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=0.4))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    asked = [_request(scripted, "7?", sample=0) for _ in range(3)] + [_request(scripted, "7?", sample=1)]
+    results = await asyncio.gather(*(gateway.complete(r, run_id="r") for r in asked))
+    assert len(scripted.completion_requests) == 2  # sample 0 once, sample 1 once
+    assert [r.cached for r in results].count(False) == 2 and all(r.completion == "Final answer: 7" for r in results)
+    assert store.spend("r")["calls"] == 2
+    again = await gateway.complete(_request(scripted, "7?", sample=0), run_id="r")
+    assert again.cached and len(scripted.completion_requests) == 2
+
+
+async def test_without_the_cache_every_ask_is_a_call(scripted: ScriptedServer, store: Store) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=0.2))
+    gateway = Gateway(store, GatewaySettings(max_retries=0, cache=False))
+    results = await asyncio.gather(*(gateway.complete(_request(scripted, "7?", sample=0)) for _ in range(3)))
+    assert len(scripted.completion_requests) == 3 and not any(r.cached for r in results)
+
+
+async def test_when_the_first_ask_fails_the_waiting_ones_call_for_themselves(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    scripted.add_rule(Rule(status=500, times=1, latency_s=0.3))
+    scripted.add_rule(Rule(replies=["Final answer: 7"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    results = await asyncio.gather(
+        *(gateway.complete(_request(scripted, "7?", sample=0)) for _ in range(3)), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert len(failed) == 1 and len(answered) == 2
+    assert all(r.completion == "Final answer: 7" for r in answered)
+    assert len(scripted.completion_requests) == 2  # the failed one, then one paid call the other waited for
