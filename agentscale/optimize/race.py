@@ -5,9 +5,9 @@ difference (a fixed halving dropped good graphs on 15 items' noise).
 
 The runner races twice with this one procedure: the single calls before the search (a model far
 behind the best stops early, its partial score still informs the model prior) and the crowning pool
-after it. A step evaluates only the items new to it, and a graph's steps are pooled into one
-observation, so no item is asked twice (with the response cache off too); when the spend cap stops
-a step, what that step finished stands.
+after it. A step evaluates only the items new to it, the graphs of a step side by side, and a
+graph's steps are pooled into one observation, so no item is asked twice (with the response cache
+off too); when the spend cap stops a step, what that step finished stands.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import penalty
 from agentscale.optimize.objective import Observation, pooled
@@ -67,14 +68,10 @@ async def race(
     last: list[Observation] = []
     behind: list[Observation] = []
     for items in race_steps(len(order)):
-        steps: list[Observation] = []
-        capped = False
-        for candidate in racing:
-            try:
-                steps.append(await evaluate(candidate, order[answered:items]))
-            except SpendCapReached:
-                capped = True
-                break
+        steps, stopped = await side_by_side(
+            [evaluate(candidate, order[answered:items]) for candidate in racing], SpendCapReached
+        )
+        capped = stopped is not None
         stepped = {o.candidate.canonical_key for o in steps}
         scored = pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, accuracy_weight)
         if capped:  # what was measured stands; those the cap reached first have one step fewer

@@ -34,6 +34,7 @@ from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
+from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import Crowning, best_single, crown, rank
 from agentscale.optimize.methods import METHODS
@@ -481,22 +482,28 @@ class Optimization:
     async def _test(
         self, crowned: Observation, singles: list[Observation]
     ) -> tuple[TestScore, dict[str, TestScore], dict[str, TestScore], Advantage | None]:
-        """The crowned graph, every single model and the best single's vote on the test split."""
-        best = await self._score("best", crowned.candidate)
-        single_scores: dict[str, TestScore] = {}
-        for observation in singles:
-            alias = _alias(observation.candidate)
-            same = observation.candidate.canonical_key == crowned.candidate.canonical_key
-            candidate = observation.candidate
-            single_scores[alias] = best if same else await self._score(candidate.short_name(), candidate)
-        baselines: dict[str, TestScore] = {}
+        """The crowned graph, every single model and the best single's vote on the test split (side
+        by side; a spend cap that refuses one raises once the others are stored)."""
+        others = [o.candidate for o in singles if o.candidate.canonical_key != crowned.candidate.canonical_key]
         top = best_single(_most_answered(singles))
+        votes = max_samples(self.problem, _alias(top.candidate), chooser=self.problem.chooser) if top else None
+        if votes is not None and votes.size <= 1:
+            votes = None
+        graphs = [crowned.candidate, *others, *([votes] if votes is not None else [])]
+        names = ["best", *(c.short_name() for c in graphs[1:])]
+        scores, refused = await side_by_side(
+            [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached
+        )
+        if refused is not None:
+            raise refused
+        best = scores[0]
+        by_key = {score.candidate.canonical_key: score for score in scores}
+        single_scores = {_alias(o.candidate): by_key[o.candidate.canonical_key] for o in singles}
+        baselines: dict[str, TestScore] = {}
         if top is not None:
-            alias = _alias(top.candidate)
-            baselines["single"] = single_scores[alias]
-            votes = max_samples(self.problem, alias, chooser=self.problem.chooser)
-            if votes is not None and votes.size > 1:
-                baselines["vote"] = await self._score(votes.short_name(), votes)
+            baselines["single"] = single_scores[_alias(top.candidate)]
+            if votes is not None:
+                baselines["vote"] = by_key[votes.canonical_key]
         advantage = None
         if single_scores:
             highest = max(score.accuracy for score in single_scores.values())

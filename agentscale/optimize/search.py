@@ -1,8 +1,9 @@
 """The search loop shared by `agentscale optimize` and the optimizer benchmark.
 
-propose K graphs → evaluate each (on the iteration's minibatch) → let the method observe → repeat,
-stopping after `iterations`, when `evaluate` raises `StopSearch` (e.g. the spend cap), when an
-evaluation budget is spent, or when `patience` rounds in a row propose nothing new (converged).
+propose K graphs → evaluate them side by side (on the iteration's minibatch) → let the method
+observe → repeat, stopping after `iterations`, when `evaluate` raises `StopSearch` (e.g. the spend
+cap), when an evaluation budget is spent, or when `patience` rounds in a row propose nothing new
+(converged).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agentscale.errors import AgentScaleError
+from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.methods.base import SearchMethod
 from agentscale.optimize.objective import Observation
@@ -46,17 +48,18 @@ async def run_search(
     for iteration in range(iterations):
         if on_iteration is not None:
             on_iteration(iteration, outcome.history)
-        observations: list[Observation] = []
-        try:
-            for candidate in method.propose(samples):
-                if max_evaluations is not None and len(outcome.history) >= max_evaluations:
-                    raise StopSearch(f"evaluation budget of {max_evaluations} spent")
-                observation = await evaluate(candidate, iteration)
-                observations.append(observation)
-                outcome.history.append(observation)
-                outcome.curve.append((len(outcome.history), max(o.reward for o in outcome.history)))
-        except StopSearch as exc:
-            outcome.stopped_reason = str(exc)
+        proposed = method.propose(samples)
+        stopped: Exception | None = None
+        if max_evaluations is not None and len(outcome.history) + len(proposed) > max_evaluations:
+            proposed = proposed[: max(0, max_evaluations - len(outcome.history))]
+            stopped = StopSearch(f"evaluation budget of {max_evaluations} spent")
+        observations, refused = await side_by_side([evaluate(c, iteration) for c in proposed], StopSearch)
+        for observation in observations:
+            outcome.history.append(observation)
+            outcome.curve.append((len(outcome.history), max(o.reward for o in outcome.history)))
+        stopped = refused or stopped
+        if stopped is not None:
+            outcome.stopped_reason = str(stopped)
             if observations:
                 await method.observe(observations)
             break

@@ -9,6 +9,7 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -64,6 +65,10 @@ class TrialEvaluator:
     evaluated: int = 0
     latency_ref: float = 1.0
     executor: Executor = field(default_factory=LocalExecutor)  # where each item's graph runs
+    # worst-case spend of the evaluations in flight, and the last evaluation asked for: both let
+    # evaluations run side by side while the spend cap and the order of stored trials hold
+    _in_flight: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _tail: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     @property
     def store(self) -> Store:
@@ -93,8 +98,29 @@ class TrialEvaluator:
     async def evaluate(
         self, candidate: CandidateGraph, items: list[TaskItem], *, kind: str, iteration: int
     ) -> Observation:
+        """Score `candidate` on `items` as evaluation number `seq` (taken before the first await, so
+        evaluations started side by side are numbered in the order they were asked for). Rewards
+        and stored trials follow that order too: the latency reference a reward uses is the one the
+        same evaluations in turn would have seen, and a resumed run replays them the same way."""
         seq = self.seq
         self.seq += 1
+        previous, own = self._tail, asyncio.get_running_loop().create_future()
+        self._tail = own
+        try:
+            return await self._evaluate(seq, candidate, items, kind=kind, iteration=iteration, previous=previous)
+        finally:
+            own.set_result(None)
+
+    async def _evaluate(
+        self,
+        seq: int,
+        candidate: CandidateGraph,
+        items: list[TaskItem],
+        *,
+        kind: str,
+        iteration: int,
+        previous: asyncio.Future[None] | None,
+    ) -> Observation:
         stored = self._stored.get(seq)
         if stored is not None:
             if stored.key != candidate.canonical_key or stored.n_items != len(items):
@@ -103,18 +129,27 @@ class TrialEvaluator:
                     f"(another graph, or {stored.n_items} items stored against {len(items)} now; "
                     "was the space file or agentscale changed?)"
                 )
+            if previous is not None:
+                await previous
+            self.latency_ref = max(self.latency_ref, stored.latency_s)
             self.replayed += 1
             return self._observation(candidate, stored, self._verdicts(seq))
-        self._check_spend(candidate, len(items))
-        results = await evaluate_items(
-            self.graph(candidate),
-            self.task,
-            items,
-            run_id=self.run_id,
-            concurrency=self.concurrency,
-            item_prefix=f"t{seq}:",
-            executor=self.executor,
-        )
+        reserved = self._reserve(candidate, len(items))
+        try:
+            results = await evaluate_items(
+                self.graph(candidate),
+                self.task,
+                items,
+                run_id=self.run_id,
+                concurrency=self.concurrency,
+                item_prefix=f"t{seq}:",
+                executor=self.executor,
+            )
+        finally:
+            for unit, amount in reserved.items():
+                self._in_flight[unit] -= amount
+        if previous is not None:
+            await previous
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         prices = [r.usage.usd for r in results]
@@ -160,16 +195,23 @@ class TrialEvaluator:
             per_item += int(2 * self.problem.mean_prompt_tokens) + inputs * max_tokens + max_tokens
         return per_item * items
 
-    def _check_spend(self, candidate: CandidateGraph, items: int) -> None:
+    def _reserve(self, candidate: CandidateGraph, items: int) -> dict[str, float]:
+        """Refuse an evaluation that could cross `max_spend` (raise `SpendCapReached`), counting what
+        the run has spent and the worst case of the evaluations still in flight beside it; else
+        hold this one's worst case in `_in_flight` until it finishes (the caller releases it)."""
         cap = self.space.optimizer.max_spend
         if cap.tokens is None and cap.calls is None and cap.usd is None:
-            return
+            return {}
         spent = self.store.spend(self.run_id)
-        calls = items * sum(1 for n in candidate.nodes if n.model is not None)
-        tokens = self.worst_case_tokens(candidate, items)
-        if cap.calls is not None and int(spent["calls"] or 0) + calls > cap.calls:
+        held = self._in_flight
+        projected = {
+            "calls": float(items * sum(1 for n in candidate.nodes if n.model is not None)),
+            "tokens": float(self.worst_case_tokens(candidate, items)),
+        }
+        if cap.calls is not None and int(spent["calls"] or 0) + held.get("calls", 0) + projected["calls"] > cap.calls:
             raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
-        if cap.tokens is not None and int(spent["tokens"] or 0) + tokens > cap.tokens:
+        tokens = int(spent["tokens"] or 0) + held.get("tokens", 0) + projected["tokens"]
+        if cap.tokens is not None and tokens > cap.tokens:
             raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
         if cap.usd is not None:
             usd = spent["usd"]
@@ -177,8 +219,12 @@ class TrialEvaluator:
             known = [p for p in prices if p is not None]
             if usd is None or len(known) < len(prices):
                 raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")
-            if float(usd) + tokens * max(known, default=0.0) > cap.usd:
+            projected["usd"] = projected["tokens"] * max(known, default=0.0)
+            if float(usd) + held.get("usd", 0.0) + projected["usd"] > cap.usd:
                 raise SpendCapReached(f"max_spend.usd={cap.usd} would be crossed (${usd:.4f} spent)")
+        for unit, amount in projected.items():
+            held[unit] = held.get(unit, 0.0) + amount
+        return projected
 
     def _usd_per_token(self, alias: str) -> float | None:
         from agentscale.models.cost import call_usd

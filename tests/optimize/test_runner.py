@@ -18,7 +18,7 @@ from agentscale import Gateway, GatewaySettings, Store
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
 from agentscale.optimize.dry_run import project, project_space
-from agentscale.optimize.runner import Optimization
+from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
 from agentscale.report import write_report
 from agentscale.testing import Rule, ScriptedServer
@@ -195,9 +195,12 @@ async def test_calls_made_before_a_resume_stay_with_their_stage(
     as search (the stage split once read the ledger at the resumed process's stage bounds)."""
     scripted.latency_s = 0.02
     run = optimization(space_text(tmp_path, scripted.api_base), store)
+    _, _, test_items = load_task_split(run.space)
+    asked_on_test = [item.question for item in test_items]
     task = asyncio.create_task(run.run())
-    while not any(t.kind == "test" for t in store.trials(run.run_id)):
+    while not any(q in json.dumps(r) for r in scripted.completion_requests for q in asked_on_test):
         await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # a few test calls paid, the test split's evaluations still in flight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
