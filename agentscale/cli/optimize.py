@@ -48,7 +48,13 @@ def optimize_command(
     ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
     concurrency: Annotated[
-        int, typer.Option(help="Items answered at once per evaluation (per worker with --executor ray).", min=1)
+        int,
+        typer.Option(
+            help="Items answered at once per evaluation (per worker with --executor ray); the evaluations of "
+            "one race step or search round run side by side, and each model endpoint still takes at most its "
+            "max_concurrency calls at once (default 16).",
+            min=1,
+        ),
     ] = 8,
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
