@@ -266,22 +266,47 @@ class Gateway:
         key = (id(asyncio.get_running_loop()), request.cache_key())
         asked = self._in_flight.get(key)
         if asked is not None:
-            try:
-                first = await asyncio.shield(asked)
-            except Exception:  # the first asker failed or was cancelled: this one tries for itself
-                return await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
-            return replace(first, cached=True, endpoint="cache", attempts=0)
+            return await self._wait_for(asked, request, node=node, timeout_s=timeout_s, run_id=run_id)
         answer: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = answer
         try:
             result = await self._paid(request, node=node, timeout_s=timeout_s, run_id=run_id)
+        except ModelCallError as exc:  # failed after its retries: the same request would fail again
+            answer.set_exception(exc)
+            answer.exception()  # retrieved, whether or not another asker waits
+            raise
+        else:
             answer.set_result(result)
             return result
         finally:
             del self._in_flight[key]
-            if not answer.done():
-                answer.set_exception(ModelCallError("the same request asked first did not finish", node=node))
-                answer.exception()  # retrieved: waiting askers, if any, call for themselves
+            if not answer.done():  # cancelled (or a bug): those waiting call for themselves
+                answer.set_exception(_FirstAskerGone())
+                answer.exception()
+
+    async def _wait_for(
+        self,
+        asked: asyncio.Future[CallResult],
+        request: CallRequest,
+        *,
+        node: str | None,
+        timeout_s: float | None,
+        run_id: str | None,
+    ) -> CallResult:
+        """The answer of the same request in flight, as a cache hit; its failure, named for this
+        node; if its asker was cancelled, this asker's own call. `timeout_s` bounds the wait."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                first = await asyncio.shield(asked)
+        except _FirstAskerGone:
+            return await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
+        except ModelCallError as exc:
+            raise ModelCallError(f"the same request in flight failed: {exc}", node=node, endpoint=exc.endpoint) from exc
+        except TimeoutError:
+            raise ModelCallError(
+                f"timed out after {timeout_s:.0f}s waiting for the same request in flight", node=node
+            ) from None
+        return replace(first, cached=True, endpoint="cache", attempts=0)
 
     async def _paid(
         self, request: CallRequest, *, node: str | None, timeout_s: float | None, run_id: str | None
@@ -397,6 +422,10 @@ class Gateway:
         )
         async with asyncio.timeout(timeout * len(endpoint.replicas) + 5):
             return await attempt
+
+
+class _FirstAskerGone(Exception):
+    """The asker whose call a waiting asker relied on was cancelled before it answered."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
-from agentscale.storage.tables import NodeCall, Trial
+from agentscale.storage.tables import REFUSED, NodeCall, Trial
 from agentscale.tasks import Task, TaskItem
 
 
@@ -77,6 +77,7 @@ class TrialEvaluator:
 
     def __post_init__(self) -> None:
         self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id)}
+        self._refused = {trial.seq: trial for trial in self.store.trials(self.run_id, refused=True)}
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
@@ -109,7 +110,7 @@ class TrialEvaluator:
         try:
             return await self._evaluate(seq, candidate, items, kind=kind, iteration=iteration, previous=previous)
         finally:
-            own.set_result(None)
+            own.set_result(None)  # those after it await it through shield: their cancelling cannot touch it
 
     async def _evaluate(
         self,
@@ -121,7 +122,7 @@ class TrialEvaluator:
         iteration: int,
         previous: asyncio.Future[None] | None,
     ) -> Observation:
-        stored = self._stored.get(seq)
+        stored = self._stored.get(seq) or self._refused.get(seq)
         if stored is not None:
             if stored.key != candidate.canonical_key or stored.n_items != len(items):
                 raise AgentScaleError(
@@ -129,12 +130,18 @@ class TrialEvaluator:
                     f"(another graph, or {stored.n_items} items stored against {len(items)} now; "
                     "was the space file or agentscale changed?)"
                 )
+            if stored.kind == REFUSED:
+                raise SpendCapReached("the spend cap refused this evaluation when the run first asked for it")
             if previous is not None:
-                await previous
+                await asyncio.shield(previous)
             self.latency_ref = max(self.latency_ref, stored.latency_s)
             self.replayed += 1
             return self._observation(candidate, stored, self._verdicts(seq))
-        reserved = self._reserve(candidate, len(items))
+        try:
+            reserved = self._reserve(candidate, len(items))
+        except SpendCapReached:
+            self._store_refusal(seq, candidate, len(items), iteration)
+            raise
         try:
             results = await evaluate_items(
                 self.graph(candidate),
@@ -149,21 +156,17 @@ class TrialEvaluator:
             for unit, amount in reserved.items():
                 self._in_flight[unit] -= amount
         if previous is not None:
-            await previous
+            await asyncio.shield(previous)
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         prices = [r.usage.usd for r in results]
-        trial = Trial(
-            run_id=self.run_id,
-            seq=seq,
-            iteration=iteration,
-            kind=kind,
-            key=candidate.canonical_key,
-            candidate_json=candidate_to_json(candidate),
+        trial = self._trial(
+            seq,
+            candidate,
+            iteration,
+            kind,
             n_items=len(results),
             correct=correct,
-            accuracy=correct / max(1, len(results)),
-            compute=self.problem.compute(candidate),
             latency_s=latency,
             tokens=sum(r.usage.tokens for r in results),
             usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
@@ -173,6 +176,39 @@ class TrialEvaluator:
         self.store.add(trial)
         self.evaluated += 1
         return self._observation(candidate, trial, {r.item_id: r.correct for r in results})
+
+    def _store_refusal(self, seq: int, candidate: CandidateGraph, items: int, iteration: int) -> None:
+        """Keep the refusal, so a resumed run refuses this evaluation again (see `Trial`)."""
+        self.store.add(self._trial(seq, candidate, iteration, REFUSED, n_items=items))
+
+    def _trial(
+        self,
+        seq: int,
+        candidate: CandidateGraph,
+        iteration: int,
+        kind: str,
+        *,
+        n_items: int,
+        correct: int = 0,
+        latency_s: float = 0.0,
+        tokens: int = 0,
+        usd: float | None = None,
+    ) -> Trial:
+        return Trial(
+            run_id=self.run_id,
+            seq=seq,
+            iteration=iteration,
+            kind=kind,
+            key=candidate.canonical_key,
+            candidate_json=candidate_to_json(candidate),
+            n_items=n_items,
+            correct=correct,
+            accuracy=correct / max(1, n_items),
+            compute=self.problem.compute(candidate),
+            latency_s=latency_s,
+            tokens=tokens,
+            usd=usd,
+        )
 
     def reward(self, accuracy: float, compute: float, latency: float) -> float:
         return scalarize(self.space.objective, accuracy, compute, latency, self.problem.budget, self.latency_ref)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from agentscale.errors import RunNotFound
-from agentscale.storage.tables import CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
+from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
 
@@ -276,9 +276,11 @@ class Store:
             query = select(CacheEntry.key).where(CacheEntry.route.in_(routes)).limit(1)  # type: ignore[attr-defined]
             return session.exec(query).first() is not None
 
-    def trials(self, run_id: str) -> list[Trial]:
+    def trials(self, run_id: str, *, refused: bool = False) -> list[Trial]:
+        """A run's evaluations by `seq`; with `refused`, the ones the spend cap refused instead."""
         with self.session() as session:
-            query = select(Trial).where(Trial.run_id == run_id).order_by(Trial.seq)  # type: ignore[arg-type]
+            kind = Trial.kind == REFUSED if refused else Trial.kind != REFUSED
+            query = select(Trial).where(Trial.run_id == run_id, kind).order_by(Trial.seq)  # type: ignore[arg-type]
             return list(session.exec(query).all())
 
     # spend ----------------------------------------------------------------------------------

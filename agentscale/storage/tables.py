@@ -98,18 +98,23 @@ class SpendEntry(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow)
 
 
+REFUSED = "refused"  # the kind of a trial the spend cap refused (see Trial)
+
+
 class Trial(SQLModel, table=True):
     """One evaluation of a candidate graph inside an optimization run, stored as it completes.
 
     `seq` orders evaluations; a resumed run replays the search and reuses stored trials by `seq`,
-    which is why no evaluation is repeated or paid twice.
+    which is why no evaluation is repeated or paid twice. An evaluation the spend cap refused is
+    kept as kind `refused` (no items answered), so a resumed run refuses it again: evaluations
+    side by side are admitted against each other's worst cases, which a replay no longer holds.
     """
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, foreign_key="run.id")
     seq: int = Field(index=True)
     iteration: int
-    kind: str  # pilot | search | crown | test | baseline
+    kind: str  # search | crown | test | baseline | refused
     key: str
     candidate_json: str
     n_items: int

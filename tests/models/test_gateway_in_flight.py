@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from agentscale.errors import ModelCallError
 from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
 from agentscale.models.registry import ResolvedModel
 from agentscale.storage.db import Store
@@ -36,17 +39,40 @@ async def test_without_the_cache_every_ask_is_a_call(scripted: ScriptedServer, s
     assert len(scripted.completion_requests) == 3 and not any(r.cached for r in results)
 
 
-async def test_when_the_first_ask_fails_the_waiting_ones_call_for_themselves(
-    scripted: ScriptedServer, store: Store
-) -> None:
-    scripted.add_rule(Rule(status=500, times=1, latency_s=0.3))
-    scripted.add_rule(Rule(replies=["Final answer: 7"]))
+async def test_a_failure_of_the_first_ask_is_shared_not_repeated(scripted: ScriptedServer, store: Store) -> None:
+    """Retried callers one after another would each wait out the same failure (N x its timeout)."""
+    scripted.add_rule(Rule(status=400, times=1, latency_s=0.3))
     gateway = Gateway(store, GatewaySettings(max_retries=0))
     results = await asyncio.gather(
-        *(gateway.complete(_request(scripted, "7?", sample=0)) for _ in range(3)), return_exceptions=True
+        *(gateway.complete(_request(scripted, "7?", sample=0), node=f"n{i}") for i in range(3)),
+        return_exceptions=True,
     )
-    failed = [r for r in results if isinstance(r, BaseException)]
-    answered = [r for r in results if not isinstance(r, BaseException)]
-    assert len(failed) == 1 and len(answered) == 2
-    assert all(r.completion == "Final answer: 7" for r in answered)
-    assert len(scripted.completion_requests) == 2  # the failed one, then one paid call the other waited for
+    assert all(isinstance(r, ModelCallError) for r in results)
+    assert "same request in flight failed" in str(results[1]) and "node 'n1'" in str(results[1])
+    assert len(scripted.completion_requests) == 1
+
+
+async def test_when_the_first_asker_is_cancelled_the_waiting_ones_call_for_themselves(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=0.3))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    first = asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0)))
+    await asyncio.sleep(0.1)
+    waiting = [asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0))) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    first.cancel()
+    results = await asyncio.gather(*waiting)
+    assert [r.completion for r in results] == ["Final answer: 7"] * 2
+    assert [r.cached for r in results].count(False) == 1  # one of them paid, the other waited for it
+    assert len(scripted.completion_requests) == 2  # the cancelled call, then one more
+
+
+async def test_a_waiting_asker_keeps_its_own_time_limit(scripted: ScriptedServer, store: Store) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=0.6))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    first = asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0)))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ModelCallError, match="waiting for the same request"):
+        await gateway.complete(_request(scripted, "7?", sample=0), timeout_s=0.2)
+    assert (await first).completion == "Final answer: 7"

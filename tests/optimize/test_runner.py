@@ -199,8 +199,10 @@ async def test_calls_made_before_a_resume_stay_with_their_stage(
     asked_on_test = [item.question for item in test_items]
     task = asyncio.create_task(run.run())
     while not any(q in json.dumps(r) for r in scripted.completion_requests for q in asked_on_test):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # a few test calls paid, the test split's evaluations still in flight
+        await asyncio.sleep(0.005)
+    before_test = store.spend(run.run_id)["calls"]
+    while store.spend(run.run_id)["calls"] == before_test:  # a test call paid, the stage still running
+        await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agentscale import Store
+from agentscale import Gateway, GatewaySettings, Store
 from agentscale.optimize.pilot import single
+from agentscale.optimize.runner import Optimization
 from agentscale.optimize.trials import SpendCapReached
 from agentscale.testing import Rule, ScriptedServer
 from tests.optimize.test_runner import optimization, space_text
@@ -39,16 +40,26 @@ async def test_trials_are_stored_in_the_order_asked_and_the_cap_counts_those_in_
     assert first.candidate == slow and second.candidate == fast
     assert [t.seq for t in store.trials(run.run_id)] == [0, 1]
     assert [t.id for t in store.trials(run.run_id)] == sorted(t.id for t in store.trials(run.run_id))
-    # 8 calls spent, 2 left: a 4-item evaluation is refused, and so is a second 1-item one while the
-    # first holds its worst case, although nothing more has been spent yet
+    # 8 calls spent, 2 left: a 4-item evaluation is refused; so is a third 1-item one while two hold
+    # their worst case (one call each), although their answers come from the cache and cost nothing
     with pytest.raises(SpendCapReached):
         await evaluator.evaluate(fast, items, kind="baseline", iteration=-1)
-    fresh = run.train[4:6]  # items not asked yet: the cache answers none of them
+    fresh = run.train[4:5]  # not asked yet: the cache cannot answer it
+    batch = [(slow, items[:1]), (fast, items[:1]), (fast, fresh)]
     results = await asyncio.gather(
-        evaluator.evaluate(slow, fresh[:1], kind="baseline", iteration=-1),
-        evaluator.evaluate(fast, fresh[:1], kind="baseline", iteration=-1),
-        evaluator.evaluate(fast, fresh[1:], kind="baseline", iteration=-1),
-        return_exceptions=True,
+        *(evaluator.evaluate(c, i, kind="baseline", iteration=-1) for c, i in batch), return_exceptions=True
     )
     assert [isinstance(r, SpendCapReached) for r in results] == [False, False, True]
-    assert store.spend(run.run_id)["calls"] == 10
+    assert store.spend(run.run_id)["calls"] == 8
+    # resumed, the same evaluations asked in the same order: every answer replayed and every refusal
+    # repeated (replays hold no worst case: without the stored refusal the last one would now fit)
+    again = Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0))).evaluator
+    await again.evaluate(slow, items, kind="baseline", iteration=-1)
+    await again.evaluate(fast, items, kind="baseline", iteration=-1)
+    with pytest.raises(SpendCapReached):
+        await again.evaluate(fast, items, kind="baseline", iteration=-1)
+    replayed = await asyncio.gather(
+        *(again.evaluate(c, i, kind="baseline", iteration=-1) for c, i in batch), return_exceptions=True
+    )
+    assert [isinstance(r, SpendCapReached) for r in replayed] == [False, False, True]
+    assert again.replayed == 4 and again.evaluated == 0 and store.spend(run.run_id)["calls"] == 8
