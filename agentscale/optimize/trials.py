@@ -76,8 +76,8 @@ class TrialEvaluator:
         return self.gateway.store
 
     def __post_init__(self) -> None:
-        self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id)}
-        self._refused = {trial.seq: trial for trial in self.store.trials(self.run_id, refused=True)}
+        # answered and refused evaluations alike, read once: a resumed run replays both
+        self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id, with_refused=True)}
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
@@ -122,7 +122,7 @@ class TrialEvaluator:
         iteration: int,
         previous: asyncio.Future[None] | None,
     ) -> Observation:
-        stored = self._stored.get(seq) or self._refused.get(seq)
+        stored = self._stored.get(seq)
         if stored is not None:
             if stored.key != candidate.canonical_key or stored.n_items != len(items):
                 raise AgentScaleError(

@@ -276,12 +276,13 @@ class Store:
             query = select(CacheEntry.key).where(CacheEntry.route.in_(routes)).limit(1)  # type: ignore[attr-defined]
             return session.exec(query).first() is not None
 
-    def trials(self, run_id: str, *, refused: bool = False) -> list[Trial]:
-        """A run's evaluations by `seq`; with `refused`, the ones the spend cap refused instead."""
+    def trials(self, run_id: str, *, with_refused: bool = False) -> list[Trial]:
+        """A run's evaluations by `seq`; `with_refused` adds those the spend cap refused (for replay)."""
         with self.session() as session:
-            kind = Trial.kind == REFUSED if refused else Trial.kind != REFUSED
-            query = select(Trial).where(Trial.run_id == run_id, kind).order_by(Trial.seq)  # type: ignore[arg-type]
-            return list(session.exec(query).all())
+            query = select(Trial).where(Trial.run_id == run_id)
+            if not with_refused:
+                query = query.where(Trial.kind != REFUSED)
+            return list(session.exec(query.order_by(Trial.seq)).all())  # type: ignore[arg-type]
 
     # spend ----------------------------------------------------------------------------------
     def spend(self, run_id: str) -> dict[str, float | int | None]:
