@@ -69,9 +69,15 @@ class AgentReinforce(SearchMethod):
         return extra + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(extra)))]
 
     def nominees(self) -> list[CandidateGraph]:
-        """The pilot's graphs: the best models at equal compute (insight 1), raced for the crown
-        whatever their one minibatch said."""
-        return list(self.pilot_graphs)
+        """The pilot's graphs of the models still in the singles' race: the best models at equal
+        compute (insight 1), raced for the crown whatever their one minibatch said. A model whose
+        single call the race dropped is clearly behind; racing its self-consistency for the crown
+        costs the most calls of any pool entry and, on the measured spaces, never won."""
+        if not self.singles:
+            return list(self.pilot_graphs)
+        answered = max(o.n_items for o in self.singles.values())
+        finalists = {alias for alias, o in self.singles.items() if o.n_items == answered}
+        return [c for c in self.pilot_graphs if {n.model for n in c.nodes if n.model} <= finalists]
 
     def _incumbent(self) -> CandidateGraph | None:
         """The best graph so far by the crowning's shrunk paired estimate (not one lucky minibatch)."""
