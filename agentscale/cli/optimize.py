@@ -26,9 +26,9 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.dry_run import project_space
+from agentscale.optimize.progress import Progress as SearchProgress
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
-from agentscale.optimize.runner import Progress as SearchProgress
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.report import write_report
 

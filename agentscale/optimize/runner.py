@@ -43,6 +43,7 @@ from agentscale.optimize.objective import Observation, pareto_front, pooled
 from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_text
@@ -54,17 +55,6 @@ PATIENCE = 3
 AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
 MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
-
-
-@dataclass
-class Progress:
-    iteration: int
-    iterations: int
-    evaluations: int
-    best_reward: float | None
-    best_accuracy: float | None
-    spent_calls: int
-    stage: str
 
 
 @dataclass
@@ -315,8 +305,10 @@ class Optimization:
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
         self.store.reopen_run(self.run_id)
+        progress = ProgressReporter(on_progress, lambda: int(self.store.spend(self.run_id)["calls"] or 0))
         try:
-            result = await self._run(on_progress)
+            async with progress.refreshing():
+                result = await self._run(progress)
         except BaseException as exc:
             # Ctrl-C, SIGTERM (its handler exits, which cancels this task) or a caller's cancel: resumable
             stopped = KeyboardInterrupt | SystemExit | asyncio.CancelledError
@@ -328,23 +320,20 @@ class Optimization:
         self.store.finish_run(self.run_id, "done", result.to_dict())
         return result
 
-    async def _run(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:
+    async def _run(self, progress: ProgressReporter) -> OptimizeResult:
         settings = self.space.optimizer
         method = METHODS[self.method_name](self.problem, seed=self.seed, agent=self._agent())
 
         def report(iteration: int, history: list[Observation], stage: str = "search") -> None:
-            if on_progress is None:
-                return
             best = max(history, key=lambda o: o.reward, default=None)
-            spent = int(self.store.spend(self.run_id)["calls"] or 0)
-            on_progress(
+            progress.report(
                 Progress(
                     iteration,
                     settings.iterations,
                     len(history),
                     best.reward if best else None,
                     best.accuracy if best else None,
-                    spent,
+                    progress.spent_calls(),
                     stage,
                 )
             )

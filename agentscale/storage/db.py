@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, func
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import RunNotFound
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
@@ -287,13 +288,21 @@ class Store:
     # spend ----------------------------------------------------------------------------------
     def spend(self, run_id: str) -> dict[str, float | int | None]:
         """Real (uncached) calls, tokens and USD entered under a run; USD None if any price is unknown."""
+        # summed in SQL: the optimizer's progress reads this every few seconds of a run of thousands of calls
+        usd = col(SpendEntry.usd)
+        totals = sql_select(
+            func.count(),
+            func.coalesce(func.sum(col(SpendEntry.prompt_tokens)), 0),
+            func.coalesce(func.sum(col(SpendEntry.completion_tokens)), 0),
+            func.count(usd),
+            func.coalesce(func.sum(usd), 0.0),
+        ).where(col(SpendEntry.run_id) == run_id)
         with self.session() as session:
-            rows = session.exec(select(SpendEntry).where(SpendEntry.run_id == run_id)).all()
-        prices = [row.usd for row in rows]
+            calls, prompt_tokens, completion_tokens, priced, total_usd = session.execute(totals).one()
         return {
-            "calls": len(rows),
-            "prompt_tokens": sum(row.prompt_tokens for row in rows),
-            "completion_tokens": sum(row.completion_tokens for row in rows),
-            "tokens": sum(row.prompt_tokens + row.completion_tokens for row in rows),
-            "usd": None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+            "calls": calls,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "tokens": prompt_tokens + completion_tokens,
+            "usd": None if priced < calls else total_usd,
         }

@@ -122,3 +122,17 @@ def test_cache_entries_and_spend_rows_round_trip(tmp_path: Path) -> None:
     with store.session() as session:
         assert hit == session.get(CacheEntry, "k1")
         assert len(session.exec(select(SpendEntry)).all()) == 2  # both calls were paid for
+
+
+def test_spend_sums_a_run_s_calls_and_knows_when_a_price_is_missing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    entry = {"route": "r", "request_json": "{}", "completion": "c", "prompt_tokens": 3, "completion_tokens": 4}
+    paid = {"route": "r", "prompt_tokens": 3, "completion_tokens": 4, "flops": 1.0}
+    assert store.spend("a") == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "usd": 0.0}
+    store.record_call({**entry, "key": "1"}, {**paid, "run_id": "a", "usd": 0.25})
+    store.record_call({**entry, "key": "2"}, {**paid, "run_id": "a", "usd": 0.5, "completion_tokens": 6})
+    store.record_call({**entry, "key": "3"}, {**paid, "run_id": "b", "usd": None})
+    assert store.spend("a") == {"calls": 2, "prompt_tokens": 6, "completion_tokens": 10, "tokens": 16, "usd": 0.75}
+    store.record_call({**entry, "key": "4"}, {**paid, "run_id": "a", "usd": None})
+    assert store.spend("a")["usd"] is None and store.spend("a")["calls"] == 3  # one unknown price: no total
+    assert store.spend("b")["usd"] is None

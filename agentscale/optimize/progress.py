@@ -1,0 +1,69 @@
+"""The optimizer's progress, re-read while a stage runs.
+
+The runner reports at stage boundaries and after each search round, but on real models one stage
+lasts an hour (the crowning race, the test split): a status whose call count stands still that long
+reads as a hang. While a run goes on, the last report is sent again every few seconds with the
+calls paid so far read afresh from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+REFRESH_S = 5.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    iteration: int
+    iterations: int
+    evaluations: int
+    best_reward: float | None
+    best_accuracy: float | None
+    spent_calls: int
+    stage: str
+
+
+class ProgressReporter:
+    """Sends `Progress` to a callback (or nowhere), and again every `refresh_s` inside `refreshing()`."""
+
+    def __init__(
+        self,
+        on_progress: Callable[[Progress], None] | None,
+        spent_calls: Callable[[], int],
+        refresh_s: float = REFRESH_S,
+    ):
+        self._on_progress = on_progress
+        self._spent_calls = spent_calls
+        self._refresh_s = refresh_s
+        self._last: Progress | None = None
+
+    def report(self, progress: Progress) -> None:
+        self._last = progress
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def spent_calls(self) -> int:
+        return self._spent_calls() if self._on_progress is not None else 0
+
+    @contextlib.asynccontextmanager
+    async def refreshing(self) -> AsyncIterator[None]:
+        if self._on_progress is None:
+            yield
+            return
+        ticker = asyncio.create_task(self._refresh())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            if self._last is not None:
+                self.report(replace(self._last, spent_calls=self._spent_calls()))
