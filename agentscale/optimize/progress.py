@@ -46,6 +46,11 @@ class ProgressReporter:
         if self._on_progress is not None:
             self._on_progress(progress)
 
+    def restage(self, stage: str) -> None:
+        """The last report again under a new stage name (e.g. the step a race is on)."""
+        if self._last is not None:
+            self.report(replace(self._last, stage=stage, spent_calls=self.spent_calls()))
+
     def spent_calls(self) -> int:
         return self._spent_calls() if self._on_progress is not None else 0
 

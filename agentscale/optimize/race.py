@@ -27,6 +27,7 @@ RACE_Z = 1.0  # how clearly the leader must beat a graph on the shared items bef
 RACE_STEPS = 4  # the race walks the train split in this many equal steps
 
 Evaluate = Callable[[CandidateGraph, list[TaskItem]], Awaitable[Observation]]
+OnStep = Callable[[int, int, int, int], None]  # graphs racing, first and last item of the step, split size
 
 
 @dataclass
@@ -60,14 +61,22 @@ def still_racing(observations: list[Observation], *, accuracy_weight: float) -> 
 
 
 async def race(
-    candidates: list[CandidateGraph], order: list[TaskItem], evaluate: Evaluate, *, accuracy_weight: float
+    candidates: list[CandidateGraph],
+    order: list[TaskItem],
+    evaluate: Evaluate,
+    *,
+    accuracy_weight: float,
+    on_step: OnStep | None = None,
 ) -> RaceOutcome:
     """Race `candidates` on the prefixes of `order`; `evaluate` scores one graph on some items and
-    raises `SpendCapReached` when the spend cap would be crossed."""
+    raises `SpendCapReached` when the spend cap would be crossed; `on_step` hears of each step as it
+    starts (a step of a real-model race can take twenty minutes)."""
     racing, answered = list(candidates), 0
     last: list[Observation] = []
     behind: list[Observation] = []
     for items in race_steps(len(order)):
+        if on_step is not None:
+            on_step(len(racing), answered + 1, items, len(order))
         steps, stopped = await side_by_side(
             [evaluate(candidate, order[answered:items]) for candidate in racing], SpendCapReached
         )

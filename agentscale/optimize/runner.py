@@ -229,6 +229,7 @@ class Optimization:
         self.evaluator = TrialEvaluator(
             run_id, space, self.problem, self.task, gateway, concurrency, executor=self.executor
         )
+        self._progress = ProgressReporter(None, lambda: 0)  # run() installs the caller's
 
     @classmethod
     def from_file(
@@ -305,10 +306,10 @@ class Optimization:
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
         self.store.reopen_run(self.run_id)
-        progress = ProgressReporter(on_progress, lambda: int(self.store.spend(self.run_id)["calls"] or 0))
+        self._progress = ProgressReporter(on_progress, lambda: int(self.store.spend(self.run_id)["calls"] or 0))
         try:
-            async with progress.refreshing():
-                result = await self._run(progress)
+            async with self._progress.refreshing():
+                result = await self._run()
         except BaseException as exc:
             # Ctrl-C, SIGTERM (its handler exits, which cancels this task) or a caller's cancel: resumable
             stopped = KeyboardInterrupt | SystemExit | asyncio.CancelledError
@@ -320,20 +321,20 @@ class Optimization:
         self.store.finish_run(self.run_id, "done", result.to_dict())
         return result
 
-    async def _run(self, progress: ProgressReporter) -> OptimizeResult:
+    async def _run(self) -> OptimizeResult:
         settings = self.space.optimizer
         method = METHODS[self.method_name](self.problem, seed=self.seed, agent=self._agent())
 
         def report(iteration: int, history: list[Observation], stage: str = "search") -> None:
             best = max(history, key=lambda o: o.reward, default=None)
-            progress.report(
+            self._progress.report(
                 Progress(
                     iteration,
                     settings.iterations,
                     len(history),
                     best.reward if best else None,
                     best.accuracy if best else None,
-                    progress.spent_calls(),
+                    self._progress.spent_calls(),
                     stage,
                 )
             )
@@ -349,6 +350,7 @@ class Optimization:
         report(0, [], "single calls")
         singles = await self._singles_on_train()
         method.learn_from_singles(singles)
+        report(0, [], "search")
         outcome = await run_search(
             method,
             evaluate,
@@ -421,17 +423,22 @@ class Optimization:
         Why race: a model far behind the best one (SmolLM2 beside Qwen 1.5B: 6 of 64 against 40) needs
         no more items to say so, and the singles were ≈ half of a run's calls before its search."""
         candidates = [single(alias) for alias in self.problem.aliases if self.problem.fits(single(alias))]
-        outcome = await self._race(candidates, "baseline")
+        outcome = await self._race(candidates, "baseline", "single calls")
         position = {alias: index for index, alias in enumerate(self.problem.aliases)}
         return sorted(outcome.finished + outcome.behind, key=lambda o: position[_alias(o.candidate)])
 
-    async def _race(self, candidates: list[CandidateGraph], kind: str) -> RaceOutcome:
-        """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`."""
+    async def _race(self, candidates: list[CandidateGraph], kind: str, stage: str) -> RaceOutcome:
+        """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`; the
+        progress names the step (`single calls: 3 graphs on items 1-16 of 64`)."""
 
         async def evaluate(candidate: CandidateGraph, items: list[TaskItem]) -> Observation:
             return await self.evaluator.evaluate(candidate, items, kind=kind, iteration=-1)
 
-        return await race(candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight)
+        def on_step(graphs: int, first: int, last: int, total: int) -> None:
+            self._progress.restage(f"{stage}: {graphs} graph{'s' * (graphs != 1)} on items {first}-{last} of {total}")
+
+        order = self._train_order()
+        return await race(candidates, order, evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step)
 
     async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles
@@ -439,7 +446,7 @@ class Optimization:
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
         contenders = [o for o in _most_answered(singles) if o.candidate.ceo in self.problem.ceo_options]
-        outcome = await self._race(self._pool(method, allowed, singles), "crown")
+        outcome = await self._race(self._pool(method, allowed, singles), "crown", "crowning")
         contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
         if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)

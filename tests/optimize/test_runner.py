@@ -18,6 +18,7 @@ from agentscale import Gateway, GatewaySettings, Store
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
 from agentscale.optimize.dry_run import project, project_space
+from agentscale.optimize.progress import Progress
 from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
 from agentscale.report import write_report
@@ -329,3 +330,23 @@ def test_the_dry_run_projects_the_run_the_runner_would_make(tmp_path: Path, stor
     assert project_space(space)["evaluations"] != project_space(space, method="random")["evaluations"]
     with pytest.raises(AgentScaleError, match="unknown method 'nope'"):
         project_space(space, method="nope")
+
+
+async def test_progress_names_each_race_step_and_stage(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
+    """A real-model race step can take twenty minutes: the status says which step it is on."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
+    stages: list[str] = []
+    calls: list[int] = []
+
+    def seen(progress: Progress) -> None:
+        stages.append(progress.stage)
+        calls.append(progress.spent_calls)
+
+    await optimization(text, store).run(on_progress=seen)
+    assert "single calls: 2 graphs on items 1-4 of 16" in stages
+    assert "single calls: 1 graph on items 5-8 of 16" in stages  # `bad` left the race
+    assert any(stage.startswith("crowning: ") and stage.endswith("of 16") for stage in stages)
+    order = [stage.split(":")[0] for stage in stages]
+    assert order.index("single calls") < order.index("search") < order.index("crowning") < order.index("testing")
+    assert calls == sorted(calls) and calls[-1] > 0
