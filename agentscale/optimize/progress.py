@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 REFRESH_S = 5.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,11 @@ class ProgressReporter:
         self,
         on_progress: Callable[[Progress], None] | None,
         spent_calls: Callable[[], int],
-        refresh_s: float = REFRESH_S,
+        refresh_s: float | None = None,
     ):
         self._on_progress = on_progress
         self._spent_calls = spent_calls
-        self._refresh_s = refresh_s
+        self._refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self._last: Progress | None = None
 
     def report(self, progress: Progress) -> None:
@@ -68,7 +70,14 @@ class ProgressReporter:
                 await ticker
 
     async def _refresh(self) -> None:
+        """A refresh that fails (a busy database, a callback's error) is skipped, never raised: the
+        status is a courtesy, and an hour of the run must not fail or lose its `interrupted` state
+        for it."""
         while True:
             await asyncio.sleep(self._refresh_s)
-            if self._last is not None:
+            if self._last is None:
+                continue
+            try:
                 self.report(replace(self._last, spent_calls=self._spent_calls()))
+            except Exception as exc:
+                _log.debug("progress refresh skipped: %s", exc)

@@ -350,7 +350,6 @@ class Optimization:
         report(0, [], "single calls")
         singles = await self._singles_on_train()
         method.learn_from_singles(singles)
-        report(0, [], "search")
         outcome = await run_search(
             method,
             evaluate,

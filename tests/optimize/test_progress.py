@@ -39,3 +39,25 @@ def test_without_a_callback_nothing_is_read_or_sent() -> None:
             await asyncio.sleep(0.05)
 
     asyncio.run(stage())
+
+
+def test_a_failed_refresh_is_skipped_and_the_stage_ends_normally() -> None:
+    seen: list[Progress] = []
+    reads = itertools.count()
+
+    def flaky_store() -> int:
+        read = next(reads)
+        if read % 2:
+            raise RuntimeError("database is locked")
+        return read
+
+    reporter = ProgressReporter(seen.append, flaky_store, refresh_s=0.01)
+
+    async def stage() -> str:
+        async with reporter.refreshing():
+            reporter.report(Progress(4, 4, 12, 0.5, 0.5, 0, "testing"))
+            await asyncio.sleep(0.2)
+        return "done"
+
+    assert asyncio.run(stage()) == "done"  # the failed reads neither stopped the refresher nor the stage
+    assert len(seen) >= 4

@@ -4,6 +4,7 @@ respects the spend cap, survives kill -9, and survives a misbehaving feedback ag
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from agentscale import Gateway, GatewaySettings, Store
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
+from agentscale.optimize import progress
 from agentscale.optimize.dry_run import project, project_space
 from agentscale.optimize.progress import Progress
 from agentscale.optimize.runner import Optimization, load_task_split
@@ -332,21 +334,27 @@ def test_the_dry_run_projects_the_run_the_runner_would_make(tmp_path: Path, stor
         project_space(space, method="nope")
 
 
-async def test_progress_names_each_race_step_and_stage(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
-    """A real-model race step can take twenty minutes: the status says which step it is on."""
+async def test_progress_names_each_race_step_and_stage(
+    tmp_path: Path, scripted: ScriptedServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real-model race step can take twenty minutes: the status says which step it is on, and is
+    sent again while a stage runs (every 5 s; here every 10 ms)."""
+    monkeypatch.setattr(progress, "REFRESH_S", 0.01)
+    scripted.latency_s = 0.02
     scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
     text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
-    stages: list[str] = []
-    calls: list[int] = []
-
-    def seen(progress: Progress) -> None:
-        stages.append(progress.stage)
-        calls.append(progress.spent_calls)
-
-    await optimization(text, store).run(on_progress=seen)
+    seen: list[Progress] = []
+    await optimization(text, store).run(on_progress=seen.append)
+    stages, calls = [p.stage for p in seen], [p.spent_calls for p in seen]
     assert "single calls: 2 graphs on items 1-4 of 16" in stages
     assert "single calls: 1 graph on items 5-8 of 16" in stages  # `bad` left the race
     assert any(stage.startswith("crowning: ") and stage.endswith("of 16") for stage in stages)
     order = [stage.split(":")[0] for stage in stages]
     assert order.index("single calls") < order.index("search") < order.index("crowning") < order.index("testing")
     assert calls == sorted(calls) and calls[-1] > 0
+    resent = [
+        a
+        for a, b in itertools.pairwise(seen)
+        if (a.stage, a.iteration, a.evaluations) == (b.stage, b.iteration, b.evaluations)
+    ]
+    assert resent  # the refresher sent a status again within its stage
