@@ -48,10 +48,11 @@ class ProgressReporter:
         if self._on_progress is not None:
             self._on_progress(progress)
 
-    def restage(self, stage: str) -> None:
-        """The last report again under a new stage name (e.g. the step a race is on)."""
+    def restage(self, stage: str | None = None) -> None:
+        """The last report again with the calls re-read, under a new stage name if given (e.g. the
+        step a race is on)."""
         if self._last is not None:
-            self.report(replace(self._last, stage=stage, spent_calls=self.spent_calls()))
+            self.report(replace(self._last, stage=stage or self._last.stage, spent_calls=self.spent_calls()))
 
     def spent_calls(self) -> int:
         return self._spent_calls() if self._on_progress is not None else 0
@@ -75,9 +76,7 @@ class ProgressReporter:
         for it."""
         while True:
             await asyncio.sleep(self._refresh_s)
-            if self._last is None:
-                continue
             try:
-                self.report(replace(self._last, spent_calls=self._spent_calls()))
+                self.restage()
             except Exception as exc:
                 _log.debug("progress refresh skipped: %s", exc)

@@ -436,8 +436,9 @@ class Optimization:
         def on_step(graphs: int, first: int, last: int, total: int) -> None:
             self._progress.restage(f"{stage}: {graphs} graph{'s' * (graphs != 1)} on items {first}-{last} of {total}")
 
-        order = self._train_order()
-        return await race(candidates, order, evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step)
+        return await race(
+            candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step
+        )
 
     async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles
