@@ -77,7 +77,7 @@ class AgentReinforce(SearchMethod):
             return list(self.pilot_graphs)
         answered = max(o.n_items for o in self.singles.values())
         finalists = {alias for alias, o in self.singles.items() if o.n_items == answered}
-        return [c for c in self.pilot_graphs if {n.model for n in c.nodes if n.model} <= finalists]
+        return [c for c in self.pilot_graphs if _models(c) <= finalists]
 
     def _incumbent(self) -> CandidateGraph | None:
         """The best graph so far by the crowning's shrunk paired estimate (not one lucky minibatch)."""
@@ -119,7 +119,7 @@ class AgentReinforce(SearchMethod):
         by item-weighted mean reward."""
         totals: dict[str, list[float]] = {}
         for observation in [*self.singles.values(), *self.history]:
-            models = {n.model for n in observation.candidate.nodes if n.model}
+            models = _models(observation.candidate)
             if len(models) == 1:
                 total = totals.setdefault(models.pop(), [0.0, 0.0])
                 total[0] += observation.reward * observation.n_items
@@ -207,3 +207,8 @@ class AgentReinforce(SearchMethod):
 
 def _only_model(candidate: CandidateGraph) -> str:
     return next(n.model for n in candidate.nodes if n.model)
+
+
+def _models(candidate: CandidateGraph) -> set[str]:
+    """The model aliases a graph's nodes call."""
+    return {n.model for n in candidate.nodes if n.model}
