@@ -23,6 +23,7 @@ from agentscale.optimize.methods.agent_reinforce import AgentReinforce
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
 from agentscale.optimize.space import SpaceSpec
 
@@ -80,7 +81,8 @@ def project(
     pilot: list[CandidateGraph] = []
     sampled = settings.iterations * settings.samples
     if isinstance(instance, AgentReinforce):  # its first iteration is the pilot
-        instance.learn_from_singles([Observation(c, 0.5, problem.compute(c), 0.0, train, 0.5) for c in singles])
+        level = [Observation(c, 0.5, problem.compute(c), 0.0, train, 0.5) for c in singles]
+        instance.learn_from_singles(RaceOutcome(level, [], capped=False))
         pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
     # (graphs evaluated, items, per item); the singles' race and the crowning's count one per graph, and

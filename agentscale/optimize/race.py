@@ -39,6 +39,11 @@ class RaceOutcome:
     behind: list[Observation]  # left the race early, on the prefix they answered
     capped: bool
 
+    @property
+    def raced(self) -> list[Observation]:
+        """Every graph the race scored, finalists first."""
+        return self.finished + self.behind
+
 
 def race_steps(train: int) -> list[int]:
     """How many train items (a prefix) the survivors have answered after each step of the race."""

@@ -359,7 +359,7 @@ class Optimization:
             on_iteration=report,
         )
         history, curve, stopped = outcome.history, outcome.curve, outcome.stopped_reason
-        if not history and not singles:
+        if not history and not singles.raced:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
         report(settings.iterations, history, "crowning")
         crowning = await self._crown(method, history, singles)
@@ -400,7 +400,8 @@ class Optimization:
             best_yaml=best_yaml,
             baselines=baselines,
             pareto=pareto_front(
-                pooled(history + singles, self.space.objective.accuracy), latency=self.space.objective.latency > 0
+                pooled(history + singles.raced, self.space.objective.accuracy),
+                latency=self.space.objective.latency > 0,
             ),
             curve=curve,
             usage={**spent, "evaluations": len(history), "calls_by_stage": by_stage},
@@ -415,16 +416,21 @@ class Optimization:
             warnings=warnings,
         )
 
-    async def _singles_on_train(self) -> list[Observation]:
-        """Every model alone on the train split, raced (stage 0; see the module docstring): the models
-        still racing at the end have answered the whole split, the others the prefix they left on.
+    async def _singles_on_train(self) -> RaceOutcome:
+        """Every model alone on the train split, raced (stage 0; see the module docstring): the
+        finalists have answered the whole split (unless the spend cap stopped the race), the others the
+        prefix they left on; each group in the order of the space's models.
 
         Why race: a model far behind the best one (SmolLM2 beside Qwen 1.5B: 6 of 64 against 40) needs
         no more items to say so, and the singles were ≈ half of a run's calls before its search."""
         candidates = [single(alias) for alias in self.problem.aliases if self.problem.fits(single(alias))]
         outcome = await self._race(candidates, "baseline", "single calls")
         position = {alias: index for index, alias in enumerate(self.problem.aliases)}
-        return sorted(outcome.finished + outcome.behind, key=lambda o: position[_alias(o.candidate)])
+
+        def in_order(observations: list[Observation]) -> list[Observation]:
+            return sorted(observations, key=lambda o: position[_alias(o.candidate)])
+
+        return RaceOutcome(in_order(outcome.finished), in_order(outcome.behind), outcome.capped)
 
     async def _race(self, candidates: list[CandidateGraph], kind: str, stage: str) -> RaceOutcome:
         """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`; the
@@ -440,32 +446,30 @@ class Optimization:
             candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step
         )
 
-    async def _crown(self, method: SearchMethod, history: list[Observation], singles: list[Observation]) -> Crowning:
+    async def _crown(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles
         (see `optimize.crowning`)."""
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
-        contenders = [o for o in _most_answered(singles) if o.candidate.ceo in self.problem.ceo_options]
+        contenders = [o for o in singles.finished if o.candidate.ceo in self.problem.ceo_options]
         outcome = await self._race(self._pool(method, allowed, singles), "crown", "crowning")
         contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
         if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
             fallback = max(allowed or history, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
-        return crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles})
+        return crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced})
 
-    def _pool(
-        self, method: SearchMethod, history: list[Observation], singles: list[Observation]
-    ) -> list[CandidateGraph]:
+    def _pool(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> list[CandidateGraph]:
         """What races for the crown: the method's nominees that were evaluated, then the search's
         most promising graphs (at least `MIN_SEARCHED`, `CROWN_POOL` in all when there is room)."""
         evaluated = {o.candidate.canonical_key for o in history}
-        single_keys = {o.candidate.canonical_key for o in singles}
+        single_keys = {o.candidate.canonical_key for o in singles.raced}
         nominees = [c for c in method.nominees() if c.canonical_key in evaluated - single_keys]
         room = max(MIN_SEARCHED, CROWN_POOL - len(nominees))
         named = {c.canonical_key for c in nominees}
         ranked = [
             c
-            for c in rank(history, _most_answered(singles), accuracy_weight=self.problem.accuracy_weight)
+            for c in rank(history, singles.finished, accuracy_weight=self.problem.accuracy_weight)
             if c.canonical_key not in named | single_keys
         ]
         return nominees + ranked[:room]
@@ -476,12 +480,13 @@ class Optimization:
         return [self.train[int(i)] for i in order]
 
     async def _test(
-        self, crowned: Observation, singles: list[Observation]
+        self, crowned: Observation, singles: RaceOutcome
     ) -> tuple[TestScore, dict[str, TestScore], dict[str, TestScore], Advantage | None]:
         """The crowned graph, every single model and the best single's vote on the test split (side
         by side; a spend cap that refuses one raises once the others are stored)."""
-        others = [o.candidate for o in singles if o.candidate.canonical_key != crowned.candidate.canonical_key]
-        top = best_single(_most_answered(singles))
+        raced = singles.raced
+        others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
+        top = best_single(singles.finished)
         votes = max_samples(self.problem, _alias(top.candidate), chooser=self.problem.chooser) if top else None
         if votes is not None and votes.size <= 1:
             votes = None
@@ -494,7 +499,7 @@ class Optimization:
             raise refused
         best = scores[0]
         by_key = {score.candidate.canonical_key: score for score in scores}
-        single_scores = {_alias(o.candidate): by_key[o.candidate.canonical_key] for o in singles}
+        single_scores = {_alias(o.candidate): by_key[o.candidate.canonical_key] for o in raced}
         baselines: dict[str, TestScore] = {}
         if top is not None:
             baselines["single"] = single_scores[_alias(top.candidate)]
@@ -522,9 +527,8 @@ class Optimization:
 
 
 def _most_answered(raced: list[Observation]) -> list[Observation]:
-    """The raced graphs that answered the whole train split, else (the spend cap cut the race)
-    those that answered most. Of the singles: the finalists, and the reference a searched graph is
-    compared with item by item; of the crowning pool: its finalists."""
+    """The crowning race's finalists that answered the whole train split, else (the spend cap cut
+    the race) those that answered most: `crown` decides among graphs scored on the same items."""
     most = max((o.n_items for o in raced), default=0)
     return [o for o in raced if o.n_items == most]
 

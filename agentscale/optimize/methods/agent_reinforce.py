@@ -32,6 +32,7 @@ from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import chain, largest_fitting, max_samples, single, wide
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.race import RaceOutcome
 
 PRIOR_STRENGTH = 4.0
 PRIOR_Z_STEP = 0.5  # logit per standard error between a model's single-call accuracy and the mean
@@ -53,6 +54,7 @@ class AgentReinforce(SearchMethod):
         self.proposed: list[CandidateGraph] = []
         self.rejected_updates = 0
         self.singles: dict[str, Observation] = {}  # alias -> its single call on the train split
+        self.finalists: set[str] = set()  # the models still in the singles' race at its end
         self.pilot_graphs: list[CandidateGraph] = []
 
     # proposals ----------------------------------------------------------------------------------
@@ -75,17 +77,16 @@ class AgentReinforce(SearchMethod):
         costs the most calls of any pool entry and, on the measured spaces, never won."""
         if not self.singles:
             return list(self.pilot_graphs)
-        answered = max(o.n_items for o in self.singles.values())
-        finalists = {alias for alias, o in self.singles.items() if o.n_items == answered}
-        return [c for c in self.pilot_graphs if _models(c) <= finalists]
+        return [c for c in self.pilot_graphs if _models(c) <= self.finalists]
 
     def _incumbent(self) -> CandidateGraph | None:
         """The best graph so far by the crowning's shrunk paired estimate (not one lucky minibatch)."""
         ranked = rank(self.history, list(self.singles.values()), accuracy_weight=self.problem.accuracy_weight)
         return ranked[0] if ranked else None
 
-    def learn_from_singles(self, singles: list[Observation]) -> None:
-        self.singles = {_only_model(o.candidate): o for o in singles}
+    def learn_from_singles(self, singles: RaceOutcome) -> None:
+        self.singles = {_only_model(o.candidate): o for o in singles.raced}
+        self.finalists = {_only_model(o.candidate) for o in singles.finished}
         if len(self.singles) < 2:
             return
         scores = {alias: o.reward for alias, o in self.singles.items()}

@@ -11,6 +11,7 @@ import numpy as np
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.race import RaceOutcome
 
 AgentCall = Callable[[str, str], Awaitable[str]]
 """`await agent(system, user) -> text`: an LLM used for textual feedback (through the gateway)."""
@@ -37,11 +38,10 @@ class SearchMethod(ABC):
         """Learn from the evaluations of the last proposals."""
         self.history.extend(observations)
 
-    def learn_from_singles(self, singles: list[Observation]) -> None:
+    def learn_from_singles(self, singles: RaceOutcome) -> None:
         """Each model alone, raced on the train split before the search (every method gets them;
-        crowning weighs those that answered the whole split; one clearly behind the best stopped
-        early, `n_items` says on how many). Methods with a model prior start from them; the others
-        ignore them."""
+        crowning weighs the race's finalists; one clearly behind the best left early, `n_items` says
+        on how many). Methods with a model prior start from them; the others ignore them."""
         return None
 
     def nominees(self) -> list[CandidateGraph]:
