@@ -94,10 +94,22 @@ class Advantage:
 
 
 @dataclass
+class _TestSplit:
+    """What the test split scored: the crowned graph, the baselines, every single model and the
+    crowned graph's advantage, each missing when the spend cap refused it (`refused` says which)."""
+
+    best: TestScore | None = None
+    baselines: dict[str, TestScore] = field(default_factory=dict)
+    singles: dict[str, TestScore] = field(default_factory=dict)
+    advantage: Advantage | None = None
+    refused: str | None = None
+
+
+@dataclass
 class OptimizeResult:
     run_id: str
     method: str
-    best: TestScore | None  # None when the spend cap left nothing for the test split
+    best: TestScore | None  # None when the spend cap refused the crowned graph's test split
     best_train: Observation
     best_path: Path
     best_yaml: str
@@ -365,15 +377,9 @@ class Optimization:
         crowning = await self._crown(method, history, singles)
         best_train = crowning.crowned
         report(settings.iterations, history, "testing")
-        best: TestScore | None = None
-        baselines: dict[str, TestScore] = {}
-        single_scores: dict[str, TestScore] = {}
-        advantage: Advantage | None = None
-        try:
-            if self.score_test:
-                best, baselines, single_scores, advantage = await self._test(best_train, singles)
-        except SpendCapReached as exc:
-            stopped += f"; test split not scored ({exc})"
+        tested = await self._test(best_train, singles) if self.score_test else _TestSplit()
+        if tested.refused:
+            stopped += f"; {tested.refused}"
         artifacts = self.store.path.parent / "runs" / self.run_id
         artifacts.mkdir(parents=True, exist_ok=True)
         spec = best_train.candidate.to_spec(
@@ -389,16 +395,16 @@ class Optimization:
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
         warnings = [crowning.warning] if crowning.warning else []
-        if advantage is not None and len(advantage.over) > 1:
-            warnings.append(f"single calls tie on the test split: {', '.join(advantage.over)}")
+        if tested.advantage is not None and len(tested.advantage.over) > 1:
+            warnings.append(f"single calls tie on the test split: {', '.join(tested.advantage.over)}")
         return OptimizeResult(
             run_id=self.run_id,
             method=self.method_name,
-            best=best,
+            best=tested.best,
             best_train=best_train,
             best_path=best_path,
             best_yaml=best_yaml,
-            baselines=baselines,
+            baselines=tested.baselines,
             pareto=pareto_front(
                 pooled(history + singles.raced, self.space.objective.accuracy),
                 latency=self.space.objective.latency > 0,
@@ -410,8 +416,8 @@ class Optimization:
             stopped_reason=stopped,
             artifacts=artifacts,
             history=history,
-            singles=single_scores,
-            advantage=advantage,
+            singles=tested.singles,
+            advantage=tested.advantage,
             crowning=crowning,
             warnings=warnings,
         )
@@ -479,11 +485,10 @@ class Optimization:
         order = np.random.default_rng([self.seed, 7919]).permutation(len(self.train))
         return [self.train[int(i)] for i in order]
 
-    async def _test(
-        self, crowned: Observation, singles: RaceOutcome
-    ) -> tuple[TestScore, dict[str, TestScore], dict[str, TestScore], Advantage | None]:
-        """The crowned graph, every single model and the best single's vote on the test split (side
-        by side; a spend cap that refuses one raises once the others are stored)."""
+    async def _test(self, crowned: Observation, singles: RaceOutcome) -> _TestSplit:
+        """The crowned graph, every single model and the best single's vote on the test split, side
+        by side. What the spend cap refuses is left out and named; what the others scored is kept
+        (the crowned graph's advantage needs every single call scored: the best one may be missing)."""
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
         top = best_single(singles.finished)
@@ -495,23 +500,28 @@ class Optimization:
         scores, refused = await side_by_side(
             [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached
         )
-        if refused is not None:
-            raise refused
-        best = scores[0]
         by_key = {score.candidate.canonical_key: score for score in scores}
-        single_scores = {_alias(o.candidate): by_key[o.candidate.canonical_key] for o in raced}
-        baselines: dict[str, TestScore] = {}
-        if top is not None:
-            baselines["single"] = single_scores[_alias(top.candidate)]
-            if votes is not None:
-                baselines["vote"] = by_key[votes.canonical_key]
-        advantage = None
-        if single_scores:
-            highest = max(score.accuracy for score in single_scores.values())
-            over = [alias for alias, score in single_scores.items() if score.accuracy == highest]
-            versus = single_scores[over[0]]
-            advantage = Advantage(over, paired_difference(best.outcomes, versus.outcomes))
-        return best, baselines, single_scores, advantage
+        tested = _TestSplit(best=by_key.get(crowned.candidate.canonical_key))
+        tested.singles = {
+            _alias(o.candidate): by_key[o.candidate.canonical_key] for o in raced if o.candidate.canonical_key in by_key
+        }
+        if top is not None and _alias(top.candidate) in tested.singles:
+            tested.baselines["single"] = tested.singles[_alias(top.candidate)]
+        if votes is not None and votes.canonical_key in by_key:
+            tested.baselines["vote"] = by_key[votes.canonical_key]
+        if refused is not None:
+            missing = [
+                "the crowned graph" if name == "best" else name
+                for name, candidate in zip(names, graphs, strict=True)
+                if candidate.canonical_key not in by_key
+            ]
+            tested.refused = f"test split: {', '.join(missing)} not scored ({refused})"
+        if tested.best is not None and tested.singles and len(tested.singles) == len(raced):
+            highest = max(score.accuracy for score in tested.singles.values())
+            over = [alias for alias, score in tested.singles.items() if score.accuracy == highest]
+            versus = tested.singles[over[0]]
+            tested.advantage = Advantage(over, paired_difference(tested.best.outcomes, versus.outcomes))
+        return tested
 
     async def _score(self, name: str, candidate: CandidateGraph) -> TestScore:
         observation = await self.evaluator.evaluate(candidate, self.test, kind="test", iteration=-1)

@@ -138,6 +138,28 @@ async def test_spend_cap_is_never_exceeded(tmp_path: Path, scripted: ScriptedSer
     assert result.best is None or result.best.n > 0
 
 
+async def test_a_test_split_the_spend_cap_cuts_short_keeps_what_it_scored(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A cap that admits the crowned graph and the single calls on the test split but not the
+    baseline vote: the scores stand in the result, the vote is named as not scored (it used to drop
+    every test score)."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base, max_nodes=4)
+    free = await optimization(text, store).run()
+    assert free.best is not None and "vote" in free.baselines
+    tested = [free.best, *(s for s in free.singles.values() if s is not free.best)]
+    before_test = free.usage["calls"] - free.usage["calls_by_stage"]["test"]
+    cap = before_test + sum(len([n for n in s.candidate.nodes if n.model]) * s.n for s in tested)
+    capped_text = space_text(tmp_path, scripted.api_base, optimizer=f", max_spend: {{calls: {cap}}}", max_nodes=4)
+    result = await optimization(capped_text, Store(tmp_path / "capped.db")).run()
+    assert result.best is not None and result.best.accuracy == free.best.accuracy
+    assert set(result.singles) == {"good", "bad"} and "single" in result.baselines
+    assert "vote" not in result.baselines
+    vote = free.baselines["vote"].name
+    assert f"test split: {vote} not scored (max_spend.calls={cap} would be crossed" in result.stopped_reason
+
+
 async def test_misbehaving_agent_never_breaks_the_search(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
