@@ -318,7 +318,7 @@ class Optimization:
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
         self.store.reopen_run(self.run_id)
-        self._progress = ProgressReporter(on_progress, lambda: int(self.store.spend(self.run_id)["calls"] or 0))
+        self._progress = ProgressReporter(on_progress, lambda: self.store.spend(self.run_id)["calls"])
         try:
             async with self._progress.refreshing():
                 result = await self._run()

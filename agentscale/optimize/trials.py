@@ -244,9 +244,9 @@ class TrialEvaluator:
             "calls": float(items * sum(1 for n in candidate.nodes if n.model is not None)),
             "tokens": float(self.worst_case_tokens(candidate, items)),
         }
-        if cap.calls is not None and int(spent["calls"] or 0) + held.get("calls", 0) + projected["calls"] > cap.calls:
+        if cap.calls is not None and spent["calls"] + held.get("calls", 0) + projected["calls"] > cap.calls:
             raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
-        tokens = int(spent["tokens"] or 0) + held.get("tokens", 0) + projected["tokens"]
+        tokens = spent["tokens"] + held.get("tokens", 0) + projected["tokens"]
         if cap.tokens is not None and tokens > cap.tokens:
             raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
         if cap.usd is not None:
@@ -256,7 +256,7 @@ class TrialEvaluator:
             if usd is None or len(known) < len(prices):
                 raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")
             projected["usd"] = projected["tokens"] * max(known, default=0.0)
-            if float(usd) + held.get("usd", 0.0) + projected["usd"] > cap.usd:
+            if usd + held.get("usd", 0.0) + projected["usd"] > cap.usd:
                 raise SpendCapReached(f"max_spend.usd={cap.usd} would be crossed (${usd:.4f} spent)")
         for unit, amount in projected.items():
             held[unit] = held.get(unit, 0.0) + amount
@@ -308,5 +308,5 @@ def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
     stages = dict.fromkeys(("search", "crowning", "test"), 0)
     for trial in store.trials(run_id):
         stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid[trial.seq]
-    stages["search"] += max(0, int(store.spend(run_id)["calls"] or 0) - sum(stages.values()))
+    stages["search"] += max(0, store.spend(run_id)["calls"] - sum(stages.values()))
     return stages

@@ -47,11 +47,11 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
     paid_calls = sum(r.calls for r in rows.values())
     paid_tokens = sum(r.tokens for r in rows.values())
     agent = StageSpend("optimizer feedback agent")
-    agent.calls = max(0, int(ledger["calls"] or 0) - paid_calls)
-    agent.tokens = max(0, int(ledger["tokens"] or 0) - paid_tokens)
+    agent.calls = max(0, ledger["calls"] - paid_calls)
+    agent.tokens = max(0, ledger["tokens"] - paid_tokens)
     known = [r.usd for r in rows.values()]
     if ledger["usd"] is None or any(u is None for u in known):
         agent.usd = None
     else:
-        agent.usd = max(0.0, float(ledger["usd"]) - sum(u or 0.0 for u in known))
+        agent.usd = max(0.0, ledger["usd"] - sum(u or 0.0 for u in known))
     return list(rows.values()), agent

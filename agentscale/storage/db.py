@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Table, event, func
@@ -105,6 +105,16 @@ class _TableStatements:
             for name, result, value in zip(self.names, self._result, stored, strict=True)
         }
         return self.model(**converted)
+
+
+class SpendTotals(TypedDict):
+    """A run's paid calls, tokens and USD (`Store.spend`); `usd` is None when any price is unknown."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    usd: float | None
 
 
 class Store:
@@ -286,7 +296,7 @@ class Store:
             return list(session.exec(query.order_by(Trial.seq)).all())  # type: ignore[arg-type]
 
     # spend ----------------------------------------------------------------------------------
-    def spend(self, run_id: str) -> dict[str, float | int | None]:
+    def spend(self, run_id: str) -> SpendTotals:
         """Real (uncached) calls, tokens and USD entered under a run; USD None if any price is unknown."""
         # summed in SQL: the optimizer's progress reads this every few seconds of a run of thousands of calls
         usd = col(SpendEntry.usd)
@@ -300,9 +310,9 @@ class Store:
         with self.session() as session:
             calls, prompt_tokens, completion_tokens, priced, total_usd = session.execute(totals).one()
         return {
-            "calls": calls,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "tokens": prompt_tokens + completion_tokens,
-            "usd": None if priced < calls else total_usd,
+            "calls": int(calls),
+            "prompt_tokens": int(prompt_tokens),
+            "completion_tokens": int(completion_tokens),
+            "tokens": int(prompt_tokens + completion_tokens),
+            "usd": None if priced < calls else float(total_usd),
         }
