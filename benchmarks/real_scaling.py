@@ -182,7 +182,16 @@ SECTIONS: dict[str, tuple[list[str], Any, list[tuple[str, str]]]] = {
     "gsm": (
         ["rg:gsm_symbolic"],
         gsm_arms,
-        [("vote5-15b", "single-15b"), ("fuser3-15b", "single-15b"), ("vote3-05b", "single-05b")],
+        [
+            ("vote5-15b", "single-15b"),
+            ("fuser3-15b", "single-15b"),
+            ("critic-15b", "single-15b"),
+            ("vote3-05b", "single-05b"),
+            ("vote5-05b", "single-05b"),
+            ("fuser3-05b", "single-05b"),
+            ("critic-05b", "single-05b"),
+            ("single-15b", "single-05b"),
+        ],
     ),
     "styles": (
         ["rg:gsm_symbolic", "rg:chain_sum"],
