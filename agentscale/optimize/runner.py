@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -495,7 +495,9 @@ class Optimization:
         votes = max_samples(self.problem, _alias(top.candidate), chooser=self.problem.chooser) if top else None
         if votes is not None and votes.size <= 1:
             votes = None
-        graphs = [crowned.candidate, *others, *([votes] if votes is not None else [])]
+        graphs = [crowned.candidate, *others]
+        if votes is not None and votes.canonical_key != crowned.candidate.canonical_key:
+            graphs.append(votes)  # when the vote was crowned, its one evaluation serves both rows
         names = ["best", *(c.short_name() for c in graphs[1:])]
         scores, refused = await side_by_side(
             [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached
@@ -508,7 +510,7 @@ class Optimization:
         if top is not None and _alias(top.candidate) in tested.singles:
             tested.baselines["single"] = tested.singles[_alias(top.candidate)]
         if votes is not None and votes.canonical_key in by_key:
-            tested.baselines["vote"] = by_key[votes.canonical_key]
+            tested.baselines["vote"] = replace(by_key[votes.canonical_key], name=votes.short_name())
         if refused is not None:
             missing = [
                 "the crowned graph" if name == "best" else name

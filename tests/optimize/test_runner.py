@@ -20,7 +20,10 @@ from agentscale.errors import AgentScaleError
 from agentscale.graphs.located import load_located
 from agentscale.optimize import progress
 from agentscale.optimize.dry_run import project, project_space
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.progress import Progress
+from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
 from agentscale.report import write_report
@@ -158,6 +161,23 @@ async def test_a_test_split_the_spend_cap_cuts_short_keeps_what_it_scored(
     assert "vote" not in result.baselines
     vote = free.baselines["vote"].name
     assert f"test split: {vote} not scored (max_spend.calls={cap} would be crossed" in result.stopped_reason
+
+
+async def test_a_crowned_vote_is_evaluated_once_for_its_two_rows_on_the_test_split(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """When the crowned graph is the best single's vote baseline, the test split evaluates it once
+    (a real run evaluated 100 items of a five-sample tester twice) and both rows show that score."""
+    run = optimization(space_text(tmp_path, scripted.api_base, max_nodes=4), store)
+    store.reopen_run(run.run_id)
+    votes = max_samples(run.problem, "good", chooser=run.problem.chooser)
+    assert votes is not None and votes.size > 1
+    singles = RaceOutcome([Observation(single("good"), 1.0, 1.0, 0.1, 8, 0.9)], [], capped=False)
+    tested = await run._test(Observation(votes, 1.0, 3.0, 0.1, 8, 0.8), singles)
+    keys = [trial.key for trial in store.trials(run.run_id) if trial.kind == "test"]
+    assert sorted(keys) == sorted([votes.canonical_key, single("good").canonical_key])
+    assert tested.best is not None and tested.baselines["vote"].accuracy == tested.best.accuracy
+    assert tested.baselines["vote"].name == votes.short_name() and tested.best.name == "best"
 
 
 async def test_misbehaving_agent_never_breaks_the_search(
