@@ -222,6 +222,11 @@ class CandidateGraph:
         return total
 
     # conversion -----------------------------------------------------------------------------
+    @property
+    def node_models(self) -> frozenset[str]:
+        """The model aliases the graph's nodes call (a CEO's model aside)."""
+        return frozenset(n.model for n in self.nodes if n.model is not None)
+
     def node_id(self, index: int) -> str:
         node = self.nodes[index]
         return "out" if index == self.output else f"n{index}_{node.role}"
@@ -236,7 +241,7 @@ class CandidateGraph:
         sampled_nodes: SampledNodes = "all",
     ) -> GraphSpec:
         """A runnable graph with the models it uses (greedy nodes carry `temperature: 0`)."""
-        used = sorted({n.model for n in self.nodes if n.model is not None} | ({self.ceo.model} if self.ceo else set()))
+        used = sorted(self.node_models | ({self.ceo.model} if self.ceo else set()))
         greedy = self.greedy_nodes(sampled_nodes)
         nodes = [
             NodeSpec(id=self.node_id(i), role=n.role, model=n.model, temperature=0.0 if i in greedy else None)

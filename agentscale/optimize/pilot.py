@@ -17,6 +17,11 @@ def single(alias: str) -> CandidateGraph:
     return CandidateGraph((NodeChoice("assistant", alias),), frozenset())
 
 
+def model_of_single(candidate: CandidateGraph) -> str:
+    """The alias a single-call graph (`single`) calls: the key of the runner's per-model results."""
+    return next(n.model for n in candidate.nodes if n.model)
+
+
 def self_consistency(alias: str, n: int, chooser: str = "vote") -> CandidateGraph:
     """n independent answers and one model-free `chooser` (one call when n is 1): a majority vote, or
     for code the tester, which runs each on the question's examples (a vote of sampled programs

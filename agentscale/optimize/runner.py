@@ -41,7 +41,7 @@ from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, pareto_front, pooled
 from agentscale.optimize.paired import PairedDifference, paired_difference
-from agentscale.optimize.pilot import max_samples, single
+from agentscale.optimize.pilot import max_samples, model_of_single, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
@@ -434,7 +434,7 @@ class Optimization:
         position = {alias: index for index, alias in enumerate(self.problem.aliases)}
 
         def in_order(observations: list[Observation]) -> list[Observation]:
-            return sorted(observations, key=lambda o: position[_alias(o.candidate)])
+            return sorted(observations, key=lambda o: position[model_of_single(o.candidate)])
 
         return RaceOutcome(in_order(outcome.finished), in_order(outcome.behind), outcome.capped)
 
@@ -492,7 +492,7 @@ class Optimization:
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
         top = best_single(singles.finished)
-        votes = max_samples(self.problem, _alias(top.candidate), chooser=self.problem.chooser) if top else None
+        votes = max_samples(self.problem, model_of_single(top.candidate), chooser=self.problem.chooser) if top else None
         if votes is not None and votes.size <= 1:
             votes = None
         graphs = [crowned.candidate, *others]
@@ -505,10 +505,12 @@ class Optimization:
         by_key = {score.candidate.canonical_key: score for score in scores}
         tested = _TestSplit(best=by_key.get(crowned.candidate.canonical_key))
         tested.singles = {
-            _alias(o.candidate): by_key[o.candidate.canonical_key] for o in raced if o.candidate.canonical_key in by_key
+            model_of_single(o.candidate): by_key[o.candidate.canonical_key]
+            for o in raced
+            if o.candidate.canonical_key in by_key
         }
-        if top is not None and _alias(top.candidate) in tested.singles:
-            tested.baselines["single"] = tested.singles[_alias(top.candidate)]
+        if top is not None and model_of_single(top.candidate) in tested.singles:
+            tested.baselines["single"] = tested.singles[model_of_single(top.candidate)]
         if votes is not None and votes.canonical_key in by_key:
             tested.baselines["vote"] = replace(by_key[votes.canonical_key], name=votes.short_name())
         if refused is not None:
@@ -543,7 +545,3 @@ def _most_answered(raced: list[Observation]) -> list[Observation]:
     the race) those that answered most: `crown` decides among graphs scored on the same items."""
     most = max((o.n_items for o in raced), default=0)
     return [o for o in raced if o.n_items == most]
-
-
-def _alias(candidate: CandidateGraph) -> str:
-    return next(n.model for n in candidate.nodes if n.model)

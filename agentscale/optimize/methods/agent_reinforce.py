@@ -30,7 +30,7 @@ from agentscale.optimize.feedback import InsightRules, agent_prompt, apply_agent
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
 from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.pilot import chain, largest_fitting, max_samples, single, wide
+from agentscale.optimize.pilot import chain, largest_fitting, max_samples, model_of_single, single, wide
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome
 
@@ -77,7 +77,7 @@ class AgentReinforce(SearchMethod):
         costs the most calls of any pool entry and, on the measured spaces, never won."""
         if not self.singles:
             return list(self.pilot_graphs)
-        return [c for c in self.pilot_graphs if _models(c) <= self.finalists]
+        return [c for c in self.pilot_graphs if c.node_models <= self.finalists]
 
     def _incumbent(self) -> CandidateGraph | None:
         """The best graph so far by the crowning's shrunk paired estimate (not one lucky minibatch)."""
@@ -85,8 +85,8 @@ class AgentReinforce(SearchMethod):
         return ranked[0] if ranked else None
 
     def learn_from_singles(self, singles: RaceOutcome) -> None:
-        self.singles = {_only_model(o.candidate): o for o in singles.raced}
-        self.finalists = {_only_model(o.candidate) for o in singles.finished}
+        self.singles = {model_of_single(o.candidate): o for o in singles.raced}
+        self.finalists = {model_of_single(o.candidate) for o in singles.finished}
         if len(self.singles) < 2:
             return
         scores = {alias: o.reward for alias, o in self.singles.items()}
@@ -120,9 +120,10 @@ class AgentReinforce(SearchMethod):
         by item-weighted mean reward."""
         totals: dict[str, list[float]] = {}
         for observation in [*self.singles.values(), *self.history]:
-            models = _models(observation.candidate)
+            models = observation.candidate.node_models
             if len(models) == 1:
-                total = totals.setdefault(models.pop(), [0.0, 0.0])
+                (alias,) = models
+                total = totals.setdefault(alias, [0.0, 0.0])
                 total[0] += observation.reward * observation.n_items
                 total[1] += observation.n_items
         return max(totals, key=lambda a: totals[a][0] / totals[a][1]) if totals else self.problem.aliases[0]
@@ -164,7 +165,7 @@ class AgentReinforce(SearchMethod):
         runner, the pilot alone sets the prior."""
         best: dict[str, Observation] = {}
         for observation in pilot:
-            alias = _only_model(observation.candidate)
+            alias = model_of_single(observation.candidate)
             if alias not in best or observation.reward > best[alias].reward:
                 best[alias] = observation
         if len(best) < 2:
@@ -204,12 +205,3 @@ class AgentReinforce(SearchMethod):
         self.rejected_updates += bool(problems)
         if proposed is not None:
             self.proposed.append(proposed)
-
-
-def _only_model(candidate: CandidateGraph) -> str:
-    return next(n.model for n in candidate.nodes if n.model)
-
-
-def _models(candidate: CandidateGraph) -> set[str]:
-    """The model aliases a graph's nodes call."""
-    return {n.model for n in candidate.nodes if n.model}
