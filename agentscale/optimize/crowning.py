@@ -7,7 +7,10 @@ A search ranks graphs by a few minibatch items each, so its top graphs are partl
    per-item rewards minus the best single call's on the same items (it answered every train item
    before the search), plus that single's train mean, so an easy minibatch does not
    lift a graph; then shrunk toward the search's mean by how few items the graph was seen on
-   (empirical Bayes);
+   (empirical Bayes), and ranked by that estimate less one posterior standard deviation: at about
+   the same estimate a graph measured on many items goes before one lucky minibatch (on simulated
+   math-b18-large the best-known graph, seen on 48 items, ranked seventh behind 8-item graphs and
+   missed the pool; docs/benchmarks.md);
 2. races the pool on the train split (`optimize.race`): every survivor answers the same growing
    prefix of the split, and a graph leaves only when the leader clearly beats it on the items they
    share, so a bad graph costs little and a good one is not dropped on a few items' noise;
@@ -42,6 +45,7 @@ from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 # were measured and lost more than they saved (docs/benchmarks.md, `optimizer_efficiency.py --margins`)
 SEPARATION_Z = 0.0
 WARN_TOP = 3  # the warning looks at this many finalists from the top
+POOL_Z = 1.0  # the pool ranks graphs by their shrunk estimate less this many posterior standard deviations
 PRIOR_SPREAD = 0.05  # least spread of true rewards among searched graphs assumed by the shrinkage
 
 
@@ -97,10 +101,11 @@ def best_single(singles: Iterable[Observation]) -> Observation | None:
 
 
 def rank(
-    observations: list[Observation], singles: list[Observation], *, accuracy_weight: float
+    observations: list[Observation], singles: list[Observation], *, accuracy_weight: float, cautious: bool = False
 ) -> list[CandidateGraph]:
     """Graphs (not single calls) from best to worst by the shrunk paired estimate of their train
-    reward, pooling every evaluation of a graph (see the module docstring, step 1)."""
+    reward, pooling every evaluation of a graph (see the module docstring, step 1); `cautious` ranks
+    by that estimate less `POOL_Z` of its posterior standard deviations instead."""
     single_keys = {o.candidate.canonical_key for o in singles}
     reference = best_single(singles)
     outcomes: dict[str, dict[str, bool]] = defaultdict(dict)
@@ -115,7 +120,8 @@ def rank(
         return []
     estimates = {key: _paired_estimate(latest[key], outcomes[key], reference, accuracy_weight) for key in latest}
     shrunk = _shrink(estimates)
-    ordered = sorted(latest, key=lambda key: (-shrunk[key], latest[key].compute))
+    score = {key: mean - (POOL_Z * sd if cautious else 0.0) for key, (mean, sd) in shrunk.items()}
+    ordered = sorted(latest, key=lambda key: (-score[key], latest[key].compute))
     return [latest[key].candidate for key in ordered]
 
 
@@ -136,13 +142,19 @@ def _paired_estimate(
     return float(differences.mean()) + base, variance, len(shared)
 
 
-def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, float]:
-    """Empirical-Bayes shrinkage of each estimate toward their mean, by its sampling variance."""
+def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, tuple[float, float]]:
+    """Empirical-Bayes shrinkage of each estimate toward their mean, by its sampling variance:
+    (posterior mean, posterior standard deviation) per graph."""
     means = np.array([e[0] for e in estimates.values()])
     noise = np.array([max(e[1], 1e-4) / e[2] for e in estimates.values()])
     centre = float(means.mean())
     spread = max(float(means.var()) - float(noise.mean()), PRIOR_SPREAD**2)
-    return {key: centre + (e[0] - centre) * spread / (spread + max(e[1], 1e-4) / e[2]) for key, e in estimates.items()}
+    shrunk = {}
+    for key, (mean, variance, n) in estimates.items():
+        sampling = max(variance, 1e-4) / n
+        weight = spread / (spread + sampling)
+        shrunk[key] = (centre + (mean - centre) * weight, float(np.sqrt(sampling * weight)))
+    return shrunk
 
 
 def crown(

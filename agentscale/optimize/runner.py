@@ -467,7 +467,9 @@ class Optimization:
 
     def _pool(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> list[CandidateGraph]:
         """What races for the crown: the method's nominees that were evaluated, then the search's
-        most promising graphs (at least `MIN_SEARCHED`, `CROWN_POOL` in all when there is room)."""
+        most promising graphs by a cautious estimate (`rank(cautious=True)`: a lucky minibatch does
+        not push out a graph measured on many items), at least `MIN_SEARCHED`, `CROWN_POOL` in all
+        when there is room."""
         evaluated = {o.candidate.canonical_key for o in history}
         single_keys = {o.candidate.canonical_key for o in singles.raced}
         nominees = [c for c in method.nominees() if c.canonical_key in evaluated - single_keys]
@@ -475,7 +477,7 @@ class Optimization:
         named = {c.canonical_key for c in nominees}
         ranked = [
             c
-            for c in rank(history, singles.finished, accuracy_weight=self.problem.accuracy_weight)
+            for c in rank(history, singles.finished, accuracy_weight=self.problem.accuracy_weight, cautious=True)
             if c.canonical_key not in named | single_keys
         ]
         return nominees + ranked[:room]
