@@ -184,6 +184,14 @@ def crown(
         reason = f"best mean objective on the {n} train items"
         if close:
             reason += f"; {len(close)} other finalist(s) {tie} of it"
+        level = [
+            o for o in ranked[1:] if round(o.reward, 12) == round(leader.reward, 12) and o.compute > leader.compute
+        ]
+        if level:  # the sort put the cheapest first: the "prefer the cheaper graph, and say so"
+            reason += (
+                f"; level with {len(level)} costlier finalist(s) on these items ({level[0].candidate.short_name()}, "
+                f"compute {level[0].compute:.3g} against {leader.compute:.3g}), so the cheaper graph is crowned"
+            )
         crowned = leader
     else:
         crowned = close_singles[0]  # ranked: the best of them

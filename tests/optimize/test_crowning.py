@@ -124,6 +124,21 @@ def test_a_cheaper_graph_within_one_item_does_not_displace_a_better_leader() -> 
     assert kept.crowned is leading_graph
 
 
+def test_a_tie_on_the_train_split_crowns_the_cheaper_graph_and_says_so() -> None:
+    """Level finalists cannot be told apart by the data: the cheaper one is crowned, and the reason
+    names the costlier one it was level with."""
+    voting = observed(voted("big", 6), set(TRAIN[:40]), TRAIN, compute=42.0)  # 40/60
+    chain = CandidateGraph((NodeChoice("assistant", "big"), NodeChoice("fuser", "big")), frozenset({(0, 1)}))
+    chained = observed(chain, set(TRAIN[2:42]), TRAIN, compute=14.0)  # 40/60 on other items
+    big = observed(single("big"), set(TRAIN[:30]), TRAIN, compute=7.0)
+    result = crown([voting, chained, big], accuracy_weight=1.0, baselines={big.candidate.canonical_key})
+    assert result.crowned is chained
+    assert "level with 1 costlier finalist(s) on these items (majority vote of 6 x big, compute 42" in result.reason
+    assert "so the cheaper graph is crowned" in result.reason
+    ahead = observed(voted("big", 6), set(TRAIN[:41]), TRAIN, compute=42.0)  # one item more: no tie
+    assert "level with" not in crown([ahead, chained, big], accuracy_weight=1.0).reason
+
+
 def test_the_warning_names_how_many_top_finalists_overlap() -> None:
     a = observed(voted("big", 3), set(TRAIN[:45]), TRAIN, compute=24.0)
     b = observed(voted("big", 2), set(TRAIN[:44]), TRAIN, compute=16.0)
