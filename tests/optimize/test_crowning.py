@@ -68,9 +68,9 @@ def test_finalists_judge_a_minibatch_by_the_best_single_on_the_same_items() -> N
 
 def test_the_pool_ranks_a_graph_measured_on_many_items_above_one_lucky_minibatch() -> None:
     """At about the same shrunk estimate, a graph seen on 48 items (2 more right than the best
-    single) outranks one seen on 8 (1 more right) when ranked cautiously, as the crowning pool is:
-    racing the lucky one costs as much and is likelier to waste it (simulated math-b18-large, seed 5:
-    the best-known graph ranked seventh behind 8-item graphs and missed the pool of six)."""
+    single) outranks one seen on 8 (1 more right) when ranked cautiously, as the crowning pool is
+    (simulated math-b18-large, seed 5: the best-known graph, seen on 48 items, ranked seventh behind
+    8-item graphs and missed the pool of six)."""
     best = observed(single("big"), set(TRAIN[:36]), TRAIN, compute=7.0)  # 36/60
     steady = observed(voted("big", 2), set(TRAIN[:36]) | set(TRAIN[40:42]), TRAIN[:48], compute=14.0)
     lucky = observed(voted("small", 3), set(TRAIN[30:37]), TRAIN[30:38], compute=3.0)  # 7/8, the single 6/8
