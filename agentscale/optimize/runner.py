@@ -494,7 +494,8 @@ class Optimization:
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
         top = best_single(singles.finished)
-        votes = max_samples(self.problem, model_of_single(top.candidate), chooser=self.problem.chooser) if top else None
+        top_model = model_of_single(top.candidate) if top is not None else None
+        votes = max_samples(self.problem, top_model, chooser=self.problem.chooser) if top_model is not None else None
         if votes is not None and votes.size <= 1:
             votes = None
         graphs = [crowned.candidate, *others]
@@ -511,8 +512,8 @@ class Optimization:
             for o in raced
             if o.candidate.canonical_key in by_key
         }
-        if top is not None and model_of_single(top.candidate) in tested.singles:
-            tested.baselines["single"] = tested.singles[model_of_single(top.candidate)]
+        if top_model is not None and top_model in tested.singles:
+            tested.baselines["single"] = tested.singles[top_model]
         if votes is not None and votes.canonical_key in by_key:
             tested.baselines["vote"] = replace(by_key[votes.canonical_key], name=votes.short_name())
         if refused is not None:
