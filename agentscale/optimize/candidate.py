@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
+from agentscale.agents.coordinator import MAX_ATTEMPTS
 from agentscale.graphs.spec import (
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
@@ -25,6 +26,10 @@ from agentscale.graphs.spec import (
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.runtime.discussion import CEO_MAX_TOKENS
+
+# a CEO call's prompt beyond the question and the answers it reads: its instructions, the team's
+# resources and, on a retry, the correction (agents/prompts/coordinator.yaml is 2.4 KB in all)
+CEO_PROMPT_ALLOWANCE = 1024
 
 SampledNodes = Literal["all", "parallel", "greedy_first"]  # a space's `sampled_nodes` (`CandidateGraph.greedy_nodes`)
 
@@ -219,6 +224,37 @@ class CandidateGraph:
             if node.model is not None:
                 degree = len(self.predecessors[index]) or source_inputs
                 total += _call_flops(models, node.model, prompt + degree * completion, completion)
+        return total
+
+    # the spend cap's worst case ---------------------------------------------------------------
+    def worst_case_calls(self) -> int:
+        """Model calls one question can make at most: every model node once; with a CEO, every round
+        runs all of them (its agent count is capped by the graph's own) and the CEO may need
+        `MAX_ATTEMPTS` replies a round."""
+        per_pass = sum(1 for node in self.nodes if node.model is not None)
+        if self.ceo is None:
+            return per_pass
+        return self.ceo.max_rounds * (per_pass + MAX_ATTEMPTS)
+
+    def worst_case_tokens(self, mean_prompt_tokens: float, max_tokens: int) -> int:
+        """Tokens one question can cost at most: every model call writes `max_tokens` and reads a
+        prompt of twice the task's mean plus every input at full length; with a CEO, each later round
+        also gives sources the best answer so far, and each CEO reply reads the question, the round's
+        answers and its earlier replies (see `worst_case_calls`)."""
+        prompt = int(2 * mean_prompt_tokens)
+
+        def one_pass(source_inputs: int) -> int:
+            return sum(
+                prompt + (len(self.predecessors[index]) or source_inputs) * max_tokens + max_tokens
+                for index, node in enumerate(self.nodes)
+                if node.model is not None
+            )
+
+        total = one_pass(0)
+        if self.ceo is not None:
+            answers = sum(1 for node in self.nodes if node.model is not None) + 1  # the round's and the best
+            ceo_reply = prompt + answers * max_tokens + CEO_PROMPT_ALLOWANCE + MAX_ATTEMPTS * CEO_MAX_TOKENS
+            total += (self.ceo.max_rounds - 1) * one_pass(1) + self.ceo.max_rounds * MAX_ATTEMPTS * ceo_reply
         return total
 
     # conversion -----------------------------------------------------------------------------

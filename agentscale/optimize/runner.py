@@ -374,7 +374,7 @@ class Optimization:
         if not history and not singles.raced:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
         report(settings.iterations, history, "crowning")
-        crowning = await self._crown(method, history, singles)
+        crowning = await self._crown(method, history, singles, stopped)
         best_train = crowning.crowned
         report(settings.iterations, history, "testing")
         tested = await self._test(best_train, singles) if self.score_test else _TestSplit()
@@ -452,16 +452,31 @@ class Optimization:
             candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step
         )
 
-    async def _crown(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> Crowning:
+    async def _crown(
+        self, method: SearchMethod, history: list[Observation], singles: RaceOutcome, stopped: str
+    ) -> Crowning:
         """Race the pool on the train split, then decide among the last graphs and the singles
-        (see `optimize.crowning`)."""
+        (see `optimize.crowning`); `stopped` says why the search ended (for the error when nothing
+        crownable was evaluated)."""
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
         contenders = [o for o in singles.finished if o.candidate.ceo in self.problem.ceo_options]
+        if not allowed and not contenders:
+            what = (
+                "coordinator.optional is false, so only a CEO-led graph can be crowned, but the search evaluated "
+                "none (the pilot's graphs run without a CEO)"
+                if None not in self.problem.ceo_options
+                else "the search evaluated no graph to crown"
+            )
+            raise AgentScaleError(
+                f"{what}; the search stopped: {stopped}. Raise optimizer.iterations"
+                + (" or max_spend" if "spend cap" in stopped else "")
+                + " and run again (the response cache answers the calls already made)"
+            )
         outcome = await self._race(self._pool(method, allowed, singles), "crown", "crowning")
         contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
-        if not contenders:  # the spend cap left nothing scored: the best minibatch graph stands in
-            fallback = max(allowed or history, key=lambda o: o.reward)
+        if not contenders:  # the spend cap stopped the race's first step: the best minibatch graph stands in
+            fallback = max(allowed, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
         return crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced})
 

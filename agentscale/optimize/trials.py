@@ -219,18 +219,6 @@ class TrialEvaluator:
         )
 
     # spend cap -------------------------------------------------------------------------------
-    def worst_case_tokens(self, candidate: CandidateGraph, items: int) -> int:
-        """Tokens an evaluation could cost at most: every model node at full `max_tokens`, with a
-        prompt of twice the task's mean plus every input at full length."""
-        max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
-        per_item = 0
-        for index, node in enumerate(candidate.nodes):
-            if node.model is None:
-                continue
-            inputs = len(candidate.predecessors[index])
-            per_item += int(2 * self.problem.mean_prompt_tokens) + inputs * max_tokens + max_tokens
-        return per_item * items
-
     def _reserve(self, candidate: CandidateGraph, items: int) -> dict[str, float]:
         """Refuse an evaluation that could cross `max_spend` (raise `SpendCapReached`), counting what
         the run has spent and the worst case of the evaluations still in flight beside it; else
@@ -240,9 +228,10 @@ class TrialEvaluator:
             return {}
         spent = self.store.spend(self.run_id)
         held = self._in_flight
+        max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
         projected = {
-            "calls": float(items * sum(1 for n in candidate.nodes if n.model is not None)),
-            "tokens": float(self.worst_case_tokens(candidate, items)),
+            "calls": float(items * candidate.worst_case_calls()),
+            "tokens": float(items * candidate.worst_case_tokens(self.problem.mean_prompt_tokens, max_tokens)),
         }
         if cap.calls is not None and spent["calls"] + held.get("calls", 0) + projected["calls"] > cap.calls:
             raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
@@ -251,7 +240,8 @@ class TrialEvaluator:
             raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
         if cap.usd is not None:
             usd = spent["usd"]
-            prices = [self._usd_per_token(n.model) for n in candidate.nodes if n.model]
+            aliases = [n.model for n in candidate.nodes if n.model] + ([candidate.ceo.model] if candidate.ceo else [])
+            prices = [self._usd_per_token(alias) for alias in aliases]
             known = [p for p in prices if p is not None]
             if usd is None or len(known) < len(prices):
                 raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")

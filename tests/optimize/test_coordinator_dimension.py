@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agentscale.agents.coordinator import MAX_ATTEMPTS
 from agentscale.cli.app import main
 from agentscale.errors import SpecError
 from agentscale.graphs.located import load_located
@@ -21,6 +22,7 @@ from agentscale.optimize.objective import Observation
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import space_from_data
 from agentscale.optimize.trials import candidate_from_json, candidate_to_json
+from agentscale.storage.db import Store
 
 MODELS = {"small": ModelSpec(model="sim/llama-1b", params_b=1.0), "big": ModelSpec(model="sim/llama-8b", params_b=8.0)}
 SPACE = """\
@@ -139,3 +141,48 @@ def test_optimize_can_crown_a_ceo_led_graph_that_then_runs(tmp_path: Path, monke
     assert main(["run", str(best), "-q", "[sim:math#0003] Solve problem 3.", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["answer"] is not None and run["rounds"][0]["decision"]["source"] == "ceo"
+
+
+def test_the_worst_case_of_a_ceo_led_graph_counts_every_round_and_ceo_retry() -> None:
+    led = CandidateGraph(WIDE.nodes, WIDE.edges, CeoChoice("big", 3))
+    assert WIDE.worst_case_calls() == 3
+    assert led.worst_case_calls() == 3 * (3 + MAX_ATTEMPTS)  # three rounds of the team, three CEO replies each
+    assert led.worst_case_tokens(200.0, 512) > 3 * WIDE.worst_case_tokens(200.0, 512)
+
+
+def test_the_spend_cap_holds_for_ceo_led_graphs(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A CEO-led evaluation is projected at its worst case (every round, every CEO retry), so it is
+    refused before it can cross `max_spend`; the old projection counted one pass of the team and let
+    a run with a cap of 30 calls spend 44. Nothing CEO-led fits here, so the run says so and fails."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}").replace(
+            "minibatch: 6, seed: 0}", "minibatch: 6, seed: 0, max_spend: {calls: 30}}"
+        )
+    )
+    assert main(["optimize", str(space), "--no-test"]) == 1
+    error = capsys.readouterr().err
+    assert "only a CEO-led graph can be crowned, but the search evaluated none" in error
+    assert "max_spend.calls=30 would be crossed" in error and "Traceback" not in error
+    store = Store(tmp_path / "o.db")
+    (run,) = store.list_runs()
+    assert 0 < store.spend(run.id)["calls"] <= 30
+
+
+def test_a_required_ceo_the_search_never_reached_is_an_error_not_a_ceo_less_crown(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Two iterations of two samples hold only the pilot's graphs, which run without a CEO: with
+    `optional: false` none of them may be crowned (the fallback crowned one and blamed the spend cap)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}").replace(
+            "iterations: 3, samples: 3", "iterations: 2, samples: 2"
+        )
+    )
+    assert main(["optimize", str(space), "--no-test"]) == 1
+    error = capsys.readouterr().err
+    assert "the search stopped: finished 2 iterations. Raise optimizer.iterations and run again" in error
+    assert "Traceback" not in error
