@@ -64,7 +64,8 @@ def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Ob
 
 def pooled(observations: list[Observation], accuracy_weight: float) -> list[Observation]:
     """One observation per distinct graph, its verdicts on every item it answered pooled (a front
-    speaks of graphs, not of single minibatches: one lucky minibatch must not put a graph on it)."""
+    speaks of graphs, not of single minibatches: one lucky minibatch must not put a graph on it); its
+    latency the mean per item answered and its USD the sum of its evaluations'."""
     groups: dict[str, list[Observation]] = {}
     for observation in observations:
         groups.setdefault(observation.candidate.canonical_key, []).append(observation)
@@ -79,7 +80,10 @@ def pooled(observations: list[Observation], accuracy_weight: float) -> list[Obse
         else:
             n = sum(o.n_items for o in group)
             accuracy = sum(o.accuracy * o.n_items for o in group) / max(1, n)
-        latency = sum(o.latency_s for o in group) / len(group)
+        answered = sum(o.n_items for o in group)
+        latency = sum(o.latency_s * o.n_items for o in group) / max(1, answered)  # per item, as the report's
+        prices = [o.usd for o in group]
+        usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
         reward = last.reward + accuracy_weight * (accuracy - last.accuracy)
-        merged.append(Observation(last.candidate, accuracy, last.compute, latency, n, reward, last.usd, outcomes))
+        merged.append(Observation(last.candidate, accuracy, last.compute, latency, n, reward, usd, outcomes))
     return merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,3 +61,17 @@ def test_pooling_merges_a_graph_s_minibatches_by_item() -> None:
     assert merged[GRAPHS[0]].accuracy == 0.5 and merged[GRAPHS[0]].n_items == 4
     assert merged[GRAPHS[0]].latency_s == 2.0 and merged[GRAPHS[0]].reward == 0.5
     assert merged[GRAPHS[1]].accuracy == 0.5
+
+
+def test_pooling_weighs_latency_by_items_and_adds_up_usd() -> None:
+    """A race pools a graph's steps of 4, 4 and 8 items: the latency is the mean per item (as the
+    report's), not the mean of the steps' means, and the USD is what all the steps cost."""
+    steps = [
+        Observation(GRAPHS[0], 1.0, 1.0, 10.0, 4, 1.0, usd=0.4, outcomes={f"a{i}": True for i in range(4)}),
+        Observation(GRAPHS[0], 1.0, 1.0, 10.0, 4, 1.0, usd=0.4, outcomes={f"b{i}": True for i in range(4)}),
+        Observation(GRAPHS[0], 1.0, 1.0, 1.0, 8, 1.0, usd=0.8, outcomes={f"c{i}": True for i in range(8)}),
+    ]
+    (merged,) = pooled(steps, 1.0)
+    assert merged.latency_s == pytest.approx(5.5) and merged.usd == pytest.approx(1.6)
+    (unpriced,) = pooled([steps[0], Observation(GRAPHS[0], 1.0, 1.0, 1.0, 1, 1.0, usd=None)], 1.0)
+    assert unpriced.usd is None
