@@ -47,6 +47,7 @@ SEPARATION_Z = 0.0
 WARN_TOP = 3  # the warning looks at this many finalists from the top
 POOL_Z = 1.0  # the pool ranks graphs by their shrunk estimate less this many posterior standard deviations
 PRIOR_SPREAD = 0.05  # least spread of true rewards among searched graphs assumed by the shrinkage
+PRIOR_ITEM_VARIANCE = 0.25  # per-item variance of a graph's estimate before any item (a coin's), in accuracy units
 
 
 @dataclass
@@ -128,18 +129,29 @@ def rank(
 def _paired_estimate(
     observation: Observation, outcomes: dict[str, bool], reference: Observation | None, accuracy_weight: float
 ) -> tuple[float, float, int]:
-    """(estimated train reward, per-item variance, items) of a graph from its search evaluations."""
+    """(estimated train reward, per-item variance, items) of a graph from its search evaluations.
+
+    The estimate stays within the rewards an accuracy in [0, 1] can give: a graph seen only on items
+    the single call got wrong, right on all of them, would otherwise be estimated above 100%. The
+    variance counts one prior pseudo-item of variance `PRIOR_ITEM_VARIANCE` (so one item gives that,
+    as before): a few items whose differences all agree (the graph and the single call alike on 8
+    items, say) would otherwise have no variance, be taken as exactly measured, and neither shrunk
+    nor ranked cautiously."""
     cost = penalty(observation, accuracy_weight)
+    prior = PRIOR_ITEM_VARIANCE * accuracy_weight**2
     if not outcomes:  # outcomes unknown (e.g. an evaluation without item verdicts): its mean alone
-        return observation.reward, 0.25 * accuracy_weight**2, max(1, observation.n_items)
+        return observation.reward, prior, max(1, observation.n_items)
     if reference is None or not reference.outcomes.keys() & outcomes.keys():
         values = np.array([accuracy_weight * float(v) for v in outcomes.values()]) - cost
-        return float(values.mean()), float(values.var(ddof=1)) if len(values) > 1 else 0.25, len(values)
-    shared = sorted(reference.outcomes.keys() & outcomes.keys())
-    differences = accuracy_weight * np.array([float(outcomes[k]) - float(reference.outcomes[k]) for k in shared])
-    base = reference.reward + penalty(reference, accuracy_weight) - cost  # single's accuracy term, own cost
-    variance = float(differences.var(ddof=1)) if len(shared) > 1 else 0.25 * accuracy_weight**2
-    return float(differences.mean()) + base, variance, len(shared)
+        mean = float(values.mean())
+    else:
+        shared = sorted(reference.outcomes.keys() & outcomes.keys())
+        values = accuracy_weight * np.array([float(outcomes[k]) - float(reference.outcomes[k]) for k in shared])
+        base = reference.reward + penalty(reference, accuracy_weight) - cost  # single's accuracy term, own cost
+        mean = float(values.mean()) + base
+    squares = float(((values - values.mean()) ** 2).sum())
+    variance = (squares + prior) / len(values)  # (n - 1) degrees of freedom plus the prior's one
+    return min(max(mean, -cost), accuracy_weight - cost), variance, len(values)
 
 
 def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, tuple[float, float]]:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import crown, rank
+from agentscale.optimize.crowning import _paired_estimate, crown, penalty, rank
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
@@ -78,6 +78,21 @@ def test_the_pool_ranks_a_graph_measured_on_many_items_above_one_lucky_minibatch
     graphs = [steady, lucky, weak]
     assert rank(graphs, [best], accuracy_weight=1.0)[0] == lucky.candidate
     assert rank(graphs, [best], accuracy_weight=1.0, cautious=True)[:2] == [steady.candidate, lucky.candidate]
+
+
+def test_a_few_items_that_all_agree_are_not_taken_as_an_exact_measure() -> None:
+    """A graph that answers 8 items exactly as the best single call did has no variance of its own:
+    it must not rank, cautiously, above a graph level with the single call on 48 items (2 items won
+    and 2 lost) as if it were measured exactly; and no estimate exceeds a perfect score."""
+    best = observed(single("big"), set(TRAIN[:36]), TRAIN, compute=7.0)  # 36/60
+    echo = observed(voted("big", 2), set(TRAIN[30:36]), TRAIN[30:38], compute=14.0)  # as the single: 6/8
+    level = observed(voted("big", 3), (set(TRAIN[:36]) - {"q0", "q1"}) | {"q40", "q41"}, TRAIN[:48], compute=21.0)
+    others = [observed(voted("small", n), set(TRAIN[:30]), TRAIN[:40], compute=float(n)) for n in (2, 3, 4)]
+    ranked = rank([echo, level, *others], [best], accuracy_weight=1.0, cautious=True)
+    assert ranked.index(level.candidate) < ranked.index(echo.candidate)
+    lucky = observed(voted("small", 5), set(TRAIN[40:44]), TRAIN[40:44], compute=5.0)  # 4/4 where the single: 0/4
+    estimate, variance, n = _paired_estimate(lucky, lucky.outcomes, best, 1.0)
+    assert n == 4 and estimate <= 1.0 - penalty(lucky, 1.0) and variance > 0.01
 
 
 def test_a_searched_leader_within_one_item_of_a_single_call_gives_way_to_it() -> None:
