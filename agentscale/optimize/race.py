@@ -28,6 +28,7 @@ RACE_STEPS = 4  # the race walks the train split in this many equal steps
 
 Evaluate = Callable[[CandidateGraph, list[TaskItem]], Awaitable[Observation]]
 OnStep = Callable[[int, int, int, int], None]  # graphs racing, first and last item of the step, split size
+Rescore = Callable[[Observation], Observation]  # the reward again, on the run's current latency reference
 
 
 @dataclass
@@ -72,10 +73,14 @@ async def race(
     *,
     accuracy_weight: float,
     on_step: OnStep | None = None,
+    rescore: Rescore | None = None,
 ) -> RaceOutcome:
     """Race `candidates` on the prefixes of `order`; `evaluate` scores one graph on some items and
     raises `SpendCapReached` when the spend cap would be crossed; `on_step` hears of each step as it
-    starts (a step of a real-model race can take twenty minutes)."""
+    starts (a step of a real-model race can take twenty minutes); `rescore` gives each pooled graph
+    its reward on one latency reference before they are compared (steps evaluated at different times
+    were scored on the reference of their time)."""
+    again = rescore or (lambda observation: observation)
     racing, answered = list(candidates), 0
     last: list[Observation] = []
     behind: list[Observation] = []
@@ -87,9 +92,11 @@ async def race(
         )
         capped = stopped is not None
         stepped = {o.candidate.canonical_key for o in steps}
-        scored = pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, accuracy_weight)
+        scored = [
+            again(o) for o in pooled([o for o in last if o.candidate.canonical_key in stepped] + steps, accuracy_weight)
+        ]
         if capped:  # what was measured stands; those the cap reached first have one step fewer
-            waiting = [o for o in last if o.candidate.canonical_key not in stepped]
+            waiting = [again(o) for o in last if o.candidate.canonical_key not in stepped]
             return RaceOutcome(scored + waiting, behind, capped=True)
         last = still_racing(scored, accuracy_weight=accuracy_weight)
         kept = {id(o) for o in last}

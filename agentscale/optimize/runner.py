@@ -449,7 +449,21 @@ class Optimization:
             self._progress.restage(f"{stage}: {graphs} graph{'s' * (graphs != 1)} on items {first}-{last} of {total}")
 
         return await race(
-            candidates, self._train_order(), evaluate, accuracy_weight=self.problem.accuracy_weight, on_step=on_step
+            candidates,
+            self._train_order(),
+            evaluate,
+            accuracy_weight=self.problem.accuracy_weight,
+            on_step=on_step,
+            rescore=self._rescore,
+        )
+
+    def _rescore(self, observation: Observation) -> Observation:
+        """The observation's reward on the run's current latency reference (the slowest mean latency
+        seen so far): a reward is stored with the reference of its evaluation, so graphs evaluated
+        early (the single calls) carry a larger latency penalty than the same latency later; every
+        comparison of the crowning rescores first. Without a latency weight nothing changes."""
+        return replace(
+            observation, reward=self.evaluator.reward(observation.accuracy, observation.compute, observation.latency_s)
         )
 
     async def _crown(
@@ -475,6 +489,7 @@ class Optimization:
             )
         outcome = await self._race(self._pool(method, allowed, singles), "crown", "crowning")
         contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
+        contenders = [self._rescore(o) for o in contenders]
         if not contenders:  # the spend cap stopped the race's first step: the best minibatch graph stands in
             fallback = max(allowed, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
@@ -492,7 +507,12 @@ class Optimization:
         named = {c.canonical_key for c in nominees}
         ranked = [
             c
-            for c in rank(history, singles.finished, accuracy_weight=self.problem.accuracy_weight, cautious=True)
+            for c in rank(
+                [self._rescore(o) for o in history],
+                [self._rescore(o) for o in singles.finished],
+                accuracy_weight=self.problem.accuracy_weight,
+                cautious=True,
+            )
             if c.canonical_key not in named | single_keys
         ]
         return nominees + ranked[:room]
