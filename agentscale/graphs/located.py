@@ -7,6 +7,7 @@ tree. Duplicate mapping keys (silently last-wins in PyYAML) are reported as erro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,14 @@ class LocatedData:
 
     def issue(self, parts: tuple[PathPart, ...], message: str) -> SpecIssue:
         return SpecIssue(format_path(parts), message, self.line_of(parts))
+
+    def located(self, issue: SpecIssue) -> SpecIssue:
+        """`issue` with the line of its path (as `format_path` writes it) when it has none: for checks
+        made on the parsed spec, away from the YAML."""
+        if issue.line is not None:
+            return issue
+        parts = tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", issue.path))
+        return SpecIssue(issue.path, issue.message, self.line_of(parts))
 
 
 def _walk(node: yaml.Node, path: tuple[PathPart, ...], lines: dict, issues: list[SpecIssue]) -> None:

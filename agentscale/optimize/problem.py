@@ -65,8 +65,27 @@ class SearchProblem:
             ceo_options(space),
             space.objective.accuracy,
         )
+        problem._check_a_single_call_fits()
         problem._check_ceo_affordable(space)
         return problem
+
+    def _check_a_single_call_fits(self) -> None:
+        """The cheapest single call must fit the budget: every graph calls a model at least once, so
+        otherwise nothing could be searched, raced or crowned."""
+        if self.budget is None:
+            return
+        cheapest = min(self.aliases, key=lambda alias: self.compute(_one_call(alias)))
+        cost = self.compute(_one_call(cheapest))
+        if cost > self.budget + 1e-9:
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "budget.compute",
+                        f"{self.budget:g} is below the cheapest single call ({cheapest!r}: {cost:.2f} compute "
+                        "units per question): raise budget.compute or add a smaller model",
+                    )
+                ]
+            )
 
     def _check_ceo_affordable(self, space: SpaceSpec) -> None:
         """Each CEO offered must fit the budget over its rounds with the cheapest one-node team;

@@ -116,6 +116,22 @@ def test_validate_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "✓" in err and "nodes[0].role (line 3): unknown role 'critik'" in err
 
 
+def test_a_budget_below_every_single_call_is_named_by_validate_and_optimize(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` passed such a space and `optimize` (or `--dry-run`) died with a ValueError traceback
+    from the graph sampler; now both name the budget, its line and the cheapest call's cost."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: tight\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 3\nbudget: {compute: 0.1}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 1 and "budget.compute (line 7): 0.1 is below the cheapest single call ('l1': 1.00" in err
+    code, _, err = run_cli(capsys, "optimize", str(space), "--dry-run")
+    assert code == 1 and "budget.compute: 0.1 is below the cheapest single call" in err and "Traceback" not in err
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "schema")
     assert code == 0 and json.loads(out)["title"].startswith("agentscale graph")
