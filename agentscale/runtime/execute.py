@@ -247,15 +247,20 @@ def modelled_finish(trace: NodeTrace, predecessors: list[NodeTrace]) -> float:
     return own + max((p.finished_at_s for p in predecessors), default=0.0)
 
 
-def _finishing_key(trace: NodeTrace) -> tuple[float, int]:
-    return trace.finished_at_s, trace.finish_order
+def _finishing_key(trace: NodeTrace) -> float:
+    """Sort key of the modelled finishing order; sorts are stable, so traces that finish at the same
+    modelled time keep the order they are listed in (a node's predecessors as its edges list them, the
+    graph's nodes in topological order), not the order they came back in: two calls of one simulated
+    model take the same modelled time, and the wall-clock order between them changed a vote's answer
+    from one run to the next and between a live run and its replay."""
+    return trace.finished_at_s
 
 
 def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
     """Answered traces as inputs for a successor, in modelled finishing order (ties in votes go to the first).
 
     The modelled clock, not the order the calls came back, so that a run replayed from the cache (every
-    call returns at once) breaks ties as the live run did."""
+    call returns at once) breaks ties as the live run did; at the same modelled time, the order listed."""
     usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=_finishing_key)
     return [Candidate(t.node_id, t.answer or "") for t in usable]
 

@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from agentscale import Graph
+from agentscale.graphs.result import NodeTrace
+from agentscale.runtime.execute import usable_candidates
 from agentscale.testing import Rule, ScriptedServer
 
 WIDTH_8 = (
@@ -142,9 +144,7 @@ def test_verifier_passes_on_best_scored_candidate(make_graph, scripted: Scripted
     )
     result = graph.run("which?")
     # the candidates in the order the verifier saw them: the modelled clock's (see usable_candidates)
-    candidates = sorted(
-        (t for t in result.trace if t.role == "assistant"), key=lambda t: (t.finished_at_s, t.finish_order)
-    )
+    candidates = sorted((t for t in result.trace if t.role == "assistant"), key=lambda t: t.finished_at_s)
     assert result.answer == candidates[1].answer
 
 
@@ -351,3 +351,13 @@ async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, s
     scripted.reset()
     again = await graph.arun("What is 4 + 4?")
     assert again.answer == "8" and again.usage.calls == 1 and again.usage.cached_calls == 1
+
+
+def test_inputs_finishing_at_the_same_modelled_time_keep_their_listed_order() -> None:
+    """Two calls of one simulated model take the same modelled time; which came back first on the
+    wall clock must not decide a vote (it changed answers between runs, and between a live run and
+    its replay from the cache): the inputs keep the order they are listed in."""
+    first = NodeTrace("a", "assistant", answer="789", latency_s=0.545, finished_at_s=0.545, finish_order=2)
+    second = NodeTrace("b", "assistant", answer="790", latency_s=0.545, finished_at_s=0.545, finish_order=1)
+    earlier = NodeTrace("c", "assistant", answer="791", latency_s=0.5, finished_at_s=0.5, finish_order=3)
+    assert [c.node_id for c in usable_candidates([first, second, earlier])] == ["c", "a", "b"]
