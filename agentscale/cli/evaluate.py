@@ -27,6 +27,8 @@ from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.report import write_report
+from agentscale.report.html import SIMULATED_NOTE
+from agentscale.report.simulated import run_is_simulated
 from agentscale.runtime.graph import load
 from agentscale.tasks import list_tasks
 
@@ -142,12 +144,15 @@ def eval_command(
         resume = f"agentscale eval --resume {evaluation.run_id}"
         raise interrupted(evaluation.store, evaluation.run_id, resume) from None
     report = write_report(evaluation.store, evaluation.run_id)
+    simulated = run_is_simulated(evaluation.store.get_run(evaluation.run_id))
     if json_output:
-        print_json({**summary.to_dict(include_items=show_items), "report": str(report)})
+        print_json({**summary.to_dict(include_items=show_items), "simulated": simulated, "report": str(report)})
         return
     if show_items:
         out.print(_items_table(summary.items))
     _print_summary(summary)
+    if simulated:
+        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
     out.print(f"report: {escape(str(report))}")
 
 

@@ -31,6 +31,8 @@ from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.report import write_report
+from agentscale.report.html import SIMULATED_NOTE
+from agentscale.report.simulated import run_is_simulated
 
 
 def optimize_command(
@@ -116,13 +118,16 @@ def optimize_command(
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
+    simulated = run_is_simulated(optimization.store.get_run(result.run_id))
     if json_output:
         data = result.to_dict()
         if out_file is not None:
             data["best"]["path"] = str(out_file)
-        print_json({**data, "report": str(report)})
+        print_json({**data, "simulated": simulated, "report": str(report)})
         return
     _print_report(result, out_file, plot)
+    if simulated:
+        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
     out.print(f"report: {escape(str(report))}")
 
 

@@ -192,6 +192,7 @@ def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str
     result = json.loads(out)
     assert set(result) >= {"run_id", "task", "n", "accuracy", "ci95", "usage", "items"}
     assert result["n"] == 4 and result["accuracy"] == 1.0 and set(result["usage"]) >= USAGE_KEYS
+    assert result["simulated"] is False  # a real (scripted) route; sim/ routes say True and print a note
     code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"], "--json")
     assert code == 0 and json.loads(out)["n"] == 4 and json.loads(out)["usage"]["calls"] == 8  # totals of the run
     code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], str(env / "g.yaml"))

@@ -40,6 +40,7 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     for unit in ("calls", "tokens"):
         assert (1 - UNDER) * projected[unit] <= spent[unit] <= (1 + TOLERANCE) * projected[unit], unit
     assert (tmp_path / "best.yaml").exists() and report["best"]["path"] == str(tmp_path / "best.yaml")
+    assert report["simulated"] is True  # the accuracies are the sim population's, and the output says so
     assert 0.0 <= report["best"]["accuracy"] <= 1.0 and report["best"]["ci95"][0] <= report["best"]["accuracy"]
     assert main(["run", str(tmp_path / "best.yaml"), "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] is not None
@@ -54,3 +55,17 @@ def test_dry_run_refuses_an_unknown_method_without_a_traceback(
     assert main(["optimize", str(space), "--dry-run", "--method", "nope"]) == 1
     err = capsys.readouterr().err
     assert "unknown method 'nope'; choose from" in err and "Traceback" not in err
+
+
+def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nmodels: {l1: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: l1}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "5"]) == 0
+    assert "SIMULATED: these numbers come from agentscale's simulated model population" in capsys.readouterr().out
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("iterations: 3", "iterations: 1"))
+    assert main(["optimize", str(space), "--no-test"]) == 0
+    assert "SIMULATED: these numbers come from agentscale's simulated model population" in capsys.readouterr().out
