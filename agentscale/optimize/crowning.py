@@ -207,9 +207,11 @@ def crown(
         crowned = leader
     else:
         crowned = close_singles[0]  # ranked: the best of them
+        priced = abs(penalty(leader, accuracy_weight) - penalty(crowned, accuracy_weight)) > 1e-12
+        within = f"{tie} in objective, where compute and latency are priced" if priced else tie
         reason = (
             f"the train split ({n} items) cannot separate the searched leader ({leader.accuracy:.1%}) from "
-            f"this single call ({crowned.accuracy:.1%}: {tie}); the searched graph's score is inflated by "
+            f"this single call ({crowned.accuracy:.1%}: {within}); the searched graph's score is inflated by "
             "its selection on these items and the single call's is not, so the single call is crowned"
         )
     return Crowning(crowned, leader, reason, rows, _warning(ranked, accuracy_weight))

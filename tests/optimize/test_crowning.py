@@ -109,6 +109,18 @@ def test_a_searched_leader_within_one_item_of_a_single_call_gives_way_to_it() ->
     assert separated.finalists[1].separated and separated.finalists[1].versus_leader is not None
 
 
+def test_a_single_call_level_in_objective_but_not_in_accuracy_is_said_so() -> None:
+    """With compute priced, a leader two items more accurate can be within one item of a single call
+    in objective: the reason must not read as if the accuracies were within one item."""
+    leader = Observation(voted("big", 3), 34 / 60, 24.0, 0.0, 60, 34 / 60 - 0.02, outcomes=dict.fromkeys(TRAIN, False))
+    for item in TRAIN[:34]:
+        leader.outcomes[item] = True
+    best = observed(single("big"), set(TRAIN[:32]), TRAIN, compute=8.0)
+    result = crown([leader, best], accuracy_weight=1.0, baselines={best.candidate.canonical_key})
+    assert result.crowned is best
+    assert "(53.3%: within one item in objective, where compute and latency are priced)" in result.reason
+
+
 def test_a_wider_margin_hands_a_narrow_lead_to_the_single_call() -> None:
     """Three items ahead is more than one item, so margin 0 keeps the searched leader; with a margin
     of one standard error of the paired difference the same lead is too narrow and the single call is
