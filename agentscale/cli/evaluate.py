@@ -198,7 +198,8 @@ def _print_summary(summary: EvalSummary) -> None:
     )
     out.print(
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · FLOPs {flops} · {usd} · "
-        f"latency mean {data['latency']['mean_s']:.2f}s p95 {data['latency']['p95_s']:.2f}s · "
+        f"wall latency mean {data['latency']['mean_s']:.2f}s p95 {data['latency']['p95_s']:.2f}s · "
+        f"critical path mean {data['latency']['critical_path_mean_s']:.2f}s · "
         f"calls {usage.calls} (+{usage.cached_calls} cache hits)"
     )
     unfinished = summary.unfinished

@@ -76,9 +76,12 @@ class EvalSummary:
             "accuracy": self.accuracy,
             "ci95": list(self.ci95),
             "usage": self.usage.to_dict(),
-            "latency": {
+            "latency": {  # wall clock per item (a cache replay is faster), and the modelled critical path (it is not)
                 "mean_s": sum(self.latencies) / len(self.latencies) if self.latencies else 0.0,
                 "p95_s": percentile(self.latencies, 95),
+                "critical_path_mean_s": (
+                    sum(item.usage.critical_path_s for item in self.items) / len(self.items) if self.items else 0.0
+                ),
             },
             "cache_hits": self.usage.cached_calls,
             "unfinished": len(self.unfinished),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale import Gateway, GatewaySettings, Store
+from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.tasks import load_task
@@ -214,3 +214,16 @@ async def test_items_that_did_not_finish_are_counted_with_their_reason(
     assert sorted(item.item_id for item in summary.unfinished) == ["q1", "q2"]
     assert "output node 'a' failed" in (summary.unfinished[0].stopped_reason or "")
     assert summary.to_dict()["unfinished"] == 2
+
+
+async def test_a_cache_replay_reports_the_same_critical_path_as_the_live_eval(tmp_path: Path) -> None:
+    """Wall-clock latency shrinks when the cache answers; the modelled critical path (each call's
+    recorded latency along the longest path) does not, so the summary gives both."""
+    text = "name: g\nmodels: {l8: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: l8}\n"
+    text += "  - {id: b, role: critic, model: l8}\nedges: [a -> b]\n"
+    graph = Graph.from_yaml(text, gateway=Gateway(Store(tmp_path / "e.db")))
+    live = await Evaluation(graph, EvalConfig(task="sim:math", n=6)).run()
+    replay = await Evaluation(graph, EvalConfig(task="sim:math", n=6)).run()
+    assert replay.usage.calls == 0 and replay.usage.cached_calls == live.usage.calls > 0
+    path = live.to_dict()["latency"]["critical_path_mean_s"]
+    assert path > 1.0 and replay.to_dict()["latency"]["critical_path_mean_s"] == pytest.approx(path)
