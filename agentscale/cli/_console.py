@@ -34,13 +34,18 @@ def short(text: str | None, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def interrupted(store: Store, run_id: str, resume: str) -> typer.Exit:
+def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = False) -> typer.Exit:
     """Say how an interrupted eval or optimization continues and where the report of what it had
     finished is (what a user looks at first after a Ctrl-C); the exit to raise (130). Typer would
-    otherwise turn Ctrl-C into a silent exit 130."""
+    otherwise turn Ctrl-C into a silent exit 130. With `json_output` stdout gets the same as one JSON
+    object, so a script that reads it learns the run to resume."""
     err.print(f"interrupted; continue with: {escape(resume)}")
+    report: str | None = None
     try:
-        err.print(f"report of what finished: {escape(str(write_report(store, run_id)))}")
+        report = str(write_report(store, run_id))
+        err.print(f"report of what finished: {escape(report)}")
     except Exception as exc:  # the report is a courtesy: never hide the interruption behind its failure
         err.print(f"(no report: {escape(str(exc))})")
+    if json_output:
+        print_json({"run_id": run_id, "status": "interrupted", "resume": resume, "report": report})
     return typer.Exit(130)

@@ -142,7 +142,7 @@ def eval_command(
             summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         resume = f"agentscale eval --resume {evaluation.run_id}"
-        raise interrupted(evaluation.store, evaluation.run_id, resume) from None
+        raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = run_is_simulated(evaluation.store.get_run(evaluation.run_id))
     if json_output:

@@ -113,7 +113,7 @@ def optimize_command(
             result = asyncio.run(_run(optimization, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         resume = f"agentscale optimize --resume {optimization.run_id}"
-        raise interrupted(optimization.store, optimization.run_id, resume) from None
+        raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     if out_file is not None:
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")

@@ -113,15 +113,17 @@ def eval_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "AGENTSCALE_DB": str(tmp_path / "k.db"), "AGENTSCALE_CACHE": "off"}
 
 
-def start_eval(tmp_path: Path, server: ScriptedServer, stderr: int) -> tuple[subprocess.Popen[str], Store]:
+def start_eval(
+    tmp_path: Path, server: ScriptedServer, stderr: int, *, json_output: bool = False
+) -> tuple[subprocess.Popen[str], Store]:
     """A real `agentscale eval` process over 6 questions, returned once 2 of them are scored."""
     data = _questions(tmp_path / "q.jsonl", 6)
     graph = tmp_path / "g.yaml"
     graph.write_text(graph_yaml(server.api_base, ONE_NODE))
     proc = subprocess.Popen(
-        [*EVAL, str(graph), "--task", str(data), "--concurrency", "1"],
+        [*EVAL, str(graph), "--task", str(data), "--concurrency", "1", *(["--json"] if json_output else [])],
         env=eval_env(tmp_path),
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if json_output else subprocess.DEVNULL,
         stderr=stderr,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
@@ -164,13 +166,13 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
 def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """Ctrl-C (SIGINT) or `kill` (SIGTERM) on a real `agentscale eval` process: the resume command
-    and a report."""
+    """Ctrl-C (SIGINT) or `kill` (SIGTERM) on a real `agentscale eval --json` process: the resume
+    command and a report, on stderr and as JSON on stdout."""
     server = ScriptedServer(latency_s=0.3).start()
     try:
-        proc, store = start_eval(tmp_path, server, subprocess.PIPE)
+        proc, store = start_eval(tmp_path, server, subprocess.PIPE, json_output=True)
         proc.send_signal(stop)
-        _, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=60)
         run_id = store.list_runs()[0].id
         flat = " ".join(stderr.split())
         assert proc.returncode == 130 and "Traceback" not in stderr
@@ -178,6 +180,13 @@ def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_
         report = tmp_path / "runs" / run_id / "report.html"
         assert "report of what finished:" in flat and report.exists()
         assert store.get_run(run_id).status == "interrupted"
+        said = json.loads(stdout)  # --json: a script learns the run to resume on stdout too
+        assert said == {
+            "run_id": run_id,
+            "status": "interrupted",
+            "resume": f"agentscale eval --resume {run_id}",
+            "report": str(report),
+        }
     finally:
         server.stop()
 
