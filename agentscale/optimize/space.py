@@ -73,12 +73,12 @@ class SpaceBudget(StrictModel):
 
 
 class Objective(StrictModel):
-    """Weights of the scalar objective (accuracy up, cost and latency down). Every run also reports
-    the Pareto front of accuracy against compute (and latency, when weighed)."""
+    """Weights of the scalar objective (accuracy up, cost and latency down), or `pareto: true`."""
 
     accuracy: Annotated[float, Field(ge=0.0)] = 1.0
     cost: Annotated[float, Field(ge=0.0)] = 0.0
     latency: Annotated[float, Field(ge=0.0)] = 0.0
+    pareto: bool = False
 
 
 class MaxSpend(StrictModel):

@@ -46,7 +46,6 @@ def test_design_example_is_valid() -> None:
         (("agent_model: null", "agent_model: ceo"), "optimizer.agent_model", "unknown model alias 'ceo'"),
         (("method: agent-reinforce", "method: magic"), "optimizer.method", "Input should be"),
         (("max_nodes: 6", "max_nodes: 6\nsampled_nodes: some"), "sampled_nodes", "'parallel' or 'greedy_first'"),
-        (("cost: 0.0}", "cost: 0.0, pareto: true}"), "objective.pareto", "unknown key 'pareto'"),  # it did nothing
     ],
 )
 def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragment: str) -> None:
