@@ -14,6 +14,7 @@ L = 16, D = 2048) on the task's mean prompt and completion lengths, so `compute:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 
 from agentscale.models.litellm_loader import get_litellm
@@ -22,6 +23,16 @@ from agentscale.models.registry import ResolvedModel
 REFERENCE_PARAMS_B = 1.0
 REFERENCE_LAYERS = 16
 REFERENCE_D_MODEL = 2048
+
+
+def known_total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when any value is unknown: a USD or FLOPs total is never a partial sum."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def _shape(params_b: float, n_layers: int | None, d_model: int | None) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agentscale.models.cost import known_total
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.space import Objective
 
@@ -75,15 +76,14 @@ def pooled(observations: list[Observation], accuracy_weight: float) -> list[Obse
         for observation in group:
             outcomes.update(observation.outcomes)
         last = group[-1]
+        answered = sum(o.n_items for o in group)  # items asked, repeats included
         if outcomes:
             n, accuracy = len(outcomes), sum(outcomes.values()) / len(outcomes)
         else:
-            n = sum(o.n_items for o in group)
+            n = answered
             accuracy = sum(o.accuracy * o.n_items for o in group) / max(1, n)
-        answered = sum(o.n_items for o in group)
         latency = sum(o.latency_s * o.n_items for o in group) / max(1, answered)  # per item, as the report's
-        prices = [o.usd for o in group]
-        usd = None if any(p is None for p in prices) else sum(p or 0.0 for p in prices)
         reward = last.reward + accuracy_weight * (accuracy - last.accuracy)
+        usd = known_total(o.usd for o in group)
         merged.append(Observation(last.candidate, accuracy, last.compute, latency, n, reward, usd, outcomes))
     return merged

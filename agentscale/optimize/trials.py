@@ -20,6 +20,7 @@ from sqlalchemy import select
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
 from agentscale.executors import Executor, LocalExecutor
+from agentscale.models.cost import known_total
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, scalarize
@@ -159,7 +160,6 @@ class TrialEvaluator:
             await asyncio.shield(previous)
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
-        prices = [r.usage.usd for r in results]
         trial = self._trial(
             seq,
             candidate,
@@ -169,7 +169,7 @@ class TrialEvaluator:
             correct=correct,
             latency_s=latency,
             tokens=sum(r.usage.tokens for r in results),
-            usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+            usd=known_total(r.usage.usd for r in results),
         )
         self.latency_ref = max(self.latency_ref, latency)
         trial.reward = self.reward(trial.accuracy, trial.compute, trial.latency_s)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
+from agentscale.models.cost import known_total
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.space import SpaceSpec
 from agentscale.optimize.trials import candidate_from_json
@@ -330,7 +331,6 @@ def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool
     else:
         n, correct = sum(t.n_items for t in steps), sum(t.correct for t in steps)
     accuracy = correct / max(1, n)
-    prices = [t.usd for t in steps]
     return Trial(
         run_id=first.run_id,
         seq=first.seq,
@@ -344,7 +344,7 @@ def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool
         compute=first.compute,
         latency_s=sum(t.latency_s * t.n_items for t in steps) / max(1, sum(t.n_items for t in steps)),
         tokens=sum(t.tokens for t in steps),
-        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        usd=known_total(t.usd for t in steps),
         reward=last.reward + accuracy_weight * (accuracy - last.accuracy),
         created=first.created,
     )

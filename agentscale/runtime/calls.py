@@ -23,7 +23,7 @@ from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import Budget
 from agentscale.models.budget import RunLedger, Spend
-from agentscale.models.cost import call_usd, estimate_prompt_tokens, model_flops
+from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
 from agentscale.storage.db import Row, Store, as_row
@@ -99,15 +99,13 @@ def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -
 def calls_usage(traces: Iterable[NodeTrace]) -> Usage:
     """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them)."""
     called = [t for t in traces if t.route is not None and t.status == "ok"]
-    flops = [t.flops for t in called]
-    prices = [t.usd for t in called]
     return Usage(
         calls=sum(1 for t in called if not t.cached),
         cached_calls=sum(1 for t in called if t.cached),
         prompt_tokens=sum(t.prompt_tokens for t in called),
         completion_tokens=sum(t.completion_tokens for t in called),
-        flops=None if any(f is None for f in flops) else sum(f or 0.0 for f in flops),
-        usd=None if any(p is None for p in prices) else sum(p or 0.0 for p in prices),
+        flops=known_total(t.flops for t in called),
+        usd=known_total(t.usd for t in called),
         latency_s=sum(t.latency_s for t in called),
     )
 
