@@ -219,19 +219,26 @@ class CandidateGraph:
         self, models: dict[str, ResolvedModel], prompt: float, completion: float, *, source_inputs: int
     ) -> float:
         """FLOPs of one pass over the graph; sources read `source_inputs` extra answers."""
-        total = 0.0
-        for index, node in enumerate(self.nodes):
-            if node.model is not None:
-                degree = len(self.predecessors[index]) or source_inputs
-                total += _call_flops(models, node.model, prompt + degree * completion, completion)
-        return total
+        return sum(
+            _call_flops(models, model, prompt + inputs * completion, completion)
+            for model, inputs in self._pass_calls(source_inputs)
+        )
+
+    def _pass_calls(self, source_inputs: int) -> list[tuple[str, int]]:
+        """One pass's model calls as (model alias, answers it reads): a node reads its predecessors'
+        answers, a source `source_inputs` (the best answer so far, in a discussion's later rounds)."""
+        return [
+            (node.model, len(self.predecessors[index]) or source_inputs)
+            for index, node in enumerate(self.nodes)
+            if node.model is not None
+        ]
 
     # the spend cap's worst case ---------------------------------------------------------------
     def worst_case_calls(self) -> int:
         """Model calls one question can make at most: every model node once; with a CEO, every round
         runs all of them (its agent count is capped by the graph's own) and the CEO may need
         `MAX_ATTEMPTS` replies a round."""
-        per_pass = sum(1 for node in self.nodes if node.model is not None)
+        per_pass = len(self._pass_calls(0))
         if self.ceo is None:
             return per_pass
         return self.ceo.max_rounds * (per_pass + MAX_ATTEMPTS)
@@ -244,15 +251,11 @@ class CandidateGraph:
         prompt = int(2 * mean_prompt_tokens)
 
         def one_pass(source_inputs: int) -> int:
-            return sum(
-                prompt + (len(self.predecessors[index]) or source_inputs) * max_tokens + max_tokens
-                for index, node in enumerate(self.nodes)
-                if node.model is not None
-            )
+            return sum(prompt + inputs * max_tokens + max_tokens for _, inputs in self._pass_calls(source_inputs))
 
         total = one_pass(0)
         if self.ceo is not None:
-            answers = sum(1 for node in self.nodes if node.model is not None) + 1  # the round's and the best
+            answers = len(self._pass_calls(0)) + 1  # the round's and the best so far
             ceo_reply = prompt + answers * max_tokens + CEO_PROMPT_ALLOWANCE + MAX_ATTEMPTS * CEO_MAX_TOKENS
             total += (self.ceo.max_rounds - 1) * one_pass(1) + self.ceo.max_rounds * MAX_ATTEMPTS * ceo_reply
         return total
