@@ -19,7 +19,6 @@ import numpy as np
 
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, copies_its_input
-from agentscale.optimize.pilot import single
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -84,7 +83,7 @@ class GraphDistribution:
                 return candidate
         # a tight budget with skewed logits can miss every draw (budget 1.5, one 1.0 call fits): the
         # cheapest single call is then the valid graph that fits, if any does
-        cheapest = min((single(alias) for alias in self.problem.aliases), key=self.problem.compute)
+        cheapest = self.problem.cheapest_single()
         if self.problem.fits(cheapest):
             return cheapest
         raise ValueError(

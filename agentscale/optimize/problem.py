@@ -74,15 +74,15 @@ class SearchProblem:
         otherwise nothing could be searched, raced or crowned."""
         if self.budget is None:
             return
-        cheapest = min(self.aliases, key=lambda alias: self.compute(_one_call(alias)))
-        cost = self.compute(_one_call(cheapest))
+        cheapest = self.cheapest_single()
+        cost = self.compute(cheapest)
         if cost > self.budget + 1e-9:
             raise SpecError(
                 [
                     SpecIssue(
                         "budget.compute",
-                        f"{self.budget:g} is below the cheapest single call ({cheapest!r}: {cost:.2f} compute "
-                        "units per question): raise budget.compute or add a smaller model",
+                        f"{self.budget:g} is below the cheapest single call ({cheapest.nodes[0].model!r}: {cost:.2f} "
+                        "compute units per question): raise budget.compute or add a smaller model",
                     )
                 ]
             )
@@ -92,10 +92,12 @@ class SearchProblem:
         otherwise the choice could never be sampled and the search would silently ignore it."""
         if space.coordinator is None or self.budget is None:
             return
-        cheapest = min(self.aliases, key=lambda alias: self.compute(_one_call(alias)))
+        cheapest = self.cheapest_single()
         issues = []
         for index, alias in enumerate(space.coordinator.models):
-            cost = self.compute(_one_call(cheapest, CeoChoice(alias, space.coordinator.max_rounds)))
+            cost = self.compute(
+                CandidateGraph(cheapest.nodes, cheapest.edges, CeoChoice(alias, space.coordinator.max_rounds))
+            )
             if cost > self.budget + 1e-9:
                 issues.append(
                     SpecIssue(
@@ -111,6 +113,10 @@ class SearchProblem:
     @property
     def aliases(self) -> tuple[str, ...]:
         return tuple(self.models)
+
+    def cheapest_single(self) -> CandidateGraph:
+        """One call of the cheapest model: the least any graph of the space can cost."""
+        return min((_one_call(alias) for alias in self.aliases), key=self.compute)
 
     @property
     def chooser(self) -> str:
