@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentscale.report import write_report
+from agentscale.report.html import SIMULATED_NOTE
 from agentscale.storage.db import Store
 
 out = Console(highlight=False, soft_wrap=True)
@@ -21,6 +22,11 @@ def print_json(data: Any) -> None:
     """One JSON document on stdout, unstyled, so scripts can parse it."""
     sys.stdout.write(json.dumps(data, default=str) + "\n")
     sys.stdout.flush()
+
+
+def say_simulated() -> None:
+    """The note under figures of sim/ models: the simulated population's, never a real model's."""
+    out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
 
 
 def error(message: str) -> None:

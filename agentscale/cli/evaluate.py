@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, interrupted, out, print_json, short
+from agentscale.cli._console import err, interrupted, out, print_json, say_simulated, short
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -27,8 +27,7 @@ from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.report import write_report
-from agentscale.report.html import SIMULATED_NOTE
-from agentscale.report.simulated import run_is_simulated
+from agentscale.report.simulated import spec_is_simulated
 from agentscale.runtime.graph import load
 from agentscale.tasks import list_tasks
 
@@ -144,7 +143,7 @@ def eval_command(
         resume = f"agentscale eval --resume {evaluation.run_id}"
         raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
     report = write_report(evaluation.store, evaluation.run_id)
-    simulated = run_is_simulated(evaluation.store.get_run(evaluation.run_id))
+    simulated = spec_is_simulated(evaluation.graph.spec)
     if json_output:
         print_json({**summary.to_dict(include_items=show_items), "simulated": simulated, "report": str(report)})
         return
@@ -152,7 +151,7 @@ def eval_command(
         out.print(_items_table(summary.items))
     _print_summary(summary)
     if simulated:
-        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
+        say_simulated()
     out.print(f"report: {escape(str(report))}")
 
 

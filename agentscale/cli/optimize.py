@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, interrupted, out, print_json
+from agentscale.cli._console import err, interrupted, out, print_json, say_simulated
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -31,8 +31,7 @@ from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.report import write_report
-from agentscale.report.html import SIMULATED_NOTE
-from agentscale.report.simulated import run_is_simulated
+from agentscale.report.simulated import is_simulated
 
 
 def optimize_command(
@@ -118,7 +117,7 @@ def optimize_command(
         shutil.copyfile(result.best_path, out_file)
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
-    simulated = run_is_simulated(optimization.store.get_run(result.run_id))
+    simulated = is_simulated(model.model for model in optimization.space.models.values())
     if json_output:
         data = result.to_dict()
         if out_file is not None:
@@ -127,7 +126,7 @@ def optimize_command(
         return
     _print_report(result, out_file, plot)
     if simulated:
-        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
+        say_simulated()
     out.print(f"report: {escape(str(report))}")
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, open_store
 from agentscale.cli._tables import trace_table
 from agentscale.graphs.result import NodeTrace
@@ -17,7 +17,6 @@ from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.trials import candidate_from_json
 from agentscale.report import picture_from_candidate, write_drawing, write_report
-from agentscale.report.html import SIMULATED_NOTE
 from agentscale.report.optimize_page import crowned_trial
 from agentscale.report.simulated import run_is_simulated
 from agentscale.storage.db import Store
@@ -217,7 +216,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         f"[bold]optimization {run.id}[/] · space {run.graph_name} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S}"
     )
     if run_is_simulated(run):
-        out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
+        say_simulated()
     table = Table("seq", "iter", "kind", "accuracy", "n", "compute", "objective", "graph")
     for t in trials:
         graph = diagram(candidate_from_json(t.candidate_json)).splitlines()[0]
