@@ -38,6 +38,8 @@ coordinator: {models: [small, big], max_rounds: 2}
 optimizer: {method: agent-reinforce, iterations: 3, samples: 3, minibatch: 6, seed: 0}
 """
 
+REQUIRED = SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}")  # every crowned graph has a CEO
+
 
 def _space(text: str = SPACE):  # type: ignore[no-untyped-def]
     return space_from_data(load_located(text, "s.yaml"), "s.yaml")
@@ -131,7 +133,7 @@ def test_agent_updates_can_set_and_propose_the_coordinator_within_the_space() ->
 def test_optimize_can_crown_a_ceo_led_graph_that_then_runs(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
     space = tmp_path / "space.yaml"
-    space.write_text(SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}"))
+    space.write_text(REQUIRED)
     best = tmp_path / "best.yaml"
     assert main(["optimize", str(space), "--json", "--out", str(best)]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -154,15 +156,12 @@ def test_the_spend_cap_holds_for_ceo_led_graphs(tmp_path: Path, monkeypatch, cap
     """A CEO-led evaluation is projected at its worst case (every round, every CEO retry), so it is
     refused before it can cross `max_spend`; the old projection counted one pass of the team and let
     a run with a cap of 30 calls spend 44. Nothing CEO-led fits here, so the run says so and fails."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}").replace(
-            "minibatch: 6, seed: 0}", "minibatch: 6, seed: 0, max_spend: {calls: 30}}"
-        )
+    error = _failed_optimization(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        REQUIRED.replace("minibatch: 6, seed: 0}", "minibatch: 6, seed: 0, max_spend: {calls: 30}}"),
     )
-    assert main(["optimize", str(space), "--no-test"]) == 1
-    error = capsys.readouterr().err
     assert "only a CEO-led graph can be crowned, but the search evaluated none" in error
     assert "max_spend.calls=30 would be crossed" in error and "Traceback" not in error
     store = Store(tmp_path / "o.db")
@@ -175,14 +174,17 @@ def test_a_required_ceo_the_search_never_reached_is_an_error_not_a_ceo_less_crow
 ) -> None:
     """Two iterations of two samples hold only the pilot's graphs, which run without a CEO: with
     `optional: false` none of them may be crowned (the fallback crowned one and blamed the spend cap)."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        SPACE.replace("max_rounds: 2}", "max_rounds: 2, optional: false}").replace(
-            "iterations: 3, samples: 3", "iterations: 2, samples: 2"
-        )
+    error = _failed_optimization(
+        tmp_path, monkeypatch, capsys, REQUIRED.replace("iterations: 3, samples: 3", "iterations: 2, samples: 2")
     )
-    assert main(["optimize", str(space), "--no-test"]) == 1
-    error = capsys.readouterr().err
     assert "the search stopped: finished 2 iterations. Raise optimizer.iterations and run again" in error
     assert "Traceback" not in error
+
+
+def _failed_optimization(tmp_path: Path, monkeypatch, capsys, text: str) -> str:  # type: ignore[no-untyped-def]
+    """`agentscale optimize --no-test` on the space `text`, which must fail (exit 1): its stderr."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    assert main(["optimize", str(space), "--no-test"]) == 1
+    return str(capsys.readouterr().err)
