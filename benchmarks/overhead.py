@@ -10,9 +10,11 @@ server runs in its own process): on a shared, loaded machine wall time mostly me
 neighbours, CPU time what agentscale itself spends. `--profile` runs the 1-node graph path under
 cProfile instead and prints where its CPU time goes. `--canned` measures agentscale's own CPU per
 question with litellm replaced by a canned reply (no HTTP): the least of 7 blocks, which a loaded
-machine disturbs least.
+machine disturbs least. `--interleave` takes agentscale out: a bare one-node LangGraph graph around
+the same litellm call, against litellm alone, a no-op LangGraph graph alone, and litellm followed by
+the no-op graph (not nested), to tell LangGraph's own cost from what alternating it with litellm adds.
 
-Run: .venv/bin/python benchmarks/overhead.py [--calls 200] [--json] [--profile] [--canned]
+Run: .venv/bin/python benchmarks/overhead.py [--calls 200] [--json] [--profile] [--canned] [--interleave]
 """
 
 from __future__ import annotations
@@ -153,6 +155,72 @@ async def profile(calls: int, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+async def interleave(calls: int) -> dict[str, float]:
+    """CPU ms per call (median) of five paths, interleaved in blocks of 20, without agentscale's runtime
+    except in `agentscale 1-node graph`: where LangGraph's cost around a litellm call comes from."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class _State(TypedDict):
+        question: str
+
+    litellm = get_litellm()
+    with tempfile.TemporaryDirectory() as tmp, scripted_server(0.0) as fast:
+        one = _graph(fast, 1, Store(Path(tmp) / "bench.db"), cache=False)
+        messages = one.runtime.roles["assistant"].messages("What is 1 + 1?", [], "text")
+
+        async def call() -> None:
+            await litellm.acompletion(
+                model="hosted_vllm/bench", api_base=fast, messages=messages, temperature=0.7, max_tokens=32
+            )
+
+        async def calling_node(state: _State) -> dict[str, str]:
+            await call()
+            return {}
+
+        async def noop_node(state: _State) -> dict[str, str]:
+            return {}
+
+        def bare(node: Any) -> Any:
+            builder = StateGraph(_State)
+            builder.add_node("n", node)
+            builder.add_edge(START, "n")
+            builder.add_edge("n", END)
+            return builder.compile()
+
+        around, noop = bare(calling_node), bare(noop_node)
+        asked = 0
+
+        async def then_noop() -> None:
+            await call()
+            await noop.ainvoke({"question": "q"})
+
+        async def agentscale_graph() -> None:
+            nonlocal asked
+            asked += 1
+            await one.arun(f"What is {asked} + 1?")
+
+        paths: dict[str, Any] = {
+            "litellm direct": call,
+            "no-op LangGraph graph": lambda: noop.ainvoke({"question": "q"}),
+            "litellm, then the no-op graph": then_noop,
+            "LangGraph node around litellm": lambda: around.ainvoke({"question": "q"}),
+            "agentscale 1-node graph": agentscale_graph,
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in paths}
+        for path in paths.values():
+            for _ in range(5):
+                await path()
+        for _ in range(0, calls, 20):
+            for name, path in paths.items():
+                for _ in range(20):
+                    started = time.process_time()
+                    await path()
+                    cpu[name].append(time.process_time() - started)
+    return {name: _ms(values) for name, values in cpu.items()}
+
+
 _CANNED = types.SimpleNamespace(
     choices=[types.SimpleNamespace(message=types.SimpleNamespace(content="2 + 1 = 3.\nFinal answer: 3"))],
     usage=types.SimpleNamespace(prompt_tokens=40, completion_tokens=8),
@@ -200,7 +268,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--profile", type=int, metavar="TOP", nargs="?", const=40, help="profile (a) instead")
     parser.add_argument("--canned", action="store_true", help="agentscale's CPU per question, litellm replaced")
+    parser.add_argument(
+        "--interleave", action="store_true", help="bare LangGraph around litellm, and alternating with it"
+    )
     args = parser.parse_args()
+    if args.interleave:
+        figures = asyncio.run(interleave(args.calls))
+        if args.json:
+            print(json.dumps(figures))
+            return
+        print(f"CPU of this process per call, median of {args.calls} (blocks of 20, interleaved):")
+        for name, value in figures.items():
+            print(f"  {name:<32} {value:6.2f} ms")
+        return
     if args.profile:
         asyncio.run(profile(args.calls, args.profile))
         return
