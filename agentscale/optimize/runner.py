@@ -528,7 +528,7 @@ class Optimization:
         (the crowned graph's advantage needs every single call scored: the best one may be missing)."""
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
-        top = best_single(singles.finished)
+        top = best_single(self._rescore(o) for o in singles.finished)  # the best single the crowning saw
         top_model = model_of_single(top.candidate) if top is not None else None
         votes = max_samples(self.problem, top_model, chooser=self.problem.chooser) if top_model is not None else None
         if votes is not None and votes.size <= 1:
