@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -167,6 +167,24 @@ def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, tuple[f
         weight = spread / (spread + sampling)
         shrunk[key] = (centre + (mean - centre) * weight, float(np.sqrt(sampling * weight)))
     return shrunk
+
+
+def on_shared_items(observations: list[Observation]) -> list[Observation]:
+    """Each observation restricted to the items every one of them answered (accuracy recomputed from
+    those items' verdicts; the reward is the caller's to recompute): when the spend cap cut the
+    crowning race, its graphs answered a prefix of the split the single calls answered whole, and
+    their means over different items do not compare."""
+    if not observations or any(not o.outcomes for o in observations):
+        return observations
+    shared = set.intersection(*(set(o.outcomes) for o in observations))
+    if not shared or all(len(o.outcomes) == len(shared) for o in observations):
+        return observations
+    restricted = []
+    for observation in observations:
+        outcomes = {item: right for item, right in observation.outcomes.items() if item in shared}
+        accuracy = sum(outcomes.values()) / len(outcomes)
+        restricted.append(replace(observation, accuracy=accuracy, n_items=len(outcomes), outcomes=outcomes))
+    return restricted
 
 
 def crown(

@@ -36,7 +36,7 @@ from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
 from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
-from agentscale.optimize.crowning import Crowning, best_single, crown, rank
+from agentscale.optimize.crowning import Crowning, best_single, crown, on_shared_items, rank
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, pareto_front, pooled
@@ -489,11 +489,17 @@ class Optimization:
             )
         outcome = await self._race(self._pool(method, allowed, singles), "crown", "crowning")
         contenders += _most_answered(outcome.finished)  # the cap may have stopped some a step short
-        contenders = [self._rescore(o) for o in contenders]
+        contenders = [self._rescore(o) for o in on_shared_items(contenders)]
         if not contenders:  # the spend cap stopped the race's first step: the best minibatch graph stands in
             fallback = max(allowed, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
-        return crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced})
+        crowning = crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced})
+        if outcome.capped:
+            crowning.reason += (
+                f"; the spend cap stopped the crowning race, so every finalist is compared on the "
+                f"{crowning.leader.n_items} of {len(self.train)} train items they all answered"
+            )
+        return crowning
 
     def _pool(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> list[CandidateGraph]:
         """What races for the crown: the method's nominees that were evaluated, then the search's

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import _paired_estimate, crown, penalty, rank
+from agentscale.optimize.crowning import _paired_estimate, crown, on_shared_items, penalty, rank
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
@@ -190,3 +190,16 @@ def test_items_to_separate_is_where_the_same_difference_would_be_separated() -> 
 
     assert at(needed).separated(Z95) and not at(needed - 1).separated(Z95)
     assert paired_difference(first, first).items_to_separate(Z95) is None
+
+
+def test_finalists_on_different_items_are_compared_on_the_items_they_share() -> None:
+    """The spend cap cut the crowning race: the single call answered all 60 items, the raced graph
+    the first 15. Their means over different items do not compare; on the shared 15 both are
+    restricted, accuracies recomputed from those items' verdicts."""
+    whole = observed(single("big"), set(TRAIN[10:40]), TRAIN)  # 30/60 overall, 5/15 on the prefix
+    prefix = observed(voted("big", 3), set(TRAIN[:9]), TRAIN[:15], compute=3.0)  # 9/15
+    restricted = on_shared_items([whole, prefix])
+    assert [o.n_items for o in restricted] == [15, 15]
+    assert restricted[0].accuracy == pytest.approx(5 / 15) and restricted[1].accuracy == pytest.approx(9 / 15)
+    assert set(restricted[0].outcomes) == set(TRAIN[:15])
+    assert on_shared_items([whole, whole]) == [whole, whole]  # same items: unchanged
