@@ -25,11 +25,10 @@ from agentscale.cli._options import (
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.optimize.dry_run import project_space
+from agentscale.optimize.dry_run import project_space_file
 from agentscale.optimize.progress import Progress as SearchProgress
 from agentscale.optimize.report import diagram, write_plot
 from agentscale.optimize.runner import Optimization, OptimizeResult
-from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.report import write_report
 from agentscale.report.simulated import is_simulated
 
@@ -89,7 +88,7 @@ def optimize_command(
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
         if dry_run:
-            _dry_run(load_space(space_file), method, seed, json_output, score_test=not no_test)
+            _dry_run(space_file, method, seed, json_output, score_test=not no_test)
             return
         optimization = Optimization.from_file(
             space_file,
@@ -130,8 +129,8 @@ def optimize_command(
     out.print(f"report: {escape(str(report))}")
 
 
-def _dry_run(space: SpaceSpec, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
-    figures = project_space(space, method=method, seed=seed, score_test=score_test)
+def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
+    figures = project_space_file(space_file, method=method, seed=seed, score_test=score_test)
     if json_output:
         print_json({"dry_run": True, **figures})
         return

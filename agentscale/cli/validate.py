@@ -18,6 +18,7 @@ from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import spec_from_data
 from agentscale.models.routes import model_route_issues, route_issues
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.runner import load_task_split
 from agentscale.optimize.space import looks_like_space, space_from_data
 
 
@@ -55,10 +56,9 @@ def _check(file: Path) -> str:
     if looks_like_space(located.data):
         space = space_from_data(located, str(file))
         _raise_if(model_route_issues(space.models, located), file)
-        try:  # the rules that need the models' costs: a single call and each CEO must fit the budget
+        with located.locating(str(file)):  # the rules that need the models' costs, and the task itself
             SearchProblem.from_space(space)
-        except SpecError as exc:
-            raise SpecError([located.located(issue) for issue in exc.issues], str(file)) from None
+            load_task_split(space)
         return f"search space {space.name!r}, {len(space.models)} models, up to {space.max_nodes} nodes"
     spec = spec_from_data(located, str(file))
     _raise_if(route_issues(spec, located), file)

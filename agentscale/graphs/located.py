@@ -8,6 +8,8 @@ tree. Duplicate mapping keys (silently last-wins in PyYAML) are reported as erro
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +57,15 @@ class LocatedData:
             return issue
         parts = tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", issue.path))
         return SpecIssue(issue.path, issue.message, self.line_of(parts))
+
+    @contextmanager
+    def locating(self, source: str | None) -> Iterator[None]:
+        """Checks made on the parsed spec (costs against the budget, the task) raise `SpecError`s whose
+        issues have no line: inside this block they get the lines of their paths and the file's name."""
+        try:
+            yield
+        except SpecError as exc:
+            raise SpecError([self.located(issue) for issue in exc.issues], source) from None
 
 
 def _walk(node: yaml.Node, path: tuple[PathPart, ...], lines: dict, issues: list[SpecIssue]) -> None:

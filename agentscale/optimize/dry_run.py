@@ -11,10 +11,13 @@ made (a test holds a run within 25% above and 40% below it) and close in tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agentscale.graphs.io import read_text
+from agentscale.graphs.located import load_located
 from agentscale.models.cost import call_usd
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
@@ -25,7 +28,7 @@ from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
-from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.space import SpaceSpec, space_from_data
 
 DRAWS = 256
 # of the crowning pool times the train split, what its race answers (graphs the leader clearly beats
@@ -57,6 +60,15 @@ def project_space(
     problem = SearchProblem.from_space(space)
     _, train, test = load_task_split(space)
     return project(space, problem, name, seed, len(train), len(test), score_test=score_test)
+
+
+def project_space_file(
+    path: str | Path, *, method: str | None = None, seed: int | None = None, score_test: bool = True
+) -> dict[str, Any]:
+    """`project_space` for the space in the file `path`; its budget and task errors name the file's line."""
+    located = load_located(read_text(path), str(path))
+    with located.locating(str(path)):
+        return project_space(space_from_data(located, str(path)), method=method, seed=seed, score_test=score_test)
 
 
 def project(

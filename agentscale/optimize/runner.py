@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.errors import AgentScaleError, ModelCallError, SpecError, SpecIssue
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec, read_text
+from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import resolve
@@ -46,10 +47,10 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
-from agentscale.optimize.space import SpaceSpec, space_from_text
+from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
-from agentscale.tasks import Task, TaskItem, load_task
+from agentscale.tasks import Task, TaskError, TaskItem, load_task
 
 PATIENCE = 3
 AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
@@ -185,14 +186,24 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
     options: dict[str, Any] = dict(ref.options)
     if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
         options["size"] = max(total, 200)
-    task = load_task(spec, scorer=ref.scorer, **options)
+    try:
+        task = load_task(spec, scorer=ref.scorer, **options)
+    except TaskError as exc:
+        raise SpecError([SpecIssue("task.name" if ref.name else "task.path", str(exc))]) from None
     if "tester" in space.roles and task.answer_format != "code":
-        raise AgentScaleError(
-            f"roles: 'tester' runs candidate programs on the examples in a question, but task {spec!r} answers "
-            f"in {task.answer_format!r}, not code: drop 'tester' from roles"
+        raise SpecError(
+            [
+                SpecIssue(
+                    "roles",
+                    f"'tester' runs candidate programs on the examples in a question, but task {spec!r} answers "
+                    f"in {task.answer_format!r}, not code: drop 'tester' from roles",
+                )
+            ]
         )
     if task.size < total:
-        raise AgentScaleError(f"task {spec!r} has {task.size} items; the space asks for {total} (train+dev+test)")
+        raise SpecError(
+            [SpecIssue("task", f"task {spec!r} has {task.size} items; the space asks for {total} (train+dev+test)")]
+        )
     split = task.split(ref.seed, train=ref.train, dev=ref.dev, test=ref.test)
     return task, list(split.train.items), list(split.test.items)
 
@@ -258,16 +269,18 @@ class Optimization:
         """A new run of the search space in the file `path`, read once: the text validated is the text
         stored with the run, which `resume` reads back (the file may change or go afterwards)."""
         text = read_text(path)
-        return cls(
-            space_from_text(text, str(path)),
-            gateway,
-            space_text=text,
-            method=method,
-            seed=seed,
-            concurrency=concurrency,
-            executor=executor,
-            score_test=score_test,
-        )
+        located = load_located(text, str(path))
+        with located.locating(str(path)):  # the budget and task checks name the file and line
+            return cls(
+                space_from_data(located, str(path)),
+                gateway,
+                space_text=text,
+                method=method,
+                seed=seed,
+                concurrency=concurrency,
+                executor=executor,
+                score_test=score_test,
+            )
 
     @classmethod
     def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Optimization:
@@ -493,7 +506,9 @@ class Optimization:
         if not contenders:  # the spend cap stopped the race's first step: the best minibatch graph stands in
             fallback = max(allowed, key=lambda o: o.reward)
             return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
-        crowning = crown(contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced})
+        crowning = crown(
+            contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced}
+        )
         if outcome.capped:
             crowning.reason += (
                 f"; the spend cap stopped the crowning race, so every finalist is compared on the "

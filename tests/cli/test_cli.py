@@ -128,8 +128,34 @@ def test_a_budget_below_every_single_call_is_named_by_validate_and_optimize(
     )
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 1 and "budget.compute (line 7): 0.1 is below the cheapest single call ('l1': 1.00" in err
-    code, _, err = run_cli(capsys, "optimize", str(space), "--dry-run")
-    assert code == 1 and "budget.compute: 0.1 is below the cheapest single call" in err and "Traceback" not in err
+    for dry_run in (["--dry-run"], []):
+        code, _, err = run_cli(capsys, "optimize", str(space), *dry_run)
+        assert code == 1 and "Traceback" not in err
+        assert f"{space}: budget.compute (line 7): 0.1 is below the cheapest single call" in err
+
+
+def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_line(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` passed `sim:nope` and `rg:nosuch`, which only `optimize` refused, without file or
+    line; a task too small for the split and a tester on a task that answers in numbers likewise."""
+    space = env / "space.yaml"
+    template = (
+        "name: t\ntask: {{name: {task}, train: {train}, test: 30}}\nmodels:\n  l1: {{model: sim/llama-1b}}\n"
+        "roles: [{roles}]\nmax_nodes: 3\nbudget: {{compute: 4}}\n"
+    )
+    cases = [
+        ({"task": '"sim:nope"', "train": 10, "roles": "assistant"}, "task.name (line 2): unknown sim task 'sim:nope'"),
+        ({"task": '"rg:nosuch"', "train": 10, "roles": "assistant"}, "task.name (line 2): unknown reasoning-gym task"),
+        ({"task": '"sim:math"', "train": 10, "roles": "assistant, tester"}, "roles (line 5): 'tester' runs candidate"),
+        ({"task": "humaneval", "train": 150, "roles": "assistant"}, "task (line 2): task 'humaneval' has 164 items"),
+    ]
+    for fields, message in cases:
+        space.write_text(template.format(**fields))
+        for command in (["validate"], ["optimize", "--dry-run"], ["optimize"]):
+            code, _, err = run_cli(capsys, *command, str(space))
+            assert code == 1 and message in err and "Traceback" not in err, (command, err)
+    assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
 
 
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
