@@ -15,11 +15,11 @@ from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec
-from agentscale.graphs.validate import spec_from_data
+from agentscale.graphs.validate import looks_like_space, spec_from_data
 from agentscale.models.routes import model_route_issues, route_issues
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.runner import load_task_split
-from agentscale.optimize.space import looks_like_space, space_from_data
+from agentscale.optimize.space import space_from_data
 
 
 def validate_command(
@@ -59,7 +59,8 @@ def _check(file: Path) -> str:
         with located.locating(str(file)):  # the rules that need the models' costs, and the task itself
             SearchProblem.from_space(space)
             load_task_split(space)
-        return f"search space {space.name!r}, {len(space.models)} models, up to {space.max_nodes} nodes"
+        models = len(space.models)
+        return f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
     spec = spec_from_data(located, str(file))
     _raise_if(route_issues(spec, located), file)
     return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"

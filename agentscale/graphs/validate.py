@@ -100,8 +100,19 @@ def validate_fields(located: LocatedData, model: type[_Model], what: str, source
         raise SpecError(pydantic_issues(exc, located, model), source) from None
 
 
+def looks_like_space(data: object) -> bool:
+    """Spaces and graphs share one `validate` command; a space has `task:` and no `nodes:`."""
+    return isinstance(data, dict) and "task" in data and "nodes" not in data
+
+
 def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
     """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
+    if looks_like_space(located.data):  # not a list of unknown keys: say what the file is
+        message = (
+            "this is a search-space file (`task:`, no `nodes:`), not a graph: search it with "
+            "`agentscale optimize`, then run the graph it writes (best.yaml)"
+        )
+        raise SpecError([located.issue(("task",), message)], source)
     spec = validate_fields(located, GraphSpec, "graph file", source)
     issues = graph_issues(spec, located)
     if issues:

@@ -140,12 +140,13 @@ class SpaceSpec(StrictModel):
         return self
 
 
-def looks_like_space(data: object) -> bool:
-    """Spaces and graphs share one `validate` command; a space has `task:` and no `nodes:`."""
-    return isinstance(data, dict) and "task" in data and "nodes" not in data
-
-
 def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpec:
+    if isinstance(located.data, dict) and "nodes" in located.data and "task" not in located.data:
+        message = (
+            "this is a graph file (`nodes:`, no `task:`), not a search space: run it with `agentscale run` "
+            "or `agentscale eval`; `optimize` takes a search space (task, models, roles, budget)"
+        )
+        raise SpecError([located.issue(("nodes",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source)
     issues = []
     agent = space.optimizer.agent_model

@@ -158,6 +158,27 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
     assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
 
 
+def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`optimize graph.yaml` listed the graph's keys as unknown space keys (and `run space.yaml` the
+    space's as unknown graph keys); each now says what the file is and which command takes it."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: s\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 3\nbudget: {compute: 4}\n"
+    )
+    for command in (["optimize", "--dry-run"], ["optimize"]):
+        code, _, err = run_cli(capsys, *command, str(env / "g.yaml"))
+        assert code == 1 and "nodes (line" in err and "is a graph file (`nodes:`, no `task:`)" in err
+        assert "unknown key" not in err
+    for command in (["run", str(space), "-q", "1 + 1?"], ["eval", str(space), "--task", "sim:math"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and "task (line 2): this is a search-space file" in err and "unknown key" not in err
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 0 and "search space 's', 1 model, up to 3 nodes" in err
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "schema")
     assert code == 0 and json.loads(out)["title"].startswith("agentscale graph")

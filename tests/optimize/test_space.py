@@ -6,7 +6,8 @@ import pytest
 
 from agentscale.errors import SpecError
 from agentscale.graphs.located import load_located
-from agentscale.optimize.space import looks_like_space, space_from_data
+from agentscale.graphs.validate import looks_like_space
+from agentscale.optimize.space import space_from_data
 
 GOOD = """\
 name: quick
