@@ -1,6 +1,8 @@
-"""Rich tables for traces and runs, shared by `run` and `runs show`."""
+"""Rich tables and one-line summaries for traces and runs, shared by `run`, `optimize` and `runs show`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.table import Table
 
@@ -34,3 +36,20 @@ def format_usage(usage: Usage) -> str:
         f"calls {usage.calls} (+{usage.cached_calls} cached) · tokens {usage.prompt_tokens}+{usage.completion_tokens}"
         f" · FLOPs {flops} · {usd} · wall {usage.latency_s:.2f}s · critical path {usage.critical_path_s:.2f}s"
     )
+
+
+def format_spend(usage: dict[str, Any]) -> str:
+    """An optimization's spend (its stored `usage`): calls by stage, tokens and USD."""
+    usd = "unknown USD" if usage.get("usd") is None else f"${usage['usd']:.4f}"
+    stages = usage.get("calls_by_stage") or {}
+    split = " (" + ", ".join(f"{name} {calls}" for name, calls in stages.items()) + ")" if stages else ""
+    return f"{usage.get('calls', 0)} model calls{split}, {usage.get('tokens', 0)} tokens, {usd}"
+
+
+def format_test_score(score: dict[str, Any]) -> str:
+    """A stored test score (`TestScore.to_dict`): accuracy, items and 95% interval, or why it is missing."""
+    if score.get("accuracy") is None:
+        return "not scored on the test split"
+    low, high = score["ci95"]
+    items = f" of {score['n']} items" if score.get("n") is not None else ""
+    return f"test accuracy {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"

@@ -23,6 +23,7 @@ from agentscale.cli._options import (
     make_gateway,
 )
 from agentscale.cli._progress import progress_bar
+from agentscale.cli._tables import format_spend
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.dry_run import project_space_file
@@ -199,13 +200,9 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
             escape(diagram(point.candidate).splitlines()[0]),
         )
     out.print(front)
-    usage = result.usage
-    usd = "unknown" if usage.get("usd") is None else f"${usage['usd']:.4f}"
-    stages = usage.get("calls_by_stage", {})
-    split = " (" + ", ".join(f"{name} {calls}" for name, calls in stages.items()) + ")" if stages else ""
     out.print(
-        f"spent: {usage['calls']} model calls{split}, {usage['tokens']} tokens, {usd} · {result.evaluations} "
-        f"evaluations ({result.replayed} replayed from the run) · {result.stopped_reason}"
+        f"spent: {format_spend(result.usage)} · {result.evaluations} evaluations ({result.replayed} replayed "
+        f"from the run) · {result.stopped_reason}"
     )
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
     out.print(f"run {result.run_id} (agentscale runs show {result.run_id})")

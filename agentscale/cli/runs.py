@@ -11,7 +11,7 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, open_store
-from agentscale.cli._tables import trace_table
+from agentscale.cli._tables import format_spend, format_test_score, trace_table
 from agentscale.graphs.result import NodeTrace
 from agentscale.optimize.objective import Observation, pareto_front
 from agentscale.optimize.report import diagram, write_plot
@@ -236,10 +236,12 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(escape(diagram(candidate_from_json(crowned.candidate_json))))
     best = summary.get("best")
     if best:
-        out.print(f"best graph: {best.get('path')} · test accuracy {best.get('accuracy')} · ci95 {best.get('ci95')}")
+        out.print(f"best graph: {escape(str(best.get('path')))} · {format_test_score(best)}")
         for name, score in summary.get("baselines", {}).items():
-            out.print(f"baseline {name}: test accuracy {score['accuracy']:.1%} (n={score['n']}), ci95 {score['ci95']}")
-        out.print(f"stopped: {summary.get('stopped_reason')} · spend {summary.get('usage')}")
+            out.print(f"baseline {name}: {format_test_score(score)}")
+        out.print(
+            f"stopped: {escape(str(summary.get('stopped_reason')))} · spent {format_spend(summary.get('usage', {}))}"
+        )
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}")
     if picture:

@@ -103,6 +103,12 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     assert main(["runs", "show", run_id]) == 0
     text = capsys.readouterr().out
     assert "SIMULATED" in text and "best.svg" in text.replace("\n", "")
+    # the summary lines read as the optimize command's own (they printed raw floats, lists and a dict)
+    best = shown["summary"]["best"]
+    low, high = best["ci95"]
+    flat = " ".join(text.split())
+    assert f"test accuracy {best['accuracy']:.1%} of {best['n']} items (95% CI {low:.1%}-{high:.1%})" in flat
+    assert f"spent {optimization['usage']['calls']} model calls (search " in flat and "{'calls'" not in flat
 
 
 def _step(seq: int, items: int, correct: int) -> Trial:
