@@ -217,7 +217,7 @@ class Evaluation:
         assert gateway.store is not None
         run = gateway.store.get_run(run_id)
         if run.kind != "eval":
-            raise AgentScaleError(f"run {run.id} is a {run.kind!r} run, not an eval")
+            raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:
             raise AgentScaleError(f"run {run.id} has no stored graph")
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)

@@ -288,7 +288,7 @@ class Optimization:
         assert gateway.store is not None
         run = gateway.store.get_run(run_id)
         if run.kind != "optimize":
-            raise AgentScaleError(f"run {run.id} is a {run.kind!r} run, not an optimization")
+            raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)
         space = space_from_text(config["space_yaml"], f"run {run.id}")
         return cls(

@@ -27,7 +27,7 @@ def render_report(store: Store, run: Run) -> str:
         return optimize_report(store, run)
     if run.kind in ITEM_KINDS:
         return eval_report(store, run)
-    raise AgentScaleError(f"run {run.id} is a {run.kind!r} run; reports cover eval, run and optimize runs")
+    raise AgentScaleError(f"{run.made_by()}; reports cover eval, run and optimize runs")
 
 
 def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:

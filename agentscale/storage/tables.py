@@ -31,6 +31,11 @@ class Run(SQLModel, table=True):
     summary_json: str = "{}"
     error: str | None = None
 
+    def made_by(self) -> str:
+        """The command that made the run, for errors that refuse it ("made by `agentscale eval`")."""
+        command = "handbook build" if self.kind == "handbook" else self.kind
+        return f"run {self.id} was made by `agentscale {command}`"
+
 
 class RunItem(SQLModel, table=True):
     """One question answered within a run, with its final answer and usage."""

@@ -45,7 +45,7 @@ def export_study(store: Store, run_id: str, storage: str, study_name: str | None
         raise AgentScaleError(f"Optuna export needs optuna: {INSTALL_HINT}") from None
     run = store.get_run(run_id)
     if run.kind != "optimize":
-        raise AgentScaleError(f"run {run.id} is a {run.kind!r} run; only optimizations have trials to export")
+        raise AgentScaleError(f"{run.made_by()}; only optimizations have trials to export")
     space = stored_space(run)
     name = study_name or f"agentscale-{run.id}"
     trials = store.trials(run.id)

@@ -101,6 +101,18 @@ def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0 and "answer: 6" in out
 
 
+def test_resuming_a_run_of_another_command_names_the_command_that_made_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal read "is a 'run' run, not an optimization"; it now names the commands."""
+    _, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 2 + 2?", "--json")
+    run_id = json.loads(out)["run_id"]
+    code, _, err = run_cli(capsys, "optimize", "--resume", run_id)
+    assert code == 1 and f"run {run_id} was made by `agentscale run`, not `agentscale optimize`" in err
+    code, _, err = run_cli(capsys, "eval", "--resume", run_id)
+    assert code == 1 and f"run {run_id} was made by `agentscale run`, not `agentscale eval`" in err
+
+
 def test_runs_show_unknown_id(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "runs", "show", "nope")
     assert code == 1 and "no run 'nope'" in err
