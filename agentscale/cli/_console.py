@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -14,8 +15,21 @@ from agentscale.report import write_report
 from agentscale.report.html import SIMULATED_NOTE
 from agentscale.storage.db import Store
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+PIPED_WIDTH = 160  # columns of tables written to a file or a pipe (Rich's default there is 80)
+
+
+def _console(*, stderr: bool) -> Console:
+    """A console for stdout or stderr. Piped or redirected output gets `PIPED_WIDTH` columns unless
+    COLUMNS says otherwise: at Rich's 80 a table folded routes and graph labels over several lines,
+    which `grep` and log readers then saw cut."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 def print_json(data: Any) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,19 @@ def test_list_shows_the_three_local_models(
     for route in ("local/smollm2-135m", "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"):
         assert rows[route]["weights"] is not None and "server_rss_bytes" in rows[route]
     assert rows["local/qwen2.5-coder-1.5b"]["params_b"] == pytest.approx(1.54)
+
+
+def test_a_piped_table_keeps_each_route_on_one_line(tmp_path: Path) -> None:
+    """Piped (not a terminal, no COLUMNS), Rich drew tables 80 columns wide and folded the routes of
+    `models list` over two lines, so `grep local/qwen2.5-coder-1.5b` found nothing."""
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    env["AGENTSCALE_CACHE_DIR"] = str(tmp_path / "cache")
+    listed = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "models", "list"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0
+    for route in ("local/smollm2-135m", "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"):
+        assert route in listed.stdout
 
 
 def test_pull_then_list_says_ready(fake, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
