@@ -170,12 +170,8 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
         out.print(f"crowned: {escape(result.crowning.reason)}")
     table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
     scored = [("best (optimized)", result.best)] if result.best else []
-    best_singles = set(result.advantage.over) if result.advantage else set()
     for alias, score in result.singles.items():
-        mark = ""
-        if alias in best_singles:
-            mark = " (best single, tie)" if len(best_singles) > 1 else " (best single)"
-        scored.append((f"single call of {alias}{mark}", score))
+        scored.append((f"single call of {alias}{_single_mark(result, alias)}", score))
     scored += [(s.name, s) for key, s in result.baselines.items() if key != "single"]
     for name, score in scored:
         low, high = score.ci95
@@ -206,6 +202,19 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
     )
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
     out.print(f"run {result.run_id} (agentscale runs show {result.run_id})")
+
+
+def _single_mark(result: OptimizeResult, alias: str) -> str:
+    """Which best single a row is: the baseline chosen on the train split (`baselines.single` in
+    --json) and the best on the test split (what the advantage compares with) can differ, and one
+    "(best single)" label for either read as the same claim."""
+    on_test = result.advantage.over if result.advantage else []
+    chosen = result.baselines.get("single")
+    on_train = chosen is not None and chosen is result.singles.get(alias)
+    tie = ", tie" if len(on_test) > 1 else ""
+    if alias in on_test:
+        return f" (best single{tie})" if on_train else f" (best single on test{tie})"
+    return " (best single on train)" if on_train else ""
 
 
 def _advantage_line(result: OptimizeResult) -> str:
