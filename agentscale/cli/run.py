@@ -48,6 +48,8 @@ def run_command(
     """
     if (question is None) == (input_file is None):
         raise AgentScaleError("give exactly one of -q/--question or --input")
+    if question is not None and not question.strip():  # as --input refuses an empty line's question
+        raise AgentScaleError("-q/--question is empty: give the question to answer")
     if answer_format is not None and answer_format not in ("text", "number", "choice", "code"):
         raise AgentScaleError(f"--answer-format {answer_format!r}: use text, number, choice or code")
     fmt: AnswerFormat | None = answer_format  # type: ignore[assignment]

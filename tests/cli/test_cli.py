@@ -83,6 +83,10 @@ def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture
 def test_run_needs_exactly_one_source_of_questions(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "run", str(env / "g.yaml"))
     assert code == 1 and "exactly one of" in err
+    for empty in ("", "   "):  # answered before (a local model's server started for it), unlike --input's
+        code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", empty)
+        assert code == 1 and "-q/--question is empty" in err
+    assert json.loads(run_cli(capsys, "runs", "list", "--json")[1]) == []
 
 
 def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
