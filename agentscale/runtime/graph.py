@@ -22,7 +22,7 @@ from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues, load_spec_text
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint, starts_server
-from agentscale.models.litellm_loader import get_litellm
+from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.routes import route_issues
 from agentscale.runtime.calls import RunValues, record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
@@ -141,7 +141,7 @@ class Graph:
         if self.runtime.models and not self._endpoints_ready:
             # litellm's first import and local servers' starts take seconds: do them before the run's
             # clock starts (servers of different models start concurrently); once per graph
-            await asyncio.to_thread(get_litellm)
+            await import_litellm()
             await self._prepare_endpoints()
             self._endpoints_ready = True
         if self.runtime.memory is not None:
