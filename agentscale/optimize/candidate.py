@@ -221,10 +221,10 @@ class CandidateGraph:
         """FLOPs of one pass over the graph; sources read `source_inputs` extra answers."""
         return sum(
             _call_flops(models, model, prompt + inputs * completion, completion)
-            for model, inputs in self._pass_calls(source_inputs)
+            for model, inputs in self.pass_calls(source_inputs)
         )
 
-    def _pass_calls(self, source_inputs: int) -> list[tuple[str, int]]:
+    def pass_calls(self, source_inputs: int) -> list[tuple[str, int]]:
         """One pass's model calls as (model alias, answers it reads): a node reads its predecessors'
         answers, a source `source_inputs` (the best answer so far, in a discussion's later rounds)."""
         return [
@@ -238,7 +238,7 @@ class CandidateGraph:
         """Model calls one question can make at most: every model node once; with a CEO, every round
         runs all of them (its agent count is capped by the graph's own) and the CEO may need
         `MAX_ATTEMPTS` replies a round."""
-        per_pass = len(self._pass_calls(0))
+        per_pass = len(self.pass_calls(0))
         if self.ceo is None:
             return per_pass
         return self.ceo.max_rounds * (per_pass + MAX_ATTEMPTS)
@@ -251,11 +251,11 @@ class CandidateGraph:
         prompt = int(2 * mean_prompt_tokens)
 
         def one_pass(source_inputs: int) -> int:
-            return sum(prompt + inputs * max_tokens + max_tokens for _, inputs in self._pass_calls(source_inputs))
+            return sum(prompt + inputs * max_tokens + max_tokens for _, inputs in self.pass_calls(source_inputs))
 
         total = one_pass(0)
         if self.ceo is not None:
-            answers = len(self._pass_calls(0)) + 1  # the round's and the best so far
+            answers = len(self.pass_calls(0)) + 1  # the round's and the best so far
             ceo_reply = prompt + answers * max_tokens + CEO_PROMPT_ALLOWANCE + MAX_ATTEMPTS * CEO_MAX_TOKENS
             total += (self.ceo.max_rounds - 1) * one_pass(1) + self.ceo.max_rounds * MAX_ATTEMPTS * ceo_reply
         return total

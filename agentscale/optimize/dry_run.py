@@ -2,7 +2,8 @@
 
 Counts every evaluation the run will make (single calls, pilot, search, crowning, test) and the
 items each answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
-(tokens per model node: the task's mean prompt plus one mean answer per input, plus one answer). It
+(tokens per model node: the task's mean prompt plus one mean answer per input, plus one answer; a
+CEO-led graph runs every round and makes one CEO call a round, see `_per_item`). It
 ignores the response cache and the singles' race (every model on the whole train split), and counts
 the crowning race at its typical share, so for a fresh run it is an estimate mostly above the calls
 made (a test holds a run within 25% above and 40% below it) and close in tokens.
@@ -18,7 +19,7 @@ import numpy as np
 
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
-from agentscale.models.cost import call_usd
+from agentscale.models.cost import call_usd, known_total
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
 from agentscale.optimize.methods import METHODS
@@ -34,21 +35,31 @@ DRAWS = 256
 # of the crowning pool times the train split, what its race answers (graphs the leader clearly beats
 # leave early): 0.42, 0.46 and 0.71 measured on a test space, math-b18-large and mmlu-b42-large (SIMULATED)
 RACED_SHARE = 0.5
+# a CEO call's typical prompt beyond the question and the answers (agents/prompts/coordinator.yaml,
+# 2.4 KB, at about 4 characters a token) and its reply, a JSON decision (sim/ CEOs write 40 tokens);
+# the spend cap's worst case (`CEO_PROMPT_ALLOWANCE`, the completion cap, retries) is no estimate
+CEO_INSTRUCTION_TOKENS = 600
+CEO_DECISION_TOKENS = 64
 
 
 def _per_item(problem: SearchProblem, candidate: CandidateGraph) -> tuple[int, float, float | None]:
-    calls, tokens = 0, 0.0
-    usd: float | None = 0.0
+    """Calls, tokens and USD of one question. A CEO-led graph is counted as its compute is projected
+    (`CandidateGraph.compute`): every round runs the graph, sources read the best answer so far from
+    the second round on, and one CEO call a round reads the question, the round's answers and its
+    instructions and writes a decision; counted at one pass, a CEO space's dry run was half of what
+    its run spent."""
     prompt, answer = problem.mean_prompt_tokens, problem.mean_completion_tokens
-    for index, node in enumerate(candidate.nodes):
-        if node.model is None:
-            continue
-        node_prompt = prompt + len(candidate.predecessors[index]) * answer
-        calls += 1
-        tokens += node_prompt + answer
-        price = call_usd(problem.models[node.model], round(node_prompt), round(answer))
-        usd = None if usd is None or price is None else usd + price
-    return calls, tokens, usd
+    calls: list[tuple[str, float, float]] = []  # (model alias, prompt tokens, completion tokens)
+    rounds = 1 if candidate.ceo is None else candidate.ceo.max_rounds
+    for round_index in range(rounds):
+        team = candidate.pass_calls(0 if round_index == 0 else 1)
+        calls += [(model, prompt + inputs * answer, answer) for model, inputs in team]
+        if candidate.ceo is not None:
+            ceo_prompt = prompt + (len(team) + 1) * answer + CEO_INSTRUCTION_TOKENS
+            calls.append((candidate.ceo.model, ceo_prompt, CEO_DECISION_TOKENS))
+    prices = [call_usd(problem.models[model], round(read), round(written)) for model, read, written in calls]
+    usd = known_total(prices)
+    return len(calls), sum(read + written for _, read, written in calls), usd
 
 
 def project_space(
