@@ -81,10 +81,25 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
         elif kind == "string_pattern_mismatch":
             pattern = item.get("ctx", {}).get("pattern", "")
             message = f"{item['input']!r} does not match {pattern}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):  # pydantic names its classes here
+            message = f"expected a mapping (`key: value` lines or `{{key: value}}`), got {_shown(item['input'])}"
+        elif kind == "list_type":
+            message = f"expected a list (`[a, b]` or `- a` lines), got {_shown(item['input'])}"
         else:
             message = item["msg"].removeprefix("Value error, ")
         issues.append(located.issue(loc, message))
     return issues
+
+
+def _shown(value: object) -> str:
+    """A YAML value as a message names it."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, bool | int | float):
+        return f"the value {value!r}"
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
 
 
 _Model = TypeVar("_Model", bound=BaseModel)

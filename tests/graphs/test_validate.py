@@ -237,6 +237,18 @@ CASES = {
         "api_base[1] 'http://h:1/v1/' duplicates api_base[0]",
         3,
     ),
+    "model given as a string": (  # pydantic's own text: "a valid dictionary or instance of ModelSpec"
+        "name: g\nmodels:\n  q: hosted_vllm/q\nnodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q",
+        "expected a mapping (`key: value` lines or `{key: value}`), got the text 'hosted_vllm/q'",
+        3,
+    ),
+    "nodes given as a mapping": (
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q}\nnodes: {id: a, role: assistant, model: q}\n",
+        "nodes",
+        "expected a list (`[a, b]` or `- a` lines), got a mapping",
+        4,
+    ),
     "api_base neither URL nor list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",
