@@ -23,9 +23,9 @@ class SpecIssue:
     line: int | None = None
 
     def __str__(self) -> str:
-        where = self.path or "<root>"
-        if self.line is not None:
-            where = f"{where} (line {self.line})"
+        if not self.path:  # about the file as a whole ("file not found", "must be a YAML mapping")
+            return f"line {self.line}: {self.message}" if self.line is not None else self.message
+        where = self.path if self.line is None else f"{self.path} (line {self.line})"
         return f"{where}: {self.message}"
 
 

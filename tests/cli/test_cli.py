@@ -228,7 +228,8 @@ def test_errors_exit_1_without_traceback_in_a_real_process(tmp_path: Path) -> No
         timeout=60,
     )
     assert proc.returncode == 1
-    assert "file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'missing.yaml'}: file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert "<root>" not in proc.stderr  # a file-level issue has no YAML path to name
     proc = subprocess.run(
         [sys.executable, "-m", "agentscale.cli.app", "run", "--bogus"],
         capture_output=True,
