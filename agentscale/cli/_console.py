@@ -18,12 +18,26 @@ from agentscale.storage.db import Store
 PIPED_WIDTH = 160  # columns of tables written to a file or a pipe (Rich's default there is 80)
 
 
+def _terminal_width_known() -> bool:
+    """Whether Rich finds a width by itself: COLUMNS, or a terminal on stdin, stdout or stderr (so
+    `agentscale runs list | less` typed in a terminal keeps the terminal's width)."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return True
+    for descriptor in (0, 1, 2):
+        try:
+            os.get_terminal_size(descriptor)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
 def _console(*, stderr: bool) -> Console:
-    """A console for stdout or stderr. Piped or redirected output gets `PIPED_WIDTH` columns unless
-    COLUMNS says otherwise: at Rich's 80 a table folded routes and graph labels over several lines,
-    which `grep` and log readers then saw cut."""
+    """A console for stdout or stderr. Output with no terminal anywhere (a file, a pipe from a job or
+    CI) gets `PIPED_WIDTH` columns: at Rich's fallback of 80 a table folded routes and graph labels
+    over several lines, which `grep` and log readers then saw cut."""
     console = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    if not _terminal_width_known():
         console.width = PIPED_WIDTH
     return console
 

@@ -46,7 +46,11 @@ def test_a_piped_table_keeps_each_route_on_one_line(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
     env["AGENTSCALE_CACHE_DIR"] = str(tmp_path / "cache")
     listed = subprocess.run(
-        [sys.executable, "-m", "agentscale.cli.app", "models", "list"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "agentscale.cli.app", "models", "list"],
+        stdin=subprocess.DEVNULL,  # no terminal anywhere: run from a terminal, Rich would take its width
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert listed.returncode == 0
     for route in ("local/smollm2-135m", "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"):
