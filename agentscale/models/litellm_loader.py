@@ -32,6 +32,8 @@ async def import_litellm() -> None:
     Not `asyncio.to_thread`: `asyncio.run` joins its executor's threads on the way out, so a Ctrl-C
     in the seconds the import takes (the first seconds of every `eval`) waited for it to finish; a
     daemon thread is left behind instead."""
+    if get_litellm.cache_info().currsize:  # imported already: every graph's first run asks again
+        return
     loop = asyncio.get_running_loop()
     imported: asyncio.Future[None] = loop.create_future()
 
