@@ -509,7 +509,7 @@ class Optimization:
         crowning = crown(
             contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced}
         )
-        if outcome.capped:
+        if outcome.capped and crowning.leader.n_items < len(self.train):
             crowning.reason += (
                 f"; the spend cap stopped the crowning race, so every finalist is compared on the "
                 f"{crowning.leader.n_items} of {len(self.train)} train items they all answered"
@@ -549,7 +549,7 @@ class Optimization:
         (the crowned graph's advantage needs every single call scored: the best one may be missing)."""
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
-        top = best_single(self._rescore(o) for o in singles.finished)  # the best single the crowning saw
+        top = best_single(self._rescore(o) for o in singles.finished)  # on the crowning's latency reference
         top_model = model_of_single(top.candidate) if top is not None else None
         votes = max_samples(self.problem, top_model, chooser=self.problem.chooser) if top_model is not None else None
         if votes is not None and votes.size <= 1:
