@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agentscale.report import write_report
-from agentscale.report.html import SIMULATED_NOTE
-from agentscale.storage.db import Store
+if TYPE_CHECKING:
+    from agentscale.storage.db import Store
 
 PIPED_WIDTH = 160  # columns of tables written to a file or a pipe (Rich's default there is 80)
 
@@ -54,6 +53,8 @@ def print_json(data: Any) -> None:
 
 def say_simulated() -> None:
     """The note under figures of sim/ models: the simulated population's, never a real model's."""
+    from agentscale.report.html import SIMULATED_NOTE
+
     out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
 
 
@@ -73,6 +74,8 @@ def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = F
     finished is (what a user looks at first after a Ctrl-C); the exit to raise (130). Typer would
     otherwise turn Ctrl-C into a silent exit 130. With `json_output` stdout gets the same as one JSON
     object, so a script that reads it learns the run to resume."""
+    from agentscale.report import write_report
+
     err.print(f"interrupted; continue with: {escape(resume)}")
     report: str | None = None
     try:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
 from agentscale.errors import AgentScaleError
-from agentscale.executors import ExecutorConfig
-from agentscale.models.gateway import Gateway, GatewaySettings
-from agentscale.storage.db import Store
+
+if TYPE_CHECKING:
+    from agentscale.executors import ExecutorConfig
+    from agentscale.models.gateway import Gateway
+    from agentscale.storage.db import Store
 
 DbOption = Annotated[
     Path | None,
@@ -60,10 +62,14 @@ RayWorkersOption = Annotated[
 
 
 def open_store(db: Path | None) -> Store:
+    from agentscale.storage.db import Store
+
     return Store(db)
 
 
 def make_gateway(db: Path | None, no_cache: bool, **settings: float | int | None) -> Gateway:
+    from agentscale.models.gateway import Gateway, GatewaySettings
+
     overrides = {k: v for k, v in settings.items() if v is not None}
     if no_cache:
         overrides["cache"] = False
@@ -75,6 +81,8 @@ def executor_config(
 ) -> ExecutorConfig | None:
     """The executor of this invocation: local, or the flags given; on `--resume`, the one stored with
     the run (None: keep it) with the flags given applied."""
+    from agentscale.executors import ExecutorConfig
+
     if resume is None:
         return ExecutorConfig().override(kind, address, workers)
     if kind is None and address is None and workers is None:

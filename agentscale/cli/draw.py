@@ -9,8 +9,6 @@ import typer
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
-from agentscale.graphs.io import load_graph_spec
-from agentscale.report import picture_from_spec, write_drawing
 
 
 def draw_command(
@@ -31,6 +29,9 @@ def draw_command(
 
       agentscale draw .agentscale/runs/3f2a9c0d1e2b/best.yaml -o best.png
     """
+    from agentscale.graphs.io import load_graph_spec
+    from agentscale.report import picture_from_spec, write_drawing
+
     spec = load_graph_spec(graph_file)
     picture = picture_from_spec(spec)
     path = write_drawing(picture, out_file or graph_file.with_suffix(".svg"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -25,11 +25,9 @@ from agentscale.cli._options import (
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
-from agentscale.report import write_report
-from agentscale.report.simulated import spec_is_simulated
-from agentscale.runtime.graph import load
-from agentscale.tasks import list_tasks
+
+if TYPE_CHECKING:
+    from agentscale.evaluate.engine import EvalSummary, Evaluation, ItemResult
 
 tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
 
@@ -42,6 +40,8 @@ def tasks_list_command(json_output: JsonOption = False) -> None:
 
       agentscale tasks list
     """
+    from agentscale.tasks import list_tasks
+
     infos = list_tasks()
     if json_output:
         print_json([info.__dict__ for info in infos])
@@ -106,6 +106,11 @@ def eval_command(
 
       agentscale eval --resume 3f2a9c0d1e2b
     """
+    from agentscale.evaluate.engine import EvalConfig, Evaluation
+    from agentscale.report import write_report
+    from agentscale.report.simulated import spec_is_simulated
+    from agentscale.runtime.graph import load
+
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:

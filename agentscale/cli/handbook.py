@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,12 +18,10 @@ from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_ga
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import load_graph_spec
-from agentscale.memory.build import BuildReport, BuildSettings, HandbookBuilder
-from agentscale.memory.build_inputs import build_model, run_topic
-from agentscale.memory.handbook import Handbook, behavior_record, dump_export, import_handbook, list_handbooks
-from agentscale.memory.retrieve import Retriever
-from agentscale.storage.tables import BehaviorRow
-from agentscale.tasks import load_task
+
+if TYPE_CHECKING:
+    from agentscale.memory.build import BuildReport, HandbookBuilder
+    from agentscale.storage.tables import BehaviorRow
 
 handbook_app = typer.Typer(
     help="Behavior handbooks: distil reusable behaviors from solved problems, and reuse them (eval --handbook).",
@@ -102,6 +100,11 @@ def build_command(
 
       agentscale handbook build --from-run 3f2a9c0d1e2b --handbook math
     """
+    from agentscale.memory.build import BuildSettings, HandbookBuilder
+    from agentscale.memory.build_inputs import build_model, run_topic
+    from agentscale.memory.handbook import Handbook
+    from agentscale.tasks import load_task
+
     if (task is None) == (from_run is None):
         raise AgentScaleError("give exactly one of --task or --from-run")
     gateway = make_gateway(db, no_cache)
@@ -173,6 +176,8 @@ def _print_build(report: BuildReport) -> None:
 
 
 def _behavior_dict(row: BehaviorRow) -> dict[str, Any]:
+    from agentscale.memory.handbook import behavior_record
+
     return {**behavior_record(row), "embedding": row.embedding_model}
 
 
@@ -193,6 +198,8 @@ def list_command(
 
       agentscale handbook list math --json
     """
+    from agentscale.memory.handbook import Handbook, list_handbooks
+
     store = open_store(db)
     if handbook is None:
         books = list_handbooks(store)
@@ -237,6 +244,8 @@ def show_command(
 
       agentscale handbook show math behavior_inclusion_exclusion_principle
     """
+    from agentscale.memory.handbook import Handbook
+
     book = Handbook(open_store(db), handbook, embedder=None)
     row = book.get(behavior)
     sources = book.sources(row)
@@ -283,6 +292,9 @@ def search_command(
 
       agentscale handbook search math "a train covers 120 km in 90 minutes; speed in m/s?"
     """
+    from agentscale.memory.handbook import Handbook
+    from agentscale.memory.retrieve import Retriever
+
     retriever = Retriever(Handbook(open_store(db), handbook))
     found = retriever.search(query, k, topic=topic)
     if json_output:
@@ -329,6 +341,8 @@ def prune_command(
 
       agentscale handbook prune math --min-uses 5 --dry-run
     """
+    from agentscale.memory.handbook import Handbook
+
     book = Handbook(open_store(db), handbook, embedder=None)
     removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=min_accuracy, dry_run=dry_run)
     left = len(book.behaviors())
@@ -356,6 +370,8 @@ def export_command(
 
       agentscale handbook export math > math.json
     """
+    from agentscale.memory.handbook import Handbook, dump_export
+
     text = dump_export(Handbook(open_store(db), handbook, embedder=None).export())
     if output is None:
         sys.stdout.write(text)
@@ -380,6 +396,8 @@ def import_command(
 
       agentscale handbook import other.json --handbook math
     """
+    from agentscale.memory.handbook import Handbook, import_handbook
+
     if str(file) == "-":
         text = sys.stdin.read()
     elif not file.exists():

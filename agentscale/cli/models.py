@@ -10,7 +10,6 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption
-from agentscale.models.registry import registered
 
 if TYPE_CHECKING:
     from agentscale.models.pull import PullResult
@@ -29,6 +28,7 @@ def models_list_command(json_output: JsonOption = False) -> None:
     """
     from agentscale.models.catalog import BUNDLED
     from agentscale.models.pull import weights_state
+    from agentscale.models.registry import registered
     from agentscale.models.serving import find_server, group_rss_bytes
 
     rows: list[dict[str, Any]] = []

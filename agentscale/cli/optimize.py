@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -26,12 +26,10 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.optimize.dry_run import project_space_file
-from agentscale.optimize.progress import Progress as SearchProgress
-from agentscale.optimize.report import diagram, write_plot
-from agentscale.optimize.runner import Optimization, OptimizeResult
-from agentscale.report import write_report
-from agentscale.report.simulated import is_simulated
+
+if TYPE_CHECKING:
+    from agentscale.optimize.progress import Progress as SearchProgress
+    from agentscale.optimize.runner import Optimization, OptimizeResult
 
 
 def optimize_command(
@@ -79,6 +77,11 @@ def optimize_command(
 
       agentscale optimize --resume 3f2a9c0d1e2b
     """
+    from agentscale.optimize.report import write_plot
+    from agentscale.optimize.runner import Optimization
+    from agentscale.report import write_report
+    from agentscale.report.simulated import is_simulated
+
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
@@ -131,6 +134,8 @@ def optimize_command(
 
 
 def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
+    from agentscale.optimize.dry_run import project_space_file
+
     figures = project_space_file(space_file, method=method, seed=seed, score_test=score_test)
     if json_output:
         print_json({"dry_run": True, **figures})
@@ -161,6 +166,8 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 
 
 def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | None) -> None:
+    from agentscale.optimize.report import diagram
+
     best = result.best_train
     out.print(
         f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, compute {best.compute:.2f}):"

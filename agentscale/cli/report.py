@@ -10,7 +10,6 @@ import typer
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import DbOption, JsonOption, open_store
-from agentscale.report import write_report
 
 
 def report_command(
@@ -35,6 +34,8 @@ def report_command(
 
       agentscale report 3f2a --open
     """
+    from agentscale.report import write_report
+
     store = open_store(db)
     path = write_report(store, run_id, out_file)
     if open_page:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,8 +16,9 @@ from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import AnswerFormat
-from agentscale.runtime.batch import read_questions, run_batch
-from agentscale.runtime.graph import Graph, load
+
+if TYPE_CHECKING:
+    from agentscale.runtime.graph import Graph
 
 
 def run_command(
@@ -46,6 +47,9 @@ def run_command(
 
       agentscale run graphs/fan-in.yaml --input questions.jsonl --json
     """
+    from agentscale.runtime.batch import read_questions
+    from agentscale.runtime.graph import load
+
     if (question is None) == (input_file is None):
         raise AgentScaleError("give exactly one of -q/--question or --input")
     if question is not None and not question.strip():  # as --input refuses an empty line's question
@@ -89,6 +93,8 @@ def _print_prompts(result: RunResult) -> None:
 
 
 async def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
+    from agentscale.runtime.batch import run_batch
+
     progress = progress_bar(status=False)
     with progress:
         bar = progress.add_task(graph.name, total=len(items))

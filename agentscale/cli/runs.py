@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,14 +13,10 @@ from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, open_store
 from agentscale.cli._tables import format_spend, format_test_score, trace_table
 from agentscale.graphs.result import NodeTrace
-from agentscale.optimize.objective import Observation, pareto_front
-from agentscale.optimize.report import diagram, write_plot
-from agentscale.optimize.trials import candidate_from_json
-from agentscale.report import picture_from_candidate, write_drawing, write_report
-from agentscale.report.optimize_page import crowned_trial
-from agentscale.report.simulated import run_is_simulated
-from agentscale.storage.db import Store
-from agentscale.storage.tables import Run
+
+if TYPE_CHECKING:
+    from agentscale.storage.db import Store
+    from agentscale.storage.tables import Run
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
@@ -76,6 +72,8 @@ def show_command(
 
       agentscale runs show 3f2a9c --html
     """
+    from agentscale.report import write_report
+
     store = open_store(db)
     run = store.get_run(run_id)
     report = str(write_report(store, run.id)) if html else None
@@ -160,6 +158,13 @@ def show_command(
 
 def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
+    from agentscale.optimize.objective import Observation, pareto_front
+    from agentscale.optimize.report import diagram, write_plot
+    from agentscale.optimize.trials import candidate_from_json
+    from agentscale.report import picture_from_candidate, write_drawing
+    from agentscale.report.optimize_page import crowned_trial
+    from agentscale.report.simulated import run_is_simulated
+
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
     crowned = crowned_trial(trials, summary)

@@ -11,7 +11,6 @@ import typer
 from agentscale.cli._console import err
 from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
 from agentscale.errors import AgentScaleError
-from agentscale.runtime.graph import load
 
 
 def serve_graph_command(
@@ -37,6 +36,7 @@ def serve_graph_command(
     """
     import uvicorn
 
+    from agentscale.runtime.graph import load
     from agentscale.serve.app import create_app
 
     api_key = None

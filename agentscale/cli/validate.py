@@ -17,9 +17,6 @@ from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import looks_like_space, spec_from_data
 from agentscale.models.routes import model_route_issues, route_issues
-from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.runner import load_task_split
-from agentscale.optimize.space import space_from_data
 
 
 def validate_command(
@@ -54,6 +51,10 @@ def _check(file: Path) -> str:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary."""
     located = load_located(read_text(file), str(file))
     if looks_like_space(located.data):
+        from agentscale.optimize.problem import SearchProblem
+        from agentscale.optimize.runner import load_task_split
+        from agentscale.optimize.space import space_from_data
+
         space = space_from_data(located, str(file))
         _raise_if(model_route_issues(space.models, located), file)
         with located.locating(str(file)):  # the rules that need the models' costs, and the task itself

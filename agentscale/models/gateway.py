@@ -22,6 +22,7 @@ from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
+from agentscale.plugins import load_plugins
 from agentscale.storage.db import Store
 from agentscale.tracing.hooks import span
 
@@ -58,7 +59,8 @@ class Endpoint:
 EndpointResolver = Callable[[ResolvedModel], Awaitable[Endpoint]]
 _RESOLVERS: dict[str, EndpointResolver] = {}
 # Local models are served by this layer; their module is imported on first use only, so a graph of
-# hosted models never pays for vLLM's supervision. Other prefixes register themselves (`sim/`).
+# hosted models never pays for vLLM's supervision. Other prefixes register themselves (`sim/`, a
+# plug-in imported on the first route this layer does not know: `agentscale.plugins`).
 _BUILTIN_RESOLVERS = {"local/": "agentscale.models.local"}
 
 
@@ -75,6 +77,8 @@ def register_endpoint_resolver(prefix: str, resolver: EndpointResolver, *, start
 
 
 def _resolver_for(prefix: str) -> EndpointResolver | None:
+    if prefix not in _RESOLVERS:
+        load_plugins()
     if prefix not in _RESOLVERS and prefix in _BUILTIN_RESOLVERS:
         module = importlib.import_module(_BUILTIN_RESOLVERS[prefix])
         _RESOLVERS.setdefault(prefix, module.resolve_endpoint)
@@ -87,6 +91,7 @@ def _prefix(route: str) -> str:
 
 def starts_server(route: str) -> bool:
     """Whether resolving the route's endpoint starts a server (`local/` models)."""
+    load_plugins()
     return _prefix(route) in _SERVER_PREFIXES
 
 

@@ -1,8 +1,8 @@
 """What agentscale knows about a model route: size (for FLOPs), context length and price.
 
 A graph's `models:` entry overrides the registry; the registry fills what the entry leaves out.
-The bundled local models are registered here; other routes (the simulated population, when the
-package facade imports it) add themselves with :func:`register`.
+The bundled local models are registered here; other routes (the simulated population, a plug-in
+imported on the first lookup: `agentscale.plugins`) add themselves with :func:`register`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from agentscale.graphs.spec import AnswerStyle, ModelSpec
 from agentscale.models.catalog import BUNDLED
+from agentscale.plugins import load_plugins
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ def register(info: ModelInfo) -> None:
 
 
 def registered() -> list[ModelInfo]:
+    load_plugins()
     return sorted(_REGISTRY.values(), key=lambda info: info.route)
 
 
@@ -80,6 +82,7 @@ def family_answer_style(route: str) -> AnswerStyle:
 
 def lookup(route: str) -> ModelInfo:
     """Registry entry for a route, or one with the size guessed from the name."""
+    load_plugins()
     if route in _REGISTRY:
         return _REGISTRY[route]
     return ModelInfo(route, params_b=params_from_name(route))

@@ -1,9 +1,9 @@
 """What packages above the runtime add to a run: they register here instead of being imported.
 
 A graph's `memory:` is served by the behavior handbook (`agentscale.memory`), which sits above the
-runtime: it registers its implementation with :func:`register_memory` when imported (the package
-facade, `agentscale/__init__.py`, imports it), and the runtime asks :func:`graph_memory` for one per
-graph. The runtime only knows the :class:`RunMemory` protocol.
+runtime: it registers its implementation with :func:`register_memory` when imported (a plug-in,
+imported when the first graph asks for memory: `agentscale.plugins`), and the runtime asks
+:func:`graph_memory` for one per graph. The runtime only knows the :class:`RunMemory` protocol.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
 from agentscale.graphs.spec import Memory
+from agentscale.plugins import load_plugins
 from agentscale.storage.db import Store
 
 Behavior = TypeVar("Behavior")
@@ -49,5 +50,9 @@ def register_memory(factory: MemoryFactory) -> None:
 def graph_memory(store: Store | None, memory: Memory) -> RunMemory[Any]:
     """The registered implementation of a graph's `memory:`."""
     if _memory_factory is None:
-        raise AgentScaleError("memory: no handbook is registered; import agentscale.memory")
+        load_plugins()
+    if _memory_factory is None:
+        raise AgentScaleError(
+            "memory: no handbook is registered (the `memory` plug-in of agentscale.plugins; is agentscale installed?)"
+        )
     return _memory_factory(store, memory)
