@@ -50,7 +50,7 @@ from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
-from agentscale.tasks import Task, TaskError, TaskItem, load_task
+from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, load_task
 
 PATIENCE = 3
 AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
@@ -189,7 +189,10 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
     try:
         task = load_task(spec, scorer=ref.scorer, **options)
     except TaskError as exc:
-        raise SpecError([SpecIssue("task.name" if ref.name else "task.path", str(exc))]) from None
+        where = "task.name" if ref.name else "task.path"
+        if isinstance(exc, TaskOptionError) and ref.options:  # not when the refused option is our `size`
+            where = "task.options"
+        raise SpecError([SpecIssue(where, str(exc))]) from None
     if "tester" in space.roles and task.answer_format != "code":
         raise SpecError(
             [

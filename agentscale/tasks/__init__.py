@@ -20,7 +20,7 @@ from agentscale.tasks.base import (
     TaskItem,
     TaskSplit,
 )
-from agentscale.tasks.errors import TaskError
+from agentscale.tasks.errors import TaskError, TaskOptionError
 from agentscale.tasks.registry import list_tasks, load_task, register_prefix, register_task
 from agentscale.tasks.scorers import SCORERS, get_scorer
 
@@ -34,6 +34,7 @@ __all__ = [
     "TaskError",
     "TaskInfo",
     "TaskItem",
+    "TaskOptionError",
     "TaskSplit",
     "get_scorer",
     "list_tasks",

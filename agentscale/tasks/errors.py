@@ -11,3 +11,8 @@ class TaskError(AgentScaleError):
     The message is meant for the CLI to print as-is (no traceback): it names the file and line,
     the bad option, or lists the valid choices.
     """
+
+
+class TaskOptionError(TaskError):
+    """The task exists but refuses one of its options (unknown, or a value it cannot take): a
+    search space's `task.options`, not its `task.name`, is then what to fix."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.tasks.base import Task, TaskInfo
-from agentscale.tasks.errors import TaskError
+from agentscale.tasks.errors import TaskError, TaskOptionError
 from agentscale.tasks.scorers import get_scorer
 from agentscale.tasks.sources import champ, humaneval, rgym
 from agentscale.tasks.sources.jsonl import load_jsonl
@@ -87,9 +87,9 @@ def _call(loader: Callable[..., Task], spec: str, *args: Any, **options: Any) ->
             for p in list(inspect.signature(loader).parameters.values())[len(args) :]
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
-        raise TaskError(
-            f"task {spec!r} does not accept option(s) {', '.join(sorted(options))}; "
-            f"it accepts: {', '.join(accepted) or 'none'}"
+        refused = sorted(set(options) - set(accepted)) or sorted(options)  # name the culprits, not every option
+        raise TaskOptionError(
+            f"task {spec!r} does not accept option(s) {', '.join(refused)}; it accepts: {', '.join(accepted) or 'none'}"
         ) from None
     return loader(*args, **options)
 

@@ -154,7 +154,8 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`validate` passed `sim:nope` and `rg:nosuch`, which only `optimize` refused, without file or
-    line; a task too small for the split and a tester on a task that answers in numbers likewise."""
+    line; a task too small for the split, a tester on a task that answers in numbers and an option the
+    task refuses (placed at `task.options`, not `task.name`) likewise."""
     space = env / "space.yaml"
     template = (
         "name: t\ntask: {{name: {task}, train: {train}, test: 30}}\nmodels:\n  l1: {{model: sim/llama-1b}}\n"
@@ -165,6 +166,14 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
         ({"task": '"rg:nosuch"', "train": 10, "roles": "assistant"}, "task.name (line 2): unknown reasoning-gym task"),
         ({"task": '"sim:math"', "train": 10, "roles": "assistant, tester"}, "roles (line 5): 'tester' runs candidate"),
         ({"task": "humaneval", "train": 150, "roles": "assistant"}, "task (line 2): task 'humaneval' has 164 items"),
+        (
+            {"task": '"rg:chain_sum", options: {max_termz: 3}', "train": 10, "roles": "assistant"},
+            "task.options (line 2): task 'rg:chain_sum': bad option",
+        ),
+        (
+            {"task": '"sim:math", options: {temperature: 3}', "train": 10, "roles": "assistant"},
+            "task.options (line 2): task 'sim:math' does not accept option(s) temperature",
+        ),
     ]
     for fields, message in cases:
         space.write_text(template.format(**fields))

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
-from agentscale.tasks.errors import TaskError
+from agentscale.tasks.errors import TaskError, TaskOptionError
 from agentscale.tasks.scorers.numeric import is_number
 
 PREFIX = "rg"
@@ -68,9 +68,9 @@ def load_reasoning_gym(
         entries = [dataset[i] for i in range(size)]
     except TypeError as error:
         valid = ", ".join(f for f in registry[name][1].__dataclass_fields__ if f not in ("seed", "size"))
-        raise TaskError(f"task 'rg:{name}': bad option ({error}); config fields: {valid}") from None
+        raise TaskOptionError(f"task 'rg:{name}': bad option ({error}); config fields: {valid}") from None
     except (ValueError, AssertionError) as error:
-        raise TaskError(f"task 'rg:{name}': invalid configuration: {error}") from None
+        raise TaskOptionError(f"task 'rg:{name}': invalid configuration: {error}") from None
 
     items: list[TaskItem] = []
     raw: dict[str, dict[str, Any]] = {}
