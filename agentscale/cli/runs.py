@@ -242,8 +242,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     best = summary.get("best")
     if best:
         out.print(f"best graph: {escape(str(best.get('path')))} · {format_test_score(best)}")
-        for name, score in summary.get("baselines", {}).items():
-            out.print(f"baseline {name}: {format_test_score(score)}")
+        for kind, score in summary.get("baselines", {}).items():
+            named = f" ({score['name']})" if score.get("name") else ""  # runs stored before 2026-12-03 lack it
+            out.print(f"baseline {kind}{escape(named)}: {format_test_score(score)}")
         out.print(
             f"stopped: {escape(str(summary.get('stopped_reason')))} · spent {format_spend(summary.get('usage', {}))}"
         )

@@ -74,6 +74,7 @@ class TestScore:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "name": self.candidate.short_name(),  # not `name`: the crowned graph's row is named "best"
             "accuracy": self.accuracy,
             "ci95": list(self.ci95),
             "n": self.n,

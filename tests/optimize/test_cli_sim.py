@@ -112,3 +112,8 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     text = " ".join(capsys.readouterr().out.split())
     assert "single call of l1 (best single on train)" in text
     assert "single call of g1 (best single on test)" in text
+    assert main(["runs", "list", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)[0]["run_id"]
+    assert main(["runs", "show", run_id]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "baseline single (single call of l1): test accuracy" in shown  # which model, not only "single"
