@@ -7,7 +7,8 @@ cores, and its workers are started and warm before the clock starts. Each config
 fresh database (no cache hits). Also printed: the driver's own time per recorded result (cache
 probe, draining paid calls from the outbox, writing the item's rows), from the executor's counters,
 and for every configuration the driver process's CPU time per item (goal for the local executor,
-whose driver does all the work of a one-call item: <= 6 ms).
+whose driver does all the work of a one-call item: <= 6 ms), beside the CPU time per call of litellm
+alone making the same calls with as many in flight (the floor no framework around it can go under).
 
 Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--json]
 """
@@ -32,6 +33,7 @@ from _servers import scripted_server
 from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.executors import Executor, LocalExecutor
+from agentscale.models.litellm_loader import get_litellm
 
 LATENCY_S = 0.2
 
@@ -56,6 +58,26 @@ async def _run(api_base: str, task: Path, db: Path, executor: Executor, concurre
     return summary.n / elapsed, 1000 * cpu / summary.n
 
 
+async def _litellm_alone(api_base: str, calls: int, concurrency: int) -> float:
+    """CPU ms per call of litellm making the items' calls itself, `concurrency` in flight."""
+    litellm = get_litellm()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await litellm.acompletion(
+                model="hosted_vllm/bench",
+                api_base=api_base,
+                messages=[{"role": "user", "content": f"What is {i} + 7?"}],
+                temperature=0.7,
+                max_tokens=32,
+            )
+
+    cpu = time.process_time()
+    await asyncio.gather(*(one(i) for i in range(calls)))
+    return 1000 * (time.process_time() - cpu) / calls
+
+
 def measure(items: int, concurrency: int, *, ray_workers: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
     figures: dict[str, Any] = {"items": items, "concurrency_per_worker": concurrency, "latency_s": LATENCY_S}
     figures["cpus"] = os.cpu_count() or 0
@@ -75,6 +97,7 @@ def measure(items: int, concurrency: int, *, ray_workers: tuple[int, ...] = (1, 
         for name, inflight in (("local", concurrency), ("local_x4", 4 * concurrency)):
             rate, cpu_ms = asyncio.run(_run(api_base, task, folder / f"{name}.db", LocalExecutor(), inflight))
             figures[name], figures[f"{name}_driver_cpu_ms"] = rate, cpu_ms
+        figures["litellm_alone_cpu_ms"] = asyncio.run(_litellm_alone(api_base, items, concurrency))
         for workers in ray_workers:
             executor = RayExecutor(workers=workers)
             asyncio.run(executor.start())
@@ -114,7 +137,10 @@ def main() -> None:
         if key.startswith("ray"):
             line += f", SQLite writes {figures[f'{key}_write_ms']:.2f} ms/result"
         print(line)
-    print(f"  driver CPU per one-call item, local executor: {figures['local_driver_cpu_ms']:.1f} ms (goal <= 6 ms)")
+    print(
+        f"  driver CPU per one-call item, local executor: {figures['local_driver_cpu_ms']:.1f} ms (goal <= 6 ms); "
+        f"litellm alone, the same calls with as many in flight: {figures['litellm_alone_cpu_ms']:.1f} ms per call"
+    )
 
 
 if __name__ == "__main__":
