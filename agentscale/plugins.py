@@ -8,6 +8,9 @@ the layers call when they first need what a plug-in registers (a model's facts, 
 a graph's memory). Why not import them in the package facade: they pull in numpy, SQLAlchemy and
 the handbook (≈0.6 s), and with LangGraph that made every command, `agentscale --help` included,
 start in 2.4 s.
+
+A plug-in registers with `replace=False`: what the user registered before it loaded (a memory of
+their own, a model's facts) stays, as it did when the facade imported the plug-ins first.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ _loaded = False  # every plug-in is imported: other threads need not wait
 
 
 def load_plugins() -> None:
-    """Import every registered plug-in module, once per process (later calls return at once)."""
+    """Import every registered plug-in module, once per process (later calls return at once); an
+    install whose metadata predates the group (an editable install not redone after an update, a
+    source tree never installed) is refused by name rather than left without `sim/` routes."""
     global _loading, _loaded
     if _loaded:
         return
@@ -34,7 +39,13 @@ def load_plugins() -> None:
             return
         _loading = True
         try:
-            for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            entries = metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if not entries:
+                raise AgentScaleError(
+                    f"agentscale's installed metadata names no plug-ins (entry-point group {ENTRY_POINT_GROUP!r}): "
+                    "the install is older than this source tree; reinstall it (`make install`, or `pip install -e .`)"
+                )
+            for entry in entries:
                 try:
                     entry.load()
                 except ImportError as error:

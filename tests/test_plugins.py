@@ -77,3 +77,47 @@ def test_a_graph_memory_is_served_by_the_handbook_without_importing_it() -> None
         """
     )
     assert kind == "agentscale.memory.inject"
+
+
+def test_what_the_user_registers_before_the_plugins_load_stays() -> None:
+    """The facade used to import the plug-ins first, so a user's registration came later and won;
+    loaded on first need, they must not replace it."""
+    kept = _fresh(
+        """
+        from agentscale.graphs.spec import Memory
+        from agentscale.models.registry import ModelInfo, lookup, register
+        from agentscale.runtime.plugins import graph_memory, register_memory
+
+        class Mine:
+            def __init__(self, store, memory):
+                pass
+
+        register_memory(Mine)
+        register(ModelInfo("sim/llama-1b", params_b=1.0, description="mine"))
+        print(lookup("sim/llama-1b").description, type(graph_memory(None, Memory(handbook="h"))).__name__)
+        """
+    )
+    assert kept == "mine Mine"
+
+
+def test_an_install_older_than_the_plugin_group_is_refused_by_name() -> None:
+    """Metadata without the group (an editable install not redone after an update) left `sim/`
+    routes silently unknown: "LLM Provider NOT provided" at the first call."""
+    message = _fresh(
+        """
+        import importlib.metadata
+
+        entry_points = importlib.metadata.entry_points
+        importlib.metadata.entry_points = lambda **kw: (
+            () if kw.get("group") == "agentscale.plugins" else entry_points(**kw)
+        )
+        from agentscale.errors import AgentScaleError
+        from agentscale.models.registry import lookup
+
+        try:
+            lookup("sim/llama-1b")
+        except AgentScaleError as error:
+            print(error)
+        """
+    )
+    assert "names no plug-ins" in message and "reinstall it (`make install`, or `pip install -e .`)" in message

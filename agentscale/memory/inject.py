@@ -92,7 +92,7 @@ class GraphMemory:
         return replace(result, handbook=self.name, behaviors=names, cited=cited)
 
 
-register_memory(GraphMemory)
+register_memory(GraphMemory, replace=False)
 
 
 def cited_in(trace: list[NodeTrace], known: set[str]) -> list[str]:

@@ -68,9 +68,14 @@ _BUILTIN_RESOLVERS = {"local/": "agentscale.models.local"}
 _SERVER_PREFIXES = {"local/"}
 
 
-def register_endpoint_resolver(prefix: str, resolver: EndpointResolver, *, starts_server: bool = False) -> None:
+def register_endpoint_resolver(
+    prefix: str, resolver: EndpointResolver, *, starts_server: bool = False, replace: bool = True
+) -> None:
     """Let a route prefix (`sim/`, a test's) decide where its calls go; `starts_server`: resolving
-    starts a server, which a graph then does before its run rather than inside a question."""
+    starts a server, which a graph then does before its run rather than inside a question;
+    `replace=False` (plug-ins) keeps a resolver registered before."""
+    if not replace and prefix in _RESOLVERS:
+        return
     _RESOLVERS[prefix] = resolver
     if starts_server:
         _SERVER_PREFIXES.add(prefix)

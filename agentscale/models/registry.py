@@ -33,8 +33,10 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(info: ModelInfo) -> None:
-    _REGISTRY[info.route] = info
+def register(info: ModelInfo, *, replace: bool = True) -> None:
+    """Add a route's facts; `replace=False` (plug-ins) keeps an entry registered before."""
+    if replace or info.route not in _REGISTRY:
+        _REGISTRY[info.route] = info
 
 
 def registered() -> list[ModelInfo]:

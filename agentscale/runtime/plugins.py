@@ -41,16 +41,17 @@ MemoryFactory = Callable[[Store | None, Memory], RunMemory[Any]]
 _memory_factory: MemoryFactory | None = None
 
 
-def register_memory(factory: MemoryFactory) -> None:
-    """Serve graphs' `memory:` with `factory(store, memory)` (the handbook calls this when imported)."""
+def register_memory(factory: MemoryFactory, *, replace: bool = True) -> None:
+    """Serve graphs' `memory:` with `factory(store, memory)` (the handbook calls this when imported,
+    with `replace=False`: a factory registered before it loaded stays)."""
     global _memory_factory
-    _memory_factory = factory
+    if replace or _memory_factory is None:
+        _memory_factory = factory
 
 
 def graph_memory(store: Store | None, memory: Memory) -> RunMemory[Any]:
     """The registered implementation of a graph's `memory:`."""
-    if _memory_factory is None:
-        load_plugins()
+    load_plugins()
     if _memory_factory is None:
         raise AgentScaleError(
             "memory: no handbook is registered (the `memory` plug-in of agentscale.plugins; is agentscale installed?)"

@@ -13,8 +13,8 @@ shaped to reproduce the Agent-REINFORCE insights (see docs/sim.md):
 
 Every number it produces is *simulated*: it describes the simulated population, never a real model.
 
-Attributes are imported lazily, so the package facade's import of `agentscale.sim.provider` (which
-registers the `sim/` routes) stays light.
+Attributes are imported lazily, so importing `agentscale.sim.provider` (the plug-in that registers
+the `sim/` routes, `agentscale.plugins`) stays light.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def register_models() -> None:
                 input_per_mtok=0.0,
                 output_per_mtok=0.0,
                 description=model.description + " (agentscale simulator; accuracies are simulated)",
-            )
+            ),
+            replace=False,  # a plug-in: facts the user registered for a sim route before it loaded stay
         )
 
 

@@ -200,4 +200,4 @@ async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     return Endpoint(litellm_model=f"{PROVIDER}/{sim.name}")
 
 
-register_endpoint_resolver(ROUTE_PREFIX, resolve_endpoint)
+register_endpoint_resolver(ROUTE_PREFIX, resolve_endpoint, replace=False)
