@@ -109,7 +109,7 @@ def project(
         pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
     # (graphs evaluated, items, per item); the singles' race and the crowning's count one per graph, and
-    # the singles' items are their most (a model far behind stops after an eighth of the split)
+    # the singles' items are their most (a model far behind stops after a quarter of the split)
     stages: list[tuple[int, float, tuple[float, float, float | None]]] = [
         (len(singles), len(singles) * train, _mean_per_item(problem, singles)),
         (len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),

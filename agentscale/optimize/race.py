@@ -1,5 +1,5 @@
 """Racing graphs on the train split: every graph still in the race answers the same growing prefix
-of the split, twice as many items each step (`race_steps`), and after each step a graph leaves only when the leader
+of the split, a quarter more each step, and after each step a graph leaves only when the leader
 beats it on the items they share by more than one item plus `RACE_Z` standard errors of the paired
 difference (a fixed halving dropped good graphs on 15 items' noise).
 
@@ -24,7 +24,7 @@ from agentscale.optimize.trials import SpendCapReached
 from agentscale.tasks import TaskItem
 
 RACE_Z = 1.0  # how clearly the leader must beat a graph on the shared items before it leaves the race
-RACE_STEPS = 4  # the race walks the train split in this many steps, each doubling the items answered
+RACE_STEPS = 4  # the race walks the train split in this many equal steps
 
 Evaluate = Callable[[CandidateGraph, list[TaskItem]], Awaitable[Observation]]
 OnStep = Callable[[int, int, int, int], None]  # graphs racing, first and last item of the step, split size
@@ -47,13 +47,8 @@ class RaceOutcome:
 
 
 def race_steps(train: int) -> list[int]:
-    """How many train items (a prefix) the survivors have answered after each step of the race: an
-    eighth of the split, a quarter, a half, all of it. Why doubling rather than equal quarters: most
-    graphs that leave a race leave at its first look (a model far behind the best one, the pilot's
-    wide votes of a weak model), and each paid for a quarter of the split (for a 7-sample vote, 350
-    calls on 200 items) where an eighth already separates gaps that wide; the number of looks, hence
-    the chance of dropping a good graph on noise, stays the same."""
-    return sorted({max(1, -(-train // 2 ** (RACE_STEPS - step))) for step in range(1, RACE_STEPS + 1)})
+    """How many train items (a prefix) the survivors have answered after each step of the race."""
+    return sorted({max(1, -(-train * step // RACE_STEPS)) for step in range(1, RACE_STEPS + 1)})
 
 
 def still_racing(observations: list[Observation], *, accuracy_weight: float) -> list[Observation]:

@@ -457,7 +457,7 @@ class Optimization:
 
     async def _race(self, candidates: list[CandidateGraph], kind: str, stage: str) -> RaceOutcome:
         """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`; the
-        progress names the step (`single calls: 3 graphs on items 1-8 of 64`)."""
+        progress names the step (`single calls: 3 graphs on items 1-16 of 64`)."""
 
         async def evaluate(candidate: CandidateGraph, items: list[TaskItem]) -> Observation:
             return await self.evaluator.evaluate(candidate, items, kind=kind, iteration=-1)

@@ -79,7 +79,7 @@ async def test_finds_the_model_that_answers_right(tmp_path: Path, scripted: Scri
 async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
-    """The single calls race like the crowning: `bad` (always wrong) leaves after the first eighth of
+    """The single calls race like the crowning: `bad` (always wrong) leaves after the first quarter of
     the 16 train items; `good` answers all 16 and is the only single finalist; both are scored on test."""
     scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
     text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
@@ -89,16 +89,16 @@ async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early
         if trial.kind == "baseline":
             model = json.loads(trial.candidate_json)["nodes"][0][1]
             answered[model] = answered.get(model, 0) + trial.n_items
-    assert answered == {"good": 16, "bad": 2}
+    assert answered == {"good": 16, "bad": 4}
     assert result.crowning is not None
     finalists = [f.observation.candidate.short_name() for f in result.crowning.finalists]
     assert not any("bad" in name for name in finalists)
     assert set(result.singles) == {"good", "bad"} and result.singles["bad"].accuracy == 0.0
-    # the report merges each single's race steps: `bad` on its 2 items, the crowned side on all 16
+    # the report merges each single's race steps: `bad` on its 4 items, the crowned side on all 16
     page = write_report(store, result.run_id).read_text()
     train = page[page.index('id="comparison-train"') :]
     train = train[: train.index("</table>")]
-    assert "(0/2)" in train and "/16)" in train and "2 items" in train
+    assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
@@ -388,8 +388,8 @@ async def test_progress_names_each_race_step_and_stage(
     seen: list[Progress] = []
     await optimization(text, store).run(on_progress=seen.append)
     stages, calls = [p.stage for p in seen], [p.spent_calls for p in seen]
-    assert "single calls: 2 graphs on items 1-2 of 16" in stages
-    assert "single calls: 1 graph on items 3-4 of 16" in stages  # `bad` left the race
+    assert "single calls: 2 graphs on items 1-4 of 16" in stages
+    assert "single calls: 1 graph on items 5-8 of 16" in stages  # `bad` left the race
     assert any(stage.startswith("crowning: ") and stage.endswith("of 16") for stage in stages)
     order = [stage.split(":")[0] for stage in stages]
     assert order.index("single calls") < order.index("search") < order.index("crowning") < order.index("testing")
