@@ -29,13 +29,13 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from _canned import can_litellm
 from _servers import scripted_server
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
@@ -221,21 +221,10 @@ async def interleave(calls: int) -> dict[str, float]:
     return {name: _ms(values) for name, values in cpu.items()}
 
 
-_CANNED = types.SimpleNamespace(
-    choices=[types.SimpleNamespace(message=types.SimpleNamespace(content="2 + 1 = 3.\nFinal answer: 3"))],
-    usage=types.SimpleNamespace(prompt_tokens=40, completion_tokens=8),
-    _hidden_params={},
-)
-
-
-async def _canned_call(self: Gateway, endpoint: Any, request: Any, timeout: float) -> Any:
-    return _CANNED
-
-
 async def canned(blocks: int = 7, questions: int = 100) -> dict[str, float]:
     """agentscale's CPU per question without litellm: `Gateway._call` answers at once with a canned
     reply; everything else (cache, ledger, rows, LangGraph) runs as usual."""
-    Gateway._call = _canned_call  # type: ignore[method-assign]
+    can_litellm()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "canned.db")

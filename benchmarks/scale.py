@@ -9,8 +9,10 @@ probe, draining paid calls from the outbox, writing the item's rows), from the e
 and for every configuration the driver process's CPU time per item (goal for the local executor,
 whose driver does all the work of a one-call item: <= 6 ms), beside the CPU time per call of litellm
 alone making the same calls with as many in flight (the floor no framework around it can go under).
+`--canned` instead replaces litellm with a canned reply (`_canned.py`) and prints the eval path's own
+CPU per item (dispatch, the LangGraph run, cache probe, SQLite rows, scoring, progress): least of 5.
 
-Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--json]
+Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--canned] [--json]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from _canned import can_litellm
 from _servers import scripted_server
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
@@ -38,9 +41,13 @@ from agentscale.models.litellm_loader import get_litellm
 LATENCY_S = 0.2
 
 
-def _task(folder: Path, items: int) -> Path:
+def _task(folder: Path, items: int, *, canned: bool = False) -> Path:
+    """Sums the scripted server answers right; with litellm canned every answer is 3."""
     path = folder / "items.jsonl"
-    lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 7?", "answer": str(i + 7)}) for i in range(items)]
+    lines = [
+        json.dumps({"id": f"q{i}", "question": f"What is {i} + 7?", "answer": "3" if canned else str(i + 7)})
+        for i in range(items)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -112,13 +119,43 @@ def measure(items: int, concurrency: int, *, ray_workers: tuple[int, ...] = (1, 
     return figures
 
 
+def measure_canned(items: int, concurrency: int, blocks: int = 5) -> dict[str, Any]:
+    """The eval path's own driver CPU per one-call item, litellm replaced: least of `blocks` runs."""
+    can_litellm()
+    figures: dict[str, Any] = {"items": items, "canned": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        task = _task(folder, items, canned=True)
+        api_base = "http://127.0.0.1:9/v1"  # never called
+        asyncio.run(_run(api_base, task, folder / "warm.db", LocalExecutor(), concurrency))
+        for name, inflight in (("local", concurrency), ("local_x4", 4 * concurrency)):
+            runs = [
+                asyncio.run(_run(api_base, task, folder / f"{name}{i}.db", LocalExecutor(), inflight))[1]
+                for i in range(blocks)
+            ]
+            figures[f"{name}_driver_cpu_ms"] = min(runs)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=160)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--local-only", action="store_true", help="skip Ray (the local executor's figures only)")
+    parser.add_argument("--canned", action="store_true", help="litellm replaced: the eval path's own CPU per item")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.canned:
+        canned = measure_canned(args.items, args.concurrency)
+        if args.json:
+            print(json.dumps(canned, indent=2))
+            return
+        print(
+            f"eval path's own driver CPU per one-call item, litellm canned (least of 5): "
+            f"{canned['local_driver_cpu_ms']:.2f} ms at {args.concurrency} in flight, "
+            f"{canned['local_x4_driver_cpu_ms']:.2f} ms at {4 * args.concurrency}"
+        )
+        return
     figures = measure(args.items, args.concurrency, ray_workers=() if args.local_only else (1, 2, 4))
     if args.json:
         print(json.dumps(figures, indent=2))
