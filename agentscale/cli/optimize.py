@@ -82,6 +82,8 @@ def optimize_command(
     from agentscale.report import write_report
     from agentscale.report.simulated import is_simulated
 
+    if out_file is not None and out_file.is_dir():  # found now, not after the search (it crashed the copy)
+        raise AgentScaleError(f"--out {out_file} is a directory; give a file path, e.g. --out {out_file / 'best.yaml'}")
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
@@ -117,7 +119,12 @@ def optimize_command(
         resume = f"agentscale optimize --resume {optimization.run_id}"
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     if out_file is not None:
-        shutil.copyfile(result.best_path, out_file)
+        try:
+            shutil.copyfile(result.best_path, out_file)
+        except OSError as exc:  # the run is stored: say where its best graph is
+            raise AgentScaleError(
+                f"cannot write --out {out_file} ({exc.strerror or exc}); the best graph is in {result.best_path}"
+            ) from None
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
     simulated = is_simulated(model.model for model in optimization.space.models.values())

@@ -1,4 +1,5 @@
-"""Route checks that need the models layer: a ``local/`` route must name something agentscale can serve.
+"""Route checks that need the models layer: a ``local/`` route must name something agentscale can serve,
+and a route whose prefix a plug-in serves (``sim/``) one of the routes it knows (`register_route_check`).
 
 Kept apart from :mod:`agentscale.graphs.validate`, whose rules need nothing beyond the file itself, so
 that generated specs are validated without touching the disk.
@@ -6,12 +7,31 @@ that generated specs are validated without touching the disk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from agentscale.errors import SpecIssue
 from agentscale.graphs.located import LocatedData, PathPart
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.models.local_names import local_route_problem
+from agentscale.plugins import load_plugins
+
+RouteCheck = Callable[[str], str | None]  # a route's problem, or None
+_CHECKS: dict[str, RouteCheck] = {}
+
+
+def register_route_check(prefix: str, check: RouteCheck, *, replace: bool = True) -> None:
+    """Check routes starting with `prefix` when a file is loaded (`sim/`: a simulated model that does
+    not exist failed every call of a run that then reported 0% and exited 0); `replace=False`
+    (plug-ins) keeps a check registered before."""
+    if replace or prefix not in _CHECKS:
+        _CHECKS[prefix] = check
+
+
+def route_problem(route: str) -> str | None:
+    """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known)."""
+    load_plugins()
+    check = next((check for prefix, check in _CHECKS.items() if route.startswith(prefix)), None)
+    return local_route_problem(route) or (check(route) if check is not None else None)
 
 
 def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | None = None) -> list[SpecIssue]:
@@ -19,7 +39,7 @@ def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | N
     loc = located or LocatedData(None, {})
     issues = []
     for alias, spec in models.items():
-        problem = local_route_problem(spec.model)
+        problem = route_problem(spec.model)
         if problem:
             issues.append(loc.issue(("models", alias, "model"), problem))
     return issues
@@ -39,7 +59,7 @@ def route_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         if spec.coordinator.evaluator is not None:
             direct.append((("coordinator", "evaluator"), spec.coordinator.evaluator))
     for path, route in direct:
-        problem = route not in spec.models and local_route_problem(route)
+        problem = route not in spec.models and route_problem(route)
         if problem:
             issues.append(loc.issue(path, problem))
     return issues

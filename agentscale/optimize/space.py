@@ -25,6 +25,7 @@ from agentscale.graphs.spec import (
     StrictModel,
 )
 from agentscale.graphs.validate import validate_fields
+from agentscale.models.routes import model_route_issues
 from agentscale.optimize.candidate import SampledNodes
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
@@ -161,6 +162,7 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
             )
     if len(set(ceo_models)) < len(ceo_models):
         issues.append(located.issue(("coordinator", "models"), "lists a model twice"))
+    issues += model_route_issues(space.models, located)
     if issues:
         raise SpecError(issues, source)
     return space

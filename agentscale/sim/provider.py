@@ -28,6 +28,7 @@ from agentscale.errors import ModelCallError
 from agentscale.models.gateway import Endpoint, register_endpoint_resolver
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
+from agentscale.models.routes import register_route_check
 from agentscale.sim.behavior import ROLES, call_distribution
 from agentscale.sim.ceo import judge_kind, judge_reply
 from agentscale.sim.items import ItemBank
@@ -200,4 +201,14 @@ async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
     return Endpoint(litellm_model=f"{PROVIDER}/{sim.name}")
 
 
+def route_problem(route: str) -> str | None:
+    """A `sim/` route that names no simulated model (checked when a graph or space is loaded)."""
+    try:
+        sim_model(route)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 register_endpoint_resolver(ROUTE_PREFIX, resolve_endpoint, replace=False)
+register_route_check(ROUTE_PREFIX, route_problem, replace=False)

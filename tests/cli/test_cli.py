@@ -183,6 +183,37 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
     assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
 
 
+def test_an_unknown_sim_model_is_refused_when_the_file_loads(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sim/llama-2b` passed `validate`; `optimize` then ran with every call of it failing and
+    reported `single call of big: 0.0%` with exit 0, and `run` answered nothing with exit 0."""
+    space, graph = env / "space.yaml", env / "bad-graph.yaml"
+    space.write_text(
+        'name: s\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  big: {model: sim/llama-2b}\n'
+        "roles: [assistant]\nmax_nodes: 3\nbudget: {compute: 4}\n"
+    )
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-999b}\n")
+    unknown = "unknown simulated model 'sim/llama-{}'; valid: sim/llama-1b"
+    for command in (["validate"], ["optimize", "--dry-run"], ["optimize"]):
+        code, _, err = run_cli(capsys, *command, str(space))
+        assert code == 1 and f"models.big.model (line 4): {unknown.format('2b')}" in err, (command, err)
+    code, _, err = run_cli(capsys, "validate", str(graph))
+    assert code == 1 and f"nodes[0].model (line 3): {unknown.format('999b')}" in err
+    code, _, err = run_cli(capsys, "run", str(graph), "-q", "1 + 1?")
+    assert code == 1 and unknown.format("999b") in err
+
+
+def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out DIR` ran the whole search, then crashed copying the best graph (a traceback)."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: s\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 3\nbudget: {compute: 4}\n"
+    )
+    code, _, err = run_cli(capsys, "optimize", str(space), "--out", str(env))
+    assert code == 1 and f"--out {env} is a directory; give a file path" in err and "Traceback" not in err
+    assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
+
+
 def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
