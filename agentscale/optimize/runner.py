@@ -391,7 +391,7 @@ class Optimization:
         if not history and not singles.raced:
             raise AgentScaleError(f"the search evaluated no graph ({stopped})")
         report(settings.iterations, history, "crowning")
-        crowning = await self._crown(method, history, singles, stopped)
+        crowning, crown_race = await self._crown(method, history, singles, stopped)
         best_train = crowning.crowned
         report(settings.iterations, history, "testing")
         tested = await self._test(best_train, singles) if self.score_test else _TestSplit()
@@ -422,8 +422,8 @@ class Optimization:
             best_path=best_path,
             best_yaml=best_yaml,
             baselines=tested.baselines,
-            pareto=pareto_front(
-                pooled(history + singles.raced, self.space.objective.accuracy),
+            pareto=pareto_front(  # every graph with all it answered: minibatches, races
+                pooled(history + singles.raced + crown_race.raced, self.space.objective.accuracy),
                 latency=self.space.objective.latency > 0,
             ),
             curve=curve,
@@ -485,10 +485,10 @@ class Optimization:
 
     async def _crown(
         self, method: SearchMethod, history: list[Observation], singles: RaceOutcome, stopped: str
-    ) -> Crowning:
+    ) -> tuple[Crowning, RaceOutcome]:
         """Race the pool on the train split, then decide among the last graphs and the singles
         (see `optimize.crowning`); `stopped` says why the search ended (for the error when nothing
-        crownable was evaluated)."""
+        crownable was evaluated). The race's observations come back too: the Pareto front pools them."""
         allowed = [o for o in history if o.candidate.ceo in self.problem.ceo_options]  # pilots may lack a CEO
         weight = self.problem.accuracy_weight
         contenders = [o for o in singles.finished if o.candidate.ceo in self.problem.ceo_options]
@@ -509,7 +509,7 @@ class Optimization:
         contenders = [self._rescore(o) for o in on_shared_items(contenders)]
         if not contenders:  # the spend cap stopped the race's first step: the best minibatch graph stands in
             fallback = max(allowed, key=lambda o: o.reward)
-            return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective")
+            return Crowning(fallback, fallback, "the spend cap stopped crowning: best minibatch objective"), outcome
         crowning = crown(
             contenders, accuracy_weight=weight, baselines={o.candidate.canonical_key for o in singles.raced}
         )
@@ -518,7 +518,7 @@ class Optimization:
                 f"; the spend cap stopped the crowning race, so every finalist is compared on the "
                 f"{crowning.leader.n_items} of {len(self.train)} train items they all answered"
             )
-        return crowning
+        return crowning, outcome
 
     def _pool(self, method: SearchMethod, history: list[Observation], singles: RaceOutcome) -> list[CandidateGraph]:
         """What races for the crown: the method's nominees that were evaluated, then the search's
