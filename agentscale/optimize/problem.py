@@ -66,8 +66,32 @@ class SearchProblem:
             space.objective.accuracy,
         )
         problem._check_a_single_call_fits()
+        problem._check_every_model_fits(space)
         problem._check_ceo_affordable(space)
         return problem
+
+    def _check_every_model_fits(self, space: SpaceSpec) -> None:
+        """A model whose one call is over the budget could never be in a graph: the search would
+        leave it out without a word (a user listing llama-70b under budget 20 saw it nowhere). The
+        optimizer's agent and the CEOs are exempt: they are listed for those roles."""
+        if self.budget is None:
+            return
+        other_roles = {space.optimizer.agent_model, *(space.coordinator.models if space.coordinator else [])}
+        issues = []
+        for alias in self.aliases:
+            if alias in other_roles:
+                continue
+            cost = self.compute(_one_call(alias))
+            if cost > self.budget + 1e-9:
+                issues.append(
+                    SpecIssue(
+                        f"models.{alias}",
+                        f"one call of {alias!r} costs {cost:.2f} compute units per question, over budget.compute="
+                        f"{self.budget:g}: no graph could use it; remove it or raise the budget",
+                    )
+                )
+        if issues:
+            raise SpecError(issues)
 
     def _check_a_single_call_fits(self) -> None:
         """The cheapest single call must fit the budget: every graph calls a model at least once, so

@@ -202,6 +202,19 @@ def test_an_unknown_sim_model_is_refused_when_the_file_loads(env: Path, capsys: 
     assert code == 1 and unknown.format("999b") in err
 
 
+def test_a_model_no_graph_could_afford_is_named_not_dropped(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """llama-70b under budget 20 passed `validate`, and `optimize` left it out without a word."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: s\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "  big: {model: sim/llama-70b}\nroles: [assistant]\nmax_nodes: 3\nbudget: {compute: 20}\n"
+    )
+    for command in (["validate"], ["optimize", "--dry-run"], ["optimize"]):
+        code, _, err = run_cli(capsys, *command, str(space))
+        assert code == 1 and "models.big (line 5): one call of 'big' costs" in err, (command, err)
+        assert "over budget.compute=20: no graph could use it" in err
+
+
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--out DIR` ran the whole search, then crashed copying the best graph (a traceback)."""
     space = env / "space.yaml"
