@@ -188,11 +188,14 @@ class Evaluation:
         run_id: str | None = None,
         *,
         executor: Executor | None = None,
+        task: Task | None = None,
     ) -> None:
+        """`task`: the config's task if the caller has loaded it already (to build `graph` with the
+        task's answer format: a tester graph cannot be built for text answers)."""
         self.config = config
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
-        self.task = config.load()
+        self.task = task if task is not None else config.load()
         spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
         self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
         store = self.graph.store
@@ -220,11 +223,14 @@ class Evaluation:
             raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:
             raise AgentScaleError(f"run {run.id} has no stored graph")
-        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)
         config = EvalConfig(**json.loads(run.config_json))
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
-        return cls(graph, config, run.id)
+        task = config.load()
+        graph = Graph(
+            load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway, answer_format=task.answer_format
+        )
+        return cls(graph, config, run.id, task=task)
 
     def pending(self) -> list[TaskItem]:
         done = {item.item_key for item in self.store.run_items(self.run_id) if item.correct is not None}

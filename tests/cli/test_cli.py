@@ -215,6 +215,23 @@ def test_a_model_no_graph_could_afford_is_named_not_dropped(env: Path, capsys: p
         assert "over budget.compute=20: no graph could use it" in err
 
 
+def test_a_tester_graph_evaluates_on_a_code_task_and_resumes(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The task's answer format overrides the graph's, but `eval` built the graph before loading the
+    task: a tester graph without `answer_format: code` was refused on HumanEval (and on resume)."""
+    graph = env / "tester.yaml"
+    graph.write_text(
+        "name: t\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
+        "  - {id: b, role: assistant, model: sim/llama-8b}\n  - {id: t, role: tester}\nedges: ['a, b -> t']\n"
+    )
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", "humaneval", "--n", "2", "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    code, _, err = run_cli(capsys, "eval", "--resume", run_id)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2")
+    assert code == 1 and "node 't' is a tester" in err  # answers in numbers: still refused
+
+
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--out DIR` ran the whole search, then crashed copying the best graph (a traceback)."""
     space = env / "space.yaml"
