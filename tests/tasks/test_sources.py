@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agentscale.tasks import Task, TaskError, load_task
+from agentscale.tasks import Task, TaskError, TaskOptionError, load_task
 from agentscale.tasks.sources.champ import accepted_answers
 
 
@@ -128,3 +128,17 @@ def test_reasoning_gym_metadata_is_plain_json() -> None:
 def test_reasoning_gym_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(TaskError, match=message):
         load_task("rg:chain_sum", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_digits": "abc"}, "max_digits must be an integer, got 'abc'"),
+        ({"allow_negation": "maybe"}, "allow_negation must be true or false, got 'maybe'"),
+    ],
+)
+def test_a_reasoning_gym_option_of_the_wrong_type_is_named(options: dict[str, Any], message: str) -> None:
+    """`max_digits=abc` failed inside the generator ("'>=' not supported between instances of 'str'
+    and 'int'"), and `allow_negation=maybe` was taken as true."""
+    with pytest.raises(TaskOptionError, match=f"task 'rg:chain_sum': {message}"):
+        load_task("rg:chain_sum", size=3, **options)

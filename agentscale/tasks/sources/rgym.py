@@ -9,7 +9,7 @@ items have an empty ``reference``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_type_hints
 
 from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
 from agentscale.tasks.errors import TaskError, TaskOptionError
@@ -44,6 +44,26 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _wrong_types(config_class: type, fields: dict[str, Any]) -> list[str]:
+    """Options whose value the generator's config field cannot take, checked here: the generator's
+    own check failed inside a comparison ("'>=' not supported between instances of 'str' and
+    'int'" for `max_digits=abc`) or not at all (`allow_negation=maybe` was taken as true)."""
+    try:
+        hints = get_type_hints(config_class)
+    except Exception:  # an annotation that does not resolve: leave the values to the generator
+        return []
+    wrong = []
+    for key, value in fields.items():
+        hint = hints.get(key)
+        if hint is bool and not isinstance(value, bool):
+            wrong.append(f"{key} must be true or false, got {value!r}")
+        elif hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+            wrong.append(f"{key} must be an integer, got {value!r}")
+        elif hint is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+            wrong.append(f"{key} must be a number, got {value!r}")
+    return wrong
+
+
 def load_reasoning_gym(
     name: str,
     *,
@@ -63,6 +83,9 @@ def load_reasoning_gym(
     from reasoning_gym import create_dataset
 
     fields = {**(config or {}), **config_fields}
+    wrong = _wrong_types(registry[name][1], fields)
+    if wrong:
+        raise TaskOptionError(f"task 'rg:{name}': {'; '.join(wrong)}")
     try:
         dataset = create_dataset(name, **fields, seed=seed, size=size)
         entries = [dataset[i] for i in range(size)]
