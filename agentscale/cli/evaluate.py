@@ -142,6 +142,7 @@ def eval_command(
         err.print(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
+            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else "")
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     try:

@@ -333,6 +333,18 @@ def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str
     assert code == 1 and "give neither" in err
 
 
+def test_eval_says_when_n_is_more_than_the_task_has(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--n 5000` on a smaller task evaluated all of it without a word."""
+    data = env / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3))
+    )
+    code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "50")
+    assert code == 0 and "3 items (--n 50: the task has no more)" in " ".join(err.split())
+    code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "2")
+    assert code == 0 and "the task has no more" not in err
+
+
 def test_eval_unknown_task_lists_valid_ones(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", "nonsense")
     assert code == 1 and "humaneval" in err
