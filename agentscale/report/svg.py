@@ -103,6 +103,8 @@ def _clip(text: str, width: int) -> str:
 def write_drawing(picture: GraphPicture, path: Path) -> Path:
     """Write the drawing as SVG, or as PNG when the path ends in `.png` (needs `agentscale[png]`)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise AgentScaleError(f"{path} is a directory; give a file path, e.g. {path / 'graph.svg'}")
     if suffix not in (".svg", ".png"):
         raise AgentScaleError(f"{path}: a drawing is written as .svg or .png, not {suffix or 'a file without suffix'}")
     svg = render_svg(picture)
