@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -82,7 +83,7 @@ def show_command(
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
-    items = store.run_items(run.id)
+    items = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
     calls = store.node_calls(run.id)
     data: dict[str, Any] = {
         "run_id": run.id,
@@ -252,6 +253,12 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(f"[red]error:[/] {escape(run.error)}")
     if picture:
         out.print(f"plot: {picture}")
+
+
+def _natural_order(key: str) -> tuple[str | int, ...]:
+    """Item keys in input order (`2` before `10`): items are stored as they finish, which for a
+    batch of questions answered side by side read `item 3, 2, 4, 1, 5`."""
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", key)))
 
 
 @runs_app.command("optuna")

@@ -14,6 +14,8 @@ import pytest
 import typer
 
 from agentscale.cli.app import app, main
+from agentscale.runtime.calls import record_rows
+from agentscale.storage.db import Store
 from agentscale.testing import ScriptedServer
 from tests.conftest import graph_yaml
 
@@ -103,6 +105,16 @@ def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert {c["node"] for c in shown["calls"]} == {"a", "b", "v"}
     code, out, _err = run_cli(capsys, "runs", "show", newest)
     assert code == 0 and "answer: 6" in out
+
+
+def test_runs_show_lists_a_batch_in_input_order(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Items are stored as they finish: a batch answered side by side read `item 3, 2, 4, 1, 5`."""
+    store = Store(env / "cli.db")
+    run = store.create_run("run", graph_name="cli")
+    for key in ("2", "10", "1"):  # the order they finished in
+        record_rows(store, run.id, key, [], item={"run_id": run.id, "item_key": key, "question": f"q{key}"})
+    code, out, _ = run_cli(capsys, "runs", "show", run.id, "--json")
+    assert code == 0 and [item["item"] for item in json.loads(out)["items"]] == ["1", "2", "10"]
 
 
 def test_resuming_a_run_of_another_command_names_the_command_that_made_it(
