@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from agentscale.errors import SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, SpecError, SpecIssue
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import load_spec_text
 
@@ -26,6 +26,13 @@ _KEY_ORDER = (
     "coordinator",
     "roles",
 )
+
+
+def refuse_directory(path: Path, example: str, *, shown: str | None = None) -> None:
+    """An output file given as a directory (`--out runs/`, `-o .`) is refused before anything is
+    written or computed, with a file path to give instead; `shown` names it as the user wrote it."""
+    if path.is_dir():
+        raise AgentScaleError(f"{shown or path} is a directory; give a file path, e.g. {path / example}")
 
 
 def read_text(path: str | Path) -> str:

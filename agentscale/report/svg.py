@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.io import refuse_directory
 from agentscale.report.drawing import GraphPicture, PictureNode
 from agentscale.report.layout import Box, layout
 
@@ -103,8 +104,7 @@ def _clip(text: str, width: int) -> str:
 def write_drawing(picture: GraphPicture, path: Path) -> Path:
     """Write the drawing as SVG, or as PNG when the path ends in `.png` (needs `agentscale[png]`)."""
     suffix = path.suffix.lower()
-    if path.is_dir():
-        raise AgentScaleError(f"{path} is a directory; give a file path, e.g. {path / 'graph.svg'}")
+    refuse_directory(path, "graph.svg")
     if suffix not in (".svg", ".png"):
         raise AgentScaleError(f"{path}: a drawing is written as .svg or .png, not {suffix or 'a file without suffix'}")
     svg = render_svg(picture)

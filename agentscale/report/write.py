@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.io import refuse_directory
 from agentscale.report.eval_page import eval_report
 from agentscale.report.optimize_page import optimize_report
 from agentscale.storage.db import Store
@@ -34,8 +35,7 @@ def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:
     """Render the run's page and write it atomically (a reader never sees half a file)."""
     run = store.get_run(run_id)
     target = path or default_report_path(store, run.id)
-    if target.exists() and target.is_dir():
-        raise AgentScaleError(f"{target} is a directory: give a file name such as {target / 'report.html'}")
+    refuse_directory(target, "report.html")
     page = render_report(store, run)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
