@@ -14,20 +14,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from agentscale.errors import (
-        AgentScaleError,
-        BudgetExceeded,
-        ModelCallError,
-        RunNotFound,
-        SpecError,
-        SpecIssue,
-    )
-    from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
-    from agentscale.graphs.spec import GraphSpec
-    from agentscale.models.gateway import Gateway, GatewaySettings
-    from agentscale.runtime.graph import Graph, load
-    from agentscale.storage.db import Store
+if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each name from `_HOMES`
+    from agentscale.errors import AgentScaleError as AgentScaleError
+    from agentscale.errors import BudgetExceeded as BudgetExceeded
+    from agentscale.errors import ModelCallError as ModelCallError
+    from agentscale.errors import RunNotFound as RunNotFound
+    from agentscale.errors import SpecError as SpecError
+    from agentscale.errors import SpecIssue as SpecIssue
+    from agentscale.graphs.result import GraphEvent as GraphEvent
+    from agentscale.graphs.result import NodeTrace as NodeTrace
+    from agentscale.graphs.result import RunResult as RunResult
+    from agentscale.graphs.result import Usage as Usage
+    from agentscale.graphs.spec import GraphSpec as GraphSpec
+    from agentscale.models.gateway import Gateway as Gateway
+    from agentscale.models.gateway import GatewaySettings as GatewaySettings
+    from agentscale.runtime.graph import Graph as Graph
+    from agentscale.runtime.graph import load as load
+    from agentscale.storage.db import Store as Store
 
 __version__ = "0.1.0"
 
@@ -50,24 +53,7 @@ _HOMES = {
     "Store": "agentscale.storage.db",
 }
 
-__all__ = [
-    "AgentScaleError",
-    "BudgetExceeded",
-    "Gateway",
-    "GatewaySettings",
-    "Graph",
-    "GraphEvent",
-    "GraphSpec",
-    "ModelCallError",
-    "NodeTrace",
-    "RunNotFound",
-    "RunResult",
-    "SpecError",
-    "SpecIssue",
-    "Store",
-    "Usage",
-    "load",
-]
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
