@@ -16,7 +16,7 @@ from agentscale.models.local_names import local_route_problem
 from agentscale.plugins import load_plugins
 
 RouteCheck = Callable[[str], str | None]  # a route's problem, or None
-_CHECKS: dict[str, RouteCheck] = {}
+_CHECKS: dict[str, RouteCheck] = {"local/": local_route_problem}  # plug-ins add theirs (`sim/`)
 
 
 def register_route_check(prefix: str, check: RouteCheck, *, replace: bool = True) -> None:
@@ -31,7 +31,7 @@ def route_problem(route: str) -> str | None:
     """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known)."""
     load_plugins()
     check = next((check for prefix, check in _CHECKS.items() if route.startswith(prefix)), None)
-    return local_route_problem(route) or (check(route) if check is not None else None)
+    return check(route) if check is not None else None
 
 
 def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | None = None) -> list[SpecIssue]:
