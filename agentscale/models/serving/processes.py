@@ -20,6 +20,7 @@ from typing import Any
 
 _PROC = Path("/proc")
 _STOP_GRACE_S = 15.0
+_GROUP_EXIT_S = 5.0  # engine core and workers exit right after the API server, or soon after a SIGKILL
 _PR_SET_PDEATHSIG = 1
 
 
@@ -74,11 +75,19 @@ def terminate(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         signal_group(pgid, signal.SIGKILL)
         process.wait(5.0)
-    deadline = time.monotonic() + 5.0  # engine core and workers exit right after the API server
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if group_members(pgid):
+    if not _group_gone(pgid, _GROUP_EXIT_S):
         signal_group(pgid, signal.SIGKILL)
+        _group_gone(pgid, _GROUP_EXIT_S)  # a killed process lingers until the kernel tears it down
+
+
+def _group_gone(pgid: int, timeout_s: float) -> bool:
+    """Wait until no live process is left in the group; False if one still is after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while group_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 class _Spawner:
