@@ -159,12 +159,12 @@ def show_command(
 
 def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
-    from agentscale.optimize.objective import Observation, pareto_front
+    from agentscale.optimize.objective import Observation
     from agentscale.optimize.report import diagram, write_plot
-    from agentscale.optimize.trials import candidate_from_json
+    from agentscale.optimize.trials import candidate_from_json, stored_front
     from agentscale.report import picture_from_candidate, write_drawing
     from agentscale.report.optimize_page import crowned_trial
-    from agentscale.report.simulated import run_is_simulated
+    from agentscale.report.simulated import run_is_simulated, stored_space
 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
@@ -187,7 +187,8 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         for index, observation in enumerate(history, start=1):
             best = max(best, observation.reward)
             curve.append((index, best))
-        picture = write_plot(curve, history, pareto_front(history), store.path.parent / "runs" / run.id / "search.png")
+        front = stored_front(store, run.id, stored_space(run).objective)
+        picture = write_plot(curve, history, front, store.path.parent / "runs" / run.id / "search.png")
     data = {
         "run_id": run.id,
         "kind": run.kind,

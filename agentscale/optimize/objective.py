@@ -63,6 +63,12 @@ def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Ob
     return list(unique.values())
 
 
+def run_front(observations: list[Observation], objective: Objective) -> list[Observation]:
+    """A run's Pareto front, as its summary, report and plot show it: every graph on all the train
+    items it answered (minibatches and races pooled), not one minibatch's luck."""
+    return pareto_front(pooled(observations, objective.accuracy), latency=objective.latency > 0)
+
+
 def pooled(observations: list[Observation], accuracy_weight: float) -> list[Observation]:
     """One observation per distinct graph, its verdicts on every item it answered pooled (a front
     speaks of graphs, not of single minibatches: one lucky minibatch must not put a graph on it); its

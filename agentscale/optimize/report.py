@@ -52,11 +52,13 @@ def write_plot(
     left.set_xlabel("evaluations")
     left.set_ylabel("best objective so far")
     left.set_title("search progress")
-    right.scatter([o.compute for o in history], [o.accuracy for o in history], s=12, alpha=0.4, label="evaluated")
+    right.scatter(
+        [o.compute for o in history], [o.accuracy for o in history], s=12, alpha=0.4, label="search (minibatch)"
+    )
     ordered = sorted(front, key=lambda o: o.compute)
     right.plot([o.compute for o in ordered], [o.accuracy for o in ordered], "o-", color="C3", label="Pareto front")
     right.set_xlabel("compute (1B-call units)")
-    right.set_ylabel("minibatch accuracy")
+    right.set_ylabel("train accuracy")
     right.legend()
     right.set_title("accuracy vs compute")
     figure.tight_layout()

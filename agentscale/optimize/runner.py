@@ -40,7 +40,7 @@ from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import Crowning, best_single, crown, on_shared_items, rank
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
-from agentscale.optimize.objective import Observation, pareto_front, pooled
+from agentscale.optimize.objective import Observation, run_front
 from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, model_of_single, single
 from agentscale.optimize.problem import SearchProblem
@@ -422,10 +422,7 @@ class Optimization:
             best_path=best_path,
             best_yaml=best_yaml,
             baselines=tested.baselines,
-            pareto=pareto_front(  # every graph with all it answered: minibatches, races
-                pooled(history + singles.raced + crown_race.raced, self.space.objective.accuracy),
-                latency=self.space.objective.latency > 0,
-            ),
+            pareto=run_front(history + singles.raced + crown_race.raced, self.space.objective),
             curve=curve,
             usage={**spent, "evaluations": len(history), "calls_by_stage": by_stage},
             evaluations=self.evaluator.evaluated,

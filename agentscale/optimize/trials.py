@@ -23,12 +23,12 @@ from agentscale.executors import Executor, LocalExecutor
 from agentscale.models.cost import known_total
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
-from agentscale.optimize.objective import Observation, scalarize
+from agentscale.optimize.objective import Observation, run_front, scalarize
 from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.space import Objective, SpaceSpec
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
-from agentscale.storage.tables import REFUSED, NodeCall, Trial
+from agentscale.storage.tables import REFUSED, NodeCall, RunItem, Trial
 from agentscale.tasks import Task, TaskItem
 
 
@@ -51,6 +51,50 @@ def candidate_from_json(text: str) -> CandidateGraph:
         frozenset(tuple(e) for e in data["edges"]),
         ceo,
     )
+
+
+TRAIN_KINDS = ("baseline", "search", "crown")  # evaluations on the train split (the test split's are "test")
+
+
+def trial_observation(trial: Trial, verdicts: dict[str, bool], candidate: CandidateGraph | None = None) -> Observation:
+    """A stored evaluation as the optimizer sees it; `candidate` saves re-reading its graph's JSON."""
+    return Observation(
+        candidate or candidate_from_json(trial.candidate_json),
+        trial.accuracy,
+        trial.compute,
+        trial.latency_s,
+        trial.n_items,
+        trial.reward,
+        trial.usd,
+        verdicts,
+    )
+
+
+def _trial_seq(item_key: str) -> int | None:
+    """The evaluation an item key belongs to: its items are recorded as `t<seq>:<item id>`."""
+    prefix = item_key.partition(":")[0]
+    return int(prefix[1:]) if prefix.startswith("t") and prefix[1:].isdigit() else None
+
+
+def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
+    """Per evaluation (trial seq), each scored item's verdict, keyed by item id."""
+    items = RunItem.__table__.c  # type: ignore[attr-defined]
+    query = select(items.item_key, items.correct).where(items.run_id == run_id, items.correct.is_not(None))
+    verdicts: dict[int, dict[str, bool]] = {}
+    with store.engine.connect() as connection:
+        for key, correct in connection.execute(query):
+            seq = _trial_seq(key)
+            if seq is not None:
+                verdicts.setdefault(seq, {})[key.partition(":")[2]] = bool(correct)
+    return verdicts
+
+
+def stored_front(store: Store, run_id: str, objective: Objective) -> list[Observation]:
+    """The run's Pareto front read back from its stored train evaluations, as the runner computes it
+    (an interrupted run, which has no summary, gets the front of what it evaluated)."""
+    verdicts = stored_verdicts(store, run_id)
+    trials = [t for t in store.trials(run_id) if t.kind in TRAIN_KINDS]
+    return run_front([trial_observation(t, verdicts.get(t.seq, {})) for t in trials], objective)
 
 
 @dataclass
@@ -82,13 +126,8 @@ class TrialEvaluator:
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
-        """A stored evaluation's per-item verdicts (its items are recorded as `t<seq>:<item id>`)."""
         if self._stored_verdicts is None:
-            self._stored_verdicts = {}
-            for item in self.store.run_items(self.run_id):
-                prefix, _, item_id = item.item_key.partition(":")
-                if item.correct is not None and prefix.startswith("t") and prefix[1:].isdigit():
-                    self._stored_verdicts.setdefault(int(prefix[1:]), {})[item_id] = bool(item.correct)
+            self._stored_verdicts = stored_verdicts(self.store, self.run_id)
         return self._stored_verdicts.get(seq, {})
 
     def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
@@ -137,7 +176,7 @@ class TrialEvaluator:
                 await asyncio.shield(previous)
             self.latency_ref = max(self.latency_ref, stored.latency_s)
             self.replayed += 1
-            return self._observation(candidate, stored, self._verdicts(seq))
+            return trial_observation(stored, self._verdicts(seq), candidate)
         try:
             reserved = self._reserve(candidate, len(items))
         except SpendCapReached:
@@ -150,7 +189,7 @@ class TrialEvaluator:
                 items,
                 run_id=self.run_id,
                 concurrency=self.concurrency,
-                item_prefix=f"t{seq}:",
+                item_prefix=f"t{seq}:",  # read back by _trial_seq
                 executor=self.executor,
             )
         finally:
@@ -175,7 +214,7 @@ class TrialEvaluator:
         trial.reward = self.reward(trial.accuracy, trial.compute, trial.latency_s)
         self.store.add(trial)
         self.evaluated += 1
-        return self._observation(candidate, trial, {r.item_id: r.correct for r in results})
+        return trial_observation(trial, {r.item_id: r.correct for r in results}, candidate)
 
     def _store_refusal(self, seq: int, candidate: CandidateGraph, items: int, iteration: int) -> None:
         """Keep the refusal, so a resumed run refuses this evaluation again (see `Trial`)."""
@@ -212,11 +251,6 @@ class TrialEvaluator:
 
     def reward(self, accuracy: float, compute: float, latency: float) -> float:
         return scalarize(self.space.objective, accuracy, compute, latency, self.problem.budget, self.latency_ref)
-
-    def _observation(self, candidate: CandidateGraph, trial: Trial, outcomes: dict[str, bool]) -> Observation:
-        return Observation(
-            candidate, trial.accuracy, trial.compute, trial.latency_s, trial.n_items, trial.reward, trial.usd, outcomes
-        )
 
     # spend cap -------------------------------------------------------------------------------
     def _reserve(self, candidate: CandidateGraph, items: int) -> dict[str, float]:
@@ -280,9 +314,9 @@ def trial_calls(store: Store, run_id: str) -> Iterator[TrialCall]:
     )
     with store.engine.connect() as connection:
         for key, cached, prompt_tokens, completion_tokens, usd in connection.execute(query):
-            prefix = key.partition(":")[0]
-            if prefix.startswith("t") and prefix[1:].isdigit():
-                yield TrialCall(int(prefix[1:]), key, cached, prompt_tokens + completion_tokens, usd)
+            seq = _trial_seq(key)
+            if seq is not None:
+                yield TrialCall(seq, key, cached, prompt_tokens + completion_tokens, usd)
 
 
 STAGE_OF_KIND = {"baseline": "search", "search": "search", "crown": "crowning", "test": "test"}

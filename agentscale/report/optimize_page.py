@@ -13,13 +13,11 @@ from dataclasses import dataclass, replace
 from html import escape
 from typing import Any
 
-from sqlalchemy import select
-
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
-from agentscale.optimize.objective import Observation, pareto_front
+from agentscale.optimize.objective import run_front
 from agentscale.optimize.space import SpaceSpec
-from agentscale.optimize.trials import candidate_from_json
+from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, stored_verdicts, trial_observation
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
 from agentscale.report.drawing import picture_from_candidate
 from agentscale.report.html import (
@@ -35,7 +33,7 @@ from agentscale.report.html import (
     simulated_banner,
     table,
 )
-from agentscale.report.items import ITEMS, read_items
+from agentscale.report.items import read_items
 from agentscale.report.simulated import run_is_simulated, stored_space
 from agentscale.report.spend import spend_by_stage
 from agentscale.report.svg import render_svg
@@ -68,7 +66,7 @@ class OptimizeReport:
         self.method = str(self.config.get("method", ""))
         self.trials = store.trials(run.id)
         self.candidates = {t.seq: candidate_from_json(t.candidate_json) for t in self.trials}
-        self.verdicts = _verdicts(store, run.id)
+        self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
         self._drawings: dict[str, str] = {}
 
@@ -222,38 +220,44 @@ class OptimizeReport:
         search = [t for t in self.trials if t.kind == "search"]
         if not search:
             return section("Search", paragraph("No search evaluation is stored."))
-        observations = [
-            Observation(self.candidates[t.seq], t.accuracy, t.compute, t.latency_s, t.n_items, t.reward) for t in search
-        ]
-        front = pareto_front(observations)
-        on_front = {id(o) for o in front}
+        train = [t for t in self.trials if t.kind in TRAIN_KINDS]
+        front = run_front(
+            [trial_observation(t, self.verdicts.get(t.seq, {}), self.candidates[t.seq]) for t in train],
+            self.space.objective,
+        )
+        evaluations = {
+            o.candidate.canonical_key: [t for t in train if t.key == o.candidate.canonical_key] for o in front
+        }
         points = [
-            Point(o.compute, o.accuracy, f"trial {t.seq}: {o.accuracy:.1%} at {o.compute:.2f}", id(o) in on_front)
-            for t, o in zip(search, observations, strict=True)
+            Point(t.compute, t.accuracy, f"trial {t.seq}: {t.accuracy:.1%} of {t.n_items} at {t.compute:.2f}")
+            for t in search
+        ] + [
+            Point(o.compute, o.accuracy, f"{o.candidate.short_name()}: {o.accuracy:.1%} of {o.n_items}", on_front=True)
+            for o in front
         ]
         charts = (
             '<div class="figure-row">'
             + search_curve([t.reward for t in search])
-            + pareto_chart(points, "compute (1B-call units)", f"minibatch {self.accuracy_label}")
+            + pareto_chart(points, "compute (1B-call units)", f"train {self.accuracy_label}")
             + "</div>"
         )
-        by_observation = {id(o): t for t, o in zip(search, observations, strict=True)}
         rows = [
             [
-                by_observation[id(o)].seq,
-                fmt_pct(o.accuracy),
+                ", ".join(str(t.seq) for t in evaluations[o.candidate.canonical_key]),
+                f"{fmt_pct(o.accuracy)} ({o.n_items})",
                 f"{o.compute:.2f}",
                 f"{o.latency_s:.2f} s",
-                Markup(self.drawing(by_observation[id(o)])),
+                Markup(self.drawing(evaluations[o.candidate.canonical_key][-1])),
             ]
             for o in front
         ]
-        front_table = table(["trial", f"minibatch {self.accuracy_label}", "compute", "latency", "graph"], rows)
+        headers = ["trials", f"train {self.accuracy_label} (items)", "compute", "latency", "graph"]
         note = paragraph(
-            "Left: each search evaluation's objective and the best so far. Right: minibatch accuracy against "
-            "compute; red points are the Pareto front (no other graph is as accurate, as cheap and as fast at once)."
+            "Left: each search evaluation's objective and the best so far. Right: grey points are search "
+            "evaluations, each on its minibatch; red points are the Pareto front, each graph on every train item "
+            "it answered in the search and the races (no other graph is as accurate and as cheap at once)."
         )
-        return section("Search", charts + note + "<h3>Pareto front</h3>" + front_table, section_id="search")
+        return section("Search", charts + note + "<h3>Pareto front</h3>" + table(headers, rows), section_id="search")
 
     def _spend(self) -> str:
         stages = {t.seq: self.stage(t) for t in self.trials}
@@ -348,18 +352,6 @@ def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool
         reward=last.reward + accuracy_weight * (accuracy - last.accuracy),
         created=first.created,
     )
-
-
-def _verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
-    """Per trial seq, each scored item's verdict (item keys are `t<seq>:<item id>`)."""
-    verdicts: dict[int, dict[str, bool]] = {}
-    with store.engine.connect() as connection:
-        query = select(ITEMS.c.item_key, ITEMS.c.correct).where(ITEMS.c.run_id == run_id, ITEMS.c.correct.is_not(None))
-        for key, correct in connection.execute(query):
-            prefix, _, item = key.partition(":")
-            if prefix.startswith("t") and prefix[1:].isdigit():
-                verdicts.setdefault(int(prefix[1:]), {})[item] = bool(correct)
-    return verdicts
 
 
 def optimize_report(store: Store, run: Run) -> str:
