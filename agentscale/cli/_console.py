@@ -7,7 +7,6 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -69,11 +68,16 @@ def short(text: str | None, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = False) -> typer.Exit:
+class Interrupted(Exception):
+    """A Ctrl-C (or SIGTERM) a command has already reported (what was kept, how to go on): exit 130
+    with nothing more said. A Ctrl-C no command reported reaches `main` as typer's silent 130."""
+
+
+def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = False) -> Interrupted:
     """Say how an interrupted eval or optimization continues and where the report of what it had
-    finished is (what a user looks at first after a Ctrl-C); the exit to raise (130). Typer would
-    otherwise turn Ctrl-C into a silent exit 130. With `json_output` stdout gets the same as one JSON
-    object, so a script that reads it learns the run to resume."""
+    finished is (what a user looks at first after a Ctrl-C); the exception to raise. With
+    `json_output` stdout gets the same as one JSON object, so a script that reads it learns the run
+    to resume."""
     from agentscale.report import write_report
 
     err.print(f"interrupted; continue with: {escape(resume)}")
@@ -85,4 +89,4 @@ def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = F
         err.print(f"(no report: {escape(str(exc))})")
     if json_output:
         print_json({"run_id": run_id, "status": "interrupted", "resume": resume, "report": report})
-    return typer.Exit(130)
+    return Interrupted()

@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 from typer.exceptions import TyperException
 
-from agentscale.cli._console import error
+from agentscale.cli._console import Interrupted, error
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
 from agentscale.cli.handbook import handbook_app
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         return 130
+    except Interrupted:  # the command said what it kept
+        return 130
     except typer.Exit as exc:
         return exc.exit_code
     except TyperException as exc:  # usage errors: bad option, missing argument
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except AgentScaleError as exc:
         error(str(exc))
         return 1
+    if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
+        error("interrupted")
     return result if isinstance(result, int) else 0
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._console import Interrupted, err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
@@ -63,7 +63,7 @@ def run_command(
             _run_one(graph, question, json_output, show_prompts)
         else:
             assert input_file is not None
-            asyncio.run(_run_many(graph, read_questions(input_file), concurrency, json_output))
+            _run_many(graph, read_questions(input_file), concurrency, json_output)
 
 
 def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool) -> None:
@@ -92,19 +92,40 @@ def _print_prompts(result: RunResult) -> None:
             err.print(f"[bold]completion:[/] {node.completion}", highlight=False)
 
 
-async def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
+def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
+    """Answer a file of questions as one run; after a Ctrl-C, say which run keeps the answers so far."""
     from agentscale.runtime.batch import run_batch
 
     progress = progress_bar(status=False)
-    with progress:
-        bar = progress.add_task(graph.name, total=len(items))
-        batch = await run_batch(
-            graph,
-            items,
-            concurrency=concurrency,
-            on_answered=lambda: progress.advance(bar),
-            on_result=lambda key, result: _emit(result, key, json_output),
-        )
+    run_ids: list[str] = []
+    answered = 0
+
+    def advance() -> None:
+        nonlocal answered
+        answered += 1
+        progress.advance(bar)
+
+    try:
+        with progress:
+            bar = progress.add_task(graph.name, total=len(items))
+            batch = asyncio.run(
+                run_batch(
+                    graph,
+                    items,
+                    concurrency=concurrency,
+                    on_answered=advance,
+                    on_result=lambda key, result: _emit(result, key, json_output),
+                    on_run=run_ids.append,
+                )
+            )
+    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the batch is cancelled (and marked interrupted)
+        if not run_ids:
+            raise
+        err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
+        err.print(f"see them with: agentscale runs show {run_ids[0]}")
+        if json_output:
+            print_json({"run_id": run_ids[0], "status": "interrupted", "answered": answered, "n": len(items)})
+        raise Interrupted from None
     if not json_output:
         err.print(f"run {batch.run_id}: {len(items)} questions answered")
 

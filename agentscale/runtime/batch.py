@@ -58,12 +58,15 @@ async def run_batch(
     concurrency: int = 4,
     on_answered: Callable[[], None] | None = None,
     on_result: Callable[[str, RunResult], None] | None = None,
+    on_run: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Answer `items` ((id, question) pairs) with `graph`, `concurrency` questions at a time, as one run.
 
     `on_answered()` is called as each question finishes, in finishing order (a progress bar's tick).
     `on_result(id, result)` is called in input order, as soon as every earlier question has its answer,
     so a caller can stream results in the order it gave them without waiting for the whole batch.
+    `on_run(run_id)` is called once the run's row exists (with a store), so a caller can name the run
+    before any answer, and after an interruption.
     Any exception (a cancel, Ctrl-C, or one raised by a callback) cancels the questions still running,
     marks the run `interrupted` and is raised again.
     """
@@ -71,6 +74,8 @@ async def run_batch(
     run_id = None
     if store is not None:
         run_id = store.create_run("run", graph_name=graph.name, graph_yaml=graph.to_yaml(), config={"n": len(items)}).id
+        if on_run is not None:
+            on_run(run_id)
     semaphore = asyncio.Semaphore(concurrency)
     results: dict[int, RunResult] = {}
     delivered = 0

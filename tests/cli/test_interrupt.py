@@ -1,0 +1,77 @@
+"""Ctrl-C during `agentscale run`: exit 130 with a word on stderr, and for a file of questions, the run
+that keeps the answers so far (typer turned it into a silent exit 130)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    """A server of these tests' own: the requests they leave hanging must not count as in flight in
+    other tests' server (the shared one measures its peak concurrency)."""
+    with ScriptedServer() as server:
+        yield server
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    command = [sys.executable, "-m", "agentscale.cli.app", "run", str(tmp_path / "g.yaml"), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(condition: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_during_one_question_says_interrupted(tmp_path: Path, scripted: ScriptedServer) -> None:
+    scripted.latency_s = 30.0
+    (tmp_path / "g.yaml").write_text(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    )
+    process = _start(tmp_path, "-q", "What is 2 + 2?")
+    _wait_for(lambda: scripted.completion_requests)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_ctrl_c_during_a_file_of_questions_names_the_run_that_keeps_the_answers(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    scripted.add_rule(Rule(pattern="slow", latency_s=30.0))
+    (tmp_path / "g.yaml").write_text(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    )
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"id": "fast", "question": "What is 1 + 1?"}\n{"id": "slow", "question": "slow one"}\n')
+    process = _start(tmp_path, "--input", str(questions), "--json")
+    assert process.stdout is not None
+    line = process.stdout.readline()  # answered in input order: the fast one is out
+    assert line, process.stderr.read() if process.stderr else ""
+    first = json.loads(line)
+    assert first["id"] == "fast"
+    _wait_for(lambda: len(scripted.completion_requests) == 2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    stopped = json.loads(stdout)
+    assert stopped == {"run_id": first["run_id"], "status": "interrupted", "answered": 1, "n": 2}
+    assert f"interrupted; run {first['run_id']} keeps the 1 of 2 questions answered" in stderr
+    assert "Traceback" not in stderr
