@@ -11,12 +11,12 @@ from rich.markup import escape
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
-from agentscale.errors import SpecError, SpecIssue
+from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec
-from agentscale.graphs.validate import looks_like_space, spec_from_data
-from agentscale.models.routes import route_issues
+from agentscale.graphs.validate import looks_like_space
+from agentscale.models.routes import checked_spec
 
 
 def validate_command(
@@ -61,14 +61,8 @@ def _check(file: Path) -> str:
             load_task_split(space)
         models = len(space.models)
         return f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-    spec = spec_from_data(located, str(file))
-    _raise_if(route_issues(spec, located), file)
+    spec = checked_spec(located, str(file))
     return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-
-
-def _raise_if(issues: list[SpecIssue], file: Path) -> None:
-    if issues:
-        raise SpecError(issues, str(file))
 
 
 def schema_command() -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from agentscale.errors import SpecIssue
+from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.located import LocatedData, PathPart
 from agentscale.graphs.spec import GraphSpec, ModelSpec
+from agentscale.graphs.validate import spec_from_data
 from agentscale.models.local_names import local_route_problem
 from agentscale.plugins import load_plugins
 
@@ -63,3 +64,13 @@ def route_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         if problem:
             issues.append(loc.issue(path, problem))
     return issues
+
+
+def checked_spec(located: LocatedData, source: str | None = None) -> GraphSpec:
+    """A graph file's spec with its model routes checked too, each problem placed at its line (the
+    graph rules alone cannot check routes: the models layer sits above them)."""
+    spec = spec_from_data(located, source)
+    issues = route_issues(spec, located)
+    if issues:
+        raise SpecError(issues, source)
+    return spec

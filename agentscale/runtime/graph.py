@@ -16,14 +16,15 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from agentscale.errors import SpecError, SpecIssue
-from agentscale.graphs.io import dump_graph_spec, load_graph_spec
+from agentscale.graphs.io import dump_graph_spec, read_text
+from agentscale.graphs.located import load_located
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
-from agentscale.graphs.validate import graph_issues, load_spec_text
+from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint, starts_server
 from agentscale.models.litellm_loader import import_litellm
-from agentscale.models.routes import route_issues
+from agentscale.models.routes import checked_spec, route_issues
 from agentscale.runtime.calls import RunValues, record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
 from agentscale.runtime.discussion import run_discussion
@@ -72,7 +73,7 @@ class Graph:
 
     @classmethod
     def from_yaml(cls, text: str, **kwargs: Any) -> Graph:
-        return cls(load_spec_text(text, kwargs.get("source")), **kwargs)
+        return cls(checked_spec(load_located(text, kwargs.get("source")), kwargs.get("source")), **kwargs)
 
     @property
     def name(self) -> str:
@@ -218,7 +219,7 @@ def load(path: str | Path, **kwargs: Any) -> Graph:
 
     Keyword arguments go to :class:`Graph` (`store=None` disables recording; `gateway=` shares one).
     """
-    return Graph(load_graph_spec(path), source=str(path), **kwargs)
+    return Graph(checked_spec(load_located(read_text(path), str(path)), str(path)), source=str(path), **kwargs)
 
 
 def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:

@@ -104,5 +104,7 @@ def test_same_seed_same_answers_without_a_cache() -> None:
 
 def test_unknown_sim_model_is_refused_when_the_graph_loads() -> None:
     """It used to load, fail every call and answer nothing (a run that exited 0)."""
-    with pytest.raises(SpecError, match=r"nodes\[0\]\.model: unknown simulated model 'sim/llama-2b'; valid: sim/"):
+    with pytest.raises(
+        SpecError, match=r"nodes\[0\]\.model \(line 3\): unknown simulated model 'sim/llama-2b'; valid: sim/"
+    ):
         Graph.from_yaml("name: bad\nnodes:\n  - {id: a, role: assistant, model: sim/llama-2b}\n", store=None)
