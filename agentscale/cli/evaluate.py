@@ -132,10 +132,7 @@ def eval_command(
             handbook=handbook,
             executor=where.to_dict() if where is not None else {},
         )
-        loaded = config.load()  # first: the graph takes the task's answer format (a tester needs code)
-        evaluation = Evaluation(
-            load(graph_file, gateway=gateway, answer_format=loaded.answer_format), config, task=loaded
-        )
+        evaluation = Evaluation(load(graph_file, gateway=gateway), config)
     todo = len(evaluation.pending())
     total = len(evaluation.task.items)
     if not json_output:

@@ -188,16 +188,19 @@ class Evaluation:
         run_id: str | None = None,
         *,
         executor: Executor | None = None,
-        task: Task | None = None,
     ) -> None:
-        """`task`: the config's task if the caller has loaded it already (to build `graph` with the
-        task's answer format: a tester graph cannot be built for text answers)."""
+        """`graph` answers in the task's format: a graph built for another (or without the config's
+        handbook) is built again from its spec, so a caller need not load the task first."""
         self.config = config
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
-        self.task = task if task is not None else config.load()
-        spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
-        self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
+        self.task = config.load()
+        if config.handbook is None and graph.runtime.answer_format == self.task.answer_format:
+            self.graph = graph
+        else:
+            spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
+            self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
+        spec = self.graph.spec
         store = self.graph.store
         if store is None:
             raise AgentScaleError("an evaluation needs a database (store)")
@@ -226,11 +229,8 @@ class Evaluation:
         config = EvalConfig(**json.loads(run.config_json))
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
-        task = config.load()
-        graph = Graph(
-            load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway, answer_format=task.answer_format
-        )
-        return cls(graph, config, run.id, task=task)
+        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)
+        return cls(graph, config, run.id)
 
     def pending(self) -> list[TaskItem]:
         done = {item.item_key for item in self.store.run_items(self.run_id) if item.correct is not None}

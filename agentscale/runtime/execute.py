@@ -77,7 +77,6 @@ class GraphRuntime:
     def __init__(self, spec: GraphSpec, gateway: Gateway, answer_format: AnswerFormat | None = None) -> None:
         self.spec = spec
         self.gateway = gateway
-        self.answer_format: AnswerFormat = answer_format or spec.answer_format or "text"
         runs_programs = [  # what would run answers as programs, so needs code answers
             ("answer_format", f"node {n.id!r} is a tester, which runs its inputs as programs")
             for n in spec.nodes
@@ -85,6 +84,9 @@ class GraphRuntime:
         ][:1]
         if spec.coordinator is not None and spec.coordinator.stop_guard == "stated_examples":
             runs_programs.append(("coordinator.stop_guard", "'stated_examples' runs the answer as a program"))
+        # Unsaid, a graph that runs its answers as programs answers in code: it loads without the task
+        # that will say so (an eval, `load` then `Evaluation`), and a task that answers otherwise is refused.
+        self.answer_format: AnswerFormat = answer_format or spec.answer_format or ("code" if runs_programs else "text")
         if runs_programs and self.answer_format != "code":
             fix = f"set `answer_format: code` or evaluate on a code task (answers here are {self.answer_format!r})"
             raise SpecError([SpecIssue(path, f"{what}: {fix}") for path, what in runs_programs])

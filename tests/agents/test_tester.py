@@ -143,7 +143,8 @@ def test_a_tester_graph_passes_on_the_program_that_runs_the_examples(make_graph:
 
 
 def test_a_tester_needs_code_answers(make_graph: Any) -> None:
+    """Unsaid, a tester graph answers in code; said otherwise, it is refused."""
+    text = "name: t\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: t, role: tester}\nedges: [a -> t]\n"
+    assert make_graph(text).runtime.answer_format == "code"
     with pytest.raises(SpecError, match="answer_format: code"):
-        make_graph(
-            "name: t\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: t, role: tester}\nedges: [a -> t]\n"
-        )
+        make_graph("answer_format: text\n" + text)

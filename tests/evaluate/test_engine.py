@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.errors import SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.tasks import load_task
@@ -104,6 +105,25 @@ async def test_code_task_runs_completions_in_the_sandbox(make_graph, scripted: S
     summary = await Evaluation(graph, EvalConfig(task="humaneval", n=2, seed=0)).run()
     verdict = {item.item_id: item.correct for item in summary.items}
     assert verdict == {first.id: True, second.id: False}
+
+
+async def test_a_tester_graph_loads_as_code_and_is_evaluated_as_built(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A tester graph loaded without the task answers in code (it was refused as text, so a caller had
+    to load the task first), and the evaluation runs the graph it was given: it built every graph twice."""
+    task = load_task("humaneval").sample(1, 0)
+    (item,) = task.items
+    program = f"```python\n{item.metadata.get('prompt', item.question)}{item.reference}\n```"
+    scripted.add_rule(Rule(replies=[program]))
+    graph = make_graph(
+        "name: t\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+        "  - {id: t, role: tester}\nedges: ['a, b -> t']\n"
+    )
+    assert graph.runtime.answer_format == "code"
+    evaluation = Evaluation(graph, EvalConfig(task="humaneval", n=1, seed=0))
+    assert evaluation.graph is graph
+    assert (await evaluation.run()).correct == 1
+    with pytest.raises(SpecError, match="node 't' is a tester"):  # a task answered in numbers: refused
+        Evaluation(graph, EvalConfig(task="sim:math", n=1))
 
 
 EVAL = [sys.executable, "-m", "agentscale.cli.app", "eval"]
