@@ -424,7 +424,7 @@ class Optimization:
             baselines=tested.baselines,
             pareto=run_front(history + singles.raced + crown_race.raced, self.space.objective),
             curve=curve,
-            usage={**spent, "evaluations": len(history), "calls_by_stage": by_stage},
+            usage={**spent, "search_evaluations": len(history), "calls_by_stage": by_stage},
             evaluations=self.evaluator.evaluated,
             replayed=self.evaluator.replayed,
             stopped_reason=stopped,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.storage.db import Store
 
 SPACE = """\
 name: simcli
@@ -40,6 +41,10 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     for unit in ("calls", "tokens"):
         assert (1 - UNDER) * projected[unit] <= spent[unit] <= (1 + TOLERANCE) * projected[unit], unit
     assert (tmp_path / "best.yaml").exists() and report["best"]["path"] == str(tmp_path / "best.yaml")
+    trials = Store(tmp_path / "o.db").trials(report["run_id"])  # every evaluation, of which the search's
+    assert report["evaluations"] == len(trials) and spent["search_evaluations"] == sum(
+        t.kind == "search" for t in trials
+    )
     assert report["simulated"] is True  # the accuracies are the sim population's, and the output says so
     assert 0.0 <= report["best"]["accuracy"] <= 1.0 and report["best"]["ci95"][0] <= report["best"]["accuracy"]
     assert main(["run", str(tmp_path / "best.yaml"), "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
