@@ -202,13 +202,19 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
         out.print(escape(_advantage_line(result)))
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
-    front = Table("Pareto front: accuracy (items seen)", "compute", "latency", "graph", title_justify="left")
-    for point in result.pareto[:8]:
+    tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
+    columns = ["Pareto front: train accuracy (items)", *(["test accuracy"] if tested else []), "compute", "latency"]
+    front = Table(*columns, "graph", title_justify="left")
+    for point in result.pareto if tested else result.pareto[:8]:
+        key = point.candidate.canonical_key
+        test = [f"{tested[key].accuracy:.1%} (n={tested[key].n})" if key in tested else "—"] if tested else []
+        path = result.front_paths.get(key)
         front.add_row(
             f"{point.accuracy:.1%} ({point.n_items})",
+            *test,
             f"{point.compute:.2f}",
             f"{point.latency_s:.2f}s",
-            escape(diagram(point.candidate).splitlines()[0]),
+            escape(diagram(point.candidate).splitlines()[0] + (f" · {path.name}" if path else "")),
         )
     out.print(front)
     out.print(

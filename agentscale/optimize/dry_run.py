@@ -132,7 +132,13 @@ def project(
         "calls": round(sum(items * calls for _, items, (calls, _, _) in stages)),
         "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
         "usd": usd,
-        "note": "projected without the response cache, the crowning race at its typical share (an estimate)",
+        "note": "projected without the response cache, the crowning race at its typical share (an estimate)"
+        + (
+            f"; not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "
+            "as many as the search puts there"
+            if score_test and space.objective.pareto
+            else ""
+        ),
     }
 
 

@@ -2,8 +2,8 @@
 
 The scalar objective is `w_acc·accuracy − w_cost·(compute / budget) − w_lat·(latency / reference)`,
 so each term is roughly in [0, 1]; the latency reference is the slowest mean latency seen so far
-(or 1 s before any). `pareto: true` keeps the weights for choosing a reported best but makes the
-front the main output.
+(or 1 s before any). `pareto: true` keeps the weights for choosing the crowned graph and scores the
+front's graphs on the test split too (see `space.Objective`).
 """
 
 from __future__ import annotations

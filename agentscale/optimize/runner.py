@@ -105,6 +105,7 @@ class _TestSplit:
     singles: dict[str, TestScore] = field(default_factory=dict)
     advantage: Advantage | None = None
     refused: str | None = None
+    front: dict[str, TestScore] = field(default_factory=dict)  # by graph key, with `objective.pareto`
 
 
 @dataclass
@@ -128,6 +129,8 @@ class OptimizeResult:
     advantage: Advantage | None = None
     crowning: Crowning | None = None
     warnings: list[str] = field(default_factory=list)
+    front_tests: dict[str, TestScore] = field(default_factory=dict)  # `objective.pareto`: by graph key
+    front_paths: dict[str, Path] = field(default_factory=dict)  # and each front graph's YAML
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,20 +156,28 @@ class OptimizeResult:
             "advantage": None if self.advantage is None else self.advantage.to_dict(),
             "crowning": None if self.crowning is None else self.crowning.to_dict(),
             "warnings": self.warnings,
-            "pareto": [
-                {
-                    "accuracy": p.accuracy,
-                    "compute": p.compute,
-                    "latency_s": p.latency_s,
-                    "graph": p.candidate.describe(),
-                }
-                for p in self.pareto
-            ],
+            "pareto": [self._front_point(p) for p in self.pareto],
             "usage": self.usage,
             "evaluations": self.evaluations,
             "replayed_evaluations": self.replayed,
             "stopped_reason": self.stopped_reason,
         }
+
+    def _front_point(self, point: Observation) -> dict[str, Any]:
+        """A front graph: on the train items it answered, and with `objective.pareto` its YAML and
+        its test split."""
+        key = point.candidate.canonical_key
+        data: dict[str, Any] = {
+            "accuracy": point.accuracy,
+            "compute": point.compute,
+            "latency_s": point.latency_s,
+            "graph": point.candidate.describe(),
+        }
+        if key in self.front_paths:
+            data["path"] = str(self.front_paths[key])
+        if key in self.front_tests:
+            data["test"] = self.front_tests[key].to_dict()
+        return data
 
 
 def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | None = None) -> tuple[str, int]:
@@ -393,22 +404,22 @@ class Optimization:
         report(settings.iterations, history, "crowning")
         crowning, crown_race = await self._crown(method, history, singles, stopped)
         best_train = crowning.crowned
+        # every graph with all it answered: minibatches, races
+        front = run_front(history + singles.raced + crown_race.raced, self.space.objective)
+        pareto = self.space.objective.pareto
         report(settings.iterations, history, "testing")
-        tested = await self._test(best_train, singles) if self.score_test else _TestSplit()
+        tested = await self._test(best_train, singles, front if pareto else []) if self.score_test else _TestSplit()
         if tested.refused:
             stopped += f"; {tested.refused}"
         artifacts = self.store.path.parent / "runs" / self.run_id
         artifacts.mkdir(parents=True, exist_ok=True)
-        spec = best_train.candidate.to_spec(
-            f"{self.space.name}-best",
-            dict(self.space.models),
-            defaults=self.space.defaults,
-            sampled_nodes=self.space.sampled_nodes,
-            description=f"found by agentscale optimize ({self.method_name}), run {self.run_id}",
-        )
-        best_yaml = dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))
+        best_yaml = self._graph_yaml(best_train.candidate, "best")
         best_path = artifacts / "best.yaml"
         best_path.write_text(best_yaml)
+        front_paths = {}
+        for index, point in enumerate(front if pareto else [], start=1):
+            front_paths[point.candidate.canonical_key] = path = artifacts / f"front-{index}.yaml"
+            path.write_text(self._graph_yaml(point.candidate, f"front-{index}"))
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
         warnings = [crowning.warning] if crowning.warning else []
@@ -422,7 +433,7 @@ class Optimization:
             best_path=best_path,
             best_yaml=best_yaml,
             baselines=tested.baselines,
-            pareto=run_front(history + singles.raced + crown_race.raced, self.space.objective),
+            pareto=front,
             curve=curve,
             usage={**spent, "search_evaluations": len(history), "calls_by_stage": by_stage},
             evaluations=self.evaluator.evaluated,
@@ -434,7 +445,20 @@ class Optimization:
             advantage=tested.advantage,
             crowning=crowning,
             warnings=warnings,
+            front_tests=tested.front,
+            front_paths=front_paths,
         )
+
+    def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:
+        """A searched graph as a runnable graph file, answering in the task's format."""
+        spec = candidate.to_spec(
+            f"{self.space.name}-{suffix}",
+            dict(self.space.models),
+            defaults=self.space.defaults,
+            sampled_nodes=self.space.sampled_nodes,
+            description=f"found by agentscale optimize ({self.method_name}), run {self.run_id}",
+        )
+        return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))
 
     async def _singles_on_train(self) -> RaceOutcome:
         """Every model alone on the train split, raced (stage 0; see the module docstring): the
@@ -544,10 +568,11 @@ class Optimization:
         order = np.random.default_rng([self.seed, 7919]).permutation(len(self.train))
         return [self.train[int(i)] for i in order]
 
-    async def _test(self, crowned: Observation, singles: RaceOutcome) -> _TestSplit:
-        """The crowned graph, every single model and the best single's vote on the test split, side
-        by side. What the spend cap refuses is left out and named; what the others scored is kept
-        (the crowned graph's advantage needs every single call scored: the best one may be missing)."""
+    async def _test(self, crowned: Observation, singles: RaceOutcome, front: list[Observation]) -> _TestSplit:
+        """The crowned graph, every single model, the best single's vote and the `front` graphs on the
+        test split, side by side. What the spend cap refuses is left out and named; what the others
+        scored is kept (the crowned graph's advantage needs every single call scored: the best one
+        may be missing)."""
         raced = singles.raced
         others = [o.candidate for o in raced if o.candidate.canonical_key != crowned.candidate.canonical_key]
         top = best_single(self._rescore(o) for o in singles.finished)  # on the crowning's latency reference
@@ -558,6 +583,7 @@ class Optimization:
         graphs = [crowned.candidate, *others]
         if votes is not None and votes.canonical_key != crowned.candidate.canonical_key:
             graphs.append(votes)  # when the vote was crowned, its one evaluation serves both rows
+        graphs += [p.candidate for p in front if p.candidate.canonical_key not in {c.canonical_key for c in graphs}]
         names = ["best", *(c.short_name() for c in graphs[1:])]
         scores, refused = await side_by_side(
             [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached
@@ -573,6 +599,11 @@ class Optimization:
             tested.baselines["single"] = tested.singles[top_model]
         if votes is not None and votes.canonical_key in by_key:
             tested.baselines["vote"] = replace(by_key[votes.canonical_key], name=votes.short_name())
+        tested.front = {
+            p.candidate.canonical_key: by_key[p.candidate.canonical_key]
+            for p in front
+            if p.candidate.canonical_key in by_key
+        }
         if refused is not None:
             missing = [
                 "the crowned graph" if name == "best" else name

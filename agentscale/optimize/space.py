@@ -74,7 +74,11 @@ class SpaceBudget(StrictModel):
 
 
 class Objective(StrictModel):
-    """Weights of the scalar objective (accuracy up, cost and latency down), or `pareto: true`."""
+    """Weights of the scalar objective (accuracy up, cost and latency down): they crown one graph.
+
+    `pareto: true` makes the front the main output besides: every graph on it is scored on the test
+    split too (more test calls) and written as a runnable graph file (`front-1.yaml`, ... beside
+    `best.yaml`, most accurate first), so a cheaper point can be picked with its own test score."""
 
     accuracy: Annotated[float, Field(ge=0.0)] = 1.0
     cost: Annotated[float, Field(ge=0.0)] = 0.0

@@ -45,6 +45,7 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     assert report["evaluations"] == len(trials) and spent["search_evaluations"] == sum(
         t.kind == "search" for t in trials
     )
+    assert all("test" not in point and "path" not in point for point in report["pareto"])  # no objective.pareto
     assert report["simulated"] is True  # the accuracies are the sim population's, and the output says so
     assert 0.0 <= report["best"]["accuracy"] <= 1.0 and report["best"]["ci95"][0] <= report["best"]["accuracy"]
     assert main(["run", str(tmp_path / "best.yaml"), "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
@@ -122,3 +123,26 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     assert main(["runs", "show", run_id]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "baseline single (single call of l1): test accuracy" in shown  # which model, not only "single"
+
+
+def test_pareto_scores_and_writes_every_front_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`objective.pareto: true` was accepted and read by nothing. Now each front graph is scored on
+    the test split and written as a runnable file; without it, the front stays train-only."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objective: {accuracy: 1.0, cost: 0.1, pareto: true}\n")
+    assert main(["optimize", str(space), "--dry-run"]) == 0
+    assert "each graph on the Pareto front on the 24 test items" in capsys.readouterr().out
+    assert main(["optimize", str(space), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    front = result["pareto"]
+    assert len(front) >= 2  # a cheap single call and something more accurate
+    tested = [t for t in Store(tmp_path / "o.db").trials(result["run_id"]) if t.kind == "test"]
+    for index, point in enumerate(front, start=1):
+        assert point["test"]["n"] == 24 and point["test"]["graph"] == point["graph"]
+        assert any(t.accuracy == point["test"]["accuracy"] and t.n_items == 24 for t in tested)
+        assert point["path"].endswith(f"front-{index}.yaml")
+        assert main(["run", point["path"], "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["answer"] is not None
