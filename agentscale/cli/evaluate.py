@@ -65,7 +65,11 @@ def eval_command(
     n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
     scorer: Annotated[
-        str | None, typer.Option(help="Scorer for JSONL tasks: exact, numeric, choice, math or code.")
+        str | None,
+        typer.Option(
+            help="Scorer: exact, numeric, choice, math or code. A JSONL task's; a built-in task keeps its own "
+            "unless one that reads the same answer format is named."
+        ),
     ] = None,
     task_option: Annotated[
         list[str] | None,

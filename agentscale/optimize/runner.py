@@ -50,7 +50,7 @@ from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
 from agentscale.optimize.trials import SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
-from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, load_task
+from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 
 PATIENCE = 3
 AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
@@ -204,6 +204,8 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
         where = "task.name" if ref.name else "task.path"
         if isinstance(exc, TaskOptionError) and ref.options:  # not when the refused option is our `size`
             where = "task.options"
+        elif isinstance(exc, TaskScorerError):
+            where = "task.scorer"
         raise SpecError([SpecIssue(where, str(exc))]) from None
     if "tester" in space.roles and task.answer_format != "code":
         raise SpecError(

@@ -20,7 +20,7 @@ from agentscale.tasks.base import (
     TaskItem,
     TaskSplit,
 )
-from agentscale.tasks.errors import TaskError, TaskOptionError
+from agentscale.tasks.errors import TaskError, TaskOptionError, TaskScorerError
 from agentscale.tasks.registry import list_tasks, load_task, register_prefix, register_task
 from agentscale.tasks.scorers import SCORERS, get_scorer
 
@@ -35,6 +35,7 @@ __all__ = [
     "TaskInfo",
     "TaskItem",
     "TaskOptionError",
+    "TaskScorerError",
     "TaskSplit",
     "get_scorer",
     "list_tasks",

@@ -16,3 +16,8 @@ class TaskError(AgentScaleError):
 class TaskOptionError(TaskError):
     """The task exists but refuses one of its options (unknown, or a value it cannot take): a
     search space's `task.options`, not its `task.name`, is then what to fix."""
+
+
+class TaskScorerError(TaskError):
+    """The scorer named for a task is unknown or reads another answer format than the task's: a
+    search space's `task.scorer` is then what to fix."""

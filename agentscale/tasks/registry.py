@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.tasks.base import Task, TaskInfo
-from agentscale.tasks.errors import TaskError, TaskOptionError
-from agentscale.tasks.scorers import get_scorer
+from agentscale.tasks.errors import TaskError, TaskOptionError, TaskScorerError
+from agentscale.tasks.scorers import SCORERS, get_scorer
 from agentscale.tasks.sources import champ, humaneval, rgym
 from agentscale.tasks.sources.jsonl import load_jsonl
 
@@ -100,7 +100,8 @@ def _valid_names() -> str:
 
 
 def load_task(spec: str, *, scorer: str | None = None, **options: Any) -> Task:
-    """The task named by ``spec``; ``scorer`` replaces its scorer, ``options`` go to its loader.
+    """The task named by ``spec``; ``scorer`` replaces its scorer (a built-in task's only by one that
+    reads its answer format: another would change its prompts too), ``options`` go to its loader.
 
     ``spec`` is a built-in name (``humaneval``, ``champ``), ``prefix:name`` (``rg:chain_sum``) or a
     JSONL path. Unknown names raise `TaskError` listing the valid ones.
@@ -125,6 +126,13 @@ def load_task(spec: str, *, scorer: str | None = None, **options: Any) -> Task:
         task = _call(named.loader, spec, **options)
     if scorer is not None:
         scorer_fn, answer_format = get_scorer(scorer)
+        if answer_format != task.answer_format:  # it would change the prompts and extraction, not only scoring
+            fitting = [name for name, (_, fmt) in SCORERS.items() if fmt == task.answer_format]
+            raise TaskScorerError(
+                f"task {spec!r} answers in {task.answer_format!r} and scorer {scorer!r} reads {answer_format!r} "
+                f"answers: leave the scorer out (the task's own is {task.scorer_name!r})"
+                + (f" or use {' or '.join(fitting)}" if fitting else "")
+            )
         task = task.with_scorer(scorer_fn, scorer, answer_format)
     return task
 

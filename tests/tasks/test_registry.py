@@ -31,11 +31,15 @@ def test_unknown_options_are_reported() -> None:
         load_task("humaneval", size=3)
 
 
-def test_scorer_override_changes_scorer_and_format() -> None:
-    task = load_task("rg:chain_sum", scorer="exact", size=3)
-    assert (task.scorer_name, task.answer_format) == ("exact", "text")
+def test_a_scorer_replaces_a_built_in_tasks_own_only_when_it_reads_the_same_answers() -> None:
+    """`eval --task sim:math --scorer choice` scored 0% (every prompt asked for a letter) and `exact`
+    60% against the task's own 20%: another answer format changed the prompts, not only the scoring."""
+    task = load_task("rg:chain_sum", scorer="numeric", size=3)
+    assert (task.scorer_name, task.answer_format) == ("numeric", "number")
     item = task.items[0]
     assert task.score(item.reference, item).correct
+    with pytest.raises(TaskError, match=r"answers in 'number' and scorer 'exact' reads 'text'.*or use numeric"):
+        load_task("rg:chain_sum", scorer="exact", size=3)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ core runs first (``answer_format``).
 from __future__ import annotations
 
 from agentscale.tasks.base import AnswerFormat, Scorer
-from agentscale.tasks.errors import TaskError
+from agentscale.tasks.errors import TaskScorerError
 from agentscale.tasks.scorers.choice import score_choice
 from agentscale.tasks.scorers.code_exec import build_program, code_scorer, score_code
 from agentscale.tasks.scorers.exact import score_exact
@@ -28,7 +28,7 @@ def get_scorer(name: str) -> tuple[Scorer, AnswerFormat]:
     try:
         return SCORERS[name]
     except KeyError:
-        raise TaskError(f"unknown scorer {name!r}; valid scorers: {', '.join(SCORERS)}") from None
+        raise TaskScorerError(f"unknown scorer {name!r}; valid scorers: {', '.join(SCORERS)}") from None
 
 
 __all__ = [
