@@ -10,7 +10,6 @@ that stopped mid-way from a finished one. Each question's calls and item are rec
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
+from agentscale.tasks.sources.jsonl import jsonl_records
 
 
 @dataclass
@@ -32,13 +32,7 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
     if not path.exists():
         raise AgentScaleError(f"{path}: file not found")
     items: list[tuple[str, str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AgentScaleError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+    for number, record in jsonl_records(path):
         if (
             not isinstance(record, dict)
             or not isinstance(record.get("question"), str)

@@ -80,3 +80,11 @@ def test_read_questions_takes_ids_or_line_numbers_and_names_bad_lines(tmp_path: 
         read_questions(path)
     with pytest.raises(AgentScaleError, match="file not found"):
         read_questions(tmp_path / "missing.jsonl")
+    path.write_bytes(b'{"question": "ok"}\n\xff\xfe bad\n')  # these two were tracebacks
+    with pytest.raises(AgentScaleError, match=r"q.jsonl:2: not UTF-8 text"):
+        read_questions(path)
+    with pytest.raises(AgentScaleError, match="cannot read: Is a directory"):
+        read_questions(tmp_path)
+    path.write_text('{"question": "ok"}\n{"question": "ok"\n')
+    with pytest.raises(AgentScaleError, match=r"q.jsonl:2: invalid JSON"):
+        read_questions(path)

@@ -13,6 +13,7 @@ answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,9 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
     )
 
 
-def read_items(path: Path) -> list[TaskItem]:
-    """Parse and validate every line; the first bad line raises with its number."""
-    items: list[TaskItem] = []
-    first_line: dict[str, int] = {}
+def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line's JSON value with its line number; a file that cannot be read (missing, a
+    directory), a line that is not UTF-8 or not JSON raises `TaskError` naming the file and line."""
     try:
         handle = path.open("rb")
     except OSError as error:
@@ -77,14 +77,21 @@ def read_items(path: Path) -> list[TaskItem]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as error:
                 raise _fail(path, line_no, f"invalid JSON: {error.msg} (column {error.colno})") from None
-            item = _item(path, line_no, record)
-            if item.id in first_line:
-                raise _fail(path, line_no, f"duplicate id {item.id!r} (first on line {first_line[item.id]})")
-            first_line[item.id] = line_no
-            items.append(item)
+
+
+def read_items(path: Path) -> list[TaskItem]:
+    """Parse and validate every line; the first bad line raises with its number."""
+    items: list[TaskItem] = []
+    first_line: dict[str, int] = {}
+    for line_no, record in jsonl_records(path):
+        item = _item(path, line_no, record)
+        if item.id in first_line:
+            raise _fail(path, line_no, f"duplicate id {item.id!r} (first on line {first_line[item.id]})")
+        first_line[item.id] = line_no
+        items.append(item)
     if not items:
         raise TaskError(f"{path}: no items (expected one JSON object per line)")
     return items
