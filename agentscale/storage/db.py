@@ -25,9 +25,10 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import Table, event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from agentscale.errors import RunNotFound
+from agentscale.errors import AgentScaleError, RunNotFound
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -122,12 +123,26 @@ class Store:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(self.engine, "connect", _configure_sqlite)
-        SQLModel.metadata.create_all(self.engine)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            SQLModel.metadata.create_all(self.engine)
+        except (OSError, DBAPIError) as exc:  # a directory, a file of another kind, a path under a file
+            blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc.strerror or exc
+            what = (
+                "is a directory"
+                if self.path.is_dir()
+                else f"cannot be created: {blocking} is a file"
+                if blocking is not None
+                else f"cannot be opened as a SQLite database ({reason})"
+            )
+            raise AgentScaleError(
+                f"database {self.path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
+            ) from None
         self._statements: dict[type[SQLModel], _TableStatements] = {}
 
     @contextmanager

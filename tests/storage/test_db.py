@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import select
 
 from agentscale import Graph, Store
+from agentscale.errors import AgentScaleError
 from agentscale.storage.tables import CacheEntry, NodeCall, SpendEntry
 from agentscale.testing import ScriptedServer
 
@@ -136,3 +137,17 @@ def test_spend_sums_a_run_s_calls_and_knows_when_a_price_is_missing(tmp_path: Pa
     store.record_call({**entry, "key": "4"}, {**paid, "run_id": "a", "usd": None})
     assert store.spend("a")["usd"] is None and store.spend("a")["calls"] == 3  # one unknown price: no total
     assert store.spend("b")["usd"] is None
+
+
+def test_a_path_that_is_no_database_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """A directory, a text file and a path under a file each raised SQLAlchemy's error from every command."""
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    cases = {
+        tmp_path: "is a directory",
+        text: r"cannot be opened as a SQLite database \(file is not a database\)",
+        text / "x.db": "cannot be created: .*notes.txt is a file",
+    }
+    for path, message in cases.items():
+        with pytest.raises(AgentScaleError, match=f"database .* {message}: give a SQLite file path"):
+            Store(path)
