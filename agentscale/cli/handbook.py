@@ -17,7 +17,7 @@ from agentscale.cli._console import err, out, print_json, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import load_graph_spec
+from agentscale.graphs.io import load_graph_spec, refuse_directory, write_output
 
 if TYPE_CHECKING:
     from agentscale.memory.build import BuildReport, HandbookBuilder
@@ -377,7 +377,8 @@ def export_command(
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        output.write_text(text, encoding="utf-8")
+        refuse_directory(output, f"{handbook}.json")
+        write_output(output, text)
         err.print(f"wrote {output}")
 
 

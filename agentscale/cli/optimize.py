@@ -26,7 +26,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory
+from agentscale.graphs.io import refuse_directory, why_unwritable
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -124,7 +124,8 @@ def optimize_command(
             shutil.copyfile(result.best_path, out_file)
         except OSError as exc:  # the run is stored: say where its best graph is
             raise AgentScaleError(
-                f"cannot write --out {out_file} ({exc.strerror or exc}); the best graph is in {result.best_path}"
+                f"cannot write --out {out_file} ({why_unwritable(out_file, exc)}); "
+                f"the best graph is in {result.best_path}"
             ) from None
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")

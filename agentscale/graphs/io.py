@@ -1,7 +1,10 @@
-"""Reading and writing graph files: load with line-aware errors, dump so that load(dump(x)) == x."""
+"""Reading and writing graph files (load with line-aware errors, dump so that load(dump(x)) == x), and
+the output files a user names (refused when a directory, written atomically).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,28 @@ def refuse_directory(path: Path, example: str, *, shown: str | None = None) -> N
     written or computed, with a file path to give instead; `shown` names it as the user wrote it."""
     if path.is_dir():
         raise AgentScaleError(f"{shown or path} is a directory; give a file path, e.g. {path / example}")
+
+
+def write_output(path: Path, data: str | bytes) -> None:
+    """Write a file the user named, creating its folder, atomically (a reader never sees half a file);
+    a path that cannot be written (under a file, no permission) raises an error naming it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            partial.write_text(data, encoding="utf-8")
+        else:
+            partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:
+        raise AgentScaleError(f"cannot write {path} ({why_unwritable(path, exc)})") from None
+
+
+def why_unwritable(path: Path, error: OSError) -> str:
+    """What stops a file being written there: a folder on its way that is a file (mkdir says only
+    'File exists'), else the system's reason."""
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    return f"{blocking} is a file" if blocking is not None else str(error.strerror or error)
 
 
 def read_text(path: str | Path) -> str:

@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory
+from agentscale.graphs.io import refuse_directory, write_output
 from agentscale.report.drawing import GraphPicture, PictureNode
 from agentscale.report.layout import Box, layout
 
@@ -108,9 +108,8 @@ def write_drawing(picture: GraphPicture, path: Path) -> Path:
     if suffix not in (".svg", ".png"):
         raise AgentScaleError(f"{path}: a drawing is written as .svg or .png, not {suffix or 'a file without suffix'}")
     svg = render_svg(picture)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".svg":
-        path.write_text(svg, encoding="utf-8")
+        write_output(path, svg)
         return path
     try:
         import cairosvg
@@ -118,5 +117,5 @@ def write_drawing(picture: GraphPicture, path: Path) -> Path:
         raise AgentScaleError(
             f"PNG drawings need cairosvg and the cairo library ({exc}): pip install 'agentscale[png]', or write .svg"
         ) from None
-    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(path), scale=2.0)
+    write_output(path, cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=2.0))
     return path

@@ -6,11 +6,10 @@ The default place is next to the run's other outputs: `<db folder>/runs/<run_id>
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory
+from agentscale.graphs.io import refuse_directory, write_output
 from agentscale.report.eval_page import eval_report
 from agentscale.report.optimize_page import optimize_report
 from agentscale.storage.db import Store
@@ -36,9 +35,5 @@ def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:
     run = store.get_run(run_id)
     target = path or default_report_path(store, run.id)
     refuse_directory(target, "report.html")
-    page = render_report(store, run)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(target)
+    write_output(target, render_report(store, run))
     return target

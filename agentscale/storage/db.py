@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunNotFound
+from agentscale.graphs.io import why_unwritable
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -131,14 +132,12 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             SQLModel.metadata.create_all(self.engine)
         except (OSError, DBAPIError) as exc:  # a directory, a file of another kind, a path under a file
-            blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
-            reason = exc.orig if isinstance(exc, DBAPIError) else exc.strerror or exc
             what = (
                 "is a directory"
                 if self.path.is_dir()
-                else f"cannot be created: {blocking} is a file"
-                if blocking is not None
-                else f"cannot be opened as a SQLite database ({reason})"
+                else f"cannot be created ({why_unwritable(self.path, exc)})"
+                if isinstance(exc, OSError)
+                else f"cannot be opened as a SQLite database ({exc.orig})"
             )
             raise AgentScaleError(
                 f"database {self.path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"

@@ -118,6 +118,9 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = cli(capsys, "handbook", "export", "copy", "--out", str(tmp_path / "copy.json"))
     copy = json.loads((tmp_path / "copy.json").read_text())
     assert copy["behaviors"] == exported["behaviors"] and copy["handbook"] == "copy"
+    blocked = tmp_path / "math.json" / "h.json"  # a folder on the way that is a file: a traceback before
+    code, _, err = cli(capsys, "handbook", "export", "copy", "--out", str(blocked))
+    assert code == 1 and f"cannot write {blocked} ({tmp_path / 'math.json'} is a file)" in " ".join(err.split())
 
 
 def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,6 +115,8 @@ def test_draw_cli_writes_svg_and_refuses_bad_input(tmp_path: Path, capsys: pytes
     assert ".svg or .png" in capsys.readouterr().err
     assert main(["draw", str(graph), "-o", str(tmp_path)]) == 1  # it said "not a file without suffix"
     assert f"{tmp_path} is a directory; give a file path" in " ".join(capsys.readouterr().err.split())
+    assert main(["draw", str(graph), "-o", str(graph / "x.svg")]) == 1  # under a file: a traceback before
+    assert f"cannot write {graph / 'x.svg'} ({graph} is a file)" in " ".join(capsys.readouterr().err.split())
     assert main(["draw", str(tmp_path / "missing.yaml")]) == 1
     err = capsys.readouterr().err
     assert "missing.yaml" in err and "not found" in err and "Traceback" not in err

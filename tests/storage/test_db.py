@@ -146,7 +146,7 @@ def test_a_path_that_is_no_database_is_named_not_a_traceback(tmp_path: Path) -> 
     cases = {
         tmp_path: "is a directory",
         text: r"cannot be opened as a SQLite database \(file is not a database\)",
-        text / "x.db": "cannot be created: .*notes.txt is a file",
+        text / "x.db": r"cannot be created \(.*notes.txt is a file\)",
     }
     for path, message in cases.items():
         with pytest.raises(AgentScaleError, match=f"database .* {message}: give a SQLite file path"):
