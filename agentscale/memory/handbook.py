@@ -358,14 +358,17 @@ def import_handbook(
     if not isinstance(entries, list):
         raise AgentScaleError("the export has no 'behaviors' list")
     proposals, counters, created, sources = [], [], [], []
-    for position, entry in enumerate(entries):
+    for position, entry in enumerate(entries):  # every entry checked before anything is written
+        where = f"behaviors[{position}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise AgentScaleError(f"behaviors[{position}]: needs a string 'name'")
+            raise AgentScaleError(f"{where}: needs a string 'name'")
         if not isinstance(entry.get("instruction"), str):
-            raise AgentScaleError(f"behaviors[{position}]: needs a string 'instruction'")
+            raise AgentScaleError(f"{where}: needs a string 'instruction'")
         normalized = normalize_name(entry["name"])
         if normalized is None:
-            raise AgentScaleError(f"behaviors[{position}]: bad name {entry['name']!r}")
+            raise AgentScaleError(f"{where}: bad name {entry['name']!r}")
+        for key in ("source_run", "source_item", "topic"):
+            _expect(entry, key, str, where, "a string")
         proposals.append(
             Proposal(
                 normalized,
@@ -375,9 +378,9 @@ def import_handbook(
                 topic=entry.get("topic"),
             )
         )
-        counters.append({k: int(entry.get(k) or 0) for k in (*COUNTERS, "merged")})
-        created.append(_parse_time(entry.get("created")))
-        sources.append(entry.get("sources") or [])
+        counters.append({key: _count(entry, key, where) for key in (*COUNTERS, "merged")})
+        created.append(_time(entry, where))
+        sources.append(_sources(entry, where))
     handbook = Handbook(store, target, embedder=embedder)
     report = handbook.add(proposals, counters=counters, created=created, dedup_batch=False)
     _restore_sources(handbook, proposals, sources, report)
@@ -398,8 +401,6 @@ def _restore_sources(
             behavior_id = rows[proposal.name].id
             connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id == behavior_id))
             for source in exported:
-                if not isinstance(source, dict):
-                    continue
                 connection.execute(
                     _SOURCE.insert().values(
                         behavior_id=behavior_id,
@@ -408,18 +409,49 @@ def _restore_sources(
                         proposed_name=str(source.get("proposed_name") or proposal.name),
                         instruction=str(source.get("instruction") or proposal.instruction),
                         similarity=source.get("similarity"),
-                        created=_parse_time(source.get("created")) or utcnow(),
+                        created=_time(source, "") or utcnow(),
                     )
                 )
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+def _expect(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, what: str) -> None:
+    """An optional field of an exported entry: absent, null, or of `kind` (a bool is no number)."""
+    value = entry.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise AgentScaleError(f"{where}.{key}: must be {what}, got {value!r}")
+
+
+def _count(entry: dict[str, Any], key: str, where: str) -> int:
+    _expect(entry, key, int, where, "a whole number")
+    count = int(entry.get(key) or 0)
+    if count < 0:
+        raise AgentScaleError(f"{where}.{key}: a count cannot be negative, got {count}")
+    return count
+
+
+def _time(entry: dict[str, Any], where: str) -> datetime | None:
+    _expect(entry, "created", str, where, "an ISO time")
+    value = entry.get("created")
     try:
-        return datetime.fromisoformat(value)
+        return None if value is None else datetime.fromisoformat(value)
     except ValueError:
-        return None
+        raise AgentScaleError(f"{where}.created: must be an ISO time, got {value!r}") from None
+
+
+def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """An entry's exported provenance, each source's fields checked (import writes them as given)."""
+    _expect(entry, "sources", list, where, "a list")
+    checked = []
+    for index, source in enumerate(entry.get("sources") or []):
+        at = f"{where}.sources[{index}]"
+        if not isinstance(source, dict):
+            raise AgentScaleError(f"{at}: must be an object, got {source!r}")
+        for key in ("run_id", "item_id", "proposed_name", "instruction"):
+            _expect(source, key, str, at, "a string")
+        _expect(source, "similarity", (int, float), at, "a number")
+        _time(source, at)
+        checked.append(source)
+    return checked
 
 
 def _prunable(behavior: BehaviorRow, uses: int, unhelpful: bool, min_accuracy: float) -> bool:

@@ -137,3 +137,25 @@ def test_import_rejects_foreign_documents(store: Store) -> None:
         import_handbook(
             store, {"format": "agentscale-handbook", "version": 1, "handbook": "x", "behaviors": [{"name": "b"}]}
         )
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"times_retrieved": "many"}, r"behaviors\[1\]\.times_retrieved: must be a whole number, got 'many'"),
+        ({"times_cited": -5}, r"behaviors\[1\]\.times_cited: a count cannot be negative, got -5"),
+        ({"created": "garbage"}, r"behaviors\[1\]\.created: must be an ISO time, got 'garbage'"),
+        ({"topic": 3}, r"behaviors\[1\]\.topic: must be a string, got 3"),
+        ({"sources": [{"similarity": "high"}]}, r"behaviors\[1\]\.sources\[0\]\.similarity: must be a number"),
+        ({"sources": [{"created": 5}]}, r"behaviors\[1\]\.sources\[0\]\.created: must be an ISO time, got 5"),
+    ],
+)
+def test_import_checks_every_field_before_it_writes(store: Store, field: dict[str, object], message: str) -> None:
+    """A count of "many" or a similarity of "high" was a traceback, and a bad source left the import
+    half done (the behaviors were written, then their sources failed); -5 and "garbage" were taken."""
+    good = {"name": "behavior_first", "instruction": "Write the first step down before the second one."}
+    bad = {"name": "behavior_second", "instruction": "Check the units of every quantity you use.", **field}
+    document = {"format": "agentscale-handbook", "version": 1, "handbook": "x", "behaviors": [good, bad]}
+    with pytest.raises(AgentScaleError, match=message):
+        import_handbook(store, document, embedder=None)
+    assert list_handbooks(store) == []  # nothing written
