@@ -123,6 +123,17 @@ class GatewaySettings:
     max_concurrency: int = 16
     cache: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse values that cannot work: no call slot hung every call forever, a negative timeout
+        failed every call, a negative retry count meant none."""
+        if self.max_concurrency < 1:
+            raise AgentScaleError(f"GatewaySettings.max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.timeout_s <= 0:
+            raise AgentScaleError(f"GatewaySettings.timeout_s must be positive, got {self.timeout_s}")
+        for name in ("max_retries", "backoff_s", "max_backoff_s"):
+            if getattr(self, name) < 0:
+                raise AgentScaleError(f"GatewaySettings.{name} cannot be negative, got {getattr(self, name)}")
+
     @classmethod
     def from_env(cls, **overrides: Any) -> GatewaySettings:
         """Defaults, with `AGENTSCALE_CACHE=off` honoured, then explicit overrides."""

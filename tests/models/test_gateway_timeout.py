@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentscale.errors import ModelCallError
+from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.models import gateway as gateway_module
 from agentscale.models.gateway import CallRequest, Endpoint, Gateway, GatewaySettings, register_endpoint_resolver
 from agentscale.models.local import LOCAL_TIMEOUT_S
@@ -43,3 +43,17 @@ async def test_the_endpoint_timeout_replaces_the_gateways(
 
 def test_local_servers_get_minutes_not_the_default_two() -> None:
     assert LOCAL_TIMEOUT_S >= 600 > GatewaySettings().timeout_s
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be at least 1, got 0"),
+        ({"timeout_s": -1}, "timeout_s must be positive, got -1"),
+        ({"max_retries": -2}, "max_retries cannot be negative, got -2"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused(setting: dict[str, float], message: str) -> None:
+    """max_concurrency=0 left no call slot: every call waited forever (the YAML's own check said >= 1)."""
+    with pytest.raises(AgentScaleError, match=message):
+        GatewaySettings(**setting)  # type: ignore[arg-type]
