@@ -90,9 +90,16 @@ def _options(config: RunnableConfig | None) -> RunOptions:
 
 
 def _question(state: GraphState) -> str:
-    question = state.get("question")
-    if not question:
-        raise ValueError("the graph's input state needs a non-empty 'question'")
+    return checked_question(state.get("question"), "the graph's input state needs a 'question'")
+
+
+def checked_question(question: object, what: str = "a question") -> str:
+    """A question to answer: a string with some text (None or a number failed deep in the run, an
+    empty string paid for calls that had nothing to answer)."""
+    if not isinstance(question, str):
+        raise TypeError(f"{what}: a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError(f"{what}: the question is empty")
     return question
 
 

@@ -26,7 +26,7 @@ from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint
 from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.runtime.calls import RunValues, record_interrupted
-from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph
+from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
 from agentscale.storage.db import Store, new_run_id
@@ -109,6 +109,7 @@ class Graph:
         on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
+        checked_question(question)
         attributes = {"graph": self.name, "run_id": run_id, "item": item_key, "question": question}
         with span("item", item_key, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
             result = await self._arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event)
@@ -188,7 +189,14 @@ class Graph:
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
-        return asyncio.run(self.arun(question, **kwargs))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop running: the one case asyncio.run serves
+            return asyncio.run(self.arun(question, **kwargs))
+        raise RuntimeError(
+            "Graph.run cannot be called from a running event loop (a notebook, async code): "
+            "use `await graph.arun(question)` instead"
+        )
 
     async def _prepare_endpoints(self) -> None:
         """Start the models' servers (`local/` routes) before the run's clock, except where the

@@ -123,3 +123,25 @@ def test_a_coordinator_graph_compiles_to_its_discussion(tmp_path) -> None:  # ty
     again = asyncio.run(app.ainvoke({"question": question}))["rounds"]
     assert [r["decision"] for r in again] == [r["decision"] for r in out["rounds"]]
     assert again[0]["usage"]["cached_calls"] > 0  # the same discussion, replayed
+
+
+async def test_a_question_that_is_not_one_is_refused_before_any_call(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    """None failed with KeyError of an internal run id, 123 with "'int' object has no attribute
+    'strip'", and an empty question paid for two calls; compile().invoke refused only the empty one."""
+    graph = make_graph(BODY)
+    for question, error, message in [
+        (None, TypeError, "a string, got NoneType"),
+        (123, TypeError, "a string, got int"),
+        ("  ", ValueError, "the question is empty"),
+    ]:
+        with pytest.raises(error, match=message):
+            await graph.arun(question)
+        with pytest.raises(error, match=message):
+            await graph.compile().ainvoke({"question": question})
+    assert scripted.completion_requests == []
+
+
+async def test_run_inside_an_event_loop_says_to_await_arun(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RuntimeError, match=r"use `await graph.arun\(question\)`"):
+        make_graph(BODY).run("What is 8 + 9?")
+    assert scripted.completion_requests == []
