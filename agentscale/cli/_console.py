@@ -30,11 +30,38 @@ def _terminal_width_known() -> bool:
     return False
 
 
+class _StderrUntilClosed:
+    """stderr that goes quiet once its reader is gone (`agentscale eval ... 2>&1 | head -1`): progress
+    and notes are for a person, and losing them must not stop a run half way (it was left `running`).
+    Reads `sys.stderr` on each write, so a redirected or captured stderr is followed."""
+
+    def __init__(self) -> None:
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return sys.stderr.write(text)
+            except BrokenPipeError:
+                self.closed_by_reader = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                sys.stderr.flush()
+            except BrokenPipeError:
+                self.closed_by_reader = True
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: Rich's terminal checks
+        return getattr(sys.stderr, name)
+
+
 def _console(*, stderr: bool) -> Console:
     """A console for stdout or stderr. Output with no terminal anywhere (a file, a pipe from a job or
     CI) gets `PIPED_WIDTH` columns: at Rich's fallback of 80 a table folded routes and graph labels
     over several lines, which `grep` and log readers then saw cut."""
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = Console(file=_StderrUntilClosed() if stderr else None, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     if not _terminal_width_known():
         console.width = PIPED_WIDTH
     return console

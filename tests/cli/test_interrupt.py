@@ -1,5 +1,6 @@
 """Ctrl-C during `agentscale run`: exit 130 with a word on stderr, and for a file of questions, the run
-that keeps the answers so far (typer turned it into a silent exit 130)."""
+that keeps the answers so far (typer turned it into a silent exit 130). A reader that leaves stderr
+early does not stop or orphan a run."""
 
 from __future__ import annotations
 
@@ -75,3 +76,23 @@ def test_ctrl_c_during_a_file_of_questions_names_the_run_that_keeps_the_answers(
     assert stopped == {"run_id": first["run_id"], "status": "interrupted", "answered": 1, "n": 2}
     assert f"interrupted; run {first['run_id']} keeps the 1 of 2 questions answered" in stderr
     assert "Traceback" not in stderr
+
+
+def test_an_eval_whose_stderr_reader_leaves_finishes_its_run(tmp_path: Path) -> None:
+    """`agentscale eval ... 2>&1 >/dev/null | head -1` exited 1 on the next progress line and left the
+    run `running` for good, with no report."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n")
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    command = [sys.executable, "-m", "agentscale.cli.app", "eval", str(graph), "--task", "sim:math", "--n", "5"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    assert process.stderr.readline().startswith("eval run ")
+    process.stderr.close()  # as `head -1` does
+    assert process.wait(timeout=120) == 0
+    listed = subprocess.run(
+        [sys.executable, "-m", "agentscale.cli.app", "runs", "list", "--json"], capture_output=True, text=True, env=env
+    )
+    (run,) = json.loads(listed.stdout)
+    assert run["status"] == "done"
+    assert (tmp_path / "runs" / run["run_id"] / "report.html").exists()
