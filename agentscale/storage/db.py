@@ -233,10 +233,13 @@ class Store:
     def get_run(self, run_id: str) -> Run:
         with self.session() as session:
             run = session.get(Run, run_id)
-            if run is None:
-                matches = session.exec(select(Run).where(Run.id.startswith(run_id))).all()
+            if run is None:  # a prefix, as `runs list` shows ids (`_` and `%` match only themselves)
+                matches = session.exec(select(Run).where(col(Run.id).startswith(run_id, autoescape=True))).all()
                 if len(matches) == 1:
                     return matches[0]
+                if matches:
+                    ids = ", ".join(sorted(m.id for m in matches)[:5]) + (", ..." if len(matches) > 5 else "")
+                    raise RunNotFound(f"{run_id!r} is the start of {len(matches)} runs ({ids}): give more of the id")
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
             return run
 

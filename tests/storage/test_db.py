@@ -151,3 +151,16 @@ def test_a_path_that_is_no_database_is_named_not_a_traceback(tmp_path: Path) -> 
     for path, message in cases.items():
         with pytest.raises(AgentScaleError, match=f"database .* {message}: give a SQLite file path"):
             Store(path)
+
+
+def test_a_run_id_prefix_names_one_run_or_says_which(tmp_path: Path) -> None:
+    """A prefix shared by two runs said "no run", and `_` or `%` in it matched any character."""
+    store = Store(tmp_path / "runs.db")
+    for run_id in ("8765693394a3", "8769a2d87f95"):
+        store.create_run("run", run_id=run_id)
+    assert store.get_run("8765").id == "8765693394a3"
+    with pytest.raises(AgentScaleError, match=r"'876' is the start of 2 runs \(8765693394a3, 8769a2d87f95\)"):
+        store.get_run("876")
+    for wildcard in ("8_65", "%4a3"):
+        with pytest.raises(AgentScaleError, match=f"no run '{wildcard}'"):
+            store.get_run(wildcard)
