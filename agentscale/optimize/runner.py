@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -570,7 +570,7 @@ class Optimization:
         order = np.random.default_rng([self.seed, 7919]).permutation(len(self.train))
         return [self.train[int(i)] for i in order]
 
-    async def _test(self, crowned: Observation, singles: RaceOutcome, front: list[Observation]) -> _TestSplit:
+    async def _test(self, crowned: Observation, singles: RaceOutcome, front: Sequence[Observation] = ()) -> _TestSplit:
         """The crowned graph, every single model, the best single's vote and the `front` graphs on the
         test split, side by side. What the spend cap refuses is left out and named; what the others
         scored is kept (the crowned graph's advantage needs every single call scored: the best one
