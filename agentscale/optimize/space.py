@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
@@ -138,11 +138,12 @@ class SpaceSpec(StrictModel):
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     coordinator: CoordinatorSearch | None = None
 
-    @model_validator(mode="after")
-    def _needs_an_answering_role(self) -> SpaceSpec:
-        if "assistant" not in self.roles:
-            raise ValueError("roles must include 'assistant' (every graph needs a node that answers alone)")
-        return self
+    @field_validator("roles")
+    @classmethod
+    def _needs_an_answering_role(cls, roles: list[str]) -> list[str]:
+        if "assistant" not in roles:
+            raise ValueError("must include 'assistant' (every graph needs a node that answers alone)")
+        return roles
 
 
 def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpec:

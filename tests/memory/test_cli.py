@@ -115,7 +115,7 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
     code, out, _ = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "copy", "--json")
     assert code == 0 and json.loads(out)["behaviors"] == 2
-    code, out, _ = cli(capsys, "handbook", "export", "copy", "--out", str(tmp_path / "copy.json"))
+    code, out, _ = cli(capsys, "handbook", "export", "copy", "-o", str(tmp_path / "copy.json"))  # -o as draw, report
     copy = json.loads((tmp_path / "copy.json").read_text())
     assert copy["behaviors"] == exported["behaviors"] and copy["handbook"] == "copy"
     blocked = tmp_path / "math.json" / "h.json"  # a folder on the way that is a file: a traceback before
@@ -141,6 +141,16 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     seed_handbook(Store(db), "math", BEHAVIORS)
     code, _, err = cli(capsys, "handbook", "prune", "math")
     assert code == 1 and "say what to prune" in err
+    code, _, err = cli(capsys, "handbook", "prune", "math", "--unhelpful", "--min-accuracy", "2")  # was taken
+    assert code == 2 and "--min-accuracy" in err
+
+
+def test_an_unknown_embeddings_setting_is_named(db: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """AGENTSCALE_EMBEDDINGS=bogus was ignored silently (as auto)."""
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    monkeypatch.setenv("AGENTSCALE_EMBEDDINGS", "bogus")
+    code, _, err = cli(capsys, "handbook", "search", "math", "units")
+    assert code == 1 and "AGENTSCALE_EMBEDDINGS='bogus': use auto (the default), minilm or off" in err
 
 
 def test_every_handbook_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:

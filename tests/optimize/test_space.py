@@ -36,7 +36,7 @@ def test_design_example_is_valid() -> None:
     ("change", "path", "fragment"),
     [
         (("budget: {compute: 8}", "budget: {}"), "budget", "at least one of compute"),
-        (("roles: [assistant, critic, fuser, vote]", "roles: [critic]"), "", "must include 'assistant'"),
+        (("roles: [assistant, critic, fuser, vote]", "roles: [critic]"), "roles", "must include 'assistant'"),
         (("roles: [assistant, critic, fuser, vote]", "roles: [assistant, boss]"), "roles[1]", "Input should be"),
         (
             ('task: {name: "rg:basic_arithmetic",', 'task: {path: d.jsonl, name: "rg:basic_arithmetic",'),
