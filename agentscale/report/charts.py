@@ -137,7 +137,10 @@ def pareto_chart(points: Sequence[Point], x_label: str, y_label: str) -> str:
 def histogram(values: Sequence[float], x_label: str, bins: int = 20) -> str:
     """Counts of values in equal-width bins (the latency distribution of an eval)."""
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    width = (high - low) / bins or 1.0
+    if high == low:  # one item, or all alike: a narrow span around it (a 1-unit bin drew 20 s for one 0.4 s item)
+        spread = max(abs(low) * 0.2, 1e-3)
+        low, high = low - spread / 2, high + spread / 2
+    width = (high - low) / bins
     counts = [0] * bins
     for value in values:
         counts[min(bins - 1, int((value - low) / width))] += 1

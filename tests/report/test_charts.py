@@ -1,0 +1,26 @@
+"""The report's charts as SVG text: what a reader sees on the axes."""
+
+from __future__ import annotations
+
+import re
+
+from agentscale.report.charts import histogram
+
+
+def _bars(svg: str) -> list[tuple[float, float, int]]:
+    """(low, high, count) of each bar, read from its tooltip."""
+    return [(float(a), float(b), int(c)) for a, b, c in re.findall(r"<title>([\d.]+)–([\d.]+): (\d+)</title>", svg)]
+
+
+def test_a_histogram_of_one_value_spans_that_value_not_twenty_seconds() -> None:
+    """One 0.37 s item drew twenty 1-second bins, 0.37-20.4 s."""
+    bars = _bars(histogram([0.37], "latency (s)"))
+    assert len(bars) == 20 and sum(count for _, _, count in bars) == 1
+    assert bars[0][0] >= 0.3 and bars[-1][1] <= 0.45
+    (full,) = [(low, high) for low, high, count in bars if count]
+    assert full[0] <= 0.37 <= full[1]
+
+
+def test_a_histogram_spans_its_values() -> None:
+    bars = _bars(histogram([1.0, 2.0, 3.0], "latency (s)"))
+    assert bars[0][0] == 1.0 and bars[-1][1] == 3.0 and sum(count for _, _, count in bars) == 3
