@@ -51,6 +51,8 @@ def picture_from_spec(spec: GraphSpec) -> GraphPicture:
     coordinator = None
     if spec.coordinator is not None:
         coordinator = f"CEO {spec.coordinator.model} · up to {spec.coordinator.max_rounds} rounds"
+        if spec.coordinator.evaluator is not None:
+            coordinator += f" · evaluator {spec.coordinator.evaluator}"
     return GraphPicture(spec.name, nodes, edges, output, coordinator)
 
 

@@ -61,6 +61,9 @@ def test_a_known_graph_is_drawn_with_its_nodes_edges_output_and_coordinator() ->
     assert [n for n, a in nodes.items() if "output" in a["class"].split()] == ["pick"]
     coordinator = [g for g in root.iter(f"{SVG}g") if g.get("class") == "coordinator"]
     assert len(coordinator) == 1 and "CEO big · up to 2 rounds" in "".join(coordinator[0].itertext())
+    judged = DIAMOND.replace("{model: big, max_rounds: 2}", "{model: big, max_rounds: 2, evaluator: small}")
+    svg_judged = render_svg(picture_from_spec(load_spec_text(judged, "diamond.yaml")))  # the evaluator went unseen
+    assert "CEO big · up to 2 rounds · evaluator small" in "".join(ET.fromstring(svg_judged).itertext())
     # DAG order reads left to right: every edge points right
     assert all(box_x(root, a) < box_x(root, b) for a, b in edges)
     texts = "".join(root.itertext())
