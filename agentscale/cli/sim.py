@@ -45,7 +45,14 @@ def optimum_command(
 @sim_app.command("best-known")
 def best_known_command(
     space_file: Annotated[Path, typer.Argument(help="Search-space YAML over a sim task.", show_default=False)],
-    evaluations: Annotated[int, typer.Option(help="Distinct graphs to score on the exact truth.", min=1)] = 100_000,
+    evaluations: Annotated[
+        int,
+        typer.Option(
+            help="Distinct graphs to score on the exact truth (at least each model's canonical shapes: alone, "
+            "self-consistency, widest and deepest, which every search starts from).",
+            min=1,
+        ),
+    ] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the sampling and of the restarts.")] = 0,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the result here (default: SPACE.best-known.yaml beside it).")
