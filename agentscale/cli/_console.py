@@ -39,7 +39,7 @@ class _StderrUntilClosed:
         self.closed_by_reader = False
 
     def write(self, text: str) -> int:
-        if not self.closed_by_reader:
+        if not self.closed_by_reader and sys.stderr is not None:  # None: started with stderr closed (2>&-)
             try:
                 return sys.stderr.write(text)
             except BrokenPipeError:
@@ -47,13 +47,18 @@ class _StderrUntilClosed:
         return len(text)
 
     def flush(self) -> None:
-        if not self.closed_by_reader:
+        if not self.closed_by_reader and sys.stderr is not None:
             try:
                 sys.stderr.flush()
             except BrokenPipeError:
                 self.closed_by_reader = True
 
-    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: Rich's terminal checks
+    def isatty(self) -> bool:
+        return sys.stderr is not None and sys.stderr.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding: Rich's terminal checks
+        if sys.stderr is None:
+            raise AttributeError(name)
         return getattr(sys.stderr, name)
 
 

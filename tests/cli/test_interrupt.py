@@ -78,18 +78,34 @@ def test_ctrl_c_during_a_file_of_questions_names_the_run_that_keeps_the_answers(
     assert "Traceback" not in stderr
 
 
-def test_an_eval_whose_stderr_reader_leaves_finishes_its_run(tmp_path: Path) -> None:
-    """`agentscale eval ... 2>&1 >/dev/null | head -1` exited 1 on the next progress line and left the
-    run `running` for good, with no report."""
+def _eval_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     graph = tmp_path / "g.yaml"
     graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n")
     env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
-    command = [sys.executable, "-m", "agentscale.cli.app", "eval", str(graph), "--task", "sim:math", "--n", "5"]
+    return [sys.executable, "-m", "agentscale.cli.app", "eval", str(graph), "--task", "sim:math", "--n", "5"], env
+
+
+def test_an_eval_whose_stderr_reader_leaves_finishes_its_run(tmp_path: Path) -> None:
+    """`agentscale eval ... 2>&1 >/dev/null | head -1` exited 1 on the next progress line and left the
+    run `running` for good, with no report."""
+    command, env = _eval_command(tmp_path)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     assert process.stderr.readline().startswith("eval run ")
     process.stderr.close()  # as `head -1` does
     assert process.wait(timeout=120) == 0
+    _assert_done_with_report(tmp_path, env)
+
+
+def test_an_eval_started_with_stderr_closed_finishes_its_run(tmp_path: Path) -> None:
+    """`2>&-` (some job runners): Python's sys.stderr is then None, which the console must take as closed."""
+    command, env = _eval_command(tmp_path)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, env=env, preexec_fn=lambda: os.close(2), timeout=120)
+    assert done.returncode == 0
+    _assert_done_with_report(tmp_path, env)
+
+
+def _assert_done_with_report(tmp_path: Path, env: dict[str, str]) -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "agentscale.cli.app", "runs", "list", "--json"], capture_output=True, text=True, env=env
     )
