@@ -166,8 +166,9 @@ class EvalConfig:
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
 
-    def load(self) -> Task:
-        return load_task(self.task, scorer=self.scorer, **self.options).sample(self.n, self.seed)
+    def load(self, *, stored: bool = False) -> Task:
+        """The items to evaluate; `stored`: a resumed run's (see `load_task`)."""
+        return load_task(self.task, scorer=self.scorer, stored=stored, **self.options).sample(self.n, self.seed)
 
     @property
     def executor_config(self) -> ExecutorConfig:
@@ -194,7 +195,7 @@ class Evaluation:
         self.config = config
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
-        self.task = config.load()
+        self.task = config.load(stored=run_id is not None)
         if config.handbook is None and graph.runtime.answer_format == self.task.answer_format:
             self.graph = graph
         else:

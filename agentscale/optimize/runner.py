@@ -189,8 +189,8 @@ def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | Non
     return name, space.optimizer.seed if seed is None else seed
 
 
-def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskItem]]:
-    """The task and its deterministic train and test items."""
+def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, list[TaskItem], list[TaskItem]]:
+    """The task and its deterministic train and test items; `stored`: a resumed run's (see `load_task`)."""
     ref = space.task
     spec = ref.name or ref.path
     assert spec is not None
@@ -199,7 +199,7 @@ def load_task_split(space: SpaceSpec) -> tuple[Task, list[TaskItem], list[TaskIt
     if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
         options["size"] = max(total, 200)
     try:
-        task = load_task(spec, scorer=ref.scorer, **options)
+        task = load_task(spec, scorer=ref.scorer, stored=stored, **options)
     except TaskError as exc:
         where = "task.name" if ref.name else "task.path"
         if isinstance(exc, TaskOptionError) and ref.options:  # not when the refused option is our `size`
@@ -252,7 +252,7 @@ class Optimization:
         self.concurrency = concurrency
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)
-        self.task, self.train, self.test = load_task_split(space)
+        self.task, self.train, self.test = load_task_split(space, stored=run_id is not None)
         self.executor_config = executor or ExecutorConfig()
         self.executor: Executor = create_executor(self.executor_config)  # fails now if Ray is missing
         if run_id is None:

@@ -99,9 +99,11 @@ def _valid_names() -> str:
     return ", ".join(names) + ", or a path to a .jsonl file"
 
 
-def load_task(spec: str, *, scorer: str | None = None, **options: Any) -> Task:
+def load_task(spec: str, *, scorer: str | None = None, stored: bool = False, **options: Any) -> Task:
     """The task named by ``spec``; ``scorer`` replaces its scorer (a built-in task's only by one that
     reads its answer format: another would change its prompts too), ``options`` go to its loader.
+    ``stored``: the task of a stored run being resumed, taken as it was started (runs stored before
+    the answer-format check must still finish).
 
     ``spec`` is a built-in name (``humaneval``, ``champ``), ``prefix:name`` (``rg:chain_sum``) or a
     JSONL path. Unknown names raise `TaskError` listing the valid ones.
@@ -126,7 +128,7 @@ def load_task(spec: str, *, scorer: str | None = None, **options: Any) -> Task:
         task = _call(named.loader, spec, **options)
     if scorer is not None:
         scorer_fn, answer_format = get_scorer(scorer)
-        if answer_format != task.answer_format:  # it would change the prompts and extraction, not only scoring
+        if answer_format != task.answer_format and not stored:  # it changes the prompts, not only scoring
             fitting = [name for name, (_, fmt) in SCORERS.items() if fmt == task.answer_format]
             raise TaskScorerError(
                 f"task {spec!r} answers in {task.answer_format!r} and scorer {scorer!r} reads {answer_format!r} "

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.errors import SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
-from agentscale.tasks import load_task
+from agentscale.tasks import TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 
@@ -256,3 +257,16 @@ async def test_a_cache_replay_reports_the_same_critical_path_as_the_live_eval(tm
     assert replay.usage.calls == 0 and replay.usage.cached_calls == live.usage.calls > 0
     path = live.to_dict()["latency"]["critical_path_mean_s"]
     assert path > 1.0 and replay.to_dict()["latency"]["critical_path_mean_s"] == pytest.approx(path)
+
+
+async def test_a_run_stored_with_a_scorer_now_refused_still_resumes(tmp_path: Path) -> None:
+    """Runs started before a built-in task's scorer had to read its answer format must finish: the
+    check is for new runs (resuming one with `--scorer exact` on sim:math raised TaskScorerError)."""
+    store = Store(tmp_path / "runs.db")
+    config = EvalConfig(task="sim:math", n=2, scorer="exact")
+    with pytest.raises(TaskScorerError):
+        config.load()
+    graph = "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
+    run = store.create_run("eval", graph_name="g", graph_yaml=graph, config=asdict(config))
+    summary = await Evaluation.resume(run.id, Gateway(store, GatewaySettings())).run()
+    assert summary.n == 2 and store.get_run(run.id).status == "done"

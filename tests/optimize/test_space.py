@@ -7,6 +7,7 @@ import pytest
 from agentscale.errors import SpecError
 from agentscale.graphs.located import load_located
 from agentscale.graphs.validate import looks_like_space
+from agentscale.optimize.runner import load_task_split
 from agentscale.optimize.space import space_from_data
 
 GOOD = """\
@@ -53,3 +54,14 @@ def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragme
     with pytest.raises(SpecError) as info:
         _load(GOOD.replace(*change))
     assert any(i.path == path and fragment in i.message for i in info.value.issues), [str(i) for i in info.value.issues]
+
+
+def test_a_stored_space_with_a_scorer_now_refused_still_loads_its_split() -> None:
+    """An optimization stored before a built-in task's scorer had to read its answer format resumes."""
+    space = _load(
+        GOOD.replace('task: {name: "rg:basic_arithmetic",', 'task: {scorer: choice, name: "rg:basic_arithmetic",')
+    )
+    with pytest.raises(SpecError, match="scorer 'choice' reads 'choice'"):
+        load_task_split(space)
+    task, train, _ = load_task_split(space, stored=True)
+    assert task.scorer_name == "choice" and train
