@@ -206,7 +206,7 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
     tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
     columns = ["Pareto front: train accuracy (items)", *(["test accuracy"] if tested else []), "compute", "latency"]
     front = Table(*columns, "graph", title_justify="left")
-    for point in result.pareto if tested else result.pareto[:8]:
+    for point in result.pareto if result.front_paths else result.pareto[:8]:  # pareto: each has its file
         key = point.candidate.canonical_key
         test = [f"{tested[key].accuracy:.1%} (n={tested[key].n})" if key in tested else "—"] if tested else []
         path = result.front_paths.get(key)

@@ -1,7 +1,8 @@
 """`--dry-run`: what a search would spend, projected before any call is made.
 
-Counts every evaluation the run will make (single calls, pilot, search, crowning, test) and the
-items each answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
+Counts every evaluation the run will make (single calls, pilot, search, crowning, test; not the
+Pareto front's test evaluations of `objective.pareto`, which the search decides) and the items each
+answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
 (tokens per model node: the task's mean prompt plus one mean answer per input, plus one answer; a
 CEO-led graph runs every round and makes one CEO call a round, see `_per_item`). It
 ignores the response cache and the singles' race (every model on the whole train split), and counts

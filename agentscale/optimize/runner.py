@@ -11,7 +11,8 @@ Stages (each evaluation is a stored trial, see :mod:`agentscale.optimize.trials`
    is a searched graph the train split cannot separate from a single call, which is then crowned;
    a warning says when the top finalists overlap;
 3. test: the crowned graph, every single model and the best single's majority vote on the test
-   split, with Wilson intervals and the crowned graph's paired difference from the best single call.
+   split, with Wilson intervals and the crowned graph's paired difference from the best single call;
+   with `objective.pareto` every graph of the run's Pareto front too (each also written as a file).
 The search stops after `iterations`, when the spend cap would be crossed, or when three rounds in a
 row propose nothing new (converged). `usage.calls_by_stage` splits the model calls by stage.
 """
@@ -407,7 +408,7 @@ class Optimization:
         crowning, crown_race = await self._crown(method, history, singles, stopped)
         best_train = crowning.crowned
         # every graph with all it answered: minibatches, races
-        front = run_front(history + singles.raced + crown_race.raced, self.space.objective)
+        front = run_front(singles.raced + history + crown_race.raced, self.space.objective)  # in trial order
         pareto = self.space.objective.pareto
         report(settings.iterations, history, "testing")
         tested = await self._test(best_train, singles, front if pareto else []) if self.score_test else _TestSplit()

@@ -69,6 +69,9 @@ class OptimizeReport:
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
         self._drawings: dict[str, str] = {}
+        train = [t for t in self.trials if t.kind in TRAIN_KINDS]  # the run's front, as its summary has it
+        observations = [trial_observation(t, self.verdicts.get(t.seq, {}), self.candidates[t.seq]) for t in train]
+        self.front = run_front(observations, self.space.objective)
 
     # helpers ------------------------------------------------------------------------------------
     def drawing(self, trial: Trial) -> str:
@@ -133,11 +136,15 @@ class OptimizeReport:
             parts.append(paragraph(f"error: {run.error}", css_class="error"))
         parts.append(self._outcome(crowned, crowned_test))
         if crowned_test is not None:
+            front = {o.candidate.canonical_key for o in self.front} if self.space.objective.pareto else set()
             arms = [self.arm(crowned_test, "crowned graph")]
-            arms += [self.arm(t) for t in tests if t.key != crowned_test.key]
-            parts.append(
-                self._comparison("Crowned graph against the baselines (test split)", arms, "test", "comparison-test")
-            )
+            arms += [
+                self.arm(t, self.candidates[t.seq].short_name() + (" (Pareto front)" if t.key in front else ""))
+                for t in tests
+                if t.key != crowned_test.key
+            ]
+            title = "Crowned graph against the baselines" + (" and the Pareto front's graphs" if front else "")
+            parts.append(self._comparison(f"{title} (test split)", arms, "test", "comparison-test"))
         others = [arm for key, arm in singles.items() if crowned is not None and key != crowned.key]
         if ours is not None and others:
             arms = [ours, *others]
@@ -221,10 +228,7 @@ class OptimizeReport:
         if not search:
             return section("Search", paragraph("No search evaluation is stored."))
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
-        front = run_front(
-            [trial_observation(t, self.verdicts.get(t.seq, {}), self.candidates[t.seq]) for t in train],
-            self.space.objective,
-        )
+        front = self.front
         evaluations = {
             o.candidate.canonical_key: [t for t in train if t.key == o.candidate.canonical_key] for o in front
         }
@@ -241,17 +245,21 @@ class OptimizeReport:
             + pareto_chart(points, "compute (1B-call units)", f"train {self.accuracy_label}")
             + "</div>"
         )
+        tested = {t.key: t for t in self.trials if t.kind == "test"}  # objective.pareto: the front's too
+        scored = self.space.objective.pareto and any(o.candidate.canonical_key in tested for o in front)
         rows = [
             [
                 ", ".join(str(t.seq) for t in evaluations[o.candidate.canonical_key]),
                 f"{fmt_pct(o.accuracy)} ({o.n_items})",
+                *([_test_cell(tested.get(o.candidate.canonical_key))] if scored else []),
                 f"{o.compute:.2f}",
                 f"{o.latency_s:.2f} s",
                 Markup(self.drawing(evaluations[o.candidate.canonical_key][-1])),
             ]
             for o in front
         ]
-        headers = ["trials", f"train {self.accuracy_label} (items)", "compute", "latency", "graph"]
+        test_header = [f"test {self.accuracy_label} (items)"] if scored else []
+        headers = ["trials", f"train {self.accuracy_label} (items)", *test_header, "compute", "latency", "graph"]
         note = paragraph(
             "Left: each search evaluation's objective and the best so far. Right: grey points are search "
             "evaluations, each on its minibatch; red points are the Pareto front, each graph on every train item "
@@ -352,6 +360,10 @@ def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool
         reward=last.reward + accuracy_weight * (accuracy - last.accuracy),
         created=first.created,
     )
+
+
+def _test_cell(trial: Trial | None) -> str:
+    return "—" if trial is None else f"{fmt_pct(trial.accuracy)} ({trial.n_items})"
 
 
 def optimize_report(store: Store, run: Run) -> str:

@@ -137,3 +137,23 @@ def test_a_graphs_race_steps_merge_by_their_items_verdicts() -> None:
     assert (merged.n_items, merged.correct, merged.accuracy) == (12, 9, 0.75)
     disjoint = _merged([_step(1, 4, 4), _step(2, 4, 1)], 1.0, {})  # no verdicts stored: the steps' sums
     assert (disjoint.n_items, disjoint.correct) == (8, 5)
+
+
+def test_a_pareto_runs_report_shows_the_fronts_test_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """With objective.pareto the front's graphs are scored on the test split: the report named them
+    baselines and its front table had no test column."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objective: {accuracy: 1.0, cost: 0.1, pareto: true}\n")
+    assert main(["optimize", str(space), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    html = Path(result["report"]).read_text()
+    search = html[html.index('id="search"') :]
+    assert "test SIMULATED accuracy (items)" in search
+    for point in result["pareto"]:
+        assert f"{point['test']['accuracy']:.1%} ({point['test']['n']})" in search
+    comparison = html[html.index('id="comparison-test"') : html.index('id="search"')]
+    assert "Crowned graph against the baselines and the Pareto front" in comparison
+    assert "(Pareto front)" in comparison
