@@ -119,6 +119,18 @@ class SpendTotals(TypedDict):
     usd: float | None
 
 
+def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
+    """Why the database cannot be opened, and what to do: a wrong path (a directory, a file of another
+    kind, a folder that is a file) wants another path; a lock or a permission wants the reason."""
+    reason = str(error.orig) if isinstance(error, DBAPIError) else why_unwritable(path, error)
+    if path.is_dir() or "not a database" in reason or (isinstance(error, OSError) and "is a file" in reason):
+        what = "is a directory" if path.is_dir() else f"cannot be used ({reason})"
+        return f"database {path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
+    if "locked" in reason:
+        return f"database {path} is locked by another process ({reason}): wait for it, or give another --db"
+    return f"database {path} cannot be opened ({reason})"
+
+
 class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
@@ -131,17 +143,8 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             SQLModel.metadata.create_all(self.engine)
-        except (OSError, DBAPIError) as exc:  # a directory, a file of another kind, a path under a file
-            what = (
-                "is a directory"
-                if self.path.is_dir()
-                else f"cannot be created ({why_unwritable(self.path, exc)})"
-                if isinstance(exc, OSError)
-                else f"cannot be opened as a SQLite database ({exc.orig})"
-            )
-            raise AgentScaleError(
-                f"database {self.path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
-            ) from None
+        except (OSError, DBAPIError) as exc:
+            raise AgentScaleError(_unopenable(self.path, exc)) from None
         self._statements: dict[type[SQLModel], _TableStatements] = {}
 
     @contextmanager

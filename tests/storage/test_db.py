@@ -7,10 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from agentscale import Graph, Store
 from agentscale.errors import AgentScaleError
+from agentscale.storage.db import _unopenable
 from agentscale.storage.tables import CacheEntry, NodeCall, SpendEntry
 from agentscale.testing import ScriptedServer
 
@@ -145,12 +147,21 @@ def test_a_path_that_is_no_database_is_named_not_a_traceback(tmp_path: Path) -> 
     text.write_text("hello\n")
     cases = {
         tmp_path: "is a directory",
-        text: r"cannot be opened as a SQLite database \(file is not a database\)",
-        text / "x.db": r"cannot be created \(.*notes.txt is a file\)",
+        text: r"cannot be used \(file is not a database\)",
+        text / "x.db": r"cannot be used \(.*notes.txt is a file\)",
     }
     for path, message in cases.items():
         with pytest.raises(AgentScaleError, match=f"database .* {message}: give a SQLite file path"):
             Store(path)
+
+
+def test_a_locked_database_is_not_called_a_wrong_path(tmp_path: Path) -> None:
+    """A lock (another process writing) is named as one, not answered with "give a SQLite file path"
+    (the store waits 30 s for a lock, so its message is checked without the wait)."""
+    locked = OperationalError("CREATE TABLE run", {}, sqlite3.OperationalError("database is locked"))
+    message = _unopenable(tmp_path / "runs.db", locked)
+    assert "is locked by another process (database is locked): wait for it" in message
+    assert "give a SQLite file path" not in message
 
 
 def test_a_run_id_prefix_names_one_run_or_says_which(tmp_path: Path) -> None:
