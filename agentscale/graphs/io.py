@@ -4,6 +4,7 @@ the output files a user names (refused when a directory, written atomically).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,20 @@ def refuse_directory(path: Path, example: str, *, shown: str | None = None) -> N
 
 def write_output(path: Path, data: str | bytes) -> None:
     """Write a file the user named, creating its folder, atomically (a reader never sees half a file);
-    a path that cannot be written (under a file, no permission) raises an error naming it."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    a path that cannot be written (under a file, no permission) raises an error naming it. A link or
+    a special file (`/dev/stdout`, a pipe) is written in place: replacing it would break it."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    in_place = path.is_symlink() or (path.exists() and not path.is_file())
+    target = path if in_place else path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, str):
-            partial.write_text(data, encoding="utf-8")
-        else:
-            partial.write_bytes(data)
-        partial.replace(path)
+        target.write_bytes(payload)
+        if not in_place:
+            target.replace(path)
     except OSError as exc:
+        if not in_place:
+            with contextlib.suppress(OSError):  # no folder to hold it either
+                target.unlink(missing_ok=True)
         raise AgentScaleError(f"cannot write {path} ({why_unwritable(path, exc)})") from None
 
 
