@@ -153,7 +153,7 @@ def default_embedder() -> Embedder | None:
     mode = os.environ.get("AGENTSCALE_EMBEDDINGS", "auto").strip().lower()
     if mode in ("off", "0", "false", "no", "bm25", "none"):
         return None
-    if mode not in ("auto", "minilm", "on", "1", "true", "yes"):
+    if mode not in ("", "auto", "minilm", "on", "1", "true", "yes"):  # "": set but empty, as unset
         raise AgentScaleError(f"AGENTSCALE_EMBEDDINGS={mode!r}: use auto (the default), minilm or off")
     if not embed_extra_installed():
         if mode == "minilm":

@@ -73,7 +73,7 @@ class Graph:
 
     @classmethod
     def from_yaml(cls, text: str, **kwargs: Any) -> Graph:
-        return cls(checked_spec(load_located(text, kwargs.get("source")), kwargs.get("source")), **kwargs)
+        return cls(_checked_spec_text(text, kwargs.get("source")), **kwargs)
 
     @property
     def name(self) -> str:
@@ -227,7 +227,12 @@ def load(path: str | Path, **kwargs: Any) -> Graph:
 
     Keyword arguments go to :class:`Graph` (`store=None` disables recording; `gateway=` shares one).
     """
-    return Graph(checked_spec(load_located(read_text(path), str(path)), str(path)), source=str(path), **kwargs)
+    return Graph(_checked_spec_text(read_text(path), str(path)), source=str(path), **kwargs)
+
+
+def _checked_spec_text(text: str, source: str | None) -> GraphSpec:
+    """A graph file's text as a spec, its model routes checked at their lines (`checked_spec`)."""
+    return checked_spec(load_located(text, source), source)
 
 
 def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:

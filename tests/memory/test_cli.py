@@ -151,6 +151,9 @@ def test_an_unknown_embeddings_setting_is_named(db: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("AGENTSCALE_EMBEDDINGS", "bogus")
     code, _, err = cli(capsys, "handbook", "search", "math", "units")
     assert code == 1 and "AGENTSCALE_EMBEDDINGS='bogus': use auto (the default), minilm or off" in err
+    monkeypatch.setenv("AGENTSCALE_EMBEDDINGS", "")  # set but empty: the default, as before
+    code, _, err = cli(capsys, "handbook", "search", "math", "units")
+    assert code == 0, err
 
 
 def test_every_handbook_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
