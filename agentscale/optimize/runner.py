@@ -195,6 +195,12 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
     ref = space.task
     spec = ref.name or ref.path
     assert spec is not None
+    if ref.dev and not stored:  # accepted and set aside, read by nothing: a user would think it served
+        message = (
+            f"optimize holds out no dev split (the search and the crowning use train, the report test): "
+            f"leave dev out, or add its {ref.dev} items to train or test"
+        )
+        raise SpecError([SpecIssue("task.dev", message)])
     total = ref.train + ref.dev + ref.test
     options: dict[str, Any] = dict(ref.options)
     if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:

@@ -187,6 +187,7 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
             "task.options (line 2): task 'sim:math' does not accept option(s) temperature",
         ),
         ({"task": '"sim:math"', "train": 10, "roles": "vote"}, "roles (line 5): must include 'assistant'"),
+        ({"task": '"sim:math", dev: 5', "train": 10, "roles": "assistant"}, "task.dev (line 2): optimize holds out no"),
         (
             {"task": '"sim:math", scorer: choice', "train": 10, "roles": "assistant"},
             "task.scorer (line 2): task 'sim:math' answers in 'number' and scorer 'choice' reads 'choice'",
