@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,7 +25,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory, why_unwritable
+from agentscale.graphs.io import refuse_directory, write_output
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -119,16 +118,13 @@ def optimize_command(
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         resume = f"agentscale optimize --resume {optimization.run_id}"
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
-    if out_file is not None:
-        try:
-            shutil.copyfile(result.best_path, out_file)
-        except OSError as exc:  # the run is stored: say where its best graph is
-            raise AgentScaleError(
-                f"cannot write --out {out_file} ({why_unwritable(out_file, exc)}); "
-                f"the best graph is in {result.best_path}"
-            ) from None
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
+    if out_file is not None:  # after the report: a path that fails now loses neither it nor the run
+        try:
+            write_output(out_file, result.best_yaml)
+        except AgentScaleError as exc:
+            raise AgentScaleError(f"{exc}; the best graph is in {result.best_path}, the report {report}") from None
     simulated = is_simulated(model.model for model in optimization.space.models.values())
     if json_output:
         data = result.to_dict()

@@ -261,6 +261,12 @@ def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys:
     code, _, err = run_cli(capsys, "optimize", str(space), "--out", str(env))
     assert code == 1 and f"--out {env} is a directory; give a file path" in err and "Traceback" not in err
     assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
+    fresh = env / "new" / "best.yaml"  # a folder not made yet: the search was paid, then the copy failed
+    code, out, err = run_cli(capsys, "optimize", str(space), "--out", str(fresh), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["best"]["path"] == str(fresh) and Path(result["report"]).exists()
+    assert fresh.read_text() == (Path(result["report"]).parent / "best.yaml").read_text()
 
 
 def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
