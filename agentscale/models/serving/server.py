@@ -32,6 +32,7 @@ from agentscale.errors import ServingError
 from agentscale.models.bundled import StatusCallback, cache_dir, ensure_bundled_model, file_lock
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
+from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
 from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
 from agentscale.models.serving.health import free_port, pid_alive, port_free, served_names, serves
@@ -238,6 +239,11 @@ def resolve_target(name_or_path: str, options: EngineOptions | None, served_name
         return Target(served_name or spec.name, None, spec.name, user.over(recipe))
     if local.path is not None:
         return Target(served_name or local.path.name, str(local.path), None, user)
+    if answered_in_process(name_or_path):  # vLLM took `sim/llama-8b` for a hub id and failed after ~30 s
+        raise ServingError(
+            f"{name_or_path!r} is answered inside agentscale, not by a server: use it in a graph as it is; "
+            "serve local/<name>, a model folder, or a hub id"
+        )
     return Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
 
 
