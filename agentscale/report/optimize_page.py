@@ -273,8 +273,11 @@ class OptimizeReport:
         body = [
             [r.stage, r.evaluations, r.items, r.calls, r.cached_calls, f"{r.tokens:,}", fmt_usd(r.usd)] for r in rows
         ]
-        if agent.calls:
-            body.append(["optimizer feedback agent", "—", "—", agent.calls, 0, f"{agent.tokens:,}", fmt_usd(agent.usd)])
+        if agent.calls:  # the ledger beyond the node calls: the agent's, and items cut short by an interruption
+            what = "items cut short by an interruption (their stage is not recorded)"
+            if self.space.optimizer.agent_model is not None:
+                what = f"optimizer feedback agent, and {what}"
+            body.append([what, "—", "—", agent.calls, 0, f"{agent.tokens:,}", fmt_usd(agent.usd)])
         headers = ["stage", "evaluations", "items answered", "model calls", "cache hits", "tokens", "USD"]
         return section("Spend by stage", table(headers, body), section_id="spend")
 

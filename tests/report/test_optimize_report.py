@@ -157,3 +157,21 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     comparison = html[html.index('id="comparison-test"') : html.index('id="search"')]
     assert "Crowned graph against the baselines and the Pareto front" in comparison
     assert "(Pareto front)" in comparison
+
+
+def test_calls_of_items_cut_short_are_not_called_the_feedback_agents(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The ledger's calls beyond the node calls were all labelled "optimizer feedback agent", also in a
+    run with no agent, where they are calls of items an interruption cut short (a probe's resumed run)."""
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    paid_before_a_stop = {
+        "run_id": run_id,
+        "route": "sim/llama-1b",
+        "prompt_tokens": 5,
+        "completion_tokens": 5,
+        "flops": 0.0,
+    }
+    store.record_call(None, paid_before_a_stop)
+    assert main(["report", run_id, "-o", str(store.path.parent / "again.html")]) == 0
+    spend = (store.path.parent / "again.html").read_text().split('id="spend"')[1]
+    assert "items cut short by an interruption" in spend and "feedback agent" not in spend
