@@ -305,7 +305,7 @@ class CandidateGraph:
     def short_name(self) -> str:
         """`single call of l8`, `majority vote of 3 x l8`, `tester of 3 x l8`, else the graph in one line."""
         models = [n.model for n in self.nodes if n.model]
-        if self.size == 1 and models:
+        if self.size == 1 and models and self.ceo is None:  # with a CEO it is a discussion of rounds
             return f"single call of {models[0]}"
         chooser = {"vote": "majority vote", "tester": "tester"}.get(self.nodes[-1].role)
         if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == self.size - 1:

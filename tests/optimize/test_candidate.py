@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agentscale.graphs.spec import ModelSpec
 from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import call_flops, compute_unit
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.distribution import repair
 
 A = NodeChoice("assistant", "small")
@@ -127,3 +127,5 @@ def test_short_names_say_what_a_baseline_is() -> None:
     assert CandidateGraph((a, a, a, tester), fan_in).short_name() == "tester of 3 x l8"
     mixed = CandidateGraph((a, NodeChoice("assistant", "l1"), a, tester), fan_in)
     assert mixed.short_name() == mixed.one_line() and "l1" in mixed.one_line()
+    led = CandidateGraph((a,), frozenset(), CeoChoice("l8", 2))  # was "single call of l8": a discussion
+    assert led.short_name() == led.one_line() == "assistant:l8 + ceo:l8x2"
