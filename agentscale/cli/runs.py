@@ -73,13 +73,15 @@ def show_command(
 
       agentscale runs show 3f2a9c --html
     """
-    from agentscale.report import write_report
+    from agentscale.report import default_report_path, write_report
 
     store = open_store(db)
     run = store.get_run(run_id)
     report = str(write_report(store, run.id)) if html else None
     if report is not None:
         err.print(f"report: {escape(report)}")
+    elif default_report_path(store, run.id).exists():  # the one its command wrote (--json said null)
+        report = str(default_report_path(store, run.id))
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return

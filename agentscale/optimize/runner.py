@@ -363,7 +363,8 @@ class Optimization:
             # Ctrl-C, SIGTERM (its handler exits, which cancels this task) or a caller's cancel: resumable
             stopped = KeyboardInterrupt | SystemExit | asyncio.CancelledError
             status = "interrupted" if isinstance(exc, stopped) else "failed"
-            self.store.finish_run(self.run_id, status, error=str(exc) or type(exc).__name__)
+            error = None if status == "interrupted" else str(exc) or type(exc).__name__  # "CancelledError" said nothing
+            self.store.finish_run(self.run_id, status, error=error)
             raise
         finally:
             self.executor.close()

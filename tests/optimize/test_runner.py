@@ -226,6 +226,7 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert store.get_run(run.run_id).status == "interrupted"
+    assert store.get_run(run.run_id).error is None  # `runs show` printed "error: CancelledError"
     resumed = asyncio.create_task(Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run())
     await asyncio.sleep(0.2)
     assert store.get_run(run.run_id).status == "running"

@@ -90,6 +90,8 @@ def test_eval_output_and_runs_show_name_the_report(eval_run, capsys) -> None:  #
     assert str(default) in capsys.readouterr().err.replace("\n", "")
     assert main(["runs", "show", str(eval_run["run_id"]), "--html", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["report"] == str(default)  # scripts read it from the JSON
+    assert main(["runs", "show", str(eval_run["run_id"]), "--json"]) == 0  # without --html: the one eval wrote
+    assert json.loads(capsys.readouterr().out)["report"] == str(default)
     blocked = default / "again.html"  # a folder on the way that is a file: a traceback before
     assert main(["report", str(eval_run["run_id"]), "-o", str(blocked)]) == 1
     assert f"cannot write {blocked} ({default} is a file)" in " ".join(capsys.readouterr().err.split())
