@@ -122,6 +122,12 @@ def eval_command(
             raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
+        given = [flag for flag, value in (("--n", n), ("--scorer", scorer), ("--task-option", task_option)) if value]
+        if given or seed != 0:  # each was ignored: the stored run's items are what a resume answers
+            flags = ", ".join(given + (["--seed"] if seed != 0 else []))
+            raise AgentScaleError(
+                f"--resume answers the stored run's items, with its own sample and scorer; drop {flags}"
+            )
         evaluation = Evaluation.resume(resume, gateway, executor=where)
     else:
         if graph_file is None or task is None:
