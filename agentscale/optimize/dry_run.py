@@ -127,20 +127,26 @@ def project(
     usd: float | None = 0.0
     for _, items, (_, _, price) in stages:
         usd = None if usd is None or price is None else usd + items * price
-    return {
+    figures: dict[str, Any] = {
         "evaluations": sum(count for count, _, _ in stages),
         "items_answered": round(sum(items for _, items, _ in stages)),
         "calls": round(sum(items * calls for _, items, (calls, _, _) in stages)),
         "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
         "usd": usd,
-        "note": "projected without the response cache, the crowning race at its typical share (an estimate)"
-        + (
-            f"; not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "
-            "as many as the search puts there"
-            if score_test and space.objective.pareto
-            else ""
-        ),
     }
+    notes = ["projected without the response cache, the crowning race at its typical share (an estimate)"]
+    if score_test and space.objective.pareto:
+        notes.append(
+            f"not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "
+            "as many as the search puts there"
+        )
+    cap = space.optimizer.max_spend
+    for unit, limit in (("calls", cap.calls), ("tokens", cap.tokens), ("usd", cap.usd)):
+        if limit is not None and figures[unit] is not None and figures[unit] > limit:
+            notes.append(
+                f"max_spend.{unit}={limit} stops the run before this: it refuses an evaluation that could cross it"
+            )
+    return {**figures, "note": "; ".join(notes)}
 
 
 def _mean_per_item(

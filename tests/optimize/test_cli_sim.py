@@ -146,3 +146,15 @@ def test_pareto_scores_and_writes_every_front_graph(
         assert point["path"].endswith(f"front-{index}.yaml")
         assert main(["run", point["path"], "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["answer"] is not None
+
+
+def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With max_spend.calls under the projection, the dry run projected the full run without a word."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("minibatch: 6, seed: 0}", "minibatch: 6, seed: 0, max_spend: {calls: 40}}"))
+    assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
+    projected = json.loads(capsys.readouterr().out)
+    assert projected["calls"] > 40 and "max_spend.calls=40 stops the run before this" in projected["note"]
