@@ -137,11 +137,13 @@ class OptimizeReport:
         parts.append(self._outcome(crowned, crowned_test))
         if crowned_test is not None:
             front = {o.candidate.canonical_key for o in self.front} if self.space.objective.pareto else set()
-            arms = [self.arm(crowned_test, "crowned graph")]
+
+            def marked(trial: Trial, name: str) -> str:
+                return name + (" (Pareto front)" if trial.key in front else "")
+
+            arms = [self.arm(crowned_test, marked(crowned_test, "crowned graph"))]
             arms += [
-                self.arm(t, self.candidates[t.seq].short_name() + (" (Pareto front)" if t.key in front else ""))
-                for t in tests
-                if t.key != crowned_test.key
+                self.arm(t, marked(t, self.candidates[t.seq].short_name())) for t in tests if t.key != crowned_test.key
             ]
             title = "Crowned graph against the baselines" + (" and the Pareto front's graphs" if front else "")
             parts.append(self._comparison(f"{title} (test split)", arms, "test", "comparison-test"))

@@ -157,6 +157,8 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     comparison = html[html.index('id="comparison-test"') : html.index('id="search"')]
     assert "Crowned graph against the baselines and the Pareto front" in comparison
     assert "(Pareto front)" in comparison
+    assert result["best"]["graph"] in [point["graph"] for point in result["pareto"]]  # this run's crown is on it
+    assert "crowned graph (Pareto front)" in comparison
 
 
 def test_calls_of_items_cut_short_are_not_called_the_feedback_agents(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
