@@ -52,6 +52,7 @@ def test_optimization_report_in_the_browser(optimization, open_page, capsys) -> 
     page = open_page(path)
     assert "SIMULATED" in page.locator(".simulated").inner_text()
     assert "SIMULATED accuracy" in (page.locator("#crowned .facts").text_content() or "")
+    assert "latency (critical path, train)" in (page.locator("#crowned .facts").text_content() or "")  # not test's
     nodes = page.locator("#crowned svg.graph-drawing g.node")
     assert nodes.count() == candidate.size
     drawn = {nodes.nth(i).get_attribute("data-node") for i in range(nodes.count())}
