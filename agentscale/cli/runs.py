@@ -224,9 +224,11 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     out.print(
         f"[bold]optimization {run.id}[/] · space {run.graph_name} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S}"
     )
-    if run_is_simulated(run):
+    simulated = run_is_simulated(run)
+    if simulated:
         say_simulated()
-    table = Table("seq", "iter", "kind", "accuracy", "n", "compute", "objective", "graph")
+    accuracy = "SIMULATED accuracy" if simulated else "accuracy"  # as the report labels it
+    table = Table("seq", "iter", "kind", accuracy, "n", "compute", "objective", "graph")
     for t in trials:
         graph = diagram(candidate_from_json(t.candidate_json)).splitlines()[0]
         table.add_row(

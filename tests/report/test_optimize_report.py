@@ -103,6 +103,7 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     assert main(["runs", "show", run_id]) == 0
     text = capsys.readouterr().out
     assert "SIMULATED" in text and "best.svg" in text.replace("\n", "")
+    assert "SIMULATED accuracy" in text  # the trials' column, as docs/report.md says (it read "accuracy")
     # the summary lines read as the optimize command's own (they printed raw floats, lists and a dict)
     best = shown["summary"]["best"]
     low, high = best["ci95"]
