@@ -48,7 +48,16 @@ app.add_typer(handbook_app, name="handbook")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted: Ctrl-C, SIGTERM)."""
+    terminate_before = signal.getsignal(signal.SIGTERM)
     _watch_local_servers()
+    try:
+        return _run_app(argv)
+    finally:  # a SIGTERM once the command is done ends the process as SIGTERM does, not in a traceback
+        if threading.current_thread() is threading.main_thread() and terminate_before is not None:
+            signal.signal(signal.SIGTERM, terminate_before)
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):

@@ -112,3 +112,18 @@ def _assert_done_with_report(tmp_path: Path, env: dict[str, str]) -> None:
     (run,) = json.loads(listed.stdout)
     assert run["status"] == "done"
     assert (tmp_path / "runs" / run["run_id"] / "report.html").exists()
+
+
+def test_a_sigterm_after_the_command_is_done_is_no_traceback(tmp_path: Path) -> None:
+    """main() left its SIGTERM-to-KeyboardInterrupt handler installed: a SIGTERM landing after the
+    work (while the output was flushed, or at exit) printed a KeyboardInterrupt traceback."""
+    late = (
+        "import os, signal, time\n"
+        "from agentscale.cli.app import main\n"
+        "main(['runs', 'list', '--json'])\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+    )
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == -signal.SIGTERM and "Traceback" not in done.stderr, done.stderr
