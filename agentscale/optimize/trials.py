@@ -92,9 +92,20 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
 def stored_front(store: Store, run_id: str, objective: Objective) -> list[Observation]:
     """The run's Pareto front read back from its stored train evaluations, as the runner computes it
     (an interrupted run, which has no summary, gets the front of what it evaluated)."""
-    verdicts = stored_verdicts(store, run_id)
-    trials = [t for t in store.trials(run_id) if t.kind in TRAIN_KINDS]
-    return run_front([trial_observation(t, verdicts.get(t.seq, {})) for t in trials], objective)
+    return trials_front(store.trials(run_id), stored_verdicts(store, run_id), objective)
+
+
+def trials_front(
+    trials: list[Trial],
+    verdicts: dict[int, dict[str, bool]],
+    objective: Objective,
+    candidates: dict[int, CandidateGraph] | None = None,
+) -> list[Observation]:
+    """The Pareto front of a run's train evaluations, from trials and verdicts already read
+    (`candidates` by seq saves parsing each graph again)."""
+    train = [t for t in trials if t.kind in TRAIN_KINDS]
+    known = candidates or {}
+    return run_front([trial_observation(t, verdicts.get(t.seq, {}), known.get(t.seq)) for t in train], objective)
 
 
 @dataclass

@@ -15,9 +15,8 @@ from typing import Any
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
-from agentscale.optimize.objective import run_front
 from agentscale.optimize.space import SpaceSpec
-from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, stored_verdicts, trial_observation
+from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, stored_verdicts, trials_front
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
 from agentscale.report.drawing import picture_from_candidate
 from agentscale.report.html import (
@@ -69,9 +68,7 @@ class OptimizeReport:
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
         self._drawings: dict[str, str] = {}
-        train = [t for t in self.trials if t.kind in TRAIN_KINDS]  # the run's front, as its summary has it
-        observations = [trial_observation(t, self.verdicts.get(t.seq, {}), self.candidates[t.seq]) for t in train]
-        self.front = run_front(observations, self.space.objective)
+        self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
 
     # helpers ------------------------------------------------------------------------------------
     def drawing(self, trial: Trial) -> str:
