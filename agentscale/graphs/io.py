@@ -61,8 +61,13 @@ def write_output(path: Path, data: str | bytes) -> None:
 def why_unwritable(path: Path, error: OSError) -> str:
     """What stops a file being written there: a folder on its way that is a file (mkdir says only
     'File exists'), else the system's reason."""
-    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    blocking = blocking_file(path)
     return f"{blocking} is a file" if blocking is not None else str(error.strerror or error)
+
+
+def blocking_file(path: Path) -> Path | None:
+    """A folder on the way to `path` that is a file, if any (no file can be made under it)."""
+    return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
 
 
 def read_text(path: str | Path) -> str:

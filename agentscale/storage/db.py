@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunNotFound
-from agentscale.graphs.io import why_unwritable
+from agentscale.graphs.io import blocking_file, why_unwritable
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -123,7 +123,7 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
     """Why the database cannot be opened, and what to do: a wrong path (a directory, a file of another
     kind, a folder that is a file) wants another path; a lock or a permission wants the reason."""
     reason = str(error.orig) if isinstance(error, DBAPIError) else why_unwritable(path, error)
-    if path.is_dir() or "not a database" in reason or (isinstance(error, OSError) and "is a file" in reason):
+    if path.is_dir() or "not a database" in reason or blocking_file(path) is not None:
         what = "is a directory" if path.is_dir() else f"cannot be used ({reason})"
         return f"database {path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
     if "locked" in reason:
