@@ -409,7 +409,7 @@ def _restore_sources(
                         proposed_name=str(source.get("proposed_name") or proposal.name),
                         instruction=str(source.get("instruction") or proposal.instruction),
                         similarity=source.get("similarity"),
-                        created=_time(source, "") or utcnow(),
+                        created=source["created"] or utcnow(),
                     )
                 )
 
@@ -449,8 +449,7 @@ def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
         for key in ("run_id", "item_id", "proposed_name", "instruction"):
             _expect(source, key, str, at, "a string")
         _expect(source, "similarity", (int, float), at, "a number")
-        _time(source, at)
-        checked.append(source)
+        checked.append({**source, "created": _time(source, at)})  # parsed here, written as such
     return checked
 
 

@@ -593,7 +593,8 @@ class Optimization:
         graphs = [crowned.candidate, *others]
         if votes is not None and votes.canonical_key != crowned.candidate.canonical_key:
             graphs.append(votes)  # when the vote was crowned, its one evaluation serves both rows
-        graphs += [p.candidate for p in front if p.candidate.canonical_key not in {c.canonical_key for c in graphs}]
+        scored = {c.canonical_key for c in graphs}
+        graphs += [p.candidate for p in front if p.candidate.canonical_key not in scored]
         names = ["best", *(c.short_name() for c in graphs[1:])]
         scores, refused = await side_by_side(
             [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached

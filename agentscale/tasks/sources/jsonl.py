@@ -77,9 +77,10 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield line_no, json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise _fail(path, line_no, f"invalid JSON: {error.msg} (column {error.colno})") from None
+            yield line_no, record
 
 
 def read_items(path: Path) -> list[TaskItem]:
