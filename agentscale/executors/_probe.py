@@ -43,6 +43,7 @@ class _CacheOnlyGateway(Gateway):
         node: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        item_key: str | None = None,
     ) -> CallResult:
         assert self.store is not None
         found = _FOUND.get()

@@ -176,7 +176,7 @@ class HandbookBuilder:
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:
         fmt: AnswerFormat = task.answer_format if task is not None else "text"
-        calls = _Calls(ModelCalls(self.gateway, run_id=run_id), [])
+        calls = _Calls(ModelCalls(self.gateway, run_id=run_id, item_key=source.key), [])
         solution, answer, correct = source.solution, source.answer, source.correct
         status = "done"
         try:

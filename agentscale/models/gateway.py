@@ -254,10 +254,12 @@ class Gateway:
         node: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        item_key: str | None = None,
     ) -> CallResult:
         """Answer from the cache, or call the model with bounded retries; raise ModelCallError.
 
-        Real calls are entered in the spend ledger under `run_id` (cache hits cost nothing).
+        Real calls are entered in the spend ledger under `run_id` and `item_key` (cache hits cost
+        nothing): the item key tells whose call it was even when the item never finished.
         """
         attributes = {
             "route": request.model.route,
@@ -270,28 +272,29 @@ class Gateway:
             "messages": request.messages,
         }
         with span("call", request.model.route, attributes) as traced:  # tracing (agentscale.tracing): no-op when off
-            result = await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            entered = _Entered(run_id, item_key)
+            result = await self._complete(request, node=node, timeout_s=timeout_s, entered=entered)
             usd = call_usd(request.model, result.prompt_tokens, result.completion_tokens)
             traced.set({name: getattr(result, name) for name in TRACED_RESULT_FIELDS})
             traced.set({"usd": usd, "completion": result.completion})
             return result
 
     async def _complete(
-        self, request: CallRequest, *, node: str | None, timeout_s: float | None, run_id: str | None
+        self, request: CallRequest, *, node: str | None, timeout_s: float | None, entered: _Entered
     ) -> CallResult:
         hit = self.cached(request)
         if hit is not None:
             return hit
         if not (self.settings.cache and self.store is not None):
-            return await self._paid(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            return await self._paid(request, node=node, timeout_s=timeout_s, entered=entered)
         key = (id(asyncio.get_running_loop()), request.cache_key())
         asked = self._in_flight.get(key)
         if asked is not None:
-            return await self._wait_for(asked, request, node=node, timeout_s=timeout_s, run_id=run_id)
+            return await self._wait_for(asked, request, node=node, timeout_s=timeout_s, entered=entered)
         answer: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = answer
         try:
-            result = await self._paid(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            result = await self._paid(request, node=node, timeout_s=timeout_s, entered=entered)
         except ModelCallError as exc:  # failed after its retries: the same request would fail again
             answer.set_exception(exc)
             answer.exception()  # retrieved, whether or not another asker waits
@@ -312,7 +315,7 @@ class Gateway:
         *,
         node: str | None,
         timeout_s: float | None,
-        run_id: str | None,
+        entered: _Entered,
     ) -> CallResult:
         """The answer of the same request in flight, as a cache hit; its failure, named for this
         node; if its asker was cancelled, this asker's own call. `timeout_s` bounds the wait."""
@@ -320,7 +323,7 @@ class Gateway:
             async with asyncio.timeout(timeout_s):
                 first = await asyncio.shield(asked)
         except _FirstAskerGone:
-            return await self._complete(request, node=node, timeout_s=timeout_s, run_id=run_id)
+            return await self._complete(request, node=node, timeout_s=timeout_s, entered=entered)
         except ModelCallError as exc:
             raise ModelCallError(f"the same request in flight failed: {exc}", node=node, endpoint=exc.endpoint) from exc
         except TimeoutError:
@@ -330,7 +333,7 @@ class Gateway:
         return replace(first, cached=True, endpoint="cache", attempts=0)
 
     async def _paid(
-        self, request: CallRequest, *, node: str | None, timeout_s: float | None, run_id: str | None
+        self, request: CallRequest, *, node: str | None, timeout_s: float | None, entered: _Entered
     ) -> CallResult:
         """Call the model (bounded retries, the endpoint's concurrency limit) and record the spend."""
         endpoint = await resolve_endpoint(request.model)
@@ -362,16 +365,17 @@ class Gateway:
             response, request, latency, (served_by(response) if endpoint.replicas else None) or where, attempt
         )
         if self.store is not None:
-            self._record(request, result, run_id)
+            self._record(request, result, entered)
         return result
 
-    def _record(self, request: CallRequest, result: CallResult, run_id: str | None) -> None:
+    def _record(self, request: CallRequest, result: CallResult, entered: _Entered) -> None:
         """The spend ledger row and (cache on) the cache entry, in one transaction, as soon as the
         call returns: a crash right after loses neither the answer nor the record of its cost."""
         assert self.store is not None
         model = request.model
         spend = {  # a `spendentry` row
-            "run_id": run_id,
+            "run_id": entered.run_id,
+            "item_key": entered.item_key,
             "route": model.route,
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -443,6 +447,14 @@ class Gateway:
         )
         async with asyncio.timeout(timeout * len(endpoint.replicas) + 5):
             return await attempt
+
+
+@dataclass(frozen=True)
+class _Entered:
+    """What a paid call's spend ledger row is entered under: the run, and the item whose call it was."""
+
+    run_id: str | None
+    item_key: str | None
 
 
 class _FirstAskerGone(Exception):

@@ -49,12 +49,11 @@ from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
-from agentscale.optimize.trials import SpendCapReached, TrialEvaluator, calls_by_stage
+from agentscale.optimize.trials import AGENT_KEY, SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 
 PATIENCE = 3
-AGENT_NODE = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
 MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
 
@@ -333,13 +332,13 @@ class Optimization:
         if alias is None:
             return None
         model = resolve(alias, self.space.models.get(alias))
-        calls = ModelCalls(self.gateway, run_id=self.run_id)  # no budget: the run's spend cap covers it
+        calls = ModelCalls(self.gateway, run_id=self.run_id, item_key=AGENT_KEY)  # no budget: the spend cap covers it
 
         async def call(system: str, user: str) -> str:
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-            trace = NodeTrace(AGENT_NODE, AGENT_NODE, model=alias)
+            trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=alias)
             result = await calls.call(trace, CallRequest(model, messages, temperature=0.0, max_tokens=1024))
-            record_rows(self.store, self.run_id, AGENT_NODE, [trace])  # in the run's calls, like the trials'
+            record_rows(self.store, self.run_id, AGENT_KEY, [trace])  # in the run's calls, like the trials'
             if result is None:
                 raise ModelCallError(trace.error or "the call failed")
             return result.completion

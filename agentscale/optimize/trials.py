@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import Objective, SpaceSpec
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
-from agentscale.storage.tables import REFUSED, NodeCall, RunItem, Trial
+from agentscale.storage.tables import REFUSED, NodeCall, RunItem, SpendEntry, Trial
 from agentscale.tasks import Task, TaskItem
 
 
@@ -54,6 +53,7 @@ def candidate_from_json(text: str) -> CandidateGraph:
 
 
 TRAIN_KINDS = ("baseline", "search", "crown")  # evaluations on the train split (the test split's are "test")
+AGENT_KEY = "optimizer-agent"  # node id and item key of the feedback agent's calls in the run's rows
 
 
 def trial_observation(trial: Trial, verdicts: dict[str, bool], candidate: CandidateGraph | None = None) -> Observation:
@@ -309,16 +309,17 @@ class TrialEvaluator:
 class TrialCall:
     """A model call a trial's graph made (paid, or answered by the response cache)."""
 
-    seq: int
+    seq: int | None  # None: the optimizer agent's
     item_key: str
     cached: bool
     tokens: int
     usd: float | None
 
 
-def trial_calls(store: Store, run_id: str) -> Iterator[TrialCall]:
-    """A run's model calls that belong to trials (node calls under item keys `t<seq>:<item>`; the
-    optimizer agent's belong to none), for the spend per stage in `--json` and the report."""
+def trial_calls(store: Store, run_id: str, *, with_agent: bool = False) -> Iterator[TrialCall]:
+    """A run's model calls that belong to trials (node calls under item keys `t<seq>:<item>`), for
+    the spend per stage in `--json` and the report; `with_agent` adds the optimizer agent's, which
+    belong to none (seq None)."""
     calls = NodeCall.__table__.c  # type: ignore[attr-defined]
     query = select(calls.item_key, calls.cached, calls.prompt_tokens, calls.completion_tokens, calls.usd).where(
         calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok"
@@ -326,22 +327,88 @@ def trial_calls(store: Store, run_id: str) -> Iterator[TrialCall]:
     with store.engine.connect() as connection:
         for key, cached, prompt_tokens, completion_tokens, usd in connection.execute(query):
             seq = _trial_seq(key)
-            if seq is not None:
+            if seq is not None or (with_agent and key == AGENT_KEY):
                 yield TrialCall(seq, key, cached, prompt_tokens + completion_tokens, usd)
+
+
+@dataclass
+class PaidCalls:
+    """Paid model calls (cache hits are not calls), their tokens and USD (None once a price is unknown)."""
+
+    calls: int = 0
+    tokens: int = 0
+    usd: float | None = 0.0
+
+    def add(self, tokens: int, usd: float | None) -> None:
+        self.calls += 1
+        self.tokens += tokens
+        self.usd = None if self.usd is None or usd is None else self.usd + usd
+
+
+@dataclass
+class RunPaid:
+    """A run's paid calls by whom they were for: each trial (by seq, stored or not), the feedback
+    agent, and the rest (ledger rows of a release whose ledger did not name items)."""
+
+    trials: dict[int, PaidCalls]
+    agent: PaidCalls
+    unknown: PaidCalls
+
+
+def run_paid(store: Store, run_id: str) -> RunPaid:
+    """Where a run's paid calls went, from the spend ledger, whose rows name their item: a call of an
+    item cut short by an interruption counts with its trial, though the item's rows were never
+    written. A trial's own node calls count instead when they are more (a run stored by a release
+    whose ledger did not name items); what the ledger holds beyond the trials and the agent is
+    unknown."""
+    total, agent = PaidCalls(), PaidCalls()
+    ledger: dict[int, PaidCalls] = {}
+    spend = SpendEntry.__table__.c  # type: ignore[attr-defined]
+    query = select(spend.item_key, spend.prompt_tokens, spend.completion_tokens, spend.usd).where(
+        spend.run_id == run_id
+    )
+    with store.engine.connect() as connection:
+        for key, prompt_tokens, completion_tokens, usd in connection.execute(query):
+            total.add(prompt_tokens + completion_tokens, usd)
+            seq = None if key is None else _trial_seq(key)
+            if key == AGENT_KEY:
+                agent.add(prompt_tokens + completion_tokens, usd)
+            elif seq is not None:
+                ledger.setdefault(seq, PaidCalls()).add(prompt_tokens + completion_tokens, usd)
+    nodes: dict[int, PaidCalls] = {}
+    agent_nodes = PaidCalls()
+    for call in trial_calls(store, run_id, with_agent=True):
+        if not call.cached:
+            owner = agent_nodes if call.seq is None else nodes.setdefault(call.seq, PaidCalls())
+            owner.add(call.tokens, call.usd)
+    agent = _more(agent, agent_nodes)
+    trials = {seq: _more(ledger.get(seq, PaidCalls()), nodes.get(seq, PaidCalls())) for seq in ledger.keys() | nodes}
+    accounted = [agent, *trials.values()]
+    usd = None if total.usd is None or any(p.usd is None for p in accounted) else total.usd
+    unknown = PaidCalls(
+        max(0, total.calls - sum(p.calls for p in accounted)),
+        max(0, total.tokens - sum(p.tokens for p in accounted)),
+        None if usd is None else max(0.0, usd - sum(p.usd or 0.0 for p in accounted)),
+    )
+    return RunPaid(trials, agent, unknown)
+
+
+def _more(stored: PaidCalls, recorded: PaidCalls) -> PaidCalls:
+    """The ledger's count of someone's calls, unless their node calls hold more (an older ledger)."""
+    return stored if stored.calls >= recorded.calls else recorded
 
 
 STAGE_OF_KIND = {"baseline": "search", "search": "search", "crown": "crowning", "test": "test"}
 
 
 def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
-    """A run's paid model calls by stage (`usage.calls_by_stage`), counted per trial from its node
-    calls (item keys `t<seq>:<item>`), so calls made before a resume stay with their own stage. What
-    the ledger holds beyond them counts under search: the optimizer agent's calls, which belong to no
-    trial, and calls of items still in flight when a run was interrupted (their rows are written
-    when the item finishes, so their stage is unknown)."""
-    paid = Counter(call.seq for call in trial_calls(store, run_id) if not call.cached)
+    """A run's paid model calls by stage (`usage.calls_by_stage`), counted per trial (`run_paid`), so
+    calls made before a resume, or by items an interruption cut short, stay with their own stage.
+    The rest counts under search: the optimizer agent's calls, which belong to no trial, and those of
+    an evaluation cut short and not resumed (it has no stored kind)."""
+    paid = run_paid(store, run_id)
     stages = dict.fromkeys(("search", "crowning", "test"), 0)
     for trial in store.trials(run_id):
-        stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid[trial.seq]
+        stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid.trials.get(trial.seq, PaidCalls()).calls
     stages["search"] += max(0, store.spend(run_id)["calls"] - sum(stages.values()))
     return stages

@@ -268,15 +268,11 @@ class OptimizeReport:
 
     def _spend(self) -> str:
         stages = {t.seq: self.stage(t) for t in self.trials}
-        rows, agent = spend_by_stage(self.store, self.run.id, stages)
+        rows, beyond = spend_by_stage(self.store, self.run.id, stages)
         body = [
             [r.stage, r.evaluations, r.items, r.calls, r.cached_calls, f"{r.tokens:,}", fmt_usd(r.usd)] for r in rows
         ]
-        if agent.calls:  # the ledger beyond the node calls: the agent's, and items cut short by an interruption
-            what = "items cut short by an interruption (their stage is not recorded)"
-            if self.space.optimizer.agent_model is not None:
-                what = f"optimizer feedback agent, and {what}"
-            body.append([what, "—", "—", agent.calls, 0, f"{agent.tokens:,}", fmt_usd(agent.usd)])
+        body += [[r.stage, "—", "—", r.calls, 0, f"{r.tokens:,}", fmt_usd(r.usd)] for r in beyond]
         headers = ["stage", "evaluations", "items answered", "model calls", "cache hits", "tokens", "USD"]
         return section("Spend by stage", table(headers, body), section_id="spend")
 

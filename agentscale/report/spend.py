@@ -1,15 +1,17 @@
 """Where an optimization's model calls went: pilot, search, crowning, baselines, test.
 
-Node calls are stored per item under `t<seq>:<item id>`, so each call is attributed to the trial
-(and so the stage) that made it. The spend ledger has every paid call of the run; what it holds
-beyond the node calls are the optimizer's own feedback-agent calls, which belong to no trial.
+Paid calls are counted per trial from the spend ledger, whose rows name their item (`t<seq>:<item
+id>`), so each is attributed to the trial (and so the stage) that made it, even when an interruption
+cut its item short; cache hits and items answered come from the node calls. What the ledger holds
+beyond the trials is the optimizer's feedback agent, evaluations cut short and not resumed (no
+stored stage), and, in runs stored by earlier releases, calls whose item the ledger did not name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentscale.optimize.trials import trial_calls
+from agentscale.optimize.trials import PaidCalls, run_paid, trial_calls
 from agentscale.storage.db import Store
 
 
@@ -23,9 +25,15 @@ class StageSpend:
     tokens: int = 0  # paid tokens
     usd: float | None = 0.0
 
+    def add_paid(self, paid: PaidCalls) -> None:
+        self.calls += paid.calls
+        self.tokens += paid.tokens
+        self.usd = None if self.usd is None or paid.usd is None else self.usd + paid.usd
 
-def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[list[StageSpend], StageSpend]:
-    """Spend per stage in first-seen order, and the feedback agent's share of the ledger."""
+
+def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[list[StageSpend], list[StageSpend]]:
+    """Spend per stage in first-seen order; then what belongs to no stored trial, each kind on its
+    own row (empty ones left out): the feedback agent, and calls of no known stage."""
     rows: dict[str, StageSpend] = {}
     for seq in sorted(stages):
         rows.setdefault(stages[seq], StageSpend(stages[seq])).evaluations += 1
@@ -35,23 +43,14 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
             continue
         row = rows[stages[call.seq]]
         items.setdefault(row.stage, set()).add(call.item_key)
-        if call.cached:
-            row.cached_calls += 1
-            continue
-        row.calls += 1
-        row.tokens += call.tokens
-        row.usd = None if row.usd is None or call.usd is None else row.usd + call.usd
+        row.cached_calls += call.cached
     for stage, keys in items.items():
         rows[stage].items = len(keys)
-    ledger = store.spend(run_id)
-    paid_calls = sum(r.calls for r in rows.values())
-    paid_tokens = sum(r.tokens for r in rows.values())
+    paid = run_paid(store, run_id)
+    unknown = StageSpend("calls of no known stage (cut short by an interruption)")
+    unknown.add_paid(paid.unknown)
+    for seq, spent in paid.trials.items():
+        (rows[stages[seq]] if seq in stages else unknown).add_paid(spent)
     agent = StageSpend("optimizer feedback agent")
-    agent.calls = max(0, ledger["calls"] - paid_calls)
-    agent.tokens = max(0, ledger["tokens"] - paid_tokens)
-    known = [r.usd for r in rows.values()]
-    if ledger["usd"] is None or any(u is None for u in known):
-        agent.usd = None
-    else:
-        agent.usd = max(0.0, ledger["usd"] - sum(u or 0.0 for u in known))
-    return list(rows.values()), agent
+    agent.add_paid(paid.agent)
+    return list(rows.values()), [row for row in (agent, unknown) if row.calls]

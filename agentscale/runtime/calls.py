@@ -51,12 +51,15 @@ class SampleSlots:
 
 
 class ModelCalls:
-    """One run's calls: its sample slots, its budget ledger, the gateway and the run id they are
-    entered under. A refusal by the budget sets `stopped_reason` (the first one is kept)."""
+    """One run's calls: its sample slots, its budget ledger, the gateway and the run id and item key
+    they are entered under. A refusal by the budget sets `stopped_reason` (the first one is kept)."""
 
-    def __init__(self, gateway: Gateway, budget: Budget | None = None, run_id: str | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, budget: Budget | None = None, run_id: str | None = None, item_key: str | None = None
+    ) -> None:
         self.gateway = gateway
         self.run_id = run_id
+        self.item_key = item_key
         self.ledger = RunLedger(budget)
         self.stopped_reason: str | None = None
         self._samples = SampleSlots()
@@ -76,7 +79,11 @@ class ModelCalls:
             return None
         try:
             result = await self.gateway.complete(
-                request, node=trace.node_id, timeout_s=self.ledger.remaining_time(), run_id=self.run_id
+                request,
+                node=trace.node_id,
+                timeout_s=self.ledger.remaining_time(),
+                run_id=self.run_id,
+                item_key=self.item_key,
             )
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)

@@ -172,7 +172,7 @@ class Discussion:
         self.coordinator: Coordinator = coordinator
         self.question = question
         self.options = options
-        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id)  # one ledger for all calls
+        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id, options.item_key)  # one ledger
         self.plan = TeamPlan(runtime)
         self.limits = limits_for(runtime, self.plan)
         spec = runtime.spec

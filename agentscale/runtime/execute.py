@@ -116,7 +116,7 @@ class RunContext:
         self.runtime = runtime
         self.question = question
         self.options = options
-        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id)
+        self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id, options.item_key)
         self.traces: dict[str, NodeTrace] = {}
         self.tasks: dict[str, asyncio.Task[NodeTrace]] = {}
         self.stopped_reason: str | None = None  # the budget's refusal, else why the output did not answer

@@ -131,6 +131,30 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
     return f"database {path} cannot be opened ({reason})"
 
 
+def _add_new_columns(engine: Engine, path: Path) -> None:
+    """Bring a database written by an earlier release up to the tables' columns. `create_all` makes
+    missing tables only; a column added since (always nullable, so old rows stay valid) is added
+    here. Two processes may open an old database at once: the loser's duplicate is no error."""
+    with engine.connect() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            present = {row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                if not column.nullable:
+                    raise AgentScaleError(
+                        f"database {path} lacks column {table.name}.{column.name}, which cannot be added to "
+                        "existing rows: it was written by another release of agentscale; give another --db"
+                    )
+                kind = column.type.compile(engine.dialect)
+                try:
+                    connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                except DBAPIError as exc:
+                    if "duplicate column" not in str(exc.orig):
+                        raise
+            connection.commit()
+
+
 class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
@@ -143,6 +167,7 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             SQLModel.metadata.create_all(self.engine)
+            _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:
             raise AgentScaleError(_unopenable(self.path, exc)) from None
         self._statements: dict[type[SQLModel], _TableStatements] = {}

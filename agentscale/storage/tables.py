@@ -95,6 +95,7 @@ class SpendEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str | None = Field(default=None, index=True)
+    item_key: str | None = None  # whose call: kept even when the item never finished (an interruption)
     route: str = Field(index=True)
     prompt_tokens: int
     completion_tokens: int

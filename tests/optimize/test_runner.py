@@ -26,6 +26,7 @@ from agentscale.optimize.progress import Progress
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
+from agentscale.optimize.trials import run_paid
 from agentscale.report import write_report
 from agentscale.testing import Rule, ScriptedServer
 
@@ -258,6 +259,8 @@ async def test_calls_made_before_a_resume_stay_with_their_stage(
     assert sum(by_stage.values()) == result.usage["calls"] > paid_before
     assert by_stage["crowning"] > 0 and by_stage["test"] > 0
     assert by_stage["search"] < paid_before  # the first process's test calls are not search's
+    paid = run_paid(store, run.run_id)  # the calls of items the cancel cut short count with their trial
+    assert paid.unknown.calls == 0 and sum(p.calls for p in paid.trials.values()) == result.usage["calls"]
 
 
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ label, spend by stage, and the crowned graph's test items with their traces."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -163,19 +164,30 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     assert "crowned graph (Pareto front)" in comparison
 
 
-def test_calls_of_items_cut_short_are_not_called_the_feedback_agents(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
-    """The ledger's calls beyond the node calls were all labelled "optimizer feedback agent", also in a
-    run with no agent, where they are calls of items an interruption cut short (a probe's resumed run)."""
+def test_calls_of_items_cut_short_count_with_their_stage(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The ledger's rows name their item, so a call of an item an interruption cut short counts with
+    its trial's stage (its node calls were never written); one of an evaluation with no stored trial,
+    or a row of an earlier release's ledger (no item), is of no known stage. All such rows were once
+    labelled "optimizer feedback agent", also in runs with no agent."""
     store: Store = optimization["store"]  # type: ignore[assignment]
     run_id = str(optimization["run_id"])
-    paid_before_a_stop = {
-        "run_id": run_id,
-        "route": "sim/llama-1b",
-        "prompt_tokens": 5,
-        "completion_tokens": 5,
-        "flops": 0.0,
-    }
-    store.record_call(None, paid_before_a_stop)
-    assert main(["report", run_id, "-o", str(store.path.parent / "again.html")]) == 0
-    spend = (store.path.parent / "again.html").read_text().split('id="spend"')[1]
-    assert "items cut short by an interruption" in spend and "feedback agent" not in spend
+    paid = {"run_id": run_id, "route": "sim/llama-1b", "prompt_tokens": 5, "completion_tokens": 5, "flops": 0.0}
+    report = store.path.parent / "again.html"
+
+    def spend_rows() -> dict[str, list[str]]:
+        assert main(["report", run_id, "-o", str(report)]) == 0
+        section = report.read_text().split('id="spend"')[1].split("</table>")[0]
+        cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in section.split("<tr")[2:]]
+        return {row[0]: row[1:] for row in cells}
+
+    before = spend_rows()
+    test_seq = next(t.seq for t in store.trials(run_id) if t.kind == "test")
+    store.record_call(None, {**paid, "item_key": f"t{test_seq}:q-cut-short"})
+    after = spend_rows()
+    assert int(after["test"][2]) == int(before["test"][2]) + 1 and after.keys() == before.keys()
+    unstored = max(t.seq for t in store.trials(run_id, with_refused=True)) + 1
+    store.record_call(None, {**paid, "item_key": f"t{unstored}:q0"})
+    store.record_call(None, paid)  # no item: an earlier release's row
+    unknown = [row for stage, row in spend_rows().items() if "no known stage" in stage]
+    assert [row[2] for row in unknown] == ["2"]
+    assert not any("feedback agent" in stage for stage in spend_rows())

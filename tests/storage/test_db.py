@@ -175,3 +175,34 @@ def test_a_run_id_prefix_names_one_run_or_says_which(tmp_path: Path) -> None:
     for wildcard in ("8_65", "%4a3"):
         with pytest.raises(AgentScaleError, match=f"no run '{wildcard}'"):
             store.get_run(wildcard)
+
+
+_SPEND_BEFORE_ITEM_KEYS = """CREATE TABLE spendentry (
+    id INTEGER NOT NULL, run_id VARCHAR, route VARCHAR NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, flops FLOAT NOT NULL, usd FLOAT, created DATETIME NOT NULL,
+    PRIMARY KEY (id))"""  # as the first release made it: its ledger rows named no item
+
+
+def test_a_database_of_an_earlier_release_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute(_SPEND_BEFORE_ITEM_KEYS)
+        old.execute("INSERT INTO spendentry VALUES (1, 'a', 'r', 3, 4, 1.0, 0.5, '2026-11-30 10:00:00')")
+    store = Store(path)
+    store.record_call(
+        None,
+        {"run_id": "a", "item_key": "t1:q0", "route": "r", "prompt_tokens": 1, "completion_tokens": 1, "flops": 0.0},
+    )
+    with store.session() as session:
+        rows = session.exec(select(SpendEntry).order_by(SpendEntry.id)).all()  # type: ignore[arg-type]
+    assert [(r.run_id, r.item_key, r.prompt_tokens) for r in rows] == [("a", None, 3), ("a", "t1:q0", 1)]
+    assert store.spend("a")["calls"] == 2
+    Store(path)  # opened again (or by a second process): the column is there, nothing to add
+
+
+def test_a_database_lacking_a_required_column_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as odd:
+        odd.execute(_SPEND_BEFORE_ITEM_KEYS.replace("route VARCHAR NOT NULL, ", ""))
+    with pytest.raises(AgentScaleError, match=r"lacks column spendentry.route, .* another release"):
+        Store(path)
