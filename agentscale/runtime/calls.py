@@ -183,6 +183,8 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
 
 
 def record_interrupted(store: Store | None, run_row: RunValues | None) -> None:
-    """A single-question run stopped before its answer (Ctrl-C, a cancel, an error): keep the run row."""
+    """A single-question run stopped before its answer (Ctrl-C, a cancel, an error): keep the run row.
+    A stop that lands after the answer was recorded (a cancel between the output's row and the
+    graph's return) leaves the row as it is, done."""
     if store is not None and run_row is not None:
-        store.insert([(Run, {**run_row, "status": "interrupted"})])
+        store.insert([(Run, {**run_row, "status": "interrupted"})], keep_existing=True)

@@ -208,13 +208,15 @@ class Store:
         """Insert model instances in one transaction."""
         self.insert([as_row(row) for row in rows])
 
-    def insert(self, rows: Sequence[Row]) -> None:
+    def insert(self, rows: Sequence[Row], *, keep_existing: bool = False) -> None:
         """Insert rows in one transaction: a graph run writes a handful of rows per question, so each
-        is one prepared statement on the sqlite3 connection (no ORM unit of work, no SQL compiling)."""
+        is one prepared statement on the sqlite3 connection (no ORM unit of work, no SQL compiling).
+        `keep_existing`: a row whose key is taken is left out, the stored one kept."""
+        conflict = " ON CONFLICT DO NOTHING" if keep_existing else ""
         with self._cursor() as cursor:
             for model, values in rows:
                 statements = self._table(model)
-                cursor.execute(statements.insert_sql, statements.params(values))
+                cursor.execute(statements.insert_sql + conflict, statements.params(values))
 
     # runs -----------------------------------------------------------------------------------
     def create_run(

@@ -4,13 +4,18 @@ failures and budgets."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from agentscale import Graph
+from agentscale import Graph, Store
 from agentscale.graphs.result import NodeTrace
 from agentscale.runtime.execute import usable_candidates
+from agentscale.storage.db import Row
+from agentscale.storage.tables import Run
 from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
 
 WIDTH_8 = (
     "name: wide\nnodes:\n"
@@ -351,6 +356,34 @@ async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, s
     scripted.reset()
     again = await graph.arun("What is 4 + 4?")
     assert again.answer == "8" and again.usage.calls == 1 and again.usage.cached_calls == 1
+
+
+class _CancelsOnceDone(Store):
+    """A store that cancels the run's task as soon as a run row is written done: a cancel (a timeout,
+    Ctrl-C) landing between the answer's rows and the graph's return."""
+
+    run: asyncio.Future[object] | None = None
+
+    def insert(self, rows: Sequence[Row], **options: bool) -> None:
+        super().insert(rows, **options)
+        if self.run is not None and any(table is Run and values.get("status") == "done" for table, values in rows):
+            self.run.cancel()
+
+
+async def test_a_cancel_after_the_answer_was_recorded_is_a_cancel_and_the_run_stays_done(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    """The interrupted run's row was inserted again: sqlite3.IntegrityError (UNIQUE constraint failed:
+    run.id) replaced the CancelledError, so `asyncio.wait_for` raised it instead of TimeoutError."""
+    store = _CancelsOnceDone(tmp_path / "c.db")
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: late\nnodes:\n  - {id: a, role: assistant, model: m}\n"), store=store
+    )
+    store.run = asyncio.ensure_future(graph.arun("What is 4 + 4?"))
+    with pytest.raises(asyncio.CancelledError):
+        await store.run
+    (run,) = store.list_runs()
+    assert run.status == "done" and len(store.run_items(run.id)) == 1
 
 
 def test_inputs_finishing_at_the_same_modelled_time_keep_their_listed_order() -> None:
