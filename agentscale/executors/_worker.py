@@ -104,7 +104,9 @@ class WorkerStore(Store):
             spent = spend if isinstance(spend, dict) else spend.model_dump(exclude_none=True)
             item.sent.append(self._outbox.put.remote(cache, spent))
 
-    def insert(self, rows: Sequence[Row]) -> None:
+    def insert(self, rows: Sequence[Row], *, keep_existing: bool = False) -> None:
+        """Kept for the driver, which inserts them; `keep_existing` (only an interrupted single-question
+        run's row asks for it) never applies here: a worker answers items of a run the driver made."""
         _ITEM.get().rows.extend(rows)
 
 
