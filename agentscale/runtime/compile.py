@@ -30,6 +30,7 @@ from agentscale.runtime.execute import (
     has_context,
     open_context,
 )
+from agentscale.runtime.sync import run_sync
 
 PREPARE = "__prepare__"
 DISCUSSION = "discussion"
@@ -134,7 +135,7 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
                 raise
             return key
 
-        return {"run_key": asyncio.run(run_all())}
+        return {"run_key": run_sync(run_all())}
 
     first = START
     if prepare:
@@ -167,7 +168,7 @@ def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
         }
 
     def discuss_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
-        return asyncio.run(discuss(state, config))
+        return run_sync(discuss(state, config))
 
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
     builder.add_node(DISCUSSION, _Step(DISCUSSION, discuss_sync, discuss))

@@ -25,10 +25,12 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint, starts_server
 from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.routes import checked_spec, route_issues
+from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_interrupted
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
+from agentscale.runtime.sync import run_sync
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
@@ -191,8 +193,10 @@ class Graph:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
         try:
             asyncio.get_running_loop()
-        except RuntimeError:  # no loop running: the one case asyncio.run serves
-            return asyncio.run(self.arun(question, **kwargs))
+        except RuntimeError:  # no loop running: agentscale's loop answers, whichever thread asks
+            if any(starts_server(model.route) for model in self.runtime.models.values()):
+                install_signal_handlers()  # servers start in the loop's thread, where Python allows none
+            return run_sync(self.arun(question, **kwargs))
         raise RuntimeError(
             "Graph.run cannot be called from a running event loop (a notebook, async code): "
             "use `await graph.arun(question)` instead"

@@ -1,0 +1,92 @@
+"""The synchronous entry points (`Graph.run`, a compiled graph's `invoke`) run their coroutines on one
+event loop that agentscale keeps in a background thread.
+
+Why not `asyncio.run` per call: litellm keeps process-wide state bound to the event loop that made
+it (its logging worker's queue and tasks). Calls from several threads at once, each in a loop of its
+own, broke it: every call printed "LoggingWorker error: ... is bound to a different event loop" and
+"Task exception was never retrieved" tracebacks on stderr (≈ 15,000 lines for 120 runs from 8
+threads), and each new loop left the gateway one more concurrency semaphore. One loop for all the
+synchronous calls of a process keeps litellm on one loop (and its connections warm between calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="agentscale-loop", daemon=True)
+        self.thread.start()
+
+
+_lock = threading.Lock()
+_runner: _LoopThread | None = None
+
+
+def _forget_runner() -> None:
+    """A forked child has the loop object but not its thread: it starts a loop of its own."""
+    global _runner, _lock
+    _runner, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_runner)
+
+
+def _loop_thread() -> _LoopThread:
+    global _runner
+    with _lock:
+        if _runner is None:
+            _runner = _LoopThread()
+        return _runner
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end on agentscale's loop and return its result, from any thread (not
+    from the loop's own). The caller's context variables go with it (a tracing span's parent).
+
+    Ctrl-C in the waiting thread cancels the coroutine and waits for it to unwind (an interrupted run
+    records its row), then raises KeyboardInterrupt, as `asyncio.run` does.
+    """
+    runner = _loop_thread()
+    if threading.current_thread() is runner.thread:
+        coroutine.close()
+        raise RuntimeError("run_sync called from agentscale's own event loop: await the coroutine instead")
+    context = contextvars.copy_context()
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+    started: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = runner.loop.create_task(coroutine, context=context)
+        started.append(task)
+        task.add_done_callback(lambda done: _settle(outcome, done))
+
+    runner.loop.call_soon_threadsafe(start)
+    try:
+        return outcome.result()
+    except KeyboardInterrupt:
+        runner.loop.call_soon_threadsafe(lambda: started[0].cancel())  # queued after `start`: it has run
+        with contextlib.suppress(BaseException):  # the cancellation, or what the unwinding raised
+            outcome.result()
+        raise  # the interrupt goes on
+
+
+def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+    if task.cancelled():
+        outcome.set_exception(asyncio.CancelledError())
+    elif (error := task.exception()) is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(task.result())
