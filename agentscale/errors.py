@@ -69,6 +69,10 @@ class BudgetExceeded(AgentScaleError):
         super().__init__(f"budget {cap}={limit:g} would be exceeded (projected {projected:g})")
 
 
+class QuestionError(AgentScaleError, ValueError):
+    """A question a graph cannot answer: not a string, or no text (refused before any call)."""
+
+
 class RunNotFound(AgentScaleError):
     """A run id that is not in the database."""
 

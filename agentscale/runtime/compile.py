@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
+from agentscale.errors import QuestionError
 from agentscale.graphs.result import NodeTrace
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import (
@@ -98,9 +99,9 @@ def checked_question(question: object, what: str = "a question") -> str:
     """A question to answer: a string with some text (None or a number failed deep in the run, an
     empty string paid for calls that had nothing to answer)."""
     if not isinstance(question, str):
-        raise TypeError(f"{what}: a string, got {type(question).__name__}")
+        raise QuestionError(f"{what}: a string, got {type(question).__name__}")
     if not question.strip():
-        raise ValueError(f"{what}: the question is empty")
+        raise QuestionError(f"{what}: the question is empty")
     return question
 
 

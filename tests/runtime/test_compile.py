@@ -9,7 +9,7 @@ from typing import TypedDict
 import pytest
 from langgraph.graph import END, START, StateGraph
 
-from agentscale import Graph
+from agentscale import Graph, QuestionError
 from agentscale.graphs.validate import load_spec_text
 from agentscale.models.gateway import Gateway
 from agentscale.storage.db import Store
@@ -127,12 +127,13 @@ def test_a_coordinator_graph_compiles_to_its_discussion(tmp_path) -> None:  # ty
 
 async def test_a_question_that_is_not_one_is_refused_before_any_call(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
     """None failed with KeyError of an internal run id, 123 with "'int' object has no attribute
-    'strip'", and an empty question paid for two calls; compile().invoke refused only the empty one."""
+    'strip'", and an empty question paid for two calls; compile().invoke refused only the empty one.
+    Then the refusals were TypeError and ValueError, which an app catching AgentScaleError missed."""
     graph = make_graph(BODY)
     for question, error, message in [
-        (None, TypeError, "a string, got NoneType"),
-        (123, TypeError, "a string, got int"),
-        ("  ", ValueError, "the question is empty"),
+        (None, QuestionError, "a string, got NoneType"),
+        (123, QuestionError, "a string, got int"),
+        ("  ", QuestionError, "the question is empty"),  # an AgentScaleError: apps catch one base class
     ]:
         with pytest.raises(error, match=message):
             await graph.arun(question)
