@@ -15,9 +15,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from agentscale.errors import SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, SpecError, SpecIssue
 from agentscale.graphs.io import dump_graph_spec, read_text
-from agentscale.graphs.located import load_located
+from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues
@@ -35,7 +35,15 @@ from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
 
-_DEFAULT = object()
+
+class _DefaultStore:
+    """The `store=` default: ./.agentscale/agentscale.db, or $AGENTSCALE_DB (`None` records nothing)."""
+
+    def __repr__(self) -> str:
+        return "<the default store>"
+
+
+_DEFAULT = _DefaultStore()
 
 
 class Graph:
@@ -54,7 +62,7 @@ class Graph:
         self,
         spec: GraphSpec,
         *,
-        store: Store | Any | None = _DEFAULT,
+        store: Store | _DefaultStore | None = _DEFAULT,
         gateway: Gateway | None = None,
         answer_format: AnswerFormat | None = None,
         source: str | None = None,
@@ -62,8 +70,10 @@ class Graph:
         issues = graph_issues(spec) or route_issues(spec)
         if issues:
             raise SpecError(issues, source)
+        if gateway is not None and store is not _DEFAULT and store is not gateway.store:
+            raise AgentScaleError("give store= or gateway=, not both: the gateway's store is the one that records")
         if gateway is None:
-            resolved_store = Store() if store is _DEFAULT else store
+            resolved_store = Store() if isinstance(store, _DefaultStore) else store
             gateway = Gateway(resolved_store, GatewaySettings.from_env())
         self.spec = spec
         self.gateway = gateway
@@ -74,8 +84,34 @@ class Graph:
         _check_budget_is_enforceable(self.runtime, source)
 
     @classmethod
-    def from_yaml(cls, text: str, **kwargs: Any) -> Graph:
-        return cls(_checked_spec_text(text, kwargs.get("source")), **kwargs)
+    def from_yaml(
+        cls,
+        text: str,
+        *,
+        store: Store | _DefaultStore | None = _DEFAULT,
+        gateway: Gateway | None = None,
+        answer_format: AnswerFormat | None = None,
+        source: str | None = None,
+    ) -> Graph:
+        """A graph from YAML text; a mistake raises SpecError naming its YAML path and line."""
+        spec = checked_spec(load_located(text, source), source)  # routes checked at their lines
+        return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        store: Store | _DefaultStore | None = _DEFAULT,
+        gateway: Gateway | None = None,
+        answer_format: AnswerFormat | None = None,
+        source: str | None = None,
+    ) -> Graph:
+        """A graph from data shaped like the YAML (built in code); a mistake raises SpecError naming
+        its path (`nodes[0].model`), as a file's would, where `GraphSpec.model_validate` raises
+        pydantic's ValidationError."""
+        spec = checked_spec(LocatedData(data), source)
+        return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
 
     @property
     def name(self) -> str:
@@ -226,17 +262,19 @@ class Graph:
         return self._compiled
 
 
-def load(path: str | Path, **kwargs: Any) -> Graph:
+def load(
+    path: str | Path,
+    *,
+    store: Store | _DefaultStore | None = _DEFAULT,
+    gateway: Gateway | None = None,
+    answer_format: AnswerFormat | None = None,
+) -> Graph:
     """Load and validate a graph file.
 
-    Keyword arguments go to :class:`Graph` (`store=None` disables recording; `gateway=` shares one).
+    `store=None` disables recording, `store=Store(path)` records elsewhere; `gateway=` shares one
+    gateway (its store records); `answer_format` overrides the graph's.
     """
-    return Graph(_checked_spec_text(read_text(path), str(path)), source=str(path), **kwargs)
-
-
-def _checked_spec_text(text: str, source: str | None) -> GraphSpec:
-    """A graph file's text as a spec, its model routes checked at their lines (`checked_spec`)."""
-    return checked_spec(load_located(text, source), source)
+    return Graph.from_yaml(read_text(path), store=store, gateway=gateway, answer_format=answer_format, source=str(path))
 
 
 def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:

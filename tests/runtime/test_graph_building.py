@@ -1,0 +1,48 @@
+"""Building a `Graph` in code: data shaped like the YAML, its errors, and what records its runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentscale import AgentScaleError, Gateway, Graph, SpecError, Store
+
+
+def test_from_dict_builds_the_graph_a_file_would() -> None:
+    data = {
+        "name": "pair",
+        "models": {"m": {"model": "sim/llama-1b"}},
+        "nodes": [{"id": "a", "role": "assistant", "model": "m"}, {"id": "b", "role": "critic", "model": "m"}],
+        "edges": ["a -> b"],
+    }
+    graph = Graph.from_dict(data, store=None)
+    assert graph.output == "b" and Graph.from_yaml(graph.to_yaml(), store=None).spec == graph.spec
+
+
+def test_from_dict_names_each_mistake_by_its_path() -> None:
+    """`GraphSpec.model_validate`, the only way docs/api.md showed, raised pydantic's ValidationError:
+    no SpecError, no `.issues`, not an AgentScaleError."""
+    data = {
+        "name": "x",
+        "models": {"m": {"model": "sim/llama-1b"}},
+        "nodes": [{"id": "a", "role": "assistant", "modle": "m"}],
+        "defaults": {"temperature": 9},
+    }
+    with pytest.raises(SpecError) as raised:
+        Graph.from_dict(data, store=None)
+    paths = {issue.path for issue in raised.value.issues}
+    assert {"nodes[0].modle", "defaults.temperature"} <= paths, raised.value.issues
+    assert "did you mean 'model'" in str(raised.value)
+    route = {"name": "y", "nodes": [{"id": "a", "role": "assistant", "model": "sim/nosuch"}]}
+    with pytest.raises(SpecError, match=r"nodes\[0\]\.model: unknown simulated model 'sim/nosuch'"):
+        Graph.from_dict(route, store=None)  # routes are checked too, as `load` checks a file's
+
+
+def test_a_store_and_a_gateway_with_another_store_are_refused(tmp_path: Path) -> None:
+    """The gateway's store recorded and `store=` was ignored, silently."""
+    recorded = Gateway(Store(tmp_path / "b.db"))
+    text = "name: z\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    with pytest.raises(AgentScaleError, match="give store= or gateway=, not both"):
+        Graph.from_yaml(text, store=Store(tmp_path / "a.db"), gateway=recorded)
+    assert Graph.from_yaml(text, store=recorded.store, gateway=recorded).store is recorded.store
