@@ -203,7 +203,9 @@ class Graph:
         assert result is not None, "the graph finished without a result"
         return result
 
-    async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[GraphEvent]:
+    async def astream(
+        self, question: str, *, run_id: str | None = None, item_key: str = "0", record: bool = True
+    ) -> AsyncIterator[GraphEvent]:
         """Yield `node_started` and `node_finished` events as they happen, then one `final` event.
 
         >>> async def show(graph):  # doctest: +SKIP
@@ -211,7 +213,9 @@ class Graph:
         ...         print(event.kind, event.node_id)
         """
         queue: asyncio.Queue[GraphEvent] = asyncio.Queue()
-        task = asyncio.ensure_future(self.arun(question, on_event=queue.put_nowait, **kwargs))
+        task = asyncio.ensure_future(
+            self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=queue.put_nowait)
+        )
         try:
             while not (task.done() and queue.empty()):
                 getter = asyncio.ensure_future(queue.get())
@@ -225,14 +229,22 @@ class Graph:
             if not task.done():
                 task.cancel()
 
-    def run(self, question: str, **kwargs: Any) -> RunResult:
+    def run(
+        self,
+        question: str,
+        *,
+        run_id: str | None = None,
+        item_key: str = "0",
+        record: bool = True,
+        on_event: Callable[[GraphEvent], None] | None = None,
+    ) -> RunResult:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # no loop running: agentscale's loop answers, whichever thread asks
             if any(starts_server(model.route) for model in self.runtime.models.values()):
                 install_signal_handlers()  # servers start in the loop's thread, where Python allows none
-            return run_sync(self.arun(question, **kwargs))
+            return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event))
         raise RuntimeError(
             "Graph.run cannot be called from a running event loop (a notebook, async code): "
             "use `await graph.arun(question)` instead"
