@@ -65,8 +65,14 @@ class _StderrUntilClosed:
 def _console(*, stderr: bool) -> Console:
     """A console for stdout or stderr. Output with no terminal anywhere (a file, a pipe from a job or
     CI) gets `PIPED_WIDTH` columns: at Rich's fallback of 80 a table folded routes and graph labels
-    over several lines, which `grep` and log readers then saw cut."""
-    console = Console(file=_StderrUntilClosed() if stderr else None, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+    over several lines, which `grep` and log readers then saw cut.
+
+    Markup is off: what is printed is mostly text from users and models (questions, prompts,
+    answers, names), and as Rich markup `[/INST]` raised MarkupError and `a[i]` lost its `[i]`; emoji
+    codes are off for the same reason (`:thumbs_up:` stays text). A line styled on purpose says
+    `markup=True` and escapes what it interpolates."""
+    file = _StderrUntilClosed() if stderr else None
+    console = Console(file=file, markup=False, emoji=False, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     if not _terminal_width_known():
         console.width = PIPED_WIDTH
     return console
@@ -82,15 +88,22 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def print_plain(text: str) -> None:
+    """A line on stdout exactly as given: answers go to scripts and pipes, and through Rich a tab
+    became spaces (a code answer's indentation, `run --input`'s tab-separated columns)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def say_simulated() -> None:
     """The note under figures of sim/ models: the simulated population's, never a real model's."""
     from agentscale.report.html import SIMULATED_NOTE
 
-    out.print(f"[bold yellow]{escape(SIMULATED_NOTE)}[/]")
+    out.print(SIMULATED_NOTE, style="bold yellow")
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
 def short(text: str | None, width: int = 60) -> str:
@@ -112,13 +125,13 @@ def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = F
     to resume."""
     from agentscale.report import write_report
 
-    err.print(f"interrupted; continue with: {escape(resume)}")
+    err.print(f"interrupted; continue with: {resume}")
     report: str | None = None
     try:
         report = str(write_report(store, run_id))
-        err.print(f"report of what finished: {escape(report)}")
+        err.print(f"report of what finished: {report}")
     except Exception as exc:  # the report is a courtesy: never hide the interruption behind its failure
-        err.print(f"(no report: {escape(str(exc))})")
+        err.print(f"(no report: {exc})")
     if json_output:
         print_json({"run_id": run_id, "status": "interrupted", "resume": resume, "report": report})
     return Interrupted()

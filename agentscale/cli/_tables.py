@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from agentscale.cli._console import short
 from agentscale.graphs.result import NodeTrace, Usage
@@ -15,7 +16,7 @@ def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
     for column in ("node", "role", "model", "tokens", "latency", "cached", "status", "answer"):
         table.add_column(column, overflow="fold", justify="right" if column in ("tokens", "latency") else "left")
     for node in trace:
-        status = node.status if node.status == "ok" else f"[red]{node.status}[/]"
+        status = Text(node.status, style="" if node.status == "ok" else "red")
         table.add_row(
             node.node_id,
             node.role,

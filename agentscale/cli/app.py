@@ -84,11 +84,13 @@ def _run_app(argv: list[str] | None) -> int:
 
 def _watch_local_servers() -> None:
     """Show local-server starts (they take tens of seconds); SIGTERM ends a command as Ctrl-C does."""
+    from rich.markup import escape
+
     from agentscale.cli._console import err
     from agentscale.models import local
     from agentscale.models.serving import install_signal_handlers
 
-    local.on_status(lambda message: err.print(f"[dim]local model:[/] {message}"))
+    local.on_status(lambda message: err.print(f"[dim]local model:[/] {escape(message)}", markup=True))
     _interrupt_on_terminate()
     install_signal_handlers()  # SIGHUP still stops started servers at once; SIGTERM is handled above
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from agentscale.cli._console import err, interrupted, out, print_json, say_simulated, short
 from agentscale.cli._options import (
@@ -149,7 +150,8 @@ def eval_command(
         err.print(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
-            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else "")
+            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else ""),
+            markup=True,
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     try:
@@ -168,7 +170,7 @@ def eval_command(
     _print_summary(summary)
     if simulated:
         say_simulated()
-    out.print(f"report: {escape(str(report))}")
+    out.print(f"report: {report}")
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
@@ -183,7 +185,7 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
         progress.update(bar, advance=1, status=f"{correct}/{done} correct")
 
     with progress:
-        bar = progress.add_task(evaluation.task.name, total=total, completed=total - todo, status="")
+        bar = progress.add_task(escape(evaluation.task.name), total=total, completed=total - todo, status="")
         return await evaluation.run(on_item=advance)
 
 
@@ -195,7 +197,7 @@ def _items_table(items: list[ItemResult]) -> Table:
             short(item.question, 40),
             short(item.answer, 24),
             short(item.reference, 24),
-            "[green]✓[/]" if item.correct else "[red]✗[/]",
+            Text("✓", style="green") if item.correct else Text("✗", style="red"),
             str(item.usage.tokens),
         )
     return table
@@ -209,7 +211,8 @@ def _print_summary(summary: EvalSummary) -> None:
     usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
     out.print(
         f"[bold]{escape(summary.task)}[/]: accuracy {summary.accuracy:.1%} ({summary.correct}/{summary.n}), "
-        f"95% CI [{low:.1%}, {high:.1%}]"
+        f"95% CI [{low:.1%}, {high:.1%}]",
+        markup=True,
     )
     out.print(
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · FLOPs {flops} · {usd} · "
@@ -221,6 +224,7 @@ def _print_summary(summary: EvalSummary) -> None:
     if unfinished:
         out.print(
             f"[yellow]{len(unfinished)} of {summary.n} items did not finish and were scored as they ended; "
-            f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]"
+            f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]",
+            markup=True,
         )
     out.print(f"run {summary.run_id} (agentscale runs show {summary.run_id})")

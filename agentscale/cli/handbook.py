@@ -162,7 +162,8 @@ def _print_build(report: BuildReport) -> None:
     err.print(
         f"[bold]{escape(report.handbook)}[/]: {report.items} items ({report.correct} solved correctly), "
         f"{report.proposed} behaviors proposed → {report.added} added, {report.merged} merged; "
-        f"{report.behaviors} in the handbook"
+        f"{report.behaviors} in the handbook",
+        markup=True,
     )
     err.print(
         f"skipped: {report.malformed} malformed extraction(s), {report.failed} failed item(s), "
@@ -264,8 +265,8 @@ def show_command(
     if json_output:
         print_json(data)
         return
-    out.print(f"[bold]{row.name}[/] ({escape(handbook)}; topic {escape(row.topic or '—')})")
-    out.print(escape(row.instruction))
+    out.print(f"[bold]{escape(row.name)}[/] ({escape(handbook)}; topic {escape(row.topic or '—')})", markup=True)
+    out.print(row.instruction)
     out.print(
         f"retrieved {row.times_retrieved} · cited {row.times_cited} · in correct answers {row.times_cited_correct}"
         f" · in wrong answers {row.times_cited_wrong} · merged proposals {row.merged}"

@@ -121,7 +121,8 @@ def models_pull_command(
     for r in results:
         err.print(
             f"[green]✓[/] {escape(r.route)} ready in {escape(str(r.path))} "
-            f"({r.bytes_on_disk / 2**30:.2f} GiB, {r.seconds:.0f}s)"
+            f"({r.bytes_on_disk / 2**30:.2f} GiB, {r.seconds:.0f}s)",
+            markup=True,
         )
 
 
@@ -139,13 +140,13 @@ def _pull_with_progress(route: str) -> PullResult:
         console=err,
         transient=True,
     )
-    task = progress.add_task(f"verifying {route}", total=None, visible=False)
+    task = progress.add_task(f"verifying {escape(route)}", total=None, visible=False)
 
     def on_progress(done: int, total: int) -> None:
         progress.update(task, completed=done, total=total, visible=True)
 
     def on_status(message: str) -> None:
-        progress.console.print(f"[dim]{escape(message)}[/]")
+        progress.console.print(message, style="dim")
         if message.startswith("converting"):  # transformers' own tqdm bar takes over
             progress.update(task, visible=False)
 

@@ -109,7 +109,8 @@ def optimize_command(
         err.print(
             f"optimize run [bold]{optimization.run_id}[/] · space {escape(optimization.space.name)} · "
             f"method {optimization.method_name} · task {escape(optimization.task.name)} "
-            f"({len(optimization.train)} train / {len(optimization.test)} test items)"
+            f"({len(optimization.train)} train / {len(optimization.test)} test items)",
+            markup=True,
         )
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
     try:
@@ -135,7 +136,7 @@ def optimize_command(
     _print_report(result, out_file, plot)
     if simulated:
         say_simulated()
-    out.print(f"report: {escape(str(report))}")
+    out.print(f"report: {report}")
 
 
 def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:
@@ -175,11 +176,13 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
 
     best = result.best_train
     out.print(
-        f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, compute {best.compute:.2f}):"
+        f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, "
+        f"compute {best.compute:.2f}):",
+        markup=True,
     )
-    out.print(escape(diagram(best.candidate)))
+    out.print(diagram(best.candidate))
     if result.crowning is not None:
-        out.print(f"crowned: {escape(result.crowning.reason)}")
+        out.print(f"crowned: {result.crowning.reason}")
     table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
     scored = [("best (optimized)", result.best)] if result.best else []
     for alias, score in result.singles.items():
@@ -188,7 +191,7 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
     for name, score in scored:
         low, high = score.ci95
         table.add_row(
-            escape(name),
+            name,
             f"{score.accuracy:.1%} (n={score.n})",
             f"[{low:.1%}, {high:.1%}]",
             f"{score.compute:.2f}",
@@ -196,9 +199,9 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
         )
     out.print(table)
     if result.advantage is not None:
-        out.print(escape(_advantage_line(result)))
+        out.print(_advantage_line(result))
     for warning in result.warnings:
-        out.print(f"[yellow]warning:[/] {escape(warning)}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
     columns = ["Pareto front: train accuracy (items)", *(["test accuracy"] if tested else []), "compute", "latency"]
     front = Table(*columns, "graph", title_justify="left")
@@ -211,7 +214,7 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
             *test,
             f"{point.compute:.2f}",
             f"{point.latency_s:.2f}s",
-            escape(diagram(point.candidate).splitlines()[0] + (f" · {path.name}" if path else "")),
+            diagram(point.candidate).splitlines()[0] + (f" · {path.name}" if path else ""),
         )
     out.print(front)
     out.print(

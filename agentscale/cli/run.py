@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from agentscale.cli._console import Interrupted, err, out, print_json, short
+from agentscale.cli._console import Interrupted, err, print_json, print_plain, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
@@ -77,19 +78,19 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool)
     err.print(trace_table(result.trace, title=f"{graph.name} · run {result.run_id}"))
     err.print(format_usage(result.usage))
     if result.stopped_reason:
-        err.print(f"[yellow]stopped early:[/] {result.stopped_reason}")
+        err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
     for problem in result.errors:
-        err.print(f"[red]failed:[/] {problem}")
-    out.print(result.answer if result.answer is not None else "(no answer)")
+        err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
+    print_plain(result.answer if result.answer is not None else "(no answer)")
 
 
 def _print_prompts(result: RunResult) -> None:
     for node in result.trace:
         err.rule(f"{node.node_id} ({node.role})")
         for message in node.messages:
-            err.print(f"[bold]{message['role']}:[/] {message['content']}", markup=True, highlight=False)
+            err.print(f"[bold]{escape(message['role'])}:[/] {escape(message['content'])}", markup=True)
         if node.completion is not None:
-            err.print(f"[bold]completion:[/] {node.completion}", highlight=False)
+            err.print(f"[bold]completion:[/] {escape(node.completion)}", markup=True)
 
 
 def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
@@ -107,7 +108,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
 
     try:
         with progress:
-            bar = progress.add_task(graph.name, total=len(items))
+            bar = progress.add_task(escape(graph.name), total=len(items))  # descriptions are markup
             batch = asyncio.run(
                 run_batch(
                     graph,
@@ -134,6 +135,6 @@ def _emit(result: RunResult, key: str, json_output: bool) -> None:
     if json_output:
         print_json({"id": key, **result.to_dict(include_messages=False)})
     else:
-        out.print(
+        print_plain(
             f"{key}\t{short(result.question, 50)}\t{result.answer if result.answer is not None else '(no answer)'}"
         )

@@ -79,7 +79,7 @@ def show_command(
     run = store.get_run(run_id)
     report = str(write_report(store, run.id)) if html else None
     if report is not None:
-        err.print(f"report: {escape(report)}")
+        err.print(f"report: {report}")
     elif default_report_path(store, run.id).exists():  # the one its command wrote (--json said null)
         report = str(default_report_path(store, run.id))
     if run.kind == "optimize":
@@ -129,10 +129,12 @@ def show_command(
         print_json(data)
         return
     out.print(
-        f"[bold]run {run.id}[/] · {run.kind} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S} · graph {run.graph_name}"
+        f"[bold]run {run.id}[/] · {run.kind} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S} · "
+        f"graph {escape(str(run.graph_name))}",
+        markup=True,
     )
     if run.error:
-        out.print(f"[red]error:[/] {run.error}")
+        out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     for item in items:
         traces = [
             NodeTrace(
@@ -152,9 +154,8 @@ def show_command(
             if c.item_key == item.item_key
         ]
         out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
-        out.print(
-            f"answer: {item.answer}" + (f"  [yellow](stopped: {item.stopped_reason})[/]" if item.stopped_reason else "")
-        )
+        stopped = f"  [yellow](stopped: {escape(item.stopped_reason)})[/]" if item.stopped_reason else ""
+        out.print(f"answer: {escape(str(item.answer))}{stopped}", markup=True)
     if not items:
         err.print("no items recorded")
 
@@ -222,7 +223,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         print_json(data)
         return
     out.print(
-        f"[bold]optimization {run.id}[/] · space {run.graph_name} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S}"
+        f"[bold]optimization {run.id}[/] · space {escape(str(run.graph_name))} · {run.status} · "
+        f"{run.created:%Y-%m-%d %H:%M:%S}",
+        markup=True,
     )
     simulated = run_is_simulated(run)
     if simulated:
@@ -239,23 +242,21 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             str(t.n_items),
             f"{t.compute:.2f}",
             f"{t.reward:.3f}",
-            escape(graph),
+            graph,
         )
     out.print(table)
     if crowned is not None and drawing is not None:
-        out.print(f"crowned graph (trial {crowned.seq}), drawn in {escape(str(drawing))}:")
-        out.print(escape(diagram(candidate_from_json(crowned.candidate_json))))
+        out.print(f"crowned graph (trial {crowned.seq}), drawn in {drawing}:")
+        out.print(diagram(candidate_from_json(crowned.candidate_json)))
     best = summary.get("best")
     if best:
-        out.print(f"best graph: {escape(str(best.get('path')))} · {format_test_score(best)}")
+        out.print(f"best graph: {best.get('path')} · {format_test_score(best)}")
         for kind, score in summary.get("baselines", {}).items():
             named = f" ({score['name']})" if score.get("name") else ""  # runs stored before 2026-12-03 lack it
-            out.print(f"baseline {kind}{escape(named)}: {format_test_score(score)}")
-        out.print(
-            f"stopped: {escape(str(summary.get('stopped_reason')))} · spent {format_spend(summary.get('usage', {}))}"
-        )
+            out.print(f"baseline {kind}{named}: {format_test_score(score)}")
+        out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
     if run.error:
-        out.print(f"[red]error:[/] {escape(run.error)}")
+        out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     if picture:
         out.print(f"plot: {picture}")
 
@@ -293,5 +294,5 @@ def optuna_command(
     if json_output:
         print_json({"storage": exported.storage, "study": exported.study_name, "trials": exported.trials})
         return
-    out.print(f"study {escape(exported.study_name)}: {exported.trials} trials in {escape(exported.storage)}")
-    out.print(f"view it with: optuna-dashboard {escape(exported.storage)}")
+    out.print(f"study {exported.study_name}: {exported.trials} trials in {exported.storage}")
+    out.print(f"view it with: optuna-dashboard {exported.storage}")

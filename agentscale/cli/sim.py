@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption
@@ -36,10 +35,10 @@ def optimum_command(
         print_json(report)
         return
     out.print(
-        f"SIMULATED optimum of {escape(str(space_file))}: expected test accuracy {report['accuracy']:.3f} "
+        f"SIMULATED optimum of {space_file}: expected test accuracy {report['accuracy']:.3f} "
         f"(compute {report['compute']:.2f}, {report['candidates']} candidates enumerated)"
     )
-    out.print(escape(report["graph"]))
+    out.print(report["graph"])
 
 
 @sim_app.command("best-known")
@@ -85,8 +84,8 @@ def best_known_command(
         print_json({**found.to_dict(), "path": str(target)})
         return
     out.print(
-        f"SIMULATED best-known graph of {escape(str(space_file))}: expected test accuracy {found.accuracy:.4f} "
+        f"SIMULATED best-known graph of {space_file}: expected test accuracy {found.accuracy:.4f} "
         f"(compute {found.compute:.2f}; {found.evaluations} graphs scored in {found.seconds:.0f}s)"
     )
-    out.print(escape(found.candidate.describe()))
-    out.print(f"stored in {escape(str(target))}")
+    out.print(found.candidate.describe())
+    out.print(f"stored in {target}")

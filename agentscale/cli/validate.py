@@ -36,11 +36,11 @@ def validate_command(
         except SpecError as exc:
             report.append({"file": str(file), "valid": False, "issues": [str(i) for i in exc.issues]})
             if not json_output:
-                err.print(f"[red]✗[/] {escape(str(exc))}")
+                err.print(f"[red]✗[/] {escape(str(exc))}", markup=True)
         else:
             report.append({"file": str(file), "valid": True, "issues": []})
             if not json_output:
-                err.print(f"[green]✓[/] {escape(str(file))}: {escape(summary)}")
+                err.print(f"[green]✓[/] {escape(str(file))}: {escape(summary)}", markup=True)
     if json_output:
         print_json(report)
     if not all(entry["valid"] for entry in report):

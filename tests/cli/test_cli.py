@@ -408,3 +408,33 @@ def test_help_keeps_every_bracketed_extra(capsys: pytest.CaptureFixture[str], mo
         assert {w for w in wanted if w not in flat} == set(), path
         checked += 1
     assert checked >= 4
+
+
+BRACKETED = "a[i] [/INST] [red]x[/red] :thumbs_up:"
+
+
+def test_text_with_brackets_is_printed_as_it_is_never_as_rich_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Questions, prompts and answers went to Rich as markup: `[/INST]` ended `run --show-prompts`,
+    `run --input` and `runs show` in MarkupError tracebacks (a stored run could never be shown), and
+    `a[i]` printed as `a`, on stdout too."""
+    from agentscale.testing import Rule
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "b.db"))
+    scripted.add_rule(Rule(pattern="INST", replies=[f"Final answer: {BRACKETED}"]))
+    graph = tmp_path / "text.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: text\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    question = f"What does {BRACKETED} mean?"
+    code, out, err = run_cli(capsys, "run", str(graph), "-q", question, "--show-prompts")
+    assert code == 0, err
+    assert out.strip() == BRACKETED and question in err
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q1", "question": question}) + "\n")
+    code, out, err = run_cli(capsys, "run", str(graph), "--input", str(questions))
+    assert code == 0, err
+    assert out.rstrip("\n").split("\t")[-1] == BRACKETED
+    run_id = Store(tmp_path / "b.db").list_runs()[0].id
+    code, out, err = run_cli(capsys, "runs", "show", run_id)
+    assert code == 0, err
+    assert f"answer: {BRACKETED}" in out and "[/INST]" in out
