@@ -68,20 +68,26 @@ def run_command(
 
 
 def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool) -> None:
+    """The answer on stdout; a question left without one (every node failed, a budget stopped the
+    run first) is a failure, exit 1, so `agentscale run ... && next` does not go on without it."""
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
     if json_output:
         print_json(result.to_dict(include_messages=show_prompts))
-        return
-    if show_prompts:
-        _print_prompts(result)
-    err.print(trace_table(result.trace, title=f"{graph.name} · run {result.run_id}"))
-    err.print(format_usage(result.usage))
-    if result.stopped_reason:
-        err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
-    for problem in result.errors:
-        err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
-    print_plain(result.answer if result.answer is not None else "(no answer)")
+    else:
+        if show_prompts:
+            _print_prompts(result)
+        err.print(trace_table(result.trace, title=f"{graph.name} · run {result.run_id}"))
+        err.print(format_usage(result.usage))
+        if result.stopped_reason:
+            err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
+        for problem in result.errors:
+            err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
+        if result.answer is not None:
+            print_plain(result.answer)
+    if result.answer is None:
+        why = result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
+        raise AgentScaleError(f"no answer (run {result.run_id}): {why}")
 
 
 def _print_prompts(result: RunResult) -> None:

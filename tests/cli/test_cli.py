@@ -438,3 +438,20 @@ def test_text_with_brackets_is_printed_as_it_is_never_as_rich_markup(
     code, out, err = run_cli(capsys, "runs", "show", run_id)
     assert code == 0, err
     assert f"answer: {BRACKETED}" in out and "[/INST]" in out
+
+
+def test_a_question_left_without_an_answer_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every node failing printed "(no answer)" on stdout, as if it were the answer, and exited 0."""
+    from agentscale.testing import Rule
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "n.db"))
+    scripted.add_rule(Rule(status=400))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: down\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?")
+    assert (code, out) == (1, "")
+    assert re.search(r"error: no answer \(run \w+\): output node 'a' failed", err), err
+    code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?", "--json")
+    assert code == 1 and json.loads(out)["answer"] is None and "no answer" in err
