@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -105,12 +106,6 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
 
     progress = progress_bar(status=False)
     run_ids: list[str] = []
-    answered = 0
-
-    def advance() -> None:
-        nonlocal answered
-        answered += 1
-        progress.advance(bar)
 
     try:
         with progress:
@@ -120,7 +115,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
                     graph,
                     items,
                     concurrency=concurrency,
-                    on_answered=advance,
+                    on_answered=lambda: progress.advance(bar),
                     on_result=lambda key, result: _emit(result, key, json_output),
                     on_run=run_ids.append,
                 )
@@ -128,6 +123,8 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the batch is cancelled (and marked interrupted)
         if not run_ids:
             raise
+        assert graph.store is not None  # a run id is only given with a store
+        answered = json.loads(graph.store.get_run(run_ids[0]).summary_json)["answered"]  # as stored
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
         err.print(f"see them with: agentscale runs show {run_ids[0]}")
         if json_output:

@@ -91,8 +91,9 @@ async def run_batch(
     except BaseException:
         for task in tasks:
             task.cancel()
-        if store is not None and run_id is not None:
-            store.finish_run(run_id, "interrupted", {"answered": len(results)})
+        await asyncio.gather(*tasks, return_exceptions=True)  # none still running, or recording, after this
+        if store is not None and run_id is not None:  # what is stored: a question may finish as it is cancelled
+            store.finish_run(run_id, "interrupted", {"answered": len(store.run_items(run_id))})
         raise
     if store is not None and run_id is not None:
         store.finish_run(run_id, "done", {"n": len(items)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ import pytest
 from agentscale import Graph, Store
 from agentscale.errors import AgentScaleError
 from agentscale.runtime.batch import read_questions, run_batch
+from agentscale.storage.db import Row
+from agentscale.storage.tables import RunItem
 from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
 
 ONE = "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
 
@@ -88,3 +92,28 @@ def test_read_questions_takes_ids_or_line_numbers_and_names_bad_lines(tmp_path: 
     path.write_text('{"question": "ok"}\n{"question": "ok"\n')
     with pytest.raises(AgentScaleError, match=r"q.jsonl:2: invalid JSON"):
         read_questions(path)
+
+
+class _CancelsOnItem(Store):
+    """Cancels the batch as soon as a question's item row is written: the cancel lands between a
+    question's rows and its result reaching the batch."""
+
+    batch: asyncio.Future[object] | None = None
+
+    def insert(self, rows: Sequence[Row], **options: bool) -> None:
+        super().insert(rows, **options)
+        if self.batch is not None and any(table is RunItem for table, _ in rows):
+            self.batch.cancel()
+
+
+async def test_an_interrupted_batch_counts_what_it_stored(tmp_path: Path, scripted: ScriptedServer) -> None:
+    """It counted the results it had received: a question recorded as the cancel landed was stored and
+    not counted (`run --input` said 48 answered where the run kept 49)."""
+    store = _CancelsOnItem(tmp_path / "b.db")
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, ONE), store=store)
+    store.batch = asyncio.ensure_future(run_batch(graph, [("a", "What is 1 + 1?")], concurrency=1))
+    with pytest.raises(asyncio.CancelledError):
+        await store.batch
+    (run,) = store.list_runs()
+    assert (run.status, json.loads(run.summary_json)) == ("interrupted", {"answered": len(store.run_items(run.id))})
+    assert len(store.run_items(run.id)) == 1
