@@ -104,6 +104,10 @@ class WorkerStore(Store):
             spent = spend if isinstance(spend, dict) else spend.model_dump(exclude_none=True)
             item.sent.append(self._outbox.put.remote(cache, spent))
 
+    def has_run(self, run_id: str) -> bool:
+        """The driver made the run before it sent the item."""
+        return True
+
     def insert(self, rows: Sequence[Row], *, keep_existing: bool = False) -> None:
         """Kept for the driver, which inserts them; `keep_existing` (only an interrupted single-question
         run's row asks for it) never applies here: a worker answers items of a run the driver made."""

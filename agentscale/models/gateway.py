@@ -124,14 +124,17 @@ class GatewaySettings:
     cache: bool = True
 
     def __post_init__(self) -> None:
-        """Refuse values that cannot work: no call slot hung every call forever, a negative timeout
-        failed every call, a negative retry count meant none."""
+        """Refuse values that cannot work: no call slot hung every call forever, a negative (or NaN)
+        timeout failed every call, a negative retry count meant none; counts must be whole."""
+        for name in ("max_concurrency", "max_retries"):
+            if not isinstance(getattr(self, name), int):
+                raise AgentScaleError(f"GatewaySettings.{name} must be a whole number, got {getattr(self, name)!r}")
         if self.max_concurrency < 1:
             raise AgentScaleError(f"GatewaySettings.max_concurrency must be at least 1, got {self.max_concurrency}")
-        if self.timeout_s <= 0:
+        if not self.timeout_s > 0:  # also NaN
             raise AgentScaleError(f"GatewaySettings.timeout_s must be positive, got {self.timeout_s}")
         for name in ("max_retries", "backoff_s", "max_backoff_s"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise AgentScaleError(f"GatewaySettings.{name} cannot be negative, got {getattr(self, name)}")
 
     @classmethod
@@ -221,7 +224,10 @@ class Gateway:
     def __init__(self, store: Store | None = None, settings: GatewaySettings | None = None) -> None:
         self.store = store
         self.settings = settings or GatewaySettings.from_env()
-        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+        # per event loop (a semaphore belongs to one), closed loops' dropped when a new loop comes:
+        # keyed by id(), a loop's entries outlived it (one more per `asyncio.run`, forever) and a new
+        # loop given a dead one's id got its semaphore ("bound to a different event loop")
+        self._semaphores: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = {}
         self._routers = ReplicaRouters()
         # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
         # waits for that answer, as it would find it in the cache had it come later
@@ -230,12 +236,16 @@ class Gateway:
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
         """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
         sends each call to the least busy endpoint, so no healthy one holds more than the limit."""
-        loop_id = id(asyncio.get_running_loop())
-        key = (loop_id, model.endpoint)
-        if key not in self._semaphores:
+        loop = asyncio.get_running_loop()
+        slots = self._semaphores.get(loop)
+        if slots is None:
+            for closed in [known for known in self._semaphores if known.is_closed()]:
+                del self._semaphores[closed]
+            slots = self._semaphores[loop] = {}
+        if model.endpoint not in slots:
             limit = model.max_concurrency or self.settings.max_concurrency
-            self._semaphores[key] = asyncio.Semaphore(limit * model.endpoint_count)
-        return self._semaphores[key]
+            slots[model.endpoint] = asyncio.Semaphore(limit * model.endpoint_count)
+        return slots[model.endpoint]
 
     def cached(self, request: CallRequest) -> CallResult | None:
         if not (self.settings.cache and self.store is not None):

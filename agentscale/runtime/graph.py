@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from agentscale.errors import AgentScaleError, SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, RunNotFound, SpecError, SpecIssue
 from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
@@ -81,6 +81,7 @@ class Graph:
         self._compiled: CompiledStateGraph | None = None
         self._yaml: str | None = None
         self._endpoints_ready = False
+        self._runs_found: set[str] = set()  # run ids given to `arun` that the store holds
         _check_budget_is_enforceable(self.runtime, source)
 
     @classmethod
@@ -166,6 +167,10 @@ class Graph:
     ) -> RunResult:
         store = self.store if record else None
         run_row: RunValues | None = None
+        if store is not None and run_id is not None and run_id not in self._runs_found:
+            if not store.has_run(run_id):  # its rows would fail at the end, after the calls were paid
+                raise RunNotFound(f"no run {run_id!r} in {store.path}: leave run_id out and a new run is made")
+            self._runs_found.add(run_id)
         if store is not None and run_id is None:
             run_id = new_run_id()
             run_row = {

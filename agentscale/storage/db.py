@@ -273,6 +273,11 @@ class Store:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
             return run
 
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run of exactly this id exists (no prefix matching)."""
+        with self.session() as session:
+            return session.get(Run, run_id) is not None
+
     def list_runs(self, limit: int = 50) -> list[Run]:
         with self.session() as session:
             query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]

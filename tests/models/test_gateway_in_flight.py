@@ -76,3 +76,13 @@ async def test_a_waiting_asker_keeps_its_own_time_limit(scripted: ScriptedServer
     with pytest.raises(ModelCallError, match="waiting for the same request"):
         await gateway.complete(_request(scripted, "7?", sample=0), timeout_s=0.2)
     assert (await first).completion == "Final answer: 7"
+
+
+def test_each_event_loops_call_slots_go_with_it(store: Store, scripted: ScriptedServer) -> None:
+    """Slots were kept by id(loop): one more entry per `asyncio.run` forever (a long-lived app grew
+    without bound), and a new loop given a dead one's id reused its semaphore."""
+    gateway = Gateway(store, GatewaySettings(max_retries=0, cache=False))
+    request = _request(scripted, "1 + 1?")
+    for _ in range(5):
+        asyncio.run(gateway.complete(request))
+    assert len(gateway._semaphores) == 1  # the last loop's, closed: dropped when the next comes

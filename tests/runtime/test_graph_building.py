@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale import AgentScaleError, Gateway, Graph, SpecError, Store
+from agentscale import AgentScaleError, Gateway, Graph, RunNotFound, SpecError, Store
 
 
 def test_from_dict_builds_the_graph_a_file_would() -> None:
@@ -46,3 +46,14 @@ def test_a_store_and_a_gateway_with_another_store_are_refused(tmp_path: Path) ->
     with pytest.raises(AgentScaleError, match="give store= or gateway=, not both"):
         Graph.from_yaml(text, store=Store(tmp_path / "a.db"), gateway=recorded)
     assert Graph.from_yaml(text, store=recorded.store, gateway=recorded).store is recorded.store
+
+
+async def test_an_unknown_run_id_is_refused_before_any_call(make_graph, scripted, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """The question's rows failed at the end (sqlite3.IntegrityError: FOREIGN KEY constraint failed),
+    after its calls were paid."""
+    graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    with pytest.raises(RunNotFound, match="no run 'nosuch'"):
+        await graph.arun("What is 1 + 1?", run_id="nosuch")
+    assert scripted.completion_requests == []
+    run = store.create_run("run", graph_name="r")
+    assert (await graph.arun("What is 1 + 1?", run_id=run.id)).run_id == run.id
