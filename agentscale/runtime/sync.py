@@ -12,6 +12,7 @@ synchronous calls of a process keeps litellm on one loop (and its connections wa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import contextvars
@@ -50,7 +51,25 @@ def _loop_thread() -> _LoopThread:
     with _lock:
         if _runner is None:
             _runner = _LoopThread()
+            atexit.register(_close, _runner)
         return _runner
+
+
+def _close(runner: _LoopThread) -> None:
+    """At exit, cancel what still runs on the loop (litellm's logging worker, left behind when an
+    `asyncio.run` elsewhere took it over) and stop it, as `asyncio.run` does with its own loop:
+    Python printed "Task was destroyed but it is pending!" for each."""
+
+    async def cancel_the_rest() -> None:
+        rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
+    if runner.thread.is_alive():
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), runner.loop).result(timeout=5)
+        runner.loop.call_soon_threadsafe(runner.loop.stop)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +83,20 @@ def test_a_forked_child_runs_on_a_loop_of_its_own() -> None:
         os._exit(0 if run_sync(one()) == 1 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_runs_on_both_loops_in_one_program_exit_quietly(tmp_path: Path) -> None:
+    """`Graph.run`, then `asyncio.run(graph.arun(...))`, then `Graph.run` again: litellm's logging
+    worker moved between the loops and the one left on agentscale's loop was destroyed pending at
+    exit ("Task was destroyed but it is pending!" on stderr)."""
+    script = tmp_path / "mixed.py"
+    script.write_text(
+        "import asyncio, agentscale\n"
+        "g = agentscale.Graph.from_yaml('name: s\\nnodes:\\n  - {id: a, role: assistant, model: sim/llama-1b}\\n',"
+        " store=None)\n"
+        "print(g.run('[sim:math#0001] q').answer is not None)\n"
+        "print(asyncio.run(g.arun('[sim:math#0002] q')).answer is not None)\n"
+        "print(g.run('[sim:math#0003] q').answer is not None)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["True"] * 3, "")
