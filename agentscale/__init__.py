@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.errors import RunNotFound as RunNotFound
     from agentscale.errors import SpecError as SpecError
     from agentscale.errors import SpecIssue as SpecIssue
+    from agentscale.evaluate.engine import EvalConfig as EvalConfig
+    from agentscale.evaluate.engine import EvalSummary as EvalSummary
+    from agentscale.evaluate.engine import Evaluation as Evaluation
+    from agentscale.evaluate.engine import ItemResult as ItemResult
     from agentscale.graphs.result import GraphEvent as GraphEvent
     from agentscale.graphs.result import NodeTrace as NodeTrace
     from agentscale.graphs.result import RunResult as RunResult
@@ -29,6 +33,8 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.graphs.spec import GraphSpec as GraphSpec
     from agentscale.models.gateway import Gateway as Gateway
     from agentscale.models.gateway import GatewaySettings as GatewaySettings
+    from agentscale.optimize.runner import Optimization as Optimization
+    from agentscale.optimize.runner import OptimizeResult as OptimizeResult
     from agentscale.runtime.graph import Graph as Graph
     from agentscale.runtime.graph import load as load
     from agentscale.storage.db import Store as Store
@@ -43,6 +49,10 @@ _HOMES = {
     "RunNotFound": "agentscale.errors",
     "SpecError": "agentscale.errors",
     "SpecIssue": "agentscale.errors",
+    "EvalConfig": "agentscale.evaluate.engine",
+    "EvalSummary": "agentscale.evaluate.engine",
+    "Evaluation": "agentscale.evaluate.engine",
+    "ItemResult": "agentscale.evaluate.engine",
     "GraphEvent": "agentscale.graphs.result",
     "NodeTrace": "agentscale.graphs.result",
     "RunResult": "agentscale.graphs.result",
@@ -50,6 +60,8 @@ _HOMES = {
     "GraphSpec": "agentscale.graphs.spec",
     "Gateway": "agentscale.models.gateway",
     "GatewaySettings": "agentscale.models.gateway",
+    "Optimization": "agentscale.optimize.runner",
+    "OptimizeResult": "agentscale.optimize.runner",
     "Graph": "agentscale.runtime.graph",
     "load": "agentscale.runtime.graph",
     "Store": "agentscale.storage.db",

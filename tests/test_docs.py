@@ -9,6 +9,7 @@ import pytest
 
 from agentscale.testing import ScriptedServer
 from tests.conftest import graph_yaml
+from tests.optimize.test_runner import space_text, write_task
 
 DOC = Path(__file__).parents[1] / "docs" / "api.md"
 
@@ -23,6 +24,8 @@ def test_api_doc_examples_run(
             scripted.api_base, "name: best\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
         )
     )
+    write_task(tmp_path / "sums.jsonl")
+    (tmp_path / "space.yaml").write_text(space_text(tmp_path, scripted.api_base))
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert len(blocks) >= 4
     namespace: dict[str, object] = {}
@@ -30,3 +33,5 @@ def test_api_doc_examples_run(
         exec(compile(block, str(DOC), "exec"), namespace)
     out = capsys.readouterr().out
     assert "42" in out and "answer 4" in out and "21" in out and "role: critic" in out
+    assert "100% [51%, 100%] of 4, 4 calls" in out  # the scripted server adds right
+    assert "best.yaml" in out
