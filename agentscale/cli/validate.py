@@ -52,12 +52,13 @@ def _check(file: Path) -> str:
     located = load_located(read_text(file), str(file))
     if looks_like_space(located.data):
         from agentscale.optimize.problem import SearchProblem
-        from agentscale.optimize.runner import load_task_split
+        from agentscale.optimize.runner import load_task_split, method_and_seed
         from agentscale.optimize.space import space_from_data
 
         space = space_from_data(located, str(file))  # its models' routes too
         with located.locating(str(file)):  # the rules that need the models' costs, and the task itself
             SearchProblem.from_space(space)
+            method_and_seed(space)
             load_task_split(space)
         models = len(space.models)
         return f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"

@@ -182,10 +182,15 @@ class OptimizeResult:
 
 def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | None = None) -> tuple[str, int]:
     """The search method and seed of a run: those given (command-line flags), else the space's
-    `optimizer:`. An unknown method is refused here, before any task is loaded or run row written."""
+    `optimizer:`. An unknown method, or one that needs the space's agent model when it names none, is
+    refused here (so also by `validate` and the dry run), before any task is loaded or run row written."""
     name = method or space.optimizer.method
-    if name not in METHODS:
+    if name not in METHODS:  # a --method flag (the space's own is checked with the space)
         raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    if METHODS[name].needs_agent and space.optimizer.agent_model is None:
+        given = "--method" if method is not None else "optimizer.method:"
+        message = f"{given} {name} needs an agent model: set optimizer.agent_model to one of the space's models"
+        raise SpecError([SpecIssue("optimizer.agent_model", message)])
     return name, space.optimizer.seed if seed is None else seed
 
 

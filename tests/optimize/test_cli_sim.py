@@ -6,6 +6,7 @@ and on small spaces the crowned graph is often one of them)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,21 @@ def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
     assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
     projected = json.loads(capsys.readouterr().out)
     assert projected["calls"] > 40 and "max_spend.calls=40 stops the run before this" in projected["note"]
+
+
+def test_a_method_needing_an_agent_model_is_refused_by_validate_and_the_dry_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--method llm --dry-run` projected a run, and `validate` passed a space with `method: llm`, that
+    `optimize` then refused (after writing a failed run) for want of optimizer.agent_model."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--dry-run", "--method", "llm"]) == 1
+    assert re.search(r"optimizer\.agent_model \(line \d+\): --method llm needs an agent model", capsys.readouterr().err)
+    with_llm = tmp_path / "llm.yaml"
+    with_llm.write_text(SPACE.replace("method: agent-reinforce", "method: llm"))
+    assert main(["validate", str(with_llm)]) == 1
+    assert re.search(r"optimizer\.agent_model \(line \d+\): optimizer\.method: llm needs", capsys.readouterr().err)
+    assert main(["optimize", str(with_llm)]) == 1
+    assert Store(tmp_path / "o.db").list_runs() == []  # refused before a run row
