@@ -62,7 +62,11 @@ def _check(file: Path) -> str:
             load_task_split(space)
         models = len(space.models)
         return f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
+    from agentscale.runtime.graph import Graph
+
     spec = checked_spec(located, str(file))
+    with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
+        Graph(spec, store=None, source=str(file))
     return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
 
 

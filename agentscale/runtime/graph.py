@@ -94,9 +94,13 @@ class Graph:
         answer_format: AnswerFormat | None = None,
         source: str | None = None,
     ) -> Graph:
-        """A graph from YAML text; a mistake raises SpecError naming its YAML path and line."""
-        spec = checked_spec(load_located(text, source), source)  # routes checked at their lines
-        return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
+        """A graph from YAML text; a mistake raises SpecError naming its YAML path and line (also the
+        checks made when the graph is built: budget caps the models cannot be priced for, a tester's
+        answer format)."""
+        located = load_located(text, source)
+        spec = checked_spec(located, source)  # routes checked at their lines
+        with located.locating(source):
+            return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
 
     @classmethod
     def from_dict(

@@ -455,3 +455,21 @@ def test_a_question_left_without_an_answer_exits_1(
     assert re.search(r"error: no answer \(run \w+\): output node 'a' failed", err), err
     code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?", "--json")
     assert code == 1 and json.loads(out)["answer"] is None and "no answer" in err
+
+
+def test_validate_refuses_what_run_refuses_at_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A budget cap no model can be priced for, and a tester in a graph answering numbers, passed
+    `validate` (✓, exit 0) and were refused by `run`, without a line."""
+    unpriced = tmp_path / "unpriced.yaml"
+    unpriced.write_text("name: u\nnodes:\n  - {id: a, role: assistant, model: openai/custom}\nbudget: {max_usd: 0.5}\n")
+    tester = tmp_path / "tester.yaml"
+    tester.write_text(
+        "name: t\nanswer_format: number\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+        "  - {id: t, role: tester}\nedges:\n  - a -> t\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(unpriced), str(tester))
+    assert code == 1
+    assert "budget.max_usd (line 4): model 'openai/custom' (node 'a') has unknown price" in err
+    assert "answer_format (line 2): node 't' is a tester" in err
+    code, _, err = run_cli(capsys, "run", str(unpriced), "-q", "hi")
+    assert code == 1 and "budget.max_usd (line 4)" in err
