@@ -95,11 +95,12 @@ def print_plain(text: str) -> None:
     sys.stdout.flush()
 
 
-def say_simulated() -> None:
-    """The note under figures of sim/ models: the simulated population's, never a real model's."""
+def say_simulated(console: Console | None = None) -> None:
+    """The note under figures of sim/ models: the simulated population's, never a real model's (on
+    stdout with the figures, or on `console`: `run` keeps stdout for the answer)."""
     from agentscale.report.html import SIMULATED_NOTE
 
-    out.print(SIMULATED_NOTE, style="bold yellow")
+    (console or out).print(SIMULATED_NOTE, style="bold yellow")
 
 
 def error(message: str) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from agentscale.cli._console import Interrupted, err, print_json, print_plain, short
+from agentscale.cli._console import Interrupted, err, print_json, print_plain, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
@@ -49,6 +49,7 @@ def run_command(
 
       agentscale run graphs/fan-in.yaml --input questions.jsonl --json
     """
+    from agentscale.report.simulated import spec_is_simulated
     from agentscale.runtime.batch import read_questions
     from agentscale.runtime.graph import load
 
@@ -60,21 +61,22 @@ def run_command(
         raise AgentScaleError(f"--answer-format {answer_format!r}: use text, number, choice or code")
     fmt: AnswerFormat | None = answer_format  # type: ignore[assignment]
     graph = load(graph_file, gateway=make_gateway(db, no_cache), answer_format=fmt)
+    simulated = spec_is_simulated(graph.spec)  # sim/ figures say so, wherever they are printed
     with traced_run(trace, "run", graph.name, {"graph": graph.name}):
         if question is not None:
-            _run_one(graph, question, json_output, show_prompts)
+            _run_one(graph, question, json_output, show_prompts, simulated)
         else:
             assert input_file is not None
-            _run_many(graph, read_questions(input_file), concurrency, json_output)
+            _run_many(graph, read_questions(input_file), concurrency, json_output, simulated)
 
 
-def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool) -> None:
+def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool, simulated: bool) -> None:
     """The answer on stdout; a question left without one (every node failed, a budget stopped the
     run first) is a failure, exit 1, so `agentscale run ... && next` does not go on without it."""
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
     if json_output:
-        print_json(result.to_dict(include_messages=show_prompts))
+        print_json({**result.to_dict(include_messages=show_prompts), "simulated": simulated})
     else:
         if show_prompts:
             _print_prompts(result)
@@ -84,6 +86,8 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool)
             err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
         for problem in result.errors:
             err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
+        if simulated:
+            say_simulated(err)
         if result.answer is not None:
             print_plain(result.answer)
     if result.answer is None:
@@ -100,7 +104,7 @@ def _print_prompts(result: RunResult) -> None:
             err.print(f"[bold]completion:[/] {escape(node.completion)}", markup=True)
 
 
-def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool) -> None:
+def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json_output: bool, simulated: bool) -> None:
     """Answer a file of questions as one run; after a Ctrl-C, say which run keeps the answers so far."""
     from agentscale.runtime.batch import run_batch
 
@@ -116,7 +120,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
                     items,
                     concurrency=concurrency,
                     on_answered=lambda: progress.advance(bar),
-                    on_result=lambda key, result: _emit(result, key, json_output),
+                    on_result=lambda key, result: _emit(result, key, json_output, simulated),
                     on_run=run_ids.append,
                 )
             )
@@ -132,11 +136,13 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         raise Interrupted from None
     if not json_output:
         err.print(f"run {batch.run_id}: {len(items)} questions answered")
+        if simulated:
+            say_simulated(err)
 
 
-def _emit(result: RunResult, key: str, json_output: bool) -> None:
+def _emit(result: RunResult, key: str, json_output: bool, simulated: bool) -> None:
     if json_output:
-        print_json({"id": key, **result.to_dict(include_messages=False)})
+        print_json({"id": key, **result.to_dict(include_messages=False), "simulated": simulated})
     else:
         print_plain(
             f"{key}\t{short(result.question, 50)}\t{result.answer if result.answer is not None else '(no answer)'}"

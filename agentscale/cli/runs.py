@@ -74,6 +74,7 @@ def show_command(
       agentscale runs show 3f2a9c --html
     """
     from agentscale.report import default_report_path, write_report
+    from agentscale.report.simulated import run_is_simulated
 
     store = open_store(db)
     run = store.get_run(run_id)
@@ -98,6 +99,7 @@ def show_command(
         "summary": json.loads(run.summary_json),
         "error": run.error,
         "report": report,
+        "simulated": run_is_simulated(run),
         "items": [
             {
                 "item": item.item_key,
@@ -133,6 +135,8 @@ def show_command(
         f"graph {escape(str(run.graph_name))}",
         markup=True,
     )
+    if data["simulated"]:
+        say_simulated()
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     for item in items:
@@ -203,6 +207,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         "plot": str(picture) if picture else None,
         "drawing": str(drawing) if drawing else None,
         "report": report,
+        "simulated": run_is_simulated(run),
         "trials": [
             {
                 "seq": t.seq,
@@ -227,7 +232,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         f"{run.created:%Y-%m-%d %H:%M:%S}",
         markup=True,
     )
-    simulated = run_is_simulated(run)
+    simulated = data["simulated"]
     if simulated:
         say_simulated()
     accuracy = "SIMULATED accuracy" if simulated else "accuracy"  # as the report labels it

@@ -93,8 +93,17 @@ def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
     graph = tmp_path / "g.yaml"
     graph.write_text("name: g\nmodels: {l1: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: l1}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "5", "--json"]) == 0
+    eval_id = json.loads(capsys.readouterr().out)["run_id"]
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "5"]) == 0
     assert "SIMULATED: these numbers come from agentscale's simulated model population" in capsys.readouterr().out
+    # `run` (its stdout is the answer: the note goes to stderr), and `runs show --json`, said nothing
+    assert main(["run", str(graph), "-q", "[sim:math#0001] q"]) == 0
+    assert "SIMULATED: these numbers" in capsys.readouterr().err
+    assert main(["run", str(graph), "-q", "[sim:math#0001] q", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["simulated"] is True
+    assert main(["runs", "show", eval_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["simulated"] is True
     space = tmp_path / "space.yaml"
     space.write_text(SPACE.replace("iterations: 3", "iterations: 1"))
     assert main(["optimize", str(space), "--no-test"]) == 0
