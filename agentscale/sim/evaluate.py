@@ -140,7 +140,11 @@ class SimOracle:
     def __init__(self, space: SpaceSpec) -> None:
         ref = space.task
         if ref.name is None or not ref.name.startswith("sim:"):
-            raise SimGraphError(f"space {space.name!r}: the ground truth needs a sim task (sim:math...), got {ref}")
+            given = ref.name or ref.path
+            raise SimGraphError(
+                f"space {space.name!r}: task {given!r}: the ground truth needs a sim task (sim:math, sim:mmlu, "
+                "sim:humaneval)"
+            )
         if space.coordinator is not None:
             raise SimGraphError(
                 f"space {space.name!r}: the ground truth does not cover the coordinator dimension "

@@ -13,6 +13,7 @@ from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_mo
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.evaluate import SimOracle, expected_accuracy, spec_graph
 from agentscale.sim.optimum import optimum, optimum_report, search_optimum
+from agentscale.sim.truth import SimGraphError
 
 TINY = {
     "name": "tiny",
@@ -122,3 +123,10 @@ def test_latency_budget_excludes_slow_models() -> None:
     assert all(node.model != "big" for node in found.candidate.nodes) and found.latency_s <= 3.0
     unlimited = search_optimum(SpaceSpec.model_validate({**TINY, "models": space.models, "budget": {"compute": 200}}))
     assert any(node.model == "big" for node in unlimited.candidate.nodes)
+
+
+def test_a_space_on_a_task_with_no_ground_truth_is_named_in_one_line() -> None:
+    """The error printed the task's whole config as a Python repr (`name='rg:chain_sum' path=None ...`)."""
+    space = SpaceSpec.model_validate({**TINY, "task": {"name": "rg:chain_sum", "train": 10, "test": 10}})
+    with pytest.raises(SimGraphError, match=r"task 'rg:chain_sum': the ground truth needs a sim task \(sim:math, "):
+        SimOracle(space)
