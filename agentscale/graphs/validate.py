@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -139,10 +140,20 @@ def load_spec_text(text: str, source: str | None = None) -> GraphSpec:
     return spec_from_data(load_located(text, source), source)
 
 
+def alias_issues(aliases: Iterable[str], loc: LocatedData) -> list[SpecIssue]:
+    """Model aliases that read as routes: a node's `model` with a '/' is a litellm route, so an alias
+    `sim/llama-1b` made that route mean another model (it silently won over the route)."""
+    return [
+        loc.issue(("models", alias), f"alias {alias!r} contains '/', which makes it read as a route: rename it")
+        for alias in aliases
+        if "/" in alias
+    ]
+
+
 def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[SpecIssue]:
     """Rules that need the whole graph. Works without line info (for generated specs)."""
     loc = located or LocatedData(None, {})
-    issues: list[SpecIssue] = []
+    issues: list[SpecIssue] = alias_issues(spec.models, loc)
     node_index: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
         if node.id in node_index:

@@ -24,7 +24,7 @@ from agentscale.graphs.spec import (
     Sampling,
     StrictModel,
 )
-from agentscale.graphs.validate import validate_fields
+from agentscale.graphs.validate import alias_issues, validate_fields
 from agentscale.models.routes import model_route_issues
 from agentscale.optimize.candidate import SampledNodes
 
@@ -154,7 +154,7 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
         )
         raise SpecError([located.issue(("nodes",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source)
-    issues = []
+    issues = alias_issues(space.models, located)
     agent = space.optimizer.agent_model
     if agent is not None and "/" not in agent and agent not in space.models:
         issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))

@@ -249,6 +249,12 @@ CASES = {
         "expected a list (`[a, b]` or `- a` lines), got a mapping",
         4,
     ),
+    "alias that reads as a route": (  # it silently won over the route of that name
+        "name: g\nmodels:\n  sim/llama-1b: {model: sim/llama-70b}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "models.sim/llama-1b",
+        "contains '/', which makes it read as a route",
+        3,
+    ),
     "api_base neither URL nor list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",
