@@ -171,7 +171,10 @@ def _handler() -> Any:
                     kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {}, kwargs["model_response"]
                 )
 
-            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+                """Not a coroutine: litellm calls it in a worker thread and awaits what it returns only
+                when that is a coroutine, so a cancel while the thread ran left one never awaited (a
+                RuntimeWarning on every interrupted run); the filled response is returned as it is."""
                 return _fill(
                     kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {}, kwargs["model_response"]
                 )

@@ -3,6 +3,10 @@ modelled usage and latency, errors)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -108,3 +112,24 @@ def test_unknown_sim_model_is_refused_when_the_graph_loads() -> None:
         SpecError, match=r"nodes\[0\]\.model \(line 3\): unknown simulated model 'sim/llama-2b'; valid: sim/"
     ):
         Graph.from_yaml("name: bad\nnodes:\n  - {id: a, role: assistant, model: sim/llama-2b}\n", store=None)
+
+
+def test_a_run_cut_short_leaves_no_coroutine_unawaited(tmp_path: Path) -> None:
+    """Breaking out of `astream` (or a timeout) while litellm's worker thread ran the provider printed
+    "RuntimeWarning: coroutine 'SimProvider.acompletion' was never awaited"."""
+    script = tmp_path / "cut.py"
+    script.write_text(
+        "import asyncio, agentscale\n"
+        "g = agentscale.Graph.from_yaml('name: b\\nnodes:\\n  - {id: a, role: assistant, model: sim/llama-8b}\\n"
+        "  - {id: b, role: assistant, model: sim/llama-8b}\\n  - {id: f, role: fuser, model: sim/llama-8b}\\n"
+        'edges: ["a, b -> f"]\\n\', store=None)\n'
+        "async def main():\n"
+        "    for i in range(5):\n"
+        "        async for event in g.astream(f'What is {i} + 4?'):\n"
+        "            break\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "never awaited" not in done.stderr, done.stderr
