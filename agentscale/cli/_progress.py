@@ -47,7 +47,9 @@ def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     columns.append(TimeElapsedColumn())
-    return Progress(*columns, console=err, transient=True, disable=quiet)
+    # stdout is the commands' output (answers, --json): Rich's default sent what was written to it
+    # while the bar was live through the bar's console, to stderr
+    return Progress(*columns, console=err, transient=True, disable=quiet, redirect_stdout=False)
 
 
 class _LoggedProgress(Progress):

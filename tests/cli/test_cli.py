@@ -473,3 +473,27 @@ def test_validate_refuses_what_run_refuses_at_its_line(tmp_path: Path, capsys: p
     assert "answer_format (line 2): node 't' is a tester" in err
     code, _, err = run_cli(capsys, "run", str(unpriced), "-q", "hi")
     assert code == 1 and "budget.max_usd (line 4)" in err
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_answers_reach_stdout_while_the_progress_bar_draws_on_a_terminal(
+    tmp_path: Path, scripted: ScriptedServer, json_flag: list[str]
+) -> None:
+    """With stderr a terminal the live bar's console took over sys.stdout: `run --input > out.tsv` (and
+    with --json) left the file empty and printed the answers on the terminal."""
+    import pty
+
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: tty\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?"}) + "\n" for i in range(3)))
+    terminal, stderr_side = pty.openpty()
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "t.db"), "COLUMNS": "100"}
+    command = [sys.executable, "-m", "agentscale.cli.app", "run", str(graph), "--input", str(questions), *json_flag]
+    with open(tmp_path / "out", "wb") as stdout:
+        done = subprocess.run(command, stdout=stdout, stderr=stderr_side, env=env, timeout=120, check=False)
+    os.close(stderr_side)
+    os.close(terminal)
+    lines = (tmp_path / "out").read_text().splitlines()
+    assert done.returncode == 0 and len(lines) == 3, lines
+    assert lines[0].startswith('{"id": "q0"') if json_flag else lines[0].split("\t")[0] == "q0"
