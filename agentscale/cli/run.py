@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -128,7 +127,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         if not run_ids:
             raise
         assert graph.store is not None  # a run id is only given with a store
-        answered = json.loads(graph.store.get_run(run_ids[0]).summary_json)["answered"]  # as stored
+        answered = len(graph.store.run_items(run_ids[0]))  # as stored (a second Ctrl-C may have cut the summary)
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
         err.print(f"see them with: agentscale runs show {run_ids[0]}")
         if json_output:

@@ -91,9 +91,11 @@ async def run_batch(
     except BaseException:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # none still running, or recording, after this
-        if store is not None and run_id is not None:  # what is stored: a question may finish as it is cancelled
-            store.finish_run(run_id, "interrupted", {"answered": len(store.run_items(run_id))})
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)  # none still running, or recording, after this
+        finally:  # also when a second Ctrl-C cuts the wait short
+            if store is not None and run_id is not None:  # what is stored: a question may finish as it is cancelled
+                store.finish_run(run_id, "interrupted", {"answered": len(store.run_items(run_id))})
         raise
     if store is not None and run_id is not None:
         store.finish_run(run_id, "done", {"n": len(items)})
