@@ -25,12 +25,23 @@ T = TypeVar("T")
 
 
 class _LoopThread:
-    """An event loop running forever in a daemon thread."""
+    """An event loop running in a daemon thread until it is stopped (at exit)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="agentscale-loop", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="agentscale-loop", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        """A task that raises SystemExit or KeyboardInterrupt (an `on_event` callback calling
+        `sys.exit`) ends `run_forever` with it; the task keeps the exception for its caller, so the loop
+        goes on: had the thread died, its caller and every later run would have waited forever."""
+        while True:
+            try:
+                self.loop.run_forever()
+            except (SystemExit, KeyboardInterrupt):
+                continue
+            return
 
 
 _lock = threading.Lock()
@@ -66,6 +77,10 @@ def _close(runner: _LoopThread) -> None:
             task.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
 
+    global _runner
+    with _lock:
+        if _runner is runner:  # a run after this (another exit hook's) starts a loop of its own
+            _runner = None
     if runner.thread.is_alive():
         with contextlib.suppress(concurrent.futures.TimeoutError):
             asyncio.run_coroutine_threadsafe(cancel_the_rest(), runner.loop).result(timeout=5)

@@ -100,3 +100,31 @@ def test_runs_on_both_loops_in_one_program_exit_quietly(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["True"] * 3, "")
+
+
+def test_a_callback_that_exits_reaches_its_caller_and_the_loop_goes_on() -> None:
+    """`sys.exit` in an `on_event` callback ended the loop's thread: the caller, and every later run
+    from any thread, waited forever."""
+    graph = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=None)
+
+    def leave(_event: object) -> None:
+        sys.exit(3)
+
+    with pytest.raises(SystemExit):
+        graph.run("[sim:math#0001] q", on_event=leave)
+    assert graph.run("[sim:math#0002] q").answer is not None
+
+
+def test_a_run_in_an_exit_hook_after_the_loop_closed_does_not_hang(tmp_path: Path) -> None:
+    """An exit hook registered before the first run runs after agentscale's own closed the loop: its
+    run was queued on a loop nothing ran any more, and the process never exited."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, agentscale\n"
+        "g = agentscale.Graph.from_yaml('name: s\\nnodes:\\n  - {id: a, role: assistant, model: sim/llama-1b}\\n',"
+        " store=None)\n"
+        "atexit.register(lambda: print('exit hook ran', g.run('[sim:math#0003] q').run_id))\n"
+        "print(g.run('[sim:math#0002] q').answer is not None)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.split()[:4] == ["True", "exit", "hook", "ran"], done
