@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -228,6 +229,7 @@ class Gateway:
         # keyed by id(), a loop's entries outlived it (one more per `asyncio.run`, forever) and a new
         # loop given a dead one's id got its semaphore ("bound to a different event loop")
         self._semaphores: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = {}
+        self._semaphores_lock = threading.Lock()  # loops of several threads share one gateway
         self._routers = ReplicaRouters()
         # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
         # waits for that answer, as it would find it in the cache had it come later
@@ -237,15 +239,16 @@ class Gateway:
         """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
         sends each call to the least busy endpoint, so no healthy one holds more than the limit."""
         loop = asyncio.get_running_loop()
-        slots = self._semaphores.get(loop)
-        if slots is None:
-            for closed in [known for known in self._semaphores if known.is_closed()]:
-                del self._semaphores[closed]
-            slots = self._semaphores[loop] = {}
-        if model.endpoint not in slots:
-            limit = model.max_concurrency or self.settings.max_concurrency
-            slots[model.endpoint] = asyncio.Semaphore(limit * model.endpoint_count)
-        return slots[model.endpoint]
+        with self._semaphores_lock:
+            slots = self._semaphores.get(loop)
+            if slots is None:
+                for closed in [known for known in self._semaphores if known.is_closed()]:
+                    del self._semaphores[closed]
+                slots = self._semaphores[loop] = {}
+            if model.endpoint not in slots:
+                limit = model.max_concurrency or self.settings.max_concurrency
+                slots[model.endpoint] = asyncio.Semaphore(limit * model.endpoint_count)
+            return slots[model.endpoint]
 
     def cached(self, request: CallRequest) -> CallResult | None:
         if not (self.settings.cache and self.store is not None):

@@ -4,6 +4,8 @@ cache would have given it a moment later), so evaluations run side by side pay n
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 import pytest
 
@@ -86,3 +88,33 @@ def test_each_event_loops_call_slots_go_with_it(store: Store, scripted: Scripted
     for _ in range(5):
         asyncio.run(gateway.complete(request))
     assert len(gateway._semaphores) == 1  # the last loop's, closed: dropped when the next comes
+
+
+def test_loops_of_several_threads_share_one_gateway_safely(store: Store, scripted: ScriptedServer) -> None:
+    """Dropping closed loops' slots iterated the table while other threads added to it: "dictionary
+    changed size during iteration" and KeyError, with one gateway used from several threads."""
+    gateway = Gateway(store, GatewaySettings())
+    model = _request(scripted, "x").model
+    errors: list[BaseException] = []
+
+    async def take_a_slot() -> None:
+        gateway._semaphore(model)
+
+    def many() -> None:
+        try:
+            for _ in range(400):
+                asyncio.run(take_a_slot())
+        except BaseException as exc:
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=many) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
