@@ -30,6 +30,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunNotFound
 from agentscale.graphs.io import blocking_file, why_unwritable
+from agentscale.storage import tables
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -131,12 +132,22 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
     return f"database {path} cannot be opened ({reason})"
 
 
+def _own_tables() -> list[Table]:
+    """agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with
+    tables of its own may share the file, and they are not ours to create or alter."""
+    return [
+        model.__table__  # type: ignore[attr-defined]
+        for model in vars(tables).values()
+        if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
+    ]
+
+
 def _add_new_columns(engine: Engine, path: Path) -> None:
     """Bring a database written by an earlier release up to the tables' columns. `create_all` makes
     missing tables only; a column added since (always nullable, so old rows stay valid) is added
     here. Two processes may open an old database at once: the loser's duplicate is no error."""
     with engine.connect() as connection:
-        for table in SQLModel.metadata.sorted_tables:
+        for table in _own_tables():
             present = {row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table.name})")}
             for column in table.columns:
                 if column.name in present:
@@ -166,7 +177,7 @@ class Store:
         event.listen(self.engine, "connect", _configure_sqlite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            SQLModel.metadata.create_all(self.engine)
+            SQLModel.metadata.create_all(self.engine, tables=_own_tables())
             _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:
             raise AgentScaleError(_unopenable(self.path, exc)) from None

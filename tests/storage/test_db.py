@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from sqlmodel import select
+from sqlmodel import Field, SQLModel, select
 
 from agentscale import Graph, Store
 from agentscale.errors import AgentScaleError
@@ -206,3 +206,23 @@ def test_a_database_lacking_a_required_column_is_named_not_a_traceback(tmp_path:
         odd.execute(_SPEND_BEFORE_ITEM_KEYS.replace("route VARCHAR NOT NULL, ", ""))
     with pytest.raises(AgentScaleError, match=r"lacks column spendentry.route, .* another release"):
         Store(path)
+
+
+class _AppNote(SQLModel, table=True):
+    """A table of an app that keeps its own rows in agentscale's database file."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+    added_later: str  # a column its own next release adds: not agentscale's to add
+
+
+def test_an_apps_own_tables_are_neither_created_nor_altered(tmp_path: Path) -> None:
+    """Opening a database walked every SQLModel table of the process: an app's table missing a column
+    of its own made agentscale refuse the file as "written by another release of agentscale"."""
+    path = tmp_path / "shared.db"
+    with sqlite3.connect(path) as app:
+        app.execute("CREATE TABLE _appnote (id INTEGER PRIMARY KEY, text VARCHAR NOT NULL)")
+    Store(path)
+    with sqlite3.connect(path) as app:
+        assert [row[1] for row in app.execute("PRAGMA table_info(_appnote)")] == ["id", "text"]
+        assert app.execute("SELECT name FROM sqlite_master WHERE name = 'run'").fetchone() == ("run",)
