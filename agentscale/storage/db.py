@@ -136,7 +136,7 @@ def _own_tables() -> list[Table]:
     """agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with
     tables of its own may share the file, and they are not ours to create or alter."""
     return [
-        model.__table__  # type: ignore[attr-defined]
+        model.__table__
         for model in vars(tables).values()
         if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
     ]
