@@ -124,8 +124,8 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
         return {"run_key": start(state, config)}
 
     def prepare_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
-        """Synchronous callers (`invoke`): run the whole DAG here, in one event loop of its own; the
-        node steps that follow only read the finished tasks."""
+        """Synchronous callers (`invoke`): run the whole DAG here, on agentscale's event loop
+        (`runtime/sync`); the node steps that follow only read the finished tasks."""
 
         async def run_all() -> str:
             key = start(state, config)
