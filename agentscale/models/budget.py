@@ -45,16 +45,22 @@ class RunLedger:
     _reserved: dict[int, Spend] = field(default_factory=dict)
     _next_id: int = 0
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
+    def elapsed(self, modelled_s: float = 0.0) -> float:
+        """Time since the run started: the wall clock's, or `modelled_s` (a call's start on the run's
+        modelled clock: its inputs' latest finish) when later. Simulated calls take their modelled
+        latency and no wall time, and a call answered from the cache replays its recorded latency in
+        no time: on the wall clock alone a latency cap never bit on `sim/` routes, and a replay from
+        the cache ran nodes its live run had skipped."""
+        return max(time.monotonic() - self.started, modelled_s)
 
-    def remaining_time(self) -> float | None:
+    def remaining_time(self, modelled_s: float = 0.0) -> float | None:
         if self.budget is None or self.budget.max_latency_s is None:
             return None
-        return self.budget.max_latency_s - self.elapsed()
+        return self.budget.max_latency_s - self.elapsed(modelled_s)
 
-    def reserve(self, projected: Spend) -> int:
-        """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed."""
+    def reserve(self, projected: Spend, modelled_s: float = 0.0) -> int:
+        """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed (a call that
+        starts at `modelled_s` on the run's modelled clock: see `elapsed`)."""
         if self.budget is not None:
             total = Spend(self.spent.prompt_tokens, self.spent.completion_tokens, self.spent.flops, self.spent.usd)
             for held in self._reserved.values():
@@ -67,10 +73,10 @@ class RunLedger:
                 raise BudgetExceeded("max_flops", budget.max_flops, total.flops)
             if budget.max_usd is not None and total.usd is not None and total.usd > budget.max_usd:
                 raise BudgetExceeded("max_usd", budget.max_usd, total.usd)
-            remaining = self.remaining_time()
+            remaining = self.remaining_time(modelled_s)
             if remaining is not None and remaining <= 0:
                 assert budget.max_latency_s is not None
-                raise BudgetExceeded("max_latency_s", budget.max_latency_s, self.elapsed())
+                raise BudgetExceeded("max_latency_s", budget.max_latency_s, self.elapsed(modelled_s))
         self._next_id += 1
         self._reserved[self._next_id] = projected
         return self._next_id

@@ -64,15 +64,17 @@ class ModelCalls:
         self.stopped_reason: str | None = None
         self._samples = SampleSlots()
 
-    async def call(self, trace: NodeTrace, request: CallRequest) -> CallResult | None:
+    async def call(self, trace: NodeTrace, request: CallRequest, starts_at_s: float = 0.0) -> CallResult | None:
         """Reserve the call's projected spend, call, settle; the outcome lands in `trace` (`skipped`
-        when the budget refuses it, `failed` on a call error: then None is returned)."""
+        when the budget refuses it, `failed` on a call error: then None is returned). `starts_at_s`:
+        the call's start on the run's modelled clock (its inputs' latest finish), which a latency
+        cap is checked against when later than the wall clock."""
         model = request.model
         request = self._samples.assign(request)
         trace.route, trace.messages = model.route, request.messages
         projected = spend_of(model, estimate_prompt_tokens(request.messages), request.max_tokens)
         try:
-            reservation = self.ledger.reserve(projected)
+            reservation = self.ledger.reserve(projected, starts_at_s)
         except BudgetExceeded as exc:
             trace.status, trace.error = "skipped", str(exc)
             self.stopped_reason = self.stopped_reason or str(exc)
@@ -81,7 +83,7 @@ class ModelCalls:
             result = await self.gateway.complete(
                 request,
                 node=trace.node_id,
-                timeout_s=self.ledger.remaining_time(),
+                timeout_s=self.ledger.remaining_time(starts_at_s),
                 run_id=self.run_id,
                 item_key=self.item_key,
             )

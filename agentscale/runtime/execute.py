@@ -198,7 +198,8 @@ class RunContext:
             max_tokens=first_set(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
             top_p=node.top_p if node.top_p is not None else defaults.top_p,
         )
-        result = await self.calls.call(trace, request)
+        starts_at = max((self.traces[p].finished_at_s for p in predecessors), default=0.0)
+        result = await self.calls.call(trace, request, starts_at)
         if result is None:
             self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             return trace

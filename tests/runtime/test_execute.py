@@ -394,3 +394,31 @@ def test_inputs_finishing_at_the_same_modelled_time_keep_their_listed_order() ->
     second = NodeTrace("b", "assistant", answer="790", latency_s=0.545, finished_at_s=0.545, finish_order=1)
     earlier = NodeTrace("c", "assistant", answer="791", latency_s=0.5, finished_at_s=0.5, finish_order=3)
     assert [c.node_id for c in usable_candidates([first, second, earlier])] == ["c", "a", "b"]
+
+
+CHAIN_OF_THREE = (
+    "name: late\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: m}\n"
+    "  - {id: c, role: critic, model: m}\nedges: ['a -> b -> c']\nanswer_format: number\nbudget: {max_latency_s: 0.8}\n"
+)
+
+
+def test_a_latency_cap_holds_on_a_replay_from_the_cache(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The cap was checked on the wall clock only: in the live run c starts at 0.6 s with 0.2 s left and
+    times out; its replay from the cache, which takes no time for a and b, gave c the whole 0.8 s,
+    and c answered: a replay that differs from its run, and pays."""
+    graph: Graph = make_graph(CHAIN_OF_THREE)
+    graph.run("What is 1 + 1?")  # litellm's first call sets up its client: not what is measured here
+    scripted.latency_s = 0.3
+    live = graph.run("What is 2 + 2?")
+    replay = graph.run("What is 2 + 2?")
+    assert [t.status for t in live.trace] == ["ok", "ok", "failed"]
+    assert [t.status for t in replay.trace] == ["ok", "ok", "failed"] and replay.answer == live.answer
+
+
+def test_a_latency_cap_bites_on_simulated_models(tmp_path: Path) -> None:
+    """Simulated calls take their modelled latency (llama-70b: ≈ 13 s) and no wall time: a 20 s cap
+    never stopped a chain of three (`critical_path_s` 49.6)."""
+    text = CHAIN_OF_THREE.replace("model: m", "model: sim/llama-70b").replace("0.8}", "20}")
+    result = Graph.from_yaml(text, store=None).run("[sim:math#0007] q")
+    assert [t.status for t in result.trace] == ["ok", "ok", "skipped"]
+    assert "budget max_latency_s=20 would be exceeded" in str(result.stopped_reason)
