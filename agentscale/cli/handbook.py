@@ -349,7 +349,7 @@ def prune_command(
 
     book = Handbook(open_store(db), handbook, embedder=None)
     removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=min_accuracy, dry_run=dry_run)
-    left = len(book.behaviors())
+    left = len(book.behaviors()) - (len(removed) if dry_run else 0)  # a dry run removed none of them
     if json_output:
         print_json({"handbook": handbook, "removed": [r.name for r in removed], "remaining": left, "dry_run": dry_run})
         return

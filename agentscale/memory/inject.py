@@ -23,7 +23,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace, RunResult
 from agentscale.graphs.spec import GraphSpec, Memory
 from agentscale.memory.extract import find_citations
-from agentscale.memory.handbook import Handbook
+from agentscale.memory.handbook import Handbook, check_handbook_name
 from agentscale.memory.retrieve import Retrieved, Retriever
 from agentscale.runtime.plugins import register_memory
 from agentscale.storage.db import Store
@@ -109,4 +109,4 @@ def record_outcome(store: Store, result: RunResult, correct: bool) -> None:
 def with_handbook(spec: GraphSpec, handbook: str) -> GraphSpec:
     """`spec` with `memory: {handbook: ...}` (its `top_k` kept when it already had memory)."""
     top_k = spec.memory.top_k if spec.memory is not None else Memory.model_fields["top_k"].default
-    return spec.model_copy(update={"memory": Memory(handbook=handbook, top_k=top_k)})
+    return spec.model_copy(update={"memory": Memory(handbook=check_handbook_name(handbook), top_k=top_k)})

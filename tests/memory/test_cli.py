@@ -101,7 +101,7 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and json.loads(out) == {
         "handbook": "math",
         "removed": ["behavior_estimate_first"],
-        "remaining": 2,
+        "remaining": 1,  # what would remain: it said 2, the count before the prune
         "dry_run": True,
     }
 
@@ -135,6 +135,9 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
         (["handbook", "build", "--handbook", "x", "--task", str(bad), "--model", "big"], "neither a litellm route"),
         (["handbook", "build", "--handbook", "x", "--from-run", "0000"], "no run '0000'"),
     ]
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    cases.append((["eval", str(graph), "--task", "sim:math", "--handbook", ""], "bad handbook name ''"))  # a traceback
     for args, message in cases:
         code, _, err = cli(capsys, *args)
         assert code == 1 and message in err and "Traceback" not in err, (args, err)
