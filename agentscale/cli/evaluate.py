@@ -175,8 +175,8 @@ def eval_command(
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
     progress = progress_bar(quiet=quiet)
-    correct = 0
-    done = 0
+    done = total - todo  # a resumed eval counts the items its run already scored
+    correct = sum(1 for item in evaluation.store.run_items(evaluation.run_id) if item.correct) if done else 0
 
     def advance(result: ItemResult) -> None:
         nonlocal correct, done

@@ -186,3 +186,25 @@ def test_a_method_needing_an_agent_model_is_refused_by_validate_and_the_dry_run(
     assert re.search(r"optimizer\.agent_model \(line \d+\): optimizer\.method: llm needs", capsys.readouterr().err)
     assert main(["optimize", str(with_llm)]) == 1
     assert Store(tmp_path / "o.db").list_runs() == []  # refused before a run row
+
+
+def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress of `eval --resume` counted the earlier items as done but not their correct answers
+    (it ended at `200/200 · 75/168 correct` for a run that scored 95 of 200)."""
+    import sqlite3
+
+    db = tmp_path / "o.db"
+    monkeypatch.setenv("AGENTSCALE_DB", str(db))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nmodels: {l8: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: l8}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "8", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    with sqlite3.connect(db) as connection:  # as if stopped after all but two items
+        keys = [k for (k,) in connection.execute("SELECT item_key FROM runitem ORDER BY item_key LIMIT 2")]
+        connection.executemany("DELETE FROM runitem WHERE item_key = ?", [(k,) for k in keys])
+        connection.execute("UPDATE run SET status = 'interrupted'")
+    assert main(["eval", "--resume", first["run_id"]]) == 0
+    last_line = [line for line in capsys.readouterr().err.splitlines() if "correct" in line][-1]
+    assert f"{first['correct']}/8 correct" in last_line, last_line
