@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, short
+from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
@@ -103,6 +103,7 @@ def build_command(
     from agentscale.memory.build import BuildSettings, HandbookBuilder
     from agentscale.memory.build_inputs import build_model, run_topic
     from agentscale.memory.handbook import Handbook
+    from agentscale.report.simulated import is_simulated
     from agentscale.tasks import load_task
 
     if (task is None) == (from_run is None):
@@ -133,10 +134,13 @@ def build_command(
         builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or run_topic(run))
         label, total = f"{handbook} ← run {run.id}", len(gateway.store.run_items(run.id))
         report = _with_progress(lambda: builder.from_run(run.id), builder, total, label, json_output)
+    simulated = is_simulated([resolved.route])
     if json_output:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "simulated": simulated})
         return
     _print_build(report)
+    if simulated:
+        say_simulated(err)
 
 
 def _with_progress(

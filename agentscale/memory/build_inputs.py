@@ -17,6 +17,7 @@ from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.topology import Topology
 from agentscale.graphs.validate import load_spec_text
 from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.models.routes import route_problem
 from agentscale.storage.tables import Run
 
 
@@ -65,13 +66,22 @@ def resolve_model(
             spec = spec.model_copy(
                 update={"api_base": api_base or spec.api_base, "api_key_env": api_key_env or spec.api_key_env}
             )
-        return resolve(name, spec)
+        return _checked(resolve(name, spec))
     if "/" not in name:
         known = ", ".join(sorted(aliases)) or "none"
         raise AgentScaleError(
             f"model {name!r} is neither a litellm route (provider/model) nor a known alias (aliases: {known})"
         )
-    return resolve(name, ModelSpec(model=name, api_base=api_base, api_key_env=api_key_env))
+    return _checked(resolve(name, ModelSpec(model=name, api_base=api_base, api_key_env=api_key_env)))
+
+
+def _checked(model: ResolvedModel) -> ResolvedModel:
+    """A route agentscale serves itself (sim/, local/) that does not exist is refused before the build
+    starts, as a graph's is: `sim/llama-999b` failed every item and the build still exited 0."""
+    problem = route_problem(model.route)
+    if problem is not None:
+        raise AgentScaleError(f"--model {model.name}: {problem}")
+    return model
 
 
 def run_topic(run: Run) -> str | None:

@@ -34,9 +34,11 @@ def stored_space(run: Run) -> SpaceSpec:
 
 
 def run_is_simulated(run: Run) -> bool:
-    """From what the run stored: its search space's models, or its graph's."""
+    """From what the run stored: its search space's models, its graph's, or a handbook build's model."""
     if run.kind == "optimize":
         return is_simulated(m.model for m in stored_space(run).models.values())
+    if run.kind == "handbook":
+        return is_simulated([json.loads(run.config_json).get("model")])
     if run.graph_yaml:
         return spec_is_simulated(load_spec_text(run.graph_yaml, f"run {run.id}"))
     return False

@@ -134,6 +134,10 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
         (["handbook", "build", "--handbook", "x", "--model", "openai/x"], "exactly one of --task or --from-run"),
         (["handbook", "build", "--handbook", "x", "--task", str(bad), "--model", "big"], "neither a litellm route"),
         (["handbook", "build", "--handbook", "x", "--from-run", "0000"], "no run '0000'"),
+        (  # every item failed, and the build exited 0 leaving an empty handbook
+            ["handbook", "build", "--handbook", "x", "--task", "sim:math", "--n", "2", "--model", "sim/llama-999b"],
+            "--model sim/llama-999b: unknown simulated model",
+        ),
     ]
     graph = tmp_path / "g.yaml"
     graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
@@ -185,3 +189,16 @@ def test_eval_with_handbook(
     assert code == 1 and "no handbook 'nope'" in err
     code, _, err = cli(capsys, "eval", "--resume", data["run_id"], "--handbook", "math")
     assert code == 1 and "drop --handbook" in err
+
+
+def test_a_build_by_a_simulated_model_says_so(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`runs show --json` of a build by sim/llama-8b said "simulated": false, and no output said SIMULATED."""
+    args = ["handbook", "build", "--handbook", "s", "--task", "sim:math", "--n", "2", "--model", "sim/llama-8b"]
+    code, out, _ = cli(capsys, *args, "--json")
+    assert code == 0 and json.loads(out)["simulated"] is True
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "SIMULATED: these numbers" in err
+    code, out, _ = cli(
+        capsys, "runs", "show", json.loads(cli(capsys, "runs", "list", "--json")[1])[0]["run_id"], "--json"
+    )
+    assert code == 0 and json.loads(out)["simulated"] is True
