@@ -288,23 +288,34 @@ class _Calls:
     traces: list[NodeTrace]
 
 
+def _round_of(node_id: str) -> int:
+    """A discussion's call `r3.fuse` is of round 3; a DAG's `fuse` of none (0)."""
+    head, dot, _ = node_id.partition(".")
+    return int(head[1:]) if dot and head.startswith("r") and head[1:].isdigit() else 0
+
+
 def stored_solutions(store: Store, run: Run) -> list[_Source]:
     """The answered items of a run with the completion that produced each answer.
 
-    The solution is the output node's completion; when the output node made no call (a `vote`),
-    the completion of the first node whose answer became the final answer (else the last one).
+    The solution is the output node's completion (in a discussion, stored per round as `r<k>.<node>`,
+    the last round's); when the output node made no call (a `vote`), the completion of the first node
+    whose answer became the final answer (else the last one). A discussion's CEO and evaluator write
+    decisions and advice, never a solution: a build once reflected on a round-1 worker's, or on the
+    CEO's JSON.
     """
     output = output_node(run)
     calls_by_item: dict[str, list[NodeCall]] = {}
     for call in store.node_calls(run.id):
-        if call.status == "ok" and call.completion and call.node_id not in ("reflect", "extract"):
+        solving = call.node_id not in ("reflect", "extract") and call.role not in ("ceo", "evaluator")
+        if call.status == "ok" and call.completion and solving:
             calls_by_item.setdefault(call.item_key, []).append(call)
     sources = []
     for item in store.run_items(run.id):
         calls = calls_by_item.get(item.item_key, [])
         if item.answer is None or not calls:
             continue
-        chosen = next((c for c in calls if c.node_id == output), None)
+        outputs = [c for c in calls if c.node_id == output or c.node_id.partition(".")[2] == output]
+        chosen = max(outputs, key=lambda c: _round_of(c.node_id)) if outputs else None
         chosen = chosen or next((c for c in calls if c.answer == item.answer), None) or calls[-1]
         sources.append(
             _Source(

@@ -149,3 +149,26 @@ async def test_structured_output_sends_the_extraction_schema_only_to_extract(
     # vLLM's xgrammar backend rejects a string schema with a pattern and a length bound together
     strings = [p for p in schema["properties"]["behaviors"]["items"]["properties"].values() if p["type"] == "string"]
     assert all(not ("pattern" in p and ("minLength" in p or "maxLength" in p)) for p in strings)
+
+
+async def test_a_discussions_solution_is_its_last_rounds_output(tmp_path: Path) -> None:
+    """A discussion stores its calls per round (`r2.fuse`): `--from-run` matched none to the output
+    `fuse` and reflected on a round-1 worker's completion, or on the CEO's decision."""
+    from agentscale import Graph
+    from agentscale.memory.build import stored_solutions
+
+    store = Store(tmp_path / "d.db")
+    graph = Graph.from_yaml(
+        "name: d\nmodels: {s: {model: sim/llama-3b}, big: {model: sim/llama-8b}}\n"
+        "coordinator: {model: big, max_rounds: 3}\nnodes:\n  - {id: s1, role: assistant, model: s}\n"
+        "  - {id: s2, role: assistant, model: s}\n  - {id: fuse, role: fuser, model: s}\nedges: ['s1, s2 -> fuse']\n",
+        store=store,
+    )
+    evaluation = Evaluation(graph, EvalConfig(task="sim:math", n=3))
+    await evaluation.run()
+    run = store.get_run(evaluation.run_id)
+    calls = store.node_calls(run.id)
+    for source in stored_solutions(store, run):
+        fused = [c for c in calls if c.item_key == source.key and c.node_id.endswith(".fuse")]
+        last = max(fused, key=lambda c: int(c.node_id.split(".")[0][1:]))
+        assert source.solution == last.completion and last.answer == source.answer
