@@ -107,6 +107,7 @@ def show_command(
                 "answer": item.answer,
                 "stopped_reason": item.stopped_reason,
                 "usage": json.loads(item.usage_json),
+                **({"rounds": json.loads(item.rounds_json)} if item.rounds_json is not None else {}),
             }
             for item in items
         ],

@@ -165,9 +165,12 @@ def record_rows(
 
 def record_result(store: Store, result: RunResult, item_key: str, run_row: RunValues | None = None) -> None:
     """A graph's answer to one question, recorded under `result.run_id` (a DAG run or a discussion;
-    `run_row` is written done, with the usage, and the rounds of a discussion, as its summary)."""
+    `run_row` is written done, with the usage, and the rounds of a discussion, as its summary). A
+    discussion's rounds are kept with its item too: an eval's or a batch's items had only their calls,
+    and the CEO's decisions were lost."""
     assert result.run_id is not None
     usage = result.usage.to_dict()
+    rounds = None if result.rounds is None else [r.to_dict() for r in result.rounds]
     item = {
         "run_id": result.run_id,
         "item_key": item_key,
@@ -175,11 +178,12 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
         "answer": result.answer,
         "stopped_reason": result.stopped_reason,
         "usage_json": json.dumps(usage),
+        "rounds_json": None if rounds is None else json.dumps(rounds),
     }
     if run_row is not None:
         summary: dict[str, object] = {"n": 1, "usage": usage}
-        if result.rounds is not None:
-            summary["rounds"] = [r.to_dict() for r in result.rounds]
+        if rounds is not None:
+            summary["rounds"] = rounds
         run_row = {**run_row, "status": "done", "finished": utcnow(), "summary_json": json.dumps(summary)}
     record_rows(store, result.run_id, item_key, result.trace, item=item, run_row=run_row)
 

@@ -50,6 +50,7 @@ class RunItem(SQLModel, table=True):
     reference: str | None = None  # evals: the item's reference answer
     correct: bool | None = None  # evals: the scorer's verdict (None until scored)
     detail: str | None = None  # evals: the scorer's reason
+    rounds_json: str | None = None  # a discussion's rounds (a `coordinator:` graph): the CEO's decisions
     created: datetime = Field(default_factory=utcnow)
 
 

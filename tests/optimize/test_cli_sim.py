@@ -208,3 +208,22 @@ def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
     assert main(["eval", "--resume", first["run_id"]]) == 0
     last_line = [line for line in capsys.readouterr().err.splitlines() if "correct" in line][-1]
     assert f"{first['correct']}/8 correct" in last_line, last_line
+
+
+def test_an_eval_of_a_discussion_keeps_each_items_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An eval of a coordinator graph stored its items' calls but not their rounds: the CEO's requested
+    and applied decisions and the clamping notes were lost (`run` kept them in its summary)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    graph = tmp_path / "coord.yaml"
+    graph.write_text(
+        "name: c\nmodels: {s: {model: sim/llama-3b}, big: {model: sim/llama-8b}}\n"
+        "coordinator: {model: big, max_rounds: 3}\nnodes:\n  - {id: s1, role: assistant, model: s}\n"
+        "  - {id: s2, role: assistant, model: s}\n  - {id: fuse, role: fuser, model: s}\nedges: ['s1, s2 -> fuse']\n"
+    )
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "2", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert len(items) == 2 and all(item["rounds"] and "decision" in item["rounds"][0] for item in items)
