@@ -97,10 +97,7 @@ class Graph:
         """A graph from YAML text; a mistake raises SpecError naming its YAML path and line (also the
         checks made when the graph is built: budget caps the models cannot be priced for, a tester's
         answer format)."""
-        located = load_located(text, source)
-        spec = checked_spec(located, source)  # routes checked at their lines
-        with located.locating(source):
-            return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
+        return cls._from_located(load_located(text, source), store, gateway, answer_format, source)
 
     @classmethod
     def from_dict(
@@ -115,8 +112,22 @@ class Graph:
         """A graph from data shaped like the YAML (built in code); a mistake raises SpecError naming
         its path (`nodes[0].model`), as a file's would, where `GraphSpec.model_validate` raises
         pydantic's ValidationError."""
-        spec = checked_spec(LocatedData(data), source)
-        return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
+        return cls._from_located(LocatedData(data), store, gateway, answer_format, source)
+
+    @classmethod
+    def _from_located(
+        cls,
+        located: LocatedData,
+        store: Store | _DefaultStore | None,
+        gateway: Gateway | None,
+        answer_format: AnswerFormat | None,
+        source: str | None,
+    ) -> Graph:
+        """Parsed graph data as a graph: its routes checked at their lines, and the checks made when
+        the graph is built placed at theirs (YAML text has lines; data built in code has paths only)."""
+        spec = checked_spec(located, source)
+        with located.locating(source):
+            return cls(spec, store=store, gateway=gateway, answer_format=answer_format, source=source)
 
     @property
     def name(self) -> str:
