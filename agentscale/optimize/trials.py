@@ -340,19 +340,24 @@ class PaidCalls:
     usd: float | None = 0.0
 
     def add(self, tokens: int, usd: float | None) -> None:
-        self.calls += 1
-        self.tokens += tokens
-        self.usd = None if self.usd is None or usd is None else self.usd + usd
+        self.merge(PaidCalls(1, tokens, usd))
+
+    def merge(self, other: PaidCalls) -> None:
+        self.calls += other.calls
+        self.tokens += other.tokens
+        self.usd = known_total([self.usd, other.usd])
 
 
 @dataclass
 class RunPaid:
     """A run's paid calls by whom they were for: each trial (by seq, stored or not), the feedback
-    agent, and the rest (ledger rows of a release whose ledger did not name items)."""
+    agent, and the rest (ledger rows of a release whose ledger did not name items); `total` is the
+    whole ledger's."""
 
     trials: dict[int, PaidCalls]
     agent: PaidCalls
     unknown: PaidCalls
+    total: PaidCalls
 
 
 def run_paid(store: Store, run_id: str) -> RunPaid:
@@ -390,7 +395,7 @@ def run_paid(store: Store, run_id: str) -> RunPaid:
         max(0, total.tokens - sum(p.tokens for p in accounted)),
         None if usd is None else max(0.0, usd - sum(p.usd or 0.0 for p in accounted)),
     )
-    return RunPaid(trials, agent, unknown)
+    return RunPaid(trials, agent, unknown, total)
 
 
 def _more(stored: PaidCalls, recorded: PaidCalls) -> PaidCalls:
@@ -410,5 +415,5 @@ def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
     stages = dict.fromkeys(("search", "crowning", "test"), 0)
     for trial in store.trials(run_id):
         stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid.trials.get(trial.seq, PaidCalls()).calls
-    stages["search"] += max(0, store.spend(run_id)["calls"] - sum(stages.values()))
+    stages["search"] += max(0, paid.total.calls - sum(stages.values()))  # the ledger, read once
     return stages

@@ -16,19 +16,14 @@ from agentscale.storage.db import Store
 
 
 @dataclass
-class StageSpend:
-    stage: str
+class StageSpend(PaidCalls):
+    """A stage's paid calls, tokens and USD (`PaidCalls`; cache hits are not calls), and what else
+    the report's row shows."""
+
+    stage: str = ""
     evaluations: int = 0
     items: int = 0
-    calls: int = 0  # paid calls (cache hits are not calls)
     cached_calls: int = 0
-    tokens: int = 0  # paid tokens
-    usd: float | None = 0.0
-
-    def add_paid(self, paid: PaidCalls) -> None:
-        self.calls += paid.calls
-        self.tokens += paid.tokens
-        self.usd = None if self.usd is None or paid.usd is None else self.usd + paid.usd
 
 
 def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[list[StageSpend], list[StageSpend]]:
@@ -36,7 +31,7 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
     own row (empty ones left out): the feedback agent, and calls of no known stage."""
     rows: dict[str, StageSpend] = {}
     for seq in sorted(stages):
-        rows.setdefault(stages[seq], StageSpend(stages[seq])).evaluations += 1
+        rows.setdefault(stages[seq], StageSpend(stage=stages[seq])).evaluations += 1
     items: dict[str, set[str]] = {}
     for call in trial_calls(store, run_id):
         if call.seq not in stages:
@@ -47,10 +42,10 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
     for stage, keys in items.items():
         rows[stage].items = len(keys)
     paid = run_paid(store, run_id)
-    unknown = StageSpend("calls of no known stage (cut short by an interruption)")
-    unknown.add_paid(paid.unknown)
+    unknown = StageSpend(stage="calls of no known stage (cut short by an interruption)")
+    unknown.merge(paid.unknown)
     for seq, spent in paid.trials.items():
-        (rows[stages[seq]] if seq in stages else unknown).add_paid(spent)
-    agent = StageSpend("optimizer feedback agent")
-    agent.add_paid(paid.agent)
+        (rows[stages[seq]] if seq in stages else unknown).merge(spent)
+    agent = StageSpend(stage="optimizer feedback agent")
+    agent.merge(paid.agent)
     return list(rows.values()), [row for row in (agent, unknown) if row.calls]
