@@ -132,14 +132,13 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
     return f"database {path} cannot be opened ({reason})"
 
 
-def _own_tables() -> list[Table]:
-    """agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with
-    tables of its own may share the file, and they are not ours to create or alter."""
-    return [
-        model.__table__
-        for model in vars(tables).values()
-        if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
-    ]
+# agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with
+# tables of its own may share the file, and they are not ours to create or alter
+_OWN_TABLES: list[Table] = [
+    model.__table__
+    for model in vars(tables).values()
+    if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
+]
 
 
 def _add_new_columns(engine: Engine, path: Path) -> None:
@@ -147,7 +146,7 @@ def _add_new_columns(engine: Engine, path: Path) -> None:
     missing tables only; a column added since (always nullable, so old rows stay valid) is added
     here. Two processes may open an old database at once: the loser's duplicate is no error."""
     with engine.connect() as connection:
-        for table in _own_tables():
+        for table in _OWN_TABLES:
             present = {row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table.name})")}
             for column in table.columns:
                 if column.name in present:
@@ -177,7 +176,7 @@ class Store:
         event.listen(self.engine, "connect", _configure_sqlite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            SQLModel.metadata.create_all(self.engine, tables=_own_tables())
+            SQLModel.metadata.create_all(self.engine, tables=_OWN_TABLES)
             _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:
             raise AgentScaleError(_unopenable(self.path, exc)) from None
