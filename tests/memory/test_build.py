@@ -13,6 +13,7 @@ from agentscale.tasks import load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 from tests.memory.conftest import EXTRACT, REFLECT, SOLVE, extraction, script_item, write_task
+from tests.sim.helpers import DISCUSSION
 
 UNITS = ("behavior_units_first", "Convert every quantity to one unit before combining them.")
 ESTIMATE = ("Estimate First", "Estimate the size of the result first so slips stand out.")
@@ -158,12 +159,7 @@ async def test_a_discussions_solution_is_its_last_rounds_output(tmp_path: Path) 
     from agentscale.memory.build import stored_solutions
 
     store = Store(tmp_path / "d.db")
-    graph = Graph.from_yaml(
-        "name: d\nmodels: {s: {model: sim/llama-3b}, big: {model: sim/llama-8b}}\n"
-        "coordinator: {model: big, max_rounds: 3}\nnodes:\n  - {id: s1, role: assistant, model: s}\n"
-        "  - {id: s2, role: assistant, model: s}\n  - {id: fuse, role: fuser, model: s}\nedges: ['s1, s2 -> fuse']\n",
-        store=store,
-    )
+    graph = Graph.from_yaml(DISCUSSION, store=store)
     evaluation = Evaluation(graph, EvalConfig(task="sim:math", n=3))
     await evaluation.run()
     run = store.get_run(evaluation.run_id)

@@ -13,6 +13,7 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.storage.db import Store
+from tests.sim.helpers import DISCUSSION
 
 SPACE = """\
 name: simcli
@@ -217,11 +218,7 @@ def test_an_eval_of_a_discussion_keeps_each_items_rounds(
     and applied decisions and the clamping notes were lost (`run` kept them in its summary)."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
     graph = tmp_path / "coord.yaml"
-    graph.write_text(
-        "name: c\nmodels: {s: {model: sim/llama-3b}, big: {model: sim/llama-8b}}\n"
-        "coordinator: {model: big, max_rounds: 3}\nnodes:\n  - {id: s1, role: assistant, model: s}\n"
-        "  - {id: s2, role: assistant, model: s}\n  - {id: fuse, role: fuser, model: s}\nedges: ['s1, s2 -> fuse']\n"
-    )
+    graph.write_text(DISCUSSION)
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "2", "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     assert main(["runs", "show", run_id, "--json"]) == 0

@@ -1,8 +1,14 @@
-"""Helpers for the simulator tests: graph builders."""
+"""Helpers for the simulator tests: graph builders, and a discussion graph on sim/ models."""
 
 from __future__ import annotations
 
 from agentscale.sim.truth import SimGraph
+
+DISCUSSION = (  # a CEO (llama-8b) steering two llama-3b solvers and their fuser for up to 3 rounds
+    "name: discussion\nmodels: {s: {model: sim/llama-3b}, big: {model: sim/llama-8b}}\n"
+    "coordinator: {model: big, max_rounds: 3}\nnodes:\n  - {id: s1, role: assistant, model: s}\n"
+    "  - {id: s2, role: assistant, model: s}\n  - {id: fuse, role: fuser, model: s}\nedges: ['s1, s2 -> fuse']\n"
+)
 
 
 def chain(model: str, depth: int, role: str = "assistant") -> SimGraph:
