@@ -22,6 +22,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
     parse_options,
+    refuse_ignored_by_resume,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -123,12 +124,10 @@ def eval_command(
             raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
-        given = [flag for flag, value in (("--n", n), ("--scorer", scorer), ("--task-option", task_option)) if value]
-        if given or seed != 0:  # each was ignored: the stored run's items are what a resume answers
-            flags = ", ".join(given + (["--seed"] if seed != 0 else []))
-            raise AgentScaleError(
-                f"--resume answers the stored run's items, with its own sample and scorer; drop {flags}"
-            )
+        refuse_ignored_by_resume(
+            {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
+            "answers the stored run's items, with its own sample and scorer",
+        )
         evaluation = Evaluation.resume(resume, gateway, executor=where)
     else:
         if graph_file is None or task is None:

@@ -20,6 +20,7 @@ from agentscale.cli._options import (
     RayWorkersOption,
     executor_config,
     make_gateway,
+    refuse_ignored_by_resume,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
@@ -47,14 +48,15 @@ def optimize_command(
     ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
     concurrency: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Items answered at once per evaluation (per worker with --executor ray); the evaluations of "
             "one race step or search round run side by side, and each model endpoint still takes at most its "
-            "max_concurrency calls at once (default 16).",
+            "max_concurrency calls at once. Default 8; --resume keeps the run's unless given.",
             min=1,
+            show_default=False,
         ),
-    ] = 8,
+    ] = None,
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
@@ -78,7 +80,7 @@ def optimize_command(
       agentscale optimize --resume 3f2a9c0d1e2b
     """
     from agentscale.optimize.report import write_plot
-    from agentscale.optimize.runner import Optimization
+    from agentscale.optimize.runner import DEFAULT_CONCURRENCY, Optimization
     from agentscale.report import write_report
     from agentscale.report.simulated import is_simulated
 
@@ -89,7 +91,11 @@ def optimize_command(
     if resume is not None:
         if space_file is not None:
             raise AgentScaleError("--resume takes the space from the stored run; do not give a space file")
-        optimization = Optimization.resume(resume, gateway, executor=where)
+        refuse_ignored_by_resume(  # --dry-run was ignored too: the resume ran and paid
+            {"--method": method is not None, "--seed": seed is not None, "--no-test": no_test, "--dry-run": dry_run},
+            "continues the stored run with its own method, seed and test split",
+        )
+        optimization = Optimization.resume(resume, gateway, executor=where, concurrency=concurrency)
     else:
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
@@ -101,7 +107,7 @@ def optimize_command(
             gateway,
             method=method,
             seed=seed,
-            concurrency=concurrency,
+            concurrency=concurrency or DEFAULT_CONCURRENCY,
             executor=where,
             score_test=not no_test,
         )

@@ -56,6 +56,7 @@ from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskSco
 PATIENCE = 3
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
 MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
+DEFAULT_CONCURRENCY = 8  # items answered at once per evaluation
 
 
 @dataclass
@@ -247,7 +248,7 @@ class Optimization:
         space_text: str,
         method: str | None = None,
         seed: int | None = None,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         run_id: str | None = None,
         executor: ExecutorConfig | None = None,
         score_test: bool = True,
@@ -290,7 +291,7 @@ class Optimization:
         *,
         method: str | None = None,
         seed: int | None = None,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         executor: ExecutorConfig | None = None,
         score_test: bool = True,
     ) -> Optimization:
@@ -311,8 +312,16 @@ class Optimization:
             )
 
     @classmethod
-    def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Optimization:
-        """Continue a stored run; with the executor it was started with unless `executor` is given."""
+    def resume(
+        cls,
+        run_id: str,
+        gateway: Gateway,
+        *,
+        executor: ExecutorConfig | None = None,
+        concurrency: int | None = None,
+    ) -> Optimization:
+        """Continue a stored run; with the executor and concurrency it was started with unless given
+        (both change where and how fast items run, not what they answer)."""
         assert gateway.store is not None
         run = gateway.store.get_run(run_id)
         if run.kind != "optimize":
@@ -325,7 +334,7 @@ class Optimization:
             space_text=config["space_yaml"],
             method=config["method"],
             seed=config["seed"],
-            concurrency=config.get("concurrency", 8),
+            concurrency=concurrency or config.get("concurrency", DEFAULT_CONCURRENCY),
             score_test=config.get("score_test", True),
             run_id=run.id,
             executor=executor or ExecutorConfig.from_dict(config.get("executor")),

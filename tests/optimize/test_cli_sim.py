@@ -224,3 +224,35 @@ def test_an_eval_of_a_discussion_keeps_each_items_rounds(
     assert main(["runs", "show", run_id, "--json"]) == 0
     items = json.loads(capsys.readouterr().out)["items"]
     assert len(items) == 2 and all(item["rounds"] and "decision" in item["rounds"][0] for item in items)
+
+
+@pytest.mark.parametrize("flag", [["--dry-run"], ["--no-test"], ["--seed", "7"], ["--method", "random"]])
+def test_a_resume_refuses_the_flags_it_would_ignore_before_spending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, flag: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """`optimize --resume R --dry-run` ran the whole resume and paid for it; --no-test, --seed and
+    --method were silently ignored. Each is refused, and nothing is spent."""
+    from agentscale.cli._options import make_gateway
+    from agentscale.optimize.runner import Optimization
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    run_id = Optimization.from_file(space, make_gateway(None, False)).run_id  # stored, not run yet
+    assert main(["optimize", "--resume", run_id, *flag]) == 1
+    assert f"drop {flag[0]}" in capsys.readouterr().err
+    store = Store(tmp_path / "o.db")
+    assert store.spend(run_id)["calls"] == 0 and store.trials(run_id) == []
+
+
+def test_a_resume_keeps_the_runs_concurrency_unless_given(tmp_path: Path) -> None:
+    """--concurrency changes how many items run at once, not what they answer: a resume may set it."""
+    from agentscale.cli._options import make_gateway
+    from agentscale.optimize.runner import Optimization
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    gateway = make_gateway(tmp_path / "o.db", False)
+    run_id = Optimization.from_file(space, gateway, concurrency=3).run_id
+    assert Optimization.resume(run_id, gateway).concurrency == 3
+    assert Optimization.resume(run_id, gateway, concurrency=5).concurrency == 5
