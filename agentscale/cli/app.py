@@ -96,13 +96,18 @@ def _watch_local_servers() -> None:
 
 
 def _interrupt_on_terminate() -> None:
-    """SIGTERM (`kill`, a job scheduler's stop) raises KeyboardInterrupt, so an eval or optimization
+    """SIGTERM (`kill`, a job scheduler's stop) is handled as Ctrl-C, so an eval or optimization
     stops the way Ctrl-C stops it: the run is marked interrupted, the report of what finished is
     written and the resume command printed; servers this process started stop at exit (atexit).
-    Before, SIGTERM exited at once with 143 and said nothing, the run left as `running`."""
+    It goes to the SIGINT handler of the moment: inside asyncio.run that one cancels the main task,
+    whereas a KeyboardInterrupt raised in whatever frame was running (a task, a generator, a
+    database pool) left runs `failed` (GeneratorExit) or `running`, with tracebacks."""
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIGINT ignored or left to the OS: stop as Ctrl-C would by default
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
         signal.SIG_DFL,

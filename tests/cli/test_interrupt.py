@@ -127,3 +127,69 @@ def test_a_sigterm_after_the_command_is_done_is_no_traceback(tmp_path: Path) -> 
     env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
     done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == -signal.SIGTERM and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("moment", ["first trial", "search", "test split"])
+def test_sigterm_during_an_optimization_marks_it_interrupted_without_a_traceback(
+    tmp_path: Path, scripted: ScriptedServer, moment: str
+) -> None:
+    """SIGTERM raised KeyboardInterrupt in whatever frame was running (a task, a generator, the
+    database pool): the run was left `failed` (GeneratorExit) or `running` while the command said
+    "interrupted", with "Task was destroyed" and "never retrieved" tracebacks. It is Ctrl-C now."""
+    from agentscale.optimize.space import load_space
+    from agentscale.optimize.runner import load_task_split
+    from agentscale.storage.db import Store
+    from tests.optimize.test_runner import space_text
+
+    scripted.latency_s = 0.02
+    (tmp_path / "space.yaml").write_text(space_text(tmp_path, scripted.api_base))
+    test_questions = [item.question for item in load_task_split(load_space(tmp_path / "space.yaml"))[2]]
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    command = [sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml"), "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    store = Store(tmp_path / "runs.db")
+
+    def reached() -> bool:
+        if moment == "test split":
+            return any(q in json.dumps(r) for r in scripted.completion_requests for q in test_questions)
+        runs = store.list_runs()
+        return bool(runs) and len(store.trials(runs[0].id)) >= (1 if moment == "first trial" else 6)
+
+    _wait_for(reached, 60)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    run = store.list_runs()[0]
+    assert process.returncode == 130, stderr
+    assert json.loads(stdout)["status"] == "interrupted" and run.status == "interrupted", (run.status, run.error)
+    assert "Traceback" not in stderr and "Task was destroyed" not in stderr and "never retrieved" not in stderr
+
+
+def test_sigterm_cancels_the_main_task_as_ctrl_c_does_not_the_frame_it_lands_in() -> None:
+    """The deterministic form of the test above: SIGTERM lands while another task runs. As Ctrl-C
+    does, it cancels asyncio.run's main task (whose cleanup runs) and leaves that task alone; it
+    used to raise KeyboardInterrupt in that task's frame ("Task exception was never retrieved")."""
+    script = (
+        "import asyncio, gc, os, signal\n"
+        "from agentscale.cli.app import _interrupt_on_terminate\n"
+        "_interrupt_on_terminate()\n"
+        "async def killer():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    await asyncio.sleep(0)\n"
+        "    print('killer finished')\n"
+        "async def main():\n"
+        "    asyncio.get_running_loop().create_task(killer())\n"
+        "    try:\n"
+        "        await asyncio.sleep(10)\n"
+        "    except asyncio.CancelledError:\n"
+        "        print('main cancelled')\n"
+        "        raise\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except KeyboardInterrupt:\n"
+        "    gc.collect()\n"
+        "    print('interrupted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = done.stdout.splitlines()
+    assert sorted(lines) == ["interrupted", "killer finished", "main cancelled"], (lines, done.stderr)
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
