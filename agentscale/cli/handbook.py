@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, say_simulated, short
+from agentscale.cli._console import Interrupted, err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
@@ -155,10 +155,16 @@ def _with_progress(
 
         builder.on_item = advance
         try:
-            result = asyncio.run(start())
-        except KeyboardInterrupt:
-            raise AgentScaleError("interrupted; behaviors extracted so far are kept") from None
-    return result
+            return asyncio.run(start())
+        except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C (or SIGTERM) once the build is cancelled
+            progress.stop()
+    err.print(
+        f"interrupted; behaviors extracted so far are kept (run {builder.run_id}); run the same command again "
+        "to go on (calls already paid come from the response cache)"
+    )
+    if quiet:
+        print_json({"run_id": builder.run_id, "status": "interrupted", "handbook": builder.handbook.name})
+    raise Interrupted()
 
 
 def _print_build(report: BuildReport) -> None:

@@ -120,6 +120,7 @@ class HandbookBuilder:
         self.settings = settings or BuildSettings()
         self.topic = topic
         self.on_item = on_item
+        self.run_id: str | None = None  # the run of the latest build, named when one is interrupted
         self._lock = asyncio.Lock()
 
     # entry points -----------------------------------------------------------------------------
@@ -152,6 +153,7 @@ class HandbookBuilder:
         }
         await asyncio.to_thread(self.handbook.create)
         run = self.store.create_run("handbook", graph_name=None, config=config)
+        self.run_id = run.id
         report = BuildReport(run.id, self.handbook.name)
         semaphore = asyncio.Semaphore(settings.concurrency)
 

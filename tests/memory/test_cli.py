@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +207,28 @@ def test_a_build_by_a_simulated_model_says_so(db: Path, capsys: pytest.CaptureFi
         capsys, "runs", "show", json.loads(cli(capsys, "runs", "list", "--json")[1])[0]["run_id"], "--json"
     )
     assert code == 0 and json.loads(out)["simulated"] is True
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_build_exits_130_and_names_its_run(tmp_path: Path, stop: signal.Signals) -> None:
+    """An interrupted build exited 1 as an error, said nothing on stdout under --json, and SIGTERM
+    printed a traceback; it is an interruption now, as eval's and optimize's are."""
+    task = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7")])
+    with ScriptedServer(latency_s=30.0) as server:
+        command = [
+            sys.executable, "-m", "agentscale.cli.app", "handbook", "build", "--task", str(task),
+            "--model", "hosted_vllm/scripted", "--api-base", server.api_base, "--handbook", "h", "--json",
+        ]  # fmt: skip
+        env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "h.db")}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while not server.completion_requests:
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(stop)
+        stdout, stderr = process.communicate(timeout=60)
+    run = Store(tmp_path / "h.db").list_runs()[0]
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert json.loads(stdout) == {"run_id": run.id, "status": "interrupted", "handbook": "h"}
+    assert f"behaviors extracted so far are kept (run {run.id})" in " ".join(stderr.split())
+    assert run.status == "interrupted"
