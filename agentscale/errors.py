@@ -77,6 +77,10 @@ class RunNotFound(AgentScaleError):
     """A run id that is not in the database."""
 
 
+class RunBusy(AgentScaleError):
+    """A run another live process is running: resuming it too would pay for its calls twice."""
+
+
 class ServingError(AgentScaleError):
     """Base of every local-serving error: a user-facing problem (engine missing, port taken, weights
     missing or corrupt, not enough memory, ...)."""

@@ -42,6 +42,7 @@ def list_command(
                     "run_id": r.id,
                     "kind": r.kind,
                     "status": r.status,
+                    "process_gone": r.process_gone(),
                     "created": r.created.isoformat(),
                     "graph": r.graph_name,
                 }
@@ -51,7 +52,7 @@ def list_command(
         return
     table = Table("run_id", "kind", "status", "created", "graph")
     for r in runs:
-        table.add_row(r.id, r.kind, r.status, r.created.strftime("%Y-%m-%d %H:%M:%S"), r.graph_name or "—")
+        table.add_row(r.id, r.kind, r.shown_status(), r.created.strftime("%Y-%m-%d %H:%M:%S"), r.graph_name or "—")
     out.print(table)
 
 
@@ -92,6 +93,7 @@ def show_command(
         "run_id": run.id,
         "kind": run.kind,
         "status": run.status,
+        "process_gone": run.process_gone(),
         "created": run.created.isoformat(),
         "finished": run.finished.isoformat() if run.finished else None,
         "graph": run.graph_name,
@@ -132,10 +134,11 @@ def show_command(
         print_json(data)
         return
     out.print(
-        f"[bold]run {run.id}[/] · {run.kind} · {run.status} · {run.created:%Y-%m-%d %H:%M:%S} · "
+        f"[bold]run {run.id}[/] · {run.kind} · {run.shown_status()} · {run.created:%Y-%m-%d %H:%M:%S} · "
         f"graph {escape(str(run.graph_name))}",
         markup=True,
     )
+    _say_how_a_gone_run_goes_on(run)
     if data["simulated"]:
         say_simulated()
     if run.error:
@@ -201,6 +204,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         "run_id": run.id,
         "kind": run.kind,
         "status": run.status,
+        "process_gone": run.process_gone(),
         "created": run.created.isoformat(),
         "space": run.graph_name,
         "summary": summary,
@@ -229,10 +233,11 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         print_json(data)
         return
     out.print(
-        f"[bold]optimization {run.id}[/] · space {escape(str(run.graph_name))} · {run.status} · "
+        f"[bold]optimization {run.id}[/] · space {escape(str(run.graph_name))} · {run.shown_status()} · "
         f"{run.created:%Y-%m-%d %H:%M:%S}",
         markup=True,
     )
+    _say_how_a_gone_run_goes_on(run)
     simulated = data["simulated"]
     if simulated:
         say_simulated()
@@ -302,3 +307,17 @@ def optuna_command(
         return
     out.print(f"study {exported.study_name}: {exported.trials} trials in {exported.storage}")
     out.print(f"view it with: optuna-dashboard {exported.storage}")
+
+
+def _say_how_a_gone_run_goes_on(run: Run) -> None:
+    """A run whose process died says how to go on: a resume, or the same command again (its paid
+    calls answered from the response cache)."""
+    if not run.process_gone():
+        return
+    if run.kind in ("eval", "optimize"):
+        err.print(f"its process has ended without finishing it; continue with: agentscale {run.kind} --resume {run.id}")
+    else:
+        err.print(
+            "its process has ended without finishing it; the same command again goes on "
+            "(calls already paid come from the response cache)"
+        )

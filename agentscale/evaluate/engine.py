@@ -239,6 +239,7 @@ class Evaluation:
 
     async def run(self, on_item: Callable[[ItemResult], None] | None = None) -> EvalSummary:
         """Answer the pending items, then summarise every item of the run."""
+        self.store.reopen_run(self.run_id)  # first: refused while another process runs it
         answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
         unscored = [item for item in self.pending() if item.id in answered]
         for item in unscored:  # answered before an interruption, never scored
@@ -247,7 +248,6 @@ class Evaluation:
                 self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
             )
         todo = self.pending()
-        self.store.reopen_run(self.run_id)
         try:
             await evaluate_items(
                 self.graph,

@@ -28,9 +28,10 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from agentscale.errors import AgentScaleError, RunNotFound
+from agentscale.errors import AgentScaleError, RunBusy, RunNotFound
 from agentscale.graphs.io import blocking_file, why_unwritable
 from agentscale.storage import tables
+from agentscale.storage.owner import current_owner, owner_alive
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -141,6 +142,14 @@ _OWN_TABLES: list[Table] = [
 ]
 
 
+def _busy(run: Run) -> str:
+    pid = (run.owner or "").split("/")[2] if run.owner else "?"
+    return (
+        f"run {run.id} is being run by process {pid} on this machine; wait for it to finish, or stop it "
+        "(kill it, or Ctrl-C where it runs) and resume again"
+    )
+
+
 def _add_new_columns(engine: Engine, path: Path) -> None:
     """Bring a database written by an earlier release up to the tables' columns. `create_all` makes
     missing tables only; a column added since (always nullable, so old rows stay valid) is added
@@ -244,6 +253,7 @@ class Store:
             graph_name=graph_name,
             graph_yaml=graph_yaml,
             config_json=json.dumps(config or {}),
+            owner=current_owner(),
         )
         self.add(run)
         return run
@@ -257,8 +267,23 @@ class Store:
         self._update_run(run_id, fields)
 
     def reopen_run(self, run_id: str) -> None:
-        """A resumed run is running again (it may have been stopped, interrupted or failed)."""
-        self._update_run(run_id, {"status": "running", "finished": None, "error": None})
+        """A resumed run is running again (it may have been stopped, interrupted or failed, or left
+        `running` by a process that died), owned by this process. Refused while another live process
+        runs it: two resumes at once paid for the same calls twice and stored every item twice. The
+        claim is one conditional UPDATE, so of two resumes started together only one gets it."""
+        run = self.get_run(run_id)
+        me = current_owner()
+        if run.status == "running" and run.owner != me and owner_alive(run.owner):
+            raise RunBusy(_busy(run))
+        with self._cursor() as cursor:
+            cursor.execute(
+                "UPDATE run SET status = 'running', finished = NULL, error = NULL, owner = ? "
+                "WHERE id = ? AND owner IS ?",
+                (me, run.id, run.owner),
+            )
+            claimed = cursor.rowcount == 1
+        if not claimed:
+            raise RunBusy(_busy(self.get_run(run.id)))
 
     def _update_run(self, run_id: str, fields: dict[str, Any]) -> None:
         with self.session() as session:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from agentscale.storage.owner import owner_alive
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -30,6 +32,16 @@ class Run(SQLModel, table=True):
     config_json: str = "{}"
     summary_json: str = "{}"
     error: str | None = None
+    owner: str | None = None  # the process running it (storage/owner.py); None in older databases
+
+    def process_gone(self) -> bool:
+        """Marked running, but the process that ran it has ended without saying so (`kill -9`, an
+        out-of-memory kill, a crash): nothing is running it, and a resume may continue it."""
+        return self.status == "running" and owner_alive(self.owner) is False
+
+    def shown_status(self) -> str:
+        """The status as `runs list` and `runs show` print it."""
+        return "running (process gone)" if self.process_gone() else self.status
 
     def made_by(self) -> str:
         """The command that made the run, for errors that refuse it ("made by `agentscale eval`")."""

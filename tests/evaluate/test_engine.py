@@ -183,6 +183,26 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_resume_of_an_eval_still_running_is_refused_before_any_call(tmp_path: Path) -> None:
+    """Two processes on one run paid for the same calls twice and stored its items twice: a resume
+    while the eval runs is refused, naming the process, and asks the server nothing."""
+    server = ScriptedServer(latency_s=1.5).start()  # the first eval runs ≈ 9 s
+    try:
+        proc, store = start_eval(tmp_path, server, subprocess.DEVNULL)
+        run_id = store.list_runs()[0].id
+        asked = len(server.completion_requests)
+        second = subprocess.run(
+            [*EVAL, "--resume", run_id], env=eval_env(tmp_path), capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"run {run_id} is being run by process {proc.pid}" in " ".join(second.stderr.split())
+        assert len(server.completion_requests) <= asked + 2  # the first process's own next calls only
+        proc.wait(timeout=60)
+        assert len(store.run_items(run_id)) == 6 and store.get_run(run_id).status == "done"
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_eval_says_how_to_continue_and_writes_the_report_of_what_finished(
     tmp_path: Path, stop: signal.Signals

@@ -1,0 +1,77 @@
+"""A run's owner: a run left `running` by a dead process says so and resumes; a run a live process
+runs is refused to a second one (two resumes at once paid for every call twice)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentscale.cli.app import main
+from agentscale.errors import RunBusy
+from agentscale.storage.db import Store
+from agentscale.storage.owner import current_owner, owner_alive
+
+
+def _python(code: str, db: Path) -> subprocess.Popen[str]:
+    prelude = f"from agentscale.storage.db import Store\nstore = Store({str(db)!r})\n"
+    return subprocess.Popen([sys.executable, "-c", prelude + code], stdout=subprocess.PIPE, text=True)
+
+
+def _run_of_a_killed_process(db: Path) -> str:
+    child = _python("import os, signal\nprint(store.create_run('eval').id, flush=True)\nos.kill(os.getpid(), 9)", db)
+    run_id = child.communicate(timeout=60)[0].strip()
+    assert child.returncode == -signal.SIGKILL
+    return run_id
+
+
+def test_a_run_is_owned_by_the_process_that_made_it(tmp_path: Path) -> None:
+    run = Store(tmp_path / "s.db").create_run("eval")
+    assert run.owner == current_owner() and owner_alive(run.owner) is True and not run.process_gone()
+    assert owner_alive(current_owner().rsplit("/", 1)[0] + "/0") is False  # this pid, another process's start
+    assert owner_alive(None) is None  # a run of an older release: not known either way
+
+
+def test_a_run_left_running_by_a_killed_process_says_so_and_resumes(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "s.db"
+    run_id = _run_of_a_killed_process(db)
+    store = Store(db)
+    assert store.get_run(run_id).status == "running" and store.get_run(run_id).process_gone()
+    assert main(["runs", "list", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["process_gone"] is True
+    assert main(["runs", "show", run_id, "--db", str(db)]) == 0
+    shown = capsys.readouterr()
+    assert "running (process gone)" in shown.out and f"agentscale eval --resume {run_id}" in shown.err
+    store.reopen_run(run_id)
+    assert store.get_run(run_id).owner == current_owner() and not store.get_run(run_id).process_gone()
+
+
+def test_a_run_a_live_process_runs_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    child = _python("import time\nprint(store.create_run('eval').id, flush=True)\ntime.sleep(60)", db)
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        with pytest.raises(RunBusy, match=f"run {run_id} is being run by process {child.pid} on this machine"):
+            Store(db).reopen_run(run_id)
+    finally:
+        child.kill()
+        child.wait()
+    Store(db).reopen_run(run_id)  # its process is gone: the run is ours now
+
+
+def test_of_two_resumes_started_together_one_gets_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    run_id = _run_of_a_killed_process(db)
+    claim = (
+        "import sys, time\nfrom agentscale.errors import RunBusy\n"
+        f"try:\n    store.reopen_run({run_id!r})\nexcept RunBusy:\n    print('busy', flush=True)\n    sys.exit()\n"
+        "print('claimed', flush=True)\ntime.sleep(5)\n"
+    )
+    children = [_python(claim, db) for _ in range(2)]
+    said = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+    assert said == ["busy", "claimed"]
