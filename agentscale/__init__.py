@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.errors import BudgetExceeded as BudgetExceeded
     from agentscale.errors import ModelCallError as ModelCallError
     from agentscale.errors import QuestionError as QuestionError
+    from agentscale.errors import RunBusy as RunBusy
     from agentscale.errors import RunNotFound as RunNotFound
     from agentscale.errors import SpecError as SpecError
     from agentscale.errors import SpecIssue as SpecIssue
@@ -46,6 +47,7 @@ _HOMES = {
     "BudgetExceeded": "agentscale.errors",
     "ModelCallError": "agentscale.errors",
     "QuestionError": "agentscale.errors",
+    "RunBusy": "agentscale.errors",
     "RunNotFound": "agentscale.errors",
     "SpecError": "agentscale.errors",
     "SpecIssue": "agentscale.errors",
