@@ -77,9 +77,15 @@ def read_text(path: str | Path) -> str:
     if file.is_dir():
         raise SpecError([SpecIssue("", "is a directory, not a YAML file")], str(path))
     try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([SpecIssue("", f"cannot read: {exc}")], str(path)) from None
+        data = file.read_bytes()
+    except OSError as exc:
+        raise SpecError([SpecIssue("", f"cannot read: {exc.strerror or exc}")], str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be read (save the file as UTF-8)"
+        raise SpecError([SpecIssue("", message, line)], str(path)) from None
 
 
 def load_graph_spec(path: str | Path) -> GraphSpec:

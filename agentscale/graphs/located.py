@@ -68,27 +68,56 @@ class LocatedData:
             raise SpecError([self.located(issue) for issue in exc.issues], source) from None
 
 
-def _walk(node: yaml.Node, path: tuple[PathPart, ...], lines: dict, issues: list[SpecIssue]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+MAX_VALUES = 100_000  # values a file may hold once its YAML aliases are expanded
+
+
+class _Walker:
+    """Records the line of every path and the duplicate keys. A YAML alias repeats a value in place:
+    one that contains itself would recurse forever, and aliases of aliases multiply ("billion
+    laughs": 400 bytes took 2 minutes and 1 GB), so both are refused at the alias's line."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[PathPart, ...], int] = {}
+        self.issues: list[SpecIssue] = []
+        self._inside: set[int] = set()  # the nodes being walked (ancestors of the current one)
+        self._values = 0
+
+    def walk(self, node: yaml.Node, path: tuple[PathPart, ...]) -> None:
+        line = node.start_mark.line + 1
+        self.lines.setdefault(path, line)
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise SpecError(
+                [
+                    SpecIssue(
+                        format_path(path),
+                        f"the file expands past {MAX_VALUES:,} values "
+                        "through YAML aliases (*name); write the values out",
+                        line,
+                    )
+                ]
+            )
+        if id(node) in self._inside:
+            raise SpecError([SpecIssue(format_path(path), "a YAML alias (*name) that contains itself", line)])
+        self._inside.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self._mapping(node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index))
+        self._inside.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[PathPart, ...]) -> None:
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             line = key_node.start_mark.line + 1
             if key in seen:
-                issues.append(
-                    SpecIssue(
-                        format_path((*path, key)),
-                        f"duplicate key (first defined on line {seen[key]})",
-                        line,
-                    )
-                )
+                issue = SpecIssue(format_path((*path, key)), f"duplicate key (first defined on line {seen[key]})", line)
+                self.issues.append(issue)
             seen[key] = line
-            lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, issues)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, issues)
+            self.lines[(*path, key)] = line
+            self.walk(value_node, (*path, key))
 
 
 def load_located(text: str, source: str | None = None) -> LocatedData:
@@ -99,14 +128,21 @@ def load_located(text: str, source: str | None = None) -> LocatedData:
             node = loader.get_single_node()
             if node is None:
                 raise SpecError([SpecIssue("", "the file is empty", 1)], source)
-            lines: dict[tuple[PathPart, ...], int] = {}
-            issues: list[SpecIssue] = []
-            _walk(node, (), lines, issues)
-            if issues:
-                raise SpecError(issues, source)
+            walker = _Walker()
+            try:
+                walker.walk(node, ())
+            except SpecError as exc:
+                raise SpecError(exc.issues, source) from None
+            if walker.issues:
+                raise SpecError(walker.issues, source)
             data = loader.construct_document(node)
         finally:
             loader.dispose()
+    except yaml.reader.ReaderError as exc:  # a control character: it has a position, not a mark
+        at = text.count("\n", 0, exc.position) + 1
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        message = f"character U+{code:04X} is not allowed in YAML (a control character: remove it)"
+        raise SpecError([SpecIssue("", message, at)], source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -114,4 +150,4 @@ def load_located(text: str, source: str | None = None) -> LocatedData:
         raise SpecError([SpecIssue("", f"YAML syntax error: {problem}", line)], source) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue("", f"YAML error: {exc}")], source) from None
-    return LocatedData(data, lines)
+    return LocatedData(data, walker.lines)

@@ -1,0 +1,58 @@
+"""Reading YAML that a user wrote: what the fuzzer of the loaders found crashing or hanging
+(a recursive alias, aliases of aliases, control characters, bytes that are not UTF-8) is a
+SpecError with a line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agentscale.errors import SpecError
+from agentscale.graphs.io import read_text
+from agentscale.graphs.located import load_located
+
+NODE = "{id: a, role: assistant, model: sim/llama-8b}"
+
+
+def _issue(text: str) -> tuple[str, str, int | None]:
+    with pytest.raises(SpecError) as caught:
+        load_located(text, "g.yaml")
+    issue = caught.value.issues[0]
+    return issue.path, issue.message, issue.line
+
+
+def test_an_alias_that_contains_itself_is_refused_not_a_recursion_error() -> None:
+    assert _issue(f"name: x\nnodes: &n\n  - {NODE}\n  - *n\n") == (
+        "nodes[1]",
+        "a YAML alias (*name) that contains itself",
+        2,  # the anchor's line: PyYAML's nodes keep no mark of the alias
+    )
+    assert "contains itself" in _issue("&a {name: x, self: *a}\n")[1]
+
+
+def test_aliases_of_aliases_stop_at_a_cap_at_once() -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 values
+    started = time.monotonic()
+    message = _issue("\n".join(levels) + f"\nname: g\nnodes: [{NODE}]\n")[1]
+    assert "expands past 100,000 values" in message and time.monotonic() - started < 10
+    load_located("shared: &m {model: sim/llama-8b}\nmodels: {a: *m, b: *m}\n")  # aliases as such are fine
+
+
+def test_a_control_character_is_named_with_its_line() -> None:
+    assert _issue(f"name: g\nnodes: [{NODE}]\ndescription: 'a\x01'\n") == (
+        "",
+        "character U+0001 is not allowed in YAML (a control character: remove it)",
+        3,
+    )
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_bytes(b"name: g\ndescription: caf\xe9\n")
+    with pytest.raises(SpecError) as caught:
+        read_text(path)
+    issue = caught.value.issues[0]
+    assert (issue.line, issue.message) == (2, "not UTF-8 text: byte 0xe9 cannot be read (save the file as UTF-8)")
