@@ -124,7 +124,7 @@ def build_command(
     book = Handbook(gateway.store, handbook)
     if task is not None:
         options = parse_options(task_option or [])
-        loaded = load_task(task, scorer=scorer, **options).sample(n, seed)
+        loaded = load_task(task, scorer=scorer, options=options).sample(n, seed)
         builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or task)
         config = {"n": n, "seed": seed, "scorer": scorer, "options": options}
         label, total = f"{handbook} ← {task}", len(loaded.items)

@@ -168,7 +168,7 @@ class EvalConfig:
 
     def load(self, *, stored: bool = False) -> Task:
         """The items to evaluate; `stored`: a resumed run's (see `load_task`)."""
-        return load_task(self.task, scorer=self.scorer, stored=stored, **self.options).sample(self.n, self.seed)
+        return load_task(self.task, scorer=self.scorer, stored=stored, options=self.options).sample(self.n, self.seed)
 
     @property
     def executor_config(self) -> ExecutorConfig:

@@ -211,7 +211,7 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
     if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
         options["size"] = max(total, 200)
     try:
-        task = load_task(spec, scorer=ref.scorer, stored=stored, **options)
+        task = load_task(spec, scorer=ref.scorer, stored=stored, options=options)
     except TaskError as exc:
         where = "task.name" if ref.name else "task.path"
         if isinstance(exc, TaskOptionError) and ref.options:  # not when the refused option is our `size`

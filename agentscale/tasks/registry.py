@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -78,7 +78,7 @@ def _is_path(spec: str) -> bool:
     return spec.endswith((".jsonl", ".json")) or "/" in spec or Path(spec).is_file()
 
 
-def _call(loader: Callable[..., Task], spec: str, *args: Any, **options: Any) -> Task:
+def _call(loader: Callable[..., Task], spec: str, /, *args: Any, **options: Any) -> Task:
     try:
         inspect.signature(loader).bind(*args, **options)
     except TypeError:
@@ -99,15 +99,26 @@ def _valid_names() -> str:
     return ", ".join(names) + ", or a path to a .jsonl file"
 
 
-def load_task(spec: str, *, scorer: str | None = None, stored: bool = False, **options: Any) -> Task:
+def load_task(
+    spec: str,
+    /,
+    *,
+    scorer: str | None = None,
+    stored: bool = False,
+    options: Mapping[str, Any] | None = None,
+    **more_options: Any,
+) -> Task:
     """The task named by ``spec``; ``scorer`` replaces its scorer (a built-in task's only by one that
-    reads its answer format: another would change its prompts too), ``options`` go to its loader.
+    reads its answer format: another would change its prompts too), ``options`` and
+    ``more_options`` go to its loader (a user's options come as the mapping: one named `scorer` or
+    `stored` among keywords was a TypeError, not a refused option).
     ``stored``: the task of a stored run being resumed, taken as it was started (runs stored before
     the answer-format check must still finish).
 
     ``spec`` is a built-in name (``humaneval``, ``champ``), ``prefix:name`` (``rg:chain_sum``) or a
     JSONL path. Unknown names raise `TaskError` listing the valid ones.
     """
+    options = {**(options or {}), **more_options}
     spec = spec.strip()
     if _is_path(spec):
         if not Path(spec).is_file():

@@ -31,6 +31,12 @@ def test_unknown_options_are_reported() -> None:
         load_task("humaneval", size=3)
 
 
+def test_options_named_like_load_tasks_own_arguments_are_refused_options() -> None:
+    """A space's `task.options: {scorer: exact}` (or `stored`, `spec`) was a TypeError traceback."""
+    with pytest.raises(TaskError, match=r"does not accept option\(s\) scorer, spec, stored; it accepts"):
+        load_task("sim:math", scorer="numeric", options={"scorer": "exact", "stored": True, "spec": "x"})
+
+
 def test_a_scorer_replaces_a_built_in_tasks_own_only_when_it_reads_the_same_answers() -> None:
     """`eval --task sim:math --scorer choice` scored 0% (every prompt asked for a letter) and `exact`
     60% against the task's own 20%: another answer format changed the prompts, not only the scoring."""
