@@ -40,7 +40,7 @@ def optimize_command(
     method: Annotated[
         str | None, typer.Option(help="agent-reinforce, random, bayes, reinforce or llm (default: the space's).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Search seed (default: the space's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Search seed (default: the space's).", min=0)] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the best graph's YAML here.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Project calls, tokens and cost; spend nothing.")] = False,
     no_test: Annotated[

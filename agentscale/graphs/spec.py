@@ -26,7 +26,8 @@ CODE_ONLY_ROLES = ("tester",)  # run their inputs as programs: need answer_forma
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]  # .inf passed, then costs read "FLOPs inf"
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class StrictModel(BaseModel):
@@ -38,8 +39,8 @@ class StrictModel(BaseModel):
 class Price(StrictModel):
     """Per-model price override in USD per million tokens (wins over litellm's price map)."""
 
-    input_per_mtok: Annotated[float, Field(ge=0.0)]
-    output_per_mtok: Annotated[float, Field(ge=0.0)]
+    input_per_mtok: NonNegativeFloat
+    output_per_mtok: NonNegativeFloat
 
 
 class ModelSpec(StrictModel):
@@ -53,7 +54,7 @@ class ModelSpec(StrictModel):
     model: Annotated[str, Field(min_length=1)]
     api_base: str | Annotated[tuple[str, ...], Field(min_length=1)] | None = None
     api_key_env: str | None = None
-    params_b: PositiveFloat | None = None
+    params_b: Annotated[float, Field(gt=0.0, le=100_000.0, allow_inf_nan=False)] | None = None  # ≤ 100T parameters
     n_layers: PositiveInt | None = None
     d_model: PositiveInt | None = None
     price: Price | None = None

@@ -19,6 +19,7 @@ from agentscale.graphs.spec import (
     NAME_PATTERN,
     AnswerFormat,
     ModelSpec,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     Sampling,
@@ -33,6 +34,12 @@ RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote", "tester"]
 DEFAULT_ROLES: tuple[RoleName, ...] = ("assistant", "fuser", "vote")
 
 
+MAX_SPLIT = 100_000  # items a split may ask for: a generated task makes them all (10^20 hung `validate`)
+SplitSize = Annotated[int, Field(ge=1, le=MAX_SPLIT)]
+Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse a negative seed (the search crashed after starting)
+MeanTokens = Annotated[float, Field(gt=0.0, le=1_000_000.0, allow_inf_nan=False)]
+
+
 class TaskRef(StrictModel):
     """The task to optimize for: a built-in task name or a JSONL file, and how to split it."""
 
@@ -40,17 +47,19 @@ class TaskRef(StrictModel):
     path: str | None = None
     scorer: Scorer | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # generator options, e.g. reasoning-gym's config
-    train: PositiveInt = 20
-    dev: Annotated[int, Field(ge=0)] = 0
-    test: PositiveInt = 50
-    seed: int = 0
-    mean_prompt_tokens: PositiveFloat | None = None
-    mean_completion_tokens: PositiveFloat | None = None
+    train: SplitSize = 20
+    dev: Annotated[int, Field(ge=0, le=MAX_SPLIT)] = 0
+    test: SplitSize = 50
+    seed: Seed = 0
+    mean_prompt_tokens: MeanTokens | None = None
+    mean_completion_tokens: MeanTokens | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TaskRef:
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of `name` (a built-in task) or `path` (a JSONL file)")
+        if (self.mean_prompt_tokens is None) != (self.mean_completion_tokens is None):  # one alone was ignored
+            raise ValueError("give both mean_prompt_tokens and mean_completion_tokens, or neither")
         return self
 
 
@@ -80,9 +89,9 @@ class Objective(StrictModel):
     split too (more test calls) and written as a runnable graph file (`front-1.yaml`, ... beside
     `best.yaml`, most accurate first), so a cheaper point can be picked with its own test score."""
 
-    accuracy: Annotated[float, Field(ge=0.0)] = 1.0
-    cost: Annotated[float, Field(ge=0.0)] = 0.0
-    latency: Annotated[float, Field(ge=0.0)] = 0.0
+    accuracy: NonNegativeFloat = 1.0
+    cost: NonNegativeFloat = 0.0
+    latency: NonNegativeFloat = 0.0
     pareto: bool = False
 
 
@@ -99,7 +108,7 @@ class OptimizerSettings(StrictModel):
     iterations: PositiveInt = 8
     samples: PositiveInt = 4
     minibatch: PositiveInt = 8
-    seed: int = 0
+    seed: Seed = 0
     agent_model: str | None = None
     max_spend: MaxSpend = Field(default_factory=MaxSpend)
 

@@ -48,6 +48,31 @@ def test_design_example_is_valid() -> None:
         (("agent_model: null", "agent_model: ceo"), "optimizer.agent_model", "unknown model alias 'ceo'"),
         (("method: agent-reinforce", "method: magic"), "optimizer.method", "Input should be"),
         (("max_nodes: 6", "max_nodes: 6\nsampled_nodes: some"), "sampled_nodes", "'parallel' or 'greedy_first'"),
+        # found by a fuzzer: each passed validate, then crashed, hung or printed "FLOPs inf"
+        (("seed: 0,\n", "seed: -1,\n"), "optimizer.seed", "greater than or equal to 0"),
+        (("test: 50,", "test: 100000000000000000000,"), "task.test", "less than or equal to 100000"),
+        (
+            ("test: 50,", "test: 50, mean_prompt_tokens: 80, mean_completion_tokens: .inf,"),
+            "task.mean_completion_tokens",
+            "finite",
+        ),
+        (
+            ("test: 50,", "test: 50, mean_prompt_tokens: 1.0e308, mean_completion_tokens: 9,"),
+            "task.mean_prompt_tokens",
+            "less than",
+        ),
+        (
+            ("test: 50,", "test: 50, mean_prompt_tokens: 80,"),
+            "task",
+            "both mean_prompt_tokens and mean_completion_tokens",
+        ),
+        (
+            ("model: local/smollm2-135m}", "model: local/smollm2-135m, params_b: .inf}"),
+            "models.small.params_b",
+            "finite",
+        ),
+        (("budget: {compute: 8}", "budget: {compute: .inf}"), "budget.compute", "finite"),
+        (("cost: 0.0}", "cost: .nan}"), "objective.cost", "finite"),
     ],
 )
 def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragment: str) -> None:
