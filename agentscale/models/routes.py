@@ -35,10 +35,17 @@ def answered_in_process(route: str) -> bool:
 
 
 def route_problem(route: str) -> str | None:
-    """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known)."""
+    """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known).
+    Other routes are litellm's to judge, at the first call; spaces around a route, or a prefix of
+    ours in other letters (`SIM/llama-8b`), failed there as "LLM Provider NOT provided"."""
+    if route != route.strip():
+        return f"route {route!r} has spaces around it"
     load_plugins()
     check = next((check for prefix, check in _CHECKS.items() if route.startswith(prefix)), None)
-    return check(route) if check is not None else None
+    if check is not None:
+        return check(route)
+    near = next((prefix for prefix in _CHECKS if route.lower().startswith(prefix)), None)
+    return f"unknown route {route!r}: did you mean {near}{route[len(near) :]}?" if near else None
 
 
 def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | None = None) -> list[SpecIssue]:

@@ -48,3 +48,18 @@ def test_validate_checks_search_space_models(tmp_path: Path, capsys: pytest.Capt
     )
     assert main(["validate", str(path)]) == 1
     assert "models.small.model (line 4): local/nope is neither" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ("SIM/llama-8b", "unknown route 'SIM/llama-8b': did you mean sim/llama-8b?"),
+        (" sim/llama-8b", "route ' sim/llama-8b' has spaces around it"),
+        ("Local/smollm2-135m", "unknown route 'Local/smollm2-135m': did you mean local/smollm2-135m?"),
+    ],
+)
+def test_a_route_litellm_would_refuse_at_the_first_call_is_refused_at_load(route: str, message: str) -> None:
+    """These passed `validate`, then every call failed with "LLM Provider NOT provided" (fuzzer)."""
+    with pytest.raises(SpecError) as info:
+        Graph.from_yaml(f"name: g\nnodes: [{{id: a, role: assistant, model: '{route}'}}]\n", store=None)
+    assert [(issue.path, issue.message, issue.line) for issue in info.value.issues] == [("nodes[0].model", message, 2)]
