@@ -116,19 +116,25 @@ def validate_fields(located: LocatedData, model: type[_Model], what: str, source
         raise SpecError(pydantic_issues(exc, located, model), source) from None
 
 
+SPACE_ONLY_KEYS = ("task", "max_nodes", "optimizer", "objective", "sampled_nodes")
+
+
 def looks_like_space(data: object) -> bool:
-    """Spaces and graphs share one `validate` command; a space has `task:` and no `nodes:`."""
-    return isinstance(data, dict) and "task" in data and "nodes" not in data
+    """Spaces and graphs share one `validate` command; a space has no `nodes:` and a key only spaces
+    have (`task:`, `max_nodes:`, ...): a space whose `task:` was misspelt was checked as a graph, and
+    its every space key reported unknown."""
+    return isinstance(data, dict) and "nodes" not in data and any(key in data for key in SPACE_ONLY_KEYS)
 
 
 def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
     """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
     if looks_like_space(located.data):  # not a list of unknown keys: say what the file is
+        key = next(key for key in SPACE_ONLY_KEYS if key in located.data)
         message = (
-            "this is a search-space file (`task:`, no `nodes:`), not a graph: search it with "
+            f"this is a search-space file (`{key}:`, no `nodes:`), not a graph: search it with "
             "`agentscale optimize`, then run the graph it writes (best.yaml)"
         )
-        raise SpecError([located.issue(("task",), message)], source)
+        raise SpecError([located.issue((key,), message)], source)
     spec = validate_fields(located, GraphSpec, "graph file", source)
     issues = graph_issues(spec, located)
     if issues:

@@ -288,6 +288,9 @@ def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
         assert code == 1 and "task (line 2): this is a search-space file" in err and "unknown key" not in err
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 0 and "search space 's', 1 model, up to 3 nodes" in err
+    space.write_text(space.read_text().replace("task:", "tasks:"))  # validated as a graph: 6 wrong problems
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 1 and "unknown key 'tasks' (did you mean 'task'?)" in err and "'nodes'" not in err
 
 
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
