@@ -31,7 +31,7 @@ import numpy as np
 from agentscale.errors import AgentScaleError, ModelCallError, SpecError, SpecIssue
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
-from agentscale.graphs.io import dump_graph_spec, read_text
+from agentscale.graphs.io import dump_graph_spec, read_text, write_output
 from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
 from agentscale.models.gateway import CallRequest, Gateway
@@ -435,14 +435,13 @@ class Optimization:
         if tested.refused:
             stopped += f"; {tested.refused}"
         artifacts = self.store.path.parent / "runs" / self.run_id
-        artifacts.mkdir(parents=True, exist_ok=True)
         best_yaml = self._graph_yaml(best_train.candidate, "best")
         best_path = artifacts / "best.yaml"
-        best_path.write_text(best_yaml)
+        write_output(best_path, best_yaml)  # whole or not at all, as every file a user is pointed to
         front_paths = {}
         for index, point in enumerate(front if pareto else [], start=1):
             front_paths[point.candidate.canonical_key] = path = artifacts / f"front-{index}.yaml"
-            path.write_text(self._graph_yaml(point.candidate, f"front-{index}"))
+            write_output(path, self._graph_yaml(point.candidate, f"front-{index}"))
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
         warnings = [crowning.warning] if crowning.warning else []
