@@ -23,6 +23,7 @@ from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, with_handbook
 from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
+from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
 
 
@@ -247,6 +248,8 @@ class Evaluation:
             self.store.score_item(
                 self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
             )
+            if on_item is not None:  # counted by a progress bar as any item: it ended 4 short
+                on_item(_item_result(item, answered[item.id], score.correct, score.detail))
         todo = self.pending()
         try:
             await evaluate_items(
@@ -276,20 +279,15 @@ class Evaluation:
             row = rows.get(item.id)
             if row is None:
                 continue
-            item_usage = Usage(**json.loads(row.usage_json))
-            usage.add(item_usage)
-            latencies.append(item_usage.latency_s)
-            items.append(
-                ItemResult(
-                    item.id,
-                    item.question,
-                    item.reference,
-                    row.answer,
-                    bool(row.correct),
-                    row.detail or "",
-                    item_usage,
-                    row.stopped_reason,
-                )
-            )
+            result = _item_result(item, row, bool(row.correct), row.detail or "")
+            usage.add(result.usage)
+            latencies.append(result.usage.latency_s)
+            items.append(result)
         correct = sum(1 for i in items if i.correct)
         return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items)
+
+
+def _item_result(item: TaskItem, row: RunItem, correct: bool, detail: str) -> ItemResult:
+    """A stored item's result, with its verdict."""
+    usage = Usage(**json.loads(row.usage_json))
+    return ItemResult(item.id, item.question, item.reference, row.answer, correct, detail, usage, row.stopped_reason)

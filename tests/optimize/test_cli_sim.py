@@ -202,13 +202,14 @@ def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
     graph.write_text("name: g\nmodels: {l8: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: l8}\n")
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "8", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    with sqlite3.connect(db) as connection:  # as if stopped after all but two items
-        keys = [k for (k,) in connection.execute("SELECT item_key FROM runitem ORDER BY item_key LIMIT 2")]
-        connection.executemany("DELETE FROM runitem WHERE item_key = ?", [(k,) for k in keys])
+    with sqlite3.connect(db) as connection:  # as if stopped after all but two items, two answered, not scored
+        keys = [k for (k,) in connection.execute("SELECT item_key FROM runitem ORDER BY item_key")]
+        connection.executemany("DELETE FROM runitem WHERE item_key = ?", [(k,) for k in keys[:2]])
+        connection.executemany("UPDATE runitem SET correct = NULL WHERE item_key = ?", [(k,) for k in keys[2:4]])
         connection.execute("UPDATE run SET status = 'interrupted'")
     assert main(["eval", "--resume", first["run_id"]]) == 0
     last_line = [line for line in capsys.readouterr().err.splitlines() if "correct" in line][-1]
-    assert f"{first['correct']}/8 correct" in last_line, last_line
+    assert f"8/8 · {first['correct']}/8 correct" in last_line, last_line  # the answered ones ended 2 short
 
 
 def test_an_eval_of_a_discussion_keeps_each_items_rounds(
