@@ -15,6 +15,7 @@ from agentscale.sim.items import DEFAULT_BANK_SIZE, SimItem, make_item, parse_ta
 from agentscale.sim.profiles import PROFILES, profile
 from agentscale.sim.seeding import sim_seed
 from agentscale.tasks import Task, TaskError, TaskInfo, TaskItem, register_prefix
+from agentscale.tasks.errors import check_generated_size
 from agentscale.tasks.scorers.numeric import score_numeric
 
 PREFIX = "sim"
@@ -46,8 +47,7 @@ def load_sim_task(name: str, *, size: int = DEFAULT_BANK_SIZE, seed: int | None 
     key = name.removeprefix(f"{PREFIX}:")
     if key not in PROFILES:
         raise TaskError(f"unknown sim task 'sim:{key}'; valid: {', '.join(f'sim:{k}' for k in PROFILES)}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise TaskError(f"task 'sim:{key}': size must be a positive integer, got {size!r}")
+    check_generated_size(f"sim:{key}", size)
     seed = sim_seed() if seed is None else seed
     items = [task_item(make_item(key, seed, index)) for index in range(size)]
     return Task(

@@ -21,3 +21,12 @@ class TaskOptionError(TaskError):
 class TaskScorerError(TaskError):
     """The scorer named for a task is unknown or reads another answer format than the task's: a
     search space's `task.scorer` is then what to fix."""
+
+
+MAX_GENERATED = 100_000  # items a generated task makes on request: a huge `size` hung the process
+
+
+def check_generated_size(task: str, size: object) -> None:
+    """A generator's `size` option: a positive integer it can make in reasonable time."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_GENERATED:
+        raise TaskOptionError(f"task {task!r}: size must be an integer from 1 to {MAX_GENERATED:,}, got {size!r}")

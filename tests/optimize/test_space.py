@@ -90,3 +90,16 @@ def test_a_stored_space_with_a_scorer_now_refused_still_loads_its_split() -> Non
         load_task_split(space)
     task, train, _ = load_task_split(space, stored=True)
     assert task.scorer_name == "choice" and train
+
+
+def test_a_generated_tasks_size_option_is_bounded_and_placed_at_the_options() -> None:
+    """`options: {size: 10**14}` hung validate making every item; `size: -5` was placed at task.name."""
+    for size in ("-5", "100000000000000"):
+        text = GOOD.replace(
+            'task: {name: "rg:basic_arithmetic",', f'task: {{name: "sim:math", options: {{size: {size}}},'
+        )
+        with pytest.raises(SpecError) as info:
+            load_task_split(_load(text))
+        assert [(i.path, "size must be an integer from 1 to 100,000" in i.message) for i in info.value.issues] == [
+            ("task.options", True)
+        ]

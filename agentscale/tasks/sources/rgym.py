@@ -12,7 +12,7 @@ import json
 from typing import Any, get_type_hints
 
 from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
-from agentscale.tasks.errors import TaskError, TaskOptionError
+from agentscale.tasks.errors import TaskError, TaskOptionError, check_generated_size
 from agentscale.tasks.scorers.numeric import is_number
 
 PREFIX = "rg"
@@ -78,8 +78,7 @@ def load_reasoning_gym(
     registry = _registry()
     if name not in registry:
         raise TaskError(f"unknown reasoning-gym task 'rg:{name}'; valid names: {', '.join(sorted(registry))}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise TaskError(f"task 'rg:{name}': size must be a positive integer, got {size!r}")
+    check_generated_size(f"rg:{name}", size)
     from reasoning_gym import create_dataset
 
     fields = {**(config or {}), **config_fields}
