@@ -130,6 +130,8 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         answered = len(graph.store.run_items(run_ids[0]))  # as stored (a second Ctrl-C may have cut the summary)
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
         err.print(f"see them with: agentscale runs show {run_ids[0]}")
+        if graph.gateway.settings.cache:  # a new run, but the questions answered cost nothing again
+            err.print("the same command again answers the rest, those answered from the response cache")
         if json_output:
             print_json({"run_id": run_ids[0], "status": "interrupted", "answered": answered, "n": len(items)})
         raise Interrupted from None

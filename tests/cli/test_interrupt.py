@@ -75,6 +75,7 @@ def test_ctrl_c_during_a_file_of_questions_names_the_run_that_keeps_the_answers(
     stopped = json.loads(stdout)
     assert stopped == {"run_id": first["run_id"], "status": "interrupted", "answered": 1, "n": 2}
     assert f"interrupted; run {first['run_id']} keeps the 1 of 2 questions answered" in stderr
+    assert "the same command again answers the rest, those answered from the response cache" in " ".join(stderr.split())
     assert "Traceback" not in stderr
 
 
