@@ -105,15 +105,29 @@ def _interrupt_on_terminate() -> None:
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:
         handler = signal.getsignal(signal.SIGINT)
-        if not callable(handler):  # SIGINT ignored or left to the OS: stop as Ctrl-C would by default
-            raise KeyboardInterrupt
-        handler(signal.SIGINT, frame)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+            return
+        # SIGINT ignored (a script's background job: the shell's rule), so asyncio.run installed no
+        # handler to call: stop its loop between two callbacks, where asyncio.run then cancels every
+        # task and waits for them, rather than in whatever frame this signal landed in
+        import asyncio  # here: the CLI's start does without it
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: nothing runs that a KeyboardInterrupt could cut in half
+            raise KeyboardInterrupt from None
+        loop.call_soon_threadsafe(_raise_keyboard_interrupt)
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
         signal.SIG_DFL,
         None,
     ):
         signal.signal(signal.SIGTERM, on_terminate)
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
