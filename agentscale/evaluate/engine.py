@@ -211,8 +211,8 @@ class Evaluation:
             Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
         self.executor.check(self.graph)
         if run_id is None:
-            run_id = store.create_run(
-                "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(config)
+            run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
+                "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(config), claim=False
             ).id
         self.run_id = run_id
 
@@ -240,36 +240,39 @@ class Evaluation:
 
     async def run(self, on_item: Callable[[ItemResult], None] | None = None) -> EvalSummary:
         """Answer the pending items, then summarise every item of the run."""
-        self.store.reopen_run(self.run_id)  # first: refused while another process runs it
-        answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
-        unscored = [item for item in self.pending() if item.id in answered]
-        for item in unscored:  # answered before an interruption, never scored
-            score = await asyncio.to_thread(self.task.score, answered[item.id].answer, item)
-            self.store.score_item(
-                self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
-            )
-            if on_item is not None:  # counted by a progress bar as any item: it ended 4 short
-                on_item(_item_result(item, answered[item.id], score.correct, score.detail))
-        todo = self.pending()
         try:
-            await evaluate_items(
-                self.graph,
-                self.task,
-                todo,
-                run_id=self.run_id,
-                concurrency=self.config.concurrency,
-                on_item=on_item,
-                executor=self.executor,
-            )
-        except BaseException:
-            self.store.finish_run(self.run_id, "interrupted")
-            raise
+            self.store.reopen_run(self.run_id)  # first: refused while another process runs it
+            try:
+                await self._score_answered(on_item)
+                await evaluate_items(
+                    self.graph,
+                    self.task,
+                    self.pending(),
+                    run_id=self.run_id,
+                    concurrency=self.config.concurrency,
+                    on_item=on_item,
+                    executor=self.executor,
+                )
+            except BaseException:
+                self.store.finish_run(self.run_id, "interrupted")
+                raise
         finally:
             if self._owns_executor:
                 self.executor.close()
         summary = self.summary()
         self.store.finish_run(self.run_id, "done", summary.to_dict())
         return summary
+
+    async def _score_answered(self, on_item: Callable[[ItemResult], None] | None) -> None:
+        """Score the items answered before an interruption but never scored."""
+        answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
+        for item in [item for item in self.pending() if item.id in answered]:
+            score = await asyncio.to_thread(self.task.score, answered[item.id].answer, item)
+            self.store.score_item(
+                self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
+            )
+            if on_item is not None:  # counted by a progress bar as any item: it ended 4 short
+                on_item(_item_result(item, answered[item.id], score.correct, score.detail))
 
     def summary(self) -> EvalSummary:
         """Totals over every scored item of the run (resumed parts included)."""

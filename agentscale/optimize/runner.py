@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from agentscale.errors import AgentScaleError, ModelCallError, SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, ModelCallError, RunBusy, SpecError, SpecIssue
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec, read_text, write_output
@@ -276,7 +276,7 @@ class Optimization:
                 "score_test": score_test,
                 "executor": self.executor_config.to_dict(),
             }
-            run_id = self.store.create_run("optimize", graph_name=space.name, config=config).id
+            run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
         self.evaluator = TrialEvaluator(
             run_id, space, self.problem, self.task, gateway, concurrency, executor=self.executor
@@ -327,7 +327,7 @@ class Optimization:
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)
-        space = space_from_text(config["space_yaml"], f"run {run.id}")
+        space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
         return cls(
             space,
             gateway,
@@ -367,7 +367,11 @@ class Optimization:
 
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
-        self.store.reopen_run(self.run_id)
+        try:
+            self.store.reopen_run(self.run_id)  # refused while another process runs it
+        except RunBusy:
+            self.executor.close()  # started for this run (a Ray cluster): not left open
+            raise
         self._progress = ProgressReporter(on_progress, lambda: self.store.spend(self.run_id)["calls"])
         try:
             async with self._progress.refreshing():

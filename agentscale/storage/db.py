@@ -31,7 +31,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from agentscale.errors import AgentScaleError, RunBusy, RunNotFound
 from agentscale.graphs.io import blocking_file, why_unwritable
 from agentscale.storage import tables
-from agentscale.storage.owner import current_owner, owner_alive
+from agentscale.storage.owner import current_owner, describe_owner, owner_alive
 from agentscale.storage.tables import REFUSED, CacheEntry, NodeCall, Run, RunItem, SpendEntry, Trial, utcnow
 
 DEFAULT_DB = Path(".agentscale") / "agentscale.db"
@@ -143,9 +143,8 @@ _OWN_TABLES: list[Table] = [
 
 
 def _busy(run: Run) -> str:
-    pid = (run.owner or "").split("/")[2] if run.owner else "?"
     return (
-        f"run {run.id} is being run by process {pid} on this machine; wait for it to finish, or stop it "
+        f"run {run.id} is being run by {describe_owner(run.owner)}; wait for it to finish, or stop it "
         "(kill it, or Ctrl-C where it runs) and resume again"
     )
 
@@ -246,14 +245,17 @@ class Store:
         graph_yaml: str | None = None,
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
+        claim: bool = True,
     ) -> Run:
+        """A new run, `running`. `claim`: owned by this process from now on; without it, by the process
+        whose `reopen_run` first starts it (an `Evaluation` made in one process may run in another)."""
         run = Run(
             id=run_id or new_run_id(),
             kind=kind,
             graph_name=graph_name,
             graph_yaml=graph_yaml,
             config_json=json.dumps(config or {}),
-            owner=current_owner(),
+            owner=current_owner() if claim else None,
         )
         self.add(run)
         return run
@@ -276,10 +278,10 @@ class Store:
         if run.status == "running" and run.owner != me and owner_alive(run.owner):
             raise RunBusy(_busy(run))
         with self._cursor() as cursor:
-            cursor.execute(
+            cursor.execute(  # the owner and status read above, unchanged by another process since
                 "UPDATE run SET status = 'running', finished = NULL, error = NULL, owner = ? "
-                "WHERE id = ? AND owner IS ?",
-                (me, run.id, run.owner),
+                "WHERE id = ? AND owner IS ? AND status = ?",
+                (me, run.id, run.owner, run.status),
             )
             claimed = cursor.rowcount == 1
         if not claimed:

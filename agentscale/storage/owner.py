@@ -63,3 +63,11 @@ def owner_alive(owner: str | None) -> bool | None:
         return True
     fields = _stat(pid)
     return bool(fields) and fields[0] != "Z" and fields[19] == start  # a zombie has ended
+
+
+def describe_owner(owner: str | None) -> str:
+    """The owner as an error names it: "process 4242 on host gpu-3"."""
+    if not owner:
+        return "another process"
+    host, _, pid, _ = owner.split("/")
+    return f"process {pid} on host {host}"

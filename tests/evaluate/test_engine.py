@@ -186,19 +186,25 @@ def test_eval_survives_kill_9_and_resumes(tmp_path: Path) -> None:
 def test_a_resume_of_an_eval_still_running_is_refused_before_any_call(tmp_path: Path) -> None:
     """Two processes on one run paid for the same calls twice and stored its items twice: a resume
     while the eval runs is refused, naming the process, and asks the server nothing."""
-    server = ScriptedServer(latency_s=1.5).start()  # the first eval runs ≈ 9 s
+    server = ScriptedServer(latency_s=0.3).start()
     try:
         proc, store = start_eval(tmp_path, server, subprocess.DEVNULL)
+        server.latency_s = 120.0  # the first eval's next call waits: it runs while the second one starts
         run_id = store.list_runs()[0].id
-        asked = len(server.completion_requests)
+        asked, steady_since = len(server.completion_requests), time.time()
+        while time.time() - steady_since < 1.5:  # a call sent before the change returns, the next one waits
+            time.sleep(0.05)
+            if len(server.completion_requests) != asked:
+                asked, steady_since = len(server.completion_requests), time.time()
         second = subprocess.run(
             [*EVAL, "--resume", run_id], env=eval_env(tmp_path), capture_output=True, text=True, timeout=60
         )
         assert second.returncode == 1 and "Traceback" not in second.stderr
-        assert f"run {run_id} is being run by process {proc.pid}" in " ".join(second.stderr.split())
-        assert len(server.completion_requests) <= asked + 2  # the first process's own next calls only
+        assert f"run {run_id} is being run by process {proc.pid} on host" in " ".join(second.stderr.split())
+        assert len(server.completion_requests) == asked  # the second process asked nothing
+        proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-        assert len(store.run_items(run_id)) == 6 and store.get_run(run_id).status == "done"
+        assert store.get_run(run_id).status == "interrupted"
     finally:
         server.stop()
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from socket import gethostname
 
 import pytest
 
@@ -56,12 +57,27 @@ def test_a_run_a_live_process_runs_is_refused(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None
         run_id = child.stdout.readline().strip()
-        with pytest.raises(RunBusy, match=f"run {run_id} is being run by process {child.pid} on this machine"):
+        with pytest.raises(RunBusy, match=f"run {run_id} is being run by process {child.pid} on host {gethostname()}"):
             Store(db).reopen_run(run_id)
     finally:
         child.kill()
         child.wait()
     Store(db).reopen_run(run_id)  # its process is gone: the run is ours now
+
+
+def test_a_run_made_but_not_started_is_anyones_to_start(tmp_path: Path) -> None:
+    """An `Evaluation` made in a notebook that stays open, resumed from a terminal, was refused as
+    "being run": a run is owned once it starts (`claim=False` until then)."""
+    db = tmp_path / "s.db"
+    child = _python("import time\nprint(store.create_run('eval', claim=False).id, flush=True)\ntime.sleep(60)", db)
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        Store(db).reopen_run(run_id)
+        assert Store(db).get_run(run_id).owner == current_owner()
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_of_two_resumes_started_together_one_gets_the_run(tmp_path: Path) -> None:
