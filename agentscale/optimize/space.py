@@ -28,14 +28,14 @@ from agentscale.graphs.spec import (
 from agentscale.graphs.validate import alias_issues, validate_fields
 from agentscale.models.routes import model_route_issues
 from agentscale.optimize.candidate import SampledNodes
+from agentscale.tasks.errors import MAX_GENERATED
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
 RoleName = Literal["assistant", "critic", "fuser", "verifier", "vote", "tester"]
 DEFAULT_ROLES: tuple[RoleName, ...] = ("assistant", "fuser", "vote")
 
 
-MAX_SPLIT = 100_000  # items a split may ask for: a generated task makes them all (10^20 hung `validate`)
-SplitSize = Annotated[int, Field(ge=1, le=MAX_SPLIT)]
+SplitSize = Annotated[int, Field(ge=1, le=MAX_GENERATED)]  # a generated task makes them all (10^20 hung `validate`)
 Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse a negative seed (the search crashed after starting)
 MeanTokens = Annotated[float, Field(gt=0.0, le=1_000_000.0, allow_inf_nan=False)]
 
@@ -48,7 +48,7 @@ class TaskRef(StrictModel):
     scorer: Scorer | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # generator options, e.g. reasoning-gym's config
     train: SplitSize = 20
-    dev: Annotated[int, Field(ge=0, le=MAX_SPLIT)] = 0
+    dev: Annotated[int, Field(ge=0, le=MAX_GENERATED)] = 0
     test: SplitSize = 50
     seed: Seed = 0
     mean_prompt_tokens: MeanTokens | None = None
@@ -58,8 +58,8 @@ class TaskRef(StrictModel):
     def _one_source(self) -> TaskRef:
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of `name` (a built-in task) or `path` (a JSONL file)")
-        if (self.mean_prompt_tokens is None) != (self.mean_completion_tokens is None):  # one alone was ignored
-            raise ValueError("give both mean_prompt_tokens and mean_completion_tokens, or neither")
+        if self.train + self.dev + self.test > MAX_GENERATED:
+            raise ValueError(f"train, dev and test ask for more than {MAX_GENERATED:,} items in all")
         return self
 
 
@@ -155,7 +155,9 @@ class SpaceSpec(StrictModel):
         return roles
 
 
-def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpec:
+def space_from_data(located: LocatedData, source: str | None = None, *, stored: bool = False) -> SpaceSpec:
+    """A search space, validated; `stored`: the space of a stored run (shown, reported or resumed), which
+    skips the rules added since it may have been written."""
     if isinstance(located.data, dict) and "nodes" in located.data and "task" not in located.data:
         message = (
             "this is a graph file (`nodes:`, no `task:`), not a search space: run it with `agentscale run` "
@@ -164,6 +166,9 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
         raise SpecError([located.issue(("nodes",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source)
     issues = alias_issues(space.models, located)
+    if not stored and (space.task.mean_prompt_tokens is None) != (space.task.mean_completion_tokens is None):
+        message = "give both mean_prompt_tokens and mean_completion_tokens, or neither (one alone was ignored)"
+        issues.append(located.issue(("task",), message))
     agent = space.optimizer.agent_model
     if agent is not None and "/" not in agent and agent not in space.models:
         issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))
@@ -182,9 +187,9 @@ def space_from_data(located: LocatedData, source: str | None = None) -> SpaceSpe
     return space
 
 
-def space_from_text(text: str, source: str | None = None) -> SpaceSpec:
+def space_from_text(text: str, source: str | None = None, *, stored: bool = False) -> SpaceSpec:
     """Parse and validate a search space's YAML text; errors name `source` (a file, or a stored run)."""
-    return space_from_data(load_located(text, source), source)
+    return space_from_data(load_located(text, source), source, stored=stored)
 
 
 def load_space(path: str | Path) -> SpaceSpec:

@@ -30,7 +30,7 @@ def spec_is_simulated(spec: GraphSpec) -> bool:
 def stored_space(run: Run) -> SpaceSpec:
     """The search space an optimization run was started with (stored in its config)."""
     source = f"run {run.id}"
-    return space_from_data(load_located(json.loads(run.config_json)["space_yaml"], source), source)
+    return space_from_data(load_located(json.loads(run.config_json)["space_yaml"], source), source, stored=True)
 
 
 def run_is_simulated(run: Run) -> bool:

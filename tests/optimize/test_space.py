@@ -51,6 +51,7 @@ def test_design_example_is_valid() -> None:
         # found by a fuzzer: each passed validate, then crashed, hung or printed "FLOPs inf"
         (("seed: 0,\n", "seed: -1,\n"), "optimizer.seed", "greater than or equal to 0"),
         (("test: 50,", "test: 100000000000000000000,"), "task.test", "less than or equal to 100000"),
+        (("train: 20, test: 50,", "train: 60000, test: 60000,"), "task", "more than 100,000 items in all"),
         (
             ("test: 50,", "test: 50, mean_prompt_tokens: 80, mean_completion_tokens: .inf,"),
             "task.mean_completion_tokens",
@@ -103,3 +104,12 @@ def test_a_generated_tasks_size_option_is_bounded_and_placed_at_the_options() ->
         assert [(i.path, "size must be an integer from 1 to 100,000" in i.message) for i in info.value.issues] == [
             ("task.options", True)
         ]
+
+
+def test_a_stored_space_with_one_mean_length_still_loads() -> None:
+    """The previous release accepted (and ignored) one mean length alone: its runs must still show,
+    report and resume."""
+    text = GOOD.replace("test: 50,", "test: 50, mean_prompt_tokens: 80,")
+    with pytest.raises(SpecError, match="give both mean_prompt_tokens and mean_completion_tokens"):
+        _load(text)
+    assert space_from_data(load_located(text, "run x"), "run x", stored=True).task.mean_prompt_tokens == 80
