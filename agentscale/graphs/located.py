@@ -87,16 +87,8 @@ class _Walker:
         self.lines.setdefault(path, line)
         self._values += 1
         if self._values > MAX_VALUES:
-            raise SpecError(
-                [
-                    SpecIssue(
-                        format_path(path),
-                        f"the file expands past {MAX_VALUES:,} values "
-                        "through YAML aliases (*name); write the values out",
-                        line,
-                    )
-                ]
-            )
+            message = f"the file holds over {MAX_VALUES:,} values (an alias, *name, counts its value each time)"
+            raise SpecError([SpecIssue(format_path(path), message, line)])
         if id(node) in self._inside:
             raise SpecError([SpecIssue(format_path(path), "a YAML alias (*name) that contains itself", line)])
         self._inside.add(id(node))
@@ -138,6 +130,8 @@ def load_located(text: str, source: str | None = None) -> LocatedData:
             data = loader.construct_document(node)
         finally:
             loader.dispose()
+    except RecursionError:  # values nested thousands deep: PyYAML and the walk recurse
+        raise SpecError([SpecIssue("", "values nested too deeply to read")], source) from None
     except yaml.reader.ReaderError as exc:  # a control character: it has a position, not a mark
         at = text.count("\n", 0, exc.position) + 1
         code = ord(exc.character) if isinstance(exc.character, str) else exc.character
