@@ -158,10 +158,9 @@ def _with_progress(
             return asyncio.run(start())
         except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C (or SIGTERM) once the build is cancelled
             progress.stop()
-    err.print(
-        f"interrupted; behaviors extracted so far are kept (run {builder.run_id}); run the same command again "
-        "to go on (calls already paid come from the response cache)"
-    )
+    kept = f"behaviors extracted so far are kept (run {builder.run_id})" if builder.run_id else "nothing was built"
+    cached = " (calls already paid come from the response cache)" if builder.gateway.settings.cache else ""
+    err.print(f"interrupted; {kept}; run the same command again to go on{cached}")
     if quiet:
         print_json({"run_id": builder.run_id, "status": "interrupted", "handbook": builder.handbook.name})
     raise Interrupted()

@@ -101,7 +101,6 @@ def _valid_names() -> str:
 
 def load_task(
     spec: str,
-    /,
     *,
     scorer: str | None = None,
     stored: bool = False,
@@ -110,8 +109,8 @@ def load_task(
 ) -> Task:
     """The task named by ``spec``; ``scorer`` replaces its scorer (a built-in task's only by one that
     reads its answer format: another would change its prompts too), ``options`` and
-    ``more_options`` go to its loader (a user's options come as the mapping: one named `scorer` or
-    `stored` among keywords was a TypeError, not a refused option).
+    ``more_options`` go to its loader (a user's options come as the mapping: one named `scorer`,
+    `stored`, `spec` or `options` among keywords was a TypeError, not a refused option).
     ``stored``: the task of a stored run being resumed, taken as it was started (runs stored before
     the answer-format check must still finish).
 
