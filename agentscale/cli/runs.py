@@ -84,6 +84,9 @@ def show_command(
         err.print(f"report: {report}")
     elif default_report_path(store, run.id).exists():  # the one its command wrote (--json said null)
         report = str(default_report_path(store, run.id))
+    elif run.status == "done" and run.kind in ("eval", "optimize") and not json_output:
+        # stopped between marking the run done and writing its report (a kill at the very end)
+        err.print(f"its report was not written; write it with: agentscale runs show {run.id} --html")
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return

@@ -257,3 +257,21 @@ def test_a_resume_keeps_the_runs_concurrency_unless_given(tmp_path: Path) -> Non
     run_id = Optimization.from_file(space, gateway, concurrency=3).run_id
     assert Optimization.resume(run_id, gateway).concurrency == 3
     assert Optimization.resume(run_id, gateway, concurrency=5).concurrency == 5
+
+
+def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kill between marking a run done and writing its report left no report, and nothing said so."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nmodels: {l1: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: l1}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "3", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert main(["runs", "show", done["run_id"]]) == 0
+    assert "report was not written" not in capsys.readouterr().err
+    Path(done["report"]).unlink()  # as if killed before writing it
+    assert main(["runs", "show", done["run_id"]]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
+    assert main(["runs", "show", done["run_id"], "--html"]) == 0 and Path(done["report"]).exists()
