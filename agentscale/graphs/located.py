@@ -76,7 +76,8 @@ class _Walker:
     one that contains itself would recurse forever, and aliases of aliases multiply ("billion
     laughs": 400 bytes took 2 minutes and 1 GB), so both are refused at the alias's line."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str | None) -> None:
+        self.source = source  # named by the errors raised during the walk
         self.lines: dict[tuple[PathPart, ...], int] = {}
         self.issues: list[SpecIssue] = []
         self._inside: set[int] = set()  # the nodes being walked (ancestors of the current one)
@@ -88,9 +89,10 @@ class _Walker:
         self._values += 1
         if self._values > MAX_VALUES:
             message = f"the file holds over {MAX_VALUES:,} values (an alias, *name, counts its value each time)"
-            raise SpecError([SpecIssue(format_path(path), message, line)])
+            raise SpecError([SpecIssue(format_path(path), message, line)], self.source)
         if id(node) in self._inside:
-            raise SpecError([SpecIssue(format_path(path), "a YAML alias (*name) that contains itself", line)])
+            message = "a YAML alias (*name) that contains itself"
+            raise SpecError([SpecIssue(format_path(path), message, line)], self.source)
         self._inside.add(id(node))
         if isinstance(node, yaml.MappingNode):
             self._mapping(node, path)
@@ -120,11 +122,8 @@ def load_located(text: str, source: str | None = None) -> LocatedData:
             node = loader.get_single_node()
             if node is None:
                 raise SpecError([SpecIssue("", "the file is empty", 1)], source)
-            walker = _Walker()
-            try:
-                walker.walk(node, ())
-            except SpecError as exc:
-                raise SpecError(exc.issues, source) from None
+            walker = _Walker(source)
+            walker.walk(node, ())
             if walker.issues:
                 raise SpecError(walker.issues, source)
             data = loader.construct_document(node)
