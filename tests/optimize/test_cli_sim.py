@@ -31,6 +31,13 @@ TOLERANCE = 0.25  # a run may spend this much more than projected
 UNDER = 0.4  # and this much less
 
 
+def _single_call(tmp_path: Path, route: str) -> Path:
+    """A graph file of one call to `route`."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text(f"name: g\nmodels: {{m: {{model: {route}}}}}\nnodes:\n  - {{id: a, role: assistant, model: m}}\n")
+    return graph
+
+
 def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
     space = tmp_path / "space.yaml"
@@ -92,8 +99,7 @@ def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    graph = tmp_path / "g.yaml"
-    graph.write_text("name: g\nmodels: {l1: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: l1}\n")
+    graph = _single_call(tmp_path, "sim/llama-1b")
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "5", "--json"]) == 0
     eval_id = json.loads(capsys.readouterr().out)["run_id"]
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "5"]) == 0
@@ -198,8 +204,7 @@ def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
 
     db = tmp_path / "o.db"
     monkeypatch.setenv("AGENTSCALE_DB", str(db))
-    graph = tmp_path / "g.yaml"
-    graph.write_text("name: g\nmodels: {l8: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: l8}\n")
+    graph = _single_call(tmp_path, "sim/llama-8b")
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "8", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     with sqlite3.connect(db) as connection:  # as if stopped after all but two items, two answered, not scored
@@ -264,8 +269,7 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
 ) -> None:
     """A kill between marking a run done and writing its report left no report, and nothing said so."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    graph = tmp_path / "g.yaml"
-    graph.write_text("name: g\nmodels: {l1: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: l1}\n")
+    graph = _single_call(tmp_path, "sim/llama-1b")
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "3", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert main(["runs", "show", done["run_id"]]) == 0
