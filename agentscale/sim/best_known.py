@@ -5,7 +5,7 @@ enumeration, so an optimizer benchmark measures against the best graph a long, c
 on the *exact* expected test accuracy can find (no noise, unlike an optimizer's minibatches):
 
 1. sampling: the canonical shapes of every model (one call, self-consistency, wide and deep graphs
-   of each aggregator) and many draws from the uniform probabilistic graph;
+   of each aggregator) and many draws from the uniform probabilistic graph (until they mostly repeat);
 2. hill climbing: from the best distinct graphs so far, steepest ascent over every neighbour (change
    a node's model or role, add or drop an edge, add a source node feeding any node, drop a node),
    then, from a random perturbation of the incumbent, again (iterated local search), until the
@@ -47,6 +47,7 @@ RESTART_POOL = 8  # hill climbs start from the best distinct graphs found by sam
 SCREEN_DRAWS_PER_ITEM = 120  # Monte-Carlo draws per item while searching, where elimination is too large
 CONFIRMED = 40  # the best graphs of the search, re-scored with the engine's full precision
 EXHAUSTED_AFTER = 200  # restarts in a row without a new graph: the search stops short of its budget
+SAMPLING_WINDOW = 1_000  # draws; sampling stops early when one window finds under 1% new graphs
 SCREEN_MAX_CELLS = 500_000  # larger joint tables are cheaper to sample than to eliminate while searching
 
 
@@ -136,11 +137,7 @@ def search_best_known(
     rng = np.random.default_rng(seed)
     for candidate in _canonical_shapes(problem):
         score(candidate)
-    distribution = GraphDistribution(problem)
-    draws = 0
-    while len(score.scores) < SAMPLES_SHARE * evaluations and draws < 20 * evaluations:
-        score(distribution.sample(rng))
-        draws += 1
+    _sample(score, GraphDistribution(problem), rng, target=int(SAMPLES_SHARE * evaluations))
     ranked = sorted(score.scores, key=score.scores.__getitem__, reverse=True)
     starts = [score.candidates[key] for key in ranked[:RESTART_POOL]]
     barren = 0  # restarts in a row that scored no new graph: the reachable space is exhausted
@@ -162,6 +159,20 @@ def search_best_known(
         seconds=time.perf_counter() - started,
         trace=score.trace,
     )
+
+
+def _sample(score: _Scorer, distribution: GraphDistribution, rng: np.random.Generator, *, target: int) -> None:
+    """Draw graphs until `target` distinct ones are scored, or until draws mostly repeat graphs already
+    scored: in a small space, uniform sampling then finds its rare graphs slowly (200,000 draws for
+    the last few of 912) and hill climbing reaches them sooner."""
+    for _ in range(20 * target // SAMPLING_WINDOW + 1):
+        before = len(score.scores)
+        for _ in range(SAMPLING_WINDOW):
+            if len(score.scores) >= target:
+                return
+            score(distribution.sample(rng))
+        if len(score.scores) - before < SAMPLING_WINDOW // 100:
+            return
 
 
 def _confirm(score: _Scorer, oracle: SimOracle, problem: SearchProblem) -> tuple[float, float, CandidateGraph]:
