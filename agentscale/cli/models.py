@@ -162,7 +162,9 @@ def serve_command(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     max_model_len: Annotated[int | None, typer.Option(help="Context length (CPU default 2048).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="Weights dtype (CPU default bfloat16).")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="Weights dtype (CPU default: bfloat16 if the CPU has it natively, else float32).")
+    ] = None,
     tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model (GPU only).")] = None,
     gpu_memory_utilization: Annotated[float | None, typer.Option(help="Fraction of GPU memory (GPU only).")] = None,
     quantization: Annotated[str | None, typer.Option(help="vLLM quantization method, e.g. awq.")] = None,

@@ -154,8 +154,9 @@ def _convert_in_process(gguf: str, out_dir: str) -> None:
     """Dequantise with transformers and save as bfloat16 safetensors with the tokenizer and chat template.
 
     The GGUF quantizer stays attached after loading and makes ``save_pretrained`` refuse, so it and the
-    ``quantization_config`` are cleared first: the weights are plain tensors by then. bfloat16 is what
-    the CPU server computes in, and halves the folder (270 MB instead of 540 MB).
+    ``quantization_config`` are cleared first: the weights are plain tensors by then. bfloat16 loses
+    nothing the 4-bit GGUF had and halves the folder (270 MB instead of 540 MB); a server on a CPU
+    without bfloat16 arithmetic loads it as float32 (`serving.engine.cpu_dtype`).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait on the hub
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the caller shows its own progress

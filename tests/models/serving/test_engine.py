@@ -15,6 +15,7 @@ from agentscale.models.serving.engine import (
     EngineOptions,
     VllmLaunchConfig,
     build_launch,
+    cpu_dtype,
     detect_engine,
     kv_cache_gib,
     read_mem_available_bytes,
@@ -43,11 +44,35 @@ def test_cpu_command_line_has_the_cpu_recipe() -> None:
         "smollm2-135m",
     ]
     assert "--enforce-eager" in argv
-    assert _flag(argv, "--dtype") == "bfloat16"
+    assert _flag(argv, "--dtype") == cpu_dtype()  # this machine's: tested below
     assert _flag(argv, "--max-model-len") == "2048"
     assert "--no-enable-chunked-prefill" in argv  # seeded samples crash vLLM-CPU's chunked prefill
     assert "--tensor-parallel-size" not in argv and "--gpu-memory-utilization" not in argv
     assert env == {"VLLM_CPU_KVCACHE_SPACE": "4"}  # a quarter of 16 GiB
+
+
+_X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma{extra}\nbugs\t\t: sysret_ss_attrs\n"
+_ARM = "processor\t: 0\nFeatures\t: fp asimd sve{extra}\nCPU implementer\t: 0x41\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        (_X86.format(extra=""), "float32"),  # AVX2 only: bfloat16 would be emulated (5x slower prefill)
+        (_X86.format(extra=" avx512f avx512_bf16"), "bfloat16"),
+        (_X86.format(extra=" amx_tile amx_bf16"), "bfloat16"),
+        (_ARM.format(extra=""), "float32"),
+        (_ARM.format(extra=" bf16 i8mm"), "bfloat16"),
+        ("processor\t: 0\nbf16 is not a key here\n", "float32"),
+    ],
+)
+def test_the_cpu_dtype_is_bfloat16_only_where_the_cpu_computes_it(tmp_path: Path, cpuinfo: str, expected: str) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_dtype(tmp_path / "cpuinfo") == expected
+
+
+def test_an_unreadable_cpuinfo_gives_float32(tmp_path: Path) -> None:
+    assert cpu_dtype(tmp_path / "missing") == "float32"
 
 
 @pytest.mark.parametrize(
