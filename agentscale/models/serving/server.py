@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,9 +34,15 @@ from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
-from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
+from agentscale.models.serving.engine import (
+    DEFAULT_HOST,
+    EngineOptions,
+    VllmLaunchConfig,
+    build_launch,
+    require_engine,
+)
 from agentscale.models.serving.health import free_port, pid_alive, port_free, served_names, serves
-from agentscale.models.serving.memory_plan import check_room
+from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
 
 DEFAULT_PORT = 8000  # vLLM's own default: where a user-started server is looked for
@@ -162,7 +168,10 @@ def ensure_server(
             # (three sizing their KV caches at once once ran this machine out of memory).
             with start_lock("cpu-starts") if engine.device == "cpu" else contextlib.nullcontext():
                 if engine.device == "cpu" and target.bundled is not None:
-                    check_room(BUNDLED[target.bundled], running=_running_summary())
+                    dtype = room_for(
+                        BUNDLED[target.bundled], target.options.dtype, running=_running_summary(), on_status=on_status
+                    )
+                    target = replace(target, options=replace(target.options, dtype=dtype))
                 server = start(target, engine.device, port, host, shared=False, on_status=on_status)
                 _wait_ready(server, timeout_s, on_status)
         return server.endpoint

@@ -1,28 +1,53 @@
-"""A local server that would not fit is refused up front, with the figures and what to stop."""
+"""A local server that would not fit is refused up front, with the figures and what to stop; a CPU
+default that does not fit falls back to the smaller dtype that does."""
 
 from __future__ import annotations
 
 import pytest
 
 from agentscale.models.catalog import BUNDLED
-from agentscale.models.serving.memory_plan import NotEnoughMemory, check_room
+from agentscale.models.serving.engine import cpu_dtype
+from agentscale.models.serving.memory_plan import NotEnoughMemory, room_for, server_memory_gib
 
 GIB = 2**30
+QWEN_15B = BUNDLED["qwen2.5-coder-1.5b"]
+QWEN_05B = BUNDLED["qwen2.5-coder-0.5b"]
 
 
-def test_a_server_that_fits_starts() -> None:
-    check_room(BUNDLED["qwen2.5-coder-1.5b"], available_bytes=12 * GIB)
+def test_a_server_that_fits_starts_in_the_dtype_asked_for() -> None:
+    assert room_for(QWEN_15B, "bfloat16", available_bytes=12 * GIB) == "bfloat16"
+    assert room_for(QWEN_15B, None, available_bytes=20 * GIB) == cpu_dtype()
 
 
 def test_a_server_that_does_not_fit_is_refused_with_the_figures() -> None:
     with pytest.raises(NotEnoughMemory) as info:
-        check_room(BUNDLED["qwen2.5-coder-1.5b"], available_bytes=5 * GIB, running="smollm2-135m (4.0 GiB, pid 7)")
+        room_for(QWEN_15B, "bfloat16", available_bytes=5 * GIB, running="smollm2-135m (4.0 GiB, pid 7)")
     message = str(info.value)
     assert "local/qwen2.5-coder-1.5b needs about 9.4 GiB" in message and "only 5.0 GiB is available" in message
     assert "smollm2-135m (4.0 GiB, pid 7)" in message and "agentscale models list" in message
 
 
+def test_each_dtype_has_its_measured_figure() -> None:
+    for model in BUNDLED.values():
+        assert server_memory_gib(model, "bfloat16") == model.server_memory_gib
+        assert server_memory_gib(model, "float32") == model.server_memory_gib_float32 > model.server_memory_gib
+
+
+def test_a_float32_default_that_does_not_fit_starts_in_bfloat16_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.cpu_dtype", lambda: "float32")  # an AVX2-only CPU
+    between = int((QWEN_05B.server_memory_gib_float32 + QWEN_05B.server_memory_gib) / 2 * GIB)
+    said: list[str] = []
+    assert room_for(QWEN_05B, None, available_bytes=between, on_status=said.append) == "bfloat16"
+    assert said and "serving local/qwen2.5-coder-0.5b in bfloat16: float32" in said[0]
+    # a dtype the user chose is kept, or refused: never changed behind their back
+    with pytest.raises(NotEnoughMemory, match="its float32 weights"):
+        room_for(QWEN_05B, "float32", available_bytes=between)
+    assert room_for(QWEN_05B, None, available_bytes=20 * GIB) == "float32"
+
+
 def test_three_local_servers_fit_in_this_machines_24_gib() -> None:
-    """The plan documented in docs/models.md: all three bundled models served at once."""
-    total = sum(model.server_memory_gib for model in BUNDLED.values())
-    assert total < 22.0
+    """The plan documented in docs/models.md: all three bundled models served at once, the last one
+    in bfloat16 if float32 does not fit."""
+    small, medium = BUNDLED["smollm2-135m"], QWEN_05B
+    assert small.server_memory_gib_float32 + medium.server_memory_gib_float32 + QWEN_15B.server_memory_gib < 23.5
+    assert sum(model.server_memory_gib for model in BUNDLED.values()) < 22.0
