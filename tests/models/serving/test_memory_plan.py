@@ -3,6 +3,8 @@ default that does not fit falls back to the smaller dtype that does."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agentscale.models.catalog import BUNDLED
@@ -23,7 +25,8 @@ def test_a_server_that_does_not_fit_is_refused_with_the_figures() -> None:
     with pytest.raises(NotEnoughMemory) as info:
         room_for(QWEN_15B, "bfloat16", available_bytes=5 * GIB, running="smollm2-135m (4.0 GiB, pid 7)")
     message = str(info.value)
-    assert "local/qwen2.5-coder-1.5b needs about 9.4 GiB" in message and "only 5.0 GiB is available" in message
+    assert "local/qwen2.5-coder-1.5b needs about 9.4 GiB in bfloat16" in message
+    assert "only 5.0 GiB is available" in message
     assert "smollm2-135m (4.0 GiB, pid 7)" in message and "agentscale models list" in message
 
 
@@ -40,7 +43,7 @@ def test_a_float32_default_that_does_not_fit_starts_in_bfloat16_and_says_so(monk
     assert room_for(QWEN_05B, None, available_bytes=between, on_status=said.append) == "bfloat16"
     assert said and "serving local/qwen2.5-coder-0.5b in bfloat16: float32" in said[0]
     # a dtype the user chose is kept, or refused: never changed behind their back
-    with pytest.raises(NotEnoughMemory, match="its float32 weights"):
+    with pytest.raises(NotEnoughMemory, match="in float32: weights"):
         room_for(QWEN_05B, "float32", available_bytes=between)
     assert room_for(QWEN_05B, None, available_bytes=20 * GIB) == "float32"
 
@@ -51,3 +54,19 @@ def test_three_local_servers_fit_in_this_machines_24_gib() -> None:
     small, medium = BUNDLED["smollm2-135m"], QWEN_05B
     assert small.server_memory_gib_float32 + medium.server_memory_gib_float32 + QWEN_15B.server_memory_gib < 23.5
     assert sum(model.server_memory_gib for model in BUNDLED.values()) < 22.0
+
+
+def test_replicas_need_room_for_each_server() -> None:
+    available = int(1.5 * QWEN_05B.server_memory_gib * GIB)
+    assert room_for(QWEN_05B, "bfloat16", available_bytes=available) == "bfloat16"
+    with pytest.raises(
+        NotEnoughMemory, match=re.escape("starting 2 servers of local/qwen2.5-coder-0.5b needs about 11.4 GiB")
+    ):
+        room_for(QWEN_05B, "bfloat16", available_bytes=available, servers=2)
+
+
+def test_when_neither_dtype_fits_both_figures_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.cpu_dtype", lambda: "float32")
+    with pytest.raises(NotEnoughMemory) as info:
+        room_for(QWEN_05B, None, available_bytes=3 * GIB)
+    assert "needs about 8.0 GiB in float32 (5.7 GiB in bfloat16)" in str(info.value)

