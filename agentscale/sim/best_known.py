@@ -22,6 +22,7 @@ Accuracies are simulated.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -137,7 +138,8 @@ def search_best_known(
     rng = np.random.default_rng(seed)
     for candidate in _canonical_shapes(problem):
         score(candidate)
-    _sample(score, GraphDistribution(problem), rng, target=int(SAMPLES_SHARE * evaluations))
+    target = math.ceil(SAMPLES_SHARE * evaluations)
+    _sample(score, GraphDistribution(problem), rng, target=target, max_draws=20 * evaluations)
     ranked = sorted(score.scores, key=score.scores.__getitem__, reverse=True)
     starts = [score.candidates[key] for key in ranked[:RESTART_POOL]]
     barren = 0  # restarts in a row that scored no new graph: the reachable space is exhausted
@@ -161,16 +163,20 @@ def search_best_known(
     )
 
 
-def _sample(score: _Scorer, distribution: GraphDistribution, rng: np.random.Generator, *, target: int) -> None:
-    """Draw graphs until `target` distinct ones are scored, or until draws mostly repeat graphs already
-    scored: in a small space, uniform sampling then finds its rare graphs slowly (200,000 draws for
-    the last few of 912) and hill climbing reaches them sooner."""
-    for _ in range(20 * target // SAMPLING_WINDOW + 1):
+def _sample(
+    score: _Scorer, distribution: GraphDistribution, rng: np.random.Generator, *, target: int, max_draws: int
+) -> None:
+    """Draw graphs until `target` distinct ones are scored or `max_draws` are drawn, or until draws
+    mostly repeat graphs already scored: in a small space, uniform sampling then finds its rare
+    graphs slowly (200,000 draws for the last few of 912) and hill climbing reaches them sooner."""
+    draws = 0
+    while draws < max_draws:
         before = len(score.scores)
-        for _ in range(SAMPLING_WINDOW):
+        for _ in range(min(SAMPLING_WINDOW, max_draws - draws)):
             if len(score.scores) >= target:
                 return
             score(distribution.sample(rng))
+            draws += 1
         if len(score.scores) - before < SAMPLING_WINDOW // 100:
             return
 
