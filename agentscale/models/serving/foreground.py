@@ -17,12 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
 from agentscale.errors import ServingError
-from agentscale.models.catalog import BUNDLED
 from agentscale.models.serving.engine import (
     DEFAULT_HOST,
     KV_CACHE_ENV,
@@ -32,7 +30,6 @@ from agentscale.models.serving.engine import (
     require_engine,
 )
 from agentscale.models.serving.health import port_free, serves
-from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import signal_group
 from agentscale.models.serving.server import (
     DEFAULT_TIMEOUT_S,
@@ -40,6 +37,7 @@ from agentscale.models.serving.server import (
     Server,
     Target,
     VllmEndpoint,
+    cpu_starts_lock,
     find_running,
     install_signal_handlers,
     known_server,
@@ -50,6 +48,7 @@ from agentscale.models.serving.server import (
     start,
     start_lock,
     stop,
+    with_room,
 )
 
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
@@ -209,15 +208,8 @@ def _run(
             raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
         engine = require_engine()
         target = materialize(target, say)
-        # CPU starts one at a time across processes, as `ensure_server`'s do, so the memory check sees
-        # what the other servers hold
-        with (
-            start_lock(target.served_name),
-            start_lock("cpu-starts") if engine.device == "cpu" else contextlib.nullcontext(),
-        ):
-            if engine.device == "cpu" and target.bundled is not None:
-                dtype = room_for(BUNDLED[target.bundled], target.options.dtype, on_status=say, servers=replicas)
-                target = replace(target, options=replace(target.options, dtype=dtype))
+        with start_lock(target.served_name), cpu_starts_lock(engine.device):
+            target = with_room(target, engine.device, say, servers=replicas)
             for index, port in enumerate(chosen):
                 env = replica_env(
                     index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib

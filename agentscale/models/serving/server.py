@@ -34,13 +34,7 @@ from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
-from agentscale.models.serving.engine import (
-    DEFAULT_HOST,
-    EngineOptions,
-    VllmLaunchConfig,
-    build_launch,
-    require_engine,
-)
+from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
 from agentscale.models.serving.health import free_port, pid_alive, port_free, served_names, serves
 from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
@@ -164,14 +158,8 @@ def ensure_server(
             found = find_running(target.served_name, port, host)
             if found is not None:
                 return _remember_reused(found)
-            # CPU servers start one at a time, so each memory check sees what the others really hold
-            # (three sizing their KV caches at once once ran this machine out of memory).
-            with start_lock("cpu-starts") if engine.device == "cpu" else contextlib.nullcontext():
-                if engine.device == "cpu" and target.bundled is not None:
-                    dtype = room_for(
-                        BUNDLED[target.bundled], target.options.dtype, running=_running_summary(), on_status=on_status
-                    )
-                    target = replace(target, options=replace(target.options, dtype=dtype))
+            with cpu_starts_lock(engine.device):
+                target = with_room(target, engine.device, on_status)
                 server = start(target, engine.device, port, host, shared=False, on_status=on_status)
                 _wait_ready(server, timeout_s, on_status)
         return server.endpoint
@@ -297,6 +285,24 @@ def start_lock(name: str) -> contextlib.AbstractContextManager[None]:
     folder = cache_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     return file_lock(folder / f"server-{_slug(name)}.lock")
+
+
+def cpu_starts_lock(device: str) -> contextlib.AbstractContextManager[None]:
+    """Held while servers start on a CPU: they start one at a time across processes, so each memory
+    check sees what the others really hold (three sizing their KV caches at once once ran this
+    machine out of memory). No lock on a GPU."""
+    return start_lock("cpu-starts") if device == "cpu" else contextlib.nullcontext()
+
+
+def with_room(target: Target, device: str, on_status: StatusCallback | None, *, servers: int = 1) -> Target:
+    """``target`` in the dtype its bundled CPU server (``servers`` of them, replicas) fits in now
+    (`memory_plan.room_for`: the CPU's default, or bfloat16 when only that fits); other targets as
+    they are. Raises :class:`NotEnoughMemory` when nothing fits. Call it under `cpu_starts_lock`."""
+    if device != "cpu" or target.bundled is None:
+        return target
+    model = BUNDLED[target.bundled]
+    dtype = room_for(model, target.options.dtype, running=_running_summary(), on_status=on_status, servers=servers)
+    return replace(target, options=replace(target.options, dtype=dtype))
 
 
 def known_server(served_name: str, *, recheck: bool = False) -> VllmEndpoint | None:
