@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -121,6 +122,18 @@ async def _measure(endpoint: VllmEndpoint, n: int, max_tokens: int) -> dict[str,
     }
 
 
+def _served_dtype(pid: int | None) -> str | None:
+    """The --dtype on the server's command line: what it really serves in (the memory check may have
+    fallen back to bfloat16); None for a server of unknown process (one reused, not started here)."""
+    if pid is None:
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return None
+    return argv[argv.index("--dtype") + 1] if "--dtype" in argv[:-1] else None
+
+
 def _serve_and_measure(model: str, dtype: str | None, args: argparse.Namespace) -> dict[str, Any]:
     """One server (of `dtype`, or the default) measured; stopped afterwards unless --keep."""
 
@@ -129,9 +142,12 @@ def _serve_and_measure(model: str, dtype: str | None, args: argparse.Namespace) 
 
     options = EngineOptions(dtype=dtype) if dtype else None
     name = f"{model.removeprefix('local/')}-{dtype}" if dtype else None  # one server per dtype
-    result: dict[str, Any] = {"dtype": dtype or f"default ({cpu_dtype()} on this CPU)"}
     started = time.perf_counter()
     endpoint = ensure_server(model, on_status=status, options=options, served_model_name=name)
+    served = _served_dtype(endpoint.pid)
+    expected = dtype or cpu_dtype()
+    asked = dtype or f"default ({expected} on this CPU)"
+    result: dict[str, Any] = {"dtype": asked if served in (None, expected) else f"{asked}, served in {served}"}
     result["cold_start_s"] = round(time.perf_counter() - started, 1) if endpoint.started_here else None
     try:
         result.update(asyncio.run(_measure(endpoint, args.n, args.max_tokens)))
