@@ -301,7 +301,9 @@ def with_room(target: Target, device: str, on_status: StatusCallback | None, *, 
     if device != "cpu" or target.bundled is None:
         return target
     model = BUNDLED[target.bundled]
-    dtype = room_for(model, target.options.requested_dtype, running=_running_summary(), on_status=on_status, servers=servers)
+    dtype = room_for(
+        model, target.options.requested_dtype, running=_running_summary(), on_status=on_status, servers=servers
+    )
     return replace(target, options=replace(target.options, dtype=dtype))
 
 
