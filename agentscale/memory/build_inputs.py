@@ -78,7 +78,7 @@ def resolve_model(
 def _checked(model: ResolvedModel) -> ResolvedModel:
     """A route agentscale serves itself (sim/, local/) that does not exist is refused before the build
     starts, as a graph's is: `sim/llama-999b` failed every item and the build still exited 0."""
-    problem = route_problem(model.route)
+    problem = route_problem(model.route, model.api_base)
     if problem is not None:
         raise AgentScaleError(f"--model {model.name}: {problem}")
     return model

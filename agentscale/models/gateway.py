@@ -95,6 +95,12 @@ def _prefix(route: str) -> str:
     return route.split("/", 1)[0] + "/"
 
 
+def has_resolver(route: str) -> bool:
+    """Whether a registered resolver (`sim/`, a plug-in's, a test's) decides where the route's calls
+    go, so its prefix is agentscale's to know, not litellm's."""
+    return _resolver_for(_prefix(route)) is not None
+
+
 def starts_server(route: str) -> bool:
     """Whether resolving the route's endpoint starts a server (`local/` models)."""
     load_plugins()

@@ -1,5 +1,6 @@
 """Route checks that need the models layer: a ``local/`` route must name something agentscale can serve,
-and a route whose prefix a plug-in serves (``sim/``) one of the routes it knows (`register_route_check`).
+a route whose prefix a plug-in serves (``sim/``) one of the routes it knows (`register_route_check`),
+and any other route a provider litellm knows (`providers`).
 
 Kept apart from :mod:`agentscale.graphs.validate`, whose rules need nothing beyond the file itself, so
 that generated specs are validated without touching the disk.
@@ -13,7 +14,9 @@ from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.located import LocatedData, PathPart
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.validate import spec_from_data
+from agentscale.models.gateway import has_resolver
 from agentscale.models.local_names import local_route_problem
+from agentscale.models.providers import provider_problem
 from agentscale.plugins import load_plugins
 
 RouteCheck = Callable[[str], str | None]  # a route's problem, or None
@@ -34,10 +37,11 @@ def answered_in_process(route: str) -> bool:
     return any(route.startswith(prefix) for prefix in _CHECKS if prefix != "local/")
 
 
-def route_problem(route: str) -> str | None:
-    """What is wrong with a route agentscale serves itself or through a plug-in (None: nothing known).
-    Other routes are litellm's to judge, at the first call; spaces around a route, or a prefix of
-    ours in other letters (`SIM/llama-8b`), failed there as "LLM Provider NOT provided"."""
+def route_problem(route: str, api_base: str | tuple[str, ...] | None = None) -> str | None:
+    """What is wrong with a route (None: nothing known): one agentscale serves itself or through a
+    plug-in is checked by them; any other must name a provider litellm knows (`providers`). Spaces
+    around a route, a prefix of ours in other letters (`SIM/llama-8b`) or a misspelt provider each
+    failed every call as "LLM Provider NOT provided"."""
     if route != route.strip():
         return f"route {route!r} has spaces around it"
     load_plugins()
@@ -45,7 +49,11 @@ def route_problem(route: str) -> str | None:
     if check is not None:
         return check(route)
     near = next((prefix for prefix in _CHECKS if route.lower().startswith(prefix)), None)
-    return f"unknown route {route!r}: did you mean {near}{route[len(near) :]}?" if near else None
+    if near:
+        return f"unknown route {route!r}: did you mean {near}{route[len(near) :]}?"
+    if has_resolver(route):
+        return None
+    return provider_problem(route, api_base[0] if isinstance(api_base, tuple) else api_base)
 
 
 def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | None = None) -> list[SpecIssue]:
@@ -53,7 +61,7 @@ def model_route_issues(models: Mapping[str, ModelSpec], located: LocatedData | N
     loc = located or LocatedData(None, {})
     issues = []
     for alias, spec in models.items():
-        problem = route_problem(spec.model)
+        problem = route_problem(spec.model, spec.api_base)
         if problem:
             issues.append(loc.issue(("models", alias, "model"), problem))
     return issues

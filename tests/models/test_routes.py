@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+import agentscale.models.gateway as gateway_module
 from agentscale.cli.app import main
 from agentscale.errors import SpecError
+from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.registry import ResolvedModel
+from agentscale.models.routes import route_problem
 from agentscale.runtime.graph import Graph
 
 GRAPH = """\
@@ -63,3 +67,38 @@ def test_a_route_litellm_would_refuse_at_the_first_call_is_refused_at_load(route
     with pytest.raises(SpecError) as info:
         Graph.from_yaml(f"name: g\nnodes: [{{id: a, role: assistant, model: '{route}'}}]\n", store=None)
     assert [(issue.path, issue.message, issue.line) for issue in info.value.issues] == [("nodes[0].model", message, 2)]
+
+
+def test_a_misspelt_provider_is_refused_at_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """litellm fails every call of `opnai/...` ("LLM Provider NOT provided"); validate says so first."""
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "name: typo\nmodels:\n  m: {model: opnai/gpt-4o-mini}\n"
+        "nodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: hosted_vllm/q}\n"
+        "edges: [a -> b]\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "models.m.model (line 3): route 'opnai/gpt-4o-mini': litellm knows no provider 'opnai'" in err
+    assert "did you mean openai/gpt-4o-mini?" in err
+    assert "nodes[1]" not in err  # hosted_vllm is one of litellm's providers
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("route", ["openai/gpt-4o-mini", "hosted_vllm/q", "anthropic/claude", "openrouter/a/b"])
+def test_providers_litellm_knows_pass(route: str) -> None:
+    assert route_problem(route) is None
+
+
+def test_a_prefix_with_a_registered_resolver_is_not_litellm_s_to_judge() -> None:
+    """A plug-in's (or a test's) prefix decides where its calls go: no provider check."""
+
+    async def resolve(model: ResolvedModel) -> Endpoint:
+        return Endpoint("openai/x", "http://127.0.0.1:9/v1", None)
+
+    assert route_problem("routestest/x") is not None
+    register_endpoint_resolver("routestest/", resolve)
+    try:
+        assert route_problem("routestest/x") is None
+    finally:
+        gateway_module._RESOLVERS.pop("routestest/", None)
