@@ -68,10 +68,10 @@ def best_known_command(
       agentscale sim best-known benchmarks/spaces/math-b18-large.yaml --evaluations 100000
     """
     from agentscale.optimize.space import load_space
-    from agentscale.sim.best_known import search_best_known, write_best_known
+    from agentscale.sim.best_known import BEST_KNOWN_SUFFIX, search_best_known, write_best_known
 
     space = load_space(space_file)
-    target = out_file or space_file.with_name(space_file.stem + ".best-known.yaml")
+    target = out_file or space_file.with_name(space_file.stem + BEST_KNOWN_SUFFIX)
     with err.status("searching on the exact simulated truth…", spinner="dots") as status:
         found = search_best_known(
             space,

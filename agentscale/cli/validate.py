@@ -13,7 +13,7 @@ from agentscale.cli._console import err, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
-from agentscale.graphs.located import load_located
+from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import looks_like_space
 from agentscale.models.routes import checked_spec
@@ -49,7 +49,11 @@ def validate_command(
 
 def _check(file: Path) -> str:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary."""
+    from agentscale.sim.best_known import looks_like_best_known
+
     located = load_located(read_text(file), str(file))
+    if looks_like_best_known(located.data):
+        return _check_best_known(located, file)
     if looks_like_space(located.data):
         from agentscale.optimize.problem import SearchProblem
         from agentscale.optimize.runner import load_task_split, method_and_seed
@@ -68,6 +72,22 @@ def _check(file: Path) -> str:
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         Graph(spec, store=None, source=str(file))
     return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
+
+
+def _check_best_known(located: LocatedData, file: Path) -> str:
+    """A best-known record (`agentscale sim best-known`) against the space file beside it."""
+    from agentscale.optimize.space import load_space
+    from agentscale.sim.best_known import checked_best_known, space_file_of
+
+    space_file = space_file_of(file)
+    if not space_file.exists():
+        raise SpecError([located.issue(("space",), f"no space file {space_file.name} beside this record")], str(file))
+    accuracy, candidate = checked_best_known(located, load_space(space_file), str(file))
+    nodes = candidate.size
+    return (
+        f"best-known record of space {located.data['space']!r}: {nodes} node{'s' * (nodes != 1)}, "
+        f"expected test accuracy {accuracy:.1%} (SIMULATED; the truth agrees)"
+    )
 
 
 def schema_command() -> None:

@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, SpecError
+from agentscale.graphs.io import read_text
+from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, remove_node, repair
@@ -43,6 +45,7 @@ from agentscale.optimize.trials import candidate_from_json, candidate_to_json
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.truth import TruthEngine
 
+BEST_KNOWN_SUFFIX = ".best-known.yaml"  # beside the space's own file
 SAMPLES_SHARE = 0.2  # of the evaluation budget spent on sampling before hill climbing
 RESTART_POOL = 8  # hill climbs start from the best distinct graphs found by sampling
 SCREEN_DRAWS_PER_ITEM = 120  # Monte-Carlo draws per item while searching, where elimination is too large
@@ -289,7 +292,49 @@ def write_best_known(found: BestKnown, path: Path) -> None:
     path.write_text(header + yaml.safe_dump(found.to_dict(), sort_keys=False, width=110))
 
 
-def read_best_known(path: Path) -> tuple[float, CandidateGraph]:
-    """(stored accuracy, candidate) of a best-known file."""
-    data = yaml.safe_load(path.read_text())
-    return float(data["accuracy"]), candidate_from_json(json.dumps(data["candidate"]))
+def looks_like_best_known(data: object) -> bool:
+    """A best-known record (what `write_best_known` stores), not a graph or a space: `validate` of a
+    spaces folder met these files and reported every key of theirs unknown."""
+    return isinstance(data, dict) and "nodes" not in data and {"space", "candidate", "accuracy"} <= data.keys()
+
+
+def space_file_of(record: Path) -> Path:
+    """The space a record was found for: `S.yaml` beside `S.best-known.yaml`."""
+    name = record.name
+    stem = name[: -len(BEST_KNOWN_SUFFIX)] if name.endswith(BEST_KNOWN_SUFFIX) else record.stem
+    return record.with_name(stem + ".yaml")
+
+
+def checked_best_known(
+    located: LocatedData, space: SpaceSpec, source: str | None = None, *, against_truth: bool = True
+) -> tuple[float, CandidateGraph]:
+    """(stored accuracy, graph) of a best-known record, checked against its space: it names the space,
+    its graph is one the space allows, and (``against_truth``) the exact truth on the space's own test
+    split still gives the stored accuracy — a record left behind by a changed space or simulator
+    would make every benchmark ratio against it wrong. Raises `SpecError` with the record's lines."""
+    data = located.data
+    if data.get("space") != space.name:
+        raise SpecError([located.issue(("space",), f"names space {data.get('space')!r}, not {space.name!r}")], source)
+    try:
+        accuracy = float(data["accuracy"])
+        candidate = candidate_from_json(json.dumps(data["candidate"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SpecError([located.issue(("candidate",), f"not a stored graph ({exc})")], source) from None
+    if not SearchProblem.from_space(space).fits(candidate):
+        raise SpecError(
+            [located.issue(("candidate",), "is not a graph of the space (models, roles, size or budget)")], source
+        )
+    if against_truth:
+        truth = SimOracle.for_space(space).estimate(candidate, "test")
+        if abs(truth.accuracy - accuracy) > max(1e-6, 4 * truth.stderr):
+            message = (
+                f"stored {accuracy:.4f} but the truth now says {truth.accuracy:.4f}: "
+                "run `agentscale sim best-known` again"
+            )
+            raise SpecError([located.issue(("accuracy",), message)], source)
+    return accuracy, candidate
+
+
+def read_best_known(path: Path, space: SpaceSpec, *, against_truth: bool = True) -> tuple[float, CandidateGraph]:
+    """(stored accuracy, graph) of a best-known file, checked against ``space`` (`checked_best_known`)."""
+    return checked_best_known(load_located(read_text(path), str(path)), space, str(path), against_truth=against_truth)

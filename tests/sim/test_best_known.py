@@ -34,7 +34,7 @@ def test_the_search_reaches_the_exhaustive_optimum_and_stops_when_nothing_is_lef
     assert [a for _, a in found.trace] == sorted(a for _, a in found.trace)  # improvements only
     path = tmp_path / "small.best-known.yaml"
     write_best_known(found, path)
-    accuracy, candidate = read_best_known(path)
+    accuracy, candidate = read_best_known(path, space)
     assert accuracy == found.accuracy and candidate == found.candidate
     assert "SIMULATED" in path.read_text().splitlines()[0]
 
@@ -45,3 +45,33 @@ def test_the_cli_stores_the_result_beside_the_space(tmp_path: Path, capsys: pyte
     report = json.loads(capsys.readouterr().out)
     assert report["simulated"] is True and report["search"]["truth_evaluations"] == 100
     assert Path(report["path"]) == tmp_path / "small.best-known.yaml" and Path(report["path"]).exists()
+
+
+def test_validate_checks_a_record_against_its_space_and_the_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` of a spaces folder met the records beside the spaces and called every key unknown;
+    it now checks them: the space they name, a graph the space allows, the stored accuracy."""
+    (tmp_path / "small.yaml").write_text(SPACE)
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--json"]) == 0
+    record = tmp_path / "small.best-known.yaml"
+    capsys.readouterr()
+    assert main(["validate", str(record)]) == 0
+    assert "best-known record of space 'small'" in capsys.readouterr().err
+
+    text = record.read_text()
+    stored = next(line for line in text.splitlines() if line.startswith("accuracy:"))
+    (tmp_path / "off.best-known.yaml").write_text(text.replace("space: small", "space: other"))
+    (tmp_path / "off.yaml").write_text(SPACE)
+    record.write_text(text.replace(stored, "accuracy: 0.99"))
+    (tmp_path / "lonely.best-known.yaml").write_text(text)
+    files = [
+        str(tmp_path / name) for name in ("small.best-known.yaml", "off.best-known.yaml", "lonely.best-known.yaml")
+    ]
+    assert main(["validate", *files]) == 1
+    err = capsys.readouterr().err
+    line = text.splitlines().index(stored) + 1
+    assert f"accuracy (line {line}): stored 0.9900 but the truth now says" in err
+    assert "space (line 3): names space 'other', not 'small'" in err
+    assert "no space file lonely.yaml beside this record" in err
+    assert "Traceback" not in err
