@@ -150,7 +150,7 @@ def reference(path: Path, space: SpaceSpec, *, stored_split: bool = True) -> Ref
     if not stored.exists():
         raise SystemExit(f"{path}: no {stored.name}; run: agentscale sim best-known {path}")
     try:
-        _, candidate = read_best_known(stored, space, against_truth=stored_split)
+        _, candidate = read_best_known(stored, space, truth=oracle if stored_split else None)
     except SpecError as exc:
         raise SystemExit(str(exc)) from None
     truth = oracle.estimate(candidate, "test")

@@ -15,7 +15,7 @@ from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import GraphSpec
-from agentscale.graphs.validate import looks_like_space
+from agentscale.graphs.validate import looks_like_best_known, looks_like_space
 from agentscale.models.routes import checked_spec
 
 
@@ -49,8 +49,6 @@ def validate_command(
 
 def _check(file: Path) -> str:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary."""
-    from agentscale.sim.best_known import looks_like_best_known
-
     located = load_located(read_text(file), str(file))
     if looks_like_best_known(located.data):
         return _check_best_known(located, file)
@@ -78,11 +76,13 @@ def _check_best_known(located: LocatedData, file: Path) -> str:
     """A best-known record (`agentscale sim best-known`) against the space file beside it."""
     from agentscale.optimize.space import load_space
     from agentscale.sim.best_known import checked_best_known, space_file_of
+    from agentscale.sim.evaluate import SimOracle
 
     space_file = space_file_of(file)
     if not space_file.exists():
         raise SpecError([located.issue(("space",), f"no space file {space_file.name} beside this record")], str(file))
-    accuracy, candidate = checked_best_known(located, load_space(space_file), str(file))
+    space = load_space(space_file)
+    accuracy, candidate = checked_best_known(located, space, str(file), truth=SimOracle.for_space(space))
     nodes = candidate.size
     return (
         f"best-known record of space {located.data['space']!r}: {nodes} node{'s' * (nodes != 1)}, "

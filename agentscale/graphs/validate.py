@@ -126,6 +126,12 @@ def looks_like_space(data: object) -> bool:
     return isinstance(data, dict) and "nodes" not in data and any(key in data for key in SPACE_ONLY_KEYS)
 
 
+def looks_like_best_known(data: object) -> bool:
+    """A best-known record (`agentscale sim best-known`'s file beside a space), not a graph or a space:
+    `validate` of a spaces folder met these files and reported every key of theirs unknown."""
+    return isinstance(data, dict) and "nodes" not in data and {"space", "candidate", "accuracy"} <= data.keys()
+
+
 def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
     """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
     if looks_like_space(located.data):  # not a list of unknown keys: say what the file is

@@ -292,12 +292,6 @@ def write_best_known(found: BestKnown, path: Path) -> None:
     path.write_text(header + yaml.safe_dump(found.to_dict(), sort_keys=False, width=110))
 
 
-def looks_like_best_known(data: object) -> bool:
-    """A best-known record (what `write_best_known` stores), not a graph or a space: `validate` of a
-    spaces folder met these files and reported every key of theirs unknown."""
-    return isinstance(data, dict) and "nodes" not in data and {"space", "candidate", "accuracy"} <= data.keys()
-
-
 def space_file_of(record: Path) -> Path:
     """The space a record was found for: `S.yaml` beside `S.best-known.yaml`."""
     name = record.name
@@ -306,12 +300,13 @@ def space_file_of(record: Path) -> Path:
 
 
 def checked_best_known(
-    located: LocatedData, space: SpaceSpec, source: str | None = None, *, against_truth: bool = True
+    located: LocatedData, space: SpaceSpec, source: str | None = None, *, truth: SimOracle | None = None
 ) -> tuple[float, CandidateGraph]:
     """(stored accuracy, graph) of a best-known record, checked against its space: it names the space,
-    its graph is one the space allows, and (``against_truth``) the exact truth on the space's own test
-    split still gives the stored accuracy — a record left behind by a changed space or simulator
-    would make every benchmark ratio against it wrong. Raises `SpecError` with the record's lines."""
+    its graph is one the space allows, and (given ``truth``, the space's oracle) the exact truth on
+    the space's own test split still gives the stored accuracy — a record left behind by a changed
+    space or simulator would make every benchmark ratio against it wrong. Raises `SpecError` with the
+    record's lines."""
     data = located.data
     if data.get("space") != space.name:
         raise SpecError([located.issue(("space",), f"names space {data.get('space')!r}, not {space.name!r}")], source)
@@ -324,17 +319,17 @@ def checked_best_known(
         raise SpecError(
             [located.issue(("candidate",), "is not a graph of the space (models, roles, size or budget)")], source
         )
-    if against_truth:
-        truth = SimOracle.for_space(space).estimate(candidate, "test")
-        if abs(truth.accuracy - accuracy) > max(1e-6, 4 * truth.stderr):
+    if truth is not None:
+        estimate = truth.estimate(candidate, "test")
+        if abs(estimate.accuracy - accuracy) > max(1e-6, 4 * estimate.stderr):
             message = (
-                f"stored {accuracy:.4f} but the truth now says {truth.accuracy:.4f}: "
+                f"stored {accuracy:.4f} but the truth now says {estimate.accuracy:.4f}: "
                 "run `agentscale sim best-known` again"
             )
             raise SpecError([located.issue(("accuracy",), message)], source)
     return accuracy, candidate
 
 
-def read_best_known(path: Path, space: SpaceSpec, *, against_truth: bool = True) -> tuple[float, CandidateGraph]:
+def read_best_known(path: Path, space: SpaceSpec, *, truth: SimOracle | None = None) -> tuple[float, CandidateGraph]:
     """(stored accuracy, graph) of a best-known file, checked against ``space`` (`checked_best_known`)."""
-    return checked_best_known(load_located(read_text(path), str(path)), space, str(path), against_truth=against_truth)
+    return checked_best_known(load_located(read_text(path), str(path)), space, str(path), truth=truth)

@@ -11,6 +11,7 @@ from agentscale.cli.app import main
 from agentscale.graphs.located import load_located
 from agentscale.optimize.space import space_from_data
 from agentscale.sim.best_known import read_best_known, search_best_known, write_best_known
+from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.optimum import search_optimum
 
 SPACE = """\
@@ -34,7 +35,7 @@ def test_the_search_reaches_the_exhaustive_optimum_and_stops_when_nothing_is_lef
     assert [a for _, a in found.trace] == sorted(a for _, a in found.trace)  # improvements only
     path = tmp_path / "small.best-known.yaml"
     write_best_known(found, path)
-    accuracy, candidate = read_best_known(path, space)
+    accuracy, candidate = read_best_known(path, space, truth=SimOracle.for_space(space))
     assert accuracy == found.accuracy and candidate == found.candidate
     assert "SIMULATED" in path.read_text().splitlines()[0]
 
