@@ -60,7 +60,7 @@ def test_the_sim_endpoint_resolves_without_importing_the_simulator() -> None:
     endpoint = _fresh(
         """
         import asyncio
-        from agentscale.models.gateway import resolve_endpoint
+        from agentscale.models.endpoints import resolve_endpoint
         from agentscale.models.registry import ResolvedModel
         print(asyncio.run(resolve_endpoint(ResolvedModel("m", "sim/llama-8b"))).litellm_model)
         """

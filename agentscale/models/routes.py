@@ -14,7 +14,7 @@ from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.located import LocatedData, PathPart
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.validate import spec_from_data
-from agentscale.models.gateway import has_resolver
+from agentscale.models.endpoints import has_resolver
 from agentscale.models.local_names import local_route_problem
 from agentscale.models.providers import provider_problem
 from agentscale.plugins import load_plugins

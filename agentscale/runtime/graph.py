@@ -22,7 +22,8 @@ from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import price_is_known
-from agentscale.models.gateway import Gateway, GatewaySettings, resolve_endpoint, starts_server
+from agentscale.models.endpoints import resolve_endpoint, starts_server
+from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.errors import ModelCallError
-from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.endpoints import Endpoint, register_endpoint_resolver
 from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.routes import register_route_check

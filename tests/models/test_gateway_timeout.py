@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from agentscale.errors import AgentScaleError, ModelCallError
-from agentscale.models import gateway as gateway_module
-from agentscale.models.gateway import CallRequest, Endpoint, Gateway, GatewaySettings, register_endpoint_resolver
+from agentscale.models import endpoints as endpoints_module
+from agentscale.models.endpoints import Endpoint, register_endpoint_resolver
+from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
 from agentscale.models.local import LOCAL_TIMEOUT_S
 from agentscale.models.registry import ResolvedModel
 from agentscale.testing import ScriptedServer
@@ -25,7 +26,7 @@ def slow_prefix(scripted: ScriptedServer) -> Iterator[dict[str, float | None]]:
 
     register_endpoint_resolver("slowtest/", resolve)
     yield chosen
-    gateway_module._RESOLVERS.pop("slowtest/", None)
+    endpoints_module._RESOLVERS.pop("slowtest/", None)
 
 
 async def test_the_endpoint_timeout_replaces_the_gateways(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import agentscale.models.gateway as gateway_module
+import agentscale.models.endpoints as endpoints_module
 from agentscale.cli.app import main
 from agentscale.errors import SpecError
-from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models.endpoints import Endpoint, register_endpoint_resolver
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.routes import route_problem
 from agentscale.runtime.graph import Graph
@@ -101,4 +101,4 @@ def test_a_prefix_with_a_registered_resolver_is_not_litellm_s_to_judge() -> None
     try:
         assert route_problem("routestest/x") is None
     finally:
-        gateway_module._RESOLVERS.pop("routestest/", None)
+        endpoints_module._RESOLVERS.pop("routestest/", None)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Graph, GraphEvent, RunResult, Store
-from agentscale.models import gateway as gateway_module
-from agentscale.models.gateway import Endpoint, register_endpoint_resolver
+from agentscale.models import endpoints as endpoints_module
+from agentscale.models.endpoints import Endpoint, register_endpoint_resolver
 from agentscale.models.registry import ResolvedModel
 from agentscale.testing import ScriptedServer
 
@@ -46,8 +46,8 @@ def starts(scripted: ScriptedServer) -> Iterator[Starts]:
     server = Starts(scripted)
     register_endpoint_resolver(PREFIX, server.resolve, starts_server=True)
     yield server
-    gateway_module._RESOLVERS.pop(PREFIX, None)
-    gateway_module._SERVER_PREFIXES.discard(PREFIX)
+    endpoints_module._RESOLVERS.pop(PREFIX, None)
+    endpoints_module._SERVER_PREFIXES.discard(PREFIX)
 
 
 def _graph(store: Store, *, cache: bool = True, budget: str = "") -> Graph:
