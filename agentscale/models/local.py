@@ -1,8 +1,9 @@
 """Routes `local/<name>`: models agentscale serves itself with vLLM, started on first use.
 
-The gateway imports this module the first time it meets a `local/` route. Every node of one model
-goes through one server, so vLLM batches their concurrent calls; the server is reused if it (or one
-the user started with `agentscale serve`) is already up, and stopped when the process exits.
+The endpoint registry (`models/endpoints.py`) imports this module the first time a `local/` route
+resolves. Every node of one model goes through one server, so vLLM batches their concurrent calls;
+the server is reused if it (or one the user started with `agentscale serve`) is already up, and
+stopped when the process exits.
 """
 
 from __future__ import annotations
