@@ -35,6 +35,11 @@ _KV_CACHE_MIN_GIB = 1
 _KV_CACHE_MAX_GIB = 8
 _DEVICE_OVERRIDE_ENV = "AGENTSCALE_VLLM_DEVICE"
 KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
+RESERVED_CPU_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+# vLLM-CPU binds its compute threads to every core but one it reserves for the rest of the server;
+# on a machine this small that halves the compute (a 2-core machine computes on core 0 only)
+_RESERVE_NO_CORE_UP_TO = 2
 
 
 class EngineMissingError(ServingError):
@@ -234,13 +239,19 @@ def build_launch(
     *,
     environ: Mapping[str, str] | None = None,
     mem_available_bytes: int | None = None,
+    cpu_count: int | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Return ``(argv, env_overrides)`` that start the OpenAI-compatible server for ``config``.
 
     The server is started as ``python -m vllm.entrypoints.openai.api_server`` with this interpreter
     because the ``vllm`` console script of the CPU wheel is broken. ``env_overrides`` holds only the
     variables to add to the caller's environment; a variable the user already set in ``environ``
-    (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to /proc/meminfo.
+    (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to /proc/meminfo,
+    ``cpu_count`` to this machine's.
+
+    On a CPU with at most two cores the server computes on all of them (`RESERVED_CPU_ENV` 0) instead
+    of leaving one to the rest of the server: measured on 2 cores with the 0.5B (docs/models.md),
+    prefill ≈1.75× and 8 concurrent requests ≈1.45× faster, and two servers busy at once 1.3–1.7×.
     """
     env_in = os.environ if environ is None else environ
     cpu = config.device == "cpu"
@@ -293,6 +304,9 @@ def build_launch(
             mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
             gib = kv_cache_gib(mem)
         env[KV_CACHE_ENV] = str(gib)
+    cores = os.cpu_count() if cpu_count is None else cpu_count
+    if cpu and (cores or 1) <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
+        env[RESERVED_CPU_ENV] = "0"
     if config.offline and "HF_HUB_OFFLINE" not in env_in:
         env["HF_HUB_OFFLINE"] = "1"
     return argv, env

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, TextIO
 
 from agentscale.errors import ServingError
 from agentscale.models.serving.engine import (
+    CPU_BIND_ENV,
     DEFAULT_HOST,
     KV_CACHE_ENV,
     EngineOptions,
@@ -51,7 +52,6 @@ from agentscale.models.serving.server import (
     with_room,
 )
 
-CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 _POLL_S = 0.2
 
 

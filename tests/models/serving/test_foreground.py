@@ -9,8 +9,8 @@ import pytest
 from agentscale.cli.app import main
 from agentscale.errors import ServingError
 from agentscale.models.serving import VllmEndpoint
-from agentscale.models.serving.engine import KV_CACHE_ENV
-from agentscale.models.serving.foreground import CPU_BIND_ENV, replica_env, replica_ports, route_snippet
+from agentscale.models.serving.engine import CPU_BIND_ENV, KV_CACHE_ENV
+from agentscale.models.serving.foreground import replica_env, replica_ports, route_snippet
 
 
 def test_replicas_listen_on_consecutive_ports_or_the_given_ones() -> None:
