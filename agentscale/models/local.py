@@ -12,10 +12,10 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentscale.models.endpoints import Endpoint
 from agentscale.models.serving import aensure_server
 
-if TYPE_CHECKING:  # the CLI subscribes to `on_status` at every start: the gateway (SQLAlchemy) waits for a call
-    from agentscale.models.endpoints import Endpoint
+if TYPE_CHECKING:
     from agentscale.models.registry import ResolvedModel
 
 _status_listeners: list[Callable[[str], None]] = []
@@ -45,8 +45,6 @@ async def resolve_endpoint(model: ResolvedModel) -> Endpoint:
 async def _endpoint(model: ResolvedModel, *, recheck: bool) -> Endpoint:
     """`recheck`: after a refused connection, probe a reused server now rather than trusting the last
     health check (a few seconds old), so the retry reaches a replacement, or a server started anew."""
-    from agentscale.models.endpoints import Endpoint
-
     served = await aensure_server(model.route, on_status=_announce, recheck=recheck)
     return Endpoint(
         served.litellm_model,
