@@ -19,7 +19,7 @@ from typing import Any
 from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.endpoints import Endpoint, resolve_endpoint
-from agentscale.models.litellm_loader import get_litellm
+from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
 from agentscale.storage.db import Store
@@ -367,7 +367,8 @@ class Gateway:
             kwargs["api_key"] = endpoint.api_key
         # a margin over litellm's own timeout; asyncio.timeout, unlike wait_for, starts no extra task
         async with asyncio.timeout(timeout + 5):
-            return await litellm.acompletion(**kwargs)
+            with skipping_unread_logging():
+                return await litellm.acompletion(**kwargs)
 
     async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:
         """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`."""

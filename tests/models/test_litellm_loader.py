@@ -1,9 +1,13 @@
-"""litellm's import in the background: a Ctrl-C during it does not wait for it."""
+"""litellm's import in the background (a Ctrl-C during it does not wait for it), and its logging
+pipeline skipped while nothing reads it."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+
+from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
 
 SCRIPT = """
 import asyncio
@@ -38,3 +42,57 @@ def test_the_import_completes_when_awaited() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+
+
+def _internal_flag() -> bool:
+    from litellm._internal_context import is_internal_call
+
+    return is_internal_call.get()
+
+
+def test_calls_skip_litellms_logging_only_while_nothing_would_read_it() -> None:
+    """The flag litellm reads to skip its logging pipeline is set inside, reset after, and never set
+    while a callback is installed (a litellm that renamed the flag fails here, not silently)."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    litellm = get_litellm()
+    assert not _internal_flag()
+    with skipping_unread_logging():
+        assert _internal_flag()
+    assert not _internal_flag()
+    for name, value in (("callbacks", [CustomLogger()]), ("success_callback", ["langfuse"]), ("max_budget", 1.0)):
+        saved = getattr(litellm, name)
+        setattr(litellm, name, value)
+        try:
+            with skipping_unread_logging():
+                assert not _internal_flag(), name
+        finally:
+            setattr(litellm, name, saved)
+
+
+async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A user who installed a litellm callback (Langfuse, a CustomLogger, ...) gets agentscale's calls."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    seen: list[str] = []
+
+    class Recorder(CustomLogger):  # type: ignore[misc]
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+            seen.append(kwargs.get("model", ""))
+
+    litellm = get_litellm()
+    litellm.callbacks = [Recorder()]
+    try:
+        nodes = (
+            "  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n  - {id: v, role: vote}\n"
+        )
+        graph = make_graph(f"name: listened\nnodes:\n{nodes}edges: ['a, b -> v']\n")
+        result = await graph.arun("What is 2 + 2?")
+        assert result.usage.calls == 2
+        for _ in range(100):  # litellm's logging worker delivers events in the background
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        litellm.callbacks = []
+    assert seen == ["scripted", "scripted"]
