@@ -11,7 +11,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
@@ -222,6 +222,28 @@ def read_mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | Non
     return None
 
 
+def usable_cpus() -> list[int]:
+    """The ids of the CPUs this process may run on, which servers it starts inherit.
+
+    Not ``os.cpu_count()``: in a container limited to a cpuset (two cores of a 64-core host) that
+    counts the host, and core ids bound from ``range(count)`` may lie outside the set; vLLM itself
+    binds within ``os.sched_getaffinity``."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def cpu_id_list(cpus: Sequence[int]) -> str:
+    """CPU ids in vLLM's `VLLM_CPU_OMP_THREADS_BIND` form: runs as ranges, "0-3" or "2,5-6"."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
 def kv_cache_gib(mem_available_bytes: int | None) -> int:
     """GiB of KV cache for a CPU server: a quarter of free memory, clamped to 1..8 GiB.
 
@@ -247,7 +269,7 @@ def build_launch(
     because the ``vllm`` console script of the CPU wheel is broken. ``env_overrides`` holds only the
     variables to add to the caller's environment; a variable the user already set in ``environ``
     (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to /proc/meminfo,
-    ``cpu_count`` to this machine's.
+    ``cpu_count`` to the CPUs this process may use (`usable_cpus`).
 
     On a CPU with at most two cores the server computes on all of them (`RESERVED_CPU_ENV` 0) instead
     of leaving one to the rest of the server: measured on 2 cores with the 0.5B (docs/models.md),
@@ -304,8 +326,8 @@ def build_launch(
             mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
             gib = kv_cache_gib(mem)
         env[KV_CACHE_ENV] = str(gib)
-    cores = os.cpu_count() if cpu_count is None else cpu_count
-    if cpu and (cores or 1) <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
+    cores = len(usable_cpus()) if cpu_count is None else cpu_count
+    if cpu and cores <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
         env[RESERVED_CPU_ENV] = "0"
     if config.offline and "HF_HUB_OFFLINE" not in env_in:
         env["HF_HUB_OFFLINE"] = "1"

@@ -26,9 +26,11 @@ from agentscale.models.serving.engine import (
     DEFAULT_HOST,
     KV_CACHE_ENV,
     EngineOptions,
+    cpu_id_list,
     kv_cache_gib,
     read_mem_available_bytes,
     require_engine,
+    usable_cpus,
 )
 from agentscale.models.serving.health import port_free, serves
 from agentscale.models.serving.processes import signal_group
@@ -77,7 +79,7 @@ def replica_env(
     replicas: int,
     *,
     device: str,
-    cpu_count: int | None = None,
+    cpus: Sequence[int] | None = None,
     kv_cache_space_gib: int | None = None,
     mem_available_bytes: int | None = None,
     environ: Mapping[str, str] | None = None,
@@ -85,8 +87,9 @@ def replica_env(
     """What replica ``index`` adds to its launch environment on CPU: the cores its engine binds and
     its share of the KV cache. A single server or a GPU gets nothing (the launch recipe stands).
 
-    Cores: with C cores and N ≤ C replicas, replica i binds [i·C/N, (i+1)·C/N); with more replicas
-    than cores they take one core each in turn. KV cache: each server would size its own from the same
+    Cores: of the C CPUs this process may use (``cpus``, default `usable_cpus`: a container's cpuset,
+    not the host's ids), with N ≤ C replicas replica i binds the i-th of N equal runs; with more
+    replicas than cores they take one core each in turn. KV cache: each server would size its own from the same
     free memory (a quarter of it) and N of them run the machine out of memory (seen with three at
     once: the kernel killed a worker), so each gets 1/N of that, at least 1 GiB. A fixed
     ``kv_cache_space_gib`` (the bundled model's recipe) and the user's own variables are kept.
@@ -96,12 +99,12 @@ def replica_env(
         return {}
     env: dict[str, str] = {}
     if CPU_BIND_ENV not in env_in:
-        cores = cpu_count or os.cpu_count() or 1
+        ids = usable_cpus() if cpus is None else sorted(cpus)
+        cores = len(ids)
         if replicas > cores:
-            env[CPU_BIND_ENV] = str(index % cores)
+            env[CPU_BIND_ENV] = str(ids[index % cores])
         else:
-            first, last = index * cores // replicas, (index + 1) * cores // replicas - 1
-            env[CPU_BIND_ENV] = str(first) if first == last else f"{first}-{last}"
+            env[CPU_BIND_ENV] = cpu_id_list(ids[index * cores // replicas : (index + 1) * cores // replicas])
     if KV_CACHE_ENV not in env_in and kv_cache_space_gib is None:
         mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
         env[KV_CACHE_ENV] = str(max(1, kv_cache_gib(mem) // replicas))

@@ -399,7 +399,8 @@ def start(
         options=target.options,
         offline=Path(target.model).is_dir(),
     )
-    argv, env_extra = build_launch(config)
+    # what the caller adds (a replica's own cores) counts as set by the user: no default beside it
+    argv, env_extra = build_launch(config, environ={**os.environ, **(extra_env or {})})
     env_extra.update(extra_env or {})
     log_path = cache_dir() / "logs" / f"vllm-{_slug(target.served_name)}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from agentscale.cli.app import main
 from agentscale.errors import ServingError
 from agentscale.models.serving import VllmEndpoint
-from agentscale.models.serving.engine import CPU_BIND_ENV, KV_CACHE_ENV
+from agentscale.models.serving.engine import CPU_BIND_ENV, KV_CACHE_ENV, usable_cpus
 from agentscale.models.serving.foreground import replica_env, replica_ports, route_snippet
 
 
@@ -37,16 +40,36 @@ GIB = 2**30
 
 
 def test_each_cpu_replica_binds_its_own_cores() -> None:
-    def binds(replicas: int, cores: int) -> list[str]:
+    def binds(replicas: int, cpus: list[int]) -> list[str]:
         return [
-            replica_env(i, replicas, device="cpu", cpu_count=cores, kv_cache_space_gib=1, environ={})[CPU_BIND_ENV]
+            replica_env(i, replicas, device="cpu", cpus=cpus, kv_cache_space_gib=1, environ={})[CPU_BIND_ENV]
             for i in range(replicas)
         ]
 
-    assert binds(2, 2) == ["0", "1"]
-    assert binds(2, 8) == ["0-3", "4-7"]
-    assert binds(3, 8) == ["0-1", "2-4", "5-7"]
-    assert binds(4, 2) == ["0", "1", "0", "1"]  # more replicas than cores: shared in turn
+    assert binds(2, [0, 1]) == ["0", "1"]
+    assert binds(2, list(range(8))) == ["0-3", "4-7"]
+    assert binds(3, list(range(8))) == ["0-1", "2-4", "5-7"]
+    assert binds(4, [0, 1]) == ["0", "1", "0", "1"]  # more replicas than cores: shared in turn
+    # a container's cpuset: the ids it may use, not 0..n-1
+    assert binds(2, [7, 4, 5, 6]) == ["4-5", "6-7"]
+    assert binds(2, [1, 3, 4, 9]) == ["1,3", "4,9"]
+    assert binds(3, [12, 13]) == ["12", "13", "12"]
+
+
+def test_cores_are_the_ones_this_process_may_use() -> None:
+    """A cpuset (taskset, a container) limits the CPUs; the host's count would bind outside it."""
+    allowed = sorted(os.sched_getaffinity(0))
+    assert usable_cpus() == allowed
+    last = allowed[-1]  # a set that is not {0}, where there is more than one CPU
+    child = subprocess.run(
+        [sys.executable, "-c", "from agentscale.models.serving.engine import usable_cpus; print(usable_cpus())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.sched_setaffinity(0, {last}),
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == f"[{last}]"
 
 
 def test_cpu_replicas_share_the_kv_cache_a_single_server_would_take() -> None:
@@ -55,7 +78,7 @@ def test_cpu_replicas_share_the_kv_cache_a_single_server_would_take() -> None:
             0,
             replicas,
             device="cpu",
-            cpu_count=2,
+            cpus=[0, 1],
             kv_cache_space_gib=fixed,
             mem_available_bytes=free_gib * GIB,
             environ={},
@@ -69,10 +92,10 @@ def test_cpu_replicas_share_the_kv_cache_a_single_server_would_take() -> None:
 
 
 def test_binding_is_left_to_vllm_for_one_server_a_gpu_or_a_user_choice() -> None:
-    assert replica_env(0, 1, device="cpu", cpu_count=2, environ={}) == {}
-    assert replica_env(1, 2, device="gpu", cpu_count=2, environ={}) == {}
+    assert replica_env(0, 1, device="cpu", cpus=[0, 1], environ={}) == {}
+    assert replica_env(1, 2, device="gpu", cpus=[0, 1], environ={}) == {}
     mine = {CPU_BIND_ENV: "0-1", KV_CACHE_ENV: "3"}
-    assert replica_env(1, 2, device="cpu", cpu_count=2, environ=mine) == {}
+    assert replica_env(1, 2, device="cpu", cpus=[0, 1], environ=mine) == {}
 
 
 def test_route_snippet_is_a_models_entry_to_paste() -> None:
