@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
-from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
+import pytest
+
+from agentscale.models.litellm_loader import _LISTENER_LISTS, get_litellm, skipping_unread_logging
 
 SCRIPT = """
 import asyncio
@@ -44,18 +48,33 @@ def test_the_import_completes_when_awaited() -> None:
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
+@pytest.fixture
+def unobserved_litellm() -> Iterator[Any]:
+    """litellm with no callback and no spend cap, as a user who installed none has it; the lists are
+    process-wide (a replica set's Router adds its own), so they are emptied here and put back after."""
+    litellm = get_litellm()
+    names = (*_LISTENER_LISTS, "max_budget")
+    saved = {name: getattr(litellm, name) for name in names}
+    for name in _LISTENER_LISTS:
+        setattr(litellm, name, [])
+    litellm.max_budget = 0.0
+    yield litellm
+    for name, value in saved.items():
+        setattr(litellm, name, value)
+
+
 def _internal_flag() -> bool:
     from litellm._internal_context import is_internal_call
 
     return is_internal_call.get()
 
 
-def test_calls_skip_litellms_logging_only_while_nothing_would_read_it() -> None:
+def test_calls_skip_litellms_logging_only_while_nothing_would_read_it(unobserved_litellm: Any) -> None:
     """The flag litellm reads to skip its logging pipeline is set inside, reset after, and never set
     while a callback is installed (a litellm that renamed the flag fails here, not silently)."""
     from litellm.integrations.custom_logger import CustomLogger
 
-    litellm = get_litellm()
+    litellm = unobserved_litellm
     assert not _internal_flag()
     with skipping_unread_logging():
         assert _internal_flag()
@@ -63,14 +82,12 @@ def test_calls_skip_litellms_logging_only_while_nothing_would_read_it() -> None:
     for name, value in (("callbacks", [CustomLogger()]), ("success_callback", ["langfuse"]), ("max_budget", 1.0)):
         saved = getattr(litellm, name)
         setattr(litellm, name, value)
-        try:
-            with skipping_unread_logging():
-                assert not _internal_flag(), name
-        finally:
-            setattr(litellm, name, saved)
+        with skipping_unread_logging():
+            assert not _internal_flag(), name
+        setattr(litellm, name, saved)
 
 
-async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph) -> None:  # type: ignore[no-untyped-def]
+async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph, unobserved_litellm: Any) -> None:  # type: ignore[no-untyped-def]
     """A user who installed a litellm callback (Langfuse, a CustomLogger, ...) gets agentscale's calls."""
     from litellm.integrations.custom_logger import CustomLogger
 
@@ -80,19 +97,13 @@ async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph) 
         async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
             seen.append(kwargs.get("model", ""))
 
-    litellm = get_litellm()
-    litellm.callbacks = [Recorder()]
-    try:
-        nodes = (
-            "  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n  - {id: v, role: vote}\n"
-        )
-        graph = make_graph(f"name: listened\nnodes:\n{nodes}edges: ['a, b -> v']\n")
-        result = await graph.arun("What is 2 + 2?")
-        assert result.usage.calls == 2
-        for _ in range(100):  # litellm's logging worker delivers events in the background
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        litellm.callbacks = []
+    unobserved_litellm.callbacks = [Recorder()]
+    nodes = "  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n  - {id: v, role: vote}\n"
+    graph = make_graph(f"name: listened\nnodes:\n{nodes}edges: ['a, b -> v']\n")
+    result = await graph.arun("What is 2 + 2?")
+    assert result.usage.calls == 2
+    for _ in range(100):  # litellm's logging worker delivers events in the background
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.02)
     assert seen == ["scripted", "scripted"]
