@@ -367,7 +367,7 @@ class Gateway:
             kwargs["api_key"] = endpoint.api_key
         # a margin over litellm's own timeout; asyncio.timeout, unlike wait_for, starts no extra task
         async with asyncio.timeout(timeout + 5):
-            with skipping_unread_logging():
+            with skipping_unread_logging(kwargs):
                 return await litellm.acompletion(**kwargs)
 
     async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:

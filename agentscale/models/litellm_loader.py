@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -26,6 +26,8 @@ _LISTENER_LISTS = (
     "_async_failure_callback",
     "_async_input_callback",
 )
+# callbacks a call may carry itself (an endpoint's extra parameters)
+_REQUEST_LISTENERS = ("callbacks", "success_callback", "failure_callback")
 
 
 @cache
@@ -41,18 +43,19 @@ def get_litellm() -> Any:
 
 
 @contextlib.contextmanager
-def skipping_unread_logging() -> Iterator[None]:
+def skipping_unread_logging(call_kwargs: Mapping[str, Any] | None = None) -> Iterator[None]:
     """Make the litellm calls inside skip litellm's logging pipeline, unless something would read it.
 
     Why: after every call litellm builds a logging payload and queues success handlers for its
-    callbacks, even when none is installed: ≈0.7 ms of CPU per call (≈10% of a call; py-spy and an
-    interleaved A/B, docs/benchmarks.md). agentscale records every call itself, so when the user
-    installed no litellm callback (nor litellm's own `max_budget`) that work is read by no one.
-    litellm skips it for its own nested calls, whose parent call logs them (`is_internal_call`);
-    agentscale sets the same flag. With any callback installed, or a litellm without the flag,
-    calls log as before."""
+    callbacks, even when none is installed: 0.7-1.4 ms of CPU per call on the development VM
+    (10-15% of a call; py-spy and interleaved A/Bs, docs/benchmarks.md). agentscale records every
+    call itself, so when no litellm callback is installed (nor litellm's own `max_budget`), and the
+    call (`call_kwargs`) carries none of its own, that work is read by no one. litellm skips it for
+    its own nested calls, whose parent call logs them (`is_internal_call`); agentscale sets the same
+    flag. Otherwise, or with a litellm without the flag, calls log as before."""
     litellm = get_litellm()
-    if litellm.max_budget or any(getattr(litellm, name, None) for name in _LISTENER_LISTS):
+    listened = any(getattr(litellm, name, None) for name in _LISTENER_LISTS)
+    if listened or litellm.max_budget or any((call_kwargs or {}).get(name) for name in _REQUEST_LISTENERS):
         yield
         return
     try:

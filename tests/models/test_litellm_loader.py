@@ -85,6 +85,32 @@ def test_calls_skip_litellms_logging_only_while_nothing_would_read_it(unobserved
         with skipping_unread_logging():
             assert not _internal_flag(), name
         setattr(litellm, name, saved)
+    for name in ("callbacks", "success_callback", "failure_callback"):  # a call's own callbacks
+        with skipping_unread_logging({name: ["langfuse"]}):
+            assert not _internal_flag(), name
+    with skipping_unread_logging({"temperature": 0.7, "callbacks": None}):
+        assert _internal_flag()
+
+
+async def test_a_graph_call_dispatches_no_success_logging_while_nothing_listens(
+    make_graph, scripted: Any, unobserved_litellm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's calls skip litellm's success logging; the same call made directly to litellm,
+    the control, dispatches it (so this fails if the gateway stops skipping, or litellm stops
+    reading the flag)."""
+    import litellm.utils
+
+    dispatched: list[object] = []
+    dispatch = litellm.utils._schedule_async_success_logging
+    monkeypatch.setattr(
+        litellm.utils, "_schedule_async_success_logging", lambda *a, **k: (dispatched.append(1), dispatch(*a, **k))
+    )
+    graph = make_graph("name: quiet\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    result = await graph.arun("What is 2 + 2?")
+    assert result.usage.calls == 1 and dispatched == []
+    messages = [{"role": "user", "content": "What is 3 + 3?"}]
+    await unobserved_litellm.acompletion(model="hosted_vllm/scripted", api_base=scripted.api_base, messages=messages)
+    assert dispatched == [1]
 
 
 async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph, unobserved_litellm: Any) -> None:  # type: ignore[no-untyped-def]
@@ -92,15 +118,17 @@ async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph, 
     from litellm.integrations.custom_logger import CustomLogger
 
     seen: list[str] = []
+    question = "What is 20 + 22?"  # events of other tests' calls may still be on litellm's logging queue
 
     class Recorder(CustomLogger):  # type: ignore[misc]
         async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
-            seen.append(kwargs.get("model", ""))
+            if question in str(kwargs.get("messages")):
+                seen.append(kwargs.get("model", ""))
 
     unobserved_litellm.callbacks = [Recorder()]
     nodes = "  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n  - {id: v, role: vote}\n"
     graph = make_graph(f"name: listened\nnodes:\n{nodes}edges: ['a, b -> v']\n")
-    result = await graph.arun("What is 2 + 2?")
+    result = await graph.arun(question)
     assert result.usage.calls == 2
     for _ in range(100):  # litellm's logging worker delivers events in the background
         if len(seen) == 2:
