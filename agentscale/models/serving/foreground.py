@@ -88,7 +88,8 @@ def replica_env(
     its share of the KV cache. A single server or a GPU gets nothing (the launch recipe stands).
 
     Cores: of the C CPUs this process may use (``cpus``, default `usable_cpus`: a container's cpuset,
-    not the host's ids), with N ≤ C replicas replica i binds the i-th of N equal runs; with more
+    not the host's ids), with N ≤ C replicas replica i binds the i-th of N near-equal slices of
+    them in id order; with more
     replicas than cores they take one core each in turn. KV cache: each server would size its own from the same
     free memory (a quarter of it) and N of them run the machine out of memory (seen with three at
     once: the kernel killed a worker), so each gets 1/N of that, at least 1 GiB. A fixed
@@ -99,7 +100,7 @@ def replica_env(
         return {}
     env: dict[str, str] = {}
     if CPU_BIND_ENV not in env_in:
-        ids = usable_cpus() if cpus is None else sorted(cpus)
+        ids = usable_cpus() if cpus is None else sorted(set(cpus))
         cores = len(ids)
         if replicas > cores:
             env[CPU_BIND_ENV] = str(ids[index % cores])

@@ -56,17 +56,22 @@ def test_each_cpu_replica_binds_its_own_cores() -> None:
     assert binds(3, [12, 13]) == ["12", "13", "12"]
 
 
+CHILD_ON_ONE_CPU = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[1])})
+from agentscale.models.serving.engine import usable_cpus
+print(usable_cpus())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")
 def test_cores_are_the_ones_this_process_may_use() -> None:
     """A cpuset (taskset, a container) limits the CPUs; the host's count would bind outside it."""
     allowed = sorted(os.sched_getaffinity(0))
     assert usable_cpus() == allowed
     last = allowed[-1]  # a set that is not {0}, where there is more than one CPU
     child = subprocess.run(
-        [sys.executable, "-c", "from agentscale.models.serving.engine import usable_cpus; print(usable_cpus())"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: os.sched_setaffinity(0, {last}),
+        [sys.executable, "-c", CHILD_ON_ONE_CPU, str(last)], capture_output=True, text=True, timeout=60
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == f"[{last}]"
