@@ -25,6 +25,7 @@ from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
+from agentscale.tasks.scoring import ascore
 
 
 @dataclass
@@ -109,8 +110,8 @@ async def evaluate_items(
     `executor` decides where each item's graph runs (default: this process); scoring, recording
     the verdict and `on_item` stay here, so progress and results look the same whatever runs items.
 
-    Scoring runs in a worker thread: code scorers execute tests in subprocesses and must not block
-    the event loop that drives the other items' model calls.
+    A scorer that can block (code scorers execute tests in subprocesses) runs in a worker thread, so
+    the event loop that drives the other items' model calls goes on (`tasks.scoring.ascore`).
     """
     executor = executor or LocalExecutor()
     executor.check(graph)
@@ -124,7 +125,7 @@ async def evaluate_items(
             result = await executor.run_item(
                 graph, item.question, run_id=run_id, item_key=key, record=run_id is not None
             )
-            score = await asyncio.to_thread(task.score, result.answer, item)
+            score = await ascore(task, result.answer, item)
             if store is not None and run_id is not None:
                 store.score_item(run_id, key, reference=item.reference, correct=score.correct, detail=score.detail)
                 record_outcome(store, result, score.correct)  # behaviors cited in a correct / wrong answer
@@ -267,7 +268,7 @@ class Evaluation:
         """Score the items answered before an interruption but never scored."""
         answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
         for item in [item for item in self.pending() if item.id in answered]:
-            score = await asyncio.to_thread(self.task.score, answered[item.id].answer, item)
+            score = await ascore(self.task, answered[item.id].answer, item)
             self.store.score_item(
                 self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
             )

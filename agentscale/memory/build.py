@@ -33,6 +33,7 @@ from agentscale.runtime.calls import ModelCalls, calls_usage, record_rows
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tasks import Task, TaskItem
+from agentscale.tasks.scoring import ascore
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class HandbookBuilder:
                 solution = await self._call("solve", texts, values, calls)
                 answer = extract_answer(solution, fmt)
                 if task is not None and source.item is not None:
-                    score = await asyncio.to_thread(task.score, answer, source.item)
+                    score = await ascore(task, answer, source.item)
                     correct = score.correct
             report.solved += 1
             report.correct += bool(correct)

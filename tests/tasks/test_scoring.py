@@ -1,0 +1,68 @@
+"""Scoring from the event loop: the built-in comparisons inline, every other scorer in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from agentscale.tasks import Score, Scorer, Task, TaskItem
+from agentscale.tasks.scorers import score_choice, score_exact, score_math, score_numeric
+from agentscale.tasks.scoring import ascore
+
+ITEM = TaskItem(id="x", question="What is 2 + 1?", reference="3", choices=["3", "4"])
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting what `asyncio.to_thread` hands it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def _score_counting_threads(scorer: Scorer) -> tuple[Score, int]:
+    """Score "3" with `scorer` from a running loop; how many jobs went to a worker thread."""
+    task = Task("t", "d", "number", scorer, "custom", (ITEM,))
+    executor = _CountingExecutor()
+
+    async def main() -> Score:
+        asyncio.get_running_loop().set_default_executor(executor)
+        return await ascore(task, "3", ITEM)
+
+    try:
+        return asyncio.run(main()), executor.submitted
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize("scorer", [score_exact, score_numeric, score_choice])
+def test_the_builtin_comparisons_score_on_the_loop(scorer: Scorer) -> None:
+    score, threaded = _score_counting_threads(scorer)
+    assert score.correct and threaded == 0
+
+
+def test_a_scorer_that_may_block_runs_in_a_worker_thread() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def slow_scorer(answer: str | None, item: TaskItem) -> Score:
+        seen.append(threading.get_ident())
+        return Score(answer == item.reference, "compared")
+
+    for scorer in (slow_scorer, score_math):
+        score, threaded = _score_counting_threads(scorer)
+        assert score.correct and threaded == 1
+    assert seen and seen[0] != loop_thread
+
+
+def test_an_empty_answer_is_wrong_either_way() -> None:
+    task = Task("t", "d", "number", score_numeric, "numeric", (ITEM,))
+    assert asyncio.run(ascore(task, "  ", ITEM)) == Score(False, "no answer")
