@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
@@ -114,6 +116,45 @@ def test_numeric_tolerance_is_configurable() -> None:
 def test_numeric_reports_a_non_numeric_reference() -> None:
     score = score_numeric("5", _item("five"))
     assert not score.correct and "not a number" in score.detail
+
+
+@pytest.mark.parametrize("answer", ["1e9999999", "1E-99999999", "3 \\times 10^{9999999}", "2/1e99999999"])
+def test_an_exponent_beyond_any_answer_is_no_number(answer: str) -> None:
+    # building 10**9999999 held the event loop for 5.6 s; 1e99999999 for minutes
+    assert parse_number(answer) is None
+    assert not score_numeric(answer, _item("3")).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "correct", "shown"),
+    [
+        ("1e400", "0.5", False, "got 1e400"),
+        ("1/1e-400", "0.5", False, "got 1/1e-400"),
+        ("1e400", "1e400", True, "about 1e400 matches"),
+        ("-2.5e500", "-25e499", True, "about -1e500 matches"),
+    ],
+)
+def test_values_beyond_a_float_compare_without_overflow(answer: str, reference: str, correct: bool, shown: str) -> None:
+    # float() raised OverflowError, which stopped the whole eval and again at every resume
+    score = score_numeric(answer, _item(reference))
+    assert score.correct is correct and shown in score.detail
+
+
+def test_long_runs_of_whitespace_do_not_backtrack_for_minutes() -> None:
+    """Patterns with two adjacent runs of whitespace took seconds on 20,000 spaces and grow with the
+    square (the LaTeX fraction with the cube) of the run: run in a child so a regression fails on the
+    timeout instead of holding the suite (fixed, each takes milliseconds)."""
+    program = """
+from agentscale.tasks import TaskItem
+from agentscale.tasks.scorers import score_choice, score_numeric
+item = TaskItem(id="x", question="q", reference="5", choices=["a", "b", "c", "d", "e"])
+spaces = " " * 200_000
+assert score_numeric("5" + spaces + "x", item).correct
+assert score_numeric("1" + "\\n" * 200_000 + "/2", item).correct is False
+assert score_numeric("\\\\frac{" + " " * 20_000 + "x", item).correct is False
+assert score_choice("answer" + spaces + "1", item).correct is False
+"""
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
 
 
 CHOICES = ["Paris", "London", "A city in Spain", "Rome"]

@@ -63,6 +63,7 @@ def test_a_scorer_that_may_block_runs_in_a_worker_thread() -> None:
     assert seen and seen[0] != loop_thread
 
 
-def test_an_empty_answer_is_wrong_either_way() -> None:
-    task = Task("t", "d", "number", score_numeric, "numeric", (ITEM,))
+@pytest.mark.parametrize("scorer", [score_numeric, score_math])
+def test_an_empty_answer_is_wrong_either_way(scorer: Scorer) -> None:
+    task = Task("t", "d", "number", scorer, "custom", (ITEM,))
     assert asyncio.run(ascore(task, "  ", ITEM)) == Score(False, "no answer")

@@ -14,7 +14,7 @@ from agentscale.tasks.base import Score, TaskItem
 from agentscale.tasks.scorers.normalize import normalize_text
 
 _LETTER = re.compile(
-    r"\s*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?"
+    r"\s*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?(?:\s*[:\-])?\s*)?"
     r"(?:\(([A-Za-z])\)|([A-Za-z])(?=$|[.):\s]))",
     re.IGNORECASE,
 )

@@ -3,6 +3,13 @@
 Numbers are parsed into exact fractions where possible so integer answers are compared exactly; a
 relative/absolute tolerance only applies when a non-integer is involved (rounded decimals such as
 0.3333 vs 1/3 need it, 106475279601 vs 106475279602 must not pass).
+
+A model's answer is arbitrary text, scored on the event loop that drives an evaluation's calls
+(`tasks/scoring.py`), so nothing here may take long on any input: an exponent beyond
+`MAX_EXPONENT` is no number (`1e9999999` held the loop for 5.6 s building 10**9999999), values too
+large for a float are compared as fractions (`float()` raised OverflowError, which stopped the whole
+eval and again at every resume), and no pattern has two adjacent unbounded runs of whitespace
+(`"5" + " " * 20000 + "x"` took seconds by backtracking).
 """
 
 from __future__ import annotations
@@ -15,20 +22,22 @@ from agentscale.tasks.base import Score, Scorer, TaskItem
 
 DEFAULT_REL_TOL = 1e-6
 DEFAULT_ABS_TOL = 1e-9
+MAX_EXPONENT = 1000  # |n| of a written 10^n beyond which a token is no number (a float ends at 308)
 
 _DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
 _DECIMAL = rf"(?:{_DIGITS})(?:[eE][-+]?\d+)?"
 _NUMBER = rf"[-+]?(?:{_DECIMAL})(?:\s*/\s*(?:{_DECIMAL}))?(?:\s*%)?"
-_FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})\s*\.?\s*")
+_FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})(?:\s*\.)?\s*")
 _ANY = re.compile(rf"(?<![\w.])(?P<num>{_NUMBER})(?![\w])")
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
-_TIMES_TEN = re.compile(r"\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]+)\}\s*\{([^{}]+)\}")
+_TIMES_TEN = re.compile(r"(?<=[\d.])\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+_EXPONENT = re.compile(r"[eE]([-+]?\d+)")
 
 
 def _clean(text: str) -> str:
     text = text.strip().replace("−", "-").replace("\u2009", "").replace("{,}", ",")
     text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
-    text = _LATEX_FRAC.sub(r"(\1)/(\2)", text)
+    text = _LATEX_FRAC.sub(lambda m: f"({m.group(1).strip()})/({m.group(2).strip()})", text)
     text = re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
     text = _TIMES_TEN.sub(r"e\1", text)
     if text.startswith("$") and text.endswith("$") and len(text) > 1:
@@ -42,6 +51,8 @@ def _value(token: str) -> tuple[Fraction, bool]:
     token = token.replace(",", "").replace(" ", "")
     percent = token.endswith("%")
     token = token.rstrip("%")
+    if any(abs(int(exponent)) > MAX_EXPONENT for exponent in _EXPONENT.findall(token)):
+        raise ValueError(f"{token[:40]!r}: an exponent beyond {MAX_EXPONENT}")
     if "/" in token:
         num, den = token.split("/", 1)
         value = Fraction(num) / Fraction(den)
@@ -83,7 +94,17 @@ def _close(a: Fraction, b: Fraction, rel_tol: float, abs_tol: float) -> bool:
         return True
     if b.denominator == 1 and round(a) != b:
         return False  # an integer reference only matches answers that round to it
-    return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=abs_tol)
+    # math.isclose's rule on the exact values: a float could not hold 1e400
+    return abs(a - b) <= max(Fraction(rel_tol) * max(abs(a), abs(b)), Fraction(abs_tol))
+
+
+def _shown(value: Fraction) -> str:
+    """A value as a verdict's detail shows it (`:g`, or its magnitude beyond a float's range)."""
+    try:
+        return f"{float(value):g}"
+    except OverflowError:
+        magnitude = math.log10(abs(value.numerator)) - math.log10(value.denominator)  # exact ints, any size
+        return f"about {'-' if value < 0 else ''}1e{int(magnitude)}"
 
 
 def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_ABS_TOL) -> Scorer:
@@ -100,7 +121,7 @@ def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_AB
             return Score(False, f"answer {answer[:100]!r} is not a single number")
         item_rel = float(item.metadata.get("rel_tol", rel_tol))
         if any(_close(g, w, item_rel, abs_tol) for g in got for w in wanted):
-            return Score(True, f"{float(got[0]):g} matches {item.reference}")
+            return Score(True, f"{_shown(got[0])} matches {item.reference}")
         return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")
 
     return score_numeric
