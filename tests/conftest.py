@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The CLI's consoles take their width when first imported: output to a file gets 160 columns, and the
@@ -56,3 +59,15 @@ def make_graph(scripted: ScriptedServer, gateway: Gateway):  # type: ignore[no-u
         return Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway, **kwargs)
 
     return build
+
+
+@pytest.fixture
+def in_a_child() -> Callable[[str], None]:
+    """Run a Python program in a child process that must finish within a minute. For parsing that
+    once backtracked for minutes on a degenerate input: a regression fails on the timeout instead of
+    holding the suite (CPython's regex engine keeps the interpreter lock, so a thread cannot stop it)."""
+
+    def run(program: str) -> None:
+        subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+
+    return run

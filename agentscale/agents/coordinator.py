@@ -169,7 +169,7 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     while index != -1:
         try:
             value, end = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON here, or nested beyond the parser's depth
             index = text.find("{", index + 1)
             continue
         if isinstance(value, dict):

@@ -23,7 +23,8 @@ from agentscale.agents.tester import pick_tested
 from agentscale.graphs.spec import AnswerFormat, AnswerStyle, RoleSpec
 
 _PLACEHOLDER = re.compile(r"\{(question|inputs|format|direction|behaviors)\}")
-_SCORE_LINE = re.compile(r"candidate\s*#?\s*(\d+)\s*[:=\-]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+# possessive runs: "Candidate 1:" and 20,000 blanks in a verifier's reply backtracked for 7 s
+_SCORE_LINE = re.compile(r"candidate\s*+#?\s*+(\d+)\s*+[:=\-]\s*+\**+\s*+(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 @cache

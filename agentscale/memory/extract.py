@@ -22,7 +22,7 @@ NAME_PATTERN = f"^{PREFIX}[a-z0-9_]{{1,{MAX_NAME_CHARS - len(PREFIX)}}}$"  # a w
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```[a-zA-Z]*+\n?+(.*?)```", re.DOTALL)  # possessive: an unclosed fence is scanned once
 _CITATION = re.compile(r"behavior_[a-z0-9_]*[a-z0-9]", re.IGNORECASE)
 
 
@@ -155,7 +155,7 @@ def parse_reply(text: str) -> list[Any] | None:
     for candidate in _json_candidates(text or ""):
         try:
             data = json.loads(candidate)
-        except (json.JSONDecodeError, ValueError):
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             continue
         entries = _entries(data)
         if entries is not None:

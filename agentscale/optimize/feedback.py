@@ -71,7 +71,7 @@ def _json_objects(text: str) -> list[object]:
     for match in re.finditer(r"\{", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON here, or nested beyond the parser's depth
             continue
         return [value]
     return []

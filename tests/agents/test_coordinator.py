@@ -320,3 +320,9 @@ def test_without_the_guard_the_ceo_stops_on_the_failing_answer(make_graph, scrip
 def test_the_stop_guard_needs_code_answers(talk) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SpecError, match=r"'stated_examples' runs the answer as a program"):
         talk("{model: ceo, max_rounds: 2, stop_guard: stated_examples}")
+
+
+def test_a_reply_nested_beyond_the_json_parser_is_not_a_decision() -> None:
+    # it raised RecursionError, which ended the discussion instead of asking the CEO again
+    with pytest.raises(DecisionParseError):
+        parse_decision('Here: {"decision": ' + "[" * 100_000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from agentscale.agents.roles import Candidate, builtin_roles, majority_vote, pick_verified, resolve_roles
@@ -96,3 +98,13 @@ def test_model_entries_carry_their_family_answer_style() -> None:
     assert resolve("openai/gpt-4o-mini", None).answer_style == "final_line"
     override = ModelSpec(model="hosted_vllm/Qwen/Qwen2.5-7B-Instruct", answer_style="final_line")
     assert resolve("q", override).answer_style == "final_line"
+
+
+def test_a_verifier_reply_of_blanks_does_not_backtrack_for_minutes(in_a_child: Callable[[str], None]) -> None:
+    # "Candidate 1:" then 20,000 blanks took 7 s to read with the old pattern; 200,000 would take minutes
+    in_a_child(
+        "from agentscale.agents.roles import Candidate, pick_verified\n"
+        "candidates = [Candidate('a', '1'), Candidate('b', '2')]\n"
+        "assert pick_verified('Candidate 1:' + ' ' * 200_000, candidates) == '1'\n"
+        "assert pick_verified('candidate' + '\\n' * 200_000 + '# 2 = 9', candidates) == '2'\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -121,3 +122,12 @@ def test_package_docstring_examples_run() -> None:
 
     failures, tried = doctest.testmod(agentscale.memory)
     assert failures == 0 and tried > 0
+
+
+def test_an_unclosed_fence_and_deep_nesting_are_no_reply(in_a_child: Callable[[str], None]) -> None:
+    # an unclosed fence of 20,000 letters took 1.8 s to read; JSON nested 100,000 deep raised RecursionError
+    in_a_child(
+        "from agentscale.memory.extract import parse_reply\n"
+        "assert parse_reply('```' + 'a' * 200_000) is None\n"
+        "assert parse_reply('{\"behaviors\": ' + '[' * 100_000) is None\n"
+    )

@@ -65,3 +65,8 @@ def test_proposed_graph_must_fit_the_budget_and_space() -> None:
     fits = '{"graph": {"nodes": [{"role": "assistant", "model": "small"}, {"role": "assistant", "model": "small"}, {"role": "fuser", "model": "small"}]}}'
     proposed, problems = apply_agent_update(distribution(), parse_agent_update(fits)[0])  # type: ignore[arg-type]
     assert proposed is not None and problems == [] and proposed.predecessors[2] == (0, 1)
+
+
+def test_a_reply_nested_beyond_the_json_parser_is_no_update() -> None:
+    update, why = parse_agent_update('{"size": ' + "[" * 100_000)
+    assert update is None and why

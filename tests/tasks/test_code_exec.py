@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from agentscale.tasks import TaskItem
@@ -94,3 +96,12 @@ def test_timeout_is_reported() -> None:
     scorer = code_scorer(SandboxLimits(timeout_s=1.0))
     score = scorer("    while True:\n        pass\n", ITEM)
     assert not score.correct and "timed out" in score.detail
+
+
+def test_an_unfinished_fence_of_blanks_does_not_backtrack_for_minutes(in_a_child: Callable[[str], None]) -> None:
+    # an opener then 20,000 blanks took 0.24 s with the old pattern, growing with the square
+    in_a_child(
+        "from agentscale.tasks.scorers.code_exec import strip_fences\n"
+        "code = 'def f():\\n    return 1\\n```' + ' ' * 1_000_000 + 'x'\n"
+        "assert strip_fences(code) == code\n"
+    )

@@ -22,7 +22,8 @@ from agentscale.tasks.base import Score, Scorer, TaskItem
 from agentscale.tasks.python_source import parse_python
 from agentscale.tasks.sandbox import DEFAULT_LIMITS, SandboxLimits, run_python
 
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+# possessive blanks: after a fence opener, 20,000 blanks and no newline backtracked quadratically
+_FENCE = re.compile(r"```[ \t]*+(?:python3?|py)?[ \t]*+\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 def strip_fences(code: str, entry_point: str | None = None) -> str:
