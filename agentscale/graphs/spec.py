@@ -8,7 +8,6 @@ file can be reported at once.
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -215,15 +214,12 @@ class GraphSpec(StrictModel):
         raise KeyError(node_id)
 
 
-_EDGE_SPLIT = re.compile(r"\s*->\s*")
-
-
 def parse_edge(text: str) -> list[tuple[str, str]]:
     """Parse 'a -> b', 'a, b -> c', 'a -> b, c' and chains 'a -> b -> c' into pairs.
 
     Raises ValueError with a user-facing message when the text is not an edge.
     """
-    groups = _EDGE_SPLIT.split(text.strip())
+    groups = text.split("->")  # members are stripped below (a pattern like \s*->\s* rescans blanks)
     if len(groups) < 2:
         raise ValueError(f"edge {text!r} must look like 'a -> b' or 'a, b -> c'")
     ids = []
