@@ -10,14 +10,13 @@ Two kinds, as in Agent-REINFORCE's "sample → feedback → update":
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections import defaultdict
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentscale.agents.coordinator import json_objects
 from agentscale.graphs.spec import MODEL_FREE_ROLES
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, ceo_name, repair
@@ -56,25 +55,13 @@ class AgentUpdate(_Strict):
 
 def parse_agent_update(text: str) -> tuple[AgentUpdate | None, str | None]:
     """The update in a reply (JSON, possibly inside prose or a code fence), or (None, why not)."""
-    for candidate in _json_objects(text):
-        try:
-            update = AgentUpdate.model_validate(candidate)
-        except ValidationError as exc:
-            return None, f"invalid update: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
-        return update, None
-    return None, "no JSON object in the reply"
-
-
-def _json_objects(text: str) -> list[object]:
-    """The first JSON object found at any '{' in the text (models wrap JSON in prose and fences)."""
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except (json.JSONDecodeError, RecursionError):  # not JSON here, or nested beyond the parser's depth
-            continue
-        return [value]
-    return []
+    objects = json_objects(text)  # the first one is the update
+    if not objects:
+        return None, "no JSON object in the reply"
+    try:
+        return AgentUpdate.model_validate(objects[0]), None
+    except ValidationError as exc:
+        return None, f"invalid update: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
 
 
 def apply_agent_update(
