@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Literal
 
 from agentscale.errors import ServingError
 from agentscale.models.catalog import CPU_INSTALL, GPU_INSTALL
+from agentscale.models.serving.container import cpu_quota, memory_headroom_bytes
 
 Device = Literal["cpu", "gpu"]
 
@@ -30,7 +32,7 @@ CPU_MAX_MODEL_LEN = 2048
 # CPU flags (x86 `flags`, Arm `Features` in /proc/cpuinfo) of native bfloat16 arithmetic
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 STRUCTURED_OUTPUTS_CONFIG = '{"backend": "xgrammar", "disable_any_whitespace": true}'
-_KV_CACHE_FRACTION = 0.25  # of MemAvailable, leaving room for weights, the core and other processes
+_KV_CACHE_FRACTION = 0.25  # of the available memory, leaving room for weights, the core and other processes
 _KV_CACHE_MIN_GIB = 1
 _KV_CACHE_MAX_GIB = 8
 _DEVICE_OVERRIDE_ENV = "AGENTSCALE_VLLM_DEVICE"
@@ -222,15 +224,40 @@ def read_mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | Non
     return None
 
 
-def usable_cpus() -> list[int]:
-    """The ids of the CPUs this process may run on, which servers it starts inherit.
+def available_memory_bytes() -> int | None:
+    """Memory a new server may take: ``MemAvailable``, or less where a container's memory limit
+    leaves less (/proc/meminfo shows the host's); ``None`` where neither can be read."""
+    known = [b for b in (read_mem_available_bytes(), memory_headroom_bytes()) if b is not None]
+    return min(known) if known else None
+
+
+@dataclass(frozen=True)
+class CpuShare:
+    """The CPUs a server started from this process may compute on."""
+
+    ids: tuple[int, ...]
+    # a CPU quota (``docker --cpus``) grants fewer CPUs' time than the affinity mask holds: vLLM
+    # would bind a thread to every CPU of the mask, and the quota throttle them all
+    narrowed: bool = False
+
+
+def cpu_share() -> CpuShare:
+    """The ids of the CPUs this process may run on, which servers it starts inherit, as many as a
+    CPU quota pays for (the first ones, rounded up).
 
     Not ``os.cpu_count()``: in a container limited to a cpuset (two cores of a 64-core host) that
     counts the host, and core ids bound from ``range(count)`` may lie outside the set; vLLM itself
     binds within ``os.sched_getaffinity``."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+    ids = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    quota = cpu_quota()
+    if quota is not None and math.ceil(quota) < len(ids):
+        return CpuShare(tuple(ids[: max(1, math.ceil(quota))]), narrowed=True)
+    return CpuShare(tuple(ids))
+
+
+def usable_cpus() -> list[int]:
+    """`cpu_share`'s ids."""
+    return list(cpu_share().ids)
 
 
 def cpu_id_list(cpus: Sequence[int]) -> str:
@@ -261,19 +288,21 @@ def build_launch(
     *,
     environ: Mapping[str, str] | None = None,
     mem_available_bytes: int | None = None,
-    cpu_count: int | None = None,
+    cpus: CpuShare | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Return ``(argv, env_overrides)`` that start the OpenAI-compatible server for ``config``.
 
     The server is started as ``python -m vllm.entrypoints.openai.api_server`` with this interpreter
     because the ``vllm`` console script of the CPU wheel is broken. ``env_overrides`` holds only the
     variables to add to the caller's environment; a variable the user already set in ``environ``
-    (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to /proc/meminfo,
-    ``cpu_count`` to the CPUs this process may use (`usable_cpus`).
+    (default ``os.environ``) is never overridden. ``mem_available_bytes`` defaults to
+    `available_memory_bytes`, ``cpus`` to the CPUs this process may use (`cpu_share`).
 
     On a CPU with at most two cores the server computes on all of them (`RESERVED_CPU_ENV` 0) instead
     of leaving one to the rest of the server: measured on 2 cores with the 0.5B (docs/models.md),
     prefill ≈1.75× and 8 concurrent requests ≈1.45× faster, and two servers busy at once 1.3–1.7×.
+    Under a CPU quota the server binds its threads to the CPUs the quota pays for, keeping one for
+    the rest of the server above two, as vLLM does.
     """
     env_in = os.environ if environ is None else environ
     cpu = config.device == "cpu"
@@ -323,11 +352,14 @@ def build_launch(
         if opts.kv_cache_space_gib is not None:
             gib = opts.kv_cache_space_gib
         else:
-            mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
+            mem = available_memory_bytes() if mem_available_bytes is None else mem_available_bytes
             gib = kv_cache_gib(mem)
         env[KV_CACHE_ENV] = str(gib)
-    cores = len(usable_cpus()) if cpu_count is None else cpu_count
-    if cpu and cores <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
+    share = cpu_share() if cpus is None else cpus
+    cores = len(share.ids)
+    if cpu and share.narrowed and CPU_BIND_ENV not in env_in:
+        env[CPU_BIND_ENV] = cpu_id_list(share.ids if cores <= _RESERVE_NO_CORE_UP_TO else share.ids[:-1])
+    elif cpu and cores <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
         env[RESERVED_CPU_ENV] = "0"
     if config.offline and "HF_HUB_OFFLINE" not in env_in:
         env["HF_HUB_OFFLINE"] = "1"

@@ -26,9 +26,9 @@ from agentscale.models.serving.engine import (
     DEFAULT_HOST,
     KV_CACHE_ENV,
     EngineOptions,
+    available_memory_bytes,
     cpu_id_list,
     kv_cache_gib,
-    read_mem_available_bytes,
     require_engine,
     usable_cpus,
 )
@@ -107,7 +107,7 @@ def replica_env(
         else:
             env[CPU_BIND_ENV] = cpu_id_list(ids[index * cores // replicas : (index + 1) * cores // replicas])
     if KV_CACHE_ENV not in env_in and kv_cache_space_gib is None:
-        mem = read_mem_available_bytes() if mem_available_bytes is None else mem_available_bytes
+        mem = available_memory_bytes() if mem_available_bytes is None else mem_available_bytes
         env[KV_CACHE_ENV] = str(max(1, kv_cache_gib(mem) // replicas))
     return env
 

