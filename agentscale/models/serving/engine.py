@@ -357,10 +357,11 @@ def build_launch(
         env[KV_CACHE_ENV] = str(gib)
     share = cpu_share() if cpus is None else cpus
     cores = len(share.ids)
-    if cpu and share.narrowed and CPU_BIND_ENV not in env_in:
-        env[CPU_BIND_ENV] = cpu_id_list(share.ids if cores <= _RESERVE_NO_CORE_UP_TO else share.ids[:-1])
-    elif cpu and cores <= _RESERVE_NO_CORE_UP_TO and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():
-        env[RESERVED_CPU_ENV] = "0"
+    if cpu and not {RESERVED_CPU_ENV, CPU_BIND_ENV} & env_in.keys():  # else the user's choice stands
+        if share.narrowed:
+            env[CPU_BIND_ENV] = cpu_id_list(share.ids if cores <= _RESERVE_NO_CORE_UP_TO else share.ids[:-1])
+        elif cores <= _RESERVE_NO_CORE_UP_TO:
+            env[RESERVED_CPU_ENV] = "0"
     if config.offline and "HF_HUB_OFFLINE" not in env_in:
         env["HF_HUB_OFFLINE"] = "1"
     return argv, env

@@ -145,10 +145,9 @@ def test_a_quota_binds_the_server_to_the_cpus_it_pays_for() -> None:
     assert env[CPU_BIND_ENV] == "4-5" and RESERVED_CPU_ENV not in env  # two: both compute
     env = build_launch(config, environ={}, mem_available_bytes=GIB, cpus=CpuShare((0, 1, 2, 3), narrowed=True))[1]
     assert env[CPU_BIND_ENV] == "0-2"  # above two, one left to the rest of the server
-    env = build_launch(
-        config, environ={CPU_BIND_ENV: "7"}, mem_available_bytes=GIB, cpus=CpuShare((0, 1), narrowed=True)
-    )[1]
-    assert CPU_BIND_ENV not in env  # the user's binding stands
+    for mine in ({CPU_BIND_ENV: "7"}, {RESERVED_CPU_ENV: "1"}):  # the user's binding or reservation stands
+        env = build_launch(config, environ=mine, mem_available_bytes=GIB, cpus=CpuShare((0, 1), narrowed=True))[1]
+        assert not {CPU_BIND_ENV, RESERVED_CPU_ENV} & env.keys()
     assert CPU_BIND_ENV not in build_launch(config, environ={}, mem_available_bytes=GIB, cpus=CpuShare((0, 1, 2, 3)))[1]
 
 
