@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -65,6 +66,18 @@ def open_store(db: Path | None) -> Store:
     from agentscale.storage.db import Store
 
     return Store(db)
+
+
+def command_line(store: Store, *words: str) -> str:
+    """``agentscale WORDS`` as a user can paste it to act on a run of ``store``: with ``--db`` (an
+    absolute path) unless the command would open that database anyway, since a hint that leaves it
+    out finds no such run in the default database."""
+    from agentscale.storage.db import default_db_path
+
+    line = shlex.join(["agentscale", *words])
+    if store.path.resolve() == default_db_path().resolve():
+        return line
+    return f"{line} --db {shlex.quote(str(store.path.resolve()))}"
 
 
 def make_gateway(db: Path | None, no_cache: bool, **settings: float | int | None) -> Gateway:

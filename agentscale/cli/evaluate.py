@@ -19,6 +19,7 @@ from agentscale.cli._options import (
     NoCacheOption,
     RayAddressOption,
     RayWorkersOption,
+    command_line,
     executor_config,
     make_gateway,
     parse_options,
@@ -30,6 +31,7 @@ from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
     from agentscale.evaluate.engine import EvalSummary, Evaluation, ItemResult
+    from agentscale.storage.db import Store
 
 tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
 
@@ -157,7 +159,7 @@ def eval_command(
         with traced_run(trace, "eval", evaluation.run_id, attributes):
             summary = asyncio.run(_run(evaluation, todo, total, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        resume = f"agentscale eval --resume {evaluation.run_id}"
+        resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
         raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = spec_is_simulated(evaluation.graph.spec)
@@ -166,7 +168,7 @@ def eval_command(
         return
     if show_items:
         out.print(_items_table(summary.items))
-    _print_summary(summary)
+    _print_summary(summary, evaluation.store)
     if simulated:
         say_simulated()
     out.print(f"report: {report}")
@@ -202,7 +204,7 @@ def _items_table(items: list[ItemResult]) -> Table:
     return table
 
 
-def _print_summary(summary: EvalSummary) -> None:
+def _print_summary(summary: EvalSummary, store: Store) -> None:
     data = summary.to_dict()
     low, high = data["ci95"]
     usage = summary.usage
@@ -226,4 +228,5 @@ def _print_summary(summary: EvalSummary) -> None:
             f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]",
             markup=True,
         )
-    out.print(f"run {summary.run_id} (agentscale runs show {summary.run_id})")
+    if summary.run_id is not None:
+        out.print(f"run {summary.run_id} ({command_line(store, 'runs', 'show', summary.run_id)})")

@@ -14,13 +14,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import Interrupted, err, out, print_json, say_simulated, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway, open_store, parse_options
+from agentscale.cli._options import (
+    DbOption,
+    JsonOption,
+    NoCacheOption,
+    command_line,
+    make_gateway,
+    open_store,
+    parse_options,
+)
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import load_graph_spec, refuse_directory, write_output
 
 if TYPE_CHECKING:
     from agentscale.memory.build import BuildReport, HandbookBuilder
+    from agentscale.storage.db import Store
     from agentscale.storage.tables import BehaviorRow
 
 handbook_app = typer.Typer(
@@ -138,7 +147,7 @@ def build_command(
     if json_output:
         print_json({**report.to_dict(), "simulated": simulated})
         return
-    _print_build(report)
+    _print_build(report, gateway.store)
     if simulated:
         say_simulated(err)
 
@@ -166,7 +175,7 @@ def _with_progress(
     raise Interrupted()
 
 
-def _print_build(report: BuildReport) -> None:
+def _print_build(report: BuildReport, store: Store) -> None:
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items())) or "none"
     err.print(
         f"[bold]{escape(report.handbook)}[/]: {report.items} items ({report.correct} solved correctly), "
@@ -181,7 +190,8 @@ def _print_build(report: BuildReport) -> None:
     usage = report.usage
     err.print(
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · calls {usage.calls} "
-        f"(+{usage.cached_calls} cache hits) · run {report.run_id} (agentscale runs show {report.run_id})"
+        f"(+{usage.cached_calls} cache hits) · run {report.run_id} "
+        f"({command_line(store, 'runs', 'show', report.run_id)})"
     )
 
 

@@ -18,6 +18,7 @@ from agentscale.cli._options import (
     NoCacheOption,
     RayAddressOption,
     RayWorkersOption,
+    command_line,
     executor_config,
     make_gateway,
     refuse_ignored_by_resume,
@@ -31,6 +32,7 @@ from agentscale.graphs.io import refuse_directory, write_output
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
     from agentscale.optimize.runner import Optimization, OptimizeResult
+    from agentscale.storage.db import Store
 
 
 def optimize_command(
@@ -123,7 +125,7 @@ def optimize_command(
         with traced_run(trace, "optimize", optimization.run_id, attributes):
             result = asyncio.run(_run(optimization, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        resume = f"agentscale optimize --resume {optimization.run_id}"
+        resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id)
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
@@ -139,7 +141,7 @@ def optimize_command(
             data["best"]["path"] = str(out_file)
         print_json({**data, "simulated": simulated, "report": str(report)})
         return
-    _print_report(result, out_file, plot)
+    _print_report(result, optimization.store, out_file, plot)
     if simulated:
         say_simulated()
     out.print(f"report: {report}")
@@ -177,7 +179,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
         return await optimization.run(on_progress=update)
 
 
-def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | None) -> None:
+def _print_report(result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None) -> None:
     from agentscale.optimize.report import diagram
 
     best = result.best_train
@@ -228,7 +230,7 @@ def _print_report(result: OptimizeResult, out_file: Path | None, plot: Path | No
         f"from the run) · {result.stopped_reason}"
     )
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
-    out.print(f"run {result.run_id} (agentscale runs show {result.run_id})")
+    out.print(f"run {result.run_id} ({command_line(store, 'runs', 'show', result.run_id)})")
 
 
 def _single_mark(result: OptimizeResult, alias: str) -> str:

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import Interrupted, err, print_json, print_plain, say_simulated, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, make_gateway
+from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, command_line, make_gateway
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -129,7 +129,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         assert graph.store is not None  # a run id is only given with a store
         answered = len(graph.store.run_items(run_ids[0]))  # as stored (a second Ctrl-C may have cut the summary)
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
-        err.print(f"see them with: agentscale runs show {run_ids[0]}")
+        err.print(f"see them with: {command_line(graph.store, 'runs', 'show', run_ids[0])}")
         if graph.gateway.settings.cache:  # a new run, but the questions answered cost nothing again
             err.print("the same command again answers the rest, those answered from the response cache")
         if json_output:

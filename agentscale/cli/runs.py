@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short
-from agentscale.cli._options import DbOption, JsonOption, open_store
+from agentscale.cli._options import DbOption, JsonOption, command_line, open_store
 from agentscale.cli._tables import format_spend, format_test_score, trace_table
 from agentscale.graphs.result import NodeTrace
 
@@ -141,7 +141,7 @@ def show_command(
         f"graph {escape(str(run.graph_name))}",
         markup=True,
     )
-    _say_how_a_gone_run_goes_on(run)
+    _say_how_a_gone_run_goes_on(store, run)
     if data["simulated"]:
         say_simulated()
     if run.error:
@@ -240,7 +240,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         f"{run.created:%Y-%m-%d %H:%M:%S}",
         markup=True,
     )
-    _say_how_a_gone_run_goes_on(run)
+    _say_how_a_gone_run_goes_on(store, run)
     simulated = data["simulated"]
     if simulated:
         say_simulated()
@@ -312,13 +312,14 @@ def optuna_command(
     out.print(f"view it with: optuna-dashboard {exported.storage}")
 
 
-def _say_how_a_gone_run_goes_on(run: Run) -> None:
+def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
     """A run whose process died says how to go on: a resume, or the same command again (its paid
     calls answered from the response cache)."""
     if not run.process_gone():
         return
     if run.kind in ("eval", "optimize"):
-        err.print(f"its process has ended without finishing it; continue with: agentscale {run.kind} --resume {run.id}")
+        resume = command_line(store, run.kind, "--resume", run.id)
+        err.print(f"its process has ended without finishing it; continue with: {resume}")
     else:
         err.print(
             "its process has ended without finishing it; the same command again goes on "

@@ -25,6 +25,7 @@ from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
+from agentscale.tasks.registry import stable_task_spec
 from agentscale.tasks.scoring import ascore
 
 
@@ -212,8 +213,9 @@ class Evaluation:
             Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
         self.executor.check(self.graph)
         if run_id is None:
+            stored = replace(config, task=stable_task_spec(config.task))
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
-                "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(config), claim=False
+                "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False
             ).id
         self.run_id = run_id
 

@@ -78,6 +78,14 @@ def _is_path(spec: str) -> bool:
     return spec.endswith((".jsonl", ".json")) or "/" in spec or Path(spec).is_file()
 
 
+def stable_task_spec(spec: str) -> str:
+    """``spec`` as a stored run keeps it: a task file's path made absolute, so ``--resume`` finds the
+    file from any directory (relative, it named a file relative to where the run started); a task
+    name unchanged."""
+    spec = spec.strip()
+    return str(Path(spec).resolve()) if _is_path(spec) and Path(spec).is_file() else spec
+
+
 def _call(loader: Callable[..., Task], spec: str, /, *args: Any, **options: Any) -> Task:
     try:
         inspect.signature(loader).bind(*args, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -500,3 +501,44 @@ def test_answers_reach_stdout_while_the_progress_bar_draws_on_a_terminal(
     lines = (tmp_path / "out").read_text().splitlines()
     assert done.returncode == 0 and len(lines) == 3, lines
     assert lines[0].startswith('{"id": "q0"') if json_flag else lines[0].split("\t")[0] == "q0"
+
+
+def test_the_commands_an_eval_suggests_name_its_database(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --db other.db` printed `agentscale runs show ID` (and, on Ctrl-C, `agentscale eval --resume
+    ID`), which looked in the default database and found no such run."""
+    (env / "d.jsonl").write_text(json.dumps({"id": "i0", "question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    monkeypatch.chdir(env)
+
+    def suggested(out: str) -> tuple[str, str]:
+        found = re.search(r"run (\w+) \((agentscale runs show [^)]*)\)", " ".join(out.split()))
+        assert found, out
+        return found.group(1), found.group(2)
+
+    code, out, _ = run_cli(capsys, "eval", "g.yaml", "--task", "d.jsonl")
+    run_id, command = suggested(out)
+    assert code == 0 and command == f"agentscale runs show {run_id}"  # the default database (AGENTSCALE_DB here)
+    code, out, _ = run_cli(capsys, "eval", "g.yaml", "--task", "d.jsonl", "--db", "other.db")
+    run_id, command = suggested(out)
+    assert code == 0 and command == f"agentscale runs show {run_id} --db {env / 'other.db'}"
+    monkeypatch.chdir(env.parent)  # pasted anywhere, it finds the run
+    code, shown, err = run_cli(capsys, *shlex.split(command)[1:])
+    assert code == 0 and run_id in shown, err
+
+
+def test_a_resumed_eval_finds_its_task_file_from_another_directory(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task file given relative to where the eval started was stored as given, and `--resume` from
+    elsewhere failed: "task file 'd.jsonl' not found"."""
+    (env / "d.jsonl").write_text(json.dumps({"id": "i0", "question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    monkeypatch.chdir(env)
+    code, out, _ = run_cli(capsys, "eval", "g.yaml", "--task", "d.jsonl", "--json")
+    assert code == 0
+    elsewhere = env / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, again, err = run_cli(capsys, "eval", "--resume", json.loads(out)["run_id"], "--json")
+    assert code == 0, err
+    assert json.loads(again)["n"] == 1
