@@ -75,9 +75,14 @@ class ModelSpec(StrictModel):
         """A list means replicas of one model behind a load-balancing router (`agentscale.models.replicas`).
 
         Checked before pydantic's union so a bad list gets one message naming the item, not one error
-        per union member; a single string is accepted as it always was.
+        per union member. A single URL without its scheme (`localhost:8000/v1`) passed `validate` and
+        failed every call at run time with a bare HTTP 500 from litellm, after its retries.
         """
-        if value is None or isinstance(value, str):
+        if value is None:
+            return value
+        if isinstance(value, str):
+            if not _is_http_url(value):
+                raise ValueError(f"api_base {value!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
             return value
         if not isinstance(value, list | tuple):
             raise ValueError("api_base must be a URL or a list of URLs")

@@ -230,6 +230,13 @@ CASES = {
         "api_base[1] 'gpu2:8000' is not an http(s) URL",
         5,
     ),
+    "api_base not a URL": (  # passed validate, then every call failed with a bare HTTP 500
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 'localhost:8000/v1'}\n"
+        "nodes:\n  - {id: a, role: assistant, model: q}\n",
+        "models.q.api_base",
+        "api_base 'localhost:8000/v1' is not an http(s) URL",
+        3,
+    ),
     "duplicate api_base": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: ['http://h:1/v1', 'http://h:1/v1/']}\n"
         "nodes:\n  - {id: a, role: assistant, model: q}\n",
