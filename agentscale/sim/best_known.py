@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from agentscale.errors import AgentScaleError, SpecError
-from agentscale.graphs.io import read_text
+from agentscale.graphs.io import read_text, write_output
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
@@ -284,12 +284,13 @@ def _moves(candidate: CandidateGraph, problem: SearchProblem) -> Iterator[Candid
 
 
 def write_best_known(found: BestKnown, path: Path) -> None:
-    """Store the result beside its space (YAML with a header saying what it is)."""
+    """Store the result beside its space (YAML with a header saying what it is); its folder is made,
+    and a path that cannot be written raises an error naming it (`write_output`)."""
     header = (
         f"# Best-known graph of space {found.space!r} on the SIMULATED population (never model accuracy).\n"
         f"# Found by `agentscale sim best-known` ({found.evaluations} exact truth evaluations, seed {found.seed}).\n"
     )
-    path.write_text(header + yaml.safe_dump(found.to_dict(), sort_keys=False, width=110))
+    write_output(path, header + yaml.safe_dump(found.to_dict(), sort_keys=False, width=110))
 
 
 def space_file_of(record: Path) -> Path:

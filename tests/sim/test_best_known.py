@@ -48,6 +48,22 @@ def test_the_cli_stores_the_result_beside_the_space(tmp_path: Path, capsys: pyte
     assert Path(report["path"]) == tmp_path / "small.best-known.yaml" and Path(report["path"]).exists()
 
 
+def test_an_unwritable_out_is_refused_before_the_search_and_a_new_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` under a file or at a folder failed with a traceback after the whole search (minutes at
+    the default 100,000 evaluations), losing its result; a missing folder failed the same way."""
+    (tmp_path / "small.yaml").write_text(SPACE)
+    for out, why in ((tmp_path, "is a directory"), (tmp_path / "small.yaml" / "x.yaml", "is a file, not a folder")):
+        assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--out", str(out)]) == 1
+        captured = capsys.readouterr()
+        assert why in " ".join(captured.err.split()) and "Traceback" not in captured.err
+        assert "searching" not in captured.err  # refused before the search started
+    made = tmp_path / "new" / "folder" / "small.best-known.yaml"
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--out", str(made)]) == 0
+    assert made.exists()
+
+
 def test_validate_checks_a_record_against_its_space_and_the_truth(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
