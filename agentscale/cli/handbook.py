@@ -405,6 +405,21 @@ def export_command(
         err.print(f"wrote {output}")
 
 
+def _read_export(file: Path) -> str:
+    """An export's text: UTF-8, a byte-order mark allowed (as graph and task files are read); a
+    folder or another encoding (PowerShell's `>` writes UTF-16) is named, not a traceback."""
+    if file.is_dir():
+        raise AgentScaleError(f"{file}: is a directory, not a file written by `handbook export`")
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AgentScaleError(
+            f"{file}: not UTF-8 text (byte {exc.start}); write the export with `handbook export NAME -o FILE`"
+        ) from None
+    except OSError as exc:
+        raise AgentScaleError(f"{file}: cannot be read ({exc.strerror})") from None
+
+
 @handbook_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="A file written by `handbook export` ('-' for stdin).")],
@@ -427,7 +442,7 @@ def import_command(
     elif not file.exists():
         raise AgentScaleError(f"{file}: file not found")
     else:
-        text = file.read_text(encoding="utf-8")
+        text = _read_export(file)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -118,6 +118,11 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
     code, out, err = cli(capsys, "handbook", "prune", "math", "--min-uses", "2", "--unhelpful")
     assert code == 0 and "removed behavior_carry_digits" in err and "1 remain" in err
 
+    (tmp_path / "bom.json").write_text(
+        "\ufeff" + (tmp_path / "math.json").read_text()
+    )  # as Notepad saves it: was "Unexpected UTF-8 BOM"
+    code, out, err = cli(capsys, "handbook", "import", str(tmp_path / "bom.json"), "--handbook", "bom", "--json")
+    assert code == 0 and json.loads(out)["behaviors"] == 2, err
     code, out, _ = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "copy", "--json")
     assert code == 0 and json.loads(out)["behaviors"] == 2
     code, out, _ = cli(capsys, "handbook", "export", "copy", "-o", str(tmp_path / "copy.json"))  # -o as draw, report
@@ -147,6 +152,10 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     graph = tmp_path / "g.yaml"
     graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
     cases.append((["eval", str(graph), "--task", "sim:math", "--handbook", ""], "bad handbook name ''"))  # a traceback
+    utf16 = tmp_path / "utf16.json"  # what PowerShell's `handbook export math > f.json` writes
+    utf16.write_text('{"format": "agentscale-handbook"}', encoding="utf-16")
+    cases.append((["handbook", "import", str(utf16)], "not UTF-8 text"))  # a traceback before
+    cases.append((["handbook", "import", str(tmp_path)], "is a directory"))  # likewise
     for args, message in cases:
         code, _, err = cli(capsys, *args)
         assert code == 1 and message in err and "Traceback" not in err, (args, err)
