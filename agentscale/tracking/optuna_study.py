@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.space import SpaceSpec
@@ -54,8 +56,9 @@ def export_study(store: Store, run_id: str, storage: str, study_name: str | None
         if name in optuna.study.get_all_study_names(storage):
             optuna.delete_study(study_name=name, storage=storage)
         study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
-    except (ValueError, ImportError) as exc:  # a malformed URL, a storage backend that is not installed
-        raise AgentScaleError(f"Optuna storage {storage!r}: {exc}") from None
+    except (ValueError, ImportError, SQLAlchemyError) as exc:  # a malformed URL, an unknown or missing
+        # backend (NoSuchModuleError), a database that cannot be opened (OperationalError)
+        raise AgentScaleError(f"Optuna storage {storage!r}: {str(exc).splitlines()[0]}") from None
     with warnings.catch_warnings():  # experimental in Optuna 3.2+, and what the dashboard labels axes with
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "compute"])

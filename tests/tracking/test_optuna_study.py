@@ -75,3 +75,16 @@ def test_optuna_export_refuses_other_runs(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["runs", "optuna", run.id]) == 1
     assert "only optimizations" in capsys.readouterr().err
     assert main(["runs", "optuna", "nope"]) == 1
+
+
+def test_a_storage_optuna_cannot_open_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An unknown backend or a database in a missing folder printed SQLAlchemy's tracebacks."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    for storage in ("bogus://x", f"sqlite:///{tmp_path / 'missing' / 'o.db'}"):
+        assert main(["runs", "optuna", run_id, "--storage", storage]) == 1
+        err = capsys.readouterr().err
+        assert f"Optuna storage {storage!r}" in " ".join(err.split()) and "Traceback" not in err
