@@ -24,7 +24,7 @@ runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
 @runs_app.command("list")
 def list_command(
-    limit: Annotated[int, typer.Option(help="How many runs to show.", min=1)] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs to show.", min=1, max=2**63 - 1)] = 20,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:

@@ -13,17 +13,20 @@ import os
 
 import numpy as np
 
+from agentscale.errors import AgentScaleError
+
 SEED_ENV = "AGENTSCALE_SIM_SEED"
 _SCALE = float(2**64)
 
 
 def sim_seed() -> int:
-    """The sim-wide seed: `AGENTSCALE_SIM_SEED` (default 0). It picks the item banks of sim tasks."""
+    """The sim-wide seed: `AGENTSCALE_SIM_SEED` (default 0). It picks the item banks of sim tasks.
+    Not an integer: an `AgentScaleError` (a one-line message from the CLI, not a traceback)."""
     raw = os.environ.get(SEED_ENV, "0").strip() or "0"
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{SEED_ENV} must be an integer, got {raw!r}") from None
+        raise AgentScaleError(f"{SEED_ENV} must be an integer, got {raw!r}") from None
 
 
 def stable_hash(*parts: object) -> int:

@@ -542,3 +542,9 @@ def test_a_resumed_eval_finds_its_task_file_from_another_directory(
     code, again, err = run_cli(capsys, "eval", "--resume", json.loads(out)["run_id"], "--json")
     assert code == 0, err
     assert json.loads(again)["n"] == 1
+
+
+def test_runs_list_refuses_a_limit_sqlite_cannot_hold(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--limit 99999999999999999999999 ended in OverflowError's traceback."""
+    code, _, err = run_cli(capsys, "runs", "list", "--limit", "99999999999999999999999")
+    assert code == 2 and "--limit" in err and "Traceback" not in err

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import agentscale.sim.tasks  # noqa: F401  (registers the sim: prefix)
+from agentscale.cli.app import main
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.evaluate import SimOracle
@@ -70,3 +73,16 @@ def test_oracle_splits_are_the_optimizer_runners_splits() -> None:
     oracle = SimOracle.for_space(SPACE)
     assert [i.id for i in train] == [i.id for i in oracle.tasks["train"].items]
     assert [i.id for i in test] == [i.id for i in oracle.tasks["test"].items]
+
+
+def test_a_sim_seed_that_is_no_integer_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was a plain ValueError: the CLI printed a traceback around the message."""
+    monkeypatch.setenv("AGENTSCALE_SIM_SEED", "abc")
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "AGENTSCALE_SIM_SEED must be an integer, got 'abc'" in err and "Traceback" not in err
