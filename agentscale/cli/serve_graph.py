@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,28 @@ def serve_graph_command(
             raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
     graph = load(graph_file, gateway=make_gateway(db, no_cache))
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
+    listening = _listening_socket(host, port)
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
     err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The socket the server listens on, bound here: a taken port or an unknown host is an error
+    naming it, before the "serving" line (uvicorn printed that line, then its own error, and exited 3);
+    the same socket is handed to uvicorn, so nothing can take the port in between."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise AgentScaleError(f"--host {host}: {exc.strerror}") from None
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+    try:
+        listening.bind(address)
+    except OSError as exc:
+        listening.close()
+        raise AgentScaleError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+    listening.listen(2048)  # uvicorn's default backlog
+    listening.set_inheritable(True)
+    return listening

@@ -1,0 +1,63 @@
+"""`agentscale serve-graph` as a user starts it: it serves on the port it names, and a port it cannot
+listen on is an error before anything says "serving"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+GRAPH = "name: served\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
+
+
+def _command(tmp_path: Path, port: int, host: str = "127.0.0.1") -> tuple[list[str], dict[str, str]]:
+    (tmp_path / "g.yaml").write_text(GRAPH)
+    command = [sys.executable, "-m", "agentscale.cli.app", "serve-graph", str(tmp_path / "g.yaml")]
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    return [*command, "--host", host, "--port", str(port)], env
+
+
+def test_serve_graph_answers_on_its_port_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command, env = _command(tmp_path, port)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "serve-graph did not start"
+                time.sleep(0.1)
+        assert [m["id"] for m in models["data"]] == ["served"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert f"serving graph 'served' at http://127.0.0.1:{port}/v1" in " ".join(stderr.split())
+    assert "Traceback" not in stderr
+
+
+def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Path) -> None:
+    """uvicorn printed the "serving" line, then its own error, and exited 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        command, env = _command(tmp_path, port)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "choose another --port" in done.stderr
+    assert "serving graph" not in done.stderr and "Traceback" not in done.stderr
+    command, env = _command(tmp_path, 8080, host="nosuchhost.invalid")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "--host nosuchhost.invalid" in done.stderr, done.stderr
+    assert "serving graph" not in done.stderr and "Traceback" not in done.stderr
