@@ -105,12 +105,13 @@ def executor_config(
     return ExecutorConfig.from_dict(stored).override(kind, address, workers)
 
 
-def refuse_ignored_by_resume(given: dict[str, bool], why: str) -> None:
-    """`--resume` continues the stored run as it was started: flags that would change it (named in
-    `given`, True when the user gave one) are refused rather than silently ignored."""
+def refuse_ignored_by_resume(given: dict[str, bool], why: str, *, by: str = "--resume") -> None:
+    """`--resume` continues the stored run as it was started (and `handbook build --from-run` learns
+    from a stored run's items): flags that would change it (named in `given`, True when the user
+    gave one) are refused rather than silently ignored."""
     flags = [flag for flag, present in given.items() if present]
     if flags:
-        raise AgentScaleError(f"--resume {why}; drop {', '.join(flags)}")
+        raise AgentScaleError(f"{by} {why}; drop {', '.join(flags)}")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from agentscale.cli._options import (
     make_gateway,
     open_store,
     parse_options,
+    refuse_ignored_by_resume,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
@@ -80,7 +81,9 @@ def build_command(
         bool, typer.Option("--correct-only", help="Extract only from solutions whose answer was checked correct.")
     ] = False,
     max_behaviors: Annotated[int, typer.Option(help="Behaviors kept per item at most.", min=1)] = 5,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of the pipeline's calls.", min=0)] = 0.0,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature of the pipeline's calls.", min=0, max=2)
+    ] = 0.0,
     max_tokens: Annotated[int, typer.Option(help="Max tokens per call.", min=1)] = 1024,
     concurrency: Annotated[int, typer.Option(help="Items processed at once.", min=1)] = 4,
     structured_output: Annotated[
@@ -117,6 +120,12 @@ def build_command(
 
     if (task is None) == (from_run is None):
         raise AgentScaleError("give exactly one of --task or --from-run")
+    if from_run is not None:
+        refuse_ignored_by_resume(
+            {"--n": n is not None, "--seed": seed != 0, "--scorer": bool(scorer), "--task-option": bool(task_option)},
+            "learns from the stored run's items as they were answered and scored",
+            by="--from-run",
+        )
     gateway = make_gateway(db, no_cache)
     assert gateway.store is not None
     aliases = load_graph_spec(graph).models if graph is not None else None
@@ -315,6 +324,8 @@ def search_command(
     from agentscale.memory.handbook import Handbook
     from agentscale.memory.retrieve import Retriever
 
+    if not query.strip():
+        raise AgentScaleError("the query is empty: give the question the behaviors should help with")
     retriever = Retriever(Handbook(open_store(db), handbook))
     found = retriever.search(query, k, topic=topic)
     if json_output:

@@ -30,6 +30,8 @@ TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 512
+_CACHE_OFF = frozenset({"off", "0", "false", "no"})
+_CACHE_ON = frozenset({"", "on", "1", "true", "yes"})
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,16 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GatewaySettings:
-        """Defaults, with `AGENTSCALE_CACHE=off` honoured, then explicit overrides."""
+        """Defaults, with `AGENTSCALE_CACHE=off` honoured, then explicit overrides. Another value is
+        an error naming the ones read (`AGENTSCALE_CACHE=of` kept the cache on without a word)."""
         values: dict[str, Any] = {}
-        if os.environ.get("AGENTSCALE_CACHE", "").lower() in ("off", "0", "false", "no"):
+        setting = os.environ.get("AGENTSCALE_CACHE", "").strip().lower()
+        if setting in _CACHE_OFF:
             values["cache"] = False
+        elif setting not in _CACHE_ON:
+            raise AgentScaleError(
+                f"AGENTSCALE_CACHE={os.environ['AGENTSCALE_CACHE']!r}: use off (or 0, false, no) or on (1, true, yes)"
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -548,3 +548,17 @@ def test_runs_list_refuses_a_limit_sqlite_cannot_hold(env: Path, capsys: pytest.
     """--limit 99999999999999999999999 ended in OverflowError's traceback."""
     code, _, err = run_cli(capsys, "runs", "list", "--limit", "99999999999999999999999")
     assert code == 2 and "--limit" in err and "Traceback" not in err
+
+
+def test_a_cache_setting_that_is_neither_on_nor_off_is_named(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGENTSCALE_CACHE=of (a typo for off) kept the cache on without a word."""
+    monkeypatch.setenv("AGENTSCALE_CACHE", "of")
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 1?")
+    assert code == 1 and "AGENTSCALE_CACHE='of': use off" in err and "Traceback" not in err
+    for setting, cached, term in (("off", 0, 3), ("ON", 2, 4)):  # the first run fills the cache, the second reads it
+        monkeypatch.setenv("AGENTSCALE_CACHE", setting)
+        for _ in range(2):
+            code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", f"What is 2 + {term}?", "--json")
+        assert code == 0 and json.loads(out)["usage"]["cached_calls"] == cached, err

@@ -156,6 +156,9 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     utf16.write_text('{"format": "agentscale-handbook"}', encoding="utf-16")
     cases.append((["handbook", "import", str(utf16)], "not UTF-8 text"))  # a traceback before
     cases.append((["handbook", "import", str(tmp_path)], "is a directory"))  # likewise
+    cases.append((["handbook", "search", "math", " "], "the query is empty"))  # returned behaviors
+    ignored = ["--from-run", "0000", "--n", "3", "--task-option", "a=1"]  # were silently ignored
+    cases.append((["handbook", "build", "--handbook", "x", *ignored], "drop --n, --task-option"))
     for args, message in cases:
         code, _, err = cli(capsys, *args)
         assert code == 1 and message in err and "Traceback" not in err, (args, err)
@@ -164,6 +167,8 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     assert code == 1 and "say what to prune" in err
     code, _, err = cli(capsys, "handbook", "prune", "math", "--unhelpful", "--min-accuracy", "2")  # was taken
     assert code == 2 and "--min-accuracy" in err
+    code, _, err = cli(capsys, "handbook", "build", "--handbook", "x", "--task", "sim:math", "--temperature", "5")
+    assert code == 2 and "--temperature" in err  # graphs refuse a temperature above 2; the build took it
 
 
 def test_an_unknown_embeddings_setting_is_named(db: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
