@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -211,6 +212,7 @@ def exporting_provider(exporter_name: str) -> TracerProvider:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
             raise AgentScaleError(f"--trace otlp needs the OTLP exporter: {INSTALL_HINT}") from None
+        _require_a_listener(_otlp_traces_endpoint())
         exporter = OTLPSpanExporter()
     elif exporter_name == "console":
         exporter = ConsoleSpanExporter(out=sys.stderr)
@@ -222,6 +224,32 @@ def exporting_provider(exporter_name: str) -> TracerProvider:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def _otlp_traces_endpoint() -> str:
+    """Where OTLP/HTTP spans go, as the OpenTelemetry specification resolves it: the traces
+    variable as given, else the base variable (or the default port) with /v1/traces."""
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    return base.rstrip("/") + "/v1/traces"
+
+
+def _require_a_listener(endpoint: str) -> None:
+    """Refuse to start when nothing listens where the spans would go: the run went on, the exporter
+    retried for 10 s at the end printing transient errors, and the spans were dropped with exit 0."""
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "localhost", port), timeout=3).close()
+    except OSError as exc:
+        configured = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in os.environ or "OTEL_EXPORTER_OTLP_ENDPOINT" in os.environ
+        default = "" if configured else " (OTEL_EXPORTER_OTLP_ENDPOINT is not set: OpenTelemetry's default)"
+        raise AgentScaleError(
+            f"--trace otlp: nothing answers at {endpoint}{default}: {exc.strerror or exc}; start a collector "
+            "there (Jaeger, Phoenix, an OpenTelemetry Collector) or set OTEL_EXPORTER_OTLP_ENDPOINT"
+        ) from None
 
 
 @contextmanager

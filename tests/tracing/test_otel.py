@@ -5,6 +5,7 @@ endpoint configured by the standard OTEL_* variables."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -170,6 +171,24 @@ def test_eval_trace_otlp_reaches_an_otlp_endpoint(  # type: ignore[no-untyped-de
     assert service == {"agentscale-test"}
     assert len({span.trace_id for _, span in spans}) == 1  # one trace per run
     assert SECRET.encode() not in b"".join(r.SerializeToString() for r in received)
+
+
+def test_trace_otlp_with_nothing_listening_stops_before_the_run(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted: ScriptedServer, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run went on, the exporter retried for 10 s printing transient errors, and the spans were
+    dropped with exit 0."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+    graph = tmp_path / "trio.yaml"
+    graph.write_text(GRAPH.format(api_base=scripted.api_base))
+    assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--trace otlp: nothing answers at http://127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err
+    assert not scripted.completion_requests  # refused before any call was paid
 
 
 def test_trace_option_refuses_unknown_exporters(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
