@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
 from types import FrameType
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import Interrupted, error
@@ -58,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_app(argv: list[str] | None) -> int:
+    command = typer.main.get_command(app)
+    if isinstance(command, TyperGroup):
+        _reflow_help(command)
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = command(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         return 130
@@ -80,6 +85,32 @@ def _run_app(argv: list[str] | None) -> int:
     if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
         error("interrupted")
     return result if isinstance(result, int) else 0
+
+
+def _reflow_help(command: TyperCommand | TyperGroup) -> None:
+    """Each prose paragraph of every command's help on one line, for Rich to wrap at the terminal's
+    width: typer keeps the docstrings' line breaks, so an 80-column terminal showed every other line
+    half full ("keeps their clocks" / "clean"). Indented lines (examples) and list items keep theirs."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(_reflowed(paragraph) for paragraph in paragraphs)
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            if isinstance(sub, TyperCommand | TyperGroup):
+                _reflow_help(sub)
+
+
+def _reflowed(paragraph: str) -> str:
+    if paragraph.startswith("\b"):  # click's mark of a paragraph to show as written
+        return paragraph
+    lines: list[str] = []
+    for line in paragraph.splitlines():
+        own_line = not lines or line[:1].isspace() or line.lstrip().startswith(("- ", "* "))
+        if own_line or lines[-1][:1].isspace():
+            lines.append(line)
+        else:
+            lines[-1] = f"{lines[-1]} {line.strip()}"
+    return "\n".join(lines)
 
 
 def _watch_local_servers() -> None:

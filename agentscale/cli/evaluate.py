@@ -64,7 +64,8 @@ def eval_command(
         Path | None, typer.Argument(help="Graph YAML file (omit with --resume).", show_default=False)
     ] = None,
     task: Annotated[
-        str | None, typer.Option("--task", help="Task: humaneval, rg:<name>, champ, or a JSONL file.")
+        str | None,
+        typer.Option("--task", help="Task: humaneval, rg:<name>, champ, sim:<name> (simulated), or a JSONL file."),
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
@@ -100,17 +101,22 @@ def eval_command(
 
     Examples:
 
-      agentscale eval graphs/self-consistency.yaml --task humaneval --n 40 --seed 0
+      agentscale eval graphs/self-consistency.yaml --task humaneval \\
+          --n 40 --seed 0
 
       agentscale eval graphs/fan-in.yaml --task my_data.jsonl --scorer numeric
 
-      agentscale eval graphs/single.yaml --task rg:chain_sum --task-option min_terms=2 --task-option max_digits=1
+      agentscale eval graphs/single.yaml --task rg:chain_sum \\
+          --task-option min_terms=2 --task-option max_digits=1
 
-      agentscale eval graphs/fan-in.yaml --task rg:gsm_symbolic --n 100 --handbook math
+      agentscale eval graphs/fan-in.yaml --task rg:gsm_symbolic --n 100 \\
+          --handbook math
 
-      agentscale eval graphs/fan-in.yaml --task humaneval --executor ray --ray-workers 4
+      agentscale eval graphs/fan-in.yaml --task humaneval \\
+          --executor ray --ray-workers 4
 
-      OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 agentscale eval g.yaml --task humaneval --trace otlp
+      OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \\
+          agentscale eval g.yaml --task humaneval --trace otlp
 
       agentscale eval --resume 3f2a9c0d1e2b
     """

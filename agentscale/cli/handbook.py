@@ -105,10 +105,12 @@ def build_command(
 
     Examples:
 
-      agentscale handbook build --task rg:gsm_symbolic --n 50 --model openai/gpt-4o-mini --handbook math
+      agentscale handbook build --task rg:gsm_symbolic --n 50 \\
+          --model openai/gpt-4o-mini --handbook math
 
-      agentscale handbook build --task data.jsonl --scorer numeric --model hosted_vllm/Qwen/Qwen2.5-7B-Instruct
-      --api-base http://127.0.0.1:8000/v1 --handbook math
+      agentscale handbook build --task data.jsonl --scorer numeric \\
+          --model hosted_vllm/Qwen/Qwen2.5-7B-Instruct \\
+          --api-base http://127.0.0.1:8000/v1 --handbook math
 
       agentscale handbook build --from-run 3f2a9c0d1e2b --handbook math
     """
@@ -319,7 +321,8 @@ def search_command(
 
     Example:
 
-      agentscale handbook search math "a train covers 120 km in 90 minutes; speed in m/s?"
+      agentscale handbook search math \\
+          "a train covers 120 km in 90 minutes; speed in m/s?"
     """
     from agentscale.memory.handbook import Handbook
     from agentscale.memory.retrieve import Retriever

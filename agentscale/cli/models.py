@@ -189,7 +189,8 @@ def serve_command(
 
       agentscale serve local/smollm2-135m --replicas 2 --port 8000 --json
 
-      agentscale serve Qwen/Qwen2.5-7B-Instruct --gpu-memory-utilization 0.85 --tensor-parallel-size 2
+      agentscale serve Qwen/Qwen2.5-7B-Instruct \\
+          --gpu-memory-utilization 0.85 --tensor-parallel-size 2
     """
     from agentscale.models.serving import EngineOptions, serve_foreground
 

@@ -298,7 +298,9 @@ def optuna_command(
 
     Example:
 
-      agentscale runs optuna 3f2a9c && optuna-dashboard sqlite:///.agentscale/optuna.db
+      agentscale runs optuna 3f2a9c
+
+      optuna-dashboard sqlite:///.agentscale/optuna.db
     """
     from agentscale.tracking.optuna_study import export_study
 

@@ -31,7 +31,8 @@ def serve_graph_command(
 
     Example:
 
-      agentscale serve-graph best.yaml --port 8080 --api-key-env AGENTSCALE_API_KEY
+      agentscale serve-graph best.yaml --port 8080 \\
+          --api-key-env AGENTSCALE_API_KEY
 
     then any OpenAI client with base_url=http://127.0.0.1:8080/v1 and model="<graph name>".
     """

@@ -67,7 +67,8 @@ def best_known_command(
 
     Example:
 
-      agentscale sim best-known benchmarks/spaces/math-b18-large.yaml --evaluations 100000
+      agentscale sim best-known benchmarks/spaces/math-b18-large.yaml \\
+          --evaluations 100000
     """
     from agentscale.optimize.space import load_space
     from agentscale.sim.best_known import BEST_KNOWN_SUFFIX, search_best_known, write_best_known

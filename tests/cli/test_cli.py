@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from agentscale.cli.app import app, main
 from agentscale.runtime.calls import record_rows
@@ -562,3 +565,36 @@ def test_a_cache_setting_that_is_neither_on_nor_off_is_named(
         for _ in range(2):
             code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", f"What is 2 + {term}?", "--json")
         assert code == 0 and json.loads(out)["usage"]["cached_calls"] == cached, err
+
+
+def test_help_reflows_prose_and_its_examples_fit_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer kept the docstrings' line breaks, so an 80-column terminal showed half lines ("keeps
+    their clocks" / "clean"), and long examples wrapped mid-command (pasting the first line failed)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(capsys, "models", "pull", "--help")
+    assert code == 0 and any("keeps their clocks clean" in line for line in out.splitlines()), out
+
+    def commands(command: TyperCommand | TyperGroup, path: list[str]) -> Iterator[list[str]]:
+        yield path
+        if isinstance(command, TyperGroup):
+            for name, sub in command.commands.items():
+                if isinstance(sub, TyperCommand | TyperGroup):
+                    yield from commands(sub, [*path, name])
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    checked = 0
+    for path in commands(root, []):
+        code, out, _ = run_cli(capsys, *path, "--help")
+        shown = out.splitlines()
+        assert code == 0 and all(len(line) <= 80 for line in shown)
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for line in inspect.cleandoc(command.help or "").splitlines():
+            if line.strip().startswith("agentscale "):  # an example: whole on one line of the help
+                assert any(line.strip() in s for s in shown), (path, line)
+                checked += 1
+    assert checked > 20
