@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -48,28 +49,38 @@ def serve_graph_command(
             raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
     graph = load(graph_file, gateway=make_gateway(db, no_cache))
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
-    listening = _listening_socket(host, port)
+    listening = _listening_sockets(host, port)
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
     err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
-    uvicorn.Server(config).run(sockets=[listening])
+    # a SIGTERM (agentscale raises it as Ctrl-C) stops the server as Ctrl-C does, exit 0 (uvicorn.run's way)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=listening)
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """The socket the server listens on, bound here: a taken port or an unknown host is an error
-    naming it, before the "serving" line (uvicorn printed that line, then its own error, and exited 3);
-    the same socket is handed to uvicorn, so nothing can take the port in between."""
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """The sockets the server listens on, bound here, one per address `host` resolves to (as asyncio
+    binds them: `localhost` may be ::1 and 127.0.0.1, "" every interface): a taken port or an
+    unknown host is an error naming it, before the "serving" line (uvicorn printed that line, then
+    its own error, and exited 3); the same sockets are handed to uvicorn, so nothing can take the
+    port in between."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise AgentScaleError(f"--host {host}: {exc.strerror}") from None
-    listening = socket.socket(family, kind, proto)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+    bound: list[socket.socket] = []
     try:
-        listening.bind(address)
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            listening = socket.socket(family, kind, proto)
+            bound.append(listening)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+            if family == socket.AF_INET6:  # else it would take the IPv4 port too, and 0.0.0.0 fail to bind
+                listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listening.bind(address)
+            listening.listen(2048)  # uvicorn's default backlog
+            listening.set_inheritable(True)
     except OSError as exc:
-        listening.close()
+        for listening in bound:
+            listening.close()
         raise AgentScaleError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
-    listening.listen(2048)  # uvicorn's default backlog
-    listening.set_inheritable(True)
-    return listening
+    return bound

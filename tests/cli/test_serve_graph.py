@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 GRAPH = "name: served\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
 
@@ -23,27 +24,42 @@ def _command(tmp_path: Path, port: int, host: str = "127.0.0.1") -> tuple[list[s
     return [*command, "--host", host, "--port", str(port)], env
 
 
-def test_serve_graph_answers_on_its_port_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(("host", "stop"), [("127.0.0.1", signal.SIGINT), ("", signal.SIGTERM)])
+def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(tmp_path: Path, host: str, stop: signal.Signals) -> None:
+    """`--host ""` is every interface, IPv4 and IPv6 (uvicorn bound each address; one socket bound
+    here took only the first); SIGTERM stops it as Ctrl-C does, exit 0."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command, env = _command(tmp_path, port)
+    command, env = _command(tmp_path, port, host=host)
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    loopbacks = ["127.0.0.1"] + (["[::1]"] if host == "" and _ipv6_loopback() else [])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "serve-graph did not start"
-                time.sleep(0.1)
-        assert [m["id"] for m in models["data"]] == ["served"]
+        for loopback in loopbacks:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    models = httpx.get(f"http://{loopback}:{port}/v1/models", timeout=2).json()
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline, f"nothing serves on {loopback}"
+                    time.sleep(0.1)
+            assert [m["id"] for m in models["data"]] == ["served"]
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=60)
-    assert f"serving graph 'served' at http://127.0.0.1:{port}/v1" in " ".join(stderr.split())
-    assert "Traceback" not in stderr
+    assert process.returncode == 0, stderr
+    assert f"serving graph 'served' at http://{host}:{port}/v1" in " ".join(stderr.split())
+    assert "Traceback" not in stderr and "interrupted" not in stderr
 
 
 def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Path) -> None:
