@@ -452,7 +452,7 @@ def import_command(
     from agentscale.memory.handbook import Handbook, import_handbook
 
     if str(file) == "-":
-        text = sys.stdin.read()
+        text = sys.stdin.read().removeprefix("\ufeff")  # a byte-order mark, as a file's is read
     elif not file.exists():
         raise AgentScaleError(f"{file}: file not found")
     else:

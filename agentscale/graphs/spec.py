@@ -81,7 +81,7 @@ class ModelSpec(StrictModel):
         if value is None:
             return value
         if isinstance(value, str):
-            if not _is_http_url(value):
+            if not is_http_url(value):
                 raise ValueError(f"api_base {value!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
             return value
         if not isinstance(value, list | tuple):
@@ -90,7 +90,7 @@ class ModelSpec(StrictModel):
             raise ValueError("api_base is an empty list: give one URL, or a list of the model's endpoints")
         seen: dict[str, int] = {}
         for index, url in enumerate(value):
-            if not isinstance(url, str) or not _is_http_url(url):
+            if not isinstance(url, str) or not is_http_url(url):
                 raise ValueError(f"api_base[{index}] {url!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
             key = url.rstrip("/")
             if key in seen:
@@ -99,7 +99,8 @@ class ModelSpec(StrictModel):
         return tuple(value)
 
 
-def _is_http_url(text: str) -> bool:
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host: what an `api_base` must be."""
     parts = urlsplit(text)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 

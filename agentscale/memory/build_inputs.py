@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.spec import GraphSpec, ModelSpec
+from agentscale.graphs.spec import GraphSpec, ModelSpec, is_http_url
 from agentscale.graphs.topology import Topology
 from agentscale.graphs.validate import load_spec_text
 from agentscale.models.registry import ResolvedModel, resolve
@@ -60,6 +60,8 @@ def resolve_model(
     would fail later with a provider error that does not say an alias was meant.
     """
     aliases = aliases or {}
+    if api_base is not None and not is_http_url(api_base):  # a graph's api_base is checked the same way
+        raise AgentScaleError(f"--api-base {api_base!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
     if name in aliases:
         spec = aliases[name]
         if api_base or api_key_env:

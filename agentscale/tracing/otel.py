@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 EXPORTERS = ("otlp", "console")
 INSTALL_HINT = "pip install 'agentscale[otel]'"
+_DEFAULT_OTLP = "http://localhost:4318"  # OpenTelemetry's default OTLP/HTTP endpoint
 
 _OPENINFERENCE_KIND = {"run": "CHAIN", "item": "CHAIN", "node": "AGENT", "call": "LLM"}
 # neutral key -> attribute, per span kind (keys not listed become `agentscale.<key>`)
@@ -232,7 +233,7 @@ def _otlp_traces_endpoint() -> str:
     traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if traces:
         return traces
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or _DEFAULT_OTLP
     return base.rstrip("/") + "/v1/traces"
 
 
@@ -240,9 +241,16 @@ def _require_a_listener(endpoint: str) -> None:
     """Refuse to start when nothing listens where the spans would go: the run went on, the exporter
     retried for 10 s at the end printing transient errors, and the spans were dropped with exit 0."""
     parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((parts.hostname or "localhost", port), timeout=3).close()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is no number
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise AgentScaleError(
+            f"--trace otlp: the traces endpoint {endpoint!r} is not an http(s) URL such as {_DEFAULT_OTLP!r}"
+        )
+    try:
+        socket.create_connection((parts.hostname, port), timeout=3).close()
     except OSError as exc:
         configured = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in os.environ or "OTEL_EXPORTER_OTLP_ENDPOINT" in os.environ
         default = "" if configured else " (OTEL_EXPORTER_OTLP_ENDPOINT is not set: OpenTelemetry's default)"

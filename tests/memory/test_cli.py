@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -157,6 +158,8 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     cases.append((["handbook", "import", str(utf16)], "not UTF-8 text"))  # a traceback before
     cases.append((["handbook", "import", str(tmp_path)], "is a directory"))  # likewise
     cases.append((["handbook", "search", "math", " "], "the query is empty"))  # returned behaviors
+    schemeless = ["--task", "sim:math", "--model", "openai/x", "--api-base", "localhost:8000/v1"]  # a traceback
+    cases.append((["handbook", "build", "--handbook", "x", *schemeless], "--api-base 'localhost:8000/v1' is not"))
     ignored = ["--from-run", "0000", "--n", "3", "--task-option", "a=1"]  # were silently ignored
     cases.append((["handbook", "build", "--handbook", "x", *ignored], "drop --n, --task-option"))
     for args, message in cases:
@@ -246,3 +249,14 @@ def test_an_interrupted_build_exits_130_and_names_its_run(tmp_path: Path, stop: 
     assert json.loads(stdout) == {"run_id": run.id, "status": "interrupted", "handbook": "h"}
     assert f"behaviors extracted so far are kept (run {run.id})" in " ".join(stderr.split())
     assert run.status == "interrupted"
+
+
+def test_an_export_piped_in_with_a_byte_order_mark_imports(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`handbook import - < f.json` refused the mark a file path already accepted."""
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    code, exported, _ = cli(capsys, "handbook", "export", "math")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff" + exported))
+    code, out, err = cli(capsys, "handbook", "import", "-", "--handbook", "piped", "--json")
+    assert code == 0 and json.loads(out)["behaviors"] == len(BEHAVIORS), err

@@ -189,6 +189,11 @@ def test_trace_otlp_with_nothing_listening_stops_before_the_run(  # type: ignore
     err = " ".join(capsys.readouterr().err.split())
     assert f"--trace otlp: nothing answers at http://127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err
     assert not scripted.completion_requests  # refused before any call was paid
+    for endpoint in ("localhost:4318", "http://localhost:notaport"):  # probed port 80; a traceback
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"the traces endpoint '{endpoint}/v1/traces' is not an http(s) URL" in err and "Traceback" not in err
 
 
 def test_trace_option_refuses_unknown_exporters(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
