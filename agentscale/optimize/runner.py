@@ -52,6 +52,7 @@ from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_tex
 from agentscale.optimize.trials import AGENT_KEY, SpendCapReached, TrialEvaluator, calls_by_stage
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
+from agentscale.tasks.registry import stable_task_spec
 
 PATIENCE = 3
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
@@ -276,6 +277,8 @@ class Optimization:
                 "score_test": score_test,
                 "executor": self.executor_config.to_dict(),
             }
+            if space.task.path is not None:  # relative to where it started: --resume finds it from anywhere
+                config["task_path"] = stable_task_spec(space.task.path)
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
         self.evaluator = TrialEvaluator(
@@ -328,6 +331,8 @@ class Optimization:
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)
         space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
+        if config.get("task_path"):  # the task file's absolute path (runs stored before it have none)
+            space = space.model_copy(update={"task": space.task.model_copy(update={"path": config["task_path"]})})
         return cls(
             space,
             gateway,

@@ -404,3 +404,20 @@ async def test_progress_names_each_race_step_and_stage(
         if (a.stage, a.iteration, a.evaluations) == (b.stage, b.iteration, b.evaluations)
     ]
     assert resent  # the refresher sent a status again within its stage
+
+
+def test_a_resume_from_another_directory_finds_a_relative_task_file(
+    tmp_path: Path, scripted: ScriptedServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`task: {path: data.jsonl}` is read from where the optimization started; `--resume` from
+    elsewhere (the CLI's hint carries --db, so it can be pasted anywhere) did not find the file."""
+    text = space_text(tmp_path, scripted.api_base).replace(f'"{tmp_path / "data.jsonl"}"', '"data.jsonl"')
+    assert 'path: "data.jsonl"' in text
+    monkeypatch.chdir(tmp_path)
+    run = optimization(text, store)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = Optimization.resume(run.run_id, Gateway(store, GatewaySettings()))
+    assert [item.id for item in resumed.train] == [item.id for item in run.train]
+    assert json.loads(store.get_run(run.run_id).config_json)["space_yaml"] == text  # the user's text, as written
