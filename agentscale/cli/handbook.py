@@ -119,6 +119,7 @@ def build_command(
     from agentscale.memory.handbook import Handbook
     from agentscale.report.simulated import is_simulated
     from agentscale.tasks import load_task
+    from agentscale.tasks.registry import task_topic
 
     if (task is None) == (from_run is None):
         raise AgentScaleError("give exactly one of --task or --from-run")
@@ -145,7 +146,7 @@ def build_command(
     if task is not None:
         options = parse_options(task_option or [])
         loaded = load_task(task, scorer=scorer, options=options).sample(n, seed)
-        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or task)
+        builder = HandbookBuilder(gateway, book, resolved, settings, topic=topic or task_topic(task))
         config = {"n": n, "seed": seed, "scorer": scorer, "options": options}
         label, total = f"{handbook} ← {task}", len(loaded.items)
         report = _with_progress(lambda: builder.from_task(loaded, config=config), builder, total, label, json_output)

@@ -19,6 +19,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.models.routes import route_problem
 from agentscale.storage.tables import Run
+from agentscale.tasks.registry import task_topic
 
 
 def build_model(
@@ -87,15 +88,16 @@ def _checked(model: ResolvedModel) -> ResolvedModel:
 
 
 def run_topic(run: Run) -> str | None:
-    """The task a stored run answered (its config's `task`), or None when it names none.
+    """The topic of the task a stored run answered (its config's `task`, `task_topic`), or None when
+    it names none.
 
     A build from a run files its behaviors under this topic unless the user gives one, so behaviors
     learnt from an eval of `rg:gsm_symbolic` carry that task as their topic, as a build from the task
-    itself would.
+    itself would (a task file: its name, though the run stores its absolute path).
     """
     config = json.loads(run.config_json or "{}")
     task = config.get("task")
-    return task if isinstance(task, str) else None
+    return task_topic(task) if isinstance(task, str) else None
 
 
 def run_graph(run: Run) -> GraphSpec | None:

@@ -86,6 +86,14 @@ def stable_task_spec(spec: str) -> str:
     return str(Path(spec).resolve()) if _is_path(spec) and Path(spec).is_file() else spec
 
 
+def task_topic(spec: str) -> str:
+    """The topic behaviors learnt from task ``spec`` are filed under: a task file's name (so the same
+    file is one topic whether its path was given relative, absolute or stored by a run), else the
+    task's name."""
+    spec = spec.strip()
+    return Path(spec).name if _is_path(spec) else spec
+
+
 def _call(loader: Callable[..., Task], spec: str, /, *args: Any, **options: Any) -> Task:
     try:
         inspect.signature(loader).bind(*args, **options)
