@@ -33,8 +33,9 @@ class _Hierarchy:
 
 def memory_headroom_bytes(root: Path = _ROOT) -> int | None:
     """Bytes this process's cgroup may still take: its tightest memory limit minus what the cgroup
-    holds, page cache the kernel can drop not counted (as MemAvailable does not count it); ``None``
-    without a limit. ``root`` is where /proc and /sys are found (a test's fake tree)."""
+    holds, its inactive page cache not counted (the working set Kubernetes and `docker stats` count;
+    active page cache is reclaimable too, so this errs on the side of refusing); ``None`` without a
+    limit. ``root`` is where /proc and /sys are found (a test's fake tree)."""
     headrooms = [
         headroom
         for hierarchy in _hierarchies(root, "memory")
