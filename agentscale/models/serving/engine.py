@@ -11,7 +11,9 @@ import importlib.metadata
 import importlib.util
 import math
 import os
+import socket
 import sys
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -243,7 +245,7 @@ class CpuShare:
 
 def cpu_share() -> CpuShare:
     """The ids of the CPUs this process may run on, which servers it starts inherit, as many as a
-    CPU quota pays for (the first ones, rounded up).
+    CPU quota pays for (rounded up; which ones: `quota_slice`).
 
     Not ``os.cpu_count()``: in a container limited to a cpuset (two cores of a 64-core host) that
     counts the host, and core ids bound from ``range(count)`` may lie outside the set; vLLM itself
@@ -251,8 +253,17 @@ def cpu_share() -> CpuShare:
     ids = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     quota = cpu_quota()
     if quota is not None and math.ceil(quota) < len(ids):
-        return CpuShare(tuple(ids[: max(1, math.ceil(quota))]), narrowed=True)
+        return CpuShare(quota_slice(ids, max(1, math.ceil(quota)), socket.gethostname()), narrowed=True)
     return CpuShare(tuple(ids))
+
+
+def quota_slice(ids: Sequence[int], count: int, identity: str) -> tuple[int, ...]:
+    """``count`` consecutive CPUs of ``ids`` (wrapping round), starting at a place fixed by
+    ``identity`` (the host name: a container's or pod's own). The first ``count`` would pin every
+    container of a node that has a quota but no cpuset (Kubernetes CPU limits) to the same cores
+    while the others idle; a place per container spreads them, and stays the same across restarts."""
+    start = zlib.crc32(identity.encode()) % len(ids)
+    return tuple(sorted(ids[(start + i) % len(ids)] for i in range(count)))
 
 
 def usable_cpus() -> list[int]:

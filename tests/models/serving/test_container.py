@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ from agentscale.models.serving.engine import (
     CpuShare,
     VllmLaunchConfig,
     build_launch,
+    quota_slice,
     read_mem_available_bytes,
 )
 
@@ -151,6 +153,17 @@ def test_a_quota_binds_the_server_to_the_cpus_it_pays_for() -> None:
     assert CPU_BIND_ENV not in build_launch(config, environ={}, mem_available_bytes=GIB, cpus=CpuShare((0, 1, 2, 3)))[1]
 
 
+def test_containers_with_a_quota_take_different_cores() -> None:
+    """The first N CPUs pinned every container of a node with a quota but no cpuset to the same ones."""
+    cpus = list(range(64))
+    slices = {quota_slice(cpus, 2, f"pod-{i}") for i in range(20)}
+    assert len(slices) > 10  # spread over the node
+    for chosen in slices:  # two neighbours, or the last and the first
+        assert len(chosen) == 2 and (chosen[1] - chosen[0]) % 63 in (0, 1)
+    assert quota_slice(cpus, 2, "pod-1") == quota_slice(cpus, 2, "pod-1")  # the same across restarts
+    assert quota_slice([4, 9], 2, "pod-1") == (4, 9) and len(quota_slice([3], 1, "x")) == 1
+
+
 # ------------------------------------------------------------------- a real cgroup, where one can be made
 
 CHILD_IN_A_CGROUP = """
@@ -219,9 +232,10 @@ def test_a_server_in_a_real_cgroup_sizes_itself_within_it(cgroup_limits: tuple[l
     assert child.returncode == 0, child.stderr
     seen = json.loads(child.stdout)
     assert 0 < seen["available"] <= limit
-    first = sorted(os.sched_getaffinity(0))[0]
-    assert seen["ids"] == [first]  # half a CPU's time: one CPU, not the whole affinity mask
-    assert seen["narrowed"] == (len(os.sched_getaffinity(0)) > 1)
+    affinity = sorted(os.sched_getaffinity(0))
+    chosen = list(quota_slice(affinity, 1, socket.gethostname()))
+    assert seen["ids"] == chosen  # half a CPU's time: one CPU, not the whole affinity mask
+    assert seen["narrowed"] == (len(affinity) > 1)
     if seen["narrowed"]:
-        assert seen["env"][CPU_BIND_ENV] == str(first)
+        assert seen["env"][CPU_BIND_ENV] == str(chosen[0])
     assert int(seen["env"][KV_CACHE_ENV]) <= max(1, limit // 4 // GIB)
