@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,6 +47,13 @@ def store(tmp_path: Path) -> Store:
 @pytest.fixture
 def gateway(store: Store) -> Gateway:
     return Gateway(store, GatewaySettings(max_retries=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=10))
+
+
+def with_default_sigint() -> None:
+    """`preexec_fn` of a child a test stops with SIGINT (Ctrl-C): SIGINT at its default. A suite started
+    as a background job of a shell without job control runs with SIGINT ignored, which its children
+    inherit (Python then installs no KeyboardInterrupt handler): the child ran on to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def graph_yaml(api_base: str, body: str, *, model: str = "scripted") -> str:

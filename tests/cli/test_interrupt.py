@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.testing import Rule, ScriptedServer
-from tests.conftest import graph_yaml
+from tests.conftest import graph_yaml, with_default_sigint
 
 
 @pytest.fixture
@@ -30,7 +30,9 @@ def scripted() -> Iterator[ScriptedServer]:
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
     command = [sys.executable, "-m", "agentscale.cli.app", "run", str(tmp_path / "g.yaml"), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
+    )
 
 
 def _wait_for(condition: object, timeout_s: float = 30.0) -> None:

@@ -19,7 +19,7 @@ from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.tasks import TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
-from tests.conftest import graph_yaml
+from tests.conftest import graph_yaml, with_default_sigint
 
 
 class _Stop(Exception):
@@ -147,7 +147,7 @@ def start_eval(
         stdout=subprocess.PIPE if json_output else subprocess.DEVNULL,
         stderr=stderr,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
+        preexec_fn=with_default_sigint,
     )
     store = Store(tmp_path / "k.db")
     deadline = time.time() + 60

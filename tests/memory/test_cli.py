@@ -17,7 +17,7 @@ from agentscale import Store
 from agentscale.cli.app import main
 from agentscale.memory import Handbook
 from agentscale.testing import Rule, ScriptedServer
-from tests.conftest import graph_yaml
+from tests.conftest import graph_yaml, with_default_sigint
 from tests.memory.conftest import extraction, script_item, seed_handbook, write_task
 
 BEHAVIORS = [
@@ -238,7 +238,9 @@ def test_an_interrupted_build_exits_130_and_names_its_run(tmp_path: Path, stop: 
             "--model", "hosted_vllm/scripted", "--api-base", server.api_base, "--handbook", "h", "--json",
         ]  # fmt: skip
         env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "h.db")}
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
+        )
         deadline = time.monotonic() + 60
         while not server.completion_requests:
             assert time.monotonic() < deadline and process.poll() is None, process.communicate()
