@@ -234,7 +234,7 @@ class Evaluation:
         config = EvalConfig(**json.loads(run.config_json))
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
-        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}"), gateway=gateway)
+        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)
         return cls(graph, config, run.id)
 
     def pending(self) -> list[TaskItem]:

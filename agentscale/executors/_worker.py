@@ -159,7 +159,7 @@ class ItemWorker:
     def _graph(self, task: ItemTask) -> Graph:
         key = (task.graph_yaml, task.answer_format, task.settings)
         if key not in self._graphs:
-            spec = load_spec_text(task.graph_yaml, "graph from the driver")
+            spec = load_spec_text(task.graph_yaml, "graph from the driver", stored=True)
             gateway = Gateway(self._store, task.settings)
             self._graphs[key] = Graph(spec, gateway=gateway, answer_format=task.answer_format)
         return self._graphs[key]

@@ -11,7 +11,7 @@ import itertools
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
@@ -21,6 +21,9 @@ AnswerStyle = Literal["final_line", "boxed"]
 BUILTIN_ROLES = ("assistant", "critic", "fuser", "verifier", "vote", "tester")
 MODEL_FREE_ROLES = ("vote", "tester")
 ROLES_NEEDING_INPUTS = ("critic", "fuser", "verifier", "vote", "tester")
+# validation context of a stored run's graph or space: field rules added since it was written let it pass
+STORED = "stored"
+STORED_CONTEXT = {STORED: True}
 CODE_ONLY_ROLES = ("tester",)  # run their inputs as programs: need answer_format code
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
@@ -71,7 +74,7 @@ class ModelSpec(StrictModel):
 
     @field_validator("api_base", mode="before")
     @classmethod
-    def _api_base_is_one_url_or_a_list(cls, value: Any) -> Any:
+    def _api_base_is_one_url_or_a_list(cls, value: Any, info: ValidationInfo) -> Any:
         """A list means replicas of one model behind a load-balancing router (`agentscale.models.replicas`).
 
         Checked before pydantic's union so a bad list gets one message naming the item, not one error
@@ -81,7 +84,7 @@ class ModelSpec(StrictModel):
         if value is None:
             return value
         if isinstance(value, str):
-            if not is_http_url(value):
+            if not is_http_url(value) and not (info.context or {}).get(STORED):  # a stored run's, checked since
                 raise ValueError(f"api_base {value!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
             return value
         if not isinstance(value, list | tuple):

@@ -19,6 +19,7 @@ from agentscale.graphs.spec import (
     BUILTIN_ROLES,
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
+    STORED_CONTEXT,
     GraphSpec,
     parse_edge,
 )
@@ -106,12 +107,16 @@ def _shown(value: object) -> str:
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def validate_fields(located: LocatedData, model: type[_Model], what: str, source: str | None = None) -> _Model:
-    """The field-level pass shared by graph and space files: a mapping, valid per `model`."""
+def validate_fields(
+    located: LocatedData, model: type[_Model], what: str, source: str | None = None, *, stored: bool = False
+) -> _Model:
+    """The field-level pass shared by graph and space files: a mapping, valid per `model`; `stored`
+    (a stored run's file) tells the field rules added since it was written to let it pass
+    (`STORED_CONTEXT`)."""
     if not isinstance(located.data, dict):
         raise SpecError([SpecIssue("", f"a {what} must be a YAML mapping", 1)], source)
     try:
-        return model.model_validate(located.data)
+        return model.model_validate(located.data, context=STORED_CONTEXT if stored else None)
     except ValidationError as exc:
         raise SpecError(pydantic_issues(exc, located, model), source) from None
 
@@ -132,8 +137,9 @@ def looks_like_best_known(data: object) -> bool:
     return isinstance(data, dict) and "nodes" not in data and {"space", "candidate", "accuracy"} <= data.keys()
 
 
-def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec:
-    """Validate parsed data into a GraphSpec, or raise SpecError with every issue found."""
+def spec_from_data(located: LocatedData, source: str | None = None, *, stored: bool = False) -> GraphSpec:
+    """Validate parsed data into a GraphSpec, or raise SpecError with every issue found; `stored`: the
+    graph of a stored run (shown, reported or resumed), which the field rules added since let pass."""
     if looks_like_space(located.data):  # not a list of unknown keys: say what the file is
         key = next(key for key in SPACE_ONLY_KEYS if key in located.data)
         message = (
@@ -141,15 +147,15 @@ def spec_from_data(located: LocatedData, source: str | None = None) -> GraphSpec
             "`agentscale optimize`, then run the graph it writes (best.yaml)"
         )
         raise SpecError([located.issue((key,), message)], source)
-    spec = validate_fields(located, GraphSpec, "graph file", source)
+    spec = validate_fields(located, GraphSpec, "graph file", source, stored=stored)
     issues = graph_issues(spec, located)
     if issues:
         raise SpecError(issues, source)
     return spec
 
 
-def load_spec_text(text: str, source: str | None = None) -> GraphSpec:
-    return spec_from_data(load_located(text, source), source)
+def load_spec_text(text: str, source: str | None = None, *, stored: bool = False) -> GraphSpec:
+    return spec_from_data(load_located(text, source), source, stored=stored)
 
 
 def alias_issues(aliases: Iterable[str], loc: LocatedData) -> list[SpecIssue]:

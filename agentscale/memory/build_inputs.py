@@ -104,7 +104,7 @@ def run_graph(run: Run) -> GraphSpec | None:
     """The graph a stored run answered with (validated again), or None for a run without one (a build)."""
     if not run.graph_yaml:
         return None
-    return load_spec_text(run.graph_yaml, f"run {run.id}")
+    return load_spec_text(run.graph_yaml, f"run {run.id}", stored=True)
 
 
 def output_node(run: Run) -> str | None:

@@ -164,7 +164,7 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
             "or `agentscale eval`; `optimize` takes a search space (task, models, roles, budget)"
         )
         raise SpecError([located.issue(("nodes",), message)], source)
-    space = validate_fields(located, SpaceSpec, "search space", source)
+    space = validate_fields(located, SpaceSpec, "search space", source, stored=stored)
     issues = alias_issues(space.models, located)
     if not stored and (space.task.mean_prompt_tokens is None) != (space.task.mean_completion_tokens is None):
         message = "give both mean_prompt_tokens and mean_completion_tokens, or neither (one alone was ignored)"

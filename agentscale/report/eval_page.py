@@ -34,7 +34,7 @@ from agentscale.storage.tables import Run
 def eval_report(store: Store, run: Run) -> str:
     items = read_items(store, run.id)
     config = json.loads(run.config_json)
-    spec = load_spec_text(run.graph_yaml, f"run {run.id}") if run.graph_yaml else None
+    spec = load_spec_text(run.graph_yaml, f"run {run.id}", stored=True) if run.graph_yaml else None
     simulated = is_simulated(items.routes) or run_is_simulated(run)
     label = "SIMULATED accuracy" if simulated else "accuracy"
     accuracy = items.accuracy()

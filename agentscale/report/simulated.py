@@ -40,5 +40,5 @@ def run_is_simulated(run: Run) -> bool:
     if run.kind == "handbook":
         return is_simulated([json.loads(run.config_json).get("model")])
     if run.graph_yaml:
-        return spec_is_simulated(load_spec_text(run.graph_yaml, f"run {run.id}"))
+        return spec_is_simulated(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True))
     return False

@@ -598,3 +598,16 @@ def test_help_reflows_prose_and_its_examples_fit_80_columns(
                 assert any(line.strip() in s for s in shown), (path, line)
                 checked += 1
     assert checked > 20
+
+
+def test_a_stored_run_whose_graph_predates_a_rule_is_still_shown(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A graph stored before the single api_base had to be an http(s) URL could no longer be shown or
+    reported; a new graph with it is still refused."""
+    text = "name: g\nmodels:\n  m: {model: hosted_vllm/q, api_base: 'localhost:8000/v1'}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    run = Store(env / "cli.db").create_run("run", graph_name="g", graph_yaml=text)
+    for command in (["runs", "show", run.id], ["report", run.id]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 0 and "api_base" not in err, (command, err)
+    (env / "new.yaml").write_text(text)
+    code, _, err = run_cli(capsys, "validate", str(env / "new.yaml"))
+    assert code == 1 and "is not an http(s) URL" in err
