@@ -13,10 +13,13 @@ Everything here reads files only and returns ``None`` where a limit is absent or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 _ROOT = Path("/")
+_Limit = TypeVar("_Limit", int, float)
 # cgroup v1 writes "no limit" as the largest page-aligned 64-bit value; anything at or above 2**62
 # is no limit a machine could honour
 _V1_UNLIMITED = 2**62
@@ -36,25 +39,26 @@ def memory_headroom_bytes(root: Path = _ROOT) -> int | None:
     holds, its inactive page cache not counted (the working set Kubernetes and `docker stats` count;
     active page cache is reclaimable too, so this errs on the side of refusing); ``None`` without a
     limit. ``root`` is where /proc and /sys are found (a test's fake tree)."""
-    headrooms = [
-        headroom
-        for hierarchy in _hierarchies(root, "memory")
-        for folder in _up_to_mount(hierarchy)
-        if (headroom := _memory_headroom(folder, hierarchy.version)) is not None
-    ]
-    return max(0, min(headrooms)) if headrooms else None
+    headroom = _tightest(root, "memory", _memory_headroom)
+    return None if headroom is None else max(0, headroom)
 
 
 def cpu_quota(root: Path = _ROOT) -> float | None:
     """CPUs' worth of time per period the cgroup grants (``--cpus 1.5`` gives 1.5); ``None``
     without a quota."""
-    quotas = [
-        quota
-        for hierarchy in _hierarchies(root, "cpu")
+    return _tightest(root, "cpu", _cpu_quota)
+
+
+def _tightest(root: Path, controller: str, read: Callable[[Path, int], _Limit | None]) -> _Limit | None:
+    """The least of ``read``'s limits over this process's cgroup folders of ``controller`` and their
+    ancestors (a parent's limit binds too), or ``None`` where none sets one."""
+    limits = [
+        limit
+        for hierarchy in _hierarchies(root, controller)
         for folder in _up_to_mount(hierarchy)
-        if (quota := _cpu_quota(folder, hierarchy.version)) is not None
+        if (limit := read(folder, hierarchy.version)) is not None
     ]
-    return min(quotas) if quotas else None
+    return min(limits) if limits else None
 
 
 def _hierarchies(root: Path, controller: str) -> list[_Hierarchy]:
