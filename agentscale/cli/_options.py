@@ -105,10 +105,10 @@ def executor_config(
     return ExecutorConfig.from_dict(stored).override(kind, address, workers)
 
 
-def refuse_ignored_by_resume(given: dict[str, bool], why: str, *, by: str = "--resume") -> None:
-    """`--resume` continues the stored run as it was started (and `handbook build --from-run` learns
-    from a stored run's items): flags that would change it (named in `given`, True when the user
-    gave one) are refused rather than silently ignored."""
+def refuse_ignored(given: dict[str, bool], why: str, *, by: str = "--resume") -> None:
+    """Flags a stored run's own settings decide (`--resume` continues the run as it was started,
+    `handbook build --from-run` learns from its items as they were scored): those given (named in
+    `given`, True when the user gave one) are refused rather than silently ignored."""
     flags = [flag for flag, present in given.items() if present]
     if flags:
         raise AgentScaleError(f"{by} {why}; drop {', '.join(flags)}")

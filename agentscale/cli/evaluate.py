@@ -23,7 +23,7 @@ from agentscale.cli._options import (
     executor_config,
     make_gateway,
     parse_options,
-    refuse_ignored_by_resume,
+    refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -132,7 +132,7 @@ def eval_command(
             raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
-        refuse_ignored_by_resume(
+        refuse_ignored(
             {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
             "answers the stored run's items, with its own sample and scorer",
         )

@@ -22,7 +22,7 @@ from agentscale.cli._options import (
     make_gateway,
     open_store,
     parse_options,
-    refuse_ignored_by_resume,
+    refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
@@ -124,7 +124,7 @@ def build_command(
     if (task is None) == (from_run is None):
         raise AgentScaleError("give exactly one of --task or --from-run")
     if from_run is not None:
-        refuse_ignored_by_resume(
+        refuse_ignored(
             {"--n": n is not None, "--seed": seed != 0, "--scorer": bool(scorer), "--task-option": bool(task_option)},
             "learns from the stored run's items as they were answered and scored",
             by="--from-run",

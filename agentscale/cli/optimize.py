@@ -21,7 +21,7 @@ from agentscale.cli._options import (
     command_line,
     executor_config,
     make_gateway,
-    refuse_ignored_by_resume,
+    refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
@@ -93,7 +93,7 @@ def optimize_command(
     if resume is not None:
         if space_file is not None:
             raise AgentScaleError("--resume takes the space from the stored run; do not give a space file")
-        refuse_ignored_by_resume(  # --dry-run was ignored too: the resume ran and paid
+        refuse_ignored(  # --dry-run was ignored too: the resume ran and paid
             {"--method": method is not None, "--seed": seed is not None, "--no-test": no_test, "--dry-run": dry_run},
             "continues the stored run with its own method, seed and test split",
         )
