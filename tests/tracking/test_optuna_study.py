@@ -28,12 +28,17 @@ def dashboard_get(storage: str, path: str) -> dict[str, object]:
     return json.loads(body)  # type: ignore[no-any-return]
 
 
-def test_optimization_as_an_optuna_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def _optimized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> str:  # type: ignore[no-untyped-def]
+    """The id of a finished `agentscale optimize` of SPACE, in tmp_path's o.db (AGENTSCALE_DB)."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     assert main(["optimize", str(space), "--json"]) == 0
-    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    return str(json.loads(capsys.readouterr().out)["run_id"])
+
+
+def test_optimization_as_an_optuna_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    run_id = _optimized(tmp_path, monkeypatch, capsys)
     assert main(["runs", "optuna", run_id, "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert exported["storage"] == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
@@ -79,11 +84,7 @@ def test_optuna_export_refuses_other_runs(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_storage_optuna_cannot_open_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """An unknown backend or a database in a missing folder printed SQLAlchemy's tracebacks."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
-    assert main(["optimize", str(space), "--json"]) == 0
-    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    run_id = _optimized(tmp_path, monkeypatch, capsys)
     for storage in ("bogus://x", f"sqlite:///{tmp_path / 'missing' / 'o.db'}"):
         assert main(["runs", "optuna", run_id, "--storage", storage]) == 1
         err = capsys.readouterr().err
