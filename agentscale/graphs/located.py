@@ -20,6 +20,21 @@ from agentscale.errors import SpecError, SpecIssue
 PathPart = str | int
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-6` and `1.0e308` are floats.
+
+    Why: PyYAML follows YAML 1.1, where an exponent needs a dot and a signed power, so `1e-6` was a
+    string; validation is strict (a quoted number is an error), and a price written `2.5e-7` must
+    stay a number."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def format_path(parts: tuple[PathPart, ...] | list[PathPart]) -> str:
     """Render ('nodes', 2, 'model') as 'nodes[2].model'."""
     out = ""
@@ -117,7 +132,7 @@ class _Walker:
 def load_located(text: str, source: str | None = None) -> LocatedData:
     """Parse YAML text; raise SpecError with the line on syntax errors or duplicate keys."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _SpecLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:

@@ -33,9 +33,11 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored."""
+    """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored. Values are
+    taken as written (strict): `params_b: true` or `compute: "18"` are errors, not 1 and 18, since a
+    YAML boolean or a quoted number read as a number passed validation and priced a 7B model as 1B."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Price(StrictModel):
@@ -54,7 +56,7 @@ class ModelSpec(StrictModel):
     """
 
     model: Annotated[str, Field(min_length=1)]
-    api_base: str | Annotated[tuple[str, ...], Field(min_length=1)] | None = None
+    api_base: str | Annotated[tuple[str, ...], Field(min_length=1, strict=False)] | None = None  # a YAML list
     api_key_env: str | None = None
     params_b: Annotated[float, Field(gt=0.0, le=100_000.0, allow_inf_nan=False)] | None = None  # ≤ 100T parameters
     n_layers: PositiveInt | None = None

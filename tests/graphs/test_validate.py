@@ -39,6 +39,18 @@ CASES = {
         1,
     ),
     "missing nodes": (BASE, "nodes", "missing required key 'nodes'", 1),
+    "quoted number (strict)": (
+        BASE + 'nodes:\n  - {id: a, role: assistant, model: small, temperature: "0.3"}\n',
+        "nodes[0].temperature",
+        "valid number",
+        5,
+    ),
+    "boolean as a number (strict)": (
+        BASE + "budget: {max_tokens: true}\nnodes:\n  - {id: a, role: assistant, model: small}\n",
+        "budget.max_tokens",
+        "valid integer",
+        4,
+    ),
     "missing node role": (
         BASE + "nodes:\n  - {id: a, model: small}\n",
         "nodes[0].role",

@@ -74,6 +74,16 @@ def test_design_example_is_valid() -> None:
         ),
         (("budget: {compute: 8}", "budget: {compute: .inf}"), "budget.compute", "finite"),
         (("cost: 0.0}", "cost: .nan}"), "objective.cost", "finite"),
+        # a YAML boolean or a quoted number was read as a number: params_b: true priced a model as 1B
+        (
+            ("model: local/smollm2-135m}", "model: local/smollm2-135m, params_b: true}"),
+            "models.small.params_b",
+            "valid number",
+        ),
+        (("budget: {compute: 8}", 'budget: {compute: "8"}'), "budget.compute", "valid number"),
+        (("max_nodes: 6", "max_nodes: true"), "max_nodes", "valid integer"),
+        (("train: 20,", "train: true,"), "task.train", "valid integer"),
+        (("cost: 0.0}", 'cost: 0.0, pareto: "no"}'), "objective.pareto", "valid boolean"),
     ],
 )
 def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragment: str) -> None:
@@ -113,3 +123,10 @@ def test_a_stored_space_with_one_mean_length_still_loads() -> None:
     with pytest.raises(SpecError, match="give both mean_prompt_tokens and mean_completion_tokens"):
         _load(text)
     assert space_from_data(load_located(text, "run x"), "run x", stored=True).task.mean_prompt_tokens == 80
+
+
+def test_numbers_in_exponent_form_are_numbers() -> None:
+    """YAML 1.2 reads `1e-6` as a number (PyYAML's YAML 1.1 read a string); strict validation must
+    take it as written, like `0.000001`."""
+    space = _load(GOOD.replace("usd: 5}", "usd: 5e-1}").replace("compute: 8}", "compute: 8.0e0}"))
+    assert space.optimizer.max_spend.usd == 0.5 and space.budget.compute == 8.0
