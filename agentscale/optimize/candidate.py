@@ -17,6 +17,7 @@ from agentscale.agents.coordinator import MAX_ATTEMPTS
 from agentscale.graphs.spec import (
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
+    Budget,
     Coordinator,
     GraphSpec,
     ModelSpec,
@@ -278,8 +279,10 @@ class CandidateGraph:
         defaults: Sampling | None = None,
         description: str = "",
         sampled_nodes: SampledNodes = "all",
+        budget: Budget | None = None,
     ) -> GraphSpec:
-        """A runnable graph with the models it uses (greedy nodes carry `temperature: 0`)."""
+        """A runnable graph with the models it uses (greedy nodes carry `temperature: 0`) and the
+        per-question `budget` it enforces itself."""
         used = sorted(self.node_models | ({self.ceo.model} if self.ceo else set()))
         greedy = self.greedy_nodes(sampled_nodes)
         nodes = [
@@ -300,6 +303,7 @@ class CandidateGraph:
             edges=edges,
             output=self.node_id(self.output),
             coordinator=None if self.ceo is None else Coordinator(model=self.ceo.model, max_rounds=self.ceo.max_rounds),
+            budget=budget,
         )
 
     def short_name(self) -> str:

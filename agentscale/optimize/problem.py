@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentscale.errors import SpecError, SpecIssue
+from agentscale.models.cost import price_is_known
+from agentscale.models.gateway import DEFAULT_MAX_TOKENS
 from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
@@ -54,6 +56,14 @@ class SearchProblem:
                     for alias in unknown
                 ]
             )
+        unpriced = [] if space.budget.max_usd is None else [a for a, m in models.items() if not price_is_known(m)]
+        if unpriced:  # each graph enforces max_usd itself, which needs every call's price
+            raise SpecError(
+                [
+                    SpecIssue(f"models.{alias}", "unknown price: set price (budget.max_usd needs it)")
+                    for alias in unpriced
+                ]
+            )
         prompt, completion = task_lengths(space)
         problem = cls(
             models,
@@ -66,6 +76,7 @@ class SearchProblem:
             space.objective.accuracy,
         )
         problem._check_a_single_call_fits()
+        _check_a_call_fits_max_tokens(space)
         problem._check_every_model_fits(space)
         problem._check_ceo_affordable(space)
         return problem
@@ -162,6 +173,21 @@ class SearchProblem:
             and all(n.role in self.roles for n in candidate.nodes)
             and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
         )
+
+
+def _check_a_call_fits_max_tokens(space: SpaceSpec) -> None:
+    """Each graph enforces `budget.max_tokens` by reserving a call's prompt plus its full completion
+    cap before the call: a cap below the completion cap alone refused every call, and the search
+    crowned a graph that had answered nothing (0% everywhere, 0 calls, exit 0). (A cap above it may
+    still be below a prompt plus that: prompt lengths are known only when the calls are made.)"""
+    cap = space.budget.max_tokens
+    completion_cap = space.defaults.max_tokens or DEFAULT_MAX_TOKENS
+    if cap is not None and cap <= completion_cap:
+        message = (
+            f"{cap} is not above one call's max_tokens ({completion_cap}), which each call reserves with its "
+            "prompt before it runs: every call would be refused; raise it or lower defaults.max_tokens"
+        )
+        raise SpecError([SpecIssue("budget.max_tokens", message)])
 
 
 def ceo_options(space: SpaceSpec) -> tuple[CeoChoice | None, ...]:

@@ -487,6 +487,7 @@ class Optimization:
             dict(self.space.models),
             defaults=self.space.defaults,
             sampled_nodes=self.space.sampled_nodes,
+            budget=self.space.budget.per_question_caps(),
             description=f"found by agentscale optimize ({self.method_name}), run {self.run_id}",
         )
         return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))

@@ -18,6 +18,7 @@ from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import (
     NAME_PATTERN,
     AnswerFormat,
+    Budget,
     ModelSpec,
     NonNegativeFloat,
     PositiveFloat,
@@ -67,7 +68,12 @@ class SpaceBudget(StrictModel):
     """Per-question constraint every sampled graph must satisfy.
 
     `compute` is in 1B-call units: FLOPs normalised by one call of a 1B model on the task's mean
-    prompt and completion lengths (so `compute: 18` reads "eighteen 1B-calls' worth").
+    prompt and completion lengths (so `compute: 18` reads "eighteen 1B-calls' worth"); the search
+    keeps to it by projection before it runs a graph. `max_tokens`, `max_usd` and `max_latency_s`
+    depend on what models write and how fast they answer, which no projection knows: every graph the
+    search runs, and the crowned graph's file, carries them as its own per-question budget, enforced
+    before each call (`per_question_caps`), so a graph that overruns them scores what it answers
+    within them.
     """
 
     compute: PositiveFloat | None = None
@@ -80,6 +86,12 @@ class SpaceBudget(StrictModel):
         if all(v is None for v in (self.compute, self.max_tokens, self.max_usd, self.max_latency_s)):
             raise ValueError("set at least one of compute, max_tokens, max_usd, max_latency_s")
         return self
+
+    def per_question_caps(self) -> Budget | None:
+        """The caps a graph enforces itself at run time (all but `compute`), or None without any."""
+        if self.max_tokens is None and self.max_usd is None and self.max_latency_s is None:
+            return None
+        return Budget(max_tokens=self.max_tokens, max_usd=self.max_usd, max_latency_s=self.max_latency_s)
 
 
 class Objective(StrictModel):

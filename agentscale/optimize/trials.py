@@ -143,7 +143,11 @@ class TrialEvaluator:
 
     def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
         spec = candidate.to_spec(
-            name, dict(self.space.models), defaults=self.space.defaults, sampled_nodes=self.space.sampled_nodes
+            name,
+            dict(self.space.models),
+            defaults=self.space.defaults,
+            sampled_nodes=self.space.sampled_nodes,
+            budget=self.space.budget.per_question_caps(),
         )
         return Graph(spec, gateway=self.gateway, answer_format=self.task.answer_format)
 

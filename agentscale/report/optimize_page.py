@@ -178,7 +178,7 @@ class OptimizeReport:
             [
                 (f"test {self.accuracy_label}", test),
                 (f"train {self.accuracy_label}", f"{fmt_pct(crowned.accuracy)} (n={crowned.n_items})"),
-                ("compute (1B-call units)", f"{crowned.compute:.2f} of {self.space.budget.compute:g}"),
+                ("compute (1B-call units)", _of_budget(crowned.compute, self.space.budget.compute)),
                 ("latency (critical path, train)", f"{crowned.latency_s:.2f} s"),  # --json's is the test split's
                 ("evaluations", len(self.trials)),
                 ("spend", f"{spent['calls']} calls · {spent['tokens']:,} tokens · {fmt_usd(spent['usd'])}"),
@@ -366,3 +366,8 @@ def _test_cell(trial: Trial | None) -> str:
 
 def optimize_report(store: Store, run: Run) -> str:
     return OptimizeReport(store, run).render()
+
+
+def _of_budget(compute: float, budget: float | None) -> str:
+    """`12.30 of 18`, or the compute alone when the space caps tokens, USD or time instead."""
+    return f"{compute:.2f}" if budget is None else f"{compute:.2f} of {budget:g}"

@@ -203,6 +203,7 @@ def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: fl
         dict(space.models),
         defaults=space.defaults,
         sampled_nodes=space.sampled_nodes,
+        budget=space.budget.per_question_caps(),
         description=(
             f"exhaustive optimum of space {space.name!r} on {space.task.name} in the simulated population "
             f"(simulated expected test accuracy {accuracy:.3f}; not a real model's accuracy)"

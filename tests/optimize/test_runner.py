@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Store
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.located import load_located
 from agentscale.optimize import progress
 from agentscale.optimize.dry_run import project, project_space
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_samples, single
+from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import Optimization, load_task_split
@@ -421,3 +422,35 @@ def test_a_resume_from_another_directory_finds_a_relative_task_file(
     resumed = Optimization.resume(run.run_id, Gateway(store, GatewaySettings()))
     assert [item.id for item in resumed.train] == [item.id for item in run.train]
     assert json.loads(store.get_run(run.run_id).config_json)["space_yaml"] == text  # the user's text, as written
+
+
+async def test_a_token_cap_binds_every_graph_the_search_runs_and_the_crowned_file(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """`budget: {max_tokens: N}` without `compute`: each evaluated graph enforces the cap per question
+    (it was accepted and ignored: 3- and 4-call graphs spent past it), the crowned file carries it, and
+    the report renders (it crashed formatting the absent compute budget)."""
+    text = space_text(tmp_path, scripted.api_base, max_nodes=4).replace(
+        "budget: {compute: 3.5}", "budget: {max_tokens: 150}"
+    )
+    result = await optimization(text, store).run()
+    trials = store.trials(result.run_id)
+    assert any(len(json.loads(t.candidate_json)["nodes"]) >= 3 for t in trials)
+    assert all(t.tokens <= 150 * t.n_items for t in trials), [(t.tokens, t.n_items) for t in trials]
+    assert "budget: {max_tokens: 150}" in Path(result.to_dict()["best"]["path"]).read_text()
+    assert "compute (1B-call units)" in write_report(store, result.run_id).read_text()
+
+
+@pytest.mark.parametrize(
+    ("budget", "fragment"),
+    [
+        ("budget: {max_tokens: 64}", "budget.max_tokens: 64 is not above one call's max_tokens (64)"),
+        ("budget: {max_usd: 0.5}", "models.good: unknown price: set price (budget.max_usd needs it)"),
+    ],
+)
+def test_caps_no_graph_could_keep_are_refused_before_the_search(budget: str, fragment: str, tmp_path: Path) -> None:
+    text = space_text(tmp_path, "http://localhost:9/v1").replace("budget: {compute: 3.5}", budget)
+    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
+    with pytest.raises(SpecError) as info:
+        SearchProblem.from_space(space)
+    assert fragment in "\n".join(str(issue) for issue in info.value.issues)
