@@ -273,26 +273,34 @@ class Gateway:
     async def _paid(
         self, request: CallRequest, *, node: str | None, timeout_s: float | None, entered: _Entered
     ) -> CallResult:
-        """Call the model (bounded retries, the endpoint's concurrency limit) and record the spend."""
+        """Call the model (bounded retries, the endpoint's concurrency limit) and record the spend.
+
+        `timeout_s` (what a time budget leaves) bounds the whole call, retries and backoff included:
+        each attempt gets only the time left, and no retry starts once it is gone (a 1 s budget ran
+        6.4 s: four attempts of the clipped timeout each)."""
+        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
         endpoint = await resolve_endpoint(request.model)
         where = endpoint.where or request.model.route
         base_timeout = endpoint.timeout_s or self.settings.timeout_s
-        timeout = min(base_timeout, timeout_s) if timeout_s else base_timeout
         attempt = 0
         async with self._semaphore(request.model):
             while True:
                 attempt += 1
                 started = time.perf_counter()
+                timeout = base_timeout if deadline is None else min(base_timeout, max(deadline - started, 0.001))
                 try:
                     response = await self._call(endpoint, request, timeout)
                 except Exception as exc:
-                    if attempt > self.settings.max_retries or not _is_retryable(exc):
-                        detail = _describe(exc)
-                        raise ModelCallError(
-                            f"call failed after {attempt} attempt(s): {detail}", node=node, endpoint=where
-                        ) from exc
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
-                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                    delay *= 0.5 + random.random() / 2
+                    out_of_time = deadline is not None and time.perf_counter() + delay >= deadline
+                    if attempt > self.settings.max_retries or not _is_retryable(exc) or out_of_time:
+                        detail = _describe(exc)
+                        why = " (the time budget leaves no room for another)" if out_of_time else ""
+                        raise ModelCallError(
+                            f"call failed after {attempt} attempt(s){why}: {detail}", node=node, endpoint=where
+                        ) from exc
+                    await asyncio.sleep(delay)
                     if endpoint.refresh is not None and _is_unreachable(exc):
                         endpoint = await self._refreshed(endpoint, node=node, where=where)
                         where = endpoint.where or request.model.route

@@ -422,3 +422,18 @@ def test_a_latency_cap_bites_on_simulated_models(tmp_path: Path) -> None:
     result = Graph.from_yaml(text, store=None).run("[sim:math#0007] q")
     assert [t.status for t in result.trace] == ["ok", "ok", "skipped"]
     assert "budget max_latency_s=20 would be exceeded" in str(result.stopped_reason)
+
+
+def test_a_latency_cap_bounds_the_retries_of_a_call(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Each retry of a call that timed out got the whole clipped timeout again: a 1 s cap on a server
+    taking 1.5 s made three requests (the gateway's two retries) and ran ≈ 3 s. The time left bounds
+    the attempts and the backoff: one request, and the node fails naming the budget."""
+    graph: Graph = make_graph(
+        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_latency_s: 1.0}\n"
+    )
+    graph.run("What is 1 + 1?")  # litellm's first call sets up its client: not what is measured here
+    scripted.latency_s = 1.5
+    before = len(scripted.completion_requests)
+    result = graph.run("What is 2 + 2?")
+    assert len(scripted.completion_requests) - before == 1
+    assert result.trace[0].status == "failed" and "time budget" in str(result.trace[0].error)
