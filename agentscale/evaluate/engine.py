@@ -156,6 +156,13 @@ async def evaluate_items(
         raise
 
 
+def check_concurrency(concurrency: int) -> None:
+    """Items at once must be at least 1: 0 waited forever on a semaphore no item could take, and a
+    negative count raised asyncio's ValueError, both after the run was stored."""
+    if concurrency < 1:
+        raise AgentScaleError(f"concurrency must be at least 1 (got {concurrency})")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """What an eval run stores so it can be rebuilt and resumed."""
@@ -168,6 +175,9 @@ class EvalConfig:
     handbook: str | None = None  # run the graph with `memory: {handbook: ...}`
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
+
+    def __post_init__(self) -> None:
+        check_concurrency(self.concurrency)
 
     def load(self, *, stored: bool = False) -> Task:
         """The items to evaluate; `stored`: a resumed run's (see `load_task`)."""
@@ -225,8 +235,7 @@ class Evaluation:
 
         The stored executor is used unless `executor` is given (this session only; not stored).
         """
-        assert gateway.store is not None
-        run = gateway.store.get_run(run_id)
+        run = gateway.require_store("resuming an evaluation").get_run(run_id)
         if run.kind != "eval":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:

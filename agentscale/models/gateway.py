@@ -160,6 +160,12 @@ class Gateway:
         # waits for that answer, as it would find it in the cache had it come later
         self._in_flight: dict[tuple[int, str], asyncio.Future[CallResult]] = {}
 
+    def require_store(self, doing: str) -> Store:
+        """The database, for work that keeps its state there (`doing`: "resuming an evaluation")."""
+        if self.store is None:
+            raise AgentScaleError(f"{doing} needs a database (store)")
+        return self.store
+
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
         """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
         sends each call to the least busy endpoint, so no healthy one holds more than the limit."""

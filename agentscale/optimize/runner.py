@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.errors import AgentScaleError, ModelCallError, RunBusy, SpecError, SpecIssue
+from agentscale.evaluate.engine import check_concurrency
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec, read_text, write_output
@@ -256,11 +257,10 @@ class Optimization:
     ) -> None:
         """`executor` says where evaluation items run (default local); it is stored with the run.
         `score_test=False` stops after crowning: the test split is not scored (no test spend)."""
-        if gateway.store is None:
-            raise AgentScaleError("an optimization needs a database (store)")
+        check_concurrency(concurrency)
         self.space = space
         self.gateway = gateway
-        self.store = gateway.store
+        self.store = gateway.require_store("an optimization")
         self.method_name, self.seed = method_and_seed(space, method, seed)
         self.concurrency = concurrency
         self.score_test = score_test
@@ -325,8 +325,7 @@ class Optimization:
     ) -> Optimization:
         """Continue a stored run; with the executor and concurrency it was started with unless given
         (both change where and how fast items run, not what they answer)."""
-        assert gateway.store is not None
-        run = gateway.store.get_run(run_id)
+        run = gateway.require_store("resuming an optimization").get_run(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
-from agentscale.errors import SpecError
+from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.tasks import TaskScorerError, load_task
@@ -296,3 +296,17 @@ async def test_a_run_stored_with_a_scorer_now_refused_still_resumes(tmp_path: Pa
     run = store.create_run("eval", graph_name="g", graph_yaml=graph, config=asdict(config))
     summary = await Evaluation.resume(run.id, Gateway(store, GatewaySettings())).run()
     assert summary.n == 2 and store.get_run(run.id).status == "done"
+
+
+@pytest.mark.parametrize("concurrency", [0, -2])
+def test_items_at_once_below_one_are_refused(concurrency: int) -> None:
+    """0 waited forever on a semaphore no item could take; -2 raised asyncio's ValueError; both after
+    the run was stored."""
+    with pytest.raises(AgentScaleError, match=f"concurrency must be at least 1 \\(got {concurrency}\\)"):
+        EvalConfig(task="t.jsonl", concurrency=concurrency)
+
+
+def test_resuming_without_a_database_says_so() -> None:
+    """It failed an `assert` (no message; skipped altogether under `python -O`)."""
+    with pytest.raises(AgentScaleError, match="resuming an evaluation needs a database"):
+        Evaluation.resume("abc", Gateway(None))

@@ -454,3 +454,12 @@ def test_caps_no_graph_could_keep_are_refused_before_the_search(budget: str, fra
     with pytest.raises(SpecError) as info:
         SearchProblem.from_space(space)
     assert fragment in "\n".join(str(issue) for issue in info.value.issues)
+
+
+def test_an_optimization_refuses_a_concurrency_below_one_and_a_resume_without_a_database(
+    tmp_path: Path, store: Store
+) -> None:
+    with pytest.raises(AgentScaleError, match=r"concurrency must be at least 1 \(got 0\)"):
+        optimization(space_text(tmp_path, "http://localhost:9/v1"), store, concurrency=0)
+    with pytest.raises(AgentScaleError, match="resuming an optimization needs a database"):
+        Optimization.resume("abc", Gateway(None))
