@@ -165,8 +165,10 @@ def create_app(
         finally:
             if not admitted:
                 waiting -= 1
+        if result.answer is None:
+            raise _no_answer(result)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        answer = result.answer or ""
+        answer = result.answer
         if chat_request.stream:
             return StreamingResponse(_sse(completion_id, graph.name, answer, result), media_type="text/event-stream")
         return JSONResponse(
@@ -182,6 +184,16 @@ def create_app(
         )
 
     return app
+
+
+def _no_answer(result: RunResult) -> ApiError:
+    """A question the graph left unanswered is an error, not an empty answer (a client could not tell
+    them apart: status 200, content ""). 502 when model calls failed, 500 when a budget stopped it.
+    The message names the run, not the node errors: those carry the upstream endpoints' addresses."""
+    failed = any(trace.status == "failed" for trace in result.trace)
+    why = "its model calls failed" if failed else "a budget stopped it first"
+    message = f"the graph gave no answer ({why}); run {result.run_id} on the server holds the details"
+    return ApiError(502 if failed else 500, message, "server_error", "no_answer")
 
 
 async def _sse(completion_id: str, model: str, answer: str, result: RunResult) -> AsyncIterator[bytes]:

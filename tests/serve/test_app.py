@@ -15,7 +15,7 @@ import uvicorn
 
 from agentscale import Graph
 from agentscale.serve.app import create_app
-from agentscale.testing import ScriptedServer
+from agentscale.testing import Rule, ScriptedServer
 
 BODY = (
     "name: served\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
@@ -121,3 +121,17 @@ def test_sixteen_concurrent_requests_are_all_answered(served: str, scripted: Scr
     # served concurrently, not one by one: the upstream saw several requests at once (a wall-clock
     # bound failed on a loaded machine: 2.5 s for 16 x 0.1 s)
     assert scripted.peak_concurrency >= 4
+
+
+def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
+    served: str, scripted: ScriptedServer
+) -> None:
+    """Every model call failing gave status 200 with content "" (and the upstream's address in the
+    body): clients took it for an answer."""
+    scripted.add_rule(Rule(status=500))
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 2 + 2?"}])
+    assert info.value.status_code == 502
+    assert "the graph gave no answer (its model calls failed)" in info.value.message
+    assert scripted.api_base.split("//")[1] not in str(info.value.body)
