@@ -127,14 +127,14 @@ def optimize_command(
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id)
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
-    plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png")
+    simulated = is_simulated(model.model for model in optimization.space.models.values())
+    plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png", simulated=simulated)
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
     if out_file is not None:  # after the report: a path that fails now loses neither it nor the run
         try:
             write_output(out_file, result.best_yaml)
         except AgentScaleError as exc:
             raise AgentScaleError(f"{exc}; the best graph is in {result.best_path}, the report {report}") from None
-    simulated = is_simulated(model.model for model in optimization.space.models.values())
     if json_output:
         data = result.to_dict()
         if out_file is not None:

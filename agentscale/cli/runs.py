@@ -202,7 +202,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             best = max(best, observation.reward)
             curve.append((index, best))
         front = stored_front(store, run.id, stored_space(run).objective)
-        picture = write_plot(curve, history, front, store.path.parent / "runs" / run.id / "search.png")
+        picture = write_plot(
+            curve, history, front, store.path.parent / "runs" / run.id / "search.png", simulated=run_is_simulated(run)
+        )
     data = {
         "run_id": run.id,
         "kind": run.kind,

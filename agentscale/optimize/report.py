@@ -33,10 +33,17 @@ def diagram(candidate: CandidateGraph) -> str:
 
 
 def write_plot(
-    curve: list[tuple[int, float]], history: list[Observation], front: list[Observation], path: Path
+    curve: list[tuple[int, float]],
+    history: list[Observation],
+    front: list[Observation],
+    path: Path,
+    *,
+    simulated: bool,
 ) -> Path | None:
     """A PNG with the best-objective curve and the accuracy/compute scatter with its front.
 
+    `simulated`: the run's models are `sim/` routes; the picture says SIMULATED in its title and on the
+    accuracy axis, as every other place does (a PNG travels without the report that labels it).
     Returns None (no plot) when matplotlib is not installed: the plot is a convenience.
     """
     try:
@@ -58,11 +65,14 @@ def write_plot(
     ordered = sorted(front, key=lambda o: o.compute)
     right.plot([o.compute for o in ordered], [o.accuracy for o in ordered], "o-", color="C3", label="Pareto front")
     right.set_xlabel("compute (1B-call units)")
-    right.set_ylabel("train accuracy")
+    right.set_ylabel("SIMULATED train accuracy" if simulated else "train accuracy")
     right.legend()
     right.set_title("accuracy vs compute")
+    title = "SIMULATED: sim/ models, not a real model's accuracy" if simulated else "agentscale optimize"
+    if simulated:
+        figure.suptitle(title, color="C3")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, metadata={"Title": title})  # the label travels with the file too
     plt.close(figure)
     return path
