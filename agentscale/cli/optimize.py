@@ -180,7 +180,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 
 
 def _print_report(result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None) -> None:
-    from agentscale.optimize.report import diagram
+    from agentscale.optimize.report import advantage_sentence, diagram
 
     best = result.best_train
     out.print(
@@ -207,7 +207,7 @@ def _print_report(result: OptimizeResult, store: Store, out_file: Path | None, p
         )
     out.print(table)
     if result.advantage is not None:
-        out.print(_advantage_line(result))
+        out.print(advantage_sentence(result.advantage.to_dict()))
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
@@ -244,18 +244,3 @@ def _single_mark(result: OptimizeResult, alias: str) -> str:
     if alias in on_test:
         return f" (best single{tie})" if on_train else f" (best single on test{tie})"
     return " (best single on train)" if on_train else ""
-
-
-def _advantage_line(result: OptimizeResult) -> str:
-    """The crowned graph against the best single call(s) on the test items, paired."""
-    assert result.advantage is not None
-    advantage = result.advantage
-    over = advantage.over[0] if len(advantage.over) == 1 else " / ".join(advantage.over) + " (tied)"
-    difference = advantage.difference
-    low, high = difference.ci95
-    return (
-        f"crowned graph minus the best single call ({over}) on the same {difference.n} test items: "
-        f"{100 * difference.mean:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], paired; "
-        f"right only with the crowned graph {difference.only_first}, only with the single {difference.only_second}, "
-        f"exact McNemar p={difference.p_value:.3g}"
-    )

@@ -174,7 +174,7 @@ def show_command(
 def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     from agentscale.optimize.objective import Observation
-    from agentscale.optimize.report import diagram, write_plot
+    from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.trials import candidate_from_json, stored_front
     from agentscale.report import picture_from_candidate, write_drawing
     from agentscale.report.optimize_page import crowned_trial
@@ -271,6 +271,8 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             named = f" ({score['name']})" if score.get("name") else ""  # runs stored before 2026-12-03 lack it
             out.print(f"baseline {kind}{named}: {format_test_score(score)}")
         out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
+        for note in outcome_notes(summary):
+            out.print(escape(note))
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     if picture:

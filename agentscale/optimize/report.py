@@ -6,7 +6,9 @@ accuracy against compute; it is written next to the run (`<db folder>/runs/<run_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
@@ -30,6 +32,34 @@ def diagram(candidate: CandidateGraph) -> str:
     if candidate.ceo is not None:
         lines.append(f"  CEO {candidate.ceo.model} over up to {candidate.ceo.max_rounds} rounds")
     return "\n".join(lines)
+
+
+def advantage_sentence(advantage: Mapping[str, Any]) -> str:
+    """The crowned graph against the best single call(s) on the test items, paired (`Advantage.to_dict`)."""
+    over = advantage["over"]
+    who = over[0] if len(over) == 1 else " / ".join(over) + " (tied)"
+    low, high = advantage["ci95"]
+    return (
+        f"crowned graph minus the best single call ({who}) on the same {advantage['n']} test items: "
+        f"{100 * advantage['difference']:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], paired; "
+        f"right only with the crowned graph {advantage['only_first_right']}, only with the single "
+        f"{advantage['only_second_right']}, exact McNemar p={advantage['p_value']:.3g}"
+    )
+
+
+def outcome_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What a finished run concluded, in words, from its stored summary (`OptimizeResult.to_dict`): why
+    its graph was crowned, its paired advantage over the best single call, and its warnings ("add
+    train items"). The report and `runs show` print them as `optimize` did: without them a reader of
+    the report alone never learnt that the train split could not separate the crown."""
+    notes = []
+    reason = (summary.get("crowning") or {}).get("reason")
+    if reason:
+        notes.append(f"crowned: {reason}")
+    if summary.get("advantage"):
+        notes.append(advantage_sentence(summary["advantage"]))
+    notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
+    return notes
 
 
 def write_plot(

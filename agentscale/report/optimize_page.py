@@ -15,6 +15,7 @@ from typing import Any
 
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
+from agentscale.optimize.report import outcome_notes
 from agentscale.optimize.space import SpaceSpec
 from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, stored_verdicts, trials_front
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
@@ -186,6 +187,7 @@ class OptimizeReport:
         )
         best = self.summary.get("best", {}).get("path")
         where = paragraph(f"runnable YAML: {best}") if best else ""
+        where += "".join(paragraph(note, css_class="note") for note in outcome_notes(self.summary))
         drawing = f'<div class="drawing crowned">{self.drawing(crowned)}</div>'
         return section("Crowned graph", figures + drawing + where, section_id="crowned")
 

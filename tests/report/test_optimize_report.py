@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,19 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     flat = " ".join(text.split())
     assert f"test accuracy {best['accuracy']:.1%} of {best['n']} items (95% CI {low:.1%}-{high:.1%})" in flat
     assert f"spent {optimization['usage']['calls']} model calls (search " in flat and "{'calls'" not in flat
+
+
+def test_the_report_and_runs_show_say_what_optimize_concluded(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Why the graph was crowned, its paired advantage over the best single call and the warnings
+    ("add train items") were printed by `optimize` alone: the report and `runs show` left them out."""
+    notes = [f"crowned: {optimization['crowning']['reason']}", *(f"warning: {w}" for w in optimization["warnings"])]
+    assert optimization["warnings"] and optimization["advantage"]  # 8 train items cannot separate the top
+    page = " ".join(Path(str(optimization["report"])).read_text().split())
+    assert main(["runs", "show", str(optimization["run_id"])]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for note in notes:
+        assert " ".join(escape(note).split()) in page and " ".join(note.split()) in shown, note
+    assert "exact McNemar p=" in page and "exact McNemar p=" in shown
 
 
 def _step(seq: int, items: int, correct: int) -> Trial:
