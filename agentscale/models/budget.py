@@ -86,3 +86,20 @@ class RunLedger:
         self._reserved.pop(reservation, None)
         if actual is not None:
             self.spent.add(actual)
+
+    def overrun(self) -> str | None:
+        """Which cap the spend has passed, in words, or None. A reservation counts the prompt from an
+        estimate (characters/3), so a call whose prompt is longer in tokens than estimated (digit runs:
+        a real tokenizer counts ` 7` as one token) can end past a cap; no call starts after that, and
+        the run must say it happened instead of reporting a run within its caps."""
+        budget, spent = self.budget, self.spent
+        if budget is None:
+            return None
+        for cap, limit, used in (
+            ("max_tokens", budget.max_tokens, spent.tokens),
+            ("max_flops", budget.max_flops, spent.flops),
+            ("max_usd", budget.max_usd, spent.usd),
+        ):
+            if limit is not None and used is not None and used > limit:
+                return f"budget {cap}={limit:g} exceeded by the calls' actual usage ({used:g}; prompts were estimated)"
+        return None

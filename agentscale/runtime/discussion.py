@@ -517,6 +517,7 @@ class Discussion:
     def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
+        self.stopped_reason = self.stopped_reason or self.calls.stopped_reason  # a cap passed by actual usage
         result = RunResult(
             self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
         )

@@ -216,6 +216,7 @@ class RunContext:
             answer = self._best_so_far(traces)
             if self.stopped_reason is None and output is not None and output.status != "ok":
                 self.stopped_reason = f"output node {runtime.output!r} {output.status}: {output.error}"
+        self.stopped_reason = self.stopped_reason or self.calls.stopped_reason  # a cap passed by actual usage
         usage = self._usage(traces)
         result = RunResult(self.question, answer, traces, usage, self.options.run_id, self.stopped_reason)
         store = runtime.gateway.store

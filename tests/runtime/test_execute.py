@@ -247,6 +247,19 @@ def test_concurrent_calls_cannot_jointly_exceed_the_budget(make_graph, scripted:
     assert result.usage.tokens <= 900
 
 
+def test_a_cap_passed_by_the_calls_actual_usage_is_reported(make_graph, scripted: ScriptedServer) -> None:
+    """A reservation estimates the prompt (characters/3); digits separated by blanks are one token
+    each (the scripted server counts words, as a tokenizer counts ` 7`): the call fits the estimate,
+    its usage passes the cap, and the run said nothing (stopped_reason None, within its caps)."""
+    body = "name: one\nnodes:\n  - {id: a, role: assistant, model: m, max_tokens: 16}\nbudget: {max_tokens: 2400}\n"
+    graph: Graph = make_graph(body)
+    within = graph.run("What is 20 + 22?")
+    assert within.stopped_reason is None
+    over = graph.run("Sum these digits: " + "7 " * 3000)
+    assert over.usage.tokens > 2400 and over.trace[0].status == "ok"
+    assert "budget max_tokens=2400 exceeded by the calls' actual usage" in str(over.stopped_reason)
+
+
 def test_flops_are_computed_from_params(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
     text = (
         f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}", params_b: 1.0}}\n'
