@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import signal
+import sqlite3
 import threading
 from types import FrameType
 
@@ -60,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_app(argv: list[str] | None) -> int:
-    command = typer.main.get_command(app)
-    if isinstance(command, TyperGroup):
-        _reflow_help(command)
     try:
+        command = typer.main.get_command(app)  # ≈ 25 ms: a Ctrl-C here is an interruption too
+        if isinstance(command, TyperGroup):
+            _reflow_help(command)
         result = command(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
@@ -82,9 +83,21 @@ def _run_app(argv: list[str] | None) -> int:
     except AgentScaleError as exc:
         error(str(exc))
         return 1
+    except Exception as exc:
+        cause = getattr(exc, "orig", exc)  # SQLAlchemy wraps the sqlite3 error
+        if not isinstance(cause, sqlite3.OperationalError):
+            raise
+        error(_DATABASE_FAILED.format(cause=cause))
+        return 1
     if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
         error("interrupted")
     return result if isinstance(result, int) else 0
+
+
+_DATABASE_FAILED = (
+    "the database could not be written: {cause} (a read-only file, a full disk, another program holding it?); "
+    "what it holds is kept: fix that and run the command again, or resume the run"
+)
 
 
 def _reflow_help(command: TyperCommand | TyperGroup) -> None:

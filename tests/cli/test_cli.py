@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -611,3 +612,34 @@ def test_a_stored_run_whose_graph_predates_a_rule_is_still_shown(env: Path, caps
     (env / "new.yaml").write_text(text)
     code, _, err = run_cli(capsys, "validate", str(env / "new.yaml"))
     assert code == 1 and "is not an http(s) URL" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to obey modes")
+def test_a_database_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A read-only database file opened fine and failed at the first write: every writing command
+    printed 50-100 lines of SQLAlchemy traceback (a full disk did the same). As root the child runs
+    without the capability that overrides file modes."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    database = tmp_path / "x.db"
+    assert main(["run", str(graph), "-q", "[sim:math#0001] q", "--db", str(database)]) == 0
+    database.chmod(0o444)
+    obey_modes = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    command = [*obey_modes, sys.executable, "-m", "agentscale.cli.app", "run", str(graph), "-q", "[sim:math#0002] q"]
+    done = subprocess.run([*command, "--db", str(database)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "the database could not be written: attempt to write a readonly database" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_while_the_cli_builds_its_commands_is_an_interruption(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Building the commands takes ≈ 25 ms before any command runs; a Ctrl-C then was a traceback."""
+
+    def interrupted(_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(typer.main, "get_command", interrupted)
+    assert main(["runs", "list"]) == 130
+    assert "interrupted" in capsys.readouterr().err
