@@ -14,6 +14,7 @@ it never stops the build.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,15 @@ class BuildReport:
     behaviors: int = 0  # in the handbook after the build
     usage: Usage = field(default_factory=Usage)
 
+    @classmethod
+    def going_on(cls, run: Run, items_done: int, handbook: str) -> BuildReport:
+        """The counts of a stopped build that goes on: those it stored when it stopped (Ctrl-C,
+        SIGTERM), else (killed) only how many items it recorded."""
+        stored = json.loads(run.summary_json) if run.summary_json else {}
+        counts = {name: stored[name] for name in _COUNTS if isinstance(stored.get(name), int)}
+        counts["items"] = items_done
+        return cls(run.id, handbook, rejected=Counter(stored.get("rejected") or {}), **counts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -84,6 +94,9 @@ class BuildReport:
             "behaviors": self.behaviors,
             "usage": {k: v for k, v in self.usage.to_dict().items() if k != "critical_path_s"},
         }
+
+
+_COUNTS = ("solved", "correct", "skipped_wrong", "failed", "malformed", "proposed", "added", "merged")
 
 
 @dataclass(frozen=True)
@@ -153,9 +166,17 @@ class HandbookBuilder:
             "correct_only": settings.correct_only,
         }
         await asyncio.to_thread(self.handbook.create)
-        run = self.store.create_run("handbook", graph_name=None, config=config)
+        unfinished = await asyncio.to_thread(self._unfinished_build, config)
+        if unfinished is None:
+            run = self.store.create_run("handbook", graph_name=None, config=config)
+            report = BuildReport(run.id, self.handbook.name)
+        else:  # the same build, stopped: go on with the items it has not recorded
+            run = unfinished
+            self.store.reopen_run(run.id)
+            done = {item.item_key for item in self.store.run_items(run.id)}
+            sources = [source for source in sources if source.key not in done]
+            report = BuildReport.going_on(run, len(done), self.handbook.name)
         self.run_id = run.id
-        report = BuildReport(run.id, self.handbook.name)
         semaphore = asyncio.Semaphore(settings.concurrency)
 
         async def one(source: _Source) -> None:
@@ -176,6 +197,17 @@ class HandbookBuilder:
         report.behaviors = len(await asyncio.to_thread(self.handbook.behaviors))
         self.store.finish_run(run.id, "done", report.to_dict())
         return report
+
+    def _unfinished_build(self, config: dict[str, Any]) -> Run | None:
+        """The latest build with this very configuration that stopped before its end (interrupted, or
+        left running by a process that died), if no later one finished. Running the same command
+        again goes on with it: a new run re-proposed every item it had done, and the handbook counted
+        their behaviors twice (merged 158 against 78, two sources per item)."""
+        for run in self.store.list_runs(limit=200):
+            if run.kind != "handbook" or json.loads(run.config_json) != config:
+                continue
+            return run if run.status == "interrupted" or run.process_gone() else None
+        return None
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:
         fmt: AnswerFormat = task.answer_format if task is not None else "text"

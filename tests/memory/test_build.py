@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from agentscale import Gateway, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.memory import BuildSettings, Handbook, HandbookBuilder, resolve_model
@@ -168,3 +170,34 @@ async def test_a_discussions_solution_is_its_last_rounds_output(tmp_path: Path) 
         fused = [c for c in calls if c.item_key == source.key and c.node_id.endswith(".fuse")]
         last = max(fused, key=lambda c: int(c.node_id.split(".")[0][1:]))
         assert source.solution == last.completion and last.answer == source.answer
+
+
+async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """ "Run the same command again to go on" started a new run that proposed every item again: the
+    handbook counted the first items' behaviors twice (merged 158 against 78 in a 60-item build).
+    Again, the same build goes on in its run with the items it had not recorded, and the handbook
+    equals an uninterrupted build's."""
+    questions = [(f"What is {i} + 3?", str(i + 3)) for i in range(4)]
+    task = load_task(str(write_task(tmp_path / "t.jsonl", questions)))
+    for question, answer in questions:
+        script_item(
+            scripted, question, solution=f"Final answer: {answer}", reflection="Fine.", reply=extraction(ESTIMATE)
+        )
+
+    def stop_after_two(report: object) -> None:
+        if getattr(report, "items", 0) == 2:  # as a Ctrl-C stops it, without stopping pytest
+            raise RuntimeError("stopped")
+
+    stopped = _builder(gateway, scripted, concurrency=1)
+    stopped.on_item = stop_after_two
+    with pytest.raises(RuntimeError, match="stopped"):
+        await stopped.from_task(task)
+    assert stopped.run_id is not None and store.get_run(stopped.run_id).status == "interrupted"
+    report = await _builder(gateway, scripted, concurrency=1).from_task(task)
+    assert report.run_id == stopped.run_id and store.get_run(report.run_id).status == "done"
+    assert (report.items, report.proposed, report.added, report.merged) == (4, 4, 1, 3)
+    estimate = Handbook(store, "math", embedder=None).behaviors()[0]
+    assert estimate.merged == 3 and len(Handbook(store, "math", embedder=None).sources(estimate)) == 4
+    assert sorted(i.item_key for i in store.run_items(report.run_id)) == ["q0", "q1", "q2", "q3"]
