@@ -81,8 +81,14 @@ def eval_command(
         typer.Option("--task-option", help="Task generator option KEY=VALUE (repeatable), e.g. min_terms=2."),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option(help="Items evaluated at once (per worker with --executor ray).", min=1)
-    ] = 8,
+        int | None,
+        typer.Option(
+            help="Items evaluated at once (per worker with --executor ray). Default 8; --resume keeps the run's "
+            "unless given.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     handbook: Annotated[
         str | None,
         typer.Option("--handbook", help="Show each question's top behaviors from this handbook to every node."),
@@ -120,7 +126,7 @@ def eval_command(
 
       agentscale eval --resume 3f2a9c0d1e2b
     """
-    from agentscale.evaluate.engine import EvalConfig, Evaluation
+    from agentscale.evaluate.engine import DEFAULT_EVAL_CONCURRENCY, EvalConfig, Evaluation
     from agentscale.report import write_report
     from agentscale.report.simulated import spec_is_simulated
     from agentscale.runtime.graph import load
@@ -136,7 +142,7 @@ def eval_command(
             {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
             "answers the stored run's items, with its own sample and scorer",
         )
-        evaluation = Evaluation.resume(resume, gateway, executor=where)
+        evaluation = Evaluation.resume(resume, gateway, executor=where, concurrency=concurrency)
     else:
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
@@ -145,7 +151,7 @@ def eval_command(
             n=n,
             seed=seed,
             scorer=scorer,
-            concurrency=concurrency,
+            concurrency=concurrency or DEFAULT_EVAL_CONCURRENCY,
             options=parse_options(task_option or []),
             handbook=handbook,
             executor=where.to_dict() if where is not None else {},

@@ -156,6 +156,9 @@ async def evaluate_items(
         raise
 
 
+DEFAULT_EVAL_CONCURRENCY = 8
+
+
 def check_concurrency(concurrency: int) -> None:
     """Items at once must be at least 1: 0 waited forever on a semaphore no item could take, and a
     negative count raised asyncio's ValueError, both after the run was stored."""
@@ -171,7 +174,7 @@ class EvalConfig:
     n: int | None = None
     seed: int = 0
     scorer: str | None = None
-    concurrency: int = 8  # items at once per worker (the local executor is one worker)
+    concurrency: int = DEFAULT_EVAL_CONCURRENCY  # items at once per worker (the local executor is one worker)
     handbook: str | None = None  # run the graph with `memory: {handbook: ...}`
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
@@ -230,10 +233,13 @@ class Evaluation:
         self.run_id = run_id
 
     @classmethod
-    def resume(cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None) -> Evaluation:
+    def resume(
+        cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None, concurrency: int | None = None
+    ) -> Evaluation:
         """Rebuild an eval from the database: the stored graph YAML and task config, not the files.
 
-        The stored executor is used unless `executor` is given (this session only; not stored).
+        The stored executor and concurrency are used unless given (this session only; not stored): both
+        change where and how fast items run, not what they answer (`--concurrency` was ignored).
         """
         run = gateway.require_store("resuming an evaluation").get_run(run_id)
         if run.kind != "eval":
@@ -243,6 +249,8 @@ class Evaluation:
         config = EvalConfig(**json.loads(run.config_json))
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
+        if concurrency is not None:
+            config = replace(config, concurrency=concurrency)
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)
         return cls(graph, config, run.id)
 

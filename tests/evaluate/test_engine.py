@@ -90,7 +90,11 @@ async def test_resume_after_interruption_asks_nothing_twice(
     assert len(answered) == 3
     scripted.reset()
     fresh_gateway = Gateway(Store(store.path), GatewaySettings(cache=False))  # no cache: only skipping saves calls
-    summary = await Evaluation.resume(evaluation.run_id, fresh_gateway).run()
+    # the stored concurrency unless another is given (`eval --resume ID --concurrency N` was ignored)
+    assert Evaluation.resume(evaluation.run_id, fresh_gateway, concurrency=4).config.concurrency == 4
+    resumed = Evaluation.resume(evaluation.run_id, fresh_gateway)
+    assert resumed.config.concurrency == 1
+    summary = await resumed.run()
     asked = [r["messages"][-1]["content"] for r in scripted.completion_requests]
     assert not any(question in text for question in answered for text in asked)
     assert len(asked) == 5 and summary.n == 8 and summary.correct == 8
