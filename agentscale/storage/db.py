@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Table, event, func
+from sqlalchemy import Column, Table, event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunBusy, RunNotFound
@@ -151,26 +152,41 @@ def _busy(run: Run) -> str:
 
 def _add_new_columns(engine: Engine, path: Path) -> None:
     """Bring a database written by an earlier release up to the tables' columns. `create_all` makes
-    missing tables only; a column added since (always nullable, so old rows stay valid) is added
-    here. Two processes may open an old database at once: the loser's duplicate is no error."""
+    missing tables only; a column added since is added here: nullable, or NOT NULL with its default
+    for the rows already there (`cacheentry.latency_s` had made every older database unopenable,
+    `runs list` included). Two processes may open an old database at once: the loser's duplicate is
+    no error."""
     with engine.connect() as connection:
         for table in _OWN_TABLES:
             present = {row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table.name})")}
             for column in table.columns:
                 if column.name in present:
                     continue
-                if not column.nullable:
-                    raise AgentScaleError(
-                        f"database {path} lacks column {table.name}.{column.name}, which cannot be added to "
-                        "existing rows: it was written by another release of agentscale; give another --db"
-                    )
                 kind = column.type.compile(engine.dialect)
+                if not column.nullable:
+                    kind += f" NOT NULL DEFAULT {_default_literal(column, path)}"
                 try:
                     connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
                 except DBAPIError as exc:
                     if "duplicate column" not in str(exc.orig):
                         raise
             connection.commit()
+
+
+def _default_literal(column: Column[Any], path: Path) -> str:
+    """The SQL literal of a NOT NULL column's default, for the rows an older release wrote."""
+    default = column.default
+    value = default.arg if isinstance(default, ScalarElementColumnDefault) else None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise AgentScaleError(
+        f"database {path} lacks column {column.table.name}.{column.name}, which has no default for the rows it "
+        "holds: it was written by another release of agentscale; give another --db"
+    )
 
 
 class Store:

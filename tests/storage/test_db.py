@@ -200,6 +200,20 @@ def test_a_database_of_an_earlier_release_gains_the_new_columns_and_keeps_its_ro
     Store(path)  # opened again (or by a second process): the column is there, nothing to add
 
 
+def test_a_database_before_a_column_with_a_default_gains_it_with_that_default(tmp_path: Path) -> None:
+    """`cacheentry.latency_s` (NOT NULL, default 0) made every database written before it unopenable,
+    even by `runs list`: "lacks column ... written by another release"."""
+    path = tmp_path / "old.db"
+    Store(path).record_call(
+        {"key": "k", "route": "r", "request_json": "{}", "completion": "c", "prompt_tokens": 1, "completion_tokens": 2},
+        {"run_id": "a", "route": "r", "prompt_tokens": 1, "completion_tokens": 2, "flops": 0.0},
+    )
+    with sqlite3.connect(path) as old:
+        old.execute("ALTER TABLE cacheentry DROP COLUMN latency_s")
+    entry = Store(path).cache_get("k")
+    assert entry is not None and (entry.completion, entry.latency_s) == ("c", 0.0)
+
+
 def test_a_database_lacking_a_required_column_is_named_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "odd.db"
     with sqlite3.connect(path) as odd:
