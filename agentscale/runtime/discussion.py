@@ -437,7 +437,11 @@ class Discussion:
         json_schema: dict[str, Any] | None = None,
     ) -> NodeTrace:
         """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
-        alike); a refusal by the budget ends the discussion."""
+        alike); a refusal by the budget ends the discussion. The CEO's and evaluator's calls are stream
+        events of their own (workers' are the round's): a stream showed nothing while the CEO thought."""
+        steering = role in ("ceo", "evaluator")  # workers are added and announced by the round, in slot order
+        if steering:
+            self._emit(GraphEvent("node_started", trace_id, role))
         trace = NodeTrace(trace_id, role, model=model_alias or model.name, route=model.route, messages=messages)
         request = CallRequest(
             model=model,
@@ -451,11 +455,12 @@ class Discussion:
             if await self.calls.call(trace, request) is None:
                 self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             traced.set(traced_fields(trace))
-        if role in ("ceo", "evaluator"):  # workers are added by the round, in slot order
+        if steering:
             self._finish_trace(trace)
             self.traces.append(trace)
             if trace.status != "skipped":
                 self._critical_path += trace.latency_s
+            self._emit(GraphEvent("node_finished", trace_id, role, trace=trace))
         return trace
 
     def _needs_inputs(self, node: NodeSpec) -> bool:

@@ -146,3 +146,14 @@ async def test_run_inside_an_event_loop_says_to_await_arun(make_graph, scripted)
     with pytest.raises(RuntimeError, match=r"use `await graph.arun\(question\)`"):
         make_graph(BODY).run("What is 8 + 9?")
     assert scripted.completion_requests == []
+
+
+async def test_a_discussion_streams_its_ceos_calls_too() -> None:
+    """`astream` announced the workers' calls only: a stream showed nothing while the CEO decided."""
+    graph = Graph(load_spec_text(DISCUSSION, "d.yaml"), store=None)
+    events = [event async for event in graph.astream("[sim:math#0007] Solve problem 7.")]
+    finished = {event.node_id for event in events if event.kind == "node_finished"}
+    started = {event.node_id for event in events if event.kind == "node_started"}
+    result = events[-1].result
+    assert result is not None and {trace.node_id for trace in result.trace} == finished == started
+    assert "r1.ceo" in finished
