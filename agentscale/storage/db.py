@@ -401,6 +401,16 @@ class Store:
             return list(session.exec(query.order_by(Trial.seq)).all())  # type: ignore[arg-type]
 
     # spend ----------------------------------------------------------------------------------
+    def paid_calls_by_item(self, run_id: str) -> dict[str, int]:
+        """How many real calls the run paid for each item (the ledger's `item_key`)."""
+        counts = (
+            sql_select(col(SpendEntry.item_key), func.count())
+            .where(col(SpendEntry.run_id) == run_id)
+            .group_by(col(SpendEntry.item_key))
+        )
+        with self.session() as session:
+            return {key: int(count) for key, count in session.execute(counts).all() if key is not None}
+
     def spend(self, run_id: str) -> SpendTotals:
         """Real (uncached) calls, tokens and USD entered under a run; USD None if any price is unknown."""
         # summed in SQL: the optimizer's progress reads this every few seconds of a run of thousands of calls

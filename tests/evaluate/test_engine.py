@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -314,3 +315,20 @@ def test_resuming_without_a_database_says_so() -> None:
     """It failed an `assert` (no message; skipped altogether under `python -O`)."""
     with pytest.raises(AgentScaleError, match="resuming an evaluation needs a database"):
         Evaluation.resume("abc", Gateway(None))
+
+
+async def test_calls_an_item_paid_before_a_kill_count_as_this_runs_not_as_cache_hits(
+    tmp_path: Path, make_graph, scripted: ScriptedServer, gateway: Gateway
+) -> None:  # type: ignore[no-untyped-def]
+    """Killed between an item's paid call and its row, an eval answers that item again from the cache
+    on resume: the summary said "2 calls (+1 cache hit)" where the run had paid 3, as an
+    uninterrupted run says. (The kill is played by deleting the item's row of a finished run.)"""
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(_questions(tmp_path / "q.jsonl", 3))))
+    await evaluation.run()
+    store = gateway.store
+    assert store is not None
+    with sqlite3.connect(store.path) as killed:
+        killed.execute("DELETE FROM runitem WHERE run_id = ? AND item_key = 'q1'", (evaluation.run_id,))
+    summary = await Evaluation.resume(evaluation.run_id, gateway).run()
+    assert len(scripted.completion_requests) == 3  # the resumed item was answered from the cache
+    assert (summary.usage.calls, summary.usage.cached_calls) == (3, 0) == (store.spend(evaluation.run_id)["calls"], 0)
