@@ -321,13 +321,12 @@ def optuna_command(
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
     """A run whose process died says how to go on: a resume, or the same command again (its paid
     calls answered from the response cache)."""
-    if not run.process_gone():
+    if not run.process_gone() and run.status != "created":
         return
+    gone = "its process has ended without finishing it"
+    why = "it was made but has not started (stopped before it began?)" if run.status == "created" else gone
     if run.kind in ("eval", "optimize"):
         resume = command_line(store, run.kind, "--resume", run.id)
-        err.print(f"its process has ended without finishing it; continue with: {resume}")
+        err.print(f"{why}; continue with: {resume}")
     else:
-        err.print(
-            "its process has ended without finishing it; the same command again goes on "
-            "(calls already paid come from the response cache)"
-        )
+        err.print(f"{why}; the same command again goes on (calls already paid come from the response cache)")

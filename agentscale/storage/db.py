@@ -263,11 +263,14 @@ class Store:
         run_id: str | None = None,
         claim: bool = True,
     ) -> Run:
-        """A new run, `running`. `claim`: owned by this process from now on; without it, by the process
-        whose `reopen_run` first starts it (an `Evaluation` made in one process may run in another)."""
+        """A new run, `running` and owned by this process (`claim`); without `claim`, `created`: owned by
+        the process whose `reopen_run` first starts it (an `Evaluation` made in one process may run in
+        another). A run stopped before it starts stays `created`, which `runs list` shows and a
+        resume starts; it was `running` with no owner, forever, and never "process gone"."""
         run = Run(
             id=run_id or new_run_id(),
             kind=kind,
+            status="running" if claim else "created",
             graph_name=graph_name,
             graph_yaml=graph_yaml,
             config_json=json.dumps(config or {}),

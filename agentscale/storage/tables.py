@@ -24,7 +24,7 @@ class Run(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     kind: str = Field(index=True)  # run | eval | optimize | ...
-    status: str = "running"  # running | done | failed | interrupted
+    status: str = "running"  # running | done | failed | interrupted | created (made, not started yet)
     created: datetime = Field(default_factory=utcnow, index=True)
     finished: datetime | None = None
     graph_name: str | None = None
@@ -41,6 +41,8 @@ class Run(SQLModel, table=True):
 
     def shown_status(self) -> str:
         """The status as `runs list` and `runs show` print it."""
+        if self.status == "created":
+            return "created (not started)"
         return "running (process gone)" if self.process_gone() else self.status
 
     def made_by(self) -> str:

@@ -643,3 +643,22 @@ def test_ctrl_c_while_the_cli_builds_its_commands_is_an_interruption(
     monkeypatch.setattr(typer.main, "get_command", interrupted)
     assert main(["runs", "list"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An eval made and stopped in the ≈ 15 ms before its process claimed it stayed "running", with no
+    owner, forever: never "process gone", and no resume hint."""
+    database = tmp_path / "c.db"
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    config = {"task": "sim:math", "n": 2, "seed": 0, "scorer": None, "concurrency": 8, "handbook": None}
+    run = Store(database).create_run("eval", graph_name="g", graph_yaml=graph.read_text(), config=config, claim=False)
+    code, out, _ = run_cli(capsys, "runs", "list", "--db", str(database))
+    assert code == 0 and "created (not started)" in out
+    code, _, err = run_cli(capsys, "runs", "show", run.id, "--db", str(database))
+    assert code == 0 and "has not started" in err and f"eval --resume {run.id}" in " ".join(err.split())
+    code, out, err = run_cli(capsys, "eval", "--resume", run.id, "--db", str(database), "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"
