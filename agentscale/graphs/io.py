@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from agentscale.errors import AgentScaleError, SpecError, SpecIssue
+from agentscale.graphs.located import read_exponents_as_yaml12
 from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import load_spec_text
 
@@ -104,6 +105,8 @@ class _FlowDict(dict[str, Any]):
 class _Dumper(yaml.SafeDumper):
     pass
 
+
+read_exponents_as_yaml12(_Dumper)
 
 _Dumper.add_representer(_FlowDict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
 _Dumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))

@@ -20,19 +20,25 @@ from agentscale.errors import SpecError, SpecIssue
 PathPart = str | int
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-6` and `1.0e308` are floats.
+def read_exponents_as_yaml12(resolver: type[yaml.SafeLoader] | type[yaml.SafeDumper]) -> None:
+    """Numbers in exponent form are numbers, as in YAML 1.2: `1e-6` and `1.0e308` are floats.
 
     Why: PyYAML follows YAML 1.1, where an exponent needs a dot and a signed power, so `1e-6` was a
-    string; validation is strict (a quoted number is an error), and a price written `2.5e-7` must
-    stay a number."""
+    string; a quoted number is an error where a number belongs (`StrictModel`), and a price written
+    `2.5e-7` must stay a number. The dumper knows the rule too, so it quotes a string such as a node
+    id `1e5` and a stored graph reads back as written."""
+    resolver.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
 
 
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading exponents as YAML 1.2 does (`read_exponents_as_yaml12`)."""
+
+
+read_exponents_as_yaml12(_SpecLoader)
 
 
 def format_path(parts: tuple[PathPart, ...] | list[PathPart]) -> str:

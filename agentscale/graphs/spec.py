@@ -8,7 +8,9 @@ file can be reported at once.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any, Literal
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -33,11 +35,55 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored. Values are
-    taken as written (strict): `params_b: true` or `compute: "18"` are errors, not 1 and 18, since a
-    YAML boolean or a quoted number read as a number passed validation and priced a 7B model as 1B."""
+    """Unknown keys are errors: a typo such as `tempreature` must not be silently ignored. A number
+    must be written as one and a boolean as one (`_as_written`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_written(cls, value: Any, info: ValidationInfo) -> Any:
+        """A YAML boolean or a quoted string where a number belongs, or anything but a boolean where one
+        belongs, is an error: validation converted them (`params_b: true` priced a 7B model as 1B,
+        `compute: "18"` passed, `pareto: "no"` was false). Other conversions stay (`512.0` for an
+        integer, a tuple for a list, NumPy numbers from code). A stored run's file loads as written
+        before this rule (`STORED_CONTEXT`)."""
+        if (isinstance(info.context, dict) and info.context.get(STORED)) or info.field_name is None:
+            return value
+        kinds = _field_kinds(cls, info.field_name)
+        if kinds == {bool} and value is not None and not isinstance(value, bool):
+            raise ValueError("Input should be a valid boolean: true or false, unquoted")
+        if kinds and kinds <= {int, float} and isinstance(value, bool | str):
+            what = "integer" if kinds == {int} else "number"
+            written = "a boolean" if isinstance(value, bool) else "a quoted string"
+            raise ValueError(f"Input should be a valid {what}, not {written}")
+        return value
+
+
+@cache
+def _field_kinds(model: type[BaseModel], name: str) -> frozenset[type]:
+    return _scalar_kinds(model.model_fields[name].annotation)
+
+
+def _scalar_kinds(annotation: Any) -> frozenset[type]:
+    """The scalar types among bool, int, float and str a field's annotation admits (through Optional,
+    unions and Annotated); empty when it admits anything else (a literal, a list, a model)."""
+    if annotation in (bool, int, float, str):
+        return frozenset({annotation})
+    if annotation is type(None):
+        return frozenset()
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalar_kinds(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        found: set[type] = set()
+        for arm in get_args(annotation):
+            kinds = _scalar_kinds(arm)
+            if not kinds and arm is not type(None):
+                return frozenset()
+            found |= kinds
+        return frozenset(found)
+    return frozenset()
 
 
 class Price(StrictModel):
@@ -56,7 +102,7 @@ class ModelSpec(StrictModel):
     """
 
     model: Annotated[str, Field(min_length=1)]
-    api_base: str | Annotated[tuple[str, ...], Field(min_length=1, strict=False)] | None = None  # a YAML list
+    api_base: str | Annotated[tuple[str, ...], Field(min_length=1)] | None = None
     api_key_env: str | None = None
     params_b: Annotated[float, Field(gt=0.0, le=100_000.0, allow_inf_nan=False)] | None = None  # ≤ 100T parameters
     n_layers: PositiveInt | None = None

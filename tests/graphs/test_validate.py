@@ -369,3 +369,26 @@ def test_schema_describes_the_graph_file() -> None:
     api_base = schema["$defs"]["ModelSpec"]["properties"]["api_base"]["anyOf"]
     assert {"type": "string"} in api_base
     assert {"type": "array", "items": {"type": "string"}, "minItems": 1} in api_base
+
+
+def test_numbers_from_code_and_whole_floats_are_still_numbers() -> None:
+    """Only booleans and quoted strings are refused where a number belongs: `512.0`, `1.0e+4`, NumPy
+    integers and tuples, which apps building graphs in code pass, load as before."""
+    import numpy as np
+
+    text = (
+        BASE
+        + "defaults: {max_tokens: 512.0}\nbudget: {max_tokens: 1.0e+4}\nnodes:\n  - {id: a, role: assistant, model: small}\n"
+    )
+    spec = load_spec_text(text, "g.yaml")
+    assert spec.defaults.max_tokens == 512 and spec.budget is not None and spec.budget.max_tokens == 10_000
+    built = GraphSpec.model_validate(
+        {"name": "g", "nodes": ({"id": "a", "role": "assistant", "model": "openai/x", "max_tokens": np.int64(64)},)}
+    )
+    assert built.nodes[0].max_tokens == 64
+
+
+def test_an_id_that_reads_as_a_number_round_trips() -> None:
+    """YAML 1.2 reads `1e5` as a number: the dumper quotes such a string, so a stored graph reloads."""
+    spec = load_spec_text('name: g\nnodes:\n  - {id: "1e5", role: assistant, model: openai/x}\n')
+    assert load_spec_text(dump_graph_spec(spec)) == spec

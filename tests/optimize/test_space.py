@@ -130,3 +130,11 @@ def test_numbers_in_exponent_form_are_numbers() -> None:
     take it as written, like `0.000001`."""
     space = _load(GOOD.replace("usd: 5}", "usd: 5e-1}").replace("compute: 8}", "compute: 8.0e0}"))
     assert space.optimizer.max_spend.usd == 0.5 and space.budget.compute == 8.0
+
+
+def test_a_stored_space_with_a_quoted_number_still_loads() -> None:
+    """Runs stored before values had to be written as numbers keep opening (`runs show`, resume)."""
+    text = GOOD.replace("budget: {compute: 8}", 'budget: {compute: "8"}')
+    with pytest.raises(SpecError, match="valid number, not a quoted string"):
+        _load(text)
+    assert space_from_data(load_located(text, "run x"), "run x", stored=True).budget.compute == 8
