@@ -23,14 +23,16 @@ FALLBACK_LENGTHS = (200.0, 200.0)
 
 def task_lengths(space: SpaceSpec) -> tuple[float, float]:
     """Mean prompt and completion tokens for the compute unit: the space's, else a known default."""
+    return _known_lengths(space) or FALLBACK_LENGTHS
+
+
+def _known_lengths(space: SpaceSpec) -> tuple[float, float] | None:
+    """The space's mean lengths, else those of the paper's task it names, else None (a guess then)."""
     task = space.task
     if task.mean_prompt_tokens and task.mean_completion_tokens:
         return task.mean_prompt_tokens, task.mean_completion_tokens
     name = (task.name or "").lower()
-    for key, lengths in DEFAULT_LENGTHS.items():
-        if key in name:
-            return lengths
-    return FALLBACK_LENGTHS
+    return next((lengths for key, lengths in DEFAULT_LENGTHS.items() if key in name), None)
 
 
 @dataclass
@@ -177,15 +179,21 @@ class SearchProblem:
 
 def _check_a_call_fits_max_tokens(space: SpaceSpec) -> None:
     """Each graph enforces `budget.max_tokens` by reserving a call's prompt plus its full completion
-    cap before the call: a cap below the completion cap alone refused every call, and the search
-    crowned a graph that had answered nothing (0% everywhere, 0 calls, exit 0). (A cap above it may
-    still be below a prompt plus that: prompt lengths are known only when the calls are made.)"""
+    cap before the call: a cap below one call's reservation refused every call, and the search
+    crowned a graph that had answered nothing (0% everywhere, 0 calls, exit 0). The prompt counts
+    where the task's mean length is known (the space's, or the paper's task); otherwise only the
+    completion cap is certain."""
     cap = space.budget.max_tokens
+    if cap is None:
+        return
     completion_cap = space.defaults.max_tokens or DEFAULT_MAX_TOKENS
-    if cap is not None and cap <= completion_cap:
+    known = _known_lengths(space)
+    prompt = known[0] if known else 0.0
+    if cap < prompt + completion_cap:
+        reserved = f"a prompt of ≈ {prompt:.0f} tokens on this task plus " if known else ""
         message = (
-            f"{cap} is not above one call's max_tokens ({completion_cap}), which each call reserves with its "
-            "prompt before it runs: every call would be refused; raise it or lower defaults.max_tokens"
+            f"{cap} is below one call's reservation ({reserved}max_tokens {completion_cap}, reserved before "
+            "each call): every call would be refused; raise it or lower defaults.max_tokens"
         )
         raise SpecError([SpecIssue("budget.max_tokens", message)])
 

@@ -444,7 +444,7 @@ async def test_a_token_cap_binds_every_graph_the_search_runs_and_the_crowned_fil
 @pytest.mark.parametrize(
     ("budget", "fragment"),
     [
-        ("budget: {max_tokens: 64}", "budget.max_tokens: 64 is not above one call's max_tokens (64)"),
+        ("budget: {max_tokens: 63}", "budget.max_tokens: 63 is below one call's reservation (max_tokens 64"),
         ("budget: {max_usd: 0.5}", "models.good: unknown price: set price (budget.max_usd needs it)"),
     ],
 )
@@ -463,3 +463,13 @@ def test_an_optimization_refuses_a_concurrency_below_one_and_a_resume_without_a_
         optimization(space_text(tmp_path, "http://localhost:9/v1"), store, concurrency=0)
     with pytest.raises(AgentScaleError, match="resuming an optimization needs a database"):
         Optimization.resume("abc", Gateway(None))
+
+
+def test_a_token_cap_below_a_prompt_and_a_completion_of_a_known_task_is_refused() -> None:
+    """sim:math prompts are ≈ 202 tokens: `max_tokens: 600` with calls of 512 refused every call (0
+    calls, a 0% crown, exit 0) although it is above 512 alone."""
+    text = 'name: m\ntask: {name: "sim:math", train: 4, test: 4}\nmodels: {l1: {model: sim/llama-1b}}\n'
+    space = space_from_data(load_located(text + "budget: {max_tokens: 600}\n", "space.yaml"), "space.yaml")
+    with pytest.raises(SpecError, match="a prompt of ≈ 202 tokens on this task plus max_tokens 512"):
+        SearchProblem.from_space(space)
+    SearchProblem.from_space(space_from_data(load_located(text + "budget: {max_tokens: 800}\n", "s.yaml"), "s.yaml"))
