@@ -14,6 +14,7 @@ it never stops the build.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -25,8 +26,8 @@ from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.graphs.result import NodeTrace, Usage
 from agentscale.graphs.spec import AnswerFormat
 from agentscale.memory.build_inputs import output_node
-from agentscale.memory.extract import check_proposals, contains_answer, extraction_schema
-from agentscale.memory.handbook import Handbook
+from agentscale.memory.extract import Proposal, check_proposals, contains_answer, extraction_schema
+from agentscale.memory.handbook import Handbook, InsertReport
 from agentscale.memory.inject import fill, prompt
 from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel
@@ -203,8 +204,9 @@ class HandbookBuilder:
         left running by a process that died), if no later one finished. Running the same command
         again goes on with it: a new run re-proposed every item it had done, and the handbook counted
         their behaviors twice (merged 158 against 78, two sources per item)."""
+        stored = json.loads(json.dumps(config))  # as stored: a replicas' api_base tuple is a list there
         for run in self.store.list_runs(limit=200):
-            if run.kind != "handbook" or json.loads(run.config_json) != config:
+            if run.kind != "handbook" or json.loads(run.config_json) != stored:
                 continue
             return run if run.status == "interrupted" or run.process_gone() else None
         return None
@@ -213,7 +215,7 @@ class HandbookBuilder:
         fmt: AnswerFormat = task.answer_format if task is not None else "text"
         calls = _Calls(ModelCalls(self.gateway, run_id=run_id, item_key=source.key), [])
         solution, answer, correct = source.solution, source.answer, source.correct
-        status = "done"
+        status, proposals = "done", list[Proposal]()
         try:
             if solution is None:
                 texts = prompt("solve")
@@ -240,7 +242,7 @@ class HandbookBuilder:
                 }
                 schema = extraction_schema(self.settings.max_behaviors) if self.settings.structured_output else None
                 reply = await self._call("extract", prompt("extract"), values, calls, json_schema=schema)
-                status = await self._extract(run_id, source, reply, answer, report)
+                status, proposals = self._checked(run_id, source, reply, answer, report)
         except ModelCallError as exc:
             report.failed += 1
             status = f"failed: {exc}"
@@ -259,9 +261,32 @@ class HandbookBuilder:
         )
         # the rows as before: no FLOPs or price per call (the build's report carries those)
         traces = [replace(t, flops=0.0, usd=None) for t in calls.traces]
-        await asyncio.to_thread(record_rows, self.store, run_id, source.key, traces, item=item)
+        async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
+            job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))
+            try:
+                await asyncio.shield(job)
+            except asyncio.CancelledError:  # the thread goes on regardless: wait for it, count it, then stop
+                while not job.done():  # a build stopping cancels its items more than once
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(job)
+                _count_inserted(report, job.result())
+                raise
+        _count_inserted(report, job.result())
 
-    async def _extract(self, run_id: str, source: _Source, reply: str, answer: str | None, report: BuildReport) -> str:
+    def _keep(
+        self, proposals: list[Proposal], run_id: str, key: str, traces: list[NodeTrace], item: RunItem
+    ) -> InsertReport:
+        """The item's behaviors, then its rows, in one worker-thread job: a Ctrl-C cannot fall between
+        them (it cannot stop a thread), so an item whose behaviors are in the handbook is recorded
+        as done, and a build that goes on does not propose them again (they were merged twice)."""
+        inserted = self.handbook.add(proposals) if proposals else InsertReport()
+        record_rows(self.store, run_id, key, traces, item=item)
+        return inserted
+
+    def _checked(
+        self, run_id: str, source: _Source, reply: str, answer: str | None, report: BuildReport
+    ) -> tuple[str, list[Proposal]]:
+        """The item's status and the proposals of the extraction reply that pass the checks."""
         outcome = check_proposals(
             reply,
             answer=source.reference,
@@ -272,18 +297,14 @@ class HandbookBuilder:
         )
         if outcome.malformed:
             report.malformed += 1
-            return "malformed extraction"
+            return "malformed extraction", []
         if answer is not None and answer != source.reference:  # the model's own answer must not leak either
             leaked = [p for p in outcome.proposals if contains_answer(p.instruction, answer)]
             outcome.proposals = [p for p in outcome.proposals if p not in leaked]
             outcome.rejected["contains_answer"] += len(leaked)
         report.rejected.update(outcome.rejected)
         report.proposed += len(outcome.proposals)
-        async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
-            inserted = await asyncio.to_thread(self.handbook.add, outcome.proposals)
-        report.added += len(inserted.added)
-        report.merged += len(inserted.merged)
-        return "done"
+        return "done", outcome.proposals
 
     async def _call(
         self,
@@ -313,6 +334,11 @@ class HandbookBuilder:
         if result is None:
             raise ModelCallError(trace.error or "the call failed")
         return result.completion
+
+
+def _count_inserted(report: BuildReport, inserted: InsertReport) -> None:
+    report.added += len(inserted.added)
+    report.merged += len(inserted.merged)
 
 
 @dataclass

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentscale import Gateway, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
-from agentscale.memory import BuildSettings, Handbook, HandbookBuilder, resolve_model
-from agentscale.tasks import load_task
+from agentscale.graphs.spec import ModelSpec
+from agentscale.memory import BuildReport, BuildSettings, Handbook, HandbookBuilder, InsertReport, resolve_model
+from agentscale.tasks import Task, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 from tests.memory.conftest import EXTRACT, REFLECT, SOLVE, extraction, script_item, write_task
@@ -172,32 +176,79 @@ async def test_a_discussions_solution_is_its_last_rounds_output(tmp_path: Path) 
         assert source.solution == last.completion and last.answer == source.answer
 
 
-async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
-    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
-) -> None:
-    """ "Run the same command again to go on" started a new run that proposed every item again: the
-    handbook counted the first items' behaviors twice (merged 158 against 78 in a 60-item build).
-    Again, the same build goes on in its run with the items it had not recorded, and the handbook
-    equals an uninterrupted build's."""
+def _four_sums(tmp_path: Path, scripted: ScriptedServer) -> Task:
+    """Four items whose extractions all propose the same behavior: one added, three merged."""
     questions = [(f"What is {i} + 3?", str(i + 3)) for i in range(4)]
-    task = load_task(str(write_task(tmp_path / "t.jsonl", questions)))
     for question, answer in questions:
         script_item(
             scripted, question, solution=f"Final answer: {answer}", reflection="Fine.", reply=extraction(ESTIMATE)
         )
+    return load_task(str(write_task(tmp_path / "t.jsonl", questions)))
+
+
+def _assert_built_once(store: Store, report: BuildReport) -> None:
+    """The handbook of an uninterrupted build of `_four_sums`: every item's behavior counted once."""
+    assert store.get_run(report.run_id).status == "done"
+    assert (report.items, report.added, report.merged) == (4, 1, 3)
+    book = Handbook(store, "math", embedder=None)
+    estimate = book.behaviors()[0]
+    assert estimate.merged == 3 and sorted(s.item_id or "" for s in book.sources(estimate)) == ["q0", "q1", "q2", "q3"]
+    assert sorted(i.item_key for i in store.run_items(report.run_id)) == ["q0", "q1", "q2", "q3"]
+
+
+@pytest.mark.parametrize("replicas", [False, True], ids=["one endpoint", "replicas"])
+async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store, replicas: bool
+) -> None:
+    """ "Run the same command again to go on" started a new run that proposed every item again: the
+    handbook counted the first items' behaviors twice (merged 158 against 78 in a 60-item build).
+    Again, the same build goes on in its run with the items it had not recorded, and the handbook
+    equals an uninterrupted build's. A model with replicas (its endpoints a tuple, stored as a list)
+    never matched its stopped build."""
+    task = _four_sums(tmp_path, scripted)
+    endpoints = (scripted.api_base, scripted.api_base.replace("127.0.0.1", "localhost"))
+    aliases = {"m": ModelSpec(model="hosted_vllm/scripted", api_base=endpoints if replicas else scripted.api_base)}
+    model = resolve_model("m", api_base=None, aliases=aliases)
+
+    def builder() -> HandbookBuilder:
+        return HandbookBuilder(gateway, Handbook(store, "math"), model, BuildSettings(concurrency=1), topic="arith")
 
     def stop_after_two(report: object) -> None:
         if getattr(report, "items", 0) == 2:  # as a Ctrl-C stops it, without stopping pytest
             raise RuntimeError("stopped")
 
-    stopped = _builder(gateway, scripted, concurrency=1)
+    stopped = builder()
     stopped.on_item = stop_after_two
     with pytest.raises(RuntimeError, match="stopped"):
         await stopped.from_task(task)
     assert stopped.run_id is not None and store.get_run(stopped.run_id).status == "interrupted"
+    report = await builder().from_task(task)
+    assert report.run_id == stopped.run_id and report.proposed == 4
+    _assert_built_once(store, report)
+
+
+async def test_a_build_cancelled_while_it_stores_an_items_behaviors_records_the_item(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """A Ctrl-C while a worker thread added an item's behaviors left the item without its row (the
+    thread went on, the row was never written): going on proposed it again (sources q0, q0, q1)."""
+    task = _four_sums(tmp_path, scripted)
+    adding, release = threading.Event(), threading.Event()
+
+    class SlowHandbook(Handbook):
+        def add(self, *args: Any, **kwargs: Any) -> InsertReport:
+            adding.set()
+            release.wait(10)
+            return super().add(*args, **kwargs)
+
+    model = resolve_model("hosted_vllm/scripted", api_base=scripted.api_base, aliases=None)
+    slow = HandbookBuilder(gateway, SlowHandbook(store, "math"), model, BuildSettings(concurrency=1), topic="arith")
+    build = asyncio.ensure_future(slow.from_task(task))
+    await asyncio.to_thread(adding.wait, 10)
+    build.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await build
+    await asyncio.sleep(0.5)  # the worker thread finishes its job: the behaviors and the item's row
     report = await _builder(gateway, scripted, concurrency=1).from_task(task)
-    assert report.run_id == stopped.run_id and store.get_run(report.run_id).status == "done"
-    assert (report.items, report.proposed, report.added, report.merged) == (4, 4, 1, 3)
-    estimate = Handbook(store, "math", embedder=None).behaviors()[0]
-    assert estimate.merged == 3 and len(Handbook(store, "math", embedder=None).sources(estimate)) == 4
-    assert sorted(i.item_key for i in store.run_items(report.run_id)) == ["q0", "q1", "q2", "q3"]
+    _assert_built_once(store, report)
