@@ -304,21 +304,12 @@ class Evaluation:
             if row is None:
                 continue
             result = _item_result(item, row, bool(row.correct), row.detail or "")
-            _count_own_calls_as_paid(result.usage, paid.get(item.id, 0))
+            result.usage.count_own_hits_as_calls(paid.get(item.id, 0))
             usage.add(result.usage)
             latencies.append(result.usage.latency_s)
             items.append(result)
         correct = sum(1 for i in items if i.correct)
         return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items)
-
-
-def _count_own_calls_as_paid(usage: Usage, paid_by_run: int) -> None:
-    """An item answered again after a kill -9 finds the calls this run paid before it in the cache:
-    they are this run's calls, not cache hits ("339 calls (+21 cache hits)" where the ledger held
-    360 and an uninterrupted run says 360, no hits)."""
-    own = min(max(paid_by_run - usage.calls, 0), usage.cached_calls)
-    usage.calls += own
-    usage.cached_calls -= own
 
 
 def _item_result(item: TaskItem, row: RunItem, correct: bool, detail: str) -> ItemResult:

@@ -64,6 +64,15 @@ class Usage:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def count_own_hits_as_calls(self, paid_by_run: int) -> None:
+        """Count as calls the cache hits that were this run's own paid calls (`paid_by_run`: the calls
+        the run's ledger holds for this item). An item answered again after a kill -9 finds in the
+        cache what its first attempt paid: an eval read "339 calls (+21 cache hits)" where the
+        ledger held 360 and an uninterrupted run says 360, no hits."""
+        own = min(max(paid_by_run - self.calls, 0), self.cached_calls)
+        self.calls += own
+        self.cached_calls -= own
+
     def add(self, other: Usage) -> None:
         """Accumulate another run's usage (latencies add up: runs are sequential in a sum)."""
         self.calls += other.calls

@@ -91,10 +91,12 @@ def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
     items = ItemSet()
     position: dict[str, int] = {}
     columns = ("item_key", "question", "reference", "answer", "correct", "stopped_reason", "usage_json", "detail")
+    paid = store.paid_calls_by_item(run_id)
     with store.engine.connect() as connection:
         query = _of_run(ITEMS, columns, run_id, key_prefix)
         for key, question, reference, answer, correct, stopped, usage_json, detail in connection.execute(query):
             usage = Usage(**json.loads(usage_json))
+            usage.count_own_hits_as_calls(paid.get(key, 0))  # as the eval's summary counts them
             items.usage.add(usage)
             items.latencies.append(usage.latency_s)
             position[key] = len(items.rows)

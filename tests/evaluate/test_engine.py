@@ -18,6 +18,7 @@ from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.report.items import read_items
 from agentscale.tasks import TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml, with_default_sigint
@@ -332,3 +333,5 @@ async def test_calls_an_item_paid_before_a_kill_count_as_this_runs_not_as_cache_
     summary = await Evaluation.resume(evaluation.run_id, gateway).run()
     assert len(scripted.completion_requests) == 3  # the resumed item was answered from the cache
     assert (summary.usage.calls, summary.usage.cached_calls) == (3, 0) == (store.spend(evaluation.run_id)["calls"], 0)
+    report = read_items(store, evaluation.run_id).usage  # the report counts as the summary does
+    assert (report.calls, report.cached_calls) == (3, 0)
