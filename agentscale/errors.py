@@ -66,7 +66,14 @@ class BudgetExceeded(AgentScaleError):
         self.cap = cap
         self.limit = limit
         self.projected = projected
-        super().__init__(f"budget {cap}={limit:g} would be exceeded (projected {projected:g})")
+        super().__init__(f"budget {cap}={limit:g} {self.WOULD_BE_EXCEEDED} (projected {projected:g})")
+
+    WOULD_BE_EXCEEDED = "would be exceeded"
+
+    @classmethod
+    def said(cls, reason: str | None) -> bool:
+        """Whether a stored reason (a node's error, a run's `stopped_reason`) is such a refusal."""
+        return reason is not None and reason.startswith("budget ") and cls.WOULD_BE_EXCEEDED in reason
 
 
 class QuestionError(AgentScaleError, ValueError):

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
 
@@ -188,12 +189,18 @@ def create_app(
 
 def _no_answer(result: RunResult) -> ApiError:
     """A question the graph left unanswered is an error, not an empty answer (a client could not tell
-    them apart: status 200, content ""). 502 when model calls failed, 500 when a budget stopped it.
-    The message names the run, not the node errors: those carry the upstream endpoints' addresses."""
+    them apart: status 200, content ""). 502 when model calls failed, else 500: a budget stopped it,
+    or no reply held an answer in the graph's format. The message names the run (when the server
+    records runs), not the node errors: those carry the upstream endpoints' addresses."""
     failed = any(trace.status == "failed" for trace in result.trace)
-    why = "its model calls failed" if failed else "a budget stopped it first"
-    message = f"the graph gave no answer ({why}); run {result.run_id} on the server holds the details"
-    return ApiError(502 if failed else 500, message, "server_error", "no_answer")
+    if failed:
+        why = "its model calls failed"
+    elif BudgetExceeded.said(result.stopped_reason):
+        why = "a budget stopped it first"
+    else:
+        why = "no reply held an answer in its format"
+    where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""
+    return ApiError(502 if failed else 500, f"the graph gave no answer ({why}){where}", "server_error", "no_answer")
 
 
 async def _sse(completion_id: str, model: str, answer: str, result: RunResult) -> AsyncIterator[bytes]:

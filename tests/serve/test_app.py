@@ -135,3 +135,28 @@ def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
     assert info.value.status_code == 502
     assert "the graph gave no answer (its model calls failed)" in info.value.message
     assert scripted.api_base.split("//")[1] not in str(info.value.body)
+
+
+@pytest.mark.parametrize(
+    ("body", "question", "status", "why"),
+    [
+        (BODY, "What is 2 + 2?", 500, "no reply held an answer in its format"),
+        (
+            BODY.replace("answer_format: number\n", "answer_format: number\nbudget: {max_tokens: 20}\n"),
+            "What is 2 + 2?",
+            500,
+            "a budget stopped it first",
+        ),
+    ],
+    ids=["no answer in the format", "budget"],
+)
+def test_an_unanswered_question_says_why(
+    make_graph, scripted: ScriptedServer, body: str, question: str, status: int, why: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A reply with no number was blamed on a budget the graph did not have."""
+    scripted.add_rule(Rule(replies=["I cannot say."]))
+    for url in serve(make_graph(body)):
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(model="served", messages=[{"role": "user", "content": question}])
+        assert info.value.status_code == status and f"the graph gave no answer ({why})" in info.value.message
