@@ -21,6 +21,7 @@ from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, with_handbook
+from agentscale.models.budget import is_overrun
 from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
@@ -67,8 +68,9 @@ class EvalSummary:
     @property
     def unfinished(self) -> list[ItemResult]:
         """Items whose graph did not finish normally (a failed call, a budget cap): scored as they ended,
-        which is usually wrong, so a report must say how many there were and why."""
-        return [item for item in self.items if item.stopped_reason]
+        which is usually wrong, so a report must say how many there were and why. A cap passed by the
+        calls' actual usage alone is no cut: that graph ran to its end."""
+        return [item for item in self.items if item.stopped_reason and not is_overrun(item.stopped_reason)]
 
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -101,5 +101,19 @@ class RunLedger:
             ("max_usd", budget.max_usd, spent.usd),
         ):
             if limit is not None and used is not None and used > limit:
-                return f"budget {cap}={limit:g} exceeded by the calls' actual usage ({used:g}; prompts were estimated)"
+                return f"budget {cap}={_amount(limit)} {OVERRUN} ({_amount(used)}; prompts were estimated)"
         return None
+
+
+OVERRUN = "exceeded by the calls' actual usage"
+
+
+def is_overrun(reason: str | None) -> bool:
+    """Whether a `stopped_reason` says only that a cap was passed by calls already made: the graph ran
+    to its end (an item so stopped is finished, not cut short)."""
+    return reason is not None and reason.startswith("budget ") and OVERRUN in reason
+
+
+def _amount(value: float) -> str:
+    """A cap or a spend as people read it: 1,000,000 tokens, not 1e+06."""
+    return f"{value:,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"

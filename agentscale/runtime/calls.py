@@ -22,7 +22,7 @@ from typing import Any
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import Budget
-from agentscale.models.budget import RunLedger, Spend
+from agentscale.models.budget import RunLedger, Spend, is_overrun
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
@@ -77,7 +77,8 @@ class ModelCalls:
             reservation = self.ledger.reserve(projected, starts_at_s)
         except BudgetExceeded as exc:
             trace.status, trace.error = "skipped", str(exc)
-            self.stopped_reason = self.stopped_reason or str(exc)
+            if self.stopped_reason is None or is_overrun(self.stopped_reason):  # a cut beats an overrun
+                self.stopped_reason = str(exc)
             return None
         try:
             result = await self.gateway.complete(

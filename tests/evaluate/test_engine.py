@@ -335,3 +335,14 @@ async def test_calls_an_item_paid_before_a_kill_count_as_this_runs_not_as_cache_
     assert (summary.usage.calls, summary.usage.cached_calls) == (3, 0) == (store.spend(evaluation.run_id)["calls"], 0)
     report = read_items(store, evaluation.run_id).usage  # the report counts as the summary does
     assert (report.calls, report.cached_calls) == (3, 0)
+
+
+async def test_an_item_whose_calls_passed_a_cap_after_the_fact_is_finished(tmp_path: Path, make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A graph that ran to its end, its usage past a cap only because the prompt estimate was low,
+    was listed among the items that "did not finish and were scored as they ended"."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "q0", "question": "Sum: " + "7 " * 3000, "answer": "42"}) + "\n")
+    graph = make_graph(ONE_NODE.replace("model: m}", "model: m, max_tokens: 16}") + "budget: {max_tokens: 2400}\n")
+    summary = await Evaluation(graph, EvalConfig(task=str(data), scorer="numeric")).run()
+    assert "exceeded by the calls' actual usage" in str(summary.items[0].stopped_reason)
+    assert summary.unfinished == []

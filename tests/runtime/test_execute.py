@@ -257,7 +257,7 @@ def test_a_cap_passed_by_the_calls_actual_usage_is_reported(make_graph, scripted
     assert within.stopped_reason is None
     over = graph.run("Sum these digits: " + "7 " * 3000)
     assert over.usage.tokens > 2400 and over.trace[0].status == "ok"
-    assert "budget max_tokens=2400 exceeded by the calls' actual usage" in str(over.stopped_reason)
+    assert "budget max_tokens=2,400 exceeded by the calls' actual usage (3,0" in str(over.stopped_reason)
 
 
 def test_flops_are_computed_from_params(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
