@@ -26,7 +26,7 @@ from agentscale.cli._options import (
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import load_graph_spec, refuse_directory, write_output
+from agentscale.graphs.io import load_graph_spec, refuse_unusable_output, write_output
 
 if TYPE_CHECKING:
     from agentscale.memory.build import BuildReport, HandbookBuilder
@@ -415,7 +415,7 @@ def export_command(
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        refuse_directory(output, f"{handbook}.json")
+        refuse_unusable_output(output, f"{handbook}.json")
         write_output(output, text)
         err.print(f"wrote {output}")
 

@@ -27,7 +27,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory, write_output
+from agentscale.graphs.io import refuse_unusable_output, write_output
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -87,7 +87,7 @@ def optimize_command(
     from agentscale.report.simulated import is_simulated
 
     if out_file is not None:  # refused now, not after the search (the copy crashed on a directory)
-        refuse_directory(out_file, "best.yaml", shown=f"--out {out_file}")
+        refuse_unusable_output(out_file, "best.yaml", shown=f"--out {out_file}")
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:

@@ -11,7 +11,7 @@ import typer
 from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import blocking_file, refuse_directory
+from agentscale.graphs.io import blocking_file, refuse_unusable_output
 
 sim_app = typer.Typer(
     help="The simulated model population (benchmarks only; never model accuracy).", no_args_is_help=True
@@ -76,7 +76,7 @@ def best_known_command(
     space = load_space(space_file)
     target = out_file or space_file.with_name(space_file.stem + BEST_KNOWN_SUFFIX)
     # refused now, not after minutes of search (which a failed write lost)
-    refuse_directory(target, space_file.stem + BEST_KNOWN_SUFFIX, shown=f"--out {target}")
+    refuse_unusable_output(target, space_file.stem + BEST_KNOWN_SUFFIX, shown=f"--out {target}")
     if (blocking := blocking_file(target)) is not None:
         raise AgentScaleError(f"cannot write {target}: {blocking} is a file, not a folder")
     with err.status("searching on the exact simulated truth…", spinner="dots") as status:

@@ -33,11 +33,25 @@ _KEY_ORDER = (
 )
 
 
-def refuse_directory(path: Path, example: str, *, shown: str | None = None) -> None:
-    """An output file given as a directory (`--out runs/`, `-o .`) is refused before anything is
-    written or computed, with a file path to give instead; `shown` names it as the user wrote it."""
+def refuse_unusable_output(path: Path, example: str, *, shown: str | None = None) -> None:
+    """An output file given as a directory (`--out runs/`, `-o .`) or as a database is refused before
+    anything is written or computed, with a file path to give instead; `shown` names it as the user
+    wrote it."""
     if path.is_dir():
         raise AgentScaleError(f"{shown or path} is a directory; give a file path, e.g. {path / example}")
+    _refuse_database(path, shown)
+
+
+def _refuse_database(path: Path, shown: str | None = None) -> None:
+    """A SQLite database is never an output: `report RUN -o X.db --db X.db` replaced the runs' file
+    with HTML (every run lost), `optimize --out X.db` left it malformed."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError:  # absent, or not readable: nothing of ours to lose there
+        return
+    if header == b"SQLite format 3\x00":
+        raise AgentScaleError(f"{shown or path} is a SQLite database (its runs would be lost); give another path")
 
 
 def write_output(path: Path, data: str | bytes) -> None:
@@ -45,6 +59,7 @@ def write_output(path: Path, data: str | bytes) -> None:
     a path that cannot be written (under a file, no permission) raises an error naming it. A link or
     a special file (`/dev/stdout`, a pipe) is written in place: replacing it would break it."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    _refuse_database(path)
     in_place = path.is_symlink() or (path.exists() and not path.is_file())
     target = path if in_place else path.with_name(f".{path.name}.{os.getpid()}.part")
     try:

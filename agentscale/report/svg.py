@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory, write_output
+from agentscale.graphs.io import refuse_unusable_output, write_output
 from agentscale.report.drawing import GraphPicture, PictureNode
 from agentscale.report.layout import Box, layout
 
@@ -104,7 +104,7 @@ def _clip(text: str, width: int) -> str:
 def write_drawing(picture: GraphPicture, path: Path) -> Path:
     """Write the drawing as SVG, or as PNG when the path ends in `.png` (needs `agentscale[png]`)."""
     suffix = path.suffix.lower()
-    refuse_directory(path, "graph.svg")
+    refuse_unusable_output(path, "graph.svg")
     if suffix not in (".svg", ".png"):
         raise AgentScaleError(f"{path}: a drawing is written as .svg or .png, not {suffix or 'a file without suffix'}")
     svg = render_svg(picture)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import refuse_directory, write_output
+from agentscale.graphs.io import refuse_unusable_output, write_output
 from agentscale.report.eval_page import eval_report
 from agentscale.report.optimize_page import optimize_report
 from agentscale.storage.db import Store
@@ -34,6 +34,6 @@ def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:
     """Render the run's page and write it atomically (a reader never sees half a file)."""
     run = store.get_run(run_id)
     target = path or default_report_path(store, run.id)
-    refuse_directory(target, "report.html")
+    refuse_unusable_output(target, "report.html")
     write_output(target, render_report(store, run))
     return target

@@ -662,3 +662,15 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
     code, out, err = run_cli(capsys, "eval", "--resume", run.id, "--db", str(database), "--json")
     assert code == 0, err
     assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"
+
+
+def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report RUN --db X.db -o X.db` replaced the database with HTML (every run lost, exit 0)."""
+    database = tmp_path / "x.db"
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    assert main(["run", str(graph), "-q", "[sim:math#0001] q", "--db", str(database), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    code, _, err = run_cli(capsys, "report", run_id, "--db", str(database), "-o", str(database))
+    assert code == 1 and "is a SQLite database (its runs would be lost)" in err
+    assert Store(database).get_run(run_id).id == run_id
