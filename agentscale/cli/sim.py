@@ -54,7 +54,7 @@ def best_known_command(
             min=1,
         ),
     ] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed of the sampling and of the restarts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling and of the restarts.", min=0)] = 0,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the result here (default: SPACE.best-known.yaml beside it).")
     ] = None,

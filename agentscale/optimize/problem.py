@@ -173,6 +173,7 @@ class SearchProblem:
             candidate.is_valid
             and candidate.size <= self.max_nodes
             and all(n.role in self.roles for n in candidate.nodes)
+            and all(n.model is None or n.model in self.models for n in candidate.nodes)  # a record's unknown alias
             and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
         )
 

@@ -319,6 +319,8 @@ class Store:
     def get_run(self, run_id: str) -> Run:
         with self.session() as session:
             run = session.get(Run, run_id)
+            if run is None and not run_id.strip():  # "" was the prefix of every run: the first one answered
+                raise RunNotFound(f"an empty run id names no run in {self.path}")
             if run is None:  # a prefix, as `runs list` shows ids (`_` and `%` match only themselves)
                 matches = session.exec(select(Run).where(col(Run.id).startswith(run_id, autoescape=True))).all()
                 if len(matches) == 1:

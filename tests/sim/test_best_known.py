@@ -92,3 +92,14 @@ def test_validate_checks_a_record_against_its_space_and_the_truth(
     assert "space (line 3): names space 'other', not 'small'" in err
     assert "no space file lonely.yaml beside this record" in err
     assert "Traceback" not in err
+    # a model the space does not have was a KeyError traceback
+    record.write_text(text.replace("l1", "zz").replace("l3", "zz"))
+    assert main(["validate", str(record)]) == 1
+    assert "candidate (line" in (err := capsys.readouterr().err) and "is not a graph of the space" in err
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--seed -5` was NumPy's ValueError traceback after the space was loaded."""
+    (tmp_path / "small.yaml").write_text(SPACE)
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--seed", "-5"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

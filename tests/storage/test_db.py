@@ -175,6 +175,9 @@ def test_a_run_id_prefix_names_one_run_or_says_which(tmp_path: Path) -> None:
     for wildcard in ("8_65", "%4a3"):
         with pytest.raises(AgentScaleError, match=f"no run '{wildcard}'"):
             store.get_run(wildcard)
+    Store(tmp_path / "one.db").create_run("run", run_id="solo")
+    with pytest.raises(AgentScaleError, match="an empty run id names no run"):  # it was every run's prefix
+        Store(tmp_path / "one.db").get_run("")
 
 
 _SPEND_BEFORE_ITEM_KEYS = """CREATE TABLE spendentry (
