@@ -293,6 +293,17 @@ def write_best_known(found: BestKnown, path: Path) -> None:
     write_output(path, header + yaml.safe_dump(found.to_dict(), sort_keys=False, width=110))
 
 
+def stored_accuracy(path: Path, space: SpaceSpec) -> float | None:
+    """The accuracy of a record of `space` already at `path` (checked as `read_best_known` checks it,
+    without the truth), or None: no file, another space's, a broken one; those may be replaced."""
+    if not path.is_file():
+        return None
+    try:
+        return read_best_known(path, space)[0]
+    except AgentScaleError:
+        return None
+
+
 def space_file_of(record: Path) -> Path:
     """The space a record was found for: `S.yaml` beside `S.best-known.yaml`."""
     name = record.name

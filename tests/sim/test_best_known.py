@@ -103,3 +103,20 @@ def test_a_negative_seed_is_a_usage_error(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "small.yaml").write_text(SPACE)
     assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--seed", "-5"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_shorter_search_keeps_a_better_stored_record_and_never_writes_over_its_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 20-graph search replaced the stored 0.7278 reference of a benchmark space with its 0.7088, and
+    `--out` naming the space file wrote the record over the space."""
+    space = tmp_path / "small.yaml"
+    space.write_text(SPACE)
+    assert main(["sim", "best-known", str(space), "--evaluations", "300", "--json"]) == 0
+    record = tmp_path / "small.best-known.yaml"
+    before, found = record.read_text(), json.loads(capsys.readouterr().out)
+    assert main(["sim", "best-known", str(space), "--evaluations", "1", "--seed", "3", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["kept_stored"] is (again["accuracy"] <= found["accuracy"]) is True and record.read_text() == before
+    assert main(["sim", "best-known", str(space), "--out", str(space)]) == 1
+    assert "is the space file itself" in capsys.readouterr().err and space.read_text() == SPACE
