@@ -95,7 +95,7 @@ def _run_app(argv: list[str] | None) -> int:
 
 
 _DATABASE_FAILED = (
-    "the database could not be written: {cause} (a read-only file, a full disk, another program holding it?); "
+    "the database failed: {cause} (a read-only file, a full disk, another program holding it?); "
     "what it holds is kept: fix that and run the command again, or resume the run"
 )
 

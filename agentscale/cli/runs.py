@@ -321,10 +321,13 @@ def optuna_command(
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
     """A run whose process died says how to go on: a resume, or the same command again (its paid
     calls answered from the response cache)."""
-    if not run.process_gone() and run.status != "created":
+    reasons = {
+        "created": "it was made but has not started (stopped before it began?)",
+        "interrupted": "it was interrupted",
+    }
+    if not run.process_gone() and run.status not in reasons:
         return
-    gone = "its process has ended without finishing it"
-    why = "it was made but has not started (stopped before it began?)" if run.status == "created" else gone
+    why = reasons.get(run.status, "its process has ended without finishing it")
     if run.kind in ("eval", "optimize"):
         resume = command_line(store, run.kind, "--resume", run.id)
         err.print(f"{why}; continue with: {resume}")

@@ -248,11 +248,12 @@ class Evaluation:
             raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:
             raise AgentScaleError(f"run {run.id} has no stored graph")
-        config = EvalConfig(**json.loads(run.config_json))
+        stored = json.loads(run.config_json)
+        if concurrency is not None:  # before the config checks it: a stored 0 is mended by a given value
+            stored["concurrency"] = concurrency
+        config = EvalConfig(**stored)
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
-        if concurrency is not None:
-            config = replace(config, concurrency=concurrency)
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)
         return cls(graph, config, run.id)
 

@@ -628,7 +628,7 @@ def test_a_database_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path:
     command = [*obey_modes, sys.executable, "-m", "agentscale.cli.app", "run", str(graph), "-q", "[sim:math#0002] q"]
     done = subprocess.run([*command, "--db", str(database)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
-    assert "the database could not be written: attempt to write a readonly database" in done.stderr
+    assert "the database failed: attempt to write a readonly database" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -662,6 +662,13 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
     code, out, err = run_cli(capsys, "eval", "--resume", run.id, "--db", str(database), "--json")
     assert code == 0, err
     assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"
+    # an interrupted one names its resume command too (only a dead process's run did)
+    stopped = Store(database).create_run("eval", graph_name="g", graph_yaml=graph.read_text(), config=config)
+    Store(database).finish_run(stopped.id, "interrupted")
+    code, _, err = run_cli(capsys, "runs", "show", stopped.id, "--db", str(database))
+    assert code == 0 and f"it was interrupted; continue with: agentscale eval --resume {stopped.id}" in " ".join(
+        err.split()
+    )
 
 
 def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

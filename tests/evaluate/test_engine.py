@@ -346,3 +346,15 @@ async def test_an_item_whose_calls_passed_a_cap_after_the_fact_is_finished(tmp_p
     summary = await Evaluation(graph, EvalConfig(task=str(data), scorer="numeric")).run()
     assert "exceeded by the calls' actual usage" in str(summary.items[0].stopped_reason)
     assert summary.unfinished == []
+
+
+def test_a_resume_mends_a_stored_concurrency_below_one(tmp_path: Path, gateway: Gateway) -> None:
+    """A run stored with concurrency 0 (before it was refused) could not be resumed even with
+    `--concurrency 2`: the stored value was checked before the given one replaced it."""
+    assert gateway.store is not None
+    config = {"task": str(_questions(tmp_path / "q.jsonl", 1)), "concurrency": 0}
+    graph = ONE_NODE.replace("model: m}", "model: sim/llama-1b}")
+    run = gateway.store.create_run("eval", graph_name="ev", graph_yaml=graph, config=config, claim=False)
+    assert Evaluation.resume(run.id, gateway, concurrency=2).config.concurrency == 2
+    with pytest.raises(AgentScaleError, match="concurrency must be at least 1"):
+        Evaluation.resume(run.id, gateway)
