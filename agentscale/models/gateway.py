@@ -295,7 +295,7 @@ class Gateway:
                 started = time.perf_counter()
                 timeout = base_timeout if deadline is None else min(base_timeout, max(deadline - started, 0.001))
                 try:
-                    response = await self._call(endpoint, request, timeout)
+                    response = await self._call(endpoint, request, timeout, budgeted=deadline is not None)
                 except Exception as exc:
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
                     delay *= 0.5 + random.random() / 2
@@ -359,7 +359,9 @@ class Gateway:
                 f"the server refused the connection and could not be found again: {exc}", node=node, endpoint=where
             ) from exc
 
-    async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float) -> Any:
+    async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float, *, budgeted: bool = False) -> Any:
+        """One attempt; `budgeted`: `timeout` is what a time budget leaves, which bounds the attempt
+        as a whole (a replica set's Router may otherwise try each endpoint for that long)."""
         litellm = get_litellm()
         kwargs: dict[str, Any] = {
             "model": endpoint.litellm_model,
@@ -382,7 +384,7 @@ class Gateway:
             # reproducible sample, so a cache miss re-creates what the cache would have held.
             kwargs["seed"] = request.sample_index
         if endpoint.replicas:
-            return await self._call_replicas(endpoint, kwargs, timeout)
+            return await self._call_replicas(endpoint, kwargs, timeout, budgeted=budgeted)
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
         if endpoint.api_key:
@@ -392,13 +394,17 @@ class Gateway:
             with skipping_unread_logging(kwargs):
                 return await litellm.acompletion(**kwargs)
 
-    async def _call_replicas(self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float) -> Any:
-        """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`."""
+    async def _call_replicas(
+        self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float, *, budgeted: bool
+    ) -> Any:
+        """One attempt through the set's Router; it may try every endpoint once, each up to `timeout`,
+        unless a time budget leaves only `timeout` for them all (two slow replicas ran 2.1 s of a 1 s
+        budget)."""
         call = {k: v for k, v in kwargs.items() if k not in ("model", "num_retries", *endpoint.extra)}
         attempt = self._routers.acompletion(
             endpoint.litellm_model, endpoint.replicas, endpoint.api_key, endpoint.extra, call
         )
-        async with asyncio.timeout(timeout * len(endpoint.replicas) + 5):
+        async with asyncio.timeout(timeout if budgeted else timeout * len(endpoint.replicas) + 5):
             return await attempt
 
 

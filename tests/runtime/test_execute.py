@@ -4,6 +4,7 @@ failures and budgets."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -450,3 +451,21 @@ def test_a_latency_cap_bounds_the_retries_of_a_call(make_graph, scripted: Script
     result = graph.run("What is 2 + 2?")
     assert len(scripted.completion_requests) - before == 1
     assert result.trace[0].status == "failed" and "time budget" in str(result.trace[0].error)
+
+
+def test_a_latency_cap_bounds_a_call_to_a_replica_set(store: Store) -> None:
+    """The Router of a replica set tried each endpoint for the whole time left: two slow replicas ran
+    ≈ 4 s of a 2 s cap. A correctness bound, not a speed figure: the cap is the contract."""
+    with ScriptedServer() as first, ScriptedServer() as second:
+        endpoints = f"['{first.api_base}', '{second.api_base}']"
+        graph = Graph.from_yaml(
+            f"name: rep\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: {endpoints}}}\n"
+            "nodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_latency_s: 2.0}\n",
+            store=store,
+        )
+        graph.run("What is 1 + 1?")  # litellm's first call sets up its clients: not what is measured
+        first.latency_s = second.latency_s = 3.0
+        started = time.perf_counter()
+        result = graph.run("What is 2 + 2?")
+        assert time.perf_counter() - started < 3.2
+        assert result.trace[0].status == "failed" and "time budget" in str(result.trace[0].error)
