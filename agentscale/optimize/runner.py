@@ -481,14 +481,8 @@ class Optimization:
 
     def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:
         """A searched graph as a runnable graph file, answering in the task's format."""
-        spec = candidate.to_spec(
-            f"{self.space.name}-{suffix}",
-            dict(self.space.models),
-            defaults=self.space.defaults,
-            sampled_nodes=self.space.sampled_nodes,
-            budget=self.space.budget.per_question_caps(),
-            description=f"found by agentscale optimize ({self.method_name}), run {self.run_id}",
-        )
+        description = f"found by agentscale optimize ({self.method_name}), run {self.run_id}"
+        spec = self.space.graph_spec(candidate, f"{self.space.name}-{suffix}", description=description)
         return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))
 
     async def _singles_on_train(self) -> RaceOutcome:

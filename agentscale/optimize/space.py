@@ -19,6 +19,7 @@ from agentscale.graphs.spec import (
     NAME_PATTERN,
     AnswerFormat,
     Budget,
+    GraphSpec,
     ModelSpec,
     NonNegativeFloat,
     PositiveFloat,
@@ -28,7 +29,7 @@ from agentscale.graphs.spec import (
 )
 from agentscale.graphs.validate import alias_issues, validate_fields
 from agentscale.models.routes import model_route_issues
-from agentscale.optimize.candidate import SampledNodes
+from agentscale.optimize.candidate import CandidateGraph, SampledNodes
 from agentscale.tasks.errors import MAX_GENERATED
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
@@ -158,6 +159,18 @@ class SpaceSpec(StrictModel):
     objective: Objective = Field(default_factory=Objective)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     coordinator: CoordinatorSearch | None = None
+
+    def graph_spec(self, candidate: CandidateGraph, name: str, *, description: str = "") -> GraphSpec:
+        """A graph of this space as a runnable graph: the models it uses, the space's sampling and its
+        per-question caps (every graph a search runs and every graph it writes is made here)."""
+        return candidate.to_spec(
+            name,
+            dict(self.models),
+            defaults=self.defaults,
+            sampled_nodes=self.sampled_nodes,
+            budget=self.budget.per_question_caps(),
+            description=description,
+        )
 
     @field_validator("roles")
     @classmethod

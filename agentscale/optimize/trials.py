@@ -142,13 +142,7 @@ class TrialEvaluator:
         return self._stored_verdicts.get(seq, {})
 
     def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
-        spec = candidate.to_spec(
-            name,
-            dict(self.space.models),
-            defaults=self.space.defaults,
-            sampled_nodes=self.space.sampled_nodes,
-            budget=self.space.budget.per_question_caps(),
-        )
+        spec = self.space.graph_spec(candidate, name)
         return Graph(spec, gateway=self.gateway, answer_format=self.task.answer_format)
 
     async def evaluate(

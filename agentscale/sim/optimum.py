@@ -198,12 +198,9 @@ def optimum(space: SpaceSpec) -> tuple[float, CandidateGraph]:
 
 def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: float) -> str:
     """The candidate as a runnable graph file, labelled as a simulated optimum."""
-    spec = candidate.to_spec(
+    spec = space.graph_spec(
+        candidate,
         f"{space.name}-sim-optimum",
-        dict(space.models),
-        defaults=space.defaults,
-        sampled_nodes=space.sampled_nodes,
-        budget=space.budget.per_question_caps(),
         description=(
             f"exhaustive optimum of space {space.name!r} on {space.task.name} in the simulated population "
             f"(simulated expected test accuracy {accuracy:.3f}; not a real model's accuracy)"
