@@ -36,7 +36,7 @@ def report_command(
     """
     from agentscale.report import write_report
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     path = write_report(store, run_id, out_file)
     if open_page:
         webbrowser.open(path.resolve().as_uri())

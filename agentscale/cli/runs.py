@@ -34,7 +34,10 @@ def list_command(
 
       agentscale runs list --json
     """
-    runs = open_store(db).list_runs(limit)
+    from agentscale.storage.db import default_db_path
+
+    path = db or default_db_path()
+    runs = open_store(db).list_runs(limit) if path.exists() else []  # none yet: no empty database left behind
     if json_output:
         print_json(
             [
@@ -77,7 +80,7 @@ def show_command(
     from agentscale.report import default_report_path, write_report
     from agentscale.report.simulated import run_is_simulated
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     run = store.get_run(run_id)
     report = str(write_report(store, run.id)) if html else None
     if report is not None:
@@ -308,7 +311,7 @@ def optuna_command(
     """
     from agentscale.tracking.optuna_study import export_study
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     url = storage or f"sqlite:///{store.path.parent.resolve() / 'optuna.db'}"
     exported = export_study(store, run_id, url, study)
     if json_output:

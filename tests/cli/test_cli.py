@@ -135,6 +135,7 @@ def test_resuming_a_run_of_another_command_names_the_command_that_made_it(
 
 
 def test_runs_show_unknown_id(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 2?")[0] == 0  # a database with a run
     code, _, err = run_cli(capsys, "runs", "show", "nope")
     assert code == 1 and "no run 'nope'" in err
 
@@ -681,3 +682,16 @@ def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: 
     code, _, err = run_cli(capsys, "report", run_id, "--db", str(database), "-o", str(database))
     assert code == 1 and "is a SQLite database (its runs would be lost)" in err
     assert Store(database).get_run(run_id).id == run_id
+
+
+def test_reading_commands_leave_no_database_at_a_mistyped_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs show abc --db typo.db` said "no run" and left a 120 KB empty database behind."""
+    typo = tmp_path / "typo.db"
+    code, _, err = run_cli(capsys, "runs", "show", "abc", "--db", str(typo))
+    assert code == 1 and f"no database at {typo}" in err
+    assert run_cli(capsys, "report", "abc", "--db", str(typo))[0] == 1
+    code, out, _ = run_cli(capsys, "runs", "list", "--db", str(typo), "--json")
+    assert code == 0 and json.loads(out) == []
+    assert not typo.exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.storage.db import Store
 from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD
 
 
@@ -78,6 +79,10 @@ def test_the_page_runs_under_its_own_policy_and_needs_no_network(eval_run, open_
 
 def test_report_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "empty.db"))
+    assert main(["report", "nosuchrun"]) == 1
+    err = capsys.readouterr().err
+    assert "no database at" in err and "Traceback" not in err
+    Store(tmp_path / "empty.db")
     assert main(["report", "nosuchrun"]) == 1
     err = capsys.readouterr().err
     assert "no run 'nosuchrun'" in err and "Traceback" not in err
