@@ -113,6 +113,9 @@ def show_command(
                 "item": item.item_key,
                 "question": item.question,
                 "answer": item.answer,
+                "reference": item.reference,  # and the verdict, as the report shows them (an eval's)
+                "correct": item.correct,
+                "detail": item.detail,
                 "stopped_reason": item.stopped_reason,
                 "usage": json.loads(item.usage_json),
                 **({"rounds": json.loads(item.rounds_json)} if item.rounds_json is not None else {}),
@@ -169,7 +172,9 @@ def show_command(
         ]
         out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
         stopped = f"  [yellow](stopped: {escape(item.stopped_reason)})[/]" if item.stopped_reason else ""
-        out.print(f"answer: {escape(str(item.answer))}{stopped}", markup=True)
+        verdict = "" if item.correct is None else f" · {'right' if item.correct else 'wrong'}"
+        reference = "" if item.reference is None else f" · reference {escape(str(item.reference))}{verdict}"
+        out.print(f"answer: {escape(str(item.answer))}{reference}{stopped}", markup=True)
     if not items:
         err.print("no items recorded")
 

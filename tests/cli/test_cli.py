@@ -695,3 +695,20 @@ def test_reading_commands_leave_no_database_at_a_mistyped_path(
     code, out, _ = run_cli(capsys, "runs", "list", "--db", str(typo), "--json")
     assert code == 0 and json.loads(out) == []
     assert not typo.exists()
+
+
+def test_runs_show_gives_each_eval_items_reference_and_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were in the database and the report, not in `runs show` (table or --json)."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n")
+    database = str(tmp_path / "e.db")
+    code, out, _ = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2", "--db", database, "--json")
+    assert code == 0
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = run_cli(capsys, "runs", "show", run_id, "--db", database, "--json")
+    items = json.loads(out)["items"]
+    assert all(item["reference"] is not None and isinstance(item["correct"], bool) for item in items)
+    code, out, _ = run_cli(capsys, "runs", "show", run_id, "--db", database)
+    assert f"reference {items[0]['reference']} · {'right' if items[0]['correct'] else 'wrong'}" in out
