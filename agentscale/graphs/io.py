@@ -45,10 +45,12 @@ def refuse_unusable_output(path: Path, example: str, *, shown: str | None = None
 def _refuse_database(path: Path, shown: str | None = None) -> None:
     """A SQLite database is never an output: `report RUN -o X.db --db X.db` replaced the runs' file
     with HTML (every run lost), `optimize --out X.db` left it malformed."""
+    if not path.is_file():  # a pipe or a device is written through (opening a FIFO to read would wait)
+        return
     try:
         with path.open("rb") as handle:
             header = handle.read(16)
-    except OSError:  # absent, or not readable: nothing of ours to lose there
+    except OSError:  # not readable: nothing of ours to lose there
         return
     if header == b"SQLite format 3\x00":
         raise AgentScaleError(f"{shown or path} is a SQLite database (its runs would be lost); give another path")
