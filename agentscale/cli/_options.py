@@ -65,9 +65,9 @@ RayWorkersOption = Annotated[
 def open_store(db: Path | None, *, existing: bool = False) -> Store:
     """The database; `existing`: commands that only read it (`runs show`, `report`) refuse a path
     where none is, rather than leave an empty database at a mistyped `--db`."""
-    from agentscale.storage.db import Store, default_db_path
+    from agentscale.storage.db import Store, database_file
 
-    if existing and not (path := db or default_db_path()).exists():
+    if existing and not (path := database_file(db)).exists():
         raise AgentScaleError(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     return Store(db)
 

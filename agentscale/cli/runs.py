@@ -34,10 +34,9 @@ def list_command(
 
       agentscale runs list --json
     """
-    from agentscale.storage.db import default_db_path
+    from agentscale.storage.db import database_file
 
-    path = db or default_db_path()
-    runs = open_store(db).list_runs(limit) if path.exists() else []  # none yet: no empty database left behind
+    runs = open_store(db).list_runs(limit) if database_file(db).exists() else []  # none: no empty database made
     if json_output:
         print_json(
             [

@@ -43,6 +43,11 @@ def default_db_path() -> Path:
     return Path(os.environ.get("AGENTSCALE_DB") or DEFAULT_DB)
 
 
+def database_file(path: str | Path | None = None) -> Path:
+    """The database file a `Store(path)` opens: `path`, else `default_db_path()`."""
+    return Path(path) if path is not None else default_db_path()
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -193,7 +198,7 @@ class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else default_db_path()
+        self.path = database_file(path)
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
         )
