@@ -18,7 +18,7 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from agentscale.agents.extract import extract_answer
@@ -74,7 +74,7 @@ class BuildReport:
         """The counts of a stopped build that goes on: those it stored when it stopped (Ctrl-C,
         SIGTERM), else (killed) only how many items it recorded."""
         stored = json.loads(run.summary_json) if run.summary_json else {}
-        counts = {name: stored[name] for name in _COUNTS if isinstance(stored.get(name), int)}
+        counts = {f.name: stored[f.name] for f in fields(cls) if isinstance(stored.get(f.name), int)}
         counts["items"] = items_done
         return cls(run.id, handbook, rejected=Counter(stored.get("rejected") or {}), **counts)
 
@@ -95,9 +95,6 @@ class BuildReport:
             "behaviors": self.behaviors,
             "usage": {k: v for k, v in self.usage.to_dict().items() if k != "critical_path_s"},
         }
-
-
-_COUNTS = ("solved", "correct", "skipped_wrong", "failed", "malformed", "proposed", "added", "merged")
 
 
 @dataclass(frozen=True)
@@ -264,14 +261,14 @@ class HandbookBuilder:
         async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
             job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))
             try:
-                await asyncio.shield(job)
+                inserted = await asyncio.shield(job)
             except asyncio.CancelledError:  # the thread goes on regardless: wait for it, count it, then stop
                 while not job.done():  # a build stopping cancels its items more than once
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.shield(job)
                 _count_inserted(report, job.result())
                 raise
-        _count_inserted(report, job.result())
+        _count_inserted(report, inserted)
 
     def _keep(
         self, proposals: list[Proposal], run_id: str, key: str, traces: list[NodeTrace], item: RunItem
