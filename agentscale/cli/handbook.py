@@ -231,10 +231,10 @@ def list_command(
       agentscale handbook list math --json
     """
     from agentscale.memory.handbook import Handbook, list_handbooks
+    from agentscale.storage.db import database_file
 
-    store = open_store(db)
     if handbook is None:
-        books = list_handbooks(store)
+        books = list_handbooks(open_store(db)) if database_file(db).exists() else []  # no empty database made
         if json_output:
             print_json([{k: v for k, v in b.items() if k != "revision"} for b in books])
             return
@@ -245,7 +245,7 @@ def list_command(
         if not books:
             err.print("no handbooks yet; build one with: agentscale handbook build --task T --model M --handbook NAME")
         return
-    rows = Handbook(store, handbook, embedder=None).behaviors(topic)
+    rows = Handbook(open_store(db, existing=True), handbook, embedder=None).behaviors(topic)
     if json_output:
         print_json([_behavior_dict(r) for r in rows])
         return
@@ -278,7 +278,7 @@ def show_command(
     """
     from agentscale.memory.handbook import Handbook
 
-    book = Handbook(open_store(db), handbook, embedder=None)
+    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
     row = book.get(behavior)
     sources = book.sources(row)
     data = _behavior_dict(row)
@@ -330,7 +330,7 @@ def search_command(
 
     if not query.strip():
         raise AgentScaleError("the query is empty: give the question the behaviors should help with")
-    retriever = Retriever(Handbook(open_store(db), handbook))
+    retriever = Retriever(Handbook(open_store(db, existing=True), handbook))
     found = retriever.search(query, k, topic=topic)
     if json_output:
         print_json([r.to_dict() for r in found])
@@ -381,7 +381,7 @@ def prune_command(
     """
     from agentscale.memory.handbook import Handbook
 
-    book = Handbook(open_store(db), handbook, embedder=None)
+    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
     removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=min_accuracy, dry_run=dry_run)
     left = len(book.behaviors()) - (len(removed) if dry_run else 0)  # a dry run removed none of them
     if json_output:
@@ -410,7 +410,7 @@ def export_command(
     """
     from agentscale.memory.handbook import Handbook, dump_export
 
-    text = dump_export(Handbook(open_store(db), handbook, embedder=None).export())
+    text = dump_export(Handbook(open_store(db, existing=True), handbook, embedder=None).export())
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -136,6 +136,7 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store(db)  # a database without handbooks (a missing one is the next test's case)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     cases = [
@@ -173,6 +174,20 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     assert code == 2 and "--min-accuracy" in err
     code, _, err = cli(capsys, "handbook", "build", "--handbook", "x", "--task", "sim:math", "--temperature", "5")
     assert code == 2 and "--temperature" in err  # graphs refuse a temperature above 2; the build took it
+
+
+def test_reading_commands_leave_no_database_at_a_mistyped_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`handbook show math x --db typo.db` said "no handbook" and left an empty database behind."""
+    typo = tmp_path / "typo.db"
+    readers = [["list", "math"], ["show", "math", "b"], ["search", "math", "q"], ["export", "math"]]
+    for args in [*readers, ["prune", "math", "--unhelpful"]]:
+        code, _, err = cli(capsys, "handbook", *args, "--db", str(typo))
+        assert code == 1 and f"no database at {typo}" in err, (args, err)
+    code, out, _ = cli(capsys, "handbook", "list", "--db", str(typo), "--json")
+    assert code == 0 and json.loads(out) == []
+    assert not typo.exists()
 
 
 def test_an_unknown_embeddings_setting_is_named(db: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
