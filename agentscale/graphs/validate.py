@@ -114,7 +114,13 @@ def validate_fields(
     (a stored run's file) tells the field rules added since it was written to let it pass
     (`STORED_CONTEXT`)."""
     if not isinstance(located.data, dict):
-        raise SpecError([SpecIssue("", f"a {what} must be a YAML mapping", 1)], source)
+        found = located.data
+        hint = (
+            "; a file name? read files with agentscale.load(path)"
+            if isinstance(found, str) and found.endswith((".yaml", ".yml"))
+            else ""
+        )
+        raise SpecError([SpecIssue("", f"a {what} must be a YAML mapping, not {_shown(found)}{hint}", 1)], source)
     try:
         return model.model_validate(located.data, context=STORED_CONTEXT if stored else None)
     except ValidationError as exc:

@@ -39,6 +39,15 @@ def test_from_dict_names_each_mistake_by_its_path() -> None:
         Graph.from_dict(route, store=None)  # routes are checked too, as `load` checks a file's
 
 
+def test_from_yaml_given_a_path_says_how_to_read_a_file(tmp_path: Path) -> None:
+    """`Graph.from_yaml(Path("g.yaml"))` raised AttributeError: 'PosixPath' object has no attribute
+    'read'; the file's name as text was "a graph file must be a YAML mapping"."""
+    with pytest.raises(TypeError, match=r"not PosixPath; read a file with agentscale.load\(path\)"):
+        Graph.from_yaml(tmp_path / "g.yaml", store=None)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"not the text 'g.yaml'; a file name\? read files with agentscale.load"):
+        Graph.from_yaml("g.yaml", store=None)
+
+
 def test_a_store_and_a_gateway_with_another_store_are_refused(tmp_path: Path) -> None:
     """The gateway's store recorded and `store=` was ignored, silently."""
     recorded = Gateway(Store(tmp_path / "b.db"))
