@@ -271,8 +271,28 @@ def parse_verdict(text: str) -> Verdict:
     """The evaluator's `{"correct": 0|1, "advice": "..."}`; without JSON, the reply itself is the advice."""
     for obj in reversed(json_objects(text)):
         if "correct" in obj or "advice" in obj:
-            correct = obj.get("correct")
-            flag = bool(correct) if isinstance(correct, int | float | bool) else None
+            flag = _correctness(obj.get("correct"))
             advice = str(obj.get("advice") or "").strip()
             return Verdict(flag, advice[:MAX_DIRECTION_CHARS])
     return Verdict(None, " ".join(text.split())[:MAX_DIRECTION_CHARS])
+
+
+_CORRECT_WORDS = {"1": True, "true": True, "yes": True, "correct": True}
+_INCORRECT_WORDS = {"0": False, "false": False, "no": False, "incorrect": False, "wrong": False}
+
+
+def _correctness(value: object) -> bool | None:
+    """The verdict's 0/1 as models write it: 1, 0, true, "1", "false", "Correct"; anything else
+    (-1, 0.3, "maybe") is unclear, not a judgement (`bool(-1)` had told the CEO "correct").
+
+    >>> [_correctness(v) for v in (1, 0.0, True, "0", " Yes ", -1, 0.3, "maybe", None)]
+    [True, False, True, False, True, None, None, None, None]
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return True if value == 1 else False if value == 0 else None
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return _CORRECT_WORDS.get(word, _INCORRECT_WORDS.get(word))
+    return None

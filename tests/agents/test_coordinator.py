@@ -98,6 +98,10 @@ def test_fallback_continues_with_current_settings() -> None:
 def test_parse_verdict() -> None:
     assert parse_verdict('Verdict: {"correct": 0, "advice": "recheck the sum"}').advice == "recheck the sum"
     assert parse_verdict("looks wrong to me").correct is None
+    # written as models write it: the strings were "unclear", and -1 or 0.3 told the CEO "correct"
+    verdicts = {'"0"': False, '"false"': False, '"1"': True, '"Correct"': True, "1.0": True, "-1": None, "0.3": None}
+    for written, judged in verdicts.items():
+        assert parse_verdict(f'{{"correct": {written}, "advice": "a"}}').correct is judged, written
 
 
 def test_coordinator_ranges_are_validated(make_graph) -> None:  # type: ignore[no-untyped-def]
