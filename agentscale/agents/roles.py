@@ -164,9 +164,14 @@ def builtin_roles() -> dict[str, Role]:
 
 
 def resolve_roles(custom: dict[str, RoleSpec]) -> dict[str, Role]:
-    """Built-in roles plus a graph's custom roles (validation forbids shadowing built-ins)."""
+    """Built-in roles plus a graph's custom roles (validation forbids shadowing built-ins).
+
+    A template without `{format}` gets the format instruction appended (answers must be
+    extractable), and one without `{direction}` gets the coordinator's direction in front, as the
+    built-in roles have it: a CEO's direction is for the whole team (empty without a coordinator)."""
     roles = dict(builtin_roles())
     for name, spec in custom.items():
         user = spec.user if "{format}" in spec.user else spec.user.rstrip() + "\n\n{format}"
+        user = user if "{direction}" in user else "{direction}" + user
         roles[name] = Role(name, spec.system, user)
     return roles

@@ -32,6 +32,15 @@ def test_placeholders_leave_other_braces_alone() -> None:
     assert '{"a": 1}' in user and "```python" in user  # {format} was appended for extraction
 
 
+def test_a_custom_role_gets_the_coordinators_direction() -> None:
+    """A CEO's direction reached the built-in roles only: a custom template without `{direction}`
+    lost it silently."""
+    role = resolve_roles({"solver": RoleSpec(system="s", user="Solve: {question}")})["solver"]
+    directed = role.messages("2+2?", [], "number", direction="check the units")[1]["content"]
+    assert directed.startswith("Focus for this round: check the units") and "Solve: 2+2?" in directed
+    assert role.messages("2+2?", [], "number")[1]["content"].startswith("Solve: 2+2?")  # none: as written
+
+
 def test_code_inputs_are_fenced() -> None:
     critic = builtin_roles()["critic"]
     content = critic.messages("write f", [Candidate("a", "def f():\n    pass")], "code")[1]["content"]
