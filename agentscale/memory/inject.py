@@ -86,7 +86,7 @@ class GraphMemory:
     def finish(self, result: RunResult, retrieved: list[Retrieved], record: bool) -> RunResult:
         """The run's result with what was retrieved and cited; count both if the run is recorded."""
         names = [b.name for b in retrieved]
-        cited = cited_in(result.trace, set(names))
+        cited = cited_in(result.trace, set(names), behavior_block(retrieved))
         if record and self.store is not None and names:
             Handbook(self.store, self.name, embedder=None).record_use(names, cited)
         return replace(result, handbook=self.name, behaviors=names, cited=cited)
@@ -95,9 +95,13 @@ class GraphMemory:
 register_memory(GraphMemory, replace=False)
 
 
-def cited_in(trace: list[NodeTrace], known: set[str]) -> list[str]:
-    """Names from `known` cited in the completions of a run's nodes."""
-    return find_citations([t.completion for t in trace if t.status == "ok"], known)
+def cited_in(trace: list[NodeTrace], known: set[str], block: str) -> list[str]:
+    """Names from `known` cited in the completions of the nodes that were shown them (`block` in
+    their prompt). A discussion's CEO, which is not shown them, may repeat a name from a critique
+    in its direction; a verifier or a custom role without `{behaviors}` may happen on one: neither is
+    a use of the behavior."""
+    shown = [t.completion for t in trace if t.status == "ok" and any(block in m["content"] for m in t.messages)]
+    return find_citations(shown, known)
 
 
 def record_outcome(store: Store, result: RunResult, correct: bool) -> None:

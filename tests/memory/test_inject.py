@@ -159,6 +159,23 @@ async def test_a_coordinator_graph_with_memory_records_behavior_use_like_any_gra
     assert (row.times_retrieved, row.times_cited, row.times_cited_correct, row.times_cited_wrong) == (2, 2, 1, 1)
 
 
+async def test_a_behavior_named_only_by_the_ceo_is_not_cited(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """The CEO is not shown the behaviors; a name it repeats in its direction (from a critique, or a
+    guess) was counted as a citation although no worker used it."""
+    seed_handbook(store, "math", BEHAVIORS)
+    ceo = {"decision": "continue", "agents": 2, "direction": "try behavior_carry_digits", "max_tokens": 64}
+    scripted.add_rule(Rule(model="ceo", replies=[json.dumps(ceo)]))
+    scripted.add_rule(Rule(pattern=r"3 \+ 4", replies=["3 + 4 = 7.\nFinal answer: 7"]))
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, COORDINATED.replace("API", scripted.api_base)), gateway=gateway
+    )
+    result = await graph.arun("What is 3 + 4 with carry digits?", record=False)
+    assert "behavior_carry_digits" in result.behaviors and "behavior_carry_digits" in result.trace[0].completion
+    assert result.cited == []
+
+
 async def test_missing_handbook_or_database_is_a_clear_error(
     tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
 ) -> None:
