@@ -66,6 +66,7 @@ CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
 EVALUATOR_MAX_TOKENS = 256
 CEO_TEMPERATURE = 0.0  # retries change the prompt (correction message), so greedy decoding is fine
 FEEDBACK_EXCERPT_CHARS = 400  # how much of each critique the next CEO call reads
+SOLUTION_HEAD_CHARS, SOLUTION_TAIL_CHARS = 1000, 2000  # a long solution shown to the CEO/evaluator: its ends
 # roles whose text the next CEO call reads besides their answer: reviews, and the tester's record of
 # which candidate passed how many of the question's stated examples (an execution check the CEO
 # cannot do itself)
@@ -184,6 +185,8 @@ class Discussion:
         self.rounds: list[RoundRecord] = []
         self.stopped_reason: str | None = None
         self.best: str | None = None
+        self.best_solution: str | None = None  # the text of the reply that gave `best` (what the CEO reads)
+        self._round_solution: str | None = None
         self._finished = 0
         self._started = time.perf_counter()
         self._critical_path = 0.0
@@ -230,7 +233,7 @@ class Discussion:
             await self._round(record, decision)
             record.ran = True
             if record.answer is not None:
-                self.best = record.answer
+                self.best, self.best_solution = record.answer, self._round_solution
             if self.stopped_reason is not None:  # a call was refused by the budget: end with the best
                 record.stopped_reason = self.stopped_reason
                 record.usage = self._usage(self.traces[first_trace:])
@@ -254,7 +257,9 @@ class Discussion:
         self, record: RoundRecord, current: Decision, feedback: str | None
     ) -> tuple[Decision, str | None]:
         """Ask the CEO (up to MAX_ATTEMPTS replies); returns the applied decision and a budget refusal."""
-        messages = ceo_messages(self.question, self.best, feedback, self._resources(record.index), current, self.limits)
+        messages = ceo_messages(
+            self.question, self.best_solution, feedback, self._resources(record.index), current, self.limits
+        )
         error = "no reply"
         for attempt in range(1, MAX_ATTEMPTS + 1):
             trace = await self._call(
@@ -338,6 +343,8 @@ class Discussion:
             answer = majority_vote(usable_candidates(frontier), self.runtime.answer_format)
         self._critical_path += path
         record.answer = answer
+        drafts = [final] if aggregator is not None and self.runtime.roles[final.role].kind == "generate" else []
+        self._round_solution = solution_text(answer, [*drafts, *frontier])
 
     async def _feedback(self, record: RoundRecord) -> str | None:
         """The evaluator's advice on the round's answer, else the round's answers and critiques."""
@@ -346,7 +353,7 @@ class Discussion:
                 f"r{record.index}.evaluator",
                 "evaluator",
                 self.evaluator_model,
-                evaluator_messages(self.question, record.answer),
+                evaluator_messages(self.question, self._round_solution or record.answer),
                 CEO_TEMPERATURE,
                 EVALUATOR_MAX_TOKENS,
                 None,
@@ -533,3 +540,29 @@ class Discussion:
         if store is not None and run_id is not None:
             record_result(store, result, self.options.item_key, self.options.run_row)
         return result
+
+
+def solution_text(answer: str | None, traces: list[NodeTrace]) -> str | None:
+    r"""The round's solution as the CEO and the evaluator read it: the reply that gave `answer`
+    (its reasoning, not only the extracted answer: MAS-TTS's evaluator judges the solution and
+    advises on its steps), ends kept when long; the answer itself when no reply holds it (a
+    verifier's or a vote's pick is the text of the worker it picked).
+
+    >>> t = NodeTrace("r1.s1", "assistant", status="ok", completion="6 x 7 = 42\nFinal answer: 42", answer="42")
+    >>> solution_text("42", [t])
+    '6 x 7 = 42\nFinal answer: 42'
+    >>> solution_text("41", [t])
+    '41'
+    """
+    if answer is None:
+        return None
+    for trace in traces:
+        if trace.status == "ok" and trace.answer == answer and trace.completion:
+            text = trace.completion.strip()
+            if len(text) <= SOLUTION_HEAD_CHARS + SOLUTION_TAIL_CHARS:
+                return text
+            left_out = len(text) - SOLUTION_HEAD_CHARS - SOLUTION_TAIL_CHARS
+            return (
+                f"{text[:SOLUTION_HEAD_CHARS]}\n[... {left_out} characters left out ...]\n{text[-SOLUTION_TAIL_CHARS:]}"
+            )
+    return answer

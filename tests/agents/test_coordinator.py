@@ -220,6 +220,18 @@ def test_evaluator_advice_reaches_the_next_ceo_call(talk, scripted: ScriptedServ
     assert [t.node_id for t in result.trace if t.role == "evaluator"] == ["r1.evaluator"]  # none after the last
 
 
+def test_the_evaluator_and_the_next_ceo_read_the_solution_not_only_its_answer(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """MAS-TTS's evaluator judges the solution and the CEO reads it; both were shown only the
+    extracted "42", so advice on a step was impossible."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply()]))
+    scripted.add_rule(Rule(model="judge", replies=['{"correct": 1, "advice": "none"}']))
+    scripted.add_rule(Rule(model="scripted", replies=["TENS STEP: 17 + 25 = 42\nFinal answer: 42"]))
+    talk("{model: ceo, max_rounds: 2, evaluator: judge}").run("What is 17 + 25?")
+    judged = [r for r in scripted.completion_requests if r["model"] == "judge"][0]["messages"][-1]["content"]
+    assert "TENS STEP: 17 + 25 = 42" in judged
+    assert "TENS STEP" in ceo_requests(scripted)[1]["messages"][-1]["content"].split("## Current solution")[1]
+
+
 def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=1)]))
     graph = talk("{model: ceo, max_rounds: 2}")
