@@ -17,6 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.models._reply import (
+    MalformedReply,
+    check_reply,
+    raised_before_sending,
+    reply_text_and_usage,
+    server_asked_wait_s,
+)
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.endpoints import Endpoint, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
@@ -125,8 +132,11 @@ def _status_of(exc: BaseException) -> int | None:
 
 def _is_retryable(exc: BaseException) -> bool:
     litellm = get_litellm()
-    if isinstance(exc, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError | EndpointsCoolingDown):
+    retried = (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError, EndpointsCoolingDown, MalformedReply)
+    if isinstance(exc, retried):
         return True
+    if raised_before_sending(exc):  # nothing reached a server: a retry would be refused the same way
+        return False
     status = _status_of(exc)
     return status in RETRYABLE_STATUS
 
@@ -296,9 +306,11 @@ class Gateway:
                 timeout = base_timeout if deadline is None else min(base_timeout, max(deadline - started, 0.001))
                 try:
                     response = await self._call(endpoint, request, timeout, budgeted=deadline is not None)
+                    check_reply(response)
                 except Exception as exc:
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
                     delay *= 0.5 + random.random() / 2
+                    delay = max(delay, server_asked_wait_s(exc) or 0.0)  # a 429's Retry-After
                     out_of_time = deadline is not None and time.perf_counter() + delay >= deadline
                     if attempt > self.settings.max_retries or not _is_retryable(exc) or out_of_time:
                         detail = _describe(exc)
@@ -335,7 +347,7 @@ class Gateway:
             "usd": call_usd(model, result.prompt_tokens, result.completion_tokens),
         }
         entry = None
-        if self.settings.cache:
+        if self.settings.cache and result.completion:  # an empty reply is asked again, not replayed
             entry = {  # a `cacheentry` row
                 "key": request.cache_key(),
                 "route": model.route,
@@ -425,6 +437,8 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if len(text) > 300:
         text = text[:300] + "..."
+    if raised_before_sending(exc):
+        return f"no request was sent: {text}"
     return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
 
 
@@ -433,14 +447,5 @@ def _to_result(response: Any, request: CallRequest, latency: float, where: str, 
     modelled = (getattr(response, "_hidden_params", None) or {}).get("agentscale_latency_s")
     if modelled is not None:
         latency = float(modelled)
-    choice = response.choices[0]
-    text = getattr(choice.message, "content", None) or ""
-    usage = getattr(response, "usage", None)
-    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    if usage is None:
-        from agentscale.models.cost import estimate_prompt_tokens
-
-        prompt_tokens = estimate_prompt_tokens(request.messages)
-        completion_tokens = max(1, len(text) // 4)
+    text, prompt_tokens, completion_tokens = reply_text_and_usage(response, request.messages)
     return CallResult(text, prompt_tokens, completion_tokens, latency, False, where, attempts)

@@ -62,7 +62,9 @@ class Rule:
     """A scripted behaviour. Matches on the requested model and/or a regex over the prompt text.
 
     `replies` are used in turn (cycling); `status` makes matching requests fail with that HTTP code;
-    `times` limits how many requests the rule applies to (then it is skipped).
+    `times` limits how many requests the rule applies to (then it is skipped); `body` is sent as the
+    whole 200 reply instead of a completion (a server's malformed or partial replies: no choices, no
+    usage); `headers` go with the reply or the failure (`Retry-After`).
     """
 
     replies: list[str] = field(default_factory=list)
@@ -71,6 +73,8 @@ class Rule:
     status: int | None = None
     times: int | None = None
     latency_s: float | None = None
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     _used: int = 0
     _cycle: Any = None
 
@@ -165,7 +169,7 @@ class ScriptedServer:
     def completion_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r.get("_path", "").endswith("/chat/completions")]
 
-    def _decide(self, request: dict[str, Any]) -> tuple[int, str, float]:
+    def _decide(self, request: dict[str, Any]) -> tuple[int, str, float, Rule | None]:
         prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
         with self._lock:
             for rule in self.rules:
@@ -173,9 +177,9 @@ class ScriptedServer:
                     rule.count_use()
                     latency = self.latency_s if rule.latency_s is None else rule.latency_s
                     if rule.status is not None:
-                        return rule.status, f"scripted failure {rule.status}", latency
-                    return 200, rule.next_reply(), latency
-        return 200, self.reply(request), self.latency_s
+                        return rule.status, f"scripted failure {rule.status}", latency, rule
+                    return 200, rule.next_reply(), latency, rule
+        return 200, self.reply(request), self.latency_s, None
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -197,9 +201,11 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def _send_json(self, status: int, body: dict[str, Any]) -> None:
+            def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -232,13 +238,17 @@ class ScriptedServer:
                     if not self.path.rstrip("/").endswith("/chat/completions"):
                         self._send_json(404, {"error": {"message": "not found"}})
                         return
-                    status, text, latency = server._decide(request)
+                    status, text, latency, rule = server._decide(request)
+                    headers = rule.headers if rule is not None else {}
                     if latency:
                         time.sleep(latency)
                     if status != 200:
-                        self._send_json(status, {"error": {"message": text, "type": "scripted", "code": status}})
-                        return
-                    self._reply(request, text)
+                        error = {"error": {"message": text, "type": "scripted", "code": status}}
+                        self._send_json(status, error, headers)
+                    elif rule is not None and rule.body is not None:
+                        self._send_json(200, rule.body, headers)
+                    else:
+                        self._reply(request, text)
                 finally:
                     with server._lock:
                         server._active -= 1

@@ -1,0 +1,93 @@
+"""Replies a server sends whole but not as expected, and what a refusal asks: read over real HTTP from
+the scripted server (`Rule.body`, `Rule.headers`), nothing patched."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agentscale import Graph, Store
+from agentscale.models.gateway import Gateway
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
+
+ONE_NODE = "name: n\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
+NO_CHOICES = {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted", "choices": []}
+
+
+def _reply(content: str | None, *, usage: bool = True) -> dict[str, object]:
+    body: dict[str, object] = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+    }
+    if usage:
+        body["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return body
+
+
+def test_a_reply_without_choices_is_retried_and_then_a_failed_node(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """`choices: []` raised IndexError out of the gateway: a traceback that ended the run (and an
+    eval's every item in flight) instead of one failed call."""
+    scripted.add_rule(Rule(body=NO_CHOICES, times=1))
+    graph: Graph = make_graph(ONE_NODE)
+    assert graph.run("What is 2 + 2?").answer == "4"
+    assert len(scripted.completion_requests) == 2  # the malformed reply, then its retry
+
+    scripted.reset()
+    scripted.add_rule(Rule(body=NO_CHOICES))
+    result = graph.run("What is 3 + 3?")
+    (node,) = result.trace
+    assert result.answer is None and node.status == "failed" and "no choice" in (node.error or "")
+    assert len(scripted.completion_requests) == 3  # 1 + the gateway fixture's 2 retries
+
+
+def test_an_empty_reply_is_asked_again_not_replayed_from_the_cache(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """An empty or null completion was cached: after the server recovered, a re-run replayed the
+    empty reply (0 calls, no answer) without asking it."""
+    graph: Graph = make_graph(ONE_NODE)
+    for empty in ("", None):
+        scripted.reset()
+        scripted.add_rule(Rule(body=_reply(empty), times=1))
+        assert graph.run(f"What is 4 + {len(str(empty))}?").answer is None
+        recovered = graph.run(f"What is 4 + {len(str(empty))}?")
+        assert recovered.answer is not None and recovered.usage.cached_calls == 0
+        assert len(scripted.completion_requests) == 2
+
+
+def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """litellm reads a missing `usage` as zeros: such calls cost 0 tokens and 0 USD under every cap."""
+    graph: Graph = make_graph(ONE_NODE)
+    for usage in (False, True):  # left out, and reported as zeros
+        scripted.reset()
+        scripted.add_rule(Rule(body=_reply("2 + 2 = 4, so the sum is four.\nFinal answer: 4", usage=usage)))
+        result = graph.run(f"What is 2 + 2? ({usage})")
+        assert result.answer == "4"
+        assert result.usage.prompt_tokens > 5 and result.usage.completion_tokens > 5
+        assert store.spend(result.run_id)["prompt_tokens"] == result.usage.prompt_tokens
+
+
+async def test_a_retry_after_header_is_waited_for(scripted: ScriptedServer, gateway: Gateway) -> None:
+    """The retry came after the gateway's own backoff (here 10-20 ms), inside the 1 s the server asked for."""
+    scripted.add_rule(Rule(status=429, times=1, headers={"Retry-After": "1"}))
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, ONE_NODE), gateway=gateway)
+    started = time.perf_counter()
+    assert (await graph.arun("What is 5 + 5?")).answer == "10"
+    first, second = (r["_received"] for r in scripted.completion_requests)
+    assert second - first >= 0.95 and time.perf_counter() - started >= 0.95
+
+
+def test_a_missing_api_key_fails_at_once_without_a_request(
+    scripted: ScriptedServer, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm reports the client's "Missing credentials" as HTTP 500: it was retried with backoff
+    (8 s at the default settings) although no request ever left."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    text = f'models:\n  m: {{model: openai/scripted, api_base: "{scripted.api_base}"}}\n' + ONE_NODE
+    (node,) = Graph.from_yaml(text, gateway=gateway).run("What is 1 + 1?").trace
+    assert node.status == "failed" and "after 1 attempt(s): no request was sent: " in (node.error or "")
+    assert "Missing credentials" in (node.error or "") and "HTTP 500" not in (node.error or "")
+    assert scripted.completion_requests == []
