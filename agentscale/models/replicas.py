@@ -11,7 +11,10 @@ Failover is the Router's: an endpoint whose call fails with a connection error, 
 5xx is put in cooldown for :data:`COOLDOWN_S` at its first failure (``allowed_fails=0``: a refused
 connection is evidence enough), and the same call is retried at once on another endpoint, each
 endpoint at most once per attempt. The gateway's own retry loop (backoff, attempt count) wraps that.
-When every endpoint is cooling down the Router refuses to pick; that is reported as
+When every endpoint is cooling down the Router refuses to pick: the attempt then waits until the
+first of them cools off and asks once more (the gateway's backoff, 0.5-3.5 s in all, is shorter
+than the cooldown, so its retries had all been refused without reaching an endpoint: a one-off 429
+on both replicas lost the call that a single endpoint survives). Still refused, that is reported as
 :class:`EndpointsCoolingDown`, naming the endpoints and the last failure seen, so "both replicas are
 down" reads as such rather than as litellm's generic "no deployments available".
 
@@ -22,8 +25,10 @@ logged: the Router holds them in memory only, like a direct litellm call would.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,7 @@ from agentscale.models.litellm_loader import get_litellm
 
 ROUTING_STRATEGY = "least-busy"
 COOLDOWN_S = 5.0
+_COOLED_MARGIN_S = 0.05  # asked again this long after the cooldown's end, so that it has ended
 
 
 class EndpointsCoolingDown(Exception):
@@ -42,6 +48,14 @@ class _RouterEntry:
     router: Any
     api_bases: tuple[str, ...]
     last_error: str | None = None
+    failed_at: float | None = None  # time.monotonic() of the last failure seen
+
+    def cooling_left_s(self) -> float:
+        """How long until the endpoints cool off: from the last failure seen (a failure the Router
+        failed over from is not seen; then this waits longer than needed, never shorter)."""
+        if self.failed_at is None:
+            return COOLDOWN_S
+        return min(COOLDOWN_S, max(0.0, self.failed_at + COOLDOWN_S - time.monotonic())) + _COOLED_MARGIN_S
 
 
 class ReplicaRouters:
@@ -72,19 +86,23 @@ class ReplicaRouters:
         extra: dict[str, Any],
         call_kwargs: dict[str, Any],
     ) -> Any:
-        """One attempt through the set's Router (which may itself fail over to other endpoints)."""
+        """One attempt through the set's Router (which may itself fail over to other endpoints); when
+        every endpoint is cooling down, after waiting for the first to cool off."""
         entry = self._entry(litellm_model, api_bases, api_key, extra)
-        try:
-            return await entry.router.acompletion(model=litellm_model, **call_kwargs)
-        except Exception as exc:
-            if _all_cooling_down(exc):
-                cause = f"; last failure: {entry.last_error}" if entry.last_error else ""
-                raise EndpointsCoolingDown(
-                    f"all {len(api_bases)} endpoints ({', '.join(api_bases)}) failed recently and are "
-                    f"cooling down for {COOLDOWN_S:g}s{cause}"
-                ) from None
-            entry.last_error = _one_line(exc)
-            raise
+        for waited in (False, True):
+            try:
+                return await entry.router.acompletion(model=litellm_model, **call_kwargs)
+            except Exception as exc:
+                if not _all_cooling_down(exc):
+                    entry.last_error, entry.failed_at = _one_line(exc), time.monotonic()
+                    raise
+                if not waited:
+                    await asyncio.sleep(entry.cooling_left_s())
+        cause = f"; last failure: {entry.last_error}" if entry.last_error else ""
+        raise EndpointsCoolingDown(
+            f"all {len(api_bases)} endpoints ({', '.join(api_bases)}) failed recently and are "
+            f"cooling down for {COOLDOWN_S:g}s{cause}"
+        )
 
 
 def served_by(response: Any) -> str | None:

@@ -17,7 +17,8 @@ from agentscale.errors import ModelCallError
 from agentscale.graphs.spec import ModelSpec
 from agentscale.models.gateway import CallRequest
 from agentscale.models.registry import resolve
-from agentscale.testing import ScriptedServer
+from agentscale.models.replicas import COOLDOWN_S
+from agentscale.testing import Rule, ScriptedServer
 
 
 @pytest.fixture
@@ -104,19 +105,33 @@ async def test_a_stopped_endpoint_fails_over_and_spend_stays_exact(
     )
 
 
-async def test_both_endpoints_down_is_a_clear_error(
-    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
-) -> None:
+async def test_both_endpoints_down_is_a_clear_error(pair: tuple[ScriptedServer, ScriptedServer], store: Store) -> None:
     for server in pair:
         server.stop()
     spec = ModelSpec(model="hosted_vllm/scripted", api_base=tuple(s.api_base for s in pair))
     request = CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}])
+    gateway = Gateway(store, GatewaySettings(max_retries=0, timeout_s=10))  # a retry would wait out the cooldown
     with pytest.raises(ModelCallError) as info:
-        await fast_gateway.complete(request, node="s0")
+        await gateway.complete(request, node="s0")
     message = str(info.value)
     assert "node 's0'" in message and pair[0].api_base in message and pair[1].api_base in message
-    assert "all 2 endpoints" in message and "cooling down" in message
     assert "Cannot connect" in message or "Connection" in message  # the underlying failure is named
+
+
+async def test_a_retry_waits_for_cooled_endpoints_instead_of_being_refused(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    """A one-off 429 on both replicas put both in cooldown (5 s) and every retry of the gateway
+    (backoff well under 5 s) was refused without reaching them: the call failed where a single
+    endpoint would have answered on its retry."""
+    for server in pair:
+        server.add_rule(Rule(status=429, times=1))
+    spec = ModelSpec(model="hosted_vllm/scripted", api_base=tuple(s.api_base for s in pair))
+    request = CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}])
+    started = time.perf_counter()
+    result = await fast_gateway.complete(request, node="s0")
+    assert result.completion and _calls(pair[0]) + _calls(pair[1]) == 3  # two 429s, then one answer
+    assert time.perf_counter() - started >= COOLDOWN_S - 0.5  # it waited for the cooldown to end
 
 
 async def test_replicas_share_cache_entries(pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway) -> None:
