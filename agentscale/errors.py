@@ -45,11 +45,15 @@ class SpecError(AgentScaleError):
 
 
 class ModelCallError(AgentScaleError):
-    """A model call failed after its retries; names the node and the endpoint."""
+    """A model call failed after its retries; names the node and the endpoint. `out_of_time`: a time
+    budget left no room to try again (the run's cap, not only the endpoint, ended it)."""
 
-    def __init__(self, message: str, *, node: str | None = None, endpoint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, node: str | None = None, endpoint: str | None = None, out_of_time: bool = False
+    ) -> None:
         self.node = node
         self.endpoint = endpoint
+        self.out_of_time = out_of_time
         parts = []
         if node:
             parts.append(f"node {node!r}")

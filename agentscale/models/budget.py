@@ -58,6 +58,11 @@ class RunLedger:
             return None
         return self.budget.max_latency_s - self.elapsed(modelled_s)
 
+    def time_is_up(self, modelled_s: float = 0.0) -> BudgetExceeded:
+        """The refusal a time cap gives once it has run out (or leaves no room for a retry)."""
+        assert self.budget is not None and self.budget.max_latency_s is not None
+        return BudgetExceeded("max_latency_s", self.budget.max_latency_s, self.elapsed(modelled_s))
+
     def reserve(self, projected: Spend, modelled_s: float = 0.0) -> int:
         """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed (a call that
         starts at `modelled_s` on the run's modelled clock: see `elapsed`)."""
@@ -75,8 +80,7 @@ class RunLedger:
                 raise BudgetExceeded("max_usd", budget.max_usd, total.usd)
             remaining = self.remaining_time(modelled_s)
             if remaining is not None and remaining <= 0:
-                assert budget.max_latency_s is not None
-                raise BudgetExceeded("max_latency_s", budget.max_latency_s, self.elapsed(modelled_s))
+                raise self.time_is_up(modelled_s)
         self._next_id += 1
         self._reserved[self._next_id] = projected
         return self._next_id

@@ -316,7 +316,10 @@ class Gateway:
                         detail = _describe(exc)
                         why = " (the time budget leaves no room for another)" if out_of_time else ""
                         raise ModelCallError(
-                            f"call failed after {attempt} attempt(s){why}: {detail}", node=node, endpoint=where
+                            f"call failed after {attempt} attempt(s){why}: {detail}",
+                            node=node,
+                            endpoint=where,
+                            out_of_time=out_of_time,
                         ) from exc
                     await asyncio.sleep(delay)
                     if endpoint.refresh is not None and _is_unreachable(exc):

@@ -77,8 +77,7 @@ class ModelCalls:
             reservation = self.ledger.reserve(projected, starts_at_s)
         except BudgetExceeded as exc:
             trace.status, trace.error = "skipped", str(exc)
-            if self.stopped_reason is None or is_overrun(self.stopped_reason):  # a cut beats an overrun
-                self.stopped_reason = str(exc)
+            self._stop(exc)
             return None
         try:
             result = await self.gateway.complete(
@@ -91,6 +90,8 @@ class ModelCalls:
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
+            if exc.out_of_time:  # the run's time cap ended the call: the run says so, as for a refusal
+                self._stop(self.ledger.time_is_up(starts_at_s))
             return None
         actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
         self.ledger.settle(reservation, actual)
@@ -100,6 +101,10 @@ class ModelCalls:
         trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
         trace.latency_s, trace.cached = result.latency_s, result.cached
         return result
+
+    def _stop(self, refusal: BudgetExceeded) -> None:
+        if self.stopped_reason is None or is_overrun(self.stopped_reason):  # a cut beats an overrun
+            self.stopped_reason = str(refusal)
 
 
 def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:

@@ -427,6 +427,8 @@ def test_a_latency_cap_holds_on_a_replay_from_the_cache(make_graph, scripted: Sc
     replay = graph.run("What is 2 + 2?")
     assert [t.status for t in live.trace] == ["ok", "ok", "failed"]
     assert [t.status for t in replay.trace] == ["ok", "ok", "failed"] and replay.answer == live.answer
+    # the run says its cap stopped it (it said "output node 'c' skipped", naming no budget)
+    assert live.answer == "4" and "budget max_latency_s=0.8 would be exceeded" in str(live.stopped_reason)
 
 
 def test_a_latency_cap_bites_on_simulated_models(tmp_path: Path) -> None:
