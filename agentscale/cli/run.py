@@ -33,7 +33,10 @@ def run_command(
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Questions answered at once with --input.", min=1)] = 4,
     show_prompts: Annotated[
-        bool, typer.Option("--show-prompts", help="Print every node's prompt and completion.")
+        bool,
+        typer.Option(
+            "--show-prompts", help="Print every node's prompt and completion (--json always has the prompts)."
+        ),
     ] = False,
     trace: TraceOption = None,
     json_output: JsonOption = False,
@@ -75,7 +78,7 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
     if json_output:
-        print_json({**result.to_dict(include_messages=show_prompts), "simulated": simulated})
+        print_json({**result.to_dict(), "simulated": simulated})  # the contract's trace: prompts included
     else:
         if show_prompts:
             _print_prompts(result)
@@ -143,7 +146,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
 
 def _emit(result: RunResult, key: str, json_output: bool, simulated: bool) -> None:
     if json_output:
-        print_json({"id": key, **result.to_dict(include_messages=False), "simulated": simulated})
+        print_json({"id": key, **result.to_dict(), "simulated": simulated})
     else:
         print_plain(
             f"{key}\t{short(result.question, 50)}\t{result.answer if result.answer is not None else '(no answer)'}"

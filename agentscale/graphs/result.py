@@ -143,13 +143,8 @@ class RunResult:
     def errors(self) -> list[str]:
         return [f"{t.node_id}: {t.error}" for t in self.trace if t.status == "failed" and t.error]
 
-    def to_dict(self, *, include_messages: bool = True) -> dict[str, Any]:
-        trace = []
-        for node in self.trace:
-            row = node.to_dict()
-            if not include_messages:
-                row.pop("messages")
-            trace.append(row)
+    def to_dict(self) -> dict[str, Any]:
+        trace = [node.to_dict() for node in self.trace]
         data: dict[str, Any] = {
             "run_id": self.run_id,
             "question": self.question,

@@ -242,7 +242,7 @@ def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type
     assert result.usage.calls == len(scripted.completion_requests) == 6
     assert result.usage.tokens == sum(t.prompt_tokens + t.completion_tokens for t in result.trace)
     assert sum(r.usage.tokens for r in result.rounds) == result.usage.tokens
-    data = result.to_dict(include_messages=False)
+    data = result.to_dict()
     assert data["answer"] == "3" and [r["round"] for r in data["rounds"]] == [1, 2]
     assert data["rounds"][0]["ceo_replies"] == [ceo_reply(agents=1)]
     assert data["rounds"][0]["answers"] == {"r1.s1": "3", "r1.f": "3"}

@@ -55,6 +55,7 @@ def test_run_json(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(data["usage"]) >= USAGE_KEYS
     assert [t["node_id"] for t in data["trace"]] == ["a", "b", "v"]
     assert data["run_id"]
+    assert "What is 17 + 25?" in data["trace"][0]["messages"][-1]["content"]  # the contract's trace has the prompt
 
 
 def test_run_human_output_prints_answer_on_stdout_and_trace_on_stderr(
@@ -75,6 +76,7 @@ def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys
     assert [line["id"] for line in lines] == [f"q{i}" for i in range(6)]
     assert [line["answer"] for line in lines] == [str(i + 1) for i in range(6)]
     assert len({line["run_id"] for line in lines}) == 1
+    assert all(line["trace"][0]["messages"] for line in lines)
 
 
 def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
