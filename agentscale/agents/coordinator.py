@@ -179,7 +179,7 @@ def json_objects(text: str) -> list[dict[str, Any]]:
 
 
 def clamp(raw: RawDecision, limits: Limits, current: Decision, *, token_cap: int | None = None) -> Decision:
-    """Bring a parsed decision into `limits` (and under `token_cap`, what the budget has left).
+    """Bring a parsed decision into `limits` (and under `token_cap`: each call's share of what the budget has left).
 
     Missing numbers keep the current setting. Every adjustment is noted, so the trace shows both
     what the model asked for and what was applied.
@@ -194,7 +194,9 @@ def clamp(raw: RawDecision, limits: Limits, current: Decision, *, token_cap: int
     if bounded_tokens != tokens:
         notes.append(f"max_tokens {tokens} clamped to {bounded_tokens}")
     if token_cap is not None and bounded_tokens > max(1, token_cap):
-        notes.append(f"max_tokens {bounded_tokens} cut to {max(1, token_cap)} (budget left)")
+        notes.append(
+            f"max_tokens {bounded_tokens} cut to {max(1, token_cap)} (the budget left, shared by the round's calls)"
+        )
         bounded_tokens = max(1, token_cap)
     direction = " ".join(raw.direction.split())
     if len(direction) > MAX_DIRECTION_CHARS:

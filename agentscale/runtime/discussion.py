@@ -48,6 +48,7 @@ from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.agents.tester import passes_stated_examples
 from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
+from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_interrupted, record_result
@@ -290,8 +291,9 @@ class Discussion:
                 continue
             record.requested = raw.model_dump()
             trace.answer = raw.decision
-            decision = clamp(raw, self.limits, current, token_cap=self._tokens_left())
-            return decision, None
+            wanted = clamp(raw, self.limits, current)
+            share = self._token_share(wanted, record.index, estimate_prompt_tokens(messages))
+            return clamp(raw, self.limits, current, token_cap=share), None
         record.ceo_error = error
         return fallback(current, f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"), None
 
@@ -490,11 +492,41 @@ class Discussion:
             first_set(self.runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in self.plan.pool
         )
 
-    def _tokens_left(self) -> int | None:
+    def _token_share(self, wanted: Decision, index: int, ceo_prompt_tokens: int) -> int | None:
+        """The completion budget each model call of the coming round can have so that the round fits
+        in the tokens the budget has left: its workers and aggregator, each reserving its prompt (the
+        first worker's, as it would be written now) besides its completion, and, with rounds to come
+        and room for another round, the evaluator (its prompt holds a solution, so one more such call
+        plus its own reply) and the next CEO call (a prompt like this one plus its reply). Cut against
+        what one call could take, a team of 3 × 300 under 1,400 tokens left ran 2 workers and ended
+        the discussion with 70% of the budget unused."""
         budget = self.runtime.spec.budget
         if budget is None or budget.max_tokens is None:
             return None
-        return budget.max_tokens - self.calls.ledger.spent.tokens
+        runtime = self.runtime
+        aggregator = self.plan.aggregator
+        calls = wanted.agents + bool(aggregator and runtime.roles[runtime.nodes[aggregator].role].calls_model)
+        first = runtime.nodes[self.plan.pool[0]] if self.plan.pool else None
+        prompt = 0
+        if first is not None:
+            inputs = [Candidate("best", self.best)] if self.best else []
+            messages = runtime.roles[first.role].messages(
+                self.question,
+                inputs,
+                runtime.answer_format,
+                direction=wanted.direction or None,
+                behaviors=self._behaviors,
+            )
+            prompt = estimate_prompt_tokens(messages)
+        left = budget.max_tokens - self.calls.ledger.spent.tokens
+        steering, evaluated = 0, 0
+        if index < self.coordinator.max_rounds:
+            steering = ceo_prompt_tokens + CEO_MAX_TOKENS
+            if self.evaluator_model is not None:
+                steering, evaluated = steering + EVALUATOR_MAX_TOKENS, 1
+        if left - steering < (calls + evaluated) * (prompt + self.limits.min_tokens):
+            steering, evaluated = 0, 0  # no room for another round: this one may use what is left
+        return (left - steering) // (calls + evaluated) - prompt
 
     def _resources(self, index: int) -> str:
         spent = self.calls.ledger.spent

@@ -211,6 +211,19 @@ def test_budget_exhaustion_stops_with_the_best_answer(talk, scripted: ScriptedSe
     assert any(t.status == "skipped" for t in result.trace)
 
 
+def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """3 agents × 300 tokens under 1,400 left was cut against what one call could take: the third
+    worker was refused by the budget and the team silently smaller than decided."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=3, max_tokens=300)]))
+    graph = talk("{model: ceo, max_rounds: 3, max_agents: 3, max_tokens: 400}", budget="budget: {max_tokens: 1400}\n")
+    result = graph.run("What is 20 + 22?")
+    first = result.rounds[0]
+    assert first.ran and first.decision["agents"] == 3 and first.decision["max_tokens"] < 300
+    assert "shared by the round's calls" in " ".join(first.decision["notes"])
+    assert [t.status for t in result.trace if t.node_id.startswith("r1.")] == ["ok"] * 5  # CEO, 3 workers, fuser
+    assert result.usage.tokens <= 1400
+
+
 def test_evaluator_advice_reaches_the_next_ceo_call(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply()]))
     scripted.add_rule(Rule(model="judge", replies=['{"correct": 0, "advice": "RECOUNT THE TENS"}']))
