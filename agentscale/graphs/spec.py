@@ -185,10 +185,12 @@ class Budget(StrictModel):
 
 
 class Memory(StrictModel):
-    """Behavior handbook retrieval for every node's prompt."""
+    """Behavior handbook retrieval for every node's prompt; `topic` keeps the behaviors filed under
+    it (a build files them under its task's name), as the handbook paper retrieves by subject."""
 
     handbook: Annotated[str, Field(min_length=1)]
     top_k: PositiveInt = 5
+    topic: Annotated[str, Field(min_length=1)] | None = None
 
 
 class Coordinator(StrictModel):

@@ -60,6 +60,7 @@ class GraphMemory:
         self.store = store
         self.name = memory.handbook
         self.top_k = memory.top_k
+        self.topic = memory.topic
         self._retriever: Retriever | None = None
         self._warm = False
 
@@ -67,7 +68,10 @@ class GraphMemory:
         if self.store is None:
             raise AgentScaleError(f"memory: handbook {self.name!r} needs a database; this graph runs without one")
         if self._retriever is None:
-            self._retriever = Retriever(Handbook(self.store, self.name))
+            book = Handbook(self.store, self.name)
+            if self.topic is not None:
+                _check_topic(book, self.topic)
+            self._retriever = Retriever(book)
         return self._retriever
 
     def warm_up(self) -> None:
@@ -78,7 +82,7 @@ class GraphMemory:
 
     def retrieve(self, question: str) -> list[Retrieved]:
         """The question's top-k behaviors (blocking: database and embedding model; run it in a thread)."""
-        return self.retriever().search(question, self.top_k)
+        return self.retriever().search(question, self.top_k, topic=self.topic)
 
     def block(self, behaviors: list[Retrieved]) -> str:
         return behavior_block(behaviors)
@@ -93,6 +97,16 @@ class GraphMemory:
 
 
 register_memory(GraphMemory, replace=False)
+
+
+def _check_topic(book: Handbook, topic: str) -> None:
+    """A `memory.topic` no behavior is filed under would retrieve nothing for every question: say so."""
+    topics = sorted({row.topic for row in book.behaviors() if row.topic})
+    if topic.lower() not in {t.lower() for t in topics}:
+        known = ", ".join(repr(t) for t in topics) or "none"
+        raise AgentScaleError(
+            f"memory.topic {topic!r}: handbook {book.name!r} has no behaviors of it (its topics: {known})"
+        )
 
 
 def cited_in(trace: list[NodeTrace], known: set[str], block: str) -> list[str]:
@@ -111,6 +125,6 @@ def record_outcome(store: Store, result: RunResult, correct: bool) -> None:
 
 
 def with_handbook(spec: GraphSpec, handbook: str) -> GraphSpec:
-    """`spec` with `memory: {handbook: ...}` (its `top_k` kept when it already had memory)."""
-    top_k = spec.memory.top_k if spec.memory is not None else Memory.model_fields["top_k"].default
-    return spec.model_copy(update={"memory": Memory(handbook=check_handbook_name(handbook), top_k=top_k)})
+    """`spec` with `memory: {handbook: ...}` (its `top_k` and `topic` kept when it already had memory)."""
+    kept = spec.memory.model_dump(exclude={"handbook"}) if spec.memory is not None else {}
+    return spec.model_copy(update={"memory": Memory(handbook=check_handbook_name(handbook), **kept)})

@@ -176,6 +176,22 @@ async def test_a_behavior_named_only_by_the_ceo_is_not_cited(
     assert result.cited == []
 
 
+async def test_memory_topic_keeps_that_topics_behaviors(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """Retrieval by topic (the handbook paper's MATH retrieval is by subject) was only in `handbook
+    search --topic`: a graph's `memory:` refused `topic` and retrieved across every topic."""
+    seed_handbook(store, "mixed", BEHAVIORS, topic="arithmetic")
+    seed_handbook(store, "mixed", [("behavior_carry_units", "Carry the units of each quantity to the end.")], "physics")
+    body = "name: g\nmemory: {handbook: mixed, topic: physics}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway)
+    result = await graph.arun("Carry the digits: what is 15 + 27?", record=False)
+    assert result.behaviors == ["behavior_carry_units"]
+    typo = Graph.from_yaml(graph_yaml(scripted.api_base, body.replace("physics", "physic")), gateway=gateway)
+    with pytest.raises(AgentScaleError, match=r"memory.topic 'physic': handbook 'mixed' has no behaviors of it"):
+        await typo.arun("What is 1 + 1?", record=False)
+
+
 async def test_missing_handbook_or_database_is_a_clear_error(
     tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
 ) -> None:
