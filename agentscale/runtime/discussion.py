@@ -542,12 +542,18 @@ class Discussion:
             return f"- {name}: {used_text} used of {format(cap, fmt)}, {left_text} left"
 
         lines.append(line("tokens", spent.tokens, budget.max_tokens if budget else None, "d"))
-        lines.append(line("FLOPs", spent.flops, budget.max_flops if budget else None, ".3g"))
+        flops = spent.flops if all(m.params_b is not None for m in self._models()) else None  # not 0: unknown
+        lines.append(line("FLOPs", flops, budget.max_flops if budget else None, ".3g"))
         lines.append(line("USD", spent.usd, budget.max_usd if budget else None, ".4f"))
         done = index - 1
         total = self.coordinator.max_rounds
         lines.append(f"- rounds: {done} done of {total}, {total - done} left (this decision is for round {index})")
         return "\n".join(lines)
+
+    def _models(self) -> list[ResolvedModel]:
+        """Every model the discussion may call: its nodes', the CEO and the evaluator."""
+        steering = [self.ceo_model, *([self.evaluator_model] if self.evaluator_model else [])]
+        return [*self.runtime.models.values(), *steering]
 
     def _usage(self, traces: list[NodeTrace], *, total: bool = False) -> Usage:
         usage = calls_usage(traces)

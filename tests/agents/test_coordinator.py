@@ -243,6 +243,8 @@ def test_the_evaluator_and_the_next_ceo_read_the_solution_not_only_its_answer(ta
     judged = [r for r in scripted.completion_requests if r["model"] == "judge"][0]["messages"][-1]["content"]
     assert "TENS STEP: 17 + 25 = 42" in judged
     assert "TENS STEP" in ceo_requests(scripted)[1]["messages"][-1]["content"].split("## Current solution")[1]
+    # the models' sizes are unknown: their FLOPs are not "0 used"
+    assert "- FLOPs: unknown used (no cap)" in ceo_requests(scripted)[1]["messages"][-1]["content"]
 
 
 def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
