@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agentscale.cli._console import err
 from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
 from agentscale.errors import AgentScaleError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve_graph_command(
@@ -53,9 +58,29 @@ def serve_graph_command(
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
     err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
-    # a SIGTERM (agentscale raises it as Ctrl-C) stops the server as Ctrl-C does, exit 0 (uvicorn.run's way)
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=listening)
+    server = uvicorn.Server(config)
+    _serve_until_stopped(server, listening)
+
+
+def _serve_until_stopped(server: uvicorn.Server, listening: list[socket.socket]) -> None:
+    """Run uvicorn until Ctrl-C or SIGTERM, exit 0 (uvicorn.run's way).
+
+    While serving, uvicorn takes both signals itself (a graceful shutdown) and, on its way out,
+    raises the signal it took again to the handler it found. The CLI's SIGTERM handler (agentscale
+    handles SIGTERM as Ctrl-C) then stopped a loop that was already closing: with SIGINT ignored (a
+    background job of a script) every `kill` ended in "Event loop is closed" tracebacks, exit 1. Here
+    SIGTERM stops the server before uvicorn takes it (startup) and is done once uvicorn has."""
+
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:  # uvicorn has not taken a stop yet: stop as Ctrl-C would
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=listening)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _listening_sockets(host: str, port: int) -> list[socket.socket]:

@@ -33,15 +33,27 @@ def _ipv6_loopback() -> bool:
         return False
 
 
-@pytest.mark.parametrize(("host", "stop"), [("127.0.0.1", signal.SIGINT), ("", signal.SIGTERM)])
-def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(tmp_path: Path, host: str, stop: signal.Signals) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job has it
+
+
+@pytest.mark.parametrize(
+    ("host", "stop", "background"),
+    [("127.0.0.1", signal.SIGINT, False), ("", signal.SIGTERM, False), ("127.0.0.1", signal.SIGTERM, True)],
+)
+def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
+    tmp_path: Path, host: str, stop: signal.Signals, background: bool
+) -> None:
     """`--host ""` is every interface, IPv4 and IPv6 (uvicorn bound each address; one socket bound
-    here took only the first); SIGTERM stops it as Ctrl-C does, exit 0."""
+    here took only the first); SIGTERM stops it as Ctrl-C does, exit 0, also as a background job
+    (SIGINT ignored), where every `kill` ended in "Event loop is closed" tracebacks, exit 1."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command, env = _command(tmp_path, port, host=host)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ignore_sigint if background else None
+    )
     loopbacks = ["127.0.0.1"] + (["[::1]"] if host == "" and _ipv6_loopback() else [])
     try:
         for loopback in loopbacks:
@@ -54,6 +66,8 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(tmp_path: Path, h
                     assert process.poll() is None and time.monotonic() < deadline, f"nothing serves on {loopback}"
                     time.sleep(0.1)
             assert [m["id"] for m in models["data"]] == ["served"]
+        question = {"model": "served", "messages": [{"role": "user", "content": "[sim:math#0001] q"}]}
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=question, timeout=30).status_code == 200
     finally:
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=60)
