@@ -108,6 +108,18 @@ class RunLedger:
                 return f"budget {cap}={_amount(limit)} {OVERRUN} ({_amount(used)}; prompts were estimated)"
         return None
 
+    def late(self, finished_at_s: float) -> str | None:
+        """The time cap passed by a call that started in time and ended after it, in words, or None:
+        a modelled latency (a `sim/` call, a replay from the cache) is known only once the call is
+        made, so the run must say it ended past its cap (a sim call of 3.34 s under 0.05 s said nothing)."""
+        budget = self.budget
+        if budget is None or budget.max_latency_s is None:
+            return None
+        ended = self.elapsed(finished_at_s)
+        if ended <= budget.max_latency_s:
+            return None
+        return f"budget max_latency_s={_amount(budget.max_latency_s)} {OVERRUN} (the call ended at {ended:.3g} s)"
+
 
 OVERRUN = "exceeded by the calls' actual usage"
 

@@ -95,7 +95,9 @@ class ModelCalls:
             return None
         actual = spend_of(model, result.prompt_tokens, result.completion_tokens)
         self.ledger.settle(reservation, actual)
-        self.stopped_reason = self.stopped_reason or self.ledger.overrun()
+        self.stopped_reason = (
+            self.stopped_reason or self.ledger.overrun() or self.ledger.late(starts_at_s + result.latency_s)
+        )
         trace.completion = result.completion
         trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
         trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd

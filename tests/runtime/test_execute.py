@@ -440,6 +440,17 @@ def test_a_latency_cap_bites_on_simulated_models(tmp_path: Path) -> None:
     assert "budget max_latency_s=20 would be exceeded" in str(result.stopped_reason)
 
 
+def test_a_call_ending_past_the_latency_cap_is_reported() -> None:
+    """A simulated call starts in time and takes its modelled latency (≈ 3 s for llama-8b) at once:
+    the run ended 3 s into a 0.05 s cap and said nothing (the token, FLOP and USD caps said so)."""
+    text = "name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\nbudget: {max_latency_s: 0.05}\n"
+    result = Graph.from_yaml(text, store=None).run("[sim:math#0003] q")
+    assert result.trace[0].status == "ok"
+    assert "budget max_latency_s=0.05 exceeded by the calls' actual usage (the call ended at" in str(
+        result.stopped_reason
+    )
+
+
 def test_a_latency_cap_bounds_the_retries_of_a_call(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """Each retry of a call that timed out got the whole clipped timeout again: a 1 s cap on a server
     taking 1.5 s made three requests (the gateway's two retries) and ran ≈ 3 s. The time left bounds
