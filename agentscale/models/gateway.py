@@ -130,6 +130,11 @@ def _status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _timeouts() -> tuple[type[BaseException], ...]:
+    """The exceptions a call that ran out of time raises."""
+    return (get_litellm().Timeout, asyncio.TimeoutError)
+
+
 def _is_retryable(exc: BaseException) -> bool:
     litellm = get_litellm()
     retried = (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError, EndpointsCoolingDown, MalformedReply)
@@ -279,10 +284,15 @@ class Gateway:
         except _FirstAskerGone:
             return await self._complete(request, node=node, timeout_s=timeout_s, entered=entered)
         except ModelCallError as exc:
-            raise ModelCallError(f"the same request in flight failed: {exc}", node=node, endpoint=exc.endpoint) from exc
-        except TimeoutError:
             raise ModelCallError(
-                f"timed out after {timeout_s:.0f}s waiting for the same request in flight", node=node
+                f"the same request in flight failed: {exc}",
+                node=node,
+                endpoint=exc.endpoint,
+                out_of_time=exc.out_of_time,  # the same time budget's end, seen by both askers
+            ) from exc
+        except TimeoutError:  # only a time budget bounds the wait
+            raise ModelCallError(
+                f"timed out after {timeout_s:.0f}s waiting for the same request in flight", node=node, out_of_time=True
             ) from None
         return replace(first, cached=True, endpoint="cache", attempts=0)
 
@@ -311,8 +321,14 @@ class Gateway:
                     delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
                     delay *= 0.5 + random.random() / 2
                     delay = max(delay, server_asked_wait_s(exc) or 0.0)  # a 429's Retry-After
-                    out_of_time = deadline is not None and time.perf_counter() + delay >= deadline
-                    if attempt > self.settings.max_retries or not _is_retryable(exc) or out_of_time:
+                    retry = attempt <= self.settings.max_retries and _is_retryable(exc)
+                    # the time budget ended this call: it cut the attempt's timeout short and the
+                    # attempt timed out, or it leaves no room for the retry that would come next
+                    cut_short = timeout < base_timeout and isinstance(exc, _timeouts())
+                    out_of_time = deadline is not None and (
+                        cut_short or (retry and time.perf_counter() + delay >= deadline)
+                    )
+                    if not retry or out_of_time:
                         detail = _describe(exc)
                         why = " (the time budget leaves no room for another)" if out_of_time else ""
                         raise ModelCallError(

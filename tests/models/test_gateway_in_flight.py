@@ -75,8 +75,9 @@ async def test_a_waiting_asker_keeps_its_own_time_limit(scripted: ScriptedServer
     gateway = Gateway(store, GatewaySettings(max_retries=0))
     first = asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0)))
     await asyncio.sleep(0.05)
-    with pytest.raises(ModelCallError, match="waiting for the same request"):
+    with pytest.raises(ModelCallError, match="waiting for the same request") as waited:
         await gateway.complete(_request(scripted, "7?", sample=0), timeout_s=0.2)
+    assert waited.value.out_of_time  # its time budget ended it: the run says so, as for its own call
     assert (await first).completion == "Final answer: 7"
 
 

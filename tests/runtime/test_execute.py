@@ -440,6 +440,19 @@ def test_a_latency_cap_bites_on_simulated_models(tmp_path: Path) -> None:
     assert "budget max_latency_s=20 would be exceeded" in str(result.stopped_reason)
 
 
+def test_a_refusal_under_a_latency_cap_is_not_blamed_on_the_cap(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A 400 is not retried whatever the time left; reported as the time budget's stop, it read as
+    "a budget stopped it" (serve-graph's 500, an eval's finished item) instead of the node's failure."""
+    graph: Graph = make_graph(
+        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_latency_s: 1.0}\n"
+    )
+    graph.run("What is 1 + 1?")  # litellm's first call sets up its client: not what is measured here
+    scripted.add_rule(Rule(status=400, latency_s=0.8))
+    result = graph.run("What is 2 + 2?")
+    assert result.trace[0].status == "failed" and "HTTP 400" in str(result.trace[0].error)
+    assert "budget" not in str(result.stopped_reason) and "failed" in str(result.stopped_reason)
+
+
 def test_a_call_ending_past_the_latency_cap_is_reported() -> None:
     """A simulated call starts in time and takes its modelled latency (≈ 3 s for llama-8b) at once:
     the run ended 3 s into a 0.05 s cap and said nothing (the token, FLOP and USD caps said so)."""
