@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agentscale.models.cost import estimate_prompt_tokens
@@ -72,11 +73,21 @@ def raised_before_sending(exc: BaseException) -> bool:
     which read as a server's failure and was retried with backoff, 8 s for a missing API key."""
     import openai
 
+    return _in_chain(exc, lambda e: isinstance(e, openai.OpenAIError) and not isinstance(e, openai.APIError))
+
+
+def refused_connection(exc: BaseException) -> bool:
+    """Nothing accepted the connection: a refusal somewhere in the exception's chain (litellm reports
+    it as an HTTP 500). Not a timeout, which may be a busy server rather than a gone one."""
+    return _in_chain(exc, lambda e: isinstance(e, ConnectionRefusedError))
+
+
+def _in_chain(exc: BaseException, wanted: Callable[[BaseException], bool]) -> bool:
     seen: BaseException | None = exc
     for _ in range(16):  # chains are short; the bound guards against a cycle
         if seen is None:
             return False
-        if isinstance(seen, openai.OpenAIError) and not isinstance(seen, openai.APIError):
+        if wanted(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -21,6 +21,7 @@ from agentscale.models._reply import (
     MalformedReply,
     check_reply,
     raised_before_sending,
+    refused_connection,
     reply_text_and_usage,
     server_asked_wait_s,
 )
@@ -144,19 +145,6 @@ def _is_retryable(exc: BaseException) -> bool:
         return False
     status = _status_of(exc)
     return status in RETRYABLE_STATUS
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    """Nothing accepted the connection: a refusal somewhere in the exception's chain (litellm reports
-    it as an HTTP 500). Not a timeout, which may be a busy server rather than a gone one."""
-    seen: BaseException | None = exc
-    for _ in range(16):  # chains are short; the bound guards against a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class Gateway:
@@ -338,7 +326,7 @@ class Gateway:
                             out_of_time=out_of_time,
                         ) from exc
                     await asyncio.sleep(delay)
-                    if endpoint.refresh is not None and _is_unreachable(exc):
+                    if endpoint.refresh is not None and refused_connection(exc):
                         endpoint = await self._refreshed(endpoint, node=node, where=where)
                         where = endpoint.where or request.model.route
                     continue

@@ -11,10 +11,11 @@ Failover is the Router's: an endpoint whose call fails with a connection error, 
 5xx is put in cooldown for :data:`COOLDOWN_S` at its first failure (``allowed_fails=0``: a refused
 connection is evidence enough), and the same call is retried at once on another endpoint, each
 endpoint at most once per attempt. The gateway's own retry loop (backoff, attempt count) wraps that.
-When every endpoint is cooling down the Router refuses to pick: the attempt then waits until the
-first of them cools off and asks once more (the gateway's backoff, 0.5-3.5 s in all, is shorter
-than the cooldown, so its retries had all been refused without reaching an endpoint: a one-off 429
-on both replicas lost the call that a single endpoint survives). Still refused, that is reported as
+When every endpoint is cooling down the Router refuses to pick: unless the last failure was a
+refused connection (the endpoints are down, not busy: waiting would only delay the error), the
+attempt then waits until the first of them cools off and asks once more (the gateway's backoff,
+0.5-3.5 s in all, is shorter than the cooldown, so its retries had all been refused without reaching
+an endpoint: a one-off 429 on both replicas lost the call that a single endpoint survives). Refused, that is reported as
 :class:`EndpointsCoolingDown`, naming the endpoints and the last failure seen, so "both replicas are
 down" reads as such rather than as litellm's generic "no deployments available".
 
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentscale.models._reply import refused_connection
 from agentscale.models.litellm_loader import get_litellm
 
 ROUTING_STRATEGY = "least-busy"
@@ -49,6 +51,7 @@ class _RouterEntry:
     api_bases: tuple[str, ...]
     last_error: str | None = None
     failed_at: float | None = None  # time.monotonic() of the last failure seen
+    down: bool = False  # that failure was a refused connection
 
     def cooling_left_s(self) -> float:
         """How long until the endpoints cool off: from the last failure seen (a failure the Router
@@ -87,17 +90,23 @@ class ReplicaRouters:
         call_kwargs: dict[str, Any],
     ) -> Any:
         """One attempt through the set's Router (which may itself fail over to other endpoints); when
-        every endpoint is cooling down, after waiting for the first to cool off."""
+        every endpoint is cooling down from failures other than refused connections, after waiting
+        for the first to cool off."""
         entry = self._entry(litellm_model, api_bases, api_key, extra)
         for waited in (False, True):
             try:
                 return await entry.router.acompletion(model=litellm_model, **call_kwargs)
             except Exception as exc:
                 if not _all_cooling_down(exc):
-                    entry.last_error, entry.failed_at = _one_line(exc), time.monotonic()
+                    entry.last_error, entry.failed_at, entry.down = (
+                        _one_line(exc),
+                        time.monotonic(),
+                        refused_connection(exc),
+                    )
                     raise
-                if not waited:
-                    await asyncio.sleep(entry.cooling_left_s())
+                if waited or entry.down:
+                    break
+                await asyncio.sleep(entry.cooling_left_s())
         cause = f"; last failure: {entry.last_error}" if entry.last_error else ""
         raise EndpointsCoolingDown(
             f"all {len(api_bases)} endpoints ({', '.join(api_bases)}) failed recently and are "

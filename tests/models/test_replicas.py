@@ -105,17 +105,21 @@ async def test_a_stopped_endpoint_fails_over_and_spend_stays_exact(
     )
 
 
-async def test_both_endpoints_down_is_a_clear_error(pair: tuple[ScriptedServer, ScriptedServer], store: Store) -> None:
+async def test_both_endpoints_down_is_a_clear_error(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
     for server in pair:
         server.stop()
     spec = ModelSpec(model="hosted_vllm/scripted", api_base=tuple(s.api_base for s in pair))
     request = CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}])
-    gateway = Gateway(store, GatewaySettings(max_retries=0, timeout_s=10))  # a retry would wait out the cooldown
+    started = time.perf_counter()
     with pytest.raises(ModelCallError) as info:
-        await gateway.complete(request, node="s0")
+        await fast_gateway.complete(request, node="s0")
     message = str(info.value)
     assert "node 's0'" in message and pair[0].api_base in message and pair[1].api_base in message
+    assert "all 2 endpoints" in message and "cooling down" in message
     assert "Cannot connect" in message or "Connection" in message  # the underlying failure is named
+    assert time.perf_counter() - started < COOLDOWN_S  # refused connections: no wait for the cooldown
 
 
 async def test_a_retry_waits_for_cooled_endpoints_instead_of_being_refused(
