@@ -171,7 +171,8 @@ def resolve_roles(custom: dict[str, RoleSpec]) -> dict[str, Role]:
     built-in roles have it: a CEO's direction is for the whole team (empty without a coordinator)."""
     roles = dict(builtin_roles())
     for name, spec in custom.items():
-        user = spec.user if "{format}" in spec.user else spec.user.rstrip() + "\n\n{format}"
-        user = user if "{direction}" in user else "{direction}" + user
+        written = spec.system + spec.user  # a placeholder in either template is filled there
+        user = spec.user if "{format}" in written else spec.user.rstrip() + "\n\n{format}"
+        user = user if "{direction}" in written else "{direction}" + user
         roles[name] = Role(name, spec.system, user)
     return roles

@@ -115,11 +115,9 @@ def validate_fields(
     (`STORED_CONTEXT`)."""
     if not isinstance(located.data, dict):
         found = located.data
-        hint = (
-            "; a file name? read files with agentscale.load(path)"
-            if isinstance(found, str) and found.endswith((".yaml", ".yml"))
-            else ""
-        )
+        named = isinstance(found, str) and found.endswith((".yaml", ".yml"))
+        reader = "agentscale.load(path)" if what.startswith("graph") else "its path"
+        hint = f"; a file name? give the file's text, or read the file with {reader}" if named else ""
         raise SpecError([SpecIssue("", f"a {what} must be a YAML mapping, not {_shown(found)}{hint}", 1)], source)
     try:
         return model.model_validate(located.data, context=STORED_CONTEXT if stored else None)

@@ -98,7 +98,7 @@ class Graph:
         """A graph from YAML text; a mistake raises SpecError naming its YAML path and line (also the
         checks made when the graph is built: budget caps the models cannot be priced for, a tester's
         answer format)."""
-        if not isinstance(text, str):  # a Path or None failed deep inside the YAML reader
+        if not isinstance(text, str | bytes):  # a Path or None failed deep inside the YAML reader
             raise TypeError(
                 f"Graph.from_yaml takes YAML text, not {type(text).__name__}; read a file with agentscale.load(path)"
             )

@@ -248,12 +248,12 @@ class ScriptedServer:
                     elif rule is not None and rule.body is not None:
                         self._send_json(200, rule.body, headers)
                     else:
-                        self._reply(request, text)
+                        self._reply(request, text, headers)
                 finally:
                     with server._lock:
                         server._active -= 1
 
-            def _reply(self, request: dict[str, Any], text: str) -> None:
+            def _reply(self, request: dict[str, Any], text: str, headers: dict[str, str]) -> None:
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
                 completion_tokens = max(1, len(text.split()))
                 usage = {
@@ -265,6 +265,8 @@ class ScriptedServer:
                 model = request.get("model", "scripted")
                 if request.get("stream"):
                     self.send_response(200)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "text/event-stream")
                     self.send_header("Connection", "close")
                     self.end_headers()
@@ -301,6 +303,7 @@ class ScriptedServer:
                         ],
                         "usage": usage,
                     },
+                    headers,
                 )
 
         return Handler

@@ -240,7 +240,7 @@ def test_the_evaluator_and_the_next_ceo_read_the_solution_not_only_its_answer(ta
     scripted.add_rule(Rule(model="judge", replies=['{"correct": 1, "advice": "none"}']))
     scripted.add_rule(Rule(model="scripted", replies=["TENS STEP: 17 + 25 = 42\nFinal answer: 42"]))
     talk("{model: ceo, max_rounds: 2, evaluator: judge}").run("What is 17 + 25?")
-    judged = [r for r in scripted.completion_requests if r["model"] == "judge"][0]["messages"][-1]["content"]
+    judged = next(r for r in scripted.completion_requests if r["model"] == "judge")["messages"][-1]["content"]
     assert "TENS STEP: 17 + 25 = 42" in judged
     assert "TENS STEP" in ceo_requests(scripted)[1]["messages"][-1]["content"].split("## Current solution")[1]
     # the models' sizes are unknown: their FLOPs are not "0 used"

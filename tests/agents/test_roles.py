@@ -39,6 +39,11 @@ def test_a_custom_role_gets_the_coordinators_direction() -> None:
     directed = role.messages("2+2?", [], "number", direction="check the units")[1]["content"]
     assert directed.startswith("Focus for this round: check the units") and "Solve: 2+2?" in directed
     assert role.messages("2+2?", [], "number")[1]["content"].startswith("Solve: 2+2?")  # none: as written
+    # placed in the system template by its author: there, and only there
+    placed = resolve_roles({"s": RoleSpec(system="{direction}{format}", user="Solve: {question}")})["s"]
+    system, user = (m["content"] for m in placed.messages("2+2?", [], "number", direction="check the units"))
+    assert system.count("check the units") == 1 and "check the units" not in user
+    assert user == "Solve: 2+2?"  # the format instruction is in the system template too
 
 
 def test_code_inputs_are_fenced() -> None:

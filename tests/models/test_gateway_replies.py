@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from agentscale import Graph, Store
@@ -78,6 +79,12 @@ async def test_a_retry_after_header_is_waited_for(scripted: ScriptedServer, gate
     assert (await graph.arun("What is 5 + 5?")).answer == "10"
     first, second = (r["_received"] for r in scripted.completion_requests)
     assert second - first >= 0.95 and time.perf_counter() - started >= 0.95
+
+
+def test_scripted_rule_headers_go_with_replies_too(scripted: ScriptedServer) -> None:
+    scripted.add_rule(Rule(replies=["Final answer: 1"], headers={"X-Test": "yes"}))
+    reply = httpx.post(f"{scripted.api_base}/chat/completions", json={"model": "m", "messages": []}, timeout=10)
+    assert reply.headers["X-Test"] == "yes" and reply.json()["choices"][0]["message"]["content"] == "Final answer: 1"
 
 
 def test_a_missing_api_key_fails_at_once_without_a_request(

@@ -44,8 +44,13 @@ def test_from_yaml_given_a_path_says_how_to_read_a_file(tmp_path: Path) -> None:
     'read'; the file's name as text was "a graph file must be a YAML mapping"."""
     with pytest.raises(TypeError, match=r"not PosixPath; read a file with agentscale.load\(path\)"):
         Graph.from_yaml(tmp_path / "g.yaml", store=None)  # type: ignore[arg-type]
-    with pytest.raises(SpecError, match=r"not the text 'g.yaml'; a file name\? read files with agentscale.load"):
+    with pytest.raises(
+        SpecError,
+        match=r"not the text 'g.yaml'; a file name\? give the file's text, or read the file with agentscale.load",
+    ):
         Graph.from_yaml("g.yaml", store=None)
+    text = "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    assert Graph.from_yaml(text.encode(), store=None).name == "g"  # bytes (Path.read_bytes()) still read
 
 
 def test_a_store_and_a_gateway_with_another_store_are_refused(tmp_path: Path) -> None:
