@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agentscale.agents.coordinator import (
@@ -46,6 +46,7 @@ from agentscale.agents.coordinator import (
 )
 from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.agents.tester import passes_stated_examples
+from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.cost import estimate_prompt_tokens
@@ -72,6 +73,15 @@ SOLUTION_HEAD_CHARS, SOLUTION_TAIL_CHARS = 1000, 2000  # a long solution shown t
 # which candidate passed how many of the question's stated examples (an execution check the CEO
 # cannot do itself)
 REVIEW_LABELS = {"critic": "critique", "verifier": "critique", "tester": "examples run"}
+
+
+@dataclass(frozen=True)
+class _Share:
+    """A round's calls' completion budget under a token cap, and what the round needs at the least."""
+
+    tokens: int  # each call's max_tokens
+    cap: int  # the budget's max_tokens
+    smallest_round: int  # the round's calls, each with its prompt and `min_tokens`
 
 
 @dataclass(frozen=True)
@@ -291,9 +301,7 @@ class Discussion:
                 continue
             record.requested = raw.model_dump()
             trace.answer = raw.decision
-            wanted = clamp(raw, self.limits, current)
-            share = self._token_share(wanted, record.index, estimate_prompt_tokens(messages))
-            return clamp(raw, self.limits, current, token_cap=share), None
+            return self._fitted(raw, current, record.index, estimate_prompt_tokens(messages))
         record.ceo_error = error
         return fallback(current, f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"), None
 
@@ -492,7 +500,34 @@ class Discussion:
             first_set(self.runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in self.plan.pool
         )
 
-    def _token_share(self, wanted: Decision, index: int, ceo_prompt_tokens: int) -> int | None:
+    def _fitted(
+        self, raw: RawDecision, current: Decision, index: int, ceo_prompt_tokens: int
+    ) -> tuple[Decision, str | None]:
+        """The CEO's decision clamped to the graph's ranges and to the budget left: each call's share
+        of the tokens (`_token_share`); below `min_tokens` a share, a smaller team (down to
+        `min_agents`); when not even that fits, the applied decision and the refusal that ends the
+        discussion with its best answer (a round of replies cut to a token or two answers nothing and
+        pays every prompt)."""
+        wanted = clamp(raw, self.limits, current)
+        agents, share = wanted.agents, self._token_share(wanted, index, ceo_prompt_tokens)
+        floor = self.limits.min_tokens
+        while share is not None and share.tokens < floor and agents > self.limits.min_agents:
+            agents -= 1
+            share = self._token_share(replace(wanted, agents=agents), index, ceo_prompt_tokens)
+        if share is None:
+            return wanted, None
+        fitted = raw if agents == wanted.agents else raw.model_copy(update={"agents": agents})
+        decision = clamp(fitted, self.limits, current, token_cap=share.tokens)
+        if agents != wanted.agents:
+            cut = f"agents {wanted.agents} cut to {agents} (the budget left)"
+            decision = replace(decision, notes=(*decision.notes, cut))
+        if share.tokens >= floor:
+            return decision, None
+        return decision, str(
+            BudgetExceeded("max_tokens", share.cap, self.calls.ledger.spent.tokens + share.smallest_round)
+        )
+
+    def _token_share(self, wanted: Decision, index: int, ceo_prompt_tokens: int) -> _Share | None:
         """The completion budget each model call of the coming round can have so that the round fits
         in the tokens the budget has left: its workers and aggregator, each reserving its prompt (the
         first worker's, as it would be written now) besides its completion, and, with rounds to come
@@ -524,9 +559,10 @@ class Discussion:
             steering = ceo_prompt_tokens + CEO_MAX_TOKENS
             if self.evaluator_model is not None:
                 steering, evaluated = steering + EVALUATOR_MAX_TOKENS, 1
-        if left - steering < (calls + evaluated) * (prompt + self.limits.min_tokens):
+        smallest_round = calls * (prompt + self.limits.min_tokens)
+        if left - steering < smallest_round + evaluated * (prompt + self.limits.min_tokens):
             steering, evaluated = 0, 0  # no room for another round: this one may use what is left
-        return (left - steering) // (calls + evaluated) - prompt
+        return _Share((left - steering) // (calls + evaluated) - prompt, budget.max_tokens, smallest_round)
 
     def _resources(self, index: int) -> str:
         spent = self.calls.ledger.spent

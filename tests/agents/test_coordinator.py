@@ -222,6 +222,21 @@ def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: Scr
     assert "shared by the round's calls" in " ".join(first.decision["notes"])
     assert [t.status for t in result.trace if t.node_id.startswith("r1.")] == ["ok"] * 5  # CEO, 3 workers, fuser
     assert result.usage.tokens <= 1400
+    # later rounds: a smaller team rather than replies cut below min_tokens (16): four calls of 1 token were paid
+    assert all(r["max_tokens"] >= 16 for r in worker_requests(scripted))
+
+
+def test_a_round_the_budget_cannot_pay_at_min_tokens_ends_the_discussion(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Not even one agent at `min_tokens` fits in what is left after round 1: the discussion ends with
+    its best answer instead of a round of replies cut below `min_tokens`."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=300)]))
+    result = talk("{model: ceo, max_rounds: 5, min_tokens: 250}", budget="budget: {max_tokens: 1300}\n").run(
+        "What is 20 + 22?"
+    )
+    assert result.answer == "42" and [r.ran for r in result.rounds] == [True, False]
+    assert next(t for t in result.trace if t.node_id == "r2.ceo").status == "ok"  # the CEO was asked, its round refused
+    assert "budget max_tokens=1300 would be exceeded" in str(result.stopped_reason)
+    assert all(r["max_tokens"] >= 250 for r in worker_requests(scripted))
 
 
 def test_evaluator_advice_reaches_the_next_ceo_call(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
