@@ -31,7 +31,8 @@ def test_exact_accepts_normalised_matches(answer: str, reference: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "reference"), [("Paris, France", "Paris"), ("Pari s", "Paris"), ("London", "Paris"), ("no", "yes")]
+    ("answer", "reference"),
+    [("Paris, France", "Paris"), ("Pari s", "Paris"), ("London", "Paris"), ("no", "yes"), ("-5", "5"), ("5!", "5")],
 )
 def test_exact_rejects_different_text(answer: str, reference: str) -> None:
     score = score_exact(answer, _item(reference))
@@ -219,6 +220,13 @@ def test_math_accepts_equivalent_answers(answer: str, reference: str) -> None:
         ("yes", "No"),
         ("x=5, y=6", "x=6, y=5"),
         ("The sequence exists", "The sequence does not exist"),
+        # signs, points, brackets and marks at the ends change an answer: they were stripped as punctuation
+        ("-9", "9"),
+        ("-5", "5"),
+        (".5", "5"),
+        ("(0, 1)", "[0, 1]"),
+        ("-\\infty", "\\infty"),
+        ("-x", "x"),
     ],
 )
 def test_math_rejects_different_answers(answer: str, reference: str) -> None:
