@@ -25,6 +25,18 @@ from agentscale.agents.extract import extract_answer, normalize_for_vote
         ("Cost: \\boxed{\\$1,234}", "1234"),
         ("Final answer: \\boxed{-5}", "-5"),
         ("First \\boxed{7}, then corrected: \\boxed{8}", "8"),
+        # numbers as people and LaTeX write them: the scorer would read them whole, extraction cut them
+        ("Final answer: −5", "-5"),  # a Unicode minus (was 5)
+        ("Final answer: .5", ".5"),  # (was 5)
+        ("Final answer: $\\frac{3}{4}$", "3/4"),  # \\frac outside a box (was 3)
+        ("So \\boxed{\\frac12}", "1/2"),  # (was 12)
+        ("So \\boxed{2\\frac{1}{2}}", "5/2"),  # a mixed number (was 21/2)
+        ("So \\boxed{1{,}000}", "1000"),  # (was 1)
+        ("\\boxed{1.5 \\times 10^{3}}", "1.5e3"),  # (was 1.5)
+        ("So \\boxed{2^{10}}", "1024"),  # (was 2)
+        ("Final answer: 50%", "50%"),  # the scorer reads 50 and 0.5 (was 50 only)
+        ("Final answer: 3 + 4 = 7", "7"),  # the result of an equation (was 3)
+        ("Final answer: 252\nThis final answer is consistent with the count above.", "252"),  # prose after
     ],
 )
 def test_number(text: str, expected: str | None) -> None:
@@ -39,6 +51,10 @@ def test_number(text: str, expected: str | None) -> None:
         ("I think the answer is D.", "D"),
         ("**Final answer: A**", "A"),
         ("Checking each option... so the answer is \\boxed{\\text{C}}", "C"),
+        ("Final answer: I believe it is C", "C"),  # the pronoun I is no option (was I)
+        ("Final answer: A and B are wrong; C", "C"),  # nor the article A
+        ("To answer a question like this, check each option. Blue fits, so C is right.", "C"),  # (was A)
+        ("the answer is b", "B"),
     ],
 )
 def test_choice(text: str, expected: str) -> None:
@@ -50,6 +66,22 @@ def test_code_prefers_last_python_block() -> None:
     assert extract_answer(text, "code") == "def f():\n    return 2\n"
     assert extract_answer("def g(x):\n    return x", "code") == "def g(x):\n    return x\n"
     assert extract_answer("just words", "code") is None
+
+
+def test_code_skips_a_usage_example_after_the_solution_and_prose_before_it() -> None:
+    """The last block was taken even when it only used the solution (30 of 30 right HumanEval answers
+    scored 0), and an unfenced answer kept the sentence before its code (a SyntaxError)."""
+    solution = "def add(a, b):\n    return a + b\n"
+    usage = f"```python\n{solution}```\nExample usage:\n```python\nprint(add(1, 2))\n```"
+    assert extract_answer(usage, "code") == solution
+    assert extract_answer(f"Here is the function:\n{solution}", "code") == solution
+
+
+def test_an_answer_below_its_marker_is_its_paragraph() -> None:
+    """A grid after "Final answer:" was cut to its first row (reasoning-gym's grid tasks scored 0)."""
+    reply = "Rotating...\nFinal answer:\n3 1\n4 2\n\nDone."
+    assert extract_answer(reply, "text") == "3 1\n4 2"
+    assert extract_answer("Final answer:\n42", "number") == "42"
 
 
 def test_text_uses_marker_or_whole_reply() -> None:

@@ -29,17 +29,43 @@ _DECIMAL = rf"(?:{_DIGITS})(?:[eE][-+]?\d+)?"
 _NUMBER = rf"[-+]?(?:{_DECIMAL})(?:\s*/\s*(?:{_DECIMAL}))?(?:\s*%)?"
 _FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})(?:\s*\.)?\s*")
 _ANY = re.compile(rf"(?<![\w.])(?P<num>{_NUMBER})(?![\w])")
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]+)\}\s*\{([^{}]+)\}")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))")
+_MIXED = re.compile(r"(?<![\d.])(\d+)\s*\\[dt]?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _TIMES_TEN = re.compile(r"(?<=[\d.])\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
 _EXPONENT = re.compile(r"[eE]([-+]?\d+)")
+_POWER = re.compile(r"(?<![\w.^])(\d+)\s*\^\s*(?:\{\s*([-+]?\d+)\s*\}|([-+]?\d+))(?![\d.^])")
+MAX_POWER_EXPONENT, MAX_POWER_BASE = 64, 10**6  # 2^{10} is written out; 10^{400} is not
+
+
+def plain_numbers(text: str) -> str:
+    r"""`text` with its numbers written plainly: a Unicode minus, thin spaces, LaTeX's `{,}`, `\%`,
+    `\frac{3}{4}` and `\frac34` (3/4), mixed numbers (`2\frac{1}{2}`: 5/2) and `1.5 \times 10^{3}`
+    (1.5e3). Also what the answer extractor reads numbers from, so that it passes on the number the
+    scorer would read (it took `3` from `\frac{3}{4}` and `5` from `−5`).
+
+    >>> plain_numbers(r"−5, \frac{3}{4}, \dfrac12, 2\frac{1}{2}, 1{,}000, 1.5 \times 10^{3}, 50\%, 2^{10}")
+    '-5, 3/4, 1/2, 5/2, 1,000, 1.5e3, 50%, 1024'
+    """
+    text = text.replace("−", "-").replace("\u2009", "").replace("{,}", ",")
+    text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
+    text = _MIXED.sub(lambda m: f"{int(m.group(1)) * int(m.group(3)) + int(m.group(2))}/{m.group(3)}", text)
+    text = _LATEX_FRAC.sub(
+        lambda m: f"({(m.group(1) or m.group(2)).strip()})/({(m.group(3) or m.group(4)).strip()})", text
+    )
+    text = re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
+    return _POWER.sub(_power, _TIMES_TEN.sub(r"e\1", text))
+
+
+def _power(match: re.Match[str]) -> str:
+    """An integer power written out (2^{10}: 1024), if small enough to be an answer's value."""
+    base, exponent = int(match.group(1)), int(match.group(2) or match.group(3))
+    if abs(exponent) > MAX_POWER_EXPONENT or base > MAX_POWER_BASE:
+        return match.group(0)
+    return str(base**exponent) if exponent >= 0 else f"1/{base**-exponent}"
 
 
 def _clean(text: str) -> str:
-    text = text.strip().replace("−", "-").replace("\u2009", "").replace("{,}", ",")
-    text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
-    text = _LATEX_FRAC.sub(lambda m: f"({m.group(1).strip()})/({m.group(2).strip()})", text)
-    text = re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
-    text = _TIMES_TEN.sub(r"e\1", text)
+    text = plain_numbers(text.strip())
     if text.startswith("$") and text.endswith("$") and len(text) > 1:
         text = text.strip("$")
     boxed = re.fullmatch(r"\\boxed\{(.*)\}", text.strip())
