@@ -38,9 +38,12 @@ UNINDENTED_BODY = "return _helper(1) * math.sqrt(x)\n"
 FULL_FUNCTION = "def double_sqrt(x):\n    return _helper(1) * math.sqrt(x)\n"
 FULL_WITH_IMPORTS = "import math\n\ndef double_sqrt(x: int) -> float:\n    return 2 * math.sqrt(x)\n"
 FENCED = "Here you go:\n```python\ndef double_sqrt(x):\n    return 2 * math.sqrt(x)\n```\nDone."
+# a demo reading stdin under a main guard: the official harness never runs it (exec in fresh globals);
+# run as __main__ here, it failed a right answer on EOFError
+WITH_MAIN = FULL_FUNCTION + 'if __name__ == "__main__":\n    print(double_sqrt(float(input())))\n'
 
 
-@pytest.mark.parametrize("answer", [BODY, UNINDENTED_BODY, FULL_FUNCTION, FULL_WITH_IMPORTS, FENCED])
+@pytest.mark.parametrize("answer", [BODY, UNINDENTED_BODY, FULL_FUNCTION, FULL_WITH_IMPORTS, FENCED, WITH_MAIN])
 def test_correct_answers_in_every_shape_pass(answer: str) -> None:
     score = score_code(answer, ITEM)
     assert score.correct, score.detail

@@ -46,6 +46,36 @@ def _defines(code: str, name: str) -> bool:
     return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name for node in tree.body)
 
 
+def _without_main_block(code: str) -> str:
+    """The code without its top-level `if __name__ == "__main__":` blocks. The official HumanEval
+    harness runs an answer with exec() in fresh globals, where such a block never runs; here the
+    program runs as `__main__` (the tests may need it), so a correct solution with a demo reading
+    input() failed on EOFError.
+
+    >>> print(_without_main_block('def f():\\n    return 1\\nif __name__ == "__main__":\\n    print(f(input()))\\n'))
+    def f():
+        return 1
+    <BLANKLINE>
+    """
+    try:
+        tree = parse_python(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines(keepends=True)
+    for node in reversed(tree.body):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.end_lineno is not None:
+            del lines[node.lineno - 1 : node.end_lineno]
+    return "".join(lines)
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = {ast.unparse(test.left), ast.unparse(test.comparators[0])}
+    return sides == {"__name__", "'__main__'"}
+
+
 def _imports_of(prompt: str) -> str:
     lines = [ln for ln in prompt.splitlines() if re.match(r"\s*(?:import|from)\s+\w", ln) and not ln[:1].isspace()]
     return "\n".join(lines)
@@ -64,7 +94,7 @@ def assemble_solution(code: str, *, prompt: str = "", entry_point: str | None = 
 
     Also what the tester role runs the question's stated examples against.
     """
-    code = strip_fences(code, entry_point)
+    code = _without_main_block(strip_fences(code, entry_point))
     if entry_point and _defines(code, entry_point):
         try:
             parse_python(prompt)
