@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import Column, Table, event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -194,6 +194,22 @@ def _default_literal(column: Column[Any], path: Path) -> str:
     )
 
 
+def _create_tables(engine: Engine) -> None:
+    """The tables and indexes this release needs. `create_all` checks for each, then creates it: two
+    processes opening a new database at once (an eval and an optimize started together) both saw
+    none, and the slower one failed with "table run already exists". Asked again, it finds them."""
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            SQLModel.metadata.create_all(engine, tables=_OWN_TABLES)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == _CREATE_ATTEMPTS - 1:
+                raise
+
+
+_CREATE_ATTEMPTS = 5
+
+
 class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
@@ -205,7 +221,7 @@ class Store:
         event.listen(self.engine, "connect", _configure_sqlite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            SQLModel.metadata.create_all(self.engine, tables=_OWN_TABLES)
+            _create_tables(self.engine)
             _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:
             raise AgentScaleError(_unopenable(self.path, exc)) from None

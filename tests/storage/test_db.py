@@ -25,6 +25,25 @@ def _write_many(path: str, worker: int, count: int) -> None:
     store.finish_run(run.id, "done")
 
 
+def _open_together(path: str, start: object) -> None:
+    start.wait(30)  # type: ignore[attr-defined]  # a multiprocessing Barrier
+    Store(path)
+
+
+def test_processes_opening_a_new_database_together_all_open_it(tmp_path: Path) -> None:
+    """An eval and an optimize started together on a new database: both found no tables, and the
+    slower one failed with "table run already exists" (5 trials of 10 with 4 processes)."""
+    context = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        path, start = str(tmp_path / f"new{trial}.db"), context.Barrier(4)
+        openers = [context.Process(target=_open_together, args=(path, start)) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(120)
+        assert [o.exitcode for o in openers] == [0, 0, 0, 0], f"trial {trial}"
+
+
 def test_wal_mode_and_default_path(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENTSCALE_DB", raising=False)
