@@ -33,6 +33,7 @@ from agentscale.models.gateway import CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_rows
 from agentscale.storage.db import Store
+from agentscale.storage.owner import owner_alive
 from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tasks import Task, TaskItem
 from agentscale.tasks.scoring import ascore
@@ -200,12 +201,15 @@ class HandbookBuilder:
         """The latest build with this very configuration that stopped before its end (interrupted, or
         left running by a process that died), if no later one finished. Running the same command
         again goes on with it: a new run re-proposed every item it had done, and the handbook counted
-        their behaviors twice (merged 158 against 78, two sources per item)."""
+        their behaviors twice (merged 158 against 78, two sources per item). A build still running in a
+        live process is returned too, so that taking it over is refused (`RunBusy`): the same command
+        in two terminals did every item twice."""
         stored = json.loads(json.dumps(config))  # as stored: a replicas' api_base tuple is a list there
         for run in self.store.list_runs(limit=200):
             if run.kind != "handbook" or json.loads(run.config_json) != stored:
                 continue
-            return run if run.status == "interrupted" or run.process_gone() else None
+            live = run.status == "running" and owner_alive(run.owner) is True
+            return run if run.status == "interrupted" or run.process_gone() or live else None
         return None
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,11 @@ from typing import Any
 import pytest
 
 from agentscale import Gateway, Store
+from agentscale.errors import RunBusy
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.graphs.spec import ModelSpec
 from agentscale.memory import BuildReport, BuildSettings, Handbook, HandbookBuilder, InsertReport, resolve_model
+from agentscale.storage.tables import Run
 from agentscale.tasks import Task, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
@@ -224,6 +228,56 @@ async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
     assert stopped.run_id is not None and store.get_run(stopped.run_id).status == "interrupted"
     report = await builder().from_task(task)
     assert report.run_id == stopped.run_id and report.proposed == 4
+    _assert_built_once(store, report)
+
+
+async def test_the_same_build_running_in_another_live_process_is_refused(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """The same `handbook build` in two terminals did every item twice (merged 124 where 62 was
+    right): the second saw the first's run as live and started a run of its own."""
+    task = _four_sums(tmp_path, scripted)
+    model = resolve_model("hosted_vllm/scripted", api_base=scripted.api_base, aliases=None)
+
+    def builder() -> HandbookBuilder:
+        return HandbookBuilder(gateway, Handbook(store, "math"), model, BuildSettings(concurrency=1), topic="arith")
+
+    def stop_after_two(report: object) -> None:
+        if getattr(report, "items", 0) == 2:
+            raise RuntimeError("stopped")
+
+    first = builder()
+    first.on_item = stop_after_two
+    with pytest.raises(RuntimeError, match="stopped"):
+        await first.from_task(task)
+    assert first.run_id is not None
+    other = subprocess.Popen(  # another live process, as the run's owner
+        [
+            sys.executable,
+            "-c",
+            "from agentscale.storage.owner import current_owner; print(current_owner(), flush=True); input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        owner = other.stdout.readline().strip()
+        with store.session() as session:
+            run = session.get(Run, first.run_id)
+            assert run is not None
+            run.status, run.owner = "running", owner
+            session.add(run)
+            session.commit()
+        with pytest.raises(RunBusy, match=f"run {first.run_id} is being run by"):
+            await builder().from_task(task)
+    finally:
+        other.kill()
+        other.wait()
+    assert [r.id for r in store.list_runs() if r.kind == "handbook"] == [first.run_id]  # no second run
+    report = await builder().from_task(task)  # its owner gone: the build goes on in its run
+    assert report.run_id == first.run_id
     _assert_built_once(store, report)
 
 
