@@ -13,11 +13,14 @@ from rich.table import Table
 from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, command_line, open_store
 from agentscale.cli._tables import format_spend, format_test_score, trace_table
+from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from agentscale.storage.db import Store
-    from agentscale.storage.tables import Run
+    from agentscale.storage.tables import Run, Trial
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
@@ -178,25 +181,41 @@ def show_command(
         err.print("no items recorded")
 
 
+def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
+    """The crowned graph's picture beside the run's report: drawn once after the run finished (a
+    resume may crown another graph); none where this reader may not write (`runs show` is a read,
+    and failed with "cannot write best.svg" in another's folder)."""
+    from datetime import UTC
+
+    from agentscale.optimize.trials import candidate_from_json
+    from agentscale.report import picture_from_candidate, write_drawing
+
+    target = store.path.parent / "runs" / run.id / "best.svg"
+    finished = run.finished.replace(tzinfo=run.finished.tzinfo or UTC).timestamp() if run.finished else None
+    if finished is not None and target.exists() and target.stat().st_mtime >= finished:
+        return target
+    picture = picture_from_candidate(candidate_from_json(crowned.candidate_json), f"{run.graph_name}-best")
+    try:
+        return write_drawing(picture, target)
+    except AgentScaleError:
+        return None
+
+
 def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     from agentscale.optimize.objective import Observation
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.trials import candidate_from_json, stored_front
-    from agentscale.report import picture_from_candidate, write_drawing
     from agentscale.report.optimize_page import crowned_trial
     from agentscale.report.simulated import run_is_simulated, stored_space
 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
     crowned = crowned_trial(trials, summary)
+    in_progress = run.status in ("created", "running") and not run.process_gone()
     drawing = None
-    if crowned is not None:  # the crowned graph's picture, as in the report
-        candidate = candidate_from_json(crowned.candidate_json)
-        drawing = write_drawing(
-            picture_from_candidate(candidate, f"{run.graph_name}-best"),
-            store.path.parent / "runs" / run.id / "best.svg",
-        )
+    if crowned is not None and not in_progress:  # the crowned graph's picture, as in the report
+        drawing = _crowned_drawing(store, run, crowned)
     picture = None
     if plot:
         history = [
@@ -268,8 +287,11 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             graph,
         )
     out.print(table)
-    if crowned is not None and drawing is not None:
-        out.print(f"crowned graph (trial {crowned.seq}), drawn in {drawing}:")
+    if crowned is not None and in_progress:
+        out.print(f"leading graph so far (trial {crowned.seq}; the run is still running, nothing is crowned yet):")
+        out.print(diagram(candidate_from_json(crowned.candidate_json)))
+    elif crowned is not None:
+        out.print(f"crowned graph (trial {crowned.seq})" + (f", drawn in {drawing}:" if drawing else ":"))
         out.print(diagram(candidate_from_json(crowned.candidate_json)))
     best = summary.get("best")
     if best:

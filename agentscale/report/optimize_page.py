@@ -68,6 +68,8 @@ class OptimizeReport:
         self.candidates = {t.seq: candidate_from_json(t.candidate_json) for t in self.trials}
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
+        # a running optimization's report shows its state so far: nothing is crowned or final yet
+        self.in_progress = run.status in ("created", "running") and not run.process_gone()
         self._drawings: dict[str, str] = {}
         self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
 
@@ -168,8 +170,13 @@ class OptimizeReport:
         return document(f"agentscale {title}", "".join(parts))
 
     def _outcome(self, crowned: Trial | None, crowned_test: Trial | None) -> str:
+        title = "Leading graph so far (the run is still running: nothing is crowned yet)" if self.in_progress else ""
+        title = title or "Crowned graph"
         if crowned is None:
-            return section("Crowned graph", paragraph("The search evaluated no graph."))
+            return section(
+                title,
+                paragraph("No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."),
+            )
         spent = self.store.spend(self.run.id)
         test = "not scored"
         if crowned_test is not None:
@@ -189,7 +196,7 @@ class OptimizeReport:
         where = paragraph(f"runnable YAML: {best}") if best else ""
         where += "".join(paragraph(note, css_class="note") for note in outcome_notes(self.summary))
         drawing = f'<div class="drawing crowned">{self.drawing(crowned)}</div>'
-        return section("Crowned graph", figures + drawing + where, section_id="crowned")
+        return section(title, figures + drawing + where, section_id="crowned")
 
     def _comparison(self, title: str, arms: list[Arm], split: str, section_id: str) -> str:
         crowned = arms[0]
@@ -227,7 +234,8 @@ class OptimizeReport:
     def _search(self) -> str:
         search = [t for t in self.trials if t.kind == "search"]
         if not search:
-            return section("Search", paragraph("No search evaluation is stored."))
+            stored = "No search evaluation is stored yet (the run is still running)." if self.in_progress else ""
+            return section("Search", paragraph(stored or "No search evaluation is stored."))
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
         front = self.front
         evaluations = {
@@ -270,7 +278,7 @@ class OptimizeReport:
 
     def _spend(self) -> str:
         stages = {t.seq: self.stage(t) for t in self.trials}
-        rows, beyond = spend_by_stage(self.store, self.run.id, stages)
+        rows, beyond = spend_by_stage(self.store, self.run.id, stages, in_progress=self.in_progress)
         body = [
             [r.stage, r.evaluations, r.items, r.calls, r.cached_calls, f"{r.tokens:,}", fmt_usd(r.usd)] for r in rows
         ]

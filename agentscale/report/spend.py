@@ -26,9 +26,12 @@ class StageSpend(PaidCalls):
     cached_calls: int = 0
 
 
-def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[list[StageSpend], list[StageSpend]]:
+def spend_by_stage(
+    store: Store, run_id: str, stages: dict[int, str], *, in_progress: bool = False
+) -> tuple[list[StageSpend], list[StageSpend]]:
     """Spend per stage in first-seen order; then what belongs to no stored trial, each kind on its
-    own row (empty ones left out): the feedback agent, and calls of no known stage."""
+    own row (empty ones left out): the feedback agent, and calls of no known stage (`in_progress`:
+    of evaluations still running, whose trials are stored when they end; else cut short)."""
     rows: dict[str, StageSpend] = {}
     for seq in sorted(stages):
         rows.setdefault(stages[seq], StageSpend(stage=stages[seq])).evaluations += 1
@@ -42,7 +45,8 @@ def spend_by_stage(store: Store, run_id: str, stages: dict[int, str]) -> tuple[l
     for stage, keys in items.items():
         rows[stage].items = len(keys)
     paid = run_paid(store, run_id)
-    unknown = StageSpend(stage="calls of no known stage (cut short by an interruption)")
+    why = "of evaluations still running" if in_progress else "of no known stage (cut short by an interruption)"
+    unknown = StageSpend(stage=f"calls {why}")
     unknown.merge(paid.unknown)
     for seq, spent in paid.trials.items():
         (rows[stages[seq]] if seq in stages else unknown).merge(spent)

@@ -5,7 +5,11 @@ label, spend by stage, and the crowned graph's test items with their traces."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from html import escape
 from pathlib import Path
@@ -16,7 +20,8 @@ from agentscale.cli.app import main
 from agentscale.optimize.trials import candidate_from_json
 from agentscale.report.optimize_page import _merged, crowned_trial
 from agentscale.storage.db import Store
-from agentscale.storage.tables import Trial
+from agentscale.storage.owner import current_owner
+from agentscale.storage.tables import Run, Trial
 
 SPACE = """\
 name: simreport
@@ -205,3 +210,49 @@ def test_calls_of_items_cut_short_count_with_their_stage(optimization, capsys) -
     unknown = [row for stage, row in spend_rows().items() if "no known stage" in stage]
     assert [row[2] for row in unknown] == ["2"]
     assert not any("feedback agent" in stage for stage in spend_rows())
+
+
+def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`report` and `runs show` of a running optimization presented its state so far as final: a
+    "Crowned graph" of a minibatch score, and its running evaluations' calls as "cut short by an
+    interruption"; `runs show` also drew that graph into the run's folder."""
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    unstored = max(t.seq for t in store.trials(run_id, with_refused=True)) + 1
+    paid = {"run_id": run_id, "route": "sim/llama-1b", "prompt_tokens": 5, "completion_tokens": 5, "flops": 0.0}
+    store.record_call(None, {**paid, "item_key": f"t{unstored}:q0"})  # a call of an evaluation still running
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.status, run.owner = "running", current_owner()
+        session.add(run)
+        session.commit()
+    drawing = store.path.parent / "runs" / run_id / "best.svg"
+    drawing.unlink(missing_ok=True)
+    page = store.path.parent / "running.html"
+    assert main(["report", run_id, "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "Leading graph so far (the run is still running: nothing is crowned yet)" in text
+    assert "calls of evaluations still running" in text and "cut short by an interruption" not in text
+    assert main(["runs", "show", run_id]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "leading graph so far" in shown and "crowned graph (trial" not in shown and not drawing.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to obey modes")
+def test_runs_show_of_an_optimization_in_a_folder_it_may_not_write(optimization) -> None:  # type: ignore[no-untyped-def]
+    """`runs show` is a read, but it drew the crowned graph into the run's folder at every call and
+    failed there ("cannot write .../best.svg", exit 1) for a reader without write access."""
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    folder = store.path.parent / "runs" / run_id
+    (folder / "best.svg").unlink(missing_ok=True)
+    folder.chmod(0o555)
+    try:
+        obey_modes = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+        command = [*obey_modes, sys.executable, "-m", "agentscale.cli.app", "runs", "show", run_id]
+        done = subprocess.run([*command, "--db", str(store.path)], capture_output=True, text=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "crowned graph (trial" in " ".join(done.stdout.split())
