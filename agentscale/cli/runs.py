@@ -15,6 +15,7 @@ from agentscale.cli._options import DbOption, JsonOption, command_line, open_sto
 from agentscale.cli._tables import format_spend, format_test_score, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
+from agentscale.storage.owner import owner_alive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,8 +91,10 @@ def show_command(
     elif default_report_path(store, run.id).exists():  # the one its command wrote (--json said null)
         report = str(default_report_path(store, run.id))
     elif run.status == "done" and run.kind in ("eval", "optimize") and not json_output:
-        # stopped between marking the run done and writing its report (a kill at the very end)
-        err.print(f"its report was not written; write it with: agentscale runs show {run.id} --html")
+        if owner_alive(run.owner):  # its command marks the run done, then writes the report (≈ 1 s)
+            err.print("its report is being written by the command that ran it")
+        else:  # stopped between marking the run done and writing its report (a kill at the very end)
+            err.print(f"its report was not written; write it with: agentscale runs show {run.id} --html")
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return

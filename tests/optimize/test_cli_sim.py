@@ -13,6 +13,8 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.storage.db import Store
+from agentscale.storage.owner import current_owner
+from agentscale.storage.tables import Run
 from tests.sim.helpers import DISCUSSION
 
 SPACE = """\
@@ -274,7 +276,16 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
     done = json.loads(capsys.readouterr().out)
     assert main(["runs", "show", done["run_id"]]) == 0
     assert "report was not written" not in capsys.readouterr().err
-    Path(done["report"]).unlink()  # as if killed before writing it
+    Path(done["report"]).unlink()  # as if its process were still writing it: it says so (not "was not written")
+    assert main(["runs", "show", done["run_id"]]) == 0
+    assert "its report is being written by the command that ran it" in capsys.readouterr().err
+    store = Store(tmp_path / "o.db")
+    with store.session() as session:  # as if killed before writing it: its process is gone
+        run = session.get(Run, done["run_id"])
+        assert run is not None
+        run.owner = current_owner().rsplit("/", 1)[0] + "/0"  # this pid, another process's start
+        session.add(run)
+        session.commit()
     assert main(["runs", "show", done["run_id"]]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
