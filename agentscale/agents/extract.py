@@ -7,10 +7,10 @@ to format-specific heuristics, because small models often forget it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 
 from agentscale.graphs.spec import AnswerFormat
+from agentscale.tasks.scorers.normalize import normalize_text
 from agentscale.tasks.scorers.numeric import plain_numbers
 
 # Completions are arbitrary text, often a small model's thousands of blanks or backticks, and these
@@ -19,89 +19,114 @@ from agentscale.tasks.scorers.numeric import plain_numbers
 # "Final answer: X" or "final answer is X" (X on the marker's line, else the paragraph below it);
 # a bare "a final answer." is prose, not a marker
 _FINAL = re.compile(r"final\s+answer[ \t]*(?:is[ \t]*(?:[:：][ \t]*)?|[:：][ \t]*)([^\n]*)", re.IGNORECASE)
-# what may precede a marker on its line for it to be one ("**Final answer:**", "So the final answer is"),
-# rather than prose about it ("This final answer is consistent with ...")
-_MARKER_LEADS = frozenset(["", "the", "my", "our", "so", "thus", "therefore", "hence", "and"]) | {
-    f"{lead} the" for lead in ("so", "thus", "therefore", "hence", "and")
-}
+# a marker after one of these words is prose about an answer ("This final answer is consistent with
+# ..."), not a statement of it; after others it is one ("Actually, the final answer is 15")
+_NOT_MARKER_AFTER = frozenset(["this", "that", "a", "an", "no", "any", "your", "each", "every", "his", "her", "their"])
+_WORD = re.compile(r"[a-z]+")
+# "3 + 4 = 7": an arithmetic expression, then its result (not "5 (when x = 2)" or "42 = 6 x 7")
+_EQUATION = re.compile(r"\s*(?:[-+]?\(?\d[\d.,]*\)?[ \t]*[-+*/×÷][ \t]*)+[-+]?\(?\d[\d.,]*\)?[ \t]*=")
+# a row of a grid or a list has no word of two letters or more (an answer's first line, then its rows)
+_TWO_LETTERS = re.compile(r"[A-Za-z]{2}")
 _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?%?")
 _CHOICE = re.compile(r"(?:^|[\s(\[*])([A-J])(?:[)\].:,*]|\s|$)")
 # an info string holds no backtick (CommonMark), so a line of backticks cannot open a fence at each
 _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.DOTALL)
-# "answer is b", "answer: (C)"; not "to answer a question" (no "is" or colon: prose)
-_EXPLICIT_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\b\s*(?::\s*)?|:\s*)\(?([A-Ja-j])\b")
-# a capital letter followed by a lower-case word reads as a word ("I believe", "A and B are") not an option
-_PROSE_AFTER = re.compile(r"[ \t]+[a-z]")
+# "answer is b", "answer: (C)", "Answer C"; not "to answer a question" (lower case, no "is" or colon)
+_EXPLICIT_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\b\s*(?::\s*)?\(?([A-Ja-j])|:\s*\(?([A-Ja-j])|\(?([A-J]))\b")
+# "I" or "A" followed by a lower-case word is the English word ("I believe", "A and B"), not an option
+_WORD_AFTER = re.compile(r"[ \t]+[a-z]")
 _CODE_LINE = re.compile(r"^[ \t]*(def|class|import|from)\s", re.MULTILINE)
+# where unfenced code starts: a definition, an import, a decorator, a comment, an assignment or a call
+_CODE_START = re.compile(r"^[ \t]*(?:def|class|import|from|async|@|#|[A-Za-z_][\w.]*[ \t]*(?:=|\())", re.MULTILINE)
 _DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]", re.MULTILINE)
 
 
-def _final_marker(text: str) -> str | None:
+def _final_marker(text: str, *, numeric: bool = False) -> str | None:
     r"""Content after the last 'Final answer:' marker, or of the last \boxed{...} (LaTeX unwrapped).
 
-    A marker that starts its line wins over one inside prose after it, and an answer that starts on
-    the line below its marker is that paragraph (a grid, a list: its first row alone was taken).
+    A marker in prose about an answer ("This final answer is ...") does not replace the one before
+    it; an answer that starts on the line below its marker is that line, with the rows of a grid or
+    a list below it (its first row alone was taken).
 
     >>> _final_marker("Final answer: 252\nThis final answer is consistent with the count above.")
     '252'
-    >>> _final_marker("Final answer:\n1 2\n3 4\n\nRotated once.")
+    >>> _final_marker("Final answer: 12\n\nActually, the final answer is 15.")
+    '15.'
+    >>> _final_marker("**Final answer:**\n1 2\n3 4\n\nRotated once.")
     '1 2\n3 4'
+    >>> _final_marker("Final answer:\nParis\nThe capital of France is Paris.")
+    'Paris'
     """
     matches = list(_FINAL.finditer(text))
     if matches:
-        match = ([m for m in matches if _starts_line(text, m.start())] or matches)[-1]
-        value = match.group(1).strip() or _paragraph_after(text, match.end())
+        match = ([m for m in matches if _states_answer(text, m.start())] or matches)[-1]
+        value = match.group(1).strip().strip("*").strip() or _block_after(text, match.end())
         value = value.strip().strip("*").strip()
         if value:
             boxed_in_line = boxed_contents(value)
-            return _unlatex(boxed_in_line[-1]) if boxed_in_line else value
+            return _unlatex(boxed_in_line[-1], numeric=numeric) if boxed_in_line else value
     boxed = boxed_contents(text)
     if boxed:
-        return _unlatex(boxed[-1])
+        return _unlatex(boxed[-1], numeric=numeric)
     return None
 
 
-def _starts_line(text: str, start: int) -> bool:
-    prefix = text[text.rfind("\n", 0, start) + 1 : start]
-    lead = " ".join(prefix.replace(",", " ").split()).strip("*#>_- ").lower()
-    return lead in _MARKER_LEADS
+def _states_answer(text: str, start: int) -> bool:
+    """Whether the marker at `start` states an answer: not after "this", "a", "no", ... on its line."""
+    prefix = text[max(text.rfind("\n", 0, start) + 1, start - 40) : start].lower()
+    words = _WORD.findall(prefix)
+    return not words or words[-1] not in _NOT_MARKER_AFTER
 
 
-def _paragraph_after(text: str, position: int) -> str:
-    """The lines from `position` up to the first blank one."""
-    lines = []
-    for line in text[position:].lstrip("\r\n").splitlines():
-        if not line.strip():
-            break
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+def _block_after(text: str, position: int) -> str:
+    """The first non-blank line after `position`, with the lines right below it while they and it
+    read as rows (of a grid, a list: no word of two letters or more)."""
+    lines = text[position:].lstrip("\r\n").split("\n")
+    block = [lines[0].rstrip()]
+    if not _TWO_LETTERS.search(block[0]):
+        for line in lines[1:]:
+            if not line.strip() or _TWO_LETTERS.search(line):
+                break
+            block.append(line.rstrip())
+    return "\n".join(block)
 
 
 def boxed_contents(text: str) -> list[str]:
-    r"""What every \boxed{...} holds, braces nested to any depth (`\boxed{2^{10}}`, a JSON object),
-    in order of the boxes; found in one pass, so a reply of unclosed boxes costs no more than its length.
+    r"""What every outermost \boxed{...} holds, braces nested to any depth (`\boxed{2^{10}}`, a JSON
+    object), in order; found in one pass, so a reply of unclosed or nested boxes costs no more than its
+    length (a box inside a box is part of the outer one's text, not an answer of its own).
 
     >>> boxed_contents(r'\boxed{\frac{1}{2^{3}}} and \boxed{{"a": 1}}')
     ['\\frac{1}{2^{3}}', '{"a": 1}']
     """
-    found: list[tuple[int, str]] = []
-    opened: list[tuple[int, bool]] = []  # (position of "{", whether it opens a box)
+    found: list[str] = []
+    opened: list[bool] = []  # for each "{" still open, whether it opens a box
+    boxes_open = start = 0
     for index, char in enumerate(text):
         if char == "{":
-            opened.append((index, text.endswith("\\boxed", 0, index)))
-        elif char == "}" and opened:
-            start, is_box = opened.pop()
-            if is_box:
-                found.append((start, text[start + 1 : index]))
-    return [content for _, content in sorted(found)]
+            is_box = text.endswith("\\boxed", 0, index)
+            if is_box and not boxes_open:
+                start = index
+            opened.append(is_box)
+            boxes_open += is_box
+        elif char == "}" and opened and opened.pop():
+            boxes_open -= 1
+            if not boxes_open:
+                found.append(text[start + 1 : index])
+    return found
 
 
+_LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 
 
-def _unlatex(value: str) -> str:
-    """Plain text of a boxed answer: fractions as a/b, \\text{} unwrapped, $ and spacing commands gone."""
-    value = plain_numbers(value)
+def _unlatex(value: str, *, numeric: bool = False) -> str:
+    """Plain text of a boxed answer: fractions as a/b, \\text{} unwrapped, $ and spacing commands gone.
+    Expressions are kept as written (`42*(30-4-23)`, `(-1)^{2}`); `numeric`: the answer is a number,
+    read as the numeric scorer reads it (`2\\frac{1}{2}` is 5/2, `2^{10}` is 1024)."""
+    if numeric:
+        value = plain_numbers(value)
+    value = _LATEX_FRACTION.sub(r"\1/\2", value)
     value = _LATEX_WRAPPER.sub(r"\1", value)
     for token in ("\\$", "\\%", "\\!", "\\,", "\\;", "^\\circ", "^{\\circ}", "$"):
         value = value.replace(token, "")
@@ -126,10 +151,10 @@ def _clean_number(raw: str) -> str:
 
 
 def extract_number(text: str) -> str | None:
-    marked = _final_marker(text)
-    if marked and "=" in marked:  # "x = 3, so 2x = 6", "3 + 4 = 7": the result, after the last "="
-        result = marked.rsplit("=", 1)[1]
-        marked = result if _NUMBER.search(plain_numbers(result)) else marked
+    marked = _final_marker(text, numeric=True)
+    equation = _EQUATION.match(marked) if marked else None
+    if marked and equation and _NUMBER.search(marked, equation.end()):  # "3 + 4 = 7": its result
+        marked = marked[equation.end() :]
     for candidate in (marked, text):
         if candidate:
             numbers = _NUMBER.findall(plain_numbers(candidate))
@@ -141,35 +166,40 @@ def extract_number(text: str) -> str | None:
 
 def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
-    it is C" or "A and B are wrong; C", the words "I" and "A" are not); else the last explicit
-    "answer is X"; else the last letter standing alone in the text."""
+    it is C", the word "I" is not: "I" or "A" before a lower-case word); else the last explicit
+    "answer is X", "answer: X" or "Answer X"; else the last letter standing alone in the text."""
     marked = _final_marker(text)
     if marked:
         padded = " " + marked
         found = list(_CHOICE.finditer(padded))
-        options = [m for m in found if not _PROSE_AFTER.match(padded, m.end(1))]
+        options = [m for m in found if not _is_word(padded, m)]
         if options or found:
             return (options or found)[0].group(1)
-    explicit = _EXPLICIT_CHOICE.findall(text)
+    explicit = [next(letter for letter in m.groups() if letter) for m in _EXPLICIT_CHOICE.finditer(text)]
     if explicit:
         return explicit[-1].upper()
     found_all = _CHOICE.findall(text)
     return found_all[-1] if found_all else None
 
 
+def _is_word(text: str, match: re.Match[str]) -> bool:
+    return match.group(1) in "AI" and _WORD_AFTER.match(text, match.end(1)) is not None
+
+
 def extract_code(text: str) -> str | None:
     """The code of a reply: its last fenced block that defines something (a usage example or a test
     call after the solution replaced it), else its last block; without fences, the text from its
-    first line of code on (prose before it was a SyntaxError)."""
+    first line of code on (a definition, an import, a decorator, a comment, an assignment or a call;
+    prose before it was a SyntaxError)."""
     blocks = _CODE_BLOCK.findall(text)
     if blocks:
         python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
         pool = python or [body for _, body in blocks]
         chosen = ([body for body in pool if _DEFINITION.search(body)] or pool)[-1]
         return chosen.rstrip() + "\n" if chosen.strip() else None
-    first_code = _CODE_LINE.search(text)
-    if first_code:
-        return text[first_code.start() :].strip() + "\n"
+    if _CODE_LINE.search(text):
+        start = _CODE_START.search(text)
+        return text[start.start() if start else 0 :].strip() + "\n"
     return None
 
 
@@ -187,9 +217,11 @@ def extract_answer(text: str, answer_format: AnswerFormat = "text") -> str | Non
 
 
 def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str:
-    """A comparison key so that '42', '42.0' and ' 42 ' count as the same vote."""
+    """A comparison key so that '42', '42.0' and ' 42 ' count as the same vote: for numbers their
+    value ('50%' votes with '50', as the scorer reads it so too), for text the scorers' normalisation
+    (so that answers the scorer tells apart, '5!' and '5', '(0, 1)' and '[0, 1]', vote apart)."""
     if answer_format == "number":
-        cleaned = _clean_number(answer)
+        cleaned = _clean_number(answer).rstrip("%")
         try:
             value = float(cleaned) if "/" not in cleaned else _fraction(cleaned)
         except (ValueError, ZeroDivisionError):  # "1/0" is a vote for itself, not a failed vote
@@ -199,8 +231,7 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
         return answer.strip().upper()[:1]
     if answer_format == "code":
         return "\n".join(line.rstrip() for line in answer.strip().splitlines() if line.strip())
-    folded = unicodedata.normalize("NFKC", answer).casefold()
-    return " ".join(re.sub(r"[^\w\s.-]", " ", folded).split()).strip(".")
+    return normalize_text(answer)
 
 
 def _fraction(text: str) -> float:

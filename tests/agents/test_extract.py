@@ -36,6 +36,10 @@ from agentscale.agents.extract import extract_answer, normalize_for_vote
         ("So \\boxed{2^{10}}", "1024"),  # (was 2)
         ("Final answer: 50%", "50%"),  # the scorer reads 50 and 0.5 (was 50 only)
         ("Final answer: 3 + 4 = 7", "7"),  # the result of an equation (was 3)
+        ("Final answer: 5 (when x = 2)", "5"),  # an "=" in an explanation is no equation's result
+        ("Final answer: 42 = 6 \\times 7", "42"),
+        ("Final answer: (-3)^2", "9"),
+        ("Final answer: 12\n\nActually, the final answer is 15.", "15"),  # a self-correction wins
         ("Final answer: 252\nThis final answer is consistent with the count above.", "252"),  # prose after
     ],
 )
@@ -52,7 +56,8 @@ def test_number(text: str, expected: str | None) -> None:
         ("**Final answer: A**", "A"),
         ("Checking each option... so the answer is \\boxed{\\text{C}}", "C"),
         ("Final answer: I believe it is C", "C"),  # the pronoun I is no option (was I)
-        ("Final answer: A and B are wrong; C", "C"),  # nor the article A
+        ("Final answer: B is correct, not A.", "B"),  # a letter before a word is an option still
+        ("Answer C. Options A and B are incorrect", "C"),  # "Answer C" without "is" or a colon
         ("To answer a question like this, check each option. Blue fits, so C is right.", "C"),  # (was A)
         ("the answer is b", "B"),
     ],
@@ -75,13 +80,26 @@ def test_code_skips_a_usage_example_after_the_solution_and_prose_before_it() -> 
     usage = f"```python\n{solution}```\nExample usage:\n```python\nprint(add(1, 2))\n```"
     assert extract_answer(usage, "code") == solution
     assert extract_answer(f"Here is the function:\n{solution}", "code") == solution
+    constant = f"MOD = 10**9 + 7\n\n{solution}"  # code before the first def is code
+    assert extract_answer(f"Here:\n{constant}", "code") == constant
 
 
-def test_an_answer_below_its_marker_is_its_paragraph() -> None:
-    """A grid after "Final answer:" was cut to its first row (reasoning-gym's grid tasks scored 0)."""
-    reply = "Rotating...\nFinal answer:\n3 1\n4 2\n\nDone."
+def test_an_answer_below_its_marker_is_its_line_and_the_rows_below() -> None:
+    """A grid after "Final answer:" was cut to its first row (reasoning-gym's grid tasks scored 0);
+    an answer's explanation on the next line is not part of it."""
+    reply = "Rotating...\n**Final answer:**\n3 1\n4 2\n\nDone."
     assert extract_answer(reply, "text") == "3 1\n4 2"
     assert extract_answer("Final answer:\n42", "number") == "42"
+    assert extract_answer("Final answer:\nParis\nThe capital of France is Paris.", "text") == "Paris"
+
+
+def test_a_boxed_expression_is_kept_as_written_and_numbers_of_any_length_are_safe() -> None:
+    """Boxed text went through the number reader, which removed brackets (`42*(30-4-23)` became
+    `42*30-4-23`: 12 of 14 right rg:countdown answers scored wrong); and int() of a digit run of
+    more than 4,300 digits raised ValueError, which ended the whole eval."""
+    assert extract_answer("\\boxed{42*(30-4-23)}", "text") == "42*(30-4-23)"
+    assert extract_answer("Reasoning " + "1" * 5000 + "^2 so the answer is 7", "number") == "7"
+    assert extract_answer("\\boxed{2\\frac{" + "1" * 5000 + "}{3}}", "text") is not None
 
 
 def test_text_uses_marker_or_whole_reply() -> None:
@@ -91,6 +109,9 @@ def test_text_uses_marker_or_whole_reply() -> None:
 
 
 def test_vote_normalization() -> None:
+    assert normalize_for_vote("50%", "number") == normalize_for_vote("50", "number")  # the scorer reads 50 too
+    assert normalize_for_vote("5!", "text") != normalize_for_vote("5", "text")  # the scorer tells them apart
+    assert normalize_for_vote("(0, 1)", "text") != normalize_for_vote("[0, 1]", "text")
     assert normalize_for_vote("42", "number") == normalize_for_vote("42.0", "number")
     assert normalize_for_vote("1/2", "number") == normalize_for_vote("0.5", "number")
     assert normalize_for_vote(" paris. ", "text") == normalize_for_vote("Paris", "text")
@@ -127,6 +148,7 @@ assert extract_answer("\\n" * 200_000 + "    def f(): pass", "code") == "def f()
 assert extract_answer("Final answer is" + "\\n" * 200_000, "number") is None
 assert extract_answer("```x" * 200_000, "code") is None
 assert extract_answer("`" * 400_000, "code") is None
+assert extract_answer("\\\\boxed{" * 100_000 + "7" + "}" * 100_000, "number") == "7"  # nested boxes: one slice
 assert extract_answer("```python\\nprint(1)\\n```", "code") == "print(1)\\n"
 """
     in_a_child(program)

@@ -41,9 +41,15 @@ FENCED = "Here you go:\n```python\ndef double_sqrt(x):\n    return 2 * math.sqrt
 # a demo reading stdin under a main guard: the official harness never runs it (exec in fresh globals);
 # run as __main__ here, it failed a right answer on EOFError
 WITH_MAIN = FULL_FUNCTION + 'if __name__ == "__main__":\n    print(double_sqrt(float(input())))\n'
+# U+2028 in a string literal is no line break to the parser: the lines after it were deleted instead
+WITH_MAIN_AND_SEPARATOR = (
+    'def double_sqrt(x):\n    s = "a\u2028b"\n    return 2 * math.sqrt(x)\n' + WITH_MAIN[len(FULL_FUNCTION) :]
+)
 
 
-@pytest.mark.parametrize("answer", [BODY, UNINDENTED_BODY, FULL_FUNCTION, FULL_WITH_IMPORTS, FENCED, WITH_MAIN])
+@pytest.mark.parametrize(
+    "answer", [BODY, UNINDENTED_BODY, FULL_FUNCTION, FULL_WITH_IMPORTS, FENCED, WITH_MAIN, WITH_MAIN_AND_SEPARATOR]
+)
 def test_correct_answers_in_every_shape_pass(answer: str) -> None:
     score = score_code(answer, ITEM)
     assert score.correct, score.detail

@@ -24,7 +24,17 @@ def test_no_answer_is_wrong(scorer: Scorer, answer: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "reference"),
-    [("Paris", "paris"), ("  Paris. ", "Paris"), ("**paris**", "Paris"), ("New   York", "new york"), ("“yes”", "Yes")],
+    [
+        ("Paris", "paris"),
+        ("  Paris. ", "Paris"),
+        ("**paris**", "Paris"),
+        ("New   York", "new york"),
+        ("“yes”", "Yes"),
+        ("1, 2, 3", "[1, 2, 3]"),  # one side wrapped in brackets: the same list
+        ("(B)", "B"),
+        ("- Paris", "Paris"),
+        ("+5", "5"),
+    ],
 )
 def test_exact_accepts_normalised_matches(answer: str, reference: str) -> None:
     assert score_exact(answer, _item(reference)).correct

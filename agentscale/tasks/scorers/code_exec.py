@@ -61,11 +61,13 @@ def _without_main_block(code: str) -> str:
         tree = parse_python(code)
     except SyntaxError:
         return code
-    lines = code.splitlines(keepends=True)
+    # the line breaks the parser counts (str.splitlines also breaks at form feeds and U+2028, which may
+    # sit in a string literal: the wrong lines were deleted)
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for node in reversed(tree.body):
         if isinstance(node, ast.If) and _is_main_test(node.test) and node.end_lineno is not None:
             del lines[node.lineno - 1 : node.end_lineno]
-    return "".join(lines)
+    return "\n".join(lines)
 
 
 def _is_main_test(test: ast.expr) -> bool:

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from agentscale.tasks.base import Score, TaskItem
-from agentscale.tasks.scorers.normalize import normalize_text
+from agentscale.tasks.scorers.normalize import normalize_text, same_text
 
 MAX_ANSWER_CHARS = 2000
 _TIMEOUT_S = 5
@@ -91,9 +91,9 @@ def _verify(gold: list[Any], pred: list[Any]) -> bool:
 
 
 def _text_match(answer: str, reference: str) -> bool:
-    got, want = normalize_text(answer), normalize_text(reference)
-    if got == want:
+    if same_text(answer, reference):
         return True
+    got, want = normalize_text(answer), normalize_text(reference)
     # "No" vs "No, it cannot": a bare yes/no reference is matched by the answer's leading yes/no.
     if want in ("yes", "no"):
         lead = _YES_NO.match(got)

@@ -14,23 +14,48 @@ import unicodedata
 
 _QUOTES = "\"'`“”‘’«»„‚"
 _MARKUP = "*_"  # Markdown emphasis
-_LEADING = _QUOTES + _MARKUP + "$"
+_LEADING = _QUOTES + _MARKUP + "$#"  # "#" of a Markdown heading
 # a closing full stop, comma, colon, semicolon or question mark ends a sentence; "!" only after a
 # letter ("yes!"), since after a digit or a bracket it is a factorial
 _TRAILING = _QUOTES + _MARKUP + "$.,;:?…–—·"
 _SPACES = re.compile(r"\s+")
 _EXCLAIMED = re.compile(r"(?<=[^\W\d_])!+$")
+_BULLET = re.compile(r"^(?:[-•*]\s+|\+(?=\d))")  # "- Paris", "• Paris" (not "-5"); "+5" is 5
 
 
 def normalize_text(text: str) -> str:
     """Case-fold, NFKC-normalise, collapse whitespace and strip the decoration at both ends.
 
-    >>> [normalize_text(t) for t in ("**Paris.**", " `42` ", "Yes!", "-5", ".5", "5!", "(0, 1)", "$x$")]
-    ['paris', '42', 'yes', '-5', '.5', '5!', '(0, 1)', 'x']
+    >>> [normalize_text(t) for t in ("**Paris.**", "# 42", "42)", "- Paris", "+5", "-5", ".5", "5!", "(0, 1)")]
+    ['paris', '42', '42', 'paris', '5', '-5', '.5', '5!', '(0, 1)']
     """
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
     while True:
-        stripped = _EXCLAIMED.sub("", text.lstrip(_LEADING + " ").rstrip(_TRAILING + " "))
+        stripped = _EXCLAIMED.sub("", _BULLET.sub("", text.lstrip(_LEADING + " ")).rstrip(_TRAILING + " "))
+        for opener, closer in ("()", "[]"):  # a closing bracket nothing opened ("42)"): a list's numbering
+            if stripped.endswith(closer) and opener not in stripped:
+                stripped = stripped[:-1]
         if stripped == text:
             return text
         text = stripped
+
+
+_WRAPPERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
+
+
+def same_text(answer: str, reference: str) -> bool:
+    """Whether two texts are the same answer: equal once normalised, or equal once one of them is
+    unwrapped from enclosing brackets ("[1, 2, 3]" and "1, 2, 3", "(B)" and "B"); but two different
+    brackets are two answers ("(0, 1)" and "[0, 1]" are different intervals).
+
+    >>> [same_text(a, b) for a, b in (("(B)", "B"), ("1, 2, 3", "[1, 2, 3]"), ("(0, 1)", "[0, 1]"))]
+    [True, True, False]
+    """
+    got, want = normalize_text(answer), normalize_text(reference)
+    return got == want or _unwrapped(got) == want or got == _unwrapped(want)
+
+
+def _unwrapped(text: str) -> str:
+    if len(text) >= 2 and _WRAPPERS.get(text[0]) == text[-1]:
+        return text[1:-1].strip()
+    return text

@@ -30,10 +30,13 @@ _NUMBER = rf"[-+]?(?:{_DECIMAL})(?:\s*/\s*(?:{_DECIMAL}))?(?:\s*%)?"
 _FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})(?:\s*\.)?\s*")
 _ANY = re.compile(rf"(?<![\w.])(?P<num>{_NUMBER})(?![\w])")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))")
-_MIXED = re.compile(r"(?<![\d.])(\d+)\s*\\[dt]?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+# digit runs are bounded: int() of a longer one raised ValueError (4,300 digits), which ended an eval
+_MIXED = re.compile(r"(?<![\w.^])(\d{1,9})\s*\\[dt]?frac\s*\{\s*(\d{1,9})\s*\}\s*\{\s*(\d{1,9})\s*\}")
 _TIMES_TEN = re.compile(r"(?<=[\d.])\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
 _EXPONENT = re.compile(r"[eE]([-+]?\d+)")
-_POWER = re.compile(r"(?<![\w.^])(\d+)\s*\^\s*(?:\{\s*([-+]?\d+)\s*\}|([-+]?\d+))(?![\d.^])")
+_POWER = re.compile(
+    r"(?:\(\s*([-+]?\d{1,7})\s*\)|(?<![\w.^)])(\d{1,7}))\s*\^\s*(?:\{\s*([-+]?\d{1,2})\s*\}|([-+]?\d{1,2}))(?![\d.^])"
+)
 MAX_POWER_EXPONENT, MAX_POWER_BASE = 64, 10**6  # 2^{10} is written out; 10^{400} is not
 
 
@@ -43,8 +46,8 @@ def plain_numbers(text: str) -> str:
     (1.5e3). Also what the answer extractor reads numbers from, so that it passes on the number the
     scorer would read (it took `3` from `\frac{3}{4}` and `5` from `−5`).
 
-    >>> plain_numbers(r"−5, \frac{3}{4}, \dfrac12, 2\frac{1}{2}, 1{,}000, 1.5 \times 10^{3}, 50\%, 2^{10}")
-    '-5, 3/4, 1/2, 5/2, 1,000, 1.5e3, 50%, 1024'
+    >>> plain_numbers(r"−5, \frac{3}{4}, \dfrac12, 2\frac{1}{2}, 1{,}000, 1.5 \times 10^{3}, 50\%, 2^{10}, (-3)^2")
+    '-5, 3/4, 1/2, 5/2, 1,000, 1.5e3, 50%, 1024, 9'
     """
     text = text.replace("−", "-").replace("\u2009", "").replace("{,}", ",")
     text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
@@ -52,16 +55,16 @@ def plain_numbers(text: str) -> str:
     text = _LATEX_FRAC.sub(
         lambda m: f"({(m.group(1) or m.group(2)).strip()})/({(m.group(3) or m.group(4)).strip()})", text
     )
-    text = re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
-    return _POWER.sub(_power, _TIMES_TEN.sub(r"e\1", text))
+    text = _POWER.sub(_power, _TIMES_TEN.sub(r"e\1", text))  # before the brackets go: (-3)^2 is 9
+    return re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
 
 
 def _power(match: re.Match[str]) -> str:
-    """An integer power written out (2^{10}: 1024), if small enough to be an answer's value."""
-    base, exponent = int(match.group(1)), int(match.group(2) or match.group(3))
-    if abs(exponent) > MAX_POWER_EXPONENT or base > MAX_POWER_BASE:
+    """An integer power written out (2^{10}: 1024, (-3)^2: 9), if small enough to be an answer's value."""
+    base, exponent = int(match.group(1) or match.group(2)), int(match.group(3) or match.group(4))
+    if abs(exponent) > MAX_POWER_EXPONENT or abs(base) > MAX_POWER_BASE or (base == 0 and exponent < 0):
         return match.group(0)
-    return str(base**exponent) if exponent >= 0 else f"1/{base**-exponent}"
+    return str(base**exponent) if exponent >= 0 else str(Fraction(1, base**-exponent))
 
 
 def _clean(text: str) -> str:
