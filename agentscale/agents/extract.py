@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 from agentscale.graphs.spec import AnswerFormat
+from agentscale.tasks.python_source import parse_python
 from agentscale.tasks.scorers.normalize import normalize_text
 from agentscale.tasks.scorers.numeric import plain_numbers
 
@@ -33,11 +34,14 @@ _CHOICE = re.compile(r"(?:^|[\s(\[*])([A-J])(?:[)\].:,*]|\s|$)")
 _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.DOTALL)
 # "answer is b", "answer: (C)", "Answer C"; not "to answer a question" (lower case, no "is" or colon)
 _EXPLICIT_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\b\s*(?::\s*)?\(?([A-Ja-j])|:\s*\(?([A-Ja-j])|\(?([A-J]))\b")
-# "I" or "A" followed by a lower-case word is the English word ("I believe", "A and B"), not an option
-_WORD_AFTER = re.compile(r"[ \t]+[a-z]")
+# "I" before these is the pronoun ("I believe it is C"), not option I
+_PRONOUN_I = re.compile(
+    r"[ \t]+(?:think|believe|guess|would|will|am|choose|select|pick|feel|say|conclude|suppose|'[a-z]+)\b"
+)
 _CODE_LINE = re.compile(r"^[ \t]*(def|class|import|from)\s", re.MULTILINE)
-# where unfenced code starts: a definition, an import, a decorator, a comment, an assignment or a call
-_CODE_START = re.compile(r"^[ \t]*(?:def|class|import|from|async|@|#|[A-Za-z_][\w.]*[ \t]*(?:=|\())", re.MULTILINE)
+# unfenced code: how many lines of prose before its first definition are tried away, and up to what
+# size of reply (each try parses the rest)
+_PROSE_LINES, _PARSED_CHARS = 10, 100_000
 _DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]", re.MULTILINE)
 
 
@@ -60,7 +64,7 @@ def _final_marker(text: str, *, numeric: bool = False) -> str | None:
     matches = list(_FINAL.finditer(text))
     if matches:
         match = ([m for m in matches if _states_answer(text, m.start())] or matches)[-1]
-        value = match.group(1).strip().strip("*").strip() or _block_after(text, match.end())
+        value = match.group(1).strip().strip("*").strip() or _below(text, match.end())
         value = value.strip().strip("*").strip()
         if value:
             boxed_in_line = boxed_contents(value)
@@ -78,10 +82,17 @@ def _states_answer(text: str, start: int) -> bool:
     return not words or words[-1] not in _NOT_MARKER_AFTER
 
 
-def _block_after(text: str, position: int) -> str:
-    """The first non-blank line after `position`, with the lines right below it while they and it
-    read as rows (of a grid, a list: no word of two letters or more)."""
-    lines = text[position:].lstrip("\r\n").split("\n")
+def _below(text: str, position: int) -> str:
+    """The answer below a marker: the first box after it (a display `\\[ \\boxed{...} \\]`), else its
+    first line that is not a math delimiter, with the lines right below it while they and it read
+    as rows (of a grid, a list: no word of two letters or more)."""
+    rest = text[position:]
+    boxed = boxed_contents(rest[:_BOX_LOOKAHEAD])
+    if boxed:
+        return f"\\boxed{{{boxed[0]}}}"
+    lines = [line for line in rest.lstrip("\r\n").split("\n") if line.strip() not in _MATH_DELIMITERS]
+    if not lines:
+        return ""
     block = [lines[0].rstrip()]
     if not _TWO_LETTERS.search(block[0]):
         for line in lines[1:]:
@@ -116,6 +127,8 @@ def boxed_contents(text: str) -> list[str]:
     return found
 
 
+_BOX_LOOKAHEAD = 2000  # how far below a marker its boxed answer may stand
+_MATH_DELIMITERS = frozenset(["\\[", "\\]", "$$"])
 _LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 
@@ -166,8 +179,8 @@ def extract_number(text: str) -> str | None:
 
 def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
-    it is C", the word "I" is not: "I" or "A" before a lower-case word); else the last explicit
-    "answer is X", "answer: X" or "Answer X"; else the last letter standing alone in the text."""
+    it is C", the pronoun "I" is not); else the last explicit "answer is X", "answer: X" or
+    "Answer X"; else the last letter standing alone in the text."""
     marked = _final_marker(text)
     if marked:
         padded = " " + marked
@@ -183,14 +196,14 @@ def extract_choice(text: str) -> str | None:
 
 
 def _is_word(text: str, match: re.Match[str]) -> bool:
-    return match.group(1) in "AI" and _WORD_AFTER.match(text, match.end(1)) is not None
+    return match.group(1) == "I" and _PRONOUN_I.match(text, match.end(1)) is not None
 
 
 def extract_code(text: str) -> str | None:
     """The code of a reply: its last fenced block that defines something (a usage example or a test
-    call after the solution replaced it), else its last block; without fences, the text from its
-    first line of code on (a definition, an import, a decorator, a comment, an assignment or a call;
-    prose before it was a SyntaxError)."""
+    call after the solution replaced it), else its last block; without fences, the text from the
+    first line from which it parses as Python (prose before it was a SyntaxError; constants, imports
+    in a try block, decorators before the first definition are code), else from that definition."""
     blocks = _CODE_BLOCK.findall(text)
     if blocks:
         python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
@@ -198,9 +211,22 @@ def extract_code(text: str) -> str | None:
         chosen = ([body for body in pool if _DEFINITION.search(body)] or pool)[-1]
         return chosen.rstrip() + "\n" if chosen.strip() else None
     if _CODE_LINE.search(text):
-        start = _CODE_START.search(text)
-        return text[start.start() if start else 0 :].strip() + "\n"
+        return _from_first_code_line(text.strip()) + "\n"
     return None
+
+
+def _from_first_code_line(text: str) -> str:
+    lines = text.split("\n")
+    definition = next(i for i, line in enumerate(lines) if _CODE_LINE.match(line))
+    if len(text) <= _PARSED_CHARS:
+        for start in range(min(definition, _PROSE_LINES) + 1):
+            candidate = "\n".join(lines[start:])
+            try:
+                parse_python(candidate)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+            return candidate
+    return "\n".join(lines[definition:]).strip()
 
 
 EXTRACTORS: dict[str, Callable[[str], str | None]] = {

@@ -91,7 +91,7 @@ def show_command(
     elif default_report_path(store, run.id).exists():  # the one its command wrote (--json said null)
         report = str(default_report_path(store, run.id))
     elif run.status == "done" and run.kind in ("eval", "optimize") and not json_output:
-        if owner_alive(run.owner):  # its command marks the run done, then writes the report (≈ 1 s)
+        if _just_finished(run):  # its command marks the run done, then writes the report (≈ 1 s)
             err.print("its report is being written by the command that ran it")
         else:  # stopped between marking the run done and writing its report (a kill at the very end)
             err.print(f"its report was not written; write it with: agentscale runs show {run.id} --html")
@@ -184,6 +184,20 @@ def show_command(
         err.print("no items recorded")
 
 
+def _just_finished(run: Run) -> bool:
+    """Finished moments ago by a process still alive: the command that ran it may be writing its
+    report now (a process that stays alive, a notebook using the API, writes none)."""
+    from datetime import UTC, datetime
+
+    if run.finished is None or not owner_alive(run.owner):
+        return False
+    finished = run.finished.replace(tzinfo=run.finished.tzinfo or UTC)
+    return (datetime.now(UTC) - finished).total_seconds() < _REPORT_WRITING_S
+
+
+_REPORT_WRITING_S = 30.0  # a report takes about a second to write after its run is marked done
+
+
 def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
     """The crowned graph's picture beside the run's report: drawn once after the run finished (a
     resume may crown another graph); none where this reader may not write (`runs show` is a read,
@@ -195,7 +209,7 @@ def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
 
     target = store.path.parent / "runs" / run.id / "best.svg"
     finished = run.finished.replace(tzinfo=run.finished.tzinfo or UTC).timestamp() if run.finished else None
-    if finished is not None and target.exists() and target.stat().st_mtime >= finished:
+    if target.exists() and (finished is None or target.stat().st_mtime >= finished):  # None: stopped, not going on
         return target
     picture = picture_from_candidate(candidate_from_json(crowned.candidate_json), f"{run.graph_name}-best")
     try:
@@ -215,7 +229,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
     crowned = crowned_trial(trials, summary)
-    in_progress = run.status in ("created", "running") and not run.process_gone()
+    in_progress = run.status == "running" and not run.process_gone()
     drawing = None
     if crowned is not None and not in_progress:  # the crowned graph's picture, as in the report
         drawing = _crowned_drawing(store, run, crowned)

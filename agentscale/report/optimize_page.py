@@ -69,7 +69,7 @@ class OptimizeReport:
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
         # a running optimization's report shows its state so far: nothing is crowned or final yet
-        self.in_progress = run.status in ("created", "running") and not run.process_gone()
+        self.in_progress = run.status == "running" and not run.process_gone()
         self._drawings: dict[str, str] = {}
         self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -280,13 +281,17 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
     assert main(["runs", "show", done["run_id"]]) == 0
     assert "its report is being written by the command that ran it" in capsys.readouterr().err
     store = Store(tmp_path / "o.db")
-    with store.session() as session:  # as if killed before writing it: its process is gone
-        run = session.get(Run, done["run_id"])
-        assert run is not None
-        run.owner = current_owner().rsplit("/", 1)[0] + "/0"  # this pid, another process's start
-        session.add(run)
-        session.commit()
-    assert main(["runs", "show", done["run_id"]]) == 0
-    said = " ".join(capsys.readouterr().err.split())
-    assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
+    for owner, finished in (  # killed before writing it; or alive long after (a notebook writes no report)
+        (current_owner().rsplit("/", 1)[0] + "/0", None),  # this pid, another process's start: gone
+        (current_owner(), datetime.now(UTC) - timedelta(hours=1)),
+    ):
+        with store.session() as session:
+            run = session.get(Run, done["run_id"])
+            assert run is not None
+            run.owner, run.finished = owner, finished or run.finished
+            session.add(run)
+            session.commit()
+        assert main(["runs", "show", done["run_id"]]) == 0
+        said = " ".join(capsys.readouterr().err.split())
+        assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
     assert main(["runs", "show", done["run_id"], "--html"]) == 0 and Path(done["report"]).exists()

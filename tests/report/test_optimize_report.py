@@ -237,6 +237,19 @@ def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) ->
     assert main(["runs", "show", run_id]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "leading graph so far" in shown and "crowned graph (trial" not in shown and not drawing.exists()
+    for status, owner in (("created", current_owner()), ("running", current_owner().rsplit("/", 1)[0] + "/0")):
+        with store.session() as session:  # made and never started; left running by a process now gone
+            run = session.get(Run, run_id)
+            assert run is not None
+            run.status, run.owner, run.finished = status, owner, None
+            session.add(run)
+            session.commit()
+        assert main(["report", run_id, "-o", str(page)]) == 0
+        assert "still running" not in page.read_text(), status
+    assert main(["runs", "show", run_id]) == 0 and drawing.exists()
+    drawn = drawing.stat().st_mtime_ns
+    assert main(["runs", "show", run_id]) == 0 and drawing.stat().st_mtime_ns == drawn  # drawn once, not each time
+    capsys.readouterr()
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to obey modes")

@@ -42,7 +42,15 @@ def test_exact_accepts_normalised_matches(answer: str, reference: str) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "reference"),
-    [("Paris, France", "Paris"), ("Pari s", "Paris"), ("London", "Paris"), ("no", "yes"), ("-5", "5"), ("5!", "5")],
+    [
+        ("Paris, France", "Paris"),
+        ("Pari s", "Paris"),
+        ("London", "Paris"),
+        ("no", "yes"),
+        ("-5", "5"),
+        ("- 5", "5"),
+        ("5!", "5"),
+    ],
 )
 def test_exact_rejects_different_text(answer: str, reference: str) -> None:
     score = score_exact(answer, _item(reference))

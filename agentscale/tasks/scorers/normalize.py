@@ -19,25 +19,30 @@ _LEADING = _QUOTES + _MARKUP + "$#"  # "#" of a Markdown heading
 # letter ("yes!"), since after a digit or a bracket it is a factorial
 _TRAILING = _QUOTES + _MARKUP + "$.,;:?…–—·"
 _SPACES = re.compile(r"\s+")
-_EXCLAIMED = re.compile(r"(?<=[^\W\d_])!+$")
-_BULLET = re.compile(r"^(?:[-•*]\s+|\+(?=\d))")  # "- Paris", "• Paris" (not "-5"); "+5" is 5
+_SPACED_SIGN = re.compile(r"^([-+])\s+(?=[\d.])")
+_BULLET = re.compile(r"(?:[-•*]\s+(?![\d.])|\+(?=\d))")  # "- Paris", "• Paris" (not "- 5": a sign); "+5" is 5
 
 
 def normalize_text(text: str) -> str:
-    """Case-fold, NFKC-normalise, collapse whitespace and strip the decoration at both ends.
+    """Case-fold, NFKC-normalise, collapse whitespace and strip the decoration at both ends, in one
+    pass (a loop that removed one mark per pass took 16 s on an answer ending in 40,000 brackets).
 
-    >>> [normalize_text(t) for t in ("**Paris.**", "# 42", "42)", "- Paris", "+5", "-5", ".5", "5!", "(0, 1)")]
-    ['paris', '42', '42', 'paris', '5', '-5', '.5', '5!', '(0, 1)']
+    >>> [normalize_text(t) for t in ("**Paris.**", "# 42", "42)", "- Paris", "+5", "-5", "- 5", "5!", "Yes!")]
+    ['paris', '42', '42', 'paris', '5', '-5', '-5', '5!', 'yes']
     """
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    while True:
-        stripped = _EXCLAIMED.sub("", _BULLET.sub("", text.lstrip(_LEADING + " ")).rstrip(_TRAILING + " "))
-        for opener, closer in ("()", "[]"):  # a closing bracket nothing opened ("42)"): a list's numbering
-            if stripped.endswith(closer) and opener not in stripped:
-                stripped = stripped[:-1]
-        if stripped == text:
-            return text
-        text = stripped
+    text = text.lstrip(_LEADING + " ")
+    bullet = _BULLET.match(text)
+    text = text[bullet.end() :].lstrip(_LEADING + " ") if bullet else text
+    text = _SPACED_SIGN.sub(r"\1", text, count=1)  # "- 5" is -5
+    text = text.rstrip(_TRAILING + " ")
+    exclaimed = text.rstrip("!")
+    if exclaimed != text and exclaimed[-1:].isalpha():  # "yes!" (after a digit, "5!" is a factorial)
+        text = exclaimed.rstrip(_TRAILING + " ")
+    for opener, closer in ("()", "[]"):  # a closing bracket nothing opened ("42)"): a list's numbering
+        if text.endswith(closer) and opener not in text:
+            text = text[:-1].rstrip(_TRAILING + " ")
+    return text
 
 
 _WRAPPERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
