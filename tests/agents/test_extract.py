@@ -39,6 +39,8 @@ from agentscale.agents.extract import extract_answer, normalize_for_vote
         ("Final answer: 5 (when x = 2)", "5"),  # an "=" in an explanation is no equation's result
         ("Final answer: 42 = 6 \\times 7", "42"),
         ("Final answer: (-3)^2", "9"),
+        ("Final answer: - 5", "-5"),  # a spaced sign is a sign (was 5)
+        ("Final answer: 2\\frac12", "5/2"),  # a mixed number without braces (was 21/2)
         ("Final answer: 12\n\nActually, the final answer is 15.", "15"),  # a self-correction wins
         ("**Final Answer:**\n\\[\n\\boxed{42}\n\\]\nThis took 3 steps.", "42"),  # display math below
         ("Final answer: 252\nThis final answer is consistent with the count above.", "252"),  # prose after

@@ -119,6 +119,7 @@ def test_numeric_accepts_equal_numbers(answer: str, reference: str) -> None:
         ("3 or 4", "3"),
         ("seven", "7"),
         ("-5", "5"),
+        ("- 5", "5"),  # a spaced sign is a sign: it was dropped
     ],
 )
 def test_numeric_rejects_different_numbers(answer: str, reference: str) -> None:

@@ -31,7 +31,8 @@ _FULL = re.compile(rf"\s*[$€£¥]?\s*(?P<num>{_NUMBER})(?:\s*\.)?\s*")
 _ANY = re.compile(rf"(?<![\w.])(?P<num>{_NUMBER})(?![\w])")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))")
 # digit runs are bounded: int() of a longer one raised ValueError (4,300 digits), which ended an eval
-_MIXED = re.compile(r"(?<![\w.^])(\d{1,9})\s*\\[dt]?frac\s*\{\s*(\d{1,9})\s*\}\s*\{\s*(\d{1,9})\s*\}")
+_MIXED = re.compile(r"(?<![\w.^])(\d{1,9})\s*\\[dt]?frac\s*(?:\{\s*(\d{1,9})\s*\}|(\d))\s*(?:\{\s*(\d{1,9})\s*\}|(\d))")
+_SIGN_SPACED = re.compile(r"(^|[=:(,][ \t]*)([-+])[ \t]+(?=[\d.])")  # "- 5" where a number starts: -5
 _TIMES_TEN = re.compile(r"(?<=[\d.])\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
 _EXPONENT = re.compile(r"[eE]([-+]?\d+)")
 _POWER = re.compile(
@@ -46,17 +47,28 @@ def plain_numbers(text: str) -> str:
     (1.5e3). Also what the answer extractor reads numbers from, so that it passes on the number the
     scorer would read (it took `3` from `\frac{3}{4}` and `5` from `−5`).
 
-    >>> plain_numbers(r"−5, \frac{3}{4}, \dfrac12, 2\frac{1}{2}, 1{,}000, 1.5 \times 10^{3}, 50\%, 2^{10}, (-3)^2")
-    '-5, 3/4, 1/2, 5/2, 1,000, 1.5e3, 50%, 1024, 9'
+    >>> plain_numbers(r"−5, \frac{3}{4}, \dfrac12, 2\frac{1}{2}, 2\frac12, 1{,}000, 1.5 \times 10^{3}, 50\%")
+    '-5, 3/4, 1/2, 5/2, 5/2, 1,000, 1.5e3, 50%'
+    >>> plain_numbers(r"2^{10}, (-3)^2")
+    '1024, 9'
+    >>> plain_numbers("- 5"), plain_numbers("x = - 5"), plain_numbers("3 - 5")
+    ('-5', 'x = -5', '3 - 5')
     """
     text = text.replace("−", "-").replace("\u2009", "").replace("{,}", ",")
     text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
-    text = _MIXED.sub(lambda m: f"{int(m.group(1)) * int(m.group(3)) + int(m.group(2))}/{m.group(3)}", text)
+    text = _SIGN_SPACED.sub(r"\1\2", text)
+    text = _MIXED.sub(_mixed, text)
     text = _LATEX_FRAC.sub(
         lambda m: f"({(m.group(1) or m.group(2)).strip()})/({(m.group(3) or m.group(4)).strip()})", text
     )
     text = _POWER.sub(_power, _TIMES_TEN.sub(r"e\1", text))  # before the brackets go: (-3)^2 is 9
     return re.sub(r"\((\s*[-+]?[\d.,eE+-]+\s*)\)", r"\1", text)  # (3)/(4) from \frac -> 3/4
+
+
+def _mixed(match: re.Match[str]) -> str:
+    """A mixed number as a fraction (2\\frac{1}{2}, 2\\frac12: 5/2)."""
+    whole, numerator, denominator = match.group(1), match.group(2) or match.group(3), match.group(4) or match.group(5)
+    return f"{int(whole) * int(denominator) + int(numerator)}/{denominator}"
 
 
 def _power(match: re.Match[str]) -> str:
