@@ -26,7 +26,7 @@ from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
-from agentscale.tasks.registry import stable_task_spec
+from agentscale.tasks.registry import stable_task_spec, task_file_digest
 from agentscale.tasks.scoring import ascore
 
 
@@ -180,6 +180,7 @@ class EvalConfig:
     handbook: str | None = None  # run the graph with `memory: {handbook: ...}`
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
+    task_sha256: str | None = None  # a task file's contents when the run was made (None: a named task)
 
     def __post_init__(self) -> None:
         check_concurrency(self.concurrency)
@@ -191,6 +192,20 @@ class EvalConfig:
     @property
     def executor_config(self) -> ExecutorConfig:
         return ExecutorConfig.from_dict(self.executor)
+
+
+def _refuse_a_changed_task_file(config: EvalConfig, run_id: str) -> None:
+    """A resumed eval's task file must be the one it started on: edited or grown, its items were
+    sampled again and verdicts kept under ids that now name other questions (a run said 5/5 while
+    its report said 5/7)."""
+    if config.task_sha256 is None:  # a named task, or a run stored before the digest was kept
+        return
+    now = task_file_digest(config.task)
+    if now is not None and now != config.task_sha256:
+        raise AgentScaleError(
+            f"task file {config.task} has changed since run {run_id} started: its items and their stored "
+            "verdicts would no longer match; put the file back as it was, or start a new eval"
+        )
 
 
 class Evaluation:
@@ -213,6 +228,8 @@ class Evaluation:
         self.config = config
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
+        if run_id is not None:
+            _refuse_a_changed_task_file(config, run_id)
         self.task = config.load(stored=run_id is not None)
         if config.handbook is None and graph.runtime.answer_format == self.task.answer_format:
             self.graph = graph
@@ -228,7 +245,7 @@ class Evaluation:
             Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
         self.executor.check(self.graph)
         if run_id is None:
-            stored = replace(config, task=stable_task_spec(config.task))
+            stored = replace(config, task=stable_task_spec(config.task), task_sha256=task_file_digest(config.task))
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False
             ).id

@@ -10,6 +10,7 @@ register functions; they are loaded the first time a name is not found or tasks 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
@@ -84,6 +85,19 @@ def stable_task_spec(spec: str) -> str:
     name unchanged."""
     spec = spec.strip()
     return str(Path(spec).resolve()) if _is_path(spec) and Path(spec).is_file() else spec
+
+
+def task_file_digest(spec: str) -> str | None:
+    """The sha256 of a task file's bytes (None for a named task): a resumed eval checks its file is
+    the one it started on (a file edited or grown since mixed two versions' items and verdicts)."""
+    spec = spec.strip()
+    if not (_is_path(spec) and Path(spec).is_file()):
+        return None
+    digest = hashlib.sha256()
+    with Path(spec).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def task_topic(spec: str) -> str:

@@ -102,6 +102,18 @@ async def test_resume_after_interruption_asks_nothing_twice(
     assert len(asked) == 5 and summary.n == 8 and summary.correct == 8
 
 
+async def test_resuming_with_a_changed_task_file_is_refused(tmp_path: Path, make_graph, gateway: Gateway) -> None:  # type: ignore[no-untyped-def]
+    """The file grew after an interruption: the resume sampled its items again, dropped finished ones
+    and ran new ones (the summary said 5/5, its report 5/7); an edited item kept its old verdict."""
+    data = _questions(tmp_path / "q.jsonl", 4)
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), n=3))
+    run_id = evaluation.run_id
+    assert Evaluation.resume(run_id, gateway).config.task_sha256 is not None  # unchanged: it resumes
+    _questions(data, 6)
+    with pytest.raises(AgentScaleError, match=f"task file {data} has changed since run {run_id} started"):
+        Evaluation.resume(run_id, gateway)
+
+
 async def test_code_task_runs_completions_in_the_sandbox(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     task = load_task("humaneval").sample(2, 0)
     first, second = task.items
