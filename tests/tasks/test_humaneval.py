@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agentscale.tasks import Score, Task, load_task
+from agentscale.tasks.errors import TaskOptionError
 
 WORKERS = 4  # 2 cores: sandbox start-up is mostly waiting on exec/mount, so oversubscribe a bit
 
@@ -53,3 +54,10 @@ def test_empty_answers_fail(humaneval: Task) -> None:
     item = humaneval.items[0]
     assert not humaneval.score("", item).correct
     assert not humaneval.score("    pass\n", item).correct
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), True, "abc"])
+def test_a_timeout_that_cannot_be_is_refused(timeout: object) -> None:
+    """0 or -1 timed every right answer out (0 of 164), nan ended the eval in scoring, "abc" raised."""
+    with pytest.raises(TaskOptionError, match="timeout_s must be a number of seconds"):
+        load_task("humaneval", options={"timeout_s": timeout})

@@ -128,3 +128,36 @@ def test_unknown_scorer_lists_valid_ones(tmp_path: Path) -> None:
     path = _write(tmp_path, _rows({"question": "a", "answer": "b"}))
     with pytest.raises(TaskError, match="valid scorers: exact, numeric, choice, math, code"):
         load_task(str(path), scorer="fuzzy")
+
+
+def test_choices_are_shown_to_the_model(tmp_path: Path) -> None:
+    """The model was asked for "the letter of the correct choice" of options it was never shown."""
+    path = _write(
+        tmp_path,
+        _rows(
+            {"question": "Capital of France?", "answer": "B", "choices": ["Berlin", "Paris"]},
+            {"question": "Capital of Italy? A. Rome B. Oslo", "answer": "A", "choices": ["Rome", "Oslo"]},
+        ),
+    )
+    first, listed = load_task(str(path)).items
+    assert first.question == "Capital of France?\n\nA. Berlin\nB. Paris"
+    assert listed.question == "Capital of Italy? A. Rome B. Oslo"  # it lists them itself
+
+
+def test_unreadable_values_name_their_line(tmp_path: Path) -> None:
+    """Values nested 200,000 deep or a 5,000-digit number raised RecursionError / ValueError tracebacks."""
+    deep = _write(tmp_path, ['{"question": "q", "answer": 1}', "[" * 200_000 + "]" * 200_000], "deep.jsonl")
+    with pytest.raises(TaskError, match=r"deep.jsonl:2: values nested too deeply"):
+        load_task(str(deep))
+    big = _write(tmp_path, ['{"question": "q", "answer": ' + "9" * 5000 + "}"], "big.jsonl")
+    with pytest.raises(TaskError, match=r"big.jsonl:1: cannot be read"):
+        load_task(str(big))
+
+
+def test_a_code_item_without_tests_is_never_passed(tmp_path: Path) -> None:
+    """Without a `test` field the answer is the test program: a numeric answer "100" ran as the
+    test and passed any code."""
+    path = _write(tmp_path, _rows({"question": "What is 0 + 3?", "answer": 100}))
+    task = load_task(str(path), scorer="code")
+    score = task.score("def f():\n    return 0\n", task.items[0])
+    assert not score.correct and "no tests to run" in score.detail

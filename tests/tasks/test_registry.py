@@ -75,3 +75,13 @@ def test_register_validates_names() -> None:
         registry.register_task("a:b", lambda: None, TaskInfo("a:b", 0, "", "text", ""))  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError):
         registry.register_prefix("", lambda name: None)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize("seed", [None, True, 1.5])
+def test_a_reasoning_gym_seed_must_be_an_integer(seed: object) -> None:
+    """`--task-option seed=` (None) drew new questions at every load under the same ids, so a resume
+    kept verdicts of other questions; `config=x` raised a TypeError traceback."""
+    with pytest.raises(TaskError, match="seed must be an integer"):
+        load_task("rg:chain_sum", options={"seed": seed, "size": 3})
+    with pytest.raises(TaskError, match="config must be a mapping"):
+        load_task("rg:chain_sum", options={"config": "x", "size": 3})

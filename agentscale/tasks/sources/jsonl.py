@@ -54,11 +54,28 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
     extra = {k: v for k, v in record.items() if k not in _KNOWN}
     return TaskItem(
         id=str(item_id),
-        question=question,
+        question=with_choices(question, choices),
         reference=str(answer),
         metadata={**metadata, **extra},
         choices=choices,
     )
+
+
+def with_choices(question: str, choices: list[str] | None) -> str:
+    """The question as the model sees it: with its choices listed by letter, unless it lists them
+    itself (every choice's text already in it). The model was asked for "the letter of the correct
+    choice" of options it was never shown.
+
+    >>> print(with_choices("Capital of France?", ["Berlin", "Paris"]))
+    Capital of France?
+    <BLANKLINE>
+    A. Berlin
+    B. Paris
+    """
+    if not choices or all(choice in question for choice in choices):
+        return question
+    listed = "\n".join(f"{chr(ord('A') + index)}. {choice}" for index, choice in enumerate(choices))
+    return f"{question.rstrip()}\n\n{listed}"
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
@@ -80,6 +97,10 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise _fail(path, line_no, f"invalid JSON: {error.msg} (column {error.colno})") from None
+            except RecursionError:
+                raise _fail(path, line_no, "values nested too deeply to read") from None
+            except ValueError as error:  # a number of more than 4,300 digits
+                raise _fail(path, line_no, f"cannot be read: {error}") from None
             yield line_no, record
 
 

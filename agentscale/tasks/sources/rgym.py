@@ -79,6 +79,10 @@ def load_reasoning_gym(
     if name not in registry:
         raise TaskError(f"unknown reasoning-gym task 'rg:{name}'; valid names: {', '.join(sorted(registry))}")
     check_generated_size(f"rg:{name}", size)
+    if isinstance(seed, bool) or not isinstance(seed, int):  # None drew new questions under the same ids
+        raise TaskOptionError(f"task 'rg:{name}': seed must be an integer, got {seed!r}")
+    if config is not None and not isinstance(config, dict):
+        raise TaskOptionError(f"task 'rg:{name}': config must be a mapping of option names to values, got {config!r}")
     from reasoning_gym import create_dataset
 
     fields = {**(config or {}), **config_fields}
