@@ -152,6 +152,8 @@ def load_task(
     if _is_path(spec):
         if not Path(spec).is_file():
             raise TaskError(f"task file {spec!r} not found")
+        if "scorer" in options:  # a TypeError traceback ("multiple values for keyword argument 'scorer'")
+            raise TaskOptionError("scorer is not a task option: give it as --scorer (task.scorer in a space)")
         return _call(load_jsonl, spec, spec, scorer=scorer, **options)
     prefix, sep, rest = spec.partition(":")
     if (sep and prefix not in _prefixed) or (not sep and spec not in _named):

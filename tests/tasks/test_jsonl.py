@@ -161,3 +161,10 @@ def test_a_code_item_without_tests_is_never_passed(tmp_path: Path) -> None:
     task = load_task(str(path), scorer="code")
     score = task.score("def f():\n    return 0\n", task.items[0])
     assert not score.correct and "no tests to run" in score.detail
+
+
+def test_a_scorer_given_as_a_task_option_is_named(tmp_path: Path) -> None:
+    """`--task t.jsonl --task-option scorer=exact` was a TypeError traceback."""
+    path = _write(tmp_path, _rows({"question": "q", "answer": "a"}))
+    with pytest.raises(TaskError, match="scorer is not a task option: give it as --scorer"):
+        load_task(str(path), options={"scorer": "exact"})
