@@ -187,12 +187,11 @@ def show_command(
 def _just_finished(run: Run) -> bool:
     """Finished moments ago by a process still alive: the command that ran it may be writing its
     report now (a process that stays alive, a notebook using the API, writes none)."""
-    from datetime import UTC, datetime
+    from agentscale.storage.tables import as_utc, utcnow
 
     if run.finished is None or not owner_alive(run.owner):
         return False
-    finished = run.finished.replace(tzinfo=run.finished.tzinfo or UTC)
-    return (datetime.now(UTC) - finished).total_seconds() < _REPORT_WRITING_S
+    return (utcnow() - as_utc(run.finished)).total_seconds() < _REPORT_WRITING_S
 
 
 _REPORT_WRITING_S = 30.0  # a report takes about a second to write after its run is marked done
@@ -202,13 +201,12 @@ def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
     """The crowned graph's picture beside the run's report: drawn once after the run finished (a
     resume may crown another graph); none where this reader may not write (`runs show` is a read,
     and failed with "cannot write best.svg" in another's folder)."""
-    from datetime import UTC
-
     from agentscale.optimize.trials import candidate_from_json
     from agentscale.report import picture_from_candidate, write_drawing
+    from agentscale.storage.tables import as_utc
 
     target = store.path.parent / "runs" / run.id / "best.svg"
-    finished = run.finished.replace(tzinfo=run.finished.tzinfo or UTC).timestamp() if run.finished else None
+    finished = as_utc(run.finished).timestamp() if run.finished else None
     if target.exists() and (finished is None or target.stat().st_mtime >= finished):  # None: stopped, not going on
         return target
     picture = picture_from_candidate(candidate_from_json(crowned.candidate_json), f"{run.graph_name}-best")
@@ -229,7 +227,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
     crowned = crowned_trial(trials, summary)
-    in_progress = run.status == "running" and not run.process_gone()
+    in_progress = run.in_progress()
     drawing = None
     if crowned is not None and not in_progress:  # the crowned graph's picture, as in the report
         drawing = _crowned_drawing(store, run, crowned)

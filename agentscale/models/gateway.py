@@ -138,7 +138,7 @@ def _timeouts() -> tuple[type[BaseException], ...]:
 
 def _is_retryable(exc: BaseException) -> bool:
     litellm = get_litellm()
-    retried = (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError, EndpointsCoolingDown, MalformedReply)
+    retried = (*_timeouts(), litellm.APIConnectionError, EndpointsCoolingDown, MalformedReply)
     if isinstance(exc, retried):
         return True
     if raised_before_sending(exc):  # nothing reached a server: a retry would be refused the same way

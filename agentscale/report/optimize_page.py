@@ -54,6 +54,9 @@ class Arm:
         return wilson_interval(self.trial.correct, self.trial.n_items)
 
 
+_LEADING_TITLE = "Leading graph so far (the run is still running: nothing is crowned yet)"
+
+
 class OptimizeReport:
     """Builds the page; one instance per report."""
 
@@ -68,8 +71,7 @@ class OptimizeReport:
         self.candidates = {t.seq: candidate_from_json(t.candidate_json) for t in self.trials}
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
-        # a running optimization's report shows its state so far: nothing is crowned or final yet
-        self.in_progress = run.status == "running" and not run.process_gone()
+        self.in_progress = run.in_progress()
         self._drawings: dict[str, str] = {}
         self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
 
@@ -170,13 +172,10 @@ class OptimizeReport:
         return document(f"agentscale {title}", "".join(parts))
 
     def _outcome(self, crowned: Trial | None, crowned_test: Trial | None) -> str:
-        title = "Leading graph so far (the run is still running: nothing is crowned yet)" if self.in_progress else ""
-        title = title or "Crowned graph"
+        title = _LEADING_TITLE if self.in_progress else "Crowned graph"
         if crowned is None:
-            return section(
-                title,
-                paragraph("No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."),
-            )
+            empty = "No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."
+            return section(title, paragraph(empty))
         spent = self.store.spend(self.run.id)
         test = "not scored"
         if crowned_test is not None:
@@ -234,8 +233,8 @@ class OptimizeReport:
     def _search(self) -> str:
         search = [t for t in self.trials if t.kind == "search"]
         if not search:
-            stored = "No search evaluation is stored yet (the run is still running)." if self.in_progress else ""
-            return section("Search", paragraph(stored or "No search evaluation is stored."))
+            still = " yet (the run is still running)" if self.in_progress else ""
+            return section("Search", paragraph(f"No search evaluation is stored{still}."))
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
         front = self.front
         evaluations = {

@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as UTC: SQLite gives back the naive datetimes it was given `utcnow()` as."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class Run(SQLModel, table=True):
     """One CLI/API invocation: a run of a graph on questions, an eval, an optimization."""
 
@@ -38,6 +43,11 @@ class Run(SQLModel, table=True):
         """Marked running, but the process that ran it has ended without saying so (`kill -9`, an
         out-of-memory kill, a crash): nothing is running it, and a resume may continue it."""
         return self.status == "running" and owner_alive(self.owner) is False
+
+    def in_progress(self) -> bool:
+        """Marked running and not known to be dead: its report and `runs show` present its state so
+        far, nothing of it as final (no crown yet)."""
+        return self.status == "running" and not self.process_gone()
 
     def shown_status(self) -> str:
         """The status as `runs list` and `runs show` print it."""

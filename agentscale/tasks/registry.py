@@ -93,11 +93,8 @@ def task_file_digest(spec: str) -> str | None:
     spec = spec.strip()
     if not (_is_path(spec) and Path(spec).is_file()):
         return None
-    digest = hashlib.sha256()
     with Path(spec).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def task_topic(spec: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +25,7 @@ from agentscale.optimize.trials import candidate_from_json
 from agentscale.report.optimize_page import crowned_trial
 from agentscale.report.simulated import run_is_simulated, stored_space
 from agentscale.storage.db import Store
-from agentscale.storage.tables import Run, Trial
+from agentscale.storage.tables import Run, Trial, as_utc
 
 INSTALL_HINT = "pip install 'agentscale[optuna]'"
 NONE = "none"
@@ -70,7 +69,7 @@ def export_study(store: Store, run_id: str, storage: str, study_name: str | None
     for trial in search:
         candidate = candidate_from_json(trial.candidate_json)
         params = _params(candidate, space.max_nodes)
-        created = trial.created if trial.created.tzinfo else trial.created.replace(tzinfo=UTC)
+        created = as_utc(trial.created)
         study.add_trial(  # a FrozenTrial rather than create_trial(): it keeps the evaluation's own time
             optuna.trial.FrozenTrial(
                 number=0,
