@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,13 +50,35 @@ def database_file(path: str | Path | None = None) -> Path:
     return Path(path) if path is not None else default_db_path()
 
 
+_BUSY_TIMEOUT_S = 30.0
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode, a property of the file that later opens only read. SQLite converts
+    under an exclusive lock and, when another connection holds the write lock, fails at once with
+    "database is locked" without running the busy handler (a process opening a new database while
+    another created its tables failed in CI), so the conversion is retried within the busy timeout.
+    A file that refuses WAL without an error (in memory) keeps its mode."""
+    deadline, pause = time.monotonic() + _BUSY_TIMEOUT_S, 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def new_run_id() -> str:
@@ -216,7 +240,7 @@ class Store:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = database_file(path)
         self.engine: Engine = create_engine(
-            f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
+            f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S}
         )
         event.listen(self.engine, "connect", _configure_sqlite)
         try:
