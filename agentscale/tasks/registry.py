@@ -76,7 +76,18 @@ def _load_plugins() -> None:
 
 
 def _is_path(spec: str) -> bool:
-    return spec.endswith((".jsonl", ".json")) or "/" in spec or Path(spec).is_file()
+    """A task file: a .jsonl/.json name, a path with a folder, or a bare file name that names no task
+    (a file `champ` in the working directory loaded instead of the built-in; `./champ` names it)."""
+    if spec.endswith((".jsonl", ".json")) or "/" in spec:
+        return True
+    return Path(spec).is_file() and not _names_task(spec)
+
+
+def _names_task(spec: str) -> bool:
+    prefix, sep, _ = spec.partition(":")
+    if (sep and prefix not in _prefixed) or (not sep and spec not in _named):
+        _load_plugins()
+    return prefix in _prefixed if sep else spec in _named
 
 
 def stable_task_spec(spec: str) -> str:

@@ -26,6 +26,19 @@ def test_unknown_names_list_the_valid_ones() -> None:
         load_task("rg:not_a_generator")
 
 
+def test_a_file_in_the_working_directory_does_not_shadow_a_task_name(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`--task champ` with a file `champ` in the working directory loaded that file (a TaskError on its
+    first line, or another task's items under the built-in's name); a bare file name that names no
+    task is still a task file, and `./champ` names the file."""
+    monkeypatch.chdir(tmp_path)
+    line = '{"question": "1 + 1?", "answer": "2"}\n'
+    for name in ("champ", "rg:chain_sum", "mine"):
+        (tmp_path / name).write_text(line)
+    assert load_task("champ").size == 270
+    assert load_task("rg:chain_sum").name == "rg:chain_sum"
+    assert load_task("mine").size == load_task("./champ").size == 1
+
+
 def test_unknown_options_are_reported() -> None:
     with pytest.raises(TaskError, match=r"does not accept option.*size.*it accepts: timeout_s"):
         load_task("humaneval", size=3)
