@@ -50,7 +50,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = False  # OpenAI's clients may send null: not streamed
 
 
 def _error_body(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
@@ -65,10 +65,23 @@ def question_of(request: ChatRequest) -> str:
         if isinstance(message.content, str):
             text = message.content
         else:
-            text = "\n".join(str(p.get("text", "")) for p in message.content or [] if p.get("type") == "text")
+            parts = message.content or []  # a text part's null text is no text (it was the question "None")
+            text = "\n".join(p["text"] for p in parts if p.get("type") == "text" and isinstance(p.get("text"), str))
         if text.strip():
             return text
     raise ApiError(400, "the request has no user message with text content", code="no_user_message")
+
+
+async def _body_within(request: Request, max_bytes: int) -> bytes:
+    """The request's body, refused as soon as it passes `max_bytes`: a chunked body (no
+    Content-Length for the middleware to check) was read whole into memory before the check."""
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > max_bytes:
+            raise ApiError(413, f"request body over {max_bytes} bytes")
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _usage(result: RunResult) -> dict[str, int]:
@@ -137,9 +150,7 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
         nonlocal waiting
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            raise ApiError(413, f"request body over {max_body_bytes} bytes")
+        body = await _body_within(request, max_body_bytes)
         try:
             chat_request = ChatRequest.model_validate(json.loads(body or b"null"))
         except json.JSONDecodeError:

@@ -103,6 +103,46 @@ def test_bad_requests_get_4xx_json(served_with_key: str) -> None:
         assert error["message"] and "Traceback" not in response.text
 
 
+def test_a_chunked_body_is_refused_once_over_the_limit() -> None:
+    """Without a Content-Length (chunked), the whole body was read into memory before the check: the
+    app reads no further than the limit (counted on the ASGI messages it asks for)."""
+    app = create_app(Graph.from_yaml(BODY.replace("model: m", "model: openai/x"), store=None), max_body_bytes=2000)
+    asked = []
+
+    async def receive() -> dict[str, object]:
+        asked.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": len(asked) < 2000}
+
+    replies: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        replies.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "query_string": b"",
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert replies[0]["status"] == 413
+    assert len(asked) <= 3  # 2 MB were on offer
+
+
+def test_openai_nulls_are_read_as_openai_reads_them(served: str) -> None:
+    """`"stream": null` is not streamed (it was a 400); a text part whose text is null is no text (the
+    graph answered the question "None")."""
+    url = served + "/chat/completions"
+    answered = httpx.post(
+        url, json={"model": "served", "stream": None, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+    )
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
+    textless = [{"role": "user", "content": [{"type": "text", "text": None}]}]
+    refused = httpx.post(url, json={"model": "served", "messages": textless})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "no_user_message"
+
+
 def test_sixteen_concurrent_requests_are_all_answered(served: str, scripted: ScriptedServer) -> None:
     scripted.latency_s = 0.1
     client = openai.AsyncOpenAI(base_url=served, api_key="unused")
