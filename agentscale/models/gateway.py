@@ -55,8 +55,15 @@ class GatewaySettings:
         """Refuse values that cannot work: no call slot hung every call forever, a negative (or NaN)
         timeout failed every call, a negative retry count meant none; counts must be whole."""
         for name in ("max_concurrency", "max_retries"):
-            if not isinstance(getattr(self, name), int):
-                raise AgentScaleError(f"GatewaySettings.{name} must be a whole number, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise AgentScaleError(f"GatewaySettings.{name} must be a whole number, got {value!r}")
+        for name in ("timeout_s", "backoff_s", "max_backoff_s"):  # "5" was a TypeError at the comparison
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise AgentScaleError(f"GatewaySettings.{name} must be a number of seconds, got {value!r}")
+        if not isinstance(self.cache, bool):  # cache="no" was truthy: the cache stayed on
+            raise AgentScaleError(f"GatewaySettings.cache must be True or False, got {self.cache!r}")
         if self.max_concurrency < 1:
             raise AgentScaleError(f"GatewaySettings.max_concurrency must be at least 1, got {self.max_concurrency}")
         if not self.timeout_s > 0:  # also NaN
@@ -151,6 +158,8 @@ class Gateway:
     """Shared by every node of every graph in a process; safe across event loops."""
 
     def __init__(self, store: Store | None = None, settings: GatewaySettings | None = None) -> None:
+        if store is not None and not isinstance(store, Store):  # a path failed at the first write, after paying
+            raise TypeError(f"Gateway takes a Store or None, not {type(store).__name__}: use Gateway(Store(path))")
         self.store = store
         self.settings = settings or GatewaySettings.from_env()
         # per event loop (a semaphore belongs to one), closed loops' dropped when a new loop comes:

@@ -25,11 +25,13 @@ from agentscale.graphs.result import NodeTrace
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import (
     GraphRuntime,
+    RunContext,
     RunOptions,
     close_context,
     get_context,
     has_context,
-    open_context,
+    open_compiled_context,
+    stopped,
 )
 from agentscale.runtime.sync import run_sync
 
@@ -105,7 +107,15 @@ def checked_question(question: object, what: str = "a question") -> str:
     return question
 
 
-def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGraph:
+WarmUp = Callable[[], Awaitable[None]]
+"""What a graph does once before a question's clock starts (litellm's import, local servers)."""
+
+
+async def _no_warm_up() -> None:
+    return None
+
+
+def build_state_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up, *, prepare: bool = True) -> StateGraph:
     """A StateGraph for `runtime`'s DAG (not yet compiled); usable with `ainvoke` and `invoke`.
 
     `prepare=False` leaves out the `__prepare__` step, for a caller that opens the run itself and
@@ -117,10 +127,12 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
         question = _question(state)
         key = state.get("run_key")
         if key is None or not has_context(key):
-            key = open_context(runtime, question, _options(config), key).key
+            key = open_compiled_context(runtime, question, _options(config), key).key
         return key
 
     async def prepare_async(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
+        _question(state)
+        await warm_up()
         return {"run_key": start(state, config)}
 
     def prepare_sync(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
@@ -128,6 +140,8 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
         (`runtime/sync`); the node steps that follow only read the finished tasks."""
 
         async def run_all() -> str:
+            _question(state)
+            await warm_up()
             key = start(state, config)
             try:
                 await asyncio.gather(*get_context(key).tasks.values())
@@ -145,7 +159,7 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
         first = PREPARE
 
     for node_id in runtime.topology.order:
-        builder.add_node(node_id, _node_runnable(node_id, is_output=node_id == runtime.output))
+        builder.add_node(node_id, _node_runnable(runtime, warm_up, node_id, is_output=node_id == runtime.output))
         predecessors = list(runtime.topology.predecessors[node_id])
         if predecessors:
             builder.add_edge(predecessors if len(predecessors) > 1 else predecessors[0], node_id)
@@ -155,11 +169,13 @@ def build_state_graph(runtime: GraphRuntime, *, prepare: bool = True) -> StateGr
     return builder
 
 
-def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
+def build_discussion_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up) -> StateGraph:
     """A StateGraph whose one node runs `runtime`'s graph as a CEO-steered discussion."""
 
     async def discuss(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
-        result = await run_discussion(runtime, _question(state), _options(config))
+        question = _question(state)
+        await warm_up()
+        result = await run_discussion(runtime, question, _options(config))
         return {
             "answer": result.answer,
             "trace": {trace.node_id: trace.to_dict() for trace in result.trace},
@@ -178,8 +194,19 @@ def build_discussion_graph(runtime: GraphRuntime) -> StateGraph:
     return builder
 
 
-def _node_runnable(node_id: str, *, is_output: bool) -> _Step:
-    """The LangGraph node: await this node's task; the output node also finishes the run."""
+def _node_runnable(runtime: GraphRuntime, warm_up: WarmUp, node_id: str, *, is_output: bool) -> _Step:
+    """The LangGraph node: await this node's task; the output node also finishes the run.
+
+    A run whose key this process does not know (a checkpointed parent graph resuming it after a
+    restart, or after its caller gave up) starts again under that key: its finished calls come back
+    from the response cache. A run a node's error stopped raises that error in its other steps."""
+
+    async def running(key: str, state: GraphState, config: RunnableConfig | None) -> RunContext:
+        if not has_context(key) and not stopped(key):
+            await warm_up()
+            if not has_context(key):  # another step of the same superstep may have restarted it meanwhile
+                open_compiled_context(runtime, _question(state), _options(config), key)
+        return get_context(key)
 
     def update_for(key: str, trace: NodeTrace) -> dict[str, Any]:
         update: dict[str, Any] = {"trace": {node_id: trace.to_dict()}}
@@ -194,14 +221,18 @@ def _node_runnable(node_id: str, *, is_output: bool) -> _Step:
     async def run_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         key = state["run_key"]
         try:
-            trace = await get_context(key).node(node_id)
-        except BaseException:  # the caller gave up (a timeout) or the node broke: stop the run's other tasks
-            close_context(key)
+            trace = await (await running(key, state, config)).node(node_id)
+        except BaseException as exc:  # the caller gave up (a timeout) or the node broke: stop the run's other tasks
+            close_context(key, exc)
             raise
         return update_for(key, trace)
 
     def read_node(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
+        """Synchronous callers: `__prepare__` ran the DAG; a resumed run's node runs here."""
         key = state["run_key"]
-        return update_for(key, get_context(key).tasks[node_id].result())
+        task = get_context(key).tasks[node_id] if has_context(key) else None
+        if task is not None and task.done():
+            return update_for(key, task.result())
+        return run_sync(run_node(state, config))
 
     return _Step(node_id, read_node, run_node)

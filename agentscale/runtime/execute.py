@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -280,6 +281,11 @@ def first_set(node_value: _Number | None, default_value: _Number | None, fallbac
 
 
 _ACTIVE: dict[str, RunContext] = {}
+# the error that stopped a run, by key, for its node steps LangGraph starts after the failing one
+# (they raised a KeyError of the key, which LangGraph reported instead of the error 2 times of 10);
+# bounded, since a compiled graph's caller never says it is done with a key
+_FAILED: OrderedDict[str, Exception] = OrderedDict()
+_FAILED_KEPT = 64
 
 
 def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None = None) -> RunContext:
@@ -290,16 +296,57 @@ def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key:
     return context
 
 
+# how long a compiled graph's finished run stays registered for an output step that has not come
+_ABANDONED_AFTER_S = 300.0
+
+
+def open_compiled_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None) -> RunContext:
+    """:func:`open_context` for a compiled graph, whose output step closes the run: a caller that
+    stops streaming before that step (a `break` out of `astream`) left it registered for good. Once
+    its output task is done the run is dropped after a grace period; an output step that still comes
+    later starts it again under its key (the response cache answers its calls)."""
+    context = open_context(runtime, question, options, key)
+
+    def drop_later(task: asyncio.Task[NodeTrace]) -> None:
+        task.get_loop().call_later(_ABANDONED_AFTER_S, _drop, context)
+
+    context.tasks[runtime.output].add_done_callback(drop_later)
+    return context
+
+
+def _drop(context: RunContext) -> None:
+    if _ACTIVE.get(context.key) is context:
+        del _ACTIVE[context.key]
+
+
 def has_context(key: str) -> bool:
     return key in _ACTIVE
 
 
+def stopped(key: str) -> bool:
+    """Whether a node's error stopped the run under `key` (recently)."""
+    return key in _FAILED
+
+
 def get_context(key: str) -> RunContext:
-    return _ACTIVE[key]
+    """The run under `key`; a run a node's error stopped raises that error."""
+    context = _ACTIVE.get(key)
+    if context is None:
+        failure = _FAILED.get(key)
+        if failure is not None:
+            raise failure
+        raise KeyError(key)
+    return context
 
 
-def close_context(key: str) -> RunContext | None:
+def close_context(key: str, error: BaseException | None = None) -> RunContext | None:
+    """Stop the run under `key` (its node tasks cancelled); `error`, when it is what stopped the run
+    (not a cancellation), is what its remaining node steps raise."""
     context = _ACTIVE.pop(key, None)
     if context is not None:
         context.cancel()
+        if isinstance(error, Exception):
+            _FAILED[key] = error
+            while len(_FAILED) > _FAILED_KEPT:
+                _FAILED.popitem(last=False)
     return context

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -47,6 +47,16 @@ class _DefaultStore:
 _DEFAULT = _DefaultStore()
 
 
+def _check_arguments(store: object, answer_format: object) -> None:
+    """Arguments a run would only trip over after paying for calls: a path given as `store=` (an
+    AttributeError at the first row), an answer format no scorer reads (a KeyError at the answer)."""
+    if store is not None and not isinstance(store, Store | _DefaultStore):
+        raise TypeError(f"store= takes a Store or None, not {type(store).__name__}: use store=Store(path)")
+    formats = get_args(AnswerFormat)
+    if answer_format is not None and answer_format not in formats:
+        raise AgentScaleError(f"answer_format={answer_format!r}: use one of {', '.join(formats)}")
+
+
 class Graph:
     """A validated collaboration graph bound to a gateway.
 
@@ -71,6 +81,7 @@ class Graph:
         issues = graph_issues(spec) or route_issues(spec)
         if issues:
             raise SpecError(issues, source)
+        _check_arguments(store, answer_format)
         if gateway is not None and store is not _DEFAULT and store is not gateway.store:
             raise AgentScaleError("give store= or gateway=, not both: the gateway's store is the one that records")
         if gateway is None:
@@ -155,8 +166,8 @@ class Graph:
         """A compiled LangGraph graph: input `{"question"}`, output `{"answer", "trace", "usage", ...}`
         (and `"rounds"` for a graph with a coordinator, which compiles to one `discussion` node)."""
         if self.spec.coordinator is not None:
-            return build_discussion_graph(self.runtime).compile()
-        return build_state_graph(self.runtime).compile()
+            return build_discussion_graph(self.runtime, self._warm_up).compile()
+        return build_state_graph(self.runtime, self._warm_up).compile()
 
     async def arun(
         self,
@@ -169,6 +180,8 @@ class Graph:
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
         checked_question(question)
+        if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
+            raise TypeError(f"item_key takes a string, not {type(item_key).__name__}")
         attributes = {"graph": self.name, "run_id": run_id, "item": item_key, "question": question}
         with span("item", item_key, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
             result = await self._arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event)
@@ -203,15 +216,7 @@ class Graph:
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
         )
-        if self.runtime.models and not self._endpoints_ready:
-            # litellm's first import and local servers' starts take seconds: do them before the run's
-            # clock starts (servers of different models start concurrently); once per graph
-            await import_litellm()
-            await self._prepare_endpoints()
-            self._endpoints_ready = True
-        if self.runtime.memory is not None:
-            # likewise the embedding model and the handbook index (and a missing handbook fails here)
-            await asyncio.to_thread(self.runtime.memory.warm_up)
+        await self._warm_up()
         if self.spec.coordinator is not None:  # a CEO steers rounds instead of one pass over the DAG
             return await run_discussion(self.runtime, question, options)
         key = uuid.uuid4().hex
@@ -241,6 +246,7 @@ class Graph:
         task = asyncio.ensure_future(
             self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=queue.put_nowait)
         )
+        getter: asyncio.Future[GraphEvent] | None = None
         try:
             while not (task.done() and queue.empty()):
                 getter = asyncio.ensure_future(queue.get())
@@ -250,9 +256,12 @@ class Graph:
                 else:
                     getter.cancel()
             yield GraphEvent("final", result=task.result())
-        finally:
+        finally:  # a consumer that stops early (a client gone, a timeout) leaves no task pending
+            if getter is not None:
+                getter.cancel()
             if not task.done():
                 task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def run(
         self,
@@ -274,6 +283,18 @@ class Graph:
             "Graph.run cannot be called from a running event loop (a notebook, async code): "
             "use `await graph.arun(question)` instead"
         )
+
+    async def _warm_up(self) -> None:
+        """What takes seconds once, done before a question's clock starts (a time budget counted it,
+        and the caller's event loop stalled on litellm's import): litellm's first import and local
+        servers' starts (servers of different models start concurrently), once per graph; the
+        handbook's embedding model and index (a missing handbook fails here)."""
+        if self.runtime.models and not self._endpoints_ready:
+            await import_litellm()
+            await self._prepare_endpoints()
+            self._endpoints_ready = True
+        if self.runtime.memory is not None:
+            await asyncio.to_thread(self.runtime.memory.warm_up)
 
     async def _prepare_endpoints(self) -> None:
         """Start the models' servers (`local/` routes) before the run's clock, except where the

@@ -157,3 +157,67 @@ async def test_a_discussion_streams_its_ceos_calls_too() -> None:
     result = events[-1].result
     assert result is not None and {trace.node_id for trace in result.trace} == finished == started
     assert "r1.ceo" in finished
+
+
+def test_a_nodes_error_is_raised_every_time_not_a_run_key(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A failing node closed the run; a sibling step LangGraph started afterwards looked the run up by
+    its key and raised KeyError('<hex key>'), which LangGraph reported instead (2 runs of 10)."""
+    graph = make_graph(BODY)
+
+    def broken(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "node_started" and event.node_id == "a":
+            raise ValueError("bug in my callback")
+
+    for index in range(20):
+        with pytest.raises(ValueError, match="bug in my callback"):
+            graph.run(f"What is {index} + 1?", on_event=broken)
+
+
+class _Parent(TypedDict, total=False):
+    question: str
+    answer: str | None
+
+
+async def test_a_checkpointed_parent_resumes_the_compiled_graph(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    """The subgraph's state holds a key to a run of this process: a parent resuming it after its
+    caller gave up (or in another process) failed with KeyError of that key. The run starts again
+    under it, and what had been answered comes from the response cache."""
+    from langgraph.checkpoint.memory import MemorySaver
+
+    from agentscale.testing import Rule
+
+    scripted.add_rule(Rule(replies=["Final answer: 10"], latency_s=0.6))
+    builder = StateGraph(_Parent)
+    builder.add_node("agents", make_graph(BODY).compile())
+    builder.add_edge(START, "agents")
+    builder.add_edge("agents", END)
+    app = builder.compile(checkpointer=MemorySaver())
+    config = {"configurable": {"thread_id": "t1"}}
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(app.ainvoke({"question": "What is 5 + 5?"}, config), 0.3)
+    assert (await app.aget_state(config)).next == ("agents",)
+    assert (await app.ainvoke(None, config))["answer"] == "10"
+
+
+async def test_a_stream_left_before_its_end_does_not_keep_its_run(make_graph, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A `break` out of a compiled graph's stream before its output step left the run registered
+    (with its traces) for the life of the process; it is dropped once its nodes are done."""
+    from agentscale.runtime import execute
+
+    monkeypatch.setattr(execute, "_ABANDONED_AFTER_S", 0.05)
+    stream = make_graph(BODY).compile().astream({"question": "What is 1 + 1?"}, stream_mode="updates")
+    async for update in stream:
+        key = update["__prepare__"]["run_key"]
+        break
+    await stream.aclose()
+    assert execute.has_context(key)
+    await asyncio.sleep(0.5)
+    assert not execute.has_context(key)
+
+
+def test_a_compiled_graph_warms_up_before_its_first_question(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """litellm's import and local servers' starts ran inside the first question's clock (a 3 s time
+    budget refused it; the caller's event loop stalled 2.7 s), as `Graph.arun` never let them."""
+    graph = make_graph(BODY)
+    graph.compile().invoke({"question": "What is 1 + 1?"})
+    assert graph._endpoints_ready

@@ -329,6 +329,26 @@ async def test_astream_yields_node_events_then_final(make_graph) -> None:
     assert events[-1].result is not None and events[-1].result.answer == "8"
 
 
+async def test_a_stream_its_consumer_leaves_leaves_no_task_behind(make_graph, scripted: ScriptedServer) -> None:
+    """An SSE client gone (the consumer cancelled mid-stream) left astream's pending queue reader
+    behind: 15 pending tasks after 20 timed-out streams, "Task was destroyed but it is pending"."""
+    from agentscale.testing import Rule
+
+    scripted.add_rule(Rule(replies=["Final answer: 2"], latency_s=0.3))
+    graph: Graph = make_graph("name: st\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+
+    async def consume(question: str) -> None:
+        async for _ in graph.astream(question):
+            pass
+
+    before = len(asyncio.all_tasks())
+    for index in range(5):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(consume(f"What is {index} + 1?"), 0.05)
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) == before
+
+
 def test_spend_ledger_records_real_calls_only(make_graph, store) -> None:  # type: ignore[no-untyped-def]
     graph: Graph = make_graph(WIDTH_8)
     first = graph.run("What is 9 + 9?")

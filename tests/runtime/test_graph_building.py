@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import AgentScaleError, Gateway, Graph, RunNotFound, SpecError, Store
+from agentscale.models.gateway import GatewaySettings
 
 
 def test_from_dict_builds_the_graph_a_file_would() -> None:
@@ -71,3 +72,25 @@ async def test_an_unknown_run_id_is_refused_before_any_call(make_graph, scripted
     assert scripted.completion_requests == []
     run = store.create_run("run", graph_name="r")
     assert (await graph.arun("What is 1 + 1?", run_id=run.id)).run_id == run.id
+
+
+async def test_arguments_a_run_would_trip_over_after_paying_are_refused_up_front(
+    make_graph, scripted, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A path as `store=` failed at the first row (AttributeError, hiding the run's own error), an
+    unknown `answer_format=` at the answer (KeyError), `item_key=None` on the question's rows
+    (IntegrityError): each after the calls were paid. GatewaySettings took "5" and "no"."""
+    text = "name: z\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    with pytest.raises(TypeError, match=r"store= takes a Store or None, not str: use store=Store\(path\)"):
+        Graph.from_yaml(text, store=str(tmp_path / "x.db"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Gateway takes a Store or None, not PosixPath"):
+        Gateway(tmp_path / "x.db")  # type: ignore[arg-type]
+    with pytest.raises(AgentScaleError, match="answer_format='numeric': use one of text, number, choice, code"):
+        Graph.from_yaml(text, store=None, answer_format="numeric")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="item_key takes a string, not NoneType"):
+        await make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n").arun("1 + 1?", item_key=None)
+    assert scripted.completion_requests == []
+    with pytest.raises(AgentScaleError, match="timeout_s must be a number of seconds, got '5'"):
+        GatewaySettings(timeout_s="5")  # type: ignore[arg-type]
+    with pytest.raises(AgentScaleError, match="cache must be True or False, got 'no'"):
+        GatewaySettings(cache="no")  # type: ignore[arg-type]
