@@ -221,15 +221,15 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     from agentscale.optimize.objective import Observation
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.trials import candidate_from_json, stored_front
-    from agentscale.report.optimize_page import crowned_trial
+    from agentscale.report.optimize_page import crown_recorded, crowned_trial
     from agentscale.report.simulated import run_is_simulated, stored_space
 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
     crowned = crowned_trial(trials, summary)
-    in_progress = run.in_progress()
+    in_progress, recorded = run.in_progress(), crown_recorded(summary)
     drawing = None
-    if crowned is not None and not in_progress:  # the crowned graph's picture, as in the report
+    if crowned is not None and recorded and not in_progress:  # the crowned graph's picture, as in the report
         drawing = _crowned_drawing(store, run, crowned)
     picture = None
     if plot:
@@ -304,6 +304,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     out.print(table)
     if crowned is not None and in_progress:
         out.print(f"leading graph so far (trial {crowned.seq}; the run is still running, nothing is crowned yet):")
+        out.print(diagram(candidate_from_json(crowned.candidate_json)))
+    elif crowned is not None and not recorded:
+        out.print(f"leading graph when the run stopped (trial {crowned.seq}; nothing was crowned):")
         out.print(diagram(candidate_from_json(crowned.candidate_json)))
     elif crowned is not None:
         out.print(f"crowned graph (trial {crowned.seq})" + (f", drawn in {drawing}:" if drawing else ":"))

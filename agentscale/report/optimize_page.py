@@ -55,6 +55,14 @@ class Arm:
 
 
 _LEADING_TITLE = "Leading graph so far (the run is still running: nothing is crowned yet)"
+_STOPPED_TITLE = "Leading graph when the run stopped (nothing was crowned: optimize --resume finishes the run)"
+
+
+def crown_recorded(summary: dict[str, Any]) -> bool:
+    """Whether the runner crowned a graph (its summary names it). A run stopped before crowning
+    (Ctrl-C, kill -9) has a leading graph, which its report called "Crowned graph" with train
+    figures of a graph its resumed run did not crown."""
+    return bool((summary.get("best") or {}).get("graph"))
 
 
 class OptimizeReport:
@@ -72,6 +80,8 @@ class OptimizeReport:
         self.verdicts = stored_verdicts(store, run.id)
         self.simulated = run_is_simulated(run)
         self.in_progress = run.in_progress()
+        # "crowned" only for the graph the runner crowned; before that, the leading graph
+        self.crowned_word = "crowned" if crown_recorded(self.summary) and not self.in_progress else "leading"
         self._drawings: dict[str, str] = {}
         self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
 
@@ -119,7 +129,7 @@ class OptimizeReport:
         singles = self.raced_arms("baseline")
         ours = None
         if crowned is not None and crowned.kind in ("crown", "baseline"):  # raced: all its race steps
-            ours = replace(self.raced_arms(crowned.kind)[crowned.key], name="crowned graph")
+            ours = replace(self.raced_arms(crowned.kind)[crowned.key], name=f"{self.crowned_word} graph")
             crowned = ours.trial
         tests = [t for t in self.trials if t.kind == "test"]
         crowned_test = next((t for t in tests if crowned is not None and t.key == crowned.key), None)
@@ -143,19 +153,21 @@ class OptimizeReport:
             def marked(trial: Trial, name: str) -> str:
                 return name + (" (Pareto front)" if trial.key in front else "")
 
-            arms = [self.arm(crowned_test, marked(crowned_test, "crowned graph"))]
+            arms = [self.arm(crowned_test, marked(crowned_test, f"{self.crowned_word} graph"))]
             arms += [
                 self.arm(t, marked(t, self.candidates[t.seq].short_name())) for t in tests if t.key != crowned_test.key
             ]
-            title = "Crowned graph against the baselines" + (" and the Pareto front's graphs" if front else "")
+            title = f"{self.crowned_word.capitalize()} graph against the baselines" + (
+                " and the Pareto front's graphs" if front else ""
+            )
             parts.append(self._comparison(f"{title} (test split)", arms, "test", "comparison-test"))
         others = [arm for key, arm in singles.items() if crowned is not None and key != crowned.key]
         if ours is not None and others:
             arms = [ours, *others]
             parts.append(
                 self._comparison(
-                    "Crowned graph against each single model (train split; a model the best one clearly beat "
-                    "stopped early in the singles' race: n says on how many items)",
+                    f"{self.crowned_word.capitalize()} graph against each single model (train split; a model the "
+                    "best one clearly beat stopped early in the singles' race: n says on how many items)",
                     arms,
                     "train",
                     "comparison-train",
@@ -167,12 +179,17 @@ class OptimizeReport:
         if crowned_test is not None:
             items = read_items(self.store, run.id, key_prefix=f"t{crowned_test.seq}:")
             parts.append(
-                items_section("The crowned graph's test items", "test-items", items.page_data(), items.trace_data())
+                items_section(
+                    f"The {self.crowned_word} graph's test items", "test-items", items.page_data(), items.trace_data()
+                )
             )
         return document(f"agentscale {title}", "".join(parts))
 
     def _outcome(self, crowned: Trial | None, crowned_test: Trial | None) -> str:
-        title = _LEADING_TITLE if self.in_progress else "Crowned graph"
+        if self.crowned_word == "crowned":
+            title = "Crowned graph"
+        else:
+            title = _LEADING_TITLE if self.in_progress else _STOPPED_TITLE
         if crowned is None:
             empty = "No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."
             return section(title, paragraph(empty))
@@ -226,7 +243,7 @@ class OptimizeReport:
             "95% interval (Wilson)",
             "compute",
             "latency",
-            "paired with the crowned graph (exact McNemar)",
+            f"paired with the {self.crowned_word} graph (exact McNemar)",
         ]
         return section(title, table(headers, rows) + chart, section_id=section_id)
 

@@ -269,3 +269,27 @@ def test_runs_show_of_an_optimization_in_a_folder_it_may_not_write(optimization)
         folder.chmod(0o755)
     assert done.returncode == 0, done.stderr
     assert "crowned graph (trial" in " ".join(done.stdout.split())
+
+
+def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
+    """After Ctrl-C (or kill -9) in the crowning race, the report and `runs show` named a "Crowned
+    graph" (its train figures, McNemar against the singles, best.svg) that the resumed run did not crown."""
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.status, run.summary_json = "interrupted", "{}"  # what a run stopped before its crowning leaves
+        session.add(run)
+        session.commit()
+    drawing = store.path.parent / "runs" / run_id / "best.svg"
+    drawing.unlink(missing_ok=True)
+    page = store.path.parent / "stopped.html"
+    assert main(["report", run_id, "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "Leading graph when the run stopped (nothing was crowned" in text and "Crowned graph" not in text
+    capsys.readouterr()
+    assert main(["runs", "show", run_id]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "leading graph when the run stopped" in shown and "crowned graph (trial" not in shown
+    assert not drawing.exists()
