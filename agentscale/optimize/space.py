@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agentscale.errors import SpecError
+from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import (
@@ -155,7 +155,7 @@ class SpaceSpec(StrictModel):
     # by side (two or more nodes without inputs); a lone answer, critics and fusers answer greedily;
     # or `greedy_first`: as `parallel`, but each model's first parallel answer is greedy too.
     sampled_nodes: SampledNodes = "all"
-    answer_format: AnswerFormat | None = None
+    answer_format: AnswerFormat | None = None  # refused (the task's scorer decides); stored runs' spaces may hold it
     objective: Objective = Field(default_factory=Objective)
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     coordinator: CoordinatorSearch | None = None
@@ -207,9 +207,39 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
     if len(set(ceo_models)) < len(ceo_models):
         issues.append(located.issue(("coordinator", "models"), "lists a model twice"))
     issues += model_route_issues(space.models, located)
+    if not stored:
+        issues += _settings_issues(space, located)
     if issues:
         raise SpecError(issues, source)
     return space
+
+
+def _settings_issues(space: SpaceSpec, located: LocatedData) -> list[SpecIssue]:
+    """Settings a run would accept and then quietly not honour."""
+    issues = []
+    if space.optimizer.samples < 2 and space.optimizer.method in ("agent-reinforce", "reinforce"):
+        issues.append(
+            located.issue(
+                ("optimizer", "samples"),
+                f"{space.optimizer.method} needs 2 or more: its update compares an iteration's samples, and "
+                "agent-reinforce also re-evaluates its best graph in one of them (with 1 it sampled nothing new "
+                "and stopped as 'converged')",
+            )
+        )
+    objective = space.objective
+    if objective.accuracy == objective.cost == objective.latency == 0:
+        message = "every weight is 0: every graph scores 0 and the crown is arbitrary (give accuracy a weight)"
+        issues.append(located.issue(("objective",), message))
+    if space.answer_format is not None:
+        message = (
+            "is the task's: its scorer decides how answers are read (task.scorer for a JSONL task); "
+            "a space's answer_format was ignored"
+        )
+        issues.append(located.issue(("answer_format",), message))
+    twice = sorted({role for role in space.roles if space.roles.count(role) > 1})
+    if twice:  # the sampler's prior counted the role twice, and its updates reached only one copy
+        issues.append(located.issue(("roles",), f"lists {', '.join(twice)} twice"))
+    return issues
 
 
 def space_from_text(text: str, source: str | None = None, *, stored: bool = False) -> SpaceSpec:

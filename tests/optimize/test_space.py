@@ -84,12 +84,32 @@ def test_design_example_is_valid() -> None:
         (("max_nodes: 6", "max_nodes: true"), "max_nodes", "valid integer"),
         (("train: 20,", "train: true,"), "task.train", "valid integer"),
         (("cost: 0.0}", 'cost: 0.0, pareto: "no"}'), "objective.pareto", "valid boolean"),
+        # accepted, then quietly not honoured (a review of optimize as a user runs it)
+        (("samples: 4,", "samples: 1,"), "optimizer.samples", "agent-reinforce needs 2 or more"),
+        (
+            ("method: agent-reinforce, iterations: 8, samples: 4,", "method: reinforce, iterations: 8, samples: 1,"),
+            "optimizer.samples",
+            "reinforce needs 2 or more",
+        ),
+        (("accuracy: 1.0,", "accuracy: 0,"), "objective", "every weight is 0"),
+        (("max_nodes: 6", "max_nodes: 6\nanswer_format: code"), "answer_format", "its scorer decides"),
+        (
+            ("roles: [assistant, critic, fuser, vote]", "roles: [assistant, critic, assistant]"),
+            "roles",
+            "assistant twice",
+        ),
     ],
 )
 def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragment: str) -> None:
     with pytest.raises(SpecError) as info:
         _load(GOOD.replace(*change))
     assert any(i.path == path and fragment in i.message for i in info.value.issues), [str(i) for i in info.value.issues]
+
+
+def test_a_stored_space_with_settings_now_refused_still_loads() -> None:
+    """Runs stored before those settings were refused are still shown, reported and resumed."""
+    text = GOOD.replace("samples: 4,", "samples: 1,").replace("max_nodes: 6", "max_nodes: 6\nanswer_format: code")
+    assert space_from_data(load_located(text, "s.yaml"), "s.yaml", stored=True).optimizer.samples == 1
 
 
 def test_a_stored_space_with_a_scorer_now_refused_still_loads_its_split() -> None:
