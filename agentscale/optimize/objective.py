@@ -43,7 +43,9 @@ def scalarize(
 
 def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Observation]:
     """The points no other point beats: at least as accurate and as cheap (and, with `latency`, as
-    fast), and strictly better in one of them; one point per distinct graph, most accurate first.
+    fast), and strictly better in one of them; one point per distinct graph, and one graph of those
+    level on every dimension (the fastest: two graphs at the same accuracy and compute were both
+    kept, drawn, and with `pareto: true` both scored on the test split); most accurate first.
 
     Latency is a dimension only when asked (when the objective weighs it): a front drawn and read as
     accuracy against compute must not keep a point that another equals in accuracy at lower compute.
@@ -58,8 +60,10 @@ def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Ob
 
     front = [p for p in points if not any(dominates(other, p) for other in points)]
     unique: dict[str, Observation] = {}
+    tied: dict[tuple[float, ...], Observation] = {}  # graphs level on every dimension: the fastest stands
     for point in sorted(front, key=lambda p: (-p.accuracy, p.compute, p.latency_s)):
-        unique.setdefault(point.candidate.canonical_key, point)
+        if point.candidate.canonical_key not in unique and values(point) not in tied:
+            unique[point.candidate.canonical_key] = tied[values(point)] = point
     return list(unique.values())
 
 
