@@ -26,7 +26,7 @@ from agentscale.cli._options import (
     refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
-from agentscale.cli.tracing import TraceOption, traced_run
+from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def eval_command(
     from agentscale.report.simulated import spec_is_simulated
     from agentscale.runtime.graph import load
 
+    check_tracing(trace)
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:

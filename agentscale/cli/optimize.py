@@ -25,7 +25,7 @@ from agentscale.cli._options import (
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend
-from agentscale.cli.tracing import TraceOption, traced_run
+from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
 
@@ -88,6 +88,17 @@ def optimize_command(
 
     if out_file is not None:  # refused now, not after the search (the copy crashed on a directory)
         refuse_unusable_output(out_file, "best.yaml", shown=f"--out {out_file}")
+        if space_file is not None and out_file.exists() and out_file.resolve() == space_file.resolve():
+            raise AgentScaleError(f"--out {out_file} is the space file: the best graph would replace it; give another")
+    if dry_run and resume is None:  # --out wrote nothing and said nothing; the others were ignored
+        given = {"--out": out_file, "--executor": executor, "--concurrency": concurrency, "--trace": trace}
+        refuse_ignored(
+            {flag: value is not None for flag, value in given.items()},
+            "only projects the search's spend (nothing runs)",
+            by="--dry-run",
+        )
+    else:
+        check_tracing(trace)
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:

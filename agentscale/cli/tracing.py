@@ -29,10 +29,23 @@ TraceOption = Annotated[
 ]
 
 
+def _exporter(trace: str | None) -> str:
+    return (trace or os.environ.get(TRACE_ENV) or "off").strip().lower()
+
+
+def check_tracing(trace: str | None) -> None:
+    """Refuse a `--trace` (or AGENTSCALE_TRACE) that cannot work before the command creates its run."""
+    exporter = _exporter(trace)
+    if exporter != "off":
+        from agentscale.tracing.otel import check_exporter
+
+        check_exporter(exporter)
+
+
 @contextmanager
 def traced_run(trace: str | None, kind: str, name: str, attributes: Mapping[str, Any]) -> Iterator[None]:
     """The command's work inside one root span, exported when tracing is on; nothing otherwise."""
-    exporter = (trace or os.environ.get(TRACE_ENV) or "off").strip().lower()
+    exporter = _exporter(trace)
     if exporter == "off":
         yield
         return

@@ -11,6 +11,7 @@ configuration: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`), `OTEL_E
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -199,26 +200,41 @@ def install(provider: TracerProvider | None = None, *, capture_content: bool | N
     return observer
 
 
+def check_exporter(exporter_name: str) -> None:
+    """Refuse an exporter that cannot work: an unknown name, OpenTelemetry (or its OTLP exporter) not
+    installed, nothing listening where OTLP spans would go. A command checks before it creates its
+    run (`optimize --trace bogus` left a run "created (not started)" behind)."""
+    if exporter_name not in EXPORTERS:
+        raise AgentScaleError(f"unknown trace exporter {exporter_name!r}: use {', '.join(EXPORTERS)} or off")
+    if not _installed("opentelemetry.sdk.trace"):
+        raise AgentScaleError(f"tracing needs OpenTelemetry: {INSTALL_HINT}")
+    if exporter_name == "otlp":
+        if not _installed("opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+            raise AgentScaleError(f"--trace otlp needs the OTLP exporter: {INSTALL_HINT}")
+        _require_a_listener(_otlp_traces_endpoint())
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 def exporting_provider(exporter_name: str) -> TracerProvider:
     """A provider that batches spans to OTLP/HTTP (configured by OTEL_* variables) or to stderr."""
-    try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-    except ImportError:
-        raise AgentScaleError(f"tracing needs OpenTelemetry: {INSTALL_HINT}") from None
+    check_exporter(exporter_name)
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
     exporter: SpanExporter
     if exporter_name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            raise AgentScaleError(f"--trace otlp needs the OTLP exporter: {INSTALL_HINT}") from None
-        _require_a_listener(_otlp_traces_endpoint())
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         exporter = OTLPSpanExporter()
-    elif exporter_name == "console":
-        exporter = ConsoleSpanExporter(out=sys.stderr)
     else:
-        raise AgentScaleError(f"unknown trace exporter {exporter_name!r}: use {', '.join(EXPORTERS)} or off")
+        exporter = ConsoleSpanExporter(out=sys.stderr)
     resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "agentscale"}))

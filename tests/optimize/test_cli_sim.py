@@ -295,3 +295,30 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
         said = " ".join(capsys.readouterr().err.split())
         assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
     assert main(["runs", "show", done["run_id"], "--html"]) == 0 and Path(done["report"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--trace", "zipkin"], "unknown trace exporter 'zipkin'"),  # left a run "created (not started)"
+        (["--out", "{space}"], "is the space file: the best graph would replace it"),  # the space was lost
+        (["--dry-run", "--out", "{best}"], "--dry-run only projects the search's spend (nothing runs); drop --out"),
+        (["--dry-run", "--concurrency", "4"], "drop --concurrency"),
+    ],
+)
+def test_flags_that_would_lose_work_or_be_ignored_are_refused_before_a_run_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, arguments: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    best = tmp_path / "best.yaml"
+    given = [argument.format(space=space, best=best) for argument in arguments]
+    assert main(["optimize", str(space), *given]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err and "Traceback" not in err
+    assert space.read_text() == SPACE and not best.exists()
+    assert Store(tmp_path / "o.db").list_runs() == []
+    graph = _single_call(tmp_path, "sim/llama-1b")
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "2", "--trace", "zipkin"]) == 1
+    assert Store(tmp_path / "o.db").list_runs() == []
