@@ -97,6 +97,14 @@ def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
         (['{"question": "a", "answer": "b", "id": 1.5}'], 1, "field 'id' must be"),
         (['{"question": "a", "answer": "b", "metadata": []}'], 1, "field 'metadata' must be an object"),
         (['["question", "answer"]'], 1, "expected a JSON object, got list"),
+        # accepted, then scored wrong whatever the model answered
+        (['{"question": "a", "answer": NaN}'], 1, "field 'answer' must be a finite number, got nan"),
+        (['{"question": "a", "answer": " "}'], 1, "field 'answer' is empty"),
+        (
+            ['{"question": "a", "answer": "E", "choices": ["x", "y", "z", "w"]}'],
+            1,
+            "field 'answer' 'E' names none of its choices \(a letter A-D, or one's text\)",
+        ),
         (
             ['{"id": "x", "question": "a", "answer": "b"}', "", '{"id": "x", "question": "c", "answer": "d"}'],
             3,

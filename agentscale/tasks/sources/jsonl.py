@@ -13,6 +13,7 @@ answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from agentscale.tasks.base import Task, TaskItem
 from agentscale.tasks.errors import TaskError
 from agentscale.tasks.scorers import get_scorer
+from agentscale.tasks.scorers.choice import choice_index
 from agentscale.tasks.scorers.numeric import is_number
 
 _KNOWN = ("id", "question", "answer", "choices", "metadata")
@@ -40,6 +42,10 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         raise _fail(path, line_no, "field 'question' must be a non-empty string")
     if isinstance(answer, bool) or not isinstance(answer, str | int | float):
         raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {type(answer).__name__}")
+    if isinstance(answer, float) and not math.isfinite(answer):  # JSON's NaN: an item no answer could match
+        raise _fail(path, line_no, f"field 'answer' must be a finite number, got {answer}")
+    if isinstance(answer, str) and not answer.strip():
+        raise _fail(path, line_no, "field 'answer' is empty")
     item_id = record.get("id", f"line-{line_no}")
     if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id) == "":
         raise _fail(path, line_no, "field 'id' must be a non-empty string or an integer")
@@ -48,6 +54,11 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
     ):
         raise _fail(path, line_no, "field 'choices' must be a non-empty list of strings")
+    if choices is not None and choice_index(str(answer), choices) is None:  # scored wrong whatever the answer
+        last = chr(ord("A") + len(choices) - 1)
+        raise _fail(
+            path, line_no, f"field 'answer' {answer!r} names none of its choices (a letter A-{last}, or one's text)"
+        )
     metadata = record.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _fail(path, line_no, "field 'metadata' must be an object")
