@@ -285,10 +285,12 @@ class Discussion:
             )
             if trace.status == "skipped":  # the budget cannot pay for the CEO
                 record.ceo_error = trace.error
-                return fallback(current, f"CEO call refused: {trace.error}"), trace.error
+                reason = f"CEO call refused: {trace.error}"
+                return self._fallen_back(current, reason, record.index, messages, trace.error)
             if trace.status == "failed":
                 record.ceo_error = trace.error
-                return fallback(current, f"CEO call failed: {trace.error}"), None
+                reason = f"CEO call failed: {trace.error}"
+                return self._fallen_back(current, reason, record.index, messages, None)
             reply = trace.completion or ""
             record.ceo_replies.append(reply)
             try:
@@ -303,7 +305,19 @@ class Discussion:
             trace.answer = raw.decision
             return self._fitted(raw, current, record.index, estimate_prompt_tokens(messages))
         record.ceo_error = error
-        return fallback(current, f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"), None
+        reason = f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"
+        return self._fallen_back(current, reason, record.index, messages, None)
+
+    def _fallen_back(
+        self, current: Decision, reason: str, index: int, messages: list[dict[str, str]], refused: str | None
+    ) -> tuple[Decision, str | None]:
+        """The fallback (continue as before) fitted to the budget left as a CEO's decision would be:
+        it kept the current max_tokens, so with no answer yet (round 1) a team's replies could each
+        take more than their share and the round's last calls were refused."""
+        decision = fallback(current, reason)
+        raw = RawDecision(decision="continue", agents=decision.agents, max_tokens=decision.max_tokens)
+        fitted, refusal = self._fitted(raw, current, index, estimate_prompt_tokens(messages))
+        return replace(fitted, source="fallback", notes=(reason, *fitted.notes)), refused or refusal
 
     async def _round(self, record: RoundRecord, decision: Decision) -> None:
         slots, aggregator = self.plan.slots(record.index, decision.agents)

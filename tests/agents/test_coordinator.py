@@ -226,6 +226,23 @@ def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: Scr
     assert all(r["max_tokens"] >= 16 for r in worker_requests(scripted))
 
 
+def test_the_fallback_shares_the_tokens_left_as_a_decision_would(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The CEO failed in round 1: the fallback ran the initial settings without the token share
+    (each of the round's three calls asked for 400 of the 1,000 tokens the budget had)."""
+    scripted.add_rule(Rule(model="ceo", status=400))
+    graph = talk(
+        "{model: ceo, max_rounds: 1, max_tokens: 400}",
+        budget="budget: {max_tokens: 1000}\n",
+        extra="defaults: {max_tokens: 400}\n",
+    )
+    result = graph.run("What is 20 + 22?")
+    first = result.rounds[0]
+    assert first.ran and first.decision["source"] == "fallback"
+    assert [t.status for t in result.trace if t.node_id.startswith("r1.") and t.role != "ceo"] == ["ok"] * 3
+    assert all(r["max_tokens"] < 400 for r in worker_requests(scripted)) and result.answer == "42"
+    assert "shared by the round's calls" in " ".join(first.decision["notes"])
+
+
 def test_a_round_the_budget_cannot_pay_at_min_tokens_ends_the_discussion(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """Not even one agent at `min_tokens` fits in what is left after round 1: the discussion ends with
     its best answer instead of a round of replies cut below `min_tokens`."""
