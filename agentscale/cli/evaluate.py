@@ -65,7 +65,11 @@ def eval_command(
     ] = None,
     task: Annotated[
         str | None,
-        typer.Option("--task", help="Task: humaneval, rg:<name>, champ, sim:<name> (simulated), or a JSONL file."),
+        typer.Option(
+            "--task",
+            help="Task: humaneval, rg:<name>, champ, sim:<name> (simulated), or a JSONL file (with --resume: "
+            "where the run's task file is now, if it was moved).",
+        ),
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
@@ -135,15 +139,15 @@ def eval_command(
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
-        if graph_file is not None or task is not None:
-            raise AgentScaleError("--resume takes the graph and task from the stored run; give neither")
+        if graph_file is not None:
+            raise AgentScaleError("--resume takes the graph from the stored run; do not give a graph file")
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
         refuse_ignored(
             {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
             "answers the stored run's items, with its own sample and scorer",
         )
-        evaluation = Evaluation.resume(resume, gateway, executor=where, concurrency=concurrency)
+        evaluation = Evaluation.resume(resume, gateway, executor=where, concurrency=concurrency, task_file=task)
     else:
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")

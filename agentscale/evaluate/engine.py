@@ -208,6 +208,22 @@ def _refuse_a_changed_task_file(config: EvalConfig, run_id: str) -> None:
         )
 
 
+def _moved_task_file(config: EvalConfig, task_file: str, run_id: str) -> EvalConfig:
+    """The config with its task file found at `task_file`: only a file run's, and only the same bytes."""
+    if config.task_sha256 is None:
+        raise AgentScaleError(
+            f"run {run_id} answers task {config.task!r}, not a task file it could find elsewhere: drop --task"
+        )
+    digest = task_file_digest(task_file)
+    if digest is None:
+        raise AgentScaleError(f"task file {task_file!r} not found")
+    if digest != config.task_sha256:
+        raise AgentScaleError(
+            f"task file {task_file} is not the file run {run_id} started on ({config.task}): its sha256 differs"
+        )
+    return replace(config, task=stable_task_spec(task_file))
+
+
 class Evaluation:
     """An eval run: create or resume, then `await evaluation.run()`.
 
@@ -253,12 +269,20 @@ class Evaluation:
 
     @classmethod
     def resume(
-        cls, run_id: str, gateway: Gateway, *, executor: ExecutorConfig | None = None, concurrency: int | None = None
+        cls,
+        run_id: str,
+        gateway: Gateway,
+        *,
+        executor: ExecutorConfig | None = None,
+        concurrency: int | None = None,
+        task_file: str | None = None,
     ) -> Evaluation:
         """Rebuild an eval from the database: the stored graph YAML and task config, not the files.
 
         The stored executor and concurrency are used unless given (this session only; not stored): both
         change where and how fast items run, not what they answer (`--concurrency` was ignored).
+        `task_file`: where the run's task file is now, when it was moved (the same bytes, checked by
+        their sha256; a moved file left the run unresumable).
         """
         run = gateway.require_store("resuming an evaluation").get_run(run_id)
         if run.kind != "eval":
@@ -269,6 +293,8 @@ class Evaluation:
         if concurrency is not None:  # before the config checks it: a stored 0 is mended by a given value
             stored["concurrency"] = concurrency
         config = EvalConfig(**stored)
+        if task_file is not None:
+            config = _moved_task_file(config, task_file, run.id)
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)

@@ -366,7 +366,7 @@ def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"], "--json")
     assert code == 0 and json.loads(out)["n"] == 4 and json.loads(out)["usage"]["calls"] == 8  # totals of the run
     code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], str(env / "g.yaml"))
-    assert code == 1 and "give neither" in err
+    assert code == 1 and "do not give a graph file" in err
     code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], "--n", "8", "--seed", "3")  # were ignored
     assert code == 1 and "with its own sample and scorer; drop --n, --seed" in " ".join(err.split())
 

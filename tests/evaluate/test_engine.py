@@ -19,7 +19,7 @@ from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.report.items import read_items
-from agentscale.tasks import TaskScorerError, load_task
+from agentscale.tasks import TaskError, TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml, with_default_sigint
 
@@ -113,6 +113,26 @@ async def test_resuming_with_a_changed_task_file_is_refused(tmp_path: Path, make
     _questions(data, 6)
     with pytest.raises(AgentScaleError, match=f"task file {data} has changed since run {run_id} started"):
         Evaluation.resume(run_id, gateway)
+
+
+async def test_a_moved_task_file_is_found_by_its_contents(tmp_path: Path, make_graph, gateway: Gateway) -> None:  # type: ignore[no-untyped-def]
+    """A resumed file task whose folder had moved could not be resumed (--task was refused with
+    --resume): the file is given where it is now, and must hold the same bytes."""
+    data = _questions(tmp_path / "q.jsonl", 4)
+    run_id = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), n=3)).run_id
+    moved = tmp_path / "elsewhere" / "q.jsonl"
+    moved.parent.mkdir()
+    data.rename(moved)
+    with pytest.raises(TaskError, match="not found"):
+        Evaluation.resume(run_id, gateway)
+    summary = await Evaluation.resume(run_id, gateway, task_file=str(moved)).run()
+    assert (summary.n, summary.correct) == (3, 3)
+    other = _questions(tmp_path / "other.jsonl", 5)
+    with pytest.raises(AgentScaleError, match=f"task file {other} is not the file run {run_id} started on"):
+        Evaluation.resume(run_id, gateway, task_file=str(other))
+    named = Evaluation(make_graph(ONE_NODE), EvalConfig(task="sim:math", n=2)).run_id
+    with pytest.raises(AgentScaleError, match="not a task file it could find elsewhere: drop --task"):
+        Evaluation.resume(named, gateway, task_file=str(moved))
 
 
 async def test_code_task_runs_completions_in_the_sandbox(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
