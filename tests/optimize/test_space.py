@@ -158,3 +158,27 @@ def test_a_stored_space_with_a_quoted_number_still_loads() -> None:
     with pytest.raises(SpecError, match="valid number, not a quoted string"):
         _load(text)
     assert space_from_data(load_located(text, "run x"), "run x", stored=True).budget.compute == 8
+
+
+def test_a_task_path_is_read_beside_the_space_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`optimize spaces/s.yaml` with `task: {path: data.jsonl}` beside it failed with "task file not
+    found" unless run from spaces/; a path found only from the working directory still works; one
+    found from both as different files is ambiguous."""
+    from agentscale.optimize.space import load_space
+
+    spaces, elsewhere = tmp_path / "spaces", tmp_path / "cwd"
+    spaces.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    line = '{"question": "1 + 1?", "answer": "2"}\n'
+    text = GOOD.replace('task: {name: "rg:basic_arithmetic",', "task: {path: data.jsonl,")
+    (spaces / "s.yaml").write_text(text)
+    (spaces / "data.jsonl").write_text(line * 70)
+    assert load_space(spaces / "s.yaml").task.path == str(spaces / "data.jsonl")
+    (spaces / "data.jsonl").rename(elsewhere / "data.jsonl")
+    assert load_space(spaces / "s.yaml").task.path == "data.jsonl"  # from the working directory, as before
+    (spaces / "data.jsonl").write_text(line * 70)
+    with pytest.raises(SpecError) as info:
+        load_space(spaces / "s.yaml")
+    assert [(i.path, i.line) for i in info.value.issues] == [("task.path", 2)]
+    assert "names two files" in info.value.issues[0].message
