@@ -7,7 +7,8 @@ output node when it has inputs) merges them, and an optional evaluator judges th
 The graph's nodes are the *pool and template* of the team (docs/coordinator.md):
 
 - the **aggregator** is the output node when it has predecessors (fuser, verifier, vote, critic...);
-  it runs in every round over the round's frontier (the workers no other worker of the round reads);
+  it runs in every round over its own inputs that run and the workers no other worker of the round
+  reads (copies among them);
 - the **pool** is every other model node, in topological order; a round with ``n`` agents runs the
   first ``n`` of them, and when ``n`` exceeds the pool it cycles through it again, adding copies
   (``r2.s1#2``) with the same role, model and predecessors;
@@ -134,10 +135,11 @@ class TeamPlan:
                 )
             )
         aggregator = None
-        if self.aggregator is not None:
+        if self.aggregator is not None:  # its own inputs that run, and what no other node reads (copies)
             read = {p for s in slots for p in s.predecessors}
-            frontier = tuple(s.id for s in slots if s.id not in read)
-            aggregator = Slot(prefix + self.aggregator, runtime.nodes[self.aggregator], frontier)
+            wired = {prefix + p for p in preds[self.aggregator]}
+            inputs = tuple(s.id for s in slots if s.id not in read or s.id in wired)
+            aggregator = Slot(prefix + self.aggregator, runtime.nodes[self.aggregator], inputs)
         return slots, aggregator
 
 

@@ -389,3 +389,20 @@ def test_a_reply_nested_beyond_the_json_parser_is_not_a_decision() -> None:
     # it raised RecursionError, which ended the discussion instead of asking the CEO again
     with pytest.raises(DecisionParseError):
         parse_decision('Here: {"decision": ' + "[" * 100_000)
+
+
+def test_the_aggregator_reads_its_own_inputs_not_only_the_last_workers(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """`s1, s2 -> c1; s1, s2, c1 -> out`: the aggregator read only c1; with c1 failed the round had no
+    answer and the run ended with none, where the same graph without a CEO answers (its fuser merges
+    s1 and s2; 7 of 30 sim:math items under a token cap)."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=3)]))
+    scripted.add_rule(Rule(model="crit", status=400))
+    text = (
+        "  ceo: {model: hosted_vllm/ceo, api_base: API}\n  crit: {model: hosted_vllm/crit, api_base: API}\n"
+        "name: critiqued\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
+        "  - {id: c1, role: critic, model: crit}\n  - {id: out, role: fuser, model: m}\n"
+        "edges:\n  - s1, s2 -> c1\n  - s1, s2, c1 -> out\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n"
+    ).replace("API", f'"{scripted.api_base}"')
+    result = make_graph(text).run("What is 2 + 3?")
+    status = {t.node_id: t.status for t in result.trace}
+    assert result.answer == "5" and status["r1.c1"] == "failed" and status["r1.out"] == "ok", status
