@@ -162,7 +162,9 @@ def load_task(
             raise TaskError(f"task file {spec!r} not found")
         if "scorer" in options:  # a TypeError traceback ("multiple values for keyword argument 'scorer'")
             raise TaskOptionError("scorer is not a task option: give it as --scorer (task.scorer in a space)")
-        return _call(load_jsonl, spec, spec, scorer=scorer, **options)
+        if "stored" in options:
+            raise TaskOptionError(f"task {spec!r} does not accept option(s) stored; it accepts: none")
+        return _call(load_jsonl, spec, spec, scorer=scorer, stored=stored, **options)
     prefix, sep, rest = spec.partition(":")
     if (sep and prefix not in _prefixed) or (not sep and spec not in _named):
         _load_plugins()

@@ -98,12 +98,11 @@ def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
         (['{"question": "a", "answer": "b", "metadata": []}'], 1, "field 'metadata' must be an object"),
         (['["question", "answer"]'], 1, "expected a JSON object, got list"),
         # accepted, then scored wrong whatever the model answered
-        (['{"question": "a", "answer": NaN}'], 1, "field 'answer' must be a finite number, got nan"),
         (['{"question": "a", "answer": " "}'], 1, "field 'answer' is empty"),
         (
             ['{"question": "a", "answer": "E", "choices": ["x", "y", "z", "w"]}'],
             1,
-            "field 'answer' 'E' names none of its choices \(a letter A-D, or one's text\)",
+            r"field 'answer' 'E' names none of its choices \(a letter A-D, or one's text\)",
         ),
         (
             ['{"id": "x", "question": "a", "answer": "b"}', "", '{"id": "x", "question": "c", "answer": "d"}'],
@@ -176,3 +175,20 @@ def test_a_scorer_given_as_a_task_option_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, _rows({"question": "q", "answer": "a"}))
     with pytest.raises(TaskError, match="scorer is not a task option: give it as --scorer"):
         load_task(str(path), options={"scorer": "exact"})
+
+
+def test_items_their_scorer_marks_wrong_whatever_the_answer_are_refused(tmp_path: Path) -> None:
+    """A NaN reference under a numeric scorer, a choice reference naming none of the item's choices:
+    loaded, then scored wrong whatever the model said. The same lines under a scorer that reads them
+    (numeric over listed numbers, a code item's tests) load, and so does a stored run's file."""
+    choices = _write(tmp_path, ['{"question": "a", "answer": "E", "choices": ["8.0", "6.0"]}'])
+    with pytest.raises(TaskError, match=r"data\.jsonl:1: field 'answer' 'E' names none of its choices \(a letter A-B"):
+        load_task(str(choices))
+    assert load_task(str(choices), stored=True).size == 1  # a run started before the check still resumes
+    numeric = _write(tmp_path, ['{"question": "a", "answer": 8, "choices": ["8.0", "6.0"]}'])
+    assert load_task(str(numeric), scorer="numeric").size == 1
+    nan = _write(tmp_path, ['{"question": "a", "answer": NaN}'])
+    with pytest.raises(TaskError, match=r"data\.jsonl:1: field 'answer' must be a finite number, got nan"):
+        load_task(str(nan), scorer="numeric")
+    tested = '{"question": "def f(): ...", "answer": "", "test": "assert f() is None", "entry_point": "f"}'
+    assert load_task(str(_write(tmp_path, [tested])), scorer="code").size == 1

@@ -13,7 +13,6 @@ answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,6 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         raise _fail(path, line_no, "field 'question' must be a non-empty string")
     if isinstance(answer, bool) or not isinstance(answer, str | int | float):
         raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {type(answer).__name__}")
-    if isinstance(answer, float) and not math.isfinite(answer):  # JSON's NaN: an item no answer could match
-        raise _fail(path, line_no, f"field 'answer' must be a finite number, got {answer}")
-    if isinstance(answer, str) and not answer.strip():
-        raise _fail(path, line_no, "field 'answer' is empty")
     item_id = record.get("id", f"line-{line_no}")
     if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id) == "":
         raise _fail(path, line_no, "field 'id' must be a non-empty string or an integer")
@@ -54,11 +49,6 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
     ):
         raise _fail(path, line_no, "field 'choices' must be a non-empty list of strings")
-    if choices is not None and choice_index(str(answer), choices) is None:  # scored wrong whatever the answer
-        last = chr(ord("A") + len(choices) - 1)
-        raise _fail(
-            path, line_no, f"field 'answer' {answer!r} names none of its choices (a letter A-{last}, or one's text)"
-        )
     metadata = record.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _fail(path, line_no, "field 'metadata' must be an object")
@@ -115,19 +105,34 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             yield line_no, record
 
 
-def read_items(path: Path) -> list[TaskItem]:
-    """Parse and validate every line; the first bad line raises with its number."""
-    items: list[TaskItem] = []
+def read_items(path: Path) -> dict[int, TaskItem]:
+    """Parse and validate every line (the items by line number); the first bad line raises with its number."""
+    items: dict[int, TaskItem] = {}
     first_line: dict[str, int] = {}
     for line_no, record in jsonl_records(path):
         item = _item(path, line_no, record)
         if item.id in first_line:
             raise _fail(path, line_no, f"duplicate id {item.id!r} (first on line {first_line[item.id]})")
         first_line[item.id] = line_no
-        items.append(item)
+        items[line_no] = item
     if not items:
         raise TaskError(f"{path}: no items (expected one JSON object per line)")
     return items
+
+
+def _refuse_unscorable(path: Path, items: dict[int, TaskItem], scorer_name: str) -> None:
+    """An item its scorer marks wrong whatever the model says: an empty reference (a code item's tests
+    may stand in for it), a NaN, a choice reference naming none of the item's choices."""
+    for line_no, item in items.items():
+        reference = item.reference.strip()
+        if not reference and not (scorer_name == "code" and item.metadata.get("test")):
+            raise _fail(path, line_no, "field 'answer' is empty")
+        if reference.lower() == "nan" and scorer_name in ("numeric", "math"):
+            raise _fail(path, line_no, "field 'answer' must be a finite number, got nan")
+        if scorer_name == "choice" and item.choices and choice_index(reference, item.choices) is None:
+            last = chr(ord("A") + len(item.choices) - 1)
+            message = f"field 'answer' {reference!r} names none of its choices (a letter A-{last}, or one's text)"
+            raise _fail(path, line_no, message)
 
 
 def infer_scorer(items: list[TaskItem]) -> str:
@@ -139,11 +144,15 @@ def infer_scorer(items: list[TaskItem]) -> str:
     return "exact"
 
 
-def load_jsonl(path: str | Path, *, scorer: str | None = None, name: str | None = None) -> Task:
-    """A task from a JSONL file, scored by ``scorer`` (``exact|numeric|choice|math|code``)."""
+def load_jsonl(path: str | Path, *, scorer: str | None = None, name: str | None = None, stored: bool = False) -> Task:
+    """A task from a JSONL file, scored by ``scorer`` (``exact|numeric|choice|math|code``); ``stored``:
+    a stored run's file, taken as it was started (without the checks added since)."""
     path = Path(path)
-    items = read_items(path)
+    numbered = read_items(path)
+    items = list(numbered.values())
     scorer_name = scorer or infer_scorer(items)
+    if not stored:
+        _refuse_unscorable(path, numbered, scorer_name)
     scorer_fn, answer_format = get_scorer(scorer_name)
     return Task(
         name=name or path.stem,
