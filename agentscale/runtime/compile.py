@@ -28,10 +28,10 @@ from agentscale.runtime.execute import (
     RunContext,
     RunOptions,
     close_context,
+    failure_for,
     get_context,
     has_context,
     open_compiled_context,
-    stopped,
 )
 from agentscale.runtime.sync import run_sync
 
@@ -202,7 +202,10 @@ def _node_runnable(runtime: GraphRuntime, warm_up: WarmUp, node_id: str, *, is_o
     from the response cache. A run a node's error stopped raises that error in its other steps."""
 
     async def running(key: str, state: GraphState, config: RunnableConfig | None) -> RunContext:
-        if not has_context(key) and not stopped(key):
+        failure = failure_for(key, node_id)
+        if failure is not None:
+            raise failure
+        if not has_context(key):
             await warm_up()
             if not has_context(key):  # another step of the same superstep may have restarted it meanwhile
                 open_compiled_context(runtime, _question(state), _options(config), key)
@@ -223,7 +226,7 @@ def _node_runnable(runtime: GraphRuntime, warm_up: WarmUp, node_id: str, *, is_o
         try:
             trace = await (await running(key, state, config)).node(node_id)
         except BaseException as exc:  # the caller gave up (a timeout) or the node broke: stop the run's other tasks
-            close_context(key, exc)
+            close_context(key, exc, node_id)
             raise
         return update_for(key, trace)
 

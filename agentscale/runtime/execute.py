@@ -127,6 +127,7 @@ class RunContext:
         self._started = time.perf_counter()
         self._recall: asyncio.Future[list[Any]] | None = None
         self.behaviors: list[Any] = []
+        self.expiry: asyncio.TimerHandle | None = None  # a compiled graph's drop of an unclosed run
 
     def start(self) -> None:
         if self.runtime.memory is not None:
@@ -281,11 +282,13 @@ def first_set(node_value: _Number | None, default_value: _Number | None, fallbac
 
 
 _ACTIVE: dict[str, RunContext] = {}
-# the error that stopped a run, by key, for its node steps LangGraph starts after the failing one
-# (they raised a KeyError of the key, which LangGraph reported instead of the error 2 times of 10);
-# bounded, since a compiled graph's caller never says it is done with a key
-_FAILED: OrderedDict[str, Exception] = OrderedDict()
+# the error that stopped a run, by key: (error, the node whose step raised it, when), for the other
+# node steps LangGraph starts in the same superstep (they raised a KeyError of the key, which
+# LangGraph reported instead of the error 2 times of 10); bounded in number and in time, since a
+# checkpointed parent may resume the run later (`failure_for`)
+_FAILED: OrderedDict[str, tuple[Exception, str, float]] = OrderedDict()
 _FAILED_KEPT = 64
+_SIBLINGS_WITHIN_S = 2.0  # a superstep's steps start together: later, a step is a resume's
 
 
 def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None = None) -> RunContext:
@@ -296,19 +299,23 @@ def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key:
     return context
 
 
-# how long a compiled graph's finished run stays registered for an output step that has not come
-_ABANDONED_AFTER_S = 300.0
+# how long a compiled graph's run stays registered once its nodes are done, for an output step
+# that has not come (a consumer that stopped reading its stream)
+_ABANDONED_AFTER_S = 3600.0
 
 
 def open_compiled_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None) -> RunContext:
     """:func:`open_context` for a compiled graph, whose output step closes the run: a caller that
-    stops streaming before that step (a `break` out of `astream`) left it registered for good. Once
-    its output task is done the run is dropped after a grace period; an output step that still comes
-    later starts it again under its key (the response cache answers its calls)."""
+    stops streaming before that step (a `break` out of `astream`) left it registered for good. An
+    hour after its nodes are done, a run not closed is dropped (an output step that still comes
+    later starts it again under its key: the response cache answers its calls); so are runs of event
+    loops that have closed."""
+    _drop_runs_of_closed_loops()
     context = open_context(runtime, question, options, key)
 
     def drop_later(task: asyncio.Task[NodeTrace]) -> None:
-        task.get_loop().call_later(_ABANDONED_AFTER_S, _drop, context)
+        if _ACTIVE.get(context.key) is context:  # not closed already (a failure cancels the tasks)
+            context.expiry = task.get_loop().call_later(_ABANDONED_AFTER_S, _drop, context)
 
     context.tasks[runtime.output].add_done_callback(drop_later)
     return context
@@ -319,34 +326,44 @@ def _drop(context: RunContext) -> None:
         del _ACTIVE[context.key]
 
 
+def _drop_runs_of_closed_loops() -> None:
+    for context in list(_ACTIVE.values()):
+        task = next(iter(context.tasks.values()), None)
+        if task is not None and task.get_loop().is_closed():
+            _drop(context)
+
+
 def has_context(key: str) -> bool:
     return key in _ACTIVE
 
 
-def stopped(key: str) -> bool:
-    """Whether a node's error stopped the run under `key` (recently)."""
-    return key in _FAILED
+def failure_for(key: str, node_id: str) -> Exception | None:
+    """The error another node's step of the same superstep must raise for the run under `key`, or
+    None: a step of the node that failed, or one coming later, belongs to a resume of the run."""
+    stopped = _FAILED.get(key)
+    if stopped is None:
+        return None
+    error, failed_node, when = stopped
+    if node_id != failed_node and time.monotonic() - when < _SIBLINGS_WITHIN_S:
+        return error
+    del _FAILED[key]
+    return None
 
 
 def get_context(key: str) -> RunContext:
-    """The run under `key`; a run a node's error stopped raises that error."""
-    context = _ACTIVE.get(key)
-    if context is None:
-        failure = _FAILED.get(key)
-        if failure is not None:
-            raise failure
-        raise KeyError(key)
-    return context
+    return _ACTIVE[key]
 
 
-def close_context(key: str, error: BaseException | None = None) -> RunContext | None:
+def close_context(key: str, error: BaseException | None = None, node_id: str = "") -> RunContext | None:
     """Stop the run under `key` (its node tasks cancelled); `error`, when it is what stopped the run
-    (not a cancellation), is what its remaining node steps raise."""
+    (not a cancellation) in `node_id`'s step, is what the superstep's other steps raise."""
     context = _ACTIVE.pop(key, None)
     if context is not None:
         context.cancel()
+        if context.expiry is not None:  # closed: nothing to drop later (it kept every run an hour)
+            context.expiry.cancel()
         if isinstance(error, Exception):
-            _FAILED[key] = error
+            _FAILED[key] = (error, node_id, time.monotonic())
             while len(_FAILED) > _FAILED_KEPT:
                 _FAILED.popitem(last=False)
     return context

@@ -180,6 +180,8 @@ class Graph:
     ) -> RunResult:
         """Answer one question. With a store and `record`, the run and its calls are saved."""
         checked_question(question)
+        if isinstance(item_key, int) and not isinstance(item_key, bool):  # stored as its text, as always
+            item_key = str(item_key)
         if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
             raise TypeError(f"item_key takes a string, not {type(item_key).__name__}")
         attributes = {"graph": self.name, "run_id": run_id, "item": item_key, "question": question}

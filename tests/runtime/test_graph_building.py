@@ -94,3 +94,6 @@ async def test_arguments_a_run_would_trip_over_after_paying_are_refused_up_front
         GatewaySettings(timeout_s="5")  # type: ignore[arg-type]
     with pytest.raises(AgentScaleError, match="cache must be True or False, got 'no'"):
         GatewaySettings(cache="no")  # type: ignore[arg-type]
+    graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    result = await graph.arun("What is 1 + 1?", item_key=7)  # type: ignore[arg-type]  # an int, as before
+    assert [item.item_key for item in graph.store.run_items(result.run_id)] == ["7"]
