@@ -91,7 +91,8 @@ def optimize_command(
         if space_file is not None and out_file.exists() and out_file.resolve() == space_file.resolve():
             raise AgentScaleError(f"--out {out_file} is the space file: the best graph would replace it; give another")
     if dry_run and resume is None:  # --out wrote nothing and said nothing; the others were ignored
-        given = {"--out": out_file, "--executor": executor, "--concurrency": concurrency, "--trace": trace}
+        traced = trace is not None and trace.strip().lower() != "off"
+        given = {"--out": out_file, "--executor": executor, "--concurrency": concurrency, "--trace": traced or None}
         refuse_ignored(
             {flag: value is not None for flag, value in given.items()},
             "only projects the search's spend (nothing runs)",

@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from agentscale.errors import AgentScaleError
@@ -211,8 +212,13 @@ def _refuse_a_changed_task_file(config: EvalConfig, run_id: str) -> None:
 def _moved_task_file(config: EvalConfig, task_file: str, run_id: str) -> EvalConfig:
     """The config with its task file found at `task_file`: only a file run's, and only the same bytes."""
     if config.task_sha256 is None:
+        if "/" not in config.task:  # a stored file task's path is absolute
+            raise AgentScaleError(
+                f"run {run_id} answers task {config.task!r}, not a task file it could find elsewhere: drop --task"
+            )
         raise AgentScaleError(
-            f"run {run_id} answers task {config.task!r}, not a task file it could find elsewhere: drop --task"
+            f"run {run_id} was stored without its task file's sha256 (an earlier release), so another file cannot "
+            f"be checked to be it: put the file back at {config.task}"
         )
     digest = task_file_digest(task_file)
     if digest is None:
@@ -295,6 +301,10 @@ class Evaluation:
         config = EvalConfig(**stored)
         if task_file is not None:
             config = _moved_task_file(config, task_file, run.id)
+        elif config.task_sha256 is not None and not Path(config.task).is_file():
+            raise AgentScaleError(
+                f"run {run.id}'s task file {config.task} is not there: if it moved, give its new path with --task"
+            )
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)

@@ -183,17 +183,27 @@ class OptimizeResult:
         return data
 
 
-def method_and_seed(space: SpaceSpec, method: str | None = None, seed: int | None = None) -> tuple[str, int]:
+def method_and_seed(
+    space: SpaceSpec, method: str | None = None, seed: int | None = None, *, stored: bool = False
+) -> tuple[str, int]:
     """The search method and seed of a run: those given (command-line flags), else the space's
-    `optimizer:`. An unknown method, or one that needs the space's agent model when it names none, is
-    refused here (so also by `validate` and the dry run), before any task is loaded or run row written."""
+    `optimizer:`. An unknown method, one that needs the space's agent model when it names none, or a
+    REINFORCE method with fewer than 2 samples is refused here (so also by `validate` and the dry
+    run), before any task is loaded or run row written; `stored`: a resumed run, taken as started."""
     name = method or space.optimizer.method
     if name not in METHODS:  # a --method flag (the space's own is checked with the space)
         raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    given = "--method" if method is not None else "optimizer.method:"
     if METHODS[name].needs_agent and space.optimizer.agent_model is None:
-        given = "--method" if method is not None else "optimizer.method:"
         message = f"{given} {name} needs an agent model: set optimizer.agent_model to one of the space's models"
         raise SpecError([SpecIssue("optimizer.agent_model", message)])
+    if name in ("agent-reinforce", "reinforce") and space.optimizer.samples < 2 and not stored:
+        message = (
+            f"{given} {name} needs 2 or more: its update compares an iteration's samples, and agent-reinforce "
+            "also re-evaluates its best graph in one of them (with 1 it sampled nothing new and stopped as "
+            "'converged')"
+        )
+        raise SpecError([SpecIssue("optimizer.samples", message)])
     return name, space.optimizer.seed if seed is None else seed
 
 
@@ -261,7 +271,7 @@ class Optimization:
         self.space = space
         self.gateway = gateway
         self.store = gateway.require_store("an optimization")
-        self.method_name, self.seed = method_and_seed(space, method, seed)
+        self.method_name, self.seed = method_and_seed(space, method, seed, stored=run_id is not None)
         self.concurrency = concurrency
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)

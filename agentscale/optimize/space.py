@@ -237,16 +237,7 @@ def _task_file_beside(space: SpaceSpec, space_file: Path, located: LocatedData) 
 
 def _settings_issues(space: SpaceSpec, located: LocatedData) -> list[SpecIssue]:
     """Settings a run would accept and then quietly not honour."""
-    issues = []
-    if space.optimizer.samples < 2 and space.optimizer.method in ("agent-reinforce", "reinforce"):
-        issues.append(
-            located.issue(
-                ("optimizer", "samples"),
-                f"{space.optimizer.method} needs 2 or more: its update compares an iteration's samples, and "
-                "agent-reinforce also re-evaluates its best graph in one of them (with 1 it sampled nothing new "
-                "and stopped as 'converged')",
-            )
-        )
+    issues = []  # (a method's own needs, which --method may change, are checked by runner.method_and_seed)
     objective = space.objective
     if objective.accuracy == objective.cost == objective.latency == 0:
         message = "every weight is 0: every graph scores 0 and the crown is arbitrary (give accuracy a weight)"

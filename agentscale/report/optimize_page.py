@@ -223,7 +223,10 @@ class OptimizeReport:
             if arm is not crowned:
                 shared, only_crowned, only_arm = paired_counts(crowned.verdicts, arm.verdicts)
                 p = mcnemar_exact(only_crowned, only_arm)
-                paired = f"{shared} items · only crowned right {only_crowned} · only this right {only_arm} · p={p:.3g}"
+                paired = (
+                    f"{shared} items · only {self.crowned_word} right {only_crowned} · only this right {only_arm} · "
+                    f"p={p:.3g}"
+                )
             rows.append(
                 [
                     arm.name,

@@ -19,7 +19,7 @@ from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.report.items import read_items
-from agentscale.tasks import TaskError, TaskScorerError, load_task
+from agentscale.tasks import TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml, with_default_sigint
 
@@ -123,7 +123,7 @@ async def test_a_moved_task_file_is_found_by_its_contents(tmp_path: Path, make_g
     moved = tmp_path / "elsewhere" / "q.jsonl"
     moved.parent.mkdir()
     data.rename(moved)
-    with pytest.raises(TaskError, match="not found"):
+    with pytest.raises(AgentScaleError, match="is not there: if it moved, give its new path with --task"):
         Evaluation.resume(run_id, gateway)
     summary = await Evaluation.resume(run_id, gateway, task_file=str(moved)).run()
     assert (summary.n, summary.correct) == (3, 3)

@@ -322,3 +322,11 @@ def test_flags_that_would_lose_work_or_be_ignored_are_refused_before_a_run_exist
     graph = _single_call(tmp_path, "sim/llama-1b")
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "2", "--trace", "zipkin"]) == 1
     assert Store(tmp_path / "o.db").list_runs() == []
+
+
+def test_a_dry_run_takes_trace_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--trace off` asks for nothing a dry run ignores (it was refused with "drop --trace")."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--dry-run", "--trace", "off"]) == 0

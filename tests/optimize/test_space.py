@@ -7,7 +7,7 @@ import pytest
 from agentscale.errors import SpecError
 from agentscale.graphs.located import load_located
 from agentscale.graphs.validate import looks_like_space
-from agentscale.optimize.runner import load_task_split
+from agentscale.optimize.runner import load_task_split, method_and_seed
 from agentscale.optimize.space import space_from_data
 
 GOOD = """\
@@ -85,12 +85,6 @@ def test_design_example_is_valid() -> None:
         (("train: 20,", "train: true,"), "task.train", "valid integer"),
         (("cost: 0.0}", 'cost: 0.0, pareto: "no"}'), "objective.pareto", "valid boolean"),
         # accepted, then quietly not honoured (a review of optimize as a user runs it)
-        (("samples: 4,", "samples: 1,"), "optimizer.samples", "agent-reinforce needs 2 or more"),
-        (
-            ("method: agent-reinforce, iterations: 8, samples: 4,", "method: reinforce, iterations: 8, samples: 1,"),
-            "optimizer.samples",
-            "reinforce needs 2 or more",
-        ),
         (("accuracy: 1.0,", "accuracy: 0,"), "objective", "every weight is 0"),
         (("max_nodes: 6", "max_nodes: 6\nanswer_format: code"), "answer_format", "its scorer decides"),
         (
@@ -109,7 +103,24 @@ def test_invalid_spaces_name_the_path(change: tuple[str, str], path: str, fragme
 def test_a_stored_space_with_settings_now_refused_still_loads() -> None:
     """Runs stored before those settings were refused are still shown, reported and resumed."""
     text = GOOD.replace("samples: 4,", "samples: 1,").replace("max_nodes: 6", "max_nodes: 6\nanswer_format: code")
-    assert space_from_data(load_located(text, "s.yaml"), "s.yaml", stored=True).optimizer.samples == 1
+    stored = space_from_data(load_located(text, "s.yaml"), "s.yaml", stored=True)
+    assert method_and_seed(stored, stored=True) == ("agent-reinforce", 0)
+
+
+def test_a_reinforce_method_needs_two_samples_whichever_names_it() -> None:
+    """samples: 1 with agent-reinforce sampled nothing new and stopped "converged"; the check read
+    the space's method, so --method reinforce got past it and --method random was refused."""
+    one = _load(GOOD.replace("samples: 4,", "samples: 1,"))
+    with pytest.raises(SpecError) as info:
+        method_and_seed(one)
+    assert [(i.path, "optimizer.method: agent-reinforce needs 2 or more" in i.message) for i in info.value.issues] == [
+        ("optimizer.samples", True)
+    ]
+    assert method_and_seed(one, "random") == ("random", 0)
+    with pytest.raises(SpecError, match="--method reinforce needs 2 or more"):
+        method_and_seed(
+            _load(GOOD.replace("samples: 4,", "samples: 1,").replace("agent-reinforce", "random")), "reinforce"
+        )
 
 
 def test_a_stored_space_with_a_scorer_now_refused_still_loads_its_split() -> None:
