@@ -290,7 +290,10 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     accuracy = "SIMULATED accuracy" if simulated else "accuracy"  # as the report labels it
     table = Table("seq", "iter", "kind", accuracy, "n", "compute", "objective", "graph")
     for t in trials:
-        graph = diagram(candidate_from_json(t.candidate_json)).splitlines()[0]
+        candidate = candidate_from_json(t.candidate_json)
+        graph = diagram(candidate).splitlines()[0]  # the levels; a CEO is its own line there, not to be lost
+        if candidate.ceo is not None:
+            graph += f" + CEO {candidate.ceo.model} (up to {candidate.ceo.max_rounds} rounds)"
         table.add_row(
             str(t.seq),
             str(t.iteration),

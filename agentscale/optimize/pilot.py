@@ -7,9 +7,10 @@ shapes measure both cheaply before the search proper, and serve as the report's 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from agentscale.graphs.spec import MODEL_FREE_ROLES
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.problem import SearchProblem
 
 
@@ -45,9 +46,17 @@ def chain(alias: str, depth: int, refiner: str) -> CandidateGraph:
     return CandidateGraph(nodes, frozenset((i, i + 1) for i in range(depth - 1)))
 
 
-def largest_fitting(
-    problem: SearchProblem, build: Callable[[str, int, str], CandidateGraph], alias: str, role: str
-) -> CandidateGraph | None:
+Shape = Callable[[str, int, str], CandidateGraph]
+
+
+def led(build: Shape, ceo: CeoChoice | None) -> Shape:
+    """The shape `build` with `ceo` coordinating it (unchanged for None)."""
+    if ceo is None:
+        return build
+    return lambda alias, size, role: replace(build(alias, size, role), ceo=ceo)
+
+
+def largest_fitting(problem: SearchProblem, build: Shape, alias: str, role: str) -> CandidateGraph | None:
     """The biggest graph of a shape (by node count) that fits the problem's budget and limits."""
     best = None
     for size in range(1, problem.max_nodes + 1):

@@ -148,7 +148,11 @@ def test_sigterm_during_an_optimization_marks_it_interrupted_without_a_traceback
     (tmp_path / "space.yaml").write_text(space_text(tmp_path, scripted.api_base))
     test_questions = [item.question for item in load_task_split(load_space(tmp_path / "space.yaml"))[2]]
     env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
-    command = [sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml"), "--json"]
+    best = tmp_path / "best.yaml"
+    command = [
+        *(sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml"), "--json"),
+        *("--out", str(best)),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     store = Store(tmp_path / "runs.db")
 
@@ -165,6 +169,7 @@ def test_sigterm_during_an_optimization_marks_it_interrupted_without_a_traceback
     assert process.returncode == 130, stderr
     assert json.loads(stdout)["status"] == "interrupted" and run.status == "interrupted", (run.status, run.error)
     assert "Traceback" not in stderr and "Task was destroyed" not in stderr and "never retrieved" not in stderr
+    assert json.loads(stdout)["resume"].endswith(f"--resume {run.id} --out {best}")  # --out is not stored
 
 
 @pytest.mark.parametrize("sigint", ["default", "ignored"])

@@ -172,13 +172,29 @@ def test_the_spend_cap_holds_for_ceo_led_graphs(tmp_path: Path, monkeypatch, cap
 def test_a_required_ceo_the_search_never_reached_is_an_error_not_a_ceo_less_crown(  # type: ignore[no-untyped-def]
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    """Two iterations of two samples hold only the pilot's graphs, which run without a CEO: with
-    `optional: false` none of them may be crowned (the fallback crowned one and blamed the spend cap)."""
+    """One iteration holds only the pilot's graphs, which run without a CEO: with `optional: false`
+    none of them may be crowned (the fallback crowned one and blamed the spend cap)."""
     error = _failed_optimization(
-        tmp_path, monkeypatch, capsys, REQUIRED.replace("iterations: 3, samples: 3", "iterations: 2, samples: 2")
+        tmp_path, monkeypatch, capsys, REQUIRED.replace("iterations: 3, samples: 3", "iterations: 1, samples: 2")
     )
-    assert "the search stopped: finished 2 iterations. Raise optimizer.iterations and run again" in error
+    assert "the search stopped: finished 1 iterations. Raise optimizer.iterations and run again" in error
     assert "Traceback" not in error
+
+
+def test_a_required_ceo_leads_the_probes_too(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The width and depth probes ran without a CEO under `optional: false`: two of the second
+    iteration's evaluations could never be crowned, and a run of two iterations failed after paying."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(REQUIRED.replace("iterations: 3, samples: 3", "iterations: 2, samples: 2"))
+    assert main(["optimize", str(space), "--no-test", "--json"]) == 0
+    store = Store(tmp_path / "o.db")
+    (run,) = store.list_runs()
+    searched = [candidate_from_json(t.candidate_json) for t in store.trials(run.id) if t.kind == "search"]
+    assert searched and all(c.ceo is not None for c in searched)  # the probes among them
+    capsys.readouterr()
+    assert main(["runs", "show", run.id]) == 0  # its trial table kept only a graph's first line: no CEO
+    assert "+ CEO" in capsys.readouterr().out
 
 
 def _failed_optimization(tmp_path: Path, monkeypatch, capsys, text: str) -> str:  # type: ignore[no-untyped-def]

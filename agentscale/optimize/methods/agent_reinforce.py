@@ -30,7 +30,7 @@ from agentscale.optimize.feedback import InsightRules, agent_prompt, apply_agent
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
 from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.pilot import chain, largest_fitting, max_samples, model_of_single, single, wide
+from agentscale.optimize.pilot import chain, largest_fitting, led, max_samples, model_of_single, single, wide
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome
 
@@ -134,9 +134,12 @@ class AgentReinforce(SearchMethod):
         aggregator = next((r for r in ("tester", "fuser", "vote", "critic") if r in roles), "assistant")
         refiner = next((r for r in ("critic", "assistant") if r in roles), "assistant")
         probes = []
+        # a space whose every graph has a CEO (`optional: false`) probes CEO-led shapes: CEO-less
+        # probes were spent on graphs that could never be crowned
+        ceo = None if None in self.problem.ceo_options else self.problem.ceo_options[0]
         for candidate in (
-            largest_fitting(self.problem, wide, alias, aggregator),
-            largest_fitting(self.problem, chain, alias, refiner),
+            largest_fitting(self.problem, led(wide, ceo), alias, aggregator),
+            largest_fitting(self.problem, led(chain, ceo), alias, refiner),
         ):
             if candidate is not None and candidate.size > 1:
                 probes.append(candidate)
