@@ -203,9 +203,14 @@ def _run(
     """Start the servers (appending each to ``servers`` as it starts) and follow them."""
     with name_lock(target.served_name):
         if replicas == 1:
-            found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
+            try:
+                found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
+            except PortInUseError as exc:  # its hint "leave it unset" is `run`'s: serve's default is a fixed port
+                raise PortInUseError(f"{str(exc).split(';')[0]}; give another with --port") from None
             if found is not None:
                 say(f"{target.served_name} is already served at {found.api_base}")
+                if on_ready is not None:  # `--json` printed nothing: a script learns where it is served
+                    on_ready([found])
                 return 0
         taken = [port for port in chosen if not port_free(host, port)]
         if taken:
@@ -250,7 +255,7 @@ def _follow(
                 if code is not None:
                     logs[index].copy_to(stream, final=True)
                     say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
-                    return 0 if code == 0 and all(ready) else 1
+                    return 1  # it ends on its own only by failing (a dead engine core exits 0): Ctrl-C stops elsewhere
                 if not ready[index] and serves(server.endpoint.port, served_name, host):
                     ready[index] = True
                     if all(ready):

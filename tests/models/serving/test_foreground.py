@@ -133,3 +133,50 @@ def test_cli_names_replica_ports_already_taken(capsys: pytest.CaptureFixture[str
         code, err = _serve(capsys, "--replicas", "2", "--ports", f"{taken},1")
     assert code == 1
     assert f"port(s) {taken}" in err and "already in use" in err
+
+
+def test_a_model_already_served_there_is_said_in_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve --json` printed nothing when the model was already served on the port (exit 0): a
+    script reading stdout learnt no api_base."""
+    import json
+
+    from agentscale.testing import ScriptedServer
+
+    with ScriptedServer(models=["smollm2-135m"]) as served:
+        port = int(served.api_base.rsplit(":", 1)[1].split("/")[0])
+        code = main(["serve", "local/smollm2-135m", "--port", str(port), "--json"])
+        out, err = capsys.readouterr()
+    assert code == 0 and "already served" in err
+    assert json.loads(out)["api_base"] == [f"http://127.0.0.1:{port}/v1"]
+
+
+def test_a_port_another_program_holds_is_named_with_serves_own_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    """The hint was `run`'s ("leave it unset to let agentscale pick a free one"): for serve, unset
+    is the fixed shared port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        code, err = _serve(capsys, "--port", str(taken))
+    assert code == 1 and f"port {taken} is already in use by another program; give another with --port" in err
+    assert "leave it unset" not in err
+
+
+def test_a_served_model_whose_server_ends_is_a_failure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A ready server whose engine core was killed exited 0 and so did serve ("exited with code 0;
+    stopping"): a supervisor saw success. A server ends on its own only by failing."""
+    import io
+
+    from agentscale.models.serving.foreground import _follow
+    from agentscale.models.serving.server import Server
+    from agentscale.testing import ScriptedServer
+
+    log = tmp_path / "server.log"
+    log.write_text("engine dead\n")
+    with ScriptedServer(models=["m"]) as answering:  # answers /v1/models as the served model would
+        port = int(answering.api_base.rsplit(":", 1)[1].split("/")[0])
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+        server = Server(VllmEndpoint(answering.api_base, "m", port), process, log, 0.0)  # type: ignore[arg-type]
+        said: list[str] = []
+        assert _follow([server], "m", "127.0.0.1", 30, io.StringIO(), said.append, None) == 1
+    assert said[0].startswith("serving m at") and said[-1] == f"server on port {port} exited with code 0; stopping"
