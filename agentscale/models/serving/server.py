@@ -466,15 +466,26 @@ def _wait_ready(server: Server, timeout_s: float, on_status: StatusCallback | No
         raise
 
 
+_ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b: ")
+
+
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """The log's last lines, after its first error line when that is not among them: an engine core
+    or worker that fails is reported last by the API server's wrapper ("Engine core initialization
+    failed. See root cause above."), the cause a hundred lines up (a damaged weights file)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 65536))
+            handle.seek(max(0, handle.tell() - 1_048_576))
             text = handle.read().decode("utf-8", errors="replace")
     except OSError as exc:
         return f"(log unreadable: {exc})"
-    return "\n".join(text.splitlines()[-lines:])
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    first = next((line for line in all_lines if _ERROR_LINE.search(line)), None)
+    if first is None or first in tail:
+        return "\n".join(tail)
+    return "\n".join([f"first error: {first.strip()}", "...", *tail])
 
 
 def _slug(name: str) -> str:

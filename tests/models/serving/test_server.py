@@ -443,3 +443,20 @@ def test_stop_leaves_no_process(served: tuple[VllmEndpoint, Path]) -> None:
     assert stop_server(BUNDLED_NAME) is True
     assert _alive(endpoint.pid) == []
     assert json.loads((cache / "servers.json").read_text())["servers"] == []
+
+
+def test_a_failed_starts_quoted_log_names_the_first_error(tmp_path: Path) -> None:
+    """A damaged weights file failed the engine core a hundred lines above the API server's last
+    words ("Engine core initialization failed. See root cause above."): the 20 lines quoted held
+    only the wrapper's traceback."""
+    from agentscale.models.serving.server import _log_tail
+
+    log = tmp_path / "server.log"
+    lines = ["INFO loading", "safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata"]
+    lines += [f"INFO line {index}" for index in range(100)]
+    lines += ["RuntimeError: Engine core initialization failed. See root cause above."]
+    log.write_text("\n".join(lines) + "\n")
+    quoted = _log_tail(log).splitlines()
+    assert quoted[0] == f"first error: {lines[1]}" and quoted[-1] == lines[-1]
+    log.write_text("INFO a\nValueError: bad dtype\nINFO b\n")
+    assert _log_tail(log) == "INFO a\nValueError: bad dtype\nINFO b"  # in the tail already: quoted once
