@@ -12,11 +12,12 @@ on the order they start in (smallest first leaves the most room).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from agentscale.errors import ServingError
 from agentscale.models.catalog import BundledModel
-from agentscale.models.serving.engine import available_memory_bytes, cpu_dtype
+from agentscale.models.serving.engine import KV_CACHE_ENV, available_memory_bytes, cpu_dtype
 
 _GIB = 2**30
 _FLOAT32 = ("float32", "float")  # vLLM's names of float32
@@ -29,6 +30,17 @@ class NotEnoughMemory(ServingError):
 def server_memory_gib(model: BundledModel, dtype: str) -> float:
     """What ``model``'s server was measured to hold at ``dtype`` (the catalog's two figures)."""
     return model.server_memory_gib_float32 if dtype in _FLOAT32 else model.server_memory_gib
+
+
+def kv_cache_gib(model: BundledModel) -> float:
+    """The KV cache a CPU server of ``model`` will allocate: VLLM_CPU_KVCACHE_SPACE when set (the
+    engine passes it on as given), else the catalog's, which its measured figures include (the check
+    ignored the variable its own message tells users to lower)."""
+    value = os.environ.get(KV_CACHE_ENV, "").strip()
+    try:
+        return float(value) if value else model.kv_cache_space_gib
+    except ValueError:
+        return model.kv_cache_space_gib
 
 
 def room_for(
@@ -49,10 +61,11 @@ def room_for(
     """
     available = available_memory_bytes() if available_bytes is None else available_bytes
     chosen = dtype or cpu_dtype()
-    needed = servers * server_memory_gib(model, chosen)
+    kv_change = kv_cache_gib(model) - model.kv_cache_space_gib
+    needed = servers * (server_memory_gib(model, chosen) + kv_change)
     if available is None or available >= needed * _GIB:
         return chosen
-    fallback = servers * model.server_memory_gib
+    fallback = servers * (model.server_memory_gib + kv_change)
     if dtype is None and chosen in _FLOAT32 and available >= fallback * _GIB:
         if on_status is not None:
             on_status(
@@ -65,7 +78,7 @@ def room_for(
     others = f" Servers already running: {running}." if running else ""
     raise NotEnoughMemory(
         f"starting {what} needs about {needed:.1f} GiB in {chosen}{also}: weights, a "
-        f"{model.kv_cache_space_gib} GiB KV cache and the engine's processes; only "
+        f"{kv_cache_gib(model):g} GiB KV cache and the engine's processes; only "
         f"{available / _GIB:.1f} GiB is available.{others} Stop a server you no longer need "
         "(`agentscale models list` shows what each holds), or lower its KV cache with VLLM_CPU_KVCACHE_SPACE."
     )

@@ -70,3 +70,13 @@ def test_when_neither_dtype_fits_both_figures_are_named(monkeypatch: pytest.Monk
     with pytest.raises(NotEnoughMemory) as info:
         room_for(QWEN_05B, None, available_bytes=3 * GIB)
     assert "needs about 8.0 GiB in float32 (5.7 GiB in bfloat16)" in str(info.value)
+
+
+def test_the_kv_cache_the_server_will_take_is_the_one_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message told users to lower VLLM_CPU_KVCACHE_SPACE and the check ignored it: 1 GiB still
+    counted the catalog's 2 (9.4 GiB needed), and a raised one was not counted at all."""
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    assert room_for(QWEN_15B, "bfloat16", available_bytes=int(8.9 * GIB)) == "bfloat16"  # 8.4 GiB needed now
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "8")
+    with pytest.raises(NotEnoughMemory, match=r"needs about 15\.4 GiB in bfloat16: weights, a 8 GiB KV cache"):
+        room_for(QWEN_15B, "bfloat16", available_bytes=12 * GIB)
