@@ -23,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from agentscale.errors import ServingError
 from agentscale.models.catalog import CPU_INSTALL, DEFAULT_BUNDLED, BundledModel, BundledModelError, bundled_model
 from agentscale.models.weights import ProgressCallback, assemble_gguf
 
@@ -71,7 +72,7 @@ def ensure_bundled_model(
     target = model_dir(model.name)
     if is_converted(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    cache_folder(target.parent)
     with file_lock(target.parent / f".{model.name}.lock"):
         if is_converted(target):  # another process finished while we waited
             return target
@@ -101,10 +102,31 @@ def ensure_bundled_model(
     return target
 
 
+def cache_folder(path: Path) -> Path:
+    """``path``, a folder of agentscale's cache, made if missing; one that cannot be (read-only, a
+    file in the way, no space) is an error naming it and the fix, not an OSError traceback (even
+    `models list` raised one)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable_cache(path, exc) from None
+    return path
+
+
+def _unusable_cache(path: Path, exc: OSError) -> ServingError:
+    return ServingError(
+        f"cannot use {path} in agentscale's cache ({exc.strerror or exc}): "
+        "set AGENTSCALE_CACHE_DIR to a writable folder"
+    )
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock held while the ``with`` body runs; released by the OS if we die."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(cache_folder(path.parent) / path.name, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unusable_cache(path, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

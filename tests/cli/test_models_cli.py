@@ -106,3 +106,21 @@ def test_serve_refuses_a_route_agentscale_answers_itself(capsys: pytest.CaptureF
     assert main(["serve", "sim/llama-8b"]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "'sim/llama-8b' is answered inside agentscale, not by a server" in err
+
+
+def test_a_cache_folder_that_cannot_be_used_is_one_error_line(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A cache dir that is a file (or read-only, or full) was an OSError traceback, even from the
+    read-only `models list`; a damaged servers.json (`{"servers": ["oops"]}`) an AttributeError in
+    every command."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder goes")
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(blocked))
+    assert main(["models", "list"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot use {blocked}" in err and "set AGENTSCALE_CACHE_DIR to a writable folder" in err
+    assert "Traceback" not in err
+    usable = tmp_path / "usable"
+    usable.mkdir()
+    (usable / "servers.json").write_text('{"servers": ["oops", {"pid": "x", "port": 1}]}')
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(usable))
+    assert main(["models", "list"]) == 0

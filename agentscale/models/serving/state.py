@@ -23,12 +23,12 @@ def state_path() -> Path:
 def _locked() -> Iterator[list[dict[str, Any]]]:
     """The state file's entries, locked against other processes; changes are written back atomically."""
     path = state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_suffix(".lock")):
         try:
-            entries = json.loads(path.read_text()).get("servers", [])
+            recorded = json.loads(path.read_text()).get("servers", [])
         except (OSError, ValueError, AttributeError):
-            entries = []
+            recorded = []
+        entries = [e for e in recorded if _well_formed(e)] if isinstance(recorded, list) else []
         before = list(entries)
         yield entries
         entries[:] = [e for e in entries if pid_alive(int(e.get("pid", 0)))]
@@ -36,6 +36,11 @@ def _locked() -> Iterator[list[dict[str, Any]]]:
             tmp = path.with_suffix(f".tmp-{os.getpid()}")
             tmp.write_text(json.dumps({"servers": entries}, indent=2))
             os.replace(tmp, path)
+
+
+def _well_formed(entry: Any) -> bool:
+    """An entry every reader can use (a damaged file's `["oops"]` was an AttributeError in every command)."""
+    return isinstance(entry, dict) and all(isinstance(entry.get(key), int) for key in ("pid", "port"))
 
 
 def entries() -> list[dict[str, Any]]:
