@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -120,15 +121,30 @@ def _unusable_cache(path: Path, exc: OSError) -> ServingError:
     )
 
 
+class Cancelled(ServingError):
+    """The caller gave up (Ctrl-C, a cancelled task) while this thread waited for a lock or a server."""
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock held while the ``with`` body runs; released by the OS if we die."""
+def file_lock(path: Path, cancelled: threading.Event | None = None) -> Iterator[None]:
+    """Exclusive advisory lock held while the ``with`` body runs; released by the OS if we die.
+    With ``cancelled``, the wait stops when it is set (a blocking flock in a worker thread kept a
+    Ctrl-C'd process waiting for another's server start, then starting its own)."""
     try:
         fd = os.open(cache_folder(path.parent) / path.name, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _unusable_cache(path, exc) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if cancelled is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancelled.wait(0.1):
+                        raise Cancelled(f"gave up waiting for {path}") from None
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from agentscale.errors import ServingError
-from agentscale.models.bundled import StatusCallback, cache_dir, ensure_bundled_model, file_lock
+from agentscale.models.bundled import Cancelled, StatusCallback, cache_dir, ensure_bundled_model, file_lock
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
@@ -132,6 +132,7 @@ def ensure_server(
     served_model_name: str | None = None,
     host: str = DEFAULT_HOST,
     recheck: bool = False,
+    cancelled: threading.Event | None = None,
 ) -> VllmEndpoint:
     """Return a ready server for ``name_or_path``, starting one only if none is running.
 
@@ -154,20 +155,31 @@ def ensure_server(
             return _remember_reused(found)
         engine = require_engine()
         target = materialize(target, on_status)
-        with start_lock(target.served_name):  # one start per model across processes
+        with start_lock(target.served_name, cancelled):  # one start per model across processes
             found = find_running(target.served_name, port, host)
             if found is not None:
+                if on_status:
+                    on_status(f"reusing the server another process started for {target.served_name}")
                 return _remember_reused(found)
-            with cpu_starts_lock(engine.device):
+            with cpu_starts_lock(engine.device, cancelled):
                 target = with_room(target, engine.device, on_status)
+                if cancelled is not None and cancelled.is_set():
+                    raise Cancelled(f"{target.served_name}'s start was given up")
                 server = start(target, engine.device, port, host, shared=False, on_status=on_status)
-                _wait_ready(server, timeout_s, on_status)
+                _wait_ready(server, timeout_s, on_status, cancelled)
         return server.endpoint
 
 
 async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:
-    """:func:`ensure_server` for async callers (the gateway): the wait runs in a worker thread."""
-    return await asyncio.to_thread(ensure_server, name_or_path, **kwargs)
+    """:func:`ensure_server` for async callers (the gateway): the wait runs in a worker thread, which
+    a cancelled caller (Ctrl-C) stops at its next check: the thread went on waiting for locks and the
+    server (up to the 300 s start timeout, joined at exit) and could start a server after the Ctrl-C."""
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(ensure_server, name_or_path, cancelled=cancelled, **kwargs)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
 
 
 def find_server(name_or_path: str, *, port: int | None = None) -> VllmEndpoint | None:
@@ -280,18 +292,16 @@ def name_lock(served_name: str) -> Iterator[None]:
         yield
 
 
-def start_lock(name: str) -> contextlib.AbstractContextManager[None]:
+def start_lock(name: str, cancelled: threading.Event | None = None) -> contextlib.AbstractContextManager[None]:
     """A file lock held across processes while ``name`` starts (one start per model at a time)."""
-    folder = cache_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return file_lock(folder / f"server-{_slug(name)}.lock")
+    return file_lock(cache_dir() / "locks" / f"server-{_slug(name)}.lock", cancelled)
 
 
-def cpu_starts_lock(device: str) -> contextlib.AbstractContextManager[None]:
+def cpu_starts_lock(device: str, cancelled: threading.Event | None = None) -> contextlib.AbstractContextManager[None]:
     """Held while servers start on a CPU: they start one at a time across processes, so each memory
     check sees what the others really hold (three sizing their KV caches at once once ran this
     machine out of memory). No lock on a GPU."""
-    return start_lock("cpu-starts") if device == "cpu" else contextlib.nullcontext()
+    return start_lock("cpu-starts", cancelled) if device == "cpu" else contextlib.nullcontext()
 
 
 def with_room(target: Target, device: str, on_status: StatusCallback | None, *, servers: int = 1) -> Target:
@@ -434,13 +444,18 @@ def start(
     return server
 
 
-def _wait_ready(server: Server, timeout_s: float, on_status: StatusCallback | None) -> None:
-    """Block until the server lists its model; stop it and raise with its log tail if it cannot."""
+def _wait_ready(
+    server: Server, timeout_s: float, on_status: StatusCallback | None, cancelled: threading.Event | None = None
+) -> None:
+    """Block until the server lists its model; stop it and raise with its log tail if it cannot, or
+    when ``cancelled`` is set (the caller gave up)."""
     assert server.process is not None and server.log_path is not None
     name, port = server.endpoint.model, server.endpoint.port
     started = last_status = time.monotonic()
     try:
         while True:
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled(f"{name}'s start was given up")
             code = server.process.poll()
             if code is not None:
                 raise ServerStartError(

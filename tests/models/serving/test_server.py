@@ -460,3 +460,36 @@ def test_a_failed_starts_quoted_log_names_the_first_error(tmp_path: Path) -> Non
     assert quoted[0] == f"first error: {lines[1]}" and quoted[-1] == lines[-1]
     log.write_text("INFO a\nValueError: bad dtype\nINFO b\n")
     assert _log_tail(log) == "INFO a\nValueError: bad dtype\nINFO b"  # in the tail already: quoted once
+
+
+def test_a_start_given_up_stops_waiting_for_locks_and_for_the_server(tmp_path: Path) -> None:
+    """Ctrl-C during a local server's start: the worker thread went on waiting (another process's
+    start lock, then the server's readiness, up to 300 s, joined at exit) and could start a server
+    after the Ctrl-C. A set `cancelled` ends both waits, and a server being started is stopped."""
+    import fcntl
+    import threading
+    import time
+
+    from agentscale.models.bundled import Cancelled, file_lock
+    from agentscale.models.serving.server import Server, _wait_ready
+
+    lock = tmp_path / "locks" / "server-x.lock"
+    lock.parent.mkdir()
+    cancelled = threading.Event()
+    with open(lock, "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process starting the model
+        threading.Timer(0.3, cancelled.set).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled), file_lock(lock, cancelled):
+            pass
+        assert time.monotonic() - started < 3
+    loading = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    log = tmp_path / "server.log"
+    log.write_text("loading\n")
+    server = Server(VllmEndpoint("http://127.0.0.1:9/v1", "x", 9, pid=loading.pid), loading, log, 0.0)
+    cancelled = threading.Event()
+    threading.Timer(0.3, cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        _wait_ready(server, 300, None, cancelled)
+    assert time.monotonic() - started < 5 and loading.wait(10) is not None
