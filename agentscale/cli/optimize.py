@@ -137,8 +137,8 @@ def optimize_command(
         with traced_run(trace, "optimize", optimization.run_id, attributes):
             result = asyncio.run(_run(optimization, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        out = ("--out", str(out_file)) if out_file is not None else ()  # not stored with the run: said again
-        resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *out)
+        repeated = ("--out", str(out_file)) if out_file is not None else ()  # not stored with the run: said again
+        resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     simulated = is_simulated(model.model for model in optimization.space.models.values())
     plot = write_plot(result.curve, result.history, result.pareto, result.artifacts / "search.png", simulated=simulated)
