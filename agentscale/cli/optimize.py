@@ -137,7 +137,7 @@ def optimize_command(
         with traced_run(trace, "optimize", optimization.run_id, attributes):
             result = asyncio.run(_run(optimization, quiet=json_output))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        repeated = ("--out", str(out_file)) if out_file is not None else ()  # not stored with the run: said again
+        repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again
         resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
         raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     simulated = is_simulated(model.model for model in optimization.space.models.values())

@@ -212,7 +212,7 @@ def _refuse_a_changed_task_file(config: EvalConfig, run_id: str) -> None:
 def _moved_task_file(config: EvalConfig, task_file: str, run_id: str) -> EvalConfig:
     """The config with its task file found at `task_file`: only a file run's, and only the same bytes."""
     if config.task_sha256 is None:
-        if "/" not in config.task:  # a stored file task's path is absolute
+        if not config.task.endswith((".jsonl", ".json")) and "/" not in config.task:  # a named task
             raise AgentScaleError(
                 f"run {run_id} answers task {config.task!r}, not a task file it could find elsewhere: drop --task"
             )

@@ -121,6 +121,9 @@ def test_a_cache_folder_that_cannot_be_used_is_one_error_line(tmp_path: Path, mo
     assert "Traceback" not in err
     usable = tmp_path / "usable"
     usable.mkdir()
-    (usable / "servers.json").write_text('{"servers": ["oops", {"pid": "x", "port": 1}]}')
+    (usable / "servers.json").write_text('{"servers": ["oops", {"pid": "x", "port": 1}, {"pid": 1, "port": 2}]}')
     monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(usable))
     assert main(["models", "list"]) == 0
+    from agentscale.models.serving import state
+
+    assert state.entries() == []  # a live pid without a name: the memory check's summary raised KeyError

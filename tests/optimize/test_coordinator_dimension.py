@@ -204,3 +204,17 @@ def _failed_optimization(tmp_path: Path, monkeypatch, capsys, text: str) -> str:
     space.write_text(text)
     assert main(["optimize", str(space), "--no-test"]) == 1
     return str(capsys.readouterr().err)
+
+
+def test_the_probes_take_a_ceo_they_fit_with_whichever_is_listed_first() -> None:
+    """With the dearer CEO listed first no wide probe fitted the budget and the chain shrank to one
+    node: both probes were dropped, and the width/depth step skipped."""
+    from agentscale.optimize.methods.agent_reinforce import AgentReinforce
+
+    space = _space(REQUIRED.replace("models: [small, big]", "models: [big, small]"))
+    method = AgentReinforce(SearchProblem.from_space(space))
+    method.singles = {
+        "small": Observation(CandidateGraph((NodeChoice("assistant", "small"),), frozenset()), 0.9, 1, 1, 12, 0.9)
+    }
+    probes = method._probes()
+    assert [(p.size, p.ceo) for p in probes] == [(3, CeoChoice("small", 2)), (3, CeoChoice("small", 2))]

@@ -37,10 +37,7 @@ def kv_cache_gib(model: BundledModel) -> float:
     engine passes it on as given), else the catalog's, which its measured figures include (the check
     ignored the variable its own message tells users to lower)."""
     value = os.environ.get(KV_CACHE_ENV, "").strip()
-    try:
-        return float(value) if value else model.kv_cache_space_gib
-    except ValueError:
-        return model.kv_cache_space_gib
+    return float(value) if value.isdigit() and int(value) > 0 else model.kv_cache_space_gib  # vLLM reads int()
 
 
 def room_for(

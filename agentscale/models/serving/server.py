@@ -482,6 +482,8 @@ def _wait_ready(
 
 
 _ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b: ")
+# a log record below ERROR that names an exception (vLLM's ulimit warning cites "OSError: [Errno 24]")
+_NOTICE_LINE = re.compile(r"\b(?:DEBUG|INFO|WARNING)\b")
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -497,7 +499,7 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
         return f"(log unreadable: {exc})"
     all_lines = text.splitlines()
     tail = all_lines[-lines:]
-    first = next((line for line in all_lines if _ERROR_LINE.search(line)), None)
+    first = next((line for line in all_lines if _ERROR_LINE.search(line) and not _NOTICE_LINE.search(line)), None)
     if first is None or first in tail:
         return "\n".join(tail)
     return "\n".join([f"first error: {first.strip()}", "...", *tail])

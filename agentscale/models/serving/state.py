@@ -40,7 +40,11 @@ def _locked() -> Iterator[list[dict[str, Any]]]:
 
 def _well_formed(entry: Any) -> bool:
     """An entry every reader can use (a damaged file's `["oops"]` was an AttributeError in every command)."""
-    return isinstance(entry, dict) and all(isinstance(entry.get(key), int) for key in ("pid", "port"))
+    return (
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(key), int) for key in ("pid", "port"))
+        and isinstance(entry.get("name"), str)
+    )
 
 
 def entries() -> list[dict[str, Any]]:

@@ -134,15 +134,15 @@ class AgentReinforce(SearchMethod):
         aggregator = next((r for r in ("tester", "fuser", "vote", "critic") if r in roles), "assistant")
         refiner = next((r for r in ("critic", "assistant") if r in roles), "assistant")
         probes = []
-        # a space whose every graph has a CEO (`optional: false`) probes CEO-led shapes: CEO-less
-        # probes were spent on graphs that could never be crowned
-        ceo = None if None in self.problem.ceo_options else self.problem.ceo_options[0]
-        for candidate in (
-            largest_fitting(self.problem, led(wide, ceo), alias, aggregator),
-            largest_fitting(self.problem, led(chain, ceo), alias, refiner),
-        ):
-            if candidate is not None and candidate.size > 1:
-                probes.append(candidate)
+        # a space whose every graph has a CEO (`optional: false`) probes CEO-led shapes, led by the
+        # first CEO they fit with (CEO-less probes were spent on graphs that could never be crowned)
+        leaders = (None,) if None in self.problem.ceo_options else self.problem.ceo_options
+        for shape, role in ((wide, aggregator), (chain, refiner)):
+            for ceo in leaders:
+                candidate = largest_fitting(self.problem, led(shape, ceo), alias, role)
+                if candidate is not None and candidate.size > 1:
+                    probes.append(candidate)
+                    break
         self._probe_shapes = probes
         return probes
 

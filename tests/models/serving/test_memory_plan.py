@@ -77,6 +77,9 @@ def test_the_kv_cache_the_server_will_take_is_the_one_counted(monkeypatch: pytes
     counted the catalog's 2 (9.4 GiB needed), and a raised one was not counted at all."""
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     assert room_for(QWEN_15B, "bfloat16", available_bytes=int(8.9 * GIB)) == "bfloat16"  # 8.4 GiB needed now
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1.5")  # vLLM reads a whole number: the catalog's counts
+    with pytest.raises(NotEnoughMemory, match=r"needs about 9\.4 GiB"):
+        room_for(QWEN_15B, "bfloat16", available_bytes=int(8.9 * GIB))
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "8")
     with pytest.raises(NotEnoughMemory, match=r"needs about 15\.4 GiB in bfloat16: weights, a 8 GiB KV cache"):
         room_for(QWEN_15B, "bfloat16", available_bytes=12 * GIB)

@@ -452,7 +452,11 @@ def test_a_failed_starts_quoted_log_names_the_first_error(tmp_path: Path) -> Non
     from agentscale.models.serving.server import _log_tail
 
     log = tmp_path / "server.log"
-    lines = ["INFO loading", "safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata"]
+    ulimit = (  # in every vLLM log on this machine, 15th line: not the error
+        "(APIServer pid=7) WARNING 12-04 21:00:00 [system_utils.py:1] Found ulimit of 20000 and failed to "
+        "automatically increase with error ... like `OSError: [Errno 24] Too many open files`"
+    )
+    lines = [ulimit, "safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata"]
     lines += [f"INFO line {index}" for index in range(100)]
     lines += ["RuntimeError: Engine core initialization failed. See root cause above."]
     log.write_text("\n".join(lines) + "\n")
