@@ -62,8 +62,10 @@ def ensure_bundled_model(
     *,
     on_status: StatusCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    cancelled: threading.Event | None = None,
 ) -> Path:
-    """Return the safetensors folder of bundled model ``name``, converting its GGUF on first use.
+    """Return the safetensors folder of bundled model ``name``, converting its GGUF on first use
+    (``cancelled``: a caller that gave up stops waiting for another process's conversion).
 
     Safe to call from several threads and processes at once: the first assembles and converts (≈20 s
     for SmolLM2, ≈55 s / ≈80 s for Qwen2.5-Coder 0.5B / 1.5B on 2 CPU cores), the others wait on a file
@@ -74,9 +76,11 @@ def ensure_bundled_model(
     if is_converted(target):
         return target
     cache_folder(target.parent)
-    with file_lock(target.parent / f".{model.name}.lock"):
+    with file_lock(target.parent / f".{model.name}.lock", cancelled):
         if is_converted(target):  # another process finished while we waited
             return target
+        if cancelled is not None and cancelled.is_set():  # given up while waiting: convert nothing now
+            raise Cancelled(f"{model.route}'s conversion was given up")
         _remove_leftovers(target)
         started = time.monotonic()
         if on_status:
@@ -89,7 +93,7 @@ def ensure_bundled_model(
         try:
             # One conversion at a time per machine: their memory peaks add up (≈4 GiB for the 0.5B,
             # ≈9 GiB for the 1.5B) and two cores gain nothing from running them side by side.
-            with file_lock(target.parent / ".conversion.lock"):
+            with file_lock(target.parent / ".conversion.lock", cancelled):
                 _convert(gguf, tmp)
             _write_marker(tmp, model, gguf, time.monotonic() - started)
             os.replace(tmp, target)

@@ -154,7 +154,7 @@ def ensure_server(
                 on_status(f"reusing the running server for {target.served_name} at {found.api_base}")
             return _remember_reused(found)
         engine = require_engine()
-        target = materialize(target, on_status)
+        target = materialize(target, on_status, cancelled)
         with start_lock(target.served_name, cancelled):  # one start per model across processes
             found = find_running(target.served_name, port, host)
             if found is not None:
@@ -275,11 +275,11 @@ def _served_name(name_or_path: str) -> str:
         return name_or_path.removeprefix("local/")
 
 
-def materialize(target: Target, on_status: StatusCallback | None) -> Target:
+def materialize(target: Target, on_status: StatusCallback | None, cancelled: threading.Event | None = None) -> Target:
     """``target`` with a folder to serve: a bundled model is converted first (once per machine)."""
     if target.bundled is None:
         return target
-    folder = ensure_bundled_model(target.bundled, on_status=on_status)
+    folder = ensure_bundled_model(target.bundled, on_status=on_status, cancelled=cancelled)
     return Target(target.served_name, str(folder), target.bundled, target.options)
 
 

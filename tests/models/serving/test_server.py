@@ -497,3 +497,33 @@ def test_a_start_given_up_stops_waiting_for_locks_and_for_the_server(tmp_path: P
     with pytest.raises(Cancelled):
         _wait_ready(server, 300, None, cancelled)
     assert time.monotonic() - started < 5 and loading.wait(10) is not None
+
+
+@needs_engine
+def test_a_cancelled_start_stops_waiting_for_another_processs_conversion(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C while another process converted the bundled model: the worker thread waited on the
+    conversion lock (asyncio.run joins it at exit) and could convert after the Ctrl-C. A cancelled
+    `aensure_server` sets the event the lock's wait checks."""
+    import asyncio
+    import fcntl
+    import time
+
+    from agentscale.models.serving.server import aensure_server
+
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path))
+    models = tmp_path / "models"
+    models.mkdir()
+
+    async def give_up() -> None:
+        task = asyncio.ensure_future(aensure_server("local/smollm2-135m"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with open(models / ".smollm2-135m.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process converting
+        started = time.monotonic()
+        asyncio.run(give_up())  # returns once the worker thread is done
+        assert time.monotonic() - started < 5
+    assert not (models / "smollm2-135m").exists()  # nothing converted after the cancel
