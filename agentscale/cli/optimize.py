@@ -91,10 +91,14 @@ def optimize_command(
         if space_file is not None and out_file.exists() and out_file.resolve() == space_file.resolve():
             raise AgentScaleError(f"--out {out_file} is the space file: the best graph would replace it; give another")
     if dry_run and resume is None:  # --out wrote nothing and said nothing; the others were ignored
-        traced = trace is not None and trace.strip().lower() != "off"
-        given = {"--out": out_file, "--executor": executor, "--concurrency": concurrency, "--trace": traced or None}
+        given = {
+            "--out": out_file is not None,
+            "--executor": executor is not None,
+            "--concurrency": concurrency is not None,
+            "--trace": trace is not None and trace.strip().lower() != "off",
+        }
         refuse_ignored(
-            {flag: value is not None for flag, value in given.items()},
+            given,
             "only projects the search's spend (nothing runs)",
             by="--dry-run",
         )

@@ -62,7 +62,12 @@ def crown_recorded(summary: dict[str, Any]) -> bool:
     """Whether the runner crowned a graph (its summary names it). A run stopped before crowning
     (Ctrl-C, kill -9) has a leading graph, which its report called "Crowned graph" with train
     figures of a graph its resumed run did not crown."""
-    return bool((summary.get("best") or {}).get("graph"))
+    return bool(_crowned_description(summary))
+
+
+def _crowned_description(summary: dict[str, Any]) -> str | None:
+    """The crowned graph as the runner's summary describes it (`best.graph`), if it crowned one."""
+    return (summary.get("best") or {}).get("graph")
 
 
 class OptimizeReport:
@@ -339,7 +344,7 @@ def crowned_trial(trials: list[Trial], summary: dict[str, Any]) -> Trial | None:
     items (its steps together) with the best objective on its last step stands in, else the best
     search evaluation.
     """
-    described = (summary.get("best") or {}).get("graph")
+    described = _crowned_description(summary)
     if described:
         preference = {"crown": 0, "baseline": 1, "search": 2}
         named = [

@@ -84,10 +84,16 @@ def _is_path(spec: str) -> bool:
 
 
 def _names_task(spec: str) -> bool:
-    prefix, sep, _ = spec.partition(":")
+    prefix, sep, _ = _with_plugins_for(spec)
+    return prefix in _prefixed if sep else spec in _named
+
+
+def _with_plugins_for(spec: str) -> tuple[str, str, str]:
+    """``spec`` split at its prefix, the plugins loaded first when it names no built-in task."""
+    prefix, sep, rest = spec.partition(":")
     if (sep and prefix not in _prefixed) or (not sep and spec not in _named):
         _load_plugins()
-    return prefix in _prefixed if sep else spec in _named
+    return prefix, sep, rest
 
 
 def stable_task_spec(spec: str) -> str:
@@ -165,9 +171,7 @@ def load_task(
         if "stored" in options:
             raise TaskOptionError(f"task {spec!r} does not accept option(s) stored; it accepts: none")
         return _call(load_jsonl, spec, spec, scorer=scorer, stored=stored, **options)
-    prefix, sep, rest = spec.partition(":")
-    if (sep and prefix not in _prefixed) or (not sep and spec not in _named):
-        _load_plugins()
+    prefix, sep, rest = _with_plugins_for(spec)
     if sep:
         entry = _prefixed.get(prefix)
         if entry is None or not rest:

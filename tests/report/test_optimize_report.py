@@ -221,12 +221,7 @@ def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) ->
     unstored = max(t.seq for t in store.trials(run_id, with_refused=True)) + 1
     paid = {"run_id": run_id, "route": "sim/llama-1b", "prompt_tokens": 5, "completion_tokens": 5, "flops": 0.0}
     store.record_call(None, {**paid, "item_key": f"t{unstored}:q0"})  # a call of an evaluation still running
-    with store.session() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        run.status, run.owner = "running", current_owner()
-        session.add(run)
-        session.commit()
+    _set_run(store, run_id, status="running", owner=current_owner())
     drawing = store.path.parent / "runs" / run_id / "best.svg"
     drawing.unlink(missing_ok=True)
     page = store.path.parent / "running.html"
@@ -238,12 +233,7 @@ def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) ->
     shown = " ".join(capsys.readouterr().out.split())
     assert "leading graph so far" in shown and "crowned graph (trial" not in shown and not drawing.exists()
     for status, owner in (("created", current_owner()), ("running", current_owner().rsplit("/", 1)[0] + "/0")):
-        with store.session() as session:  # made and never started; left running by a process now gone
-            run = session.get(Run, run_id)
-            assert run is not None
-            run.status, run.owner, run.finished = status, owner, None
-            session.add(run)
-            session.commit()
+        _set_run(store, run_id, status=status, owner=owner, finished=None)  # never started; its process gone
         assert main(["report", run_id, "-o", str(page)]) == 0
         assert "still running" not in page.read_text(), status
     assert main(["runs", "show", run_id]) == 0 and drawing.exists()
@@ -276,12 +266,7 @@ def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, caps
     graph" (its train figures, McNemar against the singles, best.svg) that the resumed run did not crown."""
     store: Store = optimization["store"]  # type: ignore[assignment]
     run_id = str(optimization["run_id"])
-    with store.session() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        run.status, run.summary_json = "interrupted", "{}"  # what a run stopped before its crowning leaves
-        session.add(run)
-        session.commit()
+    _set_run(store, run_id, status="interrupted", summary_json="{}")  # what a run stopped before crowning leaves
     drawing = store.path.parent / "runs" / run_id / "best.svg"
     drawing.unlink(missing_ok=True)
     page = store.path.parent / "stopped.html"
@@ -294,3 +279,14 @@ def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, caps
     shown = " ".join(capsys.readouterr().out.split())
     assert "leading graph when the run stopped" in shown and "crowned graph (trial" not in shown
     assert not drawing.exists()
+
+
+def _set_run(store: Store, run_id: str, **fields: object) -> None:
+    """Give the stored run `fields`, as a run in another state would have them."""
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        for name, value in fields.items():
+            setattr(run, name, value)
+        session.add(run)
+        session.commit()
