@@ -207,10 +207,10 @@ def _print_build(report: BuildReport, store: Store) -> None:
     )
 
 
-def _behavior_dict(row: BehaviorRow) -> dict[str, Any]:
+def _behavior_dict(row: BehaviorRow, topics: dict[int, list[str]]) -> dict[str, Any]:
     from agentscale.memory.handbook import behavior_record
 
-    return {**behavior_record(row), "embedding": row.embedding_model}
+    return {**behavior_record(row, topics.get(row.id or 0, [])), "embedding": row.embedding_model}
 
 
 @handbook_app.command("list")
@@ -234,6 +234,8 @@ def list_command(
     from agentscale.storage.db import database_file
 
     if handbook is None:
+        if topic is not None:
+            raise AgentScaleError("--topic selects behaviors of one handbook: name it (agentscale handbook list NAME)")
         books = list_handbooks(open_store(db)) if database_file(db).exists() else []  # no empty database made
         if json_output:
             print_json([{k: v for k, v in b.items() if k != "revision"} for b in books])
@@ -245,9 +247,13 @@ def list_command(
         if not books:
             err.print("no handbooks yet; build one with: agentscale handbook build --task T --model M --handbook NAME")
         return
-    rows = Handbook(open_store(db, existing=True), handbook, embedder=None).behaviors(topic)
+    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
+    if topic is not None:
+        book.check_topic(topic, "--topic")
+    rows = book.behaviors(topic)
     if json_output:
-        print_json([_behavior_dict(r) for r in rows])
+        topics = book.topics()
+        print_json([_behavior_dict(r, topics) for r in rows])
         return
     table = Table()
     table.add_column("behavior", no_wrap=True)  # names are what users type: never cut them
@@ -276,27 +282,19 @@ def show_command(
 
       agentscale handbook show math behavior_inclusion_exclusion_principle
     """
-    from agentscale.memory.handbook import Handbook
+    from agentscale.memory.handbook import Handbook, source_record
 
     book = Handbook(open_store(db, existing=True), handbook, embedder=None)
     row = book.get(behavior)
     sources = book.sources(row)
-    data = _behavior_dict(row)
-    data["sources"] = [
-        {
-            "run_id": s.run_id,
-            "item_id": s.item_id,
-            "proposed_name": s.proposed_name,
-            "instruction": s.instruction,
-            "similarity": s.similarity,
-            "created": s.created.isoformat(),
-        }
-        for s in sources
-    ]
+    data = _behavior_dict(row, book.topics())
+    data["sources"] = [source_record(s) for s in sources]
     if json_output:
         print_json(data)
         return
-    out.print(f"[bold]{escape(row.name)}[/] ({escape(handbook)}; topic {escape(row.topic or '—')})", markup=True)
+    topics = ", ".join(data["topics"]) or "—"
+    label = "topics" if len(data["topics"]) > 1 else "topic"
+    out.print(f"[bold]{escape(row.name)}[/] ({escape(handbook)}; {label} {escape(topics)})", markup=True)
     out.print(row.instruction)
     out.print(
         f"retrieved {row.times_retrieved} · cited {row.times_cited} · in correct answers {row.times_cited_correct}"
@@ -330,7 +328,10 @@ def search_command(
 
     if not query.strip():
         raise AgentScaleError("the query is empty: give the question the behaviors should help with")
-    retriever = Retriever(Handbook(open_store(db, existing=True), handbook))
+    book = Handbook(open_store(db, existing=True), handbook)
+    if topic is not None:
+        book.check_topic(topic, "--topic")
+    retriever = Retriever(book)
     found = retriever.search(query, k, topic=topic)
     if json_output:
         print_json([r.to_dict() for r in found])

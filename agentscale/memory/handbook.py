@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 
@@ -122,13 +122,52 @@ class Handbook:
             return connection.execute(select(_HANDBOOK.c.revision).where(_HANDBOOK.c.name == self.name)).scalar()
 
     def behaviors(self, topic: str | None = None) -> list[BehaviorRow]:
-        """All behaviors (optionally of one topic, case-insensitive), oldest first."""
+        """All behaviors (optionally those serving one topic, case-insensitive: see `topics`), oldest first."""
         handbook = self.require()
         with self.store.session() as session:
             query = orm_select(BehaviorRow).where(col(BehaviorRow.handbook_id) == handbook.id)
             if topic is not None:
-                query = query.where(func.lower(col(BehaviorRow.topic)) == topic.lower())
+                wanted = topic.lower()
+                proposed = select(_SOURCE.c.behavior_id).where(func.lower(_SOURCE.c.topic) == wanted)
+                query = query.where(
+                    or_(func.lower(col(BehaviorRow.topic)) == wanted, col(BehaviorRow.id).in_(proposed))
+                )
             return list(session.exec(query.order_by(col(BehaviorRow.id))).all())
+
+    def topics(self) -> dict[int, list[str]]:
+        """Each behavior's topics by id, first filed first: its own, then those of proposals merged into it.
+
+        Deduplication ignores topics (one behavior proposed while building for two tasks is one
+        behavior), so a behavior serves every topic it was proposed for: a build of topic B whose
+        behaviors all merged into topic A's must still give `memory: {topic: B}` its behaviors."""
+        handbook = self.require()
+        with self.store.engine.connect() as connection:
+            own = connection.execute(
+                select(_BEHAVIOR.c.id, _BEHAVIOR.c.topic)
+                .where(_BEHAVIOR.c.handbook_id == handbook.id)
+                .order_by(_BEHAVIOR.c.id)
+            ).all()
+            proposed = connection.execute(
+                select(_SOURCE.c.behavior_id, _SOURCE.c.topic)
+                .join(_BEHAVIOR, _BEHAVIOR.c.id == _SOURCE.c.behavior_id)
+                .where(_BEHAVIOR.c.handbook_id == handbook.id, _SOURCE.c.topic.is_not(None))
+                .order_by(_SOURCE.c.id)
+            ).all()
+        found: dict[int, list[str]] = {int(behavior_id): [] for behavior_id, _ in own}
+        for behavior_id, topic in [*own, *proposed]:
+            listed = found.setdefault(int(behavior_id), [])
+            if topic and topic.lower() not in {t.lower() for t in listed}:
+                listed.append(topic)
+        return found
+
+    def check_topic(self, topic: str, where: str) -> None:
+        """A topic no behavior serves would select nothing, for every question: an error naming the known ones."""
+        known = {t.lower(): t for topics in self.topics().values() for t in topics}
+        if topic.lower() not in known:
+            listed = ", ".join(repr(known[t]) for t in sorted(known)) or "none"
+            raise AgentScaleError(
+                f"{where} {topic!r}: handbook {self.name!r} has no behaviors of it (its topics: {listed})"
+            )
 
     def get(self, name: str) -> BehaviorRow:
         handbook = self.require()
@@ -169,15 +208,17 @@ class Handbook:
         *,
         counters: Sequence[dict[str, int]] | None = None,
         created: Sequence[datetime | None] | None = None,
+        sources: Sequence[Sequence[dict[str, Any]]] | None = None,
         dedup_batch: bool = True,
     ) -> InsertReport:
         """Insert proposals, merging each into an existing behavior with the same normalised name or a
         near-duplicate instruction (embedding cosine ≥ 0.85, else bag-of-words cosine ≥ 0.6).
 
         A merge keeps the existing name and instruction, adds a provenance row and (on import) adds the
-        proposal's counters. Proposals within one batch are deduplicated against each other too, unless
-        `dedup_batch` is false (imports: behaviors that coexisted in the exported handbook stay apart,
-        apart from equal names).
+        proposal's counters. On import `sources` gives each proposal's exported provenance, written in
+        place of the one row a proposal makes, whether it is added or merged. Proposals within one
+        batch are deduplicated against each other too, unless `dedup_batch` is false (imports:
+        behaviors that coexisted in the exported handbook stay apart, apart from equal names).
         """
         report = InsertReport()
         if not proposals:
@@ -190,13 +231,14 @@ class Handbook:
             for index, proposal in enumerate(proposals):
                 vector = vectors[index] if vectors is not None else None
                 extra = counters[index] if counters is not None else {}
+                exported = sources[index] if sources is not None else ()
                 match = existing.match(proposal, vector)
                 if match is not None:
                     behavior_id, kept, similarity = match
-                    _merge_into(connection, behavior_id, proposal, similarity, extra)
+                    _merge_into(connection, behavior_id, proposal, similarity, extra, exported)
                     report.merged.append((proposal.name, kept, similarity))
                     continue
-                when = created[index] if created is not None and created[index] is not None else utcnow()
+                when = (created[index] if created is not None else None) or utcnow()
                 values = {
                     "handbook_id": handbook_id,
                     "name": proposal.name,
@@ -211,7 +253,7 @@ class Handbook:
                     **{k: extra.get(k, 0) for k in COUNTERS},
                 }
                 behavior_id = _inserted_id(connection.execute(_BEHAVIOR.insert().values(**values)))
-                _record_source(connection, behavior_id, proposal, None, when)
+                _record_source(connection, behavior_id, proposal, None, when, exported)
                 existing.append(behavior_id, proposal, vector, near=dedup_batch)
                 report.added.append(proposal.name)
             _bump(connection, handbook_id)
@@ -302,21 +344,12 @@ class Handbook:
         """A JSON-ready document: every behavior with counters and provenance (embeddings are not
         exported: they are recomputed on import when the embed extra is installed)."""
         behaviors = []
+        topics = self.topics()
         for row in self.behaviors():
             behaviors.append(
                 {
-                    **behavior_record(row),
-                    "sources": [
-                        {
-                            "run_id": s.run_id,
-                            "item_id": s.item_id,
-                            "proposed_name": s.proposed_name,
-                            "instruction": s.instruction,
-                            "similarity": s.similarity,
-                            "created": s.created.isoformat(),
-                        }
-                        for s in self.sources(row)
-                    ],
+                    **behavior_record(row, topics.get(row.id or 0, [])),
+                    "sources": [source_record(s) for s in self.sources(row)],
                 }
             )
         return {"format": EXPORT_FORMAT, "version": 1, "handbook": self.name, "behaviors": behaviors}
@@ -325,17 +358,32 @@ class Handbook:
 COUNTERS = ("times_retrieved", "times_cited", "times_cited_correct", "times_cited_wrong")
 
 
-def behavior_record(row: BehaviorRow) -> dict[str, Any]:
-    """A behavior as JSON: text, topic, first provenance, merge count and counters."""
+def behavior_record(row: BehaviorRow, topics: list[str]) -> dict[str, Any]:
+    """A behavior as JSON: text, first topic and every topic it serves, first provenance, merge count
+    and counters."""
     return {
         "name": row.name,
         "instruction": row.instruction,
         "topic": row.topic,
+        "topics": topics,
         "source_run": row.source_run,
         "source_item": row.source_item,
         "created": row.created.isoformat(),
         "merged": row.merged,
         **{k: getattr(row, k) for k in COUNTERS},
+    }
+
+
+def source_record(source: BehaviorSource) -> dict[str, Any]:
+    """One proposal merged into a behavior, as JSON (`handbook show --json` and exports)."""
+    return {
+        "run_id": source.run_id,
+        "item_id": source.item_id,
+        "proposed_name": source.proposed_name,
+        "instruction": source.instruction,
+        "topic": source.topic,
+        "similarity": source.similarity,
+        "created": source.created.isoformat(),
     }
 
 
@@ -381,37 +429,9 @@ def import_handbook(
         counters.append({key: _count(entry, key, where) for key in (*COUNTERS, "merged")})
         created.append(_time(entry, where))
         sources.append(_sources(entry, where))
-    handbook = Handbook(store, target, embedder=embedder)
-    report = handbook.add(proposals, counters=counters, created=created, dedup_batch=False)
-    _restore_sources(handbook, proposals, sources, report)
-    return report
-
-
-def _restore_sources(
-    handbook: Handbook, proposals: list[Proposal], sources: list[list[Any]], report: InsertReport
-) -> None:
-    """Replace the single provenance row `add` wrote for each newly added behavior by the exported ones."""
-    added = set(report.added)
-    rows = {b.name: b for b in handbook.behaviors()}
-    with handbook.store.engine.begin() as connection:
-        for proposal, exported in zip(proposals, sources, strict=True):
-            if proposal.name not in added or not exported or proposal.name not in rows:
-                continue
-            added.discard(proposal.name)
-            behavior_id = rows[proposal.name].id
-            connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id == behavior_id))
-            for source in exported:
-                connection.execute(
-                    _SOURCE.insert().values(
-                        behavior_id=behavior_id,
-                        run_id=source.get("run_id"),
-                        item_id=source.get("item_id"),
-                        proposed_name=str(source.get("proposed_name") or proposal.name),
-                        instruction=str(source.get("instruction") or proposal.instruction),
-                        similarity=source.get("similarity"),
-                        created=source["created"] or utcnow(),
-                    )
-                )
+    return Handbook(store, target, embedder=embedder).add(
+        proposals, counters=counters, created=created, sources=sources, dedup_batch=False
+    )
 
 
 def _expect(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, what: str) -> None:
@@ -446,7 +466,7 @@ def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
         at = f"{where}.sources[{index}]"
         if not isinstance(source, dict):
             raise AgentScaleError(f"{at}: must be an object, got {source!r}")
-        for key in ("run_id", "item_id", "proposed_name", "instruction"):
+        for key in ("run_id", "item_id", "proposed_name", "instruction", "topic"):
             _expect(source, key, str, at, "a string")
         _expect(source, "similarity", (int, float), at, "a number")
         checked.append({**source, "created": _time(source, at)})  # parsed here, written as such
@@ -471,26 +491,43 @@ def _bump(connection: Connection, handbook_id: int) -> None:
 
 
 def _record_source(
-    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float | None, when: datetime | None
+    connection: Connection,
+    behavior_id: int,
+    proposal: Proposal,
+    similarity: float | None,
+    when: datetime,
+    exported: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Provenance: which run and item proposed this behavior, under which name, how similar."""
-    connection.execute(
-        _SOURCE.insert().values(
-            behavior_id=behavior_id,
-            run_id=proposal.run_id,
-            item_id=proposal.item_id,
-            proposed_name=proposal.name,
-            instruction=proposal.instruction,
-            similarity=similarity,
-            created=when,
-        )
-    )
+    """Provenance: which run and item proposed this behavior, under which name and topic, how similar.
+
+    An imported behavior brings its exported provenance instead, every source as it was; its first
+    (similarity None) takes this insert's similarity, since merged here it is no longer the first.
+    Sources exported before they carried a topic take the behavior's."""
+    rows = [
+        {
+            "behavior_id": behavior_id,
+            "run_id": source.get("run_id"),
+            "item_id": source.get("item_id"),
+            "proposed_name": str(source.get("proposed_name") or proposal.name),
+            "instruction": str(source.get("instruction") or proposal.instruction),
+            "topic": source.get("topic", proposal.topic),  # absent: an export from before sources had topics
+            "similarity": similarity if source.get("similarity") is None else source["similarity"],
+            "created": source.get("created") or when,
+        }
+        for source in exported or [{"run_id": proposal.run_id, "item_id": proposal.item_id, "created": when}]
+    ]
+    connection.execute(_SOURCE.insert(), rows)
 
 
 def _merge_into(
-    connection: Connection, behavior_id: int, proposal: Proposal, similarity: float, extra: dict[str, int]
+    connection: Connection,
+    behavior_id: int,
+    proposal: Proposal,
+    similarity: float,
+    extra: dict[str, int],
+    exported: Sequence[dict[str, Any]],
 ) -> None:
-    _record_source(connection, behavior_id, proposal, similarity, utcnow())
+    _record_source(connection, behavior_id, proposal, similarity, utcnow(), exported)
     values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
     for key in COUNTERS:
         if extra.get(key):

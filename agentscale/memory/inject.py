@@ -70,7 +70,7 @@ class GraphMemory:
         if self._retriever is None:
             book = Handbook(self.store, self.name)
             if self.topic is not None:
-                _check_topic(book, self.topic)
+                book.check_topic(self.topic, "memory.topic")
             self._retriever = Retriever(book)
         return self._retriever
 
@@ -97,16 +97,6 @@ class GraphMemory:
 
 
 register_memory(GraphMemory, replace=False)
-
-
-def _check_topic(book: Handbook, topic: str) -> None:
-    """A `memory.topic` no behavior is filed under would retrieve nothing for every question: say so."""
-    topics = sorted({row.topic for row in book.behaviors() if row.topic})
-    if topic.lower() not in {t.lower() for t in topics}:
-        known = ", ".join(repr(t) for t in topics) or "none"
-        raise AgentScaleError(
-            f"memory.topic {topic!r}: handbook {book.name!r} has no behaviors of it (its topics: {known})"
-        )
 
 
 def cited_in(trace: list[NodeTrace], known: set[str], block: str) -> list[str]:

@@ -42,7 +42,9 @@ class _Index:
     def __init__(self, handbook: Handbook, rows: list[BehaviorRow], revision: int | None) -> None:
         self.revision = revision
         self.rows = rows
-        self.topics = np.array([(r.topic or "").lower() for r in rows], dtype=object)
+        topics = handbook.topics()
+        # per row, every topic it serves (lower case → as filed): a behavior merged across topics serves each
+        self.topics = [{t.lower(): t for t in topics.get(r.id or 0, [])} for r in rows]
         embedder = handbook.embedder
         vectors = [from_blob(r.embedding) for r in rows if r.embedding is not None]
         self.matrix: np.ndarray | None = None
@@ -82,7 +84,8 @@ class Retriever:
         index = self._current()
         if not index.rows or k < 1:
             return []
-        mask = np.ones(len(index.rows), dtype=bool) if topic is None else index.topics == topic.lower()
+        wanted = topic.lower() if topic is not None else None
+        mask = np.array([wanted is None or wanted in served for served in index.topics], dtype=bool)
         embedder = self.handbook.embedder
         if index.matrix is not None and embedder is not None:
             query_vector = embedder.encode([query])[0]
@@ -97,6 +100,12 @@ class Retriever:
         # stable: equal scores keep handbook order (older behaviors first)
         order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
         return [
-            Retrieved(index.rows[i].name, index.rows[i].instruction, index.rows[i].topic, float(scores[i]), method)
+            Retrieved(
+                index.rows[i].name,
+                index.rows[i].instruction,
+                index.rows[i].topic if wanted is None else index.topics[i][wanted],
+                float(scores[i]),
+                method,
+            )
             for i in order
         ]

@@ -215,5 +215,6 @@ class BehaviorSource(SQLModel, table=True):
     item_id: str | None = None
     proposed_name: str
     instruction: str
+    topic: str | None = None  # the proposal's topic: a behavior serves every topic it was proposed for
     similarity: float | None = None  # to the behavior it was merged into (1.0: same name); None: the first
     created: datetime = Field(default_factory=utcnow)

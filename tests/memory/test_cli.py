@@ -65,7 +65,7 @@ def test_build_list_show_search(
     shown = json.loads(out)
     assert code == 0 and shown["name"] == "behavior_carry_digits" and shown["sources"][0]["item_id"] == "q0"
     code, out, _ = cli(capsys, "handbook", "show", "math", "behavior_carry_digits")
-    assert code == 0 and "provenance" in out and "column by column" in out
+    assert code == 0 and "provenance" in out and "column by column" in out and "topic t.jsonl" in out
 
     code, out, err = cli(capsys, "handbook", "search", "math", "add the digits of 58 and 67", "--json")
     best = json.loads(out)[0]
@@ -167,9 +167,13 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     for args, message in cases:
         code, _, err = cli(capsys, *args)
         assert code == 1 and message in err and "Traceback" not in err, (args, err)
-    seed_handbook(Store(db), "math", BEHAVIORS)
+    seed_handbook(Store(db), "math", BEHAVIORS, topic="arithmetic")
     code, _, err = cli(capsys, "handbook", "prune", "math")
     assert code == 1 and "say what to prune" in err
+    for command in (["list", "math"], ["search", "math", "carry"], ["list"]):  # an unknown topic listed nothing
+        code, _, err = cli(capsys, "handbook", *command, "--topic", "arithmetc")
+        assert code == 1 and "Traceback" not in err, (command, err)
+        assert ("(its topics: 'arithmetic')" in err) != (command == ["list"]), err  # handbooks have no topic
     code, _, err = cli(capsys, "handbook", "prune", "math", "--unhelpful", "--min-accuracy", "2")  # was taken
     assert code == 2 and "--min-accuracy" in err
     code, _, err = cli(capsys, "handbook", "build", "--handbook", "x", "--task", "sim:math", "--temperature", "5")

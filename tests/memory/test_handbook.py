@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,57 @@ def test_export_import_round_trip(store: Store, tmp_path: Path) -> None:
     assert (units.times_cited, units.times_cited_correct) == (2, 2)
     assert [b["handbook"] for b in list_handbooks(store)] == ["math"]
     assert {b["handbook"]: b["behaviors"] for b in list_handbooks(other)} == {"copy": 3}
+
+
+def test_a_behavior_merged_from_another_topic_serves_both(store: Store) -> None:
+    """Deduplication ignores topics: a build of topic B whose behaviors all merged into topic A's filed
+    nothing under B, so `memory: {topic: B}` and `--topic B` found none of them."""
+    book = Handbook(store, "math", embedder=None)
+    book.add([Proposal("behavior_convert_units", UNITS, "r1", "q1", topic="physics")])
+    report = book.add([Proposal("behavior_unit_conversion", UNITS_PARAPHRASE, "r2", "q2", topic="Chemistry")])
+    assert [m[:2] for m in report.merged] == [("behavior_unit_conversion", "behavior_convert_units")]
+    [row] = book.behaviors("chemistry")
+    assert row.name == "behavior_convert_units" and book.behaviors("physics") == [row]
+    assert book.topics() == {row.id: ["physics", "Chemistry"]}
+    assert [s.topic for s in book.sources(row)] == ["physics", "Chemistry"]
+    book.check_topic("CHEMISTRY", "memory.topic")
+    with pytest.raises(AgentScaleError, match=r"--topic 'biology': .* \(its topics: 'Chemistry', 'physics'\)"):
+        book.check_topic("biology", "--topic")
+
+
+def test_an_import_merging_into_a_behavior_brings_every_exported_source(store: Store, tmp_path: Path) -> None:
+    """An import that merged into an existing behavior added one provenance row, not the exported ones
+    (nor their topics)."""
+    exporting = Handbook(Store(tmp_path / "theirs.db"), "theirs", embedder=None)
+    exporting.add([Proposal("behavior_units", UNITS, "r1", "q1", topic="physics")])
+    exporting.add([Proposal("behavior_units", UNITS_PARAPHRASE, "r2", "q2", topic="chemistry")])
+    exported = exporting.export()
+    assert exported["behaviors"][0]["topics"] == ["physics", "chemistry"]
+    book = Handbook(store, "ours", embedder=None)
+    book.add([Proposal("behavior_units", UNITS, "r0", "q0", topic="math")])
+    assert import_handbook(store, exported, "ours", embedder=None).merged == [("behavior_units", "behavior_units", 1.0)]
+    [row] = book.behaviors()
+    sources = [(s.run_id, s.topic, s.similarity) for s in book.sources(row)]
+    assert sources == [("r0", "math", None), ("r1", "physics", 1.0), ("r2", "chemistry", 1.0)]
+    assert book.topics()[row.id or 0] == ["math", "physics", "chemistry"] and row.merged == 2
+
+    # an export written before sources carried a topic: its sources take the behavior's
+    for source in exported["behaviors"][0]["sources"]:
+        del source["topic"]
+    import_handbook(store, exported, "older", embedder=None)
+    older = Handbook(store, "older", embedder=None)
+    assert [s.topic for s in older.sources(older.get("behavior_units"))] == ["physics", "physics"]
+
+
+def test_a_handbook_written_before_sources_had_topics_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Handbook(Store(path), "math", embedder=None).add([Proposal("behavior_units", UNITS, topic="physics")])
+    with sqlite3.connect(path) as old:
+        old.execute("ALTER TABLE behaviorsource DROP COLUMN topic")
+    book = Handbook(Store(path), "math", embedder=None)
+    assert [r.name for r in book.behaviors("physics")] == ["behavior_units"]
+    book.add([Proposal("behavior_units", UNITS_PARAPHRASE, topic="chemistry")])
+    assert [r.name for r in book.behaviors("chemistry")] == ["behavior_units"]
 
 
 def test_import_rejects_foreign_documents(store: Store) -> None:

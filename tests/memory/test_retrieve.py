@@ -96,6 +96,17 @@ def test_topic_filter_and_k(store: Store) -> None:
     assert len(retriever.search(query, 1)) == 1
 
 
+def test_a_topic_filter_finds_behaviors_merged_from_that_topic(store: Store) -> None:
+    book = _book(store, None)
+    retriever = Retriever(book)
+    query = "Convert the speeds and distances to the same units"
+    assert retriever.search(query, 5, topic="kinematics") == []
+    book.add([Proposal("behavior_same_units", BEHAVIORS["behavior_unit_conversion"], topic="Kinematics")])
+    [found] = retriever.search(query, 5, topic="kinematics")
+    assert (found.name, found.topic) == ("behavior_unit_conversion", "Kinematics")
+    assert retriever.search(query, 1)[0].topic == "physics"  # unfiltered: the topic it was first filed under
+
+
 def test_index_follows_inserts_and_embeds_behaviors_stored_without_one(store: Store, minilm: MiniLMEmbedder) -> None:
     _book(store, None)  # built without embeddings
     retriever = Retriever(Handbook(store, "math", embedder=minilm))
