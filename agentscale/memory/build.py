@@ -72,12 +72,25 @@ class BuildReport:
 
     @classmethod
     def going_on(cls, run: Run, items_done: int, handbook: str) -> BuildReport:
-        """The counts of a stopped build that goes on: those it stored when it stopped (Ctrl-C,
-        SIGTERM), else (killed) only how many items it recorded."""
+        """The counts and usage of a stopped build that goes on: those it stored when it stopped
+        (Ctrl-C, SIGTERM; they count recorded items only), else (killed) only how many items it
+        recorded."""
         stored = json.loads(run.summary_json) if run.summary_json else {}
         counts = {f.name: stored[f.name] for f in fields(cls) if isinstance(stored.get(f.name), int)}
         counts["items"] = items_done
-        return cls(run.id, handbook, rejected=Counter(stored.get("rejected") or {}), **counts)
+        usage = Usage(**stored["usage"]) if isinstance(stored.get("usage"), dict) else Usage()
+        return cls(run.id, handbook, rejected=Counter(stored.get("rejected") or {}), usage=usage, **counts)
+
+    def absorb(self, item: BuildReport) -> None:
+        """Add one recorded item's counts and usage. An item counts once its row is written: a
+        build stopped mid-item counted it solved (and its calls), then again when it went on
+        (16 items, "18 solved")."""
+        for f in fields(self):
+            value = getattr(item, f.name)
+            if isinstance(value, int) and f.name != "behaviors":
+                setattr(self, f.name, getattr(self, f.name) + value)
+        self.rejected.update(item.rejected)
+        self.usage.add(item.usage)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +226,33 @@ class HandbookBuilder:
         return None
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:
+        """One item: its calls, then its behaviors and rows; counted into `report` once recorded (a
+        build stopped mid-item counted it solved, then again when it went on: 16 items, "18 solved")."""
+        tally = BuildReport(run_id, report.handbook)
+        proposals, item, traces = await self._attempt(run_id, source, task, tally)
+        # calls a stopped attempt at this item paid come back from the cache: they are its calls
+        paid = await asyncio.to_thread(self.store.paid_calls_by_item, run_id)
+        tally.usage.count_own_hits_as_calls(paid.get(source.key, 0))
+        tally.items = 1
+        async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
+            job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))
+            try:
+                inserted = await asyncio.shield(job)
+            except asyncio.CancelledError:  # the thread goes on regardless: wait for it, count it, then stop
+                while not job.done():  # a build stopping cancels its items more than once
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(job)
+                _count_inserted(tally, job.result())
+                report.absorb(tally)
+                raise
+        _count_inserted(tally, inserted)
+        report.absorb(tally)
+
+    async def _attempt(
+        self, run_id: str, source: _Source, task: Task | None, tally: BuildReport
+    ) -> tuple[list[Proposal], RunItem, list[NodeTrace]]:
+        """Solve (unless the run gave the solution), reflect and extract, counting into the item's
+        `tally`; returns the checked proposals, the item's row and its calls' rows."""
         fmt: AnswerFormat = task.answer_format if task is not None else "text"
         calls = _Calls(ModelCalls(self.gateway, run_id=run_id, item_key=source.key), [])
         solution, answer, correct = source.solution, source.answer, source.correct
@@ -226,10 +266,10 @@ class HandbookBuilder:
                 if task is not None and source.item is not None:
                     score = await ascore(task, answer, source.item)
                     correct = score.correct
-            report.solved += 1
-            report.correct += bool(correct)
+            tally.solved += 1
+            tally.correct += bool(correct)
             if self.settings.correct_only and not correct:
-                report.skipped_wrong += 1
+                tally.skipped_wrong += 1
                 status = "skipped: not correct"
             else:
                 verdicts = prompt("reflect")["verdicts"]
@@ -243,13 +283,12 @@ class HandbookBuilder:
                 }
                 schema = extraction_schema(self.settings.max_behaviors) if self.settings.structured_output else None
                 reply = await self._call("extract", prompt("extract"), values, calls, json_schema=schema)
-                status, proposals = self._checked(run_id, source, reply, answer, report)
+                status, proposals = self._checked(run_id, source, reply, answer, tally)
         except ModelCallError as exc:
-            report.failed += 1
+            tally.failed += 1
             status = f"failed: {exc}"
         finally:  # summed over calls (their latencies overlap when items run concurrently)
-            report.usage.add(calls_usage(calls.traces))
-        report.items += 1
+            tally.usage.add(calls_usage(calls.traces))
         item = RunItem(
             run_id=run_id,
             item_key=source.key,
@@ -261,18 +300,7 @@ class HandbookBuilder:
             detail=status,
         )
         # the rows as before: no FLOPs or price per call (the build's report carries those)
-        traces = [replace(t, flops=0.0, usd=None) for t in calls.traces]
-        async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
-            job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))
-            try:
-                inserted = await asyncio.shield(job)
-            except asyncio.CancelledError:  # the thread goes on regardless: wait for it, count it, then stop
-                while not job.done():  # a build stopping cancels its items more than once
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.shield(job)
-                _count_inserted(report, job.result())
-                raise
-        _count_inserted(report, inserted)
+        return proposals, item, [replace(t, flops=0.0, usd=None) for t in calls.traces]
 
     def _keep(
         self, proposals: list[Proposal], run_id: str, key: str, traces: list[NodeTrace], item: RunItem

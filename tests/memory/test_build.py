@@ -231,6 +231,35 @@ async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
     _assert_built_once(store, report)
 
 
+async def test_a_build_stopped_mid_item_counts_each_item_and_call_once_when_it_goes_on(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """A build stopped while an item's reflection was in flight had counted that item solved; going
+    on counted it again (16 items, "18 solved"), and the report kept only the second session's calls."""
+    scripted.add_rule(Rule(pattern=f"{REFLECT}.*What is 2 \\+ 3", replies=["Fine."], latency_s=1.0))
+    task = _four_sums(tmp_path, scripted)
+    model = resolve_model("hosted_vllm/scripted", api_base=scripted.api_base, aliases=None)
+
+    def builder() -> HandbookBuilder:
+        return HandbookBuilder(gateway, Handbook(store, "math"), model, BuildSettings(concurrency=1), topic="arith")
+
+    stopped = builder()
+    build = asyncio.ensure_future(stopped.from_task(task))
+    while not any("What is 2 + 3" in json.dumps(r) and REFLECT in json.dumps(r) for r in scripted.completion_requests):
+        await asyncio.sleep(0.02)
+    build.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await build
+    assert stopped.run_id is not None
+    interrupted = json.loads(store.get_run(stopped.run_id).summary_json or "{}")
+    assert (interrupted["items"], interrupted["solved"], interrupted["usage"]["calls"]) == (2, 2, 6)
+    report = await builder().from_task(task)
+    assert (report.items, report.solved, report.correct, report.proposed) == (4, 4, 4, 4)
+    assert (report.usage.calls, report.usage.cached_calls) == (12, 0)  # q2's solve: paid before the stop
+    assert report.usage.tokens == store.spend(report.run_id)["tokens"]
+    _assert_built_once(store, report)
+
+
 async def test_the_same_build_running_in_another_live_process_is_refused(
     tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
 ) -> None:
