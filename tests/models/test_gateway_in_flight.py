@@ -57,12 +57,13 @@ async def test_a_failure_of_the_first_ask_is_shared_not_repeated(scripted: Scrip
 async def test_when_the_first_asker_is_cancelled_the_waiting_ones_call_for_themselves(
     scripted: ScriptedServer, store: Store
 ) -> None:
-    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=0.3))
+    scripted.add_rule(Rule(replies=["Final answer: 7"], latency_s=1.0))
     gateway = Gateway(store, GatewaySettings(max_retries=0))
     first = asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0)))
-    await asyncio.sleep(0.1)
+    while not scripted.completion_requests:  # fixed sleeps failed on a loaded machine (1 run in ~20)
+        await asyncio.sleep(0.01)
     waiting = [asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0))) for _ in range(2)]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # both find the first call in flight (it has 1 s to go)
     first.cancel()
     results = await asyncio.gather(*waiting)
     assert [r.completion for r in results] == ["Final answer: 7"] * 2

@@ -12,13 +12,19 @@ from pathlib import Path
 from agentscale.models.serving.engine import DEFAULT_HOST
 
 
+def base_url(host: str, port: int) -> str:
+    """``http://host:port`` where a client on this machine reaches a server listening on ``host``: a
+    wildcard bind answers on loopback, an interface's address only there (an IPv6 one in brackets)."""
+    reach = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
+
+
 def served_names(port: int, host: str = DEFAULT_HOST, timeout_s: float = 2.0) -> set[str] | None:
     """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM."""
-    probe_host = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
     # No proxy: an http_proxy in the environment must not swallow requests to localhost.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://{probe_host}:{port}/v1/models", timeout=timeout_s) as response:
+        with opener.open(f"{base_url(host, port)}/v1/models", timeout=timeout_s) as response:
             payload = json.loads(response.read())
         return {str(item["id"]) for item in payload.get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

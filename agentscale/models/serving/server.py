@@ -35,7 +35,7 @@ from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
 from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
-from agentscale.models.serving.health import free_port, pid_alive, port_free, served_names, serves
+from agentscale.models.serving.health import base_url, free_port, pid_alive, port_free, served_names, serves
 from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
 
@@ -69,7 +69,7 @@ class VllmEndpoint:
     """Where a served model answers: pass ``litellm_model`` and ``api_base`` to litellm.
 
     ``pid`` is the server's process id when an agentscale process started it; ``started_here`` says
-    whether this process owns (and will stop) it.
+    whether this process owns (and will stop) it; ``host`` is the address it listens on.
     """
 
     api_base: str
@@ -77,6 +77,7 @@ class VllmEndpoint:
     port: int
     pid: int | None = None
     started_here: bool = False
+    host: str = DEFAULT_HOST
 
     @property
     def litellm_model(self) -> str:
@@ -331,7 +332,7 @@ def known_server(served_name: str, *, recheck: bool = False) -> VllmEndpoint | N
         return None
     if not recheck and time.monotonic() - server.checked_at < _RECHECK_S:
         return server.endpoint
-    if serves(server.endpoint.port, served_name, DEFAULT_HOST):
+    if serves(server.endpoint.port, served_name, server.endpoint.host):
         server.checked_at = time.monotonic()
         return server.endpoint
     _forget(server)  # its owner stopped it: start or find another
@@ -343,7 +344,7 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
     if port is not None:
         names = served_names(port, host)
         if names is not None and served_name in names:
-            return _endpoint(port, served_name, pid=state.pid_on(port))
+            return _endpoint(port, served_name, pid=state.pid_on(port), host=host)
         if not port_free(host, port):
             what = f"a server for {sorted(names)}" if names else "another program"
             raise PortInUseError(
@@ -352,17 +353,19 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
             )
         return None
     for entry in state.entries():
-        pid, entry_port = int(entry["pid"]), int(entry["port"])
-        if entry.get("name") == served_name and pid_alive(pid) and serves(entry_port, served_name, DEFAULT_HOST):
-            return _endpoint(entry_port, served_name, pid=pid)
+        pid, entry_port, entry_host = int(entry["pid"]), int(entry["port"]), state.host_of(entry)
+        if entry.get("name") == served_name and pid_alive(pid) and serves(entry_port, served_name, entry_host):
+            return _endpoint(entry_port, served_name, pid=pid, host=entry_host)
     shared = shared_port()
     if serves(shared, served_name, DEFAULT_HOST):
         return _endpoint(shared, served_name, pid=state.pid_on(shared))
     return None
 
 
-def _endpoint(port: int, served_name: str, pid: int | None, started_here: bool = False) -> VllmEndpoint:
-    return VllmEndpoint(f"http://{DEFAULT_HOST}:{port}/v1", served_name, port, pid, started_here)
+def _endpoint(
+    port: int, served_name: str, pid: int | None, started_here: bool = False, host: str = DEFAULT_HOST
+) -> VllmEndpoint:
+    return VllmEndpoint(f"{base_url(host, port)}/v1", served_name, port, pid, started_here, host)
 
 
 def _remember_reused(endpoint: VllmEndpoint) -> VllmEndpoint:
@@ -419,7 +422,7 @@ def start(
         log.write(header.encode())
         log.flush()
         process = spawn(argv, {**os.environ, **env_extra}, log)
-    endpoint = _endpoint(port, target.served_name, pid=process.pid, started_here=True)
+    endpoint = _endpoint(port, target.served_name, pid=process.pid, started_here=True, host=host)
     server = Server(endpoint, process, log_path, time.monotonic())
     with _SERVERS.lock:
         if foreground:
@@ -431,6 +434,7 @@ def start(
         {
             "name": target.served_name,
             "port": port,
+            "host": host,  # other processes reach it there (an interface's address: only there)
             "pid": process.pid,
             "owner_pid": os.getpid(),
             "model": target.model,
@@ -462,7 +466,7 @@ def _wait_ready(
                     f"the vLLM server for {name} exited with code {code} while starting; "
                     f"last lines of {server.log_path}:\n{_log_tail(server.log_path)}"
                 )
-            if serves(port, name, DEFAULT_HOST):
+            if serves(port, name, server.endpoint.host):
                 if on_status:
                     on_status(f"{name} ready at {server.endpoint.api_base} in {time.monotonic() - started:.1f}s")
                 return

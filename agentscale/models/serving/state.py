@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.models.bundled import cache_dir, file_lock
+from agentscale.models.serving.engine import DEFAULT_HOST
 from agentscale.models.serving.health import pid_alive
 
 
@@ -62,6 +63,12 @@ def add(entry: dict[str, Any]) -> None:
 def remove(pid: int) -> None:
     with _locked() as current:
         current[:] = [e for e in current if e.get("pid") != pid]
+
+
+def host_of(entry: dict[str, Any]) -> str:
+    """The address a recorded server listens on (entries written before it was recorded: loopback)."""
+    host = entry.get("host")
+    return host if isinstance(host, str) and host else DEFAULT_HOST
 
 
 def pid_on(port: int) -> int | None:

@@ -527,3 +527,49 @@ def test_a_cancelled_start_stops_waiting_for_another_processs_conversion(tmp_pat
         asyncio.run(give_up())  # returns once the worker thread is done
         assert time.monotonic() - started < 5
     assert not (models / "smollm2-135m").exists()  # nothing converted after the cancel
+
+
+_SERVING = """
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Models(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Models).serve_forever()
+"""
+
+
+def test_a_server_on_one_interface_is_reached_and_found_there(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --host <an interface's address>` printed an api_base on 127.0.0.1, where nothing listens,
+    and other processes neither found nor reused it (the state file kept no host). 127.0.0.2 stands
+    in for an interface: it is not reachable at 127.0.0.1. The launch runs a small stand-in server."""
+    from agentscale.models.serving.server import DEFAULT_HOST, _wait_ready, find_running, start, stop
+
+    def spawn(argv: list[str], env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
+        host, port = argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]
+        return subprocess.Popen([sys.executable, "-c", _SERVING, host, port], start_new_session=True)
+
+    monkeypatch.setattr("agentscale.models.serving.server.spawn", spawn)
+    server = start(
+        Target("m", str(tmp_path), None, EngineOptions()), "cpu", None, "127.0.0.2", shared=True, on_status=None
+    )
+    try:
+        assert server.endpoint.api_base == f"http://127.0.0.2:{server.endpoint.port}/v1"
+        _wait_ready(server, 30, None)  # waited for 127.0.0.1 until the timeout
+        found = find_running("m", None, DEFAULT_HOST)  # what another process's run looks up
+        assert found is not None and found.api_base == server.endpoint.api_base
+    finally:
+        stop(server)
