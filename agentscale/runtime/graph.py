@@ -275,16 +275,16 @@ class Graph:
         on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
         """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop running: agentscale's loop answers, whichever thread asks
-            if any(starts_server(model.route) for model in self.runtime.models.values()):
-                install_signal_handlers()  # servers start in the loop's thread, where Python allows none
-            return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event))
-        raise RuntimeError(
-            "Graph.run cannot be called from a running event loop (a notebook, async code): "
-            "use `await graph.arun(question)` instead"
-        )
+        if _loop_running():
+            raise RuntimeError(
+                "Graph.run cannot be called from a running event loop (a notebook, async code): "
+                "use `await graph.arun(question)` instead"
+            )
+        # no loop running: agentscale's loop answers, whichever thread asks (outside the probe's
+        # `except`: every error of the run read "no running event loop", then "During handling...")
+        if any(starts_server(model.route) for model in self.runtime.models.values()):
+            install_signal_handlers()  # servers start in the loop's thread, where Python allows none
+        return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event))
 
     async def _warm_up(self) -> None:
         """What takes seconds once, done before a question's clock starts (a time budget counted it,
@@ -357,3 +357,12 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             )
     if issues:
         raise SpecError(issues, source)
+
+
+def _loop_running() -> bool:
+    """Whether this thread runs an event loop (where a synchronous run would block it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

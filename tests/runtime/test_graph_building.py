@@ -74,6 +74,17 @@ async def test_an_unknown_run_id_is_refused_before_any_call(make_graph, scripted
     assert (await graph.arun("What is 1 + 1?", run_id=run.id)).run_id == run.id
 
 
+def test_a_synchronous_runs_error_is_not_chained_to_the_loop_probe(tmp_path: Path) -> None:
+    """Every error of `Graph.run` printed "RuntimeError: no running event loop", then "During
+    handling of the above exception, another exception occurred": it was raised inside the probe's
+    `except`."""
+    text = "name: z\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    graph = Graph.from_yaml(text, store=Store(tmp_path / "a.db"))
+    with pytest.raises(RunNotFound, match="no run 'nosuch'") as raised:
+        graph.run("What is 1 + 1?", run_id="nosuch")
+    assert raised.value.__context__ is None
+
+
 async def test_arguments_a_run_would_trip_over_after_paying_are_refused_up_front(
     make_graph, scripted, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
