@@ -175,6 +175,10 @@ class NodeSpec(StrictModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
+DEFAULT_MAX_TOKENS = 512
+"""A call's completion length when neither its node nor the graph's `defaults` set `max_tokens`."""
+
+
 class Budget(StrictModel):
     """Per-question caps, enforced before each call."""
 

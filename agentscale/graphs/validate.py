@@ -17,6 +17,7 @@ from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.located import LocatedData, PathPart, load_located
 from agentscale.graphs.spec import (
     BUILTIN_ROLES,
+    DEFAULT_MAX_TOKENS,
     MODEL_FREE_ROLES,
     ROLES_NEEDING_INPUTS,
     STORED_CONTEXT,
@@ -219,6 +220,9 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
             issue = _model_reference_issue(spec, spec.coordinator.evaluator, ("coordinator", "evaluator"), loc)
             if issue:
                 issues.append(issue)
+        issue = _min_tokens_issue(spec, loc)
+        if issue:
+            issues.append(issue)
 
     pairs: list[tuple[str, str]] = []
     for index, text in enumerate(spec.edges):
@@ -281,6 +285,30 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
         if node.id not in reaching:
             issues.append(loc.issue(("nodes", index), f"node {node.id!r} cannot reach the output {output!r}"))
     return issues
+
+
+def _min_tokens_issue(spec: GraphSpec, loc: LocatedData) -> SpecIssue | None:
+    """A CEO's `min_tokens` above the most a round's call may get was cut to it, silently (as a run
+    resolves it: `coordinator.max_tokens`, else the largest node's `max_tokens`, within the
+    question's token budget)."""
+    coordinator = spec.coordinator
+    assert coordinator is not None
+    if "min_tokens" not in coordinator.model_fields_set:  # the default (16) gives way to tiny nodes
+        return None
+    calls = [n for n in spec.nodes if n.role not in MODEL_FREE_ROLES]
+    largest = max((n.max_tokens or spec.defaults.max_tokens or DEFAULT_MAX_TOKENS for n in calls), default=None)
+    ceiling, why = (coordinator.max_tokens, "coordinator.max_tokens") if coordinator.max_tokens else (largest, "")
+    if ceiling is None:
+        return None
+    why = why or "the largest node max_tokens; set coordinator.max_tokens or raise the nodes'"
+    if spec.budget is not None and spec.budget.max_tokens is not None and spec.budget.max_tokens < ceiling:
+        ceiling, why = spec.budget.max_tokens, "budget.max_tokens"
+    if coordinator.min_tokens <= ceiling:
+        return None
+    return loc.issue(
+        ("coordinator", "min_tokens"),
+        f"min_tokens ({coordinator.min_tokens}) is above the most a round's call may get ({ceiling}: {why})",
+    )
 
 
 def _model_reference_issue(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models._reply import (
     MalformedReply,
     check_reply,
@@ -37,7 +38,6 @@ TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency
 """What a model call's span reports when tracing is on (and its completion, with content capture)."""
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_TEMPERATURE = 0.7
-DEFAULT_MAX_TOKENS = 512
 _CACHE_OFF = frozenset({"off", "0", "false", "no"})
 _CACHE_ON = frozenset({"", "on", "1", "true", "yes"})
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentscale.errors import SpecError, SpecIssue
+from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models.cost import price_is_known
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS
 from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec

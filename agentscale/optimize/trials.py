@@ -19,8 +19,9 @@ from sqlalchemy import select
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items
 from agentscale.executors import Executor, LocalExecutor
+from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models.cost import known_total
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, Gateway
+from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, run_front, scalarize
 from agentscale.optimize.problem import SearchProblem

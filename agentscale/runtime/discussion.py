@@ -49,9 +49,9 @@ from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.agents.tester import passes_stated_examples
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
-from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
+from agentscale.graphs.spec import DEFAULT_MAX_TOKENS, ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.cost import estimate_prompt_tokens
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest
+from agentscale.models.gateway import DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_interrupted, record_result
 from agentscale.runtime.execute import (

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from agentscale.agents.roles import Candidate, Role, answer_without_model, majority_vote, resolve_roles
 from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
-from agentscale.graphs.spec import CODE_ONLY_ROLES, AnswerFormat, GraphSpec, NodeSpec
+from agentscale.graphs.spec import CODE_ONLY_ROLES, DEFAULT_MAX_TOKENS, AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
-from agentscale.models.gateway import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, CallRequest, Gateway
+from agentscale.models.gateway import DEFAULT_TEMPERATURE, CallRequest, Gateway
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.runtime.calls import ModelCalls, RunValues, calls_usage, record_result
 from agentscale.runtime.plugins import RunMemory, graph_memory

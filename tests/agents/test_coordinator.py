@@ -120,6 +120,23 @@ def test_coordinator_ranges_are_validated(make_graph) -> None:  # type: ignore[n
     assert Graph.from_yaml(graph.to_yaml(), store=None).spec == graph.spec  # round trip
 
 
+@pytest.mark.parametrize(
+    ("coordinator", "extra", "ceiling"),
+    [
+        ("{model: m, min_tokens: 2000}", "", "512: the largest node max_tokens"),  # the nodes' default
+        ("{model: m, min_tokens: 300}", "defaults: {max_tokens: 256}\n", "256: the largest node max_tokens"),
+        ("{model: m, min_tokens: 300, max_tokens: 400}", "budget: {max_tokens: 200}\n", "200: budget.max_tokens"),
+    ],
+)
+def test_a_min_tokens_no_round_could_give_is_refused_at_its_line(make_graph, coordinator, extra, ceiling) -> None:  # type: ignore[no-untyped-def]
+    """`min_tokens` above the most a round's call may get passed validation and was cut to it at run
+    time, silently (the docs review: min_tokens 2000 over nodes of the default 512)."""
+    text = f"name: v\n{extra}nodes:\n  - {{id: a, role: assistant, model: m}}\ncoordinator: {coordinator}\n"
+    with pytest.raises(SpecError, match=rf"coordinator.min_tokens \(line \d\): min_tokens .* \({ceiling}"):
+        make_graph(text)
+    make_graph(text.replace("min_tokens: 2000", "min_tokens: 512").replace("min_tokens: 300", "min_tokens: 200"))
+
+
 # -- discussions ---------------------------------------------------------------------------------
 
 
