@@ -161,7 +161,13 @@ def serve_command(
         typer.Option(help="Port to serve on (default: env AGENTSCALE_VLLM_PORT, else 8000).", min=1, max=65535),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    max_model_len: Annotated[int | None, typer.Option(help="Context length (CPU default 2048).")] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(
+            help="Context length (default: a bundled model's catalog length, 4096 for the Qwen models; "
+            "else 2048 on CPU)."
+        ),
+    ] = None,
     dtype: Annotated[
         str | None, typer.Option(help="Weights dtype (CPU default: bfloat16 if the CPU has it natively, else float32).")
     ] = None,

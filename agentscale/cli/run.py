@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import Interrupted, err, print_json, print_plain, say_simulated, short
-from agentscale.cli._options import DbOption, JsonOption, NoCacheOption, command_line, make_gateway
+from agentscale.cli._options import DbOption, NoCacheOption, command_line, make_gateway
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -39,7 +39,14 @@ def run_command(
         ),
     ] = False,
     trace: TraceOption = None,
-    json_output: JsonOption = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON on stdout (human output is suppressed): one document, or with --input one line "
+            "per question.",
+        ),
+    ] = False,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
