@@ -192,3 +192,21 @@ def test_items_their_scorer_marks_wrong_whatever_the_answer_are_refused(tmp_path
         load_task(str(nan), scorer="numeric")
     tested = '{"question": "def f(): ...", "answer": "", "test": "assert f() is None", "entry_point": "f"}'
     assert load_task(str(_write(tmp_path, [tested])), scorer="code").size == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [  # the bad-input review: 0% with "reference 'abc' is not a number"; a traceback at that item, on resume too
+        ('{"question": "1+1?", "answer": "abc"}', r"field 'answer' 'abc' is not a number, which the numeric scorer"),
+        ('{"question": "1+1?", "answer": 2, "rel_tol": "abc"}', r"'rel_tol' must be a finite number >= 0, got 'abc'"),
+        ('{"question": "1+1?", "answer": 2, "metadata": {"rel_tol": -1}}', r"'rel_tol' must be .*, got -1"),
+        ('{"question": "1+1?", "answer": 2, "rel_tol": Infinity}', r"'rel_tol' must be .*, got inf"),
+        ('{"question": "1+1?", "answer": 2, "rel_tol": true}', r"'rel_tol' must be .*, got True"),
+    ],
+)
+def test_items_the_numeric_scorer_cannot_read_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    path = _write(tmp_path, ['{"question": "2+2?", "answer": 4}', line])
+    with pytest.raises(TaskError, match=rf"data\.jsonl:2: {message}"):
+        load_task(str(path), scorer="numeric")
+    ok = _write(tmp_path, ['{"question": "2+2?", "answer": "4", "rel_tol": "0.01"}'])  # float() reads it, as before
+    assert load_task(str(ok), scorer="numeric").size == 1

@@ -13,6 +13,7 @@ answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from agentscale.tasks.base import Task, TaskItem
 from agentscale.tasks.errors import TaskError
 from agentscale.tasks.scorers import get_scorer
 from agentscale.tasks.scorers.choice import choice_index
-from agentscale.tasks.scorers.numeric import is_number
+from agentscale.tasks.scorers.numeric import is_number, parse_number
 
 _KNOWN = ("id", "question", "answer", "choices", "metadata")
 
@@ -122,17 +123,35 @@ def read_items(path: Path) -> dict[int, TaskItem]:
 
 def _refuse_unscorable(path: Path, items: dict[int, TaskItem], scorer_name: str) -> None:
     """An item its scorer marks wrong whatever the model says: an empty reference (a code item's tests
-    may stand in for it), a NaN, a choice reference naming none of the item's choices."""
+    may stand in for it), a NaN, a numeric scorer's reference that is no number, a choice reference
+    naming none of the item's choices; or one it cannot score at all: a numeric item's `rel_tol`
+    that is no finite number ≥ 0 (the eval died at that item with a traceback, and again on resume)."""
     for line_no, item in items.items():
         reference = item.reference.strip()
         if not reference and not (scorer_name == "code" and item.metadata.get("test")):
             raise _fail(path, line_no, "field 'answer' is empty")
         if reference.lower() == "nan" and scorer_name in ("numeric", "math"):
             raise _fail(path, line_no, "field 'answer' must be a finite number, got nan")
+        if scorer_name == "numeric" and parse_number(reference) is None:
+            message = f"field 'answer' {reference[:60]!r} is not a number, which the numeric scorer compares"
+            raise _fail(path, line_no, message + " (text answers: --scorer exact)")
+        if scorer_name == "numeric" and "rel_tol" in item.metadata and not _tolerance(item.metadata["rel_tol"]):
+            raise _fail(path, line_no, f"'rel_tol' must be a finite number >= 0, got {item.metadata['rel_tol']!r}")
         if scorer_name == "choice" and item.choices and choice_index(reference, item.choices) is None:
             last = chr(ord("A") + len(item.choices) - 1)
             message = f"field 'answer' {reference!r} names none of its choices (a letter A-{last}, or one's text)"
             raise _fail(path, line_no, message)
+
+
+def _tolerance(value: Any) -> bool:
+    """Whether the numeric scorer can take `value` as a relative tolerance (it reads it with float())."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= 0
 
 
 def infer_scorer(items: list[TaskItem]) -> str:
