@@ -15,7 +15,7 @@ from agentscale.sim.items import DEFAULT_BANK_SIZE, SimItem, make_item, parse_ta
 from agentscale.sim.profiles import PROFILES, profile
 from agentscale.sim.seeding import sim_seed
 from agentscale.tasks import Task, TaskError, TaskInfo, TaskItem, register_prefix
-from agentscale.tasks.errors import check_generated_size
+from agentscale.tasks.errors import TaskOptionError, check_generated_size
 from agentscale.tasks.scorers.numeric import score_numeric
 
 PREFIX = "sim"
@@ -48,6 +48,8 @@ def load_sim_task(name: str, *, size: int = DEFAULT_BANK_SIZE, seed: int | None 
     if key not in PROFILES:
         raise TaskError(f"unknown sim task 'sim:{key}'; valid: {', '.join(f'sim:{k}' for k in PROFILES)}")
     check_generated_size(f"sim:{key}", size)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):  # its items' tags need one
+        raise TaskOptionError(f"task 'sim:{key}': seed must be an integer, got {seed!r}")
     seed = sim_seed() if seed is None else seed
     items = [task_item(make_item(key, seed, index)) for index in range(size)]
     return Task(

@@ -86,3 +86,17 @@ def test_a_sim_seed_that_is_no_integer_is_a_one_line_error(
     assert main(["eval", str(graph), "--task", "sim:math", "--n", "1"]) == 1
     err = capsys.readouterr().err
     assert "AGENTSCALE_SIM_SEED must be an integer, got 'abc'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("seed", ["x", "1.5"])
+def test_a_seed_option_that_is_no_integer_is_refused(
+    seed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--task-option seed=x` (or `task.options: {seed: x}`) tagged every item `@sx`, which the sim
+    models do not read: every answer wrong, 0% where seed 7 gives 72%, and exit 0."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-70b}\n")
+    assert main(["eval", str(graph), "--task", "sim:math", "--task-option", f"seed={seed}", "--n", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "task 'sim:math': seed must be an integer" in err and "Traceback" not in err
