@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+MODEL_ALIAS_PATTERN = r"^\S+$"
+"""A `models:` key: a name nodes can give (an empty one crashed the optimizer's pilot; one with a
+'/' reads as a litellm route, which `alias_issues` says)."""
+ModelAlias = Annotated[str, Field(pattern=MODEL_ALIAS_PATTERN)]
 AnswerFormat = Literal["text", "number", "choice", "code"]
 AnswerStyle = Literal["final_line", "boxed"]
 """How a model is asked to mark its final answer: a closing "Final answer:" line, or \\boxed{} (Qwen)."""
@@ -250,7 +254,7 @@ class GraphSpec(StrictModel):
     version: Literal[1] = 1
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    models: dict[ModelAlias, ModelSpec] = Field(default_factory=dict)
     defaults: Sampling = Field(default_factory=Sampling)
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
     edges: list[str] = Field(default_factory=list)
@@ -284,7 +288,10 @@ def parse_edge(text: str) -> list[tuple[str, str]]:
     """
     groups = text.split("->")  # members are stripped below (a pattern like \s*->\s* rescans blanks)
     if len(groups) < 2:
-        raise ValueError(f"edge {text!r} must look like 'a -> b' or 'a, b -> c'")
+        raise ValueError(
+            f"edge {text!r} must look like 'a -> b' or 'a, b -> c' (in a `[...]` list a comma ends an item: "
+            "quote an edge that has one, or give one `- a, b -> c` line per edge)"
+        )
     ids = []
     for group in groups:
         members = [part.strip() for part in group.split(",")]

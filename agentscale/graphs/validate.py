@@ -6,6 +6,7 @@ Each problem names its YAML path and line, because users fix graph files by jump
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agentscale.errors import SpecError, SpecIssue
-from agentscale.graphs.located import LocatedData, PathPart, load_located
+from agentscale.graphs.located import LocatedData, PathPart, format_path, load_located
 from agentscale.graphs.spec import (
     BUILTIN_ROLES,
     DEFAULT_MAX_TOKENS,
@@ -69,7 +70,15 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
         kind = item["type"]
-        if kind == "extra_forbidden":
+        if loc and loc[-1] == "[key]":  # a mapping's key (a model alias, a role), not its value
+            key = str(item["input"]).lower() if isinstance(item["input"], bool) else loc[-2]  # pydantic: True as 1
+            issues.append(SpecIssue(format_path(loc[:-2]), _key_message(item), located.line_of((*loc[:-2], key))))
+            continue
+        if isinstance(item["input"], bool) and kind == "string_type":
+            message = f"got {_yaml_bool(item['input'])}"
+        elif isinstance(item["input"], float) and not math.isfinite(item["input"]):
+            message = f"must be a finite number, got {item['input']}"
+        elif kind == "extra_forbidden":
             key = str(loc[-1])
             owner = _model_at(root, loc[:-1])
             valid = sorted(owner.model_fields) if owner else []
@@ -92,6 +101,20 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             message = item["msg"].removeprefix("Value error, ")
         issues.append(located.issue(loc, message))
     return issues
+
+
+def _key_message(item: Any) -> str:
+    key = item["input"]
+    if isinstance(key, bool):
+        return f"a key read as {_yaml_bool(key)}"
+    if item["type"] == "string_pattern_mismatch":
+        return f"the key {key!r} is not a name (empty, or with blanks)"
+    return f"the key {key!r}: {item['msg']}"
+
+
+def _yaml_bool(value: bool) -> str:
+    """A YAML 1.1 boolean where text was meant (`name: yes`, `true:` as a key)."""
+    return f"the boolean {str(value).lower()} (YAML reads true/false, yes/no, on/off so): quote it"
 
 
 def _shown(value: object) -> str:

@@ -20,6 +20,7 @@ from agentscale.graphs.spec import (
     AnswerFormat,
     Budget,
     GraphSpec,
+    ModelAlias,
     ModelSpec,
     NonNegativeFloat,
     PositiveFloat,
@@ -146,7 +147,7 @@ class SpaceSpec(StrictModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
     task: TaskRef
-    models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
+    models: Annotated[dict[ModelAlias, ModelSpec], Field(min_length=1)]
     roles: Annotated[list[RoleName], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     max_nodes: Annotated[int, Field(ge=1, le=32)] = 6
     budget: SpaceBudget

@@ -165,7 +165,9 @@ def load_task(
     spec = spec.strip()
     if _is_path(spec):
         if not Path(spec).is_file():
-            raise TaskError(f"task file {spec!r} not found")
+            raise TaskError(
+                f"task file {spec!r} is a directory" if Path(spec).is_dir() else f"task file {spec!r} not found"
+            )
         if "scorer" in options:  # a TypeError traceback ("multiple values for keyword argument 'scorer'")
             raise TaskOptionError("scorer is not a task option: give it as --scorer (task.scorer in a space)")
         if "stored" in options:

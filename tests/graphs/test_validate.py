@@ -274,6 +274,38 @@ CASES = {
         "contains '/', which makes it read as a route",
         3,
     ),
+    "empty alias": (  # validate passed, then optimize's pilot crashed (StopIteration) after the baselines
+        'name: g\nmodels:\n  "": {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n',
+        "models",
+        "the key '' is not a name (empty, or with blanks)",
+        3,
+    ),
+    "a key YAML reads as a boolean": (  # "models[1].[key] (line 2): Input should be a valid string"
+        "name: g\nmodels:\n  true: {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "models",
+        "a key read as the boolean true (YAML reads true/false, yes/no, on/off so): quote it",
+        3,
+    ),
+    "a name YAML reads as a boolean": (
+        "name: yes\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "name",
+        "got the boolean true",
+        1,
+    ),
+    "a NaN temperature": (  # "Input should be less than or equal to 2"
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b, temperature: .nan}\n",
+        "nodes[0].temperature",
+        "must be a finite number, got nan",
+        3,
+    ),
+    "edges in a flow list": (
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+        "  - {id: b, role: assistant, model: sim/llama-1b}\n  - {id: f, role: fuser, model: sim/llama-1b}\n"
+        "edges: [a, b -> f]\n",
+        "edges[0]",
+        "in a `[...]` list a comma ends an item",
+        6,
+    ),
     "api_base neither URL nor list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",

@@ -129,6 +129,9 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         load_jsonl(_write(tmp_path, [""]))
     with pytest.raises(TaskError, match="not found"):
         load_task(str(tmp_path / "missing.jsonl"))
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(TaskError, match=r"task file '.*folder\.jsonl' is a directory"):  # it said "not found"
+        load_task(str(tmp_path / "folder.jsonl"))
 
 
 def test_unknown_scorer_lists_valid_ones(tmp_path: Path) -> None:
