@@ -17,27 +17,22 @@ def find_cycle(nodes: Iterable[str], pairs: Iterable[tuple[str, str]]) -> list[s
         successors.setdefault(target, [])
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(successors, white)
-    stack_path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = grey
-        stack_path.append(node)
-        for nxt in successors[node]:
-            if color[nxt] == grey:
-                return [*stack_path[stack_path.index(nxt) :], nxt]
-            if color[nxt] == white:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack_path.pop()
-        color[node] = black
-        return None
-
-    for node in successors:
-        if color[node] == white:
-            found = visit(node)
-            if found:
-                return found
+    for root in successors:  # depth-first without recursion: a 1,000-node chain hit Python's limit
+        if color[root] != white:
+            continue
+        color[root] = grey
+        path, pending = [root], [iter(successors[root])]
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                color[path.pop()] = black
+                pending.pop()
+            elif color[nxt] == grey:
+                return [*path[path.index(nxt) :], nxt]
+            elif color[nxt] == white:
+                color[nxt] = grey
+                path.append(nxt)
+                pending.append(iter(successors[nxt]))
     return None
 
 

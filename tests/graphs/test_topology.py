@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from agentscale.graphs.topology import Topology, find_cycle
 
 DIAMOND = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
@@ -23,3 +25,12 @@ def test_critical_path_is_the_longest_weighted_path() -> None:
 def test_find_cycle() -> None:
     assert find_cycle("abc", [("a", "b"), ("b", "c")]) is None
     assert find_cycle("abc", [("a", "b"), ("b", "c"), ("c", "a")]) == ["a", "b", "c", "a"]
+    assert find_cycle("abcd", [("a", "b"), ("a", "c"), ("c", "d"), ("d", "c")]) == ["c", "d", "c"]
+
+
+def test_find_cycle_follows_chains_longer_than_pythons_recursion_limit() -> None:
+    """A 1,000-node chain failed validate, run and draw with RecursionError (a traceback)."""
+    nodes = [f"n{i}" for i in range(5000)]
+    chain = list(itertools.pairwise(nodes))
+    assert find_cycle(nodes, chain) is None
+    assert find_cycle(nodes, [*chain, ("n4999", "n4000")]) == [*nodes[4000:], "n4000"]
