@@ -187,8 +187,9 @@ def method_and_seed(
     space: SpaceSpec, method: str | None = None, seed: int | None = None, *, stored: bool = False
 ) -> tuple[str, int]:
     """The search method and seed of a run: those given (command-line flags), else the space's
-    `optimizer:`. An unknown method, one that needs the space's agent model when it names none, or a
-    REINFORCE method with fewer than 2 samples is refused here (so also by `validate` and the dry
+    `optimizer:`. An unknown method, one that needs the space's agent model when it names none, a
+    space's agent model its own method never calls (another --method may), or a REINFORCE method
+    with fewer than 2 samples is refused here (so also by `validate` and the dry
     run), before any task is loaded or run row written; `stored`: a resumed run, taken as started."""
     name = method or space.optimizer.method
     if name not in METHODS:  # a --method flag (the space's own is checked with the space)
@@ -196,6 +197,10 @@ def method_and_seed(
     given = "--method" if method is not None else "optimizer.method:"
     if METHODS[name].needs_agent and space.optimizer.agent_model is None:
         message = f"{given} {name} needs an agent model: set optimizer.agent_model to one of the space's models"
+        raise SpecError([SpecIssue("optimizer.agent_model", message)])
+    if space.optimizer.agent_model is not None and not METHODS[name].uses_agent and method is None and not stored:
+        users = ", ".join(sorted(n for n, m in METHODS.items() if m.uses_agent))
+        message = f"{given} {name} makes no agent calls (only {users} do): remove agent_model, or use one of them"
         raise SpecError([SpecIssue("optimizer.agent_model", message)])
     if name in ("agent-reinforce", "reinforce") and space.optimizer.samples < 2 and not stored:
         message = (

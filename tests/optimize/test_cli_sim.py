@@ -198,6 +198,21 @@ def test_a_method_needing_an_agent_model_is_refused_by_validate_and_the_dry_run(
     assert Store(tmp_path / "o.db").list_runs() == []  # refused before a run row
 
 
+def test_an_agent_model_the_spaces_method_never_calls_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`method: random` with `agent_model: l3` validated and ran with 0 agent calls, silently. Another
+    --method on the command line may leave the space's agent model unused: that is a choice."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("method: agent-reinforce,", "method: random, agent_model: l3,"))
+    assert main(["validate", str(space)]) == 1
+    message = r"optimizer\.agent_model \(line \d+\): optimizer\.method: random makes no agent calls \(only agent-reinforce, llm"
+    assert re.search(message, capsys.readouterr().err)
+    assert main(["optimize", str(space), "--dry-run", "--method", "bayes"]) == 0
+    assert main(["optimize", str(space), "--dry-run", "--method", "agent-reinforce"]) == 0
+
+
 def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ PILOT_MODELS = 3  # models whose self-consistency at full budget the pilot measu
 @register
 class AgentReinforce(SearchMethod):
     name = "agent-reinforce"
+    uses_agent = True
 
     def __init__(
         self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, lr: float = 0.5, **options: Any

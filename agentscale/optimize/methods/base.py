@@ -22,7 +22,8 @@ class SearchMethod(ABC):
     observes: that is what lets a run resume by replaying stored evaluations."""
 
     name: ClassVar[str]
-    needs_agent: ClassVar[bool] = False
+    uses_agent: ClassVar[bool] = False  # calls `optimizer.agent_model` when the space names one
+    needs_agent: ClassVar[bool] = False  # cannot run without it
 
     def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
         self.problem = problem

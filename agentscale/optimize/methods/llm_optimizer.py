@@ -17,7 +17,7 @@ from agentscale.optimize.problem import SearchProblem
 @register
 class LLMOptimizer(SearchMethod):
     name = "llm"
-    needs_agent = True
+    uses_agent = needs_agent = True
 
     def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
         if agent is None:
