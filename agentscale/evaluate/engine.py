@@ -329,8 +329,8 @@ class Evaluation:
                     on_item=on_item,
                     executor=self.executor,
                 )
-            except BaseException:
-                self.store.finish_run(self.run_id, "interrupted")
+            except BaseException as exc:
+                self.store.finish_broken_run(self.run_id, exc)
                 raise
         finally:
             if self._owns_executor:

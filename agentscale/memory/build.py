@@ -200,19 +200,19 @@ class HandbookBuilder:
         running = [asyncio.ensure_future(one(source)) for source in sources]
         try:
             await asyncio.gather(*running)
-        except BaseException:
+        except BaseException as exc:
             for pending in running:
                 pending.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            self.store.finish_run(run.id, "interrupted", report.to_dict())
+            self.store.finish_broken_run(run.id, exc, report.to_dict())
             raise
         report.behaviors = len(await asyncio.to_thread(self.handbook.behaviors))
         self.store.finish_run(run.id, "done", report.to_dict())
         return report
 
     def _unfinished_build(self, config: dict[str, Any]) -> Run | None:
-        """The latest build with this very configuration that stopped before its end (interrupted, or
-        left running by a process that died), if no later one finished. Running the same command
+        """The latest build with this very configuration that stopped before its end (interrupted,
+        failed, or left running by a process that died), if no later one finished. Running the same command
         again goes on with it: a new run re-proposed every item it had done, and the handbook counted
         their behaviors twice (merged 158 against 78, two sources per item). A build still running in a
         live process is returned too, so that taking it over is refused (`RunBusy`): the same command
@@ -222,7 +222,7 @@ class HandbookBuilder:
             if run.kind != "handbook" or json.loads(run.config_json) != stored:
                 continue
             live = run.status == "running" and owner_alive(run.owner) is True
-            return run if run.status == "interrupted" or run.process_gone() or live else None
+            return run if run.status in ("interrupted", "failed") or run.process_gone() or live else None
         return None
 
     async def _item(self, run_id: str, source: _Source, task: Task | None, report: BuildReport) -> None:

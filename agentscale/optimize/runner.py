@@ -19,7 +19,6 @@ row propose nothing new (converged). `usage.calls_by_stage` splits the model cal
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -396,11 +395,7 @@ class Optimization:
             async with self._progress.refreshing():
                 result = await self._run()
         except BaseException as exc:
-            # Ctrl-C, SIGTERM (its handler exits, which cancels this task) or a caller's cancel: resumable
-            stopped = KeyboardInterrupt | SystemExit | asyncio.CancelledError
-            status = "interrupted" if isinstance(exc, stopped) else "failed"
-            error = None if status == "interrupted" else str(exc) or type(exc).__name__  # "CancelledError" said nothing
-            self.store.finish_run(self.run_id, status, error=error)
+            self.store.finish_broken_run(self.run_id, exc)
             raise
         finally:
             self.executor.close()

@@ -88,14 +88,14 @@ async def run_batch(
                 if on_result is not None:
                     on_result(items[delivered][0], results[delivered])
                 delivered += 1
-    except BaseException:
+    except BaseException as exc:
         for task in tasks:
             task.cancel()
         try:
             await asyncio.gather(*tasks, return_exceptions=True)  # none still running, or recording, after this
         finally:  # also when a second Ctrl-C cuts the wait short
             if store is not None and run_id is not None:  # what is stored: a question may finish as it is cancelled
-                store.finish_run(run_id, "interrupted", {"answered": len(store.run_items(run_id))})
+                store.finish_broken_run(run_id, exc, {"answered": len(store.run_items(run_id))})
         raise
     if store is not None and run_id is not None:
         store.finish_run(run_id, "done", {"n": len(items)})

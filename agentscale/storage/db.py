@@ -13,6 +13,7 @@ context, an ORM session for a lookup) cost several times the SQLite work itself
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -331,6 +332,14 @@ class Store:
         if summary is not None:
             fields["summary_json"] = json.dumps(summary)
         self._update_run(run_id, fields)
+
+    def finish_broken_run(self, run_id: str, exc: BaseException, summary: dict[str, Any] | None = None) -> None:
+        """A run that ended before its end: `interrupted` when stopped (Ctrl-C, SIGTERM's exit, a
+        caller's cancel), which a resume continues; `failed` with the error otherwise (an eval that
+        died on an item was shown "interrupted; continue with --resume", which died again)."""
+        stopped = isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError)
+        error = None if stopped else str(exc) or type(exc).__name__
+        self.finish_run(run_id, "interrupted" if stopped else "failed", summary, error=error)
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again (it may have been stopped, interrupted or failed, or left

@@ -25,7 +25,8 @@ from tests.conftest import graph_yaml, with_default_sigint
 
 
 class _Stop(Exception):
-    """Stands for Ctrl-C (a real KeyboardInterrupt would stop pytest itself)."""
+    """Stops a run from inside (a real KeyboardInterrupt would stop pytest itself): the run is
+    `failed`, which resumes as an interrupted one does."""
 
 
 ONE_NODE = "name: ev\nnodes:\n  - {id: a, role: assistant, model: m}\n"
@@ -88,7 +89,7 @@ async def test_resume_after_interruption_asks_nothing_twice(
     with pytest.raises(_Stop):
         await evaluation.run(on_item=stop_after_three)
     store = gateway.store
-    assert store is not None and store.get_run(evaluation.run_id).status == "interrupted"
+    assert store is not None and store.get_run(evaluation.run_id).status == "failed"
     answered = {row.question for row in store.run_items(evaluation.run_id)}
     assert len(answered) == 3
     scripted.reset()

@@ -51,7 +51,7 @@ async def test_concurrency_bounds_the_questions_in_flight(make_graph, scripted: 
     assert scripted.peak_concurrency == 2
 
 
-async def test_a_batch_that_stops_is_marked_interrupted_with_what_it_answered(
+async def test_a_batch_whose_consumer_fails_is_marked_failed_with_what_it_answered(
     make_graph, scripted: ScriptedServer, store: Store
 ) -> None:
     scripted.add_rule(Rule(pattern="slow", replies=["Final answer: 1"], latency_s=1.0))
@@ -67,7 +67,11 @@ async def test_a_batch_that_stops_is_marked_interrupted_with_what_it_answered(
         await run_batch(graph, items, concurrency=2, on_result=stop)
     assert seen == ["a"]
     (run,) = store.list_runs()
-    assert (run.status, json.loads(run.summary_json)) == ("interrupted", {"answered": 1})
+    assert (run.status, run.error, json.loads(run.summary_json)) == (
+        "failed",
+        "the consumer went away",
+        {"answered": 1},
+    )
     assert len(store.run_items(run.id)) == 1  # the cancelled question recorded nothing
     await asyncio.sleep(1.5)  # the server answers the cancelled call (to a closed socket) inside this test
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 import threading
@@ -282,3 +283,25 @@ def test_an_apps_own_tables_are_neither_created_nor_altered(tmp_path: Path) -> N
     with sqlite3.connect(path) as app:
         assert [row[1] for row in app.execute("PRAGMA table_info(_appnote)")] == ["id", "text"]
         assert app.execute("SELECT name FROM sqlite_master WHERE name = 'run'").fetchone() == ("run",)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "error"),
+    [
+        (KeyboardInterrupt(), "interrupted", None),
+        (asyncio.CancelledError(), "interrupted", None),  # Ctrl-C and SIGTERM's exit cancel the run's task
+        (SystemExit(143), "interrupted", None),
+        (ValueError("could not convert string to float: 'abc'"), "failed", "could not convert string to float: 'abc'"),
+        (RuntimeError(), "failed", "RuntimeError"),
+    ],
+)
+def test_a_run_that_ends_early_is_interrupted_when_stopped_and_failed_with_its_error_otherwise(
+    tmp_path: Path, exc: BaseException, status: str, error: str | None
+) -> None:
+    """An eval that died on an item was stored "interrupted" with no error, and `runs show` offered
+    a resume that died again (the bad-input review)."""
+    store = Store(tmp_path / "runs.db")
+    run = store.create_run("eval", graph_name="g")
+    store.finish_broken_run(run.id, exc, {"answered": 3})
+    stored = store.get_run(run.id)
+    assert (stored.status, stored.error, stored.summary_json) == (status, error, '{"answered": 3}')
