@@ -464,7 +464,10 @@ def import_command(
     except json.JSONDecodeError as exc:
         raise AgentScaleError(f"{file}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
     store = open_store(db)
-    report = import_handbook(store, document, handbook)
+    try:
+        report = import_handbook(store, document, handbook)
+    except AgentScaleError as exc:  # "behaviors[0]: needs a string 'instruction'" named no file
+        raise AgentScaleError(f"{'stdin' if str(file) == '-' else file}: {exc}") from None
     name = handbook or str(document.get("handbook"))
     total = len(Handbook(store, name, embedder=None).behaviors())
     if json_output:

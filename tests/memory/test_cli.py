@@ -159,6 +159,12 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     utf16.write_text('{"format": "agentscale-handbook"}', encoding="utf-16")
     cases.append((["handbook", "import", str(utf16)], "not UTF-8 text"))  # a traceback before
     cases.append((["handbook", "import", str(tmp_path)], "is a directory"))  # likewise
+    no_instruction = tmp_path / "no_instruction.json"
+    no_instruction.write_text(
+        '{"format": "agentscale-handbook", "version": 1, "handbook": "h", "behaviors": [{"name": "b"}]}'
+    )
+    # named no file
+    cases.append((["handbook", "import", str(no_instruction)], "no_instruction.json: behaviors[0]: needs a string"))
     cases.append((["handbook", "search", "math", " "], "the query is empty"))  # returned behaviors
     schemeless = ["--task", "sim:math", "--model", "openai/x", "--api-base", "localhost:8000/v1"]  # a traceback
     cases.append((["handbook", "build", "--handbook", "x", *schemeless], "--api-base 'localhost:8000/v1' is not"))
