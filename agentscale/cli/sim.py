@@ -100,6 +100,11 @@ def best_known_command(
         f"(compute {found.compute:.2f}; {found.evaluations} graphs scored in {found.seconds:.0f}s)"
     )
     out.print(found.candidate.describe())
+    if found.evaluations < evaluations:  # "16 graphs scored" of 50 asked said nothing of why
+        out.print(
+            f"stopped at {found.evaluations} of {evaluations} graphs: restarts found no graph not yet scored "
+            "(the space's reachable graphs are all scored)"
+        )
     if kept:  # a shorter search must not replace the reference benchmarks measure against
         out.print(f"kept {target}: its graph scores {stored:.4f}, at least this search's (delete it to replace it)")
     else:

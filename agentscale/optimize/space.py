@@ -186,8 +186,8 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
     skips the rules added since it may have been written."""
     if isinstance(located.data, dict) and "nodes" in located.data and "task" not in located.data:
         message = (
-            "this is a graph file (`nodes:`, no `task:`), not a search space: run it with `agentscale run` "
-            "or `agentscale eval`; `optimize` takes a search space (task, models, roles, budget)"
+            "this is a graph file (`nodes:`, no `task:`), not a search space (task, models, roles, budget): "
+            "run it with `agentscale run` or `agentscale eval`"
         )
         raise SpecError([located.issue(("nodes",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source, stored=stored)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,10 @@ def test_a_shorter_search_keeps_a_better_stored_record_and_never_writes_over_its
     assert again["kept_stored"] is (again["accuracy"] <= found["accuracy"]) is True and record.read_text() == before
     assert main(["sim", "best-known", str(space), "--out", str(space)]) == 1
     assert "is the space file itself" in capsys.readouterr().err and space.read_text() == SPACE
+
+
+def test_a_search_that_runs_out_of_graphs_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--evaluations 10000` on a small space printed "N graphs scored" with no word of why it stopped."""
+    (tmp_path / "small.yaml").write_text(SPACE)
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "10000"]) == 0
+    assert re.search(r"stopped at \d+ of 10000 graphs: restarts found no graph not yet scored", capsys.readouterr().out)
