@@ -200,6 +200,20 @@ class Memory(StrictModel):
     top_k: PositiveInt = 5
     topic: Annotated[str, Field(min_length=1)] | None = None
 
+    @field_validator("handbook")
+    @classmethod
+    def _a_handbook_name(cls, name: str) -> str:
+        """Refused here, at its line: `handbook: 'a b'` passed validate and failed at the first question."""
+        if not handbook_name_ok(name):
+            raise ValueError(f"bad handbook name {name!r}: give 1-100 characters without spaces")
+        return name.strip()
+
+
+def handbook_name_ok(name: str) -> bool:
+    """A handbook's name: 1-100 characters, no blanks (around it, they are dropped)."""
+    name = name.strip()
+    return bool(name) and len(name) <= 100 and not any(c.isspace() for c in name)
+
 
 class Coordinator(StrictModel):
     """A CEO model that steers multi-round discussions (see docs/coordinator.md).

@@ -23,6 +23,7 @@ from sqlmodel import col
 from sqlmodel import select as orm_select
 
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.spec import handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
 from agentscale.storage.db import Store
@@ -56,10 +57,9 @@ class InsertReport:
 
 
 def check_handbook_name(name: str) -> str:
-    name = name.strip()
-    if not name or any(c.isspace() for c in name) or len(name) > 100:
-        raise AgentScaleError(f"bad handbook name {name!r}: give 1-100 characters without spaces")
-    return name
+    if not handbook_name_ok(name):
+        raise AgentScaleError(f"bad handbook name {name.strip()!r}: give 1-100 characters without spaces")
+    return name.strip()
 
 
 @contextmanager

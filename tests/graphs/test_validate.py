@@ -274,6 +274,12 @@ CASES = {
         "contains '/', which makes it read as a route",
         3,
     ),
+    "a handbook name with a blank": (  # passed validate, then failed at the first question without a line
+        "name: g\nmemory: {handbook: 'a b'}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "memory.handbook",
+        "bad handbook name 'a b': give 1-100 characters without spaces",
+        2,
+    ),
     "empty alias": (  # validate passed, then optimize's pilot crashed (StopIteration) after the baselines
         'name: g\nmodels:\n  "": {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n',
         "models",
