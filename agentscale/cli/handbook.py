@@ -195,9 +195,10 @@ def _print_build(report: BuildReport, store: Store) -> None:
         f"{report.behaviors} in the handbook",
         markup=True,
     )
+    unchecked = f", {report.skipped_unchecked} unchecked solution(s)" if report.skipped_unchecked else ""
     err.print(
         f"skipped: {report.malformed} malformed extraction(s), {report.failed} failed item(s), "
-        f"{report.skipped_wrong} wrong solution(s); rejected behaviors: {rejected}"
+        f"{report.skipped_wrong} wrong solution(s){unchecked}; rejected behaviors: {rejected}"
     )
     usage = report.usage
     err.print(

@@ -60,7 +60,8 @@ class BuildReport:
     items: int = 0
     solved: int = 0  # items with a solution (solved now or taken from the run)
     correct: int = 0  # solutions checked correct
-    skipped_wrong: int = 0  # not extracted from (correct_only)
+    skipped_wrong: int = 0  # not extracted from (correct_only): checked wrong
+    skipped_unchecked: int = 0  # not extracted from (correct_only): never checked (a run of questions)
     failed: int = 0  # a model call failed after its retries
     malformed: int = 0  # extraction replies with no usable JSON
     proposed: int = 0  # behaviors that passed the checks
@@ -100,6 +101,7 @@ class BuildReport:
             "solved": self.solved,
             "correct": self.correct,
             "skipped_wrong": self.skipped_wrong,
+            "skipped_unchecked": self.skipped_unchecked,
             "failed": self.failed,
             "malformed": self.malformed,
             "proposed": self.proposed,
@@ -268,7 +270,10 @@ class HandbookBuilder:
                     correct = score.correct
             tally.solved += 1
             tally.correct += bool(correct)
-            if self.settings.correct_only and not correct:
+            if self.settings.correct_only and correct is None:  # was counted, and said, "wrong"
+                tally.skipped_unchecked += 1
+                status = "skipped: not checked"
+            elif self.settings.correct_only and not correct:
                 tally.skipped_wrong += 1
                 status = "skipped: not correct"
             else:

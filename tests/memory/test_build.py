@@ -140,6 +140,24 @@ async def test_build_from_a_stored_eval_run_uses_its_solutions(
     assert set(sources.values()) == {report.run_id}
 
 
+async def test_correct_only_names_unchecked_solutions_as_such(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """`--from-run` of a run of questions (no references) with `--correct-only` reported its
+    solutions as "wrong"."""
+    from agentscale import Graph
+
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"), gateway=gateway
+    )
+    run = store.create_run("run", graph_name="g", graph_yaml=graph.to_yaml())
+    for key, question in (("a", "What is 3 + 4?"), ("b", "What is 15 + 27?")):
+        await graph.arun(question, run_id=run.id, item_key=key)
+    report = await _builder(gateway, scripted, correct_only=True).from_run(run.id)
+    assert (report.items, report.skipped_unchecked, report.skipped_wrong, report.proposed) == (2, 2, 0, 0)
+    assert {i.detail for i in store.run_items(report.run_id)} == {"skipped: not checked"}
+
+
 async def test_structured_output_sends_the_extraction_schema_only_to_extract(
     tmp_path: Path, scripted: ScriptedServer, gateway: Gateway
 ) -> None:
