@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, SpecError
+from agentscale.graphs.located import load_located
 from agentscale.graphs.spec import GraphSpec, ModelSpec, is_http_url
 from agentscale.graphs.topology import Topology
 from agentscale.graphs.validate import load_spec_text
@@ -97,7 +98,21 @@ def run_topic(run: Run) -> str | None:
     """
     config = json.loads(run.config_json or "{}")
     task = config.get("task")
+    if task is None and isinstance(config.get("space_yaml"), str):  # an optimization: its space's task
+        task = _space_task(config["space_yaml"])
     return task_topic(task) if isinstance(task, str) else None
+
+
+def _space_task(space_yaml: str) -> str | None:
+    """The task a stored search space names (`task.name`, else `task.path`); a build from an
+    optimization's run filed its behaviors under no topic."""
+    try:
+        data = load_located(space_yaml).data
+    except SpecError:
+        return None
+    task = data.get("task") if isinstance(data, dict) else None
+    named = (task.get("name") or task.get("path")) if isinstance(task, dict) else None
+    return named if isinstance(named, str) else None
 
 
 def run_graph(run: Run) -> GraphSpec | None:

@@ -79,3 +79,9 @@ def test_the_topic_of_a_run_is_its_task(store: Store) -> None:
     assert run_topic(eval_run(store, FUSED, task="rg:gsm_symbolic")) == "rg:gsm_symbolic"
     assert run_topic(eval_run(store, FUSED, task=None)) is None
     assert run_topic(store.create_run("run", graph_yaml=FUSED)) is None
+    # an optimization's: the task of its stored space (behaviors were filed under no topic)
+    space = "name: s\ntask: {path: /data/sums.jsonl, train: 4, test: 4}\nmodels: {m: {model: sim/llama-1b}}\n"
+    assert run_topic(store.create_run("optimize", config={"space_yaml": space})) == "sums.jsonl"
+    named = space.replace("path: /data/sums.jsonl", "name: 'sim:math'")
+    assert run_topic(store.create_run("optimize", config={"space_yaml": named})) == "sim:math"
+    assert run_topic(store.create_run("optimize", config={"space_yaml": "task: ["})) is None  # not YAML
