@@ -28,6 +28,7 @@ from agentscale.cli._options import (
 from agentscale.cli._progress import progress_bar
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.spec import handbook_label
 
 if TYPE_CHECKING:
     from agentscale.evaluate.engine import EvalSummary, Evaluation, ItemResult
@@ -186,6 +187,8 @@ def eval_command(
     if show_items:
         out.print(_items_table(summary.items))
     _print_summary(summary, evaluation.store)
+    if evaluation.graph.spec.memory is not None:
+        out.print(f"handbook {escape(handbook_label(evaluation.graph.spec.memory))}")
     if simulated:
         say_simulated()
     out.print(f"report: {report}")

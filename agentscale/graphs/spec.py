@@ -209,6 +209,12 @@ class Memory(StrictModel):
         return name.strip()
 
 
+def handbook_label(memory: Memory) -> str:
+    """How a run names the handbook its prompts drew on (`eval --handbook` said nothing of it)."""
+    topic = f", topic {memory.topic}" if memory.topic else ""
+    return f"{memory.handbook} (top {memory.top_k} behaviors per prompt{topic})"
+
+
 def handbook_name_ok(name: str) -> bool:
     """A handbook's name: 1-100 characters, no blanks (around it, they are dropped)."""
     name = name.strip()

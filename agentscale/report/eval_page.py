@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from agentscale.graphs.spec import handbook_label
 from agentscale.graphs.validate import load_spec_text
 from agentscale.report.charts import histogram
 from agentscale.report.drawing import picture_from_spec
@@ -64,6 +65,7 @@ def eval_report(store: Store, run: Run) -> str:
                 ("USD", fmt_usd(usage.usd)),
                 ("model calls", f"{usage.calls} (+{usage.cached_calls} cache hits)"),
                 ("latency mean · p50 · p95", " · ".join(f"{latency[k]:.2f} s" for k in ("mean_s", "p50_s", "p95_s"))),
+                *([("handbook", handbook_label(spec.memory))] if spec is not None and spec.memory else []),
             ]
         )
     )

@@ -233,6 +233,11 @@ def test_eval_with_handbook(
     assert (data["n"], data["accuracy"]) == (1, 1.0) and set(data) >= {"run_id", "task", "ci95", "usage"}
     row = Handbook(Store(db), "math", embedder=None).get("behavior_carry_digits")
     assert (row.times_retrieved, row.times_cited, row.times_cited_correct) == (1, 1, 1)
+    # the human output and the report name the handbook (neither did)
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math")
+    assert code == 0 and "handbook math (top 5 behaviors per prompt)" in out
+    report = Path(out.split("report: ")[1].split()[0])
+    assert 'handbook</div><div class="fact-value">math (top 5 behaviors per prompt)' in report.read_text()
     code, _, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "nope")
     assert code == 1 and "no handbook 'nope'" in err
     code, _, err = cli(capsys, "eval", "--resume", data["run_id"], "--handbook", "math")
