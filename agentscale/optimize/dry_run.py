@@ -134,7 +134,10 @@ def project(
         "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
         "usd": usd,
     }
-    notes = ["projected without the response cache, the crowning race at its typical share (an estimate)"]
+    notes = [
+        "projected without the response cache, the crowning race at its typical share (an estimate); "
+        "evaluations count a graph once per stage, where the run's count adds each step of its races"
+    ]
     if score_test and space.objective.pareto:
         notes.append(
             f"not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "

@@ -178,6 +178,8 @@ def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
     assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
     projected = json.loads(capsys.readouterr().out)
     assert projected["calls"] > 40 and "max_spend.calls=40 stops the run before this" in projected["note"]
+    # 20 projected against a run's 42 read as a 2x miss: they count different things, and say so
+    assert "where the run's count adds each step of its races" in projected["note"]
 
 
 def test_a_method_needing_an_agent_model_is_refused_by_validate_and_the_dry_run(
