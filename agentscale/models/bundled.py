@@ -76,7 +76,11 @@ def ensure_bundled_model(
     if is_converted(target):
         return target
     cache_folder(target.parent)
-    with file_lock(target.parent / f".{model.name}.lock", cancelled):
+    with file_lock(
+        target.parent / f".{model.name}.lock",
+        cancelled,
+        _say(on_status, f"waiting for another process converting {model.route}"),
+    ):
         if is_converted(target):  # another process finished while we waited
             return target
         if cancelled is not None and cancelled.is_set():  # given up while waiting: convert nothing now
@@ -93,7 +97,8 @@ def ensure_bundled_model(
         try:
             # One conversion at a time per machine: their memory peaks add up (≈4 GiB for the 0.5B,
             # ≈9 GiB for the 1.5B) and two cores gain nothing from running them side by side.
-            with file_lock(target.parent / ".conversion.lock", cancelled):
+            one_at_a_time = _say(on_status, "waiting for another model's conversion to end (one at a time)")
+            with file_lock(target.parent / ".conversion.lock", cancelled, one_at_a_time):
                 _convert(gguf, tmp)
             _write_marker(tmp, model, gguf, time.monotonic() - started)
             os.replace(tmp, target)
@@ -130,28 +135,45 @@ class Cancelled(ServingError):
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, cancelled: threading.Event | None = None) -> Iterator[None]:
+def file_lock(
+    path: Path, cancelled: threading.Event | None = None, waiting: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Exclusive advisory lock held while the ``with`` body runs; released by the OS if we die.
     With ``cancelled``, the wait stops when it is set (a blocking flock in a worker thread kept a
-    Ctrl-C'd process waiting for another's server start, then starting its own)."""
+    Ctrl-C'd process waiting for another's server start, then starting its own). ``waiting`` is
+    called once when another holds the lock (a run waiting minutes on another process's server
+    start or conversion printed nothing)."""
     try:
         fd = os.open(cache_folder(path.parent) / path.name, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _unusable_cache(path, exc) from None
     try:
-        if cancelled is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
+        if not _took(fd):
+            if waiting is not None:
+                waiting()
+            if cancelled is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                while not _took(fd):
                     if cancelled.wait(0.1):
                         raise Cancelled(f"gave up waiting for {path}") from None
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _say(on_status: StatusCallback | None, message: str) -> Callable[[], None] | None:
+    """A lock's `waiting` callback that tells ``on_status`` (None without one)."""
+    return None if on_status is None else lambda: on_status(message)
+
+
+def _took(fd: int) -> bool:
+    """Whether the lock on ``fd`` was free (and is now ours)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _remove_leftovers(target: Path) -> None:

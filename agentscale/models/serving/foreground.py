@@ -224,8 +224,8 @@ def _run(
         raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
     engine = require_engine()
     target = materialize(target, say)
-    starting.enter_context(start_lock(target.served_name))
-    starting.enter_context(cpu_starts_lock(engine.device))
+    starting.enter_context(start_lock(target.served_name, on_status=say))
+    starting.enter_context(cpu_starts_lock(engine.device, on_status=say))
     target = with_room(target, engine.device, say, servers=replicas)
     for index, port in enumerate(chosen):
         env = replica_env(index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib)

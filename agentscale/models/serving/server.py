@@ -156,13 +156,13 @@ def ensure_server(
             return _remember_reused(found)
         engine = require_engine()
         target = materialize(target, on_status, cancelled)
-        with start_lock(target.served_name, cancelled):  # one start per model across processes
+        with start_lock(target.served_name, cancelled, on_status):  # one start per model across processes
             found = find_running(target.served_name, port, host)
             if found is not None:
                 if on_status:
                     on_status(f"reusing the server another process started for {target.served_name}")
                 return _remember_reused(found)
-            with cpu_starts_lock(engine.device, cancelled):
+            with cpu_starts_lock(engine.device, cancelled, on_status):
                 target = with_room(target, engine.device, on_status)
                 if cancelled is not None and cancelled.is_set():
                     raise Cancelled(f"{target.served_name}'s start was given up")
@@ -293,16 +293,28 @@ def name_lock(served_name: str) -> Iterator[None]:
         yield
 
 
-def start_lock(name: str, cancelled: threading.Event | None = None) -> contextlib.AbstractContextManager[None]:
+def start_lock(
+    name: str, cancelled: threading.Event | None = None, on_status: StatusCallback | None = None
+) -> contextlib.AbstractContextManager[None]:
     """A file lock held across processes while ``name`` starts (one start per model at a time)."""
-    return file_lock(cache_dir() / "locks" / f"server-{_slug(name)}.lock", cancelled)
+    waiting = None if on_status is None else lambda: on_status(f"waiting for another process starting {name}")
+    return file_lock(_start_lock_path(name), cancelled, waiting)
 
 
-def cpu_starts_lock(device: str, cancelled: threading.Event | None = None) -> contextlib.AbstractContextManager[None]:
+def cpu_starts_lock(
+    device: str, cancelled: threading.Event | None = None, on_status: StatusCallback | None = None
+) -> contextlib.AbstractContextManager[None]:
     """Held while servers start on a CPU: they start one at a time across processes, so each memory
     check sees what the others really hold (three sizing their KV caches at once once ran this
     machine out of memory). No lock on a GPU."""
-    return start_lock("cpu-starts", cancelled) if device == "cpu" else contextlib.nullcontext()
+    if device != "cpu":
+        return contextlib.nullcontext()
+    waiting = None if on_status is None else lambda: on_status("waiting for another server's start on this CPU")
+    return file_lock(_start_lock_path("cpu-starts"), cancelled, waiting)
+
+
+def _start_lock_path(name: str) -> Path:
+    return cache_dir() / "locks" / f"server-{_slug(name)}.lock"
 
 
 def with_room(target: Target, device: str, on_status: StatusCallback | None, *, servers: int = 1) -> Target:

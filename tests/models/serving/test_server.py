@@ -573,3 +573,31 @@ def test_a_server_on_one_interface_is_reached_and_found_there(
         assert found is not None and found.api_base == server.endpoint.api_base
     finally:
         stop(server)
+
+
+def test_waiting_on_another_processs_start_says_so(cache: Path) -> None:
+    """A run waiting minutes on another process's server start (or conversion) printed nothing."""
+    import fcntl
+
+    from agentscale.models.bundled import Cancelled
+    from agentscale.models.serving.server import cpu_starts_lock, start_lock
+
+    said: list[str] = []
+    with start_lock("x", on_status=said.append):  # free: taken without a word
+        pass
+    assert said == []
+    lock = cache / "locks" / "server-x.lock"
+    with open(lock, "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process starting x
+        given_up = threading.Event()
+        threading.Timer(0.3, given_up.set).start()
+        with pytest.raises(Cancelled), start_lock("x", given_up, said.append):
+            pass
+    assert said == ["waiting for another process starting x"]
+    with open(cache / "locks" / "server-cpu-starts.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        given_up = threading.Event()
+        given_up.set()
+        with pytest.raises(Cancelled), cpu_starts_lock("cpu", given_up, said.append):
+            pass
+    assert said[-1] == "waiting for another server's start on this CPU"
