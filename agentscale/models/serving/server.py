@@ -146,7 +146,7 @@ def ensure_server(
     """
     target = resolve_target(name_or_path, options, served_model_name)
     with name_lock(target.served_name):
-        known = known_server(target.served_name, recheck=recheck)
+        known = known_server(target.served_name, recheck=recheck, on_status=on_status)
         if known is not None:
             return known
         found = find_running(target.served_name, port, host)
@@ -330,16 +330,22 @@ def with_room(target: Target, device: str, on_status: StatusCallback | None, *, 
     return replace(target, options=replace(target.options, dtype=dtype))
 
 
-def known_server(served_name: str, *, recheck: bool = False) -> VllmEndpoint | None:
+def known_server(
+    served_name: str, *, recheck: bool = False, on_status: StatusCallback | None = None
+) -> VllmEndpoint | None:
     """The server this process already uses for the model, if it is still alive (one owned by someone
-    else is probed at most every few seconds, unless ``recheck``)."""
+    else is probed at most every few seconds, unless ``recheck``); ``on_status`` hears of one that
+    died (it was started again without a word)."""
     with _SERVERS.lock:
         server = _SERVERS.by_name.get(served_name)
     if server is None:
         return None
     if server.process is not None:
-        if server.process.poll() is None:
+        code = server.process.poll()
+        if code is None:
             return server.endpoint
+        if on_status:
+            on_status(f"the server for {served_name} exited (code {code}; log: {server.log_path}); starting another")
         stop(server)  # it died: reap what is left of its process group, then start afresh
         return None
     if not recheck and time.monotonic() - server.checked_at < _RECHECK_S:

@@ -601,3 +601,16 @@ def test_waiting_on_another_processs_start_says_so(cache: Path) -> None:
         with pytest.raises(Cancelled), cpu_starts_lock("cpu", given_up, said.append):
             pass
     assert said[-1] == "waiting for another server's start on this CPU"
+
+
+def test_a_server_that_died_is_said_before_another_starts(cache: Path, tmp_path: Path) -> None:
+    """A local server that died mid-run was started again without a word of the first one's end."""
+    from agentscale.models.serving.server import _SERVERS, Server, known_server
+
+    ended = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+    ended.wait(30)
+    log = tmp_path / "vllm-m.log"
+    _SERVERS.by_name["m"] = Server(VllmEndpoint("http://127.0.0.1:9/v1", "m", 9, ended.pid), ended, log, 0.0)
+    said: list[str] = []
+    assert known_server("m", on_status=said.append) is None and "m" not in _SERVERS.by_name
+    assert said == [f"the server for m exited (code 3; log: {log}); starting another"]
