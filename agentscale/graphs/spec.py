@@ -17,10 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
-MODEL_ALIAS_PATTERN = r"^\S+$"
-"""A `models:` key: a name nodes can give (an empty one crashed the optimizer's pilot; one with a
-'/' reads as a litellm route, which `alias_issues` says)."""
-ModelAlias = Annotated[str, Field(pattern=MODEL_ALIAS_PATTERN)]
 AnswerFormat = Literal["text", "number", "choice", "code"]
 AnswerStyle = Literal["final_line", "boxed"]
 """How a model is asked to mark its final answer: a closing "Final answer:" line, or \\boxed{} (Qwen)."""
@@ -274,7 +270,7 @@ class GraphSpec(StrictModel):
     version: Literal[1] = 1
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
-    models: dict[ModelAlias, ModelSpec] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
     defaults: Sampling = Field(default_factory=Sampling)
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
     edges: list[str] = Field(default_factory=list)

@@ -107,8 +107,6 @@ def _key_message(item: Any) -> str:
     key = item["input"]
     if isinstance(key, bool):
         return f"a key read as {_yaml_bool(key)}"
-    if item["type"] == "string_pattern_mismatch":
-        return f"the key {key!r} is not a name (empty, or with blanks)"
     return f"the key {key!r}: {item['msg']}"
 
 
@@ -176,7 +174,7 @@ def spec_from_data(located: LocatedData, source: str | None = None, *, stored: b
         )
         raise SpecError([located.issue((key,), message)], source)
     spec = validate_fields(located, GraphSpec, "graph file", source, stored=stored)
-    issues = graph_issues(spec, located)
+    issues = graph_issues(spec, located, stored=stored)
     if issues:
         raise SpecError(issues, source)
     return spec
@@ -186,20 +184,29 @@ def load_spec_text(text: str, source: str | None = None, *, stored: bool = False
     return spec_from_data(load_located(text, source), source, stored=stored)
 
 
-def alias_issues(aliases: Iterable[str], loc: LocatedData) -> list[SpecIssue]:
+def alias_issues(aliases: Iterable[str], loc: LocatedData, *, stored: bool = False) -> list[SpecIssue]:
     """Model aliases that read as routes: a node's `model` with a '/' is a litellm route, so an alias
-    `sim/llama-1b` made that route mean another model (it silently won over the route)."""
-    return [
-        loc.issue(("models", alias), f"alias {alias!r} contains '/', which makes it read as a route: rename it")
-        for alias in aliases
-        if "/" in alias
-    ]
+    `sim/llama-1b` made that route mean another model (it silently won over the route). Unless
+    `stored` (a stored run's, written before the rule): aliases that are no name, empty or with
+    blanks (an empty one passed validate, then crashed the optimizer's pilot)."""
+    issues = []
+    for alias in aliases:
+        if "/" in alias:
+            issues.append(
+                loc.issue(("models", alias), f"alias {alias!r} contains '/', which makes it read as a route: rename it")
+            )
+        elif not stored and (not alias or any(c.isspace() for c in alias)):
+            where = format_path(("models", alias) if alias else ("models",))  # not "models."
+            message = f"alias {alias!r} is not a name (empty, or with blanks)"
+            issues.append(SpecIssue(where, message, loc.line_of(("models", alias))))
+    return issues
 
 
-def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[SpecIssue]:
-    """Rules that need the whole graph. Works without line info (for generated specs)."""
+def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored: bool = False) -> list[SpecIssue]:
+    """Rules that need the whole graph. Works without line info (for generated specs); `stored`: a
+    stored run's graph, which the rules added since it was written let pass."""
     loc = located or LocatedData(None, {})
-    issues: list[SpecIssue] = alias_issues(spec.models, loc)
+    issues: list[SpecIssue] = alias_issues(spec.models, loc, stored=stored)
     node_index: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
         if node.id in node_index:
@@ -243,7 +250,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None) -> list[Sp
             issue = _model_reference_issue(spec, spec.coordinator.evaluator, ("coordinator", "evaluator"), loc)
             if issue:
                 issues.append(issue)
-        issue = _min_tokens_issue(spec, loc)
+        issue = None if stored else _min_tokens_issue(spec, loc)
         if issue:
             issues.append(issue)
 
@@ -318,12 +325,13 @@ def _min_tokens_issue(spec: GraphSpec, loc: LocatedData) -> SpecIssue | None:
     assert coordinator is not None
     if "min_tokens" not in coordinator.model_fields_set:  # the default (16) gives way to tiny nodes
         return None
-    calls = [n for n in spec.nodes if n.role not in MODEL_FREE_ROLES]
-    largest = max((n.max_tokens or spec.defaults.max_tokens or DEFAULT_MAX_TOKENS for n in calls), default=None)
-    ceiling, why = (coordinator.max_tokens, "coordinator.max_tokens") if coordinator.max_tokens else (largest, "")
-    if ceiling is None:
-        return None
-    why = why or "the largest node max_tokens; set coordinator.max_tokens or raise the nodes'"
+    # over every node, as a run's ceiling may count an aggregating vote's default: never above it
+    largest = max(n.max_tokens or spec.defaults.max_tokens or DEFAULT_MAX_TOKENS for n in spec.nodes)
+    ceiling, why = (
+        (coordinator.max_tokens, "coordinator.max_tokens")
+        if coordinator.max_tokens
+        else (largest, "the largest node max_tokens; set coordinator.max_tokens or raise the nodes'")
+    )
     if spec.budget is not None and spec.budget.max_tokens is not None and spec.budget.max_tokens < ceiling:
         ceiling, why = spec.budget.max_tokens, "budget.max_tokens"
     if coordinator.min_tokens <= ceiling:

@@ -20,7 +20,6 @@ from agentscale.graphs.spec import (
     AnswerFormat,
     Budget,
     GraphSpec,
-    ModelAlias,
     ModelSpec,
     NonNegativeFloat,
     PositiveFloat,
@@ -147,7 +146,7 @@ class SpaceSpec(StrictModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
     task: TaskRef
-    models: Annotated[dict[ModelAlias, ModelSpec], Field(min_length=1)]
+    models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
     roles: Annotated[list[RoleName], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     max_nodes: Annotated[int, Field(ge=1, le=32)] = 6
     budget: SpaceBudget
@@ -191,7 +190,7 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
         )
         raise SpecError([located.issue(("nodes",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source, stored=stored)
-    issues = alias_issues(space.models, located)
+    issues = alias_issues(space.models, located, stored=stored)
     if not stored and (space.task.mean_prompt_tokens is None) != (space.task.mean_completion_tokens is None):
         message = "give both mean_prompt_tokens and mean_completion_tokens, or neither (one alone was ignored)"
         issues.append(located.issue(("task",), message))

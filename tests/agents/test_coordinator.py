@@ -137,6 +137,16 @@ def test_a_min_tokens_no_round_could_give_is_refused_at_its_line(make_graph, coo
     make_graph(text.replace("min_tokens: 2000", "min_tokens: 512").replace("min_tokens: 300", "min_tokens: 200"))
 
 
+def test_min_tokens_is_checked_against_the_ceiling_a_run_computes(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A run's ceiling counts an aggregating vote's default 512: validation refused min_tokens 300
+    over two 100-token nodes that a run would not cut (the diff review)."""
+    make_graph(
+        "name: v\nnodes:\n  - {id: a, role: assistant, model: m, max_tokens: 100}\n"
+        "  - {id: b, role: assistant, model: m, max_tokens: 100}\n  - {id: v, role: vote}\n"
+        "edges: ['a, b -> v']\ncoordinator: {model: m, min_tokens: 300}\n"
+    )
+
+
 # -- discussions ---------------------------------------------------------------------------------
 
 

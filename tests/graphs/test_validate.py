@@ -283,7 +283,7 @@ CASES = {
     "empty alias": (  # validate passed, then optimize's pilot crashed (StopIteration) after the baselines
         'name: g\nmodels:\n  "": {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n',
         "models",
-        "the key '' is not a name (empty, or with blanks)",
+        "alias '' is not a name (empty, or with blanks)",
         3,
     ),
     "a key YAML reads as a boolean": (  # "models[1].[key] (line 2): Input should be a valid string"
@@ -430,3 +430,21 @@ def test_an_id_that_reads_as_a_number_round_trips() -> None:
     """YAML 1.2 reads `1e5` as a number: the dumper quotes such a string, so a stored graph reloads."""
     spec = load_spec_text('name: g\nnodes:\n  - {id: "1e5", role: assistant, model: openai/x}\n')
     assert load_spec_text(dump_graph_spec(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: g\nmodels:\n  small model: {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: small model}\n",
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+        "  - {id: b, role: assistant, model: sim/llama-1b}\n  - {id: f, role: fuser, model: sim/llama-1b}\n"
+        "edges: ['a, b -> f']\ncoordinator: {model: sim/llama-1b, min_tokens: 2000}\n",
+    ],
+    ids=["an alias with a blank", "a min_tokens no round could give"],
+)
+def test_a_stored_runs_graph_loads_under_rules_added_since_it_was_written(text: str) -> None:
+    """The diff review: runs the previous release stored with such graphs could no longer be shown,
+    resumed, reported or learnt from (`runs show` exited 1)."""
+    with pytest.raises(SpecError):
+        load_spec_text(text, "g.yaml")
+    assert load_spec_text(text, "run x", stored=True).nodes
