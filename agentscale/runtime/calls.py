@@ -26,7 +26,7 @@ from agentscale.models.budget import RunLedger, Spend, is_overrun
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
-from agentscale.storage.db import Row, Store, as_row
+from agentscale.storage.db import Row, Store, as_row, broken_status
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
 RunValues = dict[str, Any]
@@ -197,9 +197,10 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
     record_rows(store, result.run_id, item_key, result.trace, item=item, run_row=run_row)
 
 
-def record_interrupted(store: Store | None, run_row: RunValues | None) -> None:
-    """A single-question run stopped before its answer (Ctrl-C, a cancel, an error): keep the run row.
-    A stop that lands after the answer was recorded (a cancel between the output's row and the
-    graph's return) leaves the row as it is, done."""
+def record_broken(store: Store | None, run_row: RunValues | None, exc: BaseException) -> None:
+    """A single-question run that `exc` ended before its answer: keep the run row, interrupted (Ctrl-C,
+    a cancel) or failed with the error (`broken_status`). A stop that lands after the answer was
+    recorded (a cancel between the output's row and the graph's return) leaves the row as it is, done."""
     if store is not None and run_row is not None:
-        store.insert([(Run, {**run_row, "status": "interrupted"})], keep_existing=True)
+        status, error = broken_status(exc)
+        store.insert([(Run, {**run_row, "status": status, "error": error})], keep_existing=True)

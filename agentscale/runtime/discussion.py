@@ -53,7 +53,7 @@ from agentscale.graphs.spec import DEFAULT_MAX_TOKENS, ROLES_NEEDING_INPUTS, Coo
 from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
-from agentscale.runtime.calls import ModelCalls, calls_usage, record_interrupted, record_result
+from agentscale.runtime.calls import ModelCalls, calls_usage, record_broken, record_result
 from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
@@ -170,8 +170,8 @@ async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptio
     discussion = Discussion(runtime, question, options)
     try:
         return await discussion.run()
-    except BaseException:
-        record_interrupted(runtime.gateway.store, options.run_row)
+    except BaseException as exc:
+        record_broken(runtime.gateway.store, options.run_row, exc)
         raise
 
 

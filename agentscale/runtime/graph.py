@@ -27,7 +27,7 @@ from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers
-from agentscale.runtime.calls import RunValues, record_interrupted
+from agentscale.runtime.calls import RunValues, record_broken
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
@@ -226,8 +226,8 @@ class Graph:
         config: RunnableConfig = {"configurable": {OPTIONS_KEY: options}}
         try:
             await self._app().ainvoke({"question": question, "run_key": key}, config=config)
-        except BaseException:
-            record_interrupted(store, run_row)
+        except BaseException as exc:
+            record_broken(store, run_row, exc)
             raise
         finally:
             close_context(key)

@@ -173,6 +173,15 @@ _OWN_TABLES: list[Table] = [
 ]
 
 
+def broken_status(exc: BaseException) -> tuple[str, str | None]:
+    """The status and error of a run `exc` ended early: `interrupted` when stopped (Ctrl-C,
+    SIGTERM's exit, a caller's cancel), which a resume continues; `failed` with the error otherwise
+    (an eval that died on an item was shown "interrupted; continue with --resume", which died again)."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+        return "interrupted", None
+    return "failed", str(exc) or type(exc).__name__
+
+
 def _busy(run: Run) -> str:
     return (
         f"run {run.id} is being run by {describe_owner(run.owner)}; wait for it to finish, or stop it "
@@ -334,12 +343,9 @@ class Store:
         self._update_run(run_id, fields)
 
     def finish_broken_run(self, run_id: str, exc: BaseException, summary: dict[str, Any] | None = None) -> None:
-        """A run that ended before its end: `interrupted` when stopped (Ctrl-C, SIGTERM's exit, a
-        caller's cancel), which a resume continues; `failed` with the error otherwise (an eval that
-        died on an item was shown "interrupted; continue with --resume", which died again)."""
-        stopped = isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError)
-        error = None if stopped else str(exc) or type(exc).__name__
-        self.finish_run(run_id, "interrupted" if stopped else "failed", summary, error=error)
+        """A run that ended before its end, with `broken_status`."""
+        status, error = broken_status(exc)
+        self.finish_run(run_id, status, summary, error=error)
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again (it may have been stopped, interrupted or failed, or left

@@ -368,6 +368,20 @@ def test_cached_nodes_report_the_original_call_latency(make_graph, scripted: Scr
     assert again.usage.critical_path_s >= 0.1 > again.usage.latency_s
 
 
+async def test_a_run_that_fails_is_stored_failed_with_its_error(make_graph, store) -> None:  # type: ignore[no-untyped-def]
+    """Any error ended a single-question run "interrupted", and `runs show` said "the same command
+    again goes on" (the diff review)."""
+    graph: Graph = make_graph("name: bad\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+
+    def broken(event) -> None:  # type: ignore[no-untyped-def]
+        raise ValueError("bug in my callback")
+
+    with pytest.raises(ValueError, match="bug in my callback"):
+        await graph.arun("What is 4 + 4?", on_event=broken)
+    (run,) = store.list_runs()
+    assert (run.status, run.error) == ("failed", "bug in my callback")
+
+
 async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, scripted: ScriptedServer, store) -> None:  # type: ignore[no-untyped-def]
     """Cancelled mid-graph: the run row says interrupted, the call that returned is in the spend
     ledger and the cache as soon as it returned, and a re-run pays only for the rest."""
