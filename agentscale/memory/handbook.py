@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 
@@ -126,13 +126,12 @@ class Handbook:
         handbook = self.require()
         with self.store.session() as session:
             query = orm_select(BehaviorRow).where(col(BehaviorRow.handbook_id) == handbook.id)
-            if topic is not None:
-                wanted = topic.lower()
-                proposed = select(_SOURCE.c.behavior_id).where(func.lower(_SOURCE.c.topic) == wanted)
-                query = query.where(
-                    or_(func.lower(col(BehaviorRow.topic)) == wanted, col(BehaviorRow.id).in_(proposed))
-                )
-            return list(session.exec(query.order_by(col(BehaviorRow.id))).all())
+            rows = list(session.exec(query.order_by(col(BehaviorRow.id))).all())
+        if topic is None:
+            return rows
+        # compared in Python: SQLite's lower() folds ASCII only ('Ärger' listed nothing, search found it)
+        serving = {b for b, topics in self.topics().items() if topic.lower() in {t.lower() for t in topics}}
+        return [row for row in rows if row.id in serving]
 
     def topics(self) -> dict[int, list[str]]:
         """Each behavior's topics by id, first filed first: its own, then those of proposals merged into it.

@@ -143,7 +143,9 @@ def test_a_behavior_merged_from_another_topic_serves_both(store: Store) -> None:
     assert book.topics() == {row.id: ["physics", "Chemistry"]}
     assert [s.topic for s in book.sources(row)] == ["physics", "Chemistry"]
     book.check_topic("CHEMISTRY", "memory.topic")
-    with pytest.raises(AgentScaleError, match=r"--topic 'biology': .* \(its topics: 'Chemistry', 'physics'\)"):
+    book.add([Proposal("behavior_umlaut", "Read Ä as A-umlaut.", topic="Ärger")])
+    assert [r.name for r in book.behaviors("ärger")] == ["behavior_umlaut"]  # SQLite's lower() is ASCII only
+    with pytest.raises(AgentScaleError, match=r"--topic 'biology': .* \(its topics: 'Chemistry', 'physics', 'Ärger'\)"):
         book.check_topic("biology", "--topic")
 
 
