@@ -205,6 +205,7 @@ def test_items_their_scorer_marks_wrong_whatever_the_answer_are_refused(tmp_path
         ('{"question": "1+1?", "answer": 2, "metadata": {"rel_tol": -1}}', r"'rel_tol' must be .*, got -1"),
         ('{"question": "1+1?", "answer": 2, "rel_tol": Infinity}', r"'rel_tol' must be .*, got inf"),
         ('{"question": "1+1?", "answer": 2, "rel_tol": true}', r"'rel_tol' must be .*, got True"),
+        ('{"question": "1+1?", "answer": 2, "rel_tol": 1' + "0" * 400 + "}", r"'rel_tol' must be .*, got 10+"),
     ],
 )
 def test_items_the_numeric_scorer_cannot_read_are_refused(tmp_path: Path, line: str, message: str) -> None:

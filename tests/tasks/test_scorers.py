@@ -132,6 +132,14 @@ def test_numeric_tolerance_is_configurable() -> None:
     assert score_numeric("0.333", _item("1/3", rel_tol=1e-2)).correct
 
 
+@pytest.mark.parametrize("rel_tol", ["abc", float("nan"), -1.0, 10**400, None])
+def test_an_unreadable_rel_tol_scores_the_item_wrong_and_says_why(rel_tol: object) -> None:
+    """A stored run's item (its file loaded before the load-time check) killed eval --resume at that
+    item with a traceback, every time (the diff review)."""
+    score = score_numeric("5", _item("5", rel_tol=rel_tol))
+    assert not score.correct and "rel_tol" in score.detail
+
+
 def test_numeric_reports_a_non_numeric_reference() -> None:
     score = score_numeric("5", _item("five"))
     assert not score.correct and "not a number" in score.detail

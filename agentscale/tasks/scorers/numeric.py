@@ -160,7 +160,12 @@ def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_AB
         got = parse_number(answer)
         if got is None:
             return Score(False, f"answer {answer[:100]!r} is not a single number")
-        item_rel = float(item.metadata.get("rel_tol", rel_tol))
+        try:  # a stored run's file was not checked on load (a JSONL task's load refuses such an item)
+            item_rel = float(item.metadata.get("rel_tol", rel_tol))
+        except (TypeError, ValueError, OverflowError):
+            return Score(False, f"rel_tol {item.metadata['rel_tol']!r} is not a number")
+        if not math.isfinite(item_rel) or item_rel < 0:
+            return Score(False, f"rel_tol {item.metadata['rel_tol']!r} is not a finite number >= 0")
         if any(_close(g, w, item_rel, abs_tol) for g in got for w in wanted):
             return Score(True, f"{_shown(got[0])} matches {item.reference}")
         return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")

@@ -149,7 +149,7 @@ def _tolerance(value: Any) -> bool:
         return False
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # a 400-digit integer
         return False
     return math.isfinite(number) and number >= 0
 
