@@ -12,6 +12,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from agentscale.errors import SpecError, SpecIssue
@@ -70,13 +71,16 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
         kind = item["type"]
-        if loc and loc[-1] == "[key]":  # a mapping's key (a model alias, a role), not its value
-            key = str(item["input"]).lower() if isinstance(item["input"], bool) else loc[-2]  # pydantic: True as 1
-            issues.append(SpecIssue(format_path(loc[:-2]), _key_message(item), located.line_of((*loc[:-2], key))))
+        if item["loc"] and item["loc"][-1] == "[key]":  # a mapping's key (a model alias, a role), not its value
+            mapping = tuple(part for part in item["loc"][:-2] if isinstance(part, int | str))
+            line = _key_line(located, mapping, item["input"])
+            issues.append(SpecIssue(format_path(mapping), _key_message(item), line))
             continue
         if isinstance(item["input"], bool) and kind == "string_type":
             message = f"got {_yaml_bool(item['input'])}"
-        elif isinstance(item["input"], float) and not math.isfinite(item["input"]):
+        elif kind == "string_type" and item["input"] is not None:  # `name: .nan`, `model: 1.5`
+            message = f"expected text, got {_shown(item['input'])}: quote it"
+        elif isinstance(item["input"], float) and not math.isfinite(item["input"]) and kind not in _TEXT_ERRORS:
             message = f"must be a finite number, got {item['input']}"
         elif kind == "extra_forbidden":
             key = str(loc[-1])
@@ -103,10 +107,35 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
     return issues
 
 
+_TEXT_ERRORS = frozenset({"string_type", "string_pattern_mismatch", "string_too_short", "string_too_long"})
+
+
+def _key_line(located: LocatedData, owner: tuple[PathPart, ...], key: object) -> int | None:
+    """The line of the key of mapping `owner` that YAML read as `key` (`yes:`, `on:`, `1:`, `null:`
+    are keyed by their text; the mapping's line when none is found)."""
+    for path, line in located.lines.items():
+        if len(path) == len(owner) + 1 and path[:-1] == owner and _same(_read(str(path[-1])), key):
+            return line
+    return located.line_of(owner)
+
+
+def _read(text: str) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b  # True == 1 in Python: `true:` is not `1:`
+
+
 def _key_message(item: Any) -> str:
     key = item["input"]
     if isinstance(key, bool):
         return f"a key read as {_yaml_bool(key)}"
+    if key is None:
+        return "a key read as null (YAML reads null and ~ so): quote it"
     return f"the key {key!r}: {item['msg']}"
 
 

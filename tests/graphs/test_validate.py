@@ -292,6 +292,26 @@ CASES = {
         "a key read as the boolean true (YAML reads true/false, yes/no, on/off so): quote it",
         3,
     ),
+    "a yes: key at its own line": (  # the diff review: reported at the `models:` line
+        "name: g\nmodels:\n  a: {model: sim/llama-1b}\n  yes: {model: sim/llama-1b}\n"
+        "nodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "models",
+        "a key read as the boolean true",
+        4,
+    ),
+    "a null key": (
+        "name: g\nmodels:\n  a: {model: sim/llama-1b}\n  null: {model: sim/llama-1b}\n"
+        "nodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "models",
+        "a key read as null (YAML reads null and ~ so): quote it",
+        4,
+    ),
+    "a NaN where text belongs": (  # said "must be a finite number"
+        "name: .nan\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "name",
+        "expected text, got the value nan: quote it",
+        1,
+    ),
     "a name YAML reads as a boolean": (
         "name: yes\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
         "name",
