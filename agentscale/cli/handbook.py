@@ -452,8 +452,10 @@ def import_command(
 
       agentscale handbook import other.json --handbook math
     """
-    from agentscale.memory.handbook import Handbook, import_handbook
+    from agentscale.memory.handbook import Handbook, check_handbook_name, import_handbook
 
+    if handbook is not None:  # an option's error, not the file's; "" imported into the export's name
+        check_handbook_name(handbook)
     if str(file) == "-":
         text = sys.stdin.read().removeprefix("\ufeff")  # a byte-order mark, as a file's is read
     elif not file.exists():

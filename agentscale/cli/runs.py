@@ -375,6 +375,8 @@ def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
         "created": "it was made but has not started (stopped before it began?)",
         "interrupted": "it was interrupted",
     }
+    if run.kind == "handbook" and run.status == "failed":  # a failed build goes on when run again
+        reasons["failed"] = "it failed (error above)"
     if not run.process_gone() and run.status not in reasons:
         return
     why = reasons.get(run.status, "its process has ended without finishing it")

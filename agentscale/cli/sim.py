@@ -102,8 +102,8 @@ def best_known_command(
     out.print(found.candidate.describe())
     if found.evaluations < evaluations:  # "16 graphs scored" of 50 asked said nothing of why
         out.print(
-            f"stopped at {found.evaluations} of {evaluations} graphs: restarts found no graph not yet scored "
-            "(the space's reachable graphs are all scored)"
+            f"stopped at {found.evaluations} of {evaluations} graphs: the last restarts around the best graphs "
+            "found none not yet scored (`sim optimum` scores a small space exhaustively)"
         )
     if kept:  # a shorter search must not replace the reference benchmarks measure against
         out.print(f"kept {target}: its graph scores {stored:.4f}, at least this search's (delete it to replace it)")

@@ -232,9 +232,9 @@ class HandbookBuilder:
         build stopped mid-item counted it solved, then again when it went on: 16 items, "18 solved")."""
         tally = BuildReport(run_id, report.handbook)
         proposals, item, traces = await self._attempt(run_id, source, task, tally)
-        # calls a stopped attempt at this item paid come back from the cache: they are its calls
-        paid = await asyncio.to_thread(self.store.paid_calls_by_item, run_id)
-        tally.usage.count_own_hits_as_calls(paid.get(source.key, 0))
+        if tally.usage.cached_calls:  # calls a stopped attempt at this item paid come back from the cache
+            paid = await asyncio.to_thread(self.store.paid_calls_by_item, run_id)  # (a query per item was quadratic)
+            tally.usage.count_own_hits_as_calls(paid.get(source.key, 0))
         tally.items = 1
         async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
             job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))

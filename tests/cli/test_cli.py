@@ -672,6 +672,14 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
     assert code == 0 and f"it was interrupted; continue with: agentscale eval --resume {stopped.id}" in " ".join(
         err.split()
     )
+    # a failed eval shows its error and offers no resume; a failed handbook build goes on when run again
+    Store(database).finish_broken_run(stopped.id, ValueError("scorer broke"))
+    code, out, err = run_cli(capsys, "runs", "show", stopped.id, "--db", str(database))
+    assert code == 0 and "error: scorer broke" in out and "continue with" not in err
+    build = Store(database).create_run("handbook", config={"handbook": "h"})
+    Store(database).finish_broken_run(build.id, ValueError("disk full"))
+    code, _, err = run_cli(capsys, "runs", "show", build.id, "--db", str(database))
+    assert code == 0 and "it failed (error above); the same command again goes on" in " ".join(err.split())
 
 
 def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

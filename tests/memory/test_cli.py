@@ -165,6 +165,8 @@ def test_errors_exit_1_without_traceback(db: Path, tmp_path: Path, capsys: pytes
     )
     # named no file
     cases.append((["handbook", "import", str(no_instruction)], "no_instruction.json: behaviors[0]: needs a string"))
+    cases.append((["handbook", "import", str(no_instruction), "--handbook", "Bad Name"], "error: bad handbook name"))
+    cases.append((["handbook", "import", str(no_instruction), "--handbook", ""], "error: bad handbook name ''"))
     cases.append((["handbook", "search", "math", " "], "the query is empty"))  # returned behaviors
     schemeless = ["--task", "sim:math", "--model", "openai/x", "--api-base", "localhost:8000/v1"]  # a traceback
     cases.append((["handbook", "build", "--handbook", "x", *schemeless], "--api-base 'localhost:8000/v1' is not"))

@@ -127,4 +127,4 @@ def test_a_search_that_runs_out_of_graphs_says_so(tmp_path: Path, capsys: pytest
     """`--evaluations 10000` on a small space printed "N graphs scored" with no word of why it stopped."""
     (tmp_path / "small.yaml").write_text(SPACE)
     assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "10000"]) == 0
-    assert re.search(r"stopped at \d+ of 10000 graphs: restarts found no graph not yet scored", capsys.readouterr().out)
+    assert re.search(r"stopped at \d+ of 10000 graphs: the last restarts around the best", capsys.readouterr().out)
