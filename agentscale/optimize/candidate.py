@@ -312,7 +312,11 @@ class CandidateGraph:
         if self.size == 1 and models and self.ceo is None:  # with a CEO it is a discussion of rounds
             return f"single call of {models[0]}"
         chooser = {"vote": "majority vote", "tester": "tester"}.get(self.nodes[-1].role)
-        if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == self.size - 1:
+        last = self.size - 1
+        # side by side: independent assistants, all read by the chooser (an assistant -> fuser -> vote is none)
+        parallel = all(n.role == "assistant" and not self.predecessors[i] for i, n in enumerate(self.nodes[:last]))
+        parallel = parallel and set(self.predecessors[last]) == set(range(last))
+        if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == last and parallel:
             return f"{chooser} of {len(models)} x {models[0]}"
         return self.one_line()
 

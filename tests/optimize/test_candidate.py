@@ -127,5 +127,9 @@ def test_short_names_say_what_a_baseline_is() -> None:
     assert CandidateGraph((a, a, a, tester), fan_in).short_name() == "tester of 3 x l8"
     mixed = CandidateGraph((a, NodeChoice("assistant", "l1"), a, tester), fan_in)
     assert mixed.short_name() == mixed.one_line() and "l1" in mixed.one_line()
+    fused = CandidateGraph((a, NodeChoice("fuser", "l8"), vote), frozenset({(0, 1), (0, 2), (1, 2)}))
+    assert fused.short_name() == fused.one_line()  # was "majority vote of 2 x l8" (the reports review)
+    chained = CandidateGraph((a, a, vote), frozenset({(0, 1), (1, 2)}))  # the vote reads one of the two
+    assert chained.short_name() == chained.one_line()
     led = CandidateGraph((a,), frozenset(), CeoChoice("l8", 2))  # was "single call of l8": a discussion
     assert led.short_name() == led.one_line() == "assistant:l8 + ceo:l8x2"
