@@ -38,6 +38,8 @@ def advantage_sentence(advantage: Mapping[str, Any]) -> str:
     """The crowned graph against the best single call(s) on the test items, paired (`Advantage.to_dict`)."""
     over = advantage["over"]
     who = over[0] if len(over) == 1 else " / ".join(over) + " (tied)"
+    if advantage.get("crowned_is_the_single"):  # "+0.0 points [+0.0, +0.0] ... p=1" compared it with itself
+        return f"the crowned graph is the single call of {over[0]}, the best single call on the test items"
     low, high = advantage["ci95"]
     return (
         f"crowned graph minus the best single call ({who}) on the same {advantage['n']} test items: "

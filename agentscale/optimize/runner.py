@@ -92,9 +92,15 @@ class Advantage:
 
     over: list[str]  # the single(s) with the best test accuracy: several when tied
     difference: PairedDifference
+    crowned_is_it: bool = False  # the crowned graph is that single call: compared with itself
 
     def to_dict(self) -> dict[str, Any]:
-        return {"over": self.over, "tie_among_singles": len(self.over) > 1, **self.difference.to_dict()}
+        return {
+            "over": self.over,
+            "tie_among_singles": len(self.over) > 1,
+            "crowned_is_the_single": self.crowned_is_it,
+            **self.difference.to_dict(),
+        }
 
 
 @dataclass
@@ -651,7 +657,8 @@ class Optimization:
             highest = max(score.accuracy for score in tested.singles.values())
             over = [alias for alias, score in tested.singles.items() if score.accuracy == highest]
             versus = tested.singles[over[0]]
-            tested.advantage = Advantage(over, paired_difference(tested.best.outcomes, versus.outcomes))
+            itself = versus.candidate.canonical_key == tested.best.candidate.canonical_key
+            tested.advantage = Advantage(over, paired_difference(tested.best.outcomes, versus.outcomes), itself)
         return tested
 
     async def _score(self, name: str, candidate: CandidateGraph) -> TestScore:

@@ -20,3 +20,22 @@ def test_the_search_plot_is_labelled_simulated_only_for_simulated_runs(tmp_path:
     assert path is not None
     title = Image.open(path).info.get("Title", "")
     assert ("SIMULATED" in title) is simulated, title
+
+
+def test_a_crowned_single_call_is_not_compared_with_itself() -> None:
+    """The crowned single call of l8 read "+0.0 points [+0.0, +0.0], paired; ... McNemar p=1" against
+    the best single call, l8 (the reports review)."""
+    from agentscale.optimize.paired import paired_difference
+    from agentscale.optimize.report import advantage_sentence
+    from agentscale.optimize.runner import Advantage
+
+    outcomes = {"q0": True, "q1": False, "q2": True, "q3": True}
+    itself = Advantage(["l8"], paired_difference(outcomes, outcomes), crowned_is_it=True).to_dict()
+    assert (
+        advantage_sentence(itself)
+        == "the crowned graph is the single call of l8, the best single call on the test items"
+    )
+    other = Advantage(["l8"], paired_difference(outcomes, dict.fromkeys(outcomes, False))).to_dict()
+    assert advantage_sentence(other).startswith(
+        "crowned graph minus the best single call (l8) on the same 4 test items"
+    )
