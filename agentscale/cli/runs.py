@@ -157,6 +157,7 @@ def show_command(
         say_simulated()
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
+    _say_the_score(store, run, simulated=data["simulated"])
     for item in items:
         traces = [
             NodeTrace(
@@ -366,6 +367,21 @@ def optuna_command(
         return
     out.print(f"study {exported.study_name}: {exported.trials} trials in {exported.storage}")
     out.print(f"view it with: optuna-dashboard {exported.storage}")
+
+
+def _say_the_score(store: Store, run: Run, *, simulated: bool) -> None:
+    """A scored run's accuracy, from its stored items as its report counts them (`runs show` of an
+    eval printed every item's calls and never the accuracy)."""
+    from agentscale.report.items import read_items
+
+    accuracy = read_items(store, run.id).accuracy()
+    if accuracy is not None:
+        low, high = accuracy["ci95"]
+        label = "SIMULATED accuracy" if simulated else "accuracy"
+        out.print(
+            f"{label} {accuracy['value']:.1%} ({accuracy['correct']}/{accuracy['n']} scored items), "
+            f"95% CI [{low:.1%}, {high:.1%}]"
+        )
 
 
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:

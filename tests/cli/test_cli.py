@@ -722,3 +722,20 @@ def test_runs_show_gives_each_eval_items_reference_and_verdict(
     assert all(item["reference"] is not None and isinstance(item["correct"], bool) for item in items)
     code, out, _ = run_cli(capsys, "runs", "show", run_id, "--db", database)
     assert f"reference {items[0]['reference']} · {'right' if items[0]['correct'] else 'wrong'}" in out
+
+
+def test_runs_show_of_an_eval_gives_its_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed every item's calls and never the accuracy (only --json's summary had it; the
+    reports review)."""
+    database = tmp_path / "e.db"
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n")
+    code, out, err = run_cli(
+        capsys, "eval", str(graph), "--task", "sim:math", "--n", "12", "--db", str(database), "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    low, high = summary["ci95"]
+    code, out, _ = run_cli(capsys, "runs", "show", summary["run_id"], "--db", str(database))
+    expected = f"SIMULATED accuracy {summary['accuracy']:.1%} ({summary['correct']}/12 scored items), 95% CI [{low:.1%}, {high:.1%}]"
+    assert code == 0 and expected in " ".join(out.split())
