@@ -48,7 +48,8 @@ class ItemSet:
     traces: list[list[list[Any]]] = field(default_factory=list)
     strings: StringTable = field(default_factory=StringTable)
     usage: Usage = field(default_factory=Usage)
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # wall clock per item
+    critical_paths: list[float] = field(default_factory=list)  # the calls' latencies along the longest chain
     routes: set[str] = field(default_factory=set)
 
     @property
@@ -67,13 +68,12 @@ class ItemSet:
         return {"correct": self.correct, "n": self.scored, "value": self.correct / self.scored, "ci95": [low, high]}
 
     def latency(self) -> dict[str, float]:
-        values = self.latencies
-        return {
-            "mean_s": sum(values) / len(values) if values else 0.0,
-            "p50_s": percentile(values, 50),
-            "p95_s": percentile(values, 95),
-            "max_s": max(values, default=0.0),
-        }
+        return _spread(self.latencies)
+
+    def critical_path(self) -> dict[str, float]:
+        """What an item takes when its calls run as the graph allows (simulated models answer at once
+        in wall-clock time: this is their modelled latency)."""
+        return _spread(self.critical_paths)
 
     def page_data(self) -> dict[str, Any]:
         """Rows as arrays (keys listed once): `[key, question, reference, answer, correct, stopped,
@@ -84,6 +84,15 @@ class ItemSet:
         """Per row, its calls: `[node, role, route, status, [[msg role, text ref]...], completion ref,
         answer, prompt tokens, completion tokens, latency_s, cached, error]`."""
         return {"strings": self.strings.texts, "calls": self.traces}
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean_s": sum(values) / len(values) if values else 0.0,
+        "p50_s": percentile(values, 50),
+        "p95_s": percentile(values, 95),
+        "max_s": max(values, default=0.0),
+    }
 
 
 def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
@@ -99,6 +108,7 @@ def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:
             usage.count_own_hits_as_calls(paid.get(key, 0))  # as the eval's summary counts them
             items.usage.add(usage)
             items.latencies.append(usage.latency_s)
+            items.critical_paths.append(usage.critical_path_s)
             position[key] = len(items.rows)
             verdict = None if correct is None else int(bool(correct))
             items.rows.append(

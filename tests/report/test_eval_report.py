@@ -25,6 +25,9 @@ def test_eval_report_shows_figures_items_and_traces(eval_run, open_page, capsys)
     page = open_page(write(eval_run, capsys))
     assert page.locator(".fact", has_text="accuracy").first.inner_text().endswith("50.0%")
     assert "[" in page.locator(".fact", has_text="95% interval").inner_text()
+    # the critical path too (a sim's calls take no wall time: the report showed only the wall clock)
+    mean = eval_run["latency"]["critical_path_mean_s"]
+    assert f"{mean:.2f} s ·" in page.locator(".fact", has_text="critical path").inner_text()
     assert page.locator("svg.graph-drawing g.node").count() == 3
     assert page.locator("svg.histogram rect.bar").count() > 0
     rows = page.locator("div.items tr.item-row")
