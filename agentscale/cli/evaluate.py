@@ -186,7 +186,7 @@ def eval_command(
         return
     if show_items:
         out.print(_items_table(summary.items))
-    _print_summary(summary, evaluation.store)
+    _print_summary(summary, evaluation.store, simulated=simulated)
     if evaluation.graph.spec.memory is not None:
         out.print(f"handbook {escape(handbook_label(evaluation.graph.spec.memory))}")
     if simulated:
@@ -224,14 +224,15 @@ def _items_table(items: list[ItemResult]) -> Table:
     return table
 
 
-def _print_summary(summary: EvalSummary, store: Store) -> None:
+def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> None:
     data = summary.to_dict()
     low, high = data["ci95"]
     usage = summary.usage
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
     usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
     out.print(
-        f"[bold]{escape(summary.task)}[/]: accuracy {summary.accuracy:.1%} ({summary.correct}/{summary.n}), "
+        f"[bold]{escape(summary.task)}[/]: {'SIMULATED ' if simulated else ''}accuracy {summary.accuracy:.1%} "
+        f"({summary.correct}/{summary.n}), "
         f"95% CI [{low:.1%}, {high:.1%}]",
         markup=True,
     )

@@ -158,7 +158,7 @@ def optimize_command(
             data["best"]["path"] = str(out_file)
         print_json({**data, "simulated": simulated, "report": str(report)})
         return
-    _print_report(result, optimization.store, out_file, plot)
+    _print_report(result, optimization.store, out_file, plot, simulated=simulated)
     if simulated:
         say_simulated()
     out.print(f"report: {report}")
@@ -196,19 +196,22 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
         return await optimization.run(on_progress=update)
 
 
-def _print_report(result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None) -> None:
+def _print_report(
+    result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool
+) -> None:
     from agentscale.optimize.report import advantage_sentence, diagram
 
     best = result.best_train
+    sim = "SIMULATED " if simulated else ""  # on each figure, as runs show and the report label them
     out.print(
-        f"[bold]best graph[/] (train accuracy {best.accuracy:.1%} on {best.n_items} items, "
+        f"[bold]best graph[/] ({sim}train accuracy {best.accuracy:.1%} on {best.n_items} items, "
         f"compute {best.compute:.2f}):",
         markup=True,
     )
     out.print(diagram(best.candidate))
     if result.crowning is not None:
         out.print(f"crowned: {result.crowning.reason}")
-    table = Table("graph", "test accuracy", "95% CI", "compute", "latency")
+    table = Table("graph", f"{sim}test accuracy", "95% CI", "compute", "latency")
     scored = [("best (optimized)", result.best)] if result.best else []
     for alias, score in result.singles.items():
         scored.append((f"single call of {alias}{_single_mark(result, alias)}", score))
@@ -228,7 +231,12 @@ def _print_report(result: OptimizeResult, store: Store, out_file: Path | None, p
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
-    columns = ["Pareto front: train accuracy (items)", *(["test accuracy"] if tested else []), "compute", "latency"]
+    columns = [
+        f"Pareto front: {sim}train accuracy (items)",
+        *([f"{sim}test accuracy"] if tested else []),
+        "compute",
+        "latency",
+    ]
     front = Table(*columns, "graph", title_justify="left")
     for point in result.pareto if result.front_paths else result.pareto[:8]:  # pareto: each has its file
         key = point.candidate.canonical_key

@@ -736,6 +736,8 @@ def test_runs_show_of_an_eval_gives_its_accuracy(tmp_path: Path, capsys: pytest.
     assert code == 0, err
     summary = json.loads(out)
     low, high = summary["ci95"]
+    code, out, _ = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "12", "--db", str(database))
+    assert code == 0 and f"sim:math: SIMULATED accuracy {summary['accuracy']:.1%}" in out  # the command's line too
     code, out, _ = run_cli(capsys, "runs", "show", summary["run_id"], "--db", str(database))
     expected = f"SIMULATED accuracy {summary['accuracy']:.1%} ({summary['correct']}/12 scored items), 95% CI [{low:.1%}, {high:.1%}]"
     assert code == 0 and expected in " ".join(out.split())

@@ -138,6 +138,9 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     text = " ".join(capsys.readouterr().out.split())
     assert "single call of l1 (best single on train)" in text
     assert "single call of g1 (best single on test)" in text
+    # each figure says SIMULATED, as runs show and the report label them (only a closing banner did)
+    assert "best graph (SIMULATED train accuracy" in text and "SIMULATED test accuracy" in text
+    assert "Pareto front: SIMULATED train accuracy (items)" in text
     assert main(["runs", "list", "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out)[0]["run_id"]
     assert main(["runs", "show", run_id]) == 0
