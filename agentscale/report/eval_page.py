@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from agentscale.graphs.result import Usage
 from agentscale.graphs.spec import handbook_label
 from agentscale.graphs.validate import load_spec_text
 from agentscale.report.charts import histogram
@@ -63,7 +64,7 @@ def eval_report(store: Store, run: Run) -> str:
                 ("tokens", f"{usage.prompt_tokens:,} in + {usage.completion_tokens:,} out"),
                 ("FLOPs", fmt_number(usage.flops)),
                 ("USD", fmt_usd(usage.usd)),
-                ("model calls", f"{usage.calls} (+{usage.cached_calls} cache hits)"),
+                ("model calls", f"{usage.calls} (+{usage.cached_calls} cache hits)" + _uncounted(store, run, usage)),
                 ("latency mean · p50 · p95 (wall clock)", _three(latency)),
                 ("critical path mean · p50 · p95", _three(items.critical_path())),
                 *([("handbook", handbook_label(spec.memory))] if spec is not None and spec.memory else []),
@@ -85,3 +86,11 @@ def _three(spread: dict[str, float]) -> str:
     """Mean, median and 95th percentile of a latency spread (the sim's calls take no wall time: their
     modelled latency is the critical path, which the report did not show)."""
     return " · ".join(f"{spread[k]:.2f} s" for k in ("mean_s", "p50_s", "p95_s"))
+
+
+def _uncounted(store: Store, run: Run, usage: Usage) -> str:
+    """The paid calls no answered item holds (items an interruption cut short; their answers, when
+    the run goes on, come from the cache): an interrupted eval's page said 218 calls where its
+    ledger held 243."""
+    paid = store.spend(run.id)["calls"]
+    return f"; {paid} paid in all, {paid - usage.calls} by items cut short" if paid > usage.calls else ""

@@ -132,3 +132,16 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     rows = island(html, "data-items")["rows"]
     assert rows == [["0", "What is 40 + 2?", None, "42", None, None, rows[0][6], rows[0][7], None]]  # type: ignore[index]
     assert "not scored" in html and "SIMULATED" not in html
+
+
+def test_calls_paid_by_items_cut_short_are_counted(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An interrupted eval's page said 218 model calls where its ledger held 243: the calls of items an
+    interruption cut short belong to no answered item (the reports review)."""
+    from agentscale import Store
+
+    store = Store(eval_run["db"])
+    calls = store.spend(str(eval_run["run_id"]))["calls"]
+    cut = {"run_id": eval_run["run_id"], "item_key": "cut", "route": "r", "prompt_tokens": 1, "completion_tokens": 1}
+    store.record_call(None, {**cut, "flops": 0.0})
+    text = write(eval_run, capsys).read_text()
+    assert f"; {calls + 1} paid in all, 1 by items cut short" in text
