@@ -47,10 +47,11 @@ def format_spend(usage: dict[str, Any]) -> str:
     return f"{usage.get('calls', 0)} model calls{split}, {usage.get('tokens', 0)} tokens, {usd}"
 
 
-def format_test_score(score: dict[str, Any]) -> str:
+def format_test_score(score: dict[str, Any], *, simulated: bool) -> str:
     """A stored test score (`TestScore.to_dict`): accuracy, items and 95% interval, or why it is missing."""
     if score.get("accuracy") is None:
         return "not scored on the test split"
     low, high = score["ci95"]
     items = f" of {score['n']} items" if score.get("n") is not None else ""
-    return f"test accuracy {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"
+    label = "SIMULATED test accuracy" if simulated else "test accuracy"
+    return f"{label} {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"

@@ -152,12 +152,13 @@ def show_command(
         f"graph {escape(str(run.graph_name))}",
         markup=True,
     )
+    if run.error:
+        out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     _say_how_a_gone_run_goes_on(store, run)
     if data["simulated"]:
         say_simulated()
-    if run.error:
-        out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
-    _say_the_score(store, run, simulated=data["simulated"])
+    if run.kind != "handbook":  # a build's verdicts are its source run's, not its model's
+        _say_the_score(store, run, simulated=data["simulated"])
     for item in items:
         traces = [
             NodeTrace(
@@ -317,10 +318,10 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(diagram(candidate_from_json(crowned.candidate_json)))
     best = summary.get("best")
     if best:
-        out.print(f"best graph: {best.get('path')} · {format_test_score(best)}")
+        out.print(f"best graph: {best.get('path')} · {format_test_score(best, simulated=simulated)}")
         for kind, score in summary.get("baselines", {}).items():
             named = f" ({score['name']})" if score.get("name") else ""  # runs stored before 2026-12-03 lack it
-            out.print(f"baseline {kind}{named}: {format_test_score(score)}")
+            out.print(f"baseline {kind}{named}: {format_test_score(score, simulated=simulated)}")
         out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
         for note in outcome_notes(summary):
             out.print(escape(note))

@@ -257,7 +257,9 @@ class Evaluation:
             self.graph = graph
         else:
             spec = graph.spec if config.handbook is None else with_handbook(graph.spec, config.handbook)
-            self.graph = Graph(spec, gateway=graph.gateway, answer_format=self.task.answer_format)
+            self.graph = Graph(
+                spec, gateway=graph.gateway, answer_format=self.task.answer_format, stored=run_id is not None
+            )
         spec = self.graph.spec
         store = self.graph.store
         if store is None:
@@ -307,7 +309,7 @@ class Evaluation:
             )
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
-        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway)
+        graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway, stored=True)
         return cls(graph, config, run.id)
 
     def pending(self) -> list[TaskItem]:

@@ -161,5 +161,6 @@ class ItemWorker:
         if key not in self._graphs:
             spec = load_spec_text(task.graph_yaml, "graph from the driver", stored=True)
             gateway = Gateway(self._store, task.settings)
-            self._graphs[key] = Graph(spec, gateway=gateway, answer_format=task.answer_format)
+            # the driver validated it (a resumed run's under the rules of its time)
+            self._graphs[key] = Graph(spec, gateway=gateway, answer_format=task.answer_format, stored=True)
         return self._graphs[key]

@@ -79,7 +79,8 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
         if isinstance(item["input"], bool) and kind == "string_type":
             message = f"got {_yaml_bool(item['input'])}"
         elif kind == "string_type" and item["input"] is not None:  # `name: .nan`, `model: 1.5`
-            message = f"expected text, got {_shown(item['input'])}: quote it"
+            quote = ": quote it" if isinstance(item["input"], int | float) else ""  # not a mapping or a list
+            message = f"expected text, got {_shown(item['input'])}{quote}"
         elif isinstance(item["input"], float) and not math.isfinite(item["input"]) and kind not in _TEXT_ERRORS:
             message = f"must be a finite number, got {item['input']}"
         elif kind == "extra_forbidden":
@@ -279,9 +280,6 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
             issue = _model_reference_issue(spec, spec.coordinator.evaluator, ("coordinator", "evaluator"), loc)
             if issue:
                 issues.append(issue)
-        issue = None if stored else _min_tokens_issue(spec, loc)
-        if issue:
-            issues.append(issue)
 
     pairs: list[tuple[str, str]] = []
     for index, text in enumerate(spec.edges):
@@ -343,10 +341,14 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
     for index, node in enumerate(spec.nodes):
         if node.id not in reaching:
             issues.append(loc.issue(("nodes", index), f"node {node.id!r} cannot reach the output {output!r}"))
+    if spec.coordinator is not None and not stored:
+        issue = _min_tokens_issue(spec, loc, output)
+        if issue:
+            issues.append(issue)
     return issues
 
 
-def _min_tokens_issue(spec: GraphSpec, loc: LocatedData) -> SpecIssue | None:
+def _min_tokens_issue(spec: GraphSpec, loc: LocatedData, output: str) -> SpecIssue | None:
     """A CEO's `min_tokens` above the most a round's call may get was cut to it, silently (as a run
     resolves it: `coordinator.max_tokens`, else the largest node's `max_tokens`, within the
     question's token budget)."""
@@ -354,8 +356,10 @@ def _min_tokens_issue(spec: GraphSpec, loc: LocatedData) -> SpecIssue | None:
     assert coordinator is not None
     if "min_tokens" not in coordinator.model_fields_set:  # the default (16) gives way to tiny nodes
         return None
-    # over every node, as a run's ceiling may count an aggregating vote's default: never above it
-    largest = max(n.max_tokens or spec.defaults.max_tokens or DEFAULT_MAX_TOKENS for n in spec.nodes)
+    # over the nodes that call a model and the output, as a run's ceiling counts an aggregating vote's
+    # default (a vote in the middle it does not)
+    counted = [n for n in spec.nodes if n.role not in MODEL_FREE_ROLES or n.id == output]
+    largest = max(n.max_tokens or spec.defaults.max_tokens or DEFAULT_MAX_TOKENS for n in counted)
     ceiling, why = (
         (coordinator.max_tokens, "coordinator.max_tokens")
         if coordinator.max_tokens

@@ -143,8 +143,8 @@ class TrialEvaluator:
         return self._stored_verdicts.get(seq, {})
 
     def graph(self, candidate: CandidateGraph, name: str = "candidate") -> Graph:
-        spec = self.space.graph_spec(candidate, name)
-        return Graph(spec, gateway=self.gateway, answer_format=self.task.answer_format)
+        spec = self.space.graph_spec(candidate, name)  # of a validated space (a resumed run's: as stored)
+        return Graph(spec, gateway=self.gateway, answer_format=self.task.answer_format, stored=True)
 
     async def evaluate(
         self, candidate: CandidateGraph, items: list[TaskItem], *, kind: str, iteration: int

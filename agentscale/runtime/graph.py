@@ -77,8 +77,11 @@ class Graph:
         gateway: Gateway | None = None,
         answer_format: AnswerFormat | None = None,
         source: str | None = None,
+        stored: bool = False,
     ) -> None:
-        issues = graph_issues(spec) or route_issues(spec)
+        """`stored`: a stored run's graph (resumed), or one built from a space validated as such:
+        the whole-graph rules added since it was written are not applied (a resume failed on them)."""
+        issues = graph_issues(spec, stored=stored) or route_issues(spec)
         if issues:
             raise SpecError(issues, source)
         _check_arguments(store, answer_format)

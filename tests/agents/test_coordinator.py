@@ -145,6 +145,14 @@ def test_min_tokens_is_checked_against_the_ceiling_a_run_computes(make_graph) ->
         "  - {id: b, role: assistant, model: m, max_tokens: 100}\n  - {id: v, role: vote}\n"
         "edges: ['a, b -> v']\ncoordinator: {model: m, min_tokens: 300}\n"
     )
+    # a vote in the middle is no aggregator: the run's ceiling is the nodes' 100 (the second diff review)
+    with pytest.raises(SpecError, match=r"min_tokens \(300\) is above the most a round's call may get \(100"):
+        make_graph(
+            "name: v\nnodes:\n  - {id: a, role: assistant, model: m, max_tokens: 100}\n"
+            "  - {id: b, role: assistant, model: m, max_tokens: 100}\n  - {id: v, role: vote}\n"
+            "  - {id: f, role: fuser, model: m, max_tokens: 100}\n"
+            "edges: ['a, b -> v', 'v -> f']\ncoordinator: {model: m, min_tokens: 300}\n"
+        )
 
 
 # -- discussions ---------------------------------------------------------------------------------

@@ -678,8 +678,9 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
     assert code == 0 and "error: scorer broke" in out and "continue with" not in err
     build = Store(database).create_run("handbook", config={"handbook": "h"})
     Store(database).finish_broken_run(build.id, ValueError("disk full"))
-    code, _, err = run_cli(capsys, "runs", "show", build.id, "--db", str(database))
+    code, out, err = run_cli(capsys, "runs", "show", build.id, "--db", str(database))
     assert code == 0 and "it failed (error above); the same command again goes on" in " ".join(err.split())
+    assert "accuracy" not in out  # a build's verdicts are its source run's (the second diff review)
 
 
 def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -741,3 +742,28 @@ def test_runs_show_of_an_eval_gives_its_accuracy(tmp_path: Path, capsys: pytest.
     code, out, _ = run_cli(capsys, "runs", "show", summary["run_id"], "--db", str(database))
     expected = f"SIMULATED accuracy {summary['accuracy']:.1%} ({summary['correct']}/12 scored items), 95% CI [{low:.1%}, {high:.1%}]"
     assert code == 0 and expected in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "graph_yaml",
+    [
+        "name: g\nmodels:\n  small model: {model: sim/llama-1b}\nnodes:\n  - {id: a, role: assistant, model: small model}\n",
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b, max_tokens: 100}\n"
+        "  - {id: b, role: assistant, model: sim/llama-1b, max_tokens: 100}\n"
+        "  - {id: f, role: fuser, model: sim/llama-1b, max_tokens: 100}\nedges: ['a, b -> f']\n"
+        "coordinator: {model: sim/llama-1b, max_rounds: 1, min_tokens: 2000}\n",
+    ],
+    ids=["a blank in an alias", "a min_tokens above the ceiling"],
+)
+def test_an_eval_stored_before_a_rule_still_resumes(
+    graph_yaml: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second diff review: such runs loaded for runs show, then `eval --resume` refused them when
+    it built the graph (the rule ran again)."""
+    database = tmp_path / "old.db"
+    config = {"task": "sim:math", "n": 2, "seed": 0, "scorer": None, "concurrency": 2, "handbook": None}
+    run = Store(database).create_run("eval", graph_name="g", graph_yaml=graph_yaml, config=config)
+    Store(database).finish_run(run.id, "interrupted")
+    code, out, err = run_cli(capsys, "eval", "--resume", run.id, "--db", str(database), "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"

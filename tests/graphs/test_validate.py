@@ -306,6 +306,12 @@ CASES = {
         "a key read as null (YAML reads null and ~ so): quote it",
         4,
     ),
+    "a mapping where text belongs": (  # "expected text, got a mapping: quote it"
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: {name: x}}\n",
+        "nodes[0].model",
+        "expected text, got a mapping",
+        3,
+    ),
     "a NaN where text belongs": (  # said "must be a finite number"
         "name: .nan\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
         "name",
@@ -468,3 +474,9 @@ def test_a_stored_runs_graph_loads_under_rules_added_since_it_was_written(text: 
     with pytest.raises(SpecError):
         load_spec_text(text, "g.yaml")
     assert load_spec_text(text, "run x", stored=True).nodes
+
+
+def test_a_mapping_where_text_belongs_is_not_told_to_quote_it() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_text("name: g\nnodes:\n  - {id: a, role: assistant, model: {name: x}}\n", "g.yaml")
+    assert [i.message for i in info.value.issues] == ["expected text, got a mapping"]
