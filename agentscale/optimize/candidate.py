@@ -316,7 +316,7 @@ class CandidateGraph:
         # side by side: independent assistants, all read by the chooser (an assistant -> fuser -> vote is none)
         parallel = all(n.role == "assistant" and not self.predecessors[i] for i, n in enumerate(self.nodes[:last]))
         parallel = parallel and set(self.predecessors[last]) == set(range(last))
-        if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == last and parallel:
+        if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == last > 1 and parallel:
             return f"{chooser} of {len(models)} x {models[0]}"
         return self.one_line()
 

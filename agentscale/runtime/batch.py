@@ -1,10 +1,10 @@
 """A batch of questions answered by one graph as one stored run (`agentscale run --input`).
 
 A single question (`Graph.run`) writes its run row with its calls. A batch is one run of many
-questions, so its row is created first and finished at the end: `done`, or `interrupted` (with how many
-questions were answered) when the batch is cancelled (Ctrl-C) or fails, so `runs list` tells a batch
-that stopped mid-way from a finished one. Each question's calls and item are recorded by
-`Graph.arun` under the batch's run id as the question finishes.
+questions, so its row is created first and finished at the end: `done`, or (with how many questions
+were answered) `interrupted` when the batch is cancelled (Ctrl-C) and `failed` with the error when it
+fails, so `runs list` tells a batch that stopped mid-way from a finished one. Each question's calls
+and item are recorded by `Graph.arun` under the batch's run id as the question finishes.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def run_batch(
     `on_run(run_id)` is called once the run's row exists (with a store), so a caller can name the run
     before any answer, and after an interruption.
     Any exception (a cancel, Ctrl-C, or one raised by a callback) cancels the questions still running,
-    marks the run `interrupted` and is raised again.
+    marks the run `interrupted` (a stop) or `failed` (an error) and is raised again.
     """
     store = graph.store
     run_id = None

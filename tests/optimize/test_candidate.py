@@ -131,5 +131,7 @@ def test_short_names_say_what_a_baseline_is() -> None:
     assert fused.short_name() == fused.one_line()  # was "majority vote of 2 x l8" (the reports review)
     chained = CandidateGraph((a, a, vote), frozenset({(0, 1), (1, 2)}))  # the vote reads one of the two
     assert chained.short_name() == chained.one_line()
+    copied = CandidateGraph((a, vote), frozenset({(0, 1)}))  # "majority vote of 1 x l8"
+    assert copied.short_name() == copied.one_line()
     led = CandidateGraph((a,), frozenset(), CeoChoice("l8", 2))  # was "single call of l8": a discussion
     assert led.short_name() == led.one_line() == "assistant:l8 + ceo:l8x2"

@@ -132,12 +132,15 @@ def test_numeric_tolerance_is_configurable() -> None:
     assert score_numeric("0.333", _item("1/3", rel_tol=1e-2)).correct
 
 
-@pytest.mark.parametrize("rel_tol", ["abc", float("nan"), -1.0, 10**400, None])
-def test_an_unreadable_rel_tol_scores_the_item_wrong_and_says_why(rel_tol: object) -> None:
+@pytest.mark.parametrize("rel_tol", ["abc", float("nan"), -1.0, 10**400, None, True])
+def test_an_unreadable_rel_tol_counts_only_an_exact_answer_and_says_why(rel_tol: object) -> None:
     """A stored run's item (its file loaded before the load-time check) killed eval --resume at that
-    item with a traceback, every time (the diff review)."""
-    score = score_numeric("5", _item("5", rel_tol=rel_tol))
-    assert not score.correct and "rel_tol" in score.detail
+    item with a traceback, every time (the diff review); an exact answer stays right, as it was."""
+    assert score_numeric("5", _item("5", rel_tol=rel_tol)).correct
+    score = score_numeric("5.0001", _item("5", rel_tol=rel_tol))
+    assert not score.correct and f"rel_tol {rel_tol!r} is not a finite number >= 0" in score.detail
+    scorer = numeric_scorer(rel_tol=float("nan"))  # a plugin's: it was a KeyError
+    assert not scorer("5.0001", _item("5")).correct
 
 
 def test_numeric_reports_a_non_numeric_reference() -> None:

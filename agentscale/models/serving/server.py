@@ -345,7 +345,7 @@ def known_server(
         if code is None:
             return server.endpoint
         if on_status:
-            on_status(f"the server for {served_name} exited (code {code}; log: {server.log_path}); starting another")
+            on_status(f"the server for {served_name} exited (code {code}; log: {server.log_path})")
         stop(server)  # it died: reap what is left of its process group, then start afresh
         return None
     if not recheck and time.monotonic() - server.checked_at < _RECHECK_S:

@@ -148,6 +148,17 @@ def _shown(value: Fraction) -> str:
         return f"about {'-' if value < 0 else ''}1e{int(magnitude)}"
 
 
+def readable_tolerance(value: object) -> float | None:
+    """`value` as a relative tolerance, or None when it is none (text, a boolean, NaN, negative)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
 def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_ABS_TOL) -> Scorer:
     """A numeric scorer with the given tolerance (an item's ``metadata['rel_tol']`` overrides it)."""
 
@@ -160,12 +171,12 @@ def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_AB
         got = parse_number(answer)
         if got is None:
             return Score(False, f"answer {answer[:100]!r} is not a single number")
-        try:  # a stored run's file was not checked on load (a JSONL task's load refuses such an item)
-            item_rel = float(item.metadata.get("rel_tol", rel_tol))
-        except (TypeError, ValueError, OverflowError):
-            return Score(False, f"rel_tol {item.metadata['rel_tol']!r} is not a number")
-        if not math.isfinite(item_rel) or item_rel < 0:
-            return Score(False, f"rel_tol {item.metadata['rel_tol']!r} is not a finite number >= 0")
+        given = item.metadata.get("rel_tol", rel_tol)
+        item_rel = readable_tolerance(given)
+        if item_rel is None:  # a stored run's file, not checked on load (a JSONL task's load refuses it)
+            if any(g == w for g in got for w in wanted):
+                return Score(True, f"{_shown(got[0])} matches {item.reference}")
+            return Score(False, f"rel_tol {given!r} is not a finite number >= 0: only an exact answer counts")
         if any(_close(g, w, item_rel, abs_tol) for g in got for w in wanted):
             return Score(True, f"{_shown(got[0])} matches {item.reference}")
         return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")

@@ -13,7 +13,6 @@ answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from agentscale.tasks.base import Task, TaskItem
 from agentscale.tasks.errors import TaskError
 from agentscale.tasks.scorers import get_scorer
 from agentscale.tasks.scorers.choice import choice_index
-from agentscale.tasks.scorers.numeric import is_number, parse_number
+from agentscale.tasks.scorers.numeric import is_number, parse_number, readable_tolerance
 
 _KNOWN = ("id", "question", "answer", "choices", "metadata")
 
@@ -135,23 +134,16 @@ def _refuse_unscorable(path: Path, items: dict[int, TaskItem], scorer_name: str)
         if scorer_name == "numeric" and parse_number(reference) is None:
             message = f"field 'answer' {reference[:60]!r} is not a number, which the numeric scorer compares"
             raise _fail(path, line_no, message + " (text answers: --scorer exact)")
-        if scorer_name == "numeric" and "rel_tol" in item.metadata and not _tolerance(item.metadata["rel_tol"]):
+        if (
+            scorer_name == "numeric"
+            and "rel_tol" in item.metadata
+            and readable_tolerance(item.metadata["rel_tol"]) is None
+        ):
             raise _fail(path, line_no, f"'rel_tol' must be a finite number >= 0, got {item.metadata['rel_tol']!r}")
         if scorer_name == "choice" and item.choices and choice_index(reference, item.choices) is None:
             last = chr(ord("A") + len(item.choices) - 1)
             message = f"field 'answer' {reference!r} names none of its choices (a letter A-{last}, or one's text)"
             raise _fail(path, line_no, message)
-
-
-def _tolerance(value: Any) -> bool:
-    """Whether the numeric scorer can take `value` as a relative tolerance (it reads it with float())."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return False
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # a 400-digit integer
-        return False
-    return math.isfinite(number) and number >= 0
 
 
 def infer_scorer(items: list[TaskItem]) -> str:

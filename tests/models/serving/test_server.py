@@ -613,4 +613,4 @@ def test_a_server_that_died_is_said_before_another_starts(cache: Path, tmp_path:
     _SERVERS.by_name["m"] = Server(VllmEndpoint("http://127.0.0.1:9/v1", "m", 9, ended.pid), ended, log, 0.0)
     said: list[str] = []
     assert known_server("m", on_status=said.append) is None and "m" not in _SERVERS.by_name
-    assert said == [f"the server for m exited (code 3; log: {log}); starting another"]
+    assert said == [f"the server for m exited (code 3; log: {log})"]  # what follows says start or reuse
