@@ -182,7 +182,11 @@ def eval_command(
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = spec_is_simulated(evaluation.graph.spec)
     if json_output:
-        print_json({**summary.to_dict(include_items=show_items), "simulated": simulated, "report": str(report)})
+        memory = evaluation.graph.spec.memory  # named, as the human output and the report name it
+        drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
+        print_json(
+            {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
+        )
         return
     if show_items:
         out.print(_items_table(summary.items))
