@@ -58,8 +58,12 @@ def outcome_notes(summary: Mapping[str, Any]) -> list[str]:
     reason = (summary.get("crowning") or {}).get("reason")
     if reason:
         notes.append(f"crowned: {reason}")
-    if summary.get("advantage"):
-        notes.append(advantage_sentence(summary["advantage"]))
+    advantage = summary.get("advantage")
+    if advantage:
+        if "crowned_is_the_single" not in advantage:  # a summary stored before the key: its crowned graph's name
+            crowned = (summary.get("best") or {}).get("name")
+            advantage = {**advantage, "crowned_is_the_single": crowned == f"single call of {advantage['over'][0]}"}
+        notes.append(advantage_sentence(advantage))
     notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
     return notes
 

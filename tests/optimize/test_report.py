@@ -39,3 +39,18 @@ def test_a_crowned_single_call_is_not_compared_with_itself() -> None:
     assert advantage_sentence(other).startswith(
         "crowned graph minus the best single call (l8) on the same 4 test items"
     )
+
+
+def test_a_summary_stored_before_the_key_is_read_by_its_crowned_graphs_name() -> None:
+    from agentscale.optimize.paired import paired_difference
+    from agentscale.optimize.report import outcome_notes
+    from agentscale.optimize.runner import Advantage
+
+    outcomes = {"q0": True, "q1": False}
+    stored = Advantage(["l8"], paired_difference(outcomes, outcomes)).to_dict()
+    del stored["crowned_is_the_single"]  # written by the previous release
+    notes = outcome_notes({"best": {"name": "single call of l8"}, "advantage": stored})
+    assert notes == ["the crowned graph is the single call of l8, the best single call on the test items"]
+    assert outcome_notes({"best": {"name": "majority vote of 3 x l8"}, "advantage": stored})[0].startswith(
+        "crowned graph minus the best single call (l8)"
+    )
