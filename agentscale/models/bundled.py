@@ -79,7 +79,7 @@ def ensure_bundled_model(
     with file_lock(
         target.parent / f".{model.name}.lock",
         cancelled,
-        _say(on_status, f"waiting for another process converting {model.route}"),
+        waiting_notice(on_status, f"waiting for another process converting {model.route}"),
     ):
         if is_converted(target):  # another process finished while we waited
             return target
@@ -97,7 +97,7 @@ def ensure_bundled_model(
         try:
             # One conversion at a time per machine: their memory peaks add up (≈4 GiB for the 0.5B,
             # ≈9 GiB for the 1.5B) and two cores gain nothing from running them side by side.
-            one_at_a_time = _say(on_status, "waiting for another model's conversion to end (one at a time)")
+            one_at_a_time = waiting_notice(on_status, "waiting for another model's conversion to end (one at a time)")
             with file_lock(target.parent / ".conversion.lock", cancelled, one_at_a_time):
                 _convert(gguf, tmp)
             _write_marker(tmp, model, gguf, time.monotonic() - started)
@@ -162,8 +162,8 @@ def file_lock(
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _say(on_status: StatusCallback | None, message: str) -> Callable[[], None] | None:
-    """A lock's `waiting` callback that tells ``on_status`` (None without one)."""
+def waiting_notice(on_status: StatusCallback | None, message: str) -> Callable[[], None] | None:
+    """A `file_lock` `waiting` callback that tells ``on_status`` `message` (None without one)."""
     return None if on_status is None else lambda: on_status(message)
 
 

@@ -29,7 +29,14 @@ from types import FrameType
 from typing import Any
 
 from agentscale.errors import ServingError
-from agentscale.models.bundled import Cancelled, StatusCallback, cache_dir, ensure_bundled_model, file_lock
+from agentscale.models.bundled import (
+    Cancelled,
+    StatusCallback,
+    cache_dir,
+    ensure_bundled_model,
+    file_lock,
+    waiting_notice,
+)
 from agentscale.models.catalog import BUNDLED
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
@@ -297,7 +304,7 @@ def start_lock(
     name: str, cancelled: threading.Event | None = None, on_status: StatusCallback | None = None
 ) -> contextlib.AbstractContextManager[None]:
     """A file lock held across processes while ``name`` starts (one start per model at a time)."""
-    waiting = None if on_status is None else lambda: on_status(f"waiting for another process starting {name}")
+    waiting = waiting_notice(on_status, f"waiting for another process starting {name}")
     return file_lock(_start_lock_path(name), cancelled, waiting)
 
 
@@ -309,7 +316,7 @@ def cpu_starts_lock(
     machine out of memory). No lock on a GPU."""
     if device != "cpu":
         return contextlib.nullcontext()
-    waiting = None if on_status is None else lambda: on_status("waiting for another server's start on this CPU")
+    waiting = waiting_notice(on_status, "waiting for another server's start on this CPU")
     return file_lock(_start_lock_path("cpu-starts"), cancelled, waiting)
 
 
