@@ -15,6 +15,7 @@ from agentscale.errors import ServingError
 from agentscale.models.serving import VllmEndpoint
 from agentscale.models.serving.engine import CPU_BIND_ENV, KV_CACHE_ENV, usable_cpus
 from agentscale.models.serving.foreground import replica_env, replica_ports, route_snippet
+from tests.models.serving.standin import standin_server
 
 
 def test_replicas_listen_on_consecutive_ports_or_the_given_ones() -> None:
@@ -183,32 +184,6 @@ def test_a_served_model_whose_server_ends_is_a_failure(tmp_path) -> None:  # typ
     assert said[0].startswith("serving m at") and said[-1] == f"server on port {port} exited with code 0; stopping"
 
 
-_LOADING_SERVER = """
-import json, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-time.sleep(1.5)  # loading: nothing answers yet
-
-
-class Models(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Models)
-server.timeout = 0.1
-stop = time.monotonic() + 1.0
-while time.monotonic() < stop:
-    server.handle_request()
-"""
-
-
 def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`serve` let go of its start locks once its server was launched: a `run` started while it
     loaded found no server (a loading one does not answer), took the lock and started a second one,
@@ -230,7 +205,9 @@ def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypa
     def start(target: Target, device: str, port: int, *args: object, **kwargs: object) -> Server:
         log = tmp_path / "server.log"
         log.write_text("")
-        process = subprocess.Popen([sys.executable, "-c", _LOADING_SERVER, str(port)], start_new_session=True)
+        process = subprocess.Popen(
+            standin_server("127.0.0.1", port, loading_s=1.5, serving_s=1.0), start_new_session=True
+        )
         launched.append(process)
         return Server(VllmEndpoint(f"http://127.0.0.1:{port}/v1", "m", port, process.pid), process, log, 0.0)
 

@@ -35,6 +35,7 @@ from agentscale.models.serving.engine import KV_CACHE_ENV, Engine, EngineMissing
 from agentscale.models.serving.health import port_free
 from agentscale.models.serving.processes import group_members
 from agentscale.models.serving.server import Target
+from tests.models.serving.standin import standin_server
 
 BUNDLED_NAME = "smollm2-135m"
 
@@ -529,27 +530,6 @@ def test_a_cancelled_start_stops_waiting_for_another_processs_conversion(tmp_pat
     assert not (models / "smollm2-135m").exists()  # nothing converted after the cancel
 
 
-_SERVING = """
-import json, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class Models(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Models).serve_forever()
-"""
-
-
 def test_a_server_on_one_interface_is_reached_and_found_there(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -560,7 +540,7 @@ def test_a_server_on_one_interface_is_reached_and_found_there(
 
     def spawn(argv: list[str], env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
         host, port = argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]
-        return subprocess.Popen([sys.executable, "-c", _SERVING, host, port], start_new_session=True)
+        return subprocess.Popen(standin_server(host, port), start_new_session=True)
 
     monkeypatch.setattr("agentscale.models.serving.server.spawn", spawn)
     server = start(
