@@ -53,5 +53,7 @@ def format_test_score(score: dict[str, Any], *, simulated: bool) -> str:
         return "not scored on the test split"
     low, high = score["ci95"]
     items = f" of {score['n']} items" if score.get("n") is not None else ""
-    label = "SIMULATED test accuracy" if simulated else "test accuracy"
+    from agentscale.report.simulated import simulated_label  # loaded already by the views that print it
+
+    label = simulated_label("test accuracy", simulated)
     return f"{label} {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"

@@ -229,13 +229,15 @@ def _items_table(items: list[ItemResult]) -> Table:
 
 
 def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> None:
+    from agentscale.report.simulated import simulated_label
+
     data = summary.to_dict()
     low, high = data["ci95"]
     usage = summary.usage
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
     usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
     out.print(
-        f"[bold]{escape(summary.task)}[/]: {'SIMULATED ' if simulated else ''}accuracy {summary.accuracy:.1%} "
+        f"[bold]{escape(summary.task)}[/]: {simulated_label('accuracy', simulated)} {summary.accuracy:.1%} "
         f"({summary.correct}/{summary.n}), "
         f"95% CI [{low:.1%}, {high:.1%}]",
         markup=True,

@@ -200,18 +200,18 @@ def _print_report(
     result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool
 ) -> None:
     from agentscale.optimize.report import advantage_sentence, diagram
+    from agentscale.report.simulated import simulated_label
 
     best = result.best_train
-    sim = "SIMULATED " if simulated else ""  # on each figure, as runs show and the report label them
+    train_label, test_label = simulated_label("train accuracy", simulated), simulated_label("test accuracy", simulated)
     out.print(
-        f"[bold]best graph[/] ({sim}train accuracy {best.accuracy:.1%} on {best.n_items} items, "
-        f"compute {best.compute:.2f}):",
+        f"[bold]best graph[/] ({train_label} {best.accuracy:.1%} on {best.n_items} items, compute {best.compute:.2f}):",
         markup=True,
     )
     out.print(diagram(best.candidate))
     if result.crowning is not None:
         out.print(f"crowned: {result.crowning.reason}")
-    table = Table("graph", f"{sim}test accuracy", "95% CI", "compute", "latency")
+    table = Table("graph", test_label, "95% CI", "compute", "latency")
     scored = [("best (optimized)", result.best)] if result.best else []
     for alias, score in result.singles.items():
         scored.append((f"single call of {alias}{_single_mark(result, alias)}", score))
@@ -232,8 +232,8 @@ def _print_report(
         out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
     columns = [
-        f"Pareto front: {sim}train accuracy (items)",
-        *([f"{sim}test accuracy"] if tested else []),
+        f"Pareto front: {train_label} (items)",
+        *([test_label] if tested else []),
         "compute",
         "latency",
     ]

@@ -224,7 +224,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.trials import candidate_from_json, stored_front
     from agentscale.report.optimize_page import crown_recorded, crowned_trial
-    from agentscale.report.simulated import run_is_simulated, stored_space
+    from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
@@ -289,7 +289,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     simulated = data["simulated"]
     if simulated:
         say_simulated()
-    accuracy = "SIMULATED accuracy" if simulated else "accuracy"  # as the report labels it
+    accuracy = simulated_label("accuracy", simulated)  # as the report labels it
     table = Table("seq", "iter", "kind", accuracy, "n", "compute", "objective", "graph")
     for t in trials:
         candidate = candidate_from_json(t.candidate_json)
@@ -374,11 +374,12 @@ def _say_the_score(store: Store, run: Run, *, simulated: bool) -> None:
     """A scored run's accuracy, from its stored items as its report counts them (`runs show` of an
     eval printed every item's calls and never the accuracy)."""
     from agentscale.report.items import read_items
+    from agentscale.report.simulated import simulated_label
 
     accuracy = read_items(store, run.id).accuracy()
     if accuracy is not None:
         low, high = accuracy["ci95"]
-        label = "SIMULATED accuracy" if simulated else "accuracy"
+        label = simulated_label("accuracy", simulated)
         out.print(
             f"{label} {accuracy['value']:.1%} ({accuracy['correct']}/{accuracy['n']} scored items), "
             f"95% CI [{low:.1%}, {high:.1%}]"

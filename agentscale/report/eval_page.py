@@ -27,7 +27,7 @@ from agentscale.report.html import (
     simulated_banner,
 )
 from agentscale.report.items import read_items
-from agentscale.report.simulated import is_simulated, run_is_simulated
+from agentscale.report.simulated import is_simulated, run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
 from agentscale.storage.tables import Run
@@ -38,7 +38,7 @@ def eval_report(store: Store, run: Run) -> str:
     config = json.loads(run.config_json)
     spec = load_spec_text(run.graph_yaml, f"run {run.id}", stored=True) if run.graph_yaml else None
     simulated = is_simulated(items.routes) or run_is_simulated(run)
-    label = "SIMULATED accuracy" if simulated else "accuracy"
+    label = simulated_label("accuracy", simulated)
     accuracy = items.accuracy()
     usage = items.usage
     latency = items.latency()

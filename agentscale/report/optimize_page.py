@@ -34,7 +34,7 @@ from agentscale.report.html import (
     table,
 )
 from agentscale.report.items import read_items
-from agentscale.report.simulated import run_is_simulated, stored_space
+from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
 from agentscale.report.spend import spend_by_stage
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
@@ -125,7 +125,7 @@ class OptimizeReport:
 
     @property
     def accuracy_label(self) -> str:
-        return "SIMULATED accuracy" if self.simulated else "accuracy"
+        return simulated_label("accuracy", self.simulated)
 
     # the page -----------------------------------------------------------------------------------
     def render(self) -> str:

@@ -22,6 +22,11 @@ def is_simulated(routes: Iterable[str | None]) -> bool:
     return any(route is not None and route.startswith(SIM_PREFIX) for route in routes)
 
 
+def simulated_label(figure: str, simulated: bool) -> str:
+    """A figure's label, `SIMULATED <figure>` for a run of simulated models (every view says it the same way)."""
+    return f"SIMULATED {figure}" if simulated else figure
+
+
 def spec_is_simulated(spec: GraphSpec) -> bool:
     """A graph whose models (aliases' routes, or routes named on nodes) include a sim/ route."""
     return is_simulated([m.model for m in spec.models.values()] + [n.model for n in spec.nodes])
