@@ -181,9 +181,9 @@ def eval_command(
         raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = spec_is_simulated(evaluation.graph.spec)
+    memory = evaluation.graph.spec.memory  # the handbook is named in every output, as the report names it
+    drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
     if json_output:
-        memory = evaluation.graph.spec.memory  # named, as the human output and the report name it
-        drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
         print_json(
             {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
         )
@@ -191,8 +191,8 @@ def eval_command(
     if show_items:
         out.print(_items_table(summary.items))
     _print_summary(summary, evaluation.store, simulated=simulated)
-    if evaluation.graph.spec.memory is not None:
-        out.print(f"handbook {escape(handbook_label(evaluation.graph.spec.memory))}")
+    if drew_on:
+        out.print(f"handbook {escape(drew_on['handbook'])}")
     if simulated:
         say_simulated()
     out.print(f"report: {report}")
