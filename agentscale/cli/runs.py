@@ -244,7 +244,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         for index, observation in enumerate(history, start=1):
             best = max(best, observation.reward)
             curve.append((index, best))
-        front = stored_front(store, run.id, stored_space(run).objective)
+        front = stored_front(store, run.id, stored_space(run))
         picture = write_plot(
             curve, history, front, store.path.parent / "runs" / run.id / "search.png", simulated=run_is_simulated(run)
         )

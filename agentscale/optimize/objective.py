@@ -67,10 +67,19 @@ def pareto_front(points: list[Observation], *, latency: bool = False) -> list[Ob
     return list(unique.values())
 
 
-def run_front(observations: list[Observation], objective: Objective) -> list[Observation]:
+def run_front(observations: list[Observation], objective: Objective, *, minibatch: int) -> list[Observation]:
     """A run's Pareto front, as its summary, report and plot show it: every graph on all the train
-    items it answered (minibatches and races pooled), not one minibatch's luck."""
-    return pareto_front(pooled(observations, objective.accuracy), latency=objective.latency > 0)
+    items it answered (minibatches and races pooled), not one minibatch's luck.
+
+    Only graphs measured on more items than one search minibatch stand on it (or, in a run where no
+    graph was, those measured on the most): a graph the search saw once, right on 6 items of 6,
+    was a "100%" point that put the crowned graph, raced on 20 items, off the front. Pooling alone
+    cannot prevent that, as such a graph has nothing to pool.
+    """
+    graphs = pooled(observations, objective.accuracy)
+    most = max((graph.n_items for graph in graphs), default=0)
+    measured = [graph for graph in graphs if graph.n_items > minibatch or graph.n_items == most]
+    return pareto_front(measured, latency=objective.latency > 0)
 
 
 def pooled(observations: list[Observation], accuracy_weight: float) -> list[Observation]:

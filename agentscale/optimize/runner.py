@@ -452,7 +452,9 @@ class Optimization:
         crowning, crown_race = await self._crown(method, history, singles, stopped)
         best_train = crowning.crowned
         # every graph with all it answered: minibatches, races
-        front = run_front(singles.raced + history + crown_race.raced, self.space.objective)  # in trial order
+        front = run_front(
+            singles.raced + history + crown_race.raced, self.space.objective, minibatch=self.space.optimizer.minibatch
+        )  # in trial order
         pareto = self.space.objective.pareto
         report(settings.iterations, history, "testing")
         tested = await self._test(best_train, singles, front if pareto else []) if self.score_test else _TestSplit()

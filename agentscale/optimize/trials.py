@@ -25,7 +25,7 @@ from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, run_front, scalarize
 from agentscale.optimize.problem import SearchProblem
-from agentscale.optimize.space import Objective, SpaceSpec
+from agentscale.optimize.space import SpaceSpec
 from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import REFUSED, NodeCall, RunItem, SpendEntry, Trial
@@ -90,23 +90,24 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
     return verdicts
 
 
-def stored_front(store: Store, run_id: str, objective: Objective) -> list[Observation]:
+def stored_front(store: Store, run_id: str, space: SpaceSpec) -> list[Observation]:
     """The run's Pareto front read back from its stored train evaluations, as the runner computes it
     (an interrupted run, which has no summary, gets the front of what it evaluated)."""
-    return trials_front(store.trials(run_id), stored_verdicts(store, run_id), objective)
+    return trials_front(store.trials(run_id), stored_verdicts(store, run_id), space)
 
 
 def trials_front(
     trials: list[Trial],
     verdicts: dict[int, dict[str, bool]],
-    objective: Objective,
+    space: SpaceSpec,
     candidates: dict[int, CandidateGraph] | None = None,
 ) -> list[Observation]:
     """The Pareto front of a run's train evaluations, from trials and verdicts already read
     (`candidates` by seq saves parsing each graph again)."""
     train = [t for t in trials if t.kind in TRAIN_KINDS]
     known = candidates or {}
-    return run_front([trial_observation(t, verdicts.get(t.seq, {}), known.get(t.seq)) for t in train], objective)
+    observations = [trial_observation(t, verdicts.get(t.seq, {}), known.get(t.seq)) for t in train]
+    return run_front(observations, space.objective, minibatch=space.optimizer.minibatch)
 
 
 @dataclass

@@ -88,7 +88,7 @@ class OptimizeReport:
         # "crowned" only for the graph the runner crowned; before that, the leading graph
         self.crowned_word = "crowned" if crown_recorded(self.summary) and not self.in_progress else "leading"
         self._drawings: dict[str, str] = {}
-        self.front = trials_front(self.trials, self.verdicts, self.space.objective, self.candidates)  # the summary's
+        self.front = trials_front(self.trials, self.verdicts, self.space, self.candidates)  # the summary's
 
     # helpers ------------------------------------------------------------------------------------
     def drawing(self, trial: Trial) -> str:
@@ -296,7 +296,8 @@ class OptimizeReport:
         note = paragraph(
             "Left: each search evaluation's objective and the best so far. Right: grey points are search "
             "evaluations, each on its minibatch; red points are the Pareto front, each graph on every train item "
-            "it answered in the search and the races (no other graph is as accurate and as cheap at once)."
+            "it answered in the search and the races, among graphs measured on more items than one minibatch (no other "
+            "graph is as accurate and as cheap at once)."
         )
         return section("Search", charts + note + "<h3>Pareto front</h3>" + table(headers, rows), section_id="search")
 

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.objective import Observation, pareto_front, pooled
+from agentscale.optimize.objective import Observation, pareto_front, pooled, run_front
 from agentscale.optimize.runner import Optimization
-from agentscale.optimize.space import space_from_text
+from agentscale.optimize.space import Objective, space_from_text
+from agentscale.optimize.trials import stored_front
 from agentscale.storage.db import Store
 
 GRAPHS = [CandidateGraph((NodeChoice("assistant", f"m{i}"),), frozenset()) for i in range(6)]  # six distinct graphs
@@ -95,22 +96,41 @@ def test_pooling_weighs_latency_by_items_and_adds_up_usd() -> None:
     assert unpriced.usd is None
 
 
-async def test_the_front_of_a_run_covers_every_crowning_finalist(tmp_path: Path) -> None:
+def test_a_graph_seen_on_one_minibatch_is_not_on_the_front() -> None:
+    """A graph the search saw once, right on 6 items of 6, stood on the front at "100%" and put the
+    crowned single call, raced on 20 items (85%), off it (found by a review of the report)."""
+    lucky = Observation(GRAPHS[0], 1.0, 1.0, 1.0, 6, outcomes={f"a{i}": True for i in range(6)})
+    crowned = Observation(GRAPHS[1], 0.85, 1.0, 1.0, 20, outcomes={f"i{i}": i < 17 for i in range(20)})
+    twice = [  # seen on two minibatches: measured on 12 items, more than one minibatch
+        Observation(GRAPHS[2], 1.0, 0.5, 1.0, 6, outcomes={f"a{i}": True for i in range(6)}),
+        Observation(GRAPHS[2], 0.5, 0.5, 1.0, 6, outcomes={f"b{i}": i < 3 for i in range(6)}),
+    ]
+    front = run_front([lucky, crowned, *twice], Objective(), minibatch=6)
+    assert [(p.candidate, p.n_items) for p in front] == [(GRAPHS[1], 20), (GRAPHS[2], 12)]
+    # a run where no graph answered more than a minibatch: the front of what it measured
+    assert run_front([lucky], Objective(), minibatch=6) == pooled([lucky], 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+async def test_the_front_of_a_run_covers_every_crowning_finalist(tmp_path: Path, seed: int) -> None:
     """The run's front pooled the search and the single calls but not the crowning race: a vote of
     3 x llama-1b, 37.5% on the 8 train items in the race at compute 3, was missing from a front that
-    listed only the single call at 25% (SIMULATED; found by a new-user probe)."""
+    listed only the single call at 25% (SIMULATED; found by a new-user probe). With seed 5 the front
+    held a graph seen on one 4-item minibatch and a single call the race dropped after 2 items."""
     space = space_from_text(
-        'name: s\ntask: {name: "sim:math", train: 8, test: 10, seed: 0}\n'
+        f'name: s\ntask: {{name: "sim:math", train: 8, test: 10, seed: {seed}}}\n'
         "models:\n  small: {model: sim/llama-1b}\n  big: {model: sim/llama-8b}\n"
         "roles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 20}\n"
         "objective: {accuracy: 1.0, cost: 0.0, latency: 0.0}\n"
-        "optimizer: {method: agent-reinforce, iterations: 2, samples: 2, minibatch: 4, seed: 0}\n"
+        f"optimizer: {{method: agent-reinforce, iterations: 2, samples: 2, minibatch: 4, seed: {seed}}}\n"
     )
     store = Store(tmp_path / "o.db")
-    result = await Optimization(space, Gateway(store), space_text="", seed=0, score_test=False).run()
+    result = await Optimization(space, Gateway(store), space_text="", seed=seed, score_test=False).run()
     assert result.crowning is not None
     for finalist in (f.observation for f in result.crowning.finalists):
         assert any(p.accuracy >= finalist.accuracy and p.compute <= finalist.compute for p in result.pareto), (
             finalist.candidate.short_name(),
             [(p.candidate.short_name(), p.accuracy, p.compute) for p in result.pareto],
         )
+    assert all(p.n_items > 4 for p in result.pareto)  # more than one minibatch
+    assert [p.candidate for p in stored_front(store, result.run_id, space)] == [p.candidate for p in result.pareto]
