@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,12 +107,16 @@ async def evaluate_items(
     on_item: Callable[[ItemResult], None] | None = None,
     item_prefix: str = "",
     executor: Executor | None = None,
+    answered: Mapping[str, RunItem] | None = None,
 ) -> list[ItemResult]:
     """Answer and score `items` with `graph` (at most `concurrency` questions at once per worker).
 
     Items are recorded under `item_prefix + item.id` (the optimizer evaluates many graphs per run).
     `executor` decides where each item's graph runs (default: this process); scoring, recording
     the verdict and `on_item` stay here, so progress and results look the same whatever runs items.
+    `answered`: the stored rows (by item id) of items answered before an interruption; their
+    answers stand (scored now if they were not), so a resume neither pays for them again nor
+    stores them twice.
 
     A scorer that can block (code scorers execute tests in subprocesses) runs in a worker thread, so
     the event loop that drives the other items' model calls goes on (`tasks.scoring.ascore`).
@@ -123,29 +127,42 @@ async def evaluate_items(
     semaphore = asyncio.Semaphore(executor.slots(concurrency))
     store = graph.store
 
+    def verdict(key: str, item: TaskItem, correct: bool, detail: str) -> None:
+        if store is not None and run_id is not None:
+            store.score_item(run_id, key, reference=item.reference, correct=correct, detail=detail)
+
+    async def ask(item: TaskItem) -> ItemResult:
+        key = item_prefix + item.id
+        result = await executor.run_item(graph, item.question, run_id=run_id, item_key=key, record=run_id is not None)
+        score = await ascore(task, result.answer, item)
+        verdict(key, item, score.correct, score.detail)
+        if store is not None and run_id is not None:
+            record_outcome(store, result, score.correct)  # behaviors cited in a correct / wrong answer
+        return ItemResult(
+            item.id,
+            item.question,
+            item.reference,
+            result.answer,
+            score.correct,
+            score.detail,
+            result.usage,
+            result.stopped_reason,
+        )
+
+    async def score_stored(item: TaskItem, row: RunItem) -> ItemResult:
+        if row.correct is not None:
+            return _item_result(item, row, row.correct, row.detail or "")
+        score = await ascore(task, row.answer, item)
+        verdict(row.item_key, item, score.correct, score.detail)
+        return _item_result(item, row, score.correct, score.detail)
+
     async def one(item: TaskItem) -> ItemResult:
+        row = answered.get(item.id) if answered else None
         async with semaphore:
-            key = item_prefix + item.id
-            result = await executor.run_item(
-                graph, item.question, run_id=run_id, item_key=key, record=run_id is not None
-            )
-            score = await ascore(task, result.answer, item)
-            if store is not None and run_id is not None:
-                store.score_item(run_id, key, reference=item.reference, correct=score.correct, detail=score.detail)
-                record_outcome(store, result, score.correct)  # behaviors cited in a correct / wrong answer
-            outcome = ItemResult(
-                item.id,
-                item.question,
-                item.reference,
-                result.answer,
-                score.correct,
-                score.detail,
-                result.usage,
-                result.stopped_reason,
-            )
-            if on_item is not None:
-                on_item(outcome)
-            return outcome
+            outcome = await (ask(item) if row is None else score_stored(item, row))
+        if on_item is not None:
+            on_item(outcome)
+        return outcome
 
     running = [asyncio.ensure_future(one(item)) for item in items]
     try:
@@ -321,7 +338,6 @@ class Evaluation:
         try:
             self.store.reopen_run(self.run_id)  # first: refused while another process runs it
             try:
-                await self._score_answered(on_item)
                 await evaluate_items(
                     self.graph,
                     self.task,
@@ -330,6 +346,7 @@ class Evaluation:
                     concurrency=self.config.concurrency,
                     on_item=on_item,
                     executor=self.executor,
+                    answered={i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None},
                 )
             except BaseException as exc:
                 self.store.finish_broken_run(self.run_id, exc)
@@ -340,17 +357,6 @@ class Evaluation:
         summary = self.summary()
         self.store.finish_run(self.run_id, "done", summary.to_dict())
         return summary
-
-    async def _score_answered(self, on_item: Callable[[ItemResult], None] | None) -> None:
-        """Score the items answered before an interruption but never scored."""
-        answered = {i.item_key: i for i in self.store.run_items(self.run_id) if i.correct is None}
-        for item in [item for item in self.pending() if item.id in answered]:
-            score = await ascore(self.task, answered[item.id].answer, item)
-            self.store.score_item(
-                self.run_id, item.id, reference=item.reference, correct=score.correct, detail=score.detail
-            )
-            if on_item is not None:  # counted by a progress bar as any item: it ended 4 short
-                on_item(_item_result(item, answered[item.id], score.correct, score.detail))
 
     def summary(self) -> EvalSummary:
         """Totals over every scored item of the run (resumed parts included)."""

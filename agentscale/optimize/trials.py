@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -90,6 +90,20 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
     return verdicts
 
 
+def _cut_answers(store: Store, run_id: str, stored_seqs: Collection[int]) -> dict[int, dict[str, RunItem]]:
+    """Per evaluation an interruption cut (items stored under its seq, no trial row), the rows of the
+    items it answered, by item id: a resume's rerun of that evaluation keeps them."""
+    items = RunItem.__table__.c  # type: ignore[attr-defined]
+    with store.engine.connect() as connection:
+        keys = connection.execute(select(items.id, items.item_key).where(items.run_id == run_id)).all()
+    cut = [row_id for row_id, key in keys if (seq := _trial_seq(key)) is not None and seq not in stored_seqs]
+    answers: dict[int, dict[str, RunItem]] = {}
+    for row in store.run_items(run_id, cut) if cut else []:
+        prefix, _, item_id = row.item_key.partition(":")  # t<seq>:<item id>
+        answers.setdefault(int(prefix[1:]), {})[item_id] = row
+    return answers
+
+
 def stored_front(store: Store, run_id: str, space: SpaceSpec) -> list[Observation]:
     """The run's Pareto front read back from its stored train evaluations, as the runner computes it
     (an interrupted run, which has no summary, gets the front of what it evaluated)."""
@@ -137,6 +151,7 @@ class TrialEvaluator:
         # answered and refused evaluations alike, read once: a resumed run replays both
         self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id, with_refused=True)}
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
+        self._cut = _cut_answers(self.store, self.run_id, self._stored)
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
         if self._stored_verdicts is None:
@@ -202,6 +217,7 @@ class TrialEvaluator:
                 concurrency=self.concurrency,
                 item_prefix=f"t{seq}:",  # read back by _trial_seq
                 executor=self.executor,
+                answered=self._cut.pop(seq, None),  # an interruption cut it: what it answered stands
             )
         finally:
             for unit, amount in reserved.items():

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -401,9 +401,12 @@ class Store:
             query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(query).all())
 
-    def run_items(self, run_id: str) -> list[RunItem]:
+    def run_items(self, run_id: str, ids: Collection[int] | None = None) -> list[RunItem]:
+        """The run's item rows in the order they were written; `ids`: only those rows."""
         with self.session() as session:
             query = select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.id)  # type: ignore[arg-type]
+            if ids is not None:
+                query = query.where(col(RunItem.id).in_(ids))
             return list(session.exec(query).all())
 
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:

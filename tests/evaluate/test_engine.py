@@ -104,6 +104,28 @@ async def test_resume_after_interruption_asks_nothing_twice(
     assert len(asked) == 5 and summary.n == 8 and summary.correct == 8
 
 
+async def test_a_resume_scores_an_answer_stored_without_its_verdict(
+    tmp_path: Path, make_graph, scripted: ScriptedServer, gateway: Gateway
+) -> None:  # type: ignore[no-untyped-def]
+    """A process killed between storing an item's answer and its verdict: the resume scores the
+    stored answer and asks nothing again."""
+    data = _questions(tmp_path / "q.jsonl", 4, wrong={1})
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data)))
+    await evaluation.run()
+    store = gateway.store
+    assert store is not None
+    with sqlite3.connect(store.path) as connection:  # the kill: answers stored, two verdicts not
+        connection.execute("UPDATE runitem SET correct = NULL WHERE item_key IN ('q0', 'q1')")
+        connection.execute("UPDATE run SET status = 'interrupted'")
+    scripted.reset()
+    summary = await Evaluation.resume(evaluation.run_id, Gateway(Store(store.path), GatewaySettings(cache=False))).run()
+    assert scripted.completion_requests == []
+    assert (summary.n, summary.correct) == (4, 3)
+    rows = Store(store.path).run_items(evaluation.run_id)
+    assert sorted(row.item_key for row in rows) == ["q0", "q1", "q2", "q3"]
+    assert {row.item_key: row.correct for row in rows} == {"q0": True, "q1": False, "q2": True, "q3": True}
+
+
 async def test_resuming_with_a_changed_task_file_is_refused(tmp_path: Path, make_graph, gateway: Gateway) -> None:  # type: ignore[no-untyped-def]
     """The file grew after an interruption: the resume sampled its items again, dropped finished ones
     and ran new ones (the summary said 5/5, its report 5/7); an edited item kept its old verdict."""

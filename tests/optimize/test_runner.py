@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,6 +263,35 @@ async def test_calls_made_before_a_resume_stay_with_their_stage(
     assert by_stage["search"] < paid_before  # the first process's test calls are not search's
     paid = run_paid(store, run.run_id)  # the calls of items the cancel cut short count with their trial
     assert paid.unknown.calls == 0 and sum(p.calls for p in paid.trials.values()) == result.usage["calls"]
+
+
+async def test_a_resume_keeps_what_a_cut_evaluation_answered(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """Cancelled while an evaluation waited on one slow item: the resumed run answered that
+    evaluation's other items again (paid again with the cache off) and stored them twice (the
+    report counted 130 items answered where 120 were)."""
+    text = space_text(tmp_path, scripted.api_base)
+    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
+    uncached = GatewaySettings(max_retries=0, cache=False)
+    run = Optimization(space, Gateway(store, uncached), space_text=text)
+    first, second = run._train_order()[:2]  # the singles' race starts on these two, both models side by side
+    scripted.add_rule(Rule(pattern=re.escape(first.question), replies=["Final answer: 0"], latency_s=30))
+    task = asyncio.create_task(run.run())
+    while sum(item.correct is not None for item in store.run_items(run.run_id)) < 2:  # both models scored `second`
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not store.trials(run.run_id)  # the two evaluations were cut
+    scored = [item.item_key for item in store.run_items(run.run_id) if item.correct is not None]
+    calls = {key: len(store.node_calls(run.run_id, key)) for key in scored}
+    scripted.reset()
+    await Optimization.resume(run.run_id, Gateway(store, uncached)).run()
+    keys = [item.item_key for item in store.run_items(run.run_id)]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    assert {key: len(store.node_calls(run.run_id, key)) for key in scored} == calls  # not asked again
+    assert all(key.endswith(second.id) for key in scored)
 
 
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
