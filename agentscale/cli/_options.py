@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,6 +62,19 @@ RayWorkersOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def output_file(example: str) -> Callable[[str], Path]:
+    """The parser of an option naming a file to write (`-o`, `--out`): a path ending in a separator
+    names a folder, which is refused with a file to give instead (`Path` drops the separator, so
+    `-o out/` wrote a file named `out`); `example` is the file name the hint puts in that folder."""
+
+    def parse(raw: str) -> Path:
+        if raw.endswith(("/", os.sep)):
+            raise typer.BadParameter(f"{raw} names a folder; give a file path, e.g. {Path(raw) / example}")
+        return Path(raw)
+
+    return parse
 
 
 def open_store(db: Path | None, *, existing: bool = False) -> Store:

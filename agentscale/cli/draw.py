@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentscale.cli._console import err, print_json
-from agentscale.cli._options import JsonOption
+from agentscale.cli._options import JsonOption, output_file
 
 
 def draw_command(
@@ -16,7 +16,11 @@ def draw_command(
     out_file: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--out", help="Picture to write: .svg, or .png (needs agentscale\\[png]). Default: GRAPH.svg"
+            "-o",
+            "--out",
+            parser=output_file("graph.svg"),
+            metavar="<path>",
+            help="Picture to write: .svg, or .png (needs agentscale\\[png]). Default: GRAPH.svg",
         ),
     ] = None,
     json_output: JsonOption = False,

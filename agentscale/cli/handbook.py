@@ -21,6 +21,7 @@ from agentscale.cli._options import (
     command_line,
     make_gateway,
     open_store,
+    output_file,
     parse_options,
     refuse_ignored,
 )
@@ -401,7 +402,16 @@ def prune_command(
 @handbook_app.command("export")
 def export_command(
     handbook: NameArg,
-    output: Annotated[Path | None, typer.Option("-o", "--out", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out",
+            parser=output_file("handbook.json"),
+            metavar="<path>",
+            help="Write to this file instead of stdout.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Write a handbook as JSON (behaviors, counters, provenance) to stdout or a file.

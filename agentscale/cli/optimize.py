@@ -21,6 +21,7 @@ from agentscale.cli._options import (
     command_line,
     executor_config,
     make_gateway,
+    output_file,
     refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
@@ -43,7 +44,12 @@ def optimize_command(
         str | None, typer.Option(help="agent-reinforce, random, bayes, reinforce or llm (default: the space's).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Search seed (default: the space's).", min=0)] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the best graph's YAML here.")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", parser=output_file("best.yaml"), metavar="<path>", help="Also write the best graph's YAML here."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Project calls, tokens and cost; spend nothing.")] = False,
     no_test: Annotated[
         bool, typer.Option("--no-test", help="Stop after crowning: do not score the test split (no test spend).")

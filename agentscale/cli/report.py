@@ -9,14 +9,20 @@ from typing import Annotated
 import typer
 
 from agentscale.cli._console import err, print_json
-from agentscale.cli._options import DbOption, JsonOption, open_store
+from agentscale.cli._options import DbOption, JsonOption, open_store, output_file
 
 
 def report_command(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).", show_default=False)],
     out_file: Annotated[
         Path | None,
-        typer.Option("-o", "--out", help="HTML file to write (default: <db folder>/runs/RUN_ID/report.html)."),
+        typer.Option(
+            "-o",
+            "--out",
+            parser=output_file("report.html"),
+            metavar="<path>",
+            help="HTML file to write (default: <db folder>/runs/RUN_ID/report.html).",
+        ),
     ] = None,
     open_page: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     json_output: JsonOption = False,

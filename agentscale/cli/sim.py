@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agentscale.cli._console import err, out, print_json
-from agentscale.cli._options import JsonOption
+from agentscale.cli._options import JsonOption, output_file
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import blocking_file, refuse_unusable_output
 
@@ -56,7 +56,13 @@ def best_known_command(
     ] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the sampling and of the restarts.", min=0)] = 0,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write the result here (default: SPACE.best-known.yaml beside it).")
+        Path | None,
+        typer.Option(
+            "--out",
+            parser=output_file("space.best-known.yaml"),
+            metavar="<path>",
+            help="Write the result here (default: SPACE.best-known.yaml beside it).",
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
