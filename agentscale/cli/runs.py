@@ -98,8 +98,12 @@ def show_command(
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
+    from agentscale.report.items import read_items
+
     items = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
     calls = store.node_calls(run.id)
+    # a scored run's accuracy as its report counts it; none for a build (its verdicts are its source run's)
+    accuracy = read_items(store, run.id).accuracy() if run.kind != "handbook" else None
     data: dict[str, Any] = {
         "run_id": run.id,
         "kind": run.kind,
@@ -113,6 +117,7 @@ def show_command(
         "error": run.error,
         "report": report,
         "simulated": run_is_simulated(run),
+        "accuracy": accuracy,
         "items": [
             {
                 "item": item.item_key,
@@ -157,8 +162,8 @@ def show_command(
     _say_how_a_gone_run_goes_on(store, run)
     if data["simulated"]:
         say_simulated()
-    if run.kind != "handbook":  # a build's verdicts are its source run's, not its model's
-        _say_the_score(store, run, simulated=data["simulated"])
+    if accuracy is not None:
+        _say_the_score(accuracy, simulated=data["simulated"])
     for item in items:
         traces = [
             NodeTrace(
@@ -370,20 +375,17 @@ def optuna_command(
     out.print(f"view it with: optuna-dashboard {exported.storage}")
 
 
-def _say_the_score(store: Store, run: Run, *, simulated: bool) -> None:
-    """A scored run's accuracy, from its stored items as its report counts them (`runs show` of an
-    eval printed every item's calls and never the accuracy)."""
-    from agentscale.report.items import read_items
+def _say_the_score(accuracy: dict[str, Any], *, simulated: bool) -> None:
+    """A scored run's accuracy (`runs show` of an eval printed every item's calls and never the
+    accuracy)."""
     from agentscale.report.simulated import simulated_label
 
-    accuracy = read_items(store, run.id).accuracy()
-    if accuracy is not None:
-        low, high = accuracy["ci95"]
-        label = simulated_label("accuracy", simulated)
-        out.print(
-            f"{label} {accuracy['value']:.1%} ({accuracy['correct']}/{accuracy['n']} scored items), "
-            f"95% CI [{low:.1%}, {high:.1%}]"
-        )
+    low, high = accuracy["ci95"]
+    label = simulated_label("accuracy", simulated)
+    out.print(
+        f"{label} {accuracy['value']:.1%} ({accuracy['correct']}/{accuracy['n']} scored items), "
+        f"95% CI [{low:.1%}, {high:.1%}]"
+    )
 
 
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:

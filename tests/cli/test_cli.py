@@ -742,6 +742,10 @@ def test_runs_show_of_an_eval_gives_its_accuracy(tmp_path: Path, capsys: pytest.
     code, out, _ = run_cli(capsys, "runs", "show", summary["run_id"], "--db", str(database))
     expected = f"SIMULATED accuracy {summary['accuracy']:.1%} ({summary['correct']}/12 scored items), 95% CI [{low:.1%}, {high:.1%}]"
     assert code == 0 and expected in " ".join(out.split())
+    code, out, _ = run_cli(capsys, "runs", "show", summary["run_id"], "--db", str(database), "--json")
+    shown = json.loads(out)["accuracy"]  # --json had the stored summary only
+    assert code == 0 and (shown["value"], shown["correct"], shown["n"]) == (summary["accuracy"], summary["correct"], 12)
+    assert shown["ci95"] == pytest.approx([low, high])
 
 
 @pytest.mark.parametrize(
