@@ -120,6 +120,9 @@ class _Servers:
         self.by_name: dict[str, Server] = {}
         self.foreground: list[Server] = []
         self.name_locks: dict[str, threading.Lock] = {}
+        # per model, when its last start failed here and why: callers that waited on that start get
+        # its error instead of launching the server again (one eval's items launched it twice)
+        self.failed_starts: dict[str, tuple[float, ServerStartError]] = {}
         self.atexit_registered = False
         self.handlers_installed = False
 
@@ -148,11 +151,14 @@ def ensure_server(
     a hub id. ``port`` pins the port (reusing a server already there if it serves this model, else
     :class:`PortInUseError`); by default a free port is picked. ``on_status`` receives progress lines
     (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness; thread-
-    and process-safe: concurrent callers for one model get the same server. ``recheck`` probes a
-    server someone else owns now instead of trusting a health check of the last few seconds.
+    and process-safe: concurrent callers for one model get the same server (or the same failed start).
+    ``recheck`` probes a server someone else owns now instead of trusting a health check of the last
+    few seconds.
     """
     target = resolve_target(name_or_path, options, served_model_name)
+    asked = time.monotonic()
     with name_lock(target.served_name):
+        _refuse_if_failed_while_waiting(target.served_name, asked)
         known = known_server(target.served_name, recheck=recheck, on_status=on_status)
         if known is not None:
             return known
@@ -173,9 +179,22 @@ def ensure_server(
                 target = with_room(target, engine.device, on_status)
                 if cancelled is not None and cancelled.is_set():
                     raise Cancelled(f"{target.served_name}'s start was given up")
-                server = start(target, engine.device, port, host, shared=False, on_status=on_status)
-                _wait_ready(server, timeout_s, on_status, cancelled)
+                try:
+                    server = start(target, engine.device, port, host, shared=False, on_status=on_status)
+                    _wait_ready(server, timeout_s, on_status, cancelled)
+                except ServerStartError as exc:
+                    _SERVERS.failed_starts[target.served_name] = (time.monotonic(), exc)
+                    raise
         return server.endpoint
+
+
+def _refuse_if_failed_while_waiting(served_name: str, asked: float) -> None:
+    """A caller that asked while another thread's start of the model was under way, and that start
+    failed, gets its error (concurrent callers get the same server, or the same failure); a caller
+    asking afterwards tries again (the cause may be gone: memory freed, a file mended)."""
+    failed = _SERVERS.failed_starts.get(served_name)
+    if failed is not None and failed[0] >= asked:
+        raise ServerStartError(str(failed[1]))
 
 
 async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:

