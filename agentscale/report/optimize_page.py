@@ -258,8 +258,7 @@ class OptimizeReport:
     def _search(self) -> str:
         search = [t for t in self.trials if t.kind == "search"]
         if not search:
-            still = " yet (the run is still running)" if self.in_progress else ""
-            return section("Search", paragraph(f"No search evaluation is stored{still}."))
+            return section("Search", paragraph(f"No search evaluation is stored{self._yet()}."))
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
         front = self.front
         evaluations = {
@@ -308,10 +307,17 @@ class OptimizeReport:
             [r.stage, r.evaluations, r.items, r.calls, r.cached_calls, f"{r.tokens:,}", fmt_usd(r.usd)] for r in rows
         ]
         body += [[r.stage, "—", "—", r.calls, 0, f"{r.tokens:,}", fmt_usd(r.usd)] for r in beyond]
+        if not body:  # stopped before its first call: no table of nothing
+            return section("Spend by stage", paragraph(f"No model call is stored{self._yet()}."), section_id="spend")
         headers = ["stage", "evaluations", "items answered", "model calls", "cache hits", "tokens", "USD"]
         return section("Spend by stage", table(headers, body), section_id="spend")
 
+    def _yet(self) -> str:
+        return " yet (the run is still running)" if self.in_progress else ""
+
     def _trials(self) -> str:
+        if not self.trials:
+            return section("Every trial", paragraph(f"No evaluation is stored{self._yet()}."), section_id="trials")
         rows = [
             [
                 t.seq,

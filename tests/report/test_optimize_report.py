@@ -290,3 +290,25 @@ def _set_run(store: Store, run_id: str, **fields: object) -> None:
             setattr(run, name, value)
         session.add(run)
         session.commit()
+
+
+async def test_a_run_stopped_before_its_first_call_says_so_instead_of_empty_tables(tmp_path: Path) -> None:
+    """Its report had a "Spend by stage" and an "Every trial" table with headers and no row."""
+    import asyncio
+
+    from agentscale.models.gateway import Gateway
+    from agentscale.optimize.runner import Optimization
+    from agentscale.optimize.space import space_from_text
+    from agentscale.report import write_report
+
+    store = Store(tmp_path / "o.db")
+    run = Optimization(space_from_text(SPACE), Gateway(store), space_text=SPACE)
+    task = asyncio.create_task(run.run())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.get_run(run.run_id).status == "interrupted" and not store.trials(run.run_id)
+    text = write_report(store, run.run_id, tmp_path / "r.html").read_text()
+    assert "No model call is stored." in text and "No evaluation is stored." in text
+    assert "<th>items answered</th>" not in text and "<th>objective</th>" not in text
