@@ -181,6 +181,15 @@ def serve_command(
     ports: Annotated[
         str | None, typer.Option(help="Comma-separated ports, one per replica (instead of consecutive ones).")
     ] = None,
+    start_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for each server to answer (default: env AGENTSCALE_VLLM_START_TIMEOUT, else 300; "
+            "the env also sets it for servers eval, run and optimize start).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run vLLM servers in the foreground that other agentscale processes and users share.
@@ -213,6 +222,7 @@ def serve_command(
         host=host,
         options=options,
         served_model_name=served_model_name,
+        timeout_s=start_timeout,
         replicas=replicas,
         ports=_parse_ports(ports),
         on_ready=_print_endpoints if json_output else None,

@@ -35,7 +35,6 @@ from agentscale.models.serving.engine import (
 from agentscale.models.serving.health import port_free, serves
 from agentscale.models.serving.processes import signal_group
 from agentscale.models.serving.server import (
-    DEFAULT_TIMEOUT_S,
     PortInUseError,
     Server,
     Target,
@@ -50,6 +49,7 @@ from agentscale.models.serving.server import (
     shared_port,
     start,
     start_lock,
+    start_timeout_s,
     stop,
     with_room,
 )
@@ -126,7 +126,7 @@ def serve_foreground(
     host: str = DEFAULT_HOST,
     options: EngineOptions | None = None,
     served_model_name: str | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
     out: TextIO | None = None,
     replicas: int = 1,
     ports: Sequence[int] | None = None,
@@ -137,9 +137,11 @@ def serve_foreground(
     The first (or only) one listens on ``port``, else the shared port (`AGENTSCALE_VLLM_PORT`, else
     8000), so other processes find it; servers are recorded as shared in the state file. ``on_ready``
     gets the endpoints once all answer. Returns 0 after Ctrl-C or when a single server for the model
-    already runs there, 1 if a server failed or was not ready within ``timeout_s``.
+    already runs there, 1 if a server failed or was not ready within ``timeout_s`` (default:
+    `start_timeout_s()`).
     """
     stream = out if out is not None else sys.stderr
+    timeout_s = start_timeout_s() if timeout_s is None else timeout_s
 
     def say(message: str) -> None:
         print(f"agentscale: {message}", file=stream, flush=True)

