@@ -68,7 +68,16 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 def pydantic_issues(error: ValidationError, located: LocatedData, root: type[BaseModel]) -> list[SpecIssue]:
     issues = []
+    # the values of keys YAML read as no text (`yes:`, `null:`, `3:`): each key's own issue says to
+    # quote it; pydantic's paths of what lies under them (True as 1) would point elsewhere
+    unkeyed = {
+        item["loc"][:-1]
+        for item in error.errors()
+        if item["loc"][-1:] == ("[key]",) and not isinstance(item["input"], str)
+    }
     for item in error.errors():
+        if item["loc"][-1:] != ("[key]",) and any(item["loc"][: len(key)] == key for key in unkeyed):
+            continue
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
         kind = item["type"]
         if item["loc"] and item["loc"][-1] == "[key]":  # a mapping's key (a model alias, a role), not its value
@@ -137,6 +146,8 @@ def _key_message(item: Any) -> str:
         return f"a key read as {_yaml_bool(key)}"
     if key is None:
         return "a key read as null (YAML reads null and ~ so): quote it"
+    if isinstance(key, int | float):
+        return f"a key read as the number {key!r}: quote it"
     return f"the key {key!r}: {item['msg']}"
 
 

@@ -299,6 +299,13 @@ CASES = {
         "a key read as the boolean true",
         4,
     ),
+    "a numeric key": (  # "the key 3: Input should be a valid string"
+        "name: g\nmodels:\n  a: {model: sim/llama-1b}\n  3: {model: sim/llama-1b}\n"
+        "nodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "models",
+        "a key read as the number 3: quote it",
+        4,
+    ),
     "a null key": (
         "name: g\nmodels:\n  a: {model: sim/llama-1b}\n  null: {model: sim/llama-1b}\n"
         "nodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
@@ -357,6 +364,19 @@ def test_rule_names_path_and_line(case: str) -> None:
     assert matching, f"expected {path}: {fragment!r}, got {[str(i) for i in issues]}"
     assert matching[0].line == line
     assert "g.yaml" in str(info.value)
+
+
+def test_what_lies_under_a_key_read_as_no_text_is_left_to_the_key_s_issue() -> None:
+    """`yes: {modle: x}` also gave "models[1].model (line 2): missing required key" and "models[1].modle
+    (line 2): unknown key": pydantic's path reads true as index 1, which points at another line."""
+    text = "name: g\nmodels:\n  m: {model: sim/llama-1b}\n  yes: {modle: x}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text)
+    assert [(i.path, i.line) for i in info.value.issues] == [("models", 4)]
+    text = "name: g\nmodels:\n  'bad alias': {modle: x}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    with pytest.raises(SpecError) as info:  # under a key that is text, the value's issues stand
+        load_spec_text(text)
+    assert any(i.path == "models.bad alias.modle" for i in info.value.issues), [str(i) for i in info.value.issues]
 
 
 def test_all_problems_of_a_kind_are_reported_together() -> None:
