@@ -114,9 +114,8 @@ async def evaluate_items(
     Items are recorded under `item_prefix + item.id` (the optimizer evaluates many graphs per run).
     `executor` decides where each item's graph runs (default: this process); scoring, recording
     the verdict and `on_item` stay here, so progress and results look the same whatever runs items.
-    `answered`: the stored rows (by item id) of items answered before an interruption; their
-    answers stand (scored now if they were not), so a resume neither pays for them again nor
-    stores them twice.
+    `answered`: the stored rows (by item id) of items answered but not scored before an
+    interruption (an eval's resume): they are scored, not asked again.
 
     A scorer that can block (code scorers execute tests in subprocesses) runs in a worker thread, so
     the event loop that drives the other items' model calls goes on (`tasks.scoring.ascore`).
@@ -150,8 +149,6 @@ async def evaluate_items(
         )
 
     async def score_stored(item: TaskItem, row: RunItem) -> ItemResult:
-        if row.correct is not None:
-            return _item_result(item, row, row.correct, row.detail or "")
         score = await ascore(task, row.answer, item)
         verdict(row.item_key, item, score.correct, score.detail)
         return _item_result(item, row, score.correct, score.detail)

@@ -90,18 +90,12 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
     return verdicts
 
 
-def _cut_answers(store: Store, run_id: str, stored_seqs: Collection[int]) -> dict[int, dict[str, RunItem]]:
-    """Per evaluation an interruption cut (items stored under its seq, no trial row), the rows of the
-    items it answered, by item id: a resume's rerun of that evaluation keeps them."""
+def _cut_seqs(store: Store, run_id: str, stored_seqs: Collection[int]) -> set[int]:
+    """The evaluations an interruption cut: items stored under their seq, no trial row."""
     items = RunItem.__table__.c  # type: ignore[attr-defined]
     with store.engine.connect() as connection:
-        keys = connection.execute(select(items.id, items.item_key).where(items.run_id == run_id)).all()
-    cut = [row_id for row_id, key in keys if (seq := _trial_seq(key)) is not None and seq not in stored_seqs]
-    answers: dict[int, dict[str, RunItem]] = {}
-    for row in store.run_items(run_id, cut) if cut else []:
-        prefix, _, item_id = row.item_key.partition(":")  # t<seq>:<item id>
-        answers.setdefault(int(prefix[1:]), {})[item_id] = row
-    return answers
+        keys = connection.execute(select(items.item_key).where(items.run_id == run_id)).scalars()
+        return {seq for key in keys if (seq := _trial_seq(key)) is not None and seq not in stored_seqs}
 
 
 def stored_front(store: Store, run_id: str, space: SpaceSpec) -> list[Observation]:
@@ -151,7 +145,7 @@ class TrialEvaluator:
         # answered and refused evaluations alike, read once: a resumed run replays both
         self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id, with_refused=True)}
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
-        self._cut = _cut_answers(self.store, self.run_id, self._stored)
+        self._cut = _cut_seqs(self.store, self.run_id, self._stored)  # read only: the run may be another's yet
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
         if self._stored_verdicts is None:
@@ -208,6 +202,12 @@ class TrialEvaluator:
         except SpendCapReached:
             self._store_refusal(seq, candidate, len(items), iteration)
             raise
+        if seq in self._cut:
+            # an interruption cut this evaluation: its item rows go, or the rerun stored every item
+            # twice. Asked again, not reused: the graph asked now may not be the one cut (another
+            # release's order, an LLM agent's proposal); the response cache answers what was paid
+            self.store.drop_items(self.run_id, f"t{seq}:")
+            self._cut.discard(seq)
         try:
             results = await evaluate_items(
                 self.graph(candidate),
@@ -217,7 +217,6 @@ class TrialEvaluator:
                 concurrency=self.concurrency,
                 item_prefix=f"t{seq}:",  # read back by _trial_seq
                 executor=self.executor,
-                answered=self._cut.pop(seq, None),  # an interruption cut it: what it answered stands
             )
         finally:
             for unit, amount in reserved.items():

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -401,13 +401,19 @@ class Store:
             query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(query).all())
 
-    def run_items(self, run_id: str, ids: Collection[int] | None = None) -> list[RunItem]:
-        """The run's item rows in the order they were written; `ids`: only those rows."""
+    def run_items(self, run_id: str) -> list[RunItem]:
         with self.session() as session:
             query = select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.id)  # type: ignore[arg-type]
-            if ids is not None:
-                query = query.where(col(RunItem.id).in_(ids))
             return list(session.exec(query).all())
+
+    def drop_items(self, run_id: str, key_prefix: str) -> None:
+        """Delete the run's item rows whose key starts with `key_prefix` (their node calls and the
+        spend ledger stay: what was paid stays counted)."""
+        with self._cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM runitem WHERE run_id = ? AND substr(item_key, 1, ?) = ?",
+                (run_id, len(key_prefix), key_prefix),
+            )
 
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
         """Record the scorer's verdict on an answered item."""

@@ -265,16 +265,11 @@ async def test_calls_made_before_a_resume_stay_with_their_stage(
     assert paid.unknown.calls == 0 and sum(p.calls for p in paid.trials.values()) == result.usage["calls"]
 
 
-async def test_a_resume_keeps_what_a_cut_evaluation_answered(
-    tmp_path: Path, scripted: ScriptedServer, store: Store
-) -> None:
+async def test_a_resume_stores_a_cut_evaluation_once(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
     """Cancelled while an evaluation waited on one slow item: the resumed run answered that
-    evaluation's other items again (paid again with the cache off) and stored them twice (the
-    report counted 130 items answered where 120 were)."""
-    text = space_text(tmp_path, scripted.api_base)
-    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
-    uncached = GatewaySettings(max_retries=0, cache=False)
-    run = Optimization(space, Gateway(store, uncached), space_text=text)
+    evaluation again (from the response cache) beside the rows of the cut attempt, so its items were
+    stored twice (the report counted 130 items answered where 120 were)."""
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
     first, second = run._train_order()[:2]  # the singles' race starts on these two, both models side by side
     scripted.add_rule(Rule(pattern=re.escape(first.question), replies=["Final answer: 0"], latency_s=30))
     task = asyncio.create_task(run.run())
@@ -284,14 +279,39 @@ async def test_a_resume_keeps_what_a_cut_evaluation_answered(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not store.trials(run.run_id)  # the two evaluations were cut
-    scored = [item.item_key for item in store.run_items(run.run_id) if item.correct is not None]
-    calls = {key: len(store.node_calls(run.run_id, key)) for key in scored}
+    answered = {item.item_key: item.answer for item in store.run_items(run.run_id) if item.correct is not None}
+    assert len(answered) == 2 and all(key.endswith(second.id) for key in answered)
     scripted.reset()
-    await Optimization.resume(run.run_id, Gateway(store, uncached)).run()
-    keys = [item.item_key for item in store.run_items(run.run_id)]
+    await Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0))).run()
+    rows = store.run_items(run.run_id)
+    keys = [row.item_key for row in rows]
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
-    assert {key: len(store.node_calls(run.run_id, key)) for key in scored} == calls  # not asked again
-    assert all(key.endswith(second.id) for key in scored)
+    assert {row.item_key: row.answer for row in rows if row.item_key in answered} == answered  # the cache's
+
+
+async def test_a_resume_never_credits_a_graph_with_a_cut_evaluation_of_another(tmp_path: Path) -> None:
+    """The review of the change above: had a resume kept what a cut evaluation answered, the graph
+    asked at that seq now (another release's order, an LLM agent's proposal) would be credited with
+    the cut graph's answers (SIMULATED: llama-8b's 4 of 10 given to llama-1b, which scores 1)."""
+    from agentscale.evaluate.engine import evaluate_items
+    from agentscale.optimize.pilot import single
+    from agentscale.optimize.space import space_from_text
+
+    text = (
+        'name: s\ntask: {name: "sim:math", train: 8, test: 10, seed: 0}\n'
+        "models:\n  small: {model: sim/llama-1b}\n  big: {model: sim/llama-8b}\n"
+        "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 20}\n"
+    )
+    store = Store(tmp_path / "o.db")
+    run = Optimization(space_from_text(text), Gateway(store), space_text=text, seed=0, score_test=False)
+    # the interrupted process: "big" answered the test items as evaluation 0, its trial never written
+    await evaluate_items(run.evaluator.graph(single("big")), run.task, run.test, run_id=run.run_id, item_prefix="t0:")
+    resumed = Optimization.resume(run.run_id, Gateway(store))
+    small = await resumed.evaluator.evaluate(single("small"), run.test, kind="test", iteration=-1)
+    fresh = Optimization(space_from_text(text), Gateway(Store(tmp_path / "f.db")), space_text=text, seed=0)
+    truth = await fresh.evaluator.evaluate(single("small"), run.test, kind="test", iteration=-1)
+    assert small.outcomes == truth.outcomes
+    assert len(store.run_items(run.run_id)) == len(run.test)
 
 
 def test_kill_9_then_resume_repeats_no_evaluation(tmp_path: Path) -> None:
