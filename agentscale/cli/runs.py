@@ -98,12 +98,13 @@ def show_command(
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
-    from agentscale.report.items import read_items
+    from agentscale.report.items import accuracy_of
 
     items = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
     calls = store.node_calls(run.id)
     # a scored run's accuracy as its report counts it; none for a build (its verdicts are its source run's)
-    accuracy = read_items(store, run.id).accuracy() if run.kind != "handbook" else None
+    scored = [item.correct for item in items if item.correct is not None]
+    accuracy = accuracy_of(sum(scored), len(scored)) if run.kind != "handbook" else None
     data: dict[str, Any] = {
         "run_id": run.id,
         "kind": run.kind,
@@ -227,7 +228,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     from agentscale.optimize.objective import Observation
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
-    from agentscale.optimize.trials import candidate_from_json, stored_front
+    from agentscale.optimize.trials import candidate_from_json, recorded_front, stored_front
     from agentscale.report.optimize_page import crown_recorded, crowned_trial
     from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
 
@@ -249,7 +250,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         for index, observation in enumerate(history, start=1):
             best = max(best, observation.reward)
             curve.append((index, best))
-        front = stored_front(store, run.id, stored_space(run))
+        front = stored_front(store, run.id, stored_space(run), recorded_front(summary) if not in_progress else None)
         picture = write_plot(
             curve, history, front, store.path.parent / "runs" / run.id / "search.png", simulated=run_is_simulated(run)
         )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models.cost import known_total
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
-from agentscale.optimize.objective import Observation, run_front, scalarize
+from agentscale.optimize.objective import Observation, pooled, run_front, scalarize
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec
 from agentscale.runtime.graph import Graph
@@ -98,10 +99,10 @@ def _cut_seqs(store: Store, run_id: str, stored_seqs: Collection[int]) -> set[in
         return {seq for key in keys if (seq := _trial_seq(key)) is not None and seq not in stored_seqs}
 
 
-def stored_front(store: Store, run_id: str, space: SpaceSpec) -> list[Observation]:
+def stored_front(store: Store, run_id: str, space: SpaceSpec, recorded: Sequence[str] | None) -> list[Observation]:
     """The run's Pareto front read back from its stored train evaluations, as the runner computes it
     (an interrupted run, which has no summary, gets the front of what it evaluated)."""
-    return trials_front(store.trials(run_id), stored_verdicts(store, run_id), space)
+    return trials_front(store.trials(run_id), stored_verdicts(store, run_id), space, recorded=recorded)
 
 
 def trials_front(
@@ -109,13 +110,27 @@ def trials_front(
     verdicts: dict[int, dict[str, bool]],
     space: SpaceSpec,
     candidates: dict[int, CandidateGraph] | None = None,
+    *,
+    recorded: Sequence[str] | None = None,
 ) -> list[Observation]:
     """The Pareto front of a run's train evaluations, from trials and verdicts already read
-    (`candidates` by seq saves parsing each graph again)."""
+    (`candidates` by seq saves parsing each graph again). `recorded`: the front's graphs (described)
+    as a finished run's summary lists them, which stand: a run of an earlier release kept points
+    today's rule leaves out, and its summary, `front-N.yaml` files and their test scores hold them."""
     train = [t for t in trials if t.kind in TRAIN_KINDS]
     known = candidates or {}
     observations = [trial_observation(t, verdicts.get(t.seq, {}), known.get(t.seq)) for t in train]
+    if recorded:
+        graphs = {graph.candidate.describe(): graph for graph in pooled(observations, space.objective.accuracy)}
+        if all(description in graphs for description in recorded):
+            return [graphs[description] for description in recorded]
     return run_front(observations, space.objective, minibatch=space.optimizer.minibatch)
+
+
+def recorded_front(summary: dict[str, Any]) -> list[str] | None:
+    """The front's graphs (described) a finished run's summary lists, if it lists one."""
+    points = summary.get("pareto")
+    return [str(point.get("graph")) for point in points] if isinstance(points, list) and points else None
 
 
 @dataclass

@@ -61,11 +61,7 @@ class ItemSet:
         return sum(1 for row in self.rows if row[4])
 
     def accuracy(self) -> dict[str, Any] | None:
-        """Accuracy over scored items with its 95% Wilson interval; None when nothing was scored."""
-        if not self.scored:
-            return None
-        low, high = wilson_interval(self.correct, self.scored)
-        return {"correct": self.correct, "n": self.scored, "value": self.correct / self.scored, "ci95": [low, high]}
+        return accuracy_of(self.correct, self.scored)
 
     def latency(self) -> dict[str, float]:
         return _spread(self.latencies)
@@ -93,6 +89,14 @@ def _spread(values: list[float]) -> dict[str, float]:
         "p95_s": percentile(values, 95),
         "max_s": max(values, default=0.0),
     }
+
+
+def accuracy_of(correct: int, scored: int) -> dict[str, Any] | None:
+    """Accuracy over scored items with its 95% Wilson interval; None when nothing was scored."""
+    if not scored:
+        return None
+    low, high = wilson_interval(correct, scored)
+    return {"correct": correct, "n": scored, "value": correct / scored, "ci95": [low, high]}
 
 
 def read_items(store: Store, run_id: str, key_prefix: str = "") -> ItemSet:

@@ -17,7 +17,7 @@ from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_inter
 from agentscale.models.cost import known_total
 from agentscale.optimize.report import outcome_notes
 from agentscale.optimize.space import SpaceSpec
-from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, stored_verdicts, trials_front
+from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, recorded_front, stored_verdicts, trials_front
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
 from agentscale.report.drawing import picture_from_candidate
 from agentscale.report.html import (
@@ -88,7 +88,8 @@ class OptimizeReport:
         # "crowned" only for the graph the runner crowned; before that, the leading graph
         self.crowned_word = "crowned" if crown_recorded(self.summary) and not self.in_progress else "leading"
         self._drawings: dict[str, str] = {}
-        self.front = trials_front(self.trials, self.verdicts, self.space, self.candidates)  # the summary's
+        recorded = recorded_front(self.summary) if not self.in_progress else None
+        self.front = trials_front(self.trials, self.verdicts, self.space, self.candidates, recorded=recorded)
 
     # helpers ------------------------------------------------------------------------------------
     def drawing(self, trial: Trial) -> str:

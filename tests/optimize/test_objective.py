@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.objective import Observation, pareto_front, pooled, run_front
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import Objective, space_from_text
-from agentscale.optimize.trials import stored_front
+from agentscale.optimize.trials import recorded_front, stored_front
 from agentscale.storage.db import Store
 
 GRAPHS = [CandidateGraph((NodeChoice("assistant", f"m{i}"),), frozenset()) for i in range(6)]  # six distinct graphs
@@ -133,4 +134,28 @@ async def test_the_front_of_a_run_covers_every_crowning_finalist(tmp_path: Path,
             [(p.candidate.short_name(), p.accuracy, p.compute) for p in result.pareto],
         )
     assert all(p.n_items > 4 for p in result.pareto)  # more than one minibatch
-    assert [p.candidate for p in stored_front(store, result.run_id, space)] == [p.candidate for p in result.pareto]
+    assert [p.candidate for p in stored_front(store, result.run_id, space, None)] == [
+        p.candidate for p in result.pareto
+    ]
+
+
+async def test_a_finished_runs_recorded_front_stands(tmp_path: Path) -> None:
+    """A run of the previous release recorded a front with a graph seen on one minibatch (its
+    summary, front-N.yaml and test scores hold it); its report rebuilt the front under today's rule
+    and showed another (the diff review). The recorded front stands; a run without one is rebuilt."""
+    space = space_from_text(
+        'name: s\ntask: {name: "sim:math", train: 8, test: 10, seed: 5}\n'
+        "models:\n  small: {model: sim/llama-1b}\n  big: {model: sim/llama-8b}\n"
+        "roles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 20}\n"
+        "optimizer: {method: agent-reinforce, iterations: 2, samples: 2, minibatch: 4, seed: 5}\n"
+    )
+    store = Store(tmp_path / "o.db")
+    result = await Optimization(space, Gateway(store), space_text="", seed=5, score_test=False).run()
+    everything = space.model_copy(update={"optimizer": space.optimizer.model_copy(update={"minibatch": 0})})
+    old = stored_front(store, result.run_id, everything, None)  # the front before the rule: more points
+    assert len(old) > len(result.pareto)
+    described = [p.candidate.describe() for p in old]
+    assert [p.candidate.describe() for p in stored_front(store, result.run_id, space, described)] == described
+    rebuilt = stored_front(store, result.run_id, space, None)
+    assert [p.candidate for p in rebuilt] == [p.candidate for p in result.pareto]
+    assert recorded_front(json.loads(json.dumps(result.to_dict()))) == [p.candidate.describe() for p in result.pareto]
