@@ -215,7 +215,7 @@ def _refuse_if_failed_while_waiting(served_name: str, asked: float) -> None:
     asking afterwards tries again (the cause may be gone: memory freed, a file mended)."""
     failed = _SERVERS.failed_starts.get(served_name)
     if failed is not None and failed[0] >= asked:
-        raise ServerStartError(str(failed[1]))
+        raise ServerStartError(str(failed[1])) from failed[1]
 
 
 async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:
