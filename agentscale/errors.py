@@ -2,12 +2,16 @@
 
 Every error a user can cause (bad YAML, unknown model, a model endpoint that keeps failing) derives
 from :class:`AgentScaleError`, so the CLI can print the message and exit 1 without a traceback while
-real bugs still surface as tracebacks.
+real bugs still surface as tracebacks. Errors whose constructor takes more than the message say how
+to rebuild them (`__reduce__`): Ray, multiprocessing and concurrent.futures pickle an exception to
+send it between processes, and unpickling calls the class with `args` (the message), which read a
+SpecError's message as its list of issues ("137 problems: g, ., y, ...") and failed for BudgetExceeded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class AgentScaleError(Exception):
@@ -43,6 +47,9 @@ class SpecError(AgentScaleError):
             text = header + f"{len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
         super().__init__(text)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.issues, self.source)
+
 
 class ModelCallError(AgentScaleError):
     """A model call failed after its retries; names the node and the endpoint. `out_of_time`: a time
@@ -61,6 +68,10 @@ class ModelCallError(AgentScaleError):
             parts.append(f"endpoint {endpoint}")
         prefix = (", ".join(parts) + ": ") if parts else ""
         super().__init__(prefix + message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_call_error, (type(self), self.message, self.node, self.endpoint, self.out_of_time)
 
 
 class BudgetExceeded(AgentScaleError):
@@ -72,12 +83,21 @@ class BudgetExceeded(AgentScaleError):
         self.projected = projected
         super().__init__(f"budget {cap}={limit:g} {self.WOULD_BE_EXCEEDED} (projected {projected:g})")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.cap, self.limit, self.projected)
+
     WOULD_BE_EXCEEDED = "would be exceeded"
 
     @classmethod
     def said(cls, reason: str | None) -> bool:
         """Whether a stored reason (a node's error, a run's `stopped_reason`) is such a refusal."""
         return reason is not None and reason.startswith("budget ") and cls.WOULD_BE_EXCEEDED in reason
+
+
+def _rebuild_call_error(
+    cls: type[ModelCallError], message: str, node: str | None, endpoint: str | None, out_of_time: bool
+) -> ModelCallError:
+    return cls(message, node=node, endpoint=endpoint, out_of_time=out_of_time)
 
 
 class QuestionError(AgentScaleError, ValueError):

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentscale.errors import ServingError
 from agentscale.models.catalog import CPU_INSTALL, GPU_INSTALL
@@ -50,6 +50,7 @@ class EngineMissingError(ServingError):
     """Raised when a ``local/`` model is needed but no vLLM engine is installed."""
 
     def __init__(self, detail: str = "") -> None:
+        self.detail = detail
         message = (
             "local models need vLLM, which is not installed.\n"
             f"  without a GPU: {CPU_INSTALL}\n"
@@ -58,6 +59,9 @@ class EngineMissingError(ServingError):
         if detail:
             message = f"{message}\n({detail})"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled between processes: rebuilt from its detail
+        return type(self), (self.detail,)
 
 
 @dataclass(frozen=True)
