@@ -7,6 +7,7 @@ database handle; pass `store=None` to run without recording anything.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from agentscale.runtime.calls import RunValues, record_broken
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
-from agentscale.runtime.sync import run_sync
+from agentscale.runtime.sync import CallerThreadEvents, run_sync
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
@@ -181,8 +182,12 @@ class Graph:
         record: bool = True,
         on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
-        """Answer one question. With a store and `record`, the run and its calls are saved."""
+        """Answer one question. With a store and `record`, the run and its calls are saved. `on_event`
+        is a plain function, called on this loop as each node starts and finishes (for async
+        consumers: `astream`)."""
         checked_question(question)
+        if on_event is not None:
+            _refuse_async(on_event)
         if isinstance(item_key, int) and not isinstance(item_key, bool):  # stored as its text, as always
             item_key = str(item_key)
         if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
@@ -277,7 +282,8 @@ class Graph:
         record: bool = True,
         on_event: Callable[[GraphEvent], None] | None = None,
     ) -> RunResult:
-        """Synchronous :meth:`arun` (not callable from inside a running event loop)."""
+        """Synchronous :meth:`arun` (not callable from inside a running event loop). `on_event` is
+        called in this thread, in order, while the run goes on in agentscale's loop."""
         if _loop_running():
             raise RuntimeError(
                 "Graph.run cannot be called from a running event loop (a notebook, async code): "
@@ -287,7 +293,13 @@ class Graph:
         # `except`: every error of the run read "no running event loop", then "During handling...")
         if any(starts_server(model.route) for model in self.runtime.models.values()):
             install_signal_handlers()  # servers start in the loop's thread, where Python allows none
-        return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event))
+        if on_event is None:
+            return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record))
+        _refuse_async(on_event)
+        events = CallerThreadEvents(on_event)
+        return run_sync(
+            self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=events.put), events
+        )
 
     async def _warm_up(self) -> None:
         """What takes seconds once, done before a question's clock starts (a time budget counted it,
@@ -360,6 +372,15 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             )
     if issues:
         raise SpecError(issues, source)
+
+
+def _refuse_async(on_event: Callable[..., object]) -> None:
+    """An `async def` callback was never awaited: its events were lost behind a RuntimeWarning."""
+    if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(type(on_event).__call__):
+        raise TypeError(
+            "on_event takes a plain function (it is called, not awaited); to handle events in async code, "
+            "iterate `async for event in graph.astream(question)`"
+        )
 
 
 def _loop_running() -> bool:

@@ -17,11 +17,47 @@ import concurrent.futures
 import contextlib
 import contextvars
 import os
+import queue
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E")
+_DONE = object()  # the run ended: no event follows
+
+
+class CallerThreadEvents(Generic[E]):
+    """Events a run on agentscale's loop emits (`put`, on the loop), handed to `callback` in the
+    thread that waits for the run (`run_sync(..., events=)`), in order.
+
+    Why: the loop serves every thread's synchronous runs, so a callback called on it (a slow one: a
+    UI update, a write) stalled all of them (a run of 0.05 s in another thread took 6 s). A callback
+    that raises gets no further event; its error reaches the run at the run's next event (the run
+    fails with it, as when the callback ran inside the run), then the caller.
+    """
+
+    def __init__(self, callback: Callable[[E], object]) -> None:
+        self.callback = callback
+        self.error: BaseException | None = None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def put(self, event: E) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(event)
+
+    def pump(self, outcome: concurrent.futures.Future[Any]) -> None:
+        """Call the callback with each event until the run ends; then raise its error, if any."""
+        outcome.add_done_callback(lambda _: self._queue.put(_DONE))
+        while (event := self._queue.get()) is not _DONE:
+            if self.error is None:
+                try:
+                    self.callback(event)  # type: ignore[arg-type]
+                except BaseException as exc:  # handed to the run, then raised below
+                    self.error = exc
+        if self.error is not None:
+            raise self.error
 
 
 class _LoopThread:
@@ -87,9 +123,10 @@ def _close(runner: _LoopThread) -> None:
         runner.loop.call_soon_threadsafe(runner.loop.stop)
 
 
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] | None = None) -> T:
     """Run `coroutine` to its end on agentscale's loop and return its result, from any thread (not
     from the loop's own). The caller's context variables go with it (a tracing span's parent).
+    `events`: what the coroutine puts there is handed to their callback in this thread meanwhile.
 
     Ctrl-C in the waiting thread cancels the coroutine and waits for it to unwind (an interrupted run
     records its row), then raises KeyboardInterrupt, as `asyncio.run` does.
@@ -109,6 +146,8 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
     runner.loop.call_soon_threadsafe(start)
     try:
+        if events is not None:
+            events.pump(outcome)
         return outcome.result()
     except KeyboardInterrupt:
         runner.loop.call_soon_threadsafe(lambda: started[0].cancel())  # queued after `start`: it has run

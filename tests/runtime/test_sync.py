@@ -128,3 +128,41 @@ def test_a_run_in_an_exit_hook_after_the_loop_closed_does_not_hang(tmp_path: Pat
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.split()[:4] == ["True", "exit", "hook", "ran"], done
+
+
+def test_a_slow_callback_holds_up_its_own_run_only() -> None:
+    """`on_event` ran on agentscale's loop, which serves every thread's runs: a callback that took
+    a second per event held up a run of another thread for as long (the Python API review). Here the
+    callback waits for the other thread's run to finish, which it could not while it held the loop."""
+    graph = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=None)
+    waiting, finished = threading.Event(), threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def slow(_event: object) -> None:
+        waiting.set()
+        seen.append((threading.current_thread().name, finished.wait(timeout=10)))
+
+    def unrelated() -> None:
+        waiting.wait(timeout=10)
+        graph.run("[sim:math#0003] q")
+        finished.set()
+
+    beside = threading.Thread(target=unrelated)
+    beside.start()
+    result = graph.run("[sim:math#0002] q", on_event=slow)
+    beside.join()
+    assert result.answer is not None
+    assert seen == [(threading.current_thread().name, True)] * 2  # in the caller's thread; the other run went on
+
+
+def test_an_async_callback_is_refused_not_dropped() -> None:
+    """An `async def` on_event was never awaited: its events were lost behind a RuntimeWarning."""
+    graph = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=None)
+
+    async def forward(_event: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="astream"):
+        graph.run("[sim:math#0001] q", on_event=forward)
+    with pytest.raises(TypeError, match="astream"):
+        asyncio.run(graph.arun("[sim:math#0001] q", on_event=forward))
