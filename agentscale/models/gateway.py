@@ -455,6 +455,11 @@ def _describe(exc: BaseException) -> str:
         text = text[:300] + "..."
     if raised_before_sending(exc):
         return f"no request was sent: {text}"
+    # litellm gives these a made-up status (408, 500) though no HTTP reply came
+    if isinstance(exc, _timeouts()):
+        return f"timed out: {text}"
+    if isinstance(exc, get_litellm().APIConnectionError) or refused_connection(exc):
+        return f"connection failed: {text}"
     return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
 
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from agentscale import Graph, Store
+from agentscale import GatewaySettings, Graph, Store
 from agentscale.models.gateway import Gateway
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
@@ -98,3 +98,28 @@ def test_a_missing_api_key_fails_at_once_without_a_request(
     assert node.status == "failed" and "after 1 attempt(s): no request was sent: " in (node.error or "")
     assert "Missing credentials" in (node.error or "") and "HTTP 500" not in (node.error or "")
     assert scripted.completion_requests == []
+
+
+def test_a_refused_connection_and_a_timeout_are_not_called_http_statuses(scripted: ScriptedServer) -> None:
+    """No HTTP reply came, yet the node's error read "HTTP 500: ... Cannot connect to host" and
+    "HTTP 408: litellm.Timeout" (litellm's made-up statuses; the Python API review)."""
+    import socket
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    refused = Graph.from_yaml(
+        graph_yaml(f"http://127.0.0.1:{closed}/v1", ONE_NODE), store=None, gateway=Gateway(None, _quick())
+    )
+    node = refused.run("What is 1 + 1?").trace[0]
+    assert "connection failed: " in (node.error or "") and "HTTP 500" not in (node.error or ""), node.error
+    scripted.add_rule(Rule(replies=["Final answer: 2"], latency_s=5))
+    slow = Graph.from_yaml(
+        graph_yaml(scripted.api_base, ONE_NODE), store=None, gateway=Gateway(None, _quick(timeout_s=0.5))
+    )
+    node = slow.run("What is 1 + 1?").trace[0]
+    assert "timed out: " in (node.error or "") and "HTTP 408" not in (node.error or ""), node.error
+
+
+def _quick(**settings: float) -> GatewaySettings:
+    return GatewaySettings(max_retries=0, cache=False, **settings)  # type: ignore[arg-type]
