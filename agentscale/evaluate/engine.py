@@ -261,6 +261,8 @@ class Evaluation:
     ) -> None:
         """`graph` answers in the task's format: a graph built for another (or without the config's
         handbook) is built again from its spec, so a caller need not load the task first."""
+        if run_id is None and config.n is not None and not isinstance(config.n, bool) and config.n == 0:
+            raise AgentScaleError("EvalConfig.n=0 evaluates no item: give at least 1, or None for all")
         self.config = config
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)

@@ -377,6 +377,8 @@ class Store:
             session.commit()
 
     def get_run(self, run_id: str) -> Run:
+        if not isinstance(run_id, str):  # None failed deep in SQLAlchemy ("'NoneType' has no attribute 'strip'")
+            raise TypeError(f"a run id is a string (as `runs list` shows it), not {type(run_id).__name__}")
         with self.session() as session:
             run = session.get(Run, run_id)
             if run is None and not run_id.strip():  # "" was the prefix of every run: the first one answered

@@ -419,3 +419,13 @@ def test_a_resume_mends_a_stored_concurrency_below_one(tmp_path: Path, gateway: 
     assert Evaluation.resume(run.id, gateway, concurrency=2).config.concurrency == 2
     with pytest.raises(AgentScaleError, match="concurrency must be at least 1"):
         Evaluation.resume(run.id, gateway)
+
+
+def test_an_eval_of_no_item_and_a_resume_of_no_run_id_are_refused(tmp_path: Path, make_graph, gateway: Gateway) -> None:  # type: ignore[no-untyped-def]
+    """EvalConfig(n=0) reported "accuracy 0.0" over 0 items; Evaluation.resume(None, ...) failed with
+    AttributeError ('NoneType' object has no attribute 'strip') after an SQLAlchemy warning."""
+    data = _questions(tmp_path / "q.jsonl", 3)
+    with pytest.raises(AgentScaleError, match="n=0 evaluates no item"):
+        Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), n=0))
+    with pytest.raises(TypeError, match="a run id is a string"):
+        Evaluation.resume(None, gateway)  # type: ignore[arg-type]
