@@ -179,8 +179,9 @@ class Gateway:
         return self.store
 
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
-        """Calls in flight per endpoint. A set of replicas admits the limit times its size: its Router
-        sends each call to the least busy endpoint, so no healthy one holds more than the limit."""
+        """Calls in flight per endpoint, per event loop (an asyncio semaphore belongs to one loop; the
+        synchronous runs of a process share one). A set of replicas admits the limit times its size:
+        its Router sends each call to the least busy endpoint, so no healthy one holds more than the limit."""
         loop = asyncio.get_running_loop()
         with self._semaphores_lock:
             slots = self._semaphores.get(loop)
