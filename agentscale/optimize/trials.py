@@ -212,17 +212,18 @@ class TrialEvaluator:
             self.latency_ref = max(self.latency_ref, stored.latency_s)
             self.replayed += 1
             return trial_observation(stored, self._verdicts(seq), candidate)
+        if seq in self._cut:
+            # an interruption cut this evaluation: its item rows go, or the rerun stored them twice
+            # (a refusal now, beside its trial). Asked again, not reused: the graph asked now may not
+            # be the one cut (another release's order, an LLM agent's proposal); the response cache
+            # answers what was paid
+            self.store.drop_items(self.run_id, f"t{seq}:")
+            self._cut.discard(seq)
         try:
             reserved = self._reserve(candidate, len(items))
         except SpendCapReached:
             self._store_refusal(seq, candidate, len(items), iteration)
             raise
-        if seq in self._cut:
-            # an interruption cut this evaluation: its item rows go, or the rerun stored every item
-            # twice. Asked again, not reused: the graph asked now may not be the one cut (another
-            # release's order, an LLM agent's proposal); the response cache answers what was paid
-            self.store.drop_items(self.run_id, f"t{seq}:")
-            self._cut.discard(seq)
         try:
             results = await evaluate_items(
                 self.graph(candidate),
