@@ -3,9 +3,11 @@
 Every error a user can cause (bad YAML, unknown model, a model endpoint that keeps failing) derives
 from :class:`AgentScaleError`, so the CLI can print the message and exit 1 without a traceback while
 real bugs still surface as tracebacks. Errors whose constructor takes more than the message say how
-to rebuild them (`__reduce__`): Ray, multiprocessing and concurrent.futures pickle an exception to
-send it between processes, and unpickling calls the class with `args` (the message), which read a
-SpecError's message as its list of issues ("137 problems: g, ., y, ...") and failed for BudgetExceeded.
+to rebuild them (`__reduce__`, with their attributes and notes as state): Ray, multiprocessing and
+concurrent.futures pickle an exception to send it between processes, and unpickling calls the class
+with `args` (the message), which read a SpecError's message as its list of issues ("137 problems: g,
+., y, ...") and failed for BudgetExceeded. A subclass with a constructor of its own is pickled as
+Python pickles exceptions (it knows its own arguments).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class SpecError(AgentScaleError):
             text = header + f"{len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
         super().__init__(text)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.issues, self.source)
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if type(self).__init__ is not SpecError.__init__:
+            return super().__reduce__()
+        return type(self), (self.issues, self.source), self.__dict__
 
 
 class ModelCallError(AgentScaleError):
@@ -70,8 +74,11 @@ class ModelCallError(AgentScaleError):
         super().__init__(prefix + message)
         self.message = message
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild_call_error, (type(self), self.message, self.node, self.endpoint, self.out_of_time)
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if type(self).__init__ is not ModelCallError.__init__:
+            return super().__reduce__()
+        fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time)
+        return _rebuild_call_error, fields, self.__dict__
 
 
 class BudgetExceeded(AgentScaleError):
@@ -83,8 +90,10 @@ class BudgetExceeded(AgentScaleError):
         self.projected = projected
         super().__init__(f"budget {cap}={limit:g} {self.WOULD_BE_EXCEEDED} (projected {projected:g})")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.cap, self.limit, self.projected)
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if type(self).__init__ is not BudgetExceeded.__init__:
+            return super().__reduce__()
+        return type(self), (self.cap, self.limit, self.projected), self.__dict__
 
     WOULD_BE_EXCEEDED = "would be exceeded"
 

@@ -24,8 +24,25 @@ def test_errors_keep_their_message_and_fields_through_pickle() -> None:
         EngineMissingError("no module named vllm"),
     ]
     for error in errors:
+        error.add_note("a note")  # and state set after the constructor: both kept (the diff review)
+        error.attempts = 3  # type: ignore[attr-defined]
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)
+        assert copy.__notes__ == ["a note"] and copy.attempts == 3  # type: ignore[attr-defined]
+
+
+class _OwnArguments(SpecError):
+    def __init__(self, path: str) -> None:
+        super().__init__([SpecIssue(path, "bad", 1)])
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.path,)
+
+
+def test_a_subclass_with_a_constructor_of_its_own_pickles_its_own_way() -> None:
+    copy = pickle.loads(pickle.dumps(_OwnArguments("nodes[0]")))
+    assert isinstance(copy, _OwnArguments) and copy.path == "nodes[0]"
 
 
 def test_a_spec_error_raised_in_a_worker_process_reads_the_same() -> None:

@@ -297,9 +297,14 @@ class Graph:
             return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record))
         _refuse_async(on_event)
         events = CallerThreadEvents(on_event)
-        return run_sync(
+        result = run_sync(
             self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=events.put), events
         )
+        if events.error is not None:  # on the run's last event: the run had ended (else it failed with it)
+            if run_id is None and result.run_id is not None and self.store is not None:  # the run made here
+                self.store.finish_broken_run(result.run_id, events.error)
+            raise events.error
+        return result
 
     async def _warm_up(self) -> None:
         """What takes seconds once, done before a question's clock starts (a time budget counted it,

@@ -33,8 +33,10 @@ class CallerThreadEvents(Generic[E]):
 
     Why: the loop serves every thread's synchronous runs, so a callback called on it (a slow one: a
     UI update, a write) stalled all of them (a run of 0.05 s in another thread took 6 s). A callback
-    that raises gets no further event; its error reaches the run at the run's next event (the run
-    fails with it, as when the callback ran inside the run), then the caller.
+    that raises gets no further event; its error (`error`) reaches the run at the run's next event
+    (the run fails with it, as when the callback ran inside the run); after the last event the run
+    has ended, and the caller deals with it. Ctrl-C or `sys.exit` in the callback stop the run at
+    once (`run_sync` cancels it), as Ctrl-C while waiting does.
     """
 
     def __init__(self, callback: Callable[[E], object]) -> None:
@@ -48,16 +50,14 @@ class CallerThreadEvents(Generic[E]):
         self._queue.put(event)
 
     def pump(self, outcome: concurrent.futures.Future[Any]) -> None:
-        """Call the callback with each event until the run ends; then raise its error, if any."""
+        """Call the callback with each event until the run ends."""
         outcome.add_done_callback(lambda _: self._queue.put(_DONE))
         while (event := self._queue.get()) is not _DONE:
             if self.error is None:
                 try:
                     self.callback(event)  # type: ignore[arg-type]
-                except BaseException as exc:  # handed to the run, then raised below
+                except Exception as exc:  # handed to the run at its next event
                     self.error = exc
-        if self.error is not None:
-            raise self.error
 
 
 class _LoopThread:
@@ -128,8 +128,8 @@ def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] 
     from the loop's own). The caller's context variables go with it (a tracing span's parent).
     `events`: what the coroutine puts there is handed to their callback in this thread meanwhile.
 
-    Ctrl-C in the waiting thread cancels the coroutine and waits for it to unwind (an interrupted run
-    records its row), then raises KeyboardInterrupt, as `asyncio.run` does.
+    Ctrl-C in the waiting thread (or an exit in an `events` callback) cancels the coroutine and waits
+    for it to unwind (an interrupted run records its row), then raises it, as `asyncio.run` does.
     """
     runner = _loop_thread()
     if threading.current_thread() is runner.thread:
@@ -149,10 +149,11 @@ def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] 
         if events is not None:
             events.pump(outcome)
         return outcome.result()
-    except KeyboardInterrupt:
-        runner.loop.call_soon_threadsafe(lambda: started[0].cancel())  # queued after `start`: it has run
-        with contextlib.suppress(BaseException):  # the cancellation, or what the unwinding raised
-            outcome.result()
+    except BaseException:
+        if not outcome.done():  # Ctrl-C, or a callback's exit, while the run goes on: it stops first
+            runner.loop.call_soon_threadsafe(lambda: started[0].cancel())  # queued after `start`: it has run
+            with contextlib.suppress(BaseException):  # the cancellation, or what the unwinding raised
+                outcome.result()
         raise  # the interrupt goes on
 
 

@@ -166,3 +166,46 @@ def test_an_async_callback_is_refused_not_dropped() -> None:
         graph.run("[sim:math#0001] q", on_event=forward)
     with pytest.raises(TypeError, match="astream"):
         asyncio.run(graph.arun("[sim:math#0001] q", on_event=forward))
+
+
+def test_ctrl_c_in_a_callback_stops_the_run_at_once(scripted: ScriptedServer, tmp_path: Path) -> None:
+    """Ctrl-C while `run` delivers an event in the calling thread: the run stops then, stored as
+    interrupted, not after the next node's call (30 s here) — as Ctrl-C while waiting does."""
+    import time
+
+    from agentscale import Store
+    from agentscale.testing import Rule
+
+    scripted.add_rule(Rule(pattern="strict reviewer", replies=["Final answer: 2"], latency_s=30))  # b's prompt
+    chain = "name: c\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: m}\nedges: ['a -> b']\n"
+    store = Store(tmp_path / "c.db")
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, chain), store=store)
+
+    def interrupt(event: object) -> None:
+        if getattr(event, "node_id", "") == "b":  # b started: its event is the last for 30 s
+            raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        graph.run("What is 1 + 1?", on_event=interrupt)
+    assert time.monotonic() - started < 15
+    (run,) = store.list_runs()
+    assert run.status == "interrupted"
+
+
+def test_a_callback_failing_on_the_last_event_fails_its_run(tmp_path: Path) -> None:
+    """The callback's error reaches the run at its next event; on the last one the run had ended and
+    was stored done while `run` raised (the second diff review)."""
+    from agentscale import Store
+
+    store = Store(tmp_path / "l.db")
+    graph = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=store)
+
+    def boom(event: object) -> None:
+        if getattr(event, "kind", "") == "node_finished":
+            raise ValueError("boom on the last event")
+
+    with pytest.raises(ValueError, match="boom on the last event"):
+        graph.run("[sim:math#0001] q", on_event=boom)
+    (run,) = store.list_runs()
+    assert (run.status, run.error) == ("failed", "boom on the last event")

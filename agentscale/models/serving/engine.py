@@ -60,8 +60,10 @@ class EngineMissingError(ServingError):
             message = f"{message}\n({detail})"
         super().__init__(message)
 
-    def __reduce__(self) -> tuple[Any, ...]:  # pickled between processes: rebuilt from its detail
-        return type(self), (self.detail,)
+    def __reduce__(self) -> str | tuple[Any, ...]:  # pickled between processes: rebuilt from its detail
+        if type(self).__init__ is not EngineMissingError.__init__:
+            return super().__reduce__()
+        return type(self), (self.detail,), self.__dict__
 
 
 @dataclass(frozen=True)
