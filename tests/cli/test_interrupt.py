@@ -165,6 +165,7 @@ def test_sigterm_during_an_optimization_marks_it_interrupted_without_a_traceback
     _wait_for(reached, 60)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
+    sys.stderr.write(stderr)  # whole under "Captured stderr" if an assertion fails (the diff is cut short)
     run = store.list_runs()[0]
     assert process.returncode == 130, stderr
     assert json.loads(stdout)["status"] == "interrupted" and run.status == "interrupted", (run.status, run.error)
