@@ -10,6 +10,7 @@ same name simply awaits its task.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections import OrderedDict
@@ -70,6 +71,19 @@ class RunOptions:
     item_key: str = "0"
     run_row: RunValues | None = None  # a run to insert with this question's rows (single-question runs)
     on_event: Callable[[GraphEvent], None] | None = None  # streaming: node started / finished
+
+    def __post_init__(self) -> None:  # also given by a caller of compile() (its config's RunOptions)
+        if self.on_event is not None:
+            refuse_async_callback(self.on_event)
+
+
+def refuse_async_callback(on_event: Callable[..., object]) -> None:
+    """An `async def` callback was never awaited: its events were lost behind a RuntimeWarning."""
+    if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(type(on_event).__call__):
+        raise TypeError(
+            "on_event takes a plain function (it is called, not awaited); to handle events in async code, "
+            "iterate `async for event in graph.astream(question)`"
+        )
 
 
 class GraphRuntime:

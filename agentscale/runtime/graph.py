@@ -7,7 +7,6 @@ database handle; pass `store=None` to run without recording anything.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_broken
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
-from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context
+from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context, refuse_async_callback
 from agentscale.runtime.sync import CallerThreadEvents, run_sync
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
@@ -187,7 +186,7 @@ class Graph:
         consumers: `astream`)."""
         checked_question(question)
         if on_event is not None:
-            _refuse_async(on_event)
+            refuse_async_callback(on_event)
         if isinstance(item_key, int) and not isinstance(item_key, bool):  # stored as its text, as always
             item_key = str(item_key)
         if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
@@ -295,7 +294,7 @@ class Graph:
             install_signal_handlers()  # servers start in the loop's thread, where Python allows none
         if on_event is None:
             return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record))
-        _refuse_async(on_event)
+        refuse_async_callback(on_event)
         events = CallerThreadEvents(on_event)
         result = run_sync(
             self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=events.put), events
@@ -377,15 +376,6 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             )
     if issues:
         raise SpecError(issues, source)
-
-
-def _refuse_async(on_event: Callable[..., object]) -> None:
-    """An `async def` callback was never awaited: its events were lost behind a RuntimeWarning."""
-    if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(type(on_event).__call__):
-        raise TypeError(
-            "on_event takes a plain function (it is called, not awaited); to handle events in async code, "
-            "iterate `async for event in graph.astream(question)`"
-        )
 
 
 def _loop_running() -> bool:

@@ -166,6 +166,10 @@ def test_an_async_callback_is_refused_not_dropped() -> None:
         graph.run("[sim:math#0001] q", on_event=forward)
     with pytest.raises(TypeError, match="astream"):
         asyncio.run(graph.arun("[sim:math#0001] q", on_event=forward))
+    from agentscale.runtime.execute import RunOptions
+
+    with pytest.raises(TypeError, match="astream"):  # what a caller of compile() puts in its config
+        RunOptions(on_event=forward)  # type: ignore[arg-type]
 
 
 def test_ctrl_c_in_a_callback_stops_the_run_at_once(scripted: ScriptedServer, tmp_path: Path) -> None:
