@@ -185,8 +185,6 @@ class Graph:
         is a plain function, called on this loop as each node starts and finishes (for async
         consumers: `astream`)."""
         checked_question(question)
-        if on_event is not None:
-            refuse_async_callback(on_event)
         if isinstance(item_key, int) and not isinstance(item_key, bool):  # stored as its text, as always
             item_key = str(item_key)
         if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
