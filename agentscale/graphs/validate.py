@@ -70,17 +70,13 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
     issues = []
     # the values of keys YAML read as no text (`yes:`, `null:`, `3:`): each key's own issue says to
     # quote it; pydantic's paths of what lies under them (True as 1) would point elsewhere
-    unkeyed = {
-        item["loc"][:-1]
-        for item in error.errors()
-        if item["loc"][-1:] == ("[key]",) and not isinstance(item["input"], str)
-    }
+    unkeyed = {item["loc"][:-1] for item in error.errors() if _at_key(item) and not isinstance(item["input"], str)}
     for item in error.errors():
-        if item["loc"][-1:] != ("[key]",) and any(item["loc"][: len(key)] == key for key in unkeyed):
+        if not _at_key(item) and any(item["loc"][: len(key)] == key for key in unkeyed):
             continue
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
         kind = item["type"]
-        if item["loc"] and item["loc"][-1] == "[key]":  # a mapping's key (a model alias, a role), not its value
+        if _at_key(item):  # a mapping's key (a model alias, a role), not its value
             mapping = tuple(part for part in item["loc"][:-2] if isinstance(part, int | str))
             line = _key_line(located, mapping, item["input"])
             issues.append(SpecIssue(format_path(mapping), _key_message(item), line))
@@ -115,6 +111,11 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             message = item["msg"].removeprefix("Value error, ")
         issues.append(located.issue(loc, message))
     return issues
+
+
+def _at_key(item: Any) -> bool:
+    """Whether a pydantic error is about a mapping's key, not its value."""
+    return bool(item["loc"][-1:] == ("[key]",))
 
 
 _TEXT_ERRORS = frozenset({"string_type", "string_pattern_mismatch", "string_too_short", "string_too_long"})
