@@ -169,11 +169,10 @@ def ensure_server(
     ``name_or_path`` is a bundled name (``smollm2-135m``, ``local/`` prefix allowed), a model folder or
     a hub id. ``port`` pins the port (reusing a server already there if it serves this model, else
     :class:`PortInUseError`); by default a free port is picked. ``on_status`` receives progress lines
-    (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness (default:
-    :func:`start_timeout_s`); thread-
-    and process-safe: concurrent callers for one model get the same server (or the same failed start).
-    ``recheck`` probes a server someone else owns now instead of trusting a health check of the last
-    few seconds.
+    (conversion, start, loading, ready) for a spinner. Blocks up to ``timeout_s`` for readiness
+    (default: :func:`start_timeout_s`); thread- and process-safe: concurrent callers for one model get
+    the same server (or the same failed start). ``recheck`` probes a server someone else owns now
+    instead of trusting a health check of the last few seconds.
     """
     target = resolve_target(name_or_path, options, served_model_name)
     wait_s = start_timeout_s() if timeout_s is None else timeout_s  # a bad setting fails before any work
