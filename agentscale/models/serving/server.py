@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import copy
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from agentscale.models.bundled import (
     file_lock,
     waiting_notice,
 )
-from agentscale.models.catalog import BUNDLED
+from agentscale.models.catalog import BUNDLED, BundledModelError
 from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
@@ -139,9 +140,10 @@ class _Servers:
         self.by_name: dict[str, Server] = {}
         self.foreground: list[Server] = []
         self.name_locks: dict[str, threading.Lock] = {}
-        # per model, when its last start failed here and why: callers that waited on that start get
-        # its error instead of launching the server again (one eval's items launched it twice)
-        self.failed_starts: dict[str, tuple[float, ServerStartError]] = {}
+        # per model, when its last start (or its conversion) failed here and why: callers that waited
+        # on that start get its error instead of launching the server again (one eval's items launched
+        # it twice) or converting the model again (minutes each, to the same failure)
+        self.failed_starts: dict[str, tuple[float, ServingError]] = {}
         self.atexit_registered = False
         self.handlers_installed = False
 
@@ -188,7 +190,11 @@ def ensure_server(
                 on_status(f"reusing the running server for {target.served_name} at {found.api_base}")
             return _remember_reused(found)
         engine = require_engine()
-        target = materialize(target, on_status, cancelled)
+        try:
+            target = materialize(target, on_status, cancelled)
+        except BundledModelError as exc:
+            _SERVERS.failed_starts[target.served_name] = (time.monotonic(), exc)
+            raise
         with start_lock(target.served_name, cancelled, on_status):  # one start per model across processes
             found = find_running(target.served_name, port, host)
             if found is not None:
@@ -214,7 +220,7 @@ def _refuse_if_failed_while_waiting(served_name: str, asked: float) -> None:
     asking afterwards tries again (the cause may be gone: memory freed, a file mended)."""
     failed = _SERVERS.failed_starts.get(served_name)
     if failed is not None and failed[0] >= asked:
-        raise ServerStartError(str(failed[1])) from failed[1]
+        raise copy.copy(failed[1]) from failed[1]  # a copy: each thread's raise sets its own traceback
 
 
 async def aensure_server(name_or_path: str, **kwargs: Any) -> VllmEndpoint:

