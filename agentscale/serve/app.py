@@ -14,13 +14,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.errors import BudgetExceeded
@@ -45,12 +45,22 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The fields we use; other OpenAI parameters are accepted and ignored (the graph sets its own)."""
+    """The fields we use; other OpenAI parameters (temperature, max_tokens, ...) are accepted and
+    ignored: the graph's nodes set their own. `n` above 1 is refused: a graph gives one answer, and a
+    client reading `choices[1]` would fail on a reply of one."""
 
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = False  # OpenAI's clients may send null: not streamed
+    stream: StrictBool | None = False  # OpenAI's clients may send null: not streamed; "yes" is no bool
+    n: int | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_answer(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
+            raise ValueError("a graph gives one answer per request: n must be 1")
+        return n
 
 
 def _error_body(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
@@ -119,10 +129,14 @@ def create_app(
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error_body(exc.status_code, str(exc.detail), "invalid_request_error", None)
 
+    def _internal_error(exc: Exception) -> ApiError:
+        log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
+        return ApiError(500, "internal error while running the graph", "server_error")
+
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
-        return _error_body(500, "internal error while running the graph", "server_error", None)
+        error = _internal_error(exc)
+        return _error_body(error.status, error.message, error.kind, error.code)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
@@ -140,43 +154,60 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "graph": graph.name}
 
+    served_model = {"id": graph.name, "object": "model", "created": 0, "owned_by": "agentscale"}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": graph.name, "object": "model", "created": 0, "owned_by": "agentscale"}],
-        }
+        return {"object": "list", "data": [served_model]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        """OpenAI's `models.retrieve`, which some tools call to check a model before using it."""
+        if model_id != graph.name:
+            raise _unknown_model(model_id, graph.name)
+        return served_model
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
-        nonlocal waiting
+        """An unexpected error is logged in one line and answered as a 500 here: past a route, the
+        app's handler answers it but Starlette raises it again, and the server printed a traceback
+        for each (a body in Latin-1 did)."""
+        try:
+            return await answer(request)
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise _internal_error(exc) from None
+
+    async def answer(request: Request) -> JSONResponse | StreamingResponse:
         body = await _body_within(request, max_body_bytes)
         try:
             chat_request = ChatRequest.model_validate(json.loads(body or b"null"))
-        except json.JSONDecodeError:
-            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # not UTF-8, nested too deep
+            raise ApiError(400, "the body is not valid JSON in UTF-8", code="invalid_json") from None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ApiError(400, f"invalid request at {where}: {first['msg']}") from None
         if chat_request.model != graph.name:
-            raise ApiError(
-                404,
-                f"model {chat_request.model!r} not found; this server serves {graph.name!r}",
-                code="model_not_found",
-            )
+            raise _unknown_model(chat_request.model, graph.name)
         question = question_of(chat_request)
-        if waiting >= max_waiting:
-            raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
-        waiting += 1
-        admitted = False
-        try:
-            async with running:
-                waiting, admitted = waiting - 1, True
-                result = await graph.arun(question)
-        finally:
-            if not admitted:
-                waiting -= 1
+
+        async def admitted_run() -> RunResult:
+            nonlocal waiting
+            if waiting >= max_waiting:
+                raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
+            waiting += 1
+            admitted = False
+            try:
+                async with running:
+                    waiting, admitted = waiting - 1, True
+                    return await graph.arun(question)
+            finally:
+                if not admitted:
+                    waiting -= 1
+
+        result = await _unless_the_client_leaves(request, admitted_run())
         if result.answer is None:
             raise _no_answer(result)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -196,6 +227,36 @@ def create_app(
         )
 
     return app
+
+
+def _unknown_model(asked: str, served: str) -> ApiError:
+    return ApiError(404, f"model {asked!r} not found; this server serves {served!r}", code="model_not_found")
+
+
+async def _unless_the_client_leaves(request: Request, work: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """`work`'s result; cancelled (the run stored as interrupted) if the client disconnects first.
+
+    Why: a client that timed out or gave up left its run going, paid to the end, and the OpenAI
+    clients retry a timed-out request twice by default, so one question could pay three full runs
+    while later requests queued behind them. The body has been read, so the next ASGI message is the
+    disconnect."""
+    task = asyncio.ensure_future(work)
+    leaving = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        leaving.cancel()
+        if not task.done():  # the client left, or this handler is cancelled (shutdown)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ApiError(499, "the client closed the request; its run was stopped", code="client_closed_request")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _no_answer(result: RunResult) -> ApiError:

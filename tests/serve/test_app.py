@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import openai
 import pytest
 import uvicorn
 
-from agentscale import Graph
+from agentscale import Graph, Store
 from agentscale.serve.app import create_app
 from agentscale.testing import Rule, ScriptedServer
 
@@ -200,3 +201,70 @@ def test_an_unanswered_question_says_why(
         with pytest.raises(openai.APIStatusError) as info:
             client.chat.completions.create(model="served", messages=[{"role": "user", "content": question}])
         assert info.value.status_code == status and f"the graph gave no answer ({why})" in info.value.message
+
+
+def test_a_client_that_leaves_stops_its_run(make_graph, store: Store, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A client that timed out left its run going, paid to the end (and the OpenAI clients retry a
+    timed-out request twice by default: three runs for one question). Its run stops when it leaves,
+    stored as interrupted, and the server answers the next client at once."""
+    scripted.latency_s = 3.0
+    for url in serve(make_graph(BODY)):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                url + "/chat/completions",
+                json={"model": "served", "messages": [{"role": "user", "content": "What is 2 + 2?"}]},
+                timeout=0.5,
+            )
+        deadline = time.time() + 2.0  # well before the run's 3 s calls could end
+        while not (store.list_runs() and store.list_runs()[0].status != "running"):
+            assert time.time() < deadline, "the run went on after its client left"
+            time.sleep(0.05)
+        (run,) = store.list_runs()
+        assert run.status == "interrupted"
+
+
+def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
+    """n > 1 gave one choice (a client reading choices[1] failed); a body not in UTF-8 or nested
+    too deep was a 500 "internal error while running the graph" with a traceback in the server's
+    log; "stream": "yes" was streamed."""
+    url = served + "/chat/completions"
+    question = [{"role": "user", "content": "What is 2 + 2?"}]
+    cases = [
+        (json.dumps({"model": "served", "n": 3, "messages": question}).encode(), "n must be 1"),
+        (b'{"model": "served", "messages": [{"role": "user", "content": "caf\xe9?"}]}', "not valid JSON in UTF-8"),
+        (b"[" * 100_000, "not valid JSON in UTF-8"),
+        (json.dumps({"model": "served", "stream": "yes", "messages": question}).encode(), "at stream"),
+    ]
+    for body, said in cases:
+        response = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400 and said in response.json()["error"]["message"], (body[:40], response.text)
+    answered = httpx.post(url, json={"model": "served", "n": 1, "messages": question})
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
+
+
+def test_a_model_is_retrieved_by_its_id(served: str) -> None:
+    """OpenAI's models.retrieve, which tools call to check a model before use, was a 404."""
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    assert client.models.retrieve("served").id == "served"
+    with pytest.raises(openai.NotFoundError, match="this server serves 'served'"):
+        client.models.retrieve("gpt-4o")
+
+
+def test_an_unexpected_error_is_one_log_line_and_a_500(  # type: ignore[no-untyped-def]
+    make_graph, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The app's handler answered it, then Starlette raised it again: every such 500 printed an
+    "Exception in ASGI application" traceback in the server's log."""
+    graph = make_graph(BODY)
+
+    async def breaks(question: str, **_: object) -> None:
+        raise RuntimeError("boom")
+
+    graph.arun = breaks
+    for url in serve(graph):
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError, match="internal error while running the graph"):
+            client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 2 + 2?"}])
+    assert "graph served failed: RuntimeError: boom" in caplog.text
+    printed = capfd.readouterr().err  # uvicorn's loggers print there, past caplog
+    assert "Exception in ASGI application" not in printed and "Traceback" not in printed, printed
