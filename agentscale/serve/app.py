@@ -2,7 +2,7 @@
 
 Any OpenAI client can then use an optimized graph like a model: `base_url=http://host:port/v1`,
 `model=<graph name>`. The last user message is the question; the graph's final answer is the reply
-(streamed as server-sent events when `stream: true`). Errors are JSON in OpenAI's shape and never
+(streamed as server-sent events when `stream: true`: `_stream`). Errors are JSON in OpenAI's shape and never
 carry a traceback; bearer keys are compared in constant time and never logged.
 """
 
@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,19 +23,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
+from agentscale.serve._replies import ApiError, no_answer, unknown_model, usage_of
+from agentscale.serve._stream import streamed_reply
 
 log = logging.getLogger("agentscale.serve")
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": {...}}` with an HTTP status."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
 
 
 class ChatMessage(BaseModel):
@@ -53,6 +46,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool | None = False  # OpenAI's clients may send null: not streamed; "yes" is no bool
+    stream_options: dict[str, Any] | None = None  # {"include_usage": true}: usage as a last chunk
     n: int | None = None
 
     @field_validator("n")
@@ -63,8 +57,8 @@ class ChatRequest(BaseModel):
         return n
 
 
-def _error_body(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": code}})
+def _error_body(error: ApiError) -> JSONResponse:
+    return JSONResponse(status_code=error.status, content=error.body())
 
 
 def question_of(request: ChatRequest) -> str:
@@ -94,15 +88,6 @@ async def _body_within(request: Request, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def _usage(result: RunResult) -> dict[str, int]:
-    usage = result.usage
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-
-
 def create_app(
     graph: Graph,
     *,
@@ -110,24 +95,26 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     max_concurrency: int = 32,
     max_waiting: int = 256,
+    keep_alive_s: float = 10.0,
 ) -> FastAPI:
-    """A FastAPI app serving `graph` under the model name `graph.name`."""
+    """A FastAPI app serving `graph` under the model name `graph.name`; a streamed reply sends an SSE
+    comment every `keep_alive_s` while the graph runs."""
     app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
     running = asyncio.Semaphore(max_concurrency)
     waiting = 0
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error_body(exc.status, exc.message, exc.kind, exc.code)
+        return _error_body(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         message = f"invalid request: {exc.errors()[0].get('msg', 'bad body')}"
-        return _error_body(400, message, "invalid_request_error", None)
+        return _error_body(ApiError(400, message))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error_body(exc.status_code, str(exc.detail), "invalid_request_error", None)
+        return _error_body(ApiError(exc.status_code, str(exc.detail)))
 
     def _internal_error(exc: Exception) -> ApiError:
         log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
@@ -135,8 +122,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        error = _internal_error(exc)
-        return _error_body(error.status, error.message, error.kind, error.code)
+        return _error_body(_internal_error(exc))
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
@@ -144,10 +130,12 @@ def create_app(
             header = request.headers.get("authorization", "")
             offered = header[7:] if header.lower().startswith("bearer ") else ""
             if not hmac.compare_digest(offered.encode(), api_key.encode()):
-                return _error_body(401, "missing or invalid API key", "authentication_error", "invalid_api_key")
+                return _error_body(
+                    ApiError(401, "missing or invalid API key", "authentication_error", "invalid_api_key")
+                )
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return _error_body(413, f"request body over {max_body_bytes} bytes", "invalid_request_error", None)
+            return _error_body(ApiError(413, f"request body over {max_body_bytes} bytes"))
         return await call_next(request)
 
     @app.get("/health")
@@ -164,7 +152,7 @@ def create_app(
     async def model(model_id: str) -> dict[str, Any]:
         """OpenAI's `models.retrieve`, which some tools call to check a model before using it."""
         if model_id != graph.name:
-            raise _unknown_model(model_id, graph.name)
+            raise unknown_model(model_id, graph.name)
         return served_model
 
     @app.post("/v1/chat/completions", response_model=None)
@@ -190,13 +178,16 @@ def create_app(
             where = ".".join(str(p) for p in first["loc"])
             raise ApiError(400, f"invalid request at {where}: {first['msg']}") from None
         if chat_request.model != graph.name:
-            raise _unknown_model(chat_request.model, graph.name)
+            raise unknown_model(chat_request.model, graph.name)
         question = question_of(chat_request)
+
+        def refuse_if_full() -> None:
+            if waiting >= max_waiting:
+                raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
 
         async def admitted_run() -> RunResult:
             nonlocal waiting
-            if waiting >= max_waiting:
-                raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
+            refuse_if_full()  # again: other requests may have come in since the first check
             waiting += 1
             admitted = False
             try:
@@ -207,13 +198,23 @@ def create_app(
                 if not admitted:
                     waiting -= 1
 
+        refuse_if_full()  # before a streamed reply's status 200
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if chat_request.stream:
+            include_usage = bool((chat_request.stream_options or {}).get("include_usage"))
+            events = streamed_reply(
+                completion_id,
+                graph.name,
+                admitted_run,
+                include_usage=include_usage,
+                keep_alive_s=keep_alive_s,
+                unexpected=_internal_error,
+            )
+            return StreamingResponse(events, media_type="text/event-stream")
         result = await _unless_the_client_leaves(request, admitted_run())
         if result.answer is None:
-            raise _no_answer(result)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+            raise no_answer(result)
         answer = result.answer
-        if chat_request.stream:
-            return StreamingResponse(_sse(completion_id, graph.name, answer, result), media_type="text/event-stream")
         return JSONResponse(
             {
                 "id": completion_id,
@@ -221,16 +222,12 @@ def create_app(
                 "created": int(time.time()),
                 "model": graph.name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                "usage": _usage(result),
+                "usage": usage_of(result),
                 "agentscale": {"run_id": result.run_id, "stopped_reason": result.stopped_reason},
             }
         )
 
     return app
-
-
-def _unknown_model(asked: str, served: str) -> ApiError:
-    return ApiError(404, f"model {asked!r} not found; this server serves {served!r}", code="model_not_found")
 
 
 async def _unless_the_client_leaves(request: Request, work: Coroutine[Any, Any, RunResult]) -> RunResult:
@@ -257,34 +254,3 @@ async def _unless_the_client_leaves(request: Request, work: Coroutine[Any, Any, 
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _no_answer(result: RunResult) -> ApiError:
-    """A question the graph left unanswered is an error, not an empty answer (a client could not tell
-    them apart: status 200, content ""). 502 when model calls failed, else 500: a budget stopped it,
-    or no reply held an answer in the graph's format. The message names the run (when the server
-    records runs), not the node errors: those carry the upstream endpoints' addresses."""
-    failed = any(trace.status == "failed" for trace in result.trace)
-    if failed:
-        why = "its model calls failed"
-    elif BudgetExceeded.said(result.stopped_reason):
-        why = "a budget stopped it first"
-    else:
-        why = "no reply held an answer in its format"
-    where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""
-    return ApiError(502 if failed else 500, f"the graph gave no answer ({why}){where}", "server_error", "no_answer")
-
-
-async def _sse(completion_id: str, model: str, answer: str, result: RunResult) -> AsyncIterator[bytes]:
-    """The final answer as chat.completion.chunk events (a few words per chunk), then usage and [DONE]."""
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-    yield f"data: {json.dumps(first)}\n\n".encode()
-    words = answer.split(" ")
-    for start in range(0, len(words), 8):
-        piece = " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")
-        chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(result)}
-    yield f"data: {json.dumps(last)}\n\n".encode()
-    yield b"data: [DONE]\n\n"

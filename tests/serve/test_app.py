@@ -268,3 +268,61 @@ def test_an_unexpected_error_is_one_log_line_and_a_500(  # type: ignore[no-untyp
     assert "graph served failed: RuntimeError: boom" in caplog.text
     printed = capfd.readouterr().err  # uvicorn's loggers print there, past caplog
     assert "Exception in ASGI application" not in printed and "Traceback" not in printed, printed
+
+
+def test_a_streamed_reply_starts_before_the_graph_ends_and_keeps_the_connection_alive(  # type: ignore[no-untyped-def]
+    make_graph, store: Store, scripted: ScriptedServer
+) -> None:
+    """The stream began once the whole graph had run: its first byte came as late as a JSON reply's,
+    and a proxy's read timeout cut a long graph off. Now the role chunk comes at once, a comment
+    every keep_alive_s while the graph runs, then the answer; usage only when asked, as OpenAI
+    sends it (a last chunk without choices)."""
+    scripted.latency_s = 1.5
+    for url in serve(make_graph(BODY), keep_alive_s=0.2):
+        asked = {"model": "served", "stream": True, "messages": [{"role": "user", "content": "What is 2 + 3?"}]}
+        with httpx.stream("POST", url + "/chat/completions", json=asked, timeout=30) as response:
+            lines = response.iter_lines()
+            first = json.loads(next(line for line in lines if line).removeprefix("data: "))
+            assert first["choices"][0]["delta"]["role"] == "assistant"
+            assert [run.status for run in store.list_runs()] in ([], ["running"])  # the graph goes on
+            rest = [line for line in lines if line]
+        assert any(line.startswith(": ") for line in rest)  # kept alive while it ran
+        events = [json.loads(line.removeprefix("data: ")) for line in rest if line.startswith("data: {")]
+        assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == "5"
+        assert all("usage" not in e for e in events) and rest[-1] == "data: [DONE]"
+        client = openai.OpenAI(base_url=url, api_key="unused")
+        chunks = list(
+            client.chat.completions.create(
+                model="served",
+                messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "5"
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_a_stream_that_fails_after_it_began_ends_in_an_error_the_client_raises(  # type: ignore[no-untyped-def]
+    served: str, scripted: ScriptedServer
+) -> None:
+    scripted.add_rule(Rule(status=500))
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model="served", messages=[{"role": "user", "content": "What is 2 + 2?"}], stream=True
+    )
+    with pytest.raises(openai.APIError, match=r"the graph gave no answer \(its model calls failed\)"):
+        list(stream)
+
+
+def test_a_client_that_leaves_a_stream_stops_its_run(make_graph, store: Store, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    scripted.latency_s = 3.0
+    for url in serve(make_graph(BODY)):
+        asked = {"model": "served", "stream": True, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+        with httpx.stream("POST", url + "/chat/completions", json=asked, timeout=30) as response:
+            assert next(response.iter_lines()).startswith("data: ")  # the stream began; the client leaves
+        deadline = time.time() + 2.0  # well before the run's 3 s calls could end
+        while not (store.list_runs() and store.list_runs()[0].status != "running"):
+            assert time.time() < deadline, "the run went on after its client left"
+            time.sleep(0.05)
+        assert store.list_runs()[0].status == "interrupted"

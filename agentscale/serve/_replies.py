@@ -1,0 +1,49 @@
+"""What the endpoint answers: errors in OpenAI's shape and the parts of a completion, shared by the
+JSON reply and the streamed one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentscale.errors import BudgetExceeded
+from agentscale.graphs.result import RunResult
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {...}}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+
+
+def usage_of(result: RunResult) -> dict[str, int]:
+    usage = result.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def unknown_model(asked: str, served: str) -> ApiError:
+    return ApiError(404, f"model {asked!r} not found; this server serves {served!r}", code="model_not_found")
+
+
+def no_answer(result: RunResult) -> ApiError:
+    """A question the graph left unanswered is an error, not an empty answer (a client could not tell
+    them apart: status 200, content ""). 502 when model calls failed, else 500: a budget stopped it,
+    or no reply held an answer in the graph's format. The message names the run (when the server
+    records runs), not the node errors: those carry the upstream endpoints' addresses."""
+    failed = any(trace.status == "failed" for trace in result.trace)
+    if failed:
+        why = "its model calls failed"
+    elif BudgetExceeded.said(result.stopped_reason):
+        why = "a budget stopped it first"
+    else:
+        why = "no reply held an answer in its format"
+    where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""
+    return ApiError(502 if failed else 500, f"the graph gave no answer ({why}){where}", "server_error", "no_answer")
