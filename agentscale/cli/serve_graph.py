@@ -28,7 +28,14 @@ def serve_graph_command(
         str | None,
         typer.Option("--api-key-env", help="Environment variable holding the bearer key clients must send."),
     ] = None,
-    max_concurrency: Annotated[int, typer.Option(help="Graph runs in flight at once.", min=1)] = 32,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Graph runs in flight at once (their model calls also wait on each model's own limit: "
+            "max_concurrency in the graph's models, 16 calls by default).",
+            min=1,
+        ),
+    ] = 32,
     max_body_kb: Annotated[int, typer.Option(help="Largest accepted request body, in KiB.", min=1)] = 1024,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
