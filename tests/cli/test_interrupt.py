@@ -206,3 +206,49 @@ def test_sigterm_cancels_the_main_task_as_ctrl_c_does_not_the_frame_it_lands_in(
     lines = done.stdout.splitlines()
     assert {"main cancelled", "interrupted"} <= set(lines) <= {"interrupted", "killer finished", "main cancelled"}
     assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_once_the_eval_is_stored_done_still_shows_its_summary(tmp_path: Path, sig: int) -> None:
+    """A Ctrl-C or SIGTERM in an eval's last moments (stored done) made it exit 130 saying
+    "interrupted": the --json summary (a script never learned the run), the report were lost."""
+    command, env = _eval_command(tmp_path)
+    command[command.index("5")] = "60"
+    stdout = _signal_once_stored_done(tmp_path, [*command, "--json"], env, sig)
+    summary = json.loads(stdout)
+    assert summary["n"] == 60 and Path(summary["report"]).exists()
+
+
+def test_a_signal_once_the_optimization_is_stored_done_still_writes_its_graph(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    """As for the eval; the --out file was lost too."""
+    from tests.optimize.test_runner import space_text
+
+    (tmp_path / "space.yaml").write_text(space_text(tmp_path, scripted.api_base))
+    best = tmp_path / "best.yaml"
+    command = [sys.executable, "-m", "agentscale.cli.app", "optimize", str(tmp_path / "space.yaml"), "--json"]
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "runs.db")}
+    found = json.loads(_signal_once_stored_done(tmp_path, [*command, "--out", str(best)], env, signal.SIGTERM))
+    assert best.exists() and found["best"]["path"] == str(best) and Path(found["report"]).exists()
+
+
+def _signal_once_stored_done(tmp_path: Path, command: list[str], env: dict[str, str], sig: int) -> str:
+    """Run `command`, send `sig` as soon as its run is stored done; its stdout, once it exited 0
+    without a traceback or a word of an interruption."""
+    from agentscale.storage.db import Store
+
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
+    )
+    _wait_for(lambda: (tmp_path / "runs.db").exists(), 60)
+    store = Store(tmp_path / "runs.db")
+    deadline = time.monotonic() + 120
+    while not any(run.status == "done" for run in store.list_runs()) and process.poll() is None:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "interrupted" not in stderr
+    return stdout

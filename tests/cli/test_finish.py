@@ -1,0 +1,51 @@
+"""A Ctrl-C's cancel that lands as a command's run returns keeps the run's result (cli/_finish.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentscale.cli._finish import FinishedRun
+
+
+def test_a_cancel_landing_in_the_runs_last_step_keeps_its_result() -> None:
+    """asyncio turns a task cancelled inside its last step into a cancelled task: the run had been
+    stored done, and the command said "interrupted" and lost its summary. The cancel here is the one
+    a Ctrl-C's handler makes, on the command's main task, from inside the run's last step."""
+    finish: FinishedRun[int] = FinishedRun()
+
+    async def run(main: asyncio.Task[int]) -> int:
+        await asyncio.sleep(0)
+        main.cancel()  # as asyncio.run's SIGINT handler does, in the middle of this step
+        return 42  # stored done by now
+
+    async def command() -> int:
+        main = asyncio.current_task()
+        assert main is not None
+        return await finish.run(run(main))  # type: ignore[arg-type]
+
+    assert asyncio.run(command()) == 42
+    assert finish.finished and finish.result == 42
+
+
+def test_a_cancel_that_finds_the_run_going_stops_it_and_keeps_nothing() -> None:
+    finish: FinishedRun[int] = FinishedRun()
+    unwound: list[bool] = []
+
+    async def run() -> int:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            unwound.append(True)  # the run records itself interrupted here
+        return 1
+
+    async def command() -> int:
+        main = asyncio.current_task()
+        assert main is not None
+        asyncio.get_running_loop().call_later(0.05, main.cancel)
+        return await finish.run(run())
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(command())
+    assert unwound == [True] and not finish.finished
