@@ -36,7 +36,7 @@ def test_the_cli_starts_without_langgraph_sqlalchemy_or_plugins() -> None:
     loaded = _fresh(
         """
         import sys
-        import agentscale.cli.app
+        import agentscale.cli.commands
         heavy = ("langgraph", "sqlalchemy", "litellm", "numpy", "agentscale.sim", "agentscale.memory")
         print(sorted({m.split(".")[0] if not m.startswith("agentscale") else ".".join(m.split(".")[:2])
                       for m in sys.modules if m.startswith(heavy)}))

@@ -1,129 +1,32 @@
-"""The `agentscale` command: one typer app; every user error exits 1 with a message, never a traceback."""
+"""The `agentscale` command's entry point: SIGTERM handled as Ctrl-C, then the commands (`commands.py`).
+
+Light to import: the console script imports this module before `main` runs, and the commands' imports
+(≈ 0.5 s) happen inside `main`, where a Ctrl-C is an interruption (exit 130), not a traceback.
+"""
 
 from __future__ import annotations
 
-import inspect
 import signal
-import sqlite3
+import sys
 import threading
 from types import FrameType
-
-import typer
-from typer.core import TyperCommand, TyperGroup
-from typer.exceptions import TyperException
-
-from agentscale.cli._console import Interrupted, error
-from agentscale.cli.draw import draw_command
-from agentscale.cli.evaluate import eval_command, tasks_app
-from agentscale.cli.handbook import handbook_app
-from agentscale.cli.models import models_app, serve_command
-from agentscale.cli.optimize import optimize_command
-from agentscale.cli.report import report_command
-from agentscale.cli.run import run_command
-from agentscale.cli.runs import runs_app
-from agentscale.cli.serve_graph import serve_graph_command
-from agentscale.cli.sim import sim_app
-from agentscale.cli.validate import schema_command, validate_command
-from agentscale.errors import AgentScaleError
-
-app = typer.Typer(
-    name="agentscale",
-    help="Find and run the best collaboration graph of LLM calls for a task under a compute budget.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("run")(run_command)
-app.command("validate")(validate_command)
-app.command("schema")(schema_command)
-app.command("eval")(eval_command)
-app.command("optimize")(optimize_command)
-app.add_typer(tasks_app, name="tasks")
-app.command("serve-graph")(serve_graph_command)
-app.command("serve")(serve_command)
-app.add_typer(models_app, name="models")
-app.add_typer(sim_app, name="sim")
-app.add_typer(runs_app, name="runs")
-app.command("report")(report_command)
-app.command("draw")(draw_command)
-app.add_typer(handbook_app, name="handbook")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted: Ctrl-C, SIGTERM)."""
     terminate_before = signal.getsignal(signal.SIGTERM)
-    _watch_local_servers()
     try:
-        return _run_app(argv)
+        try:
+            from agentscale.cli.commands import run_app
+
+            _watch_local_servers()
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        return run_app(argv)
     finally:  # a SIGTERM once the command is done ends the process as SIGTERM does, not in a traceback
         if threading.current_thread() is threading.main_thread() and terminate_before is not None:
             signal.signal(signal.SIGTERM, terminate_before)
-
-
-def _run_app(argv: list[str] | None) -> int:
-    try:
-        command = typer.main.get_command(app)  # ≈ 25 ms: a Ctrl-C here is an interruption too
-        if isinstance(command, TyperGroup):
-            _reflow_help(command)
-        result = command(args=argv, standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
-        error("interrupted")
-        return 130
-    except Interrupted:  # the command said what it kept
-        return 130
-    except typer.Exit as exc:
-        return exc.exit_code
-    except TyperException as exc:  # usage errors: bad option, missing argument
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            error(exc.format_message())
-        return exc.exit_code
-    except AgentScaleError as exc:
-        error(str(exc))
-        return 1
-    except Exception as exc:
-        cause = getattr(exc, "orig", exc)  # SQLAlchemy wraps the sqlite3 error
-        if not isinstance(cause, sqlite3.OperationalError):
-            raise
-        error(_DATABASE_FAILED.format(cause=cause))
-        return 1
-    if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
-        error("interrupted")
-    return result if isinstance(result, int) else 0
-
-
-_DATABASE_FAILED = (
-    "the database failed: {cause} (a read-only file, a full disk, another program holding it?); "
-    "what it holds is kept: fix that and run the command again, or resume the run"
-)
-
-
-def _reflow_help(command: TyperCommand | TyperGroup) -> None:
-    """Each prose paragraph of every command's help on one line, for Rich to wrap at the terminal's
-    width: typer keeps the docstrings' line breaks, so an 80-column terminal showed every other line
-    half full ("keeps their clocks" / "clean"). Indented lines (examples) and list items keep theirs."""
-    if command.help:
-        paragraphs = inspect.cleandoc(command.help).split("\n\n")
-        command.help = "\n\n".join(_reflowed(paragraph) for paragraph in paragraphs)
-    if isinstance(command, TyperGroup):
-        for sub in command.commands.values():
-            if isinstance(sub, TyperCommand | TyperGroup):
-                _reflow_help(sub)
-
-
-def _reflowed(paragraph: str) -> str:
-    if paragraph.startswith("\b"):  # click's mark of a paragraph to show as written
-        return paragraph
-    lines: list[str] = []
-    for line in paragraph.splitlines():
-        own_line = not lines or line[:1].isspace() or line.lstrip().startswith(("- ", "* "))
-        if own_line or lines[-1][:1].isspace():
-            lines.append(line)
-        else:
-            lines[-1] = f"{lines[-1]} {line.strip()}"
-    return "\n".join(lines)
 
 
 def _watch_local_servers() -> None:

@@ -18,7 +18,8 @@ import pytest
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from agentscale.cli.app import app, main
+from agentscale.cli.app import main
+from agentscale.cli.commands import app
 from agentscale.runtime.calls import record_rows
 from agentscale.storage.db import Store
 from agentscale.testing import ScriptedServer
