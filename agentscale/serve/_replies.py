@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import RunResult
 
@@ -18,6 +20,10 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(status_code=error.status, content=error.body())
 
 
 def usage_of(result: RunResult) -> dict[str, int]:

@@ -9,7 +9,6 @@ carry a traceback; bearer keys are compared in constant time and never logged.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -25,10 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
-from agentscale.serve._replies import ApiError, no_answer, unknown_model, usage_of
+from agentscale.serve._guard import Guard
+from agentscale.serve._replies import ApiError, error_response, no_answer, unknown_model, usage_of
 from agentscale.serve._stream import streamed_reply
 
 log = logging.getLogger("agentscale.serve")
+_STOPPING = ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
 
 
 class ChatMessage(BaseModel):
@@ -55,10 +56,6 @@ class ChatRequest(BaseModel):
         if n not in (None, 1):
             raise ValueError("a graph gives one answer per request: n must be 1")
         return n
-
-
-def _error_body(error: ApiError) -> JSONResponse:
-    return JSONResponse(status_code=error.status, content=error.body())
 
 
 def question_of(request: ChatRequest) -> str:
@@ -105,16 +102,16 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error_body(exc)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         message = f"invalid request: {exc.errors()[0].get('msg', 'bad body')}"
-        return _error_body(ApiError(400, message))
+        return error_response(ApiError(400, message))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error_body(ApiError(exc.status_code, str(exc.detail)))
+        return error_response(ApiError(exc.status_code, str(exc.detail)))
 
     def _internal_error(exc: Exception) -> ApiError:
         log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
@@ -122,21 +119,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        return _error_body(_internal_error(exc))
+        return error_response(_internal_error(exc))
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Any:
-        if api_key is not None and request.url.path.startswith("/v1/"):
-            header = request.headers.get("authorization", "")
-            offered = header[7:] if header.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(offered.encode(), api_key.encode()):
-                return _error_body(
-                    ApiError(401, "missing or invalid API key", "authentication_error", "invalid_api_key")
-                )
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return _error_body(ApiError(413, f"request body over {max_body_bytes} bytes"))
-        return await call_next(request)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -159,13 +144,16 @@ def create_app(
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
         """An unexpected error is logged in one line and answered as a 500 here: past a route, the
         app's handler answers it but Starlette raises it again, and the server printed a traceback
-        for each (a body in Latin-1 did)."""
+        for each (a body in Latin-1 did). A request the stopping server cancels gets a 503 (it got
+        a text/plain 500 and a traceback in the log)."""
         try:
             return await answer(request)
         except ApiError:
             raise
         except Exception as exc:
             raise _internal_error(exc) from None
+        except asyncio.CancelledError:  # the server stops: its graceful shutdown timed out on this request
+            return error_response(_STOPPING)  # its run is stopped (stored interrupted); a client may retry
 
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
         body = await _body_within(request, max_body_bytes)

@@ -326,3 +326,34 @@ def test_a_client_that_leaves_a_stream_stops_its_run(make_graph, store: Store, s
             assert time.time() < deadline, "the run went on after its client left"
             time.sleep(0.05)
         assert store.list_runs()[0].status == "interrupted"
+
+
+def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is_kept(  # type: ignore[no-untyped-def]
+    make_graph, store: Store, scripted: ScriptedServer
+) -> None:
+    """uvicorn cancels the requests still running once its graceful shutdown times out: the client
+    got a text/plain 500 (a traceback in the server's log). Now a 503 in OpenAI's shape, which the
+    clients retry, and the run is stored interrupted."""
+    scripted.latency_s = 5.0
+    port = _free_port()
+    app = create_app(make_graph(BODY))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", timeout_graceful_shutdown=0.5))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    replies: list[httpx.Response] = []
+    asked = {"model": "served", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    client = threading.Thread(target=lambda: replies.append(httpx.post(url, json=asked, timeout=30)))
+    client.start()
+    deadline = time.time() + 10
+    while not scripted.completion_requests:  # the run is under way (its row is written as it ends)
+        assert time.time() < deadline, "the run did not start"
+        time.sleep(0.02)
+    server.should_exit = True
+    client.join(20)
+    thread.join(20)
+    (reply,) = replies
+    assert reply.status_code == 503 and reply.json()["error"]["code"] == "server_stopping", reply.text
+    assert [run.status for run in store.list_runs()] == ["interrupted"]
