@@ -132,6 +132,14 @@ def test_numeric_tolerance_is_configurable() -> None:
     assert score_numeric("0.333", _item("1/3", rel_tol=1e-2)).correct
 
 
+def test_an_items_own_tolerance_holds_for_a_whole_number_reference() -> None:
+    """An integer reference matched only answers that round to it, before the tolerance was asked:
+    an item's `rel_tol: 0.1` did nothing for 1050 against 1000. The default keeps that rule."""
+    assert score_numeric("1050", _item("1000", rel_tol=0.1)).correct
+    assert not score_numeric("1150", _item("1000", rel_tol=0.1)).correct
+    assert not score_numeric("1000.4", _item("1000")).correct  # the default: whole answers for whole references
+
+
 @pytest.mark.parametrize("rel_tol", ["abc", float("nan"), -1.0, 10**400, None, True])
 def test_an_unreadable_rel_tol_counts_only_an_exact_answer_and_says_why(rel_tol: object) -> None:
     """A stored run's item (its file loaded before the load-time check) killed eval --resume at that
