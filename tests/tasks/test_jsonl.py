@@ -168,7 +168,9 @@ def test_a_code_item_without_tests_is_never_passed(tmp_path: Path) -> None:
     """Without a `test` field the answer is the test program: a numeric answer "100" ran as the
     test and passed any code."""
     path = _write(tmp_path, _rows({"question": "What is 0 + 3?", "answer": 100}))
-    task = load_task(str(path), scorer="code")
+    with pytest.raises(TaskError, match=r"data\.jsonl:1: no tests to run: give a 'test' field"):
+        load_task(str(path), scorer="code")  # refused on load since: it was found item by item
+    task = load_task(str(path), scorer="code", stored=True)
     score = task.score("def f():\n    return 0\n", task.items[0])
     assert not score.correct and "no tests to run" in score.detail
 
@@ -214,3 +216,62 @@ def test_items_the_numeric_scorer_cannot_read_are_refused(tmp_path: Path, line: 
         load_task(str(path), scorer="numeric")
     ok = _write(tmp_path, ['{"question": "2+2?", "answer": "4", "rel_tol": "0.01"}'])  # float() reads it, as before
     assert load_task(str(ok), scorer="numeric").size == 1
+
+
+def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
+    """MBPP-style items: a `test` list of asserts was scored as its own repr (a list literal that ran
+    no assert: a wrong solution passed), plain asserts beside an entry point failed every answer on
+    `check` (not defined), and a file of items with tests was scored by text without --scorer code."""
+    path = _write(
+        tmp_path,
+        _rows(
+            {"id": "listed", "question": "Write add(a, b).", "answer": "", "test": ["assert add(1, 2) == 3"]},
+            {"id": "plain", "question": "Write add(a, b).", "answer": "", "test": "assert add(2, 2) == 4"},
+            {
+                "id": "entry",
+                "question": "Write add(a, b).",
+                "answer": "",
+                "entry_point": "add",
+                "test": "assert add(0, 3) == 3",
+            },
+        ),
+    )
+    task = load_task(str(path))
+    assert task.scorer_name == "code"
+    right, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
+    for item in task.items:
+        assert task.score(right, item).correct, (item.id, task.score(right, item).detail)
+        assert not task.score(wrong, item).correct, item.id
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        (
+            {"question": "q", "answer": "", "test": {"assert": 1}},
+            "field 'test' must be a program or a list of lines, got dict",
+        ),
+        ({"question": "Write f.", "answer": "def f(): pass"}, "no tests to run"),
+    ],
+)
+def test_a_code_item_that_cannot_be_tested_is_refused_on_load(
+    tmp_path: Path, record: dict[str, object], said: str
+) -> None:
+    path = _write(tmp_path, _rows(record))
+    with pytest.raises(TaskError, match=rf"data\.jsonl:1: {said}"):
+        load_task(str(path), scorer="code")
+
+
+def test_an_item_without_choices_under_the_choice_scorer_is_refused(tmp_path: Path) -> None:
+    """One item with choices made the file `choice`: the others were asked for a letter of choices
+    they did not have, and scored "no answer" whatever the model said."""
+    path = _write(
+        tmp_path,
+        _rows(
+            {"question": "Capital of France?", "answer": "B", "choices": ["Berlin", "Paris"]},
+            {"question": "What is 2 + 2?", "answer": 4},
+        ),
+    )
+    with pytest.raises(TaskError, match=r"data\.jsonl:2: no 'choices', which the choice scorer needs"):
+        load_task(str(path))
+    assert load_task(str(path), scorer="exact").size == 2

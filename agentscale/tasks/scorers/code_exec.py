@@ -7,9 +7,10 @@ and helper functions such as HumanEval/10's ``is_palindrome``; its own stub is t
 by the code; otherwise the code is taken as the body and appended to the prompt, re-indented if the
 answer extractor stripped its indentation. The item's tests follow, then ``check(entry_point)``.
 
-Item fields used: ``metadata['test']`` (else the reference is the test code), ``metadata['prompt']``
-(optional) and ``metadata['entry_point']`` (optional: without it the tests must call things
-themselves).
+Item fields used: ``metadata['test']`` (a program, or a list of assert lines as MBPP's ``test_list``
+has them; else the reference is the test code), ``metadata['prompt']`` (optional) and
+``metadata['entry_point']`` (optional: without it the tests must call things themselves; with it,
+``check(entry_point)`` runs when the tests define ``check``).
 """
 
 from __future__ import annotations
@@ -110,14 +111,27 @@ def assemble_solution(code: str, *, prompt: str = "", entry_point: str | None = 
 
 
 def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | None = None) -> str:
-    """The full program to run for one answer: the solution, the item's tests, then ``check()``."""
+    """The full program to run for one answer: the solution, the item's tests, then ``check()`` if
+    they define it (plain asserts beside an entry point failed every answer on NameError: check)."""
     program = assemble_solution(code, prompt=prompt, entry_point=entry_point) + f"\n\n{test}\n"
-    if entry_point:
+    if entry_point and _defines(test, "check"):
         program += f"\n\ncheck({entry_point})\n"
     return program
 
 
 _TESTS = re.compile(r"\bassert\b|\bcheck\s*\(|\bunittest\b|\braise\b")
+
+
+def tests_of(item: TaskItem) -> str:
+    """The item's tests as a program: its `test` field, a list of lines joined (a list was scored as
+    its own repr, a list literal that ran no assert: every answer passed), else its reference."""
+    test = item.metadata.get("test", item.reference)
+    return "\n".join(str(line) for line in test) if isinstance(test, list) else str(test)
+
+
+def has_tests(program: str) -> bool:
+    """Whether `program` tests anything (a reference "100" as the test program passed any answer)."""
+    return _TESTS.search(program) is not None
 
 
 def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
@@ -127,8 +141,8 @@ def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
         if answer is None or not answer.strip():
             return Score(False, "no answer")
         meta = item.metadata
-        test = str(meta.get("test", item.reference))
-        if not _TESTS.search(test):  # a reference "100" as the test program passed any answer
+        test = tests_of(item)
+        if not has_tests(test):
             return Score(False, "the item has no tests to run (no 'test' field; its answer holds no assert or check)")
         program = build_program(
             answer,

@@ -6,8 +6,8 @@ any other field is kept in the item's metadata (e.g. ``entry_point``/``prompt``/
 tasks, ``rel_tol`` for numeric ones). Blank lines are skipped. Every problem is reported as a
 `TaskError` naming the file and the line.
 
-Without an explicit scorer one is inferred: ``choice`` if items have choices, ``numeric`` if every
-answer is a number, else ``exact``.
+Without an explicit scorer one is inferred: ``code`` if every item has a ``test``, ``choice`` if
+items have choices, ``numeric`` if every answer is a number, else ``exact``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from agentscale.tasks.base import Task, TaskItem
 from agentscale.tasks.errors import TaskError
 from agentscale.tasks.scorers import get_scorer
 from agentscale.tasks.scorers.choice import choice_index
+from agentscale.tasks.scorers.code_exec import has_tests, tests_of
 from agentscale.tasks.scorers.numeric import is_number, parse_number, readable_tolerance
 
 _KNOWN = ("id", "question", "answer", "choices", "metadata")
@@ -140,14 +141,38 @@ def _refuse_unscorable(path: Path, items: dict[int, TaskItem], scorer_name: str)
             and readable_tolerance(item.metadata["rel_tol"]) is None
         ):
             raise _fail(path, line_no, f"'rel_tol' must be a finite number >= 0, got {item.metadata['rel_tol']!r}")
+        if scorer_name == "code":
+            _refuse_untestable(path, line_no, item)
+        if scorer_name == "choice" and not item.choices:
+            message = "no 'choices', which the choice scorer needs (the model was asked for a letter of none)"
+            raise _fail(path, line_no, message + ": give them, or another --scorer for a file of such items")
         if scorer_name == "choice" and item.choices and choice_index(reference, item.choices) is None:
             last = chr(ord("A") + len(item.choices) - 1)
             message = f"field 'answer' {reference!r} names none of its choices (a letter A-{last}, or one's text)"
             raise _fail(path, line_no, message)
 
 
+def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
+    """A code item whose tests are no program (a `test` of another type) or test nothing: every
+    answer failed on "the item has no tests to run", found item by item as the eval went."""
+    test = item.metadata.get("test")
+    if test is not None and not (
+        isinstance(test, str) or (isinstance(test, list) and all(isinstance(line, str) for line in test))
+    ):
+        raise _fail(path, line_no, f"field 'test' must be a program or a list of lines, got {type(test).__name__}")
+    if not has_tests(tests_of(item)):
+        raise _fail(
+            path,
+            line_no,
+            "no tests to run: give a 'test' field (asserts, or a check(candidate) function) or asserts in 'answer'",
+        )
+
+
 def infer_scorer(items: list[TaskItem]) -> str:
-    """``choice`` / ``numeric`` / ``exact`` from what the items look like."""
+    """``code`` / ``choice`` / ``numeric`` / ``exact`` from what the items look like (code items,
+    those with a `test` field, were scored by text: a right solution was 0%)."""
+    if all("test" in item.metadata for item in items):
+        return "code"
     if any(item.choices for item in items):
         return "choice"
     if all(is_number(item.reference) for item in items):
