@@ -238,6 +238,7 @@ def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
     )
     task = load_task(str(path))
     assert task.scorer_name == "code"
+    assert load_task(str(path), stored=True).scorer_name == "exact"  # a run resumed keeps the scorer it began with
     right, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
     for item in task.items:
         assert task.score(right, item).correct, (item.id, task.score(right, item).detail)

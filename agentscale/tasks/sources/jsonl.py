@@ -168,10 +168,11 @@ def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
         )
 
 
-def infer_scorer(items: list[TaskItem]) -> str:
+def infer_scorer(items: list[TaskItem], *, stored: bool = False) -> str:
     """``code`` / ``choice`` / ``numeric`` / ``exact`` from what the items look like (code items,
-    those with a `test` field, were scored by text: a right solution was 0%)."""
-    if all("test" in item.metadata for item in items):
+    those with a `test` field, were scored by text: a right solution was 0%). `stored`: a resumed
+    run's file, whose scorer was inferred without `code`, keeps the scorer its items were scored by."""
+    if not stored and all("test" in item.metadata for item in items):
         return "code"
     if any(item.choices for item in items):
         return "choice"
@@ -186,7 +187,7 @@ def load_jsonl(path: str | Path, *, scorer: str | None = None, name: str | None 
     path = Path(path)
     numbered = read_items(path)
     items = list(numbered.values())
-    scorer_name = scorer or infer_scorer(items)
+    scorer_name = scorer or infer_scorer(items, stored=stored)
     if not stored:
         _refuse_unscorable(path, numbered, scorer_name)
     scorer_fn, answer_format = get_scorer(scorer_name)
