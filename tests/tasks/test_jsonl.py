@@ -147,11 +147,14 @@ def test_choices_are_shown_to_the_model(tmp_path: Path) -> None:
         _rows(
             {"question": "Capital of France?", "answer": "B", "choices": ["Berlin", "Paris"]},
             {"question": "Capital of Italy? A. Rome B. Oslo", "answer": "A", "choices": ["Rome", "Oslo"]},
+            {"question": "How many of 10, 21, 32 are odd?", "answer": "B", "choices": ["0", "1", "2", "3"]},
         ),
     )
-    first, listed = load_task(str(path)).items
+    first, listed, mentioned = load_task(str(path)).items
     assert first.question == "Capital of France?\n\nA. Berlin\nB. Paris"
     assert listed.question == "Capital of Italy? A. Rome B. Oslo"  # it lists them itself
+    # every choice's text is in it, but not as a list: it was taken for one and never shown
+    assert mentioned.question.endswith("?\n\nA. 0\nB. 1\nC. 2\nD. 3")
 
 
 def test_unreadable_values_name_their_line(tmp_path: Path) -> None:

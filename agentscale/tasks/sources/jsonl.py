@@ -13,6 +13,7 @@ items have choices, ``numeric`` if every answer is a number, else ``exact``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
 
 def with_choices(question: str, choices: list[str] | None) -> str:
     """The question as the model sees it: with its choices listed by letter, unless it lists them
-    itself (every choice's text already in it). The model was asked for "the letter of the correct
+    itself, each after its letter. The model was asked for "the letter of the correct
     choice" of options it was never shown.
 
     >>> print(with_choices("Capital of France?", ["Berlin", "Paris"]))
@@ -74,10 +75,28 @@ def with_choices(question: str, choices: list[str] | None) -> str:
     A. Berlin
     B. Paris
     """
-    if not choices or all(choice in question for choice in choices):
+    if not choices or _lists_by_letter(question, choices):
         return question
     listed = "\n".join(f"{chr(ord('A') + index)}. {choice}" for index, choice in enumerate(choices))
     return f"{question.rstrip()}\n\n{listed}"
+
+
+def _lists_by_letter(question: str, choices: list[str]) -> bool:
+    """Whether the question lists every choice after its letter ("B. Paris", "(B) Paris", "B) Paris",
+    on a line of its own or not). Every choice's text somewhere in it was taken for a list: choices "0"
+    to "3" in a question mentioning 10, 21, 32 were never shown, and the model could not answer.
+
+    >>> _lists_by_letter("Capital?\\nA. Berlin\\n(B) Paris", ["Berlin", "Paris"])
+    True
+    >>> _lists_by_letter("Capital of Italy? A. Rome B. Oslo", ["Rome", "Oslo"])
+    True
+    >>> _lists_by_letter("Which of 10, 21, 32?", ["0", "1", "2", "3"])
+    False
+    """
+    return all(
+        re.search(rf"(?<![^\s(]){chr(ord('A') + index)}[.):]\s*{re.escape(choice.strip())}", question)
+        for index, choice in enumerate(choices)
+    )
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
