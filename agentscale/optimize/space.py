@@ -209,7 +209,7 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
     issues += model_route_issues(space.models, located)
     if not stored:
         issues += _settings_issues(space, located)
-        if space.task.path is not None and source is not None:
+        if source is not None:
             space, issue = _task_file_beside(space, Path(source), located)
             issues += [issue] if issue is not None else []
     if issues:
@@ -220,9 +220,13 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
 def _task_file_beside(space: SpaceSpec, space_file: Path, located: LocatedData) -> tuple[SpaceSpec, SpecIssue | None]:
     """`task.path` relative to the space file's folder, as a user writing the two files side by side
     means it (it was read from the working directory: `optimize spaces/s.yaml` failed with "task file
-    not found" unless run from spaces/). A path found only from the working directory still works;
-    found from both as different files, it is ambiguous."""
-    written = Path(space.task.path or "")
+    not found" unless run from spaces/). So is a `task.name` naming a file (`data.jsonl`), as
+    `--task` takes one. A path found only from the working directory still works; found from both as
+    different files, it is ambiguous."""
+    field = "path" if space.task.path is not None else "name"
+    written = Path(getattr(space.task, field) or "")
+    if field == "name" and written.suffix.lower() not in (".jsonl", ".json"):
+        return space, None  # a built-in task
     beside = space_file.parent / written
     if written.is_absolute() or not beside.is_file():
         return space, None
@@ -231,8 +235,8 @@ def _task_file_beside(space: SpaceSpec, space_file: Path, located: LocatedData) 
             f"{written} names two files: {beside} (beside the space file, read first) and {written.resolve()} "
             "(from the working directory); rename one, or give an absolute path"
         )
-        return space, located.issue(("task", "path"), message)
-    return space.model_copy(update={"task": space.task.model_copy(update={"path": str(beside)})}), None
+        return space, located.issue(("task", field), message)
+    return space.model_copy(update={"task": space.task.model_copy(update={field: str(beside)})}), None
 
 
 def _settings_issues(space: SpaceSpec, located: LocatedData) -> list[SpecIssue]:

@@ -193,3 +193,17 @@ def test_a_task_path_is_read_beside_the_space_file(tmp_path, monkeypatch) -> Non
         load_space(spaces / "s.yaml")
     assert [(i.path, i.line) for i in info.value.issues] == [("task.path", 2)]
     assert "names two files" in info.value.issues[0].message
+
+
+def test_a_task_name_naming_a_file_is_read_beside_the_space_file_too(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`task: {name: data.jsonl}` (as `--task` takes a file) was read from the working directory only."""
+    from agentscale.optimize.space import load_space
+
+    (tmp_path / "spaces").mkdir()
+    monkeypatch.chdir(tmp_path)
+    text = GOOD.replace('task: {name: "rg:basic_arithmetic",', "task: {name: data.jsonl,")
+    (tmp_path / "spaces" / "s.yaml").write_text(text)
+    (tmp_path / "spaces" / "data.jsonl").write_text('{"question": "1 + 1?", "answer": "2"}\n' * 70)
+    assert load_space(tmp_path / "spaces" / "s.yaml").task.name == str(tmp_path / "spaces" / "data.jsonl")
+    (tmp_path / "spaces" / "b.yaml").write_text(GOOD)
+    assert load_space(tmp_path / "spaces" / "b.yaml").task.name == "rg:basic_arithmetic"
