@@ -279,3 +279,10 @@ def test_an_item_without_choices_under_the_choice_scorer_is_refused(tmp_path: Pa
     with pytest.raises(TaskError, match=r"data\.jsonl:2: no 'choices', which the choice scorer needs"):
         load_task(str(path))
     assert load_task(str(path), scorer="exact").size == 2
+
+
+def test_a_json_document_spread_over_lines_is_named_as_such(tmp_path: Path) -> None:
+    """A pretty-printed array was "line 1: invalid JSON: Expecting value (column 1)", at its `[`."""
+    path = _write(tmp_path, ["[", '  {"question": "q", "answer": 1}', "]"], "data.json")
+    with pytest.raises(TaskError, match=r"data\.json:1: invalid JSON: the line ends before its value does; .*JSONL"):
+        load_task(str(path))

@@ -117,12 +117,23 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise _fail(path, line_no, f"invalid JSON: {error.msg} (column {error.colno})") from None
+                raise _fail(path, line_no, _invalid_json(line, error)) from None
             except RecursionError:
                 raise _fail(path, line_no, "values nested too deeply to read") from None
             except ValueError as error:  # a number of more than 4,300 digits
                 raise _fail(path, line_no, f"cannot be read: {error}") from None
             yield line_no, record
+
+
+def _invalid_json(line: str, error: json.JSONDecodeError) -> str:
+    """What is wrong with a line; one that ends inside its value is likely a JSON document spread over
+    lines (a pretty-printed array was "invalid JSON: Expecting value (column 1)" at its `[`)."""
+    if error.pos < len(line.rstrip()):
+        return f"invalid JSON: {error.msg} (column {error.colno})"
+    message = "invalid JSON: the line ends before its value does"
+    if line.lstrip().startswith(("[", "{")):
+        message += "; a task file holds one JSON object per line (JSONL), not a document spread over lines"
+    return message
 
 
 def read_items(path: Path) -> dict[int, TaskItem]:
