@@ -13,25 +13,45 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from agentscale.graphs.result import RunResult
 from agentscale.serve._replies import ApiError, no_answer, usage_of
 
 
+class RunStream(StreamingResponse):
+    """A streamed reply tied to its run: when the response ends for any reason (the client left, the
+    server stops) the run is stopped and waited for (stored interrupted). Left to the generator's
+    `finally`, it was not when Starlette cancelled the stream while the generator sat at a `yield`:
+    the run went on, paid to the end, holding its turn."""
+
+    def __init__(self, run: asyncio.Task[RunResult], content: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self.run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.run.done():
+                self.run.cancel()
+                await asyncio.gather(self.run, return_exceptions=True)
+
+
 async def streamed_reply(
     completion_id: str,
     model: str,
-    work: Callable[[], Coroutine[Any, Any, RunResult]],
+    run: asyncio.Task[RunResult],
     *,
     include_usage: bool,
     keep_alive_s: float,
     unexpected: Callable[[Exception], ApiError],
 ) -> AsyncIterator[bytes]:
-    """Server-sent events for `work()` (the graph's run), started with the stream (a stream that never
-    starts runs nothing). A client that disconnects cancels this generator (Starlette does), which
-    stops the run."""
+    """Server-sent events for `run` (the graph's run, a task already going)."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
     def event(payload: dict[str, Any]) -> bytes:
@@ -40,24 +60,19 @@ async def streamed_reply(
     def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
         return event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
 
-    running = asyncio.ensure_future(work())
+    yield chunk({"role": "assistant", "content": ""})
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        while not (await asyncio.wait({running}, timeout=keep_alive_s))[0]:
+        while not (await asyncio.wait({run}, timeout=keep_alive_s))[0]:
             yield b": the graph is still running\n\n"
-        result = running.result()
+        result = run.result()
         if result.answer is None:
             raise no_answer(result)
-    except ApiError as exc:
+    except ApiError as exc:  # a 429 cannot come here: it is refused before the stream starts
         yield event(exc.body())
         return
     except Exception as exc:
         yield event(unexpected(exc).body())
         return
-    finally:
-        if not running.done():  # the client left, or the server is stopping
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
     words = result.answer.split(" ")
     for start in range(0, len(words), 8):
         yield chunk({"content": " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")})

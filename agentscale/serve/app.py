@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,9 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
+from agentscale.serve._admission import Admission
 from agentscale.serve._guard import Guard
 from agentscale.serve._replies import ApiError, error_response, no_answer, unknown_model, usage_of
-from agentscale.serve._stream import streamed_reply
+from agentscale.serve._stream import RunStream, streamed_reply
 
 log = logging.getLogger("agentscale.serve")
 _STOPPING = ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
@@ -97,8 +97,7 @@ def create_app(
     """A FastAPI app serving `graph` under the model name `graph.name`; a streamed reply sends an SSE
     comment every `keep_alive_s` while the graph runs."""
     app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
-    running = asyncio.Semaphore(max_concurrency)
-    waiting = 0
+    admission = Admission(max_concurrency, max_waiting)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -169,37 +168,20 @@ def create_app(
             raise unknown_model(chat_request.model, graph.name)
         question = question_of(chat_request)
 
-        def refuse_if_full() -> None:
-            if waiting >= max_waiting:
-                raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
-
-        async def admitted_run() -> RunResult:
-            nonlocal waiting
-            refuse_if_full()  # again: other requests may have come in since the first check
-            waiting += 1
-            admitted = False
-            try:
-                async with running:
-                    waiting, admitted = waiting - 1, True
-                    return await graph.arun(question)
-            finally:
-                if not admitted:
-                    waiting -= 1
-
-        refuse_if_full()  # before a streamed reply's status 200
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        run = admission.start(graph.arun(question))
         if chat_request.stream:
-            include_usage = bool((chat_request.stream_options or {}).get("include_usage"))
+            include_usage = (chat_request.stream_options or {}).get("include_usage") is True
             events = streamed_reply(
                 completion_id,
                 graph.name,
-                admitted_run,
+                run,
                 include_usage=include_usage,
                 keep_alive_s=keep_alive_s,
                 unexpected=_internal_error,
             )
-            return StreamingResponse(events, media_type="text/event-stream")
-        result = await _unless_the_client_leaves(request, admitted_run())
+            return RunStream(run, events, media_type="text/event-stream")
+        result = await _unless_the_client_leaves(request, run)
         if result.answer is None:
             raise no_answer(result)
         answer = result.answer
@@ -218,14 +200,13 @@ def create_app(
     return app
 
 
-async def _unless_the_client_leaves(request: Request, work: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """`work`'s result; cancelled (the run stored as interrupted) if the client disconnects first.
+async def _unless_the_client_leaves(request: Request, task: asyncio.Task[RunResult]) -> RunResult:
+    """`task`'s result; cancelled (the run stored as interrupted) if the client disconnects first.
 
     Why: a client that timed out or gave up left its run going, paid to the end, and the OpenAI
     clients retry a timed-out request twice by default, so one question could pay three full runs
     while later requests queued behind them. The body has been read, so the next ASGI message is the
     disconnect."""
-    task = asyncio.ensure_future(work)
     leaving = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)

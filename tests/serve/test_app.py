@@ -46,6 +46,13 @@ def serve(graph: Graph, **options: object) -> Iterator[str]:
         thread.join(10)
 
 
+def _warmed(graph: Graph) -> Graph:
+    """`graph` after one unrecorded run: a process's first run waits for litellm's import, and a run
+    stopped before its first call leaves no row to check."""
+    graph.run("What is 1 + 1?", record=False)
+    return graph
+
+
 @pytest.fixture
 def served(make_graph) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield from serve(make_graph(BODY))
@@ -207,8 +214,9 @@ def test_a_client_that_leaves_stops_its_run(make_graph, store: Store, scripted: 
     """A client that timed out left its run going, paid to the end (and the OpenAI clients retry a
     timed-out request twice by default: three runs for one question). Its run stops when it leaves,
     stored as interrupted, and the server answers the next client at once."""
+    graph = _warmed(make_graph(BODY))
     scripted.latency_s = 3.0
-    for url in serve(make_graph(BODY)):
+    for url in serve(graph):
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(
                 url + "/chat/completions",
@@ -316,8 +324,9 @@ def test_a_stream_that_fails_after_it_began_ends_in_an_error_the_client_raises( 
 
 
 def test_a_client_that_leaves_a_stream_stops_its_run(make_graph, store: Store, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    graph = _warmed(make_graph(BODY))
     scripted.latency_s = 3.0
-    for url in serve(make_graph(BODY)):
+    for url in serve(graph):
         asked = {"model": "served", "stream": True, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
         with httpx.stream("POST", url + "/chat/completions", json=asked, timeout=30) as response:
             assert next(response.iter_lines()).startswith("data: ")  # the stream began; the client leaves
@@ -357,3 +366,48 @@ def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is
     (reply,) = replies
     assert reply.status_code == 503 and reply.json()["error"]["code"] == "server_stopping", reply.text
     assert [run.status for run in store.list_runs()] == ["interrupted"]
+
+
+def test_streamed_requests_over_the_waiting_limit_get_a_429_before_any_stream(  # type: ignore[no-untyped-def]
+    make_graph, scripted: ScriptedServer
+) -> None:
+    """A streamed request was counted as waiting only once its run started, after its status 200: a
+    burst over the limit got 200s refused inside the stream, which the OpenAI clients do not retry."""
+    scripted.latency_s = 1.0
+    for url in serve(make_graph(BODY), max_concurrency=1, max_waiting=2):
+
+        async def one(client: httpx.AsyncClient, i: int, url: str = url) -> int:
+            asked = {"model": "served", "stream": True, "messages": [{"role": "user", "content": f"What is {i} + 6?"}]}
+            async with client.stream("POST", url + "/chat/completions", json=asked, timeout=60) as response:
+                lines = [line async for line in response.aiter_lines()]
+                assert response.status_code != 200 or not any('"error"' in line for line in lines), lines
+                return response.status_code
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20)) as client:
+                return list(await asyncio.gather(*(one(client, i) for i in range(8))))
+
+        statuses = asyncio.run(burst())
+        assert sorted(statuses) == [200] * 3 + [429] * 5  # one running, two waiting
+
+
+def test_a_stream_left_between_two_keep_alives_stops_its_run(
+    make_graph, store: Store, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Left to the generator's `finally`, a run went on, paid to the end, when Starlette cancelled the
+    stream while the generator sat at a `yield` (9 runs of 10 with keep-alives every 0.5 ms)."""
+    graph = _warmed(make_graph(BODY))
+    scripted.latency_s = 2.0
+    for url in serve(graph, keep_alive_s=0.0005):
+        for i in range(4):
+            asked = {"model": "served", "stream": True, "messages": [{"role": "user", "content": f"What is {i} + 2?"}]}
+            with httpx.stream("POST", url + "/chat/completions", json=asked, timeout=30) as response:
+                started = time.time()
+                for _ in response.iter_lines():
+                    if time.time() - started > 0.2:
+                        break
+        deadline = time.time() + 10
+        while len(store.list_runs()) < 4:
+            assert time.time() < deadline, [run.status for run in store.list_runs()]
+            time.sleep(0.05)
+        assert [run.status for run in store.list_runs()] == ["interrupted"] * 4
