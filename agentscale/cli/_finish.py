@@ -47,11 +47,12 @@ class FinishedRun(Generic[T]):
         try:
             self._results.append(await asyncio.shield(task))
         except asyncio.CancelledError:
-            if not (task.done() and not task.cancelled() and task.exception() is None):
+            if not task.done() or task.cancelled():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 raise
-            self._results.append(task.result())  # it had finished: the interrupt came too late to stop it
+            # it had ended: the interrupt came too late to stop it; its error, if it failed, is the news
+            self._results.append(task.result())
         return self.result
 
 
@@ -68,7 +69,8 @@ def outputs_of_a_finished_run() -> Iterator[None]:
         if said:
             raise KeyboardInterrupt
         said.append(signum)
-        err.print("the run is done: writing its report and summary first (Ctrl-C again stops now)")
+        again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
+        err.print(f"the run is done: writing its report and summary first ({again} stops now)")
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig, handler in previous.items():

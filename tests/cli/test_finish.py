@@ -49,3 +49,23 @@ def test_a_cancel_that_finds_the_run_going_stops_it_and_keeps_nothing() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(command())
     assert unwound == [True] and not finish.finished
+
+
+def test_a_run_that_fails_as_the_cancel_lands_raises_its_error_not_an_interruption() -> None:
+    """Its error was swallowed: the command said "interrupted" and gave a resume command for a run
+    stored failed."""
+    finish: FinishedRun[int] = FinishedRun()
+
+    async def run(main: asyncio.Task[int]) -> int:
+        await asyncio.sleep(0)
+        main.cancel()
+        raise ValueError("the run's own failure")
+
+    async def command() -> int:
+        main = asyncio.current_task()
+        assert main is not None
+        return await finish.run(run(main))  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="the run's own failure"):
+        asyncio.run(command())
+    assert not finish.finished
