@@ -281,8 +281,11 @@ class Evaluation:
         if store is None:
             raise AgentScaleError("an evaluation needs a database (store)")
         self.store = store
-        if spec.memory is not None:
-            Handbook(store, spec.memory.handbook, embedder=None).require()  # fail before creating the run
+        if spec.memory is not None:  # fail before creating the run (a failed run was left per attempt)
+            book = Handbook(store, spec.memory.handbook, embedder=None)
+            book.require()
+            if spec.memory.topic is not None:
+                book.check_topic(spec.memory.topic, "memory.topic")
         self.executor.check(self.graph)
         if run_id is None:
             stored = replace(config, task=stable_task_spec(config.task), task_sha256=task_file_digest(config.task))

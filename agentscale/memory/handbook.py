@@ -220,7 +220,8 @@ class Handbook:
         behaviors that coexisted in the exported handbook stay apart, apart from equal names).
         """
         report = InsertReport()
-        if not proposals:
+        if not proposals:  # the handbook is made all the same, as a build with nothing to add makes it
+            self.create()
             return report
         vectors = self.embed([behavior_text(p.name, p.instruction) for p in proposals])
         model = self._embedder.name if self._embedder is not None and vectors is not None else None

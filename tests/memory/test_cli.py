@@ -245,6 +245,11 @@ def test_eval_with_handbook(
     assert code == 1 and "no handbook 'nope'" in err
     code, _, err = cli(capsys, "eval", "--resume", data["run_id"], "--handbook", "math")
     assert code == 1 and "drop --handbook" in err
+    runs = len(Store(db).list_runs())  # a topic the handbook has no behavior of: refused before a run is made
+    on_topic = tmp_path / "topic.yaml"  # (each attempt left a failed eval run)
+    on_topic.write_text(graph.read_text() + "memory: {handbook: math, topic: algebra}\n")
+    code, _, err = cli(capsys, "eval", str(on_topic), "--task", str(task))
+    assert code == 1 and "memory.topic 'algebra'" in err and len(Store(db).list_runs()) == runs
 
 
 def test_a_build_by_a_simulated_model_says_so(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,3 +301,12 @@ def test_an_export_piped_in_with_a_byte_order_mark_imports(
     monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff" + exported))
     code, out, err = cli(capsys, "handbook", "import", "-", "--handbook", "piped", "--json")
     assert code == 0 and json.loads(out)["behaviors"] == len(BEHAVIORS), err
+
+
+def test_an_empty_handbook_exported_imports(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `export` writes for an empty handbook failed to import: "no handbook 'other'; build one"."""
+    Handbook(Store(db), "empty").create()
+    code, out, _ = cli(capsys, "handbook", "export", "empty")
+    (tmp_path / "empty.json").write_text(out)
+    code, out, err = cli(capsys, "handbook", "import", str(tmp_path / "empty.json"), "--handbook", "other", "--json")
+    assert code == 0 and json.loads(out)["behaviors"] == 0, err
