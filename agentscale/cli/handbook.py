@@ -159,10 +159,13 @@ def build_command(
     simulated = is_simulated([resolved.route])
     if json_output:
         print_json({**report.to_dict(), "simulated": simulated})
-        return
-    _print_build(report, gateway.store)
-    if simulated:
-        say_simulated(err)
+    else:
+        _print_build(report, gateway.store)
+        if simulated:
+            say_simulated(err)
+    if report.items and report.failed == report.items:  # exit 0 with an empty handbook hid it from every later eval
+        details = command_line(gateway.store, "runs", "show", report.run_id)
+        raise AgentScaleError(f"the model calls of every item failed, so nothing was learned (the errors: {details})")
 
 
 def _with_progress(

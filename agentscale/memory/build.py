@@ -206,6 +206,8 @@ class HandbookBuilder:
             for pending in running:
                 pending.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            if self.handbook.row() is not None:  # what it holds now (the summary said 0)
+                report.behaviors = len(self.handbook.behaviors())
             self.store.finish_broken_run(run.id, exc, report.to_dict())
             raise
         report.behaviors = len(await asyncio.to_thread(self.handbook.behaviors))

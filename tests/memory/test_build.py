@@ -355,3 +355,21 @@ async def test_a_build_cancelled_while_it_stores_an_items_behaviors_records_the_
     await asyncio.sleep(0.5)  # the worker thread finishes its job: the behaviors and the item's row
     report = await _builder(gateway, scripted, concurrency=1).from_task(task)
     _assert_built_once(store, report)
+
+
+async def test_an_interrupted_build_stores_how_many_behaviors_its_handbook_holds(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """Its stored summary said "behaviors": 0 beside "added": 2: the count was taken at the end only."""
+    task = load_task(str(write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 5 + 6?", "11")])))
+    script_item(scripted, "What is 3 + 4?", solution="Final answer: 7", reflection="ok", reply=extraction(CARRY, UNITS))
+    scripted.add_rule(Rule(pattern=r"What is 5 \+ 6", latency_s=30.0))
+    builder = _builder(gateway, scripted, concurrency=1)
+    build = asyncio.ensure_future(builder.from_task(task))
+    while not (builder.run_id and store.run_items(builder.run_id)):
+        await asyncio.sleep(0.05)
+    build.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await build
+    summary = json.loads(store.get_run(builder.run_id).summary_json)
+    assert (summary["added"], summary["behaviors"]) == (2, 2)

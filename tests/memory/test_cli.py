@@ -310,3 +310,18 @@ def test_an_empty_handbook_exported_imports(db: Path, tmp_path: Path, capsys: py
     (tmp_path / "empty.json").write_text(out)
     code, out, err = cli(capsys, "handbook", "import", str(tmp_path / "empty.json"), "--handbook", "other", "--json")
     assert code == 0 and json.loads(out)["behaviors"] == 0, err
+
+
+def test_a_build_whose_every_item_failed_exits_1(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every model call failing (a missing key, a server down) exited 0 with an empty handbook, which
+    every later eval --handbook then used without a word."""
+    task = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 5 + 6?", "11")])
+    scripted.add_rule(Rule(status=500))
+    code, out, err = cli(
+        capsys, "handbook", "build", "--task", str(task), "--model", "hosted_vllm/scripted",
+        "--api-base", scripted.api_base, "--handbook", "math", "--json",
+    )  # fmt: skip
+    assert code == 1 and json.loads(out)["failed"] == 2
+    assert "the model calls of every item failed, so nothing was learned (the errors: agentscale runs show" in err
