@@ -242,6 +242,8 @@ def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
     task = load_task(str(path))
     assert task.scorer_name == "code"
     assert load_task(str(path), stored=True).scorer_name == "exact"  # a run resumed keeps the scorer it began with
+    other = _write(tmp_path, _rows({"question": "1 + 1?", "answer": 2, "test": "heldout-v2"}), "other.jsonl")
+    assert load_task(str(other)).scorer_name == "numeric"  # a field named test that holds no tests
     right, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
     for item in task.items:
         assert task.score(right, item).correct, (item.id, task.score(right, item).detail)
@@ -276,13 +278,26 @@ def test_an_item_without_choices_under_the_choice_scorer_is_refused(tmp_path: Pa
             {"question": "What is 2 + 2?", "answer": 4},
         ),
     )
-    with pytest.raises(TaskError, match=r"data\.jsonl:2: no 'choices', which the choice scorer needs"):
+    with pytest.raises(
+        TaskError, match=r"data\.jsonl:2: field 'answer' '4' is no letter, and the item has no 'choices'"
+    ):
         load_task(str(path))
     assert load_task(str(path), scorer="exact").size == 2
+    # choices the question lists itself, the answer a letter: scorable, as before
+    listed = _write(tmp_path, _rows({"question": "Capital? A) Berlin B) Paris", "answer": "B"}), "listed.jsonl")
+    assert load_task(str(listed), scorer="choice").size == 1
 
 
 def test_a_json_document_spread_over_lines_is_named_as_such(tmp_path: Path) -> None:
     """A pretty-printed array was "line 1: invalid JSON: Expecting value (column 1)", at its `[`."""
     path = _write(tmp_path, ["[", '  {"question": "q", "answer": 1}', "]"], "data.json")
     with pytest.raises(TaskError, match=r"data\.json:1: invalid JSON: the line ends before its value does; .*JSONL"):
+        load_task(str(path))
+
+
+def test_more_choices_than_letters_are_refused(tmp_path: Path) -> None:
+    """Past Z a choice's letter was `[`: a regex error (a traceback) on load of a question listing them."""
+    choices = [f"option {i}" for i in range(28)]
+    path = _write(tmp_path, _rows({"question": "Which?", "answer": "A", "choices": choices}))
+    with pytest.raises(TaskError, match=r"data\.jsonl:1: field 'choices' holds 28; at most 26"):
         load_task(str(path))

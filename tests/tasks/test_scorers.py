@@ -138,6 +138,8 @@ def test_an_items_own_tolerance_holds_for_a_whole_number_reference() -> None:
     assert score_numeric("1050", _item("1000", rel_tol=0.1)).correct
     assert not score_numeric("1150", _item("1000", rel_tol=0.1)).correct
     assert not score_numeric("1000.4", _item("1000")).correct  # the default: whole answers for whole references
+    assert not score_numeric("2000001", _item("2000000", rel_tol=1e-6)).correct  # the default written out
+    assert numeric_scorer(rel_tol=0.1)("1050", _item("1000")).correct  # a scorer's own looser tolerance
 
 
 @pytest.mark.parametrize("rel_tol", ["abc", float("nan"), -1.0, 10**400, None, True])

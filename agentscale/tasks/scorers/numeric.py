@@ -131,8 +131,9 @@ def is_number(text: str) -> bool:
 
 
 def _close(a: Fraction, b: Fraction, rel_tol: float, abs_tol: float, *, whole: bool = True) -> bool:
-    """`whole`: an integer reference only matches answers that round to it (the default tolerance's
-    rule; an item's own `rel_tol` is taken at its word: 1050 is within 10% of 1000)."""
+    """`whole`: an integer reference only matches answers that round to it (the rule of the default,
+    near-exact tolerance; a looser one, an item's or a scorer's, is taken at its word: 1050 is within
+    10% of 1000)."""
     if a == b:
         return True
     if whole and b.denominator == 1 and round(a) != b:
@@ -179,7 +180,7 @@ def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_AB
             if any(g == w for g in got for w in wanted):
                 return Score(True, f"{_shown(got[0])} matches {item.reference}")
             return Score(False, f"rel_tol {given!r} is not a finite number >= 0: only an exact answer counts")
-        whole = "rel_tol" not in item.metadata
+        whole = item_rel <= DEFAULT_REL_TOL  # `rel_tol: 1e-6` written on an item is the default, not looser
         if any(_close(g, w, item_rel, abs_tol, whole=whole) for g in got for w in wanted):
             return Score(True, f"{_shown(got[0])} matches {item.reference}")
         return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")

@@ -6,8 +6,8 @@ any other field is kept in the item's metadata (e.g. ``entry_point``/``prompt``/
 tasks, ``rel_tol`` for numeric ones). Blank lines are skipped. Every problem is reported as a
 `TaskError` naming the file and the line.
 
-Without an explicit scorer one is inferred: ``code`` if every item has a ``test``, ``choice`` if
-items have choices, ``numeric`` if every answer is a number, else ``exact``.
+Without an explicit scorer one is inferred: ``choice`` if items have choices, ``code`` if every
+item's ``test`` holds tests, ``numeric`` if every answer is a number, else ``exact``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
     ):
         raise _fail(path, line_no, "field 'choices' must be a non-empty list of strings")
+    if choices is not None and len(choices) > 26:  # a choice is named by a letter, A to Z
+        raise _fail(path, line_no, f"field 'choices' holds {len(choices)}; at most 26 (letters A-Z) can be named")
     metadata = record.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _fail(path, line_no, "field 'metadata' must be an object")
@@ -92,9 +94,11 @@ def _lists_by_letter(question: str, choices: list[str]) -> bool:
     True
     >>> _lists_by_letter("Which of 10, 21, 32?", ["0", "1", "2", "3"])
     False
+    >>> _lists_by_letter("A. Parisian B. Berliner", ["Paris", "Berlin"])
+    False
     """
     return all(
-        re.search(rf"(?<![^\s(]){chr(ord('A') + index)}[.):]\s*{re.escape(choice.strip())}", question)
+        re.search(rf"(?<![^\s(]){chr(ord('A') + index)}[.):]\s*{re.escape(choice.strip())}(?!\w)", question)
         for index, choice in enumerate(choices)
     )
 
@@ -173,9 +177,9 @@ def _refuse_unscorable(path: Path, items: dict[int, TaskItem], scorer_name: str)
             raise _fail(path, line_no, f"'rel_tol' must be a finite number >= 0, got {item.metadata['rel_tol']!r}")
         if scorer_name == "code":
             _refuse_untestable(path, line_no, item)
-        if scorer_name == "choice" and not item.choices:
-            message = "no 'choices', which the choice scorer needs (the model was asked for a letter of none)"
-            raise _fail(path, line_no, message + ": give them, or another --scorer for a file of such items")
+        if scorer_name == "choice" and not item.choices and choice_index(reference, None) is None:
+            message = f"field 'answer' {reference[:60]!r} is no letter, and the item has no 'choices' to name"
+            raise _fail(path, line_no, message + ": give them (or the letter), or another --scorer")
         if scorer_name == "choice" and item.choices and choice_index(reference, item.choices) is None:
             last = chr(ord("A") + len(item.choices) - 1)
             message = f"field 'answer' {reference!r} names none of its choices (a letter A-{last}, or one's text)"
@@ -199,13 +203,13 @@ def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
 
 
 def infer_scorer(items: list[TaskItem], *, stored: bool = False) -> str:
-    """``code`` / ``choice`` / ``numeric`` / ``exact`` from what the items look like (code items,
-    those with a `test` field, were scored by text: a right solution was 0%). `stored`: a resumed
+    """``choice`` / ``code`` / ``numeric`` / ``exact`` from what the items look like (code items,
+    those whose `test` field holds tests, were scored by text: a right solution was 0%). `stored`: a resumed
     run's file, whose scorer was inferred without `code`, keeps the scorer its items were scored by."""
-    if not stored and all("test" in item.metadata for item in items):
-        return "code"
     if any(item.choices for item in items):
         return "choice"
+    if not stored and all("test" in item.metadata and has_tests(tests_of(item)) for item in items):
+        return "code"  # a `test` field that tests something: `"test": "heldout-v2"` is another field
     if all(is_number(item.reference) for item in items):
         return "numeric"
     return "exact"
