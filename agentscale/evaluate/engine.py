@@ -288,7 +288,10 @@ class Evaluation:
                 book.check_topic(spec.memory.topic, "memory.topic")
         self.executor.check(self.graph)
         if run_id is None:
-            stored = replace(config, task=stable_task_spec(config.task), task_sha256=task_file_digest(config.task))
+            digest = task_file_digest(config.task)
+            # a file's inferred scorer is stored: the rule may change, and its resume must not score by another
+            scorer = config.scorer or (self.task.scorer_name if digest is not None else None)
+            stored = replace(config, task=stable_task_spec(config.task), task_sha256=digest, scorer=scorer)
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False
             ).id

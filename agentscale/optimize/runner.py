@@ -299,6 +299,10 @@ class Optimization:
             }
             if space.task.path is not None:  # relative to where it started: --resume finds it from anywhere
                 config["task_path"] = stable_task_spec(space.task.path)
+            elif space.task.name is not None and Path(stable_task_spec(space.task.name)).is_file():
+                config["task_name"] = stable_task_spec(space.task.name)  # a file named as the task, made absolute
+            if space.task.scorer is None and (space.task.path is not None or "task_name" in config):
+                config["task_scorer"] = self.task.scorer_name  # inferred: its resume keeps it, whatever the rule
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
         self.evaluator = TrialEvaluator(
@@ -350,8 +354,11 @@ class Optimization:
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)
         space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
-        if config.get("task_path"):  # the task file's absolute path (runs stored before it have none)
-            space = space.model_copy(update={"task": space.task.model_copy(update={"path": config["task_path"]})})
+        kept = (("path", "task_path"), ("name", "task_name"), ("scorer", "task_scorer"))
+        # the task file's absolute path, the scorer inferred for it (runs stored before have none)
+        task = {key: config[stored] for key, stored in kept if config.get(stored)}
+        if task:
+            space = space.model_copy(update={"task": space.task.model_copy(update=task)})
         return cls(
             space,
             gateway,

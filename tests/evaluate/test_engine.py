@@ -429,3 +429,14 @@ def test_an_eval_of_no_item_and_a_resume_of_no_run_id_are_refused(tmp_path: Path
         Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), n=0))
     with pytest.raises(TypeError, match="a run id is a string"):
         Evaluation.resume(None, gateway)  # type: ignore[arg-type]
+
+
+def test_a_resumed_eval_of_a_file_keeps_the_scorer_inferred_when_it_began(tmp_path: Path, make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A file's inferred scorer was not stored: its resume inferred it again, by the rule of resumed
+    runs (a file of code items began scored `code` and went on scored `exact`)."""
+    data = tmp_path / "code.jsonl"
+    data.write_text('{"question": "Write add(a, b).", "answer": "", "test": "assert add(1, 2) == 3"}\n')
+    graph = make_graph("name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    evaluation = Evaluation(graph, EvalConfig(task=str(data)))
+    assert evaluation.task.scorer_name == "code"
+    assert Evaluation.resume(evaluation.run_id, graph.gateway).task.scorer_name == "code"

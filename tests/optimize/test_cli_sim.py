@@ -351,3 +351,25 @@ def test_a_dry_run_takes_trace_off(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     assert main(["optimize", str(space), "--dry-run", "--trace", "off"]) == 0
+
+
+def test_a_resume_finds_a_task_file_named_beside_the_space_and_keeps_its_inferred_scorer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`task: {name: data.jsonl}` beside the space was read there when the run began, but its resume
+    looked in the working directory ("task file not found"); and a scorer inferred from the file was
+    inferred again on resume, by whatever rule the release then had."""
+    from agentscale.cli._options import make_gateway
+    from agentscale.optimize.runner import Optimization
+
+    (tmp_path / "spaces").mkdir()
+    code_item = '{"question": "Write add(a, b).", "answer": "", "test": "assert add(1, 2) == 3"}\n'
+    (tmp_path / "spaces" / "data.jsonl").write_text(code_item * 40)
+    space = tmp_path / "spaces" / "s.yaml"
+    space.write_text(SPACE.replace('name: "sim:math"', "name: data.jsonl"))
+    monkeypatch.chdir(tmp_path)
+    gateway = make_gateway(tmp_path / "o.db", False)
+    started = Optimization.from_file(space, gateway)
+    assert started.task.scorer_name == "code"
+    resumed = Optimization.resume(started.run_id, gateway)
+    assert resumed.space.task.name == str(tmp_path / "spaces" / "data.jsonl") and resumed.task.scorer_name == "code"
