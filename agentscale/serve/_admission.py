@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -15,34 +16,38 @@ T = TypeVar("T")
 class Admission:
     def __init__(self, max_running: int, max_waiting: int) -> None:
         self._running = asyncio.Semaphore(max_running)
-        self._max_waiting = max_waiting
-        self.waiting = 0
+        self._capacity = max_running + max_waiting
+        self.in_flight = 0  # running or waiting for a turn
 
     def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """`work` as a task that waits for its turn, counted as waiting from now: a streamed reply's
-        status 200 goes out before its run starts, and a request counted only once its task ran was
-        let through, then refused inside a stream the clients do not retry. Raises the 429 here."""
-        if self.waiting >= self._max_waiting:
+        """`work` as a task that waits for its turn, counted from now: a streamed reply's status 200
+        goes out before its run starts, and a request counted only once its task ran was let through,
+        then refused inside a stream the clients do not retry. Raises the 429 here, when as many runs
+        as `max_running` go on and `max_waiting` more wait (counting those waiting only once their
+        task had run refused requests while slots were free)."""
+        if self.in_flight >= self._capacity:
             work.close()
             raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
-        self.waiting += 1
-        left: list[bool] = []
-
-        def leave(_: object = None) -> None:
-            if not left:
-                left.append(True)
-                self.waiting -= 1
+        self.in_flight += 1
 
         async def in_turn() -> T:
             async with self._running:
-                leave()
                 return await work
 
+        def settle(_: asyncio.Task[T]) -> None:
+            self.in_flight -= 1
+            work.close()  # a task cancelled before its first step never awaited `work`: closed, not warned of
+
         task = asyncio.ensure_future(in_turn())
-
-        def settle(done: asyncio.Task[T]) -> None:
-            leave()  # a task cancelled before its first step never reached `in_turn`
-            work.close()  # nor `work`: closed, not left to warn that it was never awaited
-
         task.add_done_callback(settle)
         return task
+
+
+async def stop(run: asyncio.Task[Any]) -> None:
+    """Cancel `run` if it still goes and wait for it to unwind (its row stored interrupted). A second
+    cancel of the waiting caller (the server's loop closing after its shutdown cancelled the request)
+    ends the wait: raised from here it was an "Exception in ASGI application" traceback."""
+    if not run.done():
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(run, return_exceptions=True)

@@ -20,6 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from agentscale.graphs.result import RunResult
+from agentscale.serve._admission import stop
 from agentscale.serve._replies import ApiError, no_answer, usage_of
 
 
@@ -36,10 +37,10 @@ class RunStream(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:  # the server stops (its grace over): the stream ends here, cut short
+            pass  # raised on, it was an "Exception in ASGI application" traceback in the server's log
         finally:
-            if not self.run.done():
-                self.run.cancel()
-                await asyncio.gather(self.run, return_exceptions=True)
+            await stop(self.run)
 
 
 async def streamed_reply(

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
-from agentscale.serve._admission import Admission
+from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
 from agentscale.serve._replies import ApiError, error_response, no_answer, unknown_model, usage_of
 from agentscale.serve._stream import RunStream, streamed_reply
@@ -212,9 +212,7 @@ async def _unless_the_client_leaves(request: Request, task: asyncio.Task[RunResu
         await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         leaving.cancel()
-        if not task.done():  # the client left, or this handler is cancelled (shutdown)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop(task)  # the client left, or this handler is cancelled (shutdown)
     if task.cancelled():
         raise ApiError(499, "the client closed the request; its run was stopped", code="client_closed_request")
     return task.result()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -338,11 +339,12 @@ def test_a_client_that_leaves_a_stream_stops_its_run(make_graph, store: Store, s
 
 
 def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is_kept(  # type: ignore[no-untyped-def]
-    make_graph, store: Store, scripted: ScriptedServer
+    make_graph, store: Store, scripted: ScriptedServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """uvicorn cancels the requests still running once its graceful shutdown times out: the client
     got a text/plain 500 (a traceback in the server's log). Now a 503 in OpenAI's shape, which the
-    clients retry, and the run is stored interrupted."""
+    clients retry, and the run is stored interrupted; a streamed one ends cut short, without a
+    traceback either."""
     scripted.latency_s = 5.0
     port = _free_port()
     app = create_app(make_graph(BODY))
@@ -356,16 +358,27 @@ def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     client = threading.Thread(target=lambda: replies.append(httpx.post(url, json=asked, timeout=30)))
     client.start()
+
+    def stream() -> None:
+        streamed = {**asked, "stream": True, "messages": [{"role": "user", "content": "What is 3 + 3?"}]}
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("POST", url, json=streamed, timeout=30) as response:
+            list(response.iter_lines())
+
+    streaming = threading.Thread(target=stream)
+    streaming.start()
     deadline = time.time() + 10
-    while not scripted.completion_requests:  # the run is under way (its row is written as it ends)
-        assert time.time() < deadline, "the run did not start"
+    while len(scripted.completion_requests) < 4:  # both runs under way (a row is written as its run ends)
+        assert time.time() < deadline, "the runs did not start"
         time.sleep(0.02)
     server.should_exit = True
     client.join(20)
+    streaming.join(20)
     thread.join(20)
     (reply,) = replies
     assert reply.status_code == 503 and reply.json()["error"]["code"] == "server_stopping", reply.text
-    assert [run.status for run in store.list_runs()] == ["interrupted"]
+    assert [run.status for run in store.list_runs()] == ["interrupted"] * 2
+    printed = capfd.readouterr().err
+    assert "Traceback" not in printed and "Exception in ASGI application" not in printed, printed
 
 
 def test_streamed_requests_over_the_waiting_limit_get_a_429_before_any_stream(  # type: ignore[no-untyped-def]
@@ -413,3 +426,22 @@ def test_a_stream_left_between_two_keep_alives_stops_its_run(
             assert time.time() < deadline, [run.status for run in store.list_runs()]
             time.sleep(0.05)
         assert [run.status for run in store.list_runs()] == ["interrupted"] * 4
+
+
+def test_requests_that_fit_the_running_slots_are_never_refused(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Counted as waiting until their task first ran, requests were refused with free slots: 6 at once
+    with 8 slots and room for 1 waiting got 14 429s in 30."""
+    scripted.latency_s = 0.3
+    for url in serve(make_graph(BODY), max_concurrency=8, max_waiting=1):
+
+        async def six(url: str = url) -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                asked = [
+                    {"model": "served", "messages": [{"role": "user", "content": f"What is {i} + 1?"}]}
+                    for i in range(6)
+                ]
+                replies = await asyncio.gather(*(client.post(url + "/chat/completions", json=a) for a in asked))
+                return [reply.status_code for reply in replies]
+
+        for _ in range(3):
+            assert asyncio.run(six()) == [200] * 6
