@@ -167,7 +167,6 @@ def create_app(
         if chat_request.model != graph.name:
             raise unknown_model(chat_request.model, graph.name)
         question = question_of(chat_request)
-
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         run = admission.start(graph.arun(question))
         if chat_request.stream:
@@ -184,14 +183,15 @@ def create_app(
         result = await _unless_the_client_leaves(request, run)
         if result.answer is None:
             raise no_answer(result)
-        answer = result.answer
         return JSONResponse(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": graph.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": result.answer}, "finish_reason": "stop"}
+                ],
                 "usage": usage_of(result),
                 "agentscale": {"run_id": result.run_id, "stopped_reason": result.stopped_reason},
             }
