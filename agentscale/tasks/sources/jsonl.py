@@ -204,8 +204,9 @@ def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
 
 def infer_scorer(items: list[TaskItem], *, stored: bool = False) -> str:
     """``choice`` / ``code`` / ``numeric`` / ``exact`` from what the items look like (code items,
-    those whose `test` field holds tests, were scored by text: a right solution was 0%). `stored`: a resumed
-    run's file, whose scorer was inferred without `code`, keeps the scorer its items were scored by."""
+    those whose `test` field holds tests, were scored by text: a right solution was 0%). Runs store
+    the scorer inferred; `stored`: a run stored before they did, inferred without `code`, keeps the
+    scorer its items were scored by."""
     if any(item.choices for item in items):
         return "choice"
     if not stored and all("test" in item.metadata and has_tests(tests_of(item)) for item in items):
