@@ -10,10 +10,9 @@ were written, and escaped from there as a bare KeyboardInterrupt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
@@ -24,8 +23,8 @@ T = TypeVar("T")
 
 class FinishedRun(Generic[T]):
     """Runs a command's main coroutine and keeps its result, for the command to show even when the
-    Ctrl-C that came as the run ended makes `asyncio.run` raise KeyboardInterrupt (in its teardown,
-    or because the cancel landed inside the run's last step)."""
+    Ctrl-C that came as the run ended makes `asyncio.run` raise KeyboardInterrupt (the cancel landed
+    inside the run's last step); once the result is kept, the command is finishing a done run."""
 
     def __init__(self) -> None:
         self._results: list[T] = []
@@ -53,15 +52,18 @@ class FinishedRun(Generic[T]):
                 raise
             # it had ended: the interrupt came too late to stop it; its error, if it failed, is the news
             self._results.append(task.result())
+        finishing_a_done_run()  # from now on: asyncio.run's teardown and the outputs are short work
         return self.result
 
 
-@contextlib.contextmanager
-def outputs_of_a_finished_run() -> Iterator[None]:
-    """While a done run's report, summary and files are written (a second or two), the first Ctrl-C
-    or SIGTERM is said and let pass; a second stops at once. Only the main thread can set handlers."""
+def finishing_a_done_run() -> None:
+    """From here to the command's end (asyncio.run's teardown, the report, summary and files: a
+    second or two), the first Ctrl-C or SIGTERM is said and let pass, a second stops at once;
+    `app.main` puts the handlers back as it returns (restored as the outputs ended, a signal landing
+    before that return, on a busy machine, still ended in "error: interrupted"). Set inside
+    `asyncio.run`, the handler stays: asyncio puts back only a SIGINT handler of its own. Only the
+    main thread can set handlers."""
     if threading.current_thread() is not threading.main_thread():
-        yield
         return
     said: list[int] = []
 
@@ -72,13 +74,6 @@ def outputs_of_a_finished_run() -> Iterator[None]:
         again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
         err.print(f"the run is done: writing its report and summary first ({again} stops now)")
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not signal.SIG_IGN:
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -14,7 +14,7 @@ from types import FrameType
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted: Ctrl-C, SIGTERM)."""
-    terminate_before = signal.getsignal(signal.SIGTERM)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             from agentscale.cli.commands import run_app
@@ -25,8 +25,10 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         return run_app(argv)
     finally:  # a SIGTERM once the command is done ends the process as SIGTERM does, not in a traceback
-        if threading.current_thread() is threading.main_thread() and terminate_before is not None:
-            signal.signal(signal.SIGTERM, terminate_before)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in before.items():  # the command's own (a done run's finishing) end with it
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 def _watch_local_servers() -> None:

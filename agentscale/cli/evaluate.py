@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentscale.cli._console import err, interrupted, out, print_json, say_simulated, short
-from agentscale.cli._finish import FinishedRun, outputs_of_a_finished_run
+from agentscale.cli._finish import FinishedRun
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -183,24 +183,23 @@ def eval_command(
             resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
             raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
     summary = finish.result
-    with outputs_of_a_finished_run():
-        report = write_report(evaluation.store, evaluation.run_id)
-        simulated = spec_is_simulated(evaluation.graph.spec)
-        memory = evaluation.graph.spec.memory  # the handbook is named in every output, as the report names it
-        drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
-        if json_output:
-            print_json(
-                {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
-            )
-            return
-        if show_items:
-            out.print(_items_table(summary.items))
-        _print_summary(summary, evaluation.store, simulated=simulated)
-        if drew_on:
-            out.print(f"handbook {escape(drew_on['handbook'])}")
-        if simulated:
-            say_simulated()
-        out.print(f"report: {report}")
+    report = write_report(evaluation.store, evaluation.run_id)
+    simulated = spec_is_simulated(evaluation.graph.spec)
+    memory = evaluation.graph.spec.memory  # the handbook is named in every output, as the report names it
+    drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
+    if json_output:
+        print_json(
+            {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
+        )
+        return
+    if show_items:
+        out.print(_items_table(summary.items))
+    _print_summary(summary, evaluation.store, simulated=simulated)
+    if drew_on:
+        out.print(f"handbook {escape(drew_on['handbook'])}")
+    if simulated:
+        say_simulated()
+    out.print(f"report: {report}")
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:

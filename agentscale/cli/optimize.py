@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, interrupted, out, print_json, say_simulated
-from agentscale.cli._finish import FinishedRun, outputs_of_a_finished_run
+from agentscale.cli._finish import FinishedRun
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -154,26 +154,25 @@ def optimize_command(
             resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
             raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
     result = finish.result
-    with outputs_of_a_finished_run():
-        simulated = is_simulated(model.model for model in optimization.space.models.values())
-        plot_file = result.artifacts / "search.png"
-        plot = write_plot(result.curve, result.history, result.pareto, plot_file, simulated=simulated)
-        report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
-        if out_file is not None:  # after the report: a path that fails now loses neither it nor the run
-            try:
-                write_output(out_file, result.best_yaml)
-            except AgentScaleError as exc:
-                raise AgentScaleError(f"{exc}; the best graph is in {result.best_path}, the report {report}") from None
-        if json_output:
-            data = result.to_dict()
-            if out_file is not None:
-                data["best"]["path"] = str(out_file)
-            print_json({**data, "simulated": simulated, "report": str(report)})
-            return
-        _print_report(result, optimization.store, out_file, plot, simulated=simulated)
-        if simulated:
-            say_simulated()
-        out.print(f"report: {report}")
+    simulated = is_simulated(model.model for model in optimization.space.models.values())
+    plot_file = result.artifacts / "search.png"
+    plot = write_plot(result.curve, result.history, result.pareto, plot_file, simulated=simulated)
+    report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
+    if out_file is not None:  # after the report: a path that fails now loses neither it nor the run
+        try:
+            write_output(out_file, result.best_yaml)
+        except AgentScaleError as exc:
+            raise AgentScaleError(f"{exc}; the best graph is in {result.best_path}, the report {report}") from None
+    if json_output:
+        data = result.to_dict()
+        if out_file is not None:
+            data["best"]["path"] = str(out_file)
+        print_json({**data, "simulated": simulated, "report": str(report)})
+        return
+    _print_report(result, optimization.store, out_file, plot, simulated=simulated)
+    if simulated:
+        say_simulated()
+    out.print(f"report: {report}")
 
 
 def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output: bool, *, score_test: bool) -> None:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Iterator
 
 import pytest
 
 from agentscale.cli._finish import FinishedRun
+
+
+@pytest.fixture(autouse=True)
+def _handlers_put_back() -> Iterator[None]:
+    """A kept result sets the finishing handlers, which the CLI's main puts back as it returns."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
 
 
 def test_a_cancel_landing_in_the_runs_last_step_keeps_its_result() -> None:
@@ -27,6 +38,7 @@ def test_a_cancel_landing_in_the_runs_last_step_keeps_its_result() -> None:
 
     assert asyncio.run(command()) == 42
     assert finish.finished and finish.result == 42
+    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # finishing: a signal is said, let pass
 
 
 def test_a_cancel_that_finds_the_run_going_stops_it_and_keeps_nothing() -> None:

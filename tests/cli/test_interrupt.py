@@ -234,8 +234,8 @@ def test_a_signal_once_the_optimization_is_stored_done_still_writes_its_graph(
 
 
 def _signal_once_stored_done(tmp_path: Path, command: list[str], env: dict[str, str], sig: int) -> str:
-    """Run `command`, send `sig` as soon as its run is stored done; its stdout, once it exited 0
-    without a traceback or a word of an interruption."""
+    """Run `command`, send `sig` as soon as its run is stored done; its stdout, once it exited without
+    a traceback or a word of an interruption."""
     from agentscale.storage.db import Store
 
     process = subprocess.Popen(
@@ -249,6 +249,7 @@ def _signal_once_stored_done(tmp_path: Path, command: list[str], env: dict[str, 
         time.sleep(0.005)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr and "interrupted" not in stderr
+    # 0; or killed by it as it exits, its outputs all written (main has put the default handlers back)
+    assert process.returncode in (0, -sig), (process.returncode, stderr)
+    assert "Traceback" not in stderr and "interrupted" not in stderr, stderr
     return stdout
