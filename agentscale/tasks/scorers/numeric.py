@@ -130,13 +130,13 @@ def is_number(text: str) -> bool:
     return _FULL.fullmatch(_clean(text)) is not None
 
 
-def _close(a: Fraction, b: Fraction, rel_tol: float, abs_tol: float, *, whole: bool = True) -> bool:
-    """`whole`: an integer reference only matches answers that round to it (the rule of the default,
-    near-exact tolerance; a looser one, an item's or a scorer's, is taken at its word: 1050 is within
-    10% of 1000)."""
+def _close(a: Fraction, b: Fraction, rel_tol: float, abs_tol: float) -> bool:
+    """Under the default, near-exact tolerance (or a stricter one; `rel_tol: 1e-6` written on an item
+    is the default) an integer reference only matches answers that round to it; a looser one, an
+    item's or a scorer's, is taken at its word: 1050 is within 10% of 1000."""
     if a == b:
         return True
-    if whole and b.denominator == 1 and round(a) != b:
+    if rel_tol <= DEFAULT_REL_TOL and b.denominator == 1 and round(a) != b:
         return False
     # math.isclose's rule on the exact values: a float could not hold 1e400
     return abs(a - b) <= max(Fraction(rel_tol) * max(abs(a), abs(b)), Fraction(abs_tol))
@@ -180,8 +180,7 @@ def numeric_scorer(rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_AB
             if any(g == w for g in got for w in wanted):
                 return Score(True, f"{_shown(got[0])} matches {item.reference}")
             return Score(False, f"rel_tol {given!r} is not a finite number >= 0: only an exact answer counts")
-        whole = item_rel <= DEFAULT_REL_TOL  # `rel_tol: 1e-6` written on an item is the default, not looser
-        if any(_close(g, w, item_rel, abs_tol, whole=whole) for g in got for w in wanted):
+        if any(_close(g, w, item_rel, abs_tol) for g in got for w in wanted):
             return Score(True, f"{_shown(got[0])} matches {item.reference}")
         return Score(False, f"expected {item.reference}, got {answer.strip()[:100]}")
 
