@@ -12,8 +12,20 @@ Python pickles exceptions (it knows its own arguments).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+
+def pickle_recipe(
+    error: BaseException, owner: type[BaseException], rebuild: Callable[..., BaseException], args: tuple[Any, ...]
+) -> str | tuple[Any, ...]:
+    """`error`'s `__reduce__`: `rebuild(*args)` with its attributes and notes as state, when the
+    constructor it has is `owner`'s (whose arguments `args` are); a subclass with a constructor of its
+    own is pickled as Python pickles exceptions."""
+    if type(error).__init__ is not owner.__init__:
+        return BaseException.__reduce__(error)
+    return rebuild, args, error.__dict__
 
 
 class AgentScaleError(Exception):
@@ -50,9 +62,7 @@ class SpecError(AgentScaleError):
         super().__init__(text)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        if type(self).__init__ is not SpecError.__init__:
-            return super().__reduce__()
-        return type(self), (self.issues, self.source), self.__dict__
+        return pickle_recipe(self, SpecError, type(self), (self.issues, self.source))
 
 
 class ModelCallError(AgentScaleError):
@@ -75,10 +85,8 @@ class ModelCallError(AgentScaleError):
         self.message = message
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        if type(self).__init__ is not ModelCallError.__init__:
-            return super().__reduce__()
         fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time)
-        return _rebuild_call_error, fields, self.__dict__
+        return pickle_recipe(self, ModelCallError, _rebuild_call_error, fields)
 
 
 class BudgetExceeded(AgentScaleError):
@@ -91,9 +99,7 @@ class BudgetExceeded(AgentScaleError):
         super().__init__(f"budget {cap}={limit:g} {self.WOULD_BE_EXCEEDED} (projected {projected:g})")
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        if type(self).__init__ is not BudgetExceeded.__init__:
-            return super().__reduce__()
-        return type(self), (self.cap, self.limit, self.projected), self.__dict__
+        return pickle_recipe(self, BudgetExceeded, type(self), (self.cap, self.limit, self.projected))
 
     WOULD_BE_EXCEEDED = "would be exceeded"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from agentscale.errors import ServingError
+from agentscale.errors import ServingError, pickle_recipe
 from agentscale.models.catalog import CPU_INSTALL, GPU_INSTALL
 from agentscale.models.serving.container import cpu_quota, memory_headroom_bytes
 
@@ -61,9 +61,7 @@ class EngineMissingError(ServingError):
         super().__init__(message)
 
     def __reduce__(self) -> str | tuple[Any, ...]:  # pickled between processes: rebuilt from its detail
-        if type(self).__init__ is not EngineMissingError.__init__:
-            return super().__reduce__()
-        return type(self), (self.detail,), self.__dict__
+        return pickle_recipe(self, EngineMissingError, type(self), (self.detail,))
 
 
 @dataclass(frozen=True)
