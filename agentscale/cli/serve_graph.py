@@ -64,7 +64,11 @@ def serve_graph_command(
     listening = _listening_sockets(host, port)
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
     err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as
+    # a traceback when a second Ctrl-C skipped the graceful shutdown.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30, lifespan="off"
+    )
     server = uvicorn.Server(config)
     _serve_until_stopped(server, listening)
 

@@ -8,11 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from agentscale.testing import ScriptedServer
+from tests.conftest import graph_yaml, with_default_sigint
 
 GRAPH = "name: served\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
 
@@ -31,6 +35,18 @@ def _ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def _wait_until_serving(process: subprocess.Popen[str], port: int, loopback: str = "127.0.0.1") -> list[str]:
+    """The served models' ids, once the server answers on `loopback`."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            models = httpx.get(f"http://{loopback}:{port}/v1/models", timeout=2).json()
+            return [model["id"] for model in models["data"]]
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, f"nothing serves on {loopback}"
+            time.sleep(0.1)
 
 
 def _ignore_sigint() -> None:
@@ -57,15 +73,7 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
     loopbacks = ["127.0.0.1"] + (["[::1]"] if host == "" and _ipv6_loopback() else [])
     try:
         for loopback in loopbacks:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    models = httpx.get(f"http://{loopback}:{port}/v1/models", timeout=2).json()
-                    break
-                except httpx.TransportError:
-                    assert process.poll() is None and time.monotonic() < deadline, f"nothing serves on {loopback}"
-                    time.sleep(0.1)
-            assert [m["id"] for m in models["data"]] == ["served"]
+            assert _wait_until_serving(process, port, loopback) == ["served"]
         question = {"model": "served", "messages": [{"role": "user", "content": "[sim:math#0001] q"}]}
         assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=question, timeout=30).status_code == 200
     finally:
@@ -91,3 +99,39 @@ def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Pa
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and "--host nosuchhost.invalid" in done.stderr, done.stderr
     assert "serving graph" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scripted: ScriptedServer) -> None:
+    """A second Ctrl-C skips the graceful wait: the request in flight gets its 503 and the process
+    exits, with no traceback (uvicorn's lifespan task, cancelled on the way out, logged one though
+    the app has no lifespan)."""
+    scripted.latency_s = 30.0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command, env = _command(tmp_path, port)
+    (tmp_path / "g.yaml").write_text(graph_yaml(scripted.api_base, GRAPH.replace("sim/llama-8b", "m")))
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint)
+    replies: list[httpx.Response] = []
+    question = {"model": "served", "messages": [{"role": "user", "content": "q"}]}
+    asking = threading.Thread(
+        target=lambda: replies.append(
+            httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=question, timeout=60)
+        )
+    )
+    try:
+        _wait_until_serving(process, port)
+        asking.start()
+        deadline = time.monotonic() + 60
+        while not scripted.completion_requests:  # the run is at its model call
+            assert time.monotonic() < deadline, "the request never reached the model"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+        asking.join(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    assert [reply.status_code for reply in replies] == [503]
