@@ -191,15 +191,22 @@ def eval_command(
         print_json(
             {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
         )
-        return
-    if show_items:
-        out.print(_items_table(summary.items))
-    _print_summary(summary, evaluation.store, simulated=simulated)
-    if drew_on:
-        out.print(f"handbook {escape(drew_on['handbook'])}")
-    if simulated:
-        say_simulated()
-    out.print(f"report: {report}")
+    else:
+        if show_items:
+            out.print(_items_table(summary.items))
+        _print_summary(summary, evaluation.store, simulated=simulated)
+        if drew_on:
+            out.print(f"handbook {escape(drew_on['handbook'])}")
+        if simulated:
+            say_simulated()
+        out.print(f"report: {report}")
+    if summary.answered_nothing:  # it exited 0, and a script took "accuracy 0.0%" for the graph's figure
+        first = summary.unfinished[0]
+        details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
+        raise AgentScaleError(
+            f"every model call failed, so the run measured nothing (first: {first.item_id}: "
+            f"{short(first.stopped_reason, 200)}; every error: {details})"
+        )
 
 
 async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:

@@ -73,6 +73,14 @@ class EvalSummary:
         calls' actual usage alone is no cut: that graph ran to its end."""
         return [item for item in self.items if item.stopped_reason and not is_overrun(item.stopped_reason)]
 
+    @property
+    def answered_nothing(self) -> bool:
+        """No item finished and no model call answered (a missing key, a server down, a misspelt model):
+        the run's 0% measures the setup, not the graph, and a script reading the accuracy must not take
+        it for a result."""
+        calls = self.usage.calls + self.usage.cached_calls
+        return bool(self.items) and calls == 0 and len(self.unfinished) == len(self.items)
+
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "run_id": self.run_id,

@@ -469,6 +469,33 @@ def test_a_question_left_without_an_answer_exits_1(
     assert code == 1 and json.loads(out)["answer"] is None and "no answer" in err
 
 
+def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server down or a missing key: the eval said "accuracy 0.0%" and exited 0, which a script read
+    as the graph's figure. The run and its report are still written; one item answered keeps exit 0."""
+    from agentscale.testing import Rule
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "n.db"))
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3))
+    )
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: down\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    scripted.add_rule(Rule(status=400))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--json")
+    assert code == 1, err
+    result = json.loads(out)
+    assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
+    assert "every model call failed, so the run measured nothing" in " ".join(err.split())
+    assert f"runs show {result['run_id']}" in " ".join(err.split())
+    scripted.reset()
+    scripted.add_rule(Rule(pattern="What is 0 ", status=400))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data))
+    assert code == 0 and "1 of 3 items did not finish" in " ".join(err.split() + out.split()), err
+
+
 def test_validate_refuses_what_run_refuses_at_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A budget cap no model can be priced for, and a tester in a graph answering numbers, passed
     `validate` (✓, exit 0) and were refused by `run`, without a line."""
