@@ -443,6 +443,7 @@ class Optimization:
 
         report(0, [], "single calls")
         singles = await self._singles_on_train()
+        unanswered = self._unanswered_singles(singles)
         method.learn_from_singles(singles)
         outcome = await run_search(
             method,
@@ -477,7 +478,7 @@ class Optimization:
             write_output(path, self._graph_yaml(point.candidate, f"front-{index}"))
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
-        warnings = [crowning.warning] if crowning.warning else []
+        warnings = unanswered + ([crowning.warning] if crowning.warning else [])
         if tested.advantage is not None and len(tested.advantage.over) > 1:
             warnings.append(f"single calls tie on the test split: {', '.join(tested.advantage.over)}")
         return OptimizeResult(
@@ -518,7 +519,10 @@ class Optimization:
         Why race: a model far behind the best one (SmolLM2 beside Qwen 1.5B: 6 of 64 against 40) needs
         no more items to say so, and the singles were ≈ half of a run's calls before its search."""
         candidates = [single(alias) for alias in self.problem.aliases if self.problem.fits(single(alias))]
-        outcome = await self._race(candidates, "baseline", "single calls")
+        outcome = await self._race(
+            candidates, "baseline", "single calls", before_step=lambda: self._refuse_if_no_single_answered(candidates)
+        )
+        self._refuse_if_no_single_answered(candidates)  # a race of one step
         position = {alias: index for index, alias in enumerate(self.problem.aliases)}
 
         def in_order(observations: list[Observation]) -> list[Observation]:
@@ -526,14 +530,43 @@ class Optimization:
 
         return RaceOutcome(in_order(outcome.finished), in_order(outcome.behind), outcome.capped)
 
-    async def _race(self, candidates: list[CandidateGraph], kind: str, stage: str) -> RaceOutcome:
+    def _refuse_if_no_single_answered(self, candidates: list[CandidateGraph]) -> None:
+        """Stop the run when every model's calls failed (a server down, a key missing): the search
+        would rank graphs that all score 0 and crown one of them (it did: exit 0, "0 model calls").
+        Checked at each step of the singles' race, so a dead endpoint costs one quarter of its retries."""
+        failed = [c for c in candidates if c.canonical_key in self.evaluator.unanswered]
+        if failed and len(failed) == len(candidates):
+            first = failed[0]
+            raise AgentScaleError(
+                "every model call of the single calls failed on the train split, so no graph can be measured "
+                f"(first, model {model_of_single(first)}: {self.evaluator.unanswered[first.canonical_key]})"
+            )
+
+    def _unanswered_singles(self, singles: RaceOutcome) -> list[str]:
+        """A warning per model whose every call failed in the singles' race: it scored 0 and left."""
+        return [
+            f"every call of model {model_of_single(o.candidate)} failed on the train split, so it scored 0: "
+            f"{self.evaluator.unanswered[o.candidate.canonical_key]}"
+            for o in singles.raced
+            if o.candidate.canonical_key in self.evaluator.unanswered
+        ]
+
+    async def _race(
+        self,
+        candidates: list[CandidateGraph],
+        kind: str,
+        stage: str,
+        before_step: Callable[[], None] = lambda: None,
+    ) -> RaceOutcome:
         """Race graphs on the train split (`optimize.race`), each step a stored trial of `kind`; the
-        progress names the step (`single calls: 3 graphs on items 1-16 of 64`)."""
+        progress names the step (`single calls: 3 graphs on items 1-16 of 64`); `before_step` may
+        stop the race by raising."""
 
         async def evaluate(candidate: CandidateGraph, items: list[TaskItem]) -> Observation:
             return await self.evaluator.evaluate(candidate, items, kind=kind, iteration=-1)
 
         def on_step(graphs: int, first: int, last: int, total: int) -> None:
+            before_step()
             self._progress.restage(f"{stage}: {graphs} graph{'s' * (graphs != 1)} on items {first}-{last} of {total}")
 
         return await race(

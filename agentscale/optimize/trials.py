@@ -150,6 +150,10 @@ class TrialEvaluator:
     # evaluations run side by side while the spend cap and the order of stored trials hold
     _in_flight: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _tail: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    # graphs (canonical key) that an evaluation of this process saw stop on every item with no model
+    # call answered, with the first item's reason: a model that is down, or a key that is missing,
+    # scores 0 there, which a run must say rather than rank
+    unanswered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def store(self) -> Store:
@@ -239,6 +243,9 @@ class TrialEvaluator:
                 self._in_flight[unit] -= amount
         if previous is not None:
             await asyncio.shield(previous)
+        reasons = [r.stopped_reason for r in results if r.stopped_reason and not r.usage.calls + r.usage.cached_calls]
+        if reasons and len(reasons) == len(results):
+            self.unanswered.setdefault(candidate.canonical_key, reasons[0])
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         trial = self._trial(

@@ -104,6 +104,25 @@ async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early
     assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
+async def test_a_model_whose_every_call_fails_is_named_and_every_model_failing_stops_the_run(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A server down or a key missing: the search ranked graphs that all scored 0 and crowned one
+    (exit 0, "0 model calls"). Now the run stops after the first step of the singles' race, naming
+    the error; one model failing alone is a warning that names it."""
+    scripted.add_rule(Rule(model="bad", status=401))
+    text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
+    result = await optimization(text, store).run()
+    assert [w for w in result.warnings if "every call of model bad failed" in w and "401" in w], result.warnings
+    assert result.best is not None and result.best.accuracy == 1.0
+    scripted.reset()
+    scripted.add_rule(Rule(status=401))
+    with pytest.raises(AgentScaleError, match="every model call of the single calls failed") as failed:
+        await optimization(text, Store(tmp_path / "fresh.db")).run()  # no cached answer of the first run
+    assert "401" in str(failed.value)
+    assert len(scripted.completion_requests) == 2 * 4  # each model on the first quarter only
+
+
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
