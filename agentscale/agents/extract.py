@@ -6,6 +6,7 @@ to format-specific heuristics, because small models often forget it.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 
@@ -200,19 +201,72 @@ def _is_word(text: str, match: re.Match[str]) -> bool:
 
 
 def extract_code(text: str) -> str | None:
-    """The code of a reply: its last fenced block that defines something (a usage example or a test
-    call after the solution replaced it), else its last block; without fences, the text from the
+    """The code of a reply: its last fenced block that defines something other than a test or a demo
+    (a usage example, a `def test_add()` or a `def main()` after the solution replaced it: right
+    answers failed), preceded by the earlier blocks that define names it uses and does not define (a
+    helper, an import in a block of its own); else its last block; without fences, the text from the
     first line from which it parses as Python (prose before it was a SyntaxError; constants, imports
     in a try block, decorators before the first definition are code), else from that definition."""
     blocks = _CODE_BLOCK.findall(text)
     if blocks:
         python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
         pool = python or [body for _, body in blocks]
-        chosen = ([body for body in pool if _DEFINITION.search(body)] or pool)[-1]
+        chosen = _with_what_it_uses(pool)
         return chosen.rstrip() + "\n" if chosen.strip() else None
     if _CODE_LINE.search(text):
         return _from_first_code_line(text.strip()) + "\n"
     return None
+
+
+def _with_what_it_uses(blocks: list[str]) -> str:
+    """The solution among fenced `blocks` (see `extract_code`), joined after the earlier blocks that
+    define what it uses."""
+    defining = [index for index, body in enumerate(blocks) if _DEFINITION.search(body)]
+    if not defining:
+        return blocks[-1]
+    names = [_top_level_names(blocks[index]) for index in range(len(blocks))]
+    solutions = [index for index in defining if any(not _TEST_OR_DEMO.match(name) for name in names[index][0])]
+    chosen = (solutions or defining)[-1]
+    needed = _used_names(blocks[chosen]) - names[chosen][1]
+    kept = [chosen]
+    for index in range(chosen - 1, -1, -1):
+        if names[index][1] & needed:
+            kept.insert(0, index)
+            needed = (needed | _used_names(blocks[index])) - names[index][1]
+    return "\n\n".join(blocks[index].rstrip() for index in kept)
+
+
+# what a reply defines to try or show its solution, not the solution itself
+_TEST_OR_DEMO = re.compile(r"(?i:_?test)|run_tests?$|main$|check$|demo|example", re.ASCII)
+
+
+def _top_level_names(code: str) -> tuple[set[str], set[str]]:
+    """The functions and classes `code` defines at top level, and every name it binds there (those,
+    imports, assignments); empty sets when it does not parse."""
+    try:
+        tree = parse_python(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set(), set()
+    defined: set[str] = set()
+    bound: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name))
+    return defined, bound | defined
+
+
+def _used_names(code: str) -> set[str]:
+    """Every name `code` reads (empty when it does not parse)."""
+    try:
+        tree = parse_python(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
 
 
 def _from_first_code_line(text: str) -> str:

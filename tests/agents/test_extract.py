@@ -95,6 +95,25 @@ def test_code_skips_a_usage_example_after_the_solution_and_prose_before_it() -> 
         assert extract_answer(f"Here:\n{code}", "code") == code
 
 
+def test_code_skips_a_test_or_demo_block_and_keeps_the_blocks_the_solution_uses() -> None:
+    """Only the last block defining anything was kept: a `def test_add()` or `def main()` block after
+    the solution was scored as the answer (5 of 5 right HumanEval answers failed), and a helper in a
+    block of its own was lost (NameError)."""
+    solution = "def add(a, b):\n    return a + b\n"
+    for after in ("def test_add():\n    assert add(1, 2) == 3\n\ntest_add()\n", "def main():\n    print(add(2, 3))\n"):
+        reply = f"Here it is:\n```python\n{solution}```\nTry it:\n```python\n{after}```"
+        assert extract_answer(reply, "code") == solution
+    helper = "import operator\n\ndef _plus(a, b):\n    return operator.add(a, b)\n"
+    uses_helper = "def add(a, b):\n    return _plus(a, b)\n"
+    unrelated = "def unused():\n    return 0\n"
+    reply = f"```python\n{unrelated}```\n```python\n{helper}```\nThen:\n```python\n{uses_helper}```"
+    assert extract_answer(reply, "code") == f"{helper}\n{uses_helper}"
+    tests_first = f"Tests:\n```python\ndef test_add():\n    assert add(1, 2) == 3\n```\nCode:\n```python\n{solution}```"
+    assert extract_answer(tests_first, "code") == solution
+    only_tests = "```python\ndef test_a():\n    pass\n```\n```python\ndef test_b():\n    pass\n```"
+    assert extract_answer(only_tests, "code") == "def test_b():\n    pass\n"  # no solution: the last block, as before
+
+
 def test_an_answer_below_its_marker_is_its_line_and_the_rows_below() -> None:
     """A grid after "Final answer:" was cut to its first row (reasoning-gym's grid tasks scored 0);
     an answer's explanation on the next line is not part of it."""
