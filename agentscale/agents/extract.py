@@ -33,8 +33,13 @@ _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE
 _CHOICE = re.compile(r"(?:^|[\s(\[*])([A-J])(?:[)\].:,*]|\s|$)")
 # an info string holds no backtick (CommonMark), so a line of backticks cannot open a fence at each
 _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.DOTALL)
-# "answer is b", "answer: (C)", "Answer C"; not "to answer a question" (lower case, no "is" or colon)
-_EXPLICIT_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\b\s*(?::\s*)?\(?([A-Ja-j])|:\s*\(?([A-Ja-j])|\(?([A-J]))\b")
+# "answer is b", "answer: (C)", "Answer C", "**Answer:** B"; not "to answer a question" (lower case,
+# no "is" or colon)
+_EXPLICIT_CHOICE = re.compile(
+    r"(?i:answer)[\s*]*+(?:(?i:is)\b[\s*]*+(?::[\s*]*+)?\(?([A-Ja-j])|:[\s*]*+\(?([A-Ja-j])|\(?([A-J]))\b"
+)
+# "answer: a car", "the answer is i think": a lower-case a or i before a word is an article, a pronoun
+_ARTICLE_AFTER = re.compile(r"[ \t]+[a-z]")
 # "I" before these is the pronoun ("I believe it is C"), not option I
 _PRONOUN_I = re.compile(
     r"[ \t]+(?:think|believe|guess|would|will|am|choose|select|pick|feel|say|conclude|suppose|'[a-z]+)\b"
@@ -181,7 +186,9 @@ def extract_number(text: str) -> str | None:
 def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
     it is C", the pronoun "I" is not); else the last explicit "answer is X", "answer: X" or
-    "Answer X"; else the last letter standing alone in the text."""
+    "Answer X"; else the last letter standing alone in the text; else, for an answer given as the
+    option's text ("Final answer: Rome", a reply of one line), that text, which the choice scorer
+    matches against the options (it was no answer)."""
     marked = _final_marker(text)
     if marked:
         padded = " " + marked
@@ -189,11 +196,22 @@ def extract_choice(text: str) -> str | None:
         options = [m for m in found if not _is_word(padded, m)]
         if options or found:
             return (options or found)[0].group(1)
-    explicit = [next(letter for letter in m.groups() if letter) for m in _EXPLICIT_CHOICE.finditer(text)]
+    explicit = [
+        letter
+        for m in _EXPLICIT_CHOICE.finditer(text)
+        for letter in [next(letter for letter in m.groups() if letter)]
+        if not (letter in "ai" and _ARTICLE_AFTER.match(text, m.end()))
+    ]
     if explicit:
         return explicit[-1].upper()
     found_all = _CHOICE.findall(text)
-    return found_all[-1] if found_all else None
+    if found_all:
+        return found_all[-1]
+    answer = (marked or text).strip()
+    return answer if answer and "\n" not in answer and len(answer) <= _OPTION_TEXT_CHARS else None
+
+
+_OPTION_TEXT_CHARS = 200  # a longer line without a letter is prose, not an option's text
 
 
 def _is_word(text: str, match: re.Match[str]) -> bool:
@@ -307,8 +325,9 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
         except (ValueError, ZeroDivisionError):  # "1/0" is a vote for itself, not a failed vote
             return cleaned
         return repr(round(value, 9))
-    if answer_format == "choice":
-        return answer.strip().upper()[:1]
+    if answer_format == "choice":  # a letter, or an option's text (see extract_choice)
+        letter = answer.strip().upper()
+        return letter if len(letter) == 1 else normalize_text(answer)
     if answer_format == "code":
         return "\n".join(line.rstrip() for line in answer.strip().splitlines() if line.strip())
     return normalize_text(answer)

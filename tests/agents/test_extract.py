@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from agentscale.agents.extract import extract_answer, normalize_for_vote
+from agentscale.tasks.base import TaskItem
+from agentscale.tasks.scorers.choice import score_choice
 
 
 @pytest.mark.parametrize(
@@ -65,10 +67,26 @@ def test_number(text: str, expected: str | None) -> None:
         ("Final answer: I is the only valid option; J is not", "I"),
         ("To answer a question like this, check each option. Blue fits, so C is right.", "C"),  # (was A)
         ("the answer is b", "B"),
+        ("**Answer:** B\n\nExplanation: Option A is wrong because Paris is in France; C is also wrong.", "B"),
+        ("Answer: **B**\n\nA is incorrect since Paris is the capital of France.", "B"),  # (were C and A)
     ],
 )
 def test_choice(text: str, expected: str) -> None:
     assert extract_answer(text, "choice") == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "choices", "reference"),
+    [
+        ("Final answer: a car", ["a bus", "a car"], "B"),  # "answer: a" was option A
+        ("Final answer: Rome", ["Paris", "Rome"], "B"),  # no letter: no answer
+        ("Rome", ["Paris", "Rome"], "B"),
+    ],
+)
+def test_a_choice_answered_by_its_text_is_scored_by_it(reply: str, choices: list[str], reference: str) -> None:
+    item = TaskItem(id="q", question="Which?", reference=reference, choices=choices)
+    assert score_choice(extract_answer(reply, "choice"), item).correct
+    assert normalize_for_vote("Rome", "choice") != normalize_for_vote("Rio", "choice")
 
 
 def test_code_prefers_last_python_block() -> None:
