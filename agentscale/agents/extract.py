@@ -316,10 +316,12 @@ def extract_answer(text: str, answer_format: AnswerFormat = "text") -> str | Non
 
 def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str:
     """A comparison key so that '42', '42.0' and ' 42 ' count as the same vote: for numbers their
-    value ('50%' votes with '50', as the scorer reads it so too), for text the scorers' normalisation
-    (so that answers the scorer tells apart, '5!' and '5', '(0, 1)' and '[0, 1]', vote apart)."""
-    if answer_format == "number":
-        cleaned = _clean_number(answer).rstrip("%")
+    value ('50%' votes with '50', as the scorer reads it so too), also for a text answer that is one
+    number ('0.5' and '\\frac{1}{2}', '1,000' and '1{,}000': the math scorer counts them equal, and
+    they split a vote under text tasks such as champ); for other text the scorers' normalisation (so
+    that answers the scorer tells apart, '5!' and '5', '(0, 1)' and '[0, 1]', vote apart)."""
+    if answer_format == "number" or (answer_format == "text" and _NUMBER.fullmatch(plain_numbers(answer).strip())):
+        cleaned = _clean_number(plain_numbers(answer).strip()).rstrip("%")
         try:
             value = float(cleaned) if "/" not in cleaned else _fraction(cleaned)
         except (ValueError, ZeroDivisionError):  # "1/0" is a vote for itself, not a failed vote

@@ -164,6 +164,14 @@ def test_vote_normalization() -> None:
     assert normalize_for_vote("1/2", "number") == normalize_for_vote("0.5", "number")
     assert normalize_for_vote(" paris. ", "text") == normalize_for_vote("Paris", "text")
     assert normalize_for_vote("b", "choice") == "B"
+    # one number in a text answer votes by value, as the math scorer reads it (3 answers split 1-1-1)
+    assert (
+        normalize_for_vote("\\frac{1}{2}", "text")
+        == normalize_for_vote("0.50", "text")
+        == normalize_for_vote("0.5", "text")
+    )
+    assert normalize_for_vote("1{,}000", "text") == normalize_for_vote("1000", "text")
+    assert normalize_for_vote("x = 5", "text") != normalize_for_vote("5", "text")
 
 
 def test_prose_mentioning_a_final_answer_is_not_a_marker() -> None:
