@@ -292,6 +292,11 @@ class Evaluation:
         if spec.memory is not None:  # fail before creating the run (a failed run was left per attempt)
             book = Handbook(store, spec.memory.handbook, embedder=None)
             book.require()
+            if not book.behaviors():  # it retrieved nothing, and the run was still labelled with it
+                raise AgentScaleError(
+                    f"handbook {spec.memory.handbook!r} holds no behavior (a build that failed or learned "
+                    "nothing leaves it empty): build it again, or evaluate without it"
+                )
             if spec.memory.topic is not None:
                 book.check_topic(spec.memory.topic, "memory.topic")
         self.executor.check(self.graph)

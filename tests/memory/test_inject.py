@@ -207,3 +207,7 @@ async def test_missing_handbook_or_database_is_a_clear_error(
     detached = Graph.from_yaml(graph_yaml(scripted.api_base, body), store=None)
     with pytest.raises(AgentScaleError, match="needs a database"):
         await detached.arun("What is 1 + 1?")
+    Handbook(store, "nope").create()  # as a build that failed before its first behavior leaves it
+    with pytest.raises(AgentScaleError, match="handbook 'nope' holds no behavior"):  # an eval labelled with it
+        Evaluation(graph, EvalConfig(task=str(data)))
+    assert store.list_runs() == []
