@@ -153,20 +153,30 @@ class OptimizeReport:
         if run.error:
             parts.append(paragraph(f"error: {run.error}", css_class="error"))
         parts.append(self._outcome(crowned, crowned_test))
-        if crowned_test is not None:
+        if tests:  # also when a spend cap left the crowned graph unscored: the baselines it scored stand
             front = {o.candidate.canonical_key for o in self.front} if self.space.objective.pareto else set()
 
             def marked(trial: Trial, name: str) -> str:
                 return name + (" (Pareto front)" if trial.key in front else "")
 
-            arms = [self.arm(crowned_test, marked(crowned_test, f"{self.crowned_word} graph"))]
-            arms += [
-                self.arm(t, marked(t, self.candidates[t.seq].short_name())) for t in tests if t.key != crowned_test.key
+            ours_test = (
+                []
+                if crowned_test is None
+                else [self.arm(crowned_test, marked(crowned_test, f"{self.crowned_word} graph"))]
+            )
+            arms = ours_test + [
+                self.arm(t, marked(t, self.candidates[t.seq].short_name()))
+                for t in tests
+                if crowned_test is None or t.key != crowned_test.key
             ]
-            title = f"{self.crowned_word.capitalize()} graph against the baselines" + (
+            heading = f"{self.crowned_word.capitalize()} graph against the baselines" + (
                 " and the Pareto front's graphs" if front else ""
             )
-            parts.append(self._comparison(f"{title} (test split)", arms, "test", "comparison-test"))
+            if crowned_test is None:
+                heading = f"The baselines (the {self.crowned_word} graph was not scored on it)"
+            parts.append(
+                self._comparison(f"{heading} (test split)", arms, "test", "comparison-test", paired=bool(ours_test))
+            )
         others = [arm for key, arm in singles.items() if crowned is not None and key != crowned.key]
         if ours is not None and others:
             arms = [ours, *others]
@@ -220,16 +230,17 @@ class OptimizeReport:
         drawing = f'<div class="drawing crowned">{self.drawing(crowned)}</div>'
         return section(title, figures + drawing + where, section_id="crowned")
 
-    def _comparison(self, title: str, arms: list[Arm], split: str, section_id: str) -> str:
-        crowned = arms[0]
+    def _comparison(self, title: str, arms: list[Arm], split: str, section_id: str, *, paired: bool = True) -> str:
+        """A table and chart of `arms`, each paired with the first (the crowned graph) unless not `paired`."""
+        crowned = arms[0] if paired else None
         rows = []
         for arm in arms:
             low, high = arm.ci95
-            paired = "—"
-            if arm is not crowned:
+            with_crowned = "—"
+            if crowned is not None and arm is not crowned:
                 shared, only_crowned, only_arm = paired_counts(crowned.verdicts, arm.verdicts)
                 p = mcnemar_exact(only_crowned, only_arm)
-                paired = (
+                with_crowned = (
                     f"{shared} items · only {self.crowned_word} right {only_crowned} · only this right {only_arm} · "
                     f"p={p:.3g}"
                 )
@@ -240,7 +251,7 @@ class OptimizeReport:
                     fmt_interval((low, high)),
                     f"{arm.trial.compute:.2f}",
                     f"{arm.trial.latency_s:.2f} s",
-                    paired,
+                    with_crowned,
                 ]
             )
         chart = interval_chart(

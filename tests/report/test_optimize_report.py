@@ -312,3 +312,30 @@ async def test_a_run_stopped_before_its_first_call_says_so_instead_of_empty_tabl
     text = write_report(store, run.run_id, tmp_path / "r.html").read_text()
     assert "No model call is stored." in text and "No evaluation is stored." in text
     assert "<th>items answered</th>" not in text and "<th>objective</th>" not in text
+
+
+def test_the_report_keeps_the_test_scores_of_a_run_whose_crowned_graph_was_not_scored(optimization) -> None:  # type: ignore[no-untyped-def]
+    """A spend cap that refused the crowned graph's test evaluation, after the single calls' had
+    run: the page showed no test table at all, where the terminal listed the singles' scores; and
+    every finished run's page was titled "Crowned graph against the baselines"."""
+    from sqlalchemy import delete
+
+    from agentscale.report import write_report
+
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    page = write_report(store, run_id).read_text()
+    assert f"<title>agentscale optimization {run_id} · space simreport</title>" in page
+    trials = store.trials(run_id)
+    crowned = crowned_trial(trials, json.loads(store.get_run(run_id).summary_json))
+    assert crowned is not None
+    tests = [t for t in trials if t.kind == "test"]
+    others = [t for t in tests if t.key != crowned.key]
+    assert others
+    with store.engine.begin() as connection:
+        connection.execute(delete(Trial).where(Trial.run_id == run_id, Trial.kind == "test", Trial.key == crowned.key))  # type: ignore[arg-type]
+    page = write_report(store, run_id).read_text()
+    table = page[page.index('id="comparison-test"') :]
+    table = table[: table.index("</table>")]
+    assert "crowned graph was not scored" in table and "crowned graph</td>" not in table
+    assert table.count("<tr>") - 1 == len(others)  # the header row, then each scored baseline
