@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentscale.evaluate.stats import mcnemar_exact
+from agentscale.evaluate.stats import mcnemar_exact, mcnemar_interval
 
 Z95 = 1.959963984540054
 
@@ -29,9 +29,14 @@ class PairedDifference:
     only_first: int
     only_second: int
     step: float = 1.0  # the difference one item makes (the continuity correction's unit)
+    of_outcomes: bool = False  # right − wrong per item, unscaled: its interval is McNemar's, exact
 
     @property
     def ci95(self) -> tuple[float, float]:
+        """The exact interval that agrees with `p_value` for outcomes (the report prints both), else
+        the normal one of the rewards."""
+        if self.of_outcomes:
+            return mcnemar_interval(self.only_first, self.only_second, self.n)
         return (self.mean - Z95 * self.stderr, self.mean + Z95 * self.stderr)
 
     @property
@@ -80,4 +85,5 @@ def paired_difference(
     variance = sum((d - mean) ** 2 for d in differences) / max(1, n - 1)
     only_first = sum(1 for k in shared if first[k] and not second[k])
     only_second = sum(1 for k in shared if second[k] and not first[k])
-    return PairedDifference(n, mean, math.sqrt(variance / n), only_first, only_second, abs(scale))
+    of_outcomes = offset == 0 and scale == 1
+    return PairedDifference(n, mean, math.sqrt(variance / n), only_first, only_second, abs(scale), of_outcomes)

@@ -1,0 +1,19 @@
+"""Paired differences: the interval the report prints agrees with the test it prints beside it."""
+
+from __future__ import annotations
+
+from agentscale.evaluate.stats import mcnemar_interval
+from agentscale.optimize.paired import Z95, paired_difference
+
+
+def test_an_advantage_in_accuracy_takes_the_exact_interval_and_a_reward_the_normal_one() -> None:
+    """11 items right under the crowned graph only and 3 under the single, of 60: the normal interval
+    excluded 0 while the exact McNemar p was 0.057."""
+    first = {f"i{k}": k < 11 or k >= 14 and k < 40 for k in range(60)}
+    second = {f"i{k}": 11 <= k < 40 for k in range(60)}
+    outcomes = paired_difference(first, second)
+    assert (outcomes.only_first, outcomes.only_second) == (11, 3) and outcomes.p_value > 0.05
+    assert outcomes.ci95 == mcnemar_interval(11, 3, 60) and outcomes.ci95[0] < 0
+    rewards = paired_difference(first, second, offset=-0.01)
+    low, high = rewards.ci95
+    assert (low, high) == (rewards.mean - Z95 * rewards.stderr, rewards.mean + Z95 * rewards.stderr)
