@@ -443,7 +443,7 @@ class Optimization:
 
         report(0, [], "single calls")
         singles = await self._singles_on_train()
-        unanswered = self._unanswered_singles(singles)
+        unanswered = self._singles_warnings(singles)
         method.learn_from_singles(singles)
         outcome = await run_search(
             method,
@@ -542,14 +542,23 @@ class Optimization:
                 f"(first, model {model_of_single(first)}: {self.evaluator.unanswered[first.canonical_key]})"
             )
 
-    def _unanswered_singles(self, singles: RaceOutcome) -> list[str]:
-        """A warning per model whose every call failed in the singles' race: it scored 0 and left."""
-        return [
+    def _singles_warnings(self, singles: RaceOutcome) -> list[str]:
+        """A warning per model whose every call failed in the singles' race (it scored 0 and left), and
+        per model the spend cap refused before its first item (the run went on without a word)."""
+        failed = [
             f"every call of model {model_of_single(o.candidate)} failed on the train split, so it scored 0: "
             f"{self.evaluator.unanswered[o.candidate.canonical_key]}"
             for o in singles.raced
             if o.candidate.canonical_key in self.evaluator.unanswered
         ]
+        raced = {model_of_single(o.candidate) for o in singles.raced}
+        refused = [alias for alias in self.problem.aliases if alias not in raced and self.problem.fits(single(alias))]
+        if singles.capped and refused:
+            failed.append(
+                f"the spend cap (optimizer.max_spend) refused the single call of {', '.join(refused)} before its "
+                "first item: nothing was measured of it; raise the cap to compare every model"
+            )
+        return failed
 
     async def _race(
         self,

@@ -163,6 +163,18 @@ async def test_spend_cap_is_never_exceeded(tmp_path: Path, scripted: ScriptedSer
     assert result.best is None or result.best.n > 0
 
 
+async def test_a_model_the_spend_cap_refused_before_its_first_item_is_named(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A cap that admits one single call's first race step: the run crowned the other model after two
+    items and never said that `bad` was not measured at all."""
+    result = await optimization(
+        space_text(tmp_path, scripted.api_base, optimizer=", max_spend: {calls: 3}"), store
+    ).run()
+    assert [model for model in ("good", "bad") if any(model in w for w in result.warnings)] == ["bad"]
+    assert any("spend cap (optimizer.max_spend) refused the single call of bad" in w for w in result.warnings)
+
+
 async def test_a_test_split_the_spend_cap_cuts_short_keeps_what_it_scored(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
