@@ -54,3 +54,15 @@ def test_a_summary_stored_before_the_key_is_read_by_its_crowned_graphs_name() ->
     assert outcome_notes({"best": {"name": "majority vote of 3 x l8"}, "advantage": stored})[0].startswith(
         "crowned graph minus the best single call (l8)"
     )
+
+
+def test_a_graph_in_one_line_shows_the_inputs_its_levels_hide() -> None:
+    """`0 -> 1 -> vote(0, 1)` printed as `[0] -> [1] -> [2:vote]` in the trial and front tables: a chain
+    into a one-input vote, which the search never makes."""
+    from agentscale.optimize.report import diagram_line
+
+    a = NodeChoice("assistant", "s")
+    skipping = CandidateGraph((a, a, NodeChoice("vote", None)), frozenset({(0, 1), (0, 2), (1, 2)}))
+    assert diagram_line(skipping) == "[0:assistant:s] -> [1:assistant:s] -> [2:vote] (2 <- 0, 1)"
+    fan_in = CandidateGraph((a, a, a, NodeChoice("vote", None)), frozenset({(0, 3), (1, 3), (2, 3)}))
+    assert diagram_line(fan_in) == "[0:assistant:s] [1:assistant:s] [2:assistant:s] -> [3:vote]"  # reads as drawn
