@@ -120,7 +120,11 @@ def test_reasoning_gym_metadata_is_plain_json() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"bogus": 1}, "config fields: min_terms"),
+        ({"bogus": 1}, "unknown option 'bogus'; config fields: min_terms"),
+        (
+            {"max_digitz": 1},
+            r"unknown option 'max_digitz' \(did you mean 'max_digits'\?\)",
+        ),  # was the __init__'s TypeError
         ({"size": 0}, "size must be an integer from 1 to 100,000, got 0"),
         ({"size": 10**14}, "size must be an integer from 1 to 100,000"),  # generated them all: hung
         ({"min_terms": 5, "max_terms": 2}, "invalid configuration"),

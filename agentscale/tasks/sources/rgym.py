@@ -8,6 +8,7 @@ items have an empty ``reference``.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any, get_type_hints
 
@@ -44,16 +45,27 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _wrong_types(config_class: type, fields: dict[str, Any]) -> list[str]:
-    """Options whose value the generator's config field cannot take, checked here: the generator's
-    own check failed inside a comparison ("'>=' not supported between instances of 'str' and
-    'int'" for `max_digits=abc`) or not at all (`allow_negation=maybe` was taken as true)."""
+def _config_fields(config_class: type) -> list[str]:
+    """The options a generator's config takes (its seed and size are the task's own)."""
+    return [f for f in getattr(config_class, "__dataclass_fields__", {}) if f not in ("seed", "size")]
+
+
+def _wrong_options(config_class: type, fields: dict[str, Any]) -> list[str]:
+    """Options the generator's config does not have (its TypeError named `ChainSumConfig.__init__()`,
+    with no "did you mean"), or whose value its field cannot take, checked here: the generator's own
+    check failed inside a comparison ("'>=' not supported between instances of 'str' and 'int'" for
+    `max_digits=abc`) or not at all (`allow_negation=maybe` was taken as true)."""
+    known = _config_fields(config_class)
     try:
         hints = get_type_hints(config_class)
     except Exception:  # an annotation that does not resolve: leave the values to the generator
-        return []
+        hints = {}
     wrong = []
     for key, value in fields.items():
+        if known and key not in known:  # the generator's own TypeError named its __init__
+            near = difflib.get_close_matches(key, known, n=1)
+            wrong.append(f"unknown option {key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            continue
         hint = hints.get(key)
         if hint is bool and not isinstance(value, bool):
             wrong.append(f"{key} must be true or false, got {value!r}")
@@ -86,14 +98,14 @@ def load_reasoning_gym(
     from reasoning_gym import create_dataset
 
     fields = {**(config or {}), **config_fields}
-    wrong = _wrong_types(registry[name][1], fields)
+    wrong = _wrong_options(registry[name][1], fields)
+    valid = ", ".join(_config_fields(registry[name][1]))
     if wrong:
-        raise TaskOptionError(f"task 'rg:{name}': {'; '.join(wrong)}")
+        raise TaskOptionError(f"task 'rg:{name}': {'; '.join(wrong)}; config fields: {valid}")
     try:
         dataset = create_dataset(name, **fields, seed=seed, size=size)
         entries = [dataset[i] for i in range(size)]
     except TypeError as error:
-        valid = ", ".join(f for f in registry[name][1].__dataclass_fields__ if f not in ("seed", "size"))
         raise TaskOptionError(f"task 'rg:{name}': bad option ({error}); config fields: {valid}") from None
     except (ValueError, AssertionError) as error:
         raise TaskOptionError(f"task 'rg:{name}': invalid configuration: {error}") from None
