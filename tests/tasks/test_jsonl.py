@@ -224,11 +224,12 @@ def test_items_the_numeric_scorer_cannot_read_are_refused(tmp_path: Path, line: 
 def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
     """MBPP-style items: a `test` list of asserts was scored as its own repr (a list literal that ran
     no assert: a wrong solution passed), plain asserts beside an entry point failed every answer on
-    `check` (not defined), and a file of items with tests was scored by text without --scorer code."""
+    `check` (not defined), and a file of items with tests was scored by text without --scorer code;
+    an item with tests and no `answer` field (MBPP's records) was refused: "missing required field"."""
     path = _write(
         tmp_path,
         _rows(
-            {"id": "listed", "question": "Write add(a, b).", "answer": "", "test": ["assert add(1, 2) == 3"]},
+            {"id": "listed", "question": "Write add(a, b).", "test": ["assert add(1, 2) == 3"]},  # no answer, as MBPP
             {"id": "plain", "question": "Write add(a, b).", "answer": "", "test": "assert add(2, 2) == 4"},
             {
                 "id": "entry",
