@@ -40,7 +40,10 @@ def list_command(
     """
     from agentscale.storage.db import database_file
 
-    runs = open_store(db).list_runs(limit) if database_file(db).exists() else []  # none: no empty database made
+    path = database_file(db)
+    runs = open_store(db).list_runs(limit) if path.exists() else []  # none: no empty database made
+    if not path.exists():  # an empty list alone read as "my runs are lost" after a mistyped --db
+        err.print(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     if json_output:
         print_json(
             [

@@ -96,7 +96,9 @@ def test_run_needs_exactly_one_source_of_questions(env: Path, capsys: pytest.Cap
     for empty in ("", "   "):  # answered before (a local model's server started for it), unlike --input's
         code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", empty)
         assert code == 1 and "-q/--question is empty" in err
-    assert json.loads(run_cli(capsys, "runs", "list", "--json")[1]) == []
+    code, out, err = run_cli(capsys, "runs", "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    assert f"no database at {env / 'cli.db'}" in " ".join(err.split())  # a mistyped --db listed nothing, unsaid
 
 
 def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
