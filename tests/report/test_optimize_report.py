@@ -339,3 +339,20 @@ def test_the_report_keeps_the_test_scores_of_a_run_whose_crowned_graph_was_not_s
     table = table[: table.index("</table>")]
     assert "crowned graph was not scored" in table and "crowned graph</td>" not in table
     assert table.count("<tr>") - 1 == len(others)  # the header row, then each scored baseline
+
+
+def test_a_run_stopped_in_its_search_leads_with_the_graph_measured_best_not_a_lucky_minibatch() -> None:
+    """Interrupted during the search, the page's "leading graph" was a vote right on 4 of 8 minibatch
+    items, beside a single call right on 35 of the 50 train items (the optimize review)."""
+
+    def trial(seq: int, kind: str, key: str, correct: int, n: int) -> Trial:
+        return Trial(
+            run_id="r", seq=seq, iteration=0, kind=kind, key=key, candidate_json="{}", n_items=n,
+            correct=correct, accuracy=correct / n, compute=1.0, latency_s=0.1, tokens=0, reward=correct / n,
+        )  # fmt: skip
+
+    single = [trial(0, "baseline", "g7", 9, 12), trial(1, "baseline", "g7", 26, 38)]
+    lucky = trial(2, "search", "vote", 6, 8)  # 75% of 8 against 70% of 50
+    assert crowned_trial([*single, lucky], {}) is single[1]  # the graph's largest step
+    assert crowned_trial([trial(3, "search", "chain", 6, 8), trial(4, "search", "vote", 65, 100)], {}).key == "vote"  # type: ignore[union-attr]
+    assert crowned_trial([], {}) is None
