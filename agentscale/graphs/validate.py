@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import yaml
@@ -294,6 +295,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
                 issues.append(issue)
 
     pairs: list[tuple[str, str]] = []
+    written_at: dict[tuple[str, str], int] = {}  # each pair's first edge line
     for index, text in enumerate(spec.edges):
         try:
             edge_pairs = parse_edge(text)
@@ -308,12 +310,14 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
                 issues.append(loc.issue(("edges", index), f"self-loop on node {source!r}"))
             elif (source, target) not in pairs:
                 pairs.append((source, target))
+                written_at[(source, target)] = index
     if issues:
         return issues
 
     cycle = find_cycle(list(node_index), pairs)
-    if cycle:
-        issues.append(loc.issue(("edges",), "cycle: " + " -> ".join(cycle)))
+    if cycle:  # located at the edge written last among the cycle's (it closed the loop), not at `edges:`
+        closing = max(written_at[pair] for pair in pairwise(cycle))
+        issues.append(loc.issue(("edges", closing), "cycle: " + " -> ".join(cycle)))
         return issues
 
     predecessors: dict[str, list[str]] = {n: [] for n in node_index}

@@ -91,9 +91,9 @@ CASES = {
         BASE
         + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: critic, model: small}\n"
         + "  - {id: c, role: critic, model: small}\nedges:\n  - a -> b\n  - b -> c\n  - c -> b\n",
-        "edges",
+        "edges[2]",  # the edge that closes it (was the line of `edges:`)
         "cycle: b -> c -> b",
-        8,
+        11,
     ),
     "output not a node": (
         BASE + "nodes:\n  - {id: a, role: assistant, model: small}\noutput: z\n",
