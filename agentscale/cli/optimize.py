@@ -279,6 +279,6 @@ def _single_mark(result: OptimizeResult, alias: str) -> str:
     chosen = result.baselines.get("single")
     on_train = chosen is not None and chosen is result.singles.get(alias)
     tie = ", tie" if len(on_test) > 1 else ""
-    if alias in on_test:
-        return f" (best single{tie})" if on_train else f" (best single on test{tie})"
+    if alias in on_test:  # "best single" alone beside "best single on test" at the same score read as two claims
+        return f" (best single on train and test{tie})" if on_train else f" (best single on test{tie})"
     return " (best single on train)" if on_train else ""

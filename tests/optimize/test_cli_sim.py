@@ -373,3 +373,22 @@ def test_a_resume_finds_a_task_file_named_beside_the_space_and_keeps_its_inferre
     assert started.task.scorer_name == "code"
     resumed = Optimization.resume(started.run_id, gateway)
     assert resumed.space.task.name == str(tmp_path / "spaces" / "data.jsonl") and resumed.task.scorer_name == "code"
+
+
+def test_two_single_calls_level_on_both_splits_are_labelled_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two aliases of one model tie everywhere: one row said "(best single, tie)", the other "(best
+    single on test, tie)" at the same score, which read as two different claims."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        'name: tie\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n'
+        "  a: {model: sim/llama-8b, params_b: 8.0}\n  b: {model: sim/llama-8b, params_b: 8.0}\n"
+        "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 9}\n"
+        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 4, seed: 0}\n"
+    )
+    assert main(["optimize", str(space)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "single call of a (best single on train and test, tie)" in text
+    assert "single call of b (best single on test, tie)" in text
