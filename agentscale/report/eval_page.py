@@ -46,7 +46,7 @@ def eval_report(store: Store, run: Run) -> str:
     parts = [
         f"<h1>{escape(what)}</h1>",
         paragraph(
-            f"graph {run.graph_name or '—'} · {run.status} · started {run.created:%Y-%m-%d %H:%M:%S}"
+            f"graph {run.graph_name or '—'} · {run.shown_status()} · started {run.created:%Y-%m-%d %H:%M:%S}"
             + (f" · finished {run.finished:%Y-%m-%d %H:%M:%S}" if run.finished else ""),
             css_class="sub",
         ),

@@ -144,7 +144,7 @@ class OptimizeReport:
         parts = [
             f"<h1>{escape(title)}</h1>",
             paragraph(
-                f"method {self.method} · task {self.space.task.name or self.space.task.path} · {run.status} · "
+                f"method {self.method} · task {self.space.task.name or self.space.task.path} · {run.shown_status()} · "
                 f"started {run.created:%Y-%m-%d %H:%M:%S} · stopped: {self.summary.get('stopped_reason', '—')}",
                 css_class="sub",
             ),

@@ -236,6 +236,8 @@ def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) ->
         _set_run(store, run_id, status=status, owner=owner, finished=None)  # never started; its process gone
         assert main(["report", run_id, "-o", str(page)]) == 0
         assert "still running" not in page.read_text(), status
+        shown_status = "created (not started)" if status == "created" else "running (process gone)"
+        assert f"· {shown_status} ·" in page.read_text()  # as runs list says it (the page said "running")
     assert main(["runs", "show", run_id]) == 0 and drawing.exists()
     drawn = drawing.stat().st_mtime_ns
     assert main(["runs", "show", run_id]) == 0 and drawing.stat().st_mtime_ns == drawn  # drawn once, not each time
