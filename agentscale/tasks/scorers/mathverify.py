@@ -13,6 +13,7 @@ thread the timeouts are disabled and very long inputs are cut to ``MAX_ANSWER_CH
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from typing import Any
@@ -61,6 +62,19 @@ _YES_NO = re.compile(r"(yes|no)\b")
 def is_prose(text: str) -> bool:
     """True when ``text`` contains words that are not math function names (so it is not a formula)."""
     return any(word.lower() not in _MATH_WORDS for word in _WORD.findall(text.replace("\\", " ")))
+
+
+class _TimeoutsOffNotice(logging.Filter):
+    """Drops math-verify's warning that its timeouts are disabled: off the main thread they are, by
+    design here (inputs are cut to MAX_ANSWER_CHARS instead), and the warning landed in the middle of
+    every eval's output, once for parsing and once for verifying."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _module in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_module).addFilter(_TimeoutsOffNotice())
 
 
 def _timeouts() -> int | None:
