@@ -242,7 +242,8 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     drawing = None
     if crowned is not None and recorded and not in_progress:  # the crowned graph's picture, as in the report
         drawing = _crowned_drawing(store, run, crowned)
-    picture = None
+    written = store.path.parent / "runs" / run.id / "search.png"  # by optimize as it finished
+    picture = written if written.exists() else None  # named with or without --plot (it said null)
     if plot:
         history = [
             Observation(candidate_from_json(t.candidate_json), t.accuracy, t.compute, t.latency_s, t.n_items, t.reward)
@@ -254,9 +255,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             best = max(best, observation.reward)
             curve.append((index, best))
         front = stored_front(store, run.id, stored_space(run), recorded_front(summary) if not in_progress else None)
-        picture = write_plot(
-            curve, history, front, store.path.parent / "runs" / run.id / "search.png", simulated=run_is_simulated(run)
-        )
+        picture = write_plot(curve, history, front, written, simulated=run_is_simulated(run))
     data = {
         "run_id": run.id,
         "kind": run.kind,

@@ -102,6 +102,7 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     run_id = str(optimization["run_id"])
     assert main(["runs", "show", run_id, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
+    assert shown["plot"] == str(store.path.parent / "runs" / run_id / "search.png")  # optimize's; it said null
     crowned = crowned_trial(store.trials(run_id), json.loads(store.get_run(run_id).summary_json))
     assert crowned is not None
     root = ET.parse(shown["drawing"]).getroot()
