@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from agentscale.graphs.spec import AnswerFormat
 from agentscale.tasks.python_source import parse_python
@@ -251,53 +252,82 @@ def extract_code(text: str) -> str | None:
 
 def _with_what_it_uses(blocks: list[str]) -> str:
     """The solution among fenced `blocks` (see `extract_code`), joined after the earlier blocks that
-    define what it uses."""
+    only define things (functions, classes, imports, constants: nothing that runs) and define a name
+    it reads without binding it (a helper, an import; not a variable that shares a parameter's name)."""
     defining = [index for index, body in enumerate(blocks) if _DEFINITION.search(body)]
     if not defining:
         return blocks[-1]
-    names = [_top_level_names(blocks[index]) for index in range(len(blocks))]
-    solutions = [index for index in defining if any(not _TEST_OR_DEMO.match(name) for name in names[index][0])]
-    chosen = (solutions or defining)[-1]
-    needed = _used_names(blocks[chosen]) - names[chosen][1]
+    names = [_BlockNames.of(body) for body in blocks]
+    chosen = ([index for index in defining if names[index].solutions] or defining)[-1]
+    needed = set(names[chosen].free)
     kept = [chosen]
     for index in range(chosen - 1, -1, -1):
-        if names[index][1] & needed:
+        if names[index].definitions_only and names[index].defines & needed:
             kept.insert(0, index)
-            needed = (needed | _used_names(blocks[index])) - names[index][1]
+            needed = (needed | names[index].free) - names[index].defines
     return "\n\n".join(blocks[index].rstrip() for index in kept)
 
 
-# what a reply defines to try or show its solution, not the solution itself
-_TEST_OR_DEMO = re.compile(r"(?i:_?test)|run_tests?$|main$|check$|demo|example", re.ASCII)
+@dataclass(frozen=True)
+class _BlockNames:
+    """What one fenced block of a reply defines and reads (empty when it does not parse)."""
+
+    solutions: frozenset[str] = frozenset()  # its functions and classes that are not a test or a demo
+    defines: frozenset[str] = frozenset()  # names its top-level definitions and imports bind
+    definitions_only: bool = False  # nothing at its top level runs (a demo's assert or input() would)
+    free: frozenset[str] = frozenset()  # names it reads and binds nowhere (parameters and locals are bound)
+
+    @classmethod
+    def of(cls, code: str) -> _BlockNames:
+        try:
+            tree = parse_python(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return cls()
+        solutions: set[str] = set()
+        defines: set[str] = set()
+        only = True
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                defines.add(node.name)
+                if not _is_test_or_demo(node):
+                    solutions.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                defines.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif not isinstance(node, ast.Assign | ast.AnnAssign) and not _is_docstring(node):
+                only = False
+        bound: set[str] = set()
+        read: set[str] = set()
+        for each in ast.walk(tree):
+            if isinstance(each, ast.Name):
+                (read if isinstance(each.ctx, ast.Load) else bound).add(each.id)
+            elif isinstance(each, ast.arg):
+                bound.add(each.arg)
+            elif isinstance(each, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(each.name)
+            elif isinstance(each, ast.Import | ast.ImportFrom):
+                bound.update((alias.asname or alias.name).split(".")[0] for alias in each.names)
+            elif isinstance(each, ast.ExceptHandler) and each.name:
+                bound.add(each.name)
+        return cls(frozenset(solutions), frozenset(defines), only, frozenset(read - bound))
 
 
-def _top_level_names(code: str) -> tuple[set[str], set[str]]:
-    """The functions and classes `code` defines at top level, and every name it binds there (those,
-    imports, assignments); empty sets when it does not parse."""
-    try:
-        tree = parse_python(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set(), set()
-    defined: set[str] = set()
-    bound: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            defined.add(node.name)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            bound.update(name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name))
-    return defined, bound | defined
+def _is_test_or_demo(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    """A definition that tries or shows the solution: `main`, `check`, `demo*`, `example*`,
+    `run_tests`; a `test*` function without parameters (MBPP's `test_duplicate(arraynums)` is a
+    solution); a `Test*` class or a unittest case."""
+    name = node.name
+    if isinstance(node, ast.ClassDef):
+        bases = {ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases}
+        return name.startswith("Test") or "TestCase" in bases
+    if name in ("main", "check", "run_test", "run_tests") or name.lower().startswith(("demo", "example")):
+        return True
+    arguments = node.args
+    takes_none = not (arguments.posonlyargs or arguments.args or arguments.vararg or arguments.kwonlyargs)
+    return takes_none and name.lower().startswith(("test", "_test"))
 
 
-def _used_names(code: str) -> set[str]:
-    """Every name `code` reads (empty when it does not parse)."""
-    try:
-        tree = parse_python(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
 
 
 def _from_first_code_line(text: str) -> str:

@@ -136,6 +136,31 @@ def test_code_skips_a_test_or_demo_block_and_keeps_the_blocks_the_solution_uses(
     assert extract_answer(only_tests, "code") == "def test_b():\n    pass\n"  # no solution: the last block, as before
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        "def remove(s, ch):\n    return s.replace(ch, '')\n\ns = 'banana'\nassert remove(s, 'a') == 'bnan'\n",  # a failed try
+        "s = 'hello'\nprint(remove(s, 'l'))\n",  # an example before the solution
+        "s = input()\nch = input()\nprint(s.replace(ch, ''))\n",  # a script, then "as a function:"
+    ],
+)
+def test_an_earlier_block_that_runs_something_is_not_pulled_in_by_a_shared_name(before: str) -> None:
+    """A block that assigned `s` was joined before a solution whose parameter is `s` (a name it reads
+    but binds itself), and ran first: a failing assert, a NameError, input() at EOF (a diff review)."""
+    solution = "def remove(s, ch):\n    s = s.replace(ch, '', 1)\n    return s[::-1].replace(ch, '', 1)[::-1]\n"
+    reply = f"First:\n```python\n{before}```\nFixed:\n```python\n{solution}```"
+    assert extract_answer(reply, "code") == solution
+
+
+def test_a_test_named_function_with_parameters_is_a_solution() -> None:
+    """MBPP names solutions `test_duplicate(arraynums)`, `test_three_equal(x, y, z)`: the naive block
+    before one was taken as the answer (NameError: test_duplicate)."""
+    naive = "def has_duplicate_naive(arr):\n    return len(arr) != len(set(arr))\n"
+    solution = "def test_duplicate(arraynums):\n    return len(arraynums) != len(set(arraynums))\n"
+    reply = f"```python\n{naive}```\nAs asked:\n```python\n{solution}```"
+    assert extract_answer(reply, "code") == solution
+
+
 def test_an_answer_below_its_marker_is_its_line_and_the_rows_below() -> None:
     """A grid after "Final answer:" was cut to its first row (reasoning-gym's grid tasks scored 0);
     an answer's explanation on the next line is not part of it."""
