@@ -10,6 +10,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from agentscale.graphs.spec import AnswerFormat
 from agentscale.tasks.python_source import parse_python
@@ -364,12 +365,7 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     they split a vote under text tasks such as champ); for other text the scorers' normalisation (so
     that answers the scorer tells apart, '5!' and '5', '(0, 1)' and '[0, 1]', vote apart)."""
     if answer_format == "number" or (answer_format == "text" and _NUMBER.fullmatch(plain_numbers(answer).strip())):
-        cleaned = _clean_number(plain_numbers(answer).strip()).rstrip("%")
-        try:
-            value = float(cleaned) if "/" not in cleaned else _fraction(cleaned)
-        except (ValueError, ZeroDivisionError):  # "1/0" is a vote for itself, not a failed vote
-            return cleaned
-        return repr(round(value, 9))
+        return _number_key(_clean_number(plain_numbers(answer).strip()).rstrip("%"))
     if answer_format == "choice":  # a letter, or an option's text (see extract_choice)
         letter = answer.strip().upper()
         return letter if len(letter) == 1 else normalize_text(answer)
@@ -378,6 +374,14 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     return normalize_text(answer)
 
 
-def _fraction(text: str) -> float:
-    numerator, denominator = text.split("/")
-    return float(numerator) / float(denominator)
+def _number_key(cleaned: str) -> str:
+    """A number's vote key: a whole number exactly (as floats, 12345678901234567890 and ...891 were
+    one vote), else its value to 9 significant digits (rounding to 9 decimals made 1e-10 and 2e-10
+    one vote; 0.333333333 still votes with 1/3)."""
+    try:
+        value = Fraction(cleaned.replace(" ", ""))
+    except (ValueError, ZeroDivisionError, OverflowError):  # "1/0" is a vote for itself, not a failed vote
+        return cleaned
+    if value.denominator == 1:
+        return str(value.numerator)
+    return repr(float(f"{float(value):.9g}"))

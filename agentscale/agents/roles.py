@@ -121,16 +121,19 @@ def pick_verified(completion: str, candidates: list[Candidate]) -> str | None:
 
 
 def majority_vote(candidates: list[Candidate], answer_format: AnswerFormat) -> str | None:
-    """Most common answer; candidates arrive in finishing order, so ties go to the first finished."""
+    """Most common answer, in its most common spelling ('7' over '007' when they vote together: a
+    scorer may tell them apart); candidates arrive in finishing order, so ties go to the first finished."""
     keys = [normalize_for_vote(c.answer, answer_format) for c in candidates]
     if not keys:
         return None
     counts = Counter(keys)
-    top = max(counts.values())
-    for candidate, key in zip(candidates, keys, strict=True):
-        if counts[key] == top:
-            return candidate.answer
-    return None
+    winner = next(key for key in keys if counts[key] == max(counts.values()))
+    spellings = Counter(c.answer.strip() for c, key in zip(candidates, keys, strict=True) if key == winner)
+    return next(
+        c.answer
+        for c, key in zip(candidates, keys, strict=True)
+        if key == winner and spellings[c.answer.strip()] == max(spellings.values())
+    )
 
 
 async def answer_without_model(

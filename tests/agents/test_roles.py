@@ -72,6 +72,18 @@ def test_majority_vote_breaks_ties_by_finishing_order() -> None:
     assert majority_vote([], "text") is None
 
 
+def test_a_vote_returns_the_majority_spelling_of_the_answer_that_won() -> None:
+    """Answers that vote together ('007', '7', '7' are one number) came back in the first finished
+    spelling, which an exact scorer marked wrong; two whole numbers floats cannot tell apart voted
+    together (a diff review)."""
+    sevens = [Candidate("a", "007"), Candidate("b", "7"), Candidate("c", "7")]
+    assert majority_vote(sevens, "text") == "7"
+    big = [Candidate("a", "12345678901234567890"), Candidate("b", "12345678901234567891")]
+    assert majority_vote([*big, Candidate("c", "12345678901234567891")], "number") == "12345678901234567891"
+    tiny = [Candidate("a", "1e-10"), Candidate("b", "2e-10"), Candidate("c", "2e-10")]
+    assert majority_vote(tiny, "text") == "2e-10"  # rounded to 9 decimals both were 0.0
+
+
 ROLES_WITH_FORMAT = ("assistant", "critic", "fuser")
 
 
