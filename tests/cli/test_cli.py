@@ -191,7 +191,7 @@ def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_l
         ({"task": "humaneval", "train": 150, "roles": "assistant"}, "task (line 2): task 'humaneval' has 164 items"),
         (
             {"task": '"rg:chain_sum", options: {max_termz: 3}', "train": 10, "roles": "assistant"},
-            "task.options (line 2): task 'rg:chain_sum': bad option",
+            "task.options (line 2): task 'rg:chain_sum': unknown option 'max_termz' (did you mean 'max_terms'?)",
         ),
         (
             {"task": '"sim:math", options: {temperature: 3}', "train": 10, "roles": "assistant"},
@@ -469,6 +469,8 @@ def test_a_question_left_without_an_answer_exits_1(
     assert re.search(r"error: no answer \(run \w+\): output node 'a' failed", err), err
     code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?", "--json")
     assert code == 1 and json.loads(out)["answer"] is None and "no answer" in err
+    stored = Store(tmp_path / "n.db").get_run(json.loads(out)["run_id"])
+    assert stored.status == "failed" and "no answer: output node 'a' failed" in (stored.error or "")  # was done
 
 
 def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
@@ -492,6 +494,7 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
     assert "every model call failed, so the run measured nothing" in " ".join(err.split())
     assert f"runs show {result['run_id']}" in " ".join(err.split())
+    assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"  # runs list said done
     scripted.reset()
     scripted.add_rule(Rule(pattern="What is 0 ", status=400))
     code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data))
