@@ -40,8 +40,11 @@ _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.D
 _EXPLICIT_CHOICE = re.compile(
     r"(?i:answer)[\s*]*+(?:(?i:is)\b[\s*]*+(?::[\s*]*+)?\(?([A-Ja-j])|:[\s*]*+\(?([A-Ja-j])|\(?([A-J]))\b"
 )
-# "answer: a car", "the answer is i think": a lower-case a or i before a word is an article, a pronoun
-_ARTICLE_AFTER = re.compile(r"[ \t]+[a-z]")
+# "answer: a car", "the answer is i think": a lower-case a or i before a word is an article, a pronoun;
+# not before a word that follows an option ("the answer is a since ...", "answer: a, because ...")
+_ARTICLE_AFTER = re.compile(
+    r"[ \t]+(?!(?:since|because|as|and|or|but|so|for|with|which|is|was|here|there|then|in|on|of)\b)[a-z]"
+)
 # "I" before these is the pronoun ("I believe it is C"), not option I
 _PRONOUN_I = re.compile(
     r"[ \t]+(?:think|believe|guess|would|will|am|choose|select|pick|feel|say|conclude|suppose|'[a-z]+)\b"
@@ -202,7 +205,7 @@ def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
     it is C", the pronoun "I" is not); else the last explicit "answer is X", "answer: X" or
     "Answer X"; else the last letter standing alone in the text; else, for an answer given as the
-    option's text ("Final answer: Rome", a reply of one line), that text, which the choice scorer
+    option's text ("Final answer: Rome", a reply of a few words), that text, which the choice scorer
     matches against the options (it was no answer)."""
     marked = _final_marker(text)
     if marked:
@@ -222,11 +225,15 @@ def extract_choice(text: str) -> str | None:
     found_all = _CHOICE.findall(text)
     if found_all:
         return found_all[-1]
-    answer = (marked or text).strip()
-    return answer if answer and "\n" not in answer and len(answer) <= _OPTION_TEXT_CHARS else None
+    # an option's words after a marker, or alone; a longer reply ("I'm not sure which it is") votes nothing
+    answer = marked or text.strip()
+    if not answer or "\n" in answer or len(answer) > _OPTION_TEXT_CHARS:
+        return None
+    return answer if marked or len(answer.split()) <= _OPTION_TEXT_WORDS else None
 
 
 _OPTION_TEXT_CHARS = 200  # a longer line without a letter is prose, not an option's text
+_OPTION_TEXT_WORDS = 4  # a reply of more words without a letter is prose too
 
 
 def _is_word(text: str, match: re.Match[str]) -> bool:

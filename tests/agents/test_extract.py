@@ -73,6 +73,8 @@ def test_number(text: str, expected: str | None) -> None:
         ("the answer is b", "B"),
         ("**Answer:** B\n\nExplanation: Option A is wrong because Paris is in France; C is also wrong.", "B"),
         ("Answer: **B**\n\nA is incorrect since Paris is the capital of France.", "B"),  # (were C and A)
+        ("the answer is a since Paris is in France", "A"),  # a conjunction after it: an option, not "a car"
+        ("My answer: a because the capital of France is Paris.", "A"),
     ],
 )
 def test_choice(text: str, expected: str) -> None:
@@ -91,6 +93,7 @@ def test_a_choice_answered_by_its_text_is_scored_by_it(reply: str, choices: list
     item = TaskItem(id="q", question="Which?", reference=reference, choices=choices)
     assert score_choice(extract_answer(reply, "choice"), item).correct
     assert normalize_for_vote("Rome", "choice") != normalize_for_vote("Rio", "choice")
+    assert extract_answer("I'm not sure which one it is.", "choice") is None  # prose is no option's text: no vote
 
 
 def test_code_prefers_last_python_block() -> None:
