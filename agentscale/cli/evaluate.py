@@ -204,7 +204,7 @@ def eval_command(
         first = summary.unfinished[0]
         details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
         raise AgentScaleError(
-            f"every model call failed, so the run measured nothing (first: {first.item_id}: "
+            f"no item finished and no model call answered, so the run measured nothing (first: {first.item_id}: "
             f"{short(first.stopped_reason, 200)}; every error: {details})"
         )
 

@@ -373,7 +373,12 @@ class Evaluation:
             if self._owns_executor:
                 self.executor.close()
         summary = self.summary()
-        self.store.finish_run(self.run_id, "done", summary.to_dict())
+        if summary.answered_nothing:  # stored "done", runs list read it as a run that measured the graph
+            first = summary.unfinished[0]
+            error = f"no item finished and no model call answered (first: {first.item_id}: {first.stopped_reason})"
+            self.store.finish_run(self.run_id, "failed", summary.to_dict(), error=error)
+        else:
+            self.store.finish_run(self.run_id, "done", summary.to_dict())
         return summary
 
     def summary(self) -> EvalSummary:

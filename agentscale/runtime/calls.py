@@ -193,7 +193,16 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
         summary: dict[str, object] = {"n": 1, "usage": usage}
         if rounds is not None:
             summary["rounds"] = rounds
-        run_row = {**run_row, "status": "done", "finished": utcnow(), "summary_json": json.dumps(summary)}
+        # a question left without an answer (every node failed, a budget stopped it first) is a failed run
+        answered = result.answer is not None
+        status, error = ("done", None) if answered else ("failed", f"no answer: {result.stopped_reason}")
+        run_row = {
+            **run_row,
+            "status": status,
+            "error": error,
+            "finished": utcnow(),
+            "summary_json": json.dumps(summary),
+        }
     record_rows(store, result.run_id, item_key, result.trace, item=item, run_row=run_row)
 
 

@@ -492,7 +492,7 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert code == 1, err
     result = json.loads(out)
     assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
-    assert "every model call failed, so the run measured nothing" in " ".join(err.split())
+    assert "no item finished and no model call answered, so the run measured nothing" in " ".join(err.split())
     assert f"runs show {result['run_id']}" in " ".join(err.split())
     assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"  # runs list said done
     scripted.reset()
