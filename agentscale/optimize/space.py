@@ -38,10 +38,10 @@ DEFAULT_ROLES: tuple[RoleName, ...] = ("assistant", "fuser", "vote")
 
 
 SplitSize = Annotated[int, Field(ge=1, le=MAX_GENERATED)]  # a generated task makes them all (10^20 hung `validate`)
-# numpy's generators refuse a negative seed, and optuna's TPE (numpy's legacy RandomState) one of 2**32 or
-# more: each crashed the search after the run had started
+Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse a negative seed (the search crashed after starting)
+# and optuna's TPE (numpy's legacy RandomState) a search seed of 2**32 or more (a task's seed may be larger)
 MAX_SEED = 2**32 - 1
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+SearchSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 MeanTokens = Annotated[float, Field(gt=0.0, le=1_000_000.0, allow_inf_nan=False)]
 
 
@@ -124,7 +124,7 @@ class OptimizerSettings(StrictModel):
     iterations: PositiveInt = 8
     samples: PositiveInt = 4
     minibatch: PositiveInt = 8
-    seed: Seed = 0
+    seed: SearchSeed = 0
     agent_model: str | None = None
     max_spend: MaxSpend = Field(default_factory=MaxSpend)
 

@@ -31,6 +31,8 @@ def test_design_example_is_valid() -> None:
     space = _load(GOOD)
     assert space.budget.compute == 8 and space.optimizer.max_spend.tokens == 2_000_000
     assert looks_like_space(load_located(GOOD).data)
+    big = _load(GOOD.replace("test: 50, seed: 0}", "test: 50, seed: 4294967296}"))  # the item sample's: any size
+    assert big.task.seed == 2**32  # the search's seed is capped (TPE), not the task's (a diff review)
 
 
 @pytest.mark.parametrize(
