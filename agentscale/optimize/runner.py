@@ -537,6 +537,9 @@ class Optimization:
         failed = [c for c in candidates if c.canonical_key in self.evaluator.unanswered]
         if failed and len(failed) == len(candidates):
             first = failed[0]
+            # what was stored measured the outage: a resume (the server back) asks again, where it
+            # replayed those zeros as the models' scores
+            self.store.drop_trials(self.run_id)
             raise AgentScaleError(
                 "every model call of the single calls failed on the train split, so no graph can be measured "
                 f"(first, model {model_of_single(first)}: {self.evaluator.unanswered[first.canonical_key]})"

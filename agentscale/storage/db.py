@@ -417,6 +417,13 @@ class Store:
                 (run_id, len(key_prefix), key_prefix),
             )
 
+    def drop_trials(self, run_id: str) -> None:
+        """Delete an optimization's trials and their item rows, so a resume asks every evaluation
+        again (node calls and the ledger stay, as in `drop_items`)."""
+        with self._cursor() as cursor:
+            cursor.execute("DELETE FROM trial WHERE run_id = ?", (run_id,))
+        self.drop_items(run_id, "t")
+
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
         """Record the scorer's verdict on an answered item."""
         with self._cursor() as cursor:

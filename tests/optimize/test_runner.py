@@ -117,10 +117,16 @@ async def test_a_model_whose_every_call_fails_is_named_and_every_model_failing_s
     assert result.best is not None and result.best.accuracy == 1.0
     scripted.reset()
     scripted.add_rule(Rule(status=401))
+    fresh = Store(tmp_path / "fresh.db")  # no cached answer of the first run
+    stopped = optimization(text, fresh)
     with pytest.raises(AgentScaleError, match="every model call of the single calls failed") as failed:
-        await optimization(text, Store(tmp_path / "fresh.db")).run()  # no cached answer of the first run
+        await stopped.run()
     assert "401" in str(failed.value)
     assert len(scripted.completion_requests) == 2 * 4  # each model on the first quarter only
+    scripted.reset()  # the key fixed: a resume asks again, where it replayed the outage as scores of 0
+    resumed = await Optimization.resume(stopped.run_id, Gateway(fresh, GatewaySettings(max_retries=0))).run()
+    assert resumed.replayed == 0 and resumed.best is not None and resumed.best.accuracy == 1.0
+    assert not [w for w in resumed.warnings if "failed on the train split" in w]
 
 
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
