@@ -32,7 +32,7 @@ def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
 
 def format_usage(usage: Usage) -> str:
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
-    usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
+    usd = "unknown USD" if usage.usd is None else f"${usage.usd:.4f}"
     return (
         f"calls {usage.calls} (+{usage.cached_calls} cached) · tokens {usage.prompt_tokens}+{usage.completion_tokens}"
         f" · FLOPs {flops} · {usd} · wall {usage.latency_s:.2f}s · critical path {usage.critical_path_s:.2f}s"

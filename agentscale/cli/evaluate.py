@@ -246,7 +246,7 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
     low, high = data["ci95"]
     usage = summary.usage
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
-    usd = "unknown" if usage.usd is None else f"${usage.usd:.4f}"
+    usd = "unknown USD" if usage.usd is None else f"${usage.usd:.4f}"
     out.print(
         f"[bold]{escape(summary.task)}[/]: {simulated_label('accuracy', simulated)} {summary.accuracy:.1%} "
         f"({summary.correct}/{summary.n}), "

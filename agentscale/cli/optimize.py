@@ -184,7 +184,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
     if json_output:
         print_json({"dry_run": True, **figures})
         return
-    usd = "unknown" if figures["usd"] is None else f"${figures['usd']:.4f}"
+    usd = "unknown USD" if figures["usd"] is None else f"${figures['usd']:.4f}"
     out.print(
         f"projected: {figures['evaluations']} graph evaluations, {figures['items_answered']} answered items, "
         f"{figures['calls']} model calls, {figures['tokens']} tokens, {usd}"

@@ -10,6 +10,7 @@ import typer
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import DbOption, JsonOption, open_store, output_file
+from agentscale.errors import AgentScaleError
 
 
 def report_command(
@@ -42,10 +43,12 @@ def report_command(
     """
     from agentscale.report import write_report
 
+    if out_file is not None and out_file.suffix.lower() not in (".html", ".htm"):  # an HTML page named .pdf
+        raise AgentScaleError(f"-o {out_file}: a report is an HTML page; name it .html")
     store = open_store(db, existing=True)
     path = write_report(store, run_id, out_file)
-    if open_page:
-        webbrowser.open(path.resolve().as_uri())
+    if open_page and not webbrowser.open(path.resolve().as_uri()):  # False: no browser (a server, no DISPLAY)
+        err.print(f"no browser to open it here; open {path} yourself")
     if json_output:
         print_json({"run_id": store.get_run(run_id).id, "path": str(path)})
         return

@@ -158,7 +158,7 @@ def show_command(
         return
     out.print(
         f"[bold]run {run.id}[/] · {run.kind} · {run.shown_status()} · {run.created:%Y-%m-%d %H:%M:%S} · "
-        f"graph {escape(str(run.graph_name))}",
+        f"graph {escape(run.graph_name or '—')}",
         markup=True,
     )
     if run.error:

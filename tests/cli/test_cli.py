@@ -66,6 +66,7 @@ def test_run_human_output_prints_answer_on_stdout_and_trace_on_stderr(
     assert code == 0
     assert out.strip() == "3"
     assert "node" in err and "latency" in err and "vote" in err
+    assert "FLOPs unknown · unknown USD ·" in " ".join(err.split())  # a bare "unknown" named nothing
 
 
 def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

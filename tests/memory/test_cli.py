@@ -75,6 +75,8 @@ def test_build_list_show_search(
 
     code, out, err = cli(capsys, "runs", "show", report["run_id"], "--json")
     assert code == 0 and [c["node"] for c in json.loads(out)["calls"]] == ["solve", "reflect", "extract"]
+    code, out, err = cli(capsys, "runs", "show", report["run_id"])
+    assert code == 0 and "graph None" not in out and "· graph —" in out  # a build has no graph
 
 
 def test_build_from_a_run_takes_its_model_and_topic(

@@ -126,8 +126,12 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     opened: list[str] = []
     monkeypatch.setattr("webbrowser.open", opened.append)
     assert main(["report", run_id[:6], "--open"]) == 0
-    path = Path(capsys.readouterr().out.strip())
+    printed = capsys.readouterr()
+    path = Path(printed.out.strip())
     assert path == tmp_path / "runs" / run_id / "report.html" and opened == [path.resolve().as_uri()]
+    assert "no browser to open it here" in printed.err  # open() said False (None here): it was silent
+    assert main(["report", run_id, "-o", str(tmp_path / "r.pdf")]) == 1  # an HTML page named .pdf was written
+    assert "a report is an HTML page; name it .html" in capsys.readouterr().err and not (tmp_path / "r.pdf").exists()
     html = path.read_text()
     rows = island(html, "data-items")["rows"]
     assert rows == [["0", "What is 40 + 2?", None, "42", None, None, rows[0][6], rows[0][7], None]]  # type: ignore[index]
