@@ -9,7 +9,7 @@ from agentscale.optimize.paired import Z95, paired_difference
 def test_an_advantage_in_accuracy_takes_the_exact_interval_and_a_reward_the_normal_one() -> None:
     """11 items right under the crowned graph only and 3 under the single, of 60: the normal interval
     excluded 0 while the exact McNemar p was 0.057."""
-    first = {f"i{k}": k < 11 or k >= 14 and k < 40 for k in range(60)}
+    first = {f"i{k}": k < 11 or 14 <= k < 40 for k in range(60)}
     second = {f"i{k}": 11 <= k < 40 for k in range(60)}
     outcomes = paired_difference(first, second)
     assert (outcomes.only_first, outcomes.only_second) == (11, 3) and outcomes.p_value > 0.05
