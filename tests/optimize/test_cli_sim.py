@@ -127,15 +127,14 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     and gemma-1b on the 24 test items (what the advantage compares with); the table marked only the
     second "(best single)", which read as the baseline."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
+    text = _optimized(
+        tmp_path,
+        capsys,
         'name: labels\ntask: {name: "sim:math", train: 12, test: 24, seed: 1}\nmodels:\n'
         "  l1: {model: sim/llama-1b, params_b: 1.0}\n  g1: {model: sim/gemma-1b, params_b: 1.0}\n"
         "roles: [assistant, vote]\nmax_nodes: 3\nbudget: {compute: 7}\n"
-        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 6, seed: 0}\n"
+        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 6, seed: 0}\n",
     )
-    assert main(["optimize", str(space)]) == 0
-    text = " ".join(capsys.readouterr().out.split())
     assert "single call of l1 (best single on train)" in text
     assert "single call of g1 (best single on test)" in text
     # each figure says SIMULATED, as runs show and the report label them (only a closing banner did)
@@ -381,14 +380,21 @@ def test_two_single_calls_level_on_both_splits_are_labelled_as_such(
     """Two aliases of one model tie everywhere: one row said "(best single, tie)", the other "(best
     single on test, tie)" at the same score, which read as two different claims."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
+    text = _optimized(
+        tmp_path,
+        capsys,
         'name: tie\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n'
         "  a: {model: sim/llama-8b, params_b: 8.0}\n  b: {model: sim/llama-8b, params_b: 8.0}\n"
         "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 9}\n"
-        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 4, seed: 0}\n"
+        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 4, seed: 0}\n",
     )
-    assert main(["optimize", str(space)]) == 0
-    text = " ".join(capsys.readouterr().out.split())
     assert "single call of a (best single on train and test, tie)" in text
     assert "single call of b (best single on test, tie)" in text
+
+
+def _optimized(tmp_path: Path, capsys: pytest.CaptureFixture[str], space_text: str) -> str:
+    """`agentscale optimize` of `space_text`, its stdout in one line."""
+    space = tmp_path / "space.yaml"
+    space.write_text(space_text)
+    assert main(["optimize", str(space)]) == 0
+    return " ".join(capsys.readouterr().out.split())
