@@ -121,9 +121,11 @@ class MaxSpend(StrictModel):
 
 class OptimizerSettings(StrictModel):
     method: Literal["agent-reinforce", "random", "bayes", "reinforce", "llm"] = "agent-reinforce"
-    iterations: PositiveInt = 8
-    samples: PositiveInt = 4
-    minibatch: PositiveInt = 8
+    # bounded where a search still makes sense: 10^20 iterations passed validate and the dry run
+    # projected 10^40 evaluations
+    iterations: Annotated[int, Field(ge=1, le=10_000)] = 8
+    samples: Annotated[int, Field(ge=1, le=1_000)] = 4
+    minibatch: Annotated[int, Field(ge=1, le=MAX_GENERATED)] = 8
     seed: SearchSeed = 0
     agent_model: str | None = None
     max_spend: MaxSpend = Field(default_factory=MaxSpend)

@@ -52,6 +52,12 @@ def test_design_example_is_valid() -> None:
         (("max_nodes: 6", "max_nodes: 6\nsampled_nodes: some"), "sampled_nodes", "'parallel' or 'greedy_first'"),
         # found by a fuzzer: each passed validate, then crashed, hung or printed "FLOPs inf"
         (("seed: 0,\n", "seed: -1,\n"), "optimizer.seed", "greater than or equal to 0"),
+        (
+            ("iterations: 8,", "iterations: 100000000000000000000,"),
+            "optimizer.iterations",
+            "less than or equal to 10000",
+        ),
+        (("samples: 4,", "samples: 99999999999999999999,"), "optimizer.samples", "less than or equal to 1000"),
         (("seed: 0,\n", "seed: 4294967296,\n"), "optimizer.seed", "less than or equal to 4294967295"),  # TPE crashed
         (("test: 50,", "test: 100000000000000000000,"), "task.test", "less than or equal to 100000"),
         (("train: 20, test: 50,", "train: 60000, test: 60000,"), "task", "more than 100,000 items in all"),
