@@ -246,21 +246,22 @@ def extract_code(text: str) -> str | None:
 
 
 def _with_what_it_uses(blocks: list[str]) -> str:
-    """The solution among fenced `blocks` (see `extract_code`), joined after the earlier blocks that
-    only define things (functions, classes, imports, constants: nothing that runs) and define a name
-    it reads without binding it (a helper, an import; not a variable that shares a parameter's name)."""
+    """The solution among fenced `blocks` (see `extract_code`), after the definitions (functions,
+    classes, imports, assignments; not the demo calls, asserts or input() beside them) of the earlier
+    blocks that define a name it reads and binds nowhere (a helper, an import, a constant; a variable
+    that shares a parameter's name is no such name)."""
     defining = [index for index, body in enumerate(blocks) if _DEFINITION.search(body)]
     if not defining:
         return blocks[-1]
     names = [_BlockNames.of(body) for body in blocks]
     chosen = ([index for index in defining if names[index].solutions] or defining)[-1]
     needed = set(names[chosen].free)
-    kept = [chosen]
+    kept = [blocks[chosen].rstrip()]
     for index in range(chosen - 1, -1, -1):
-        if names[index].definitions_only and names[index].defines & needed:
-            kept.insert(0, index)
+        if names[index].defines & needed:
+            kept.insert(0, names[index].definitions)
             needed = (needed | names[index].free) - names[index].defines
-    return "\n\n".join(blocks[index].rstrip() for index in kept)
+    return "\n\n".join(kept)
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,8 @@ class _BlockNames:
     """What one fenced block of a reply defines and reads (empty when it does not parse)."""
 
     solutions: frozenset[str] = frozenset()  # its functions and classes that are not a test or a demo
-    defines: frozenset[str] = frozenset()  # names its top-level definitions and imports bind
-    definitions_only: bool = False  # nothing at its top level runs (a demo's assert or input() would)
+    defines: frozenset[str] = frozenset()  # names its top-level definitions, imports and assignments bind
+    definitions: str = ""  # those statements' source, without what runs beside them
     free: frozenset[str] = frozenset()  # names it reads and binds nowhere (parameters and locals are bound)
 
     @classmethod
@@ -278,9 +279,10 @@ class _BlockNames:
             tree = parse_python(code)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return cls()
+        lines = code.split("\n")
         solutions: set[str] = set()
         defines: set[str] = set()
-        only = True
+        kept: list[str] = []
         for node in tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 defines.add(node.name)
@@ -288,8 +290,16 @@ class _BlockNames:
                     solutions.add(node.name)
             elif isinstance(node, ast.Import | ast.ImportFrom):
                 defines.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-            elif not isinstance(node, ast.Assign | ast.AnnAssign) and not _is_docstring(node):
-                only = False
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                defines.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.Try) and all(isinstance(n, ast.Import | ast.ImportFrom) for n in node.body):
+                imported = (a for n in node.body if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names)
+                defines.update((alias.asname or alias.name).split(".")[0] for alias in imported)  # an optional import
+            else:
+                continue
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
         bound: set[str] = set()
         read: set[str] = set()
         for each in ast.walk(tree):
@@ -303,17 +313,19 @@ class _BlockNames:
                 bound.update((alias.asname or alias.name).split(".")[0] for alias in each.names)
             elif isinstance(each, ast.ExceptHandler) and each.name:
                 bound.add(each.name)
-        return cls(frozenset(solutions), frozenset(defines), only, frozenset(read - bound))
+        return cls(frozenset(solutions), frozenset(defines), "\n\n".join(kept), frozenset(read - bound))
 
 
 def _is_test_or_demo(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
     """A definition that tries or shows the solution: `main`, `check`, `demo*`, `example*`,
     `run_tests`; a `test*` function without parameters (MBPP's `test_duplicate(arraynums)` is a
-    solution); a `Test*` class or a unittest case."""
+    solution) or under a pytest decorator; a `Test*` class or a unittest case."""
     name = node.name
     if isinstance(node, ast.ClassDef):
         bases = {ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases}
         return name.startswith("Test") or "TestCase" in bases
+    if any("pytest" in ast.unparse(decorator) for decorator in node.decorator_list):  # parametrized tests
+        return True
     if name in ("main", "check", "run_test", "run_tests") or name.lower().startswith(("demo", "example")):
         return True
     arguments = node.args

@@ -151,6 +151,48 @@ def test_an_earlier_block_that_runs_something_is_not_pulled_in_by_a_shared_name(
     assert extract_answer(reply, "code") == solution
 
 
+@pytest.mark.parametrize(
+    ("helper", "definitions"),
+    [
+        (
+            "def dist(a, b):\n    return abs(a - b)\n\nprint(dist(1.0, 2.5))  # 1.5\n",
+            "def dist(a, b):\n    return abs(a - b)",
+        ),
+        (
+            "def dist(a, b):\n    return abs(a - b)\n\nassert dist(1, 3) == 2\n",
+            "def dist(a, b):\n    return abs(a - b)",
+        ),
+        (
+            "EPS = 0.0\n\ndef dist(a, b):\n    return abs(a - b) + EPS\n",
+            "EPS = 0.0\n\ndef dist(a, b):\n    return abs(a - b) + EPS",
+        ),
+        (
+            "try:\n    from math import dist\nexcept ImportError:\n    pass\n",
+            "try:\n    from math import dist\nexcept ImportError:\n    pass",
+        ),
+    ],
+)
+def test_a_helper_block_gives_its_definitions_not_its_demo(helper: str, definitions: str) -> None:
+    """A helper block that also printed or asserted was left out (NameError), and a constant never
+    counted as something to join (the second diff review); its demo lines must not run first."""
+    solution = "def close(a, b):\n    return dist(a, b) < 1\n"
+    reply = f"Helper:\n```python\n{helper}```\nThen:\n```python\n{solution}```"
+    assert extract_answer(reply, "code") == f"{definitions}\n\n{solution}"
+
+
+def test_a_block_of_constants_the_solution_reads_is_joined() -> None:
+    solution = "def close(a, b):\n    return abs(a - b) < LIMIT\n"
+    assert extract_answer(f"```python\nLIMIT = 1\n```\n```python\n{solution}```", "code") == f"LIMIT = 1\n\n{solution}"
+
+
+def test_a_parametrized_pytest_after_the_solution_is_no_solution() -> None:
+    solution = "def close(a, b):\n    return abs(a - b) < 1\n\nprint(close(1, 2))\n"
+    tests = (
+        "import pytest\n\n@pytest.mark.parametrize('a, b', [(1, 2)])\ndef test_close(a, b):\n    assert close(a, b)\n"
+    )
+    assert extract_answer(f"```python\n{solution}```\n```python\n{tests}```", "code") == solution
+
+
 def test_a_test_named_function_with_parameters_is_a_solution() -> None:
     """MBPP names solutions `test_duplicate(arraynums)`, `test_three_equal(x, y, z)`: the naive block
     before one was taken as the answer (NameError: test_duplicate)."""
