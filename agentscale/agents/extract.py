@@ -7,6 +7,7 @@ to format-specific heuristics, because small models often forget it.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ _EXPLICIT_CHOICE = re.compile(
 # "answer: a car", "the answer is i think": a lower-case a or i before a word is an article, a pronoun;
 # not before a word that follows an option ("the answer is a since ...", "answer: a, because ...")
 _ARTICLE_AFTER = re.compile(
-    r"[ \t]+(?!(?:since|because|as|and|or|but|so|for|with|which|is|was|here|there|then|in|on|of)\b)[a-z]"
+    r"[ \t]+(?!(?:since|because|as|and|or|but|so|for|with|which|is|was|here|there|then|in|on|of)\b(?!-))[a-z]"
 )
 # "I" before these is the pronoun ("I believe it is C"), not option I
 _PRONOUN_I = re.compile(
@@ -192,7 +193,7 @@ def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
     it is C", the pronoun "I" is not); else the last explicit "answer is X", "answer: X" or
     "Answer X"; else the last letter standing alone in the text; else, for an answer given as the
-    option's text ("Final answer: Rome", a reply of a few words), that text, which the choice scorer
+    option's text ("Final answer: Rome", a reply of one line), that text, which the choice scorer
     matches against the options (it was no answer)."""
     marked = _final_marker(text)
     if marked:
@@ -212,15 +213,13 @@ def extract_choice(text: str) -> str | None:
     found_all = _CHOICE.findall(text)
     if found_all:
         return found_all[-1]
-    # an option's words after a marker, or alone; a longer reply ("I'm not sure which it is") votes nothing
+    # an option's words after a marker, or alone (a long option quoted whole is right; a line of prose
+    # such as "I'm not sure which it is" then enters a vote, where it can only win a tie)
     answer = marked or text.strip()
-    if not answer or "\n" in answer or len(answer) > _OPTION_TEXT_CHARS:
-        return None
-    return answer if marked or len(answer.split()) <= _OPTION_TEXT_WORDS else None
+    return answer if answer and "\n" not in answer and len(answer) <= _OPTION_TEXT_CHARS else None
 
 
 _OPTION_TEXT_CHARS = 200  # a longer line without a letter is prose, not an option's text
-_OPTION_TEXT_WORDS = 4  # a reply of more words without a letter is prose too
 
 
 def _is_word(text: str, match: re.Match[str]) -> bool:
@@ -385,7 +384,11 @@ def _number_key(cleaned: str) -> str:
     one vote), else its value to 9 significant digits (rounding to 9 decimals made 1e-10 and 2e-10
     one vote; 0.333333333 still votes with 1/3)."""
     try:
-        value = Fraction(cleaned.replace(" ", ""))
+        if "e" in cleaned.lower():  # 1e5000 as a Fraction is a 5,000-digit integer (1e1000000000 worse)
+            number = float(cleaned)
+            whole = math.isfinite(number) and number.is_integer() and abs(number) < 2**53
+            return str(int(number)) if whole else repr(float(f"{number:.9g}"))  # 2.5e3 votes with 2500
+        value = Fraction(cleaned.replace(" ", ""))  # ValueError past 4,300 digits
     except (ValueError, ZeroDivisionError, OverflowError):  # "1/0" is a vote for itself, not a failed vote
         return cleaned
     if value.denominator == 1:

@@ -89,7 +89,10 @@ def test_a_choice_answered_by_its_text_is_scored_by_it(reply: str, choices: list
     item = TaskItem(id="q", question="Which?", reference=reference, choices=choices)
     assert score_choice(extract_answer(reply, "choice"), item).correct
     assert normalize_for_vote("Rome", "choice") != normalize_for_vote("Rio", "choice")
-    assert extract_answer("I'm not sure which one it is.", "choice") is None  # prose is no option's text: no vote
+    long_option = "It decreases the amount of carbon dioxide released"  # quoted whole, it is that option
+    item = TaskItem(id="q", question="Which?", reference="B", choices=["It grows", long_option])
+    assert score_choice(extract_answer(f"{long_option}.", "choice"), item).correct
+    assert extract_answer("the answer is a so-called trick: C", "choice") == "C"  # "so-" is no conjunction
 
 
 def test_code_prefers_last_python_block() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from agentscale.agents.extract import normalize_for_vote
 from agentscale.agents.roles import Candidate, builtin_roles, majority_vote, pick_verified, resolve_roles
 from agentscale.graphs.spec import RoleSpec
 
@@ -82,6 +83,9 @@ def test_a_vote_returns_the_majority_spelling_of_the_answer_that_won() -> None:
     assert majority_vote([*big, Candidate("c", "12345678901234567891")], "number") == "12345678901234567891"
     tiny = [Candidate("a", "1e-10"), Candidate("b", "2e-10"), Candidate("c", "2e-10")]
     assert majority_vote(tiny, "text") == "2e-10"  # rounded to 9 decimals both were 0.0
+    huge = [Candidate("a", "1e5000"), Candidate("b", "7"), Candidate("c", "7")]
+    assert majority_vote(huge, "number") == "7"  # 1e5000 was made a 5,000-digit integer, which raised
+    assert normalize_for_vote("2.5e3", "number") == normalize_for_vote("2500", "number")
 
 
 ROLES_WITH_FORMAT = ("assistant", "critic", "fuser")
