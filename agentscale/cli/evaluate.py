@@ -205,7 +205,8 @@ def eval_command(
         details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
         raise AgentScaleError(
             f"no item finished and no model call answered, so the run measured nothing (first: {first.item_id}: "
-            f"{short(first.stopped_reason, 200)}; every error: {details})"
+            f"{short(first.stopped_reason, 200)}; every error: {details}); a resume would replay these failures: "
+            "start a new eval once the model answers"
         )
 
 

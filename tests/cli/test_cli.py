@@ -495,6 +495,7 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
     assert "no item finished and no model call answered, so the run measured nothing" in " ".join(err.split())
     assert f"runs show {result['run_id']}" in " ".join(err.split())
+    assert "start a new eval once the model answers" in " ".join(err.split())  # a resume replays the failures
     assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"  # runs list said done
     scripted.reset()
     scripted.add_rule(Rule(pattern="What is 0 ", status=400))
