@@ -719,8 +719,9 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
 
 
 def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`report RUN --db X.db -o X.db` replaced the database with HTML (every run lost, exit 0)."""
-    database = tmp_path / "x.db"
+    """`report RUN --db X.db -o X.db` replaced the database with HTML (every run lost, exit 0). A name
+    other than .html is refused first now; a database named .html still meets this check."""
+    database = tmp_path / "x.html"
     graph = tmp_path / "g.yaml"
     graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
     assert main(["run", str(graph), "-q", "[sim:math#0001] q", "--db", str(database), "--json"]) == 0
