@@ -7,7 +7,7 @@ to format-specific heuristics, because small models often forget it.
 from __future__ import annotations
 
 import ast
-import math
+import builtins
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +40,6 @@ _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.D
 # no "is" or colon)
 _EXPLICIT_CHOICE = re.compile(
     r"(?i:answer)[\s*]*+(?:(?i:is)\b[\s*]*+(?::[\s*]*+)?\(?([A-Ja-j])|:[\s*]*+\(?([A-Ja-j])|\(?([A-J]))\b"
-)
-# "answer: a car", "the answer is i think": a lower-case a or i before a word is an article, a pronoun;
-# not before a word that follows an option ("the answer is a since ...", "answer: a, because ...")
-_ARTICLE_AFTER = re.compile(
-    r"[ \t]+(?!(?:since|because|as|and|or|but|so|for|with|which|is|was|here|there|then|in|on|of)\b(?!-))[a-z]"
 )
 # "I" before these is the pronoun ("I believe it is C"), not option I
 _PRONOUN_I = re.compile(
@@ -202,12 +197,7 @@ def extract_choice(text: str) -> str | None:
         options = [m for m in found if not _is_word(padded, m)]
         if options or found:
             return (options or found)[0].group(1)
-    explicit = [
-        letter
-        for m in _EXPLICIT_CHOICE.finditer(text)
-        for letter in [next(letter for letter in m.groups() if letter)]
-        if not (letter in "ai" and _ARTICLE_AFTER.match(text, m.end()))
-    ]
+    explicit = [next(letter for letter in m.groups() if letter) for m in _EXPLICIT_CHOICE.finditer(text)]
     if explicit:
         return explicit[-1].upper()
     found_all = _CHOICE.findall(text)
@@ -245,10 +235,11 @@ def extract_code(text: str) -> str | None:
 
 
 def _with_what_it_uses(blocks: list[str]) -> str:
-    """The solution among fenced `blocks` (see `extract_code`), after the definitions (functions,
-    classes, imports, assignments; not the demo calls, asserts or input() beside them) of the earlier
-    blocks that define a name it reads and binds nowhere (a helper, an import, a constant; a variable
-    that shares a parameter's name is no such name)."""
+    """The solution among fenced `blocks` (see `extract_code`), after the definitions it reads from
+    earlier blocks: each top-level function, class, import or assignment there that binds a name the
+    solution (or a definition so taken) reads and binds nowhere; nothing else of those blocks (their
+    prints, asserts, loops, other variables). A parameter's name is bound, a built-in's is not taken
+    (a walk-through's `min = float('inf')` shadowed min())."""
     defining = [index for index, body in enumerate(blocks) if _DEFINITION.search(body)]
     if not defining:
         return blocks[-1]
@@ -257,10 +248,28 @@ def _with_what_it_uses(blocks: list[str]) -> str:
     needed = set(names[chosen].free)
     kept = [blocks[chosen].rstrip()]
     for index in range(chosen - 1, -1, -1):
-        if names[index].defines & needed:
-            kept.insert(0, names[index].definitions)
-            needed = (needed | names[index].free) - names[index].defines
+        taken: set[int] = set()
+        while True:
+            more = {i for i, d in enumerate(names[index].definitions) if i not in taken and d.names & needed}
+            if not more:
+                break
+            taken |= more
+            for i in more:
+                needed |= names[index].definitions[i].free
+        if taken:
+            chosen_here = [d for i, d in enumerate(names[index].definitions) if i in taken]
+            kept.insert(0, "\n\n".join(d.source for d in chosen_here))
+            needed -= {name for d in chosen_here for name in d.names}
     return "\n\n".join(kept)
+
+
+@dataclass(frozen=True)
+class _Definition:
+    """One top-level statement of a block that binds names: a function, class, import or assignment."""
+
+    names: frozenset[str]
+    free: frozenset[str]  # what it reads and binds nowhere, built-ins aside
+    source: str
 
 
 @dataclass(frozen=True)
@@ -268,8 +277,7 @@ class _BlockNames:
     """What one fenced block of a reply defines and reads (empty when it does not parse)."""
 
     solutions: frozenset[str] = frozenset()  # its functions and classes that are not a test or a demo
-    defines: frozenset[str] = frozenset()  # names its top-level definitions, imports and assignments bind
-    definitions: str = ""  # those statements' source, without what runs beside them
+    definitions: tuple[_Definition, ...] = ()
     free: frozenset[str] = frozenset()  # names it reads and binds nowhere (parameters and locals are bound)
 
     @classmethod
@@ -280,39 +288,55 @@ class _BlockNames:
             return cls()
         lines = code.split("\n")
         solutions: set[str] = set()
-        defines: set[str] = set()
-        kept: list[str] = []
+        definitions: list[_Definition] = []
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                defines.add(node.name)
-                if not _is_test_or_demo(node):
-                    solutions.add(node.name)
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                defines.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                defines.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
-            elif isinstance(node, ast.Try) and all(isinstance(n, ast.Import | ast.ImportFrom) for n in node.body):
-                imported = (a for n in node.body if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names)
-                defines.update((alias.asname or alias.name).split(".")[0] for alias in imported)  # an optional import
-            else:
+            bound = _bound_at_top(node)
+            if not bound:
                 continue
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and not _is_test_or_demo(node):
+                solutions.add(node.name)
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
-        bound: set[str] = set()
-        read: set[str] = set()
-        for each in ast.walk(tree):
-            if isinstance(each, ast.Name):
-                (read if isinstance(each.ctx, ast.Load) else bound).add(each.id)
-            elif isinstance(each, ast.arg):
-                bound.add(each.arg)
-            elif isinstance(each, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                bound.add(each.name)
-            elif isinstance(each, ast.Import | ast.ImportFrom):
-                bound.update((alias.asname or alias.name).split(".")[0] for alias in each.names)
-            elif isinstance(each, ast.ExceptHandler) and each.name:
-                bound.add(each.name)
-        return cls(frozenset(solutions), frozenset(defines), "\n\n".join(kept), frozenset(read - bound))
+            source = "\n".join(lines[first - 1 : node.end_lineno])
+            definitions.append(_Definition(frozenset(bound), _free_names(node), source))
+        return cls(frozenset(solutions), tuple(definitions), _free_names(tree))
+
+
+def _bound_at_top(node: ast.stmt) -> set[str]:
+    """The names a top-level definition binds (none for a statement that only runs something)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    imports: list[ast.Import | ast.ImportFrom] = []
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        imports = [node]
+    elif isinstance(node, ast.Try) and all(isinstance(n, ast.Import | ast.ImportFrom) for n in node.body):
+        imports = [n for n in node.body if isinstance(n, ast.Import | ast.ImportFrom)]  # an optional import
+    if imports:
+        return {(alias.asname or alias.name).split(".")[0] for each in imports for alias in each.names}
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return set()
+
+
+def _free_names(tree: ast.AST) -> frozenset[str]:
+    """Names `tree` reads and binds nowhere in itself, built-ins aside."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    for each in ast.walk(tree):
+        if isinstance(each, ast.Name):
+            (read if isinstance(each.ctx, ast.Load) else bound).add(each.id)
+        elif isinstance(each, ast.arg):
+            bound.add(each.arg)
+        elif isinstance(each, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(each.name)
+        elif isinstance(each, ast.Import | ast.ImportFrom):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in each.names)
+        elif isinstance(each, ast.ExceptHandler) and each.name:
+            bound.add(each.name)
+    return frozenset(read - bound - _BUILTINS)
+
+
+_BUILTINS = frozenset(dir(builtins))
 
 
 def _is_test_or_demo(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
@@ -379,16 +403,19 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     return normalize_text(answer)
 
 
+_EXPONENT = re.compile(r"[eE]([-+]?\d{1,9})$")
+_EXACT_EXPONENT = 400  # beyond it a float (inf or 0.0) keys the vote
+
+
 def _number_key(cleaned: str) -> str:
     """A number's vote key: a whole number exactly (as floats, 12345678901234567890 and ...891 were
     one vote), else its value to 9 significant digits (rounding to 9 decimals made 1e-10 and 2e-10
     one vote; 0.333333333 still votes with 1/3)."""
     try:
-        if "e" in cleaned.lower():  # 1e5000 as a Fraction is a 5,000-digit integer (1e1000000000 worse)
-            number = float(cleaned)
-            whole = math.isfinite(number) and number.is_integer() and abs(number) < 2**53
-            return str(int(number)) if whole else repr(float(f"{number:.9g}"))  # 2.5e3 votes with 2500
-        value = Fraction(cleaned.replace(" ", ""))  # ValueError past 4,300 digits
+        exponent = _EXPONENT.search(cleaned)
+        if exponent and abs(int(exponent.group(1))) > _EXACT_EXPONENT:  # 1e5000 as a Fraction: 5,000 digits
+            return repr(float(f"{float(cleaned):.9g}"))
+        value = Fraction(cleaned.replace(" ", ""))  # exact: 1e20 and 6.02e23 vote with their digits
     except (ValueError, ZeroDivisionError, OverflowError):  # "1/0" is a vote for itself, not a failed vote
         return cleaned
     if value.denominator == 1:

@@ -123,6 +123,10 @@ def pick_verified(completion: str, candidates: list[Candidate]) -> str | None:
 def majority_vote(candidates: list[Candidate], answer_format: AnswerFormat) -> str | None:
     """Most common answer, in its most common spelling ('7' over '007' when they vote together: a
     scorer may tell them apart); candidates arrive in finishing order, so ties go to the first finished."""
+    if answer_format == "choice":  # a letter outvotes any text: prose ("hard to say") won ties, and an
+        # option's text ("Rome") split its letter's votes (the vote cannot map it to its option)
+        lettered = [c for c in candidates if len(normalize_for_vote(c.answer, "choice")) == 1]
+        candidates = lettered or candidates
     keys = [normalize_for_vote(c.answer, answer_format) for c in candidates]
     if not keys:
         return None

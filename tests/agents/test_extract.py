@@ -67,10 +67,9 @@ def test_number(text: str, expected: str | None) -> None:
         ("Final answer: I is the only valid option; J is not", "I"),
         ("To answer a question like this, check each option. Blue fits, so C is right.", "C"),  # (was A)
         ("the answer is b", "B"),
+        ("answer: a must be right", "A"),  # a lower-case a is an option here, as before
         ("**Answer:** B\n\nExplanation: Option A is wrong because Paris is in France; C is also wrong.", "B"),
         ("Answer: **B**\n\nA is incorrect since Paris is the capital of France.", "B"),  # (were C and A)
-        ("the answer is a since Paris is in France", "A"),  # a conjunction after it: an option, not "a car"
-        ("My answer: a because the capital of France is Paris.", "A"),
     ],
 )
 def test_choice(text: str, expected: str) -> None:
@@ -80,7 +79,6 @@ def test_choice(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("reply", "choices", "reference"),
     [
-        ("Final answer: a car", ["a bus", "a car"], "B"),  # "answer: a" was option A
         ("Final answer: Rome", ["Paris", "Rome"], "B"),  # no letter: no answer
         ("Rome", ["Paris", "Rome"], "B"),
     ],
@@ -92,7 +90,6 @@ def test_a_choice_answered_by_its_text_is_scored_by_it(reply: str, choices: list
     long_option = "It decreases the amount of carbon dioxide released"  # quoted whole, it is that option
     item = TaskItem(id="q", question="Which?", reference="B", choices=["It grows", long_option])
     assert score_choice(extract_answer(f"{long_option}.", "choice"), item).correct
-    assert extract_answer("the answer is a so-called trick: C", "choice") == "C"  # "so-" is no conjunction
 
 
 def test_code_prefers_last_python_block() -> None:
@@ -181,6 +178,14 @@ def test_a_helper_block_gives_its_definitions_not_its_demo(helper: str, definiti
     solution = "def close(a, b):\n    return dist(a, b) < 1\n"
     reply = f"Helper:\n```python\n{helper}```\nThen:\n```python\n{solution}```"
     assert extract_answer(reply, "code") == f"{definitions}\n\n{solution}"
+
+
+def test_a_walk_through_that_assigns_a_builtins_name_is_not_joined() -> None:
+    """A block tracing the idea by hand (`min = float('inf')`, a loop, a print) was joined before a
+    solution calling min(): 'float' object is not callable (the third diff review)."""
+    trace = "numbers = [1.0, 2.8]\nmin = float('inf')\nfor a in numbers:\n    min = a if a < min else min\nprint(min)\n"
+    solution = "def smallest(xs):\n    return min(xs)\n"
+    assert extract_answer(f"```python\n{trace}```\nSo:\n```python\n{solution}```", "code") == solution
 
 
 def test_a_block_of_constants_the_solution_reads_is_joined() -> None:

@@ -73,6 +73,14 @@ def test_majority_vote_breaks_ties_by_finishing_order() -> None:
     assert majority_vote([], "text") is None
 
 
+def test_a_choice_vote_counts_letters_before_any_text() -> None:
+    """A hedging reply ("None of these look right to me.") won a two-voter tie once a reply without a
+    letter counted as an option's text, and an option's text split its letter's votes (a review)."""
+    assert majority_vote([Candidate("a", "None of these look right to me."), Candidate("b", "A")], "choice") == "A"
+    assert majority_vote([Candidate("a", "Paris"), Candidate("b", "B"), Candidate("c", "Rome")], "choice") == "B"
+    assert majority_vote([Candidate("a", "Rome"), Candidate("b", "Rome")], "choice") == "Rome"  # no letter: text
+
+
 def test_a_vote_returns_the_majority_spelling_of_the_answer_that_won() -> None:
     """Answers that vote together ('007', '7', '7' are one number) came back in the first finished
     spelling, which an exact scorer marked wrong; two whole numbers floats cannot tell apart voted
@@ -83,6 +91,8 @@ def test_a_vote_returns_the_majority_spelling_of_the_answer_that_won() -> None:
     assert majority_vote([*big, Candidate("c", "12345678901234567891")], "number") == "12345678901234567891"
     tiny = [Candidate("a", "1e-10"), Candidate("b", "2e-10"), Candidate("c", "2e-10")]
     assert majority_vote(tiny, "text") == "2e-10"  # rounded to 9 decimals both were 0.0
+    exact = [Candidate("a", "5"), Candidate("b", "1e20"), Candidate("c", "100000000000000000000")]
+    assert majority_vote(exact, "number") == "1e20"  # one value in two spellings (a float key split them)
     huge = [Candidate("a", "1e5000"), Candidate("b", "7"), Candidate("c", "7")]
     assert majority_vote(huge, "number") == "7"  # 1e5000 was made a 5,000-digit integer, which raised
     assert normalize_for_vote("2.5e3", "number") == normalize_for_vote("2500", "number")
