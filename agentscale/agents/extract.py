@@ -219,7 +219,7 @@ def _is_word(text: str, match: re.Match[str]) -> bool:
 def extract_code(text: str) -> str | None:
     """The code of a reply: its last fenced block that defines something other than a test or a demo
     (a usage example, a `def test_add()` or a `def main()` after the solution replaced it: right
-    answers failed), preceded by the earlier blocks that define names it uses and does not define (a
+    answers failed), after the definitions it reads from earlier blocks (`_with_what_it_uses`: a
     helper, an import in a block of its own); else its last block; without fences, the text from the
     first line from which it parses as Python (prose before it was a SyntaxError; constants, imports
     in a try block, decorators before the first definition are code), else from that definition."""
@@ -286,7 +286,8 @@ class _BlockNames:
             tree = parse_python(code)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return cls()
-        lines = code.split("\n")
+        # the line breaks the parser counts (a lone carriage return is one): lines[n - 1] is line n
+        lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         solutions: set[str] = set()
         definitions: list[_Definition] = []
         for node in tree.body:

@@ -289,3 +289,13 @@ assert extract_answer("\\\\boxed{" * 100_000 + "7" + "}" * 100_000, "number") ==
 assert extract_answer("```python\\nprint(1)\\n```", "code") == "print(1)\\n"
 """
     in_a_child(program)
+
+
+def test_a_helper_block_with_lone_carriage_returns_gives_whole_definitions() -> None:
+    """The parser counts a lone carriage return as a line break; the lines cut from the block must too."""
+    helper = "import math\rprint(1)\rdef helper(x):\r    return math.sqrt(x)\r\n"
+    reply = f"```python\n{helper}```\n```python\ndef f(x):\n    return helper(x)\n```"
+    assert (
+        extract_answer(reply, "code")
+        == "import math\n\ndef helper(x):\n    return math.sqrt(x)\n\ndef f(x):\n    return helper(x)\n"
+    )
