@@ -234,24 +234,27 @@ class ScriptedServer:
                     server.requests.append(request)
                     server._active += 1
                     server.peak_concurrency = max(server.peak_concurrency, server._active)
+                # a request stops counting as in flight before its reply is written: the client may
+                # send its next one as soon as it has read the reply, before this handler's finally
+                # ran, and a bound of 2 was measured as a peak of 3 on a loaded machine
                 try:
-                    if not self.path.rstrip("/").endswith("/chat/completions"):
-                        self._send_json(404, {"error": {"message": "not found"}})
-                        return
-                    status, text, latency, rule = server._decide(request)
-                    headers = rule.headers if rule is not None else {}
+                    found = self.path.rstrip("/").endswith("/chat/completions")
+                    status, text, latency, rule = server._decide(request) if found else (404, "", 0.0, None)
                     if latency:
                         time.sleep(latency)
-                    if status != 200:
-                        error = {"error": {"message": text, "type": "scripted", "code": status}}
-                        self._send_json(status, error, headers)
-                    elif rule is not None and rule.body is not None:
-                        self._send_json(200, rule.body, headers)
-                    else:
-                        self._reply(request, text, headers)
                 finally:
                     with server._lock:
                         server._active -= 1
+                headers = rule.headers if rule is not None else {}
+                if not found:
+                    self._send_json(404, {"error": {"message": "not found"}})
+                elif status != 200:
+                    error = {"error": {"message": text, "type": "scripted", "code": status}}
+                    self._send_json(status, error, headers)
+                elif rule is not None and rule.body is not None:
+                    self._send_json(200, rule.body, headers)
+                else:
+                    self._reply(request, text, headers)
 
             def _reply(self, request: dict[str, Any], text: str, headers: dict[str, str]) -> None:
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
