@@ -114,6 +114,9 @@ class ScriptedServer:
         self.requests: list[dict[str, Any]] = []
         self.peak_concurrency = 0
         self._active = 0
+        # bumped by reset(): a request of an earlier test still sleeping (its client gone) no longer
+        # counts in this test's peak (a 30 s request left a batch bounded to 2 measured at 3)
+        self._generation = 0
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._httpd = _Server((host, port), self._handler_class())
@@ -164,6 +167,8 @@ class ScriptedServer:
             self.rules.clear()
             self.requests.clear()
             self.peak_concurrency = 0
+            self._active = 0
+            self._generation += 1
 
     @property
     def completion_requests(self) -> list[dict[str, Any]]:
@@ -234,9 +239,9 @@ class ScriptedServer:
                     server.requests.append(request)
                     server._active += 1
                     server.peak_concurrency = max(server.peak_concurrency, server._active)
-                # a request stops counting as in flight before its reply is written: the client may
-                # send its next one as soon as it has read the reply, before this handler's finally
-                # ran, and a bound of 2 was measured as a peak of 3 on a loaded machine
+                    generation = server._generation
+                # a request stops counting as in flight once its reply is ready: the client may send its
+                # next one as soon as it has read the reply, before a finally after the write would run
                 try:
                     found = self.path.rstrip("/").endswith("/chat/completions")
                     status, text, latency, rule = server._decide(request) if found else (404, "", 0.0, None)
@@ -244,7 +249,8 @@ class ScriptedServer:
                         time.sleep(latency)
                 finally:
                     with server._lock:
-                        server._active -= 1
+                        if generation == server._generation:
+                            server._active -= 1
                 headers = rule.headers if rule is not None else {}
                 if not found:
                     self._send_json(404, {"error": {"message": "not found"}})
