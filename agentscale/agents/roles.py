@@ -123,21 +123,18 @@ def pick_verified(completion: str, candidates: list[Candidate]) -> str | None:
 def majority_vote(candidates: list[Candidate], answer_format: AnswerFormat) -> str | None:
     """Most common answer, in its most common spelling ('7' over '007' when they vote together: a
     scorer may tell them apart); candidates arrive in finishing order, so ties go to the first finished."""
+    voters = [(c.answer, normalize_for_vote(c.answer, answer_format)) for c in candidates]
     if answer_format == "choice":  # a letter outvotes any text: prose ("hard to say") won ties, and an
         # option's text ("Rome") split its letter's votes (the vote cannot map it to its option)
-        lettered = [c for c in candidates if len(normalize_for_vote(c.answer, "choice")) == 1]
-        candidates = lettered or candidates
-    keys = [normalize_for_vote(c.answer, answer_format) for c in candidates]
-    if not keys:
+        voters = [(answer, key) for answer, key in voters if len(key) == 1] or voters
+    if not voters:
         return None
-    counts = Counter(keys)
-    winner = next(key for key in keys if counts[key] == max(counts.values()))
-    spellings = Counter(c.answer.strip() for c, key in zip(candidates, keys, strict=True) if key == winner)
-    return next(
-        c.answer
-        for c, key in zip(candidates, keys, strict=True)
-        if key == winner and spellings[c.answer.strip()] == max(spellings.values())
-    )
+    counts = Counter(key for _, key in voters)
+    top = max(counts.values())
+    winner = next(key for _, key in voters if counts[key] == top)
+    spellings = Counter(answer.strip() for answer, key in voters if key == winner)
+    most = max(spellings.values())
+    return next(answer for answer, key in voters if key == winner and spellings[answer.strip()] == most)
 
 
 async def answer_without_model(

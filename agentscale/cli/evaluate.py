@@ -200,8 +200,8 @@ def eval_command(
         if simulated:
             say_simulated()
         out.print(f"report: {report}")
-    if summary.answered_nothing:  # it exited 0, and a script took "accuracy 0.0%" for the graph's figure
-        first = summary.unfinished[0]
+    first = summary.nothing_answered
+    if first is not None:  # it exited 0, and a script took "accuracy 0.0%" for the graph's figure
         details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
         raise AgentScaleError(
             f"no item finished and no model call answered, so the run measured nothing (first: {first.item_id}: "

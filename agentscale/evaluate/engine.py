@@ -48,6 +48,14 @@ class ItemResult:
         return asdict(self)
 
 
+def first_unanswered(items: Sequence[ItemResult]) -> ItemResult | None:
+    """The first of `items` when every one stopped with no model call answered (a missing key, a
+    server down, a misspelt model, a budget below every first call), else None."""
+    if items and all(item.stopped_reason and not item.usage.calls + item.usage.cached_calls for item in items):
+        return items[0]
+    return None
+
+
 @dataclass
 class EvalSummary:
     run_id: str | None
@@ -74,12 +82,11 @@ class EvalSummary:
         return [item for item in self.items if item.stopped_reason and not is_overrun(item.stopped_reason)]
 
     @property
-    def answered_nothing(self) -> bool:
-        """No item finished and no model call answered (a missing key, a server down, a misspelt model):
-        the run's 0% measures the setup, not the graph, and a script reading the accuracy must not take
-        it for a result."""
-        calls = self.usage.calls + self.usage.cached_calls
-        return bool(self.items) and calls == 0 and len(self.unfinished) == len(self.items)
+    def nothing_answered(self) -> ItemResult | None:
+        """The first item when no item finished and no model call answered (`first_unanswered`): the
+        run's 0% measures the setup, not the graph, and a script reading the accuracy must not take it
+        for a result."""
+        return first_unanswered(self.items)
 
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -373,8 +380,8 @@ class Evaluation:
             if self._owns_executor:
                 self.executor.close()
         summary = self.summary()
-        if summary.answered_nothing:  # stored "done", runs list read it as a run that measured the graph
-            first = summary.unfinished[0]
+        first = summary.nothing_answered
+        if first is not None:  # stored "done", runs list read it as a run that measured the graph
             error = f"no item finished and no model call answered (first: {first.item_id}: {first.stopped_reason})"
             self.store.finish_run(self.run_id, "failed", summary.to_dict(), error=error)
         else:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from agentscale.errors import AgentScaleError
-from agentscale.evaluate.engine import evaluate_items
+from agentscale.evaluate.engine import evaluate_items, first_unanswered
 from agentscale.executors import Executor, LocalExecutor
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models.cost import known_total
@@ -243,9 +243,9 @@ class TrialEvaluator:
                 self._in_flight[unit] -= amount
         if previous is not None:
             await asyncio.shield(previous)
-        reasons = [r.stopped_reason for r in results if r.stopped_reason and not r.usage.calls + r.usage.cached_calls]
-        if reasons and len(reasons) == len(results):
-            self.unanswered.setdefault(candidate.canonical_key, reasons[0])
+        first = first_unanswered(results)
+        if first is not None and first.stopped_reason:
+            self.unanswered.setdefault(candidate.canonical_key, first.stopped_reason)
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         trial = self._trial(
