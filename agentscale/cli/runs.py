@@ -41,8 +41,10 @@ def list_command(
     from agentscale.storage.db import database_file
 
     path = database_file(db)
-    runs = open_store(db).list_runs(limit) if path.exists() else []  # none: no empty database made
-    if not path.exists():  # an empty list alone read as "my runs are lost" after a mistyped --db
+    runs = []  # none and no empty database made; said, as an empty list alone read as lost runs
+    if path.exists():
+        runs = open_store(db).list_runs(limit)
+    else:
         err.print(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     if json_output:
         print_json(
@@ -216,7 +218,7 @@ def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
     from agentscale.report import picture_from_candidate, write_drawing
     from agentscale.storage.tables import as_utc
 
-    target = store.path.parent / "runs" / run.id / "best.svg"
+    target = store.run_folder(run.id) / "best.svg"
     finished = as_utc(run.finished).timestamp() if run.finished else None
     if target.exists() and (finished is None or target.stat().st_mtime >= finished):  # None: stopped, not going on
         return target
@@ -242,7 +244,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     drawing = None
     if crowned is not None and recorded and not in_progress:  # the crowned graph's picture, as in the report
         drawing = _crowned_drawing(store, run, crowned)
-    written = store.path.parent / "runs" / run.id / "search.png"  # by optimize as it finished
+    written = store.run_folder(run.id) / "search.png"  # by optimize as it finished
     picture = written if written.exists() else None  # named with or without --plot (it said null)
     if plot:
         history = [

@@ -468,7 +468,7 @@ class Optimization:
         tested = await self._test(best_train, singles, front if pareto else []) if self.score_test else _TestSplit()
         if tested.refused:
             stopped += f"; {tested.refused}"
-        artifacts = self.store.path.parent / "runs" / self.run_id
+        artifacts = self.store.run_folder(self.run_id)
         best_yaml = self._graph_yaml(best_train.candidate, "best")
         best_path = artifacts / "best.yaml"
         write_output(best_path, best_yaml)  # whole or not at all, as every file a user is pointed to

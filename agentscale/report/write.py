@@ -19,7 +19,7 @@ ITEM_KINDS = ("eval", "run")
 
 
 def default_report_path(store: Store, run_id: str) -> Path:
-    return store.path.parent / "runs" / run_id / "report.html"
+    return store.run_folder(run_id) / "report.html"
 
 
 def render_report(store: Store, run: Run) -> str:

@@ -417,6 +417,10 @@ class Store:
                 (run_id, len(key_prefix), key_prefix),
             )
 
+    def run_folder(self, run_id: str) -> Path:
+        """Where a run's files go, beside the database: its report, best graph, drawing and plot."""
+        return self.path.parent / "runs" / run_id
+
     def drop_trials(self, run_id: str) -> None:
         """Delete an optimization's trials and their item rows, so a resume asks every evaluation
         again (node calls and the ledger stay, as in `drop_items`)."""
