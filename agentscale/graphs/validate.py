@@ -294,8 +294,7 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
             if issue:
                 issues.append(issue)
 
-    pairs: list[tuple[str, str]] = []
-    written_at: dict[tuple[str, str], int] = {}  # each pair's first edge line
+    pairs: dict[tuple[str, str], int] = {}  # each pair once, in the order written, with its first edge line
     for index, text in enumerate(spec.edges):
         try:
             edge_pairs = parse_edge(text)
@@ -308,15 +307,14 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
                 issues.append(loc.issue(("edges", index), f"edge {text!r} names unknown node {unknown[0]!r}"))
             elif source == target:
                 issues.append(loc.issue(("edges", index), f"self-loop on node {source!r}"))
-            elif (source, target) not in pairs:
-                pairs.append((source, target))
-                written_at[(source, target)] = index
+            else:
+                pairs.setdefault((source, target), index)
     if issues:
         return issues
 
     cycle = find_cycle(list(node_index), pairs)
     if cycle:  # located at the edge written last among the cycle's (it closed the loop), not at `edges:`
-        closing = max(written_at[pair] for pair in pairwise(cycle))
+        closing = max(pairs[pair] for pair in pairwise(cycle))
         issues.append(loc.issue(("edges", closing), "cycle: " + " -> ".join(cycle)))
         return issues
 
