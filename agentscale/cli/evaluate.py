@@ -100,6 +100,14 @@ def eval_command(
         typer.Option("--handbook", help="Show each question's top behaviors from this handbook to every node."),
     ] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="With --resume: ask again the items whose model calls failed (a server down, a key missing), "
+            "which are otherwise kept as they ended; their calls that answered come from the cache.",
+        ),
+    ] = False,
     show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
@@ -131,6 +139,8 @@ def eval_command(
           agentscale eval g.yaml --task humaneval --trace otlp
 
       agentscale eval --resume 3f2a9c0d1e2b
+
+      agentscale eval --resume 3f2a9c0d1e2b --retry-errors
     """
     from agentscale.evaluate.engine import DEFAULT_EVAL_CONCURRENCY, EvalConfig, Evaluation
     from agentscale.report import write_report
@@ -149,8 +159,12 @@ def eval_command(
             {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
             "answers the stored run's items, with its own sample and scorer",
         )
-        evaluation = Evaluation.resume(resume, gateway, executor=where, concurrency=concurrency, task_file=task)
+        evaluation = Evaluation.resume(
+            resume, gateway, executor=where, concurrency=concurrency, task_file=task, retry_errors=retry_errors
+        )
     else:
+        if retry_errors:
+            raise AgentScaleError("--retry-errors asks again the failed items of a stored run: give --resume RUN_ID")
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
         config = EvalConfig(
@@ -164,7 +178,8 @@ def eval_command(
             executor=where.to_dict() if where is not None else {},
         )
         evaluation = Evaluation(load(graph_file, gateway=gateway), config)
-    todo = len(evaluation.pending())
+    pending = {item.id for item in evaluation.pending()}
+    todo = len(pending)
     total = len(evaluation.task.items)
     if not json_output:
         err.print(
@@ -177,7 +192,7 @@ def eval_command(
     finish: FinishedRun[EvalSummary] = FinishedRun()
     try:
         with traced_run(trace, "eval", evaluation.run_id, attributes):
-            asyncio.run(finish.run(_run(evaluation, todo, total, quiet=json_output)))
+            asyncio.run(finish.run(_run(evaluation, pending, total, quiet=json_output)))
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         if not finish.finished:
             resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
@@ -203,17 +218,19 @@ def eval_command(
     first = summary.nothing_answered
     if first is not None:  # it exited 0, and a script took "accuracy 0.0%" for the graph's figure
         details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
+        retry = command_line(evaluation.store, "eval", "--resume", evaluation.run_id, "--retry-errors")
         raise AgentScaleError(
             f"no item finished and no model call answered, so the run measured nothing (first: {first.item_id}: "
-            f"{short(first.stopped_reason, 200)}; every error: {details}); a resume would replay these failures: "
-            "start a new eval once the model answers"
+            f"{short(first.stopped_reason, 200)}; every error: {details}); once the model answers: {retry}"
         )
 
 
-async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) -> EvalSummary:
+async def _run(evaluation: Evaluation, pending: set[str], total: int, *, quiet: bool) -> EvalSummary:
     progress = progress_bar(quiet=quiet)
-    done = total - todo  # a resumed eval counts the items its run already scored
-    correct = sum(1 for item in evaluation.store.run_items(evaluation.run_id) if item.correct) if done else 0
+    done = total - len(pending)  # a resumed eval counts the items its run already scored
+    rows = evaluation.store.run_items(evaluation.run_id) if done else []
+    # an item asked again (--retry-errors) counts when answered: it was counted twice ("7/6 correct")
+    correct = sum(1 for row in rows if row.correct and row.item_key not in pending)
 
     def advance(result: ItemResult) -> None:
         nonlocal correct, done
@@ -222,7 +239,7 @@ async def _run(evaluation: Evaluation, todo: int, total: int, *, quiet: bool) ->
         progress.update(bar, advance=1, status=f"{correct}/{done} correct")
 
     with progress:
-        bar = progress.add_task(escape(evaluation.task.name), total=total, completed=total - todo, status="")
+        bar = progress.add_task(escape(evaluation.task.name), total=total, completed=done, status="")
         return await evaluation.run(on_item=advance)
 
 
@@ -266,6 +283,19 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
             f"[yellow]{len(unfinished)} of {summary.n} items did not finish and were scored as they ended; "
             f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]",
             markup=True,
+        )
+    degraded = summary.answered_despite_failures
+    if degraded:
+        first = degraded[0].item_id
+        out.print(
+            f"[yellow]{len(degraded)} of {summary.n} items answered although some of their model calls failed; "
+            f"first: {escape(first)}: {escape(short(summary.call_failures[first], 160))}[/]",
+            markup=True,
+        )
+    if summary.retryable and summary.run_id is not None and summary.nothing_answered is None:  # else its error says it
+        retry = command_line(store, "eval", "--resume", summary.run_id, "--retry-errors")
+        out.print(
+            f"[yellow]ask the {len(summary.retryable)} items with failed calls again: {escape(retry)}[/]", markup=True
         )
     if summary.run_id is not None:
         out.print(f"run {summary.run_id} ({command_line(store, 'runs', 'show', summary.run_id)})")

@@ -3,7 +3,9 @@
 An evaluation is a stored run (`kind = "eval"`) whose config holds everything needed to rebuild it
 (the graph's YAML, the task spec, sample size and seed), so `--resume RUN_ID` continues from the
 database alone: items already answered are not asked again (an answered but unscored item is only
-scored), and items interrupted mid-graph replay their finished calls from the response cache.
+scored), and items interrupted mid-graph replay their finished calls from the response cache. A
+resume with `retry_errors` also asks again the items whose model calls failed (a server down for a
+while): their calls that answered replay from the cache.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, BudgetExceeded
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.result import Usage
@@ -56,6 +58,11 @@ def first_unanswered(items: Sequence[ItemResult]) -> ItemResult | None:
     return None
 
 
+def _stopped_by_an_error(item: ItemResult, call_failures: Mapping[str, str]) -> bool:
+    """Whether one of the item's model calls failed and no budget refusal stopped it."""
+    return item.item_id in call_failures and not BudgetExceeded.said(item.stopped_reason)
+
+
 @dataclass
 class EvalSummary:
     run_id: str | None
@@ -65,6 +72,7 @@ class EvalSummary:
     usage: Usage
     latencies: list[float] = field(default_factory=list)
     items: list[ItemResult] = field(default_factory=list)
+    call_failures: dict[str, str] = field(default_factory=dict)  # item id -> its first failed call ('node: error')
 
     @property
     def accuracy(self) -> float:
@@ -88,6 +96,19 @@ class EvalSummary:
         for a result."""
         return first_unanswered(self.items)
 
+    @property
+    def answered_despite_failures(self) -> list[ItemResult]:
+        """Items that finished although some of their model calls failed (a vote of 5 samples that
+        answered with 3): their verdict measures a smaller graph than the one evaluated."""
+        cut = {item.item_id for item in self.unfinished}
+        return [item for item in self.items if item.item_id in self.call_failures and item.item_id not in cut]
+
+    @property
+    def retryable(self) -> list[ItemResult]:
+        """Items a resume with `retry_errors` asks again: a model call failed, and no budget stopped
+        them (a budget's refusal would stop them again)."""
+        return [item for item in self.items if _stopped_by_an_error(item, self.call_failures)]
+
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "run_id": self.run_id,
@@ -106,6 +127,7 @@ class EvalSummary:
             },
             "cache_hits": self.usage.cached_calls,
             "unfinished": len(self.unfinished),
+            "items_with_failed_calls": len(self.call_failures),
         }
         if include_items:
             data["items"] = [item.to_dict() for item in self.items]
@@ -263,7 +285,9 @@ class Evaluation:
     """An eval run: create or resume, then `await evaluation.run()`.
 
     The executor comes from `config.executor` unless one is given (the caller then closes it);
-    `executor_override` runs a resumed eval elsewhere than it was stored with.
+    `executor_override` runs a resumed eval elsewhere than it was stored with. `retry_errors` (a
+    resume): the items whose model calls failed are asked again (`EvalSummary.retryable`), not kept
+    as they ended.
     """
 
     def __init__(
@@ -273,12 +297,14 @@ class Evaluation:
         run_id: str | None = None,
         *,
         executor: Executor | None = None,
+        retry_errors: bool = False,
     ) -> None:
         """`graph` answers in the task's format: a graph built for another (or without the config's
         handbook) is built again from its spec, so a caller need not load the task first."""
         if run_id is None and config.n is not None and not isinstance(config.n, bool) and config.n == 0:
             raise AgentScaleError("EvalConfig.n=0 evaluates no item: give at least 1, or None for all")
         self.config = config
+        self.retry_errors = retry_errors
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
         if run_id is not None:
@@ -326,13 +352,15 @@ class Evaluation:
         executor: ExecutorConfig | None = None,
         concurrency: int | None = None,
         task_file: str | None = None,
+        retry_errors: bool = False,
     ) -> Evaluation:
         """Rebuild an eval from the database: the stored graph YAML and task config, not the files.
 
         The stored executor and concurrency are used unless given (this session only; not stored): both
         change where and how fast items run, not what they answer (`--concurrency` was ignored).
         `task_file`: where the run's task file is now, when it was moved (the same bytes, checked by
-        their sha256; a moved file left the run unresumable).
+        their sha256; a moved file left the run unresumable). `retry_errors`: ask again the items
+        whose model calls failed.
         """
         run = gateway.require_store("resuming an evaluation").get_run(run_id)
         if run.kind != "eval":
@@ -352,16 +380,22 @@ class Evaluation:
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway, stored=True)
-        return cls(graph, config, run.id)
+        return cls(graph, config, run.id, retry_errors=retry_errors)
 
     def pending(self) -> list[TaskItem]:
+        """The items still to answer (or, answered before an interruption, to score); with
+        `retry_errors`, also those whose model calls failed."""
         done = {item.item_key for item in self.store.run_items(self.run_id) if item.correct is not None}
+        if self.retry_errors:
+            done -= {item.item_id for item in self.summary().retryable}
         return [item for item in self.task.items if item.id not in done]
 
     async def run(self, on_item: Callable[[ItemResult], None] | None = None) -> EvalSummary:
         """Answer the pending items, then summarise every item of the run."""
         try:
             self.store.reopen_run(self.run_id)  # first: refused while another process runs it
+            if self.retry_errors:  # after the claim: another process may be answering them
+                self.store.forget_items(self.run_id, [item.item_id for item in self.summary().retryable])
             try:
                 await evaluate_items(
                     self.graph,
@@ -403,7 +437,9 @@ class Evaluation:
             latencies.append(result.usage.latency_s)
             items.append(result)
         correct = sum(1 for i in items if i.correct)
-        return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items)
+        failures = self.store.failed_calls_by_item(self.run_id)
+        call_failures = {item.item_id: failures[item.item_id] for item in items if item.item_id in failures}
+        return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
 
 
 def _item_result(item: TaskItem, row: RunItem, correct: bool, detail: str) -> ItemResult:

@@ -417,6 +417,28 @@ class Store:
                 (run_id, len(key_prefix), key_prefix),
             )
 
+    def forget_items(self, run_id: str, item_keys: Sequence[str]) -> None:
+        """Delete these items' rows and node calls, so a resume asks them again as if never asked (the
+        ledger stays: what was paid stays counted, and the calls that answered replay from the cache)."""
+        with self._cursor() as cursor:
+            for key in item_keys:
+                cursor.execute("DELETE FROM runitem WHERE run_id = ? AND item_key = ?", (run_id, key))
+                cursor.execute("DELETE FROM nodecall WHERE run_id = ? AND item_key = ?", (run_id, key))
+
+    def failed_calls_by_item(self, run_id: str) -> dict[str, str]:
+        """Each item's first failed model call ('node: error'): a call error after the gateway's retries,
+        not a budget's refusal (a refused call is `skipped`)."""
+        query = (
+            sql_select(col(NodeCall.item_key), col(NodeCall.node_id), col(NodeCall.error))
+            .where(col(NodeCall.run_id) == run_id, col(NodeCall.status) == "failed")
+            .order_by(col(NodeCall.id))
+        )
+        first: dict[str, str] = {}
+        with self.session() as session:
+            for key, node_id, error in session.execute(query).all():
+                first.setdefault(key, f"{node_id}: {error}")
+        return first
+
     def run_folder(self, run_id: str) -> Path:
         """Where a run's files go, beside the database: its report, best graph, drawing and plot."""
         return self.path.parent / "runs" / run_id

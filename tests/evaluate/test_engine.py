@@ -327,6 +327,37 @@ def test_a_log_file_gets_progress_lines_and_stdout_stays_json(tmp_path: Path) ->
     assert lines[0].startswith(f"{data.stem}: 0/6 · ") and lines[-1].startswith(f"{data.stem}: 6/6 · 6/6 correct · ")
 
 
+def test_the_eval_command_says_how_to_ask_failed_items_again_and_counts_them_once(tmp_path: Path) -> None:
+    """`eval` names the resume that asks the items with failed calls again; that resume's progress
+    counts a retried item once (it read "7/6 correct": the item's first verdict and its new one)."""
+    server = ScriptedServer().start()
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "k.db")}
+    try:
+        server.add_rule(Rule(pattern=r"What is 1 \+ 10", status=400, times=1))
+        data = _questions(tmp_path / "q.jsonl", 4)
+        graph = tmp_path / "g.yaml"
+        graph.write_text(graph_yaml(server.api_base, THREE_VOTE))
+        first = subprocess.run([*EVAL, str(graph), "--task", str(data)], env=env, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        run_id = Store(tmp_path / "k.db").list_runs()[0].id
+        said = " ".join(first.stdout.split())
+        assert "1 of 4 items answered although some of their model calls failed; first: q1: " in said
+        assert f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in said
+        again = subprocess.run(
+            [*EVAL, "--resume", run_id, "--retry-errors"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0, again.stderr
+        assert [line for line in again.stderr.splitlines() if " elapsed" in line][-1].startswith("q: 4/4 · 4/4 correct")
+        assert "failed" not in again.stdout
+        alone = subprocess.run(
+            [*EVAL, str(graph), "--task", str(data), "--retry-errors"], env=env, capture_output=True, text=True
+        )
+        assert alone.returncode == 1 and "Traceback" not in alone.stderr
+        assert "--retry-errors asks again the failed items of a stored run: give --resume RUN_ID" in alone.stderr
+    finally:
+        server.stop()
+
+
 async def test_items_that_did_not_finish_are_counted_with_their_reason(
     tmp_path: Path, make_graph, scripted: ScriptedServer
 ) -> None:  # type: ignore[no-untyped-def]
@@ -337,6 +368,57 @@ async def test_items_that_did_not_finish_are_counted_with_their_reason(
     assert sorted(item.item_id for item in summary.unfinished) == ["q1", "q2"]
     assert "output node 'a' failed" in (summary.unfinished[0].stopped_reason or "")
     assert summary.to_dict()["unfinished"] == 2
+
+
+THREE_VOTE = (
+    "name: ev3\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    "  - {id: c, role: assistant, model: m}\n  - {id: v, role: vote}\nedges: ['a, b, c -> v']\n"
+)
+
+
+async def test_a_resume_with_retry_errors_asks_again_the_items_whose_calls_failed(
+    tmp_path: Path, make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A server down for a while: q2 lost all three calls (not finished), q1 one of three (its vote
+    answered with two). A plain resume keeps both as they ended; with retry_errors they are asked
+    again, and only the failed calls are paid for (the others replay from the cache)."""
+    scripted.add_rule(Rule(pattern=r"What is 1 \+ 10", status=400, times=1))  # not retried: the call fails
+    scripted.add_rule(Rule(pattern=r"What is 2 \+ 10", status=400, times=3))
+    data = _questions(tmp_path / "q.jsonl", 5)
+    graph = make_graph(THREE_VOTE)
+    first = await Evaluation(graph, EvalConfig(task=str(data))).run()
+    assert [item.item_id for item in first.unfinished] == ["q2"]
+    assert [item.item_id for item in first.answered_despite_failures] == ["q1"]
+    assert "call failed after 1 attempt(s): HTTP 400" in first.call_failures["q1"]
+    assert sorted(item.item_id for item in first.retryable) == ["q1", "q2"]
+    assert first.to_dict()["items_with_failed_calls"] == 2 and first.correct == 4
+
+    asked = len(scripted.completion_requests)
+    kept = await Evaluation.resume(first.run_id or "", graph.gateway).run()
+    assert len(scripted.completion_requests) == asked and kept.correct == 4  # nothing asked again
+
+    retried = await Evaluation.resume(first.run_id or "", graph.gateway, retry_errors=True).run()
+    assert len(scripted.completion_requests) - asked == 4  # q1's failed call, q2's three
+    assert retried.correct == 5 and not retried.unfinished and not retried.call_failures
+    assert retried.usage.calls == 15 and retried.usage.cached_calls == 0  # its own hits are its calls
+    store = graph.store
+    assert len(store.run_items(first.run_id)) == 5
+    assert sorted(call.node_id for call in store.node_calls(first.run_id, "q1")) == ["a", "b", "c", "v"]
+
+
+async def test_retry_errors_leaves_an_item_a_time_budget_cut(
+    tmp_path: Path, make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A call cut by the run's time budget failed, but asking again would be cut again: not retried."""
+    scripted.add_rule(Rule(pattern=r"What is 1 \+ 10", latency_s=2.0))
+    data = _questions(tmp_path / "q.jsonl", 3)
+    graph = make_graph(ONE_NODE + "budget: {max_latency_s: 0.5}\n")
+    first = await Evaluation(graph, EvalConfig(task=str(data))).run()
+    assert list(first.call_failures) == ["q1"] and [item.item_id for item in first.unfinished] == ["q1"]
+    assert not first.retryable
+    asked = len(scripted.completion_requests)
+    await Evaluation.resume(first.run_id or "", graph.gateway, retry_errors=True).run()
+    assert len(scripted.completion_requests) == asked
 
 
 async def test_a_cache_replay_reports_the_same_critical_path_as_the_live_eval(tmp_path: Path) -> None:
