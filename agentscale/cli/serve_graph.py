@@ -51,6 +51,7 @@ def serve_graph_command(
     """
     import uvicorn
 
+    from agentscale.models.litellm_loader import get_litellm
     from agentscale.runtime.graph import load
     from agentscale.serve.app import create_app
 
@@ -62,6 +63,10 @@ def serve_graph_command(
     graph = load(graph_file, gateway=make_gateway(db, no_cache))
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
     listening = _listening_sockets(host, port)
+    # litellm's import takes seconds: here, before the "serving" line, not in the first request
+    # (8.5 s where the next took 0.03 s; a client with a short timeout lost it). Clients that connect
+    # meanwhile wait in the socket's backlog.
+    get_litellm()
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
     err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
     # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as

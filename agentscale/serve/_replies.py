@@ -12,18 +12,26 @@ from agentscale.graphs.result import RunResult
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": {...}}` with an HTTP status."""
+    """An error answered as `{"error": {...}}` with an HTTP status (and `headers`)."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(status_code=error.status, content=error.body())
+    return JSONResponse(status_code=error.status, content=error.body(), headers=error.headers)
 
 
 def usage_of(result: RunResult) -> dict[str, int]:
@@ -43,7 +51,11 @@ def no_answer(result: RunResult) -> ApiError:
     """A question the graph left unanswered is an error, not an empty answer (a client could not tell
     them apart: status 200, content ""). 502 when model calls failed, else 500: a budget stopped it,
     or no reply held an answer in the graph's format. The message names the run (when the server
-    records runs), not the node errors: those carry the upstream endpoints' addresses."""
+    records runs), not the node errors: those carry the upstream endpoints' addresses.
+
+    `x-should-retry: false`: OpenAI's clients retry a 5xx twice unless told not to, so one request
+    ran the graph three times, each paid (and each failed model call already had the gateway's
+    retries). A 503 (stopping, busy) is still theirs to retry."""
     failed = any(trace.status == "failed" for trace in result.trace)
     if failed:
         why = "its model calls failed"
@@ -52,4 +64,5 @@ def no_answer(result: RunResult) -> ApiError:
     else:
         why = "no reply held an answer in its format"
     where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""
-    return ApiError(502 if failed else 500, f"the graph gave no answer ({why}){where}", "server_error", "no_answer")
+    message = f"the graph gave no answer ({why}){where}"
+    return ApiError(502 if failed else 500, message, "server_error", "no_answer", headers={"x-should-retry": "false"})

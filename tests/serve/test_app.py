@@ -200,15 +200,17 @@ def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
     ids=["no answer in the format", "budget"],
 )
 def test_an_unanswered_question_says_why(
-    make_graph, scripted: ScriptedServer, body: str, question: str, status: int, why: str
+    make_graph, store: Store, scripted: ScriptedServer, body: str, question: str, status: int, why: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """A reply with no number was blamed on a budget the graph did not have."""
+    """A reply with no number was blamed on a budget the graph did not have. The client, with its
+    default retries, runs the graph once: it retried the 500 twice, three paid runs per request."""
     scripted.add_rule(Rule(replies=["I cannot say."]))
     for url in serve(make_graph(body)):
-        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        client = openai.OpenAI(base_url=url, api_key="unused")
         with pytest.raises(openai.APIStatusError) as info:
             client.chat.completions.create(model="served", messages=[{"role": "user", "content": question}])
         assert info.value.status_code == status and f"the graph gave no answer ({why})" in info.value.message
+        assert len(store.list_runs()) == 1
 
 
 def test_a_client_that_leaves_stops_its_run(make_graph, store: Store, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
