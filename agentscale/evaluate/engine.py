@@ -35,7 +35,9 @@ from agentscale.tasks.scoring import ascore
 
 @dataclass
 class ItemResult:
-    """One scored item."""
+    """One scored item: its question and `reference`, the graph's `answer` (None: it gave none), the
+    scorer's verdict (`correct`, `detail`: why), the item's `usage`, and `stopped_reason` when its
+    graph did not finish normally (a budget, a failed output node)."""
 
     item_id: str
     question: str
@@ -65,6 +67,10 @@ def _stopped_by_an_error(item: ItemResult, call_failures: Mapping[str, str]) -> 
 
 @dataclass
 class EvalSummary:
+    """An eval's totals over every scored item (resumed parts included): `correct` of `n` (`accuracy`,
+    `ci95` a Wilson interval), `usage` summed, each item's wall-clock latency, the `items`, and the
+    items whose model calls failed (`call_failures`); `to_dict()` is what `eval --json` prints."""
+
     run_id: str | None
     task: str
     n: int
@@ -222,7 +228,10 @@ def check_concurrency(concurrency: int) -> None:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What an eval run stores so it can be rebuilt and resumed."""
+    """What an eval run stores so it can be rebuilt and resumed: the `task` (a built-in name or a
+    JSONL file), `n` items sampled with `seed` (None: all), the `scorer` (a file's; None: inferred),
+    items at once (`concurrency`), a `handbook` to draw on, generator `options`, where items run
+    (`executor`) and the task file's digest."""
 
     task: str
     n: int | None = None

@@ -144,6 +144,8 @@ class RunResult:
         return [f"{t.node_id}: {t.error}" for t in self.trace if t.status == "failed" and t.error]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (what `run --json` prints): the trace as a list of node dicts, with
+        `rounds` and `memory` only when the graph has a coordinator or a handbook."""
         trace = [node.to_dict() for node in self.trace]
         data: dict[str, Any] = {
             "run_id": self.run_id,

@@ -44,6 +44,12 @@ _CACHE_ON = frozenset({"", "on", "1", "true", "yes"})
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    """How the gateway calls models: `timeout_s` per attempt (a time budget shortens it), up to
+    `max_retries` retries of a retryable failure (429, 5xx, a timeout, a connection error) after
+    `backoff_s` doubling up to `max_backoff_s` (a 429's Retry-After is honoured), at most
+    `max_concurrency` calls in flight per endpoint unless a model alias sets its own, and the
+    response `cache` (`GatewaySettings.from_env()` reads `AGENTSCALE_CACHE=off`)."""
+
     timeout_s: float = 120.0
     max_retries: int = 3
     backoff_s: float = 0.5
@@ -158,6 +164,8 @@ class Gateway:
     """Shared by every node of every graph in a process; safe across event loops."""
 
     def __init__(self, store: Store | None = None, settings: GatewaySettings | None = None) -> None:
+        """`store` records runs, the response cache and the spend ledger (None: nothing is recorded
+        and nothing cached); `settings` default to `GatewaySettings.from_env()`."""
         if store is not None and not isinstance(store, Store):  # a path failed at the first write, after paying
             raise TypeError(f"Gateway takes a Store or None, not {type(store).__name__}: use Gateway(Store(path))")
         self.store = store

@@ -118,6 +118,12 @@ class _TestSplit:
 
 @dataclass
 class OptimizeResult:
+    """What `Optimization.run()` returns: the crowned graph (`best` on the test split, `best_train`
+    its train evaluation, `best_path`/`best_yaml` to load it), the baselines and every model alone
+    (`singles`) on the test split, the crowned graph's paired `advantage` over the best of them,
+    the search (`history`, `curve`, `pareto`, `crowning`), spend (`usage`) and `warnings`;
+    `to_dict()` is what `optimize --json` prints."""
+
     run_id: str
     method: str
     best: TestScore | None  # None when the spend cap refused the crowned graph's test split

@@ -161,6 +161,7 @@ class Graph:
         return self.gateway.store
 
     def to_yaml(self) -> str:
+        """The graph as YAML that `agentscale.load` reads back (what a run stores as its graph)."""
         if self._yaml is None:
             self._yaml = dump_graph_spec(self.spec)
         return self._yaml

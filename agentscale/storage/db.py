@@ -248,6 +248,8 @@ class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        """Open (creating it and its folder if needed) the database at `path`, else at `$AGENTSCALE_DB`,
+        else ./.agentscale/agentscale.db; columns added by later releases are added to an older file."""
         self.path = database_file(path)
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S}
