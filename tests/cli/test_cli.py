@@ -495,11 +495,15 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
     assert "no item finished and no model call answered, so the run measured nothing" in " ".join(err.split())
     assert f"runs show {result['run_id']}" in " ".join(err.split())
-    assert "start a new eval once the model answers" in " ".join(err.split())  # a resume replays the failures
+    retry = f"once the model answers: agentscale eval --resume {result['run_id']} --retry-errors"
+    assert retry in " ".join(err.split())  # a plain resume keeps the failures
     assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"  # runs list said done
     scripted.reset()
+    code, out, err = run_cli(capsys, "eval", "--resume", result["run_id"], "--retry-errors", "--json")
+    assert code == 0 and json.loads(out)["correct"] == 3, err  # the command it names, once the server answers
+    scripted.reset()
     scripted.add_rule(Rule(pattern="What is 0 ", status=400))
-    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--no-cache")  # the retry's answers
     assert code == 0 and "1 of 3 items did not finish" in " ".join(err.split() + out.split()), err
 
 
