@@ -25,9 +25,31 @@ def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
             f"{node.latency_s:.2f}s" if node.route else "—",
             "yes" if node.cached else "",
             status,
-            short(node.answer if node.status == "ok" else node.error, 48),
+            short(node.answer if node.status == "ok" and node.answer is not None else node.error, 48),
         )
     return table
+
+
+_SOURCES = {"ceo": "the CEO", "fallback": "fallback", "initial": "the graph as written"}
+
+
+def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """One line per round of a discussion (`RoundRecord.to_dict()`s): the decision applied and where
+    it came from, its notes (a fallback's reason, cuts to fit the budget) and the round's answer. A
+    CEO whose replies were unusable looked healthy: its calls were `ok`, the fallback only in --json."""
+    lines = []
+    for record in rounds:
+        decision = record.get("decision") or {}
+        source = _SOURCES.get(str(decision.get("source")), "—")
+        line = f"round {record['round']}: {decision.get('decision', '—')} ({source})"
+        if record.get("ran"):
+            line += f" · {decision.get('agents')} agents, replies ≤ {decision.get('max_tokens')} tokens"
+            line += f" · answer {short(str(record.get('answer')), 40)}"
+        notes = [*decision.get("notes", []), *([record["stopped_reason"]] if record.get("stopped_reason") else [])]
+        if notes:
+            line += " · " + "; ".join(short(note, 120) for note in notes)
+        lines.append(line)
+    return lines
 
 
 def format_usage(usage: Usage) -> str:

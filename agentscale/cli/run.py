@@ -12,7 +12,7 @@ from rich.markup import escape
 from agentscale.cli._console import Interrupted, err, print_json, print_plain, say_simulated, short
 from agentscale.cli._options import DbOption, NoCacheOption, command_line, make_gateway
 from agentscale.cli._progress import progress_bar
-from agentscale.cli._tables import format_usage, trace_table
+from agentscale.cli._tables import format_usage, round_lines, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
@@ -90,6 +90,8 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
         if show_prompts:
             _print_prompts(result)
         err.print(trace_table(result.trace, title=f"{graph.name} · run {result.run_id}"))
+        for line in round_lines([record.to_dict() for record in result.rounds or []]):
+            err.print(line, markup=False)
         err.print(format_usage(result.usage))
         if result.stopped_reason:
             err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)

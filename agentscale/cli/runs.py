@@ -12,7 +12,7 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short
 from agentscale.cli._options import DbOption, JsonOption, command_line, open_store
-from agentscale.cli._tables import format_spend, format_test_score, trace_table
+from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
 from agentscale.storage.owner import owner_alive
@@ -189,6 +189,8 @@ def show_command(
             if c.item_key == item.item_key
         ]
         out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
+        for line in round_lines(json.loads(item.rounds_json) if item.rounds_json is not None else []):
+            out.print(line, markup=False)
         stopped = f"  [yellow](stopped: {escape(item.stopped_reason)})[/]" if item.stopped_reason else ""
         verdict = "" if item.correct is None else f" · {'right' if item.correct else 'wrong'}"
         reference = "" if item.reference is None else f" · reference {escape(str(item.reference))}{verdict}"

@@ -225,12 +225,16 @@ class Discussion:
         for index in range(1, self.coordinator.max_rounds + 1):
             record = RoundRecord(index)
             self.rounds.append(record)
-            first_trace = len(self.traces)
+            first_trace, path_before = len(self.traces), self._critical_path
             decision, refused = await self._decide(record, current, feedback)
-            if refused is not None and self.best is not None:
+            # with no answer yet, a refusal (the CEO's call, the next round) still lets a round run
+            # whose replies can have min_tokens; one cut below answers nothing (round 1 under a
+            # budget of 300 tokens ran replies of 1 token) and only pays its prompts
+            cut_below_the_floor = decision.max_tokens < self.limits.min_tokens
+            if refused is not None and (self.best is not None or cut_below_the_floor):
                 record.stopped_reason = self.stopped_reason = refused
                 record.decision = decision.to_dict()
-                record.usage = self._usage(self.traces[first_trace:])
+                record.usage = self._round_usage(first_trace, path_before)
                 break
             if decision.decision == "stop":
                 refusal = await self._stop_refused()
@@ -240,7 +244,7 @@ class Discussion:
                     )
             record.decision = decision.to_dict()
             if decision.decision == "stop":
-                record.usage = self._usage(self.traces[first_trace:])
+                record.usage = self._round_usage(first_trace, path_before)
                 break
             current = decision
             await self._round(record, decision)
@@ -249,11 +253,11 @@ class Discussion:
                 self.best, self.best_solution = record.answer, self._round_solution
             if self.stopped_reason is not None:  # a call was refused by the budget: end with the best
                 record.stopped_reason = self.stopped_reason
-                record.usage = self._usage(self.traces[first_trace:])
+                record.usage = self._round_usage(first_trace, path_before)
                 break
             if index < self.coordinator.max_rounds:
                 feedback = await self._feedback(record)
-            record.usage = self._usage(self.traces[first_trace:])
+            record.usage = self._round_usage(first_trace, path_before)
         return self._finish()
 
     async def _stop_refused(self) -> str | None:
@@ -606,6 +610,13 @@ class Discussion:
         """Every model the discussion may call: its nodes', the CEO and the evaluator."""
         steering = [self.ceo_model, *([self.evaluator_model] if self.evaluator_model else [])]
         return [*self.runtime.models.values(), *steering]
+
+    def _round_usage(self, first_trace: int, path_before: float) -> Usage:
+        """A round's usage: its calls (from `first_trace` on), and the critical path it added (its CEO,
+        team and evaluator; every round said 0.0 where the run's total summed them)."""
+        usage = self._usage(self.traces[first_trace:])
+        usage.critical_path_s = self._critical_path - path_before
+        return usage
 
     def _usage(self, traces: list[NodeTrace], *, total: bool = False) -> Usage:
         usage = calls_usage(traces)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from agentscale import Graph
+from agentscale import Graph, Store
 from agentscale.agents.coordinator import (
     Decision,
     DecisionParseError,
@@ -17,8 +17,10 @@ from agentscale.agents.coordinator import (
     parse_decision,
     parse_verdict,
 )
+from agentscale.cli.app import main
 from agentscale.errors import SpecError
 from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
 
 LIMITS = Limits(min_agents=1, max_agents=3, min_tokens=16, max_tokens=64)
 CURRENT = Decision("continue", 2, "", 48, "initial")
@@ -234,6 +236,25 @@ def test_unparseable_ceo_falls_back_after_three_tries(talk, scripted: ScriptedSe
     assert result.answer == "13"
 
 
+def test_run_prints_each_round_and_a_fallback_is_seen(tmp_path, monkeypatch, capsys, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A CEO whose replies never parsed looked healthy in `run` and `runs show` (its calls `ok`, the
+    answer column empty): the fallback was only in --json. Each round now has a line."""
+    scripted.add_rule(Rule(model="ceo", replies=["We should definitely keep going, team!"]))
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "r.db"))
+    graph = tmp_path / "talk.yaml"
+    text = body("{model: ceo, max_rounds: 2}", extra="defaults: {max_tokens: 100}\n")
+    graph.write_text(graph_yaml(scripted.api_base, text.replace("API", f'"{scripted.api_base}"')))
+    assert main(["run", str(graph), "-q", "What is 6 + 7?"]) == 0
+    said = capsys.readouterr().err
+    lines = [" ".join(line.split()) for line in said.splitlines() if line.startswith("round ")]
+    fallback = "continue (fallback) · 2 agents, replies ≤ 100 tokens · answer 13 · 3 unusable CEO replies; last: "
+    assert [line.startswith(f"round {i}: {fallback}") for i, line in enumerate(lines, 1)] == [True, True]
+    assert "attempt 1: no JSON object found" in said  # the CEO's rows say why their replies were unusable
+    run_id = Store(tmp_path / "r.db").list_runs()[0].id
+    assert main(["runs", "show", run_id]) == 0
+    assert sum(line.startswith("round ") for line in capsys.readouterr().out.splitlines()) == 2
+
+
 def test_budget_exhaustion_stops_with_the_best_answer(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=64)]))
     graph = talk("{model: ceo, max_rounds: 10}", budget="budget: {max_tokens: 2200}\n")
@@ -259,6 +280,17 @@ def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: Scr
     assert result.usage.tokens <= 1400
     # later rounds: a smaller team rather than replies cut below min_tokens (16): four calls of 1 token were paid
     assert all(r["max_tokens"] >= 16 for r in worker_requests(scripted))
+
+
+def test_a_first_round_whose_replies_cannot_have_min_tokens_does_not_run(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A budget of 200 tokens cannot pay the CEO (its prompt alone is more) nor a round of replies of
+    min_tokens (16): round 1 ran anyway with replies cut to 14 tokens (1 under a tighter budget),
+    which pay every prompt for a reply too short to reason. It now ends before any call, saying why."""
+    graph = talk("{model: ceo, max_rounds: 3}", budget="budget: {max_tokens: 200}\n")
+    result = graph.run("What is 19 + 30?")
+    assert worker_requests(scripted) == [] and ceo_requests(scripted) == []
+    assert result.answer is None and "budget max_tokens=200 would be exceeded" in (result.stopped_reason or "")
+    assert not result.rounds[0].ran
 
 
 def test_the_fallback_shares_the_tokens_left_as_a_decision_would(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
@@ -324,6 +356,9 @@ def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type
     assert result.usage.calls == len(scripted.completion_requests) == 6
     assert result.usage.tokens == sum(t.prompt_tokens + t.completion_tokens for t in result.trace)
     assert sum(r.usage.tokens for r in result.rounds) == result.usage.tokens
+    # each round's critical path (every round said 0.0), adding up to the run's
+    assert all(r.usage.critical_path_s > 0 for r in result.rounds)
+    assert sum(r.usage.critical_path_s for r in result.rounds) == pytest.approx(result.usage.critical_path_s)
     data = result.to_dict()
     assert data["answer"] == "3" and [r["round"] for r in data["rounds"]] == [1, 2]
     assert data["rounds"][0]["ceo_replies"] == [ceo_reply(agents=1)]
