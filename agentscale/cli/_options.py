@@ -33,6 +33,14 @@ NoCacheOption = Annotated[
     bool,
     typer.Option("--no-cache", help="Do not read or write the response cache (env AGENTSCALE_CACHE=off)."),
 ]
+RetryErrorsOption = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors",
+        help="With --resume: ask again what the run scored after a model call failed (a server down, a key "
+        "missing), which a resume otherwise keeps as it ended; the calls that answered come from the cache.",
+    ),
+]
 ExecutorOption = Annotated[
     str | None,
     typer.Option(
@@ -122,6 +130,12 @@ def executor_config(
     assert gateway.store is not None
     stored = json.loads(gateway.store.get_run(resume).config_json).get("executor")
     return ExecutorConfig.from_dict(stored).override(kind, address, workers)
+
+
+def check_retry_errors(retry_errors: bool, resume: str | None) -> None:
+    """--retry-errors acts on a stored run: without --resume there is nothing to ask again."""
+    if retry_errors and resume is None:
+        raise AgentScaleError("--retry-errors asks again the failed items of a stored run: give --resume RUN_ID")
 
 
 def refuse_ignored(given: dict[str, bool], why: str, *, by: str = "--resume") -> None:

@@ -20,6 +20,8 @@ from agentscale.cli._options import (
     NoCacheOption,
     RayAddressOption,
     RayWorkersOption,
+    RetryErrorsOption,
+    check_retry_errors,
     command_line,
     executor_config,
     make_gateway,
@@ -100,14 +102,7 @@ def eval_command(
         typer.Option("--handbook", help="Show each question's top behaviors from this handbook to every node."),
     ] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted eval run.")] = None,
-    retry_errors: Annotated[
-        bool,
-        typer.Option(
-            "--retry-errors",
-            help="With --resume: ask again the items whose model calls failed (a server down, a key missing), "
-            "which are otherwise kept as they ended; their calls that answered come from the cache.",
-        ),
-    ] = False,
+    retry_errors: RetryErrorsOption = False,
     show_items: Annotated[bool, typer.Option("--show-items", help="Print a per-item table.")] = False,
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
@@ -148,6 +143,7 @@ def eval_command(
     from agentscale.runtime.graph import load
 
     check_tracing(trace)
+    check_retry_errors(retry_errors, resume)
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
@@ -163,8 +159,6 @@ def eval_command(
             resume, gateway, executor=where, concurrency=concurrency, task_file=task, retry_errors=retry_errors
         )
     else:
-        if retry_errors:
-            raise AgentScaleError("--retry-errors asks again the failed items of a stored run: give --resume RUN_ID")
         if graph_file is None or task is None:
             raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
         config = EvalConfig(

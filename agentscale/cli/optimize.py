@@ -19,6 +19,8 @@ from agentscale.cli._options import (
     NoCacheOption,
     RayAddressOption,
     RayWorkersOption,
+    RetryErrorsOption,
+    check_retry_errors,
     command_line,
     executor_config,
     make_gateway,
@@ -58,6 +60,7 @@ def optimize_command(
         bool, typer.Option("--no-test", help="Stop after crowning: do not score the test split (no test spend).")
     ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
+    retry_errors: RetryErrorsOption = False,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -89,6 +92,8 @@ def optimize_command(
       agentscale optimize space.yaml --executor ray --ray-address ray://head:10001
 
       agentscale optimize --resume 3f2a9c0d1e2b
+
+      agentscale optimize --resume 3f2a9c0d1e2b --retry-errors
     """
     from agentscale.optimize.report import write_plot
     from agentscale.optimize.runner import DEFAULT_CONCURRENCY, Optimization
@@ -113,6 +118,7 @@ def optimize_command(
         )
     else:
         check_tracing(trace)
+    check_retry_errors(retry_errors, resume)
     gateway = make_gateway(db, no_cache)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
@@ -122,7 +128,9 @@ def optimize_command(
             {"--method": method is not None, "--seed": seed is not None, "--no-test": no_test, "--dry-run": dry_run},
             "continues the stored run with its own method, seed and test split",
         )
-        optimization = Optimization.resume(resume, gateway, executor=where, concurrency=concurrency)
+        optimization = Optimization.resume(
+            resume, gateway, executor=where, concurrency=concurrency, retry_errors=retry_errors
+        )
     else:
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")

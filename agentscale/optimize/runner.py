@@ -49,7 +49,13 @@ from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
-from agentscale.optimize.trials import AGENT_KEY, SpendCapReached, TrialEvaluator, calls_by_stage
+from agentscale.optimize.trials import (
+    AGENT_KEY,
+    SpendCapReached,
+    TrialEvaluator,
+    calls_by_stage,
+    failed_calls_by_trial,
+)
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 from agentscale.tasks.registry import stable_task_spec
@@ -265,6 +271,21 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
     return task, list(split.train.items), list(split.test.items)
 
 
+def _failed_calls_warning(failed: dict[int, dict[str, str]]) -> str | None:
+    """What to say when items of the run's evaluations had model calls that failed (an outage): they
+    were scored as they ended, which lowers those graphs' scores; the run said nothing of it."""
+    if not failed:
+        return None
+    items = sum(len(by_item) for by_item in failed.values())
+    seq = min(failed)
+    item, failure = next(iter(failed[seq].items()))
+    return (
+        f"{items} items in {len(failed)} evaluations had model calls that failed after the gateway's retries and "
+        f"were scored as they ended, so those graphs score lower than they would (first: evaluation {seq}, item "
+        f"{item}: {failure}); once the models answer, resume the run with --retry-errors to ask them again"
+    )
+
+
 class Optimization:
     """Create with a space (or `resume`), then `await run()`."""
 
@@ -280,10 +301,14 @@ class Optimization:
         run_id: str | None = None,
         executor: ExecutorConfig | None = None,
         score_test: bool = True,
+        retry_errors: bool = False,
     ) -> None:
         """`executor` says where evaluation items run (default local); it is stored with the run.
-        `score_test=False` stops after crowning: the test split is not scored (no test spend)."""
+        `score_test=False` stops after crowning: the test split is not scored (no test spend).
+        `retry_errors` (a resumed run): the evaluations from the first one with a failed model call on
+        are asked again (`TrialEvaluator.forget_from`), not replayed as they ended."""
         check_concurrency(concurrency)
+        self.retry_errors = retry_errors
         self.space = space
         self.gateway = gateway
         self.store = gateway.require_store("an optimization")
@@ -352,9 +377,12 @@ class Optimization:
         *,
         executor: ExecutorConfig | None = None,
         concurrency: int | None = None,
+        retry_errors: bool = False,
     ) -> Optimization:
         """Continue a stored run; with the executor and concurrency it was started with unless given
-        (both change where and how fast items run, not what they answer)."""
+        (both change where and how fast items run, not what they answer). `retry_errors`: ask again
+        the evaluations whose model calls failed (and those after them, which the search chose
+        from their scores)."""
         run = gateway.require_store("resuming an optimization").get_run(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
@@ -375,6 +403,7 @@ class Optimization:
             score_test=config.get("score_test", True),
             run_id=run.id,
             executor=executor or ExecutorConfig.from_dict(config.get("executor")),
+            retry_errors=retry_errors,
         )
 
     # the agent used for textual feedback ------------------------------------------------------
@@ -409,6 +438,9 @@ class Optimization:
         except RunBusy:
             self.executor.close()  # started for this run (a Ray cluster): not left open
             raise
+        failed = failed_calls_by_trial(self.store, self.run_id) if self.retry_errors else {}
+        if failed:  # after the claim: another process may have been answering them
+            self.evaluator.forget_from(min(failed))
         self._progress = ProgressReporter(on_progress, lambda: self.store.spend(self.run_id)["calls"])
         try:
             async with self._progress.refreshing():
@@ -485,6 +517,9 @@ class Optimization:
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
         warnings = unanswered + ([crowning.warning] if crowning.warning else [])
+        failed_calls = _failed_calls_warning(failed_calls_by_trial(self.store, self.run_id))
+        if failed_calls is not None:
+            warnings.append(failed_calls)
         if tested.advantage is not None and len(tested.advantage.over) > 1:
             warnings.append(f"single calls tie on the test split: {', '.join(tested.advantage.over)}")
         return OptimizeResult(

@@ -91,6 +91,17 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
     return verdicts
 
 
+def failed_calls_by_trial(store: Store, run_id: str) -> dict[int, dict[str, str]]:
+    """Per evaluation (trial seq), its items whose model calls failed after the gateway's retries,
+    with the first failure ('node: error'): scored as they ended, they lower that graph's score."""
+    failed: dict[int, dict[str, str]] = {}
+    for key, failure in store.failed_calls_by_item(run_id).items():
+        seq = _trial_seq(key)
+        if seq is not None:
+            failed.setdefault(seq, {})[key.partition(":")[2]] = failure
+    return failed
+
+
 def _cut_seqs(store: Store, run_id: str, stored_seqs: Collection[int]) -> set[int]:
     """The evaluations an interruption cut: items stored under their seq, no trial row."""
     items = RunItem.__table__.c  # type: ignore[attr-defined]
@@ -161,10 +172,21 @@ class TrialEvaluator:
         return self.gateway.store
 
     def __post_init__(self) -> None:
+        self._read_stored()
+
+    def _read_stored(self) -> None:
         # answered and refused evaluations alike, read once: a resumed run replays both
         self._stored = {trial.seq: trial for trial in self.store.trials(self.run_id, with_refused=True)}
         self._stored_verdicts: dict[int, dict[str, bool]] | None = None  # read on the first replay
         self._cut = _cut_seqs(self.store, self.run_id, self._stored)  # read only: the run may be another's yet
+
+    def forget_from(self, seq: int) -> None:
+        """Drop the stored evaluations from `seq` on (a resume that asks again the items whose calls
+        failed): the search replays those before and asks the rest again, each step as it went the
+        first time until a score differs, and the calls that answered come from the cache. Only
+        once the run is claimed."""
+        self.store.drop_trials(self.run_id, seq)
+        self._read_stored()
 
     def _verdicts(self, seq: int) -> dict[str, bool]:
         if self._stored_verdicts is None:

@@ -411,13 +411,15 @@ class Store:
             return list(session.exec(query).all())
 
     def drop_items(self, run_id: str, key_prefix: str) -> None:
-        """Delete the run's item rows whose key starts with `key_prefix` (their node calls and the
-        spend ledger stay: what was paid stays counted)."""
+        """Delete the run's item rows and node calls whose key starts with `key_prefix`, so they can
+        be asked again (the spend ledger stays: what was paid stays counted). Node calls went with
+        them, or an item asked again had its calls twice, a failed attempt's among them."""
         with self._cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM runitem WHERE run_id = ? AND substr(item_key, 1, ?) = ?",
-                (run_id, len(key_prefix), key_prefix),
-            )
+            for table in ("runitem", "nodecall"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND substr(item_key, 1, ?) = ?",
+                    (run_id, len(key_prefix), key_prefix),
+                )
 
     def forget_items(self, run_id: str, item_keys: Sequence[str]) -> None:
         """Delete these items' rows and node calls, so a resume asks them again as if never asked (the
@@ -445,12 +447,18 @@ class Store:
         """Where a run's files go, beside the database: its report, best graph, drawing and plot."""
         return self.path.parent / "runs" / run_id
 
-    def drop_trials(self, run_id: str) -> None:
-        """Delete an optimization's trials and their item rows, so a resume asks every evaluation
-        again (node calls and the ledger stay, as in `drop_items`)."""
+    def drop_trials(self, run_id: str, from_seq: int = 0) -> None:
+        """Delete an optimization's trials from evaluation `from_seq` on, with their items' rows and
+        node calls (`t<seq>:<item>`), so a resume asks those evaluations again (the ledger stays, as
+        in `drop_items`)."""
         with self._cursor() as cursor:
-            cursor.execute("DELETE FROM trial WHERE run_id = ?", (run_id,))
-        self.drop_items(run_id, "t")
+            cursor.execute("DELETE FROM trial WHERE run_id = ? AND seq >= ?", (run_id, from_seq))
+            for table in ("runitem", "nodecall"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND item_key GLOB 't[0-9]*:*' "
+                    "AND CAST(substr(item_key, 2, instr(item_key, ':') - 2) AS INTEGER) >= ?",
+                    (run_id, from_seq),
+                )
 
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
         """Record the scorer's verdict on an answered item."""

@@ -129,6 +129,38 @@ async def test_a_model_whose_every_call_fails_is_named_and_every_model_failing_s
     assert not [w for w in resumed.warnings if "failed on the train split" in w]
 
 
+async def test_failed_calls_are_said_and_a_resume_with_retry_errors_asks_them_again(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """An outage of a few calls: their items were scored wrong, and the run said nothing (exit 0, the
+    usual warnings). It now says how many items had failed calls; a resume with retry_errors asks
+    again the evaluations from the first such one, and ends where a run without the outage ends."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base, max_nodes=4)
+    healthy = await optimization(text, Store(tmp_path / "healthy.db")).run()
+    asked_healthy = len(scripted.completion_requests)
+    scripted.reset()
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    scripted.add_rule(Rule(model="good", status=400, times=3))  # not retried: the calls fail
+    hurt = optimization(text, store)
+    result = await hurt.run()
+    said = [w for w in result.warnings if "had model calls that failed after the gateway's retries" in w]
+    assert said and "3 items in " in said[0] and "HTTP 400" in said[0], result.warnings
+    scripted.reset()
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    kept = await Optimization.resume(hurt.run_id, gateway).run()
+    assert scripted.completion_requests == [] and any("had model calls that failed" in w for w in kept.warnings)
+    measured = [t.correct for t in Store(tmp_path / "healthy.db").trials(healthy.run_id)]
+    assert [t.correct for t in store.trials(hurt.run_id)] != measured  # the outage's scores, replayed
+    retried = await Optimization.resume(hurt.run_id, gateway, retry_errors=True).run()
+    assert not any("had model calls that failed" in w for w in retried.warnings), retried.warnings
+    assert len(scripted.completion_requests) < asked_healthy  # what had answered came from the cache
+    assert retried.best_train.candidate.canonical_key == healthy.best_train.candidate.canonical_key
+    assert retried.best is not None and healthy.best is not None and retried.best.accuracy == healthy.best.accuracy
+    assert [t.correct for t in store.trials(hurt.run_id)] == measured
+
+
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
