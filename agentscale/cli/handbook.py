@@ -402,6 +402,38 @@ def prune_command(
     err.print(f"{verb} {len(removed)} behavior(s); {left} remain")
 
 
+@handbook_app.command("delete")
+def delete_command(
+    handbook: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Delete a handbook and its behaviors (a build that learned nothing leaves an empty one).
+
+    Runs that drew on it keep their records; resuming one needs a handbook of that name again.
+    `export` first to keep a copy.
+
+    Example:
+
+      agentscale handbook delete scratch --yes
+    """
+    from agentscale.memory.handbook import Handbook
+
+    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
+    count = len(book.behaviors())  # also: an unknown handbook is an error before the question
+    if not yes:
+        if not sys.stdin.isatty():
+            raise AgentScaleError(f"deleting handbook {handbook!r} ({count} behaviors): give --yes to do it unasked")
+        if not typer.confirm(f"delete handbook {handbook!r} and its {count} behaviors?", err=True):
+            raise AgentScaleError("nothing deleted")
+    removed = book.delete()
+    if json_output:
+        print_json({"handbook": handbook, "deleted": removed})
+    else:
+        err.print(f"deleted handbook {escape(handbook)} ({removed} behaviors)")
+
+
 @handbook_app.command("export")
 def export_command(
     handbook: NameArg,

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -327,3 +328,24 @@ def test_a_build_whose_every_item_failed_exits_1(
     )  # fmt: skip
     assert code == 1 and json.loads(out)["failed"] == 2
     assert "the model calls of every item failed, so nothing was learned (the errors: agentscale runs show" in err
+
+
+def test_delete_removes_a_handbook_after_asking(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No command removed a handbook: empty ones left by failed builds stayed listed for good, and
+    `eval --handbook` refused them. Without a terminal to ask on, `delete` wants --yes."""
+    store = Store(db)
+    seed_handbook(store, "math", BEHAVIORS)
+    seed_handbook(store, "keep", BEHAVIORS[:1])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    code, _, err = cli(capsys, "handbook", "delete", "math")
+    assert code == 1 and "give --yes" in err and len(Handbook(store, "math").behaviors()) == 2
+    code, out, err = cli(capsys, "handbook", "delete", "math", "--yes", "--json")
+    assert code == 0 and json.loads(out) == {"handbook": "math", "deleted": 2}, err
+    code, out, _ = cli(capsys, "handbook", "list", "--json")
+    assert [b["handbook"] for b in json.loads(out)] == ["keep"]
+    rows = sqlite3.connect(db).execute("SELECT count(*) FROM behaviorsource").fetchone()[0]
+    assert rows == len(Handbook(store, "keep").sources(Handbook(store, "keep").behaviors()[0]))  # math's went too
+    code, _, err = cli(capsys, "handbook", "delete", "math", "--yes")
+    assert code == 1 and "no handbook 'math'" in err and "Traceback" not in err
