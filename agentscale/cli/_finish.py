@@ -10,13 +10,19 @@ were written, and escaped from there as a bare KeyboardInterrupt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from types import FrameType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from agentscale.cli._console import err
+from agentscale.cli._console import err, interrupted
+from agentscale.errors import AgentScaleError
+
+if TYPE_CHECKING:
+    from agentscale.storage.db import Store
 
 T = TypeVar("T")
 
@@ -54,6 +60,39 @@ class FinishedRun(Generic[T]):
             self._results.append(task.result())
         finishing_a_done_run()  # from now on: asyncio.run's teardown and the outputs are short work
         return self.result
+
+
+@contextlib.contextmanager
+def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, *, json_output: bool) -> Iterator[None]:
+    """Around the `asyncio.run` of an eval or optimization: a Ctrl-C before it finished says how to
+    resume it (exit 130), one after lets the command show the finished run; a database that fails
+    under it (a full disk) names the same resume command (the error named none, and the run id was
+    only in the first line)."""
+    try:
+        yield
+    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
+        if not finish.finished:
+            raise interrupted(store, run_id, resume, json_output=json_output) from None
+    except Exception as exc:
+        cause = sqlite_failure(exc)
+        if cause is None or finish.finished:
+            raise
+        raise AgentScaleError(database_failed(cause, resume)) from None
+
+
+def sqlite_failure(exc: BaseException) -> sqlite3.OperationalError | None:
+    """The SQLite error under `exc` (SQLAlchemy wraps it), if that is what it is."""
+    cause = getattr(exc, "orig", exc)
+    return cause if isinstance(cause, sqlite3.OperationalError) else None
+
+
+def database_failed(cause: sqlite3.OperationalError, resume: str | None = None) -> str:
+    """What to say when the database failed under a command: what it holds is kept."""
+    then = f"once fixed, continue with: {resume}" if resume else "fix that and run the command again, or resume the run"
+    return (
+        f"the database failed: {cause} (a read-only file, a full disk, another program holding it?); "
+        f"what it holds is kept: {then}"
+    )
 
 
 def finishing_a_done_run() -> None:

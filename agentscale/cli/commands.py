@@ -5,13 +5,13 @@ traceback. Imported by `app.main` inside its Ctrl-C guard: these imports take â‰
 from __future__ import annotations
 
 import inspect
-import sqlite3
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import Interrupted, error
+from agentscale.cli._finish import database_failed, sqlite_failure
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
 from agentscale.cli.handbook import handbook_app
@@ -72,20 +72,14 @@ def run_app(argv: list[str] | None) -> int:
         error(str(exc))
         return 1
     except Exception as exc:
-        cause = getattr(exc, "orig", exc)  # SQLAlchemy wraps the sqlite3 error
-        if not isinstance(cause, sqlite3.OperationalError):
+        cause = sqlite_failure(exc)
+        if cause is None:
             raise
-        error(_DATABASE_FAILED.format(cause=cause))
+        error(database_failed(cause))
         return 1
     if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
         error("interrupted")
     return result if isinstance(result, int) else 0
-
-
-_DATABASE_FAILED = (
-    "the database failed: {cause} (a read-only file, a full disk, another program holding it?); "
-    "what it holds is kept: fix that and run the command again, or resume the run"
-)
 
 
 def _reflow_help(command: TyperCommand | TyperGroup) -> None:

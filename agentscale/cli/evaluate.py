@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agentscale.cli._console import err, interrupted, out, print_json, say_simulated, short
-from agentscale.cli._finish import FinishedRun
+from agentscale.cli._console import err, out, print_json, say_simulated, short
+from agentscale.cli._finish import FinishedRun, resumable
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -184,13 +184,12 @@ def eval_command(
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
-    try:
-        with traced_run(trace, "eval", evaluation.run_id, attributes):
-            asyncio.run(finish.run(_run(evaluation, pending, total, quiet=json_output)))
-    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        if not finish.finished:
-            resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
-            raise interrupted(evaluation.store, evaluation.run_id, resume, json_output=json_output) from None
+    resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
+    with (
+        resumable(finish, evaluation.store, evaluation.run_id, resume, json_output=json_output),
+        traced_run(trace, "eval", evaluation.run_id, attributes),
+    ):
+        asyncio.run(finish.run(_run(evaluation, pending, total, quiet=json_output)))
     summary = finish.result
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = spec_is_simulated(evaluation.graph.spec)

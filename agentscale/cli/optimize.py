@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, interrupted, out, print_json, say_simulated
-from agentscale.cli._finish import FinishedRun
+from agentscale.cli._console import err, out, print_json, say_simulated
+from agentscale.cli._finish import FinishedRun, resumable
 from agentscale.cli._options import (
     DbOption,
     ExecutorOption,
@@ -155,14 +155,13 @@ def optimize_command(
         )
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
     finish: FinishedRun[OptimizeResult] = FinishedRun()
-    try:
-        with traced_run(trace, "optimize", optimization.run_id, attributes):
-            asyncio.run(finish.run(_run(optimization, quiet=json_output)))
-    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
-        if not finish.finished:
-            repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again
-            resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
-            raise interrupted(optimization.store, optimization.run_id, resume, json_output=json_output) from None
+    repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again
+    resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
+    with (
+        resumable(finish, optimization.store, optimization.run_id, resume, json_output=json_output),
+        traced_run(trace, "optimize", optimization.run_id, attributes),
+    ):
+        asyncio.run(finish.run(_run(optimization, quiet=json_output)))
     result = finish.result
     simulated = is_simulated(model.model for model in optimization.space.models.values())
     plot_file = result.artifacts / "search.png"

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -811,3 +812,25 @@ def test_an_eval_stored_before_a_rule_still_resumes(
     code, out, err = run_cli(capsys, "eval", "--resume", run.id, "--db", str(database), "--json")
     assert code == 0, err
     assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"
+
+
+def test_a_database_that_fails_during_an_eval_names_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk mid-eval said "resume the run" without naming it (its id was only in the first
+    line). A trigger that fails every item's row stands in for the disk: SQLite's own error."""
+    database = tmp_path / "f.db"
+    monkeypatch.setenv("AGENTSCALE_DB", str(database))
+    Store(database)  # the tables, then a trigger that breaks the first item's row
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TRIGGER broken AFTER INSERT ON runitem BEGIN INSERT INTO gone VALUES (1); END")
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "i0", "question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", str(data))
+    run_id = Store(database).list_runs()[0].id
+    said = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert "the database failed: no such table: main.gone" in said
+    assert f"once fixed, continue with: agentscale eval --resume {run_id}" in said
