@@ -85,6 +85,17 @@ async def _body_within(request: Request, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
+def _problems(exc: ValidationError, most: int = 3) -> str:
+    """What is wrong with a request body, every shape a field may take included: pydantic reports one
+    error per shape of a union (a message's content: a string, or a list of parts), and the first
+    alone named the wrong one ("messages.0.content.str: Input should be a valid string" for a list
+    holding a bare string, whose part must be an object)."""
+    errors = exc.errors()
+    said = [f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in errors[:most]]
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(said) + more
+
+
 def create_app(
     graph: Graph,
     *,
@@ -161,9 +172,7 @@ def create_app(
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # not UTF-8, nested too deep
             raise ApiError(400, "the body is not valid JSON in UTF-8", code="invalid_json") from None
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ApiError(400, f"invalid request at {where}: {first['msg']}") from None
+            raise ApiError(400, f"invalid request: {_problems(exc)}") from None
         if chat_request.model != graph.name:
             raise unknown_model(chat_request.model, graph.name)
         question = question_of(chat_request)

@@ -110,6 +110,10 @@ def test_bad_requests_get_4xx_json(served_with_key: str) -> None:
         assert response.status_code == status, (body[:40], response.text)
         error = response.json()["error"]
         assert error["message"] and "Traceback" not in response.text
+    # a list of parts holding a bare string: the message said only "should be a valid string"
+    parts = {"model": "served", "messages": [{"role": "user", "content": ["hi"]}]}
+    said = httpx.post(url, json=parts, headers=headers).json()["error"]["message"]
+    assert "content.str: Input should be a valid string" in said and ".0: Input should be a valid dictionary" in said
 
 
 def test_a_chunked_body_is_refused_once_over_the_limit() -> None:
