@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items, first_unanswered
@@ -184,7 +184,11 @@ class TrialEvaluator:
         """Drop the stored evaluations from `seq` on (a resume that asks again the items whose calls
         failed): the search replays those before and asks the rest again, each step as it went the
         first time until a score differs, and the calls that answered come from the cache. Only
-        once the run is claimed."""
+        once the run is claimed. What they paid stays in the ledger under their stage (`RETIRED`):
+        the evaluations asked again may be numbered otherwise, and a test split's calls were counted
+        as an interruption's."""
+        kinds = {trial.seq: trial.kind for trial in self._stored.values() if trial.seq >= seq}
+        _retire_spend(self.store, self.run_id, {s: kinds.get(s, "") for s in {*kinds, *self._cut} if s >= seq})
         self.store.drop_trials(self.run_id, seq)
         self._read_stored()
 
@@ -408,6 +412,21 @@ class PaidCalls:
         self.usd = known_total([self.usd, other.usd])
 
 
+RETIRED = "retired:"  # a ledger key `retired:<kind>:t<seq>:<item>`: a call of an evaluation asked again
+
+
+def _retire_spend(store: Store, run_id: str, kinds: dict[int, str]) -> None:
+    """Key the ledger rows of evaluations about to be dropped by their kind, not their seq."""
+    spend = SpendEntry.__table__.c  # type: ignore[attr-defined]
+    with store.engine.begin() as connection:
+        for seq, kind in kinds.items():
+            connection.execute(
+                update(SpendEntry.__table__)  # type: ignore[attr-defined]
+                .where(spend.run_id == run_id, spend.item_key.startswith(f"t{seq}:"))
+                .values(item_key=f"{RETIRED}{kind}:" + spend.item_key)
+            )
+
+
 @dataclass
 class RunPaid:
     """A run's paid calls by whom they were for: each trial (by seq, stored or not), the feedback
@@ -418,6 +437,7 @@ class RunPaid:
     agent: PaidCalls
     unknown: PaidCalls
     total: PaidCalls
+    retired: dict[str, PaidCalls] = field(default_factory=dict)  # by kind: evaluations asked again
 
 
 def run_paid(store: Store, run_id: str) -> RunPaid:
@@ -428,6 +448,7 @@ def run_paid(store: Store, run_id: str) -> RunPaid:
     unknown."""
     total, agent = PaidCalls(), PaidCalls()
     ledger: dict[int, PaidCalls] = {}
+    retired: dict[str, PaidCalls] = {}
     spend = SpendEntry.__table__.c  # type: ignore[attr-defined]
     query = select(spend.item_key, spend.prompt_tokens, spend.completion_tokens, spend.usd).where(
         spend.run_id == run_id
@@ -438,6 +459,9 @@ def run_paid(store: Store, run_id: str) -> RunPaid:
             seq = None if key is None else _trial_seq(key)
             if key == AGENT_KEY:
                 agent.add(prompt_tokens + completion_tokens, usd)
+            elif key is not None and key.startswith(RETIRED):
+                kind = key[len(RETIRED) :].partition(":")[0]
+                retired.setdefault(kind, PaidCalls()).add(prompt_tokens + completion_tokens, usd)
             elif seq is not None:
                 ledger.setdefault(seq, PaidCalls()).add(prompt_tokens + completion_tokens, usd)
     nodes: dict[int, PaidCalls] = {}
@@ -448,14 +472,14 @@ def run_paid(store: Store, run_id: str) -> RunPaid:
             owner.add(call.tokens, call.usd)
     agent = _more(agent, agent_nodes)
     trials = {seq: _more(ledger.get(seq, PaidCalls()), nodes.get(seq, PaidCalls())) for seq in ledger.keys() | nodes}
-    accounted = [agent, *trials.values()]
+    accounted = [agent, *trials.values(), *retired.values()]
     usd = None if total.usd is None or any(p.usd is None for p in accounted) else total.usd
     unknown = PaidCalls(
         max(0, total.calls - sum(p.calls for p in accounted)),
         max(0, total.tokens - sum(p.tokens for p in accounted)),
         None if usd is None else max(0.0, usd - sum(p.usd or 0.0 for p in accounted)),
     )
-    return RunPaid(trials, agent, unknown, total)
+    return RunPaid(trials, agent, unknown, total, retired)
 
 
 def _more(stored: PaidCalls, recorded: PaidCalls) -> PaidCalls:
@@ -475,5 +499,7 @@ def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
     stages = dict.fromkeys(("search", "crowning", "test"), 0)
     for trial in store.trials(run_id):
         stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid.trials.get(trial.seq, PaidCalls()).calls
+    for kind, spent in paid.retired.items():  # evaluations asked again (`--retry-errors`): their first try
+        stages[STAGE_OF_KIND.get(kind, "search")] += spent.calls
     stages["search"] += max(0, paid.total.calls - sum(stages.values()))  # the ledger, read once
     return stages

@@ -3,8 +3,9 @@
 Paid calls are counted per trial from the spend ledger, whose rows name their item (`t<seq>:<item
 id>`), so each is attributed to the trial (and so the stage) that made it, even when an interruption
 cut its item short; cache hits and items answered come from the node calls. What the ledger holds
-beyond the trials is the optimizer's feedback agent, evaluations cut short and not resumed (no
-stored stage), and, in runs stored by earlier releases, calls whose item the ledger did not name.
+beyond the trials is the optimizer's feedback agent, the first try of evaluations a resume with
+--retry-errors asked again (keyed by their kind), evaluations cut short and not resumed (no stored
+stage), and, in runs stored by earlier releases, calls whose item the ledger did not name.
 """
 
 from __future__ import annotations
@@ -52,4 +53,7 @@ def spend_by_stage(
         (rows[stages[seq]] if seq in stages else unknown).merge(spent)
     agent = StageSpend(stage="optimizer feedback agent")
     agent.merge(paid.agent)
-    return list(rows.values()), [row for row in (agent, unknown) if row.calls]
+    retried = StageSpend(stage="calls of evaluations asked again (--retry-errors): their first try")
+    for spent in paid.retired.values():
+        retried.merge(spent)
+    return list(rows.values()), [row for row in (agent, retried, unknown) if row.calls]

@@ -159,6 +159,11 @@ async def test_failed_calls_are_said_and_a_resume_with_retry_errors_asks_them_ag
     assert retried.best_train.candidate.canonical_key == healthy.best_train.candidate.canonical_key
     assert retried.best is not None and healthy.best is not None and retried.best.accuracy == healthy.best.accuracy
     assert [t.correct for t in store.trials(hurt.run_id)] == measured
+    # what the first try paid stays with its stage (the test split's calls read as an interruption's)
+    before, after = result.usage["calls_by_stage"], retried.usage["calls_by_stage"]
+    assert all(after[stage] >= before[stage] for stage in before) and sum(after.values()) == retried.usage["calls"]
+    page = write_report(store, hurt.run_id).read_text()
+    assert "cut short by an interruption" not in page and "asked again (--retry-errors)" in page
 
 
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
