@@ -45,7 +45,12 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
         if record.get("ran"):
             line += f" · {decision.get('agents')} agents, replies ≤ {decision.get('max_tokens')} tokens"
             line += f" · answer {short(str(record.get('answer')), 40)}"
-        notes = [*decision.get("notes", []), *([record["stopped_reason"]] if record.get("stopped_reason") else [])]
+        elif decision.get("decision") == "continue":  # the budget ended the discussion before the round
+            line += " · not run"
+        notes = list(decision.get("notes", []))
+        stopped = record.get("stopped_reason")
+        if stopped and not any(stopped in note for note in notes):  # a refusal the notes already give
+            notes.append(stopped)
         if notes:
             line += " · " + "; ".join(short(note, 120) for note in notes)
         lines.append(line)

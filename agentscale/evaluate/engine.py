@@ -134,6 +134,7 @@ class EvalSummary:
             "cache_hits": self.usage.cached_calls,
             "unfinished": len(self.unfinished),
             "items_with_failed_calls": len(self.call_failures),
+            "items_to_retry": len(self.retryable),  # what --retry-errors asks again (not those a budget stopped)
         }
         if include_items:
             data["items"] = [item.to_dict() for item in self.items]

@@ -391,7 +391,7 @@ async def test_a_resume_with_retry_errors_asks_again_the_items_whose_calls_faile
     assert [item.item_id for item in first.answered_despite_failures] == ["q1"]
     assert "call failed after 1 attempt(s): HTTP 400" in first.call_failures["q1"]
     assert sorted(item.item_id for item in first.retryable) == ["q1", "q2"]
-    assert first.to_dict()["items_with_failed_calls"] == 2 and first.correct == 4
+    assert first.to_dict()["items_with_failed_calls"] == first.to_dict()["items_to_retry"] == 2 and first.correct == 4
 
     asked = len(scripted.completion_requests)
     kept = await Evaluation.resume(first.run_id or "", graph.gateway).run()
@@ -415,7 +415,7 @@ async def test_retry_errors_leaves_an_item_a_time_budget_cut(
     graph = make_graph(ONE_NODE + "budget: {max_latency_s: 0.5}\n")
     first = await Evaluation(graph, EvalConfig(task=str(data))).run()
     assert list(first.call_failures) == ["q1"] and [item.item_id for item in first.unfinished] == ["q1"]
-    assert not first.retryable
+    assert not first.retryable and first.to_dict()["items_to_retry"] == 0  # a script looping on it stops
     asked = len(scripted.completion_requests)
     await Evaluation.resume(first.run_id or "", graph.gateway, retry_errors=True).run()
     assert len(scripted.completion_requests) == asked

@@ -1,0 +1,31 @@
+"""The one-line summaries the commands print under a trace table."""
+
+from __future__ import annotations
+
+from agentscale.cli._tables import round_lines
+
+REFUSAL = "budget max_tokens=300 would be exceeded (projected 730)"
+
+
+def test_a_round_the_budget_ended_says_so_once_and_not_run() -> None:
+    """A refused round read "round 1: continue (fallback)" as if it ran, and gave the refusal twice:
+    in the fallback's notes and again as the round's stopped reason."""
+    refused = {
+        "round": 1,
+        "ran": False,
+        "decision": {"decision": "continue", "source": "fallback", "notes": [f"CEO call refused: {REFUSAL}"]},
+        "stopped_reason": REFUSAL,
+    }
+    ran = {
+        "round": 2,
+        "ran": True,
+        "answer": "42",
+        "decision": {"decision": "continue", "source": "ceo", "agents": 2, "max_tokens": 64, "notes": []},
+        "stopped_reason": "budget max_tokens=300 exceeded by the calls' actual usage",
+    }
+    first, second = round_lines([refused, ran])
+    assert first == f"round 1: continue (fallback) · not run · CEO call refused: {REFUSAL}"
+    assert second == (
+        "round 2: continue (the CEO) · 2 agents, replies ≤ 64 tokens · answer 42 · "
+        "budget max_tokens=300 exceeded by the calls' actual usage"
+    )
