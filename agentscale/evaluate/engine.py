@@ -60,11 +60,6 @@ def first_unanswered(items: Sequence[ItemResult]) -> ItemResult | None:
     return None
 
 
-def _stopped_by_an_error(item: ItemResult, call_failures: Mapping[str, str]) -> bool:
-    """Whether one of the item's model calls failed and no budget refusal stopped it."""
-    return item.item_id in call_failures and not BudgetExceeded.said(item.stopped_reason)
-
-
 @dataclass
 class EvalSummary:
     """An eval's totals over every scored item (resumed parts included): `correct` of `n` (`accuracy`,
@@ -113,7 +108,8 @@ class EvalSummary:
     def retryable(self) -> list[ItemResult]:
         """Items a resume with `retry_errors` asks again: a model call failed, and no budget stopped
         them (a budget's refusal would stop them again)."""
-        return [item for item in self.items if _stopped_by_an_error(item, self.call_failures)]
+        failed = self.call_failures
+        return [item for item in self.items if item.item_id in failed and not BudgetExceeded.said(item.stopped_reason)]
 
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
