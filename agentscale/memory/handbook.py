@@ -429,9 +429,26 @@ def import_handbook(
         counters.append({key: _count(entry, key, where) for key in (*COUNTERS, "merged")})
         created.append(_time(entry, where))
         sources.append(_sources(entry, where))
-    return Handbook(store, target, embedder=embedder).add(
-        proposals, counters=counters, created=created, sources=sources, dedup_batch=False
-    )
+    book = Handbook(store, target, embedder=embedder)
+    _refuse_a_repeated_import(book, sources)
+    return book.add(proposals, counters=counters, created=created, sources=sources, dedup_batch=False)
+
+
+def _refuse_a_repeated_import(book: Handbook, sources: list[list[dict[str, Any]]]) -> None:
+    """An export whose every provenance row the handbook already holds (the same run, item, proposed
+    name and time) was imported before: a merge adds counters, so a second import counted every
+    citation twice (26 read 52) and pruning then judged on inflated evidence."""
+    exported = {
+        (s.get("run_id"), s.get("item_id"), s.get("proposed_name"), s.get("created")) for e in sources for s in e
+    }
+    if not exported or not book.exists():
+        return
+    held = {(s.run_id, s.item_id, s.proposed_name, s.created) for b in book.behaviors() for s in book.sources(b)}
+    if exported <= held:
+        raise AgentScaleError(
+            f"handbook {book.name!r} already holds every behavior source of this export (imported before?): "
+            "importing it again would add its counters a second time; import into another handbook"
+        )
 
 
 def _expect(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, what: str) -> None:

@@ -349,3 +349,21 @@ def test_delete_removes_a_handbook_after_asking(
     assert rows == len(Handbook(store, "keep").sources(Handbook(store, "keep").behaviors()[0]))  # math's went too
     code, _, err = cli(capsys, "handbook", "delete", "math", "--yes")
     assert code == 1 and "no handbook 'math'" in err and "Traceback" not in err
+
+
+def test_an_export_imported_twice_is_refused_the_second_time(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A merge adds counters, so the same export imported twice counted every citation twice."""
+    book = seed_handbook(Store(db), "math", BEHAVIORS)
+    book.record_use(["behavior_carry_digits"], ["behavior_carry_digits"])
+    code, out, _ = cli(capsys, "handbook", "export", "math")
+    (tmp_path / "math.json").write_text(out)
+    code, _, err = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "copy")
+    assert code == 0, err
+    code, _, err = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "copy")
+    assert code == 1 and "already holds every behavior source of this export" in err, err
+    code, _, err = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "math")
+    assert code == 1, err  # into the handbook it came from: the same
+    cited = {b.name: b.times_cited for b in Handbook(Store(db), "copy", embedder=None).behaviors()}
+    assert cited == {"behavior_estimate_first": 0, "behavior_carry_digits": 1}

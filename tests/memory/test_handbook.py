@@ -123,11 +123,19 @@ def test_export_import_round_trip(store: Store, tmp_path: Path) -> None:
     assert again["behaviors"] == exported["behaviors"]
 
     # importing into a handbook that has some of them merges, adding counters and provenance
-    report = import_handbook(store, exported, "math", embedder=None)
-    assert report.added == [] and len(report.merged) == 3
-    units = book.get("behavior_convert_units")
-    assert (units.times_cited, units.times_cited_correct) == (2, 2)
-    assert [b["handbook"] for b in list_handbooks(store)] == ["math"]
+    mine = Handbook(store, "mine", embedder=None)
+    mine.add([Proposal("behavior_convert_units", UNITS, "r7", "q7")])
+    mine.record_use(["behavior_convert_units"], ["behavior_convert_units"])
+    report = import_handbook(store, exported, "mine", embedder=None)
+    assert len(report.added) == 2 and [m[0] for m in report.merged] == ["behavior_convert_units"]
+    units = mine.get("behavior_convert_units")
+    assert (units.times_cited, units.times_cited_correct) == (2, 1)
+    assert len(mine.sources(units)) == 3  # its own, and the export's two
+    # ... but not into one that holds the whole export already (its own handbook): counters twice
+    with pytest.raises(AgentScaleError, match="already holds every behavior source of this export"):
+        import_handbook(store, exported, "math", embedder=None)
+    assert book.get("behavior_convert_units").times_cited == 1
+    assert [b["handbook"] for b in list_handbooks(store)] == ["math", "mine"]
     assert {b["handbook"]: b["behaviors"] for b in list_handbooks(other)} == {"copy": 3}
 
 
