@@ -368,7 +368,7 @@ class Evaluation:
         their sha256; a moved file left the run unresumable). `retry_errors`: ask again the items
         whose model calls failed.
         """
-        run = gateway.require_store("resuming an evaluation").get_run(run_id)
+        run = gateway.require_store("resuming an evaluation").refuse_if_busy(run_id)
         if run.kind != "eval":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:

@@ -383,7 +383,7 @@ class Optimization:
         (both change where and how fast items run, not what they answer). `retry_errors`: ask again
         the evaluations whose model calls failed (and those after them, which the search chose
         from their scores)."""
-        run = gateway.require_store("resuming an optimization").get_run(run_id)
+        run = gateway.require_store("resuming an optimization").refuse_if_busy(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)

@@ -354,10 +354,8 @@ class Store:
         `running` by a process that died), owned by this process. Refused while another live process
         runs it: two resumes at once paid for the same calls twice and stored every item twice. The
         claim is one conditional UPDATE, so of two resumes started together only one gets it."""
-        run = self.get_run(run_id)
+        run = self.refuse_if_busy(run_id)
         me = current_owner()
-        if run.status == "running" and run.owner != me and owner_alive(run.owner):
-            raise RunBusy(_busy(run))
         with self._cursor() as cursor:
             cursor.execute(  # the owner and status read above, unchanged by another process since
                 "UPDATE run SET status = 'running', finished = NULL, error = NULL, owner = ? "
@@ -367,6 +365,14 @@ class Store:
             claimed = cursor.rowcount == 1
         if not claimed:
             raise RunBusy(_busy(self.get_run(run.id)))
+
+    def refuse_if_busy(self, run_id: str) -> Run:
+        """The run, unless another live process runs it (`RunBusy`): what a resume checks before it
+        says anything (a refused resume printed its header and progress first); `reopen_run` claims."""
+        run = self.get_run(run_id)
+        if run.status == "running" and run.owner != current_owner() and owner_alive(run.owner):
+            raise RunBusy(_busy(run))
+        return run
 
     def _update_run(self, run_id: str, fields: dict[str, Any]) -> None:
         with self.session() as session:

@@ -268,6 +268,7 @@ def test_a_resume_of_an_eval_still_running_is_refused_before_any_call(tmp_path: 
         )
         assert second.returncode == 1 and "Traceback" not in second.stderr
         assert f"run {run_id} is being run by process {proc.pid} on host" in " ".join(second.stderr.split())
+        assert "eval run" not in second.stderr and "elapsed" not in second.stderr  # refused before its header
         assert len(server.completion_requests) == asked  # the second process asked nothing
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -59,6 +59,8 @@ def test_a_run_a_live_process_runs_is_refused(tmp_path: Path) -> None:
         run_id = child.stdout.readline().strip()
         with pytest.raises(RunBusy, match=f"run {run_id} is being run by process {child.pid} on host {gethostname()}"):
             Store(db).reopen_run(run_id)
+        with pytest.raises(RunBusy):  # what a resume checks before it says anything
+            Store(db).refuse_if_busy(run_id)
     finally:
         child.kill()
         child.wait()
