@@ -90,6 +90,8 @@ def show_command(
 
     store = open_store(db, existing=True)
     run = store.get_run(run_id)
+    if plot and run.kind != "optimize":  # it was ignored without a word
+        raise AgentScaleError(f"--plot draws an optimization's search; {run.made_by()}")
     report = str(write_report(store, run.id)) if html else None
     if report is not None:
         err.print(f"report: {report}")

@@ -834,3 +834,14 @@ def test_a_database_that_fails_during_an_eval_names_the_resume_command(
     assert code == 1 and "Traceback" not in err, err
     assert "the database failed: no such table: main.gone" in said
     assert f"once fixed, continue with: agentscale eval --resume {run_id}" in said
+
+
+def test_runs_show_plot_of_a_run_that_is_no_optimization_is_refused(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs show RUN --plot` on an eval or a run printed the run and drew nothing, without a word."""
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 2?", "--json")
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run_cli(capsys, "runs", "show", run_id, "--plot")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert f"--plot draws an optimization's search; run {run_id} was made by `agentscale run`" in " ".join(err.split())
