@@ -248,7 +248,7 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
         (json.dumps({"model": "served", "n": 3, "messages": question}).encode(), "n must be 1"),
         (b'{"model": "served", "messages": [{"role": "user", "content": "caf\xe9?"}]}', "not valid JSON in UTF-8"),
         (b"[" * 100_000, "not valid JSON in UTF-8"),
-        (json.dumps({"model": "served", "stream": "yes", "messages": question}).encode(), "at stream"),
+        (json.dumps({"model": "served", "stream": "yes", "messages": question}).encode(), "request: stream: "),
     ]
     for body, said in cases:
         response = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
