@@ -187,8 +187,7 @@ class TrialEvaluator:
         once the run is claimed. What they paid stays in the ledger under their stage (`RETIRED`):
         the evaluations asked again may be numbered otherwise, and a test split's calls were counted
         as an interruption's."""
-        kinds = {trial.seq: trial.kind for trial in self._stored.values() if trial.seq >= seq}
-        _retire_spend(self.store, self.run_id, {s: kinds.get(s, "") for s in {*kinds, *self._cut} if s >= seq})
+        _retire_spend(self.store, self.run_id, seq, {trial.seq: trial.kind for trial in self._stored.values()})
         self.store.drop_trials(self.run_id, seq)
         self._read_stored()
 
@@ -415,11 +414,17 @@ class PaidCalls:
 RETIRED = "retired:"  # a ledger key `retired:<kind>:t<seq>:<item>`: a call of an evaluation asked again
 
 
-def _retire_spend(store: Store, run_id: str, kinds: dict[int, str]) -> None:
-    """Key the ledger rows of evaluations about to be dropped by their kind, not their seq."""
+def _retire_spend(store: Store, run_id: str, from_seq: int, kinds: dict[int, str]) -> None:
+    """Key the ledger rows of the evaluations about to be dropped (from `from_seq` on) by their kind,
+    not their seq: every such row, an evaluation cut short included (its kind unknown: counted as a
+    cut one is, under search), whether or not it stored an item (a cut test split's calls went to
+    the crowning evaluation that took its number)."""
     spend = SpendEntry.__table__.c  # type: ignore[attr-defined]
     with store.engine.begin() as connection:
-        for seq, kind in kinds.items():
+        keys = connection.execute(select(spend.item_key).where(spend.run_id == run_id).distinct()).scalars()
+        seqs = {seq for key in keys if key is not None and (seq := _trial_seq(key)) is not None and seq >= from_seq}
+        for seq in seqs:
+            kind = kinds.get(seq, "")
             connection.execute(
                 update(SpendEntry.__table__)  # type: ignore[attr-defined]
                 .where(spend.run_id == run_id, spend.item_key.startswith(f"t{seq}:"))

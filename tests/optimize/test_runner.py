@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from agentscale import Gateway, GatewaySettings, Store
 from agentscale.errors import AgentScaleError, SpecError
@@ -28,8 +29,9 @@ from agentscale.optimize.progress import Progress
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
-from agentscale.optimize.trials import run_paid
+from agentscale.optimize.trials import failed_calls_by_trial, run_paid
 from agentscale.report import write_report
+from agentscale.storage.tables import SpendEntry
 from agentscale.testing import Rule, ScriptedServer
 
 
@@ -164,6 +166,33 @@ async def test_failed_calls_are_said_and_a_resume_with_retry_errors_asks_them_ag
     assert all(after[stage] >= before[stage] for stage in before) and sum(after.values()) == retried.usage["calls"]
     page = write_report(store, hurt.run_id).read_text()
     assert "cut short by an interruption" not in page and "asked again (--retry-errors)" in page
+
+
+async def test_a_retry_after_a_cut_evaluation_retires_every_first_try_call(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """An evaluation cut after paying, before storing anything (its ledger rows alone), was left keyed
+    by its number: the retry's crowning evaluation that took that number was charged its calls."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    scripted.add_rule(Rule(model="good", status=400, times=3))
+    text = space_text(tmp_path, scripted.api_base, max_nodes=4)
+    hurt = optimization(text, store)
+    await hurt.run()
+    last = max(t.seq for t in store.trials(hurt.run_id))
+    store.drop_trials(hurt.run_id, last)  # as a kill right after the last evaluation's calls were paid
+    first_try = {e.id for e in _ledger(store, hurt.run_id)}
+    first_failed = min(failed_calls_by_trial(store, hurt.run_id))
+    scripted.reset()
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    await Optimization.resume(hurt.run_id, gateway, retry_errors=True).run()
+    kept = [e.item_key for e in _ledger(store, hurt.run_id) if e.id in first_try and e.item_key.startswith("t")]
+    assert all(int(key[1:].partition(":")[0]) < first_failed for key in kept), kept  # those replayed keep theirs
+
+
+def _ledger(store: Store, run_id: str) -> list[SpendEntry]:
+    with store.session() as session:
+        return list(session.exec(select(SpendEntry).where(SpendEntry.run_id == run_id)).all())
 
 
 async def test_the_crowning_race_asks_each_train_item_once_per_graph_with_the_cache_off(
