@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from agentscale.cli._console import err, interrupted
+from agentscale.cli._console import err, interrupted, print_json
 from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
     """Around the `asyncio.run` of an eval or optimization: a Ctrl-C before it finished says how to
     resume it (exit 130), one after lets the command show the finished run; a database that fails
     under it (a full disk) names the same resume command (the error named none, and the run id was
-    only in the first line)."""
+    only in the first line), with `json_output` also as one JSON object on stdout."""
     try:
         yield
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
@@ -77,6 +77,8 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
         cause = sqlite_failure(exc)
         if cause is None or finish.finished:
             raise
+        if json_output:  # stdout stayed empty: a script never learned the run to resume
+            print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(cause)})
         raise AgentScaleError(database_failed(cause, resume)) from None
 
 

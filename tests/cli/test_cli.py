@@ -834,6 +834,9 @@ def test_a_database_that_fails_during_an_eval_names_the_resume_command(
     assert code == 1 and "Traceback" not in err, err
     assert "the database failed: no such table: main.gone" in said
     assert f"once fixed, continue with: agentscale eval --resume {run_id}" in said
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--json")  # stdout said nothing
+    told = json.loads(out)
+    assert code == 1 and told["status"] == "failed" and told["resume"].startswith("agentscale eval --resume ")
 
 
 def test_runs_show_plot_of_a_run_that_is_no_optimization_is_refused(
