@@ -91,7 +91,7 @@ def _problems(exc: ValidationError, most: int = 3) -> str:
     alone named the wrong one ("messages.0.content.str: Input should be a valid string" for a list
     holding a bare string, whose part must be an object)."""
     errors = exc.errors()
-    said = [f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in errors[:most]]
+    said = [f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in errors[:most]]
     more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
     return "; ".join(said) + more
 

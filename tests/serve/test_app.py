@@ -114,6 +114,8 @@ def test_bad_requests_get_4xx_json(served_with_key: str) -> None:
     parts = {"model": "served", "messages": [{"role": "user", "content": ["hi"]}]}
     said = httpx.post(url, json=parts, headers=headers).json()["error"]["message"]
     assert "content.str: Input should be a valid string" in said and ".0: Input should be a valid dictionary" in said
+    whole = httpx.post(url, json=[], headers=headers).json()["error"]["message"]
+    assert whole.startswith("invalid request: body: ")  # the body itself, where an empty path said ": ..."
 
 
 def test_a_chunked_body_is_refused_once_over_the_limit() -> None:
