@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 from sqlalchemy import Connection, func, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
@@ -27,7 +28,7 @@ from agentscale.graphs.spec import handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
 from agentscale.storage.db import Store
-from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, utcnow
+from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, utcnow
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
@@ -330,8 +331,16 @@ class Handbook:
         return doomed
 
     def delete(self) -> int:
-        """Remove the handbook and all its behaviors; returns how many behaviors were removed."""
+        """Remove the handbook and all its behaviors; returns how many behaviors were removed. Refused
+        while a live run draws on it or builds it (an eval failed mid-run, stored failed, with no
+        resume command: the handbook it retrieves from was gone)."""
         handbook = self.require()
+        using = [run for run in self.store.runs_in_progress() if _draws_on(run, self.name)]
+        if using:
+            raise AgentScaleError(
+                f"handbook {self.name!r} is in use by run {using[0].id} ({using[0].kind}, still running): "
+                "let it finish or stop it, then delete"
+            )
         with write_lock(self.store) as connection:
             ids = select(_BEHAVIOR.c.id).where(_BEHAVIOR.c.handbook_id == handbook.id)
             connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id.in_(ids)))
@@ -488,6 +497,19 @@ def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
         _expect(source, "similarity", (int, float), at, "a number")
         checked.append({**source, "created": _time(source, at)})  # parsed here, written as such
     return checked
+
+
+def _draws_on(run: Run, handbook: str) -> bool:
+    """Whether `run` reads or writes `handbook`: an eval given --handbook or a build (its config), or
+    a graph with `memory:` (its stored YAML)."""
+    if json.loads(run.config_json or "{}").get("handbook") == handbook:
+        return True
+    try:
+        graph = yaml.safe_load(run.graph_yaml) if run.graph_yaml else None
+    except yaml.YAMLError:  # not ours to judge here: a stored graph is read where it runs
+        return False
+    memory = graph.get("memory") if isinstance(graph, dict) else None
+    return isinstance(memory, dict) and memory.get("handbook") == handbook
 
 
 def _prunable(behavior: BehaviorRow, uses: int, unhelpful: bool, min_accuracy: float) -> bool:

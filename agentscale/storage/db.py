@@ -411,6 +411,12 @@ class Store:
             query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(query).all())
 
+    def runs_in_progress(self) -> list[Run]:
+        """Runs marked running whose process is not known to have died (`Run.in_progress`)."""
+        with self.session() as session:
+            running = session.exec(select(Run).where(Run.status == "running")).all()
+        return [run for run in running if run.in_progress()]
+
     def run_items(self, run_id: str) -> list[RunItem]:
         with self.session() as session:
             query = select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.id)  # type: ignore[arg-type]

@@ -367,3 +367,16 @@ def test_an_export_imported_twice_is_refused_the_second_time(
     assert code == 1, err  # into the handbook it came from: the same
     cited = {b.name: b.times_cited for b in Handbook(Store(db), "copy", embedder=None).behaviors()}
     assert cited == {"behavior_estimate_first": 0, "behavior_carry_digits": 1}
+
+
+def test_delete_refuses_a_handbook_a_live_run_draws_on(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An eval drawing on a handbook failed mid-run, stored failed, when the handbook was deleted under it."""
+    store = Store(db)
+    seed_handbook(store, "live", BEHAVIORS)
+    graph = "name: g\nmodels: {m: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    run = store.create_run("eval", graph_name="g", graph_yaml=graph + "memory: {handbook: live}\n")  # ours, running
+    code, _, err = cli(capsys, "handbook", "delete", "live", "--yes")
+    assert code == 1 and f"handbook 'live' is in use by run {run.id} (eval, still running)" in err, err
+    store.finish_run(run.id, "done", {})
+    code, _, err = cli(capsys, "handbook", "delete", "live", "--yes")
+    assert code == 0, err
