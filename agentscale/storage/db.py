@@ -182,6 +182,13 @@ def broken_status(exc: BaseException) -> tuple[str, str | None]:
     return "failed", str(exc) or type(exc).__name__
 
 
+def _delete_items(cursor: Any, run_id: str, condition: str, params: tuple[Any, ...]) -> None:
+    """Delete a run's item rows matching `condition` (SQL on `item_key`) with their node calls: an item
+    asked again had its calls twice otherwise, a failed attempt's among them (the ledger stays)."""
+    for table in ("runitem", "nodecall"):
+        cursor.execute(f"DELETE FROM {table} WHERE run_id = ? AND {condition}", (run_id, *params))
+
+
 def _busy(run: Run) -> str:
     return (
         f"run {run.id} is being run by {describe_owner(run.owner)}; wait for it to finish, or stop it "
@@ -424,22 +431,16 @@ class Store:
 
     def drop_items(self, run_id: str, key_prefix: str) -> None:
         """Delete the run's item rows and node calls whose key starts with `key_prefix`, so they can
-        be asked again (the spend ledger stays: what was paid stays counted). Node calls went with
-        them, or an item asked again had its calls twice, a failed attempt's among them."""
+        be asked again (the spend ledger stays: what was paid stays counted)."""
         with self._cursor() as cursor:
-            for table in ("runitem", "nodecall"):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE run_id = ? AND substr(item_key, 1, ?) = ?",
-                    (run_id, len(key_prefix), key_prefix),
-                )
+            _delete_items(cursor, run_id, "substr(item_key, 1, ?) = ?", (len(key_prefix), key_prefix))
 
     def forget_items(self, run_id: str, item_keys: Sequence[str]) -> None:
         """Delete these items' rows and node calls, so a resume asks them again as if never asked (the
         ledger stays: what was paid stays counted, and the calls that answered replay from the cache)."""
         with self._cursor() as cursor:
             for key in item_keys:
-                cursor.execute("DELETE FROM runitem WHERE run_id = ? AND item_key = ?", (run_id, key))
-                cursor.execute("DELETE FROM nodecall WHERE run_id = ? AND item_key = ?", (run_id, key))
+                _delete_items(cursor, run_id, "item_key = ?", (key,))
 
     def failed_calls_by_item(self, run_id: str) -> dict[str, str]:
         """Each item's first failed model call ('node: error'): a call error after the gateway's retries,
@@ -465,12 +466,8 @@ class Store:
         in `drop_items`)."""
         with self._cursor() as cursor:
             cursor.execute("DELETE FROM trial WHERE run_id = ? AND seq >= ?", (run_id, from_seq))
-            for table in ("runitem", "nodecall"):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE run_id = ? AND item_key GLOB 't[0-9]*:*' "
-                    "AND CAST(substr(item_key, 2, instr(item_key, ':') - 2) AS INTEGER) >= ?",
-                    (run_id, from_seq),
-                )
+            seq = "CAST(substr(item_key, 2, instr(item_key, ':') - 2) AS INTEGER)"
+            _delete_items(cursor, run_id, f"item_key GLOB 't[0-9]*:*' AND {seq} >= ?", (from_seq,))
 
     def score_item(self, run_id: str, item_key: str, *, reference: str, correct: bool, detail: str) -> None:
         """Record the scorer's verdict on an answered item."""
