@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import Interrupted, error
@@ -52,7 +52,7 @@ def run_app(argv: list[str] | None) -> int:
     try:
         command = typer.main.get_command(app)  # ≈ 25 ms: a Ctrl-C here is an interruption too
         if isinstance(command, TyperGroup):
-            _reflow_help(command)
+            _tidy_help(command)
         result = command(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
@@ -82,17 +82,22 @@ def run_app(argv: list[str] | None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _reflow_help(command: TyperCommand | TyperGroup) -> None:
+def _tidy_help(command: TyperCommand | TyperGroup) -> None:
     """Each prose paragraph of every command's help on one line, for Rich to wrap at the terminal's
     width: typer keeps the docstrings' line breaks, so an 80-column terminal showed every other line
-    half full ("keeps their clocks" / "clean"). Indented lines (examples) and list items keep theirs."""
+    half full ("keeps their clocks" / "clean"). Indented lines (examples) and list items keep theirs.
+    A flag shows no type: typer labels it "<bool>", which reads as a value to pass (`--yes true`)."""
     if command.help:
         paragraphs = inspect.cleandoc(command.help).split("\n\n")
         command.help = "\n\n".join(_reflowed(paragraph) for paragraph in paragraphs)
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, help_option]:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
     if isinstance(command, TyperGroup):
         for sub in command.commands.values():
             if isinstance(sub, TyperCommand | TyperGroup):
-                _reflow_help(sub)
+                _tidy_help(sub)
 
 
 def _reflowed(paragraph: str) -> str:

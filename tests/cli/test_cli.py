@@ -848,3 +848,12 @@ def test_runs_show_plot_of_a_run_that_is_no_optimization_is_refused(
     code, out, err = run_cli(capsys, "runs", "show", run_id, "--plot")
     assert code == 1 and out == "" and "Traceback" not in err
     assert f"--plot draws an optimization's search; run {run_id} was made by `agentscale run`" in " ".join(err.split())
+
+
+def test_help_shows_no_type_beside_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer labels flags "<bool>", which reads as a value to pass (`--retry-errors true`); values keep their types."""
+    for path, _ in _commands(typer.main.get_command(app)):
+        code, out, _ = run_cli(capsys, *path, "--help")
+        assert code == 0 and "<bool>" not in out, path
+    code, out, _ = run_cli(capsys, "eval", "--help")
+    assert re.search(r"--retry-errors\s+With --resume", out) and re.search(r"--n\s+<int range>", out)
