@@ -529,3 +529,80 @@ def test_a_latency_cap_bounds_a_call_to_a_replica_set(store: Store) -> None:
         result = graph.run("What is 2 + 2?")
         assert time.perf_counter() - started < 3.2
         assert result.trace[0].status == "failed" and "time budget" in str(result.trace[0].error)
+
+
+def _three_models(api_base: str, extra: str = "") -> str:
+    """Aliases m, m2, m3 on the scripted server under model names one, two, three (rules can tell the nodes apart)."""
+    return "models:\n" + "".join(
+        f'  {alias}: {{model: hosted_vllm/{name}, api_base: "{api_base}"{extra}}}\n'
+        for alias, name in (("m", "one"), ("m2", "two"), ("m3", "three"))
+    )
+
+
+CHAIN_FOR_CAPS = (
+    "name: caps\ndefaults: {max_tokens: 1000, temperature: 0}\n"
+    "nodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: critic, model: m}\nedges: ['a -> b']\n"
+)
+
+
+@pytest.mark.parametrize("cap", ["max_flops: 2.4e12", "max_usd: 0.0011"])
+def test_flops_and_usd_caps_refuse_the_call_that_would_pass_them(
+    scripted: ScriptedServer,
+    gateway,  # type: ignore[no-untyped-def]
+    cap: str,
+) -> None:
+    """The first call's worst case (≈ 1,040 tokens at 2 GFLOPs and $1e-6 each) fits; the second's, beside
+    the first's actual use, passes the cap: it is refused, the run says which cap, and spends within it."""
+    model = "params_b: 1.0, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0}}"
+    text = _three_models(scripted.api_base, f", {model}") + CHAIN_FOR_CAPS + f"budget: {{{cap}}}\n"
+    result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 3?")
+    assert [(t.node_id, t.status) for t in result.trace] == [("a", "ok"), ("b", "skipped")]
+    name, value = cap.split(": ")
+    assert result.stopped_reason and f"budget {name}=" in result.stopped_reason
+    assert result.usage.flops is not None and result.usage.usd is not None
+    assert (result.usage.flops if name == "max_flops" else result.usage.usd) <= float(value)
+    assert len(scripted.completion_requests) == 1
+    unlimited = Graph.from_yaml(text.replace(cap, f"{name}: 1.0e15"), gateway=gateway).run("What is 2 + 3?")
+    assert [t.status for t in unlimited.trace] == ["ok", "ok"]  # the same graph without the cap runs both
+
+
+def test_flops_of_a_model_of_unknown_size_are_unknown_not_zero(make_graph) -> None:
+    result = make_graph("name: p\nnodes:\n  - {id: a, role: assistant, model: m}\n").run("hi")
+    assert result.usage.flops is None and result.trace[0].flops is None
+
+
+def test_a_nodes_own_sampling_settings_win_over_the_graphs_defaults(make_graph, scripted: ScriptedServer) -> None:
+    graph: Graph = make_graph(
+        "name: d\ndefaults: {temperature: 0.7, max_tokens: 300, top_p: 0.9}\n"
+        "nodes:\n  - {id: own, role: assistant, model: m, temperature: 0.0, max_tokens: 17, top_p: 0.5}\n"
+        "  - {id: inherits, role: assistant, model: m}\n  - {id: v, role: vote}\nedges: ['own, inherits -> v']\n"
+    )
+    graph.run("What is 2 + 3?")
+    sent = {(r["temperature"], r["max_tokens"], r.get("top_p")) for r in scripted.completion_requests}
+    assert sent == {(0.0, 17, 0.5), (0.7, 300, 0.9)}
+
+
+def test_a_node_whose_inputs_all_failed_is_skipped_not_asked(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    scripted.add_rule(Rule(model="two", status=400))
+    text = _three_models(scripted.api_base) + (
+        "name: f\nnodes:\n  - {id: s1, role: assistant, model: m2}\n  - {id: s2, role: assistant, model: m2}\n"
+        "  - {id: fuse, role: fuser, model: m}\nedges: ['s1, s2 -> fuse']\n"
+    )
+    result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 3?")
+    fuse = next(t for t in result.trace if t.node_id == "fuse")
+    assert fuse.status == "skipped" and fuse.error == "no usable answers from predecessors"
+    assert result.answer is None
+    assert [r["model"] for r in scripted.completion_requests] == ["two", "two"]  # the fuser was never asked
+
+
+def test_a_failed_output_falls_back_to_the_answers_closest_to_it(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    scripted.add_rule(Rule(model="one", replies=["Final answer: 3"]))
+    scripted.add_rule(Rule(model="two", replies=["Final answer: 4"]))
+    scripted.add_rule(Rule(model="three", status=400))
+    text = _three_models(scripted.api_base) + (
+        "name: c\nanswer_format: number\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+        "  - {id: b, role: critic, model: m2}\n  - {id: c, role: critic, model: m3}\nedges: ['a -> b -> c']\n"
+    )
+    result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 2?")
+    assert result.answer == "4"  # b's, one step from the output, not a's draft
+    assert result.stopped_reason and "output node 'c' failed" in result.stopped_reason
