@@ -111,7 +111,20 @@ def test_ties_go_to_the_majority_then_the_first() -> None:
     answer, _ = asyncio.run(pick_tested(QUESTION, [other_right, RIGHT, RIGHT]))
     assert answer == RIGHT
     answer, _ = asyncio.run(pick_tested(QUESTION, [WRONG, "not code at all", "def running_max(:"]))
-    assert answer == WRONG  # ran without error beats code that does not run
+    assert answer == WRONG  # passing one example of three beats code that does not run
+
+
+def test_code_that_runs_beats_a_majority_that_does_not_when_none_passes() -> None:
+    runs_but_wrong = "```python\ndef running_max(numbers):\n    return None\n```"
+    answer, _ = asyncio.run(pick_tested(QUESTION, ["def running_max(:", "def running_max(:", runs_but_wrong]))
+    assert answer == runs_but_wrong
+
+
+def test_examples_that_contradict_each_other_are_dropped() -> None:
+    """A docstring stating f(1) == 2 and f(1) == 3 would fail every program: the stop guard never let
+    a discussion stop and the tester could not tell candidates apart."""
+    question = 'def f(x):\n    """\n    >>> f(1)\n    2\n    f(1) == 3\n    f(2) == 4\n    """\n'
+    assert stated_examples(question) == [Example("f(2)", "4")]
 
 
 def test_hostile_candidates_are_contained(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@ the scripted server (`Rule.body`, `Rule.headers`), nothing patched."""
 
 from __future__ import annotations
 
+import email.utils
 import time
 
 import httpx
 import pytest
 
 from agentscale import GatewaySettings, Graph, Store
+from agentscale.models._reply import MAX_RETRY_AFTER_S, server_asked_wait_s
 from agentscale.models.gateway import Gateway
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
@@ -123,3 +125,20 @@ def test_a_refused_connection_and_a_timeout_are_not_called_http_statuses(scripte
 
 def _quick(**settings: float) -> GatewaySettings:
     return GatewaySettings(max_retries=0, cache=False, **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3600", MAX_RETRY_AFTER_S),  # an hour's wait made an eval look hung
+        (email.utils.formatdate(time.time() + 86_400, usegmt=True), MAX_RETRY_AFTER_S),
+        (email.utils.formatdate(time.time() - 86_400, usegmt=True), 0.0),
+        ("2.5", 2.5),
+        ("soon", None),
+    ],
+)
+def test_a_servers_retry_after_is_capped(header: str, expected: float | None) -> None:
+    class Refusal(Exception):
+        litellm_response_headers = httpx.Headers({"Retry-After": header})
+
+    assert server_asked_wait_s(Refusal()) == expected
