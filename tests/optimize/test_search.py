@@ -1,0 +1,50 @@
+"""The search loop (`optimize.search.run_search`) with a scripted method and scripted scores: its stops."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+from agentscale.optimize.methods.base import SearchMethod
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.search import run_search
+
+
+def chain(length: int) -> CandidateGraph:
+    """A distinct graph per length: `length` assistants in a row."""
+    nodes = tuple(NodeChoice("assistant", "m") for _ in range(length))
+    return CandidateGraph(nodes, frozenset((i, i + 1) for i in range(length - 1)))
+
+
+class Scripted(SearchMethod):
+    """Proposes the graphs of `rounds` in turn (then repeats the last round)."""
+
+    name = "scripted"
+
+    def __init__(self, rounds: list[list[CandidateGraph]]) -> None:  # no problem needed: nothing is sampled
+        self.rounds, self.history = rounds, []
+
+    def propose(self, k: int) -> list[CandidateGraph]:
+        return self.rounds[min(len(self.history) // k, len(self.rounds) - 1)] if self.history else self.rounds[0]
+
+
+async def evaluate(candidate: CandidateGraph, iteration: int) -> Observation:
+    return Observation(candidate, 0.5, 1.0, 0.0, 4, reward=0.5)
+
+
+def test_an_evaluation_budget_is_never_passed() -> None:
+    """Two of three evaluations were left when an iteration proposed three: it evaluates two, then stops."""
+    method = Scripted([[chain(1), chain(2), chain(3)], [chain(4), chain(5), chain(6)]])
+    outcome = asyncio.run(run_search(method, evaluate, iterations=5, samples=3, max_evaluations=5))
+    assert [o.candidate for o in outcome.history] == [chain(1), chain(2), chain(3), chain(4), chain(5)]
+    assert outcome.stopped_reason == "evaluation budget of 5 spent"
+
+
+def test_the_search_converges_only_after_patience_rounds_without_a_new_graph() -> None:
+    """New graphs in rounds 1-3, then the same graph again: three stale rounds end it after round 6."""
+    rounds = [[chain(1)], [chain(2)], [chain(3)], [chain(3)]]
+    method = Scripted(rounds)
+    outcome = asyncio.run(run_search(method, evaluate, iterations=20, samples=1, patience=3))
+    assert len(outcome.history) == 6 and outcome.stopped_reason == "converged: no new graph in 3 iterations"
+    fresh = Scripted([[chain(n)] for n in range(1, 9)])
+    assert asyncio.run(run_search(fresh, evaluate, iterations=8, samples=1)).stopped_reason == "finished 8 iterations"
