@@ -72,7 +72,15 @@ def test_openai_client_non_streaming(served: str) -> None:
         messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "What is 17 + 25?"}],
     )
     assert reply.choices[0].message.content == "42"
-    assert reply.usage is not None and reply.usage.total_tokens > 0
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    later = [
+        {"role": "user", "content": "What is 1 + 1?"},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "What is 17 + 25?"},
+    ]
+    assert client.chat.completions.create(model="served", messages=later).choices[0].message.content == "42"
 
 
 def test_openai_client_streaming(served: str) -> None:
@@ -248,6 +256,7 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
     question = [{"role": "user", "content": "What is 2 + 2?"}]
     cases = [
         (json.dumps({"model": "served", "n": 3, "messages": question}).encode(), "n must be 1"),
+        (json.dumps({"model": "served", "n": 2, "messages": question}).encode(), "n must be 1"),
         (b'{"model": "served", "messages": [{"role": "user", "content": "caf\xe9?"}]}', "not valid JSON in UTF-8"),
         (b"[" * 100_000, "not valid JSON in UTF-8"),
         (json.dumps({"model": "served", "stream": "yes", "messages": question}).encode(), "request: stream: "),
