@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from socket import gethostname
 
@@ -93,3 +94,24 @@ def test_of_two_resumes_started_together_one_gets_the_run(tmp_path: Path) -> Non
     children = [_python(claim, db) for _ in range(2)]
     said = sorted(child.communicate(timeout=60)[0].strip() for child in children)
     assert said == ["busy", "claimed"]
+
+
+def test_an_owner_of_another_boot_or_host_or_a_zombie(tmp_path: Path) -> None:
+    """After a reboot a run left running is gone (resumable); another host's is not known either way
+    (its process ids mean nothing here); a zombie, exited but not yet reaped by its parent, has ended."""
+    host, _, pid, start = current_owner().split("/")
+    assert owner_alive(f"{host}/another-boot/{pid}/{start}") is False
+    assert owner_alive(f"not-{host}/another-boot/{pid}/{start}") is None
+    assert owner_alive(f"{host}/{current_owner().split('/')[1]}/{pid}/") is True  # no start time stored: the pid
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        for _ in range(600):  # exited, not reaped: state Z
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        start_of_child = stat.read_text().rsplit(")", 1)[1].split()[19]
+        boot = current_owner().split("/")[1]
+        assert owner_alive(f"{host}/{boot}/{child.pid}/{start_of_child}") is False
+    finally:
+        child.wait()
