@@ -52,13 +52,17 @@ async def test_build_from_task_stores_checked_behaviors_with_provenance(
         solution="15 + 27 = 43.\nFinal answer: 43",  # wrong
         reflection="The carry was dropped.",
         reply="```json\n"
-        + extraction(CARRY, ("behavior_estimate_first", "Estimate the answer roughly first."))
+        + extraction(
+            CARRY,
+            ("behavior_estimate_first", "Estimate the answer roughly first."),
+            ("behavior_own", "Remember that the total for this sum is 43 exactly."),  # the model's own wrong answer
+        )
         + "\n```",
     )
     report = await _builder(gateway, scripted).from_task(task)
 
     assert (report.items, report.solved, report.correct, report.malformed, report.failed) == (2, 2, 1, 0, 0)
-    assert report.rejected == {"contains_answer": 1}
+    assert report.rejected == {"contains_answer": 2}
     assert (report.proposed, report.added, report.merged, report.behaviors) == (4, 3, 1, 3)
     assert report.usage.calls == 6 and report.usage.completion_tokens > 0
 
