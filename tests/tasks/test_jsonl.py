@@ -38,6 +38,28 @@ def test_loads_items_with_defaults(tmp_path: Path) -> None:
     assert task.score("4.0", task.items[0]).correct and not task.score("5", task.items[0]).correct
 
 
+def test_a_file_mixing_numbers_and_text_is_scored_by_text(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, _rows({"question": "2+2?", "answer": 4}, {"question": "Capital of France?", "answer": "Paris"})
+    )
+    task = load_task(str(path))
+    assert task.scorer_name == "exact" and task.score("Paris", task.items[1]).correct
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Notepad and Excel save UTF-8 with a BOM; line 1 was "invalid JSON"."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"question": "2+2?", "answer": 4}).encode() + b"\n")
+    assert [(i.id, i.reference) for i in load_task(str(path)).items] == [("line-1", "4")]
+
+
+def test_a_top_level_field_wins_over_the_same_key_in_metadata(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, _rows({"question": "a?", "answer": "b", "metadata": {"source": "old", "k": 1}, "source": "new"})
+    )
+    assert load_task(str(path)).items[0].metadata == {"source": "new", "k": 1}
+
+
 def test_blank_lines_are_skipped_and_ids_keep_line_numbers(tmp_path: Path) -> None:
     path = _write(tmp_path, ["", json.dumps({"question": "a?", "answer": "b"}), "   "])
     task = load_jsonl(path)
