@@ -187,3 +187,27 @@ def test_ground_truth_agrees_with_real_runs_through_the_gateway() -> None:
         assert expected_accuracy(spec, task) == pytest.approx(probabilities.mean())
         total_z.append(z)
     assert abs(sum(total_z)) / math.sqrt(len(total_z)) < 3.5
+
+
+def test_a_nodes_latency_counts_from_its_slowest_input() -> None:
+    """A fuser of a fast and a slow answer starts when the slow one is in: its fastest input made a
+    fan-in look as quick as its quickest branch to every latency budget and objective."""
+    items = bank("math", 0, 25)
+    graph = SimGraph.build([("assistant", L1), ("assistant", L8), ("fuser", L1)], [(), (), (0, 1)])
+
+    def own(model: str, role: str, inputs: int) -> np.ndarray:
+        tokens = call_tokens(items.prompt_tokens, items.completion_tokens, inputs, ROLES[role].length_factor)
+        return call_latency(sim_model(model), *tokens)
+
+    slowest_first = np.maximum(own(L1, "assistant", 0), own(L8, "assistant", 0))
+    expected = float(np.mean(slowest_first + own(L1, "fuser", 2)))
+    assert TruthEngine(items).latency(graph) == pytest.approx(expected)
+
+
+def test_a_graphs_default_temperature_is_its_nodes() -> None:
+    """`defaults: {temperature: 0}` makes every node greedy, as the node's own setting would."""
+    text = "name: t\nmodels: {small: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: small%s}\n"
+    by_default = expected_accuracy(load_spec_text(text % "" + "defaults: {temperature: 0}\n"), "sim:math")
+    greedy = expected_accuracy(load_spec_text(text % ", temperature: 0"), "sim:math")
+    sampled = expected_accuracy(load_spec_text(text % ", temperature: 0.7"), "sim:math")
+    assert by_default == greedy != sampled
