@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
-from agentscale.memory.extract import check_proposals, contains_answer, find_citations, normalize_name, parse_reply
+from agentscale.memory.extract import (
+    MAX_INSTRUCTION_CHARS,
+    MAX_NAME_CHARS,
+    check_proposals,
+    contains_answer,
+    find_citations,
+    normalize_name,
+    parse_reply,
+)
 
 LONG = "Convert every quantity to one unit before combining them."
 
@@ -84,6 +92,13 @@ def test_instructions_are_one_line_and_the_limit_holds() -> None:
     outcome = check_proposals(reply, answer=None, max_behaviors=2)
     assert [p.instruction for p in outcome.proposals] == ["Check the units twice, always."] * 2
     assert outcome.rejected["over_limit"] == 2
+
+
+def test_long_names_and_instructions_are_cut_to_the_schemas_limits() -> None:
+    """Without structured output nothing else holds a model to the limits the schema states."""
+    reply = json.dumps({"behaviors": [{"name": "behavior_" + "x" * 200, "instruction": "Check the units. " * 60}]})
+    (proposal,) = check_proposals(reply, answer=None, max_behaviors=2).proposals
+    assert len(proposal.name) == MAX_NAME_CHARS and len(proposal.instruction) == MAX_INSTRUCTION_CHARS
 
 
 @pytest.mark.parametrize(
