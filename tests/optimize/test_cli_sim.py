@@ -120,6 +120,14 @@ def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
     assert "SIMULATED: these numbers come from agentscale's simulated model population" in capsys.readouterr().out
 
 
+LABELS = (
+    'name: labels\ntask: {name: "sim:math", train: 12, test: 24, seed: 1}\nmodels:\n'
+    "  l1: {model: sim/llama-1b, params_b: 1.0}\n  g1: {model: sim/gemma-1b, params_b: 1.0}\n"
+    "roles: [assistant, vote]\nmax_nodes: 3\nbudget: {compute: 7}\n"
+    "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 6, seed: 0}\n"
+)
+
+
 def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,14 +135,7 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     and gemma-1b on the 24 test items (what the advantage compares with); the table marked only the
     second "(best single)", which read as the baseline."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    text = _optimized(
-        tmp_path,
-        capsys,
-        'name: labels\ntask: {name: "sim:math", train: 12, test: 24, seed: 1}\nmodels:\n'
-        "  l1: {model: sim/llama-1b, params_b: 1.0}\n  g1: {model: sim/gemma-1b, params_b: 1.0}\n"
-        "roles: [assistant, vote]\nmax_nodes: 3\nbudget: {compute: 7}\n"
-        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 6, seed: 0}\n",
-    )
+    text = _optimized(tmp_path, capsys, LABELS)
     assert "single call of l1 (best single on train)" in text
     assert "single call of g1 (best single on test)" in text
     # each figure says SIMULATED, as runs show and the report label them (only a closing banner did)
@@ -398,3 +399,19 @@ def _optimized(tmp_path: Path, capsys: pytest.CaptureFixture[str], space_text: s
     space.write_text(space_text)
     assert main(["optimize", str(space)]) == 0
     return " ".join(capsys.readouterr().out.split())
+
+
+def test_the_advantage_is_the_crowned_graph_minus_the_best_single(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Here the crowned vote (37.5%) loses to gemma-1b (50%) on the test items: the advantage must say
+    -12.5 points, with the items only the crowned graph got right counted first."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(LABELS)
+    assert main(["optimize", str(space), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    advantage, single = data["advantage"], data["singles"][data["advantage"]["over"][0]]
+    assert advantage["difference"] == pytest.approx(data["best"]["accuracy"] - single["accuracy"])
+    assert advantage["difference"] < 0
+    assert advantage["only_first_right"] - advantage["only_second_right"] == round(advantage["difference"] * 24)
