@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import _paired_estimate, crown, on_shared_items, penalty, rank
+from agentscale.optimize.crowning import _paired_estimate, best_single, crown, on_shared_items, penalty, rank
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
@@ -203,3 +203,14 @@ def test_finalists_on_different_items_are_compared_on_the_items_they_share() -> 
     assert restricted[0].accuracy == pytest.approx(5 / 15) and restricted[1].accuracy == pytest.approx(9 / 15)
     assert set(restricted[0].outcomes) == set(TRAIN[:15])
     assert on_shared_items([whole, whole]) == [whole, whole]  # same items: unchanged
+
+
+def test_the_best_single_among_equals_is_the_cheaper() -> None:
+    right = set(TRAIN[:30])
+    dear, cheap = (
+        observed(single("big"), right, TRAIN, compute=8.0),
+        observed(single("small"), right, TRAIN, compute=1.0),
+    )
+    assert best_single([dear, cheap]) is cheap and best_single([cheap, dear]) is cheap
+    better = observed(single("big"), set(TRAIN[:31]), TRAIN, compute=8.0)
+    assert best_single([cheap, better]) is better and best_single([]) is None
