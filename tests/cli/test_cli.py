@@ -508,6 +508,29 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert code == 0 and "1 of 3 items did not finish" in " ".join(err.split() + out.split()), err
 
 
+def test_an_eval_answered_from_the_cache_measured_something(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every item stops at the budget after its first call answered; run again, those calls come from
+    the cache (0 paid): that is still a measurement, not "no model call answered" (exit 1)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "n.db"))
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(2)))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        graph_yaml(
+            scripted.api_base,
+            "name: capped\ndefaults: {max_tokens: 100, temperature: 0}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+            "  - {id: b, role: critic, model: m}\nedges: ['a -> b']\nbudget: {max_tokens: 250}\n",
+        )
+    )
+    for paid in (2, 0):
+        code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--json")
+        result = json.loads(out)
+        assert code == 0 and (result["usage"]["calls"], result["correct"]) == (paid, 2), err
+        assert "measured nothing" not in err
+
+
 def test_validate_refuses_what_run_refuses_at_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A budget cap no model can be priced for, and a tester in a graph answering numbers, passed
     `validate` (✓, exit 0) and were refused by `run`, without a line."""
