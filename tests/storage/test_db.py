@@ -305,3 +305,26 @@ def test_a_run_that_ends_early_is_interrupted_when_stopped_and_failed_with_its_e
     store.finish_broken_run(run.id, exc, {"answered": 3})
     stored = store.get_run(run.id)
     assert (stored.status, stored.error, stored.summary_json) == (status, error, '{"answered": 3}')
+
+
+def test_an_items_first_failed_call_is_the_one_named(tmp_path: Path) -> None:
+    store = Store(tmp_path / "f.db")
+    run = store.create_run("eval")
+    calls = [("q1", "a", "ok", None), ("q1", "b", "failed", "HTTP 500"), ("q1", "c", "failed", "HTTP 400")]
+    calls += [("q2", "a", "skipped", "budget"), ("q3", "a", "failed", "timed out")]
+    store.insert(
+        [
+            (NodeCall, {"run_id": run.id, "item_key": k, "node_id": n, "role": "assistant", "status": s, "error": e})
+            for k, n, s, e in calls
+        ]
+    )
+    assert store.failed_calls_by_item(run.id) == {"q1": "b: HTTP 500", "q3": "a: timed out"}
+
+
+def test_this_process_may_resume_a_run_it_left_running(tmp_path: Path) -> None:
+    """An app whose eval raised in the same process resumes it there: its own live pid is no other owner."""
+    store = Store(tmp_path / "r.db")
+    run = store.create_run("eval")
+    assert store.get_run(run.id).status == "running"
+    store.reopen_run(run.id)
+    assert store.refuse_if_busy(run.id).id == run.id
