@@ -29,7 +29,7 @@ from agentscale.optimize.progress import Progress
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import Optimization, load_task_split
 from agentscale.optimize.space import space_from_data
-from agentscale.optimize.trials import failed_calls_by_trial, run_paid
+from agentscale.optimize.trials import calls_by_stage, failed_calls_by_trial, run_paid
 from agentscale.report import write_report
 from agentscale.storage.tables import SpendEntry
 from agentscale.testing import Rule, ScriptedServer
@@ -188,6 +188,22 @@ async def test_a_retry_after_a_cut_evaluation_retires_every_first_try_call(
     await Optimization.resume(hurt.run_id, gateway, retry_errors=True).run()
     kept = [e.item_key for e in _ledger(store, hurt.run_id) if e.id in first_try and e.item_key.startswith("t")]
     assert all(int(key[1:].partition(":")[0]) < first_failed for key in kept), kept  # those replayed keep theirs
+
+
+async def test_the_calls_of_an_evaluation_cut_short_count_under_search(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """An evaluation paid for and cut before it stored anything has no kind: its calls count under
+    search, so the stages still add up to the calls the run paid."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    run = optimization(space_text(tmp_path, scripted.api_base, max_nodes=4), store)
+    await run.run()
+    whole = calls_by_stage(store, run.run_id)
+    last = max(store.trials(run.run_id), key=lambda t: t.seq)
+    store.drop_trials(run.run_id, last.seq)  # as a kill right after the last evaluation's calls were paid
+    cut = calls_by_stage(store, run.run_id)
+    assert sum(cut.values()) == sum(whole.values()) == run_paid(store, run.run_id).total.calls
+    assert cut["search"] > whole["search"] and cut["test"] < whole["test"]  # the last was the test split's
 
 
 def _ledger(store: Store, run_id: str) -> list[SpendEntry]:
