@@ -206,6 +206,24 @@ async def test_the_calls_of_an_evaluation_cut_short_count_under_search(
     assert cut["search"] > whole["search"] and cut["test"] < whole["test"]  # the last was the test split's
 
 
+async def test_the_spend_by_stage_counts_cache_hits_apart_from_paid_calls(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """The same optimization run again answers from the cache: every stage shows its hits and no call."""
+    from agentscale.report.spend import spend_by_stage
+
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base, max_nodes=4)
+    first = await optimization(text, store).run()
+    again = await optimization(text, store).run()
+    (before, _), (after, beyond) = (
+        spend_by_stage(store, run_id, {t.seq: t.kind for t in store.trials(run_id)})
+        for run_id in (first.run_id, again.run_id)
+    )
+    assert beyond == [] and [r.stage for r in after] == [r.stage for r in before] and len(after) >= 2
+    assert [(r.calls, r.cached_calls) for r in after] == [(0, r.calls + r.cached_calls) for r in before]
+
+
 def _ledger(store: Store, run_id: str) -> list[SpendEntry]:
     with store.session() as session:
         return list(session.exec(select(SpendEntry).where(SpendEntry.run_id == run_id)).all())
