@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.crowning import _paired_estimate, best_single, crown, on_shared_items, penalty, rank
+from agentscale.optimize.crowning import _paired_estimate, _shrink, best_single, crown, on_shared_items, penalty, rank
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
 
@@ -214,3 +214,12 @@ def test_the_best_single_among_equals_is_the_cheaper() -> None:
     assert best_single([dear, cheap]) is cheap and best_single([cheap, dear]) is cheap
     better = observed(single("big"), set(TRAIN[:31]), TRAIN, compute=8.0)
     assert best_single([cheap, better]) is better and best_single([]) is None
+
+
+def test_an_estimate_from_few_items_is_pulled_harder_toward_the_others() -> None:
+    """A 90% on 8 items is weaker evidence than a 90% on 200: shrinkage pulls it further toward the mean."""
+    estimates = {"few": (0.9, 0.09, 8), "many": (0.9, 0.09, 200), "a": (0.5, 0.25, 50), "b": (0.45, 0.25, 50)}
+    shrunk = _shrink(estimates)
+    centre = sum(e[0] for e in estimates.values()) / len(estimates)
+    assert centre < shrunk["few"][0] < shrunk["many"][0] < 0.9
+    assert shrunk["few"][1] > shrunk["many"][1]  # and is less certain
