@@ -2,8 +2,7 @@
 
 propose K graphs → evaluate them side by side (on the iteration's minibatch) → let the method
 observe → repeat, stopping after `iterations`, when `evaluate` raises `StopSearch` (e.g. the spend
-cap), when an evaluation budget is spent, or when `patience` rounds in a row propose nothing new
-(converged).
+cap), or when `patience` rounds in a row propose nothing new (converged).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ async def run_search(
     iterations: int,
     samples: int,
     patience: int = 3,
-    max_evaluations: int | None = None,
     on_iteration: Callable[[int, list[Observation]], None] | None = None,
 ) -> SearchOutcome:
     outcome = SearchOutcome(stopped_reason=f"finished {iterations} iterations")
@@ -49,17 +47,12 @@ async def run_search(
         if on_iteration is not None:
             on_iteration(iteration, outcome.history)
         proposed = method.propose(samples)
-        stopped: Exception | None = None
-        if max_evaluations is not None and len(outcome.history) + len(proposed) > max_evaluations:
-            proposed = proposed[: max(0, max_evaluations - len(outcome.history))]
-            stopped = StopSearch(f"evaluation budget of {max_evaluations} spent")
         observations, refused = await side_by_side([evaluate(c, iteration) for c in proposed], StopSearch)
         for observation in observations:
             outcome.history.append(observation)
             outcome.curve.append((len(outcome.history), max(o.reward for o in outcome.history)))
-        stopped = refused or stopped
-        if stopped is not None:
-            outcome.stopped_reason = str(stopped)
+        if refused is not None:
+            outcome.stopped_reason = str(refused)
             if observations:
                 await method.observe(observations)
             break

@@ -7,7 +7,7 @@ import asyncio
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.methods.base import SearchMethod
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.search import run_search
+from agentscale.optimize.search import StopSearch, run_search
 
 
 def chain(length: int) -> CandidateGraph:
@@ -32,12 +32,18 @@ async def evaluate(candidate: CandidateGraph, iteration: int) -> Observation:
     return Observation(candidate, 0.5, 1.0, 0.0, 4, reward=0.5)
 
 
-def test_an_evaluation_budget_is_never_passed() -> None:
-    """Two of three evaluations were left when an iteration proposed three: it evaluates two, then stops."""
-    method = Scripted([[chain(1), chain(2), chain(3)], [chain(4), chain(5), chain(6)]])
-    outcome = asyncio.run(run_search(method, evaluate, iterations=5, samples=3, max_evaluations=5))
-    assert [o.candidate for o in outcome.history] == [chain(1), chain(2), chain(3), chain(4), chain(5)]
-    assert outcome.stopped_reason == "evaluation budget of 5 spent"
+def test_a_refusal_ends_the_search_with_what_was_measured() -> None:
+    """The spend cap refuses the third graph of an iteration: the two measured stay, the reason is the refusal's."""
+
+    async def capped(candidate: CandidateGraph, iteration: int) -> Observation:
+        if candidate == chain(3):
+            raise StopSearch("max_spend.calls would be crossed")
+        return await evaluate(candidate, iteration)
+
+    method = Scripted([[chain(1), chain(2), chain(3)], [chain(4)]])
+    outcome = asyncio.run(run_search(method, capped, iterations=5, samples=3))
+    assert [o.candidate for o in outcome.history] == [chain(1), chain(2)] and len(method.history) == 2
+    assert outcome.stopped_reason == "max_spend.calls would be crossed"
 
 
 def test_the_search_converges_only_after_patience_rounds_without_a_new_graph() -> None:
