@@ -553,7 +553,7 @@ def test_flops_and_usd_caps_refuse_the_call_that_would_pass_them(
 ) -> None:
     """The first call's worst case (≈ 1,040 tokens at 2 GFLOPs and $1e-6 each) fits; the second's, beside
     the first's actual use, passes the cap: it is refused, the run says which cap, and spends within it."""
-    model = "params_b: 1.0, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0}}"
+    model = "params_b: 1.0, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}"
     text = _three_models(scripted.api_base, f", {model}") + CHAIN_FOR_CAPS + f"budget: {{{cap}}}\n"
     result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 3?")
     assert [(t.node_id, t.status) for t in result.trace] == [("a", "ok"), ("b", "skipped")]
