@@ -222,6 +222,7 @@ async def test_the_spend_by_stage_counts_cache_hits_apart_from_paid_calls(
     )
     assert beyond == [] and [r.stage for r in after] == [r.stage for r in before] and len(after) >= 2
     assert [(r.calls, r.cached_calls) for r in after] == [(0, r.calls + r.cached_calls) for r in before]
+    assert [r.items for r in after] == [r.items for r in before] and all(r.items > 0 for r in after)
 
 
 def _ledger(store: Store, run_id: str) -> list[SpendEntry]:
@@ -267,6 +268,22 @@ async def test_spend_cap_is_never_exceeded(tmp_path: Path, scripted: ScriptedSer
     assert store.spend(run.run_id)["calls"] <= 40
     assert result.best_train is not None  # what was computed is kept and reported
     assert result.best is None or result.best.n > 0
+
+
+async def test_a_usd_cap_prices_an_evaluation_at_its_dearest_model(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """`bad` costs 100 times `good`: a graph using both, projected at good's price, fitted a $0.02 cap
+    and the run spent $0.03; at bad's price it is refused and the run stays within the cap."""
+    scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
+    text = space_text(tmp_path, scripted.api_base, optimizer=", max_spend: {usd: 0.02}", max_nodes=4)
+    for name, per_mtok in (("good", 1.0), ("bad", 100.0)):
+        plain = f'hosted_vllm/{name}, api_base: "{scripted.api_base}", params_b: 1.0'
+        text = text.replace(plain, f"{plain}, price: {{input_per_mtok: {per_mtok}, output_per_mtok: {per_mtok}}}")
+    run = optimization(text, store)
+    result = await run.run()
+    assert "max_spend.usd=0.02 would be crossed" in result.stopped_reason
+    assert 0 < store.spend(run.run_id)["usd"] <= 0.02
 
 
 async def test_a_model_the_spend_cap_refused_before_its_first_item_is_named(
