@@ -101,6 +101,8 @@ def test_auth_required_and_refused(served_with_key: str) -> None:
     assert good.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 1 + 1?"}])
     health = httpx.get(served_with_key.removesuffix("/v1") + "/health")
     assert health.status_code == 200  # health needs no key
+    lower = httpx.get(served_with_key + "/models", headers={"Authorization": "bearer s3cret-key"})
+    assert lower.status_code == 200  # the scheme's name is case-insensitive (RFC 7235)
 
 
 def test_bad_requests_get_4xx_json(served_with_key: str) -> None:

@@ -104,6 +104,8 @@ def test_fractions_cover_every_item_once(small_task: Task) -> None:
         ({"train": "5"}, "count or a fraction"),
         ({"train": True}, "count or a fraction"),
         ({"train": 0.7, "test": 0.4}, "has 20 items"),
+        ({"train": 11, "test": 10}, "has 20 items"),  # one item over
+        ({"train": 0.5, "test": 0.525}, "has 20 items"),  # half an item over
     ],
 )
 def test_bad_split_sizes_raise(small_task: Task, kwargs: dict[str, object], message: str) -> None:
