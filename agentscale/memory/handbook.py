@@ -18,12 +18,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from sqlalchemy import Connection, func, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.spec import handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
@@ -501,15 +500,16 @@ def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 def _draws_on(run: Run, handbook: str) -> bool:
     """Whether `run` reads or writes `handbook`: an eval given --handbook or a build (its config), or
-    a graph with `memory:` (its stored YAML)."""
+    a graph with `memory:` (its stored graph)."""
+    from agentscale.memory.build_inputs import run_graph  # what delete alone needs: not on import
+
     if json.loads(run.config_json or "{}").get("handbook") == handbook:
         return True
     try:
-        graph = yaml.safe_load(run.graph_yaml) if run.graph_yaml else None
-    except yaml.YAMLError:  # not ours to judge here: a stored graph is read where it runs
+        graph = run_graph(run)
+    except SpecError:  # not ours to judge here: a stored graph is read where it runs
         return False
-    memory = graph.get("memory") if isinstance(graph, dict) else None
-    return isinstance(memory, dict) and memory.get("handbook") == handbook
+    return graph is not None and graph.memory is not None and graph.memory.handbook == handbook
 
 
 def _prunable(behavior: BehaviorRow, uses: int, unhelpful: bool, min_accuracy: float) -> bool:
