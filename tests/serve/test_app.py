@@ -128,6 +128,27 @@ def test_bad_requests_get_4xx_json(served_with_key: str) -> None:
     assert whole.startswith("invalid request: body: ")  # the body itself, where an empty path said ": ..."
 
 
+def _body_of(size: int) -> bytes:
+    """A valid request body of exactly `size` bytes (the question padded with spaces)."""
+    shell = b'{"model": "served", "messages": [{"role": "user", "content": "What is 1 + 1?%s"}]}'
+    return shell % (b" " * (size - len(shell) + 2))
+
+
+def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(served_with_key: str) -> None:
+    """The limit is the largest body taken, declared (Content-Length) or chunked: a limit read as
+    "under" refused a client that sized its requests to the documented maximum."""
+    headers = {"Authorization": "Bearer s3cret-key", "Content-Type": "application/json"}
+    url = served_with_key + "/chat/completions"
+    for size, status in ((2000, 200), (2001, 413)):
+        body = _body_of(size)
+        assert len(body) == size
+        declared = httpx.post(url, content=body, headers=headers, timeout=60)
+        chunked = httpx.post(url, content=iter([body[:1000], body[1000:]]), headers=headers, timeout=60)
+        assert (declared.status_code, chunked.status_code) == (status, status), (size, chunked.text)
+        assert "transfer-encoding" not in declared.request.headers
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+
+
 def test_a_chunked_body_is_refused_once_over_the_limit() -> None:
     """Without a Content-Length (chunked), the whole body was read into memory before the check: the
     app reads no further than the limit (counted on the ASGI messages it asks for)."""
@@ -329,6 +350,22 @@ def test_a_streamed_reply_starts_before_the_graph_ends_and_keeps_the_connection_
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "5"
         assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+@pytest.mark.parametrize("words", [7, 8, 16, 17])
+def test_a_streamed_answer_is_the_answer_word_for_word(make_graph, scripted: ScriptedServer, words: int) -> None:  # type: ignore[no-untyped-def]
+    """The answer goes out in chunks of 8 words, a space after every chunk but the last: joined, the
+    chunks are the answer itself, with no space at its end when its word count is a multiple of 8."""
+    answer = " ".join(f"w{i}" for i in range(words))
+    scripted.add_rule(Rule(replies=[f"Final answer: {answer}"]))
+    one_call = "name: served\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: text\n"
+    for url in serve(make_graph(one_call)):
+        client = openai.OpenAI(base_url=url, api_key="unused")
+        asked = [{"role": "user", "content": "Say the words."}]
+        chunks = list(client.chat.completions.create(model="served", messages=asked, stream=True))  # type: ignore[arg-type]
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == answer
+        assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == -(-words // 8)
 
 
 def test_a_stream_that_fails_after_it_began_ends_in_an_error_the_client_raises(  # type: ignore[no-untyped-def]
