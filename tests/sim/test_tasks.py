@@ -12,6 +12,7 @@ from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_mo
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.items import parse_tag
+from agentscale.sim.seeding import sim_seed
 from agentscale.sim.tasks import load_sim_task
 from agentscale.tasks import TaskError, list_tasks, load_task
 
@@ -63,6 +64,19 @@ def test_observations_are_deterministic_and_unbiased() -> None:
     assert oracle.within_budget(graph) and oracle.latency(graph) > 0
     seen = oracle.evaluate(graph, 8, seed=1)
     assert (seen.accuracy, seen.n_items, seen.compute) == (first.accuracy, 8, oracle.compute(graph))
+    # the latency of the split it ran on (the train items' lengths, not the test items')
+    assert seen.latency_s == oracle.latency(graph, "train") != oracle.latency(graph, "test")
+
+
+def test_another_seed_draws_the_same_items_outcomes_anew() -> None:
+    """A seed re-samples the outcomes, not only which items: keyed by graph and item alone, two runs
+    of one graph on the same items agreed item for item, and repeated minibatches told nothing new."""
+    oracle = SimOracle.for_space(SPACE)
+    graph = CandidateGraph((NodeChoice("assistant", "s"),), frozenset())
+    first = oracle.observe(graph, None, seed=2)
+    again = oracle.observe(graph, seed=3, item_ids=first.item_ids)
+    assert again.item_ids == first.item_ids
+    assert sum(a != b for a, b in zip(first.correct, again.correct, strict=True)) > 40  # of 400 items
 
 
 def test_oracle_splits_are_the_optimizer_runners_splits() -> None:
@@ -73,6 +87,14 @@ def test_oracle_splits_are_the_optimizer_runners_splits() -> None:
     oracle = SimOracle.for_space(SPACE)
     assert [i.id for i in train] == [i.id for i in oracle.tasks["train"].items]
     assert [i.id for i in test] == [i.id for i in oracle.tasks["test"].items]
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_sim_seed_is_the_default_seed(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """`AGENTSCALE_SIM_SEED=` (set but empty, as a shell script or .env file leaves it) picks the item
+    banks an unset variable picks, seed 0."""
+    monkeypatch.setenv("AGENTSCALE_SIM_SEED", value)
+    assert sim_seed() == 0
 
 
 def test_a_sim_seed_that_is_no_integer_is_a_one_line_error(
