@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.objective import Observation
@@ -54,6 +55,18 @@ def test_the_race_drops_only_graphs_the_leader_clearly_beats_on_shared_items() -
     beaten = observed(voted("small", 3), set(prefix[12:]), prefix)  # 3/15, wrong where the leader is right
     kept = still_racing([close, beaten, leader], accuracy_weight=1.0)
     assert kept == [close, leader]
+
+
+def test_between_equal_rewards_the_cheaper_graph_leads_the_race() -> None:
+    """Graphs leave when the leader clearly beats them; of two graphs with the same reward the cheaper
+    leads (the one crowning would keep). Led by the dearer one, whose right answers fall on other
+    items, a graph the cheaper one clearly beats stayed in the race, paid for to the end."""
+    prefix = TRAIN[:15]
+    cheap = observed(voted("cheap", 3), set(prefix[:10]), prefix)  # 10/15
+    dear = replace(observed(voted("dear", 3), set(prefix[5:]), prefix), compute=2.0)  # 10/15, other items
+    behind = observed(voted("behind", 3), set(prefix[:7]), prefix)  # 7/15, within the cheaper's right answers
+    for order in ([behind, dear, cheap], [cheap, behind, dear]):
+        assert still_racing(order, accuracy_weight=1.0) == [o for o in order if o is not behind]
 
 
 def test_a_race_asks_each_item_once_and_pools_a_graphs_steps() -> None:
