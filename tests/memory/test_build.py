@@ -202,6 +202,33 @@ async def test_a_discussions_solution_is_its_last_rounds_output(tmp_path: Path) 
         assert source.solution == last.completion and last.answer == source.answer
 
 
+def test_a_voted_runs_solution_is_a_solving_call_with_its_answer_else_the_last_call(store: Store) -> None:
+    """A vote (the output) makes no call: the solution is the first solving call whose answer became
+    the run's answer, never an evaluator's advice even when it named that answer first; when no call's
+    answer matches the stored one (the vote normalised "7.0" and "7.00" to "7"), the last call's."""
+    from agentscale.graphs.result import NodeTrace
+    from agentscale.memory.build import stored_solutions
+    from agentscale.runtime.calls import record_rows
+
+    body = "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    body += "  - {id: v, role: vote}\nedges: ['a, b -> v']\n"
+    run = store.create_run("run", graph_name="g", graph_yaml=graph_yaml("http://127.0.0.1:9/v1", body))
+    said = {
+        "q1": [
+            ("judge", "evaluator", "42", "42 is right"),
+            ("a", "assistant", "41", "a: 41"),
+            ("b", "assistant", "42", "b: 42"),
+        ],
+        "q2": [("a", "assistant", "7.0", "a: 7.0"), ("b", "assistant", "7.00", "b: 7.00")],
+    }
+    for key, answer in (("q1", "42"), ("q2", "7")):
+        traces = [NodeTrace(node, role, completion=text, answer=given) for node, role, given, text in said[key]]
+        item = {"run_id": run.id, "item_key": key, "question": f"{key}?", "answer": answer}
+        record_rows(store, run.id, key, traces, item=item)
+    solutions = {source.key: source.solution for source in stored_solutions(store, run)}
+    assert solutions == {"q1": "b: 42", "q2": "b: 7.00"}
+
+
 def _four_sums(tmp_path: Path, scripted: ScriptedServer) -> Task:
     """Four items whose extractions all propose the same behavior: one added, three merged."""
     questions = [(f"What is {i} + 3?", str(i + 3)) for i in range(4)]
