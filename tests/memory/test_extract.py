@@ -10,8 +10,10 @@ import pytest
 from agentscale.memory.extract import (
     MAX_INSTRUCTION_CHARS,
     MAX_NAME_CHARS,
+    MIN_INSTRUCTION_CHARS,
     check_proposals,
     contains_answer,
+    extraction_schema,
     find_citations,
     normalize_name,
     parse_reply,
@@ -99,6 +101,21 @@ def test_long_names_and_instructions_are_cut_to_the_schemas_limits() -> None:
     reply = json.dumps({"behaviors": [{"name": "behavior_" + "x" * 200, "instruction": "Check the units. " * 60}]})
     (proposal,) = check_proposals(reply, answer=None, max_behaviors=2).proposals
     assert len(proposal.name) == MAX_NAME_CHARS and len(proposal.instruction) == MAX_INSTRUCTION_CHARS
+
+
+def test_an_instruction_of_exactly_the_schemas_minimum_length_is_kept() -> None:
+    """The schema tells a constrained model `minLength: MIN_INSTRUCTION_CHARS`: an instruction of
+    exactly that length is valid there and must be kept here; one character less is short."""
+    exact = "Check units, always."
+    assert len(exact) == MIN_INSTRUCTION_CHARS
+    reply = json.dumps(
+        {"behaviors": [{"name": "behavior_a", "instruction": exact}, {"name": "behavior_b", "instruction": exact[:-1]}]}
+    )
+    outcome = check_proposals(reply, answer=None, max_behaviors=2)
+    assert [p.instruction for p in outcome.proposals] == [exact] and dict(outcome.rejected) == {"short": 1}
+    assert extraction_schema(2)["properties"]["behaviors"]["items"]["properties"]["instruction"]["minLength"] == len(
+        exact
+    )
 
 
 @pytest.mark.parametrize(
