@@ -646,14 +646,28 @@ async def test_a_token_cap_binds_every_graph_the_search_runs_and_the_crowned_fil
 
 
 @pytest.mark.parametrize(
-    ("budget", "fragment"),
+    ("budget", "optimizer", "fragment"),
     [
-        ("budget: {max_tokens: 63}", "budget.max_tokens: 63 is below one call's reservation (max_tokens 64"),
-        ("budget: {max_usd: 0.5}", "models.good: unknown price: set price (budget.max_usd needs it)"),
+        ("{max_tokens: 63}", "", "budget.max_tokens: 63 is below one call's reservation (max_tokens 64"),
+        ("{max_usd: 0.5}", "", "models.good: unknown price: set price (budget.max_usd needs it)"),
+        # a run cap: it refused the run's first evaluation, and the run ended having measured nothing
+        (
+            "{compute: 3.5}",
+            ", max_spend: {usd: 1}",
+            "models.bad: unknown price: set price (optimizer.max_spend.usd needs",
+        ),
+        (
+            "{max_usd: 0.5}",
+            ", max_spend: {usd: 1}",
+            "models.good: unknown price: set price (budget.max_usd and optimizer.max_spend.usd need it)",
+        ),
     ],
 )
-def test_caps_no_graph_could_keep_are_refused_before_the_search(budget: str, fragment: str, tmp_path: Path) -> None:
-    text = space_text(tmp_path, "http://localhost:9/v1").replace("budget: {compute: 3.5}", budget)
+def test_caps_no_graph_could_keep_are_refused_before_the_search(
+    budget: str, optimizer: str, fragment: str, tmp_path: Path
+) -> None:
+    text = space_text(tmp_path, "http://localhost:9/v1", optimizer=optimizer)
+    text = text.replace("budget: {compute: 3.5}", f"budget: {budget}")
     space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
     with pytest.raises(SpecError) as info:
         SearchProblem.from_space(space)
