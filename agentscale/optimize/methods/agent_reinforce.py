@@ -53,7 +53,6 @@ class AgentReinforce(SearchMethod):
         self.rules = InsightRules()
         self.phase = "pilot"
         self.proposed: list[CandidateGraph] = []
-        self.rejected_updates = 0
         self.singles: dict[str, Observation] = {}  # alias -> its single call on the train split
         self.finalists: set[str] = set()  # the models still in the singles' race at its end
         self.pilot_graphs: list[CandidateGraph] = []
@@ -198,14 +197,11 @@ class AgentReinforce(SearchMethod):
             reply = await self.agent(system, user)
         except Exception as exc:  # a failing agent must not stop the search: the numeric step applied
             log.warning("agent feedback call failed: %s", exc)
-            self.rejected_updates += 1
             return
         update, why = parse_agent_update(reply)
         if update is None:
             log.warning("agent feedback ignored: %s", why)
-            self.rejected_updates += 1
             return
-        proposed, problems = apply_agent_update(self.distribution, update)
-        self.rejected_updates += bool(problems)
+        proposed, _ = apply_agent_update(self.distribution, update)  # it logs what it rejected
         if proposed is not None:
             self.proposed.append(proposed)

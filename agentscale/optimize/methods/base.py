@@ -50,9 +50,6 @@ class SearchMethod(ABC):
         most promising ones (none by default)."""
         return []
 
-    def best(self) -> Observation | None:
-        return max(self.history, key=lambda o: o.reward, default=None)
-
 
 METHODS: dict[str, type[SearchMethod]] = {}
 
