@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from agentscale.graphs.spec import ModelSpec
-from agentscale.optimize.candidate import resolve_models
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
 from agentscale.optimize.distribution import GraphDistribution
-from agentscale.optimize.feedback import apply_agent_update, parse_agent_update
+from agentscale.optimize.feedback import InsightRules, apply_agent_update, parse_agent_update
+from agentscale.optimize.objective import Observation
+from agentscale.optimize.pilot import single
 from agentscale.optimize.problem import SearchProblem
 
 MODELS = {"small": ModelSpec(model="sim/llama-1b", params_b=1.0), "big": ModelSpec(model="sim/llama-8b", params_b=8.0)}
@@ -70,3 +72,59 @@ def test_proposed_graph_must_fit_the_budget_and_space() -> None:
 def test_a_reply_nested_beyond_the_json_parser_is_no_update() -> None:
     update, why = parse_agent_update('{"size": ' + "[" * 100_000)
     assert update is None and why
+
+
+def _scored(candidate: CandidateGraph, reward: float) -> Observation:
+    return Observation(candidate, reward, 1.0, 1.0, 8, reward=reward)
+
+
+FUSED_SMALL = CandidateGraph(
+    (NodeChoice("assistant", "small"), NodeChoice("assistant", "small"), NodeChoice("fuser", "small")),
+    frozenset({(0, 2), (1, 2)}),
+)
+
+
+def test_the_rules_lean_toward_the_model_whose_graphs_scored_better() -> None:
+    """The default feedback (no agent_model): insight 1 as a rule, every iteration."""
+    dist = distribution()
+    history = [_scored(single("big"), 0.9), _scored(single("small"), 0.1)]
+    InsightRules().apply(dist, history, history)
+    big, small = (dist.model_probs(0)[dist.problem.aliases.index(alias)] for alias in ("big", "small"))
+    assert big > 0.6 > small
+
+
+def test_the_rules_step_toward_the_elite_graph_not_the_luckiest_minibatch() -> None:
+    """The elite (the crowning's best estimate) is a fused graph; one minibatch made a single call
+    look best: the edges into the fuser grow."""
+    dist = distribution()
+    before = dist.edge_probs()[0, 2]
+    history = [_scored(single("big"), 1.0), _scored(FUSED_SMALL, 0.6)]
+    InsightRules().apply(dist, history, history, elite=FUSED_SMALL)
+    assert dist.edge_probs()[0, 2] > before + 0.05
+
+
+def test_two_iterations_without_a_better_graph_flatten_the_distribution_once() -> None:
+    """Stagnation: after two iterations that found nothing better every logit shrinks by 0.7 (to
+    explore again), not after one, and the count starts over."""
+    dist = distribution()
+    dist.size_logits[:] = [1.0, 2.0, 3.0, 4.0]
+    history = [_scored(single("small"), 0.5)]  # one model, one size: insights 1-2 have nothing to say
+    better_batch = [_scored(single("small"), 1.0)]  # above the history's best: no step toward it
+    rules = InsightRules()
+    seen = []
+    for _ in range(5):
+        rules.apply(dist, history, better_batch)
+        seen.append(dist.size_logits.copy())
+    np.testing.assert_allclose(seen, [[1, 2, 3, 4]] * 2 + [[0.7, 1.4, 2.1, 2.8]] * 2 + [[0.49, 0.98, 1.47, 1.96]])
+
+
+def test_an_agent_edge_to_the_slot_past_the_last_node_is_refused_not_a_crash() -> None:
+    """Slots run 0..max_nodes-1: an edge to slot max_nodes would index past the edge matrix and end
+    the whole paid run with an IndexError."""
+    dist = distribution()
+    before = dist.state()
+    update, _ = parse_agent_update('{"edges": [[0, 4, 0.5], [-1, 2, 0.5]]}')
+    assert update is not None
+    proposed, problems = apply_agent_update(dist, update)
+    assert proposed is None and len(problems) == 2 and "edge 0->4" in problems[0]
+    assert dist.state() == before
