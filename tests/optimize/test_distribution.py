@@ -78,6 +78,32 @@ def test_reinforce_moves_edges_and_size() -> None:
     assert distribution.size_probs()[2] > 0.8
 
 
+def test_the_edge_gradient_points_toward_the_graphs_edges_and_away_from_the_rest() -> None:
+    """Turned around, every REINFORCE step (and the elite and probe leans) learned edges backwards
+    while the size test above still passed."""
+    distribution = GraphDistribution(problem(None, max_nodes=3, roles=("assistant", "vote")))
+    voted = CandidateGraph(
+        (NodeChoice("assistant", "big"), NodeChoice("assistant", "big"), NodeChoice("vote", None)),
+        frozenset({(0, 2), (1, 2)}),
+    )
+    edge = distribution.gradient(voted).edge
+    assert edge[0, 2] > 0 and edge[1, 2] > 0 and edge[0, 1] < 0
+
+
+def test_one_reinforce_step_is_the_learning_rate_times_the_mean_advantage() -> None:
+    """Two graphs, rewards 1 and 0 (advantages +1 and -1), lr 0.5: the size logit of the rewarded
+    one-node graph moves by lr/K * (1 - p) - lr/K * (0 - p') ≈ 0.26 (p' after the first step). Not
+    divided by K, the step grew with `samples` (0.53 here)."""
+    distribution = GraphDistribution(problem(None, max_nodes=3, roles=("assistant", "vote")))
+    one = CandidateGraph((NodeChoice("assistant", "big"),), frozenset())
+    voted = CandidateGraph(
+        (NodeChoice("assistant", "big"), NodeChoice("assistant", "big"), NodeChoice("vote", None)),
+        frozenset({(0, 2), (1, 2)}),
+    )
+    reinforce_step(distribution, [Observation(c, r, 0.0, 0.0, 1, reward=r) for c, r in ((one, 1.0), (voted, 0.0))], 0.5)
+    assert 0.2 < distribution.size_logits[0] < 0.3 and -0.3 < distribution.size_logits[2] < -0.2
+
+
 def test_budget_repair_drops_the_cheapest_nodes_first() -> None:
     space = problem(70.5, max_nodes=4, roles=("assistant", "vote"))  # big alone: 69.2; each tiny: 1.0
     distribution = GraphDistribution(space)
