@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
-from agentscale.optimize.objective import Observation, pareto_front, pooled, run_front
+from agentscale.optimize.objective import Observation, pareto_front, pooled, run_front, scalarize
 from agentscale.optimize.runner import Optimization
 from agentscale.optimize.space import Objective, space_from_text
 from agentscale.optimize.trials import recorded_front, stored_front
@@ -24,6 +24,15 @@ def dominated(point: Observation, by: Observation, latency: bool) -> bool:
     mine = (-point.accuracy, point.compute) + ((point.latency_s,) if latency else ())
     theirs = (-by.accuracy, by.compute) + ((by.latency_s,) if latency else ())
     return all(t <= m for t, m in zip(theirs, mine, strict=True)) and theirs != mine
+
+
+def test_the_reward_weighs_compute_as_a_share_of_the_budget_and_latency_of_the_reference() -> None:
+    """reward = w_acc * accuracy - w_cost * compute / budget - w_lat * latency / reference: a graph
+    using half the budget pays half the cost weight whatever the budget's size (without the
+    division, a cost weight of 0.5 on a budget of 18 cost a half-budget graph 4.5, not 0.25)."""
+    weights = Objective(accuracy=1.0, cost=0.5, latency=0.2)
+    assert scalarize(weights, 0.8, 9.0, 2.0, 18.0, 4.0) == pytest.approx(0.8 - 0.25 - 0.1)
+    assert scalarize(weights, 0.8, 9.0, 2.0, None, 0.0) == pytest.approx(0.8 - 4.5)  # no budget, no reference
 
 
 def test_the_demo_s_dominated_point_is_gone() -> None:
