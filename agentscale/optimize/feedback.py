@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -174,6 +175,30 @@ def agent_prompt(
         ]
     )
     return system, user
+
+
+async def ask_agent(
+    agent: Callable[[str, str], Awaitable[str]],
+    distribution: GraphDistribution,
+    observations: list[Observation],
+    *,
+    insights: bool,
+) -> CandidateGraph | None:
+    """One textual-feedback step: ask `agent` about `observations`, blend its valid probabilities into
+    `distribution`, and return the graph it proposes when that fits (to be measured next). A failing
+    agent or an unreadable reply is a logged warning, never the search's end."""
+    system, user = agent_prompt(distribution, observations, insights=insights)
+    try:
+        reply = await agent(system, user)
+    except Exception as exc:  # the numeric step (where the method has one) has applied already
+        log.warning("agent feedback call failed: %s", exc)
+        return None
+    update, why = parse_agent_update(reply)
+    if update is None:
+        log.warning("agent feedback ignored: %s", why)
+        return None
+    proposed, _ = apply_agent_update(distribution, update)  # it logs what it rejected
+    return proposed
 
 
 class InsightRules:

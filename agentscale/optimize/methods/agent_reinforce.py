@@ -26,7 +26,7 @@ import numpy as np
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import rank
 from agentscale.optimize.distribution import GraphDistribution
-from agentscale.optimize.feedback import InsightRules, agent_prompt, apply_agent_update, log, parse_agent_update
+from agentscale.optimize.feedback import InsightRules, ask_agent
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
 from agentscale.optimize.methods.reinforce import reinforce_step
 from agentscale.optimize.objective import Observation
@@ -158,7 +158,9 @@ class AgentReinforce(SearchMethod):
             self.phase = "search"
         reinforce_step(self.distribution, observations, self.lr)
         if self.agent is not None:
-            await self._agent_feedback(observations)
+            proposed = await ask_agent(self.agent, self.distribution, observations, insights=True)
+            if proposed is not None:
+                self.proposed.append(proposed)  # measured in the next iteration
         else:
             self.rules.apply(self.distribution, self.history, observations, elite=self._incumbent())
 
@@ -189,19 +191,3 @@ class AgentReinforce(SearchMethod):
             return
         winner = max(measured, key=lambda o: o.reward)
         self.distribution.step(self.distribution.gradient(winner.candidate), 1.0)
-
-    async def _agent_feedback(self, observations: list[Observation]) -> None:
-        assert self.agent is not None
-        system, user = agent_prompt(self.distribution, observations, insights=True)
-        try:
-            reply = await self.agent(system, user)
-        except Exception as exc:  # a failing agent must not stop the search: the numeric step applied
-            log.warning("agent feedback call failed: %s", exc)
-            return
-        update, why = parse_agent_update(reply)
-        if update is None:
-            log.warning("agent feedback ignored: %s", why)
-            return
-        proposed, _ = apply_agent_update(self.distribution, update)  # it logs what it rejected
-        if proposed is not None:
-            self.proposed.append(proposed)

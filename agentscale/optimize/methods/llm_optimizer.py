@@ -8,7 +8,7 @@ from typing import Any
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
-from agentscale.optimize.feedback import agent_prompt, apply_agent_update, log, parse_agent_update
+from agentscale.optimize.feedback import ask_agent
 from agentscale.optimize.methods.base import AgentCall, SearchMethod, register
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.problem import SearchProblem
@@ -33,15 +33,6 @@ class LLMOptimizer(SearchMethod):
     async def observe(self, observations: list[Observation]) -> None:
         await super().observe(observations)
         assert self.agent is not None
-        system, user = agent_prompt(self.distribution, observations, insights=False)
-        try:
-            update, why = parse_agent_update(await self.agent(system, user))
-        except Exception as exc:
-            log.warning("agent feedback call failed: %s", exc)
-            return
-        if update is None:
-            log.warning("agent feedback ignored: %s", why)
-            return
-        proposed, _ = apply_agent_update(self.distribution, update)
+        proposed = await ask_agent(self.agent, self.distribution, observations, insights=False)
         if proposed is not None:
             self.proposed.append(proposed)
