@@ -65,7 +65,15 @@ class BayesSearch(SearchMethod):
         raise AgentScaleError("Bayesian search found no graph within the budget")
 
     async def observe(self, observations: list[Observation]) -> None:
+        """Each trial told its own graph's reward: matched by graph, not by position (a proposal the
+        spend cap refused is missing from `observations`, and the rewards after it went to the
+        wrong trials); a trial left untold stays open in the study."""
         await super().observe(observations)
-        for (trial, _), observation in zip(self.pending, observations, strict=False):
-            self.study.tell(trial, observation.reward)
+        waiting: dict[str, list[Any]] = {}
+        for trial, candidate in self.pending:
+            waiting.setdefault(candidate.canonical_key, []).append(trial)
+        for observation in observations:
+            trials = waiting.get(observation.candidate.canonical_key)
+            if trials:
+                self.study.tell(trials.pop(0), observation.reward)
         self.pending = []
