@@ -81,7 +81,8 @@ def eval_run(tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.Monke
     """An eval of a 3-node graph against the scripted server, through the CLI; returns its JSON."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
     scripted.add_rule(Rule(pattern="Echo the payload", replies=[f"{SCRIPT_PAYLOAD}\nFinal answer: {SCRIPT_PAYLOAD}"]))
-    scripted.add_rule(Rule(pattern="Say hi", replies=[f"Final answer: {IMG_PAYLOAD}"]))
+    # one slow item: the latency spread's mean, median and 95th percentile differ
+    scripted.add_rule(Rule(pattern="Say hi", replies=[f"Final answer: {IMG_PAYLOAD}"], latency_s=0.4))
     graph = tmp_path / "trio.yaml"
     graph.write_text(f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n' + GRAPH)
     data = write_items(tmp_path / "items.jsonl")

@@ -138,6 +138,38 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     assert "not scored" in html and "SIMULATED" not in html
 
 
+def fact(html: str, label: str) -> str:
+    """The value of the page's figure card `label`."""
+    match = re.search(rf'<div class="fact-label">{re.escape(label)}</div><div class="fact-value">([^<]*)</div>', html)
+    assert match is not None, label
+    return match.group(1)
+
+
+def test_the_eval_pages_latency_and_calls_are_the_evals_own(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The page's wall-clock spread is the one eval --json printed (its 95th percentile was the
+    median once), and an eval that nothing cut short has no calls "paid by items cut short"."""
+    import sqlite3
+
+    from agentscale.evaluate.stats import percentile
+
+    store = Store(eval_run["db"])
+    run_id = str(eval_run["run_id"])
+    latencies = [json.loads(row.usage_json)["latency_s"] for row in store.run_items(run_id)]
+    mean, p50, p95 = eval_run["latency"]["mean_s"], percentile(latencies, 50), eval_run["latency"]["p95_s"]
+    assert f"{p50:.2f}" != f"{p95:.2f}"  # the slow item sets the 95th percentile apart from the median
+    text = write(eval_run, capsys).read_text()
+    assert fact(text, "latency mean · p50 · p95 (wall clock)") == f"{mean:.2f} s · {p50:.2f} s · {p95:.2f} s"
+    calls = store.spend(run_id)["calls"]
+    assert fact(text, "model calls") == f"{calls} (+0 cache hits)"  # no "; N paid in all, 0 by items cut short"
+
+    # a kill between an item's paid calls and its row: the resume answers it from the run's own cache
+    with sqlite3.connect(store.path) as killed:
+        killed.execute("DELETE FROM runitem WHERE run_id = ? AND item_key = 'q0'", (run_id,))
+    assert main(["eval", "--resume", run_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["usage"]["calls"] == calls == store.spend(run_id)["calls"]
+    assert fact(write(eval_run, capsys).read_text(), "model calls") == f"{calls} (+0 cache hits)"
+
+
 def test_calls_paid_by_items_cut_short_are_counted(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
     """An interrupted eval's page said 218 model calls where its ledger held 243: the calls of items an
     interruption cut short belong to no answered item (the reports review)."""

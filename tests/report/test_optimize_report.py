@@ -60,6 +60,12 @@ def test_optimization_report_in_the_browser(optimization, open_page, capsys) -> 
     assert "SIMULATED" in page.locator(".simulated").inner_text()
     assert "SIMULATED accuracy" in (page.locator("#crowned .facts").text_content() or "")
     assert "latency (critical path, train)" in (page.locator("#crowned .facts").text_content() or "")  # not test's
+    # the test card holds the test split's figures, as optimize --json does (it could show the train ones)
+    best = optimization["best"]
+    assert best["train_accuracy"] != best["accuracy"]  # this run's splits differ: the check below can tell
+    low, high = best["ci95"]
+    card = page.locator("#crowned .fact", has_text="test SIMULATED accuracy").locator(".fact-value").inner_text()
+    assert card == f"{best['accuracy']:.1%} [{low:.1%}, {high:.1%}] (n={best['n']})"
     nodes = page.locator("#crowned svg.graph-drawing g.node")
     assert nodes.count() == candidate.size
     drawn = {nodes.nth(i).get_attribute("data-node") for i in range(nodes.count())}
@@ -90,9 +96,21 @@ def test_optimization_report_in_the_browser(optimization, open_page, capsys) -> 
     test = page.locator("#comparison-test tbody tr")
     assert test.nth(0).locator("td").first.inner_text() == "crowned graph" and test.count() >= 2
     assert "p=" in test.nth(1).inner_text()
+    assert test.count() == len({t.key for t in trials if t.kind == "test"})  # each scored graph once
+    # the crowned graph paired with the single call it is compared to, as optimize --json counts them
+    advantage = optimization["advantage"]
+    first, second = advantage["only_first_right"], advantage["only_second_right"]
+    assert first != second  # a swap of the two counts shows
+    over = test.filter(has_text=f"single call of {advantage['over'][0]}")
+    assert over.count() == 1
+    assert f"only crowned right {first} · only this right {second} · " in over.inner_text()
 
     items = page.locator("#test-items tr.item-row")
     assert items.count() == 12
+    island = re.search(r'<script type="application/json" id="data-test-items">(.*?)</script>', path.read_text())
+    assert island is not None
+    keys = [row[0] for row in json.loads(island.group(1))["rows"]]
+    assert len(keys) == 12 and not any(re.match(r"t\d+:", key) for key in keys)  # the task's ids, as stored
     items.first.click()
     assert page.locator("#test-items .node-trace").count() == candidate.size  # one trace entry per node
 
@@ -342,6 +360,7 @@ def test_the_report_keeps_the_test_scores_of_a_run_whose_crowned_graph_was_not_s
     table = table[: table.index("</table>")]
     assert "crowned graph was not scored" in table and "crowned graph</td>" not in table
     assert table.count("<tr>") - 1 == len(others)  # the header row, then each scored baseline
+    assert "only crowned right" not in table and "p=" not in table  # no baseline is paired as if crowned
 
 
 def test_a_run_stopped_in_its_search_leads_with_the_graph_measured_best_not_a_lucky_minibatch() -> None:
@@ -359,3 +378,48 @@ def test_a_run_stopped_in_its_search_leads_with_the_graph_measured_best_not_a_lu
     assert crowned_trial([*single, lucky], {}) is single[1]  # the graph's largest step
     assert crowned_trial([trial(3, "search", "chain", 6, 8), trial(4, "search", "vote", 65, 100)], {}).key == "vote"  # type: ignore[union-attr]
     assert crowned_trial([], {}) is None
+
+
+def test_a_run_stopped_in_its_crowning_race_leads_with_the_best_graph_of_the_race() -> None:
+    """Stopped in the crowning race (its summary names no graph), the page leads with the graph whose
+    race went furthest; of graphs raced on as many items, the one of the best objective, not the worst."""
+
+    def step(seq: int, key: str, correct: int) -> Trial:
+        return Trial(
+            run_id="r", seq=seq, iteration=-1, kind="crown", key=key, candidate_json="{}", n_items=10,
+            correct=correct, accuracy=correct / 10, compute=1.0, latency_s=0.1, tokens=0, reward=correct / 10,
+        )  # fmt: skip
+
+    worse, better = step(0, "chain", 5), step(1, "vote", 8)
+    assert crowned_trial([worse, better], {}) is better
+    assert crowned_trial([better, worse], {}) is better
+
+
+def test_the_crowned_graph_is_its_race_not_a_search_minibatch_and_its_race_steps_merge(optimization) -> None:  # type: ignore[no-untyped-def]
+    """The page stands the crowned graph by its race (the crowning race, else the singles' race),
+    not by a search evaluation of the same graph on a minibatch; and a single call crowned from the
+    singles' race shows its race steps merged: the page showed one step's items (n=2 of the 8 it
+    answered) and no comparison with the other single models."""
+    from agentscale.report import write_report
+
+    store: Store = optimization["store"]  # type: ignore[assignment]
+    run_id = str(optimization["run_id"])
+    summary = json.loads(store.get_run(run_id).summary_json)
+    trials = store.trials(run_id)
+    crowned = crowned_trial(trials, summary)
+    assert crowned is not None and crowned.kind == "baseline"  # this run crowned the single call of l1
+    after = trials[-1].seq + 1
+    search = Trial(**{**crowned.model_dump(exclude={"id"}), "kind": "search", "seq": after, "n_items": 100})
+    assert crowned_trial([*trials, search], summary) is crowned
+    crown = Trial(**{**crowned.model_dump(exclude={"id"}), "kind": "crown", "seq": after + 1})
+    assert crowned_trial([*trials, search, crown], summary) is crown
+
+    steps = [t for t in trials if t.kind == "baseline" and t.key == crowned.key]
+    assert len(steps) >= 2 and crowned.n_items < sum(t.n_items for t in steps)
+    page = write_report(store, run_id).read_text()
+    card = re.search(r'fact-label">train SIMULATED accuracy</div><div class="fact-value">([^<]*)<', page)
+    assert card is not None
+    correct, answered = sum(t.correct for t in steps), sum(t.n_items for t in steps)  # disjoint items
+    assert card.group(1) == f"{correct / answered:.1%} (n={answered})"
+    train = page[page.index('id="comparison-train"') :]
+    assert f"<td>crowned graph</td><td>{correct / answered:.1%} ({correct}/{answered})</td>" in train
