@@ -812,6 +812,22 @@ def test_runs_show_of_an_eval_gives_its_accuracy(tmp_path: Path, capsys: pytest.
     assert shown["ci95"] == pytest.approx([low, high])
 
 
+def test_a_graph_naming_sim_routes_on_its_nodes_is_reported_simulated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A graph with no `models:` section names its routes on the nodes: its simulated figures must
+    say so in --json (scripts read "simulated" to tell them from a real model's accuracy)."""
+    database = str(tmp_path / "s.db")
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n")
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2", "--db", database, "--json")
+    assert code == 0, err
+    assert json.loads(out)["simulated"] is True
+    code, out, err = run_cli(capsys, "run", str(graph), "-q", "[sim:math#0001] q", "--db", database, "--json")
+    assert code == 0, err
+    assert json.loads(out)["simulated"] is True
+
+
 @pytest.mark.parametrize(
     "graph_yaml",
     [

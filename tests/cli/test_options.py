@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.cli._options import parse_options
+from agentscale import Gateway
+from agentscale.cli._options import executor_config, parse_options
 from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
+from agentscale.executors import ExecutorConfig
 
 
 def test_task_options_are_read_as_yaml_values() -> None:
@@ -45,3 +47,15 @@ def test_an_output_path_ending_in_a_slash_is_refused_as_a_folder(
     assert main([*command, folder]) == 2
     assert f"{folder} names a folder; give a file path, e.g. {tmp_path}/out/{example}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_keeps_its_stored_executor_unless_flags_change_it(gateway: Gateway) -> None:
+    """`optimize --resume RUN` with no executor flag must go on with the executor the run was started
+    with (None: keep it): a local default there sent a Ray run's remaining evaluations to this host's
+    process. A flag given changes only what it names."""
+    ray = {"kind": "ray", "address": None, "workers": 2}
+    assert gateway.store is not None
+    run = gateway.store.create_run("optimize", config={"executor": ray})
+    assert executor_config(gateway, run.id, None, None, None) is None
+    assert executor_config(gateway, run.id, None, None, 3) == ExecutorConfig("ray", None, 3)
+    assert executor_config(gateway, None, None, None, None) == ExecutorConfig()  # a new run: local
