@@ -15,8 +15,11 @@ question with litellm replaced by a canned reply (no HTTP): the least of 7 block
 machine disturbs least. `--interleave` takes agentscale out: a bare one-node LangGraph graph around
 the same litellm call, against litellm alone, a no-op LangGraph graph alone, and litellm followed by
 the no-op graph (not nested), to tell LangGraph's own cost from what alternating it with litellm adds.
+`--first-call` prints the latency fresh processes record for their first three calls (litellm's own
+first-use imports inside the first one are timed as the model's).
 
 Run: .venv/bin/python benchmarks/overhead.py [--calls 200] [--json] [--profile] [--canned] [--interleave]
+     [--first-call [PROCESSES]]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -262,6 +266,27 @@ async def canned(blocks: int = 7, questions: int = 100) -> dict[str, float]:
     return figures
 
 
+_FIRST_CALL = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from overhead import _graph
+graph = _graph(sys.argv[1], 1, None, cache=False)
+print(*(graph.run(f"What is {i} + 1?", record=False).trace[0].latency_s for i in range(3)))
+"""
+
+
+def first_call(processes: int) -> dict[str, float]:
+    """The latency a fresh process records for its first model calls (a 1-node graph's trace, as an
+    eval's first items record theirs): what litellm still imports inside the first call is in it."""
+    recorded: list[list[float]] = []
+    with scripted_server(0.0) as fast:
+        for _ in range(processes):
+            child = [sys.executable, "-c", _FIRST_CALL, fast, str(Path(__file__).parent)]
+            done = subprocess.run(child, capture_output=True, text=True, check=True, timeout=300)
+            recorded.append([float(value) for value in done.stdout.split()])
+    return {f"call {n + 1}": _ms([calls[n] for calls in recorded]) for n in range(3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200, help="sequential calls per path in (a)")
@@ -272,7 +297,19 @@ def main() -> None:
     parser.add_argument(
         "--interleave", action="store_true", help="bare LangGraph around litellm, and alternating with it"
     )
+    parser.add_argument(
+        "--first-call", type=int, metavar="PROCESSES", nargs="?", const=5, help="a fresh process's first calls"
+    )
     args = parser.parse_args()
+    if args.first_call:
+        figures = first_call(args.first_call)
+        if args.json:
+            print(json.dumps(figures))
+            return
+        print(f"latency recorded for a fresh process's first calls, median of {args.first_call} processes:")
+        for name, value in figures.items():
+            print(f"  {name:<10} {value:7.1f} ms")
+        return
     if args.interleave:
         figures = asyncio.run(interleave(args.calls))
         if args.json:
