@@ -201,6 +201,12 @@ CASES = {
         "unknown model alias 'ceo'",
         6,
     ),
+    "coordinator unknown evaluator alias": (  # the evaluator names a model as the CEO does: checked alike
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\ncoordinator:\n  model: small\n  evaluator: judge\n",
+        "coordinator.evaluator",
+        "unknown model alias 'judge'",
+        8,
+    ),
     "duplicate YAML key": (
         BASE + "nodes:\n  - {id: a, role: assistant, model: small}\nname: again\n",
         "name",

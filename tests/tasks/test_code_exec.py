@@ -90,8 +90,13 @@ def test_unparseable_prompt_falls_back_to_its_imports() -> None:
 
 
 def test_strip_fences_prefers_the_block_defining_the_entry_point() -> None:
+    """The block defining the entry point wins over a longer one: taken by length, a usage example
+    longer than the solution became the program, and the item failed on a NameError."""
     text = "```python\nprint('usage')\n```\n```py\ndef f():\n    return 1\n```"
     assert strip_fences(text, "f").startswith("def f()")
+    example = "```python\n# usage: call f() and print what it returns\nresult = f()\nprint(result, 'expected 1')\n```\n"
+    solution = "```python\ndef f():\n    return 1\n```"
+    assert strip_fences(example + solution, "f") == "def f():\n    return 1\n"
     assert strip_fences("no fences") == "no fences"
 
 

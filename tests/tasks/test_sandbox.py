@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -124,6 +125,20 @@ def test_output_is_tailed_not_buffered_whole() -> None:
     assert 0 < len(result.stderr_tail) <= 2000
 
 
+def test_the_tails_keep_the_end_of_a_long_output() -> None:
+    """A tail is the output's last 2,000 chars, not its first: the pass token is printed last.
+
+    Keeping the head made a correct program that prints more than ~2,000 chars fail (its end token
+    was cut off), and a crash's detail quoted the first line of stderr instead of the exception.
+    """
+    chatty = run_python("print('x' * 5000)\nprint('END')\n", limits=FAST)
+    assert chatty.passed, chatty.stderr_tail
+    assert chatty.stdout_tail.endswith("END")
+    noisy = run_python("import sys\nsys.stderr.write('noise\\n' * 1000)\nraise ValueError('last')\n", limits=FAST)
+    assert not noisy.passed
+    assert noisy.stderr_tail.rstrip("\n").splitlines()[-1] == "ValueError: last"
+
+
 def test_plain_mode_still_limits_time_and_scrubs_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTSCALE_TEST_SECRET", "plain-secret")
     plain = isolation.plain_isolation()
@@ -132,6 +147,37 @@ def test_plain_mode_still_limits_time_and_scrubs_the_environment(monkeypatch: py
     assert "AGENTSCALE_TEST_SECRET" not in result.stdout_tail
     slow = run_python("import time\ntime.sleep(60)\n", limits=SandboxLimits(timeout_s=1), isolation=plain)
     assert slow.timed_out and slow.duration_s < 4
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie left for a non-reaping init has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(
+    not isolation.plain_isolation().private_uid,
+    reason="plain mode has a private uid only as root with an interpreter others can read",
+)
+def test_a_process_that_leaves_the_session_dies_with_the_run_in_plain_mode() -> None:
+    """Plain mode has no pid namespace: a grandchild that calls setsid() escapes the kill of the run's
+    process group, and only the kill of every process of the run's private uid stops it. Without
+    it a program could leave a process running on the host after its score was in."""
+    source = (
+        "import os, time\nr, w = os.pipe()\nif os.fork() == 0:\n    os.setsid()\n"
+        "    os.write(w, str(os.getpid()).encode())\n    time.sleep(60)\n    os._exit(0)\n"
+        "print(os.read(r, 32).decode())\n"
+    )
+    result = run_python(source, limits=FAST, isolation=isolation.plain_isolation())
+    assert result.passed, result.stderr_tail
+    pid = int(result.stdout_tail.split()[-1])
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), f"the detached process {pid} outlived the run"
 
 
 @pytest.mark.skipif(not (CAN_UNSHARE and IS_ROOT), reason="exercising user-ns mode from root needs unshare")

@@ -132,6 +132,14 @@ def test_numeric_tolerance_is_configurable() -> None:
     assert score_numeric("0.333", _item("1/3", rel_tol=1e-2)).correct
 
 
+def test_a_float_residual_matches_a_zero_reference() -> None:
+    """Against 0 no relative tolerance helps (it scales with the values): the absolute one lets a
+    float residual such as 0.1 + 0.2 - 0.3 count as 0, and only a residual that small."""
+    assert score_numeric("5.551115123125783e-17", _item("0")).correct
+    assert score_numeric("1e-12", _item("0")).correct
+    assert not score_numeric("1e-6", _item("0")).correct
+
+
 def test_an_items_own_tolerance_holds_for_a_whole_number_reference() -> None:
     """An integer reference matched only answers that round to it, before the tolerance was asked:
     an item's `rel_tol: 0.1` did nothing for 1050 against 1000. The default keeps that rule."""
@@ -226,6 +234,16 @@ def test_choice_rejects_other_options(answer: str, reference: str) -> None:
     assert not score_choice(answer, _item(reference, CHOICES)).correct
 
 
+def test_an_option_whose_text_is_a_letter_is_read_as_that_option() -> None:
+    """Text before letters: "Which letter comes next: A, C, E, G?" has options H, I, J, K and the
+    reference "I", their text. Read as a letter first, "I" named a ninth option there is none of, and
+    every answer to the item was scored wrong."""
+    item = TaskItem(id="x", question="Which letter comes next: A, C, E, G?", reference="I", choices=list("HIJK"))
+    assert score_choice("I", item).correct
+    assert score_choice("(B)", item).correct  # option B, whose text is I
+    assert not score_choice("H", item).correct
+
+
 def test_choice_without_choices_compares_letters() -> None:
     assert score_choice("(c)", _item("C")).correct
     assert not score_choice("D", _item("C")).correct
@@ -277,6 +295,14 @@ def test_math_uses_accepted_alternatives() -> None:
     item = _item("C(10, 5), or equivalently 252", accepted=["C(10, 5)", "252"])
     assert score_math("252", item).correct
     assert not score_math("251", item).correct
+
+
+def test_math_reads_the_end_of_a_long_reply() -> None:
+    """A reply longer than MAX_ANSWER_CHARS is cut to its end, where the final answer is: cut to its
+    start, a 2,500-character reply ending in \\boxed{42} scored wrong against 42 (nothing parseable)."""
+    reasoning = "x" * 2500 + " \\boxed{42}"
+    assert score_math(reasoning, _item("42")).correct
+    assert not score_math(reasoning, _item("43")).correct
 
 
 def test_math_works_off_the_main_thread(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
