@@ -201,9 +201,10 @@ def test_continue_runs_up_to_max_rounds_with_direction_and_tokens(talk, scripted
     round2 = [r for r in workers if "Answers from other solvers" in r["messages"][-1]["content"]]
     assert len(round2) == 4
     assert result.answer == "42" and len(result.rounds) == 3 and all(r.ran for r in result.rounds)
-    # the CEO sees the solution, the feedback and the resources
+    # the CEO sees the solution, the feedback and the resources, the round it decides for counted as left
     last_prompt = ceo_requests(scripted)[-1]["messages"][-1]["content"]
-    assert "42" in last_prompt and "rounds: 2 done of 3" in last_prompt and "r2.f (fuser) answered: 42" in last_prompt
+    assert "42" in last_prompt and "r2.f (fuser) answered: 42" in last_prompt
+    assert "- rounds: 2 done of 3, 1 left (this decision is for round 3)" in last_prompt
 
 
 def test_the_ceo_reads_what_the_budget_has_left(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
@@ -485,3 +486,84 @@ def test_the_aggregator_reads_its_own_inputs_not_only_the_last_workers(make_grap
     result = make_graph(text).run("What is 2 + 3?")
     status = {t.node_id: t.status for t in result.trace}
     assert result.answer == "5" and status["r1.c1"] == "failed" and status["r1.out"] == "ok", status
+
+
+def own_fuser(scripted: ScriptedServer, coordinator: str, *, sizes: tuple[float, float] | None = None) -> str:
+    """Two assistants into a fuser on a model of its own (`fus`), so rules can tell them apart;
+    `sizes`: the workers' and the fuser's params_b (the workers then use the alias `w`, not `m`)."""
+    workers, sized = "m", ("", "")
+    if sizes is not None:
+        workers, sized = "w", (f", params_b: {sizes[0]}", f", params_b: {sizes[1]}")
+    return (
+        f"  w: {{model: hosted_vllm/scripted, api_base: API{sized[0]}}}\n"
+        f"  ceo: {{model: hosted_vllm/ceo, api_base: API}}\n  fus: {{model: hosted_vllm/fus, api_base: API{sized[1]}}}\n"
+        f"name: fused\nnodes:\n  - {{id: s1, role: assistant, model: {workers}}}\n"
+        f"  - {{id: s2, role: assistant, model: {workers}}}\n  - {{id: f, role: fuser, model: fus}}\n"
+        f"edges:\n  - s1, s2 -> f\nanswer_format: number\ncoordinator: {coordinator}\n"
+    ).replace("API", f'"{scripted.api_base}"')
+
+
+def test_the_aggregator_reads_the_copies_a_team_larger_than_the_pool_adds(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A CEO asking for 3 agents over a pool of 2 runs a copy (`r1.s1#2`) that no edge reaches the
+    fuser by: the copy was called and paid for, and the fuser must still merge its answer with the others."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=3)]))
+    scripted.add_rule(Rule(model="fus", replies=["Final answer: 22"]))
+    scripted.add_rule(Rule(model="scripted", replies=["Final answer: 11", "Final answer: 22", "Final answer: 33"]))
+    result = make_graph(own_fuser(scripted, "{model: ceo, max_rounds: 1, max_agents: 3}")).run("What is 2 + 3?")
+    assert result.rounds is not None and result.rounds[0].nodes == ["r1.s1", "r1.s2", "r1.s1#2", "r1.f"]
+    assert sorted(result.rounds[0].answers[n] or "" for n in ["r1.s1", "r1.s2", "r1.s1#2"]) == ["11", "22", "33"]
+    [fused] = [r for r in scripted.completion_requests if r["model"] == "fus"]
+    prompt = fused["messages"][-1]["content"]
+    assert sorted(re.findall(r"Candidate \d+:\n(.+)", prompt)) == ["11", "22", "33"], prompt
+
+
+def test_a_failed_aggregator_falls_back_to_the_workers_majority(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The fuser's call failing (a 400 from its server) must not lose the round: its workers agreed on
+    42, and the round and the run answer with their majority instead of no answer at all."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="fus", status=400))
+    scripted.add_rule(Rule(model="scripted", replies=["17 + 25 = 42\nFinal answer: 42"]))
+    result = make_graph(own_fuser(scripted, "{model: ceo, max_rounds: 1}")).run("What is 17 + 25?")
+    assert result.rounds is not None
+    assert {t.node_id: t.status for t in result.trace if t.role != "ceo"} == {
+        "r1.s1": "ok",
+        "r1.s2": "ok",
+        "r1.f": "failed",
+    }
+    assert result.rounds[0].answer == "42"
+    assert result.answer == "42"
+
+
+def test_a_budget_cut_never_takes_the_team_below_min_agents(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """After round 1 the budget left pays one agent at `min_tokens` (100) but not two: with
+    `min_agents: 2` the discussion ends with its best answer rather than running a team smaller than
+    the graph allows (the cut stops at `min_agents`, not at one agent)."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=300)]))
+    graph = talk("{model: ceo, max_rounds: 5, min_agents: 2, min_tokens: 100}", budget="budget: {max_tokens: 1400}\n")
+    result = graph.run("What is 20 + 22?")
+    assert result.answer == "42" and [r.ran for r in result.rounds] == [True, False]
+    assert next(t for t in result.trace if t.node_id == "r2.ceo").status == "ok"  # the CEO was asked, its round refused
+    assert all(r.decision["agents"] >= 2 for r in result.rounds)
+    assert "budget max_tokens=1400 would be exceeded" in str(result.rounds[1].stopped_reason)
+    assert all(r["max_tokens"] >= 100 for r in worker_requests(scripted))
+
+
+def test_a_call_the_budget_refuses_mid_round_ends_the_discussion_in_that_round(
+    make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A FLOPs cap that the 0.5B workers' calls fit and the 70B fuser's would cross refuses the fuser
+    in round 1: the discussion ends there, with the workers' majority, and that round says why. Left
+    unnoticed, every later round paid its CEO and workers for a fuser the budget refused again, and no
+    round said where the cap was hit."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    text = own_fuser(scripted, "{model: ceo, max_rounds: 3}", sizes=(0.5, 70)) + "budget: {max_flops: 1e13}\n"
+    result = make_graph(text).run("What is 17 + 25?")
+    assert result.answer == "42"
+    assert [r.index for r in result.rounds] == [1]
+    assert {t.node_id: t.status for t in result.trace if t.role != "ceo"} == {
+        "r1.s1": "ok",
+        "r1.s2": "ok",
+        "r1.f": "skipped",
+    }
+    assert "max_flops" in str(result.rounds[0].stopped_reason)
+    assert result.stopped_reason == result.rounds[0].stopped_reason
