@@ -147,6 +147,8 @@ def test_plain_mode_still_limits_time_and_scrubs_the_environment(monkeypatch: py
     assert "AGENTSCALE_TEST_SECRET" not in result.stdout_tail
     slow = run_python("import time\ntime.sleep(60)\n", limits=SandboxLimits(timeout_s=1), isolation=plain)
     assert slow.timed_out and slow.duration_s < 4
+    # what this mode does not stop is said where the mode is described (`plain_isolation().notes`)
+    assert ("a process the program detaches (setsid) outlives the run" in plain.notes) == (not plain.private_uid)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,8 @@ Modes, strongest first:
   namespace; the program keeps the caller's uid but holds no capabilities.
 - ``plain`` (no namespaces): rlimits, a new session, a scrubbed environment and a private work dir;
   as root, an unprivileged uid when the interpreter is readable by others. The file system and the
-  network are *not* isolated in this mode.
+  network are *not* isolated in this mode, and without that private uid a process the program
+  detaches (a new session of its own) outlives the run: only the uid's kill reaches it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def plain_isolation() -> Isolation:
     """The fallback mode's description on this machine."""
     private_uid = os.geteuid() == 0 and all(_readable_by_others(d) for d in interpreter_dirs())
     notes = "file system and network are shared with the host"
+    if not private_uid:
+        notes += "; a process the program detaches (setsid) outlives the run"
     if os.geteuid() == 0 and not private_uid:
         notes += "; runs as root (interpreter not readable by other users), so fork bombs are not bounded"
     return Isolation("plain", False, False, False, private_uid, notes)
