@@ -369,6 +369,21 @@ def test_an_export_imported_twice_is_refused_the_second_time(
     assert cited == {"behavior_estimate_first": 0, "behavior_carry_digits": 1}
 
 
+def test_an_import_into_a_handbook_with_behaviors_reports_the_handbooks_total(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`behaviors` in import's --json is how many the handbook holds after it, not how many the
+    import added: into a handbook that had one of the two, 1 added and 1 merged leave 2 (it said 1)."""
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    code, out, _ = cli(capsys, "handbook", "export", "math")
+    (tmp_path / "math.json").write_text(out)
+    seed_handbook(Store(db), "mixed", BEHAVIORS[:1])
+    code, out, err = cli(capsys, "handbook", "import", str(tmp_path / "math.json"), "--handbook", "mixed", "--json")
+    assert code == 0, err
+    imported = json.loads(out)
+    assert (len(imported["added"]), len(imported["merged"]), imported["behaviors"]) == (1, 1, 2)
+
+
 def test_delete_refuses_a_handbook_a_live_run_draws_on(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An eval drawing on a handbook failed mid-run, stored failed, when the handbook was deleted under it."""
     store = Store(db)

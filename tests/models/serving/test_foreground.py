@@ -127,6 +127,8 @@ def test_cli_refuses_ports_that_do_not_fit_before_starting_anything(capsys: pyte
     assert code == 1 and "1 port(s) given for 2 replica(s)" in err
     code, err = _serve(capsys, "--replicas", "2", "--ports", "90x0,1")
     assert code == 2 and "not a comma-separated list of ports" in err
+    code, err = _serve(capsys, "--ports", " , ")  # no port in it: not "no ports given, pick them"
+    assert code == 2 and "give at least one port" in err
 
 
 def test_cli_names_replica_ports_already_taken(capsys: pytest.CaptureFixture[str]) -> None:
