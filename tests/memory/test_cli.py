@@ -76,6 +76,7 @@ def test_build_list_show_search(
 
     code, out, err = cli(capsys, "runs", "show", report["run_id"], "--json")
     assert code == 0 and [c["node"] for c in json.loads(out)["calls"]] == ["solve", "reflect", "extract"]
+    assert json.loads(out).get("accuracy") is None  # its items' verdicts grade the solutions it learnt from
     code, out, err = cli(capsys, "runs", "show", report["run_id"])
     assert code == 0 and "graph None" not in out and "· graph —" in out  # a build has no graph
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from agentscale.report.charts import histogram
+from agentscale.report.charts import histogram, search_curve
 
 
 def _bars(svg: str) -> list[tuple[float, float, int]]:
@@ -24,3 +24,13 @@ def test_a_histogram_of_one_value_spans_that_value_not_twenty_seconds() -> None:
 def test_a_histogram_spans_its_values() -> None:
     bars = _bars(histogram([1.0, 2.0, 3.0], "latency (s)"))
     assert bars[0][0] == 1.0 and bars[-1][1] == 3.0 and sum(count for _, _, count in bars) == 3
+
+
+def test_the_search_curves_best_line_never_falls() -> None:
+    """The step line is the best objective so far: after 0.2, 0.5, 0.3 it stays at 0.5 (drawn as each
+    evaluation's own value, it fell with the 0.3 and read as the search getting worse)."""
+    svg = search_curve([0.2, 0.5, 0.3])
+    path = re.search(r'class="best-line" d="([^"]+)"', svg)
+    assert path is not None
+    heights = [float(y) for y in re.findall(r"[MV](?:[\d.]+ )?([\d.]+)", path.group(1))]
+    assert len(heights) == 3 and heights[0] > heights[1] == heights[2]  # SVG's y grows downward
