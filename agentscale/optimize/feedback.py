@@ -25,6 +25,9 @@ from agentscale.optimize.objective import Observation
 
 log = logging.getLogger("agentscale.optimize")
 
+AgentCall = Callable[[str, str], Awaitable[str]]
+"""`await agent(system, user) -> text`: an LLM used for textual feedback (through the gateway)."""
+
 Probability = float
 
 
@@ -178,7 +181,7 @@ def agent_prompt(
 
 
 async def ask_agent(
-    agent: Callable[[str, str], Awaitable[str]],
+    agent: AgentCall,
     distribution: GraphDistribution,
     observations: list[Observation],
     *,

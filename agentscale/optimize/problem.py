@@ -60,7 +60,8 @@ class SearchProblem:
             )
         # each graph enforces budget.max_usd itself, and the run its optimizer.max_spend.usd: both need
         # every call's price (without one, the cap refused the run's first evaluation: no graph measured)
-        usd_caps = [name for name, cap in _usd_caps(space) if cap is not None]
+        caps = (("budget.max_usd", space.budget.max_usd), ("optimizer.max_spend.usd", space.optimizer.max_spend.usd))
+        usd_caps = [name for name, cap in caps if cap is not None]
         unpriced = [a for a, m in models.items() if not price_is_known(m)] if usd_caps else []
         if unpriced:
             needs = f"{' and '.join(usd_caps)} {'needs' if len(usd_caps) == 1 else 'need'} it"
@@ -175,11 +176,6 @@ class SearchProblem:
             and all(n.model is None or n.model in self.models for n in candidate.nodes)  # a record's unknown alias
             and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
         )
-
-
-def _usd_caps(space: SpaceSpec) -> list[tuple[str, float | None]]:
-    """The space's caps in dollars, by the YAML path that sets each."""
-    return [("budget.max_usd", space.budget.max_usd), ("optimizer.max_spend.usd", space.optimizer.max_spend.usd)]
 
 
 def _check_a_call_fits_max_tokens(space: SpaceSpec) -> None:

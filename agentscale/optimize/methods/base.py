@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from agentscale.optimize.candidate import CandidateGraph
+from agentscale.optimize.feedback import AgentCall
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome
-
-AgentCall = Callable[[str, str], Awaitable[str]]
-"""`await agent(system, user) -> text`: an LLM used for textual feedback (through the gateway)."""
 
 
 class SearchMethod(ABC):
