@@ -287,6 +287,17 @@ def first_call(processes: int) -> dict[str, float]:
     return {f"call {n + 1}": _ms([calls[n] for calls in recorded]) for n in range(3)}
 
 
+def _print_figures(figures: dict[str, float], title: str, as_json: bool, form: str = "6.2f") -> None:
+    """One mode's figures in ms: a JSON object, or a title and a line per figure."""
+    if as_json:
+        print(json.dumps(figures))
+        return
+    print(title)
+    width = max(map(len, figures), default=0)
+    for name, value in figures.items():
+        print(f"  {name:<{width}} {value:{form}} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200, help="sequential calls per path in (a)")
@@ -302,34 +313,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.first_call:
-        figures = first_call(args.first_call)
-        if args.json:
-            print(json.dumps(figures))
-            return
-        print(f"latency recorded for a fresh process's first calls, median of {args.first_call} processes:")
-        for name, value in figures.items():
-            print(f"  {name:<10} {value:7.1f} ms")
+        title = f"latency recorded for a fresh process's first calls, median of {args.first_call} processes:"
+        _print_figures(first_call(args.first_call), title, args.json, "7.1f")
         return
     if args.interleave:
-        figures = asyncio.run(interleave(args.calls))
-        if args.json:
-            print(json.dumps(figures))
-            return
-        print(f"CPU of this process per call, median of {args.calls} (blocks of 20, interleaved):")
-        for name, value in figures.items():
-            print(f"  {name:<32} {value:6.2f} ms")
+        title = f"CPU of this process per call, median of {args.calls} (blocks of 20, interleaved):"
+        _print_figures(asyncio.run(interleave(args.calls)), title, args.json)
         return
     if args.profile:
         asyncio.run(profile(args.calls, args.profile))
         return
     if args.canned:
-        figures = asyncio.run(canned())
-        if args.json:
-            print(json.dumps(figures))
-            return
-        print("agentscale's own CPU per question, litellm replaced by a canned reply (least of 7 blocks):")
-        for name, value in figures.items():
-            print(f"  {name:<20} {value:6.2f} ms")
+        title = "agentscale's own CPU per question, litellm replaced by a canned reply (least of 7 blocks):"
+        _print_figures(asyncio.run(canned()), title, args.json)
         return
     figures = asyncio.run(measure(args.calls, args.wide_runs))
     if args.json:
