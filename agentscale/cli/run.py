@@ -84,6 +84,7 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
     run first) is a failure, exit 1, so `agentscale run ... && next` does not go on without it."""
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
+    why = result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
     if json_output:
         print_json({**result.to_dict(), "simulated": simulated})  # the contract's trace: prompts included
     else:
@@ -93,16 +94,18 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
         for line in round_lines([record.to_dict() for record in result.rounds or []]):
             err.print(line, markup=False)
         err.print(format_usage(result.usage))
-        if result.stopped_reason:
+        # without an answer the error below says why: a node's failure was printed three times over
+        said = why if result.answer is None else ""
+        if result.stopped_reason and result.stopped_reason != said:
             err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
         for problem in result.errors:
-            err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
+            if not said or (problem != said and problem.partition(": ")[2] not in said):
+                err.print(f"[red]failed:[/] {escape(problem)}", markup=True)
         if simulated:
             say_simulated(err)
         if result.answer is not None:
             print_plain(result.answer)
     if result.answer is None:
-        why = result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
         raise AgentScaleError(f"no answer (run {result.run_id}): {why}")
 
 

@@ -469,6 +469,7 @@ def test_a_question_left_without_an_answer_exits_1(
     code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?")
     assert (code, out) == (1, "")
     assert re.search(r"error: no answer \(run \w+\): output node 'a' failed", err), err
+    assert err.count("HTTP 400") == 1, err  # said once: "stopped early" and "failed: a" repeated it
     code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 1?", "--json")
     assert code == 1 and json.loads(out)["answer"] is None and "no answer" in err
     stored = Store(tmp_path / "n.db").get_run(json.loads(out)["run_id"])
