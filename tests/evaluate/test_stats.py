@@ -1,10 +1,10 @@
-"""The paired McNemar test used to compare two arms on the same items."""
+"""Report statistics: Wilson intervals, percentiles, and the paired McNemar test and interval."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentscale.evaluate.stats import mcnemar_exact, mcnemar_interval, paired_counts
+from agentscale.evaluate.stats import mcnemar_exact, mcnemar_interval, paired_counts, percentile, wilson_interval
 
 
 def test_mcnemar_matches_the_binomial_tail() -> None:
@@ -34,3 +34,31 @@ def test_the_paired_interval_excludes_zero_exactly_when_mcnemar_rejects() -> Non
             assert (low > 0 or high < 0) == (mcnemar_exact(only_first, only_second) < 0.05)
     assert mcnemar_interval(0, 0, 10) == (0.0, 0.0)
     assert mcnemar_interval(5, 0, 10)[1] == pytest.approx(0.5)  # every discordant item the first's at most
+
+
+def test_the_wilson_interval_of_no_items_is_everything_rather_than_a_crash() -> None:
+    """A task or arm with no scored item (every call refused by its budget) still gets a report line:
+    the interval of 0/0 is the whole range, not a ZeroDivisionError that loses the report."""
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_the_wilson_interval_matches_its_formula_and_is_exact_at_the_ends() -> None:
+    """8/10 right reads [49.0%, 94.3%]; 0/n and n/n must end at exactly 0 and 1, since `--json`
+    printed 5.55e-17 as the lower bound of 0/3 and 0.9999999999999999 as the upper bound of 10/10."""
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.490162, abs=1e-6) and high == pytest.approx(0.943318, abs=1e-6)
+    for n in (3, 6, 7, 10, 12, 13, 25):
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(0, n)[1] < 1.0
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(n, n)[0] > 0.0
+
+
+def test_percentiles_interpolate_between_the_sorted_values() -> None:
+    """Latency p50/p95 in reports: the median of 1..5 is 3, p25 of 1..4 is 1.75, p100 is the largest
+    (an index one past the end crashed the report), and no values read 0."""
+    assert percentile([5.0, 1.0, 4.0, 2.0, 3.0], 50) == 3.0
+    assert percentile([4.0, 3.0, 2.0, 1.0], 25) == pytest.approx(1.75)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 100) == 4.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0) == 1.0
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([], 50) == 0.0

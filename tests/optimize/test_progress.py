@@ -61,3 +61,23 @@ def test_a_failed_refresh_is_skipped_and_the_stage_ends_normally() -> None:
 
     assert asyncio.run(stage()) == "done"  # the failed reads neither stopped the refresher nor the stage
     assert len(seen) >= 4
+
+
+def test_a_restage_names_the_races_step_and_keeps_the_stage_otherwise() -> None:
+    """A race reports which step it is on (`restage("crowning: step 3")`); if the new name were
+    dropped, the status would read "crowning" for an hour, and a refresh without a name must not
+    erase the stage either."""
+    seen: list[Progress] = []
+    paid = itertools.count(7)
+    reporter = ProgressReporter(seen.append, lambda: next(paid), refresh_s=60)
+    reporter.restage("before any report")  # nothing reported yet: nothing to send again
+    assert seen == []
+    reporter.report(Progress(4, 4, 12, 0.5, 0.5, 3, "crowning"))
+    reporter.restage("crowning: step 3")
+    reporter.restage()
+    assert [(p.stage, p.spent_calls) for p in seen] == [
+        ("crowning", 3),
+        ("crowning: step 3", 7),
+        ("crowning: step 3", 8),
+    ]
+    assert {(p.iteration, p.evaluations, p.best_reward) for p in seen} == {(4, 12, 0.5)}

@@ -61,6 +61,13 @@ def test_design_example_is_valid() -> None:
         (("seed: 0,\n", "seed: 4294967296,\n"), "optimizer.seed", "less than or equal to 4294967295"),  # TPE crashed
         (("test: 50,", "test: 100000000000000000000,"), "task.test", "less than or equal to 100000"),
         (("train: 20, test: 50,", "train: 60000, test: 60000,"), "task", "more than 100,000 items in all"),
+        # the dev split is made too: 50,000 + 50,000 + 20 items passed as 50,020
+        (("train: 20, test: 50,", "train: 20, dev: 50000, test: 50000,"), "task", "more than 100,000 items in all"),
+        (
+            ("max_nodes: 6", "max_nodes: 6\ncoordinator: {models: [small, small]}"),
+            "coordinator.models",
+            "lists a model twice",
+        ),
         (
             ("test: 50,", "test: 50, mean_prompt_tokens: 80, mean_completion_tokens: .inf,"),
             "task.mean_completion_tokens",
@@ -216,3 +223,81 @@ def test_a_task_name_naming_a_file_is_read_beside_the_space_file_too(tmp_path, m
     assert load_space(tmp_path / "spaces" / "s.yaml").task.name == str(tmp_path / "spaces" / "data.jsonl")
     (tmp_path / "spaces" / "b.yaml").write_text(GOOD)
     assert load_space(tmp_path / "spaces" / "b.yaml").task.name == "rg:basic_arithmetic"
+
+
+def test_a_minimal_space_gets_the_documented_defaults() -> None:
+    """A space that names only its task, models and budget searches with the documented defaults: a
+    changed default changes every such user's search (its roles, size, rounds and spend) unannounced."""
+    space = _load(
+        'name: tiny\ntask: {name: "rg:basic_arithmetic"}\nmodels: {small: {model: local/smollm2-135m}}\n'
+        "budget: {compute: 8}\ncoordinator: {models: [small]}\n"
+    )
+    assert space.roles == ["assistant", "fuser", "vote"]
+    assert space.max_nodes == 6 and space.sampled_nodes == "all"
+    assert (space.task.train, space.task.dev, space.task.test, space.task.seed) == (20, 0, 50, 0)
+    optimizer = space.optimizer
+    assert (optimizer.method, optimizer.iterations, optimizer.samples, optimizer.minibatch, optimizer.seed) == (
+        "agent-reinforce",
+        8,
+        4,
+        8,
+        0,
+    )
+    assert (space.objective.accuracy, space.objective.cost, space.objective.latency) == (1.0, 0.0, 0.0)
+    assert space.coordinator is not None
+    assert (space.coordinator.max_rounds, space.coordinator.optional) == (3, True)
+
+
+@pytest.mark.parametrize(
+    ("budget", "caps"),
+    [
+        ("{compute: 8}", None),
+        ("{max_tokens: 900}", (900, None, None)),
+        ("{max_usd: 0.01}", (None, 0.01, None)),
+        ("{max_latency_s: 30}", (None, None, 30.0)),
+        ("{compute: 8, max_tokens: 900, max_usd: 0.01, max_latency_s: 30}", (900, 0.01, 30.0)),
+    ],
+)
+def test_every_per_question_cap_reaches_the_graphs_the_search_runs(
+    budget: str, caps: tuple[int | None, float | None, float | None] | None
+) -> None:
+    """`max_tokens`, `max_usd` and `max_latency_s` are enforced by each graph itself: a cap left out of
+    its budget is never enforced, so a search under `max_latency_s: 30` ran and crowned slower graphs."""
+    from agentscale.optimize.candidate import CandidateGraph, NodeChoice
+
+    space = _load(GOOD.replace("budget: {compute: 8}", f"budget: {budget}"))
+    spec = space.graph_spec(CandidateGraph((NodeChoice("assistant", "small"),), frozenset()), "g")
+    if caps is None:
+        assert space.budget.per_question_caps() is None
+        return
+    assert spec.budget is not None
+    assert (spec.budget.max_tokens, spec.budget.max_usd, spec.budget.max_latency_s) == caps
+
+
+def test_an_objective_without_accuracy_weight_is_accepted_when_another_weight_counts() -> None:
+    """Only all-zero weights make the crown arbitrary; a cost-only objective (cheapest graph) is a
+    legitimate search and must not be refused."""
+    space = _load(
+        GOOD.replace("objective: {accuracy: 1.0, latency: 0.0, cost: 0.0}", "objective: {accuracy: 0, cost: 1}")
+    )
+    assert (space.objective.accuracy, space.objective.cost) == (0.0, 1.0)
+
+
+def test_an_agent_model_may_be_a_route_rather_than_an_alias() -> None:
+    """`agent_model: openai/gpt-4o-mini` names a route directly (the optimizer's own model need not be
+    searched): only a bare name that is no alias is refused."""
+    space = _load(GOOD.replace("agent_model: null", "agent_model: openai/gpt-4o-mini"))
+    assert space.optimizer.agent_model == "openai/gpt-4o-mini"
+
+
+def test_a_json_task_name_is_read_beside_the_space_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`--task` takes `.json` as well as `.jsonl` files; `task: {name: data.json}` beside the space
+    file must be found there too, not only from the working directory."""
+    from agentscale.optimize.space import load_space
+
+    (tmp_path / "spaces").mkdir()
+    monkeypatch.chdir(tmp_path)
+    text = GOOD.replace('task: {name: "rg:basic_arithmetic",', "task: {name: data.json,")
+    (tmp_path / "spaces" / "s.yaml").write_text(text)
+    (tmp_path / "spaces" / "data.json").write_text("[]")
+    assert load_space(tmp_path / "spaces" / "s.yaml").task.name == str(tmp_path / "spaces" / "data.json")

@@ -239,3 +239,80 @@ async def test_a_ceo_led_discussion_gives_a_node_span_per_worker_and_ceo_call(sc
         assert nodes[node_id].attributes["agentscale.completion_tokens"] == by_node[node_id].completion_tokens > 0  # type: ignore[index]
     calls = [s for s in spans if s.name.startswith("chat ")]
     assert len(calls) == 4 and all(c.parent is not None and c.parent.span_id != item.context.span_id for c in calls)
+
+
+def _in_memory(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def test_a_skipped_node_is_not_an_error_and_a_failed_one_is(exporter: InMemorySpanExporter) -> None:
+    """A node skipped by its budget or a failed input is the graph working as configured: marked ERROR,
+    every budgeted run would show red in Jaeger or Phoenix beside the real failures."""
+    from opentelemetry.trace import StatusCode
+
+    otel.install(_in_memory(exporter), capture_content=False)
+    with hooks.span("node", "skipped", {"role": "critic"}) as handle:
+        handle.set({"status": "skipped", "error": "budget: max_tokens"})
+    with hooks.span("node", "failed", {"role": "critic"}) as handle:
+        handle.set({"status": "failed", "error": "timeout"})
+    with hooks.span("node", "done", {"role": "critic"}) as handle:
+        handle.set({"status": "ok"})
+    hooks.set_observer(None)
+    status = {s.name: (s.status.status_code, s.status.description) for s in exporter.get_finished_spans()}
+    assert status == {
+        "invoke_agent skipped": (StatusCode.UNSET, None),
+        "invoke_agent failed": (StatusCode.ERROR, "timeout"),
+        "invoke_agent done": (StatusCode.UNSET, None),
+    }
+
+
+def test_model_calls_are_client_spans_and_the_rest_internal(exporter: InMemorySpanExporter) -> None:
+    """The GenAI convention makes a model call a CLIENT span (backends draw it as a remote call and
+    compute its service map from it); nodes, items and runs are work inside the process."""
+    from opentelemetry.trace import SpanKind
+
+    otel.install(_in_memory(exporter), capture_content=False)
+    with hooks.span("item", "0", {}), hooks.span("node", "a", {}), hooks.span("call", "m", {"route": "openai/x"}):
+        pass
+    hooks.set_observer(None)
+    kinds = {s.name: s.kind for s in exporter.get_finished_spans()}
+    assert kinds == {
+        "chat openai/x": SpanKind.CLIENT,
+        "invoke_agent a": SpanKind.INTERNAL,
+        "agentscale.item 0": SpanKind.INTERNAL,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "captured"),
+    [("true", True), ("TRUE", True), (" 1 ", True), ("yes", True), ("on", True), ("false", False), ("", False)],
+)
+def test_content_capture_follows_the_genai_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, captured: bool
+) -> None:
+    """`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` is how the GenAI instrumentations are
+    told to record prompts: a user setting it (the documented spelling) and seeing none was lost."""
+    monkeypatch.setenv(otel.CAPTURE_CONTENT_ENV, value)
+    assert otel.capture_content_requested() is captured
+    assert otel.OTelObserver(TracerProvider().get_tracer("t")).capture_content is captured
+
+
+def test_exporting_restores_the_observer_it_replaced_and_names_the_service(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--trace console` inside a process that already traces (a notebook with its own observer) must
+    give that observer back when the command ends; and spans without OTEL_SERVICE_NAME are filed
+    under `agentscale`, not OpenTelemetry's `unknown_service`, where nobody looks for them."""
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    own = otel.OTelObserver(_in_memory(exporter).get_tracer("mine"))
+    hooks.set_observer(own)
+    with otel.exporting("console") as provider:
+        assert hooks.installed_observer() is not own
+        assert provider.resource.attributes["service.name"] == "agentscale"
+    assert hooks.installed_observer() is own
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "my-app")
+    with otel.exporting("console") as provider:
+        assert provider.resource.attributes["service.name"] == "my-app"

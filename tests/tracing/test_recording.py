@@ -5,6 +5,7 @@ is captured, never a key; a recording from a skewed clock is moved inside the wi
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -211,3 +212,63 @@ def test_an_observer_without_replay_gets_the_same_tree(no_observer) -> None:  # 
     spans = [_span("item", "i0", 1, 9, None), _span("node", "a", 2, 4, 0), _span("call", "m", 2, 3, 1, route="m")]
     replay(spans)
     assert [(k, n) for k, n, _ in observer.opened] == [("item", "i0"), ("  node", "a"), ("    call", "m")]
+
+
+def test_a_recording_longer_than_its_window_starts_at_the_windows_start(no_observer) -> None:  # type: ignore[no-untyped-def]
+    """A worker clock 10 s ahead recorded 10 s of work the driver saw take 4 s (the two clocks also
+    run at their own pace): moved to end at the window's end it would start 6 s before the driver
+    sent the item; the trace must never show work before it was asked for."""
+    s = 1_000_000_000
+    long = [_span("item", "i0", 110 * s, 120 * s, None)]
+    with otel_exporting() as exporter:
+        shift = replay(long, window=(100 * s, 104 * s))
+        (item,) = exporter.get_finished_spans()
+    assert shift == -10 * s and item.start_time == 100 * s and item.end_time == 110 * s
+
+
+def test_a_span_left_open_ends_when_its_recording_stops() -> None:
+    """A worker's item that ends with a span still open (an interrupted call) ships the span ending
+    when the work stopped, not as a zero-length span at its start: its duration is the time it took."""
+    from agentscale.tracing.recording import Recording
+
+    work = Recording(content=False)
+    work.open_span("item", "i0", None)
+    time.sleep(0.02)
+    work.stop()
+    (span,) = work.spans()
+    assert span.end_ns - span.start_ns >= 20_000_000
+    assert work.spans() == [span]  # stopped: re-reading gives the same end
+
+
+def test_a_process_with_its_own_observer_keeps_it_while_recording(no_observer) -> None:  # type: ignore[no-untyped-def]
+    """A worker that traces itself (its own OpenTelemetry backend) must keep sending its spans there;
+    a recording replacing its observer silently cut that process's own tracing off."""
+    with otel_exporting() as exporter:
+        own = hooks.installed_observer()
+        with recording(RecordRequest(content=False)) as work, hooks.span("item", "i0", {"item": "i0"}):
+            pass
+        assert hooks.installed_observer() is own
+        assert [s.name for s in exporter.get_finished_spans()] == ["agentscale.item i0"]
+    assert work.spans() == []
+
+
+@pytest.mark.parametrize("endpoint", ["sk-secret@proxy.internal", "proxy.internal?key=sk-secret"])
+def test_an_endpoint_that_is_no_url_is_recorded_only_when_it_cannot_hold_a_key(no_observer, endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint written without a scheme is no URL to strip down to its host: one with a user part
+    (`key@host`) or a query may carry a key, which must not travel in the recorded spans."""
+    with recording(RecordRequest(content=False)) as work, hooks.span("call", "m/x", {"endpoint": endpoint}):
+        pass
+    hooks.set_observer(None)
+    assert work.spans()[0].attributes["endpoint"] == "<endpoint>"
+    with recording(RecordRequest(content=False)) as work, hooks.span("call", "m/x", {"endpoint": "proxy.internal"}):
+        pass
+    assert work.spans()[0].attributes["endpoint"] == "proxy.internal"
+
+
+def test_replayed_children_end_before_their_parents(no_observer) -> None:  # type: ignore[no-untyped-def]
+    """Spans made in place end innermost first, and exporters receive them in that order; a replay
+    must hand them over the same way (a parent exported before its children is shown as incomplete)."""
+    spans = [_span("item", "i0", 1, 9, None), _span("node", "a", 2, 8, 0), _span("call", "m", 3, 7, 1, route="m")]
+    with otel_exporting() as exporter:
+        replay(spans)
+        assert [s.name for s in exporter.get_finished_spans()] == ["chat m", "invoke_agent a", "agentscale.item i0"]

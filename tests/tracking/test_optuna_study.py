@@ -89,3 +89,29 @@ def test_a_storage_optuna_cannot_open_is_named(tmp_path: Path, monkeypatch: pyte
         assert main(["runs", "optuna", run_id, "--storage", storage]) == 1
         err = capsys.readouterr().err
         assert f"Optuna storage {storage!r}" in " ".join(err.split()) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("method", ["agent-reinforce", "random"])
+def test_the_study_labels_the_pilot_and_carries_the_crowned_graphs_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    """Only agent-reinforce's first iteration is a pilot: a random search labelled "pilot" in the
+    dashboard reads as if it never searched at first. The crowned graph's test scores, the single
+    calls' and why the run stopped are the study's attributes: a study without them shows the search
+    but not its outcome."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("method: agent-reinforce", f"method: {method}"))
+    assert main(["optimize", str(space), "--json"]) == 0
+    run_id = str(json.loads(capsys.readouterr().out)["run_id"])
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert main(["runs", "optuna", run_id, "--storage", storage]) == 0
+    study = optuna.load_study(study_name=f"agentscale-{run_id}", storage=storage)
+    stages = {(t.user_attrs["iteration"], t.user_attrs["stage"]) for t in study.trials}
+    first = {stage for iteration, stage in stages if iteration == 0}
+    assert first == ({"pilot"} if method == "agent-reinforce" else {"search"}), stages
+    assert {stage for iteration, stage in stages if iteration > 0} == {"search"}
+    summary = json.loads(Store(tmp_path / "o.db").get_run(run_id).summary_json)
+    assert summary["best"] and study.user_attrs["crowned_test"] == summary["best"]
+    assert study.user_attrs["baselines_test"] == summary.get("baselines")
+    assert study.user_attrs["method"] == method and study.user_attrs["space"] == "simreport"
