@@ -9,7 +9,9 @@ import pytest
 
 from agentscale import AgentScaleError, Gateway, Graph, Store
 from agentscale.evaluate.engine import EvalConfig, Evaluation
+from agentscale.graphs.validate import load_spec_text
 from agentscale.memory import Handbook, HandbookNotFound
+from agentscale.memory.inject import with_handbook
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 from tests.memory.conftest import seed_handbook, write_task
@@ -211,3 +213,25 @@ async def test_missing_handbook_or_database_is_a_clear_error(
     with pytest.raises(AgentScaleError, match="handbook 'nope' holds no behavior"):  # an eval labelled with it
         Evaluation(graph, EvalConfig(task=str(data)))
     assert store.list_runs() == []
+
+
+def test_with_handbook_keeps_the_graphs_top_k_and_topic() -> None:
+    """`--handbook other` on a graph with `memory: {top_k: 2, topic: physics}` must change only the
+    handbook: reset to defaults, the run retrieved 5 behaviors of every topic, not what the graph
+    was tuned with."""
+    tuned = load_spec_text(
+        "name: g\nmemory: {handbook: math, top_k: 2, topic: physics}\nnodes:\n  - {id: a, role: assistant, model: openai/gpt-4o-mini}\n"
+    )
+    swapped = with_handbook(tuned, " other ")
+    assert swapped.memory is not None
+    assert (swapped.memory.handbook, swapped.memory.top_k, swapped.memory.topic) == ("other", 2, "physics")
+    plain = with_handbook(
+        load_spec_text("name: g\nnodes:\n  - {id: a, role: assistant, model: openai/gpt-4o-mini}\n"), "math"
+    )
+    assert plain.memory is not None and (plain.memory.handbook, plain.memory.top_k, plain.memory.topic) == (
+        "math",
+        5,
+        None,
+    )
+    with pytest.raises(AgentScaleError, match="bad handbook name 'a b'"):
+        with_handbook(tuned, "a b")

@@ -128,3 +128,32 @@ def test_bm25_scores() -> None:
 @pytest.mark.parametrize("k", [0, -1])
 def test_non_positive_k_returns_nothing(store: Store, k: int) -> None:
     assert Retriever(_book(store, None)).search("speed", k) == []
+
+
+def test_equal_scores_keep_handbook_order(store: Store) -> None:
+    """Behaviors tied on score come oldest first, the same on every run: an unstable sort shuffled
+    ties, so which behaviors a top-k cut kept (and so the prompts, and the response cache hits)
+    changed between identical runs."""
+    words = ["apple", "brick", "cloud", "delta", "ember", "frost", "grape", "harbor", "island", "jungle", "kettle"]
+    book = Handbook(store, "ties", embedder=None)
+    proposals = []
+    for i in range(8):  # even: short (higher BM25), odd: longer, each naming "pivot" once
+        text = (
+            f"Pivot {words[i]}."
+            if i % 2 == 0
+            else f"Pivot {words[i]} {words[(i + 4) % 11]} {words[(i + 7) % 11]} again."
+        )
+        proposals.append(Proposal(f"behavior_{words[i]}", text))
+    book.add(proposals, dedup_batch=False)
+    found = Retriever(book).search("pivot", 8)
+    short, long = [f"behavior_{words[i]}" for i in range(0, 8, 2)], [f"behavior_{words[i]}" for i in range(1, 8, 2)]
+    assert [f.name for f in found] == short + long
+    assert len({f.score for f in found}) == 2  # two tie groups
+
+
+def test_the_json_form_keeps_four_decimals_of_the_score(store: Store) -> None:
+    """`handbook search --json` shows scores to 4 decimals: close candidates must stay distinguishable."""
+    [found] = Retriever(_book(store, None)).search("hypotenuse of a right triangle", 1)
+    shown = found.to_dict()
+    assert shown["score"] == round(found.score, 4) and shown["score"] != round(found.score, 1)
+    assert (shown["name"], shown["topic"], shown["method"]) == ("behavior_pythagoras", "geometry", "bm25")

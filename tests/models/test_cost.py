@@ -7,8 +7,8 @@ import pytest
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.spec import Budget, ModelSpec, Price
 from agentscale.models.budget import RunLedger, Spend
-from agentscale.models.cost import call_flops, call_usd, compute_unit, model_flops
-from agentscale.models.registry import params_from_name, resolve
+from agentscale.models.cost import call_flops, call_usd, compute_unit, estimate_prompt_tokens, known_total, model_flops
+from agentscale.models.registry import ResolvedModel, params_from_name, resolve
 
 
 def test_flops_formula_matches_the_paper() -> None:
@@ -69,3 +69,46 @@ def test_ledger_latency_cap() -> None:
     ledger.started -= 1.0
     with pytest.raises(BudgetExceeded, match="max_latency_s"):
         ledger.reserve(Spend(1, 1))
+
+
+def test_a_known_layer_count_or_width_alone_is_used_and_the_other_estimated() -> None:
+    """A graph may give `n_layers` without `d_model` (or the reverse): the given one must be used and
+    the other estimated from the size, not the whole shape thrown away or a crash on the missing one."""
+    layers_only = call_flops(8.0, 500, 300, n_layers=32)
+    width_only = call_flops(8.0, 500, 300, d_model=4096)
+    known = call_flops(8.0, 500, 300, n_layers=32, d_model=4096)
+    assert layers_only == pytest.approx(known, rel=0.05) and width_only == pytest.approx(known, rel=0.05)
+    assert layers_only != call_flops(8.0, 500, 300, n_layers=64)  # the layer count given is the one used
+
+
+def test_a_tiny_model_has_at_least_one_layer() -> None:
+    """The estimated layer count of a very small model is never below one (its attention FLOPs vanished)."""
+    params = 1e-6 * 1e9
+    width = (32.0 * params / 3.0) ** (1.0 / 3.0)
+    np_, nd = 100, 50
+    expected = 2 * params * (np_ + nd) + 2 * width * np_ * (np_ + 1) + 2 * width * nd * (2 * np_ + nd + 1)
+    assert call_flops(1e-6, np_, nd) == pytest.approx(expected)
+
+
+def test_half_a_price_override_falls_back_to_the_price_map() -> None:
+    """Only an input price given: the call is priced like one without an override (litellm's map),
+    never a crash nor half a price computed with a missing output price."""
+    model = ResolvedModel("x", "openai/gpt-4o-mini", input_per_mtok=100.0)
+    assert call_usd(model, 1_000_000, 0) == pytest.approx(0.15)
+
+
+def test_a_total_with_an_unknown_part_is_unknown() -> None:
+    """A USD total over calls with one unpriced model must read unknown, not a partial sum shown as the cost."""
+    assert known_total([0.5, None, 1.0]) is None
+    assert known_total([0.5, 1.0]) == pytest.approx(1.5) and known_total([]) == 0.0
+
+
+def test_the_compute_unit_rounds_mean_lengths_to_the_nearest_token() -> None:
+    assert compute_unit(201.6, 274.7) == pytest.approx(compute_unit(202, 275))
+
+
+def test_the_prompt_estimate_is_generous() -> None:
+    """Budget projections assume 3 characters a token plus 8 a message, so a projection never
+    under-reserves (4 characters a token let runs overshoot their budget)."""
+    messages = [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "y" * 30}, {"role": "user"}]
+    assert estimate_prompt_tokens(messages) == 330 // 3 + 8 * 3

@@ -51,6 +51,7 @@ def test_local_servers_get_minutes_not_the_default_two() -> None:
     [
         ({"max_concurrency": 0}, "max_concurrency must be at least 1, got 0"),
         ({"timeout_s": -1}, "timeout_s must be positive, got -1"),
+        ({"timeout_s": 0}, "timeout_s must be positive, got 0"),  # every attempt timed out at once
         ({"max_retries": -2}, "max_retries cannot be negative, got -2"),
         ({"timeout_s": float("nan")}, "timeout_s must be positive, got nan"),  # every call timed out
         ({"max_concurrency": 1.5}, "max_concurrency must be a whole number, got 1.5"),

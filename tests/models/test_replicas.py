@@ -164,3 +164,50 @@ async def test_a_single_api_base_does_not_use_a_router(scripted: ScriptedServer,
     await Graph.from_yaml(listed + "nodes:\n  - {id: a, role: assistant, model: m}\n", gateway=gateway).arun("hi")
     assert len(scripted.completion_requests) == 2
     assert gateway._routers._entries == {}
+
+
+async def test_a_replica_answer_names_the_endpoint_that_served_it(
+    pair: tuple[ScriptedServer, ScriptedServer], fast_gateway: Gateway
+) -> None:
+    """Traces and `endpoint` say which replica answered: reported as the whole set, a slow or wrong
+    replica could not be told from the healthy one."""
+    spec = ModelSpec(model="hosted_vllm/scripted", api_base=tuple(s.api_base for s in pair))
+    model = resolve("m", spec)
+    for i in range(4):
+        result = await fast_gateway.complete(CallRequest(model, [{"role": "user", "content": f"What is {i} + 1"}]))
+        answered = [s for s in pair if any(f"What is {i} + 1" in str(r["messages"]) for r in s.completion_requests)]
+        assert [s.api_base for s in answered] == [result.endpoint]
+
+
+async def test_one_attempt_fails_over_to_another_endpoint_without_a_gateway_retry(store: Store) -> None:
+    """Within one attempt the Router tries the next endpoint at once: with `max_retries: 0` (or a
+    time budget leaving no room for a retry) a dead replica must not lose the call while another is up."""
+    gateway = Gateway(store, GatewaySettings(max_retries=0, cache=False))
+    for trial in range(5):  # fresh endpoint sets: no cooldown tells the Router which one is dead
+        dead, alive = ScriptedServer().start(), ScriptedServer().start()
+        try:
+            dead.stop()
+            spec = ModelSpec(model="hosted_vllm/scripted", api_base=(dead.api_base, alive.api_base))
+            request = CallRequest(resolve("m", spec), [{"role": "user", "content": f"What is {trial} + 1"}])
+            result = await gateway.complete(request)
+            assert result.completion.endswith(f"Final answer: {trial + 1}")
+            assert (result.attempts, result.endpoint) == (1, alive.api_base)
+        finally:
+            alive.stop()
+
+
+async def test_endpoint_sets_with_different_keys_get_their_own_routers(
+    pair: tuple[ScriptedServer, ScriptedServer], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Router holds its key: two aliases on the same replicas with different `api_key_env` sharing
+    one Router sent the second alias's calls with the first alias's key (billed to another account,
+    or refused)."""
+    monkeypatch.setenv("AGENTSCALE_TEST_KEY_A", "key-a")
+    monkeypatch.setenv("AGENTSCALE_TEST_KEY_B", "key-b")
+    gateway = Gateway(store, GatewaySettings(cache=False))
+    bases = tuple(s.api_base for s in pair)
+    for env in ("AGENTSCALE_TEST_KEY_A", "AGENTSCALE_TEST_KEY_B", "AGENTSCALE_TEST_KEY_A"):
+        spec = ModelSpec(model="hosted_vllm/scripted", api_base=bases, api_key_env=env)
+        await gateway.complete(CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}]))
+    assert _calls(pair[0]) + _calls(pair[1]) == 3
+    assert len(gateway._routers._entries) == 2  # one per key, reused by the third call

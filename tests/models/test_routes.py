@@ -102,3 +102,20 @@ def test_a_prefix_with_a_registered_resolver_is_not_litellm_s_to_judge() -> None
         assert route_problem("routestest/x") is None
     finally:
         endpoints_module._RESOLVERS.pop("routestest/", None)
+
+
+def test_a_coordinators_evaluator_route_is_checked_at_load() -> None:
+    """The coordinator's `evaluator` names a route like any node: misspelt, it failed every round's
+    evaluation call mid-run instead of at load."""
+    text = """\
+name: coordinated
+models:
+  ceo: {model: hosted_vllm/ceo, api_base: "http://127.0.0.1:9/v1"}
+nodes:
+  - {id: a, role: assistant, model: ceo}
+coordinator: {model: ceo, max_rounds: 1, evaluator: local/no-such-evaluator}
+"""
+    with pytest.raises(SpecError) as info:
+        Graph.from_yaml(text, store=None)
+    assert "coordinator.evaluator" in str(info.value) and "no-such-evaluator" in str(info.value)
+    Graph.from_yaml(text.replace("local/no-such-evaluator", "ceo"), store=None)  # an alias is fine
