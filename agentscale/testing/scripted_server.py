@@ -235,6 +235,7 @@ class ScriptedServer:
                     return
                 request["_path"] = self.path
                 request["_received"] = time.time()
+                request["_authorization"] = self.headers.get("Authorization")  # which key a client sent
                 with server._lock:
                     server.requests.append(request)
                     server._active += 1

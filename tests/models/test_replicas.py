@@ -206,8 +206,10 @@ async def test_endpoint_sets_with_different_keys_get_their_own_routers(
     monkeypatch.setenv("AGENTSCALE_TEST_KEY_B", "key-b")
     gateway = Gateway(store, GatewaySettings(cache=False))
     bases = tuple(s.api_base for s in pair)
-    for env in ("AGENTSCALE_TEST_KEY_A", "AGENTSCALE_TEST_KEY_B", "AGENTSCALE_TEST_KEY_A"):
+    envs = ("AGENTSCALE_TEST_KEY_A", "AGENTSCALE_TEST_KEY_B", "AGENTSCALE_TEST_KEY_A")
+    for i, env in enumerate(envs):
         spec = ModelSpec(model="hosted_vllm/scripted", api_base=bases, api_key_env=env)
-        await gateway.complete(CallRequest(resolve("m", spec), [{"role": "user", "content": "What is 1 + 1"}]))
-    assert _calls(pair[0]) + _calls(pair[1]) == 3
+        await gateway.complete(CallRequest(resolve("m", spec), [{"role": "user", "content": f"What is {i} + 1"}]))
+    sent = {r["messages"][-1]["content"]: r["_authorization"] for s in pair for r in s.completion_requests}
+    assert sent == {"What is 0 + 1": "Bearer key-a", "What is 1 + 1": "Bearer key-b", "What is 2 + 1": "Bearer key-a"}
     assert len(gateway._routers._entries) == 2  # one per key, reused by the third call
