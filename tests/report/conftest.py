@@ -4,6 +4,7 @@ Chromium (Debian's, installed by `make test`), driven by Playwright without its 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -89,3 +90,10 @@ def eval_run(tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.Monke
     assert main(["eval", str(graph), "--task", str(data), "--scorer", "exact", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     return {**result, "db": tmp_path / "runs.db", "tmp": tmp_path}
+
+
+def fact(html: str, label: str) -> str:
+    """The value of the page's figure card `label`."""
+    match = re.search(rf'<div class="fact-label">{re.escape(label)}</div><div class="fact-value">([^<]*)</div>', html)
+    assert match is not None, label
+    return match.group(1)

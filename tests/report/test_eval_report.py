@@ -11,7 +11,7 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.storage.db import Store
-from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD
+from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, fact
 
 
 def write(run: dict[str, object], capsys: pytest.CaptureFixture[str]) -> Path:
@@ -136,13 +136,6 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     rows = island(html, "data-items")["rows"]
     assert rows == [["0", "What is 40 + 2?", None, "42", None, None, rows[0][6], rows[0][7], None]]  # type: ignore[index]
     assert "not scored" in html and "SIMULATED" not in html
-
-
-def fact(html: str, label: str) -> str:
-    """The value of the page's figure card `label`."""
-    match = re.search(rf'<div class="fact-label">{re.escape(label)}</div><div class="fact-value">([^<]*)</div>', html)
-    assert match is not None, label
-    return match.group(1)
 
 
 def test_the_eval_pages_latency_and_calls_are_the_evals_own(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]

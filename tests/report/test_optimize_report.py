@@ -22,6 +22,7 @@ from agentscale.report.optimize_page import _merged, crowned_trial
 from agentscale.storage.db import Store
 from agentscale.storage.owner import current_owner
 from agentscale.storage.tables import Run, Trial
+from tests.report.conftest import fact
 
 SPACE = """\
 name: simreport
@@ -417,9 +418,7 @@ def test_the_crowned_graph_is_its_race_not_a_search_minibatch_and_its_race_steps
     steps = [t for t in trials if t.kind == "baseline" and t.key == crowned.key]
     assert len(steps) >= 2 and crowned.n_items < sum(t.n_items for t in steps)
     page = write_report(store, run_id).read_text()
-    card = re.search(r'fact-label">train SIMULATED accuracy</div><div class="fact-value">([^<]*)<', page)
-    assert card is not None
     correct, answered = sum(t.correct for t in steps), sum(t.n_items for t in steps)  # disjoint items
-    assert card.group(1) == f"{correct / answered:.1%} (n={answered})"
+    assert fact(page, "train SIMULATED accuracy") == f"{correct / answered:.1%} (n={answered})"
     train = page[page.index('id="comparison-train"') :]
     assert f"<td>crowned graph</td><td>{correct / answered:.1%} ({correct}/{answered})</td>" in train

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentscale.models.serving.health import pid_alive
 from agentscale.tasks.sandbox import (
     Isolation,
     SandboxError,
@@ -151,15 +152,6 @@ def test_plain_mode_still_limits_time_and_scrubs_the_environment(monkeypatch: py
     assert ("a process the program detaches (setsid) outlives the run" in plain.notes) == (not plain.private_uid)
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie left for a non-reaping init has ended)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 @pytest.mark.skipif(
     not isolation.plain_isolation().private_uid,
     reason="plain mode has a private uid only as root with an interpreter others can read",
@@ -177,9 +169,9 @@ def test_a_process_that_leaves_the_session_dies_with_the_run_in_plain_mode() -> 
     assert result.passed, result.stderr_tail
     pid = int(result.stdout_tail.split()[-1])
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:  # a zombie (no reaping init here) has ended
         time.sleep(0.05)
-    assert not _alive(pid), f"the detached process {pid} outlived the run"
+    assert not pid_alive(pid), f"the detached process {pid} outlived the run"
 
 
 @pytest.mark.skipif(not (CAN_UNSHARE and IS_ROOT), reason="exercising user-ns mode from root needs unshare")

@@ -1,5 +1,5 @@
-"""The servers state file and the probes that never start anything (health), without vLLM: a real
-HTTP server answering `/v1/models`, real processes, a real state file in a private cache."""
+"""The servers state file and the probes that never start anything (health), without vLLM: the
+scripted server answering `/v1/models`, real processes, a real state file in a private cache."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from agentscale.models.serving import ensure_server, find_server, state, stop_al
 from agentscale.models.serving.engine import DEFAULT_HOST
 from agentscale.models.serving.health import base_url, pid_alive, serves
 from agentscale.models.serving.server import _RECHECK_S
+from agentscale.testing import ScriptedServer
 
 
 @pytest.fixture
@@ -29,31 +28,11 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     stop_all()
 
 
-def _models_server(name: str) -> ThreadingHTTPServer:
-    """A real HTTP server whose `/v1/models` lists `name`, as vLLM serving it would, running."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"object": "list", "data": [{"id": name}]}).encode()
-            self.send_response(200 if self.path == "/v1/models" else 404)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def lists_qwen() -> Iterator[int]:
-    server = _models_server("qwen-0.5b")
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """A real HTTP server whose `/v1/models` lists qwen-0.5b, as vLLM serving it would."""
+    with ScriptedServer(models=("qwen-0.5b",)) as server:
+        yield server.port
 
 
 def _entry(port: int, name: str = "m", pid: int | None = None, **more: object) -> dict[str, object]:
@@ -129,14 +108,9 @@ def test_a_zombie_or_a_nonpositive_pid_is_not_alive() -> None:
 def test_a_reused_server_its_owner_stopped_is_not_returned_after_the_recheck_interval(cache: Path) -> None:
     """A server someone else started is probed again every few seconds: never rechecked, a process
     kept handing out the endpoint of a server its owner had stopped, and every call was refused."""
-    server = _models_server("smollm2-135m")
-    port = server.server_address[1]
-    try:
-        endpoint = ensure_server("smollm2-135m", port=port)
-        assert endpoint.port == port and not endpoint.started_here
+    with ScriptedServer(models=("smollm2-135m",)) as server:  # answers /v1/models as vLLM would
+        endpoint = ensure_server("smollm2-135m", port=server.port)
+        assert endpoint.port == server.port and not endpoint.started_here
         assert find_server("smollm2-135m") == endpoint  # remembered, not probed again at once
-    finally:
-        server.shutdown()
-        server.server_close()
     time.sleep(_RECHECK_S + 0.2)
     assert find_server("smollm2-135m") is None
