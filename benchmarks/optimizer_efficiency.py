@@ -426,7 +426,7 @@ async def main() -> None:
         "--spaces",
         help="comma-separated space names or space files (default: every space in benchmarks/spaces)",
     )
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds: 0 to SEEDS-1 (default 10)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="iterations settings of the curve")
     parser.add_argument(
@@ -445,6 +445,8 @@ async def main() -> None:
         "--combine", nargs="+", type=Path, metavar="JSON", help="print the tables of --json reports run separately"
     )
     args = parser.parse_args()
+    if args.seeds < 1:  # no run to summarise: it failed only after every space had been set up
+        parser.error("--seeds counts the seeds run (0 to SEEDS-1): give at least 1")
     if args.combine:
         combined = combine(args.combine)
         for name, part in combined["spaces"].items():
