@@ -194,8 +194,10 @@ def eval_command(
     report = write_report(evaluation.store, evaluation.run_id)
     simulated = spec_is_simulated(evaluation.graph.spec)
     memory = evaluation.graph.spec.memory  # the handbook is named in every output, as the report names it
-    drew_on = {"handbook": handbook_label(memory)} if memory is not None else {}
-    if json_output:
+    if json_output:  # its fields for scripts, where people read the label below
+        drew_on: dict[str, dict[str, object]] = {}
+        if memory is not None:
+            drew_on["handbook"] = {"name": memory.handbook, "top_k": memory.top_k, "topic": memory.topic}
         print_json(
             {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
         )
@@ -203,8 +205,8 @@ def eval_command(
         if show_items:
             out.print(_items_table(summary.items))
         _print_summary(summary, evaluation.store, simulated=simulated)
-        if drew_on:
-            out.print(f"handbook {escape(drew_on['handbook'])}")
+        if memory is not None:
+            out.print(f"handbook {escape(handbook_label(memory))}")
         if simulated:
             say_simulated()
         out.print(f"report: {report}")

@@ -237,7 +237,7 @@ def test_eval_with_handbook(
     assert code == 0, err
     data = json.loads(out)
     assert (data["n"], data["accuracy"]) == (1, 1.0) and set(data) >= {"run_id", "task", "ci95", "usage"}
-    assert data["handbook"] == "math (top 5 behaviors per prompt)"
+    assert data["handbook"] == {"name": "math", "top_k": 5, "topic": None}  # the fields design.md promises
     row = Handbook(Store(db), "math", embedder=None).get("behavior_carry_digits")
     assert (row.times_retrieved, row.times_cited, row.times_cited_correct) == (1, 1, 1)
     # the human output and the report name the handbook (neither did)
