@@ -63,6 +63,7 @@ from agentscale.runtime.execute import (
     node_span,
     traced_fields,
     usable_candidates,
+    why_no_inputs,
 )
 
 CEO_MAX_TOKENS = 256  # completion budget of one CEO call (a JSON object)
@@ -422,9 +423,7 @@ class Discussion:
         fmt = runtime.answer_format
         self._emit(GraphEvent("node_started", slot.id, node.role))
         if not candidates and self._needs_inputs(node):
-            trace = NodeTrace(
-                slot.id, node.role, model=node.model, status="skipped", error="no usable answers from inputs"
-            )
+            trace = NodeTrace(slot.id, node.role, model=node.model, status="skipped", error=why_no_inputs(inputs))
         elif not role.calls_model:
             trace = NodeTrace(slot.id, node.role)
             with node_span(slot.id, node.role, None, self.options.run_id) as traced:

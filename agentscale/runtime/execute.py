@@ -196,7 +196,7 @@ class RunContext:
         trace = NodeTrace(node.id, node.role, model=node.model)
         candidates = self._candidates(predecessors)
         if predecessors and not candidates:
-            trace.status, trace.error = "skipped", "no usable answers from predecessors"
+            trace.status, trace.error = "skipped", why_no_inputs([self.traces[p] for p in predecessors])
             return trace
         if not role.calls_model:
             await answer_model_free(trace, role, self.question, candidates, fmt)
@@ -283,6 +283,23 @@ def usable_candidates(traces: list[NodeTrace]) -> list[Candidate]:
     call returns at once) breaks ties as the live run did; at the same modelled time, the order listed."""
     usable = sorted((t for t in traces if t.status == "ok" and t.answer), key=_finishing_key)
     return [Candidate(t.node_id, t.answer or "") for t in usable]
+
+
+_NO_INPUTS = "no usable answers from predecessors"
+
+
+def why_no_inputs(inputs: list[NodeTrace]) -> str:
+    """Why a node had no answer to work on, naming the first failed input's error: an eval whose
+    server was down said only "output node 'fuse' skipped: no usable answers from predecessors",
+    and the connection error that was the cause stayed in the trace. A chain names it once."""
+    failed = next((t for t in inputs if t.error), None)
+    if failed is None or failed.error is None:  # they answered, but nothing an answer could be read from
+        return _NO_INPUTS
+    error = failed.error
+    if error.startswith(_NO_INPUTS):  # its own inputs' cause, already named
+        return error
+    named = error.startswith(f"node {failed.node_id!r}")  # a failed call's error names its node
+    return f"{_NO_INPUTS} ({'' if named else f'{failed.node_id} {failed.status}: '}{error})"
 
 
 _Number = TypeVar("_Number", int, float)

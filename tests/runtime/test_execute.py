@@ -12,7 +12,7 @@ import pytest
 
 from agentscale import Graph, Store
 from agentscale.graphs.result import NodeTrace
-from agentscale.runtime.execute import usable_candidates
+from agentscale.runtime.execute import usable_candidates, why_no_inputs
 from agentscale.storage.db import Row
 from agentscale.storage.tables import Run
 from agentscale.testing import Rule, ScriptedServer
@@ -590,9 +590,31 @@ def test_a_node_whose_inputs_all_failed_is_skipped_not_asked(scripted: ScriptedS
     )
     result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 3?")
     fuse = next(t for t in result.trace if t.node_id == "fuse")
-    assert fuse.status == "skipped" and fuse.error == "no usable answers from predecessors"
+    assert fuse.status == "skipped" and fuse.error is not None
+    # the cause is named where a user reads it (an eval's "first:" line quotes the stopped reason)
+    assert fuse.error.startswith("no usable answers from predecessors (node 's1', endpoint ")
+    assert "HTTP 400" in fuse.error and fuse.error.endswith(")") and fuse.error.count("node 's1'") == 1
+    assert result.stopped_reason == f"output node 'fuse' skipped: {fuse.error}"
     assert result.answer is None
     assert [r["model"] for r in scripted.completion_requests] == ["two", "two"]  # the fuser was never asked
+
+
+def test_a_chain_names_the_failed_call_behind_its_skipped_nodes_once(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
+    """Down a chain the cause is passed on, not nested: the output two nodes below the failed call
+    says what failed, as its direct successor does; an input that answered nothing readable
+    (no error of its own) leaves the plain reason."""
+    scripted.add_rule(Rule(model="two", status=400))
+    text = _three_models(scripted.api_base) + (
+        "name: c\nnodes:\n  - {id: a, role: assistant, model: m2}\n  - {id: b, role: critic, model: m}\n"
+        "  - {id: c, role: fuser, model: m3}\nedges: ['a -> b', 'b -> c']\n"
+    )
+    result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 3?")
+    b, c = (next(t for t in result.trace if t.node_id == n) for n in "bc")
+    assert b.error is not None and b.error.startswith("no usable answers from predecessors (node 'a', endpoint ")
+    assert c.error == b.error and (b.status, c.status) == ("skipped", "skipped")
+    assert why_no_inputs([NodeTrace("x", "assistant", answer=None)]) == "no usable answers from predecessors"
+    budget = NodeTrace("y", "assistant", status="skipped", error="budget: max_calls 1 reached")
+    assert why_no_inputs([budget]) == "no usable answers from predecessors (y skipped: budget: max_calls 1 reached)"
 
 
 def test_a_failed_output_falls_back_to_the_answers_closest_to_it(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
