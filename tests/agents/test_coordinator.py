@@ -503,6 +503,18 @@ def own_fuser(scripted: ScriptedServer, coordinator: str, *, sizes: tuple[float,
     ).replace("API", f'"{scripted.api_base}"')
 
 
+def test_a_fuser_whose_workers_all_failed_names_their_error(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """In a discussion round as in a plain graph, the skipped fuser says which call failed and how:
+    "no usable answers from inputs" alone left the cause to be dug out of the trace."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="scripted", status=400))
+    result = make_graph(own_fuser(scripted, "{model: ceo, max_rounds: 1}")).run("What is 2 + 3?")
+    fuser = next(t for t in result.trace if t.node_id == "r1.f")
+    assert fuser.status == "skipped" and fuser.error is not None
+    assert fuser.error.startswith("no usable answers from predecessors (node 'r1.s1', endpoint ")
+    assert "HTTP 400" in fuser.error
+
+
 def test_the_aggregator_reads_the_copies_a_team_larger_than_the_pool_adds(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """A CEO asking for 3 agents over a pool of 2 runs a copy (`r1.s1#2`) that no edge reaches the
     fuser by: the copy was called and paid for, and the fuser must still merge its answer with the others."""
