@@ -42,5 +42,6 @@ def draw_command(
     if json_output:
         print_json({"path": str(path), "graph": spec.name, "nodes": len(picture.nodes), "edges": len(picture.edges)})
         return
-    err.print(f"drew {len(picture.nodes)} nodes and {len(picture.edges)} edges of {spec.name!r}")
+    nodes, edges = len(picture.nodes), len(picture.edges)
+    err.print(f"drew {nodes} node{'s' * (nodes != 1)} and {edges} edge{'s' * (edges != 1)} of {spec.name!r}")
     print(path)

@@ -15,6 +15,7 @@ import typer
 from agentscale.cli._console import err
 from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
 from agentscale.errors import AgentScaleError
+from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     import uvicorn
@@ -36,7 +37,9 @@ def serve_graph_command(
             min=1,
         ),
     ] = 32,
-    max_body_kb: Annotated[int, typer.Option(help="Largest accepted request body, in KiB.", min=1)] = 1024,
+    max_body_kb: Annotated[
+        int, typer.Option(help="Largest accepted request body, in KiB.", min=1)
+    ] = DEFAULT_MAX_BODY_BYTES // 1024,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
+from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
 from agentscale.serve._replies import ApiError, error_response, no_answer, unknown_model, usage_of
@@ -100,7 +101,7 @@ def create_app(
     graph: Graph,
     *,
     api_key: str | None = None,
-    max_body_bytes: int = 1_000_000,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_concurrency: int = 32,
     max_waiting: int = 256,
     keep_alive_s: float = 10.0,

@@ -113,7 +113,11 @@ def test_draw_cli_writes_svg_and_refuses_bad_input(tmp_path: Path, capsys: pytes
     assert result == {"path": str(tmp_path / "x.svg"), "graph": "diamond", "nodes": 4, "edges": 4}
     assert parse((tmp_path / "x.svg").read_text())[1]
     assert main(["draw", str(graph)]) == 0 and (tmp_path / "diamond.svg").exists()  # default: beside the graph
-    capsys.readouterr()
+    assert "drew 4 nodes and 4 edges of 'diamond'" in capsys.readouterr().err
+    single = tmp_path / "single.yaml"
+    single.write_text("name: single\nmodels: {m: {model: openai/x}}\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    assert main(["draw", str(single)]) == 0
+    assert "drew 1 node and 0 edges of 'single'" in capsys.readouterr().err  # it said "1 nodes"
     assert main(["draw", str(graph), "-o", str(tmp_path / "x.gif")]) == 1
     assert ".svg or .png" in capsys.readouterr().err
     assert main(["draw", str(graph), "-o", str(tmp_path)]) == 1  # it said "not a file without suffix"
