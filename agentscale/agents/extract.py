@@ -357,10 +357,6 @@ def _is_test_or_demo(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
     return takes_none and name.lower().startswith(("test", "_test"))
 
 
-def _is_docstring(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-
-
 def _from_first_code_line(text: str) -> str:
     lines = text.split("\n")
     definition = next(i for i, line in enumerate(lines) if _CODE_LINE.match(line))

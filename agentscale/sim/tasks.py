@@ -11,7 +11,7 @@ for the registry's plugin entry point.
 
 from __future__ import annotations
 
-from agentscale.sim.items import DEFAULT_BANK_SIZE, SimItem, make_item, parse_tag
+from agentscale.sim.items import DEFAULT_BANK_SIZE, SimItem, make_item
 from agentscale.sim.profiles import PROFILES, profile
 from agentscale.sim.seeding import sim_seed
 from agentscale.tasks import Task, TaskError, TaskInfo, TaskItem, register_prefix
@@ -60,14 +60,6 @@ def load_sim_task(name: str, *, size: int = DEFAULT_BANK_SIZE, seed: int | None 
         scorer_name="numeric",
         items=tuple(items),
     )
-
-
-def sim_item(item: TaskItem) -> SimItem:
-    """The simulator's item behind a task item (read from its question's tag)."""
-    parsed = parse_tag(item.question)
-    if parsed is None:
-        raise TaskError(f"item {item.id!r} is not a simulated item (no [sim:...] tag in its question)")
-    return make_item(*parsed)
 
 
 def sim_task_infos() -> list[TaskInfo]:

@@ -25,7 +25,6 @@ whatever the order and keeps wide votes cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from itertools import product
@@ -422,19 +421,3 @@ def _code_lookup(d: int, m: int) -> np.ndarray:
     for index, vector in enumerate(count_vectors(d, m)):
         lookup[int(sum(int(c) * (d + 1) ** a for a, c in enumerate(vector)))] = index
     return lookup
-
-
-def graph_from_routes(
-    nodes: list[tuple[str, str | None]], preds: list[tuple[int, ...]], routes: Mapping[str, str]
-) -> SimGraph:
-    """A SimGraph from roles and model aliases, mapping aliases to sim routes."""
-    resolved: list[tuple[str, str | None]] = []
-    for role, alias in nodes:
-        if alias is None:
-            resolved.append((role, None))
-            continue
-        route = routes.get(alias, alias)
-        if not route.startswith("sim/"):
-            raise SimGraphError(f"model {alias!r} ({route}) is not a simulated model (sim/<name>)")
-        resolved.append((role, route))
-    return SimGraph.build(resolved, preds)

