@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,30 @@ def test_a_space_on_a_task_with_no_ground_truth_is_named_in_one_line() -> None:
     space = SpaceSpec.model_validate({**TINY, "task": {"name": "rg:chain_sum", "train": 10, "test": 10}})
     with pytest.raises(SimGraphError, match=r"task 'rg:chain_sum': the ground truth needs a sim task \(sim:math, "):
         SimOracle(space)
+
+
+def test_the_sim_optimum_command_prints_the_report_and_refuses_a_space_without_ground_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`agentscale sim optimum` (documented in docs/sim.md) ran in no test: its JSON is the report,
+    its human output labels the figure SIMULATED and prints the runnable graph, and a space over a
+    task with no ground truth is a one-line error with exit 1."""
+    from agentscale.cli.app import main
+
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "name: tiny\ntask: {name: 'sim:math', train: 10, test: 80, seed: 1}\n"
+        "models: {l1: {model: sim/llama-1b}, g1: {model: sim/gemma-1b}}\n"
+        "roles: [assistant, critic, vote]\nmax_nodes: 3\nbudget: {compute: 3.5}\n"
+    )
+    assert main(["sim", "optimum", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == optimum_report(path)
+    assert main(["sim", "optimum", str(path)]) == 0
+    out = capsys.readouterr().out
+    accuracy = search_optimum(SpaceSpec.model_validate(TINY)).accuracy
+    assert out.startswith(f"SIMULATED optimum of {path}: expected test accuracy {accuracy:.3f} ")
+    assert load_spec_text(out.split("\n", 1)[1]).name == "tiny-sim-optimum"  # the graph, ready to save and run
+    path.write_text(path.read_text().replace("'sim:math'", "'rg:chain_sum'"))
+    assert main(["sim", "optimum", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "the ground truth needs a sim task" in err and "Traceback" not in err
