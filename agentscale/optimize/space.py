@@ -28,7 +28,7 @@ from agentscale.graphs.spec import (
     StrictModel,
 )
 from agentscale.graphs.validate import alias_issues, validate_fields
-from agentscale.models.routes import model_route_issues
+from agentscale.models.routes import model_route_issues, route_problem
 from agentscale.optimize.candidate import CandidateGraph, SampledNodes
 from agentscale.tasks.errors import MAX_GENERATED
 
@@ -48,8 +48,8 @@ MeanTokens = Annotated[float, Field(gt=0.0, le=1_000_000.0, allow_inf_nan=False)
 class TaskRef(StrictModel):
     """The task to optimize for: a built-in task name or a JSONL file, and how to split it."""
 
-    name: str | None = None
-    path: str | None = None
+    name: Annotated[str, Field(min_length=1)] | None = None  # "" was a traceback (validate stopped there)
+    path: Annotated[str, Field(min_length=1)] | None = None
     scorer: Scorer | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # generator options, e.g. reasoning-gym's config
     train: SplitSize = 20
@@ -202,6 +202,10 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
     agent = space.optimizer.agent_model
     if agent is not None and "/" not in agent and agent not in space.models:
         issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))
+    elif agent is not None and agent not in space.models:  # a route, checked as the models' are (it was not:
+        problem = route_problem(agent)  # a misspelt one failed each feedback call, and the run exited 0)
+        if problem:
+            issues.append(located.issue(("optimizer", "agent_model"), problem))
     ceo_models = space.coordinator.models if space.coordinator is not None else []
     for index, alias in enumerate(ceo_models):
         if alias not in space.models:

@@ -48,6 +48,12 @@ def test_design_example_is_valid() -> None:
         ),
         (("max_nodes: 6", "max_nodes: 0"), "max_nodes", "greater than or equal to 1"),
         (("agent_model: null", "agent_model: ceo"), "optimizer.agent_model", "unknown model alias 'ceo'"),
+        # found by a fuzzer: a route no model uses was not checked (each feedback call failed, exit 0),
+        # and an empty task name was an AssertionError traceback that stopped validate's other files
+        (("agent_model: null", "agent_model: sim/llama-2b"), "optimizer.agent_model", "unknown simulated model"),
+        (("agent_model: null", "agent_model: opnai/gpt-4o"), "optimizer.agent_model", "no provider 'opnai'"),
+        (('name: "rg:basic_arithmetic"', 'name: ""'), "task.name", "at least 1 character"),
+        (('name: "rg:basic_arithmetic"', 'path: ""'), "task.path", "at least 1 character"),
         (("method: agent-reinforce", "method: magic"), "optimizer.method", "Input should be"),
         (("max_nodes: 6", "max_nodes: 6\nsampled_nodes: some"), "sampled_nodes", "'parallel' or 'greedy_first'"),
         # found by a fuzzer: each passed validate, then crashed, hung or printed "FLOPs inf"
