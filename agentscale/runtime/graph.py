@@ -19,7 +19,7 @@ from agentscale.errors import AgentScaleError, RunNotFound, SpecError, SpecIssue
 from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
-from agentscale.graphs.spec import AnswerFormat, GraphSpec
+from agentscale.graphs.spec import DEFAULT_MAX_TOKENS, AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import price_is_known
 from agentscale.models.endpoints import resolve_endpoint, starts_server
@@ -30,7 +30,14 @@ from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_broken
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
-from agentscale.runtime.execute import GraphRuntime, RunOptions, close_context, open_context, refuse_async_callback
+from agentscale.runtime.execute import (
+    GraphRuntime,
+    RunOptions,
+    close_context,
+    first_set,
+    open_context,
+    refuse_async_callback,
+)
 from agentscale.runtime.sync import CallerThreadEvents, run_sync
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
@@ -356,11 +363,22 @@ def load(
 
 
 def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:
-    """A cap in FLOPs or USD needs every model's size or price; say which is missing, up front."""
-    budget = runtime.spec.budget
+    """A cap in FLOPs or USD needs every model's size or price; say which is missing, up front. A
+    token cap below every call's completion cap (reserved with the prompt before each call) refused
+    every call: validate passed the graph and each run failed "would be exceeded", as a space's
+    search did before its own check (`optimize.problem`). A CEO sets its workers' caps per round."""
+    spec = runtime.spec
+    budget = spec.budget
     if budget is None:
         return
     issues = []
+    caps = [first_set(n.max_tokens, spec.defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in spec.nodes if n.model]
+    if budget.max_tokens is not None and spec.coordinator is None and caps and budget.max_tokens < min(caps):
+        message = (
+            f"{budget.max_tokens} is below the smallest call's reservation (max_tokens {min(caps)} and the "
+            "prompt, reserved before each call): every call would be refused; raise it or lower max_tokens"
+        )
+        issues.append(SpecIssue("budget.max_tokens", message))
     for node_id, model in runtime.models.items():
         if budget.max_flops is not None and model.params_b is None:
             issues.append(

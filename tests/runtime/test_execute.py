@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale import Graph, Store
+from agentscale import Graph, SpecError, Store
 from agentscale.graphs.result import NodeTrace
 from agentscale.runtime.execute import usable_candidates, why_no_inputs
 from agentscale.storage.db import Row
@@ -271,12 +271,32 @@ def test_flops_are_computed_from_params(scripted: ScriptedServer, gateway) -> No
 
 
 def test_flops_budget_without_model_size_is_refused_up_front(scripted: ScriptedServer, gateway) -> None:  # type: ignore[no-untyped-def]
-    from agentscale import SpecError
-
     text = f'models:\n  m: {{model: hosted_vllm/mystery, api_base: "{scripted.api_base}"}}\n'
     text += "name: fl\nnodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_flops: 1.0e15}\n"
     with pytest.raises(SpecError, match="unknown size: set params_b"):
         Graph.from_yaml(text, gateway=gateway)
+
+
+def test_a_token_cap_below_every_calls_completion_cap_is_refused_up_front(tmp_path: Path) -> None:
+    """`budget: {max_tokens: 100}` with calls capped at 512 refused every call (each reserves its cap
+    and its prompt first): validate passed the graph and every run failed "would be exceeded". The
+    smallest call decides (a node may cap itself lower)."""
+    from agentscale.cli.app import main
+
+    base = 'models:\n  m: {model: hosted_vllm/x, api_base: "http://127.0.0.1:9/v1"}\nname: t\n'
+    one = base + "nodes:\n  - {id: a, role: assistant, model: m}\nbudget: {max_tokens: 100}\n"
+    with pytest.raises(
+        SpecError, match=r"budget.max_tokens.*100 is below the smallest call's reservation \(max_tokens 512"
+    ):
+        Graph.from_yaml(one, store=None)
+    (tmp_path / "g.yaml").write_text(one)
+    assert main(["validate", str(tmp_path / "g.yaml")]) == 1
+    low = "defaults: {max_tokens: 300}\nnodes:\n  - {id: b, role: assistant, model: m, max_tokens: 64}\n"
+    Graph.from_yaml(
+        base + low + "  - {id: a, role: critic, model: m}\nedges: ['b -> a']\nbudget: {max_tokens: 100}\n", store=None
+    )
+    with pytest.raises(SpecError, match=r"reservation \(max_tokens 300"):
+        Graph.from_yaml(one.replace("nodes:\n", "defaults: {max_tokens: 300}\nnodes:\n"), store=None)
 
 
 def test_unknown_price_is_reported_as_unknown(make_graph) -> None:
