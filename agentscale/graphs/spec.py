@@ -55,9 +55,19 @@ class StrictModel(BaseModel):
             raise ValueError("Input should be a valid boolean: true or false, unquoted")
         if kinds and kinds <= {int, float} and isinstance(value, bool | str):
             what = "integer" if kinds == {int} else "number"
-            written = "a boolean" if isinstance(value, bool) else "a quoted string"
-            raise ValueError(f"Input should be a valid {what}, not {written}")
+            raise ValueError(f"Input should be a valid {what}, not {_written(value)}")
         return value
+
+
+def _written(value: bool | str) -> str:
+    """How a user wrote a value where a number belongs (`max_tokens: abc` was called "a quoted string")."""
+    if isinstance(value, bool):
+        return "a boolean"
+    try:
+        float(value)
+    except ValueError:
+        return f"the text {value!r}"
+    return "a quoted string"
 
 
 @cache
@@ -280,6 +290,15 @@ class GraphSpec(StrictModel):
     memory: Memory | None = None
     coordinator: Coordinator | None = None
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_one(cls, value: Any) -> Any:
+        """`version: true` passed (True == 1) and a 31-digit version was "Unable to parse input string"."""
+        if isinstance(value, bool) or value != 1:
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)
+            raise ValueError(f"this agentscale reads graph files of version 1, not {shown}")
+        return value
 
     def edge_pairs(self) -> list[tuple[str, str]]:
         """All (source, target) pairs, in file order, without duplicates."""

@@ -351,6 +351,26 @@ CASES = {
         "in a `[...]` list a comma ends an item",
         6,
     ),
+    # found by a fuzzer: `version: true` passed (True == 1), a long version read "Unable to parse input
+    # string", and unquoted text where a number belongs was called "a quoted string"
+    "a boolean version": (
+        "version: true\nname: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "version",
+        "reads graph files of version 1, not true",
+        1,
+    ),
+    "a version too long": (
+        f"version: {'1' * 31}\nname: g\nnodes:\n  - {{id: a, role: assistant, model: sim/llama-1b}}\n",
+        "version",
+        f"reads graph files of version 1, not {'1' * 31}",
+        1,
+    ),
+    "text for a number": (
+        "name: g\ndefaults: {max_tokens: abc}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "defaults.max_tokens",
+        "valid integer, not the text 'abc'",
+        2,
+    ),
     "api_base neither URL nor list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",
