@@ -88,16 +88,26 @@ def blocking_file(path: Path) -> Path | None:
     return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
 
 
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Far above any graph or space; `validate /dev/zero` read until the kernel killed it (24 GB)."""
+
+
 def read_text(path: str | Path) -> str:
+    """A graph, space or record file's text; what is wrong with it (missing, a folder, endless, not
+    UTF-8) as a SpecError. A pipe is read (`validate <(generate)`), so one nobody writes waits."""
     file = Path(path)
     if not file.exists():
-        raise SpecError([SpecIssue("", "file not found")], str(path))
+        missing = "a symbolic link to nothing, or in a loop" if file.is_symlink() else "file not found"
+        raise SpecError([SpecIssue("", missing)], str(path))
     if file.is_dir():
         raise SpecError([SpecIssue("", "is a directory, not a YAML file")], str(path))
     try:
-        data = file.read_bytes()
+        with file.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SpecError([SpecIssue("", f"cannot read: {exc.strerror or exc}")], str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError([SpecIssue("", f"over {MAX_FILE_BYTES // 2**20} MiB: not a graph or space file")], str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

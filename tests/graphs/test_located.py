@@ -4,6 +4,8 @@ SpecError with a line."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +58,23 @@ def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path: Path) -> No
         read_text(path)
     issue = caught.value.issues[0]
     assert (issue.line, issue.message) == (2, "not UTF-8 text: byte 0xe9 cannot be read (save the file as UTF-8)")
+
+
+def test_an_endless_file_a_dangling_link_and_a_pipe(tmp_path: Path) -> None:
+    """`validate /dev/zero` read until the kernel killed it (24 GB); a link in a loop said "file not
+    found" beside a name that exists; a pipe (`validate <(generate)`) is read as a file is."""
+    with pytest.raises(SpecError, match="over 64 MiB: not a graph or space file"):
+        read_text("/dev/zero")
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    with pytest.raises(SpecError, match="a symbolic link to nothing, or in a loop"):
+        read_text(tmp_path / "a.yaml")
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_text, args=("name: g\n",))
+    writer.start()
+    assert read_text(pipe) == "name: g\n"
+    writer.join()
 
 
 def test_values_nested_too_deeply_are_refused_not_a_recursion_error() -> None:
