@@ -15,7 +15,7 @@ from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import GraphSpec
-from agentscale.graphs.validate import looks_like_best_known, looks_like_space
+from agentscale.graphs.validate import looks_like_best_known, looks_like_space, validate_fields
 from agentscale.models.routes import checked_spec
 
 
@@ -50,6 +50,8 @@ def validate_command(
 def _check(file: Path) -> str:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary."""
     located = load_located(read_text(file), str(file))
+    if not isinstance(located.data, dict):  # either kind's message named a graph, or a space, alone
+        validate_fields(located, GraphSpec, "graph or search-space file", str(file))  # raises, saying so
     if looks_like_best_known(located.data):
         return _check_best_known(located, file)
     if looks_like_space(located.data):

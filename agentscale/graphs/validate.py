@@ -194,10 +194,14 @@ SPACE_ONLY_KEYS = ("task", "max_nodes", "optimizer", "objective", "sampled_nodes
 
 
 def looks_like_space(data: object) -> bool:
-    """Spaces and graphs share one `validate` command; a space has no `nodes:` and a key only spaces
-    have (`task:`, `max_nodes:`, ...): a space whose `task:` was misspelt was checked as a graph, and
-    its every space key reported unknown."""
-    return isinstance(data, dict) and "nodes" not in data and any(key in data for key in SPACE_ONLY_KEYS)
+    """Spaces and graphs share one `validate` command; a space has a key only spaces have (`task:`,
+    `max_nodes:`, ...) and no `nodes:`, or two such keys beside a stray `nodes:`: a space whose
+    `task:` was misspelt was checked as a graph, and its every space key reported unknown; one with
+    a `nodes:` key too got five graph errors from validate where optimize named the stray key."""
+    if not isinstance(data, dict):
+        return False
+    own = sum(key in data for key in SPACE_ONLY_KEYS)
+    return own >= (1 if "nodes" not in data else 2)
 
 
 def looks_like_best_known(data: object) -> bool:
@@ -211,8 +215,9 @@ def spec_from_data(located: LocatedData, source: str | None = None, *, stored: b
     graph of a stored run (shown, reported or resumed), which the field rules added since let pass."""
     if looks_like_space(located.data):  # not a list of unknown keys: say what the file is
         key = next(key for key in SPACE_ONLY_KEYS if key in located.data)
+        without = ", no `nodes:`" if "nodes" not in located.data else ""
         message = (
-            f"this is a search-space file (`{key}:`, no `nodes:`), not a graph: search it with "
+            f"this is a search-space file (`{key}:`{without}), not a graph: search it with "
             "`agentscale optimize`, then run the graph it writes (best.yaml)"
         )
         raise SpecError([located.issue((key,), message)], source)

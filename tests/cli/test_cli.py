@@ -301,7 +301,18 @@ def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
         assert code == 1 and "task (line 2): this is a search-space file" in err and "unknown key" not in err
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 0 and "search space 's', 1 model, up to 3 nodes" in err
-    space.write_text(space.read_text().replace("task:", "tasks:"))  # validated as a graph: 6 wrong problems
+    stray = space.read_text() + "nodes: []\n"  # a fuzzer's: validate gave it five graph errors
+    space.write_text(stray)
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 1 and "nodes (line 8): unknown key 'nodes'" in " ".join(err.split()) and "problems" not in err
+    code, _, err = run_cli(capsys, "run", str(space), "-q", "1 + 1?")
+    assert code == 1 and "task (line 2): this is a search-space file (`task:`), not a graph" in " ".join(err.split())
+    space.write_text("42\n")  # either kind: the message named a graph alone
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 1 and "a graph or search-space file must be a YAML mapping, not the value 42" in err
+    space.write_text(
+        stray.replace("task:", "tasks:").replace("nodes: []\n", "")
+    )  # validated as a graph: 6 wrong problems
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 1 and "unknown key 'tasks' (did you mean 'task'?)" in err and "'nodes'" not in err
 
