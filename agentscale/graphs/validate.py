@@ -306,10 +306,13 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
         except ValueError as exc:
             issues.append(loc.issue(("edges", index), str(exc)))
             continue
+        named: set[str] = set()  # `s1, s2, s3 -> fuse` with no fuse: once, not once per pair
         for source, target in edge_pairs:
             unknown = [n for n in (source, target) if n not in node_index]
             if unknown:
-                issues.append(loc.issue(("edges", index), f"edge {text!r} names unknown node {unknown[0]!r}"))
+                if unknown[0] not in named:
+                    issues.append(loc.issue(("edges", index), f"edge {text!r} names unknown node {unknown[0]!r}"))
+                named.add(unknown[0])
             elif source == target:
                 issues.append(loc.issue(("edges", index), f"self-loop on node {source!r}"))
             else:
@@ -344,8 +347,9 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
         issues.append(loc.issue(("output",), f"output {output!r} is not a node"))
         return issues
     if output is None:
-        if len(sinks) > 1:
-            issues.append(loc.issue(("output",), f"several sinks ({', '.join(sinks)}): set `output:` to one of them"))
+        if len(sinks) > 1:  # at the first sink's line: with no `output:` key, line 1 pointed at `name:`
+            message = f"several sinks ({', '.join(sinks)}): set `output:` to one of them"
+            issues.append(SpecIssue("output", message, loc.line_of(("nodes", node_index[sinks[0]]))))
             return issues
         output = sinks[0]
 

@@ -105,7 +105,7 @@ CASES = {
         BASE + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n",
         "output",
         "several sinks (a, b)",
-        1,
+        5,  # the first sink's (with no `output:` key, line 1 pointed at `name:`)
     ),
     "node cannot reach output": (
         BASE
@@ -411,6 +411,19 @@ def test_all_problems_of_a_kind_are_reported_together() -> None:
         load_spec_text(text)
     paths = {i.path for i in info.value.issues}
     assert {"nodes[0].role", "nodes[1].model"} <= paths
+
+
+def test_an_unknown_node_is_named_once_per_edge_not_once_per_pair() -> None:
+    """`s1, s2, s3 -> fuse` with no node fuse printed "3 problems", one line three times (a fuzzer's);
+    two unknown nodes in one edge are each named."""
+    nodes = "nodes:\n" + "".join(f"  - {{id: s{i}, role: assistant, model: small}}\n" for i in (1, 2, 3))
+    with pytest.raises(SpecError) as info:
+        load_spec_text(BASE + nodes + "edges:\n  - s1, s2, s3 -> fuse\n  - s1, x -> y\n")
+    assert [i.message for i in info.value.issues] == [
+        "edge 's1, s2, s3 -> fuse' names unknown node 'fuse'",
+        "edge 's1, x -> y' names unknown node 'y'",
+        "edge 's1, x -> y' names unknown node 'x'",
+    ]
 
 
 def test_custom_role_is_valid_and_requires_inputs_is_checked() -> None:
