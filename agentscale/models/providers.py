@@ -26,7 +26,9 @@ _ENUM_MEMBER = re.compile(r'^\s+[A-Z0-9_]+ = "([^"]+)"', re.MULTILINE)
 
 def provider_problem(route: str, api_base: str | None = None) -> str | None:
     """What is wrong with the provider of ``route`` (``provider/model``) for litellm, or None."""
-    provider = route.split("/", 1)[0]
+    provider, _, model = route.partition("/")
+    if provider and not model.strip():  # `openai/` passed validate, then every call failed to connect
+        return f"route {route!r} names no model after its provider ({provider}/<model>)"
     listed = _listed_providers()
     if provider in listed or _litellm_resolves(route, api_base):
         return None

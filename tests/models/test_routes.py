@@ -60,6 +60,7 @@ def test_validate_checks_search_space_models(tmp_path: Path, capsys: pytest.Capt
         ("SIM/llama-8b", "unknown route 'SIM/llama-8b': did you mean sim/llama-8b?"),
         (" sim/llama-8b", "route ' sim/llama-8b' has spaces around it"),
         ("Local/smollm2-135m", "unknown route 'Local/smollm2-135m': did you mean local/smollm2-135m?"),
+        ("openai/", "route 'openai/' names no model after its provider (openai/<model>)"),
     ],
 )
 def test_a_route_litellm_would_refuse_at_the_first_call_is_refused_at_load(route: str, message: str) -> None:
