@@ -381,6 +381,11 @@ def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str
     assert result["simulated"] is False  # a real (scripted) route; sim/ routes say True and print a note
     code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"], "--json")
     assert code == 0 and json.loads(out)["n"] == 4 and json.loads(out)["usage"]["calls"] == 8  # totals of the run
+    code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"], "--show-items")  # the table people read
+    rows = [line for line in out.splitlines() if line.startswith("│ i")]
+    ids = sorted(row.split("│")[1].strip() for row in rows)  # listed in the sample's order
+    assert code == 0 and ids == ["i0", "i1", "i2", "i3"]
+    assert all("✓" in row for row in rows) and "What is 3 + 1?" in out
     code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], str(env / "g.yaml"))
     assert code == 1 and "do not give a graph file" in err
     code, _, err = run_cli(capsys, "eval", "--resume", result["run_id"], "--n", "8", "--seed", "3")  # were ignored
