@@ -515,6 +515,31 @@ def test_a_fuser_whose_workers_all_failed_names_their_error(make_graph, scripted
     assert "HTTP 400" in fuser.error
 
 
+@pytest.mark.parametrize("agents", [2, 1])
+def test_a_vote_inside_the_graph_rides_along_with_the_workers_it_reads(
+    make_graph, scripted: ScriptedServer, agents: int
+) -> None:  # type: ignore[no-untyped-def]
+    """A vote between workers and the aggregator runs in a round when one of its inputs does, over
+    the inputs that run, and the aggregator reads its answer (no test held this: a vote dropped
+    from the team, or left waiting on a worker the CEO did not choose, passed every test)."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=agents)]))
+    scripted.add_rule(Rule(model="fus", replies=["Final answer: 7"]))
+    scripted.add_rule(Rule(model="scripted", replies=["Final answer: 7", "Final answer: 7", "Final answer: 5"]))
+    text = (
+        "  ceo: {model: hosted_vllm/ceo, api_base: API}\n  fus: {model: hosted_vllm/fus, api_base: API}\n"
+        "name: voted\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
+        "  - {id: s3, role: assistant, model: m}\n  - {id: v, role: vote}\n  - {id: f, role: fuser, model: fus}\n"
+        "edges:\n  - s1, s2 -> v\n  - v, s3 -> f\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n"
+    ).replace("API", f'"{scripted.api_base}"')
+    result = make_graph(text).run("What is 3 + 4?")
+    assert result.rounds is not None and result.answer == "7"
+    assert result.rounds[0].nodes == [*(f"r1.s{i}" for i in range(1, agents + 1)), "r1.v", "r1.f"]
+    vote = next(t for t in result.trace if t.node_id == "r1.v")
+    assert vote.status == "ok" and vote.answer == "7"
+    fuser_prompt = json.dumps(next(r for r in scripted.completion_requests if r["model"] == "fus")["messages"])
+    assert "7" in fuser_prompt  # the vote's answer (the question has no 7; s3 did not run)
+
+
 def test_the_aggregator_reads_the_copies_a_team_larger_than_the_pool_adds(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """A CEO asking for 3 agents over a pool of 2 runs a copy (`r1.s1#2`) that no edge reaches the
     fuser by: the copy was called and paid for, and the fuser must still merge its answer with the others."""
