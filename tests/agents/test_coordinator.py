@@ -540,6 +540,20 @@ def test_a_vote_inside_the_graph_rides_along_with_the_workers_it_reads(
     assert "7" in fuser_prompt  # the vote's answer (the question has no 7; s3 did not run)
 
 
+def test_the_ceo_is_told_which_workers_failed_in_the_round(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Without an evaluator the CEO's next prompt lists the round's nodes: a worker whose call failed
+    is listed as failed (in no test: its line could drop, or read as an answer, unnoticed)."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="fus", replies=["Final answer: 22"]))
+    scripted.add_rule(Rule(model="scripted", status=400, times=1))
+    scripted.add_rule(Rule(model="scripted", replies=["Final answer: 22"]))
+    result = make_graph(own_fuser(scripted, "{model: ceo, max_rounds: 2}")).run("What is 11 + 11?")
+    failed = [t.node_id for t in result.trace if t.status == "failed"]
+    assert result.answer == "22" and len(failed) == 1 and failed[0] in ("r1.s1", "r1.s2")
+    second = json.dumps([r for r in scripted.completion_requests if r["model"] == "ceo"][1]["messages"])
+    assert f"- {failed[0]} (assistant): failed" in second
+
+
 def test_the_aggregator_reads_the_copies_a_team_larger_than_the_pool_adds(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """A CEO asking for 3 agents over a pool of 2 runs a copy (`r1.s1#2`) that no edge reaches the
     fuser by: the copy was called and paid for, and the fuser must still merge its answer with the others."""
