@@ -653,6 +653,10 @@ def solution_text(answer: str | None, traces: list[NodeTrace]) -> str | None:
     '6 x 7 = 42\nFinal answer: 42'
     >>> solution_text("41", [t])
     '41'
+    >>> long = NodeTrace("r1.s2", "assistant", completion="a" * 1500 + "b" * 1984 + "\nFinal answer: 9", answer="9")
+    >>> text = solution_text("9", [long])  # 3,500 characters: the first 1,000 and the last 2,000
+    >>> text.startswith("a" * 1000 + "\n[... 500 characters left out ...]\nbbb"), text.endswith("Final answer: 9")
+    (True, True)
     """
     if answer is None:
         return None
