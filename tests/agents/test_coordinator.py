@@ -43,6 +43,15 @@ def body(coordinator: str = "{model: ceo, max_rounds: 3}", *, extra: str = "", b
     )
 
 
+def with_ceo(scripted: ScriptedServer, alias: str, graph: str) -> str:
+    """`graph` (name, nodes, edges, coordinator) with the aliases `ceo` and `alias`, models of those
+    names on the scripted server (so rules can tell their calls from the workers' `m`)."""
+    return (
+        f"  ceo: {{model: hosted_vllm/ceo, api_base: API}}\n  {alias}: {{model: hosted_vllm/{alias}, api_base: API}}\n"
+        + graph
+    ).replace("API", f'"{scripted.api_base}"')
+
+
 @pytest.fixture
 def talk(make_graph, scripted: ScriptedServer):  # type: ignore[no-untyped-def]
     def build(*args: object, **kwargs: object) -> Graph:
@@ -477,12 +486,13 @@ def test_the_aggregator_reads_its_own_inputs_not_only_the_last_workers(make_grap
     s1 and s2; 7 of 30 sim:math items under a token cap)."""
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=3)]))
     scripted.add_rule(Rule(model="crit", status=400))
-    text = (
-        "  ceo: {model: hosted_vllm/ceo, api_base: API}\n  crit: {model: hosted_vllm/crit, api_base: API}\n"
+    text = with_ceo(
+        scripted,
+        "crit",
         "name: critiqued\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
         "  - {id: c1, role: critic, model: crit}\n  - {id: out, role: fuser, model: m}\n"
-        "edges:\n  - s1, s2 -> c1\n  - s1, s2, c1 -> out\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n"
-    ).replace("API", f'"{scripted.api_base}"')
+        "edges:\n  - s1, s2 -> c1\n  - s1, s2, c1 -> out\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n",
+    )
     result = make_graph(text).run("What is 2 + 3?")
     status = {t.node_id: t.status for t in result.trace}
     assert result.answer == "5" and status["r1.c1"] == "failed" and status["r1.out"] == "ok", status
@@ -525,12 +535,13 @@ def test_a_vote_inside_the_graph_rides_along_with_the_workers_it_reads(
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=agents)]))
     scripted.add_rule(Rule(model="fus", replies=["Final answer: 7"]))
     scripted.add_rule(Rule(model="scripted", replies=["Final answer: 7", "Final answer: 7", "Final answer: 5"]))
-    text = (
-        "  ceo: {model: hosted_vllm/ceo, api_base: API}\n  fus: {model: hosted_vllm/fus, api_base: API}\n"
+    text = with_ceo(
+        scripted,
+        "fus",
         "name: voted\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
         "  - {id: s3, role: assistant, model: m}\n  - {id: v, role: vote}\n  - {id: f, role: fuser, model: fus}\n"
-        "edges:\n  - s1, s2 -> v\n  - v, s3 -> f\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n"
-    ).replace("API", f'"{scripted.api_base}"')
+        "edges:\n  - s1, s2 -> v\n  - v, s3 -> f\nanswer_format: number\ncoordinator: {model: ceo, max_rounds: 1}\n",
+    )
     result = make_graph(text).run("What is 3 + 4?")
     assert result.rounds is not None and result.answer == "7"
     assert result.rounds[0].nodes == [*(f"r1.s{i}" for i in range(1, agents + 1)), "r1.v", "r1.f"]
