@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.tasks import TaskError, load_task
-from agentscale.tasks.sources.jsonl import load_jsonl
+from agentscale.tasks.sources.jsonl import jsonl_records, load_jsonl
 
 
 def _write(tmp_path: Path, lines: list[str], name: str = "data.jsonl") -> Path:
@@ -144,6 +144,13 @@ def test_non_utf8_line_is_named(tmp_path: Path) -> None:
     path.write_bytes(b'{"question": "a", "answer": "b"}\n{"question": "\xff", "answer": "b"}\n')
     with pytest.raises(TaskError, match=r"data\.jsonl:2: not UTF-8"):
         load_jsonl(path)
+
+
+def test_an_endless_line_is_refused_not_read_to_the_end_of_memory() -> None:
+    """`run --input /dev/zero` read one line without end until the kernel killed it (22 GB), and
+    ignored SIGTERM while it did; the line stops at 64 MiB."""
+    with pytest.raises(TaskError, match=r"/dev/zero:1: a line over 64 MiB: not a JSONL task file"):
+        list(jsonl_records(Path("/dev/zero")))
 
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:

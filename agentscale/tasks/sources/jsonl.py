@@ -104,6 +104,10 @@ def _lists_by_letter(question: str, choices: list[str]) -> bool:
     )
 
 
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""One JSONL line's limit: far above any question (a 20 MB line reads fine)."""
+
+
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     """Each non-blank line's JSON value with its line number; a file that cannot be read (missing, a
     directory), a line that is not UTF-8 or not JSON raises `TaskError` naming the file and line."""
@@ -112,7 +116,9 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     except OSError as error:
         raise TaskError(f"{path}: cannot read: {error.strerror or error}") from None
     with handle:
-        for line_no, raw in enumerate(handle, start=1):
+        for line_no, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:  # `run --input /dev/zero` read one endless line until the OOM killer
+                raise _fail(path, line_no, f"a line over {MAX_LINE_BYTES // 2**20} MiB: not a JSONL task file")
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as error:
