@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -471,16 +471,24 @@ def _count(entry: dict[str, Any], key: str, where: str) -> int:
     count = int(entry.get(key) or 0)
     if count < 0:
         raise AgentScaleError(f"{where}.{key}: a count cannot be negative, got {count}")
+    if count > _MAX_COUNT:  # SQLite's integers end there (a 31-digit count was an OverflowError traceback)
+        raise AgentScaleError(f"{where}.{key}: a count above {_MAX_COUNT:,} cannot be stored, got {count}")
     return count
 
 
+_MAX_COUNT = 2**63 - 1
+
+
 def _time(entry: dict[str, Any], where: str) -> datetime | None:
+    """An exported time; one written without a zone (`2026-12-05T23:00:00`, by hand) is read as UTC,
+    the zone of every time agentscale stores (it was a SQLAlchemy traceback)."""
     _expect(entry, "created", str, where, "an ISO time")
     value = entry.get("created")
     try:
-        return None if value is None else datetime.fromisoformat(value)
+        parsed = None if value is None else datetime.fromisoformat(value)
     except ValueError:
         raise AgentScaleError(f"{where}.created: must be an ISO time, got {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
 def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:

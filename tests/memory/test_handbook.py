@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,23 @@ def test_a_handbook_written_before_sources_had_topics_opens(tmp_path: Path) -> N
     assert [r.name for r in book.behaviors("chemistry")] == ["behavior_units"]
 
 
+def test_an_exported_time_written_without_a_zone_is_read_as_utc(store: Store) -> None:
+    """`"created": "2026-12-05T23:00:00"` (by hand, no zone) was a SQLAlchemy traceback, in a behavior
+    or in one of its sources; agentscale stores every time in UTC, so such a time is read as UTC."""
+    entry = {
+        "name": "behavior_first",
+        "instruction": "Write the first step down before the second one.",
+        "created": "2026-12-05T23:00:00",
+        "sources": [{"run_id": "r", "created": "2026-12-04T10:00:00"}],
+    }
+    document = {"format": "agentscale-handbook", "version": 1, "handbook": "x", "behaviors": [entry]}
+    import_handbook(store, document, embedder=None)
+    book = Handbook(store, "x", embedder=None)
+    behavior = book.get("behavior_first")
+    assert behavior.created.replace(tzinfo=None) == datetime(2026, 12, 5, 23, 0)
+    assert [s.created.replace(tzinfo=None) for s in book.sources(behavior)] == [datetime(2026, 12, 4, 10, 0)]
+
+
 def test_import_rejects_foreign_documents(store: Store) -> None:
     with pytest.raises(AgentScaleError, match="not an agentscale handbook export"):
         import_handbook(store, {"behaviors": []})
@@ -210,6 +228,8 @@ def test_import_rejects_foreign_documents(store: Store) -> None:
         ({"topic": 3}, r"behaviors\[1\]\.topic: must be a string, got 3"),
         ({"sources": [{"similarity": "high"}]}, r"behaviors\[1\]\.sources\[0\]\.similarity: must be a number"),
         ({"sources": [{"created": 5}]}, r"behaviors\[1\]\.sources\[0\]\.created: must be an ISO time, got 5"),
+        # a fuzzer's: an OverflowError traceback from SQLite
+        ({"times_retrieved": 10**30}, r"behaviors\[1\]\.times_retrieved: a count above 9,223,372,036,854,775,807"),
     ],
 )
 def test_import_checks_every_field_before_it_writes(store: Store, field: dict[str, object], message: str) -> None:
