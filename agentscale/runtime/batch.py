@@ -17,7 +17,7 @@ from pathlib import Path
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
-from agentscale.tasks.sources.jsonl import jsonl_records
+from agentscale.tasks.sources.jsonl import jsonl_records, record_id, unique_id
 
 
 @dataclass
@@ -32,6 +32,7 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
     if not path.exists():
         raise AgentScaleError(f"{path}: file not found")
     items: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}  # an answer is matched to its question by id: ids must not clash
     for number, record in jsonl_records(path):
         if (
             not isinstance(record, dict)
@@ -39,7 +40,9 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
             or not record["question"].strip()
         ):
             raise AgentScaleError(f"{path}:{number}: each line must be an object with a non-empty string 'question'")
-        items.append((str(record.get("id", number)), record["question"]))
+        item_id = record_id(path, number, record, str(number))
+        unique_id(path, number, item_id, first_line)
+        items.append((item_id, record["question"]))
     if not items:
         raise AgentScaleError(f"{path}: no questions")
     return items

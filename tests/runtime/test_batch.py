@@ -96,6 +96,20 @@ def test_read_questions_takes_ids_or_line_numbers_and_names_bad_lines(tmp_path: 
     path.write_text('{"question": "ok"}\n{"question": "ok"\n')
     with pytest.raises(AgentScaleError, match=r"q.jsonl:2: invalid JSON"):
         read_questions(path)
+    # a fuzzer's: answers are matched to questions by id, and these were taken as given
+    for lines, message in [
+        (
+            '{"id": "x", "question": "a"}\n{"id": "x", "question": "b"}\n',
+            r"q.jsonl:2: duplicate id 'x' \(first on line 1\)",
+        ),
+        ('{"id": 1, "question": "a"}\n{"id": "1", "question": "b"}\n', r"q.jsonl:2: duplicate id '1'"),
+        ('{"id": null, "question": "a"}\n', r"q.jsonl:1: field 'id' must be a non-empty string or an integer"),
+        ('{"id": {"k": 1}, "question": "a"}\n', r"q.jsonl:1: field 'id' must be a non-empty string or an integer"),
+        ('{"id": "x\\u001b[2J", "question": "a"}\n', r"q.jsonl:1: field 'id' holds a control character"),
+    ]:
+        path.write_text(lines)
+        with pytest.raises(AgentScaleError, match=message):
+            read_questions(path)
 
 
 class _CancelsOnItem(Store):

@@ -131,6 +131,9 @@ def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
             3,
             "duplicate id 'x' \\(first on line 1\\)",
         ),
+        # a fuzzer's: eval --show-items and runs show printed it raw (a window title set, the screen cleared)
+        (['{"id": "x\\u001b]0;pwned\\u0007", "question": "a", "answer": "b"}'], 1, "field 'id' holds a control"),
+        (['{"id": "ab\\u202ec", "question": "a", "answer": "b"}'], 1, "field 'id' holds a control character"),
     ],
 )
 def test_errors_name_the_file_and_line(tmp_path: Path, lines: list[str], line_no: int, message: str) -> None:

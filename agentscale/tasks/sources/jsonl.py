@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,30 @@ def _fail(path: Path, line_no: int, message: str) -> TaskError:
     return TaskError(f"{path}:{line_no}: {message}")
 
 
+def record_id(path: Path, line_no: int, record: dict[str, Any], default: str) -> str:
+    """A line's `id` as text (`default` without one): a non-empty string or an integer, free of
+    control characters. `run --input` took null, an object or a repeated id as given ("None",
+    "{'k': 1}"), and an id holding escape sequences reset the terminal that printed it."""
+    item_id = record.get("id", default)
+    if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id) == "":
+        raise _fail(path, line_no, "field 'id' must be a non-empty string or an integer")
+    text = str(item_id)
+    if any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in text):
+        raise _fail(path, line_no, f"field 'id' holds a control character: {text!r}")
+    return text
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Characters that reorder the text printed after them (an id could make a line read otherwise)."""
+
+
+def unique_id(path: Path, line_no: int, item_id: str, first_line: dict[str, int]) -> None:
+    """Refuse an id given before (`first_line`: each id's line, updated here)."""
+    if item_id in first_line:
+        raise _fail(path, line_no, f"duplicate id {item_id!r} (first on line {first_line[item_id]})")
+    first_line[item_id] = line_no
+
+
 def _item(path: Path, line_no: int, record: Any) -> TaskItem:
     if not isinstance(record, dict):
         raise _fail(path, line_no, f"expected a JSON object, got {type(record).__name__}")
@@ -44,9 +69,7 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         raise _fail(path, line_no, "field 'question' must be a non-empty string")
     if isinstance(answer, bool) or not isinstance(answer, str | int | float):
         raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {type(answer).__name__}")
-    item_id = record.get("id", f"line-{line_no}")
-    if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id) == "":
-        raise _fail(path, line_no, "field 'id' must be a non-empty string or an integer")
+    item_id = record_id(path, line_no, record, f"line-{line_no}")
     choices = record.get("choices")
     if choices is not None and (
         not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
@@ -153,9 +176,7 @@ def read_items(path: Path) -> dict[int, TaskItem]:
     first_line: dict[str, int] = {}
     for line_no, record in jsonl_records(path):
         item = _item(path, line_no, record)
-        if item.id in first_line:
-            raise _fail(path, line_no, f"duplicate id {item.id!r} (first on line {first_line[item.id]})")
-        first_line[item.id] = line_no
+        unique_id(path, line_no, item.id, first_line)
         items[line_no] = item
     if not items:
         raise TaskError(f"{path}: no items (expected one JSON object per line)")
