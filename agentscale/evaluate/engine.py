@@ -29,7 +29,7 @@ from agentscale.models.gateway import Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
-from agentscale.tasks.registry import stable_task_spec, task_file_digest
+from agentscale.tasks.registry import stable_task_spec, task_file_digest, task_file_problem
 from agentscale.tasks.scoring import ascore
 
 
@@ -277,9 +277,10 @@ def _moved_task_file(config: EvalConfig, task_file: str, run_id: str) -> EvalCon
             f"run {run_id} was stored without its task file's sha256 (an earlier release), so another file cannot "
             f"be checked to be it: put the file back at {config.task}"
         )
+    problem = task_file_problem(task_file)
+    if problem is not None:
+        raise AgentScaleError(problem)
     digest = task_file_digest(task_file)
-    if digest is None:
-        raise AgentScaleError(f"task file {task_file!r} not found")
     if digest != config.task_sha256:
         raise AgentScaleError(
             f"task file {task_file} is not the file run {run_id} started on ({config.task}): its sha256 differs"

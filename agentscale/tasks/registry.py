@@ -104,6 +104,19 @@ def stable_task_spec(spec: str) -> str:
     return str(Path(spec).resolve()) if _is_path(spec) and Path(spec).is_file() else spec
 
 
+def task_file_problem(path: str) -> str | None:
+    """Why `path` cannot be a task file, or None: /dev/zero, a pipe and (on resume) a folder were all
+    "not found"."""
+    file = Path(path)
+    if file.is_file():
+        return None
+    if file.is_dir():
+        return f"task file {path!r} is a directory"
+    if file.exists():
+        return f"task file {path!r} is not a regular file (a device or a pipe): save the items to a file"
+    return f"task file {path!r} not found"
+
+
 def task_file_digest(spec: str) -> str | None:
     """The sha256 of a task file's bytes (None for a named task): a resumed eval checks its file is
     the one it started on (a file edited or grown since mixed two versions' items and verdicts)."""
@@ -164,10 +177,9 @@ def load_task(
     options = {**(options or {}), **more_options}
     spec = spec.strip()
     if _is_path(spec):
-        if not Path(spec).is_file():
-            raise TaskError(
-                f"task file {spec!r} is a directory" if Path(spec).is_dir() else f"task file {spec!r} not found"
-            )
+        problem = task_file_problem(spec)
+        if problem is not None:
+            raise TaskError(problem)
         if "scorer" in options:  # a TypeError traceback ("multiple values for keyword argument 'scorer'")
             raise TaskOptionError("scorer is not a task option: give it as --scorer (task.scorer in a space)")
         if "stored" in options:

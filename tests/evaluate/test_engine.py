@@ -150,6 +150,8 @@ async def test_a_moved_task_file_is_found_by_its_contents(tmp_path: Path, make_g
         Evaluation.resume(run_id, gateway)
     summary = await Evaluation.resume(run_id, gateway, task_file=str(moved)).run()
     assert (summary.n, summary.correct) == (3, 3)
+    with pytest.raises(AgentScaleError, match=r"task file '.*elsewhere' is a directory"):  # "not found" (a fuzzer's)
+        Evaluation.resume(run_id, gateway, task_file=str(moved.parent))
     other = _questions(tmp_path / "other.jsonl", 5)
     with pytest.raises(AgentScaleError, match=f"task file {other} is not the file run {run_id} started on"):
         Evaluation.resume(run_id, gateway, task_file=str(other))

@@ -164,6 +164,8 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "folder.jsonl").mkdir()
     with pytest.raises(TaskError, match=r"task file '.*folder\.jsonl' is a directory"):  # it said "not found"
         load_task(str(tmp_path / "folder.jsonl"))
+    with pytest.raises(TaskError, match=r"task file '/dev/zero' is not a regular file \(a device or a pipe\)"):
+        load_task("/dev/zero")  # it said "not found" (a fuzzer's)
 
 
 def test_unknown_scorer_lists_valid_ones(tmp_path: Path) -> None:
