@@ -182,9 +182,12 @@ def load_task(
             raise TaskError(problem)
         if "scorer" in options:  # a TypeError traceback ("multiple values for keyword argument 'scorer'")
             raise TaskOptionError("scorer is not a task option: give it as --scorer (task.scorer in a space)")
-        if "stored" in options:
-            raise TaskOptionError(f"task {spec!r} does not accept option(s) stored; it accepts: none")
-        return _call(load_jsonl, spec, spec, scorer=scorer, stored=stored, **options)
+        if options:  # the loader's own keywords were listed as what it accepts ("scorer, name, stored")
+            raise TaskOptionError(
+                f"task {spec!r} does not accept option(s) {', '.join(options)}; it accepts: none "
+                "(a file's items are as written; options set generated tasks such as rg:...)"
+            )
+        return load_jsonl(spec, scorer=scorer, stored=stored)
     prefix, sep, rest = _with_plugins_for(spec)
     if sep:
         entry = _prefixed.get(prefix)

@@ -217,6 +217,10 @@ def test_a_scorer_given_as_a_task_option_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, _rows({"question": "q", "answer": "a"}))
     with pytest.raises(TaskError, match="scorer is not a task option: give it as --scorer"):
         load_task(str(path), options={"scorer": "exact"})
+    # the loader's keywords were listed as what a file accepts ("scorer, name, stored"), then refused
+    for options in ({"a": "1"}, {"name": "x"}, {"stored": "yes"}):
+        with pytest.raises(TaskError, match=rf"does not accept option\(s\) {next(iter(options))}; it accepts: none \("):
+            load_task(str(path), options=options)
 
 
 def test_items_their_scorer_marks_wrong_whatever_the_answer_are_refused(tmp_path: Path) -> None:
