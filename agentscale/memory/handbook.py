@@ -418,8 +418,8 @@ def import_handbook(
         where = f"behaviors[{position}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise AgentScaleError(f"{where}: needs a string 'name'")
-        if not isinstance(entry.get("instruction"), str):
-            raise AgentScaleError(f"{where}: needs a string 'instruction'")
+        if not isinstance(entry.get("instruction"), str) or not entry["instruction"].strip():  # "" was stored
+            raise AgentScaleError(f"{where}: needs a string 'instruction', not empty")
         normalized = normalize_name(entry["name"])
         if normalized is None:
             raise AgentScaleError(f"{where}: bad name {entry['name']!r}")

@@ -226,6 +226,7 @@ def test_import_rejects_foreign_documents(store: Store) -> None:
         ({"times_cited": -5}, r"behaviors\[1\]\.times_cited: a count cannot be negative, got -5"),
         ({"created": "garbage"}, r"behaviors\[1\]\.created: must be an ISO time, got 'garbage'"),
         ({"topic": 3}, r"behaviors\[1\]\.topic: must be a string, got 3"),
+        ({"instruction": " "}, r"behaviors\[1\]: needs a string 'instruction', not empty"),  # stored as a blank
         ({"sources": [{"similarity": "high"}]}, r"behaviors\[1\]\.sources\[0\]\.similarity: must be a number"),
         ({"sources": [{"created": 5}]}, r"behaviors\[1\]\.sources\[0\]\.created: must be an ISO time, got 5"),
         # a fuzzer's: an OverflowError traceback from SQLite
