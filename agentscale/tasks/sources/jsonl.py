@@ -82,7 +82,7 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
         raise _fail(path, line_no, "field 'metadata' must be an object")
     extra = {k: v for k, v in record.items() if k not in _KNOWN}
     return TaskItem(
-        id=str(item_id),
+        id=item_id,
         question=with_choices(question, choices),
         reference=str(answer),
         metadata={**metadata, **extra},
