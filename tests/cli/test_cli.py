@@ -157,6 +157,29 @@ def test_validate_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "✓" in err and "nodes[0].role (line 3): unknown role 'critik'" in err
 
 
+def test_validate_notes_an_api_key_variable_unset_here(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph whose key variable is unset passed validate without a word, and its eval then failed
+    item by item; validate says so in a note (exit 0: CI may validate without the secrets)."""
+    monkeypatch.delenv("AS_TEST_UNSET_KEY", raising=False)
+    keyed = env / "keyed.yaml"
+    keyed.write_text(
+        "name: k\nmodels:\n  m: {model: openai/gpt-4o-mini, api_key_env: AS_TEST_UNSET_KEY}\n"
+        "nodes:\n  - {id: a, role: assistant, model: m}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(keyed))
+    assert code == 0 and "note: models.m.api_key_env: AS_TEST_UNSET_KEY is not set in this environment" in err
+    code, out, _ = run_cli(capsys, "validate", str(keyed), str(env / "g.yaml"), "--json")
+    assert code == 0 and [entry["notes"] for entry in json.loads(out)] == [
+        ["models.m.api_key_env: AS_TEST_UNSET_KEY is not set in this environment"],
+        [],
+    ]
+    monkeypatch.setenv("AS_TEST_UNSET_KEY", "k")
+    code, _, err = run_cli(capsys, "validate", str(keyed))
+    assert code == 0 and "note:" not in err
+
+
 def test_a_budget_below_every_single_call_is_named_by_validate_and_optimize(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
