@@ -49,7 +49,7 @@ from agentscale.agents.roles import Candidate, majority_vote
 from agentscale.agents.tester import passes_stated_examples
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResult, Usage
-from agentscale.graphs.spec import DEFAULT_MAX_TOKENS, ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
+from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_TEMPERATURE, CallRequest
 from agentscale.models.registry import ResolvedModel, resolve
@@ -58,6 +58,7 @@ from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
     answer_model_free,
+    completion_cap,
     first_set,
     modelled_finish,
     node_span,
@@ -148,11 +149,8 @@ def limits_for(runtime: GraphRuntime, plan: TeamPlan) -> Limits:
     """The coordinator's ranges, resolved against the graph (defaults: the graph as written)."""
     coordinator = runtime.spec.coordinator
     assert coordinator is not None
-    defaults = runtime.spec.defaults
-    graph_tokens = max(
-        first_set(runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS)
-        for n in [*plan.pool, *([plan.aggregator] if plan.aggregator else [])]
-    )
+    calling = [*plan.pool, *([plan.aggregator] if plan.aggregator else [])]
+    graph_tokens = max(completion_cap(runtime.nodes[n], runtime.spec) for n in calling)
     max_tokens = coordinator.max_tokens or graph_tokens
     budget = runtime.spec.budget
     if budget is not None and budget.max_tokens is not None:
@@ -514,10 +512,7 @@ class Discussion:
     # -- resources --------------------------------------------------------------------------------
 
     def _default_tokens(self) -> int:
-        defaults = self.runtime.spec.defaults
-        return max(
-            first_set(self.runtime.nodes[n].max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in self.plan.pool
-        )
+        return max(completion_cap(self.runtime.nodes[n], self.runtime.spec) for n in self.plan.pool)
 
     def _fitted(
         self, raw: RawDecision, current: Decision, index: int, ceo_prompt_tokens: int

@@ -211,7 +211,7 @@ class RunContext:
             model=model,
             messages=messages,
             temperature=first_set(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE),
-            max_tokens=first_set(node.max_tokens, defaults.max_tokens, DEFAULT_MAX_TOKENS),
+            max_tokens=completion_cap(node, runtime.spec),
             top_p=node.top_p if node.top_p is not None else defaults.top_p,
         )
         starts_at = max((self.traces[p].finished_at_s for p in predecessors), default=0.0)
@@ -310,6 +310,12 @@ def first_set(node_value: _Number | None, default_value: _Number | None, fallbac
     if node_value is not None:
         return node_value
     return default_value if default_value is not None else fallback
+
+
+def completion_cap(node: NodeSpec, spec: GraphSpec) -> int:
+    """A node's `max_tokens`: its own, else the graph's `defaults:`, else agentscale's (what each call
+    asks for and reserves in a token budget)."""
+    return first_set(node.max_tokens, spec.defaults.max_tokens, DEFAULT_MAX_TOKENS)
 
 
 _ACTIVE: dict[str, RunContext] = {}

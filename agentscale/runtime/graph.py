@@ -19,7 +19,7 @@ from agentscale.errors import AgentScaleError, RunNotFound, SpecError, SpecIssue
 from agentscale.graphs.io import dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
-from agentscale.graphs.spec import DEFAULT_MAX_TOKENS, AnswerFormat, GraphSpec
+from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues
 from agentscale.models.cost import price_is_known
 from agentscale.models.endpoints import resolve_endpoint, starts_server
@@ -34,7 +34,7 @@ from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
     close_context,
-    first_set,
+    completion_cap,
     open_context,
     refuse_async_callback,
 )
@@ -372,7 +372,7 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
     if budget is None:
         return
     issues = []
-    caps = [first_set(n.max_tokens, spec.defaults.max_tokens, DEFAULT_MAX_TOKENS) for n in spec.nodes if n.model]
+    caps = [completion_cap(n, spec) for n in spec.nodes if n.model]
     if budget.max_tokens is not None and spec.coordinator is None and caps and budget.max_tokens < min(caps):
         message = (
             f"{budget.max_tokens} is below the smallest call's reservation (max_tokens {min(caps)} and the "
