@@ -466,6 +466,9 @@ def _expect(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
         raise AgentScaleError(f"{where}.{key}: must be {what}, got {value!r}")
 
 
+_MAX_COUNT = 2**63 - 1  # SQLite's largest integer
+
+
 def _count(entry: dict[str, Any], key: str, where: str) -> int:
     _expect(entry, key, int, where, "a whole number")
     count = int(entry.get(key) or 0)
@@ -474,9 +477,6 @@ def _count(entry: dict[str, Any], key: str, where: str) -> int:
     if count > _MAX_COUNT:  # SQLite's integers end there (a 31-digit count was an OverflowError traceback)
         raise AgentScaleError(f"{where}.{key}: a count above {_MAX_COUNT:,} cannot be stored, got {count}")
     return count
-
-
-_MAX_COUNT = 2**63 - 1
 
 
 def _time(entry: dict[str, Any], where: str) -> datetime | None:
