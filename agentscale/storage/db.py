@@ -28,7 +28,7 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import Column, Table, event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -238,17 +238,18 @@ def _default_literal(column: Column[Any], path: Path) -> str:
 def _create_tables(engine: Engine) -> None:
     """The tables and indexes this release needs. `create_all` checks for each, then creates it: two
     processes opening a new database at once (an eval and an optimize started together) both saw
-    none, and the slower one failed with "table run already exists". Asked again, it finds them."""
-    for attempt in range(_CREATE_ATTEMPTS):
-        try:
-            SQLModel.metadata.create_all(engine, tables=_OWN_TABLES)
+    none, and the slower one failed with "table run already exists". Retrying lost again on the next
+    table with four processes (CI: "table behavior already exists"), so the check and the creation
+    run in one write transaction, taken only when a table is missing: a database that has them all,
+    read-only ones included, is opened without a write lock."""
+    with engine.connect() as connection:
+        present = {row[0] for row in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if all(table.name in present for table in _OWN_TABLES):
             return
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == _CREATE_ATTEMPTS - 1:
-                raise
-
-
-_CREATE_ATTEMPTS = 5
+        connection.rollback()
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        SQLModel.metadata.create_all(connection, tables=_OWN_TABLES)
+        connection.commit()
 
 
 class Store:
