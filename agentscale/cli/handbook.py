@@ -27,7 +27,7 @@ from agentscale.cli._options import (
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import load_graph_spec, refuse_unusable_output, write_output
+from agentscale.graphs.io import MAX_FILE_BYTES, load_graph_spec, refuse_unusable_output, write_output
 
 if TYPE_CHECKING:
     from agentscale.memory.build import BuildReport, HandbookBuilder
@@ -468,18 +468,31 @@ def export_command(
 
 
 def _read_export(file: Path) -> str:
-    """An export's text: UTF-8, a byte-order mark allowed (as graph and task files are read); a
-    folder or another encoding (PowerShell's `>` writes UTF-16) is named, not a traceback."""
-    if file.is_dir():
+    """An export's text, from a file or '-' (stdin): UTF-8, a byte-order mark allowed (as graph and
+    task files are read), at most MAX_FILE_BYTES (`handbook import /dev/zero` read until the kernel's
+    OOM killer stopped it); a folder or another encoding (PowerShell's `>` writes UTF-16) is named,
+    not a traceback."""
+    source = "stdin" if str(file) == "-" else str(file)
+    if source != "stdin" and not file.exists():
+        raise AgentScaleError(f"{file}: file not found")
+    if source != "stdin" and file.is_dir():
         raise AgentScaleError(f"{file}: is a directory, not a file written by `handbook export`")
     try:
-        return file.read_text(encoding="utf-8-sig")
+        if source == "stdin":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with file.open("rb") as stream:
+                data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise AgentScaleError(f"{source}: cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise AgentScaleError(f"{source}: over {MAX_FILE_BYTES // 2**20} MiB: not a file written by `handbook export`")
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise AgentScaleError(
-            f"{file}: not UTF-8 text (byte {exc.start}); write the export with `handbook export NAME -o FILE`"
+            f"{source}: not UTF-8 text (byte {exc.start}); write the export with `handbook export NAME -o FILE`"
         ) from None
-    except OSError as exc:
-        raise AgentScaleError(f"{file}: cannot be read ({exc.strerror})") from None
 
 
 @handbook_app.command("import")
@@ -501,12 +514,7 @@ def import_command(
 
     if handbook is not None:  # an option's error, not the file's; "" imported into the export's name
         check_handbook_name(handbook)
-    if str(file) == "-":
-        text = sys.stdin.read().removeprefix("\ufeff")  # a byte-order mark, as a file's is read
-    elif not file.exists():
-        raise AgentScaleError(f"{file}: file not found")
-    else:
-        text = _read_export(file)
+    text = _read_export(file)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -302,9 +302,22 @@ def test_an_export_piped_in_with_a_byte_order_mark_imports(
     """`handbook import - < f.json` refused the mark a file path already accepted."""
     seed_handbook(Store(db), "math", BEHAVIORS)
     code, exported, _ = cli(capsys, "handbook", "export", "math")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff" + exported))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(("\ufeff" + exported).encode())))
     code, out, err = cli(capsys, "handbook", "import", "-", "--handbook", "piped", "--json")
     assert code == 0 and json.loads(out)["behaviors"] == len(BEHAVIORS), err
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "-"], ids=["device", "stdin"])
+def test_an_endless_export_is_refused_at_the_size_limit(
+    db: Path, source: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`handbook import /dev/zero` read the whole "file" into memory until the kernel's OOM killer
+    stopped it; graph files and JSONL lines already stopped at 64 MiB."""
+    with open("/dev/zero", "rb") as zeros:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(zeros))
+        code, _, err = cli(capsys, "handbook", "import", source, "--handbook", "endless")
+    where = "stdin" if source == "-" else source
+    assert code == 1 and f"{where}: over 64 MiB: not a file written by `handbook export`" in err, err
 
 
 def test_an_empty_handbook_exported_imports(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
