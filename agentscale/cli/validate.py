@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import err, print_json
-from agentscale.cli._options import JsonOption
+from agentscale.cli._options import DbOption, JsonOption
 from agentscale.errors import SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
@@ -24,8 +24,12 @@ from agentscale.models.routes import checked_spec
 def validate_command(
     files: Annotated[list[Path], typer.Argument(help="Graph or search-space YAML files.", show_default=False)],
     json_output: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """Check graph and search-space files; exit 0 when all are valid, 1 otherwise (one message per file).
+
+    Notes (valid, yet a run here would fail): an api_key_env variable that is unset, a graph's
+    memory handbook that the database (--db) does not hold.
 
     Example:
 
@@ -34,13 +38,12 @@ def validate_command(
     report = []
     for file in files:
         try:
-            summary, models = _check(file)
+            summary, notes = _check(file, db)
         except SpecError as exc:
             report.append({"file": str(file), "valid": False, "issues": [str(i) for i in exc.issues], "notes": []})
             if not json_output:
                 err.print(f"[red]✗[/] {escape(str(exc))}", markup=True)
         else:
-            notes = _unset_keys(models)
             report.append({"file": str(file), "valid": True, "issues": [], "notes": notes})
             if not json_output:
                 err.print(f"[green]✓[/] {escape(str(file))}: {escape(summary)}", markup=True)
@@ -62,14 +65,30 @@ def _unset_keys(models: Mapping[str, ModelSpec]) -> list[str]:
     ]
 
 
-def _check(file: Path) -> tuple[str, Mapping[str, ModelSpec]]:
+def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
+    """A `memory:` handbook the database lacks: valid (it may be built before the run), yet run and
+    eval stopped at their first question, and validate had passed the file without a word."""
+    if spec.memory is None:
+        return []
+    from agentscale.memory.handbook import Handbook
+    from agentscale.storage.db import Store, database_file
+
+    name, path = spec.memory.handbook, database_file(db)
+    if path.is_file() and Handbook(Store(path), name, embedder=None).exists():
+        return []
+    there = f"{path}" if path.is_file() else f"{path} (no database there)"
+    build = f"agentscale handbook build --handbook {name}"
+    return [f"memory.handbook: no handbook {name!r} in {there}; build it with `{build}`"]
+
+
+def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary and
-    the file's model aliases."""
+    the notes on what would fail where validate runs."""
     located = load_located(read_text(file), str(file))
     if not isinstance(located.data, dict):  # either kind's message named a graph, or a space, alone
         validate_fields(located, GraphSpec, "graph or search-space file", str(file))  # raises, saying so
     if looks_like_best_known(located.data):
-        return _check_best_known(located, file), {}
+        return _check_best_known(located, file), []
     if looks_like_space(located.data):
         from agentscale.optimize.problem import SearchProblem
         from agentscale.optimize.runner import load_task_split, method_and_seed
@@ -82,13 +101,14 @@ def _check(file: Path) -> tuple[str, Mapping[str, ModelSpec]]:
             load_task_split(space)
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-        return summary, space.models
+        return summary, _unset_keys(space.models)
     from agentscale.runtime.graph import Graph
 
     spec = checked_spec(located, str(file))
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         Graph(spec, store=None, source=str(file))
-    return f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}", spec.models
+    summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
+    return summary, _unset_keys(spec.models) + _missing_handbook(spec, db)
 
 
 def _check_best_known(located: LocatedData, file: Path) -> str:

@@ -409,3 +409,30 @@ def test_delete_refuses_a_handbook_a_live_run_draws_on(db: Path, capsys: pytest.
     store.finish_run(run.id, "done", {})
     code, _, err = cli(capsys, "handbook", "delete", "live", "--yes")
     assert code == 0, err
+
+
+def test_validate_notes_a_memory_handbook_the_database_lacks(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A graph whose `memory:` names a handbook the database lacks passed validate without a word;
+    run and eval then stopped at their first question. A note (exit 0: it may be built first)."""
+    graph = tmp_path / "mem.yaml"
+    graph.write_text(
+        "name: m\nmodels:\n  m: {model: sim/llama-8b}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+        "memory: {handbook: math}\n"
+    )
+    elsewhere = tmp_path / "none.db"
+    code, _, err = cli(capsys, "validate", str(graph), "--db", str(elsewhere))
+    assert code == 0 and f"note: memory.handbook: no handbook 'math' in {elsewhere} (no database there)" in " ".join(
+        err.split()
+    )
+    assert not elsewhere.exists()  # validate looked, and left no empty database behind
+    Store(db)
+    code, out, _ = cli(capsys, "validate", str(graph), "--json")
+    build = "agentscale handbook build --handbook math"
+    assert code == 0 and json.loads(out)[0]["notes"] == [
+        f"memory.handbook: no handbook 'math' in {db}; build it with `{build}`"
+    ]
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    code, _, err = cli(capsys, "validate", str(graph))
+    assert code == 0 and "note:" not in err, err
