@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -217,8 +218,11 @@ DEFAULT_EVAL_CONCURRENCY = 8
 
 
 def check_concurrency(concurrency: int) -> None:
-    """Items at once must be at least 1: 0 waited forever on a semaphore no item could take, and a
-    negative count raised asyncio's ValueError, both after the run was stored."""
+    """Items at once must be a whole number of at least 1: 0 waited forever on a semaphore no item
+    could take, a negative count raised asyncio's ValueError, both after the run was stored; "8" was
+    a comparison's TypeError, and nan ran every item at once and was stored as NaN (not JSON)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise AgentScaleError(f"concurrency must be a whole number (got {concurrency!r})")
     if concurrency < 1:
         raise AgentScaleError(f"concurrency must be at least 1 (got {concurrency})")
 
@@ -241,7 +245,16 @@ class EvalConfig:
     task_sha256: str | None = None  # a task file's contents when the run was made (None: a named task)
 
     def __post_init__(self) -> None:
+        """A Path for `task`, and the executor's config object rather than its dict, are what a caller
+        has at hand: taken (they failed deep inside, on `.strip` and on `**`); other types are named."""
+        if isinstance(self.task, os.PathLike):
+            object.__setattr__(self, "task", os.fspath(self.task))
+        if not isinstance(self.task, str):
+            raise TypeError(f"EvalConfig.task: a task name or a JSONL file's path, not {type(self.task).__name__}")
         check_concurrency(self.concurrency)
+        if isinstance(self.executor, ExecutorConfig):
+            object.__setattr__(self, "executor", self.executor.to_dict())
+        ExecutorConfig.from_dict(self.executor)  # checks the kind and the workers, before any run is stored
 
     def load(self, *, stored: bool = False) -> Task:
         """The items to evaluate; `stored`: a resumed run's (see `load_task`)."""
@@ -358,7 +371,7 @@ class Evaluation:
         *,
         executor: ExecutorConfig | None = None,
         concurrency: int | None = None,
-        task_file: str | None = None,
+        task_file: str | os.PathLike[str] | None = None,
         retry_errors: bool = False,
     ) -> Evaluation:
         """Rebuild an eval from the database: the stored graph YAML and task config, not the files.
@@ -379,7 +392,7 @@ class Evaluation:
             stored["concurrency"] = concurrency
         config = EvalConfig(**stored)
         if task_file is not None:
-            config = _moved_task_file(config, task_file, run.id)
+            config = _moved_task_file(config, os.fspath(task_file), run.id)
         elif config.task_sha256 is not None and not Path(config.task).is_file():
             raise AgentScaleError(
                 f"run {run.id}'s task file {config.task} is not there: if it moved, give its new path with --task"

@@ -55,6 +55,14 @@ class ExecutorConfig:
     address: str | None = None  # ray: `ray://host:10001`, `auto` (a cluster on this host), None = start one
     workers: int | None = None  # ray: worker actors (default: one per CPU of the cluster)
 
+    def __post_init__(self) -> None:
+        """An unknown kind ran locally without a word (`kind="rya"`) and was stored so."""
+        if self.kind not in EXECUTOR_KINDS:
+            raise AgentScaleError(f"unknown executor {self.kind!r}; choose from {', '.join(EXECUTOR_KINDS)}")
+        workers = self.workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise AgentScaleError(f"executor workers must be a whole number of at least 1 (got {workers!r})")
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "address": self.address, "workers": self.workers}
 
@@ -67,11 +75,9 @@ class ExecutorConfig:
         self, kind: str | None = None, address: str | None = None, workers: int | None = None
     ) -> ExecutorConfig:
         """This config with the options a user gave on the command line (None = keep)."""
-        if kind is not None and kind not in EXECUTOR_KINDS:
-            raise AgentScaleError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTOR_KINDS)}")
         config = self
         if kind is not None and kind != self.kind:
-            config = ExecutorConfig(kind)  # type: ignore[arg-type]  # checked above
+            config = ExecutorConfig(kind)  # type: ignore[arg-type]  # checked by the new config
         if address is not None:
             config = replace(config, address=address)
         if workers is not None:

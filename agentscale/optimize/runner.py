@@ -226,6 +226,8 @@ def method_and_seed(
             "'converged')"
         )
         raise SpecError([SpecIssue("optimizer.samples", message)])
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):  # failed inside numpy, run stored
+        raise AgentScaleError(f"seed must be a whole number (got {seed!r})")
     return name, space.optimizer.seed if seed is None else seed
 
 
@@ -399,7 +401,7 @@ class Optimization:
             space_text=config["space_yaml"],
             method=config["method"],
             seed=config["seed"],
-            concurrency=concurrency or config.get("concurrency", DEFAULT_CONCURRENCY),
+            concurrency=config.get("concurrency", DEFAULT_CONCURRENCY) if concurrency is None else concurrency,
             score_test=config.get("score_test", True),
             run_id=run.id,
             executor=executor or ExecutorConfig.from_dict(config.get("executor")),

@@ -18,6 +18,7 @@ from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
+from agentscale.executors import ExecutorConfig
 from agentscale.report.items import read_items
 from agentscale.tasks import TaskScorerError, load_task
 from agentscale.testing import Rule, ScriptedServer
@@ -456,6 +457,25 @@ def test_items_at_once_below_one_are_refused(concurrency: int) -> None:
     the run was stored."""
     with pytest.raises(AgentScaleError, match=f"concurrency must be at least 1 \\(got {concurrency}\\)"):
         EvalConfig(task="t.jsonl", concurrency=concurrency)
+
+
+@pytest.mark.parametrize("concurrency", ["8", 2.5, float("nan"), True], ids=["text", "fraction", "nan", "bool"])
+def test_items_at_once_that_are_no_whole_number_are_refused(concurrency: object) -> None:
+    """ "8" failed on a comparison inside; nan ran every item at once and was stored as NaN (not JSON)."""
+    with pytest.raises(AgentScaleError, match="concurrency must be a whole number"):
+        EvalConfig(task="t.jsonl", concurrency=concurrency)  # type: ignore[arg-type]
+
+
+def test_a_config_takes_a_path_and_an_executor_config_and_names_a_wrong_task_type(tmp_path: Path) -> None:
+    """What a caller has at hand: `EvalConfig(task=Path(...))` failed on "'PosixPath' object has no
+    attribute 'strip'", `executor=ExecutorConfig()` on "argument after ** must be a mapping"; an
+    executor dict with a mistyped kind ran locally."""
+    config = EvalConfig(task=tmp_path / "q.jsonl", executor=ExecutorConfig())  # type: ignore[arg-type]
+    assert config.task == str(tmp_path / "q.jsonl") and config.executor == ExecutorConfig().to_dict()
+    with pytest.raises(TypeError, match=r"EvalConfig\.task: a task name or a JSONL file.s path, not int"):
+        EvalConfig(task=5)  # type: ignore[arg-type]
+    with pytest.raises(AgentScaleError, match="unknown executor 'rya'"):
+        EvalConfig(task="t.jsonl", executor={"kind": "rya"})
 
 
 def test_resuming_without_a_database_says_so() -> None:

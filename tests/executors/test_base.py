@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,23 @@ def test_flags_override_the_stored_executor() -> None:
         ExecutorConfig().override(workers=2)
     with pytest.raises(AgentScaleError, match="unknown executor 'dask'"):
         ExecutorConfig().override("dask")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "rya"}, "unknown executor 'rya'; choose from local, ray"),
+        ({"kind": "ray", "workers": 0}, "executor workers must be a whole number of at least 1 (got 0)"),
+        ({"kind": "ray", "workers": True}, "executor workers must be a whole number of at least 1 (got True)"),
+    ],
+    ids=["kind", "no-workers", "bool-workers"],
+)
+def test_an_executor_config_that_cannot_run_is_refused(fields: dict[str, object], message: str) -> None:
+    """A mistyped kind ran the items locally without a word, and was stored as given."""
+    with pytest.raises(AgentScaleError, match=re.escape(message)):
+        ExecutorConfig(**fields)  # type: ignore[arg-type]
+    with pytest.raises(AgentScaleError, match=re.escape(message)):
+        ExecutorConfig.from_dict(fields)  # a stored run's, or EvalConfig(executor={...})'s
 
 
 @pytest.mark.parametrize("command", ["eval", "optimize"])

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.errors import AgentScaleError
 from agentscale.storage.db import Store
 from agentscale.storage.owner import current_owner
 from agentscale.storage.tables import Run
@@ -286,6 +287,8 @@ def test_a_resume_keeps_the_runs_concurrency_unless_given(tmp_path: Path) -> Non
     run_id = Optimization.from_file(space, gateway, concurrency=3).run_id
     assert Optimization.resume(run_id, gateway).concurrency == 3
     assert Optimization.resume(run_id, gateway, concurrency=5).concurrency == 5
+    with pytest.raises(AgentScaleError, match="concurrency must be at least 1"):  # it took the stored 3
+        Optimization.resume(run_id, gateway, concurrency=0)
 
 
 def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
