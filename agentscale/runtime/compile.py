@@ -99,11 +99,16 @@ def _question(state: GraphState) -> str:
 
 def checked_question(question: object, what: str = "a question") -> str:
     """A question to answer: a string with some text (None or a number failed deep in the run, an
-    empty string paid for calls that had nothing to answer)."""
+    empty string paid for calls that had nothing to answer) that is Unicode (half a surrogate pair,
+    "\\ud800", was paid for, then failed to be stored)."""
     if not isinstance(question, str):
         raise QuestionError(f"{what}: a string, got {type(question).__name__}")
     if not question.strip():
         raise QuestionError(f"{what}: the question is empty")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QuestionError(f"{what}: not Unicode text (an unpaired surrogate at character {exc.start + 1})") from None
     return question
 
 

@@ -134,6 +134,8 @@ async def test_a_question_that_is_not_one_is_refused_before_any_call(make_graph,
         (None, QuestionError, "a string, got NoneType"),
         (123, QuestionError, "a string, got int"),
         ("  ", QuestionError, "the question is empty"),  # an AgentScaleError: apps catch one base class
+        # paid for, then a UnicodeEncodeError when stored (an API fuzzer's)
+        ("What is 1 + 1? \ud800", QuestionError, r"not Unicode text \(an unpaired surrogate at character 16\)"),
     ]:
         with pytest.raises(error, match=message):
             await graph.arun(question)

@@ -134,6 +134,9 @@ def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
         # a fuzzer's: eval --show-items and runs show printed it raw (a window title set, the screen cleared)
         (['{"id": "x\\u001b]0;pwned\\u0007", "question": "a", "answer": "b"}'], 1, "field 'id' holds a control"),
         (['{"id": "ab\\u202ec", "question": "a", "answer": "b"}'], 1, "field 'id' holds a control character"),
+        # an API fuzzer's: valid JSON, no Unicode; the eval paid for its calls, then failed storing it
+        (['{"question": "a \\ud800", "answer": "b"}'], 1, r"an unpaired surrogate escape \(\\ud800-\\udfff\)"),
+        (['{"question": "a", "answer": "b", "metadata": {"k": "\\udfff"}}'], 1, "an unpaired surrogate escape"),
     ],
 )
 def test_errors_name_the_file_and_line(tmp_path: Path, lines: list[str], line_no: int, message: str) -> None:

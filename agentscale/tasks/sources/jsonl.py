@@ -156,7 +156,18 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
                 raise _fail(path, line_no, "values nested too deeply to read") from None
             except ValueError as error:  # a number of more than 4,300 digits
                 raise _fail(path, line_no, f"cannot be read: {error}") from None
+            if "\\u" in line:
+                _refuse_unpaired_surrogates(path, line_no, record)
             yield line_no, record
+
+
+def _refuse_unpaired_surrogates(path: Path, line_no: int, record: Any) -> None:
+    """An escaped half of a surrogate pair ("\\ud800") is valid JSON but no Unicode text: the eval
+    paid for its calls, then failed as a whole when SQLite was given the question."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(path, line_no, "an unpaired surrogate escape (\\ud800-\\udfff): not Unicode text") from None
 
 
 def _invalid_json(line: str, error: json.JSONDecodeError) -> str:
