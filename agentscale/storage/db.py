@@ -29,6 +29,7 @@ from sqlalchemy import Column, Table, event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -47,8 +48,16 @@ def default_db_path() -> Path:
 
 
 def database_file(path: str | Path | None = None) -> Path:
-    """The database file a `Store(path)` opens: `path`, else `default_db_path()`."""
-    return Path(path) if path is not None else default_db_path()
+    """The database file a `Store(path)` opens: `path`, else `default_db_path()`. SQLite's name for
+    a database in memory is refused: every pooled connection got its own empty one, and the first
+    recorded run failed with "no such table"."""
+    if path is None:
+        return default_db_path()
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"a database is a file path (str or Path), not {type(path).__name__}")
+    if str(path) == ":memory:":
+        raise AgentScaleError("a database in memory cannot be shared by a run's connections: give a file path")
+    return Path(path)
 
 
 _BUSY_TIMEOUT_S = 30.0
@@ -259,8 +268,11 @@ class Store:
         """Open (creating it and its folder if needed) the database at `path`, else at `$AGENTSCALE_DB`,
         else ./.agentscale/agentscale.db; columns added by later releases are added to an older file."""
         self.path = database_file(path)
+        file = str(self.path)  # opened as named: in a sqlite:/// URL, "a?x.db" opened a.db and "%41.db" A.db
         self.engine: Engine = create_engine(
-            f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S}
+            "sqlite://",
+            creator=lambda: sqlite3.connect(file, check_same_thread=False, timeout=_BUSY_TIMEOUT_S),
+            poolclass=QueuePool,  # what a file URL gets; "sqlite://" alone would mean one in memory
         )
         event.listen(self.engine, "connect", _configure_sqlite)
         try:

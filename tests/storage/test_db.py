@@ -343,3 +343,22 @@ def test_this_process_may_resume_a_run_it_left_running(tmp_path: Path) -> None:
     assert store.get_run(run.id).status == "running"
     store.reopen_run(run.id)
     assert store.refuse_if_busy(run.id).id == run.id
+
+
+def test_a_path_is_opened_as_named_not_read_as_a_url(tmp_path: Path) -> None:
+    """The path went into a sqlite:/// URL: "a?x.db" and "a?y.db" both opened a file "a", and
+    "%41.db" opened "A.db", while `store.path` named the file given (an API fuzzer's)."""
+    first, second = Store(tmp_path / "a?x.db"), Store(tmp_path / "a?y.db")
+    first.create_run("run", run_id="r1")
+    assert not second.has_run("r1") and sorted(p.name for p in tmp_path.glob("*.db")) == ["a?x.db", "a?y.db"]
+    Store(tmp_path / "%41.db")
+    assert (tmp_path / "%41.db").is_file() and not (tmp_path / "A.db").exists()
+
+
+def test_a_database_in_memory_or_of_another_type_is_refused() -> None:
+    """ ":memory:" gave every pooled connection its own empty database: the first recorded run failed
+    with "no such table"; Store(3) was a pathlib TypeError."""
+    with pytest.raises(AgentScaleError, match="a database in memory cannot be shared by a run's connections"):
+        Store(":memory:")
+    with pytest.raises(TypeError, match="a database is a file path \\(str or Path\\), not int"):
+        Store(3)  # type: ignore[arg-type]
