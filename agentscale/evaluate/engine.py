@@ -27,6 +27,7 @@ from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, with_handbook
 from agentscale.models.budget import is_overrun
 from agentscale.models.gateway import Gateway
+from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
@@ -412,6 +413,8 @@ class Evaluation:
 
     async def run(self, on_item: Callable[[ItemResult], None] | None = None) -> EvalSummary:
         """Answer the pending items, then summarise every item of the run."""
+        if on_item is not None:
+            check_callback(on_item, "on_item")
         try:
             self.store.reopen_run(self.run_id)  # first: refused while another process runs it
             if self.retry_errors:  # after the claim: another process may be answering them

@@ -57,6 +57,7 @@ from agentscale.optimize.trials import (
     failed_calls_by_trial,
 )
 from agentscale.runtime.calls import ModelCalls, record_rows
+from agentscale.runtime.execute import check_callback
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 from agentscale.tasks.registry import stable_task_spec
 
@@ -435,6 +436,8 @@ class Optimization:
 
     # the run ----------------------------------------------------------------------------------
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
+        if on_progress is not None:
+            check_callback(on_progress, "on_progress")
         try:
             self.store.reopen_run(self.run_id)  # refused while another process runs it
         except RunBusy:

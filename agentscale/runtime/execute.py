@@ -74,16 +74,20 @@ class RunOptions:
 
     def __post_init__(self) -> None:  # also given by a caller of compile() (its config's RunOptions)
         if self.on_event is not None:
-            refuse_async_callback(self.on_event)
+            check_callback(self.on_event, "on_event")
 
 
-def refuse_async_callback(on_event: Callable[..., object]) -> None:
-    """An `async def` callback was never awaited: its events were lost behind a RuntimeWarning."""
-    if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(type(on_event).__call__):
-        raise TypeError(
-            "on_event takes a plain function (it is called, not awaited); to handle events in async code, "
-            "iterate `async for event in graph.astream(question)`"
-        )
+_ASYNC_HINTS = {"on_event": "; to handle events in async code, iterate `async for event in graph.astream(question)`"}
+
+
+def check_callback(callback: object, name: str) -> None:
+    """A callback (`on_event`, `on_item`, `on_progress`) that cannot be called failed at its first
+    call, after the run was stored and calls paid for; an `async def` one was never awaited, its
+    events lost behind a RuntimeWarning. Both are refused before anything runs."""
+    if not callable(callback):
+        raise TypeError(f"{name} takes a function, not {type(callback).__name__}")
+    if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(type(callback).__call__):
+        raise TypeError(f"{name} takes a plain function (it is called, not awaited){_ASYNC_HINTS.get(name, '')}")
 
 
 class GraphRuntime:

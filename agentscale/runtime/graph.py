@@ -33,10 +33,10 @@ from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
+    check_callback,
     close_context,
     completion_cap,
     open_context,
-    refuse_async_callback,
 )
 from agentscale.runtime.sync import CallerThreadEvents, run_sync
 from agentscale.storage.db import Store, new_run_id
@@ -300,7 +300,7 @@ class Graph:
             install_signal_handlers()  # servers start in the loop's thread, where Python allows none
         if on_event is None:
             return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record))
-        refuse_async_callback(on_event)
+        check_callback(on_event, "on_event")
         events = CallerThreadEvents(on_event)
         result = run_sync(
             self.arun(question, run_id=run_id, item_key=item_key, record=record, on_event=events.put), events

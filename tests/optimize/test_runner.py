@@ -674,6 +674,14 @@ def test_caps_no_graph_could_keep_are_refused_before_the_search(
     assert fragment in "\n".join(str(issue) for issue in info.value.issues)
 
 
+async def test_an_optimization_refuses_a_progress_callback_it_cannot_call(tmp_path: Path, store: Store) -> None:
+    """on_progress="x" failed at the first progress report, with the run stored as failed."""
+    search = optimization(space_text(tmp_path, "http://localhost:9/v1"), store)
+    with pytest.raises(TypeError, match="on_progress takes a function, not str"):
+        await search.run(on_progress="x")  # type: ignore[arg-type]
+    assert store.get_run(search.run_id).status != "failed" and store.spend(search.run_id)["calls"] == 0
+
+
 def test_an_optimization_refuses_a_concurrency_below_one_and_a_resume_without_a_database(
     tmp_path: Path, store: Store
 ) -> None:

@@ -172,6 +172,30 @@ def test_an_async_callback_is_refused_not_dropped() -> None:
         RunOptions(on_event=forward)  # type: ignore[arg-type]
 
 
+def test_callbacks_that_cannot_be_called_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    """on_event="x" (and an eval's on_item, an optimization's on_progress) failed at its first call:
+    a failed run stored each time, and the calls before it paid for (an API fuzzer's)."""
+    from agentscale import EvalConfig, Evaluation, Store
+
+    store = Store(tmp_path / "cb.db")
+    graph = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=store)
+    with pytest.raises(TypeError, match="on_event takes a function, not str"):
+        graph.run("[sim:math#0001] q", on_event="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on_event takes a function, not int"):
+        asyncio.run(graph.arun("[sim:math#0001] q", on_event=3))  # type: ignore[arg-type]
+    assert store.list_runs() == []
+    evaluation = Evaluation(graph, EvalConfig(task="sim:math", n=2))
+    with pytest.raises(TypeError, match="on_item takes a function, not str"):
+        asyncio.run(evaluation.run(on_item="x"))  # type: ignore[arg-type]
+
+    async def on_item(_item: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"on_item takes a plain function \(it is called, not awaited\)$"):
+        asyncio.run(evaluation.run(on_item=on_item))  # type: ignore[arg-type]
+    assert store.spend(evaluation.run_id)["calls"] == 0 and store.get_run(evaluation.run_id).status != "failed"
+
+
 def test_ctrl_c_in_a_callback_stops_the_run_at_once(scripted: ScriptedServer, tmp_path: Path) -> None:
     """Ctrl-C while `run` delivers an event in the calling thread: the run stops then, stored as
     interrupted, not after the next node's call (30 s here) — as Ctrl-C while waiting does."""
