@@ -26,7 +26,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, with_handbook
 from agentscale.models.budget import is_overrun
-from agentscale.models.gateway import Gateway
+from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import RunItem
@@ -322,6 +322,10 @@ class Evaluation:
     ) -> None:
         """`graph` answers in the task's format: a graph built for another (or without the config's
         handbook) is built again from its spec, so a caller need not load the task first."""
+        if not isinstance(graph, Graph):  # a path failed on "'str' object has no attribute 'runtime'"
+            raise TypeError(f"Evaluation takes a Graph (agentscale.load(path)), not {type(graph).__name__}")
+        if not isinstance(config, EvalConfig):
+            raise TypeError(f"Evaluation's config is an EvalConfig(task=...), not {type(config).__name__}")
         if run_id is None and config.n is not None and not isinstance(config.n, bool) and config.n == 0:
             raise AgentScaleError("EvalConfig.n=0 evaluates no item: give at least 1, or None for all")
         self.config = config
@@ -383,7 +387,7 @@ class Evaluation:
         their sha256; a moved file left the run unresumable). `retry_errors`: ask again the items
         whose model calls failed.
         """
-        run = gateway.require_store("resuming an evaluation").refuse_if_busy(run_id)
+        run = store_of(gateway, "resuming an evaluation").refuse_if_busy(run_id)
         if run.kind != "eval":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale eval`")
         if run.graph_yaml is None:

@@ -108,12 +108,18 @@ def read_text(path: str | Path) -> str:
         raise SpecError([SpecIssue("", f"cannot read: {exc.strerror or exc}")], str(path)) from None
     if len(data) > MAX_FILE_BYTES:
         raise SpecError([SpecIssue("", f"over {MAX_FILE_BYTES // 2**20} MiB: not a graph or space file")], str(path))
+    return decoded_text(data, str(path))
+
+
+def decoded_text(data: bytes, source: str | None) -> str:
+    """The UTF-8 text of a file's bytes (also YAML given as bytes); a byte that cannot be read is a
+    SpecError at its line (bytes given to Graph.from_yaml failed inside the error's own report)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be read (save the file as UTF-8)"
-        raise SpecError([SpecIssue("", message, line)], str(path)) from None
+        raise SpecError([SpecIssue("", message, line)], source) from None
 
 
 def load_graph_spec(path: str | Path) -> GraphSpec:

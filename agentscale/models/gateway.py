@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import random
 import threading
@@ -59,7 +60,9 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work: no call slot hung every call forever, a negative (or NaN)
-        timeout failed every call, a negative retry count meant none; counts must be whole."""
+        timeout failed every call, and so did an infinite one (litellm turns it into an integer); an
+        infinite backoff would sleep forever at the first retry; a negative retry count meant none;
+        counts must be whole."""
         for name in ("max_concurrency", "max_retries"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -68,6 +71,8 @@ class GatewaySettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise AgentScaleError(f"GatewaySettings.{name} must be a number of seconds, got {value!r}")
+            if math.isinf(value):
+                raise AgentScaleError(f"GatewaySettings.{name} must be a finite number of seconds, got {value!r}")
         if not isinstance(self.cache, bool):  # cache="no" was truthy: the cache stayed on
             raise AgentScaleError(f"GatewaySettings.cache must be True or False, got {self.cache!r}")
         if self.max_concurrency < 1:
@@ -168,6 +173,8 @@ class Gateway:
         and nothing cached); `settings` default to `GatewaySettings.from_env()`."""
         if store is not None and not isinstance(store, Store):  # a path failed at the first write, after paying
             raise TypeError(f"Gateway takes a Store or None, not {type(store).__name__}: use Gateway(Store(path))")
+        if settings is not None and not isinstance(settings, GatewaySettings):  # a dict was taken, and ignored
+            raise TypeError(f"Gateway's settings are a GatewaySettings(...), not {type(settings).__name__}")
         self.store = store
         self.settings = settings or GatewaySettings.from_env()
         # per event loop (a semaphore belongs to one), closed loops' dropped when a new loop comes:
@@ -179,12 +186,6 @@ class Gateway:
         # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
         # waits for that answer, as it would find it in the cache had it come later
         self._in_flight: dict[tuple[int, str], asyncio.Future[CallResult]] = {}
-
-    def require_store(self, doing: str) -> Store:
-        """The database, for work that keeps its state there (`doing`: "resuming an evaluation")."""
-        if self.store is None:
-            raise AgentScaleError(f"{doing} needs a database (store)")
-        return self.store
 
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
         """Calls in flight per endpoint, per event loop (an asyncio semaphore belongs to one loop; the
@@ -479,3 +480,14 @@ def _to_result(response: Any, request: CallRequest, latency: float, where: str, 
         latency = float(modelled)
     text, prompt_tokens, completion_tokens = reply_text_and_usage(response, request.messages)
     return CallResult(text, prompt_tokens, completion_tokens, latency, False, where, attempts)
+
+
+def store_of(gateway: object, doing: str) -> Store:
+    """The gateway's database, for work that keeps its state there (`doing`: "resuming an
+    evaluation"). Something else given as the gateway (None, a Store) is named: it failed on
+    "'NoneType' object has no attribute 'require_store'"."""
+    if not isinstance(gateway, Gateway):
+        raise TypeError(f"{doing} takes a Gateway, e.g. Gateway(Store(path)), not {type(gateway).__name__}")
+    if gateway.store is None:
+        raise AgentScaleError(f"{doing} needs a database (store)")
+    return gateway.store

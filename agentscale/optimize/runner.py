@@ -34,7 +34,7 @@ from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec, read_text, write_output
 from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
-from agentscale.models.gateway import CallRequest, Gateway
+from agentscale.models.gateway import CallRequest, Gateway, store_of
 from agentscale.models.registry import resolve
 from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
@@ -314,7 +314,7 @@ class Optimization:
         self.retry_errors = retry_errors
         self.space = space
         self.gateway = gateway
-        self.store = gateway.require_store("an optimization")
+        self.store = store_of(gateway, "an optimization")
         self.method_name, self.seed = method_and_seed(space, method, seed, stored=run_id is not None)
         self.concurrency = concurrency
         self.score_test = score_test
@@ -386,7 +386,7 @@ class Optimization:
         (both change where and how fast items run, not what they answer). `retry_errors`: ask again
         the evaluations whose model calls failed (and those after them, which the search chose
         from their scores)."""
-        run = gateway.require_store("resuming an optimization").refuse_if_busy(run_id)
+        run = store_of(gateway, "resuming an optimization").refuse_if_busy(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)

@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from agentscale.errors import AgentScaleError, RunNotFound, SpecError, SpecIssue
-from agentscale.graphs.io import dump_graph_spec, read_text
+from agentscale.graphs.io import decoded_text, dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
@@ -54,11 +54,14 @@ class _DefaultStore:
 _DEFAULT = _DefaultStore()
 
 
-def _check_arguments(store: object, answer_format: object) -> None:
+def _check_arguments(store: object, gateway: object, answer_format: object) -> None:
     """Arguments a run would only trip over after paying for calls: a path given as `store=` (an
-    AttributeError at the first row), an answer format no scorer reads (a KeyError at the answer)."""
+    AttributeError at the first row), something else as `gateway=` (at the first run), an answer
+    format no scorer reads (a KeyError at the answer)."""
     if store is not None and not isinstance(store, Store | _DefaultStore):
         raise TypeError(f"store= takes a Store or None, not {type(store).__name__}: use store=Store(path)")
+    if gateway is not None and not isinstance(gateway, Gateway):
+        raise TypeError(f"gateway= takes a Gateway or None, not {type(gateway).__name__}")
     formats = get_args(AnswerFormat)
     if answer_format is not None and answer_format not in formats:
         raise AgentScaleError(f"answer_format={answer_format!r}: use one of {', '.join(formats)}")
@@ -88,10 +91,15 @@ class Graph:
     ) -> None:
         """`stored`: a stored run's graph (resumed), or one built from a space validated as such:
         the whole-graph rules added since it was written are not applied (a resume failed on them)."""
+        if not isinstance(spec, GraphSpec):  # a dict failed on "'dict' object has no attribute 'models'"
+            raise TypeError(
+                f"Graph takes a GraphSpec, not {type(spec).__name__}: use Graph.from_dict(data), "
+                "Graph.from_yaml(text) or agentscale.load(path)"
+            )
         issues = graph_issues(spec, stored=stored) or route_issues(spec)
         if issues:
             raise SpecError(issues, source)
-        _check_arguments(store, answer_format)
+        _check_arguments(store, gateway, answer_format)
         if gateway is not None and store is not _DEFAULT and store is not gateway.store:
             raise AgentScaleError("give store= or gateway=, not both: the gateway's store is the one that records")
         if gateway is None:
@@ -123,6 +131,8 @@ class Graph:
             raise TypeError(
                 f"Graph.from_yaml takes YAML text, not {type(text).__name__}; read a file with agentscale.load(path)"
             )
+        if isinstance(text, bytes):
+            text = decoded_text(text, source)
         return cls._from_located(load_located(text, source), store, gateway, answer_format, source)
 
     @classmethod

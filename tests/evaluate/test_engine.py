@@ -482,6 +482,17 @@ def test_resuming_without_a_database_says_so() -> None:
     """It failed an `assert` (no message; skipped altogether under `python -O`)."""
     with pytest.raises(AgentScaleError, match="resuming an evaluation needs a database"):
         Evaluation.resume("abc", Gateway(None))
+    with pytest.raises(TypeError, match=r"resuming an evaluation takes a Gateway, e.g. Gateway\(Store\(path\)\), not"):
+        Evaluation.resume("abc", None)  # type: ignore[arg-type]
+
+
+def test_an_evaluation_names_a_graph_or_config_of_another_type(tmp_path: Path) -> None:
+    """A graph file's path or a dict of settings failed on an AttributeError (an API fuzzer's)."""
+    graph = Graph.from_yaml("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=None)
+    with pytest.raises(TypeError, match=r"Evaluation takes a Graph \(agentscale.load\(path\)\), not str"):
+        Evaluation("g.yaml", EvalConfig(task="sim:math"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Evaluation's config is an EvalConfig\(task=...\), not dict"):
+        Evaluation(graph, {"task": "sim:math"})  # type: ignore[arg-type]
 
 
 async def test_calls_an_item_paid_before_a_kill_count_as_this_runs_not_as_cache_hits(

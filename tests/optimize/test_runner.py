@@ -694,6 +694,10 @@ def test_an_optimization_refuses_a_concurrency_below_one_and_a_resume_without_a_
     assert store.list_runs() == []
     with pytest.raises(AgentScaleError, match="resuming an optimization needs a database"):
         Optimization.resume("abc", Gateway(None))
+    space = tmp_path / "s.yaml"
+    space.write_text(space_text(tmp_path, "http://localhost:9/v1"))
+    with pytest.raises(TypeError, match=r"an optimization takes a Gateway, e.g. Gateway\(Store\(path\)\), not Store"):
+        Optimization.from_file(space, store)  # type: ignore[arg-type]
 
 
 def test_a_token_cap_below_a_prompt_and_a_completion_of_a_known_task_is_refused() -> None:

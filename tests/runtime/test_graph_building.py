@@ -105,6 +105,19 @@ async def test_arguments_a_run_would_trip_over_after_paying_are_refused_up_front
         GatewaySettings(timeout_s="5")  # type: ignore[arg-type]
     with pytest.raises(AgentScaleError, match="cache must be True or False, got 'no'"):
         GatewaySettings(cache="no")  # type: ignore[arg-type]
+    # an API fuzzer's: every call failed ("cannot convert float infinity to integer"), the first retry slept forever
+    for name in ("timeout_s", "backoff_s"):
+        with pytest.raises(AgentScaleError, match=f"{name} must be a finite number of seconds, got inf"):
+            GatewaySettings(**{name: float("inf")})
+    # each failed at the first run or deeper, or (a dict of settings) was ignored
+    with pytest.raises(TypeError, match="gateway= takes a Gateway or None, not str"):
+        Graph.from_yaml(text, gateway="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Gateway's settings are a GatewaySettings\(...\), not dict"):
+        Gateway(None, {"timeout_s": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Graph takes a GraphSpec, not dict: use Graph.from_dict\(data\)"):
+        Graph({"name": "z"}, store=None)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"line 1: not UTF-8 text: byte 0xff cannot be read"):
+        Graph.from_yaml(b"\xff\xfe\x00", store=None)
     graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n")
     result = await graph.arun("What is 1 + 1?", item_key=7)  # type: ignore[arg-type]  # an int, as before
     assert [item.item_key for item in graph.store.run_items(result.run_id)] == ["7"]
