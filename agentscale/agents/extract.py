@@ -400,7 +400,7 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     return normalize_text(answer)
 
 
-_EXPONENT = re.compile(r"[eE]([-+]?\d{1,9})$")
+_EXPONENT = re.compile(r"[eE]([-+]?\d+)$")
 _EXACT_EXPONENT = 400  # beyond it a float (inf or 0.0) keys the vote
 
 
@@ -409,7 +409,7 @@ def _number_key(cleaned: str) -> str:
     one vote), else its value to 9 significant digits (rounding to 9 decimals made 1e-10 and 2e-10
     one vote; 0.333333333 still votes with 1/3)."""
     try:
-        exponent = _EXPONENT.search(cleaned)
+        exponent = _EXPONENT.search(cleaned)  # of any length: 1e1234567890 as a Fraction took the loop for good
         if exponent and abs(int(exponent.group(1))) > _EXACT_EXPONENT:  # 1e5000 as a Fraction: 5,000 digits
             return repr(float(f"{float(cleaned):.9g}"))
         value = Fraction(cleaned.replace(" ", ""))  # exact: 1e20 and 6.02e23 vote with their digits

@@ -287,6 +287,9 @@ assert normalize_text("42" + ")" * 400_000).startswith("42)")  # one pass (a loo
 assert normalize_text("- " * 400_000 + "x") and normalize_text("yes" + "!" * 400_000 + "x")
 assert extract_answer("\\\\boxed{" * 100_000 + "7" + "}" * 100_000, "number") == "7"  # nested boxes: one slice
 assert extract_answer("```python\\nprint(1)\\n```", "code") == "print(1)\\n"
+from agentscale.agents.extract import normalize_for_vote
+assert normalize_for_vote("1e1234567890", "number") == "inf"  # a Fraction of 10^1234567890 took the loop for good
+assert normalize_for_vote("1e1234567890", "text") == "inf"
 """
     in_a_child(program)
 

@@ -325,3 +325,23 @@ def test_get_scorer_lists_valid_names() -> None:
     assert get_scorer("numeric")[1] == "number"
     with pytest.raises(TaskError, match="valid scorers: exact, numeric, choice, math, code"):
         get_scorer("fuzzy")
+
+
+def test_a_power_too_large_to_work_out_is_not_worked_out(in_a_child: Callable[[str], None]) -> None:
+    """An answer of 9^{9^{9}} (or 10^999999999999) hung the eval for good: sympy worked the number
+    out in the scoring thread, where math-verify's timeouts are off. Such a power only matches as text."""
+    program = """
+import threading
+from agentscale.tasks.base import TaskItem
+from agentscale.tasks.scorers import score_math
+item = lambda reference: TaskItem(id="x", question="q", reference=reference)
+def check():
+    for answer in ["9^{9^{9}}", "2^{2^{100}}", "x \\\\times 10^999999999999", "2**2**100", "9^9^9"]:
+        assert not score_math(answer, item("12")).correct, answer
+    assert score_math("9^{9^{9}}", item("9^{9^{9}}")).correct  # the same text still matches
+    assert score_math("2^{10}", item("1024")).correct  # a power of an answer's size is worked out
+thread = threading.Thread(target=check)  # off the main thread, as the eval scores
+thread.start()
+thread.join()
+"""
+    in_a_child(program)
