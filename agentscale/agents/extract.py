@@ -41,6 +41,17 @@ _CODE_BLOCK = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n`]*+\n(.*?)```", re.D
 _EXPLICIT_CHOICE = re.compile(
     r"(?i:answer)[\s*]*+(?:(?i:is)\b[\s*]*+(?::[\s*]*+)?\(?([A-Ja-j])|:[\s*]*+\(?([A-Ja-j])|\(?([A-J]))\b"
 )
+# a pick stated without "answer is": "the correct option is (B)", "the answer must be C", "I choose B",
+# "C is correct" (not "is incorrect", "is not correct")
+_STATED_CHOICE = re.compile(
+    r"(?i:option|choice|answer)[ \t*]*+(?:is|must[ \t]+be|would[ \t]+be|should[ \t]+be)[ \t*]*+\(?([A-J])\b"
+    r"|(?i:choose|select|pick|go[ \t]+with)[ \t*]*+(?:option[ \t]+)?\(?([A-J])\b"
+    r"|(?<![\w(])([A-J])\)?[ \t]+is[ \t]+(?:the[ \t]+)?(?i:correct|right|best)\b"
+)
+# two options offered as one answer: "A or C", "(A) and (C)", "A, C", "A/C"
+_CHOICE_HEDGE = re.compile(r"[ \t*(]*+([A-J])\)?[ \t*]*+(?:or|and|,|/)[ \t*(]*+([A-J])\b")
+# after a capital A or I, a lower-case word: the article or the pronoun ("A bicycle", "I think")
+_ARTICLE = re.compile(r"[ \t]+[a-z]")
 # "I" before these is the pronoun ("I believe it is C"), not option I
 _PRONOUN_I = re.compile(
     r"[ \t]+(?:think|believe|guess|would|will|am|choose|select|pick|feel|say|conclude|suppose|'[a-z]+)\b"
@@ -171,16 +182,44 @@ def _clean_number(raw: str) -> str:
 
 
 def extract_number(text: str) -> str | None:
+    """The number after the marker (of an equation there, its result); else, without a marker, after
+    the last "the answer is" or "Answer:" on its line ("The answer is 12. We checked 3 cases." read 3);
+    else the last number of the reply. Two numbers offered as one answer ("Final answer: 3 or 4",
+    "between 3 and 4") are passed on as written, for the scorer to refuse: the first counted as the
+    answer, right when it was the reference, and a vote for it."""
     marked = _final_marker(text, numeric=True)
-    equation = _EQUATION.match(marked) if marked else None
-    if marked and equation and _NUMBER.search(marked, equation.end()):  # "3 + 4 = 7": its result
-        marked = marked[equation.end() :]
-    for candidate in (marked, text):
+    for candidate in (marked,) if marked else (_stated_answer(text),):
         if candidate:
-            numbers = _NUMBER.findall(plain_numbers(candidate))
+            equation = _EQUATION.match(candidate)
+            if equation and _NUMBER.search(candidate, equation.end()):  # "3 + 4 = 7": its result
+                candidate = candidate[equation.end() :]
+            plain = plain_numbers(candidate)
+            if _HEDGE.match(plain):
+                return candidate.strip()
+            numbers = _NUMBER.findall(plain)
             if numbers:
-                # After the marker the first number is the answer; in free text the last one is.
-                return _clean_number(numbers[0] if candidate is marked else numbers[-1])
+                return _clean_number(numbers[0])
+    numbers = _NUMBER.findall(plain_numbers(text))
+    return _clean_number(numbers[-1]) if numbers else None
+
+
+# "the answer is 12", "Answer: 12": an answer stated without the marker
+_ANSWER_STATED = re.compile(r"\banswer[ \t*]*+(?:is\b|:)", re.IGNORECASE)
+# two numbers where one is asked for: "3 or 4", "either 3 or 4", "between 3 and 4", "3, 4", "3 to 4"
+_WHOLE_NUMBER = rf"\$?(?>{_NUMBER.pattern})"  # atomic: "1,234" is one number, not "1" and "234"
+_HEDGE = re.compile(
+    rf"[ \t*]*+(?:(?:between|either|from)[ \t]++)?{_WHOLE_NUMBER}[ \t*]*+(?:or|and|to|,|–)[ \t]*+{_WHOLE_NUMBER}",
+    re.IGNORECASE,
+)
+
+
+def _stated_answer(text: str) -> str | None:
+    """What follows the last "the answer is" (or "Answer:") whose line holds a number, to its line's end."""
+    for match in reversed(list(_ANSWER_STATED.finditer(text))):
+        end = text.find("\n", match.end())
+        line = text[match.end() : end if end != -1 else len(text)]
+        if _NUMBER.search(plain_numbers(line)):
+            return line
     return None
 
 
@@ -192,17 +231,25 @@ def extract_choice(text: str) -> str | None:
     matches against the options (it was no answer)."""
     marked = _final_marker(text)
     if marked:
+        hedge = _CHOICE_HEDGE.match(marked)
+        if hedge and hedge.group(1) != hedge.group(2):  # "A or C" was A: right when A was the reference
+            return marked.strip()
         padded = " " + marked
         found = list(_CHOICE.finditer(padded))
         options = [m for m in found if not _is_word(padded, m)]
         if options or found:
             return (options or found)[0].group(1)
-    explicit = [next(letter for letter in m.groups() if letter) for m in _EXPLICIT_CHOICE.finditer(text)]
-    if explicit:
-        return explicit[-1].upper()
-    found_all = _CHOICE.findall(text)
-    if found_all:
-        return found_all[-1]
+    stated = sorted(
+        (m.start(), next(letter for letter in m.groups() if letter))
+        for pattern in (_EXPLICIT_CHOICE, _STATED_CHOICE)
+        for m in pattern.finditer(text)
+    )
+    if stated:
+        return stated[-1][1].upper()
+    found_all = list(_CHOICE.finditer(text))
+    if found_all:  # the last letter standing alone, unless it is the article or the pronoun ("B. A bicycle")
+        letters = [m for m in found_all if not (m.group(1) in "AI" and _ARTICLE.match(text, m.end(1)))]
+        return (letters or found_all)[-1].group(1)
     # an option's words after a marker, or alone (a long option quoted whole is right; a line of prose
     # such as "I'm not sure which it is" then enters a vote, where it can only win a tie)
     answer = marked or text.strip()

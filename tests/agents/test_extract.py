@@ -9,6 +9,7 @@ import pytest
 from agentscale.agents.extract import extract_answer, normalize_for_vote
 from agentscale.tasks.base import TaskItem
 from agentscale.tasks.scorers.choice import score_choice
+from agentscale.tasks.scorers.numeric import score_numeric
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,18 @@ from agentscale.tasks.scorers.choice import score_choice
         ("Final answer: 12\n\nActually, the final answer is 15.", "15"),  # a self-correction wins
         ("**Final Answer:**\n\\[\n\\boxed{42}\n\\]\nThis took 3 steps.", "42"),  # display math below
         ("Final answer: 252\nThis final answer is consistent with the count above.", "252"),  # prose after
+        # a scorer audit's: without the marker, the last number of the reply was taken
+        ("The answer is 12. We checked with 3 examples.", "12"),  # (was 3)
+        ("The answer is 18 dollars (9 eggs x $2).", "18"),  # (was 2)
+        ("Answer: 42\n\nNote: this assumes 7 days a week.", "42"),  # (was 7)
+        # two numbers offered as one answer are passed on whole, for the scorer to refuse (was the first)
+        ("Final answer: 3 or 4", "3 or 4"),
+        ("Final answer: between 3 and 4", "between 3 and 4"),
+        ("Final answer: 12 to 13", "12 to 13"),
+        ("Final answer: 1,234 apples", "1234"),  # one number with a thousands separator, not two
+        # a minus written as a dash, a sign before a currency symbol (both were lost: -7 matched 7)
+        ("Final answer: –7", "-7"),
+        ("Final answer: -$12", "-12"),
     ],
 )
 def test_number(text: str, expected: str | None) -> None:
@@ -70,6 +83,14 @@ def test_number(text: str, expected: str | None) -> None:
         ("answer: a must be right", "A"),  # a lower-case a is an option here, as before
         ("**Answer:** B\n\nExplanation: Option A is wrong because Paris is in France; C is also wrong.", "B"),
         ("Answer: **B**\n\nA is incorrect since Paris is the capital of France.", "B"),  # (were C and A)
+        # a scorer audit's: without "answer is", the last capital letter was taken (an article, a rejected option)
+        ("B. A bicycle", "B"),  # (was A)
+        ("Therefore, the correct choice is (B) A bicycle.", "B"),  # (was A)
+        ("I choose B: A bicycle", "B"),  # (was A)
+        ("The best choice is C because A and B are too slow.", "C"),  # (was B)
+        ("C is correct. A is too slow.", "C"),  # (was A)
+        ("So the answer must be C; A would cost more.", "C"),  # (was A)
+        ("Final answer: A or C", "A or C"),  # a hedge, passed on for the scorer to refuse (was A)
     ],
 )
 def test_choice(text: str, expected: str) -> None:
@@ -302,3 +323,16 @@ def test_a_helper_block_with_lone_carriage_returns_gives_whole_definitions() -> 
         extract_answer(reply, "code")
         == "import math\n\ndef helper(x):\n    return math.sqrt(x)\n\ndef f(x):\n    return helper(x)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer_format", "reference"),
+    [("Final answer: 3 or 4", "number", "3"), ("Final answer: A or C", "choice", "A")],
+    ids=["number", "choice"],
+)
+def test_a_hedged_answer_is_scored_wrong_through_extraction(reply: str, answer_format: str, reference: str) -> None:
+    """The scorers refuse "3 or 4" and "A or B", but the extractor passed on the first option, which
+    then scored right (a scorer audit's)."""
+    item = TaskItem(id="q", question="Which?", reference=reference, choices=["w", "x", "y", "z"])
+    scorer = score_numeric if answer_format == "number" else score_choice
+    assert not scorer(extract_answer(reply, answer_format), item).correct  # type: ignore[arg-type]

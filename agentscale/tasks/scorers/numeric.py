@@ -33,6 +33,10 @@ _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}
 # digit runs are bounded: int() of a longer one raised ValueError (4,300 digits), which ended an eval
 _MIXED = re.compile(r"(?<![\w.^])(\d{1,9})\s*\\[dt]?frac\s*(?:\{\s*(\d{1,9})\s*\}|(\d))\s*(?:\{\s*(\d{1,9})\s*\}|(\d))")
 _SIGN_SPACED = re.compile(r"(^|[=:(,][ \t]*)([-+])[ \t]+(?=[\d.])")  # "- 5" where a number starts: -5
+# a dash for a minus sign where a number starts ("–7", a word processor's; not the range "12–13"), and
+# a sign before a currency symbol ("-$12"): the number's sign was lost, and -7 matched a reference 7
+_DASH_MINUS = re.compile(r"(?<![\w.])[\u2010-\u2015\ufe63\uff0d](?=[\d.$])")
+_SIGNED_DOLLARS = re.compile(r"([-+])[ \t]?\$(?=[ \t]?[\d.])")
 _TIMES_TEN = re.compile(r"(?<=[\d.])\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
 _EXPONENT = re.compile(r"[eE]([-+]?\d+)")
 _POWER = re.compile(
@@ -53,9 +57,12 @@ def plain_numbers(text: str) -> str:
     '1024, 9'
     >>> plain_numbers("- 5"), plain_numbers("x = - 5"), plain_numbers("3 - 5")
     ('-5', 'x = -5', '3 - 5')
+    >>> plain_numbers("–7"), plain_numbers("-$12"), plain_numbers("12–13")
+    ('-7', '-12', '12–13')
     """
     text = text.replace("−", "-").replace("\u2009", "").replace("{,}", ",")
     text = text.replace("\\%", "%").replace("\\$", "$").replace("\\!", "")
+    text = _SIGNED_DOLLARS.sub(r"\1", _DASH_MINUS.sub("-", text))
     text = _SIGN_SPACED.sub(r"\1\2", text)
     text = _MIXED.sub(_mixed, text)
     text = _LATEX_FRAC.sub(
