@@ -437,6 +437,8 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     number ('0.5' and '\\frac{1}{2}', '1,000' and '1{,}000': the math scorer counts them equal, and
     they split a vote under text tasks such as champ); for other text the scorers' normalisation (so
     that answers the scorer tells apart, '5!' and '5', '(0, 1)' and '[0, 1]', vote apart)."""
+    if answer_format == "text":  # "$\\frac{1}{2}$" voted apart from "0.5"
+        answer = _without_math_dollars(answer)
     if answer_format == "number" or (answer_format == "text" and _NUMBER.fullmatch(plain_numbers(answer).strip())):
         return _number_key(_clean_number(plain_numbers(answer).strip()).rstrip("%"))
     if answer_format == "choice":  # a letter, or an option's text (see extract_choice)
@@ -445,6 +447,12 @@ def normalize_for_vote(answer: str, answer_format: AnswerFormat = "text") -> str
     if answer_format == "code":
         return "\n".join(line.rstrip() for line in answer.strip().splitlines() if line.strip())
     return normalize_text(answer)
+
+
+def _without_math_dollars(answer: str) -> str:
+    """An answer inside LaTeX's inline math dollars, without them ("$x$", "$$x$$")."""
+    text = answer.strip()
+    return text.strip("$") if len(text) > 2 and text[0] == text[-1] == "$" else answer
 
 
 _EXPONENT = re.compile(r"[eE]([-+]?\d+)$")

@@ -261,6 +261,7 @@ def test_vote_normalization() -> None:
     assert normalize_for_vote("(0, 1)", "text") != normalize_for_vote("[0, 1]", "text")
     assert normalize_for_vote("42", "number") == normalize_for_vote("42.0", "number")
     assert normalize_for_vote("1/2", "number") == normalize_for_vote("0.5", "number")
+    assert normalize_for_vote("$\\frac{1}{2}$", "text") == normalize_for_vote("0.5", "text")  # (split before)
     assert normalize_for_vote(" paris. ", "text") == normalize_for_vote("Paris", "text")
     assert normalize_for_vote("b", "choice") == "B"
     # one number in a text answer votes by value, as the math scorer reads it (3 answers split 1-1-1)

@@ -262,6 +262,12 @@ def test_choice_without_choices_compares_letters() -> None:
         ("x=6, y=5", "x=6, y=5"),
         ("No", "No"),
         ("no, it cannot", "No"),
+        # a scorer audit's, each scored wrong before
+        ("\\dfrac{1}{2}", "1/2"),  # unwrapped: "dfrac" read as a word of prose
+        ("\\dbinom{10}{5}", "252"),
+        ("1.5e3", "1500"),  # read as 1.5*E*3
+        ("12 (because 2+10)", "12"),  # the explanation's last number, 2
+        ("12. Note 5 is wrong.", "12"),
     ],
 )
 def test_math_accepts_equivalent_answers(answer: str, reference: str) -> None:
@@ -285,6 +291,10 @@ def test_math_accepts_equivalent_answers(answer: str, reference: str) -> None:
         ("(0, 1)", "[0, 1]"),
         ("-\\infty", "\\infty"),
         ("-x", "x"),
+        # a scorer audit's, each scored right before
+        ("12, not 13", "13"),  # the explanation's number
+        ("No idea", "no"),
+        ("yes and no", "yes"),
     ],
 )
 def test_math_rejects_different_answers(answer: str, reference: str) -> None:

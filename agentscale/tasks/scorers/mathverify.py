@@ -20,6 +20,7 @@ from typing import Any
 
 from agentscale.tasks.base import Score, TaskItem
 from agentscale.tasks.scorers.normalize import normalize_text, same_text
+from agentscale.tasks.scorers.numeric import is_number, score_numeric
 
 MAX_ANSWER_CHARS = 2000
 _TIMEOUT_S = 5
@@ -45,7 +46,13 @@ _MATH_WORDS = frozenset(
         "arccos",
         "arctan",
         "binom",
+        "dbinom",
+        "tbinom",
         "frac",
+        "dfrac",
+        "tfrac",
+        "left",
+        "right",
         "cdot",
         "times",
         "pi",
@@ -56,7 +63,8 @@ _MATH_WORDS = frozenset(
     ]
 )
 _WORD = re.compile(r"[A-Za-z]{3,}")
-_YES_NO = re.compile(r"(yes|no)\b")
+# a leading yes or no, not "no idea", "yes and no", "no one" (a reply starting so is no answer)
+_YES_NO = re.compile(r"(yes|no)\b(?![ \t]+(?:idea|clue|and|or|one|longer)\b)")
 
 
 def is_prose(text: str) -> bool:
@@ -132,12 +140,33 @@ def accepted_references(item: TaskItem) -> list[str]:
     return [item.reference]
 
 
+# a formula, then prose after a bracket, a semicolon, ", " or ". ": "12 (because 2 + 10)", "12, not 13"
+_LEAD = re.compile(r"[ \t]*+([^(;\n]+?)[ \t]*+(?:\(|;|,[ \t]|\.[ \t]|\n)")
+
+
+def _leading_formula(answer: str) -> str | None:
+    """The formula an answer of prose opens with, which is its answer: math-verify read the prose's
+    last number ("12 (because 2+10)" was 2, "12, not 13" matched 13)."""
+    if not is_prose(answer):
+        return None
+    lead = _LEAD.match(answer)
+    if lead is None or is_prose(lead.group(1)) or not any(c.isdigit() for c in lead.group(1)):
+        return None
+    return lead.group(1)
+
+
 def score_math(answer: str | None, item: TaskItem) -> Score:
     """Correct when the answer is mathematically equivalent to (or textually equals) a reference."""
     if answer is None or not answer.strip():
         return Score(False, "no answer")
     answer = answer.strip()
-    pred = _parse(answer, wrap=not is_prose(answer))
+    if is_number(answer):  # "1.5e3" was read as 1.5*E*3, and 1500 did not match it
+        for reference in filter(is_number, accepted_references(item)):
+            numeric = score_numeric(answer, item.model_copy(update={"reference": reference}))
+            if numeric.correct:
+                return numeric
+    lead = _leading_formula(answer)
+    pred = _parse(lead, wrap=True) if lead else _parse(answer, wrap=not is_prose(answer))
     if _text_match(answer, item.reference):
         return Score(True, "text match with the reference")
     for reference in accepted_references(item):
