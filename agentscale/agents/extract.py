@@ -56,6 +56,8 @@ _ARTICLE = re.compile(r"[ \t]+[a-z]")
 _PRONOUN_I = re.compile(
     r"[ \t]+(?:think|believe|guess|would|will|am|choose|select|pick|feel|say|conclude|suppose|'[a-z]+)\b"
 )
+# what parsing a reply as Python raises: not Python, a NUL byte, nesting too deep for the parser
+_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 _CODE_LINE = re.compile(r"^[ \t]*(def|class|import|from)\s", re.MULTILINE)
 # unfenced code: how many lines of prose before its first definition are tried away, and up to what
 # size of reply (each try parses the rest)
@@ -331,7 +333,7 @@ class _BlockNames:
     def of(cls, code: str) -> _BlockNames:
         try:
             tree = parse_python(code)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+        except _UNPARSABLE:
             return cls()
         # the line breaks the parser counts (a lone carriage return is one): lines[n - 1] is line n
         lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -405,17 +407,27 @@ def _is_test_or_demo(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
 def _from_first_code_line(text: str) -> str:
+    """Unfenced code: from the first line of prose before it that it parses with, else from its first
+    definition with the lines of prose after it dropped ("def add(a, b): ...\n\nThis function returns
+    the sum." was a SyntaxError), else from its first definition as written."""
     lines = text.split("\n")
     definition = next(i for i, line in enumerate(lines) if _CODE_LINE.match(line))
     if len(text) <= _PARSED_CHARS:
-        for start in range(min(definition, _PROSE_LINES) + 1):
-            candidate = "\n".join(lines[start:])
-            try:
-                parse_python(candidate)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                continue
-            return candidate
+        starts = [(start, len(lines)) for start in range(min(definition, _PROSE_LINES) + 1)]
+        ends = [(definition, end) for end in range(len(lines) - 1, max(definition, len(lines) - 1 - _PROSE_LINES), -1)]
+        for start, end in starts + ends:
+            candidate = "\n".join(lines[start:end])
+            if _parses(candidate):
+                return candidate.rstrip()
     return "\n".join(lines[definition:]).strip()
+
+
+def _parses(source: str) -> bool:
+    try:
+        parse_python(source)
+    except _UNPARSABLE:
+        return False
+    return True
 
 
 EXTRACTORS: dict[str, Callable[[str], str | None]] = {

@@ -337,3 +337,9 @@ def test_a_hedged_answer_is_scored_wrong_through_extraction(reply: str, answer_f
     item = TaskItem(id="q", question="Which?", reference=reference, choices=["w", "x", "y", "z"])
     scorer = score_numeric if answer_format == "number" else score_choice
     assert not scorer(extract_answer(reply, answer_format), item).correct  # type: ignore[arg-type]
+
+
+def test_unfenced_code_followed_by_prose_is_the_code() -> None:
+    """A small model's reply of a definition, then a sentence about it, was a SyntaxError (a scorer audit's)."""
+    reply = "Here it is:\ndef add(a, b):\n    return a + b\n\nThis function returns the sum.\nIt works for ints."
+    assert extract_answer(reply, "code") == "def add(a, b):\n    return a + b\n"
