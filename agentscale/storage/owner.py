@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from agentscale.errors import RunBusy
 
 
 def _boot_id() -> str:
@@ -71,3 +75,22 @@ def describe_owner(owner: str | None) -> str:
         return "another process"
     host, _, pid, _ = owner.split("/")
     return f"process {pid} on host {host}"
+
+
+class LocalClaim:
+    """Whether one run object (an Evaluation, an Optimization) is running its run now. The owner
+    check looks at other processes only: `asyncio.gather(e.run(), e.run())` ran every item twice
+    and paid for every call twice."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    @contextmanager
+    def hold(self, run_id: str) -> Iterator[None]:
+        if self._held:
+            raise RunBusy(f"run {run_id} is running in this process already: await that run() before another")
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale import Gateway, GatewaySettings, Graph, RunBusy, Store
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.evaluate.stats import percentile, wilson_interval
@@ -556,3 +557,17 @@ def test_a_resumed_eval_of_a_file_keeps_the_scorer_inferred_when_it_began(tmp_pa
     evaluation = Evaluation(graph, EvalConfig(task=str(data)))
     assert evaluation.task.scorer_name == "code"
     assert Evaluation.resume(evaluation.run_id, graph.gateway).task.scorer_name == "code"
+
+
+async def test_one_evaluation_run_twice_at_once_runs_once(tmp_path: Path) -> None:
+    """`asyncio.gather(e.run(), e.run())` passed the owner check (it looks at other processes) and
+    paid for every call twice: 30 calls and 10 item rows for 5 items (an API fuzzer's)."""
+    graph = Graph.from_yaml(
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=Store(tmp_path / "e.db")
+    )
+    evaluation = Evaluation(graph, EvalConfig(task="sim:math", n=5))
+    first, second = await asyncio.gather(evaluation.run(), evaluation.run(), return_exceptions=True)
+    assert isinstance(second, RunBusy) and "is running in this process already" in str(second)
+    assert not isinstance(first, BaseException) and first.n == 5
+    assert len(graph.store.run_items(evaluation.run_id)) == 5 and graph.store.spend(evaluation.run_id)["calls"] == 5
+    assert (await evaluation.run()).n == 5  # run again once the first has ended: allowed, as before
