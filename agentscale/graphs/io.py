@@ -95,6 +95,8 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 def read_text(path: str | Path) -> str:
     """A graph, space or record file's text; what is wrong with it (missing, a folder, endless, not
     UTF-8) as a SpecError. A pipe is read (`validate <(generate)`), so one nobody writes waits."""
+    if str(path) == "":  # Path("") is the current folder: "is a directory", naming no file
+        raise SpecError([SpecIssue("", "an empty path: give a graph or space file")], "''")
     file = Path(path)
     if not file.exists():
         missing = "a symbolic link to nothing, or in a loop" if file.is_symlink() else "file not found"

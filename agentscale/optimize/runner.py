@@ -210,7 +210,7 @@ def method_and_seed(
     space's agent model its own method never calls (another --method may), or a REINFORCE method
     with fewer than 2 samples is refused here (so also by `validate` and the dry
     run), before any task is loaded or run row written; `stored`: a resumed run, taken as started."""
-    name = method or space.optimizer.method
+    name = space.optimizer.method if method is None else method  # "" is an unknown method, not the space's
     if name not in METHODS:  # a --method flag (the space's own is checked with the space)
         raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
     given = "--method" if method is not None else "optimizer.method:"

@@ -203,6 +203,8 @@ class Graph:
         is a plain function, called on this loop as each node starts and finishes (for async
         consumers: `astream`)."""
         checked_question(question)
+        if not isinstance(record, bool):  # record="no" recorded
+            raise TypeError(f"record takes True or False, not {record!r}")
         if isinstance(item_key, int) and not isinstance(item_key, bool):  # stored as its text, as always
             item_key = str(item_key)
         if not isinstance(item_key, str):  # None failed on the question's rows, after the calls were paid
@@ -369,6 +371,8 @@ def load(
     `store=None` disables recording, `store=Store(path)` records elsewhere; `gateway=` shares one
     gateway (its store records); `answer_format` overrides the graph's.
     """
+    if isinstance(path, str) and "\n" in path:  # "file not found", naming the whole YAML as the file
+        raise TypeError("agentscale.load takes a file's path; this is YAML text: use Graph.from_yaml(text)")
     return Graph.from_yaml(read_text(path), store=store, gateway=gateway, answer_format=answer_format, source=str(path))
 
 

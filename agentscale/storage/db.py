@@ -57,7 +57,7 @@ def database_file(path: str | Path | None = None) -> Path:
         raise TypeError(f"a database is a file path (str or Path), not {type(path).__name__}")
     if str(path) == ":memory:":
         raise AgentScaleError("a database in memory cannot be shared by a run's connections: give a file path")
-    return Path(path)
+    return Path(path).expanduser()  # "~/runs.db" made a folder named "~" (a shell expands it unquoted)
 
 
 _BUSY_TIMEOUT_S = 30.0
@@ -427,6 +427,9 @@ class Store:
             return session.get(Run, run_id) is not None
 
     def list_runs(self, limit: int = 50) -> list[Run]:
+        """The latest `limit` runs, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int):  # "x" was a SQLAlchemy ValueError
+            raise TypeError(f"limit takes a whole number, not {type(limit).__name__}")
         with self.session() as session:
             query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(query).all())

@@ -687,10 +687,11 @@ def test_an_optimization_refuses_a_concurrency_below_one_and_a_resume_without_a_
 ) -> None:
     with pytest.raises(AgentScaleError, match=r"concurrency must be at least 1 \(got 0\)"):
         optimization(space_text(tmp_path, "http://localhost:9/v1"), store, concurrency=0)
-    with pytest.raises(
-        AgentScaleError, match=r"seed must be a whole number \(got 'x'\)"
-    ):  # failed in numpy, run stored
+    # each was taken and failed later (seed in numpy, with the run stored), or ran the space's method
+    with pytest.raises(AgentScaleError, match=r"seed must be a whole number \(got 'x'\)"):
         optimization(space_text(tmp_path, "http://localhost:9/v1"), store, seed="x")
+    with pytest.raises(AgentScaleError, match="unknown method ''"):
+        optimization(space_text(tmp_path, "http://localhost:9/v1"), store, method="")
     assert store.list_runs() == []
     with pytest.raises(AgentScaleError, match="resuming an optimization needs a database"):
         Optimization.resume("abc", Gateway(None))

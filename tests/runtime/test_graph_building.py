@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import agentscale
 from agentscale import AgentScaleError, Gateway, Graph, RunNotFound, SpecError, Store
 from agentscale.models.gateway import GatewaySettings
 
@@ -118,6 +119,14 @@ async def test_arguments_a_run_would_trip_over_after_paying_are_refused_up_front
         Graph({"name": "z"}, store=None)  # type: ignore[arg-type]
     with pytest.raises(SpecError, match=r"line 1: not UTF-8 text: byte 0xff cannot be read"):
         Graph.from_yaml(b"\xff\xfe\x00", store=None)
+    with pytest.raises(TypeError, match=r"this is YAML text: use Graph.from_yaml\(text\)"):  # "file not found"
+        agentscale.load(text)
+    with pytest.raises(SpecError, match="an empty path: give a graph or space file"):  # "is a directory"
+        agentscale.load("")
+    with pytest.raises(TypeError, match="record takes True or False, not 'no'"):  # it recorded
+        await make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n").arun("1 + 1?", record="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="limit takes a whole number, not str"):  # a SQLAlchemy ValueError
+        Store(tmp_path / "l.db").list_runs("x")  # type: ignore[arg-type]
     graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n")
     result = await graph.arun("What is 1 + 1?", item_key=7)  # type: ignore[arg-type]  # an int, as before
     assert [item.item_key for item in graph.store.run_items(result.run_id)] == ["7"]

@@ -362,3 +362,10 @@ def test_a_database_in_memory_or_of_another_type_is_refused() -> None:
         Store(":memory:")
     with pytest.raises(TypeError, match="a database is a file path \\(str or Path\\), not int"):
         Store(3)  # type: ignore[arg-type]
+
+
+def test_a_path_from_the_home_folder_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store("~/x.db") made a folder named "~" in the working directory (an API fuzzer's)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert Store("~/x.db").path == tmp_path / "home" / "x.db" and not (tmp_path / "~").exists()
