@@ -28,8 +28,10 @@ _FINAL = re.compile(r"final\s+answer[ \t]*(?:is[ \t]*(?:[:：][ \t]*)?|[:：][ \
 # ..."), not a statement of it; after others it is one ("Actually, the final answer is 15")
 _NOT_MARKER_AFTER = frozenset(["this", "that", "a", "an", "no", "any", "your", "each", "every", "his", "her", "their"])
 _WORD = re.compile(r"[a-z]+")
-# "3 + 4 = 7": an arithmetic expression, then its result (not "5 (when x = 2)" or "42 = 6 x 7")
-_EQUATION = re.compile(r"\s*(?:[-+]?\(?\d[\d.,]*\)?[ \t]*[-+*/×÷][ \t]*)+[-+]?\(?\d[\d.,]*\)?[ \t]*=")
+# "3 + 4 = 7", "3 x 4 = 12": an arithmetic expression, then its result (not "5 (when x = 2)" or "42 = 6 x 7")
+_EQUATION = re.compile(
+    r"\s*(?:[-+]?\(?\d[\d.,]*\)?[ \t]*(?:[-+*/×÷x]|\\times|\\cdot)[ \t]*)+[-+]?\(?\d[\d.,]*\)?[ \t]*="
+)
 # a row of a grid or a list has no word of two letters or more (an answer's first line, then its rows)
 _TWO_LETTERS = re.compile(r"[A-Za-z]{2}")
 _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?%?")
@@ -192,7 +194,7 @@ def extract_number(text: str) -> str | None:
     marked = _final_marker(text, numeric=True)
     for candidate in (marked,) if marked else (_stated_answer(text),):
         if candidate:
-            equation = _EQUATION.match(candidate)
+            equation = _equation(candidate)
             if equation and _NUMBER.search(candidate, equation.end()):  # "3 + 4 = 7": its result
                 candidate = candidate[equation.end() :]
             plain = plain_numbers(candidate)
@@ -213,6 +215,19 @@ _HEDGE = re.compile(
     rf"[ \t*]*+(?:(?:between|either|from)[ \t]++)?{_WHOLE_NUMBER}[ \t*]*+(?:or|and|to|,|–)[ \t]*+{_WHOLE_NUMBER}",
     re.IGNORECASE,
 )
+
+
+def _equation(answer: str) -> re.Match[str] | None:
+    """An equation the answer opens with, or that follows words only ("The total is 5 + 7 = 12"
+    read 5); not one after a number ("10 (3 + 4 = 7 plus 3)" is 10)."""
+    opening = _EQUATION.match(answer)
+    if opening:
+        return opening
+    found = _EQUATION.search(answer[:_WORDS_BEFORE_EQUATION])  # each start retried: a window, not a line of digits
+    return found if found and not any(c.isdigit() for c in answer[: found.start()]) else None
+
+
+_WORDS_BEFORE_EQUATION = 200
 
 
 def _stated_answer(text: str) -> str | None:

@@ -57,6 +57,9 @@ from agentscale.tasks.scorers.numeric import score_numeric
         ("Final answer: 12 to 13", "12 to 13"),
         ("Final answer: 1,234 apples", "1234"),  # one number with a thousands separator, not two
         # a minus written as a dash, a sign before a currency symbol (both were lost: -7 matched 7)
+        ("Final answer: 3 x 4 = 12", "12"),  # (was 3)
+        ("Final answer: The total is 5 + 7 = 12", "12"),  # an equation after words (was 5)
+        ("Final answer: 10 (3 + 4 = 7 plus 3)", "10"),  # not one after the answer
         ("Final answer: –7", "-7"),
         ("Final answer: -$12", "-12"),
     ],
@@ -312,6 +315,7 @@ assert extract_answer("```python\\nprint(1)\\n```", "code") == "print(1)\\n"
 from agentscale.agents.extract import normalize_for_vote
 assert normalize_for_vote("1e1234567890", "number") == "inf"  # a Fraction of 10^1234567890 took the loop for good
 assert normalize_for_vote("1e1234567890", "text") == "inf"
+assert extract_answer("Final answer: is " + "1" * 200_000 + " apples", "number") == "1" * 200_000
 """
     in_a_child(program)
 
