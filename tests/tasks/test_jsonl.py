@@ -346,3 +346,11 @@ def test_more_choices_than_letters_are_refused(tmp_path: Path) -> None:
         load_task(str(path))
     path = _write(tmp_path, _rows({"question": "Which?", "answer": "Z", "choices": choices[:26]}))
     assert load_task(str(path)).items[0].choices == choices[:26]  # A to Z
+
+
+def test_an_empty_scorer_name_is_refused_not_inferred(tmp_path: Path) -> None:
+    """`eval --task f.jsonl --scorer ''` ran with an inferred scorer, as if none were given (a built-in
+    task refused it as an unknown scorer)."""
+    path = _write(tmp_path, ['{"question": "a", "answer": "1"}'])
+    with pytest.raises(TaskError, match="unknown scorer ''; valid scorers: exact"):
+        load_task(str(path), scorer="")

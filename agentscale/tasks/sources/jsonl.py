@@ -261,7 +261,7 @@ def load_jsonl(path: str | Path, *, scorer: str | None = None, name: str | None 
     path = Path(path)
     numbered = read_items(path)
     items = list(numbered.values())
-    scorer_name = scorer or infer_scorer(items, stored=stored)
+    scorer_name = infer_scorer(items, stored=stored) if scorer is None else scorer  # "" is no scorer's name
     if not stored:
         _refuse_unscorable(path, numbered, scorer_name)
     scorer_fn, answer_format = get_scorer(scorer_name)
