@@ -242,8 +242,10 @@ def _stated_answer(text: str) -> str | None:
 
 def extract_choice(text: str) -> str | None:
     """The option letter: after the marker, the first letter that reads as an option (in "I believe
-    it is C", the pronoun "I" is not); else the last explicit "answer is X", "answer: X" or
-    "Answer X"; else the last letter standing alone in the text; else, for an answer given as the
+    it is C", the pronoun "I" is not), or two letters offered as one answer ("A or C") as written,
+    for the scorer to refuse; else the last pick stated ("answer is X", "answer: X", "Answer X",
+    "the correct option is X", "I choose X", "X is correct"); else the last letter standing alone
+    that is not the article A or the pronoun I ("B. A bicycle": B); else, for an answer given as the
     option's text ("Final answer: Rome", a reply of one line), that text, which the choice scorer
     matches against the options (it was no answer)."""
     marked = _final_marker(text)
