@@ -169,9 +169,14 @@ def _unlatex(value: str, *, numeric: bool = False) -> str:
 
 
 def extract_text(text: str) -> str | None:
+    """After the marker; else after the last "The answer is" (or a line's "Answer:") on its line ("The
+    answer is Friday." was the whole reply, which an exact reference never matched); else the reply."""
     marked = _final_marker(text)
     if marked is not None:
         return marked
+    stated = _stated_answer(text, _holds_text)
+    if stated is not None:
+        return stated.strip(" \t*:")
     stripped = text.strip()
     return stripped or None
 
@@ -192,7 +197,7 @@ def extract_number(text: str) -> str | None:
     "between 3 and 4") are passed on as written, for the scorer to refuse: the first counted as the
     answer, right when it was the reference, and a vote for it."""
     marked = _final_marker(text, numeric=True)
-    for candidate in (marked,) if marked else (_stated_answer(text),):
+    for candidate in (marked,) if marked else (_stated_answer(text, _holds_number),):
         if candidate:
             equation = _equation(candidate)
             if equation and _NUMBER.search(candidate, equation.end()):  # "3 + 4 = 7": its result
@@ -207,8 +212,9 @@ def extract_number(text: str) -> str | None:
     return _clean_number(numbers[-1]) if numbers else None
 
 
-# "the answer is 12", "Answer: 12": an answer stated without the marker
-_ANSWER_STATED = re.compile(r"\banswer[ \t*]*+(?:is\b|:)", re.IGNORECASE)
+# "The answer is 12", "my answer is 12", a line "Answer: 12": an answer stated without the marker (not
+# "To answer: we add 3 and 4, so 7", where the last number is the answer)
+_ANSWER_STATED = re.compile(r"^[ \t*#>-]*+answer[ \t*]*+:|\b(?:the|my)[ \t]++answer[ \t]++is\b", re.I | re.M)
 # two numbers where one is asked for: "3 or 4", "either 3 or 4", "between 3 and 4", "3, 4", "3 to 4"
 _WHOLE_NUMBER = rf"\$?(?>{_NUMBER.pattern})"  # atomic: "1,234" is one number, not "1" and "234"
 _HEDGE = re.compile(
@@ -230,14 +236,23 @@ def _equation(answer: str) -> re.Match[str] | None:
 _WORDS_BEFORE_EQUATION = 200
 
 
-def _stated_answer(text: str) -> str | None:
-    """What follows the last "the answer is" (or "Answer:") whose line holds a number, to its line's end."""
+def _stated_answer(text: str, holds: Callable[[str], bool]) -> str | None:
+    """What follows the last "the answer is" (or a line's "Answer:") whose line `holds` an answer, to
+    its line's end."""
     for match in reversed(list(_ANSWER_STATED.finditer(text))):
         end = text.find("\n", match.end())
         line = text[match.end() : end if end != -1 else len(text)]
-        if _NUMBER.search(plain_numbers(line)):
+        if holds(line):
             return line
     return None
+
+
+def _holds_number(line: str) -> bool:
+    return _NUMBER.search(plain_numbers(line)) is not None
+
+
+def _holds_text(line: str) -> bool:
+    return bool(line.strip(" \t*:"))
 
 
 def extract_choice(text: str) -> str | None:

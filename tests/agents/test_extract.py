@@ -347,3 +347,21 @@ def test_unfenced_code_followed_by_prose_is_the_code() -> None:
     """A small model's reply of a definition, then a sentence about it, was a SyntaxError (a scorer audit's)."""
     reply = "Here it is:\ndef add(a, b):\n    return a + b\n\nThis function returns the sum.\nIt works for ints."
     assert extract_answer(reply, "code") == "def add(a, b):\n    return a + b\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "text", "number"),
+    [
+        ("The answer is Friday.", "Friday.", None),  # the whole reply before, which "Friday" never matched
+        ("Counting the days...\n**Answer:** Friday", "Friday", None),
+        ("my answer is: 42", "42", "42"),
+        # "To answer:" states no answer: the reply's last number, and the whole reply, as before
+        ("To answer: we add 3 and 4, so 7.", "To answer: we add 3 and 4, so 7.", "7"),
+    ],
+    ids=["sentence", "answer-line", "my-answer", "to-answer"],
+)
+def test_an_answer_stated_without_the_marker(reply: str, text: str, number: str | None) -> None:
+    """Small models often write "The answer is X" instead of "Final answer: X" (a scorer audit's:
+    reasoning-gym's calendar tasks scored 0/30 on "The answer is Friday.")."""
+    assert extract_answer(reply, "text") == text
+    assert extract_answer(reply, "number") == number
