@@ -15,6 +15,7 @@ from agentscale.cli._options import DbOption, JsonOption, command_line, open_sto
 from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
+from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.owner import owner_alive
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
 @runs_app.command("list")
 def list_command(
-    limit: Annotated[int, typer.Option(help="How many runs to show.", min=1, max=2**63 - 1)] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs to show.", min=1, max=SQLITE_MAX_INTEGER)] = 20,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:

@@ -26,6 +26,7 @@ from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.spec import handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
+from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.db import Store
 from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, utcnow
 
@@ -466,16 +467,13 @@ def _expect(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
         raise AgentScaleError(f"{where}.{key}: must be {what}, got {value!r}")
 
 
-_MAX_COUNT = 2**63 - 1  # SQLite's largest integer
-
-
 def _count(entry: dict[str, Any], key: str, where: str) -> int:
     _expect(entry, key, int, where, "a whole number")
     count = int(entry.get(key) or 0)
     if count < 0:
         raise AgentScaleError(f"{where}.{key}: a count cannot be negative, got {count}")
-    if count > _MAX_COUNT:  # SQLite's integers end there (a 31-digit count was an OverflowError traceback)
-        raise AgentScaleError(f"{where}.{key}: a count above {_MAX_COUNT:,} cannot be stored, got {count}")
+    if count > SQLITE_MAX_INTEGER:  # SQLite's integers end there (a 31-digit count was an OverflowError traceback)
+        raise AgentScaleError(f"{where}.{key}: a count above {SQLITE_MAX_INTEGER:,} cannot be stored, got {count}")
     return count
 
 
