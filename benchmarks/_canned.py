@@ -18,7 +18,7 @@ _REPLY = types.SimpleNamespace(
 )
 
 
-async def _canned_call(self: Gateway, endpoint: Any, request: Any, timeout: float) -> Any:
+async def _canned_call(self: Gateway, endpoint: Any, request: Any, timeout: float, **options: Any) -> Any:
     return _REPLY
 
 
