@@ -11,14 +11,18 @@ whose driver does all the work of a one-call item: <= 6 ms), beside the CPU time
 alone making the same calls with as many in flight (the floor no framework around it can go under).
 `--canned` instead replaces litellm with a canned reply (`_canned.py`) and prints the eval path's own
 CPU per item (dispatch, the LangGraph run, cache probe, SQLite rows, scoring, progress): least of 5.
+`--gc` alternates, in one process, runs with the objects alive after litellm's import frozen (as
+agentscale leaves them, `gc.freeze`) and unfrozen, printing the driver's CPU and the garbage
+collector's own CPU per item of each.
 
-Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--canned] [--json]
+Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--canned] [--gc] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -137,14 +141,81 @@ def measure_canned(items: int, concurrency: int, blocks: int = 5) -> dict[str, A
     return figures
 
 
+class _CollectorClock:
+    """CPU seconds spent in the garbage collector, its longest collection, and its collections per generation."""
+
+    def __init__(self) -> None:
+        self.seconds, self.longest, self.collections, self._started = 0.0, 0.0, [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        took = time.process_time() - self._started
+        self.seconds, self.longest = self.seconds + took, max(self.longest, took)
+        self.collections[info["generation"]] += 1
+
+
+def measure_gc(items: int, concurrency: int, rounds: int = 3) -> dict[str, Any]:
+    """Driver and collector CPU per item, imports frozen (as shipped) or not, alternated `rounds` times."""
+    figures: dict[str, Any] = {"items": items, "frozen": [], "unfrozen": []}
+    clock = _CollectorClock()
+    with tempfile.TemporaryDirectory() as tmp, scripted_server(LATENCY_S) as api_base:
+        folder = Path(tmp)
+        task = _task(folder, items)
+        asyncio.run(_run(api_base, task, folder / "warm.db", LocalExecutor(), concurrency))  # imports, litellm
+        gc.callbacks.append(clock)
+        for index in range(rounds):
+            for mode in ("frozen", "unfrozen") if index % 2 == 0 else ("unfrozen", "frozen"):
+                if mode == "frozen":
+                    gc.freeze()
+                else:
+                    gc.unfreeze()
+                clock.seconds, clock.longest, clock.collections = 0.0, 0.0, [0, 0, 0]
+                db = folder / f"{mode}{index}.db"
+                _, cpu_ms = asyncio.run(_run(api_base, task, db, LocalExecutor(), concurrency))
+                figures[mode].append(
+                    {
+                        "driver_cpu_ms": cpu_ms,
+                        "gc_cpu_ms": 1000 * clock.seconds / items,
+                        "longest_collection_ms": 1000 * clock.longest,
+                        "collections": clock.collections,
+                    }
+                )
+        gc.callbacks.remove(clock)
+    return figures
+
+
+def _print_gc(figures: dict[str, Any]) -> None:
+    print(f"eval of {figures['items']} one-call items, server sleeping {LATENCY_S * 1000:.0f} ms, runs alternated")
+    for mode in ("frozen", "unfrozen"):
+        runs = figures[mode]
+        driver = ", ".join(f"{run['driver_cpu_ms']:.2f}" for run in runs)
+        collector = ", ".join(f"{run['gc_cpu_ms']:.2f}" for run in runs)
+        full = sum(run["collections"][2] for run in runs)
+        longest = max(run["longest_collection_ms"] for run in runs)
+        print(
+            f"  {mode:<9} driver CPU {driver} ms/item; collector {collector} ms/item; "
+            f"{full} full collections, the longest {longest:.0f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=160)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--local-only", action="store_true", help="skip Ray (the local executor's figures only)")
     parser.add_argument("--canned", action="store_true", help="litellm replaced: the eval path's own CPU per item")
+    parser.add_argument("--gc", action="store_true", help="imports frozen (as shipped) vs not, alternated")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.gc:
+        collected = measure_gc(args.items, args.concurrency)
+        if args.json:
+            print(json.dumps(collected, indent=2))
+        else:
+            _print_gc(collected)
+        return
     if args.canned:
         canned = measure_canned(args.items, args.concurrency)
         if args.json:
