@@ -29,7 +29,7 @@ from agentscale.models.budget import is_overrun
 from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
-from agentscale.storage.owner import LocalClaim
+from agentscale.storage.owner import claim_in_this_process
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
 from agentscale.tasks.registry import stable_task_spec, task_file_digest, task_file_problem
@@ -331,7 +331,6 @@ class Evaluation:
             raise AgentScaleError("EvalConfig.n=0 evaluates no item: give at least 1, or None for all")
         self.config = config
         self.retry_errors = retry_errors
-        self._claim = LocalClaim()
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
         if run_id is not None:
@@ -421,7 +420,7 @@ class Evaluation:
         """Answer the pending items, then summarise every item of the run."""
         if on_item is not None:
             check_callback(on_item, "on_item")
-        with self._claim.hold(self.run_id):
+        with claim_in_this_process(self.store.path, self.run_id):
             return await self._run(on_item)
 
     async def _run(self, on_item: Callable[[ItemResult], None] | None) -> EvalSummary:

@@ -58,7 +58,7 @@ from agentscale.optimize.trials import (
 )
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.runtime.execute import check_callback
-from agentscale.storage.owner import LocalClaim
+from agentscale.storage.owner import claim_in_this_process
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 from agentscale.tasks.registry import stable_task_spec
 
@@ -313,7 +313,6 @@ class Optimization:
         are asked again (`TrialEvaluator.forget_from`), not replayed as they ended."""
         check_concurrency(concurrency)
         self.retry_errors = retry_errors
-        self._claim = LocalClaim()
         self.space = space
         self.gateway = gateway
         self.store = store_of(gateway, "an optimization")
@@ -440,7 +439,7 @@ class Optimization:
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
         if on_progress is not None:
             check_callback(on_progress, "on_progress")
-        with self._claim.hold(self.run_id):
+        with claim_in_this_process(self.store.path, self.run_id):
             return await self._run_claimed(on_progress)
 
     async def _run_claimed(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:

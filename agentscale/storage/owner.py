@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,20 +78,23 @@ def describe_owner(owner: str | None) -> str:
     return f"process {pid} on host {host}"
 
 
-class LocalClaim:
-    """Whether one run object (an Evaluation, an Optimization) is running its run now. The owner
-    check looks at other processes only: `asyncio.gather(e.run(), e.run())` ran every item twice
-    and paid for every call twice."""
+# (database file, run id) of the runs this process is running now, from any thread or event loop
+_RUNNING_HERE: set[tuple[str, str]] = set()
+_RUNNING_HERE_LOCK = threading.Lock()
 
-    def __init__(self) -> None:
-        self._held = False
 
-    @contextmanager
-    def hold(self, run_id: str) -> Iterator[None]:
-        if self._held:
+@contextmanager
+def claim_in_this_process(database: Path, run_id: str) -> Iterator[None]:
+    """Hold a run for the block, refusing it when this process runs it already. The owner check looks
+    at other processes only: `asyncio.gather(e.run(), e.run())` ran every item twice and paid for every
+    call twice, and so did two objects resuming one run (`Evaluation.resume` twice)."""
+    key = (str(database.resolve()), run_id)
+    with _RUNNING_HERE_LOCK:
+        if key in _RUNNING_HERE:
             raise RunBusy(f"run {run_id} is running in this process already: await that run() before another")
-        self._held = True
-        try:
-            yield
-        finally:
-            self._held = False
+        _RUNNING_HERE.add(key)
+    try:
+        yield
+    finally:
+        with _RUNNING_HERE_LOCK:
+            _RUNNING_HERE.discard(key)

@@ -571,3 +571,18 @@ async def test_one_evaluation_run_twice_at_once_runs_once(tmp_path: Path) -> Non
     assert not isinstance(first, BaseException) and first.n == 5
     assert len(graph.store.run_items(evaluation.run_id)) == 5 and graph.store.spend(evaluation.run_id)["calls"] == 5
     assert (await evaluation.run()).n == 5  # run again once the first has ended: allowed, as before
+
+
+async def test_two_objects_resuming_one_run_at_once_run_it_once(tmp_path: Path) -> None:
+    """Each object checked only itself: two `Evaluation.resume` of one run, gathered, paid for every
+    item twice. The claim is the process's, by database file and run."""
+    store = Store(tmp_path / "e.db")
+    graph = Graph.from_yaml("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=store)
+    run_id = Evaluation(graph, EvalConfig(task="sim:math", n=5)).run_id
+    first, second = (Evaluation.resume(run_id, Gateway(Store(tmp_path / "e.db"))) for _ in range(2))
+    done, refused = await asyncio.gather(first.run(), second.run(), return_exceptions=True)
+    assert isinstance(refused, RunBusy) and "is running in this process already" in str(refused)
+    assert not isinstance(done, BaseException) and done.n == 5
+    assert len(store.run_items(run_id)) == 5 and store.spend(run_id)["calls"] == 5
+    assert (await second.run()).n == 5  # once the first has ended, the other may go on: nothing left to pay
+    assert store.spend(run_id)["calls"] == 5

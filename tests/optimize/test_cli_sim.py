@@ -433,3 +433,21 @@ async def test_one_optimization_run_twice_at_once_runs_once(tmp_path: Path) -> N
     first, second = await asyncio.gather(search.run(), search.run(), return_exceptions=True)
     assert isinstance(second, RunBusy) and not isinstance(first, BaseException)
     assert Store(tmp_path / "o.db").get_run(search.run_id).status == "done"
+
+
+async def test_two_objects_resuming_one_optimization_at_once_run_it_once(tmp_path: Path) -> None:
+    """Two `Optimization.resume` of one run, gathered, each passed its own object's check and ran the
+    search twice; the claim is the process's, by database file and run."""
+    import asyncio
+
+    from agentscale import Gateway, GatewaySettings, Optimization, RunBusy
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    run_id = Optimization.from_file(space, Gateway(Store(tmp_path / "o.db"), GatewaySettings(cache=False))).run_id
+    first, second = (
+        Optimization.resume(run_id, Gateway(Store(tmp_path / "o.db"), GatewaySettings(cache=False))) for _ in range(2)
+    )
+    done, refused = await asyncio.gather(first.run(), second.run(), return_exceptions=True)
+    assert isinstance(refused, RunBusy) and not isinstance(done, BaseException)
+    assert Store(tmp_path / "o.db").get_run(run_id).status == "done"
