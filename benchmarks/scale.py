@@ -11,9 +11,9 @@ whose driver does all the work of a one-call item: <= 6 ms), beside the CPU time
 alone making the same calls with as many in flight (the floor no framework around it can go under).
 `--canned` instead replaces litellm with a canned reply (`_canned.py`) and prints the eval path's own
 CPU per item (dispatch, the LangGraph run, cache probe, SQLite rows, scoring, progress): least of 5.
-`--gc` alternates, in one process, runs with the objects alive after litellm's import frozen (as
-agentscale leaves them, `gc.freeze`) and unfrozen, printing the driver's CPU and the garbage
-collector's own CPU per item of each.
+`--gc` alternates, in one process, runs with the objects alive after litellm's import frozen (as the
+`agentscale` command leaves them, `gc.freeze`; the Python API does not) and unfrozen, printing the
+driver's CPU and the garbage collector's own CPU per item of each.
 
 Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--canned] [--gc] [--json]
 """

@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             _interrupt_on_terminate()  # first: the commands' import takes ≈ 0.4 s, and a `kill` then ended it silently
+            if argv is None:  # the console script: the process is the command's alone (a caller passes its argv)
+                from agentscale.models.litellm_loader import freeze_imports
+
+                freeze_imports()
             from agentscale.cli.commands import run_app
 
             _watch_local_servers()

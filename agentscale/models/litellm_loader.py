@@ -38,6 +38,8 @@ _FIRST_CALL_IMPORTS = (
     "litellm.litellm_core_utils.default_encoding",
     "litellm.proxy.openai_files_endpoints.common_utils",
 )
+# set by `freeze_imports`; an Event, since the import runs in a thread of its own
+_FREEZE_AFTER_IMPORT = threading.Event()
 
 
 @cache
@@ -52,20 +54,27 @@ def get_litellm() -> Any:
     for name in _FIRST_CALL_IMPORTS:
         with contextlib.suppress(ImportError):  # another litellm may not have it: its first call pays
             importlib.import_module(name)
-    _freeze_imported_objects()
+    if _FREEZE_AFTER_IMPORT.is_set():
+        _freeze_alive_objects()
     return litellm
 
 
-def _freeze_imported_objects() -> None:
-    """Leave the objects alive now (litellm's and the other imports': ≈460,000 on the development VM)
-    out of every later garbage collection.
+def freeze_imports() -> None:
+    """For a process that runs agentscale alone (the CLI): once litellm is imported, leave the objects
+    alive then (the imports', ≈490,000 on the development VM, two thirds of them litellm's) out of
+    every later garbage collection.
 
     Why: they live as long as the process, yet every full collection walked them all, ≈240 ms of CPU
-    here, and an eval's own garbage set one off every ≈1,000 one-call items: ≈0.3-0.4 ms of CPU per
-    item, and a pause of the event loop while every call in flight waited (docs/benchmarks.md). The
-    garbage of the imports is collected first, so none of it is kept. What this costs: an object
-    alive now that later becomes unreachable within a reference cycle is not freed (an object freed
-    by its reference count still is); a process that must have it can call `gc.unfreeze()`."""
+    here, and an eval's own garbage set one off every ≈1,000 one-call items: ≈0.4 ms of CPU per item,
+    and a pause of the event loop while every call in flight waited (docs/benchmarks.md). The garbage
+    of the imports is collected first, so none of it is kept. Not done for a library caller: an object
+    of theirs alive at that moment within a reference cycle would never be freed."""
+    _FREEZE_AFTER_IMPORT.set()
+    if get_litellm.cache_info().currsize:
+        _freeze_alive_objects()
+
+
+def _freeze_alive_objects() -> None:
     gc.collect()
     gc.freeze()
 
