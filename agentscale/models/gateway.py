@@ -31,7 +31,7 @@ from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.endpoints import Endpoint, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
 from agentscale.models.registry import ResolvedModel
-from agentscale.models.replicas import EndpointsCoolingDown, ReplicaRouters, served_by
+from agentscale.models.replicas import EndpointsCoolingDown, served_by, shared_routers
 from agentscale.storage.db import Store
 from agentscale.tracing.hooks import span
 
@@ -182,7 +182,7 @@ class Gateway:
         # loop given a dead one's id got its semaphore ("bound to a different event loop")
         self._semaphores: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = {}
         self._semaphores_lock = threading.Lock()  # loops of several threads share one gateway
-        self._routers = ReplicaRouters()
+        self._routers = shared_routers()
         # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
         # waits for that answer, as it would find it in the cache had it come later
         self._in_flight: dict[tuple[int, str], asyncio.Future[CallResult]] = {}

@@ -16,8 +16,9 @@ from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.errors import ModelCallError
 from agentscale.graphs.spec import ModelSpec
 from agentscale.models.gateway import CallRequest
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import resolve
-from agentscale.models.replicas import COOLDOWN_S
+from agentscale.models.replicas import COOLDOWN_S, shared_routers
 from agentscale.testing import Rule, ScriptedServer
 
 
@@ -148,22 +149,37 @@ async def test_replicas_share_cache_entries(pair: tuple[ScriptedServer, Scripted
 async def test_a_router_per_endpoint_set_is_reused_across_event_loops(
     pair: tuple[ScriptedServer, ScriptedServer], store: Store
 ) -> None:
+    routers = len(shared_routers()._entries)
     gateway = Gateway(store, GatewaySettings(cache=False))
     graph = _graph(pair, gateway)
     await graph.arun("What is 1 + 1")
     await asyncio.to_thread(graph.run, "What is 1 + 2")  # another thread, another event loop
     assert _calls(pair[0]) + _calls(pair[1]) == 2
-    assert len(gateway._routers._entries) == 1
+    assert len(shared_routers()._entries) == routers + 1
+
+
+async def test_gateways_share_a_set_s_router_and_add_one_litellm_callback(
+    pair: tuple[ScriptedServer, ScriptedServer], store: Store
+) -> None:
+    """Each Router adds a least-busy handler to litellm's process-wide callback lists, which nothing
+    removes: a Router per gateway (`agentscale.load` without `gateway=`) left one more per graph
+    loaded, every call of the process walked them, and litellm stops taking callbacks at 100."""
+    callbacks = len(get_litellm().callbacks)
+    for i in range(3):
+        await _graph(pair, Gateway(store, GatewaySettings(cache=False))).arun(f"What is {i} + 1")
+    assert _calls(pair[0]) + _calls(pair[1]) == 3
+    assert len(get_litellm().callbacks) == callbacks + 1
 
 
 async def test_a_single_api_base_does_not_use_a_router(scripted: ScriptedServer, store: Store) -> None:
+    routers = len(shared_routers()._entries)
     gateway = Gateway(store, GatewaySettings(cache=False))
     text = f'name: one\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
     await Graph.from_yaml(text + "nodes:\n  - {id: a, role: assistant, model: m}\n", gateway=gateway).arun("hi")
     listed = f"name: one\nmodels:\n  m: {{model: hosted_vllm/scripted, api_base: [{scripted.api_base}]}}\n"
     await Graph.from_yaml(listed + "nodes:\n  - {id: a, role: assistant, model: m}\n", gateway=gateway).arun("hi")
     assert len(scripted.completion_requests) == 2
-    assert gateway._routers._entries == {}
+    assert len(shared_routers()._entries) == routers
 
 
 async def test_a_replica_answer_names_the_endpoint_that_served_it(
@@ -204,6 +220,7 @@ async def test_endpoint_sets_with_different_keys_get_their_own_routers(
     or refused)."""
     monkeypatch.setenv("AGENTSCALE_TEST_KEY_A", "key-a")
     monkeypatch.setenv("AGENTSCALE_TEST_KEY_B", "key-b")
+    routers = len(shared_routers()._entries)
     gateway = Gateway(store, GatewaySettings(cache=False))
     bases = tuple(s.api_base for s in pair)
     envs = ("AGENTSCALE_TEST_KEY_A", "AGENTSCALE_TEST_KEY_B", "AGENTSCALE_TEST_KEY_A")
@@ -212,4 +229,4 @@ async def test_endpoint_sets_with_different_keys_get_their_own_routers(
         await gateway.complete(CallRequest(resolve("m", spec), [{"role": "user", "content": f"What is {i} + 1"}]))
     sent = {r["messages"][-1]["content"]: r["_authorization"] for s in pair for r in s.completion_requests}
     assert sent == {"What is 0 + 1": "Bearer key-a", "What is 1 + 1": "Bearer key-b", "What is 2 + 1": "Bearer key-a"}
-    assert len(gateway._routers._entries) == 2  # one per key, reused by the third call
+    assert len(shared_routers()._entries) == routers + 2  # one per key, reused by the third call
