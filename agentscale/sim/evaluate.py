@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from agentscale.graphs.spec import GraphSpec, ModelSpec
@@ -51,7 +51,12 @@ class SimObservation:
         return sum(self.correct) / len(self.correct) if self.correct else 0.0
 
 
-@cache
+# Bounded: each entry holds a truth engine (≈340 KB for a space's oracle), and a process looping over
+# generated spaces through `expected_accuracy` kept every one of them
+_TRUTH_CACHE_SIZE = 16
+
+
+@lru_cache(maxsize=_TRUTH_CACHE_SIZE)
 def _engine(task: str, seed: int, indices: tuple[int, ...]) -> TruthEngine:
     return TruthEngine(ItemBank.of([make_item(task, seed, index) for index in indices]))
 
@@ -61,7 +66,7 @@ def engine_for(task: Task) -> TruthEngine:
     return _engine_for_items(task.name, tuple(item.question for item in task.items))
 
 
-@cache
+@lru_cache(maxsize=_TRUTH_CACHE_SIZE)
 def _engine_for_items(name: str, questions: tuple[str, ...]) -> TruthEngine:
     parsed = [parse_tag(question) for question in questions]
     if any(p is None for p in parsed):
@@ -261,7 +266,7 @@ class SimOracle:
         return not (budget.max_tokens is not None and self.tokens(candidate) > budget.max_tokens)
 
 
-@cache
+@lru_cache(maxsize=_TRUTH_CACHE_SIZE)
 def _oracle(space_json: str) -> SimOracle:
     return SimOracle(SpaceSpec.model_validate_json(space_json))
 

@@ -89,6 +89,17 @@ def brute_force(graph: SimGraph, items: ItemBank) -> np.ndarray:
     return np.array(result)
 
 
+def test_truth_engines_are_kept_for_a_bounded_number_of_tasks() -> None:
+    """Each engine is kept for reuse, but a process looping over generated spaces or tasks kept every
+    one (≈340 KB each): the least recently used ones are dropped."""
+    first = load_sim_task("math", size=3)
+    engine = engine_for(first)
+    assert engine_for(first) is engine  # reused
+    for size in range(4, 24):
+        engine_for(load_sim_task("math", size=size))
+    assert engine_for(first) is not engine  # dropped, built again
+
+
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_exact_engine_matches_brute_force_enumeration(name: str) -> None:
     items = bank("mmlu", 0, 25)
