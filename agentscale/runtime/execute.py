@@ -341,8 +341,12 @@ def open_context(runtime: GraphRuntime, question: str, options: RunOptions, key:
 
 
 # how long a compiled graph's run stays registered once its nodes are done, for an output step
-# that has not come (a consumer that stopped reading its stream)
+# that has not come (a consumer that stopped reading its stream), and how many such runs at most:
+# beyond, the oldest goes first (an app whose clients disconnect mid-stream kept each one's run,
+# ≈30 KB for one node, for the hour)
 _ABANDONED_AFTER_S = 3600.0
+_ABANDONED_KEPT = 256
+_WAITING: OrderedDict[str, RunContext] = OrderedDict()
 
 
 def open_compiled_context(runtime: GraphRuntime, question: str, options: RunOptions, key: str | None) -> RunContext:
@@ -357,6 +361,9 @@ def open_compiled_context(runtime: GraphRuntime, question: str, options: RunOpti
     def drop_later(task: asyncio.Task[NodeTrace]) -> None:
         if _ACTIVE.get(context.key) is context:  # not closed already (a failure cancels the tasks)
             context.expiry = task.get_loop().call_later(_ABANDONED_AFTER_S, _drop, context)
+            _WAITING[context.key] = context
+            while len(_WAITING) > _ABANDONED_KEPT:
+                _drop(next(iter(_WAITING.values())))
 
     context.tasks[runtime.output].add_done_callback(drop_later)
     return context
@@ -365,6 +372,14 @@ def open_compiled_context(runtime: GraphRuntime, question: str, options: RunOpti
 def _drop(context: RunContext) -> None:
     if _ACTIVE.get(context.key) is context:
         del _ACTIVE[context.key]
+    _forget_waiting(context)
+
+
+def _forget_waiting(context: RunContext) -> None:
+    if _WAITING.get(context.key) is context:
+        del _WAITING[context.key]
+        if context.expiry is not None:
+            context.expiry.cancel()
 
 
 def _drop_runs_of_closed_loops() -> None:
@@ -401,8 +416,7 @@ def close_context(key: str, error: BaseException | None = None, node_id: str = "
     context = _ACTIVE.pop(key, None)
     if context is not None:
         context.cancel()
-        if context.expiry is not None:  # closed: nothing to drop later (it kept every run an hour)
-            context.expiry.cancel()
+        _forget_waiting(context)  # closed: nothing to drop later (it kept every run an hour)
         if isinstance(error, Exception):
             _FAILED[key] = (error, node_id, time.monotonic())
             while len(_FAILED) > _FAILED_KEPT:

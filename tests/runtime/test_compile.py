@@ -217,6 +217,27 @@ async def test_a_stream_left_before_its_end_does_not_keep_its_run(make_graph, mo
     assert not execute.has_context(key)
 
 
+async def test_streams_left_before_their_end_are_kept_in_bounded_number(make_graph, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each stream left before its output step kept its run for the hour: an app whose clients
+    disconnect mid-stream held one per disconnect. Beyond a bound, the oldest go first."""
+    from agentscale.runtime import execute
+
+    monkeypatch.setattr(execute, "_ABANDONED_KEPT", 2)
+    app = make_graph(BODY).compile()
+    keys = []
+    for index in range(4):
+        stream = app.astream({"question": f"What is {index} + 1?"}, stream_mode="updates")
+        async for update in stream:
+            keys.append(update["__prepare__"]["run_key"])
+            break
+        await stream.aclose()
+        for _ in range(100):  # until its nodes are done, when it starts waiting for its output step
+            if keys[-1] in execute._WAITING:
+                break
+            await asyncio.sleep(0.01)
+    assert [execute.has_context(key) for key in keys] == [False, False, True, True]
+
+
 def test_a_compiled_graph_warms_up_before_its_first_question(make_graph) -> None:  # type: ignore[no-untyped-def]
     """litellm's import and local servers' starts ran inside the first question's clock (a 3 s time
     budget refused it; the caller's event loop stalled 2.7 s), as `Graph.arun` never let them."""
