@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.evaluate.engine import ItemResult as ItemResult
     from agentscale.graphs.result import GraphEvent as GraphEvent
     from agentscale.graphs.result import NodeTrace as NodeTrace
+    from agentscale.graphs.result import RoundRecord as RoundRecord
     from agentscale.graphs.result import RunResult as RunResult
     from agentscale.graphs.result import Usage as Usage
     from agentscale.graphs.spec import GraphSpec as GraphSpec
@@ -57,6 +58,7 @@ _HOMES = {
     "ItemResult": "agentscale.evaluate.engine",
     "GraphEvent": "agentscale.graphs.result",
     "NodeTrace": "agentscale.graphs.result",
+    "RoundRecord": "agentscale.graphs.result",
     "RunResult": "agentscale.graphs.result",
     "Usage": "agentscale.graphs.result",
     "GraphSpec": "agentscale.graphs.spec",

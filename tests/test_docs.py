@@ -35,3 +35,15 @@ def test_api_doc_examples_run(
     assert "42" in out and "answer 4" in out and "21" in out and "role: critic" in out
     assert "100% [51%, 100%] of 4, 4 calls" in out  # the scripted server adds right
     assert "best.yaml" in out
+
+
+def test_every_class_the_api_page_names_is_re_exported() -> None:
+    """The page says everything on it is re-exported from `agentscale`: `RoundRecord`, named for a
+    discussion's rounds, was not (`agentscale.RoundRecord` was an AttributeError)."""
+    import agentscale
+
+    named = set(re.findall(r"`([A-Z][A-Za-z]+)[.(`]", DOC.read_text()))
+    package = Path(agentscale.__file__).parent
+    defined = {name for path in package.rglob("*.py") for name in re.findall(r"^class (\w+)", path.read_text(), re.M)}
+    by_module = {"ExecutorConfig"}  # the page names its module, agentscale.executors
+    assert sorted(named & defined - by_module - set(agentscale.__all__)) == []
