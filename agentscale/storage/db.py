@@ -130,11 +130,14 @@ class _TableStatements:
         self._bind = [impl.bind_processor(dialect) for impl in impls]
         self._result = [impl.result_processor(dialect, None) for impl in impls]
 
-    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
-        """The INSERT's parameters: values, else the model's defaults, converted as SQLAlchemy would."""
+    def _refuse_unknown(self, values: dict[str, Any]) -> None:
         if not self._known.issuperset(values):
             unknown = ", ".join(sorted(set(values) - self._known))
             raise ValueError(f"{self.model.__name__} has no column(s) {unknown}")
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The INSERT's parameters: values, else the model's defaults, converted as SQLAlchemy would."""
+        self._refuse_unknown(values)
         params = []
         for name, (default, factory), bind in zip(self.names, self._defaults, self._bind, strict=True):
             value = values.get(name)
@@ -142,6 +145,16 @@ class _TableStatements:
                 value = factory() if factory is not None else default
             params.append(bind(value) if bind is not None and value is not None else value)
         return tuple(params)
+
+    def assignments(self, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """An UPDATE's `SET` clause for `values`, and its parameters converted as SQLAlchemy would."""
+        self._refuse_unknown(values)
+        binds = dict(zip(self.names, self._bind, strict=True))
+        params = []
+        for name, value in values.items():
+            bind = binds[name]
+            params.append(bind(value) if bind is not None and value is not None else value)
+        return ", ".join(f"{name} = ?" for name in values), tuple(params)
 
     def instance(self, stored: Sequence[Any]) -> SQLModel:
         """A model instance from a SELECT of all columns."""
@@ -407,14 +420,14 @@ class Store:
         return run
 
     def _update_run(self, run_id: str, fields: dict[str, Any]) -> None:
-        with self.session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
+        """On the pooled connection, not an ORM flush: SQLAlchemy's mapper keeps a flush's statement
+        in a process-wide cache keyed by the engine's dialect, so every Store that finished a run was
+        kept alive (≈300 objects each, up to the cache's 150 entries)."""
+        assignments, params = self._table(Run).assignments(fields)
+        with self._cursor() as cursor:
+            cursor.execute(f"UPDATE run SET {assignments} WHERE id = ?", (*params, run_id))
+            if cursor.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            for name, value in fields.items():
-                setattr(run, name, value)
-            session.add(run)
-            session.commit()
 
     def get_run(self, run_id: str) -> Run:
         if not isinstance(run_id, str):  # None failed deep in SQLAlchemy ("'NoneType' has no attribute 'strip'")

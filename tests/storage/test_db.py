@@ -400,3 +400,21 @@ def test_a_path_from_the_home_folder_is_expanded(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     assert Store("~/x.db").path == tmp_path / "home" / "x.db" and not (tmp_path / "~").exists()
+
+
+def test_a_store_that_finished_a_run_is_not_kept_once_dropped(tmp_path: Path) -> None:
+    """Finishing a run was the Store's one ORM flush, whose statement SQLAlchemy's mapper caches
+    process-wide by the engine's dialect: every Store that finished a run stayed alive (≈300 objects)."""
+    import gc
+    import weakref
+
+    stores = []
+    for index in range(3):
+        store = Store(tmp_path / f"{index}.db")
+        run_id = store.create_run("eval").id
+        store.finish_run(run_id, "done", {"n": 1}, error=None)
+        assert store.get_run(run_id).status == "done" and store.get_run(run_id).finished is not None
+        stores.append(weakref.ref(store.engine.dialect))
+        del store
+    gc.collect()
+    assert [ref() for ref in stores] == [None, None, None]
