@@ -33,7 +33,7 @@ def reply_text_and_usage(response: Any, messages: list[dict[str, str]]) -> tuple
     """(text, prompt tokens, completion tokens) of a checked reply. A count the server did not
     report (zero where a call cannot have zero: every prompt has tokens, and so has any text) is
     estimated, so spend caps, the ledger and costs count the call."""
-    text = getattr(response.choices[0].message, "content", None) or ""
+    text = _storable(getattr(response.choices[0].message, "content", None) or "")
     usage = getattr(response, "usage", None)
     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -42,6 +42,16 @@ def reply_text_and_usage(response: Any, messages: list[dict[str, str]]) -> tuple
     if not completion_tokens and text:
         completion_tokens = max(1, len(text) // 4)
     return text, prompt_tokens, completion_tokens
+
+
+def _storable(text: str) -> str:
+    """The text with each half of a surrogate pair (JSON's "\\ud800", which no UTF-8 text holds)
+    made U+FFFD: kept as sent, the paid call's ledger and cache rows failed to be written, so the
+    call was in no ledger and its whole run failed (a served request, retried by its client, ran
+    three times)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def server_asked_wait_s(exc: BaseException) -> float | None:

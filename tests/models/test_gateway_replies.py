@@ -145,3 +145,14 @@ def test_a_servers_retry_after_is_capped(header: str, expected: float | None) ->
         litellm_response_headers = httpx.Headers({"Retry-After": value})
 
     assert server_asked_wait_s(Refusal()) == expected
+
+
+def test_a_reply_holding_half_a_surrogate_pair_is_paid_recorded_and_read(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """JSON may carry "\\ud800", which no UTF-8 text holds: the paid call's ledger and cache rows
+    failed to be written, so the call was in no ledger and the run failed. It is read with U+FFFD."""
+    scripted.add_rule(Rule(body=_reply("Half \ud800 a pair.\nFinal answer: 4")))
+    graph: Graph = make_graph(ONE_NODE)
+    result = graph.run("What is 2 + 2?")
+    assert result.answer == "4" and "Half \ufffd a pair." in result.trace[0].completion
+    assert graph.store.spend(result.run_id)["calls"] == 1
+    assert graph.run("What is 2 + 2?").usage.cached_calls == 1  # its cache entry was written too
