@@ -10,6 +10,9 @@ from starlette.responses import JSONResponse
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import RunResult
 
+# a 5xx that OpenAI's clients would retry twice, each time running (and paying for) the graph again
+NO_RETRY = {"x-should-retry": "false"}
+
 
 class ApiError(Exception):
     """An error answered as `{"error": {...}}` with an HTTP status (and `headers`)."""
@@ -65,4 +68,4 @@ def no_answer(result: RunResult) -> ApiError:
         why = "no reply held an answer in its format"
     where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""
     message = f"the graph gave no answer ({why}){where}"
-    return ApiError(502 if failed else 500, message, "server_error", "no_answer", headers={"x-should-retry": "false"})
+    return ApiError(502 if failed else 500, message, "server_error", "no_answer", headers=NO_RETRY)

@@ -21,12 +21,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agentscale.errors import QuestionError
 from agentscale.graphs.result import RunResult
+from agentscale.runtime.compile import checked_question
 from agentscale.runtime.graph import Graph
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
-from agentscale.serve._replies import ApiError, error_response, no_answer, unknown_model, usage_of
+from agentscale.serve._replies import NO_RETRY, ApiError, error_response, no_answer, unknown_model, usage_of
 from agentscale.serve._stream import RunStream, streamed_reply
 
 log = logging.getLogger("agentscale.serve")
@@ -60,7 +62,10 @@ class ChatRequest(BaseModel):
 
 
 def question_of(request: ChatRequest) -> str:
-    """The last user message's text (string content or the text parts of a content list)."""
+    """The last user message's text (string content or the text parts of a content list), refused
+    with a 400 before any call when it is no question: blank or an image alone (an earlier turn's
+    question was answered instead), or not Unicode text (half a surrogate pair failed inside the
+    run, a 500 that OpenAI's clients retried twice)."""
     for message in reversed(request.messages):
         if message.role != "user":
             continue
@@ -69,8 +74,10 @@ def question_of(request: ChatRequest) -> str:
         else:
             parts = message.content or []  # a text part's null text is no text (it was the question "None")
             text = "\n".join(p["text"] for p in parts if p.get("type") == "text" and isinstance(p.get("text"), str))
-        if text.strip():
-            return text
+        try:
+            return checked_question(text, "the last user message")
+        except QuestionError as exc:
+            raise ApiError(400, str(exc), code="no_user_message" if not text.strip() else "invalid_question") from None
     raise ApiError(400, "the request has no user message with text content", code="no_user_message")
 
 
@@ -125,8 +132,10 @@ def create_app(
         return error_response(ApiError(exc.status_code, str(exc.detail)))
 
     def _internal_error(exc: Exception) -> ApiError:
+        """`x-should-retry: false`, as for a graph that gave no answer: OpenAI's clients retry a 5xx
+        twice, and an error the server did not foresee comes back the same, each time paid."""
         log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
-        return ApiError(500, "internal error while running the graph", "server_error")
+        return ApiError(500, "internal error while running the graph", "server_error", headers=NO_RETRY)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -169,9 +178,12 @@ def create_app(
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
         body = await _body_within(request, max_body_bytes)
         try:
-            chat_request = ChatRequest.model_validate(json.loads(body or b"null"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # not UTF-8, nested too deep
+            data = json.loads(body or b"null")
+        # not UTF-8, nested too deep, an integer over Python's 4,300 digits (a ValueError: a 500 before)
+        except (ValueError, RecursionError):
             raise ApiError(400, "the body is not valid JSON in UTF-8", code="invalid_json") from None
+        try:
+            chat_request = ChatRequest.model_validate(data)
         except ValidationError as exc:
             raise ApiError(400, f"invalid request: {_problems(exc)}") from None
         if chat_request.model != graph.name:

@@ -287,6 +287,11 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
         (b'{"model": "served", "messages": [{"role": "user", "content": "caf\xe9?"}]}', "not valid JSON in UTF-8"),
         (b"[" * 100_000, "not valid JSON in UTF-8"),
         (json.dumps({"model": "served", "stream": "yes", "messages": question}).encode(), "request: stream: "),
+        # an integer over Python's 4,300 digits, and half a surrogate pair: 500s, retried by OpenAI's clients
+        (b'{"model": "served", "n": ' + b"1" * 5000 + b', "messages": []}', "not valid JSON in UTF-8"),
+        (b'{"model": "served", "messages": [{"role": "user", "content": "What is 2 + 2? \\ud800"}]}', "not Unicode"),
+        # a blank last turn answered the turn before it
+        (json.dumps({"model": "served", "messages": [*question, {"role": "user", "content": " "}]}).encode(), "empty"),
     ]
     for body, said in cases:
         response = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -309,15 +314,18 @@ def test_an_unexpected_error_is_one_log_line_and_a_500(  # type: ignore[no-untyp
     """The app's handler answered it, then Starlette raised it again: every such 500 printed an
     "Exception in ASGI application" traceback in the server's log."""
     graph = make_graph(BODY)
+    runs = []
 
     async def breaks(question: str, **_: object) -> None:
+        runs.append(question)
         raise RuntimeError("boom")
 
     graph.arun = breaks
     for url in serve(graph):
-        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        client = openai.OpenAI(base_url=url, api_key="unused")  # OpenAI's two retries of a 5xx, unless told not to
         with pytest.raises(openai.InternalServerError, match="internal error while running the graph"):
             client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 2 + 2?"}])
+    assert len(runs) == 1  # x-should-retry: false (each retry ran the graph again)
     assert "graph served failed: RuntimeError: boom" in caplog.text
     printed = capfd.readouterr().err  # uvicorn's loggers print there, past caplog
     assert "Exception in ASGI application" not in printed and "Traceback" not in printed, printed
