@@ -33,6 +33,9 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
 
 
+STOPPING = ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
+
+
 def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(status_code=error.status, content=error.body(), headers=error.headers)
 

@@ -5,12 +5,14 @@ non-streamed reply's, and a proxy or client read timeout (nginx's 60 s) cut a lo
 off. Now the role chunk goes out at once and an SSE comment every `keep_alive_s` while the graph
 runs; then the answer in chunks of a few words, usage when `stream_options.include_usage` asks for it
 (as OpenAI sends it: a last chunk without choices), and `[DONE]`. An error met after the stream began
-is an `{"error": ...}` event, which OpenAI's clients raise.
+is an `{"error": ...}` event, which OpenAI's clients raise; so is the server's stop (a 503
+`server_stopping` for a JSON request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentscale.graphs.result import RunResult
 from agentscale.serve._admission import stop
-from agentscale.serve._replies import ApiError, no_answer, usage_of
+from agentscale.serve._replies import STOPPING, ApiError, no_answer, usage_of
 
 
 class RunStream(StreamingResponse):
@@ -37,10 +39,18 @@ class RunStream(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:  # the server stops (its grace over): the stream ends here, cut short
-            pass  # raised on, it was an "Exception in ASGI application" traceback in the server's log
+        except asyncio.CancelledError:  # the server stops (its grace over): raised on, it was an
+            # "Exception in ASGI application" traceback in the server's log; ended without a word, a
+            # client read a cut connection, not the 503 a JSON request gets
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await send({"type": "http.response.body", "body": _sse(STOPPING.body()), "more_body": False})
         finally:
             await stop(self.run)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    """One server-sent event."""
+    return f"data: {json.dumps(payload)}\n\n".encode()
 
 
 async def streamed_reply(
@@ -55,11 +65,8 @@ async def streamed_reply(
     """Server-sent events for `run` (the graph's run, a task already going)."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
-    def event(payload: dict[str, Any]) -> bytes:
-        return f"data: {json.dumps(payload)}\n\n".encode()
-
     def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
-        return event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
 
     yield chunk({"role": "assistant", "content": ""})
     try:
@@ -69,15 +76,15 @@ async def streamed_reply(
         if result.answer is None:
             raise no_answer(result)
     except ApiError as exc:  # a 429 cannot come here: it is refused before the stream starts
-        yield event(exc.body())
+        yield _sse(exc.body())
         return
     except Exception as exc:
-        yield event(unexpected(exc).body())
+        yield _sse(unexpected(exc).body())
         return
     words = result.answer.split(" ")
     for start in range(0, len(words), 8):
         yield chunk({"content": " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")})
     yield chunk({}, "stop")
     if include_usage:
-        yield event({**base, "choices": [], "usage": usage_of(result)})
+        yield _sse({**base, "choices": [], "usage": usage_of(result)})
     yield b"data: [DONE]\n\n"

@@ -28,11 +28,10 @@ from agentscale.runtime.graph import Graph
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
-from agentscale.serve._replies import NO_RETRY, ApiError, error_response, no_answer, unknown_model, usage_of
+from agentscale.serve._replies import NO_RETRY, STOPPING, ApiError, error_response, no_answer, unknown_model, usage_of
 from agentscale.serve._stream import RunStream, streamed_reply
 
 log = logging.getLogger("agentscale.serve")
-_STOPPING = ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
 
 
 class ChatMessage(BaseModel):
@@ -173,7 +172,7 @@ def create_app(
         except Exception as exc:
             raise _internal_error(exc) from None
         except asyncio.CancelledError:  # the server stops: its graceful shutdown timed out on this request
-            return error_response(_STOPPING)  # its run is stopped (stored interrupted); a client may retry
+            return error_response(STOPPING)  # its run is stopped (stored interrupted); a client may retry
 
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
         body = await _body_within(request, max_body_bytes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import threading
@@ -412,7 +411,7 @@ def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is
     """uvicorn cancels the requests still running once its graceful shutdown times out: the client
     got a text/plain 500 (a traceback in the server's log). Now a 503 in OpenAI's shape, which the
     clients retry, and the run is stored interrupted; a streamed one ends cut short, without a
-    traceback either."""
+    traceback either, and ends with the 503's error event (it was a cut connection)."""
     scripted.latency_s = 5.0
     port = _free_port()
     app = create_app(make_graph(BODY))
@@ -427,10 +426,12 @@ def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is
     client = threading.Thread(target=lambda: replies.append(httpx.post(url, json=asked, timeout=30)))
     client.start()
 
+    events: list[str] = []
+
     def stream() -> None:
         streamed = {**asked, "stream": True, "messages": [{"role": "user", "content": "What is 3 + 3?"}]}
-        with contextlib.suppress(httpx.HTTPError), httpx.stream("POST", url, json=streamed, timeout=30) as response:
-            list(response.iter_lines())
+        with httpx.stream("POST", url, json=streamed, timeout=30) as response:
+            events.extend(line for line in response.iter_lines() if line.startswith("data: "))
 
     streaming = threading.Thread(target=stream)
     streaming.start()
@@ -444,6 +445,7 @@ def test_a_request_still_running_when_the_server_stops_gets_a_503_and_its_run_is
     thread.join(20)
     (reply,) = replies
     assert reply.status_code == 503 and reply.json()["error"]["code"] == "server_stopping", reply.text
+    assert json.loads(events[-1].removeprefix("data: "))["error"]["code"] == "server_stopping", events
     assert [run.status for run in store.list_runs()] == ["interrupted"] * 2
     printed = capfd.readouterr().err
     assert "Traceback" not in printed and "Exception in ASGI application" not in printed, printed
