@@ -51,6 +51,9 @@ class ChatRequest(BaseModel):
     stream: StrictBool | None = False  # OpenAI's clients may send null: not streamed; "yes" is no bool
     stream_options: dict[str, Any] | None = None  # {"include_usage": true}: usage as a last chunk
     n: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     @field_validator("n")
     @classmethod
@@ -58,6 +61,22 @@ class ChatRequest(BaseModel):
         if n not in (None, 1):
             raise ValueError("a graph gives one answer per request: n must be 1")
         return n
+
+    @field_validator("tools", "tool_choice")
+    @classmethod
+    def _no_tool_calls(cls, asked: list[Any] | str | dict[str, Any] | None) -> list[Any] | str | dict[str, Any] | None:
+        """Refused rather than ignored: an agent that needs a tool call got text and `finish_reason:
+        stop` with a 200, and failed later without knowing why."""
+        if asked not in (None, [], "none", "auto"):
+            raise ValueError("tool calls are not supported: the graph answers in text")
+        return asked
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_replies(cls, asked: dict[str, Any] | None) -> dict[str, Any] | None:
+        if asked is not None and asked.get("type", "text") != "text":
+            raise ValueError("the graph answers in text: response_format must be {'type': 'text'}")
+        return asked
 
 
 def question_of(request: ChatRequest) -> str:

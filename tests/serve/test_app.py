@@ -274,6 +274,9 @@ def test_a_client_that_leaves_stops_its_run(make_graph, store: Store, scripted: 
         assert run.status == "interrupted"
 
 
+TOOL = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
+
+
 def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
     """n > 1 gave one choice (a client reading choices[1] failed); a body not in UTF-8 or nested
     too deep was a 500 "internal error while running the graph" with a traceback in the server's
@@ -291,11 +294,21 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
         (b'{"model": "served", "messages": [{"role": "user", "content": "What is 2 + 2? \\ud800"}]}', "not Unicode"),
         # a blank last turn answered the turn before it
         (json.dumps({"model": "served", "messages": [*question, {"role": "user", "content": " "}]}).encode(), "empty"),
+        # asked for tool calls or JSON, a client got text and finish_reason "stop"
+        (json.dumps({"model": "served", "messages": question, "tools": [TOOL]}).encode(), "tool calls are not"),
+        (json.dumps({"model": "served", "messages": question, "tool_choice": "required"}).encode(), "tool calls"),
+        (
+            json.dumps({"model": "served", "messages": question, "response_format": {"type": "json_object"}}).encode(),
+            "text",
+        ),
     ]
     for body, said in cases:
         response = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 400 and said in response.json()["error"]["message"], (body[:40], response.text)
     answered = httpx.post(url, json={"model": "served", "n": 1, "messages": question})
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
+    plain = {"tools": [], "tool_choice": "auto", "response_format": {"type": "text"}}  # what some clients always send
+    answered = httpx.post(url, json={"model": "served", "messages": question, **plain})
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
 
 
