@@ -147,7 +147,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(ApiError(exc.status_code, str(exc.detail)))
+        headers = dict(exc.headers or {})  # a 405's Allow
+        return error_response(ApiError(exc.status_code, str(exc.detail), headers=headers))
 
     def _internal_error(exc: Exception) -> ApiError:
         """`x-should-retry: false`, as for a graph that gave no answer: OpenAI's clients retry a 5xx

@@ -312,6 +312,13 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
 
 
+def test_a_wrong_method_says_which_methods_the_path_takes(served: str) -> None:
+    """A 405 without `Allow` (the handler dropped the exception's headers), as HTTP requires it."""
+    response = httpx.get(served + "/chat/completions")
+    assert response.status_code == 405 and response.headers["allow"] == "POST", response.headers
+    assert response.json()["error"]["message"] == "Method Not Allowed"
+
+
 def test_a_model_is_retrieved_by_its_id(served: str) -> None:
     """OpenAI's models.retrieve, which tools call to check a model before use, was a 404."""
     client = openai.OpenAI(base_url=served, api_key="unused")
