@@ -21,8 +21,8 @@ down" reads as such rather than as litellm's generic "no deployments available".
 
 Routers are built once per distinct endpoint set and process (:func:`shared_routers`) and reused, so
 cooldowns and in-flight counts are shared by every call of every gateway (a Router works from any
-event loop). Keys are never
-logged: the Router holds them in memory only, like a direct litellm call would.
+event loop). Keys are never logged: the Router holds them in memory only, like a direct litellm call
+would.
 """
 
 from __future__ import annotations

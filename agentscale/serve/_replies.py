@@ -27,7 +27,7 @@ class ApiError(Exception):
     ):
         super().__init__(message)
         self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.headers = headers or {}
+        self.headers = dict(headers or {})  # its own: NO_RETRY is shared
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
