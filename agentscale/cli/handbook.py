@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import Interrupted, err, out, print_json, say_simulated, short
+from agentscale.cli._finish import FinishedRun
 from agentscale.cli._options import (
     DbOption,
     JsonOption,
@@ -171,7 +172,11 @@ def build_command(
 def _with_progress(
     start: Callable[[], Coroutine[Any, Any, BuildReport]], builder: HandbookBuilder, total: int, label: str, quiet: bool
 ) -> BuildReport:
+    """The build's report; a Ctrl-C (or SIGTERM) that lands as the build ends lets it be shown
+    (`FinishedRun`, as eval and optimize do): the build was stored done while the command said
+    "interrupted; run the same command again", and running it again built everything a second time."""
     progress = progress_bar(quiet=quiet)
+    finish: FinishedRun[BuildReport] = FinishedRun()
     with progress:
         bar = progress.add_task(escape(label), total=total, status="")
 
@@ -180,8 +185,10 @@ def _with_progress(
 
         builder.on_item = advance
         try:
-            return asyncio.run(start())
+            return asyncio.run(finish.run(start()))
         except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C (or SIGTERM) once the build is cancelled
+            if finish.finished:
+                return finish.result
             progress.stop()
     kept = f"behaviors extracted so far are kept (run {builder.run_id})" if builder.run_id else "nothing was built"
     cached = " (calls already paid come from the response cache)" if builder.gateway.settings.cache else ""

@@ -81,3 +81,24 @@ def test_a_run_that_fails_as_the_cancel_lands_raises_its_error_not_an_interrupti
     with pytest.raises(ValueError, match="the run's own failure"):
         asyncio.run(command())
     assert not finish.finished
+
+
+def test_a_build_signalled_as_it_ends_shows_its_report_not_an_interruption() -> None:
+    """A Ctrl-C landing in a handbook build's last step: the build was stored done, the command said
+    "interrupted; run the same command again", and running it again built every item a second time."""
+    from types import SimpleNamespace
+
+    from agentscale.cli.handbook import _with_progress
+
+    report = SimpleNamespace(items=3, added=2, merged=1)
+
+    async def build() -> SimpleNamespace:
+        await asyncio.sleep(0)
+        signal.raise_signal(signal.SIGINT)  # asyncio.run's handler cancels the command's main task
+        return report  # stored done by now
+
+    settings = SimpleNamespace(cache=True)
+    builder = SimpleNamespace(
+        on_item=None, run_id="r1", gateway=SimpleNamespace(settings=settings), handbook=SimpleNamespace(name="h")
+    )
+    assert _with_progress(build, builder, 3, "building", True) is report  # type: ignore[arg-type]
