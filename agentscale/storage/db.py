@@ -215,7 +215,7 @@ def _delete_items(cursor: Any, run_id: str, condition: str, params: tuple[Any, .
 def _busy(run: Run) -> str:
     return (
         f"run {run.id} is being run by {describe_owner(run.owner)}; wait for it to finish, or stop it "
-        "(kill it, or Ctrl-C where it runs) and resume again"
+        "(kill it, or Ctrl-C where it runs) and try again"  # a build goes on by the same command, not --resume
     )
 
 
