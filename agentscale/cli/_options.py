@@ -107,13 +107,15 @@ def command_line(store: Store, *words: str) -> str:
     return f"{line} --db {shlex.quote(str(store.path.resolve()))}"
 
 
-def make_gateway(db: Path | None, no_cache: bool, **settings: float | int | None) -> Gateway:
+def make_gateway(db: Path | None, no_cache: bool, *, existing: bool = False, **settings: float | int | None) -> Gateway:
+    """The command's gateway on its database; `existing`, as `open_store` takes it (a resume: a
+    mistyped --db made an empty database before it said there was no such run)."""
     from agentscale.models.gateway import Gateway, GatewaySettings
 
     overrides = {k: v for k, v in settings.items() if v is not None}
     if no_cache:
         overrides["cache"] = False
-    return Gateway(open_store(db), GatewaySettings.from_env(**overrides))
+    return Gateway(open_store(db, existing=existing), GatewaySettings.from_env(**overrides))
 
 
 def executor_config(

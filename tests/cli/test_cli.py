@@ -809,6 +809,9 @@ def test_reading_commands_leave_no_database_at_a_mistyped_path(
     assert run_cli(capsys, "report", "abc", "--db", str(typo))[0] == 1
     code, out, _ = run_cli(capsys, "runs", "list", "--db", str(typo), "--json")
     assert code == 0 and json.loads(out) == []
+    for command in ("eval", "optimize"):  # a resume reads its run first
+        code, _, err = run_cli(capsys, command, "--resume", "abc", "--db", str(typo))
+        assert code == 1 and f"no database at {typo}" in err, err
     assert not typo.exists()
 
 
