@@ -49,6 +49,11 @@ def usage_of(result: RunResult) -> dict[str, int]:
     }
 
 
+def run_of(result: RunResult) -> dict[str, Any]:
+    """Which stored run answered (`runs show` reads it), in a reply's `agentscale` field."""
+    return {"run_id": result.run_id, "stopped_reason": result.stopped_reason}
+
+
 def unknown_model(asked: str, served: str) -> ApiError:
     return ApiError(404, f"model {asked!r} not found; this server serves {served!r}", code="model_not_found")
 

@@ -28,7 +28,16 @@ from agentscale.runtime.graph import Graph
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
-from agentscale.serve._replies import NO_RETRY, STOPPING, ApiError, error_response, no_answer, unknown_model, usage_of
+from agentscale.serve._replies import (
+    NO_RETRY,
+    STOPPING,
+    ApiError,
+    error_response,
+    no_answer,
+    run_of,
+    unknown_model,
+    usage_of,
+)
 from agentscale.serve._stream import RunStream, streamed_reply
 
 log = logging.getLogger("agentscale.serve")
@@ -234,7 +243,7 @@ def create_app(
                     {"index": 0, "message": {"role": "assistant", "content": result.answer}, "finish_reason": "stop"}
                 ],
                 "usage": usage_of(result),
-                "agentscale": {"run_id": result.run_id, "stopped_reason": result.stopped_reason},
+                "agentscale": run_of(result),
             }
         )
 
