@@ -171,7 +171,7 @@ def create_app(
 
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some load balancers' checks send
     async def health() -> dict[str, str]:
         return {"status": "ok", "graph": graph.name}
 

@@ -313,7 +313,9 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
 
 
 def test_a_wrong_method_says_which_methods_the_path_takes(served: str) -> None:
-    """A 405 without `Allow` (the handler dropped the exception's headers), as HTTP requires it."""
+    """A 405 without `Allow` (the handler dropped the exception's headers), as HTTP requires it; a
+    load balancer's HEAD on /health was one."""
+    assert httpx.head(served.removesuffix("/v1") + "/health").status_code == 200
     response = httpx.get(served + "/chat/completions")
     assert response.status_code == 405 and response.headers["allow"] == "POST", response.headers
     assert response.json()["error"]["message"] == "Method Not Allowed"
