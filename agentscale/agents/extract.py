@@ -223,6 +223,9 @@ _HEDGE = re.compile(
 )
 
 
+_WORDS_BEFORE_EQUATION = 200
+
+
 def _equation(answer: str) -> re.Match[str] | None:
     """An equation the answer opens with, or that follows words only ("The total is 5 + 7 = 12"
     read 5); not one after a number ("10 (3 + 4 = 7 plus 3)" is 10)."""
@@ -231,9 +234,6 @@ def _equation(answer: str) -> re.Match[str] | None:
         return opening
     found = _EQUATION.search(answer[:_WORDS_BEFORE_EQUATION])  # each start retried: a window, not a line of digits
     return found if found and not any(c.isdigit() for c in answer[: found.start()]) else None
-
-
-_WORDS_BEFORE_EQUATION = 200
 
 
 def _stated_answer(text: str, holds: Callable[[str], bool]) -> str | None:

@@ -65,8 +65,8 @@ async def streamed_reply(
     """Server-sent events for `run` (the graph's run, a task already going)."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
-    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+    def chunk(delta: dict[str, str], finish_reason: str | None = None, **extra: Any) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
     try:
@@ -85,7 +85,7 @@ async def streamed_reply(
     for start in range(0, len(words), 8):
         yield chunk({"content": " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")})
     # the stored run rides on the last chunk, as on a JSON reply: a streamed one named none
-    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentscale": run_of(result)})
+    yield chunk({}, "stop", agentscale=run_of(result))
     if include_usage:
         yield _sse({**base, "choices": [], "usage": usage_of(result)})
     yield b"data: [DONE]\n\n"
