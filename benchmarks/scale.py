@@ -8,14 +8,16 @@ fresh database (no cache hits). Also printed: the driver's own time per recorded
 probe, draining paid calls from the outbox, writing the item's rows), from the executor's counters,
 and for every configuration the driver process's CPU time per item (goal for the local executor,
 whose driver does all the work of a one-call item: <= 6 ms), beside the CPU time per call of litellm
-alone making the same calls with as many in flight (the floor no framework around it can go under).
+alone making the same calls with as many in flight (the floor no framework around it can go under):
+medians of `--rounds` pairs run in turn, since this CPU figure moves by ±1.5 ms from one run to the next.
 `--canned` instead replaces litellm with a canned reply (`_canned.py`) and prints the eval path's own
 CPU per item (dispatch, the LangGraph run, cache probe, SQLite rows, scoring, progress): least of 5.
 `--gc` alternates, in one process, runs with the objects alive after litellm's import frozen (as the
 `agentscale` command leaves them, `gc.freeze`; the Python API does not) and unfrozen, printing the
 driver's CPU and the garbage collector's own CPU per item of each.
 
-Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--canned] [--gc] [--json]
+Run: .venv/bin/python benchmarks/scale.py [--items 160] [--concurrency 8] [--local-only] [--rounds 3]
+     [--canned] [--gc] [--json]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -89,7 +92,11 @@ async def _litellm_alone(api_base: str, calls: int, concurrency: int) -> float:
     return 1000 * (time.process_time() - cpu) / calls
 
 
-def measure(items: int, concurrency: int, *, ray_workers: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
+def measure(
+    items: int, concurrency: int, *, rounds: int = 3, ray_workers: tuple[int, ...] = (1, 2, 4)
+) -> dict[str, Any]:
+    """Items/s and driver CPU per item of every executor; the local executor's figures (goal (d)) are
+    medians of `rounds` runs, each followed by litellm alone making the same calls."""
     figures: dict[str, Any] = {"items": items, "concurrency_per_worker": concurrency, "latency_s": LATENCY_S}
     figures["cpus"] = os.cpu_count() or 0
     if ray_workers:
@@ -105,10 +112,15 @@ def measure(items: int, concurrency: int, *, ray_workers: tuple[int, ...] = (1, 
         task = _task(folder, items)
         figures["ceiling_per_worker"] = concurrency / LATENCY_S
         asyncio.run(_run(api_base, task, folder / "warm.db", LocalExecutor(), concurrency))  # imports, litellm
-        for name, inflight in (("local", concurrency), ("local_x4", 4 * concurrency)):
-            rate, cpu_ms = asyncio.run(_run(api_base, task, folder / f"{name}.db", LocalExecutor(), inflight))
-            figures[name], figures[f"{name}_driver_cpu_ms"] = rate, cpu_ms
-        figures["litellm_alone_cpu_ms"] = asyncio.run(_litellm_alone(api_base, items, concurrency))
+        figures["rounds"] = []
+        for index in range(rounds):  # the eval and litellm alone in turn: the VM's drift hits both
+            rate, cpu_ms = asyncio.run(_run(api_base, task, folder / f"local{index}.db", LocalExecutor(), concurrency))
+            alone_ms = asyncio.run(_litellm_alone(api_base, items, concurrency))
+            figures["rounds"].append({"local": rate, "local_driver_cpu_ms": cpu_ms, "litellm_alone_cpu_ms": alone_ms})
+        for key in ("local", "local_driver_cpu_ms", "litellm_alone_cpu_ms"):
+            figures[key] = statistics.median(one[key] for one in figures["rounds"])
+        rate, cpu_ms = asyncio.run(_run(api_base, task, folder / "local_x4.db", LocalExecutor(), 4 * concurrency))
+        figures["local_x4"], figures["local_x4_driver_cpu_ms"] = rate, cpu_ms
         for workers in ray_workers:
             executor = RayExecutor(workers=workers)
             asyncio.run(executor.start())
@@ -205,6 +217,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=160)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--local-only", action="store_true", help="skip Ray (the local executor's figures only)")
+    parser.add_argument("--rounds", type=int, default=3, help="local eval / litellm alone pairs (medians printed)")
     parser.add_argument("--canned", action="store_true", help="litellm replaced: the eval path's own CPU per item")
     parser.add_argument("--gc", action="store_true", help="imports frozen (as shipped) vs not, alternated")
     parser.add_argument("--json", action="store_true")
@@ -227,7 +240,8 @@ def main() -> None:
             f"{canned['local_x4_driver_cpu_ms']:.2f} ms at {4 * args.concurrency}"
         )
         return
-    figures = measure(args.items, args.concurrency, ray_workers=() if args.local_only else (1, 2, 4))
+    ray_workers = () if args.local_only else (1, 2, 4)
+    figures = measure(args.items, args.concurrency, rounds=args.rounds, ray_workers=ray_workers)
     if args.json:
         print(json.dumps(figures, indent=2))
         return
@@ -245,9 +259,11 @@ def main() -> None:
         if key.startswith("ray"):
             line += f", SQLite writes {figures[f'{key}_write_ms']:.2f} ms/result"
         print(line)
+    pairs = ", ".join(f"{r['local_driver_cpu_ms']:.1f}/{r['litellm_alone_cpu_ms']:.1f}" for r in figures["rounds"])
     print(
         f"  driver CPU per one-call item, local executor: {figures['local_driver_cpu_ms']:.1f} ms (goal <= 6 ms); "
-        f"litellm alone, the same calls with as many in flight: {figures['litellm_alone_cpu_ms']:.1f} ms per call"
+        f"litellm alone, the same calls with as many in flight: {figures['litellm_alone_cpu_ms']:.1f} ms per call "
+        f"(medians of {len(figures['rounds'])} rounds, eval/litellm alone: {pairs} ms)"
     )
 
 
