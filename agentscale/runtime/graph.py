@@ -25,6 +25,7 @@ from agentscale.models.cost import price_is_known
 from agentscale.models.endpoints import resolve_endpoint, starts_server
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import import_litellm
+from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_broken
@@ -393,20 +394,27 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             "prompt, reserved before each call): every call would be refused; raise it or lower max_tokens"
         )
         issues.append(SpecIssue("budget.max_tokens", message))
-    for node_id, model in runtime.models.items():
+    for user, model in _budgeted_models(runtime):
         if budget.max_flops is not None and model.params_b is None:
-            issues.append(
-                SpecIssue(
-                    "budget.max_flops",
-                    f"model {model.name!r} (node {node_id!r}) has unknown size: set params_b",
-                )
-            )
+            message = f"model {model.name!r} ({user}) has unknown size: set params_b"
+            issues.append(SpecIssue("budget.max_flops", message))
         if budget.max_usd is not None and not price_is_known(model):
-            issues.append(
-                SpecIssue("budget.max_usd", f"model {model.name!r} (node {node_id!r}) has unknown price: set price")
-            )
+            issues.append(SpecIssue("budget.max_usd", f"model {model.name!r} ({user}) has unknown price: set price"))
     if issues:
         raise SpecError(issues, source)
+
+
+def _budgeted_models(runtime: GraphRuntime) -> list[tuple[str, ResolvedModel]]:
+    """Every model whose calls a run's caps count, with who calls it: the nodes', and a coordinator's
+    CEO and evaluator (an unpriced CEO left the run's spent USD unknown after its first call, which
+    switched `max_usd` off for every later call: 3.6x the cap spent)."""
+    models = [(f"node {node_id!r}", model) for node_id, model in runtime.models.items()]
+    coordinator = runtime.spec.coordinator
+    if coordinator is not None:
+        for field, alias in (("model", coordinator.model), ("evaluator", coordinator.evaluator)):
+            if alias:
+                models.append((f"coordinator.{field}", resolve(alias, runtime.spec.models.get(alias))))
+    return models
 
 
 def _loop_running() -> bool:

@@ -131,6 +131,30 @@ def test_coordinator_ranges_are_validated(make_graph) -> None:  # type: ignore[n
     assert Graph.from_yaml(graph.to_yaml(), store=None).spec == graph.spec  # round trip
 
 
+def test_a_cap_in_usd_or_flops_needs_the_ceos_and_evaluators_price_and_size(scripted: ScriptedServer) -> None:
+    """An unpriced CEO left the run's spent USD unknown after its first call, which switched `max_usd`
+    off for every later call (workers at $1 a token spent 3.6x a $400 cap): refused when loaded, as an
+    unpriced node is, naming the coordinator's field."""
+    known = "params_b: 1, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}"
+    models = f"models:\n  m: {{model: hosted_vllm/scripted, api_base: API, {known}}}\n"
+    nodes = "name: t\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+
+    def text(ceo: str, judge: str, budget: str) -> str:
+        graph = models + f"  ceo: {{model: hosted_vllm/ceo, api_base: API{ceo}}}\n"
+        graph += f"  judge: {{model: hosted_vllm/judge, api_base: API{judge}}}\n" + nodes
+        graph += f"coordinator: {{model: ceo, evaluator: judge}}\nbudget: {budget}\n"
+        return graph.replace("API", f'"{scripted.api_base}"')
+
+    with pytest.raises(SpecError) as refused:
+        Graph.from_yaml(text("", f", {known}", "{max_usd: 400}"), store=None)
+    assert "budget.max_usd (line 9): model 'ceo' (coordinator.model) has unknown price: set price" in str(refused.value)
+    assert "judge" not in str(refused.value)
+    with pytest.raises(SpecError, match=r"model 'judge' \(coordinator.evaluator\) has unknown size"):
+        Graph.from_yaml(text(f", {known}", "", "{max_flops: 1.0e+15}"), store=None)
+    Graph.from_yaml(text(f", {known}", f", {known}", "{max_usd: 400, max_flops: 1.0e+15}"), store=None)
+    Graph.from_yaml(text("", "", "{max_tokens: 5000}"), store=None)  # tokens need neither
+
+
 @pytest.mark.parametrize(
     ("coordinator", "extra", "ceiling"),
     [
@@ -500,13 +524,15 @@ def test_the_aggregator_reads_its_own_inputs_not_only_the_last_workers(make_grap
 
 def own_fuser(scripted: ScriptedServer, coordinator: str, *, sizes: tuple[float, float] | None = None) -> str:
     """Two assistants into a fuser on a model of its own (`fus`), so rules can tell them apart;
-    `sizes`: the workers' and the fuser's params_b (the workers then use the alias `w`, not `m`)."""
+    `sizes`: the workers' (and the CEO's) and the fuser's params_b (the workers then use the alias `w`,
+    not `m`)."""
     workers, sized = "m", ("", "")
     if sizes is not None:
         workers, sized = "w", (f", params_b: {sizes[0]}", f", params_b: {sizes[1]}")
     return (
         f"  w: {{model: hosted_vllm/scripted, api_base: API{sized[0]}}}\n"
-        f"  ceo: {{model: hosted_vllm/ceo, api_base: API}}\n  fus: {{model: hosted_vllm/fus, api_base: API{sized[1]}}}\n"
+        f"  ceo: {{model: hosted_vllm/ceo, api_base: API{sized[0]}}}\n"
+        f"  fus: {{model: hosted_vllm/fus, api_base: API{sized[1]}}}\n"
         f"name: fused\nnodes:\n  - {{id: s1, role: assistant, model: {workers}}}\n"
         f"  - {{id: s2, role: assistant, model: {workers}}}\n  - {{id: f, role: fuser, model: fus}}\n"
         f"edges:\n  - s1, s2 -> f\nanswer_format: number\ncoordinator: {coordinator}\n"
