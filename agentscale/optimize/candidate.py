@@ -244,12 +244,12 @@ class CandidateGraph:
             return per_pass
         return self.ceo.max_rounds * (per_pass + MAX_ATTEMPTS)
 
-    def worst_case_tokens(self, mean_prompt_tokens: float, max_tokens: int) -> int:
+    def worst_case_tokens(self, prompt_tokens: float, max_tokens: int) -> int:
         """Tokens one question can cost at most: every model call writes `max_tokens` and reads a
-        prompt of twice the task's mean plus every input at full length; with a CEO, each later round
-        also gives sources the best answer so far, and each CEO reply reads the question, the round's
-        answers and its earlier replies (see `worst_case_calls`)."""
-        prompt = int(2 * mean_prompt_tokens)
+        prompt of `prompt_tokens` (the question's, counted generously) plus every input at full
+        length; with a CEO, each later round also gives sources the best answer so far, and each CEO
+        reply reads the question, the round's answers and its earlier replies (see `worst_case_calls`)."""
+        prompt = int(prompt_tokens)
 
         def one_pass(source_inputs: int) -> int:
             return sum(prompt + inputs * max_tokens + max_tokens for _, inputs in self.pass_calls(source_inputs))

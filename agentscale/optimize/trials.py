@@ -21,7 +21,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items, first_unanswered
 from agentscale.executors import Executor, LocalExecutor
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
-from agentscale.models.cost import known_total
+from agentscale.models.cost import estimate_prompt_tokens, known_total
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, pooled, run_front, scalarize
@@ -31,6 +31,10 @@ from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import REFUSED, NodeCall, RunItem, SpendEntry, Trial
 from agentscale.tasks import Task, TaskItem
+
+# a call's prompt beyond its question and inputs: its role's instructions and answer format (the
+# longest, in agents/prompts/roles.yaml, ≈ 500 characters) and the messages' own tokens
+ROLE_PROMPT_ALLOWANCE = 256
 
 
 class SpendCapReached(AgentScaleError):
@@ -249,7 +253,7 @@ class TrialEvaluator:
             self.store.drop_items(self.run_id, f"t{seq}:")
             self._cut.discard(seq)
         try:
-            reserved = self._reserve(candidate, len(items))
+            reserved = self._reserve(candidate, items)
         except SpendCapReached:
             self._store_refusal(seq, candidate, len(items), iteration)
             raise
@@ -327,7 +331,7 @@ class TrialEvaluator:
         return scalarize(self.space.objective, accuracy, compute, latency, self.problem.budget, self.latency_ref)
 
     # spend cap -------------------------------------------------------------------------------
-    def _reserve(self, candidate: CandidateGraph, items: int) -> dict[str, float]:
+    def _reserve(self, candidate: CandidateGraph, items: Sequence[TaskItem]) -> dict[str, float]:
         """Refuse an evaluation that could cross `max_spend` (raise `SpendCapReached`), counting what
         the run has spent and the worst case of the evaluations still in flight beside it; else
         hold this one's worst case in `_in_flight` until it finishes (the caller releases it)."""
@@ -338,8 +342,8 @@ class TrialEvaluator:
         held = self._in_flight
         max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
         projected = {
-            "calls": float(items * candidate.worst_case_calls()),
-            "tokens": float(items * candidate.worst_case_tokens(self.problem.mean_prompt_tokens, max_tokens)),
+            "calls": float(len(items) * candidate.worst_case_calls()),
+            "tokens": float(sum(candidate.worst_case_tokens(self._prompt_tokens(item), max_tokens) for item in items)),
         }
         if cap.calls is not None and spent["calls"] + held.get("calls", 0) + projected["calls"] > cap.calls:
             raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
@@ -359,6 +363,14 @@ class TrialEvaluator:
         for unit, amount in projected.items():
             held[unit] = held.get(unit, 0.0) + amount
         return projected
+
+    def _prompt_tokens(self, item: TaskItem) -> float:
+        """The most a call's prompt on `item` is counted at: twice the task's mean length, or the item's
+        own question (3 characters a token) with a role's instructions when that is longer. The mean
+        alone is a guess for a task file (200 tokens): items of 1,500 words crossed a 2,000-token cap
+        by 55% (the budget audit)."""
+        own = estimate_prompt_tokens([{"content": item.question}]) + ROLE_PROMPT_ALLOWANCE
+        return max(2 * self.problem.mean_prompt_tokens, own)
 
     def _usd_per_token(self, alias: str) -> float | None:
         from agentscale.models.cost import call_usd

@@ -270,6 +270,33 @@ async def test_spend_cap_is_never_exceeded(tmp_path: Path, scripted: ScriptedSer
     assert result.best is None or result.best.n > 0
 
 
+async def test_a_token_cap_counts_each_items_own_question(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A task file's questions of 1,500 words were reserved at twice a guessed mean prompt (200 tokens):
+    the run spent 4,650 tokens under a 4,000 cap. Each item's own question is counted now."""
+    filler = " ".join(["context"] * 1500)
+    data = tmp_path / "long.jsonl"
+    lines = [{"id": f"q{i}", "question": f"{filler}\nWhat is {i} + 7?", "answer": str(i + 7)} for i in range(8)]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    text = f"""\
+name: long
+task: {{path: "{data}", scorer: numeric, train: 4, test: 2, seed: 0}}
+models:
+  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}", params_b: 1.0}}
+roles: [assistant, vote]
+max_nodes: 3
+budget: {{compute: 10}}
+defaults: {{max_tokens: 32}}
+optimizer: {{method: random, iterations: 2, samples: 2, minibatch: 2, seed: 0, max_spend: {{tokens: 12000}}}}
+"""
+    run = optimization(text, store, score_test=False)
+    result = await run.run()
+    spent = store.spend(run.run_id)["tokens"]
+    assert 0 < spent <= 12000, spent
+    assert "max_spend.tokens=12000 would be crossed" in result.stopped_reason
+
+
 async def test_a_usd_cap_prices_an_evaluation_at_its_dearest_model(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
