@@ -66,6 +66,7 @@ PATIENCE = 3
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
 MIN_SEARCHED = 3  # of them at least this many are the search's best, whatever the method nominates
 DEFAULT_CONCURRENCY = 8  # items answered at once per evaluation
+AGENT_MAX_TOKENS = 1024  # the feedback agent's reply: a JSON update of the distribution
 
 
 @dataclass
@@ -416,12 +417,17 @@ class Optimization:
         if alias is None:
             return None
         model = resolve(alias, self.space.models.get(alias))
-        calls = ModelCalls(self.gateway, run_id=self.run_id, item_key=AGENT_KEY)  # no budget: the spend cap covers it
+        calls = ModelCalls(self.gateway, run_id=self.run_id, item_key=AGENT_KEY)  # held against max_spend per call
 
         async def call(system: str, user: str) -> str:
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
             trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=alias)
-            result = await calls.call(trace, CallRequest(model, messages, temperature=0.0, max_tokens=1024))
+            request = CallRequest(model, messages, temperature=0.0, max_tokens=AGENT_MAX_TOKENS)
+            held = self.evaluator.reserve_agent_call(alias, messages, AGENT_MAX_TOKENS)  # or SpendCapReached
+            try:
+                result = await calls.call(trace, request)
+            finally:
+                self.evaluator.release(held)
             record_rows(self.store, self.run_id, AGENT_KEY, [trace])  # in the run's calls, like the trials'
             if result is None:
                 raise ModelCallError(trace.error or "the call failed")

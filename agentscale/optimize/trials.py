@@ -169,6 +169,7 @@ class TrialEvaluator:
     # call answered, with the first item's reason: a model that is down, or a key that is missing,
     # scores 0 there, which a run must say rather than rank
     unanswered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    capped: str | None = field(default=None, init=False)  # why the spend cap refused an evaluation, once it has
 
     @property
     def store(self) -> Store:
@@ -239,7 +240,8 @@ class TrialEvaluator:
                     "was the space file or agentscale changed?)"
                 )
             if stored.kind == REFUSED:
-                raise SpendCapReached("the spend cap refused this evaluation when the run first asked for it")
+                self.capped = "the spend cap refused this evaluation when the run first asked for it"
+                raise SpendCapReached(self.capped)
             if previous is not None:
                 await asyncio.shield(previous)
             self.latency_ref = max(self.latency_ref, stored.latency_s)
@@ -254,7 +256,8 @@ class TrialEvaluator:
             self._cut.discard(seq)
         try:
             reserved = self._reserve(candidate, items)
-        except SpendCapReached:
+        except SpendCapReached as refused:
+            self.capped = str(refused)
             self._store_refusal(seq, candidate, len(items), iteration)
             raise
         try:
@@ -268,8 +271,7 @@ class TrialEvaluator:
                 executor=self.executor,
             )
         finally:
-            for unit, amount in reserved.items():
-                self._in_flight[unit] -= amount
+            self.release(reserved)
         if previous is not None:
             await asyncio.shield(previous)
         first = first_unanswered(results)
@@ -335,24 +337,39 @@ class TrialEvaluator:
         """Refuse an evaluation that could cross `max_spend` (raise `SpendCapReached`), counting what
         the run has spent and the worst case of the evaluations still in flight beside it; else
         hold this one's worst case in `_in_flight` until it finishes (the caller releases it)."""
+        max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
+        tokens = sum(candidate.worst_case_tokens(self._prompt_tokens(item), max_tokens) for item in items)
+        aliases = [n.model for n in candidate.nodes if n.model] + ([candidate.ceo.model] if candidate.ceo else [])
+        return self._hold(len(items) * candidate.worst_case_calls(), tokens, aliases)
+
+    def reserve_agent_call(self, alias: str, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
+        """Hold the feedback agent's call against `max_spend` as an evaluation is held (`release` it
+        after the call), or raise `SpendCapReached`: once the cap has refused an evaluation, no search
+        step follows that could use the agent's proposal. Unchecked, the agent's calls crossed a
+        6,000-token cap by 579 tokens, made after the cap had stopped the search (the budget audit)."""
+        if self.capped is not None:
+            raise SpendCapReached(f"{self.capped}; the search has stopped")
+        return self._hold(1, estimate_prompt_tokens(messages) + max_tokens, [alias])
+
+    def release(self, held: dict[str, float]) -> None:
+        for unit, amount in held.items():
+            self._in_flight[unit] -= amount
+
+    def _hold(self, calls: int, tokens: int, aliases: Sequence[str]) -> dict[str, float]:
+        """Hold `calls` and `tokens` (and their USD at the dearest of `aliases`) in `_in_flight`, or
+        raise `SpendCapReached` when what the run spent, what is held and these could cross a cap."""
         cap = self.space.optimizer.max_spend
         if cap.tokens is None and cap.calls is None and cap.usd is None:
             return {}
         spent = self.store.spend(self.run_id)
         held = self._in_flight
-        max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
-        projected = {
-            "calls": float(len(items) * candidate.worst_case_calls()),
-            "tokens": float(sum(candidate.worst_case_tokens(self._prompt_tokens(item), max_tokens) for item in items)),
-        }
+        projected = {"calls": float(calls), "tokens": float(tokens)}
         if cap.calls is not None and spent["calls"] + held.get("calls", 0) + projected["calls"] > cap.calls:
             raise SpendCapReached(f"max_spend.calls={cap.calls} would be crossed ({spent['calls']} spent)")
-        tokens = spent["tokens"] + held.get("tokens", 0) + projected["tokens"]
-        if cap.tokens is not None and tokens > cap.tokens:
+        if cap.tokens is not None and spent["tokens"] + held.get("tokens", 0) + projected["tokens"] > cap.tokens:
             raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
         if cap.usd is not None:
             usd = spent["usd"]
-            aliases = [n.model for n in candidate.nodes if n.model] + ([candidate.ceo.model] if candidate.ceo else [])
             prices = [self._usd_per_token(alias) for alias in aliases]
             known = [p for p in prices if p is not None]
             if usd is None or len(known) < len(prices):

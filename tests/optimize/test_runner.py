@@ -396,6 +396,26 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
 
 
+async def test_the_feedback_agent_is_not_asked_once_the_spend_cap_stopped_the_search(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """The agent's calls had no place in `max_spend`: once the cap refused an evaluation, the agent
+    was still asked about the last round (a proposal no round would measure), and its tokens could
+    cross the cap. Each agent call is held against the cap now, and none follows a refusal."""
+    scripted.add_rule(Rule(model="agent", replies=['{"graph": {"nodes": [{"role": "assistant", "model": "good"}]}}']))
+    text = space_text(
+        tmp_path,
+        scripted.api_base,
+        extra=f'  agent: {{model: hosted_vllm/agent, api_base: "{scripted.api_base}", params_b: 70}}\n',
+        optimizer=", agent_model: agent, max_spend: {tokens: 5000}",
+    )
+    run = optimization(text, store, score_test=False)
+    result = await run.run()
+    assert "max_spend.tokens=5000 would be crossed" in result.stopped_reason
+    assert [r for r in scripted.completion_requests if r["model"] == "agent"] == []
+    assert store.spend(run.run_id)["tokens"] <= 5000
+
+
 async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
