@@ -107,15 +107,34 @@ def command_line(store: Store, *words: str) -> str:
     return f"{line} --db {shlex.quote(str(store.path.resolve()))}"
 
 
-def make_gateway(db: Path | None, no_cache: bool, *, existing: bool = False, **settings: float | int | None) -> Gateway:
+def make_gateway(
+    db: Path | None, no_cache: bool, *, existing: bool = False, run_files: bool = False, **settings: float | int | None
+) -> Gateway:
     """The command's gateway on its database; `existing`, as `open_store` takes it (a resume: a
-    mistyped --db made an empty database before it said there was no such run)."""
+    mistyped --db made an empty database before it said there was no such run); `run_files`: the
+    command writes a run's files beside it (`refuse_blocked_run_files`)."""
     from agentscale.models.gateway import Gateway, GatewaySettings
 
     overrides = {k: v for k, v in settings.items() if v is not None}
     if no_cache:
         overrides["cache"] = False
-    return Gateway(open_store(db, existing=existing), GatewaySettings.from_env(**overrides))
+    store = open_store(db, existing=existing)
+    if run_files:
+        refuse_blocked_run_files(store)
+    return Gateway(store, GatewaySettings.from_env(**overrides))
+
+
+def refuse_blocked_run_files(store: Store) -> None:
+    """A run's files (report, best graph, plot) go under `runs/` beside the database: a file in the
+    way is refused before the run starts. A finished eval, or a whole search, failed only when it came
+    to write them, its results unprinted and an optimization stored failed."""
+    from agentscale.graphs.io import blocking_file
+
+    runs = store.run_folder("-").parent
+    if (blocking := blocking_file(runs / "-")) is not None:
+        raise AgentScaleError(
+            f"a run's files go under {runs}, but {blocking} is a file, not a folder: move it or give another --db"
+        )
 
 
 def executor_config(

@@ -119,7 +119,7 @@ def optimize_command(
     else:
         check_tracing(trace)
     check_retry_errors(retry_errors, resume)
-    gateway = make_gateway(db, no_cache, existing=resume is not None)
+    gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
         if space_file is not None:

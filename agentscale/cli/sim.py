@@ -11,7 +11,7 @@ import typer
 from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption, output_file
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import blocking_file, refuse_unusable_output
+from agentscale.graphs.io import refuse_unusable_output
 
 sim_app = typer.Typer(
     help="The simulated model population (benchmarks only; never model accuracy).", no_args_is_help=True
@@ -85,8 +85,6 @@ def best_known_command(
     if target.resolve() == space_file.resolve():
         raise AgentScaleError(f"--out {target} is the space file itself; give another path")
     refuse_unusable_output(target, space_file.stem + BEST_KNOWN_SUFFIX, shown=f"--out {target}")
-    if (blocking := blocking_file(target)) is not None:
-        raise AgentScaleError(f"cannot write {target}: {blocking} is a file, not a folder")
     with err.status("searching on the exact simulated truth…", spinner="dots") as status:
         found = search_best_known(
             space,

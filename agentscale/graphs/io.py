@@ -34,11 +34,14 @@ _KEY_ORDER = (
 
 
 def refuse_unusable_output(path: Path, example: str, *, shown: str | None = None) -> None:
-    """An output file given as a directory (`--out runs/`, `-o .`) or as a database is refused before
-    anything is written or computed, with a file path to give instead; `shown` names it as the user
-    wrote it."""
+    """An output file given as a directory (`--out runs/`, `-o .`), under a file, or as a database is
+    refused before anything is written or computed, with a file path to give instead; `shown` names
+    it as the user wrote it. (`optimize --out file/best.yaml` ran its whole search, then failed to
+    write and printed no result.)"""
     if path.is_dir():
         raise AgentScaleError(f"{shown or path} is a directory; give a file path, e.g. {path / example}")
+    if (blocking := blocking_file(path)) is not None:
+        raise AgentScaleError(f"cannot write {shown or path} ({blocking} is a file)")
     _refuse_database(path, shown)
 
 

@@ -326,6 +326,7 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
     [
         (["--trace", "zipkin"], "unknown trace exporter 'zipkin'"),  # left a run "created (not started)"
         (["--out", "{space}"], "is the space file: the best graph would replace it"),  # the space was lost
+        (["--out", "{space}/best.yaml"], "space.yaml is a file)"),  # failed after the whole search
         (["--dry-run", "--out", "{best}"], "--dry-run only projects the search's spend (nothing runs); drop --out"),
         (["--dry-run", "--concurrency", "4"], "drop --concurrency"),
     ],
@@ -451,3 +452,20 @@ async def test_two_objects_resuming_one_optimization_at_once_run_it_once(tmp_pat
     done, refused = await asyncio.gather(first.run(), second.run(), return_exceptions=True)
     assert isinstance(refused, RunBusy) and not isinstance(done, BaseException)
     assert Store(tmp_path / "o.db").get_run(run_id).status == "done"
+
+
+def test_a_file_where_the_runs_folder_goes_is_refused_before_a_run_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A file named `runs` beside the database: a finished eval failed writing its report, with no
+    summary printed, and a whole search was stored failed when it came to write its best graph."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    (tmp_path / "runs").write_text("in the way")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    graph = _single_call(tmp_path, "sim/llama-1b")
+    for command in (["optimize", str(space), "--no-test"], ["eval", str(graph), "--task", "sim:math", "--n", "2"]):
+        assert main(command) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"a run's files go under {tmp_path / 'runs'}, but {tmp_path / 'runs'} is a file, not a folder" in err
+        assert Store(tmp_path / "o.db").list_runs() == []

@@ -55,7 +55,7 @@ def test_an_unwritable_out_is_refused_before_the_search_and_a_new_folder_is_made
     """`--out` under a file or at a folder failed with a traceback after the whole search (minutes at
     the default 100,000 evaluations), losing its result; a missing folder failed the same way."""
     (tmp_path / "small.yaml").write_text(SPACE)
-    for out, why in ((tmp_path, "is a directory"), (tmp_path / "small.yaml" / "x.yaml", "is a file, not a folder")):
+    for out, why in ((tmp_path, "is a directory"), (tmp_path / "small.yaml" / "x.yaml", "small.yaml is a file)")):
         assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--out", str(out)]) == 1
         captured = capsys.readouterr()
         assert why in " ".join(captured.err.split()) and "Traceback" not in captured.err
