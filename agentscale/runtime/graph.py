@@ -21,14 +21,15 @@ from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
 from agentscale.graphs.spec import AnswerFormat, GraphSpec
 from agentscale.graphs.validate import graph_issues
-from agentscale.models.cost import price_is_known
+from agentscale.models.budget import Spend
+from agentscale.models.cost import estimate_prompt_tokens, price_is_known
 from agentscale.models.endpoints import resolve_endpoint, starts_server
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import import_litellm
 from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers
-from agentscale.runtime.calls import RunValues, record_broken
+from agentscale.runtime.calls import RunValues, record_broken, spend_of
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
 from agentscale.runtime.discussion import run_discussion
 from agentscale.runtime.execute import (
@@ -378,30 +379,54 @@ def load(
 
 
 def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> None:
-    """A cap in FLOPs or USD needs every model's size or price; say which is missing, up front. A
-    token cap below every call's completion cap (reserved with the prompt before each call) refused
-    every call: validate passed the graph and each run failed "would be exceeded", as a space's
-    search did before its own check (`optimize.problem`). A CEO sets its workers' caps per round."""
+    """A cap in FLOPs or USD needs every model's size or price; say which is missing, up front. A cap
+    below the least any call reserves (its completion cap and its prompt without the question, before
+    each call) refused every call: validate passed the graph and each run failed "would be exceeded"
+    (`budget: {max_tokens: 120}` over calls of 100 tokens: the prompt made 178), as a space's search
+    did before its own check (`optimize.problem`). A CEO may cut its workers' replies to `min_tokens`."""
     spec = runtime.spec
     budget = spec.budget
     if budget is None:
         return
     issues = []
-    caps = [completion_cap(n, spec) for n in spec.nodes if n.model]
-    if budget.max_tokens is not None and spec.coordinator is None and caps and budget.max_tokens < min(caps):
-        message = (
-            f"{budget.max_tokens} is below the smallest call's reservation (max_tokens {min(caps)} and the "
-            "prompt, reserved before each call): every call would be refused; raise it or lower max_tokens"
-        )
-        issues.append(SpecIssue("budget.max_tokens", message))
     for user, model in _budgeted_models(runtime):
         if budget.max_flops is not None and model.params_b is None:
             message = f"model {model.name!r} ({user}) has unknown size: set params_b"
             issues.append(SpecIssue("budget.max_flops", message))
         if budget.max_usd is not None and not price_is_known(model):
             issues.append(SpecIssue("budget.max_usd", f"model {model.name!r} ({user}) has unknown price: set price"))
+    least = [_least_call(runtime, node_id) for node_id in runtime.models]
+    if least:
+        fix = "every call would be refused; raise it or lower max_tokens"
+        cap, prompt, spend = min(least, key=lambda call: call[2].tokens)
+        if budget.max_tokens is not None and budget.max_tokens < spend.tokens:
+            message = (
+                f"{budget.max_tokens} is below the smallest call's reservation (max_tokens {cap} and a prompt of "
+                f"at least {prompt} tokens, reserved before each call): {fix}"
+            )
+            issues.append(SpecIssue("budget.max_tokens", message))
+        flops = min((call[2].flops for call in least if call[2].flops), default=None)
+        if budget.max_flops is not None and flops is not None and budget.max_flops < flops:
+            message = f"{budget.max_flops:g} is below the smallest call's reservation ({flops:.3g} FLOPs): {fix}"
+            issues.append(SpecIssue("budget.max_flops", message))
+        usd = min((call[2].usd for call in least if call[2].usd is not None), default=None)
+        if budget.max_usd is not None and usd is not None and budget.max_usd < usd:
+            message = f"{budget.max_usd:g} is below the smallest call's reservation (${usd:.2g}): {fix}"
+            issues.append(SpecIssue("budget.max_usd", message))
     if issues:
         raise SpecError(issues, source)
+
+
+def _least_call(runtime: GraphRuntime, node_id: str) -> tuple[int, int, Spend]:
+    """The least a call of `node_id` reserves: its completion cap (a CEO's `min_tokens` when lower),
+    its role's prompt without the question, and what they cost."""
+    spec, node = runtime.spec, runtime.nodes[node_id]
+    cap = completion_cap(node, spec)
+    if spec.coordinator is not None:
+        cap = min(cap, spec.coordinator.min_tokens)
+    messages = runtime.roles[node.role].messages("", [], runtime.answer_format)
+    prompt = estimate_prompt_tokens(messages)
+    return cap, prompt, spend_of(runtime.models[node_id], prompt, cap)
 
 
 def _budgeted_models(runtime: GraphRuntime) -> list[tuple[str, ResolvedModel]]:

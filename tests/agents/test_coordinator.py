@@ -169,7 +169,7 @@ def test_a_min_tokens_no_round_could_give_is_refused_at_its_line(make_graph, coo
     text = f"name: v\n{extra}nodes:\n  - {{id: a, role: assistant, model: m}}\ncoordinator: {coordinator}\n"
     with pytest.raises(SpecError, match=rf"coordinator.min_tokens \(line \d\): min_tokens .* \({ceiling}"):
         make_graph(text)
-    make_graph(text.replace("min_tokens: 2000", "min_tokens: 512").replace("min_tokens: 300", "min_tokens: 200"))
+    make_graph(text.replace("min_tokens: 2000", "min_tokens: 512").replace("min_tokens: 300", "min_tokens: 100"))
 
 
 def test_min_tokens_is_checked_against_the_ceiling_a_run_computes(make_graph) -> None:  # type: ignore[no-untyped-def]

@@ -293,10 +293,35 @@ def test_a_token_cap_below_every_calls_completion_cap_is_refused_up_front(tmp_pa
     assert main(["validate", str(tmp_path / "g.yaml")]) == 1
     low = "defaults: {max_tokens: 300}\nnodes:\n  - {id: b, role: assistant, model: m, max_tokens: 64}\n"
     Graph.from_yaml(
-        base + low + "  - {id: a, role: critic, model: m}\nedges: ['b -> a']\nbudget: {max_tokens: 100}\n", store=None
+        base + low + "  - {id: a, role: critic, model: m}\nedges: ['b -> a']\nbudget: {max_tokens: 160}\n", store=None
     )
     with pytest.raises(SpecError, match=r"reservation \(max_tokens 300"):
         Graph.from_yaml(one.replace("nodes:\n", "defaults: {max_tokens: 300}\nnodes:\n"), store=None)
+
+
+@pytest.mark.parametrize(
+    ("budget", "extra", "refused"),
+    [
+        # the input audit: validate passed these, and every call of every run was refused
+        ("{max_tokens: 120}", "", "120 is below the smallest call's reservation (max_tokens 100 and a prompt of"),
+        ("{max_flops: 1}", "", "1 is below the smallest call's reservation (3.5e+11 FLOPs)"),
+        ("{max_usd: 0.1}", "", "0.1 is below the smallest call's reservation ($0.17)"),
+        ("{max_tokens: 1}", "coordinator: {model: m, max_rounds: 2}\n", "1 is below the smallest call's reservation"),
+    ],
+)
+def test_a_cap_below_what_any_call_reserves_with_its_prompt_is_refused_up_front(
+    budget: str, extra: str, refused: str
+) -> None:
+    """Each call reserves its completion cap and its prompt: a cap between the completion cap and the
+    two together (120 over calls of 100 tokens, whose prompt made 178) passed validate; so did FLOPs
+    and USD caps no call fits, and any cap on a coordinator graph."""
+    priced = "params_b: 1, price: {input_per_mtok: 1000, output_per_mtok: 1000}"
+    base = f'models:\n  m: {{model: hosted_vllm/x, api_base: "http://127.0.0.1:9/v1", {priced}}}\nname: t\n'
+    text = base + "defaults: {max_tokens: 100}\nnodes:\n  - {id: a, role: assistant, model: m}\n" + extra
+    with pytest.raises(SpecError) as error:
+        Graph.from_yaml(text + f"budget: {budget}\n", store=None)
+    assert refused in str(error.value)
+    Graph.from_yaml(text + "budget: {max_tokens: 200, max_flops: 1.0e+12, max_usd: 1}\n", store=None)
 
 
 def test_unknown_price_is_reported_as_unknown(make_graph) -> None:

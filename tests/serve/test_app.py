@@ -227,10 +227,10 @@ def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
     [
         (BODY, "What is 2 + 2?", 500, "no reply held an answer in its format"),
         (
-            # under one call's completion cap it is refused at load (a graph that could not answer)
+            # room for one call and not for both (under one call's reservation it is refused at load)
             BODY.replace(
                 "answer_format: number\n",
-                "answer_format: number\ndefaults: {max_tokens: 8}\nbudget: {max_tokens: 20}\n",
+                "answer_format: number\ndefaults: {max_tokens: 8}\nbudget: {max_tokens: 100}\n",
             ),
             "What is 2 + 2?",
             500,
