@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -84,15 +85,30 @@ err = _console(stderr=True)
 
 def print_json(data: Any) -> None:
     """One JSON document on stdout, unstyled, so scripts can parse it."""
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
-    sys.stdout.flush()
+    _write_stdout(json.dumps(data, default=str) + "\n")
 
 
 def print_plain(text: str) -> None:
     """A line on stdout exactly as given: answers go to scripts and pipes, and through Rich a tab
     became spaces (a code answer's indentation, `run --input`'s tab-separated columns)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _write_stdout(text + "\n")
+
+
+class ReaderGone(KeyboardInterrupt):
+    """stdout's reader has left (`agentscale run --input q.jsonl | head -2`): a stop, as Ctrl-C is (a
+    batch is stored interrupted with the answers it gave), that ends the command with SIGPIPE's exit
+    status, 141. It failed the batch ("Broken pipe"), silently, going on paying for answers nobody read."""
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # what is still buffered would fail again at the interpreter's exit ("Exception ignored")
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ReaderGone from None
 
 
 def say_simulated(console: Console | None = None) -> None:
@@ -116,7 +132,12 @@ def short(text: str | None, width: int = 60) -> str:
 
 class Interrupted(Exception):
     """A Ctrl-C (or SIGTERM) a command has already reported (what was kept, how to go on): exit 130
-    with nothing more said. A Ctrl-C no command reported reaches `main` as typer's silent 130."""
+    (141 when stdout's reader left: `ReaderGone`) with nothing more said. A Ctrl-C no command
+    reported reaches `main` as typer's silent 130."""
+
+    def __init__(self, exit_code: int = 130) -> None:
+        super().__init__()
+        self.exit_code = exit_code
 
 
 def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = False) -> Interrupted:

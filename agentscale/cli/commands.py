@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
-from agentscale.cli._console import Interrupted, error
+from agentscale.cli._console import Interrupted, ReaderGone, error
 from agentscale.cli._finish import database_failed, sqlite_failure
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
@@ -54,11 +54,13 @@ def run_app(argv: list[str] | None) -> int:
         if isinstance(command, TyperGroup):
             _tidy_help(command)
         result = command(args=argv, standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as stop:
+        if isinstance(stop, ReaderGone) or isinstance(stop.__cause__, ReaderGone):  # `| head`: nothing to say
+            return 141
         error("interrupted")
         return 130
-    except Interrupted:  # the command said what it kept
-        return 130
+    except Interrupted as stop:  # the command said what it kept
+        return stop.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except TyperException as exc:  # usage errors: bad option, missing argument

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from agentscale.cli._console import Interrupted, err, print_json, print_plain, say_simulated, short
-from agentscale.cli._options import DbOption, NoCacheOption, command_line, make_gateway
+from agentscale.cli._console import Interrupted, ReaderGone, err, print_json, print_plain, say_simulated, short
+from agentscale.cli._options import DbOption, NoCacheOption, command_line, make_gateway, refuse_ignored
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, round_lines, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -31,7 +31,9 @@ def run_command(
     answer_format: Annotated[
         str | None, typer.Option("--answer-format", help="Answer extractor: text, number, choice or code.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Questions answered at once with --input.", min=1)] = 4,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Questions answered at once with --input (default 4).", min=1)
+    ] = None,
     show_prompts: Annotated[
         bool,
         typer.Option(
@@ -68,6 +70,12 @@ def run_command(
         raise AgentScaleError("-q/--question is empty: give the question to answer")
     if answer_format is not None and answer_format not in ("text", "number", "choice", "code"):
         raise AgentScaleError(f"--answer-format {answer_format!r}: use text, number, choice or code")
+    if question is not None:  # silently ignored before, as --show-prompts was with --input
+        refuse_ignored({"--concurrency": concurrency is not None}, "answers one question", by="-q")
+    else:
+        refuse_ignored(
+            {"--show-prompts": show_prompts}, "prints one line per question (--json has the prompts)", by="--input"
+        )
     fmt: AnswerFormat | None = answer_format  # type: ignore[assignment]
     graph = load(graph_file, gateway=make_gateway(db, no_cache), answer_format=fmt)
     simulated = spec_is_simulated(graph.spec)  # sim/ figures say so, wherever they are printed
@@ -76,7 +84,7 @@ def run_command(
             _run_one(graph, question, json_output, show_prompts, simulated)
         else:
             assert input_file is not None
-            _run_many(graph, read_questions(input_file), concurrency, json_output, simulated)
+            _run_many(graph, read_questions(input_file), concurrency or 4, json_output, simulated)
 
 
 def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool, simulated: bool) -> None:
@@ -138,11 +146,16 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
                     on_run=run_ids.append,
                 )
             )
-    except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the batch is cancelled (and marked interrupted)
+    except (
+        KeyboardInterrupt
+    ) as stop:  # asyncio.run re-raises Ctrl-C once the batch is cancelled (and marked interrupted)
         if not run_ids:
             raise
         assert graph.store is not None  # a run id is only given with a store
         answered = len(graph.store.run_items(run_ids[0]))  # as stored (a second Ctrl-C may have cut the summary)
+        if isinstance(stop, ReaderGone):  # stdout is closed: the rest is for stderr, if anyone reads it
+            err.print(f"stdout was closed; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
+            raise Interrupted(141) from None
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
         err.print(f"see them with: {command_line(graph.store, 'runs', 'show', run_ids[0])}")
         if graph.gateway.settings.cache:  # a new run, but the questions answered cost nothing again

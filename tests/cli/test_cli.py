@@ -82,6 +82,49 @@ def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys
     assert all(line["trace"][0]["messages"] for line in lines)
 
 
+def test_a_batch_whose_reader_leaves_stops_and_keeps_its_answers(tmp_path: Path, scripted: ScriptedServer) -> None:
+    """`agentscale run --input q.jsonl | head -2`: the batch failed ("Broken pipe", exit 1, not a word
+    said) after paying for answers nobody read. It stops as an interruption, with SIGPIPE's status."""
+    scripted.latency_s = 0.05
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"What is {i} + 1?"}) + "\n" for i in range(200)))
+    environment = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "b.db")}
+    command = [
+        sys.executable,
+        "-m",
+        "agentscale.cli.app",
+        "run",
+        str(graph),
+        "--input",
+        str(questions),
+        "--concurrency",
+        "2",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    assert [process.stdout.readline() for _ in range(2)][1].startswith("2\t")
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(60) == 141, err[-2000:]
+    assert "stdout was closed; run" in err and "Traceback" not in err and "Exception ignored" not in err
+    (run,) = Store(tmp_path / "b.db").list_runs()
+    assert run.status == "interrupted"
+    assert len(scripted.completion_requests) < 200
+
+
+def test_run_refuses_the_flags_it_would_ignore(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--show-prompts` with --input printed no prompt, `--concurrency` with -q did nothing: said now."""
+    questions = env / "q.jsonl"
+    questions.write_text(json.dumps({"question": "What is 1 + 1?"}) + "\n")
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 1?", "--concurrency", "3")
+    assert code == 1 and "-q answers one question; drop --concurrency" in err
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--show-prompts")
+    assert code == 1 and "drop --show-prompts" in " ".join(err.split())
+    assert run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--concurrency", "3")[0] == 0
+
+
 def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     questions = env / "bad.jsonl"
     questions.write_text('{"question": "ok"}\n{"question": \n')
