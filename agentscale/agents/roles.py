@@ -20,9 +20,9 @@ import yaml
 
 from agentscale.agents.extract import extract_answer, normalize_for_vote
 from agentscale.agents.tester import pick_tested
-from agentscale.graphs.spec import AnswerFormat, AnswerStyle, RoleSpec
+from agentscale.graphs.spec import ROLE_PLACEHOLDERS, AnswerFormat, AnswerStyle, RoleSpec
 
-_PLACEHOLDER = re.compile(r"\{(question|inputs|format|direction|behaviors)\}")
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(ROLE_PLACEHOLDERS) + r")\}")
 # possessive runs: "Candidate 1:" and 20,000 blanks in a verifier's reply backtracked for 7 s
 _SCORE_LINE = re.compile(r"candidate\s*+#?\s*+(\d+)\s*+[:=\-]\s*+\**+\s*+(\d+(?:\.\d+)?)", re.IGNORECASE)
 

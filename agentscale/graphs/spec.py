@@ -7,7 +7,9 @@ file can be reported at once.
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import re
 from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -259,6 +261,10 @@ class Coordinator(StrictModel):
         return self
 
 
+# what a role's templates may say, filled per call (other braces, code or JSON, are left as written)
+ROLE_PLACEHOLDERS = ("question", "inputs", "format", "direction", "behaviors")
+
+
 class RoleSpec(StrictModel):
     """A custom role: prompt templates with {question}, {inputs} and optional {direction}."""
 
@@ -271,6 +277,16 @@ class RoleSpec(StrictModel):
     def _mentions_question(cls, value: str) -> str:
         if "{question}" not in value:
             raise ValueError("the user template must contain {question}")
+        return value
+
+    @field_validator("system", "user")
+    @classmethod
+    def _no_misspelt_placeholder(cls, value: str) -> str:
+        """`{input}` or `{qeustion}` reached the model as written, the inputs or question never shown."""
+        for word in re.findall(r"\{(\w+)\}", value):
+            close = difflib.get_close_matches(word, ROLE_PLACEHOLDERS, n=1, cutoff=0.75)
+            if word not in ROLE_PLACEHOLDERS and close:
+                raise ValueError(f"{{{word}}} is no placeholder: did you mean {{{close[0]}}}?")
         return value
 
 

@@ -340,6 +340,14 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
             issues.append(
                 loc.issue(("nodes", index), f"a {node.role!r} node needs predecessors (node {node.id!r} has none)")
             )
+        custom = spec.roles.get(node.role)
+        if custom is not None and predecessors[node.id] and "{inputs}" not in custom.system + custom.user:
+            # the edges carried nothing: the node's prompt never showed what its predecessors answered
+            message = (
+                f"role {node.role!r} never shows a node its inputs, and node {node.id!r} has predecessors "
+                f"({', '.join(predecessors[node.id])}): add {{inputs}} to its user template"
+            )
+            issues.append(loc.issue(("roles", node.role, "user"), message))
 
     sinks = [n for n in node_index if not successors[n]]
     output = spec.output

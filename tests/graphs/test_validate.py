@@ -436,6 +436,29 @@ def test_custom_role_is_valid_and_requires_inputs_is_checked() -> None:
         load_spec_text(needs)
 
 
+def test_a_custom_role_that_would_not_show_its_inputs_or_misspells_a_placeholder_is_refused() -> None:
+    """A role without {inputs} on a node with predecessors: the edge carried nothing, silently. A
+    misspelt {input} reached the model as written. Other braces (JSON, code) stay as they are."""
+    nodes = (
+        "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: j, role: judge, model: small}\nedges: [a -> j]\n"
+    )
+    blind = BASE + "roles:\n  judge: {system: judge, user: 'Q: {question}'}\n" + nodes
+    with pytest.raises(SpecError, match=r"roles.judge.user \(line 5\): role 'judge' never shows a node its inputs"):
+        load_spec_text(blind)
+    misspelt = BASE + "roles:\n  judge: {system: 'be {direcion}', user: 'Q: {question} I: {input}'}\n" + nodes
+    with pytest.raises(SpecError) as refused:
+        load_spec_text(misspelt)
+    assert "{direcion} is no placeholder: did you mean {direction}?" in str(refused.value)
+    assert "{input} is no placeholder: did you mean {inputs}?" in str(refused.value)
+    braces = BASE + "roles:\n  judge: {system: j, user: 'Q: {question} I: {inputs} as {\"verdict\": 1} {x}'}\n"
+    assert load_spec_text(braces + nodes).node("j").role == "judge"
+    alone = (
+        BASE
+        + "roles:\n  judge: {system: judge, user: 'Q: {question}'}\nnodes:\n  - {id: j, role: judge, model: small}\n"
+    )
+    assert load_spec_text(alone).node("j").role == "judge"  # no predecessors: nothing to show
+
+
 def test_edge_syntax_fan_in_fan_out_and_chains() -> None:
     text = BASE + "nodes:\n" + "".join(f"  - {{id: {n}, role: assistant, model: small}}\n" for n in "abcde")
     text += "edges:\n  - a -> b, c\n  - b, c -> d -> e\n"
