@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agentscale.agents.roles import Candidate, Role, answer_without_model, majority_vote, resolve_roles
-from agentscale.errors import SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, SpecError, SpecIssue
 from agentscale.graphs.result import GraphEvent, NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import CODE_ONLY_ROLES, DEFAULT_MAX_TOKENS, AnswerFormat, GraphSpec, NodeSpec
 from agentscale.graphs.topology import Topology
@@ -107,6 +107,11 @@ class GraphRuntime:
         # that will say so (an eval, `load` then `Evaluation`), and a task that answers otherwise is refused.
         self.answer_format: AnswerFormat = answer_format or spec.answer_format or ("code" if runs_programs else "text")
         if runs_programs and self.answer_format != "code":
+            if answer_format is not None and answer_format != spec.answer_format:  # the caller's, not the file's
+                raise AgentScaleError(
+                    f"answers in {answer_format!r} were asked for (--answer-format, or the task's answers), but "
+                    f"{runs_programs[0][1]}: it needs code answers"
+                )
             fix = f"set `answer_format: code` or evaluate on a code task (answers here are {self.answer_format!r})"
             raise SpecError([SpecIssue(path, f"{what}: {fix}") for path, what in runs_programs])
         self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())

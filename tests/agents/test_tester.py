@@ -17,7 +17,7 @@ from agentscale.agents.tester import (
     run_candidate,
     stated_examples,
 )
-from agentscale.errors import SpecError
+from agentscale.errors import AgentScaleError, SpecError
 from agentscale.testing.scripted_server import Rule
 
 QUESTION = '''from typing import List
@@ -161,3 +161,7 @@ def test_a_tester_needs_code_answers(make_graph: Any) -> None:
     assert make_graph(text).runtime.answer_format == "code"
     with pytest.raises(SpecError, match="answer_format: code"):
         make_graph("answer_format: text\n" + text)
+    # asked for by the caller (`run --answer-format number`): blamed on the file's line 1 before
+    with pytest.raises(AgentScaleError, match=r"answers in 'number' were asked for \(--answer-format") as refused:
+        make_graph(text, answer_format="number")
+    assert not isinstance(refused.value, SpecError)
