@@ -127,7 +127,13 @@ OVERRUN = "exceeded by the calls' actual usage"
 def is_overrun(reason: str | None) -> bool:
     """Whether a `stopped_reason` says only that a cap was passed by calls already made: the graph ran
     to its end (an item so stopped is finished, not cut short)."""
-    return reason is not None and reason.startswith("budget ") and OVERRUN in reason
+    return reason is not None and reason.startswith("budget ") and reason.partition(" (")[0].endswith(OVERRUN)
+
+
+def cut_after_overrun(refusal: str, overrun: str) -> str:
+    """A refusal that followed an overrun, saying both: the refusal alone read as if the run had kept
+    within its caps ("would be exceeded" after 339 tokens of a 200 cap were spent)."""
+    return f"{refusal} (the calls had already passed a cap: {overrun})"
 
 
 def _amount(value: float) -> str:

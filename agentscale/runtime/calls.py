@@ -22,7 +22,7 @@ from typing import Any
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import Budget
-from agentscale.models.budget import RunLedger, Spend, is_overrun
+from agentscale.models.budget import RunLedger, Spend, cut_after_overrun, is_overrun
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
@@ -105,8 +105,10 @@ class ModelCalls:
         return result
 
     def _stop(self, refusal: BudgetExceeded) -> None:
-        if self.stopped_reason is None or is_overrun(self.stopped_reason):  # a cut beats an overrun
+        if self.stopped_reason is None:
             self.stopped_reason = str(refusal)
+        elif is_overrun(self.stopped_reason):  # a cut is what ended the run; the overrun stays said
+            self.stopped_reason = cut_after_overrun(str(refusal), self.stopped_reason)
 
 
 def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:

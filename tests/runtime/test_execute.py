@@ -248,6 +248,21 @@ def test_concurrent_calls_cannot_jointly_exceed_the_budget(make_graph, scripted:
     assert result.usage.tokens <= 900
 
 
+def test_a_refusal_after_an_overrun_says_both(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Node a's usage passes the cap (its prompt estimated short), node b is then refused: the run said
+    only that b "would be exceeded", as if the run had kept within its caps (the budget audit)."""
+    from agentscale.models.budget import is_overrun
+
+    body = "name: two\nnodes:\n  - {id: a, role: assistant, model: m, max_tokens: 16}\n"
+    body += "  - {id: b, role: critic, model: m, max_tokens: 16}\nedges: [a -> b]\nbudget: {max_tokens: 2400}\n"
+    result = make_graph(body).run("Sum these digits: " + "7 " * 3000)
+    assert [t.status for t in result.trace] == ["ok", "skipped"]
+    reason = str(result.stopped_reason)
+    assert reason.startswith("budget max_tokens=2400 would be exceeded (projected")
+    assert "the calls had already passed a cap: budget max_tokens=2,400 exceeded by the calls' actual usage" in reason
+    assert not is_overrun(reason)  # b was cut: the item did not run to its end
+
+
 def test_a_cap_passed_by_the_calls_actual_usage_is_reported(make_graph, scripted: ScriptedServer) -> None:
     """A reservation estimates the prompt (characters/3); digits separated by blanks are one token
     each (the scripted server counts words, as a tokenizer counts ` 7`): the call fits the estimate,
