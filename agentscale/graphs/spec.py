@@ -123,6 +123,14 @@ class ModelSpec(StrictModel):
     max_concurrency: PositiveInt | None = None
     answer_style: AnswerStyle | None = None
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _names_a_variable(cls, value: str | None) -> str | None:
+        """`""` and `"MY KEY"` passed, and validate's note then named a blank variable."""
+        if value is not None and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is None:
+            raise ValueError(f"the name of an environment variable (letters, digits, _), not {value!r}")
+        return value
+
     @field_validator("model")
     @classmethod
     def _route_has_provider(cls, value: str) -> str:

@@ -235,6 +235,12 @@ CASES = {
         "unknown key 'api_key' (did you mean 'api_key_env'?)",
         3,
     ),
+    "api_key_env not a variable's name": (  # passed, and validate's note named a blank variable
+        'name: g\nmodels:\n  s: {model: openai/x, api_key_env: "MY KEY"}\nnodes:\n  - {id: a, role: assistant, model: s}\n',
+        "models.s.api_key_env",
+        "the name of an environment variable (letters, digits, _), not 'MY KEY'",
+        3,
+    ),
     "empty api_base list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: []}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",
