@@ -110,6 +110,8 @@ def task_file_problem(path: str) -> str | None:
     file = Path(path)
     if file.is_file():
         return None
+    if not _is_path(path) and _names_task(path):  # `eval --resume RUN --task sim:math` said "file not found"
+        return f"{path!r} names a task, not a task file"
     if file.is_dir():
         return f"task file {path!r} is a directory"
     if file.exists():

@@ -154,6 +154,8 @@ async def test_a_moved_task_file_is_found_by_its_contents(tmp_path: Path, make_g
     assert (summary.n, summary.correct) == (3, 3)
     with pytest.raises(AgentScaleError, match=r"task file '.*elsewhere' is a directory"):  # "not found" (a fuzzer's)
         Evaluation.resume(run_id, gateway, task_file=str(moved.parent))
+    with pytest.raises(AgentScaleError, match="'sim:math' names a task, not a task file"):  # "not found"
+        Evaluation.resume(run_id, gateway, task_file="sim:math")
     other = _questions(tmp_path / "other.jsonl", 5)
     with pytest.raises(AgentScaleError, match=f"task file {other} is not the file run {run_id} started on"):
         Evaluation.resume(run_id, gateway, task_file=str(other))
