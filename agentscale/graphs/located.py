@@ -161,6 +161,8 @@ def load_located(text: str, source: str | None = None) -> LocatedData:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context == "expected a single document in the stream":  # "but found another document", alone
+            problem = "the file holds several YAML documents (a `---` line starts another): keep one"
         raise SpecError([SpecIssue("", f"YAML syntax error: {problem}", line)], source) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue("", f"YAML error: {exc}")], source) from None

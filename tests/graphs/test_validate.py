@@ -214,6 +214,12 @@ CASES = {
         6,
     ),
     "YAML syntax error": ("name: g\nnodes: [\n", "", "YAML syntax error", 3),
+    "several YAML documents": (
+        "name: g\n---\nname: h\n",
+        "",
+        "several YAML documents (a `---` line starts another)",
+        2,
+    ),
     "not a mapping": ("- a\n- b\n", "", "must be a YAML mapping", 1),
     "custom role shadows built-in": (
         BASE
