@@ -518,7 +518,8 @@ class Optimization:
             singles.raced + history + crown_race.raced, self.space.objective, minibatch=self.space.optimizer.minibatch
         )  # in trial order
         pareto = self.space.objective.pareto
-        report(settings.iterations, history, "testing")
+        if self.score_test:  # with --no-test the progress said "testing" all the same
+            report(settings.iterations, history, "testing")
         tested = await self._test(best_train, singles, front if pareto else []) if self.score_test else _TestSplit()
         if tested.refused:
             stopped += f"; {tested.refused}"

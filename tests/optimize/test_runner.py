@@ -656,6 +656,9 @@ async def test_progress_names_each_race_step_and_stage(
         if (a.stage, a.iteration, a.evaluations) == (b.stage, b.iteration, b.evaluations)
     ]
     assert resent  # the refresher sent a status again within its stage
+    untested: list[Progress] = []  # --no-test: the status said "testing" all the same
+    await optimization(text, Store(tmp_path / "untested.db"), score_test=False).run(on_progress=untested.append)
+    assert "crowning" in {p.stage for p in untested} and "testing" not in {p.stage for p in untested}
 
 
 def test_a_resume_from_another_directory_finds_a_relative_task_file(
