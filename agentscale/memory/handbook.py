@@ -402,7 +402,8 @@ def import_handbook(
     """Load an exported handbook (into `name`, default the exported name), deduplicating as on build.
 
     Behaviors new to the handbook keep their counters, creation time and full provenance; behaviors
-    that merge into an existing one add their counters and provenance to it.
+    that merge into an existing one add their provenance to it, and their counters when that evidence
+    is new to it (`_merge_into`).
     """
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise AgentScaleError(f'not an agentscale handbook export (expected "format": "{EXPORT_FORMAT}")')
@@ -572,12 +573,50 @@ def _merge_into(
     extra: dict[str, int],
     exported: Sequence[dict[str, Any]],
 ) -> None:
-    _record_source(connection, behavior_id, proposal, similarity, utcnow(), exported)
-    values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
-    for key in COUNTERS:
-        if extra.get(key):
-            values[key] = _BEHAVIOR.c[key] + extra[key]
+    """Merge a proposal (a build's) or an imported behavior into `behavior_id`. An import's counters
+    are added only when its evidence is new to this behavior (none of its sources held): an export
+    that shares sources with it (a newer export of the same handbook, a backup restoring one pruned
+    behavior) or that has none (written by hand) takes the larger of each count, since its counts
+    already hold what is here; adding them doubled every counter (21 citations read 42) and pruning
+    judged on that."""
+    held = _held_sources(connection, behavior_id)
+    fresh = [source for source in exported if _source_key(source) not in held]
+    independent = bool(exported) and len(fresh) == len(exported)
+    if exported and not fresh:
+        return  # every source held: this behavior's evidence is here already
+    if not exported and any(extra.get(key) for key in COUNTERS) and (None, None, proposal.name) in held:
+        fresh_rows: Sequence[dict[str, Any]] | None = None  # a hand-written behavior imported again
+    else:
+        fresh_rows = fresh
+    if fresh_rows is not None:
+        _record_source(connection, behavior_id, proposal, similarity, utcnow(), fresh_rows)
+    if independent or not any(extra.get(key) for key in COUNTERS):
+        values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
+        values |= {key: _BEHAVIOR.c[key] + extra[key] for key in COUNTERS if extra.get(key)}
+    else:
+        values = {key: func.max(_BEHAVIOR.c[key], extra.get(key, 0)) for key in COUNTERS}
+        rows = select(func.count()).where(_SOURCE.c.behavior_id == behavior_id).scalar_subquery()
+        values["merged"] = rows - 1  # every merge leaves one provenance row
     connection.execute(update(_BEHAVIOR).where(_BEHAVIOR.c.id == behavior_id).values(values))
+
+
+def _source_key(source: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells one proposal of a behavior from another: its run, item, proposed name and time."""
+    created = source.get("created")
+    return (source.get("run_id"), source.get("item_id"), source.get("proposed_name"), _naive(created))
+
+
+def _held_sources(connection: Connection, behavior_id: int) -> set[tuple[Any, ...]]:
+    """The behavior's provenance keys (`_source_key`), and (run, item, name) of those with no run or item."""
+    columns = (_SOURCE.c.run_id, _SOURCE.c.item_id, _SOURCE.c.proposed_name, _SOURCE.c.created)
+    rows = connection.execute(select(*columns).where(_SOURCE.c.behavior_id == behavior_id)).all()
+    keys: set[tuple[Any, ...]] = {(run, item, name, _naive(created)) for run, item, name, created in rows}
+    return keys | {(run, item, name) for run, item, name, _ in rows if run is None and item is None}
+
+
+def _naive(moment: Any) -> Any:
+    """A time compared without its zone: SQLite gives stored times back without one (all UTC)."""
+    return moment.replace(tzinfo=None) if isinstance(moment, datetime) else moment
 
 
 class _Existing:

@@ -182,6 +182,56 @@ def test_an_import_merging_into_a_behavior_brings_every_exported_source(store: S
     assert [s.topic for s in older.sources(older.get("behavior_units"))] == ["physics", "physics"]
 
 
+def test_an_import_adds_counters_only_for_evidence_new_to_the_behavior(store: Store, tmp_path: Path) -> None:
+    """The handbook audit: a newer export of a handbook imported over an older one doubled every
+    counter of the behaviors both held (21 citations read 42), a backup restoring one pruned behavior
+    doubled all the others, and a hand-written export (no sources) imported twice doubled everything."""
+    theirs = Handbook(Store(tmp_path / "theirs.db"), "theirs", embedder=None)
+    theirs.add([Proposal("behavior_units", UNITS, "r1", "q1")])
+    theirs.add([Proposal("behavior_units", UNITS_PARAPHRASE, "r2", "q2")])
+    older = theirs.export()
+    older["behaviors"][0].update(times_retrieved=21, times_cited=10, times_cited_correct=6, times_cited_wrong=4)
+    import_handbook(store, older, "team", embedder=None)
+    theirs.add([Proposal("behavior_carry", "Carry the tens digit into the next column when adding.", "r3", "q3")])
+    newer = theirs.export()
+    newer["behaviors"][0].update(times_retrieved=21, times_cited=10, times_cited_correct=6, times_cited_wrong=4)
+    import_handbook(store, newer, "team", embedder=None)
+    team = Handbook(store, "team", embedder=None)
+    units = team.get("behavior_units")
+    counts = (units.times_retrieved, units.times_cited, units.times_cited_correct, units.times_cited_wrong)
+    assert counts == (21, 10, 6, 4) and units.merged == 1 and len(team.sources(units)) == 2
+    assert team.get("behavior_carry").merged == 0
+
+    # a source of its own beside the held ones: the larger counts, every source once
+    newer["behaviors"][0]["sources"].append({"run_id": "r9", "item_id": "q9", "proposed_name": "behavior_units"})
+    newer["behaviors"][0].update(times_retrieved=30, times_cited=12)
+    import_handbook(store, {**newer, "behaviors": newer["behaviors"][:1]}, "team", embedder=None)
+    units = team.get("behavior_units")
+    assert (units.times_retrieved, units.times_cited, units.times_cited_correct) == (30, 12, 6)
+    assert len(team.sources(units)) == 3 and units.merged == 2
+
+    # written by hand, no sources: imported twice, counted once
+    curated = {
+        "format": "agentscale-handbook",
+        "version": 1,
+        "handbook": "curated",
+        "behaviors": [{"name": "behavior_b", "instruction": UNITS, "times_retrieved": 10, "times_cited": 5}],
+    }
+    for _ in range(2):
+        import_handbook(store, curated, embedder=None)
+    b = Handbook(store, "curated", embedder=None).get("behavior_b")
+    assert (b.times_retrieved, b.times_cited, b.merged) == (10, 5, 0)
+
+    # evidence new to the behavior still adds up: another handbook's own sources
+    other = Handbook(Store(tmp_path / "other.db"), "other", embedder=None)
+    other.add([Proposal("behavior_units", UNITS, "r5", "q5")])
+    exported = other.export()
+    exported["behaviors"][0].update(times_retrieved=4, times_cited=1)
+    import_handbook(store, exported, "team", embedder=None)
+    units = team.get("behavior_units")
+    assert (units.times_retrieved, units.times_cited) == (34, 13) and units.merged == 3
+
+
 def test_a_handbook_written_before_sources_had_topics_opens(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     Handbook(Store(path), "math", embedder=None).add([Proposal("behavior_units", UNITS, topic="physics")])
