@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +125,22 @@ def error(message: str) -> None:
 
 
 def short(text: str | None, width: int = 60) -> str:
+    """Stored text (a question, an answer, an error) on one line of at most `width` characters, its
+    control characters shown, not sent (`terminal_safe`)."""
     if text is None:
         return "—"
-    flat = " ".join(text.split())
+    flat = terminal_safe(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters written out (ESC as `\x1b`): a stored question or model
+    reply holding `ESC ]0;...BEL` set the terminal's title and `ESC [2J` cleared the screen when
+    `runs show` printed it (Rich passes ESC through). Tabs and newlines stay."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 class Interrupted(Exception):

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, say_simulated, short
+from agentscale.cli._console import err, out, print_json, say_simulated, short, terminal_safe
 from agentscale.cli._options import DbOption, JsonOption, command_line, open_store
 from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
 from agentscale.errors import AgentScaleError
@@ -194,10 +194,11 @@ def show_command(
         out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
         for line in round_lines(json.loads(item.rounds_json) if item.rounds_json is not None else []):
             out.print(line, markup=False)
-        stopped = f"  [yellow](stopped: {escape(item.stopped_reason)})[/]" if item.stopped_reason else ""
+        stopped = f"  [yellow](stopped: {escape(terminal_safe(item.stopped_reason))})[/]" if item.stopped_reason else ""
         verdict = "" if item.correct is None else f" · {'right' if item.correct else 'wrong'}"
-        reference = "" if item.reference is None else f" · reference {escape(str(item.reference))}{verdict}"
-        out.print(f"answer: {escape(str(item.answer))}{reference}{stopped}", markup=True)
+        shown = "" if item.reference is None else escape(terminal_safe(str(item.reference)))
+        reference = "" if item.reference is None else f" · reference {shown}{verdict}"
+        out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
     if not items:
         err.print("no items recorded")
 

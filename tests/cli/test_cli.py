@@ -125,6 +125,19 @@ def test_run_refuses_the_flags_it_would_ignore(env: Path, capsys: pytest.Capture
     assert run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--concurrency", "3")[0] == 0
 
 
+def test_runs_show_writes_out_control_characters_of_stored_text(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A question holding `ESC ]0;...BEL` and `ESC [2J` set the terminal's title and cleared its screen
+    when `runs show` printed it (the reports audit)."""
+    questions = env / "q.jsonl"
+    questions.write_text(json.dumps({"id": "m2", "question": "Q8: \x1b]0;HACKED\x07 \x1b[2J What is 1 + 1?"}) + "\n")
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--json")
+    assert code == 0
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run_cli(capsys, "runs", "show", run_id)
+    assert code == 0 and "\x1b" not in out + err and "\x07" not in out + err
+    assert "Q8: \\x1b]0;HACKED\\x07 \\x1b[2J What" in out
+
+
 def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     questions = env / "bad.jsonl"
     questions.write_text('{"question": "ok"}\n{"question": \n')
