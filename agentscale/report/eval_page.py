@@ -55,6 +55,15 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(simulated_banner())
     if run.error:
         parts.append(paragraph(f"error: {run.error}", css_class="error"))
+    if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
+        retry = f"; ask them again with: agentscale eval --resume {run.id} --retry-errors" if run.kind == "eval" else ""
+        parts.append(
+            paragraph(
+                f"{len(unfinished)} of {len(items.rows)} items did not finish and were scored as they ended "
+                f"(first: {unfinished[0][0]}: {unfinished[0][5]}){retry}",
+                css_class="error",
+            )
+        )
     parts.append(
         facts(
             [

@@ -174,3 +174,23 @@ def test_calls_paid_by_items_cut_short_are_counted(eval_run, capsys) -> None:  #
     store.record_call(None, {**cut, "flops": 0.0})
     text = write(eval_run, capsys).read_text()
     assert f"; {calls + 1} paid in all, 1 by items cut short" in text
+
+
+def test_the_page_says_which_items_did_not_finish(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The page said "9/10 right" and nothing of the item whose calls failed, where the command said
+    it did not finish and how to ask it again (the reports audit); a cap passed by calls already
+    made is no cut, as in the command's summary."""
+    import sqlite3
+
+    run_id = str(eval_run["run_id"])
+    assert "did not finish" not in write(eval_run, capsys).read_text()
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        overrun = "budget max_tokens=10 exceeded by the calls' actual usage (12; prompts were estimated)"
+        stored.execute("UPDATE runitem SET stopped_reason = ? WHERE item_key = 'q0'", (overrun,))
+    assert "did not finish" not in write(eval_run, capsys).read_text()
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        stored.execute("UPDATE runitem SET stopped_reason = 'node a failed: 500' WHERE item_key = 'q1'")
+    text = " ".join(write(eval_run, capsys).read_text().split())
+    n = len(Store(eval_run["db"]).run_items(run_id))
+    assert f"1 of {n} items did not finish and were scored as they ended (first: q1: node a failed: 500)" in text
+    assert f"ask them again with: agentscale eval --resume {run_id} --retry-errors" in text
