@@ -9,6 +9,7 @@ from rich.text import Text
 
 from agentscale.cli._console import short
 from agentscale.graphs.result import NodeTrace, Usage
+from agentscale.models.cost import usd_text
 
 
 def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
@@ -59,7 +60,7 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
 
 def format_usage(usage: Usage) -> str:
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
-    usd = "unknown USD" if usage.usd is None else f"${usage.usd:.4f}"
+    usd = "unknown USD" if usage.usd is None else usd_text(usage.usd)
     return (
         f"calls {usage.calls} (+{usage.cached_calls} cached) · tokens {usage.prompt_tokens}+{usage.completion_tokens}"
         f" · FLOPs {flops} · {usd} · wall {usage.latency_s:.2f}s · critical path {usage.critical_path_s:.2f}s"
@@ -68,7 +69,7 @@ def format_usage(usage: Usage) -> str:
 
 def format_spend(usage: dict[str, Any]) -> str:
     """An optimization's spend (its stored `usage`): calls by stage, tokens and USD."""
-    usd = "unknown USD" if usage.get("usd") is None else f"${usage['usd']:.4f}"
+    usd = "unknown USD" if usage.get("usd") is None else usd_text(usage["usd"])
     stages = usage.get("calls_by_stage") or {}
     split = " (" + ", ".join(f"{name} {calls}" for name, calls in stages.items()) + ")" if stages else ""
     return f"{usage.get('calls', 0)} model calls{split}, {usage.get('tokens', 0)} tokens, {usd}"

@@ -14,6 +14,7 @@ L = 16, D = 2048) on the task's mean prompt and completion lengths, so `compute:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from functools import cache
 
@@ -112,3 +113,12 @@ def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
     """A deliberately generous token estimate (3 characters a token) for budget projections."""
     chars = sum(len(message.get("content") or "") for message in messages)
     return chars // 3 + 8 * len(messages)
+
+
+def usd_text(value: float) -> str:
+    """Dollars as people read them: four decimals, or two significant digits below a hundredth of a
+    cent ($0.000048), which four decimals showed as $0.0000, free."""
+    if value == 0 or abs(value) >= 0.0001:
+        return f"${value:,.4f}"
+    digits = 1 - math.floor(math.log10(abs(value)))
+    return f"${value:.{digits}f}"

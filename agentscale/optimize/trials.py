@@ -21,7 +21,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items, first_unanswered
 from agentscale.executors import Executor, LocalExecutor
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
-from agentscale.models.cost import estimate_prompt_tokens, known_total
+from agentscale.models.cost import estimate_prompt_tokens, known_total, usd_text
 from agentscale.models.gateway import Gateway
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, pooled, run_front, scalarize
@@ -376,7 +376,7 @@ class TrialEvaluator:
                 raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")
             projected["usd"] = projected["tokens"] * max(known, default=0.0)
             if usd + held.get("usd", 0.0) + projected["usd"] > cap.usd:
-                raise SpendCapReached(f"max_spend.usd={cap.usd} would be crossed (${usd:.4f} spent)")
+                raise SpendCapReached(f"max_spend.usd={cap.usd} would be crossed ({usd_text(usd)} spent)")
         for unit, amount in projected.items():
             held[unit] = held.get(unit, 0.0) + amount
         return projected

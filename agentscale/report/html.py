@@ -17,6 +17,8 @@ from html import escape
 from importlib.resources import files
 from typing import Any
 
+from agentscale.models.cost import usd_text
+
 SIMULATED_NOTE = (
     "SIMULATED: these numbers come from agentscale's simulated model population (sim/ routes), "
     "not from real models. They show how the search behaves, not how well any real model answers."
@@ -123,4 +125,4 @@ def fmt_number(value: float | None, unit: str = "") -> str:
 
 
 def fmt_usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.4f}"
+    return "unknown" if value is None else usd_text(value)

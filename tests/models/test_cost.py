@@ -112,3 +112,13 @@ def test_the_prompt_estimate_is_generous() -> None:
     under-reserves (4 characters a token let runs overshoot their budget)."""
     messages = [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "y" * 30}, {"role": "user"}]
     assert estimate_prompt_tokens(messages) == 330 // 3 + 8 * 3
+
+
+def test_dollars_below_a_hundredth_of_a_cent_are_not_shown_as_free() -> None:
+    """Ten items at $0.05 per million tokens cost $0.0000482: four decimals showed $0.0000 (the
+    reports audit), in the report's USD card, eval's summary and runs show."""
+    from agentscale.models.cost import usd_text
+
+    assert usd_text(4.82e-05) == "$0.000048"
+    assert usd_text(3e-9) == "$0.0000000030"
+    assert (usd_text(0.0), usd_text(0.0001), usd_text(1234.5)) == ("$0.0000", "$0.0001", "$1,234.5000")
