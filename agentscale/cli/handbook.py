@@ -375,11 +375,13 @@ def prune_command(
         typer.Option("--unhelpful", help="Remove behaviors whose citing answers were mostly wrong (--min-accuracy)."),
     ] = False,
     min_accuracy: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="With --unhelpful: keep behaviors whose citing answers are right this often (0-1).", min=0.0, max=1.0
+            help="With --unhelpful: keep behaviors whose citing answers are right this often (0-1; default 0.5).",
+            min=0.0,
+            max=1.0,
         ),
-    ] = 0.5,
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
@@ -394,8 +396,11 @@ def prune_command(
     """
     from agentscale.memory.handbook import Handbook
 
+    if min_accuracy is not None and not unhelpful:  # ignored: --min-uses alone pruned as it does, without a word
+        raise AgentScaleError("--min-accuracy judges citing answers only with --unhelpful: add --unhelpful, or drop it")
     book = Handbook(open_store(db, existing=True), handbook, embedder=None)
-    removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=min_accuracy, dry_run=dry_run)
+    accuracy = 0.5 if min_accuracy is None else min_accuracy
+    removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=accuracy, dry_run=dry_run)
     left = len(book.behaviors()) - (len(removed) if dry_run else 0)  # a dry run removed none of them
     if json_output:
         print_json({"handbook": handbook, "removed": [r.name for r in removed], "remaining": left, "dry_run": dry_run})

@@ -116,6 +116,10 @@ def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFix
         "dry_run": True,
     }
 
+    # --min-accuracy judges only with --unhelpful: alone with --min-uses it was ignored without a word
+    code, _, err = cli(capsys, "handbook", "prune", "math", "--min-uses", "2", "--min-accuracy", "0.9", "--dry-run")
+    assert code == 1 and "--min-accuracy judges citing answers only with --unhelpful" in err
+
     code, out, _ = cli(capsys, "handbook", "export", "math")
     exported = json.loads(out)
     assert exported["format"] == "agentscale-handbook" and len(exported["behaviors"]) == 2
