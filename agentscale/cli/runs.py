@@ -335,7 +335,12 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(f"best graph: {best.get('path')} · {format_test_score(best, simulated=simulated)}")
         for kind, score in summary.get("baselines", {}).items():
             named = f" ({score['name']})" if score.get("name") else ""  # runs stored before 2026-12-03 lack it
-            out.print(f"baseline {kind}{named}: {format_test_score(score, simulated=simulated)}")
+            chosen = ", the best on the train split" if kind == "single" else ""
+            out.print(f"baseline {kind}{named}{chosen}: {format_test_score(score, simulated=simulated)}")
+        # every single call's test score: the advantage compares with the best on the test split, which
+        # runs show named nowhere when another single led on the train split (the reports audit)
+        for alias, score in (summary.get("singles") or {}).items():
+            out.print(f"single call of {alias}: {format_test_score(score, simulated=simulated)}")
         out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
         for note in outcome_notes(summary):
             out.print(escape(note))

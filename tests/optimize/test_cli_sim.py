@@ -147,7 +147,9 @@ def test_the_table_tells_the_single_chosen_on_train_from_the_best_on_test(
     assert main(["runs", "show", run_id]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     # which model, not only "single"; SIMULATED on each figure (the second diff review)
-    assert "baseline single (single call of l1): SIMULATED test accuracy" in shown
+    assert "baseline single (single call of l1), the best on the train split: SIMULATED test accuracy" in shown
+    # and g1, the best single on the test split the advantage compares with, was named nowhere there
+    assert "single call of g1: SIMULATED test accuracy" in shown and "single call of l1: SIMULATED" in shown
 
 
 def test_pareto_scores_and_writes_every_front_graph(
