@@ -183,9 +183,8 @@ def interval_chart(rows: Sequence[Interval], x_label: str) -> str:
         )
     for index, row in enumerate(rows):
         y = TOP + row_height * index + row_height / 2
-        parts.append(
-            f'<text class="name" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(row.name[:34])}</text>'
-        )
+        label = escape(_clipped(row.name, 34))
+        parts.append(f'<text class="name" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         parts.append(
             f'<line class="ci" x1="{left + row.low * scale:.1f}" y1="{y:.1f}" x2="{left + row.high * scale:.1f}" '
             f'y2="{y:.1f}"/>'
@@ -197,3 +196,8 @@ def interval_chart(rows: Sequence[Interval], x_label: str) -> str:
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _clipped(name: str, width: int) -> str:
+    """A label of at most `width` characters that says when it was cut ("(Pareto fr" read as the name)."""
+    return name if len(name) <= width else name[: width - 1] + "…"

@@ -34,3 +34,14 @@ def test_the_search_curves_best_line_never_falls() -> None:
     assert path is not None
     heights = [float(y) for y in re.findall(r"[MV](?:[\d.]+ )?([\d.]+)", path.group(1))]
     assert len(heights) == 3 and heights[0] > heights[1] == heights[2]  # SVG's y grows downward
+
+
+def test_an_interval_charts_long_label_says_it_was_cut() -> None:
+    """"majority vote of 3 x l1 (Pareto front)" was drawn as "majority vote of 3 x l1 (Pareto fr"
+    (the reports audit); the whole name stays in the dot's title."""
+    from agentscale.report.charts import Interval, interval_chart
+
+    long, fits = "majority vote of 3 x l1 (Pareto front)", "single call of l1"
+    svg = interval_chart([Interval(long, 0.5, 0.4, 0.6), Interval(fits, 0.4, 0.3, 0.5)], "accuracy")
+    assert ">majority vote of 3 x l1 (Pareto f…</text>" in svg and f">{fits}</text>" in svg
+    assert f"<title>{long}: 50.0%" in svg
