@@ -407,8 +407,9 @@ def import_handbook(
     """
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise AgentScaleError(f'not an agentscale handbook export (expected "format": "{EXPORT_FORMAT}")')
-    if document.get("version") != 1:
-        raise AgentScaleError(f"unsupported handbook export version {document.get('version')!r}")
+    version = document.get("version")
+    if isinstance(version, bool) or version != 1:  # `true` passed: True == 1
+        raise AgentScaleError(f"unsupported handbook export version {version!r}")
     target = name or document.get("handbook")
     if not isinstance(target, str):
         raise AgentScaleError("the export names no handbook; give --handbook NAME")
@@ -436,7 +437,9 @@ def import_handbook(
                 topic=entry.get("topic"),
             )
         )
-        counters.append({key: _count(entry, key, where) for key in (*COUNTERS, "merged")})
+        counted = {key: _count(entry, key, where) for key in (*COUNTERS, "merged")}
+        _check_counts(counted, where)
+        counters.append(counted)
         created.append(_time(entry, where))
         sources.append(_sources(entry, where))
     book = Handbook(store, target, embedder=embedder)
@@ -478,6 +481,16 @@ def _count(entry: dict[str, Any], key: str, where: str) -> int:
     return count
 
 
+def _check_counts(counted: dict[str, int], where: str) -> None:
+    """A behavior is cited only where it was retrieved, and each citation scored once at most: counts
+    that say otherwise (cited 1, correct 5 and wrong 7) were stored, and prune judged on them."""
+    if counted["times_cited"] > counted["times_retrieved"]:
+        raise AgentScaleError(f"{where}: times_cited ({counted['times_cited']}) above times_retrieved")
+    scored = counted["times_cited_correct"] + counted["times_cited_wrong"]
+    if scored > counted["times_cited"]:
+        raise AgentScaleError(f"{where}: times_cited_correct + times_cited_wrong ({scored}) above times_cited")
+
+
 def _time(entry: dict[str, Any], where: str) -> datetime | None:
     """An exported time; one written without a zone (`2026-12-05T23:00:00`, by hand) is read as UTC,
     the zone of every time agentscale stores (it was a SQLAlchemy traceback)."""
@@ -501,6 +514,8 @@ def _sources(entry: dict[str, Any], where: str) -> list[dict[str, Any]]:
         for key in ("run_id", "item_id", "proposed_name", "instruction", "topic"):
             _expect(source, key, str, at, "a string")
         _expect(source, "similarity", (int, float), at, "a number")
+        if isinstance(source.get("similarity"), float) and not math.isfinite(source["similarity"]):
+            raise AgentScaleError(f"{at}.similarity: must be a finite number, got {source['similarity']!r}")
         checked.append({**source, "created": _time(source, at)})  # parsed here, written as such
     return checked
 

@@ -269,6 +269,12 @@ def test_import_rejects_foreign_documents(store: Store) -> None:
         )
 
 
+def test_an_export_of_version_true_is_refused(store: Store) -> None:
+    """`"version": true` passed (True == 1)."""
+    with pytest.raises(AgentScaleError, match="unsupported handbook export version True"):
+        import_handbook(store, {"format": "agentscale-handbook", "version": True, "behaviors": []}, embedder=None)
+
+
 @pytest.mark.parametrize(
     ("field", "message"),
     [
@@ -281,6 +287,14 @@ def test_import_rejects_foreign_documents(store: Store) -> None:
         ({"sources": [{"created": 5}]}, r"behaviors\[1\]\.sources\[0\]\.created: must be an ISO time, got 5"),
         # a fuzzer's: an OverflowError traceback from SQLite
         ({"times_retrieved": 10**30}, r"behaviors\[1\]\.times_retrieved: a count above 9,223,372,036,854,775,807"),
+        # the handbook audit: counts no eval could give, and similarities JSON has no number for
+        ({"times_cited": 2, "times_retrieved": 1}, r"behaviors\[1\]: times_cited \(2\) above times_retrieved"),
+        (
+            {"times_retrieved": 9, "times_cited": 1, "times_cited_correct": 5, "times_cited_wrong": 7},
+            r"behaviors\[1\]: times_cited_correct \+ times_cited_wrong \(12\) above times_cited",
+        ),
+        ({"sources": [{"similarity": float("inf")}]}, r"sources\[0\]\.similarity: must be a finite number, got inf"),
+        ({"sources": [{"similarity": float("nan")}]}, r"sources\[0\]\.similarity: must be a finite number, got nan"),
     ],
 )
 def test_import_checks_every_field_before_it_writes(store: Store, field: dict[str, object], message: str) -> None:
