@@ -220,7 +220,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 def _print_report(
     result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool
 ) -> None:
-    from agentscale.optimize.report import advantage_sentence, diagram, diagram_line
+    from agentscale.optimize.report import advantage_sentence, diagram
     from agentscale.report.simulated import simulated_label
 
     best = result.best_train
@@ -268,7 +268,7 @@ def _print_report(
             *test,
             f"{point.compute:.2f}",
             f"{point.latency_s:.2f}s",
-            diagram_line(point.candidate) + (f" · {path.name}" if path else ""),
+            point.candidate.diagram_line() + (f" · {path.name}" if path else ""),
         )
     out.print(front)
     out.print(

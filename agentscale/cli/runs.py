@@ -238,7 +238,7 @@ def _crowned_drawing(store: Store, run: Run, crowned: Trial) -> Path | None:
 def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, report: str | None = None) -> None:
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     from agentscale.optimize.objective import Observation
-    from agentscale.optimize.report import diagram, diagram_line, outcome_notes, write_plot
+    from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.trials import candidate_from_json, recorded_front, stored_front
     from agentscale.report.optimize_page import crown_recorded, crowned_trial
     from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
@@ -309,7 +309,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     table = Table("seq", "iter", "kind", accuracy, "n", "compute", "objective", "graph")
     for t in trials:
         candidate = candidate_from_json(t.candidate_json)
-        graph = diagram_line(candidate)
+        graph = candidate.diagram_line()
         table.add_row(
             str(t.seq),
             str(t.iteration),

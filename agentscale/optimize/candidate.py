@@ -318,11 +318,35 @@ class CandidateGraph:
         parallel = parallel and set(self.predecessors[last]) == set(range(last))
         if chooser and self.ceo is None and len(set(models)) == 1 and len(models) == last > 1 and parallel:
             return f"{chooser} of {len(models)} x {models[0]}"
-        return self.one_line()
+        return self.diagram_line()
 
-    def one_line(self) -> str:
-        """The nodes' labels in order, and the CEO's when there is one."""
-        return " ".join(n.label() for n in self.nodes) + (f" + {self.ceo.label()}" if self.ceo else "")
+    def diagram_line(self) -> str:
+        """The diagram in one line for tables: its levels, then the inputs of each node that does not read
+        exactly the level before it (`[0:a] -> [1:a] -> [2:vote] (2 <- 0, 1)`: the levels alone read as a
+        chain, a one-input vote), and the CEO. The nodes' labels alone named a fan-in and a chain of the
+        same nodes alike, in the report's tables and plots."""
+        line, level = self.levels()
+        previous = {depth: {i for i in range(self.size) if level[i] == depth - 1} for depth in set(level.values())}
+        edges = [
+            f"{index} <- {', '.join(str(p) for p in preds)}"
+            for index, preds in enumerate(self.predecessors)
+            if preds and set(preds) != previous[level[index]]
+        ]
+        line += f" ({'; '.join(edges)})" if edges else ""
+        if self.ceo is not None:
+            line += f" + CEO {self.ceo.model} (up to {self.ceo.max_rounds} rounds)"
+        return line
+
+    def levels(self) -> tuple[str, dict[int, int]]:
+        """The levels line of the diagram, and each node's level (1 for those reading the question only)."""
+        level: dict[int, int] = {}
+        for index in range(self.size):
+            level[index] = 1 + max((level[p] for p in self.predecessors[index]), default=0)
+        columns = []
+        for depth in range(1, max(level.values()) + 1):
+            members = [i for i in range(self.size) if level[i] == depth]
+            columns.append(" ".join(f"[{i}:{self.nodes[i].label()}]" for i in members))
+        return " -> ".join(columns), level
 
     def describe(self) -> str:
         """One line per node: `index | model | role | predecessors` (the agent-facing table form)."""

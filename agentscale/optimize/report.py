@@ -16,7 +16,7 @@ from agentscale.optimize.objective import Observation
 
 def diagram(candidate: CandidateGraph) -> str:
     """Levels of the DAG, left to right: `[assistant:small] [assistant:small] -> [vote]`."""
-    lines = [_levels(candidate)[0]]
+    lines = [candidate.levels()[0]]
     for index in range(candidate.size):
         preds = candidate.predecessors[index]
         if preds:
@@ -24,36 +24,6 @@ def diagram(candidate: CandidateGraph) -> str:
     if candidate.ceo is not None:
         lines.append(f"  CEO {candidate.ceo.model} over up to {candidate.ceo.max_rounds} rounds")
     return "\n".join(lines)
-
-
-def diagram_line(candidate: CandidateGraph) -> str:
-    """The diagram in one line for tables: its levels, then the inputs of each node that does not read
-    exactly the level before it (`[0:a] -> [1:a] -> [2:vote] (2 <- 0, 1)`: the levels alone read as a
-    chain, a one-input vote), and the CEO."""
-    line, level = _levels(candidate)
-    previous = {depth: {i for i in range(candidate.size) if level[i] == depth - 1} for depth in set(level.values())}
-    edges = [
-        f"{index} <- {', '.join(str(p) for p in preds)}"
-        for index, preds in enumerate(candidate.predecessors)
-        if preds and set(preds) != previous[level[index]]
-    ]
-    line += f" ({'; '.join(edges)})" if edges else ""
-    if candidate.ceo is not None:
-        line += f" + CEO {candidate.ceo.model} (up to {candidate.ceo.max_rounds} rounds)"
-    return line
-
-
-def _levels(candidate: CandidateGraph) -> tuple[str, dict[int, int]]:
-    """The levels line of `diagram`, and each node's level (1 for those reading the question only)."""
-    level: dict[int, int] = {}
-    for index in range(candidate.size):
-        preds = candidate.predecessors[index]
-        level[index] = 1 + max((level[p] for p in preds), default=0)
-    columns = []
-    for depth in range(1, max(level.values()) + 1):
-        members = [i for i in range(candidate.size) if level[i] == depth]
-        columns.append(" ".join(f"[{i}:{candidate.nodes[i].label()}]" for i in members))
-    return " -> ".join(columns), level
 
 
 def advantage_sentence(advantage: Mapping[str, Any]) -> str:

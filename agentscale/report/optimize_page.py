@@ -342,7 +342,7 @@ class OptimizeReport:
                 f"{t.reward:.3f}",
                 f"{t.tokens:,}",
                 Markup(
-                    f'<details class="graph"><summary>{escape(self.candidates[t.seq].one_line())}</summary>'
+                    f'<details class="graph"><summary>{escape(self.candidates[t.seq].diagram_line())}</summary>'
                     f"{self.drawing(t)}</details>"
                 ),
             ]

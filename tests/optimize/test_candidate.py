@@ -126,12 +126,22 @@ def test_short_names_say_what_a_baseline_is() -> None:
     assert CandidateGraph((a, a, a, vote), fan_in).short_name() == "majority vote of 3 x l8"
     assert CandidateGraph((a, a, a, tester), fan_in).short_name() == "tester of 3 x l8"
     mixed = CandidateGraph((a, NodeChoice("assistant", "l1"), a, tester), fan_in)
-    assert mixed.short_name() == mixed.one_line() and "l1" in mixed.one_line()
+    assert mixed.short_name() == mixed.diagram_line() and "l1" in mixed.diagram_line()
     fused = CandidateGraph((a, NodeChoice("fuser", "l8"), vote), frozenset({(0, 1), (0, 2), (1, 2)}))
-    assert fused.short_name() == fused.one_line()  # was "majority vote of 2 x l8" (the reports review)
+    assert fused.short_name() == fused.diagram_line()  # was "majority vote of 2 x l8" (the reports review)
     chained = CandidateGraph((a, a, vote), frozenset({(0, 1), (1, 2)}))  # the vote reads one of the two
-    assert chained.short_name() == chained.one_line()
+    assert chained.short_name() == chained.diagram_line()
     copied = CandidateGraph((a, vote), frozenset({(0, 1)}))  # "majority vote of 1 x l8"
-    assert copied.short_name() == copied.one_line()
+    assert copied.short_name() == copied.diagram_line()
     led = CandidateGraph((a,), frozenset(), CeoChoice("l8", 2))  # was "single call of l8": a discussion
-    assert led.short_name() == led.one_line() == "assistant:l8 + ceo:l8x2"
+    assert led.short_name() == "[0:assistant:l8] + CEO l8 (up to 2 rounds)"
+    # a fan-in and a chain of the same nodes had one name in the report's tables and plots (the reports audit)
+    fuser = NodeChoice("fuser", "l3")
+    fanned = CandidateGraph(
+        (NodeChoice("assistant", "l3"), NodeChoice("assistant", "l1"), fuser), frozenset({(0, 2), (1, 2)})
+    )
+    chain = CandidateGraph(
+        (NodeChoice("assistant", "l3"), NodeChoice("assistant", "l1"), fuser), frozenset({(0, 1), (1, 2)})
+    )
+    assert fanned.short_name() == "[0:assistant:l3] [1:assistant:l1] -> [2:fuser:l3]"
+    assert chain.short_name() == "[0:assistant:l3] -> [1:assistant:l1] -> [2:fuser:l3]"

@@ -59,13 +59,11 @@ def test_a_summary_stored_before_the_key_is_read_by_its_crowned_graphs_name() ->
 def test_a_graph_in_one_line_shows_the_inputs_its_levels_hide() -> None:
     """`0 -> 1 -> vote(0, 1)` printed as `[0] -> [1] -> [2:vote]` in the trial and front tables: a chain
     into a one-input vote, which the search never makes."""
-    from agentscale.optimize.report import diagram_line
-
     a = NodeChoice("assistant", "s")
     skipping = CandidateGraph((a, a, NodeChoice("vote", None)), frozenset({(0, 1), (0, 2), (1, 2)}))
-    assert diagram_line(skipping) == "[0:assistant:s] -> [1:assistant:s] -> [2:vote] (2 <- 0, 1)"
+    assert skipping.diagram_line() == "[0:assistant:s] -> [1:assistant:s] -> [2:vote] (2 <- 0, 1)"
     fan_in = CandidateGraph((a, a, a, NodeChoice("vote", None)), frozenset({(0, 3), (1, 3), (2, 3)}))
-    assert diagram_line(fan_in) == "[0:assistant:s] [1:assistant:s] [2:assistant:s] -> [3:vote]"  # reads as drawn
+    assert fan_in.diagram_line() == "[0:assistant:s] [1:assistant:s] [2:assistant:s] -> [3:vote]"  # reads as drawn
 
 
 def test_the_advantage_sentence_gives_the_interval_low_to_high_and_names_tied_singles() -> None:
@@ -111,14 +109,14 @@ def test_the_diagram_shows_each_nodes_inputs_and_the_ceo() -> None:
     """The crowned graph is printed after a run: a CEO-led graph drawn without its CEO reads as one
     pass, with a fraction of the compute it spends."""
     from agentscale.optimize.candidate import CeoChoice
-    from agentscale.optimize.report import diagram, diagram_line
+    from agentscale.optimize.report import diagram
 
     a = NodeChoice("assistant", "s")
     graph = CandidateGraph((a, a, NodeChoice("fuser", "s")), frozenset({(0, 2), (1, 2)}), CeoChoice("s", 3))
     assert diagram(graph) == (
         "[0:assistant:s] [1:assistant:s] -> [2:fuser:s]\n  2 <- 0, 1\n  CEO s over up to 3 rounds"
     )
-    assert diagram_line(graph) == "[0:assistant:s] [1:assistant:s] -> [2:fuser:s] + CEO s (up to 3 rounds)"
+    assert graph.diagram_line() == "[0:assistant:s] [1:assistant:s] -> [2:fuser:s] + CEO s (up to 3 rounds)"
     assert diagram(CandidateGraph((a,), frozenset())) == "[0:assistant:s]"
 
 
