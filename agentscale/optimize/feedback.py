@@ -186,19 +186,26 @@ async def ask_agent(
     observations: list[Observation],
     *,
     insights: bool,
+    unused: list[str] | None = None,
 ) -> CandidateGraph | None:
     """One textual-feedback step: ask `agent` about `observations`, blend its valid probabilities into
     `distribution`, and return the graph it proposes when that fits (to be measured next). A failing
-    agent or an unreadable reply is a logged warning, never the search's end."""
+    agent or an unreadable reply is a logged warning, never the search's end; its reason is added to
+    `unused`, which the run's warnings report (a log line alone left the report listing the agent's
+    calls as if the search had used them)."""
     system, user = agent_prompt(distribution, observations, insights=insights)
     try:
         reply = await agent(system, user)
     except Exception as exc:  # the numeric step (where the method has one) has applied already
         log.warning("agent feedback call failed: %s", exc)
+        if unused is not None:
+            unused.append(f"the call failed: {exc}")
         return None
     update, why = parse_agent_update(reply)
     if update is None:
         log.warning("agent feedback ignored: %s", why)
+        if unused is not None:
+            unused.append(f"its reply was ignored: {why}")
         return None
     proposed, _ = apply_agent_update(distribution, update)  # it logs what it rejected
     return proposed

@@ -394,6 +394,9 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert sum(not r.cached for r in rows) == len(agent_calls) and all(r.messages_json for r in rows)
     assert result.best.compute <= 3.5 and result.best.candidate.size <= 3
     assert all(o.compute <= 3.5 + 1e-9 for o in result.history)
+    # its prose reply was only a log line: the report listed the agent's calls as if the search used them
+    (unused,) = [w for w in result.warnings if w.startswith("the feedback agent gave nothing usable in ")]
+    assert "(first: its reply was ignored: " in unused
 
 
 async def test_the_feedback_agent_is_not_asked_once_the_spend_cap_stopped_the_search(

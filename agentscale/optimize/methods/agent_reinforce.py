@@ -158,7 +158,9 @@ class AgentReinforce(SearchMethod):
             self.phase = "search"
         reinforce_step(self.distribution, observations, self.lr)
         if self.agent is not None:
-            proposed = await ask_agent(self.agent, self.distribution, observations, insights=True)
+            proposed = await ask_agent(
+                self.agent, self.distribution, observations, insights=True, unused=self.agent_unused
+            )
             if proposed is not None:
                 self.proposed.append(proposed)  # measured in the next iteration
         else:

@@ -27,6 +27,7 @@ class SearchMethod(ABC):
         self.rng = np.random.default_rng(seed)
         self.agent = agent
         self.history: list[Observation] = []
+        self.agent_unused: list[str] = []  # why each feedback step the agent gave nothing went without it
 
     @abstractmethod
     def propose(self, k: int) -> list[CandidateGraph]:

@@ -33,6 +33,8 @@ class LLMOptimizer(SearchMethod):
     async def observe(self, observations: list[Observation]) -> None:
         await super().observe(observations)
         assert self.agent is not None
-        proposed = await ask_agent(self.agent, self.distribution, observations, insights=False)
+        proposed = await ask_agent(
+            self.agent, self.distribution, observations, insights=False, unused=self.agent_unused
+        )
         if proposed is not None:
             self.proposed.append(proposed)
