@@ -244,6 +244,7 @@ def list_command(
     """
     from agentscale.memory.handbook import Handbook, list_handbooks
     from agentscale.storage.db import database_file
+    from agentscale.storage.tables import SHOWN_TIME
 
     if handbook is None:
         if topic is not None:
@@ -254,7 +255,7 @@ def list_command(
             return
         table = Table("handbook", "behaviors", "created")
         for b in books:
-            table.add_row(b["handbook"], str(b["behaviors"]), b["created"].strftime("%Y-%m-%d %H:%M:%S"))
+            table.add_row(b["handbook"], str(b["behaviors"]), b["created"].strftime(SHOWN_TIME))
         out.print(table)
         if not books:
             err.print("no handbooks yet; build one with: agentscale handbook build --task T --model M --handbook NAME")

@@ -40,6 +40,7 @@ def list_command(
       agentscale runs list --json
     """
     from agentscale.storage.db import database_file
+    from agentscale.storage.tables import SHOWN_TIME
 
     path = database_file(db)
     runs = []  # none and no empty database made; said, as an empty list alone read as lost runs
@@ -64,7 +65,7 @@ def list_command(
         return
     table = Table("run_id", "kind", "status", "created", "graph")
     for r in runs:
-        table.add_row(r.id, r.kind, r.shown_status(), r.created.strftime("%Y-%m-%d %H:%M:%S"), r.graph_name or "—")
+        table.add_row(r.id, r.kind, r.shown_status(), r.created.strftime(SHOWN_TIME), r.graph_name or "—")
     out.print(table)
 
 
@@ -107,6 +108,7 @@ def show_command(
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
     from agentscale.report.items import accuracy_of
+    from agentscale.storage.tables import SHOWN_TIME
 
     items = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
     calls = store.node_calls(run.id)
@@ -162,7 +164,7 @@ def show_command(
         print_json(data)
         return
     out.print(
-        f"[bold]run {run.id}[/] · {run.kind} · {run.shown_status()} · {run.created:%Y-%m-%d %H:%M:%S} · "
+        f"[bold]run {run.id}[/] · {run.kind} · {run.shown_status()} · {run.created:{SHOWN_TIME}} · "
         f"graph {escape(run.graph_name or '—')}",
         markup=True,
     )
@@ -242,6 +244,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     from agentscale.optimize.trials import candidate_from_json, recorded_front, stored_front
     from agentscale.report.optimize_page import crown_recorded, crowned_trial
     from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
+    from agentscale.storage.tables import SHOWN_TIME
 
     trials = store.trials(run.id)
     summary = json.loads(run.summary_json)
@@ -298,7 +301,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         return
     out.print(
         f"[bold]optimization {run.id}[/] · space {escape(str(run.graph_name))} · {run.shown_status()} · "
-        f"{run.created:%Y-%m-%d %H:%M:%S}",
+        f"{run.created:{SHOWN_TIME}}",
         markup=True,
     )
     _say_how_a_gone_run_goes_on(store, run)

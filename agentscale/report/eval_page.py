@@ -30,7 +30,7 @@ from agentscale.report.items import read_items
 from agentscale.report.simulated import is_simulated, run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
-from agentscale.storage.tables import Run
+from agentscale.storage.tables import SHOWN_TIME, Run
 
 
 def eval_report(store: Store, run: Run) -> str:
@@ -46,8 +46,8 @@ def eval_report(store: Store, run: Run) -> str:
     parts = [
         f"<h1>{escape(what)}</h1>",
         paragraph(
-            f"graph {run.graph_name or '—'} · {run.shown_status()} · started {run.created:%Y-%m-%d %H:%M:%S}"
-            + (f" · finished {run.finished:%Y-%m-%d %H:%M:%S}" if run.finished else ""),
+            f"graph {run.graph_name or '—'} · {run.shown_status()} · started {run.created:{SHOWN_TIME}}"
+            + (f" · finished {run.finished:{SHOWN_TIME}}" if run.finished else ""),
             css_class="sub",
         ),
     ]

@@ -39,7 +39,7 @@ from agentscale.report.simulated import run_is_simulated, simulated_label, store
 from agentscale.report.spend import spend_by_stage
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
-from agentscale.storage.tables import Run, Trial
+from agentscale.storage.tables import SHOWN_TIME, Run, Trial
 
 
 @dataclass
@@ -145,7 +145,7 @@ class OptimizeReport:
             f"<h1>{escape(title)}</h1>",
             paragraph(
                 f"method {self.method} · task {self.space.task.name or self.space.task.path} · {run.shown_status()} · "
-                f"started {run.created:%Y-%m-%d %H:%M:%S} · stopped: {self.summary.get('stopped_reason', '—')}",
+                f"started {run.created:{SHOWN_TIME}} · stopped: {self.summary.get('stopped_reason', '—')}",
                 css_class="sub",
             ),
         ]

@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# how a stored time is shown: every stored time is UTC, and without the zone a reader in New York took
+# 07:59 for their own clock's (the reports audit)
+SHOWN_TIME = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def as_utc(moment: datetime) -> datetime:
     """A stored time as UTC: SQLite gives back the naive datetimes it was given `utcnow()` as."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

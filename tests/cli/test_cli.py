@@ -136,6 +136,7 @@ def test_runs_show_writes_out_control_characters_of_stored_text(env: Path, capsy
     code, out, err = run_cli(capsys, "runs", "show", run_id)
     assert code == 0 and "\x1b" not in out + err and "\x07" not in out + err
     assert "Q8: \\x1b]0;HACKED\\x07 \\x1b[2J What" in out
+    assert re.search(r"\d\d:\d\d:\d\d UTC · graph", out)  # stored times are UTC: said (read as local before)
 
 
 def test_run_input_errors_name_the_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -194,3 +194,4 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys) -> None:  # 
     n = len(Store(eval_run["db"]).run_items(run_id))
     assert f"1 of {n} items did not finish and were scored as they ended (first: q1: node a failed: 500)" in text
     assert f"ask them again with: agentscale eval --resume {run_id} --retry-errors" in text
+    assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text)  # read as the reader's own clock
