@@ -37,7 +37,7 @@ def test_the_search_curves_best_line_never_falls() -> None:
 
 
 def test_an_interval_charts_long_label_says_it_was_cut() -> None:
-    """"majority vote of 3 x l1 (Pareto front)" was drawn as "majority vote of 3 x l1 (Pareto fr"
+    """The label "majority vote of 3 x l1 (Pareto front)" was drawn as "majority vote of 3 x l1 (Pareto fr"
     (the reports audit); the whole name stays in the dot's title."""
     from agentscale.report.charts import Interval, interval_chart
 
