@@ -146,9 +146,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
                     on_run=run_ids.append,
                 )
             )
-    except (
-        KeyboardInterrupt
-    ) as stop:  # asyncio.run re-raises Ctrl-C once the batch is cancelled (and marked interrupted)
+    except KeyboardInterrupt as stop:  # re-raised by asyncio.run once the batch is cancelled, marked interrupted
         if not run_ids:
             raise
         assert graph.store is not None  # a run id is only given with a store

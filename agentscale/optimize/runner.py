@@ -536,8 +536,8 @@ class Optimization:
         warnings = unanswered + ([crowning.warning] if crowning.warning else [])
         if method.agent_unused:
             warnings.append(
-                f"the feedback agent gave nothing usable in {len(method.agent_unused)} step(s), where the search "
-                f"went on without it (first: {method.agent_unused[0]})"
+                f"the feedback agent gave nothing usable in {len(method.agent_unused)} step(s), which went on "
+                f"with the method's own update (first: {method.agent_unused[0]})"
             )
         failed_calls = _failed_calls_warning(failed_calls_by_trial(self.store, self.run_id))
         if failed_calls is not None:

@@ -27,7 +27,7 @@ class SearchMethod(ABC):
         self.rng = np.random.default_rng(seed)
         self.agent = agent
         self.history: list[Observation] = []
-        self.agent_unused: list[str] = []  # why each feedback step the agent gave nothing went without it
+        self.agent_unused: list[str] = []  # why the agent gave nothing usable, one entry per such feedback step
 
     @abstractmethod
     def propose(self, k: int) -> list[CandidateGraph]:
