@@ -183,7 +183,7 @@ def interval_chart(rows: Sequence[Interval], x_label: str) -> str:
         )
     for index, row in enumerate(rows):
         y = TOP + row_height * index + row_height / 2
-        label = escape(_clipped(row.name, 34))
+        label = escape(clip(row.name, 34))
         parts.append(f'<text class="name" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         parts.append(
             f'<line class="ci" x1="{left + row.low * scale:.1f}" y1="{y:.1f}" x2="{left + row.high * scale:.1f}" '
@@ -198,6 +198,6 @@ def interval_chart(rows: Sequence[Interval], x_label: str) -> str:
     return "".join(parts)
 
 
-def _clipped(name: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     """A label of at most `width` characters that says when it was cut ("(Pareto fr" read as the name)."""
-    return name if len(name) <= width else name[: width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
+from agentscale.report.charts import clip
 from agentscale.report.drawing import GraphPicture, PictureNode
 from agentscale.report.layout import Box, layout
 
@@ -81,10 +82,10 @@ def _node(node: PictureNode, box: Box, *, is_output: bool) -> str:
         f'data-model="{escape(node.model or "")}"><title>{escape(tooltip)}</title>'
         f'<rect class="box" x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.0f}" height="{box.height:.0f}" '
         f'rx="8" fill="{fill}"/>{badge}'
-        f'<text class="id" x="{box.x + 8:.1f}" y="{box.y + 12:.1f}">{escape(_clip(node.id, 20))}</text>'
+        f'<text class="id" x="{box.x + 8:.1f}" y="{box.y + 12:.1f}">{escape(clip(node.id, 20))}</text>'
         f'<text class="role" x="{cx:.1f}" y="{box.y + 32:.1f}" text-anchor="middle">'
-        f"{escape(_clip(node.role, 20))}</text>"
-        f'<text class="model" x="{cx:.1f}" y="{box.y + 48:.1f}" text-anchor="middle">{escape(_clip(model, 26))}</text>'
+        f"{escape(clip(node.role, 20))}</text>"
+        f'<text class="model" x="{cx:.1f}" y="{box.y + 48:.1f}" text-anchor="middle">{escape(clip(model, 26))}</text>'
         "</g>"
     )
 
@@ -95,10 +96,6 @@ def _coordinator(box: Box, label: str) -> str:
         f'height="{box.height:.0f}" rx="6"/><text x="{box.x + 10:.1f}" y="{box.y + box.height / 2 + 4:.1f}">'
         f"{escape(label)} (steers every round)</text></g>"
     )
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def write_drawing(picture: GraphPicture, path: Path) -> Path:
