@@ -28,7 +28,7 @@ from agentscale.memory.embed import Embedder, behavior_text, default_embedder, f
 from agentscale.memory.extract import Proposal, normalize_name, one_line
 from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.db import Store
-from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, utcnow
+from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, as_utc, utcnow
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
@@ -596,16 +596,14 @@ def _merge_into(
     judged on that."""
     held = _held_sources(connection, behavior_id)
     fresh = [source for source in exported if _source_key(source) not in held]
-    independent = bool(exported) and len(fresh) == len(exported)
     if exported and not fresh:
         return  # every source held: this behavior's evidence is here already
-    if not exported and any(extra.get(key) for key in COUNTERS) and (None, None, proposal.name) in held:
-        fresh_rows: Sequence[dict[str, Any]] | None = None  # a hand-written behavior imported again
-    else:
-        fresh_rows = fresh
-    if fresh_rows is not None:
-        _record_source(connection, behavior_id, proposal, similarity, utcnow(), fresh_rows)
-    if independent or not any(extra.get(key) for key in COUNTERS):
+    counted = any(extra.get(key) for key in COUNTERS)
+    # a hand-written behavior (no sources) imported again: its one synthesized source is held already
+    again = not exported and counted and any(key[:3] == (None, None, proposal.name) for key in held)
+    if not again:
+        _record_source(connection, behavior_id, proposal, similarity, utcnow(), fresh)
+    if not counted or (exported and len(fresh) == len(exported)):  # a build's proposal, or new evidence
         values: dict[str, Any] = {"merged": _BEHAVIOR.c.merged + 1 + extra.get("merged", 0)}
         values |= {key: _BEHAVIOR.c[key] + extra[key] for key in COUNTERS if extra.get(key)}
     else:
@@ -618,20 +616,14 @@ def _merge_into(
 def _source_key(source: dict[str, Any]) -> tuple[Any, ...]:
     """What tells one proposal of a behavior from another: its run, item, proposed name and time."""
     created = source.get("created")
-    return (source.get("run_id"), source.get("item_id"), source.get("proposed_name"), _naive(created))
+    return (source.get("run_id"), source.get("item_id"), source.get("proposed_name"), created and as_utc(created))
 
 
 def _held_sources(connection: Connection, behavior_id: int) -> set[tuple[Any, ...]]:
-    """The behavior's provenance keys (`_source_key`), and (run, item, name) of those with no run or item."""
+    """The behavior's provenance keys (`_source_key`; SQLite gives its times back without their zone)."""
     columns = (_SOURCE.c.run_id, _SOURCE.c.item_id, _SOURCE.c.proposed_name, _SOURCE.c.created)
     rows = connection.execute(select(*columns).where(_SOURCE.c.behavior_id == behavior_id)).all()
-    keys: set[tuple[Any, ...]] = {(run, item, name, _naive(created)) for run, item, name, created in rows}
-    return keys | {(run, item, name) for run, item, name, _ in rows if run is None and item is None}
-
-
-def _naive(moment: Any) -> Any:
-    """A time compared without its zone: SQLite gives stored times back without one (all UTC)."""
-    return moment.replace(tzinfo=None) if isinstance(moment, datetime) else moment
+    return {(run, item, name, created and as_utc(created)) for run, item, name, created in rows}
 
 
 class _Existing:
