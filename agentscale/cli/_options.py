@@ -130,10 +130,11 @@ def refuse_blocked_run_files(store: Store) -> None:
     to write them, its results unprinted and an optimization stored failed."""
     from agentscale.graphs.io import blocking_file
 
-    runs = store.run_folder("-").parent
-    if (blocking := blocking_file(runs / "-")) is not None:
+    folder = store.run_folder("-")  # any run's: its parents are what a file may block
+    if (blocking := blocking_file(folder)) is not None:
         raise AgentScaleError(
-            f"a run's files go under {runs}, but {blocking} is a file, not a folder: move it or give another --db"
+            f"a run's files go under {folder.parent}, but {blocking} is a file, not a folder: move it or give "
+            "another --db"
         )
 
 

@@ -337,6 +337,8 @@ class TrialEvaluator:
         """Refuse an evaluation that could cross `max_spend` (raise `SpendCapReached`), counting what
         the run has spent and the worst case of the evaluations still in flight beside it; else
         hold this one's worst case in `_in_flight` until it finishes (the caller releases it)."""
+        if not self._capped_spend():  # no cap: no worst case to work out, item by item, per evaluation
+            return {}
         max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
         tokens = sum(candidate.worst_case_tokens(self._prompt_tokens(item), max_tokens) for item in items)
         aliases = [n.model for n in candidate.nodes if n.model] + ([candidate.ceo.model] if candidate.ceo else [])
@@ -358,9 +360,9 @@ class TrialEvaluator:
     def _hold(self, calls: int, tokens: int, aliases: Sequence[str]) -> dict[str, float]:
         """Hold `calls` and `tokens` (and their USD at the dearest of `aliases`) in `_in_flight`, or
         raise `SpendCapReached` when what the run spent, what is held and these could cross a cap."""
-        cap = self.space.optimizer.max_spend
-        if cap.tokens is None and cap.calls is None and cap.usd is None:
+        if not self._capped_spend():
             return {}
+        cap = self.space.optimizer.max_spend
         spent = self.store.spend(self.run_id)
         held = self._in_flight
         projected = {"calls": float(calls), "tokens": float(tokens)}
@@ -380,6 +382,10 @@ class TrialEvaluator:
         for unit, amount in projected.items():
             held[unit] = held.get(unit, 0.0) + amount
         return projected
+
+    def _capped_spend(self) -> bool:
+        cap = self.space.optimizer.max_spend
+        return cap.tokens is not None or cap.calls is not None or cap.usd is not None
 
     def _prompt_tokens(self, item: TaskItem) -> float:
         """The most a call's prompt on `item` is counted at: twice the task's mean length, or the item's
