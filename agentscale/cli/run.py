@@ -61,7 +61,7 @@ def run_command(
       agentscale run graphs/fan-in.yaml --input questions.jsonl --json
     """
     from agentscale.report.simulated import spec_is_simulated
-    from agentscale.runtime.batch import read_questions
+    from agentscale.runtime.batch import DEFAULT_BATCH_CONCURRENCY, read_questions
     from agentscale.runtime.graph import load
 
     if (question is None) == (input_file is None):
@@ -84,7 +84,8 @@ def run_command(
             _run_one(graph, question, json_output, show_prompts, simulated)
         else:
             assert input_file is not None
-            _run_many(graph, read_questions(input_file), concurrency or 4, json_output, simulated)
+            at_once = concurrency or DEFAULT_BATCH_CONCURRENCY
+            _run_many(graph, read_questions(input_file), at_once, json_output, simulated)
 
 
 def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool, simulated: bool) -> None:

@@ -19,6 +19,8 @@ from agentscale.graphs.result import RunResult
 from agentscale.runtime.graph import Graph
 from agentscale.tasks.sources.jsonl import jsonl_records, record_id, unique_id
 
+DEFAULT_BATCH_CONCURRENCY = 4  # questions answered at once (`agentscale run --input`'s default)
+
 
 @dataclass
 class BatchResult:
@@ -52,7 +54,7 @@ async def run_batch(
     graph: Graph,
     items: Sequence[tuple[str, str]],
     *,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     on_answered: Callable[[], None] | None = None,
     on_result: Callable[[str, RunResult], None] | None = None,
     on_run: Callable[[str], None] | None = None,
