@@ -29,7 +29,7 @@ from agentscale.models._reply import (
 )
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.endpoints import Endpoint, resolve_endpoint
-from agentscale.models.litellm_loader import get_litellm, skipping_unread_logging
+from agentscale.models.litellm_loader import get_litellm, skipping_unread_work
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, served_by, shared_routers
 from agentscale.storage.db import Store
@@ -429,8 +429,8 @@ class Gateway:
             kwargs["api_key"] = endpoint.api_key
         # a margin over litellm's own timeout; asyncio.timeout, unlike wait_for, starts no extra task
         async with asyncio.timeout(timeout + 5):
-            with skipping_unread_logging(kwargs):
-                return await litellm.acompletion(**kwargs)
+            with skipping_unread_work(kwargs) as call:
+                return await litellm.acompletion(**call)
 
     async def _call_replicas(
         self, endpoint: Endpoint, kwargs: dict[str, Any], timeout: float, *, budgeted: bool

@@ -30,6 +30,8 @@ _LISTENER_LISTS = (
 )
 # callbacks a call may carry itself (an endpoint's extra parameters)
 _REQUEST_LISTENERS = ("callbacks", "success_callback", "failure_callback")
+# a call's own per-token price: given, litellm prices the reply by it instead of looking one up
+_PRICE_ARGUMENTS = ("input_cost_per_token", "output_cost_per_token")
 # what litellm imports inside a process's first call (0.32 of its 0.35 s of first-call imports here:
 # the tokenizer's encoding, the proxy's file-id types): imported with litellm instead, the first
 # call's recorded latency is the model's, not litellm's imports (every eval's first items were
@@ -79,30 +81,42 @@ def _freeze_alive_objects() -> None:
     gc.freeze()
 
 
+def _nothing_listens(call_kwargs: Mapping[str, Any]) -> bool:
+    """No litellm callback installed (nor litellm's own `max_budget`), none carried by the call."""
+    litellm = get_litellm()
+    if any(getattr(litellm, name, None) for name in _LISTENER_LISTS) or litellm.max_budget:
+        return False
+    return not any(call_kwargs.get(name) for name in _REQUEST_LISTENERS)
+
+
 @contextlib.contextmanager
-def skipping_unread_logging(call_kwargs: Mapping[str, Any] | None = None) -> Iterator[None]:
-    """Make the litellm calls inside skip litellm's logging pipeline, unless something would read it.
+def skipping_unread_work(call_kwargs: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The arguments to make a litellm call with, inside: litellm then skips the work after the call
+    that nothing would read — its logging pipeline and its pricing of the reply.
 
     Why: after every call litellm builds a logging payload and queues success handlers for its
     callbacks, even when none is installed: 0.7-1.4 ms of CPU per call on the development VM
-    (10-15% of a call; py-spy and interleaved A/Bs, docs/benchmarks.md). agentscale records every
-    call itself, so when no litellm callback is installed (nor litellm's own `max_budget`), and the
-    call (`call_kwargs`) carries none of its own, that work is read by no one. litellm skips it for
-    its own nested calls, whose parent call logs them (`is_internal_call`); agentscale sets the same
-    flag. Otherwise, or with a litellm without the flag, calls log as before."""
-    litellm = get_litellm()
-    listened = any(getattr(litellm, name, None) for name in _LISTENER_LISTS)
-    if listened or litellm.max_budget or any((call_kwargs or {}).get(name) for name in _REQUEST_LISTENERS):
-        yield
+    (10-15% of a call; py-spy and interleaved A/Bs, docs/benchmarks.md). And it prices every reply
+    for that payload and the reply's hidden `response_cost`; for a route its price map lacks (every
+    local model), the lookup fails through its fallbacks, ≈19% of the driver's CPU in a local eval
+    (py-spy --gil). agentscale records and prices every call itself (models/cost.py), so when no
+    litellm callback is installed (nor litellm's own `max_budget`), and the call carries none of its
+    own, that work is read by no one. litellm skips the logging for its own nested calls, whose parent
+    call logs them (`is_internal_call`): agentscale sets the same flag; and a price given with the
+    call (zero, unless the call names its own) makes the pricing a multiplication (litellm registers
+    nothing from it: its price map is unchanged after). Otherwise, or with a litellm without the flag,
+    calls log and price as before."""
+    if not _nothing_listens(call_kwargs):
+        yield dict(call_kwargs)
         return
     try:
         from litellm._internal_context import is_internal_call  # noqa: PLC2701  # no public switch exists
     except ImportError:  # a litellm that moved the flag: calls log as before
-        yield
+        yield dict(call_kwargs)
         return
     token = is_internal_call.set(True)
     try:
-        yield
+        yield {**{name: 0.0 for name in _PRICE_ARGUMENTS}, **call_kwargs}
     finally:
         is_internal_call.reset(token)
 

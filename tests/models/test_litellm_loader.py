@@ -1,5 +1,5 @@
 """litellm's import in the background (a Ctrl-C during it does not wait for it), and its logging
-pipeline skipped while nothing reads it."""
+pipeline and pricing skipped while nothing reads them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agentscale.models.litellm_loader import _LISTENER_LISTS, get_litellm, skipping_unread_logging
+from agentscale.models.litellm_loader import _LISTENER_LISTS, get_litellm, skipping_unread_work
 
 SCRIPT = """
 import asyncio
@@ -71,25 +71,28 @@ def _internal_flag() -> bool:
 
 def test_calls_skip_litellms_logging_only_while_nothing_would_read_it(unobserved_litellm: Any) -> None:
     """The flag litellm reads to skip its logging pipeline is set inside, reset after, and never set
-    while a callback is installed (a litellm that renamed the flag fails here, not silently)."""
+    while a callback is installed (a litellm that renamed the flag fails here, not silently); the
+    call's price is given (zero) only then too."""
     from litellm.integrations.custom_logger import CustomLogger
 
     litellm = unobserved_litellm
+    call = {"model": "hosted_vllm/m", "temperature": 0.7}
     assert not _internal_flag()
-    with skipping_unread_logging():
+    with skipping_unread_work(call) as arguments:
         assert _internal_flag()
+        assert arguments == {**call, "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
     assert not _internal_flag()
     for name, value in (("callbacks", [CustomLogger()]), ("success_callback", ["langfuse"]), ("max_budget", 1.0)):
         saved = getattr(litellm, name)
         setattr(litellm, name, value)
-        with skipping_unread_logging():
-            assert not _internal_flag(), name
+        with skipping_unread_work(call) as arguments:
+            assert not _internal_flag() and arguments == call, name
         setattr(litellm, name, saved)
     for name in ("callbacks", "success_callback", "failure_callback"):  # a call's own callbacks
-        with skipping_unread_logging({name: ["langfuse"]}):
-            assert not _internal_flag(), name
-    with skipping_unread_logging({"temperature": 0.7, "callbacks": None}):
-        assert _internal_flag()
+        with skipping_unread_work({**call, name: ["langfuse"]}) as arguments:
+            assert not _internal_flag() and "input_cost_per_token" not in arguments, name
+    with skipping_unread_work({**call, "callbacks": None, "input_cost_per_token": 2e-6}) as arguments:
+        assert _internal_flag() and arguments["input_cost_per_token"] == 2e-6  # a call's own price stays
 
 
 async def test_a_graph_call_dispatches_no_success_logging_while_nothing_listens(
@@ -111,6 +114,34 @@ async def test_a_graph_call_dispatches_no_success_logging_while_nothing_listens(
     messages = [{"role": "user", "content": "What is 3 + 3?"}]
     await unobserved_litellm.acompletion(model="hosted_vllm/scripted", api_base=scripted.api_base, messages=messages)
     assert dispatched == [1]
+
+
+async def test_a_graph_call_makes_litellm_look_up_no_price_while_nothing_listens(
+    make_graph, scripted: Any, unobserved_litellm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's call gives litellm a price, so litellm does not look the route up in its price
+    map (a lookup that fails through its fallbacks for every local model); the same call made directly
+    to litellm, the control, looks it up. Nothing is registered in litellm's price map, which
+    agentscale's own pricing reads (an unknown price must stay unknown)."""
+    import litellm.cost_calculator
+
+    priced_by_lookup: list[object] = []
+    calculate = litellm.response_cost_calculator
+
+    def spy(**kwargs: Any) -> Any:
+        if not kwargs.get("custom_pricing"):
+            priced_by_lookup.append(kwargs.get("model"))
+        return calculate(**kwargs)
+
+    monkeypatch.setattr(litellm, "response_cost_calculator", spy)
+    graph = make_graph("name: unpriced\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    result = await graph.arun("What is 2 + 2?")
+    assert result.usage.calls == 1 and priced_by_lookup == []
+    assert result.usage.usd is None  # agentscale's own pricing: the route's price is unknown
+    messages = [{"role": "user", "content": "What is 3 + 3?"}]
+    await unobserved_litellm.acompletion(model="hosted_vllm/scripted", api_base=scripted.api_base, messages=messages)
+    assert priced_by_lookup == ["hosted_vllm/scripted"]
+    assert not any("scripted" in name for name in litellm.model_cost)
 
 
 async def test_a_users_litellm_callback_still_sees_every_graph_call(make_graph, unobserved_litellm: Any) -> None:  # type: ignore[no-untyped-def]
