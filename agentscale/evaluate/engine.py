@@ -24,7 +24,7 @@ from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create
 from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
-from agentscale.memory.inject import record_outcome, with_handbook
+from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
 from agentscale.models.budget import is_overrun
 from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
@@ -179,7 +179,7 @@ async def evaluate_items(
         score = await ascore(task, result.answer, item)
         verdict(key, item, score.correct, score.detail)
         if store is not None and run_id is not None:
-            record_outcome(store, result, score.correct)  # behaviors cited in a correct / wrong answer
+            record_outcome(store, result.memory_use(), score.correct)  # behaviors cited in a correct / wrong answer
         return ItemResult(
             item.id,
             item.question,
@@ -194,6 +194,8 @@ async def evaluate_items(
     async def score_stored(item: TaskItem, row: RunItem) -> ItemResult:
         score = await ascore(task, row.answer, item)
         verdict(row.item_key, item, score.correct, score.detail)
+        if store is not None:  # its citations were counted when answered, their outcome is counted now
+            record_outcome(store, stored_use(row), score.correct)
         return _item_result(item, row, score.correct, score.detail)
 
     async def one(item: TaskItem) -> ItemResult:
@@ -427,7 +429,7 @@ class Evaluation:
         try:
             self.store.reopen_run(self.run_id)  # first: refused while another process runs it
             if self.retry_errors:  # after the claim: another process may be answering them
-                self.store.forget_items(self.run_id, [item.item_id for item in self.summary().retryable])
+                self._forget_retryable()
             try:
                 await evaluate_items(
                     self.graph,
@@ -453,6 +455,15 @@ class Evaluation:
         else:
             self.store.finish_run(self.run_id, "done", summary.to_dict())
         return summary
+
+    def _forget_retryable(self) -> None:
+        """Delete the rows of the items a retry asks again, and take back what they counted in a
+        handbook: the new attempt counts its retrievals and citations anew (they were counted twice)."""
+        again = {item.item_id for item in self.summary().retryable}
+        rows = [row for row in self.store.run_items(self.run_id) if row.item_key in again]
+        self.store.forget_items(self.run_id, sorted(again))
+        for row in rows:  # after the rows are gone: a crash between counts twice, as before, never takes back twice
+            take_back_use(self.store, row)
 
     def summary(self) -> EvalSummary:
         """Totals over every scored item of the run (resumed parts included)."""

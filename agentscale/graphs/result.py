@@ -154,8 +154,13 @@ class RunResult:
         if self.rounds is not None:
             data["rounds"] = [r.to_dict() for r in self.rounds]
         if self.handbook is not None:
-            data["memory"] = {"handbook": self.handbook, "behaviors": self.behaviors, "cited": self.cited}
+            data["memory"] = self.memory_use()
         return data
+
+    def memory_use(self) -> dict[str, Any]:
+        """What a `memory:` graph drew on: the handbook, the behaviors shown, those cited (as stored
+        with an item and printed by `run --json`)."""
+        return {"handbook": self.handbook, "behaviors": self.behaviors, "cited": self.cited}
 
 
 @dataclass

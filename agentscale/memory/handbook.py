@@ -291,7 +291,16 @@ class Handbook:
         """A scored question cited `cited`; count the citations as in a correct or a wrong answer."""
         self._increment("times_cited_correct" if correct else "times_cited_wrong", list(cited))
 
-    def _increment(self, column: str, names: list[str]) -> None:
+    def take_back(self, retrieved: Iterable[str], cited: Iterable[str], correct: bool | None) -> None:
+        """Undo one question's `record_use` (and its `record_outcome`, when it was scored `correct` or
+        not): the question is asked again (`eval --resume --retry-errors`) and counts anew then; its
+        first attempt's retrievals and citations were counted twice before."""
+        self._increment("times_retrieved", list(retrieved), by=-1)
+        self._increment("times_cited", list(cited), by=-1)
+        if correct is not None:
+            self._increment("times_cited_correct" if correct else "times_cited_wrong", list(cited), by=-1)
+
+    def _increment(self, column: str, names: list[str], *, by: int = 1) -> None:
         if not names:
             return
         with self.store.engine.begin() as connection:
@@ -301,7 +310,7 @@ class Handbook:
             connection.execute(
                 update(_BEHAVIOR)
                 .where(_BEHAVIOR.c.handbook_id == handbook_id, _BEHAVIOR.c.name.in_(names))
-                .values({column: _BEHAVIOR.c[column] + 1})
+                .values({column: func.max(_BEHAVIOR.c[column] + by, 0)})
             )
 
     # pruning ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ Recorded runs add one to `times_retrieved`/`times_cited`; the eval engine adds t
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from importlib import resources
@@ -27,6 +29,7 @@ from agentscale.memory.handbook import Handbook, check_handbook_name
 from agentscale.memory.retrieve import Retrieved, Retriever
 from agentscale.runtime.plugins import register_memory
 from agentscale.storage.db import Store
+from agentscale.storage.tables import RunItem
 
 
 @cache
@@ -108,10 +111,24 @@ def cited_in(trace: list[NodeTrace], known: set[str], block: str) -> list[str]:
     return find_citations(shown, known)
 
 
-def record_outcome(store: Store, result: RunResult, correct: bool) -> None:
-    """After scoring: count the result's cited behaviors as cited in a correct (or wrong) answer."""
-    if result.handbook is not None and result.cited:
-        Handbook(store, result.handbook, embedder=None).record_outcome(result.cited, correct)
+def stored_use(item: RunItem) -> dict[str, Any] | None:
+    """What an item's graph drew on from a handbook, as `record_result` stored it (None: no `memory:`)."""
+    return None if item.handbook_json is None else json.loads(item.handbook_json)
+
+
+def record_outcome(store: Store, use: Mapping[str, Any] | None, correct: bool) -> None:
+    """After scoring: count the behaviors a question cited (`use`: `RunResult.memory_use()`, or
+    `stored_use` of its item when scored after a resume) as cited in a correct (or wrong) answer."""
+    if use is not None and use["handbook"] is not None and use["cited"]:
+        Handbook(store, use["handbook"], embedder=None).record_outcome(use["cited"], correct)
+
+
+def take_back_use(store: Store, item: RunItem) -> None:
+    """Undo what an item counted in its handbook (retrievals, citations, and their outcome once it was
+    scored) before it is asked again: the new attempt counts anew."""
+    use = stored_use(item)
+    if use is not None and use["handbook"] is not None and use["behaviors"]:
+        Handbook(store, use["handbook"], embedder=None).take_back(use["behaviors"], use["cited"], item.correct)
 
 
 def with_handbook(spec: GraphSpec, handbook: str) -> GraphSpec:

@@ -190,6 +190,7 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
         "stopped_reason": result.stopped_reason,
         "usage_json": json.dumps(usage),
         "rounds_json": None if rounds is None else json.dumps(rounds),
+        "handbook_json": None if result.handbook is None else json.dumps(result.memory_use()),
     }
     if run_row is not None:
         summary: dict[str, object] = {"n": 1, "usage": usage}

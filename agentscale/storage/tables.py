@@ -80,6 +80,9 @@ class RunItem(SQLModel, table=True):
     correct: bool | None = None  # evals: the scorer's verdict (None until scored)
     detail: str | None = None  # evals: the scorer's reason
     rounds_json: str | None = None  # a discussion's rounds (a `coordinator:` graph): the CEO's decisions
+    # a graph with `memory:`: {"handbook": name, "behaviors": shown, "cited": [...]}, so that scoring the
+    # item after a resume, or asking it again, counts its citations once
+    handbook_json: str | None = None
     created: datetime = Field(default_factory=utcnow)
 
 

@@ -116,6 +116,62 @@ async def test_eval_with_handbook_counts_citations_in_right_and_wrong_answers(
     assert resumed.graph.spec.memory is not None and resumed.graph.spec.memory.handbook == "math"
 
 
+def _counters(store: Store, name: str) -> tuple[int, int, int, int]:
+    row = Handbook(store, "math", embedder=None).get(name)
+    return row.times_retrieved, row.times_cited, row.times_cited_correct, row.times_cited_wrong
+
+
+async def test_a_resume_that_scores_a_stored_answer_counts_its_citations_outcome(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """A process killed between storing an item's answer (its retrieval and citation counted) and its
+    verdict: the resume scores the stored answer, and counts the citation as in a right or wrong
+    answer then (it was never counted: 2 citations, 0 outcomes)."""
+    seed_handbook(store, "math", BEHAVIORS)
+    data = write_task(
+        tmp_path / "t.jsonl", [("What is 3 + 4 with carry digits?", "7"), ("What is 5 + 2 with carry digits?", "8")]
+    )
+    scripted.add_rule(Rule(pattern=r"3 \+ 4|5 \+ 2", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"), gateway=gateway
+    )
+    evaluation = Evaluation(graph, EvalConfig(task=str(data), handbook="math"))
+    await evaluation.run()
+    assert _counters(store, "behavior_carry_digits") == (2, 2, 1, 1)
+    with store.engine.begin() as connection:  # the kill: answers and citations stored, no verdict, no outcome
+        connection.exec_driver_sql("UPDATE runitem SET correct = NULL")
+        connection.exec_driver_sql("UPDATE behavior SET times_cited_correct = 0, times_cited_wrong = 0")
+        connection.exec_driver_sql("UPDATE run SET status = 'interrupted'")
+    asked = len(scripted.completion_requests)
+    summary = await Evaluation.resume(evaluation.run_id, gateway).run()
+    assert len(scripted.completion_requests) == asked and (summary.n, summary.correct) == (2, 1)
+    assert _counters(store, "behavior_carry_digits") == (2, 2, 1, 1)
+
+
+async def test_a_retry_of_failed_calls_counts_the_retried_items_behaviors_once(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """q1 answered although one of its two calls failed; `--retry-errors` asks it again (the call that
+    answered replays from the cache). Its first attempt's retrieval, citation and outcome are taken
+    back, so each question counts once (they read 3, 3, 3 for two questions before)."""
+    seed_handbook(store, "math", BEHAVIORS)
+    data = write_task(
+        tmp_path / "t.jsonl", [("What is 3 + 4 with carry digits?", "7"), ("What is 5 + 2 with carry digits?", "7")]
+    )
+    scripted.add_rule(Rule(pattern=r"5 \+ 2", status=400, times=1))
+    scripted.add_rule(Rule(pattern=r"3 \+ 4|5 \+ 2", replies=["Using behavior_carry_digits: 7.\nFinal answer: 7"]))
+    pair = "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, pair + "  - {id: v, role: vote}\nedges: ['a, b -> v']\n"), gateway=gateway
+    )
+    first = await Evaluation(graph, EvalConfig(task=str(data), handbook="math")).run()
+    assert [item.item_id for item in first.retryable] == ["q1"] and first.correct == 2
+    assert _counters(store, "behavior_carry_digits") == (2, 2, 2, 0)
+    retried = await Evaluation.resume(first.run_id or "", gateway, retry_errors=True).run()
+    assert retried.correct == 2 and not retried.call_failures
+    assert _counters(store, "behavior_carry_digits") == (2, 2, 2, 0)
+
+
 COORDINATED = """  ceo: {model: hosted_vllm/ceo, api_base: "API"}
 name: talk
 memory: {handbook: math}
