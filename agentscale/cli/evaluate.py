@@ -207,7 +207,7 @@ def eval_command(
             out.print(_items_table(summary.items))
         _print_summary(summary, evaluation.store, simulated=simulated)
         if memory is not None:
-            out.print(f"handbook {escape(handbook_label(memory))}")
+            out.print(f"handbook {escape(handbook_label(memory))}{_handbook_use_text(summary, memory.handbook)}")
         if simulated:
             say_simulated()
         out.print(f"report: {report}")
@@ -237,6 +237,18 @@ async def _run(evaluation: Evaluation, pending: set[str], total: int, *, quiet: 
     with progress:
         bar = progress.add_task(escape(evaluation.task.name), total=total, completed=done, status="")
         return await evaluation.run(on_item=advance)
+
+
+def _handbook_use_text(summary: EvalSummary, handbook: str) -> str:
+    """How many questions the handbook reached: retrieval can find nothing for most of them (a topic
+    with few behaviors, BM25 with no shared word), and the run read as one that drew on it."""
+    use = summary.handbook_use
+    if use is None:
+        return ""
+    text = f": behaviors shown to {use.shown} of {summary.n} questions, cited in {use.cited}"
+    if summary.n and not use.shown:
+        text += f" (retrieval found none for any question: see `agentscale handbook list {handbook}`)"
+    return text
 
 
 def _items_table(items: list[ItemResult]) -> Table:

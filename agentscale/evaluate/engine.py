@@ -63,6 +63,17 @@ def first_unanswered(items: Sequence[ItemResult]) -> ItemResult | None:
     return None
 
 
+@dataclass(frozen=True)
+class HandbookUse:
+    """Of an eval's scored questions, how many were `shown` behaviors and how many `cited` one."""
+
+    shown: int
+    cited: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"questions_shown_behaviors": self.shown, "questions_citing": self.cited}
+
+
 @dataclass
 class EvalSummary:
     """An eval's totals over every scored item (resumed parts included): `correct` of `n` (`accuracy`,
@@ -77,6 +88,9 @@ class EvalSummary:
     latencies: list[float] = field(default_factory=list)
     items: list[ItemResult] = field(default_factory=list)
     call_failures: dict[str, str] = field(default_factory=dict)  # item id -> its first failed call ('node: error')
+    # a graph with `memory:`: how many questions were shown behaviors, and how many cited one (retrieval
+    # can find nothing for most questions, and the run looked the same as one that drew on the handbook)
+    handbook_use: HandbookUse | None = None
 
     @property
     def accuracy(self) -> float:
@@ -135,6 +149,8 @@ class EvalSummary:
             "items_with_failed_calls": len(self.call_failures),
             "items_to_retry": len(self.retryable),  # what --retry-errors asks again (not those a budget stopped)
         }
+        if self.handbook_use is not None:
+            data["handbook_use"] = self.handbook_use.to_dict()
         if include_items:
             data["items"] = [item.to_dict() for item in self.items]
         return data
@@ -482,7 +498,13 @@ class Evaluation:
         correct = sum(1 for i in items if i.correct)
         failures = self.store.failed_calls_by_item(self.run_id)
         call_failures = {item.item_id: failures[item.item_id] for item in items if item.item_id in failures}
-        return EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
+        summary = EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
+        if self.graph.spec.memory is not None:
+            uses = [stored_use(rows[item.item_id]) or {} for item in items]
+            summary.handbook_use = HandbookUse(
+                sum(1 for use in uses if use.get("behaviors")), sum(1 for use in uses if use.get("cited"))
+            )
+        return summary
 
 
 def _item_result(item: TaskItem, row: RunItem, correct: bool, detail: str) -> ItemResult:

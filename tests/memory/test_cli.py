@@ -81,6 +81,31 @@ def test_build_list_show_search(
     assert code == 0 and "graph None" not in out and "· graph —" in out  # a build has no graph
 
 
+def test_eval_with_a_handbook_says_how_many_questions_it_reached(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retrieval can find nothing for a question (no word in common with any behavior): the eval says
+    how many questions were shown behaviors and how many cited one, instead of only naming the
+    handbook (a run that reached no question read the same as one that reached all)."""
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    rows = [("Add 3 and 4, carrying digits.", "7"), ("Roughly estimate 5 + 2.", "7"), ("Zebra count?", "7")]
+    task = write_task(tmp_path / "t.jsonl", rows)
+    scripted.add_rule(Rule(pattern=r"carrying", replies=["By behavior_carry_digits: 7.\nFinal answer: 7"]))
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math")
+    assert code == 0, err
+    assert "behaviors shown to 2 of 3 questions, cited in 1" in " ".join(out.split())
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
+    assert json.loads(out)["handbook_use"] == {"questions_shown_behaviors": 2, "questions_citing": 1}
+    write_task(task, [rows[2]])
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math")
+    flat = " ".join(out.split())
+    assert code == 0 and "shown to 0 of 1 questions, cited in 0 (retrieval found none" in flat
+    code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--json")
+    assert "handbook_use" not in json.loads(out)  # no handbook, no count
+
+
 def test_build_from_a_run_takes_its_model_and_topic(
     db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
