@@ -144,40 +144,55 @@ def stated_examples(question: str) -> list[Example]:
     return [e for e in found if e.call not in contradicted]
 
 
-def _program(code: str, question: str, examples: list[Example], token: str) -> str:
-    """The candidate, then a harness that tries every example and prints how many passed."""
-    checks = json.dumps([[e.call, e.expected] for e in examples])
-    harness = f"""
+_CANDIDATE = "candidate.py"
 
-def __agentscale_same(got, want):
+
+def _harness(examples: list[Example], token: str) -> str:
+    """The program the sandbox runs: it binds what it needs before the candidate runs (the candidate's
+    module may redefine `print`, `eval` or patch `builtins`: a redefined `print` crashed the whole eval
+    on its output, and a redefined `eval` passed every example), runs the candidate, tries every
+    example in its namespace, and writes the count on a line of its own (a candidate's output without
+    a trailing newline hid it, and the candidate did not run)."""
+    checks = json.dumps([[e.call, e.expected] for e in examples])
+    return f"""\
+import builtins, os, runpy
+_eval, _float, _abs, _max, _isinstance, _str = builtins.eval, float, abs, max, isinstance, str
+_write, _TypeError, _ValueError, _BaseException = os.write, TypeError, ValueError, BaseException
+
+
+def _same(got, want):
     if got == want:
         return True
-    if isinstance(got, float) or isinstance(want, float):
+    if _isinstance(got, _float) or _isinstance(want, _float):
         try:
-            return abs(float(got) - float(want)) <= 1e-6 * max(1.0, abs(float(want)))
-        except (TypeError, ValueError):
+            return _abs(_float(got) - _float(want)) <= 1e-6 * _max(1.0, _abs(_float(want)))
+        except (_TypeError, _ValueError):
             return False
     return False
 
-__agentscale_passed = 0
-for __agentscale_call, __agentscale_want in {checks}:
+
+_namespace = runpy.run_path({_CANDIDATE!r}, run_name="__main__")
+_passed = 0
+for _call, _want in {checks}:
     try:
-        if __agentscale_same(eval(__agentscale_call), eval(__agentscale_want)):
-            __agentscale_passed += 1
-    except BaseException:
+        if _same(_eval(_call, _namespace), _eval(_want, {{}})):
+            _passed += 1
+    except _BaseException:
         pass
-print({token!r}, __agentscale_passed)
+_write(1, ("\\n" + {token!r} + " " + _str(_passed) + "\\n").encode())
 """
-    return assemble_solution(code, prompt=question, entry_point=entry_point(question)) + harness
 
 
 def run_candidate(code: str, question: str, examples: list[Example]) -> Verdict:
-    """Run one candidate in the sandbox; a crash, a timeout or a syntax error passes nothing."""
+    """Run one candidate in the sandbox; a crash, a timeout or a syntax error passes nothing, and no
+    output of the candidate's can claim more examples than there are."""
     token = f"__agentscale_examples_{secrets.token_hex(8)}"
-    result = run_python(_program(code, question, examples, token), limits=_TESTER_LIMITS)
+    candidate = assemble_solution(code, prompt=question, entry_point=entry_point(question))
+    result = run_python(_harness(examples, token), limits=_TESTER_LIMITS, extra_files={_CANDIDATE: candidate})
     for line in reversed(result.stdout_tail.splitlines()):
-        if line.startswith(token):
-            return Verdict(int(line.split()[-1]), ran=True)
+        words = line.split()
+        if len(words) == 2 and words[0] == token and words[1].isdigit():
+            return Verdict(min(int(words[1]), len(examples)), ran=True)
     return Verdict(0, ran=False)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from agentscale.agents.tester import (
     Example,
+    Verdict,
     entry_point,
     passes_stated_examples,
     pick_tested,
@@ -139,6 +140,26 @@ def test_hostile_candidates_are_contained(tmp_path: Path) -> None:
     assert answer == RIGHT
     assert not marker.exists()
     assert "Candidate 3: 0/3" in report
+
+
+def test_a_candidate_that_redefines_print_or_eval_neither_crashes_nor_wins() -> None:
+    """The harness wrote its count with the module's `print`, which a candidate could redefine: a
+    count of 'lots' crashed the whole eval (ValueError in the parse), a count of 1000000 won, and a
+    module-level `eval` returning 1 passed every example. A correct candidate whose output lacks a
+    trailing newline was scored as not running (the count landed mid-line)."""
+    wrong = "def running_max(numbers):\n    return sorted(numbers)\n"
+    redefined_print = "import builtins\ndef print(*a, **k):\n    builtins.print(a[0], {count})\n"
+    lots = "```python\n" + wrong + redefined_print.format(count="'lots'") + "```"
+    million = "```python\n" + wrong + redefined_print.format(count="10**6") + "```"
+    patched = "```python\n" + wrong + "import builtins\nbuiltins.print = lambda *a, **k: None\n```"
+    own_eval = "```python\n" + wrong + "def eval(source, *rest):\n    return 1\n```"
+    examples = stated_examples(QUESTION)
+    for hostile in (lots, million, patched, own_eval):
+        assert run_candidate(hostile, QUESTION, examples) == Verdict(1, ran=True), hostile
+    chatty = RIGHT.replace("```python\n", "```python\nimport sys\nsys.stdout.write('demo: running_max')\n")
+    assert run_candidate(chatty, QUESTION, examples) == Verdict(3, ran=True)
+    answer, _ = asyncio.run(pick_tested(QUESTION, [lots, million, own_eval, chatty]))
+    assert answer == chatty
 
 
 def test_a_tester_graph_passes_on_the_program_that_runs_the_examples(make_graph: Any, scripted: Any) -> None:
