@@ -67,8 +67,16 @@ def test_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.passed
     env = __import__("json").loads(result.stdout_tail)
     assert secret not in result.stdout_tail
-    assert set(env) <= {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE"}
+    assert set(env) <= {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "LC_CTYPE"}
     assert env["HOME"] == env["TMPDIR"]
+
+
+def test_a_programs_set_order_is_the_same_in_every_run() -> None:
+    """The hash seed is fixed: a set's order (and so an answer returning `list(a_set)`) was random per
+    run, and the same answer scored right or wrong by chance."""
+    source = "print(list({'apple', 'banana', 'cherry', 'date', 'elder'}))\n"
+    orders = {run_python(source, limits=FAST).stdout_tail for _ in range(5)}
+    assert len(orders) == 1, orders
 
 
 def test_home_tmpdir_and_cwd_are_the_writable_work_dir() -> None:

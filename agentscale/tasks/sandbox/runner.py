@@ -45,13 +45,16 @@ _UID_SPAN = 100_000_000
 
 
 def _minimal_env(home: str) -> dict[str, str]:
-    """Built from scratch, never from ``os.environ``: no API keys or tokens reach the program."""
+    """Built from scratch, never from ``os.environ``: no API keys or tokens reach the program. A fixed
+    hash seed: a set's order changed from run to run, so one answer (`list({'apple', 'banana'})`)
+    scored right in 4 runs of 10, and a resumed or cached eval could score it differently."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "HOME": home,
         "TMPDIR": home,
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
     }
 
 
@@ -133,7 +136,9 @@ def _config(
         "bind_dirs": interpreter_dirs(),
         "files": files,
         "python": interpreter(),
-        "argv": [interpreter(), "-I", _HARNESS],
+        # isolated as `-I` is (no user site, no script dir on the path), but reading the environment,
+        # built from scratch: `-I` ignored its fixed hash seed
+        "argv": [interpreter(), "-s", "-P", _HARNESS],
         "env": _minimal_env(work),
         "uid": uid,
         "gid": uid,
