@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -180,6 +182,66 @@ def test_a_process_that_leaves_the_session_dies_with_the_run_in_plain_mode() -> 
     while pid_alive(pid) and time.monotonic() < deadline:  # a zombie (no reaping init here) has ended
         time.sleep(0.05)
     assert not pid_alive(pid), f"the detached process {pid} outlived the run"
+
+
+KILLED_MIDWAY = """
+from agentscale.tasks.sandbox import SandboxLimits, run_python
+print("running", flush=True)
+run_python("import time\\ntime.sleep(3600)\\n", limits=SandboxLimits(timeout_s=600))
+"""
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line holds `text` (the sandbox's command line names its job directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                found.append(int(entry.name))
+    return found
+
+
+def _children_of(pids: list[int]) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) in pids:
+                children.append(int(entry.name))
+    return children
+
+
+@namespaced
+def test_a_sandbox_dies_with_a_process_killed_with_sigkill(tmp_path: Path) -> None:
+    """`unshare` runs in a session of its own: an eval killed with SIGKILL left it and the program (a
+    sleep of an hour) running for the hour, and its job directory behind. Now they die with it, and
+    the next process to run a sandbox removes the directory once it is old enough to be no live run's."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MIDWAY], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "running"
+        deadline, sandbox, program = time.monotonic() + 20, [], []
+        while time.monotonic() < deadline:  # the sleeper's (the probe before it ends at once)
+            time.sleep(0.5)
+            sandbox = _processes_mentioning(str(tmp_path))
+            program = _children_of(sandbox)
+            if sandbox and program:
+                break
+        assert sandbox and program, "the sandbox did not start"
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid in sandbox + program) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(pid) for pid in sandbox + program), "the sandbox outlived the process that ran it"
+    (left,) = tmp_path.glob("agentscale-sbx-*")
+    os.utime(left, (time.time() - 3 * 3600,) * 2)  # as old as no live run's job directory can be
+    done = subprocess.run(
+        [sys.executable, "-c", "from agentscale.tasks.sandbox import run_python; print(run_python('pass').passed)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "True", done.stderr
+    assert list(tmp_path.glob("agentscale-sbx-*")) == []
 
 
 @pytest.mark.skipif(not (CAN_UNSHARE and IS_ROOT), reason="exercising user-ns mode from root needs unshare")

@@ -2,12 +2,15 @@
 
 Each run is a separate process tree started from a fresh interpreter (``python -s -P``: no user
 site, no script directory on the path; ``PYTHONHASHSEED=0``, so a set's order is the same in every
-run) in a new session, with a wall-clock timeout after which the whole tree is killed, ``setrlimit`` caps (CPU
-seconds, 1 GiB address space, 16 MiB per written file, no core dumps, a process/thread cap, open
-files), a fresh work directory deleted afterwards, and an environment built from scratch (``PATH``,
-``LANG``, ``HOME`` and ``TMPDIR`` pointing at the work dir, ``PYTHONDONTWRITEBYTECODE``,
-``PYTHONHASHSEED``; nothing from ``os.environ``, so no API keys). A run passes only if the program reaches its end: the harness prints a random per-run token
-after the program returns, which ``sys.exit(0)`` or ``os._exit(0)`` mid-test never reaches.
+run) in a new session, with a wall-clock timeout after which the whole tree is killed (and killed
+with the process that started it, even by SIGKILL: ``setpriv --pdeathsig``), ``setrlimit`` caps
+(CPU seconds, 1 GiB address space, 16 MiB per written file, no core dumps, a process/thread cap,
+open files), a fresh work directory deleted afterwards (a killed process's, by the next process to
+run one), and an environment built from scratch (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR``
+pointing at the work dir, ``PYTHONDONTWRITEBYTECODE``, ``PYTHONHASHSEED``; nothing from
+``os.environ``, so no API keys). A run passes only if the program reaches its end: the harness
+prints a random per-run token after the program returns, which ``sys.exit(0)`` or ``os._exit(0)``
+mid-test never reaches.
 
 What is isolated on Linux, by mode (see :mod:`agentscale.tasks.sandbox.isolation`; the strongest
 mode that works is probed once per process with :func:`probe`):

@@ -36,13 +36,21 @@ class Isolation:
     notes: str = ""
 
     def unshare_args(self) -> list[str]:
-        """The ``unshare`` command prefix for this mode (empty for ``plain``)."""
+        """The ``unshare`` command prefix for this mode (empty for ``plain``, where the bootstrap, our
+        child, sets its own parent-death signal).
+
+        ``unshare`` runs in a session of its own, so nothing took it down with a process killed with
+        SIGKILL (an eval killed, an OOM kill): it and the program (its ``--kill-child``) lived on, a
+        program sleeping an hour for an hour. ``setpriv --pdeathsig`` gives it a parent-death signal
+        first, so it dies with the thread that started it, and the program and its namespace with it."""
         if self.mode == "plain":
             return []
         flags = ["--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
         if self.mode == "user-ns":
             flags = ["--user", "--map-root-user", *flags]
-        return [shutil.which("unshare") or "unshare", *flags, "--"]
+        setpriv = shutil.which("setpriv")
+        dies_with_parent = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
+        return [*dies_with_parent, shutil.which("unshare") or "unshare", *flags, "--"]
 
 
 def interpreter() -> str:

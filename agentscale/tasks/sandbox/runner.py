@@ -186,7 +186,7 @@ def run_python(
     token = secrets.token_hex(16)
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
-    job = Path(tempfile.mkdtemp(prefix="agentscale-sbx-"))
+    job = _new_job_dir()
     started = time.monotonic()
     try:
         work = _prepare_job(job, isolation, files, uid)
@@ -228,6 +228,41 @@ def run_python(
         duration_s=duration,
         isolation=isolation.mode,
     )
+
+
+_JOB_PREFIX = "agentscale-sbx-"
+_STALE_AFTER_S = 2 * 3600  # older than any run's timeout: a job dir that old is no live run's
+_swept = threading.Event()
+
+
+def _new_job_dir() -> Path:
+    """A private job directory named after this process, after removing (once per process) those of
+    processes that are gone: a process killed with SIGKILL cannot remove its own."""
+    if not _swept.is_set():
+        _swept.set()
+        _remove_stale_job_dirs()
+    return Path(tempfile.mkdtemp(prefix=f"{_JOB_PREFIX}{os.getpid()}-"))
+
+
+def _remove_stale_job_dirs() -> None:
+    """Job directories of processes that no longer run, and old enough to be no live run's (a
+    process of another pid namespace sharing this temp dir is not visible here)."""
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{_JOB_PREFIX}*-*"):
+        pid = path.name[len(_JOB_PREFIX) :].partition("-")[0]
+        with contextlib.suppress(OSError):
+            if pid.isdigit() and not _process_runs(int(pid)) and now - path.stat().st_mtime > _STALE_AFTER_S:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def probe_mode(isolation: Isolation) -> bool:
