@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from agentscale.agents.extract import normalize_for_vote
 from agentscale.tasks.python_source import literal_value, parse_expression
-from agentscale.tasks.sandbox import SandboxLimits, run_python
+from agentscale.tasks.sandbox import SandboxLimits, in_worker_thread, run_python
 from agentscale.tasks.scorers.code_exec import assemble_solution
 
 _TESTER_LIMITS = SandboxLimits(timeout_s=5.0)
@@ -211,7 +211,7 @@ async def passes_stated_examples(question: str, answer: str) -> bool | None:
     examples = stated_examples(question)
     if not examples:
         return None
-    verdict = await asyncio.to_thread(run_candidate, answer, question, examples)
+    verdict = await in_worker_thread(run_candidate, answer, question, examples)
     return verdict.passed == len(examples)
 
 
@@ -220,7 +220,7 @@ async def pick_tested(question: str, answers: list[str]) -> tuple[str | None, st
     if not answers:
         return None, "no candidates"
     examples = stated_examples(question)
-    verdicts = await asyncio.gather(*(asyncio.to_thread(run_candidate, a, question, examples) for a in answers))
+    verdicts = await asyncio.gather(*(in_worker_thread(run_candidate, a, question, examples) for a in answers))
     chosen = choose(answers, list(verdicts))
     lines = [
         f"Candidate {i}: {v.passed}/{len(examples)} stated examples passed" + ("" if v.ran else " (did not run)")

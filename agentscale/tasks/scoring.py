@@ -11,9 +11,8 @@ one long C call from stalling the loop either; bounding its input does.
 
 from __future__ import annotations
 
-import asyncio
-
 from agentscale.tasks.base import Score, Scorer, Task, TaskItem
+from agentscale.tasks.sandbox import in_worker_thread
 from agentscale.tasks.scorers import score_choice, score_exact, score_numeric
 
 # pure comparisons, no I/O; by identity, so a `numeric_scorer(rel_tol=...)` of a task's own goes to a thread
@@ -24,4 +23,4 @@ async def ascore(task: Task, answer: str | None, item: TaskItem) -> Score:
     """`task.score(answer, item)` without blocking the running event loop for long."""
     if task.scorer in INLINE_SCORERS:
         return task.score(answer, item)
-    return await asyncio.to_thread(task.score, answer, item)
+    return await in_worker_thread(task.score, answer, item)  # a cancel kills the sandboxes it runs

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from agentscale.tasks import Score, Scorer, Task, TaskItem
+from agentscale.tasks.sandbox import SandboxLimits
 from agentscale.tasks.scorers import score_choice, score_exact, score_math, score_numeric
+from agentscale.tasks.scorers.code_exec import code_scorer
 from agentscale.tasks.scoring import ascore
 
 ITEM = TaskItem(id="x", question="What is 2 + 1?", reference="3", choices=["3", "4"])
@@ -67,3 +70,23 @@ def test_a_scorer_that_may_block_runs_in_a_worker_thread() -> None:
 def test_an_empty_answer_is_wrong_either_way(scorer: Scorer) -> None:
     task = Task("t", "d", "number", scorer, "custom", (ITEM,))
     assert asyncio.run(ascore(task, "  ", ITEM)) == Score(False, "no answer")
+
+
+def test_a_cancelled_score_kills_the_program_it_runs_at_once() -> None:
+    """A thread cannot be interrupted and `asyncio.run` waits for its worker threads on the way out:
+    an eval interrupted while code was being scored waited for every running program to reach its
+    timeout (here 30 s of sleeping). The cancel now kills the program."""
+    item = TaskItem(id="x", question="Write f.", reference="", metadata={"test": "assert f() == 1"})
+    task = Task("t", "d", "code", code_scorer(SandboxLimits(timeout_s=30)), "code", (item,))
+    answer = "import time\ntime.sleep(3600)\ndef f():\n    return 1\n"
+
+    async def main() -> None:
+        scoring = asyncio.create_task(ascore(task, answer, item))
+        await asyncio.sleep(2)  # the program is sleeping by now
+        scoring.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await scoring
+
+    started = time.monotonic()
+    asyncio.run(main())  # returns once the default executor's threads are done
+    assert time.monotonic() - started < 10

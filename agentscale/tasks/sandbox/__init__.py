@@ -46,7 +46,7 @@ not against code that deliberately inspects the harness's memory.
 
 from agentscale.tasks.sandbox.isolation import Isolation
 from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
-from agentscale.tasks.sandbox.runner import probe, run_python
+from agentscale.tasks.sandbox.runner import in_worker_thread, probe, run_python
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -54,6 +54,7 @@ __all__ = [
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",
+    "in_worker_thread",
     "probe",
     "run_python",
 ]

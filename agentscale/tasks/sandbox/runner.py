@@ -7,7 +7,9 @@ enforces the wall-clock timeout, kills whatever the program left behind and remo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import os
 import secrets
@@ -17,12 +19,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from agentscale.tasks.sandbox._bootstrap import namespace_ids
 from agentscale.tasks.sandbox.isolation import Isolation, candidates, interpreter, interpreter_dirs
 from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
+
+T = TypeVar("T")
 
 _BOOTSTRAP = str(Path(__file__).with_name("_bootstrap.py"))
 _TAIL_CHARS = 2000
@@ -87,14 +92,37 @@ def _exited(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is not None
 
 
+# set by `in_worker_thread` for the thread it runs: the awaiting task was cancelled
+_CANCELLED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("sandbox_cancelled", default=None)
+
+
+async def in_worker_thread(function: Callable[..., T], /, *args: Any) -> T:
+    """`asyncio.to_thread(function, *args)` for work that runs sandboxes (scoring code, the tester):
+    when the awaiting task is cancelled (Ctrl-C, SIGTERM, a caller's cancel), the sandboxes the
+    thread runs are killed at once. A thread cannot be interrupted, and `asyncio.run` waits for its
+    worker threads on the way out: an interrupted eval waited for every running program to reach its
+    timeout (7.9 s for a 10 s one; a task's timeout may be an hour)."""
+    cancelled = threading.Event()
+    token = _CANCELLED.set(cancelled)  # the thread runs in a copy of this context
+    try:
+        return await asyncio.to_thread(function, *args)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+    finally:
+        _CANCELLED.reset(token)
+
+
 def _wait_exit(proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    """Wait until the process exits; False when the deadline passed first."""
+    """Wait until the process exits; False when the deadline passed first, or the work that started
+    it was cancelled (`in_worker_thread`)."""
+    cancelled = _CANCELLED.get()
     delay = 0.001
     while True:
         if _exited(proc):
             return True
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
             return False
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.02)
