@@ -119,3 +119,45 @@ def test_an_unfinished_fence_of_blanks_does_not_backtrack_for_minutes(in_a_child
         "code = 'def f():\\n    return 1\\n```' + ' ' * 1_000_000 + 'x'\n"
         "assert strip_fences(code) == code\n"
     )
+
+
+UNITTEST = "import unittest\nclass T(unittest.TestCase):\n    def test_one(self):\n        self.assertEqual(f(), 1)\n"
+UNITTEST_MAIN = UNITTEST + "\n\nif __name__ == '__main__':\n    unittest.main()\n"
+UNCALLED_CHECK = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "right", "wrong"),
+    [  # defined and never run, a TestCase and a check() passed every answer; run by its own main(), whose
+        # exit skipped the pass mark, a TestCase failed every one
+        ({"test": UNITTEST}, "def f():\n    return 1\n", "def f():\n    return 0\n"),
+        ({"test": UNITTEST_MAIN}, "def f():\n    return 1\n", "def f():\n    return 0\n"),
+        ({"test": UNCALLED_CHECK, "prompt": "def add(a, b):\n"}, "    return a + b\n", "    return 0\n"),
+        (
+            {"test": UNCALLED_CHECK, "prompt": 'def add(a, b):\n    """Sum."""\n'},
+            "    return a + b\n",
+            "    return 0\n",
+        ),
+    ],
+)
+def test_tests_defined_but_not_called_by_the_item_are_run(metadata: dict[str, str], right: str, wrong: str) -> None:
+    item = TaskItem(id="t/1", question="Write it.", reference="", metadata=metadata)
+    assert score_code(right, item).correct, score_code(right, item).detail
+    wrong_score = score_code(wrong, item)
+    assert not wrong_score.correct and "passed" not in wrong_score.detail
+
+
+def test_a_check_nothing_calls_with_no_function_to_call_it_with_fails_every_answer() -> None:
+    item = TaskItem(id="t/2", question="Write add.", reference="", metadata={"test": UNCALLED_CHECK})
+    score = score_code("def add(a, b):\n    return a + b\n", item)
+    assert not score.correct and "nothing calls it" in score.detail and "entry_point" in score.detail
+
+
+def test_a_test_case_class_without_tests_passes_no_answer() -> None:
+    item = TaskItem(
+        id="t/3",
+        question="q",
+        reference="",
+        metadata={"test": "import unittest\nclass T(unittest.TestCase):\n    pass\n"},
+    )
+    assert not score_code("def f():\n    return 1\n", item).correct

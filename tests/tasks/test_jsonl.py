@@ -301,6 +301,14 @@ def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
             "field 'test' must be a program or a list of lines, got dict",
         ),
         ({"question": "Write f.", "answer": "def f(): pass"}, "no tests to run"),
+        (  # nothing calls check(), and no function to call it with: every answer passed
+            {
+                "question": "Write add.",
+                "answer": "",
+                "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+            },
+            r"the item's tests define check\(\) but nothing calls it",
+        ),
     ],
 )
 def test_a_code_item_that_cannot_be_tested_is_refused_on_load(

@@ -110,15 +110,87 @@ def assemble_solution(code: str, *, prompt: str = "", entry_point: str | None = 
     return f"{code}\n"
 
 
+# runs the tests' TestCase classes and fails unless every one of at least one test passed
+_RUN_TEST_CASES = """
+import unittest as __agentscale_unittest
+__agentscale_result = __agentscale_unittest.main(module=__name__, argv=["tests"], exit=False, verbosity=0).result
+if not __agentscale_result.wasSuccessful() or not __agentscale_result.testsRun:
+    raise AssertionError(
+        f"{len(__agentscale_result.failures)} failed and {len(__agentscale_result.errors)} raised "
+        f"of {__agentscale_result.testsRun} unittest tests"
+    )
+"""
+
+
 def build_program(code: str, *, test: str, prompt: str = "", entry_point: str | None = None) -> str:
     """The full program to run for one answer: the solution, the item's tests, then ``check()`` if
-    they define it (plain asserts beside an entry point failed every answer on NameError: check)."""
+    they define it (plain asserts beside an entry point failed every answer on NameError: check),
+    called with the entry point (`entry_point_of`: a `check` no one called passed every answer).
+    `unittest.TestCase` tests are run, and must all pass: defined
+    and never run they passed every answer, and run by their own `unittest.main()`, whose exit
+    skipped the harness's pass mark, they failed every one."""
+    if defines_test_case(test):
+        test = _without_main_block(test) + _RUN_TEST_CASES
     program = assemble_solution(code, prompt=prompt, entry_point=entry_point) + f"\n\n{test}\n"
     if entry_point and _defines(test, "check"):
         program += f"\n\ncheck({entry_point})\n"
     return program
 
 
+def _module(code: str) -> ast.Module | None:
+    try:
+        return parse_python(code)
+    except SyntaxError:
+        return None
+
+
+_TOP_LEVEL_DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
+
+
+def last_function(prompt: str) -> str | None:
+    """The prompt's last top-level function: the one a function-completion prompt asks for (a prompt
+    may end in a bare signature, which does not parse)."""
+    names = _TOP_LEVEL_DEF.findall(prompt)
+    return names[-1] if names else None
+
+
+def entry_point_of(item: TaskItem) -> str | None:
+    """The function the item's tests call: its `entry_point`, else, when its tests define a `check`
+    that nothing calls, its prompt's last function."""
+    given = item.metadata.get("entry_point") or None
+    if given or not check_is_uncalled(tests_of(item)):
+        return given
+    return last_function(str(item.metadata.get("prompt", "")))
+
+
+def check_is_uncalled(test: str) -> bool:
+    """Whether the tests define `check` and no top-level statement calls it (HumanEval's form, whose
+    harness calls `check(entry_point)`)."""
+    tree = _module(test)
+    if tree is None or not _defines(test, "check"):
+        return False
+    top_level = [node for node in tree.body if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return not any(
+        isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "check"
+        for node in top_level
+        for call in ast.walk(node)
+    )
+
+
+def defines_test_case(test: str) -> bool:
+    """Whether the tests define a `unittest.TestCase` subclass."""
+    tree = _module(test)
+    return tree is not None and any(
+        isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base) in ("unittest.TestCase", "TestCase") for base in node.bases)
+        for node in tree.body
+    )
+
+
+UNCALLED_CHECK = (
+    "the item's tests define check() but nothing calls it, and it names no function to call it with: "
+    "give it an 'entry_point' (or a 'prompt' ending in the function's def)"
+)
 _TESTS = re.compile(r"\bassert\b|\bcheck\s*\(|\bunittest\b|\braise\b")
 
 
@@ -144,12 +216,10 @@ def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
         test = tests_of(item)
         if not has_tests(test):
             return Score(False, "the item has no tests to run (no 'test' field; its answer holds no assert or check)")
-        program = build_program(
-            answer,
-            test=test,
-            prompt=str(meta.get("prompt", "")),
-            entry_point=meta.get("entry_point") or None,
-        )
+        entry_point = entry_point_of(item)
+        if entry_point is None and check_is_uncalled(test):
+            return Score(False, UNCALLED_CHECK)
+        program = build_program(answer, test=test, prompt=str(meta.get("prompt", "")), entry_point=entry_point)
         result = run_python(program, limits=limits)
         if result.passed:
             return Score(True, f"tests passed in {result.duration_s:.2f}s")

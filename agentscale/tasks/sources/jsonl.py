@@ -23,7 +23,7 @@ from agentscale.tasks.base import Task, TaskItem
 from agentscale.tasks.errors import TaskError
 from agentscale.tasks.scorers import get_scorer
 from agentscale.tasks.scorers.choice import choice_index
-from agentscale.tasks.scorers.code_exec import has_tests, tests_of
+from agentscale.tasks.scorers.code_exec import UNCALLED_CHECK, check_is_uncalled, entry_point_of, has_tests, tests_of
 from agentscale.tasks.scorers.numeric import is_number, parse_number, readable_tolerance
 
 _KNOWN = ("id", "question", "answer", "choices", "metadata")
@@ -239,6 +239,8 @@ def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
             line_no,
             "no tests to run: give a 'test' field (asserts, or a check(candidate) function) or asserts in 'answer'",
         )
+    if entry_point_of(item) is None and check_is_uncalled(tests_of(item)):
+        raise _fail(path, line_no, UNCALLED_CHECK)  # every answer passed: check() was defined, never run
 
 
 def infer_scorer(items: list[TaskItem], *, stored: bool = False) -> str:
