@@ -38,7 +38,10 @@ async def test_compiled_graph_runs_standalone(make_graph) -> None:
 
 async def test_a_cancelled_invocation_stops_its_run(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
     """A caller's timeout must not leave the run going on in the background (its next call unsent)."""
+    from agentscale.models.litellm_loader import get_litellm
     from agentscale.testing import Rule
+
+    get_litellm()  # imported already, as by the suite's earlier tests: its seconds would outlast the 0.2 s
 
     scripted.add_rule(Rule(pattern="FIRST", replies=["Final answer: 1"], latency_s=0.6))
     scripted.add_rule(Rule(replies=["Final answer: 2"]))
