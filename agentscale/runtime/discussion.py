@@ -235,12 +235,6 @@ class Discussion:
                 record.decision = decision.to_dict()
                 record.usage = self._round_usage(first_trace, path_before)
                 break
-            if decision.decision == "stop":
-                refusal = await self._stop_refused()
-                if refusal is not None:  # continue as the fallback does: the stop's direction argued for stopping
-                    decision = Decision(
-                        "continue", current.agents, "", current.max_tokens, decision.source, (*decision.notes, refusal)
-                    )
             record.decision = decision.to_dict()
             if decision.decision == "stop":
                 record.usage = self._round_usage(first_trace, path_before)
@@ -308,6 +302,15 @@ class Discussion:
                 continue
             record.requested = raw.model_dump()
             trace.answer = raw.decision
+            if raw.decision == "stop":
+                refusal = await self._stop_refused()
+                if refusal is None:  # the CEO stopped: whether another round would fit is moot
+                    return clamp(raw, self.limits, current), None
+                # continue as before, fitted to the budget left like any decision (kept at the current
+                # max_tokens, the round's replies overran their share); no direction: it argued for stopping
+                raw = RawDecision(decision="continue", agents=current.agents, max_tokens=current.max_tokens)
+                fitted, refused = self._fitted(raw, current, record.index, estimate_prompt_tokens(messages))
+                return replace(fitted, notes=(*fitted.notes, refusal)), refused
             return self._fitted(raw, current, record.index, estimate_prompt_tokens(messages))
         record.ceo_error = error
         reason = f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"

@@ -222,6 +222,31 @@ def test_a_refused_stop_continues_with_the_current_settings_not_the_stops_direct
     assert all(r["max_tokens"] != 20 for r in workers)
 
 
+def test_a_refused_stop_is_fitted_to_the_budget_left_like_any_decision(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A round-1 stop (no answer yet) became "continue" at the current max_tokens without the budget's
+    share: the workers were sent 512 tokens under a 1,200 budget, the fuser (the output) was refused,
+    and the run ended by the budget, where a "continue" ran all four calls within their share."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("stop", agents=2, max_tokens=512)]))
+    graph = talk("{model: ceo, max_rounds: 1, max_tokens: 512}", budget="budget: {max_tokens: 1200}\n")
+    result = graph.run("What is 17 + 25?")
+    assert result.stopped_reason is None and result.answer == "42"
+    assert [t.status for t in result.trace] == ["ok"] * 4  # the CEO, s1, s2, f
+    decision = result.rounds[0].decision
+    assert "stop ignored: no answer yet" in decision["notes"] and decision["max_tokens"] < 512
+    assert all(r["max_tokens"] == decision["max_tokens"] for r in worker_requests(scripted))
+
+
+def test_a_ceo_stop_is_no_budget_stop_when_another_round_would_not_fit(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The CEO stops before round 2, which the budget left could not have paid: the run was stored
+    as stopped by the budget (a refusal nothing made), and CEO stops were counted as budget stops."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("continue"), ceo_reply("stop")]))
+    graph = talk("{model: ceo, max_rounds: 3, min_tokens: 200, max_tokens: 400}", budget="budget: {max_tokens: 1300}\n")
+    result = graph.run("What is 17 + 25?")
+    assert [r.ran for r in result.rounds] == [True, False]
+    assert result.rounds[1].decision["decision"] == "stop" and result.rounds[1].stopped_reason is None
+    assert result.stopped_reason is None and result.answer == "42"
+
+
 def test_continue_runs_up_to_max_rounds_with_direction_and_tokens(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=40, direction="CHECK THE CARRY")]))
     result = talk("{model: ceo, max_rounds: 3}").run("What is 17 + 25?")
