@@ -71,7 +71,7 @@ class CacheProbe:
         assert graph.store is not None
         gateway = _CacheOnlyGateway(graph.store, graph.gateway.settings)
         self._graph = _ProbeGraph(graph.spec, gateway=gateway, answer_format=graph.runtime.answer_format)
-        self._routes = sorted({model.route for model in graph.runtime.models.values()})
+        self._routes = sorted({model.route for model in graph.runtime.callers.values()})
 
     async def entries(self, question: str) -> list[dict[str, Any]] | None:
         """Cache entries to ship with the item, or None when the cache answers the whole item."""

@@ -52,7 +52,7 @@ from agentscale.graphs.result import GraphEvent, NodeTrace, RoundRecord, RunResu
 from agentscale.graphs.spec import ROLES_NEEDING_INPUTS, Coordinator, NodeSpec
 from agentscale.models.cost import estimate_prompt_tokens
 from agentscale.models.gateway import DEFAULT_TEMPERATURE, CallRequest
-from agentscale.models.registry import ResolvedModel, resolve
+from agentscale.models.registry import ResolvedModel
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_broken, record_result
 from agentscale.runtime.execute import (
     GraphRuntime,
@@ -188,11 +188,8 @@ class Discussion:
         self.calls = ModelCalls(runtime.gateway, runtime.spec.budget, options.run_id, options.item_key)  # one ledger
         self.plan = TeamPlan(runtime)
         self.limits = limits_for(runtime, self.plan)
-        spec = runtime.spec
-        self.ceo_model = resolve(coordinator.model, spec.models.get(coordinator.model))
-        self.evaluator_model = (
-            resolve(coordinator.evaluator, spec.models.get(coordinator.evaluator)) if coordinator.evaluator else None
-        )
+        self.ceo_model = runtime.callers["coordinator.model"]
+        self.evaluator_model = runtime.callers.get("coordinator.evaluator")
         self.traces: list[NodeTrace] = []
         self.rounds: list[RoundRecord] = []
         self.stopped_reason: str | None = None

@@ -122,6 +122,13 @@ class GraphRuntime:
         self.models: dict[str, ResolvedModel] = {
             n.id: resolve(n.model, spec.models.get(n.model)) for n in spec.nodes if n.model is not None
         }
+        # every model a run may call, by who calls it: the nodes, and a coordinator's CEO and evaluator
+        # (servers to start before the clock, caps to price, routes a cache probe looks up)
+        self.callers: dict[str, ResolvedModel] = {f"node {node!r}": model for node, model in self.models.items()}
+        if spec.coordinator is not None:
+            for field, alias in (("model", spec.coordinator.model), ("evaluator", spec.coordinator.evaluator)):
+                if alias:
+                    self.callers[f"coordinator.{field}"] = resolve(alias, spec.models.get(alias))
         # `memory:`: behaviors retrieved once per question and shown to every node that calls a model
         self.memory: RunMemory[Any] | None = (
             graph_memory(gateway.store, spec.memory) if spec.memory is not None else None

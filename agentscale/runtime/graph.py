@@ -26,7 +26,6 @@ from agentscale.models.cost import estimate_prompt_tokens, price_is_known
 from agentscale.models.endpoints import resolve_endpoint, starts_server
 from agentscale.models.gateway import Gateway, GatewaySettings
 from agentscale.models.litellm_loader import import_litellm
-from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_broken, spend_of
@@ -310,7 +309,7 @@ class Graph:
             )
         # no loop running: agentscale's loop answers, whichever thread asks (outside the probe's
         # `except`: every error of the run read "no running event loop", then "During handling...")
-        if any(starts_server(model.route) for model in self.runtime.models.values()):
+        if any(starts_server(model.route) for model in self.runtime.callers.values()):
             install_signal_handlers()  # servers start in the loop's thread, where Python allows none
         if on_event is None:
             return run_sync(self.arun(question, run_id=run_id, item_key=item_key, record=record))
@@ -330,7 +329,7 @@ class Graph:
         and the caller's event loop stalled on litellm's import): litellm's first import and local
         servers' starts (servers of different models start concurrently), once per graph; the
         handbook's embedding model and index (a missing handbook fails here)."""
-        if self.runtime.models and not self._endpoints_ready:
+        if self.runtime.callers and not self._endpoints_ready:
             await import_litellm()
             await self._prepare_endpoints()
             self._endpoints_ready = True
@@ -343,7 +342,7 @@ class Graph:
         model for servers it never calls. Those start at their first cache miss (the gateway
         resolves on every miss). A graph with a time budget starts every server first, so no
         question spends its seconds waiting for one."""
-        served = {m.route: m for m in self.runtime.models.values() if starts_server(m.route)}
+        served = {m.route: m for m in self.runtime.callers.values() if starts_server(m.route)}
         deferred = {route for route in served if self._cache_may_answer(route)}
         await asyncio.gather(*(resolve_endpoint(m) for route, m in served.items() if route not in deferred))
 
@@ -389,7 +388,7 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
     if budget is None:
         return
     issues = []
-    for user, model in _budgeted_models(runtime):
+    for user, model in runtime.callers.items():
         if budget.max_flops is not None and model.params_b is None:
             message = f"model {model.name!r} ({user}) has unknown size: set params_b"
             issues.append(SpecIssue("budget.max_flops", message))
@@ -427,19 +426,6 @@ def _least_call(runtime: GraphRuntime, node_id: str) -> tuple[int, int, Spend]:
     messages = runtime.roles[node.role].messages("", [], runtime.answer_format)
     prompt = estimate_prompt_tokens(messages)
     return cap, prompt, spend_of(runtime.models[node_id], prompt, cap)
-
-
-def _budgeted_models(runtime: GraphRuntime) -> list[tuple[str, ResolvedModel]]:
-    """Every model whose calls a run's caps count, with who calls it: the nodes', and a coordinator's
-    CEO and evaluator (an unpriced CEO left the run's spent USD unknown after its first call, which
-    switched `max_usd` off for every later call: 3.6x the cap spent)."""
-    models = [(f"node {node_id!r}", model) for node_id, model in runtime.models.items()]
-    coordinator = runtime.spec.coordinator
-    if coordinator is not None:
-        for field, alias in (("model", coordinator.model), ("evaluator", coordinator.evaluator)):
-            if alias:
-                models.append((f"coordinator.{field}", resolve(alias, runtime.spec.models.get(alias))))
-    return models
 
 
 def _loop_running() -> bool:

@@ -81,3 +81,17 @@ async def test_without_the_cache_or_with_a_time_budget_servers_start_first(
     starts.stop()
     await starts.run(_graph(store, cache=cache, budget=budget), "What is 1 + 1?")
     assert starts.started_after == [0]  # before the run, although the cache holds this route's answer
+
+
+async def test_a_coordinators_ceo_server_starts_before_the_run_too(starts: Starts, scripted: ScriptedServer) -> None:
+    """The nodes' servers started first, the CEO's and evaluator's at their first call: inside the
+    first question's clock (a time budget's seconds), though the docs promise every server first."""
+    text = (
+        f'name: steered\nmodels:\n  w: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
+        f"  ceo: {{model: {PREFIX}ceo}}\nbudget: {{max_latency_s: 30}}\nnodes:\n"
+        "  - {id: s1, role: assistant, model: w}\n  - {id: s2, role: assistant, model: w}\n"
+        "  - {id: f, role: fuser, model: w}\nedges: ['s1, s2 -> f']\nanswer_format: number\n"
+        "coordinator: {model: ceo, max_rounds: 1}\n"
+    )
+    result = await starts.run(Graph.from_yaml(text, gateway=Gateway(None, GatewaySettings(cache=False))), "1 + 1?")
+    assert result.rounds is not None and starts.started_after == [0]
