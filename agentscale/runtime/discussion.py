@@ -544,7 +544,10 @@ class Discussion:
     def _token_share(self, wanted: Decision, index: int, ceo_prompt_tokens: int) -> _Share | None:
         """The completion budget each model call of the coming round can have so that the round fits
         in the tokens the budget has left: its workers and aggregator, each reserving its prompt (the
-        first worker's, as it would be written now) besides its completion, and, with rounds to come
+        first worker's, as it would be written now) besides its completion, the aggregator's prompt
+        also every worker's reply (counted once, workers writing near their cap left the output
+        node refused: 4 code replies of 206 tokens under a 213 share, a fuser projected at 2,543 of
+        2,500 tokens, and the discussion ended with half the budget unused), and, with rounds to come
         and room for another round, the evaluator (its prompt holds a solution, so one more such call
         plus its own reply) and the next CEO call (a prompt like this one plus its reply). Cut against
         what one call could take, a team of 3 × 300 under 1,400 tokens left ran 2 workers and ended
@@ -554,7 +557,9 @@ class Discussion:
             return None
         runtime = self.runtime
         aggregator = self.plan.aggregator
-        calls = wanted.agents + bool(aggregator and runtime.roles[runtime.nodes[aggregator].role].calls_model)
+        aggregates = bool(aggregator and runtime.roles[runtime.nodes[aggregator].role].calls_model)
+        calls = wanted.agents + aggregates
+        read = wanted.agents if aggregates else 0  # the aggregator's prompt holds every worker's reply
         first = runtime.nodes[self.plan.pool[0]] if self.plan.pool else None
         prompt = 0
         if first is not None:
@@ -573,10 +578,12 @@ class Discussion:
             steering = ceo_prompt_tokens + CEO_MAX_TOKENS
             if self.evaluator_model is not None:
                 steering, evaluated = steering + EVALUATOR_MAX_TOKENS, 1
-        smallest_round = calls * (prompt + self.limits.min_tokens)
+        smallest_round = calls * (prompt + self.limits.min_tokens) + read * self.limits.min_tokens
         if left - steering < smallest_round + evaluated * (prompt + self.limits.min_tokens):
             steering, evaluated = 0, 0  # no room for another round: this one may use what is left
-        return _Share((left - steering) // (calls + evaluated) - prompt, budget.max_tokens, smallest_round)
+        # each call's prompt and reply, plus the workers' replies again in the aggregator's prompt
+        share = (left - steering - (calls + evaluated) * prompt) // (calls + evaluated + read)
+        return _Share(share, budget.max_tokens, smallest_round)
 
     def _resources(self, index: int) -> str:
         spent = self.calls.ledger.spent

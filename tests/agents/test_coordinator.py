@@ -350,6 +350,23 @@ def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: Scr
     assert all(r["max_tokens"] >= 16 for r in worker_requests(scripted))
 
 
+def test_the_share_reserves_the_workers_replies_in_the_aggregators_prompt(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Four code replies near their share of 213 tokens made the fuser's prompt (the graph's output)
+    larger than the first worker's that the share reserved for it: it was refused, and the discussion
+    ended with half its 2,500 tokens unused."""
+    code = (
+        "```python\ndef f(x):\n" + "".join(f"    v{i} = x + {i}  # step {i}\n" for i in range(25)) + "    return x\n```"
+    )
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("continue", 4, 400)]))
+    scripted.add_rule(Rule(model="scripted", replies=[code]))
+    coordinator = "{model: ceo, max_rounds: 2, max_agents: 4}"
+    graph = talk(coordinator, budget="budget: {max_tokens: 2500}\n").spec.model_copy(update={"answer_format": "code"})
+    result = Graph(graph, gateway=talk().gateway).run("Write f(x) that returns x.")
+    first = [t for t in result.trace if t.node_id.startswith("r1.")]
+    assert len(first) == 6 and all(t.status == "ok" for t in first), [(t.node_id, t.error) for t in first]
+    assert result.answer is not None and result.usage.tokens <= 2500
+
+
 def test_a_first_round_whose_replies_cannot_have_min_tokens_does_not_run(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """A budget of 200 tokens cannot pay the CEO (its prompt alone is more) nor a round of replies of
     min_tokens (16): round 1 ran anyway with replies cut to 14 tokens (1 under a tighter budget),
