@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,16 @@ def test_a_broken_sandbox_raises_instead_of_scoring_zero(monkeypatch: pytest.Mon
     monkeypatch.setattr(runner, "interpreter_dirs", lambda: ["/nonexistent/agentscale-python"])
     with pytest.raises(SandboxError, match="could not start the program"):
         run_python("print(1)\n", limits=FAST)
+
+
+def test_at_most_one_program_per_core_runs_at_once() -> None:
+    """Six CPU-bound programs at once on two cores each got a third of a core: a right answer needing
+    1.5 s of CPU timed out at 5 s. Programs beyond the cores wait for one before their clock starts,
+    so three rounds of half-second sleepers take at least three half-seconds."""
+    cores = len(os.sched_getaffinity(0))
+    started = time.monotonic()
+    with ThreadPoolExecutor(3 * cores) as pool:
+        results = list(pool.map(lambda _: run_python("import time\ntime.sleep(0.5)\n", limits=FAST), range(3 * cores)))
+    assert all(result.passed for result in results)
+    assert time.monotonic() - started >= 1.5
+    assert max(result.duration_s for result in results) < 1.5  # each one's clock ran only while it ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentscale.tasks import Score, Scorer, Task, TaskItem
-from agentscale.tasks.sandbox import SandboxLimits
+from agentscale.tasks.sandbox import SandboxLimits, run_python
 from agentscale.tasks.scorers import score_choice, score_exact, score_math, score_numeric
 from agentscale.tasks.scorers.code_exec import code_scorer
 from agentscale.tasks.scoring import ascore
@@ -90,3 +91,28 @@ def test_a_cancelled_score_kills_the_program_it_runs_at_once() -> None:
     started = time.monotonic()
     asyncio.run(main())  # returns once the default executor's threads are done
     assert time.monotonic() - started < 10
+
+
+def test_a_score_cancelled_while_waiting_for_a_core_stops_waiting() -> None:
+    """Every core busy (programs run one per core): a cancelled score stops waiting for one at once
+    instead of waiting, then starting its program only to kill it."""
+    item = TaskItem(id="x", question="Write f.", reference="", metadata={"test": "assert f() == 1"})
+    task = Task("t", "d", "code", code_scorer(SandboxLimits(timeout_s=30)), "code", (item,))
+    busy = "import time\ntime.sleep(4)\n"
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        occupying = [
+            pool.submit(run_python, busy, limits=SandboxLimits(timeout_s=10)) for _ in range(pool._max_workers)
+        ]
+        time.sleep(1)  # every core taken
+
+        async def main() -> None:
+            scoring = asyncio.create_task(ascore(task, "def f():\n    return 1\n", item))
+            await asyncio.sleep(0.5)
+            scoring.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await scoring
+
+        started = time.monotonic()
+        asyncio.run(main())
+        assert time.monotonic() - started < 2
+        assert all(future.result().passed for future in occupying)

@@ -38,7 +38,10 @@ mode that works is probed once per process with :func:`probe`):
       running as root without the private uid, anywhere; reads of world-readable files; the network;
       descendants that leave the process group (``setsid``) when there is no private uid to sweep by.
 
-Not isolated in any mode: CPU time is shared (two runs on two cores slow each other), memory is
+Runs wait for a CPU core: at most one program per core runs at a time, and a run's clock starts
+when its program does (six CPU-bound runs at once on two cores timed out a right answer).
+
+Not isolated in any mode: CPU time is shared with whatever else the machine runs, memory is
 capped per process not per run (worst case ``max_processes * memory_bytes``), the kernel itself (no
 seccomp filter), and timing side channels. The token check is a guard against programs exiting early,
 not against code that deliberately inspects the harness's memory.

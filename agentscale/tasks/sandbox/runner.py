@@ -92,6 +92,9 @@ def _exited(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is not None
 
 
+# one program per core (see `run_python`)
+_CORES = threading.BoundedSemaphore(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
 # set by `in_worker_thread` for the thread it runs: the awaiting task was cancelled
 _CANCELLED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("sandbox_cancelled", default=None)
 
@@ -204,11 +207,25 @@ def run_python(
 ) -> SandboxResult:
     """Run ``source`` as ``__main__`` in a fresh sandbox and report how it ended.
 
-    Blocking and thread-safe: run many at once from a thread pool. Raises :class:`SandboxError` only
-    when the sandbox could not be built; anything the program does (crash, hang, fork bomb, exit 0
-    early) comes back as a non-passing :class:`SandboxResult`.
+    Blocking and thread-safe: run many at once from a thread pool; at most one program per CPU core
+    runs at a time, the others wait for a core before their clock starts (six CPU-bound programs at
+    once on two cores each got a third of a core, and a right answer needing 1.5 s of CPU timed out
+    at 5 s: an eval's accuracy depended on how many items it scored at once). Raises
+    :class:`SandboxError` only when the sandbox could not be built; anything the program does (crash,
+    hang, fork bomb, exit 0 early) comes back as a non-passing :class:`SandboxResult`.
     """
-    isolation = isolation or probe()
+    isolation = isolation or probe()  # before taking a core: the probe runs a program itself
+    cancelled = _CANCELLED.get()
+    while not _CORES.acquire(timeout=0.05):
+        if cancelled is not None and cancelled.is_set():  # the work that wanted it was cancelled
+            return SandboxResult(False, False, None, "cancelled before it ran", "", 0.0, isolation.mode)
+    try:
+        return _run(source, limits, isolation, extra_files)
+    finally:
+        _CORES.release()
+
+
+def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: dict[str, str] | None) -> SandboxResult:
     files = {**(extra_files or {}), _SOLUTION: source, _HARNESS: _HARNESS_SOURCE}
     uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if isolation.private_uid else None
     token = secrets.token_hex(16)
