@@ -208,6 +208,8 @@ def eval_command(
         _print_summary(summary, evaluation.store, simulated=simulated)
         if memory is not None:
             out.print(f"handbook {escape(handbook_label(memory))}{_handbook_use_text(summary, memory.handbook)}")
+        if summary.discussions is not None:
+            out.print(summary.discussions.text())
         if simulated:
             say_simulated()
         out.print(f"report: {report}")

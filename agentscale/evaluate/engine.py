@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.errors import AgentScaleError, BudgetExceeded
+from agentscale.evaluate.discussions import DiscussionStats, discussion_stats
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.result import Usage
@@ -91,6 +92,7 @@ class EvalSummary:
     # a graph with `memory:`: how many questions were shown behaviors, and how many cited one (retrieval
     # can find nothing for most questions, and the run looked the same as one that drew on the handbook)
     handbook_use: HandbookUse | None = None
+    discussions: DiscussionStats | None = None  # a `coordinator:` graph's rounds, CEO stops, fallbacks
 
     @property
     def accuracy(self) -> float:
@@ -151,6 +153,8 @@ class EvalSummary:
         }
         if self.handbook_use is not None:
             data["handbook_use"] = self.handbook_use.to_dict()
+        if self.discussions is not None:
+            data["discussions"] = self.discussions.to_dict()
         if include_items:
             data["items"] = [item.to_dict() for item in self.items]
         return data
@@ -499,6 +503,7 @@ class Evaluation:
         failures = self.store.failed_calls_by_item(self.run_id)
         call_failures = {item.item_id: failures[item.item_id] for item in items if item.item_id in failures}
         summary = EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
+        summary.discussions = discussion_stats(rows[item.item_id].rounds_json for item in items)
         if self.graph.spec.memory is not None:
             uses = [stored_use(rows[item.item_id]) or {} for item in items]
             summary.handbook_use = HandbookUse(

@@ -323,6 +323,32 @@ def test_run_prints_each_round_and_a_fallback_is_seen(tmp_path, monkeypatch, cap
     assert sum(line.startswith("round ") for line in capsys.readouterr().out.splitlines()) == 2
 
 
+def test_an_eval_of_a_coordinator_graph_says_what_its_discussions_did(
+    tmp_path, monkeypatch, capsys, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Rounds run, CEO stops, fallbacks and budget stops were visible only item by item (`runs show`):
+    comparing CEO settings meant scripting them from the database."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply("continue"), ceo_reply("stop")]))
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "e.db"))
+    graph = tmp_path / "talk.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, body().replace("API", f'"{scripted.api_base}"')))
+    task = tmp_path / "t.jsonl"
+    task.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"What is {i} + 40?", "answer": str(i + 40)}) + "\n" for i in (1, 2)
+        )
+    )
+    assert main(["eval", str(graph), "--task", str(task), "--concurrency", "1", "--json"]) == 0
+    # per question: round 1 continues, round 2's CEO stops, so one round of workers ran
+    assert json.loads(capsys.readouterr().out)["discussions"] == {
+        "questions": 2, "mean_rounds": 1.0, "ceo_stops": 2, "fallbacks": 0, "budget_stops": 0
+    }  # fmt: skip
+    assert main(["eval", str(graph), "--task", str(task), "--concurrency", "1"]) == 0
+    assert "discussions: 1.00 rounds per question; the CEO stopped 2 of 2 early" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
 def test_budget_exhaustion_stops_with_the_best_answer(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=64)]))
     graph = talk("{model: ceo, max_rounds: 10}", budget="budget: {max_tokens: 2200}\n")

@@ -1,0 +1,25 @@
+"""An eval's discussion statistics from its items' stored rounds."""
+
+from __future__ import annotations
+
+import json
+
+from agentscale.evaluate.discussions import DiscussionStats, discussion_stats
+
+
+def _round(index: int, ran: bool, decision: str, source: str = "ceo", stopped: str | None = None) -> dict[str, object]:
+    return {"round": index, "ran": ran, "decision": {"decision": decision, "source": source}, "stopped_reason": stopped}
+
+
+def test_rounds_stops_fallbacks_and_budget_stops_are_counted_per_discussion() -> None:
+    stopped_by_the_ceo = [_round(1, True, "continue"), _round(2, False, "stop")]
+    fallen_back = [_round(1, True, "continue", "fallback"), _round(2, True, "continue", "fallback")]
+    cut_by_the_budget = [_round(1, True, "continue"), _round(2, False, "continue", stopped="budget max_tokens=9")]
+    stored = [json.dumps(r) for r in (stopped_by_the_ceo, fallen_back, cut_by_the_budget)]
+    stats = discussion_stats([*stored, None])  # None: an item without rounds (not stored as a discussion)
+    assert stats == DiscussionStats(questions=3, rounds_run=4, ceo_stops=1, fallbacks=2, budget_stops=1)
+    assert stats.to_dict()["mean_rounds"] == 1.333
+
+
+def test_no_discussion_no_statistics() -> None:
+    assert discussion_stats([None, None]) is None
