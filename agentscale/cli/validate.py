@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from agentscale.cli._console import err, print_json
 from agentscale.cli._options import DbOption, JsonOption
-from agentscale.errors import SpecError
+from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.spec import GraphSpec, ModelSpec
@@ -66,15 +66,23 @@ def _unset_keys(models: Mapping[str, ModelSpec]) -> list[str]:
 
 
 def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
-    """A `memory:` handbook the database lacks: valid (it may be built before the run), yet run and
-    eval stopped at their first question, and validate had passed the file without a word."""
+    """A `memory:` handbook the database lacks, or a `memory.topic` none of its behaviors has: valid
+    (it may be built before the run), yet run and eval stopped at their first question, and validate
+    had passed the file without a word."""
     if spec.memory is None:
         return []
     from agentscale.memory.handbook import Handbook
     from agentscale.storage.db import Store, database_file
 
     name, path = spec.memory.handbook, database_file(db)
-    if path.is_file() and Handbook(Store(path), name, embedder=None).exists():
+    book = Handbook(Store(path), name, embedder=None) if path.is_file() else None
+    if book is not None and book.exists():
+        if spec.memory.topic is None:
+            return []
+        try:  # a topic none of its behaviors has selects nothing, for every question
+            book.check_topic(spec.memory.topic, "memory.topic")
+        except AgentScaleError as exc:
+            return [str(exc)]
         return []
     there = f"{path}" if path.is_file() else f"{path} (no database there)"
     build = f"agentscale handbook build --handbook {name}"

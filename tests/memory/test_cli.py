@@ -462,6 +462,11 @@ def test_validate_notes_a_memory_handbook_the_database_lacks(
     assert code == 0 and json.loads(out)[0]["notes"] == [
         f"memory.handbook: no handbook 'math' in {db}; build it with `{build}`"
     ]
-    seed_handbook(Store(db), "math", BEHAVIORS)
+    seed_handbook(Store(db), "math", BEHAVIORS, topic="arithmetic")
     code, _, err = cli(capsys, "validate", str(graph))
     assert code == 0 and "note:" not in err, err
+    graph.write_text(graph.read_text().replace("{handbook: math}", "{handbook: math, topic: geometry}"))
+    code, _, err = cli(capsys, "validate", str(graph))  # a topic none of its behaviors has selects nothing
+    said = " ".join(err.split())
+    assert code == 0 and "note: memory.topic 'geometry': handbook 'math' has no behaviors of it" in said, said
+    assert "'arithmetic'" in said
