@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentscale.errors import ModelCallError
+from agentscale.models.budget import CallTime
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.runtime.graph import Graph
 from agentscale.storage.tables import CacheEntry
@@ -41,7 +42,7 @@ class _CacheOnlyGateway(Gateway):
         request: CallRequest,
         *,
         node: str | None = None,
-        timeout_s: float | None = None,
+        clock: CallTime | None = None,
         run_id: str | None = None,
         item_key: str | None = None,
     ) -> CallResult:

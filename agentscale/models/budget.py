@@ -8,7 +8,9 @@ calls count like real ones: a graph must behave the same whether or not its answ
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from agentscale.errors import BudgetExceeded
@@ -44,14 +46,56 @@ class RunLedger:
     spent: Spend = field(default_factory=Spend)
     _reserved: dict[int, Spend] = field(default_factory=dict)
     _next_id: int = 0
+    _calling: int = 0  # the run's calls holding an endpoint's slot
+    _queued: int = 0  # the run's calls waiting for one
+    _stalled_since: float | None = None  # since when every call of the run has been waiting
+    _stalled_s: float = 0.0
 
     def elapsed(self, modelled_s: float = 0.0) -> float:
-        """Time since the run started: the wall clock's, or `modelled_s` (a call's start on the run's
-        modelled clock: its inputs' latest finish) when later. Simulated calls take their modelled
-        latency and no wall time, and a call answered from the cache replays its recorded latency in
-        no time: on the wall clock alone a latency cap never bit on `sim/` routes, and a replay from
-        the cache ran nodes its live run had skipped."""
-        return max(time.monotonic() - self.started, modelled_s)
+        """Time since the run started, less the time it was stalled behind other runs' calls (every
+        call it had in flight waiting for an endpoint's slot): the wall clock's, or `modelled_s` (a
+        call's start on the run's modelled clock: its inputs' latest finish) when later.
+
+        Simulated calls take their modelled latency and no wall time, and a call answered from the
+        cache replays its recorded latency in no time: on the wall clock alone a latency cap never
+        bit on `sim/` routes, and a replay from the cache ran nodes its live run had skipped. A
+        question queued behind the other questions of an eval spent its time cap waiting: 8 items of
+        0.3 s calls on an endpoint of one slot under a 1 s cap scored 1.0 one at a time and 0.375
+        eight at a time. Waiting behind a call of its own run (a sibling holding the only slot) counts."""
+        stalled = self._stalled_s
+        if self._stalled_since is not None:
+            stalled += time.monotonic() - self._stalled_since
+        return max(time.monotonic() - self.started - stalled, modelled_s)
+
+    @contextlib.contextmanager
+    def queued(self) -> Iterator[None]:
+        """Around a call's wait for an endpoint's slot."""
+        self._queued += 1
+        self._note_stall()
+        try:
+            yield
+        finally:
+            self._queued -= 1
+            self._note_stall()
+
+    @contextlib.contextmanager
+    def calling(self) -> Iterator[None]:
+        """Around a call holding an endpoint's slot."""
+        self._calling += 1
+        self._note_stall()
+        try:
+            yield
+        finally:
+            self._calling -= 1
+            self._note_stall()
+
+    def _note_stall(self) -> None:
+        stalled = self._queued > 0 and self._calling == 0
+        if stalled and self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+        elif not stalled and self._stalled_since is not None:
+            self._stalled_s += time.monotonic() - self._stalled_since
+            self._stalled_since = None
 
     def remaining_time(self, modelled_s: float = 0.0) -> float | None:
         if self.budget is None or self.budget.max_latency_s is None:
@@ -119,6 +163,24 @@ class RunLedger:
         if ended <= budget.max_latency_s:
             return None
         return f"budget max_latency_s={_amount(budget.max_latency_s)} {OVERRUN} (the call ended at {ended:.3g} s)"
+
+
+@dataclass(frozen=True)
+class CallTime:
+    """A call's view of its run's time cap, for the gateway: the time left when the call gets its
+    endpoint's slot (not when it starts waiting for one), and the run told of its waits."""
+
+    ledger: RunLedger
+    starts_at_s: float = 0.0  # the call's start on the run's modelled clock (see `RunLedger.elapsed`)
+
+    def remaining(self) -> float | None:
+        return self.ledger.remaining_time(self.starts_at_s)
+
+    def queued(self) -> contextlib.AbstractContextManager[None]:
+        return self.ledger.queued()
+
+    def calling(self) -> contextlib.AbstractContextManager[None]:
+        return self.ledger.calling()
 
 
 OVERRUN = "exceeded by the calls' actual usage"

@@ -7,6 +7,7 @@ behave the same for hosted APIs, local vLLM servers and the simulated population
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -27,6 +28,7 @@ from agentscale.models._reply import (
     reply_text_and_usage,
     server_asked_wait_s,
 )
+from agentscale.models.budget import CallTime
 from agentscale.models.cost import call_usd, model_flops
 from agentscale.models.endpoints import Endpoint, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm, skipping_unread_work
@@ -218,7 +220,7 @@ class Gateway:
         request: CallRequest,
         *,
         node: str | None = None,
-        timeout_s: float | None = None,
+        clock: CallTime | None = None,
         run_id: str | None = None,
         item_key: str | None = None,
     ) -> CallResult:
@@ -239,28 +241,28 @@ class Gateway:
         }
         with span("call", request.model.route, attributes) as traced:  # tracing (agentscale.tracing): no-op when off
             entered = _Entered(run_id, item_key)
-            result = await self._complete(request, node=node, timeout_s=timeout_s, entered=entered)
+            result = await self._complete(request, node=node, clock=clock, entered=entered)
             usd = call_usd(request.model, result.prompt_tokens, result.completion_tokens)
             traced.set({name: getattr(result, name) for name in TRACED_RESULT_FIELDS})
             traced.set({"usd": usd, "completion": result.completion})
             return result
 
     async def _complete(
-        self, request: CallRequest, *, node: str | None, timeout_s: float | None, entered: _Entered
+        self, request: CallRequest, *, node: str | None, clock: CallTime | None, entered: _Entered
     ) -> CallResult:
         hit = self.cached(request)
         if hit is not None:
             return hit
         if not (self.settings.cache and self.store is not None):
-            return await self._paid(request, node=node, timeout_s=timeout_s, entered=entered)
+            return await self._paid(request, node=node, clock=clock, entered=entered)
         key = (id(asyncio.get_running_loop()), request.cache_key())
         asked = self._in_flight.get(key)
         if asked is not None:
-            return await self._wait_for(asked, request, node=node, timeout_s=timeout_s, entered=entered)
+            return await self._wait_for(asked, request, node=node, clock=clock, entered=entered)
         answer: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = answer
         try:
-            result = await self._paid(request, node=node, timeout_s=timeout_s, entered=entered)
+            result = await self._paid(request, node=node, clock=clock, entered=entered)
         except ModelCallError as exc:  # failed after its retries: the same request would fail again
             answer.set_exception(exc)
             answer.exception()  # retrieved, whether or not another asker waits
@@ -280,16 +282,17 @@ class Gateway:
         request: CallRequest,
         *,
         node: str | None,
-        timeout_s: float | None,
+        clock: CallTime | None,
         entered: _Entered,
     ) -> CallResult:
         """The answer of the same request in flight, as a cache hit; its failure, named for this
-        node; if its asker was cancelled, this asker's own call. `timeout_s` bounds the wait."""
+        node; if its asker was cancelled, this asker's own call. The run's time cap bounds the wait."""
+        timeout_s = clock.remaining() if clock is not None else None
         try:
             async with asyncio.timeout(timeout_s):
                 first = await asyncio.shield(asked)
         except _FirstAskerGone:
-            return await self._complete(request, node=node, timeout_s=timeout_s, entered=entered)
+            return await self._complete(request, node=node, clock=clock, entered=entered)
         except ModelCallError as exc:
             raise ModelCallError(
                 f"the same request in flight failed: {exc}",
@@ -304,59 +307,80 @@ class Gateway:
         return replace(first, cached=True, endpoint="cache", attempts=0)
 
     async def _paid(
-        self, request: CallRequest, *, node: str | None, timeout_s: float | None, entered: _Entered
+        self, request: CallRequest, *, node: str | None, clock: CallTime | None, entered: _Entered
     ) -> CallResult:
         """Call the model (bounded retries, the endpoint's concurrency limit) and record the spend.
 
-        `timeout_s` (what a time budget leaves) bounds the whole call, retries and backoff included:
-        each attempt gets only the time left, and no retry starts once it is gone (a 1 s budget ran
-        6.4 s: four attempts of the clipped timeout each)."""
-        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+        What the run's time cap (`clock`) leaves once the call has its endpoint's slot bounds the
+        whole call, retries and backoff included: each attempt gets only the time left, and no retry
+        starts once it is gone (a 1 s budget ran 6.4 s: four attempts of the clipped timeout each).
+        The wait for the slot is the run's to count (`RunLedger.elapsed`)."""
         endpoint = await resolve_endpoint(request.model)
         where = endpoint.where or request.model.route
         base_timeout = endpoint.timeout_s or self.settings.timeout_s
-        attempt = 0
-        async with self._semaphore(request.model):
-            while True:
-                attempt += 1
-                started = time.perf_counter()
-                timeout = base_timeout if deadline is None else min(base_timeout, max(deadline - started, 0.001))
-                try:
-                    response = await self._call(endpoint, request, timeout, budgeted=deadline is not None)
-                    check_reply(response)
-                except Exception as exc:
-                    delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
-                    delay *= 0.5 + random.random() / 2
-                    delay = max(delay, server_asked_wait_s(exc) or 0.0)  # a 429's Retry-After
-                    retry = attempt <= self.settings.max_retries and _is_retryable(exc)
-                    # the time budget ended this call: it cut the attempt's timeout short and the
-                    # attempt timed out, or it leaves no room for the retry that would come next
-                    cut_short = timeout < base_timeout and isinstance(exc, _timeouts())
-                    out_of_time = deadline is not None and (
-                        cut_short or (retry and time.perf_counter() + delay >= deadline)
-                    )
-                    if not retry or out_of_time:
-                        detail = _describe(exc)
-                        why = " (the time budget leaves no room for another)" if out_of_time else ""
-                        raise ModelCallError(
-                            f"call failed after {attempt} attempt(s){why}: {detail}",
-                            node=node,
-                            endpoint=where,
-                            out_of_time=out_of_time,
-                        ) from exc
-                    await asyncio.sleep(delay)
-                    if endpoint.refresh is not None and refused_connection(exc):
-                        endpoint = await self._refreshed(endpoint, node=node, where=where)
-                        where = endpoint.where or request.model.route
-                    continue
-                latency = time.perf_counter() - started
-                break
-        result = _to_result(
-            response, request, latency, (served_by(response) if endpoint.replicas else None) or where, attempt
-        )
+        slots = self._semaphore(request.model)
+        with clock.queued() if clock is not None else contextlib.nullcontext():
+            await slots.acquire()
+        try:
+            with clock.calling() if clock is not None else contextlib.nullcontext():
+                result = await self._attempts(request, endpoint, where, base_timeout, clock, node=node)
+        finally:
+            slots.release()
         if self.store is not None:
             self._record(request, result, entered)
         return result
+
+    async def _attempts(
+        self,
+        request: CallRequest,
+        endpoint: Endpoint,
+        where: str,
+        base_timeout: float,
+        clock: CallTime | None,
+        *,
+        node: str | None,
+    ) -> CallResult:
+        """The call's attempts, holding its endpoint's slot."""
+        timeout_s = clock.remaining() if clock is not None else None
+        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            timeout = base_timeout if deadline is None else min(base_timeout, max(deadline - started, 0.001))
+            try:
+                response = await self._call(endpoint, request, timeout, budgeted=deadline is not None)
+                check_reply(response)
+            except Exception as exc:
+                delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random() / 2
+                delay = max(delay, server_asked_wait_s(exc) or 0.0)  # a 429's Retry-After
+                retry = attempt <= self.settings.max_retries and _is_retryable(exc)
+                # the time budget ended this call: it cut the attempt's timeout short and the
+                # attempt timed out, or it leaves no room for the retry that would come next
+                cut_short = timeout < base_timeout and isinstance(exc, _timeouts())
+                out_of_time = deadline is not None and (
+                    cut_short or (retry and time.perf_counter() + delay >= deadline)
+                )
+                if not retry or out_of_time:
+                    detail = _describe(exc)
+                    why = " (the time budget leaves no room for another)" if out_of_time else ""
+                    raise ModelCallError(
+                        f"call failed after {attempt} attempt(s){why}: {detail}",
+                        node=node,
+                        endpoint=where,
+                        out_of_time=out_of_time,
+                    ) from exc
+                await asyncio.sleep(delay)
+                if endpoint.refresh is not None and refused_connection(exc):
+                    endpoint = await self._refreshed(endpoint, node=node, where=where)
+                    where = endpoint.where or request.model.route
+                continue
+            latency = time.perf_counter() - started
+            break
+        return _to_result(
+            response, request, latency, (served_by(response) if endpoint.replicas else None) or where, attempt
+        )
 
     def _record(self, request: CallRequest, result: CallResult, entered: _Entered) -> None:
         """The spend ledger row and (cache on) the cache entry, in one transaction, as soon as the

@@ -22,7 +22,7 @@ from typing import Any
 from agentscale.errors import BudgetExceeded, ModelCallError
 from agentscale.graphs.result import NodeTrace, RunResult, Usage
 from agentscale.graphs.spec import Budget
-from agentscale.models.budget import RunLedger, Spend, cut_after_overrun, is_overrun
+from agentscale.models.budget import CallTime, RunLedger, Spend, cut_after_overrun, is_overrun
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
@@ -83,7 +83,7 @@ class ModelCalls:
             result = await self.gateway.complete(
                 request,
                 node=trace.node_id,
-                timeout_s=self.ledger.remaining_time(starts_at_s),
+                clock=CallTime(self.ledger, starts_at_s),
                 run_id=self.run_id,
                 item_key=self.item_key,
             )

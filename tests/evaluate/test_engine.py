@@ -588,3 +588,29 @@ async def test_two_objects_resuming_one_run_at_once_run_it_once(tmp_path: Path) 
     assert len(store.run_items(run_id)) == 5 and store.spend(run_id)["calls"] == 5
     assert (await second.run()).n == 5  # once the first has ended, the other may go on: nothing left to pay
     assert store.spend(run_id)["calls"] == 5
+
+
+async def test_a_questions_time_cap_does_not_count_its_wait_behind_other_questions(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway
+) -> None:
+    """Eight questions of one 0.3 s call each, on an endpoint of one slot, under a 1 s cap per
+    question: asked one at a time every answer came in time, eight at a time the later ones spent
+    their second waiting for the slot and were cut (accuracy 1.0 against 0.375). A wait behind a call of the
+    question's own still counts: two 0.6 s calls of one question on that one slot pass the cap."""
+    scripted.add_rule(Rule(latency_s=0.3, pattern=r"What is \d+ \+ 10"))
+    scripted.add_rule(Rule(latency_s=0.6))
+    models = f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}", max_concurrency: 1}}\n'
+    one = Graph.from_yaml(
+        models + "name: capped\nbudget: {max_latency_s: 1}\nnodes:\n  - {id: a, role: assistant, model: m}\n",
+        gateway=gateway,
+    )
+    data = _questions(tmp_path / "q.jsonl", 8)
+    summary = await Evaluation(one, EvalConfig(task=str(data), concurrency=8)).run()
+    assert [item.stopped_reason for item in summary.items] == [None] * 8
+    pair = Graph.from_yaml(
+        models + "name: pair\nbudget: {max_latency_s: 1}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+        "  - {id: b, role: assistant, model: m}\n  - {id: v, role: vote}\nedges: ['a, b -> v']\n",
+        gateway=gateway,
+    )
+    result = await pair.arun("Name a colour.")
+    assert result.stopped_reason is not None and "max_latency_s" in result.stopped_reason

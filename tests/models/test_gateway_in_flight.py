@@ -10,6 +10,8 @@ import threading
 import pytest
 
 from agentscale.errors import ModelCallError
+from agentscale.graphs.spec import Budget
+from agentscale.models.budget import CallTime, RunLedger
 from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
 from agentscale.models.registry import ResolvedModel
 from agentscale.storage.db import Store
@@ -77,7 +79,7 @@ async def test_a_waiting_asker_keeps_its_own_time_limit(scripted: ScriptedServer
     first = asyncio.create_task(gateway.complete(_request(scripted, "7?", sample=0)))
     await asyncio.sleep(0.05)
     with pytest.raises(ModelCallError, match="waiting for the same request") as waited:
-        await gateway.complete(_request(scripted, "7?", sample=0), timeout_s=0.2)
+        await gateway.complete(_request(scripted, "7?", sample=0), clock=CallTime(RunLedger(Budget(max_latency_s=0.2))))
     assert waited.value.out_of_time  # its time budget ended it: the run says so, as for its own call
     assert (await first).completion == "Final answer: 7"
 
