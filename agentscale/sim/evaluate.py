@@ -155,6 +155,11 @@ class SimOracle:
                 f"space {space.name!r}: the ground truth does not cover the coordinator dimension "
                 "(multi-round graphs); remove `coordinator:` or measure it with `agentscale optimize`"
             )
+        if "tester" in space.roles:  # its graphs read "node 2 (tester) has no model"
+            raise SimGraphError(
+                f"space {space.name!r}: roles: the ground truth does not cover 'tester' (it runs candidate "
+                "programs, which simulated answers are not); drop it from roles"
+            )
         self.space = space
         try:
             self.profile = profile(ref.name)

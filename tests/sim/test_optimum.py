@@ -133,6 +133,13 @@ def test_a_space_on_a_task_with_no_ground_truth_is_named_in_one_line() -> None:
         SimOracle(space)
 
 
+def test_a_space_with_a_tester_is_refused_by_the_ground_truth_in_words() -> None:
+    """`sim optimum` said "node 2 (tester) has no model" for a space whose roles hold a tester."""
+    space = SpaceSpec.model_validate({**TINY, "roles": ["assistant", "critic", "vote", "tester"]})
+    with pytest.raises(SimGraphError, match=r"roles: the ground truth does not cover 'tester'"):
+        SimOracle(space)
+
+
 def test_the_sim_optimum_command_prints_the_report_and_refuses_a_space_without_ground_truth(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

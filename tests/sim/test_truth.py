@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from agentscale import Graph
+from agentscale import Graph, RunResult
 from agentscale.agents.roles import Candidate, builtin_roles
 from agentscale.graphs.validate import load_spec_text
 from agentscale.sim.behavior import ROLES, VOTE, behavior_role, call_distribution
@@ -198,6 +198,28 @@ def test_ground_truth_agrees_with_real_runs_through_the_gateway() -> None:
         assert expected_accuracy(spec, task) == pytest.approx(probabilities.mean())
         total_z.append(z)
     assert abs(sum(total_z)) / math.sqrt(len(total_z)) < 3.5
+
+
+def test_inputs_that_finish_together_are_taken_in_node_order_whatever_the_edges_list() -> None:
+    """A greedy and a sampled call of one model finish at the same modelled time; a vote of the two
+    goes, on a tie, to the first in the graph's node order, as the ground truth takes it. Taken in
+    the order the edge listed them (`b, a -> v`), the run followed the sampled call: 47.0% measured
+    against the truth's 67.7% (300 items)."""
+    text = (
+        "name: tie\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b, temperature: 0}\n"
+        "  - {id: b, role: assistant, model: sim/llama-8b}\n  - {id: v, role: vote}\nedges: ['%s -> v']\n"
+    )
+    questions = [item.question for item in load_sim_task("math", size=40).items]
+    for edge in ("a, b", "b, a"):
+        graph = Graph(load_spec_text(text % edge), store=None)
+        results = asyncio.run(_results(graph, questions))
+        greedy = [next(t.answer for t in result.trace if t.node_id == "a") for result in results]
+        assert [result.answer for result in results] == greedy, edge
+        assert any(result.trace[0].answer != result.trace[1].answer for result in results)  # ties happen
+
+
+async def _results(graph: Graph, questions: list[str]) -> list[RunResult]:
+    return list(await asyncio.gather(*(graph.arun(question) for question in questions)))
 
 
 def test_a_nodes_latency_counts_from_its_slowest_input() -> None:
