@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +56,7 @@ MAX_ATTEMPTS = 3  # per item: the first try and two retries after a worker died
 MAX_RESTARTS = 4  # per worker actor
 RESTART_WAIT_S = 120.0  # how long items wait when every worker is down
 OUTBOX_TRIES = 5  # drains of an unreachable outbox, ~6 s in all, before its calls wait for the next one
+CONNECT_TIMEOUT_S = 5.0  # a cluster address whose GCS does not accept a connection by then is refused
 _ROW_TYPES: dict[str, type[Run | NodeCall | RunItem]] = {"Run": Run, "NodeCall": NodeCall, "RunItem": RunItem}
 
 
@@ -79,6 +83,30 @@ class DriverStats:
 
     def write_ms_per_result(self) -> float:
         return 1000 * self.write_s / max(1, self.results)
+
+
+def _refuse_a_dead_cluster(address: str | None) -> None:
+    """A cluster address (`host:port`, or `auto`: `RAY_ADDRESS`, else the cluster `ray start` last
+    recorded) whose GCS does not accept a connection: `ray.init` retried it for minutes, printing
+    warnings and nothing else (a cluster stopped long ago stays recorded in /tmp/ray)."""
+    system_temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"  # as Ray finds it
+    recorded = Path(system_temp) / "ray" / "ray_current_cluster"
+    target, source = address, f"--ray-address {address}"
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS"):
+            target, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+        elif recorded.is_file():
+            target, source = recorded.read_text().strip(), f"the cluster recorded in {recorded}"
+    host, _, port = (target or "").rpartition(":")
+    if not host or not port.isdigit() or "://" in host:  # `local`, `ray://` (Ray Client says it fails), none
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise AgentScaleError(
+            f"no Ray cluster answers at {target} ({source}: {exc}); start one with `ray start --head`, "
+            "or leave out --ray-address to run on a new local Ray"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -145,6 +173,7 @@ class RayExecutor:
     async def _start(self) -> None:
         ray = self._ray
         if not ray.is_initialized():
+            _refuse_a_dead_cluster(self.address)
             try:
                 with _keeping_the_sigterm_handler():
                     ray.init(

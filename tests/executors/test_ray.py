@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -317,3 +318,30 @@ def test_starting_ray_keeps_the_processs_sigterm_handler() -> None:
     done = subprocess.run([sys.executable, "-c", KEEPS_SIGTERM], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("how", ["recorded", "RAY_ADDRESS", "given"])
+async def test_a_cluster_address_no_one_answers_at_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """`--ray-address auto` with a stale `ray start` record retried for minutes, printing only Ray's
+    warnings; so did an address no cluster answers at."""
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: the connection is refused
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    address = "auto"
+    if how == "recorded":
+        (tmp_path / "ray").mkdir()
+        (tmp_path / "ray" / "ray_current_cluster").write_text(dead)
+    elif how == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", dead)
+    else:
+        address = dead
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: pytest.fail("ray.init was called"))
+    with pytest.raises(AgentScaleError, match=rf"no Ray cluster answers at {dead} .*ray start --head"):
+        await RayExecutor(address=address).start()
+    closed.close()
