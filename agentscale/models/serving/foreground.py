@@ -212,6 +212,9 @@ def _run(
     answer), took the released lock and started a second one, and the next start's memory check did
     not count what these load."""
     starting.enter_context(name_lock(target.served_name))
+    # first: a start of this model under way in another process holds the port before its server
+    # answers, and was taken for "another program" (or its port, bound later, failed our start)
+    starting.enter_context(start_lock(target.served_name, on_status=say))
     if replicas == 1:
         try:
             found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
@@ -227,7 +230,6 @@ def _run(
         raise PortInUseError(f"port(s) {', '.join(map(str, taken))} already in use; choose other ports")
     engine = require_engine()
     target = materialize(target, say)
-    starting.enter_context(start_lock(target.served_name, on_status=say))
     starting.enter_context(cpu_starts_lock(engine.device, on_status=say))
     target = with_room(target, engine.device, say, servers=replicas)
     for index, port in enumerate(chosen):

@@ -230,6 +230,34 @@ def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypa
     assert held() == (False, False)
 
 
+def test_serve_waits_for_another_processs_start_of_the_model_then_finds_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A second `serve` of a model another process was starting on the same port found the port free
+    (the loading server had not bound it yet), waited for the start lock, then failed to start: "port
+    already in use by another program" (and at once, had the server bound it first). It waits for that
+    start, then finds the model served."""
+    import threading
+
+    from agentscale.models.serving.foreground import serve_foreground
+    from agentscale.models.serving.server import start_lock
+
+    port, launched = _serving_standins(monkeypatch, tmp_path, loading_s=0.0)
+    other = start_lock("m")  # the other process's start, under way
+    other.__enter__()
+    theirs = subprocess.Popen(standin_server("127.0.0.1", port, loading_s=1.0), start_new_session=True)
+    said, codes = io.StringIO(), []
+    serving = threading.Thread(target=lambda: codes.append(serve_foreground("m", port=port, out=said)))
+    try:
+        serving.start()
+        time.sleep(2.0)  # their server answers by now; their start lets go of its lock
+        other.__exit__(None, None, None)
+        serving.join(30)
+        assert codes == [0] and launched == [], said.getvalue()
+        assert f"m is already served at http://127.0.0.1:{port}/v1" in said.getvalue()
+    finally:
+        theirs.kill()
+        theirs.wait()
+
+
 def test_serve_gives_up_after_the_start_timeout_it_was_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
