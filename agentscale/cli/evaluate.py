@@ -209,7 +209,7 @@ def eval_command(
         if memory is not None:
             out.print(f"handbook {escape(handbook_label(memory))}{_handbook_use_text(summary, memory.handbook)}")
         if summary.discussions is not None:
-            out.print(summary.discussions.text())
+            out.print(f"discussions: {summary.discussions.text()}")
         if simulated:
             say_simulated()
         out.print(f"report: {report}")
@@ -247,7 +247,7 @@ def _handbook_use_text(summary: EvalSummary, handbook: str) -> str:
     use = summary.handbook_use
     if use is None:
         return ""
-    text = f": behaviors shown to {use.shown} of {summary.n} questions, cited in {use.cited}"
+    text = f": {use.text(summary.n)}"
     if summary.n and not use.shown:
         text += f" (retrieval found none for any question: see `agentscale handbook list {handbook}`)"
     return text

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentscale.errors import AgentScaleError, BudgetExceeded
-from agentscale.evaluate.discussions import DiscussionStats, discussion_stats
+from agentscale.evaluate.item_records import DiscussionStats, HandbookUse, discussion_stats, handbook_use_of
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.result import Usage
@@ -62,17 +62,6 @@ def first_unanswered(items: Sequence[ItemResult]) -> ItemResult | None:
     if items and all(item.stopped_reason and not item.usage.calls + item.usage.cached_calls for item in items):
         return items[0]
     return None
-
-
-@dataclass(frozen=True)
-class HandbookUse:
-    """Of an eval's scored questions, how many were `shown` behaviors and how many `cited` one."""
-
-    shown: int
-    cited: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {"questions_shown_behaviors": self.shown, "questions_citing": self.cited}
 
 
 @dataclass
@@ -505,10 +494,7 @@ class Evaluation:
         summary = EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
         summary.discussions = discussion_stats(rows[item.item_id].rounds_json for item in items)
         if self.graph.spec.memory is not None:
-            uses = [stored_use(rows[item.item_id]) or {} for item in items]
-            summary.handbook_use = HandbookUse(
-                sum(1 for use in uses if use.get("behaviors")), sum(1 for use in uses if use.get("cited"))
-            )
+            summary.handbook_use = handbook_use_of(rows[item.item_id].handbook_json for item in items)
         return summary
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from html import escape
 
+from sqlalchemy import select
+
+from agentscale.evaluate.item_records import discussion_stats, handbook_use_of
 from agentscale.graphs.result import Usage
-from agentscale.graphs.spec import handbook_label
+from agentscale.graphs.spec import GraphSpec, handbook_label
 from agentscale.graphs.validate import load_spec_text
 from agentscale.report.charts import histogram
 from agentscale.report.drawing import picture_from_spec
@@ -26,7 +29,7 @@ from agentscale.report.html import (
     section,
     simulated_banner,
 )
-from agentscale.report.items import read_items
+from agentscale.report.items import ITEMS, read_items
 from agentscale.report.simulated import is_simulated, run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
@@ -76,7 +79,7 @@ def eval_report(store: Store, run: Run) -> str:
                 ("model calls", f"{usage.calls} (+{usage.cached_calls} cache hits)" + _uncounted(store, run, usage)),
                 ("latency mean · p50 · p95 (wall clock)", _three(latency)),
                 ("critical path mean · p50 · p95", _three(items.critical_path())),
-                *([("handbook", handbook_label(spec.memory))] if spec is not None and spec.memory else []),
+                *_records(store, run, spec, len(items.rows)),
             ]
         )
     )
@@ -89,6 +92,22 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
     parts.append(items_section("Items", "items", items.page_data(), items.trace_data()))
     return document(f"agentscale {what}", "".join(parts))
+
+
+def _records(store: Store, run: Run, spec: GraphSpec | None, questions: int) -> list[tuple[str, str]]:
+    """What the items' records say beyond their answers: the handbook's reach, the discussions."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(ITEMS.c.handbook_json, ITEMS.c.rounds_json).where(ITEMS.c.run_id == run.id)
+        ).all()
+    facts_: list[tuple[str, str]] = []
+    if spec is not None and spec.memory is not None:
+        use = handbook_use_of(row.handbook_json for row in rows)
+        facts_.append(("handbook", f"{handbook_label(spec.memory)} · {use.text(questions)}"))
+    discussions = discussion_stats(row.rounds_json for row in rows)
+    if discussions is not None:
+        facts_.append(("discussions", discussions.text()))
+    return facts_
 
 
 def _three(spread: dict[str, float]) -> str:

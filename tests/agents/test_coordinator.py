@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -339,8 +340,11 @@ def test_an_eval_of_a_coordinator_graph_says_what_its_discussions_did(
         )
     )
     assert main(["eval", str(graph), "--task", str(task), "--concurrency", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    page = " ".join(Path(printed["report"]).read_text().split())
+    assert '"fact-value">1.00 rounds per question; the CEO stopped 2 of 2 early' in page
     # per question: round 1 continues, round 2's CEO stops, so one round of workers ran
-    assert json.loads(capsys.readouterr().out)["discussions"] == {
+    assert printed["discussions"] == {
         "questions": 2, "mean_rounds": 1.0, "ceo_stops": 2, "fallbacks": 0, "budget_stops": 0
     }  # fmt: skip
     assert main(["eval", str(graph), "--task", str(task), "--concurrency", "1"]) == 0

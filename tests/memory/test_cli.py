@@ -98,6 +98,8 @@ def test_eval_with_a_handbook_says_how_many_questions_it_reached(
     assert "behaviors shown to 2 of 3 questions, cited in 1" in " ".join(out.split())
     code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
     assert json.loads(out)["handbook_use"] == {"questions_shown_behaviors": 2, "questions_citing": 1}
+    page = " ".join(Path(json.loads(out)["report"]).read_text().split())
+    assert "behaviors shown to 2 of 3 questions, cited in 1" in page
     write_task(task, [rows[2]])
     code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math")
     flat = " ".join(out.split())

@@ -1,10 +1,10 @@
-"""An eval's discussion statistics from its items' stored rounds."""
+"""What an eval's items' stored records say: discussion statistics, handbook use."""
 
 from __future__ import annotations
 
 import json
 
-from agentscale.evaluate.discussions import DiscussionStats, discussion_stats
+from agentscale.evaluate.item_records import DiscussionStats, HandbookUse, discussion_stats, handbook_use_of
 
 
 def _round(index: int, ran: bool, decision: str, source: str = "ceo", stopped: str | None = None) -> dict[str, object]:
@@ -23,3 +23,13 @@ def test_rounds_stops_fallbacks_and_budget_stops_are_counted_per_discussion() ->
 
 def test_no_discussion_no_statistics() -> None:
     assert discussion_stats([None, None]) is None
+
+
+def test_handbook_use_counts_questions_shown_behaviors_and_citing_one() -> None:
+    stored = [
+        json.dumps({"handbook": "math", "behaviors": ["behavior_a"], "cited": ["behavior_a"]}),
+        json.dumps({"handbook": "math", "behaviors": ["behavior_a"], "cited": []}),
+        json.dumps({"handbook": "math", "behaviors": [], "cited": []}),
+        None,
+    ]
+    assert handbook_use_of(stored) == HandbookUse(shown=2, cited=1)

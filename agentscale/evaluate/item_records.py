@@ -1,8 +1,10 @@
-"""What a coordinator graph's discussions did over an eval: how many rounds ran, how often the CEO
-stopped early, its decisions fell back, or the budget ended one.
+"""What an eval's items' stored records say beyond their answers: what a coordinator graph's
+discussions did (rounds run, the CEO's early stops, fallen-back decisions, budget stops) and what a
+`memory:` graph drew from its handbook (questions shown behaviors, questions citing one).
 
-Why: comparing CEO settings (the point of a `coordinator:` graph) needs these beside the accuracy;
-they were visible only item by item in `runs show`, so every user scripted them from the database.
+Why: comparing CEO settings or handbooks needs these beside the accuracy; they were visible only item
+by item in `runs show`, and a handbook's retrieval could reach no question without a word. The eval's
+summary and its HTML report read them from the same stored columns.
 """
 
 from __future__ import annotations
@@ -11,6 +13,26 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class HandbookUse:
+    """Of an eval's scored questions, how many were `shown` behaviors and how many `cited` one."""
+
+    shown: int
+    cited: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"questions_shown_behaviors": self.shown, "questions_citing": self.cited}
+
+    def text(self, questions: int) -> str:
+        return f"behaviors shown to {self.shown} of {questions} questions, cited in {self.cited}"
+
+
+def handbook_use_of(stored_uses: Iterable[str | None]) -> HandbookUse:
+    """From the items' `runitem.handbook_json` (None: an item stored without it)."""
+    uses = [json.loads(text) for text in stored_uses if text is not None]
+    return HandbookUse(sum(1 for use in uses if use["behaviors"]), sum(1 for use in uses if use["cited"]))
 
 
 @dataclass(frozen=True)
@@ -40,7 +62,7 @@ class DiscussionStats:
 
     def text(self) -> str:
         return (
-            f"discussions: {self.mean_rounds:.2f} rounds per question; the CEO stopped {self.ceo_stops} of "
+            f"{self.mean_rounds:.2f} rounds per question; the CEO stopped {self.ceo_stops} of "
             f"{self.questions} early, {self.fallbacks} decision(s) fell back, a budget ended {self.budget_stops}"
         )
 
