@@ -46,8 +46,8 @@ class RunLedger:
     spent: Spend = field(default_factory=Spend)
     _reserved: dict[int, Spend] = field(default_factory=dict)
     _next_id: int = 0
-    _calling: int = 0  # the run's calls holding an endpoint's slot
-    _queued: int = 0  # the run's calls waiting for one
+    # the run's calls waiting for an endpoint's slot ("queued") and holding one ("calling")
+    _calls: dict[str, int] = field(default_factory=lambda: {"queued": 0, "calling": 0})
     _stalled_since: float | None = None  # since when every call of the run has been waiting
     _stalled_s: float = 0.0
 
@@ -67,30 +67,26 @@ class RunLedger:
             stalled += time.monotonic() - self._stalled_since
         return max(time.monotonic() - self.started - stalled, modelled_s)
 
-    @contextlib.contextmanager
-    def queued(self) -> Iterator[None]:
+    def queued(self) -> contextlib.AbstractContextManager[None]:
         """Around a call's wait for an endpoint's slot."""
-        self._queued += 1
-        self._note_stall()
-        try:
-            yield
-        finally:
-            self._queued -= 1
-            self._note_stall()
+        return self._counted("queued")
+
+    def calling(self) -> contextlib.AbstractContextManager[None]:
+        """Around a call holding an endpoint's slot."""
+        return self._counted("calling")
 
     @contextlib.contextmanager
-    def calling(self) -> Iterator[None]:
-        """Around a call holding an endpoint's slot."""
-        self._calling += 1
+    def _counted(self, state: str) -> Iterator[None]:
+        self._calls[state] += 1
         self._note_stall()
         try:
             yield
         finally:
-            self._calling -= 1
+            self._calls[state] -= 1
             self._note_stall()
 
     def _note_stall(self) -> None:
-        stalled = self._queued > 0 and self._calling == 0
+        stalled = self._calls["queued"] > 0 and self._calls["calling"] == 0
         if stalled and self._stalled_since is None:
             self._stalled_since = time.monotonic()
         elif not stalled and self._stalled_since is not None:
