@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.models.serving.health import pid_alive
+from agentscale.tasks import TaskItem
 from agentscale.tasks.sandbox import (
     Isolation,
     SandboxError,
@@ -27,6 +29,7 @@ from agentscale.tasks.sandbox import (
     run_python,
     runner,
 )
+from agentscale.tasks.scorers.code_exec import code_scorer
 
 FAST = SandboxLimits(timeout_s=5)
 IS_ROOT = os.geteuid() == 0
@@ -99,9 +102,23 @@ def test_wall_clock_timeout_kills_the_run() -> None:
 
 
 def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock() -> None:
+    """At the soft limit, by SIGXCPU, and said so. As the pid namespace's first process the program
+    ignored SIGXCPU and ran a second more to the hard limit's SIGKILL, which `unshare` could not pass
+    on: the scorer's reason read "unshare: sigprocmask unblock failed: Invalid argument"."""
     result = run_python("while True:\n    pass\n", limits=SandboxLimits(timeout_s=30, cpu_seconds=1))
     assert not result.passed and not result.timed_out
     assert result.duration_s < 10
+    assert result.signal == signal.SIGXCPU and result.ended_by() == "SIGXCPU (its CPU time limit)"
+    item = TaskItem(id="x", question="Write f.", reference="", metadata={"test": "assert f() == 1"})
+    score = code_scorer(SandboxLimits(timeout_s=30, cpu_seconds=1))("def f():\n    while True:\n        pass\n", item)
+    assert score.detail == "killed by SIGXCPU (its CPU time limit)"
+
+
+def test_a_program_that_kills_itself_ends_there() -> None:
+    """The first process of a pid namespace ignores signals it has no handler for, SIGKILL from itself
+    included: the program went on to its tests after `os.kill(os.getpid(), SIGKILL)`."""
+    result = run_python("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\nprint('went on')\n", limits=FAST)
+    assert not result.passed and result.signal == signal.SIGKILL and "went on" not in result.stdout_tail
 
 
 def test_memory_limit_raises_memory_error() -> None:

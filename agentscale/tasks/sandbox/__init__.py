@@ -23,9 +23,11 @@ mode that works is probed once per process with :func:`probe`):
       can be read or written. Only ``/work`` is writable and it disappears with the run.
     - network: an empty network namespace (loopback down): no sockets to the host or the internet,
       including ``127.0.0.1`` services and abstract Unix sockets.
-    - processes: a private pid namespace (the program is pid 1; when it dies or is killed the kernel
-      kills every descendant, even daemonised ones) and a one-off uid in 2e9..2.1e9 with
-      ``RLIMIT_NPROC``, so a fork bomb stops at ``max_processes``. No capabilities, ``no_new_privs``.
+    - processes: a private pid namespace whose first process waits for the program and ends as it
+      did (so the program gets its signals: a CPU limit's SIGXCPU, its own kill; a first process gets
+      none it has no handler for), then the kernel kills every descendant, even daemonised ones;
+      and a one-off uid in 2e9..2.1e9 with ``RLIMIT_NPROC``, so a fork bomb stops at
+      ``max_processes``. No capabilities, ``no_new_privs``.
     - also private: SysV IPC and hostname (ipc/uts namespaces).
 ``user-ns`` (not root, unprivileged user namespaces allowed)
     - the same jail built in a user namespace; the program keeps the caller's uid but has no

@@ -14,7 +14,9 @@ directly (mode ``plain``) or under ``unshare --mount --net --pid --ipc --uts --f
    namespace we drop the capability bounding set and set ``SECBIT_NOROOT`` so the exec'd program has
    no capabilities (and so cannot undo the read-only mounts); ``no_new_privs`` in both;
 5. write ``ok`` on the status pipe (so the parent can tell a broken sandbox from a failing program),
-   re-arm the parent-death signal (a uid change clears it) and ``execve`` the program.
+   re-arm the parent-death signal (a uid change clears it) and ``execve`` the program: in ``plain``
+   mode in this process; in the namespace modes in a child, this process staying as the namespace's
+   first one (`_run_as_init`), which ends as the program did and writes the signal that ended it.
 
 Any failure before step 5 exits with status 125 and a message on stderr; the parent then reports a
 sandbox error instead of scoring the item.
@@ -231,13 +233,15 @@ def _write_files(directory: str, cfg: dict[str, Any]) -> None:
             os.chown(path, cfg["uid"], cfg["gid"])
 
 
-def _set_limits(limits: dict[str, int]) -> None:
+def _set_limits(limits: dict[str, int], *, init: bool) -> None:
+    """`init`: this process stays as the namespace's first one (`_run_as_init`), one of the uid's
+    processes beside the program's `max_processes`."""
     for name, value in (
         ("RLIMIT_CORE", 0),
         ("RLIMIT_AS", limits["memory_bytes"]),
         ("RLIMIT_FSIZE", limits["file_size_bytes"]),
         ("RLIMIT_NOFILE", limits["open_files"]),
-        ("RLIMIT_NPROC", limits["max_processes"]),
+        ("RLIMIT_NPROC", limits["max_processes"] + init),
     ):
         resource.setrlimit(getattr(resource, name), (value, value))
     cpu = limits["cpu_seconds"]
@@ -280,7 +284,7 @@ def main(config_path: str) -> None:
         else:
             _build_root(cfg)
             work = "/work"
-        _set_limits(cfg["limits"])
+        _set_limits(cfg["limits"], init=cfg["mode"] != "plain")
         _drop_privileges(cfg)
         os.chdir(work)
         if cfg["mode"] != "plain" and os.access("/", os.W_OK):
@@ -289,12 +293,41 @@ def main(config_path: str) -> None:
             raise SetupError("work directory is missing")
         status_fd = cfg["status_fd"]
         os.write(status_fd, b"ok")
-        os.close(status_fd)
     except Exception as error:
         sys.stderr.write(f"agentscale-sandbox: setup failed: {error}\n")
         sys.stderr.flush()
         os._exit(SETUP_FAILED)
-    os.execve(cfg["python"], cfg["argv"], cfg["env"])
+    if cfg["mode"] == "plain":  # not a namespace's first process: the program takes this one's place
+        os.close(status_fd)
+        os.execve(cfg["python"], cfg["argv"], cfg["env"])
+    _run_as_init(cfg, status_fd)
+
+
+def _run_as_init(cfg: dict[str, Any], status_fd: int) -> None:
+    """As the pid namespace's first process: start the program as a child, reap whatever is orphaned
+    meanwhile, and end as the program did, writing the signal that ended it (``signal N``) on the
+    status pipe.
+
+    Why not exec the program as the first process: the kernel delivers it no signal it has no handler
+    for, so the soft CPU limit's SIGXCPU did nothing, the hard limit's SIGKILL a second later ended it
+    and ``unshare`` could not pass that on (it exited 1 with "sigprocmask unblock failed", which the
+    scorer reported as the reason), and a program's ``os.kill(os.getpid(), SIGKILL)`` went on."""
+    program = os.fork()
+    if program == 0:
+        try:
+            os.close(status_fd)
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, "set parent-death signal")  # a fork clears it
+            os.execve(cfg["python"], cfg["argv"], cfg["env"])
+        finally:
+            os._exit(SETUP_FAILED)
+    while True:
+        pid, status = os.wait()
+        if pid == program:
+            break
+    if os.WIFSIGNALED(status):
+        os.write(status_fd, f"signal {os.WTERMSIG(status)}".encode())
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status))
 
 
 if __name__ == "__main__":

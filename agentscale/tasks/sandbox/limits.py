@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal as signal_names
 from dataclasses import dataclass
 
 
@@ -53,3 +54,14 @@ class SandboxResult:
     stdout_tail: str
     duration_s: float
     isolation: str
+    signal: int | None = None  # the signal that ended the program (a limit's, a crash's), if one did
+
+    def ended_by(self) -> str | None:
+        """The signal that ended the program in words: SIGXCPU (its CPU time limit), SIGSEGV, ..."""
+        if self.signal is None:
+            return None
+        try:
+            name = signal_names.Signals(self.signal).name
+        except ValueError:
+            name = f"signal {self.signal}"
+        return f"{name} (its CPU time limit)" if self.signal == signal_names.SIGXCPU else name

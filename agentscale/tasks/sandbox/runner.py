@@ -253,7 +253,7 @@ def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: 
             returncode = proc.wait()
             duration = time.monotonic() - started
             try:
-                status = os.read(read_fd, 16)
+                status = os.read(read_fd, 64)
             except BlockingIOError:
                 status = b""
             stderr_tail, stdout_tail = _tail(err), _tail(out)
@@ -262,9 +262,10 @@ def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: 
         if write_fd >= 0:
             os.close(write_fd)
         shutil.rmtree(job, ignore_errors=True)
-    if status != b"ok" and finished:
+    if not status.startswith(b"ok") and finished:
         raise SandboxError(f"sandbox ({isolation.mode}) could not start the program: {stderr_tail.strip()}")
     return SandboxResult(
+        signal=_ending_signal(status, returncode) if finished else None,
         passed=finished and returncode == 0 and token in stdout_tail,
         timed_out=not finished,
         returncode=returncode if finished else None,
@@ -273,6 +274,15 @@ def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: 
         duration_s=duration,
         isolation=isolation.mode,
     )
+
+
+def _ending_signal(status: bytes, returncode: int) -> int | None:
+    """The signal that ended the program: said on the status pipe by the namespace's first process
+    (``ok`` then ``signal N``), or the exit of the program itself (plain mode, where it is our child)."""
+    said = status.removeprefix(b"ok").decode(errors="replace")
+    if said.startswith("signal ") and said[7:].isdigit():
+        return int(said[7:])
+    return -returncode if returncode < 0 else None
 
 
 _JOB_PREFIX = "agentscale-sbx-"

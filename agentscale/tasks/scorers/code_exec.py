@@ -225,6 +225,8 @@ def code_scorer(limits: SandboxLimits = DEFAULT_LIMITS) -> Scorer:
             return Score(True, f"tests passed in {result.duration_s:.2f}s")
         if result.timed_out:
             return Score(False, f"timed out after {limits.timeout_s:g}s")
+        if (ended := result.ended_by()) is not None:
+            return Score(False, f"killed by {ended}")
         last = result.stderr_tail.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
         return Score(False, f"tests failed: {last[0][:300]}")
 
