@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from agentscale.agents.extract import normalize_for_vote
 from agentscale.tasks.python_source import literal_value, parse_expression
 from agentscale.tasks.sandbox import SandboxLimits, in_worker_thread, run_python
-from agentscale.tasks.scorers.code_exec import assemble_solution
+from agentscale.tasks.scorers.code_exec import assemble_solution, last_function
 
 _TESTER_LIMITS = SandboxLimits(timeout_s=5.0)
 _ARROWS = ("==>", "==", "=>", "➞", "->", "→", "should return", "returns", "return", "=")
-_DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,6 @@ class Verdict:
 
     passed: int
     ran: bool
-
-
-def entry_point(question: str) -> str | None:
-    """The function the question asks for: the last top-level ``def`` of the prompt."""
-    names = _DEF.findall(question)
-    return names[-1] if names else None
 
 
 def _call_at(text: str, start: int) -> int | None:
@@ -113,7 +106,7 @@ def stated_examples(question: str) -> list[Example]:
 
     A call stated with two different results (a definition next to an example) is dropped.
     """
-    name = entry_point(question)
+    name = last_function(question)
     if name is None:
         return []
     lines = question.splitlines()
@@ -187,7 +180,7 @@ def run_candidate(code: str, question: str, examples: list[Example]) -> Verdict:
     """Run one candidate in the sandbox; a crash, a timeout or a syntax error passes nothing, and no
     output of the candidate's can claim more examples than there are."""
     token = f"__agentscale_examples_{secrets.token_hex(8)}"
-    candidate = assemble_solution(code, prompt=question, entry_point=entry_point(question))
+    candidate = assemble_solution(code, prompt=question, entry_point=last_function(question))
     result = run_python(_harness(examples, token), limits=_TESTER_LIMITS, extra_files={_CANDIDATE: candidate})
     for line in reversed(result.stdout_tail.splitlines()):
         words = line.split()

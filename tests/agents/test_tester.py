@@ -12,13 +12,13 @@ import pytest
 from agentscale.agents.tester import (
     Example,
     Verdict,
-    entry_point,
     passes_stated_examples,
     pick_tested,
     run_candidate,
     stated_examples,
 )
 from agentscale.errors import AgentScaleError, SpecError
+from agentscale.tasks.scorers.code_exec import last_function
 from agentscale.testing.scripted_server import Rule
 
 QUESTION = '''from typing import List
@@ -37,7 +37,7 @@ WRONG = "```python\ndef running_max(numbers):\n    return sorted(numbers)\n```"
 
 
 def test_examples_of_every_stated_form() -> None:
-    assert entry_point(QUESTION) == "running_max"
+    assert last_function(QUESTION) == "running_max"
     assert stated_examples(QUESTION) == [
         Example("running_max([1, 3, 2])", "[1, 3, 3]"),
         Example("running_max([])", "[]"),
