@@ -58,9 +58,14 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def usd_shown(value: float | None) -> str:
+    """A USD figure in the command's lines (`usd_text`), or "unknown USD" when a price is unknown."""
+    return "unknown USD" if value is None else usd_text(value)
+
+
 def format_usage(usage: Usage) -> str:
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
-    usd = "unknown USD" if usage.usd is None else usd_text(usage.usd)
+    usd = usd_shown(usage.usd)
     return (
         f"calls {usage.calls} (+{usage.cached_calls} cached) · tokens {usage.prompt_tokens}+{usage.completion_tokens}"
         f" · FLOPs {flops} · {usd} · wall {usage.latency_s:.2f}s · critical path {usage.critical_path_s:.2f}s"
@@ -69,7 +74,7 @@ def format_usage(usage: Usage) -> str:
 
 def format_spend(usage: dict[str, Any]) -> str:
     """An optimization's spend (its stored `usage`): calls by stage, tokens and USD."""
-    usd = "unknown USD" if usage.get("usd") is None else usd_text(usage["usd"])
+    usd = usd_shown(usage.get("usd"))
     stages = usage.get("calls_by_stage") or {}
     split = " (" + ", ".join(f"{name} {calls}" for name, calls in stages.items()) + ")" if stages else ""
     return f"{usage.get('calls', 0)} model calls{split}, {usage.get('tokens', 0)} tokens, {usd}"

@@ -29,10 +29,10 @@ from agentscale.cli._options import (
     refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
+from agentscale.cli._tables import usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.spec import handbook_label
-from agentscale.models.cost import usd_text
 
 if TYPE_CHECKING:
     from agentscale.evaluate.engine import EvalSummary, Evaluation, ItemResult
@@ -274,7 +274,7 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
     low, high = data["ci95"]
     usage = summary.usage
     flops = "unknown" if usage.flops is None else f"{usage.flops:.3g}"
-    usd = "unknown USD" if usage.usd is None else usd_text(usage.usd)
+    usd = usd_shown(usage.usd)
     out.print(
         f"[bold]{escape(summary.task)}[/]: {simulated_label('accuracy', simulated)} {summary.accuracy:.1%} "
         f"({summary.correct}/{summary.n}), "

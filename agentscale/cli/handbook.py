@@ -395,12 +395,12 @@ def prune_command(
 
       agentscale handbook prune math --min-uses 5 --dry-run
     """
-    from agentscale.memory.handbook import Handbook
+    from agentscale.memory.handbook import DEFAULT_MIN_ACCURACY, Handbook
 
     if min_accuracy is not None and not unhelpful:  # ignored: --min-uses alone pruned as it does, without a word
         raise AgentScaleError("--min-accuracy judges citing answers only with --unhelpful: add --unhelpful, or drop it")
     book = Handbook(open_store(db, existing=True), handbook, embedder=None)
-    accuracy = 0.5 if min_accuracy is None else min_accuracy
+    accuracy = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
     removed = book.prune(min_uses=min_uses, unhelpful=unhelpful, min_accuracy=accuracy, dry_run=dry_run)
     left = len(book.behaviors()) - (len(removed) if dry_run else 0)  # a dry run removed none of them
     if json_output:

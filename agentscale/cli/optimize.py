@@ -28,11 +28,10 @@ from agentscale.cli._options import (
     refuse_ignored,
 )
 from agentscale.cli._progress import progress_bar
-from agentscale.cli._tables import format_spend
+from agentscale.cli._tables import format_spend, usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
-from agentscale.models.cost import usd_text
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -192,7 +191,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
     if json_output:
         print_json({"dry_run": True, **figures})
         return
-    usd = "unknown USD" if figures["usd"] is None else usd_text(figures["usd"])
+    usd = usd_shown(figures["usd"])
     out.print(
         f"projected: {figures['evaluations']} graph evaluations, {figures['items_answered']} answered items, "
         f"{figures['calls']} model calls, {figures['tokens']} tokens, {usd}"

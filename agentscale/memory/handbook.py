@@ -32,6 +32,7 @@ from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, 
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
+DEFAULT_MIN_ACCURACY = 0.5  # prune --unhelpful: citing answers right less often than this remove a behavior
 EXPORT_FORMAT = "agentscale-handbook"
 
 _HANDBOOK = HandbookRow.__table__  # type: ignore[attr-defined]
@@ -315,7 +316,12 @@ class Handbook:
 
     # pruning ----------------------------------------------------------------------------------
     def prune(
-        self, *, min_uses: int | None = None, unhelpful: bool = False, min_accuracy: float = 0.5, dry_run: bool = False
+        self,
+        *,
+        min_uses: int | None = None,
+        unhelpful: bool = False,
+        min_accuracy: float = DEFAULT_MIN_ACCURACY,
+        dry_run: bool = False,
     ) -> list[BehaviorRow]:
         """Remove behaviors that did not earn their place; returns the removed (or, dry run, removable) ones.
 
