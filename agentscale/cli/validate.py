@@ -75,14 +75,12 @@ def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
     from agentscale.storage.db import Store, database_file
 
     name, path = spec.memory.handbook, database_file(db)
-    book = Handbook(Store(path), name, embedder=None) if path.is_file() else None
-    if book is not None and book.exists():
-        if spec.memory.topic is None:
-            return []
-        try:  # a topic none of its behaviors has selects nothing, for every question
-            book.check_topic(spec.memory.topic, "memory.topic")
-        except AgentScaleError as exc:
-            return [str(exc)]
+    if path.is_file() and (book := Handbook(Store(path), name, embedder=None)).exists():
+        if spec.memory.topic is not None:
+            try:  # a topic none of its behaviors has selects nothing, for every question
+                book.check_topic(spec.memory.topic, "memory.topic")
+            except AgentScaleError as exc:
+                return [str(exc)]
         return []
     there = f"{path}" if path.is_file() else f"{path} (no database there)"
     build = f"agentscale handbook build --handbook {name}"

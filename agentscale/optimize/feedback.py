@@ -186,7 +186,7 @@ async def ask_agent(
     observations: list[Observation],
     *,
     insights: bool,
-    unused: list[str] | None = None,
+    unused: list[str],
 ) -> CandidateGraph | None:
     """One textual-feedback step: ask `agent` about `observations`, blend its valid probabilities into
     `distribution`, and return the graph it proposes when that fits (to be measured next). A failing
@@ -198,14 +198,12 @@ async def ask_agent(
         reply = await agent(system, user)
     except Exception as exc:  # the numeric step (where the method has one) has applied already
         log.warning("agent feedback call failed: %s", exc)
-        if unused is not None:
-            unused.append(f"the call failed: {exc}")
+        unused.append(f"the call failed: {exc}")
         return None
     update, why = parse_agent_update(reply)
     if update is None:
         log.warning("agent feedback ignored: %s", why)
-        if unused is not None:
-            unused.append(f"its reply was ignored: {why}")
+        unused.append(f"its reply was ignored: {why}")
         return None
     proposed, _ = apply_agent_update(distribution, update)  # it logs what it rejected
     return proposed

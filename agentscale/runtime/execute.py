@@ -117,9 +117,13 @@ class GraphRuntime:
         self.topology = Topology.build([n.id for n in spec.nodes], spec.edge_pairs())
         self.output = spec.output or self.topology.sinks[0]
         self.levels = self.topology.levels()
-        # a node's place in the topological order: inputs that finish at the same modelled time are
-        # taken in it (as the simulator's ground truth takes them), whatever order the edges list them in
-        self.position = {node_id: index for index, node_id in enumerate(self.topology.order)}
+        # each node's inputs in topological order: inputs that finish at the same modelled time are taken
+        # in it (as the simulator's ground truth takes them), whatever order the edges list them in
+        position = {node_id: index for index, node_id in enumerate(self.topology.order)}
+        self.inputs_in_order = {
+            node_id: tuple(sorted(predecessors, key=position.__getitem__))
+            for node_id, predecessors in self.topology.predecessors.items()
+        }
         self.roles: dict[str, Role] = resolve_roles(spec.roles)
         self.nodes: dict[str, NodeSpec] = {n.id: n for n in spec.nodes}
         self.models: dict[str, ResolvedModel] = {
@@ -205,15 +209,15 @@ class RunContext:
         if self.options.on_event is not None:
             self.options.on_event(event)
 
-    def _candidates(self, predecessors: tuple[str, ...]) -> list[Candidate]:
-        return usable_candidates([self.traces[p] for p in sorted(predecessors, key=self.runtime.position.__getitem__)])
+    def _candidates(self, node_id: str) -> list[Candidate]:
+        return usable_candidates([self.traces[p] for p in self.runtime.inputs_in_order[node_id]])
 
     async def _execute(self, node: NodeSpec, predecessors: tuple[str, ...]) -> NodeTrace:
         runtime = self.runtime
         role = runtime.roles[node.role]
         fmt = runtime.answer_format
         trace = NodeTrace(node.id, node.role, model=node.model)
-        candidates = self._candidates(predecessors)
+        candidates = self._candidates(node.id)
         if predecessors and not candidates:
             trace.status, trace.error = "skipped", why_no_inputs([self.traces[p] for p in predecessors])
             return trace
