@@ -110,9 +110,9 @@ class GraphDistribution:
         return repair(tuple(nodes), edges, ceo)
 
     def fit_budget(self, candidate: CandidateGraph) -> CandidateGraph | None:
-        """`candidate` with its cheapest non-output node removed, one at a time, until it fits the budget
-        (None when a single node still does not). Sampling uses it, and so does TPE (`methods/bayes.py`),
-        so both methods turn an over-budget draw into the same graph."""
+        """`candidate` with its cheapest non-output model node removed, one at a time, until it fits the
+        budget (None when a single node still does not). Sampling uses it, and so does TPE
+        (`methods/bayes.py`), so both methods turn an over-budget draw into the same graph."""
         problem = self.problem
         while problem.budget is not None and problem.compute(candidate) > problem.budget + 1e-9:
             if candidate.size == 1:
@@ -121,14 +121,17 @@ class GraphDistribution:
         return candidate
 
     def _cheapest_removable(self, candidate: CandidateGraph) -> int:
+        """The non-output model node whose model costs least. Not a vote or tester: removing one saves
+        no compute, and its successor then reads every one of its inputs, so the graph costs more and
+        loses its aggregation (5 × llama-3b → vote → critic became 3 × llama-3b → critic, where
+        dropping one llama-3b fitted the budget)."""
+
         def cost(index: int) -> tuple[float, int]:
-            node = candidate.nodes[index]
-            if node.model is None:
-                return (0.0, -index)
-            single = CandidateGraph((NodeChoice("assistant", node.model),), frozenset())
+            single = CandidateGraph((NodeChoice("assistant", candidate.nodes[index].model),), frozenset())
             return (self.problem.compute(single), -index)
 
-        return min(range(candidate.size - 1), key=cost)
+        models = [index for index in range(candidate.size - 1) if candidate.nodes[index].model is not None]
+        return min(models, key=cost)
 
     # learning ---------------------------------------------------------------------------------
     def gradient(self, candidate: CandidateGraph) -> Gradient:

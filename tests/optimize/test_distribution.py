@@ -124,6 +124,16 @@ def test_budget_repair_drops_the_cheapest_nodes_first() -> None:
 VOTE, TINY, CRITIC = NodeChoice("vote", None), NodeChoice("assistant", "tiny"), NodeChoice("critic", "mid")
 
 
+def test_budget_repair_keeps_the_vote_and_drops_a_model_node() -> None:
+    """Removing the vote saves nothing: the critic would then read all five answers (36.7 compute
+    instead of 17.6) and the repair would go on dropping answers past what the budget needs."""
+    voted = CandidateGraph((TINY,) * 5 + (VOTE, CRITIC), frozenset({(i, 5) for i in range(5)} | {(5, 6)}))
+    space = problem(17.0, max_nodes=8)
+    assert space.compute(voted) > 17.0
+    fitted = GraphDistribution(space).fit_budget(voted)
+    assert fitted == CandidateGraph((TINY,) * 4 + (VOTE, CRITIC), frozenset({(i, 4) for i in range(4)} | {(4, 5)}))
+
+
 def one_input_votes(candidate: CandidateGraph) -> list[int]:
     return [i for i, n in enumerate(candidate.nodes) if n.role == "vote" and len(candidate.predecessors[i]) == 1]
 
