@@ -137,29 +137,44 @@ class CandidateGraph:
     def canonical_key(self) -> str:
         """Equal for isomorphic candidates (same labelled DAG under any topological relabelling).
 
-        The least form over relabellings (`_smallest_form`) is exact and cheap for the small graphs
-        searched here (≤ 7 nodes); larger graphs fall back to a Merkle signature of each node's ancestry. The CEO,
-        when there is one, is part of the key.
+        The least form over relabellings (`_smallest_form`) is exact for every size. Graphs of more
+        than 7 nodes order their nodes by a refinement of their labels (`_ranks`) so the search
+        for the least form stays short; their keys were once a signature of each node's ancestry, which
+        two graphs differing only in who reads whom shared (two critics of one answer or of two). The
+        CEO, when there is one, is part of the key.
         """
         suffix = "" if self.ceo is None else "|" + self.ceo.label()
-        return self._graph_key() + suffix
+        # up to 7 nodes ordered by the labels alone: the keys earlier runs stored stay valid for their resume
+        return repr(self._smallest_form(self._ranks(refined=self.size > 7))) + suffix
 
-    def _graph_key(self) -> str:
-        if self.size <= 7:
-            return repr(self._smallest_form())
-        signature: list[str] = []
-        for index, node in enumerate(self.nodes):
-            parents = sorted(signature[p] for p in self.predecessors[index])
-            signature.append(f"{node.label()}({','.join(parents)})")
-        return signature[-1] + "|" + ",".join(sorted(signature))
+    def _ranks(self, *, refined: bool) -> list[int]:
+        """Each node's rank among the graph's labels; `refined`: among the labels refined by their
+        inputs' and successors' ranks until no class splits further (colour refinement). Nodes an
+        isomorphism can swap share a rank either way, so ordering by ranks keeps the least form
+        canonical; refined ranks separate most nodes of a large graph, which keeps its search short."""
+        inputs = self.predecessors
+        outputs = [[j for i, j in self.edges if i == node] for node in range(self.size)]
+        signatures: list[str] = [node.label() for node in self.nodes]
+        classes = 0
+        while True:
+            distinct = sorted(set(signatures))
+            ranks = [distinct.index(signature) for signature in signatures]
+            if not refined or len(distinct) == classes:
+                return ranks
+            classes = len(distinct)
+            signatures = [
+                repr((ranks[v], sorted(ranks[p] for p in inputs[v]), sorted(ranks[c] for c in outputs[v])))
+                for v in range(self.size)
+            ]
 
-    def _smallest_form(self) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
-        """The least (labels, edges) over topological relabellings that keep the output last.
+    def _smallest_form(self, ranks: list[int]) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+        """The least (labels, edges) over the topological relabellings that keep the output last and
+        place nodes in the order of their `ranks` (`_ranks`).
 
         Depth first, placing one node at a time: a position only takes a ready node (inputs placed)
-        with the least label ready (any other gives a larger label sequence), and of interchangeable
-        ready nodes (same label, inputs and successors) only one, since swapping them changes
-        nothing. Exact, and far cheaper than trying every permutation (720 for 7 nodes).
+        of the least rank ready (with the labels' own ranks, any other gives a larger label sequence),
+        and of interchangeable ready nodes (same rank, inputs and successors) only one, since swapping
+        them changes nothing. Exact, and far cheaper than trying every permutation (720 for 7 nodes).
         """
         labels = [node.label() for node in self.nodes]
         inputs = [frozenset(p) for p in self.predecessors]
@@ -178,11 +193,11 @@ class CandidateGraph:
                 best = form if best is None or form < best else best
                 return
             ready = [v for v in range(self.size - 1) if v not in placed and inputs[v] <= placed]
-            least = min(labels[v] for v in ready)
-            tried: set[tuple[str, frozenset[int], frozenset[int]]] = set()
+            least = min(ranks[v] for v in ready)
+            tried: set[tuple[int, frozenset[int], frozenset[int]]] = set()
             for v in ready:
-                twin = (labels[v], inputs[v], outputs[v])
-                if labels[v] == least and twin not in tried:
+                twin = (ranks[v], inputs[v], outputs[v])
+                if ranks[v] == least and twin not in tried:
                     tried.add(twin)
                     order.append(v)
                     extend(placed | {v})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import random
 
@@ -82,7 +83,54 @@ def test_the_pruned_canonical_form_is_the_brute_force_one(seed: int, size: int) 
     nodes = tuple(rng.choice(labels[:1] + labels[2:3]) if i == 0 else rng.choice(labels) for i in range(size))
     edges = {(i, j) for j in range(size) for i in range(j) if rng.random() < 0.45}
     candidate = repair(nodes, edges)
-    assert candidate._graph_key() == brute_force_form(candidate)
+    assert candidate.canonical_key == brute_force_form(candidate)
+
+
+def from_form(key: str) -> CandidateGraph:
+    """The graph a canonical key writes out: its nodes' labels in order, then its edges."""
+    labels, edges = ast.literal_eval(key)
+    nodes = tuple(NodeChoice(*label.split(":")) if ":" in label else NodeChoice(label, None) for label in labels)
+    return CandidateGraph(nodes, frozenset(edges))
+
+
+def relabelled(candidate: CandidateGraph, rng: random.Random) -> CandidateGraph:
+    """The same graph with its nodes renumbered in another topological order (the output last)."""
+    order: list[int] = []
+    while len(order) < candidate.size - 1:
+        ready = [v for v in range(candidate.size - 1) if v not in order and set(candidate.predecessors[v]) <= set(order)]
+        order.append(rng.choice(ready))
+    position = {old: new for new, old in enumerate(order)} | {candidate.output: candidate.output}
+    nodes = [candidate.nodes[0]] * candidate.size
+    for old, new in position.items():
+        nodes[new] = candidate.nodes[old]
+    return CandidateGraph(tuple(nodes), frozenset((position[i], position[j]) for i, j in candidate.edges))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**9), st.integers(8, 9))
+def test_large_graphs_keys_are_exact(seed: int, size: int) -> None:
+    """Above 7 nodes the key is the least form in an order refined by inputs and successors: the same
+    for every numbering of a graph, and it writes out that very graph (the brute force agrees), so
+    two graphs share a key only when they are one graph."""
+    rng = random.Random(seed)
+    labels = [A, A, NodeChoice("critic", "small"), F, V]
+    nodes = tuple(A if i == 0 else rng.choice(labels) for i in range(size))
+    candidate = repair(nodes, {(i, j) for j in range(size) for i in range(j) if rng.random() < 0.35})
+    assert relabelled(candidate, rng).canonical_key == candidate.canonical_key
+    if candidate.size == 8:  # 5,040 orders: the brute force is quick enough here
+        assert brute_force_form(from_form(candidate.canonical_key)) == brute_force_form(candidate)
+
+
+def test_critics_of_one_answer_and_of_two_are_different_graphs() -> None:
+    """Two 8-node graphs once shared a key (a signature of each node's ancestors): two critics of
+    answer 0 with answer 1 read by the fuser, or one critic of each answer with answer 0 read."""
+    critic = NodeChoice("critic", "small")
+    nodes = (A, A, critic, critic, A, A, A, F)
+    padding = {(4, 7), (5, 7), (6, 7)}
+    same_answer = CandidateGraph(nodes, frozenset({(0, 2), (0, 3), (1, 7), (2, 7), (3, 7)} | padding))
+    each_answer = CandidateGraph(nodes, frozenset({(0, 2), (1, 3), (0, 7), (2, 7), (3, 7)} | padding))
+    assert same_answer.is_valid and each_answer.is_valid
+    assert same_answer.canonical_key != each_answer.canonical_key
 
 
 def test_with_parallel_sampling_only_side_by_side_answers_sample() -> None:
