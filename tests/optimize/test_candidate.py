@@ -97,7 +97,9 @@ def relabelled(candidate: CandidateGraph, rng: random.Random) -> CandidateGraph:
     """The same graph with its nodes renumbered in another topological order (the output last)."""
     order: list[int] = []
     while len(order) < candidate.size - 1:
-        ready = [v for v in range(candidate.size - 1) if v not in order and set(candidate.predecessors[v]) <= set(order)]
+        ready = [
+            v for v in range(candidate.size - 1) if v not in order and set(candidate.predecessors[v]) <= set(order)
+        ]
         order.append(rng.choice(ready))
     position = {old: new for new, old in enumerate(order)} | {candidate.output: candidate.output}
     nodes = [candidate.nodes[0]] * candidate.size
