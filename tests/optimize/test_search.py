@@ -54,3 +54,22 @@ def test_the_search_converges_only_after_patience_rounds_without_a_new_graph() -
     assert len(outcome.history) == 6 and outcome.stopped_reason == "converged: no new graph in 3 iterations"
     fresh = Scripted([[chain(n)] for n in range(1, 9)])
     assert asyncio.run(run_search(fresh, evaluate, iterations=8, samples=1)).stopped_reason == "finished 8 iterations"
+
+
+def test_a_graph_proposed_twice_in_a_round_is_evaluated_once_and_observed_twice() -> None:
+    """The second proposal of a graph (here renumbered: the same graph) shares the first one's
+    evaluation; the method still observes every proposal, each in its own numbering."""
+    a, b = NodeChoice("assistant", "a"), NodeChoice("assistant", "b")
+    vote = NodeChoice("vote", None)
+    first = CandidateGraph((a, b, vote), frozenset({(0, 2), (1, 2)}))
+    renumbered = CandidateGraph((b, a, vote), frozenset({(0, 2), (1, 2)}))
+    asked: list[CandidateGraph] = []
+
+    async def counted(candidate: CandidateGraph, iteration: int) -> Observation:
+        asked.append(candidate)
+        return await evaluate(candidate, iteration)
+
+    method = Scripted([[first, chain(2), renumbered, chain(2)]])
+    outcome = asyncio.run(run_search(method, counted, iterations=1, samples=4))
+    assert asked == [first, chain(2)] and [o.candidate for o in outcome.history] == [first, chain(2)]
+    assert [o.candidate for o in method.history] == [first, chain(2), renumbered, chain(2)]
