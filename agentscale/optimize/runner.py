@@ -534,11 +534,9 @@ class Optimization:
         spent = self.store.spend(self.run_id)
         by_stage = calls_by_stage(self.store, self.run_id)
         warnings = unanswered + ([crowning.warning] if crowning.warning else [])
-        if method.agent_unused:
-            warnings.append(
-                f"the feedback agent gave nothing usable in {len(method.agent_unused)} step(s), which went on "
-                f"with the method's own update (first: {method.agent_unused[0]})"
-            )
+        agent_warning = method.agent_warning()
+        if agent_warning is not None:
+            warnings.append(agent_warning)
         failed_calls = _failed_calls_warning(failed_calls_by_trial(self.store, self.run_id))
         if failed_calls is not None:
             warnings.append(failed_calls)

@@ -32,3 +32,17 @@ def test_the_agents_graph_leads_the_next_iteration_and_a_bad_reply_changes_nothi
     before = method.distribution.state()
     asyncio.run(method.observe([_observed(c, 0.5) for c in proposed]))
     assert method.distribution.state() == before and method.proposed == []
+
+
+def test_a_step_without_a_usable_reply_is_called_random_search() -> None:
+    """`llm` has no update of its own: the warning said such steps "went on with the method's own
+    update" (the search audit), where they sampled the unchanged distribution."""
+
+    async def agent(system: str, user: str) -> str:
+        return "no JSON here"
+
+    method = LLMOptimizer(PROBLEM, seed=0, agent=agent)
+    asyncio.run(method.observe([_observed(single("big"), 0.5)]))
+    warning = method.agent_warning()
+    assert warning is not None and warning.startswith("the feedback agent gave nothing usable in 1 step(s), which ")
+    assert "as random search does" in warning and "own update" not in warning

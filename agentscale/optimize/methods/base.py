@@ -21,6 +21,8 @@ class SearchMethod(ABC):
     name: ClassVar[str]
     uses_agent: ClassVar[bool] = False  # calls `optimizer.agent_model` when the space names one
     needs_agent: ClassVar[bool] = False  # cannot run without it
+    # what a feedback step does when the agent gives nothing usable (the run's warning says it)
+    without_agent: ClassVar[str] = "went on with the method's own update"
 
     def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
         self.problem = problem
@@ -28,6 +30,16 @@ class SearchMethod(ABC):
         self.agent = agent
         self.history: list[Observation] = []
         self.agent_unused: list[str] = []  # why the agent gave nothing usable, one entry per such feedback step
+
+    def agent_warning(self) -> str | None:
+        """How many feedback steps the agent gave nothing usable in, what they did instead, and why
+        the first; None when every step used its reply (or there was no agent)."""
+        if not self.agent_unused:
+            return None
+        return (
+            f"the feedback agent gave nothing usable in {len(self.agent_unused)} step(s), which "
+            f"{self.without_agent} (first: {self.agent_unused[0]})"
+        )
 
     @abstractmethod
     def propose(self, k: int) -> list[CandidateGraph]:

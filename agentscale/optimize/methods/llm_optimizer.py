@@ -18,6 +18,8 @@ from agentscale.optimize.problem import SearchProblem
 class LLMOptimizer(SearchMethod):
     name = "llm"
     uses_agent = needs_agent = True
+    # it has no update of its own: such a step was a step of random search
+    without_agent = "sampled the unchanged distribution, as random search does"
 
     def __init__(self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, **options: Any):
         if agent is None:
