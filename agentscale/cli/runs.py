@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -367,12 +368,16 @@ def optuna_command(
         typer.Option(help="Optuna storage URL (default: sqlite:///<db folder>/optuna.db).", show_default=False),
     ] = None,
     study: Annotated[str | None, typer.Option(help="Study name (default: agentscale-RUN_ID).")] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a study of that name that another run, or no run, wrote.")
+    ] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """Write an optimization's search as an Optuna study (needs agentscale\\[optuna]) for optuna-dashboard.
 
-    Each search evaluation is a trial with two objectives, accuracy and compute; re-export replaces the study.
+    Each search evaluation is a trial with two objectives, accuracy and compute; re-export replaces the
+    run's study (a study of that name from elsewhere only with --replace).
 
     Example:
 
@@ -380,16 +385,17 @@ def optuna_command(
 
       optuna-dashboard sqlite:///.agentscale/optuna.db
     """
-    from agentscale.tracking.optuna_study import export_study
+    from agentscale.tracking.optuna_study import export_study, shown_storage, sqlite_storage
 
     store = open_store(db, existing=True)
-    url = storage or f"sqlite:///{store.path.parent.resolve() / 'optuna.db'}"
-    exported = export_study(store, run_id, url, study)
+    url = storage or sqlite_storage(store.path.parent.resolve() / "optuna.db")
+    exported = export_study(store, run_id, url, study, replace=replace)
+    shown = shown_storage(exported.storage)  # its password hidden
     if json_output:
-        print_json({"storage": exported.storage, "study": exported.study_name, "trials": exported.trials})
+        print_json({"storage": shown, "study": exported.study_name, "trials": exported.trials})
         return
-    out.print(f"study {exported.study_name}: {exported.trials} trials in {exported.storage}")
-    out.print(f"view it with: optuna-dashboard {exported.storage}")
+    out.print(f"study {exported.study_name}: {exported.trials} trials in {shown}")
+    out.print(f"view it with: optuna-dashboard {shlex.quote(shown)}")
 
 
 def _say_the_score(accuracy: dict[str, Any], *, simulated: bool) -> None:

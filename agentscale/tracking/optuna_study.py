@@ -6,7 +6,8 @@ front and parameter importances. A graph has no fixed set of parameters, so it i
 `nodes` (how many) and, per node slot, `node<i>.role` and `node<i>.model` (`none` for a vote), plus
 `ceo`; the full graph and its edges are user attributes. Crowning and test evaluations run on other
 item sets, so they are not trials: the crowned graph's scores are attributes of the study.
-Re-exporting a run replaces its study.
+Re-exporting a run replaces its study; a study of that name that is not the run's is refused unless
+`replace` is given (it was deleted: a user's own study, or another run's exported under one name).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.candidate import CandidateGraph
@@ -38,8 +41,11 @@ class StudyExport:
     trials: int
 
 
-def export_study(store: Store, run_id: str, storage: str, study_name: str | None = None) -> StudyExport:
-    """Write the run's search as a study in `storage` (an Optuna storage URL, e.g. sqlite:///optuna.db)."""
+def export_study(
+    store: Store, run_id: str, storage: str, study_name: str | None = None, *, replace: bool = False
+) -> StudyExport:
+    """Write the run's search as a study in `storage` (an Optuna storage URL, e.g. sqlite:///optuna.db);
+    `replace`: even over a study of that name that another run, or no run, wrote."""
     try:
         import optuna
     except ImportError:
@@ -51,13 +57,23 @@ def export_study(store: Store, run_id: str, storage: str, study_name: str | None
     name = study_name or f"agentscale-{run.id}"
     trials = store.trials(run.id)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shown = shown_storage(storage)
     try:
+        if _in_memory(storage):
+            raise ValueError("an in-memory database keeps nothing once the command ends: name a file")
         if name in optuna.study.get_all_study_names(storage):
+            owner = optuna.load_study(study_name=name, storage=storage).user_attrs.get("agentscale_run_id")
+            if owner != run.id and not replace:
+                whose = f"agentscale run {owner}'s" if owner else "not written by agentscale"
+                raise AgentScaleError(
+                    f"Optuna storage {shown!r} already holds a study named {name!r} ({whose}): "
+                    "pass another --study name, or --replace to overwrite it"
+                )
             optuna.delete_study(study_name=name, storage=storage)
         study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
     except (ValueError, ImportError, SQLAlchemyError) as exc:  # a malformed URL, an unknown or missing
         # backend (NoSuchModuleError), a database that cannot be opened (OperationalError)
-        raise AgentScaleError(f"Optuna storage {storage!r}: {str(exc).splitlines()[0]}") from None
+        raise AgentScaleError(f"Optuna storage {shown!r}: {str(exc).splitlines()[0]}") from None
     with warnings.catch_warnings():  # experimental in Optuna 3.2+, and what the dashboard labels axes with
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "compute"])
@@ -98,6 +114,28 @@ def export_study(store: Store, run_id: str, storage: str, study_name: str | None
             )
         )
     return StudyExport(storage, name, len(search))
+
+
+def sqlite_storage(path: Path) -> str:
+    """The storage URL of an SQLite file, escaped: a folder named `a?b` or `p%41` was read as a query
+    string or a percent escape, so the study went to another file or none."""
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+
+
+def shown_storage(storage: str) -> str:
+    """A storage URL as printed: its password hidden (a PostgreSQL URL's was echoed in errors)."""
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL: shown as given, and refused by Optuna with its reason
+        return storage
+
+
+def _in_memory(storage: str) -> bool:
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        return False
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def _params(candidate: CandidateGraph, max_nodes: int) -> dict[str, Any]:

@@ -91,6 +91,56 @@ def test_a_storage_optuna_cannot_open_is_named(tmp_path: Path, monkeypatch: pyte
         assert f"Optuna storage {storage!r}" in " ".join(err.split()) and "Traceback" not in err
 
 
+def test_a_study_of_that_name_from_elsewhere_is_refused_unless_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--study NAME` deleted whatever study had that name (the tracking audit): a user's own, or
+    another run's exported under one name. The run's own study is still replaced on re-export."""
+    run_id = _optimized(tmp_path, monkeypatch, capsys)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mine = optuna.create_study(study_name="my-precious", storage=storage)
+    mine.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=5)
+    assert main(["runs", "optuna", run_id, "--study", "my-precious"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "already holds a study named 'my-precious' (not written by agentscale)" in err and "--replace" in err
+    assert len(optuna.load_study(study_name="my-precious", storage=storage).trials) == 5
+    assert main(["runs", "optuna", run_id, "--study", "ours"]) == 0
+    assert main(["runs", "optuna", run_id, "--study", "ours"]) == 0  # its own study: replaced
+    assert main(["runs", "optuna", run_id, "--study", "my-precious", "--replace"]) == 0
+    capsys.readouterr()
+    replaced = optuna.load_study(study_name="my-precious", storage=storage)
+    assert replaced.user_attrs["agentscale_run_id"] == run_id
+
+
+def test_the_storage_url_survives_odd_folder_names_and_hides_passwords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default URL was `sqlite:///` + the path: a folder named `a?b c` sent the study to a file
+    `a` (the rest read as a query string) while the path printed did not exist, and the command
+    printed to view it broke at the space; an in-memory
+    database kept nothing and said it had; a PostgreSQL password was echoed."""
+    folder = tmp_path / "a?b c"
+    folder.mkdir()
+    monkeypatch.setenv("AGENTSCALE_DB", str(folder / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--json"]) == 0
+    run_id = str(json.loads(capsys.readouterr().out)["run_id"])
+    assert main(["runs", "optuna", run_id]) == 0
+    printed = capsys.readouterr().out
+    assert (folder / "optuna.db").is_file() and not (tmp_path / "a").exists()
+    assert optuna.get_all_study_names(f"sqlite:///{folder / 'optuna.db'}".replace("?", "%3F")) == [
+        f"agentscale-{run_id}"
+    ]
+    assert "view it with: optuna-dashboard 'sqlite:///" in printed  # quoted for the shell
+    for memory in ("sqlite:///:memory:", "sqlite://"):
+        assert main(["runs", "optuna", run_id, "--storage", memory]) == 1
+        assert "keeps nothing once the command ends" in capsys.readouterr().err
+    assert main(["runs", "optuna", run_id, "--storage", "postgresql+nosuchdriver://bob:hunter2@127.0.0.1:1/db"]) == 1
+    err = capsys.readouterr().err
+    assert "bob:***@" in err and "hunter2" not in err
+
+
 @pytest.mark.parametrize("method", ["agent-reinforce", "random"])
 def test_the_study_labels_the_pilot_and_carries_the_crowned_graphs_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], method: str
