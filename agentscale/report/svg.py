@@ -16,6 +16,9 @@ from agentscale.report.charts import clip
 from agentscale.report.drawing import GraphPicture, PictureNode
 from agentscale.report.layout import Box, layout
 
+PNG_SCALE = 2.0  # a PNG is drawn at twice the SVG's size, for sharp text on high-density screens
+PNG_MAX_SIDE = 32_000  # cairo refuses an image over 32,767 px a side (CAIRO_STATUS_INVALID_SIZE)
+PNG_LEAST_SCALE = 0.5  # below half the SVG's size its labels cannot be read
 ROLE_FILL = {
     "assistant": "#e8f0fe",
     "critic": "#fde7e7",
@@ -99,7 +102,9 @@ def _coordinator(box: Box, label: str) -> str:
 
 
 def write_drawing(picture: GraphPicture, path: Path) -> Path:
-    """Write the drawing as SVG, or as PNG when the path ends in `.png` (needs `agentscale[png]`)."""
+    """Write the drawing as SVG, or as PNG when the path ends in `.png` (needs `agentscale[png]`): at
+    twice the SVG's size, less for a drawing that would pass cairo's largest image (a 71-node chain
+    at twice its size crashed it), and refused when that would make it illegible."""
     suffix = path.suffix.lower()
     refuse_unusable_output(path, "graph.svg")
     if suffix not in (".svg", ".png"):
@@ -114,5 +119,12 @@ def write_drawing(picture: GraphPicture, path: Path) -> Path:
         raise AgentScaleError(
             f"PNG drawings need cairosvg and the cairo library ({exc}): pip install 'agentscale[png]', or write .svg"
         ) from None
-    write_output(path, cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=2.0))
+    placed = layout(picture)
+    scale = min(PNG_SCALE, PNG_MAX_SIDE / max(placed.width, placed.height))
+    if scale < PNG_LEAST_SCALE:
+        raise AgentScaleError(
+            f"{path}: the drawing is {placed.width:.0f} x {placed.height:.0f} px, too large for a legible PNG "
+            f"(at most {PNG_MAX_SIDE} px a side): write .svg"
+        )
+    write_output(path, cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale))
     return path

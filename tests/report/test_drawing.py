@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.errors import AgentScaleError
 from agentscale.graphs.validate import load_spec_text
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.report import picture_from_candidate, picture_from_spec, render_svg, write_drawing
@@ -130,3 +131,22 @@ def test_draw_cli_writes_svg_and_refuses_bad_input(tmp_path: Path, capsys: pytes
     graph.write_text(DIAMOND.replace("role: vote", "role: voter"))
     assert main(["draw", str(graph)]) == 1
     assert "nodes[3].role" in capsys.readouterr().err
+
+
+def chain_yaml(length: int) -> str:
+    nodes = "".join(f"  - {{id: n{i}, role: assistant, model: m}}\n" for i in range(length))
+    edges = "".join(f"  - n{i} -> n{i + 1}\n" for i in range(length - 1))
+    return f"name: chain\nmodels: {{m: {{model: openai/x}}}}\nnodes:\n{nodes}edges:\n{edges}"
+
+
+def test_a_long_graph_is_a_smaller_png_and_an_endless_one_is_refused(tmp_path: Path) -> None:
+    """A 71-node chain at twice its SVG's size passed cairo's 32,767 px and crashed with a traceback
+    (the drawing audit): it is drawn smaller; one too long to read at half size is refused in words."""
+    long = picture_from_spec(load_spec_text(chain_yaml(71), "chain.yaml"))
+    data = write_drawing(long, tmp_path / "long.png").read_bytes()
+    width, _ = struct.unpack(">II", data[16:24])
+    assert 16_000 < width <= 32_000
+    endless = picture_from_spec(load_spec_text(chain_yaml(300), "chain.yaml"))
+    with pytest.raises(AgentScaleError, match=r"too large for a legible PNG .*: write \.svg"):
+        write_drawing(endless, tmp_path / "endless.png")
+    assert not (tmp_path / "endless.png").exists()
