@@ -4,7 +4,8 @@ Model calls carry the GenAI semantic convention (`gen_ai.operation.name=chat`, `
 `gen_ai.usage.input_tokens`/`output_tokens`, ...), nodes are `invoke_agent` spans, and every span
 also carries OpenInference's `openinference.span.kind` (LLM, AGENT, CHAIN), so Jaeger, Langfuse and
 Phoenix show the tree with tokens and cost without glue. Where spans go is OpenTelemetry's own
-configuration: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_HEADERS`,
+configuration: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL`
+(`http/protobuf`, the default, or `grpc`), `OTEL_EXPORTER_OTLP_HEADERS`,
 `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`. Prompt and answer text are left out unless
 `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (the variable GenAI instrumentations use).
 """
@@ -35,6 +36,12 @@ CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 EXPORTERS = ("otlp", "console")
 INSTALL_HINT = "pip install 'agentscale[otel]'"
 _DEFAULT_OTLP = "http://localhost:4318"  # OpenTelemetry's default OTLP/HTTP endpoint
+_DEFAULT_OTLP_GRPC = "http://localhost:4317"  # and its default OTLP/gRPC one
+# the OTLP protocols (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL) and the exporter module of each
+_OTLP_EXPORTERS = {
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+}
 
 _OPENINFERENCE_KIND = {"run": "CHAIN", "item": "CHAIN", "node": "AGENT", "call": "LLM"}
 # neutral key -> attribute, per span kind (keys not listed become `agentscale.<key>`)
@@ -209,9 +216,27 @@ def check_exporter(exporter_name: str) -> None:
     if not _installed("opentelemetry.sdk.trace"):
         raise AgentScaleError(f"tracing needs OpenTelemetry: {INSTALL_HINT}")
     if exporter_name == "otlp":
-        if not _installed("opentelemetry.exporter.otlp.proto.http.trace_exporter"):
-            raise AgentScaleError(f"--trace otlp needs the OTLP exporter: {INSTALL_HINT}")
-        _require_a_listener(_otlp_traces_endpoint())
+        protocol = _otlp_protocol()
+        if not _installed(_OTLP_EXPORTERS[protocol]):
+            hint = INSTALL_HINT if protocol == "http/protobuf" else "pip install opentelemetry-exporter-otlp-proto-grpc"
+            raise AgentScaleError(f"--trace otlp over {protocol} needs its OTLP exporter: {hint}")
+        _require_a_listener(_otlp_traces_endpoint(protocol))
+
+
+def _otlp_protocol() -> str:
+    """The OTLP protocol OpenTelemetry's variables ask for (http/protobuf unless set). Why: with
+    `grpc` set, spans went over HTTP to the gRPC port, which the connection check passed, and were
+    dropped with exit 0."""
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = os.environ.get(variable, "").strip()
+        if protocol:
+            if protocol not in _OTLP_EXPORTERS:
+                raise AgentScaleError(
+                    f"--trace otlp: {variable}={protocol!r} is not a protocol agentscale exports: "
+                    f"use {' or '.join(_OTLP_EXPORTERS)}"
+                )
+            return protocol
+    return "http/protobuf"
 
 
 def _installed(module: str) -> bool:
@@ -222,7 +247,8 @@ def _installed(module: str) -> bool:
 
 
 def exporting_provider(exporter_name: str) -> TracerProvider:
-    """A provider that batches spans to OTLP/HTTP (configured by OTEL_* variables) or to stderr."""
+    """A provider that batches spans to OTLP over HTTP or gRPC (configured by OTEL_* variables) or to
+    stderr."""
     check_exporter(exporter_name)
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -230,9 +256,7 @@ def exporting_provider(exporter_name: str) -> TracerProvider:
 
     exporter: SpanExporter
     if exporter_name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
+        exporter = importlib.import_module(_OTLP_EXPORTERS[_otlp_protocol()]).OTLPSpanExporter()
     else:
         exporter = ConsoleSpanExporter(out=sys.stderr)
     resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
@@ -243,12 +267,14 @@ def exporting_provider(exporter_name: str) -> TracerProvider:
     return provider
 
 
-def _otlp_traces_endpoint() -> str:
-    """Where OTLP/HTTP spans go, as the OpenTelemetry specification resolves it: the traces
-    variable as given, else the base variable (or the default port) with /v1/traces."""
+def _otlp_traces_endpoint(protocol: str) -> str:
+    """Where OTLP spans go, as the OpenTelemetry specification resolves it: the traces variable as
+    given, else the base variable (or the protocol's default port), over HTTP with /v1/traces."""
     traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if traces:
         return traces
+    if protocol == "grpc":
+        return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or _DEFAULT_OTLP_GRPC
     base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or _DEFAULT_OTLP
     return base.rstrip("/") + "/v1/traces"
 

@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -171,6 +172,47 @@ def test_eval_trace_otlp_reaches_an_otlp_endpoint(  # type: ignore[no-untyped-de
     assert service == {"agentscale-test"}
     assert len({span.trace_id for _, span in spans}) == 1  # one trace per run
     assert SECRET.encode() not in b"".join(r.SerializeToString() for r in received)
+
+
+def test_trace_otlp_over_grpc_reaches_a_grpc_collector(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`OTEL_EXPORTER_OTLP_PROTOCOL=grpc` was ignored: spans went over HTTP to the gRPC port (the
+    connection check passed) and were dropped with exit 0 (the tracing audit). An unknown protocol
+    is refused before the run."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[ExportTraceServiceRequest] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        def Export(self, request, context):  # type: ignore[no-untyped-def]  # gRPC's name
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("TRACE_TEST_KEY", SECRET)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+        graph = tmp_path / "trio.yaml"
+        graph.write_text(GRAPH.format(api_base=scripted.api_base))
+        assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 0
+    finally:
+        server.stop(None)
+    names = [
+        span.name for request in received for r in request.resource_spans for s in r.scope_spans for span in s.spans
+    ]
+    assert names.count("chat hosted_vllm/scripted") == 3 and any(name.startswith("agentscale.run ") for name in names)
+    capsys.readouterr()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not a protocol agentscale exports" in err
 
 
 def test_trace_otlp_with_nothing_listening_stops_before_the_run(  # type: ignore[no-untyped-def]
