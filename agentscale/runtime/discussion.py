@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from agentscale.agents.coordinator import (
@@ -269,6 +271,7 @@ class Discussion:
         )
         error = "no reply"
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            read: list[RawDecision | DecisionParseError] = []
             trace = await self._call(
                 f"r{record.index}.ceo",
                 "ceo",
@@ -278,6 +281,7 @@ class Discussion:
                 CEO_MAX_TOKENS,
                 None,
                 json_schema=decision_schema(self.limits) if self.coordinator.structured_output else None,
+                read=partial(_read_decision, attempt=attempt, into=read),
             )
             if trace.status == "skipped":  # the budget cannot pay for the CEO
                 record.ceo_error = trace.error
@@ -289,16 +293,13 @@ class Discussion:
                 return self._fallen_back(current, reason, record.index, messages, None)
             reply = trace.completion or ""
             record.ceo_replies.append(reply)
-            try:
-                raw: RawDecision = parse_decision(reply)
-            except DecisionParseError as exc:
-                error = str(exc)
-                trace.error = f"attempt {attempt}: {error}"
+            (raw,) = read
+            if isinstance(raw, DecisionParseError):
+                error = str(raw)
                 if attempt < MAX_ATTEMPTS:
                     messages = retry_messages(messages, reply, error, self.limits)
                 continue
             record.requested = raw.model_dump()
-            trace.answer = raw.decision
             if raw.decision == "stop":
                 refusal = await self._stop_refused()
                 if refusal is None:  # the CEO stopped: whether another round would fit is moot
@@ -378,6 +379,7 @@ class Discussion:
     async def _feedback(self, record: RoundRecord) -> str | None:
         """The evaluator's advice on the round's answer, else the round's answers and critiques."""
         if self.evaluator_model is not None and record.answer is not None:
+            verdicts: list[Verdict] = []
             trace = await self._call(
                 f"r{record.index}.evaluator",
                 "evaluator",
@@ -387,10 +389,10 @@ class Discussion:
                 EVALUATOR_MAX_TOKENS,
                 None,
                 json_schema=VERDICT_SCHEMA if self.coordinator.structured_output else None,
+                read=partial(_read_verdict, into=verdicts),
             )
-            if trace.status == "ok":
-                verdict: Verdict = parse_verdict(trace.completion or "")
-                trace.answer = verdict.advice
+            if verdicts:
+                (verdict,) = verdicts
                 record.evaluator = {"correct": verdict.correct, "advice": verdict.advice}
                 judged = {True: "correct", False: "incorrect", None: "unclear"}[verdict.correct]
                 return f"Evaluator: the solution is {judged}. Advice: {verdict.advice or 'none'}"
@@ -440,6 +442,10 @@ class Discussion:
             )
             temperature = first_set(node.temperature, defaults.temperature, DEFAULT_TEMPERATURE)
             top_p = node.top_p if node.top_p is not None else defaults.top_p
+
+            def answer(trace: NodeTrace) -> None:
+                trace.answer = role.answer(trace.completion or "", candidates, fmt)
+
             trace = await self._call(
                 slot.id,
                 node.role,
@@ -449,9 +455,8 @@ class Discussion:
                 decision.max_tokens,
                 top_p,
                 model_alias=node.model,
+                read=answer,
             )
-            if trace.status == "ok":
-                trace.answer = role.answer(trace.completion or "", candidates, fmt)
         self._finish_trace(trace)
         trace.finished_at_s = modelled_finish(trace, inputs)
         self._emit(GraphEvent("node_finished", slot.id, node.role, trace=trace))
@@ -469,10 +474,14 @@ class Discussion:
         *,
         model_alias: str | None = None,
         json_schema: dict[str, Any] | None = None,
+        read: Callable[[NodeTrace], None] | None = None,
     ) -> NodeTrace:
         """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
         alike); a refusal by the budget ends the discussion. The CEO's and evaluator's calls are stream
-        events of their own (workers' are the round's): a stream showed nothing while the CEO thought."""
+        events of their own (workers' are the round's): a stream showed nothing while the CEO thought.
+        `read` reads an answered call's reply into its trace inside the span, so the span and the
+        node_finished event carry its answer, or why it was unusable (the CEO's unusable replies
+        were three identical spans, status OK, the error set once they had closed)."""
         steering = role in ("ceo", "evaluator")  # workers are added and announced by the round, in slot order
         if steering:
             self._emit(GraphEvent("node_started", trace_id, role))
@@ -488,6 +497,8 @@ class Discussion:
         with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
             if await self.calls.call(trace, request) is None:
                 self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
+            if read is not None and trace.status == "ok":
+                read(trace)
             traced.set(traced_fields(trace))
         if steering:
             self._finish_trace(trace)
@@ -672,3 +683,23 @@ def solution_text(answer: str | None, traces: list[NodeTrace]) -> str | None:
                 f"{text[:SOLUTION_HEAD_CHARS]}\n[... {left_out} characters left out ...]\n{text[-SOLUTION_TAIL_CHARS:]}"
             )
     return answer
+
+
+def _read_decision(trace: NodeTrace, *, attempt: int, into: list[RawDecision | DecisionParseError]) -> None:
+    """The CEO's decision into its trace (inside its span: the decision, or which attempt was unusable
+    and why) and into `into`, the parsed decision or the parse error."""
+    try:
+        decided = parse_decision(trace.completion or "")
+    except DecisionParseError as exc:
+        trace.error = f"attempt {attempt}: {exc}"
+        into.append(exc)
+        return
+    trace.answer = decided.decision
+    into.append(decided)
+
+
+def _read_verdict(trace: NodeTrace, *, into: list[Verdict]) -> None:
+    """The evaluator's verdict into `into` and its advice into its trace (inside its span)."""
+    verdict = parse_verdict(trace.completion or "")
+    trace.answer = verdict.advice
+    into.append(verdict)

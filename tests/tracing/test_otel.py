@@ -283,6 +283,30 @@ async def test_a_ceo_led_discussion_gives_a_node_span_per_worker_and_ceo_call(sc
     assert len(calls) == 4 and all(c.parent is not None and c.parent.span_id != item.context.span_id for c in calls)
 
 
+async def test_unusable_ceo_replies_are_error_spans_that_name_their_attempt(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    """The CEO's reply was read after its span had closed: three unusable replies were three
+    identical spans, status OK, and the decision and the workers' answers were never on a span (the
+    tracing audit)."""
+    from opentelemetry.trace import StatusCode
+
+    scripted.add_rule(Rule(model="ceo", replies=["I think we should go on."]))
+    otel.install(_in_memory(exporter), capture_content=True)
+    events = []
+    graph = Graph.from_yaml(CEO_GRAPH.format(api_base=scripted.api_base), gateway=gateway)
+    async for event in graph.astream("What is 2 + 3?"):
+        events.append(event)
+    hooks.set_observer(None)
+    spans = exporter.get_finished_spans()
+    ceo = [s for s in spans if s.name == "invoke_agent r1.ceo"]
+    assert [s.status.status_code for s in ceo] == [StatusCode.ERROR] * 3
+    errors = [str(s.attributes["agentscale.error"]) for s in ceo]  # type: ignore[index]
+    assert [e.split(":")[0] for e in errors] == ["attempt 1", "attempt 2", "attempt 3"]
+    finished = [e.trace for e in events if getattr(e, "kind", None) == "node_finished" and e.node_id == "r1.ceo"]
+    assert [t.error.split(":")[0] for t in finished] == ["attempt 1", "attempt 2", "attempt 3"]
+    worker = next(s for s in spans if s.name == "invoke_agent r1.s1")
+    assert any("5" in str(value) for key, value in worker.attributes.items() if "output" in key or "answer" in key)  # type: ignore[union-attr]
+
+
 def _in_memory(exporter: InMemorySpanExporter) -> TracerProvider:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
