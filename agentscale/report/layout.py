@@ -18,6 +18,9 @@ COLUMN_GAP = 64
 ROW_GAP = 22
 MARGIN = 16
 COORDINATOR_HEIGHT = 36  # the CEO band above the nodes, when the graph has a coordinator
+COORDINATOR_SUFFIX = " (steers every round)"  # after the band's label
+LABEL_CHAR_WIDTH = 7.4  # at most, per character of the band's 12 px label (DejaVu Sans)
+LANE_GAP = 12  # between the lanes, below the nodes, of edges that skip a column
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Layout:
     width: float
     height: float
     coordinator: Box | None
+    lanes: dict[tuple[str, str], float]  # the height of each column-skipping edge's lane
 
 
 def columns_of(picture: GraphPicture) -> list[list[str]]:
@@ -81,8 +85,19 @@ def layout(picture: GraphPicture) -> Layout:
         y0 = top + (body_height - column_height) / 2
         for row, node_id in enumerate(column):
             boxes[node_id] = Box(x, y0 + row * (NODE_HEIGHT + ROW_GAP))
-    width = 2 * MARGIN + len(columns) * NODE_WIDTH + max(0, len(columns) - 1) * COLUMN_GAP
+    width: float = 2 * MARGIN + len(columns) * NODE_WIDTH + max(0, len(columns) - 1) * COLUMN_GAP
     coordinator = None
     if picture.coordinator:
-        coordinator = Box(MARGIN, MARGIN, max(NODE_WIDTH, width - 2 * MARGIN), COORDINATOR_HEIGHT)
-    return Layout(boxes, width, top + body_height + MARGIN, coordinator)
+        label = len(picture.coordinator + COORDINATOR_SUFFIX) * LABEL_CHAR_WIDTH + 20
+        width = max(width, label + 2 * MARGIN)  # a one-column graph cut its CEO's label off
+        coordinator = Box(MARGIN, MARGIN, width - 2 * MARGIN, COORDINATOR_HEIGHT)
+    lanes = _lanes(picture, columns, top + body_height + ROW_GAP)
+    return Layout(boxes, width, top + body_height + LANE_GAP * len(lanes) + MARGIN, coordinator, lanes)
+
+
+def _lanes(picture: GraphPicture, columns: list[list[str]], first: float) -> dict[tuple[str, str], float]:
+    """A lane below the nodes for each edge that skips a column: drawn straight, it ran behind the
+    nodes between and seemed to come out of them (debate-3's s1 -> out read as c1 -> out)."""
+    column = {node_id: index for index, ids in enumerate(columns) for node_id in ids}
+    skipping = [(s, t) for s, t in picture.edges if column[t] - column[s] > 1]
+    return {edge: first + index * LANE_GAP for index, edge in enumerate(skipping)}

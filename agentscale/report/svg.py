@@ -14,7 +14,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
 from agentscale.report.charts import clip
 from agentscale.report.drawing import GraphPicture, PictureNode
-from agentscale.report.layout import Box, layout
+from agentscale.report.layout import COLUMN_GAP, COORDINATOR_SUFFIX, Box, layout
 
 PNG_SCALE = 2.0  # a PNG is drawn at twice the SVG's size, for sharp text on high-density screens
 PNG_MAX_SIDE = 32_000  # cairo refuses an image over 32,767 px a side (CAIRO_STATUS_INVALID_SIZE)
@@ -52,20 +52,31 @@ def render_svg(picture: GraphPicture, *, title: str | None = None) -> str:
     if placed.coordinator is not None and picture.coordinator:
         parts.append(_coordinator(placed.coordinator, picture.coordinator))
     for source, target in picture.edges:
-        parts.append(_edge(source, target, placed.boxes[source], placed.boxes[target]))
+        lane = placed.lanes.get((source, target))
+        parts.append(_edge(source, target, placed.boxes[source], placed.boxes[target], lane))
     for node in picture.nodes:
         parts.append(_node(node, placed.boxes[node.id], is_output=node.id == picture.output))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _edge(source: str, target: str, start: Box, end: Box) -> str:
+def _edge(source: str, target: str, start: Box, end: Box, lane: float | None = None) -> str:
+    """A curve from box to box; one that skips a column (`lane`) goes down in the gap after its
+    source's column, along its lane below the nodes, and up in the gap before its target's."""
     (x1, y1), (x2, y2) = start.right, end.left
-    bend = max(24.0, (x2 - x1) / 2)
+    if lane is None:
+        bend = max(24.0, (x2 - x1) / 2)
+        route = f"C{x1 + bend:.1f} {y1:.1f} {x2 - bend:.1f} {y2:.1f} {x2:.1f} {y2:.1f}"
+    else:
+        half = COLUMN_GAP / 2
+        route = (
+            f"C{x1 + half:.1f} {y1:.1f} {x1 + half:.1f} {lane:.1f} {x1 + COLUMN_GAP:.1f} {lane:.1f}"
+            f"L{x2 - COLUMN_GAP:.1f} {lane:.1f}"
+            f"C{x2 - half:.1f} {lane:.1f} {x2 - half:.1f} {y2:.1f} {x2:.1f} {y2:.1f}"
+        )
     return (
         f'<path class="edge" data-from="{escape(source)}" data-to="{escape(target)}" '
-        f'd="M{x1:.1f} {y1:.1f}C{x1 + bend:.1f} {y1:.1f} {x2 - bend:.1f} {y2:.1f} {x2:.1f} {y2:.1f}" '
-        'marker-end="url(#arrow)"/>'
+        f'd="M{x1:.1f} {y1:.1f}{route}" marker-end="url(#arrow)"/>'
     )
 
 
@@ -97,7 +108,7 @@ def _coordinator(box: Box, label: str) -> str:
     return (
         f'<g class="coordinator"><rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.0f}" '
         f'height="{box.height:.0f}" rx="6"/><text x="{box.x + 10:.1f}" y="{box.y + box.height / 2 + 4:.1f}">'
-        f"{escape(label)} (steers every round)</text></g>"
+        f"{escape(label + COORDINATOR_SUFFIX)}</text></g>"
     )
 
 

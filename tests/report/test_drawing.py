@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -150,3 +151,49 @@ def test_a_long_graph_is_a_smaller_png_and_an_endless_one_is_refused(tmp_path: P
     with pytest.raises(AgentScaleError, match=r"too large for a legible PNG .*: write \.svg"):
         write_drawing(endless, tmp_path / "endless.png")
     assert not (tmp_path / "endless.png").exists()
+
+
+DEBATE = """\
+name: debate-3
+models:
+  m: {model: openai/x}
+nodes:
+  - {id: s1, role: assistant, model: m}
+  - {id: s2, role: assistant, model: m}
+  - {id: c1, role: critic, model: m}
+  - {id: out, role: fuser, model: m}
+edges:
+  - s1, s2 -> c1
+  - s1, s2, c1 -> out
+"""
+
+
+def test_an_edge_that_skips_a_column_runs_below_the_nodes_between() -> None:
+    """s1 -> out was drawn straight behind c1 and seemed to come out of it: the picture read as
+    'c1 sends three edges to out' (the drawing audit)."""
+    root = ET.fromstring(render_svg(picture_from_spec(load_spec_text(DEBATE, "debate.yaml"))))
+    rects = {g.get("data-node"): g.find(f"{SVG}rect") for g in root.iter(f"{SVG}g") if "node" in g.get("class", "")}
+    bottom = max(float(r.get("y", 0)) + float(r.get("height", 0)) for r in rects.values() if r is not None)
+    routes = {
+        (p.get("data-from"), p.get("data-to")): [float(v) for v in re.findall(r"-?\d+\.?\d*", p.get("d", ""))]
+        for p in root.iter(f"{SVG}path")
+        if p.get("class") == "edge"
+    }
+    for skipping in (("s1", "out"), ("s2", "out")):
+        heights = routes[skipping][1::2]  # the y of every point of the path
+        assert max(heights) > bottom  # along a lane below every node
+    assert max(routes[("c1", "out")][1::2]) < bottom  # a neighbouring column's edge stays a plain curve
+    assert float(root.get("height", 0)) > max(max(r[1::2]) for r in routes.values())  # inside the picture
+
+
+def test_the_ceo_band_is_wide_enough_for_its_label() -> None:
+    """A one-node coordinator graph cut its label off at 'CEO big · up to 3 rounds (ste'."""
+    text = "name: led\nmodels: {big: {model: openai/x}, small: {model: openai/y}}\n"
+    text += "nodes:\n  - {id: a, role: assistant, model: small}\n"
+    text += "coordinator: {model: big, max_rounds: 3, evaluator: small}\n"
+    picture = picture_from_spec(load_spec_text(text, "led.yaml"))
+    root = ET.fromstring(render_svg(picture))
+    band = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "coordinator")
+    label = "".join(band.itertext())
+    assert label.endswith("(steers every round)") and "evaluator small" in label
+    assert float(root.get("width", 0)) >= len(label) * 7  # 12 px DejaVu Sans: about 6.6-7.2 px a character
