@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agentscale.errors import ServingError
 from agentscale.models.bundled import cache_dir, file_lock
 from agentscale.models.serving.engine import DEFAULT_HOST
 from agentscale.models.serving.health import pid_alive
@@ -25,11 +26,7 @@ def _locked() -> Iterator[list[dict[str, Any]]]:
     """The state file's entries, locked against other processes; changes are written back atomically."""
     path = state_path()
     with file_lock(path.with_suffix(".lock")):
-        try:
-            recorded = json.loads(path.read_text()).get("servers", [])
-        except (OSError, ValueError, AttributeError):
-            recorded = []
-        entries = [e for e in recorded if _well_formed(e)] if isinstance(recorded, list) else []
+        entries = _recorded(path)
         before = list(entries)
         yield entries
         entries[:] = [e for e in entries if pid_alive(int(e.get("pid", 0)))]
@@ -48,9 +45,23 @@ def _well_formed(entry: Any) -> bool:
     )
 
 
+def _recorded(path: Path) -> list[dict[str, Any]]:
+    """The well-formed entries of the state file (none when it is missing or damaged)."""
+    try:
+        recorded = json.loads(path.read_text()).get("servers", [])
+    except (OSError, ValueError, AttributeError):
+        recorded = []
+    return [e for e in recorded if _well_formed(e)] if isinstance(recorded, list) else []
+
+
 def entries() -> list[dict[str, Any]]:
-    with _locked() as current:
-        return list(current)
+    """The recorded servers still alive. Where the lock cannot be taken (a cache mounted read-only,
+    say in a container) they are read without it: `models list` failed there entirely."""
+    try:
+        with _locked() as current:
+            return list(current)
+    except ServingError:
+        return [e for e in _recorded(state_path()) if pid_alive(int(e.get("pid", 0)))]
 
 
 def add(entry: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentscale.errors import ServingError
 from agentscale.models.serving import ensure_server, find_server, state, stop_all
 from agentscale.models.serving.engine import DEFAULT_HOST
 from agentscale.models.serving.health import base_url, pid_alive, serves
@@ -114,3 +115,18 @@ def test_a_reused_server_its_owner_stopped_is_not_returned_after_the_recheck_int
         assert find_server("smollm2-135m") == endpoint  # remembered, not probed again at once
     time.sleep(_RECHECK_S + 0.2)
     assert find_server("smollm2-135m") is None
+
+
+def test_the_servers_are_listed_where_the_lock_cannot_be_taken(cache: Path) -> None:
+    """A cache mounted read-only (a container's pre-filled cache) made `models list` fail entirely:
+    the state file's lock could not be created (here a folder stands where the lock file would be,
+    which root's permissions cannot wave through). Reading needs no lock; writing still does."""
+    from agentscale.cli.app import main
+
+    good = _entry(35108)
+    (cache / "servers.json").write_text(json.dumps({"servers": [good]}))
+    (cache / "servers.lock").mkdir()
+    assert state.entries() == [good]
+    assert main(["models", "list", "--json"]) == 0
+    with pytest.raises(ServingError, match=r"servers\.lock"):
+        state.add(_entry(35109))
