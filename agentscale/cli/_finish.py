@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentscale.cli._console import err, interrupted, print_json
 from agentscale.errors import AgentScaleError
+from agentscale.storage import sqlite_failure
 
 if TYPE_CHECKING:
     from agentscale.storage.db import Store
@@ -80,12 +81,6 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
         if json_output:  # stdout stayed empty: a script never learned the run to resume
             print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(cause)})
         raise AgentScaleError(database_failed(cause, resume)) from None
-
-
-def sqlite_failure(exc: BaseException) -> sqlite3.OperationalError | None:
-    """The SQLite error under `exc` (SQLAlchemy wraps it), if that is what it is."""
-    cause = getattr(exc, "orig", exc)
-    return cause if isinstance(cause, sqlite3.OperationalError) else None
 
 
 def database_failed(cause: sqlite3.OperationalError, resume: str | None = None) -> str:

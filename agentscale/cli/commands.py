@@ -11,7 +11,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from agentscale.cli._console import Interrupted, ReaderGone, error
-from agentscale.cli._finish import database_failed, sqlite_failure
+from agentscale.cli._finish import database_failed
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
 from agentscale.cli.handbook import handbook_app
@@ -24,6 +24,7 @@ from agentscale.cli.serve_graph import serve_graph_command
 from agentscale.cli.sim import sim_app
 from agentscale.cli.validate import schema_command, validate_command
 from agentscale.errors import AgentScaleError
+from agentscale.storage import sqlite_failure
 
 app = typer.Typer(
     name="agentscale",

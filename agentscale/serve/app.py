@@ -39,6 +39,7 @@ from agentscale.serve._replies import (
     usage_of,
 )
 from agentscale.serve._stream import RunStream, streamed_reply
+from agentscale.storage import sqlite_failure
 
 log = logging.getLogger("agentscale.serve")
 
@@ -159,11 +160,32 @@ def create_app(
         headers = dict(exc.headers or {})  # a 405's Allow
         return error_response(ApiError(exc.status_code, str(exc.detail), headers=headers))
 
+    database_failed: list[str] = []  # the database's error, once one happened
+
     def _internal_error(exc: Exception) -> ApiError:
         """`x-should-retry: false`, as for a graph that gave no answer: OpenAI's clients retry a 5xx
-        twice, and an error the server did not foresee comes back the same, each time paid."""
-        log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
-        return ApiError(500, "internal error while running the graph", "server_error", headers=NO_RETRY)
+        twice, and an error the server did not foresee comes back the same, each time paid. A
+        failure of the database (a full disk, a read-only file) is said, and it stops the server
+        taking requests: each went on paying for model calls it could not record, and got an
+        unexplained 500."""
+        cause = sqlite_failure(exc)
+        if cause is None:
+            log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
+            return ApiError(500, "internal error while running the graph", "server_error", headers=NO_RETRY)
+        if not database_failed:
+            log.error("graph %s: the database failed: %s; refusing every request from now on", graph.name, cause)
+            database_failed.append(str(cause))
+        return _storage_unavailable()
+
+    def _storage_unavailable() -> ApiError:
+        return ApiError(
+            503,
+            f"the server's database failed ({database_failed[0]}: a full disk, a read-only file?); "
+            "it takes no request until it is restarted",
+            "server_error",
+            "storage_unavailable",
+            headers=NO_RETRY,
+        )
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +194,10 @@ def create_app(
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
 
     @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some load balancers' checks send
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "graph": graph.name}
+    async def health() -> JSONResponse:
+        if database_failed:
+            return JSONResponse({"status": "database failed", "graph": graph.name, "error": database_failed[0]}, 503)
+        return JSONResponse({"status": "ok", "graph": graph.name})
 
     served_model = {"id": graph.name, "object": "model", "created": 0, "owned_by": "agentscale"}
 
@@ -204,6 +228,8 @@ def create_app(
             return error_response(STOPPING)  # its run is stopped (stored interrupted); a client may retry
 
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
+        if database_failed:  # before any model call: its cost could not be recorded
+            raise _storage_unavailable()
         body = await _body_within(request, max_body_bytes)
         try:
             data = json.loads(body or b"null")

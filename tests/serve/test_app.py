@@ -179,8 +179,10 @@ def test_openai_nulls_are_read_as_openai_reads_them(served: str) -> None:
     """`"stream": null` is not streamed (it was a 400); a text part whose text is null is no text (the
     graph answered the question "None")."""
     url = served + "/chat/completions"
-    answered = httpx.post(
-        url, json={"model": "served", "stream": None, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+    answered = httpx.post(  # the first request of the process waits for litellm's import: over httpx's 5 s when loaded
+        url,
+        json={"model": "served", "stream": None, "messages": [{"role": "user", "content": "What is 2 + 2?"}]},
+        timeout=60,
     )
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "4"
     textless = [{"role": "user", "content": [{"type": "text", "text": None}]}]
@@ -539,3 +541,28 @@ def test_requests_that_fit_the_running_slots_are_never_refused(make_graph, scrip
 
         for _ in range(3):
             assert asyncio.run(six()) == [200] * 6
+
+
+def test_a_failed_database_is_said_and_stops_the_server_paying_for_calls(
+    make_graph, store: Store, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """The database failing under a served run (a full disk in the serving audit; here its item table
+    gone) was an unexplained 500, `/health` stayed ok, and every later request still paid for model
+    calls it could not record."""
+    import sqlite3
+
+    for url in serve(make_graph(BODY)):
+        client = httpx.Client(base_url=url.removesuffix("/v1"), timeout=30)
+        ask = {"model": "served", "messages": [{"role": "user", "content": "What is 17 + 25?"}]}
+        assert client.post("/v1/chat/completions", json=ask).status_code == 200
+        with sqlite3.connect(store.path) as connection:
+            connection.execute("DROP TABLE runitem")
+        failed = client.post("/v1/chat/completions", json=ask)
+        assert failed.status_code == 503 and failed.headers["x-should-retry"] == "false"
+        error = failed.json()["error"]
+        assert error["code"] == "storage_unavailable" and "no such table: runitem" in error["message"]
+        paid = len(scripted.completion_requests)
+        again = client.post("/v1/chat/completions", json={**ask, "stream": True})
+        assert again.status_code == 503 and len(scripted.completion_requests) == paid  # refused before any call
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "database failed"
