@@ -124,18 +124,21 @@ def sqlite_storage(path: Path) -> str:
 
 def shown_storage(storage: str) -> str:
     """A storage URL as printed: its password hidden (a PostgreSQL URL's was echoed in errors)."""
-    try:
-        return make_url(storage).render_as_string(hide_password=True)
-    except ArgumentError:  # not a URL: shown as given, and refused by Optuna with its reason
-        return storage
+    url = _parsed(storage)
+    return storage if url is None else url.render_as_string(hide_password=True)
 
 
 def _in_memory(storage: str) -> bool:
+    url = _parsed(storage)
+    return url is not None and url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _parsed(storage: str) -> URL | None:
+    """The storage URL parsed, None when it is none (Optuna refuses it then, with its reason)."""
     try:
-        url = make_url(storage)
+        return make_url(storage)
     except ArgumentError:
-        return False
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        return None
 
 
 def _params(candidate: CandidateGraph, max_nodes: int) -> dict[str, Any]:
