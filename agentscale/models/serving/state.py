@@ -55,12 +55,15 @@ def _recorded(path: Path) -> list[dict[str, Any]]:
 
 
 def entries() -> list[dict[str, Any]]:
-    """The recorded servers still alive. Where the lock cannot be taken (a cache mounted read-only,
-    say in a container) they are read without it: `models list` failed there entirely."""
+    """The recorded servers still alive. Where the cache folder is there but the lock cannot be taken
+    in it (a cache mounted read-only, say in a container) they are read without it: `models list`
+    failed there entirely. A cache that is no folder (a file in the way) stays an error."""
     try:
         with _locked() as current:
             return list(current)
     except ServingError:
+        if not state_path().parent.is_dir():
+            raise
         return [e for e in _recorded(state_path()) if pid_alive(int(e.get("pid", 0)))]
 
 
