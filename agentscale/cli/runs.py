@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from agentscale.storage.db import Store
-    from agentscale.storage.tables import Run, Trial
+    from agentscale.storage.tables import NodeCall, Run, Trial
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
@@ -177,24 +177,8 @@ def show_command(
     if accuracy is not None:
         _say_the_score(accuracy, simulated=data["simulated"])
     for item in items:
-        traces = [
-            NodeTrace(
-                c.node_id,
-                c.role,
-                model=c.route,
-                route=c.route,
-                status=c.status,
-                answer=c.answer,
-                prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens,
-                latency_s=c.latency_s,
-                cached=c.cached,
-                error=c.error,
-            )
-            for c in calls
-            if c.item_key == item.item_key
-        ]
-        out.print(trace_table(traces, title=f"item {item.item_key}: {short(item.question, 70)}"))
+        title = f"item {item.item_key}: {short(item.question, 70)}"
+        out.print(trace_table(_traces_of(calls, item.item_key), title=title))
         for line in round_lines(json.loads(item.rounds_json) if item.rounds_json is not None else []):
             out.print(line, markup=False)
         stopped = f"  [yellow](stopped: {escape(terminal_safe(item.stopped_reason))})[/]" if item.stopped_reason else ""
@@ -202,8 +186,34 @@ def show_command(
         shown = "" if item.reference is None else escape(terminal_safe(str(item.reference)))
         reference = "" if item.reference is None else f" · reference {shown}{verdict}"
         out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
+    answered = {item.item_key for item in items}
+    unanswered = sorted({c.item_key for c in calls} - answered, key=_natural_order)
+    for key in unanswered:  # a question stopped before its answer: the calls that had finished (paid)
+        out.print(trace_table(_traces_of(calls, key), title=f"item {key}: stopped before its answer"))
     if not items:
-        err.print("no items recorded")
+        above = " (the node calls that finished before it stopped are above)" if unanswered else ""
+        err.print(f"no items recorded{above}")
+
+
+def _traces_of(calls: list[NodeCall], item_key: str) -> list[NodeTrace]:
+    """An item's stored node calls as traces, for the trace table."""
+    return [
+        NodeTrace(
+            c.node_id,
+            c.role,
+            model=c.route,
+            route=c.route,
+            status=c.status,
+            answer=c.answer,
+            prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            latency_s=c.latency_s,
+            cached=c.cached,
+            error=c.error,
+        )
+        for c in calls
+        if c.item_key == item_key
+    ]
 
 
 def _just_finished(run: Run) -> bool:
@@ -426,5 +436,7 @@ def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
     if run.kind in ("eval", "optimize"):
         resume = command_line(store, run.kind, "--resume", run.id)
         err.print(f"{why}; continue with: {resume}")
+    elif run.kind == "run":  # a question asked by `agentscale run`, the Python API or a served graph
+        err.print(f"{why}; asked again with the same graph (response cache on), the calls it paid are not paid again")
     else:
         err.print(f"{why}; the same command again goes on (calls already paid come from the response cache)")

@@ -172,7 +172,7 @@ async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptio
     try:
         return await discussion.run()
     except BaseException as exc:
-        record_broken(runtime.gateway.store, options.run_row, exc)
+        record_broken(runtime.gateway.store, options.run_row, exc, options.item_key, discussion.traces)
         raise
 
 

@@ -253,7 +253,7 @@ class Graph:
         try:
             await self._app().ainvoke({"question": question, "run_key": key}, config=config)
         except BaseException as exc:
-            record_broken(store, run_row, exc)
+            record_broken(store, run_row, exc, item_key, list(context.traces.values()))
             raise
         finally:
             close_context(key)

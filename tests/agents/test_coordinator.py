@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -482,6 +483,29 @@ def test_trace_usage_and_record(talk, scripted: ScriptedServer) -> None:  # type
     # a re-run replays every call from the cache and reports the same cost
     again = graph.run("What is 1 + 2?")
     assert again.usage.cached_calls == 6 and again.usage.tokens == result.usage.tokens
+
+
+async def test_a_discussion_cancelled_mid_round_keeps_the_calls_that_had_finished(
+    talk, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A discussion stopped in its first round (a client gone, a timeout) kept only its run row, so
+    `runs show` listed no call while the ledger held the CEO's and the workers' paid calls."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(pattern="You merge several answers", replies=["Final answer: 3"], latency_s=5))
+    graph = talk("{model: ceo, max_rounds: 2}")
+    task = asyncio.ensure_future(graph.arun("What is 1 + 2?"))
+    for _ in range(500):  # until the fuser's request is at the server (the CEO and workers have answered)
+        if len(scripted.completion_requests) == 4:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert graph.store is not None
+    (run,) = graph.store.list_runs()
+    calls = sorted((c.node_id, c.status) for c in graph.store.node_calls(run.id))
+    assert run.status == "interrupted" and graph.store.spend(run.id)["calls"] == 3
+    assert calls == [("r1.ceo", "ok"), ("r1.s1", "ok"), ("r1.s2", "ok")]
 
 
 def test_structured_output_sends_the_schemas_with_the_graphs_ranges(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]

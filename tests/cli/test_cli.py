@@ -21,8 +21,10 @@ from typer.core import TyperCommand, TyperGroup
 
 from agentscale.cli.app import main
 from agentscale.cli.commands import app
-from agentscale.runtime.calls import record_rows
+from agentscale.graphs.result import NodeTrace
+from agentscale.runtime.calls import record_broken, record_rows
 from agentscale.storage.db import Store
+from agentscale.storage.tables import utcnow
 from agentscale.testing import ScriptedServer
 from tests.conftest import graph_yaml
 
@@ -841,6 +843,22 @@ def test_a_run_stopped_before_it_started_says_so_and_how_to_start_it(
     code, out, err = run_cli(capsys, "runs", "show", build.id, "--db", str(database))
     assert code == 0 and "it failed (error above); the same command again goes on" in " ".join(err.split())
     assert "accuracy" not in out  # a build's verdicts are its source run's (the second diff review)
+
+
+def test_runs_show_lists_the_calls_of_a_question_stopped_before_its_answer(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A single question interrupted mid-graph (Ctrl-C, a served request's client gone) showed "no
+    items recorded" and said "the same command again goes on", which fits no HTTP request: its
+    finished calls are shown, and asking again with the same graph is what reuses them."""
+    store = Store(tmp_path / "c.db")
+    graph = "name: g\nnodes:\n  - {id: a, role: assistant, model: hosted_vllm/m}\n"
+    row = {"id": "r1", "kind": "run", "created": utcnow(), "graph_name": "g", "graph_yaml": graph}
+    paid = NodeTrace("a", "assistant", model="m", route="hosted_vllm/m", status="ok", answer="417")
+    record_broken(store, row, KeyboardInterrupt(), "0", [paid])
+    code, out, err = run_cli(capsys, "runs", "show", "r1", "--db", str(store.path))
+    said = " ".join(err.split())
+    assert code == 0 and "item 0: stopped before its answer" in out and "417" in out
+    assert "no items recorded (the node calls that finished before it stopped are above)" in said
+    assert "it was interrupted; asked again with the same graph (response cache on), the calls it paid" in said
 
 
 def test_an_output_path_that_is_the_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -444,7 +444,9 @@ async def test_a_run_that_fails_is_stored_failed_with_its_error(make_graph, stor
 
 async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, scripted: ScriptedServer, store) -> None:  # type: ignore[no-untyped-def]
     """Cancelled mid-graph: the run row says interrupted, the call that returned is in the spend
-    ledger and the cache as soon as it returned, and a re-run pays only for the rest."""
+    ledger and the cache as soon as it returned, and with the run as its node call (it was dropped:
+    `runs show` said "no items recorded" beside a ledger that counted it); a re-run pays only for the
+    rest."""
     scripted.add_rule(Rule(pattern="Answers from other solvers", replies=["Final answer: 8"], latency_s=5))
     graph: Graph = make_graph(
         "name: cut\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
@@ -460,7 +462,8 @@ async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, s
         await task
     (run,) = store.list_runs()
     assert run.status == "interrupted" and run.graph_name == "cut"
-    assert store.spend(run.id)["calls"] == 1 and store.node_calls(run.id) == []
+    assert store.spend(run.id)["calls"] == 1
+    assert [(c.node_id, c.status, c.answer) for c in store.node_calls(run.id)] == [("a", "ok", "8")]
     scripted.reset()
     again = await graph.arun("What is 4 + 4?")
     assert again.answer == "8" and again.usage.calls == 1 and again.usage.cached_calls == 1
@@ -491,7 +494,7 @@ async def test_a_cancel_after_the_answer_was_recorded_is_a_cancel_and_the_run_st
     with pytest.raises(asyncio.CancelledError):
         await store.run
     (run,) = store.list_runs()
-    assert run.status == "done" and len(store.run_items(run.id)) == 1
+    assert run.status == "done" and len(store.run_items(run.id)) == 1 and len(store.node_calls(run.id)) == 1
 
 
 def test_inputs_finishing_at_the_same_modelled_time_keep_their_listed_order() -> None:
