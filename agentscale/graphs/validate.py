@@ -315,8 +315,13 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
                 named.add(unknown[0])
             elif source == target:
                 issues.append(loc.issue(("edges", index), f"self-loop on node {source!r}"))
+            elif (source, target) in pairs:  # read once all the same: a vote would not count it twice
+                first = pairs[(source, target)]
+                where = "twice in this entry" if first == index else f"again (first in edges[{first}])"
+                why = "an input is read once however often it is named"
+                issues.append(loc.issue(("edges", index), f"edge {source} -> {target} is written {where}: {why}"))
             else:
-                pairs.setdefault((source, target), index)
+                pairs[(source, target)] = index
     if issues:
         return issues
 

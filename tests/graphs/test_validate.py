@@ -87,6 +87,20 @@ CASES = {
         "self-loop on node 'a'",
         7,
     ),
+    "edge written twice": (  # merged silently: it read as a second copy of a's answer for the vote
+        BASE
+        + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: assistant, model: small}\n"
+        + "  - {id: v, role: vote}\nedges:\n  - a, b -> v\n  - a -> v\n",
+        "edges[1]",
+        "edge a -> v is written again (first in edges[0]): an input is read once",
+        10,
+    ),
+    "edge named twice in one entry": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: v, role: vote}\nedges:\n  - a, a -> v\n",
+        "edges[0]",
+        "edge a -> v is written twice in this entry",
+        8,
+    ),
     "cycle is printed": (
         BASE
         + "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: b, role: critic, model: small}\n"
