@@ -2,8 +2,10 @@
 
 Each run is a separate process tree started from a fresh interpreter (``python -s -P``: no user
 site, no script directory on the path; ``PYTHONHASHSEED=0``, so a set's order is the same in every
-run) in a new session, with a wall-clock timeout after which the whole tree is killed (and killed
-with the process that started it, even by SIGKILL: ``setpriv --pdeathsig``), ``setrlimit`` caps
+run) in a new session, with a wall-clock timeout after which the whole tree is killed, the pid
+namespace's first process before the rest, so ``unshare`` reaps it (no zombie is left to a
+container's first process, which may reap nothing), and killed with the process that started it,
+even by SIGKILL (``setpriv --pdeathsig``), ``setrlimit`` caps
 (CPU seconds, 1 GiB address space, 16 MiB per written file, no core dumps, a process/thread cap,
 open files), a fresh work directory deleted afterwards (a killed process's, by the next process to
 run one), and an environment built from scratch (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR``

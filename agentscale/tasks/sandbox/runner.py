@@ -28,6 +28,7 @@ from agentscale.tasks.sandbox.isolation import Isolation, candidates, interprete
 from agentscale.tasks.sandbox.limits import DEFAULT_LIMITS, SandboxError, SandboxLimits, SandboxResult
 
 T = TypeVar("T")
+_REAP_WAIT_S = 2.0  # how long `unshare` is given to reap its killed child before the group is killed
 
 _BOOTSTRAP = str(Path(__file__).with_name("_bootstrap.py"))
 _TAIL_CHARS = 2000
@@ -84,6 +85,39 @@ def _kill_uid(uid: int) -> None:
                         break
         except (OSError, ValueError):
             continue
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as handle:
+                for line in handle:
+                    if line.startswith("PPid:"):
+                        if int(line.split()[1]) == pid:
+                            found.append(int(entry))
+                        break
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _end_namespace_first(proc: subprocess.Popen[bytes]) -> None:
+    """A program still running when its time is up: SIGKILL the namespace's first process (the
+    bootstrap, ``unshare``'s child; the kernel then takes every other process in its namespace
+    down) and give ``unshare`` a moment to reap it and exit. Killing the whole group at once let
+    ``unshare`` die first, now and then, and the bootstrap's zombie passed to the machine's first
+    process: in a container whose first process reaps nothing, one zombie per few dozen timeouts
+    stayed, each holding a pid (measured: 3 of 48 timeouts here)."""
+    for child in _children(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + _REAP_WAIT_S
+    while not _exited(proc) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
@@ -245,6 +279,8 @@ def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: 
             os.close(write_fd)
             write_fd = -1
             finished = _wait_exit(proc, started + limits.timeout_s)
+            if not finished and isolation.pid_namespace:
+                _end_namespace_first(proc)
             # Before reaping, so the group id cannot have been reused: take down everything left.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
