@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -172,7 +172,7 @@ async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptio
     try:
         return await discussion.run()
     except BaseException as exc:
-        record_broken(runtime.gateway.store, options.run_row, exc, options.item_key, discussion.traces)
+        record_broken(runtime.gateway.store, options.run_row, exc, options.item_key, discussion.finished_traces())
         raise
 
 
@@ -193,6 +193,7 @@ class Discussion:
         self.ceo_model = runtime.callers["coordinator.model"]
         self.evaluator_model = runtime.callers.get("coordinator.evaluator")
         self.traces: list[NodeTrace] = []
+        self._round_done: dict[str, NodeTrace] = {}  # the round's slots that have finished, by id
         self.rounds: list[RoundRecord] = []
         self.stopped_reason: str | None = None
         self.best: str | None = None
@@ -205,6 +206,12 @@ class Discussion:
         self._behaviors: str | None = None  # their prompt block
 
     # -- the loop ---------------------------------------------------------------------------------
+
+    def finished_traces(self) -> list[NodeTrace]:
+        """Every call that has finished, those of a round stopped midway too (a round's traces join
+        `traces` when the whole round is done): what a stopped run keeps (`record_broken`)."""
+        kept = {id(trace) for trace in self.traces}
+        return [*self.traces, *(t for t in self._round_done.values() if id(t) not in kept)]
 
     async def run(self) -> RunResult:
         memory = self.runtime.memory
@@ -339,12 +346,18 @@ class Discussion:
             else:
                 candidates = list(inputs) if is_source_fallback else []
             trace = await self._node(slot, candidates, decision, [done[p] for p in slot.predecessors])
-            done[slot.id] = trace
+            done[slot.id] = trace  # before the event: a callback that raises on it leaves the call kept
+            self._emit(GraphEvent("node_finished", slot.id, slot.node.role, trace=trace))
             return trace
 
         for slot in slots:
             tasks[slot.id] = asyncio.ensure_future(run_slot(slot, True))
-        workers = list(await asyncio.gather(*tasks.values()))
+        self._round_done = done
+        try:
+            workers = list(await asyncio.gather(*tasks.values()))
+        except BaseException:  # one slot failed (a callback's error): gather leaves the others running
+            await _cancel_and_wait(tasks.values())
+            raise
         self.traces.extend(workers)
         record.nodes = [s.id for s in slots]
         record.answers = {t.node_id: t.answer for t in workers}
@@ -459,7 +472,6 @@ class Discussion:
             )
         self._finish_trace(trace)
         trace.finished_at_s = modelled_finish(trace, inputs)
-        self._emit(GraphEvent("node_finished", slot.id, node.role, trace=trace))
         return trace
 
     async def _call(
@@ -653,6 +665,15 @@ class Discussion:
         if store is not None and run_id is not None:
             record_result(store, result, self.options.item_key, self.options.run_row)
         return result
+
+
+async def _cancel_and_wait(tasks: Iterable[asyncio.Task[NodeTrace]]) -> None:
+    """Cancel `tasks` and wait until each has ended: none goes on paying for a call, or calling the
+    run's `on_event`, after the run has raised."""
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def solution_text(answer: str | None, traces: list[NodeTrace]) -> str | None:

@@ -508,6 +508,39 @@ async def test_a_discussion_cancelled_mid_round_keeps_the_calls_that_had_finishe
     assert calls == [("r1.ceo", "ok"), ("r1.s1", "ok"), ("r1.s2", "ok")]
 
 
+async def test_a_worker_that_fails_the_round_stops_its_siblings(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A round whose worker failed (here the caller's callback, on its node_finished) raised while the
+    other workers went on: a slow one finished its paid call and called the callback 1.5 s after
+    `arun` had raised. Now they are cancelled before the run raises, and the calls that had finished
+    are kept with the stopped run."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="slow", replies=["Final answer: 3"], latency_s=1.5))
+    graph = make_graph(
+        with_ceo(
+            scripted,
+            "slow",
+            "name: talk\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: slow}\n"
+            "  - {id: f, role: fuser, model: m}\nedges:\n  - s1, s2 -> f\nanswer_format: number\n"
+            "coordinator: {model: ceo, max_rounds: 1}\n",
+        )
+    )
+    seen: list[str] = []
+
+    def fails_on_a_worker(event) -> None:  # type: ignore[no-untyped-def]
+        seen.append(f"{event.kind} {event.node_id}")
+        if event.kind == "node_finished" and event.node_id == "r1.s1":
+            raise ValueError("callback failed")
+
+    with pytest.raises(ValueError, match="callback failed"):
+        await graph.arun("What is 1 + 2?", on_event=fails_on_a_worker)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    await asyncio.sleep(1.6)  # the slow worker's reply would have come
+    assert "node_finished r1.s2" not in seen
+    (run,) = graph.store.list_runs()
+    assert (run.status, run.error) == ("failed", "callback failed")
+    assert sorted(c.node_id for c in graph.store.node_calls(run.id)) == ["r1.ceo", "r1.s1"]
+
+
 def test_structured_output_sends_the_schemas_with_the_graphs_ranges(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     scripted.add_rule(Rule(model="ceo", replies=[ceo_reply()]))
     scripted.add_rule(Rule(model="judge", replies=['{"correct": 1, "advice": "fine"}']))
