@@ -9,6 +9,7 @@ would price the call at nothing under every cap; a 429's `Retry-After` says how 
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,17 @@ def raised_before_sending(exc: BaseException) -> bool:
     import openai
 
     return _in_chain(exc, lambda e: isinstance(e, openai.OpenAIError) and not isinstance(e, openai.APIError))
+
+
+_POOL_REFUSAL = "cannot schedule new futures after"  # ThreadPoolExecutor.submit's, shut down ("after shutdown")
+
+
+def at_interpreter_exit(exc: BaseException) -> bool:
+    """Whether the call failed because Python is shutting down: once the main thread has returned,
+    thread pools are shut down (before Python waits for the other threads and runs exit hooks) and
+    litellm hands every call to one. litellm reports the pool's refusal as a connection failure,
+    which was retried with backoff (2-3 s per node) and read as a network fault."""
+    return not threading.main_thread().is_alive() and _in_chain(exc, lambda e: _POOL_REFUSAL in str(e))
 
 
 def refused_connection(exc: BaseException) -> bool:

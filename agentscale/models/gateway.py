@@ -22,6 +22,7 @@ from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models._reply import (
     MalformedReply,
+    at_interpreter_exit,
     check_reply,
     raised_before_sending,
     refused_connection,
@@ -159,6 +160,8 @@ def _timeouts() -> tuple[type[BaseException], ...]:
 def _is_retryable(exc: BaseException) -> bool:
     litellm = get_litellm()
     retried = (*_timeouts(), litellm.APIConnectionError, EndpointsCoolingDown, MalformedReply)
+    if at_interpreter_exit(exc):  # every later attempt is refused the same way
+        return False
     if isinstance(exc, retried):
         return True
     if raised_before_sending(exc):  # nothing reached a server: a retry would be refused the same way
@@ -487,6 +490,12 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if len(text) > 300:
         text = text[:300] + "..."
+    if at_interpreter_exit(exc):
+        return (
+            "no request was sent: Python is shutting down (the main thread has returned, or this is an exit "
+            "hook), and its thread pools, which model calls need, take no more work; finish runs before the "
+            "main thread returns (join the threads that make them)"
+        )
     if raised_before_sending(exc):
         return f"no request was sent: {text}"
     # litellm gives these a made-up status (408, 500) though no HTTP reply came

@@ -17,6 +17,7 @@ from agentscale.runtime.sync import run_sync
 from agentscale.testing import ScriptedServer
 from tests.conftest import graph_yaml
 
+ONE_NODE = "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
 FAN_IN = "name: fan\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n" + (
     "  - {id: f, role: fuser, model: m}\nedges: ['a, b -> f']\nanswer_format: number\n"
 )
@@ -128,6 +129,30 @@ def test_a_run_in_an_exit_hook_after_the_loop_closed_does_not_hang(tmp_path: Pat
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.split()[:4] == ["True", "exit", "hook", "ran"], done
+
+
+def test_a_run_after_the_main_thread_returned_says_python_is_shutting_down(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    """A thread still asking after the main thread returned (Python waits for it, with its thread
+    pools shut down, which litellm's calls need): each call was retried 4 times, 2-3 s per node, and
+    failed as "connection failed". Now at once, saying why."""
+    script = tmp_path / "late_thread.py"
+    script.write_text(
+        "import threading, time, agentscale\n"
+        f"g = agentscale.Graph.from_yaml({graph_yaml(scripted.api_base, ONE_NODE)!r}, store=None)\n"
+        "print('main', g.run('What is 1 + 1?').answer, flush=True)\n"
+        "def late():\n"
+        "    time.sleep(0.5)\n"
+        "    started = time.monotonic()\n"
+        "    result = g.run('What is 2 + 2?')\n"
+        "    print('late', result.answer, time.monotonic() - started < 1.5, result.errors, flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    lines = done.stdout.splitlines()
+    assert lines[:1] == ["main 2"] and lines[1].startswith("late None True"), done
+    assert "after 1 attempt(s): no request was sent: Python is shutting down" in lines[1]
 
 
 def test_a_slow_callback_holds_up_its_own_run_only() -> None:
