@@ -174,6 +174,20 @@ def build_state_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up, *, p
     return builder
 
 
+def _by_id(traces: list[NodeTrace]) -> dict[str, dict[str, Any]]:
+    """A discussion's traces keyed by id, a repeated id (the CEO's second and third attempts at a
+    usable decision: `r1.ceo#2`, `r1.ceo#3`) numbered: keyed by id alone, the last attempt replaced
+    the others, and the trace no longer added up to the run's usage."""
+    keyed: dict[str, dict[str, Any]] = {}
+    for trace in traces:
+        key, repeat = trace.node_id, 1
+        while key in keyed:
+            repeat += 1
+            key = f"{trace.node_id}#{repeat}"
+        keyed[key] = trace.to_dict()
+    return keyed
+
+
 def build_discussion_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up) -> StateGraph:
     """A StateGraph whose one node runs `runtime`'s graph as a CEO-steered discussion."""
 
@@ -183,7 +197,7 @@ def build_discussion_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up)
         result = await run_discussion(runtime, question, _options(config))
         return {
             "answer": result.answer,
-            "trace": {trace.node_id: trace.to_dict() for trace in result.trace},
+            "trace": _by_id(result.trace),
             "usage": result.usage.to_dict(),
             "stopped_reason": result.stopped_reason,
             "rounds": [record.to_dict() for record in result.rounds or []],

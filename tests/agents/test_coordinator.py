@@ -306,6 +306,15 @@ def test_unparseable_ceo_falls_back_after_three_tries(talk, scripted: ScriptedSe
     assert result.answer == "13"
 
 
+def test_a_compiled_discussion_keeps_every_ceo_attempt_in_its_trace(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The compiled graph's trace is keyed by id, and a CEO's three attempts share `r1.ceo`: the last
+    replaced the others, so the trace no longer added up to the usage (3 entries for 5 calls)."""
+    scripted.add_rule(Rule(model="ceo", replies=["We should definitely keep going, team!"]))
+    out = talk("{model: ceo, max_rounds: 1}").compile().invoke({"question": "What is 6 + 7?"})
+    assert list(out["trace"]) == ["r1.ceo", "r1.ceo#2", "r1.ceo#3", "r1.s1", "r1.s2", "r1.f"]
+    assert len(out["trace"]) == out["usage"]["calls"] == len(scripted.completion_requests)
+
+
 def test_run_prints_each_round_and_a_fallback_is_seen(tmp_path, monkeypatch, capsys, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """A CEO whose replies never parsed looked healthy in `run` and `runs show` (its calls `ok`, the
     answer column empty): the fallback was only in --json. Each round now has a line."""
