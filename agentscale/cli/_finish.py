@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentscale.cli._console import err, interrupted, print_json
 from agentscale.errors import AgentScaleError
-from agentscale.storage import sqlite_failure
+from agentscale.storage import damaged, database_trouble, sqlite_failure
 
 if TYPE_CHECKING:
     from agentscale.storage.db import Store
@@ -83,13 +83,12 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
         raise AgentScaleError(database_failed(cause, resume)) from None
 
 
-def database_failed(cause: sqlite3.OperationalError, resume: str | None = None) -> str:
+def database_failed(cause: sqlite3.DatabaseError, resume: str | None = None) -> str:
     """What to say when the database failed under a command: what it holds is kept."""
-    then = f"once fixed, continue with: {resume}" if resume else "fix that and run the command again, or resume the run"
-    return (
-        f"the database failed: {cause} (a read-only file, a full disk, another program holding it?); "
-        f"what it holds is kept: {then}"
-    )
+    if damaged(cause):
+        return f"the database failed: {cause} ({database_trouble(cause)})"
+    then = f"once fixed, continue with: {resume}" if resume else "fix that and run the command again"
+    return f"the database failed: {cause} ({database_trouble(cause)}); what it holds is kept: {then}"
 
 
 def finishing_a_done_run() -> None:

@@ -39,7 +39,7 @@ from agentscale.serve._replies import (
     usage_of,
 )
 from agentscale.serve._stream import RunStream, streamed_reply
-from agentscale.storage import sqlite_failure
+from agentscale.storage import database_trouble, sqlite_failure
 
 log = logging.getLogger("agentscale.serve")
 
@@ -174,14 +174,13 @@ def create_app(
             return ApiError(500, "internal error while running the graph", "server_error", headers=NO_RETRY)
         if not database_failed:
             log.error("graph %s: the database failed: %s; refusing every request from now on", graph.name, cause)
-            database_failed.append(str(cause))
+            database_failed.append(f"{cause}: {database_trouble(cause)}")
         return _storage_unavailable()
 
     def _storage_unavailable() -> ApiError:
         return ApiError(
             503,
-            f"the server's database failed ({database_failed[0]}: a full disk, a read-only file?); "
-            "it takes no request until it is restarted",
+            f"the server's database failed ({database_failed[0]}); it takes no request until it is restarted",
             "server_error",
             "storage_unavailable",
             headers=NO_RETRY,

@@ -6,7 +6,27 @@ SQLITE_MAX_INTEGER = 2**63 - 1
 """The largest integer a SQLite column holds: a larger count or limit is refused where it is given."""
 
 
-def sqlite_failure(exc: BaseException) -> sqlite3.OperationalError | None:
-    """The SQLite error under `exc` (SQLAlchemy wraps it), if that is what it is."""
+def sqlite_failure(exc: BaseException) -> sqlite3.DatabaseError | None:
+    """The failure of the database itself under `exc` (SQLAlchemy wraps it), if that is what it is:
+    an operational one (a full disk, a read-only file, a lock held too long), a damaged file
+    ("database disk image is malformed"), or a row a newer release's schema refuses (a NOT NULL
+    column this release does not know). Those were tracebacks, and a served graph's 500s. Any other
+    constraint failure is this program's bug, left to show as one."""
     cause = getattr(exc, "orig", exc)
-    return cause if isinstance(cause, sqlite3.OperationalError) else None
+    if isinstance(cause, sqlite3.IntegrityError):
+        return cause if "NOT NULL constraint failed" in str(cause) else None
+    return cause if isinstance(cause, sqlite3.DatabaseError) else None
+
+
+def damaged(cause: sqlite3.DatabaseError) -> bool:
+    """Whether `cause` says the file itself is damaged (nothing a retry or more room fixes)."""
+    return "malformed" in str(cause) or "not a database" in str(cause)
+
+
+def database_trouble(cause: sqlite3.DatabaseError) -> str:
+    """What the failure `cause` likely means, for the person who must fix it."""
+    if damaged(cause):
+        return "the file is damaged: restore a copy, or recover what it holds with sqlite3's .recover command"
+    if isinstance(cause, sqlite3.IntegrityError):  # a NOT NULL column without a default (`sqlite_failure`)
+        return "a column this release does not know: was the database made by a newer release of agentscale?"
+    return "a read-only file, a full disk, another program holding it?"

@@ -996,6 +996,45 @@ def test_a_database_that_fails_during_an_eval_names_the_resume_command(
     assert code == 1 and told["status"] == "failed" and told["resume"].startswith("agentscale eval --resume ")
 
 
+def test_a_damaged_or_newer_database_is_said_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only SQLite's operational errors were read as the database failing: a damaged file ("database
+    disk image is malformed") and a row a newer release's schema refuses (a NOT NULL column this
+    release does not know) were ~120-line tracebacks, after the calls were paid (a store audit)."""
+    database = tmp_path / "d.db"
+    monkeypatch.setenv("AGENTSCALE_DB", str(database))
+    Store(database)
+    with sqlite3.connect(database) as connection:  # stands in for a newer release's NOT NULL column
+        connection.execute(
+            "CREATE TRIGGER newer BEFORE INSERT ON runitem BEGIN "
+            "SELECT RAISE(ABORT, 'NOT NULL constraint failed: runitem.tier'); END"
+        )
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "i0", "question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", str(data))
+    said = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert "NOT NULL constraint failed: runitem.tier (a column this release does not know: was the database" in said
+    assert "continue with: agentscale eval --resume" in said
+    with sqlite3.connect(database) as connection:
+        root = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'run'").fetchone()[0]
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with database.open("r+b") as handle:  # garbage over the run table's page
+        handle.seek((root - 1) * size + 8)
+        handle.write(b"\xde\xad\xbe\xef" * 500)
+    code, _, err = run_cli(capsys, "runs", "list")
+    said = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert said == (
+        "error: the database failed: database disk image is malformed (the file is damaged: restore a copy, "
+        "or recover what it holds with sqlite3's .recover command)"
+    )
+
+
 def test_runs_show_plot_of_a_run_that_is_no_optimization_is_refused(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
