@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Column, Table, event, func
+from sqlalchemy import Column, DateTime, DefaultClause, Table, event, func, text
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunBusy, RunNotFound
@@ -196,6 +196,37 @@ _OWN_TABLES: list[Table] = [
 ]
 
 
+def _sql_default(column: Column[Any]) -> str | None:
+    """A NOT NULL column's default as SQL: its constant as a literal, or for a time stamped on creation
+    (`utcnow`) the moment of the insert; None when it has neither (a key, a value every insert gives)."""
+    default = column.default
+    value = default.arg if isinstance(default, ScalarElementColumnDefault) else None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    kind = getattr(column.type, "impl", column.type)  # sqlmodel's UTCDateTime decorates DateTime
+    stamped = isinstance(default, CallableColumnDefault) and isinstance(kind, DateTime)
+    return "CURRENT_TIMESTAMP" if stamped else None
+
+
+def _give_sql_defaults(own: list[Table]) -> None:
+    """Every NOT NULL column with a default has it in the SQL that creates it (`DEFAULT ...`): a
+    database a later release made, with a NOT NULL column this release does not know, then still
+    takes this release's rows. Left to Python, such a column made older releases fail on every
+    insert ("NOT NULL constraint failed"), after their calls were paid (a store audit)."""
+    for table in own:
+        for column in table.columns:
+            literal = None if column.nullable or column.server_default is not None else _sql_default(column)
+            if literal is not None:
+                column.server_default = DefaultClause(text(literal))
+
+
+_give_sql_defaults(_OWN_TABLES)
+
+
 def broken_status(exc: BaseException) -> tuple[str, str | None]:
     """The status and error of a run `exc` ended early: `interrupted` when stopped (Ctrl-C,
     SIGTERM's exit, a caller's cancel), which a resume continues; `failed` with the error otherwise
@@ -244,14 +275,9 @@ def _add_new_columns(engine: Engine, path: Path) -> None:
 
 def _default_literal(column: Column[Any], path: Path) -> str:
     """The SQL literal of a NOT NULL column's default, for the rows an older release wrote."""
-    default = column.default
-    value = default.arg if isinstance(default, ScalarElementColumnDefault) else None
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+    literal = _sql_default(column)
+    if literal is not None and literal != "CURRENT_TIMESTAMP":  # ALTER TABLE takes constants only
+        return literal
     raise AgentScaleError(
         f"database {path} lacks column {column.table.name}.{column.name}, which has no default for the rows it "
         "holds: it was written by another release of agentscale; give another --db"

@@ -303,6 +303,24 @@ def test_a_database_before_a_column_with_a_default_gains_it_with_that_default(tm
     assert entry is not None and (entry.completion, entry.latency_s) == ("c", 0.0)
 
 
+def test_every_column_with_a_default_has_it_in_sql_so_an_older_release_can_still_write(tmp_path: Path) -> None:
+    """The defaults lived in Python only (`status VARCHAR NOT NULL`): a NOT NULL column a later release
+    adds would make an older one's every insert fail ("NOT NULL constraint failed", after the calls
+    were paid; a store audit). Each NOT NULL column with a default now has it in SQL, a creation
+    time the insert's moment; an insert naming only what has no default takes them."""
+    path = tmp_path / "new.db"
+    store = Store(path)
+    with sqlite3.connect(path) as connection:
+        for table in ("run", "runitem", "nodecall", "cacheentry", "spendentry", "trial", "behavior"):
+            columns = connection.execute(f"PRAGMA table_info({table})").fetchall()
+            model = next(t for t in SQLModel.metadata.sorted_tables if t.name == table)
+            lacking = [c[1] for c in columns if c[3] and c[4] is None and model.columns[c[1]].default is not None]
+            assert lacking == [], (table, lacking)
+        connection.execute("INSERT INTO run (id, kind) VALUES ('older', 'eval')")  # as a release without the rest
+    run = store.get_run("older")
+    assert (run.status, run.config_json, run.summary_json) == ("running", "{}", "{}") and run.created.year >= 2026
+
+
 def test_a_database_lacking_a_required_column_is_named_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "odd.db"
     with sqlite3.connect(path) as odd:
