@@ -280,8 +280,32 @@ def _default_literal(column: Column[Any], path: Path) -> str:
         return literal
     raise AgentScaleError(
         f"database {path} lacks column {column.table.name}.{column.name}, which has no default for the rows it "
-        "holds: it was written by another release of agentscale; give another --db"
+        "holds: it was written by another release of agentscale, or by another program; give another --db"
     )
+
+
+def _refuse_what_cannot_be_brought_up(path: Path) -> None:
+    """Before anything is written (tables, WAL mode): refuse a file holding one of agentscale's
+    tables without a NOT NULL column that cannot be added (`_default_literal` says why), read through
+    a read-only connection. Refused only after the missing tables were created and WAL set, another
+    program's SQLite file came back changed (8 tables more, another journal mode). Errors of the
+    file itself are left to the open that follows, which says them."""
+    if not path.is_file():
+        return
+    try:
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        for table in _OWN_TABLES:
+            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table.name})")}
+            for column in table.columns:
+                if present and column.name not in present and not column.nullable:
+                    _default_literal(column, path)
+    except sqlite3.Error:
+        return
+    finally:
+        connection.close()
 
 
 def _create_tables(engine: Engine) -> None:
@@ -317,6 +341,7 @@ class Store:
         event.listen(self.engine, "connect", _configure_sqlite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _refuse_what_cannot_be_brought_up(self.path)
             _create_tables(self.engine)
             _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:

@@ -329,6 +329,20 @@ def test_a_database_lacking_a_required_column_is_named_not_a_traceback(tmp_path:
         Store(path)
 
 
+def test_another_programs_file_is_refused_unchanged(tmp_path: Path) -> None:
+    """Refused only after agentscale's missing tables were created and WAL set: another program's
+    SQLite file with a table named like one of ours came back with 8 tables more, in WAL mode."""
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as theirs:
+        theirs.execute("CREATE TABLE cacheentry (key TEXT PRIMARY KEY, value TEXT)")
+        theirs.execute("INSERT INTO cacheentry VALUES ('a', 'b')")
+    theirs.close()
+    before = path.read_bytes()
+    with pytest.raises(AgentScaleError, match=r"lacks column cacheentry.route, .* or by another program"):
+        Store(path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
+
+
 class _AppNote(SQLModel, table=True):
     """A table of an app that keeps its own rows in agentscale's database file."""
 
