@@ -85,14 +85,20 @@ def output_file(example: str) -> Callable[[str], Path]:
     return parse
 
 
-def open_store(db: Path | None, *, existing: bool = False) -> Store:
-    """The database; `existing`: commands that only read it (`runs show`, `report`) refuse a path
-    where none is, rather than leave an empty database at a mistyped `--db`."""
+def open_store(db: Path | None, *, existing: bool = False, reads_only: bool = False) -> Store:
+    """The database; `existing`: commands that act on what it holds (a resume, `handbook prune`)
+    refuse a path where none is, rather than leave an empty database at a mistyped `--db`;
+    `reads_only` (existing too): commands that only read it (`runs show`, `report`) open a file they
+    cannot write (a read-only folder or file system: a shared copy of results) read-only, which
+    failed to open at all; one they can write is opened as usual (an earlier release's is brought
+    up to date)."""
     from agentscale.storage.db import Store, database_file
 
-    if existing and not (path := database_file(db)).exists():
+    path = database_file(db)
+    if (existing or reads_only) and not path.exists():
         raise AgentScaleError(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
-    return Store(db)
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return Store(db, read_only=reads_only and not writable)
 
 
 def command_line(store: Store, *words: str) -> str:

@@ -249,7 +249,8 @@ def list_command(
     if handbook is None:
         if topic is not None:
             raise AgentScaleError("--topic selects behaviors of one handbook: name it (agentscale handbook list NAME)")
-        books = list_handbooks(open_store(db)) if database_file(db).exists() else []  # no empty database made
+        exists = database_file(db).exists()
+        books = list_handbooks(open_store(db, reads_only=True)) if exists else []  # no empty database made
         if json_output:
             print_json([{k: v for k, v in b.items() if k != "revision"} for b in books])
             return
@@ -260,7 +261,7 @@ def list_command(
         if not books:
             err.print("no handbooks yet; build one with: agentscale handbook build --task T --model M --handbook NAME")
         return
-    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
+    book = Handbook(open_store(db, reads_only=True), handbook, embedder=None)
     if topic is not None:
         book.check_topic(topic, "--topic")
     rows = book.behaviors(topic)
@@ -297,7 +298,7 @@ def show_command(
     """
     from agentscale.memory.handbook import Handbook, source_record
 
-    book = Handbook(open_store(db, existing=True), handbook, embedder=None)
+    book = Handbook(open_store(db, reads_only=True), handbook, embedder=None)
     row = book.get(behavior)
     sources = book.sources(row)
     data = _behavior_dict(row, book.topics())
@@ -470,7 +471,7 @@ def export_command(
     """
     from agentscale.memory.handbook import Handbook, dump_export
 
-    text = dump_export(Handbook(open_store(db, existing=True), handbook, embedder=None).export())
+    text = dump_export(Handbook(open_store(db, reads_only=True), handbook, embedder=None).export())
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -45,7 +45,7 @@ def report_command(
 
     if out_file is not None and out_file.suffix.lower() not in (".html", ".htm"):  # an HTML page named .pdf
         raise AgentScaleError(f"-o {out_file}: a report is an HTML page; name it .html")
-    store = open_store(db, existing=True)
+    store = open_store(db, reads_only=True)
     path = write_report(store, run_id, out_file)
     if open_page and not webbrowser.open(path.resolve().as_uri()):  # False: no browser (a server, no DISPLAY)
         err.print(f"no browser to open it here; open {path} yourself")

@@ -46,7 +46,7 @@ def list_command(
     path = database_file(db)
     runs = []  # none and no empty database made; said, as an empty list alone read as lost runs
     if path.exists():
-        runs = open_store(db).list_runs(limit)
+        runs = open_store(db, reads_only=True).list_runs(limit)
     else:
         err.print(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     if json_output:
@@ -91,7 +91,7 @@ def show_command(
     from agentscale.report import default_report_path, write_report
     from agentscale.report.simulated import run_is_simulated
 
-    store = open_store(db, existing=True)
+    store = open_store(db, reads_only=True)
     run = store.get_run(run_id)
     if plot and run.kind != "optimize":  # it was ignored without a word
         raise AgentScaleError(f"--plot draws an optimization's search; {run.made_by()}")
@@ -397,7 +397,7 @@ def optuna_command(
     """
     from agentscale.tracking.optuna_study import export_study, shown_storage, sqlite_storage
 
-    store = open_store(db, existing=True)
+    store = open_store(db, reads_only=True)
     url = storage or sqlite_storage(store.path.parent.resolve() / "optuna.db")
     exported = export_study(store, run_id, url, study, replace=replace)
     shown = shown_storage(exported.storage)  # its password hidden

@@ -75,7 +75,11 @@ def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
     from agentscale.storage.db import Store, database_file
 
     name, path = spec.memory.handbook, database_file(db)
-    if path.is_file() and (book := Handbook(Store(path), name, embedder=None)).exists():
+    try:  # read only: validate changes no file (it made an empty file a database)
+        store = Store(path, read_only=True) if path.is_file() else None
+    except AgentScaleError as exc:
+        return [f"memory.handbook: no handbook {name!r}: {exc}"]
+    if store is not None and (book := Handbook(store, name, embedder=None)).exists():
         if spec.memory.topic is not None:
             try:  # a topic none of its behaviors has selects nothing, for every question
                 book.check_topic(spec.memory.topic, "memory.topic")

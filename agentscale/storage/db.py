@@ -73,6 +73,24 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _configure_reading(dbapi_connection: Any, _record: Any) -> None:
+    """A read-only connection: a busy timeout, and no journal mode set (setting WAL writes the file)."""
+    dbapi_connection.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+
+
+def _connector(path: Path, read_only: bool) -> Callable[[], sqlite3.Connection]:
+    """How the engine connects to `path`: by its name (in a sqlite:/// URL, "a?x.db" opened a.db and
+    "%41.db" A.db), or read-only through an escaped file: URI; `immutable` where the folder takes no
+    file, as a WAL database's reader must otherwise make its -shm file there."""
+    if not read_only:
+        file = str(path)
+        return lambda: sqlite3.connect(file, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        uri += "&immutable=1"
+    return lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+
+
 def _use_wal(cursor: Any) -> None:
     """Put the file in WAL mode, a property of the file that later opens only read. SQLite converts
     under an exclusive lock and, when another connection holds the write lock, fails at once with
@@ -184,6 +202,13 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
         return f"database {path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
     if "locked" in reason:
         return f"database {path} is locked by another process ({reason}): wait for it, or give another --db"
+    read_only = next((p for p in (path.parent, path) if p.exists() and not os.access(p, os.W_OK)), None)
+    if read_only is not None:  # SQLite said only "unable to open database file"
+        what = "its folder" if read_only == path.parent else "the file"
+        return (
+            f"database {path} cannot be written: {what} is read-only (SQLite keeps its -wal and -shm files "
+            "beside the database); commands that only read it (runs, report) still can: give another --db"
+        )
     return f"database {path} cannot be opened ({reason})"
 
 
@@ -308,6 +333,26 @@ def _refuse_what_cannot_be_brought_up(path: Path) -> None:
         connection.close()
 
 
+def _refuse_an_older_schema(engine: Engine, path: Path) -> None:
+    """A database opened read-only is read as it is: one an earlier release wrote, lacking a table or
+    column added since, is refused in words (bringing it up to date writes it), not left to fail
+    as "no such column" at the first query."""
+    with engine.connect() as connection:
+        tables = {row[0] for row in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables & {table.name for table in _OWN_TABLES}:  # an empty file, another program's
+            raise AgentScaleError(f"database {path} holds none of agentscale's tables: nothing has run with it")
+        for table in _OWN_TABLES:
+            present = {row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+            missing = [column.name for column in table.columns if column.name not in present]
+            if missing:
+                lacks = f"column {table.name}.{missing[0]}" if present else f"table {table.name}"
+                raise AgentScaleError(
+                    f"database {path} was written by an earlier release (no {lacks}); this "
+                    "command only reads it, and bringing it up to date writes it: run a command that writes "
+                    "(eval, run) on it once where it can be written, or give another --db"
+                )
+
+
 def _create_tables(engine: Engine) -> None:
     """The tables and indexes this release needs. `create_all` checks for each, then creates it: two
     processes opening a new database at once (an eval and an optimize started together) both saw
@@ -328,22 +373,30 @@ def _create_tables(engine: Engine) -> None:
 class Store:
     """A handle on one database file; cheap to share across coroutines of one process."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
         """Open (creating it and its folder if needed) the database at `path`, else at `$AGENTSCALE_DB`,
-        else ./.agentscale/agentscale.db; columns added by later releases are added to an older file."""
+        else ./.agentscale/agentscale.db; columns added by later releases are added to an older file.
+
+        `read_only`: for what only reads an existing file (`runs show`, `report`, `validate`): nothing
+        is created or written, so a database in a read-only folder (a shared copy of results) can be
+        read, where WAL's -shm file cannot be made (it could not be opened at all), and a file is not
+        changed by a command that only looks (validate turned an empty file into a database)."""
         self.path = database_file(path)
-        file = str(self.path)  # opened as named: in a sqlite:/// URL, "a?x.db" opened a.db and "%41.db" A.db
+        self.read_only = read_only
         self.engine: Engine = create_engine(
             "sqlite://",
-            creator=lambda: sqlite3.connect(file, check_same_thread=False, timeout=_BUSY_TIMEOUT_S),
+            creator=_connector(self.path, read_only),
             poolclass=QueuePool,  # what a file URL gets; "sqlite://" alone would mean one in memory
         )
-        event.listen(self.engine, "connect", _configure_sqlite)
+        event.listen(self.engine, "connect", _configure_reading if read_only else _configure_sqlite)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _refuse_what_cannot_be_brought_up(self.path)
-            _create_tables(self.engine)
-            _add_new_columns(self.engine, self.path)
+            if read_only:
+                _refuse_an_older_schema(self.engine, self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _refuse_what_cannot_be_brought_up(self.path)
+                _create_tables(self.engine)
+                _add_new_columns(self.engine, self.path)
         except (OSError, DBAPIError) as exc:
             self.engine.dispose()
             raise AgentScaleError(_unopenable(self.path, exc)) from None

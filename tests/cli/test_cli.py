@@ -1035,6 +1035,48 @@ def test_a_damaged_or_newer_database_is_said_in_one_line(
     )
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a read-only bind mount needs root and unshare"
+)
+def test_a_database_in_a_read_only_folder_can_be_read(tmp_path: Path) -> None:
+    """A WAL database's reader makes its -shm file beside it: in a read-only folder (a shared copy of
+    results) every command failed with "cannot be opened (unable to open database file)". Commands
+    that only read now open it read-only; one that writes says the folder is read-only."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    run = Store(shared / "x.db").create_run("eval", graph_name="g", config={})
+    Store(shared / "x.db").finish_run(run.id, "done")
+    for leftover in shared.glob("x.db-*"):
+        leftover.unlink()  # as a copy of the file alone would be
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    cli = f"{shlex.quote(sys.executable)} -m agentscale.cli.app"
+    script = (
+        f"mount --bind {shared} {shared} && mount -o remount,bind,ro {shared} && "
+        f"{cli} runs list --json --db {shared}/x.db && "
+        f"{{ {cli} run {graph} -q '[sim:math#0001] x' --db {shared}/x.db; echo rc=$?; }}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    listed = json.loads(done.stdout.split("rc=")[0])
+    assert [(r["run_id"], r["status"]) for r in listed] == [(run.id, "done")], done.stderr
+    assert done.stdout.strip().endswith("rc=1")
+    assert "cannot be written: its folder is read-only" in " ".join(done.stderr.split())
+
+
+def test_validate_reads_the_database_it_checks_without_changing_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """validate opened the database as any command would: an empty file became a database of 9
+    tables, an earlier release's file gained columns and WAL mode (a store audit)."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    graph = tmp_path / "m.yaml"
+    graph.write_text("name: m\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\nmemory: {handbook: hb}\n")
+    code, out, err = run_cli(capsys, "validate", str(graph), "--db", str(empty))
+    assert code == 0 and "no handbook 'hb'" in out + err and empty.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "m.yaml"]
+
+
 def test_runs_show_plot_of_a_run_that_is_no_optimization_is_refused(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -343,6 +343,24 @@ def test_another_programs_file_is_refused_unchanged(tmp_path: Path) -> None:
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
 
 
+def test_a_read_only_store_reads_as_it_is_and_refuses_an_older_schema_in_words(tmp_path: Path) -> None:
+    """Opened read-only (`validate`, and reading commands where the file cannot be written), nothing is
+    written: an earlier release's file is refused in words, not brought up to date nor left to fail
+    as "no such column" at the first query."""
+    path = tmp_path / "old.db"
+    run = Store(path).create_run("eval")
+    with sqlite3.connect(path) as old:
+        old.execute("PRAGMA journal_mode=DELETE")
+        old.execute("ALTER TABLE run DROP COLUMN owner")
+    old.close()
+    before = path.read_bytes()
+    with pytest.raises(AgentScaleError, match=r"written by an earlier release \(no column run.owner\)"):
+        Store(path, read_only=True)
+    assert path.read_bytes() == before
+    assert Store(path).get_run(run.id).owner is None  # opened to write: brought up to date
+    assert Store(path, read_only=True).get_run(run.id).kind == "eval"
+
+
 class _AppNote(SQLModel, table=True):
     """A table of an app that keeps its own rows in agentscale's database file."""
 
