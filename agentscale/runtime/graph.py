@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, get_args
 
@@ -118,7 +118,7 @@ class Graph:
     @classmethod
     def from_yaml(
         cls,
-        text: str,
+        text: str | bytes,
         *,
         store: Store | _DefaultStore | None = _DEFAULT,
         gateway: Gateway | None = None,
@@ -263,7 +263,7 @@ class Graph:
 
     async def astream(
         self, question: str, *, run_id: str | None = None, item_key: str = "0", record: bool = True
-    ) -> AsyncIterator[GraphEvent]:
+    ) -> AsyncGenerator[GraphEvent, None]:
         """Yield `node_started` and `node_finished` events as they happen, then one `final` event.
 
         >>> async def show(graph):  # doctest: +SKIP

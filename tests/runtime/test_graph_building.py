@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections.abc
+import typing
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,18 @@ def test_from_yaml_given_a_path_says_how_to_read_a_file(tmp_path: Path) -> None:
         Graph.from_yaml("g.yaml", store=None)
     text = "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
     assert Graph.from_yaml(text.encode(), store=None).name == "g"  # bytes (Path.read_bytes()) still read
+
+
+def test_the_public_signatures_say_what_the_methods_take_and_give() -> None:
+    """`astream` was typed `AsyncIterator`, which has no `aclose`: `contextlib.aclosing(graph.astream(q))`
+    failed an app's `mypy --strict`, though closing the stream is what stops its run; `from_yaml`
+    decodes bytes but was typed `str` (an audit of the API in apps)."""
+    stream = typing.get_type_hints(Graph.astream)["return"]
+    assert typing.get_origin(stream) is collections.abc.AsyncGenerator
+    assert typing.get_type_hints(Graph.from_yaml)["text"] == str | bytes
+    assert (
+        Graph.from_yaml(b"name: b\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n", store=None).name == "b"
+    )
 
 
 def test_a_store_and_a_gateway_with_another_store_are_refused(tmp_path: Path) -> None:
