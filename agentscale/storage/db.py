@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -62,6 +63,7 @@ def database_file(path: str | Path | None = None) -> Path:
 
 
 _BUSY_TIMEOUT_S = 30.0
+_LEAST_ROOM_BYTES = 64 * 1024  # below this much free room, a failed open is a full disk (`_disk_full`)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -202,6 +204,8 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
         return f"database {path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
     if "locked" in reason:
         return f"database {path} is locked by another process ({reason}): wait for it, or give another --db"
+    if _disk_full(path.parent):  # SQLite said "disk I/O error": it could not make its -shm file
+        return f"database {path} cannot be opened: the disk holding it is full ({reason}); free some space"
     read_only = next((p for p in (path.parent, path) if p.exists() and not os.access(p, os.W_OK)), None)
     if read_only is not None:  # SQLite said only "unable to open database file"
         what = "its folder" if read_only == path.parent else "the file"
@@ -210,6 +214,14 @@ def _unopenable(path: Path, error: OSError | DBAPIError) -> str:
             "beside the database); commands that only read it (runs, report) still can: give another --db"
         )
     return f"database {path} cannot be opened ({reason})"
+
+
+def _disk_full(folder: Path) -> bool:
+    """Less room in `folder` than SQLite's shared-memory file takes (32 KiB) and a page or two more."""
+    try:
+        return shutil.disk_usage(folder).free < _LEAST_ROOM_BYTES
+    except OSError:
+        return False
 
 
 # agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with

@@ -1065,6 +1065,25 @@ def test_a_database_in_a_read_only_folder_can_be_read(tmp_path: Path) -> None:
     assert "cannot be written: its folder is read-only" in " ".join(done.stderr.split())
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a small tmpfs needs root and unshare")
+def test_a_database_on_a_full_disk_says_the_disk_is_full(tmp_path: Path) -> None:
+    """Opening needs room for SQLite's -shm file: on a full disk it said "cannot be opened (disk I/O
+    error)", which named no disk (a store audit)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    Store(tmp_path / "x.db")  # made where there is room, copied onto a small disk then filled
+    cli = f"{shlex.quote(sys.executable)} -m agentscale.cli.app"
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {disk} && cp {tmp_path}/x.db {disk}/x.db && "
+        f"{{ dd if=/dev/zero of={disk}/fill bs=4k >/dev/null 2>&1; {cli} runs list --db {disk}/x.db; }}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1 and "cannot be opened: the disk holding it is full" in said, done.stderr
+
+
 def test_validate_reads_the_database_it_checks_without_changing_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """validate opened the database as any command would: an empty file became a database of 9
     tables, an earlier release's file gained columns and WAL mode (a store audit)."""
