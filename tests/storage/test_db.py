@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel, select
 
 from agentscale import Graph, Store
 from agentscale.errors import AgentScaleError
-from agentscale.storage.db import _unopenable
+from agentscale.storage._opening import unopenable
 from agentscale.storage.tables import CacheEntry, NodeCall, SpendEntry
 from agentscale.testing import ScriptedServer
 
@@ -245,7 +245,7 @@ def test_a_locked_database_is_not_called_a_wrong_path(tmp_path: Path) -> None:
     """A lock (another process writing) is named as one, not answered with "give a SQLite file path"
     (the store waits 30 s for a lock, so its message is checked without the wait)."""
     locked = OperationalError("CREATE TABLE run", {}, sqlite3.OperationalError("database is locked"))
-    message = _unopenable(tmp_path / "runs.db", locked)
+    message = unopenable(tmp_path / "runs.db", locked)
     assert "is locked by another process (database is locked): wait for it" in message
     assert "give a SQLite file path" not in message
 
