@@ -71,24 +71,9 @@ def _tail(handle: IO[bytes], limit: int = _TAIL_CHARS) -> str:
     return handle.read().decode("utf-8", "replace")[-limit:]
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process owned by ``uid`` (a run's private uid: nothing else uses it)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as handle:
-                for line in handle:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            os.kill(int(entry), signal.SIGKILL)
-                        break
-        except (OSError, ValueError):
-            continue
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
+def _processes_with(field: str, value: int) -> list[int]:
+    """The processes whose ``/proc/PID/status`` line ``field`` starts with ``value`` (``Uid`` gives
+    the real uid first)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -96,13 +81,20 @@ def _children(pid: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/status") as handle:
                 for line in handle:
-                    if line.startswith("PPid:"):
-                        if int(line.split()[1]) == pid:
+                    if line.startswith(f"{field}:"):
+                        if int(line.split()[1]) == value:
                             found.append(int(entry))
                         break
         except (OSError, ValueError):
             continue
     return found
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process owned by ``uid`` (a run's private uid: nothing else uses it)."""
+    for pid in _processes_with("Uid", uid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            os.kill(pid, signal.SIGKILL)
 
 
 def _end_namespace_first(proc: subprocess.Popen[bytes]) -> None:
@@ -112,7 +104,7 @@ def _end_namespace_first(proc: subprocess.Popen[bytes]) -> None:
     ``unshare`` die first, now and then, and the bootstrap's zombie passed to the machine's first
     process: in a container whose first process reaps nothing, one zombie per few dozen timeouts
     stayed, each holding a pid (measured: 3 of 48 timeouts here)."""
-    for child in _children(proc.pid):
+    for child in _processes_with("PPid", proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
     deadline = time.monotonic() + _REAP_WAIT_S
