@@ -12,6 +12,7 @@ import gc
 import importlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
@@ -40,6 +41,11 @@ _FIRST_CALL_IMPORTS = (
     "litellm.litellm_core_utils.default_encoding",
     "litellm.proxy.openai_files_endpoints.common_utils",
 )
+# litellm's acompletion builds the request's coroutine in a worker thread and then awaits it: a call
+# cancelled during that hop (a timeout, Ctrl-C, a client gone) leaves the coroutine unawaited, and
+# Python printed "RuntimeWarning: coroutine 'BaseLLMHTTPHandler.async_completion' was never awaited"
+# on stderr for about one cancelled call in 30, which read as agentscale's bug (an audit of the API)
+_DROPPED_HANDOFF = r"coroutine '(BaseLLMHTTPHandler|OpenAIChatCompletion)\.\w+' was never awaited"
 # set by `freeze_imports`; an Event, since the import runs in a thread of its own
 _FREEZE_AFTER_IMPORT = threading.Event()
 
@@ -56,6 +62,7 @@ def get_litellm() -> Any:
     for name in _FIRST_CALL_IMPORTS:
         with contextlib.suppress(ImportError):  # another litellm may not have it: its first call pays
             importlib.import_module(name)
+    warnings.filterwarnings("ignore", message=_DROPPED_HANDOFF, category=RuntimeWarning)
     if _FREEZE_AFTER_IMPORT.is_set():
         _freeze_alive_objects()
     return litellm
