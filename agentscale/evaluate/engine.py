@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from agentscale.errors import AgentScaleError, BudgetExceeded
@@ -33,7 +32,13 @@ from agentscale.runtime.graph import Graph
 from agentscale.storage.owner import claim_in_this_process
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
-from agentscale.tasks.registry import stable_task_spec, task_file_digest, task_file_problem
+from agentscale.tasks.registry import (
+    moved_task_file,
+    refuse_a_changed_task_file,
+    refuse_a_missing_task_file,
+    stable_task_spec,
+    task_file_digest,
+)
 from agentscale.tasks.scoring import ascore
 
 
@@ -278,42 +283,6 @@ class EvalConfig:
         return ExecutorConfig.from_dict(self.executor)
 
 
-def _refuse_a_changed_task_file(config: EvalConfig, run_id: str) -> None:
-    """A resumed eval's task file must be the one it started on: edited or grown, its items were
-    sampled again and verdicts kept under ids that now name other questions (a run said 5/5 while
-    its report said 5/7)."""
-    if config.task_sha256 is None:  # a named task, or a run stored before the digest was kept
-        return
-    now = task_file_digest(config.task)
-    if now is not None and now != config.task_sha256:
-        raise AgentScaleError(
-            f"task file {config.task} has changed since run {run_id} started: its items and their stored "
-            "verdicts would no longer match; put the file back as it was, or start a new eval"
-        )
-
-
-def _moved_task_file(config: EvalConfig, task_file: str, run_id: str) -> EvalConfig:
-    """The config with its task file found at `task_file`: only a file run's, and only the same bytes."""
-    if config.task_sha256 is None:
-        if not config.task.endswith((".jsonl", ".json")) and "/" not in config.task:  # a named task
-            raise AgentScaleError(
-                f"run {run_id} answers task {config.task!r}, not a task file it could find elsewhere: drop --task"
-            )
-        raise AgentScaleError(
-            f"run {run_id} was stored without its task file's sha256 (an earlier release), so another file cannot "
-            f"be checked to be it: put the file back at {config.task}"
-        )
-    problem = task_file_problem(task_file)
-    if problem is not None:
-        raise AgentScaleError(problem)
-    digest = task_file_digest(task_file)
-    if digest != config.task_sha256:
-        raise AgentScaleError(
-            f"task file {task_file} is not the file run {run_id} started on ({config.task}): its sha256 differs"
-        )
-    return replace(config, task=stable_task_spec(task_file))
-
-
 class Evaluation:
     """An eval run: create or resume, then `await evaluation.run()`.
 
@@ -345,7 +314,7 @@ class Evaluation:
         self._owns_executor = executor is None
         self.executor = executor or create_executor(config.executor_config)
         if run_id is not None:
-            _refuse_a_changed_task_file(config, run_id)
+            refuse_a_changed_task_file(config.task, config.task_sha256, run_id, "start a new eval")
         self.task = config.load(stored=run_id is not None)
         if config.handbook is None and graph.runtime.answer_format == self.task.answer_format:
             self.graph = graph
@@ -409,11 +378,10 @@ class Evaluation:
             stored["concurrency"] = concurrency
         config = EvalConfig(**stored)
         if task_file is not None:
-            config = _moved_task_file(config, os.fspath(task_file), run.id)
-        elif config.task_sha256 is not None and not Path(config.task).is_file():
-            raise AgentScaleError(
-                f"run {run.id}'s task file {config.task} is not there: if it moved, give its new path with --task"
-            )
+            moved = moved_task_file(config.task, config.task_sha256, os.fspath(task_file), run.id)
+            config = replace(config, task=moved)
+        else:
+            refuse_a_missing_task_file(config.task, config.task_sha256, run.id)
         if executor is not None:
             config = replace(config, executor=executor.to_dict())
         graph = Graph(load_spec_text(run.graph_yaml, f"run {run.id}", stored=True), gateway=gateway, stored=True)

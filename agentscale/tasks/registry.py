@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agentscale.errors import AgentScaleError
 from agentscale.tasks.base import Task, TaskInfo
 from agentscale.tasks.errors import TaskError, TaskOptionError, TaskScorerError
 from agentscale.tasks.scorers import SCORERS, get_scorer
@@ -127,6 +128,51 @@ def task_file_digest(spec: str) -> str | None:
         return None
     with Path(spec).open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def refuse_a_changed_task_file(path: str, sha256: str | None, run_id: str, start_anew: str) -> None:
+    """A resumed run's task file must be the one it started on (`sha256`; None: a named task, or a
+    run stored before the digest was kept): edited or grown, its items were sampled again and
+    verdicts kept under ids that now name other questions (an eval said 5/5 while its report said
+    5/7; an optimization crowned a graph neither version of the file would). `start_anew` says how."""
+    if sha256 is None:
+        return
+    now = task_file_digest(path)
+    if now is not None and now != sha256:
+        raise AgentScaleError(
+            f"task file {path} has changed since run {run_id} started: its items and their stored verdicts "
+            f"would no longer match; put the file back as it was, or {start_anew}"
+        )
+
+
+def moved_task_file(path: str, sha256: str | None, now_at: str, run_id: str, flag: str = "--task") -> str:
+    """Where a resumed run's task file (stored at `path`, its bytes' `sha256`) is now, `now_at` (given
+    with `flag`): the same bytes, checked, as the run keeps it (`stable_task_spec`)."""
+    if sha256 is None:
+        if not _is_path(path):
+            raise AgentScaleError(
+                f"run {run_id} answers task {path!r}, not a task file it could find elsewhere: drop {flag}"
+            )
+        raise AgentScaleError(
+            f"run {run_id} was stored without its task file's sha256 (an earlier release), so another file cannot "
+            f"be checked to be it: put the file back at {path}"
+        )
+    problem = task_file_problem(now_at)
+    if problem is not None:
+        raise AgentScaleError(problem)
+    if task_file_digest(now_at) != sha256:
+        raise AgentScaleError(
+            f"task file {now_at} is not the file run {run_id} started on ({path}): its sha256 differs"
+        )
+    return stable_task_spec(now_at)
+
+
+def refuse_a_missing_task_file(path: str, sha256: str | None, run_id: str, flag: str = "--task") -> None:
+    """A resumed run whose task file is gone from where it was says how to give its new place."""
+    if sha256 is not None and not Path(path).is_file():
+        raise AgentScaleError(
+            f"run {run_id}'s task file {path} is not there: if it moved, give its new path with {flag}"
+        )
 
 
 def task_topic(spec: str) -> str:

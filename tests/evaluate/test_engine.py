@@ -159,11 +159,11 @@ async def test_a_moved_task_file_is_found_by_its_contents(tmp_path: Path, make_g
     other = _questions(tmp_path / "other.jsonl", 5)
     with pytest.raises(AgentScaleError, match=f"task file {other} is not the file run {run_id} started on"):
         Evaluation.resume(run_id, gateway, task_file=str(other))
-    from agentscale.evaluate.engine import _moved_task_file
+    from agentscale.tasks.registry import moved_task_file
 
     for stored in ("q.jsonl", "data/q.jsonl"):  # runs stored before paths were made absolute, or digests kept
         with pytest.raises(AgentScaleError, match=f"without its task file's sha256 .* put the file back at {stored}"):
-            _moved_task_file(EvalConfig(task=stored), str(moved), "old")
+            moved_task_file(stored, None, str(moved), "old")
     named = Evaluation(make_graph(ONE_NODE), EvalConfig(task="sim:math", n=2)).run_id
     with pytest.raises(AgentScaleError, match="not a task file it could find elsewhere: drop --task"):
         Evaluation.resume(named, gateway, task_file=str(moved))
