@@ -60,6 +60,14 @@ def optimize_command(
         bool, typer.Option("--no-test", help="Stop after crowning: do not score the test split (no test spend).")
     ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue an interrupted optimization run.")] = None,
+    task_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--task",
+            help="With --resume: where the run's task file is now, if it was moved (the same bytes: checked).",
+            show_default=False,
+        ),
+    ] = None,
     retry_errors: RetryErrorsOption = False,
     concurrency: Annotated[
         int | None,
@@ -94,6 +102,8 @@ def optimize_command(
       agentscale optimize --resume 3f2a9c0d1e2b
 
       agentscale optimize --resume 3f2a9c0d1e2b --retry-errors
+
+      agentscale optimize --resume 3f2a9c0d1e2b --task moved/items.jsonl
     """
     from agentscale.optimize.report import write_plot
     from agentscale.optimize.runner import DEFAULT_CONCURRENCY, Optimization
@@ -129,9 +139,11 @@ def optimize_command(
             "continues the stored run with its own method, seed and test split",
         )
         optimization = Optimization.resume(
-            resume, gateway, executor=where, concurrency=concurrency, retry_errors=retry_errors
+            resume, gateway, executor=where, concurrency=concurrency, retry_errors=retry_errors, task_file=task_file
         )
     else:
+        if task_file is not None:  # the space names its task
+            raise AgentScaleError("--task gives a resumed run's moved task file: the space names its task (task:)")
         if space_file is None:
             raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
         if dry_run:

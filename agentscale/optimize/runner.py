@@ -20,6 +20,7 @@ row propose nothing new (converged). `usage.calls_by_stage` splits the model cal
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,7 +61,13 @@ from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.runtime.execute import check_callback
 from agentscale.storage.owner import claim_in_this_process
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
-from agentscale.tasks.registry import stable_task_spec
+from agentscale.tasks.registry import (
+    moved_task_file,
+    refuse_a_changed_task_file,
+    refuse_a_missing_task_file,
+    stable_task_spec,
+    task_file_digest,
+)
 
 PATIENCE = 3
 CROWN_POOL = 6  # graphs raced on the train split beside the single calls
@@ -276,6 +283,22 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
     return task, list(split.train.items), list(split.test.items)
 
 
+def _find_the_task_file(config: dict[str, Any], run_id: str, moved_to: str | os.PathLike[str] | None) -> None:
+    """A resumed run's task file, checked (see `Optimization.resume`): its stored place updated in
+    `config` when it moved."""
+    key = "task_path" if config.get("task_path") else "task_name" if config.get("task_name") else None
+    digest = config.get("task_sha256")
+    if moved_to is not None:
+        if key is None:
+            raise AgentScaleError(
+                f"run {run_id} answers a named task, not a task file it could find elsewhere: drop --task"
+            )
+        config[key] = moved_task_file(config[key], digest, os.fspath(moved_to), run_id)
+    elif key is not None:
+        refuse_a_missing_task_file(config[key], digest, run_id)
+        refuse_a_changed_task_file(config[key], digest, run_id, "start a new optimization")
+
+
 def _failed_calls_warning(failed: dict[int, dict[str, str]]) -> str | None:
     """What to say when items of the run's evaluations had model calls that failed (an outage): they
     were scored as they ended, which lowers those graphs' scores; the run said nothing of it."""
@@ -339,6 +362,9 @@ class Optimization:
                 config["task_name"] = stable_task_spec(space.task.name)  # a file named as the task, made absolute
             if space.task.scorer is None and (space.task.path is not None or "task_name" in config):
                 config["task_scorer"] = self.task.scorer_name  # inferred: its resume keeps it, whatever the rule
+            task_file = config.get("task_path") or config.get("task_name")
+            if isinstance(task_file, str):  # its resume checks the file is the same (an edited one was read as is)
+                config["task_sha256"] = task_file_digest(task_file)
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
         self.evaluator = TrialEvaluator(
@@ -383,15 +409,20 @@ class Optimization:
         executor: ExecutorConfig | None = None,
         concurrency: int | None = None,
         retry_errors: bool = False,
+        task_file: str | os.PathLike[str] | None = None,
     ) -> Optimization:
         """Continue a stored run; with the executor and concurrency it was started with unless given
         (both change where and how fast items run, not what they answer). `retry_errors`: ask again
         the evaluations whose model calls failed (and those after them, which the search chose
-        from their scores)."""
+        from their scores). `task_file`: where the run's task file is now, when it was moved (the
+        same bytes, checked by their sha256). A task file edited since the run started is refused:
+        read as it was, half the run's verdicts were the old file's and half the new one's, and it
+        crowned a graph neither file would."""
         run = store_of(gateway, "resuming an optimization").refuse_if_busy(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
         config = json.loads(run.config_json)
+        _find_the_task_file(config, run.id, task_file)
         space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
         kept = (("path", "task_path"), ("name", "task_name"), ("scorer", "task_scorer"))
         # the task file's absolute path, the scorer inferred for it (runs stored before have none)

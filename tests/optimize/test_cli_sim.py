@@ -381,6 +381,38 @@ def test_a_resume_finds_a_task_file_named_beside_the_space_and_keeps_its_inferre
     assert resumed.space.task.name == str(tmp_path / "spaces" / "data.jsonl") and resumed.task.scorer_name == "code"
 
 
+def test_a_resume_refuses_an_edited_task_file_and_finds_a_moved_one_by_its_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An optimization's resume read its task file as it was then: edited after the interrupt, the
+    verdicts before were the old file's and those after the new one's, and it crowned a graph neither
+    would (an audit of chained commands). A moved file could not be resumed at all (no --task)."""
+    from agentscale.cli._options import make_gateway
+    from agentscale.optimize.runner import Optimization
+
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(f'{{"question": "[sim:math#{i:04d}] q", "answer": "{i}"}}\n' for i in range(40)))
+    space = tmp_path / "s.yaml"
+    space.write_text(SPACE.replace('name: "sim:math"', "path: items.jsonl"))
+    database = tmp_path / "o.db"
+    run_id = Optimization.from_file(space, make_gateway(database, False)).run_id
+    data.write_text(data.read_text().replace('"answer": "1"', '"answer": "2"'))
+    code = main(["optimize", "--resume", run_id, "--db", str(database)])
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and f"task file {data} has changed since run {run_id} started" in said
+    assert "put the file back as it was, or start a new optimization" in said
+    data.write_text(data.read_text().replace('"answer": "2"', '"answer": "1"', 1))  # as it was
+    moved = tmp_path / "moved" / "items.jsonl"
+    moved.parent.mkdir()
+    data.rename(moved)
+    code = main(["optimize", "--resume", run_id, "--db", str(database)])
+    assert code == 1 and "is not there: if it moved, give its new path with --task" in capsys.readouterr().err
+    resumed = Optimization.resume(run_id, make_gateway(database, False), task_file=moved)
+    assert resumed.space.task.path == str(moved)
+    code = main(["optimize", str(space), "--task", str(moved), "--db", str(database)])
+    assert code == 1 and "--task gives a resumed run's moved task file" in capsys.readouterr().err
+
+
 def test_two_single_calls_level_on_both_splits_are_labelled_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
