@@ -405,8 +405,11 @@ class Store:
         return first
 
     def run_folder(self, run_id: str) -> Path:
-        """Where a run's files go, beside the database: its report, best graph, drawing and plot."""
-        return self.path.parent / "runs" / run_id
+        """Where a run's files go, beside the database: its report, best graph, drawing and plot. An
+        absolute path: an optimization stores its best graph's and front's paths in its summary, and
+        relative to where it ran (the default database's `.agentscale/...`) they named no file from
+        anywhere else, while the same output's plot path was absolute."""
+        return self.path.parent.resolve() / "runs" / run_id
 
     def drop_trials(self, run_id: str, from_seq: int = 0) -> None:
         """Delete an optimization's trials from evaluation `from_seq` on, with their items' rows and

@@ -413,6 +413,29 @@ def test_a_resume_refuses_an_edited_task_file_and_finds_a_moved_one_by_its_conte
     assert code == 1 and "--task gives a resumed run's moved task file" in capsys.readouterr().err
 
 
+def test_a_stored_optimization_names_its_files_by_paths_that_work_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the default database (`.agentscale/`, relative), the best graph's and the front's paths
+    were stored relative to where `optimize` ran: `runs show` elsewhere, and the report, named files
+    that were not there, beside an absolute plot path (an audit of chained commands)."""
+    monkeypatch.delenv("AGENTSCALE_DB", raising=False)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objective: {pareto: true}\n")
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["optimize", str(space), "--json", "--no-test"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert (
+        main(["runs", "show", run_id, "--json", "--db", str(tmp_path / "work" / ".agentscale" / "agentscale.db")]) == 0
+    )
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    paths = [summary["best"]["path"], *(point["path"] for point in summary["pareto"] if point.get("path"))]
+    assert len(paths) > 1 and all(Path(path).is_absolute() and Path(path).is_file() for path in paths), paths
+
+
 def test_two_single_calls_level_on_both_splits_are_labelled_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
