@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -99,18 +98,6 @@ def open_store(db: Path | None, *, existing: bool = False, reads_only: bool = Fa
         raise AgentScaleError(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     return Store(db, read_only=reads_only and not writable)
-
-
-def command_line(store: Store, *words: str) -> str:
-    """``agentscale WORDS`` as a user can paste it to act on a run of ``store``: with ``--db`` (an
-    absolute path) unless the command would open that database anyway, since a hint that leaves it
-    out finds no such run in the default database."""
-    from agentscale.storage.db import default_db_path
-
-    line = shlex.join(["agentscale", *words])
-    if store.path.resolve() == default_db_path().resolve():
-        return line
-    return f"{line} --db {shlex.quote(str(store.path.resolve()))}"
 
 
 def make_gateway(

@@ -22,7 +22,6 @@ from agentscale.cli._options import (
     RayWorkersOption,
     RetryErrorsOption,
     check_retry_errors,
-    command_line,
     executor_config,
     make_gateway,
     parse_options,
@@ -185,7 +184,7 @@ def eval_command(
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
-    resume = command_line(evaluation.store, "eval", "--resume", evaluation.run_id)
+    resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)
     with (
         resumable(finish, evaluation.store, evaluation.run_id, resume, json_output=json_output),
         traced_run(trace, "eval", evaluation.run_id, attributes),
@@ -215,8 +214,8 @@ def eval_command(
         out.print(f"report: {report}")
     first = summary.nothing_answered
     if first is not None:  # it exited 0, and a script took "accuracy 0.0%" for the graph's figure
-        details = command_line(evaluation.store, "runs", "show", evaluation.run_id)
-        retry = command_line(evaluation.store, "eval", "--resume", evaluation.run_id, "--retry-errors")
+        details = evaluation.store.command_line("runs", "show", evaluation.run_id)
+        retry = evaluation.store.command_line("eval", "--resume", evaluation.run_id, "--retry-errors")
         raise AgentScaleError(
             f"no item finished and no model call answered, so the run measured nothing (first: {first.item_id}: "
             f"{short(first.stopped_reason, 200)}; every error: {details}); once the model answers: {retry}"
@@ -303,9 +302,9 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
             markup=True,
         )
     if summary.retryable and summary.run_id is not None and summary.nothing_answered is None:  # else its error says it
-        retry = command_line(store, "eval", "--resume", summary.run_id, "--retry-errors")
+        retry = store.command_line("eval", "--resume", summary.run_id, "--retry-errors")
         out.print(
             f"[yellow]ask the {len(summary.retryable)} items with failed calls again: {escape(retry)}[/]", markup=True
         )
     if summary.run_id is not None:
-        out.print(f"run {summary.run_id} ({command_line(store, 'runs', 'show', summary.run_id)})")
+        out.print(f"run {summary.run_id} ({store.command_line('runs', 'show', summary.run_id)})")

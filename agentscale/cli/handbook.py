@@ -19,7 +19,6 @@ from agentscale.cli._options import (
     DbOption,
     JsonOption,
     NoCacheOption,
-    command_line,
     make_gateway,
     open_store,
     output_file,
@@ -165,7 +164,7 @@ def build_command(
         if simulated:
             say_simulated(err)
     if report.items and report.failed == report.items:  # exit 0 with an empty handbook hid it from every later eval
-        details = command_line(gateway.store, "runs", "show", report.run_id)
+        details = gateway.store.command_line("runs", "show", report.run_id)
         raise AgentScaleError(f"the model calls of every item failed, so nothing was learned (the errors: {details})")
 
 
@@ -215,7 +214,7 @@ def _print_build(report: BuildReport, store: Store) -> None:
     err.print(
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens} · calls {usage.calls} "
         f"(+{usage.cached_calls} cache hits) · run {report.run_id} "
-        f"({command_line(store, 'runs', 'show', report.run_id)})"
+        f"({store.command_line('runs', 'show', report.run_id)})"
     )
 
 

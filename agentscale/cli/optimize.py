@@ -21,7 +21,6 @@ from agentscale.cli._options import (
     RayWorkersOption,
     RetryErrorsOption,
     check_retry_errors,
-    command_line,
     executor_config,
     make_gateway,
     output_file,
@@ -168,7 +167,7 @@ def optimize_command(
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
     finish: FinishedRun[OptimizeResult] = FinishedRun()
     repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again
-    resume = command_line(optimization.store, "optimize", "--resume", optimization.run_id, *repeated)
+    resume = optimization.store.command_line("optimize", "--resume", optimization.run_id, *repeated)
     with (
         resumable(finish, optimization.store, optimization.run_id, resume, json_output=json_output),
         traced_run(trace, "optimize", optimization.run_id, attributes),
@@ -287,7 +286,7 @@ def _print_report(
         f"from the run) · {result.stopped_reason}"
     )
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
-    out.print(f"run {result.run_id} ({command_line(store, 'runs', 'show', result.run_id)})")
+    out.print(f"run {result.run_id} ({store.command_line('runs', 'show', result.run_id)})")
 
 
 def _single_mark(result: OptimizeResult, alias: str) -> str:

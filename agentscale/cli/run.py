@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import Interrupted, ReaderGone, err, print_json, print_plain, say_simulated, short
-from agentscale.cli._options import DbOption, NoCacheOption, command_line, make_gateway, refuse_ignored
+from agentscale.cli._options import DbOption, NoCacheOption, make_gateway, refuse_ignored
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, round_lines, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -156,7 +156,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
             err.print(f"stdout was closed; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
             raise Interrupted(141) from None
         err.print(f"interrupted; run {run_ids[0]} keeps the {answered} of {len(items)} questions answered")
-        err.print(f"see them with: {command_line(graph.store, 'runs', 'show', run_ids[0])}")
+        err.print(f"see them with: {graph.store.command_line('runs', 'show', run_ids[0])}")
         if graph.gateway.settings.cache:  # a new run, but the questions answered cost nothing again
             err.print("the same command again answers the rest, those answered from the response cache")
         if json_output:

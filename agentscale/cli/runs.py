@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short, terminal_safe
-from agentscale.cli._options import DbOption, JsonOption, command_line, open_store
+from agentscale.cli._options import DbOption, JsonOption, open_store
 from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
@@ -104,7 +104,8 @@ def show_command(
         if _just_finished(run):  # its command marks the run done, then writes the report (≈ 1 s)
             err.print("its report is being written by the command that ran it")
         else:  # stopped between marking the run done and writing its report (a kill at the very end)
-            err.print(f"its report was not written; write it with: agentscale runs show {run.id} --html")
+            write = store.command_line("runs", "show", run.id, "--html")
+            err.print(f"its report was not written; write it with: {write}")
     if run.kind == "optimize":
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
@@ -434,7 +435,7 @@ def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
         return
     why = reasons.get(run.status, "its process has ended without finishing it")
     if run.kind in ("eval", "optimize"):
-        resume = command_line(store, run.kind, "--resume", run.id)
+        resume = store.command_line(run.kind, "--resume", run.id)
         err.print(f"{why}; continue with: {resume}")
     elif run.kind == "run":  # a question asked by `agentscale run`, the Python API or a served graph
         err.print(f"{why}; asked again with the same graph (response cache on), the calls it paid are not paid again")

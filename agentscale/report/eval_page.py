@@ -59,7 +59,8 @@ def eval_report(store: Store, run: Run) -> str:
     if run.error:
         parts.append(paragraph(f"error: {run.error}", css_class="error"))
     if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
-        retry = f"; ask them again with: agentscale eval --resume {run.id} --retry-errors" if run.kind == "eval" else ""
+        again = store.command_line("eval", "--resume", run.id, "--retry-errors")
+        retry = f"; ask them again with: {again}" if run.kind == "eval" else ""
         parts.append(
             paragraph(
                 f"{len(unfinished)} of {len(items.rows)} items did not finish and were scored as they ended "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -403,6 +404,15 @@ class Store:
             for key, node_id, error in session.execute(query).all():
                 first.setdefault(key, f"{node_id}: {error}")
         return first
+
+    def command_line(self, *words: str) -> str:
+        """``agentscale WORDS`` as a user can paste it to act on a run of this database: with ``--db``
+        (an absolute path) unless the command would open this database anyway, since a hint that
+        leaves it out finds no such run in the default database (the CLI's hints and the reports')."""
+        line = shlex.join(["agentscale", *words])
+        if self.path.resolve() == default_db_path().resolve():
+            return line
+        return f"{line} --db {shlex.quote(str(self.path.resolve()))}"
 
     def run_folder(self, run_id: str) -> Path:
         """Where a run's files go, beside the database: its report, best graph, drawing and plot. An

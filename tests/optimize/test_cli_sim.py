@@ -320,7 +320,12 @@ def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
         assert main(["runs", "show", done["run_id"]]) == 0
         said = " ".join(capsys.readouterr().err.split())
         assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
-    assert main(["runs", "show", done["run_id"], "--html"]) == 0 and Path(done["report"]).exists()
+    monkeypatch.delenv("AGENTSCALE_DB")  # another database than the default: the command names it
+    assert main(["runs", "show", done["run_id"], "--db", str(tmp_path / "o.db")]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"write it with: agentscale runs show {done['run_id']} --html --db {(tmp_path / 'o.db').resolve()}" in said
+    assert main(["runs", "show", done["run_id"], "--html", "--db", str(tmp_path / "o.db")]) == 0
+    assert Path(done["report"]).exists()
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ def test_calls_paid_by_items_cut_short_are_counted(eval_run, capsys) -> None:  #
     assert f"; {calls + 1} paid in all, 1 by items cut short" in text
 
 
-def test_the_page_says_which_items_did_not_finish(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The page said "9/10 right" and nothing of the item whose calls failed, where the command said
     it did not finish and how to ask it again (the reports audit); a cap passed by calls already
     made is no cut, as in the command's summary."""
@@ -194,4 +194,10 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys) -> None:  # 
     n = len(Store(eval_run["db"]).run_items(run_id))
     assert f"1 of {n} items did not finish and were scored as they ended (first: q1: node a failed: 500)" in text
     assert f"ask them again with: agentscale eval --resume {run_id} --retry-errors" in text
+    # from another database than the default, the command names it (pasted, it found no such run)
+    monkeypatch.delenv("AGENTSCALE_DB")
+    path = Path(str(eval_run["tmp"])) / "again.html"
+    assert main(["report", run_id, "-o", str(path), "--db", str(eval_run["db"])]) == 0
+    text = " ".join(path.read_text().split())
+    assert f"agentscale eval --resume {run_id} --retry-errors --db {Path(str(eval_run['db'])).resolve()}" in text
     assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text)  # read as the reader's own clock
