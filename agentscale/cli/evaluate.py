@@ -138,8 +138,8 @@ def eval_command(
       agentscale eval --resume 3f2a9c0d1e2b --retry-errors
     """
     from agentscale.evaluate.engine import DEFAULT_EVAL_CONCURRENCY, EvalConfig, Evaluation
+    from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.report import write_report
-    from agentscale.report.simulated import spec_is_simulated
     from agentscale.runtime.graph import load
 
     check_tracing(trace)

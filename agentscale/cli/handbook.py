@@ -115,10 +115,10 @@ def build_command(
 
       agentscale handbook build --from-run 3f2a9c0d1e2b --handbook math
     """
+    from agentscale.graphs.simulated import is_simulated
     from agentscale.memory.build import BuildSettings, HandbookBuilder
     from agentscale.memory.build_inputs import build_model, run_topic
     from agentscale.memory.handbook import Handbook
-    from agentscale.report.simulated import is_simulated
     from agentscale.tasks import load_task
     from agentscale.tasks.registry import task_topic
 

@@ -104,10 +104,10 @@ def optimize_command(
 
       agentscale optimize --resume 3f2a9c0d1e2b --task moved/items.jsonl
     """
+    from agentscale.graphs.simulated import is_simulated
     from agentscale.optimize.report import write_plot
     from agentscale.optimize.runner import DEFAULT_CONCURRENCY, Optimization
     from agentscale.report import write_report
-    from agentscale.report.simulated import is_simulated
 
     if out_file is not None:  # refused now, not after the search (the copy crashed on a directory)
         refuse_unusable_output(out_file, "best.yaml", shown=f"--out {out_file}")

@@ -60,7 +60,7 @@ def run_command(
 
       agentscale run graphs/fan-in.yaml --input questions.jsonl --json
     """
-    from agentscale.report.simulated import spec_is_simulated
+    from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.runtime.batch import DEFAULT_BATCH_CONCURRENCY, read_questions
     from agentscale.runtime.graph import load
 

@@ -54,6 +54,7 @@ def serve_graph_command(
     """
     import uvicorn
 
+    from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.models.litellm_loader import get_litellm
     from agentscale.runtime.graph import load
     from agentscale.serve.app import create_app
@@ -71,7 +72,10 @@ def serve_graph_command(
     # meanwhile wait in the socket's backlog.
     get_litellm()
     auth = f", bearer key from ${api_key_env}" if api_key_env else ", no auth"
-    err.print(f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}); Ctrl-C stops")
+    simulated = " · SIMULATED models (sim/): no model's answers" if spec_is_simulated(graph.spec) else ""
+    err.print(
+        f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}){simulated}; Ctrl-C stops"
+    )
     # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as
     # a traceback when a second Ctrl-C skipped the graceful shutdown.
     config = uvicorn.Config(

@@ -35,6 +35,7 @@ from agentscale.executors import Executor, ExecutorConfig, create_executor
 from agentscale.graphs.io import dump_graph_spec, read_text, write_output
 from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
+from agentscale.graphs.simulated import is_simulated
 from agentscale.models.gateway import CallRequest, Gateway, store_of
 from agentscale.models.registry import resolve
 from agentscale.optimize._side_by_side import side_by_side
@@ -600,6 +601,8 @@ class Optimization:
     def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:
         """A searched graph as a runnable graph file, answering in the task's format."""
         description = f"found by agentscale optimize ({self.method_name}), run {self.run_id}"
+        if is_simulated(model.model for model in self.space.models.values()):  # its figures are no model's
+            description += " on the SIMULATED population (sim/ models: no model accuracy)"
         spec = self.space.graph_spec(candidate, f"{self.space.name}-{suffix}", description=description)
         return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from agentscale.evaluate.item_records import discussion_stats, handbook_use_of
 from agentscale.graphs.result import Usage
+from agentscale.graphs.simulated import is_simulated
 from agentscale.graphs.spec import GraphSpec, handbook_label
 from agentscale.graphs.validate import load_spec_text
 from agentscale.report.charts import histogram
@@ -30,7 +31,7 @@ from agentscale.report.html import (
     simulated_banner,
 )
 from agentscale.report.items import ITEMS, read_items
-from agentscale.report.simulated import is_simulated, run_is_simulated, simulated_label
+from agentscale.report.simulated import run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
 from agentscale.storage.tables import SHOWN_TIME, Run

@@ -7,29 +7,17 @@ behaves, never how a real model answers, so every view of such a run says so whe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 from agentscale.graphs.located import load_located
-from agentscale.graphs.spec import GraphSpec
+from agentscale.graphs.simulated import is_simulated, spec_is_simulated
 from agentscale.graphs.validate import load_spec_text
 from agentscale.optimize.space import SpaceSpec, space_from_data
 from agentscale.storage.tables import Run
-
-SIM_PREFIX = "sim/"
-
-
-def is_simulated(routes: Iterable[str | None]) -> bool:
-    return any(route is not None and route.startswith(SIM_PREFIX) for route in routes)
 
 
 def simulated_label(figure: str, simulated: bool) -> str:
     """A figure's label, `SIMULATED <figure>` for a run of simulated models (every view says it the same way)."""
     return f"SIMULATED {figure}" if simulated else figure
-
-
-def spec_is_simulated(spec: GraphSpec) -> bool:
-    """A graph whose models (aliases' routes, or routes named on nodes) include a sim/ route."""
-    return is_simulated([m.model for m in spec.models.values()] + [n.model for n in spec.nodes])
 
 
 def stored_space(run: Run) -> SpaceSpec:

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 
 from agentscale.errors import BudgetExceeded
 from agentscale.graphs.result import RunResult
+from agentscale.graphs.simulated import is_simulated
 
 # a 5xx that OpenAI's clients would retry twice, each time running (and paying for) the graph again
 NO_RETRY = {"x-should-retry": "false"}
@@ -50,8 +51,10 @@ def usage_of(result: RunResult) -> dict[str, int]:
 
 
 def run_of(result: RunResult) -> dict[str, Any]:
-    """Which stored run answered (`runs show` reads it), in a reply's `agentscale` field."""
-    return {"run_id": result.run_id, "stopped_reason": result.stopped_reason}
+    """Which stored run answered (`runs show` reads it), in a reply's `agentscale` field, and whether
+    simulated models answered (their answers and figures are no model's)."""
+    simulated = is_simulated(trace.route for trace in result.trace)
+    return {"run_id": result.run_id, "stopped_reason": result.stopped_reason, "simulated": simulated}
 
 
 def unknown_model(asked: str, served: str) -> ApiError:

@@ -75,12 +75,14 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
         for loopback in loopbacks:
             assert _wait_until_serving(process, port, loopback) == ["served"]
         question = {"model": "served", "messages": [{"role": "user", "content": "[sim:math#0001] q"}]}
-        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=question, timeout=30).status_code == 200
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=question, timeout=30)
+        assert reply.status_code == 200 and reply.json()["agentscale"]["simulated"] is True  # sim/ models answered
     finally:
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert f"serving graph 'served' at http://{host}:{port}/v1" in " ".join(stderr.split())
+    assert "SIMULATED models (sim/)" in " ".join(stderr.split())  # it said nothing of it (an audit)
     assert "Traceback" not in stderr and "interrupted" not in stderr
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
@@ -60,6 +61,8 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert all("test" not in point and "path" not in point for point in report["pareto"])  # no objective.pareto
     assert report["simulated"] is True  # the accuracies are the sim population's, and the output says so
+    written = yaml.safe_load((tmp_path / "best.yaml").read_text())  # and so does the graph file it wrote
+    assert written["description"].endswith("on the SIMULATED population (sim/ models: no model accuracy)")
     assert 0.0 <= report["best"]["accuracy"] <= 1.0 and report["best"]["ci95"][0] <= report["best"]["accuracy"]
     assert main(["run", str(tmp_path / "best.yaml"), "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] is not None

@@ -408,6 +408,7 @@ def test_a_streamed_answer_is_the_answer_word_for_word(make_graph, scripted: Scr
         assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == -(-words // 8)
         (last,) = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
         assert last.model_extra and last.model_extra["agentscale"]["run_id"]  # which stored run answered
+        assert last.model_extra["agentscale"]["simulated"] is False  # a real server's model answered
 
 
 def test_a_stream_that_fails_after_it_began_ends_in_an_error_the_client_raises(  # type: ignore[no-untyped-def]
