@@ -281,6 +281,9 @@ def _print_report(
             point.candidate.diagram_line() + (f" · {path.name}" if path else ""),
         )
     out.print(front)
+    if result.front_paths:  # the table names them by file name: with --out, the folder printed was another
+        folder = next(iter(result.front_paths.values())).parent
+        out.print(f"front graphs' YAML (front-N.yaml): {folder}")
     out.print(
         f"spent: {format_spend(result.usage)} · {result.evaluations} evaluations ({result.replayed} replayed "
         f"from the run) · {result.stopped_reason}"

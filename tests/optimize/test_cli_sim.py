@@ -176,6 +176,10 @@ def test_pareto_scores_and_writes_every_front_graph(
         assert point["path"].endswith(f"front-{index}.yaml")
         assert main(["run", point["path"], "-q", "[sim:math#0001] Solve problem 1.", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["answer"] is not None
+    # the table names the files front-N.yaml; with --out, the one folder printed was --out's, not theirs
+    assert main(["optimize", "--resume", result["run_id"], "--out", str(tmp_path / "mine.yaml")]) == 0
+    folder = Path(front[0]["path"]).parent
+    assert f"front graphs' YAML (front-N.yaml): {folder}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
