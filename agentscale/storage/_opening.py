@@ -80,6 +80,10 @@ def unopenable(path: Path, error: OSError | DBAPIError) -> str:
     if path.is_dir() or "not a database" in reason or blocking_file(path) is not None:
         what = "is a directory" if path.is_dir() else f"cannot be used ({reason})"
         return f"database {path} {what}: give a SQLite file path (--db, or AGENTSCALE_DB)"
+    if path.exists() and not path.is_file():  # SQLite said "disk I/O error"
+        return f"database {path} is not a regular file (a pipe or a device): give a SQLite file path (--db)"
+    if path.is_symlink() and not path.exists():  # SQLite said "unable to open database file"
+        return f"database {path} is a link to {os.readlink(path)}, which does not exist: give a SQLite file path"
     if "locked" in reason:
         return f"database {path} is locked by another process ({reason}): wait for it, or give another --db"
     if _disk_full(path.parent):  # SQLite said "disk I/O error": it could not make its -shm file

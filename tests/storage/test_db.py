@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -359,6 +360,20 @@ def test_a_read_only_store_reads_as_it_is_and_refuses_an_older_schema_in_words(t
     assert path.read_bytes() == before
     assert Store(path).get_run(run.id).owner is None  # opened to write: brought up to date
     assert Store(path, read_only=True).get_run(run.id).kind == "eval"
+
+
+def test_a_pipe_a_device_or_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
+    """They said "cannot be opened (disk I/O error)" and "(unable to open database file)", which named
+    nothing wrong with the path (a store audit)."""
+    pipe = tmp_path / "pipe.db"
+    os.mkfifo(pipe)
+    for path in (pipe, Path("/dev/null")):
+        with pytest.raises(AgentScaleError, match=r"is not a regular file \(a pipe or a device\)"):
+            Store(path)
+    link = tmp_path / "link.db"
+    link.symlink_to(tmp_path / "gone" / "x.db")
+    with pytest.raises(AgentScaleError, match=r"is a link to .*gone/x.db, which does not exist"):
+        Store(link)
 
 
 class _AppNote(SQLModel, table=True):
