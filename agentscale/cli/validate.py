@@ -108,10 +108,16 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
         with located.locating(str(file)):  # the rules that need the models' costs, and the task itself
             SearchProblem.from_space(space)
             method_and_seed(space)
-            load_task_split(space)
+            _, train, _ = load_task_split(space)
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-        return summary, _unset_keys(space.models)
+        notes = _unset_keys(space.models)
+        if space.optimizer.minibatch > len(train):  # the search takes what there is, without a word
+            notes.append(
+                f"optimizer.minibatch: {space.optimizer.minibatch} is more than the {len(train)} train items: "
+                f"each search evaluation answers those {len(train)}"
+            )
+        return summary, notes
     from agentscale.runtime.graph import Graph
 
     spec = checked_spec(located, str(file))

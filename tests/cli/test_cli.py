@@ -216,6 +216,23 @@ def test_validate_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "✓" in err and "nodes[0].role (line 3): unknown role 'critik'" in err
 
 
+def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The search takes the train items there are: `minibatch: 50` on 8 passed without a word, and
+    each evaluation answered 8 (an input audit's)."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: mb\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 5}\n"
+        "optimizer: {method: random, iterations: 2, samples: 2, minibatch: 50, seed: 0}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(space))
+    said = " ".join(err.split())
+    assert code == 0 and "note: optimizer.minibatch: 50 is more than the 8 train items" in said
+    space.write_text(space.read_text().replace("minibatch: 50", "minibatch: 8"))
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 0 and "note:" not in err
+
+
 def test_validate_notes_an_api_key_variable_unset_here(
     env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
