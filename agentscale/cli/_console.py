@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from agentscale.errors import AgentScaleError
+
 if TYPE_CHECKING:
     from agentscale.storage.db import Store
 
@@ -64,6 +66,48 @@ class _StderrUntilClosed:
         return getattr(sys.stderr, name)
 
 
+class StdoutFailed(AgentScaleError):
+    """stdout cannot be written (a full disk behind `> file`, `> /dev/full`): said in one line, not as
+    a traceback from deep inside Rich or json."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"cannot write to stdout: {error.strerror or error}")
+
+
+class _Stdout:
+    """stdout for Rich: `sys.stdout` read on each write (a redirected or captured stdout is followed),
+    a failed write other than the reader leaving (which Rich hands to `on_broken_pipe`) raised as
+    `StdoutFailed`."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: Rich's terminal checks
+        return getattr(sys.stdout, name)
+
+
+class _StdoutConsole(Console):
+    """The stdout console: its reader leaving (`agentscale tasks list | head -1`) is `ReaderGone`, as
+    for `print_json`; Rich's own handling exited 1 in silence."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _reader_left()
+
+
 def _console(*, stderr: bool) -> Console:
     """A console for stdout or stderr. Output with no terminal anywhere (a file, a pipe from a job or
     CI) gets `PIPED_WIDTH` columns: at Rich's fallback of 80 a table folded routes and graph labels
@@ -73,8 +117,8 @@ def _console(*, stderr: bool) -> Console:
     answers, names), and as Rich markup `[/INST]` raised MarkupError and `a[i]` lost its `[i]`; emoji
     codes are off for the same reason (`:thumbs_up:` stays text). A line styled on purpose says
     `markup=True` and escapes what it interpolates."""
-    file = _StderrUntilClosed() if stderr else None
-    console = Console(file=file, markup=False, emoji=False, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+    kind, file = (Console, _StderrUntilClosed()) if stderr else (_StdoutConsole, _Stdout())
+    console = kind(file=file, markup=False, emoji=False, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     if not _terminal_width_known():
         console.width = PIPED_WIDTH
     return console
@@ -101,15 +145,32 @@ class ReaderGone(KeyboardInterrupt):
     status, 141. It failed the batch ("Broken pipe"), silently, going on paying for answers nobody read."""
 
 
+_reader_gone = False  # set once stdout's reader has left (`reader_gone`)
+
+
+def reader_gone() -> bool:
+    """Whether stdout's reader has left during this command (typer turns `ReaderGone`, a
+    KeyboardInterrupt, into exit 130 like a Ctrl-C: `app` says 141, silently, instead)."""
+    return _reader_gone
+
+
+def _reader_left() -> None:
+    global _reader_gone
+    _reader_gone = True
+    # what is still buffered would fail again at the interpreter's exit ("Exception ignored")
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise ReaderGone from None
+
+
 def _write_stdout(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # what is still buffered would fail again at the interpreter's exit ("Exception ignored")
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise ReaderGone from None
+        _reader_left()
+    except OSError as exc:
+        raise StdoutFailed(exc) from None
 
 
 def say_simulated(console: Console | None = None) -> None:

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
-from agentscale.cli._console import Interrupted, ReaderGone, error
+from agentscale.cli._console import Interrupted, ReaderGone, error, reader_gone
 from agentscale.cli._finish import database_failed
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
@@ -56,7 +56,7 @@ def run_app(argv: list[str] | None) -> int:
             _tidy_help(command)
         result = command(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt) as stop:
-        if isinstance(stop, ReaderGone) or isinstance(stop.__cause__, ReaderGone):  # `| head`: nothing to say
+        if reader_gone() or isinstance(stop, ReaderGone) or isinstance(stop.__cause__, ReaderGone):  # `| head`
             return 141
         error("interrupted")
         return 130
@@ -81,6 +81,8 @@ def run_app(argv: list[str] | None) -> int:
         error(database_failed(cause))
         return 1
     if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
+        if reader_gone():  # `| head`, `| true`: nothing to say (it said "interrupted", exit 130)
+            return 141
         error("interrupted")
     return result if isinstance(result, int) else 0
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from agentscale.cli._console import err, print_json
+from agentscale.cli._console import err, print_json, print_plain
 from agentscale.cli._options import DbOption, JsonOption
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
@@ -155,4 +155,4 @@ def schema_command() -> None:
     schema = GraphSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "agentscale graph (version 1)"
-    typer.echo(json.dumps(schema, indent=2))
+    print_plain(json.dumps(schema, indent=2))  # its reader leaving or a full disk is said as for every command

@@ -84,6 +84,28 @@ def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys
     assert all(line["trace"][0]["messages"] for line in lines)
 
 
+@pytest.mark.parametrize("words", [["tasks", "list"], ["tasks", "list", "--json"], ["schema"]])
+def test_a_reader_that_leaves_early_or_a_full_stdout_is_said_as_such(words: list[str]) -> None:
+    """`| true` said "error: interrupted" and exited 130 (typer turned the reader leaving, a
+    KeyboardInterrupt, into a Ctrl-C's status), Rich's tables exited 1 in silence, and `> /dev/full`
+    was a traceback ending in OSError (an audit of the sim, tasks and schema commands)."""
+    command = [sys.executable, "-m", "agentscale.cli.app", *words]
+    gone = subprocess.run(
+        f"{shlex.join(command)} | true; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (gone.returncode, gone.stderr) == (141, "")
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+        assert (done.returncode, done.stderr) == (1, "error: cannot write to stdout: No space left on device\n")
+
+
 def test_a_batch_whose_reader_leaves_stops_and_keeps_its_answers(tmp_path: Path, scripted: ScriptedServer) -> None:
     """`agentscale run --input q.jsonl | head -2`: the batch failed ("Broken pipe", exit 1, not a word
     said) after paying for answers nobody read. It stops as an interruption, with SIGPIPE's status."""
