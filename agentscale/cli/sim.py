@@ -97,7 +97,9 @@ def best_known_command(
     if not kept:
         write_best_known(found, target)
     if json_output:
-        print_json({**found.to_dict(), "path": str(target), "kept_stored": kept})
+        # the file's graph is the stored one when kept: its accuracy too (the JSON named the file beside
+        # this search's graph and accuracy alone, which the file did not hold)
+        print_json({**found.to_dict(), "path": str(target), "kept_stored": kept, "stored_accuracy": stored})
         return
     out.print(
         f"SIMULATED best-known graph of {space_file}: expected test accuracy {found.accuracy:.4f} "

@@ -27,7 +27,7 @@ from agentscale.graphs.spec import (
     Sampling,
     StrictModel,
 )
-from agentscale.graphs.validate import alias_issues, validate_fields
+from agentscale.graphs.validate import alias_issues, looks_like_best_known, validate_fields
 from agentscale.models.routes import model_route_issues, route_problem
 from agentscale.optimize.candidate import CandidateGraph, SampledNodes
 from agentscale.tasks.errors import MAX_GENERATED
@@ -194,6 +194,12 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
             "run it with `agentscale run` or `agentscale eval`"
         )
         raise SpecError([located.issue(("nodes",), message)], source)
+    if looks_like_best_known(located.data):  # it sits beside its space, with a name like it
+        message = (
+            f"this is the best-known record of space {located.data['space']!r} (`agentscale sim best-known`'s), "
+            "not a search space: give the space file"
+        )
+        raise SpecError([located.issue(("space",), message)], source)
     space = validate_fields(located, SpaceSpec, "search space", source, stored=stored)
     issues = alias_issues(space.models, located, stored=stored)
     if not stored and (space.task.mean_prompt_tokens is None) != (space.task.mean_completion_tokens is None):

@@ -119,8 +119,13 @@ def test_a_shorter_search_keeps_a_better_stored_record_and_never_writes_over_its
     assert main(["sim", "best-known", str(space), "--evaluations", "1", "--seed", "3", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["kept_stored"] is (again["accuracy"] <= found["accuracy"]) is True and record.read_text() == before
+    assert again["stored_accuracy"] == found["accuracy"]  # the kept file's graph scores that (it was left out)
     assert main(["sim", "best-known", str(space), "--out", str(space)]) == 1
     assert "is the space file itself" in capsys.readouterr().err and space.read_text() == SPACE
+    # the record given where a space belongs (they sit side by side): 12 unknown and missing keys
+    assert main(["sim", "optimum", str(record)]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "this is the best-known record of space 'small' (`agentscale sim best-known`'s), not a search space" in said
 
 
 def test_a_search_that_runs_out_of_graphs_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
