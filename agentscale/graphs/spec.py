@@ -105,6 +105,13 @@ class Price(StrictModel):
     output_per_mtok: NonNegativeFloat
 
 
+# Field rules the validators below enforce, said in the JSON Schema too (`agentscale schema`, for
+# editors and CI checks), as keywords only: pydantic's `pattern=` would check them a second time with
+# its own message instead of the validators'. A schema check passed files validate then refused.
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HttpUrl = Annotated[str, Field(json_schema_extra={"pattern": r"^https?://[^/\s]"})]
+
+
 class ModelSpec(StrictModel):
     """A model alias: a litellm route plus where and how to reach it.
 
@@ -113,9 +120,9 @@ class ModelSpec(StrictModel):
     family convention the registry knows for the route (Qwen models answer in \\boxed{}).
     """
 
-    model: Annotated[str, Field(min_length=1)]
-    api_base: str | Annotated[tuple[str, ...], Field(min_length=1)] | None = None
-    api_key_env: str | None = None
+    model: Annotated[str, Field(min_length=1, json_schema_extra={"pattern": "/"})]
+    api_base: _HttpUrl | Annotated[tuple[_HttpUrl, ...], Field(min_length=1)] | None = None
+    api_key_env: Annotated[str, Field(json_schema_extra={"pattern": _ENV_NAME})] | None = None
     params_b: Annotated[float, Field(gt=0.0, le=100_000.0, allow_inf_nan=False)] | None = None  # ≤ 100T parameters
     n_layers: PositiveInt | None = None
     d_model: PositiveInt | None = None
@@ -127,7 +134,7 @@ class ModelSpec(StrictModel):
     @classmethod
     def _names_a_variable(cls, value: str | None) -> str | None:
         """`""` and `"MY KEY"` passed, and validate's note then named a blank variable."""
-        if value is not None and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is None:
+        if value is not None and re.fullmatch(_ENV_NAME, value) is None:
             raise ValueError(f"the name of an environment variable (letters, digits, _), not {value!r}")
         return value
 
@@ -187,6 +194,13 @@ class Sampling(StrictModel):
 class NodeSpec(StrictModel):
     """One role node; `model` is an alias from `models:` or a litellm route (contains '/')."""
 
+    model_config = ConfigDict(
+        json_schema_extra={  # a vote or a tester calls no model (validate refuses one given)
+            "if": {"properties": {"role": {"enum": list(MODEL_FREE_ROLES)}}, "required": ["role"]},
+            "then": {"properties": {"model": {"type": "null"}}},
+        }
+    )
+
     id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
     role: Annotated[str, Field(min_length=1)]
     model: str | None = None
@@ -212,7 +226,7 @@ class Memory(StrictModel):
     """Behavior handbook retrieval for every node's prompt; `topic` keeps the behaviors filed under
     it (a build files them under its task's name), as the handbook paper retrieves by subject."""
 
-    handbook: Annotated[str, Field(min_length=1)]
+    handbook: Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"^\s*\S{1,100}\s*$"})]
     top_k: PositiveInt = 5
     topic: Annotated[str, Field(min_length=1)] | None = None
 
@@ -277,7 +291,7 @@ class RoleSpec(StrictModel):
     """A custom role: prompt templates with {question}, {inputs} and optional {direction}."""
 
     system: Annotated[str, Field(min_length=1)]
-    user: Annotated[str, Field(min_length=1)]
+    user: Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\{question\}"})]
     requires_inputs: bool = False
 
     @field_validator("user")
@@ -304,7 +318,9 @@ class GraphSpec(StrictModel):
     version: Literal[1] = 1
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(  # an alias with '/' reads as a route (validate refuses it)
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": "^[^/]+$"}}
+    )
     defaults: Sampling = Field(default_factory=Sampling)
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
     edges: list[str] = Field(default_factory=list)
@@ -313,7 +329,9 @@ class GraphSpec(StrictModel):
     budget: Budget | None = None
     memory: Memory | None = None
     coordinator: Coordinator | None = None
-    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+    roles: dict[str, RoleSpec] = Field(  # a custom role may not shadow a built-in one
+        default_factory=dict, json_schema_extra={"propertyNames": {"not": {"enum": list(BUILTIN_ROLES)}}}
+    )
 
     @field_validator("version", mode="before")
     @classmethod

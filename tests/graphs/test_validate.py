@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentscale.errors import SpecError
 from agentscale.graphs.io import dump_graph_spec, load_graph_spec
@@ -539,8 +540,41 @@ def test_schema_describes_the_graph_file() -> None:
     assert schema["additionalProperties"] is False
     assert "NodeSpec" in schema["$defs"]
     api_base = schema["$defs"]["ModelSpec"]["properties"]["api_base"]["anyOf"]
-    assert {"type": "string"} in api_base
-    assert {"type": "array", "items": {"type": "string"}, "minItems": 1} in api_base
+    url = {"type": "string", "pattern": "^https?://[^/\\s]"}
+    assert url in api_base and {"type": "array", "items": url, "minItems": 1} in api_base
+
+
+SCHEMA_BASE = "name: g\nmodels:\n  m: {model: openai/x}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        SCHEMA_BASE.replace("{model: openai/x}", "{model: openai/x, api_base: 'localhost:8000/v1'}"),
+        SCHEMA_BASE.replace("{model: openai/x}", "{model: gpt4}"),
+        SCHEMA_BASE.replace("{model: openai/x}", "{model: openai/x, api_key_env: 'MY KEY'}"),
+        SCHEMA_BASE.replace("  m: {model: openai/x}", "  m: {model: openai/x}\n  a/b: {model: openai/y}"),
+        SCHEMA_BASE + "  - {id: v, role: vote, model: m}\nedges: ['a -> v']\n",
+        SCHEMA_BASE + "memory: {handbook: 'a b'}\n",
+        SCHEMA_BASE + "roles:\n  sk: {system: s, user: 'u {inputs}'}\n",
+        SCHEMA_BASE + "roles:\n  critic: {system: s, user: '{question}'}\n",
+    ],
+    ids=["api_base", "route", "api_key_env", "alias", "vote-model", "handbook", "role-template", "role-name"],
+)
+def test_the_schema_refuses_what_validate_refuses_field_by_field(text: str) -> None:
+    """The field rules lived in validators alone, so `agentscale schema` (for editors and CI checks)
+    passed files that validate then refused (an audit of the schema command); a valid file passes both."""
+    import jsonschema
+
+    schema = jsonschema.Draft202012Validator(GraphSpec.model_json_schema())
+    with pytest.raises(SpecError):
+        load_spec_text(text, "g.yaml")
+    assert list(schema.iter_errors(yaml.safe_load(text))), "the schema accepted it"
+    valid = SCHEMA_BASE.replace("{model: openai/x}", "{model: openai/x, api_base: [http://a:1/v1, http://b:1/v1]}")
+    valid += "  - {id: v, role: vote}\nedges: ['a -> v']\nmemory: {handbook: hb}\n"
+    valid += "roles:\n  sk: {system: s, user: '{question} {inputs}'}\n"
+    load_spec_text(valid, "g.yaml")
+    assert list(schema.iter_errors(yaml.safe_load(valid))) == []
 
 
 def test_numbers_from_code_and_whole_floats_are_still_numbers() -> None:
