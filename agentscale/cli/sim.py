@@ -38,7 +38,7 @@ def optimum_command(
         return
     out.print(
         f"SIMULATED optimum of {space_file}: expected test accuracy {report['accuracy']:.3f} "
-        f"(compute {report['compute']:.2f}, {report['candidates']} candidates enumerated)"
+        f"(compute {report['compute']:.2f}; {report['candidates']} candidates within the budget scored)"
     )
     out.print(report["graph"])
 

@@ -28,6 +28,7 @@ from agentscale.graphs.io import dump_graph_spec
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.models.cost import compute_unit, model_flops
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, copies_its_input
+from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.truth import SimGraphError
@@ -165,6 +166,7 @@ def _labelings(
 
 def search_optimum(space: SpaceSpec) -> Optimum:
     """Score every candidate of the space and return the best (see the module docstring)."""
+    SearchProblem.from_space(space)  # a budget below every single call, said as `optimize` says it
     oracle = SimOracle.for_space(space)
     engine = oracle.engine("test")
     best: tuple[float, float, int, str] | None = None
@@ -180,7 +182,8 @@ def search_optimum(space: SpaceSpec) -> Optimum:
         if best is None or rank < best:
             best, best_candidate = rank, candidate
     if best is None or best_candidate is None:
-        raise SimGraphError(f"space {space.name!r}: no candidate fits the budget ({space.budget})")
+        caps = ", ".join(f"{name}={value}" for name, value in space.budget.model_dump().items() if value is not None)
+        raise SimGraphError(f"space {space.name!r}: no candidate fits the budget ({caps})")
     return Optimum(
         accuracy=-best[0],
         candidate=best_candidate,

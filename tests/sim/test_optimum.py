@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import Graph
+from agentscale.errors import SpecError
 from agentscale.graphs.validate import load_spec_text
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
@@ -122,6 +123,13 @@ def test_latency_budget_excludes_slow_models() -> None:
     )
     found = search_optimum(space)
     assert all(node.model != "big" for node in found.candidate.nodes) and found.latency_s <= 3.0
+    # no graph under the caps: they are named as set (the message printed every cap, None or not)
+    tight = SpaceSpec.model_validate({**TINY, "budget": {"compute": 200, "max_latency_s": 0.0001}})
+    with pytest.raises(SimGraphError, match=r"no candidate fits the budget \(compute=200.0, max_latency_s=0.0001\)$"):
+        search_optimum(tight)
+    # below every single call: said as `optimize` says it, naming the cheapest one
+    with pytest.raises(SpecError, match=r"below the cheapest single call \('l1'"):
+        search_optimum(SpaceSpec.model_validate({**TINY, "budget": {"compute": 0.1}}))
     unlimited = search_optimum(SpaceSpec.model_validate({**TINY, "models": space.models, "budget": {"compute": 200}}))
     assert any(node.model == "big" for node in unlimited.candidate.nodes)
 
@@ -160,6 +168,7 @@ def test_the_sim_optimum_command_prints_the_report_and_refuses_a_space_without_g
     out = capsys.readouterr().out
     accuracy = search_optimum(SpaceSpec.model_validate(TINY)).accuracy
     assert out.startswith(f"SIMULATED optimum of {path}: expected test accuracy {accuracy:.3f} ")
+    assert "candidates within the budget scored)" in out.split("\n", 1)[0]  # "enumerated" counted only those
     assert load_spec_text(out.split("\n", 1)[1]).name == "tiny-sim-optimum"  # the graph, ready to save and run
     path.write_text(path.read_text().replace("'sim:math'", "'rg:chain_sum'"))
     assert main(["sim", "optimum", str(path)]) == 1
