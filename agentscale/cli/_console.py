@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -74,26 +75,30 @@ class StdoutFailed(AgentScaleError):
         super().__init__(f"cannot write to stdout: {error.strerror or error}")
 
 
+@contextlib.contextmanager
+def _failed_writes_said() -> Iterator[None]:
+    """A failed write to stdout as `StdoutFailed`, but the reader leaving (BrokenPipeError), which its
+    callers stop on (`_reader_left`)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutFailed(exc) from None
+
+
 class _Stdout:
     """stdout for Rich: `sys.stdout` read on each write (a redirected or captured stdout is followed),
     a failed write other than the reader leaving (which Rich hands to `on_broken_pipe`) raised as
     `StdoutFailed`."""
 
     def write(self, text: str) -> int:
-        try:
+        with _failed_writes_said():
             return sys.stdout.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise StdoutFailed(exc) from None
 
     def flush(self) -> None:
-        try:
+        with _failed_writes_said():
             sys.stdout.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise StdoutFailed(exc) from None
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: Rich's terminal checks
         return getattr(sys.stdout, name)
@@ -165,12 +170,11 @@ def _reader_left() -> None:
 
 def _write_stdout(text: str) -> None:
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        with _failed_writes_said():
+            sys.stdout.write(text)
+            sys.stdout.flush()
     except BrokenPipeError:
         _reader_left()
-    except OSError as exc:
-        raise StdoutFailed(exc) from None
 
 
 def say_simulated(console: Console | None = None) -> None:
