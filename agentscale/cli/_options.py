@@ -96,8 +96,8 @@ def open_store(db: Path | None, *, existing: bool = False, reads_only: bool = Fa
     path = database_file(db)
     if (existing or reads_only) and not path.exists():
         raise AgentScaleError(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
-    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-    return Store(db, read_only=reads_only and not writable)
+    read_only = reads_only and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    return Store(db, read_only=read_only)
 
 
 def make_gateway(
