@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -71,8 +71,17 @@ def eval_command(
         str | None,
         typer.Option(
             "--task",
-            help="Task: humaneval, rg:<name>, champ, sim:<name> (simulated), or a JSONL file (with --resume: "
-            "where the run's task file is now, if it was moved).",
+            help="Task: humaneval, rg:<name>, champ, sim:<name> (simulated), or a JSONL file (with --resume or "
+            "--split-of: where the run's task file is now, if it was moved).",
+        ),
+    ] = None,
+    split_of: Annotated[
+        str | None,
+        typer.Option(
+            "--split-of",
+            metavar="RUN",
+            help="Evaluate on the test split of optimization RUN: the items it scored its crowned graph and the "
+            "single calls on, with its task, options and scorer (instead of --task, --n, --seed).",
         ),
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
@@ -133,18 +142,23 @@ def eval_command(
       OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \\
           agentscale eval g.yaml --task humaneval --trace otlp
 
+      agentscale eval my-baseline.yaml --split-of 9d1e4b7a2c3f
+
       agentscale eval --resume 3f2a9c0d1e2b
 
       agentscale eval --resume 3f2a9c0d1e2b --retry-errors
     """
     from agentscale.evaluate.engine import DEFAULT_EVAL_CONCURRENCY, EvalConfig, Evaluation
     from agentscale.graphs.simulated import spec_is_simulated
+    from agentscale.models.gateway import store_of
+    from agentscale.optimize.split_of import split_of_optimization
     from agentscale.report import write_report
     from agentscale.runtime.graph import load
 
     check_tracing(trace)
     check_retry_errors(retry_errors, resume)
     gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
+    split_run = None  # the optimization whose test split is answered
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
         if graph_file is not None:
@@ -152,25 +166,41 @@ def eval_command(
         if handbook is not None:
             raise AgentScaleError("--resume takes the handbook from the stored run; drop --handbook")
         refuse_ignored(
-            {"--n": bool(n), "--scorer": bool(scorer), "--task-option": bool(task_option), "--seed": seed != 0},
+            {
+                "--n": bool(n),
+                "--scorer": bool(scorer),
+                "--task-option": bool(task_option),
+                "--seed": seed != 0,
+                "--split-of": split_of is not None,
+            },
             "answers the stored run's items, with its own sample and scorer",
         )
         evaluation = Evaluation.resume(
             resume, gateway, executor=where, concurrency=concurrency, task_file=task, retry_errors=retry_errors
         )
     else:
-        if graph_file is None or task is None:
-            raise AgentScaleError("give a graph file and --task (or --resume RUN_ID)")
-        config = EvalConfig(
-            task=task,
-            n=n,
-            seed=seed,
-            scorer=scorer,
-            concurrency=concurrency or DEFAULT_EVAL_CONCURRENCY,
-            options=parse_options(task_option or []),
-            handbook=handbook,
-            executor=where.to_dict() if where is not None else {},
-        )
+        if graph_file is None or (task is None and split_of is None):
+            raise AgentScaleError("give a graph file and --task (or --split-of RUN_ID, or --resume RUN_ID)")
+        common: dict[str, Any] = {
+            "concurrency": concurrency or DEFAULT_EVAL_CONCURRENCY,
+            "handbook": handbook,
+            "executor": where.to_dict() if where is not None else {},
+        }
+        if split_of is None:
+            assert task is not None  # checked above
+            options = parse_options(task_option or [])
+            config = EvalConfig(task=task, n=n, seed=seed, scorer=scorer, options=options, **common)
+        else:
+            refuse_ignored(
+                {"--n": bool(n), "--seed": seed != 0, "--scorer": bool(scorer), "--task-option": bool(task_option)},
+                "answers the optimization's test split, with its task, options and scorer",
+                by="--split-of",
+            )
+            chosen = split_of_optimization(store_of(gateway, "--split-of"), split_of, task)
+            split_run = chosen.run_id
+            config = EvalConfig(
+                task=chosen.task, scorer=chosen.scorer, options=chosen.options, split=chosen.split, **common
+            )
         evaluation = Evaluation(load(graph_file, gateway=gateway), config)
     pending = {item.id for item in evaluation.pending()}
     todo = len(pending)
@@ -179,7 +209,8 @@ def eval_command(
         err.print(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
-            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else ""),
+            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else "")
+            + (f" · the test split of optimization {split_run}" if split_run is not None else ""),
             markup=True,
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}

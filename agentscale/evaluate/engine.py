@@ -250,7 +250,9 @@ class EvalConfig:
     """What an eval run stores so it can be rebuilt and resumed: the `task` (a built-in name or a
     JSONL file), `n` items sampled with `seed` (None: all), the `scorer` (a file's; None: inferred),
     items at once (`concurrency`), a `handbook` to draw on, generator `options`, where items run
-    (`executor`) and the task file's digest."""
+    (`executor`) and the task file's digest. `split` instead of a sample: the test part of
+    `Task.split(seed, train=..., dev=..., test=...)` given as `{"seed", "train", "dev", "test"}`, the
+    very items an optimization scored its crowned graph on (`agentscale eval --split-of RUN`)."""
 
     task: str
     n: int | None = None
@@ -261,6 +263,7 @@ class EvalConfig:
     options: dict[str, Any] = field(default_factory=dict)  # task generator options (reasoning-gym config)
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
     task_sha256: str | None = None  # a task file's contents when the run was made (None: a named task)
+    split: dict[str, int] | None = None  # the test part of this split, not a sample of n
 
     def __post_init__(self) -> None:
         """A Path for `task`, and the executor's config object rather than its dict, are what a caller
@@ -273,14 +276,34 @@ class EvalConfig:
         if isinstance(self.executor, ExecutorConfig):
             object.__setattr__(self, "executor", self.executor.to_dict())
         ExecutorConfig.from_dict(self.executor)  # checks the kind and the workers, before any run is stored
+        if self.split is not None:
+            _check_split(self.split, self.n, self.seed)
 
     def load(self, *, stored: bool = False) -> Task:
         """The items to evaluate; `stored`: a resumed run's (see `load_task`)."""
-        return load_task(self.task, scorer=self.scorer, stored=stored, options=self.options).sample(self.n, self.seed)
+        task = load_task(self.task, scorer=self.scorer, stored=stored, options=self.options)
+        if self.split is None:
+            return task.sample(self.n, self.seed)
+        sizes = dict(self.split)
+        return task.split(sizes.pop("seed"), **sizes).test
 
     @property
     def executor_config(self) -> ExecutorConfig:
         return ExecutorConfig.from_dict(self.executor)
+
+
+_SPLIT_KEYS = ("seed", "train", "dev", "test")
+
+
+def _check_split(split: dict[str, int], n: int | None, seed: int) -> None:
+    """`EvalConfig.split` names a whole split, and then the sample's `n` and `seed` mean nothing."""
+    if not isinstance(split, dict) or sorted(split) != sorted(_SPLIT_KEYS):
+        raise ValueError(f"EvalConfig.split: a dict of exactly {', '.join(_SPLIT_KEYS)}, not {split!r}")
+    wrong = [k for k in _SPLIT_KEYS if isinstance(split[k], bool) or not isinstance(split[k], int) or split[k] < 0]
+    if wrong:
+        raise ValueError(f"EvalConfig.split: {', '.join(wrong)} must be non-negative integers, not {split!r}")
+    if n is not None or seed != 0:
+        raise ValueError("EvalConfig.split evaluates that split's whole test part: leave n and seed (a sample's) out")
 
 
 class Evaluation:

@@ -61,6 +61,7 @@ from agentscale.optimize.trials import (
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.runtime.execute import check_callback
 from agentscale.storage.owner import claim_in_this_process
+from agentscale.storage.tables import Run
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
 from agentscale.tasks.registry import (
     moved_task_file,
@@ -245,8 +246,7 @@ def method_and_seed(
 def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, list[TaskItem], list[TaskItem]]:
     """The task and its deterministic train and test items; `stored`: a resumed run's (see `load_task`)."""
     ref = space.task
-    spec = ref.name or ref.path
-    assert spec is not None
+    spec = ref.spec
     if ref.dev and not stored:  # accepted and set aside, read by nothing: a user would think it served
         message = (
             f"optimize holds out no dev split (the search and the crowning use train, the report test): "
@@ -254,11 +254,8 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
         )
         raise SpecError([SpecIssue("task.dev", message)])
     total = ref.train + ref.dev + ref.test
-    options: dict[str, Any] = dict(ref.options)
-    if (spec.startswith("rg:") or spec.startswith("sim:")) and "size" not in options:
-        options["size"] = max(total, 200)
     try:
-        task = load_task(spec, scorer=ref.scorer, stored=stored, options=options)
+        task = load_task(spec, scorer=ref.scorer, stored=stored, options=ref.load_options())
     except TaskError as exc:
         where = "task.name" if ref.name else "task.path"
         if isinstance(exc, TaskOptionError) and ref.options:  # not when the refused option is our `size`
@@ -280,13 +277,33 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
         raise SpecError(
             [SpecIssue("task", f"task {spec!r} has {task.size} items; the space asks for {total} (train+dev+test)")]
         )
-    split = task.split(ref.seed, train=ref.train, dev=ref.dev, test=ref.test)
+    sizes = ref.split_sizes()
+    split = task.split(sizes.pop("seed"), **sizes)
     return task, list(split.train.items), list(split.test.items)
 
 
-def _find_the_task_file(config: dict[str, Any], run_id: str, moved_to: str | os.PathLike[str] | None) -> None:
-    """A resumed run's task file, checked (see `Optimization.resume`): its stored place updated in
-    `config` when it moved."""
+def stored_space(
+    run: Run, task_file: str | os.PathLike[str] | None = None, start_anew: str = "start a new optimization"
+) -> tuple[SpaceSpec, dict[str, Any]]:
+    """An optimization run's space as it was stored, and the run's config: its task file checked to be
+    the one the run started on (edited, its items would no longer be the run's; `start_anew` says
+    what to do instead) or found at `task_file` when it moved (the same bytes, by sha256), and the
+    task's absolute path and inferred scorer put back in the space (runs stored before have none)."""
+    config = json.loads(run.config_json)
+    _find_the_task_file(config, run.id, task_file, start_anew)
+    space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
+    kept = (("path", "task_path"), ("name", "task_name"), ("scorer", "task_scorer"))
+    task = {key: config[stored] for key, stored in kept if config.get(stored)}
+    if task:
+        space = space.model_copy(update={"task": space.task.model_copy(update=task)})
+    return space, config
+
+
+def _find_the_task_file(
+    config: dict[str, Any], run_id: str, moved_to: str | os.PathLike[str] | None, start_anew: str
+) -> None:
+    """A stored run's task file, checked (see `stored_space`): its stored place updated in `config`
+    when it moved."""
     key = "task_path" if config.get("task_path") else "task_name" if config.get("task_name") else None
     digest = config.get("task_sha256")
     if moved_to is not None:
@@ -297,7 +314,7 @@ def _find_the_task_file(config: dict[str, Any], run_id: str, moved_to: str | os.
         config[key] = moved_task_file(config[key], digest, os.fspath(moved_to), run_id)
     elif key is not None:
         refuse_a_missing_task_file(config[key], digest, run_id)
-        refuse_a_changed_task_file(config[key], digest, run_id, "start a new optimization")
+        refuse_a_changed_task_file(config[key], digest, run_id, start_anew)
 
 
 def _failed_calls_warning(failed: dict[int, dict[str, str]]) -> str | None:
@@ -422,14 +439,7 @@ class Optimization:
         run = store_of(gateway, "resuming an optimization").refuse_if_busy(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
-        config = json.loads(run.config_json)
-        _find_the_task_file(config, run.id, task_file)
-        space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
-        kept = (("path", "task_path"), ("name", "task_name"), ("scorer", "task_scorer"))
-        # the task file's absolute path, the scorer inferred for it (runs stored before have none)
-        task = {key: config[stored] for key, stored in kept if config.get(stored)}
-        if task:
-            space = space.model_copy(update={"task": space.task.model_copy(update=task)})
+        space, config = stored_space(run, task_file)
         return cls(
             space,
             gateway,

@@ -67,6 +67,26 @@ class TaskRef(StrictModel):
             raise ValueError(f"train, dev and test ask for more than {MAX_GENERATED:,} items in all")
         return self
 
+    @property
+    def spec(self) -> str:
+        """The task as `load_task` takes it: the built-in task's name or the JSONL file's path."""
+        spec = self.name or self.path
+        assert spec is not None  # `_one_source`
+        return spec
+
+    def load_options(self) -> dict[str, Any]:
+        """The options the task is loaded with: a generated task (rg:, sim:) makes a bank of
+        max(train + dev + test, 200) items unless `size` is set. One place, because the runner, the
+        simulator's truth and `eval --split-of` must draw the very same items."""
+        options = dict(self.options)
+        if self.spec.startswith(("rg:", "sim:")):
+            options.setdefault("size", max(self.train + self.dev + self.test, 200))
+        return options
+
+    def split_sizes(self) -> dict[str, int]:
+        """`Task.split`'s arguments for this space's split (the seed and the three sizes)."""
+        return {"seed": self.seed, "train": self.train, "dev": self.dev, "test": self.test}
+
 
 class SpaceBudget(StrictModel):
     """Per-question constraint every sampled graph must satisfy.

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.topology import Topology
@@ -165,15 +165,13 @@ class SimOracle:
             self.profile = profile(ref.name)
         except ValueError as exc:
             raise SimGraphError(f"space {space.name!r}: {exc}") from None
-        # The same items as the optimizer's runner (`agentscale.optimize.runner.load_task_split`):
-        # the task's options, with a bank of max(train + dev + test, 200) items unless `size` is set.
-        options: dict[str, Any] = dict(ref.options)
-        options.setdefault("size", max(ref.train + ref.dev + ref.test, 200))
+        # The same items as the optimizer's runner (`agentscale.optimize.runner.load_task_split`)
         try:
-            task = load_sim_task(ref.name, **options)
+            task = load_sim_task(ref.name, **ref.load_options())
         except TypeError:
             raise SimGraphError(f"space {space.name!r}: sim tasks accept the options size and seed") from None
-        split = task.split(ref.seed, train=ref.train, dev=ref.dev, test=ref.test)
+        sizes = ref.split_sizes()
+        split = task.split(sizes.pop("seed"), **sizes)
         self.tasks: dict[str, Task] = {"train": split.train, "dev": split.dev, "test": split.test, "all": task}
         self.models = dict(space.models)
         self.resolved = resolve_models(self.models)

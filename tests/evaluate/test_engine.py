@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -614,3 +615,36 @@ async def test_a_questions_time_cap_does_not_count_its_wait_behind_other_questio
     )
     result = await pair.arun("Name a colour.")
     assert result.stopped_reason is not None and "max_latency_s" in result.stopped_reason
+
+
+async def test_a_split_evaluates_its_test_part_and_resumes_on_the_same_items(
+    tmp_path: Path,
+    make_graph,  # type: ignore[no-untyped-def]
+    store: Store,
+) -> None:
+    """`EvalConfig.split` answers the test part of `Task.split` (an optimization's test split), not a
+    sample: the same items on a resume, and none of the train part."""
+    data = _questions(tmp_path / "q.jsonl", 30)
+    split = {"seed": 4, "train": 10, "dev": 0, "test": 12}
+    expected = load_task(str(data)).split(4, train=10, dev=0, test=12)
+    evaluation = Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), split=split))
+    assert [item.id for item in evaluation.task.items] == [item.id for item in expected.test.items]
+    assert not {item.id for item in evaluation.task.items} & {item.id for item in expected.train.items}
+    summary = await evaluation.run()
+    assert summary.n == 12
+    resumed = Evaluation.resume(evaluation.run_id, evaluation.graph.gateway)
+    assert resumed.config.split == split and resumed.task.items == evaluation.task.items
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"split": {"seed": 0, "train": 2}}, "a dict of exactly seed, train, dev, test"),
+        ({"split": {"seed": 0, "train": -1, "dev": 0, "test": 3}}, "train must be non-negative integers"),
+        ({"split": {"seed": 0, "train": 1, "dev": 0, "test": 3}, "n": 2}, "leave n and seed (a sample's) out"),
+        ({"split": {"seed": 0, "train": 1, "dev": 0, "test": 3}, "seed": 5}, "leave n and seed (a sample's) out"),
+    ],
+)
+def test_a_split_that_names_no_whole_split_is_refused(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvalConfig(task="q.jsonl", **settings)  # type: ignore[arg-type]

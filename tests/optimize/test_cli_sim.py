@@ -538,3 +538,85 @@ def test_a_file_where_the_runs_folder_goes_is_refused_before_a_run_exists(
         err = " ".join(capsys.readouterr().err.split())
         assert f"a run's files go under {tmp_path / 'runs'}, but {tmp_path / 'runs'} is a file, not a folder" in err
         assert Store(tmp_path / "o.db").list_runs() == []
+
+
+def test_eval_split_of_measures_a_graph_on_an_optimizations_test_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --n N --seed S` samples with another salt than the optimization's split, so no eval could
+    measure the crowned graph, or a hand-written baseline, on the items the optimization's test
+    figures came from; `--split-of RUN` answers exactly those (a chained-commands audit)."""
+    from agentscale.optimize.runner import load_task_split
+    from agentscale.optimize.space import load_space
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    run_id, best = report["run_id"], report["best"]
+    test_ids = [item.id for item in load_task_split(load_space(space))[2]]
+
+    def split_of(graph: Path, *flags: str) -> dict[str, object]:
+        assert main(["eval", str(graph), "--split-of", run_id[:6], *flags, "--json", "--show-items"]) == 0
+        measured: dict[str, object] = json.loads(capsys.readouterr().out)
+        return measured
+
+    again = split_of(Path(best["path"]))
+    assert (again["accuracy"], again["n"]) == (best["accuracy"], best["n"]) == (again["accuracy"], len(test_ids))
+    assert sorted(item["item_id"] for item in again["items"]) == sorted(test_ids)  # type: ignore[attr-defined]
+    baseline = report["baselines"]["single"]  # a hand-written graph: the single call's test figure
+    model = baseline["name"].removeprefix("single call of ")
+    route = yaml.safe_load(SPACE)["models"][model]["model"]
+    assert split_of(_single_call(tmp_path, route))["accuracy"] == baseline["accuracy"]
+    assert main(["eval", best["path"], "--split-of", run_id]) == 0
+    assert f"{len(test_ids)} items · the test split of optimization {run_id}" in capsys.readouterr().err
+
+    for flags, said in [
+        (["--n", "3"], "--split-of answers the optimization's test split, with its task, options and scorer; drop --n"),
+        (["--seed", "2"], "drop --seed"),
+        (
+            ["--resume", run_id],
+            "--resume answers the stored run's items, with its own sample and scorer; drop --split-of",
+        ),
+    ]:
+        graph = [] if "--resume" in flags else [best["path"]]
+        code = main(["eval", *graph, "--split-of", run_id, *flags])
+        assert code == 1 and said in " ".join(capsys.readouterr().err.split()), flags
+    eval_run = again["run_id"]
+    code = main(["eval", best["path"], "--split-of", str(eval_run)])
+    error = " ".join(capsys.readouterr().err.split())
+    assert (
+        code == 1
+        and f"--split-of takes an optimization's run id: run {eval_run} was made by `agentscale eval`" in error
+    )
+
+
+def test_eval_split_of_refuses_a_task_file_edited_since_the_optimization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Edited, the task file's test split would be other questions (or other answers) than those the
+    optimization scored; moved, it is found by its contents with --task."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(f'{{"question": "[sim:math#{i:04d}] q", "answer": "{i}"}}\n' for i in range(40)))
+    space = tmp_path / "s.yaml"
+    space.write_text(SPACE.replace('name: "sim:math"', "path: items.jsonl"))
+    assert main(["optimize", str(space), "--json", "--no-test"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    graph = _single_call(tmp_path, "sim/llama-3b")
+    moved = tmp_path / "moved.jsonl"
+    data.rename(moved)
+    assert main(["eval", str(graph), "--split-of", run_id]) == 1
+    assert "is not there: if it moved, give its new path with --task" in capsys.readouterr().err
+    assert main(["eval", str(graph), "--split-of", run_id, "--task", str(moved), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 24
+    moved.write_text(moved.read_text().replace('"answer": "1"', '"answer": "2"'))
+    assert main(["eval", str(graph), "--split-of", run_id, "--task", str(moved)]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"task file {moved} is not the file run {run_id} started on" in said
+    moved.rename(data)
+    assert main(["eval", str(graph), "--split-of", run_id]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"task file {data} has changed since run {run_id} started" in said
+    assert "put the file back as it was, or evaluate without --split-of" in said
