@@ -68,7 +68,7 @@ def best_known_command(
 ) -> None:
     """Search a space too large to enumerate for its best graph on the exact simulated truth.
 
-    Sampling, then iterated hill climbing, until EVALUATIONS distinct graphs were scored; the best is
+    Sampling, then iterated hill climbing, until --evaluations distinct graphs were scored; the best is
     stored beside the space as the reference an optimizer benchmark measures against.
 
     Example:
