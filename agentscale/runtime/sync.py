@@ -65,6 +65,7 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.closing = False  # set at exit: what is cancelled then is cancelled because Python exits
         self.thread = threading.Thread(target=self._serve, name="agentscale-loop", daemon=True)
         self.thread.start()
 
@@ -82,6 +83,10 @@ class _LoopThread:
 
 _lock = threading.Lock()
 _runner: _LoopThread | None = None
+_CANCELLED_AT_EXIT = (
+    "the run was stopped because Python is exiting: at exit agentscale cancels what still runs on its event "
+    "loop (a run in a daemon thread, which Python does not wait for; the run is stored as interrupted)",
+)
 
 
 def _forget_runner() -> None:
@@ -118,6 +123,7 @@ def _close(runner: _LoopThread) -> None:
         if _runner is runner:  # a run after this (another exit hook's) starts a loop of its own
             _runner = None
     if runner.thread.is_alive():
+        runner.closing = True
         with contextlib.suppress(concurrent.futures.TimeoutError):
             asyncio.run_coroutine_threadsafe(cancel_the_rest(), runner.loop).result(timeout=5)
         runner.loop.call_soon_threadsafe(runner.loop.stop)
@@ -142,7 +148,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] 
     def start() -> None:
         task = runner.loop.create_task(coroutine, context=context)
         started.append(task)
-        task.add_done_callback(lambda done: _settle(outcome, done))
+        task.add_done_callback(lambda done: _settle(outcome, done, runner))
 
     runner.loop.call_soon_threadsafe(start)
     try:
@@ -157,9 +163,13 @@ def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] 
         raise  # the interrupt goes on
 
 
-def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Task[T], runner: _LoopThread) -> None:
+    """The task's end, handed to the thread waiting for it. A run cancelled by the loop's closing at
+    exit (a daemon thread's run, which Python does not wait for) says so: a bare CancelledError
+    traceback named no cause."""
     if task.cancelled():
-        outcome.set_exception(asyncio.CancelledError())
+        why = _CANCELLED_AT_EXIT if runner.closing else ()
+        outcome.set_exception(asyncio.CancelledError(*why))
     elif (error := task.exception()) is not None:
         outcome.set_exception(error)
     else:

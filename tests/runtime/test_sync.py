@@ -262,3 +262,31 @@ def test_a_callback_failing_on_the_last_event_fails_its_run(tmp_path: Path) -> N
         graph.run("[sim:math#0001] q", on_event=boom)
     (run,) = store.list_runs()
     assert (run.status, run.error) == ("failed", "boom on the last event")
+
+
+def test_a_run_cancelled_by_the_loops_closing_at_exit_says_why() -> None:
+    """A run still going in a daemon thread when Python exits is cancelled by agentscale's exit hook:
+    its thread printed a bare `CancelledError` traceback that named no cause."""
+    from agentscale.runtime import sync
+
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    raised: list[BaseException] = []
+
+    def waits() -> None:
+        try:
+            run_sync(slow())
+        except BaseException as exc:  # the test reads what the thread got
+            raised.append(exc)
+
+    thread = threading.Thread(target=waits, daemon=True)
+    thread.start()
+    runner = sync._loop_thread()
+    while not any(not task.done() for task in asyncio.all_tasks(runner.loop)):
+        threading.Event().wait(0.01)
+    sync._close(runner)  # what the exit hook does
+    thread.join(timeout=10)
+    assert len(raised) == 1 and isinstance(raised[0], asyncio.CancelledError)
+    assert "the run was stopped because Python is exiting" in str(raised[0])
+    assert run_sync(asyncio.sleep(0, result=1)) == 1  # later runs get a loop of their own
