@@ -20,9 +20,13 @@ from agentscale.graphs.spec import GraphSpec, ModelSpec
 from agentscale.graphs.validate import looks_like_best_known, looks_like_space, validate_fields
 from agentscale.models.routes import checked_spec
 
+STDIN = "/dev/stdin"  # `-`: what a generator pipes in (`make-graph | agentscale validate -`), read with every check
+
 
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Graph or search-space YAML files.", show_default=False)],
+    files: Annotated[
+        list[Path], typer.Argument(help="Graph or search-space YAML files; - reads one from stdin.", show_default=False)
+    ],
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -31,9 +35,11 @@ def validate_command(
     Notes (valid, yet a run here would fail): an api_key_env variable that is unset, a graph's
     memory handbook that the database (--db) does not hold.
 
-    Example:
+    Examples:
 
       agentscale validate graphs/*.yaml
+
+      python make_graph.py | agentscale validate -
     """
     report = []
     for file in files:
@@ -94,7 +100,7 @@ def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
 def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     """Validate a graph or a search space (told apart by their keys); return a one-line summary and
     the notes on what would fail where validate runs."""
-    located = load_located(read_text(file), str(file))
+    located = load_located(read_text(STDIN if str(file) == "-" else file), str(file))
     if not isinstance(located.data, dict):  # either kind's message named a graph, or a space, alone
         validate_fields(located, GraphSpec, "graph or search-space file", str(file))  # raises, saying so
     if looks_like_best_known(located.data):

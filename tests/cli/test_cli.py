@@ -238,6 +238,18 @@ def test_validate_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "✓" in err and "nodes[0].role (line 3): unknown role 'critik'" in err
 
 
+def test_validate_reads_a_file_from_stdin_given_as_a_dash(tmp_path: Path) -> None:
+    """`make-graph | agentscale validate -` said "-: file not found": a generated graph had to be
+    written to a file first. Read from stdin, it gets every check, its lines named."""
+    command = [sys.executable, "-c", "import sys; from agentscale.cli.app import main; sys.exit(main())", "validate"]
+    graph = "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n"
+    done = subprocess.run([*command, "-"], input=graph, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and "✓ -: graph 'g', 1 node" in done.stderr, done.stderr
+    wrong = graph.replace("sim/llama-1b}", "sim/llama-1b, x: 1}")
+    done = subprocess.run([*command, "-", "--json"], input=wrong, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and json.loads(done.stdout)[0]["issues"][0].startswith("nodes[0].x (line 3): unknown key")
+
+
 def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The search takes the train items there are: `minibatch: 50` on 8 passed without a word, and
     each evaluation answered 8 (an input audit's)."""
