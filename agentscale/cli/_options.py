@@ -18,10 +18,21 @@ if TYPE_CHECKING:
     from agentscale.models.gateway import Gateway
     from agentscale.storage.db import Store
 
+
+def _database_path(raw: str) -> Path:
+    """`--db`'s parser: `--db ""` (an unset shell variable, `--db "$DB"`) became the path `.` and was
+    refused as "database . is a directory", naming neither the option nor the empty value."""
+    if not raw.strip():
+        raise typer.BadParameter("an empty path names no database file: give a SQLite file path, or leave --db out")
+    return Path(raw)
+
+
 DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db",
+        parser=_database_path,
+        metavar="<path>",
         help="SQLite file for runs and the response cache (env AGENTSCALE_DB; default ./.agentscale/agentscale.db).",
     ),
 ]

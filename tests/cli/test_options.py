@@ -49,6 +49,15 @@ def test_an_output_path_ending_in_a_slash_is_refused_as_a_folder(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", [["runs", "list"], ["eval", "g.yaml", "--task", "sim:math"], ["handbook", "list"]])
+def test_an_empty_db_is_refused_as_such(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--db "$DB"` with DB unset became the path `.`: "database . is a directory", naming neither
+    the option nor the empty value."""
+    assert main([*command, "--db", ""]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "Invalid value for '--db': an empty path names no database file" in said
+
+
 def test_a_resumed_run_keeps_its_stored_executor_unless_flags_change_it(gateway: Gateway) -> None:
     """`optimize --resume RUN` with no executor flag must go on with the executor the run was started
     with (None: keep it): a local default there sent a Ray run's remaining evaluations to this host's
