@@ -77,8 +77,10 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             continue
         loc = tuple(part for part in item["loc"] if isinstance(part, int | str))
         kind = item["type"]
-        if _at_key(item):  # a mapping's key (a model alias, a role), not its value
-            mapping = tuple(part for part in item["loc"][:-2] if isinstance(part, int | str))
+        if _at_key(item) or kind == "invalid_key":  # a mapping's key (a model alias, a role), not its value
+            # a model's own keys (`1:` or `true:` beside `name:`) come as invalid_key at the key's place
+            ends = -2 if _at_key(item) else -1
+            mapping = tuple(part for part in item["loc"][:ends] if isinstance(part, int | str))
             line = _key_line(located, mapping, item["input"])
             issues.append(SpecIssue(format_path(mapping), _key_message(item), line))
             continue

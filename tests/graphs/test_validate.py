@@ -346,6 +346,18 @@ CASES = {
         "a key read as null (YAML reads null and ~ so): quote it",
         4,
     ),
+    "a numeric key among a graph's own": (  # "[1] (line 1): Keys should be strings"
+        "name: g\n1: x\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "",
+        "a key read as the number 1: quote it",
+        2,
+    ),
+    "a boolean key among a node's own": (  # "nodes[0][1] (line 2): Keys should be strings"
+        "name: g\nnodes:\n  - id: a\n    role: assistant\n    model: sim/llama-1b\n    on: 3\n",
+        "nodes[0]",
+        "a key read as the boolean true",
+        6,
+    ),
     "a mapping where text belongs": (  # "expected text, got a mapping: quote it"
         "name: g\nnodes:\n  - {id: a, role: assistant, model: {name: x}}\n",
         "nodes[0].model",
