@@ -7,6 +7,8 @@ CLI commands such as `validate` must not pay for that, so every module goes thro
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import concurrent.futures.thread  # noqa: F401 - see `_import_in_background`
 import contextlib
 import gc
 import importlib
@@ -129,32 +131,49 @@ def skipping_unread_work(call_kwargs: Mapping[str, Any]) -> Iterator[dict[str, A
 
 
 async def import_litellm() -> None:
-    """Import litellm (`get_litellm`) without blocking the event loop, in a daemon thread of its own.
+    """Import litellm (`get_litellm`) without blocking the event loop, in a thread that every caller
+    shares (`_import_in_background`).
 
     Not `asyncio.to_thread`: `asyncio.run` joins its executor's threads on the way out, so a Ctrl-C
-    in the seconds the import takes (the first seconds of every `eval`) waited for it to finish; a
-    daemon thread is left behind instead."""
+    in the seconds the import takes (the first seconds of every `eval`) waited for the import before
+    it said anything; the wait is at the process's exit instead."""
     if get_litellm.cache_info().currsize:  # imported already: every graph's first run asks again
         return
-    loop = asyncio.get_running_loop()
-    imported: asyncio.Future[None] = loop.create_future()
+    # a cancelled run stops waiting; the shared import, running, cannot be cancelled and goes on
+    await asyncio.wrap_future(_import_in_background())
 
-    def settle(error: BaseException | None) -> None:
-        if imported.done():  # the run was cancelled meanwhile
-            return
-        if error is None:
-            imported.set_result(None)
-        else:
-            imported.set_exception(error)
 
-    def work() -> None:
-        error: BaseException | None = None
-        try:
-            get_litellm()
-        except BaseException as exc:  # handed to the awaiting task, not printed by the thread
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (the run was interrupted)
-            loop.call_soon_threadsafe(settle, error)
+_import_lock = threading.Lock()
+_importing: concurrent.futures.Future[None] | None = None
 
-    threading.Thread(target=work, name="import-litellm", daemon=True).start()
-    await imported
+
+def _import_in_background() -> concurrent.futures.Future[None]:
+    """The one import of litellm in a thread of its own, started by the first caller.
+
+    One: an optimization's first evaluations all start at once, and each started a thread of its
+    own. Not a daemon thread: Python waits for it before it finalizes. With five daemon threads
+    importing litellm's modules and a Ctrl-C in those seconds, the process hung at exit for good (1
+    of 17 tries, in the contract audit): the finalizing main thread ran an HTTP handler's `__del__`,
+    which imports, and waited for a module lock that a daemon thread held and, finalization begun,
+    could never release. Python's exit waits for the thread before anything else, and litellm's
+    import then completes, but for one thing imported here beforehand: `concurrent.futures.thread`,
+    whose import registers an exit hook with `threading`, which is refused once the exit has begun
+    (the import failed with "can't register atexit after shutdown"). A failed import is tried again
+    by the next caller, as `get_litellm` itself would be."""
+    global _importing
+    with _import_lock:
+        if _importing is None or (_importing.done() and _importing.exception() is not None):
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_running_or_notify_cancel()  # no waiter can cancel the import the others share
+
+            def work() -> None:
+                try:
+                    get_litellm()
+                except BaseException as exc:  # handed to the waiters, not printed by the thread
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+
+            _importing = done
+            threading.Thread(target=work, name="import-litellm").start()
+        return _importing

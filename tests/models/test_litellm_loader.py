@@ -1,5 +1,5 @@
-"""litellm's import in the background (a Ctrl-C during it does not wait for it), and its logging
-pipeline and pricing skipped while nothing reads them."""
+"""litellm's import in the background (one thread for all callers; a Ctrl-C during it does not wait
+for it, the exit does), and its logging pipeline and pricing skipped while nothing reads them."""
 
 from __future__ import annotations
 
@@ -37,6 +37,31 @@ def test_an_interrupt_during_the_import_does_not_wait_for_it() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "left behind"
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
+
+
+def test_callers_at_once_share_one_import_and_the_exit_waits_for_it() -> None:
+    """An optimization's first evaluations each started an import thread (5 at once); with a Ctrl-C
+    during them, the process hung at exit for good in 1 of 17 tries (a `__del__` of litellm's that
+    imports, run by the finalizing main thread, waited for a module lock a daemon import thread held
+    and could never release). Now one thread imports, and the exit waits for it before finalizing."""
+    script = (
+        "import asyncio, atexit, threading\n"
+        "from agentscale.models.litellm_loader import get_litellm, import_litellm\n"
+        "atexit.register(lambda: print('imported at exit', get_litellm.cache_info().currsize == 1))\n"
+        "async def main():\n"
+        "    waiting = [asyncio.create_task(import_litellm()) for _ in range(5)]\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    print('threads', sum(t.name == 'import-litellm' for t in threading.enumerate()))\n"
+        "    raise KeyboardInterrupt\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', get_litellm.cache_info().currsize == 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["threads 1", "interrupted False", "imported at exit True"], done.stdout
     assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
 
 
