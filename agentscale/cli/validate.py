@@ -106,7 +106,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     if looks_like_best_known(located.data):
         return _check_best_known(located, file), []
     if looks_like_space(located.data):
-        from agentscale.optimize.problem import SearchProblem
+        from agentscale.optimize.problem import SearchProblem, guessed_lengths_note
         from agentscale.optimize.runner import load_task_split, method_and_seed
         from agentscale.optimize.space import space_from_data
 
@@ -118,6 +118,9 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
         notes = _unset_keys(space.models)
+        guessed = guessed_lengths_note(space, [item.question for item in train])
+        if guessed is not None:
+            notes.append(guessed)
         if space.optimizer.minibatch > len(train):  # the search takes what there is, without a word
             notes.append(
                 f"optimizer.minibatch: {space.optimizer.minibatch} is more than the {len(train)} train items: "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
-from agentscale.models.cost import price_is_known
+from agentscale.models.cost import estimate_prompt_tokens, price_is_known
 from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
@@ -24,6 +24,22 @@ FALLBACK_LENGTHS = (200.0, 200.0)
 def task_lengths(space: SpaceSpec) -> tuple[float, float]:
     """Mean prompt and completion tokens for the compute unit: the space's, else a known default."""
     return _known_lengths(space) or FALLBACK_LENGTHS
+
+
+def guessed_lengths_note(space: SpaceSpec, questions: list[str]) -> str | None:
+    """What `validate` says of a space whose task lengths are a guess: its `compute` unit is then a
+    1B call on 200 + 200 tokens, whatever the task (a file of 20-token sums was budgeted so without a
+    word); `questions` (the train items') give the prompt's own mean for the hint."""
+    if _known_lengths(space) is not None:
+        return None
+    mean = sum(estimate_prompt_tokens([{"content": q}]) for q in questions) / max(1, len(questions))
+    prompt, completion = FALLBACK_LENGTHS
+    return (
+        f"task.mean_prompt_tokens, task.mean_completion_tokens: not set, and the task is none of the paper's "
+        f"({', '.join(DEFAULT_LENGTHS)}), so budget.compute counts 1B calls of {prompt:.0f} prompt and "
+        f"{completion:.0f} completion tokens; set both to this task's means (its train questions average "
+        f"≈ {mean:.0f} tokens, at 3 characters a token) for a budget in this task's own units"
+    )
 
 
 def _known_lengths(space: SpaceSpec) -> tuple[float, float] | None:

@@ -247,7 +247,31 @@ def test_validate_reads_a_file_from_stdin_given_as_a_dash(tmp_path: Path) -> Non
     assert done.returncode == 0 and "✓ -: graph 'g', 1 node" in done.stderr, done.stderr
     wrong = graph.replace("sim/llama-1b}", "sim/llama-1b, x: 1}")
     done = subprocess.run([*command, "-", "--json"], input=wrong, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and json.loads(done.stdout)[0]["issues"][0].startswith("nodes[0].x (line 3): unknown key")
+    assert done.returncode == 1 and json.loads(done.stdout)[0]["issues"][0].startswith(
+        "nodes[0].x (line 3): unknown key"
+    )
+
+
+def test_validate_notes_a_compute_unit_on_guessed_task_lengths(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A space over a task file without mean lengths has its `compute` unit priced on 200 + 200 tokens
+    a call, whatever the task: a file of 20-token sums was budgeted so without a word (the contract
+    audit: compute is on "the task's mean prompt and completion lengths")."""
+    (env / "sums.jsonl").write_text(
+        "".join(json.dumps({"question": f"What is {i} + {i + 3}?", "answer": str(2 * i + 3)}) + "\n" for i in range(30))
+    )
+    space = env / "space.yaml"
+    body = "models:\n  l1: {model: sim/llama-1b}\nroles: [assistant]\nmax_nodes: 1\nbudget: {compute: 5}\n"
+    space.write_text("name: s\ntask: {path: sums.jsonl, train: 10, test: 20, scorer: numeric}\n" + body)
+    code, out, _ = run_cli(capsys, "validate", str(space), "--json")
+    notes = json.loads(out)[0]["notes"]
+    assert code == 0 and len(notes) == 1
+    assert "budget.compute counts 1B calls of 200 prompt and 200 completion tokens" in notes[0]
+    assert "its train questions average ≈ 13 tokens" in notes[0]
+    given = "mean_prompt_tokens: 20, mean_completion_tokens: 10, "
+    space.write_text(f"name: s\ntask: {{path: sums.jsonl, {given}train: 10, test: 20, scorer: numeric}}\n" + body)
+    assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == []
+    space.write_text('name: s\ntask: {name: "sim:math", train: 10, test: 20}\n' + body)  # the paper's lengths
+    assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == []
 
 
 def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
