@@ -148,3 +148,9 @@ def test_a_verifier_reply_of_blanks_does_not_backtrack_for_minutes(in_a_child: C
         "assert pick_verified('Candidate 1:' + ' ' * 200_000, candidates) == '1'\n"
         "assert pick_verified('candidate' + '\\n' * 200_000 + '# 2 = 9', candidates) == '2'\n"
     )
+
+
+def test_the_verifier_counts_the_first_candidates_score() -> None:
+    """`0 <= index` -> `0 < index` (a mutation audit's): "Candidate 1" is index 0, and its score counts."""
+    candidates = [Candidate("a", "1"), Candidate("b", "2")]
+    assert pick_verified("Candidate 1: 9\nCandidate 2: 3", candidates) == "1"

@@ -122,3 +122,32 @@ def test_dollars_below_a_hundredth_of_a_cent_are_not_shown_as_free() -> None:
     assert usd_text(4.82e-05) == "$0.000048"
     assert usd_text(3e-9) == "$0.0000000030"
     assert (usd_text(0.0), usd_text(0.0001), usd_text(1234.5)) == ("$0.0000", "$0.0001", "$1,234.5000")
+
+
+def test_a_call_of_unknown_price_makes_the_runs_usd_unknown() -> None:
+    """An unpriced call counted as $0 (a mutation audit's) would report a USD total that leaves it
+    out, and `max_usd` would be checked against that."""
+    spent = Spend(10, 10, 0.0, 0.002)
+    spent.add(Spend(10, 10, 0.0, None))
+    assert spent.usd is None
+    spent.add(Spend(1, 1, 0.0, 0.001))
+    assert spent.usd is None  # stays unknown
+
+
+def test_spending_exactly_the_cap_is_not_an_overrun() -> None:
+    """`used > limit` -> `>=` (a mutation audit's): a run that used exactly its cap kept within it."""
+    ledger = RunLedger(Budget(max_tokens=100))
+    ledger.settle(ledger.reserve(Spend(50, 50)), Spend(60, 40))
+    assert ledger.overrun() is None
+    ledger.settle(ledger.reserve(Spend(0, 0)), Spend(1, 0))
+    overrun = ledger.overrun()
+    assert overrun is not None and "max_tokens" in overrun
+
+
+def test_a_call_starting_exactly_at_the_time_cap_is_refused() -> None:
+    """`remaining <= 0` -> `< 0` (a mutation audit's): no time left is no time; a call starting at the
+    cap on the modelled clock would end past it."""
+    ledger = RunLedger(Budget(max_latency_s=5.0))
+    with pytest.raises(BudgetExceeded, match="max_latency_s"):
+        ledger.reserve(Spend(1, 1), modelled_s=5.0)
+    ledger.reserve(Spend(1, 1), modelled_s=4.9)  # a little time left: allowed

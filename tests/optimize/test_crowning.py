@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -223,3 +224,89 @@ def test_an_estimate_from_few_items_is_pulled_harder_toward_the_others() -> None
     centre = sum(e[0] for e in estimates.values()) / len(estimates)
     assert centre < shrunk["few"][0] < shrunk["many"][0] < 0.9
     assert shrunk["few"][1] > shrunk["many"][1]  # and is less certain
+
+
+# from a hand-made mutation audit of the crowning: each test below fails on the mutant its docstring names
+
+
+def test_a_searched_leader_gives_way_to_the_best_close_single_not_any_close_single() -> None:
+    """`close_singles[0]` -> `[-1]`: with two single calls both within one item of a searched leader,
+    the better one (here the cheaper, at equal reward) is crowned."""
+    leader = observed(voted("big", 3), set(TRAIN[:41]), TRAIN, compute=24.0)  # 41/60
+    cheap = observed(single("small"), set(TRAIN[:40]), TRAIN, compute=1.0)  # 40/60
+    costly = observed(single("big"), set(TRAIN[1:41]), TRAIN, compute=8.0)  # 40/60, on other items
+    baselines = {cheap.candidate.canonical_key, costly.candidate.canonical_key}
+    result = crown([costly, leader, cheap], accuracy_weight=1.0, baselines=baselines)
+    assert result.leader is leader and result.crowned is cheap
+
+
+def test_the_warning_uses_95_percent_intervals() -> None:
+    """`.separated(Z95)` -> `.separated(1.0)`: 5 discordant items of 60, all one way, are apart at one
+    standard error but not at 95%: the warning is still given."""
+    a = observed(voted("big", 3), set(TRAIN[:45]), TRAIN, compute=24.0)
+    b = observed(voted("big", 2), set(TRAIN[:40]), TRAIN, compute=16.0)
+    assert paired_difference(a.outcomes, b.outcomes).separated(1.0)  # the premise
+    warning = crown([a, b], accuracy_weight=1.0).warning
+    assert warning is not None and warning.startswith("the top 2 finalists")
+
+
+def test_the_warning_names_three_level_finalists_and_counts_items_for_the_first_two() -> None:
+    """`WARN_TOP = 3` -> `2`, and `top[1]` -> `top[-1]`: three finalists within each other's intervals
+    are all named, and the items needed are those that would separate the first two."""
+    a = observed(voted("big", 3), set(TRAIN[:45]), TRAIN, compute=24.0)
+    b = observed(voted("big", 2), set(TRAIN[:44]), TRAIN, compute=16.0)
+    c = observed(voted("small", 3), set(TRAIN[:43]), TRAIN, compute=3.0)
+    warning = crown([a, b, c], accuracy_weight=1.0).warning
+    assert warning is not None and warning.startswith("the top 3 finalists")
+    needed = paired_difference(a.outcomes, b.outcomes).items_to_separate(Z95)
+    assert f"would need about {needed} if" in warning
+
+
+def test_rank_breaks_a_tie_by_the_cheaper_graph() -> None:
+    """The compute tie-break's sign flipped: two graphs with the same verdicts rank cheaper first."""
+    best = observed(single("big"), set(TRAIN[:30]), TRAIN, compute=8.0)
+    items = TRAIN[20:30]
+    cheap = observed(voted("small", 3), set(items[:8]), items, compute=3.0)
+    costly = observed(voted("big", 3), set(items[:8]), items, compute=24.0)
+    assert rank([costly, cheap], [best], accuracy_weight=1.0)[0] == cheap.candidate
+    assert rank([cheap, costly], [best], accuracy_weight=1.0)[0] == cheap.candidate
+
+
+def test_the_paired_estimate_adds_the_singles_accuracy_not_its_reward() -> None:
+    """`reference.reward + penalty(reference) - cost` -> `reference.reward - cost`: a graph with the
+    best single's verdicts on every shared item is estimated at the single's accuracy less the graph's
+    own cost, not less both costs."""
+    reference = replace(observed(single("big"), set(TRAIN[:36]), TRAIN, compute=8.0), reward=0.6 - 0.10)
+    items = TRAIN[30:40]
+    graph = observed(voted("small", 3), set(items[:6]), items, compute=3.0)
+    graph = replace(graph, reward=graph.accuracy - 0.05)  # the same verdicts as the single there
+    mean, _, n = _paired_estimate(graph, graph.outcomes, reference, 1.0)
+    assert n == 10 and mean == pytest.approx(0.6 - 0.05)
+
+
+def test_rank_leaves_single_calls_out_of_the_pool() -> None:
+    """The skip of single calls removed: a single call's search evaluations do not make it a pool
+    graph (the singles are finalists anyway; in the pool one takes a searched graph's race slot)."""
+    best = observed(single("big"), set(TRAIN[:36]), TRAIN, compute=8.0)
+    minibatch = TRAIN[30:40]
+    again = observed(single("big"), set(minibatch[:6]), minibatch, compute=8.0)
+    graph = observed(voted("small", 3), set(minibatch[:7]), minibatch, compute=3.0)
+    assert rank([again, graph], [best], accuracy_weight=1.0) == [graph.candidate]
+
+
+def test_rank_pairs_graphs_with_the_best_single_not_the_first_listed() -> None:
+    """`best_single(singles)` -> `singles[0]`: A is 8/10 where the best single is 10/10, B 8/10 where it
+    is 6/10; against the best single B is the better graph."""
+    weak = observed(single("small"), set(TRAIN[30:40]), TRAIN, compute=1.0)  # 10/60, right on B's items
+    best = observed(single("big"), set(TRAIN[:36]), TRAIN, compute=8.0)  # 36/60
+    a = observed(voted("small", 3), set(TRAIN[:8]), TRAIN[:10], compute=3.0)
+    b = observed(voted("big", 3), set(TRAIN[30:38]), TRAIN[30:40], compute=24.0)
+    assert rank([a, b], [weak, best], accuracy_weight=1.0)[0] == b.candidate
+
+
+def test_observations_without_a_shared_item_are_returned_as_they_are() -> None:
+    """`not shared or` dropped: observations that share no item are left alone, not restricted to
+    nothing (a division by zero)."""
+    first = observed(voted("small", 3), set(TRAIN[:3]), TRAIN[:5])
+    second = observed(voted("big", 3), set(TRAIN[5:8]), TRAIN[5:10])
+    assert on_shared_items([first, second]) == [first, second]

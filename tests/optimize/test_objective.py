@@ -168,3 +168,17 @@ async def test_a_finished_runs_recorded_front_stands(tmp_path: Path) -> None:
     rebuilt = stored_front(store, result.run_id, space, None)
     assert [p.candidate for p in rebuilt] == [p.candidate for p in result.pareto]
     assert recorded_front(json.loads(json.dumps(result.to_dict()))) == [p.candidate.describe() for p in result.pareto]
+
+
+def test_a_front_without_a_latency_weight_ignores_latency() -> None:
+    """`objective.latency > 0` -> `>= 0` (a mutation audit's): with no latency weight, a point level in
+    accuracy and costlier is off the front, however much faster it is."""
+    items = [f"q{i}" for i in range(20)]
+
+    def point(model: str, compute: float, latency_s: float) -> Observation:
+        candidate = CandidateGraph((NodeChoice("assistant", model),), frozenset())
+        outcomes = {item: index < 15 for index, item in enumerate(items)}
+        return Observation(candidate, 0.75, compute, latency_s, len(items), reward=0.75, outcomes=outcomes)
+
+    cheap, fast = point("small", 3.0, 2.0), point("big", 24.0, 0.5)
+    assert [o.candidate for o in run_front([cheap, fast], Objective(), minibatch=6)] == [cheap.candidate]

@@ -17,3 +17,11 @@ def test_an_advantage_in_accuracy_takes_the_exact_interval_and_a_reward_the_norm
     rewards = paired_difference(first, second, offset=-0.01)
     low, high = rewards.ci95
     assert (low, high) == (rewards.mean - Z95 * rewards.stderr, rewards.mean + Z95 * rewards.stderr)
+
+
+def test_no_shared_item_is_no_interval() -> None:
+    """A zero standard error when nothing is shared (a mutation audit's) would print an interval of
+    zero width for a comparison made on no item."""
+    difference = paired_difference({"a": True}, {"b": True}, offset=0.1)
+    assert difference.n == 0 and not difference.separated(0.0)
+    assert difference.ci95 == (float("-inf"), float("inf"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.race import race, race_steps, still_racing
@@ -91,3 +93,24 @@ def test_a_spend_cap_mid_step_keeps_what_that_step_measured() -> None:
     answered = {o.candidate.nodes[0].model: o.n_items for o in outcome.finished}
     assert answered == {"good": 10, "close": 5}  # still racing, however far each got
     assert [o.candidate.nodes[0].model for o in outcome.behind] == ["bad"]
+
+
+def test_race_steps_are_ceiling_quarters() -> None:
+    """Floor division in `race_steps` (a mutation audit's): a quarter of 10 items is 3, not 2."""
+    assert race_steps(10) == [3, 5, 8, 10]
+    assert race_steps(5) == [2, 3, 4, 5]
+
+
+def test_the_race_compares_graphs_on_their_rescored_rewards() -> None:
+    """`rescore` ignored (a mutation audit's): the graphs' rewards are the run's current ones (its
+    latency reference) before they are compared and returned; here "good" is slow, priced 0.5."""
+
+    def rescore(o: Observation) -> Observation:
+        return replace(o, reward=o.accuracy - (0.5 if o.candidate.nodes[0].model == "good" else 0.0))
+
+    graphs = [voted("good", 3), voted("close", 3)]
+    outcome = asyncio.run(race(graphs, ITEMS, ScriptedEvaluations(RIGHT), accuracy_weight=1.0, rescore=rescore))
+    (good,) = [o for o in outcome.raced if o.candidate.nodes[0].model == "good"]
+    assert good.reward == pytest.approx(good.accuracy - 0.5)
+    assert [o.candidate.nodes[0].model for o in outcome.finished] == ["close"]
+    assert [o.candidate.nodes[0].model for o in outcome.behind] == ["good"]

@@ -1,0 +1,27 @@
+"""One run's model calls (`runtime/calls.ModelCalls`): the budget reserved before a call, settled
+after it, against the scripted OpenAI server."""
+
+from __future__ import annotations
+
+from agentscale import Gateway
+from agentscale.graphs.result import NodeTrace
+from agentscale.graphs.spec import Budget, ModelSpec
+from agentscale.models.gateway import CallRequest
+from agentscale.models.registry import resolve
+from agentscale.runtime.calls import ModelCalls
+from agentscale.testing import Rule, ScriptedServer
+
+
+async def test_a_failed_call_releases_its_reservation(scripted: ScriptedServer, gateway: Gateway) -> None:
+    """A call that failed used nothing: its reservation goes back, so the run's next call fits the
+    budget it held (a mutation audit: without the release, the next call was refused as over budget
+    after one endpoint error, and no test noticed)."""
+    scripted.add_rule(Rule(status=500, times=3))  # the first call's attempts (gateway fixture: 2 retries)
+    model = resolve("m", ModelSpec(model="hosted_vllm/scripted", api_base=scripted.api_base))
+    request = CallRequest(model, [{"role": "user", "content": "What is 1 + 1?"}], temperature=0.0, max_tokens=500)
+    calls = ModelCalls(gateway, Budget(max_tokens=700))  # room for one call's reservation at a time
+    first = NodeTrace("a", "assistant")
+    assert await calls.call(first, request) is None and first.status == "failed"
+    second = NodeTrace("b", "assistant")
+    assert await calls.call(second, request) is not None, second.error
+    assert second.status == "ok" and calls.stopped_reason is None
