@@ -114,3 +114,17 @@ def test_the_race_compares_graphs_on_their_rescored_rewards() -> None:
     assert good.reward == pytest.approx(good.accuracy - 0.5)
     assert [o.candidate.nodes[0].model for o in outcome.finished] == ["close"]
     assert [o.candidate.nodes[0].model for o in outcome.behind] == ["good"]
+
+
+def test_graphs_a_spend_cap_cut_off_come_back_rescored_too() -> None:
+    """Those still waiting for the step the cap stopped were returned with the reward of an earlier
+    step's latency reference (a mutation audit's), and the crowning compared them so with graphs
+    rescored on the current one. Here the reference moves with every evaluation."""
+    evaluations = ScriptedEvaluations(RIGHT, cap=4)
+
+    def rescore(o: Observation) -> Observation:  # the penalty of the run's reference now
+        return replace(o, reward=o.accuracy - 0.01 * len(evaluations.asked))
+
+    outcome = asyncio.run(race(GRAPHS, ITEMS, evaluations, accuracy_weight=1.0, rescore=rescore))
+    assert outcome.capped and {o.candidate.nodes[0].model for o in outcome.finished} == {"good", "close"}
+    assert all(o.reward == pytest.approx(o.accuracy - 0.04) for o in outcome.finished)
