@@ -44,6 +44,7 @@ from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
 from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
 from agentscale.models.serving.health import base_url, free_port, pid_alive, port_free, served_names, serves
+from agentscale.models.serving.hub import hub_id_problem
 from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
 
@@ -287,9 +288,12 @@ def install_signal_handlers() -> None:
 # ------------------------------------------------------------------------------------ resolution
 
 
-def resolve_target(name_or_path: str, options: EngineOptions | None, served_name: str | None) -> Target:
+def resolve_target(
+    name_or_path: str, options: EngineOptions | None, served_name: str | None, *, check_hub: bool = True
+) -> Target:
     """What serving ``name_or_path`` means: a bundled model (with its recipe under ``options``), a
-    folder, or a hub id; ``served_name`` overrides the name clients use."""
+    folder, or a hub id (asked of the cache and the hub first unless ``check_hub`` is off:
+    `serving.hub`); ``served_name`` overrides the name clients use."""
     try:
         local = resolve_local(name_or_path)
     except UnknownLocalModel as exc:
@@ -306,6 +310,9 @@ def resolve_target(name_or_path: str, options: EngineOptions | None, served_name
             f"{name_or_path!r} is answered inside agentscale, not by a server: use it in a graph as it is; "
             "serve local/<name>, a model folder, or a hub id"
         )
+    problem = hub_id_problem(local.name) if check_hub else None
+    if problem is not None:
+        raise ServingError(problem)
     return Target(served_name or local.name, local.name, None, user)  # a hub id; vLLM downloads it
 
 
@@ -323,7 +330,7 @@ def _served_name(name_or_path: str) -> str:
     """The name a server of this model answers to; a name that resolves to nothing is taken as one
     (another process may serve a folder under that name)."""
     try:
-        return resolve_target(name_or_path, None, None).served_name
+        return resolve_target(name_or_path, None, None, check_hub=False).served_name
     except ServingError:
         return name_or_path.removeprefix("local/")
 
