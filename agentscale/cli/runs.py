@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections import defaultdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -177,9 +178,10 @@ def show_command(
         say_simulated()
     if accuracy is not None:
         _say_the_score(accuracy, simulated=data["simulated"])
+    traces = _traces_by_item(calls)
     for item in items:
         title = f"item {item.item_key}: {short(item.question, 70)}"
-        out.print(trace_table(_traces_of(calls, item.item_key), title=title))
+        out.print(trace_table(traces.get(item.item_key, []), title=title))
         for line in round_lines(json.loads(item.rounds_json) if item.rounds_json is not None else []):
             out.print(line, markup=False)
         stopped = f"  [yellow](stopped: {escape(terminal_safe(item.stopped_reason))})[/]" if item.stopped_reason else ""
@@ -188,33 +190,36 @@ def show_command(
         reference = "" if item.reference is None else f" · reference {shown}{verdict}"
         out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
     answered = {item.item_key for item in items}
-    unanswered = sorted({c.item_key for c in calls} - answered, key=_natural_order)
+    unanswered = sorted(traces.keys() - answered, key=_natural_order)
     for key in unanswered:  # a question stopped before its answer: the calls that had finished (paid)
-        out.print(trace_table(_traces_of(calls, key), title=f"item {key}: stopped before its answer"))
+        out.print(trace_table(traces[key], title=f"item {key}: stopped before its answer"))
     if not items:
         above = " (the node calls that finished before it stopped are above)" if unanswered else ""
         err.print(f"no items recorded{above}")
 
 
-def _traces_of(calls: list[NodeCall], item_key: str) -> list[NodeTrace]:
-    """An item's stored node calls as traces, for the trace table."""
-    return [
-        NodeTrace(
-            c.node_id,
-            c.role,
-            model=c.route,
-            route=c.route,
-            status=c.status,
-            answer=c.answer,
-            prompt_tokens=c.prompt_tokens,
-            completion_tokens=c.completion_tokens,
-            latency_s=c.latency_s,
-            cached=c.cached,
-            error=c.error,
+def _traces_by_item(calls: list[NodeCall]) -> dict[str, list[NodeTrace]]:
+    """The stored node calls as traces for the trace tables, per item, in their stored order. Grouped
+    once: scanning every call for each item made `runs show` quadratic (5,000 three-node items took
+    36 s, of which 54% went to reading 75 million call attributes)."""
+    traces: dict[str, list[NodeTrace]] = defaultdict(list)
+    for c in calls:
+        traces[c.item_key].append(
+            NodeTrace(
+                c.node_id,
+                c.role,
+                model=c.route,
+                route=c.route,
+                status=c.status,
+                answer=c.answer,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                latency_s=c.latency_s,
+                cached=c.cached,
+                error=c.error,
+            )
         )
-        for c in calls
-        if c.item_key == item_key
-    ]
+    return traces
 
 
 def _just_finished(run: Run) -> bool:
