@@ -21,6 +21,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -29,15 +30,17 @@ from agentscale.cli._console import err
 LOG_EVERY_S = 60.0  # a plain progress line this often (stage changes and the end are written at once)
 
 
-def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
+def progress_bar(*, status: bool = True, quiet: bool = False, eta: bool = False) -> Progress:
     """Spinner, description, bar, done/total, a status text, elapsed time; on stderr, erased when done.
 
     With `status`, each task's `status` field is shown after the count (pass `status=` to `add_task` and
     `update`). `quiet` (`--json`) hides the live bar; a stderr that is not a terminal gets plain lines
-    instead of the bar whether or not `quiet` (stdout, where `--json` writes, stays untouched).
+    instead of the bar whether or not `quiet` (stdout, where `--json` writes, stays untouched). `eta`:
+    the time left too, from the pace so far; for commands whose steps are alike (an eval's items, a
+    batch's questions), not an optimization's stages (its crowning would read "0:00 left" for an hour).
     """
     if not err.is_terminal:
-        return _LoggedProgress(status=status)
+        return _LoggedProgress(status=status, eta=eta)
     columns: list[ProgressColumn] = [
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -47,6 +50,8 @@ def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     columns.append(TimeElapsedColumn())
+    if eta:  # two bare clocks side by side read as one knows not what
+        columns += [TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left")]
     # stdout is the commands' output (answers, --json): Rich's default sent what was written to it
     # while the bar was live through the bar's console, to stderr
     return Progress(*columns, console=err, transient=True, disable=quiet, redirect_stdout=False)
@@ -55,9 +60,11 @@ def progress_bar(*, status: bool = True, quiet: bool = False) -> Progress:
 class _LoggedProgress(Progress):
     """Rich's task bookkeeping without its live display; progress goes out as plain stderr lines."""
 
-    def __init__(self, *, status: bool) -> None:
+    def __init__(self, *, status: bool, eta: bool) -> None:
         super().__init__(console=err, disable=True)
         self._status = status
+        self._eta = eta
+        self._started_at: dict[TaskID, float] = {}  # what was done when the task was added (a resume's part)
         self._logged: dict[TaskID, tuple[float, str]] = {}  # last line's time and stage, per task
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -77,6 +84,7 @@ class _LoggedProgress(Progress):
 
     def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
         task_id = super().add_task(description, *args, **kwargs)
+        self._started_at[task_id] = float(kwargs.get("completed", 0))
         self._log(task_id)  # a first line at once: what follows may be minutes of server start-up
         return task_id
 
@@ -109,9 +117,20 @@ class _LoggedProgress(Progress):
         done = _count(task.completed) + (f"/{_count(task.total)}" if task.total is not None else "")
         description = Text.from_markup(task.description).plain  # descriptions and statuses are markup
         status = Text.from_markup(str(task.fields.get("status", ""))).plain if self._status else ""
-        seconds = int(task.elapsed or 0.0)
-        elapsed = f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-        return " · ".join(part for part in (f"{description}: {done}", status, f"{elapsed} elapsed") if part)
+        elapsed = f"{_clock(task.elapsed or 0.0)} elapsed"
+        return " · ".join(part for part in (f"{description}: {done}", status, elapsed, self._left(task)) if part)
+
+    def _left(self, task: Task) -> str:
+        """About how long the rest takes at the pace of the steps done in this command so far."""
+        done_here = task.completed - self._started_at.get(task.id, 0.0)
+        if not self._eta or task.total is None or done_here <= 0 or task.completed >= task.total:
+            return ""
+        return f"≈ {_clock((task.elapsed or 0.0) / done_here * (task.total - task.completed))} left"
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _count(value: float) -> str:

@@ -254,7 +254,7 @@ def eval_command(
 
 
 async def _run(evaluation: Evaluation, pending: set[str], total: int, *, quiet: bool) -> EvalSummary:
-    progress = progress_bar(quiet=quiet)
+    progress = progress_bar(quiet=quiet, eta=True)
     done = total - len(pending)  # a resumed eval counts the items its run already scored
     rows = evaluation.store.run_items(evaluation.run_id) if done else []
     # an item asked again (--retry-errors) counts when answered: it was counted twice ("7/6 correct")

@@ -131,7 +131,7 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
     """Answer a file of questions as one run; after a Ctrl-C, say which run keeps the answers so far."""
     from agentscale.runtime.batch import run_batch
 
-    progress = progress_bar(status=False, quiet=json_output)
+    progress = progress_bar(status=False, quiet=json_output, eta=True)
     run_ids: list[str] = []
 
     try:

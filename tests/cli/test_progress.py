@@ -1,0 +1,39 @@
+"""The progress of long commands written as plain lines when stderr is no terminal (`cli/_progress`)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from agentscale.cli._progress import progress_bar
+
+
+def _seconds_left(line: str) -> int:
+    found = re.search(r"≈ (\d+):(\d\d):(\d\d) left", line)
+    assert found is not None, line
+    hours, minutes, seconds = (int(part) for part in found.groups())
+    return 3600 * hours + 60 * minutes + seconds
+
+
+def test_an_evals_lines_say_the_time_left_from_the_pace_of_this_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """An eval of thousands of items said how many were done and for how long, never how long was
+    left (the scale audit). The pace counts only what this command did: a resumed eval starts with
+    the items its run had scored, done in no time here."""
+    progress = progress_bar(eta=True)
+    with progress:
+        task = progress.add_task("q", total=10, completed=2, status="")  # a resume: 2 scored before
+        time.sleep(1.0)
+        progress.update(task, advance=1, status="1/3 correct")  # 1 item a second: 7 seconds left
+        line = progress._line(progress.tasks[0])  # type: ignore[attr-defined]
+        progress.update(task, advance=7, status="4/10 correct")
+    assert line.startswith("q: 3/10 · 1/3 correct · 0:00:01 elapsed · ≈ ")
+    assert 6 <= _seconds_left(line) <= 9  # not 2 s, the pace of 3 items a second counting the resumed 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("q: 10/10 · 4/10 correct") and "left" not in last  # the end: nothing left
+    quiet = progress_bar()  # an optimization's: its stages are unlike, so no time left is guessed
+    with quiet:
+        quiet.add_task("search", total=8, status="")
+        quiet.update(quiet.tasks[0].id, advance=1)
+        assert "left" not in quiet._line(quiet.tasks[0])  # type: ignore[attr-defined]
