@@ -258,9 +258,10 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     """Trials in order, then the stored report (best graph, test scores, baselines, front)."""
     from agentscale.optimize.objective import Observation
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
+    from agentscale.optimize.space import stored_space
     from agentscale.optimize.trials import candidate_from_json, recorded_front, stored_front
     from agentscale.report.optimize_page import crown_recorded, crowned_trial
-    from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
+    from agentscale.report.simulated import run_is_simulated, simulated_label
     from agentscale.storage.tables import SHOWN_TIME
 
     trials = store.trials(run.id)

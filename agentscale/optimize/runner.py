@@ -50,7 +50,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
-from agentscale.optimize.space import SpaceSpec, space_from_data, space_from_text
+from agentscale.optimize.space import SpaceSpec, space_from_data, stored_space
 from agentscale.optimize.trials import (
     AGENT_KEY,
     SpendCapReached,
@@ -282,16 +282,17 @@ def load_task_split(space: SpaceSpec, *, stored: bool = False) -> tuple[Task, li
     return task, list(split.train.items), list(split.test.items)
 
 
-def stored_space(
+def space_with_its_task_file(
     run: Run, task_file: str | os.PathLike[str] | None = None, start_anew: str = "start a new optimization"
 ) -> tuple[SpaceSpec, dict[str, Any]]:
-    """An optimization run's space as it was stored, and the run's config: its task file checked to be
-    the one the run started on (edited, its items would no longer be the run's; `start_anew` says
-    what to do instead) or found at `task_file` when it moved (the same bytes, by sha256), and the
-    task's absolute path and inferred scorer put back in the space (runs stored before have none)."""
+    """An optimization run's space as it was stored (`stored_space`), and the run's config, for what
+    runs on its task again (a resume, `eval --split-of`): its task file checked to be the one the
+    run started on (edited, its items would no longer be the run's; `start_anew` says what to do
+    instead) or found at `task_file` when it moved (the same bytes, by sha256), and the task's
+    absolute path and inferred scorer put back in the space (runs stored before have none)."""
     config = json.loads(run.config_json)
     _find_the_task_file(config, run.id, task_file, start_anew)
-    space = space_from_text(config["space_yaml"], f"run {run.id}", stored=True)
+    space = stored_space(run)
     kept = (("path", "task_path"), ("name", "task_name"), ("scorer", "task_scorer"))
     task = {key: config[stored] for key, stored in kept if config.get(stored)}
     if task:
@@ -302,7 +303,7 @@ def stored_space(
 def _find_the_task_file(
     config: dict[str, Any], run_id: str, moved_to: str | os.PathLike[str] | None, start_anew: str
 ) -> None:
-    """A stored run's task file, checked (see `stored_space`): its stored place updated in `config`
+    """A stored run's task file, checked (see `space_with_its_task_file`): its stored place updated in `config`
     when it moved."""
     key = "task_path" if config.get("task_path") else "task_name" if config.get("task_name") else None
     digest = config.get("task_sha256")
@@ -439,7 +440,7 @@ class Optimization:
         run = store_of(gateway, "resuming an optimization").refuse_if_busy(run_id)
         if run.kind != "optimize":
             raise AgentScaleError(f"{run.made_by()}, not `agentscale optimize`")
-        space, config = stored_space(run, task_file)
+        space, config = space_with_its_task_file(run, task_file)
         return cls(
             space,
             gateway,

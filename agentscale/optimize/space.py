@@ -7,6 +7,7 @@ whole search's spend. Like graph files, spaces are validated with YAML paths and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ from agentscale.graphs.spec import (
 from agentscale.graphs.validate import alias_issues, looks_like_best_known, validate_fields
 from agentscale.models.routes import model_route_issues, route_problem
 from agentscale.optimize.candidate import CandidateGraph, SampledNodes
+from agentscale.storage.tables import Run
 from agentscale.tasks.errors import MAX_GENERATED
 
 Scorer = Literal["exact", "numeric", "choice", "math", "code"]
@@ -296,6 +298,11 @@ def _settings_issues(space: SpaceSpec, located: LocatedData) -> list[SpecIssue]:
 def space_from_text(text: str, source: str | None = None, *, stored: bool = False) -> SpaceSpec:
     """Parse and validate a search space's YAML text; errors name `source` (a file, or a stored run)."""
     return space_from_data(load_located(text, source), source, stored=stored)
+
+
+def stored_space(run: Run) -> SpaceSpec:
+    """The search space an optimization run was started with (the text stored in its config)."""
+    return space_from_text(json.loads(run.config_json)["space_yaml"], f"run {run.id}", stored=True)
 
 
 def load_space(path: str | Path) -> SpaceSpec:

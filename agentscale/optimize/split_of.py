@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentscale.errors import AgentScaleError
-from agentscale.optimize.runner import stored_space
+from agentscale.optimize.runner import space_with_its_task_file
 from agentscale.storage.db import Store
 
 
@@ -38,6 +38,6 @@ def split_of_optimization(
     run = store.get_run(run_id)
     if run.kind != "optimize":
         raise AgentScaleError(f"--split-of takes an optimization's run id: {run.made_by()}")
-    space, _ = stored_space(run, task_file, "evaluate without --split-of")
+    space, _ = space_with_its_task_file(run, task_file, "evaluate without --split-of")
     ref = space.task
     return OptimizationSplit(run.id, ref.spec, ref.scorer, ref.load_options(), ref.split_sizes())

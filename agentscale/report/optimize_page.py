@@ -17,7 +17,7 @@ from typing import Any
 from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
 from agentscale.optimize.report import outcome_notes
-from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.space import SpaceSpec, stored_space
 from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, recorded_front, stored_verdicts, trials_front
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
 from agentscale.report.drawing import picture_from_candidate
@@ -35,7 +35,7 @@ from agentscale.report.html import (
     table,
 )
 from agentscale.report.items import read_items
-from agentscale.report.simulated import run_is_simulated, simulated_label, stored_space
+from agentscale.report.simulated import run_is_simulated, simulated_label
 from agentscale.report.spend import spend_by_stage
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store

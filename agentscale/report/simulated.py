@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import json
 
-from agentscale.graphs.located import load_located
 from agentscale.graphs.simulated import is_simulated, spec_is_simulated
 from agentscale.graphs.validate import load_spec_text
-from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.space import stored_space
 from agentscale.storage.tables import Run
 
 
 def simulated_label(figure: str, simulated: bool) -> str:
     """A figure's label, `SIMULATED <figure>` for a run of simulated models (every view says it the same way)."""
     return f"SIMULATED {figure}" if simulated else figure
-
-
-def stored_space(run: Run) -> SpaceSpec:
-    """The search space an optimization run was started with (stored in its config)."""
-    source = f"run {run.id}"
-    return space_from_data(load_located(json.loads(run.config_json)["space_yaml"], source), source, stored=True)
 
 
 def run_is_simulated(run: Run) -> bool:

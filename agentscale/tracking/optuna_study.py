@@ -23,10 +23,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.candidate import CandidateGraph
-from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.space import SpaceSpec, stored_space
 from agentscale.optimize.trials import candidate_from_json
 from agentscale.report.optimize_page import crowned_trial
-from agentscale.report.simulated import run_is_simulated, stored_space
+from agentscale.report.simulated import run_is_simulated
 from agentscale.storage.db import Store
 from agentscale.storage.tables import Run, Trial, as_utc
 
