@@ -14,6 +14,7 @@ single-question run the run row — in one transaction; :func:`record_result` do
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
@@ -79,6 +80,7 @@ class ModelCalls:
             trace.status, trace.error = "skipped", str(exc)
             self._stop(exc)
             return None
+        started = time.perf_counter()
         try:
             result = await self.gateway.complete(
                 request,
@@ -90,6 +92,7 @@ class ModelCalls:
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
+            trace.latency_s = time.perf_counter() - started  # the attempts' time: a trace read 0.0 s
             if exc.out_of_time:  # the run's time cap ended the call: the run says so, as for a refusal
                 self._stop(self.ledger.time_is_up(starts_at_s))
             return None

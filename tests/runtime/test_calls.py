@@ -25,3 +25,15 @@ async def test_a_failed_call_releases_its_reservation(scripted: ScriptedServer, 
     second = NodeTrace("b", "assistant")
     assert await calls.call(second, request) is not None, second.error
     assert second.status == "ok" and calls.stopped_reason is None
+
+
+async def test_a_failed_call_says_how_long_it_took(scripted: ScriptedServer, gateway: Gateway) -> None:
+    """A failed call's trace gave its latency as 0.0 s, though its attempts took their time (an audit
+    saw a call clipped by a time cap read 0.0 after ≈ 0.3 s): the critical path and `runs show` then
+    drew it as instant."""
+    scripted.add_rule(Rule(status=400, latency_s=0.3))  # a 400 is not retried: one attempt
+    model = resolve("m", ModelSpec(model="hosted_vllm/scripted", api_base=scripted.api_base))
+    request = CallRequest(model, [{"role": "user", "content": "What is 1 + 1?"}], temperature=0.0, max_tokens=50)
+    trace = NodeTrace("a", "assistant")
+    assert await ModelCalls(gateway).call(trace, request) is None and trace.status == "failed"
+    assert 0.3 <= trace.latency_s < 5.0
