@@ -87,6 +87,7 @@ class RunRecord:
     crowned_candidate: str  # JSON, as stored in the run's trials
     crowned_reason: str
     spend_calls: int  # model calls up to the crown: single calls, pilot, search, crowning
+    calls_by_stage: dict[str, int]  # the run's own split (`usage.calls_by_stage`), test split included
     total_calls: int  # with the test split, when it was scored
     evaluations: int
     seconds: float
@@ -204,7 +205,8 @@ async def run_once(
         crowned_graph=result.best_train.candidate.describe(),
         crowned_candidate=candidate_to_json(result.best_train.candidate),
         crowned_reason=result.crowning.reason if result.crowning else "",
-        spend_calls=int(stages["search"] + stages["crowning"]),
+        spend_calls=sum(calls for stage, calls in stages.items() if stage != "test"),
+        calls_by_stage=dict(stages),
         total_calls=int(result.usage["calls"] or 0),
         evaluations=result.evaluations,
         seconds=seconds,
@@ -251,6 +253,10 @@ def summarise(ref: Reference, runs: list[RunRecord], default_level: int) -> dict
         "worst_ratio": min(ratios),
         "beats_best_single": sum(r.crowned_accuracy >= _best_single(r, ref) - 1e-9 for r in default),
         "median_spend_calls": statistics.median(r.spend_calls for r in default),
+        "median_calls_by_stage": {
+            stage: statistics.median(r.calls_by_stage.get(stage, 0) for r in default)
+            for stage in default[0].calls_by_stage
+        },
         "calls_to_95": statistics.median(reach),
         "calls_to_95_at_least": statistics.median(bounds),
         "reached_95": sum(math.isfinite(v) for v in reach),
@@ -329,7 +335,7 @@ async def benchmark_space(
                 share = record.crowned_accuracy / _reference(record, ref)
                 print(
                     f"  {path.stem} {method} seed {seed} iterations {level}: crowned {record.crowned_accuracy:.3f} "
-                    f"({share:.1%}), {record.spend_calls} calls, {record.seconds:.0f}s",
+                    f"({share:.1%}), {record.spend_calls} calls ({_split(record)}), {record.seconds:.0f}s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -338,6 +344,11 @@ async def benchmark_space(
     compare(report["methods"])
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def _split(record: RunRecord) -> str:
+    """Where a run's calls up to the crown went, stage by stage."""
+    return ", ".join(f"{stage} {calls}" for stage, calls in record.calls_by_stage.items() if stage != "test")
 
 
 def compare(methods: dict[str, dict[str, Any]]) -> None:
@@ -376,7 +387,9 @@ def combine(files: list[Path]) -> dict[str, Any]:
         ref = Reference(**report["reference"])
         by_method: dict[str, list[RunRecord]] = {}
         for run in report["runs"]:
-            by_method.setdefault(run["method"], []).append(RunRecord(**run))
+            by_method.setdefault(run["method"], []).append(
+                RunRecord(**{"calls_by_stage": {}, **run})
+            )  # files written before the split
         report["methods"] = {m: summarise(ref, runs, report["default_iterations"]) for m, runs in by_method.items()}
         compare(report["methods"])
     return {"spaces": spaces, "seconds": seconds}
@@ -402,6 +415,9 @@ def print_space(name: str, report: dict[str, Any]) -> None:
             f"{f['reached_95']:>4}/{f['seeds']:<2} {versus[0]:>9} {versus[1]:>7}"
         )
     for method, f in report["methods"].items():
+        if stages := f.get("median_calls_by_stage"):
+            split = ", ".join(f"{stage} {calls:.0f}" for stage, calls in stages.items() if stage != "test")
+            print(f"  {method} calls at the defaults by stage (medians): {split}")
         for z, m in f.get("margins", {}).items():
             print(
                 f"  {method} crowned again with margin {z} SE (margin {SEPARATION_Z:g} ships): crowned/ref mean "

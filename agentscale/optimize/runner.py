@@ -575,7 +575,7 @@ class Optimization:
             front_paths[point.candidate.canonical_key] = path = artifacts / f"front-{index}.yaml"
             write_output(path, self._graph_yaml(point.candidate, f"front-{index}"))
         spent = self.store.spend(self.run_id)
-        by_stage = calls_by_stage(self.store, self.run_id)
+        by_stage = calls_by_stage(self.store, self.run_id, self.method_name)
         warnings = unanswered + ([crowning.warning] if crowning.warning else [])
         agent_warning = method.agent_warning()
         if agent_warning is not None:

@@ -192,7 +192,8 @@ class TrialEvaluator:
         once the run is claimed. What they paid stays in the ledger under their stage (`RETIRED`):
         the evaluations asked again may be numbered otherwise, and a test split's calls were counted
         as an interruption's."""
-        _retire_spend(self.store, self.run_id, seq, {trial.seq: trial.kind for trial in self._stored.values()})
+        kinds = {trial.seq: f"{trial.kind}@{trial.iteration}" for trial in self._stored.values()}
+        _retire_spend(self.store, self.run_id, seq, kinds)
         self.store.drop_trials(self.run_id, seq)
         self._read_stored()
 
@@ -446,14 +447,15 @@ class PaidCalls:
         self.usd = known_total([self.usd, other.usd])
 
 
-RETIRED = "retired:"  # a ledger key `retired:<kind>:t<seq>:<item>`: a call of an evaluation asked again
+RETIRED = "retired:"  # a ledger key `retired:<kind>@<iteration>:t<seq>:<item>`: a call of an evaluation asked again
 
 
 def _retire_spend(store: Store, run_id: str, from_seq: int, kinds: dict[int, str]) -> None:
-    """Key the ledger rows of the evaluations about to be dropped (from `from_seq` on) by their kind,
-    not their seq: every such row, an evaluation cut short included (its kind unknown: counted as a
-    cut one is, under search), whether or not it stored an item (a cut test split's calls went to
-    the crowning evaluation that took its number)."""
+    """Key the ledger rows of the evaluations about to be dropped (from `from_seq` on) by their kind
+    and iteration (`kinds`: `search@0`, so a pilot's stay the pilot's), not their seq: every such
+    row, an evaluation cut short included (its kind unknown: counted as a cut one is, under search),
+    whether or not it stored an item (a cut test split's calls went to the crowning evaluation that
+    took its number)."""
     spend = SpendEntry.__table__.c  # type: ignore[attr-defined]
     with store.engine.begin() as connection:
         keys = connection.execute(select(spend.item_key).where(spend.run_id == run_id).distinct()).scalars()
@@ -477,7 +479,7 @@ class RunPaid:
     agent: PaidCalls
     unknown: PaidCalls
     total: PaidCalls
-    retired: dict[str, PaidCalls] = field(default_factory=dict)  # by kind: evaluations asked again
+    retired: dict[str, PaidCalls] = field(default_factory=dict)  # by kind@iteration: evaluations asked again
 
 
 def run_paid(store: Store, run_id: str) -> RunPaid:
@@ -527,19 +529,32 @@ def _more(stored: PaidCalls, recorded: PaidCalls) -> PaidCalls:
     return stored if stored.calls >= recorded.calls else recorded
 
 
-STAGE_OF_KIND = {"baseline": "search", "search": "search", "crown": "crowning", "test": "test"}
+_STAGE_OF_KIND = {"baseline": "single calls", "search": "search", "crown": "crowning", "test": "test"}
+STAGES = ("single calls", "pilot", "search", "crowning", "test")
+"""An optimization's stages in the order it runs them (the pilot is Agent-REINFORCE's alone)."""
 
 
-def calls_by_stage(store: Store, run_id: str) -> dict[str, int]:
-    """A run's paid model calls by stage (`usage.calls_by_stage`), counted per trial (`run_paid`), so
-    calls made before a resume, or by items an interruption cut short, stay with their own stage.
-    The rest counts under search: the optimizer agent's calls, which belong to no trial, and those of
-    an evaluation cut short and not resumed (it has no stored kind)."""
+def stage_of(kind: str, iteration: int, method: str | None) -> str:
+    """What an evaluation was for, by its trial's kind: the single calls raced on the train split
+    ("baseline"), Agent-REINFORCE's pilot (its iteration 0: the models alone), the search, the
+    crowning race, the test split."""
+    if kind == "search" and iteration == 0 and method == "agent-reinforce":
+        return "pilot"
+    return _STAGE_OF_KIND.get(kind, "search")
+
+
+def calls_by_stage(store: Store, run_id: str, method: str | None) -> dict[str, int]:
+    """A run's paid model calls by stage (`usage.calls_by_stage`, `STAGES`; the pilot's only for
+    Agent-REINFORCE), counted per trial (`run_paid`), so calls made before a resume, or by items an
+    interruption cut short, stay with their own stage. The rest counts under search: the optimizer
+    agent's calls, which belong to no trial, and those of an evaluation cut short and not resumed (it
+    has no stored kind)."""
     paid = run_paid(store, run_id)
-    stages = dict.fromkeys(("search", "crowning", "test"), 0)
+    stages = {stage: 0 for stage in STAGES if stage != "pilot" or method == "agent-reinforce"}
     for trial in store.trials(run_id):
-        stages[STAGE_OF_KIND.get(trial.kind, "search")] += paid.trials.get(trial.seq, PaidCalls()).calls
-    for kind, spent in paid.retired.items():  # evaluations asked again (`--retry-errors`): their first try
-        stages[STAGE_OF_KIND.get(kind, "search")] += spent.calls
+        stages[stage_of(trial.kind, trial.iteration, method)] += paid.trials.get(trial.seq, PaidCalls()).calls
+    for retired, spent in paid.retired.items():  # evaluations asked again (`--retry-errors`): their first try
+        kind, _, iteration = retired.partition("@")  # an earlier release's keys name the kind alone
+        stages[stage_of(kind, int(iteration or -1), method)] += spent.calls
     stages["search"] += max(0, paid.total.calls - sum(stages.values()))  # the ledger, read once
     return stages

@@ -18,7 +18,14 @@ from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_inter
 from agentscale.models.cost import known_total
 from agentscale.optimize.report import outcome_notes
 from agentscale.optimize.space import SpaceSpec, stored_space
-from agentscale.optimize.trials import TRAIN_KINDS, candidate_from_json, recorded_front, stored_verdicts, trials_front
+from agentscale.optimize.trials import (
+    TRAIN_KINDS,
+    candidate_from_json,
+    recorded_front,
+    stage_of,
+    stored_verdicts,
+    trials_front,
+)
 from agentscale.report.charts import Interval, Point, interval_chart, pareto_chart, search_curve
 from agentscale.report.drawing import picture_from_candidate
 from agentscale.report.html import (
@@ -103,10 +110,8 @@ class OptimizeReport:
         return self._drawings[trial.key]
 
     def stage(self, trial: Trial) -> str:
-        """What an evaluation was for; agent-reinforce's iteration 0 is its pilot (models alone)."""
-        if trial.kind == "search":
-            return "pilot" if self.method == "agent-reinforce" and trial.iteration == 0 else "search"
-        return {"crown": "crowning", "baseline": "baselines", "test": "test"}.get(trial.kind, trial.kind)
+        """What an evaluation was for (`optimize.trials.stage_of`)."""
+        return stage_of(trial.kind, trial.iteration, self.method)
 
     def arm(self, trial: Trial, name: str | None = None) -> Arm:
         return Arm(name or self.candidates[trial.seq].short_name(), trial, self.verdicts.get(trial.seq, {}))

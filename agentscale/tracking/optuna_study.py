@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from agentscale.errors import AgentScaleError
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.space import SpaceSpec, stored_space
-from agentscale.optimize.trials import candidate_from_json
+from agentscale.optimize.trials import candidate_from_json, stage_of
 from agentscale.report.optimize_page import crowned_trial
 from agentscale.report.simulated import run_is_simulated
 from agentscale.storage.db import Store
@@ -102,7 +102,7 @@ def export_study(
                 user_attrs={
                     "seq": trial.seq,
                     "iteration": trial.iteration,
-                    "stage": "pilot" if method == "agent-reinforce" and trial.iteration == 0 else "search",
+                    "stage": stage_of(trial.kind, trial.iteration, method),
                     "objective": trial.reward,
                     "latency_s": trial.latency_s,
                     "tokens": trial.tokens,

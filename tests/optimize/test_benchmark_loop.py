@@ -49,6 +49,10 @@ def test_the_loop_runs_the_product_and_scores_what_it_crowned(tmp_path: Path) ->
         scored_test = run["iterations"] == 2  # the space's own setting: the whole product, test split included
         assert (run["reported_advantage"] is not None) == scored_test
         assert (run["total_calls"] > run["spend_calls"]) == scored_test
+        stages = run["calls_by_stage"]  # where the calls went, the single calls' race apart from the search
+        assert sum(stages.values()) == run["total_calls"] and stages["test"] == run["total_calls"] - run["spend_calls"]
+        assert stages["single calls"] > 0  # (the pilot and search may replay it from the cache)
+        assert ("pilot" in stages) == (run["method"] == "agent-reinforce")
     for figures in report["methods"].values():
         assert figures["runs"] == 1 and 0 < figures["median_ratio"] <= 1 + 1e-9
         assert figures["calls_to_95"] == math.inf or figures["calls_to_95"] > 0

@@ -198,10 +198,10 @@ async def test_the_calls_of_an_evaluation_cut_short_count_under_search(
     scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
     run = optimization(space_text(tmp_path, scripted.api_base, max_nodes=4), store)
     await run.run()
-    whole = calls_by_stage(store, run.run_id)
+    whole = calls_by_stage(store, run.run_id, "agent-reinforce")
     last = max(store.trials(run.run_id), key=lambda t: t.seq)
     store.drop_trials(run.run_id, last.seq)  # as a kill right after the last evaluation's calls were paid
-    cut = calls_by_stage(store, run.run_id)
+    cut = calls_by_stage(store, run.run_id, "agent-reinforce")
     assert sum(cut.values()) == sum(whole.values()) == run_paid(store, run.run_id).total.calls
     assert cut["search"] > whole["search"] and cut["test"] < whole["test"]  # the last was the test split's
 

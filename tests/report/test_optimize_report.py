@@ -136,7 +136,7 @@ def test_runs_show_draws_the_crowned_graph(optimization, capsys) -> None:  # typ
     low, high = best["ci95"]
     flat = " ".join(text.split())
     assert f"test accuracy {best['accuracy']:.1%} of {best['n']} items (95% CI {low:.1%}-{high:.1%})" in flat
-    assert f"spent {optimization['usage']['calls']} model calls (search " in flat and "{'calls'" not in flat
+    assert f"spent {optimization['usage']['calls']} model calls (single calls " in flat and "{'calls'" not in flat
 
 
 def test_the_report_and_runs_show_say_what_optimize_concluded(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
