@@ -33,11 +33,14 @@ def check_reply(response: Any) -> None:
 def reply_text_and_usage(response: Any, messages: list[dict[str, str]]) -> tuple[str, int, int]:
     """(text, prompt tokens, completion tokens) of a checked reply. A count the server did not
     report (zero where a call cannot have zero: every prompt has tokens, and so has any text) is
-    estimated, so spend caps, the ledger and costs count the call."""
+    estimated, so spend caps, the ledger and costs count the call; so is a negative one, which
+    no call can have: taken as sent, it took spend off the ledger (`prompt_tokens: -100000`
+    showed a run's cost as $-99.85 and let its next calls past a token cap and the search's
+    spend cap). A count above what was asked for is kept: it overstates the spend, never hides it."""
     text = _storable(getattr(response.choices[0].message, "content", None) or "")
     usage = getattr(response, "usage", None)
-    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    prompt_tokens = max(0, int(getattr(usage, "prompt_tokens", 0) or 0))
+    completion_tokens = max(0, int(getattr(usage, "completion_tokens", 0) or 0))
     if not prompt_tokens:
         prompt_tokens = estimate_prompt_tokens(messages)
     if not completion_tokens and text:

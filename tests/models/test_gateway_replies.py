@@ -19,7 +19,7 @@ ONE_NODE = "name: n\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_form
 NO_CHOICES = {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted", "choices": []}
 
 
-def _reply(content: str | None, *, usage: bool = True) -> dict[str, object]:
+def _reply(content: str | None, *, usage: bool = True, tokens: tuple[int, int] = (0, 0)) -> dict[str, object]:
     body: dict[str, object] = {
         "id": "x",
         "object": "chat.completion",
@@ -28,7 +28,7 @@ def _reply(content: str | None, *, usage: bool = True) -> dict[str, object]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
     }
     if usage:
-        body["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        body["usage"] = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1], "total_tokens": sum(tokens)}
     return body
 
 
@@ -71,6 +71,17 @@ def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: Scri
         assert result.answer == "4"
         assert result.usage.prompt_tokens > 5 and result.usage.completion_tokens > 5
         assert store.spend(result.run_id)["prompt_tokens"] == result.usage.prompt_tokens
+
+
+def test_a_negative_token_count_is_estimated_not_subtracted(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """A reply with `prompt_tokens: -100000` was taken as sent: the run's spend read $-99.85 and its
+    next calls passed a token cap that a sane count would have stopped (a provider-fault audit)."""
+    graph: Graph = make_graph(ONE_NODE)
+    scripted.add_rule(Rule(body=_reply("2 + 2 = 4.\nFinal answer: 4", tokens=(-100000, -5))))
+    result = graph.run("What is 2 + 2?")
+    assert result.answer == "4"
+    assert result.usage.prompt_tokens > 5 and result.usage.completion_tokens > 0
+    assert store.spend(result.run_id)["prompt_tokens"] == result.usage.prompt_tokens
 
 
 async def test_a_retry_after_header_is_waited_for(scripted: ScriptedServer, gateway: Gateway) -> None:
