@@ -93,7 +93,7 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
     run first) is a failure, exit 1, so `agentscale run ... && next` does not go on without it."""
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
-    why = result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
+    why = _why_no_answer(result)
     if json_output:
         print_json({**result.to_dict(), "simulated": simulated})  # the contract's trace: prompts included
     else:
@@ -116,6 +116,11 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
             print_plain(result.answer)
     if result.answer is None:
         raise AgentScaleError(f"no answer (run {result.run_id}): {why}")
+
+
+def _why_no_answer(result: RunResult) -> str:
+    """What left a question without an answer: the budget's stop, else the first failure."""
+    return result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
 
 
 def _print_prompts(result: RunResult) -> None:
@@ -162,8 +167,17 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         if json_output:
             print_json({"run_id": run_ids[0], "status": "interrupted", "answered": answered, "n": len(items)})
         raise Interrupted from None
+    unanswered = [result for result in batch.results if result.answer is None]
+    if len(unanswered) == len(items):  # a failure, exit 1, as for one question: not "4 questions answered"
+        raise AgentScaleError(f"no question got an answer (run {batch.run_id}): {_why_no_answer(unanswered[0])}")
     if not json_output:
-        err.print(f"run {batch.run_id}: {len(items)} questions answered")
+        answered = f"{len(items) - len(unanswered)} of {len(items)}" if unanswered else f"{len(items)}"
+        err.print(f"run {batch.run_id}: {answered} questions answered")
+        if unanswered:
+            err.print(
+                f"[yellow]{len(unanswered)} got no answer[/], the first: {escape(_why_no_answer(unanswered[0]))}",
+                markup=True,
+            )
         if simulated:
             say_simulated(err)
 

@@ -25,7 +25,7 @@ from agentscale.graphs.result import NodeTrace
 from agentscale.runtime.calls import record_broken, record_rows
 from agentscale.storage.db import Store
 from agentscale.storage.tables import utcnow
-from agentscale.testing import ScriptedServer
+from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 
 USAGE_KEYS = {"calls", "cached_calls", "prompt_tokens", "completion_tokens", "flops", "usd", "latency_s"}
@@ -82,6 +82,25 @@ def test_run_input_jsonl_prints_one_line_per_question_in_order(env: Path, capsys
     assert [line["answer"] for line in lines] == [str(i + 1) for i in range(6)]
     assert len({line["run_id"] for line in lines}) == 1
     assert all(line["trace"][0]["messages"] for line in lines)
+
+
+def test_run_input_says_which_questions_got_no_answer(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Questions whose calls all failed printed "(no answer)" with no reason, then "4 questions
+    answered", exit 0, when none was answered (a provider-fault audit: a 401 on every call)."""
+    questions = env / "q.jsonl"
+    questions.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?"}) for i in range(4)))
+    scripted.add_rule(Rule(pattern=r"What is [01] \+", status=401))
+    code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions))
+    flat = " ".join(err.split())
+    assert code == 0 and out.count("(no answer)") == 2
+    assert "2 of 4 questions answered" in flat and "2 got no answer, the first: " in flat and "HTTP 401" in flat
+    scripted.add_rule(Rule(status=401))  # (the cache holds the answers above)
+    code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions), "--no-cache")
+    flat = " ".join(err.split())
+    assert code == 1 and out.count("(no answer)") == 4
+    assert "no question got an answer (run " in flat and "HTTP 401" in flat and "questions answered" not in flat
 
 
 @pytest.mark.parametrize("words", [["tasks", "list"], ["tasks", "list", "--json"], ["schema"]])
