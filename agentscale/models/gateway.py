@@ -145,6 +145,7 @@ class CallResult:
     cached: bool
     endpoint: str
     attempts: int = 1
+    finish_reason: str | None = None  # as the server said it (`length`: max_tokens reached); None from the cache
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -512,7 +513,10 @@ def _to_result(response: Any, request: CallRequest, latency: float, where: str, 
     if modelled is not None:
         latency = float(modelled)
     text, prompt_tokens, completion_tokens = reply_text_and_usage(response, request.messages)
-    return CallResult(text, prompt_tokens, completion_tokens, latency, False, where, attempts)
+    finish_reason = getattr(response.choices[0], "finish_reason", None)
+    return CallResult(
+        text, prompt_tokens, completion_tokens, latency, False, where, attempts, str(finish_reason or "") or None
+    )
 
 
 def store_of(gateway: object, doing: str) -> Store:

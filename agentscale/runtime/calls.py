@@ -105,6 +105,9 @@ class ModelCalls:
         trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
         trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
         trace.latency_s, trace.cached = result.latency_s, result.cached
+        if not result.completion:  # paid, and counted, but no answer: a failure, asked again by --retry-errors
+            trace.status, trace.error = "failed", _no_text(result)
+            return None
         return result
 
     def _stop(self, refusal: BudgetExceeded) -> None:
@@ -114,14 +117,27 @@ class ModelCalls:
             self.stopped_reason = cut_after_overrun(str(refusal), self.stopped_reason)
 
 
+def _no_text(result: CallResult) -> str:
+    """Why a reply the server sent whole held no text to read an answer from: it was taken as an
+    answered call with no answer, so an eval scored it wrong and `--retry-errors` never asked again."""
+    why = {
+        "stop": "",
+        "length": ": it reached max_tokens first (a reasoning model may spend them all before answering)",
+        "tool_calls": ": it asked for a tool call instead",
+        "content_filter": ": the provider's content filter held it back",
+    }.get(result.finish_reason or "", f" (finish_reason: {result.finish_reason})" if result.finish_reason else "")
+    return f"the model returned no text{why}"
+
+
 def spend_of(model: ResolvedModel, prompt_tokens: int, completion_tokens: int) -> Spend:
     flops = model_flops(model, prompt_tokens, completion_tokens)
     return Spend(prompt_tokens, completion_tokens, flops or 0.0, call_usd(model, prompt_tokens, completion_tokens))
 
 
 def calls_usage(traces: Iterable[NodeTrace]) -> Usage:
-    """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them)."""
-    called = [t for t in traces if t.route is not None and t.status == "ok"]
+    """Calls, tokens, FLOPs and USD of the model calls that answered (latency summed over them), a
+    reply with no text among them: the server answered it, and was paid."""
+    called = [t for t in traces if t.route is not None and (t.status == "ok" or t.prompt_tokens)]
     return Usage(
         calls=sum(1 for t in called if not t.cached),
         cached_calls=sum(1 for t in called if t.cached),

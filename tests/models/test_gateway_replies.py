@@ -19,13 +19,15 @@ ONE_NODE = "name: n\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_form
 NO_CHOICES = {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted", "choices": []}
 
 
-def _reply(content: str | None, *, usage: bool = True, tokens: tuple[int, int] = (0, 0)) -> dict[str, object]:
+def _reply(
+    content: str | None, *, usage: bool = True, tokens: tuple[int, int] = (0, 0), finish: str = "stop"
+) -> dict[str, object]:
     body: dict[str, object] = {
         "id": "x",
         "object": "chat.completion",
         "created": 0,
         "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
     }
     if usage:
         body["usage"] = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1], "total_tokens": sum(tokens)}
@@ -55,10 +57,23 @@ def test_an_empty_reply_is_asked_again_not_replayed_from_the_cache(make_graph, s
     for empty in ("", None):
         scripted.reset()
         scripted.add_rule(Rule(body=_reply(empty), times=1))
-        assert graph.run(f"What is 4 + {len(str(empty))}?").answer is None
+        empty_reply = graph.run(f"What is 4 + {len(str(empty))}?")
+        (node,) = empty_reply.trace
+        assert empty_reply.answer is None and node.status == "failed"  # so --retry-errors asks it again
+        assert node.error == "the model returned no text" and empty_reply.usage.calls == 1  # it was paid
         recovered = graph.run(f"What is 4 + {len(str(empty))}?")
         assert recovered.answer is not None and recovered.usage.cached_calls == 0
         assert len(scripted.completion_requests) == 2
+
+
+def test_a_reply_cut_at_max_tokens_before_any_text_says_so(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """A reasoning model that spends max_tokens before it answers sends `content: null` with
+    `finish_reason: length`: the node was `ok` with no answer, and nothing said why."""
+    scripted.add_rule(Rule(body=_reply(None, tokens=(20, 512), finish="length")))
+    result = make_graph(ONE_NODE).run("What is 6 + 6?")
+    (node,) = result.trace
+    assert node.status == "failed" and "no text: it reached max_tokens first" in (node.error or "")
+    assert "max_tokens" in str(result.errors) and result.usage.completion_tokens == 512
 
 
 def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]
