@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -488,7 +489,7 @@ class _FirstAskerGone(Exception):
 
 def _describe(exc: BaseException) -> str:
     status = _status_of(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _first_line(str(exc).strip()) or type(exc).__name__
     if len(text) > 300:
         text = text[:300] + "..."
     if at_interpreter_exit(exc):
@@ -502,9 +503,36 @@ def _describe(exc: BaseException) -> str:
     # litellm gives these a made-up status (408, 500) though no HTTP reply came
     if isinstance(exc, _timeouts()):
         return f"timed out: {text}"
+    if status == 200 or _UNREADABLE in text:  # litellm's labels for a reply it could not read (not JSON,
+        return f"the reply could not be read: {text}"  # an HTML page; a field of the wrong type)
     if isinstance(exc, get_litellm().APIConnectionError) or refused_connection(exc):
         return f"connection failed: {text}"
     return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
+
+
+_UNREADABLE = "Invalid response object"  # litellm's APIConnectionError for a reply its types refused
+_TRACEBACK = "Traceback (most recent call last):"
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")  # a traceback's last "pkg.SomeError: why"
+_CLIENT_OBJECT = re.compile(r" ssl:<[^>]*>")  # aiohttp's "ssl:<ssl.SSLContext object at 0x7f...>"
+
+
+def _first_line(message: str) -> str:
+    """The line of an error message worth showing. litellm puts a whole traceback in some messages
+    ("Invalid response object Traceback (most recent call last):" was all a user saw of a reply whose
+    content was a list): there, its first line with the error the traceback ends in, and the line
+    after that (pydantic's field name), instead of the traceback's header."""
+    lines = message.splitlines()
+    if not lines:
+        return ""
+    first = _CLIENT_OBJECT.sub("", lines[0])
+    if not first.rstrip().endswith(_TRACEBACK):
+        return first
+    first = first.rstrip()[: -len(_TRACEBACK)].rstrip()
+    for index in range(len(lines) - 1, 0, -1):
+        if (raised := _RAISED.match(lines[index].strip())) is not None:
+            detail = " ".join(line.strip() for line in lines[index + 1 : index + 3] if line.strip())
+            return f"{first}: {raised[1]}: {raised[2]}" + (f" ({detail})" if detail else "")
+    return first
 
 
 def _to_result(response: Any, request: CallRequest, latency: float, where: str, attempts: int) -> CallResult:

@@ -76,6 +76,27 @@ def test_a_reply_cut_at_max_tokens_before_any_text_says_so(make_graph, scripted:
     assert "max_tokens" in str(result.errors) and result.usage.completion_tokens == 512
 
 
+def test_an_unreadable_reply_is_named_as_such_with_its_cause(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """litellm puts a traceback in the message of a reply its types refuse: the node's error was
+    "connection failed: ... Invalid response object Traceback (most recent call last):" and no more
+    (content sent as a list of parts, a provider-fault audit)."""
+    listed = _reply(None)
+    listed["choices"][0]["message"]["content"] = [{"type": "text", "text": "4"}]  # type: ignore[index]
+    scripted.add_rule(Rule(body=listed))
+    (node,) = make_graph(ONE_NODE).run("What is 2 + 5?").trace
+    error = node.error or ""
+    assert node.status == "failed" and "the reply could not be read: " in error and "connection failed" not in error
+    assert "Invalid response object: ValidationError: " in error and "Traceback" not in error
+
+
+def test_a_refused_connection_names_the_host_without_the_client_object(gateway: Gateway) -> None:
+    """aiohttp's message carried "ssl:<ssl.SSLContext object at 0x7f...>" into the node's error."""
+    with ScriptedServer() as gone:
+        api_base = gone.api_base
+    (node,) = Graph.from_yaml(graph_yaml(api_base, ONE_NODE), gateway=gateway).run("What is 1 + 1?").trace
+    assert node.status == "failed" and "connection failed: " in (node.error or "") and "ssl:<" not in (node.error or "")
+
+
 def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]
     """litellm reads a missing `usage` as zeros: such calls cost 0 tokens and 0 USD under every cap."""
     graph: Graph = make_graph(ONE_NODE)
