@@ -53,7 +53,8 @@ class GatewaySettings:
     `max_retries` retries of a retryable failure (429, 5xx, a timeout, a connection error) after
     `backoff_s` doubling up to `max_backoff_s` (a 429's Retry-After is honoured), at most
     `max_concurrency` calls in flight per endpoint unless a model alias sets its own, and the
-    response `cache` (`GatewaySettings.from_env()` reads `AGENTSCALE_CACHE=off`)."""
+    response `cache` (`GatewaySettings.from_env()` reads `AGENTSCALE_CACHE=off`,
+    `AGENTSCALE_TIMEOUT_S` and `AGENTSCALE_MAX_RETRIES`)."""
 
     timeout_s: float = 120.0
     max_retries: int = 3
@@ -89,8 +90,11 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GatewaySettings:
-        """Defaults, with `AGENTSCALE_CACHE=off` honoured, then explicit overrides. Another value is
-        an error naming the ones read (`AGENTSCALE_CACHE=of` kept the cache on without a word)."""
+        """Defaults, with `AGENTSCALE_CACHE=off`, `AGENTSCALE_TIMEOUT_S` and `AGENTSCALE_MAX_RETRIES`
+        honoured, then explicit overrides. Another value is an error naming the ones read
+        (`AGENTSCALE_CACHE=of` kept the cache on without a word). The timeout and retries were
+        settable from Python alone: a command on a slow local model (a 7B on a CPU) could not wait
+        longer than 120 s a call, nor give up on a dead server sooner than 4 x 120 s."""
         values: dict[str, Any] = {}
         setting = os.environ.get("AGENTSCALE_CACHE", "").strip().lower()
         if setting in _CACHE_OFF:
@@ -99,6 +103,16 @@ class GatewaySettings:
             raise AgentScaleError(
                 f"AGENTSCALE_CACHE={os.environ['AGENTSCALE_CACHE']!r}: use off (or 0, false, no) or on (1, true, yes)"
             )
+        for name, read, what in (("timeout_s", float, "a number of seconds"), ("max_retries", int, "a whole number")):
+            variable = f"AGENTSCALE_{name.upper()}"
+            if (raw := os.environ.get(variable, "").strip()) == "":
+                continue
+            try:
+                values[name] = read(raw)
+                cls(**{name: values[name]})  # its own checks (a positive timeout, ...), said with the variable
+            except (ValueError, AgentScaleError) as exc:
+                why = f"give {what}" if isinstance(exc, ValueError) else str(exc)
+                raise AgentScaleError(f"{variable}={raw!r}: {why}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -103,6 +103,30 @@ def test_run_input_says_which_questions_got_no_answer(
     assert "no question got an answer (run " in flat and "HTTP 401" in flat and "questions answered" not in flat
 
 
+def test_the_call_timeout_and_retries_are_set_from_the_environment(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command could not change the gateway's 120 s timeout nor its 3 retries: a dead server took
+    4 x 120 s a call to fail, and a slow local model could not be waited for longer."""
+    run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 1?")  # litellm's first call sets up its client
+    scripted.latency_s = 3.0
+    monkeypatch.setenv("AGENTSCALE_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("AGENTSCALE_MAX_RETRIES", "0")
+    before = len(scripted.completion_requests)
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 2 + 2?", "--no-cache")
+    assert code == 1 and "after 1 attempt(s): timed out" in " ".join(err.split())
+    assert len(scripted.completion_requests) - before == 2  # the graph's two assistants, once each
+    for variable, value, said in (
+        ("AGENTSCALE_TIMEOUT_S", "soon", "give a number of seconds"),
+        ("AGENTSCALE_TIMEOUT_S", "0", "GatewaySettings.timeout_s must be positive"),
+        ("AGENTSCALE_MAX_RETRIES", "1.5", "give a whole number"),
+    ):
+        monkeypatch.setenv(variable, value)
+        code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 2 + 2?")
+        assert code == 1 and f"{variable}='{value}': {said}" in err and "Traceback" not in err
+        monkeypatch.delenv(variable)
+
+
 @pytest.mark.parametrize("words", [["tasks", "list"], ["tasks", "list", "--json"], ["schema"]])
 def test_a_reader_that_leaves_early_or_a_full_stdout_is_said_as_such(words: list[str]) -> None:
     """`| true` said "error: interrupted" and exited 130 (typer turned the reader leaving, a
