@@ -363,6 +363,7 @@ class Gateway:
         timeout_s = clock.remaining() if clock is not None else None
         deadline = None if timeout_s is None else time.perf_counter() + timeout_s
         attempt = 0
+        first_sent = time.perf_counter()
         while True:
             attempt += 1
             started = time.perf_counter()
@@ -395,7 +396,7 @@ class Gateway:
                     endpoint = await self._refreshed(endpoint, node=node, where=where)
                     where = endpoint.where or request.model.route
                 continue
-            latency = time.perf_counter() - started
+            latency = time.perf_counter() - first_sent  # the retries' time too: the call took it all
             break
         return _to_result(
             response, request, latency, (served_by(response) if endpoint.replicas else None) or where, attempt

@@ -37,3 +37,14 @@ async def test_a_failed_call_says_how_long_it_took(scripted: ScriptedServer, gat
     trace = NodeTrace("a", "assistant")
     assert await ModelCalls(gateway).call(trace, request) is None and trace.status == "failed"
     assert 0.3 <= trace.latency_s < 5.0
+
+
+async def test_a_retried_call_says_how_long_it_took_in_all(scripted: ScriptedServer, gateway: Gateway) -> None:
+    """A call answered at its second attempt gave the second attempt's latency alone (a provider-fault
+    audit: an answer that came after 241 s of a hanging server read 0.02 s)."""
+    scripted.add_rule(Rule(status=503, times=1, latency_s=0.4))
+    model = resolve("m", ModelSpec(model="hosted_vllm/scripted", api_base=scripted.api_base))
+    request = CallRequest(model, [{"role": "user", "content": "What is 3 + 1?"}], temperature=0.0, max_tokens=50)
+    trace = NodeTrace("a", "assistant")
+    result = await ModelCalls(gateway).call(trace, request)
+    assert result is not None and result.attempts == 2 and 0.4 <= trace.latency_s < 5.0
