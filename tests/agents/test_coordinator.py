@@ -796,3 +796,84 @@ def test_a_call_the_budget_refuses_mid_round_ends_the_discussion_in_that_round(
     }
     assert "max_flops" in str(result.rounds[0].stopped_reason)
     assert result.stopped_reason == result.rounds[0].stopped_reason
+
+
+def test_of_two_valid_decisions_the_last_one_is_taken() -> None:
+    """(A mutation audit.) Mutant `reversed(json_objects(text))` -> `json_objects(text)` survived
+    tests/agents/test_coordinator.py and the doctests: their replies hold one valid decision only. A CEO
+    that restates the format (or its previous decision) before deciding would be read by its first object: a
+    "stop" read as "continue", paying for rounds the CEO had ended, or the reverse."""
+    text = (
+        'The format is {"decision": "continue", "agents": 2, "direction": "", "max_tokens": 64}.\n'
+        'The answer checks out, so: {"decision": "stop", "agents": 1, "direction": "", "max_tokens": 32}'
+    )
+    raw = parse_decision(text)
+    assert (raw.decision, raw.agents, raw.max_tokens) == ("stop", 1, 32)
+
+
+def test_a_round_without_an_answer_is_not_sent_to_the_evaluator(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) Mutant: drop `and record.answer is not None` survived tests/agents/test_coordinator.py:
+    no test has a discussion with an evaluator whose round answers nothing (its workers' server failing).
+    The evaluator was then handed no solution and the whole discussion raised AttributeError ('NoneType'
+    object has no attribute 'strip') instead of going on to the next round."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="scripted", status=400, times=2))  # round 1's two workers fail; the fuser is skipped
+    text = body("{model: ceo, evaluator: judge, max_rounds: 2}").replace("API", f'"{scripted.api_base}"')
+    result = make_graph(text).run("What is 17 + 25?")
+    assert result.rounds is not None and [r.answer for r in result.rounds] == [None, "42"]
+    assert result.rounds[0].evaluator is None
+    assert not [r for r in scripted.completion_requests if r["model"] == "judge"]
+    assert result.answer == "42"
+
+
+def test_a_round_that_answers_nothing_keeps_the_earlier_rounds_answer(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) Mutant `if True:` survived tests/agents/test_coordinator.py: a later round that answers
+    nothing (its workers' server down, the fuser skipped) then erased the answer an earlier round had given,
+    and the discussion answered None: an eval scores it wrong, `agentscale run` exits 1 with "no answer"."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="fus", replies=["Final answer: 42"]))
+    scripted.add_rule(Rule(model="scripted", replies=["Final answer: 42"], times=2))  # round 1's workers
+    scripted.add_rule(Rule(model="scripted", status=400))  # round 2's workers: a client error, not retried
+    result = make_graph(own_fuser(scripted, "{model: ceo, max_rounds: 2}")).run("What is 17 + 25?")
+    assert result.rounds is not None and [r.ran for r in result.rounds] == [True, True]
+    assert result.rounds[0].answer == "42" and result.rounds[1].answer is None
+    assert result.answer == "42"
+
+
+def test_min_agents_above_the_pool_adds_copies(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) Mutant `coordinator.max_agents or len(plan.pool)` survived
+    tests/agents/test_coordinator.py: a `min_agents` above the pool's size (3 over two assistants) was then
+    lowered to the pool silently (limits_for takes min(min_agents, max_agents)), and every round ran 2
+    agents where the graph asks for at least 3."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    text = body("{model: ceo, max_rounds: 1, min_agents: 3}").replace("API", f'"{scripted.api_base}"')
+    result = make_graph(text).run("What is 17 + 25?")
+    assert result.rounds is not None
+    assert result.rounds[0].decision["agents"] == 3
+    assert result.rounds[0].nodes == ["r1.s1", "r1.s2", "r1.s1#2", "r1.f"]
+    assert result.answer == "42"
+
+
+GRAPH = (
+    "name: judged\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
+    "  - {id: v, role: verifier, model: m}\nedges:\n  - s1, s2 -> v\nanswer_format: number\n"
+    "coordinator: {model: ceo, evaluator: judge, max_rounds: 2}\n"
+)
+
+
+def test_the_evaluator_reads_the_picked_workers_reasoning_not_the_verifiers_scores(
+    make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) Mutant `drafts = [final] if aggregator is not None else []` survived
+    tests/agents/test_coordinator.py: with a verifier (or a vote) as aggregator, the "solution" the
+    evaluator and the next CEO call read became the verifier's score lines ("Candidate 1: 9 ...", whose
+    answer is the pick) instead of the reasoning of the worker it picked."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2)]))
+    scripted.add_rule(Rule(model="judge", replies=['{"correct": 1, "advice": "fine"}']))
+    scripted.add_rule(Rule(pattern="Candidate N: S", replies=["Candidate 1: 9\nCandidate 2: 3"]))
+    scripted.add_rule(Rule(model="scripted", replies=["Adding the tens then the units: WORKED 42\nFinal answer: 42"]))
+    result = make_graph(with_ceo(scripted, "judge", GRAPH)).run("What is 17 + 25?")
+    assert result.rounds is not None and result.rounds[0].answer == "42"
+    [judged, *_] = [r for r in scripted.completion_requests if r["model"] == "judge"]
+    prompt = json.dumps(judged["messages"])
+    assert "WORKED 42" in prompt and "Candidate 1: 9" not in prompt

@@ -154,3 +154,13 @@ def test_the_verifier_counts_the_first_candidates_score() -> None:
     """`0 <= index` -> `0 < index` (a mutation audit's): "Candidate 1" is index 0, and its score counts."""
     candidates = [Candidate("a", "1"), Candidate("b", "2")]
     assert pick_verified("Candidate 1: 9\nCandidate 2: 3", candidates) == "1"
+
+
+def test_a_fenced_code_candidate_is_not_fenced_again() -> None:
+    """(A mutation audit.) Mutant `if answer_format == "code" and "```" not in body:` -> `if answer_format ==
+    "code":` survived test_roles.py and test_execute.py: a fuser or critic over code answers that came
+    fenced (most models fence code) got every candidate wrapped twice, "```python ```python ...``` ```"."""
+    fenced = "```python\ndef f(x):\n    return x + 1\n```"
+    candidates = [Candidate("a", fenced), Candidate("b", "def f(x): return x")]
+    user = builtin_roles()["fuser"].messages("Write f.", candidates, "code")[-1]["content"]
+    assert "Candidate 1:\n" + fenced + "\n\nCandidate 2:\n```python\ndef f(x): return x\n```" in user

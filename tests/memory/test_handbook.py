@@ -11,6 +11,7 @@ import pytest
 
 from agentscale import AgentScaleError, Store
 from agentscale.memory import Handbook, HandbookNotFound, MiniLMEmbedder, Proposal, import_handbook, list_handbooks
+from tests.memory.conftest import seed_handbook
 
 UNITS = "Convert all quantities to the same unit before comparing or adding them."
 UNITS_PARAPHRASE = "Before adding or comparing quantities, convert them into one common unit."
@@ -306,3 +307,17 @@ def test_import_checks_every_field_before_it_writes(store: Store, field: dict[st
     with pytest.raises(AgentScaleError, match=message):
         import_handbook(store, document, embedder=None)
     assert list_handbooks(store) == []  # nothing written
+
+
+def test_a_behavior_right_exactly_at_min_accuracy_is_kept(store: Store) -> None:
+    """(A mutation audit.) Mutant `< min_accuracy` -> `<= min_accuracy` survived tests/memory/test_retrieve.py,
+    test_inject.py, test_handbook.py and test_cli.py: a behavior whose citing answers were right exactly
+    half the time would be removed by `handbook prune --unhelpful` at the default 0.5, against what the
+    option says."""
+    book = seed_handbook(store, "math", [("behavior_half_right", "Try it."), ("behavior_mostly_wrong", "Guess.")])
+    book.record_use(["behavior_half_right", "behavior_mostly_wrong"], ["behavior_half_right", "behavior_mostly_wrong"])
+    book.record_outcome(["behavior_half_right"], True)
+    book.record_outcome(["behavior_half_right", "behavior_mostly_wrong"], False)
+    book.record_outcome(["behavior_mostly_wrong"], False)
+    doomed = book.prune(unhelpful=True, min_accuracy=0.5, dry_run=True)
+    assert [b.name for b in doomed] == ["behavior_mostly_wrong"]

@@ -291,3 +291,56 @@ def test_with_handbook_keeps_the_graphs_top_k_and_topic() -> None:
     )
     with pytest.raises(AgentScaleError, match="bad handbook name 'a b'"):
         with_handbook(tuned, "a b")
+
+
+RELEVANT = [
+    ("behavior_estimate_first", "Estimate the sum roughly first so that slips in addition stand out."),
+    ("behavior_carry_digits", "Add the digits column by column from the right, carrying tens."),
+    ("behavior_check_the_sum", "Check the sum by subtracting one of the added numbers from it."),
+]
+
+
+async def test_memory_top_k_is_how_many_behaviors_a_prompt_gets(
+    scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """(A mutation audit.) Mutant `search(question, self.top_k, ...)` -> `search(question, 5, ...)` survived
+    tests/memory/test_retrieve.py, test_inject.py and test_handbook.py: the one graph test with a top_k (2)
+    has only two relevant behaviors, so `top_k` never cut anything. Broken, every prompt would carry the
+    default number of behaviors whatever the graph says (longer prompts, other answers, the counters of
+    behaviors never meant to be shown incremented)."""
+    seed_handbook(store, "math", RELEVANT)
+    body = "name: one\nmemory: {handbook: math, top_k: 1}\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=gateway)
+    result = await graph.arun("What is 15 + 27? Add the digits and check the sum.")
+    assert len(result.behaviors) == 1
+    [request] = scripted.completion_requests
+    prompt = str(request["messages"][-1]["content"])
+    assert sum(f"- {name}:" in prompt for name, _ in RELEVANT) == 1
+    counts = [b.times_retrieved for b in Handbook(store, "math", embedder=None).behaviors()]
+    assert sorted(counts) == [0, 0, 1]
+
+
+async def test_a_retried_item_that_cited_nothing_counts_its_retrieval_once(
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store
+) -> None:
+    """(A mutation audit.) Mutant `use["behaviors"]` -> `use["cited"]` survived tests/memory/test_retrieve.py,
+    test_inject.py and test_handbook.py: the retry test's answers all cite a behavior. An item whose answer
+    cited none, asked again by `eval --resume --retry-errors`, then kept its first attempt's
+    `times_retrieved`: counted twice, and `handbook prune --min-uses N` (retrieved ≥ N, cited < N) removes
+    such behaviors sooner."""
+    seed_handbook(store, "math", BEHAVIORS)
+    data = write_task(
+        tmp_path / "t.jsonl", [("What is 3 + 4 with carry digits?", "7"), ("What is 5 + 2 with carry digits?", "7")]
+    )
+    scripted.add_rule(Rule(pattern=r"5 \+ 2", status=400, times=1))
+    scripted.add_rule(Rule(pattern=r"3 \+ 4|5 \+ 2", replies=["Seven.\nFinal answer: 7"]))  # cites nothing
+    pair = "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(
+        graph_yaml(scripted.api_base, pair + "  - {id: v, role: vote}\nedges: ['a, b -> v']\n"), gateway=gateway
+    )
+    first = await Evaluation(graph, EvalConfig(task=str(data), handbook="math")).run()
+    assert [item.item_id for item in first.retryable] == ["q1"]
+    assert _counters(store, "behavior_carry_digits") == (2, 0, 0, 0)
+    retried = await Evaluation.resume(first.run_id or "", gateway, retry_errors=True).run()
+    assert retried.correct == 2 and not retried.call_failures
+    assert _counters(store, "behavior_carry_digits") == (2, 0, 0, 0)

@@ -691,3 +691,30 @@ def test_a_failed_output_falls_back_to_the_answers_closest_to_it(scripted: Scrip
     result = Graph.from_yaml(text, gateway=gateway).run("What is 2 + 2?")
     assert result.answer == "4"  # b's, one step from the output, not a's draft
     assert result.stopped_reason and "output node 'c' failed" in result.stopped_reason
+
+
+TIE_GRAPH = (
+    "name: tie\nmodels: {s: {model: sim/llama-3b}}\nnodes:\n  - {id: a, role: assistant, model: s}\n"
+    "  - {id: b, role: assistant, model: s}\n  - {id: v, role: vote}\nedges: ['EDGE']\n"
+)
+
+
+def test_a_vote_tie_between_inputs_finishing_together_goes_to_the_first_listed_node_whatever_the_edge_order() -> None:
+    """(A mutation audit.) Mutant `tuple(sorted(predecessors, key=position.__getitem__))` -> `tuple(predecessors)`
+    (the order the edge lists them in) survived tests/runtime/test_execute.py: the only test of the ordering
+    calls `usable_candidates` directly. On simulated models two calls of one model finish at the same
+    modelled time, so a vote's tie goes to whichever input comes first: `b, a -> v` must break it as `a, b
+    -> v` does."""
+    listed = Graph.from_yaml(TIE_GRAPH.replace("EDGE", "a, b -> v"), store=None)
+    reversed_edge = Graph.from_yaml(TIE_GRAPH.replace("EDGE", "b, a -> v"), store=None)
+    ties = 0
+    for item in range(12):
+        question = f"[sim:math#{item:04d}] q"
+        one, other = listed.run(question), reversed_edge.run(question)
+        by_id = {t.node_id: t for t in other.trace}
+        a, b = by_id["a"], by_id["b"]
+        assert a.finished_at_s == b.finished_at_s  # the same model: the same modelled time
+        if a.answer != b.answer:  # a tie of one vote each
+            ties += 1
+            assert other.answer == a.answer == one.answer
+    assert ties >= 3  # the items above do split (else this test could not fail)
