@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short, terminal_safe
-from agentscale.cli._options import DbOption, JsonOption, open_store
+from agentscale.cli._options import DbOption, JsonOption, open_store, refuse_ignored
 from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from agentscale.storage.db import Store
-    from agentscale.storage.tables import NodeCall, Run, Trial
+    from agentscale.storage.tables import NodeCall, Run, RunItem, Trial
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 
@@ -78,6 +78,18 @@ def show_command(
     html: Annotated[
         bool, typer.Option("--html", help="Also write the run's HTML report (see `agentscale report`) and name it.")
     ] = False,
+    wrong: Annotated[
+        bool,
+        typer.Option(
+            "--wrong", help="Only the items scored wrong or with a failed call (the run's figures stay whole)."
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="At most this many items (in item order), and a line saying how many more."
+        ),
+    ] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -88,6 +100,8 @@ def show_command(
       agentscale runs show 3f2a9c --plot
 
       agentscale runs show 3f2a9c --html
+
+      agentscale runs show 3f2a9c --wrong --limit 20
     """
     from agentscale.report import default_report_path, write_report
     from agentscale.report.simulated import run_is_simulated
@@ -108,16 +122,22 @@ def show_command(
             write = store.command_line("runs", "show", run.id, "--html")
             err.print(f"its report was not written; write it with: {write}")
     if run.kind == "optimize":
+        refuse_ignored(
+            {"--wrong": wrong, "--limit": limit is not None},
+            "is an optimization: it shows trials, not items",
+            by=f"run {run.id}",
+        )
         show_optimization(store, run, json_output=json_output, plot=plot, report=report)
         return
     from agentscale.report.items import accuracy_of
     from agentscale.storage.tables import SHOWN_TIME
 
-    items = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
-    calls = store.node_calls(run.id)
+    every_item = sorted(store.run_items(run.id), key=lambda item: _natural_order(item.item_key))
+    every_call = store.node_calls(run.id)
     # a scored run's accuracy as its report counts it; none for a build (its verdicts are its source run's)
-    scored = [item.correct for item in items if item.correct is not None]
+    scored = [item.correct for item in every_item if item.correct is not None]
     accuracy = accuracy_of(sum(scored), len(scored)) if run.kind != "handbook" else None
+    items, calls, left_out = _chosen_items(every_item, every_call, wrong=wrong, limit=limit)
     data: dict[str, Any] = {
         "run_id": run.id,
         "kind": run.kind,
@@ -163,6 +183,8 @@ def show_command(
             for c in calls
         ],
     }
+    if wrong or limit is not None:
+        data["items_shown"] = {"wrong_only": wrong, "limit": limit, "left_out": left_out}
     if json_output:
         print_json(data)
         return
@@ -189,13 +211,37 @@ def show_command(
         shown = "" if item.reference is None else escape(terminal_safe(str(item.reference)))
         reference = "" if item.reference is None else f" · reference {shown}{verdict}"
         out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
-    answered = {item.item_key for item in items}
+    answered = {item.item_key for item in every_item}
     unanswered = sorted(traces.keys() - answered, key=_natural_order)
     for key in unanswered:  # a question stopped before its answer: the calls that had finished (paid)
         out.print(trace_table(traces[key], title=f"item {key}: stopped before its answer"))
-    if not items:
+    if left_out:
+        chosen_by = " ".join(flag for flag, given in (("--wrong", wrong), ("--limit", limit is not None)) if given)
+        err.print(f"{left_out} of the {len(every_item)} items not shown ({chosen_by})")
+    if not every_item:
         above = " (the node calls that finished before it stopped are above)" if unanswered else ""
         err.print(f"no items recorded{above}")
+    elif not items and not left_out:
+        err.print("no item was scored wrong or had a failed call")
+
+
+def _chosen_items(
+    items: list[RunItem], calls: list[NodeCall], *, wrong: bool, limit: int | None
+) -> tuple[list[RunItem], list[NodeCall], int]:
+    """The items `--wrong` and `--limit` leave (a 5,000-item eval printed 6.4 MB), their calls, and
+    how many items were left out; the calls of a question stopped before its answer stay, as they
+    have no item to choose by."""
+    if not wrong and limit is None:
+        return items, calls, 0
+    chosen = items
+    if wrong:
+        failed = {call.item_key for call in calls if call.status == "failed"}
+        chosen = [item for item in chosen if item.correct is False or item.item_key in failed]
+    shown = chosen[:limit] if limit is not None else chosen
+    keys = {item.item_key for item in shown}
+    stored = {item.item_key for item in items}
+    kept = [call for call in calls if call.item_key in keys or call.item_key not in stored]
+    return shown, kept, len(items) - len(shown)
 
 
 def _traces_by_item(calls: list[NodeCall]) -> dict[str, list[NodeTrace]]:

@@ -568,6 +568,33 @@ def test_serve_graph_refuses_an_unset_key_variable(env: Path, capsys: pytest.Cap
     assert code == 1 and "NOT_SET_KEY" in err
 
 
+def test_runs_show_picks_the_wrong_items_and_limits_them(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`runs show` printed every item of a run (6.4 MB for a 5,000-item eval), with no way to see only
+    what went wrong (a scale audit)."""
+    data = env / "d.jsonl"
+    wrong = {1, 3}  # references the scripted sums do not match
+    data.write_text(
+        "\n".join(
+            json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1 + (i in wrong))})
+            for i in range(5)
+        )
+    )
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json")
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = run_cli(capsys, "runs", "show", run_id, "--wrong", "--json")
+    shown = json.loads(out)
+    assert code == 0 and [item["item"] for item in shown["items"]] == ["i1", "i3"]
+    assert {call["item"] for call in shown["calls"]} == {"i1", "i3"}
+    assert shown["accuracy"]["correct"] == 3 and shown["accuracy"]["n"] == 5  # the run's figures stay whole
+    assert shown["items_shown"] == {"wrong_only": True, "limit": None, "left_out": 3}
+    code, out, err = run_cli(capsys, "runs", "show", run_id, "--limit", "2")
+    assert code == 0 and "item i0:" in out and "item i1:" in out and "item i2:" not in out
+    assert "3 of the 5 items not shown (--limit)" in " ".join(err.split())
+    code, out, err = run_cli(capsys, "runs", "show", run_id, "--wrong", "--limit", "1")
+    assert "item i1:" in out and "item i0:" not in out and "item i3:" not in out
+    assert "4 of the 5 items not shown (--wrong --limit)" in " ".join(err.split())
+
+
 def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = env / "d.jsonl"
     data.write_text(
