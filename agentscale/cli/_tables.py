@@ -17,7 +17,10 @@ def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
     for column in ("node", "role", "model", "tokens", "latency", "cached", "status", "answer"):
         table.add_column(column, overflow="fold", justify="right" if column in ("tokens", "latency") else "left")
     for node in trace:
-        status = Text(node.status, style="" if node.status == "ok" else "red")
+        cut = node.status == "ok" and node.truncated  # its reply ended at max_tokens
+        status = Text(
+            "ok, cut" if cut else node.status, style="yellow" if cut else "" if node.status == "ok" else "red"
+        )
         table.add_row(
             node.node_id,
             node.role,

@@ -332,6 +332,14 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
             f"first: {escape(first)}: {escape(short(summary.call_failures[first], 160))}[/]",
             markup=True,
         )
+    if summary.cut_replies:
+        first = next(iter(summary.cut_replies))
+        out.print(
+            f"[yellow]{len(summary.cut_replies)} of {summary.n} items had a reply stopped at its max_tokens, its "
+            f"answer maybe cut short (raise the node's or the graph's max_tokens); first: {escape(first)}: "
+            f"{escape(summary.cut_replies[first])}[/]",
+            markup=True,
+        )
     if summary.retryable and summary.run_id is not None and summary.nothing_answered is None:  # else its error says it
         retry = store.command_line("eval", "--resume", summary.run_id, "--retry-errors")
         out.print(

@@ -103,6 +103,13 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
         for line in round_lines([record.to_dict() for record in result.rounds or []]):
             err.print(line, markup=False)
         err.print(format_usage(result.usage))
+        if cut := [t for t in result.trace if t.status == "ok" and t.truncated]:
+            nodes = ", ".join(f"{t.node_id} ({t.completion_tokens} tokens)" for t in cut)
+            err.print(
+                f"[yellow]cut at max_tokens:[/] {escape(nodes)}: the reply stopped at its max_tokens, the answer "
+                "maybe cut short; raise the node's or the graph's max_tokens",
+                markup=True,
+            )
         # without an answer the error below says why: a node's failure was printed three times over
         said = why if result.answer is None else ""
         if result.stopped_reason and result.stopped_reason != said:
@@ -171,8 +178,8 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
     if len(unanswered) == len(items):  # a failure, exit 1, as for one question: not "4 questions answered"
         raise AgentScaleError(f"no question got an answer (run {batch.run_id}): {_why_no_answer(unanswered[0])}")
     if not json_output:
-        answered = f"{len(items) - len(unanswered)} of {len(items)}" if unanswered else f"{len(items)}"
-        err.print(f"run {batch.run_id}: {answered} questions answered")
+        how_many = f"{len(items) - len(unanswered)} of {len(items)}" if unanswered else f"{len(items)}"
+        err.print(f"run {batch.run_id}: {how_many} questions answered")
         if unanswered:
             err.print(
                 f"[yellow]{len(unanswered)} got no answer[/], the first: {escape(_why_no_answer(unanswered[0]))}",

@@ -179,6 +179,7 @@ def show_command(
                 "latency_s": c.latency_s,
                 "cached": c.cached,
                 "error": c.error,
+                "truncated": c.truncated,
             }
             for c in calls
         ],
@@ -263,6 +264,7 @@ def _traces_by_item(calls: list[NodeCall]) -> dict[str, list[NodeTrace]]:
                 latency_s=c.latency_s,
                 cached=c.cached,
                 error=c.error,
+                truncated=c.truncated,
             )
         )
     return traces

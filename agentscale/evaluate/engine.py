@@ -83,6 +83,8 @@ class EvalSummary:
     latencies: list[float] = field(default_factory=list)
     items: list[ItemResult] = field(default_factory=list)
     call_failures: dict[str, str] = field(default_factory=dict)  # item id -> its first failed call ('node: error')
+    # item id -> its first reply cut at max_tokens ('node: cut at N tokens'): its answer may be cut short
+    cut_replies: dict[str, str] = field(default_factory=dict)
     # a graph with `memory:`: how many questions were shown behaviors, and how many cited one (retrieval
     # can find nothing for most questions, and the run looked the same as one that drew on the handbook)
     handbook_use: HandbookUse | None = None
@@ -143,6 +145,7 @@ class EvalSummary:
             "cache_hits": self.usage.cached_calls,
             "unfinished": len(self.unfinished),
             "items_with_failed_calls": len(self.call_failures),
+            "items_with_cut_replies": len(self.cut_replies),  # a reply stopped at max_tokens
             "items_to_retry": len(self.retryable),  # what --retry-errors asks again (not those a budget stopped)
         }
         if self.handbook_use is not None:
@@ -483,6 +486,8 @@ class Evaluation:
         failures = self.store.failed_calls_by_item(self.run_id)
         call_failures = {item.item_id: failures[item.item_id] for item in items if item.item_id in failures}
         summary = EvalSummary(self.run_id, self.task.name, len(items), correct, usage, latencies, items, call_failures)
+        cut = self.store.cut_calls_by_item(self.run_id)
+        summary.cut_replies = {item.item_id: cut[item.item_id] for item in items if item.item_id in cut}
         summary.discussions = discussion_stats(rows[item.item_id].rounds_json for item in items)
         if self.graph.spec.memory is not None:
             summary.handbook_use = handbook_use_of(rows[item.item_id].handbook_json for item in items)

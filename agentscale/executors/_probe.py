@@ -54,7 +54,14 @@ class _CacheOnlyGateway(Gateway):
             raise ModelCallError("not in the cache (probe)", node=node)
         found.entries[entry.key] = entry
         return CallResult(
-            entry.completion, entry.prompt_tokens, entry.completion_tokens, entry.latency_s, True, "cache", attempts=0
+            entry.completion,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            entry.latency_s,
+            True,
+            "cache",
+            attempts=0,
+            finish_reason=entry.finish_reason,
         )
 
 

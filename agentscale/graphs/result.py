@@ -25,6 +25,7 @@ class NodeTrace:
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    truncated: bool = False  # the reply stopped at its max_tokens (finish_reason "length"): maybe cut mid-answer
     finish_order: int = 0  # the order nodes actually finished in this process
     # when the node finished on the run's modelled clock: its latest predecessor's finish plus its own call's
     # latency (a cache hit carries the original call's), so "ties go to the first finished" picks the same

@@ -160,7 +160,7 @@ class CallResult:
     cached: bool
     endpoint: str
     attempts: int = 1
-    finish_reason: str | None = None  # as the server said it (`length`: max_tokens reached); None from the cache
+    finish_reason: str | None = None  # as the server said it (`length`: max_tokens reached), a cache hit's as stored
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -231,7 +231,14 @@ class Gateway:
         if entry is None:
             return None
         return CallResult(
-            entry.completion, entry.prompt_tokens, entry.completion_tokens, entry.latency_s, True, "cache", attempts=0
+            entry.completion,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            entry.latency_s,
+            True,
+            "cache",
+            attempts=0,
+            finish_reason=entry.finish_reason,
         )
 
     async def complete(
@@ -426,6 +433,7 @@ class Gateway:
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,
                 "latency_s": result.latency_s,
+                "finish_reason": result.finish_reason,
             }
         self.store.record_call(entry, spend)
 

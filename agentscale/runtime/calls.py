@@ -105,6 +105,7 @@ class ModelCalls:
         trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
         trace.flops, trace.usd = actual.flops if model.params_b is not None else None, actual.usd
         trace.latency_s, trace.cached = result.latency_s, result.cached
+        trace.truncated = result.finish_reason == "length"
         if not result.completion:  # paid, and counted, but no answer: a failure, asked again by --retry-errors
             trace.status, trace.error = "failed", _no_text(result)
             return None
@@ -168,6 +169,7 @@ def call_row(run_id: str, item_key: str, trace: NodeTrace) -> Row:
         "latency_s": trace.latency_s,
         "cached": trace.cached,
         "error": trace.error,
+        "truncated": trace.truncated,
     }
 
 

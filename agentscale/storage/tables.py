@@ -107,6 +107,7 @@ class NodeCall(SQLModel, table=True):
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    truncated: bool = False  # the reply ended at its max_tokens (finish_reason "length")
     started: datetime = Field(default_factory=utcnow)
 
 
@@ -120,6 +121,7 @@ class CacheEntry(SQLModel, table=True):
     prompt_tokens: int
     completion_tokens: int
     latency_s: float = 0.0  # of the original call: replayed so latency figures do not depend on the cache
+    finish_reason: str | None = None  # of the original call (a replay of a cut reply says it was cut)
     created: datetime = Field(default_factory=utcnow)
 
 

@@ -64,7 +64,8 @@ class Rule:
     `replies` are used in turn (cycling); `status` makes matching requests fail with that HTTP code;
     `times` limits how many requests the rule applies to (then it is skipped); `body` is sent as the
     whole 200 reply instead of a completion (a server's malformed or partial replies: no choices, no
-    usage); `headers` go with the reply or the failure (`Retry-After`).
+    usage); `headers` go with the reply or the failure (`Retry-After`); `finish_reason` is the
+    completion's (`length`: as if cut at max_tokens).
     """
 
     replies: list[str] = field(default_factory=list)
@@ -75,6 +76,7 @@ class Rule:
     latency_s: float | None = None
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
     _used: int = 0
     _cycle: Any = None
 
@@ -261,9 +263,9 @@ class ScriptedServer:
                 elif rule is not None and rule.body is not None:
                     self._send_json(200, rule.body, headers)
                 else:
-                    self._reply(request, text, headers)
+                    self._reply(request, text, headers, rule.finish_reason if rule is not None else "stop")
 
-            def _reply(self, request: dict[str, Any], text: str, headers: dict[str, str]) -> None:
+            def _reply(self, request: dict[str, Any], text: str, headers: dict[str, str], finish_reason: str) -> None:
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
                 completion_tokens = max(1, len(text.split()))
                 usage = {
@@ -289,7 +291,7 @@ class ScriptedServer:
                     }
                     done = {
                         **chunk,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}],
                         "usage": usage,
                     }
                     for payload in (chunk, done):
@@ -308,7 +310,7 @@ class ScriptedServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": text},
-                                "finish_reason": "stop",
+                                "finish_reason": finish_reason,
                             }
                         ],
                         "usage": usage,

@@ -595,6 +595,23 @@ def test_runs_show_picks_the_wrong_items_and_limits_them(env: Path, capsys: pyte
     assert "4 of the 5 items not shown (--wrong --limit)" in " ".join(err.split())
 
 
+def test_run_and_eval_say_when_a_reply_stopped_at_max_tokens(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A small model cut off at max_tokens mid-reasoning looked like one that answered: nothing in
+    `run` or `eval` said its answers might be cut short (a provider-fault audit)."""
+    scripted.add_rule(Rule(pattern="What is 2 \\+", replies=["2 + 1 = 3, so first I"], finish_reason="length"))
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 2 + 1?")
+    flat = " ".join(err.split())
+    assert "ok, cut" in flat and "cut at max_tokens: a (" in flat and ", b (" in flat
+    data = env / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(4)))
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data))
+    assert code == 0 and "1 of 4 items had a reply stopped at its max_tokens" in " ".join(out.split())
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json", "--no-cache")
+    assert json.loads(out)["items_with_cut_replies"] == 1
+
+
 def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = env / "d.jsonl"
     data.write_text(

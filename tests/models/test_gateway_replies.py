@@ -97,6 +97,24 @@ def test_a_refused_connection_names_the_host_without_the_client_object(gateway: 
     assert node.status == "failed" and "connection failed: " in (node.error or "") and "ssl:<" not in (node.error or "")
 
 
+def test_a_reply_cut_at_max_tokens_is_marked_live_stored_and_replayed(
+    make_graph, scripted: ScriptedServer, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """`finish_reason: length` was dropped: a reply cut mid-sentence at max_tokens read as a whole one,
+    in the trace, in the database and in its cache replay (a provider-fault audit)."""
+    scripted.add_rule(Rule(body=_reply("6 + 6 = 12, so first I", tokens=(20, 64), finish="length")))
+    graph: Graph = make_graph(ONE_NODE)
+    for cached in (False, True):
+        result = graph.run("What is 6 + 6?")
+        (node,) = result.trace
+        assert (node.status, node.truncated, node.cached) == ("ok", True, cached)
+        (stored,) = store.node_calls(result.run_id)
+        assert stored.truncated
+    scripted.reset()
+    (whole,) = graph.run("What is 7 + 7?").trace
+    assert whole.status == "ok" and not whole.truncated
+
+
 def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]
     """litellm reads a missing `usage` as zeros: such calls cost 0 tokens and 0 USD under every cap."""
     graph: Graph = make_graph(ONE_NODE)
