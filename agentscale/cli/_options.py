@@ -111,6 +111,26 @@ def open_store(db: Path | None, *, existing: bool = False, reads_only: bool = Fa
     return Store(db, read_only=read_only)
 
 
+def checked_graph_text(path: Path) -> str:
+    """A graph file's text, once its YAML and schema are checked: before the command opens its
+    database, so a mistyped or broken graph file leaves no database behind (`eval g1.yaml` with no
+    g1.yaml made a 122 KB one). Read once: a pipe (`run <(make-graph)`) cannot be read again."""
+    from agentscale.graphs.io import load_spec_text, read_text
+
+    text = read_text(path)
+    load_spec_text(text, str(path))
+    return text
+
+
+def refuse_missing_file(path: Path) -> None:
+    """Refuse a path with no file at it, as reading it would (a pipe, which is there, is left for the
+    command to read once), before the command opens its database."""
+    from agentscale.graphs.io import read_text
+
+    if not path.exists() or path.is_dir():
+        read_text(path)  # raises, naming what is wrong
+
+
 def make_gateway(
     db: Path | None, no_cache: bool, *, existing: bool = False, run_files: bool = False, **settings: float | int | None
 ) -> Gateway:

@@ -22,6 +22,7 @@ from agentscale.cli._options import (
     RayWorkersOption,
     RetryErrorsOption,
     check_retry_errors,
+    checked_graph_text,
     executor_config,
     make_gateway,
     parse_options,
@@ -153,10 +154,11 @@ def eval_command(
     from agentscale.models.gateway import store_of
     from agentscale.optimize.split_of import split_of_optimization
     from agentscale.report import write_report
-    from agentscale.runtime.graph import load
+    from agentscale.runtime.graph import Graph
 
     check_tracing(trace)
     check_retry_errors(retry_errors, resume)
+    text = checked_graph_text(graph_file) if graph_file is not None and resume is None else None
     gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
     split_run = None  # the optimization whose test split is answered
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
@@ -201,7 +203,8 @@ def eval_command(
             config = EvalConfig(
                 task=chosen.task, scorer=chosen.scorer, options=chosen.options, split=chosen.split, **common
             )
-        evaluation = Evaluation(load(graph_file, gateway=gateway), config)
+        assert text is not None  # read above: a graph file without --resume
+        evaluation = Evaluation(Graph.from_yaml(text, gateway=gateway, source=str(graph_file)), config)
     pending = {item.id for item in evaluation.pending()}
     todo = len(pending)
     total = len(evaluation.task.items)

@@ -25,6 +25,7 @@ from agentscale.cli._options import (
     make_gateway,
     output_file,
     refuse_ignored,
+    refuse_missing_file,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_spend, usd_shown
@@ -128,6 +129,15 @@ def optimize_command(
     else:
         check_tracing(trace)
     check_retry_errors(retry_errors, resume)
+    if resume is None:  # before the database is opened: a mistyped space file, or a dry run, leaves none
+        if task_file is not None:  # the space names its task
+            raise AgentScaleError("--task gives a resumed run's moved task file: the space names its task (task:)")
+        if space_file is None:
+            raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
+        refuse_missing_file(space_file)
+        if dry_run:
+            _dry_run(space_file, method, seed, json_output, score_test=not no_test)
+            return
     gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
@@ -141,13 +151,7 @@ def optimize_command(
             resume, gateway, executor=where, concurrency=concurrency, retry_errors=retry_errors, task_file=task_file
         )
     else:
-        if task_file is not None:  # the space names its task
-            raise AgentScaleError("--task gives a resumed run's moved task file: the space names its task (task:)")
-        if space_file is None:
-            raise AgentScaleError("give a search-space file (or --resume RUN_ID)")
-        if dry_run:
-            _dry_run(space_file, method, seed, json_output, score_test=not no_test)
-            return
+        assert space_file is not None  # checked above
         optimization = Optimization.from_file(
             space_file,
             gateway,

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import Interrupted, ReaderGone, err, print_json, print_plain, say_simulated, short
-from agentscale.cli._options import DbOption, NoCacheOption, make_gateway, refuse_ignored
+from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway, refuse_ignored
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, round_lines, trace_table
 from agentscale.cli.tracing import TraceOption, traced_run
@@ -62,7 +62,7 @@ def run_command(
     """
     from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.runtime.batch import DEFAULT_BATCH_CONCURRENCY, read_questions
-    from agentscale.runtime.graph import load
+    from agentscale.runtime.graph import Graph
 
     if (question is None) == (input_file is None):
         raise AgentScaleError("give exactly one of -q/--question or --input")
@@ -77,7 +77,8 @@ def run_command(
             {"--show-prompts": show_prompts}, "prints one line per question (--json has the prompts)", by="--input"
         )
     fmt: AnswerFormat | None = answer_format  # type: ignore[assignment]
-    graph = load(graph_file, gateway=make_gateway(db, no_cache), answer_format=fmt)
+    text = checked_graph_text(graph_file)
+    graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), answer_format=fmt, source=str(graph_file))
     simulated = spec_is_simulated(graph.spec)  # sim/ figures say so, wherever they are printed
     with traced_run(trace, "run", graph.name, {"graph": graph.name}):
         if question is not None:

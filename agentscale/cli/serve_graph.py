@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agentscale.cli._console import err
-from agentscale.cli._options import DbOption, NoCacheOption, make_gateway
+from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway
 from agentscale.errors import AgentScaleError
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 
@@ -56,7 +56,7 @@ def serve_graph_command(
 
     from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.models.litellm_loader import get_litellm
-    from agentscale.runtime.graph import load
+    from agentscale.runtime.graph import Graph
     from agentscale.serve.app import create_app
 
     api_key = None
@@ -64,7 +64,8 @@ def serve_graph_command(
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
-    graph = load(graph_file, gateway=make_gateway(db, no_cache))
+    text = checked_graph_text(graph_file)
+    graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), source=str(graph_file))
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
     listening = _listening_sockets(host, port)
     # litellm's import takes seconds: here, before the "serving" line, not in the first request

@@ -612,6 +612,24 @@ def test_run_and_eval_say_when_a_reply_stopped_at_max_tokens(
     assert json.loads(out)["items_with_cut_replies"] == 1
 
 
+@pytest.mark.parametrize("content", [None, "name: broken\nnodes: [\n"], ids=["missing", "broken YAML"])
+def test_a_bad_graph_file_leaves_no_database_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    """`eval g1.yaml` with no g1.yaml (a typo) said "file not found" after creating a 122 KB database
+    (a scale audit); `run`, `serve-graph` and `optimize` did the same, and so did a graph file that is no YAML."""
+    graph = tmp_path / "g1.yaml"
+    if content is not None:
+        graph.write_text(content)
+    database = tmp_path / "fresh.db"
+    commands = [["run", str(graph), "-q", "What is 1 + 1?"], ["eval", str(graph), "--task", "sim:math"]]
+    commands += [["serve-graph", str(graph)]] + ([["optimize", str(graph)]] if content is None else [])
+    for words in commands:
+        code, _, err = run_cli(capsys, *words, "--db", str(database))
+        assert code == 1 and "g1.yaml" in err and "Traceback" not in err, (words, err)
+        assert not database.exists(), words
+
+
 def test_eval_json_and_resume_flags(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = env / "d.jsonl"
     data.write_text(

@@ -49,6 +49,7 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     space.write_text(SPACE)
     assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
     projected = json.loads(capsys.readouterr().out)
+    assert not (tmp_path / "o.db").exists()  # nothing runs, so no database is made
     assert main(["optimize", str(space), "--json", "--no-cache", "--out", str(tmp_path / "best.yaml")]) == 0
     report = json.loads(capsys.readouterr().out)
     spent = report["usage"]
