@@ -53,16 +53,7 @@ class _CacheOnlyGateway(Gateway):
             found.misses += 1
             raise ModelCallError("not in the cache (probe)", node=node)
         found.entries[entry.key] = entry
-        return CallResult(
-            entry.completion,
-            entry.prompt_tokens,
-            entry.completion_tokens,
-            entry.latency_s,
-            True,
-            "cache",
-            attempts=0,
-            finish_reason=entry.finish_reason,
-        )
+        return CallResult.from_cache(entry)
 
 
 class _ProbeGraph(Graph):

@@ -37,6 +37,7 @@ from agentscale.models.litellm_loader import get_litellm, skipping_unread_work
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, served_by, shared_routers
 from agentscale.storage.db import Store
+from agentscale.storage.tables import CacheEntry
 from agentscale.tracing.hooks import span
 
 TRACED_RESULT_FIELDS = ("prompt_tokens", "completion_tokens", "cached", "latency_s", "endpoint", "attempts")
@@ -162,6 +163,20 @@ class CallResult:
     attempts: int = 1
     finish_reason: str | None = None  # as the server said it (`length`: max_tokens reached), a cache hit's as stored
 
+    @classmethod
+    def from_cache(cls, entry: CacheEntry) -> CallResult:
+        """A cache hit: the original call's reply, usage, latency and finish reason."""
+        return cls(
+            entry.completion,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            entry.latency_s,
+            True,
+            "cache",
+            attempts=0,
+            finish_reason=entry.finish_reason,
+        )
+
 
 def _status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)
@@ -230,16 +245,7 @@ class Gateway:
         entry = self.store.cache_get(request.cache_key())
         if entry is None:
             return None
-        return CallResult(
-            entry.completion,
-            entry.prompt_tokens,
-            entry.completion_tokens,
-            entry.latency_s,
-            True,
-            "cache",
-            attempts=0,
-            finish_reason=entry.finish_reason,
-        )
+        return CallResult.from_cache(entry)
 
     async def complete(
         self,
