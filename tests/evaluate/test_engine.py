@@ -648,3 +648,36 @@ async def test_a_split_evaluates_its_test_part_and_resumes_on_the_same_items(
 def test_a_split_that_names_no_whole_split_is_refused(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         EvalConfig(task="q.jsonl", **settings)  # type: ignore[arg-type]
+
+
+async def test_an_evals_seed_picks_its_sample(tmp_path: Path, make_graph) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) `task.sample(self.n, self.seed)` survived every test. A user would see `agentscale eval
+    --n 5 --seed 1` (or `EvalConfig(seed=1)`) score the very items seed 0 scores: comparing seeds, or re-
+    drawing a sample, silently measures the same 5 questions, and the run's stored config still says seed 1."""
+    data = tmp_path / "q.jsonl"
+    lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10)}) for i in range(20)]
+    data.write_text("\n".join(lines) + "\n")
+    task = load_task(str(data))
+    by_seed = {seed: sorted(item.id for item in task.sample(5, seed).items) for seed in (0, 1)}
+    assert by_seed[0] != by_seed[1]  # the two seeds draw different items from these 20
+    summary = await Evaluation(make_graph(ONE_NODE), EvalConfig(task=str(data), n=5, seed=1)).run()
+    assert sorted(item.item_id for item in summary.items) == by_seed[1]
+    assert summary.n == summary.correct == 5
+
+
+async def test_the_local_executor_asks_concurrency_items_at_once(
+    tmp_path: Path, make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """(A mutation audit.) `return concurrency` survived every test. Every answer and score stays the same, so
+    nothing noticed; a user would see `agentscale eval --concurrency 8` (and the optimizer's trials) ask one
+    question at a time: an eval of slow models takes 8 times as long, and `--concurrency` does nothing."""
+    data = tmp_path / "q.jsonl"
+    lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10)}) for i in range(4)]
+    data.write_text("\n".join(lines) + "\n")
+    graph = make_graph(ONE_NODE)
+    await graph.arun("What is 1 + 1?", record=False)  # litellm's import, paid before the clock starts
+    scripted.latency_s = 0.5  # long enough for the items asked at once to overlap at the server
+    scripted.peak_concurrency = 0
+    summary = await Evaluation(graph, EvalConfig(task=str(data), concurrency=4)).run()
+    assert summary.correct == 4 and summary.usage.calls == 4
+    assert scripted.peak_concurrency == 4  # one at a time would be 1

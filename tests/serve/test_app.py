@@ -572,3 +572,48 @@ def test_a_failed_database_is_said_and_stops_the_server_paying_for_calls(
         assert again.status_code == 503 and len(scripted.completion_requests) == paid  # refused before any call
         health = client.get("/health")
         assert health.status_code == 503 and health.json()["status"] == "database failed"
+
+
+def test_a_trailing_assistant_turn_is_not_the_question(served: str, scripted: ScriptedServer) -> None:
+    """(A mutation audit.) `message.role != "user"` survived every test. A user would see a conversation ending in
+    an assistant turn (a prefill, or a client replaying history) answered as if the assistant's text were
+    the question: the graph is asked "Let me work it out." and replies to that, while the docstring says the
+    last user message is the question."""
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    reply = client.chat.completions.create(
+        model="served",
+        messages=[
+            {"role": "user", "content": "What is 2 + 3?"},
+            {"role": "assistant", "content": "Let me work it out."},
+        ],
+    )
+    assert reply.choices[0].message.content == "5"
+    asked = [request["messages"][-1]["content"] for request in scripted.completion_requests]
+    assert asked and all("What is 2 + 3?" in text and "work it out" not in text for text in asked)
+
+
+def test_include_usage_false_sends_no_usage_chunk(served: str) -> None:
+    """(A mutation audit.) `.get("include_usage") is True` survived every test. A client sending
+    `stream_options={"include_usage": false}` (OpenAI's SDKs and proxies such as LiteLLM do) would get a
+    last chunk with `choices: []` it did not ask for; code reading `chunk.choices[0]` on every chunk (the
+    common streaming loop) fails with IndexError at the end of each reply."""
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    chunks = list(
+        client.chat.completions.create(
+            model="served",
+            messages=[{"role": "user", "content": "What is 2 + 3?"}],
+            stream=True,
+            stream_options={"include_usage": False},
+        )
+    )
+    assert all(chunk.choices for chunk in chunks) and all(chunk.usage is None for chunk in chunks)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "5"
+    asked = list(
+        client.chat.completions.create(
+            model="served",
+            messages=[{"role": "user", "content": "What is 2 + 3?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert asked[-1].choices == [] and asked[-1].usage is not None  # the chunk itself still comes when asked

@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from agentscale.tasks import Score, Task, TaskError, TaskItem
+from agentscale.tasks.splits import split_counts
 
 
 def _ids(task: Task) -> list[str]:
@@ -127,3 +128,23 @@ def test_sample_is_deterministic_clamped_and_independent_of_split(small_task: Ta
     assert _ids(small_task.sample(10, seed=0)) != _ids(small_task.split(0, train=10).train)
     with pytest.raises(TaskError, match="non-negative integer"):
         small_task.sample(-1, seed=0)
+
+
+def _wrong(answer: str | None, item: TaskItem) -> Score:
+    return Score(False, "test scorer")
+
+
+def test_fractions_that_sum_to_one_cover_every_item_once() -> None:
+    """(A mutation audit.) `min(size, round(running))` survived every test. A user would see `task.split(0,
+    train=0.29, test=0.71)` of 100 items give 28 train and 71 test items, one item in no part (0.29 * 100 is
+    28.999999999999996 in floating point), against the docstring's "fractions that sum to 1 cover every item
+    exactly once"; and `train=0.5` of 7 items gives 3, not the nearest 4 (the optimizer's train/test sizes
+    shift)."""
+    assert split_counts(100, train=0.29, dev=None, test=0.71) == (29, 0, 71)
+    assert split_counts(7, train=0.5, dev=None, test=0.5) == (4, 0, 3)
+    items = tuple(TaskItem(id=f"q{i:03d}", question=f"question {i}", reference=str(i)) for i in range(100))
+    task = Task("hundred", "a hundred items", "number", _wrong, "test", items)
+    split = task.split(0, train=0.29, test=0.71)
+    ids = [item.id for part in (split.train, split.dev, split.test) for item in part.items]
+    assert (len(split.train), len(split.test)) == (29, 71)
+    assert sorted(ids) == sorted(item.id for item in items)  # every item once

@@ -161,3 +161,17 @@ def test_a_test_case_class_without_tests_passes_no_answer() -> None:
         metadata={"test": "import unittest\nclass T(unittest.TestCase):\n    pass\n"},
     )
     assert not score_code("def f():\n    return 1\n", item).correct
+
+
+TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
+
+
+def test_tests_that_call_check_themselves_need_no_entry_point() -> None:
+    """(A mutation audit.) (`if _defines(test, "check"):`) survived every test. An item whose tests define `check`
+    and call it themselves, with no `entry_point` (a JSONL file written that way is accepted), then gets a
+    trailing `check(None)`: a user would see every answer, the right ones included, scored wrong ("tests
+    failed: TypeError: 'NoneType' object is not callable")."""
+    item = TaskItem(id="x", question="Write add(a, b).", reference="", metadata={"test": TESTS})
+    right = score_code("def add(a, b):\n    return a + b\n", item)
+    assert right.correct, right.detail
+    assert not score_code("def add(a, b):\n    return a - b\n", item).correct
