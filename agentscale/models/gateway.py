@@ -532,8 +532,9 @@ def _describe(exc: BaseException) -> str:
     # litellm gives these a made-up status (408, 500) though no HTTP reply came
     if isinstance(exc, _timeouts()):
         return f"timed out: {text}"
-    if status == 200 or _UNREADABLE in text:  # litellm's labels for a reply it could not read (not JSON,
-        return f"the reply could not be read: {text}"  # an HTML page; a field of the wrong type)
+    # litellm's labels for a reply it could not read: not JSON, an HTML page, a field of the wrong type
+    if status == 200 or _UNREADABLE in text:
+        return f"the reply could not be read: {text}"
     if isinstance(exc, get_litellm().APIConnectionError) or refused_connection(exc):
         return f"connection failed: {text}"
     return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
