@@ -69,6 +69,15 @@ def eval_report(store: Store, run: Run) -> str:
                 css_class="error",
             )
         )
+    if cut := store.cut_calls_by_item(run.id):  # `eval` says so; the page said nothing of it
+        first = next(iter(cut))
+        parts.append(
+            paragraph(
+                f"{len(cut)} of {len(items.rows)} items had a reply stopped at its max_tokens, its answer maybe cut "
+                f"short (first: {first}: {cut[first]}); raise the node's or the graph's max_tokens",
+                css_class="error",
+            )
+        )
     parts.append(
         facts(
             [

@@ -11,6 +11,8 @@ import pytest
 
 from agentscale.cli.app import main
 from agentscale.storage.db import Store
+from agentscale.testing import Rule, ScriptedServer
+from tests.conftest import graph_yaml
 from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, fact
 
 
@@ -201,3 +203,19 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch)
     text = " ".join(path.read_text().split())
     assert f"agentscale eval --resume {run_id} --retry-errors --db {Path(str(eval_run['db'])).resolve()}" in text
     assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text)  # read as the reader's own clock
+
+
+def test_the_page_says_which_replies_stopped_at_max_tokens(
+    tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval` says how many replies stopped at their max_tokens; its page said nothing of them."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
+    scripted.add_rule(Rule(pattern="What is 2 \\+", replies=["2 + 1 = 3, so first I"], finish_reason="length"))
+    graph = tmp_path / "one.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3)))
+    assert main(["eval", str(graph), "--task", str(data), "--json"]) == 0
+    run = {**json.loads(capsys.readouterr().out), "tmp": tmp_path}
+    page = " ".join(write(run, capsys).read_text().split())
+    assert "1 of 3 items had a reply stopped at its max_tokens" in page and "a: cut at " in page
