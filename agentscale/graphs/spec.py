@@ -158,9 +158,12 @@ class ModelSpec(StrictModel):
         """
         if value is None:
             return value
+        stored = (info.context or {}).get(STORED)  # a stored run's: checked when it was given
         if isinstance(value, str):
-            if not is_http_url(value) and not (info.context or {}).get(STORED):  # a stored run's, checked since
+            if not is_http_url(value) and not stored:
                 raise ValueError(f"api_base {value!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
+            if not stored:
+                _refuse_credentials(value, "api_base")
             return value
         if not isinstance(value, list | tuple):
             raise ValueError("api_base must be a URL or a list of URLs")
@@ -170,11 +173,26 @@ class ModelSpec(StrictModel):
         for index, url in enumerate(value):
             if not isinstance(url, str) or not is_http_url(url):
                 raise ValueError(f"api_base[{index}] {url!r} is not an http(s) URL such as 'http://gpu1:8000/v1'")
+            if not stored:
+                _refuse_credentials(url, f"api_base[{index}]")
             key = url.rstrip("/")
             if key in seen:
                 raise ValueError(f"api_base[{index}] {url!r} duplicates api_base[{seen[key]}]")
             seen[key] = index
         return tuple(value)
+
+
+def _refuse_credentials(url: str, where: str) -> None:
+    """A URL carrying a user, a password or a query (`http://alice:sk-...@host/v1`, `?api-key=...`) is
+    refused: its secret went into the stored graph, every call's error, `runs show`, the HTML report
+    and the trace spans (a security review). The message names the URL without them."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None or parts.query:
+        bare = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        raise ValueError(
+            f"{where} {bare!r} carries a user, password or query string: they would be stored with every run "
+            "and shown in errors and reports; give the key with api_key_env (the name of a variable holding it)"
+        )
 
 
 def is_http_url(text: str) -> bool:

@@ -634,3 +634,20 @@ def test_a_mapping_where_text_belongs_is_not_told_to_quote_it() -> None:
     with pytest.raises(SpecError) as info:
         load_spec_text("name: g\nnodes:\n  - {id: a, role: assistant, model: {name: x}}\n", "g.yaml")
     assert [i.message for i in info.value.issues] == ["expected text, got a mapping"]
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "'http://alice:sk-SECRET@gpu1:8000/v1'",
+        "'http://gpu1:8000/v1?api-key=sk-SECRET'",
+        "['http://gpu1:1/v1', 'http://u:sk-SECRET@gpu1:2/v1']",
+    ],
+)
+def test_an_api_base_carrying_credentials_is_refused_without_echoing_them(api_base: str) -> None:
+    """A key written into api_base (user:password@ or a query) went into the stored graph, every call's
+    error, runs show, the HTML report and the trace spans (a security review)."""
+    text = f"name: g\nmodels:\n  m: {{model: hosted_vllm/x, api_base: {api_base}}}\nnodes:\n  - {{id: a, role: assistant, model: m}}\n"
+    with pytest.raises(SpecError, match="carries a user, password or query string") as raised:
+        load_spec_text(text, "g.yaml")
+    assert "SECRET" not in str(raised.value) and "models.m.api_base (line 3)" in str(raised.value)
