@@ -328,3 +328,22 @@ def test_at_most_one_program_per_core_runs_at_once() -> None:
     assert all(result.passed for result in results)
     assert time.monotonic() - started >= 1.5
     assert max(result.duration_s for result in results) < 1.5  # each one's clock ran only while it ran
+
+
+@pytest.mark.parametrize("required", ["", "isolated"])
+def test_the_unisolated_mode_is_said_and_refused_on_request(tmp_path: Path, required: str) -> None:
+    """Without `unshare` (a container without it) code answers ran on the host, files and network
+    shared, and nothing said so (a security review: an answer sent files to a local listener while
+    the eval read "accuracy 100%"). Now the log warns; `AGENTSCALE_SANDBOX=isolated` refuses."""
+    program = (
+        "from agentscale.tasks.sandbox.limits import SandboxError\n"
+        "from agentscale.tasks.sandbox.runner import probe\n"
+        "try:\n    print(probe().mode)\nexcept SandboxError as exc:\n    print('refused:', exc)\n"
+    )
+    environment = {**os.environ, "PATH": str(tmp_path), "AGENTSCALE_SANDBOX": required}  # no `unshare` on it
+    done = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    if required:
+        assert done.stdout.startswith("refused: AGENTSCALE_SANDBOX=isolated, but no isolating sandbox works")
+    else:
+        assert done.stdout.strip() == "plain" and "code answers run WITHOUT isolation" in done.stderr

@@ -41,6 +41,8 @@ mode that works is probed once per process with :func:`probe`):
       NOT isolated: writes to world-writable paths (``/tmp``, ``/var/tmp``, ``/dev/shm``) and, if
       running as root without the private uid, anywhere; reads of world-readable files; the network;
       descendants that leave the process group (``setsid``) when there is no private uid to sweep by.
+      Chosen, it is said once in the log's warning (logger ``agentscale.sandbox``);
+      ``AGENTSCALE_SANDBOX=isolated`` refuses it (a SandboxError: the items fail, unscored).
 
 Runs wait for a CPU core: at most one program per core runs at a time, and a run's clock starts
 when its program does (six CPU-bound runs at once on two cores timed out a right answer).

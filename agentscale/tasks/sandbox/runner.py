@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -360,10 +361,35 @@ _probe_lock = threading.Lock()
 _probed: Isolation | None = None
 
 
+REQUIRE = "AGENTSCALE_SANDBOX"  # `isolated`: refuse to run programs where only the plain mode works
+_log = logging.getLogger("agentscale.sandbox")
+
+
 def probe() -> Isolation:
-    """The strongest mode that really works here (cached; the first call runs a ~0.1 s sandbox)."""
+    """The strongest mode that really works here (cached; the first call runs a ~0.1 s sandbox).
+
+    The plain mode shares the host's files and network: it ran model-written code without a word (a
+    container without `unshare`, a security review: an answer sent files to a local listener while
+    the eval said "accuracy 100%"). It is said once, in the log's warning, and refused when
+    `AGENTSCALE_SANDBOX=isolated`, as a SandboxError: the items fail, they are not scored."""
     global _probed
+    required = os.environ.get(REQUIRE, "").strip().lower()
+    if required not in ("", "isolated"):
+        raise SandboxError(f"{REQUIRE}={os.environ[REQUIRE]!r}: use isolated (refuse the unisolated mode) or unset it")
     with _probe_lock:
         if _probed is None:
-            _probed = next(iso for iso in candidates() if probe_mode(iso))
-        return _probed
+            chosen = next(iso for iso in candidates() if probe_mode(iso))
+            if chosen.mode == "plain" and not required:
+                _log.warning(
+                    "code answers run WITHOUT isolation on this machine (no working `unshare`): %s; "
+                    "set %s=isolated to refuse to run them",
+                    chosen.notes,
+                    REQUIRE,
+                )
+            _probed = chosen
+    if _probed.mode == "plain" and required:
+        raise SandboxError(
+            f"{REQUIRE}=isolated, but no isolating sandbox works on this machine (no working `unshare`): "
+            "code answers are not run"
+        )
+    return _probed
