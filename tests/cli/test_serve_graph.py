@@ -84,6 +84,8 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
     assert f"serving graph 'served' at http://{host}:{port}/v1" in " ".join(stderr.split())
     assert "SIMULATED models (sim/)" in " ".join(stderr.split())  # it said nothing of it (an audit)
     assert "Traceback" not in stderr and "interrupted" not in stderr
+    # every interface and no key: anyone reaching it spends the models (a security review)
+    assert ("is reachable from other machines and no key is asked" in " ".join(stderr.split())) == (host == "")
 
 
 def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Path) -> None:
