@@ -140,9 +140,12 @@ def create_app(
     max_concurrency: int = 32,
     max_waiting: int = 256,
     keep_alive_s: float = 10.0,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """A FastAPI app serving `graph` under the model name `graph.name`; a streamed reply sends an SSE
-    comment every `keep_alive_s` while the graph runs."""
+    comment every `keep_alive_s` while the graph runs; a body still arriving after `body_timeout_s`
+    gets a 408 (a client sending a megabyte a byte at a time held its memory and connection for good,
+    150 of them 160 MiB: a security review)."""
     app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
     admission = Admission(max_concurrency, max_waiting)
 
@@ -229,7 +232,12 @@ def create_app(
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
         if database_failed:  # before any model call: its cost could not be recorded
             raise _storage_unavailable()
-        body = await _body_within(request, max_body_bytes)
+        try:
+            body = await asyncio.wait_for(_body_within(request, max_body_bytes), body_timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                408, f"the request body took over {body_timeout_s:g} s to arrive", code="body_timeout"
+            ) from None
         try:
             data = json.loads(body or b"null")
         # not UTF-8, nested too deep, an integer over Python's 4,300 digits (a ValueError: a 500 before)

@@ -617,3 +617,15 @@ def test_include_usage_false_sends_no_usage_chunk(served: str) -> None:
         )
     )
     assert asked[-1].choices == [] and asked[-1].usage is not None  # the chunk itself still comes when asked
+
+
+def test_a_body_that_trickles_in_is_refused_after_its_time(make_graph) -> None:  # type: ignore[no-untyped-def]
+    """A client sending its body a byte at a time held its connection and memory for good (150 of
+    them: 160 MiB; a security review). Past `body_timeout_s` it gets a 408 and the connection ends."""
+    for base in serve(make_graph(BODY), body_timeout_s=0.5):
+        host, port = base.removeprefix("http://").removesuffix("/v1").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            connection.sendall((head + "Content-Length: 100\r\n\r\n{").encode())  # 1 byte of 100, then nothing
+            reply = connection.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and "body_timeout" in reply
