@@ -140,15 +140,18 @@ def stated_examples(question: str) -> list[Example]:
 _CANDIDATE = "candidate.py"
 
 
-def _harness(examples: list[Example], token: str) -> str:
+def _harness(examples: list[Example]) -> str:
     """The program the sandbox runs: it binds what it needs before the candidate runs (the candidate's
     module may redefine `print`, `eval` or patch `builtins`: a redefined `print` crashed the whole eval
     on its output, and a redefined `eval` passed every example), runs the candidate, tries every
     example in its namespace, and writes the count on a line of its own (a candidate's output without
-    a trailing newline hid it, and the candidate did not run)."""
+    a trailing newline hid it, and the candidate did not run). The token comes on stdin, read before
+    the candidate runs: written into this program's file, a candidate read it there and claimed every
+    example (a security review)."""
     checks = json.dumps([[e.call, e.expected] for e in examples])
     return f"""\
-import builtins, os, runpy
+import builtins, os, runpy, sys
+_token = sys.stdin.readline().strip()
 _eval, _float, _abs, _max, _isinstance, _str = builtins.eval, float, abs, max, isinstance, str
 _write, _TypeError, _ValueError, _BaseException = os.write, TypeError, ValueError, BaseException
 
@@ -172,7 +175,7 @@ for _call, _want in {checks}:
             _passed += 1
     except _BaseException:
         pass
-_write(1, ("\\n" + {token!r} + " " + _str(_passed) + "\\n").encode())
+_write(1, ("\\n" + _token + " " + _str(_passed) + "\\n").encode())
 """
 
 
@@ -181,7 +184,9 @@ def run_candidate(code: str, question: str, examples: list[Example]) -> Verdict:
     output of the candidate's can claim more examples than there are."""
     token = f"__agentscale_examples_{secrets.token_hex(8)}"
     candidate = assemble_solution(code, prompt=question, entry_point=last_function(question))
-    result = run_python(_harness(examples, token), limits=_TESTER_LIMITS, extra_files={_CANDIDATE: candidate})
+    result = run_python(
+        _harness(examples), limits=_TESTER_LIMITS, extra_files={_CANDIDATE: candidate}, stdin=token + "\n"
+    )
     for line in reversed(result.stdout_tail.splitlines()):
         words = line.split()
         if len(words) == 2 and words[0] == token and words[1].isdigit():

@@ -186,3 +186,19 @@ def test_a_tester_needs_code_answers(make_graph: Any) -> None:
     with pytest.raises(AgentScaleError, match=r"answers in 'number' were asked for \(--answer-format") as refused:
         make_graph(text, answer_format="number")
     assert not isinstance(refused.value, SpecError)
+
+
+def test_a_candidate_cannot_read_the_verdicts_token_from_the_harness_file() -> None:
+    """The token was written into the harness's own file beside the candidate: a candidate that solves
+    nothing read it there, printed "<token> 99" and was credited with every example (a security review)."""
+    question = 'def add(a, b):\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    >>> add(2, 2)\n    4\n    """\n'
+    cheat = (
+        "def add(a, b):\n    return 0\n"
+        "import os, re\n"
+        "_found = re.findall(r'__agentscale_examples_[0-9a-f]+', open('solution.py').read())\n"
+        "os.write(1, ''.join(f'\\n{t} 99\\n' for t in _found).encode())\n"
+        "os._exit(0)\n"
+    )
+    examples = stated_examples(question)
+    assert run_candidate(cheat, question, examples) == Verdict(0, ran=False)
+    assert run_candidate("def add(a, b):\n    return a + b\n", question, examples) == Verdict(2, ran=True)

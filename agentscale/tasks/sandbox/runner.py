@@ -207,7 +207,8 @@ def _config(
     }
 
 
-def _spawn(command: list[str], out: IO[bytes], err: IO[bytes], status_fd: int, token: str) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], out: IO[bytes], err: IO[bytes], status_fd: int, stdin: str) -> subprocess.Popen[bytes]:
+    """The jail's process; `stdin`: the harness's token line, then the program's own input."""
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -220,7 +221,7 @@ def _spawn(command: list[str], out: IO[bytes], err: IO[bytes], status_fd: int, t
     )
     assert proc.stdin is not None
     with contextlib.suppress(BrokenPipeError):
-        proc.stdin.write(token.encode() + b"\n")
+        proc.stdin.write(stdin.encode())
         proc.stdin.close()
     return proc
 
@@ -231,8 +232,11 @@ def run_python(
     limits: SandboxLimits = DEFAULT_LIMITS,
     isolation: Isolation | None = None,
     extra_files: dict[str, str] | None = None,
+    stdin: str = "",
 ) -> SandboxResult:
-    """Run ``source`` as ``__main__`` in a fresh sandbox and report how it ended.
+    """Run ``source`` as ``__main__`` in a fresh sandbox and report how it ended; ``stdin`` is what
+    the program reads on its standard input (a secret kept out of its files: they are readable by
+    the code it runs).
 
     Blocking and thread-safe: run many at once from a thread pool; at most one program per CPU core
     runs at a time, the others wait for a core before their clock starts (six CPU-bound programs at
@@ -247,12 +251,14 @@ def run_python(
         if cancelled is not None and cancelled.is_set():  # the work that wanted it was cancelled
             return SandboxResult(False, False, None, "cancelled before it ran", "", 0.0, isolation.mode)
     try:
-        return _run(source, limits, isolation, extra_files)
+        return _run(source, limits, isolation, extra_files, stdin)
     finally:
         _CORES.release()
 
 
-def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: dict[str, str] | None) -> SandboxResult:
+def _run(
+    source: str, limits: SandboxLimits, isolation: Isolation, extra_files: dict[str, str] | None, stdin: str
+) -> SandboxResult:
     files = {**(extra_files or {}), _SOLUTION: source, _HARNESS: _HARNESS_SOURCE}
     uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if isolation.private_uid else None
     token = secrets.token_hex(16)
@@ -268,7 +274,7 @@ def _run(source: str, limits: SandboxLimits, isolation: Isolation, extra_files: 
         config_path.write_text(json.dumps(cfg), encoding="utf-8")
         command = [*isolation.unshare_args(), interpreter(), "-I", "-S", _BOOTSTRAP, str(config_path)]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = _spawn(command, out, err, write_fd, token)
+            proc = _spawn(command, out, err, write_fd, token + "\n" + stdin)
             os.close(write_fd)
             write_fd = -1
             finished = _wait_exit(proc, started + limits.timeout_s)
