@@ -651,9 +651,9 @@ def test_a_split_that_names_no_whole_split_is_refused(settings: dict[str, object
 
 
 async def test_an_evals_seed_picks_its_sample(tmp_path: Path, make_graph) -> None:  # type: ignore[no-untyped-def]
-    """(A mutation audit.) `task.sample(self.n, self.seed)` survived every test. A user would see `agentscale eval
-    --n 5 --seed 1` (or `EvalConfig(seed=1)`) score the very items seed 0 scores: comparing seeds, or re-
-    drawing a sample, silently measures the same 5 questions, and the run's stored config still says seed 1."""
+    """(A mutation audit: a one-line change to `task.sample(self.n, self.seed)` survived every test.) A user would see
+    `agentscale eval --n 5 --seed 1` (or `EvalConfig(seed=1)`) score the very items seed 0 scores: comparing seeds,
+    or re-drawing a sample, silently measures the same 5 questions, and the run's stored config still says seed 1."""
     data = tmp_path / "q.jsonl"
     lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10)}) for i in range(20)]
     data.write_text("\n".join(lines) + "\n")
@@ -668,9 +668,9 @@ async def test_an_evals_seed_picks_its_sample(tmp_path: Path, make_graph) -> Non
 async def test_the_local_executor_asks_concurrency_items_at_once(
     tmp_path: Path, make_graph, scripted: ScriptedServer
 ) -> None:  # type: ignore[no-untyped-def]
-    """(A mutation audit.) `return concurrency` survived every test. Every answer and score stays the same, so
-    nothing noticed; a user would see `agentscale eval --concurrency 8` (and the optimizer's trials) ask one
-    question at a time: an eval of slow models takes 8 times as long, and `--concurrency` does nothing."""
+    """(A mutation audit: a one-line change to `return concurrency` survived every test.) Every answer and score stays
+    the same, so nothing noticed; a user would see `agentscale eval --concurrency 8` (and the optimizer's trials)
+    ask one question at a time: an eval of slow models takes 8 times as long, and `--concurrency` does nothing."""
     data = tmp_path / "q.jsonl"
     lines = [json.dumps({"id": f"q{i}", "question": f"What is {i} + 10?", "answer": str(i + 10)}) for i in range(4)]
     data.write_text("\n".join(lines) + "\n")

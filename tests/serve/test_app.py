@@ -575,10 +575,10 @@ def test_a_failed_database_is_said_and_stops_the_server_paying_for_calls(
 
 
 def test_a_trailing_assistant_turn_is_not_the_question(served: str, scripted: ScriptedServer) -> None:
-    """(A mutation audit.) `message.role != "user"` survived every test. A user would see a conversation ending in
-    an assistant turn (a prefill, or a client replaying history) answered as if the assistant's text were
-    the question: the graph is asked "Let me work it out." and replies to that, while the docstring says the
-    last user message is the question."""
+    """(A mutation audit: a one-line change to `message.role != "user"` survived every test.) A user would see a
+    conversation ending in an assistant turn (a prefill, or a client replaying history) answered as if the
+    assistant's text were the question: the graph is asked "Let me work it out." and replies to that, while the
+    docstring says the last user message is the question."""
     client = openai.OpenAI(base_url=served, api_key="unused")
     reply = client.chat.completions.create(
         model="served",
@@ -593,10 +593,10 @@ def test_a_trailing_assistant_turn_is_not_the_question(served: str, scripted: Sc
 
 
 def test_include_usage_false_sends_no_usage_chunk(served: str) -> None:
-    """(A mutation audit.) `.get("include_usage") is True` survived every test. A client sending
-    `stream_options={"include_usage": false}` (OpenAI's SDKs and proxies such as LiteLLM do) would get a
-    last chunk with `choices: []` it did not ask for; code reading `chunk.choices[0]` on every chunk (the
-    common streaming loop) fails with IndexError at the end of each reply."""
+    """(A mutation audit: a one-line change to `.get("include_usage") is True` survived every test.) A client sending
+    `stream_options={"include_usage": false}` (OpenAI's SDKs and proxies such as LiteLLM do) would get a last chunk
+    with `choices: []` it did not ask for; code reading `chunk.choices[0]` on every chunk (the common streaming
+    loop) fails with IndexError at the end of each reply."""
     client = openai.OpenAI(base_url=served, api_key="unused")
     chunks = list(
         client.chat.completions.create(

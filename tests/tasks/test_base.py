@@ -135,11 +135,10 @@ def _wrong(answer: str | None, item: TaskItem) -> Score:
 
 
 def test_fractions_that_sum_to_one_cover_every_item_once() -> None:
-    """(A mutation audit.) `min(size, round(running))` survived every test. A user would see `task.split(0,
-    train=0.29, test=0.71)` of 100 items give 28 train and 71 test items, one item in no part (0.29 * 100 is
-    28.999999999999996 in floating point), against the docstring's "fractions that sum to 1 cover every item
-    exactly once"; and `train=0.5` of 7 items gives 3, not the nearest 4 (the optimizer's train/test sizes
-    shift)."""
+    """(A mutation audit: a one-line change to `min(size, round(running))` survived every test.) A user would see
+    `task.split(0, train=0.29, test=0.71)` of 100 items give 28 train and 71 test items, one item in no part (0.29 *
+    100 is 28.999999999999996 in floating point), against the docstring's "fractions that sum to 1 cover every item
+    exactly once"; and `train=0.5` of 7 items gives 3, not the nearest 4 (the optimizer's train/test sizes shift)."""
     assert split_counts(100, train=0.29, dev=None, test=0.71) == (29, 0, 71)
     assert split_counts(7, train=0.5, dev=None, test=0.5) == (4, 0, 3)
     items = tuple(TaskItem(id=f"q{i:03d}", question=f"question {i}", reference=str(i)) for i in range(100))

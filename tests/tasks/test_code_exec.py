@@ -167,9 +167,9 @@ TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
 
 
 def test_tests_that_call_check_themselves_need_no_entry_point() -> None:
-    """(A mutation audit.) (`if _defines(test, "check"):`) survived every test. An item whose tests define `check`
-    and call it themselves, with no `entry_point` (a JSONL file written that way is accepted), then gets a
-    trailing `check(None)`: a user would see every answer, the right ones included, scored wrong ("tests
+    """(A mutation audit: a one-line change to `if _defines(test, "check"):` survived every test.) An item whose tests
+    define `check` and call it themselves, with no `entry_point` (a JSONL file written that way is accepted), then
+    gets a trailing `check(None)`: a user would see every answer, the right ones included, scored wrong ("tests
     failed: TypeError: 'NoneType' object is not callable")."""
     item = TaskItem(id="x", question="Write add(a, b).", reference="", metadata={"test": TESTS})
     right = score_code("def add(a, b):\n    return a + b\n", item)

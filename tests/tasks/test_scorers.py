@@ -360,30 +360,30 @@ thread.join()
 
 
 def test_a_number_inside_a_prose_reference_is_not_the_answer() -> None:
-    """(A mutation audit.) `if is_prose(reference):` survived every test. The module docstring says prose
-    references ("No", "The sequence does not exist") are compared as normalised text; with the skip gone
-    math-verify reads a number out of the prose, and a user would see the answer "2" scored correct against
-    the reference "2 apples" (and likewise any bare number found inside a worded reference): inflated
-    accuracy on CHAMP-like tasks."""
+    """(A mutation audit: a one-line change to `if is_prose(reference):` survived every test.) The module docstring
+    says prose references ("No", "The sequence does not exist") are compared as normalised text; with the skip gone
+    math-verify reads a number out of the prose, and a user would see the answer "2" scored correct against the
+    reference "2 apples" (and likewise any bare number found inside a worded reference): inflated accuracy on
+    CHAMP-like tasks."""
     item = TaskItem(id="x", question="q", reference="2 apples")
     assert not score_math("2", item).correct
     assert score_math("2 apples", item).correct  # the text itself still matches
 
 
 def test_only_a_matching_pair_of_brackets_is_unwrapped() -> None:
-    """(A mutation audit.) `_WRAPPERS.get(text[0]) == text[-1]` survived every test. Any text that opens with a
-    bracket then loses its first and last characters before the comparison, closed or not: a user would see
-    the exact scorer count the answer "(10" correct against the reference "1", and "[2, 30" against "2, 3"."""
+    """(A mutation audit: a one-line change to `_WRAPPERS.get(text[0]) == text[-1]` survived every test.) Any text that
+    opens with a bracket then loses its first and last characters before the comparison, closed or not: a user would
+    see the exact scorer count the answer "(10" correct against the reference "1", and "[2, 30" against "2, 3"."""
     assert same_text("[0, 1]", "0, 1") and same_text("(B)", "B") and same_text("1, 2", "{1, 2}")
     assert not same_text("(10", "1") and not same_text("[2, 30", "2, 3")
     assert not score_exact("(10", TaskItem(id="x", question="q", reference="1")).correct
 
 
 def test_an_empty_accepted_list_means_the_reference() -> None:
-    """(A mutation audit.) `and accepted` survived every test. An item whose metadata carries `accepted: []` (a
-    JSONL file written with an empty list) then has no reference to compare with beyond exact text: a user
-    would see "0.5" scored wrong against the reference "1/2" (and every equivalent form wrong), the detail
-    reading "expected '1/2', got '1/2'"."""
+    """(A mutation audit: a one-line change to `and accepted` survived every test.) An item whose metadata carries
+    `accepted: []` (a JSONL file written with an empty list) then has no reference to compare with beyond exact
+    text: a user would see "0.5" scored wrong against the reference "1/2" (and every equivalent form wrong), the
+    detail reading "expected '1/2', got '1/2'"."""
     item = TaskItem(id="x", question="q", reference="1/2", metadata={"accepted": []})
     assert accepted_references(item) == ["1/2"]
     assert score_math("0.5", item).correct
