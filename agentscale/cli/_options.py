@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -129,6 +130,27 @@ def refuse_missing_file(path: Path) -> None:
 
     if not path.exists() or path.is_dir():
         read_text(path)  # raises, naming what is wrong
+
+
+def warn_if_open(host: str, what: str) -> None:
+    """Warn that a server listening on `host` without a key lets anyone who reaches it do `what`,
+    unless `host` is this machine's loopback (a security review: `--host 0.0.0.0` said only "no auth")."""
+    import ipaddress
+
+    from rich.markup import escape
+
+    from agentscale.cli._console import err
+
+    if host.lower() == "localhost":
+        return
+    with contextlib.suppress(ValueError):  # a host name may resolve to any interface: warned of
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    err.print(
+        f"[yellow]warning:[/] {escape(host)} is reachable from other machines and no key is asked: anyone who "
+        f"reaches it {what}",
+        markup=True,
+    )
 
 
 def make_gateway(

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
-from agentscale.cli._options import JsonOption
+from agentscale.cli._options import JsonOption, warn_if_open
 
 if TYPE_CHECKING:
     from agentscale.models.pull import PullResult
@@ -210,6 +210,7 @@ def serve_command(
     """
     from agentscale.models.serving import EngineOptions, serve_foreground
 
+    warn_if_open(host, "uses the model (vLLM is started without an API key)")
     options = EngineOptions(
         dtype=dtype,
         max_model_len=max_model_len,

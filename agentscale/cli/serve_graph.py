@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -12,10 +11,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from agentscale.cli._console import err
-from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway
+from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway, warn_if_open
 from agentscale.errors import AgentScaleError
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 
@@ -79,12 +77,8 @@ def serve_graph_command(
     err.print(
         f"serving graph {graph.name!r} at http://{host}:{port}/v1 (model {graph.name!r}{auth}){simulated}; Ctrl-C stops"
     )
-    if api_key is None and not _loopback(host):  # anyone who reaches the address spends the graph's models
-        err.print(
-            f"[yellow]warning:[/] {escape(host)} is reachable from other machines and no key is asked: anyone who "
-            "reaches it runs the graph on your models; give --api-key-env VAR",
-            markup=True,
-        )
+    if api_key is None:
+        warn_if_open(host, "runs the graph on your models; give --api-key-env VAR")
     # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as
     # a traceback when a second Ctrl-C skipped the graceful shutdown.
     config = uvicorn.Config(
@@ -92,16 +86,6 @@ def serve_graph_command(
     )
     server = uvicorn.Server(config)
     _serve_until_stopped(server, listening)
-
-
-def _loopback(host: str) -> bool:
-    """Whether `host` is this machine's loopback address (only local clients reach it)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        return False
 
 
 def _serve_until_stopped(server: uvicorn.Server, listening: list[socket.socket]) -> None:

@@ -36,3 +36,14 @@ def test_a_hub_id_neither_cached_nor_reachable_is_refused_before_vllm_starts(tmp
         "Face cache, and HF_HUB_OFFLINE is set: give a bundled model (agentscale models list) or a folder"
     )
     assert served == "some-org/cached-model -> some-org/cached-model"
+
+
+def test_serving_beyond_loopback_without_a_key_is_warned_of(tmp_path: Path) -> None:
+    """`agentscale serve MODEL --host 0.0.0.0` starts vLLM without an API key and said nothing of it
+    (a security review); on the loopback it says nothing. (The id here is refused at once after.)"""
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    warned = "is reachable from other machines and no key is asked"
+    for host, warns in (("0.0.0.0", True), ("127.0.0.1", False)):
+        command = [sys.executable, "-m", "agentscale.cli.app", "serve", "openai/gpt-4o", "--host", host]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 1 and (warned in " ".join(done.stderr.split())) == warns, done.stderr
