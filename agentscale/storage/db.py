@@ -394,25 +394,26 @@ class Store:
     def failed_calls_by_item(self, run_id: str) -> dict[str, str]:
         """Each item's first failed model call ('node: error'): a call error after the gateway's retries,
         not a budget's refusal (a refused call is `skipped`)."""
-        return self._first_call_by_item(run_id, col(NodeCall.status) == "failed")
+        return self._first_call_by_item(run_id, col(NodeCall.error), col(NodeCall.status) == "failed")
 
     def cut_calls_by_item(self, run_id: str) -> dict[str, str]:
         """Each item's first model call whose reply stopped at its max_tokens ('node: ...'), among
         those that answered: its answer may be cut short."""
-        return self._first_call_by_item(run_id, col(NodeCall.truncated), col(NodeCall.status) == "ok")
+        cut = func.printf("cut at %d tokens", col(NodeCall.completion_tokens))
+        return self._first_call_by_item(run_id, cut, col(NodeCall.truncated), col(NodeCall.status) == "ok")
 
-    def _first_call_by_item(self, run_id: str, *conditions: Any) -> dict[str, str]:
+    def _first_call_by_item(self, run_id: str, detail: Any, *conditions: Any) -> dict[str, str]:
+        """Each item's first node call meeting `conditions`, as 'node: detail' (`detail` a column or
+        SQL expression of the call)."""
         query = (
-            sql_select(
-                col(NodeCall.item_key), col(NodeCall.node_id), col(NodeCall.error), col(NodeCall.completion_tokens)
-            )
+            sql_select(col(NodeCall.item_key), col(NodeCall.node_id), detail)
             .where(col(NodeCall.run_id) == run_id, *conditions)
             .order_by(col(NodeCall.id))
         )
         first: dict[str, str] = {}
         with self.session() as session:
-            for key, node_id, error, tokens in session.execute(query).all():
-                first.setdefault(key, f"{node_id}: {error if error is not None else f'cut at {tokens} tokens'}")
+            for key, node_id, said in session.execute(query).all():
+                first.setdefault(key, f"{node_id}: {said}")
         return first
 
     def command_line(self, *words: str) -> str:
