@@ -50,6 +50,16 @@ def usage_of(result: RunResult) -> dict[str, int]:
     }
 
 
+def finish_reason_of(result: RunResult) -> str:
+    """`length` when a reply that gave the answer stopped at its max_tokens, else `stop`.
+
+    Why: a client reads "length" as "the text may be cut, ask again with more tokens"; a graph whose
+    answering node was cut said "stop", so the cut answer read as a whole one. Any answered node
+    whose answer is the graph's counts: a vote passes its inputs' answer on unchanged."""
+    cut = any(t.status == "ok" and t.truncated and t.answer == result.answer for t in result.trace)
+    return "length" if cut else "stop"
+
+
 def run_of(result: RunResult) -> dict[str, Any]:
     """Which stored run answered (`runs show` reads it), in a reply's `agentscale` field, and whether
     simulated models answered (their answers and figures are no model's)."""

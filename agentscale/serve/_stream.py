@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentscale.graphs.result import RunResult
 from agentscale.serve._admission import stop
-from agentscale.serve._replies import STOPPING, ApiError, no_answer, run_of, usage_of
+from agentscale.serve._replies import STOPPING, ApiError, finish_reason_of, no_answer, run_of, usage_of
 
 
 class RunStream(StreamingResponse):
@@ -85,7 +85,7 @@ async def streamed_reply(
     for start in range(0, len(words), 8):
         yield chunk({"content": " ".join(words[start : start + 8]) + (" " if start + 8 < len(words) else "")})
     # the stored run rides on the last chunk, as on a JSON reply: a streamed one named none
-    yield chunk({}, "stop", agentscale=run_of(result))
+    yield chunk({}, finish_reason_of(result), agentscale=run_of(result))
     if include_usage:
         yield _sse({**base, "choices": [], "usage": usage_of(result)})
     yield b"data: [DONE]\n\n"

@@ -33,6 +33,7 @@ from agentscale.serve._replies import (
     STOPPING,
     ApiError,
     error_response,
+    finish_reason_of,
     no_answer,
     run_of,
     unknown_model,
@@ -273,7 +274,11 @@ def create_app(
                 "created": int(time.time()),
                 "model": graph.name,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": result.answer}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": result.answer},
+                        "finish_reason": finish_reason_of(result),
+                    }
                 ],
                 "usage": usage_of(result),
                 "agentscale": run_of(result),

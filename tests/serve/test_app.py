@@ -629,3 +629,17 @@ def test_a_body_that_trickles_in_is_refused_after_its_time(make_graph) -> None: 
             connection.sendall((head + "Content-Length: 100\r\n\r\n{").encode())  # 1 byte of 100, then nothing
             reply = connection.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 408") and "body_timeout" in reply
+
+
+def test_an_answer_from_a_reply_cut_at_max_tokens_finishes_with_length(served: str, scripted: ScriptedServer) -> None:
+    """A client reads finish_reason "length" as "maybe cut, ask with more tokens"; a graph whose
+    answering replies stopped at max_tokens said "stop". The vote passes their answer on."""
+    scripted.add_rule(Rule(pattern="What is 6 \\+", replies=["6 + 3 = 9 because"], finish_reason="length"))
+    client = openai.OpenAI(base_url=served, api_key="unused")
+    ask = {"model": "served", "messages": [{"role": "user", "content": "What is 6 + 3?"}]}
+    reply = client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("9", "length")
+    chunks = list(client.chat.completions.create(**ask, stream=True))  # type: ignore[call-overload]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    whole = client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 7 + 4?"}])
+    assert whole.choices[0].finish_reason == "stop"
