@@ -301,6 +301,7 @@ def _items_table(items: list[ItemResult]) -> Table:
 
 
 def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> None:
+    from agentscale.evaluate.item_records import cut_replies_note
     from agentscale.report.simulated import simulated_label
 
     data = summary.to_dict()
@@ -336,13 +337,7 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
             markup=True,
         )
     if summary.cut_replies:
-        first = next(iter(summary.cut_replies))
-        out.print(
-            f"[yellow]{len(summary.cut_replies)} of {summary.n} items had a reply stopped at its max_tokens, its "
-            f"answer maybe cut short (raise the node's or the graph's max_tokens); first: {escape(first)}: "
-            f"{escape(summary.cut_replies[first])}[/]",
-            markup=True,
-        )
+        out.print(f"[yellow]{escape(cut_replies_note(summary.cut_replies, summary.n))}[/]", markup=True)
     if summary.retryable and summary.run_id is not None and summary.nothing_answered is None:  # else its error says it
         retry = store.command_line("eval", "--resume", summary.run_id, "--retry-errors")
         out.print(

@@ -83,3 +83,13 @@ def discussion_stats(stored_rounds: Iterable[str | None]) -> DiscussionStats | N
         fallbacks=sum(1 for decision in decisions if decision.get("source") == "fallback"),
         budget_stops=sum(1 for rounds in discussions if any(r.get("stopped_reason") for r in rounds)),
     )
+
+
+def cut_replies_note(cut: dict[str, str], items: int) -> str:
+    """The warning for `cut` (item → how its first reply stopped at max_tokens) among `items`, as the
+    eval's summary and its HTML report both say it: one sentence, so the two cannot drift apart."""
+    first = next(iter(cut))
+    return (
+        f"{len(cut)} of {items} items had a reply stopped at its max_tokens, its answer maybe cut short "
+        f"(first: {first}: {cut[first]}); raise the node's or the graph's max_tokens"
+    )

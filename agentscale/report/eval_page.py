@@ -11,7 +11,7 @@ from html import escape
 
 from sqlalchemy import select
 
-from agentscale.evaluate.item_records import discussion_stats, handbook_use_of
+from agentscale.evaluate.item_records import cut_replies_note, discussion_stats, handbook_use_of
 from agentscale.graphs.result import Usage
 from agentscale.graphs.simulated import is_simulated
 from agentscale.graphs.spec import GraphSpec, handbook_label
@@ -70,14 +70,7 @@ def eval_report(store: Store, run: Run) -> str:
             )
         )
     if cut := store.cut_calls_by_item(run.id):  # `eval` says so; the page said nothing of it
-        first = next(iter(cut))
-        parts.append(
-            paragraph(
-                f"{len(cut)} of {len(items.rows)} items had a reply stopped at its max_tokens, its answer maybe cut "
-                f"short (first: {first}: {cut[first]}); raise the node's or the graph's max_tokens",
-                css_class="error",
-            )
-        )
+        parts.append(paragraph(cut_replies_note(cut, len(items.rows)), css_class="error"))
     parts.append(
         facts(
             [
