@@ -67,14 +67,23 @@ class SpecError(AgentScaleError):
 
 class ModelCallError(AgentScaleError):
     """A model call failed after its retries; names the node and the endpoint. `out_of_time`: a time
-    budget left no room to try again (the run's cap, not only the endpoint, ended it)."""
+    budget left no room to try again (the run's cap, not only the endpoint, ended it). `latency_s`:
+    from its first attempt to its failure, when it got as far as an attempt (the wait for the
+    endpoint's slot not in it, as in an answered call's latency)."""
 
     def __init__(
-        self, message: str, *, node: str | None = None, endpoint: str | None = None, out_of_time: bool = False
+        self,
+        message: str,
+        *,
+        node: str | None = None,
+        endpoint: str | None = None,
+        out_of_time: bool = False,
+        latency_s: float | None = None,
     ) -> None:
         self.node = node
         self.endpoint = endpoint
         self.out_of_time = out_of_time
+        self.latency_s = latency_s
         parts = []
         if node:
             parts.append(f"node {node!r}")
@@ -85,7 +94,7 @@ class ModelCallError(AgentScaleError):
         self.message = message
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time)
+        fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time, self.latency_s)
         return pickle_recipe(self, ModelCallError, _rebuild_call_error, fields)
 
 
@@ -110,9 +119,14 @@ class BudgetExceeded(AgentScaleError):
 
 
 def _rebuild_call_error(
-    cls: type[ModelCallError], message: str, node: str | None, endpoint: str | None, out_of_time: bool
+    cls: type[ModelCallError],
+    message: str,
+    node: str | None,
+    endpoint: str | None,
+    out_of_time: bool,
+    latency_s: float | None,
 ) -> ModelCallError:
-    return cls(message, node=node, endpoint=endpoint, out_of_time=out_of_time)
+    return cls(message, node=node, endpoint=endpoint, out_of_time=out_of_time, latency_s=latency_s)
 
 
 class QuestionError(AgentScaleError, ValueError):

@@ -403,6 +403,7 @@ class Gateway:
                         node=node,
                         endpoint=where,
                         out_of_time=out_of_time,
+                        latency_s=time.perf_counter() - first_sent,
                     ) from exc
                 await asyncio.sleep(delay)
                 if endpoint.refresh is not None and refused_connection(exc):

@@ -92,7 +92,9 @@ class ModelCalls:
         except ModelCallError as exc:
             self.ledger.settle(reservation, None)
             trace.status, trace.error = "failed", str(exc)
-            trace.latency_s = time.perf_counter() - started  # the attempts' time: a trace read 0.0 s
+            # the attempts' time (a trace read 0.0 s), without the wait for the endpoint's slot when
+            # the gateway knows it, as an answered call's latency is
+            trace.latency_s = exc.latency_s if exc.latency_s is not None else time.perf_counter() - started
             if exc.out_of_time:  # the run's time cap ended the call: the run says so, as for a refusal
                 self._stop(self.ledger.time_is_up(starts_at_s))
             return None

@@ -3,6 +3,8 @@ after it, against the scripted OpenAI server."""
 
 from __future__ import annotations
 
+import asyncio
+
 from agentscale import Gateway
 from agentscale.graphs.result import NodeTrace
 from agentscale.graphs.spec import Budget, ModelSpec
@@ -48,3 +50,22 @@ async def test_a_retried_call_says_how_long_it_took_in_all(scripted: ScriptedSer
     trace = NodeTrace("a", "assistant")
     result = await ModelCalls(gateway).call(trace, request)
     assert result is not None and result.attempts == 2 and 0.4 <= trace.latency_s < 5.0
+
+
+async def test_a_failed_calls_latency_leaves_out_its_wait_for_the_endpoints_slot(
+    scripted: ScriptedServer, gateway: Gateway
+) -> None:
+    """An answered call's latency runs from its first attempt; a failed one's ran from before its wait
+    for the endpoint's slot, so a quick refusal behind a slow call read as slow as that call."""
+    scripted.add_rule(Rule(pattern="slow", latency_s=1.0))
+    scripted.add_rule(Rule(pattern="refused", status=400))  # not retried: one quick attempt
+    model = resolve("m", ModelSpec(model="hosted_vllm/scripted", api_base=scripted.api_base, max_concurrency=1))
+
+    def asking(text: str) -> CallRequest:
+        return CallRequest(model, [{"role": "user", "content": text}], temperature=0.0, max_tokens=50)
+
+    calls = ModelCalls(gateway)
+    slow, refused = NodeTrace("a", "assistant"), NodeTrace("b", "assistant")
+    answered, failed = await asyncio.gather(calls.call(slow, asking("slow")), calls.call(refused, asking("refused")))
+    assert answered is not None and failed is None and refused.status == "failed"
+    assert slow.latency_s >= 1.0 and refused.latency_s < 0.5, (slow.latency_s, refused.latency_s)
