@@ -46,6 +46,17 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def format_p(p: float) -> str:
+    """`p` to three significant digits, with more where three would round it across 0.05: 0.049983
+    printed as "p=0.05" beside an interval that excludes 0 told the reader the test was not
+    significant at 5%."""
+    digits, text = 3, f"{p:.3g}"
+    while (float(text) < 0.05) != (p < 0.05):  # ends by 17 digits, which give p back exactly
+        digits += 1
+        text = f"{p:.{digits}g}"
+    return text
+
+
 def mcnemar_interval(only_first: int, only_second: int, n: int) -> tuple[float, float]:
     """95% interval of first − second accuracy on `n` shared items, given the discordant counts: the
     exact (Clopper-Pearson) interval of the share of discordant items won by the first, scaled to

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agentscale.evaluate.stats import format_p
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
 
@@ -37,7 +38,7 @@ def advantage_sentence(advantage: Mapping[str, Any]) -> str:
         f"crowned graph minus the best single call ({who}) on the same {advantage['n']} test items: "
         f"{100 * advantage['difference']:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], paired; "
         f"right only with the crowned graph {advantage['only_first_right']}, only with the single "
-        f"{advantage['only_second_right']}, exact McNemar p={advantage['p_value']:.3g}"
+        f"{advantage['only_second_right']}, exact McNemar p={format_p(advantage['p_value'])}"
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from html import escape
 from typing import Any
 
-from agentscale.evaluate.stats import mcnemar_exact, paired_counts, wilson_interval
+from agentscale.evaluate.stats import format_p, mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
 from agentscale.optimize.report import outcome_notes
 from agentscale.optimize.space import SpaceSpec, stored_space
@@ -248,7 +248,7 @@ class OptimizeReport:
                 p = mcnemar_exact(only_crowned, only_arm)
                 with_crowned = (
                     f"{shared} items · only {self.crowned_word} right {only_crowned} · only this right {only_arm} · "
-                    f"p={p:.3g}"
+                    f"p={format_p(p)}"
                 )
             rows.append(
                 [

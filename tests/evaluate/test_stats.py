@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from agentscale.evaluate.stats import mcnemar_exact, mcnemar_interval, paired_counts, percentile, wilson_interval
+from agentscale.evaluate.stats import (
+    format_p,
+    mcnemar_exact,
+    mcnemar_interval,
+    paired_counts,
+    percentile,
+    wilson_interval,
+)
+from agentscale.optimize.paired import paired_difference
+from agentscale.optimize.report import advantage_sentence
 
 
 def test_mcnemar_matches_the_binomial_tail() -> None:
@@ -62,3 +71,15 @@ def test_percentiles_interpolate_between_the_sorted_values() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 0) == 1.0
     assert percentile([7.0], 95) == 7.0
     assert percentile([], 50) == 0.0
+
+
+def test_a_printed_p_value_stays_on_its_side_of_five_percent() -> None:
+    """117 against 150 discordant items: p 0.049983, printed "p=0.05" beside an interval excluding 0
+    (the advantage line and the report's paired column; a statistics audit)."""
+    first = {f"i{k}": k < 117 or 267 <= k < 280 for k in range(300)}
+    second = {f"i{k}": 117 <= k < 280 for k in range(300)}
+    difference = paired_difference(first, second)
+    assert (difference.only_first, difference.only_second) == (117, 150) and difference.ci95[1] < 0
+    sentence = advantage_sentence({"over": ["m"], **difference.to_dict()})
+    assert "exact McNemar p=0.04998" in sentence, sentence
+    assert [format_p(p) for p in (0.05, 0.0504, 0.123456, 0.0001234)] == ["0.05", "0.0504", "0.123", "0.000123"]
