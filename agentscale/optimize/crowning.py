@@ -236,9 +236,9 @@ def crown(
 
 
 def _warning(ranked: list[Observation], accuracy_weight: float) -> str | None:
-    """Name the top finalists (3, else 2) when every pair of them lies within each other's 95%
-    interval of the paired difference, and say how many train items would separate the first two
-    if their difference on these items held."""
+    """Name the top finalists (3, else 2) when no pair of them is apart by the exact 95% interval of
+    the paired difference (the one `--json` prints beside each finalist), and say how many train
+    items would separate the first two if their difference on these items held."""
 
     def versus(first: Observation, second: Observation) -> PairedDifference:
         gap = penalty(second, accuracy_weight) - penalty(first, accuracy_weight)
@@ -246,7 +246,7 @@ def _warning(ranked: list[Observation], accuracy_weight: float) -> str | None:
 
     for size in range(min(WARN_TOP, len(ranked)), 1, -1):
         top = ranked[:size]
-        if not any(versus(a, b).separated(Z95) for index, a in enumerate(top) for b in top[index + 1 :]):
+        if not any(versus(a, b).apart for index, a in enumerate(top) for b in top[index + 1 :]):
             first = versus(top[0], top[1])
             needed = first.items_to_separate(Z95)
             how_many = (

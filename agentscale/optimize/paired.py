@@ -20,51 +20,81 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """first − second on their shared items: mean per-item difference, its standard error, the
-    discordant counts and the exact McNemar p-value (right/wrong outcomes)."""
+    """first − second on their shared items, per item `scale · (right − right) + offset` (the
+    objective: accuracy weighed, minus a fixed gap of cost and latency terms): its mean, standard
+    error, the discordant counts, and the exact McNemar test of the right/wrong verdicts."""
 
     n: int
     mean: float
-    stderr: float
     only_first: int
     only_second: int
-    step: float = 1.0  # the difference one item makes (the continuity correction's unit)
-    of_outcomes: bool = False  # right − wrong per item, unscaled: its interval is McNemar's, exact
+    scale: float = 1.0  # what one item's verdict is worth (the accuracy weight)
+    offset: float = 0.0  # the gap of the terms that do not depend on the items
+
+    @property
+    def stderr(self) -> float:
+        """The standard error under McNemar's null (the verdicts' difference only chance):
+        `scale · √(discordant) / n`. The sample spread of the per-item differences is 0 when every
+        shared item differs the same way, and a graph left the race on 2 items of 2 (p = 0.5)."""
+        if self.n == 0:
+            return math.inf
+        return abs(self.scale) * math.sqrt(self.only_first + self.only_second) / self.n
 
     @property
     def ci95(self) -> tuple[float, float]:
-        """The exact interval that agrees with `p_value` for outcomes (the report prints both), else
-        the normal one of the rewards."""
-        if self.of_outcomes:
-            return mcnemar_interval(self.only_first, self.only_second, self.n)
-        return (self.mean - Z95 * self.stderr, self.mean + Z95 * self.stderr)
+        """The exact interval of the difference: the Clopper-Pearson interval of the discordant items'
+        split (`mcnemar_interval`), scaled and offset like the per-item differences. For verdicts
+        alone it excludes 0 exactly when `p_value` < 0.05 (the report prints both); with a cost or
+        latency gap it is the objective's, and `accuracy_ci95` is the one `p_value` agrees with."""
+        if self.n == 0:
+            return (-math.inf, math.inf)
+        low, high = (self.scale * bound + self.offset for bound in self.accuracy_ci95)
+        return (min(low, high), max(low, high))
+
+    @property
+    def accuracy_ci95(self) -> tuple[float, float]:
+        """The exact 95% interval of the accuracy difference alone (cost and latency aside)."""
+        return mcnemar_interval(self.only_first, self.only_second, self.n)
 
     @property
     def p_value(self) -> float:
+        """Exact McNemar p of the right/wrong verdicts: whether the accuracies differ."""
         return mcnemar_exact(self.only_first, self.only_second)
 
+    @property
+    def apart(self) -> bool:
+        """Whether the exact 95% interval (`ci95`) excludes 0: what the report's "within each
+        other's 95% intervals" warning decides on, so that it agrees with the interval printed."""
+        low, high = self.ci95
+        return self.n > 0 and (low > 0 or high < 0)
+
     def separated(self, z: float) -> bool:
-        """Whether the difference is more than `z` standard errors from zero (either way), after a
-        continuity correction of one item: 2 items of 60 right under one graph only are not taken
-        as evidence (their normal approximation would be; the exact McNemar p is 0.5)."""
-        return self.n > 0 and abs(self.mean) - self.step / self.n > z * self.stderr
+        """Whether the difference is more than one item plus `z` standard errors from zero (either
+        way): McNemar's continuity-corrected test when `z` is a normal quantile. At `z` 0 it is the
+        crowning's "more than one item": 2 items of 60 right under one graph only are not taken
+        as evidence."""
+        step = abs(self.scale) / self.n if self.n else math.inf
+        return self.n > 0 and abs(self.mean) - step > z * self.stderr
 
     def items_to_separate(self, z: float) -> int | None:
         """How many shared items would separate this difference at `z` (`separated`) if its mean and
-        per-item spread held: what "add train items" means in numbers. None when the two are level."""
+        share of discordant items held: what "add train items" means in numbers, at least one more
+        than now. None when the two are level."""
         if self.n == 0 or self.mean == 0:
             return None
-        spread = self.stderr * math.sqrt(self.n)  # per-item standard deviation
-        size = abs(self.mean)
-        root = (z * spread + math.sqrt((z * spread) ** 2 + 4 * size * self.step)) / (2 * size)
-        return math.floor(root**2) + 1
+        spread = self.stderr * math.sqrt(self.n)  # per-item standard deviation under the null
+        size, step = abs(self.mean), abs(self.scale)
+        root = (z * spread + math.sqrt((z * spread) ** 2 + 4 * size * step)) / (2 * size)
+        return max(math.floor(root**2) + 1, self.n + 1)
 
     def to_dict(self) -> dict[str, Any]:
         low, high = self.ci95
+        accuracy_low, accuracy_high = self.accuracy_ci95
         return {
             "n": self.n,
             "difference": self.mean,
             "ci95": [low, high],
+            "accuracy_ci95": [accuracy_low, accuracy_high],
             "only_first_right": self.only_first,
             "only_second_right": self.only_second,
             "p_value": self.p_value,
@@ -76,14 +106,9 @@ def paired_difference(
 ) -> PairedDifference:
     """Compare per-item outcomes on the items both have; `scale · (right − right) + offset` per item
     lets the caller compare rewards (accuracy weight, minus a fixed cost or latency penalty gap)."""
-    shared = sorted(first.keys() & second.keys())
-    n = len(shared)
-    if n == 0:
-        return PairedDifference(0, offset, math.inf, 0, 0, abs(scale))
-    differences = [scale * (float(first[k]) - float(second[k])) + offset for k in shared]
-    mean = sum(differences) / n
-    variance = sum((d - mean) ** 2 for d in differences) / max(1, n - 1)
+    shared = first.keys() & second.keys()
     only_first = sum(1 for k in shared if first[k] and not second[k])
     only_second = sum(1 for k in shared if second[k] and not first[k])
-    of_outcomes = offset == 0 and scale == 1
-    return PairedDifference(n, mean, math.sqrt(variance / n), only_first, only_second, abs(scale), of_outcomes)
+    n = len(shared)
+    mean = scale * (only_first - only_second) / n + offset if n else offset
+    return PairedDifference(n, mean, only_first, only_second, scale, offset)

@@ -10,7 +10,7 @@ import pytest
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.crowning import _paired_estimate, _shrink, best_single, crown, on_shared_items, penalty, rank
 from agentscale.optimize.objective import Observation
-from agentscale.optimize.paired import Z95, PairedDifference, paired_difference
+from agentscale.optimize.paired import Z95, paired_difference
 
 TRAIN = [f"q{i}" for i in range(60)]
 
@@ -37,7 +37,7 @@ def test_paired_difference_counts_and_interval() -> None:
     assert difference.n == 4  # only shared items count
     assert (difference.only_first, difference.only_second) == (2, 0)
     assert difference.mean == pytest.approx(0.5)
-    assert difference.stderr == pytest.approx(math.sqrt((2 * 0.25 + 2 * 0.25) / 3 / 4))
+    assert difference.stderr == pytest.approx(math.sqrt(2) / 4)  # McNemar's null: √(discordant) / n
     assert difference.p_value == pytest.approx(0.5)  # 2 discordant items, both one way
     assert paired_difference(first, first).stderr == 0 and not paired_difference(first, first).separated(1.0)
 
@@ -184,13 +184,47 @@ def test_items_to_separate_is_where_the_same_difference_would_be_separated() -> 
     assert not difference.separated(Z95)
     needed = difference.items_to_separate(Z95)
     assert needed is not None and needed > 60
-    spread = difference.stderr * math.sqrt(difference.n)
+    share = (difference.only_first + difference.only_second) / difference.n  # of discordant items
 
-    def at(n: int) -> PairedDifference:
-        return PairedDifference(n, difference.mean, spread / math.sqrt(n), 0, 0)
+    def separated_at(n: int) -> bool:  # `separated` with the same mean and discordant share on n items
+        return abs(difference.mean) - 1 / n > Z95 * math.sqrt(share / n)
 
-    assert at(needed).separated(Z95) and not at(needed - 1).separated(Z95)
+    assert separated_at(needed) and not separated_at(needed - 1)
     assert paired_difference(first, first).items_to_separate(Z95) is None
+
+
+def test_the_warning_agrees_with_the_exact_interval_printed_beside_it() -> None:
+    """The warning decided by a normal approximation while `--json` printed each finalist's exact
+    interval and p: 16 against 6 of 60 (p 0.0525, the interval holds 0) went unwarned, and 13
+    against 4 of 200 (p 0.049, the interval excludes 0) was warned of (a statistics audit)."""
+
+    def pair(n: int, only_first: int, only_second: int, both: int) -> tuple[Observation, Observation]:
+        items = [f"q{i}" for i in range(n)]
+        shared = set(items[only_first + only_second : only_first + only_second + both])
+        first = observed(voted("big", 3), set(items[:only_first]) | shared, items, compute=24.0)
+        second = observed(voted("big", 2), set(items[only_first : only_first + only_second]) | shared, items, 16.0)
+        return first, second
+
+    close = crown(list(pair(60, 16, 6, 18)), accuracy_weight=1.0)
+    versus = close.finalists[1].versus_leader
+    assert versus is not None and versus.p_value > 0.05 and versus.ci95[0] < 0 < versus.ci95[1]
+    assert close.warning is not None and "the top 2 finalists" in close.warning
+    apart = crown(list(pair(200, 13, 4, 100)), accuracy_weight=1.0)
+    versus = apart.finalists[1].versus_leader
+    assert versus is not None and versus.p_value < 0.05 and versus.ci95[0] > 0 and apart.warning is None
+
+
+def test_a_priced_finalists_interval_is_the_exact_one_of_its_objective() -> None:
+    """With compute priced, a finalist's interval was the normal one beside the exact McNemar p (11
+    against 3 of 60: it excluded 0 beside p 0.057). It is the exact interval, offset by the cost gap,
+    and `accuracy_ci95` is the one the p-value agrees with."""
+    leader = observed(voted("big", 3), set(TRAIN[:11]) | set(TRAIN[14:40]), TRAIN, compute=24.0)
+    other = observed(voted("big", 2), set(TRAIN[11:40]), TRAIN, compute=16.0)
+    leader, other = (replace(o, reward=o.accuracy - 0.001 * o.compute) for o in (leader, other))
+    versus = crown([leader, other], accuracy_weight=1.0).finalists[1].to_dict()["leader_minus_this"]
+    assert (versus["only_first_right"], versus["only_second_right"]) == (11, 3) and versus["p_value"] > 0.05
+    low, high = versus["accuracy_ci95"]
+    assert low < 0 < high and versus["ci95"] == pytest.approx([low - 0.008, high - 0.008])
 
 
 def test_finalists_on_different_items_are_compared_on_the_items_they_share() -> None:

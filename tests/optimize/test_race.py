@@ -59,6 +59,20 @@ def test_the_race_drops_only_graphs_the_leader_clearly_beats_on_shared_items() -
     assert kept == [close, leader]
 
 
+def test_two_items_of_two_are_not_enough_to_leave_the_race() -> None:
+    """When every shared item differs the same way the per-item differences have no spread, and a
+    graph left on "more than one item" alone: on 2 items of 2 (exact McNemar p 0.5) at a train split
+    of 8 (a statistics audit). The standard error is McNemar's, under the null."""
+    items = TRAIN[:2]
+    leader, other = observed(voted("big", 3), set(items), items), observed(voted("small", 3), set(), items)
+    assert still_racing([leader, other], accuracy_weight=1.0) == [leader, other]
+    many = TRAIN[:30]  # 20 of 30 items right under the leader only: it leaves
+    assert still_racing(
+        [leader := observed(voted("big", 3), set(many[:20]), many), observed(voted("small", 3), set(), many)],
+        accuracy_weight=1.0,
+    ) == [leader]
+
+
 def test_between_equal_rewards_the_cheaper_graph_leads_the_race() -> None:
     """Graphs leave when the leader clearly beats them; of two graphs with the same reward the cheaper
     leads (the one crowning would keep). Led by the dearer one, whose right answers fall on other
