@@ -120,7 +120,7 @@ def rank(
     if not latest:
         return []
     estimates = {key: _paired_estimate(latest[key], outcomes[key], reference, accuracy_weight) for key in latest}
-    shrunk = _shrink(estimates)
+    shrunk = _shrink(estimates, accuracy_weight)
     score = {key: mean - (POOL_Z * sd if cautious else 0.0) for key, (mean, sd) in shrunk.items()}
     ordered = sorted(latest, key=lambda key: (-score[key], latest[key].compute))
     return [latest[key].candidate for key in ordered]
@@ -154,16 +154,20 @@ def _paired_estimate(
     return min(max(mean, -cost), accuracy_weight - cost), variance, len(values)
 
 
-def _shrink(estimates: dict[str, tuple[float, float, int]]) -> dict[str, tuple[float, float]]:
+def _shrink(
+    estimates: dict[str, tuple[float, float, int]], accuracy_weight: float = 1.0
+) -> dict[str, tuple[float, float]]:
     """Empirical-Bayes shrinkage of each estimate toward their mean, by its sampling variance:
-    (posterior mean, posterior standard deviation) per graph."""
+    (posterior mean, posterior standard deviation) per graph. The floors are in accuracy units,
+    scaled to the rewards' (`accuracy_weight`): a weight of 2 shrank less than the same search at 1."""
+    floor = 1e-4 * accuracy_weight**2
     means = np.array([e[0] for e in estimates.values()])
-    noise = np.array([max(e[1], 1e-4) / e[2] for e in estimates.values()])
+    noise = np.array([max(e[1], floor) / e[2] for e in estimates.values()])
     centre = float(means.mean())
-    spread = max(float(means.var()) - float(noise.mean()), PRIOR_SPREAD**2)
+    spread = max(float(means.var()) - float(noise.mean()), (PRIOR_SPREAD * accuracy_weight) ** 2)
     shrunk = {}
     for key, (mean, variance, n) in estimates.items():
-        sampling = max(variance, 1e-4) / n
+        sampling = max(variance, floor) / n
         weight = spread / (spread + sampling)
         shrunk[key] = (centre + (mean - centre) * weight, float(np.sqrt(sampling * weight)))
     return shrunk

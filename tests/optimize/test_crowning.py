@@ -260,6 +260,16 @@ def test_an_estimate_from_few_items_is_pulled_harder_toward_the_others() -> None
     assert shrunk["few"][1] > shrunk["many"][1]  # and is less certain
 
 
+def test_shrinkage_is_the_same_whatever_the_accuracy_weight() -> None:
+    """Rewards weighed by 2 are the same search in other units: the least prior spread (5 points of
+    accuracy) was not scaled with them, so a weight of 2 shrank less (a statistics audit)."""
+    estimates = {"a": (0.62, 0.2, 8), "b": (0.6, 0.2, 60), "c": (0.61, 0.0, 30)}  # both floors bind
+    doubled = {key: (2 * mean, 4 * variance, n) for key, (mean, variance, n) in estimates.items()}
+    once, twice = _shrink(estimates), _shrink(doubled, accuracy_weight=2.0)
+    for key, (mean, sd) in once.items():
+        assert twice[key] == pytest.approx((2 * mean, 2 * sd))
+
+
 # from a hand-made mutation audit of the crowning: each test below fails on the mutant its docstring names
 
 
