@@ -201,6 +201,7 @@ class OptimizeResult:
         key = point.candidate.canonical_key
         data: dict[str, Any] = {
             "accuracy": point.accuracy,
+            "n_items": point.n_items,  # the printed front says it: "66.7% (12 items)"
             "compute": point.compute,
             "latency_s": point.latency_s,
             "graph": point.candidate.describe(),

@@ -61,6 +61,10 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
         t.kind == "search" for t in trials
     )
     assert all("test" not in point and "path" not in point for point in report["pareto"])  # no objective.pareto
+    # the printed front names each point's items; the JSON did not (a statistics audit)
+    for point in report["pareto"]:
+        right = point["accuracy"] * point["n_items"]
+        assert point["n_items"] >= 1 and abs(right - round(right)) < 1e-9
     assert report["simulated"] is True  # the accuracies are the sim population's, and the output says so
     written = yaml.safe_load((tmp_path / "best.yaml").read_text())  # and so does the graph file it wrote
     assert written["description"].endswith("on the SIMULATED population (sim/ models: no model accuracy)")
