@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
 from agentscale.cli._options import JsonOption, warn_if_open
+from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
     from agentscale.models.pull import PullResult
@@ -191,6 +193,15 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding a key every request must bear (vLLM's VLLM_API_KEY); "
+            "other agentscale processes reach the server when the variable is set for them too.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run vLLM servers in the foreground that other agentscale processes and users share.
@@ -210,7 +221,10 @@ def serve_command(
     """
     from agentscale.models.serving import EngineOptions, serve_foreground
 
-    warn_if_open(host, "uses the model (vLLM is started without an API key)")
+    if api_key_env is None:
+        warn_if_open(host, "uses the model (vLLM is started without an API key; give --api-key-env VAR)")
+    elif not os.environ.get(api_key_env):  # said before anything starts, as serve-graph does
+        raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
     options = EngineOptions(
         dtype=dtype,
         max_model_len=max_model_len,
@@ -228,6 +242,7 @@ def serve_command(
         replicas=replicas,
         ports=_parse_ports(ports),
         on_ready=_print_endpoints if json_output else None,
+        api_key_env=api_key_env,
     )
     if code:
         raise typer.Exit(code)

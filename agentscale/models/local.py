@@ -49,6 +49,7 @@ async def _endpoint(model: ResolvedModel, *, recheck: bool) -> Endpoint:
     return Endpoint(
         served.litellm_model,
         served.api_base,
+        served.api_key(),  # a server `agentscale serve --api-key-env` started asks every call for it
         timeout_s=LOCAL_TIMEOUT_S,
         refresh=functools.partial(_endpoint, model, recheck=True),
     )

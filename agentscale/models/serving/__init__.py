@@ -7,7 +7,8 @@ Everything outside this package goes through the names below (an import contract
   cache) or the user (the shared port) already runs; :func:`find_server` never starts one;
   :func:`stop_server`, :func:`stop_all` and :func:`install_signal_handlers` make sure nothing this
   process started outlives it.
-- :func:`serve_foreground` is `agentscale serve`: one server or several replicas until Ctrl-C.
+- :func:`serve_foreground` is `agentscale serve`: one server or several replicas until Ctrl-C,
+  optionally asking every request for an API key held in a variable.
 
 Modules: `engine` (which vLLM is installed, the launch command line), `server` (start, reuse,
 stop), `health` (probes), `state` (the state file), `processes` (spawning with a parent-death

@@ -114,10 +114,12 @@ def replica_env(
 
 
 def route_snippet(endpoints: Sequence[VllmEndpoint]) -> str:
-    """The `models:` entry to paste into a graph or space YAML."""
+    """The `models:` entry to paste into a graph or space YAML (with the key's variable, when the
+    servers ask for a key)."""
     bases = ", ".join(f'"{e.api_base}"' for e in endpoints)
     api_base = bases if len(endpoints) == 1 else f"[{bases}]"
-    return f"{{model: {endpoints[0].litellm_model}, api_base: {api_base}}}"
+    key = f", api_key_env: {endpoints[0].api_key_env}" if endpoints[0].api_key_env else ""
+    return f"{{model: {endpoints[0].litellm_model}, api_base: {api_base}{key}}}"
 
 
 def serve_foreground(
@@ -132,6 +134,7 @@ def serve_foreground(
     replicas: int = 1,
     ports: Sequence[int] | None = None,
     on_ready: Callable[[list[VllmEndpoint]], None] | None = None,
+    api_key_env: str | None = None,
 ) -> int:
     """Run ``replicas`` servers until Ctrl-C, streaming their logs to ``out`` (stderr).
 
@@ -139,7 +142,7 @@ def serve_foreground(
     8000), so other processes find it; servers are recorded as shared in the state file. ``on_ready``
     gets the endpoints once all answer. Returns 0 after Ctrl-C or when a single server for the model
     already runs there, 1 if a server failed or was not ready within ``timeout_s`` (default:
-    `start_timeout_s()`).
+    `start_timeout_s()`). ``api_key_env``: the variable holding a key every request must bear.
     """
     stream = out if out is not None else sys.stderr
     timeout_s = start_timeout_s() if timeout_s is None else timeout_s
@@ -153,7 +156,9 @@ def serve_foreground(
     # the start locks `_run` takes are let go once the servers answer, or after a failed one is stopped
     with _on_sigint(signal.default_int_handler), contextlib.ExitStack() as starting:
         try:
-            return _run(target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers, starting)
+            return _run(
+                target, chosen, replicas, host, timeout_s, stream, say, on_ready, servers, starting, api_key_env
+            )
         except KeyboardInterrupt:
             say("stopping")
             return 0
@@ -204,6 +209,7 @@ def _run(
     on_ready: Callable[[list[VllmEndpoint]], None] | None,
     servers: list[Server],
     starting: contextlib.ExitStack,
+    api_key_env: str | None,
 ) -> int:
     """Start the servers (appending each to ``servers`` as it starts) and follow them.
 
@@ -220,6 +226,11 @@ def _run(
             found = known_server(target.served_name) or find_running(target.served_name, chosen[0], host)
         except PortInUseError as exc:  # its hint "leave it unset" is `run`'s: serve's default is a fixed port
             raise PortInUseError(f"{str(exc).split(';')[0]}; give another with --port") from None
+        if found is not None and found.api_key_env != api_key_env:  # it would be taken as asking for the key
+            asks = f"the key in ${found.api_key_env}" if found.api_key_env else "no API key"
+            raise ServingError(
+                f"{target.served_name} is already served at {found.api_base}, asking for {asks}; stop it first"
+            )
         if found is not None:
             say(f"{target.served_name} is already served at {found.api_base}")
             if on_ready is not None:  # `--json` printed nothing: a script learns where it is served
@@ -234,7 +245,17 @@ def _run(
     target = with_room(target, engine.device, say, servers=replicas)
     for index, port in enumerate(chosen):
         env = replica_env(index, replicas, device=engine.device, kv_cache_space_gib=target.options.kv_cache_space_gib)
-        server = start(target, engine.device, port, host, shared=True, on_status=say, extra_env=env, foreground=True)
+        server = start(
+            target,
+            engine.device,
+            port,
+            host,
+            shared=True,
+            on_status=say,
+            extra_env=env,
+            foreground=True,
+            api_key_env=api_key_env,
+        )
         servers.append(server)
     install_signal_handlers()
     return _follow(servers, target.served_name, host, timeout_s, stream, say, on_ready, starting.close)
@@ -267,7 +288,7 @@ def _follow(
                     logs[index].copy_to(stream, final=True)
                     say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
                     return 1  # it ends on its own only by failing (a dead engine core exits 0): Ctrl-C stops elsewhere
-                if not ready[index] and serves(server.endpoint.port, served_name, host):
+                if not ready[index] and serves(server.endpoint.port, served_name, host, server.endpoint.api_key()):
                     ready[index] = True
                     if all(ready):
                         release_start()

@@ -19,20 +19,26 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
 
 
-def served_names(port: int, host: str = DEFAULT_HOST, timeout_s: float = 2.0) -> set[str] | None:
-    """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM."""
+def served_names(
+    port: int, host: str = DEFAULT_HOST, timeout_s: float = 2.0, api_key: str | None = None
+) -> set[str] | None:
+    """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM
+    (a server started with an API key lists them only to a request bearing ``api_key``)."""
     # No proxy: an http_proxy in the environment must not swallow requests to localhost.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"{base_url(host, port)}/v1/models")
+    if api_key is not None:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with opener.open(f"{base_url(host, port)}/v1/models", timeout=timeout_s) as response:
+        with opener.open(request, timeout=timeout_s) as response:
             payload = json.loads(response.read())
         return {str(item["id"]) for item in payload.get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def serves(port: int, served_name: str, host: str) -> bool:
-    names = served_names(port, host)
+def serves(port: int, served_name: str, host: str, api_key: str | None = None) -> bool:
+    names = served_names(port, host, api_key=api_key)
     return names is not None and served_name in names
 
 

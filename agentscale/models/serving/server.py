@@ -60,6 +60,7 @@ def shared_port() -> int:
 
 DEFAULT_TIMEOUT_S = 300.0
 START_TIMEOUT_ENV = "AGENTSCALE_VLLM_START_TIMEOUT"
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM reads the key it asks every request for here
 
 
 def start_timeout_s() -> float:
@@ -97,7 +98,9 @@ class VllmEndpoint:
     """Where a served model answers: pass ``litellm_model`` and ``api_base`` to litellm.
 
     ``pid`` is the server's process id when an agentscale process started it; ``started_here`` says
-    whether this process owns (and will stop) it; ``host`` is the address it listens on.
+    whether this process owns (and will stop) it; ``host`` is the address it listens on;
+    ``api_key_env`` names the environment variable holding the key it was started with (`agentscale
+    serve --api-key-env`), None when it asks for none.
     """
 
     api_base: str
@@ -106,10 +109,28 @@ class VllmEndpoint:
     pid: int | None = None
     started_here: bool = False
     host: str = DEFAULT_HOST
+    api_key_env: str | None = None
 
     @property
     def litellm_model(self) -> str:
         return f"hosted_vllm/{self.model}"
+
+    def api_key(self) -> str | None:
+        """The key its requests must bear, from ``api_key_env`` in this process's environment."""
+        return key_from(self.api_key_env, f"{self.model} at {self.api_base}")
+
+
+def key_from(variable: str | None, server: str) -> str | None:
+    """The value of ``variable`` (None when no variable is named); a server started with a key that
+    this process does not have is an error naming both, not a server taken for someone else's."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise ServingError(
+            f"{server} was started with the API key in ${variable}, which is not set here; set it to reach the server"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -409,7 +430,7 @@ def known_server(
         return None
     if not recheck and time.monotonic() - server.checked_at < _RECHECK_S:
         return server.endpoint
-    if serves(server.endpoint.port, served_name, server.endpoint.host):
+    if serves(server.endpoint.port, served_name, server.endpoint.host, server.endpoint.api_key()):
         server.checked_at = time.monotonic()
         return server.endpoint
     _forget(server)  # its owner stopped it: start or find another
@@ -419,9 +440,12 @@ def known_server(
 def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint | None:
     """A healthy server for the model on ``port``, in the state file, or on the default port."""
     if port is not None:
-        names = served_names(port, host)
+        recorded = state.entry_on(port)
+        key_env = state.key_env_of(recorded) if recorded is not None else None
+        names = served_names(port, host, api_key=key_from(key_env, f"the server on port {port}"))
         if names is not None and served_name in names:
-            return _endpoint(port, served_name, pid=state.pid_on(port), host=host)
+            pid = int(recorded["pid"]) if recorded is not None else None
+            return _endpoint(port, served_name, pid=pid, host=host, api_key_env=key_env)
         if not port_free(host, port):
             what = f"a server for {sorted(names)}" if names else "another program"
             raise PortInUseError(
@@ -431,8 +455,11 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
         return None
     for entry in state.entries():
         pid, entry_port, entry_host = int(entry["pid"]), int(entry["port"]), state.host_of(entry)
-        if entry.get("name") == served_name and pid_alive(pid) and serves(entry_port, served_name, entry_host):
-            return _endpoint(entry_port, served_name, pid=pid, host=entry_host)
+        if entry.get("name") != served_name or not pid_alive(pid):
+            continue
+        endpoint = _endpoint(entry_port, served_name, pid=pid, host=entry_host, api_key_env=state.key_env_of(entry))
+        if serves(entry_port, served_name, entry_host, endpoint.api_key()):
+            return endpoint
     shared = shared_port()
     if serves(shared, served_name, DEFAULT_HOST):
         return _endpoint(shared, served_name, pid=state.pid_on(shared))
@@ -440,9 +467,14 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
 
 
 def _endpoint(
-    port: int, served_name: str, pid: int | None, started_here: bool = False, host: str = DEFAULT_HOST
+    port: int,
+    served_name: str,
+    pid: int | None,
+    started_here: bool = False,
+    host: str = DEFAULT_HOST,
+    api_key_env: str | None = None,
 ) -> VllmEndpoint:
-    return VllmEndpoint(f"{base_url(host, port)}/v1", served_name, port, pid, started_here, host)
+    return VllmEndpoint(f"{base_url(host, port)}/v1", served_name, port, pid, started_here, host, api_key_env)
 
 
 def _remember_reused(endpoint: VllmEndpoint) -> VllmEndpoint:
@@ -472,9 +504,13 @@ def start(
     on_status: StatusCallback | None,
     extra_env: dict[str, str] | None = None,
     foreground: bool = False,
+    api_key_env: str | None = None,
 ) -> Server:
     """Launch a server; ``extra_env`` adds to the launch recipe's environment (a replica's CPU cores),
-    ``foreground`` keeps it out of the per-model table, which holds one server per model."""
+    ``foreground`` keeps it out of the per-model table, which holds one server per model;
+    ``api_key_env`` names the variable whose value vLLM then asks every request for (the key goes
+    to vLLM in its environment, not on its command line nor in the log; the state file records the
+    variable's name, so other processes reach the server with their own copy of the key)."""
     assert target.model is not None
     if port is None:
         port = free_port(host)
@@ -498,8 +534,11 @@ def start(
         header = f"# agentscale: {' '.join(argv)}\n# env: {json.dumps(env_extra)}\n"
         log.write(header.encode())
         log.flush()
-        process = spawn(argv, {**os.environ, **env_extra}, log)
-    endpoint = _endpoint(port, target.served_name, pid=process.pid, started_here=True, host=host)
+        key = key_from(api_key_env, f"{target.served_name} on port {port}")
+        process = spawn(argv, {**os.environ, **env_extra, **({API_KEY_ENV: key} if key else {})}, log)
+    endpoint = _endpoint(
+        port, target.served_name, pid=process.pid, started_here=True, host=host, api_key_env=api_key_env
+    )
     server = Server(endpoint, process, log_path, time.monotonic())
     with _SERVERS.lock:
         if foreground:
@@ -512,6 +551,7 @@ def start(
             "name": target.served_name,
             "port": port,
             "host": host,  # other processes reach it there (an interface's address: only there)
+            "api_key_env": api_key_env,  # the variable's name, never the key
             "pid": process.pid,
             "owner_pid": os.getpid(),
             "model": target.model,
@@ -543,7 +583,7 @@ def _wait_ready(
                     f"the vLLM server for {name} exited with code {code} while starting; "
                     f"last lines of {server.log_path}:\n{_log_tail(server.log_path)}"
                 )
-            if serves(port, name, server.endpoint.host):
+            if serves(port, name, server.endpoint.host, server.endpoint.api_key()):
                 if on_status:
                     on_status(f"{name} ready at {server.endpoint.api_base} in {time.monotonic() - started:.1f}s")
                 return

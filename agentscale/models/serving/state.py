@@ -85,9 +85,18 @@ def host_of(entry: dict[str, Any]) -> str:
     return host if isinstance(host, str) and host else DEFAULT_HOST
 
 
+def entry_on(port: int) -> dict[str, Any] | None:
+    """The recorded server listening on ``port``, if any."""
+    return next((entry for entry in entries() if entry.get("port") == port), None)
+
+
 def pid_on(port: int) -> int | None:
     """The recorded server process listening on ``port``, if any."""
-    for entry in entries():
-        if entry.get("port") == port:
-            return int(entry["pid"])
-    return None
+    entry = entry_on(port)
+    return int(entry["pid"]) if entry is not None else None
+
+
+def key_env_of(entry: dict[str, Any]) -> str | None:
+    """The variable holding the API key a recorded server asks for (None: it asks for none)."""
+    name = entry.get("api_key_env")
+    return name if isinstance(name, str) and name else None

@@ -115,6 +115,8 @@ def test_route_snippet_is_a_models_entry_to_paste() -> None:
     assert route_snippet([one, two]) == (
         '{model: hosted_vllm/smollm2-135m, api_base: ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1"]}'
     )
+    keyed = VllmEndpoint("http://127.0.0.1:8000/v1", "smollm2-135m", 8000, api_key_env="SERVE_KEY")
+    assert route_snippet([keyed]).endswith('api_base: "http://127.0.0.1:8000/v1", api_key_env: SERVE_KEY}')
 
 
 def _serve(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -139,6 +141,24 @@ def test_cli_names_replica_ports_already_taken(capsys: pytest.CaptureFixture[str
         code, err = _serve(capsys, "--replicas", "2", "--ports", f"{taken},1")
     assert code == 1
     assert f"port(s) {taken}" in err and "already in use" in err
+
+
+def test_a_key_variable_not_set_is_refused_and_a_server_without_the_key_is_not_taken_for_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --api-key-env VAR`: an unset VAR is said before anything starts; a server of the model
+    already running there without a key was reported as serving it, as if it asked for one."""
+    from agentscale.testing import ScriptedServer
+
+    monkeypatch.delenv("SERVE_KEY", raising=False)
+    code = main(["serve", "/no/such/model/folder", "--api-key-env", "SERVE_KEY"])  # before the model is looked at
+    err = capsys.readouterr().err
+    assert code == 1 and "--api-key-env SERVE_KEY: the variable is not set or empty" in err and "Traceback" not in err
+    monkeypatch.setenv("SERVE_KEY", "s3cret-key")
+    with ScriptedServer(models=["smollm2-135m"]) as served:
+        port = served.api_base.rsplit(":", 1)[1].split("/")[0]
+        code, err = _serve(capsys, "--port", port, "--api-key-env", "SERVE_KEY")
+    assert code == 1 and "already served" in err and "asking for no API key; stop it first" in err
 
 
 def test_a_model_already_served_there_is_said_in_json_too(capsys: pytest.CaptureFixture[str]) -> None:

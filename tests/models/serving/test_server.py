@@ -555,6 +555,49 @@ def test_a_server_on_one_interface_is_reached_and_found_there(
         stop(server)
 
 
+async def test_a_server_started_with_a_key_asks_for_it_and_other_processes_reach_it_with_theirs(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`agentscale serve` started vLLM with no key, even listening beyond loopback (a security
+    review). With --api-key-env the key goes to vLLM in its environment (not its command line, log
+    or the state file), the readiness probe and other processes' lookups bear it, and a `local/`
+    route's calls carry it; a process without the variable is told which one to set."""
+    from agentscale.errors import ServingError
+    from agentscale.models.local import resolve_endpoint
+    from agentscale.models.registry import ResolvedModel
+    from agentscale.models.serving.health import served_names
+    from agentscale.models.serving.server import DEFAULT_HOST, _forget, _wait_ready, find_running, start, stop
+
+    launched: dict[str, str] = {}
+
+    def spawn(argv: list[str], env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
+        launched.update(env, argv=" ".join(argv))
+        host, port = argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]
+        return subprocess.Popen(standin_server(host, port, name=BUNDLED_NAME), env=env, start_new_session=True)
+
+    monkeypatch.setattr("agentscale.models.serving.server.spawn", spawn)
+    monkeypatch.setenv("SERVE_KEY", "s3cret-key")
+    target = Target(BUNDLED_NAME, str(tmp_path), None, EngineOptions())
+    server = start(target, "cpu", None, DEFAULT_HOST, shared=True, on_status=None, api_key_env="SERVE_KEY")
+    try:
+        _wait_ready(server, 30, None)  # its probe bears the key: without it, not ready until the timeout
+        assert launched["VLLM_API_KEY"] == "s3cret-key" and "s3cret-key" not in launched["argv"]
+        assert server.log_path is not None and "s3cret-key" not in server.log_path.read_text()
+        assert "s3cret-key" not in (cache / "servers.json").read_text()
+        port = server.endpoint.port
+        assert served_names(port) is None and served_names(port, api_key="s3cret-key") == {BUNDLED_NAME}
+        endpoint = await resolve_endpoint(ResolvedModel("m", f"local/{BUNDLED_NAME}"))
+        assert endpoint.api_key == "s3cret-key"  # a local route's calls bear it
+        _forget(server)  # as another process sees it: through the state file
+        found = find_running(BUNDLED_NAME, None, DEFAULT_HOST)
+        assert found is not None and found.port == port and found.api_key() == "s3cret-key"
+        monkeypatch.delenv("SERVE_KEY")
+        with pytest.raises(ServingError, match=r"key in \$SERVE_KEY, which is not set here"):
+            find_running(BUNDLED_NAME, None, DEFAULT_HOST)
+    finally:
+        stop(server)
+
+
 def test_waiting_on_another_processs_start_says_so(cache: Path) -> None:
     """A run waiting minutes on another process's server start (or conversion) printed nothing."""
     import fcntl
