@@ -8,6 +8,7 @@ from agentscale.errors import BudgetExceeded
 from agentscale.graphs.spec import Budget, ModelSpec, Price
 from agentscale.models.budget import RunLedger, Spend
 from agentscale.models.cost import call_flops, call_usd, compute_unit, estimate_prompt_tokens, known_total, model_flops
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.registry import ResolvedModel, params_from_name, resolve
 
 
@@ -151,3 +152,26 @@ def test_a_call_starting_exactly_at_the_time_cap_is_refused() -> None:
     with pytest.raises(BudgetExceeded, match="max_latency_s"):
         ledger.reserve(Spend(1, 1), modelled_s=5.0)
     ledger.reserve(Spend(1, 1), modelled_s=4.9)  # a little time left: allowed
+
+
+def test_the_price_map_prices_completion_tokens_at_the_output_rate() -> None:
+    """Output tokens cost several times input tokens on hosted models (gpt-4o-mini: 4x). Priced at
+    zero, or at the input rate, every hosted run's USD and its `max_usd` cap were off by that much.
+    Existing tests priced prompt tokens only (`completion_tokens=0`)."""
+    prices = get_litellm().model_cost["gpt-4o-mini"]
+    model = resolve("openai/gpt-4o-mini", None)
+    assert call_usd(model, 0, 1_000_000) == pytest.approx(prices["output_cost_per_token"] * 1e6)
+    assert call_usd(model, 1_000_000, 1_000_000) == pytest.approx(
+        (prices["input_cost_per_token"] + prices["output_cost_per_token"]) * 1e6
+    )
+    assert prices["output_cost_per_token"] != prices["input_cost_per_token"]  # the test tells them apart
+
+
+def test_an_alias_keeps_the_registrys_size_and_takes_its_own_concurrency() -> None:
+    """An alias for a bundled model that gives no `params_b` keeps the registry's size: lost, its calls
+    had no FLOPs and a `max_flops` budget never bit. Its `max_concurrency` is the gateway's limit."""
+    alias = resolve("small", ModelSpec(model="local/smollm2-135m", max_concurrency=2))
+    assert alias.params_b == pytest.approx(0.135) and alias.n_layers == 30
+    assert model_flops(alias, 10, 10) is not None
+    assert alias.max_concurrency == 2
+    assert resolve("small", ModelSpec(model="local/smollm2-135m")).max_concurrency is None

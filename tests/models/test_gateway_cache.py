@@ -1,4 +1,4 @@
-"""The gateway's response cache key, retry count, backoff cap and concurrency limits, against the
+"""The gateway's response cache key, retry count, backoff cap, concurrency limits and spend ledger rows, against the
 scripted OpenAI-compatible server over real HTTP and a real SQLite store."""
 
 from __future__ import annotations
@@ -7,11 +7,13 @@ import asyncio
 import time
 
 import pytest
+from sqlmodel import select
 
 from agentscale.errors import AgentScaleError, ModelCallError
 from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
 from agentscale.models.registry import ResolvedModel
 from agentscale.storage.db import Store
+from agentscale.storage.tables import SpendEntry
 from agentscale.testing import ScriptedServer
 from agentscale.testing.scripted_server import Rule
 
@@ -143,3 +145,109 @@ def test_agentscale_cache_switches_the_cache(monkeypatch: pytest.MonkeyPatch, va
     """`AGENTSCALE_CACHE=off` must turn the cache off (case and spaces aside), anything on-like keep it."""
     monkeypatch.setenv("AGENTSCALE_CACHE", f" {value} ")
     assert GatewaySettings.from_env().cache is cache
+
+
+async def test_cache_off_asks_again_what_an_earlier_run_cached(scripted: ScriptedServer, store: Store) -> None:
+    """`AGENTSCALE_CACHE=off` (cache=False) is how a user gets fresh answers from a database an
+    earlier run filled: a hit read from it anyway replayed the old answer and paid nothing."""
+    scripted.add_rule(Rule(replies=["Final answer: 4", "Final answer: 5"]))
+    model = _model(scripted)
+    first = await Gateway(store, GatewaySettings(max_retries=0)).complete(_ask(model, temperature=0.0))
+    fresh = await Gateway(store, GatewaySettings(max_retries=0, cache=False)).complete(_ask(model, temperature=0.0))
+    assert (first.cached, fresh.cached) == (False, False)
+    assert fresh.completion == "Final answer: 5"
+    assert len(scripted.completion_requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"temperature": 0.0}, {"temperature": 0.7}),  # greedy vs sampled slot 0
+        ({"temperature": 0.0, "max_tokens": 16}, {"temperature": 0.0, "max_tokens": 4096}),
+        ({"temperature": 0.0}, {"temperature": 0.0, "top_p": 0.5}),
+    ],
+    ids=["temperature", "max_tokens", "top_p"],
+)
+async def test_each_sampling_parameter_is_in_the_cache_key(
+    scripted: ScriptedServer, store: Store, first: dict[str, object], second: dict[str, object]
+) -> None:
+    """A node asking with another temperature, max_tokens or top_p must not get another node's cached
+    reply: a 16-token answer replayed for a 4096-token request came back cut short, and a greedy
+    answer replayed as a sample made every sampled slot the same."""
+    scripted.add_rule(Rule(replies=["Final answer: 4"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    model = _model(scripted)
+    await gateway.complete(_ask(model, **first))
+    other = await gateway.complete(_ask(model, **second))
+    assert not other.cached
+    assert len(scripted.completion_requests) == 2
+
+
+async def test_the_ledger_row_prices_prompt_and_completion_tokens_at_their_own_rates(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    """The scripted server counts words: 5 prompt tokens ("What is 2 + 2") and 3 completion tokens
+    ("Final answer: 4"). Output tokens cost 3x input here, as with most hosted models; prices swapped
+    (or one rate used for both) misreported every run's cost and let the spend cap pass or stop early."""
+    scripted.add_rule(Rule(replies=["Final answer: 4"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    model = _model(scripted, input_per_mtok=1.0, output_per_mtok=3.0, params_b=1.0)
+    result = await gateway.complete(_ask(model, temperature=0.0), run_id="r1", item_key="q1")
+    assert (result.prompt_tokens, result.completion_tokens) == (5, 3)
+    spend = store.spend("r1")
+    assert (spend["calls"], spend["prompt_tokens"], spend["completion_tokens"]) == (1, 5, 3)
+    assert spend["usd"] == pytest.approx((5 * 1.0 + 3 * 3.0) / 1e6)
+    with store.session() as session:
+        (row,) = session.exec(select(SpendEntry)).all()
+    assert (row.run_id, row.item_key, row.route) == ("r1", "q1", "hosted_vllm/scripted")
+    assert row.flops > 0
+
+
+async def test_a_calls_latency_counts_its_failed_attempts_and_the_cache_replays_it(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    """A call that waited out a 503 and a backoff took that time: its latency (what a latency cap and
+    a replay from the cache go by) counted only the last attempt, so a replayed run ran nodes its
+    live run had not had the time for."""
+    scripted.add_rule(Rule(status=503, times=1))
+    scripted.add_rule(Rule(replies=["Final answer: 4"]))
+    gateway = Gateway(store, GatewaySettings(max_retries=1, backoff_s=0.4, max_backoff_s=0.4))
+    model = _model(scripted)
+    paid = await gateway.complete(_ask(model, temperature=0.0))
+    assert paid.attempts == 2
+    assert paid.latency_s >= 0.2  # the backoff alone sleeps 0.2-0.4 s
+    hit = await gateway.complete(_ask(model, temperature=0.0))
+    assert hit.cached and hit.latency_s == pytest.approx(paid.latency_s)
+
+
+def test_cache_keys_of_requests_without_a_schema_are_unchanged() -> None:
+    """Pinned: the key of a request without `json_schema` leaves the schema out entirely (the
+    comment at `_compute_cache_key`), and never depends on the endpoint or the key."""
+    here = ResolvedModel("m", "hosted_vllm/scripted", api_base="http://x/v1")
+    there = ResolvedModel("other-alias", "hosted_vllm/scripted", api_base="http://y/v1", api_key_env="K")
+    messages = [{"role": "user", "content": "What is 2 + 2"}]
+    greedy = "08a01e565326fc55c9e9ab854876605f2d31057afa4d4451dd7948c5b9b19983"
+    assert CallRequest(here, messages, temperature=0.0).cache_key() == greedy
+    assert CallRequest(there, messages, temperature=0.0).cache_key() == greedy
+    sampled = CallRequest(here, messages, temperature=0.7, sample_index=2, top_p=0.9, max_tokens=64)
+    assert sampled.cache_key() == "9ff376ea5a3c50ca92370e5993413e09810dfeb7c6e34fb85c8e5e06f01a18ed"
+
+
+async def test_two_servers_of_one_provider_each_get_their_own_call_slots(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    """Two vLLM servers behind `hosted_vllm/` aliases, `max_concurrency: 1` each, serve a call each at
+    once; slots keyed by the provider prefix made them share one (half the throughput, and a slow
+    server held up the other's calls). Two names of the scripted server stand for the two servers."""
+    scripted.latency_s = 0.3
+    gateway = Gateway(store, GatewaySettings(max_retries=0))
+    first = ResolvedModel("a", "hosted_vllm/scripted", api_base=scripted.api_base, max_concurrency=1)
+    second = ResolvedModel(
+        "b", "hosted_vllm/scripted", api_base=scripted.api_base.replace("127.0.0.1", "localhost"), max_concurrency=1
+    )
+    results = await asyncio.gather(
+        gateway.complete(CallRequest(first, [{"role": "user", "content": "What is 1 + 1"}])),
+        gateway.complete(CallRequest(second, [{"role": "user", "content": "What is 2 + 2"}])),
+    )
+    assert all(r.completion for r in results)
+    assert scripted.peak_concurrency == 2

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.graphs.spec import Budget
 from agentscale.models import endpoints as endpoints_module
+from agentscale.models.budget import CallTime, RunLedger
 from agentscale.models.endpoints import Endpoint, register_endpoint_resolver
 from agentscale.models.gateway import CallRequest, Gateway, GatewaySettings
+from agentscale.models.litellm_loader import get_litellm
 from agentscale.models.local import LOCAL_TIMEOUT_S
 from agentscale.models.registry import ResolvedModel
+from agentscale.storage.db import Store
 from agentscale.testing import ScriptedServer
 from agentscale.testing.scripted_server import Rule
 
@@ -62,3 +67,45 @@ def test_settings_that_cannot_work_are_refused(setting: dict[str, float], messag
     """max_concurrency=0 left no call slot: every call waited forever (the YAML's own check said >= 1)."""
     with pytest.raises(AgentScaleError, match=message):
         GatewaySettings(**setting)  # type: ignore[arg-type]
+
+
+def _ask(scripted: ScriptedServer, text: str = "What is 2 + 2") -> CallRequest:
+    model = ResolvedModel("m", "hosted_vllm/scripted", api_base=scripted.api_base)
+    return CallRequest(model, [{"role": "user", "content": text}], temperature=0.0)
+
+
+async def test_a_generous_time_budget_does_not_lengthen_the_calls_timeout(
+    scripted: ScriptedServer, store: Store
+) -> None:
+    """`timeout_s` bounds each attempt; a budget of 30 s must not turn it into 30 s per attempt (a hung
+    server then held the run's only slot for its whole budget instead of `timeout_s`)."""
+    scripted.add_rule(Rule(replies=["Final answer: 4"], latency_s=2.0))
+    gateway = Gateway(store, GatewaySettings(timeout_s=0.3, max_retries=0))
+    get_litellm()  # its import (seconds, once per process) is not the call's time
+    started = time.perf_counter()
+    with pytest.raises(ModelCallError, match=r"[Tt]imed out|[Tt]imeout") as failed:
+        await gateway.complete(_ask(scripted), clock=CallTime(RunLedger(Budget(max_latency_s=30.0))))
+    assert time.perf_counter() - started < 1.8
+    assert not failed.value.out_of_time  # the call's own timeout, not the budget, ended it
+
+
+async def test_a_timeout_the_budget_did_not_cut_short_is_retried(scripted: ScriptedServer, store: Store) -> None:
+    """With time left in the budget, an attempt that ran out of its own `timeout_s` is retried, as
+    without a budget; taken for the budget's end, one slow reply lost the item."""
+    scripted.add_rule(Rule(replies=["slow"], latency_s=2.0, times=1))
+    scripted.add_rule(Rule(replies=["Final answer: 4"]))
+    gateway = Gateway(store, GatewaySettings(timeout_s=0.3, max_retries=1, backoff_s=0.01, max_backoff_s=0.02))
+    result = await gateway.complete(_ask(scripted), clock=CallTime(RunLedger(Budget(max_latency_s=30.0))))
+    assert (result.completion, result.attempts) == ("Final answer: 4", 2)
+
+
+def test_unset_overrides_keep_the_defaults_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--timeout` not given reaches `from_env(timeout_s=None)`: taken as a value, every command
+    without it failed with "timeout_s must be a number of seconds, got None", and AGENTSCALE_TIMEOUT_S
+    was overridden by nothing."""
+    for name in ("AGENTSCALE_CACHE", "AGENTSCALE_TIMEOUT_S", "AGENTSCALE_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    assert GatewaySettings.from_env(timeout_s=None, max_retries=None, cache=None) == GatewaySettings()
+    monkeypatch.setenv("AGENTSCALE_TIMEOUT_S", "600")
+    assert GatewaySettings.from_env(timeout_s=None).timeout_s == 600.0
+    assert GatewaySettings.from_env(timeout_s=5).timeout_s == 5  # an explicit value wins

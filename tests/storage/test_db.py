@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel, select
 from agentscale import Graph, Store
 from agentscale.errors import AgentScaleError
 from agentscale.storage._opening import unopenable
-from agentscale.storage.tables import CacheEntry, NodeCall, SpendEntry
+from agentscale.storage.tables import CacheEntry, NodeCall, RunItem, SpendEntry, Trial
 from agentscale.testing import ScriptedServer
 
 
@@ -483,3 +483,88 @@ def test_a_store_that_finished_a_run_is_not_kept_once_dropped(tmp_path: Path) ->
         del store
     gc.collect()
     assert [ref() for ref in stores] == [None, None, None]
+
+
+def _item(run_id: str, key: str) -> RunItem:
+    return RunItem(run_id=run_id, item_key=key, question="q")
+
+
+def _trial(run_id: str, seq: int) -> Trial:
+    return Trial(
+        run_id=run_id,
+        seq=seq,
+        iteration=seq,
+        kind="search",
+        key=f"k{seq}",
+        candidate_json="{}",
+        n_items=1,
+        correct=0,
+        accuracy=0.0,
+        compute=0.0,
+        latency_s=0.0,
+        tokens=0,
+    )
+
+
+def test_dropping_items_by_prefix_deletes_those_and_only_those(tmp_path: Path) -> None:
+    """A resume asks one evaluation's items again (`t1:`): `t10:`'s and `t2:`'s stay answered, and
+    those of `t1:` go with their node calls (left, they were stored twice)."""
+    store = Store(tmp_path / "d.db")
+    run = store.create_run("optimize")
+    keys = ["t1:q0", "t1:q1", "t10:q0", "t2:q0"]
+    store.add_all([_item(run.id, key) for key in keys])
+    store.add_all([NodeCall(run_id=run.id, item_key=key, node_id="n", role="r") for key in keys])
+    store.drop_items(run.id, "t1:")
+    assert [item.item_key for item in store.run_items(run.id)] == ["t10:q0", "t2:q0"]
+    assert [call.item_key for call in store.node_calls(run.id)] == ["t10:q0", "t2:q0"]
+
+
+def test_dropping_trials_from_a_seq_keeps_the_ones_before_it(tmp_path: Path) -> None:
+    """`drop_trials(run, 2)`: evaluations 2 on (and their items) are asked again, evaluation 1 is
+    reused; keeping evaluation 2 reused a trial whose items were deleted."""
+    store = Store(tmp_path / "t.db")
+    run = store.create_run("optimize")
+    store.add_all([_trial(run.id, seq) for seq in (1, 2, 3)])
+    store.add_all([_item(run.id, f"t{seq}:q0") for seq in (1, 2, 3)])
+    store.drop_trials(run.id, 2)
+    assert [trial.seq for trial in store.trials(run.id)] == [1]
+    assert [item.item_key for item in store.run_items(run.id)] == ["t1:q0"]
+
+
+def test_runs_are_listed_newest_first(tmp_path: Path) -> None:
+    """`runs list` shows the latest `limit` runs: oldest first, a busy database showed only its first 50."""
+    store = Store(tmp_path / "l.db")
+    ids = [store.create_run("run").id for _ in range(3)]
+    assert [run.id for run in store.list_runs()] == ids[::-1]
+    assert [run.id for run in store.list_runs(limit=1)] == [ids[-1]]
+
+
+def test_false_and_zero_values_are_stored_as_given_not_as_defaults(tmp_path: Path) -> None:
+    """A wrong answer's `correct=False` read back as None (unscored), and a free call's `usd=0.0` as
+    an unknown price, if a falsy value were replaced by the column's default."""
+    store = Store(tmp_path / "z.db")
+    run = store.create_run("eval")
+    store.insert([(RunItem, {"run_id": run.id, "item_key": "q0", "question": "q", "correct": False})])
+    store.record_call(
+        None, {"run_id": run.id, "route": "r", "prompt_tokens": 1, "completion_tokens": 1, "flops": 0.0, "usd": 0.0}
+    )
+    (item,) = store.run_items(run.id)
+    assert item.correct is False
+    assert store.spend(run.id)["usd"] == 0.0
+    with store.session() as session:
+        (row,) = session.exec(select(SpendEntry)).all()
+    assert row.usd == 0.0
+
+
+def test_a_database_lacking_a_table_added_since_gains_it(tmp_path: Path) -> None:
+    """A database an earlier release wrote has some of agentscale's tables, not one added since: it
+    must be created on open (left out, the first optimization on it failed with "no such table")."""
+    path = tmp_path / "old.db"
+    Store(path).close()
+    with sqlite3.connect(path) as old:
+        old.execute("DROP TABLE trial")
+    store = Store(path)
+    assert store.trials("any") == []
+    run = store.create_run("optimize")
+    store.add(_trial(run.id, 1))
+    assert [trial.seq for trial in store.trials(run.id)] == [1]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from socket import gethostname
@@ -16,7 +18,7 @@ import pytest
 from agentscale.cli.app import main
 from agentscale.errors import RunBusy
 from agentscale.storage.db import Store
-from agentscale.storage.owner import current_owner, owner_alive
+from agentscale.storage.owner import claim_in_this_process, current_owner, owner_alive
 
 
 def _python(code: str, db: Path) -> subprocess.Popen[str]:
@@ -115,3 +117,58 @@ def test_an_owner_of_another_boot_or_host_or_a_zombie(tmp_path: Path) -> None:
         assert owner_alive(f"{host}/{boot}/{child.pid}/{start_of_child}") is False
     finally:
         child.wait()
+
+
+def test_a_resume_loses_the_run_another_process_claimed_after_it_looked(tmp_path: Path) -> None:
+    """The claim is one conditional UPDATE (`owner IS <seen> AND status = <seen>`): a resume that saw
+    the run free, then waited for the write lock while another process claimed it, must be refused.
+    An unconditional UPDATE took the run over: both resumes ran, and paid for every call twice."""
+    path = tmp_path / "race.db"
+    store = Store(path)
+    run = store.create_run("eval", claim=False)  # `created`: free for whoever starts it
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host, boot, _, _ = current_owner().split("/")
+        start = Path(f"/proc/{other.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the other process holds the write lock
+        outcome: list[BaseException | None] = []
+
+        def resume() -> None:
+            try:
+                store.reopen_run(run.id)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        resuming = threading.Thread(target=resume)
+        resuming.start()
+        time.sleep(0.5)  # it has read the run (free) and waits for the write lock
+        holder.execute(
+            "UPDATE run SET status = 'running', owner = ? WHERE id = ?", (f"{host}/{boot}/{other.pid}/{start}", run.id)
+        )
+        holder.execute("COMMIT")
+        holder.close()
+        resuming.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], RunBusy)
+        assert store.get_run(run.id).owner.split("/")[2] == str(other.pid)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_run_held_in_this_process_is_refused_a_second_time_until_let_go(tmp_path: Path) -> None:
+    """`asyncio.gather(e.run(), e.run())` ran every item twice and paid for every call twice: the
+    owner check looks at other processes only, so this process keeps its own list."""
+    database = tmp_path / "a.db"
+    with claim_in_this_process(database, "r1"):
+        same_file_named_otherwise = tmp_path / "." / "a.db"
+        with (
+            pytest.raises(RunBusy, match="running in this process already"),
+            claim_in_this_process(same_file_named_otherwise, "r1"),
+        ):
+            pass
+        with claim_in_this_process(database, "r2"):  # another run of the file is free
+            pass
+    with claim_in_this_process(database, "r1"):  # let go: runnable again
+        pass
