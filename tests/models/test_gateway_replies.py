@@ -125,6 +125,9 @@ def test_a_reply_without_usage_is_counted_by_estimate(make_graph, scripted: Scri
         assert result.answer == "4"
         assert result.usage.prompt_tokens > 5 and result.usage.completion_tokens > 5
         assert store.spend(result.run_id)["prompt_tokens"] == result.usage.prompt_tokens
+    scripted.reset()  # a reply of under four characters is still at least one token (a mutation audit)
+    scripted.add_rule(Rule(body=_reply("4", usage=False)))
+    assert graph.run("What is 2 + 2? (short)").usage.completion_tokens == 1
 
 
 def test_a_negative_token_count_is_estimated_not_subtracted(make_graph, scripted: ScriptedServer, store: Store) -> None:  # type: ignore[no-untyped-def]

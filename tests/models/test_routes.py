@@ -105,6 +105,26 @@ def test_a_prefix_with_a_registered_resolver_is_not_litellm_s_to_judge() -> None
         endpoints_module._RESOLVERS.pop("routestest/", None)
 
 
+def test_a_plugin_does_not_replace_a_resolver_registered_before_it() -> None:
+    """`replace=False` (how plug-ins register) keeps the resolver already there, say a test's or the
+    app's own; `replace=True` takes over (a mutation audit: the flag was not tested)."""
+
+    async def first(model: ResolvedModel) -> Endpoint:
+        return Endpoint("openai/first")
+
+    async def second(model: ResolvedModel) -> Endpoint:
+        return Endpoint("openai/second")
+
+    register_endpoint_resolver("routestest/", first)
+    try:
+        register_endpoint_resolver("routestest/", second, replace=False)
+        assert endpoints_module._RESOLVERS["routestest/"] is first
+        register_endpoint_resolver("routestest/", second)
+        assert endpoints_module._RESOLVERS["routestest/"] is second
+    finally:
+        endpoints_module._RESOLVERS.pop("routestest/", None)
+
+
 def test_a_coordinators_evaluator_route_is_checked_at_load() -> None:
     """The coordinator's `evaluator` names a route like any node: misspelt, it failed every round's
     evaluation call mid-run instead of at load."""
