@@ -267,5 +267,6 @@ def _print_endpoints(endpoints: list[VllmEndpoint]) -> None:
             "litellm_model": endpoints[0].litellm_model,
             "api_base": [e.api_base for e in endpoints],
             "pids": [e.pid for e in endpoints],
+            "api_key_env": endpoints[0].api_key_env,  # the route needs it: without it every call is a 401
         }
     )

@@ -63,8 +63,13 @@ def mcnemar_interval(only_first: int, only_second: int, n: int) -> tuple[float, 
     the difference. It is the inversion of `mcnemar_exact`, so it excludes 0 exactly when p < 0.05
     (the normal interval excluded 0 beside p = 0.057: the report said both)."""
     discordant = only_first + only_second
-    if n <= 0 or discordant == 0:
+    if n <= 0:
         return (0.0, 0.0)
+    if discordant == 0:  # no split to condition on: the difference is at most the share of discordant
+        # items, whose exact upper bound with none seen is 1 - 0.025^(1/n) (it was [0, 0]: exactly equal,
+        # however few the items, and any cost gap between two such graphs read as significant)
+        bound = 1.0 - 0.025 ** (1.0 / n)
+        return (-bound, bound)
     low = 0.0 if only_first == 0 else _root(lambda p: _at_least(only_first, discordant, p) - 0.025)
     high = 1.0 if only_second == 0 else _root(lambda p: _at_least(only_first + 1, discordant, p) - 0.975)
     scale = discordant / n

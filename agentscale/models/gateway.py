@@ -331,6 +331,7 @@ class Gateway:
                 node=node,
                 endpoint=exc.endpoint,
                 out_of_time=exc.out_of_time,  # the same time budget's end, seen by both askers
+                latency_s=exc.latency_s,
             ) from exc
         except TimeoutError:  # only a time budget bounds the wait
             raise ModelCallError(
@@ -407,7 +408,7 @@ class Gateway:
                     ) from exc
                 await asyncio.sleep(delay)
                 if endpoint.refresh is not None and refused_connection(exc):
-                    endpoint = await self._refreshed(endpoint, node=node, where=where)
+                    endpoint = await self._refreshed(endpoint, node=node, where=where, since=first_sent)
                     where = endpoint.where or request.model.route
                 continue
             latency = time.perf_counter() - first_sent  # the retries' time too: the call took it all
@@ -445,7 +446,7 @@ class Gateway:
         self.store.record_call(entry, spend)
 
     @staticmethod
-    async def _refreshed(endpoint: Endpoint, *, node: str | None, where: str | None) -> Endpoint:
+    async def _refreshed(endpoint: Endpoint, *, node: str | None, where: str | None, since: float) -> Endpoint:
         """The endpoint found again after a refused connection; failing that (no room to restart a
         server, ...), the call fails like any other, so one item is lost, not the whole run."""
         assert endpoint.refresh is not None
@@ -453,7 +454,10 @@ class Gateway:
             return await endpoint.refresh()
         except AgentScaleError as exc:
             raise ModelCallError(
-                f"the server refused the connection and could not be found again: {exc}", node=node, endpoint=where
+                f"the server refused the connection and could not be found again: {exc}",
+                node=node,
+                endpoint=where,
+                latency_s=time.perf_counter() - since,  # the attempts' time, from the first
             ) from exc
 
     async def _call(self, endpoint: Endpoint, request: CallRequest, timeout: float, *, budgeted: bool = False) -> Any:

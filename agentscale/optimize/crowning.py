@@ -160,11 +160,12 @@ def _shrink(
     """Empirical-Bayes shrinkage of each estimate toward their mean, by its sampling variance:
     (posterior mean, posterior standard deviation) per graph. The floors are in accuracy units,
     scaled to the rewards' (`accuracy_weight`): a weight of 2 shrank less than the same search at 1."""
-    floor = 1e-4 * accuracy_weight**2
+    unit = abs(accuracy_weight) or 1.0  # a weight of 0 (cost alone) left both floors 0, and 0 / 0 below
+    floor = 1e-4 * unit**2
     means = np.array([e[0] for e in estimates.values()])
     noise = np.array([max(e[1], floor) / e[2] for e in estimates.values()])
     centre = float(means.mean())
-    spread = max(float(means.var()) - float(noise.mean()), (PRIOR_SPREAD * accuracy_weight) ** 2)
+    spread = max(float(means.var()) - float(noise.mean()), (PRIOR_SPREAD * unit) ** 2)
     shrunk = {}
     for key, (mean, variance, n) in estimates.items():
         sampling = max(variance, floor) / n

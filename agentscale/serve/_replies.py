@@ -51,13 +51,14 @@ def usage_of(result: RunResult) -> dict[str, int]:
 
 
 def finish_reason_of(result: RunResult) -> str:
-    """`length` when a reply that gave the answer stopped at its max_tokens, else `stop`.
+    """`length` when every model reply that gave the answer stopped at its max_tokens, else `stop`.
 
     Why: a client reads "length" as "the text may be cut, ask again with more tokens"; a graph whose
-    answering node was cut said "stop", so the cut answer read as a whole one. Any answered node
-    whose answer is the graph's counts: a vote passes its inputs' answer on unchanged."""
-    cut = any(t.status == "ok" and t.truncated and t.answer == result.answer for t in result.trace)
-    return "length" if cut else "stop"
+    answering node was cut said "stop", so the cut answer read as a whole one. Every answered call
+    whose answer is the graph's counts (a vote passes its inputs' answer on unchanged), and one whole
+    reply giving it (another sample, a reviser) makes it whole."""
+    givers = [t for t in result.trace if t.status == "ok" and t.route and t.answer == result.answer]
+    return "length" if givers and all(t.truncated for t in givers) else "stop"
 
 
 def run_of(result: RunResult) -> dict[str, Any]:

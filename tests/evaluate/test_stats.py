@@ -41,7 +41,10 @@ def test_the_paired_interval_excludes_zero_exactly_when_mcnemar_rejects() -> Non
             low, high = mcnemar_interval(only_first, only_second, 80)
             assert low <= (only_first - only_second) / 80 <= high
             assert (low > 0 or high < 0) == (mcnemar_exact(only_first, only_second) < 0.05)
-    assert mcnemar_interval(0, 0, 10) == (0.0, 0.0)
+    # no discordant item: not [0, 0] (exactly equal however few the items; a review) but within the
+    # share of discordant items the exact bound allows, 1 - 0.025^(1/n)
+    assert mcnemar_interval(0, 0, 10) == pytest.approx((-(1 - 0.025**0.1), 1 - 0.025**0.1))
+    assert mcnemar_interval(0, 0, 100)[1] == pytest.approx(0.0362, abs=1e-4)
     assert mcnemar_interval(5, 0, 10)[1] == pytest.approx(0.5)  # every discordant item the first's at most
 
 

@@ -354,3 +354,21 @@ def test_observations_without_a_shared_item_are_returned_as_they_are() -> None:
     first = observed(voted("small", 3), set(TRAIN[:3]), TRAIN[:5])
     second = observed(voted("big", 3), set(TRAIN[5:8]), TRAIN[5:10])
     assert on_shared_items([first, second]) == [first, second]
+
+
+def test_two_graphs_alike_on_every_item_are_not_told_apart_by_their_cost_gap() -> None:
+    """No discordant item gave the interval [gap, gap], so any compute gap read as "apart" and the
+    warning went silent on a 2-item split (a review)."""
+    items = TRAIN[:2]
+    a = replace(observed(voted("big", 3), set(items), items, compute=16.0), reward=1.0 - 0.016)
+    b = replace(observed(voted("big", 2), set(items), items, compute=24.0), reward=1.0 - 0.024)
+    assert crown([a, b], accuracy_weight=1.0).warning is not None
+
+
+def test_ranking_at_an_accuracy_weight_of_zero_does_not_divide_by_zero() -> None:
+    """`objective: {accuracy: 0, cost: 1}` is valid; the shrinkage floors scaled by the weight became 0
+    and one searched graph made `_shrink` divide 0 by 0 after the search had spent its budget (a review)."""
+    outcomes = {"q0": True, "q1": False}
+    searched = Observation(voted("big", 3), 0.5, 16.0, 0.0, 2, reward=-0.1, outcomes=outcomes)
+    single_call = Observation(single("big"), 0.5, 8.0, 0.0, 2, reward=-0.05, outcomes=outcomes)
+    assert rank([searched], [single_call], accuracy_weight=0.0, cautious=True) == [searched.candidate]

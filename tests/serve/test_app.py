@@ -643,3 +643,7 @@ def test_an_answer_from_a_reply_cut_at_max_tokens_finishes_with_length(served: s
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     whole = client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 7 + 4?"}])
     assert whole.choices[0].finish_reason == "stop"
+    # one whole reply giving the answer makes it whole (the vote's other input was cut; a review)
+    scripted.add_rule(Rule(pattern="What is 5 \\+", replies=["5 + 3 = 8 because"], finish_reason="length", times=1))
+    mixed = client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 5 + 3?"}])
+    assert (mixed.choices[0].message.content, mixed.choices[0].finish_reason) == ("8", "stop")

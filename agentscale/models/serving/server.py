@@ -89,6 +89,10 @@ class PortInUseError(ServingError):
     """The requested port is taken by something that does not serve the requested model."""
 
 
+class KeyNotHere(ServingError):
+    """A server was started with an API key whose variable this process does not have."""
+
+
 class ServerStartError(ServingError):
     """A vLLM server exited or did not become ready; the message quotes the end of its log."""
 
@@ -127,7 +131,7 @@ def key_from(variable: str | None, server: str) -> str | None:
         return None
     key = os.environ.get(variable)
     if not key:
-        raise ServingError(
+        raise KeyNotHere(
             f"{server} was started with the API key in ${variable}, which is not set here; set it to reach the server"
         )
     return key
@@ -265,7 +269,7 @@ def find_server(name_or_path: str, *, port: int | None = None) -> VllmEndpoint |
         return known
     try:
         return find_running(served_name, port, DEFAULT_HOST)
-    except PortInUseError:
+    except (PortInUseError, KeyNotHere):  # listing needs no key: a server out of reach is not running here
         return None
 
 
@@ -441,10 +445,11 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
     """A healthy server for the model on ``port``, in the state file, or on the default port."""
     if port is not None:
         recorded = state.entry_on(port)
-        key_env = state.key_env_of(recorded) if recorded is not None else None
+        alive = recorded is not None and pid_alive(int(recorded["pid"]))  # read before the file drops the dead
+        key_env = state.key_env_of(recorded) if recorded is not None and alive else None
         names = served_names(port, host, api_key=key_from(key_env, f"the server on port {port}"))
         if names is not None and served_name in names:
-            pid = int(recorded["pid"]) if recorded is not None else None
+            pid = int(recorded["pid"]) if recorded is not None and alive else None
             return _endpoint(port, served_name, pid=pid, host=host, api_key_env=key_env)
         if not port_free(host, port):
             what = f"a server for {sorted(names)}" if names else "another program"
@@ -453,16 +458,24 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
                 "to let agentscale pick a free one"
             )
         return None
+    locked_out: KeyNotHere | None = None  # a keyed server this process cannot reach: said if none else serves
     for entry in state.entries():
         pid, entry_port, entry_host = int(entry["pid"]), int(entry["port"]), state.host_of(entry)
         if entry.get("name") != served_name or not pid_alive(pid):
             continue
         endpoint = _endpoint(entry_port, served_name, pid=pid, host=entry_host, api_key_env=state.key_env_of(entry))
-        if serves(entry_port, served_name, entry_host, endpoint.api_key()):
+        try:
+            key = endpoint.api_key()
+        except KeyNotHere as exc:
+            locked_out = locked_out or exc
+            continue
+        if serves(entry_port, served_name, entry_host, key):
             return endpoint
     shared = shared_port()
     if serves(shared, served_name, DEFAULT_HOST):
         return _endpoint(shared, served_name, pid=state.pid_on(shared))
+    if locked_out is not None:  # rather than start a second server beside it
+        raise locked_out
     return None
 
 
@@ -534,6 +547,8 @@ def start(
         header = f"# agentscale: {' '.join(argv)}\n# env: {json.dumps(env_extra)}\n"
         log.write(header.encode())
         log.flush()
+        if api_key_env is None and os.environ.get(API_KEY_ENV):  # vLLM would ask for it: record where it is
+            api_key_env = API_KEY_ENV
         key = key_from(api_key_env, f"{target.served_name} on port {port}")
         process = spawn(argv, {**os.environ, **env_extra, **({API_KEY_ENV: key} if key else {})}, log)
     endpoint = _endpoint(

@@ -174,6 +174,7 @@ def test_a_model_already_served_there_is_said_in_json_too(capsys: pytest.Capture
         out, err = capsys.readouterr()
     assert code == 0 and "already served" in err
     assert json.loads(out)["api_base"] == [f"http://127.0.0.1:{port}/v1"]
+    assert json.loads(out)["api_key_env"] is None  # the variable a route needs when it asks for a key
 
 
 def test_a_port_another_program_holds_is_named_with_serves_own_fix(capsys: pytest.CaptureFixture[str]) -> None:

@@ -593,7 +593,16 @@ async def test_a_server_started_with_a_key_asks_for_it_and_other_processes_reach
         assert found is not None and found.port == port and found.api_key() == "s3cret-key"
         monkeypatch.delenv("SERVE_KEY")
         with pytest.raises(ServingError, match=r"key in \$SERVE_KEY, which is not set here"):
-            find_running(BUNDLED_NAME, None, DEFAULT_HOST)
+            find_running(BUNDLED_NAME, None, DEFAULT_HOST)  # rather than start a second server beside it
+        assert find_server(BUNDLED_NAME) is None  # `models list` needs no key: it failed outright (a review)
+    finally:
+        stop(server)
+    launched.clear()  # a VLLM_API_KEY the user exported makes vLLM ask for it: recorded as the variable
+    monkeypatch.setenv("VLLM_API_KEY", "exported")
+    server = start(target, "cpu", None, DEFAULT_HOST, shared=True, on_status=None)
+    try:
+        _wait_ready(server, 30, None)  # its probe was refused until the start timed out (a review)
+        assert server.endpoint.api_key_env == "VLLM_API_KEY" and launched["VLLM_API_KEY"] == "exported"
     finally:
         stop(server)
 
