@@ -61,6 +61,7 @@ def test_an_empty_reply_is_asked_again_not_replayed_from_the_cache(make_graph, s
         (node,) = empty_reply.trace
         assert empty_reply.answer is None and node.status == "failed"  # so --retry-errors asks it again
         assert node.error == "the model returned no text" and empty_reply.usage.calls == 1  # it was paid
+        assert node.completion_tokens == 0  # usage zeros: no text, so no completion token to estimate
         recovered = graph.run(f"What is 4 + {len(str(empty))}?")
         assert recovered.answer is not None and recovered.usage.cached_calls == 0
         assert len(scripted.completion_requests) == 2

@@ -69,3 +69,25 @@ async def test_a_failed_calls_latency_leaves_out_its_wait_for_the_endpoints_slot
     answered, failed = await asyncio.gather(calls.call(slow, asking("slow")), calls.call(refused, asking("refused")))
     assert answered is not None and failed is None and refused.status == "failed"
     assert slow.latency_s >= 1.0 and refused.latency_s < 0.5, (slow.latency_s, refused.latency_s)
+
+
+async def test_a_call_that_shared_a_failed_request_in_flight_takes_its_latency(
+    scripted: ScriptedServer, gateway: Gateway
+) -> None:
+    """A node asking what another node's call was already asking waits for that call; when it failed,
+    the second node's latency was the time since it asked, the first's wait for the slot included (a
+    review of the slot-wait change)."""
+    scripted.add_rule(Rule(pattern="slow", latency_s=1.0))
+    scripted.add_rule(Rule(pattern="refused", status=400))
+    model = resolve("m", ModelSpec(model="hosted_vllm/scripted", api_base=scripted.api_base, max_concurrency=1))
+
+    def asking(text: str) -> CallRequest:
+        return CallRequest(model, [{"role": "user", "content": text}], temperature=0.0, max_tokens=50)
+
+    calls = ModelCalls(gateway)
+    slow, first, second = NodeTrace("a", "assistant"), NodeTrace("b", "assistant"), NodeTrace("c", "assistant")
+    await asyncio.gather(
+        calls.call(slow, asking("slow")), calls.call(first, asking("refused")), calls.call(second, asking("refused"))
+    )
+    assert (first.status, second.status) == ("failed", "failed") and "in flight" in (second.error or "")
+    assert slow.latency_s >= 1.0 and second.latency_s < 0.5, (slow.latency_s, second.latency_s)
