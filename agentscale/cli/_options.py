@@ -132,6 +132,17 @@ def refuse_missing_file(path: Path) -> None:
         read_text(path)  # raises, naming what is wrong
 
 
+def api_key_of(api_key_env: str | None) -> str | None:
+    """The key an `--api-key-env VAR` option names (None without the option), refused before anything
+    starts when the variable is unset or empty (serve-graph and serve)."""
+    if api_key_env is None:
+        return None
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
+    return key
+
+
 def warn_if_open(host: str, what: str) -> None:
     """Warn that a server listening on `host` without a key lets anyone who reaches it do `what`,
     unless `host` is this machine's loopback (a security review: `--host 0.0.0.0` said only "no auth")."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,8 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json
-from agentscale.cli._options import JsonOption, warn_if_open
-from agentscale.errors import AgentScaleError
+from agentscale.cli._options import JsonOption, api_key_of, warn_if_open
 
 if TYPE_CHECKING:
     from agentscale.models.pull import PullResult
@@ -221,10 +219,8 @@ def serve_command(
     """
     from agentscale.models.serving import EngineOptions, serve_foreground
 
-    if api_key_env is None:
+    if api_key_of(api_key_env) is None:
         warn_if_open(host, "uses the model (vLLM is started without an API key; give --api-key-env VAR)")
-    elif not os.environ.get(api_key_env):  # said before anything starts, as serve-graph does
-        raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
     options = EngineOptions(
         dtype=dtype,
         max_model_len=max_model_len,

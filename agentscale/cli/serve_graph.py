@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 from pathlib import Path
@@ -13,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agentscale.cli._console import err
-from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway, warn_if_open
+from agentscale.cli._options import (
+    DbOption,
+    NoCacheOption,
+    api_key_of,
+    checked_graph_text,
+    make_gateway,
+    warn_if_open,
+)
 from agentscale.errors import AgentScaleError
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 
@@ -59,11 +65,7 @@ def serve_graph_command(
     from agentscale.runtime.graph import Graph
     from agentscale.serve.app import create_app
 
-    api_key = None
-    if api_key_env is not None:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
+    api_key = api_key_of(api_key_env)
     text = checked_graph_text(graph_file)
     graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), source=str(graph_file))
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
