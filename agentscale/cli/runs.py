@@ -222,8 +222,6 @@ def show_command(
     if not every_item:
         above = " (the node calls that finished before it stopped are above)" if unanswered else ""
         err.print(f"no items recorded{above}")
-    elif not items and not left_out:
-        err.print("no item was scored wrong or had a failed call")
 
 
 def _chosen_items(
