@@ -25,11 +25,15 @@ class PairedDifference:
     error, the discordant counts, and the exact McNemar test of the right/wrong verdicts."""
 
     n: int
-    mean: float
     only_first: int
     only_second: int
     scale: float = 1.0  # what one item's verdict is worth (the accuracy weight)
     offset: float = 0.0  # the gap of the terms that do not depend on the items
+
+    @property
+    def mean(self) -> float:
+        """The mean per-item difference (the offset alone on no shared item)."""
+        return self.scale * (self.only_first - self.only_second) / self.n + self.offset if self.n else self.offset
 
     @property
     def stderr(self) -> float:
@@ -46,9 +50,13 @@ class PairedDifference:
         split (`mcnemar_interval`), scaled and offset like the per-item differences. For verdicts
         alone it excludes 0 exactly when `p_value` < 0.05 (the report prints both); with a cost or
         latency gap it is the objective's, and `accuracy_ci95` is the one `p_value` agrees with."""
+        return self._objective_interval(self.accuracy_ci95)
+
+    def _objective_interval(self, accuracy: tuple[float, float]) -> tuple[float, float]:
+        """`accuracy` (the accuracy difference's interval) scaled and offset like the per-item differences."""
         if self.n == 0:
             return (-math.inf, math.inf)
-        low, high = (self.scale * bound + self.offset for bound in self.accuracy_ci95)
+        low, high = (self.scale * bound + self.offset for bound in accuracy)
         return (min(low, high), max(low, high))
 
     @property
@@ -88,8 +96,8 @@ class PairedDifference:
         return max(math.floor(root**2) + 1, self.n + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        low, high = self.ci95
-        accuracy_low, accuracy_high = self.accuracy_ci95
+        accuracy_low, accuracy_high = accuracy = self.accuracy_ci95  # root finding: once
+        low, high = self._objective_interval(accuracy)
         return {
             "n": self.n,
             "difference": self.mean,
@@ -109,6 +117,4 @@ def paired_difference(
     shared = first.keys() & second.keys()
     only_first = sum(1 for k in shared if first[k] and not second[k])
     only_second = sum(1 for k in shared if second[k] and not first[k])
-    n = len(shared)
-    mean = scale * (only_first - only_second) / n + offset if n else offset
-    return PairedDifference(n, mean, only_first, only_second, scale, offset)
+    return PairedDifference(len(shared), only_first, only_second, scale, offset)
