@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from openai.types.chat import ChatCompletionChunk
 
 from agentscale import Graph, Store
 from agentscale.serve.app import create_app
@@ -52,6 +53,18 @@ def _warmed(graph: Graph) -> Graph:
     stopped before its first call leaves no row to check."""
     graph.run("What is 1 + 1?", record=False)
     return graph
+
+
+def _streamed_sum(client: openai.OpenAI, *, include_usage: bool) -> list[ChatCompletionChunk]:
+    """The chunks of "What is 2 + 3?" streamed, asking for the usage chunk or not."""
+    return list(
+        client.chat.completions.create(
+            model="served",
+            messages=[{"role": "user", "content": "What is 2 + 3?"}],
+            stream=True,
+            stream_options={"include_usage": include_usage},
+        )
+    )
 
 
 @pytest.fixture
@@ -379,15 +392,7 @@ def test_a_streamed_reply_starts_before_the_graph_ends_and_keeps_the_connection_
         events = [json.loads(line.removeprefix("data: ")) for line in rest if line.startswith("data: {")]
         assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == "5"
         assert all("usage" not in e for e in events) and rest[-1] == "data: [DONE]"
-        client = openai.OpenAI(base_url=url, api_key="unused")
-        chunks = list(
-            client.chat.completions.create(
-                model="served",
-                messages=[{"role": "user", "content": "What is 2 + 3?"}],
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        )
+        chunks = _streamed_sum(openai.OpenAI(base_url=url, api_key="unused"), include_usage=True)
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "5"
         assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 
@@ -598,24 +603,10 @@ def test_include_usage_false_sends_no_usage_chunk(served: str) -> None:
     with `choices: []` it did not ask for; code reading `chunk.choices[0]` on every chunk (the common streaming
     loop) fails with IndexError at the end of each reply."""
     client = openai.OpenAI(base_url=served, api_key="unused")
-    chunks = list(
-        client.chat.completions.create(
-            model="served",
-            messages=[{"role": "user", "content": "What is 2 + 3?"}],
-            stream=True,
-            stream_options={"include_usage": False},
-        )
-    )
+    chunks = _streamed_sum(client, include_usage=False)
     assert all(chunk.choices for chunk in chunks) and all(chunk.usage is None for chunk in chunks)
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "5"
-    asked = list(
-        client.chat.completions.create(
-            model="served",
-            messages=[{"role": "user", "content": "What is 2 + 3?"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    asked = _streamed_sum(client, include_usage=True)
     assert asked[-1].choices == [] and asked[-1].usage is not None  # the chunk itself still comes when asked
 
 
