@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -841,15 +843,25 @@ def test_answers_reach_stdout_while_the_progress_bar_draws_on_a_terminal(
     questions = tmp_path / "q.jsonl"
     questions.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?"}) + "\n" for i in range(3)))
     terminal, stderr_side = pty.openpty()
+    drained = threading.Thread(target=_drain, args=(terminal,), daemon=True)
+    drained.start()  # unread, the terminal's buffer filled under load and the bar's writes blocked the run
     env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "t.db"), "COLUMNS": "100"}
     command = [sys.executable, "-m", "agentscale.cli.app", "run", str(graph), "--input", str(questions), *json_flag]
     with open(tmp_path / "out", "wb") as stdout:
         done = subprocess.run(command, stdout=stdout, stderr=stderr_side, env=env, timeout=120, check=False)
-    os.close(stderr_side)
+    os.close(stderr_side)  # the reader then sees the end of the terminal
+    drained.join(timeout=10)
     os.close(terminal)
     lines = (tmp_path / "out").read_text().splitlines()
     assert done.returncode == 0 and len(lines) == 3, lines
     assert lines[0].startswith('{"id": "q0"') if json_flag else lines[0].split("\t")[0] == "q0"
+
+
+def _drain(terminal: int) -> None:
+    """Read a pseudo-terminal's output until it closes, as a terminal would."""
+    with contextlib.suppress(OSError):  # EIO once the last writer closed
+        while os.read(terminal, 65536):
+            pass
 
 
 def test_the_commands_an_eval_suggests_name_its_database(
