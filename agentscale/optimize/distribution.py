@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
-from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, copies_its_input
+from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, copies_an_input
 from agentscale.optimize.problem import SearchProblem
 
 MAX_DRAWS = 64
@@ -204,9 +204,10 @@ def ceo_name(ceo: CeoChoice | None) -> str:
 
 def repair(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]], ceo: CeoChoice | None = None) -> CandidateGraph:
     """Make a drawn graph structurally valid: inputs where needed, every node reaching the output,
-    and no vote or tester over a single input (that is a copy of the input, not a choice: it is dropped)."""
+    and no chooser that cannot choose (a vote or tester over one input, a vote over two: it passes
+    an input on, `copies_an_input`; it is dropped and its inputs wired to its successors)."""
     nodes, fixed = _connect(nodes, set(edges))
-    while (copy := _one_input_chooser(nodes, fixed)) is not None:
+    while (copy := _copying_chooser(nodes, fixed)) is not None:
         nodes, fixed = _connect(*_bypass(nodes, fixed, copy))
     return CandidateGraph(nodes, frozenset(fixed), ceo)
 
@@ -231,9 +232,9 @@ def _connect(
     return nodes, edges
 
 
-def _one_input_chooser(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
+def _copying_chooser(nodes: tuple[NodeChoice, ...], edges: set[tuple[int, int]]) -> int | None:
     for index, node in enumerate(nodes):
-        if copies_its_input(node.role, sum(1 for _, j in edges if j == index)):
+        if copies_an_input(node.role, sum(1 for _, j in edges if j == index)):
             return index
     return None
 

@@ -67,13 +67,12 @@ def largest_fitting(problem: SearchProblem, build: Shape, alias: str, role: str)
 
 
 def max_samples(problem: SearchProblem, alias: str, chooser: str = "vote") -> CandidateGraph | None:
-    """Self-consistency with as many samples as the budget and node limit allow. Never a vote of two:
-    it always returns its first-finished input (a tie or an agreement), so it is one call's answer at
-    twice the price (a tester of two does choose: it runs both)."""
+    """Self-consistency with as many samples as the budget and node limit allow (never a vote of two,
+    which does not fit: it passes one answer on, `copies_an_input`)."""
     best = None
     for n in range(1, problem.max_nodes):
         candidate = self_consistency(alias, n, chooser)
-        if (n != 2 or chooser != "vote") and problem.fits(candidate):
+        if problem.fits(candidate):
             best = candidate
     if best is None and problem.fits(single(alias)):
         best = single(alias)

@@ -27,7 +27,7 @@ from typing import Any
 from agentscale.graphs.io import dump_graph_spec
 from agentscale.graphs.spec import MODEL_FREE_ROLES, ROLES_NEEDING_INPUTS
 from agentscale.models.cost import compute_unit, model_flops
-from agentscale.optimize.candidate import CandidateGraph, NodeChoice, copies_its_input
+from agentscale.optimize.candidate import CandidateGraph, NodeChoice, copies_an_input
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.space import SpaceSpec, load_space
 from agentscale.sim.evaluate import SimOracle
@@ -88,10 +88,11 @@ def _labels(space: SpaceSpec) -> tuple[list[NodeChoice], list[NodeChoice]]:
 
 
 def _choices(inputs: int, sources: list[NodeChoice], with_inputs: list[NodeChoice]) -> list[NodeChoice]:
-    """Labels a node with this many inputs may take: no vote or tester over one input (a copy)."""
+    """Labels a node with this many inputs may take: no chooser that passes an input on (a vote or
+    tester over one input, a vote over two: `copies_an_input`)."""
     if inputs == 0:
         return sources
-    return with_inputs if inputs > 1 else [label for label in with_inputs if not copies_its_input(label.role, 1)]
+    return [label for label in with_inputs if not copies_an_input(label.role, inputs)]
 
 
 def enumerate_candidates(space: SpaceSpec, oracle: SimOracle | None = None) -> Iterator[CandidateGraph]:

@@ -23,7 +23,7 @@ MODELS = {"small": ModelSpec(model="sim/llama-1b", params_b=1.0), "big": ModelSp
 
 
 def test_validity_rules() -> None:
-    assert CandidateGraph((A, A, V), frozenset({(0, 2), (1, 2)})).is_valid
+    assert CandidateGraph((A, A, A, V), frozenset({(0, 3), (1, 3), (2, 3)})).is_valid
     assert "has no predecessors" in CandidateGraph((V,), frozenset()).problems()[0]
     assert "cannot reach the output" in CandidateGraph((A, A), frozenset()).problems()[0]
     assert "not forward" in CandidateGraph((A, A), frozenset({(1, 0)})).problems()[0]
@@ -32,6 +32,10 @@ def test_validity_rules() -> None:
         for p in CandidateGraph((A, NodeChoice("vote", "small")), frozenset({(0, 1)})).problems()
     )
     assert "a vote over one input" in CandidateGraph((A, V, F), frozenset({(0, 1), (1, 2)})).problems()[0]
+    # two answers agree or tie, and a tie goes to the first finished: the vote passes one on
+    assert "a vote over two inputs" in CandidateGraph((A, A, V), frozenset({(0, 2), (1, 2)})).problems()[0]
+    tester = NodeChoice("tester", None)
+    assert CandidateGraph((A, A, tester), frozenset({(0, 2), (1, 2)})).is_valid  # it runs both: a choice
 
 
 def test_isomorphic_candidates_share_a_key() -> None:

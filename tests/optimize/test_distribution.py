@@ -105,20 +105,13 @@ def test_one_reinforce_step_is_the_learning_rate_times_the_mean_advantage() -> N
 
 
 def test_budget_repair_drops_the_cheapest_nodes_first() -> None:
-    space = problem(70.5, max_nodes=4, roles=("assistant", "vote"))  # big alone: 69.2; each tiny: 1.0
+    space = problem(71.5, max_nodes=5, roles=("assistant", "vote"))  # big alone: 69.2; each tiny: 1.0
     distribution = GraphDistribution(space)
-    over = CandidateGraph(
-        (
-            NodeChoice("assistant", "tiny"),
-            NodeChoice("assistant", "big"),
-            NodeChoice("assistant", "tiny"),
-            NodeChoice("vote", None),
-        ),
-        frozenset({(0, 3), (1, 3), (2, 3)}),
-    )
+    tiny, big = NodeChoice("assistant", "tiny"), NodeChoice("assistant", "big")
+    over = CandidateGraph((tiny, big, tiny, tiny, NodeChoice("vote", None)), frozenset((i, 4) for i in range(4)))
     fitted = distribution.fit_budget(over)
     assert fitted is not None and space.fits(fitted)
-    assert [n.model for n in fitted.nodes if n.model] == ["tiny", "big"]  # one tiny dropped, no more
+    assert [n.model for n in fitted.nodes if n.model] == ["tiny", "big", "tiny"]  # one tiny dropped, no more
 
 
 VOTE, TINY, CRITIC = NodeChoice("vote", None), NodeChoice("assistant", "tiny"), NodeChoice("critic", "mid")
@@ -134,30 +127,44 @@ def test_budget_repair_keeps_the_vote_and_drops_a_model_node() -> None:
     assert fitted == CandidateGraph((TINY,) * 4 + (VOTE, CRITIC), frozenset({(i, 4) for i in range(4)} | {(4, 5)}))
 
 
-def one_input_votes(candidate: CandidateGraph) -> list[int]:
-    return [i for i, n in enumerate(candidate.nodes) if n.role == "vote" and len(candidate.predecessors[i]) == 1]
+def copying_votes(candidate: CandidateGraph) -> list[int]:
+    """Votes over one input or two: each passes an input on."""
+    return [i for i, n in enumerate(candidate.nodes) if n.role == "vote" and len(candidate.predecessors[i]) <= 2]
 
 
 def test_repair_drops_a_vote_over_one_input_and_rewires_around_it() -> None:
     """The simulator's free trick: one answer copied through two one-input votes into a critic."""
     trick = repair((TINY, VOTE, VOTE, CRITIC), {(0, 1), (0, 2), (1, 3), (2, 3)})
     assert trick == CandidateGraph((TINY, CRITIC), frozenset({(0, 1)}))
-    output_copy = repair((TINY, TINY, VOTE, VOTE), {(0, 2), (1, 2), (2, 3)})  # the output votes over one vote
-    assert output_copy == CandidateGraph((TINY, TINY, VOTE), frozenset({(0, 2), (1, 2)}))
-    kept = repair((TINY, TINY, VOTE), {(0, 2), (1, 2)})
-    assert kept.nodes[-1] == VOTE and kept.predecessors[2] == (0, 1)
+    three = {(0, 3), (1, 3), (2, 3)}
+    output_copy = repair((TINY, TINY, TINY, VOTE, VOTE), three | {(3, 4)})  # the output votes over one vote
+    assert output_copy == CandidateGraph((TINY, TINY, TINY, VOTE), frozenset(three))
+    kept = repair((TINY, TINY, TINY, VOTE), three)
+    assert kept.nodes[-1] == VOTE and kept.predecessors[3] == (0, 1, 2)
+
+
+def test_repair_drops_a_vote_over_two_inputs() -> None:
+    """Two answers agree or tie, and a tie goes to the first finished: the vote passes one answer on
+    at the price of both (mmlu-b42-large seed 6 raced four such graphs for the crown, each gemma-7b's
+    single call item for item). The vote goes; its inputs feed what it fed, or the new output."""
+    assert repair((TINY, TINY, VOTE), {(0, 2), (1, 2)}) == CandidateGraph((TINY, TINY), frozenset({(0, 1)}))
+    answer, critic = NodeChoice("assistant", "mid"), NodeChoice("critic", "mid")
+    critiqued = repair((answer, critic, VOTE), {(0, 1), (0, 2), (1, 2)})
+    assert critiqued == CandidateGraph((answer, critic), frozenset({(0, 1)}))
+    tester = NodeChoice("tester", None)  # a tester of two runs both on the examples: a choice, kept
+    assert repair((TINY, TINY, tester), {(0, 2), (1, 2)}).nodes[-1] == tester
 
 
 def test_removing_a_node_never_leaves_a_one_input_vote() -> None:
     graph = CandidateGraph((TINY, TINY, VOTE, CRITIC), frozenset({(0, 2), (1, 2), (2, 3)}))
     shrunk = remove_node(graph, 1)  # the vote would be left with input 0 alone
-    assert not one_input_votes(shrunk) and shrunk.is_valid
+    assert not copying_votes(shrunk) and shrunk.is_valid
     assert shrunk == CandidateGraph((TINY, CRITIC), frozenset({(0, 1)}))
 
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 10_000), max_nodes=st.integers(2, 9), budget=st.sampled_from([3.0, 12.0, 40.0]))
-def test_repair_never_leaves_a_one_input_vote(seed: int, max_nodes: int, budget: float) -> None:
+def test_repair_never_leaves_a_vote_over_one_or_two_inputs(seed: int, max_nodes: int, budget: float) -> None:
     """Raw draws from a distribution that favours votes and sparse edges, then fitted to a budget
     (which removes nodes and repairs again)."""
     distribution = GraphDistribution(problem(budget, max_nodes))
@@ -166,6 +173,6 @@ def test_repair_never_leaves_a_one_input_vote(seed: int, max_nodes: int, budget:
     rng = np.random.default_rng(seed)
     for _ in range(25):
         candidate = distribution._draw(rng)
-        assert not one_input_votes(candidate), candidate.describe()
+        assert not copying_votes(candidate), candidate.describe()
         fitted = distribution.fit_budget(candidate)
-        assert fitted is None or not one_input_votes(fitted), fitted.describe()
+        assert fitted is None or not copying_votes(fitted), fitted.describe()
