@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 SpanKind = Literal["run", "item", "node", "call"]
 CONTENT_KEYS = frozenset({"question", "answer", "messages", "completion"})
@@ -74,3 +75,21 @@ def span(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> AbstractCo
     if _observer is None or _MUTED.get():  # tracing off: only the None check runs
         return _NO_SPAN
     return _observer.span(kind, name, attributes)
+
+
+def safe_endpoint(value: Any) -> str:
+    """An endpoint URL, or a replica set's list "a, b", as scheme://host:port: nothing that could hold
+    a key (an api_base may carry one in its userinfo or query). A value that is no URL (a route, or
+    "cache") stays as it is, unless it has the '@' or '?' a key could hide behind."""
+    parts = []
+    for where in str(value).split(","):
+        url = urlsplit(where.strip())
+        if not url.hostname:
+            return str(value) if "?" not in str(value) and "@" not in str(value) else "<endpoint>"
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        parts.append(f"{url.scheme}://{host}" + (f":{port}" if port else ""))
+    return ", ".join(parts)

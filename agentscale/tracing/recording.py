@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from agentscale.tracing.hooks import (
     CONTENT_KEYS,
@@ -32,6 +31,7 @@ from agentscale.tracing.hooks import (
     SpanKind,
     active_observer,
     installed_observer,
+    safe_endpoint,
     set_observer,
 )
 
@@ -83,7 +83,7 @@ class _Open:
         for key, value in attributes.items():
             if value is None or (key in CONTENT_KEYS and not self.content):
                 continue
-            self.attributes[key] = _endpoint(value) if key == "endpoint" else value
+            self.attributes[key] = safe_endpoint(value) if key == "endpoint" else value
 
     def closed(self, stopped_ns: int) -> RecordedSpan:
         end = self.end_ns if self.end_ns is not None else stopped_ns  # left open: ends with the recording
@@ -230,18 +230,3 @@ def _replay_nested(observer: Observer, spans: Sequence[RecordedSpan]) -> None:
 
     for root in children.get(None, []):
         open_span(root)
-
-
-def _endpoint(value: Any) -> Any:
-    """An endpoint URL (or a replica list "a, b") as scheme://host:port: nothing that could hold a key."""
-    parts = []
-    for where in str(value).split(","):
-        url = urlsplit(where.strip())
-        if not url.hostname:
-            return value if "?" not in str(value) and "@" not in str(value) else "<endpoint>"
-        try:
-            port = url.port
-        except ValueError:
-            port = None
-        parts.append(f"{url.scheme}://{url.hostname}" + (f":{port}" if port else ""))
-    return ", ".join(parts)

@@ -352,6 +352,33 @@ def test_model_calls_are_client_spans_and_the_rest_internal(exporter: InMemorySp
 
 
 @pytest.mark.parametrize(
+    ("endpoint", "attributes"),
+    [
+        ("http://127.0.0.1:8000/v1", {"server.address": "127.0.0.1", "server.port": 8000}),
+        ("http://[::1]:8000/v1", {"server.address": "::1", "server.port": 8000}),
+        ("http://a:8000/v1, http://b:8001/v1", {"agentscale.endpoint": "http://a:8000, http://b:8001"}),
+        ("https://sk-secret@proxy.internal/v1?key=sk-secret", {"server.address": "proxy.internal"}),
+        ("sk-secret@proxy.internal", {"agentscale.endpoint": "<endpoint>"}),
+        ("cache", {"agentscale.endpoint": "cache"}),
+    ],
+)
+def test_a_calls_endpoint_becomes_its_server_and_never_carries_a_key(
+    exporter: InMemorySpanExporter, endpoint: str, attributes: dict[str, object]
+) -> None:
+    """One URL is the span's server; a replica set's list (a failed call no replica answered) is named
+    whole. A key an api_base holds in its user part or query stays out, as in the recorded spans a
+    Ray worker ships: in-process tracing exported "sk-secret@proxy.internal" as it was."""
+    otel.install(_in_memory(exporter), capture_content=False)
+    with hooks.span("call", "m", {"route": "openai/x", "endpoint": endpoint}):
+        pass
+    hooks.set_observer(None)
+    (call,) = exporter.get_finished_spans()
+    found = {k: v for k, v in call.attributes.items() if k.startswith("server.") or k == "agentscale.endpoint"}  # type: ignore[union-attr]
+    assert found == attributes
+    assert "sk-secret" not in everything(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize(
     ("value", "captured"),
     [("true", True), ("TRUE", True), (" 1 ", True), ("yes", True), ("on", True), ("false", False), ("", False)],
 )

@@ -265,6 +265,25 @@ def test_an_endpoint_that_is_no_url_is_recorded_only_when_it_cannot_hold_a_key(n
     assert work.spans()[0].attributes["endpoint"] == "proxy.internal"
 
 
+def test_a_call_to_replicas_replays_as_a_span_naming_every_replica(no_observer) -> None:  # type: ignore[no-untyped-def]
+    """A call of a replica set that no one replica answered (a failure) records "http://a:8000,
+    http://b:8000"; replayed on the driver, OpenTelemetry's mapping read "8000, http:" as a port and
+    raised ValueError out of the Ray executor's item (a mutation audit of tracing found it)."""
+    endpoint = "http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1"
+    with (
+        recording(RecordRequest(content=False)) as work,
+        hooks.span("call", "m/x", {"route": "m/x", "endpoint": endpoint}),
+    ):
+        pass
+    hooks.set_observer(None)
+    with otel_exporting() as exporter:
+        replay(work.spans())
+        (call,) = exporter.get_finished_spans()
+    assert call.name == "chat m/x"
+    assert call.attributes["agentscale.endpoint"] == "http://10.0.0.1:8000, http://10.0.0.2:8000"  # type: ignore[index]
+    assert "server.address" not in call.attributes  # type: ignore[operator]
+
+
 def test_replayed_children_end_before_their_parents(no_observer) -> None:  # type: ignore[no-untyped-def]
     """Spans made in place end innermost first, and exporters receive them in that order; a replay
     must hand them over the same way (a parent exported before its children is shown as incomplete)."""
