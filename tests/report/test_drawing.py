@@ -197,3 +197,44 @@ def test_the_ceo_band_is_wide_enough_for_its_label() -> None:
     label = "".join(band.itertext())
     assert label.endswith("(steers every round)") and "evaluator small" in label
     assert float(root.get("width", 0)) >= len(label) * 7  # 12 px DejaVu Sans: about 6.6-7.2 px a character
+
+
+def _rect(root: ET.Element, node_id: str) -> ET.Element:
+    group = next(g for g in root.iter(f"{SVG}g") if g.get("data-node") == node_id)
+    rect = group.find(f"{SVG}rect")
+    assert rect is not None
+    return rect
+
+
+def test_a_nodes_tooltip_names_the_route_behind_its_alias() -> None:
+    """The box shows the alias (`small`); its hover text says which model that is."""
+    root = ET.fromstring(render_svg(picture_from_spec(load_spec_text(DIAMOND, "diamond.yaml"))))
+    titles = {
+        g.get("data-node"): "".join(g.find(f"{SVG}title").itertext())  # type: ignore[union-attr]
+        for g in root.iter(f"{SVG}g")
+        if g.get("data-node")
+    }
+    assert titles["plan"] == "plan: assistant on openai/gpt-4o-mini"
+    assert titles["right"] == "right: critic on openai/gpt-4o"
+    assert titles["pick"] == "pick: vote"  # no model, no route
+
+
+def test_a_column_is_ordered_by_its_nodes_predecessors_so_edges_do_not_cross() -> None:
+    """`c` reads `b` and `d` reads `a`: drawn in file order (c above d) the two edges cross; ordered
+    by their predecessors' rows, `d` is beside `a` and `c` beside `b`."""
+    text = """\
+name: crossing
+nodes:
+  - {id: a, role: assistant, model: openai/gpt-4o-mini}
+  - {id: b, role: assistant, model: openai/gpt-4o-mini}
+  - {id: c, role: assistant, model: openai/gpt-4o-mini}
+  - {id: d, role: assistant, model: openai/gpt-4o-mini}
+  - {id: out, role: vote}
+edges:
+  - b -> c
+  - a -> d
+  - c, d -> out
+"""
+    root = ET.fromstring(render_svg(picture_from_spec(load_spec_text(text, "crossing.yaml"))))
+    y = {n: float(_rect(root, n).get("y", "nan")) for n in "abcd"}
+    assert y["a"] < y["b"] and y["d"] < y["c"]

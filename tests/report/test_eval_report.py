@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from html import escape
 from pathlib import Path
 
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.evaluate.stats import wilson_interval
+from agentscale.models.cost import usd_text
 from agentscale.storage.db import Store
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
@@ -143,7 +147,6 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
 def test_the_eval_pages_latency_and_calls_are_the_evals_own(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
     """The page's wall-clock spread is the one eval --json printed (its 95th percentile was the
     median once), and an eval that nothing cut short has no calls "paid by items cut short"."""
-    import sqlite3
 
     from agentscale.evaluate.stats import percentile
 
@@ -182,7 +185,6 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch)
     """The page said "9/10 right" and nothing of the item whose calls failed, where the command said
     it did not finish and how to ask it again (the reports audit); a cap passed by calls already
     made is no cut, as in the command's summary."""
-    import sqlite3
 
     run_id = str(eval_run["run_id"])
     assert "did not finish" not in write(eval_run, capsys).read_text()
@@ -219,3 +221,130 @@ def test_the_page_says_which_replies_stopped_at_max_tokens(
     run = {**json.loads(capsys.readouterr().out), "tmp": tmp_path}
     page = " ".join(write(run, capsys).read_text().split())
     assert "1 of 3 items had a reply stopped at its max_tokens" in page and "a: cut at " in page
+
+
+def test_the_figures_cards_are_the_stored_items_own(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Accuracy, its interval, the right/scored count and the tokens, as the items hold them; with
+    4 of 5 scored items right (one unscored), a mirrored interval, a count over all items or tokens
+    in and out swapped show (the existing test read only "[" in the interval card, and its 3/6 is
+    the one count whose Wilson interval is its own mirror). Kills I6, EP2, EP3, H7."""
+    run_id = str(eval_run["run_id"])
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        stored.execute("UPDATE runitem SET correct = 1 WHERE run_id = ? AND item_key = 'q5'", (run_id,))
+        stored.execute("UPDATE runitem SET correct = NULL WHERE run_id = ? AND item_key = 'q4'", (run_id,))
+    text = write(eval_run, capsys).read_text()
+    low, high = wilson_interval(4, 5)
+    assert fact(text, "accuracy") == "80.0%"
+    assert fact(text, "95% interval (Wilson)") == f"[{low:.1%}, {high:.1%}]" == "[37.6%, 96.4%]"
+    assert fact(text, "items") == "4/5 right"
+    items = Store(eval_run["db"]).run_items(run_id)
+    prompt = sum(json.loads(i.usage_json)["prompt_tokens"] for i in items)
+    completion = sum(json.loads(i.usage_json)["completion_tokens"] for i in items)
+    assert prompt != completion
+    assert fact(text, "tokens") == f"{prompt:,} in + {completion:,} out"
+    usd = eval_run["usage"]["usd"]  # the scripted model has no price: unknown, not $0
+    assert fact(text, "USD") == ("unknown" if usd is None else usd_text(usd))
+
+
+def test_an_eval_answered_from_the_cache_counts_hits_apart_and_its_traces_say_so(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The same eval again: every call a cache hit. The card says 0 calls (+18 cache hits), as the
+    command does, and each node's trace says "cache hit" with its own prompt and completion tokens.
+    Kills EP5, I12, I14."""
+    tmp = Path(str(eval_run["tmp"]))
+    assert (
+        main(["eval", str(tmp / "trio.yaml"), "--task", str(tmp / "items.jsonl"), "--scorer", "exact", "--json"]) == 0
+    )
+    again = {**json.loads(capsys.readouterr().out), "tmp": tmp}
+    usage = again["usage"]
+    assert usage["calls"] == 0 and usage["cached_calls"] == 18
+    text = write(again, capsys).read_text()
+    assert fact(text, "model calls") == "0 (+18 cache hits)"
+    traces = island(text, "data-items-traces")["calls"]
+    rows = island(text, "data-items")["rows"]
+    stored = {
+        (key, node): (pt, ct, cached)
+        for key, node, pt, ct, cached in sqlite3.connect(Store(eval_run["db"]).path).execute(
+            "SELECT item_key, node_id, prompt_tokens, completion_tokens, cached FROM nodecall WHERE run_id = ?",
+            (again["run_id"],),
+        )
+    }
+    shown = {
+        (row[0], call[0]): (call[7], call[8], call[10])
+        for row, calls in zip(rows, traces, strict=True)
+        for call in calls
+    }  # type: ignore[arg-type]
+    assert shown == stored and len(shown) == 18
+    assert all(cached == 1 for _, _, cached in shown.values())
+    assert any(pt != ct for pt, ct, _ in shown.values())
+
+
+def test_the_item_tables_rows_are_the_stored_items_in_answer_order(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Each row's tokens (in + out) and wall-clock latency are its item's, rows in the order the
+    items were answered. Kills I10, I15, I17."""
+    store = Store(eval_run["db"])
+    items = store.run_items(str(eval_run["run_id"]))
+    rows = island(write(eval_run, capsys).read_text(), "data-items")["rows"]
+    assert [row[0] for row in rows] == [item.item_key for item in items]  # type: ignore[index]
+    for row, item in zip(rows, items, strict=True):  # type: ignore[arg-type]
+        usage = json.loads(item.usage_json)
+        assert row[6] == usage["prompt_tokens"] + usage["completion_tokens"]
+        assert row[7] == round(usage["latency_s"], 4)
+    assert any(
+        round(json.loads(i.usage_json)["critical_path_s"], 4) != row[7] for i, row in zip(items, rows, strict=True)
+    )  # type: ignore[arg-type]
+
+
+def test_stored_text_in_the_title_and_error_lines_is_shown_as_text(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A run's error and an item's stopped reason hold text from a model or a server, the title the
+    task's path: written into the page unescaped, a `</title>` or `<img onerror>` in them became
+    markup (the page's CSP is a second line, not the only one). Kills H8, H10, EP13."""
+    run_id = str(eval_run["run_id"])
+    evil = '<img src=x onerror="window.__pwned=1">'
+    store = Store(eval_run["db"])
+    config = {**json.loads(store.get_run(run_id).config_json), "task": f"</title>{evil}"}
+    with sqlite3.connect(store.path) as stored:
+        stored.execute(
+            "UPDATE run SET error = ?, config_json = ? WHERE id = ?", (f"boom {evil}", json.dumps(config), run_id)
+        )
+        stored.execute("UPDATE runitem SET stopped_reason = ? WHERE item_key = 'q1'", (f"node s1 failed: {evil}",))
+    text = write(eval_run, capsys).read_text()
+    assert evil not in text and "</title><img" not in text
+    assert f"error: boom {escape(evil)}" in text
+    assert f"(first: q1: node s1 failed: {escape(evil)})" in text
+    assert re.search(r"<title>[^<]*&lt;/title&gt;", text)
+
+
+def test_the_did_not_finish_line_names_the_first_such_item(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Two items that did not finish: the line counts both and names the first answered. Kills EP11."""
+    run_id = str(eval_run["run_id"])
+    store = Store(eval_run["db"])
+    keys = [item.item_key for item in store.run_items(run_id)]
+    with sqlite3.connect(store.path) as stored:
+        for key in (keys[1], keys[4]):
+            stored.execute("UPDATE runitem SET stopped_reason = ? WHERE item_key = ?", (f"node s1 failed: {key}", key))
+    text = " ".join(write(eval_run, capsys).read_text().split())
+    assert (
+        f"2 of 6 items did not finish and were scored as they ended (first: {keys[1]}: node s1 failed: {keys[1]})"
+        in text
+    )
+
+
+def test_a_plain_runs_page_does_not_offer_an_eval_resume(
+    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """`eval --resume` takes an eval: a plain `run` that did not finish is named, with no command that
+    would fail on it. Kills EP10."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "r.db"))
+    graph = tmp_path / "one.yaml"
+    graph.write_text(
+        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
+        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    )
+    assert main(["run", str(graph), "-q", "What is 40 + 2?", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with sqlite3.connect(tmp_path / "r.db") as stored:
+        stored.execute("UPDATE runitem SET stopped_reason = 'node a failed: 500' WHERE run_id = ?", (run_id,))
+    path = tmp_path / "p.html"
+    assert main(["report", run_id, "-o", str(path)]) == 0
+    text = " ".join(path.read_text().split())
+    assert "1 of 1 items did not finish" in text and "--retry-errors" not in text and "eval --resume" not in text

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from agentscale.cli.app import main
+from agentscale.evaluate.stats import wilson_interval
 from agentscale.optimize.trials import candidate_from_json
+from agentscale.report import write_report
+from agentscale.report.html import fmt_interval
 from agentscale.report.optimize_page import _merged, crowned_trial
 from agentscale.storage.db import Store
 from agentscale.storage.owner import current_owner
@@ -321,7 +324,6 @@ async def test_a_run_stopped_before_its_first_call_says_so_instead_of_empty_tabl
     from agentscale.models.gateway import Gateway
     from agentscale.optimize.runner import Optimization
     from agentscale.optimize.space import space_from_text
-    from agentscale.report import write_report
 
     store = Store(tmp_path / "o.db")
     run = Optimization(space_from_text(SPACE), Gateway(store), space_text=SPACE)
@@ -341,8 +343,6 @@ def test_the_report_keeps_the_test_scores_of_a_run_whose_crowned_graph_was_not_s
     run: the page showed no test table at all, where the terminal listed the singles' scores; and
     every finished run's page was titled "Crowned graph against the baselines"."""
     from sqlalchemy import delete
-
-    from agentscale.report import write_report
 
     store: Store = optimization["store"]  # type: ignore[assignment]
     run_id = str(optimization["run_id"])
@@ -401,7 +401,6 @@ def test_the_crowned_graph_is_its_race_not_a_search_minibatch_and_its_race_steps
     not by a search evaluation of the same graph on a minibatch; and a single call crowned from the
     singles' race shows its race steps merged: the page showed one step's items (n=2 of the 8 it
     answered) and no comparison with the other single models."""
-    from agentscale.report import write_report
 
     store: Store = optimization["store"]  # type: ignore[assignment]
     run_id = str(optimization["run_id"])
@@ -422,3 +421,98 @@ def test_the_crowned_graph_is_its_race_not_a_search_minibatch_and_its_race_steps
     assert fact(page, "train SIMULATED accuracy") == f"{correct / answered:.1%} (n={answered})"
     train = page[page.index('id="comparison-train"') :]
     assert f"<td>crowned graph</td><td>{correct / answered:.1%} ({correct}/{answered})</td>" in train
+
+
+def _rows(page: str, section_id: str) -> list[list[str]]:
+    """The cells of a section's first table, row by row (header left out)."""
+    part = page[page.index(f'id="{section_id}"') :]
+    part = part[: part.index("</table>")]
+    return [re.findall(r"<td>(.*?)</td>", row, re.DOTALL) for row in part.split("<tr>")[2:]]
+
+
+def test_each_comparison_rows_interval_is_its_own_counts(optimization) -> None:  # type: ignore[no-untyped-def]
+    """The "95% interval (Wilson)" cell of every row is the interval of the right/answered count
+    beside it (the crowned card was checked, the tables were not). Kills O3."""
+    page = write_report(optimization["store"], str(optimization["run_id"])).read_text()
+    checked = 0
+    for section_id in ("comparison-test", "comparison-train"):
+        for row in _rows(page, section_id):
+            match = re.search(r"\((\d+)/(\d+)\)$", row[1])
+            assert match is not None, row
+            correct, n = int(match.group(1)), int(match.group(2))
+            assert row[2] == fmt_interval(wilson_interval(correct, n)), (section_id, row)
+            checked += 2 * correct != n  # a count whose interval is not its own mirror
+    assert checked
+
+
+def test_the_crowned_cards_compute_and_latency_are_its_trains(optimization) -> None:  # type: ignore[no-untyped-def]
+    """Compute is shown against the space's budget ("of 10"), latency is the critical path over all
+    the train items of the crowned graph's race, item-weighted (not its last step's, not the test
+    split's, which `--json` prints). Kills O6, O7, O29."""
+    store: Store = optimization["store"]
+    run_id = str(optimization["run_id"])
+    trials = store.trials(run_id)
+    crowned = crowned_trial(trials, json.loads(store.get_run(run_id).summary_json))
+    assert crowned is not None
+    steps = [t for t in trials if t.kind == crowned.kind and t.key == crowned.key]
+    latency = sum(t.latency_s * t.n_items for t in steps) / sum(t.n_items for t in steps)
+    test = next(t for t in trials if t.kind == "test" and t.key == crowned.key)
+    assert len(steps) >= 2 and f"{latency:.2f}" not in (f"{steps[-1].latency_s:.2f}", f"{test.latency_s:.2f}")
+    page = write_report(store, run_id).read_text()
+    assert fact(page, "compute (1B-call units)") == f"{crowned.compute:.2f} of 10"
+    assert fact(page, "latency (critical path, train)") == f"{latency:.2f} s"
+    (ours,) = [row for row in _rows(page, "comparison-train") if row[0] == "crowned graph"]
+    assert ours[4] == f"{latency:.2f} s"
+
+
+def test_the_train_comparison_lists_each_single_model_once(optimization) -> None:  # type: ignore[no-untyped-def]
+    """The crowned single call heads the table as "crowned graph"; it is not listed again among the
+    single models it is compared with (paired with itself: 0 and 0, p=1). Kills O23."""
+    store: Store = optimization["store"]
+    run_id = str(optimization["run_id"])
+    trials = store.trials(run_id)
+    singles = {t.key for t in trials if t.kind == "baseline"}
+    rows = _rows(write_report(store, run_id).read_text(), "comparison-train")
+    assert [row[0] for row in rows].count("crowned graph") == 1
+    assert len(rows) == len(singles)
+
+
+def test_every_trials_row_shows_its_iteration_and_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """Iteration 0 (the pilot) is an iteration, not "—" (which is for trials of no iteration); the
+    accuracy column is the trial's accuracy, not its objective (they differ once the objective
+    charges compute). A run whose objective is not Pareto marks no graph "(Pareto front)". Kills
+    O15, O16, O33."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objective: {accuracy: 1.0, cost: 0.1}\n")
+    assert main(["optimize", str(space), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    store = Store(tmp_path / "o.db")
+    trials = store.trials(result["run_id"])
+    assert any(t.iteration == 0 for t in trials) and any(f"{t.reward:.1%}" != f"{t.accuracy:.1%}" for t in trials)
+    page = Path(result["report"]).read_text()
+    rows = _rows(page, "trials")
+    assert len(rows) == len(trials)
+    for row, trial in zip(rows, trials, strict=True):
+        assert row[0] == str(trial.seq)
+        assert row[1] == (str(trial.iteration) if trial.iteration >= 0 else "—")
+        assert row[3] == f"{trial.accuracy:.1%} ({trial.correct}/{trial.n_items})"
+    assert "(Pareto front)" not in page
+
+
+def test_the_crowned_graphs_crowning_evaluation_is_its_largest(optimization) -> None:  # type: ignore[no-untyped-def]
+    """Of the named graph's crowning-race steps, the one on the most items stands for it. Kills O11."""
+    store: Store = optimization["store"]
+    run_id = str(optimization["run_id"])
+    summary = json.loads(store.get_run(run_id).summary_json)
+    trials = store.trials(run_id)
+    crowned = crowned_trial(trials, summary)
+    assert crowned is not None
+    after = trials[-1].seq + 1
+    small = Trial(**{**crowned.model_dump(exclude={"id"}), "kind": "crown", "seq": after, "n_items": 2})
+    large = Trial(**{**crowned.model_dump(exclude={"id"}), "kind": "crown", "seq": after + 1, "n_items": 6})
+    assert candidate_from_json(large.candidate_json).describe() == summary["best"]["graph"]
+    assert crowned_trial([*trials, small, large], summary) is large
+    assert crowned_trial([*trials, large, small], summary) is large

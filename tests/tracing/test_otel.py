@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentscale import Gateway, Graph
 from agentscale.cli.app import main
+from agentscale.errors import AgentScaleError
 from agentscale.testing import Rule, ScriptedServer
 from agentscale.tracing import hooks, otel
 
@@ -409,3 +410,63 @@ def test_exporting_restores_the_observer_it_replaced_and_names_the_service(
     monkeypatch.setenv("OTEL_SERVICE_NAME", "my-app")
     with otel.exporting("console") as provider:
         assert provider.resource.attributes["service.name"] == "my-app"
+
+
+_OTEL_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+)
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_traces_variables_win_over_the_general_ones(collector, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """OpenTelemetry's rule: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as given) and
+    ..._TRACES_PROTOCOL override the general variables. Probing the general endpoint refused a
+    run whose traces go to a collector that is listening; reading the general protocol first
+    refused (or sent over the wrong protocol) what the traces variable set right."""
+    endpoint, _ = collector
+    for variable in _OTEL_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_dead_port()}")  # e.g. for metrics
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{endpoint}/v1/traces")
+    otel.check_exporter("otlp")  # the traces endpoint answers: no refusal
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")  # not one agentscale exports...
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")  # ...but the traces one is
+    otel.check_exporter("otlp")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    with pytest.raises(AgentScaleError, match="is not a protocol agentscale exports"):
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        otel.check_exporter("otlp")
+
+
+def test_grpc_without_an_endpoint_goes_to_the_grpc_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTLP/gRPC's default endpoint is localhost:4317 (4318 is OTLP/HTTP's): a user with a gRPC
+    collector on its default port and only OTEL_EXPORTER_OTLP_PROTOCOL=grpc set must not be told
+    that nothing answers at 4318 (or have the check pass because an HTTP collector listens there)."""
+    for variable in _OTEL_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert otel._otlp_traces_endpoint("grpc") == "http://localhost:4317"
+    assert otel._otlp_traces_endpoint("http/protobuf") == "http://localhost:4318/v1/traces"
+
+
+def test_node_and_call_spans_carry_the_kinds_backends_group_by(exporter: InMemorySpanExporter) -> None:
+    """Phoenix files spans by `openinference.span.kind` (AGENT for a node, LLM for a call) and reads
+    token counts from `llm.token_count.*`; GenAI backends read `gen_ai.operation.name`."""
+    hooks.set_observer(None)
+    otel.install(_in_memory(exporter), capture_content=False)
+    with hooks.span("node", "a", {"role": "assistant"}), hooks.span("call", "m/x", {"route": "m/x"}) as call:
+        call.set({"prompt_tokens": 11, "completion_tokens": 3})
+    hooks.set_observer(None)
+    spans = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    node, chat = spans["invoke_agent a"], spans["chat m/x"]
+    assert (node["openinference.span.kind"], node["gen_ai.operation.name"]) == ("AGENT", "invoke_agent")
+    assert (chat["openinference.span.kind"], chat["gen_ai.operation.name"]) == ("LLM", "chat")
+    assert (chat["llm.token_count.prompt"], chat["llm.token_count.completion"]) == (11, 3)
+    assert (chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]) == (11, 3)
