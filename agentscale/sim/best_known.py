@@ -295,11 +295,13 @@ def write_best_known(found: BestKnown, path: Path) -> None:
 
 def stored_accuracy(path: Path, space: SpaceSpec) -> float | None:
     """The accuracy of a record of `space` already at `path` (checked as `read_best_known` checks it,
-    without the truth), or None: no file, another space's, a broken one; those may be replaced."""
+    against the truth), or None: no file, another space's, a broken one, or one the truth no longer
+    confirms (a changed simulator: `validate` asks for the search again, which then kept the stale
+    record whenever its stored figure beat the new search's); those may be replaced."""
     if not path.is_file():
         return None
     try:
-        return read_best_known(path, space)[0]
+        return read_best_known(path, space, truth=SimOracle.for_space(space))[0]
     except AgentScaleError:
         return None
 
