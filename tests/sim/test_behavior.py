@@ -8,14 +8,15 @@ lure. These tests keep that trick closed.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from agentscale.sim import behavior
 from agentscale.sim.behavior import ROLES, call_distribution
-from agentscale.sim.items import bank
-from agentscale.sim.population import sim_model
+from agentscale.sim.items import ItemBank, bank, make_item
+from agentscale.sim.population import sim_model, skill
 from agentscale.sim.profiles import profile
 from agentscale.sim.truth import SimGraph, TruthEngine
 
@@ -51,3 +52,92 @@ def test_copying_an_answer_through_votes_buys_nothing(task: str, engines: dict[s
                 preds = [(), *[(0,)] * copies, tuple(range(1, copies + 1))]
                 copied = engine.accuracy(SimGraph.build(nodes, preds))
                 assert copied <= chain + 1e-9, (task, model, role, copies, copied, chain)
+
+
+# docs/sim.md, 'The generative model of a call': boost, recognition, trust, conformity
+ROLE_TABLE = {
+    "refine": (0.0, 0.3, 0.0, 1.0),
+    "critic": (0.2, 0.6, 0.5, 0.5),
+    "fuser": (0.1, 1.2, -0.3, 1.2),
+    "verifier": (0.3, 1.2, 0.5, 0.3),
+}
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def documented(item, model: str, role: str, counts: tuple[int, ...]) -> list[float]:  # type: ignore[no-untyped-def]
+    """The answer distribution of one call, as docs/sim.md describes it."""
+    sim = sim_model(model)
+    boost, recognition, trust, conformity = ROLE_TABLE[role]
+    d, m = sum(counts), len(counts)
+    n_distractors = m - 1
+    prompt = item.prompt_tokens + d * item.completion_tokens
+    doublings = max(0.0, math.log2(prompt / sim.context_comfort))
+    theta = skill(sim.name, item.task) + boost - 0.55 * doublings
+    shown = [a for a in range(m) if counts[a] > 0]
+    k = len(shown)
+    theta_own = theta + recognition * (k - 1) / k * (counts[0] > 0)
+    right = _sigmoid(theta_own - item.difficulty)
+    weights = item.family_weights[sim.family]
+    own = [right] + [(1 - right) * w for w in weights]
+    q = _sigmoid(theta - item.difficulty)
+    blur = 1 + 0.5 * doublings
+    result = [0.0] * m
+    for o in range(m):
+        utility = {}
+        for a in shown:
+            u = conformity * math.log(counts[a])
+            if a == 0:
+                u += 2.0 * q
+            else:
+                u += 3.0 / k * (1 - q) * (n_distractors * item.plausibility[a - 1] - 1)
+            utility[a] = u + (trust if a == o else 0.0)
+        if o not in utility and role != "verifier":  # its own view, shown by no input: only trust
+            utility[o] = trust
+        top = max(utility.values())
+        exp = {a: math.exp((u - top) / blur) for a, u in utility.items()}
+        total = sum(exp.values())
+        for a, e in exp.items():
+            result[a] += own[o] * e / total
+    return result
+
+
+def test_call_distribution_is_the_documented_formula() -> None:
+    items = [make_item("math", 0, i) for i in (0, 7, 31)] + [make_item("mmlu", 0, i) for i in (2, 40)]
+    for item in items:
+        one = ItemBank.of([item])
+        m = len(item.distractors) + 1
+        vectors = [
+            (1,) + (0,) * (m - 1),
+            (0, 1) + (0,) * (m - 2),
+            (1, 1) + (0,) * (m - 2),
+            (2, 0, 1) + (0,) * (m - 3),
+            (0, 2, 1) + (0,) * (m - 3),
+            (1, 1, 1) + (0,) * (m - 3),
+            (3, 3, 2) + (0,) * (m - 3),
+        ]
+        for model in ("llama-1b", "llama-8b", "gemma-2b"):
+            for role in ROLE_TABLE:
+                for counts in vectors:
+                    got = call_distribution(one, sim_model(model), role, np.array([counts]))[0, 0]
+                    np.testing.assert_allclose(
+                        got,
+                        documented(item, model, role, counts),
+                        atol=1e-12,
+                        err_msg=f"{item.tag} {model} {role} {counts}",
+                    )
+
+
+def test_a_lone_assistant_is_exactly_calibrated() -> None:
+    """d = 0: right with probability σ(skill − b), no boost and no penalty."""
+    for index in (0, 5, 99):
+        item = make_item("humaneval", 0, index)
+        for model in ("llama-3b", "gemma-7b"):
+            got = call_distribution(
+                ItemBank.of([item]), sim_model(model), "assistant", np.zeros((1, 4), dtype=np.int64)
+            )[0, 0]
+            right = _sigmoid(skill(model, "humaneval") - item.difficulty)
+            weights = item.family_weights[sim_model(model).family]
+            np.testing.assert_allclose(got, [right, *((1 - right) * np.array(weights))], atol=1e-12)

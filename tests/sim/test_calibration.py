@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agentscale.agents.roles import builtin_roles
@@ -42,3 +44,32 @@ def test_sampled_single_calls_hit_the_targets_within_two_points(task: str) -> No
             for m, item in zip(messages, items, strict=True)
         )
         assert abs(right / len(items) - target) <= 0.02, (task, name, right / len(items))
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sim.md"
+
+
+def _exact_rows() -> dict[tuple[str, str], float]:
+    """(task, model) -> the 'exact (bank)' percentage of docs/sim.md's calibration table."""
+    found: dict[tuple[str, str], float] = {}
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or cells[0] not in ("math", "mmlu", "humaneval"):
+            continue
+        task, names, _, exact, _ = cells
+        if "/" in names:  # "gemma-1b / 2b / 7b" with "41.9 / 48.0 / 59.4"
+            family = names.split("-")[0]
+            models = [f"{family}-{size.strip().removeprefix(family + '-')}" for size in names.split("/")]
+            for model, value in zip(models, exact.split("/"), strict=True):
+                found[(task, model)] = float(value)
+        else:
+            found[(task, names)] = float(exact)
+    return found
+
+
+def test_the_documented_exact_accuracies_of_every_model_are_computed(engines: dict[str, TruthEngine]) -> None:
+    rows = _exact_rows()
+    assert len(rows) == 21  # 3 tasks x 7 models
+    for (task, model), documented in rows.items():
+        simulated = 100 * engines[task].accuracy(SimGraph.build([("assistant", f"sim/{model}")], [()]))
+        assert simulated == pytest.approx(documented, abs=0.051), (task, model)

@@ -4,7 +4,10 @@ judgement that depends on the judge's skill (SIMULATED behaviour, not a real mod
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
+
+import pytest
 
 from agentscale import Graph
 from agentscale.agents.coordinator import (
@@ -19,7 +22,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.models.gateway import Gateway
 from agentscale.sim.ceo import judge_kind, judge_reply
 from agentscale.sim.items import make_item
-from agentscale.sim.population import sim_model
+from agentscale.sim.population import sim_model, skill
 from agentscale.storage.db import Store
 
 LIMITS = Limits(min_agents=1, max_agents=5, min_tokens=16, max_tokens=512)
@@ -111,3 +114,54 @@ def test_a_discussion_on_sim_models_is_steered_by_the_ceo(tmp_path: Path) -> Non
     rounds_run = [sum(r.ran for r in result.rounds) for result in results]
     assert min(rounds_run) >= 1 and any(n < 3 for n in rounds_run)  # some runs stopped early
     assert any(result.rounds[-1].decision["decision"] == "stop" for result in results)
+
+
+def _q(model: str, item) -> float:  # type: ignore[no-untyped-def]
+    """docs/sim.md: the judge's competence q = σ(skill + 0.3 − b)."""
+    return 1.0 / (1.0 + math.exp(-(skill(model, "math") + 0.3 - item.difficulty)))
+
+
+def test_the_ceo_asks_for_more_agents_on_harder_items_and_keeps_the_current_max_tokens() -> None:
+    current = Decision("continue", 2, "", 200, "initial")  # below the offered range's top (512)
+    for item in ITEMS[:60]:
+        messages = ceo_messages(item.question, None, None, "- rounds: 0 done of 3", current, LIMITS)
+        decision = parse_decision(judge_reply("ceo", sim_model("llama-3b"), messages).text)
+        assert decision.agents == 1 + round((1 - _q("llama-3b", item)) * 4), item.index
+        assert decision.max_tokens == 200
+
+
+def test_the_judges_verdicts_have_the_documented_rates() -> None:
+    """A right solution is called right with probability q + (1 − q)/2, a wrong one with (1 − q)/2."""
+    for model in ("llama-1b", "llama-70b"):
+        for pick in (0, 1):
+            said_right, expected = 0, 0.0
+            for item in ITEMS:
+                q = _q(model, item)
+                solution = str(item.answer if pick == 0 else item.distractors[0])
+                verdict = parse_verdict(
+                    judge_reply("evaluator", sim_model(model), evaluator_messages(item.question, solution)).text
+                )
+                said_right += bool(verdict.correct)
+                expected += q + (1 - q) / 2 if pick == 0 else (1 - q) / 2
+            sd = math.sqrt(len(ITEMS) * 0.25)
+            assert abs(said_right - expected) < 4 * sd, (model, pick, said_right, expected)
+
+
+def test_the_ceo_follows_an_evaluators_verdict_seven_times_in_ten() -> None:
+    """P(stop | told correct) − P(stop | told incorrect) = EVALUATOR_TRUST = 0.7 whatever its own view."""
+    current = Decision("continue", 3, "", 512, "initial")
+    stops = {}
+    for verdict in ("correct", "incorrect"):
+        feedback = f"Evaluator: the solution is {verdict}. Advice: none."
+        stops[verdict] = sum(
+            parse_decision(
+                judge_reply(
+                    "ceo",
+                    sim_model("llama-3b"),
+                    ceo_messages(item.question, str(item.answer), feedback, "- rounds: 1 done of 3", current, LIMITS),
+                ).text
+            ).decision
+            == "stop"
+            for item in ITEMS
+        )
+    assert (stops["correct"] - stops["incorrect"]) / len(ITEMS) == pytest.approx(0.7, abs=0.08)

@@ -7,8 +7,10 @@ preference, monotone width or depth, no width-depth interaction) must fail here.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agentscale.graphs.spec import ModelSpec
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
@@ -90,3 +92,62 @@ def test_candidate_graphs_and_sim_graphs_agree() -> None:
     a, f = NodeChoice("assistant", "x"), NodeChoice("fuser", "x")
     candidate = CandidateGraph((a, a, f), frozenset({(0, 2), (1, 2)}))
     assert candidate_graph(candidate, {"x": ModelSpec(model=L3)}) == parallel(L3, 2, sink="fuser")
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sim.md"
+
+
+def _rows(header_start: str) -> tuple[list[str], list[list[str]]]:
+    """The header cells and body rows of the markdown table whose header starts with `header_start`."""
+    lines = DOC.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    cells = [[c.strip().strip("*") for c in line.strip().strip("|").split("|")] for line in lines[start:]]
+    body = []
+    for row in cells[2:]:
+        if len(row) != len(cells[0]):
+            break
+        body.append(row)
+    return cells[0], body
+
+
+def _pct(engine: TruthEngine, graph: SimGraph) -> float:
+    return 100 * engine.accuracy(graph)
+
+
+def test_the_documented_width_table_is_computed(engines: dict[str, TruthEngine]) -> None:
+    header, rows = _rows("| model | sink | w=1 |")
+    widths = [int(h.removeprefix("w=")) for h in header[2:]]
+    assert len(rows) == 4
+    for model, sink, *values in rows:
+        got = [_pct(engines["math"], parallel(f"sim/{model}", w, sink=sink)) for w in widths]
+        np.testing.assert_allclose(got, [float(v) for v in values], atol=0.051, err_msg=f"{model} {sink}")
+
+
+def test_the_documented_depth_table_is_computed(engines: dict[str, TruthEngine]) -> None:
+    header, rows = _rows("| task | model | d=1 |")
+    depths = [int(h.removeprefix("d=")) for h in header[2:-1]]
+    assert len(rows) == 6
+    for task, model, *values, best in rows:
+        curve = [_pct(engines[task], chain(f"sim/{model}", d, "critic")) for d in depths]
+        np.testing.assert_allclose(curve, [float(v) for v in values], atol=0.051, err_msg=f"{task} {model}")
+        full = [_pct(engines[task], chain(f"sim/{model}", d, "critic")) for d in range(1, 9)]
+        assert 1 + int(np.argmax(full)) == int(best), (task, model, full)
+
+
+def test_the_documented_width_depth_interaction_is_computed(engines: dict[str, TruthEngine]) -> None:
+    header, rows = _rows("| task | model | w=1 | 2 | 3 | 4 | 6 |")
+    widths = [int(h.removeprefix("w=")) for h in header[2:]]
+    for task, model, *bests in rows:
+        for width, best in zip(widths, bests, strict=True):
+            curve = [engines[task].accuracy(parallel(f"sim/{model}", width, depth)) for depth in range(1, 6)]
+            assert 1 + int(np.argmax(curve)) == int(best), (task, model, width)
+
+
+def test_a_strong_reader_of_weak_drafts_scores_as_documented(engines: dict[str, TruthEngine]) -> None:
+    """docs/sim.md, 'Choice': llama-1b -> llama-70b critic 61.2% (mmlu) and 54.5% (math); three
+    llama-1b drafts fused by llama-70b 48.1% (mmlu)."""
+    critic = SimGraph.build([("assistant", "sim/llama-1b"), ("critic", "sim/llama-70b")], [(), (0,)])
+    assert _pct(engines["mmlu"], critic) == pytest.approx(61.2, abs=0.051)
+    assert _pct(engines["math"], critic) == pytest.approx(54.5, abs=0.051)
+    fused = SimGraph.build([("assistant", "sim/llama-1b")] * 3 + [("fuser", "sim/llama-70b")], [(), (), (), (0, 1, 2)])
+    assert _pct(engines["mmlu"], fused) == pytest.approx(48.1, abs=0.051)

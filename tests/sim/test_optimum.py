@@ -174,3 +174,55 @@ def test_the_sim_optimum_command_prints_the_report_and_refuses_a_space_without_g
     assert main(["sim", "optimum", str(path)]) == 1
     err = capsys.readouterr().err
     assert "the ground truth needs a sim task" in err and "Traceback" not in err
+
+
+def test_a_token_cap_excludes_graphs_whose_expected_tokens_exceed_it() -> None:
+    free = search_optimum(SpaceSpec.model_validate({**TINY, "budget": {"compute": 200}}))
+    oracle = SimOracle.for_space(SpaceSpec.model_validate({**TINY, "budget": {"compute": 200}}))
+    cap = int(oracle.tokens(free.candidate)) - 1
+    capped_space = SpaceSpec.model_validate({**TINY, "budget": {"compute": 200, "max_tokens": cap}})
+    capped = search_optimum(capped_space)
+    assert SimOracle.for_space(capped_space).tokens(capped.candidate) <= cap
+    assert capped.candidate != free.candidate and capped.accuracy <= free.accuracy
+
+
+def test_within_budget_holds_the_compute_budget() -> None:
+    oracle = SimOracle.for_space(SpaceSpec.model_validate(TINY))
+    one = NodeChoice("assistant", "l1")
+    four = CandidateGraph((one, one, one, one, NodeChoice("vote", None)), frozenset({(0, 4), (1, 4), (2, 4), (3, 4)}))
+    assert 3.5 < oracle.compute(four) < 4.5
+    assert not oracle.within_budget(four)
+    assert oracle.within_budget(CandidateGraph((one,), frozenset()))
+
+
+def test_the_space_s_mean_lengths_set_the_compute_unit() -> None:
+    space = SpaceSpec.model_validate(
+        {**TINY, "task": {**TINY["task"], "mean_prompt_tokens": 500, "mean_completion_tokens": 100}}
+    )
+    critic = CandidateGraph((NodeChoice("assistant", "l1"), NodeChoice("critic", "l1")), frozenset({(0, 1)}))
+    expected = critic.compute(resolve_models(space.models), 500, 100)
+    assert SimOracle.for_space(space).compute(critic) == pytest.approx(expected)
+    assert expected != pytest.approx(critic.compute(resolve_models(space.models), 202, 275))
+
+
+def test_of_equally_accurate_graphs_the_optimum_is_the_cheapest() -> None:
+    """A vote over two samples of one model is exactly as accurate as one sample (ties split evenly):
+    the optimum must be the single call, not the vote or a costlier tie."""
+    space = SpaceSpec.model_validate(
+        {
+            "name": "tie",
+            "task": {"name": "sim:mmlu", "train": 10, "test": 80, "seed": 1},
+            "models": {"l1": {"model": "sim/llama-1b"}},
+            "roles": ["assistant", "vote"],
+            "max_nodes": 3,
+            "budget": {"compute": 3.5},
+            "defaults": {"temperature": 0.7},
+        }
+    )
+    oracle = SimOracle.for_space(space)
+    one = NodeChoice("assistant", "l1")
+    single = CandidateGraph((one,), frozenset())
+    vote = CandidateGraph((one, one, NodeChoice("vote", None)), frozenset({(0, 2), (1, 2)}))
+    assert oracle.expected_accuracy(vote) == pytest.approx(oracle.expected_accuracy(single), abs=1e-12)
+    found = search_optimum(space)
+    assert found.candidate == single and found.compute == pytest.approx(oracle.compute(single))

@@ -14,7 +14,7 @@ from agentscale import Gateway, GatewaySettings, Graph, SpecError, Store
 from agentscale.agents.roles import Candidate, builtin_roles, pick_verified
 from agentscale.sim.items import make_item
 from agentscale.sim.parse import read_request
-from agentscale.sim.population import sim_model
+from agentscale.sim.population import MODELS, sim_model
 from agentscale.sim.provider import answer_distribution, respond
 from agentscale.sim.roofline import call_latency
 from agentscale.sim.tasks import load_sim_task
@@ -133,3 +133,71 @@ def test_a_run_cut_short_leaves_no_coroutine_unawaited(tmp_path: Path) -> None:
         [sys.executable, "-W", "default", str(script)], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0 and "never awaited" not in done.stderr, done.stderr
+
+
+# docs/sim.md, 'The population': layers, width, KV width, GPUs
+ARCHITECTURE = {
+    "llama-1b": (1.0, 16, 2048, 512, 1),
+    "llama-3b": (3.0, 28, 3072, 1024, 1),
+    "llama-8b": (8.0, 32, 4096, 1024, 1),
+    "llama-70b": (70.0, 80, 8192, 1024, 2),
+    "gemma-1b": (1.0, 26, 1152, 256, 1),
+    "gemma-2b": (2.0, 18, 2048, 256, 1),
+    "gemma-7b": (7.0, 28, 3072, 4096, 1),
+}
+
+
+def _roofline(name: str, prompt: float, completion: float) -> float:
+    """docs/sim.md, 'Tokens and latency', written out independently: A100 312 TFLOP/s, 2.04 TB/s;
+    prefill FLOPs at 50% of peak, decode reading weights + KV cache at 75% of bandwidth, each phase
+    the larger of compute and memory time, BF16, 20 ms per call, GPUs scale ideally."""
+    params_b, layers, width, kv, gpus = ARCHITECTURE[name]
+    p, n = params_b * 1e9, prompt
+    flops, bandwidth = gpus * 312e12 * 0.5, gpus * 2.039e12 * 0.75
+    kv_bytes = 2 * layers * kv * 2  # keys and values, per cached token
+    prefill = max((2 * p * n + 2 * layers * width * n * (n + 1)) / flops, (2 * p + kv_bytes * n) / bandwidth)
+    decode_flops = 2 * p * completion + 2 * layers * width * completion * (2 * n + completion + 1)
+    decode_bytes = completion * 2 * p + kv_bytes * (completion * n + completion * (completion - 1) / 2)
+    return 0.02 + prefill + max(decode_flops / flops, decode_bytes / bandwidth)
+
+
+def test_the_roofline_is_the_documented_one_for_every_model() -> None:
+    assert set(ARCHITECTURE) == set(MODELS)
+    for name in MODELS:
+        for prompt, completion in ((202, 275), (1200, 60), (90, 900)):
+            assert float(call_latency(sim_model(name), prompt, completion)) == pytest.approx(
+                _roofline(name, prompt, completion), rel=1e-9
+            ), (name, prompt, completion)
+    # and the documented MATH-length figures: ~0.4 s, ~1.1 s, ~3 s, ~13 s
+    seconds = [float(call_latency(sim_model(f"llama-{s}"), 202, 275)) for s in ("1b", "3b", "8b", "70b")]
+    assert seconds == pytest.approx([0.4, 1.1, 3.0, 13.0], rel=0.1)
+
+
+ROLES_GRAPH = """
+name: roles
+models: {s: {model: sim/llama-1b}}
+nodes:
+  - {id: a, role: assistant, model: s}
+  - {id: b, role: assistant, model: s}
+  - {id: c, role: critic, model: s}
+  - {id: f, role: fuser, model: s}
+  - {id: r, role: assistant, model: s}
+  - {id: v, role: verifier, model: s}
+edges: ["a -> c", "a, b -> f", "c, f -> r", "c, f, r -> v"]
+answer_format: number
+"""
+
+
+def test_each_role_writes_its_documented_completion_length() -> None:
+    """docs/sim.md: completion = item completion x 1.0 (assistant, refine), 1.2 (critic), 0.9 (fuser),
+    0.4 (verifier); prompt = item prompt + d x item completion."""
+    factor = {"a": 1.0, "b": 1.0, "c": 1.2, "f": 0.9, "r": 1.0, "v": 0.4}
+    inputs = {"a": 0, "b": 0, "c": 1, "f": 2, "r": 2, "v": 3}
+    graph = Graph.from_yaml(ROLES_GRAPH, store=None)
+    for index in (3, 17):
+        item = make_item("math", 0, index)
+        result = graph.run(item.question)
+        assert {t.node_id for t in result.trace} == set(factor)
+        for trace in result.trace:
+            assert trace.completion_tokens == max(1, round(item.completion_tokens * factor[trace.node_id])), trace
+            assert trace.prompt_tokens == item.prompt_tokens + inputs[trace.node_id] * item.completion_tokens

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import agentscale.sim.tasks  # noqa: F401  (registers the sim: prefix)
+from agentscale.agents.roles import builtin_roles
 from agentscale.cli.app import main
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.evaluate import SimOracle
-from agentscale.sim.items import parse_tag
+from agentscale.sim.items import bank, item_for_text, make_item, parse_tag
+from agentscale.sim.profiles import profile
+from agentscale.sim.provider import respond
 from agentscale.sim.seeding import sim_seed
 from agentscale.sim.tasks import load_sim_task
 from agentscale.tasks import TaskError, list_tasks, load_task
@@ -122,3 +126,33 @@ def test_a_seed_option_that_is_no_integer_is_refused(
     assert main(["eval", str(graph), "--task", "sim:math", "--task-option", f"seed={seed}", "--n", "3"]) == 1
     err = capsys.readouterr().err
     assert "task 'sim:math': seed must be an integer" in err and "Traceback" not in err
+
+
+def test_a_sim_seed_draws_new_difficulties_with_the_same_distribution() -> None:
+    for task in ("math", "mmlu", "humaneval"):
+        zero, seven = bank(task, 0, 300).difficulty, bank(task, 7, 300).difficulty
+        assert np.mean(np.abs(zero - seven)) > 0.3 * profile(task).difficulty_sd, task
+        for values in (zero, seven):  # every prefix has the population's distribution (low discrepancy)
+            assert abs(values.mean()) < 0.05 and abs(values.std() / profile(task).difficulty_sd - 1) < 0.05
+
+
+def test_families_err_differently_and_harder_items_write_longer_answers() -> None:
+    items = bank("math", 0, 1000)
+    llama, gemma = items.family_weights["llama"], items.family_weights["gemma"]
+    assert np.mean(np.abs(llama - gemma).sum(axis=1)) > 0.2  # each family tilts the plausibilities its own way
+    assert np.corrcoef(items.difficulty, np.log(items.completion_tokens))[0, 1] > 0.3
+
+
+def test_mmlu_answers_are_the_four_options_evenly() -> None:
+    counts = np.bincount([make_item("mmlu", 0, i).answer for i in range(800)], minlength=5)[1:]
+    assert counts.min() > 150  # 200 expected per option
+
+
+def test_a_negative_sim_seed_is_carried_by_the_tag() -> None:
+    task = load_sim_task("math", size=5, seed=-3)
+    question = task.items[4].question
+    assert "@s-3]" in question and parse_tag(question) == ("math", -3, 4)
+    assert item_for_text(question) == make_item("math", -3, 4)
+    messages = builtin_roles()["assistant"].messages(question, [], "number")
+    replies = {str(respond("llama-70b", messages, {"temperature": 0.7, "seed": s}).answer) for s in range(12)}
+    assert task.items[4].reference in replies  # answers the seed -3 item, not an untagged one

@@ -244,3 +244,49 @@ def test_a_graphs_default_temperature_is_its_nodes() -> None:
     greedy = expected_accuracy(load_spec_text(text % ", temperature: 0"), "sim:math")
     sampled = expected_accuracy(load_spec_text(text % ", temperature: 0.7"), "sim:math")
     assert by_default == greedy != sampled
+
+
+MIXED = """
+name: mixed
+models: {small: {model: sim/llama-1b}, gem: {model: sim/gemma-2b}, big: {model: sim/llama-8b}}
+nodes:
+  - {id: a, role: assistant, model: small}
+  - {id: b, role: assistant, model: gem}
+  - {id: c, role: critic, model: big}
+  - {id: f, role: fuser, model: small}
+  - {id: v, role: verifier, model: gem}
+edges: ["a -> c", "a, b -> f", "c, f -> v"]
+answer_format: number
+"""
+
+
+def test_expected_tokens_and_latency_are_what_runs_record() -> None:
+    task = load_sim_task("humaneval", size=12)
+    spec = load_spec_text(MIXED)
+    graph = Graph(spec, store=None)
+
+    async def run_all() -> list:  # type: ignore[type-arg]
+        return list(await asyncio.gather(*(graph.arun(item.question) for item in task.items)))
+
+    results = asyncio.run(run_all())
+    engine, sim = engine_for(task), spec_graph(spec)
+    tokens = [sum(t.prompt_tokens + t.completion_tokens for t in result.trace) for result in results]
+    assert engine.tokens(sim) == pytest.approx(sum(tokens) / len(tokens), rel=1e-12)
+    critical = [result.usage.critical_path_s for result in results]
+    assert engine.latency(sim) == pytest.approx(sum(critical) / len(critical), rel=1e-9)
+
+
+def test_a_vote_over_partly_shared_inputs_breaks_ties_by_finishing_order() -> None:
+    """Three critics of one model: two read the same answer, one another. They are alike but not
+    interchangeable (two are correlated), so their vote's ties follow the finishing order; treating
+    every same-labelled input set as interchangeable (ties split evenly) passed every test."""
+    l1 = "sim/llama-1b"
+    graph = SimGraph.build(
+        [("assistant", l1), ("assistant", l1), ("critic", l1), ("critic", l1), ("critic", l1), ("vote", None)],
+        [(), (), (0,), (0,), (1,), (2, 3, 4)],
+    )
+    assert graph.ordered_vote(5)
+    items = bank("mmlu", 0, 20)
+    exact, is_exact = TruthEngine(items).correct_probability(graph)
+    assert is_exact
+    np.testing.assert_allclose(exact, brute_force(graph, items), atol=1e-9)
