@@ -118,9 +118,8 @@ def island(html: str, element_id: str) -> dict[str, object]:
     return json.loads(match.group(1))  # type: ignore[no-any-return]
 
 
-def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type: ignore[no-untyped-def]
-    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def _plain_run(tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch, capsys) -> str:  # type: ignore[no-untyped-def]
+    """`agentscale run` of one question through a one-node graph, in the database r.db: its run id."""
     monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "r.db"))
     graph = tmp_path / "one.yaml"
     graph.write_text(
@@ -129,6 +128,13 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     )
     assert main(["run", str(graph), "-q", "What is 40 + 2?", "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
+    return str(run_id)
+
+
+def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    run_id = _plain_run(tmp_path, scripted, monkeypatch, capsys)
     opened: list[str] = []
     monkeypatch.setattr("webbrowser.open", opened.append)
     assert main(["report", run_id[:6], "--open"]) == 0
@@ -334,14 +340,7 @@ def test_a_plain_runs_page_does_not_offer_an_eval_resume(
 ) -> None:  # type: ignore[no-untyped-def]
     """`eval --resume` takes an eval: a plain `run` that did not finish is named, with no command that
     would fail on it. Kills EP10."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "r.db"))
-    graph = tmp_path / "one.yaml"
-    graph.write_text(
-        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
-        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"
-    )
-    assert main(["run", str(graph), "-q", "What is 40 + 2?", "--json"]) == 0
-    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    run_id = _plain_run(tmp_path, scripted, monkeypatch, capsys)
     with sqlite3.connect(tmp_path / "r.db") as stored:
         stored.execute("UPDATE runitem SET stopped_reason = 'node a failed: 500' WHERE run_id = ?", (run_id,))
     path = tmp_path / "p.html"
