@@ -135,13 +135,13 @@ err = _console(stderr=True)
 
 def print_json(data: Any) -> None:
     """One JSON document on stdout, unstyled, so scripts can parse it."""
-    _write_stdout(json.dumps(data, default=str) + "\n")
+    write_stdout(json.dumps(data, default=str) + "\n")
 
 
 def print_plain(text: str) -> None:
     """A line on stdout exactly as given: answers go to scripts and pipes, and through Rich a tab
     became spaces (a code answer's indentation, `run --input`'s tab-separated columns)."""
-    _write_stdout(text + "\n")
+    write_stdout(text + "\n")
 
 
 class ReaderGone(KeyboardInterrupt):
@@ -168,7 +168,10 @@ def _reader_left() -> None:
     raise ReaderGone from None
 
 
-def _write_stdout(text: str) -> None:
+def write_stdout(text: str) -> None:
+    """`text` on stdout as given; every command's stdout goes through here (or the `out` console), so
+    a reader that left ends the command as `ReaderGone` and a failed write (a full disk) is one
+    error line, not a traceback."""
     try:
         with _failed_writes_said():
             sys.stdout.write(text)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agentscale.cli._console import err, print_json
+from agentscale.cli._console import err, print_json, print_plain
 from agentscale.cli._options import JsonOption, output_file
 
 
@@ -44,4 +44,4 @@ def draw_command(
         return
     nodes, edges = len(picture.nodes), len(picture.edges)
     err.print(f"drew {nodes} node{'s' * (nodes != 1)} and {edges} edge{'s' * (edges != 1)} of {spec.name!r}")
-    print(path)
+    print_plain(str(path))

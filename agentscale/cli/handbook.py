@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import Interrupted, err, out, print_json, say_simulated, short
+from agentscale.cli._console import Interrupted, err, out, print_json, say_simulated, short, write_stdout
 from agentscale.cli._finish import FinishedRun
 from agentscale.cli._options import (
     DbOption,
@@ -472,8 +472,7 @@ def export_command(
 
     text = dump_export(Handbook(open_store(db, reads_only=True), handbook, embedder=None).export())
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
     else:
         refuse_unusable_output(output, f"{handbook}.json")
         write_output(output, text)

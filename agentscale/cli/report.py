@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agentscale.cli._console import err, print_json
+from agentscale.cli._console import err, print_json, print_plain
 from agentscale.cli._options import DbOption, JsonOption, open_store, output_file
 from agentscale.errors import AgentScaleError
 
@@ -53,4 +53,4 @@ def report_command(
         print_json({"run_id": store.get_run(run_id).id, "path": str(path)})
         return
     err.print("report written (one file, works offline)")
-    print(path)
+    print_plain(str(path))

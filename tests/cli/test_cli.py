@@ -1306,3 +1306,39 @@ def test_help_shows_no_type_beside_a_flag(capsys: pytest.CaptureFixture[str]) ->
         assert code == 0 and "<bool>" not in out, path
     code, out, _ = run_cli(capsys, "eval", "--help")
     assert re.search(r"--retry-errors\s+With --resume", out) and re.search(r"--n\s+<int range>", out)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["draw", "report", "handbook export"])
+def test_a_full_stdout_is_one_line_for_the_commands_that_print_a_path_or_an_export(
+    tmp_path: Path, command: str
+) -> None:
+    """draw and report printed their file's path, and handbook export its JSON, past the console's
+    writers: a full disk under stdout was a traceback (a mutation audit of cli/ found it)."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nmodels: {m: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    env = {**os.environ, "AGENTSCALE_DB": str(tmp_path / "h.db")}
+    cli = [sys.executable, "-m", "agentscale.cli.app"]
+    if command == "draw":
+        words = ["draw", str(graph), "-o", str(tmp_path / "g.svg")]
+    elif command == "report":
+        ran = subprocess.run(
+            [*cli, "run", str(graph), "-q", "What is 1 + 1?", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        words = ["report", json.loads(ran.stdout)["run_id"], "-o", str(tmp_path / "r.html")]
+    else:
+        export = tmp_path / "e.json"
+        behavior = {"name": "check_units", "instruction": "Check the units of every quantity before adding them."}
+        export.write_text(
+            json.dumps({"format": "agentscale-handbook", "version": 1, "handbook": "m", "behaviors": [behavior]})
+        )
+        subprocess.run([*cli, "handbook", "import", str(export)], env=env, check=True, capture_output=True, timeout=120)
+        words = ["handbook", "export", "m"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*cli, *words], stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.endswith("error: cannot write to stdout: No space left on device\n")
