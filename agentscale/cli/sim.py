@@ -84,7 +84,11 @@ def best_known_command(
     # refused now, not after minutes of search (which a failed write lost)
     if target.resolve() == space_file.resolve():
         raise AgentScaleError(f"--out {target} is the space file itself; give another path")
-    refuse_unusable_output(target, space_file.stem + BEST_KNOWN_SUFFIX, shown=f"--out {target}")
+    if out_file is None and target.is_dir():  # not "--out ...": the user gave none
+        raise AgentScaleError(
+            f"{target}, where the record is kept beside the space, is a directory; move it or give --out"
+        )
+    refuse_unusable_output(target, space_file.stem + BEST_KNOWN_SUFFIX, shown=f"--out {target}" if out_file else None)
     with err.status("searching on the exact simulated truth…", spinner="dots") as status:
         found = search_best_known(
             space,

@@ -66,6 +66,11 @@ def test_an_unwritable_out_is_refused_before_the_search_and_a_new_folder_is_made
     made = tmp_path / "new" / "folder" / "small.best-known.yaml"
     assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--out", str(made)]) == 0
     assert made.exists()
+    (tmp_path / "small.best-known.yaml").mkdir()  # in the default record's way, with no --out given
+    assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100"]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "where the record is kept beside the space, is a directory; move it or give --out" in said
+    assert "--out " not in said.split("is a directory")[0]  # it named an --out the user did not give
 
 
 def test_validate_checks_a_record_against_its_space_and_the_truth(
