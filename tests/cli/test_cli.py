@@ -1342,3 +1342,204 @@ def test_a_full_stdout_is_one_line_for_the_commands_that_print_a_path_or_an_expo
         done = subprocess.run([*cli, *words], stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.endswith("error: cannot write to stdout: No space left on device\n")
+
+
+def test_run_input_counts_the_questions_answered_not_those_left_without(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run X: N of M questions answered` (mutant R6: it counted the unanswered ones; the existing
+    test failed 2 of 4, where both counts read "2 of 4")."""
+    questions = env / "q.jsonl"
+    questions.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?"}) for i in range(4)))
+    scripted.add_rule(Rule(pattern=r"What is 0 \+", status=401))
+    code, out, err = run_cli(capsys, "run", str(env / "g.yaml"), "--input", str(questions))
+    flat = " ".join(err.split())
+    assert code == 0 and out.count("(no answer)") == 1
+    assert "3 of 4 questions answered" in flat and "1 got no answer, the first: " in flat
+
+
+def test_run_input_answers_at_most_concurrency_questions_at_once(
+    tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --input --concurrency 1` answers one question at a time (mutant R2: the flag was ignored and
+    the default of 4 used, which no test saw)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "c.db"))
+    graph = tmp_path / "one.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?"}) for i in range(4)))
+    scripted.latency_s = 0.2
+    code, out, _ = run_cli(capsys, "run", str(graph), "--input", str(questions), "--concurrency", "1")
+    assert code == 0 and len(out.splitlines()) == 4
+    assert scripted.peak_concurrency == 1
+
+
+def test_a_db_path_of_blanks_is_refused_naming_the_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--db " "` (a variable holding a blank) is refused as `--db ""` is (mutant O1: only the empty
+    string was refused; a blank made a database file named " " in the working directory)."""
+    code = main(["runs", "list", "--db", " "])
+    err = capsys.readouterr().err
+    assert code == 2 and "an empty path names no database file" in " ".join(err.split())
+    assert not Path(" ").exists()
+
+
+def test_an_api_key_variable_set_but_empty_is_refused(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--api-key-env K` with K="" would serve with an empty bearer key (mutant O4: only an unset
+    variable was refused)."""
+    import socket
+
+    monkeypatch.setenv("AGENTSCALE_TEST_EMPTY_KEY", "")
+    with socket.socket() as taken:  # were the key let through, the command fails here instead of serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        code, _, err = run_cli(
+            capsys, "serve-graph", str(env / "g.yaml"), "--port", port, "--api-key-env", "AGENTSCALE_TEST_EMPTY_KEY"
+        )
+    assert code == 1 and "--api-key-env AGENTSCALE_TEST_EMPTY_KEY: the variable is not set or empty" in err
+
+
+def test_eval_prints_its_interval_as_its_json_gives_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The human summary's `95% CI [low, high]` is the JSON's ci95 in that order (mutant E7: printed
+    high first, "[100.0%, 51.0%]", and no test read the human interval)."""
+    data = env / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(4))
+    )
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json")
+    assert code == 0
+    result = json.loads(out)
+    low, high = result["ci95"]
+    assert low < high
+    code, out, _ = run_cli(capsys, "eval", "--resume", result["run_id"])
+    flat = " ".join(out.split())
+    assert code == 0 and f"(4/4), 95% CI [{low:.1%}, {high:.1%}]" in flat
+    # and its calls as paid, then the cache hits (mutant E10 printed the calls twice: "calls 8 (+8 cache hits)")
+    usage = result["usage"]
+    assert usage["calls"] != usage["cached_calls"]
+    assert f"calls {usage['calls']} (+{usage['cached_calls']} cache hits)" in flat
+
+
+def test_an_eval_with_failed_calls_suggests_a_resume_that_asks_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ask the 1 items with failed calls again: agentscale eval --resume RUN --retry-errors --db DB`
+    (mutant E8: the hint lost --retry-errors, and the plain resume it named keeps the failures)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "n.db"))
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3))
+    )
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: down\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    scripted.add_rule(Rule(pattern="What is 0 ", status=400))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run_cli(capsys, "eval", "--resume", run_id)
+    flat = " ".join(out.split())
+    assert (
+        code == 0
+        and f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in flat
+    )
+
+
+def test_runs_list_shows_the_20_newest_by_default_and_limit_changes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs list` shows 20 runs unless --limit says otherwise, newest first (mutant U1: a default of
+    10 passed every test, which hold a run or two)."""
+    from agentscale.storage.db import Store
+
+    database = tmp_path / "l.db"
+    store = Store(database)
+    made = [store.create_run("run", graph_name=f"g{i}", claim=False).id for i in range(22)]
+    code, out, _ = run_cli(capsys, "runs", "list", "--json", "--db", str(database))
+    listed = [run["run_id"] for run in json.loads(out)]
+    assert code == 0 and len(listed) == 20 and set(listed) <= set(made)
+    code, out, _ = run_cli(capsys, "runs", "list", "--json", "--limit", "21", "--db", str(database))
+    assert code == 0 and len(json.loads(out)) == 21
+
+
+def test_runs_show_wrong_also_picks_a_right_item_with_a_failed_call(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--wrong` is "scored wrong or with a failed call" (its help): an item answered right although one
+    of its calls failed is shown (mutant U3: only items scored wrong were; the existing test's wrong
+    items had no failed call)."""
+    data = env / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3))
+    )
+    scripted.add_rule(Rule(pattern=r"What is 2 \+", status=400, times=1))  # one of i2's two assistants
+    code, out, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json")
+    result = json.loads(out)
+    assert code == 0 and result["correct"] == 3, err
+    code, out, _ = run_cli(capsys, "runs", "show", result["run_id"], "--wrong", "--json")
+    shown = json.loads(out)
+    assert code == 0 and [item["item"] for item in shown["items"]] == ["i2"]
+    assert [call["status"] for call in shown["calls"]].count("failed") == 1
+
+
+def test_the_trace_environment_variable_is_the_flags_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AGENTSCALE_TRACE sets --trace for every command (its help says so): an exporter it names that
+    cannot work is refused before a run exists, as the flag's is (mutant A1: the variable was ignored and
+    no test set it)."""
+    from agentscale.storage.db import Store
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+    monkeypatch.setenv("AGENTSCALE_TRACE", "zipkin")
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nmodels: {m: {model: sim/llama-1b}}\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2")
+    assert code == 1 and "unknown trace exporter 'zipkin'" in err
+    assert not (tmp_path / "t.db").exists() or Store(tmp_path / "t.db").list_runs() == []
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2", "--trace", "off")
+    assert code == 0, err  # the flag given wins over the variable
+
+
+def test_run_says_its_calls_and_cache_hits_apart(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The usage line under a run's trace: `calls N (+M cached)` as the JSON's usage counts them (mutant
+    K1 printed the calls for both; the existing test reads only the FLOPs and USD of that line)."""
+    code, out, _ = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 2?", "--json", "--no-cache")
+    usage = json.loads(out)["usage"]
+    assert code == 0 and usage["calls"] == 2 and usage["cached_calls"] == 0
+    code, _, err = run_cli(capsys, "run", str(env / "g.yaml"), "-q", "What is 1 + 2?", "--no-cache")
+    assert code == 0 and "calls 2 (+0 cached) · tokens" in " ".join(err.split())
+
+
+def test_eight_bit_control_characters_of_stored_text_are_written_out() -> None:
+    """`\\x9b` is CSI on terminals that take 8-bit controls (`\\x9b2J` clears the screen) and DEL is no
+    text: written out as ESC is (mutant N1 kept only C0 controls; the existing test stores ESC alone)."""
+    from agentscale.cli._console import short, terminal_safe
+
+    assert terminal_safe("a\x9b2Jb\x7fc\x85d") == "a\\x9b2Jb\\x7fc\\x85d"
+    assert short("x\x9b2J") == "x\\x9b2J"
+    assert terminal_safe("tab\tand\nnewline") == "tab\tand\nnewline"
+
+
+def test_a_run_the_budget_stopped_after_an_answer_says_it_stopped_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A question answered before the budget cut the rest of the graph prints its answer (exit 0) and
+    `stopped early: <why>` on stderr (mutant R9 dropped that line: the answer then read as the whole
+    graph's; the existing tests read it only when there was no answer)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "b.db"))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        graph_yaml(
+            scripted.api_base,
+            "name: capped\ndefaults: {max_tokens: 100, temperature: 0}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+            "  - {id: b, role: critic, model: m}\nedges: ['a -> b']\nbudget: {max_tokens: 250}\n",
+        )
+    )
+    code, out, _ = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 2?", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["answer"] is not None and result["stopped_reason"]
+    code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 1 + 2?")
+    assert code == 0 and out.strip() == result["answer"]
+    assert f"stopped early: {' '.join(result['stopped_reason'].split())}" in " ".join(err.split())

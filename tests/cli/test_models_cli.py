@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
 from agentscale.cli.app import main
+from agentscale.cli.models import _parse_ports
 from agentscale.models import bundled, catalog
 from tests.models.test_weights import fake_model, install_fake_parts
 
@@ -127,3 +129,15 @@ def test_a_cache_folder_that_cannot_be_used_is_one_error_line(tmp_path: Path, mo
     from agentscale.models.serving import state
 
     assert state.entries() == []  # a live pid without a name: the memory check's summary raised KeyError
+
+
+def test_ports_take_blanks_between_commas_and_refuse_a_list_of_none() -> None:
+    """`--ports "8000, 8001,"` (a trailing comma, spaces) is two ports (mutant M3: int('') refused it as
+    "not a comma-separated list of ports"); `--ports ,` names no port and is refused (mutant M1: an empty
+    list went on, and the servers started on consecutive ports from --port instead)."""
+    assert _parse_ports("8000, 8001,") == [8000, 8001]
+    assert _parse_ports(None) is None
+    with pytest.raises(typer.BadParameter, match="give at least one port"):
+        _parse_ports(",")
+    with pytest.raises(typer.BadParameter, match="is not a comma-separated list of ports"):
+        _parse_ports("8000;8001")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentscale import Gateway
-from agentscale.cli._options import executor_config, parse_options
+from agentscale.cli._options import executor_config, parse_options, warn_if_open
 from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
 from agentscale.executors import ExecutorConfig
@@ -68,3 +68,26 @@ def test_a_resumed_run_keeps_its_stored_executor_unless_flags_change_it(gateway:
     assert executor_config(gateway, run.id, None, None, None) is None
     assert executor_config(gateway, run.id, None, None, 3) == ExecutorConfig("ray", None, 3)
     assert executor_config(gateway, None, None, None, None) == ExecutorConfig()  # a new run: local
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("localhost", False),
+        ("LocalHost", False),
+        ("127.0.0.2", False),
+        ("::1", False),
+        ("0.0.0.0", True),
+        ("", True),
+        ("my-box", True),
+    ],
+)
+def test_only_a_host_other_machines_can_reach_is_warned_of(
+    host: str, warned: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve-graph`/`serve` without a key warn for a host reachable from other machines, not for this
+    machine's loopback (mutant O5: `--host localhost` was warned of as open; serve-graph's test binds
+    127.0.0.1 and "" only)."""
+    warn_if_open(host, "runs the graph")
+    err = capsys.readouterr().err
+    assert ("is reachable from other machines and no key is asked" in " ".join(err.split())) == warned

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agentscale.cli._progress import progress_bar
+from agentscale.cli._progress import _clock, progress_bar
 
 
 def _seconds_left(line: str) -> int:
@@ -37,3 +37,11 @@ def test_an_evals_lines_say_the_time_left_from_the_pace_of_this_command(capsys: 
         quiet.add_task("search", total=8, status="")
         quiet.update(quiet.tasks[0].id, advance=1)
         assert "left" not in quiet._line(quiet.tasks[0])  # type: ignore[attr-defined]
+
+
+def test_clocks_past_an_hour_keep_minutes_under_60() -> None:
+    """An optimization's plain progress lines run for hours: 1 h 2 min 5 s is 1:02:05 (mutant G2 wrote
+    1:62:05; the existing tests' clocks stay under an hour)."""
+    assert _clock(3725) == "1:02:05"
+    assert _clock(59.9) == "0:00:59"
+    assert _clock(36000) == "10:00:00"

@@ -625,3 +625,98 @@ def test_eval_split_of_refuses_a_task_file_edited_since_the_optimization(
     said = " ".join(capsys.readouterr().err.split())
     assert f"task file {data} has changed since run {run_id} started" in said
     assert "put the file back as it was, or evaluate without --split-of" in said
+
+
+def test_a_dry_run_refuses_a_trace_it_would_not_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--dry-run --trace console` exports nothing (nothing runs): refused, as --out and --concurrency
+    are (mutant P2: accepted silently; only `--trace off` was tested, which must pass)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--dry-run", "--trace", "console"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--dry-run only projects the search's spend (nothing runs); drop --trace" in err
+    assert not (tmp_path / "o.db").exists()
+
+
+def test_a_dry_runs_json_says_it_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`optimize --dry-run --json` is one object with "dry_run": true beside the figures, which a script
+    tells from a finished run's JSON by (mutant P7: the key was dropped and no test read it)."""
+    import json
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["dry_run"] is True
+    assert {"evaluations", "items_answered", "calls", "tokens", "usd", "note"} <= set(figures)
+
+
+def test_the_summary_names_the_out_file_as_the_best_graphs_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """With --out, `best graph YAML:` names that file (mutant P8: it named the copy in the run's folder;
+    only --json's best.path was tested)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    best = tmp_path / "best.yaml"
+    assert main(["optimize", str(space), "--out", str(best), "--no-test"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"best graph YAML: {best}" in out and best.exists()
+    # and `runs show --json` gives every trial's fields (mutant U7 dropped "n", the items it was scored on)
+    import json
+    import re
+
+    (run_id,) = re.findall(r"run (\w+) \(agentscale runs show", out)
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    fields = {"seq", "iteration", "kind", "accuracy", "n", "compute", "latency_s", "reward", "tokens", "graph"}
+    assert trials and all(set(trial) == fields for trial in trials)
+    assert all(isinstance(trial["n"], int) and trial["n"] > 0 for trial in trials)
+
+
+def test_runs_show_says_how_to_write_an_optimizations_report_a_kill_left_unwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for an eval (the existing test): a done optimization whose process died before its report was
+    written names `runs show RUN --html` (mutant U10: only evals were told; an optimization said nothing)."""
+    import json
+
+    from agentscale.storage.db import Store
+    from agentscale.storage.owner import current_owner
+    from agentscale.storage.tables import Run
+
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert main(["optimize", str(space), "--no-test", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    Path(done["report"]).unlink()
+    store = Store(tmp_path / "o.db")
+    with store.session() as session:
+        run = session.get(Run, done["run_id"])
+        assert run is not None
+        run.owner = current_owner().rsplit("/", 1)[0] + "/0"  # this pid, another process's start: gone
+        session.add(run)
+        session.commit()
+    assert main(["runs", "show", done["run_id"]]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"its report was not written; write it with: agentscale runs show {done['run_id']} --html" in said
+
+
+def test_an_interrupted_optimization_names_optimize_resume_not_eval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs show` of an interrupted optimization suggests `agentscale optimize --resume RUN` (mutant
+    U5: the suggested command was eval's, which refuses the run; only evals were tested)."""
+    from agentscale.storage.db import Store
+    from tests.cli.test_cli import run_cli
+
+    database = tmp_path / "o.db"
+    stopped = Store(database).create_run("optimize", graph_name="space", config={"space_yaml": SPACE})
+    Store(database).finish_run(stopped.id, "interrupted")
+    code, _, err = run_cli(capsys, "runs", "show", stopped.id, "--db", str(database))
+    resume = f"it was interrupted; continue with: agentscale optimize --resume {stopped.id} --db {database.resolve()}"
+    assert code == 0 and resume in " ".join(err.split())

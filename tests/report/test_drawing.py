@@ -238,3 +238,15 @@ edges:
     root = ET.fromstring(render_svg(picture_from_spec(load_spec_text(text, "crossing.yaml"))))
     y = {n: float(_rect(root, n).get("y", "nan")) for n in "abcd"}
     assert y["a"] < y["b"] and y["d"] < y["c"]
+
+
+def test_draw_json_counts_nodes_and_edges_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json's "nodes" and "edges" (mutant D2 swapped them; the existing test draws a diamond: 4 and 4)."""
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(
+        "name: chain\nmodels: {m: {model: openai/x}}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+        "  - {id: b, role: critic, model: m}\n  - {id: c, role: critic, model: m}\nedges: ['a -> b', 'b -> c']\n"
+    )
+    assert main(["draw", str(chain), "-o", str(tmp_path / "c.svg"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["nodes"], result["edges"]) == (3, 2)
