@@ -355,14 +355,7 @@ def test_report_json_names_the_whole_run_id_of_a_prefix_and_takes_an_upper_case_
     """`report 3f2a -o run.HTML --json`: the JSON's run_id is the run's id, not the prefix typed (mutant
     T2: the prefix was echoed, which names no run for `runs show` in a larger database; the existing
     test passed the whole id), and `.HTML` is an HTML page's name (mutant T1: refused as not .html)."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
-    graph = tmp_path / "one.yaml"
-    graph.write_text(
-        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
-        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"
-    )
-    assert main(["run", str(graph), "-q", "What is 40 + 2?", "--json"]) == 0
-    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    run_id = _plain_run(tmp_path, scripted, monkeypatch, capsys)
     page = tmp_path / "run.HTML"
     assert main(["report", run_id[:6], "-o", str(page), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"run_id": run_id, "path": str(page)}
