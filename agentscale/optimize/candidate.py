@@ -39,7 +39,7 @@ def copies_an_input(role: str, inputs: int) -> bool:
     """A model-free node that cannot choose (never searched): a vote or tester over one input passes it
     on; a vote over two passes on the first to finish, since two answers either agree or tie (a
     tester of two does choose: it runs both). Such a graph is a cheaper graph's answer at a higher
-    price, and its calls were raced for the crown in vain (mmlu-b42-large seed 6: four graphs ending
+    price, and its calls were raced for the crown in vain (SIMULATED mmlu-b42-large, seed 6: four graphs ending
     in a vote of two, each item for item gemma-7b's single call, raced all 200 train items)."""
     return role in MODEL_FREE_ROLES and (inputs == 1 or (role == "vote" and inputs == 2))
 
