@@ -77,19 +77,30 @@ def span(kind: SpanKind, name: str, attributes: Mapping[str, Any]) -> AbstractCo
     return _observer.span(kind, name, attributes)
 
 
-def safe_endpoint(value: Any) -> str:
-    """An endpoint URL, or a replica set's list "a, b", as scheme://host:port: nothing that could hold
-    a key (an api_base may carry one in its userinfo or query). A value that is no URL (a route, or
-    "cache") stays as it is, unless it has the '@' or '?' a key could hide behind."""
-    parts = []
+def endpoint_hosts(value: Any) -> list[tuple[str, str, int | None]] | None:
+    """(scheme, host, port) of each URL in an endpoint, or a replica set's list "a, b"; None when a
+    part is no URL (a route, or "cache"). A port that does not parse is left out."""
+    hosts = []
     for where in str(value).split(","):
         url = urlsplit(where.strip())
         if not url.hostname:
-            return str(value) if "?" not in str(value) and "@" not in str(value) else "<endpoint>"
+            return None
         try:
             port = url.port
         except ValueError:
             port = None
-        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
-        parts.append(f"{url.scheme}://{host}" + (f":{port}" if port else ""))
-    return ", ".join(parts)
+        hosts.append((url.scheme, url.hostname, port))
+    return hosts
+
+
+def safe_endpoint(value: Any) -> str:
+    """An endpoint as scheme://host:port for each of its URLs: nothing that could hold a key (an
+    api_base may carry one in its userinfo or query). A value that is no URL stays as it is, unless
+    it has the '@' or '?' a key could hide behind."""
+    hosts = endpoint_hosts(value)
+    if hosts is None:
+        return str(value) if "?" not in str(value) and "@" not in str(value) else "<endpoint>"
+    return ", ".join(
+        f"{scheme}://{f'[{host}]' if ':' in host else host}" + (f":{port}" if port else "")
+        for scheme, host, port in hosts
+    )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agentscale.errors import AgentScaleError
-from agentscale.tracing.hooks import CONTENT_KEYS, SpanKind, safe_endpoint, set_observer
+from agentscale.tracing.hooks import CONTENT_KEYS, SpanKind, endpoint_hosts, safe_endpoint, set_observer
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -181,11 +181,11 @@ def _call_attribute(key: str, value: Any) -> list[tuple[str, Any]]:
             ("llm.model_name", value),
         ]
     if key == "endpoint":  # a URL, or a replica set's "a, b" when no one replica answered; never a key
-        safe = safe_endpoint(value)
-        urls = [urlsplit(where.strip()) for where in safe.split(",")]
-        if len(urls) == 1 and urls[0].hostname:  # safe_endpoint kept only a port that parses
-            return [("server.address", urls[0].hostname)] + ([("server.port", urls[0].port)] if urls[0].port else [])
-        return [("agentscale.endpoint", safe)]
+        hosts = endpoint_hosts(value)
+        if hosts is not None and len(hosts) == 1:
+            _, host, port = hosts[0]
+            return [("server.address", host)] + ([("server.port", port)] if port else [])
+        return [("agentscale.endpoint", safe_endpoint(value))]
     pairs = [(_CALL_ATTRIBUTES.get(key, f"agentscale.{key}"), _plain(value))]
     if key == "prompt_tokens":
         pairs.append(("llm.token_count.prompt", value))
