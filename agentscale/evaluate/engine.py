@@ -17,8 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from agentscale.errors import AgentScaleError, BudgetExceeded
-from agentscale.evaluate.item_records import DiscussionStats, HandbookUse, discussion_stats, handbook_use_of
+from agentscale.errors import AgentScaleError
+from agentscale.evaluate.item_records import (
+    DiscussionStats,
+    HandbookUse,
+    asked_again_on_retry,
+    discussion_stats,
+    handbook_use_of,
+)
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.result import Usage
@@ -124,7 +130,7 @@ class EvalSummary:
         """Items a resume with `retry_errors` asks again: a model call failed, and no budget stopped
         them (a budget's refusal would stop them again)."""
         failed = self.call_failures
-        return [item for item in self.items if item.item_id in failed and not BudgetExceeded.said(item.stopped_reason)]
+        return [item for item in self.items if asked_again_on_retry(item.item_id in failed, item.stopped_reason)]
 
     def to_dict(self, *, include_items: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agentscale.errors import BudgetExceeded
+
 
 @dataclass(frozen=True)
 class HandbookUse:
@@ -93,3 +95,11 @@ def cut_replies_note(cut: dict[str, str], items: int) -> str:
         f"{len(cut)} of {items} items had a reply stopped at its max_tokens, its answer maybe cut short "
         f"(first: {first}: {cut[first]}); raise the node's or the graph's max_tokens"
     )
+
+
+def asked_again_on_retry(failed_call: bool, stopped_reason: str | None) -> bool:
+    """Whether `eval --resume --retry-errors` asks an item again: one of its model calls failed, and
+    no budget stopped it (a budget's refusal would stop it again). The eval's summary and its HTML
+    report offer the retry by this one rule (the page offered it for budget-stopped items too, and
+    the retry then asked nothing)."""
+    return failed_call and not BudgetExceeded.said(stopped_reason)

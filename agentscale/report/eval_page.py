@@ -11,7 +11,12 @@ from html import escape
 
 from sqlalchemy import select
 
-from agentscale.evaluate.item_records import cut_replies_note, discussion_stats, handbook_use_of
+from agentscale.evaluate.item_records import (
+    asked_again_on_retry,
+    cut_replies_note,
+    discussion_stats,
+    handbook_use_of,
+)
 from agentscale.graphs.result import Usage
 from agentscale.graphs.simulated import is_simulated
 from agentscale.graphs.spec import GraphSpec, handbook_label
@@ -30,7 +35,7 @@ from agentscale.report.html import (
     section,
     simulated_banner,
 )
-from agentscale.report.items import ITEMS, read_items
+from agentscale.report.items import ITEMS, ItemSet, read_items
 from agentscale.report.simulated import run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
@@ -60,15 +65,16 @@ def eval_report(store: Store, run: Run) -> str:
     if run.error:
         parts.append(paragraph(f"error: {run.error}", css_class="error"))
     if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
-        again = store.command_line("eval", "--resume", run.id, "--retry-errors")
-        retry = f"; ask them again with: {again}" if run.kind == "eval" else ""
         parts.append(
             paragraph(
                 f"{len(unfinished)} of {len(items.rows)} items did not finish and were scored as they ended "
-                f"(first: {unfinished[0][0]}: {unfinished[0][5]}){retry}",
+                f"(first: {unfinished[0][0]}: {unfinished[0][5]})",
                 css_class="error",
             )
         )
+    if run.kind == "eval" and (retried := _asked_again(store, run.id, items)):
+        again = store.command_line("eval", "--resume", run.id, "--retry-errors")
+        parts.append(paragraph(f"ask the {retried} items with failed calls again: {again}", css_class="error"))
     if cut := store.cut_calls_by_item(run.id):  # `eval` says so; the page said nothing of it
         parts.append(paragraph(cut_replies_note(cut, len(items.rows)), css_class="error"))
     parts.append(
@@ -96,6 +102,13 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
     parts.append(items_section("Items", "items", items.page_data(), items.trace_data()))
     return document(f"agentscale {what}", "".join(parts))
+
+
+def _asked_again(store: Store, run_id: str, items: ItemSet) -> int:
+    """How many of the run's items `eval --resume --retry-errors` would ask again (the eval's own
+    summary offers the retry by the same rule)."""
+    failed = store.failed_calls_by_item(run_id)
+    return sum(1 for row in items.rows if asked_again_on_retry(row[0] in failed, row[5]))
 
 
 def _records(store: Store, run: Run, spec: GraphSpec | None, questions: int) -> list[tuple[str, str]]:

@@ -203,7 +203,15 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch)
     text = " ".join(write(eval_run, capsys).read_text().split())
     n = len(Store(eval_run["db"]).run_items(run_id))
     assert f"1 of {n} items did not finish and were scored as they ended (first: q1: node a failed: 500)" in text
-    assert f"ask them again with: agentscale eval --resume {run_id} --retry-errors" in text
+    assert "--retry-errors" not in text  # no call failed: a retry would ask nothing (as the command says)
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        stored.execute(
+            "UPDATE nodecall SET status = 'failed', error = '500' WHERE id = "
+            "(SELECT min(id) FROM nodecall WHERE item_key = 'q1' AND run_id = ?)",
+            (run_id,),
+        )
+    text = " ".join(write(eval_run, capsys).read_text().split())
+    assert f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in text
     # from another database than the default, the command names it (pasted, it found no such run)
     monkeypatch.delenv("AGENTSCALE_DB")
     path = Path(str(eval_run["tmp"])) / "again.html"
@@ -333,6 +341,28 @@ def test_the_did_not_finish_line_names_the_first_such_item(eval_run, capsys) -> 
         f"2 of 6 items did not finish and were scored as they ended (first: {keys[1]}: node s1 failed: {keys[1]})"
         in text
     )
+
+
+def test_the_page_offers_no_retry_for_items_a_budget_stopped(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Items a budget stopped are not asked again by `--retry-errors` (the budget would stop them
+    again): the page said "ask them again with: ... --retry-errors" for them, and the retry then
+    asked nothing (a new user's walk through the CLI). The command's summary offers no retry either."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "b.db"))
+    graph = tmp_path / "capped.yaml"
+    graph.write_text(
+        "name: capped\nmodels: {m: {model: sim/llama-8b}}\ndefaults: {temperature: 0.8, max_tokens: 512}\n"
+        "budget: {max_tokens: 1800}\nnodes:\n"
+        + "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(3))
+        + "  - {id: vote, role: vote}\nedges: ['s0, s1, s2 -> vote']\n"
+    )
+    main(["eval", str(graph), "--task", "sim:math", "--n", "3", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unfinished"] == 3 and summary["items_to_retry"] == 0, summary
+    path = tmp_path / "capped.html"
+    assert main(["report", summary["run_id"], "-o", str(path)]) == 0
+    text = " ".join(path.read_text().split())
+    assert "3 of 3 items did not finish" in text and "budget max_tokens=1800 would be exceeded" in text
+    assert "--retry-errors" not in text
 
 
 def test_a_plain_runs_page_does_not_offer_an_eval_resume(
