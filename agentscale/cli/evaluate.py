@@ -301,7 +301,7 @@ def _items_table(items: list[ItemResult]) -> Table:
 
 
 def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> None:
-    from agentscale.evaluate.item_records import cut_replies_note
+    from agentscale.evaluate.item_records import cut_replies_note, retry_note, unfinished_note
     from agentscale.report.simulated import simulated_label
 
     data = summary.to_dict()
@@ -323,11 +323,9 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
     )
     unfinished = summary.unfinished
     if unfinished:
-        out.print(
-            f"[yellow]{len(unfinished)} of {summary.n} items did not finish and were scored as they ended; "
-            f"first: {escape(unfinished[0].item_id)}: {escape(short(unfinished[0].stopped_reason, 160))}[/]",
-            markup=True,
-        )
+        cut = unfinished[0]
+        note = unfinished_note(len(unfinished), summary.n, cut.item_id, short(cut.stopped_reason, 160))
+        out.print(f"[yellow]{escape(note)}[/]", markup=True)
     degraded = summary.answered_despite_failures
     if degraded:
         first = degraded[0].item_id
@@ -339,9 +337,6 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
     if summary.cut_replies:
         out.print(f"[yellow]{escape(cut_replies_note(summary.cut_replies, summary.n))}[/]", markup=True)
     if summary.retryable and summary.run_id is not None and summary.nothing_answered is None:  # else its error says it
-        retry = store.command_line("eval", "--resume", summary.run_id, "--retry-errors")
-        out.print(
-            f"[yellow]ask the {len(summary.retryable)} items with failed calls again: {escape(retry)}[/]", markup=True
-        )
+        out.print(f"[yellow]{escape(retry_note(store, summary.run_id, len(summary.retryable)))}[/]", markup=True)
     if summary.run_id is not None:
         out.print(f"run {summary.run_id} ({store.command_line('runs', 'show', summary.run_id)})")

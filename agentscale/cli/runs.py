@@ -201,6 +201,7 @@ def show_command(
         say_simulated()
     if accuracy is not None:
         _say_the_score(accuracy, simulated=data["simulated"])
+        _say_what_did_not_finish(store, run, every_item)
     traces = _traces_by_item(calls)
     for item in items:
         title = f"item {item.item_key}: {short(item.question, 70)}"
@@ -472,6 +473,23 @@ def _say_the_score(accuracy: dict[str, Any], *, simulated: bool) -> None:
         f"{label} {accuracy['value']:.1%} ({accuracy['correct']}/{accuracy['n']} scored items), "
         f"95% CI [{low:.1%}, {high:.1%}]"
     )
+
+
+def _say_what_did_not_finish(store: Store, run: Run, items: list[RunItem]) -> None:
+    """How many items ended early and, for an eval, how to ask those with failed calls again, as the
+    eval's summary and report say: with `--limit` or `--wrong` the line said only the score, and the
+    items cut short were among those not shown."""
+    from agentscale.evaluate.item_records import asked_again_on_retry, ended_early, retry_note, unfinished_note
+
+    unfinished = [item for item in items if ended_early(item.stopped_reason)]
+    if unfinished:
+        first = unfinished[0]
+        note = unfinished_note(len(unfinished), len(items), first.item_key, short(first.stopped_reason, 160))
+        out.print(f"[yellow]{escape(note)}[/]", markup=True)
+    failed = store.failed_calls_by_item(run.id)
+    again = sum(1 for item in items if asked_again_on_retry(item.item_key in failed, item.stopped_reason))
+    if run.kind == "eval" and again:
+        out.print(f"[yellow]{escape(retry_note(store, run.id, again))}[/]", markup=True)
 
 
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:

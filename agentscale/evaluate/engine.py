@@ -23,6 +23,7 @@ from agentscale.evaluate.item_records import (
     HandbookUse,
     asked_again_on_retry,
     discussion_stats,
+    ended_early,
     handbook_use_of,
 )
 from agentscale.evaluate.stats import percentile, wilson_interval
@@ -31,7 +32,6 @@ from agentscale.graphs.result import Usage
 from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
-from agentscale.models.budget import is_overrun
 from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
@@ -109,7 +109,7 @@ class EvalSummary:
         """Items whose graph did not finish normally (a failed call, a budget cap): scored as they ended,
         which is usually wrong, so a report must say how many there were and why. A cap passed by the
         calls' actual usage alone is no cut: that graph ran to its end."""
-        return [item for item in self.items if item.stopped_reason and not is_overrun(item.stopped_reason)]
+        return [item for item in self.items if ended_early(item.stopped_reason)]
 
     @property
     def nothing_answered(self) -> ItemResult | None:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentscale.errors import BudgetExceeded
+from agentscale.models.budget import is_overrun
+
+if TYPE_CHECKING:
+    from agentscale.storage.db import Store
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,22 @@ def asked_again_on_retry(failed_call: bool, stopped_reason: str | None) -> bool:
     report offer the retry by this one rule (the page offered it for budget-stopped items too, and
     the retry then asked nothing)."""
     return failed_call and not BudgetExceeded.said(stopped_reason)
+
+
+def ended_early(stopped_reason: str | None) -> bool:
+    """Whether an item's graph did not finish normally (a failed call, a budget cut) and was scored as
+    it ended, which is usually wrong: every view of a run must say how many and why. A cap passed by
+    the calls' actual usage alone is no cut: that graph ran to its end."""
+    return bool(stopped_reason) and not is_overrun(stopped_reason)
+
+
+def unfinished_note(unfinished: int, items: int, first_key: str, first_reason: str) -> str:
+    """The line an eval's summary, its HTML report and `runs show` say of items that `ended_early`."""
+    said = f"{unfinished} of {items} items did not finish and were scored as they ended"
+    return f"{said}; first: {first_key}: {first_reason}"
+
+
+def retry_note(store: Store, run_id: str, items: int) -> str:
+    """What an eval's summary, its report and `runs show` offer for `items` that `asked_again_on_retry`."""
+    again = store.command_line("eval", "--resume", run_id, "--retry-errors")
+    return f"ask the {items} {'item' if items == 1 else 'items'} with failed calls again: {again}"

@@ -16,6 +16,8 @@ from agentscale.evaluate.item_records import (
     cut_replies_note,
     discussion_stats,
     handbook_use_of,
+    retry_note,
+    unfinished_note,
 )
 from agentscale.graphs.result import Usage
 from agentscale.graphs.simulated import is_simulated
@@ -65,16 +67,10 @@ def eval_report(store: Store, run: Run) -> str:
     if run.error:
         parts.append(paragraph(f"error: {run.error}", css_class="error"))
     if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
-        parts.append(
-            paragraph(
-                f"{len(unfinished)} of {len(items.rows)} items did not finish and were scored as they ended "
-                f"(first: {unfinished[0][0]}: {unfinished[0][5]})",
-                css_class="error",
-            )
-        )
+        note = unfinished_note(len(unfinished), len(items.rows), unfinished[0][0], unfinished[0][5])
+        parts.append(paragraph(note, css_class="error"))
     if run.kind == "eval" and (retried := _asked_again(store, run.id, items)):
-        again = store.command_line("eval", "--resume", run.id, "--retry-errors")
-        parts.append(paragraph(f"ask the {retried} items with failed calls again: {again}", css_class="error"))
+        parts.append(paragraph(retry_note(store, run.id, retried), css_class="error"))
     if cut := store.cut_calls_by_item(run.id):  # `eval` says so; the page said nothing of it
         parts.append(paragraph(cut_replies_note(cut, len(items.rows)), css_class="error"))
     parts.append(

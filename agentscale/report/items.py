@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agentscale.evaluate.item_records import ended_early
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.graphs.result import Usage
-from agentscale.models.budget import is_overrun
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, RunItem
 
@@ -65,7 +65,7 @@ class ItemSet:
     def unfinished(self) -> list[list[Any]]:
         """Rows whose graph did not finish normally (a failed call, a budget cut), scored as they ended;
         a cap passed by calls already made is no cut (`EvalSummary.unfinished`)."""
-        return [row for row in self.rows if row[5] and not is_overrun(row[5])]
+        return [row for row in self.rows if ended_early(row[5])]
 
     def accuracy(self) -> dict[str, Any] | None:
         return accuracy_of(self.correct, self.scored)

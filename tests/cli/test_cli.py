@@ -1418,7 +1418,7 @@ def test_eval_prints_its_interval_as_its_json_gives_it(env: Path, capsys: pytest
 def test_an_eval_with_failed_calls_suggests_a_resume_that_asks_them_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`ask the 1 items with failed calls again: agentscale eval --resume RUN --retry-errors --db DB`
+    """`ask the 1 item with failed calls again: agentscale eval --resume RUN --retry-errors --db DB`
     (mutant E8: the hint lost --retry-errors, and the plain resume it named keeps the failures)."""
     graph, data = _three_sums(tmp_path, monkeypatch, scripted)
     scripted.add_rule(Rule(pattern="What is 0 ", status=400))
@@ -1429,8 +1429,13 @@ def test_an_eval_with_failed_calls_suggests_a_resume_that_asks_them_again(
     flat = " ".join(out.split())
     assert (
         code == 0
-        and f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in flat
+        and f"ask the 1 item with failed calls again: agentscale eval --resume {run_id} --retry-errors" in flat
     )
+    # `runs show` says it too, whichever items it shows (it said the score alone: a new user's walk)
+    code, out, err = run_cli(capsys, "runs", "show", run_id, "--limit", "1")
+    flat = " ".join(out.split())
+    assert code == 0 and "1 of 3 items did not finish and were scored as they ended; first: " in flat
+    assert f"ask the 1 item with failed calls again: agentscale eval --resume {run_id} --retry-errors" in flat
 
 
 def test_runs_list_shows_the_20_newest_by_default_and_limit_changes_it(

@@ -350,7 +350,7 @@ def test_the_eval_command_says_how_to_ask_failed_items_again_and_counts_them_onc
         run_id = Store(tmp_path / "k.db").list_runs()[0].id
         said = " ".join(first.stdout.split())
         assert "1 of 4 items answered although some of their model calls failed; first: q1: " in said
-        assert f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in said
+        assert f"ask the 1 item with failed calls again: agentscale eval --resume {run_id} --retry-errors" in said
         again = subprocess.run(
             [*EVAL, "--resume", run_id, "--retry-errors"], env=env, capture_output=True, text=True, timeout=120
         )

@@ -202,7 +202,7 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch)
         stored.execute("UPDATE runitem SET stopped_reason = 'node a failed: 500' WHERE item_key = 'q1'")
     text = " ".join(write(eval_run, capsys).read_text().split())
     n = len(Store(eval_run["db"]).run_items(run_id))
-    assert f"1 of {n} items did not finish and were scored as they ended (first: q1: node a failed: 500)" in text
+    assert f"1 of {n} items did not finish and were scored as they ended; first: q1: node a failed: 500" in text
     assert "--retry-errors" not in text  # no call failed: a retry would ask nothing (as the command says)
     with sqlite3.connect(Store(eval_run["db"]).path) as stored:
         stored.execute(
@@ -211,7 +211,7 @@ def test_the_page_says_which_items_did_not_finish(eval_run, capsys, monkeypatch)
             (run_id,),
         )
     text = " ".join(write(eval_run, capsys).read_text().split())
-    assert f"ask the 1 items with failed calls again: agentscale eval --resume {run_id} --retry-errors" in text
+    assert f"ask the 1 item with failed calls again: agentscale eval --resume {run_id} --retry-errors" in text
     # from another database than the default, the command names it (pasted, it found no such run)
     monkeypatch.delenv("AGENTSCALE_DB")
     path = Path(str(eval_run["tmp"])) / "again.html"
@@ -324,7 +324,7 @@ def test_stored_text_in_the_title_and_error_lines_is_shown_as_text(eval_run, cap
     text = write(eval_run, capsys).read_text()
     assert evil not in text and "</title><img" not in text
     assert f"error: boom {escape(evil)}" in text
-    assert f"(first: q1: node s1 failed: {escape(evil)})" in text
+    assert f"; first: q1: node s1 failed: {escape(evil)}</p>" in text
     assert re.search(r"<title>[^<]*&lt;/title&gt;", text)
 
 
@@ -338,7 +338,7 @@ def test_the_did_not_finish_line_names_the_first_such_item(eval_run, capsys) -> 
             stored.execute("UPDATE runitem SET stopped_reason = ? WHERE item_key = ?", (f"node s1 failed: {key}", key))
     text = " ".join(write(eval_run, capsys).read_text().split())
     assert (
-        f"2 of 6 items did not finish and were scored as they ended (first: {keys[1]}: node s1 failed: {keys[1]})"
+        f"2 of 6 items did not finish and were scored as they ended; first: {keys[1]}: node s1 failed: {keys[1]}"
         in text
     )
 
