@@ -260,7 +260,8 @@ def _print_report(
             f"{score.compute:.2f}",
             f"{score.latency_s:.2f}s",
         )
-    out.print(table)
+    # --no-test, or a spend cap before the test split: an empty table with its headers read as a bug
+    out.print(table if scored else "no graph scored on the test split")
     if result.advantage is not None:
         out.print(advantage_sentence(result.advantage.to_dict()))
     for warning in result.warnings:
