@@ -137,7 +137,8 @@ def show_command(
     # a scored run's accuracy as its report counts it; none for a build (its verdicts are its source run's)
     scored = [item.correct for item in every_item if item.correct is not None]
     accuracy = accuracy_of(sum(scored), len(scored)) if run.kind != "handbook" else None
-    items, calls, left_out = _chosen_items(every_item, every_call, wrong=wrong, limit=limit)
+    items, calls, matching = _chosen_items(every_item, every_call, wrong=wrong, limit=limit)
+    left_out = len(every_item) - len(items)
     data: dict[str, Any] = {
         "run_id": run.id,
         "kind": run.kind,
@@ -217,8 +218,14 @@ def show_command(
     unanswered = sorted(traces.keys() - answered, key=_natural_order)
     for key in unanswered:  # a question stopped before its answer: the calls that had finished (paid)
         out.print(trace_table(traces[key], title=f"item {key}: stopped before its answer"))
-    if left_out:
-        chosen_by = " ".join(flag for flag, given in (("--wrong", wrong), ("--limit", limit is not None)) if given)
+    if wrong and limit is not None and matching > len(items):  # "38 of the 40 not shown" hid how many were wrong
+        err.print(
+            f"{len(items)} of the {matching} items scored wrong or with a failed call shown (--limit); "
+            f"{len(every_item) - matching} others not shown (--wrong)"
+        )
+    elif left_out:
+        cut = (("--wrong", wrong), ("--limit", matching > len(items)))  # the flags that left items out
+        chosen_by = " ".join(flag for flag, left in cut if left)
         err.print(f"{left_out} of the {len(every_item)} items not shown ({chosen_by})")
     if not every_item:
         above = " (the node calls that finished before it stopped are above)" if unanswered else ""
@@ -229,10 +236,10 @@ def _chosen_items(
     items: list[RunItem], calls: list[NodeCall], *, wrong: bool, limit: int | None
 ) -> tuple[list[RunItem], list[NodeCall], int]:
     """The items `--wrong` and `--limit` leave (a 5,000-item eval printed 6.4 MB), their calls, and
-    how many items were left out; the calls of a question stopped before its answer stay, as they
-    have no item to choose by."""
+    how many items `--wrong` chose before `--limit` cut them; the calls of a question stopped before
+    its answer stay, as they have no item to choose by."""
     if not wrong and limit is None:
-        return items, calls, 0
+        return items, calls, len(items)
     chosen = items
     if wrong:
         failed = {call.item_key for call in calls if call.status == "failed"}
@@ -241,7 +248,7 @@ def _chosen_items(
     keys = {item.item_key for item in shown}
     stored = {item.item_key for item in items}
     kept = [call for call in calls if call.item_key in keys or call.item_key not in stored]
-    return shown, kept, len(items) - len(shown)
+    return shown, kept, len(chosen)
 
 
 def _traces_by_item(calls: list[NodeCall]) -> dict[str, list[NodeTrace]]:

@@ -595,7 +595,11 @@ def test_runs_show_picks_the_wrong_items_and_limits_them(env: Path, capsys: pyte
     assert "3 of the 5 items not shown (--limit)" in " ".join(err.split())
     code, out, err = run_cli(capsys, "runs", "show", run_id, "--wrong", "--limit", "1")
     assert "item i1:" in out and "item i0:" not in out and "item i3:" not in out
-    assert "4 of the 5 items not shown (--wrong --limit)" in " ".join(err.split())
+    assert "1 of the 2 items scored wrong or with a failed call shown (--limit); 3 others not shown (--wrong)" in (
+        " ".join(err.split())
+    )  # it said "4 of the 5 items not shown": how many more were wrong? (a new user's walk)
+    code, out, err = run_cli(capsys, "runs", "show", run_id, "--wrong", "--limit", "2")
+    assert "3 of the 5 items not shown (--wrong)" in " ".join(err.split())
 
 
 def test_run_and_eval_say_when_a_reply_stopped_at_max_tokens(
