@@ -166,6 +166,12 @@ def build_command(
     if report.items and report.failed == report.items:  # exit 0 with an empty handbook hid it from every later eval
         details = gateway.store.command_line("runs", "show", report.run_id)
         raise AgentScaleError(f"the model calls of every item failed, so nothing was learned (the errors: {details})")
+    if report.items and not report.behaviors:  # said only as "0 in the handbook" among the counts
+        err.print(
+            f"[yellow]warning:[/] handbook {escape(handbook)!r} is empty: no item gave a usable behavior "
+            "(the skipped counts say why); eval --handbook refuses an empty handbook",
+            markup=True,
+        )
 
 
 def _with_progress(

@@ -294,6 +294,9 @@ def test_a_build_by_a_simulated_model_says_so(db: Path, capsys: pytest.CaptureFi
     assert code == 0 and json.loads(out)["simulated"] is True
     code, _, err = cli(capsys, *args)
     assert code == 0 and "SIMULATED: these numbers" in err
+    # the sim's extraction replies hold no behavior: the build says the handbook is empty (it said
+    # "0 in the handbook" among its counts, and eval --handbook then refused it; a new user's walk)
+    assert "warning: handbook 's' is empty: no item gave a usable behavior" in " ".join(err.split())
     code, out, _ = cli(
         capsys, "runs", "show", json.loads(cli(capsys, "runs", "list", "--json")[1])[0]["run_id"], "--json"
     )
