@@ -213,7 +213,8 @@ def eval_command(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
             + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else "")
-            + (f" · the test split of optimization {split_run}" if split_run is not None else ""),
+            + (f" · the test split of optimization {split_run}" if split_run is not None else "")
+            + f" · scorer {escape(evaluation.task.scorer_name)}",  # a JSONL task's was chosen without a word
             markup=True,
         )
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}

@@ -71,6 +71,21 @@ def _unset_keys(models: Mapping[str, ModelSpec]) -> list[str]:
     ]
 
 
+def _unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
+    """Bundled `local/` models whose weights are not on this machine: valid, yet a run stops at its
+    first call, naming `models pull` (validate and `optimize --dry-run` passed such a space without a
+    word); a note, as validate may run where the models are not needed (CI)."""
+    from agentscale.models.catalog import BUNDLED
+    from agentscale.models.pull import weights_state
+
+    notes = []
+    for alias, model in models.items():
+        bundled = BUNDLED.get(model.model.removeprefix("local/")) if model.model.startswith("local/") else None
+        if bundled is not None and (state := weights_state(bundled)).startswith("not pulled"):
+            notes.append(f"models.{alias}: {model.model} is {state} here; get it with `{bundled.pull_command}`")
+    return notes
+
+
 def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
     """A `memory:` handbook the database lacks, or a `memory.topic` none of its behaviors has: valid
     (it may be built before the run), yet run and eval stopped at their first question, and validate
@@ -117,7 +132,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
             _, train, _ = load_task_split(space)
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-        notes = _unset_keys(space.models)
+        notes = _unset_keys(space.models) + _unpulled_models(space.models)
         guessed = guessed_lengths_note(space, [item.question for item in train])
         if guessed is not None:
             notes.append(guessed)
@@ -133,7 +148,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         Graph(spec, store=None, source=str(file))
     summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-    return summary, _unset_keys(spec.models) + _missing_handbook(spec, db)
+    return summary, _unset_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
 
 
 def _check_best_known(located: LocatedData, file: Path) -> str:

@@ -337,6 +337,30 @@ def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsy
     assert code == 0 and "note:" not in err
 
 
+def test_validate_notes_a_bundled_local_model_not_pulled_here(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph on a bundled `local/` model whose weights are not here passed validate (and a space
+    `optimize --dry-run`) without a word; its run then stopped at the first call naming `models pull`
+    (a new user's walk). A note, exit 0: validate may run where the models are not needed."""
+    from agentscale.models import catalog
+    from tests.models.test_weights import fake_model
+
+    model = fake_model("unpulled_here")  # its parts' packages exist nowhere
+    monkeypatch.setitem(catalog.BUNDLED, model.name, model)
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    local = env / "local.yaml"
+    local.write_text(
+        f"name: l\nmodels:\n  m: {{model: local/{model.name}}}\nnodes:\n  - {{id: a, role: assistant, model: m}}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(local))
+    said = " ".join(err.split())
+    assert code == 0 and f"note: models.m: local/{model.name} is not pulled (3 of 3 packages missing) here" in said
+    assert f"get it with `agentscale models pull local/{model.name}`" in said
+    code, _, err = run_cli(capsys, "validate", str(env / "g.yaml"))
+    assert code == 0 and "note:" not in err
+
+
 def test_validate_notes_an_api_key_variable_unset_here(
     env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -671,6 +695,8 @@ def test_eval_says_when_n_is_more_than_the_task_has(env: Path, capsys: pytest.Ca
     assert code == 0 and "3 items (--n 50: the task has no more)" in " ".join(err.split())
     code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "2")
     assert code == 0 and "the task has no more" not in err
+    # and the scorer a JSONL task got without --scorer (chosen without a word; a new user's walk)
+    assert "2 items · scorer numeric" in " ".join(err.split())
 
 
 def test_eval_unknown_task_lists_valid_ones(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
