@@ -505,6 +505,7 @@ class Optimization:
         try:
             async with self._progress.refreshing():
                 result = await self._run()
+                self._progress.restage("done")  # the bar stood at the test split's first calls (729 of 772)
         except BaseException as exc:
             self.store.finish_broken_run(self.run_id, exc)
             raise

@@ -645,8 +645,10 @@ async def test_progress_names_each_race_step_and_stage(
     scripted.add_rule(Rule(model="bad", replies=["Final answer: 0"]))
     text = space_text(tmp_path, scripted.api_base).replace("train: 8", "train: 16")
     seen: list[Progress] = []
-    await optimization(text, store).run(on_progress=seen.append)
+    result = await optimization(text, store).run(on_progress=seen.append)
     stages, calls = [p.stage for p in seen], [p.spent_calls for p in seen]
+    # the last status is the run's whole spend (it stood at the test split's start: 729 of 772 calls)
+    assert seen[-1].stage == "done" and seen[-1].spent_calls == result.usage["calls"]
     assert "single calls: 2 graphs on items 1-4 of 16" in stages
     assert "single calls: 1 graph on items 5-8 of 16" in stages  # `bad` left the race
     assert any(stage.startswith("crowning: ") and stage.endswith("of 16") for stage in stages)
