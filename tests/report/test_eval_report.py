@@ -343,6 +343,16 @@ def test_the_did_not_finish_line_names_the_first_such_item(eval_run, capsys) -> 
     )
 
 
+def test_the_page_shows_what_went_wrong_in_the_error_colour(eval_run, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The lines saying what did not finish were styled like the text around them (the page's CSS had
+    no rule for their class): a reader scrolling past the figures missed them (a new user's walk)."""
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        stored.execute("UPDATE runitem SET stopped_reason = 'node a failed: 500' WHERE item_key = 'q1'")
+    page = open_page(write(eval_run, capsys))
+    said = page.locator("p.error", has_text="did not finish")
+    assert said.evaluate("e => getComputedStyle(e).color") == "rgb(217, 48, 37)"
+
+
 def test_the_page_offers_no_retry_for_items_a_budget_stopped(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """Items a budget stopped are not asked again by `--retry-errors` (the budget would stop them
     again): the page said "ask them again with: ... --retry-errors" for them, and the retry then
