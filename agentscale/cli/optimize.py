@@ -207,9 +207,10 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
         print_json({"dry_run": True, **figures})
         return
     usd = usd_shown(figures["usd"])
+    stages = ", ".join(f"{name} {calls}" for name, calls in figures["calls_by_stage"].items())
     out.print(
         f"projected: {figures['evaluations']} graph evaluations, {figures['items_answered']} answered items, "
-        f"{figures['calls']} model calls, {figures['tokens']} tokens, {usd}"
+        f"{figures['calls']} model calls ({stages}), {figures['tokens']} tokens, {usd}"
     )
     out.print(f"({figures['note']})")
 

@@ -111,27 +111,36 @@ def project(
     minibatch = min(settings.minibatch, train)
     # (graphs evaluated, items, per item); the singles' race and the crowning's count one per graph, and
     # the singles' items are their most (a model far behind stops after a quarter of the split)
-    stages: list[tuple[int, float, tuple[float, float, float | None]]] = [
-        (len(singles), len(singles) * train, _mean_per_item(problem, singles)),
-        (len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
-        (sampled, sampled * minibatch, typical),
-        (CROWN_POOL, RACED_SHARE * CROWN_POOL * train, typical),
+    # named as the run's `usage.calls_by_stage` names them
+    stages: list[tuple[str, int, float, tuple[float, float, float | None]]] = [
+        ("single calls", len(singles), len(singles) * train, _mean_per_item(problem, singles)),
+        ("pilot", len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
+        ("search", sampled, sampled * minibatch, typical),
+        ("crowning", CROWN_POOL, RACED_SHARE * CROWN_POOL * train, typical),
     ]
     if score_test:
-        stages += [(1, test, typical), (len(singles), len(singles) * test, _mean_per_item(problem, singles))]
+        stages += [
+            ("test", 1, test, typical),
+            ("test", len(singles), len(singles) * test, _mean_per_item(problem, singles)),
+        ]
         # the best single's vote (unknown yet): the mean over the models, none where only one call fits
         votes = [max_samples(problem, alias, chooser=problem.chooser) for alias in problem.aliases]
         kept = [v if v is not None and v.size > 1 else None for v in votes]
         share = sum(v is not None for v in kept) / max(1, len(kept))
-        stages.append((round(share), round(share * test), _mean_per_item(problem, kept)))
+        stages.append(("test", round(share), round(share * test), _mean_per_item(problem, kept)))
     usd: float | None = 0.0
-    for _, items, (_, _, price) in stages:
+    for _, _, items, (_, _, price) in stages:
         usd = None if usd is None or price is None else usd + items * price
+    by_stage: dict[str, float] = {}
+    for name, _, items, (calls, _, _) in stages:  # where the calls go: the crowning race, often
+        by_stage[name] = by_stage.get(name, 0.0) + items * calls
+    calls_by_stage = {name: round(calls) for name, calls in by_stage.items()}
     figures: dict[str, Any] = {
-        "evaluations": sum(count for count, _, _ in stages),
-        "items_answered": round(sum(items for _, items, _ in stages)),
-        "calls": round(sum(items * calls for _, items, (calls, _, _) in stages)),
-        "tokens": round(sum(items * tokens for _, items, (_, tokens, _) in stages)),
+        "evaluations": sum(count for _, count, _, _ in stages),
+        "items_answered": round(sum(items for _, _, items, _ in stages)),
+        "calls": sum(calls_by_stage.values()),  # the parts printed add up to it
+        "calls_by_stage": calls_by_stage,
+        "tokens": round(sum(items * tokens for _, _, items, (_, tokens, _) in stages)),
         "usd": usd,
     }
     notes = [

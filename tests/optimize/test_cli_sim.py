@@ -55,6 +55,11 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     spent = report["usage"]
     for unit in ("calls", "tokens"):
         assert (1 - UNDER) * projected[unit] <= spent[unit] <= (1 + TOLERANCE) * projected[unit], unit
+    # stage by stage, named as the run names them (the dry run gave totals alone; a new user's walk),
+    # the single calls' at their most (a model far behind leaves their race early)
+    by_stage = projected["calls_by_stage"]
+    assert list(by_stage) == list(spent["calls_by_stage"]) and sum(by_stage.values()) == projected["calls"]
+    assert 0 < spent["calls_by_stage"]["single calls"] <= by_stage["single calls"]
     assert (tmp_path / "best.yaml").exists() and report["best"]["path"] == str(tmp_path / "best.yaml")
     trials = Store(tmp_path / "o.db").trials(report["run_id"])  # every evaluation, of which the search's
     assert report["evaluations"] == len(trials) and spent["search_evaluations"] == sum(
@@ -172,7 +177,9 @@ def test_pareto_scores_and_writes_every_front_graph(
     space = tmp_path / "space.yaml"
     space.write_text(SPACE + "objective: {accuracy: 1.0, cost: 0.1, pareto: true}\n")
     assert main(["optimize", str(space), "--dry-run"]) == 0
-    assert "each graph on the Pareto front on the 24 test items" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "each graph on the Pareto front on the 24 test items" in said
+    assert re.search(r"model calls \(single calls \d+, pilot \d+, search \d+, crowning \d+, test \d+\)", said)
     assert main(["optimize", str(space), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     front = result["pareto"]
