@@ -72,18 +72,11 @@ def _unset_keys(models: Mapping[str, ModelSpec]) -> list[str]:
 
 
 def _unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
-    """Bundled `local/` models whose weights are not on this machine: valid, yet a run stops at its
-    first call, naming `models pull` (validate and `optimize --dry-run` passed such a space without a
-    word); a note, as validate may run where the models are not needed (CI)."""
-    from agentscale.models.catalog import BUNDLED
-    from agentscale.models.pull import weights_state
+    """Bundled `local/` models whose weights are not on this machine (`not_pulled_notes`): a note, as
+    validate may run where the models are not needed (CI)."""
+    from agentscale.models.pull import not_pulled_notes
 
-    notes = []
-    for alias, model in models.items():
-        bundled = BUNDLED.get(model.model.removeprefix("local/")) if model.model.startswith("local/") else None
-        if bundled is not None and (state := weights_state(bundled)).startswith("not pulled"):
-            notes.append(f"models.{alias}: {model.model} is {state} here; get it with `{bundled.pull_command}`")
-    return notes
+    return not_pulled_notes({alias: model.model for alias, model in models.items()})
 
 
 def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:

@@ -8,6 +8,7 @@ keeps the first run's clock clean and lets a machine be prepared before it goes 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,18 @@ def weights_state(model: BundledModel) -> str:
     if missing == 0:
         return "installed (converted on first use)"
     return f"not pulled ({missing} of {len(model.parts)} packages missing)"
+
+
+def not_pulled_notes(routes: Mapping[str, str]) -> list[str]:
+    """For each alias (`models.<alias>` of a graph or space) whose route is a bundled `local/` model
+    with its weights not on this machine, what to say and how to get them. `validate` and `optimize
+    --dry-run` say it: such a file is valid, yet its run stops at the first call."""
+    notes = []
+    for alias, route in routes.items():
+        bundled = BUNDLED.get(route.removeprefix("local/")) if route.startswith("local/") else None
+        if bundled is not None and (state := weights_state(bundled)).startswith("not pulled"):
+            notes.append(f"models.{alias}: {route} is {state} here; get it with `{bundled.pull_command}`")
+    return notes
 
 
 def folder_bytes(path: Path) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 from agentscale.models.cost import call_usd, known_total
+from agentscale.models.pull import not_pulled_notes
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
 from agentscale.optimize.methods import METHODS
@@ -152,6 +153,7 @@ def project(
             f"not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "
             "as many as the search puts there"
         )
+    notes += not_pulled_notes({alias: model.model for alias, model in space.models.items()})
     cap = space.optimizer.max_spend
     for unit, limit in (("calls", cap.calls), ("tokens", cap.tokens), ("usd", cap.usd)):
         if limit is not None and figures[unit] is not None and figures[unit] > limit:

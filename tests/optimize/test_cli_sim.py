@@ -101,6 +101,27 @@ def test_dry_run_projects_the_calls_of_a_ceo_space(
     assert (1 - UNDER) * projected <= spent <= (1 + TOLERANCE) * projected
 
 
+def test_dry_run_notes_a_bundled_local_model_not_pulled_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A space on a bundled `local/` model whose weights are not here was projected without a word;
+    its run then stopped at the first call (a new user's walk). Said as validate says it."""
+    from agentscale.models import catalog
+    from tests.models.test_weights import fake_model
+
+    model = fake_model("unpulled_space")  # its parts' packages exist nowhere
+    monkeypatch.setitem(catalog.BUNDLED, model.name, model)
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("sim/llama-3b", f"local/{model.name}"))
+    assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
+    note = json.loads(capsys.readouterr().out)["note"]
+    assert f"models.l3: local/{model.name} is not pulled (3 of 3 packages missing) here" in note
+    (tmp_path / "sim.yaml").write_text(SPACE)
+    assert main(["optimize", str(tmp_path / "sim.yaml"), "--dry-run", "--json"]) == 0
+    assert "not pulled" not in json.loads(capsys.readouterr().out)["note"]
+
+
 def test_dry_run_refuses_an_unknown_method_without_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
