@@ -877,3 +877,60 @@ def test_the_evaluator_reads_the_picked_workers_reasoning_not_the_verifiers_scor
     [judged, *_] = [r for r in scripted.completion_requests if r["model"] == "judge"]
     prompt = json.dumps(judged["messages"])
     assert "WORKED 42" in prompt and "Candidate 1: 9" not in prompt
+
+
+def test_a_boolean_team_size_is_refused_and_a_null_direction_is_none() -> None:
+    """C3: `"agents": true` is no team size (pydantic would read it as 1 agent); C4: `"direction": null`
+    is no direction, not an unusable reply that costs a retry."""
+    with pytest.raises(DecisionParseError, match="agents"):
+        parse_decision('{"decision": "continue", "agents": true}')
+    raw = parse_decision('{"decision": "continue", "agents": 2, "direction": null}')
+    assert (raw.decision, raw.agents, raw.direction) == ("continue", 2, "")
+
+
+def test_no_budget_left_still_gives_each_call_one_token() -> None:
+    """C7, C8: a share of 0 (or less) was sent as max_tokens 0, which servers refuse."""
+    for cap in (0, -3):
+        applied = clamp(parse_decision(ceo_reply(max_tokens=32)), LIMITS, CURRENT, token_cap=cap)
+        assert applied.max_tokens == 1 and "cut to 1" in " ".join(applied.notes)
+
+
+def test_a_direction_is_one_line_of_single_spaces() -> None:
+    """C9: a direction spread over lines (a model's list) reaches the workers' prompts as one line."""
+    applied = clamp(parse_decision(ceo_reply(direction="  check\n\n the   units\t")), LIMITS, CURRENT)
+    assert applied.direction == "check the units"
+
+
+def test_the_last_verdict_object_wins_and_only_0_or_1_judge() -> None:
+    """C17: of an evaluator's two objects the last (its final word) is the verdict; C20: 2 is unclear."""
+    assert parse_verdict('{"correct": 1, "advice": "a"} no wait: {"correct": 0, "advice": "b"}').correct is False
+    assert parse_verdict('{"correct": 2, "advice": "a"}').correct is None
+
+
+def test_a_retry_shows_the_ceo_its_reply_and_why_it_was_unusable(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """C14, C15: the correction must follow the CEO's own unusable reply and name what was wrong; C13:
+    the CEO is told the current team and depth in that order."""
+    junk = "We should definitely keep going, team!"
+    scripted.add_rule(Rule(model="ceo", replies=[junk, '{"decision": "continue", "agents": "many"}', ceo_reply()]))
+    talk("{model: ceo, max_rounds: 1}", extra="defaults: {max_tokens: 100}\n").run("What is 6 + 7?")
+    first, second, third = (r["messages"] for r in ceo_requests(scripted))
+    assert "agents: 2, max_tokens: 100" in first[-1]["content"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == junk and "(no JSON object found)" in second[3]["content"]
+    assert "agents" in third[-1]["content"].split("could not be used", 1)[1].split(")")[0]
+
+
+def test_an_evaluator_reply_without_json_is_its_advice() -> None:
+    """C19: an evaluator that answers in prose is unclear, and its words still reach the CEO as advice."""
+    verdict = parse_verdict("The sum looks off:\n  recheck   the carry.")
+    assert verdict.correct is None and verdict.advice == "The sum looks off: recheck the carry."
+
+
+def test_limits_that_cannot_hold_a_decision_are_refused() -> None:
+    """C23: the graph's validation refuses these first; Limits built directly (the simulator's CEO, a
+    script) must refuse them too, or clamp() returns max_agents below min_agents."""
+    from agentscale.agents.coordinator import Limits
+
+    for bad in [(3, 2, 16, 64), (0, 2, 16, 64), (1, 3, 99, 10), (1, 3, 0, 64)]:
+        with pytest.raises(ValueError, match="inconsistent coordinator limits"):
+            Limits(*bad)

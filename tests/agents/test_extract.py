@@ -365,3 +365,97 @@ def test_an_answer_stated_without_the_marker(reply: str, text: str, number: str 
     reasoning-gym's calendar tasks scored 0/30 on "The answer is Friday.")."""
     assert extract_answer(reply, "text") == text
     assert extract_answer(reply, "number") == number
+
+
+def test_a_boxed_mixed_number_on_the_marker_line_is_read_as_a_number() -> None:
+    """E5: the box on a "Final answer:" line was unwrapped without the numeric reading: 2 1/2 became 21/2."""
+    assert extract_answer("Final answer: \\boxed{2\\frac{1}{2}}", "number") == "5/2"
+    assert extract_answer("The final answer is $\\boxed{2^{10}}$.", "number") == "1024"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("So the probability is \\boxed{\\frac{1}{3}}", "1/3"),
+        ("Final answer: \\boxed{\\dfrac{2}{7}}", "2/7"),
+        ("Final answer: \\boxed{\\tfrac{3}{8}}", "3/8"),
+    ],
+)
+def test_a_latex_fraction_in_a_text_answer_keeps_numerator_over_denominator(reply: str, expected: str) -> None:
+    """E12: swapping the fraction's groups (1/3 read as 3/1) passed every test: only number answers,
+    which go through the numeric reader first, checked a fraction."""
+    assert extract_answer(reply, "text") == expected
+
+
+def test_prose_about_the_answer_after_a_lead_word_is_not_a_marker() -> None:
+    """E7: the word right before the marker decides ("So this final answer is ..." is prose), not the
+    line's first word."""
+    reply = "Final answer: 252\nSo this final answer is consistent with the count above."
+    assert extract_answer(reply, "text") == "252"
+    assert extract_answer("Final answer: 12\nA quick check: the final answer is 15", "number") == "15"
+
+
+def test_the_last_stated_answer_wins_without_a_marker() -> None:
+    """E21: without a marker the *last* "the answer is" is taken (a reply correcting itself)."""
+    reply = "The answer is 12, I first thought.\nAfter checking again, the answer is 15."
+    assert extract_answer(reply, "number") == "15"
+    assert (
+        extract_answer("The answer is Monday at first sight.\nRechecking: the answer is Tuesday.", "text") == "Tuesday."
+    )
+
+
+def test_one_letter_repeated_is_no_hedge() -> None:
+    """E22: "B or B" offers one option; only two different letters are passed on for the scorer to refuse."""
+    assert extract_answer("Final answer: B or B", "choice") == "B"
+
+
+def test_a_box_inside_a_box_is_part_of_the_outer_one() -> None:
+    """E10: a nested box restarted the outer one's text: "\\boxed{\\boxed{5}}" gave "5}"."""
+    assert extract_answer("So \\boxed{\\boxed{x+1}}", "text") == "\\boxed{x+1}"
+
+
+def test_the_last_stated_pick_wins_without_a_marker() -> None:
+    """E25: a reply that changes its mind ("I choose A ... the answer is C") is its last pick."""
+    assert extract_answer("At first I choose A. On reflection, the answer is C.", "choice") == "C"
+    assert extract_answer("Answer: B\nWait, B is wrong since 3 > 2. The correct option is D", "choice") == "D"
+
+
+def test_without_a_stated_pick_the_last_lone_letter_is_the_answer() -> None:
+    """E27: a reply that eliminates options and ends on its pick, with no marker or "answer is"."""
+    assert extract_answer("B fails the first test, C fails the second; only D works.\nD", "choice") == "D"
+
+
+def test_a_unittest_case_after_the_solution_is_no_solution() -> None:
+    """E34: a TestCase not named Test* (`AddChecks(unittest.TestCase)`) was taken as the solution, with
+    its `unittest.main()`, which exits the program that scores it."""
+    solution = "def add(a, b):\n    return a + b\n"
+    checks = (
+        "import unittest\n\nclass AddChecks(unittest.TestCase):\n    def test_small(self):\n"
+        "        self.assertEqual(add(1, 2), 3)\n\nunittest.main()\n"
+    )
+    assert extract_answer(f"```python\n{solution}```\nChecks:\n```python\n{checks}```", "code") == solution
+
+
+def test_a_decorated_helper_is_joined_with_its_decorator() -> None:
+    """E37: a helper class from an earlier block lost its `@dataclass` line (Point(1, 2): TypeError)."""
+    helper = "from dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: int\n    y: int\n"
+    solution = "def origin():\n    return Point(0, 0)\n"
+    code = extract_answer(f"```python\n{helper}```\n```python\n{solution}```", "code")
+    assert code == f"{helper}\n{solution}"
+
+
+def test_a_rounded_decimal_votes_with_its_fraction() -> None:
+    """E44: the docstring's promise: 0.333333333 votes with 1/3 (keys to 9 significant digits)."""
+    from agentscale.agents.extract import normalize_for_vote
+
+    assert normalize_for_vote("0.333333333", "number") == normalize_for_vote("1/3", "number")
+    assert normalize_for_vote("0.666666667", "text") == normalize_for_vote("\\frac{2}{3}", "text")
+
+
+def test_whole_numbers_vote_exactly() -> None:
+    """E45: as floats, two 20-digit numbers are one vote; the existing vote test passes either way
+    (the majority spelling hides it), so the key is checked itself."""
+    from agentscale.agents.extract import normalize_for_vote
+
+    assert normalize_for_vote("12345678901234567890", "number") != normalize_for_vote("12345678901234567891", "number")
+    assert normalize_for_vote("12345678901234567890", "number") == "12345678901234567890"

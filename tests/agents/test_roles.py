@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from agentscale.agents.extract import normalize_for_vote
 from agentscale.agents.roles import Candidate, builtin_roles, majority_vote, pick_verified, resolve_roles
 from agentscale.graphs.spec import RoleSpec
+from agentscale.testing import Rule, ScriptedServer
 
 
 def test_builtin_roles_load_from_package_data() -> None:
@@ -164,3 +166,51 @@ def test_a_fenced_code_candidate_is_not_fenced_again() -> None:
     candidates = [Candidate("a", fenced), Candidate("b", "def f(x): return x")]
     user = builtin_roles()["fuser"].messages("Write f.", candidates, "code")[-1]["content"]
     assert "Candidate 1:\n" + fenced + "\n\nCandidate 2:\n```python\ndef f(x): return x\n```" in user
+
+
+def test_a_verifier_scoring_a_candidate_that_does_not_exist_is_ignored() -> None:
+    """R9: "Candidate 4" from a verifier of three candidates (small models miscount) must not index past
+    the list (IndexError: the verifier node failed)."""
+    candidates = [Candidate("a", "1"), Candidate("b", "2"), Candidate("c", "3")]
+    assert pick_verified("Candidate 1: 2\nCandidate 2: 7\nCandidate 3: 5\nCandidate 4: 9", candidates) == "2"
+    assert pick_verified("Candidate 0: 9\nCandidate 3: 1", candidates) == "3"
+
+
+def test_a_verifiers_second_score_for_a_candidate_replaces_its_first() -> None:
+    """R11: a verifier that revises a score ("Candidate 1: 9 ... on reflection Candidate 1: 2") meant
+    the later one."""
+    candidates = [Candidate("a", "1"), Candidate("b", "2")]
+    assert pick_verified("Candidate 1: 9\nCandidate 2: 5\nOn reflection, Candidate 1: 2", candidates) == "2"
+
+
+def test_critic_and_fuser_get_their_own_prompts_and_every_input_in_order(
+    make_graph: Any, scripted: ScriptedServer
+) -> None:
+    """R3, R4, R5, R15, R16: what a critic and a fuser are sent, over the scripted server: the question,
+    each predecessor's answer numbered in finishing order (none dropped), and their own role's text."""
+    api = scripted.api_base
+    scripted.add_rule(Rule(model="one", replies=["Final answer: 11"]))
+    scripted.add_rule(Rule(model="two", replies=["Final answer: 22"]))
+    scripted.add_rule(Rule(replies=["Final answer: 33"]))
+    graph = make_graph(
+        f'  one: {{model: hosted_vllm/one, api_base: "{api}"}}\n  two: {{model: hosted_vllm/two, api_base: "{api}"}}\n'
+        "name: review\nanswer_format: number\nnodes:\n"
+        "  - {id: a, role: assistant, model: one}\n  - {id: b, role: assistant, model: two}\n"
+        "  - {id: c, role: critic, model: m}\n  - {id: f, role: fuser, model: m}\n"
+        "edges: ['a, b -> c', 'a, b, c -> f']\n"
+    )
+    assert graph.run("How many legs have 5 ants and a spider?").answer == "33"
+    sent = {r["messages"][0]["content"]: r["messages"][1]["content"] for r in scripted.completion_requests}
+    critic = next(user for system, user in sent.items() if "strict reviewer" in system)
+    fuser = next(user for system, user in sent.items() if "merge several answers" in system)
+    pair = [c for c in critic.split("Proposed answers:\n", 1)[1].split("\n\nReview", 1)[0].split("\n\n")]
+    assert sorted(pair) == ["Candidate 1:\n11", "Candidate 2:\n22"] or sorted(pair) == [
+        "Candidate 1:\n22",
+        "Candidate 2:\n11",
+    ]
+    for user in (critic, fuser):
+        assert "Question:\nHow many legs have 5 ants and a spider?" in user
+        assert "\n\n".join(pair) in user  # the two answers, numbered in the same (finishing) order
+    assert "Review each proposed answer" in critic and "Candidate 3" not in critic
+    assert "Candidate answers:\n" + "\n\n".join(pair) + "\n\nCandidate 3:\n33" in fuser  # the critic finished last
+    assert "Combine them into the single best answer" in fuser

@@ -202,3 +202,50 @@ def test_a_candidate_cannot_read_the_verdicts_token_from_the_harness_file() -> N
     examples = stated_examples(question)
     assert run_candidate(cheat, question, examples) == Verdict(0, ran=False)
     assert run_candidate("def add(a, b):\n    return a + b\n", question, examples) == Verdict(2, ran=True)
+
+
+ADD = 'def add(a, b):\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    >>> add(2, 2)\n    4\n    """\n'
+
+
+def test_only_a_doctest_line_that_is_the_call_alone_takes_the_line_below_as_its_value() -> None:
+    """T3: `>>> f(2) + 1` then `5` states f(2) + 1, not f(2): read as `f(2) -> 5` it failed every
+    right program."""
+    question = 'def f(x):\n    """Square.\n    >>> f(2) + 1\n    5\n    >>> f(3)\n    9\n    """\n'
+    examples = stated_examples(question)
+    assert [(e.call, e.expected) for e in examples] == [("f(3)", "9")]
+    assert run_candidate("def f(x):\n    return x * x\n", question, examples) == Verdict(1, ran=True)
+
+
+def test_calls_on_names_json_words_escaped_quotes_and_repeats() -> None:
+    """T4: `f(a) == 4` names no value to run with (a NameError failed every candidate); T18: docstrings
+    write JSON's `true`; T19: an escaped quote does not end a string argument; T6: an example stated
+    twice counts once (the report said 2/2 for one example)."""
+    question = (
+        'def f(x):\n    """Doc.\n    f(a) == 4\n    f(1) == true\n    f(\'it\\\'s\') == 4\n    f(1) == true\n    """\n'
+    )
+    examples = stated_examples(question)
+    assert [(e.call, e.expected) for e in examples] == [("f(1)", "True"), ("f('it\\'s')", "4")]
+
+
+def test_a_float_result_must_be_close_not_roughly_close() -> None:
+    """T7: a tolerance of 1e-2 passed 0.33 for 1/3; the harness allows a relative 1e-6."""
+    question = 'def third(x):\n    """A third.\n    >>> third(1)\n    0.3333333333\n    """\n'
+    examples = stated_examples(question)
+    assert run_candidate("def third(x):\n    return x / 3\n", question, examples) == Verdict(1, ran=True)
+    assert run_candidate("def third(x):\n    return 0.33\n", question, examples) == Verdict(0, ran=True)
+
+
+def test_no_candidates_is_no_answer() -> None:
+    """T21: a tester with nothing to run answers None, it does not raise."""
+    assert asyncio.run(pick_tested(ADD, [])) == (None, "no candidates")
+
+
+def test_the_report_says_which_candidate_did_not_run() -> None:
+    """T16: a candidate that is no Python passes nothing, and the trace says it never ran (not that it
+    ran and failed every example)."""
+    _, report = asyncio.run(pick_tested(ADD, ["def add(:", "def add(a, b):\n    return a + b\n"]))
+    assert report.splitlines() == [
+        "Candidate 1: 0/2 stated examples passed (did not run)",
+        "Candidate 2: 2/2 stated examples passed",
+        "Passed on: candidate 2",
+    ]
