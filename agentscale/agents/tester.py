@@ -147,7 +147,10 @@ def _harness(examples: list[Example]) -> str:
     example in its namespace, and writes the count on a line of its own (a candidate's output without
     a trailing newline hid it, and the candidate did not run). The token comes on stdin, read before
     the candidate runs: written into this program's file, a candidate read it there and claimed every
-    example (a security review)."""
+    example (a security review). The candidate runs in this interpreter, so code that walks its call
+    stack up to these globals can still claim every example (a mutation audit): no more than a program
+    that special-cases the examples the question shows it can do. The tester picks among programs
+    written to solve the question; it is no proof against one written to fool it."""
     checks = json.dumps([[e.call, e.expected] for e in examples])
     return f"""\
 import builtins, os, runpy, sys
