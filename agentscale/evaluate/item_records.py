@@ -1,10 +1,12 @@
 """What an eval's items' stored records say beyond their answers: what a coordinator graph's
-discussions did (rounds run, the CEO's early stops, fallen-back decisions, budget stops) and what a
-`memory:` graph drew from its handbook (questions shown behaviors, questions citing one).
+discussions did (rounds run, the CEO's early stops, fallen-back decisions, budget stops), what a
+`memory:` graph drew from its handbook (questions shown behaviors, questions citing one), and which
+items ended early and which a retry asks again.
 
 Why: comparing CEO settings or handbooks needs these beside the accuracy; they were visible only item
 by item in `runs show`, and a handbook's retrieval could reach no question without a word. The eval's
-summary and its HTML report read them from the same stored columns.
+summary, its HTML report and `runs show` read them from the same stored columns and say them in the
+same words (the report once offered a retry that asked nothing).
 """
 
 from __future__ import annotations
