@@ -493,9 +493,11 @@ def _say_what_did_not_finish(store: Store, run: Run, items: list[RunItem]) -> No
         first = unfinished[0]
         note = unfinished_note(len(unfinished), len(items), first.item_key, short(first.stopped_reason, 160))
         out.print(f"[yellow]{escape(note)}[/]", markup=True)
+    if run.kind != "eval":  # `eval --resume` takes an eval only
+        return
     failed = store.failed_calls_by_item(run.id)
     again = sum(1 for item in items if asked_again_on_retry(item.item_key in failed, item.stopped_reason))
-    if run.kind == "eval" and again:
+    if again:
         out.print(f"[yellow]{escape(retry_note(store, run.id, again))}[/]", markup=True)
 
 

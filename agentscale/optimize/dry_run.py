@@ -110,9 +110,9 @@ def project(
         instance.learn_from_singles(RaceOutcome(level, [], capped=False))
         pilot, sampled = instance.propose(settings.samples), (settings.iterations - 1) * settings.samples
     minibatch = min(settings.minibatch, train)
-    # (graphs evaluated, items, per item); the singles' race and the crowning's count one per graph, and
-    # the singles' items are their most (a model far behind stops after a quarter of the split)
-    # named as the run's `usage.calls_by_stage` names them
+    # (stage, as the run's `usage.calls_by_stage` names it; graphs evaluated, items, per item); the
+    # singles' race and the crowning's count one per graph, and the singles' items are their most (a
+    # model far behind stops after a quarter of the split)
     stages: list[tuple[str, int, float, tuple[float, float, float | None]]] = [
         ("single calls", len(singles), len(singles) * train, _mean_per_item(problem, singles)),
         ("pilot", len(pilot), len(pilot) * minibatch, _mean_per_item(problem, pilot)),
