@@ -196,9 +196,14 @@ def _refuse_credentials(url: str, where: str) -> None:
 
 
 def is_http_url(text: str) -> bool:
-    """An http(s) URL with a host: what an `api_base` must be."""
+    """An http(s) URL with a host, and a port from 1 to 65535 when it names one: what an `api_base`
+    must be (`http://:8000/v1` and `http://gpu1:99999/v1` passed, and no call could reach them)."""
     parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 class Sampling(StrictModel):

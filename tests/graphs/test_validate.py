@@ -651,3 +651,209 @@ def test_an_api_base_carrying_credentials_is_refused_without_echoing_them(api_ba
     with pytest.raises(SpecError, match="carries a user, password or query string") as raised:
         load_spec_text(text, "g.yaml")
     assert "SECRET" not in str(raised.value) and "models.m.api_base (line 3)" in str(raised.value)
+
+
+ONE_NODE = "nodes:\n  - {id: a, role: assistant, model: small}\n"
+
+
+def _issues(text: str) -> list[tuple[str, str, int | None]]:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "g.yaml")
+    return [(i.path, i.message, i.line) for i in info.value.issues]
+
+
+def _has(text: str, path: str, fragment: str, line: int | None) -> None:
+    issues = _issues(text)
+    matching = [i for i in issues if i[0] == path and fragment in i[1]]
+    assert matching, f"expected {path}: {fragment!r}, got {issues}"
+    assert matching[0][2] == line
+
+
+# field ranges the design states or the spec declares, one case per bound (mutants S3-S9, S16, ...)
+OUT_OF_RANGE = {
+    "node top_p of 0 (S4)": (
+        BASE + "nodes:\n  - {id: a, role: assistant, model: small, top_p: 0}\n",
+        "nodes[0].top_p",
+        "greater than 0",
+        5,
+    ),
+    "defaults top_p above 1 (S3)": (
+        BASE + "defaults: {top_p: 1.5}\n" + ONE_NODE,
+        "defaults.top_p",
+        "less than or equal to 1",
+        4,
+    ),
+    "budget max_usd of 0 (S5)": (BASE + "budget: {max_usd: 0}\n" + ONE_NODE, "budget.max_usd", "greater than 0", 4),
+    "budget max_flops infinite (S6)": (
+        BASE + "budget: {max_flops: .inf}\n" + ONE_NODE,
+        "budget.max_flops",
+        "finite number",
+        4,
+    ),
+    "negative price (S7)": (
+        "name: g\nmodels:\n  small: {model: openai/x, price: {input_per_mtok: -1, output_per_mtok: 1}}\n" + ONE_NODE,
+        "models.small.price.input_per_mtok",
+        "greater than or equal to 0",
+        3,
+    ),
+    "params_b above 100T (S8)": (
+        "name: g\nmodels:\n  small: {model: openai/x, params_b: 200000}\n" + ONE_NODE,
+        "models.small.params_b",
+        "less than or equal to 100000",
+        3,
+    ),
+    "text where a boolean belongs (S9)": (
+        BASE + "coordinator: {model: small, structured_output: 'no'}\n" + ONE_NODE,
+        "coordinator.structured_output",
+        "valid boolean",
+        4,
+    ),
+    "api_base with no host (S16)": (
+        "name: g\nmodels:\n  small: {model: hosted_vllm/q, api_base: 'http:///v1'}\n" + ONE_NODE,
+        "models.small.api_base",
+        "is not an http(s) URL",
+        3,
+    ),
+    "api_base with a port but no host (an audit's probe)": (
+        "name: g\nmodels:\n  small: {model: hosted_vllm/q, api_base: 'http://:8000/v1'}\n" + ONE_NODE,
+        "models.small.api_base",
+        "is not an http(s) URL",
+        3,
+    ),
+    "api_base with a port out of range (an audit's probe)": (
+        "name: g\nmodels:\n  small: {model: hosted_vllm/q, api_base: ['http://h:8000/v1', 'http://h:99999/v1']}\n"
+        + ONE_NODE,
+        "models.small.api_base",
+        "api_base[1] 'http://h:99999/v1' is not an http(s) URL",
+        3,
+    ),
+    "max_rounds above 100 (S17)": (
+        BASE + "coordinator: {model: small, max_rounds: 101}\n" + ONE_NODE,
+        "coordinator.max_rounds",
+        "less than or equal to 100",
+        4,
+    ),
+    "no nodes (S29: graph rules then crashed on sinks[0])": (BASE + "nodes: []\n", "nodes", "at least 1 item", 4),
+    "node id starting with a dash (S28)": (
+        BASE + "nodes:\n  - {id: -a, role: assistant, model: small}\n",
+        "nodes[0].id",
+        "does not match",
+        5,
+    ),
+    "budget max_tokens of 0 (S30)": (
+        BASE + "budget: {max_tokens: 0}\n" + ONE_NODE,
+        "budget.max_tokens",
+        "greater than or equal to 1",
+        4,
+    ),
+    "coordinator min_agents of 0 (S31)": (
+        BASE + "coordinator: {model: small, min_agents: 0}\n" + ONE_NODE,
+        "coordinator.min_agents",
+        "greater than or equal to 1",
+        4,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_RANGE), ids=sorted(OUT_OF_RANGE))
+def test_a_number_out_of_its_range_is_refused_at_its_path_and_line(case: str) -> None:
+    _has(*OUT_OF_RANGE[case])
+
+
+def test_coordinator_ranges_are_ordered_and_equal_bounds_are_accepted() -> None:
+    """S18 (`>=` refused min_agents == max_agents, a good graph) and S19 (min_tokens > max_tokens passed)."""
+    spec = load_spec_text(
+        BASE + "coordinator: {model: small, min_agents: 2, max_agents: 2, min_tokens: 64, max_tokens: 64}\n" + ONE_NODE
+    )
+    assert spec.coordinator is not None and spec.coordinator.max_agents == 2
+    _has(
+        BASE + "coordinator: {model: small, min_agents: 3, max_agents: 2}\n" + ONE_NODE,
+        "coordinator",
+        "min_agents (3) must be <= max_agents (2)",
+        4,
+    )
+    _has(
+        BASE + "coordinator: {model: small, min_tokens: 65, max_tokens: 64}\n" + ONE_NODE,
+        "coordinator",
+        "min_tokens (65) must be <= max_tokens (64)",
+        4,
+    )
+
+
+def test_a_handbook_name_of_100_characters_is_accepted_and_101_refused() -> None:
+    """S20: the stated bound is 1-100 characters."""
+    spec = load_spec_text(BASE + f"memory: {{handbook: {'h' * 100}}}\n" + ONE_NODE)
+    assert spec.memory is not None and spec.memory.handbook == "h" * 100
+    _has(BASE + f"memory: {{handbook: {'h' * 101}}}\n" + ONE_NODE, "memory.handbook", "1-100 characters", 4)
+
+
+def test_blanks_around_a_handbook_name_are_dropped() -> None:
+    """S21: the design says blanks around a handbook's name are dropped; kept, ' default ' named
+    another handbook than `default`."""
+    spec = load_spec_text(BASE + "memory: {handbook: '  default  '}\n" + ONE_NODE)
+    assert spec.memory is not None and spec.memory.handbook == "default"
+
+
+def test_a_custom_role_showing_its_inputs_in_the_system_template_is_accepted() -> None:
+    """V11: `{inputs}` is looked for in the system and the user templates (design: "templates (system
+    and user)"); a check of the user template alone refused this good graph."""
+    text = BASE + "roles:\n  skeptic: {system: 'Doubt these: {inputs}', user: 'Q: {question}'}\n"
+    text += "nodes:\n  - {id: a, role: assistant, model: small}\n  - {id: s, role: skeptic, model: small}\nedges: ['a -> s']\n"
+    assert load_spec_text(text).roles["skeptic"].system == "Doubt these: {inputs}"
+
+
+def test_the_default_min_tokens_gives_way_to_tiny_nodes() -> None:
+    """V16: a coordinator that does not set min_tokens (default 16) over nodes of max_tokens 8 is valid;
+    only a min_tokens written in the file is checked against the round's ceiling."""
+    spec = load_spec_text(
+        BASE + "coordinator: {model: small}\nnodes:\n  - {id: a, role: assistant, model: small, max_tokens: 8}\n"
+    )
+    assert spec.coordinator is not None and spec.coordinator.min_tokens == 16
+    _has(
+        BASE
+        + "coordinator: {model: small, min_tokens: 16}\nnodes:\n  - {id: a, role: assistant, model: small, max_tokens: 8}\n",
+        "coordinator.min_tokens",
+        "min_tokens (16) is above the most a round's call may get (8",
+        4,
+    )
+
+
+def test_one_space_key_beside_nodes_is_an_unknown_key_of_the_graph_two_make_a_space() -> None:
+    """V25: a graph with `nodes:` and one stray space key is a graph with an unknown key; only two
+    space keys beside a `nodes:` read as a space file."""
+    graph = "name: g\ntask: x\nnodes:\n  - {id: a, role: assistant, model: openai/z}\n"
+    _has(graph, "task", "unknown key 'task'", 2)
+    space = "name: g\ntask: x\nmax_nodes: 3\nnodes:\n  - {id: a, role: assistant, model: openai/z}\n"
+    _has(space, "task", "this is a search-space file", 2)
+
+
+def test_a_vote_with_a_successor_but_no_predecessor_is_refused() -> None:
+    """V32: a vote, fuser, critic or verifier needs predecessors whether or not it feeds another node
+    (the existing cases put it alone, as the graph's sink)."""
+    text = BASE + "nodes:\n  - {id: v, role: vote}\n  - {id: a, role: assistant, model: small}\nedges: ['v -> a']\n"
+    _has(text, "nodes[0]", "a 'vote' node needs predecessors (node 'v' has none)", 5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 'localhost:8000/v1'}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
+        "name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b, temperature: '0.3'}\n",
+    ],
+    ids=["an api_base that is no URL", "a quoted number"],
+)
+def test_a_stored_runs_graph_loads_under_field_rules_added_since(text: str) -> None:
+    """V27: `stored` must reach the field rules too (pydantic's validation context), not only the
+    graph rules: a run stored before the api_base and as-written rules could no longer be shown."""
+    with pytest.raises(SpecError):
+        load_spec_text(text, "g.yaml")
+    assert load_spec_text(text, "run x", stored=True).nodes
+
+
+def test_a_best_known_record_is_told_apart_from_graphs_and_spaces() -> None:
+    """V26: `validate` of a spaces folder met `sim best-known` records and reported every key unknown."""
+    from agentscale.graphs.validate import looks_like_best_known
+
+    assert looks_like_best_known({"space": "s.yaml", "candidate": {}, "accuracy": 0.5})
+    assert not looks_like_best_known({"space": "s.yaml", "candidate": {}, "accuracy": 0.5, "nodes": []})
+    assert not looks_like_best_known({"space": "s.yaml", "candidate": {}})
