@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
-from agentscale.errors import AgentScaleError
-from agentscale.graphs.io import write_output
+from agentscale.errors import AgentScaleError, SpecError
+from agentscale.graphs.io import read_text, refuse_unusable_output, write_output
 
 
 def test_an_output_is_written_whole_and_leaves_no_partial_file(tmp_path: Path) -> None:
@@ -40,3 +41,29 @@ def test_a_path_under_a_file_is_named(tmp_path: Path) -> None:
     blocking.write_text("x")
     with pytest.raises(AgentScaleError, match=r"cannot write .*notes.txt/r.html \(.*notes.txt is a file\)"):
         write_output(blocking / "r.html", "x")
+
+
+def test_an_empty_path_is_named_not_read_as_the_current_folder() -> None:
+    """I4: Path('') is '.', which said "is a directory" naming no file."""
+    with pytest.raises(SpecError) as info:
+        read_text("")
+    assert "an empty path" in str(info.value)
+
+
+def test_an_output_given_as_a_folder_is_refused_with_a_file_to_give(tmp_path: Path) -> None:
+    """I5: refused before anything is computed, with an example file path."""
+    with pytest.raises(AgentScaleError, match=r"is a directory; give a file path, e\.g\. .*best\.yaml"):
+        refuse_unusable_output(tmp_path, "best.yaml")
+
+
+def test_a_database_is_never_overwritten_by_an_output(tmp_path: Path) -> None:
+    """I6: `report RUN -o runs.db` replaced the runs' file with HTML."""
+    db = tmp_path / "runs.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("create table t (x)")
+    before = db.read_bytes()
+    with pytest.raises(AgentScaleError, match="SQLite database"):
+        refuse_unusable_output(db, "report.html")
+    with pytest.raises(AgentScaleError, match="SQLite database"):
+        write_output(db, "<html></html>")
+    assert db.read_bytes() == before

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentscale.errors import SpecError
+from agentscale.errors import SpecError, SpecIssue
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 
@@ -79,3 +79,13 @@ def test_an_endless_file_a_dangling_link_and_a_pipe(tmp_path: Path) -> None:
 
 def test_values_nested_too_deeply_are_refused_not_a_recursion_error() -> None:
     assert _issue("name: " + "[" * 5000 + "]" * 5000 + "\n")[1] == "values nested too deeply to read"
+
+
+def test_an_issue_found_on_the_parsed_spec_gets_the_line_of_its_indexed_path() -> None:
+    """L6: checks made away from the YAML (costs against the budget) name `nodes[1].max_tokens`; the
+    index must be read as an index, or the issue points at `nodes:` instead of the node's line."""
+    located = load_located("name: g\nnodes:\n  - {id: a, max_tokens: 1}\n  - id: b\n    max_tokens: 9\n")
+    with pytest.raises(SpecError) as info, located.locating("g.yaml"):
+        raise SpecError([SpecIssue("nodes[1].max_tokens", "above the budget")])
+    assert [(i.path, i.line) for i in info.value.issues] == [("nodes[1].max_tokens", 5)]
+    assert info.value.source == "g.yaml"
