@@ -146,6 +146,17 @@ class _Dumper(yaml.SafeDumper):
 
 read_exponents_as_yaml12(_Dumper)
 
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    """A string holding U+0085 (NEL) double-quoted, where it is written escaped: PyYAML wrote it as
+    it is in single quotes, where a reader takes it for a line break, and the loaded graph had a
+    space in its place (a mutation audit: `load(dump(spec)) == spec` failed)."""
+    if "\x85" in text:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
+    return dumper.represent_str(text)
+
+
+_Dumper.add_representer(str, _represent_text)
 _Dumper.add_representer(_FlowDict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
 _Dumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 

@@ -612,6 +612,17 @@ def test_an_id_that_reads_as_a_number_round_trips() -> None:
     assert load_spec_text(dump_graph_spec(spec)) == spec
 
 
+def test_a_next_line_character_round_trips() -> None:
+    """U+0085 (NEL) in a description or a role template came back as a space: written as it is in
+    single quotes, a reader takes it for a line break (a mutation audit's probe)."""
+    spec = load_spec_text(
+        'name: g\ndescription: "a\\x85b"\nroles:\n  r: {system: "x\\x85y", user: "{question}\\x85"}\n'
+        "nodes:\n  - {id: a, role: r, model: openai/x}\n"
+    )
+    assert spec.description == "a\x85b" and spec.roles["r"].system == "x\x85y"
+    assert load_spec_text(dump_graph_spec(spec)) == spec
+
+
 @pytest.mark.parametrize(
     "text",
     [
