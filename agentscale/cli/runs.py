@@ -486,7 +486,7 @@ def _say_what_did_not_finish(store: Store, run: Run, items: list[RunItem]) -> No
     """How many items ended early and, for an eval, how to ask those with failed calls again, as the
     eval's summary and report say: with `--limit` or `--wrong` the line said only the score, and the
     items cut short were among those not shown."""
-    from agentscale.evaluate.item_records import asked_again_on_retry, ended_early, retry_note, unfinished_note
+    from agentscale.evaluate.item_records import ended_early, items_asked_again, retry_note, unfinished_note
 
     unfinished = [item for item in items if ended_early(item.stopped_reason)]
     if unfinished:
@@ -495,8 +495,7 @@ def _say_what_did_not_finish(store: Store, run: Run, items: list[RunItem]) -> No
         out.print(f"[yellow]{escape(note)}[/]", markup=True)
     if run.kind != "eval":  # `eval --resume` takes an eval only
         return
-    failed = store.failed_calls_by_item(run.id)
-    again = sum(1 for item in items if asked_again_on_retry(item.item_key in failed, item.stopped_reason))
+    again = items_asked_again(store, run.id, ((item.item_key, item.stopped_reason) for item in items))
     if again:
         out.print(f"[yellow]{escape(retry_note(store, run.id, again))}[/]", markup=True)
 

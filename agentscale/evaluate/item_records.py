@@ -124,6 +124,12 @@ def unfinished_note(unfinished: int, items: int, first_key: str, first_reason: s
     return f"{said}; first: {first_key}: {first_reason}"
 
 
+def items_asked_again(store: Store, run_id: str, items: Iterable[tuple[str, str | None]]) -> int:
+    """How many of a run's `items` (item key, stopped reason) `eval --resume --retry-errors` asks again."""
+    failed = store.failed_calls_by_item(run_id)
+    return sum(1 for key, stopped in items if asked_again_on_retry(key in failed, stopped))
+
+
 def retry_note(store: Store, run_id: str, items: int) -> str:
     """What an eval's summary, its report and `runs show` offer for `items` that `asked_again_on_retry`."""
     again = store.command_line("eval", "--resume", run_id, "--retry-errors")

@@ -12,10 +12,10 @@ from html import escape
 from sqlalchemy import select
 
 from agentscale.evaluate.item_records import (
-    asked_again_on_retry,
     cut_replies_note,
     discussion_stats,
     handbook_use_of,
+    items_asked_again,
     retry_note,
     unfinished_note,
 )
@@ -37,7 +37,7 @@ from agentscale.report.html import (
     section,
     simulated_banner,
 )
-from agentscale.report.items import ITEMS, ItemSet, read_items
+from agentscale.report.items import ITEMS, read_items
 from agentscale.report.simulated import run_is_simulated, simulated_label
 from agentscale.report.svg import render_svg
 from agentscale.storage.db import Store
@@ -69,7 +69,7 @@ def eval_report(store: Store, run: Run) -> str:
     if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
         note = unfinished_note(len(unfinished), len(items.rows), unfinished[0][0], unfinished[0][5])
         parts.append(paragraph(note, css_class="error"))
-    if run.kind == "eval" and (retried := _asked_again(store, run.id, items)):
+    if run.kind == "eval" and (retried := items_asked_again(store, run.id, ((row[0], row[5]) for row in items.rows))):
         parts.append(paragraph(retry_note(store, run.id, retried), css_class="error"))
     if cut := store.cut_calls_by_item(run.id):  # `eval` says so; the page said nothing of it
         parts.append(paragraph(cut_replies_note(cut, len(items.rows)), css_class="error"))
@@ -98,13 +98,6 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
     parts.append(items_section("Items", "items", items.page_data(), items.trace_data()))
     return document(f"agentscale {what}", "".join(parts))
-
-
-def _asked_again(store: Store, run_id: str, items: ItemSet) -> int:
-    """How many of the run's items `eval --resume --retry-errors` would ask again (the eval's own
-    summary offers the retry by the same rule)."""
-    failed = store.failed_calls_by_item(run_id)
-    return sum(1 for row in items.rows if asked_again_on_retry(row[0] in failed, row[5]))
 
 
 def _records(store: Store, run: Run, spec: GraphSpec | None, questions: int) -> list[tuple[str, str]]:
