@@ -43,8 +43,9 @@ def not_pulled_notes(routes: Mapping[str, str]) -> list[str]:
     notes = []
     for alias, route in routes.items():
         bundled = BUNDLED.get(route.removeprefix("local/")) if route.startswith("local/") else None
-        if bundled is not None and (state := weights_state(bundled)).startswith("not pulled"):
-            notes.append(f"models.{alias}: {route} is {state} here; get it with `{bundled.pull_command}`")
+        if bundled is not None and not is_converted(model_dir(bundled.name)) and missing_parts(bundled):
+            state, fix = weights_state(bundled), bundled.pull_command
+            notes.append(f"models.{alias}: {route} is {state} here; get it with `{fix}`")
     return notes
 
 
