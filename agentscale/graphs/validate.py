@@ -110,6 +110,11 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             message = f"expected a mapping (`key: value` lines or `{{key: value}}`), got {_shown(item['input'])}"
         elif kind == "list_type":
             message = f"expected a list (`[a, b]` or `- a` lines), got {_shown(item['input'])}"
+        elif kind in _SCALAR_ERRORS and not isinstance(item["input"], str | int | float):
+            # `iterations:` left empty said "Input should be a valid integer", and not what it got
+            message = f"{item['msg']}, got {_shown(item['input'])}"
+        elif kind == "int_parsing_size":  # `train: 1e20`: pydantic spoke of parsing "input string"
+            message = f"Input should be a valid integer, got {_shown(item['input'])}: far too large"
         else:
             message = item["msg"].removeprefix("Value error, ")
         issues.append(located.issue(loc, message))
@@ -122,6 +127,7 @@ def _at_key(item: Any) -> bool:
 
 
 _TEXT_ERRORS = frozenset({"string_type", "string_pattern_mismatch", "string_too_short", "string_too_long"})
+_SCALAR_ERRORS = frozenset({"int_type", "float_type", "bool_type"})
 
 
 def _key_line(located: LocatedData, owner: tuple[PathPart, ...], key: object) -> int | None:

@@ -410,6 +410,24 @@ CASES = {
         "valid integer, not the text 'abc'",
         2,
     ),
+    "an empty number": (
+        "name: g\ncoordinator:\n  model: sim/llama-8b\n  max_rounds:\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "coordinator.max_rounds",
+        "valid integer, got an empty value",
+        4,
+    ),
+    "a list for a number": (
+        "name: g\ndefaults: {temperature: [0.7]}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "defaults.temperature",
+        "valid number, got a list",
+        2,
+    ),
+    "a number too large for an integer": (
+        "name: g\ndefaults: {max_tokens: 1e30}\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n",
+        "defaults.max_tokens",
+        "valid integer, got the value 1e+30: far too large",
+        2,
+    ),
     "api_base neither URL nor list": (
         "name: g\nmodels:\n  q: {model: hosted_vllm/q, api_base: 8000}\nnodes:\n  - {id: a, role: assistant, model: q}\n",
         "models.q.api_base",
