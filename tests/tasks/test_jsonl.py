@@ -113,12 +113,14 @@ def test_code_scorer_runs_the_answer_against_the_tests(tmp_path: Path) -> None:
         (['{"question": "a", "answer": "b"}', '{"answer": "b"}'], 2, "missing required field 'question'"),
         (['{"question": "a"}'], 1, "missing required field 'answer'"),
         (['{"question": 5, "answer": "b"}'], 1, "field 'question' must be a non-empty string"),
-        (['{"question": "a", "answer": ["b"]}'], 1, "field 'answer' must be a string or a number"),
-        (['{"question": "a", "answer": true}'], 1, "field 'answer' must be a string or a number"),
+        (['{"question": "a", "answer": ["b"]}'], 1, "field 'answer' must be a string or a number, got an array"),
+        (['{"question": "a", "answer": true}'], 1, "field 'answer' must be a string or a number, got a boolean"),
+        (['{"question": "a", "answer": null}'], 1, "field 'answer' must be a string or a number, got null"),
+        (['{"question": "a", "answer": {"v": 1}}'], 1, "field 'answer' must be a string or a number, got an object"),
         (['{"question": "a", "answer": "b", "choices": "AB"}'], 1, "field 'choices' must be a non-empty list"),
         (['{"question": "a", "answer": "b", "id": 1.5}'], 1, "field 'id' must be"),
         (['{"question": "a", "answer": "b", "metadata": []}'], 1, "field 'metadata' must be an object"),
-        (['["question", "answer"]'], 1, "expected a JSON object, got list"),
+        (['["question", "answer"]'], 1, "expected a JSON object, got an array"),
         # accepted, then scored wrong whatever the model answered
         (['{"question": "a", "answer": " "}'], 1, "field 'answer' is empty"),
         (
@@ -298,7 +300,7 @@ def test_code_items_are_scored_by_running_their_tests(tmp_path: Path) -> None:
     [
         (
             {"question": "q", "answer": "", "test": {"assert": 1}},
-            "field 'test' must be a program or a list of lines, got dict",
+            "field 'test' must be a program or a list of lines, got an object",
         ),
         ({"question": "Write f.", "answer": "def f(): pass"}, "no tests to run"),
         (  # nothing calls check(), and no function to call it with: every answer passed

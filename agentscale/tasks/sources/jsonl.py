@@ -33,6 +33,19 @@ def _fail(path: Path, line_no: int, message: str) -> TaskError:
     return TaskError(f"{path}:{line_no}: {message}")
 
 
+def _json_kind(value: object) -> str:
+    """A JSON value's kind in JSON's words: the messages said Python's ("got NoneType", "got dict")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def record_id(path: Path, line_no: int, record: dict[str, Any], default: str) -> str:
     """A line's `id` as text (`default` without one): a non-empty string or an integer, free of
     control characters. `run --input` took null, an object or a repeated id as given ("None",
@@ -59,7 +72,7 @@ def unique_id(path: Path, line_no: int, item_id: str, first_line: dict[str, int]
 
 def _item(path: Path, line_no: int, record: Any) -> TaskItem:
     if not isinstance(record, dict):
-        raise _fail(path, line_no, f"expected a JSON object, got {type(record).__name__}")
+        raise _fail(path, line_no, f"expected a JSON object, got {_json_kind(record)}")
     # a code item's tests stand in for its answer (MBPP's records have none, only a test_list)
     for field in ("question",) if "test" in record else ("question", "answer"):
         if field not in record:
@@ -68,7 +81,7 @@ def _item(path: Path, line_no: int, record: Any) -> TaskItem:
     if not isinstance(question, str) or not question.strip():
         raise _fail(path, line_no, "field 'question' must be a non-empty string")
     if isinstance(answer, bool) or not isinstance(answer, str | int | float):
-        raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {type(answer).__name__}")
+        raise _fail(path, line_no, f"field 'answer' must be a string or a number, got {_json_kind(answer)}")
     item_id = record_id(path, line_no, record, f"line-{line_no}")
     choices = record.get("choices")
     if choices is not None and (
@@ -232,7 +245,7 @@ def _refuse_untestable(path: Path, line_no: int, item: TaskItem) -> None:
     if test is not None and not (
         isinstance(test, str) or (isinstance(test, list) and all(isinstance(line, str) for line in test))
     ):
-        raise _fail(path, line_no, f"field 'test' must be a program or a list of lines, got {type(test).__name__}")
+        raise _fail(path, line_no, f"field 'test' must be a program or a list of lines, got {_json_kind(test)}")
     if not has_tests(tests_of(item)):
         raise _fail(
             path,
