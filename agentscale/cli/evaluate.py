@@ -86,7 +86,7 @@ def eval_command(
         ),
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Items to evaluate (default: all).", min=1)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the item sample.", min=0)] = 0,
     scorer: Annotated[
         str | None,
         typer.Option(

@@ -67,7 +67,7 @@ def build_command(
         Path | None, typer.Option("--graph", help="Take model aliases (models:) from this graph YAML.")
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Items to learn from (default: all).", min=1)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the item sample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the item sample.", min=0)] = 0,
     scorer: Annotated[
         str | None, typer.Option(help="Scorer for JSONL tasks: exact, numeric, choice, math, code.")
     ] = None,

@@ -58,6 +58,20 @@ def test_an_empty_db_is_refused_as_such(command: list[str], capsys: pytest.Captu
     assert "Invalid value for '--db': an empty path names no database file" in said
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "g.yaml", "--task", "sim:math", "--seed", "-1"],
+        ["handbook", "build", "--task", "sim:math", "--model", "sim/llama-8b", "--seed", "-1"],
+        ["optimize", "s.yaml", "--seed", "-1"],
+    ],
+)
+def test_a_negative_seed_is_refused_by_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Seeds are >= 0 in files and for `optimize`; `eval --seed -1` and `handbook build --seed -1` took it."""
+    assert main(command) == 2
+    assert "Invalid value for '--seed'" in capsys.readouterr().err
+
+
 def test_a_resumed_run_keeps_its_stored_executor_unless_flags_change_it(gateway: Gateway) -> None:
     """`optimize --resume RUN` with no executor flag must go on with the executor the run was started
     with (None: keep it): a local default there sent a Ray run's remaining evaluations to this host's
