@@ -642,6 +642,15 @@ class Discussion:
         usage.critical_path_s = self._critical_path - path_before
         return usage
 
+    def _why_no_answer(self) -> str | None:
+        """With no answer and a call failed, the first failed call: what a DAG run's failed output
+        says. Without it a discussion whose every call failed (a server down) was an item that
+        finished, so an eval of it exited 0, stored `done`, as a measurement of the graph."""
+        if self.best is not None:
+            return None
+        failed = next((trace for trace in self.traces if trace.status == "failed"), None)
+        return None if failed is None else f"no round answered; {failed.node_id} failed: {failed.error}"
+
     def _usage(self, traces: list[NodeTrace], *, total: bool = False) -> Usage:
         usage = calls_usage(traces)
         if total:
@@ -654,7 +663,8 @@ class Discussion:
     def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
-        self.stopped_reason = self.stopped_reason or self.calls.stopped_reason  # a cap passed by actual usage
+        # a cap passed by actual usage, else why no round answered
+        self.stopped_reason = self.stopped_reason or self.calls.stopped_reason or self._why_no_answer()
         result = RunResult(
             self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
         )

@@ -826,6 +826,29 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert code == 0 and "1 of 3 items did not finish" in " ".join(err.split() + out.split()), err
 
 
+def test_a_discussion_whose_every_call_failed_exits_1_as_a_plain_graph_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A coordinator graph with its server down: every CEO and worker call failed, and the eval exited
+    0, stored `done`, "0 unfinished" and "3 of 3 items answered although some of their model calls
+    failed" (a new user's walk), where the same graph without `coordinator:` exits 1."""
+    from agentscale.testing import Rule
+
+    _, data = _three_sums(tmp_path, monkeypatch, scripted)
+    graph = tmp_path / "ceo.yaml"
+    nodes = "nodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
+    coordinator = "edges:\n  - a, b -> f\ncoordinator: {model: m, max_rounds: 2}\n"
+    fuser = "  - {id: f, role: fuser, model: m}\n"
+    graph.write_text(graph_yaml(scripted.api_base, f"name: down-ceo\n{nodes}{fuser}{coordinator}"))
+    scripted.add_rule(Rule(status=400))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--json")
+    assert code == 1, err
+    result = json.loads(out)
+    assert (result["unfinished"], result["items_with_failed_calls"]) == (3, 3), result
+    assert "no round answered; r1.ceo failed: " in " ".join(err.split())
+    assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"
+
+
 def test_an_eval_answered_from_the_cache_measured_something(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
