@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 from agentscale.agents.extract import extract_answer
@@ -239,7 +241,11 @@ class HandbookBuilder:
             tally.usage.count_own_hits_as_calls(paid.get(source.key, 0))
         tally.items = 1
         async with self._lock:  # one writer per process; other processes wait on SQLite's write lock
-            job = asyncio.ensure_future(asyncio.to_thread(self._keep, proposals, run_id, source.key, traces, item))
+            # a future of the executor, not a task: a loop stopped by a signal (a background build's
+            # `kill`) has asyncio.run cancel every task, and a cancelled task's result was lost while
+            # its thread went on to add the behaviors and the item's row
+            keep = partial(contextvars.copy_context().run, self._keep, proposals, run_id, source.key, traces, item)
+            job = asyncio.get_running_loop().run_in_executor(None, keep)
             try:
                 inserted = await asyncio.shield(job)
             except asyncio.CancelledError:  # the thread goes on regardless: wait for it, count it, then stop
