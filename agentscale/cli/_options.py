@@ -165,20 +165,43 @@ def warn_if_open(host: str, what: str) -> None:
 
 
 def make_gateway(
-    db: Path | None, no_cache: bool, *, existing: bool = False, run_files: bool = False, **settings: float | int | None
+    db: Path | None,
+    no_cache: bool,
+    *,
+    existing: bool = False,
+    run_files: bool = False,
+    resume: str | None = None,
+    **settings: float | int | None,
 ) -> Gateway:
     """The command's gateway on its database; `existing`, as `open_store` takes it (a resume: a
     mistyped --db made an empty database before it said there was no such run); `run_files`: the
-    command writes a run's files beside it (`refuse_blocked_run_files`)."""
+    command writes a run's files beside it (`refuse_blocked_run_files`); `resume`: the run a resume
+    continues, whose `--no-cache` it keeps (the printed resume command, pasted, answered the rest of an
+    eval started with --no-cache from the cache, mixing fresh and stale answers in one run)."""
     from agentscale.models.gateway import Gateway, GatewaySettings
 
     overrides = {k: v for k, v in settings.items() if v is not None}
+    store = open_store(db, existing=existing)
+    if not no_cache and resume is not None and _started_without_cache(store, resume):
+        from agentscale.cli._console import err
+
+        err.print(f"run {resume} was started with --no-cache: it goes on without the response cache")
+        no_cache = True
     if no_cache:
         overrides["cache"] = False
-    store = open_store(db, existing=existing)
     if run_files:
         refuse_blocked_run_files(store)
     return Gateway(store, GatewaySettings.from_env(**overrides))
+
+
+def _started_without_cache(store: Store, run_id: str) -> bool:
+    """Whether a stored run was made with the response cache off (`response_cache` in its config; runs
+    made before it was stored say nothing and count as cached, as they were by default)."""
+    try:
+        run = store.get_run(run_id)
+    except AgentScaleError:  # no such run: the resume itself says so
+        return False
+    return json.loads(run.config_json).get("response_cache") is False
 
 
 def refuse_blocked_run_files(store: Store) -> None:

@@ -159,7 +159,7 @@ def eval_command(
     check_tracing(trace)
     check_retry_errors(retry_errors, resume)
     text = checked_graph_text(graph_file) if graph_file is not None and resume is None else None
-    gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
+    gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True, resume=resume)
     split_run = None  # the optimization whose test split is answered
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:

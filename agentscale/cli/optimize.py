@@ -138,7 +138,7 @@ def optimize_command(
         if dry_run:
             _dry_run(space_file, method, seed, json_output, score_test=not no_test)
             return
-    gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True)
+    gateway = make_gateway(db, no_cache, existing=resume is not None, run_files=True, resume=resume)
     where = executor_config(gateway, resume, executor, ray_address, ray_workers)
     if resume is not None:
         if space_file is not None:

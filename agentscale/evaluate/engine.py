@@ -259,7 +259,9 @@ class EvalConfig:
     """What an eval run stores so it can be rebuilt and resumed: the `task` (a built-in name or a
     JSONL file), `n` items sampled with `seed` (None: all), the `scorer` (a file's; None: inferred),
     items at once (`concurrency`), a `handbook` to draw on, generator `options`, where items run
-    (`executor`) and the task file's digest. `split` instead of a sample: the test part of
+    (`executor`), whether its calls used the response cache (`response_cache`: the gateway's, stored
+    when the run is made, so that `eval --resume` of a `--no-cache` run asks its models again rather than
+    mix fresh and cached answers) and the task file's digest. `split` instead of a sample: the test part of
     `Task.split(seed, train=..., dev=..., test=...)` given as `{"seed", "train", "dev", "test"}`, the
     very items an optimization scored its crowned graph on (`agentscale eval --split-of RUN`)."""
 
@@ -273,6 +275,7 @@ class EvalConfig:
     executor: dict[str, Any] = field(default_factory=dict)  # ExecutorConfig.to_dict(); {} = local
     task_sha256: str | None = None  # a task file's contents when the run was made (None: a named task)
     split: dict[str, int] | None = None  # the test part of this split, not a sample of n
+    response_cache: bool = True  # the run's gateway's `cache` setting when the run was made
 
     def __post_init__(self) -> None:
         """A Path for `task`, and the executor's config object rather than its dict, are what a caller
@@ -375,7 +378,13 @@ class Evaluation:
             digest = task_file_digest(config.task)
             # a file's inferred scorer is stored: the rule may change, and its resume must not score by another
             scorer = config.scorer or (self.task.scorer_name if digest is not None else None)
-            stored = replace(config, task=stable_task_spec(config.task), task_sha256=digest, scorer=scorer)
+            stored = replace(
+                config,
+                task=stable_task_spec(config.task),
+                task_sha256=digest,
+                scorer=scorer,
+                response_cache=self.graph.gateway.settings.cache if self.graph.gateway is not None else True,
+            )
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False
             ).id

@@ -375,6 +375,7 @@ class Optimization:
                 "concurrency": concurrency,
                 "score_test": score_test,
                 "executor": self.executor_config.to_dict(),
+                "response_cache": gateway.settings.cache,  # kept by `optimize --resume` (`--no-cache`)
             }
             if space.task.path is not None:  # relative to where it started: --resume finds it from anywhere
                 config["task_path"] = stable_task_spec(space.task.path)

@@ -849,6 +849,28 @@ def test_a_discussion_whose_every_call_failed_exits_1_as_a_plain_graph_does(
     assert Store(tmp_path / "n.db").get_run(result["run_id"]).status == "failed"
 
 
+def test_a_resumed_eval_keeps_the_no_cache_it_was_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --no-cache`, then the resume command it prints (`eval --resume RUN`, here with
+    --retry-errors): the items it asked again came from the cache an earlier run had filled, mixing
+    stale and fresh answers in a run meant to ask the models anew (a new user's walk)."""
+    from agentscale.testing import Rule
+
+    graph, data = _three_sums(tmp_path, monkeypatch, scripted)
+    assert run_cli(capsys, "eval", str(graph), "--task", str(data))[0] == 0  # fills the cache
+    scripted.reset()
+    scripted.add_rule(Rule(pattern="What is 0 ", status=400))
+    code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--no-cache", "--json")
+    run_id = json.loads(out)["run_id"]
+    assert code == 0 and len(scripted.completion_requests) == 3, err
+    scripted.reset()
+    code, out, err = run_cli(capsys, "eval", "--resume", run_id, "--retry-errors", "--json")
+    assert code == 0 and json.loads(out)["correct"] == 3, err
+    assert len(scripted.completion_requests) == 1  # asked, not answered from the first run's cache
+    assert f"run {run_id} was started with --no-cache" in " ".join(err.split())
+
+
 def test_an_eval_answered_from_the_cache_measured_something(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -336,6 +336,23 @@ def test_a_resume_keeps_the_runs_concurrency_unless_given(tmp_path: Path) -> Non
         Optimization.resume(run_id, gateway, concurrency=0)
 
 
+@pytest.mark.parametrize("no_cache", [True, False])
+def test_a_resume_keeps_the_no_cache_its_run_was_made_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_cache: bool
+) -> None:
+    """`optimize --no-cache`, interrupted, then the printed `optimize --resume RUN`: its remaining
+    evaluations were answered from the response cache (a new user's walk, for eval; the same here)."""
+    from agentscale.cli._options import make_gateway
+    from agentscale.optimize.runner import Optimization
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    run_id = Optimization.from_file(space, make_gateway(tmp_path / "o.db", no_cache)).run_id  # stored, not run
+    assert make_gateway(tmp_path / "o.db", False, resume=run_id).settings.cache is not no_cache
+    said = f"run {run_id} was started with --no-cache: it goes on without the response cache"
+    assert (said in " ".join(capsys.readouterr().err.split())) is no_cache
+
+
 def test_runs_show_says_how_to_write_a_report_a_kill_left_unwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
