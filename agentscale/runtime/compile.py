@@ -129,11 +129,13 @@ def build_state_graph(runtime: GraphRuntime, warm_up: WarmUp = _no_warm_up, *, p
     builder = StateGraph(GraphState, input_schema=InputState, output_schema=OutputState)
 
     def start(state: GraphState, config: RunnableConfig | None) -> str:
-        question = _question(state)
+        """A new run for this invocation, under the input's `run_key` unless a live run has it: a
+        parent's state carries the key of an earlier invocation along, and two that overlapped under
+        one key (a fan-out of `Send`s, two threads) joined one run, answering one's question for both
+        or failing on "run context vanished"."""
         key = state.get("run_key")
-        if key is None or not has_context(key):
-            key = open_compiled_context(runtime, question, _options(config), key).key
-        return key
+        free = key is not None and not has_context(key)
+        return open_compiled_context(runtime, _question(state), _options(config), key if free else None).key
 
     async def prepare_async(state: GraphState, config: RunnableConfig | None) -> dict[str, Any]:
         _question(state)

@@ -4,7 +4,7 @@ with a coordinator compiles to its discussion."""
 from __future__ import annotations
 
 import asyncio
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import pytest
 from langgraph.graph import END, START, StateGraph
@@ -181,6 +181,27 @@ def test_a_nodes_error_is_raised_every_time_not_a_run_key(make_graph) -> None:  
 class _Parent(TypedDict, total=False):
     question: str
     answer: str | None
+
+
+async def test_invocations_that_overlap_under_one_run_key_answer_their_own_questions(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
+    """A parent's state carries the `run_key` of an earlier invocation along (a fan-out of `Send`s
+    copies it into each): two invocations that overlapped under one key joined one run, and one
+    answered the other's question (9101 for "9100 + 2") or failed on "run context vanished"."""
+    from agentscale.testing import Rule
+
+    scripted.add_rule(Rule(pattern=r"9100 \+ 1", replies=["Final answer: 9101"], latency_s=0.3))
+    scripted.add_rule(Rule(pattern=r"9100 \+ 2", replies=["Final answer: 9102"], latency_s=0.3))
+    app = make_graph(BODY).compile()
+
+    async def ask(i: int) -> dict[str, Any]:
+        await asyncio.sleep(0.1 * i)  # the second starts while the first waits for its replies
+        return await app.ainvoke({"question": f"What is 9100 + {i}?", "run_key": "shared"})
+
+    first, second = await asyncio.gather(ask(1), ask(2))
+    assert (first["answer"], second["answer"]) == ("9101", "9102")
+    for i, out in ((1, first), (2, second)):  # the second's trace was the first's calls
+        assert f"What is 9100 + {i}?" in out["trace"]["a"]["messages"][-1]["content"]
+    assert first["run_key"] != second["run_key"]
 
 
 async def test_a_checkpointed_parent_resumes_the_compiled_graph(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
