@@ -108,6 +108,10 @@ class WorkerStore(Store):
         """The driver made the run before it sent the item."""
         return True
 
+    def has_item(self, run_id: str, item_key: str) -> bool:
+        """The driver sends each of its run's items once, under a key of its own."""
+        return False
+
     def insert(self, rows: Sequence[Row], *, keep_existing: bool = False) -> None:
         """Kept for the driver, which inserts them; `keep_existing` (only an interrupted single-question
         run's row asks for it) never applies here: a worker answers items of a run the driver made."""

@@ -232,6 +232,10 @@ class Graph:
             if not store.has_run(run_id):  # its rows would fail at the end, after the calls were paid
                 raise RunNotFound(f"no run {run_id!r} in {store.path}: leave run_id out and a new run is made")
             self._runs_found.add(run_id)
+        if store is not None and run_id is not None and store.has_item(run_id, item_key):
+            # a second row under one key: runs show and the report join calls to items by key, and
+            # showed both questions' calls under each (the report: none under the first)
+            raise AgentScaleError(f"run {run_id} already has an item {item_key!r}: give each question its own item_key")
         if store is not None and run_id is None:
             run_id = new_run_id()
             run_row = {

@@ -359,6 +359,12 @@ class Store:
         with self.session() as session:
             return session.get(Run, run_id) is not None
 
+    def has_item(self, run_id: str, item_key: str) -> bool:
+        """Whether the run holds an item row under this key."""
+        with self.session() as session:
+            query = select(RunItem.id).where(RunItem.run_id == run_id, RunItem.item_key == item_key).limit(1)
+            return session.exec(query).first() is not None
+
     def list_runs(self, limit: int = 50) -> list[Run]:
         """The latest `limit` runs, newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int):  # "x" was a SQLAlchemy ValueError

@@ -89,6 +89,19 @@ async def test_an_unknown_run_id_is_refused_before_any_call(make_graph, scripted
     assert (await graph.arun("What is 1 + 1?", run_id=run.id)).run_id == run.id
 
 
+async def test_a_key_already_in_the_run_is_refused_before_any_call(make_graph, scripted, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """`arun(q2, run_id=R)` with the default item_key after `arun(q1)` stored a second item "0": runs
+    show listed both questions' calls under each, the report none under the first (a new user's walk)."""
+    graph = make_graph("name: r\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    first = await graph.arun("What is 1 + 1?")
+    assert first.run_id is not None and len(scripted.completion_requests) == 1
+    with pytest.raises(AgentScaleError, match=f"run {first.run_id} already has an item '0': give each question"):
+        await graph.arun("What is 2 + 2?", run_id=first.run_id)
+    assert len(scripted.completion_requests) == 1
+    assert (await graph.arun("What is 2 + 2?", run_id=first.run_id, item_key="1")).answer == "4"
+    assert [item.item_key for item in store.run_items(first.run_id)] == ["0", "1"]
+
+
 def test_a_synchronous_runs_error_is_not_chained_to_the_loop_probe(tmp_path: Path) -> None:
     """Every error of `Graph.run` printed "RuntimeError: no running event loop", then "During
     handling of the above exception, another exception occurred": it was raised inside the probe's
