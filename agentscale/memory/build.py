@@ -400,11 +400,13 @@ def _round_of(node_id: str) -> int:
 def stored_solutions(store: Store, run: Run) -> list[_Source]:
     """The answered items of a run with the completion that produced each answer.
 
-    The solution is the output node's completion (in a discussion, stored per round as `r<k>.<node>`,
-    the last round's); when the output node made no call (a `vote`), the completion of the first node
-    whose answer became the final answer (else the last one). A discussion's CEO and evaluator write
-    decisions and advice, never a solution: a build once reflected on a round-1 worker's, or on the
-    CEO's JSON.
+    The solution is the output node's completion that gave the answer (in a discussion, stored per
+    round as `r<k>.<node>`, the latest round's); when no output call gave it (a `vote` makes no call, a
+    discussion's round answers with its workers' majority when its aggregator gives none), the
+    completion of the first node of the latest round whose answer became the final answer (else the
+    last call's). A discussion's CEO and evaluator write decisions and advice, never a solution: a
+    build once reflected on a round-1 worker's, on the CEO's JSON, or on an aggregator's "I cannot
+    decide", told that it was checked and correct.
     """
     output = output_node(run)
     calls_by_item: dict[str, list[NodeCall]] = {}
@@ -417,9 +419,10 @@ def stored_solutions(store: Store, run: Run) -> list[_Source]:
         calls = calls_by_item.get(item.item_key, [])
         if item.answer is None or not calls:
             continue
-        outputs = [c for c in calls if c.node_id == output or c.node_id.partition(".")[2] == output]
-        chosen = max(outputs, key=lambda c: _round_of(c.node_id)) if outputs else None
-        chosen = chosen or next((c for c in calls if c.answer == item.answer), None) or calls[-1]
+        giving = [c for c in calls if c.answer == item.answer]  # a discussion's aggregator may give none
+        outputs = [c for c in giving if c.node_id == output or c.node_id.partition(".")[2] == output]
+        latest = max(outputs or giving, key=lambda c: _round_of(c.node_id)) if giving else None  # ties: the first
+        chosen = latest or calls[-1]
         sources.append(
             _Source(
                 item.item_key,

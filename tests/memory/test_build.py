@@ -229,6 +229,40 @@ def test_a_voted_runs_solution_is_a_solving_call_with_its_answer_else_the_last_c
     assert solutions == {"q1": "b: 42", "q2": "b: 7.00"}
 
 
+def test_a_discussions_solution_is_a_reply_that_gave_its_answer(store: Store) -> None:
+    """A round whose aggregator gave no answer answers with its workers' majority: the build reflected
+    on the aggregator's "I cannot decide", told it was checked and correct (a new user's walk). The
+    solution is the aggregator's latest reply that gave the answer, else the first reply of the latest
+    round that gave it (a worker's, or a copy's the CEO added)."""
+    from agentscale.graphs.result import NodeTrace
+    from agentscale.memory.build import stored_solutions
+    from agentscale.runtime.calls import record_rows
+
+    body = "name: g\nnodes:\n  - {id: s1, role: assistant, model: m}\n  - {id: s2, role: assistant, model: m}\n"
+    body += "  - {id: f, role: fuser, model: m}\nedges: ['s1, s2 -> f']\ncoordinator: {model: m, max_rounds: 3}\n"
+    run = store.create_run("run", graph_name="g", graph_yaml=graph_yaml("http://127.0.0.1:9/v1", body))
+    said = {
+        "undecided": [
+            ("r1.ceo", "ceo", None, '{"decision": "continue"}'),
+            ("r1.s1", "assistant", "42", "s1: 42"),
+            ("r1.s2", "assistant", "42", "s2: 42"),
+            ("r1.f", "fuser", None, "I cannot decide between these candidates."),
+        ],
+        "fused": [
+            ("r1.s1", "assistant", "41", "s1: 41"),
+            ("r1.f", "fuser", "42", "f1: 42"),
+            ("r2.s1", "assistant", "42", "s1 again: 42"),
+            ("r2.s1#2", "assistant", "42", "copy: 42"),
+            ("r2.f", "fuser", None, "no idea"),
+        ],
+    }
+    for key, traces in said.items():
+        rows = [NodeTrace(node, role, completion=text, answer=given) for node, role, given, text in traces]
+        record_rows(store, run.id, key, rows, item={"run_id": run.id, "item_key": key, "question": "?", "answer": "42"})
+    solutions = {source.key: source.solution for source in stored_solutions(store, run)}
+    assert solutions == {"undecided": "s1: 42", "fused": "f1: 42"}
+
+
 def _four_sums(tmp_path: Path, scripted: ScriptedServer) -> Task:
     """Four items whose extractions all propose the same behavior: one added, three merged."""
     questions = [(f"What is {i} + 3?", str(i + 3)) for i in range(4)]
