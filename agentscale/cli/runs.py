@@ -47,7 +47,10 @@ def list_command(
     path = database_file(db)
     runs = []  # none and no empty database made; said, as an empty list alone read as lost runs
     if path.exists():
-        runs = open_store(db, reads_only=True).list_runs(limit)
+        store = open_store(db, reads_only=True)
+        runs = store.list_runs(limit)
+        if len(runs) == limit and (total := store.count_runs()) > limit:  # neither the table nor --json said so
+            err.print(f"{limit} of {total} runs shown, newest first; --limit {total} shows them all")
     else:
         err.print(f"no database at {path}: nothing has run with it (check --db or AGENTSCALE_DB)")
     if json_output:

@@ -53,7 +53,8 @@ def eval_report(store: Store, run: Run) -> str:
     accuracy = items.accuracy()
     usage = items.usage
     latency = items.latency()
-    what = f"{run.kind} run {run.id}" + (f" · task {config['task']}" if config.get("task") else "")
+    kind = "" if run.kind == "run" else f"{run.kind} "  # a plain run's page said "run run 7838..."
+    what = f"{kind}run {run.id}" + (f" · task {config['task']}" if config.get("task") else "")
     parts = [
         f"<h1>{escape(what)}</h1>",
         paragraph(

@@ -366,6 +366,11 @@ class Store:
             cursor.execute("SELECT 1 FROM runitem WHERE run_id = ? AND item_key = ? LIMIT 1", (run_id, item_key))
             return cursor.fetchone() is not None
 
+    def count_runs(self) -> int:
+        with self._cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM run")
+            return int(cursor.fetchone()[0])
+
     def list_runs(self, limit: int = 50) -> list[Run]:
         """The latest `limit` runs, newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int):  # "x" was a SQLAlchemy ValueError

@@ -238,6 +238,10 @@ def test_runs_list_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> No
     runs = json.loads(out)
     assert code == 0 and runs[0]["run_id"] == newest and len(runs) == 2
     assert set(runs[0]) >= {"run_id", "kind", "status", "created"}
+    assert "runs shown" not in run_cli(capsys, "runs", "list", "--limit", "2")[2]
+    code, out, err = run_cli(capsys, "runs", "list", "--limit", "1", "--json")  # the cut was silent, --json too
+    assert (code, len(json.loads(out))) == (0, 1)
+    assert "1 of 2 runs shown, newest first; --limit 2 shows them all" in " ".join(err.split())
     code, out, _ = run_cli(capsys, "runs", "show", newest[:6], "--json")
     shown = json.loads(out)
     assert shown["run_id"] == newest and shown["items"][0]["answer"] == "6"

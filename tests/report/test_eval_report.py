@@ -148,6 +148,7 @@ def test_a_plain_run_has_a_report_too_and_open_hands_it_to_the_browser(  # type:
     rows = island(html, "data-items")["rows"]
     assert rows == [["0", "What is 40 + 2?", None, "42", None, None, rows[0][6], rows[0][7], None]]  # type: ignore[index]
     assert "not scored" in html and "SIMULATED" not in html
+    assert f"<h1>run {run_id}</h1>" in html  # it said "run run"
 
 
 def test_the_eval_pages_latency_and_calls_are_the_evals_own(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
