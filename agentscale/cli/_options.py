@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +16,7 @@ from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
     from agentscale.executors import ExecutorConfig
+    from agentscale.graphs.spec import ModelSpec
     from agentscale.models.gateway import Gateway
     from agentscale.storage.db import Store
 
@@ -162,6 +163,17 @@ def warn_if_open(host: str, what: str) -> None:
         f"reaches it {what}",
         markup=True,
     )
+
+
+def unset_api_keys(models: Mapping[str, ModelSpec]) -> list[str]:
+    """The `api_key_env` variables not set here: valid, yet every call would fail where the command
+    runs (an eval found it item by item; a served graph answered 502 to every question its cache did
+    not hold); said as notes, not errors, as CI may validate without the secrets."""
+    return [
+        f"models.{alias}.api_key_env: {model.api_key_env} is not set in this environment"
+        for alias, model in models.items()
+        if model.api_key_env is not None and model.api_key_env not in os.environ
+    ]
 
 
 def make_gateway(

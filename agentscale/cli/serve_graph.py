@@ -10,6 +10,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from agentscale.cli._console import err
 from agentscale.cli._options import (
@@ -18,6 +19,7 @@ from agentscale.cli._options import (
     api_key_of,
     checked_graph_text,
     make_gateway,
+    unset_api_keys,
     warn_if_open,
 )
 from agentscale.errors import AgentScaleError
@@ -81,6 +83,8 @@ def serve_graph_command(
     )
     if api_key is None:
         warn_if_open(host, "runs the graph on your models; give --api-key-env VAR")
+    for note in unset_api_keys(graph.spec.models):  # validate says so; here every uncached question got a 502
+        err.print(f"[yellow]warning:[/] {escape(note)}: its calls will fail", markup=True)
     # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as
     # a traceback when a second Ctrl-C skipped the graceful shutdown.
     config = uvicorn.Config(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import err, print_json, print_plain
-from agentscale.cli._options import DbOption, JsonOption
+from agentscale.cli._options import DbOption, JsonOption, unset_api_keys
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
@@ -59,16 +58,6 @@ def validate_command(
         print_json(report)
     if not all(entry["valid"] for entry in report):
         raise typer.Exit(1)
-
-
-def _unset_keys(models: Mapping[str, ModelSpec]) -> list[str]:
-    """The `api_key_env` variables not set here: valid, yet every call would fail where validate runs
-    (an eval found it item by item); a note, not an error, as CI may validate without the secrets."""
-    return [
-        f"models.{alias}.api_key_env: {model.api_key_env} is not set in this environment"
-        for alias, model in models.items()
-        if model.api_key_env is not None and model.api_key_env not in os.environ
-    ]
 
 
 def _unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
@@ -125,7 +114,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
             _, train, _ = load_task_split(space)
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-        notes = _unset_keys(space.models) + _unpulled_models(space.models)
+        notes = unset_api_keys(space.models) + _unpulled_models(space.models)
         guessed = guessed_lengths_note(space, [item.question for item in train])
         if guessed is not None:
             notes.append(guessed)
@@ -141,7 +130,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         Graph(spec, store=None, source=str(file))
     summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-    return summary, _unset_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
+    return summary, unset_api_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
 
 
 def _check_best_known(located: LocatedData, file: Path) -> str:

@@ -88,6 +88,26 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
     assert ("is reachable from other machines and no key is asked" in " ".join(stderr.split())) == (host == "")
 
 
+def test_a_key_variable_unset_here_is_warned_of_at_start(tmp_path: Path) -> None:
+    """validate notes it; serve-graph started without a word and answered 502 to every question its
+    cache did not hold (a new user's walk)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command, env = _command(tmp_path, port)
+    env.pop("AGENTSCALE_TEST_UNSET_KEY", None)
+    keyed = "models:\n  k: {model: openai/gpt-4o-mini, api_key_env: AGENTSCALE_TEST_UNSET_KEY}\n"
+    (tmp_path / "g.yaml").write_text(GRAPH + keyed)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert _wait_until_serving(process, port) == ["served"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    said = " ".join(stderr.split())
+    assert "warning: models.k.api_key_env: AGENTSCALE_TEST_UNSET_KEY is not set in this environment" in said
+
+
 def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Path) -> None:
     """uvicorn printed the "serving" line, then its own error, and exited 3."""
     with socket.socket() as taken:
