@@ -47,7 +47,8 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
         source = _SOURCES.get(str(decision.get("source")), "—")
         line = f"round {record['round']}: {decision.get('decision', '—')} ({source})"
         if record.get("ran"):
-            line += f" · {decision.get('agents')} agents, replies ≤ {decision.get('max_tokens')} tokens"
+            agents = decision.get("agents")
+            line += f" · {agents} agent{'' if agents == 1 else 's'}, replies ≤ {decision.get('max_tokens')} tokens"
             line += f" · answer {short(str(record.get('answer')), 40)}"
         elif decision.get("decision") == "continue":  # the budget ended the discussion before the round
             line += " · not run"

@@ -257,7 +257,9 @@ def list_command(
         exists = database_file(db).exists()
         books = list_handbooks(open_store(db, reads_only=True)) if exists else []  # no empty database made
         if json_output:
-            print_json([{k: v for k, v in b.items() if k != "revision"} for b in books])
+            # ISO times, as runs list's and the behaviors' own (str() of a datetime wrote a space)
+            kept = [{k: v for k, v in b.items() if k != "revision"} for b in books]
+            print_json([{**b, "created": b["created"].isoformat()} for b in kept])
             return
         table = Table("handbook", "behaviors", "created")
         for b in books:

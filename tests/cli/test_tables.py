@@ -23,9 +23,11 @@ def test_a_round_the_budget_ended_says_so_once_and_not_run() -> None:
         "decision": {"decision": "continue", "source": "ceo", "agents": 2, "max_tokens": 64, "notes": []},
         "stopped_reason": "budget max_tokens=300 exceeded by the calls' actual usage",
     }
-    first, second = round_lines([refused, ran])
+    alone = {**ran, "round": 3, "decision": {**ran["decision"], "agents": 1}, "stopped_reason": None}
+    first, second, third = round_lines([refused, ran, alone])
     assert first == f"round 1: continue (fallback) · not run · CEO call refused: {REFUSAL}"
     assert second == (
         "round 2: continue (the CEO) · 2 agents, replies ≤ 64 tokens · answer 42 · "
         "budget max_tokens=300 exceeded by the calls' actual usage"
     )
+    assert third == "round 3: continue (the CEO) · 1 agent, replies ≤ 64 tokens · answer 42"  # "1 agents"

@@ -57,6 +57,7 @@ def test_build_list_show_search(
 
     code, out, _ = cli(capsys, "handbook", "list", "--json")
     assert code == 0 and [(b["handbook"], b["behaviors"]) for b in json.loads(out)] == [("math", 2)]
+    assert "T" in json.loads(out)[0]["created"]  # ISO, as every other JSON time (str() wrote a space)
     code, out, _ = cli(capsys, "handbook", "list", "math", "--json")
     listed = json.loads(out)
     assert [b["name"] for b in listed] == ["behavior_estimate_first", "behavior_carry_digits"]
