@@ -65,7 +65,7 @@ class _LoggedProgress(Progress):
         self._status = status
         self._eta = eta
         self._started_at: dict[TaskID, float] = {}  # what was done when the task was added (a resume's part)
-        self._logged: dict[TaskID, tuple[float, str]] = {}  # last line's time and stage, per task
+        self._logged: dict[TaskID, tuple[float, str, str]] = {}  # last line's time, stage and text, per task
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -105,13 +105,18 @@ class _LoggedProgress(Progress):
         super().stop()
 
     def _log(self, task_id: TaskID, *, force: bool = False) -> None:
+        """A line when the stage changes or a minute has passed; `force` (the end): unless the last
+        line said the same (an optimization's "done" line was written twice)."""
         task = next(t for t in self.tasks if t.id == task_id)
-        last_at, last_stage = self._logged.get(task_id, (float("-inf"), ""))
+        last_at, last_stage, last_line = self._logged.get(task_id, (float("-inf"), "", ""))
         now = time.monotonic()
         if not force and task.description == last_stage and now - last_at < LOG_EVERY_S:
             return
-        self._logged[task_id] = (now, task.description)
-        err.print(self._line(task), markup=False)
+        line = self._line(task)
+        if force and line == last_line:
+            return
+        self._logged[task_id] = (now, task.description, line)
+        err.print(line, markup=False)
 
     def _line(self, task: Task) -> str:
         done = _count(task.completed) + (f"/{_count(task.total)}" if task.total is not None else "")

@@ -45,3 +45,18 @@ def test_clocks_past_an_hour_keep_minutes_under_60() -> None:
     assert _clock(3725) == "1:02:05"
     assert _clock(59.9) == "0:00:59"
     assert _clock(36000) == "10:00:00"
+
+
+def test_the_last_line_is_written_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """An optimization's stage "done" was written when it changed, then again as the bar stopped."""
+    progress = progress_bar()
+    with progress:
+        task = progress.add_task("search", total=3, status="")
+        progress.update(task, description="done", completed=3, status="204 calls")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" · ")[0] for line in lines] == ["search: 0/3", "done: 3/3"]
+    still = progress_bar()
+    with still:  # a line the end changes is still written at the end
+        task = still.add_task("eval", total=2, status="")
+        still.update(task, advance=2, status="2/2 correct")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("eval: 2/2 · 2/2 correct")
