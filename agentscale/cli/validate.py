@@ -32,7 +32,7 @@ def validate_command(
     """Check graph and search-space files; exit 0 when all are valid, 1 otherwise (one message per file).
 
     Notes (valid, yet a run here would fail): an api_key_env variable that is unset, a graph's
-    memory handbook that the database (--db) does not hold.
+    memory handbook that the database (--db) does not hold or that holds no behavior.
 
     Examples:
 
@@ -83,6 +83,8 @@ def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
     except AgentScaleError as exc:
         return [f"memory.handbook: no handbook {name!r}: {exc}"]
     if store is not None and (book := Handbook(store, name, embedder=None)).exists():
+        if not book.behaviors():  # eval refused it at its start, after validate had passed the file
+            return [f"memory.handbook: handbook {name!r} holds no behavior; eval refuses an empty handbook"]
         if spec.memory.topic is not None:
             try:  # a topic none of its behaviors has selects nothing, for every question
                 book.check_topic(spec.memory.topic, "memory.topic")

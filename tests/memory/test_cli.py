@@ -468,6 +468,11 @@ def test_validate_notes_a_memory_handbook_the_database_lacks(
     assert code == 0 and json.loads(out)[0]["notes"] == [
         f"memory.handbook: no handbook 'math' in {db}; build it with `{build}`"
     ]
+    Handbook(Store(db), "math", embedder=None).create()  # a build that learned nothing leaves it empty
+    code, out, _ = cli(capsys, "validate", str(graph), "--json")  # eval refused it; validate said nothing
+    assert code == 0 and json.loads(out)[0]["notes"] == [
+        "memory.handbook: handbook 'math' holds no behavior; eval refuses an empty handbook"
+    ]
     seed_handbook(Store(db), "math", BEHAVIORS, topic="arithmetic")
     code, _, err = cli(capsys, "validate", str(graph))
     assert code == 0 and "note:" not in err, err
