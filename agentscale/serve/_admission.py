@@ -27,7 +27,9 @@ class Admission:
         task had run refused requests while slots were free)."""
         if self.in_flight >= self._capacity:
             work.close()
-            raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error")
+            # a code and a Retry-After, as the OpenAI API's own 429s carry (clients' backoff reads both)
+            headers = {"Retry-After": "1"}
+            raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error", "rate_limited", headers)
         self.in_flight += 1
 
         async def in_turn() -> T:

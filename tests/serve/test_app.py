@@ -501,6 +501,9 @@ def test_streamed_requests_over_the_waiting_limit_get_a_429_before_any_stream(  
             async with client.stream("POST", url + "/chat/completions", json=asked, timeout=60) as response:
                 lines = [line async for line in response.aiter_lines()]
                 assert response.status_code != 200 or not any('"error"' in line for line in lines), lines
+                if response.status_code == 429:  # it had neither (a new user's walk)
+                    assert response.headers["retry-after"] == "1"
+                    assert json.loads("".join(lines))["error"]["code"] == "rate_limited"
                 return response.status_code
 
         async def burst() -> list[int]:
