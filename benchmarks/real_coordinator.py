@@ -229,7 +229,12 @@ def arm_row(result: dict[str, Any], store: Store, task: Task) -> dict[str, Any]:
         "tokens_per_item": round((usage["prompt_tokens"] + usage["completion_tokens"]) / n, 1),
         "completion_tokens_per_item": round(usage["completion_tokens"] / n, 1),
         "paid_calls": usage["calls"],
-        "budget_stops": sum(1 for item in store.run_items(report["run_id"]) if item.stopped_reason),
+        # an item a budget cut short, or a discussion a budget ended between rounds (said in its rounds)
+        "budget_stops": sum(
+            1
+            for item in store.run_items(report["run_id"])
+            if item.stopped_reason or any(r.get("stopped_reason") for r in json.loads(item.rounds_json or "[]"))
+        ),
         "wall_s": result["wall_s"],
         "run_id": report["run_id"],
     }

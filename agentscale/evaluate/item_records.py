@@ -47,7 +47,8 @@ def handbook_use_of(stored_uses: Iterable[str | None]) -> HandbookUse:
 class DiscussionStats:
     """Over `questions` discussions: the rounds of workers run, the discussions the CEO stopped
     before `max_rounds`, the CEO decisions that fell back (no usable reply, a failed or refused
-    call), and the discussions a budget ended."""
+    call) in rounds that ran, and the discussions a budget ended (a CEO call the budget refused ends
+    the discussion: it was counted as a fallback too)."""
 
     questions: int
     rounds_run: int
@@ -81,14 +82,14 @@ def discussion_stats(stored_rounds: Iterable[str | None]) -> DiscussionStats | N
     discussions = [json.loads(text) for text in stored_rounds if text is not None]
     if not discussions:
         return None
-    decisions = [r["decision"] for rounds in discussions for r in rounds if r.get("decision")]
+    applied = [r["decision"] for rounds in discussions for r in rounds if r.get("decision") and r["ran"]]
     return DiscussionStats(
         questions=len(discussions),
         rounds_run=sum(1 for rounds in discussions for r in rounds if r["ran"]),
         ceo_stops=sum(
             1 for rounds in discussions if rounds and rounds[-1].get("decision", {}).get("decision") == "stop"
         ),
-        fallbacks=sum(1 for decision in decisions if decision.get("source") == "fallback"),
+        fallbacks=sum(1 for decision in applied if decision.get("source") == "fallback"),
         budget_stops=sum(1 for rounds in discussions if any(r.get("stopped_reason") for r in rounds)),
     )
 

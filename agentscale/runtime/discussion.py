@@ -202,6 +202,9 @@ class Discussion:
         self._finished = 0
         self._started = time.perf_counter()
         self._critical_path = 0.0
+        # the budget ended it after a round that answered: the discussion's documented end, not a cut
+        # (an eval under a budget said "4 of 4 items did not finish" with every answer right)
+        self._ended_between_rounds = False
         self._retrieved: list[Any] = []  # the handbook's behaviors for this question (`memory:`)
         self._behaviors: str | None = None  # their prompt block
 
@@ -238,6 +241,7 @@ class Discussion:
             cut_below_the_floor = decision.max_tokens < self.limits.min_tokens
             if refused is not None and (self.best is not None or cut_below_the_floor):
                 record.stopped_reason = self.stopped_reason = refused
+                self._ended_between_rounds = self.best is not None
                 record.decision = decision.to_dict()
                 record.usage = self._round_usage(first_trace, path_before)
                 break
@@ -663,8 +667,10 @@ class Discussion:
     def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
-        # a cap passed by actual usage, else why no round answered
-        self.stopped_reason = self.stopped_reason or self.calls.stopped_reason or self._why_no_answer()
+        if self._ended_between_rounds:  # the round's record keeps the refusal; a cap passed is still said
+            self.stopped_reason = self.calls.ledger.overrun()
+        else:  # a cap passed by actual usage, else why no round answered
+            self.stopped_reason = self.stopped_reason or self.calls.stopped_reason or self._why_no_answer()
         result = RunResult(
             self.question, self.best, list(self.traces), usage, run_id, self.stopped_reason, rounds=self.rounds
         )
