@@ -202,9 +202,10 @@ class Discussion:
         self._finished = 0
         self._started = time.perf_counter()
         self._critical_path = 0.0
-        # the budget ended it after a round that answered: the discussion's documented end, not a cut
+        # the budget refused a worker's or the aggregator's call: a round was cut short. A refusal of
+        # the CEO's or the evaluator's call ends the discussion between two rounds, its documented end
         # (an eval under a budget said "4 of 4 items did not finish" with every answer right)
-        self._ended_between_rounds = False
+        self._round_cut = False
         self._retrieved: list[Any] = []  # the handbook's behaviors for this question (`memory:`)
         self._behaviors: str | None = None  # their prompt block
 
@@ -241,7 +242,6 @@ class Discussion:
             cut_below_the_floor = decision.max_tokens < self.limits.min_tokens
             if refused is not None and (self.best is not None or cut_below_the_floor):
                 record.stopped_reason = self.stopped_reason = refused
-                self._ended_between_rounds = self.best is not None
                 record.decision = decision.to_dict()
                 record.usage = self._round_usage(first_trace, path_before)
                 break
@@ -512,6 +512,7 @@ class Discussion:
         )
         with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
             if await self.calls.call(trace, request) is None:
+                self._round_cut = self._round_cut or (not steering and trace.status == "skipped")
                 self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             if read is not None and trace.status == "ok":
                 read(trace)
@@ -667,7 +668,7 @@ class Discussion:
     def _finish(self) -> RunResult:
         usage = self._usage(self.traces, total=True)
         run_id = self.options.run_id
-        if self._ended_between_rounds:  # the round's record keeps the refusal; a cap passed is still said
+        if self.best is not None and not self._round_cut:  # the rounds' records keep a refusal; a cap passed is said
             self.stopped_reason = self.calls.ledger.overrun()
         else:  # a cap passed by actual usage, else why no round answered
             self.stopped_reason = self.stopped_reason or self.calls.stopped_reason or self._why_no_answer()

@@ -382,6 +382,22 @@ def test_budget_exhaustion_stops_with_the_best_answer(talk, scripted: ScriptedSe
     assert any(t.status == "skipped" for t in result.trace)
 
 
+def test_a_fallback_round_the_budget_let_run_to_its_end_is_no_cut(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """The CEO's call refused before round 1 (its prompt and reply do not fit in 500 tokens): the
+    round runs with the fallback settings, answers, and the discussion ends after it. No call of the
+    round was refused, so the item finished: the refusal is the round's to say, not the run's (every
+    such item was counted as one that "did not finish")."""
+    graph = talk(
+        "{model: ceo, max_rounds: 1}", budget="budget: {max_tokens: 500}\n", extra="defaults: {max_tokens: 64}\n"
+    )
+    result = graph.run("What is 20 + 22?")
+    assert [(t.node_id, t.status) for t in result.trace] == [
+        ("r1.ceo", "skipped"), ("r1.s1", "ok"), ("r1.s2", "ok"), ("r1.f", "ok")
+    ]  # fmt: skip
+    assert result.answer == "42" and result.stopped_reason is None
+    assert "budget max_tokens=500 would be exceeded" in str(result.rounds[0].stopped_reason)
+
+
 def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """3 agents × 300 tokens under 1,400 left was cut against what one call could take: the third
     worker was refused by the budget and the team silently smaller than decided."""
