@@ -202,9 +202,10 @@ class Discussion:
         self._finished = 0
         self._started = time.perf_counter()
         self._critical_path = 0.0
-        # the budget refused a worker's or the aggregator's call: a round was cut short. A refusal of
-        # the CEO's or the evaluator's call ends the discussion between two rounds, its documented end
-        # (an eval under a budget said "4 of 4 items did not finish" with every answer right)
+        # the budget refused (or its time cap ended) a worker's or the aggregator's call: a round was
+        # cut short. A refusal of the CEO's or the evaluator's call ends the discussion between two
+        # rounds, its documented end (an eval under a budget said "4 of 4 items did not finish" with
+        # every answer right)
         self._round_cut = False
         self._retrieved: list[Any] = []  # the handbook's behaviors for this question (`memory:`)
         self._behaviors: str | None = None  # their prompt block
@@ -511,8 +512,11 @@ class Discussion:
             json_schema=json_schema,
         )
         with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
+            stopped_before = self.calls.stopped_reason
             if await self.calls.call(trace, request) is None:
-                self._round_cut = self._round_cut or (not steering and trace.status == "skipped")
+                # refused, or ended by the run's time cap (which the ledger then names)
+                stopped = trace.status == "skipped" or self.calls.stopped_reason != stopped_before
+                self._round_cut = self._round_cut or (stopped and not steering)
                 self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             if read is not None and trace.status == "ok":
                 read(trace)

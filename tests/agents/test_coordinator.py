@@ -398,6 +398,20 @@ def test_a_fallback_round_the_budget_let_run_to_its_end_is_no_cut(talk, scripted
     assert "budget max_tokens=500 would be exceeded" in str(result.rounds[0].stopped_reason)
 
 
+def test_a_round_the_time_cap_cut_is_said_in_the_runs_stopped_reason(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """Round 2's workers ended by the run's time cap (failed, not refused): the round was cut short,
+    so the item did not finish, although round 1 had answered."""
+    scripted.add_rule(Rule(model="ceo", replies=[ceo_reply(agents=2, max_tokens=64)]))
+    scripted.add_rule(Rule(model="scripted", times=3, replies=["Final answer: 42"]))
+    scripted.add_rule(Rule(model="scripted", replies=["Final answer: 42"], latency_s=3.0))
+    result = talk("{model: ceo, max_rounds: 3}", budget="budget: {max_latency_s: 1.5}\n").run("What is 20 + 22?")
+    assert {t.node_id: t.status for t in result.trace if t.node_id.startswith("r2.s")} == {
+        "r2.s1": "failed",
+        "r2.s2": "failed",
+    }
+    assert result.answer == "42" and "max_latency_s=1.5" in str(result.stopped_reason)
+
+
 def test_the_ceos_token_budget_is_shared_by_the_rounds_calls(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """3 agents × 300 tokens under 1,400 left was cut against what one call could take: the third
     worker was refused by the budget and the team silently smaller than decided."""
