@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.models.gateway import GatewaySettings as GatewaySettings
     from agentscale.optimize.runner import Optimization as Optimization
     from agentscale.optimize.runner import OptimizeResult as OptimizeResult
+    from agentscale.runtime.batch import BatchResult as BatchResult
+    from agentscale.runtime.batch import run_batch as run_batch
     from agentscale.runtime.graph import Graph as Graph
     from agentscale.runtime.graph import load as load
     from agentscale.storage.db import Store as Store
@@ -66,6 +68,8 @@ _HOMES = {
     "GatewaySettings": "agentscale.models.gateway",
     "Optimization": "agentscale.optimize.runner",
     "OptimizeResult": "agentscale.optimize.runner",
+    "BatchResult": "agentscale.runtime.batch",
+    "run_batch": "agentscale.runtime.batch",
     "Graph": "agentscale.runtime.graph",
     "load": "agentscale.runtime.graph",
     "Store": "agentscale.storage.db",

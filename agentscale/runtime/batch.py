@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import RunResult
+from agentscale.runtime.compile import checked_question
 from agentscale.runtime.graph import Graph
 from agentscale.tasks.sources.jsonl import jsonl_records, record_id, unique_id
 
@@ -26,6 +27,29 @@ DEFAULT_BATCH_CONCURRENCY = 4  # questions answered at once (`agentscale run --i
 class BatchResult:
     run_id: str | None  # None when the graph has no store
     results: list[RunResult]  # in input order
+
+
+def _checked_items(items: Sequence[str | tuple[str, str]]) -> list[tuple[str, str]]:
+    """(id, question) pairs from questions or pairs, refused before any call: a repeated id was
+    refused by `arun` only when its question came, after the batch had paid for the others."""
+    if isinstance(items, str):
+        raise TypeError("run_batch takes a list of questions (or (id, question) pairs), not one string")
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        key, question = (str(index), item) if isinstance(item, str) else _pair(item, index)
+        checked_question(question, f"item {key}")
+        if key in seen:
+            raise AgentScaleError(f"run_batch: the id {key!r} is given twice: give each question its own id")
+        seen.add(key)
+        pairs.append((key, question))
+    return pairs
+
+
+def _pair(item: object, index: int) -> tuple[str, str]:
+    if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str | int)):
+        raise TypeError(f"run_batch: item {index} is neither a question nor an (id, question) pair: {item!r:.80}")
+    return str(item[0]), item[1]
 
 
 def read_questions(path: Path) -> list[tuple[str, str]]:
@@ -52,14 +76,16 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
 
 async def run_batch(
     graph: Graph,
-    items: Sequence[tuple[str, str]],
+    items: Sequence[str | tuple[str, str]],
     *,
     concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     on_answered: Callable[[], None] | None = None,
     on_result: Callable[[str, RunResult], None] | None = None,
     on_run: Callable[[str], None] | None = None,
 ) -> BatchResult:
-    """Answer `items` ((id, question) pairs) with `graph`, `concurrency` questions at a time, as one run.
+    """Answer `items` with `graph`, `concurrency` questions at a time, as one stored run (one run per
+    question is what `arun` alone makes). An item is a question (its id is its index: "0", "1", ...)
+    or an (id, question) pair; ids must differ, and every question is checked before the first call.
 
     `on_answered()` is called as each question finishes, in finishing order (a progress bar's tick).
     `on_result(id, result)` is called in input order, as soon as every earlier question has its answer,
@@ -69,6 +95,7 @@ async def run_batch(
     Any exception (a cancel, Ctrl-C, or one raised by a callback) cancels the questions still running,
     marks the run `interrupted` (a stop) or `failed` (an error) and is raised again.
     """
+    items = _checked_items(items)
     store = graph.store
     run_id = None
     if store is not None:

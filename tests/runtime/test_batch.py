@@ -44,6 +44,31 @@ async def test_results_come_in_input_order_as_soon_as_the_earlier_ones_are_in(
     assert sorted(i.item_key for i in store.run_items(batch.run_id)) == ["first", "second", "third"]
 
 
+async def test_the_public_batch_takes_plain_questions_and_refuses_bad_items_before_any_call(
+    make_graph, scripted: ScriptedServer, store: Store
+) -> None:
+    """`agentscale.run_batch` groups an app's questions in one run (N `arun` calls made N runs, and
+    nothing public made a run to pass as run_id=): plain questions get their index as id; a repeated
+    id or an item that is no question is refused before the first call, not when its turn came."""
+    import agentscale
+
+    graph: Graph = make_graph(ONE)
+    batch = await agentscale.run_batch(graph, ["What is 1 + 1?", "What is 2 + 2?"])
+    assert isinstance(batch, agentscale.BatchResult) and [r.answer for r in batch.results] == ["2", "4"]
+    assert batch.run_id is not None and sorted(i.item_key for i in store.run_items(batch.run_id)) == ["0", "1"]
+    asked = len(scripted.completion_requests)
+    refused = [
+        ([("a", "What is 1 + 1?"), ("a", "What is 2 + 2?")], AgentScaleError, "the id 'a' is given twice"),
+        (["What is 1 + 1?", ("1", 5)], AgentScaleError, "item 1: a string, got int"),
+        (["What is 1 + 1?", ("1", "q", "x")], TypeError, "item 1 is neither a question nor an"),
+        ("What is 1 + 1?", TypeError, "not one string"),
+    ]
+    for items, error, said in refused:
+        with pytest.raises(error, match=said):
+            await agentscale.run_batch(graph, items)  # type: ignore[arg-type]
+    assert len(scripted.completion_requests) == asked
+
+
 async def test_concurrency_bounds_the_questions_in_flight(make_graph, scripted: ScriptedServer) -> None:
     scripted.latency_s = 0.2
     graph: Graph = make_graph(ONE)
