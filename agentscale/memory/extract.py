@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,10 +77,13 @@ class ExtractionOutcome:
 def normalize_name(raw: str) -> str | None:
     """`Behavior-Inclusion Exclusion` → `behavior_inclusion_exclusion`; None if nothing is left.
 
-    CamelCase is split, anything not a letter or digit becomes one underscore, and a leading
-    `behavior` (with any separator) is replaced by the single `behavior_` prefix.
+    Accented letters lose their accents (`vérifier_résultat` → `behavior_verifier_resultat`: it
+    became `behavior_v_rifier_r_sultat`), CamelCase is split, anything else not a letter or digit
+    becomes one underscore, and a leading `behavior` (with any separator) is replaced by the single
+    `behavior_` prefix. A name of no Latin letter or digit at all (`behavior_加法进位`) is None.
     """
-    words = _NON_WORD.sub("_", _CAMEL.sub("_", raw.strip()).lower()).strip("_")
+    plain = "".join(c for c in unicodedata.normalize("NFKD", raw.strip()) if not unicodedata.combining(c))
+    words = _NON_WORD.sub("_", _CAMEL.sub("_", plain).lower()).strip("_")
     while words == "behavior" or words.startswith("behavior_") or words.startswith("behaviour_"):
         words = words.partition("_")[2] if "_" in words else ""
     words = words.strip("_")

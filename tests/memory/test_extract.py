@@ -33,6 +33,9 @@ LONG = "Convert every quantity to one unit before combining them."
         ("translateVerbalToEquation", "behavior_translate_verbal_to_equation"),
         ("  __  ", None),
         ("behavior_", None),
+        ("vérifier_résultat", "behavior_verifier_resultat"),  # was behavior_v_rifier_r_sultat
+        ("BehaviorÉtapeParÉtape", "behavior_etape_par_etape"),  # was behavior_tape_par_tape
+        ("behavior_加法进位", None),
     ],
 )
 def test_names_are_normalised_to_behavior_snake_case(raw: str, expected: str | None) -> None:
