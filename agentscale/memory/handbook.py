@@ -8,6 +8,7 @@ name or miss each other's near-duplicates. Embeddings are computed before the lo
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections import Counter
@@ -113,8 +114,11 @@ class Handbook:
     def require(self) -> HandbookRow:
         row = self.row()
         if row is None:
+            names = [book["handbook"] for book in list_handbooks(self.store)]
+            close = difflib.get_close_matches(self.name, names, n=1)  # `maths` for `math` said only "build one"
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise HandbookNotFound(
-                f"no handbook {self.name!r} in {self.store.path}; "
+                f"no handbook {self.name!r} in {self.store.path}{hint}; "
                 f"build one with: agentscale handbook build --handbook {self.name} ..."
             )
         return row

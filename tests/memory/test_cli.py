@@ -481,3 +481,12 @@ def test_validate_notes_a_memory_handbook_the_database_lacks(
     said = " ".join(err.split())
     assert code == 0 and "note: memory.topic 'geometry': handbook 'math' has no behaviors of it" in said, said
     assert "'arithmetic'" in said
+
+
+def test_a_misspelt_handbook_is_named_with_the_one_meant(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`handbook list maths` said "no handbook 'maths'; build one with ..." alone (a new user's walk)."""
+    seed_handbook(Store(db), "math", BEHAVIORS)
+    code, _, err = cli(capsys, "handbook", "list", "maths")
+    assert code == 1 and "no handbook 'maths' in" in err and "(did you mean 'math'?)" in " ".join(err.split())
+    code, _, err = cli(capsys, "handbook", "list", "geometry")
+    assert code == 1 and "did you mean" not in err
