@@ -167,6 +167,8 @@ def show_command(
                 "stopped_reason": item.stopped_reason,
                 "usage": json.loads(item.usage_json),
                 **({"rounds": json.loads(item.rounds_json)} if item.rounds_json is not None else {}),
+                # a graph with `memory:`: the behaviors shown and cited (only the database had them)
+                **({"handbook": json.loads(item.handbook_json)} if item.handbook_json is not None else {}),
             }
             for item in items
         ],
@@ -217,6 +219,10 @@ def show_command(
         shown = "" if item.reference is None else escape(terminal_safe(str(item.reference)))
         reference = "" if item.reference is None else f" · reference {shown}{verdict}"
         out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
+        if item.handbook_json is not None:
+            use = json.loads(item.handbook_json)
+            shown, cited = ", ".join(use["behaviors"]) or "none", ", ".join(use["cited"]) or "none"
+            out.print(f"handbook {use['handbook']}: shown {shown}; cited {cited}", markup=False)
     answered = {item.item_key for item in every_item}
     unanswered = sorted(traces.keys() - answered, key=_natural_order)
     for key in unanswered:  # a question stopped before its answer: the calls that had finished (paid)

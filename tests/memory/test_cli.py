@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -99,8 +100,18 @@ def test_eval_with_a_handbook_says_how_many_questions_it_reached(
     assert "behaviors shown to 2 of 3 questions, cited in 1" in " ".join(out.split())
     code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
     assert json.loads(out)["handbook_use"] == {"questions_shown_behaviors": 2, "questions_citing": 1}
+    run_id = json.loads(out)["run_id"]
     page = " ".join(Path(json.loads(out)["report"]).read_text().split())
     assert "behaviors shown to 2 of 3 questions, cited in 1" in page
+    # which behaviors each item was shown and cited was in the database only (a new user's walk)
+    code, out, err = cli(capsys, "runs", "show", run_id, "--json")
+    uses = {item["question"]: item["handbook"] for item in json.loads(out)["items"]}
+    carried = uses["Add 3 and 4, carrying digits."]
+    assert code == 0 and carried["handbook"] == "math" and carried["cited"] == ["behavior_carry_digits"]
+    assert "behavior_carry_digits" in carried["behaviors"] and uses["Zebra count?"]["behaviors"] == []
+    code, out, err = cli(capsys, "runs", "show", run_id)
+    assert code == 0 and "handbook math: shown none; cited none" in out
+    assert re.search(r"handbook math: shown [a-z_, ]*behavior_carry_digits[a-z_, ]*; cited behavior_carry_digits", out)
     write_task(task, [rows[2]])
     code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math")
     flat = " ".join(out.split())
