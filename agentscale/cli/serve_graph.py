@@ -28,6 +28,8 @@ from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 if TYPE_CHECKING:
     import uvicorn
 
+GRACE_S = 30  # how long a stop waits for the requests in flight before it stops them
+
 
 def serve_graph_command(
     graph_file: Annotated[Path, typer.Argument(help="Graph YAML file.", show_default=False)],
@@ -88,10 +90,29 @@ def serve_graph_command(
     # The app has no lifespan; uvicorn ran the protocol anyway and logged its task's cancellation as
     # a traceback when a second Ctrl-C skipped the graceful shutdown.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30, lifespan="off"
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACE_S, lifespan="off"
     )
-    server = uvicorn.Server(config)
+    server = _announcing_server(config)
     _serve_until_stopped(server, listening)
+
+
+def _announcing_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, saying at the first Ctrl-C (or SIGTERM) what the graceful stop waits for:
+    it waited up to 30 s in silence with requests in flight, which read as a hang, and a second
+    Ctrl-C (which stops at once) was nowhere said."""
+    import uvicorn
+
+    class Announcing(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            first = not self.should_exit
+            super().handle_exit(sig, frame)
+            if first and (running := len(self.server_state.tasks)):
+                err.print(
+                    f"stopping: {running} request(s) in flight get up to {GRACE_S} s to finish; Ctrl-C again stops "
+                    "them now (their runs are stored interrupted)"
+                )
+
+    return Announcing(config)
 
 
 def _serve_until_stopped(server: uvicorn.Server, listening: list[socket.socket]) -> None:

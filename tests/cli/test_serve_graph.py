@@ -159,6 +159,9 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scrip
         asking.join(timeout=60)
     assert "Traceback" not in stderr, stderr
     assert [reply.status_code for reply in replies] == [503]
+    # the first Ctrl-C said nothing for the 30 s it waited (a new user's walk)
+    said = " ".join(stderr.split())
+    assert "stopping: 1 request(s) in flight get up to 30 s to finish; Ctrl-C again stops them now" in said
 
 
 def test_litellm_is_imported_before_the_server_says_it_is_serving(tmp_path: Path) -> None:
