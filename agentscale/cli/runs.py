@@ -238,7 +238,8 @@ def show_command(
         err.print(f"{left_out} of the {len(every_item)} items not shown ({chosen_by})")
     if not every_item:
         above = " (the node calls that finished before it stopped are above)" if unanswered else ""
-        err.print(f"no items recorded{above}")
+        asked = data["summary"].get("question")  # a question stopped before its answer: its run keeps it
+        err.print(f"no items recorded{above}" + (f"; the question: {short(asked, 200)}" if asked else ""))
 
 
 def _chosen_items(

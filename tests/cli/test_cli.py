@@ -1130,12 +1130,14 @@ def test_runs_show_lists_the_calls_of_a_question_stopped_before_its_answer(tmp_p
     store = Store(tmp_path / "c.db")
     graph = "name: g\nnodes:\n  - {id: a, role: assistant, model: hosted_vllm/m}\n"
     row = {"id": "r1", "kind": "run", "created": utcnow(), "graph_name": "g", "graph_yaml": graph}
+    row["summary_json"] = json.dumps({"question": "What is 400 + 17?"})  # as Graph.arun makes the row
     paid = NodeTrace("a", "assistant", model="m", route="hosted_vllm/m", status="ok", answer="417")
     record_broken(store, row, KeyboardInterrupt(), "0", [paid])
     code, out, err = run_cli(capsys, "runs", "show", "r1", "--db", str(store.path))
     said = " ".join(err.split())
     assert code == 0 and "item 0: stopped before its answer" in out and "417" in out
     assert "no items recorded (the node calls that finished before it stopped are above)" in said
+    assert "; the question: What is 400 + 17?" in said  # nothing said what had been asked (a new user's walk)
     assert "it was interrupted; asked again with the same graph (response cache on), the calls it paid" in said
 
 

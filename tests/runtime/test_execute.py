@@ -4,6 +4,7 @@ failures and budgets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -464,9 +465,11 @@ async def test_an_interrupted_run_keeps_its_row_and_its_paid_calls(make_graph, s
     assert run.status == "interrupted" and run.graph_name == "cut"
     assert store.spend(run.id)["calls"] == 1
     assert [(c.node_id, c.status, c.answer) for c in store.node_calls(run.id)] == [("a", "ok", "8")]
+    assert json.loads(run.summary_json) == {"question": "What is 4 + 4?"}  # no item row holds it (a walk)
     scripted.reset()
     again = await graph.arun("What is 4 + 4?")
     assert again.answer == "8" and again.usage.calls == 1 and again.usage.cached_calls == 1
+    assert json.loads(store.get_run(again.run_id).summary_json)["n"] == 1  # a finished run's summary, as before
 
 
 class _CancelsOnceDone(Store):
