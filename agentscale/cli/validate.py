@@ -130,9 +130,21 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
 
     spec = checked_spec(located, str(file))
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
-        Graph(spec, store=None, source=str(file))
+        graph = Graph(spec, store=None, source=str(file))
     summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-    return summary, unset_api_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
+    notes = unset_api_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
+    return summary, notes + _code_unsaid(spec, graph.runtime.answer_format)
+
+
+def _code_unsaid(spec: GraphSpec, answer_format: str) -> list[str]:
+    """A graph that answers in code without saying so (a tester, or `stop_guard: stated_examples`,
+    with `answer_format` unset): a run of a math question ended "no node gave an answer", and nothing
+    had said the graph reads its answers as programs (a new user's walk)."""
+    if spec.answer_format is not None or answer_format != "code":
+        return []
+    testers = [node.id for node in spec.nodes if node.role == "tester"]
+    why = f"node {testers[0]!r} is a tester" if testers else "coordinator.stop_guard 'stated_examples' runs the answer"
+    return [f"answer_format: unset, and {why}: the graph answers in code (say `answer_format: code`)"]
 
 
 def _check_best_known(located: LocatedData, file: Path) -> str:

@@ -388,6 +388,26 @@ def test_validate_notes_an_api_key_variable_unset_here(
     assert code == 0 and "note:" not in err
 
 
+def test_validate_notes_a_graph_that_answers_in_code_unsaid(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`stop_guard: stated_examples` (or a tester) with answer_format unset makes a graph answer in
+    code: validate passed it, and a math question then ended "no node gave an answer" (a walk)."""
+    guarded = env / "guarded.yaml"
+    body = "name: guard\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n"
+    guarded.write_text(body + "coordinator: {model: sim/llama-8b, stop_guard: stated_examples}\n")
+    code, out, _ = run_cli(capsys, "validate", str(guarded), "--json")
+    note = (
+        "answer_format: unset, and coordinator.stop_guard 'stated_examples' runs the answer: the graph answers in code"
+    )
+    assert code == 0 and [n[: len(note)] for n in json.loads(out)[0]["notes"]] == [note]
+    tested = env / "tested.yaml"
+    tested.write_text(body.replace("name: guard", "name: t") + "  - {id: t, role: tester}\nedges: ['a -> t']\n")
+    code, out, _ = run_cli(capsys, "validate", str(tested), "--json")
+    assert code == 0 and "node 't' is a tester: the graph answers in code" in json.loads(out)[0]["notes"][0]
+    guarded.write_text(guarded.read_text() + "answer_format: code\n")  # said: no note
+    code, out, _ = run_cli(capsys, "validate", str(guarded), "--json")
+    assert code == 0 and json.loads(out)[0]["notes"] == []
+
+
 def test_a_budget_below_every_single_call_is_named_by_validate_and_optimize(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
