@@ -283,24 +283,38 @@ def _otlp_traces_endpoint(protocol: str) -> str:
 def _require_a_listener(endpoint: str) -> None:
     """Refuse to start when nothing listens where the spans would go: the run went on, the exporter
     retried for 10 s at the end printing transient errors, and the spans were dropped with exit 0."""
-    parts = urlsplit(endpoint)
-    try:
+    try:  # `http://[::1` raised ValueError from urlsplit itself, a traceback
+        parts = urlsplit(endpoint)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:  # a port that is no number
-        port = None
+    except ValueError:  # a port that is no number, a bracket left open
+        parts, port = urlsplit(""), None
     if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
         raise AgentScaleError(
-            f"--trace otlp: the traces endpoint {endpoint!r} is not an http(s) URL such as {_DEFAULT_OTLP!r}"
+            f"--trace otlp: the traces endpoint {_shown_endpoint(endpoint)!r} is not an http(s) URL such as "
+            f"{_DEFAULT_OTLP!r}"
         )
     try:
         socket.create_connection((parts.hostname, port), timeout=3).close()
     except OSError as exc:
-        configured = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in os.environ or "OTEL_EXPORTER_OTLP_ENDPOINT" in os.environ
-        default = "" if configured else " (OTEL_EXPORTER_OTLP_ENDPOINT is not set: OpenTelemetry's default)"
+        variable = next((v for v in _ENDPOINT_VARIABLES if v in os.environ), None)  # the one that decided
+        default = "" if variable else " (OTEL_EXPORTER_OTLP_ENDPOINT is not set: OpenTelemetry's default)"
         raise AgentScaleError(
-            f"--trace otlp: nothing answers at {endpoint}{default}: {exc.strerror or exc}; start a collector "
-            "there (Jaeger, Phoenix, an OpenTelemetry Collector) or set OTEL_EXPORTER_OTLP_ENDPOINT"
+            f"--trace otlp: nothing answers at {_shown_endpoint(endpoint)}{default}: {exc.strerror or exc}; start a "
+            f"collector there (Jaeger, Phoenix, an OpenTelemetry Collector) or set {variable or _ENDPOINT_VARIABLES[1]}"
         ) from None
+
+
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")  # the first set wins
+
+
+def _shown_endpoint(endpoint: str) -> str:
+    """An endpoint as an error may print it: a user and password, or a query (a token), hidden (they
+    went into the message, and from there into CI logs)."""
+    head, at, host = endpoint.partition("@")
+    scheme, slashes, _ = head.partition("//")
+    shown = f"{scheme}{slashes}***@{host}" if at and slashes else endpoint
+    before, question, _ = shown.partition("?")
+    return f"{before}?***" if question else shown
 
 
 @contextmanager

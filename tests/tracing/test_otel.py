@@ -232,11 +232,21 @@ def test_trace_otlp_with_nothing_listening_stops_before_the_run(  # type: ignore
     err = " ".join(capsys.readouterr().err.split())
     assert f"--trace otlp: nothing answers at http://127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err
     assert not scripted.completion_requests  # refused before any call was paid
-    for endpoint in ("localhost:4318", "http://localhost:notaport"):  # probed port 80; a traceback
+    for endpoint in ("localhost:4318", "http://localhost:notaport", "http://[::1"):  # port 80; tracebacks
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
         err = " ".join(capsys.readouterr().err.split())
         assert f"the traces endpoint '{endpoint}/v1/traces' is not an http(s) URL" in err and "Traceback" not in err
+    # a password or a token in the endpoint went into the message, and so into CI logs (a walk)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://user:sekrit@127.0.0.1:{port}")
+    assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"nothing answers at http://***@127.0.0.1:{port}/v1/traces" in err and "sekrit" not in err
+    # the traces variable decided where spans go: the message named the other one to set
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces?token=sekrit")
+    assert main(["run", str(graph), "-q", "What is 1 + 1?", "--trace", "otlp"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "or set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in err and "sekrit" not in err and "/v1/traces?***" in err
 
 
 def test_trace_option_refuses_unknown_exporters(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
