@@ -69,7 +69,8 @@ class ModelCallError(AgentScaleError):
     """A model call failed after its retries; names the node and the endpoint. `out_of_time`: a time
     budget left no room to try again (the run's cap, not only the endpoint, ended it). `latency_s`:
     from its first attempt to its failure, when it got as far as an attempt (the wait for the
-    endpoint's slot not in it, as in an answered call's latency)."""
+    endpoint's slot not in it, as in an answered call's latency). `attempts`: how many were made,
+    when known (a failed call's trace span names them, as an answered call's does)."""
 
     def __init__(
         self,
@@ -79,11 +80,13 @@ class ModelCallError(AgentScaleError):
         endpoint: str | None = None,
         out_of_time: bool = False,
         latency_s: float | None = None,
+        attempts: int | None = None,
     ) -> None:
         self.node = node
         self.endpoint = endpoint
         self.out_of_time = out_of_time
         self.latency_s = latency_s
+        self.attempts = attempts
         parts = []
         if node:
             parts.append(f"node {node!r}")
@@ -94,7 +97,7 @@ class ModelCallError(AgentScaleError):
         self.message = message
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time, self.latency_s)
+        fields = (type(self), self.message, self.node, self.endpoint, self.out_of_time, self.latency_s, self.attempts)
         return pickle_recipe(self, ModelCallError, _rebuild_call_error, fields)
 
 
@@ -125,8 +128,9 @@ def _rebuild_call_error(
     endpoint: str | None,
     out_of_time: bool,
     latency_s: float | None,
+    attempts: int | None = None,
 ) -> ModelCallError:
-    return cls(message, node=node, endpoint=endpoint, out_of_time=out_of_time, latency_s=latency_s)
+    return cls(message, node=node, endpoint=endpoint, out_of_time=out_of_time, latency_s=latency_s, attempts=attempts)
 
 
 class QuestionError(AgentScaleError, ValueError):

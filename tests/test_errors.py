@@ -20,7 +20,7 @@ def test_errors_keep_their_message_and_fields_through_pickle() -> None:
     errors = [
         SpecError([SpecIssue("nodes[0].role", "unknown role 'nope'", 3), SpecIssue("name", "bad", 1)], "g.yaml"),
         BudgetExceeded("tokens", 100, 250),
-        ModelCallError("HTTP 500", node="a", endpoint="http://h/v1", out_of_time=True, latency_s=0.25),
+        ModelCallError("HTTP 500", node="a", endpoint="http://h/v1", out_of_time=True, latency_s=0.25, attempts=4),
         EngineMissingError("no module named vllm"),
     ]
     for error in errors:

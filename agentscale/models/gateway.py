@@ -273,7 +273,12 @@ class Gateway:
         }
         with span("call", request.model.route, attributes) as traced:  # tracing (agentscale.tracing): no-op when off
             entered = _Entered(run_id, item_key)
-            result = await self._complete(request, node=node, clock=clock, entered=entered)
+            try:
+                result = await self._complete(request, node=node, clock=clock, entered=entered)
+            except ModelCallError as failed:  # which endpoint, after how many attempts: said only on success
+                said = {"endpoint": failed.endpoint, "attempts": failed.attempts}
+                traced.set({key: value for key, value in said.items() if value is not None})
+                raise
             usd = call_usd(request.model, result.prompt_tokens, result.completion_tokens)
             traced.set({name: getattr(result, name) for name in TRACED_RESULT_FIELDS})
             traced.set({"usd": usd, "completion": result.completion})
@@ -405,6 +410,7 @@ class Gateway:
                         endpoint=where,
                         out_of_time=out_of_time,
                         latency_s=time.perf_counter() - first_sent,
+                        attempts=attempt,
                     ) from exc
                 await asyncio.sleep(delay)
                 if endpoint.refresh is not None and refused_connection(exc):

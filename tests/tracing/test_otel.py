@@ -94,6 +94,21 @@ async def test_a_three_node_graph_gives_one_span_tree_with_tokens_and_no_key(scr
     assert "What is 2 + 3?" not in dump and "Final answer" not in dump  # no content unless asked
 
 
+async def test_a_failed_calls_span_names_its_endpoint_and_attempts(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
+    """A call that failed (HTTP 503, after its retries) had an error span without `server.address`,
+    `server.port` or `agentscale.attempts`: an answered call's span names them, and a failed one is
+    when a user most needs to know which endpoint it was (a new user's walk)."""
+    scripted.add_rule(Rule(model="scripted", status=503))
+    _, spans = await run_trio(scripted, gateway, exporter, capture=False)
+    failed = [s for s in spans if s.name == "chat hosted_vllm/scripted"]
+    assert failed and all(not s.status.is_ok for s in failed)
+    port = int(scripted.api_base.rsplit(":", 1)[1].split("/")[0])
+    for call in failed:
+        attributes = call.attributes or {}
+        assert (attributes["server.address"], attributes["server.port"]) == ("127.0.0.1", port)
+        assert attributes["agentscale.attempts"] == 3  # the gateway's 2 retries
+
+
 async def test_content_capture_adds_prompts_and_completions(scripted, gateway, exporter) -> None:  # type: ignore[no-untyped-def]
     _, spans = await run_trio(scripted, gateway, exporter, capture=True)
     call = next(s for s in spans if s.name.startswith("chat "))
