@@ -290,10 +290,7 @@ def _print_report(
     if result.front_paths:  # the table names them by file name: with --out, the folder printed was another
         folder = next(iter(result.front_paths.values())).parent
         out.print(f"front graphs' YAML (front-N.yaml): {folder}")
-    out.print(
-        f"spent: {format_spend(result.usage)} · {result.evaluations} evaluations ({result.replayed} replayed "
-        f"from the run) · {result.stopped_reason}"
-    )
+    out.print(f"spent: {format_spend(result.usage)} · {_evaluations(result)} · {result.stopped_reason}")
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
     out.print(f"run {result.run_id} ({store.command_line('runs', 'show', result.run_id)})")
 
@@ -309,3 +306,12 @@ def _single_mark(result: OptimizeResult, alias: str) -> str:
     if alias in on_test:  # "best single" alone beside "best single on test" at the same score read as two claims
         return f" (best single on train and test{tie})" if on_train else f" (best single on test{tie})"
     return " (best single on train)" if on_train else ""
+
+
+def _evaluations(result: OptimizeResult) -> str:
+    """The run's evaluations as its report counts them, with those a resume read back said apart:
+    "35 evaluations (1 replayed from the run)" read as one of the 35, and the report said 36."""
+    if not result.replayed:
+        return f"{result.evaluations} evaluations"
+    everything = result.evaluations + result.replayed
+    return f"{everything} evaluations ({result.replayed} read back from the stored run, {result.evaluations} run now)"

@@ -215,7 +215,12 @@ def test_pareto_scores_and_writes_every_front_graph(
     # the table names the files front-N.yaml; with --out, the one folder printed was --out's, not theirs
     assert main(["optimize", "--resume", result["run_id"], "--out", str(tmp_path / "mine.yaml")]) == 0
     folder = Path(front[0]["path"]).parent
-    assert f"front graphs' YAML (front-N.yaml): {folder}" in " ".join(capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"front graphs' YAML (front-N.yaml): {folder}" in said
+    # the run's evaluations, as its report counts them (it printed "27 evaluations (27 replayed ...)", one
+    # figure beside the other, and a resume that ran one more read "35 (1 replayed)" where the report said 36)
+    stored = len(Store(tmp_path / "o.db").trials(result["run_id"]))
+    assert f"· {stored} evaluations ({stored} read back from the stored run, 0 run now) ·" in said
 
 
 def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
