@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -92,21 +93,22 @@ def serve_graph_command(
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACE_S, lifespan="off"
     )
-    server = _announcing_server(config)
+    server = _announcing_server(config, lambda: int(app.state.admission.in_flight))
     _serve_until_stopped(server, listening)
 
 
-def _announcing_server(config: uvicorn.Config) -> uvicorn.Server:
+def _announcing_server(config: uvicorn.Config, in_flight: Callable[[], int]) -> uvicorn.Server:
     """uvicorn's server, saying at the first Ctrl-C (or SIGTERM) what the graceful stop waits for:
     it waited up to 30 s in silence with requests in flight, which read as a hang, and a second
-    Ctrl-C (which stops at once) was nowhere said."""
+    Ctrl-C (which stops at once) was nowhere said. `in_flight`: the graph runs going on or waiting
+    (uvicorn's own tasks also count a request whose reply has gone out but whose task has not ended)."""
     import uvicorn
 
     class Announcing(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             first = not self.should_exit
             super().handle_exit(sig, frame)
-            if first and (running := len(self.server_state.tasks)):
+            if first and (running := in_flight()):
                 err.print(
                     f"stopping: {running} request(s) in flight get up to {GRACE_S} s to finish; Ctrl-C again stops "
                     "them now (their runs are stored interrupted)"

@@ -149,6 +149,7 @@ def create_app(
     150 of them 160 MiB: a security review)."""
     app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
     admission = Admission(max_concurrency, max_waiting)
+    app.state.admission = admission  # the runs in flight, which `serve-graph` names when it stops
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
