@@ -233,14 +233,21 @@ def record_result(store: Store, result: RunResult, item_key: str, run_row: RunVa
 
 
 def record_broken(
-    store: Store | None, run_row: RunValues | None, exc: BaseException, item_key: str, traces: Iterable[NodeTrace]
+    store: Store | None,
+    run_row: RunValues | None,
+    exc: BaseException,
+    item_key: str,
+    traces: Iterable[NodeTrace],
+    question: str,
 ) -> None:
     """A single-question run that `exc` ended before its answer: keep the run row, interrupted (Ctrl-C,
     a cancel, a served request's client gone) or failed with the error (`broken_status`), with the
     node calls that had finished (`traces`): they were paid, and `runs show` said "no items
-    recorded" beside a ledger that counted them. A stop that lands after the answer was recorded (a
-    cancel between the output's row and the graph's return) leaves the rows as they are, done."""
+    recorded" beside a ledger that counted them; its summary keeps the `question`, which no item row
+    holds then. A stop that lands after the answer was recorded (a cancel between the output's row
+    and the graph's return) leaves the rows as they are, done."""
     if store is None or run_row is None or store.has_run(run_row["id"]):
         return
     status, error = broken_status(exc)
-    record_rows(store, run_row["id"], item_key, traces, run_row={**run_row, "status": status, "error": error})
+    broken = {**run_row, "status": status, "error": error, "summary_json": json.dumps({"question": question})}
+    record_rows(store, run_row["id"], item_key, traces, run_row=broken)

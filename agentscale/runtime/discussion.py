@@ -172,7 +172,8 @@ async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptio
     try:
         return await discussion.run()
     except BaseException as exc:
-        record_broken(runtime.gateway.store, options.run_row, exc, options.item_key, discussion.finished_traces())
+        traces = discussion.finished_traces()
+        record_broken(runtime.gateway.store, options.run_row, exc, options.item_key, traces, question)
         raise
 
 

@@ -7,7 +7,6 @@ database handle; pass `store=None` to run without recording anything.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -245,8 +244,6 @@ class Graph:
                 "created": utcnow(),
                 "graph_name": self.name,
                 "graph_yaml": self.to_yaml(),
-                # what a run stopped before its answer keeps of its question (no item row holds it then)
-                "summary_json": json.dumps({"question": question}),
             }
         options = RunOptions(
             run_id=run_id if store is not None else None, item_key=item_key, run_row=run_row, on_event=on_event
@@ -260,7 +257,7 @@ class Graph:
         try:
             await self._app().ainvoke({"question": question, "run_key": key}, config=config)
         except BaseException as exc:
-            record_broken(store, run_row, exc, item_key, list(context.traces.values()))
+            record_broken(store, run_row, exc, item_key, list(context.traces.values()), question)
             raise
         finally:
             close_context(key)

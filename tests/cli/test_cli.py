@@ -1150,9 +1150,8 @@ def test_runs_show_lists_the_calls_of_a_question_stopped_before_its_answer(tmp_p
     store = Store(tmp_path / "c.db")
     graph = "name: g\nnodes:\n  - {id: a, role: assistant, model: hosted_vllm/m}\n"
     row = {"id": "r1", "kind": "run", "created": utcnow(), "graph_name": "g", "graph_yaml": graph}
-    row["summary_json"] = json.dumps({"question": "What is 400 + 17?"})  # as Graph.arun makes the row
     paid = NodeTrace("a", "assistant", model="m", route="hosted_vllm/m", status="ok", answer="417")
-    record_broken(store, row, KeyboardInterrupt(), "0", [paid])
+    record_broken(store, row, KeyboardInterrupt(), "0", [paid], "What is 400 + 17?")
     code, out, err = run_cli(capsys, "runs", "show", "r1", "--db", str(store.path))
     said = " ".join(err.split())
     assert code == 0 and "item 0: stopped before its answer" in out and "417" in out
