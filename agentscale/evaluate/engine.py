@@ -383,7 +383,7 @@ class Evaluation:
                 task=stable_task_spec(config.task),
                 task_sha256=digest,
                 scorer=scorer,
-                response_cache=self.graph.gateway.settings.cache if self.graph.gateway is not None else True,
+                response_cache=self.graph.gateway.settings.cache,
             )
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False
