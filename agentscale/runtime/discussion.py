@@ -166,6 +166,21 @@ def limits_for(runtime: GraphRuntime, plan: TeamPlan) -> Limits:
     )
 
 
+def round_calls(runtime: GraphRuntime, plan: TeamPlan, agents: int) -> tuple[int, int]:
+    """A round's model calls with `agents` workers, and how many worker replies its aggregator reads
+    in its prompt (all of them when the aggregator calls a model, else none)."""
+    aggregator = plan.aggregator
+    aggregates = bool(aggregator and runtime.roles[runtime.nodes[aggregator].role].calls_model)
+    return agents + aggregates, agents if aggregates else 0
+
+
+def smallest_round_tokens(calls: int, read: int, prompt: int, min_tokens: int) -> int:
+    """The tokens a round needs at the least: each call its prompt and `min_tokens`, the aggregator's
+    prompt also every worker's reply at `min_tokens`. Below it a round's replies are cut under the
+    floor, so the round does not run."""
+    return calls * (prompt + min_tokens) + read * min_tokens
+
+
 async def run_discussion(runtime: GraphRuntime, question: str, options: RunOptions) -> RunResult:
     """Answer `question` with `runtime`'s graph run as rounds under its coordinator."""
     discussion = Discussion(runtime, question, options)
@@ -589,10 +604,7 @@ class Discussion:
         if budget is None or budget.max_tokens is None:
             return None
         runtime = self.runtime
-        aggregator = self.plan.aggregator
-        aggregates = bool(aggregator and runtime.roles[runtime.nodes[aggregator].role].calls_model)
-        calls = wanted.agents + aggregates
-        read = wanted.agents if aggregates else 0  # the aggregator's prompt holds every worker's reply
+        calls, read = round_calls(runtime, self.plan, wanted.agents)
         first = runtime.nodes[self.plan.pool[0]] if self.plan.pool else None
         prompt = 0
         if first is not None:
@@ -611,7 +623,7 @@ class Discussion:
             steering = ceo_prompt_tokens + CEO_MAX_TOKENS
             if self.evaluator_model is not None:
                 steering, evaluated = steering + EVALUATOR_MAX_TOKENS, 1
-        smallest_round = calls * (prompt + self.limits.min_tokens) + read * self.limits.min_tokens
+        smallest_round = smallest_round_tokens(calls, read, prompt, self.limits.min_tokens)
         if left - steering < smallest_round + evaluated * (prompt + self.limits.min_tokens):
             steering, evaluated = 0, 0  # no room for another round: this one may use what is left
         # each call's prompt and reply, plus the workers' replies again in the aggregator's prompt

@@ -30,7 +30,13 @@ from agentscale.models.routes import checked_spec, route_issues
 from agentscale.models.serving import install_signal_handlers
 from agentscale.runtime.calls import RunValues, record_broken, spend_of
 from agentscale.runtime.compile import OPTIONS_KEY, build_discussion_graph, build_state_graph, checked_question
-from agentscale.runtime.discussion import run_discussion
+from agentscale.runtime.discussion import (
+    TeamPlan,
+    limits_for,
+    round_calls,
+    run_discussion,
+    smallest_round_tokens,
+)
 from agentscale.runtime.execute import (
     GraphRuntime,
     RunOptions,
@@ -408,6 +414,10 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
                 f"at least {prompt} tokens, reserved before each call): {fix}"
             )
             issues.append(SpecIssue("budget.max_tokens", message))
+        elif budget.max_tokens is not None and spec.coordinator is not None:
+            issue = _least_round_issue(runtime, budget.max_tokens)
+            if issue is not None:
+                issues.append(issue)
         flops = min((call[2].flops for call in least if call[2].flops), default=None)
         if budget.max_flops is not None and flops is not None and budget.max_flops < flops:
             message = f"{budget.max_flops:g} is below the smallest call's reservation ({flops:.3g} FLOPs): {fix}"
@@ -418,6 +428,30 @@ def _check_budget_is_enforceable(runtime: GraphRuntime, source: str | None) -> N
             issues.append(SpecIssue("budget.max_usd", message))
     if issues:
         raise SpecError(issues, source)
+
+
+def _least_round_issue(runtime: GraphRuntime, max_tokens: int) -> SpecIssue | None:
+    """A discussion's round needs its workers (at least `min_agents`) and its aggregator, each with
+    its prompt and `min_tokens`: under less, no round runs and no call is made (a budget of 150
+    tokens over 3 workers and a fuser passed validate, and each run ended "no answer")."""
+    plan = TeamPlan(runtime)
+    limits = limits_for(runtime, plan)
+    calls, read = round_calls(runtime, plan, limits.min_agents)
+    prompt = _least_call(runtime, plan.pool[0])[1] if plan.pool else 0
+    needed = smallest_round_tokens(calls, read, prompt, limits.min_tokens)
+    if max_tokens >= needed:
+        return None
+    workers = f"{limits.min_agents} worker" + ("s" if limits.min_agents > 1 else "")
+    aggregator = f" and the aggregator {plan.aggregator!r}" if calls > limits.min_agents else ""
+    replies = "the worker's reply" if limits.min_agents == 1 else f"the {workers}' replies"
+    read_back = f", plus {replies} in the aggregator's prompt" if read else ""
+    lower = "coordinator.min_agents or min_tokens" if limits.min_agents > 1 else "coordinator.min_tokens"
+    message = (
+        f"{max_tokens} is below the smallest round of the discussion ({needed} tokens: {workers}{aggregator}, "
+        f"each a prompt of at least {prompt} tokens and a reply of min_tokens {limits.min_tokens}{read_back}): "
+        f"no round would run; raise it or lower {lower}"
+    )
+    return SpecIssue("budget.max_tokens", message)
 
 
 def _least_call(runtime: GraphRuntime, node_id: str) -> tuple[int, int, Spend]:

@@ -444,14 +444,30 @@ def test_the_share_reserves_the_workers_replies_in_the_aggregators_prompt(talk, 
     assert result.answer is not None and result.usage.tokens <= 2500
 
 
+def test_a_budget_below_the_smallest_round_is_refused_at_load(talk) -> None:  # type: ignore[no-untyped-def]
+    """A budget that cannot pay one worker and the fuser at `min_tokens` (and the fuser reading the
+    worker's reply) passed validate, and every run ended "no answer" without a call."""
+    with pytest.raises(SpecError) as refused:
+        talk("{model: ceo, max_rounds: 3}", budget="budget: {max_tokens: 200}\n")
+    (issue,) = refused.value.issues
+    assert issue.path == "budget.max_tokens"
+    assert re.search(
+        r"^200 is below the smallest round of the discussion \(2\d\d tokens: 1 worker and the aggregator 'f', "
+        r"each a prompt of at least \d+ tokens and a reply of min_tokens 16, plus the worker's reply",
+        issue.message,
+    ), issue.message
+    talk("{model: ceo, max_rounds: 3, min_tokens: 4}", budget="budget: {max_tokens: 200}\n")  # a lower floor fits
+
+
 def test_a_first_round_whose_replies_cannot_have_min_tokens_does_not_run(talk, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
-    """A budget of 200 tokens cannot pay the CEO (its prompt alone is more) nor a round of replies of
-    min_tokens (16): round 1 ran anyway with replies cut to 14 tokens (1 under a tighter budget),
-    which pay every prompt for a reply too short to reason. It now ends before any call, saying why."""
-    graph = talk("{model: ceo, max_rounds: 3}", budget="budget: {max_tokens: 200}\n")
-    result = graph.run("What is 19 + 30?")
+    """A budget that passes the load check (its prompts counted without the question) but cannot pay
+    the CEO nor, with this long question, a round of replies of min_tokens (16): round 1 ran anyway
+    with replies cut to 14 tokens (1 under a tighter budget), which pay every prompt for a reply too
+    short to reason. It now ends before any call, saying why."""
+    graph = talk("{model: ceo, max_rounds: 3}", budget="budget: {max_tokens: 300}\n")
+    result = graph.run("What is 19 + 30? " + "Think it through, carefully and in order. " * 8)
     assert worker_requests(scripted) == [] and ceo_requests(scripted) == []
-    assert result.answer is None and "budget max_tokens=200 would be exceeded" in (result.stopped_reason or "")
+    assert result.answer is None and "budget max_tokens=300 would be exceeded" in (result.stopped_reason or "")
     assert not result.rounds[0].ran
 
 
