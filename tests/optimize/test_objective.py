@@ -88,7 +88,8 @@ def test_pooling_merges_a_graph_s_minibatches_by_item() -> None:
     other = Observation(GRAPHS[1], 0.5, 2.0, 1.0, 2, 0.5, outcomes={"a": True, "c": False})
     merged = {p.candidate: p for p in pooled([first, second, again, other], 1.0)}
     assert merged[GRAPHS[0]].accuracy == 0.5 and merged[GRAPHS[0]].n_items == 4
-    assert merged[GRAPHS[0]].latency_s == 2.0 and merged[GRAPHS[0]].reward == 0.5
+    # latency per item, each item at its latest evaluation: a and b at 2.0 (not 1.0 too), c and d at 3.0
+    assert merged[GRAPHS[0]].latency_s == 2.5 and merged[GRAPHS[0]].reward == 0.5
     assert merged[GRAPHS[1]].accuracy == 0.5
 
 
