@@ -130,12 +130,21 @@ class SearchProblem:
         cheapest = self.cheapest_single()
         cost = self.compute(cheapest)
         if cost > self.budget + 1e-9:
+            alias = cheapest.nodes[0].model
+            assert alias is not None
+            shape = ""
+            model = self.models[alias]
+            if model.n_layers is None or model.d_model is None:  # `compute: 1` refused a 1B model at "1.00"
+                shape = (
+                    "; a unit is one call of Llama-3.2-1B's shape (16 layers, width 2048), and the shape of "
+                    f"{alias!r} is estimated from its size: set its n_layers and d_model to count it exactly"
+                )
             raise SpecError(
                 [
                     SpecIssue(
                         "budget.compute",
-                        f"{self.budget:g} is below the cheapest single call ({cheapest.nodes[0].model!r}: {cost:.2f} "
-                        "compute units per question): raise budget.compute or add a smaller model",
+                        f"{self.budget:g} is below the cheapest single call ({alias!r}: {_above(cost, self.budget)} "
+                        f"compute units per question{shape}): raise budget.compute or add a smaller model",
                     )
                 ]
             )
@@ -192,6 +201,15 @@ class SearchProblem:
             and all(n.model is None or n.model in self.models for n in candidate.nodes)  # a record's unknown alias
             and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
         )
+
+
+def _above(cost: float, budget: float) -> str:
+    """`cost` with as many decimals (2 to 6) as it takes to read above `budget` (1.0024 is not "1.00")."""
+    for decimals in range(2, 7):
+        text = f"{cost:.{decimals}f}"
+        if float(text) > budget:
+            return text
+    return f"{cost:.6f}"
 
 
 def _check_a_call_fits_max_tokens(space: SpaceSpec) -> None:

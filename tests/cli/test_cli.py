@@ -426,6 +426,26 @@ def test_a_budget_below_every_single_call_is_named_by_validate_and_optimize(
         assert f"{space}: budget.compute (line 7): 0.1 is below the cheapest single call" in err
 
 
+def test_a_budget_of_one_unit_names_the_estimated_shape_of_a_1b_model(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compute: 1` with a 1B model was refused as "1 is below ... 1.00 compute units": the unit is a
+    call of Llama-3.2-1B's shape and the model's is estimated from its size (1.0024 units). The
+    figure reads above the budget and the fix is named; with the shape given, one unit is one call."""
+    space = env / "space.yaml"
+    text = (
+        'name: one\ntask: {name: "sim:math", train: 10, test: 30}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 3\nbudget: {compute: 1}\n"
+    )
+    space.write_text(text)
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 1 and "1 is below the cheapest single call ('l1': 1.002 compute units" in err
+    assert "the shape of 'l1' is estimated from its size: set its n_layers and d_model" in err
+    space.write_text(text.replace("sim/llama-1b}", "sim/llama-1b, n_layers: 16, d_model: 2048}"))
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 0, err
+
+
 def test_an_unknown_task_in_a_space_is_named_by_validate_and_optimize_with_its_line(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
