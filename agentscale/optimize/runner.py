@@ -53,8 +53,10 @@ from agentscale.optimize.search import StopSearch, run_search
 from agentscale.optimize.space import SpaceSpec, space_from_data, stored_space
 from agentscale.optimize.trials import (
     AGENT_KEY,
+    TRAIN_KINDS,
     SpendCapReached,
     TrialEvaluator,
+    budget_stops_by_trial,
     calls_by_stage,
     failed_calls_by_trial,
 )
@@ -586,6 +588,9 @@ class Optimization:
         failed_calls = _failed_calls_warning(failed_calls_by_trial(self.store, self.run_id))
         if failed_calls is not None:
             warnings.append(failed_calls)
+        budget_stops = self._budget_stops_warning(best_train)
+        if budget_stops is not None:
+            warnings.append(budget_stops)
         if tested.advantage is not None and len(tested.advantage.over) > 1:
             warnings.append(f"single calls tie on the test split: {', '.join(tested.advantage.over)}")
         return OptimizeResult(
@@ -610,6 +615,25 @@ class Optimization:
             warnings=warnings,
             front_tests=tested.front,
             front_paths=front_paths,
+        )
+
+    def _budget_stops_warning(self, crowned: Observation) -> str | None:
+        """What to say when the space's budget stopped the crowned graph (or was passed by it) on train
+        items: a `max_latency_s` below every call's latency stopped all 115 items of a run, which
+        crowned a graph at 0.70 s without a word, and best.yaml keeps the cap."""
+        key = crowned.candidate.canonical_key
+        seqs = {t.seq for t in self.store.trials(self.run_id) if t.key == key and t.kind in TRAIN_KINDS}
+        stopped: dict[str, str] = {}
+        for seq, by_item in sorted(budget_stops_by_trial(self.store, self.run_id).items()):
+            if seq in seqs:
+                stopped.update({item: reason for item, reason in by_item.items() if item not in stopped})
+        if not stopped:
+            return None
+        item, reason = next(iter(stopped.items()))
+        return (
+            f"the space's budget stopped the crowned graph, or was passed by it, on {len(stopped)} of the "
+            f"{max(crowned.n_items, len(stopped))} train items it answered (first, item {item}: {reason}): it is "
+            "scored on what it answered within the budget, and best.yaml keeps the budget"
         )
 
     def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:

@@ -98,12 +98,22 @@ def stored_verdicts(store: Store, run_id: str) -> dict[int, dict[str, bool]]:
 def failed_calls_by_trial(store: Store, run_id: str) -> dict[int, dict[str, str]]:
     """Per evaluation (trial seq), its items whose model calls failed after the gateway's retries,
     with the first failure ('node: error'): scored as they ended, they lower that graph's score."""
-    failed: dict[int, dict[str, str]] = {}
-    for key, failure in store.failed_calls_by_item(run_id).items():
+    return _by_trial(store.failed_calls_by_item(run_id))
+
+
+def budget_stops_by_trial(store: Store, run_id: str) -> dict[int, dict[str, str]]:
+    """Per evaluation (trial seq), its items that a budget cap stopped or was passed by, with why."""
+    return _by_trial(store.budget_stops_by_item(run_id))
+
+
+def _by_trial(by_item_key: dict[str, str]) -> dict[int, dict[str, str]]:
+    """Item keys `t<seq>:<item id>` grouped by evaluation: seq -> item id -> the value."""
+    grouped: dict[int, dict[str, str]] = {}
+    for key, value in by_item_key.items():
         seq = _trial_seq(key)
         if seq is not None:
-            failed.setdefault(seq, {})[key.partition(":")[2]] = failure
-    return failed
+            grouped.setdefault(seq, {})[key.partition(":")[2]] = value
+    return grouped
 
 
 def _cut_seqs(store: Store, run_id: str, stored_seqs: Collection[int]) -> set[int]:

@@ -408,6 +408,14 @@ class Store:
         not a budget's refusal (a refused call is `skipped`)."""
         return self._first_call_by_item(run_id, col(NodeCall.error), col(NodeCall.status) == "failed")
 
+    def budget_stops_by_item(self, run_id: str) -> dict[str, str]:
+        """Each item whose run a budget cap stopped or was passed by (its `stopped_reason`, "budget ...")."""
+        query = sql_select(col(RunItem.item_key), col(RunItem.stopped_reason)).where(
+            col(RunItem.run_id) == run_id, col(RunItem.stopped_reason).startswith("budget ")
+        )
+        with self.session() as session:
+            return {key: reason for key, reason in session.execute(query.order_by(col(RunItem.id))).all()}
+
     def cut_calls_by_item(self, run_id: str) -> dict[str, str]:
         """Each item's first model call whose reply stopped at its max_tokens ('node: ...'), among
         those that answered: its answer may be cut short."""

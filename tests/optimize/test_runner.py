@@ -168,6 +168,27 @@ async def test_failed_calls_are_said_and_a_resume_with_retry_errors_asks_them_ag
     assert "cut short by an interruption" not in page and "asked again (--retry-errors)" in page
 
 
+@pytest.mark.parametrize("cap", [", max_latency_s: 0.2", ""])
+async def test_a_budget_that_stops_the_crowned_graph_is_said(tmp_path: Path, store: Store, cap: str) -> None:
+    """A `max_latency_s` below every call's latency (simulated calls take 0.35-0.7 s) stopped every
+    item of a run, which crowned a graph at 0.70 s without a word, and best.yaml keeps the cap. The
+    run now says how many of the crowned graph's train items the budget stopped or was passed by,
+    and why; a run within its budget says nothing of it."""
+    text = (
+        'name: latcap\ntask: {name: "sim:math", train: 12, test: 4, seed: 0}\n'
+        "models: {l1: {model: sim/llama-1b}, g2: {model: sim/gemma-2b}}\nroles: [assistant, fuser, vote]\n"
+        f"max_nodes: 3\nbudget: {{compute: 6{cap}}}\n"
+        "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 4, seed: 0}\n"
+    )
+    result = await optimization(text, store).run()
+    said = [w for w in result.warnings if w.startswith("the space's budget stopped the crowned graph")]
+    if not cap:
+        assert said == [], result.warnings
+        return
+    assert said and "on 12 of the 12 train items it answered" in said[0], result.warnings
+    assert "budget max_latency_s=0.2 exceeded by the calls' actual usage" in said[0]
+
+
 async def test_a_retry_after_a_cut_evaluation_retires_every_first_try_call(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
