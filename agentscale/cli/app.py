@@ -10,10 +10,41 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error, 130 interrupted: Ctrl-C, SIGTERM)."""
+    code = _run_command(argv)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        from agentscale.models.litellm_loader import import_underway
+
+        importing = import_underway()
+        if importing is not None:
+            wait_for_the_import(importing)
+    return code
+
+
+def wait_for_the_import(importing: Future[None]) -> None:
+    """Wait for litellm's import (a Ctrl-C in a command's first seconds leaves it running) where a
+    Ctrl-C is said, not printed as a traceback, and later ones are ignored: it ends in seconds.
+
+    Python's exit waits for that thread (not a daemon: `litellm_loader`), and a second Ctrl-C during
+    that wait printed "Exception ignored in: <module 'threading'> ... KeyboardInterrupt" after the
+    run was stored and its resume command printed (a new user's walk, 3 tries of 3). Leaving at once
+    instead (`os._exit`) would skip the exit handlers that stop the local servers a run started."""
+    try:
+        importing.exception()  # waits; an import that failed was said by whoever waited for it
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("exiting once litellm's import ends (a few seconds)", file=sys.stderr, flush=True)
+        importing.exception()
+
+
+def _run_command(argv: list[str] | None) -> int:
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:

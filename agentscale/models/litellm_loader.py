@@ -147,6 +147,12 @@ _import_lock = threading.Lock()
 _importing: concurrent.futures.Future[None] | None = None
 
 
+def import_underway() -> concurrent.futures.Future[None] | None:
+    """The background import of litellm while it runs (the process's exit waits for it), else None."""
+    importing = _importing
+    return importing if importing is not None and not importing.done() else None
+
+
 def _import_in_background() -> concurrent.futures.Future[None]:
     """The one import of litellm in a thread of its own, started by the first caller.
 
@@ -175,5 +181,6 @@ def _import_in_background() -> concurrent.futures.Future[None]:
                     done.set_result(None)
 
             _importing = done
-            threading.Thread(target=work, name="import-litellm").start()
+            # daemon=False said: a thread inherits its creator's, and `Graph.run` runs its loop in a daemon
+            threading.Thread(target=work, name="import-litellm", daemon=False).start()
         return _importing

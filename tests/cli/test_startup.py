@@ -54,3 +54,47 @@ def test_sigterm_while_the_commands_import_exits_130_as_ctrl_c_does() -> None:
     done = _stopped_on_import("typer", ["runs", "list"], stop="os.kill(os.getpid(), signal.SIGTERM)")
     assert done.returncode == 130, done.stderr
     assert done.stderr == "error: interrupted\n"
+
+
+def test_a_second_ctrl_c_while_the_exit_waits_for_litellm_s_import_is_said_not_a_traceback(tmp_path: Path) -> None:
+    """A Ctrl-C in a command's first seconds leaves litellm's import running, and Python's exit waits
+    for it: a second Ctrl-C then printed "Exception ignored in: <module 'threading'> ...
+    KeyboardInterrupt" (a new user's walk, 3 tries of 3). The signals are sent from the import itself,
+    the second once the main thread waits for it: deterministic, unlike a timer."""
+    graph = tmp_path / "one.yaml"
+    graph.write_text("name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys, threading, time
+
+        def main_thread_in(names):
+            frame = sys._current_frames().get(threading.main_thread().ident)
+            while frame is not None:
+                if frame.f_code.co_name in names:
+                    return True
+                frame = frame.f_back
+            return False
+
+        class SlowImport:
+            def find_spec(self, name, path=None, target=None):
+                if name == "litellm" and threading.current_thread() is not threading.main_thread():
+                    sys.meta_path.remove(self)
+                    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while litellm imports
+                    deadline = time.monotonic() + 60
+                    while not main_thread_in({{"wait_for_the_import", "_shutdown"}}) and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    os.kill(os.getpid(), signal.SIGINT)  # and again while the exit waits for the import
+                    time.sleep(0.3)
+                return None
+
+        sys.meta_path.insert(0, SlowImport())
+        sys.argv = ["agentscale", "eval", {str(graph)!r}, "--task", "sim:math", "--n", "2", "--db", {str(tmp_path / "x.db")!r}]
+        from agentscale.cli.app import main  # what the console script does
+        sys.exit(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "interrupted; continue with: agentscale eval --resume" in done.stderr
+    assert "exiting once litellm's import ends (a few seconds)" in done.stderr

@@ -65,6 +65,24 @@ def test_callers_at_once_share_one_import_and_the_exit_waits_for_it() -> None:
     assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
 
 
+def test_the_import_thread_is_no_daemon_when_a_daemon_thread_starts_it() -> None:
+    """A thread inherits its creator's daemon flag, and `Graph.run` runs its event loop in a daemon
+    thread: the import thread it started was a daemon, which the exit does not wait for (the hang
+    above)."""
+    script = (
+        "import asyncio, contextlib, threading\n"
+        "from agentscale.models.litellm_loader import import_litellm\n"
+        "async def briefly():\n"
+        "    with contextlib.suppress(asyncio.TimeoutError):\n"
+        "        await asyncio.wait_for(import_litellm(), 0.01)  # the import goes on\n"
+        "starter = threading.Thread(target=lambda: asyncio.run(briefly()), daemon=True)\n"
+        "starter.start(); starter.join()\n"
+        "print([t.daemon for t in threading.enumerate() if t.name == 'import-litellm'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[False]", (done.stdout, done.stderr)
+
+
 def test_the_import_completes_when_awaited() -> None:
     script = (
         "import asyncio\nfrom agentscale.models.litellm_loader import get_litellm, import_litellm\n"
