@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,25 @@ def refuse_unusable_output(path: Path, example: str, *, shown: str | None = None
     if (blocking := blocking_file(path)) is not None:
         raise AgentScaleError(f"cannot write {shown or path} ({blocking} is a file)")
     _refuse_database(path, shown)
+    _refuse_an_unwritable_folder(path, shown)
+
+
+def _refuse_an_unwritable_folder(path: Path, shown: str | None) -> None:
+    """A file is written beside its target and renamed (`write_output`), so the folder that would hold
+    it (or the nearest one that exists) must take a new file: tried with a file deleted at once.
+    `optimize --out /proc/best.yaml` ran the whole search, then failed to write. A link or a special
+    file is written in place and left to its own writing."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return
+    folder = next((parent for parent in path.parents if parent.is_dir()), None)
+    if folder is None:
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".agentscale-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise AgentScaleError(f"cannot write {shown or path} (no file can be made in {folder}: {reason})") from None
 
 
 def _refuse_database(path: Path, shown: str | None = None) -> None:

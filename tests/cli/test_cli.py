@@ -544,6 +544,10 @@ def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys:
     )
     code, _, err = run_cli(capsys, "optimize", str(space), "--out", str(env))
     assert code == 1 and f"--out {env} is a directory; give a file path" in err and "Traceback" not in err
+    # a folder no file can be made in (the kernel's /proc, whoever runs this): ran the search, then failed
+    code, _, err = run_cli(capsys, "optimize", str(space), "--out", "/proc/best.yaml")
+    assert code == 1 and "cannot write --out /proc/best.yaml (no file can be made in /proc: " in err, err
+    assert not list(Path("/proc").glob(".agentscale-probe-*"))
     assert "optimize" not in [run["kind"] for run in json.loads(run_cli(capsys, "runs", "list", "--json")[1])]
     fresh = env / "new" / "best.yaml"  # a folder not made yet: the search was paid, then the copy failed
     code, out, err = run_cli(capsys, "optimize", str(space), "--out", str(fresh), "--json")
