@@ -222,6 +222,23 @@ def _write_marker(folder: Path, model: BundledModel, gguf: Path, seconds: float)
         os.fsync(handle.fileno())
 
 
+@contextlib.contextmanager
+def io_errors_as_os_errors() -> Iterator[None]:
+    """safetensors' failed write ("Error while serializing: I/O error: No space left on device (os
+    error 28)") as the OSError it is, which `_writing` turns into the message naming the folder and
+    the room needed: a full disk during the conversion ended `models pull` in a 77-line traceback of
+    safetensors' own error type (a new user's walk)."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        said = str(exc)
+        if "I/O error: " not in said:
+            raise
+        raise OSError(said.partition("I/O error: ")[2]) from None
+
+
 def _convert(gguf: Path, out_dir: Path) -> None:
     """Convert ``gguf`` into a safetensors folder in ``out_dir`` (the expensive step).
 
@@ -262,7 +279,8 @@ def _convert_in_process(gguf: str, out_dir: str) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model = model.to(torch.bfloat16)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with io_errors_as_os_errors():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     if not getattr(tokenizer, "chat_template", None):
         raise BundledModelError(f"{gguf} carries no chat template; the converted model would not chat")

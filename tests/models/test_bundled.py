@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from agentscale.models import bundled
-from agentscale.models.bundled import MARKER, cache_dir, ensure_bundled_model, is_converted, model_dir
+from agentscale.models.bundled import (
+    MARKER,
+    cache_dir,
+    ensure_bundled_model,
+    io_errors_as_os_errors,
+    is_converted,
+    model_dir,
+)
 from agentscale.models.catalog import BUNDLED, BundledModelError
 from agentscale.models.weights import locate_parts
 
@@ -213,3 +220,14 @@ def test_a_full_disk_while_converting_is_an_error_naming_the_folder(monkeypatch:
     assert f"under {model_dir().parent} (No space left on device)" in message
     assert "GiB free there" in message and "AGENTSCALE_CACHE_DIR" in message
     assert not model_dir().exists() and list(model_dir().parent.glob(".smollm2-135m.tmp-*")) == []
+
+
+def test_a_failed_write_of_safetensors_is_an_os_error() -> None:
+    """A full disk during the conversion raised safetensors' own error type, which the message naming
+    the folder and the room needed (it catches OSError) let through as a 77-line traceback."""
+    from safetensors import SafetensorError
+
+    with pytest.raises(OSError, match=r"^No space left on device \(os error 28\)$"), io_errors_as_os_errors():
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    with pytest.raises(SafetensorError, match="header too large"), io_errors_as_os_errors():  # no write: as it is
+        raise SafetensorError("Error while deserializing header: header too large")
