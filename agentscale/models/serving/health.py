@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def served_names(
         return {str(item["id"]) for item in payload.get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def refuses_key(port: int, host: str, api_key: str, timeout_s: float = 2.0) -> bool:
+    """Whether the server on the port answers a request bearing ``api_key`` with HTTP 401 (a vLLM
+    started with another key), rather than not answering at all."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"{base_url(host, port)}/v1/models")
+    request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with opener.open(request, timeout=timeout_s):
+            return False
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
 
 
 def serves(port: int, served_name: str, host: str, api_key: str | None = None) -> bool:

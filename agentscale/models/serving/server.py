@@ -43,7 +43,15 @@ from agentscale.models.local_names import UnknownLocalModel, resolve_local
 from agentscale.models.routes import answered_in_process
 from agentscale.models.serving import state
 from agentscale.models.serving.engine import DEFAULT_HOST, EngineOptions, VllmLaunchConfig, build_launch, require_engine
-from agentscale.models.serving.health import base_url, free_port, pid_alive, port_free, served_names, serves
+from agentscale.models.serving.health import (
+    base_url,
+    free_port,
+    pid_alive,
+    port_free,
+    refuses_key,
+    served_names,
+    serves,
+)
 from agentscale.models.serving.hub import hub_id_problem
 from agentscale.models.serving.memory_plan import room_for
 from agentscale.models.serving.processes import group_rss_bytes, spawn, terminate
@@ -447,7 +455,11 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
         recorded = state.entry_on(port)
         alive = recorded is not None and pid_alive(int(recorded["pid"]))  # read before the file drops the dead
         key_env = state.key_env_of(recorded) if recorded is not None and alive else None
-        names = served_names(port, host, api_key=key_from(key_env, f"the server on port {port}"))
+        key = key_from(key_env, f"the server on port {port}")
+        names = served_names(port, host, api_key=key)
+        if names is None and key is not None and refuses_key(port, host, key):
+            pid = int(recorded["pid"]) if recorded is not None else None
+            raise _key_refused(served_name, f"{base_url(host, port)}/v1", pid, key_env)
         if names is not None and served_name in names:
             pid = int(recorded["pid"]) if recorded is not None and alive else None
             return _endpoint(port, served_name, pid=pid, host=host, api_key_env=key_env)
@@ -471,12 +483,24 @@ def find_running(served_name: str, port: int | None, host: str) -> VllmEndpoint 
             continue
         if serves(entry_port, served_name, entry_host, key):
             return endpoint
+        if key is not None and refuses_key(entry_port, entry_host, key):  # a second server would double
+            locked_out = locked_out or _key_refused(served_name, endpoint.api_base, pid, endpoint.api_key_env)
     shared = shared_port()
     if serves(shared, served_name, DEFAULT_HOST):
         return _endpoint(shared, served_name, pid=state.pid_on(shared))
     if locked_out is not None:  # rather than start a second server beside it
         raise locked_out
     return None
+
+
+def _key_refused(served_name: str, where: str, pid: int | None, key_env: str | None) -> KeyNotHere:
+    """A server of the model that answers this process's key with HTTP 401: said, where a second
+    server of the model started beside it without a word (its memory twice over: 9.4 GiB for the 1.5B)."""
+    started = f" (pid {pid})" if pid else ""
+    return KeyNotHere(
+        f"the server of {served_name} at {where}{started} refused the API key in ${key_env} (HTTP 401): "
+        "set it to the key the server was started with"
+    )
 
 
 def _endpoint(

@@ -594,6 +594,12 @@ async def test_a_server_started_with_a_key_asks_for_it_and_other_processes_reach
         monkeypatch.delenv("SERVE_KEY")
         with pytest.raises(ServingError, match=r"key in \$SERVE_KEY, which is not set here"):
             find_running(BUNDLED_NAME, None, DEFAULT_HOST)  # rather than start a second server beside it
+        monkeypatch.setenv("SERVE_KEY", "wrong")  # a run then started a second server of the model, silently
+        refused = rf"{BUNDLED_NAME} at http://127.0.0.1:{port}/v1 \(pid \d+\) refused the API key in \$SERVE_KEY"
+        with pytest.raises(ServingError, match=refused):
+            find_running(BUNDLED_NAME, None, DEFAULT_HOST)
+        with pytest.raises(ServingError, match=refused.replace(r" \(pid \d+\)", r"(?: \(pid \d+\))?")):
+            find_running(BUNDLED_NAME, port, DEFAULT_HOST)  # asked on its port: "in use by another program"
         assert find_server(BUNDLED_NAME) is None  # `models list` needs no key: it failed outright (a review)
     finally:
         stop(server)
