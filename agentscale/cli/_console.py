@@ -172,12 +172,34 @@ def write_stdout(text: str) -> None:
     """`text` on stdout as given; every command's stdout goes through here (or the `out` console), so
     a reader that left ends the command as `ReaderGone` and a failed write (a full disk) is one
     error line, not a traceback."""
+    stream = _json_stdout or sys.stdout
     try:
         with _failed_writes_said():
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            stream.write(text)
+            stream.flush()
     except BrokenPipeError:
         _reader_left()
+
+
+_json_stdout: Any = None  # stdout while a --json command runs (`keep_stdout_for_json`)
+
+
+def keep_stdout_for_json(enabled: bool) -> bool:
+    """The `--json` option's callback: while the command runs, stdout is the JSON's alone, and what
+    else would print there goes to stderr. Ray's driver prints its raylet's errors on stdout
+    ("(raylet) A worker died or was killed ...", whatever `log_to_driver` says), and a worker killed
+    mid-eval, which the executor survives, left `eval --json`'s stdout no JSON document."""
+    global _json_stdout
+    if enabled and _json_stdout is None:
+        _json_stdout, sys.stdout = sys.stdout, sys.stderr
+    return enabled
+
+
+def release_stdout() -> None:
+    """stdout back to what it was once a `--json` command ends (tests run many in one process)."""
+    global _json_stdout
+    if _json_stdout is not None:
+        sys.stdout, _json_stdout = _json_stdout, None
 
 
 def say_simulated(console: Console | None = None) -> None:

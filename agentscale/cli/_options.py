@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 
+from agentscale.cli._console import keep_stdout_for_json
 from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
@@ -39,7 +40,12 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout (human output is suppressed).")
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout (human output is suppressed).",
+        callback=keep_stdout_for_json,
+    ),
 ]
 NoCacheOption = Annotated[
     bool,

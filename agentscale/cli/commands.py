@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
-from agentscale.cli._console import Interrupted, ReaderGone, error, reader_gone
+from agentscale.cli._console import Interrupted, ReaderGone, error, reader_gone, release_stdout
 from agentscale.cli._finish import database_failed
 from agentscale.cli.draw import draw_command
 from agentscale.cli.evaluate import eval_command, tasks_app
@@ -50,6 +50,13 @@ app.add_typer(handbook_app, name="handbook")
 
 
 def run_app(argv: list[str] | None) -> int:
+    try:
+        return _run_app(argv)
+    finally:
+        release_stdout()
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         command = typer.main.get_command(app)  # ≈ 25 ms: a Ctrl-C here is an interruption too
         if isinstance(command, TyperGroup):

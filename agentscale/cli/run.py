@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from agentscale.cli._console import Interrupted, ReaderGone, err, print_json, print_plain, say_simulated, short
+from agentscale.cli._console import (
+    Interrupted,
+    ReaderGone,
+    err,
+    keep_stdout_for_json,
+    print_json,
+    print_plain,
+    say_simulated,
+    short,
+)
 from agentscale.cli._options import DbOption, NoCacheOption, checked_graph_text, make_gateway, refuse_ignored
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import format_usage, round_lines, trace_table
@@ -47,6 +56,7 @@ def run_command(
             "--json",
             help="Print JSON on stdout (human output is suppressed): one document, or with --input one line "
             "per question.",
+            callback=keep_stdout_for_json,
         ),
     ] = False,
     db: DbOption = None,

@@ -28,6 +28,7 @@ from agentscale.runtime.calls import record_broken, record_rows
 from agentscale.storage.db import Store
 from agentscale.storage.tables import utcnow
 from agentscale.testing import Rule, ScriptedServer
+from agentscale.testing.scripted_server import default_reply
 from tests.conftest import graph_yaml
 
 USAGE_KEYS = {"calls", "cached_calls", "prompt_tokens", "completion_tokens", "flops", "usd", "latency_s"}
@@ -51,6 +52,35 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def test_json_stdout_holds_the_json_alone_when_another_thread_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ray's driver prints its raylet's errors on stdout from a thread of its own ("(raylet) A worker
+    died or was killed ..."), and after a worker killed mid-eval, which the executor survives,
+    `eval --json`'s stdout was no JSON document. Here the model server's thread prints as it answers."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "cli.db"))
+
+    def noisy(request: dict[str, Any]) -> str:
+        print("(raylet) A worker died or was killed while executing a task")
+        return default_reply(request)
+
+    with ScriptedServer(reply=noisy) as server:
+        graph = tmp_path / "g.yaml"
+        graph.write_text(graph_yaml(server.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+        code, out, err = run_cli(capsys, "run", str(graph), "-q", "What is 17 + 25?", "--json")
+        assert code == 0 and json.loads(out)["answer"] == "42", (out, err)
+        assert "(raylet) A worker died" in err
+        task = tmp_path / "sums.jsonl"
+        task.write_text(
+            '{"question": "What is 1 + 2?", "answer": "3"}\n{"question": "What is 2 + 2?", "answer": "4"}\n'
+        )
+        code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(task), "--json")
+        assert code == 0 and json.loads(out)["accuracy"] == 1.0, (out, err)
+        assert "(raylet) A worker died" in err
+    print("after")  # stdout is the process's own again once the command ended
+    assert capsys.readouterr().out == "after\n"
 
 
 def test_run_json(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -533,6 +563,18 @@ def test_a_tester_graph_evaluates_on_a_code_task_and_resumes(env: Path, capsys: 
     assert code == 0, err
     code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2")
     assert code == 1 and "node 't' is a tester" in err  # answers in numbers: still refused
+
+
+def test_a_sandbox_that_cannot_be_set_up_stops_an_eval_with_its_message(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer
+) -> None:
+    """`AGENTSCALE_SANDBOX=bogus` (a typo of `isolated`) ended a code task's eval in a traceback."""
+    monkeypatch.setenv("AGENTSCALE_SANDBOX", "bogus")
+    scripted.add_rule(Rule(replies=["```python\ndef f(x):\n    return x\n```"]))
+    graph = env / "one.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "humaneval", "--n", "2")
+    assert code == 1 and "AGENTSCALE_SANDBOX='bogus': use isolated" in err and "Traceback" not in err, err
 
 
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
