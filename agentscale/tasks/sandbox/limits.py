@@ -6,9 +6,13 @@ import math
 import signal as signal_names
 from dataclasses import dataclass
 
+from agentscale.errors import AgentScaleError
 
-class SandboxError(RuntimeError):
-    """The sandbox itself could not be set up (not the program failing): never score this as 0."""
+
+class SandboxError(AgentScaleError, RuntimeError):
+    """The sandbox itself could not be set up (not the program failing): never score this as 0. An
+    AgentScaleError, so an eval stops on it with its message (`AGENTSCALE_SANDBOX=bogus` ended one in
+    a 29-frame traceback, a new user's walk); its stored answers are scored by a resume."""
 
 
 @dataclass(frozen=True)
