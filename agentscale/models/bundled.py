@@ -49,12 +49,23 @@ def model_dir(name: str = DEFAULT_BUNDLED) -> Path:
 
 
 def is_converted(path: Path) -> bool:
-    """A converted folder is usable only if its marker exists and has the current format."""
+    """A converted folder is usable only if its marker exists, has the current format, and its files
+    have the sizes the marker recorded: a truncated `model.safetensors` was "ready" to `models list`
+    and `models pull`, and each run waited for a server that then failed to load it. A marker written
+    before the sizes were recorded is taken at its word."""
     try:
         marker = json.loads((path / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(marker, dict) and marker.get("format") == _FORMAT
+    if not isinstance(marker, dict) or marker.get("format") != _FORMAT:
+        return False
+    sizes = marker.get("files")
+    if not isinstance(sizes, dict):
+        return True
+    try:
+        return all((path / name).stat().st_size == size for name, size in sizes.items())
+    except OSError:
+        return False
 
 
 def ensure_bundled_model(
@@ -215,6 +226,7 @@ def _write_marker(folder: Path, model: BundledModel, gguf: Path, seconds: float)
         "source_sha256": model.gguf_sha256,
         "source_bytes": gguf.stat().st_size,
         "convert_seconds": round(seconds, 2),
+        "files": {file.name: file.stat().st_size for file in sorted(folder.iterdir()) if file.is_file()},
     }
     with open(folder / MARKER, "w") as handle:
         json.dump(marker, handle, indent=2)

@@ -154,6 +154,21 @@ def test_interrupted_conversion_is_never_used_and_is_redone(monkeypatch: pytest.
 
 
 @needs_package
+def test_a_truncated_file_of_a_converted_folder_is_no_conversion_and_is_redone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated `model.safetensors` was "ready" to `models list` and `models pull` (only the marker
+    was read), and each run waited for a server that failed to load it (a new user's walk)."""
+    fake = FakeConverter()
+    monkeypatch.setattr(bundled, "_convert", fake)
+    folder = ensure_bundled_model()
+    assert json.loads((folder / MARKER).read_text())["files"]["model.safetensors"] == len(b"weights")
+    (folder / "model.safetensors").write_bytes(b"weig")
+    assert not is_converted(folder)
+    (folder / "model.safetensors").unlink()
+    assert not is_converted(folder)
+    assert ensure_bundled_model() == folder and len(fake.calls) == 2 and is_converted(folder)
+
+
+@needs_package
 def test_marker_of_an_old_format_is_redone(monkeypatch: pytest.MonkeyPatch) -> None:
     target = model_dir()
     target.mkdir(parents=True)
