@@ -59,11 +59,19 @@ from agentscale.models.serving.processes import group_rss_bytes, spawn, terminat
 DEFAULT_PORT = 8000  # vLLM's own default: where a user-started server is looked for
 
 
+PORT_ENV = "AGENTSCALE_VLLM_PORT"
+
+
 def shared_port() -> int:
     """Where `agentscale serve` listens and where a shared server is looked for:
-    `AGENTSCALE_VLLM_PORT`, else 8000."""
-    value = os.environ.get("AGENTSCALE_VLLM_PORT", "").strip()
-    return int(value) if value.isdigit() else DEFAULT_PORT
+    `AGENTSCALE_VLLM_PORT`, else 8000. A value that is no port is an error, as a start timeout's is
+    (`abc` or `-5` became 8000 without a word, a new user's walk)."""
+    value = os.environ.get(PORT_ENV, "").strip()
+    if not value:
+        return DEFAULT_PORT
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ServingError(f"{PORT_ENV}={value!r}: give a port number from 1 to 65535, or unset it (8000)")
+    return int(value)
 
 
 DEFAULT_TIMEOUT_S = 300.0

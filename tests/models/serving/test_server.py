@@ -712,6 +712,21 @@ def test_the_start_timeout_is_set_by_the_environment(
             ensure_server(str(tmp_path / "m"))
 
 
+@pytest.mark.parametrize("bad", ["abc", "-5", "0", "70000", "80.5"])
+def test_a_shared_port_that_is_no_port_is_an_error(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    """`AGENTSCALE_VLLM_PORT=abc` (or -5) became 8000 without a word; a bad start timeout is an error."""
+    from agentscale.errors import ServingError
+    from agentscale.models.serving.server import shared_port
+
+    monkeypatch.setenv("AGENTSCALE_VLLM_PORT", bad)
+    with pytest.raises(ServingError, match=f"AGENTSCALE_VLLM_PORT='{bad}': give a port number from 1 to 65535"):
+        shared_port()
+    monkeypatch.setenv("AGENTSCALE_VLLM_PORT", " 8123 ")
+    assert shared_port() == 8123
+    monkeypatch.delenv("AGENTSCALE_VLLM_PORT")
+    assert shared_port() == 8000
+
+
 def test_callers_waiting_on_a_conversion_that_fails_get_its_error_not_another_conversion(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
