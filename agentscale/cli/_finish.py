@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentscale.cli._console import err, interrupted, print_json
-from agentscale.errors import AgentScaleError
+from agentscale.errors import AgentScaleError, RunBusy
 from agentscale.storage import damaged, database_trouble, sqlite_failure
 
 if TYPE_CHECKING:
@@ -74,6 +74,14 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
     except KeyboardInterrupt:  # asyncio.run re-raises Ctrl-C once the run is cancelled (and marked interrupted)
         if not finish.finished:
             raise interrupted(store, run_id, resume, json_output=json_output) from None
+    except RunBusy:  # another process runs it: nothing to resume here
+        raise
+    except AgentScaleError as exc:  # the run stopped on an error it stored (a Ray outbox gone, a sandbox)
+        if finish.finished:
+            raise
+        if json_output:
+            print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(exc)})
+        raise AgentScaleError(f"{exc}\nwhat finished is kept; continue with: {resume}") from None
     except Exception as exc:
         cause = sqlite_failure(exc)
         if cause is None or finish.finished:

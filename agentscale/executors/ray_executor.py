@@ -369,7 +369,7 @@ class RayExecutor:
         if isinstance(error, self._ray.exceptions.ActorDiedError):
             raise AgentScaleError(
                 "the outbox actor (paid calls on their way to the spend ledger) died with its process or "
-                "the driver's node; calls it held are not in the ledger. Resume the run with --resume"
+                "the driver's node; calls it held are not in the ledger. Resume the run to go on"
             ) from None
 
     async def _drain_to_the_end(self, store: Store | None) -> None:

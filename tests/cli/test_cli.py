@@ -575,6 +575,18 @@ def test_a_sandbox_that_cannot_be_set_up_stops_an_eval_with_its_message(
     graph.write_text(graph_yaml(scripted.api_base, "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
     code, _, err = run_cli(capsys, "eval", str(graph), "--task", "humaneval", "--n", "2")
     assert code == 1 and "AGENTSCALE_SANDBOX='bogus': use isolated" in err and "Traceback" not in err, err
+    run_id = json.loads(run_cli(capsys, "runs", "list", "--json")[1])[0]["run_id"]
+    assert f"what finished is kept; continue with: agentscale eval --resume {run_id}" in err
+    code, out, err = run_cli(capsys, "eval", "--resume", run_id, "--json")  # still unset: said to a script too
+    assert code == 1 and json.loads(out) == {
+        "run_id": run_id,
+        "status": "failed",
+        "resume": json.loads(out)["resume"],
+        "error": "AGENTSCALE_SANDBOX='bogus': use isolated (refuse the unisolated mode) or unset it",
+    }
+    monkeypatch.delenv("AGENTSCALE_SANDBOX")
+    code, _, err = run_cli(capsys, "eval", "--resume", run_id)
+    assert code == 0, err
 
 
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
