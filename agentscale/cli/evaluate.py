@@ -150,7 +150,6 @@ def eval_command(
       agentscale eval --resume 3f2a9c0d1e2b --retry-errors
     """
     from agentscale.evaluate.engine import DEFAULT_EVAL_CONCURRENCY, EvalConfig, Evaluation
-    from agentscale.graphs.simulated import spec_is_simulated
     from agentscale.models.gateway import store_of
     from agentscale.optimize.split_of import split_of_optimization
     from agentscale.report import write_report
@@ -227,15 +226,13 @@ def eval_command(
         asyncio.run(finish.run(_run(evaluation, pending, total, quiet=json_output)))
     summary = finish.result
     report = write_report(evaluation.store, evaluation.run_id)
-    simulated = spec_is_simulated(evaluation.graph.spec)
+    simulated = summary.simulated
     memory = evaluation.graph.spec.memory  # the handbook is named in every output, as the report names it
     if json_output:  # its fields for scripts, where people read the label below
         drew_on: dict[str, dict[str, object]] = {}
         if memory is not None:
             drew_on["handbook"] = {"name": memory.handbook, "top_k": memory.top_k, "topic": memory.topic}
-        print_json(
-            {**summary.to_dict(include_items=show_items), **drew_on, "simulated": simulated, "report": str(report)}
-        )
+        print_json({**summary.to_dict(include_items=show_items), **drew_on, "report": str(report)})
     else:
         if show_items:
             out.print(_items_table(summary.items))

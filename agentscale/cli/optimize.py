@@ -105,7 +105,6 @@ def optimize_command(
 
       agentscale optimize --resume 3f2a9c0d1e2b --task moved/items.jsonl
     """
-    from agentscale.graphs.simulated import is_simulated
     from agentscale.optimize.report import write_plot
     from agentscale.optimize.runner import DEFAULT_CONCURRENCY, Optimization
     from agentscale.report import write_report
@@ -178,7 +177,7 @@ def optimize_command(
     ):
         asyncio.run(finish.run(_run(optimization, quiet=json_output)))
     result = finish.result
-    simulated = is_simulated(model.model for model in optimization.space.models.values())
+    simulated = result.simulated
     plot_file = result.artifacts / "search.png"
     plot = write_plot(result.curve, result.history, result.pareto, plot_file, simulated=simulated)
     report = write_report(optimization.store, result.run_id, result.artifacts / "report.html")
@@ -191,7 +190,7 @@ def optimize_command(
         data = result.to_dict()
         if out_file is not None:
             data["best"]["path"] = str(out_file)
-        print_json({**data, "simulated": simulated, "report": str(report)})
+        print_json({**data, "report": str(report)})
         return
     _print_report(result, optimization.store, out_file, plot, simulated=simulated)
     if simulated:

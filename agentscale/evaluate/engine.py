@@ -29,6 +29,7 @@ from agentscale.evaluate.item_records import (
 from agentscale.evaluate.stats import percentile, wilson_interval
 from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create_executor
 from agentscale.graphs.result import Usage
+from agentscale.graphs.simulated import spec_is_simulated
 from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import Handbook
 from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
@@ -95,6 +96,9 @@ class EvalSummary:
     # can find nothing for most questions, and the run looked the same as one that drew on the handbook)
     handbook_use: HandbookUse | None = None
     discussions: DiscussionStats | None = None  # a `coordinator:` graph's rounds, CEO stops, fallbacks
+    # the graph's models include simulated ones: its figures are the simulator's, no model's accuracy
+    # (only `eval --json` said so, and an app reading `to_dict()` got them unlabelled)
+    simulated: bool = False
 
     @property
     def accuracy(self) -> float:
@@ -153,6 +157,7 @@ class EvalSummary:
             "items_with_failed_calls": len(self.call_failures),
             "items_with_cut_replies": len(self.cut_replies),  # a reply stopped at max_tokens
             "items_to_retry": len(self.retryable),  # what --retry-errors asks again (not those a budget stopped)
+            "simulated": self.simulated,
         }
         if self.handbook_use is not None:
             data["handbook_use"] = self.handbook_use.to_dict()
@@ -504,6 +509,7 @@ class Evaluation:
         cut = self.store.cut_calls_by_item(self.run_id)
         summary.cut_replies = {item.item_id: cut[item.item_id] for item in items if item.item_id in cut}
         summary.discussions = discussion_stats(rows[item.item_id].rounds_json for item in items)
+        summary.simulated = spec_is_simulated(self.graph.spec)
         if self.graph.spec.memory is not None:
             summary.handbook_use = handbook_use_of(rows[item.item_id].handbook_json for item in items)
         return summary

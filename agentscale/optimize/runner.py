@@ -165,6 +165,9 @@ class OptimizeResult:
     warnings: list[str] = field(default_factory=list)
     front_tests: dict[str, TestScore] = field(default_factory=dict)  # `objective.pareto`: by graph key
     front_paths: dict[str, Path] = field(default_factory=dict)  # and each front graph's YAML
+    # the space's models include simulated ones: its figures are the simulator's, no model's accuracy
+    # (only `optimize --json` said so, and an app reading `to_dict()` got them unlabelled)
+    simulated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,6 +198,7 @@ class OptimizeResult:
             "evaluations": self.evaluations,
             "replayed_evaluations": self.replayed,
             "stopped_reason": self.stopped_reason,
+            "simulated": self.simulated,
         }
 
     def _front_point(self, point: Observation) -> dict[str, Any]:
@@ -615,6 +619,7 @@ class Optimization:
             warnings=warnings,
             front_tests=tested.front,
             front_paths=front_paths,
+            simulated=self._simulated(),
         )
 
     def _budget_stops_warning(self, crowned: Observation) -> str | None:
@@ -636,10 +641,14 @@ class Optimization:
             "scored on what it answered within the budget, and best.yaml keeps the budget"
         )
 
+    def _simulated(self) -> bool:
+        """Whether the space's models include simulated ones (sim/ routes)."""
+        return is_simulated(model.model for model in self.space.models.values())
+
     def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:
         """A searched graph as a runnable graph file, answering in the task's format."""
         description = f"found by agentscale optimize ({self.method_name}), run {self.run_id}"
-        if is_simulated(model.model for model in self.space.models.values()):  # its figures are no model's
+        if self._simulated():  # its figures are no model's
             description += " on the SIMULATED population (sim/ models: no model accuracy)"
         spec = self.space.graph_spec(candidate, f"{self.space.name}-{suffix}", description=description)
         return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))

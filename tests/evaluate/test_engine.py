@@ -440,6 +440,8 @@ async def test_a_cache_replay_reports_the_same_critical_path_as_the_live_eval(tm
     assert replay.usage.calls == 0 and replay.usage.cached_calls == live.usage.calls > 0
     path = live.to_dict()["latency"]["critical_path_mean_s"]
     assert path > 1.0 and replay.to_dict()["latency"]["critical_path_mean_s"] == pytest.approx(path)
+    # sim/ models: the figures are the simulator's, and the summary an app reads says so (only --json did)
+    assert live.simulated and live.to_dict()["simulated"] is True
 
 
 async def test_a_run_stored_with_a_scorer_now_refused_still_resumes(tmp_path: Path) -> None:

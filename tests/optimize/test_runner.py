@@ -78,6 +78,7 @@ async def test_finds_the_model_that_answers_right(tmp_path: Path, scripted: Scri
     assert {"run_id", "best", "baselines", "pareto", "usage"} <= set(data)
     assert {"path", "accuracy", "ci95", "compute", "latency_s"} <= set(data["best"])
     assert data["usage"]["calls"] > 0 and Path(data["best"]["path"]).exists()
+    assert data["simulated"] is False  # a real (scripted) route; a sim/ space's result says True
     assert store.get_run(result.run_id).status == "done"
 
 
@@ -181,6 +182,7 @@ async def test_a_budget_that_stops_the_crowned_graph_is_said(tmp_path: Path, sto
         "optimizer: {method: agent-reinforce, iterations: 1, samples: 2, minibatch: 4, seed: 0}\n"
     )
     result = await optimization(text, store).run()
+    assert result.to_dict()["simulated"] is True  # sim/ models: the result an app reads says so (only --json did)
     said = [w for w in result.warnings if w.startswith("the space's budget stopped the crowned graph")]
     if not cap:
         assert said == [], result.warnings
