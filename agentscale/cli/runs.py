@@ -429,6 +429,8 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
         for note in outcome_notes(summary):
             out.print(escape(note))
+    else:  # an interrupted or running search has no summary: what it paid is in the ledger (the report said it)
+        out.print(f"spent so far: {format_spend(dict(store.spend(run.id)))}")
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     if picture:

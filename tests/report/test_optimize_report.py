@@ -303,6 +303,8 @@ def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, caps
     assert main(["runs", "show", run_id]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "leading graph when the run stopped" in shown and "crowned graph (trial" not in shown
+    spent = store.spend(run_id)  # a user deciding whether to resume saw no spend (the report showed it)
+    assert f"spent so far: {spent['calls']} model calls, {spent['tokens']} tokens" in shown and spent["calls"] > 0
     assert not drawing.exists()
 
 
