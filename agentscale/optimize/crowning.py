@@ -255,7 +255,7 @@ def _warning(ranked: list[Observation], accuracy_weight: float) -> str | None:
             first = versus(top[0], top[1])
             needed = first.items_to_separate(Z95)
             how_many = (
-                f" (the first two, {first.mean / accuracy_weight:+.1%} apart in objective on these items, "
+                f" (the first two, {100 * first.mean / accuracy_weight:+.1f} points apart in objective on these items, "
                 f"would need about {needed} if that held)"
                 if needed is not None
                 else " (the first two are level on these items)"
