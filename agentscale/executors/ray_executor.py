@@ -136,6 +136,8 @@ class RayExecutor:
         if workers is not None and workers < 1:
             raise AgentScaleError("--ray-workers must be at least 1")
         self._ray = import_ray()
+        if not self._ray.is_initialized():  # before a caller stores its run: each typo left a failed one
+            _refuse_a_dead_cluster(address)
         self.address = address
         self.workers = workers
         self.max_attempts = max_attempts

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agentscale import Gateway, GatewaySettings, Graph, Store
+from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import EvalConfig, EvalSummary, Evaluation, ItemResult
 from agentscale.executors import LocalExecutor
@@ -344,4 +345,10 @@ async def test_a_cluster_address_no_one_answers_at_is_refused_at_once(
     monkeypatch.setattr(ray, "init", lambda **options: pytest.fail("ray.init was called"))
     with pytest.raises(AgentScaleError, match=rf"no Ray cluster answers at {dead} .*ray start --head"):
         await RayExecutor(address=address).start()
+    if how == "given":  # refused before the eval stores its run: each typo left a failed run row
+        graph = tmp_path / "one.yaml"
+        graph.write_text("name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+        words = ["eval", str(graph), "--task", "sim:math", "--n", "2", "--executor", "ray", "--ray-address", dead]
+        assert await asyncio.to_thread(main, [*words, "--db", str(tmp_path / "r.db")]) == 1
+        assert Store(tmp_path / "r.db").list_runs() == []
     closed.close()
