@@ -145,6 +145,7 @@ class RayExecutor:
         self._actors: list[Any] = []
         self._load: dict[int, int] = {}
         self._down: dict[int, asyncio.Future[None] | None] = {}  # workers lost recently: their revival check
+        self._dead: set[int] = set()  # workers Ray will not restart again
         self._outbox: Any = None
         self._outbox_id: str | None = None
         self.outbox_node: str | None = None  # the Ray node the outbox runs on (the driver's)
@@ -211,6 +212,7 @@ class RayExecutor:
         )
         self._actors = [worker.remote(outbox_name) for _ in range(count)]
         self._load = {index: 0 for index in range(count)}
+        self._down, self._dead = {}, set()  # of the actors closed before, if any
         await asyncio.gather(*(actor.pid.remote() for actor in self._actors))  # started and warm
 
     def _on_driver_node(self) -> tuple[str | None, dict[str, Any]]:
@@ -348,6 +350,11 @@ class RayExecutor:
             candidates = [i for i in live if i not in lost] or live
             if candidates:
                 return min(candidates, key=lambda i: self._load[i])
+            if self._dead >= self._load.keys():  # Ray says so at once: waiting the full 120 s said nothing more
+                raise AgentScaleError(
+                    f"every Ray worker died for good (Ray restarted each up to {MAX_RESTARTS} times): "
+                    "see the Ray logs for why (memory, a node lost)"
+                )
             if time.monotonic() > deadline:
                 raise AgentScaleError(f"no Ray worker came back within {RESTART_WAIT_S:.0f} s")
             await asyncio.sleep(0.2)
@@ -357,7 +364,8 @@ class RayExecutor:
         try:
             await self._actors[index].pid.remote()
         except self._ray.exceptions.ActorDiedError:
-            return  # out of restarts: stays down
+            self._dead.add(index)  # out of restarts: stays down
+            return
         except self._ray.exceptions.RayActorError:
             await asyncio.sleep(0.5)  # restarting: the next pick checks again
             return

@@ -352,3 +352,22 @@ async def test_a_cluster_address_no_one_answers_at_is_refused_at_once(
         assert await asyncio.to_thread(main, [*words, "--db", str(tmp_path / "r.db")]) == 1
         assert Store(tmp_path / "r.db").list_runs() == []
     closed.close()
+
+
+async def test_every_worker_dead_for_good_stops_the_run_at_once() -> None:
+    """With every worker out of Ray's restarts, the driver waited the full 120 s for one to come back,
+    then said only "no Ray worker came back" (a new user's walk killed each worker five times)."""
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+
+    class Dead:
+        class pid:  # an actor method's `.remote()`, as Ray's actors have it
+            @staticmethod
+            async def remote() -> int:
+                raise ray.exceptions.ActorDiedError()
+
+    executor = RayExecutor()
+    executor._actors = [Dead(), Dead()]
+    executor._load = {0: 0, 1: 0}
+    executor._down = {0: None, 1: None}  # both lost an item: their revival checks find them dead
+    with pytest.raises(AgentScaleError, match=r"every Ray worker died for good \(Ray restarted each up to 4 times\)"):
+        await asyncio.wait_for(executor._pick(set()), timeout=10)
