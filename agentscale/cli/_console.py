@@ -214,6 +214,12 @@ def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
+def warn_if(message: str | None) -> None:
+    """A warning line on stderr, when there is one to give."""
+    if message is not None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
+
+
 def short(text: str | None, width: int = 60) -> str:
     """Stored text (a question, an answer, an error) on one line of at most `width` characters, its
     control characters shown, not sent (`terminal_safe`)."""

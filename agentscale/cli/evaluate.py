@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agentscale.cli._console import err, out, print_json, say_simulated, short
+from agentscale.cli._console import err, out, print_json, say_simulated, short, warn_if
 from agentscale.cli._finish import FinishedRun, resumable
 from agentscale.cli._options import (
     DbOption,
@@ -32,6 +32,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.simulated import sim_models_on_another_task
 from agentscale.graphs.spec import handbook_label
 
 if TYPE_CHECKING:
@@ -216,6 +217,9 @@ def eval_command(
             + f" · scorer {escape(evaluation.task.scorer_name)}",  # a JSONL task's was chosen without a word
             markup=True,
         )
+    spec = evaluation.graph.spec
+    routes = [model.model for model in spec.models.values()] + [node.model for node in spec.nodes]
+    warn_if(sim_models_on_another_task(routes, evaluation.task.name))
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
     resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)

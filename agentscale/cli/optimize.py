@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentscale.cli._console import err, out, print_json, say_simulated
+from agentscale.cli._console import err, out, print_json, say_simulated, warn_if
 from agentscale.cli._finish import FinishedRun, resumable
 from agentscale.cli._options import (
     DbOption,
@@ -32,6 +32,7 @@ from agentscale.cli._tables import format_spend, usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
+from agentscale.graphs.simulated import sim_models_on_another_task
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -167,6 +168,8 @@ def optimize_command(
             f"({len(optimization.train)} train / {len(optimization.test)} test items)",
             markup=True,
         )
+    routes = [model.model for model in optimization.space.models.values()]
+    warn_if(sim_models_on_another_task(routes, optimization.task.name))
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
     finish: FinishedRun[OptimizeResult] = FinishedRun()
     repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again

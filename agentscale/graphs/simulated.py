@@ -22,3 +22,18 @@ def is_simulated(routes: Iterable[str | None]) -> bool:
 def spec_is_simulated(spec: GraphSpec) -> bool:
     """A graph whose models (aliases' routes, or routes named on nodes) include a sim/ route."""
     return is_simulated([m.model for m in spec.models.values()] + [n.model for n in spec.nodes])
+
+
+SIM_TASK_PREFIX = "sim:"
+
+
+def sim_models_on_another_task(routes: Iterable[str | None], task: str) -> str | None:
+    """What to say when simulated models are to answer a task that is no `sim:` task: they answer
+    each question as a made-up MATH-like item (`sim.items.item_for_text`), so every answer is scored
+    wrong, and a whole search ran to 0.0% everywhere without a word (a new user's walk)."""
+    if not is_simulated(routes) or task.startswith(SIM_TASK_PREFIX):
+        return None
+    return (
+        f"sim/ models answer only the sim: tasks' items (sim:math, sim:mmlu, sim:humaneval); on {task!r} "
+        "each question gets a made-up item's answer, so expect every answer to be scored wrong"
+    )

@@ -589,6 +589,30 @@ def test_a_sandbox_that_cannot_be_set_up_stops_an_eval_with_its_message(
     assert code == 0, err
 
 
+def test_sim_models_on_a_task_that_is_no_sim_task_are_warned_of(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """sim/ models answer a real task's questions with a made-up item's answers: a whole search ran to
+    0.0% everywhere without a word (a new user's walk)."""
+    task = env / "sums.jsonl"
+    task.write_text(
+        "".join(json.dumps({"question": f"What is {i} + 2?", "answer": str(i + 2)}) + "\n" for i in range(8))
+    )
+    graph = env / "one.yaml"
+    graph.write_text("name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    said = "warning: sim/ models answer only the sim: tasks' items (sim:math, sim:mmlu, sim:humaneval); on 'sums'"
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", str(task), "--n", "2")
+    assert code == 0 and said in " ".join(err.split()), err
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "2")
+    assert code == 0 and "warning: sim/ models" not in err
+    space = env / "space.yaml"
+    space.write_text(
+        f'name: s\ntask: {{path: "{task}", train: 4, test: 4}}\nmodels:\n  l1: {{model: sim/llama-1b}}\n'
+        "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 2}\n"
+        "optimizer: {method: random, iterations: 1, samples: 1, minibatch: 2}\n"
+    )
+    code, _, err = run_cli(capsys, "optimize", str(space))
+    assert code == 0 and said in " ".join(err.split()), err
+
+
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--out DIR` ran the whole search, then crashed copying the best graph (a traceback)."""
     space = env / "space.yaml"
