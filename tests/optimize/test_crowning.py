@@ -174,7 +174,9 @@ def test_the_warning_names_how_many_top_finalists_overlap() -> None:
     warning = crown([a, b, c], accuracy_weight=1.0).warning
     assert warning is not None and warning.startswith("the top 2 finalists")
     needed = paired_difference(a.outcomes, b.outcomes).items_to_separate(Z95)
-    assert needed is not None and f"+1.7 points apart in objective on these items, would need about {needed} if" in warning
+    assert (
+        needed is not None and f"+1.7 points apart in objective on these items, would need about {needed} if" in warning
+    )
 
 
 def test_items_to_separate_is_where_the_same_difference_would_be_separated() -> None:
