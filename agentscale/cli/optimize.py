@@ -28,11 +28,11 @@ from agentscale.cli._options import (
     refuse_missing_file,
 )
 from agentscale.cli._progress import progress_bar
+from agentscale.cli._space_notes import space_notes
 from agentscale.cli._tables import format_spend, usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
-from agentscale.graphs.simulated import sim_models_on_another_task
 
 if TYPE_CHECKING:
     from agentscale.optimize.progress import Progress as SearchProgress
@@ -168,8 +168,9 @@ def optimize_command(
             f"({len(optimization.train)} train / {len(optimization.test)} test items)",
             markup=True,
         )
-    routes = [model.model for model in optimization.space.models.values()]
-    warn_if(sim_models_on_another_task(routes, optimization.task.name))
+    if resume is None:  # validate's notes: the space runs as it is, so said once, as it starts
+        for note in space_notes(optimization.space, optimization.task.name, optimization.train):
+            warn_if(note)
     attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
     finish: FinishedRun[OptimizeResult] = FinishedRun()
     repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again

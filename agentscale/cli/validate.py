@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from agentscale.cli._console import err, print_json, print_plain
 from agentscale.cli._options import DbOption, JsonOption, unset_api_keys
+from agentscale.cli._space_notes import space_notes
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
@@ -105,7 +106,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     if looks_like_best_known(located.data):
         return _check_best_known(located, file), []
     if looks_like_space(located.data):
-        from agentscale.optimize.problem import SearchProblem, guessed_lengths_note
+        from agentscale.optimize.problem import SearchProblem
         from agentscale.optimize.runner import load_task_split, method_and_seed
         from agentscale.optimize.space import space_from_data
 
@@ -113,19 +114,10 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
         with located.locating(str(file)):  # the rules that need the models' costs, and the task itself
             SearchProblem.from_space(space)
             method_and_seed(space)
-            _, train, _ = load_task_split(space)
+            task, train, _ = load_task_split(space)
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
-        notes = unset_api_keys(space.models) + _unpulled_models(space.models)
-        guessed = guessed_lengths_note(space, [item.question for item in train])
-        if guessed is not None:
-            notes.append(guessed)
-        if space.optimizer.minibatch > len(train):  # the search takes what there is, without a word
-            notes.append(
-                f"optimizer.minibatch: {space.optimizer.minibatch} is more than the {len(train)} train items: "
-                f"each search evaluation answers those {len(train)}"
-            )
-        return summary, notes
+        return summary, space_notes(space, task.name, train)
     from agentscale.runtime.graph import Graph
 
     spec = checked_spec(located, str(file))

@@ -344,12 +344,12 @@ def test_validate_notes_a_compute_unit_on_guessed_task_lengths(env: Path, capsys
     space.write_text("name: s\ntask: {path: sums.jsonl, train: 10, test: 20, scorer: numeric}\n" + body)
     code, out, _ = run_cli(capsys, "validate", str(space), "--json")
     notes = json.loads(out)[0]["notes"]
-    assert code == 0 and len(notes) == 1
+    assert code == 0 and len(notes) == 2 and notes[1].startswith("sim/ models answer only the sim: tasks' items")
     assert "budget.compute counts 1B calls of 200 prompt and 200 completion tokens" in notes[0]
     assert "its train questions average ≈ 13 tokens" in notes[0]
     given = "mean_prompt_tokens: 20, mean_completion_tokens: 10, "
     space.write_text(f"name: s\ntask: {{path: sums.jsonl, {given}train: 10, test: 20, scorer: numeric}}\n" + body)
-    assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == []
+    assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == notes[1:]
     space.write_text('name: s\ntask: {name: "sim:math", train: 10, test: 20}\n' + body)  # the paper's lengths
     assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == []
 
@@ -607,10 +607,14 @@ def test_sim_models_on_a_task_that_is_no_sim_task_are_warned_of(env: Path, capsy
     space.write_text(
         f'name: s\ntask: {{path: "{task}", train: 4, test: 4}}\nmodels:\n  l1: {{model: sim/llama-1b}}\n'
         "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 2}\n"
-        "optimizer: {method: random, iterations: 1, samples: 1, minibatch: 2}\n"
+        "optimizer: {method: random, iterations: 1, samples: 1, minibatch: 8}\n"
     )
     code, _, err = run_cli(capsys, "optimize", str(space))
     assert code == 0 and said in " ".join(err.split()), err
+    # validate's notes on the space, said as the search starts (it ran without a word)
+    assert "optimizer.minibatch: 8 is more than the 4 train items" in " ".join(err.split())
+    code, out, _ = run_cli(capsys, "validate", str(space), "--json")
+    assert code == 0 and any(note.startswith("sim/ models answer only") for note in json.loads(out)[0]["notes"])
 
 
 def test_optimize_refuses_an_out_directory_before_it_searches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
