@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -95,10 +96,7 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             key = str(loc[-1])
             owner = _model_at(root, loc[:-1])
             valid = sorted(owner.model_fields) if owner else []
-            hint = difflib.get_close_matches(key, valid, n=1)
-            message = f"unknown key {key!r}"
-            if hint:
-                message += f" (did you mean {hint[0]!r}?)"
+            message = f"unknown key {key!r}{_did_you_mean(key, valid)}"
             if valid:
                 message += f"; valid keys: {', '.join(valid)}"
         elif kind == "missing":
@@ -115,10 +113,19 @@ def pydantic_issues(error: ValidationError, located: LocatedData, root: type[Bas
             message = f"{item['msg']}, got {_shown(item['input'])}"
         elif kind == "int_parsing_size":  # `train: 1e20`: pydantic spoke of parsing "input string"
             message = f"Input should be a valid integer, got {_shown(item['input'])}: far too large"
+        elif kind == "literal_error" and isinstance(item["input"], str):  # `roles: [critc]`: no hint, as keys get
+            allowed = re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", "")))
+            message = item["msg"] + f", got {item['input']!r}{_did_you_mean(item['input'], allowed)}"
         else:
             message = item["msg"].removeprefix("Value error, ")
         issues.append(located.issue(loc, message))
     return issues
+
+
+def _did_you_mean(word: str, known: list[str]) -> str:
+    """` (did you mean 'critic'?)` for a near miss of one of `known`, else nothing."""
+    hint = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def _at_key(item: Any) -> bool:
@@ -285,7 +292,8 @@ def graph_issues(spec: GraphSpec, located: LocatedData | None = None, *, stored:
             issues.append(
                 loc.issue(
                     ("nodes", index, "role"),
-                    f"unknown role {node.role!r}; valid roles: {', '.join(valid_roles)}",
+                    f"unknown role {node.role!r}{_did_you_mean(node.role, valid_roles)}; valid roles: "
+                    f"{', '.join(valid_roles)}",
                 )
             )
         if node.role in MODEL_FREE_ROLES:

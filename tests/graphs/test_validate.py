@@ -133,7 +133,7 @@ CASES = {
     "unknown role lists valid ones": (
         BASE + "nodes:\n  - {id: a, role: critik, model: small}\n",
         "nodes[0].role",
-        "unknown role 'critik'; valid roles: assistant, critic, fuser, verifier, vote",
+        "unknown role 'critik' (did you mean 'critic'?); valid roles: assistant, critic, fuser, verifier, vote",
         5,
     ),
     "unknown model alias": (

@@ -42,6 +42,11 @@ def test_design_example_is_valid() -> None:
         (("roles: [assistant, critic, fuser, vote]", "roles: [critic]"), "roles", "must include 'assistant'"),
         (("roles: [assistant, critic, fuser, vote]", "roles: [assistant, boss]"), "roles[1]", "Input should be"),
         (
+            ("roles: [assistant, critic, fuser, vote]", "roles: [assistant, critc]"),
+            "roles[1]",
+            "got 'critc' (did you mean 'critic'?)",
+        ),
+        (
             ('task: {name: "rg:basic_arithmetic",', 'task: {path: d.jsonl, name: "rg:basic_arithmetic",'),
             "task",
             "exactly one of",
