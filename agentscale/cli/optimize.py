@@ -150,6 +150,9 @@ def optimize_command(
         optimization = Optimization.resume(
             resume, gateway, executor=where, concurrency=concurrency, retry_errors=retry_errors, task_file=task_file
         )
+        if optimization.store.get_run(optimization.run_id).status == "done" and not retry_errors:
+            # it replayed every evaluation and printed the result again without a word
+            err.print(f"run {optimization.run_id} is done: its result again, replayed from what it stored")
     else:
         assert space_file is not None  # checked above
         optimization = Optimization.from_file(

@@ -215,8 +215,11 @@ def test_pareto_scores_and_writes_every_front_graph(
     # the table names the files front-N.yaml; with --out, the one folder printed was --out's, not theirs
     assert main(["optimize", "--resume", result["run_id"], "--out", str(tmp_path / "mine.yaml")]) == 0
     folder = Path(front[0]["path"]).parent
-    said = " ".join(capsys.readouterr().out.split())
+    printed = capsys.readouterr()
+    said = " ".join(printed.out.split())
     assert f"front graphs' YAML (front-N.yaml): {folder}" in said
+    # a done run, resumed: it replayed its result without a word (a new user's walk)
+    assert f"run {result['run_id']} is done: its result again, replayed from what it stored" in printed.err
     # the run's evaluations, as its report counts them (it printed "27 evaluations (27 replayed ...)", one
     # figure beside the other, and a resume that ran one more read "35 (1 replayed)" where the report said 36)
     stored = len(Store(tmp_path / "o.db").trials(result["run_id"]))
