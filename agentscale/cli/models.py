@@ -206,7 +206,7 @@ def serve_command(
 
     With --replicas N, N servers of the model start on consecutive ports (for testing multi-endpoint
     routes on one machine); once all are ready the api_base list to paste into a graph YAML is printed
-    (with --json, as {"model", "litellm_model", "api_base": [...], "pids"} on stdout).
+    (with --json, as {"model", "litellm_model", "api_base": [...], "pids", "api_key_env"} on stdout).
 
     Examples:
 
