@@ -9,6 +9,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from agentscale.models.serving.engine import DEFAULT_HOST
 
@@ -25,13 +26,8 @@ def served_names(
 ) -> set[str] | None:
     """Model ids listed by ``GET /v1/models`` on the port, or ``None`` if nothing answers like vLLM
     (a server started with an API key lists them only to a request bearing ``api_key``)."""
-    # No proxy: an http_proxy in the environment must not swallow requests to localhost.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(f"{base_url(host, port)}/v1/models")
-    if api_key is not None:
-        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with opener.open(request, timeout=timeout_s) as response:
+        with _get_models(port, host, api_key, timeout_s) as response:
             payload = json.loads(response.read())
         return {str(item["id"]) for item in payload.get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -41,16 +37,23 @@ def served_names(
 def refuses_key(port: int, host: str, api_key: str, timeout_s: float = 2.0) -> bool:
     """Whether the server on the port answers a request bearing ``api_key`` with HTTP 401 (a vLLM
     started with another key), rather than not answering at all."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(f"{base_url(host, port)}/v1/models")
-    request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with opener.open(request, timeout=timeout_s):
+        with _get_models(port, host, api_key, timeout_s):
             return False
     except urllib.error.HTTPError as exc:
         return exc.code == 401
     except OSError:
         return False
+
+
+def _get_models(port: int, host: str, api_key: str | None, timeout_s: float) -> Any:
+    """The open reply to ``GET /v1/models`` on the port, bearing ``api_key`` when given."""
+    # No proxy: an http_proxy in the environment must not swallow requests to localhost.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"{base_url(host, port)}/v1/models")
+    if api_key is not None:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    return opener.open(request, timeout=timeout_s)
 
 
 def serves(port: int, served_name: str, host: str, api_key: str | None = None) -> bool:
