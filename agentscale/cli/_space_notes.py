@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agentscale.cli._options import unset_api_keys
+from agentscale.cli._options import unpulled_models, unset_api_keys
 from agentscale.graphs.simulated import sim_models_on_another_task
 
 if TYPE_CHECKING:
@@ -19,11 +19,9 @@ def space_notes(space: SpaceSpec, task: str, train: Sequence[TaskItem]) -> list[
     """The notes on `space` with its task (named `task`) and train split `train`: unset API keys,
     bundled models not pulled here, prompt lengths guessed, a minibatch larger than the split, sim/
     models on another task."""
-    from agentscale.models.pull import not_pulled_notes
     from agentscale.optimize.problem import guessed_lengths_note
 
-    notes = unset_api_keys(space.models)
-    notes += not_pulled_notes({alias: model.model for alias, model in space.models.items()})
+    notes = unset_api_keys(space.models) + unpulled_models(space.models)
     guessed = guessed_lengths_note(space, [item.question for item in train])
     if guessed is not None:
         notes.append(guessed)

@@ -32,7 +32,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.simulated import sim_models_on_another_task
+from agentscale.graphs.simulated import sim_models_on_another_task, spec_routes
 from agentscale.graphs.spec import handbook_label
 
 if TYPE_CHECKING:
@@ -217,9 +217,7 @@ def eval_command(
             + f" · scorer {escape(evaluation.task.scorer_name)}",  # a JSONL task's was chosen without a word
             markup=True,
         )
-    spec = evaluation.graph.spec
-    routes = [model.model for model in spec.models.values()] + [node.model for node in spec.nodes]
-    warn_if(sim_models_on_another_task(routes, evaluation.task.name))
+    warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
     resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +10,12 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import err, print_json, print_plain
-from agentscale.cli._options import DbOption, JsonOption, unset_api_keys
+from agentscale.cli._options import DbOption, JsonOption, unpulled_models, unset_api_keys
 from agentscale.cli._space_notes import space_notes
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import LocatedData, load_located
-from agentscale.graphs.spec import GraphSpec, ModelSpec
+from agentscale.graphs.spec import GraphSpec
 from agentscale.graphs.validate import looks_like_best_known, looks_like_space, validate_fields
 from agentscale.models.routes import checked_spec
 
@@ -59,14 +58,6 @@ def validate_command(
         print_json(report)
     if not all(entry["valid"] for entry in report):
         raise typer.Exit(1)
-
-
-def _unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
-    """Bundled `local/` models whose weights are not on this machine (`not_pulled_notes`): a note, as
-    validate may run where the models are not needed (CI)."""
-    from agentscale.models.pull import not_pulled_notes
-
-    return not_pulled_notes({alias: model.model for alias, model in models.items()})
 
 
 def _missing_handbook(spec: GraphSpec, db: Path | None) -> list[str]:
@@ -124,7 +115,7 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         graph = Graph(spec, store=None, source=str(file))
     summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-    notes = unset_api_keys(spec.models) + _unpulled_models(spec.models) + _missing_handbook(spec, db)
+    notes = unset_api_keys(spec.models) + unpulled_models(spec.models) + _missing_handbook(spec, db)
     return summary, notes + _code_unsaid(spec, graph.runtime.answer_format)
 
 

@@ -21,7 +21,12 @@ def is_simulated(routes: Iterable[str | None]) -> bool:
 
 def spec_is_simulated(spec: GraphSpec) -> bool:
     """A graph whose models (aliases' routes, or routes named on nodes) include a sim/ route."""
-    return is_simulated([m.model for m in spec.models.values()] + [n.model for n in spec.nodes])
+    return is_simulated(spec_routes(spec))
+
+
+def spec_routes(spec: GraphSpec) -> list[str | None]:
+    """The routes a graph names: its aliases' and those written on its nodes (and their aliases)."""
+    return [m.model for m in spec.models.values()] + [n.model for n in spec.nodes]
 
 
 SIM_TASK_PREFIX = "sim:"
