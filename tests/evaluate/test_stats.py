@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from agentscale.evaluate.stats import (
@@ -45,7 +47,40 @@ def test_the_paired_interval_excludes_zero_exactly_when_mcnemar_rejects() -> Non
     # share of discordant items the exact bound allows, 1 - 0.025^(1/n)
     assert mcnemar_interval(0, 0, 10) == pytest.approx((-(1 - 0.025**0.1), 1 - 0.025**0.1))
     assert mcnemar_interval(0, 0, 100)[1] == pytest.approx(0.0362, abs=1e-4)
-    assert mcnemar_interval(5, 0, 10)[1] == pytest.approx(0.5)  # every discordant item the first's at most
+    # 5 discordant items of 10, all the first's: the difference is at most the discordant share, whose
+    # exact upper bound from 5 of 10 is 0.81 (it read 0.5: the observed share taken as known)
+    assert mcnemar_interval(5, 0, 10)[1] == pytest.approx(0.8129, abs=1e-4)
+    assert mcnemar_interval(1, 0, 100)[1] > mcnemar_interval(0, 0, 100)[1]  # one item more is no narrower
+
+
+def _coverage(n: int, discordant: float, won: float) -> float:
+    """The exact probability that the interval holds the true difference when each of `n` items is
+    discordant with chance `discordant`, won by the first with chance `won` (a trinomial sum)."""
+    truth = discordant * (2 * won - 1)
+    total = 0.0
+    for first in range(n + 1):
+        for second in range(n + 1 - first if won < 1 else 1):  # none won by the second when won is 1
+            low, high = mcnemar_interval(first, second, n)
+            if low <= truth <= high:
+                ways = math.comb(n, first) * math.comb(n - first, second)
+                total += (
+                    ways
+                    * (discordant * won) ** first
+                    * (discordant * (1 - won)) ** second
+                    * (1 - discordant) ** (n - first - second)
+                )
+    return total
+
+
+@pytest.mark.parametrize(("n", "discordant", "won"), [(200, 0.1, 1.0), (40, 0.3, 1.0), (30, 0.3, 0.8)])
+def test_the_paired_interval_holds_the_true_difference_at_least_95_percent_of_the_time(
+    n: int, discordant: float, won: float
+) -> None:
+    """When one graph wins every discordant item, an interval that takes the observed discordant share
+    as known held the true difference in 47% of draws at 200 items (10% discordant), 55% at 40 items
+    (30%), and 89% at 30 items when it won 80% of them: the report's advantage over the best single
+    call read as surer than it was."""
+    assert _coverage(n, discordant, won) >= 0.95
 
 
 def test_the_wilson_interval_of_no_items_is_everything_rather_than_a_crash() -> None:
