@@ -33,6 +33,20 @@ def self_consistency(alias: str, n: int, chooser: str = "vote") -> CandidateGrap
     return CandidateGraph(nodes, frozenset((i, n) for i in range(n)))
 
 
+def why_no_vote(problem: SearchProblem, alias: str, chooser: str = "vote") -> str:
+    """Why `max_samples` found no self-consistency of `alias`: the report's baselines then lack that
+    row, and a user who hand-tunes self-consistency looks for it first."""
+    smallest = self_consistency(alias, 3, chooser)  # a vote of two passes one answer on: no candidate
+    if chooser not in problem.roles:
+        return f"the space's roles have no '{chooser}'"
+    if smallest.size > problem.max_nodes:
+        return f"max_nodes {problem.max_nodes} holds no {chooser} of 3 samples ({smallest.size} nodes)"
+    cost = problem.compute(smallest)
+    if problem.budget is not None and cost > problem.budget:
+        return f"3 samples of {alias} cost {cost:.2f} compute, over the budget of {problem.budget:g}"
+    return f"no {chooser} of {alias}'s samples fits the space"
+
+
 def wide(alias: str, width: int, aggregator: str) -> CandidateGraph:
     """`width` parallel answers merged by one `aggregator` node (fuser, critic or vote)."""
     model = None if aggregator in MODEL_FREE_ROLES else alias

@@ -45,7 +45,7 @@ from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation, run_front
 from agentscale.optimize.paired import PairedDifference, paired_difference
-from agentscale.optimize.pilot import max_samples, model_of_single, single
+from agentscale.optimize.pilot import max_samples, model_of_single, single, why_no_vote
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
@@ -134,6 +134,7 @@ class _TestSplit:
     advantage: Advantage | None = None
     refused: str | None = None
     front: dict[str, TestScore] = field(default_factory=dict)  # by graph key, with `objective.pareto`
+    no_vote: str | None = None  # why the best single's self-consistency is no baseline
 
 
 @dataclass
@@ -595,6 +596,8 @@ class Optimization:
         budget_stops = self._budget_stops_warning(best_train)
         if budget_stops is not None:
             warnings.append(budget_stops)
+        if tested.no_vote is not None:
+            warnings.append(f"no self-consistency baseline of the best single call on the test split: {tested.no_vote}")
         if tested.advantage is not None and len(tested.advantage.over) > 1:
             warnings.append(f"single calls tie on the test split: {', '.join(tested.advantage.over)}")
         return OptimizeResult(
@@ -818,6 +821,11 @@ class Optimization:
         if votes is not None and votes.size <= 1:
             votes = None
         graphs = [crowned.candidate, *others]
+        no_vote = (
+            why_no_vote(self.problem, top_model, self.problem.chooser)
+            if votes is None and top_model is not None
+            else None
+        )
         if votes is not None and votes.canonical_key != crowned.candidate.canonical_key:
             graphs.append(votes)  # when the vote was crowned, its one evaluation serves both rows
         scored = {c.canonical_key for c in graphs}
@@ -827,7 +835,7 @@ class Optimization:
             [self._score(name, candidate) for name, candidate in zip(names, graphs, strict=True)], SpendCapReached
         )
         by_key = {score.candidate.canonical_key: score for score in scores}
-        tested = _TestSplit(best=by_key.get(crowned.candidate.canonical_key))
+        tested = _TestSplit(best=by_key.get(crowned.candidate.canonical_key), no_vote=no_vote)
         tested.singles = {
             model_of_single(o.candidate): by_key[o.candidate.canonical_key]
             for o in raced

@@ -118,6 +118,9 @@ async def test_a_model_whose_every_call_fails_is_named_and_every_model_failing_s
     result = await optimization(text, store).run()
     assert [w for w in result.warnings if "every call of model bad failed" in w and "401" in w], result.warnings
     assert result.best is not None and result.best.accuracy == 1.0
+    # three nodes hold no vote of three: the baseline's absence is said, not left to be guessed
+    no_vote = "no self-consistency baseline of the best single call on the test split: max_nodes 3 holds no vote"
+    assert "vote" not in result.baselines and any(w.startswith(no_vote) for w in result.warnings), result.warnings
     scripted.reset()
     scripted.add_rule(Rule(status=401))
     fresh = Store(tmp_path / "fresh.db")  # no cached answer of the first run
