@@ -222,15 +222,20 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
 
 
 async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
+    from agentscale.report.simulated import simulated_label
+
     progress = progress_bar(quiet=quiet)
+    accuracy = simulated_label("best minibatch acc", optimization.simulated)
 
     def update(state: SearchProgress) -> None:
+        """The search's own count ("graphs searched"): the summary's evaluations also count the singles'
+        race, the crowning and the test split, and both said "evaluations"."""
         best = "—" if state.best_accuracy is None else f"{state.best_accuracy:.1%}"
         progress.update(
             bar,
             completed=state.iteration,
             description=state.stage,
-            status=f"{state.evaluations} evals · best minibatch acc {best} · {state.spent_calls} calls",
+            status=f"{state.evaluations} graphs searched · {accuracy} {best} · {state.spent_calls} calls",
         )
 
     with progress:

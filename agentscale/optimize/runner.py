@@ -622,7 +622,7 @@ class Optimization:
             warnings=warnings,
             front_tests=tested.front,
             front_paths=front_paths,
-            simulated=self._simulated(),
+            simulated=self.simulated,
         )
 
     def _budget_stops_warning(self, crowned: Observation) -> str | None:
@@ -644,14 +644,16 @@ class Optimization:
             "scored on what it answered within the budget, and best.yaml keeps the budget"
         )
 
-    def _simulated(self) -> bool:
-        """Whether the space's models include simulated ones (sim/ routes)."""
+    @property
+    def simulated(self) -> bool:
+        """Whether the space's models include simulated ones (sim/ routes): every figure the run shows,
+        its progress included, is then labelled as no model's."""
         return is_simulated(model.model for model in self.space.models.values())
 
     def _graph_yaml(self, candidate: CandidateGraph, suffix: str) -> str:
         """A searched graph as a runnable graph file, answering in the task's format."""
         description = f"found by agentscale optimize ({self.method_name}), run {self.run_id}"
-        if self._simulated():  # its figures are no model's
+        if self.simulated:  # its figures are no model's
             description += " on the SIMULATED population (sim/ models: no model accuracy)"
         spec = self.space.graph_spec(candidate, f"{self.space.name}-{suffix}", description=description)
         return dump_graph_spec(spec.model_copy(update={"answer_format": self.task.answer_format}))

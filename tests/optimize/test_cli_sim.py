@@ -152,8 +152,10 @@ def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
     space = tmp_path / "space.yaml"
     space.write_text(SPACE.replace("iterations: 3", "iterations: 1"))
     assert main(["optimize", str(space), "--no-test"]) == 0
-    said = capsys.readouterr().out
+    said, progress = capsys.readouterr()
     assert "SIMULATED: these numbers come from agentscale's simulated model population" in said
+    # the progress lines too, and their count is the search's, not the summary's "evaluations"
+    assert "graphs searched · SIMULATED best minibatch acc" in progress, progress
     # no empty test table, its headers alone (a new user's walk read it as a bug)
     assert "no graph scored on the test split" in said and "95% CI" not in said
 
