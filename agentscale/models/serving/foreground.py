@@ -42,6 +42,7 @@ from agentscale.models.serving.server import (
     VllmEndpoint,
     cpu_starts_lock,
     find_running,
+    first_error_line,
     install_signal_handlers,
     known_server,
     materialize,
@@ -286,7 +287,9 @@ def _follow(
                 code = server.process.poll()
                 if code is not None:
                     logs[index].copy_to(stream, final=True)
-                    say(f"server on port {server.endpoint.port} exited with code {code}; stopping")
+                    cause = first_error_line(server.log_path) if server.log_path else None
+                    said_cause = f" (first error in its log: {cause})" if cause else ""
+                    say(f"server on port {server.endpoint.port} exited with code {code}{said_cause}; stopping")
                     return 1  # it ends on its own only by failing (a dead engine core exits 0): Ctrl-C stops elsewhere
                 if not ready[index] and serves(server.endpoint.port, served_name, host, server.endpoint.api_key()):
                     ready[index] = True

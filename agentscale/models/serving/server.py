@@ -660,18 +660,36 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     or worker that fails is reported last by the API server's wrapper ("Engine core initialization
     failed. See root cause above."), the cause a hundred lines up (a damaged weights file)."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 1_048_576))
-            text = handle.read().decode("utf-8", errors="replace")
+        all_lines = _log_end(path)
     except OSError as exc:
         return f"(log unreadable: {exc})"
-    all_lines = text.splitlines()
     tail = all_lines[-lines:]
-    first = next((line for line in all_lines if _ERROR_LINE.search(line) and not _NOTICE_LINE.search(line)), None)
+    first = _first_error(all_lines)
     if first is None or first in tail:
         return "\n".join(tail)
     return "\n".join([f"first error: {first.strip()}", "...", *tail])
+
+
+def first_error_line(path: Path) -> str | None:
+    """The first error a server's log names (its last MB), None when it names none or is unreadable:
+    `serve` streams the whole log, and its root cause scrolls a hundred lines above the end."""
+    try:
+        first = _first_error(_log_end(path))
+    except OSError:
+        return None
+    return first.strip() if first is not None else None
+
+
+def _log_end(path: Path) -> list[str]:
+    """The lines of the log's last MB (a server's log grows with every request it logs)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 1_048_576))
+        return handle.read().decode("utf-8", errors="replace").splitlines()
+
+
+def _first_error(lines: list[str]) -> str | None:
+    return next((line for line in lines if _ERROR_LINE.search(line) and not _NOTICE_LINE.search(line)), None)
 
 
 def _slug(name: str) -> str:

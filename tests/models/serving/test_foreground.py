@@ -209,6 +209,29 @@ def test_a_served_model_whose_server_ends_is_a_failure(tmp_path) -> None:  # typ
     assert said[0].startswith("serving m at") and said[-1] == f"server on port {port} exited with code 0; stopping"
 
 
+def test_a_server_that_dies_is_said_with_the_first_error_of_its_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """serve streams ~230 log lines of a failed start; the root cause sat 120 lines above its last
+    line ("Engine core initialization failed. See root cause above"), where run and eval name it."""
+    import io
+
+    from agentscale.models.serving.foreground import _follow
+    from agentscale.models.serving.server import Server
+
+    log = tmp_path / "server.log"
+    cause = "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge"
+    log.write_text(
+        "INFO 12-07 loading weights\nWARNING 12-07 OSError: [Errno 24] ulimit is low\n"
+        + f"ERROR 12-07 {cause}\n"
+        + "x\n" * 120
+        + "RuntimeError: Engine core initialization failed. See root cause above.\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    server = Server(VllmEndpoint("http://127.0.0.1:9/v1", "m", 9), process, log, 0.0)  # type: ignore[arg-type]
+    said: list[str] = []
+    assert _follow([server], "m", "127.0.0.1", 30, io.StringIO(), said.append, None) == 1
+    assert said == [f"server on port 9 exited with code 1 (first error in its log: ERROR 12-07 {cause}); stopping"]
+
+
 def test_serve_holds_the_start_locks_until_its_server_answers(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`serve` let go of its start locks once its server was launched: a `run` started while it
     loaded found no server (a loading one does not answer), took the lock and started a second one,
