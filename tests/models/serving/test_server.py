@@ -509,9 +509,14 @@ def test_a_cancelled_start_stops_waiting_for_another_processs_conversion(tmp_pat
     import fcntl
     import time
 
+    from agentscale.models.serving import server
     from agentscale.models.serving.server import aensure_server
 
     monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path))
+    # no server of the model to find: the integration tests' one (run beside this test in one process
+    # when the folder runs unfiltered) is remembered by the process and listens on the shared port
+    monkeypatch.setattr(server._SERVERS, "by_name", {})
+    monkeypatch.setenv("AGENTSCALE_VLLM_PORT", str(_free_port()))
     models = tmp_path / "models"
     models.mkdir()
 
