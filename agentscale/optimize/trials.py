@@ -175,10 +175,12 @@ class TrialEvaluator:
     # evaluations run side by side while the spend cap and the order of stored trials hold
     _in_flight: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _tail: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
-    # graphs (canonical key) that an evaluation of this process saw stop on every item with no model
+    # graphs (canonical key) whose every evaluation in this process stopped on every item with no model
     # call answered, with the first item's reason: a model that is down, or a key that is missing,
-    # scores 0 there, which a run must say rather than rank
+    # scores 0 there, which a run must say rather than rank. One evaluation answered is enough to
+    # leave: a brief outage over one race step is the failed-calls warning's, not a dead model
     unanswered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _answered: set[str] = field(default_factory=set, init=False, repr=False)
     capped: str | None = field(default=None, init=False)  # why the spend cap refused an evaluation, once it has
 
     @property
@@ -286,8 +288,12 @@ class TrialEvaluator:
         if previous is not None:
             await asyncio.shield(previous)
         first = first_unanswered(results)
-        if first is not None and first.stopped_reason:
-            self.unanswered.setdefault(candidate.canonical_key, first.stopped_reason)
+        key = candidate.canonical_key
+        if first is None or not first.stopped_reason:
+            self._answered.add(key)
+            self.unanswered.pop(key, None)
+        elif key not in self._answered:
+            self.unanswered.setdefault(key, first.stopped_reason)
         correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         trial = self._trial(

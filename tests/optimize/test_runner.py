@@ -107,6 +107,24 @@ async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early
     assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
+@pytest.mark.parametrize(("step", "model"), [(slice(2, 4), None), (slice(0, 2), "bad")])
+async def test_one_race_step_lost_to_an_outage_does_not_stop_the_run(
+    tmp_path: Path, scripted: ScriptedServer, store: Store, step: slice, model: str | None
+) -> None:
+    """A model was marked "every call failed" when any one evaluation had every item fail, and never
+    cleared: a brief outage over one 2-item step of the singles' race (both models answered the step
+    before) stopped the whole run with "every model call of the single calls failed" and dropped its
+    trials; one model's first step lost named it as dead for good. Only a graph no evaluation of
+    which answered anything counts as unanswered."""
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
+    for item in run._train_order()[step]:  # the race's prefix grows 2, 4, 6, 8 items
+        scripted.add_rule(Rule(model=model, pattern=re.escape(item.question), status=500))
+    result = await run.run()
+    assert result.best is not None and result.best.accuracy == 1.0
+    assert not [w for w in result.warnings if "every call of model" in w], result.warnings
+    assert [w for w in result.warnings if "had model calls that failed" in w], result.warnings
+
+
 async def test_a_model_whose_every_call_fails_is_named_and_every_model_failing_stops_the_run(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
