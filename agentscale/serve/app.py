@@ -40,7 +40,7 @@ from agentscale.serve._replies import (
     usage_of,
 )
 from agentscale.serve._stream import RunStream, streamed_reply
-from agentscale.storage import database_trouble, sqlite_failure
+from agentscale.storage import busy, database_trouble, sqlite_failure
 
 log = logging.getLogger("agentscale.serve")
 
@@ -172,11 +172,20 @@ def create_app(
         twice, and an error the server did not foresee comes back the same, each time paid. A
         failure of the database (a full disk, a read-only file) is said, and it stops the server
         taking requests: each went on paying for model calls it could not record, and got an
-        unexplained 500."""
+        unexplained 500. A lock held past the busy timeout by another process fails this request
+        only (a 503 a client may retry): latched, it refused every later one until a restart."""
         cause = sqlite_failure(exc)
         if cause is None:
             log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
             return ApiError(500, "internal error while running the graph", "server_error", headers=NO_RETRY)
+        if busy(cause):
+            log.error("graph %s: the database was held by another process: %s", graph.name, cause)
+            return ApiError(
+                503,
+                f"the server's database was held by another process ({cause}); try again",
+                "server_error",
+                "storage_busy",
+            )
         if not database_failed:
             log.error("graph %s: the database failed: %s; refusing every request from now on", graph.name, cause)
             database_failed.append(f"{cause}: {database_trouble(cause)}")

@@ -23,6 +23,12 @@ def damaged(cause: sqlite3.DatabaseError) -> bool:
     return "malformed" in str(cause) or "not a database" in str(cause)
 
 
+def busy(cause: sqlite3.DatabaseError) -> bool:
+    """Whether `cause` is another connection holding the database past the busy timeout: it passes
+    when that one commits, unlike a full disk or a read-only file."""
+    return isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause))
+
+
 def database_trouble(cause: sqlite3.DatabaseError) -> str:
     """What the failure `cause` likely means, for the person who must fix it."""
     if damaged(cause):

@@ -582,6 +582,41 @@ def test_a_failed_database_is_said_and_stops_the_server_paying_for_calls(
         assert health.status_code == 503 and health.json()["status"] == "database failed"
 
 
+def test_a_lock_held_past_the_busy_timeout_fails_one_request_not_the_server(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Another process holding the database past the busy timeout (45 s in the serve-graph walk)
+    latched the server's "database failed": /health said so 15 s after the lock was gone, and every
+    later request was refused until a restart. A lock passes; only the request it met fails, with a
+    503 a client may retry. (The 30 s busy timeout shortened to keep the test short.)"""
+    import sqlite3
+
+    from agentscale import Gateway, GatewaySettings
+    from agentscale.storage import _opening
+    from tests.conftest import graph_yaml
+
+    monkeypatch.setattr(_opening, "_BUSY_TIMEOUT_S", 0.3)
+    store = Store(tmp_path / "held.db")
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, BODY), gateway=Gateway(store, GatewaySettings(max_retries=0)))
+    for url in serve(graph):
+        client = httpx.Client(base_url=url.removesuffix("/v1"), timeout=30)
+        ask = {"model": "served", "messages": [{"role": "user", "content": "What is 17 + 25?"}]}
+        holder = sqlite3.connect(store.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the busy timeout
+        held = client.post("/v1/chat/completions", json=ask)
+        holder.execute("COMMIT")
+        holder.close()
+        assert held.status_code == 503 and held.json()["error"]["code"] == "storage_busy", held.text
+        assert "x-should-retry" not in held.headers
+        assert client.get("/health").json()["status"] == "ok"
+        assert (
+            client.post(
+                "/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+            ).status_code
+            == 200
+        )
+
+
 def test_a_trailing_assistant_turn_is_not_the_question(served: str, scripted: ScriptedServer) -> None:
     """(A mutation audit: a one-line change to `message.role != "user"` survived every test.) A user would see a
     conversation ending in an assistant turn (a prefill, or a client replaying history) answered as if the
