@@ -66,6 +66,7 @@ def serve_graph_command(
     import uvicorn
 
     from agentscale.graphs.simulated import spec_is_simulated
+    from agentscale.memory.handbook import check_usable
     from agentscale.models.litellm_loader import get_litellm
     from agentscale.runtime.graph import Graph
     from agentscale.serve.app import create_app
@@ -73,6 +74,8 @@ def serve_graph_command(
     api_key = api_key_of(api_key_env)
     text = checked_graph_text(graph_file)
     graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), source=str(graph_file))
+    if graph.spec.memory is not None and graph.store is not None:  # every request got a bare 500
+        check_usable(graph.store, graph.spec.memory)
     app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
     listening = _listening_sockets(host, port)
     # litellm's import takes seconds: here, before the "serving" line, not in the first request

@@ -31,7 +31,7 @@ from agentscale.executors import Executor, ExecutorConfig, LocalExecutor, create
 from agentscale.graphs.result import Usage
 from agentscale.graphs.simulated import spec_is_simulated
 from agentscale.graphs.validate import load_spec_text
-from agentscale.memory.handbook import Handbook
+from agentscale.memory.handbook import check_usable
 from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
 from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
@@ -369,15 +369,7 @@ class Evaluation:
             raise AgentScaleError("an evaluation needs a database (store)")
         self.store = store
         if spec.memory is not None:  # fail before creating the run (a failed run was left per attempt)
-            book = Handbook(store, spec.memory.handbook, embedder=None)
-            book.require()
-            if not book.behaviors():  # it retrieved nothing, and the run was still labelled with it
-                raise AgentScaleError(
-                    f"handbook {spec.memory.handbook!r} holds no behavior (a build that failed or learned "
-                    "nothing leaves it empty): build it again, or evaluate without it"
-                )
-            if spec.memory.topic is not None:
-                book.check_topic(spec.memory.topic, "memory.topic")
+            check_usable(store, spec.memory)
         self.executor.check(self.graph)
         if run_id is None:
             digest = task_file_digest(config.task)

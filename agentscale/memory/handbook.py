@@ -24,7 +24,7 @@ from sqlmodel import col
 from sqlmodel import select as orm_select
 
 from agentscale.errors import AgentScaleError, SpecError
-from agentscale.graphs.spec import handbook_name_ok
+from agentscale.graphs.spec import Memory, handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
 from agentscale.memory.extract import Proposal, normalize_name, one_line
 from agentscale.storage import SQLITE_MAX_INTEGER
@@ -88,6 +88,21 @@ def list_handbooks(store: Store) -> list[dict[str, Any]]:
         {"handbook": row.name, "behaviors": counts.get(row.id, 0), "created": row.created, "revision": row.revision}
         for row in rows
     ]
+
+
+def check_usable(store: Store, memory: Memory) -> None:
+    """Refuse a graph's `memory:` whose handbook is missing, holds no behavior, or has no behavior of
+    its topic, before anything runs: an eval left a failed run per attempt, and a served graph answered
+    every request with an unexplained 500 while /health said ok."""
+    book = Handbook(store, memory.handbook, embedder=None)
+    book.require()
+    if not book.behaviors():  # it retrieved nothing, and the run was still labelled with it
+        raise AgentScaleError(
+            f"handbook {memory.handbook!r} holds no behavior (a build that failed or learned "
+            "nothing leaves it empty): build it again, or evaluate without it"
+        )
+    if memory.topic is not None:
+        book.check_topic(memory.topic, "memory.topic")
 
 
 class Handbook:

@@ -725,6 +725,18 @@ def test_serve_graph_refuses_an_unset_key_variable(env: Path, capsys: pytest.Cap
     assert code == 1 and "NOT_SET_KEY" in err
 
 
+def test_serve_graph_refuses_a_handbook_the_database_lacks_before_serving(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It served, /health said ok, and every request got a bare 500 "internal error while running the
+    graph" (HandbookNotFound was in the server's log only): eval and run refuse the graph at once."""
+    graph = env / "mem.yaml"
+    graph.write_text((env / "g.yaml").read_text().replace("name: cli\n", "name: cli\nmemory: {handbook: math}\n"))
+    code, _, err = run_cli(capsys, "serve-graph", str(graph), "--port", "9")
+    assert code == 1 and "no handbook 'math'" in err and "agentscale handbook build --handbook math" in err, err
+    assert "Traceback" not in err
+
+
 def test_runs_show_picks_the_wrong_items_and_limits_them(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`runs show` printed every item of a run (6.4 MB for a 5,000-item eval), with no way to see only
     what went wrong (a scale audit)."""
