@@ -151,6 +151,17 @@ class CallRequest:
             payload["json_schema"] = self.json_schema
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    @property
+    def seed(self) -> int:
+        """A sampled call's seed: reproducible, so a cache miss re-creates what the cache would have
+        held, and the request's own. The sample index alone seeded vLLM's random stream identically
+        for every question: Qwen 0.5B's sample 0 skipped its reasoning on 12 of 12 questions and
+        samples 1 and 2 on none, so one model's samples erred together across a whole eval.
+        The simulator hashes the prompt into its draws itself and keeps the index."""
+        if self.model.hashes_prompt_into_samples:
+            return self.sample_index
+        return int(self.cache_key()[:8], 16) & 0x7FFFFFFF
+
 
 @dataclass(frozen=True)
 class CallResult:
@@ -487,9 +498,7 @@ class Gateway:
                 "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True},
             }
         if request.temperature > 0:
-            # The sample index as seed: vLLM (and the simulator) then give each sampled slot its own,
-            # reproducible sample, so a cache miss re-creates what the cache would have held.
-            kwargs["seed"] = request.sample_index
+            kwargs["seed"] = request.seed  # each sampled slot of each prompt its own, reproducible sample
         if endpoint.replicas:
             return await self._call_replicas(endpoint, kwargs, timeout, budgeted=budgeted)
         if endpoint.api_base:

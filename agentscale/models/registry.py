@@ -28,6 +28,10 @@ class ModelInfo:
     output_per_mtok: float | None = None
     description: str = ""
     answer_style: AnswerStyle | None = None  # None: by family, from the route's name
+    # its provider draws each sample from a hash of the prompt and the seed (the simulator), so the
+    # sample index alone may be its seed; a server such as vLLM seeds one random stream with it,
+    # the same stream for every prompt
+    hashes_prompt_into_samples: bool = False
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -105,6 +109,7 @@ class ResolvedModel:
     output_per_mtok: float | None = None
     max_concurrency: int | None = None
     answer_style: AnswerStyle = "final_line"
+    hashes_prompt_into_samples: bool = False  # `ModelInfo`'s: which seed its sampled calls get
 
     @property
     def endpoint(self) -> str:
@@ -131,6 +136,7 @@ def resolve(name: str, spec: ModelSpec | None) -> ResolvedModel:
         input_per_mtok=info.input_per_mtok,
         output_per_mtok=info.output_per_mtok,
         answer_style=info.answer_style or family_answer_style(route),
+        hashes_prompt_into_samples=info.hashes_prompt_into_samples,
     )
     if spec is None:
         return resolved

@@ -112,6 +112,7 @@ def register_models() -> None:
                 input_per_mtok=0.0,
                 output_per_mtok=0.0,
                 description=model.description + " (agentscale simulator; accuracies are simulated)",
+                hashes_prompt_into_samples=True,  # its draws hash the messages with the seed (provider.py)
             ),
             replace=False,  # a plug-in: facts the user registered for a sim route before it loaded stay
         )
