@@ -297,6 +297,11 @@ def test_math_accepts_equivalent_answers(answer: str, reference: str) -> None:
         ("12, not 13", "13"),  # the explanation's number
         ("No idea", "no"),
         ("yes and no", "yes"),
+        # formulas math-verify cannot parse, read as their first number (CHAMP's; a real-model walk)
+        ("2", "2^floor(n/2)*floor(n/2)!"),
+        ("1", "sum_(k=1)^n 1/k"),
+        ("1", "sum_(i=1)^n i^3"),
+        ("Let me count. For n = 1 the sum is 1, and for", "sum_(i=1)^n i^2"),  # cut before its answer
     ],
 )
 def test_math_rejects_different_answers(answer: str, reference: str) -> None:

@@ -155,6 +155,21 @@ def _leading_formula(answer: str) -> str | None:
     return lead.group(1)
 
 
+# a one-letter name (n, k, x) outside a word or a LaTeX command; a leading `x =` names the answer
+_VARIABLE = re.compile(r"(?<![A-Za-z\\])[A-Za-z](?![A-Za-z])")
+_ASSIGNED = re.compile(r"^[ \t]*+[A-Za-z][ \t]*+=")
+
+
+def _misread(reference: str, gold: list[Any]) -> bool:
+    """Whether math-verify read a formula of a variable as a bare number: it cannot parse `floor(...)`
+    or `sum_(i=1)^n` and returns the first number it meets, so "2" matched `2^floor(n/2)*floor(n/2)!`
+    and "1" (or a reply cut before its answer, read as its first number) matched `sum_(k=1)^n 1/k`.
+    A constant cannot equal an expression in n: such a reference is matched by its text only."""
+    from sympy import Number
+
+    return bool(gold) and isinstance(gold[0], Number) and _VARIABLE.search(_ASSIGNED.sub("", reference)) is not None
+
+
 def score_math(answer: str | None, item: TaskItem) -> Score:
     """Correct when the answer is mathematically equivalent to (or textually equals) a reference."""
     if answer is None or not answer.strip():
@@ -174,7 +189,8 @@ def score_math(answer: str | None, item: TaskItem) -> Score:
             return Score(True, f"text match with {reference!r}")
         if is_prose(reference):
             continue
-        if _verify(_parse(reference, wrap=True), pred):
+        gold = _parse(reference, wrap=True)
+        if not _misread(reference, gold) and _verify(gold, pred):
             return Score(True, f"equivalent to {reference!r}")
     shown = ", ".join(repr(str(p)) for p in pred[:1]) or "nothing parseable"
     return Score(False, f"expected {item.reference!r}, got {shown}")
