@@ -82,6 +82,15 @@ def test_reasoning_gym_references_score_correct_and_wrong_answers_do_not(name: s
     assert all(task.score(item.reference, item).correct for item in task.items)
     assert not any(task.score(str(int(item.reference) + 1), item).correct for item in task.items)
     assert not any(task.score("I do not know", item).correct for item in task.items)
+    # two numbers offered as one answer are refused (design.md): gsm_symbolic's own scorer took the first
+    for item in task.items[:5]:
+        other = str(int(item.reference) + 1)
+        for hedge in (
+            f"{item.reference} or {other}",
+            f"{item.reference}, {other}",
+            f"between {item.reference} and {other}",
+        ):
+            assert not task.score(hedge, item).correct, (hedge, item.reference)
 
 
 def test_reasoning_gym_is_deterministic_per_seed() -> None:

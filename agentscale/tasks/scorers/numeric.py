@@ -132,6 +132,12 @@ def parse_number(text: str) -> list[Fraction] | None:
     return [value, value / 100] if percent else [value]
 
 
+def several_numbers(text: str) -> bool:
+    """Whether `text` offers more than one number ("3 or 4", "between 3 and 4", "3, 4"): no answer
+    to a question that asks for one, however the scorer behind it reads it."""
+    return parse_number(text) is None and len(_ANY.findall(_clean(text))) > 1
+
+
 def is_number(text: str) -> bool:
     """True when ``text`` is one written number and nothing else (no surrounding words)."""
     return _FULL.fullmatch(_clean(text)) is not None

@@ -14,7 +14,7 @@ from typing import Any, get_type_hints
 
 from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
 from agentscale.tasks.errors import TaskError, TaskOptionError, check_generated_size
-from agentscale.tasks.scorers.numeric import is_number
+from agentscale.tasks.scorers.numeric import is_number, several_numbers
 
 PREFIX = "rg"
 DEFAULT_SIZE = 200
@@ -128,6 +128,8 @@ def load_reasoning_gym(
     def score_rg(answer: str | None, item: TaskItem) -> Score:
         if answer is None or not answer.strip():
             return Score(False, "no answer")
+        if is_number(item.reference) and several_numbers(answer):  # gsm_symbolic's scorer took the first
+            return Score(False, f"several numbers offered as one answer: {answer[:80]!r}")
         entry = raw.get(item.id)
         if entry is None or entry["question"] != item.question:
             # An item rebuilt elsewhere (e.g. from storage): score from its own fields.
