@@ -85,7 +85,7 @@ class ItemSet:
 
     def trace_data(self) -> dict[str, Any]:
         """Per row, its calls: `[node, role, route, status, [[msg role, text ref]...], completion ref,
-        answer, prompt tokens, completion tokens, latency_s, cached, error]`."""
+        answer, prompt tokens, completion tokens, latency_s, cached, error, truncated]`."""
         return {"strings": self.strings.texts, "calls": self.traces}
 
 
@@ -151,7 +151,7 @@ def _of_run(table: Any, columns: tuple[str, ...], run_id: str, key_prefix: str) 
 def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[str, int], items: ItemSet) -> None:
     columns = (
         *("item_key", "node_id", "role", "route", "status", "messages_json", "completion", "answer"),
-        *("prompt_tokens", "completion_tokens", "latency_s", "cached", "error"),
+        *("prompt_tokens", "completion_tokens", "latency_s", "cached", "error", "truncated"),
     )
     query = _of_run(CALLS, columns, run_id, key_prefix)
     ref = items.strings.ref
@@ -169,6 +169,7 @@ def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[st
         latency,
         cached,
         error,
+        truncated,
     ) in connection.execute(query):
         row = position.get(key)
         if row is None:  # calls of an item cut off before it was recorded
@@ -190,5 +191,6 @@ def _read_calls(connection: Any, run_id: str, key_prefix: str, position: dict[st
                 round(latency, 4),
                 int(cached),
                 error,
+                int(bool(truncated)),  # the reply ended at its max_tokens: "ok, cut", as `runs show` says
             ]
         )

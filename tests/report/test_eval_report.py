@@ -261,6 +261,36 @@ def test_the_figures_cards_are_the_stored_items_own(eval_run, capsys) -> None:  
     assert fact(text, "USD") == ("unknown" if usd is None else usd_text(usd))
 
 
+def test_a_reply_cut_at_max_tokens_reads_ok_cut_in_its_trace(
+    tmp_path, scripted, monkeypatch, open_page, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """`runs show` marks a node whose reply ended at its max_tokens `ok, cut`, as design.md says the
+    trace tables do; the report's trace said a plain `ok` (a report walk)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "runs.db"))
+    scripted.add_rule(Rule(pattern="What is 1 \\+ 1", replies=["Let me think about"], finish_reason="length"))
+    graph = tmp_path / "one.yaml"
+    graph.write_text(
+        f'models:\n  m: {{model: hosted_vllm/scripted, api_base: "{scripted.api_base}"}}\n'
+        "name: one\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    )
+    data = tmp_path / "items.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3)
+        )
+    )
+    assert main(["eval", str(graph), "--task", str(data), "--scorer", "exact", "--json"]) == 0
+    run = {**json.loads(capsys.readouterr().out), "tmp": tmp_path}
+    page = open_page(write(run, capsys))
+    rows = page.locator("div.items tr.item-row")
+    statuses = []
+    for index in range(rows.count()):
+        rows.nth(index).click()
+        statuses.append(page.locator("tr.trace-row .node-status").inner_text())
+        rows.nth(index).click()
+    assert sorted(statuses) == ["ok", "ok", "ok, cut"], statuses
+
+
 def test_an_eval_answered_from_the_cache_counts_hits_apart_and_its_traces_say_so(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
     """The same eval again: every call a cache hit. The card says 0 calls (+18 cache hits), as the
     command does, and each node's trace says "cache hit" with its own prompt and completion tokens.
