@@ -118,7 +118,8 @@ class OptimizeReport:
 
     def raced_arms(self, kind: str) -> dict[str, Arm]:
         """Each graph raced on the train split — the models alone (`kind` "baseline") or the crowning
-        pool ("crown") — its race steps (one trial each) merged into one arm."""
+        pool ("crown") — its race steps (one trial each) merged into one arm; for "search", each
+        graph's minibatch evaluations merged, an item counted once at its latest verdict."""
         steps: dict[str, list[Trial]] = {}
         for trial in self.trials:
             if trial.kind == kind:
@@ -140,7 +141,9 @@ class OptimizeReport:
         crowned = crowned_trial(self.trials, self.summary)
         singles = self.raced_arms("baseline")
         ours = None
-        if crowned is not None and crowned.kind in ("crown", "baseline"):  # raced: all its race steps
+        # raced: all its race steps; searched (a run stopped before its crowning): all its minibatches,
+        # as the front counts it (one lucky 8-item minibatch, 87.5%, led beside 73.3% on 30 items)
+        if crowned is not None and crowned.kind in ("crown", "baseline", "search"):
             ours = replace(self.raced_arms(crowned.kind)[crowned.key], name=f"{self.crowned_word} graph")
             crowned = ours.trial
         tests = [t for t in self.trials if t.kind == "test"]
