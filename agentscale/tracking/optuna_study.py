@@ -13,6 +13,7 @@ Re-exporting a run replaces its study; a study of that name that is not the run'
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,16 +62,17 @@ def export_study(
     try:
         if _in_memory(storage):
             raise ValueError("an in-memory database keeps nothing once the command ends: name a file")
-        if name in optuna.study.get_all_study_names(storage):
-            owner = optuna.load_study(study_name=name, storage=storage).user_attrs.get("agentscale_run_id")
+        opened = _opened(optuna, storage)
+        if name in optuna.study.get_all_study_names(opened):
+            owner = optuna.load_study(study_name=name, storage=opened).user_attrs.get("agentscale_run_id")
             if owner != run.id and not replace:
                 whose = f"agentscale run {owner}'s" if owner else "not written by agentscale"
                 raise AgentScaleError(
                     f"Optuna storage {shown!r} already holds a study named {name!r} ({whose}): "
                     "pass another --study name, or --replace to overwrite it"
                 )
-            optuna.delete_study(study_name=name, storage=storage)
-        study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
+            optuna.delete_study(study_name=name, storage=opened)
+        study = optuna.create_study(storage=opened, study_name=name, directions=["maximize", "minimize"])
     except (ValueError, ImportError, SQLAlchemyError) as exc:  # a malformed URL, an unknown or missing
         # backend (NoSuchModuleError), a database that cannot be opened (OperationalError)
         raise AgentScaleError(f"Optuna storage {shown!r}: {str(exc).splitlines()[0]}") from None
@@ -114,6 +116,26 @@ def export_study(
             )
         )
     return StudyExport(storage, name, len(search))
+
+
+_CREATION_TRIES = 5
+
+
+def _opened(optuna: Any, storage: str) -> Any:
+    """The storage, its tables made by this process or another: two exports into a fresh storage at
+    once (runs of one --db share `<db folder>/optuna.db`) raced to create Optuna's schema, and one
+    failed ("UNIQUE constraint failed: alembic_version", "table studies already exists"). The
+    loser finds the tables the winner made on a later try."""
+    tries = 0
+    while True:
+        try:
+            return optuna.storages.RDBStorage(storage)
+        except SQLAlchemyError as exc:
+            tries += 1
+            racing = "already exists" in str(exc) or "UNIQUE constraint failed" in str(exc) or "locked" in str(exc)
+            if not racing or tries == _CREATION_TRIES:
+                raise
+            time.sleep(0.1 * tries)
 
 
 def sqlite_storage(path: Path) -> str:

@@ -165,3 +165,31 @@ def test_the_study_labels_the_pilot_and_carries_the_crowned_graphs_scores(
     assert summary["best"] and study.user_attrs["crowned_test"] == summary["best"]
     assert study.user_attrs["baselines_test"] == summary.get("baselines")
     assert study.user_attrs["method"] == method and study.user_attrs["space"] == "simreport"
+
+
+def test_exports_at_once_into_a_fresh_storage_all_land(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Runs of one --db share `<db folder>/optuna.db`; two exports at once into it raced to create
+    Optuna's tables and one failed (UNIQUE constraint failed: alembic_version; 2 of 4 tries in the
+    serve-graph walk). Four exports of one run, each under its own study name, at once."""
+    import threading
+
+    from agentscale.tracking.optuna_study import export_study, sqlite_storage
+
+    run_id = _optimized(tmp_path, monkeypatch, capsys)
+    store, storage = Store(tmp_path / "o.db"), sqlite_storage(tmp_path / "fresh.db")
+    start, failures = threading.Barrier(4), []
+
+    def export(index: int) -> None:
+        start.wait()
+        try:
+            export_study(store, run_id, storage, f"copy-{index}")
+        except Exception as exc:  # whatever it was, the test names it
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=export, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(optuna.study.get_all_study_names(storage)) == [f"copy-{index}" for index in range(4)]
