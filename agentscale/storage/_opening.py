@@ -99,11 +99,13 @@ def unopenable(path: Path, error: OSError | DBAPIError) -> str:
 
 
 def _disk_full(folder: Path) -> bool:
-    """Less room in `folder` than SQLite's shared-memory file takes (32 KiB) and a page or two more."""
+    """Less room in `folder` than SQLite's shared-memory file takes (32 KiB) and a page or two more;
+    not a pseudo filesystem (/proc, /sys: no size at all), which "free some space" cannot help."""
     try:
-        return shutil.disk_usage(folder).free < _LEAST_ROOM_BYTES
+        usage = shutil.disk_usage(folder)
     except OSError:
         return False
+    return usage.total > 0 and usage.free < _LEAST_ROOM_BYTES
 
 
 # agentscale's tables (`storage/tables.py`), not every SQLModel table of the process: an app with

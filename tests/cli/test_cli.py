@@ -1501,6 +1501,16 @@ def test_a_database_on_a_full_disk_says_the_disk_is_full(tmp_path: Path) -> None
     assert done.returncode == 1 and "cannot be opened: the disk holding it is full" in said, done.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_a_database_on_a_pseudo_filesystem_is_not_said_to_be_on_a_full_disk(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """/proc reports no size at all (total 0, free 0): `--db /proc/x.sqlite` read "the disk holding it
+    is full ... free some space", advice nothing could follow (the serve-graph walk)."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--n", "1", "--db", "/proc/x.sqlite")
+    assert code == 1 and "database /proc/x.sqlite cannot be opened" in err and "full" not in err, err
+
+
 def test_validate_reads_the_database_it_checks_without_changing_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """validate opened the database as any command would: an empty file became a database of 9
     tables, an earlier release's file gained columns and WAL mode (a store audit)."""
