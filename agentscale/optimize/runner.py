@@ -596,6 +596,13 @@ class Optimization:
         budget_stops = self._budget_stops_warning(best_train)
         if budget_stops is not None:
             warnings.append(budget_stops)
+        if not history and singles.raced:  # exit 0 and "finished 1 iterations" said nothing of it
+            warnings.append(
+                f"the search evaluated no graph beyond the single calls ({stopped}; iterations "
+                f"{settings.iterations}, max_nodes {self.problem.max_nodes}: every graph it proposed was a "
+                "single call already measured, or none fitted): the crowned graph is a single call; raise "
+                "optimizer.iterations or max_nodes to search graphs"
+            )
         if tested.no_vote is not None:
             warnings.append(f"no self-consistency baseline of the best single call on the test split: {tested.no_vote}")
         if tested.advantage is not None and len(tested.advantage.over) > 1:

@@ -107,6 +107,19 @@ async def test_a_model_far_behind_the_best_stops_answering_the_train_split_early
     assert "(0/4)" in train and "/16)" in train and "4 items" in train
 
 
+async def test_a_search_that_evaluated_no_graph_says_so(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
+    """`iterations: 1` is the pilot alone, and with 3 nodes the pilot is the single calls (a vote of two
+    is no candidate): the run searched nothing, crowned a single call and said "finished 1 iterations"
+    (a real-model walk)."""
+    text = space_text(tmp_path, scripted.api_base).replace("iterations: 3", "iterations: 1")
+    result = await optimization(text, store).run()
+    assert result.history == [] and result.best is not None
+    said = [w for w in result.warnings if w.startswith("the search evaluated no graph beyond the single calls")]
+    assert said and "iterations 1, max_nodes 3" in said[0], result.warnings
+    searched = await optimization(space_text(tmp_path, scripted.api_base, max_nodes=4), Store(tmp_path / "b.db")).run()
+    assert searched.history and not [w for w in searched.warnings if w.startswith("the search evaluated no graph")]
+
+
 @pytest.mark.parametrize(("step", "model"), [(slice(2, 4), None), (slice(0, 2), "bad")])
 async def test_one_race_step_lost_to_an_outage_does_not_stop_the_run(
     tmp_path: Path, scripted: ScriptedServer, store: Store, step: slice, model: str | None
