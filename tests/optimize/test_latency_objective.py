@@ -78,3 +78,24 @@ async def test_a_resume_scores_on_the_latency_reference_the_run_had(tmp_path: Pa
     assert [seq for seq, _ in after] == [seq for seq, _ in before]
     # measured latencies are not exactly reproducible (two uninterrupted runs differ too): ~1e-4 here
     assert [reward for _, reward in after] == pytest.approx([reward for _, reward in before], abs=0.01)
+
+
+async def test_the_runs_front_is_the_one_its_report_reads_back(tmp_path: Path) -> None:
+    """The summary's front pooled the singles' race as one merged observation, the report and `runs
+    show` its stored steps: a single call of g7 read 2.27 s in the summary and 2.31 s in the report
+    (the report walk). The runner now reads its front back as they do."""
+    from agentscale.optimize.trials import stored_front
+
+    text = (
+        'name: simspace\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
+        "models:\n  l1: {model: sim/llama-1b}\n  l8: {model: sim/llama-8b}\n  g7: {model: sim/gemma-7b}\n"
+        "roles: [assistant, critic, fuser, vote]\nmax_nodes: 5\nbudget: {compute: 20}\n"
+        "optimizer: {method: agent-reinforce, iterations: 4, samples: 3, minibatch: 8, seed: 0}\n"
+    )
+    space = space_from_data(load_located(text, "space.yaml"), "space.yaml")
+    store = Store(tmp_path / "f.db")
+    result = await Optimization(space, Gateway(store), space_text=text, score_test=False).run()
+    read_back = stored_front(store, result.run_id, space, None)
+    assert [(o.candidate.canonical_key, o.latency_s, o.accuracy, o.n_items) for o in result.pareto] == [
+        (o.candidate.canonical_key, o.latency_s, o.accuracy, o.n_items) for o in read_back
+    ]
