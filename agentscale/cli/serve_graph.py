@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -28,6 +27,8 @@ from agentscale.serve import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from agentscale.serve.app import Admission
 
 GRACE_S = 30  # how long a stop waits for the requests in flight before it stops them
 
@@ -96,26 +97,32 @@ def serve_graph_command(
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACE_S, lifespan="off"
     )
-    server = _announcing_server(config, lambda: int(app.state.admission.in_flight))
+    server = _announcing_server(config, app.state.admission)
     _serve_until_stopped(server, listening)
 
 
-def _announcing_server(config: uvicorn.Config, in_flight: Callable[[], int]) -> uvicorn.Server:
+def _announcing_server(config: uvicorn.Config, admission: Admission) -> uvicorn.Server:
     """uvicorn's server, saying at the first Ctrl-C (or SIGTERM) what the graceful stop waits for:
     it waited up to 30 s in silence with requests in flight, which read as a hang, and a second
-    Ctrl-C (which stops at once) was nowhere said. `in_flight`: the graph runs going on or waiting
-    (uvicorn's own tasks also count a request whose reply has gone out but whose task has not ended)."""
+    Ctrl-C (which stops at once) was nowhere said. The graph runs going on get the grace; those
+    still waiting for a turn are answered their 503 at once (they waited the grace out for it)."""
     import uvicorn
 
     class Announcing(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             first = not self.should_exit
             super().handle_exit(sig, frame)
-            if first and (running := in_flight()):
+            if not first:
+                return
+            waiting = admission.waiting
+            admission.stop_waiting()
+            if running := admission.in_flight - waiting:
                 err.print(
                     f"stopping: {running} request(s) in flight get up to {GRACE_S} s to finish; Ctrl-C again stops "
                     "them now (their runs are stored interrupted)"
                 )
+            if waiting:
+                err.print(f"stopping: {waiting} request(s) waiting for a turn were answered 503 server_stopping")
 
     return Announcing(config)
 

@@ -18,6 +18,20 @@ class Admission:
         self._running = asyncio.Semaphore(max_running)
         self._capacity = max_running + max_waiting
         self.in_flight = 0  # running or waiting for a turn
+        self._waiting: set[asyncio.Task[Any]] = set()  # not yet given a turn
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def stop_waiting(self) -> None:
+        """Stop the requests still waiting for a turn, from any thread (the server's stop signal):
+        they waited the graceful stop out for their 503 (32 s in the serve-graph walk), or started
+        runs the grace might cut once their calls were paid. Each gets its 503 `server_stopping` now
+        (a client may retry elsewhere); they never ran, so no run is stored for them."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: [task.cancel() for task in list(self._waiting)])
 
     def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """`work` as a task that waits for its turn, counted from now: a streamed reply's status 200
@@ -31,16 +45,20 @@ class Admission:
             headers = {"Retry-After": "1"}
             raise ApiError(429, "too many requests waiting; retry later", "rate_limit_error", "rate_limited", headers)
         self.in_flight += 1
+        self._loop = asyncio.get_running_loop()
 
         async def in_turn() -> T:
             async with self._running:
+                self._waiting.discard(task)
                 return await work
 
         def settle(_: asyncio.Task[T]) -> None:
             self.in_flight -= 1
+            self._waiting.discard(task)
             work.close()  # a task cancelled before its first step never awaited `work`: closed, not warned of
 
         task = asyncio.ensure_future(in_turn())
+        self._waiting.add(task)
         task.add_done_callback(settle)
         return task
 

@@ -34,7 +34,10 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
 
 
-STOPPING = ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
+def stopping() -> ApiError:
+    """The 503 of a request the stopping server ends (a fresh one each time: raised, an exception
+    keeps its traceback, and one shared instance would gather every request's)."""
+    return ApiError(503, "the server is stopping; this request's run was stopped", "server_error", "server_stopping")
 
 
 def error_response(error: ApiError) -> JSONResponse:

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentscale.graphs.result import RunResult
 from agentscale.serve._admission import stop
-from agentscale.serve._replies import STOPPING, ApiError, finish_reason_of, no_answer, run_of, usage_of
+from agentscale.serve._replies import ApiError, finish_reason_of, no_answer, run_of, stopping, usage_of
 
 
 class RunStream(StreamingResponse):
@@ -43,7 +43,7 @@ class RunStream(StreamingResponse):
             # "Exception in ASGI application" traceback in the server's log; ended without a word, a
             # client read a cut connection, not the 503 a JSON request gets
             with contextlib.suppress(Exception):  # the connection may be gone already
-                await send({"type": "http.response.body", "body": _sse(STOPPING.body()), "more_body": False})
+                await send({"type": "http.response.body", "body": _sse(stopping().body()), "more_body": False})
         finally:
             await stop(self.run)
 
@@ -72,6 +72,8 @@ async def streamed_reply(
     try:
         while not (await asyncio.wait({run}, timeout=keep_alive_s))[0]:
             yield b": the graph is still running\n\n"
+        if run.cancelled():  # the stopping server ended its wait for a turn (a client that left ended the stream)
+            raise stopping()
         result = run.result()
         if result.answer is None:
             raise no_answer(result)

@@ -30,12 +30,12 @@ from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
 from agentscale.serve._replies import (
     NO_RETRY,
-    STOPPING,
     ApiError,
     error_response,
     finish_reason_of,
     no_answer,
     run_of,
+    stopping,
     unknown_model,
     usage_of,
 )
@@ -238,7 +238,7 @@ def create_app(
         except Exception as exc:
             raise _internal_error(exc) from None
         except asyncio.CancelledError:  # the server stops: its graceful shutdown timed out on this request
-            return error_response(STOPPING)  # its run is stopped (stored interrupted); a client may retry
+            return error_response(stopping())  # its run is stopped (stored interrupted); a client may retry
 
     async def answer(request: Request) -> JSONResponse | StreamingResponse:
         if database_failed:  # before any model call: its cost could not be recorded
@@ -309,10 +309,13 @@ async def _unless_the_client_leaves(request: Request, task: asyncio.Task[RunResu
     try:
         await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        left = leaving.done()
         leaving.cancel()
         await stop(task)  # the client left, or this handler is cancelled (shutdown)
-    if task.cancelled():
-        raise ApiError(499, "the client closed the request; its run was stopped", code="client_closed_request")
+    if task.cancelled():  # the client left, or the stopping server ended its wait for a turn
+        if left:
+            raise ApiError(499, "the client closed the request; its run was stopped", code="client_closed_request")
+        raise stopping()
     return task.result()
 
 

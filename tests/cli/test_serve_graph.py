@@ -164,6 +164,56 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scrip
     assert "stopping: 1 request(s) in flight get up to 30 s to finish; Ctrl-C again stops them now" in said
 
 
+def test_requests_waiting_for_a_turn_are_answered_at_once_when_the_server_stops(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    """With --max-concurrency 1, a stop said "3 request(s) in flight ... get up to 30 s" and the two
+    that waited for a turn, which could never start, waited the grace out for their 503 (the
+    serve-graph walk). They get it at once; the running one still finishes."""
+    scripted.latency_s = 4.0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command, env = _command(tmp_path, port)
+    (tmp_path / "g.yaml").write_text(graph_yaml(scripted.api_base, GRAPH.replace("sim/llama-8b", "m")))
+    process = subprocess.Popen(
+        [*command, "--max-concurrency", "1"], stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
+    )
+    replies: dict[str, tuple[int, str | None, float]] = {}
+
+    def ask(question: str) -> None:
+        body = {"model": "served", "messages": [{"role": "user", "content": question}]}
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
+        code = reply.json().get("error", {}).get("code") if reply.status_code != 200 else None
+        replies[question] = (reply.status_code, code, time.monotonic())
+
+    askers = [threading.Thread(target=ask, args=(question,)) for question in ("first", "second", "third")]
+    try:
+        _wait_until_serving(process, port)
+        askers[0].start()
+        deadline = time.monotonic() + 60
+        while not scripted.completion_requests:  # the first run is at its model call
+            assert time.monotonic() < deadline, "the request never reached the model"
+            time.sleep(0.05)
+        for asker in askers[1:]:
+            asker.start()
+        time.sleep(0.5)  # both waiting for the one turn
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        for asker in askers:
+            asker.join(timeout=60)
+    assert replies["first"][:2] == (200, None), replies
+    assert replies["second"][:2] == replies["third"][:2] == (503, "server_stopping"), replies
+    assert (
+        replies["second"][2] < replies["first"][2] and replies["third"][2] < replies["first"][2]
+    )  # not after the grace
+    said = " ".join(stderr.split())
+    assert "stopping: 1 request(s) in flight get up to 30 s" in said and "2 request(s) waiting for a turn" in said, said
+    assert len(scripted.completion_requests) == 1 and "Traceback" not in stderr
+
+
 def test_litellm_is_imported_before_the_server_says_it_is_serving(tmp_path: Path) -> None:
     """The first request paid litellm's import (8.5 s where the next took 0.03 s): the import now
     comes before the "serving" line (`-X importtime` writes each import to stderr as it happens)."""
