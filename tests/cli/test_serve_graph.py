@@ -3,6 +3,7 @@ listen on is an error before anything says "serving"."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -182,10 +183,18 @@ def test_requests_waiting_for_a_turn_are_answered_at_once_when_the_server_stops(
     replies: dict[str, tuple[int, str | None, float]] = {}
 
     def ask(question: str) -> None:
-        body = {"model": "served", "messages": [{"role": "user", "content": question}]}
+        streamed = question == "third"  # a streamed reply ends with the error event instead
+        body = {"model": "served", "messages": [{"role": "user", "content": question}], "stream": streamed}
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
-        code = reply.json().get("error", {}).get("code") if reply.status_code != 200 else None
-        replies[question] = (reply.status_code, code, time.monotonic())
+        if streamed:
+            events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")]
+            code, status = events[-1].get("error", {}).get("code"), 503 if "error" in events[-1] else 200
+        else:
+            status, code = (
+                reply.status_code,
+                reply.json().get("error", {}).get("code") if reply.status_code != 200 else None,
+            )
+        replies[question] = (status, code, time.monotonic())
 
     askers = [threading.Thread(target=ask, args=(question,)) for question in ("first", "second", "third")]
     try:
