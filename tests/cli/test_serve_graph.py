@@ -126,17 +126,34 @@ def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Pa
     assert "serving graph" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scripted: ScriptedServer) -> None:
-    """A second Ctrl-C skips the graceful wait: the request in flight gets its 503 and the process
-    exits, with no traceback (uvicorn's lifespan task, cancelled on the way out, logged one though
-    the app has no lifespan)."""
-    scripted.latency_s = 30.0
+def _serving_scripted(tmp_path: Path, scripted: ScriptedServer, *options: str) -> tuple[subprocess.Popen[str], int]:
+    """`serve-graph` of a one-call graph of the scripted server's model, on a free port (started;
+    wait for it with `_wait_until_serving`); its stderr piped, Ctrl-C at its default."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command, env = _command(tmp_path, port)
     (tmp_path / "g.yaml").write_text(graph_yaml(scripted.api_base, GRAPH.replace("sim/llama-8b", "m")))
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint)
+    process = subprocess.Popen(
+        [*command, *options], stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
+    )
+    return process, port
+
+
+def _wait_for_a_model_call(scripted: ScriptedServer) -> None:
+    """Until a served run is at its model call."""
+    deadline = time.monotonic() + 60
+    while not scripted.completion_requests:
+        assert time.monotonic() < deadline, "the request never reached the model"
+        time.sleep(0.05)
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scripted: ScriptedServer) -> None:
+    """A second Ctrl-C skips the graceful wait: the request in flight gets its 503 and the process
+    exits, with no traceback (uvicorn's lifespan task, cancelled on the way out, logged one though
+    the app has no lifespan)."""
+    scripted.latency_s = 30.0
+    process, port = _serving_scripted(tmp_path, scripted)
     replies: list[httpx.Response] = []
     question = {"model": "served", "messages": [{"role": "user", "content": "q"}]}
     asking = threading.Thread(
@@ -147,10 +164,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path, scrip
     try:
         _wait_until_serving(process, port)
         asking.start()
-        deadline = time.monotonic() + 60
-        while not scripted.completion_requests:  # the run is at its model call
-            assert time.monotonic() < deadline, "the request never reached the model"
-            time.sleep(0.05)
+        _wait_for_a_model_call(scripted)
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
@@ -169,17 +183,11 @@ def test_requests_waiting_for_a_turn_are_answered_at_once_when_the_server_stops(
     tmp_path: Path, scripted: ScriptedServer
 ) -> None:
     """With --max-concurrency 1, a stop said "3 request(s) in flight ... get up to 30 s" and the two
-    that waited for a turn, which could never start, waited the grace out for their 503 (the
-    serve-graph walk). They get it at once; the running one still finishes."""
+    waiting for a turn waited the grace out for their 503 when the running one took it all (the
+    serve-graph walk), or started runs the grace could cut. They get it at once; the running one
+    still finishes."""
     scripted.latency_s = 4.0
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command, env = _command(tmp_path, port)
-    (tmp_path / "g.yaml").write_text(graph_yaml(scripted.api_base, GRAPH.replace("sim/llama-8b", "m")))
-    process = subprocess.Popen(
-        [*command, "--max-concurrency", "1"], stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_sigint
-    )
+    process, port = _serving_scripted(tmp_path, scripted, "--max-concurrency", "1")
     replies: dict[str, tuple[int, str | None, float]] = {}
 
     def ask(question: str) -> None:
@@ -200,10 +208,7 @@ def test_requests_waiting_for_a_turn_are_answered_at_once_when_the_server_stops(
     try:
         _wait_until_serving(process, port)
         askers[0].start()
-        deadline = time.monotonic() + 60
-        while not scripted.completion_requests:  # the first run is at its model call
-            assert time.monotonic() < deadline, "the request never reached the model"
-            time.sleep(0.05)
+        _wait_for_a_model_call(scripted)
         for asker in askers[1:]:
             asker.start()
         time.sleep(0.5)  # both waiting for the one turn
