@@ -67,6 +67,8 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(simulated_banner())
     if run.error:
         parts.append(paragraph(f"error: {run.error}", css_class="error"))
+    if (partial := _partial_note(store, run, len(items.rows))) is not None:
+        parts.append(paragraph(partial, css_class="error"))
     if unfinished := items.unfinished:  # the page said "9/10 right" and nothing of the item that failed
         note = unfinished_note(len(unfinished), len(items.rows), unfinished[0][0], unfinished[0][5])
         parts.append(paragraph(note, css_class="error"))
@@ -99,6 +101,26 @@ def eval_report(store: Store, run: Run) -> str:
         parts.append(section("Graph and latency", f'<div class="figure-row">{"".join(figures)}</div>'))
     parts.append(items_section("Items", "items", items.page_data(), items.trace_data()))
     return document(f"agentscale {what}", "".join(parts))
+
+
+def _partial_note(store: Store, run: Run, recorded: int) -> str | None:
+    """An eval's page written before its end says its figures are of part of it, and how it goes on,
+    as `runs show` does: an interrupted eval's page read "100.0%, 8/8 right" with "interrupted" in
+    its grey line only, and a running one's looked finished."""
+    if run.kind != "eval":
+        return None
+    if run.in_progress():
+        return (
+            f"still running: these figures are of the {recorded} items recorded so far; "
+            "write the report again when it ends"
+        )
+    if run.status in ("interrupted", "created") or run.process_gone():
+        resume = store.command_line("eval", "--resume", run.id)
+        return (
+            f"not finished: these figures are of the {recorded} items recorded before it stopped; "
+            f"continue with: {resume}"
+        )
+    return None
 
 
 def _records(store: Store, run: Run, spec: GraphSpec | None, questions: int) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from agentscale.cli.app import main
 from agentscale.evaluate.stats import wilson_interval
 from agentscale.models.cost import usd_text
 from agentscale.storage.db import Store
+from agentscale.storage.owner import current_owner
 from agentscale.testing import Rule, ScriptedServer
 from tests.conftest import graph_yaml
 from tests.report.conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, fact
@@ -431,3 +432,20 @@ def test_report_json_names_the_whole_run_id_of_a_prefix_and_takes_an_upper_case_
     assert main(["report", run_id[:6], "-o", str(page), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"run_id": run_id, "path": str(page)}
     assert page.exists()
+
+
+def test_the_page_of_an_eval_that_did_not_finish_says_its_figures_are_partial(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An interrupted eval's page read "100.0%, 8/8 right" with "interrupted" in its grey line only and
+    no resume command (the CLI prints one), and a running eval's looked finished (the report walk)."""
+    run_id = str(eval_run["run_id"])
+    n = len(Store(eval_run["db"]).run_items(run_id))
+    assert "not finished" not in write(eval_run, capsys).read_text()
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:
+        stored.execute("UPDATE run SET status = 'interrupted' WHERE id = ?", (run_id,))
+    text = " ".join(write(eval_run, capsys).read_text().split())
+    said = f"not finished: these figures are of the {n} items recorded before it stopped; continue with: agentscale eval --resume {run_id}"
+    assert said in text
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:  # running, in this (live) process
+        stored.execute("UPDATE run SET status = 'running', owner = ? WHERE id = ?", (current_owner(), run_id))
+    text = " ".join(write(eval_run, capsys).read_text().split())
+    assert f"still running: these figures are of the {n} items recorded so far" in text
