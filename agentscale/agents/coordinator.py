@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 MAX_ATTEMPTS = 3  # CEO replies tried per round before the fallback applies
+UNUSABLE_REPLIES = f"{MAX_ATTEMPTS} unusable CEO replies"  # how such a fallback's reason begins
 MAX_DIRECTION_CHARS = 500  # a direction is a hint, not a second prompt: longer text is cut
 NO_SOLUTION = "No solution yet."
 NO_FEEDBACK = "No feedback yet."

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agentscale.agents.coordinator import UNUSABLE_REPLIES
 from agentscale.errors import BudgetExceeded
 from agentscale.models.budget import is_overrun
 
@@ -55,6 +56,7 @@ class DiscussionStats:
     ceo_stops: int
     fallbacks: int
     budget_stops: int
+    unparsed: int = 0  # fallbacks after replies none of which parsed as a decision
 
     @property
     def mean_rounds(self) -> float:
@@ -66,13 +68,24 @@ class DiscussionStats:
             "mean_rounds": round(self.mean_rounds, 3),
             "ceo_stops": self.ceo_stops,
             "fallbacks": self.fallbacks,
+            "unparsed_fallbacks": self.unparsed,
             "budget_stops": self.budget_stops,
         }
 
     def text(self) -> str:
+        """One line; fallbacks on replies that never parsed name the fix: SmolLM2 as CEO wrote no
+        decision in 3 tries a round, 288 s for one question, and `structured_output: true` made all 8
+        of its decisions parse (a real-model walk), where nothing at run time pointed to it."""
+        unparsed = (
+            f" ({self.unparsed} on replies that never parsed as a decision: "
+            "coordinator.structured_output: true makes a small CEO model write it in form)"
+            if self.unparsed
+            else ""
+        )
         return (
             f"{self.mean_rounds:.2f} rounds per question; the CEO stopped {self.ceo_stops} of "
-            f"{self.questions} early, {self.fallbacks} decision(s) fell back, a budget ended {self.budget_stops}"
+            f"{self.questions} early, {self.fallbacks} decision(s) fell back{unparsed}, a budget ended "
+            f"{self.budget_stops}"
         )
 
 
@@ -91,6 +104,12 @@ def discussion_stats(stored_rounds: Iterable[str | None]) -> DiscussionStats | N
         ),
         fallbacks=sum(1 for decision in applied if decision.get("source") == "fallback"),
         budget_stops=sum(1 for rounds in discussions if any(r.get("stopped_reason") for r in rounds)),
+        unparsed=sum(
+            1
+            for decision in applied
+            if decision.get("source") == "fallback"
+            and str((decision.get("notes") or [""])[0]).startswith(UNUSABLE_REPLIES)
+        ),
     )
 
 

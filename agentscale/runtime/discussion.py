@@ -32,6 +32,7 @@ from typing import Any
 
 from agentscale.agents.coordinator import (
     MAX_ATTEMPTS,
+    UNUSABLE_REPLIES,
     VERDICT_SCHEMA,
     Decision,
     DecisionParseError,
@@ -339,7 +340,7 @@ class Discussion:
                 return replace(fitted, notes=(*fitted.notes, refusal)), refused
             return self._fitted(raw, current, record.index, estimate_prompt_tokens(messages))
         record.ceo_error = error
-        reason = f"{MAX_ATTEMPTS} unusable CEO replies; last: {error}"
+        reason = f"{UNUSABLE_REPLIES}; last: {error}"
         return self._fallen_back(current, reason, record.index, messages, None)
 
     def _fallen_back(

@@ -21,6 +21,23 @@ def test_rounds_stops_fallbacks_and_budget_stops_are_counted_per_discussion() ->
     assert stats.to_dict()["mean_rounds"] == 1.333
 
 
+def test_fallbacks_on_replies_that_never_parsed_name_structured_output() -> None:
+    """SmolLM2 as CEO wrote no decision in 3 tries a round (288 s for one question); nothing at run
+    time pointed to `structured_output: true`, which made all 8 of its decisions parse."""
+    unparsed = _round(1, True, "continue", "fallback")
+    unparsed["decision"]["notes"] = ["3 unusable CEO replies; last: no JSON object"]  # type: ignore[index]
+    failed = _round(2, True, "continue", "fallback")
+    failed["decision"]["notes"] = ["CEO call failed: HTTP 500"]  # type: ignore[index]
+    stats = discussion_stats([json.dumps([unparsed, failed])])
+    assert stats is not None and (stats.fallbacks, stats.unparsed) == (2, 1)
+    assert (
+        "2 decision(s) fell back (1 on replies that never parsed as a decision: coordinator.structured_output: true"
+        in stats.text()
+    )
+    assert stats.to_dict()["unparsed_fallbacks"] == 1
+    assert "structured_output" not in discussion_stats([json.dumps([failed])]).text()  # type: ignore[union-attr]
+
+
 def test_no_discussion_no_statistics() -> None:
     assert discussion_stats([None, None]) is None
 
