@@ -285,10 +285,10 @@ class Discussion:
         """Why the CEO may not stop yet, or None: there is no answer yet, or (`stop_guard:
         stated_examples`, code answers) the answer fails an example the question states."""
         if self.best is None:
-            return "stop ignored: no answer yet"
+            return "the CEO said stop, ignored: no answer yet"
         guarded = self.coordinator.stop_guard == "stated_examples"  # code answers (checked by GraphRuntime)
         if guarded and await passes_stated_examples(self.question, self.best) is False:
-            return "stop refused: the answer fails an example the question states"
+            return "the CEO said stop, refused: the answer fails an example the question states"
         return None
 
     async def _decide(

@@ -202,7 +202,7 @@ def test_stop_after_round_one_runs_exactly_one_round(talk, scripted: ScriptedSer
     assert result.answer == "42"
     assert len(worker_requests(scripted)) == 3  # s1, s2, f once
     assert [r.ran for r in result.rounds] == [True, False]
-    assert "stop ignored: no answer yet" in result.rounds[0].decision["notes"]
+    assert "the CEO said stop, ignored: no answer yet" in result.rounds[0].decision["notes"]
     assert result.rounds[1].decision["decision"] == "stop"
     assert [t.node_id for t in result.trace] == ["r1.ceo", "r1.s1", "r1.s2", "r1.f", "r2.ceo"]
     assert result.stopped_reason is None
@@ -234,7 +234,7 @@ def test_a_refused_stop_is_fitted_to_the_budget_left_like_any_decision(talk, scr
     assert result.stopped_reason is None and result.answer == "42"
     assert [t.status for t in result.trace] == ["ok"] * 4  # the CEO, s1, s2, f
     decision = result.rounds[0].decision
-    assert "stop ignored: no answer yet" in decision["notes"] and decision["max_tokens"] < 512
+    assert "the CEO said stop, ignored: no answer yet" in decision["notes"] and decision["max_tokens"] < 512
     assert all(r["max_tokens"] == decision["max_tokens"] for r in worker_requests(scripted))
 
 
@@ -678,7 +678,10 @@ def test_the_stop_guard_refuses_a_stop_on_an_answer_that_fails_a_stated_example(
     result = make_graph(guarded(scripted, "stated_examples")).run(DOUBLE)
     assert result.rounds is not None and "return 2 * x" in (result.answer or "")
     assert [r.ran for r in result.rounds] == [True, True, False]  # round 2 ran despite the CEO's stop
-    assert "stop refused: the answer fails an example the question states" in result.rounds[1].decision["notes"]
+    assert (
+        "the CEO said stop, refused: the answer fails an example the question states"
+        in result.rounds[1].decision["notes"]
+    )
     assert result.rounds[2].decision["decision"] == "stop"  # a passing answer: the stop stands
 
 
