@@ -91,9 +91,10 @@ def unopenable(path: Path, error: OSError | DBAPIError) -> str:
     read_only = next((p for p in (path.parent, path) if p.exists() and not os.access(p, os.W_OK)), None)
     if read_only is not None:  # SQLite said only "unable to open database file"
         what = "its folder" if read_only == path.parent else "the file"
+        readers = "commands that only read it (runs, report) still can: " if path.exists() else ""
         return (
             f"database {path} cannot be written: {what} is read-only (SQLite keeps its -wal and -shm files "
-            "beside the database); commands that only read it (runs, report) still can: give another --db"
+            f"beside the database); {readers}give another --db"
         )
     return f"database {path} cannot be opened ({reason})"
 

@@ -1471,15 +1471,19 @@ def test_a_database_in_a_read_only_folder_can_be_read(tmp_path: Path) -> None:
     script = (
         f"mount --bind {shared} {shared} && mount -o remount,bind,ro {shared} && "
         f"{cli} runs list --json --db {shared}/x.db && "
-        f"{{ {cli} run {graph} -q '[sim:math#0001] x' --db {shared}/x.db; echo rc=$?; }}"
+        f"{{ {cli} run {graph} -q '[sim:math#0001] x' --db {shared}/x.db; echo rc=$?; }} && "
+        f"{{ {cli} run {graph} -q '[sim:math#0001] x' --db {shared}/new.db; echo rc=$?; }}"
     )
     done = subprocess.run(
         ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     listed = json.loads(done.stdout.split("rc=")[0])
     assert [(r["run_id"], r["status"]) for r in listed] == [(run.id, "done")], done.stderr
-    assert done.stdout.strip().endswith("rc=1")
-    assert "cannot be written: its folder is read-only" in " ".join(done.stderr.split())
+    assert done.stdout.split().count("rc=1") == 2, done.stdout
+    existing, new = " ".join(done.stderr.split()).split(f"database {shared}/new.db")
+    assert "cannot be written: its folder is read-only" in existing and "still can" in existing
+    # no file to read yet: "commands that only read it still can" was advice about nothing (a walk)
+    assert "cannot be written: its folder is read-only" in new and "still can" not in new
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a small tmpfs needs root and unshare")
