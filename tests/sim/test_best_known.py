@@ -44,6 +44,30 @@ def test_the_search_reaches_the_exhaustive_optimum_and_stops_when_nothing_is_lef
     assert "SIMULATED" in path.read_text().splitlines()[0]
 
 
+@pytest.mark.parametrize("cap", ["max_latency_s: 2.0", "max_tokens: 900"])
+def test_the_search_keeps_to_the_spaces_latency_and_token_caps(tmp_path: Path, cap: str) -> None:
+    """best-known knew the compute budget only: under a 2 s cap it kept a 70B assistant and critic at
+    20.8 s (0.89, 49 points above the exhaustive optimum, which `sim optimum` keeps to the caps), and
+    validate took the record. A graph over a cap is no candidate, and a record holding one is refused."""
+    text = (
+        'name: capped\ntask: {name: "sim:mmlu", train: 10, test: 30, seed: 1}\n'
+        "models:\n  l1: {model: sim/llama-1b, params_b: 1.0}\n  l70: {model: sim/llama-70b, params_b: 70.0}\n"
+        f"roles: [assistant, critic, vote]\nmax_nodes: 3\nbudget: {{compute: 200, {cap}}}\n"
+    )
+    space = space_from_data(load_located(text, "capped.yaml"), "capped.yaml")
+    truth = SimOracle.for_space(space)
+    found = search_best_known(space, evaluations=200, seed=0)
+    assert truth.within_budget(found.candidate)
+    assert found.accuracy == pytest.approx(search_optimum(space).accuracy, abs=1e-9)
+    uncapped = space_from_data(load_located(text.replace(f", {cap}", ""), "capped.yaml"), "capped.yaml")
+    over = search_best_known(uncapped, evaluations=200, seed=0)
+    assert not truth.within_budget(over.candidate)  # the cap matters here: the best graph passes it
+    path = tmp_path / "capped.best-known.yaml"
+    write_best_known(over, path)
+    with pytest.raises(SpecError, match="is not a graph of the space"):
+        read_best_known(path, space, truth=truth)
+
+
 def test_the_cli_stores_the_result_beside_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "small.yaml").write_text(SPACE)
     assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--json"]) == 0
