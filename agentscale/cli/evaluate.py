@@ -212,12 +212,12 @@ def eval_command(
         err.print(
             f"eval run [bold]{evaluation.run_id}[/] · {escape(evaluation.task.name)} · {total} items"
             + (f" ({total - todo} already done)" if todo < total else "")
-            + (f" (--n {evaluation.config.n}: the task has no more)" if (evaluation.config.n or 0) > total else "")
             + (f" · the test split of optimization {split_run}" if split_run is not None else "")
             + f" · scorer {escape(evaluation.task.scorer_name)}",  # a JSONL task's was chosen without a word
             markup=True,
         )
     warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
+    warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name))
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
     resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)
@@ -340,3 +340,13 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
         out.print(f"[yellow]{escape(retry_note(store, summary.run_id, len(summary.retryable)))}[/]", markup=True)
     if summary.run_id is not None:
         out.print(f"run {summary.run_id} ({store.command_line('runs', 'show', summary.run_id)})")
+
+
+def _more_than_the_task_has(n: int | None, total: int, task: str) -> str | None:
+    """`--n` beyond the task's items: all of them are evaluated, said also under --json (`--n 1500` of
+    `sim:math` ran its 1,000 items without a word there), with the option that makes a generated
+    task (sim:, rg:) larger."""
+    if n is None or n <= total:
+        return None
+    larger = f"; a generated task takes --task-option size={n}" if task.startswith(("sim:", "rg:")) else ""
+    return f"--n {n}, but task {task} has {total} items: all {total} are evaluated{larger}"

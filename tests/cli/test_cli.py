@@ -833,12 +833,17 @@ def test_eval_says_when_n_is_more_than_the_task_has(env: Path, capsys: pytest.Ca
     data.write_text(
         "\n".join(json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(3))
     )
-    code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "50")
-    assert code == 0 and "3 items (--n 50: the task has no more)" in " ".join(err.split())
+    code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "50", "--json")
+    said = " ".join(err.split())  # under --json too (a sim walk: --n 1500 of sim:math ran 1,000 without a word)
+    assert code == 0 and "--n 50, but task d has 3 items: all 3 are evaluated" in said and "size=" not in said
     code, _, err = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--n", "2")
-    assert code == 0 and "the task has no more" not in err
+    assert code == 0 and "items: all" not in err
     # and the scorer a JSONL task got without --scorer (chosen without a word; a new user's walk)
     assert "2 items · scorer numeric" in " ".join(err.split())
+    graph = env / "sim.yaml"
+    graph.write_text("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--task-option", "size=4", "--n", "6")
+    assert code == 0 and "all 4 are evaluated; a generated task takes --task-option size=6" in " ".join(err.split())
 
 
 def test_eval_unknown_task_lists_valid_ones(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
