@@ -104,13 +104,19 @@ def best_known_command(
         # the file's graph is the stored one when kept: its accuracy too (the JSON named the file beside
         # this search's graph and accuracy alone, which the file did not hold)
         print_json({**found.to_dict(), "path": str(target), "kept_stored": kept, "stored_accuracy": stored})
+        if found.interrupted:
+            raise typer.Exit(130)
         return
     out.print(
         f"SIMULATED best-known graph of {space_file}: expected test accuracy {found.accuracy:.4f} "
         f"(compute {found.compute:.2f}; {found.evaluations} graphs scored in {found.seconds:.0f}s)"
     )
     out.print(found.candidate.describe())
-    if found.evaluations < evaluations:  # "16 graphs scored" of 50 asked said nothing of why
+    if found.interrupted:  # the best so far is kept (an interruption lost the whole search)
+        err.print(
+            f"interrupted after {found.evaluations} of {evaluations} graphs: the graph above is the best found so far"
+        )
+    elif found.evaluations < evaluations:  # "16 graphs scored" of 50 asked said nothing of why
         out.print(
             f"stopped at {found.evaluations} of {evaluations} graphs: the last restarts around the best graphs "
             "found none not yet scored (`sim optimum` scores a small space exhaustively)"
@@ -119,3 +125,5 @@ def best_known_command(
         out.print(f"kept {target}: its graph scores {stored:.4f}, at least this search's (delete it to replace it)")
     else:
         out.print(f"stored in {target}")
+    if found.interrupted:
+        raise typer.Exit(130)

@@ -68,6 +68,7 @@ class BestKnown:
     seed: int
     seconds: float
     trace: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best accuracy so far)
+    interrupted: bool = False  # Ctrl-C (or SIGTERM) ended the search: the best found so far
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class BestKnown:
                 "confirmed_at_full_precision": CONFIRMED,
                 "seconds": round(self.seconds, 1),
                 "improvements": [list(step) for step in self.trace],
+                "interrupted": self.interrupted,
             },
         }
 
@@ -141,14 +143,47 @@ def search_best_known(
     seed: int = 0,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> BestKnown:
-    """Search the space on the exact truth for `evaluations` distinct graphs (see the module doc)."""
+    """Search the space on the exact truth for `evaluations` distinct graphs (see the module doc). A
+    Ctrl-C (KeyboardInterrupt) ends the search with the best graph found so far, `interrupted`: the
+    shipped spaces take 47-70 minutes, and an interruption lost all of it."""
     if space.coordinator is not None:
         raise AgentScaleError(f"space {space.name!r}: the ground truth does not cover the coordinator dimension")
     started = time.perf_counter()
     oracle = SimOracle.for_space(space)
     problem = SearchProblem.from_space(space)
     score = _Scorer(oracle, problem, evaluations)
-    rng = np.random.default_rng(seed)
+    try:
+        _search(score, space, problem, np.random.default_rng(seed), evaluations, on_progress)
+        interrupted = False
+    except KeyboardInterrupt:
+        if score.best is None:  # nothing found to keep
+            raise
+        interrupted = True
+    accuracy, stderr, best = _confirm(score, oracle, problem)
+    return BestKnown(
+        space=space.name,
+        accuracy=accuracy,
+        stderr=stderr,
+        candidate=best,
+        compute=problem.compute(best),
+        evaluations=len(score.scores),
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        trace=score.trace,
+        interrupted=interrupted,
+    )
+
+
+def _search(
+    score: _Scorer,
+    space: SpaceSpec,
+    problem: SearchProblem,
+    rng: np.random.Generator,
+    evaluations: int,
+    on_progress: Callable[[int, float], None] | None,
+) -> None:
+    """The canonical shapes, sampling, then hill climbing from the best until `evaluations` graphs
+    are scored or restarts find no new one (`score` keeps what was found)."""
     for candidate in _canonical_shapes(problem):
         score(candidate)
     target = math.ceil(SAMPLES_SHARE * evaluations)
@@ -165,18 +200,6 @@ def search_best_known(
         barren = barren + 1 if len(score.scores) == before else 0
         if on_progress is not None:
             on_progress(len(score.scores), score.scores[_best(score).canonical_key])
-    accuracy, stderr, best = _confirm(score, oracle, problem)
-    return BestKnown(
-        space=space.name,
-        accuracy=accuracy,
-        stderr=stderr,
-        candidate=best,
-        compute=problem.compute(best),
-        evaluations=len(score.scores),
-        seed=seed,
-        seconds=time.perf_counter() - started,
-        trace=score.trace,
-    )
 
 
 def _sample(

@@ -68,6 +68,44 @@ def test_the_search_keeps_to_the_spaces_latency_and_token_caps(tmp_path: Path, c
         read_best_known(path, space, truth=truth)
 
 
+def test_an_interrupted_search_keeps_the_best_graph_found_so_far() -> None:
+    """Ctrl-C ended `sim best-known` with nothing written (47-70 minutes on the shipped spaces)."""
+    space = space_from_data(load_located(SPACE, "small.yaml"), "small.yaml")
+
+    def interrupt(done: int, best: float) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C (or SIGTERM, which agentscale takes as it) would, mid-climb
+
+    try:
+        found = search_best_known(space, evaluations=10_000, seed=1, on_progress=interrupt)
+    except KeyboardInterrupt:  # raised on, it would also stop pytest itself
+        pytest.fail("the interruption went through: nothing of the search was kept")
+    assert found.interrupted and found.to_dict()["search"]["interrupted"] is True
+    assert found.evaluations < search_optimum(space).candidates
+    assert found.accuracy == pytest.approx(SimOracle.for_space(space).estimate(found.candidate, "test").accuracy)
+
+
+def test_ctrl_c_on_the_command_stores_the_best_so_far_and_exits_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import with_default_sigint
+
+    space = Path(__file__).parents[2] / "benchmarks" / "spaces" / "math-b18-large.yaml"
+    out = tmp_path / "partial.best-known.yaml"
+    command = [sys.executable, "-m", "agentscale.cli.app", "sim", "best-known", str(space), "--out", str(out)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_default_sigint
+    )
+    time.sleep(12)  # imports, then the canonical shapes (a second or two): the long search is under way
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted after" in stderr and "the graph above is the best found so far" in stderr, stderr
+    assert out.exists() and f"stored in {out}" in " ".join(stdout.split())
+
+
 def test_the_cli_stores_the_result_beside_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "small.yaml").write_text(SPACE)
     assert main(["sim", "best-known", str(tmp_path / "small.yaml"), "--evaluations", "100", "--json"]) == 0
