@@ -218,7 +218,8 @@ def show_command(
         verdict = "" if item.correct is None else f" · {'right' if item.correct else 'wrong'}"
         shown = "" if item.reference is None else escape(terminal_safe(str(item.reference)))
         reference = "" if item.reference is None else f" · reference {shown}{verdict}"
-        out.print(f"answer: {escape(terminal_safe(str(item.answer)))}{reference}{stopped}", markup=True)
+        answer = "—" if item.answer is None else escape(terminal_safe(str(item.answer)))  # it printed "None"
+        out.print(f"answer: {answer}{reference}{stopped}", markup=True)
         if item.handbook_json is not None:
             use = json.loads(item.handbook_json)
             shown, cited = ", ".join(use["behaviors"]) or "none", ", ".join(use["cited"]) or "none"

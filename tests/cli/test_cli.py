@@ -737,6 +737,23 @@ def test_serve_graph_refuses_a_handbook_the_database_lacks_before_serving(
     assert "Traceback" not in err
 
 
+def test_runs_show_prints_a_dash_for_an_item_with_no_answer(
+    env: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An item whose calls all failed printed "answer: None" (a report walk)."""
+    scripted.add_rule(Rule(pattern="What is 1 \\+", status=400))
+    data = env / "d.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"i{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(2)
+        )
+    )
+    code, out, _ = run_cli(capsys, "eval", str(env / "g.yaml"), "--task", str(data), "--json")
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = run_cli(capsys, "runs", "show", run_id)
+    assert code == 0 and "answer: None" not in out and "answer: — · reference 2" in " ".join(out.split()), out
+
+
 def test_runs_show_picks_the_wrong_items_and_limits_them(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`runs show` printed every item of a run (6.4 MB for a 5,000-item eval), with no way to see only
     what went wrong (a scale audit)."""
