@@ -292,6 +292,22 @@ def test_a_reply_cut_at_max_tokens_reads_ok_cut_in_its_trace(
     assert sorted(statuses) == ["ok", "ok", "ok, cut"], statuses
 
 
+def test_a_skipped_nodes_trace_names_no_route_rather_than_no_model(eval_run, open_page, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A skipped fuser (its model named in the graph) read "out · fuser · no model · skipped", the
+    words of a model-free node; `runs show` prints "—" (the report walk)."""
+    with sqlite3.connect(Store(eval_run["db"]).path) as stored:  # as a node skipped after its inputs failed
+        stored.execute(
+            "UPDATE nodecall SET status = 'skipped', route = NULL WHERE node_id = 'out' AND item_key = 'q0' AND run_id = ?",
+            (eval_run["run_id"],),
+        )
+    page = open_page(write(eval_run, capsys))
+    page.fill("input.search", "0 + 1")
+    page.locator("div.items tr.item-row").first.click()
+    fuser = page.locator("tr.trace-row .node-trace").nth(2)
+    assert fuser.locator(".node-status").inner_text() == "skipped"
+    assert fuser.locator(".node-route").inner_text() == "—"
+
+
 def test_an_eval_answered_from_the_cache_counts_hits_apart_and_its_traces_say_so(eval_run, capsys) -> None:  # type: ignore[no-untyped-def]
     """The same eval again: every call a cache hit. The card says 0 calls (+18 cache hits), as the
     command does, and each node's trace says "cache hit" with its own prompt and completion tokens.

@@ -144,7 +144,8 @@
       var head = el("div", "node-head");
       head.appendChild(el("span", "node-id", call[0]));
       head.appendChild(el("span", "node-role", call[1]));
-      head.appendChild(el("span", "node-route", call[2] || "no model"));
+      // a node that never called has no route: model-free (vote, tester) unless it was skipped
+      head.appendChild(el("span", "node-route", call[2] || (call[3] === "skipped" ? "—" : "no model")));
       head.appendChild(el("span", "node-status", call[3] + (call[12] ? ", cut" : "")));
       var figures = call[7] + " + " + call[8] + " tokens · " + call[9].toFixed(3) + " s" + (call[10] ? " · cache hit" : "");
       head.appendChild(el("span", "node-figures", figures));
