@@ -153,7 +153,9 @@ class OptimizeReport:
             f"<h1>{escape(title)}</h1>",
             paragraph(
                 f"method {self.method} · task {self.space.task.name or self.space.task.path} · {run.shown_status()} · "
-                f"started {run.created:{SHOWN_TIME}} · stopped: {self.summary.get('stopped_reason', '—')}",
+                f"started {run.created:{SHOWN_TIME}}"
+                # why the search ended, once it has ("stopped: —" on a running or interrupted run)
+                + (f" · stopped: {self.summary['stopped_reason']}" if self.summary.get("stopped_reason") else ""),
                 css_class="sub",
             ),
         ]

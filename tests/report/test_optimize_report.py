@@ -297,6 +297,7 @@ def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, caps
     page = store.path.parent / "stopped.html"
     assert main(["report", run_id, "-o", str(page)]) == 0
     text = page.read_text()
+    assert "stopped: —" not in text and "stopped: " not in text.split("</p>")[0]  # no reason recorded yet
     assert "Leading graph when the run stopped (nothing was crowned" in text
     assert "Crowned graph" not in text and "only crowned right" not in text and "only leading right" in text
     capsys.readouterr()
