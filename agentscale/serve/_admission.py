@@ -31,7 +31,11 @@ class Admission:
         runs the grace might cut once their calls were paid. Each gets its 503 `server_stopping` now
         (a client may retry elsewhere); they never ran, so no run is stored for them."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(lambda: [task.cancel() for task in list(self._waiting)])
+            self._loop.call_soon_threadsafe(self._cancel_waiting)
+
+    def _cancel_waiting(self) -> None:
+        for task in list(self._waiting):
+            task.cancel()
 
     def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """`work` as a task that waits for its turn, counted from now: a streamed reply's status 200
