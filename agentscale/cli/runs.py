@@ -516,14 +516,14 @@ def _say_what_did_not_finish(store: Store, run: Run, items: list[RunItem]) -> No
 def _say_how_a_gone_run_goes_on(store: Store, run: Run) -> None:
     """A run whose process died says how to go on: a resume, or the same command again (its paid
     calls answered from the response cache)."""
+    failed_build = run.kind == "handbook" and run.status == "failed"  # a failed build goes on when run again
+    if not (run.stopped_unfinished() or failed_build):
+        return
     reasons = {
         "created": "it was made but has not started (stopped before it began?)",
         "interrupted": "it was interrupted",
+        "failed": "it failed (error above)",
     }
-    if run.kind == "handbook" and run.status == "failed":  # a failed build goes on when run again
-        reasons["failed"] = "it failed (error above)"
-    if not run.process_gone() and run.status not in reasons:
-        return
     why = reasons.get(run.status, "its process has ended without finishing it")
     if run.kind in ("eval", "optimize"):
         resume = store.command_line(run.kind, "--resume", run.id)

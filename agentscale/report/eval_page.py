@@ -114,7 +114,7 @@ def _partial_note(store: Store, run: Run, recorded: int) -> str | None:
             f"still running: these figures are of the {recorded} items recorded so far; "
             "write the report again when it ends"
         )
-    if run.status in ("interrupted", "created") or run.process_gone():
+    if run.stopped_unfinished():
         resume = store.command_line("eval", "--resume", run.id)
         return (
             f"not finished: these figures are of the {recorded} items recorded before it stopped; "

@@ -141,9 +141,10 @@ class OptimizeReport:
         crowned = crowned_trial(self.trials, self.summary)
         singles = self.raced_arms("baseline")
         ours = None
-        # raced: all its race steps; searched (a run stopped before its crowning): all its minibatches,
-        # as the front counts it (one lucky 8-item minibatch, 87.5%, led beside 73.3% on 30 items)
-        if crowned is not None and crowned.kind in ("crown", "baseline", "search"):
+        # every train evaluation of its graph of its kind merged: a raced graph's race steps; a searched
+        # one's minibatches (a run stopped before its crowning), as the front counts them (one lucky
+        # 8-item minibatch, 87.5%, led beside 73.3% on 30 items)
+        if crowned is not None:
             ours = replace(self.raced_arms(crowned.kind)[crowned.key], name=f"{self.crowned_word} graph")
             crowned = ours.trial
         tests = [t for t in self.trials if t.kind == "test"]

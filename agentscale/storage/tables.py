@@ -54,6 +54,11 @@ class Run(SQLModel, table=True):
         far, nothing of it as final (no crown yet)."""
         return self.status == "running" and not self.process_gone()
 
+    def stopped_unfinished(self) -> bool:
+        """Made but never started, interrupted, or running with its process gone: nothing runs it and
+        it did not finish, so `runs show` and its report say how it goes on."""
+        return self.status in ("created", "interrupted") or self.process_gone()
+
     def shown_status(self) -> str:
         """The status as `runs list` and `runs show` print it."""
         if self.status == "created":
