@@ -1,4 +1,4 @@
-"""`--trace otlp|console|off`: OpenTelemetry spans of a CLI run (run → item → node → model call).
+"""`--trace otlp|console|off`: OpenTelemetry spans of a CLI run (run → [evaluation →] item → node → model call).
 
 The exporter's own settings are OpenTelemetry's environment variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
 `OTEL_SERVICE_NAME`, ...); `AGENTSCALE_TRACE` is the flag's setting for every command.

@@ -397,7 +397,14 @@ class Optimization:
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
         self.evaluator = TrialEvaluator(
-            run_id, space, self.problem, self.task, gateway, concurrency, executor=self.executor
+            run_id,
+            space,
+            self.problem,
+            self.task,
+            gateway,
+            concurrency,
+            method=self.method_name,
+            executor=self.executor,
         )
         self._progress = ProgressReporter(None, lambda: 0)  # run() installs the caller's
 

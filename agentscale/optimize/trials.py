@@ -31,6 +31,7 @@ from agentscale.runtime.graph import Graph
 from agentscale.storage.db import Store
 from agentscale.storage.tables import REFUSED, NodeCall, RunItem, SpendEntry, Trial
 from agentscale.tasks import Task, TaskItem
+from agentscale.tracing.hooks import span
 
 # a call's prompt beyond its question and inputs: its role's instructions and answer format (the
 # longest, in agents/prompts/roles.yaml, ≈ 500 characters) and the messages' own tokens
@@ -166,6 +167,7 @@ class TrialEvaluator:
     task: Task
     gateway: Gateway
     concurrency: int = 8
+    method: str | None = None  # names the pilot's stage in trace spans (`stage_of`)
     seq: int = 0
     replayed: int = 0
     evaluated: int = 0
@@ -273,16 +275,21 @@ class TrialEvaluator:
             self.capped = str(refused)
             self._store_refusal(seq, candidate, len(items), iteration)
             raise
+        # a trace groups the evaluation's item spans under what it was for (tracing: a no-op when off)
+        attributes = {"run_id": self.run_id, "trial": seq, "stage": stage_of(kind, iteration, self.method)}
+        attributes |= {"iteration": iteration, "graph": candidate.canonical_key, "items": len(items)}
         try:
-            results = await evaluate_items(
-                self.graph(candidate),
-                self.task,
-                items,
-                run_id=self.run_id,
-                concurrency=self.concurrency,
-                item_prefix=f"t{seq}:",  # read back by _trial_seq
-                executor=self.executor,
-            )
+            with span("evaluation", f"t{seq}", attributes) as traced:
+                results = await evaluate_items(
+                    self.graph(candidate),
+                    self.task,
+                    items,
+                    run_id=self.run_id,
+                    concurrency=self.concurrency,
+                    item_prefix=f"t{seq}:",  # read back by _trial_seq
+                    executor=self.executor,
+                )
+                traced.set({"correct": sum(r.correct for r in results)})
         finally:
             self.release(reserved)
         if previous is not None:

@@ -1,4 +1,5 @@
-"""The hook the runtime calls at each level of work: run → item → node → model call.
+"""The hook the runtime calls at each level of work: run → item → node → model call (an
+optimization adds one level, evaluation, between its run and the items of each graph it scores).
 
 The runtime (graphs, models) sits below any tracing backend and must not import one, so it calls
 :func:`span` here, which costs one `None` check while no observer is installed (the default). A
@@ -17,7 +18,7 @@ from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-SpanKind = Literal["run", "item", "node", "call"]
+SpanKind = Literal["run", "evaluation", "item", "node", "call"]
 CONTENT_KEYS = frozenset({"question", "answer", "messages", "completion"})
 
 

@@ -43,7 +43,7 @@ _OTLP_EXPORTERS = {
     "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
 }
 
-_OPENINFERENCE_KIND = {"run": "CHAIN", "item": "CHAIN", "node": "AGENT", "call": "LLM"}
+_OPENINFERENCE_KIND = {"run": "CHAIN", "evaluation": "CHAIN", "item": "CHAIN", "node": "AGENT", "call": "LLM"}
 # neutral key -> attribute, per span kind (keys not listed become `agentscale.<key>`)
 _CALL_ATTRIBUTES = {
     "route": "gen_ai.request.model",

@@ -19,11 +19,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentscale import Gateway, Graph
+from agentscale import Gateway, GatewaySettings, Graph, Store
 from agentscale.cli.app import main
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.located import load_located
+from agentscale.optimize.runner import Optimization
+from agentscale.optimize.space import space_from_data
 from agentscale.testing import Rule, ScriptedServer
 from agentscale.tracing import hooks, otel
+from tests.optimize.test_cli_sim import SPACE
 
 SECRET = "sk-test-0123456789abcdef-never-in-a-span"
 GRAPH = """\
@@ -495,3 +499,32 @@ def test_node_and_call_spans_carry_the_kinds_backends_group_by(exporter: InMemor
     assert (chat["openinference.span.kind"], chat["gen_ai.operation.name"]) == ("LLM", "chat")
     assert (chat["llm.token_count.prompt"], chat["llm.token_count.completion"]) == (11, 3)
     assert (chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]) == (11, 3)
+
+
+async def test_an_optimizations_items_sit_under_an_evaluation_span_naming_its_trial_and_stage(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    """A researcher reading an optimization's trace must tell the pilot's items from the crowning
+    race's: each scored graph is an evaluation span (trial, stage, graph) over its items (SIMULATED)."""
+    otel.install(_in_memory(exporter), capture_content=False)
+    space = space_from_data(load_located(SPACE, "space.yaml"), "space.yaml")
+    store = Store(tmp_path / "o.db")
+    try:
+        await Optimization(space, Gateway(store, GatewaySettings(max_retries=0)), space_text=SPACE).run()
+    finally:
+        hooks.set_observer(None)
+        store.close()
+    spans = exporter.get_finished_spans()
+    evaluations = {s.context.span_id: s for s in spans if s.name.startswith("agentscale.evaluation ")}
+    stages = {str((s.attributes or {})["agentscale.stage"]) for s in evaluations.values()}
+    assert stages == {"single calls", "pilot", "search", "crowning", "test"}
+    for evaluation in evaluations.values():
+        attributes = dict(evaluation.attributes or {})
+        assert evaluation.name == f"agentscale.evaluation t{attributes['agentscale.trial']}"
+        assert attributes["openinference.span.kind"] == "CHAIN" and attributes["agentscale.graph.name"]
+    items = [s for s in spans if s.name.startswith("agentscale.item ")]
+    assert items and all(s.parent is not None and s.parent.span_id in evaluations for s in items)
+    for span_id, evaluation in evaluations.items():  # its items and its correct count agree
+        attributes = dict(evaluation.attributes or {})
+        own = [s for s in items if s.parent is not None and s.parent.span_id == span_id]
+        assert len(own) == attributes["agentscale.items"] >= attributes["agentscale.correct"], evaluation.name
