@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agentscale.cli._console import err, out, print_json
+from agentscale.cli._console import Interrupted, err, out, print_json
 from agentscale.cli._options import JsonOption, output_file
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output
@@ -31,16 +31,26 @@ def optimum_command(
     """
     from agentscale.sim.optimum import optimum_report
 
-    with err.status("enumerating the space (simulated ground truth)…", spinner="dots"):
-        report = optimum_report(space_file)
+    with err.status("enumerating the space (simulated ground truth)…", spinner="dots") as status:
+        report = optimum_report(
+            space_file,
+            on_progress=lambda scored, best: status.update(f"{scored:,} graphs scored · best {best:.4f}"),
+        )
     if json_output:
         print_json(report)
-        return
-    out.print(
-        f"SIMULATED optimum of {space_file}: expected test accuracy {report['accuracy']:.3f} "
-        f"(compute {report['compute']:.2f}; {report['candidates']} candidates within the budget scored)"
-    )
-    out.print(report["graph"])
+    else:
+        found = "best graph so far (interrupted)" if report["interrupted"] else "optimum"
+        out.print(
+            f"SIMULATED {found} of {space_file}: expected test accuracy {report['accuracy']:.3f} "
+            f"(compute {report['compute']:.2f}; {report['candidates']} candidates within the budget scored)"
+        )
+        out.print(report["graph"])
+    if report["interrupted"]:  # the best so far is shown (an interruption lost the whole enumeration)
+        err.print(
+            f"interrupted after {report['candidates']:,} graphs: the graph above is the best scored so far, "
+            "not the optimum (run again to enumerate the whole space)"
+        )
+        raise Interrupted()  # said above: no 'error: interrupted' after it
 
 
 @sim_app.command("best-known")
@@ -105,7 +115,7 @@ def best_known_command(
         # this search's graph and accuracy alone, which the file did not hold)
         print_json({**found.to_dict(), "path": str(target), "kept_stored": kept, "stored_accuracy": stored})
         if found.interrupted:
-            raise typer.Exit(130)
+            raise Interrupted()  # said above: no 'error: interrupted' after it
         return
     out.print(
         f"SIMULATED best-known graph of {space_file}: expected test accuracy {found.accuracy:.4f} "
@@ -126,4 +136,4 @@ def best_known_command(
     else:
         out.print(f"stored in {target}")
     if found.interrupted:
-        raise typer.Exit(130)
+        raise Interrupted()  # said above: no 'error: interrupted' after it

@@ -18,7 +18,7 @@ only practical with few models and roles or a tight budget.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +34,7 @@ from agentscale.sim.evaluate import SimOracle
 from agentscale.sim.truth import SimGraphError
 
 MAX_EXHAUSTIVE_NODES = 6
+PROGRESS_EVERY = 1_000  # candidates scored between progress reports (about a second of scoring)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Optimum:
     compute: float
     latency_s: float
     candidates: int  # distinct candidates within budget that were scored
+    interrupted: bool = False  # Ctrl-C (or SIGTERM) ended the enumeration: the best of those scored, no optimum
 
 
 @cache
@@ -165,23 +167,34 @@ def _labelings(
     yield from extend(0, 0.0)
 
 
-def search_optimum(space: SpaceSpec) -> Optimum:
-    """Score every candidate of the space and return the best (see the module docstring)."""
+def search_optimum(space: SpaceSpec, on_progress: Callable[[int, float], None] | None = None) -> Optimum:
+    """Score every candidate of the space and return the best (see the module docstring).
+    `on_progress(scored, best accuracy)` is called every `PROGRESS_EVERY` candidates. A Ctrl-C
+    (KeyboardInterrupt) ends the enumeration with the best candidate scored so far, `interrupted`:
+    a 5-node space takes minutes, and an interruption lost all of it."""
     SearchProblem.from_space(space)  # a budget below every single call, said as `optimize` says it
     oracle = SimOracle.for_space(space)
     engine = oracle.engine("test")
     best: tuple[float, float, int, str] | None = None
     best_candidate: CandidateGraph | None = None
     count = 0
+    interrupted = False
     check_more = space.budget.max_latency_s is not None or space.budget.max_tokens is not None
-    for candidate in enumerate_candidates(space, oracle):
-        if check_more and not oracle.within_budget(candidate):
-            continue
-        count += 1
-        accuracy = engine.accuracy(oracle.graph(candidate))
-        rank = (-accuracy, oracle.compute(candidate), candidate.size, candidate.canonical_key)
-        if best is None or rank < best:
-            best, best_candidate = rank, candidate
+    try:
+        for candidate in enumerate_candidates(space, oracle):
+            if check_more and not oracle.within_budget(candidate):
+                continue
+            accuracy = engine.accuracy(oracle.graph(candidate))
+            rank = (-accuracy, oracle.compute(candidate), candidate.size, candidate.canonical_key)
+            count += 1
+            if best is None or rank < best:
+                best, best_candidate = rank, candidate
+            if on_progress is not None and count % PROGRESS_EVERY == 0:
+                on_progress(count, -best[0])
+    except KeyboardInterrupt:
+        if best is None:  # nothing scored to keep
+            raise
+        interrupted = True
     if best is None or best_candidate is None:
         caps = ", ".join(f"{name}={value}" for name, value in space.budget.model_dump().items() if value is not None)
         raise SimGraphError(f"space {space.name!r}: no candidate fits the budget ({caps})")
@@ -191,6 +204,7 @@ def search_optimum(space: SpaceSpec) -> Optimum:
         compute=best[1],
         latency_s=oracle.latency(best_candidate),
         candidates=count,
+        interrupted=interrupted,
     )
 
 
@@ -214,14 +228,17 @@ def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: fl
     return dump_graph_spec(spec)
 
 
-def optimum_report(space: SpaceSpec | str | Path) -> dict[str, Any]:
+def optimum_report(
+    space: SpaceSpec | str | Path, on_progress: Callable[[int, float], None] | None = None
+) -> dict[str, Any]:
     """What `agentscale sim optimum SPACE.yaml --json` prints: `{"accuracy", "graph", ...}`.
 
     `accuracy` is the simulated expected test accuracy and `graph` the optimum as graph YAML; the
-    other keys (`compute`, `latency_s`, `candidates`, `task`, `split`, `simulated`) describe it.
+    other keys (`compute`, `latency_s`, `candidates`, `task`, `split`, `simulated`, `interrupted`:
+    the best of the candidates scored before a Ctrl-C, not the optimum) describe it.
     """
     spec = space if isinstance(space, SpaceSpec) else load_space(space)
-    found = search_optimum(spec)
+    found = search_optimum(spec, on_progress)
     return {
         "accuracy": found.accuracy,
         "graph": optimum_graph_yaml(spec, found.candidate, found.accuracy),
@@ -231,4 +248,5 @@ def optimum_report(space: SpaceSpec | str | Path) -> dict[str, Any]:
         "task": spec.task.name,
         "split": "test",
         "simulated": True,
+        "interrupted": found.interrupted,
     }

@@ -103,6 +103,7 @@ def test_ctrl_c_on_the_command_stores_the_best_so_far_and_exits_130(tmp_path: Pa
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted after" in stderr and "the graph above is the best found so far" in stderr, stderr
+    assert "error: interrupted" not in stderr  # said once, by the command
     assert out.exists() and f"stored in {out}" in " ".join(stdout.split())
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentscale import Graph
 from agentscale.errors import SpecError
@@ -14,7 +15,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice, resolve_models
 from agentscale.optimize.space import SpaceSpec
 from agentscale.sim.evaluate import SimOracle, expected_accuracy, spec_graph
-from agentscale.sim.optimum import optimum, optimum_report, search_optimum
+from agentscale.sim.optimum import PROGRESS_EVERY, optimum, optimum_report, search_optimum
 from agentscale.sim.truth import SimGraphError
 
 TINY = {
@@ -25,6 +26,14 @@ TINY = {
     "max_nodes": 3,
     "budget": {"compute": 3.5},
 }
+SMALL_FIVE = """\
+name: five
+task: {name: "sim:math", train: 10, test: 100, seed: 1}
+models: {l1: {model: sim/llama-1b}, l3: {model: sim/llama-3b}, l8: {model: sim/llama-8b}}
+roles: [assistant, critic, vote]
+max_nodes: 5
+budget: {compute: 18}
+"""
 
 
 def brute_force(space: SpaceSpec) -> tuple[float, set[str]]:
@@ -226,3 +235,48 @@ def test_of_equally_accurate_graphs_the_optimum_is_the_cheapest() -> None:
     assert oracle.expected_accuracy(vote) == pytest.approx(oracle.expected_accuracy(single), abs=1e-12)
     found = search_optimum(space)
     assert found.candidate == single and found.compute == pytest.approx(oracle.compute(single))
+
+
+def test_an_interrupted_enumeration_gives_the_best_scored_so_far(tmp_path: Path) -> None:
+    """Ctrl-C on `sim optimum` of a 5-node space (minutes) lost every graph it had scored."""
+    space = SpaceSpec.model_validate({**yaml.safe_load(SMALL_FIVE), "max_nodes": 4})  # 2,183 candidates
+    reports: list[tuple[int, float]] = []
+
+    def interrupt(scored: int, best: float) -> None:
+        reports.append((scored, best))
+        raise KeyboardInterrupt  # as Ctrl-C (or SIGTERM, which agentscale takes as it) would
+
+    try:
+        found = search_optimum(space, on_progress=interrupt)
+    except KeyboardInterrupt:  # raised on, it would also stop pytest itself
+        pytest.fail("the interruption went through: nothing of the enumeration was kept")
+    whole = search_optimum(space)
+    assert found.interrupted and not whole.interrupted
+    assert reports == [(PROGRESS_EVERY, found.accuracy)] and found.candidates == PROGRESS_EVERY < whole.candidates
+    oracle = SimOracle.for_space(space)
+    assert found.accuracy == pytest.approx(oracle.expected_accuracy(found.candidate))
+    assert found.accuracy <= whole.accuracy
+
+
+def test_ctrl_c_on_the_command_prints_the_best_so_far_and_exits_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import with_default_sigint
+
+    path = tmp_path / "five.yaml"  # 5 nodes: minutes of enumeration
+    path.write_text(SMALL_FIVE)
+    command = [sys.executable, "-m", "agentscale.cli.app", "sim", "optimum", str(path), "--json"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_default_sigint
+    )
+    time.sleep(12)  # imports, then the first thousands of graphs
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    report = json.loads(stdout)
+    assert report["interrupted"] is True and report["candidates"] > 0 and load_spec_text(report["graph"])
+    assert "the graph above is the best scored so far, not the optimum" in " ".join(stderr.split()), stderr
+    assert "error: interrupted" not in stderr  # said once, by the command
