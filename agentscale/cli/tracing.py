@@ -49,7 +49,13 @@ def traced_run(trace: str | None, kind: str, name: str, attributes: Mapping[str,
     if exporter == "off":
         yield
         return
-    from agentscale.tracing.otel import exporting
+    from agentscale.cli._console import warn_if
+    from agentscale.tracing.delivery import Delivery
+    from agentscale.tracing.otel import delivery_warning, exporting
 
-    with exporting(exporter), span("run", name, {"kind": kind, **attributes}):
-        yield
+    delivery = Delivery()
+    try:
+        with exporting(exporter, delivery), span("run", name, {"kind": kind, **attributes}):
+            yield
+    finally:  # after the last spans were flushed: a collector lost mid-run was said only in retry lines
+        warn_if(delivery_warning(exporter, delivery))

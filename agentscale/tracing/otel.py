@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
     from opentelemetry.trace import SpanKind as OTelKind
 
+    from agentscale.tracing.delivery import Delivery
     from agentscale.tracing.recording import RecordedSpan
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -247,13 +248,15 @@ def _installed(module: str) -> bool:
         return False
 
 
-def exporting_provider(exporter_name: str) -> TracerProvider:
+def exporting_provider(exporter_name: str, delivery: Delivery | None = None) -> TracerProvider:
     """A provider that batches spans to OTLP over HTTP or gRPC (configured by OTEL_* variables) or to
-    stderr."""
+    stderr; with a `delivery`, counting the spans ended and those delivered."""
     check_exporter(exporter_name)
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+    from agentscale.tracing.delivery import DeliveredSpans, EndedSpans
 
     exporter: SpanExporter
     if exporter_name == "otlp":
@@ -264,8 +267,22 @@ def exporting_provider(exporter_name: str) -> TracerProvider:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "agentscale"}))
     provider = TracerProvider(resource=resource)
+    if delivery is not None:
+        provider.add_span_processor(EndedSpans(delivery))
+        exporter = DeliveredSpans(exporter, delivery)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def delivery_warning(exporter_name: str, delivery: Delivery) -> str | None:
+    """What to say when spans did not reach the collector (None when all did)."""
+    if not delivery.lost:
+        return None
+    where = f" at {_shown_endpoint(_otlp_traces_endpoint(_otlp_protocol()))}" if exporter_name == "otlp" else ""
+    return (
+        f"{delivery.lost} of {delivery.ended} trace spans did not reach the collector{where} (it refused them, "
+        "stopped answering, or fell behind); the run's results are stored, only its trace is incomplete"
+    )
 
 
 def _otlp_traces_endpoint(protocol: str) -> str:
@@ -318,9 +335,10 @@ def _shown_endpoint(endpoint: str) -> str:
 
 
 @contextmanager
-def exporting(exporter_name: str) -> Iterator[TracerProvider]:
-    """Trace everything run inside the block, and flush the spans when it ends (even on errors)."""
-    provider = exporting_provider(exporter_name)
+def exporting(exporter_name: str, delivery: Delivery | None = None) -> Iterator[TracerProvider]:
+    """Trace everything run inside the block, and flush the spans when it ends (even on errors);
+    `delivery` counts what reached the collector once the block is over."""
+    provider = exporting_provider(exporter_name, delivery)
     previous = set_observer(None)
     install(provider)
     try:

@@ -528,3 +528,44 @@ async def test_an_optimizations_items_sit_under_an_evaluation_span_naming_its_tr
         attributes = dict(evaluation.attributes or {})
         own = [s for s in items if s.parent is not None and s.parent.span_id == span_id]
         assert len(own) == attributes["agentscale.items"] >= attributes["agentscale.correct"], evaluation.name
+
+
+class _RefusingCollector(BaseHTTPRequestHandler):
+    """A collector that has gone wrong: it answers every export with 501."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(501)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_spans_a_collector_refused_are_counted_and_said_at_the_end(  # type: ignore[no-untyped-def]
+    tmp_path: Path, scripted: ScriptedServer, collector, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A collector that died mid-run lost the spans with exit 0 and only OpenTelemetry's retry lines
+    (15 of about 1,051 spans arrived); the run's results were fine, its trace silently not."""
+    for variable in _OTEL_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingCollector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "t.db"))
+        monkeypatch.setenv("TRACE_TEST_KEY", SECRET)
+        graph = tmp_path / "trio.yaml"
+        graph.write_text(GRAPH.format(api_base=scripted.api_base))
+        assert main(["run", str(graph), "-q", "What is 2 + 3?", "--trace", "otlp", "--json"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["answer"] == "5"  # the run itself is whole
+    # run, item, 3 nodes, 3 calls: 8 spans, none delivered
+    assert "8 of 8 trace spans did not reach the collector at http://127.0.0.1:" in " ".join(captured.err.split())
+    endpoint, received = collector  # a collector that answers: nothing to say
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    assert main(["run", str(graph), "-q", "What is 2 + 3?", "--trace", "otlp", "--json"]) == 0
+    assert received and "did not reach the collector" not in capsys.readouterr().err
