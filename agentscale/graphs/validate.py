@@ -236,6 +236,12 @@ def spec_from_data(located: LocatedData, source: str | None = None, *, stored: b
             "`agentscale optimize`, then run the graph it writes (best.yaml)"
         )
         raise SpecError([located.issue((key,), message)], source)
+    if looks_like_best_known(located.data):  # `draw` of one listed each of its keys as unknown
+        message = (
+            f"this is a best-known record of space {located.data['space']!r} (`agentscale sim best-known`), "
+            "not a graph: `agentscale validate` checks it against its space"
+        )
+        raise SpecError([located.issue(("space",), message)], source)
     spec = validate_fields(located, GraphSpec, "graph file", source, stored=stored)
     issues = graph_issues(spec, located, stored=stored)
     if issues:

@@ -664,6 +664,11 @@ def test_a_graph_given_for_a_space_and_a_space_for_a_graph_are_named_as_such(
     assert code == 1 and "nodes (line 8): unknown key 'nodes'" in " ".join(err.split()) and "problems" not in err
     code, _, err = run_cli(capsys, "run", str(space), "-q", "1 + 1?")
     assert code == 1 and "task (line 2): this is a search-space file (`task:`), not a graph" in " ".join(err.split())
+    record = Path(__file__).parents[2] / "benchmarks" / "spaces" / "math-b18-large.best-known.yaml"
+    for command in (["draw", str(record), "-o", str(env / "r.svg")], ["run", str(record), "-q", "1 + 1?"]):
+        code, _, err = run_cli(capsys, *command)  # draw listed each of the record's keys as unknown
+        assert code == 1 and "this is a best-known record of space 'math-b18-large'" in " ".join(err.split())
+        assert "unknown key" not in err
     space.write_text("42\n")  # either kind: the message named a graph alone
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 1 and "a graph or search-space file must be a YAML mapping, not the value 42" in err
