@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentscale.errors import QuestionError
 from agentscale.graphs.result import RunResult
+from agentscale.memory import HandbookNotFound
 from agentscale.runtime.compile import checked_question
 from agentscale.runtime.graph import Graph
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
@@ -174,6 +175,8 @@ def create_app(
         taking requests: each went on paying for model calls it could not record, and got an
         unexplained 500. A lock held past the busy timeout by another process fails this request
         only (a 503 a client may retry): latched, it refused every later one until a restart."""
+        if isinstance(exc, HandbookNotFound):  # checked at start: deleted since (a bare 500 said nothing)
+            return _handbook_gone(exc)
         cause = sqlite_failure(exc)
         if cause is None:
             log.error("graph %s failed: %s: %s", graph.name, type(exc).__name__, exc)
@@ -190,6 +193,21 @@ def create_app(
             log.error("graph %s: the database failed: %s; refusing every request from now on", graph.name, cause)
             database_failed.append(f"{cause}: {database_trouble(cause)}")
         return _storage_unavailable()
+
+    def _handbook_gone(exc: HandbookNotFound) -> ApiError:
+        """Before any model call: the handbook a graph's `memory:` names went from the database while
+        the server ran (`handbook delete`, which cannot see served requests in flight). The message
+        names it, not the database's path, which is the server's own business."""
+        log.error("graph %s: %s", graph.name, exc)
+        name = graph.spec.memory.handbook if graph.spec.memory is not None else "?"
+        return ApiError(
+            503,
+            f"the graph's handbook {name!r} is no longer in the server's database (deleted while it served?); "
+            "requests are answered again once it is back",
+            "server_error",
+            "handbook_unavailable",
+            headers=NO_RETRY,
+        )
 
     def _storage_unavailable() -> ApiError:
         return ApiError(

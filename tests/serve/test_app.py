@@ -17,8 +17,10 @@ import uvicorn
 from openai.types.chat import ChatCompletionChunk
 
 from agentscale import Graph, Store
+from agentscale.memory import Handbook
 from agentscale.serve.app import create_app
 from agentscale.testing import Rule, ScriptedServer
+from tests.memory.conftest import seed_handbook
 
 BODY = (
     "name: served\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
@@ -676,3 +678,21 @@ def test_an_answer_from_a_reply_cut_at_max_tokens_finishes_with_length(served: s
     scripted.add_rule(Rule(pattern="What is 5 \\+", replies=["5 + 3 = 8 because"], finish_reason="length", times=1))
     mixed = client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 5 + 3?"}])
     assert (mixed.choices[0].message.content, mixed.choices[0].finish_reason) == ("8", "stop")
+
+
+def test_a_handbook_deleted_while_served_is_named_in_a_503(make_graph, store: Store, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """serve-graph refuses a missing handbook at start, but `handbook delete` cannot see served
+    requests in flight: every later request got a bare 500 ("internal error")."""
+    seed_handbook(store, "math", [("behavior_carry_digits", "Add digits column by column from the right, carrying.")])
+    graph = make_graph("name: served\nmemory: {handbook: math}\nnodes:\n  - {id: a, role: assistant, model: m}\n")
+    for url in serve(graph):
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        question = [{"role": "user", "content": "What is 2 + 3?"}]
+        assert client.chat.completions.create(model="served", messages=question).choices[0].message.content
+        Handbook(store, "math", embedder=None).delete()
+        asked = len(scripted.completion_requests)
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(model="served", messages=question)
+        assert refused.value.status_code == 503 and refused.value.code == "handbook_unavailable"
+        assert "the graph's handbook 'math' is no longer in the server's database" in refused.value.message
+        assert str(store.path) not in refused.value.message and len(scripted.completion_requests) == asked
