@@ -4,13 +4,17 @@ Independent nodes run concurrently, so checking "spent so far" alone would let t
 and together exceed a cap. Each call therefore reserves its worst case (estimated prompt plus its
 full `max_tokens`) and the reservation is replaced by the actual figures when it returns. Cached
 calls count like real ones: a graph must behave the same whether or not its answers are cached.
+So the calls of one step (the nodes a run starts side by side) count each other at their worst case
+even once answered: a cache hit, or a `sim/` call, answers before its siblings reserve, and the
+re-run of a capped question made calls its first run had refused (5 samples under `max_tokens: 200`:
+1 call, then 2 on the re-run, one of them paid), or refused calls it had made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 
 from agentscale.errors import BudgetExceeded
@@ -30,11 +34,12 @@ class Spend:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def add(self, other: Spend) -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.flops += other.flops
-        self.usd = None if self.usd is None or other.usd is None else self.usd + other.usd
+    def add(self, other: Spend, sign: int = 1) -> None:
+        """Add `other` (subtract it with `sign=-1`)."""
+        self.prompt_tokens += sign * other.prompt_tokens
+        self.completion_tokens += sign * other.completion_tokens
+        self.flops += sign * other.flops
+        self.usd = None if self.usd is None or other.usd is None else self.usd + sign * other.usd
 
 
 @dataclass
@@ -44,8 +49,10 @@ class RunLedger:
     budget: Budget | None = None
     started: float = field(default_factory=time.monotonic)
     spent: Spend = field(default_factory=Spend)
-    _reserved: dict[int, Spend] = field(default_factory=dict)
+    _reserved: dict[int, tuple[Spend, Hashable | None]] = field(default_factory=dict)  # worst case, step
     _next_id: int = 0
+    # per step, its settled calls' worst cases and what they used (see the module docstring)
+    _settled: dict[Hashable, tuple[Spend, Spend]] = field(default_factory=dict)
     # the run's calls waiting for an endpoint's slot ("queued") and holding one ("calling")
     _calls: dict[str, int] = field(default_factory=lambda: {"queued": 0, "calling": 0})
     _stalled_since: float | None = None  # since when every call of the run has been waiting
@@ -103,13 +110,18 @@ class RunLedger:
         assert self.budget is not None and self.budget.max_latency_s is not None
         return BudgetExceeded("max_latency_s", self.budget.max_latency_s, self.elapsed(modelled_s))
 
-    def reserve(self, projected: Spend, modelled_s: float = 0.0) -> int:
+    def reserve(self, projected: Spend, modelled_s: float = 0.0, step: Hashable | None = None) -> int:
         """Reserve a call's worst case; raise BudgetExceeded when a cap would be crossed (a call that
-        starts at `modelled_s` on the run's modelled clock: see `elapsed`)."""
+        starts at `modelled_s` on the run's modelled clock: see `elapsed`). The settled calls of its
+        `step` count at their worst case (None: a call of no step, whose siblings count as used)."""
         if self.budget is not None:
             total = Spend(self.spent.prompt_tokens, self.spent.completion_tokens, self.spent.flops, self.spent.usd)
-            for held in self._reserved.values():
+            for held, _ in self._reserved.values():
                 total.add(held)
+            if step is not None and step in self._settled:
+                worst, used = self._settled[step]
+                total.add(worst)
+                total.add(used, sign=-1)
             total.add(projected)
             budget = self.budget
             if budget.max_tokens is not None and total.tokens > budget.max_tokens:
@@ -122,14 +134,18 @@ class RunLedger:
             if remaining is not None and remaining <= 0:
                 raise self.time_is_up(modelled_s)
         self._next_id += 1
-        self._reserved[self._next_id] = projected
+        self._reserved[self._next_id] = (projected, step)
         return self._next_id
 
     def settle(self, reservation: int, actual: Spend | None) -> None:
         """Replace a reservation by what the call really used (None: the call failed, nothing used)."""
-        self._reserved.pop(reservation, None)
+        projected, step = self._reserved.pop(reservation)
         if actual is not None:
             self.spent.add(actual)
+        if step is not None:
+            worst, used = self._settled.setdefault(step, (Spend(), Spend()))
+            worst.add(projected)
+            used.add(actual or Spend())
 
     def overrun(self) -> str | None:
         """Which cap the spend has passed, in words, or None. A reservation counts the prompt from an

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -65,17 +65,20 @@ class ModelCalls:
         self.stopped_reason: str | None = None
         self._samples = SampleSlots()
 
-    async def call(self, trace: NodeTrace, request: CallRequest, starts_at_s: float = 0.0) -> CallResult | None:
+    async def call(
+        self, trace: NodeTrace, request: CallRequest, starts_at_s: float = 0.0, step: Hashable | None = None
+    ) -> CallResult | None:
         """Reserve the call's projected spend, call, settle; the outcome lands in `trace` (`skipped`
         when the budget refuses it, `failed` on a call error: then None is returned). `starts_at_s`:
         the call's start on the run's modelled clock (its inputs' latest finish), which a latency
-        cap is checked against when later than the wall clock."""
+        cap is checked against when later than the wall clock. `step`: the calls the run starts side
+        by side (a DAG's level), which count each other at their worst case (`RunLedger.reserve`)."""
         model = request.model
         request = self._samples.assign(request)
         trace.route, trace.messages = model.route, request.messages
         projected = spend_of(model, estimate_prompt_tokens(request.messages), request.max_tokens)
         try:
-            reservation = self.ledger.reserve(projected, starts_at_s)
+            reservation = self.ledger.reserve(projected, starts_at_s, step)
         except BudgetExceeded as exc:
             trace.status, trace.error = "skipped", str(exc)
             self._stop(exc)

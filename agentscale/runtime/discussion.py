@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -359,6 +359,9 @@ class Discussion:
         inputs = [Candidate("best", self.best)] if self.best else []
         tasks: dict[str, asyncio.Task[NodeTrace]] = {}
         done: dict[str, NodeTrace] = {}
+        depth: dict[str, int] = {}  # a slot's step: its calls and its round's others of one depth side by side
+        for slot in [*slots, *([aggregator] if aggregator is not None else [])]:  # in topological order
+            depth[slot.id] = 1 + max((depth[p] for p in slot.predecessors), default=-1)
 
         async def run_slot(slot: Slot, is_source_fallback: bool) -> NodeTrace:
             if slot.predecessors:
@@ -367,7 +370,8 @@ class Discussion:
                 candidates = usable_candidates([done[p] for p in slot.predecessors])
             else:
                 candidates = list(inputs) if is_source_fallback else []
-            trace = await self._node(slot, candidates, decision, [done[p] for p in slot.predecessors])
+            inputs_done = [done[p] for p in slot.predecessors]
+            trace = await self._node(slot, candidates, decision, inputs_done, (record.index, depth[slot.id]))
             done[slot.id] = trace  # before the event: a callback that raises on it leaves the call kept
             self._emit(GraphEvent("node_finished", slot.id, slot.node.role, trace=trace))
             return trace
@@ -449,9 +453,10 @@ class Discussion:
     # -- calls ------------------------------------------------------------------------------------
 
     async def _node(
-        self, slot: Slot, candidates: list[Candidate], decision: Decision, inputs: list[NodeTrace]
+        self, slot: Slot, candidates: list[Candidate], decision: Decision, inputs: list[NodeTrace], step: Hashable
     ) -> NodeTrace:
-        """Run one slot; `inputs` are its predecessors' traces (for the modelled clock)."""
+        """Run one slot; `inputs` are its predecessors' traces (for the modelled clock); `step` the
+        ledger's (`ModelCalls.call`)."""
         runtime = self.runtime
         node = slot.node
         role = runtime.roles[node.role]
@@ -491,6 +496,7 @@ class Discussion:
                 top_p,
                 model_alias=node.model,
                 read=answer,
+                step=step,
             )
         self._finish_trace(trace)
         trace.finished_at_s = modelled_finish(trace, inputs)
@@ -509,6 +515,7 @@ class Discussion:
         model_alias: str | None = None,
         json_schema: dict[str, Any] | None = None,
         read: Callable[[NodeTrace], None] | None = None,
+        step: Hashable | None = None,
     ) -> NodeTrace:
         """One gateway call under the run's ledger, traced as a node span (workers, CEO and evaluator
         alike); a refusal by the budget ends the discussion. The CEO's and evaluator's calls are stream
@@ -530,7 +537,7 @@ class Discussion:
         )
         with node_span(trace_id, role, trace.model, self.options.run_id) as traced:
             stopped_before = self.calls.stopped_reason
-            if await self.calls.call(trace, request) is None:
+            if await self.calls.call(trace, request, step=step) is None:
                 # refused, or ended by the run's time cap (which the ledger then names)
                 stopped = trace.status == "skipped" or self.calls.stopped_reason != stopped_before
                 self._round_cut = self._round_cut or (stopped and not steering)

@@ -238,7 +238,8 @@ class RunContext:
             top_p=node.top_p if node.top_p is not None else defaults.top_p,
         )
         starts_at = max((self.traces[p].finished_at_s for p in predecessors), default=0.0)
-        result = await self.calls.call(trace, request, starts_at)
+        # a level's nodes run side by side (LangGraph's superstep): they count each other at their worst case
+        result = await self.calls.call(trace, request, starts_at, runtime.levels[node.id])
         if result is None:
             self.stopped_reason = self.stopped_reason or self.calls.stopped_reason
             return trace

@@ -42,6 +42,20 @@ def test_the_flops_cap_counts_settled_calls_and_reservations() -> None:
     ledger.reserve(Spend(1, 1, 2e11))  # the failed call's reservation is given back
 
 
+def test_calls_of_one_step_count_each_other_at_their_worst_case_once_answered() -> None:
+    """Whether a sibling answered before a call reserved (a cache hit, a `sim/` call) or not (a live
+    call in flight) must not change what the cap admits; a call of a later step counts what it used."""
+    ledger = RunLedger(Budget(max_tokens=300))
+    ledger.settle(ledger.reserve(Spend(50, 100), step=0), Spend(50, 10))  # answered short: 60 used
+    with pytest.raises(BudgetExceeded):  # its sibling counts it at its worst case, 150: 300 in all is
+        ledger.reserve(Spend(50, 101), step=0)  # one token too many, as if it were still in flight
+    ledger.settle(ledger.reserve(Spend(50, 100), step=0), Spend(50, 100))
+    ledger.reserve(Spend(40, 50), step=1)  # the next step counts what both used: 60 + 150 + 90, not 390
+    no_step = RunLedger(Budget(max_tokens=300))  # a call of no step (a handbook build's) counts what it used
+    no_step.settle(no_step.reserve(Spend(50, 100)), Spend(50, 10))
+    no_step.reserve(Spend(50, 190))
+
+
 def test_time_every_call_of_a_run_waits_for_a_slot_is_not_counted_but_calling_time_is() -> None:
     """A run whose calls all wait behind other runs' calls is stalled, and that time is not its to
     count; once one of its calls holds a slot, its siblings' waits count. Stalls add up across waits."""

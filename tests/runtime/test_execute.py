@@ -279,6 +279,24 @@ def test_concurrent_calls_cannot_jointly_exceed_the_budget(make_graph, scripted:
     assert result.usage.tokens <= 900
 
 
+@pytest.mark.parametrize("latency_s", [0.0, 0.1])
+def test_a_capped_question_asked_again_replays_its_first_run(
+    make_graph, scripted: ScriptedServer, latency_s: float
+) -> None:  # type: ignore[no-untyped-def]
+    """Samples side by side count each other at their worst case even once answered: a cache hit
+    answers before its siblings reserve, and the re-run of five samples under a 200-token cap made 2
+    calls, one of them paid, where its first run had made 1 (an API walk)."""
+    scripted.latency_s = latency_s
+    caps = "answer_format: number\ndefaults: {max_tokens: 100, temperature: 0.7}\nbudget: {max_tokens: 400}\n"
+    graph: Graph = make_graph(WIDTH_8.replace("answer_format: number\n", caps))
+    first = graph.run("What is 1 + 2?")
+    paid = len(scripted.completion_requests)
+    assert 0 < first.usage.calls == paid < 8
+    again = graph.run("What is 1 + 2?")
+    assert [t.status for t in again.trace] == [t.status for t in first.trace]
+    assert again.usage.cached_calls == paid and len(scripted.completion_requests) == paid  # nothing new paid
+
+
 def test_a_refusal_after_an_overrun_says_both(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
     """Node a's usage passes the cap (its prompt estimated short), node b is then refused: the run said
     only that b "would be exceeded", as if the run had kept within its caps (the budget audit)."""
