@@ -138,9 +138,15 @@ class Handbook:
             )
         return row
 
-    def revision(self) -> int | None:
+    def revision(self) -> tuple[str, int] | None:
+        """(when the handbook was made, its revision), None when there is none: what a cached index
+        is valid for. The revision alone was not: a handbook deleted and made again under its name
+        (SQLite gives it the freed row id too) starts over, and one import brought it back to the
+        number an index of the deleted one had kept."""
+        query = select(_HANDBOOK.c.created, _HANDBOOK.c.revision).where(_HANDBOOK.c.name == self.name)
         with self.store.engine.connect() as connection:
-            return connection.execute(select(_HANDBOOK.c.revision).where(_HANDBOOK.c.name == self.name)).scalar()
+            row = connection.execute(query).first()
+        return None if row is None else (str(row[0]), int(row[1]))
 
     def behaviors(self, topic: str | None = None) -> list[BehaviorRow]:
         """All behaviors (optionally those serving one topic, case-insensitive: see `topics`), oldest first."""

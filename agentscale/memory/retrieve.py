@@ -1,9 +1,10 @@
 """Finding the behaviors relevant to a question: embedding cosine top-k, or BM25 without the extra.
 
-An index holds a handbook's behaviors in memory and is rebuilt only when the handbook's `revision`
-changes (one tiny query per retrieval checks it), so retrieval once per question costs a query
-embedding (~10 ms on CPU) or a BM25 pass, not a table scan. With embeddings, behaviors stored without
-one (built before the extra was installed) are embedded and saved on the first retrieval.
+An index holds a handbook's behaviors in memory and is rebuilt only when the handbook (its creation
+time) or its `revision` changes (one tiny query per retrieval checks it), so retrieval once per
+question costs a query embedding (~10 ms on CPU) or a BM25 pass, not a table scan. With embeddings,
+behaviors stored without one (built before the extra was installed) are embedded and saved on the
+first retrieval.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Retrieved:
 
 
 class _Index:
-    def __init__(self, handbook: Handbook, rows: list[BehaviorRow], revision: int | None) -> None:
+    def __init__(self, handbook: Handbook, rows: list[BehaviorRow], revision: tuple[str, int] | None) -> None:
         self.revision = revision
         self.rows = rows
         topics = handbook.topics()

@@ -118,6 +118,20 @@ def test_index_follows_inserts_and_embeds_behaviors_stored_without_one(store: St
     assert retriever.search("greatest common divisor of 84 and 36", 1)[0].name == "behavior_gcd_euclid"
 
 
+def test_a_handbook_deleted_and_made_again_is_read_again(store: Store) -> None:
+    """A server's retriever kept the deleted handbook's behaviors: the one made again under its name
+    started over and one import brought its revision back to the number the old index was kept for."""
+    book = Handbook(store, "math", embedder=None)
+    book.add([Proposal("behavior_carry_digits", "Add digits column by column from the right, carrying tens.")])
+    retriever = Retriever(Handbook(store, "math", embedder=None))
+    assert [r.name for r in retriever.search("add the digits", 3)] == ["behavior_carry_digits"]
+    revision = book.revision()
+    book.delete()
+    book.add([Proposal("behavior_add_digits_twice", "Add the digits twice, once from each end, and compare.")])
+    assert book.revision() != revision and book.revision() is not None
+    assert [r.name for r in retriever.search("add the digits", 3)] == ["behavior_add_digits_twice"]
+
+
 def test_bm25_scores() -> None:
     bm25 = BM25([["unit", "speed"], ["set", "union", "overlap"], []])
     scores = bm25.scores(["speed", "speed", "missing"])
