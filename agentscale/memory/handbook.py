@@ -360,27 +360,37 @@ class Handbook:
         uses = min_uses if min_uses is not None else 1
         if uses < 1:
             raise AgentScaleError("--min-uses must be at least 1")
-        doomed = [b for b in self.behaviors() if _prunable(b, uses, unhelpful, min_accuracy)]
-        if dry_run or not doomed:
-            return doomed
-        ids = [b.id for b in doomed]
-        with write_lock(self.store) as connection:
+        if dry_run:
+            return [b for b in self.behaviors() if _prunable(b, uses, unhelpful, min_accuracy)]
+        self.refuse_while_in_use("prune")
+        with write_lock(self.store) as connection:  # judged on the counters no eval can change meanwhile
+            doomed = [b for b in self.behaviors() if _prunable(b, uses, unhelpful, min_accuracy)]
+            if not doomed:
+                return doomed
+            ids = [b.id for b in doomed]
             connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id.in_(ids)))
             connection.execute(_BEHAVIOR.delete().where(_BEHAVIOR.c.id.in_(ids)))
             _bump(connection, self._ensure(connection))
         return doomed
+
+    def refuse_while_in_use(self, doing: str) -> None:
+        """Refuse to change the handbook while a live run draws on it or builds it: an eval's items
+        would be measured against different handbooks (a prune to empty mid-eval left 22 of 40
+        items with no behavior, exit 0), and a delete failed it mid-run. Served requests write
+        their run when they finish, so a server is not seen here (its requests then get a 503)."""
+        using = [run for run in self.store.runs_in_progress() if _draws_on(run, self.name)]
+        if using:
+            raise AgentScaleError(
+                f"handbook {self.name!r} is in use by run {using[0].id} ({using[0].kind}, still running): "
+                f"let it finish or stop it, then {doing}"
+            )
 
     def delete(self) -> int:
         """Remove the handbook and all its behaviors; returns how many behaviors were removed. Refused
         while a live run draws on it or builds it (an eval failed mid-run, stored failed, with no
         resume command: the handbook it retrieves from was gone)."""
         handbook = self.require()
-        using = [run for run in self.store.runs_in_progress() if _draws_on(run, self.name)]
-        if using:
-            raise AgentScaleError(
-                f"handbook {self.name!r} is in use by run {using[0].id} ({using[0].kind}, still running): "
-                "let it finish or stop it, then delete"
-            )
+        self.refuse_while_in_use("delete")
         with write_lock(self.store) as connection:
             ids = select(_BEHAVIOR.c.id).where(_BEHAVIOR.c.handbook_id == handbook.id)
             connection.execute(_SOURCE.delete().where(_SOURCE.c.behavior_id.in_(ids)))
@@ -483,6 +493,7 @@ def import_handbook(
         created.append(_time(entry, where))
         sources.append(_sources(entry, where))
     book = Handbook(store, target, embedder=embedder)
+    book.refuse_while_in_use("import")
     _refuse_a_repeated_import(book, sources)
     return book.add(proposals, counters=counters, created=created, sources=sources, dedup_batch=False)
 

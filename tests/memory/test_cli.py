@@ -444,15 +444,34 @@ def test_an_import_into_a_handbook_with_behaviors_reports_the_handbooks_total(
     assert (len(imported["added"]), len(imported["merged"]), imported["behaviors"]) == (1, 1, 2)
 
 
-def test_delete_refuses_a_handbook_a_live_run_draws_on(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An eval drawing on a handbook failed mid-run, stored failed, when the handbook was deleted under it."""
+def test_delete_prune_and_import_refuse_a_handbook_a_live_run_draws_on(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An eval drawing on a handbook failed mid-run, stored failed, when the handbook was deleted under
+    it; pruned or imported into, it went on against another handbook (a prune to empty mid-eval left
+    22 of 40 items with no behavior, exit 0)."""
     store = Store(db)
     seed_handbook(store, "live", BEHAVIORS)
+    Handbook(store, "live", embedder=None).record_use([BEHAVIORS[0][0]], [])  # retrieved, never cited: prunable
+    code, out, _ = cli(capsys, "handbook", "export", "live")
+    (tmp_path / "live.json").write_text(out.replace("2026-", "2025-"))  # provenance it does not hold yet
     graph = "name: g\nmodels: {m: {model: sim/llama-8b}}\nnodes:\n  - {id: a, role: assistant, model: m}\n"
     run = store.create_run("eval", graph_name="g", graph_yaml=graph + "memory: {handbook: live}\n")  # ours, running
-    code, _, err = cli(capsys, "handbook", "delete", "live", "--yes")
-    assert code == 1 and f"handbook 'live' is in use by run {run.id} (eval, still running)" in err, err
+    for command, doing in (
+        (["delete", "live", "--yes"], "delete"),
+        (["prune", "live", "--min-uses", "1"], "prune"),
+        (["import", str(tmp_path / "live.json")], "import"),
+    ):
+        code, _, err = cli(capsys, "handbook", *command)
+        assert code == 1 and f"handbook 'live' is in use by run {run.id} (eval, still running)" in err, err
+        assert f"then {doing}" in err
+    code, out, _ = cli(capsys, "handbook", "prune", "live", "--min-uses", "1", "--dry-run", "--json")
+    assert code == 0 and "behavior" in out  # a dry run changes nothing: allowed
+    assert len(Handbook(store, "live", embedder=None).behaviors()) == len(BEHAVIORS)
     store.finish_run(run.id, "done", {})
+    for command in (["prune", "live", "--min-uses", "1"], ["import", str(tmp_path / "live.json")]):
+        code, _, err = cli(capsys, "handbook", *command)
+        assert code == 0, err
     code, _, err = cli(capsys, "handbook", "delete", "live", "--yes")
     assert code == 0, err
 

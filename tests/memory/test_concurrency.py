@@ -111,3 +111,20 @@ def test_an_insert_waits_for_a_concurrent_writer_and_then_merges(tmp_path: Path)
     assert errors == [] and [r.merged for r in reports] == [[("behavior_x", "behavior_x", 1.0)]]
     [row] = Handbook(store, "math", embedder=None).behaviors()
     assert (row.source_run, row.merged) == ("r1", 1)
+
+
+def test_prune_judges_the_counters_it_holds_the_lock_over(tmp_path: Path) -> None:
+    """An eval's citation counted while prune waited for the write lock was not seen: prune read the
+    counters before it asked for the lock, and deleted a behavior that no longer met its rule."""
+    store = Store(tmp_path / "race.db")
+    book = Handbook(store, "math", embedder=None)
+    book.add([Proposal("behavior_keep_a_running_total", "Keep a running total while adding long columns.")])
+    book.record_use(["behavior_keep_a_running_total"], [])  # retrieved once, never cited: prunable
+    removed: list[BehaviorRow] = []
+    with write_lock(Store(tmp_path / "race.db")) as eval_process:
+        pruning = threading.Thread(target=lambda: removed.extend(book.prune(min_uses=1)))
+        pruning.start()
+        time.sleep(0.5)  # prune is waiting for the lock
+        eval_process.exec_driver_sql("UPDATE behavior SET times_cited = times_cited + 1")  # its citation
+    pruning.join(30)
+    assert removed == [] and [b.name for b in book.behaviors()] == ["behavior_keep_a_running_total"]
