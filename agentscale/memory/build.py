@@ -222,10 +222,13 @@ class HandbookBuilder:
         again goes on with it: a new run re-proposed every item it had done, and the handbook counted
         their behaviors twice (merged 158 against 78, two sources per item). A build still running in a
         live process is returned too, so that taking it over is refused (`RunBusy`): the same command
-        in two terminals did every item twice."""
-        stored = json.loads(json.dumps(config))  # as stored: a replicas' api_base tuple is a list there
-        for run in self.store.list_runs(limit=200):
-            if run.kind != "handbook" or json.loads(run.config_json) != stored:
+        in two terminals did every item twice. Every build of the database is looked at (the latest
+        200 runs were: after 200 others the same command proposed every item again), and the model's
+        server address is not compared: the response cache does not, and a server moved to another
+        port is the usual reason to give another `--api-base`."""
+        stored = _same_build(json.loads(json.dumps(config)))  # as stored: a replicas' api_base tuple is a list
+        for run in self.store.list_runs(limit=None, kind="handbook"):
+            if _same_build(json.loads(run.config_json)) != stored:
                 continue
             live = run.status == "running" and owner_alive(run.owner) is True
             return run if run.status in ("interrupted", "failed") or run.process_gone() or live else None
@@ -376,6 +379,11 @@ class HandbookBuilder:
         if result is None:
             raise ModelCallError(trace.error or "the call failed")
         return result.completion
+
+
+def _same_build(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two builds one: their settings but the model's server address."""
+    return {key: value for key, value in config.items() if key != "api_base"}
 
 
 def _count_inserted(report: BuildReport, inserted: InsertReport) -> None:

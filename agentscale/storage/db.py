@@ -371,12 +371,14 @@ class Store:
             cursor.execute("SELECT count(*) FROM run")
             return int(cursor.fetchone()[0])
 
-    def list_runs(self, limit: int = 50) -> list[Run]:
-        """The latest `limit` runs, newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int):  # "x" was a SQLAlchemy ValueError
+    def list_runs(self, limit: int | None = 50, *, kind: str | None = None) -> list[Run]:
+        """The latest `limit` runs (None: all), newest first; `kind` keeps those of one kind."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):  # "x": a SQLAlchemy error
             raise TypeError(f"limit takes a whole number, not {type(limit).__name__}")
+        query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
+        if kind is not None:
+            query = query.where(Run.kind == kind)
         with self.session() as session:
-            query = select(Run).order_by(Run.created.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(query).all())
 
     def runs_in_progress(self) -> list[Run]:

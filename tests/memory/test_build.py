@@ -18,6 +18,7 @@ from agentscale.errors import RunBusy
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.graphs.spec import ModelSpec
 from agentscale.memory import BuildReport, BuildSettings, Handbook, HandbookBuilder, InsertReport, resolve_model
+from agentscale.models.registry import ResolvedModel
 from agentscale.storage.tables import Run
 from agentscale.tasks import Task, load_task
 from agentscale.testing import Rule, ScriptedServer
@@ -283,19 +284,26 @@ def _assert_built_once(store: Store, report: BuildReport) -> None:
     assert sorted(i.item_key for i in store.run_items(report.run_id)) == ["q0", "q1", "q2", "q3"]
 
 
-@pytest.mark.parametrize("replicas", [False, True], ids=["one endpoint", "replicas"])
+@pytest.mark.parametrize("case", ["one endpoint", "replicas", "another address", "after 200 other runs"])
 async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
-    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store, replicas: bool
+    tmp_path: Path, scripted: ScriptedServer, gateway: Gateway, store: Store, case: str
 ) -> None:
     """ "Run the same command again to go on" started a new run that proposed every item again: the
     handbook counted the first items' behaviors twice (merged 158 against 78 in a 60-item build).
     Again, the same build goes on in its run with the items it had not recorded, and the handbook
     equals an uninterrupted build's. A model with replicas (its endpoints a tuple, stored as a list)
-    never matched its stopped build."""
+    never matched its stopped build; nor did one whose server address was written another way (the
+    response cache ignores it), nor one stopped 200 runs before."""
     task = _four_sums(tmp_path, scripted)
-    endpoints = (scripted.api_base, scripted.api_base.replace("127.0.0.1", "localhost"))
-    aliases = {"m": ModelSpec(model="hosted_vllm/scripted", api_base=endpoints if replicas else scripted.api_base)}
-    model = resolve_model("m", api_base=None, aliases=aliases)
+    moved = scripted.api_base.replace("127.0.0.1", "localhost")
+    endpoints = (scripted.api_base, moved)
+
+    def model_at(api_base: str | tuple[str, ...]) -> ResolvedModel:
+        return resolve_model(
+            "m", api_base=None, aliases={"m": ModelSpec(model="hosted_vllm/scripted", api_base=api_base)}
+        )
+
+    model = model_at(endpoints if case == "replicas" else scripted.api_base)
 
     def builder() -> HandbookBuilder:
         return HandbookBuilder(gateway, Handbook(store, "math"), model, BuildSettings(concurrency=1), topic="arith")
@@ -311,6 +319,11 @@ async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
     assert (
         stopped.run_id is not None and store.get_run(stopped.run_id).status == "failed"
     )  # goes on as an interrupted one does
+    if case == "another address":
+        model = model_at(moved)
+    elif case == "after 200 other runs":
+        for _ in range(201):
+            store.create_run("eval", graph_name="g", claim=False)
     report = await builder().from_task(task)
     assert report.run_id == stopped.run_id and report.proposed == 4
     _assert_built_once(store, report)
