@@ -83,12 +83,13 @@ def no_answer(result: RunResult) -> ApiError:
 
     `x-should-retry: false`: OpenAI's clients retry a 5xx twice unless told not to, so one request
     ran the graph three times, each paid (and each failed model call already had the gateway's
-    retries). A 503 (stopping, busy) is still theirs to retry."""
-    failed = any(trace.status == "failed" for trace in result.trace)
-    if failed:
-        why = "its model calls failed"
-    elif BudgetExceeded.said(result.stopped_reason):
+    retries). A 503 (stopping, busy) is still theirs to retry. A budget is named first: a call its
+    time cap cut is a failed call too, and such a run read 502 "its model calls failed"."""
+    failed = False
+    if BudgetExceeded.said(result.stopped_reason):
         why = "a budget stopped it first"
+    elif any(trace.status == "failed" for trace in result.trace):
+        failed, why = True, "its model calls failed"
     else:
         why = "no reply held an answer in its format"
     where = f"; run {result.run_id} on the server holds the details" if result.run_id else ""

@@ -254,15 +254,21 @@ def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
             500,
             "a budget stopped it first",
         ),
+        (  # the cap cuts the calls in flight: failed calls, a budget's doing (it read 502 "model calls failed")
+            BODY.replace("answer_format: number\n", "answer_format: number\nbudget: {max_latency_s: 0.5}\n"),
+            "What is 2 + 2?",
+            500,
+            "a budget stopped it first",
+        ),
     ],
-    ids=["no answer in the format", "budget"],
+    ids=["no answer in the format", "budget", "time budget"],
 )
 def test_an_unanswered_question_says_why(
     make_graph, store: Store, scripted: ScriptedServer, body: str, question: str, status: int, why: str
 ) -> None:  # type: ignore[no-untyped-def]
     """A reply with no number was blamed on a budget the graph did not have. The client, with its
     default retries, runs the graph once: it retried the 500 twice, three paid runs per request."""
-    scripted.add_rule(Rule(replies=["I cannot say."]))
+    scripted.add_rule(Rule(replies=["I cannot say."], latency_s=3.0 if "max_latency_s" in body else None))
     for url in serve(make_graph(body)):
         client = openai.OpenAI(base_url=url, api_key="unused")
         with pytest.raises(openai.APIStatusError) as info:
