@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from agentscale.errors import QuestionError
 from agentscale.graphs.result import RunResult
@@ -115,11 +116,16 @@ async def _body_within(request: Request, max_bytes: int) -> bytes:
     """The request's body, refused as soon as it passes `max_bytes`: a chunked body (no
     Content-Length for the middleware to check) was read whole into memory before the check."""
     parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if size > max_bytes:
-            raise ApiError(413, f"request body over {max_bytes} bytes")
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > max_bytes:
+                raise ApiError(413, f"request body over {max_bytes} bytes")
+            parts.append(part)
+    except ClientDisconnect:  # no graph ran: the log blamed the graph ("graph g failed: ClientDisconnect")
+        raise ApiError(
+            499, "the client closed the request before its body arrived", code="client_closed_request"
+        ) from None
     return b"".join(parts)
 
 

@@ -702,3 +702,18 @@ def test_a_handbook_deleted_while_served_is_named_in_a_503(make_graph, store: St
         assert refused.value.status_code == 503 and refused.value.code == "handbook_unavailable"
         assert "the graph's handbook 'math' is no longer in the server's database" in refused.value.message
         assert str(store.path) not in refused.value.message and len(scripted.completion_requests) == asked
+
+
+def test_a_client_that_leaves_while_sending_its_body_is_not_a_graph_failure(  # type: ignore[no-untyped-def]
+    served: str, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's one error line of a long session blamed the graph ("graph served failed:
+    ClientDisconnect") for a client that hung up mid-body; no graph had run."""
+    host, port = served.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        sock.sendall(head.encode() + b'{"model":')
+        time.sleep(0.3)
+    time.sleep(0.5)  # the server reads the rest of the body, finds the client gone
+    assert "failed" not in caplog.text and scripted.completion_requests == []
+    assert httpx.get(served.removesuffix("/v1") + "/health").json()["status"] == "ok"
