@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -144,9 +145,20 @@ def api_key_of(api_key_env: str | None) -> str | None:
     starts when the variable is unset or empty (serve-graph and serve)."""
     if api_key_env is None:
         return None
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):  # said without echoing: it may be the key
+        raise AgentScaleError(
+            "--api-key-env takes the name of an environment variable that holds the key (e.g. "
+            "AGENTSCALE_SERVE_KEY), not the key itself"
+        )
     key = os.environ.get(api_key_env)
     if not key:
         raise AgentScaleError(f"--api-key-env {api_key_env}: the variable is not set or empty")
+    if not all("!" <= char <= "~" for char in key):  # the server started, and every request got a 401
+        raise AgentScaleError(
+            f"--api-key-env {api_key_env}: the key holds whitespace (a newline read from a secret file?) or "
+            "characters other than printable ASCII, which no client can send in an Authorization header; "
+            "strip them"
+        )
     return key
 
 

@@ -1653,6 +1653,34 @@ def test_an_api_key_variable_set_but_empty_is_refused(
     assert code == 1 and "--api-key-env AGENTSCALE_TEST_EMPTY_KEY: the variable is not set or empty" in err
 
 
+@pytest.mark.parametrize("key", ["sk-nl\n", " sk-spaced", "clé-ü"], ids=["newline", "space", "not ascii"])
+def test_an_api_key_no_client_can_send_is_refused(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """A key read from a secret file with its newline, or one not in ASCII, started the server and got
+    every request a 401 without a hint: no client can send it in an Authorization header."""
+    import socket
+
+    monkeypatch.setenv("AGENTSCALE_TEST_ODD_KEY", key)
+    with socket.socket() as taken:  # were the key let through, the command fails here instead of serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        code, _, err = run_cli(
+            capsys, "serve-graph", str(env / "g.yaml"), "--port", port, "--api-key-env", "AGENTSCALE_TEST_ODD_KEY"
+        )
+    assert code == 1 and "the key holds whitespace (a newline read from a secret file?)" in " ".join(err.split())
+    assert key.strip() not in err
+
+
+def test_a_key_given_for_its_variable_is_refused_without_echoing_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "serve-graph", str(env / "g.yaml"), "--api-key-env", "sk-proj-REALKEY123")
+    assert code == 1 and "takes the name of an environment variable that holds the key" in " ".join(err.split())
+    assert "REALKEY123" not in err
+
+
 def test_eval_prints_its_interval_as_its_json_gives_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The human summary's `95% CI [low, high]` is the JSON's ci95 in that order (mutant E7: printed
     high first, "[100.0%, 51.0%]", and no test read the human interval)."""
