@@ -94,9 +94,10 @@ class ChatRequest(BaseModel):
 
 def question_of(request: ChatRequest) -> str:
     """The last user message's text (string content or the text parts of a content list), refused
-    with a 400 before any call when it is no question: blank or an image alone (an earlier turn's
-    question was answered instead), or not Unicode text (half a surrogate pair failed inside the
-    run, a 500 that OpenAI's clients retried twice)."""
+    with a 400 before any call when it is no question: blank (an earlier turn's question was
+    answered instead), with a part the graph cannot read (an image: answered from the text alone),
+    or not Unicode text (half a surrogate pair failed inside the run, a 500 that OpenAI's clients
+    retried twice)."""
     for message in reversed(request.messages):
         if message.role != "user":
             continue
@@ -104,7 +105,14 @@ def question_of(request: ChatRequest) -> str:
             text = message.content
         else:
             parts = message.content or []  # a text part's null text is no text (it was the question "None")
-            text = "\n".join(p["text"] for p in parts if p.get("type") == "text" and isinstance(p.get("text"), str))
+            unread = next((str(p.get("type")) for p in parts if p.get("type") != "text"), None)
+            if unread is not None:  # answered from the text alone with a 200, as tools were before their 400
+                raise ApiError(
+                    400,
+                    f"the graph reads text only: the last user message has a {unread!r} part",
+                    code="unsupported_content",
+                )
+            text = "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
         try:
             return checked_question(text, "the last user message")
         except QuestionError as exc:

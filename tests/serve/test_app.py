@@ -318,6 +318,24 @@ def test_what_a_graph_cannot_honour_or_read_is_a_400(served: str) -> None:
         (b'{"model": "served", "messages": [{"role": "user", "content": "What is 2 + 2? \\ud800"}]}', "not Unicode"),
         # a blank last turn answered the turn before it
         (json.dumps({"model": "served", "messages": [*question, {"role": "user", "content": " "}]}).encode(), "empty"),
+        # an image beside the text was answered from the text alone, with a 200
+        (
+            json.dumps(
+                {
+                    "model": "served",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "What is in this picture?"},
+                                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                            ],
+                        }
+                    ],
+                }
+            ).encode(),
+            "the graph reads text only: the last user message has a 'image_url' part",
+        ),
         # asked for tool calls or JSON, a client got text and finish_reason "stop"
         (json.dumps({"model": "served", "messages": question, "tools": [TOOL]}).encode(), "tool calls are not"),
         (json.dumps({"model": "served", "messages": question, "tool_choice": "required"}).encode(), "tool calls"),
