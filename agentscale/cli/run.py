@@ -104,9 +104,8 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
     run first) is a failure, exit 1, so `agentscale run ... && next` does not go on without it."""
     with err.status(f"running {graph.name} ({len(graph.spec.nodes)} nodes)…", spinner="dots"):
         result = graph.run(question)
-    why = _why_no_answer(result)
     if json_output:
-        print_json({**result.to_dict(), "simulated": simulated})  # the contract's trace: prompts included
+        print_json(result.to_dict())  # the contract's trace: prompts included; `simulated` too
     else:
         if show_prompts:
             _print_prompts(result)
@@ -122,7 +121,7 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
                 markup=True,
             )
         # without an answer the error below says why: a node's failure was printed three times over
-        said = why if result.answer is None else ""
+        said = result.why_no_answer or ""
         if result.stopped_reason and result.stopped_reason != said:
             err.print(f"[yellow]stopped early:[/] {escape(result.stopped_reason)}", markup=True)
         for problem in result.errors:
@@ -133,12 +132,7 @@ def _run_one(graph: Graph, question: str, json_output: bool, show_prompts: bool,
         if result.answer is not None:
             print_plain(result.answer)
     if result.answer is None:
-        raise AgentScaleError(f"no answer (run {result.run_id}): {why}")
-
-
-def _why_no_answer(result: RunResult) -> str:
-    """What left a question without an answer: the budget's stop, else the first failure."""
-    return result.stopped_reason or (result.errors[0] if result.errors else "no node gave an answer")
+        raise AgentScaleError(f"no answer (run {result.run_id}): {result.why_no_answer}")
 
 
 def _print_prompts(result: RunResult) -> None:
@@ -187,13 +181,13 @@ def _run_many(graph: Graph, items: list[tuple[str, str]], concurrency: int, json
         raise Interrupted from None
     unanswered = [result for result in batch.results if result.answer is None]
     if len(unanswered) == len(items):  # a failure, exit 1, as for one question: not "4 questions answered"
-        raise AgentScaleError(f"no question got an answer (run {batch.run_id}): {_why_no_answer(unanswered[0])}")
+        raise AgentScaleError(f"no question got an answer (run {batch.run_id}): {unanswered[0].why_no_answer}")
     if not json_output:
         how_many = f"{len(items) - len(unanswered)} of {len(items)}" if unanswered else f"{len(items)}"
         err.print(f"run {batch.run_id}: {how_many} questions answered")
         if unanswered:
             err.print(
-                f"[yellow]{len(unanswered)} got no answer[/], the first: {escape(_why_no_answer(unanswered[0]))}",
+                f"[yellow]{len(unanswered)} got no answer[/], the first: {escape(unanswered[0].why_no_answer or '')}",
                 markup=True,
             )
         if simulated:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agentscale.graphs.simulated import is_simulated
+
 
 @dataclass
 class NodeTrace:
@@ -140,6 +142,22 @@ class RunResult:
     def errors(self) -> list[str]:
         return [f"{t.node_id}: {t.error}" for t in self.trace if t.status == "failed" and t.error]
 
+    @property
+    def why_no_answer(self) -> str | None:
+        """Why the question got no answer (None when it got one): the budget's stop, else the first
+        node failure, else replies that held none in the graph's `answer_format` (a one-node graph
+        said nothing then: no stop, no error)."""
+        if self.answer is not None:
+            return None
+        unanswered = "no reply held an answer in the graph's format"
+        return self.stopped_reason or (self.errors[0] if self.errors else unanswered)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether `sim/` models answered (their answers say how a search behaves, never how a real
+        model answers): every JSON output of agentscale says so, and this one lacked it."""
+        return is_simulated(node.route for node in self.trace)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (what `run --json` prints): the trace as a list of node dicts, with
         `rounds` and `memory` only when the graph has a coordinator or a handbook."""
@@ -151,6 +169,7 @@ class RunResult:
             "stopped_reason": self.stopped_reason,
             "usage": self.usage.to_dict(),
             "trace": trace,
+            "simulated": self.simulated,
         }
         if self.rounds is not None:
             data["rounds"] = [r.to_dict() for r in self.rounds]

@@ -769,3 +769,20 @@ def test_a_vote_tie_between_inputs_finishing_together_goes_to_the_first_listed_n
             ties += 1
             assert other.answer == a.answer == one.answer
     assert ties >= 3  # the items above do split (else this test could not fail)
+
+
+def test_a_result_says_why_it_has_no_answer_and_whether_sim_models_gave_it(
+    make_graph, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A one-node graph whose reply held no number returned no answer, no stop and no error (an API
+    walk); and `to_dict()` lacked the `simulated` every JSON output of agentscale carries."""
+    scripted.add_rule(Rule(replies=["I cannot say."]))
+    result = make_graph("name: one\nnodes:\n  - {id: a, role: assistant, model: m}\nanswer_format: number\n").run(
+        "2+2?"
+    )
+    assert result.answer is None and result.stopped_reason is None and result.errors == []
+    assert result.why_no_answer == "no reply held an answer in the graph's format"
+    assert result.to_dict()["simulated"] is False
+    sim = Graph.from_yaml("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-8b}\n", store=None)
+    answered = sim.run("[sim:math#0001] Solve problem 1.")
+    assert answered.to_dict()["simulated"] is True and answered.why_no_answer is None
