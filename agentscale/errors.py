@@ -137,6 +137,11 @@ class QuestionError(AgentScaleError, ValueError):
     """A question a graph cannot answer: not a string, or no text (refused before any call)."""
 
 
+class EventLoopError(AgentScaleError, RuntimeError):
+    """A synchronous call made where it cannot run: inside a running event loop (a notebook, async
+    code), where `await` is the way. A RuntimeError as well, as asyncio's own such errors are."""
+
+
 class RunNotFound(AgentScaleError):
     """A run id that is not in the database."""
 

@@ -15,7 +15,7 @@ from typing import Any, get_args
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from agentscale.errors import AgentScaleError, RunNotFound, SpecError, SpecIssue
+from agentscale.errors import AgentScaleError, EventLoopError, RunNotFound, SpecError, SpecIssue
 from agentscale.graphs.io import decoded_text, dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
@@ -313,7 +313,7 @@ class Graph:
         """Synchronous :meth:`arun` (not callable from inside a running event loop). `on_event` is
         called in this thread, in order, while the run goes on in agentscale's loop."""
         if _loop_running():
-            raise RuntimeError(
+            raise EventLoopError(
                 "Graph.run cannot be called from a running event loop (a notebook, async code): "
                 "use `await graph.arun(question)` instead"
             )

@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from agentscale.errors import EventLoopError
+
 T = TypeVar("T")
 E = TypeVar("E")
 _DONE = object()  # the run ended: no event follows
@@ -140,7 +142,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T], events: CallerThreadEvents[Any] 
     runner = _loop_thread()
     if threading.current_thread() is runner.thread:
         coroutine.close()
-        raise RuntimeError("run_sync called from agentscale's own event loop: await the coroutine instead")
+        raise EventLoopError("run_sync called from agentscale's own event loop: await the coroutine instead")
     context = contextvars.copy_context()
     outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
     started: list[asyncio.Task[T]] = []

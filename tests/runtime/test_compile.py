@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 import pytest
 from langgraph.graph import END, START, StateGraph
 
-from agentscale import Graph, QuestionError
+from agentscale import AgentScaleError, Graph, QuestionError
 from agentscale.graphs.validate import load_spec_text
 from agentscale.models.gateway import Gateway
 from agentscale.storage.db import Store
@@ -148,8 +148,10 @@ async def test_a_question_that_is_not_one_is_refused_before_any_call(make_graph,
 
 
 async def test_run_inside_an_event_loop_says_to_await_arun(make_graph, scripted) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(RuntimeError, match=r"use `await graph.arun\(question\)`"):
+    """An app catching agentscale's errors (AgentScaleError) missed this one, a bare RuntimeError."""
+    with pytest.raises(AgentScaleError, match=r"use `await graph.arun\(question\)`") as raised:
         make_graph(BODY).run("What is 8 + 9?")
+    assert isinstance(raised.value, RuntimeError)
     assert scripted.completion_requests == []
 
 
