@@ -213,7 +213,9 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 class Gateway:
-    """Shared by every node of every graph in a process; safe across event loops."""
+    """The calls of every graph given it (a graph loaded without one makes its own): their
+    per-endpoint limits, merging of identical calls in flight, cache and ledger. Safe across event
+    loops."""
 
     def __init__(self, store: Store | None = None, settings: GatewaySettings | None = None) -> None:
         """`store` records runs, the response cache and the spend ledger (None: nothing is recorded
