@@ -26,7 +26,7 @@ from sqlmodel import select as orm_select
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.spec import Memory, handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
-from agentscale.memory.extract import Proposal, normalize_name, one_line
+from agentscale.memory.extract import MAX_INSTRUCTION_CHARS, MIN_INSTRUCTION_CHARS, Proposal, normalize_name, one_line
 from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.db import Store
 from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, as_utc, utcnow
@@ -473,6 +473,7 @@ def import_handbook(
             raise AgentScaleError(f"{where}: needs a string 'name'")
         if not isinstance(entry.get("instruction"), str) or not entry["instruction"].strip():  # "" was stored
             raise AgentScaleError(f"{where}: needs a string 'instruction', not empty")
+        _check_length(one_line(entry["instruction"]), where)
         normalized = normalize_name(entry["name"])
         if normalized is None:
             raise AgentScaleError(f"{where}: bad name {entry['name']!r}")
@@ -496,6 +497,16 @@ def import_handbook(
     book.refuse_while_in_use("import")
     _refuse_a_repeated_import(book, sources)
     return book.add(proposals, counters=counters, created=created, sources=sources, dedup_batch=False)
+
+
+def _check_length(instruction: str, where: str) -> None:
+    """An imported instruction within the lengths a build keeps: an import stored a 5-character one
+    and one of 115,999 characters, which went into every node's prompt (20,077 tokens a call)."""
+    if not MIN_INSTRUCTION_CHARS <= len(instruction) <= MAX_INSTRUCTION_CHARS:
+        raise AgentScaleError(
+            f"{where}: an instruction of {len(instruction):,} characters; a build keeps "
+            f"{MIN_INSTRUCTION_CHARS}-{MAX_INSTRUCTION_CHARS} (every retrieval puts it in a prompt)"
+        )
 
 
 def _refuse_a_repeated_import(book: Handbook, sources: list[list[dict[str, Any]]]) -> None:

@@ -296,6 +296,9 @@ def test_an_export_of_version_true_is_refused(store: Store) -> None:
         ),
         ({"sources": [{"similarity": float("inf")}]}, r"sources\[0\]\.similarity: must be a finite number, got inf"),
         ({"sources": [{"similarity": float("nan")}]}, r"sources\[0\]\.similarity: must be a finite number, got nan"),
+        # a build keeps 20-600 characters: an import stored 5, and 115,999 that went into every prompt
+        ({"instruction": "Be ok"}, r"behaviors\[1\]: an instruction of 5 characters; a build keeps 20-600"),
+        ({"instruction": "Check. " * 100}, r"behaviors\[1\]: an instruction of 699 characters; a build keeps 20-600"),
     ],
 )
 def test_import_checks_every_field_before_it_writes(store: Store, field: dict[str, object], message: str) -> None:
