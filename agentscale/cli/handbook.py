@@ -357,6 +357,10 @@ def search_command(
     if json_output:
         print_json([r.to_dict() for r in found])
         return
+    if not found:  # an empty table with its headers said less
+        shared = " shares a word with the query (BM25)" if retriever.method == "bm25" else " matches"
+        err.print(f"no behavior{shared}")
+        return
     table = Table("#")
     table.add_column("behavior", no_wrap=True)
     table.add_column("score", justify="right")

@@ -44,8 +44,9 @@ def serve_graph_command(
     max_concurrency: Annotated[
         int,
         typer.Option(
-            help="Graph runs in flight at once (their model calls also wait on each model's own limit: "
-            "max_concurrency in the graph's models, 16 calls by default).",
+            help="Graph runs in flight at once; up to 256 more requests wait for a turn, the rest get a 429 "
+            "with Retry-After (their model calls also wait on each model's own limit: max_concurrency in the "
+            "graph's models, 16 calls by default).",
             min=1,
         ),
     ] = 32,
@@ -62,7 +63,9 @@ def serve_graph_command(
       agentscale serve-graph best.yaml --port 8080 \\
           --api-key-env AGENTSCALE_API_KEY
 
-    then any OpenAI client with base_url=http://127.0.0.1:8080/v1 and model="<graph name>".
+    then any OpenAI client with base_url=http://127.0.0.1:8080/v1 and model="<graph name>". A question
+    asked again is answered from the response cache (the same answer, no call paid): --no-cache to
+    sample afresh each time. Every answered request is a stored run (agentscale runs list).
     """
     import uvicorn
 

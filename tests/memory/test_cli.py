@@ -75,6 +75,8 @@ def test_build_list_show_search(
     assert code == 0 and (best["name"], best["method"]) == ("behavior_carry_digits", "bm25")
     code, out, err = cli(capsys, "handbook", "search", "math", "estimate roughly", "--k", "1")
     assert code == 0 and "behavior_estimate_first" in out and "by bm25" in err
+    code, out, err = cli(capsys, "handbook", "search", "math", "zebra xylophone")  # an empty table, headers alone
+    assert code == 0 and out == "" and "no behavior shares a word with the query (BM25)" in err
 
     code, out, err = cli(capsys, "runs", "show", report["run_id"], "--json")
     assert code == 0 and [c["node"] for c in json.loads(out)["calls"]] == ["solve", "reflect", "extract"]
