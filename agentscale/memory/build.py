@@ -192,6 +192,8 @@ class HandbookBuilder:
             done = {item.item_key for item in self.store.run_items(run.id)}
             sources = [source for source in sources if source.key not in done]
             report = BuildReport.going_on(run, len(done), self.handbook.name)
+            if self.on_item is not None:  # the progress starts where the build stopped (it read 0/12)
+                self.on_item(report)
         self.run_id = run.id
         semaphore = asyncio.Semaphore(settings.concurrency)
 

@@ -324,8 +324,12 @@ async def test_a_stopped_build_goes_on_where_it_stopped_when_run_again(
     elif case == "after 200 other runs":
         for _ in range(201):
             store.create_run("eval", graph_name="g", claim=False)
-    report = await builder().from_task(task)
+    going_on = builder()
+    seen: list[int] = []
+    going_on.on_item = lambda report: seen.append(getattr(report, "items", -1))
+    report = await going_on.from_task(task)
     assert report.run_id == stopped.run_id and report.proposed == 4
+    assert seen == [2, 3, 4]  # the progress starts at the 2 items done (it read 0/4)
     _assert_built_once(store, report)
 
 
