@@ -33,7 +33,9 @@ class RunStream(StreamingResponse):
     the run went on, paid to the end, holding its turn."""
 
     def __init__(self, run: asyncio.Task[RunResult], content: AsyncIterator[bytes], media_type: str) -> None:
-        super().__init__(content, media_type=media_type)
+        # unbuffered and uncached by proxies: nginx buffers server-sent events by default, holding back
+        # the role chunk and the keep-alive comments that keep a long graph's connection open
+        super().__init__(content, media_type=media_type, headers=_UNBUFFERED)
         self.run = run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -46,6 +48,9 @@ class RunStream(StreamingResponse):
                 await send({"type": "http.response.body", "body": _sse(stopping().body()), "more_body": False})
         finally:
             await stop(self.run)
+
+
+_UNBUFFERED = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

@@ -107,6 +107,10 @@ def test_openai_client_streaming(served: str) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "5"
     assert chunks[-1].choices[0].finish_reason == "stop"
+    # nginx buffers server-sent events unless told not to, holding back the keep-alive comments
+    question = {"model": "served", "stream": True, "messages": [{"role": "user", "content": "What is 2 + 3?"}]}
+    with httpx.stream("POST", served + "/chat/completions", json=question) as response:
+        assert response.headers["x-accel-buffering"] == "no" and response.headers["cache-control"] == "no-cache"
 
 
 def test_auth_required_and_refused(served_with_key: str) -> None:
