@@ -396,17 +396,22 @@ class Optimization:
                 config["task_sha256"] = task_file_digest(task_file)
             run_id = self.store.create_run("optimize", graph_name=space.name, config=config, claim=False).id
         self.run_id = run_id
-        self.evaluator = TrialEvaluator(
-            run_id,
-            space,
+        self.evaluator = self._evaluator()
+        self._ran = False  # a second run() goes on from the stored trials, as a resume does
+        self._progress = ProgressReporter(None, lambda: 0)  # run() installs the caller's
+
+    def _evaluator(self) -> TrialEvaluator:
+        """The run's evaluator, which reads the trials stored so far (a resumed run replays them)."""
+        return TrialEvaluator(
+            self.run_id,
+            self.space,
             self.problem,
             self.task,
-            gateway,
-            concurrency,
+            self.gateway,
+            self.concurrency,
             method=self.method_name,
             executor=self.executor,
         )
-        self._progress = ProgressReporter(None, lambda: 0)  # run() installs the caller's
 
     @classmethod
     def from_file(
@@ -509,6 +514,10 @@ class Optimization:
             return await self._run_claimed(on_progress)
 
     async def _run_claimed(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:
+        if self._ran:  # run again (after a cancel, or done): it searched anew, storing every trial twice
+            self.executor = create_executor(self.executor_config)  # the last run closed its own
+            self.evaluator = self._evaluator()
+        self._ran = True
         try:
             self.store.reopen_run(self.run_id)  # refused while another process runs it
         except RunBusy:

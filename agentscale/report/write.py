@@ -6,6 +6,7 @@ The default place is next to the run's other outputs: `<db folder>/runs/<run_id>
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
@@ -30,10 +31,11 @@ def render_report(store: Store, run: Run) -> str:
     raise AgentScaleError(f"{run.made_by()}; reports cover eval, run and optimize runs")
 
 
-def write_report(store: Store, run_id: str, path: Path | None = None) -> Path:
-    """Render the run's page and write it atomically (a reader never sees half a file)."""
+def write_report(store: Store, run_id: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """Render the run's page and write it atomically (a reader never sees half a file); `path` a
+    Path or a string (a string failed with an AttributeError)."""
     run = store.get_run(run_id)
-    target = path or default_report_path(store, run.id)
+    target = Path(path) if path is not None else default_report_path(store, run.id)
     refuse_unusable_output(target, "report.html")
     write_output(target, render_report(store, run))
     return target

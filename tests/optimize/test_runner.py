@@ -498,6 +498,32 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     assert store.get_run(run.run_id).status == "done"
 
 
+async def test_running_one_optimization_again_goes_on_from_its_stored_trials(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """A second `run()` of one Optimization (after a cancel, as a web app's stop button does, or once
+    done) searched anew: every trial stored twice, calls paid again with the cache off, and a run
+    that `--resume` then refused ("evaluation 26 differs from the stored one")."""
+    scripted.latency_s = 0.05
+    text = space_text(tmp_path, scripted.api_base)
+    whole = await optimization(text, Store(tmp_path / "whole.db")).run()
+    run = optimization(text, store)
+    task = asyncio.create_task(run.run())
+    while not store.trials(run.run_id):
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    again = await run.run()
+    trials = len(store.trials(run.run_id, with_refused=True))
+    assert again.best.candidate.canonical_key == whole.best.candidate.canonical_key
+    assert trials == len(Store(tmp_path / "whole.db").trials(whole.run_id, with_refused=True))
+    paid = store.spend(run.run_id)["calls"]
+    await run.run()  # once done: replays, pays nothing, stores nothing more
+    assert len(store.trials(run.run_id, with_refused=True)) == trials and store.spend(run.run_id)["calls"] == paid
+    await Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run()  # still resumable
+
+
 async def test_calls_made_before_a_resume_stay_with_their_stage(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:

@@ -361,7 +361,7 @@ async def test_a_run_stopped_before_its_first_call_says_so_instead_of_empty_tabl
     with pytest.raises(asyncio.CancelledError):
         await task
     assert store.get_run(run.run_id).status == "interrupted" and not store.trials(run.run_id)
-    text = write_report(store, run.run_id, tmp_path / "r.html").read_text()
+    text = write_report(store, run.run_id, str(tmp_path / "r.html")).read_text()  # a str: an AttributeError
     assert "No model call is stored." in text and "No evaluation is stored." in text
     assert "<th>items answered</th>" not in text and "<th>objective</th>" not in text
 
