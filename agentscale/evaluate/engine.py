@@ -157,6 +157,8 @@ class EvalSummary:
             "items_with_failed_calls": len(self.call_failures),
             "items_with_cut_replies": len(self.cut_replies),  # a reply stopped at max_tokens
             "items_to_retry": len(self.retryable),  # what --retry-errors asks again (not those a budget stopped)
+            # no item finished and no call answered: the accuracy measures the setup (a server down), not the graph
+            "nothing_answered": self.nothing_answered is not None,
             "simulated": self.simulated,
         }
         if self.handbook_use is not None:
@@ -327,7 +329,7 @@ class Evaluation:
     """An eval run: create or resume, then `await evaluation.run()`.
 
     The executor comes from `config.executor` unless one is given (the caller then closes it);
-    `executor_override` runs a resumed eval elsewhere than it was stored with. `retry_errors` (a
+    `executor` given to `resume` runs a resumed eval elsewhere than it was stored with. `retry_errors` (a
     resume): the items whose model calls failed are asked again (`EvalSummary.retryable`), not kept
     as they ended.
     """

@@ -981,6 +981,7 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     assert code == 1, err
     result = json.loads(out)
     assert (result["n"], result["usage"]["calls"]) == (3, 0) and Path(result["report"]).exists()
+    assert result["nothing_answered"] is True  # a script (or the Python API) reads it, not the 0% alone
     assert "no item finished and no model call answered, so the run measured nothing" in " ".join(err.split())
     assert f"runs show {result['run_id']}" in " ".join(err.split())
     retry = f"once the model answers: agentscale eval --resume {result['run_id']} --retry-errors"
@@ -989,6 +990,7 @@ def test_an_eval_whose_every_call_failed_exits_1_after_its_outputs(
     scripted.reset()
     code, out, err = run_cli(capsys, "eval", "--resume", result["run_id"], "--retry-errors", "--json")
     assert code == 0 and json.loads(out)["correct"] == 3, err  # the command it names, once the server answers
+    assert json.loads(out)["nothing_answered"] is False
     scripted.reset()
     scripted.add_rule(Rule(pattern="What is 0 ", status=400))
     code, out, err = run_cli(capsys, "eval", str(graph), "--task", str(data), "--no-cache")  # the retry's answers
