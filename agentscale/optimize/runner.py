@@ -58,6 +58,7 @@ from agentscale.optimize.trials import (
     TrialEvaluator,
     budget_stops_by_trial,
     calls_by_stage,
+    cut_replies,
     failed_calls_by_trial,
     stored_front,
 )
@@ -612,6 +613,13 @@ class Optimization:
         budget_stops = self._budget_stops_warning(best_train)
         if budget_stops is not None:
             warnings.append(budget_stops)
+        cut, replies = cut_replies(self.store, self.run_id)
+        if cut:
+            warnings.append(
+                f"{cut} of {replies} model replies of its evaluations stopped at their max_tokens: their answers "
+                "may be cut short and were scored as they ended, so graphs were ranked partly on the cut; raise "
+                "defaults.max_tokens in the space"
+            )
         if not history and singles.raced:  # exit 0 and "finished 1 iterations" said nothing of it
             warnings.append(
                 f"the search evaluated no graph beyond the single calls ({stopped}; iterations "

@@ -438,6 +438,23 @@ class TrialCall:
     usd: float | None
 
 
+def cut_replies(store: Store, run_id: str) -> tuple[int, int]:
+    """(replies stopped at their max_tokens, replies) of a run's evaluations: a cut reply is scored on
+    whatever it ended with, so a search ranks graphs partly on the cut, and it said nothing of it
+    (48 of 96 replies of a real 0.5B model's search; eval of the crowned graph said so)."""
+    calls = NodeCall.__table__.c  # type: ignore[attr-defined]
+    query = select(calls.item_key, calls.truncated).where(
+        calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok"
+    )
+    cut = replies = 0
+    with store.engine.connect() as connection:
+        for key, truncated in connection.execute(query):
+            if _trial_seq(key) is not None:
+                replies += 1
+                cut += bool(truncated)
+    return cut, replies
+
+
 def trial_calls(store: Store, run_id: str, *, with_agent: bool = False) -> Iterator[TrialCall]:
     """A run's model calls that belong to trials (node calls under item keys `t<seq>:<item>`), for
     the spend per stage in `--json` and the report; `with_agent` adds the optimizer agent's, which

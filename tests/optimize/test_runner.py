@@ -498,6 +498,19 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     assert store.get_run(run.run_id).status == "done"
 
 
+async def test_replies_cut_at_their_max_tokens_are_said(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
+    """A real 0.5B model's search had 48 of 96 replies cut at max_tokens, scored on their last number
+    ("3. Write the final answer." read as 3), and neither the summary nor the report said so."""
+    scripted.add_rule(Rule(model="bad", replies=["Let me add 3 + 4 step by step. 3."], finish_reason="length"))
+    result = await optimization(space_text(tmp_path, scripted.api_base), store).run()
+    (said,) = [w for w in result.warnings if "stopped at their max_tokens" in w]
+    cut, replies = re.match(r"(\d+) of (\d+) model replies", said).groups()  # type: ignore[union-attr]
+    assert 0 < int(cut) < int(replies)  # bad's replies only
+    scripted.reset()
+    clean = await optimization(space_text(tmp_path, scripted.api_base), Store(tmp_path / "clean.db")).run()
+    assert not [w for w in clean.warnings if "max_tokens" in w]
+
+
 async def test_running_one_optimization_again_goes_on_from_its_stored_trials(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
