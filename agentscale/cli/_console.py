@@ -6,8 +6,11 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -249,6 +252,30 @@ class Interrupted(Exception):
         self.exit_code = exit_code
 
 
+def outputs_first(doing: str) -> None:
+    """From here to the command's end, the first Ctrl-C or SIGTERM is said ("{doing} (Ctrl-C stops
+    now)") and let pass, a second stops at once: a command's outputs (a report, a summary, a JSON
+    object naming the run) take a second or two, and a quick second Ctrl-C lost them. `app.main` puts
+    the handlers back as it returns (restored as the outputs ended, a signal landing before that
+    return, on a busy machine, still ended in "error: interrupted"). Set inside `asyncio.run`, the
+    handler stays: asyncio puts back only a SIGINT handler of its own. Only the main thread can set
+    handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    said: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if said:
+            raise KeyboardInterrupt
+        said.append(signum)
+        again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
+        err.print(f"{doing} ({again} stops now)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, on_signal)
+
+
 def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = False) -> Interrupted:
     """Say how an interrupted eval or optimization continues and where the report of what it had
     finished is (what a user looks at first after a Ctrl-C); the exception to raise. With
@@ -257,6 +284,7 @@ def interrupted(store: Store, run_id: str, resume: str, *, json_output: bool = F
     from agentscale.report import write_report
 
     err.print(f"interrupted; continue with: {resume}")
+    outputs_first("writing the report of what finished first")  # a quick second Ctrl-C lost it, and the JSON
     report: str | None = None
     try:
         report = str(write_report(store, run_id))

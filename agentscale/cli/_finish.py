@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sqlite3
-import threading
 from collections.abc import Coroutine, Iterator
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from agentscale.cli._console import err, interrupted, print_json
+from agentscale.cli._console import interrupted, outputs_first, print_json
 from agentscale.errors import AgentScaleError, RunBusy
 from agentscale.storage import damaged, database_trouble, sqlite_failure
 
@@ -101,22 +98,6 @@ def database_failed(cause: sqlite3.DatabaseError, resume: str | None = None) -> 
 
 def finishing_a_done_run() -> None:
     """From here to the command's end (asyncio.run's teardown, the report, summary and files: a
-    second or two), the first Ctrl-C or SIGTERM is said and let pass, a second stops at once;
-    `app.main` puts the handlers back as it returns (restored as the outputs ended, a signal landing
-    before that return, on a busy machine, still ended in "error: interrupted"). Set inside
-    `asyncio.run`, the handler stays: asyncio puts back only a SIGINT handler of its own. Only the
-    main thread can set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    said: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if said:
-            raise KeyboardInterrupt
-        said.append(signum)
-        again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
-        err.print(f"the run is done: writing its report and summary first ({again} stops now)")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, on_signal)
+    second or two), the first Ctrl-C or SIGTERM is said and let pass, a second stops at once
+    (`outputs_first`)."""
+    outputs_first("the run is done: writing its report and summary first")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from agentscale.cli._console import interrupted
 from agentscale.cli._finish import FinishedRun
+from agentscale.storage.db import Store
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +106,21 @@ def test_a_build_signalled_as_it_ends_shows_its_report_not_an_interruption() -> 
         on_item=None, run_id="r1", gateway=SimpleNamespace(settings=settings), handbook=SimpleNamespace(name="h")
     )
     assert _with_progress(build, builder, 3, "building", True) is report  # type: ignore[arg-type]
+
+
+def test_a_second_ctrl_c_while_an_interruption_writes_its_report_is_said_and_the_third_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two quick Ctrl-Cs lost the report of what finished and the `--json` object naming the run: the
+    second landed while the report was written ("error: interrupted" and nothing else)."""
+    store = Store(tmp_path / "i.db")
+    run = store.create_run("eval", graph_name="g", claim=False)
+    interrupted(store, run.id, f"agentscale eval --resume {run.id}", json_output=True)
+    assert json.loads(capsys.readouterr().out)["report"]
+    try:
+        signal.raise_signal(signal.SIGINT)  # the handler it set: said and let pass while outputs are written
+    except KeyboardInterrupt:  # raised on, it would also stop pytest itself
+        pytest.fail("a second Ctrl-C while the report is written stopped it")
+    assert "writing the report of what finished first (Ctrl-C stops now)" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
