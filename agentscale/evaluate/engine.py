@@ -374,6 +374,11 @@ class Evaluation:
             check_usable(store, spec.memory)
         self.executor.check(self.graph)
         if run_id is None:
+            if not config.response_cache and self.graph.gateway.settings.cache:  # it was taken, and ignored
+                raise AgentScaleError(
+                    "EvalConfig.response_cache records the gateway's setting: to answer without the cache, give "
+                    "the graph Gateway(store, GatewaySettings(cache=False))"
+                )
             digest = task_file_digest(config.task)
             # a file's inferred scorer is stored: the rule may change, and its resume must not score by another
             scorer = config.scorer or (self.task.scorer_name if digest is not None else None)

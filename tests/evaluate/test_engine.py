@@ -74,6 +74,9 @@ async def test_second_eval_of_the_same_items_is_served_from_the_cache(
     again = await Evaluation(graph, EvalConfig(task=str(data))).run()
     assert scripted.completion_requests == [] and again.usage.calls == 0 and again.usage.cached_calls == 6
     assert again.correct == 6
+    # asked for no cache in the config, a user got every answer from it and a run stored as cached
+    with pytest.raises(AgentScaleError, match=r"GatewaySettings\(cache=False\)"):
+        Evaluation(graph, EvalConfig(task=str(data), response_cache=False))
 
 
 async def test_resume_after_interruption_asks_nothing_twice(
