@@ -476,6 +476,16 @@ async def test_the_feedback_agent_is_not_asked_once_the_spend_cap_stopped_the_se
     assert store.spend(run.run_id)["tokens"] <= 5000
 
 
+async def _cancelled_after_its_first_trial(run: Optimization, store: Store) -> None:
+    """Run `run` until its first trial is stored, then cancel it (what SIGTERM's handler leads to)."""
+    task = asyncio.create_task(run.run())
+    while not store.trials(run.run_id):
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:
@@ -483,12 +493,7 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     interruption, not a failure; the resumed run shows as running until it is done."""
     scripted.latency_s = 0.05
     run = optimization(space_text(tmp_path, scripted.api_base), store)
-    task = asyncio.create_task(run.run())
-    while not store.trials(run.run_id):
-        await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancelled_after_its_first_trial(run, store)
     assert store.get_run(run.run_id).status == "interrupted"
     assert store.get_run(run.run_id).error is None  # `runs show` printed "error: CancelledError"
     resumed = asyncio.create_task(Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run())
@@ -521,12 +526,7 @@ async def test_running_one_optimization_again_goes_on_from_its_stored_trials(
     text = space_text(tmp_path, scripted.api_base)
     whole = await optimization(text, Store(tmp_path / "whole.db")).run()
     run = optimization(text, store)
-    task = asyncio.create_task(run.run())
-    while not store.trials(run.run_id):
-        await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancelled_after_its_first_trial(run, store)
     again = await run.run()
     trials = len(store.trials(run.run_id, with_refused=True))
     assert again.best.candidate.canonical_key == whole.best.candidate.canonical_key
