@@ -60,6 +60,8 @@ class InsertReport:
 
 
 def check_handbook_name(name: str) -> str:
+    if not isinstance(name, str):  # None failed on `.strip`, an AttributeError
+        raise TypeError(f"a handbook's name is a string, not {type(name).__name__}")
     if not handbook_name_ok(name):
         raise AgentScaleError(f"bad handbook name {name.strip()!r}: give 1-100 characters without spaces")
     return name.strip()
@@ -359,7 +361,7 @@ class Handbook:
             raise AgentScaleError("say what to prune: --min-uses N and/or --unhelpful")
         uses = min_uses if min_uses is not None else 1
         if uses < 1:
-            raise AgentScaleError("--min-uses must be at least 1")
+            raise AgentScaleError("min_uses (--min-uses) must be at least 1")
         if dry_run:
             return [b for b in self.behaviors() if _prunable(b, uses, unhelpful, min_accuracy)]
         self.refuse_while_in_use("prune")

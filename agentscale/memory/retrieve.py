@@ -82,6 +82,8 @@ class Retriever:
         With embeddings every behavior has a score, so exactly `k` come back (fewer if the handbook
         is smaller); with BM25 only behaviors sharing at least one word with the query do.
         """
+        if isinstance(k, bool) or not isinstance(k, int):  # "3" failed deep inside, comparing it to 0
+            raise TypeError(f"k takes a whole number, not {type(k).__name__}")
         index = self._current()
         if not index.rows or k < 1:
             return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentscale import Store
+from agentscale import AgentScaleError, Store
 from agentscale.memory import BM25, Handbook, MiniLMEmbedder, Proposal, Retriever
 
 BEHAVIORS = {
@@ -142,6 +142,18 @@ def test_bm25_scores() -> None:
 @pytest.mark.parametrize("k", [0, -1])
 def test_non_positive_k_returns_nothing(store: Store, k: int) -> None:
     assert Retriever(_book(store, None)).search("speed", k) == []
+
+
+def test_what_is_no_count_or_no_name_is_said(store: Store) -> None:
+    """From Python, `k="3"` failed comparing it to 0 and a name of None on `.strip` (an API walk);
+    `min_uses=0` named the CLI's flag alone."""
+    book = _book(store, None)
+    with pytest.raises(TypeError, match="k takes a whole number, not str"):
+        Retriever(book).search("speed", "3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a handbook's name is a string, not NoneType"):
+        Handbook(store, None, embedder=None)  # type: ignore[arg-type]
+    with pytest.raises(AgentScaleError, match=r"min_uses \(--min-uses\) must be at least 1"):
+        book.prune(min_uses=0)
 
 
 def test_equal_scores_keep_handbook_order(store: Store) -> None:
