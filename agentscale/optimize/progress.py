@@ -20,6 +20,11 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Progress:
+    """What `Optimization.run(on_progress=)` receives: the `stage` (as `optimize` shows it), the
+    search's `iteration` of `iterations`, the graphs the search scored (`evaluations`: not the
+    singles' race, crowning or test split, which `OptimizeResult.evaluations` counts), the best
+    reward and minibatch accuracy so far, and the model calls paid (`spent_calls`)."""
+
     iteration: int
     iterations: int
     evaluations: int
