@@ -475,7 +475,8 @@ def import_handbook(
             raise AgentScaleError(f"{where}: needs a string 'name'")
         if not isinstance(entry.get("instruction"), str) or not entry["instruction"].strip():  # "" was stored
             raise AgentScaleError(f"{where}: needs a string 'instruction', not empty")
-        _check_length(one_line(entry["instruction"]), where)
+        instruction = one_line(entry["instruction"])
+        _check_length(instruction, where)
         normalized = normalize_name(entry["name"])
         if normalized is None:
             raise AgentScaleError(f"{where}: bad name {entry['name']!r}")
@@ -484,7 +485,7 @@ def import_handbook(
         proposals.append(
             Proposal(
                 normalized,
-                one_line(entry["instruction"]),
+                instruction,
                 run_id=entry.get("source_run"),
                 item_id=entry.get("source_item"),
                 topic=entry.get("topic"),

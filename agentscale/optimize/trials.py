@@ -289,7 +289,8 @@ class TrialEvaluator:
                     item_prefix=f"t{seq}:",  # read back by _trial_seq
                     executor=self.executor,
                 )
-                traced.set({"correct": sum(r.correct for r in results)})
+                correct = sum(r.correct for r in results)
+                traced.set({"correct": correct})
         finally:
             self.release(reserved)
         if previous is not None:
@@ -301,7 +302,6 @@ class TrialEvaluator:
             self.unanswered.pop(key, None)
         elif key not in self._answered:
             self.unanswered.setdefault(key, first.stopped_reason)
-        correct = sum(r.correct for r in results)
         latency = sum(r.usage.critical_path_s for r in results) / max(1, len(results))
         trial = self._trial(
             seq,
@@ -436,23 +436,15 @@ class TrialCall:
     cached: bool
     tokens: int
     usd: float | None
+    truncated: bool  # the reply stopped at its max_tokens
 
 
 def cut_replies(store: Store, run_id: str) -> tuple[int, int]:
     """(replies stopped at their max_tokens, replies) of a run's evaluations: a cut reply is scored on
     whatever it ended with, so a search ranks graphs partly on the cut, and it said nothing of it
     (48 of 96 replies of a real 0.5B model's search; eval of the crowned graph said so)."""
-    calls = NodeCall.__table__.c  # type: ignore[attr-defined]
-    query = select(calls.item_key, calls.truncated).where(
-        calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok"
-    )
-    cut = replies = 0
-    with store.engine.connect() as connection:
-        for key, truncated in connection.execute(query):
-            if _trial_seq(key) is not None:
-                replies += 1
-                cut += bool(truncated)
-    return cut, replies
+    replies = list(trial_calls(store, run_id))
+    return sum(call.truncated for call in replies), len(replies)
 
 
 def trial_calls(store: Store, run_id: str, *, with_agent: bool = False) -> Iterator[TrialCall]:
@@ -460,14 +452,13 @@ def trial_calls(store: Store, run_id: str, *, with_agent: bool = False) -> Itera
     the spend per stage in `--json` and the report; `with_agent` adds the optimizer agent's, which
     belong to none (seq None)."""
     calls = NodeCall.__table__.c  # type: ignore[attr-defined]
-    query = select(calls.item_key, calls.cached, calls.prompt_tokens, calls.completion_tokens, calls.usd).where(
-        calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok"
-    )
+    columns = (calls.item_key, calls.cached, calls.prompt_tokens, calls.completion_tokens, calls.usd, calls.truncated)
+    query = select(*columns).where(calls.run_id == run_id, calls.route.is_not(None), calls.status == "ok")
     with store.engine.connect() as connection:
-        for key, cached, prompt_tokens, completion_tokens, usd in connection.execute(query):
+        for key, cached, prompt_tokens, completion_tokens, usd, truncated in connection.execute(query):
             seq = _trial_seq(key)
             if seq is not None or (with_agent and key == AGENT_KEY):
-                yield TrialCall(seq, key, cached, prompt_tokens + completion_tokens, usd)
+                yield TrialCall(seq, key, cached, prompt_tokens + completion_tokens, usd, bool(truncated))
 
 
 @dataclass
