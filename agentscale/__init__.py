@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
     from agentscale.errors import RunNotFound as RunNotFound
     from agentscale.errors import SpecError as SpecError
     from agentscale.errors import SpecIssue as SpecIssue
+    from agentscale.errors import StorageError as StorageError
     from agentscale.evaluate.engine import EvalConfig as EvalConfig
     from agentscale.evaluate.engine import EvalSummary as EvalSummary
     from agentscale.evaluate.engine import Evaluation as Evaluation
@@ -54,6 +55,7 @@ _HOMES = {
     "RunNotFound": "agentscale.errors",
     "SpecError": "agentscale.errors",
     "SpecIssue": "agentscale.errors",
+    "StorageError": "agentscale.errors",
     "EvalConfig": "agentscale.evaluate.engine",
     "EvalSummary": "agentscale.evaluate.engine",
     "Evaluation": "agentscale.evaluate.engine",

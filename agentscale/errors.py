@@ -150,6 +150,12 @@ class RunBusy(AgentScaleError):
     """A run another live process is running: resuming it too would pay for its calls twice."""
 
 
+class StorageError(AgentScaleError):
+    """The database failed under a run: another connection held it past the busy timeout, a full
+    disk, a read-only or damaged file. The SQLite error is its `__cause__`. Raised as sqlite3's own
+    error, it was no AgentScaleError an app could catch as documented."""
+
+
 class ServingError(AgentScaleError):
     """Base of every local-serving error: a user-facing problem (engine missing, port taken, weights
     missing or corrupt, not enough memory, ...)."""

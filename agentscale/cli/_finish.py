@@ -73,19 +73,16 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
             raise interrupted(store, run_id, resume, json_output=json_output) from None
     except RunBusy:  # another process runs it: nothing to resume here
         raise
-    except AgentScaleError as exc:  # the run stopped on an error it stored (a Ray outbox gone, a sandbox)
-        if finish.finished:
-            raise
-        if json_output:
-            print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(exc)})
-        raise AgentScaleError(f"{exc}\nwhat finished is kept; continue with: {resume}") from None
     except Exception as exc:
-        cause = sqlite_failure(exc)
-        if cause is None or finish.finished:
+        cause = sqlite_failure(exc)  # sqlite3's error, or a StorageError raised with it
+        stored = cause is None and isinstance(exc, AgentScaleError)  # an error the run stored (a Ray outbox gone)
+        if finish.finished or not (stored or cause is not None):
             raise
         if json_output:  # stdout stayed empty: a script never learned the run to resume
-            print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(cause)})
-        raise AgentScaleError(database_failed(cause, resume)) from None
+            print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(cause or exc)})
+        if cause is not None:
+            raise AgentScaleError(database_failed(cause, resume)) from None
+        raise AgentScaleError(f"{exc}\nwhat finished is kept; continue with: {resume}") from None
 
 
 def database_failed(cause: sqlite3.DatabaseError, resume: str | None = None) -> str:

@@ -78,14 +78,11 @@ def _run_app(argv: list[str] | None) -> int:
         else:
             error(exc.format_message())
         return exc.exit_code
-    except AgentScaleError as exc:
-        error(str(exc))
-        return 1
     except Exception as exc:
-        cause = sqlite_failure(exc)
-        if cause is None:
+        cause = sqlite_failure(exc)  # sqlite3's error, or a StorageError raised with it
+        if cause is None and not isinstance(exc, AgentScaleError):
             raise
-        error(database_failed(cause))
+        error(str(exc) if cause is None else database_failed(cause))
         return 1
     if result == 130:  # typer turns a Ctrl-C in a command into this return value, silently
         if reader_gone():  # `| head`, `| true`: nothing to say (it said "interrupted", exit 130)

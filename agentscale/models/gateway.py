@@ -36,6 +36,7 @@ from agentscale.models.endpoints import Endpoint, resolve_endpoint
 from agentscale.models.litellm_loader import get_litellm, skipping_unread_work
 from agentscale.models.registry import ResolvedModel
 from agentscale.models.replicas import EndpointsCoolingDown, served_by, shared_routers
+from agentscale.storage import sqlite_failure, storage_error
 from agentscale.storage.db import Store
 from agentscale.storage.tables import CacheEntry
 from agentscale.tracing.hooks import span
@@ -235,6 +236,11 @@ class Gateway:
         # paid calls in flight by (event loop, cache key): the same request asked again meanwhile
         # waits for that answer, as it would find it in the cache had it come later
         self._in_flight: dict[tuple[int, str], asyncio.Future[CallResult]] = {}
+        # paid calls' rows the database refused (held past its busy timeout by another process):
+        # kept for the next write, so that a question asked again once it is free is answered from
+        # the cache instead of paid again (`_write_calls`)
+        self._unrecorded: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+        self._unrecorded_lock = threading.Lock()
 
     def _semaphore(self, model: ResolvedModel) -> asyncio.Semaphore:
         """Calls in flight per endpoint, per event loop (an asyncio semaphore belongs to one loop; the
@@ -300,6 +306,8 @@ class Gateway:
     async def _complete(
         self, request: CallRequest, *, node: str | None, clock: CallTime | None, entered: _Entered
     ) -> CallResult:
+        if self._unrecorded:  # before the cache is read: they may answer this request
+            self._write_calls([])
         hit = self.cached(request)
         if hit is not None:
             return hit
@@ -462,7 +470,26 @@ class Gateway:
                 "latency_s": result.latency_s,
                 "finish_reason": result.finish_reason,
             }
-        self.store.record_call(entry, spend)
+        self._write_calls([(entry, spend)])
+
+    def _write_calls(self, calls: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> None:
+        """Write paid calls' rows, with those an earlier write could not. If the database refuses them
+        (another process held it past its busy timeout, a full disk), all are kept for the next write
+        and a `StorageError` says so: lost, the calls were neither in the ledger nor in the cache,
+        and paid again when asked again."""
+        assert self.store is not None
+        with self._unrecorded_lock:
+            pending, self._unrecorded = [*self._unrecorded, *calls], []
+        try:
+            self.store.record_calls(pending)
+        except Exception as exc:
+            cause = sqlite_failure(exc)
+            if cause is None:  # this program's bug, not the database's: kept, it would fail every call
+                raise
+            with self._unrecorded_lock:
+                self._unrecorded[:0] = pending
+            doing = f"recording {len(pending)} paid call(s), which this gateway keeps for its next write"
+            raise storage_error(self.store.path, cause, doing) from exc
 
     @staticmethod
     async def _refreshed(endpoint: Endpoint, *, node: str | None, where: str | None, since: float) -> Endpoint:

@@ -27,6 +27,7 @@ from agentscale.models.budget import CallTime, RunLedger, Spend, cut_after_overr
 from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, model_flops
 from agentscale.models.gateway import CallRequest, CallResult, Gateway
 from agentscale.models.registry import ResolvedModel
+from agentscale.storage import sqlite_failure
 from agentscale.storage.db import Row, Store, as_row, broken_status
 from agentscale.storage.tables import NodeCall, Run, RunItem, utcnow
 
@@ -248,8 +249,9 @@ def record_broken(
     node calls that had finished (`traces`): they were paid, and `runs show` said "no items
     recorded" beside a ledger that counted them; its summary keeps the `question`, which no item row
     holds then. A stop that lands after the answer was recorded (a cancel between the output's row
-    and the graph's return) leaves the rows as they are, done."""
-    if store is None or run_row is None or store.has_run(run_row["id"]):
+    and the graph's return) leaves the rows as they are, done. Nothing is written when the database
+    itself failed (`exc`): the write would wait out the same lock and hide the error under its own."""
+    if store is None or run_row is None or sqlite_failure(exc) is not None or store.has_run(run_row["id"]):
         return
     status, error = broken_status(exc)
     broken = {**run_row, "status": status, "error": error, "summary_json": json.dumps({"question": question})}

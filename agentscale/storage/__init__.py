@@ -2,6 +2,8 @@
 
 import sqlite3
 
+from agentscale.errors import StorageError
+
 SQLITE_MAX_INTEGER = 2**63 - 1
 """The largest integer a SQLite column holds: a larger count or limit is refused where it is given."""
 
@@ -11,7 +13,10 @@ def sqlite_failure(exc: BaseException) -> sqlite3.DatabaseError | None:
     an operational one (a full disk, a read-only file, a lock held too long), a damaged file
     ("database disk image is malformed"), or a row a newer release's schema refuses (a NOT NULL
     column this release does not know). Those were tracebacks, and a served graph's 500s. Any other
-    constraint failure is this program's bug, left to show as one."""
+    constraint failure is this program's bug, left to show as one. A `StorageError` is one, raised
+    with its cause."""
+    if isinstance(exc, StorageError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     cause = getattr(exc, "orig", exc)
     if isinstance(cause, sqlite3.IntegrityError):
         return cause if "NOT NULL constraint failed" in str(cause) else None
@@ -35,4 +40,11 @@ def database_trouble(cause: sqlite3.DatabaseError) -> str:
         return "the file is damaged: restore a copy, or recover what it holds with sqlite3's .recover command"
     if isinstance(cause, sqlite3.IntegrityError):  # a NOT NULL column without a default (`sqlite_failure`)
         return "a column this release does not know: was the database made by a newer release of agentscale?"
+    if busy(cause):
+        return "another connection held it past the busy timeout: wait for it to finish"
     return "a read-only file, a full disk, another program holding it?"
+
+
+def storage_error(path: object, cause: sqlite3.DatabaseError, doing: str) -> StorageError:
+    """The `StorageError` to raise, from Python, when the database at `path` failed while `doing`."""
+    return StorageError(f"the database {path} failed while {doing}: {cause} ({database_trouble(cause)})")

@@ -1417,16 +1417,22 @@ def test_an_eval_stored_before_a_rule_still_resumes(
     assert json.loads(out)["n"] == 2 and Store(database).get_run(run.id).status == "done"
 
 
+@pytest.mark.parametrize("table", ["runitem", "spendentry"])
 def test_a_database_that_fails_during_an_eval_names_the_resume_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    table: str,
 ) -> None:
     """A full disk mid-eval said "resume the run" without naming it (its id was only in the first
-    line). A trigger that fails every item's row stands in for the disk: SQLite's own error."""
+    line). A trigger that fails every item's row (or a paid call's, which the gateway raises as a
+    StorageError) stands in for the disk: SQLite's own error."""
     database = tmp_path / "f.db"
     monkeypatch.setenv("AGENTSCALE_DB", str(database))
-    Store(database)  # the tables, then a trigger that breaks the first item's row
+    Store(database)  # the tables, then a trigger that breaks the first item's (or call's) row
     with sqlite3.connect(database) as connection:
-        connection.execute("CREATE TRIGGER broken AFTER INSERT ON runitem BEGIN INSERT INTO gone VALUES (1); END")
+        connection.execute(f"CREATE TRIGGER broken AFTER INSERT ON {table} BEGIN INSERT INTO gone VALUES (1); END")
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"id": "i0", "question": "What is 1 + 1?", "answer": "2"}) + "\n")
     graph = tmp_path / "g.yaml"

@@ -251,3 +251,69 @@ async def test_two_servers_of_one_provider_each_get_their_own_call_slots(
     )
     assert all(r.completion for r in results)
     assert scripted.peak_concurrency == 2
+
+
+def test_paid_calls_the_database_refused_are_kept_and_answer_the_question_asked_again(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Another process held the database's write lock past the busy timeout while an app's question
+    ran (the Python API walk's B2, 70 s): `Graph.run` raised sqlite3's own OperationalError, no
+    AgentScaleError, and the paid calls were in neither the ledger nor the cache, so the same question
+    asked once the lock was gone paid them again. (The 30 s busy timeout shortened.)"""
+    import sqlite3
+
+    from agentscale import Graph, StorageError
+    from agentscale.storage import _opening
+    from tests.conftest import graph_yaml
+
+    monkeypatch.setattr(_opening, "_BUSY_TIMEOUT_S", 0.3)
+    scripted.add_rule(Rule(replies=["Final answer: 10"]))
+    store = Store(tmp_path / "held.db")
+    nodes = "".join(f"  - {{id: s{i}, role: assistant, model: m}}\n" for i in range(3))
+    body = f"name: held\nnodes:\n{nodes}  - {{id: vote, role: vote}}\nedges:\n  - s0, s1, s2 -> vote\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=Gateway(store, GatewaySettings(max_retries=0)))
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the busy timeout
+    try:
+        with pytest.raises(StorageError, match="busy timeout") as raised:
+            graph.run("What is 5 + 5?")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert isinstance(raised.value, AgentScaleError) and "keeps" in str(raised.value)
+    asked = len(scripted.completion_requests)
+
+    # the refused call answers from the cache; siblings the failure cancelled in flight are asked again
+    again = graph.run("What is 5 + 5?")
+    assert again.answer == "10" and again.usage.cached_calls >= 1
+    assert again.usage.calls + again.usage.cached_calls == 3
+    assert len(scripted.completion_requests) == asked + again.usage.calls
+    with store.session() as session:
+        assert len(session.exec(select(SpendEntry)).all()) == 3
+
+
+def test_a_question_answered_from_the_cache_whose_rows_the_database_refuses_raises_storage_error(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """The question's own rows (run, calls, item) are written at its end: refused there, sqlite3's
+    error reached the app as it was, no AgentScaleError."""
+    import sqlite3
+
+    from agentscale import Graph, StorageError
+    from agentscale.storage import _opening
+    from tests.conftest import graph_yaml
+
+    monkeypatch.setattr(_opening, "_BUSY_TIMEOUT_S", 0.3)
+    scripted.add_rule(Rule(replies=["Final answer: 4"]))
+    store = Store(tmp_path / "held.db")
+    body = "name: held\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=Gateway(store, GatewaySettings(max_retries=0)))
+    assert graph.run("What is 2 + 2?").usage.calls == 1
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match="recording the run"):
+            graph.run("What is 2 + 2?")  # answered from the cache, which a reader still reads
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
