@@ -484,9 +484,16 @@ class Optimization:
             return None
         model = resolve(alias, self.space.models.get(alias))
         calls = ModelCalls(self.gateway, run_id=self.run_id, item_key=AGENT_KEY)  # held against max_spend per call
+        stored = _stored_agent_outcomes(self.store, self.run_id)
 
         async def call(system: str, user: str) -> str:
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            replayed = stored.get(json.dumps(messages))
+            if replayed:  # asked before this run was stopped: what it said then, as the search used it
+                status, text = replayed.pop(0)
+                if status != "ok":
+                    raise ModelCallError(text)
+                return text
             trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=alias)
             request = CallRequest(model, messages, temperature=0.0, max_tokens=AGENT_MAX_TOKENS)
             held = self.evaluator.reserve_agent_call(alias, messages, AGENT_MAX_TOKENS)  # or SpendCapReached
@@ -916,3 +923,17 @@ def _most_answered(raced: list[Observation]) -> list[Observation]:
     the race) those that answered most: `crown` decides among graphs scored on the same items."""
     most = max((o.n_items for o in raced), default=0)
     return [o for o in raced if o.n_items == most]
+
+
+def _stored_agent_outcomes(store: Store, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """The feedback agent's stored calls of a run, by prompt, in order: (status, reply or error). A
+    resumed run (or a second `run()`) replays them instead of asking again: a call that had failed
+    (its server down) and answered on the resume proposed another graph, and the resume stopped on
+    "evaluation N differs from the stored one", again at every try; an agent whose reply varies
+    (the cache off) did the same by chance. Keyed by prompt: a search that went another way since
+    (trials dropped for `--retry-errors`) asks anew where its prompt is new."""
+    outcomes: dict[str, list[tuple[str, str]]] = {}
+    for row in store.node_calls(run_id, AGENT_KEY):
+        said = row.completion if row.status == "ok" else (row.error or "the call failed")
+        outcomes.setdefault(row.messages_json, []).append((row.status, said or ""))
+    return outcomes

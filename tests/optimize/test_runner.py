@@ -860,3 +860,37 @@ def test_a_token_cap_below_a_prompt_and_a_completion_of_a_known_task_is_refused(
     with pytest.raises(SpecError, match="a prompt of ≈ 202 tokens on this task plus max_tokens 512"):
         SearchProblem.from_space(space)
     SearchProblem.from_space(space_from_data(load_located(text + "budget: {max_tokens: 800}\n", "s.yaml"), "s.yaml"))
+
+
+async def test_a_run_whose_feedback_agent_failed_resumes_once_the_agent_answers(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """An optimization whose feedback agent failed (its server down: the search goes on without it),
+    stopped, could not be resumed once the agent answered again: the resume asked it anew, it proposed
+    a graph, and the replayed search stopped on "evaluation N differs from the stored one", at every
+    try (the Pareto/llm walk's B0). The stored failure is replayed: the search goes the way it went."""
+    scripted.latency_s = 0.02
+    scripted.add_rule(Rule(model="agent", status=500))
+    text = space_text(
+        tmp_path,
+        scripted.api_base,
+        extra=f'  agent: {{model: hosted_vllm/agent, api_base: "{scripted.api_base}", params_b: 1}}\n',
+        optimizer=", agent_model: agent",
+        max_nodes=4,
+    ).replace("method: agent-reinforce", "method: llm")
+    run = optimization(text, store, score_test=False)
+    task = asyncio.create_task(run.run())
+    while not store.node_calls(run.run_id, "optimizer-agent"):  # the agent failed once: then stop the run
+        await asyncio.sleep(0.02)
+    trials = len(store.trials(run.run_id))
+    while len(store.trials(run.run_id)) < trials + 2:
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    scripted.reset()  # the agent is back, proposing a graph the first run never measured
+    proposal = [{"role": "assistant", "model": "bad"}, {"role": "fuser", "model": "good"}]
+    reply = json.dumps({"graph": {"nodes": proposal, "edges": [[0, 1]]}})
+    scripted.add_rule(Rule(model="agent", replies=[reply]))
+    resumed = await Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0))).run()
+    assert store.get_run(run.run_id).status == "done" and resumed.best_train is not None
