@@ -64,6 +64,7 @@ from agentscale.optimize.trials import (
 )
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.runtime.execute import check_callback
+from agentscale.storage.db import Store
 from agentscale.storage.owner import claim_in_this_process
 from agentscale.storage.tables import Run
 from agentscale.tasks import Task, TaskError, TaskItem, TaskOptionError, TaskScorerError, load_task
