@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 def space_notes(space: SpaceSpec, task: str, train: Sequence[TaskItem]) -> list[str]:
     """The notes on `space` with its task (named `task`) and train split `train`: unset API keys,
-    bundled models not pulled here, prompt lengths guessed, a minibatch larger than the split, sim/
-    models on another task."""
+    bundled models not pulled here, prompt lengths guessed, a minibatch larger than the split, a cost
+    weight without a compute budget (`scalarize`: it then weighs raw compute units, ~budget times
+    more than the same weight with one), sim/ models on another task."""
     from agentscale.optimize.problem import guessed_lengths_note
 
     notes = unset_api_keys(space.models) + unpulled_models(space.models)
@@ -29,6 +30,13 @@ def space_notes(space: SpaceSpec, task: str, train: Sequence[TaskItem]) -> list[
         notes.append(
             f"optimizer.minibatch: {space.optimizer.minibatch} is more than the {len(train)} train items: "
             f"each search evaluation answers those {len(train)}"
+        )
+    cost = space.objective.cost
+    if cost > 0 and space.budget.compute is None:  # the weight's unit changes without a word
+        notes.append(
+            f"objective.cost: {cost:g} weighs each compute unit (one 1B-model call) a question takes, as there "
+            f"is no budget.compute to divide it by: a graph of 3 units loses {3 * cost:.3g} of reward (accuracy "
+            "1.0 is 1); set budget.compute, or a weight that small"
         )
     mismatch = sim_models_on_another_task([model.model for model in space.models.values()], task)
     if mismatch is not None:

@@ -371,6 +371,25 @@ def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsy
     assert code == 0 and "note:" not in err
 
 
+def test_validate_notes_a_cost_weight_without_a_compute_budget(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without `budget.compute` the cost term is raw compute units, not a share of the budget: `cost:
+    0.1` under `max_tokens: 6000` took 10 accuracy points per 1B-model call and crowned the weakest
+    single call over everything, without a word (the Pareto/llm walk's B1)."""
+    space = env / "space.yaml"
+    space.write_text(
+        'name: nb\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+        "roles: [assistant]\nmax_nodes: 1\nbudget: {max_tokens: 6000}\nobjective: {cost: 0.1}\n"
+        "optimizer: {method: random, iterations: 2, samples: 2, minibatch: 8, seed: 0}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(space))
+    said = " ".join(err.split())
+    assert code == 0 and "note: objective.cost: 0.1 weighs each compute unit" in said
+    assert "a graph of 3 units loses 0.3 of reward" in said
+    space.write_text(space.read_text().replace("{max_tokens: 6000}", "{max_tokens: 6000, compute: 4}"))
+    code, _, err = run_cli(capsys, "validate", str(space))
+    assert code == 0 and "note:" not in err
+
+
 def test_validate_notes_a_bundled_local_model_not_pulled_here(
     env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
