@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -10,6 +11,9 @@ from rich.text import Text
 from agentscale.cli._console import short
 from agentscale.graphs.result import NodeTrace, Usage
 from agentscale.models.cost import usd_text
+
+if TYPE_CHECKING:
+    from agentscale.optimize.objective import Observation
 
 
 def trace_table(trace: list[NodeTrace], title: str | None = None) -> Table:
@@ -94,3 +98,33 @@ def format_test_score(score: dict[str, Any], *, simulated: bool) -> str:
 
     label = simulated_label("test accuracy", simulated)
     return f"{label} {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"
+
+
+def front_table(
+    points: Sequence[Observation],
+    tested: dict[str, tuple[float, int]],
+    files: dict[str, str],
+    *,
+    simulated: bool,
+) -> Table:
+    """An optimization's Pareto front, most accurate first: train accuracy on the items each graph
+    answered, with `objective.pareto` its test score (`tested`, by graph key: accuracy, items) and
+    its file's name (`files`); without them the first 8 points. As `optimize` prints it as it ends
+    and as `runs show` prints it after (which listed no front: only --json, --plot and the report had it)."""
+    from agentscale.report.simulated import simulated_label
+
+    train_label, test_label = simulated_label("train accuracy", simulated), simulated_label("test accuracy", simulated)
+    columns = [f"Pareto front: {train_label} (items)", *([test_label] if tested else []), "compute", "latency"]
+    front = Table(*columns, "graph", title_justify="left")
+    for point in points if files else points[:8]:
+        key = point.candidate.canonical_key
+        score = tested.get(key)
+        test = [f"{score[0]:.1%} (n={score[1]})" if score else "—"] if tested else []
+        front.add_row(
+            f"{point.accuracy:.1%} ({point.n_items})",
+            *test,
+            f"{point.compute:.2f}",
+            f"{point.latency_s:.2f}s",
+            point.candidate.diagram_line() + (f" · {files[key]}" if key in files else ""),
+        )
+    return front

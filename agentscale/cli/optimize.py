@@ -29,7 +29,7 @@ from agentscale.cli._options import (
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._space_notes import space_notes
-from agentscale.cli._tables import format_spend, usd_shown
+from agentscale.cli._tables import format_spend, front_table, usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
@@ -278,26 +278,9 @@ def _print_report(
         out.print(advantage_sentence(result.advantage.to_dict()))
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
-    tested = result.front_tests  # objective.pareto: the front's graphs on the test split, and their files
-    columns = [
-        f"Pareto front: {train_label} (items)",
-        *([test_label] if tested else []),
-        "compute",
-        "latency",
-    ]
-    front = Table(*columns, "graph", title_justify="left")
-    for point in result.pareto if result.front_paths else result.pareto[:8]:  # pareto: each has its file
-        key = point.candidate.canonical_key
-        test = [f"{tested[key].accuracy:.1%} (n={tested[key].n})" if key in tested else "—"] if tested else []
-        path = result.front_paths.get(key)
-        front.add_row(
-            f"{point.accuracy:.1%} ({point.n_items})",
-            *test,
-            f"{point.compute:.2f}",
-            f"{point.latency_s:.2f}s",
-            point.candidate.diagram_line() + (f" · {path.name}" if path else ""),
-        )
-    out.print(front)
+    tested = {key: (score.accuracy, score.n) for key, score in result.front_tests.items()}  # objective.pareto
+    files = {key: path.name for key, path in result.front_paths.items()}
+    out.print(front_table(result.pareto, tested, files, simulated=simulated))
     if result.front_paths:  # the table names them by file name: with --out, the folder printed was another
         folder = next(iter(result.front_paths.values())).parent
         out.print(f"front graphs' YAML (front-N.yaml): {folder}")

@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,15 +15,13 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short, terminal_safe
 from agentscale.cli._options import DbOption, JsonOption, open_store, refuse_ignored
-from agentscale.cli._tables import format_spend, format_test_score, round_lines, trace_table
+from agentscale.cli._tables import format_spend, format_test_score, front_table, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
 from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.owner import owner_alive
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from agentscale.storage.db import Store
     from agentscale.storage.tables import NodeCall, Run, RunItem, Trial
 
@@ -427,6 +426,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         # runs show named nowhere when another single led on the train split (the reports audit)
         for alias, score in (summary.get("singles") or {}).items():
             out.print(f"single call of {alias}: {format_test_score(score, simulated=simulated)}")
+        _print_front(store, run, summary, simulated=simulated)
         out.print(f"stopped: {summary.get('stopped_reason')} · spent {format_spend(summary.get('usage', {}))}")
         for note in outcome_notes(summary):
             out.print(escape(note))
@@ -436,6 +436,33 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)
     if picture:
         out.print(f"plot: {picture}")
+
+
+def _print_front(store: Store, run: Run, summary: dict[str, Any], *, simulated: bool) -> None:
+    """A finished optimization's Pareto front as `optimize` printed it, with `objective.pareto` each
+    graph's test score and file (`front-N.yaml`, in the folder named)."""
+    from agentscale.optimize.space import stored_space
+    from agentscale.optimize.trials import recorded_front, stored_front
+
+    recorded = recorded_front(summary)
+    if recorded is None:
+        return
+    points = stored_front(store, run.id, stored_space(run), recorded)
+    listed = {str(point.get("graph")): point for point in summary["pareto"]}
+    tested: dict[str, tuple[float, int]] = {}
+    files: dict[str, str] = {}
+    folder: Path | None = None
+    for point in points:
+        stored = listed.get(point.candidate.describe(), {})
+        key = point.candidate.canonical_key
+        if isinstance(stored.get("test"), dict):
+            tested[key] = (stored["test"]["accuracy"], stored["test"]["n"])
+        if stored.get("path"):
+            path = Path(stored["path"])
+            files[key], folder = path.name, path.parent
+    out.print(front_table(points, tested, files, simulated=simulated))
+    if folder is not None:
+        out.print(f"front graphs' YAML (front-N.yaml): {folder}")
 
 
 def _natural_order(key: str) -> tuple[str | int, ...]:

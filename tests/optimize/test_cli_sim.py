@@ -226,6 +226,14 @@ def test_pareto_scores_and_writes_every_front_graph(
     # figure beside the other, and a resume that ran one more read "35 (1 replayed)" where the report said 36)
     stored = len(Store(tmp_path / "o.db").trials(result["run_id"]))
     assert f"· {stored} evaluations ({stored} read back from the stored run, 0 run now) ·" in said
+    # runs show printed no front (its --help promised one): only --json, --plot and the report had it
+    assert main(["runs", "show", result["run_id"]]) == 0
+    shown = capsys.readouterr().out
+    rows = [line for line in shown.splitlines() if "front-" in line and ".yaml" in line and "%" in line]
+    assert len(rows) == len(front), shown
+    for point, row in zip(front, rows, strict=True):
+        assert f"{point['test']['accuracy']:.1%} (n=24)" in row and Path(point["path"]).name in row
+    assert f"front graphs' YAML (front-N.yaml): {folder}" in " ".join(shown.split())
 
 
 def test_dry_run_says_when_the_spend_cap_stops_the_run_first(
