@@ -388,6 +388,7 @@ class Evaluation:
                 task_sha256=digest,
                 scorer=scorer,
                 response_cache=self.graph.gateway.settings.cache,
+                executor=self.executor.config().to_dict(),  # one given runs it: stored as local, resumed so
             )
             run_id = store.create_run(  # claimed when it runs: made here, it may run in another process
                 "eval", graph_name=graph.name, graph_yaml=self.graph.to_yaml(), config=asdict(stored), claim=False

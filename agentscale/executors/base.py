@@ -9,17 +9,13 @@ rows of an item reach SQLite from the driver process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Protocol
 
-from agentscale.errors import AgentScaleError
+from agentscale.executors.config import ExecutorConfig
 
 if TYPE_CHECKING:
     from agentscale.graphs.result import RunResult
     from agentscale.runtime.graph import Graph
-
-ExecutorKind = Literal["local", "ray"]
-EXECUTOR_KINDS: tuple[str, ...] = get_args(ExecutorKind)
 
 
 class Executor(Protocol):
@@ -46,45 +42,9 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release workers; an executor is not used after this."""
 
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Which executor a run uses; stored with eval and optimize runs so `--resume` reuses it."""
-
-    kind: ExecutorKind = "local"
-    address: str | None = None  # ray: `ray://host:10001`, `auto` (a cluster on this host), None = start one
-    workers: int | None = None  # ray: worker actors (default: one per CPU of the cluster)
-
-    def __post_init__(self) -> None:
-        """An unknown kind ran locally without a word (`kind="rya"`) and was stored so."""
-        if self.kind not in EXECUTOR_KINDS:
-            raise AgentScaleError(f"unknown executor {self.kind!r}; choose from {', '.join(EXECUTOR_KINDS)}")
-        workers = self.workers
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise AgentScaleError(f"executor workers must be a whole number of at least 1 (got {workers!r})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "address": self.address, "workers": self.workers}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ExecutorConfig:
-        """Runs stored before executors existed have no entry: they ran locally."""
-        return cls(**data) if data else cls()
-
-    def override(
-        self, kind: str | None = None, address: str | None = None, workers: int | None = None
-    ) -> ExecutorConfig:
-        """This config with the options a user gave on the command line (None = keep)."""
-        config = self
-        if kind is not None and kind != self.kind:
-            config = ExecutorConfig(kind)  # type: ignore[arg-type]  # checked by the new config
-        if address is not None:
-            config = replace(config, address=address)
-        if workers is not None:
-            config = replace(config, workers=workers)
-        if config.kind != "ray" and (config.address is not None or config.workers is not None):
-            raise AgentScaleError("--ray-address and --ray-workers need --executor ray")
-        return config
+    def config(self) -> ExecutorConfig:
+        """What a run it runs stores, so that its resume runs where and how it started."""
+        ...
 
 
 def create_executor(config: ExecutorConfig) -> Executor:

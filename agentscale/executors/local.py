@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentscale.executors.config import ExecutorConfig
+
 if TYPE_CHECKING:
     from agentscale.graphs.result import RunResult
     from agentscale.runtime.graph import Graph
@@ -34,3 +36,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
+
+    def config(self) -> ExecutorConfig:
+        return ExecutorConfig()

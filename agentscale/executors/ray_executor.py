@@ -42,6 +42,7 @@ from agentscale.errors import AgentScaleError
 from agentscale.executors._outbox import Outbox
 from agentscale.executors._probe import CacheProbe
 from agentscale.executors._worker import WORKER_ENV, ItemOutcome, ItemTask, ItemWorker
+from agentscale.executors.config import ExecutorConfig
 from agentscale.storage.db import Store
 from agentscale.storage.tables import NodeCall, Run, RunItem
 from agentscale.tracing.hooks import muted
@@ -238,6 +239,9 @@ class RayExecutor:
     def worker_nodes(self) -> list[str]:
         """The Ray node each worker actor runs on."""
         return [str(node) for node in self._ray.get([actor.node_id.remote() for actor in self._actors])]
+
+    def config(self) -> ExecutorConfig:
+        return ExecutorConfig("ray", address=self.address, workers=self.workers)
 
     def close(self) -> None:
         for actor in self._actors:

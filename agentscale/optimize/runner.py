@@ -366,6 +366,10 @@ class Optimization:
         `retry_errors` (a resumed run): the evaluations from the first one with a failed model call on
         are asked again (`TrialEvaluator.forget_from`), not replayed as they ended."""
         check_concurrency(concurrency)
+        if executor is not None and not isinstance(executor, ExecutorConfig):  # a dict: "no attribute 'kind'"
+            raise TypeError(
+                f"Optimization's executor is an ExecutorConfig(kind, address=, workers=), not {type(executor).__name__}"
+            )
         self.retry_errors = retry_errors
         self.space = space
         self.gateway = gateway

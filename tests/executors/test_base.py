@@ -36,8 +36,9 @@ def test_flags_override_the_stored_executor() -> None:
         ({"kind": "rya"}, "unknown executor 'rya'; choose from local, ray"),
         ({"kind": "ray", "workers": 0}, "executor workers must be a whole number of at least 1 (got 0)"),
         ({"kind": "ray", "workers": True}, "executor workers must be a whole number of at least 1 (got True)"),
+        ({"kind": "local", "workers": 4}, "executor address and workers are the ray executor's, not 'local''s"),
     ],
-    ids=["kind", "no-workers", "bool-workers"],
+    ids=["kind", "no-workers", "bool-workers", "local-workers"],
 )
 def test_an_executor_config_that_cannot_run_is_refused(fields: dict[str, object], message: str) -> None:
     """A mistyped kind ran the items locally without a word, and was stored as given."""
@@ -45,6 +46,25 @@ def test_an_executor_config_that_cannot_run_is_refused(fields: dict[str, object]
         ExecutorConfig(**fields)  # type: ignore[arg-type]
     with pytest.raises(AgentScaleError, match=re.escape(message)):
         ExecutorConfig.from_dict(fields)  # a stored run's, or EvalConfig(executor={...})'s
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("ray", "an executor is ExecutorConfig(kind, address=, workers=) or its dict, not str 'ray'"),
+        ({"kind": "ray", "worker": 2}, "unknown executor key 'worker'; valid keys: kind, address, workers"),
+    ],
+)
+def test_an_executor_given_in_another_shape_is_said_from_python(given: object, message: str) -> None:
+    """The Python API's executor arguments (the executors walk's F3): `EvalConfig(executor="ray")` failed
+    on "argument after ** must be a mapping", a misspelt key on "unexpected keyword argument", and
+    `Optimization(executor={...})` on "'dict' object has no attribute 'kind'"."""
+    from agentscale import EvalConfig, Optimization
+
+    with pytest.raises(AgentScaleError, match=re.escape(message)):
+        EvalConfig(task="sim:math", executor=given)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Optimization's executor is an ExecutorConfig\(kind"):
+        Optimization(None, None, space_text="", executor={"kind": "ray"})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("command", ["eval", "optimize"])

@@ -94,6 +94,9 @@ async def test_scripted_eval_equals_the_local_executor(
     # and the ledger holds every real call once (the workers made them, the driver recorded them)
     assert ray_gateway.store.spend(remote.run_id) == local_gateway.store.spend(local.run_id)  # type: ignore[union-attr]
     assert ray_gateway.store.spend(remote.run_id)["calls"] == len(scripted.completion_requests) == served_local  # type: ignore[union-attr]
+    # the executor given is the one stored: a resume of the Ray run was stored, and went on, local
+    stored = json.loads(ray_gateway.store.get_run(remote.run_id).config_json)["executor"]  # type: ignore[union-attr]
+    assert stored == {"kind": "ray", "address": None, "workers": 2}
 
 
 async def test_workers_replay_the_cache_and_fill_it(
