@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -86,10 +87,20 @@ class DriverStats:
         return 1000 * self.write_s / max(1, self.results)
 
 
+_ADDRESS = re.compile(r"(ray://)?[^\s:/@]+(:\d+)?")  # host:port (a GCS), ray://host[:port] (Ray Client)
+
+
 def _refuse_a_dead_cluster(address: str | None) -> None:
     """A cluster address (`host:port`, or `auto`: `RAY_ADDRESS`, else the cluster `ray start` last
     recorded) whose GCS does not accept a connection: `ray.init` retried it for minutes, printing
     warnings and nothing else (a cluster stopped long ago stays recorded in /tmp/ray)."""
+    shaped = _ADDRESS.fullmatch(address or "")
+    if address not in (None, "auto", "local") and (shaped is None or not (shaped[1] or shaped[2])):
+        # "atuo", "http://...": a failed run stored, whose resume failed the same way with the address kept
+        raise AgentScaleError(
+            f"--ray-address {address!r} is no Ray address: give host:port (a cluster's GCS, as `ray start --head` "
+            "prints it), ray://host:10001 (Ray Client), or auto (the cluster on this host)"
+        )
     system_temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"  # as Ray finds it
     recorded = Path(system_temp) / "ray" / "ray_current_cluster"
     target, source = address, f"--ray-address {address}"
@@ -189,7 +200,10 @@ class RayExecutor:
                     )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a new local cluster"
-                raise AgentScaleError(f"cannot start or reach Ray at {where}: {exc}") from None
+                elsewhere = " (a resume takes --ray-address ADDRESS, or --executor local, to run elsewhere)"
+                raise AgentScaleError(
+                    f"cannot start or reach Ray at {where}: {exc}" + (elsewhere if self.address else "")
+                ) from None
             self._owns_ray = True
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         count = self.workers or max(1, int(cpus))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -355,6 +356,24 @@ async def test_a_cluster_address_no_one_answers_at_is_refused_at_once(
         assert await asyncio.to_thread(main, [*words, "--db", str(tmp_path / "r.db")]) == 1
         assert Store(tmp_path / "r.db").list_runs() == []
     closed.close()
+
+
+@pytest.mark.parametrize("address", ["atuo", "http://127.0.0.1:6379", "head:port", "ray:/head"])
+async def test_an_address_that_is_no_ray_address_is_refused_before_a_run_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    """`--ray-address atuo` stored a failed run ("Invalid address format"), and the resume it named
+    failed the same way every time, the address stored with it (the executors walk's B2)."""
+    ray = pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: pytest.fail("ray.init was called"))
+    with pytest.raises(AgentScaleError, match=rf"--ray-address {re.escape(repr(address))} is no Ray address"):
+        RayExecutor(address=address)
+    graph = tmp_path / "one.yaml"
+    graph.write_text("name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    words = ["eval", str(graph), "--task", "sim:math", "--n", "2", "--executor", "ray", "--ray-address", address]
+    assert await asyncio.to_thread(main, [*words, "--db", str(tmp_path / "r.db")]) == 1
+    assert Store(tmp_path / "r.db").list_runs() == []
 
 
 async def test_every_worker_dead_for_good_stops_the_run_at_once() -> None:
