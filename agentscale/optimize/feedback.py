@@ -56,6 +56,12 @@ class AgentUpdate(_Strict):
     coordinator: dict[str, Probability] | None = None  # "off" or a CEO alias -> probability
     graph: ProposedGraph | None = None
 
+    def parts(self) -> int:
+        """How many entries it gives (a probability each, and the graph): each is applied, or
+        rejected with one reason (`apply_agent_update`)."""
+        counted = (self.size, self.models, self.edges, self.coordinator)
+        return sum(len(entries) for entries in counted if entries) + (self.graph is not None)
+
 
 def parse_agent_update(text: str) -> tuple[AgentUpdate | None, str | None]:
     """The update in a reply (JSON, possibly inside prose or a code fence), or (None, why not)."""
@@ -123,8 +129,9 @@ def apply_agent_update(
             problems.append("proposed graph is invalid or over budget")
         else:
             proposed = candidate
+    how = "as a whole" if len(problems) == update.parts() else "in part"
     for problem_text in problems:
-        log.warning("agent update rejected in part: %s", problem_text)
+        log.warning("agent update rejected %s: %s", how, problem_text)
     return proposed, problems
 
 
@@ -205,7 +212,9 @@ async def ask_agent(
         log.warning("agent feedback ignored: %s", why)
         unused.append(f"its reply was ignored: {why}")
         return None
-    proposed, _ = apply_agent_update(distribution, update)  # it logs what it rejected
+    proposed, rejected = apply_agent_update(distribution, update)  # it logs what it rejected
+    if rejected and len(rejected) == update.parts():  # an unknown model, an over-budget graph: said nowhere
+        unused.append(f"every part of its reply was rejected: {rejected[0]}")
     return proposed
 
 

@@ -128,3 +128,28 @@ def test_an_agent_edge_to_the_slot_past_the_last_node_is_refused_not_a_crash() -
     proposed, problems = apply_agent_update(dist, update)
     assert proposed is None and len(problems) == 2 and "edge 0->4" in problems[0]
     assert dist.state() == before
+
+
+async def test_a_reply_of_which_every_part_is_rejected_is_a_step_that_gave_nothing_usable() -> None:
+    """An unknown model and an over-budget graph were only log lines ("rejected in part"): the run's
+    warning "the feedback agent gave nothing usable in N step(s)" left such a step out (the Pareto/llm
+    walk's F4). A reply with one usable part is still used."""
+    from agentscale.optimize.feedback import ask_agent
+
+    big = '{"role": "assistant", "model": "big"}'
+    replies = {
+        "nothing": '{"models": {"gpt-9": 0.9}, "graph": {"nodes": [' + ", ".join([big] * 4) + "]}}",
+        "something": '{"models": {"gpt-9": 0.9, "small": 0.8}}',
+    }
+    for kind, reply in replies.items():
+
+        async def agent(system: str, user: str, reply: str = reply) -> str:
+            return reply
+
+        unused: list[str] = []
+        proposed = await ask_agent(agent, distribution(budget=10.0), [], insights=False, unused=unused)
+        assert proposed is None
+        if kind == "nothing":
+            assert unused == ["every part of its reply was rejected: unknown model 'gpt-9'"]
+        else:
+            assert unused == []
