@@ -204,6 +204,22 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     assert "(Pareto front)" in comparison
     assert result["best"]["graph"] in [point["graph"] for point in result["pareto"]]  # this run's crown is on it
     assert "crowned graph (Pareto front)" in comparison
+    assert "as accurate and as cheap at once)" in search and "as fast" not in search
+
+
+def test_a_latency_weighed_front_is_not_read_as_accuracy_against_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """With a latency weight the front has three dimensions and the chart draws two: a point beaten on
+    accuracy and compute stays for its latency, under a caption saying no other graph "is as accurate
+    and as cheap at once" (the Pareto/llm walk's F1)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objective: {accuracy: 1.0, latency: 0.1}\n")
+    assert main(["optimize", str(space), "--json", "--no-test"]) == 0
+    html = Path(json.loads(capsys.readouterr().out)["report"]).read_text()
+    search = " ".join(html[html.index('id="search"') :].split())
+    assert "as accurate, as cheap and as fast at once: latency is weighed" in search
 
 
 def test_calls_of_items_cut_short_count_with_their_stage(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
