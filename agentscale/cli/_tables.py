@@ -114,7 +114,7 @@ def front_table(
     from agentscale.report.simulated import simulated_label
 
     train_label, test_label = simulated_label("train accuracy", simulated), simulated_label("test accuracy", simulated)
-    columns = [f"Pareto front: {train_label} (items)", *([test_label] if tested else []), "compute", "latency"]
+    columns = [f"Pareto front: {train_label} (items)", *([test_label] if tested else []), "compute", "train latency"]
     front = Table(*columns, "graph", title_justify="left")
     for point in points if files else points[:8]:
         key = point.candidate.canonical_key

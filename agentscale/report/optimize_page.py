@@ -315,7 +315,7 @@ class OptimizeReport:
             for o in front
         ]
         test_header = [f"test {self.accuracy_label} (items)"] if scored else []
-        headers = ["trials", f"train {self.accuracy_label} (items)", *test_header, "compute", "latency", "graph"]
+        headers = ["trials", f"train {self.accuracy_label} (items)", *test_header, "compute", "train latency", "graph"]
         beaten = (  # with a latency weight the front has three dimensions, and the chart draws two
             "as accurate, as cheap and as fast at once: latency is weighed, so a point the chart shows beaten on "
             "accuracy and compute stays for its latency"

@@ -229,6 +229,7 @@ def test_pareto_scores_and_writes_every_front_graph(
     # runs show printed no front (its --help promised one): only --json, --plot and the report had it
     assert main(["runs", "show", result["run_id"]]) == 0
     shown = capsys.readouterr().out
+    assert "train latency" in shown  # beside the test column: which split's latency
     rows = [line for line in shown.splitlines() if "front-" in line and ".yaml" in line and "%" in line]
     assert len(rows) == len(front), shown
     for point, row in zip(front, rows, strict=True):

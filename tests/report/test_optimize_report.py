@@ -205,6 +205,7 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     assert result["best"]["graph"] in [point["graph"] for point in result["pareto"]]  # this run's crown is on it
     assert "crowned graph (Pareto front)" in comparison
     assert "as accurate and as cheap at once)" in search and "as fast" not in search
+    assert "<th>train latency</th>" in search  # beside the test column: which split's latency (the walk's N2)
 
 
 def test_a_latency_weighed_front_is_not_read_as_accuracy_against_compute(
