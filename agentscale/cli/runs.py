@@ -196,7 +196,7 @@ def show_command(
         return
     out.print(
         f"[bold]run {run.id}[/] · {run.kind} · {run.shown_status()} · {run.created:{SHOWN_TIME}} · "
-        f"graph {escape(run.graph_name or '—')}",
+        f"graph {escape(run.graph_name or '—')}{_where_it_ran(run)}",
         markup=True,
     )
     if run.error:
@@ -383,7 +383,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         return
     out.print(
         f"[bold]optimization {run.id}[/] · space {escape(str(run.graph_name))} · {run.shown_status()} · "
-        f"{run.created:{SHOWN_TIME}}",
+        f"{run.created:{SHOWN_TIME}}{_where_it_ran(run)}",
         markup=True,
     )
     _say_how_a_gone_run_goes_on(store, run)
@@ -463,6 +463,15 @@ def _print_front(store: Store, run: Run, summary: dict[str, Any], *, simulated: 
     out.print(front_table(points, tested, files, simulated=simulated))
     if folder is not None:
         out.print(f"front graphs' YAML (front-N.yaml): {folder}")
+
+
+def _where_it_ran(run: Run) -> str:
+    """ " · on ray (...)" for a run whose items ran on Ray, as its --resume will (only --json said so)."""
+    stored = json.loads(run.config_json or "{}").get("executor") or {}
+    if stored.get("kind") != "ray":
+        return ""
+    settings = [f"{name} {stored[name]}" for name in ("address", "workers") if stored.get(name) is not None]
+    return " · on ray" + (f" ({escape(', '.join(settings))})" if settings else "")
 
 
 def _natural_order(key: str) -> tuple[str | int, ...]:

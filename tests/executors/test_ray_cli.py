@@ -47,6 +47,12 @@ optimizer: {method: random, iterations: 2, samples: 2, minibatch: 6, seed: 0}
     assert remote["usage"]["calls"] == local["usage"]["calls"] and remote["usage"]["tokens"] == local["usage"]["tokens"]
     stored = json.loads(Store(tmp_path / "ray.db").get_run(remote["run_id"]).config_json)
     assert stored["executor"] == {"kind": "ray", "address": None, "workers": 2}  # --resume reuses it
+    # runs show says where it ran (only --json did), and nothing for the local run
+    for db, said in (("ray", "· on ray (workers 2)"), ("local", None)):
+        run_id = (remote if db == "ray" else local)["run_id"]
+        assert main(["runs", "show", run_id, "--db", str(tmp_path / f"{db}.db")]) == 0
+        header = " ".join(capsys.readouterr().out.split())
+        assert (said in header) if said else ("on ray" not in header)
 
 
 def _without_paths(data: Any) -> Any:
