@@ -102,6 +102,24 @@ def test_reasoning_gym_is_deterministic_per_seed() -> None:
     assert [i.id for i in first.items][:2] == ["rg:chain_sum:7:0", "rg:chain_sum:7:1"]
 
 
+def test_a_generator_that_repeats_questions_gives_each_once_under_its_draws_id() -> None:
+    """`chain_sum` of two one-digit terms (200 possible questions) drew 131 distinct ones in 200: the
+    demo's 40-item test split held 6 questions twice and one of its 12 train questions, answered from
+    the cache and counted as independent items (the demo walk). Each question now comes once, under
+    the id of its first draw; a generator with fewer questions than asked gives those it has."""
+    one_digit = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    task = load_task("rg:chain_sum", size=200, seed=0, **one_digit)
+    questions = [item.question for item in task.items]
+    assert len(questions) == len(set(questions)) == 200
+    draws = [int(item.id.rsplit(":", 1)[1]) for item in task.items]
+    assert draws[0] == 0 and draws == sorted(draws) and draws[-1] >= 200  # drawn on past the first 200
+    first = load_task("rg:chain_sum", size=20, seed=0, **one_digit)
+    assert {i.id: i.question for i in first.items}.items() <= {i.id: i.question for i in task.items}.items()
+    single = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "allow_negation": False}
+    fewer = load_task("rg:chain_sum", size=500, seed=0, **single)
+    assert len({item.question for item in fewer.items}) == len(fewer.items) < 500
+
+
 def test_reasoning_gym_text_task_and_config_options() -> None:
     task = load_task("rg:word_sorting", size=5)
     assert task.answer_format == "text"

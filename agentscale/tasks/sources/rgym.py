@@ -1,7 +1,7 @@
 """Any reasoning-gym generator as a task: ``rg:<name>`` (e.g. ``rg:basic_arithmetic``).
 
 Items are generated from a seed, so ``rg:chain_sum`` with ``size=200, seed=0`` is the same 200 questions
-on every machine; scoring uses the generator's own ``score_answer`` (full credit = correct). A few
+on every machine, each once (`_distinct_entries`); scoring uses the generator's own ``score_answer`` (full credit = correct). A few
 generators (``boxnet``, ``rush_hour``...) verify answers instead of comparing to one reference; their
 items have an empty ``reference``.
 """
@@ -19,6 +19,7 @@ from agentscale.tasks.scorers.numeric import is_number, several_numbers
 PREFIX = "rg"
 DEFAULT_SIZE = 200
 DEFAULT_SEED = 0
+_MOST_DRAWS_PER_ITEM = 10  # a generator repeating its questions draws on up to ten times the size
 
 
 def _registry() -> dict[str, Any]:
@@ -76,6 +77,31 @@ def _wrong_options(config_class: type, fields: dict[str, Any]) -> list[str]:
     return wrong
 
 
+def _distinct_entries(make: Any, size: int) -> tuple[Any, list[tuple[int, dict[str, Any]]]]:
+    """The first `size` distinct questions a generator draws, each with its draw's index (its item
+    id, so that a question keeps its id whichever others are dropped), and the dataset that drew them.
+    A generator with few possible questions repeats them: `chain_sum` of two one-digit terms drew 131
+    distinct ones in 200, and a 40-item test split held 6 questions twice and one of the train
+    split's, answered from the cache each time and counted as independent items (the demo walk).
+    Draws go on, doubling, up to ten times `size`; a generator with fewer questions than `size`
+    gives those it has."""
+    draws = size
+    while True:
+        dataset = make(draws)
+        entries: list[tuple[int, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for index in range(draws):
+            entry = dataset[index]
+            if str(entry["question"]) not in seen:
+                seen.add(str(entry["question"]))
+                entries.append((index, entry))
+                if len(entries) == size:
+                    return dataset, entries
+        if draws >= size * _MOST_DRAWS_PER_ITEM:
+            return dataset, entries
+        draws = min(draws * 2, size * _MOST_DRAWS_PER_ITEM)
+
+
 def load_reasoning_gym(
     name: str,
     *,
@@ -103,8 +129,7 @@ def load_reasoning_gym(
     if wrong:
         raise TaskOptionError(f"task 'rg:{name}': {'; '.join(wrong)}; config fields: {valid}")
     try:
-        dataset = create_dataset(name, **fields, seed=seed, size=size)
-        entries = [dataset[i] for i in range(size)]
+        dataset, entries = _distinct_entries(lambda draws: create_dataset(name, **fields, seed=seed, size=draws), size)
     except TypeError as error:
         raise TaskOptionError(f"task 'rg:{name}': bad option ({error}); config fields: {valid}") from None
     except (ValueError, AssertionError) as error:
@@ -112,7 +137,7 @@ def load_reasoning_gym(
 
     items: list[TaskItem] = []
     raw: dict[str, dict[str, Any]] = {}
-    for index, entry in enumerate(entries):
+    for index, entry in entries:
         item_id = f"rg:{name}:{seed}:{index}"
         answer = entry.get("answer")
         items.append(
