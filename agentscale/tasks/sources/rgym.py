@@ -1,9 +1,9 @@
 """Any reasoning-gym generator as a task: ``rg:<name>`` (e.g. ``rg:basic_arithmetic``).
 
 Items are generated from a seed, so ``rg:chain_sum`` with ``size=200, seed=0`` is the same 200 questions
-on every machine, each once (`_distinct_entries`); scoring uses the generator's own ``score_answer`` (full credit = correct). A few
-generators (``boxnet``, ``rush_hour``...) verify answers instead of comparing to one reference; their
-items have an empty ``reference``.
+on every machine, each once (`_distinct_entries`); scoring uses the generator's own ``score_answer``
+(full credit = correct). A few generators (``boxnet``, ``rush_hour``...) verify answers instead of
+comparing to one reference; their items have an empty ``reference``.
 """
 
 from __future__ import annotations
