@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
+from rich.console import RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,19 +44,39 @@ def progress_bar(*, status: bool = True, quiet: bool = False, eta: bool = False)
     if not err.is_terminal:
         return _LoggedProgress(status=status, eta=eta)
     columns: list[ProgressColumn] = [
-        SpinnerColumn(),
+        _Spinner(),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
     ]
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
-    columns.append(TimeElapsedColumn())
+    columns.append(_Elapsed())
     if eta:  # two bare clocks side by side read as one knows not what
         columns += [TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left")]
     # stdout is the commands' output (answers, --json): Rich's default sent what was written to it
     # while the bar was live through the bar's console, to stderr
     return Progress(*columns, console=err, transient=True, disable=quiet, redirect_stdout=False)
+
+
+class _Spinner(SpinnerColumn):
+    """Spinning while the bar is live, its count at its total or not: an optimization counts its search
+    iterations, and its crowning race and test split (often the longest part) showed a still bar."""
+
+    def render(self, task: Task) -> RenderableType:
+        return self.spinner.render(task.get_time())
+
+
+class _Elapsed(TimeElapsedColumn):
+    """The time since the start, ticking on once the count reaches its total (Rich stops the clock
+    there): after an optimization's last search iteration it stood still for minutes, and a frozen
+    figure reads as a hang (the demo walk)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        return Text(
+            "-:--:--" if elapsed is None else str(timedelta(seconds=max(0, int(elapsed)))), style="progress.elapsed"
+        )
 
 
 class _LoggedProgress(Progress):

@@ -60,3 +60,21 @@ def test_the_last_line_is_written_once(capsys: pytest.CaptureFixture[str]) -> No
         task = still.add_task("eval", total=2, status="")
         still.update(task, advance=2, status="2/2 correct")
     assert capsys.readouterr().err.splitlines()[-1].startswith("eval: 2/2 · 2/2 correct")
+
+
+def test_the_terminal_bars_clock_and_spinner_go_on_once_its_count_is_full() -> None:
+    """An optimization's bar counts its search iterations: at 4/4 Rich stopped its clock and its
+    spinner, and the crowning race and test split (often the longest part) showed a still bar for
+    minutes, which reads as a hang (the demo walk)."""
+    from rich.progress import Progress
+
+    from agentscale.cli._progress import _Elapsed, _Spinner
+
+    progress = Progress(disable=True)
+    task_id = progress.add_task("search", total=1)
+    progress.update(task_id, completed=1)  # the last search iteration: the count is full
+    time.sleep(1.2)
+    task = progress.tasks[0]
+    assert task.finished and str(_Elapsed().render(task)) == "0:00:01"
+    spinner = _Spinner()
+    assert str(spinner.render(task)).strip() != ""  # still spinning, not Rich's blank "finished" text
