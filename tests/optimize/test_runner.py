@@ -894,3 +894,25 @@ async def test_a_run_whose_feedback_agent_failed_resumes_once_the_agent_answers(
     scripted.add_rule(Rule(model="agent", replies=[reply]))
     resumed = await Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0))).run()
     assert store.get_run(run.run_id).status == "done" and resumed.best_train is not None
+
+
+def test_a_baseline_above_the_crowned_graph_on_the_test_split_is_said_in_words() -> None:
+    """The demo crowned the single call in four runs of four while the vote of four scored 10 points
+    above it on the test items: a row of the table, no word (the demo walk's F2). The best single
+    call is the advantage's own sentence; a baseline at or below the crown says nothing."""
+    from agentscale.optimize.pilot import self_consistency
+    from agentscale.optimize.runner import TestScore, _baselines_above_the_crown, _TestSplit
+
+    crowned, votes = single("small"), self_consistency("small", 4, "vote")
+    right = {f"q{i}": i < 9 for i in range(40)}  # 9 of 40
+    better = {f"q{i}": i < 13 for i in range(40)}  # the same 9, and 4 more
+    tested = _TestSplit(best=TestScore("best", crowned, 9 / 40, 40, 1.0, 1.0, right))
+    tested.baselines = {
+        "single": TestScore("single", crowned, 9 / 40, 40, 1.0, 1.0, right),
+        "vote": TestScore(votes.short_name(), votes, 13 / 40, 40, 4.0, 1.0, better),
+    }
+    (said,) = _baselines_above_the_crown(tested)
+    assert said.startswith(f"the vote baseline ({votes.short_name()}) scored 32.5% on the test items, 10.0 points")
+    assert "right only with it 4, only with the crowned graph 0, exact McNemar p=0.125" in said
+    tested.baselines["vote"] = TestScore(votes.short_name(), votes, 9 / 40, 40, 4.0, 1.0, right)
+    assert _baselines_above_the_crown(tested) == []
