@@ -7,8 +7,9 @@ answers; calls and tokens per item come from 256 graphs drawn from the initial d
 CEO-led graph runs every round and makes one CEO call a round, see `_per_item`). It
 counts no answer cached by earlier runs (a fresh database), ignores the singles' race (every model on
 the whole train split), and counts the crowning race at its typical share, so for a fresh run it is
-an estimate mostly above the calls made (a test holds a run within 25% above and 40% below it) and
-close in tokens. What a run asks again (minibatch items in the crowning race) the response cache
+an estimate mostly above the calls made (a test holds a run on scripted replies within 25% above and
+40% below it), and an upper bound on short-spoken real models: the quickstart demo's search on the
+135M model made 308 calls against 557 projected (2026-12-07). What a run asks again (minibatch items in the crowning race) the response cache
 answers; with `--no-cache` it pays those too: 936 calls against 580 projected on a new user's space,
 2,880 against 2,086 on another.
 """
