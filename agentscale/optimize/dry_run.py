@@ -9,9 +9,9 @@ counts no answer cached by earlier runs (a fresh database), ignores the singles'
 the whole train split), and counts the crowning race at its typical share, so for a fresh run it is
 an estimate mostly above the calls made (a test holds a run on scripted replies within 25% above and
 40% below it), and an upper bound on short-spoken real models: the quickstart demo's search on the
-135M model made 308 calls against 557 projected (2026-12-07). What a run asks again (minibatch items in the crowning race) the response cache
-answers; with `--no-cache` it pays those too: 936 calls against 580 projected on a new user's space,
-2,880 against 2,086 on another.
+135M model made 308 calls against 557 projected (2026-12-07). What a run asks again (minibatch
+items in the crowning race) the response cache answers; with `--no-cache` it pays those too: 936
+calls against 580 projected on a new user's space, 2,880 against 2,086 on another.
 """
 
 from __future__ import annotations
