@@ -354,38 +354,41 @@ def test_validate_notes_a_compute_unit_on_guessed_task_lengths(env: Path, capsys
     assert json.loads(run_cli(capsys, "validate", str(space), "--json")[1])[0]["notes"] == []
 
 
-def test_validate_notes_a_minibatch_larger_than_the_train_split(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The search takes the train items there are: `minibatch: 50` on 8 passed without a word, and
-    each evaluation answered 8 (an input audit's)."""
-    space = env / "space.yaml"
-    space.write_text(
-        'name: mb\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n  l1: {model: sim/llama-1b}\n'
-        "roles: [assistant]\nmax_nodes: 1\nbudget: {compute: 5}\n"
-        "optimizer: {method: random, iterations: 2, samples: 2, minibatch: 50, seed: 0}\n"
-    )
-    code, _, err = run_cli(capsys, "validate", str(space))
-    said = " ".join(err.split())
-    assert code == 0 and "note: optimizer.minibatch: 50 is more than the 8 train items" in said
-    space.write_text(space.read_text().replace("minibatch: 50", "minibatch: 8"))
-    code, _, err = run_cli(capsys, "validate", str(space))
-    assert code == 0 and "note:" not in err
+_NOTED_SPACE = (
+    'name: mb\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n  l1: {model: sim/llama-1b}\n'
+    "roles: [assistant]\nmax_nodes: 1\n"
+)
 
 
-def test_validate_notes_a_cost_weight_without_a_compute_budget(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Without `budget.compute` the cost term is raw compute units, not a share of the budget: `cost:
-    0.1` under `max_tokens: 6000` took 10 accuracy points per 1B-model call and crowned the weakest
-    single call over everything, without a word (the Pareto/llm walk's B1)."""
+@pytest.mark.parametrize(
+    ("settings", "said", "fixed"),
+    [
+        (  # the search takes the train items there are: each evaluation answered 8 (an input audit's)
+            "budget: {compute: 5}\noptimizer: {method: random, iterations: 2, samples: 2, minibatch: 50, seed: 0}\n",
+            ["note: optimizer.minibatch: 50 is more than the 8 train items"],
+            ("minibatch: 50", "minibatch: 8"),
+        ),
+        (  # without budget.compute the cost term is raw compute units, not a share of the budget: cost 0.1
+            # under max_tokens took 10 accuracy points a 1B-model call and crowned the weakest single call
+            # (the Pareto/llm walk's B1)
+            "budget: {max_tokens: 6000}\nobjective: {cost: 0.1}\n"
+            "optimizer: {method: random, iterations: 2, samples: 2, minibatch: 8, seed: 0}\n",
+            ["note: objective.cost: 0.1 weighs each compute unit", "a graph of 3 units loses 0.3 of reward"],
+            ("{max_tokens: 6000}", "{max_tokens: 6000, compute: 4}"),
+        ),
+    ],
+    ids=["minibatch-above-train", "cost-without-compute"],
+)
+def test_validate_notes_what_a_valid_space_would_do_unseen(
+    env: Path, capsys: pytest.CaptureFixture[str], settings: str, said: list[str], fixed: tuple[str, str]
+) -> None:
+    """Each passed without a word; the note goes once the space is fixed."""
     space = env / "space.yaml"
-    space.write_text(
-        'name: nb\ntask: {name: "sim:math", train: 8, test: 12, seed: 0}\nmodels:\n  l1: {model: sim/llama-1b}\n'
-        "roles: [assistant]\nmax_nodes: 1\nbudget: {max_tokens: 6000}\nobjective: {cost: 0.1}\n"
-        "optimizer: {method: random, iterations: 2, samples: 2, minibatch: 8, seed: 0}\n"
-    )
+    space.write_text(_NOTED_SPACE + settings)
     code, _, err = run_cli(capsys, "validate", str(space))
-    said = " ".join(err.split())
-    assert code == 0 and "note: objective.cost: 0.1 weighs each compute unit" in said
-    assert "a graph of 3 units loses 0.3 of reward" in said
-    space.write_text(space.read_text().replace("{max_tokens: 6000}", "{max_tokens: 6000, compute: 4}"))
+    shown = " ".join(err.split())
+    assert code == 0 and all(words in shown for words in said), shown
+    space.write_text(space.read_text().replace(*fixed))
     code, _, err = run_cli(capsys, "validate", str(space))
     assert code == 0 and "note:" not in err
 
