@@ -632,7 +632,12 @@ class Optimization:
                 "may be cut short and were scored as they ended, so graphs were ranked partly on the cut; raise "
                 "defaults.max_tokens in the space"
             )
-        if not history and singles.raced:  # exit 0 and "finished 1 iterations" said nothing of it
+        if not history and singles.raced and stopped.startswith("spend cap:"):  # iterations would not help
+            warnings.append(
+                f"the search evaluated no graph beyond the single calls: the spend cap stopped it first ({stopped}): "
+                "the crowned graph is a single call; raise optimizer.max_spend to search graphs"
+            )
+        elif not history and singles.raced:  # exit 0 and "finished 1 iterations" said nothing of it
             warnings.append(
                 f"the search evaluated no graph beyond the single calls ({stopped}; iterations "
                 f"{settings.iterations}, max_nodes {self.problem.max_nodes}: every graph it proposed was a "

@@ -281,8 +281,8 @@ class OptimizeReport:
 
     def _search(self) -> str:
         search = [t for t in self.trials if t.kind == "search"]
-        if not search:
-            return section("Search", paragraph(f"No search evaluation is stored{self._yet()}."))
+        if not search and not self.front:
+            return section("Search", paragraph(f"No search evaluation is stored{self._yet()}."), section_id="search")
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
         front = self.front
         evaluations = {
@@ -297,7 +297,7 @@ class OptimizeReport:
         ]
         charts = (
             '<div class="figure-row">'
-            + search_curve([t.reward for t in search])
+            + (search_curve([t.reward for t in search]) if search else "")
             + pareto_chart(points, "compute (1B-call units)", f"train {self.accuracy_label}")
             + "</div>"
         )
@@ -322,9 +322,14 @@ class OptimizeReport:
             if self.space.objective.latency > 0
             else "as accurate and as cheap at once"
         )
-        note = paragraph(
+        charts_said = (
             "Left: each search evaluation's objective and the best so far. Right: grey points are search "
-            "evaluations, each on its minibatch; red points are the Pareto front, each graph on every train item "
+            "evaluations, each on its minibatch; red points"
+            if search  # a run the spend cap or a stop ended in its single calls' race has their front alone
+            else f"No search evaluation is stored{self._yet()}. Red points"
+        )
+        note = paragraph(
+            f"{charts_said} are the Pareto front, each graph on every train item "
             "it answered in the search and the races, among graphs measured on more items than one minibatch (no other "
             f"graph is {beaten})."
         )

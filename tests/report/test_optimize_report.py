@@ -561,3 +561,32 @@ def test_the_crowned_graphs_crowning_evaluation_is_its_largest(optimization) -> 
     assert candidate_from_json(large.candidate_json).describe() == summary["best"]["graph"]
     assert crowned_trial([*trials, small, large], summary) is large
     assert crowned_trial([*trials, large, small], summary) is large
+
+
+def test_a_run_the_spend_cap_stopped_in_its_single_calls_has_its_front_drawn_and_the_right_fix_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A spend cap that stops the run in its single calls' race: optimize --json and runs show --plot
+    had a front, the report said only "No search evaluation is stored" (the report walk's B1); its
+    warning said to raise optimizer.iterations or max_nodes, which would change nothing (B2)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        'name: tight\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
+        "models:\n  l1: {model: sim/llama-1b}\n  l3: {model: sim/llama-3b}\n  l8: {model: sim/llama-8b}\n"
+        "  g7: {model: sim/gemma-7b}\nroles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 18}\n"
+        "optimizer: {method: agent-reinforce, iterations: 4, samples: 4, minibatch: 8, seed: 0, "
+        "max_spend: {tokens: 30000}}\n"
+    )
+    assert main(["optimize", str(space), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pareto"] and result["usage"]["search_evaluations"] == 0
+    (said,) = [w for w in result["warnings"] if w.startswith("the search evaluated no graph beyond")]
+    assert "the spend cap stopped it first" in said and "raise optimizer.max_spend" in said
+    assert "optimizer.iterations" not in said
+    html = Path(result["report"]).read_text()
+    search = html[html.index('id="search"') :]
+    assert "No search evaluation is stored. Red points are the Pareto front" in " ".join(search.split())
+    assert "<h3>Pareto front</h3>" in search
+    for point in result["pareto"]:
+        assert f"{point['accuracy']:.1%} ({point['n_items']})" in search
