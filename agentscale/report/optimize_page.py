@@ -63,7 +63,7 @@ class Arm:
 
 
 _LEADING_TITLE = "Leading graph so far (the run is still running: nothing is crowned yet)"
-_STOPPED_TITLE = "Leading graph when the run stopped (nothing was crowned: optimize --resume finishes the run)"
+_STOPPED_TITLE = "Leading graph when the run stopped (nothing was crowned)"
 
 
 def crown_recorded(summary: dict[str, Any]) -> bool:
@@ -238,6 +238,9 @@ class OptimizeReport:
         )
         best = self.summary.get("best", {}).get("path")
         where = paragraph(f"runnable YAML: {best}") if best else ""
+        if self.run.stopped_unfinished():  # named its command without the run or the database
+            resume = self.store.command_line("optimize", "--resume", self.run.id)
+            where += paragraph(f"not finished: continue with: {resume}", css_class="note")
         where += "".join(paragraph(note, css_class="note") for note in outcome_notes(self.summary))
         drawing = f'<div class="drawing crowned">{self.drawing(crowned)}</div>'
         return section(title, figures + drawing + where, section_id="crowned")

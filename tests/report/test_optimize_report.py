@@ -316,6 +316,8 @@ def test_a_run_stopped_before_crowning_shows_no_crowned_graph(optimization, caps
     text = page.read_text()
     assert "stopped: —" not in text and "stopped: " not in text.split("</p>")[0]  # no reason recorded yet
     assert "Leading graph when the run stopped (nothing was crowned" in text
+    # the command to go on, with the run and its database (the page said only "optimize --resume")
+    assert f"not finished: continue with: {store.command_line('optimize', '--resume', run_id)}" in text
     assert "Crowned graph" not in text and "only crowned right" not in text and "only leading right" in text
     capsys.readouterr()
     assert main(["runs", "show", run_id]) == 0
