@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from agentscale.evaluate.stats import format_p, mcnemar_exact, paired_counts, wilson_interval
@@ -336,6 +337,10 @@ class OptimizeReport:
             "it answered in the search and the races, among graphs measured on more items than one minibatch (no other "
             f"graph is {beaten})."
         )
+        files = [Path(str(point["path"])) for point in self.summary.get("pareto") or [] if point.get("path")]
+        if files:  # objective.pareto: each front graph is a runnable file, which the page named nowhere
+            where = "the front graphs as runnable YAML, most accurate first (front-1.yaml is the first row)"
+            note += paragraph(f"{where}: {files[0].parent}")
         return section("Search", charts + note + "<h3>Pareto front</h3>" + table(headers, rows), section_id="search")
 
     def _spend(self) -> str:

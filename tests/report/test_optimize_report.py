@@ -206,6 +206,8 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     assert "crowned graph (Pareto front)" in comparison
     assert "as accurate and as cheap at once)" in search and "as fast" not in search
     assert "<th>train latency</th>" in search  # beside the test column: which split's latency (the walk's N2)
+    folder = Path(result["pareto"][0]["path"]).parent  # the runnable files the page named nowhere (its F2)
+    assert f"the front graphs as runnable YAML, most accurate first (front-1.yaml is the first row): {folder}" in search
 
 
 def test_a_latency_weighed_front_is_not_read_as_accuracy_against_compute(
