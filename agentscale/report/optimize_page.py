@@ -224,6 +224,9 @@ class OptimizeReport:
             return section(title, paragraph(empty))
         spent = self.store.spend(self.run.id)
         test = "not scored"
+        if self.config.get("score_test") is False and self.crowned_word == "crowned":  # said nowhere why, nor how
+            best = (self.summary.get("best") or {}).get("path") or "best.yaml"
+            test += f" (--no-test; {self.store.command_line('eval', best, '--split-of', self.run.id)} scores it)"
         if crowned_test is not None:
             interval = wilson_interval(crowned_test.correct, crowned_test.n_items)
             test = f"{fmt_pct(crowned_test.accuracy)} {fmt_interval(interval)} (n={crowned_test.n_items})"

@@ -220,9 +220,12 @@ def test_a_latency_weighed_front_is_not_read_as_accuracy_against_compute(
     space = tmp_path / "space.yaml"
     space.write_text(SPACE + "objective: {accuracy: 1.0, latency: 0.1}\n")
     assert main(["optimize", str(space), "--json", "--no-test"]) == 0
-    html = Path(json.loads(capsys.readouterr().out)["report"]).read_text()
+    result = json.loads(capsys.readouterr().out)
+    html = Path(result["report"]).read_text()
     search = " ".join(html[html.index('id="search"') :].split())
     assert "as accurate, as cheap and as fast at once: latency is weighed" in search
+    # --no-test's card said "not scored", neither why nor how to score it (the report walk's F5)
+    assert "not scored (--no-test; agentscale eval " in html and f"--split-of {result['run_id']}" in html
 
 
 def test_calls_of_items_cut_short_count_with_their_stage(optimization, capsys) -> None:  # type: ignore[no-untyped-def]
