@@ -310,11 +310,14 @@ class OptimizeReport:
         )
         tested = {t.key: t for t in self.trials if t.kind == "test"}  # objective.pareto: the front's too
         scored = self.space.objective.pareto and any(o.candidate.canonical_key in tested for o in front)
+        # a graph the spend cap kept off the test split read "—", its reason in the page's first line only
+        capped = "; test split: " in str(self.summary.get("stopped_reason") or "")
+        missing = "not scored (the spend cap: see stopped)" if capped else "—"
         rows = [
             [
                 ", ".join(str(t.seq) for t in evaluations[o.candidate.canonical_key]),
                 f"{fmt_pct(o.accuracy)} ({o.n_items})",
-                *([_test_cell(tested.get(o.candidate.canonical_key))] if scored else []),
+                *([_test_cell(tested.get(o.candidate.canonical_key), missing)] if scored else []),
                 f"{o.compute:.2f}",
                 f"{o.latency_s:.2f} s",
                 Markup(self.drawing(evaluations[o.candidate.canonical_key][-1])),
@@ -464,8 +467,8 @@ def _merged(steps: list[Trial], accuracy_weight: float, verdicts: dict[str, bool
     )
 
 
-def _test_cell(trial: Trial | None) -> str:
-    return "—" if trial is None else f"{fmt_pct(trial.accuracy)} ({trial.n_items})"
+def _test_cell(trial: Trial | None, missing: str) -> str:
+    return missing if trial is None else f"{fmt_pct(trial.accuracy)} ({trial.n_items})"
 
 
 def optimize_report(store: Store, run: Run) -> str:

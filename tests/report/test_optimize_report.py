@@ -597,3 +597,27 @@ def test_a_run_the_spend_cap_stopped_in_its_single_calls_has_its_front_drawn_and
     assert "<h3>Pareto front</h3>" in search
     for point in result["pareto"]:
         assert f"{point['accuracy']:.1%} ({point['n_items']})" in search
+
+
+def test_a_front_graph_the_spend_cap_kept_off_the_test_split_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """With objective.pareto and a cap that lets only some graphs onto the test split, the others' test
+    cells read "—", the reason in the page's first line only (the report walk's F3)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        'name: pcap\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
+        "models:\n  l1: {model: sim/llama-1b}\n  l3: {model: sim/llama-3b}\n  l8: {model: sim/llama-8b}\n"
+        "  g7: {model: sim/gemma-7b}\nroles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 18}\n"
+        "objective: {accuracy: 1.0, pareto: true}\n"
+        "optimizer: {method: agent-reinforce, iterations: 4, samples: 4, minibatch: 8, seed: 0, "
+        "max_spend: {tokens: 140000}}\n"
+    )
+    assert main(["optimize", str(space), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "; test split: " in result["stopped_reason"]
+    unscored = [point for point in result["pareto"] if "test" not in point]
+    assert unscored, "the cap let every front graph onto the test split: tighten it"
+    search = Path(result["report"]).read_text().split('id="search"')[1]
+    assert search.count("not scored (the spend cap: see stopped)") == len(unscored)
