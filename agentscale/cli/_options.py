@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 
-from agentscale.cli._console import keep_stdout_for_json
+from agentscale.cli._console import err, keep_stdout_for_json
 from agentscale.errors import AgentScaleError
 
 if TYPE_CHECKING:
@@ -270,6 +270,17 @@ def executor_config(
     assert gateway.store is not None
     stored = json.loads(gateway.store.get_run(resume).config_json).get("executor")
     return ExecutorConfig.from_dict(stored).override(kind, address, workers)
+
+
+def say_where_items_run(executor: ExecutorConfig, *, json_output: bool) -> None:
+    """A line before Ray's start: starting or reaching it took 10-20 s on every `--executor ray` command
+    here with nothing on screen but "0/300" (the executors walk)."""
+    if executor.kind != "ray" or json_output:
+        return
+    where = f"the cluster at {executor.address}" if executor.address else "a new local Ray (10-20 s on a small machine)"
+    count = executor.workers
+    workers = f", {count} worker{'s' if count != 1 else ''}" if count else ""
+    err.print(f"items run on Ray: starting {where}{workers} before the first item")
 
 
 def check_retry_errors(retry_errors: bool, resume: str | None) -> None:

@@ -27,6 +27,7 @@ from agentscale.cli._options import (
     make_gateway,
     parse_options,
     refuse_ignored,
+    say_where_items_run,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import usd_shown
@@ -216,6 +217,7 @@ def eval_command(
             + f" · scorer {escape(evaluation.task.scorer_name)}",  # a JSONL task's was chosen without a word
             markup=True,
         )
+    say_where_items_run(evaluation.executor.config(), json_output=json_output)
     warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
     warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name))
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}

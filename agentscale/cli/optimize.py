@@ -26,6 +26,7 @@ from agentscale.cli._options import (
     output_file,
     refuse_ignored,
     refuse_missing_file,
+    say_where_items_run,
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._space_notes import space_notes
@@ -171,6 +172,7 @@ def optimize_command(
             f"({len(optimization.train)} train / {len(optimization.test)} test items)",
             markup=True,
         )
+    say_where_items_run(optimization.executor_config, json_output=json_output)
     if resume is None:  # validate's notes: the space runs as it is, so said once, as it starts
         for note in space_notes(optimization.space, optimization.task.name, optimization.train):
             warn_if(note)

@@ -105,3 +105,19 @@ def test_only_a_host_other_machines_can_reach_is_warned_of(
     warn_if_open(host, "runs the graph")
     err = capsys.readouterr().err
     assert ("is reachable from other machines and no key is asked" in " ".join(err.split())) == warned
+
+
+def test_ray_is_said_before_its_start(capsys: pytest.CaptureFixture[str]) -> None:
+    """Starting or reaching Ray took 10-20 s on every `--executor ray` command with nothing on screen
+    but "0/300" (the executors walk's F1); --json and the local executor say nothing."""
+    from agentscale.cli._options import say_where_items_run
+    from agentscale.executors import ExecutorConfig
+
+    say_where_items_run(ExecutorConfig(), json_output=False)
+    say_where_items_run(ExecutorConfig("ray"), json_output=True)
+    assert capsys.readouterr().err == ""
+    say_where_items_run(ExecutorConfig("ray", workers=2), json_output=False)
+    say_where_items_run(ExecutorConfig("ray", address="ray://head:10001"), json_output=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "items run on Ray: starting a new local Ray (10-20 s on a small machine), 2 workers" in said
+    assert "starting the cluster at ray://head:10001 before the first item" in said
