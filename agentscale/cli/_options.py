@@ -269,7 +269,7 @@ def executor_config(
         return None
     assert gateway.store is not None
     stored = json.loads(gateway.store.get_run(resume).config_json).get("executor")
-    return ExecutorConfig.from_dict(stored).override(kind, address, workers)
+    return ExecutorConfig.from_stored(stored).override(kind, address, workers)
 
 
 def say_where_items_run(executor: ExecutorConfig, *, json_output: bool) -> None:

@@ -422,6 +422,7 @@ class Evaluation:
         stored = json.loads(run.config_json)
         if concurrency is not None:  # before the config checks it: a stored 0 is mended by a given value
             stored["concurrency"] = concurrency
+        stored["executor"] = ExecutorConfig.from_stored(stored.get("executor")).to_dict()
         config = EvalConfig(**stored)
         if task_file is not None:
             moved = moved_task_file(config.task, config.task_sha256, os.fspath(task_file), run.id)

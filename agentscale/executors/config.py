@@ -28,7 +28,7 @@ class ExecutorConfig:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise AgentScaleError(f"executor workers must be a whole number of at least 1 (got {workers!r})")
         if self.kind != "ray" and (self.address is not None or workers is not None):  # taken, and ignored
-            raise AgentScaleError(f"executor address and workers are the ray executor's, not {self.kind!r}'s")
+            raise AgentScaleError(f"executor address and workers are for the ray executor, not {self.kind!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "address": self.address, "workers": self.workers}
@@ -48,6 +48,15 @@ class ExecutorConfig:
         if unknown:
             raise AgentScaleError(f"unknown executor key {unknown[0]!r}; valid keys: kind, address, workers")
         return cls(**data) if data else cls()
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any] | None) -> ExecutorConfig:
+        """A run's stored executor, read leniently: releases before 2026-12-07 took (and ignored) an
+        address or workers with the local executor, which `from_dict` now refuses; such a run could
+        not be resumed, not even with `--executor local`."""
+        if data and data.get("kind", "local") != "ray":
+            data = {"kind": data.get("kind", "local")}
+        return cls.from_dict(data)
 
     def override(
         self, kind: str | None = None, address: str | None = None, workers: int | None = None

@@ -478,7 +478,7 @@ class Optimization:
             concurrency=config.get("concurrency", DEFAULT_CONCURRENCY) if concurrency is None else concurrency,
             score_test=config.get("score_test", True),
             run_id=run.id,
-            executor=executor or ExecutorConfig.from_dict(config.get("executor")),
+            executor=executor or ExecutorConfig.from_stored(config.get("executor")),
             retry_errors=retry_errors,
         )
 

@@ -36,7 +36,7 @@ def test_flags_override_the_stored_executor() -> None:
         ({"kind": "rya"}, "unknown executor 'rya'; choose from local, ray"),
         ({"kind": "ray", "workers": 0}, "executor workers must be a whole number of at least 1 (got 0)"),
         ({"kind": "ray", "workers": True}, "executor workers must be a whole number of at least 1 (got True)"),
-        ({"kind": "local", "workers": 4}, "executor address and workers are the ray executor's, not 'local''s"),
+        ({"kind": "local", "workers": 4}, "executor address and workers are for the ray executor, not 'local'"),
     ],
     ids=["kind", "no-workers", "bool-workers", "local-workers"],
 )
@@ -104,3 +104,26 @@ def test_ray_flags_without_the_ray_executor_are_refused(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "agentscale.cli.app", *args], capture_output=True, text=True, env=env)
     assert done.returncode == 1 and "--ray-workers need --executor ray" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_stored_with_workers_for_the_local_executor_still_resumes(tmp_path: Path) -> None:
+    """Releases before 2026-12-07 took (and ignored) `workers` with the local executor and stored it;
+    refused since, such a run could not be resumed, not even with --executor local (the review's B5)."""
+    from agentscale.cli.app import main
+    from agentscale.storage.db import Store
+
+    graph = tmp_path / "one.yaml"
+    graph.write_text("name: one\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
+    database = tmp_path / "r.db"
+    assert main(["eval", str(graph), "--task", "sim:math", "--n", "3", "--db", str(database), "--json"]) == 0
+    store = Store(database)
+    (run,) = store.list_runs()
+    config = json.loads(run.config_json)
+    config["executor"] = {"kind": "local", "address": None, "workers": 2}  # as an earlier release stored it
+    with store.session() as session:
+        stored = session.get(type(run), run.id)
+        stored.config_json, stored.status = json.dumps(config), "interrupted"  # type: ignore[union-attr]
+        session.add(stored)
+        session.commit()
+    for extra in ([], ["--executor", "local"]):
+        assert main(["eval", "--resume", run.id, "--db", str(database), "--json", *extra]) == 0
