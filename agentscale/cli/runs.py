@@ -22,6 +22,7 @@ from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.owner import owner_alive
 
 if TYPE_CHECKING:
+    from agentscale.graphs.spec import Memory
     from agentscale.storage.db import Store
     from agentscale.storage.tables import NodeCall, Run, RunItem, Trial
 
@@ -189,6 +190,9 @@ def show_command(
             for c in calls
         ],
     }
+    memory = _memory_of(run)
+    if memory is not None:  # as `eval --json` names it (the items carried its use, not the handbook)
+        data["handbook"] = {"name": memory.handbook, "top_k": memory.top_k, "topic": memory.topic}
     if wrong or limit is not None:
         data["items_shown"] = {"wrong_only": wrong, "limit": limit, "left_out": left_out}
     if json_output:
@@ -472,6 +476,15 @@ def _where_it_ran(run: Run) -> str:
         return ""
     settings = [f"{name} {stored[name]}" for name in ("address", "workers") if stored.get(name) is not None]
     return " · on ray" + (f" ({escape(', '.join(settings))})" if settings else "")
+
+
+def _memory_of(run: Run) -> Memory | None:
+    """The handbook a run's graph drew on (its `memory:`), if any."""
+    from agentscale.graphs.validate import load_spec_text
+
+    if not run.graph_yaml:
+        return None
+    return load_spec_text(run.graph_yaml, f"run {run.id}", stored=True).memory
 
 
 def _natural_order(key: str) -> tuple[str | int, ...]:

@@ -102,11 +102,12 @@ def test_eval_with_a_handbook_says_how_many_questions_it_reached(
     assert "behaviors shown to 2 of 3 questions, cited in 1" in " ".join(out.split())
     code, out, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
     assert json.loads(out)["handbook_use"] == {"questions_shown_behaviors": 2, "questions_citing": 1}
-    run_id = json.loads(out)["run_id"]
+    run_id, drew_on = json.loads(out)["run_id"], json.loads(out)["handbook"]
     page = " ".join(Path(json.loads(out)["report"]).read_text().split())
     assert "behaviors shown to 2 of 3 questions, cited in 1" in page
     # which behaviors each item was shown and cited was in the database only (a new user's walk)
     code, out, err = cli(capsys, "runs", "show", run_id, "--json")
+    assert json.loads(out)["handbook"] == drew_on  # eval --json named it, runs show --json did not (a walk's N5)
     uses = {item["question"]: item["handbook"] for item in json.loads(out)["items"]}
     carried = uses["Add 3 and 4, carrying digits."]
     assert code == 0 and carried["handbook"] == "math" and carried["cited"] == ["behavior_carry_digits"]
