@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentscale.errors import AgentScaleError, ModelCallError
+from agentscale.errors import AgentScaleError, ModelCallError, StorageError
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models._reply import (
     MalformedReply,
@@ -306,11 +306,17 @@ class Gateway:
     async def _complete(
         self, request: CallRequest, *, node: str | None, clock: CallTime | None, entered: _Entered
     ) -> CallResult:
+        refused: StorageError | None = None
         if self._unrecorded:  # before the cache is read: they may answer this request
-            self._write_calls([])
+            try:
+                self._write_calls([])
+            except StorageError as exc:  # still held: a reader is not kept out, and a hit records nothing
+                refused = exc
         hit = self.cached(request)
         if hit is not None:
             return hit
+        if refused is not None:  # a call it could not record is not paid
+            raise refused
         if not (self.settings.cache and self.store is not None):
             return await self._paid(request, node=node, clock=clock, entered=entered)
         key = (id(asyncio.get_running_loop()), request.cache_key())
