@@ -36,6 +36,7 @@ from agentscale.memory.inject import record_outcome, stored_use, take_back_use, 
 from agentscale.models.gateway import Gateway, store_of
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
+from agentscale.storage import storage_errors_said
 from agentscale.storage.owner import claim_in_this_process
 from agentscale.storage.tables import RunItem
 from agentscale.tasks import Task, TaskItem, load_task
@@ -446,7 +447,7 @@ class Evaluation:
         """Answer the pending items, then summarise every item of the run."""
         if on_item is not None:
             check_callback(on_item, "on_item")
-        with claim_in_this_process(self.store.path, self.run_id):
+        with claim_in_this_process(self.store.path, self.run_id), storage_errors_said(self.store.path, "evaluating"):
             return await self._run(on_item)
 
     async def _run(self, on_item: Callable[[ItemResult], None] | None) -> EvalSummary:

@@ -64,6 +64,7 @@ from agentscale.optimize.trials import (
 )
 from agentscale.runtime.calls import ModelCalls, record_rows
 from agentscale.runtime.execute import check_callback
+from agentscale.storage import storage_errors_said
 from agentscale.storage.db import Store
 from agentscale.storage.owner import claim_in_this_process
 from agentscale.storage.tables import Run
@@ -523,7 +524,7 @@ class Optimization:
     async def run(self, on_progress: Callable[[Progress], None] | None = None) -> OptimizeResult:
         if on_progress is not None:
             check_callback(on_progress, "on_progress")
-        with claim_in_this_process(self.store.path, self.run_id):
+        with claim_in_this_process(self.store.path, self.run_id), storage_errors_said(self.store.path, "optimizing"):
             return await self._run_claimed(on_progress)
 
     async def _run_claimed(self, on_progress: Callable[[Progress], None] | None) -> OptimizeResult:

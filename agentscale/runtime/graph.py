@@ -15,7 +15,7 @@ from typing import Any, get_args
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from agentscale.errors import AgentScaleError, EventLoopError, RunNotFound, SpecError, SpecIssue, StorageError
+from agentscale.errors import AgentScaleError, EventLoopError, RunNotFound, SpecError, SpecIssue
 from agentscale.graphs.io import decoded_text, dump_graph_spec, read_text
 from agentscale.graphs.located import LocatedData, load_located
 from agentscale.graphs.result import GraphEvent, RunResult
@@ -46,7 +46,7 @@ from agentscale.runtime.execute import (
     open_context,
 )
 from agentscale.runtime.sync import CallerThreadEvents, run_sync
-from agentscale.storage import sqlite_failure, storage_error
+from agentscale.storage import storage_errors_said
 from agentscale.storage.db import Store, new_run_id
 from agentscale.storage.tables import utcnow
 from agentscale.tracing.hooks import span
@@ -219,13 +219,8 @@ class Graph:
             raise TypeError(f"item_key takes a string, not {type(item_key).__name__}")
         attributes = {"graph": self.name, "run_id": run_id, "item": item_key, "question": question}
         with span("item", item_key, attributes) as traced:  # tracing (agentscale.tracing): a no-op when off
-            try:
+            with storage_errors_said(self.store.path if self.store else None, "recording the run"):
                 result = await self._arun(question, run_id=run_id, item_key=item_key, record=record, on_event=on_event)
-            except Exception as exc:  # sqlite3's own error was no AgentScaleError an app could catch
-                cause = None if isinstance(exc, StorageError) else sqlite_failure(exc)
-                if cause is None or self.store is None:
-                    raise
-                raise storage_error(self.store.path, cause, "recording the run") from exc
             traced.set({"run_id": result.run_id, "answer": result.answer, "stopped_reason": result.stopped_reason})
             traced.set(result.usage.to_dict())
             return result

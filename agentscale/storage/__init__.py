@@ -1,6 +1,8 @@
 """Where runs, calls, the response cache and handbooks are kept: one SQLite file."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from agentscale.errors import StorageError
 
@@ -48,3 +50,19 @@ def database_trouble(cause: sqlite3.DatabaseError) -> str:
 def storage_error(path: object, cause: sqlite3.DatabaseError, doing: str) -> StorageError:
     """The `StorageError` to raise, from Python, when the database at `path` failed while `doing`."""
     return StorageError(f"the database {path} failed while {doing}: {cause} ({database_trouble(cause)})")
+
+
+@contextmanager
+def storage_errors_said(path: object, doing: str) -> Iterator[None]:
+    """Around a run started from Python (`Graph.arun`, `Evaluation.run`, `Optimization.run`): a failure
+    of the database under it leaves as a `StorageError` (sqlite3's own error was no AgentScaleError an
+    app could catch as documented)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        cause = sqlite_failure(exc)
+        if cause is None:
+            raise
+        raise storage_error(path, cause, doing) from exc

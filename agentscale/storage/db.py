@@ -34,6 +34,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from agentscale.errors import AgentScaleError, RunBusy, RunNotFound
+from agentscale.storage import sqlite_failure
 from agentscale.storage._opening import (
     add_new_columns,
     configure_reading,
@@ -298,7 +299,11 @@ class Store:
         self._update_run(run_id, fields)
 
     def finish_broken_run(self, run_id: str, exc: BaseException, summary: dict[str, Any] | None = None) -> None:
-        """A run that ended before its end, with `broken_status`."""
+        """A run that ended before its end, with `broken_status`. Not when the database itself failed
+        under it (`exc`): the write would wait out the same lock and hide the error under its own; the
+        run then shows as running with its process gone, which `runs show` offers to resume."""
+        if sqlite_failure(exc) is not None:
+            return
         status, error = broken_status(exc)
         self.finish_run(run_id, status, summary, error=error)
 

@@ -322,3 +322,33 @@ def test_a_question_answered_from_the_cache_whose_rows_the_database_refuses_rais
     finally:
         holder.execute("COMMIT")
         holder.close()
+
+
+async def test_an_evaluation_run_from_python_under_a_held_database_raises_storage_error(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer
+) -> None:  # type: ignore[no-untyped-def]
+    """`Evaluation.run` with the write lock held by another process raised sqlite3's own
+    OperationalError, no AgentScaleError (the review's B4); marking the run failed waited out the
+    same lock again."""
+    import json
+    import sqlite3
+
+    from agentscale import EvalConfig, Evaluation, Graph, StorageError
+    from agentscale.storage import _opening
+    from tests.conftest import graph_yaml
+
+    monkeypatch.setattr(_opening, "_BUSY_TIMEOUT_S", 0.3)
+    store = Store(tmp_path / "held.db")
+    task = tmp_path / "t.jsonl"
+    task.write_text(json.dumps({"id": "a", "question": "What is 2 + 2?", "answer": "4"}) + "\n")
+    body = "name: held\nnodes:\n  - {id: a, role: assistant, model: m}\n"
+    graph = Graph.from_yaml(graph_yaml(scripted.api_base, body), gateway=Gateway(store, GatewaySettings(max_retries=0)))
+    evaluation = Evaluation(graph, EvalConfig(task=str(task)))
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match="while evaluating: database is locked"):
+            await evaluation.run()
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
