@@ -219,7 +219,8 @@ def eval_command(
         )
     say_where_items_run(evaluation.executor.config(), json_output=json_output)
     warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
-    warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name))
+    asked_size = (evaluation.config.options or {}).get("size")
+    warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name, asked_size))
     attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
     finish: FinishedRun[EvalSummary] = FinishedRun()
     resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)
@@ -344,11 +345,15 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
         out.print(f"run {summary.run_id} ({store.command_line('runs', 'show', summary.run_id)})")
 
 
-def _more_than_the_task_has(n: int | None, total: int, task: str) -> str | None:
+def _more_than_the_task_has(n: int | None, total: int, task: str, asked_size: object = None) -> str | None:
     """`--n` beyond the task's items: all of them are evaluated, said also under --json (`--n 1500` of
     `sim:math` ran its 1,000 items without a word there), with the option that makes a generated
-    task (sim:, rg:) larger."""
+    task (sim:, rg:) larger; unless that size was asked and the generator has no more distinct
+    questions (a reasoning-gym task holds each once), where the advice could not work."""
     if n is None or n <= total:
         return None
+    if isinstance(asked_size, int) and asked_size >= n:
+        distinct = f"has only {total} distinct questions with these options"
+        return f"--n {n}, but task {task} {distinct}: all {total} are evaluated"
     larger = f"; a generated task takes --task-option size={n}" if task.startswith(("sim:", "rg:")) else ""
     return f"--n {n}, but task {task} has {total} items: all {total} are evaluated{larger}"

@@ -888,6 +888,13 @@ def test_eval_says_when_n_is_more_than_the_task_has(env: Path, capsys: pytest.Ca
     graph.write_text("name: s\nnodes:\n  - {id: a, role: assistant, model: sim/llama-1b}\n")
     code, _, err = run_cli(capsys, "eval", str(graph), "--task", "sim:math", "--task-option", "size=4", "--n", "6")
     assert code == 0 and "all 4 are evaluated; a generated task takes --task-option size=6" in " ".join(err.split())
+    # a generator with fewer distinct questions than the size asked: the advice to ask that size cannot work
+    one_digit = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "allow_negation=false", "size=500"]
+    options = [word for option in one_digit for word in ("--task-option", option)]
+    code, _, err = run_cli(capsys, "eval", str(graph), "--task", "rg:chain_sum", *options, "--n", "500", "--json")
+    said = " ".join(err.split())
+    assert code == 0 and "has only 200 distinct questions with these options: all 200 are evaluated" in said
+    assert "size=500" not in said
 
 
 def test_eval_unknown_task_lists_valid_ones(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
