@@ -902,6 +902,7 @@ def test_a_baseline_above_the_crowned_graph_on_the_test_split_is_said_in_words()
     call is the advantage's own sentence; a baseline at or below the crown says nothing."""
     from agentscale.optimize.pilot import self_consistency
     from agentscale.optimize.runner import TestScore, _baselines_above_the_crown, _TestSplit
+    from agentscale.optimize.space import Objective
 
     crowned, votes = single("small"), self_consistency("small", 4, "vote")
     right = {f"q{i}": i < 9 for i in range(40)}  # 9 of 40
@@ -911,8 +912,12 @@ def test_a_baseline_above_the_crowned_graph_on_the_test_split_is_said_in_words()
         "single": TestScore("single", crowned, 9 / 40, 40, 1.0, 1.0, right),
         "vote": TestScore(votes.short_name(), votes, 13 / 40, 40, 4.0, 1.0, better),
     }
-    (said,) = _baselines_above_the_crown(tested)
+    (said,) = _baselines_above_the_crown(tested, Objective())
     assert said.startswith(f"the vote baseline ({votes.short_name()}) scored 32.5% on the test items, 10.0 points")
     assert "right only with it 4, only with the crowned graph 0, exact McNemar p=0.125" in said
+    assert said.endswith("add train items to tell them apart")
+    # a cost weight ranked the cheaper graph first: more train items are not the fix (the review's D1)
+    (weighed,) = _baselines_above_the_crown(tested, Objective(cost=0.9))
+    assert weighed.endswith("the objective weighs compute, which ranked the crowned graph first")
     tested.baselines["vote"] = TestScore(votes.short_name(), votes, 9 / 40, 40, 4.0, 1.0, right)
-    assert _baselines_above_the_crown(tested) == []
+    assert _baselines_above_the_crown(tested, Objective()) == []
