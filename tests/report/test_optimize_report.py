@@ -570,23 +570,29 @@ def test_the_crowned_graphs_crowning_evaluation_is_its_largest(optimization) -> 
     assert crowned_trial([*trials, large, small], summary) is large
 
 
+def _capped_optimization(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, *, tokens: int, pareto: bool = False):  # type: ignore[no-untyped-def]
+    """`optimize --json` of a four-model sim space under `max_spend.tokens`, as a new user's walk ran it."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        'name: capped\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
+        "models:\n  l1: {model: sim/llama-1b}\n  l3: {model: sim/llama-3b}\n  l8: {model: sim/llama-8b}\n"
+        "  g7: {model: sim/gemma-7b}\nroles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 18}\n"
+        + ("objective: {accuracy: 1.0, pareto: true}\n" if pareto else "")
+        + "optimizer: {method: agent-reinforce, iterations: 4, samples: 4, minibatch: 8, seed: 0, "
+        f"max_spend: {{tokens: {tokens}}}}}\n"
+    )
+    assert main(["optimize", str(space), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def test_a_run_the_spend_cap_stopped_in_its_single_calls_has_its_front_drawn_and_the_right_fix_said(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     """A spend cap that stops the run in its single calls' race: optimize --json and runs show --plot
     had a front, the report said only "No search evaluation is stored" (the report walk's B1); its
     warning said to raise optimizer.iterations or max_nodes, which would change nothing (B2)."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        'name: tight\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
-        "models:\n  l1: {model: sim/llama-1b}\n  l3: {model: sim/llama-3b}\n  l8: {model: sim/llama-8b}\n"
-        "  g7: {model: sim/gemma-7b}\nroles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 18}\n"
-        "optimizer: {method: agent-reinforce, iterations: 4, samples: 4, minibatch: 8, seed: 0, "
-        "max_spend: {tokens: 30000}}\n"
-    )
-    assert main(["optimize", str(space), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = _capped_optimization(tmp_path, monkeypatch, capsys, tokens=30000)
     assert result["pareto"] and result["usage"]["search_evaluations"] == 0
     (said,) = [w for w in result["warnings"] if w.startswith("the search evaluated no graph beyond")]
     assert "the spend cap stopped it first" in said and "raise optimizer.max_spend" in said
@@ -604,18 +610,7 @@ def test_a_front_graph_the_spend_cap_kept_off_the_test_split_says_so(
 ) -> None:  # type: ignore[no-untyped-def]
     """With objective.pareto and a cap that lets only some graphs onto the test split, the others' test
     cells read "—", the reason in the page's first line only (the report walk's F3)."""
-    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        'name: pcap\ntask: {name: "sim:math", train: 30, test: 40, seed: 0}\n'
-        "models:\n  l1: {model: sim/llama-1b}\n  l3: {model: sim/llama-3b}\n  l8: {model: sim/llama-8b}\n"
-        "  g7: {model: sim/gemma-7b}\nroles: [assistant, critic, fuser, vote]\nmax_nodes: 4\nbudget: {compute: 18}\n"
-        "objective: {accuracy: 1.0, pareto: true}\n"
-        "optimizer: {method: agent-reinforce, iterations: 4, samples: 4, minibatch: 8, seed: 0, "
-        "max_spend: {tokens: 140000}}\n"
-    )
-    assert main(["optimize", str(space), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = _capped_optimization(tmp_path, monkeypatch, capsys, tokens=140000, pareto=True)
     assert "; test split: " in result["stopped_reason"]
     unscored = [point for point in result["pareto"] if "test" not in point]
     assert unscored, "the cap let every front graph onto the test split: tighten it"
