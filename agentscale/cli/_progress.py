@@ -87,7 +87,7 @@ class _LoggedProgress(Progress):
         self._status = status
         self._eta = eta
         self._started_at: dict[TaskID, float] = {}  # what was done when the task was added (a resume's part)
-        self._logged: dict[TaskID, tuple[float, str, str]] = {}  # last line's time, stage and text, per task
+        self._logged: dict[TaskID, tuple[float, str, str]] = {}  # last line's time, stage and text (no clock)
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -135,17 +135,18 @@ class _LoggedProgress(Progress):
         if not force and task.description == last_stage and now - last_at < LOG_EVERY_S:
             return
         line = self._line(task)
-        if force and line == last_line:
+        said = self._line(task, clock=False)  # the end repeated the last line a second later (Ray closing)
+        if force and said == last_line:
             return
-        self._logged[task_id] = (now, task.description, line)
+        self._logged[task_id] = (now, task.description, said)
         err.print(line, markup=False)
 
-    def _line(self, task: Task) -> str:
+    def _line(self, task: Task, *, clock: bool = True) -> str:
         done = _count(task.completed) + (f"/{_count(task.total)}" if task.total is not None else "")
         description = Text.from_markup(task.description).plain  # descriptions and statuses are markup
         status = Text.from_markup(str(task.fields.get("status", ""))).plain if self._status else ""
-        elapsed = f"{_clock(task.elapsed or 0.0)} elapsed"
-        return " · ".join(part for part in (f"{description}: {done}", status, elapsed, self._left(task)) if part)
+        times = (f"{_clock(task.elapsed or 0.0)} elapsed", self._left(task)) if clock else ()
+        return " · ".join(part for part in (f"{description}: {done}", status, *times) if part)
 
     def _left(self, task: Task) -> str:
         """About how long the rest takes at the pace of the steps done in this command so far."""

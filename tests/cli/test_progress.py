@@ -48,11 +48,13 @@ def test_clocks_past_an_hour_keep_minutes_under_60() -> None:
 
 
 def test_the_last_line_is_written_once(capsys: pytest.CaptureFixture[str]) -> None:
-    """An optimization's stage "done" was written when it changed, then again as the bar stopped."""
+    """An optimization's stage "done" was written when it changed, then again as the bar stopped; and
+    again when a second had passed meanwhile (its clock moved: `--executor ray` closing its workers)."""
     progress = progress_bar()
     with progress:
         task = progress.add_task("search", total=3, status="")
         progress.update(task, description="done", completed=3, status="204 calls")
+        time.sleep(1.1)
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" · ")[0] for line in lines] == ["search: 0/3", "done: 3/3"]
     still = progress_bar()
