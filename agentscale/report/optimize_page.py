@@ -292,14 +292,20 @@ class OptimizeReport:
             return section("Search", paragraph(f"No search evaluation is stored{self._yet()}."), section_id="search")
         train = [t for t in self.trials if t.kind in TRAIN_KINDS]
         front = self.front
+        label = self.accuracy_label  # SIMULATED on every accuracy, the charts' hover titles too
         evaluations = {
             o.candidate.canonical_key: [t for t in train if t.key == o.candidate.canonical_key] for o in front
         }
         points = [
-            Point(t.compute, t.accuracy, f"trial {t.seq}: {t.accuracy:.1%} of {t.n_items} at {t.compute:.2f}")
+            Point(t.compute, t.accuracy, f"trial {t.seq}: {label} {t.accuracy:.1%} of {t.n_items} at {t.compute:.2f}")
             for t in search
         ] + [
-            Point(o.compute, o.accuracy, f"{o.candidate.short_name()}: {o.accuracy:.1%} of {o.n_items}", on_front=True)
+            Point(
+                o.compute,
+                o.accuracy,
+                f"{o.candidate.short_name()}: {label} {o.accuracy:.1%} of {o.n_items}",
+                on_front=True,
+            )
             for o in front
         ]
         charts = (

@@ -197,6 +197,9 @@ def test_a_pareto_runs_report_shows_the_fronts_test_scores(
     html = Path(result["report"]).read_text()
     search = html[html.index('id="search"') :]
     assert "test SIMULATED accuracy (items)" in search
+    # the charts' hover titles too (they read "trial 8: 50.0% of 8"; the report walk's N1)
+    titles = re.findall(r"<title>([^<]*)</title>", search[: search.index("<h3>Pareto front</h3>")])
+    assert titles and all("SIMULATED accuracy" in title for title in titles if "%" in title), titles
     for point in result["pareto"]:
         assert f"{point['test']['accuracy']:.1%} ({point['test']['n']})" in search
     comparison = html[html.index('id="comparison-test"') : html.index('id="search"')]
