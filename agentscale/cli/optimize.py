@@ -201,7 +201,7 @@ def optimize_command(
             data["best"]["path"] = str(out_file)
         print_json({**data, "report": str(report)})
         return
-    _print_report(result, optimization.store, out_file, plot, simulated=simulated)
+    _print_report(result, optimization.store, out_file, plot, simulated=simulated, test_split=optimization.score_test)
     if simulated:
         say_simulated()
     out.print(f"report: {report}")
@@ -246,7 +246,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 
 
 def _print_report(
-    result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool
+    result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool, test_split: bool
 ) -> None:
     from agentscale.optimize.report import advantage_sentence, diagram
     from agentscale.report.simulated import simulated_label
@@ -275,7 +275,12 @@ def _print_report(
             f"{score.latency_s:.2f}s",
         )
     # --no-test, or a spend cap before the test split: an empty table with its headers read as a bug
-    out.print(table if scored else "no graph scored on the test split")
+    if not test_split:  # --no-test said neither why nor how to score the crowned graph later
+        split_of = store.command_line("eval", str(out_file or result.best_path), "--split-of", result.run_id)
+        unscored = f"no graph scored on the test split (--no-test; {split_of} scores the crowned graph)"
+    else:
+        unscored = "no graph scored on the test split"
+    out.print(table if scored else unscored)
     if result.advantage is not None:
         out.print(advantage_sentence(result.advantage.to_dict()))
     for warning in result.warnings:

@@ -158,6 +158,8 @@ def test_eval_and_optimize_on_sim_models_say_their_figures_are_simulated(
     assert "graphs searched · SIMULATED best minibatch acc" in progress, progress
     # no empty test table, its headers alone (a new user's walk read it as a bug)
     assert "no graph scored on the test split" in said and "95% CI" not in said
+    # and why, and how to score the crowned graph later (the report said it; the review's N1)
+    assert "(--no-test; agentscale eval " in " ".join(said.split()) and "--split-of " in said
 
 
 LABELS = (
