@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from agentscale.cli._console import short
+from agentscale.cli._console import out, short
 from agentscale.graphs.result import NodeTrace, Usage
 from agentscale.models.cost import usd_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from agentscale.optimize.objective import Observation
 
 
@@ -100,17 +102,18 @@ def format_test_score(score: dict[str, Any], *, simulated: bool) -> str:
     return f"{label} {score['accuracy']:.1%}{items} (95% CI {low:.1%}-{high:.1%})"
 
 
-def front_table(
+def print_front(
     points: Sequence[Observation],
     tested: dict[str, tuple[float, int]],
-    files: dict[str, str],
+    files: dict[str, Path],
     *,
     simulated: bool,
-) -> Table:
+) -> None:
     """An optimization's Pareto front, most accurate first: train accuracy on the items each graph
     answered, with `objective.pareto` its test score (`tested`, by graph key: accuracy, items) and
-    its file's name (`files`); without them the first 8 points. As `optimize` prints it as it ends
-    and as `runs show` prints it after (which listed no front: only --json, --plot and the report had it)."""
+    its file (`files`, named by file name, then their folder); without them the first 8 points. As
+    `optimize` prints it as it ends and as `runs show` prints it after (which listed no front: only
+    --json, --plot and the report had it)."""
     from agentscale.report.simulated import simulated_label
 
     train_label, test_label = simulated_label("train accuracy", simulated), simulated_label("test accuracy", simulated)
@@ -125,6 +128,8 @@ def front_table(
             *test,
             f"{point.compute:.2f}",
             f"{point.latency_s:.2f}s",
-            point.candidate.diagram_line() + (f" · {files[key]}" if key in files else ""),
+            point.candidate.diagram_line() + (f" · {files[key].name}" if key in files else ""),
         )
-    return front
+    out.print(front)
+    if files:  # the table names them by file name: with --out, the folder printed was another
+        out.print(f"front graphs' YAML (front-N.yaml): {next(iter(files.values())).parent}")

@@ -30,7 +30,7 @@ from agentscale.cli._options import (
 )
 from agentscale.cli._progress import progress_bar
 from agentscale.cli._space_notes import space_notes
-from agentscale.cli._tables import format_spend, front_table, usd_shown
+from agentscale.cli._tables import format_spend, print_front, usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.io import refuse_unusable_output, write_output
@@ -248,7 +248,7 @@ async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
 def _print_report(
     result: OptimizeResult, store: Store, out_file: Path | None, plot: Path | None, *, simulated: bool, test_split: bool
 ) -> None:
-    from agentscale.optimize.report import advantage_sentence, diagram
+    from agentscale.optimize.report import advantage_sentence, diagram, scored_later
     from agentscale.report.simulated import simulated_label
 
     best = result.best_train
@@ -275,22 +275,16 @@ def _print_report(
             f"{score.latency_s:.2f}s",
         )
     # --no-test, or a spend cap before the test split: an empty table with its headers read as a bug
+    unscored = "no graph scored on the test split"
     if not test_split:  # --no-test said neither why nor how to score the crowned graph later
-        split_of = store.command_line("eval", str(out_file or result.best_path), "--split-of", result.run_id)
-        unscored = f"no graph scored on the test split (--no-test; {split_of} scores the crowned graph)"
-    else:
-        unscored = "no graph scored on the test split"
+        unscored += f" ({scored_later(store, str(out_file or result.best_path), result.run_id)})"
     out.print(table if scored else unscored)
     if result.advantage is not None:
         out.print(advantage_sentence(result.advantage.to_dict()))
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     tested = {key: (score.accuracy, score.n) for key, score in result.front_tests.items()}  # objective.pareto
-    files = {key: path.name for key, path in result.front_paths.items()}
-    out.print(front_table(result.pareto, tested, files, simulated=simulated))
-    if result.front_paths:  # the table names them by file name: with --out, the folder printed was another
-        folder = next(iter(result.front_paths.values())).parent
-        out.print(f"front graphs' YAML (front-N.yaml): {folder}")
+    print_front(result.pareto, tested, result.front_paths, simulated=simulated)
     out.print(f"spent: {format_spend(result.usage)} · {_evaluations(result)} · {result.stopped_reason}")
     out.print(f"best graph YAML: {out_file or result.best_path}" + (f" · plot: {plot}" if plot else ""))
     out.print(f"run {result.run_id} ({store.command_line('runs', 'show', result.run_id)})")

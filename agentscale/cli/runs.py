@@ -15,7 +15,7 @@ from rich.table import Table
 
 from agentscale.cli._console import err, out, print_json, say_simulated, short, terminal_safe
 from agentscale.cli._options import DbOption, JsonOption, open_store, refuse_ignored
-from agentscale.cli._tables import format_spend, format_test_score, front_table, round_lines, trace_table
+from agentscale.cli._tables import format_spend, format_test_score, print_front, round_lines, trace_table
 from agentscale.errors import AgentScaleError
 from agentscale.graphs.result import NodeTrace
 from agentscale.storage import SQLITE_MAX_INTEGER
@@ -454,19 +454,15 @@ def _print_front(store: Store, run: Run, summary: dict[str, Any], *, simulated: 
     points = stored_front(store, run.id, stored_space(run), recorded)
     listed = {str(point.get("graph")): point for point in summary["pareto"]}
     tested: dict[str, tuple[float, int]] = {}
-    files: dict[str, str] = {}
-    folder: Path | None = None
+    files: dict[str, Path] = {}
     for point in points:
         stored = listed.get(point.candidate.describe(), {})
         key = point.candidate.canonical_key
         if isinstance(stored.get("test"), dict):
             tested[key] = (stored["test"]["accuracy"], stored["test"]["n"])
         if stored.get("path"):
-            path = Path(stored["path"])
-            files[key], folder = path.name, path.parent
-    out.print(front_table(points, tested, files, simulated=simulated))
-    if folder is not None:
-        out.print(f"front graphs' YAML (front-N.yaml): {folder}")
+            files[key] = Path(stored["path"])
+    print_front(points, tested, files, simulated=simulated)
 
 
 def _where_it_ran(run: Run) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentscale.evaluate.stats import format_p
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.objective import Observation
+
+if TYPE_CHECKING:
+    from agentscale.storage.db import Store
 
 
 def diagram(candidate: CandidateGraph) -> str:
@@ -25,6 +28,12 @@ def diagram(candidate: CandidateGraph) -> str:
     if candidate.ceo is not None:
         lines.append(f"  CEO {candidate.ceo.model} over up to {candidate.ceo.max_rounds} rounds")
     return "\n".join(lines)
+
+
+def scored_later(store: Store, best_path: str, run_id: str) -> str:
+    """Why a `--no-test` run's crowned graph has no test score, and the command that scores it: said
+    by `optimize` and by the report (it said "not scored", neither why nor how)."""
+    return f"--no-test; {store.command_line('eval', best_path, '--split-of', run_id)} scores the crowned graph"
 
 
 def advantage_sentence(advantage: Mapping[str, Any]) -> str:

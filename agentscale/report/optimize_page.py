@@ -17,7 +17,7 @@ from typing import Any
 
 from agentscale.evaluate.stats import format_p, mcnemar_exact, paired_counts, wilson_interval
 from agentscale.models.cost import known_total
-from agentscale.optimize.report import outcome_notes
+from agentscale.optimize.report import outcome_notes, scored_later
 from agentscale.optimize.space import SpaceSpec, stored_space
 from agentscale.optimize.trials import (
     TRAIN_KINDS,
@@ -223,10 +223,10 @@ class OptimizeReport:
             empty = "No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."
             return section(title, paragraph(empty))
         spent = self.store.spend(self.run.id)
+        best = (self.summary.get("best") or {}).get("path")
         test = "not scored"
         if self.config.get("score_test") is False and self.crowned_word == "crowned":  # said nowhere why, nor how
-            best = (self.summary.get("best") or {}).get("path") or "best.yaml"
-            test += f" (--no-test; {self.store.command_line('eval', best, '--split-of', self.run.id)} scores it)"
+            test += f" ({scored_later(self.store, best or 'best.yaml', self.run.id)})"
         if crowned_test is not None:
             interval = wilson_interval(crowned_test.correct, crowned_test.n_items)
             test = f"{fmt_pct(crowned_test.accuracy)} {fmt_interval(interval)} (n={crowned_test.n_items})"
@@ -240,7 +240,6 @@ class OptimizeReport:
                 ("spend", f"{spent['calls']} calls · {spent['tokens']:,} tokens · {fmt_usd(spent['usd'])}"),
             ]
         )
-        best = self.summary.get("best", {}).get("path")
         where = paragraph(f"runnable YAML: {best}") if best else ""
         if self.run.stopped_unfinished():  # named its command without the run or the database
             resume = self.store.command_line("optimize", "--resume", self.run.id)
