@@ -75,8 +75,8 @@ def resumable(finish: FinishedRun[Any], store: Store, run_id: str, resume: str, 
         raise
     except Exception as exc:
         cause = sqlite_failure(exc)  # sqlite3's error, or a StorageError raised with it
-        stored = cause is None and isinstance(exc, AgentScaleError)  # an error the run stored (a Ray outbox gone)
-        if finish.finished or not (stored or cause is not None):
+        # neither the database's nor an error the run stored (a Ray outbox gone): this program's bug
+        if finish.finished or (cause is None and not isinstance(exc, AgentScaleError)):
             raise
         if json_output:  # stdout stayed empty: a script never learned the run to resume
             print_json({"run_id": run_id, "status": "failed", "resume": resume, "error": str(cause or exc)})

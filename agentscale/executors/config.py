@@ -37,8 +37,6 @@ class ExecutorConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> ExecutorConfig:
         """Runs stored before executors existed have no entry: they ran locally. Anything but such a
         dict ("ray", a misspelt key) is said, not a TypeError about `**`."""
-        if isinstance(data, ExecutorConfig):
-            return data
         if data is not None and not isinstance(data, dict):
             raise AgentScaleError(
                 f"an executor is ExecutorConfig(kind, address=, workers=) or its dict, not {type(data).__name__} "
