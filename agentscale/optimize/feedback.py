@@ -125,8 +125,8 @@ def apply_agent_update(
             problems.append("proposed graph uses models or roles outside the space")
         elif ceo_index is None:
             problems.append(f"proposed coordinator {update.graph.coordinator!r} is not one of {sorted(choices)}")
-        elif not problem.fits(candidate):
-            problems.append("proposed graph is invalid or over budget")
+        elif misfits := problem.misfits(candidate):
+            problems.append(f"proposed graph rejected: {'; '.join(misfits)}")
         else:
             proposed = candidate
     how = "as a whole" if len(problems) == update.parts() else "in part"

@@ -194,13 +194,25 @@ class SearchProblem:
         return self._cost[key]
 
     def fits(self, candidate: CandidateGraph) -> bool:
-        return (
-            candidate.is_valid
-            and candidate.size <= self.max_nodes
-            and all(n.role in self.roles for n in candidate.nodes)
-            and all(n.model is None or n.model in self.models for n in candidate.nodes)  # a record's unknown alias
-            and (self.budget is None or self.compute(candidate) <= self.budget + 1e-9)
-        )
+        return not self.misfits(candidate)
+
+    def misfits(self, candidate: CandidateGraph) -> list[str]:
+        """Why `candidate` is no graph of this space (empty when it is one): the feedback agent's
+        rejected proposal names them, so its log says what to fix."""
+        found = candidate.problems()
+        if candidate.size > self.max_nodes:
+            found.append(f"{candidate.size} nodes, over max_nodes={self.max_nodes}")
+        found += [f"role {n.role!r} is not in the space" for n in candidate.nodes if n.role not in self.roles]
+        # a stored record may name an alias the space no longer has
+        found += [
+            f"model {n.model!r} is not in the space"
+            for n in candidate.nodes
+            if n.model is not None and n.model not in self.models
+        ]
+        if not found and self.budget is not None and self.compute(candidate) > self.budget + 1e-9:
+            cost = _above(self.compute(candidate), self.budget)
+            found.append(f"compute {cost} over budget.compute={self.budget:g}")
+        return found
 
 
 def _above(cost: float, budget: float) -> str:

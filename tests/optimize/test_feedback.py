@@ -56,11 +56,16 @@ def test_valid_update_moves_probabilities_and_clamps() -> None:
 
 
 def test_proposed_graph_must_fit_the_budget_and_space() -> None:
+    """A rejected proposal says why (its log line once read "invalid or over budget", either)."""
     over = '{"graph": {"nodes": [{"role": "assistant", "model": "big"}, {"role": "assistant", "model": "big"}, {"role": "vote"}], "edges": [[0, 2], [1, 2]]}}'
     update, _ = parse_agent_update(over)
     assert update is not None
     proposed, problems = apply_agent_update(distribution(budget=10.0), update)
-    assert proposed is None and "over budget" in problems[0]
+    assert problems == ["proposed graph rejected: compute 20.54 over budget.compute=10"] and proposed is None
+    small = '{"role": "assistant", "model": "small"}'
+    five = '{"graph": {"nodes": [' + ", ".join([small] * 5) + '], "edges": [[0, 4], [1, 4], [2, 4], [3, 4]]}}'
+    proposed, problems = apply_agent_update(distribution(budget=100.0), parse_agent_update(five)[0])  # type: ignore[arg-type]
+    assert problems == ["proposed graph rejected: 5 nodes, over max_nodes=4"] and proposed is None
     outside = '{"graph": {"nodes": [{"role": "boss", "model": "small"}]}}'
     proposed, problems = apply_agent_update(distribution(), parse_agent_update(outside)[0])  # type: ignore[arg-type]
     assert proposed is None and "outside the space" in problems[0]
