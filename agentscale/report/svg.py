@@ -28,10 +28,11 @@ ROLE_FILL = {
     "tester": "#e0f7fa",
 }
 CUSTOM_FILL = "#eeeeee"
+ARROW = 9.8  # an edge's head, px long (twice as wide); every edge enters its target horizontally
 STYLE = (
     "text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;fill:#202124}"
     ".id{font-size:10px;fill:#5f6368}.role{font-size:13px;font-weight:bold}.model{font-size:11px}"
-    ".edge{fill:none;stroke:#5f6368;stroke-width:1.4}.box{stroke:#5f6368;stroke-width:1.2}"
+    ".edge{fill:none;stroke:#5f6368;stroke-width:1.4}.head{fill:#5f6368}.box{stroke:#5f6368;stroke-width:1.2}"
     ".output .box{stroke:#1a73e8;stroke-width:3}.badge{font-size:9px;fill:#1a73e8;font-weight:bold}"
     ".coordinator rect{fill:#fffbe6;stroke:#b08800;stroke-dasharray:5 3}.coordinator text{font-size:12px}"
 )
@@ -46,8 +47,6 @@ def render_svg(picture: GraphPicture, *, title: str | None = None) -> str:
         f'data-graph="{escape(picture.name)}">',
         f"<title>{escape(title or picture.name)}</title>",
         f"<style>{STYLE}</style>",
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#5f6368"/></marker></defs>',
     ]
     if placed.coordinator is not None and picture.coordinator:
         parts.append(_coordinator(placed.coordinator, picture.coordinator))
@@ -74,9 +73,12 @@ def _edge(source: str, target: str, start: Box, end: Box, lane: float | None = N
             f"L{x2 - COLUMN_GAP:.1f} {lane:.1f}"
             f"C{x2 - half:.1f} {lane:.1f} {x2 - half:.1f} {y2:.1f} {x2:.1f} {y2:.1f}"
         )
+    # the head is drawn, not an SVG marker: a report inlines many drawings, and a marker's id is
+    # page-wide, so every edge used the first drawing's marker, which a closed <details> hides (no heads)
+    head = f"M{x2 - ARROW:.1f} {y2 - ARROW / 2:.1f}L{x2:.1f} {y2:.1f}L{x2 - ARROW:.1f} {y2 + ARROW / 2:.1f}z"
     return (
-        f'<path class="edge" data-from="{escape(source)}" data-to="{escape(target)}" '
-        f'd="M{x1:.1f} {y1:.1f}{route}" marker-end="url(#arrow)"/>'
+        f'<path class="edge" data-from="{escape(source)}" data-to="{escape(target)}" d="M{x1:.1f} {y1:.1f}{route}"/>'
+        f'<path class="head" d="{head}"/>'
     )
 
 

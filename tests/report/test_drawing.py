@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import struct
@@ -250,3 +251,18 @@ def test_draw_json_counts_nodes_and_edges_apart(tmp_path: Path, capsys: pytest.C
     assert main(["draw", str(chain), "-o", str(tmp_path / "c.svg"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["nodes"], result["edges"]) == (3, 2)
+
+
+def test_every_edge_has_its_own_head_and_a_drawing_refers_to_no_id() -> None:
+    """Heads were an SVG marker with a page-wide id: in a report, every drawing's edges used the first
+    drawing's marker, and a first drawing inside a closed <details> (a trial's graph) took every
+    head off the visible ones (seen in Chromium). Each edge now draws its head, ending where it ends."""
+    svg = render_svg(picture_from_spec(load_spec_text(DEBATE, "debate.yaml")))
+    assert "url(#" not in svg and " id=" not in svg
+    paths = list(ET.fromstring(svg).iter(f"{SVG}path"))
+    pairs = [(edge, head) for edge, head in itertools.pairwise(paths) if edge.get("class") == "edge"]
+    assert len(pairs) == 5 and all(head.get("class") == "head" for _, head in pairs)
+    for edge, head in pairs:
+        end = re.findall(r"-?\d+\.?\d*", edge.get("d", ""))[-2:]
+        tip = re.findall(r"-?\d+\.?\d*", head.get("d", ""))[2:4]
+        assert tip == end
