@@ -183,20 +183,20 @@ def warn_if_open(host: str, what: str) -> None:
     )
 
 
-def unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
+def unpulled_models(models: Mapping[str, ModelSpec], at: str = "models") -> list[str]:
     """Bundled `local/` models whose weights are not on this machine (`not_pulled_notes`): a note, as
-    validate may run where the models are not needed (CI)."""
+    validate may run where the models are not needed (CI). `at`: the YAML mapping holding `models`."""
     from agentscale.models.pull import not_pulled_notes
 
-    return not_pulled_notes({alias: model.model for alias, model in models.items()})
+    return not_pulled_notes({alias: model.model for alias, model in models.items()}, at)
 
 
-def unset_api_keys(models: Mapping[str, ModelSpec]) -> list[str]:
+def unset_api_keys(models: Mapping[str, ModelSpec], at: str = "models") -> list[str]:
     """The `api_key_env` variables not set here: valid, yet every call would fail where the command
     runs (an eval found it item by item; a served graph answered 502 to every question its cache did
     not hold); said as notes, not errors, as CI may validate without the secrets."""
     return [
-        f"models.{alias}.api_key_env: {model.api_key_env} is not set in this environment"
+        f"{at}.{alias}.api_key_env: {model.api_key_env} is not set in this environment"
         for alias, model in models.items()
         if model.api_key_env is not None and model.api_key_env not in os.environ
     ]

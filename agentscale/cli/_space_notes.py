@@ -21,8 +21,14 @@ def space_notes(space: SpaceSpec, task: str, train: Sequence[TaskItem]) -> list[
     weight without a compute budget (`scalarize`: it then weighs raw compute units, ~budget times
     more than the same weight with one), sim/ models on another task."""
     from agentscale.optimize.problem import guessed_lengths_note
+    from agentscale.optimize.space import own_agent_model
 
     notes = unset_api_keys(space.models) + unpulled_models(space.models)
+    agent = own_agent_model(space)
+    if agent is not None:  # a model of its own is no alias of `models:`
+        notes += unset_api_keys({"agent_model": agent}, "optimizer") + unpulled_models(
+            {"agent_model": agent}, "optimizer"
+        )
     guessed = guessed_lengths_note(space, [item.question for item in train])
     if guessed is not None:
         notes.append(guessed)

@@ -36,8 +36,8 @@ def weights_state(model: BundledModel) -> str:
     return f"not pulled ({missing} of {len(model.parts)} packages missing)"
 
 
-def not_pulled_notes(routes: Mapping[str, str]) -> list[str]:
-    """For each alias (`models.<alias>` of a graph or space) whose route is a bundled `local/` model
+def not_pulled_notes(routes: Mapping[str, str], at: str = "models") -> list[str]:
+    """For each alias (`<at>.<alias>`: `models.<alias>` of a graph or space) whose route is a bundled `local/` model
     with its weights not on this machine, what to say and how to get them. `validate` and `optimize
     --dry-run` say it: such a file is valid, yet its run stops at the first call."""
     notes = []
@@ -45,7 +45,7 @@ def not_pulled_notes(routes: Mapping[str, str]) -> list[str]:
         bundled = BUNDLED.get(route.removeprefix("local/")) if route.startswith("local/") else None
         if bundled is not None and not is_converted(model_dir(bundled.name)) and missing_parts(bundled):
             state, fix = weights_state(bundled), bundled.pull_command
-            notes.append(f"models.{alias}: {route} is {state} here; get it with `{fix}`")
+            notes.append(f"{at}.{alias}: {route} is {state} here; get it with `{fix}`")
     return notes
 
 

@@ -105,7 +105,9 @@ class SearchProblem:
         optimizer's agent and the CEOs are exempt: they are listed for those roles."""
         if self.budget is None:
             return
-        other_roles = {space.optimizer.agent_model, *(space.coordinator.models if space.coordinator else [])}
+        other_roles = {*(space.coordinator.models if space.coordinator else [])}
+        if isinstance(space.optimizer.agent_model, str):
+            other_roles.add(space.optimizer.agent_model)
         issues = []
         for alias in self.aliases:
             if alias in other_roles:

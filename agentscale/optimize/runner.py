@@ -37,7 +37,6 @@ from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
 from agentscale.graphs.simulated import is_simulated
 from agentscale.models.gateway import CallRequest, Gateway, store_of
-from agentscale.models.registry import resolve
 from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import Crowning, best_single, crown, on_shared_items, rank
@@ -50,7 +49,7 @@ from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
-from agentscale.optimize.space import Objective, SpaceSpec, space_from_data, stored_space
+from agentscale.optimize.space import Objective, SpaceSpec, feedback_agent, space_from_data, stored_space
 from agentscale.optimize.trials import (
     AGENT_KEY,
     TRAIN_KINDS,
@@ -237,7 +236,10 @@ def method_and_seed(
         raise AgentScaleError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
     given = "--method" if method is not None else "optimizer.method:"
     if METHODS[name].needs_agent and space.optimizer.agent_model is None:
-        message = f"{given} {name} needs an agent model: set optimizer.agent_model to one of the space's models"
+        message = (
+            f"{given} {name} needs an agent model: set optimizer.agent_model to one of the space's models, "
+            "or to a model of its own ({model: ROUTE, api_base: ...}), which is not searched"
+        )
         raise SpecError([SpecIssue("optimizer.agent_model", message)])
     if space.optimizer.agent_model is not None and not METHODS[name].uses_agent and method is None and not stored:
         users = ", ".join(sorted(n for n, m in METHODS.items() if m.uses_agent))
@@ -485,10 +487,9 @@ class Optimization:
 
     # the agent used for textual feedback ------------------------------------------------------
     def _agent(self) -> AgentCall | None:
-        alias = self.space.optimizer.agent_model
-        if alias is None:
+        model = feedback_agent(self.space)
+        if model is None:
             return None
-        model = resolve(alias, self.space.models.get(alias))
         calls = ModelCalls(self.gateway, run_id=self.run_id, item_key=AGENT_KEY)  # held against max_spend per call
         stored = _stored_agent_outcomes(self.store, self.run_id)
 
@@ -500,9 +501,9 @@ class Optimization:
                 if status != "ok":
                     raise ModelCallError(text)
                 return text
-            trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=alias)
+            trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=model.name)
             request = CallRequest(model, messages, temperature=0.0, max_tokens=AGENT_MAX_TOKENS)
-            held = self.evaluator.reserve_agent_call(alias, messages, AGENT_MAX_TOKENS)  # or SpendCapReached
+            held = self.evaluator.reserve_agent_call(model, messages, AGENT_MAX_TOKENS)  # or SpendCapReached
             try:
                 result = await calls.call(trace, request)
             finally:

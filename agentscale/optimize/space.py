@@ -29,6 +29,7 @@ from agentscale.graphs.spec import (
     StrictModel,
 )
 from agentscale.graphs.validate import alias_issues, looks_like_best_known, validate_fields
+from agentscale.models.registry import ResolvedModel, resolve
 from agentscale.models.routes import model_route_issues, route_problem
 from agentscale.optimize.candidate import CandidateGraph, SampledNodes
 from agentscale.storage.tables import Run
@@ -149,7 +150,9 @@ class OptimizerSettings(StrictModel):
     samples: Annotated[int, Field(ge=1, le=1_000)] = 4
     minibatch: Annotated[int, Field(ge=1, le=MAX_GENERATED)] = 8
     seed: SearchSeed = 0
-    agent_model: str | None = None
+    # an alias of `models:` (then also a search candidate), a bare route, or a model of its own
+    # ({model: ROUTE, api_base: ..., api_key_env: ...}: an endpoint without being searched)
+    agent_model: str | ModelSpec | None = None
     max_spend: MaxSpend = Field(default_factory=MaxSpend)
 
 
@@ -228,12 +231,14 @@ def space_from_data(located: LocatedData, source: str | None = None, *, stored: 
         message = "give both mean_prompt_tokens and mean_completion_tokens, or neither (one alone was ignored)"
         issues.append(located.issue(("task",), message))
     agent = space.optimizer.agent_model
-    if agent is not None and "/" not in agent and agent not in space.models:
+    if isinstance(agent, str) and "/" not in agent and agent not in space.models:
         issues.append(located.issue(("optimizer", "agent_model"), f"unknown model alias {agent!r}"))
-    elif agent is not None and agent not in space.models:  # a route, checked as the models' are (it was not:
-        problem = route_problem(agent)  # a misspelt one failed each feedback call, and the run exited 0)
+    else:  # a route, checked as the models' are (it was not: a misspelt one failed each feedback call, exit 0)
+        own = own_agent_model(space)
+        problem = None if own is None else route_problem(own.model, own.api_base)
         if problem:
-            issues.append(located.issue(("optimizer", "agent_model"), problem))
+            path = ("optimizer", "agent_model") + (("model",) if isinstance(agent, ModelSpec) else ())
+            issues.append(located.issue(path, problem))
     ceo_models = space.coordinator.models if space.coordinator is not None else []
     for index, alias in enumerate(ceo_models):
         if alias not in space.models:
@@ -293,6 +298,27 @@ def _settings_issues(space: SpaceSpec, located: LocatedData) -> list[SpecIssue]:
     if twice:  # the sampler's prior counted the role twice, and its updates reached only one copy
         issues.append(located.issue(("roles",), f"lists {', '.join(twice)} twice"))
     return issues
+
+
+def own_agent_model(space: SpaceSpec) -> ModelSpec | None:
+    """The feedback agent when it is no model of the space's (a route, or a model given in place):
+    then no search candidate. None for an alias of `models:`, or without an agent."""
+    agent = space.optimizer.agent_model
+    if isinstance(agent, ModelSpec):
+        return agent
+    return ModelSpec(model=agent) if agent is not None and agent not in space.models else None
+
+
+def feedback_agent(space: SpaceSpec) -> ResolvedModel | None:
+    """The model `optimizer.agent_model` names, resolved (its name: the alias, or its route)."""
+    agent = space.optimizer.agent_model
+    if agent is None:
+        return None
+    own = own_agent_model(space)
+    if own is not None:
+        return resolve(own.model, own)
+    assert isinstance(agent, str)  # an alias of the space's (own_agent_model covers the others)
+    return resolve(agent, space.models[agent])
 
 
 def space_from_text(text: str, source: str | None = None, *, stored: bool = False) -> SpaceSpec:

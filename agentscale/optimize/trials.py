@@ -21,8 +21,9 @@ from agentscale.errors import AgentScaleError
 from agentscale.evaluate.engine import evaluate_items, first_unanswered
 from agentscale.executors import Executor, LocalExecutor
 from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
-from agentscale.models.cost import estimate_prompt_tokens, known_total, usd_text
+from agentscale.models.cost import call_usd, estimate_prompt_tokens, known_total, usd_text
 from agentscale.models.gateway import Gateway
+from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice
 from agentscale.optimize.objective import Observation, pooled, run_front, scalarize
 from agentscale.optimize.problem import SearchProblem
@@ -366,23 +367,26 @@ class TrialEvaluator:
         max_tokens = self.space.defaults.max_tokens or DEFAULT_MAX_TOKENS
         tokens = sum(candidate.worst_case_tokens(self._prompt_tokens(item), max_tokens) for item in items)
         aliases = [n.model for n in candidate.nodes if n.model] + ([candidate.ceo.model] if candidate.ceo else [])
-        return self._hold(len(items) * candidate.worst_case_calls(), tokens, aliases)
+        models = [self.problem.models[alias] for alias in aliases]
+        return self._hold(len(items) * candidate.worst_case_calls(), tokens, models)
 
-    def reserve_agent_call(self, alias: str, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
+    def reserve_agent_call(
+        self, model: ResolvedModel, messages: list[dict[str, str]], max_tokens: int
+    ) -> dict[str, float]:
         """Hold the feedback agent's call against `max_spend` as an evaluation is held (`release` it
         after the call), or raise `SpendCapReached`: once the cap has refused an evaluation, no search
         step follows that could use the agent's proposal. Unchecked, the agent's calls crossed a
         6,000-token cap by 579 tokens, made after the cap had stopped the search (the budget audit)."""
         if self.capped is not None:
             raise SpendCapReached(f"{self.capped}; the search has stopped")
-        return self._hold(1, estimate_prompt_tokens(messages) + max_tokens, [alias])
+        return self._hold(1, estimate_prompt_tokens(messages) + max_tokens, [model])
 
     def release(self, held: dict[str, float]) -> None:
         for unit, amount in held.items():
             self._in_flight[unit] -= amount
 
-    def _hold(self, calls: int, tokens: int, aliases: Sequence[str]) -> dict[str, float]:
-        """Hold `calls` and `tokens` (and their USD at the dearest of `aliases`) in `_in_flight`, or
+    def _hold(self, calls: int, tokens: int, models: Sequence[ResolvedModel]) -> dict[str, float]:
+        """Hold `calls` and `tokens` (and their USD at the dearest of `models`) in `_in_flight`, or
         raise `SpendCapReached` when what the run spent, what is held and these could cross a cap."""
         if not self._capped_spend():
             return {}
@@ -396,7 +400,7 @@ class TrialEvaluator:
             raise SpendCapReached(f"max_spend.tokens={cap.tokens} would be crossed ({spent['tokens']} spent)")
         if cap.usd is not None:
             usd = spent["usd"]
-            prices = [self._usd_per_token(alias) for alias in aliases]
+            prices = [_usd_per_token(model) for model in models]
             known = [p for p in prices if p is not None]
             if usd is None or len(known) < len(prices):
                 raise SpendCapReached("max_spend.usd is set but a model's price is unknown: set price in the space")
@@ -419,12 +423,10 @@ class TrialEvaluator:
         own = estimate_prompt_tokens([{"content": item.question}]) + ROLE_PROMPT_ALLOWANCE
         return max(2 * self.problem.mean_prompt_tokens, own)
 
-    def _usd_per_token(self, alias: str) -> float | None:
-        from agentscale.models.cost import call_usd
 
-        model = self.problem.models[alias]
-        both = call_usd(model, 1_000_000, 1_000_000)
-        return None if both is None else both / 1_000_000
+def _usd_per_token(model: ResolvedModel) -> float | None:
+    both = call_usd(model, 1_000_000, 1_000_000)
+    return None if both is None else both / 1_000_000
 
 
 @dataclass(frozen=True)

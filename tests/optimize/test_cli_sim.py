@@ -286,6 +286,23 @@ def test_an_agent_model_the_spaces_method_never_calls_is_refused(
     assert main(["optimize", str(space), "--dry-run", "--method", "agent-reinforce"]) == 0
 
 
+def test_an_agent_given_as_a_route_is_asked_under_a_usd_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `max_spend.usd`, an agent named by a route (no alias of the space's) failed every call with
+    a KeyError of its route, reported as "the call failed: 'sim/llama-8b'": the cap looked its price up
+    among the space's models only. Each step now asks it (the simulated agent writes no JSON)."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    priced = SPACE.replace("params_b: 1.0}", "params_b: 1.0, price: {input_per_mtok: 0.1, output_per_mtok: 0.1}}")
+    priced = priced.replace("params_b: 3.0}", "params_b: 3.0, price: {input_per_mtok: 0.1, output_per_mtok: 0.1}}")
+    space = tmp_path / "space.yaml"
+    optimizer = "optimizer: {method: llm, iterations: 2, samples: 2, minibatch: 6, seed: 0, "
+    space.write_text(priced.split("optimizer:")[0] + optimizer + "agent_model: sim/llama-8b, max_spend: {usd: 5}}\n")
+    assert main(["optimize", str(space), "--no-test", "--json"]) == 0
+    (unused,) = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "feedback agent" in w]
+    assert "(first: its reply was ignored: no JSON object in the reply)" in unused
+
+
 def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -456,6 +456,25 @@ async def test_misbehaving_agent_never_breaks_the_search(
     assert "(first: its reply was ignored: " in unused
 
 
+async def test_an_agent_given_as_a_model_of_its_own_is_asked_and_never_searched(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """The agent had to be an alias of `models:` to have an endpoint, and so became a search candidate
+    and a baseline (raced, tested: "single call of agent 0.0%"; the Pareto walk's F2). Given in place,
+    `agent_model: {model: ROUTE, api_base: ...}`, it is asked and no graph calls it."""
+    scripted.add_rule(Rule(model="agent", replies=['{"models": {"good": 0.9}}']))
+    agent = f'{{model: hosted_vllm/agent, api_base: "{scripted.api_base}", params_b: 1.0}}'
+    run = optimization(space_text(tmp_path, scripted.api_base, optimizer=f", agent_model: {agent}"), store)
+    result = await run.run()
+    rows = store.node_calls(run.run_id, "optimizer-agent")
+    assert rows and {r.route for r in rows} == {"hosted_vllm/agent"}
+    asked = [r for r in scripted.completion_requests if r["model"] == "agent"]
+    assert len(asked) == sum(not r.cached for r in rows)  # every request to it was the agent's
+    assert run.problem.aliases == ("good", "bad")
+    assert all("agent" not in (o.candidate.short_name() + str(o.candidate.nodes)) for o in result.history)
+    assert "agent" not in " ".join(baseline.name for baseline in result.baselines.values())
+
+
 async def test_the_feedback_agent_is_not_asked_once_the_spend_cap_stopped_the_search(
     tmp_path: Path, scripted: ScriptedServer, store: Store
 ) -> None:

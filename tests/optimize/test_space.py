@@ -57,6 +57,7 @@ def test_design_example_is_valid() -> None:
         # and an empty task name was an AssertionError traceback that stopped validate's other files
         (("agent_model: null", "agent_model: sim/llama-2b"), "optimizer.agent_model", "unknown simulated model"),
         (("agent_model: null", "agent_model: opnai/gpt-4o"), "optimizer.agent_model", "no provider 'opnai'"),
+        (("agent_model: null", "agent_model: {model: opnai/x}"), "optimizer.agent_model.model", "no provider 'opnai'"),
         (('name: "rg:basic_arithmetic"', 'name: ""'), "task.name", "at least 1 character"),
         (('name: "rg:basic_arithmetic"', 'path: ""'), "task.path", "at least 1 character"),
         (("method: agent-reinforce", "method: magic"), "optimizer.method", "Input should be"),
@@ -299,6 +300,20 @@ def test_an_agent_model_may_be_a_route_rather_than_an_alias() -> None:
     searched): only a bare name that is no alias is refused."""
     space = _load(GOOD.replace("agent_model: null", "agent_model: openai/gpt-4o-mini"))
     assert space.optimizer.agent_model == "openai/gpt-4o-mini"
+
+
+def test_an_agent_model_of_its_own_has_its_endpoint_and_its_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In place, `{model: ROUTE, api_base: ..., api_key_env: ...}`, the agent reaches its own server
+    without being one of the searched `models:`; its unset key is said at its own path."""
+    from agentscale.cli._space_notes import space_notes
+    from agentscale.optimize.space import feedback_agent
+
+    monkeypatch.delenv("AGENT_KEY", raising=False)
+    own = "{model: hosted_vllm/judge, api_base: 'http://127.0.0.1:9/v1', api_key_env: AGENT_KEY}"
+    space = _load(GOOD.replace("agent_model: null", f"agent_model: {own}"))
+    agent = feedback_agent(space)
+    assert agent is not None and (agent.name, agent.api_base) == ("hosted_vllm/judge", "http://127.0.0.1:9/v1")
+    assert "optimizer.agent_model.api_key_env: AGENT_KEY is not set in this environment" in space_notes(space, "t", [])
 
 
 def test_a_json_task_name_is_read_beside_the_space_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
