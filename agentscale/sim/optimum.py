@@ -214,13 +214,16 @@ def optimum(space: SpaceSpec) -> tuple[float, CandidateGraph]:
     return found.accuracy, found.candidate
 
 
-def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: float) -> str:
-    """The candidate as a runnable graph file, labelled as a simulated optimum."""
+def optimum_graph_yaml(space: SpaceSpec, candidate: CandidateGraph, accuracy: float, *, interrupted: bool) -> str:
+    """The candidate as a runnable graph file, labelled as a simulated optimum; `interrupted`: as the
+    best of the graphs scored before the stop (a saved file named the optimum that the run was not)."""
+    stopped = ("best graph scored before the search was stopped", "sim-best-so-far")
+    what, name = stopped if interrupted else ("exhaustive optimum", "sim-optimum")
     spec = space.graph_spec(
         candidate,
-        f"{space.name}-sim-optimum",
+        f"{space.name}-{name}",
         description=(
-            f"exhaustive optimum of space {space.name!r} on {space.task.name} in the simulated population "
+            f"{what} of space {space.name!r} on {space.task.name} in the simulated population "
             f"(simulated expected test accuracy {accuracy:.3f}; not a real model's accuracy)"
         ),
     )
@@ -241,7 +244,7 @@ def optimum_report(
     found = search_optimum(spec, on_progress)
     return {
         "accuracy": found.accuracy,
-        "graph": optimum_graph_yaml(spec, found.candidate, found.accuracy),
+        "graph": optimum_graph_yaml(spec, found.candidate, found.accuracy, interrupted=found.interrupted),
         "compute": found.compute,
         "latency_s": found.latency_s,
         "candidates": found.candidates,
