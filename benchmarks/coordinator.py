@@ -164,12 +164,16 @@ def table(arms: list[ArmResult]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="sim:math questions (default 200)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--json", action="store_true", help='print one JSON document: {"simulated", "task", "n", "max_tokens", "arms"}'
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     arms = asyncio.run(main_async(args.n))
     if args.json:
-        print(json.dumps([a.to_dict() for a in arms], indent=2))
+        arms_data = [a.to_dict() for a in arms]
+        document = {"simulated": True, "task": "sim:math", "n": args.n, "max_tokens": BUDGET_TOKENS, "arms": arms_data}
+        print(json.dumps(document, indent=2))
     else:
         print(f"SIMULATED population, sim:math, n = {args.n}, cap {BUDGET_TOKENS} tokens per question")
         print(table(arms))

@@ -15,7 +15,9 @@ def test_the_coordinator_benchmark_reports_every_arm() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--n", "12", "--json"], capture_output=True, text=True, timeout=300, check=True
     )
-    arms = {arm["arm"]: arm for arm in json.loads(done.stdout)}
+    report = json.loads(done.stdout)  # labelled: its accuracies are no real model's (docs/sim.md)
+    assert (report["simulated"], report["task"], report["n"]) == (True, "sim:math", 12) and report["max_tokens"] > 0
+    arms = {arm["arm"]: arm for arm in report["arms"]}
     assert {"single", "dag (no CEO)", "ceo llama-70b", "ceo llama-8b + evaluator"} <= set(arms)
     assert any(name.startswith("equal spend") for name in arms)
     assert arms["dag (no CEO)"]["calls"] == 4.0 and arms["dag (no CEO)"]["rounds"] is None

@@ -69,7 +69,7 @@ def test_the_loop_runs_the_product_and_scores_what_it_crowned(tmp_path: Path) ->
         parts.append(tmp_path / f"{method}.json")
         parts[-1].write_text(json.dumps({"spaces": {"tiny": alone}, "seconds": 1.0}))
     combined = combine(parts)
-    assert combined["seconds"] == 2.0
+    assert combined["seconds"] == 2.0 and combined["simulated"] is True
     assert combined["spaces"]["tiny"]["methods"] == json.loads(json.dumps(report["methods"]))
     assert len(combined["spaces"]["tiny"]["runs"]) == len(runs)
     # the truth is looked up for the graph the runner crowned, nothing else
