@@ -54,6 +54,24 @@ def test_reply_forms_accepted() -> None:
         assert [(p.name, p.instruction) for p in outcome.proposals] == [("behavior_units", LONG)]
 
 
+def test_near_miss_json_of_a_small_curator_is_repaired() -> None:
+    """Forms a real Qwen2.5-Coder-0.5B curator wrote (5 of 12 replies of one build, each with a usable
+    behavior, were counted malformed): a stray closing bracket, and LaTeX in an instruction."""
+    replies = {
+        '{"behaviors": [{"name": "behavior_count_cards", "instruction": "' + LONG + '"}]]}': LONG,
+        r'{"behaviors": [{"name": "behavior_half", "instruction": "Half as many: \(\frac{54}{2}\) \times 2 parts"}]}': (
+            r"Half as many: \(\frac{54}{2}\) \times 2 parts"
+        ),
+        '{"behaviors": [{"name": "behavior_ok", "instruction": "A tab\\tand \\"quotes\\" stay escapes"}]}': (
+            'A tab and "quotes" stay escapes'  # valid JSON as it stands: parsed as such, not repaired
+        ),
+    }
+    for reply, instruction in replies.items():
+        outcome = check_proposals(reply, answer=None)
+        assert not outcome.malformed, reply
+        assert [p.instruction for p in outcome.proposals] == [instruction]
+
+
 @pytest.mark.parametrize(
     "reply",
     ["", "I could not find any behaviors.", '{"behaviors": "none"}', '{"behaviors": [', '{"answer": 42}', "null"],
