@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -26,13 +26,23 @@ from sqlmodel import select as orm_select
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.spec import Memory, handbook_name_ok
 from agentscale.memory.embed import Embedder, behavior_text, default_embedder, from_blob, to_blob, tokens
-from agentscale.memory.extract import MAX_INSTRUCTION_CHARS, MIN_INSTRUCTION_CHARS, Proposal, normalize_name, one_line
+from agentscale.memory.extract import (
+    MAX_INSTRUCTION_CHARS,
+    MAX_NAME_CHARS,
+    MIN_INSTRUCTION_CHARS,
+    Proposal,
+    normalize_name,
+    one_line,
+)
 from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.db import Store
 from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, as_utc, utcnow
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
+# the instructions' bag-of-words cosine below which one name holds two behaviors: a 0.5B curator gave
+# 11 of 13 proposals the extract prompt's example name, and unrelated behaviors merged under it
+SAME_NAME_THRESHOLD = 0.2
 DEFAULT_MIN_ACCURACY = 0.5  # prune --unhelpful: citing answers right less often than this remove a behavior
 EXPORT_FORMAT = "agentscale-handbook"
 
@@ -239,7 +249,8 @@ class Handbook:
         sources: Sequence[Sequence[dict[str, Any]]] | None = None,
         dedup_batch: bool = True,
     ) -> InsertReport:
-        """Insert proposals, merging each into an existing behavior with the same normalised name or a
+        """Insert proposals, merging each into an existing behavior with the same normalised name and an
+        instruction alike (`SAME_NAME_THRESHOLD`; else it is added under a free name) or a
         near-duplicate instruction (embedding cosine ≥ 0.85, else bag-of-words cosine ≥ 0.6).
 
         A merge keeps the existing name and instruction, adds a provenance row and (on import) adds the
@@ -268,9 +279,10 @@ class Handbook:
                     report.merged.append((proposal.name, kept, similarity))
                     continue
                 when = (created[index] if created is not None else None) or utcnow()
+                name = existing.free_name(proposal.name)  # its provenance keeps the name proposed
                 values = {
                     "handbook_id": handbook_id,
-                    "name": proposal.name,
+                    "name": name,
                     "instruction": proposal.instruction,
                     "topic": proposal.topic,
                     "embedding": to_blob(vector) if vector is not None else None,
@@ -283,8 +295,8 @@ class Handbook:
                 }
                 behavior_id = _inserted_id(connection.execute(_BEHAVIOR.insert().values(**values)))
                 _record_source(connection, behavior_id, proposal, None, when, exported)
-                existing.append(behavior_id, proposal, vector, near=dedup_batch)
-                report.added.append(proposal.name)
+                existing.append(behavior_id, replace(proposal, name=name), vector, near=dedup_batch)
+                report.added.append(name)
             _bump(connection, handbook_id)
         return report
 
@@ -696,7 +708,7 @@ class _Existing:
 
     def __init__(self, model: str | None) -> None:
         self.model = model
-        self.by_name: dict[str, int] = {}
+        self.by_name: dict[str, tuple[int, Counter[str], float]] = {}  # id, instruction's words, their norm
         self.near: list[tuple[int, str, Counter[str], float, np.ndarray | None]] = []  # near-dup candidates
 
     @classmethod
@@ -717,15 +729,22 @@ class _Existing:
         return existing
 
     def append(self, behavior_id: int, proposal: Proposal, vector: np.ndarray | None, *, near: bool = True) -> None:
-        self.by_name[proposal.name] = behavior_id
+        said = Counter(tokens(proposal.instruction))
+        self.by_name[proposal.name] = (behavior_id, said, _norm(said))
         if near:
             bag = Counter(tokens(behavior_text(proposal.name, proposal.instruction)))
             self.near.append((behavior_id, proposal.name, bag, _norm(bag), vector))
 
     def match(self, proposal: Proposal, vector: np.ndarray | None) -> tuple[int, str, float] | None:
-        """(id, name, similarity) of the behavior this proposal duplicates, if any."""
-        if proposal.name in self.by_name:
-            return self.by_name[proposal.name], proposal.name, 1.0
+        """(id, name, similarity) of the behavior this proposal duplicates, if any: one of its name whose
+        instruction it resembles at all (`SAME_NAME_THRESHOLD`), else a near-duplicate of another name."""
+        named = self.by_name.get(proposal.name)
+        if named is not None:
+            behavior_id, said, said_norm = named
+            ours = Counter(tokens(proposal.instruction))
+            similarity = _cosine(ours, _norm(ours), said, said_norm)
+            if similarity >= SAME_NAME_THRESHOLD:
+                return behavior_id, proposal.name, similarity
         bag = Counter(tokens(behavior_text(proposal.name, proposal.instruction)))
         norm = _norm(bag)
         best: tuple[int, str, float] | None = None
@@ -733,12 +752,29 @@ class _Existing:
             if vector is not None and other is not None:
                 similarity, threshold = float(np.dot(vector, other)), EMBEDDING_THRESHOLD
             else:
-                dot = sum(count * other_bag[t] for t, count in bag.items() if t in other_bag)
-                similarity = dot / (norm * other_norm) if norm and other_norm else 0.0
-                threshold = LEXICAL_THRESHOLD
+                similarity, threshold = _cosine(bag, norm, other_bag, other_norm), LEXICAL_THRESHOLD
             if similarity >= threshold and (best is None or similarity > best[2]):
                 best = (behavior_id, name, similarity)
         return best
+
+    def free_name(self, name: str) -> str:
+        """`name`, or the first of `name_2`, `name_3`, ... that no behavior has (kept within the
+        names' length): for a proposal whose name another, unrelated behavior holds."""
+        if name not in self.by_name:
+            return name
+        suffix = 2
+        while True:
+            tail = f"_{suffix}"
+            candidate = name[: MAX_NAME_CHARS - len(tail)].rstrip("_") + tail
+            if candidate not in self.by_name:
+                return candidate
+            suffix += 1
+
+
+def _cosine(bag: Counter[str], norm: float, other: Counter[str], other_norm: float) -> float:
+    """Of two bags of words; rounded, so that one text against itself is 1.0, not 0.9999999999999999."""
+    dot = sum(count * other[t] for t, count in bag.items() if t in other)
+    return round(dot / (norm * other_norm), 9) if norm and other_norm else 0.0
 
 
 def _norm(bag: Counter[str]) -> float:

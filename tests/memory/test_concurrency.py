@@ -91,7 +91,8 @@ def test_an_insert_waits_for_a_concurrent_writer_and_then_merges(tmp_path: Path)
 
     def insert() -> None:
         try:
-            reports.append(Handbook(other, "math", embedder=None).add([Proposal("behavior_x", _instruction(1), "r2")]))
+            # the same instruction again: a name merges only an instruction alike (SAME_NAME_THRESHOLD)
+            reports.append(Handbook(other, "math", embedder=None).add([Proposal("behavior_x", _instruction(0), "r2")]))
         except BaseException as exc:
             errors.append(exc)
 

@@ -11,6 +11,7 @@ import pytest
 
 from agentscale import AgentScaleError, Store
 from agentscale.memory import Handbook, HandbookNotFound, MiniLMEmbedder, Proposal, import_handbook, list_handbooks
+from agentscale.memory.handbook import SAME_NAME_THRESHOLD
 from tests.memory.conftest import seed_handbook
 
 UNITS = "Convert all quantities to the same unit before comparing or adding them."
@@ -22,13 +23,31 @@ PERCENT = "Percent change is the difference divided by the original value, times
 def test_same_name_merges_and_keeps_provenance(store: Store) -> None:
     book = Handbook(store, "math", embedder=None)
     first = book.add([Proposal("behavior_units", UNITS, run_id="r1", item_id="q1", topic="physics")])
-    second = book.add([Proposal("behavior_units", "A different wording that says nothing alike.", "r2", "q7")])
-    assert first.added == ["behavior_units"] and second.merged == [("behavior_units", "behavior_units", 1.0)]
+    second = book.add([Proposal("behavior_units", UNITS_PARAPHRASE, "r2", "q7")])
+    (merged,) = second.merged
+    assert first.added == ["behavior_units"] and merged[:2] == ("behavior_units", "behavior_units")
+    assert SAME_NAME_THRESHOLD <= merged[2] < 1  # the instructions' own similarity (it read 1.0 for any)
     [row] = book.behaviors()
     assert (row.instruction, row.source_run, row.source_item, row.merged) == (UNITS, "r1", "q1", 1)
     sources = book.sources(row)
-    assert [(s.run_id, s.item_id, s.similarity) for s in sources] == [("r1", "q1", None), ("r2", "q7", 1.0)]
-    assert sources[1].instruction.startswith("A different wording")
+    assert [(s.run_id, s.item_id, s.similarity) for s in sources] == [("r1", "q1", None), ("r2", "q7", merged[2])]
+    assert sources[1].instruction == UNITS_PARAPHRASE
+
+
+def test_an_unrelated_behavior_under_a_name_already_held_is_added_under_a_free_name(store: Store) -> None:
+    """A real 0.5B curator gave 11 of 13 proposals the extract prompt's example name, and unrelated
+    behaviors merged under it ("similarity 1.00"): the second instruction could never be retrieved."""
+    book = Handbook(store, "math", embedder=None)
+    example = "behavior_inclusion_exclusion_principle"
+    eggs = "Identify the eggs that are hidden in the yard and those still hidden, then take the difference."
+    quiz = "Multiply each subject's question count by the share answered right, then add the subjects."
+    book.add([Proposal(example, eggs, "r1", "q1")])
+    report = book.add([Proposal(example, quiz, "r1", "q2"), Proposal(example, quiz + " Check the sum.", "r1", "q3")])
+    assert report.added == [f"{example}_2"] and [m[:2] for m in report.merged] == [(example, f"{example}_2")]
+    kept = book.get(f"{example}_2")
+    assert kept is not None and kept.instruction == quiz
+    assert [s.proposed_name for s in book.sources(kept)] == [example, example]  # as proposed
+    assert book.get(example).instruction == eggs  # type: ignore[union-attr]
 
 
 def test_lexical_near_duplicates_merge_without_embeddings(store: Store) -> None:
@@ -172,7 +191,8 @@ def test_an_import_merging_into_a_behavior_brings_every_exported_source(store: S
     assert import_handbook(store, exported, "ours", embedder=None).merged == [("behavior_units", "behavior_units", 1.0)]
     [row] = book.behaviors()
     sources = [(s.run_id, s.topic, s.similarity) for s in book.sources(row)]
-    assert sources == [("r0", "math", None), ("r1", "physics", 1.0), ("r2", "chemistry", 1.0)]
+    paraphrase = exported["behaviors"][0]["sources"][1]["similarity"]  # as it merged there
+    assert sources == [("r0", "math", None), ("r1", "physics", 1.0), ("r2", "chemistry", paraphrase)]
     assert book.topics()[row.id or 0] == ["math", "physics", "chemistry"] and row.merged == 2
 
     # an export written before sources carried a topic: its sources take the behavior's
