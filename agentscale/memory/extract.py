@@ -24,7 +24,10 @@ NAME_PATTERN = f"^{PREFIX}[a-z0-9_]{{1,{MAX_NAME_CHARS - len(PREFIX)}}}$"  # a w
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _FENCE = re.compile(r"```[a-zA-Z]*+\n?+(.*?)```", re.DOTALL)  # possessive: an unclosed fence is scanned once
-_CITATION = re.compile(r"behavior_[a-z0-9_]*[a-z0-9]", re.IGNORECASE)
+_CITED_START = re.compile(r"\bbehaviou?r(?=[ _-]+[a-z0-9])", re.IGNORECASE)  # where a cited name may start
+_CITED_WORD = re.compile(r"(?:_|[ -]{1,2})([a-z0-9]+)", re.IGNORECASE)  # its next word, after one separator
+_CONTINUED = re.compile(r"_[a-z0-9]", re.IGNORECASE)  # an identifier going on past a name
+MAX_CITED_WORDS = 16
 # a backslash and the JSON escape it starts, if any: `\f` of `\frac` and `\t` of `\times` start none here
 _ESCAPE = re.compile(r'\\(["\\/]|u[0-9a-fA-F]{4}|[bfnrt](?![a-zA-Z]))?')
 MAX_STRAY_CLOSERS = 5  # dropped from one reply at most: past that it is no near-miss
@@ -239,11 +242,33 @@ def check_proposals(
 
 
 def find_citations(texts: list[str | None], known: set[str]) -> list[str]:
-    """Behavior names from `known` cited in `texts`, in order of first citation."""
+    """Behavior names from `known` cited in `texts`, in order of first citation.
+
+    A name counts written as given (`behavior_units_first`, any case) or with spaces or hyphens for its
+    underscores (`Behavior Units-First`): real 0.5B workers wrote "**Behavior Inclusion-Exclusion
+    Principle**: ..." and the behavior counted as never cited (`handbook prune` then offered to
+    remove it). The longest known name wins; one that an underscore continues is another identifier
+    (`behavior_units_2` is no citation of `behavior_units`).
+    """
     cited: list[str] = []
     for text in texts:
-        for match in _CITATION.findall(text or ""):
-            name = match.lower()
-            if name in known and name not in cited:
+        for start in _CITED_START.finditer(text or ""):
+            name = _cited_name(text or "", start.end(), known)
+            if name is not None and name not in cited:
                 cited.append(name)
     return cited
+
+
+def _cited_name(text: str, position: int, known: set[str]) -> str | None:
+    """The longest name of `known` that the words from `position` on spell (see `find_citations`)."""
+    words: list[str] = []
+    ends: list[int] = []
+    while len(words) < MAX_CITED_WORDS and (word := _CITED_WORD.match(text, position)) is not None:
+        words.append(word.group(1).lower())
+        position = word.end()
+        ends.append(position)
+    for count in range(len(words), 0, -1):
+        name = PREFIX + "_".join(words[:count])
+        if name in known and not _CONTINUED.match(text, ends[count - 1]):
+            return name
+    return None

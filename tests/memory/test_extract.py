@@ -168,6 +168,17 @@ def test_citations_are_found_case_insensitively_and_only_for_known_names() -> No
     assert find_citations(["no citations"], known) == []
 
 
+def test_a_name_written_with_spaces_or_hyphens_is_a_citation_and_the_longest_known_wins() -> None:
+    """Real 0.5B workers wrote "**Behavior Inclusion-Exclusion Principle**: ..." and it counted as no
+    citation (`handbook prune` then offered to remove the behavior they had used)."""
+    known = {"behavior_inclusion_exclusion_principle", "behavior_units", "behavior_units_2"}
+    text = "**Behavior Inclusion-Exclusion Principle**: count both. Then behaviour units."
+    assert find_citations([text], known) == ["behavior_inclusion_exclusion_principle", "behavior_units"]
+    assert find_citations(["By behavior_units_2 first"], known) == ["behavior_units_2"]
+    assert find_citations(["behavior_units_first is no name of ours"], known) == []  # another identifier
+    assert find_citations(["the behavior apply_inclusion_exclusion_principle"], known) == []
+
+
 def test_package_docstring_examples_run() -> None:
     import doctest
 
