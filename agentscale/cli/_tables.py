@@ -51,6 +51,9 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
     for record in rounds:
         decision = record.get("decision") or {}
         source = _SOURCES.get(str(decision.get("source")), "—")
+        requested = record.get("requested") or {}
+        if requested.get("decision") == "stop" and decision.get("decision") == "continue":
+            source = "the CEO said stop, overridden"  # "(the CEO)" read as its own choice (its notes say why)
         line = f"round {record['round']}: {decision.get('decision', '—')} ({source})"
         if record.get("ran"):
             agents = decision.get("agents")

@@ -31,3 +31,22 @@ def test_a_round_the_budget_ended_says_so_once_and_not_run() -> None:
         "budget max_tokens=300 exceeded by the calls' actual usage"
     )
     assert third == "round 3: continue (the CEO) · 1 agent, replies ≤ 64 tokens · answer 42"  # "1 agents"
+
+
+def test_a_stop_the_guard_overrode_is_not_said_to_be_the_ceos_choice() -> None:
+    """A 0.5B CEO said stop before any answer; the round ran on and read "round 1: continue (the CEO)"."""
+    overridden = {
+        "round": 1,
+        "ran": True,
+        "answer": "7",
+        "requested": {"decision": "stop"},
+        "decision": {
+            "decision": "continue",
+            "source": "ceo",
+            "agents": 3,
+            "max_tokens": 64,
+            "notes": ["the CEO said stop, ignored: no answer yet"],
+        },
+    }
+    (line,) = round_lines([overridden])
+    assert line.startswith("round 1: continue (the CEO said stop, overridden) · 3 agents")
