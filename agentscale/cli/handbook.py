@@ -205,8 +205,10 @@ def _with_progress(
 
 def _print_build(report: BuildReport, store: Store) -> None:
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items())) or "none"
+    # "0 solved correctly" read as all wrong for a run of questions, whose answers nothing checks
+    checked = f"{report.correct} solved correctly" + (f", {report.unchecked} not checked" if report.unchecked else "")
     err.print(
-        f"[bold]{escape(report.handbook)}[/]: {report.items} items ({report.correct} solved correctly), "
+        f"[bold]{escape(report.handbook)}[/]: {report.items} items ({checked}), "
         f"{report.proposed} behaviors proposed → {report.added} added, {report.merged} merged; "
         f"{report.behaviors} in the handbook",
         markup=True,

@@ -62,6 +62,7 @@ class BuildReport:
     items: int = 0
     solved: int = 0  # items with a solution (solved now or taken from the run)
     correct: int = 0  # solutions checked correct
+    unchecked: int = 0  # solutions never checked (a run of questions has no references)
     skipped_wrong: int = 0  # not extracted from (correct_only): checked wrong
     skipped_unchecked: int = 0  # not extracted from (correct_only): never checked (a run of questions)
     failed: int = 0  # a model call failed after its retries
@@ -102,6 +103,7 @@ class BuildReport:
             "items": self.items,
             "solved": self.solved,
             "correct": self.correct,
+            "unchecked": self.unchecked,
             "skipped_wrong": self.skipped_wrong,
             "skipped_unchecked": self.skipped_unchecked,
             "failed": self.failed,
@@ -283,6 +285,7 @@ class HandbookBuilder:
                     correct = score.correct
             tally.solved += 1
             tally.correct += bool(correct)
+            tally.unchecked += correct is None
             if self.settings.correct_only and correct is None:  # was counted, and said, "wrong"
                 tally.skipped_unchecked += 1
                 status = "skipped: not checked"

@@ -161,6 +161,8 @@ async def test_correct_only_names_unchecked_solutions_as_such(
     report = await _builder(gateway, scripted, correct_only=True).from_run(run.id)
     assert (report.items, report.skipped_unchecked, report.skipped_wrong, report.proposed) == (2, 2, 0, 0)
     assert {i.detail for i in store.run_items(report.run_id)} == {"skipped: not checked"}
+    # counted as such without --correct-only too: "2 items (0 solved correctly)" read as all wrong
+    assert (report.correct, report.unchecked, report.to_dict()["unchecked"]) == (0, 2, 2)
 
 
 async def test_structured_output_sends_the_extraction_schema_only_to_extract(
