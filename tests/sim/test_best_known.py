@@ -153,21 +153,27 @@ def test_validate_checks_a_record_against_its_space_and_the_truth(
     (tmp_path / "off.best-known.yaml").write_text(text.replace("space: small", "space: other"))
     (tmp_path / "off.yaml").write_text(SPACE)
     record.write_text(text.replace(stored, "accuracy: 0.99"))
-    (tmp_path / "lonely.best-known.yaml").write_text(text)
+    (tmp_path / "apart").mkdir()
+    (tmp_path / "apart" / "lonely.best-known.yaml").write_text(text)
     files = [
-        str(tmp_path / name) for name in ("small.best-known.yaml", "off.best-known.yaml", "lonely.best-known.yaml")
+        str(tmp_path / n) for n in ("small.best-known.yaml", "off.best-known.yaml", "apart/lonely.best-known.yaml")
     ]
     assert main(["validate", *files]) == 1
     err = capsys.readouterr().err
     line = text.splitlines().index(stored) + 1
     assert f"accuracy (line {line}): stored 0.9900 but the truth now says" in err
     assert "space (line 3): names space 'other', not 'small'" in err
-    assert "no space file lonely.yaml beside this record" in err
+    assert "no space file beside this record (lonely.yaml or small.yaml)" in err
     assert "Traceback" not in err
     # a model the space does not have was a KeyError traceback
     record.write_text(text.replace("l1", "zz").replace("l3", "zz"))
     assert main(["validate", str(record)]) == 1
     assert "candidate (line" in (err := capsys.readouterr().err) and "is not a graph of the space" in err
+    # one written with `--out` under another name: checked against the space it names, beside it (it
+    # was taken for its own space: "not a search space: give the space file")
+    (tmp_path / "mine.yaml").write_text(text)
+    assert main(["validate", str(tmp_path / "mine.yaml")]) == 0
+    assert "best-known record of space 'small'" in capsys.readouterr().err
 
 
 def test_a_negative_seed_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
