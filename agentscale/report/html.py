@@ -21,7 +21,7 @@ from agentscale.models.cost import usd_text
 
 SIMULATED_NOTE = (
     "SIMULATED: these numbers come from agentscale's simulated model population (sim/ routes), "
-    "not from real models. They show how the search behaves, not how well any real model answers."
+    "not from real models. They show how graphs and their search behave, not how well any real model answers."
 )
 
 
