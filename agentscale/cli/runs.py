@@ -520,6 +520,11 @@ def optuna_command(
     url = storage or sqlite_storage(store.path.parent.resolve() / "optuna.db")
     exported = export_study(store, run_id, url, study, replace=replace)
     shown = shown_storage(exported.storage)  # its password hidden
+    if not exported.trials:  # an empty study in the dashboard said nothing of why
+        run = store.get_run(run_id)
+        err.print(
+            f"[yellow]run {run.id} ({run.status}) stored no search evaluation: the study has no trial[/]", markup=True
+        )
     if json_output:
         print_json({"storage": shown, "study": exported.study_name, "trials": exported.trials})
         return

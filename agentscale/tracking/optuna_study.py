@@ -202,4 +202,5 @@ def _study_attributes(run: Run, space: SpaceSpec, trials: list[Trial]) -> dict[s
         "crowned_test": summary.get("best"),
         "baselines_test": summary.get("baselines"),
         "stopped_reason": summary.get("stopped_reason"),
+        "status": run.status,  # an interrupted run's study holds what it had searched (maybe nothing)
     }

@@ -193,3 +193,21 @@ def test_exports_at_once_into_a_fresh_storage_all_land(tmp_path: Path, monkeypat
         thread.join()
     assert failures == []
     assert sorted(optuna.study.get_all_study_names(storage)) == [f"copy-{index}" for index in range(4)]
+
+
+def test_an_optimization_with_no_search_evaluation_says_its_study_is_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One interrupted before its search exported an empty study, exit 0, and nothing said why."""
+    import sqlite3
+
+    run_id = _optimized(tmp_path, monkeypatch, capsys)
+    with sqlite3.connect(tmp_path / "o.db") as connection:  # as if Ctrl-C came in the single calls' race
+        connection.execute("DELETE FROM trial WHERE run_id = ? AND kind = 'search'", (run_id,))
+        connection.execute("UPDATE run SET status = 'interrupted' WHERE id = ?", (run_id,))
+    assert main(["runs", "optuna", run_id, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["trials"] == 0
+    assert f"run {run_id} (interrupted) stored no search evaluation" in " ".join(captured.err.split())
+    study = optuna.load_study(study_name=f"agentscale-{run_id}", storage=json.loads(captured.out)["storage"])
+    assert study.user_attrs["status"] == "interrupted"
