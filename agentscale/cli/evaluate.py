@@ -33,7 +33,7 @@ from agentscale.cli._progress import progress_bar
 from agentscale.cli._tables import usd_shown
 from agentscale.cli.tracing import TraceOption, check_tracing, traced_run
 from agentscale.errors import AgentScaleError
-from agentscale.graphs.simulated import sim_models_on_another_task, spec_routes
+from agentscale.graphs.simulated import sim_models_on_another_task, spec_is_simulated, spec_routes
 from agentscale.graphs.spec import handbook_label
 
 if TYPE_CHECKING:
@@ -221,7 +221,12 @@ def eval_command(
     warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
     asked_size = (evaluation.config.options or {}).get("size")
     warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name, asked_size))
-    attributes = {"run_id": evaluation.run_id, "task": evaluation.task.name, "graph": evaluation.graph.name}
+    attributes = {
+        "run_id": evaluation.run_id,
+        "task": evaluation.task.name,
+        "graph": evaluation.graph.name,
+        "simulated": spec_is_simulated(evaluation.graph.spec),  # a collector's view says so too
+    }
     finish: FinishedRun[EvalSummary] = FinishedRun()
     resume = evaluation.store.command_line("eval", "--resume", evaluation.run_id)
     with (

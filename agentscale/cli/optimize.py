@@ -176,7 +176,12 @@ def optimize_command(
     if resume is None:  # validate's notes: the space runs as it is, so said once, as it starts
         for note in space_notes(optimization.space, optimization.task.name, optimization.train):
             warn_if(note)
-    attributes = {"run_id": optimization.run_id, "space": optimization.space.name, "method": optimization.method_name}
+    attributes = {
+        "run_id": optimization.run_id,
+        "space": optimization.space.name,
+        "method": optimization.method_name,
+        "simulated": optimization.simulated,
+    }
     finish: FinishedRun[OptimizeResult] = FinishedRun()
     repeated = ("--out", str(out_file.resolve())) if out_file is not None else ()  # not stored: said again
     resume = optimization.store.command_line("optimize", "--resume", optimization.run_id, *repeated)

@@ -90,7 +90,7 @@ def run_command(
     text = checked_graph_text(graph_file)
     graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), answer_format=fmt, source=str(graph_file))
     simulated = spec_is_simulated(graph.spec)  # sim/ figures say so, wherever they are printed
-    with traced_run(trace, "run", graph.name, {"graph": graph.name}):
+    with traced_run(trace, "run", graph.name, {"graph": graph.name, "simulated": simulated}):
         if question is not None:
             _run_one(graph, question, json_output, show_prompts, simulated)
         else:

@@ -55,7 +55,11 @@ def traced_run(trace: str | None, kind: str, name: str, attributes: Mapping[str,
 
     delivery = Delivery()
     try:
-        with exporting(exporter, delivery), span("run", name, {"kind": kind, **attributes}):
-            yield
+        with exporting(exporter, delivery), span("run", name, {"kind": kind, **attributes}) as traced:
+            try:
+                yield
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the root span ended with no word of it
+                traced.set({"interrupted": True})
+                raise
     finally:  # after the last spans were flushed: a collector lost mid-run was said only in retry lines
         warn_if(delivery_warning(exporter, delivery))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -186,6 +186,9 @@ def test_eval_trace_otlp_reaches_an_otlp_endpoint(  # type: ignore[no-untyped-de
     ]
     names = [span.name for _, span in spans]
     assert names.count(f"agentscale.run {run_id}") == 1
+    (root,) = [span for _, span in spans if span.name == f"agentscale.run {run_id}"]
+    flags = {a.key: a.value.bool_value for a in root.attributes if a.value.HasField("bool_value")}
+    assert flags.get("agentscale.simulated") is False  # a collector's view says whether figures are real
     assert names.count("agentscale.item i0") == names.count("agentscale.item i1") == 1
     assert names.count("chat hosted_vllm/scripted") == 6 and names.count("invoke_agent out") == 2
     service = {a.value.string_value for resource, _ in spans for a in resource.attributes if a.key == "service.name"}
@@ -569,3 +572,24 @@ def test_spans_a_collector_refused_are_counted_and_said_at_the_end(  # type: ign
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     assert main(["run", str(graph), "-q", "What is 2 + 3?", "--trace", "otlp", "--json"]) == 0
     assert received and "did not reach the collector" not in capsys.readouterr().err
+
+
+def test_an_interrupted_commands_root_span_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C'd optimization's root span ended with status UNSET and no word of the stop (the
+    sim/tracing walk's F2); it carries `agentscale.interrupted` now, and the run's simulated flag."""
+    from agentscale.cli.tracing import traced_run
+
+    with pytest.raises(KeyboardInterrupt), traced_run("console", "optimize", "r1", {"simulated": True}):
+        raise KeyboardInterrupt
+    (root,) = [s for s in _console_spans(capsys.readouterr().err) if s["name"] == "agentscale.run r1"]
+    assert root["attributes"]["agentscale.interrupted"] is True and root["attributes"]["agentscale.simulated"] is True
+
+
+def _console_spans(text: str) -> list[dict[str, Any]]:
+    """The spans OpenTelemetry's console exporter wrote (one JSON object each)."""
+    decoder, spans, position = json.JSONDecoder(), [], text.find("{")
+    while position != -1:
+        span, end = decoder.raw_decode(text, position)
+        spans.append(span)
+        position = text.find("{", end)
+    return spans
