@@ -37,9 +37,15 @@ def check_tracing(trace: str | None) -> None:
     """Refuse a `--trace` (or AGENTSCALE_TRACE) that cannot work before the command creates its run."""
     exporter = _exporter(trace)
     if exporter != "off":
+        from agentscale.errors import AgentScaleError
         from agentscale.tracing.otel import check_exporter
 
-        check_exporter(exporter)
+        try:
+            check_exporter(exporter)
+        except AgentScaleError as exc:
+            if trace:  # the flag's own
+                raise
+            raise AgentScaleError(f"{TRACE_ENV}={os.environ.get(TRACE_ENV)}: {exc}") from None  # where it came from
 
 
 @contextmanager
