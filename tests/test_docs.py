@@ -47,3 +47,13 @@ def test_every_class_the_api_page_names_is_re_exported() -> None:
     defined = {name for path in package.rglob("*.py") for name in re.findall(r"^class (\w+)", path.read_text(), re.M)}
     by_module = {"ExecutorConfig"}  # the page names its module, agentscale.executors
     assert sorted(named & defined - by_module - set(agentscale.__all__)) == []
+
+
+def test_the_sim_pages_python_block_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/sim.md's API block used a `space` and a `candidate` it never made (the sim walk): it runs
+    as written now, from the repository's root (SIMULATED figures; nothing is asserted of them)."""
+    monkeypatch.chdir(DOC.parents[1])
+    (block,) = re.findall(r"```python\n(.*?)```", (DOC.parent / "sim.md").read_text(), re.DOTALL)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "docs/sim.md", "exec"), namespace)
+    assert {"oracle", "accuracy", "best", "found"} <= set(namespace)
