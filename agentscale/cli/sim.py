@@ -34,7 +34,7 @@ def optimum_command(
     with err.status("enumerating the space (simulated ground truth)…", spinner="dots") as status:
         report = optimum_report(
             space_file,
-            on_progress=lambda scored, best: status.update(f"{scored:,} graphs scored · best {best:.4f}"),
+            on_progress=lambda scored, best: status.update(f"{scored:,} graphs scored · best {best:.4f} (SIMULATED)"),
         )
     if json_output:
         print_json(report)
@@ -104,7 +104,9 @@ def best_known_command(
             space,
             evaluations=evaluations,
             seed=seed,
-            on_progress=lambda done, best: status.update(f"{done}/{evaluations} graphs scored · best {best:.4f}"),
+            on_progress=lambda done, best: status.update(
+                f"{done}/{evaluations} graphs scored · best {best:.4f} (SIMULATED)"
+            ),
         )
     stored = stored_accuracy(target, space)
     kept = stored is not None and stored >= found.accuracy
