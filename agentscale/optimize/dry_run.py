@@ -35,7 +35,7 @@ from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
-from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.space import SpaceSpec, own_agent_model, space_from_data
 
 DRAWS = 256
 # of the crowning pool times the train split, what its race answers (graphs the leader clearly beats
@@ -159,6 +159,9 @@ def project(
             "as many as the search puts there"
         )
     notes += not_pulled_notes({alias: model.model for alias, model in space.models.items()})
+    agent = own_agent_model(space)
+    if agent is not None:  # a model of its own is no alias of `models:`
+        notes += not_pulled_notes({"agent_model": agent.model}, "optimizer")
     cap = space.optimizer.max_spend
     for unit, limit in (("calls", cap.calls), ("tokens", cap.tokens), ("usd", cap.usd)):
         if limit is not None and figures[unit] is not None and figures[unit] > limit:

@@ -14,7 +14,7 @@ from agentscale.graphs.spec import DEFAULT_MAX_TOKENS
 from agentscale.models.cost import estimate_prompt_tokens, price_is_known
 from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph, CeoChoice, NodeChoice, resolve_models
-from agentscale.optimize.space import SpaceSpec
+from agentscale.optimize.space import SpaceSpec, feedback_agent, own_agent_model
 
 # Mean prompt/completion tokens of the paper's tasks (from its code), used when a space gives none.
 DEFAULT_LENGTHS = {"math": (202.0, 275.0), "mmlu": (213.0, 215.0), "humaneval": (180.0, 115.0)}
@@ -79,9 +79,17 @@ class SearchProblem:
         caps = (("budget.max_usd", space.budget.max_usd), ("optimizer.max_spend.usd", space.optimizer.max_spend.usd))
         usd_caps = [name for name, cap in caps if cap is not None]
         unpriced = [a for a, m in models.items() if not price_is_known(m)] if usd_caps else []
+        issues = []
         if unpriced:
             needs = f"{' and '.join(usd_caps)} {'needs' if len(usd_caps) == 1 else 'need'} it"
-            raise SpecError([SpecIssue(f"models.{alias}", f"unknown price: set price ({needs})") for alias in unpriced])
+            issues = [SpecIssue(f"models.{alias}", f"unknown price: set price ({needs})") for alias in unpriced]
+        agent = feedback_agent(space) if own_agent_model(space) is not None else None  # no alias: unchecked above
+        if agent is not None and space.optimizer.max_spend.usd is not None and not price_is_known(agent):
+            # each of its calls was refused by the cap, and the search went on without it, exit 0
+            message = "unknown price: give it in place with one, {model: ROUTE, price: {...}} (max_spend.usd needs it)"
+            issues.append(SpecIssue("optimizer.agent_model", message))
+        if issues:
+            raise SpecError(issues)
         prompt, completion = task_lengths(space)
         problem = cls(
             models,

@@ -120,6 +120,14 @@ def test_dry_run_notes_a_bundled_local_model_not_pulled_here(
     (tmp_path / "sim.yaml").write_text(SPACE)
     assert main(["optimize", str(tmp_path / "sim.yaml"), "--dry-run", "--json"]) == 0
     assert "not pulled" not in json.loads(capsys.readouterr().out)["note"]
+    # a feedback agent of its own is no alias of the space's: said at its own path
+    agent = f"agent_model: {{model: local/{model.name}}}, "
+    (tmp_path / "agent.yaml").write_text(
+        SPACE.replace("{method: agent-reinforce, ", "{method: agent-reinforce, " + agent)
+    )
+    assert main(["optimize", str(tmp_path / "agent.yaml"), "--dry-run", "--json"]) == 0
+    note = json.loads(capsys.readouterr().out)["note"]
+    assert f"optimizer.agent_model: local/{model.name} is not pulled (3 of 3 packages missing) here" in note
 
 
 def test_dry_run_refuses_an_unknown_method_without_a_traceback(
@@ -301,6 +309,28 @@ def test_an_agent_given_as_a_route_is_asked_under_a_usd_cap(
     assert main(["optimize", str(space), "--no-test", "--json"]) == 0
     (unused,) = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "feedback agent" in w]
     assert "(first: its reply was ignored: no JSON object in the reply)" in unused
+
+
+def test_an_agent_of_its_own_without_a_price_is_refused_under_a_usd_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cap refused each of its calls and the search went on without it, exit 0 (the review of
+    3676514): the space's aliases were checked for a price, the agent given in place was not."""
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))
+    space = tmp_path / "space.yaml"
+    agent = '{model: hosted_vllm/judge, api_base: "http://127.0.0.1:9/v1"}'
+    optimizer = f"optimizer: {{method: llm, iterations: 2, samples: 2, agent_model: {agent}, max_spend: {{usd: 5}}}}\n"
+    space.write_text(
+        SPACE.split("optimizer:")[0]
+        .replace("params_b: 1.0}", "params_b: 1.0, price: {input_per_mtok: 1, output_per_mtok: 1}}")
+        .replace("params_b: 3.0}", "params_b: 3.0, price: {input_per_mtok: 1, output_per_mtok: 1}}")
+        + optimizer
+    )
+    assert main(["validate", str(space)]) == 1
+    assert re.search(r"optimizer\.agent_model \(line \d+\): unknown price: give it in place", capsys.readouterr().err)
+    priced = space.read_text().replace('/v1"}', '/v1", price: {input_per_mtok: 2, output_per_mtok: 2}}')
+    space.write_text(priced)
+    assert main(["validate", str(space)]) == 0
 
 
 def test_a_resumed_evals_progress_counts_the_items_it_had_scored(
