@@ -28,9 +28,8 @@ _CITED_START = re.compile(r"\bbehaviou?r(?=[ _-]+[a-z0-9])", re.IGNORECASE)  # w
 _CITED_WORD = re.compile(r"(?:_|[ -]{1,2})([a-z0-9]+)", re.IGNORECASE)  # its next word, after one separator
 _CONTINUED = re.compile(r"_[a-z0-9]", re.IGNORECASE)  # an identifier going on past a name
 MAX_CITED_WORDS = 16
-# a backslash and the JSON escape it starts, if any: `\f` of `\frac` and `\t` of `\times` start none here
-_ESCAPE = re.compile(r'\\(["\\/]|u[0-9a-fA-F]{4}|[bfnrt](?![a-zA-Z]))?')
-MAX_STRAY_CLOSERS = 5  # dropped from one reply at most: past that it is no near-miss
+_BAD_ESCAPES = {"Invalid \\escape": 0, "Invalid \\uXXXX escape": 1}  # json's messages: how far past the backslash
+MAX_REPAIRS = 20  # escapes and stray brackets mended in one reply at most: past that it is no near miss
 
 
 def extraction_schema(max_behaviors: int) -> dict[str, Any]:
@@ -161,19 +160,23 @@ def _entries(data: Any) -> list[Any] | None:
 
 
 def _repaired_json(text: str) -> Any:
-    """`json.loads` of `text` after the repairs a small model's reply needed: a backslash that starts
-    no JSON escape (LaTeX's `\\(`, and its commands: `\\frac` is no form feed here) is taken as a
+    """`json.loads` of `text` after the repairs a small model's reply needed, each where the parser
+    stops: a backslash that starts no JSON escape (LaTeX's `\\(` in an instruction) is taken as a
     backslash, and a stray closing bracket where the parser wants a comma or the end (`...}]]}`) is
-    dropped, a few at most. A real 0.5B curator's build lost 5 of 12 extraction replies, each with a
-    usable behavior, to these. Only a reply that is no JSON as it stands is repaired."""
-    text = _ESCAPE.sub(lambda m: m.group(0) if m.group(1) else "\\\\", text)
-    for _ in range(MAX_STRAY_CLOSERS):
+    dropped. A real 0.5B curator's build lost 5 of 12 extraction replies, each with a usable behavior,
+    to these. Valid escapes stay as they are (a `\\n` is a line break even before a letter, and
+    LaTeX's `\\frac` is a form feed and "rac", as JSON reads it)."""
+    for _ in range(MAX_REPAIRS):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            if exc.pos >= len(text) or text[exc.pos] not in "]}":
+            if exc.msg in _BAD_ESCAPES:  # the parser points at the backslash, or at the `u` after it
+                at = exc.pos - _BAD_ESCAPES[exc.msg]
+                text = text[:at] + "\\" + text[at:]
+            elif exc.pos < len(text) and text[exc.pos] in "]}":
+                text = text[: exc.pos] + text[exc.pos + 1 :]
+            else:
                 raise
-            text = text[: exc.pos] + text[exc.pos + 1 :]
     return json.loads(text)
 
 

@@ -59,8 +59,16 @@ def test_near_miss_json_of_a_small_curator_is_repaired() -> None:
     behavior, were counted malformed): a stray closing bracket, and LaTeX in an instruction."""
     replies = {
         '{"behaviors": [{"name": "behavior_count_cards", "instruction": "' + LONG + '"}]]}': LONG,
-        r'{"behaviors": [{"name": "behavior_half", "instruction": "Half as many: \(\frac{54}{2}\) \times 2 parts"}]}': (
-            r"Half as many: \(\frac{54}{2}\) \times 2 parts"
+        r'{"behaviors": [{"name": "behavior_half", "instruction": "Half as many: \(\dfrac{54}{2}\), \sqrt{x}, \u00bd"}]}': (
+            r"Half as many: \(\dfrac{54}{2}\), \sqrt{x}, ½"
+        ),
+        r'{"behaviors": [{"name": "behavior_bad_u", "instruction": "Escapes \uZZ and \q are kept as written"}]}': (
+            r"Escapes \uZZ and \q are kept as written"
+        ),
+        # a valid escape stays one when a stray bracket is mended (the repair once read \n before a
+        # letter as a backslash and an n: the review of 6fd46a4)
+        r'{"behaviors": [{"name": "behavior_share", "instruction": "Find each share.\nThen check the sum."}]]}': (
+            "Find each share. Then check the sum."
         ),
         '{"behaviors": [{"name": "behavior_ok", "instruction": "A tab\\tand \\"quotes\\" stay escapes"}]}': (
             'A tab and "quotes" stay escapes'  # valid JSON as it stands: parsed as such, not repaired
