@@ -138,12 +138,18 @@ def _check_best_known(located: LocatedData, file: Path) -> str:
 
     # SPACE.yaml beside SPACE.best-known.yaml, else the file of the space it names beside it (a record
     # written with --out elsewhere was taken for its own space: "not a search space: give the space file")
-    named = file.with_name(f"{located.data.get('space')}.yaml")
-    looked = [path for path in dict.fromkeys((space_file_of(file), named)) if path.resolve() != file.resolve()]
+    name = located.data.get("space")
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not set("/\\") & set(name)  # a file name
+    named = [file.with_name(f"{name}.yaml")] if plain else []
+    looked = [path for path in dict.fromkeys((space_file_of(file), *named)) if path.resolve() != file.resolve()]
     space_file = next((path for path in looked if path.exists()), None)
     if space_file is None:
         names = " or ".join(path.name for path in looked)
-        message = f"no space file beside this record ({names}): validate checks a record against its space"
+        message = (
+            f"no space file beside this record ({names}): validate checks a record against its space"
+            if names
+            else f"space {name!r} is no file name: validate checks a record against SPACE.yaml beside it"
+        )
         raise SpecError([located.issue(("space",), message)], str(file))
     space = load_space(space_file)
     accuracy, candidate = checked_best_known(located, space, str(file), truth=SimOracle.for_space(space))

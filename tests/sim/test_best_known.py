@@ -174,6 +174,11 @@ def test_validate_checks_a_record_against_its_space_and_the_truth(
     (tmp_path / "mine.yaml").write_text(text)
     assert main(["validate", str(tmp_path / "mine.yaml")]) == 0
     assert "best-known record of space 'small'" in capsys.readouterr().err
+    for odd in ("../small", "a/b", "null"):  # no file name: a ValueError traceback for a slash
+        (tmp_path / "odd.yaml").write_text(text.replace("space: small", f"space: {odd}"))
+        assert main(["validate", str(tmp_path / "odd.yaml")]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "space (line 3)" in err, err
 
 
 def test_a_negative_seed_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
