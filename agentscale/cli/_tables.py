@@ -52,7 +52,8 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
         decision = record.get("decision") or {}
         source = _SOURCES.get(str(decision.get("source")), "—")
         requested = record.get("requested") or {}
-        if requested.get("decision") == "stop" and decision.get("decision") == "continue":
+        overridden = requested.get("decision") == "stop" and decision.get("decision") == "continue"
+        if overridden and decision.get("source") == "ceo":  # a fallback keeps its own label
             source = "the CEO said stop, overridden"  # "(the CEO)" read as its own choice (its notes say why)
         line = f"round {record['round']}: {decision.get('decision', '—')} ({source})"
         if record.get("ran"):

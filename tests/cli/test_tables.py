@@ -50,3 +50,5 @@ def test_a_stop_the_guard_overrode_is_not_said_to_be_the_ceos_choice() -> None:
     }
     (line,) = round_lines([overridden])
     assert line.startswith("round 1: continue (the CEO said stop, overridden) · 3 agents")
+    fallback = {**overridden, "decision": {**overridden["decision"], "source": "fallback"}}  # type: ignore[dict-item]
+    assert round_lines([fallback])[0].startswith("round 1: continue (fallback)")
