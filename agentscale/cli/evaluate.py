@@ -221,6 +221,7 @@ def eval_command(
     warn_if(sim_models_on_another_task(spec_routes(evaluation.graph.spec), evaluation.task.name))
     asked_size = (evaluation.config.options or {}).get("size")
     warn_if(_more_than_the_task_has(evaluation.config.n, total, evaluation.task.name, asked_size))
+    warn_if(_items_the_handbook_learned_from(evaluation))
     attributes = {
         "run_id": evaluation.run_id,
         "task": evaluation.task.name,
@@ -348,6 +349,32 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
         out.print(f"[yellow]{escape(retry_note(store, summary.run_id, len(summary.retryable)))}[/]", markup=True)
     if summary.run_id is not None:
         out.print(f"run {summary.run_id} ({store.command_line('runs', 'show', summary.run_id)})")
+
+
+def _items_the_handbook_learned_from(evaluation: Evaluation) -> str | None:
+    """Items of this eval a build of its handbook learned from: measured on them, the handbook is
+    measured on what taught it. A build of `--n 30` and an eval of `--n 40 --seed 1` on
+    rg:gsm_symbolic shared 5 items (both draw from the generator's one pool; the measurement walk)."""
+    from agentscale.memory.handbook import Handbook
+
+    memory, store = evaluation.graph.spec.memory, evaluation.store
+    if memory is None or store is None:
+        return None
+    names = {evaluation.task.name, str(evaluation.config.task)}
+    learned = Handbook(store, memory.handbook, embedder=None).learned_items(names, evaluation.config.options)
+    shared = [item.id for item in evaluation.task.items if item.id in learned]
+    if not shared:
+        return None
+    other = (
+        "a task file of other items"
+        if not evaluation.task.name.startswith(("sim:", "rg:"))
+        else ("another generator seed, --task-option seed=N")
+    )
+    return (
+        f"{len(shared)} of the {len(evaluation.task.items)} items (first: {shared[0]}) are items handbook "
+        f"{memory.handbook!r} was built from: on them it is measured on what taught it; for held-out items "
+        f"use {other}"
+    )
 
 
 def _more_than_the_task_has(n: int | None, total: int, task: str, asked_size: object = None) -> str | None:

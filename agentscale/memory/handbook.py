@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -218,6 +218,45 @@ class Handbook:
         if row is None:
             raise AgentScaleError(f"handbook {self.name!r} has no behavior {normalized!r}")
         return row
+
+    def learned_items(self, task: Collection[str], options: dict[str, Any] | None = None) -> set[str]:
+        """Ids of a task's items (`task`: the names it goes by, its name and the path a run stored;
+        drawn with generator `options`) that a build of this handbook learned from: an eval on those
+        items measures the handbook on what taught it. A build from a task stores the task's name; one
+        from a stored run, that run's. Behaviors imported from another database name runs this one
+        lacks: they count as learned from nothing here."""
+        handbook = self.require()
+        with self.store.session() as session:
+            query = (
+                orm_select(BehaviorSource.run_id, BehaviorSource.item_id)
+                .join(BehaviorRow, col(BehaviorRow.id) == col(BehaviorSource.behavior_id))
+                .where(col(BehaviorRow.handbook_id) == handbook.id)
+                .distinct()
+            )
+            sources = list(session.exec(query).all())
+        learned: set[str] = set()
+        drawn: dict[str, bool] = {}  # run id -> whether its items were `task`'s under `options`
+        for run_id, item_id in sources:
+            if run_id is None or item_id is None:
+                continue
+            if run_id not in drawn:
+                drawn[run_id] = self._drew_from(run_id, task, options or {})
+            if drawn[run_id]:
+                learned.add(item_id)
+        return learned
+
+    def _drew_from(self, run_id: str, task: Collection[str], options: dict[str, Any]) -> bool:
+        config = self._config_of(run_id)
+        if config.get("source") == "run" and config.get("from_run"):  # the items of the run it learned from
+            config = self._config_of(str(config["from_run"]))
+        return config.get("task") in task and (config.get("options") or {}) == options
+
+    def _config_of(self, run_id: str) -> dict[str, Any]:
+        """A run's stored config, or {} for a run this database does not hold (imported provenance)."""
+        if not self.store.has_run(run_id):
+            return {}
+        config = json.loads(self.store.get_run(run_id).config_json or "{}")
+        return config if isinstance(config, dict) else {}
 
     def sources(self, behavior: BehaviorRow) -> list[BehaviorSource]:
         with self.store.session() as session:

@@ -142,6 +142,11 @@ def test_build_from_a_run_takes_its_model_and_topic(
     code, out, _ = cli(capsys, "handbook", "list", "learnt", "--json")
     # the same topic as a build from the file: its name, not the absolute path the run stores
     assert [(b["name"], b["topic"]) for b in json.loads(out)] == [(BEHAVIORS[0][0], "t.jsonl")]
+    from agentscale.tasks import load_task
+
+    # learned from the eval's item: an eval of that task with the handbook is told so
+    names = {load_task(str(task)).name, str(task), str(task.resolve())}
+    assert Handbook(Store(db), "learnt", embedder=None).learned_items(names) == {"q0"}
 
 
 def test_prune_export_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -523,3 +528,28 @@ def test_a_misspelt_handbook_is_named_with_the_one_meant(db: Path, capsys: pytes
     assert code == 1 and "no handbook 'maths' in" in err and "(did you mean 'math'?)" in " ".join(err.split())
     code, _, err = cli(capsys, "handbook", "list", "geometry")
     assert code == 1 and "did you mean" not in err
+
+
+def test_an_eval_on_items_the_handbook_was_built_from_says_so(
+    db: Path, tmp_path: Path, scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build of `--n 30` and an eval of `--n 40 --seed 1` on rg:gsm_symbolic shared 5 items (one
+    generator pool; the measurement walk): the handbook was measured on what taught it, unsaid."""
+    task = write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7"), ("What is 5 + 6?", "11")])
+    for question, answer in (("What is 3 + 4?", "7"), ("What is 5 + 6?", "11")):
+        script_item(
+            scripted, question, solution=f"Final answer: {answer}", reflection="ok", reply=extraction(*BEHAVIORS)
+        )
+    code, _, err = cli(
+        capsys, "handbook", "build", "--task", str(task), "--n", "1", "--model", "hosted_vllm/scripted",
+        "--api-base", scripted.api_base, "--handbook", "math",
+    )  # fmt: skip
+    assert code == 0, err
+    graph = tmp_path / "g.yaml"
+    graph.write_text(graph_yaml(scripted.api_base, "name: g\nnodes:\n  - {id: a, role: assistant, model: m}\n"))
+    code, _, err = cli(capsys, "eval", str(graph), "--task", str(task), "--handbook", "math", "--json")
+    said = " ".join(err.split())
+    assert code == 0 and "1 of the 2 items (first: q" in said and "are items handbook 'math' was built from" in said
+    other = write_task(tmp_path / "other.jsonl", [("What is 3 + 4?", "7"), ("What is 5 + 6?", "11")])
+    code, _, err = cli(capsys, "eval", str(graph), "--task", str(other), "--handbook", "math", "--json")
+    assert code == 0 and "built from" not in err  # the same ids in another task are other items
