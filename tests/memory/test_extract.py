@@ -70,6 +70,10 @@ def test_near_miss_json_of_a_small_curator_is_repaired() -> None:
         r'{"behaviors": [{"name": "behavior_share", "instruction": "Find each share.\nThen check the sum."}]]}': (
             "Find each share. Then check the sum."
         ),
+        # a missing bracket before a closing one: it gets the one it skipped (2 of 30 real replies)
+        '{"behaviors": [{"name": "behavior_lists", "instruction": "' + LONG + ' [in order] {once}"}}': (
+            LONG + " [in order] {once}"
+        ),
         '{"behaviors": [{"name": "behavior_ok", "instruction": "A tab\\tand \\"quotes\\" stay escapes"}]}': (
             'A tab and "quotes" stay escapes'  # valid JSON as it stands: parsed as such, not repaired
         ),

@@ -48,6 +48,18 @@ def test_an_unrelated_behavior_under_a_name_already_held_is_added_under_a_free_n
     assert kept is not None and kept.instruction == quiz
     assert [s.proposed_name for s in book.sources(kept)] == [example, example]  # as proposed
     assert book.get(example).instruction == eggs  # type: ignore[union-attr]
+    # a real pair of one build, unrelated but for common words (cosine 0.205): kept apart too
+    cookies = (
+        "William can place 234 cookies on the table, and he has 241 cookies. The solution could have been "
+        "shorter by reducing the number of cookies placed on each table."
+    )
+    letters = (
+        "David sends 4 letters a week that are 5 pages long and writes a page every 11 minutes. The solution "
+        "could have been shorter by reducing the number of letters and pages written in a week."
+    )
+    other = Handbook(store, "other", embedder=None)
+    other.add([Proposal(example, cookies)])
+    assert other.add([Proposal(example, letters)]).added == [f"{example}_2"]
 
 
 def test_lexical_near_duplicates_merge_without_embeddings(store: Store) -> None:
