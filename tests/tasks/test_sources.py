@@ -91,6 +91,14 @@ def test_reasoning_gym_references_score_correct_and_wrong_answers_do_not(name: s
             f"between {item.reference} and {other}",
         ):
             assert not task.score(hedge, item).correct, (hedge, item.reference)
+    # by value: gsm_symbolic's scorer read `\b-?\d+`, so "-7" was right against 7, "-7" wrong against -7,
+    # and "1,234" read as 1 (the measurement walk: a real answer "-1" scored right against 1)
+    first = task.items[0]
+    reference = int(first.reference)
+    negative = first.model_copy(update={"reference": str(-reference)})
+    assert not task.score(str(-reference), first).correct
+    assert task.score(str(-reference), negative).correct and not task.score(str(reference), negative).correct
+    assert task.score(f"{reference * 1000:,}", first.model_copy(update={"reference": str(reference * 1000)})).correct
 
 
 def test_reasoning_gym_is_deterministic_per_seed() -> None:

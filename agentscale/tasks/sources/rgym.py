@@ -2,7 +2,8 @@
 
 Items are generated from a seed, so ``rg:chain_sum`` with ``size=200, seed=0`` is the same 200 questions
 on every machine, each once (`_distinct_entries`); scoring uses the generator's own ``score_answer``
-(full credit = correct). A few generators (``boxnet``, ``rush_hour``...) verify answers instead of
+(full credit = correct), except where the reference is a number: one number is compared by value,
+several are wrong (gsm_symbolic's own scorer dropped a leading minus and read "1,000" as 1). A few generators (``boxnet``, ``rush_hour``...) verify answers instead of
 comparing to one reference; their items have an empty ``reference``.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, get_type_hints
 
 from agentscale.tasks.base import AnswerFormat, Score, Task, TaskInfo, TaskItem
 from agentscale.tasks.errors import TaskError, TaskOptionError, check_generated_size
-from agentscale.tasks.scorers.numeric import is_number, several_numbers
+from agentscale.tasks.scorers.numeric import is_number, parse_number, several_numbers
 
 PREFIX = "rg"
 DEFAULT_SIZE = 200
@@ -155,6 +156,12 @@ def load_reasoning_gym(
             return Score(False, "no answer")
         if is_number(item.reference) and several_numbers(answer):  # gsm_symbolic's scorer took the first
             return Score(False, f"several numbers offered as one answer: {answer[:80]!r}")
+        reference, readings = parse_number(item.reference), parse_number(answer)
+        if is_number(item.reference) and reference is not None and readings is not None:
+            # one number against one, by value: gsm_symbolic's scorer reads `\b-?\d+`, which drops a
+            # leading minus ("-1" was right against 1, and "-5" wrong against -5) and stops at a comma
+            right = reference[0] in readings
+            return Score(right, "equal to the reference" if right else "another number than the reference")
         entry = raw.get(item.id)
         if entry is None or entry["question"] != item.question:
             # An item rebuilt elsewhere (e.g. from storage): score from its own fields.
