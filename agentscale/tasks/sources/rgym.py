@@ -3,8 +3,9 @@
 Items are generated from a seed, so ``rg:chain_sum`` with ``size=200, seed=0`` is the same 200 questions
 on every machine, each once (`_distinct_entries`); scoring uses the generator's own ``score_answer``
 (full credit = correct), except where the reference is a number: one number is compared by value,
-several are wrong (gsm_symbolic's own scorer dropped a leading minus and read "1,000" as 1). A few generators (``boxnet``, ``rush_hour``...) verify answers instead of
-comparing to one reference; their items have an empty ``reference``.
+several are wrong (gsm_symbolic's own scorer dropped a leading minus and read "1,000" as 1). A few
+generators (``boxnet``, ``rush_hour``...) verify answers instead of comparing to one reference; their
+items have an empty ``reference``.
 """
 
 from __future__ import annotations
