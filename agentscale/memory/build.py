@@ -340,6 +340,7 @@ class HandbookBuilder:
         outcome = check_proposals(
             reply,
             answer=source.reference,
+            question=source.question,
             run_id=run_id,
             item_id=source.key,
             topic=self.topic,

@@ -29,6 +29,8 @@ _CITED_WORD = re.compile(r"(?:_|[ -]{1,2})([a-z0-9]+)", re.IGNORECASE)  # its ne
 _CONTINUED = re.compile(r"_[a-z0-9]", re.IGNORECASE)  # an identifier going on past a name
 MAX_CITED_WORDS = 16
 _BAD_ESCAPES = {"Invalid \\escape": 0, "Invalid \\uXXXX escape": 1}  # json's messages: how far past the backslash
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?")  # as `contains_answer` reads numbers
+QUOTED_NUMBERS = 2  # of its question's numbers an instruction may not quote (`quotes_question`)
 MAX_REPAIRS = 20  # escapes and stray brackets mended in one reply at most: past that it is no near miss
 
 
@@ -123,16 +125,30 @@ def contains_answer(instruction: str, answer: str | None) -> bool:
         return reference in text
     number = reference.replace(",", "")
     if re.fullmatch(r"[-+]?\d+(?:\.\d+)?", number):
-        value = float(number)
-        for token in re.findall(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?", text):
-            try:
-                if float(token.replace(",", "")) == value:
-                    return True
-            except ValueError:
-                continue
-        return False
+        return float(number) in _numbers(text)
     pattern = r"(?<![\w])" + re.escape(reference) + r"(?![\w])"
     return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def quotes_question(instruction: str, question: str | None) -> bool:
+    """Whether the instruction quotes two or more distinct numbers of its question. A real 0.5B
+    curator kept 20 behaviors of 30 items, 9 of them restatements of their question ("Steve swims a
+    kilometer in 20 minutes..."), which its student then took as facts of other questions; a general
+    behavior names no quantity of one question, one number ("divide by 2") may be a coincidence."""
+    if not question:
+        return False
+    shared = set(_numbers(instruction)) & set(_numbers(question))
+    return len(shared) >= QUOTED_NUMBERS
+
+
+def _numbers(text: str) -> list[float]:
+    values = []
+    for token in _NUMBER.findall(text):
+        try:
+            values.append(float(token.replace(",", "")))
+        except ValueError:
+            continue
+    return values
 
 
 def _json_candidates(text: str) -> list[str]:
@@ -220,6 +236,7 @@ def check_proposals(
     reply: str,
     *,
     answer: str | None,
+    question: str | None = None,
     run_id: str | None = None,
     item_id: str | None = None,
     topic: str | None = None,
@@ -229,7 +246,9 @@ def check_proposals(
 
     Rejection reasons: `bad_entry` (not an object with string name and instruction), `bad_name`
     (nothing left after normalisation), `short` (instruction under 20 characters), `contains_answer`
-    (the instruction gives away the item's answer), `duplicate` (same name twice in one reply).
+    (the instruction gives away the item's answer), `quotes_question` (it quotes two or more of the
+    `question`'s numbers: a restatement of this question, not a behavior for similar ones),
+    `duplicate` (same name twice in one reply).
     """
     outcome = ExtractionOutcome()
     entries = parse_reply(reply)
@@ -256,6 +275,8 @@ def check_proposals(
             outcome.rejected["short"] += 1
         elif contains_answer(instruction, answer):
             outcome.rejected["contains_answer"] += 1
+        elif quotes_question(instruction, question):
+            outcome.rejected["quotes_question"] += 1
         elif name in seen:
             outcome.rejected["duplicate"] += 1
         else:

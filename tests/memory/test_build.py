@@ -57,13 +57,14 @@ async def test_build_from_task_stores_checked_behaviors_with_provenance(
             CARRY,
             ("behavior_estimate_first", "Estimate the answer roughly first."),
             ("behavior_own", "Remember that the total for this sum is 43 exactly."),  # the model's own wrong answer
+            ("behavior_restated", "Take 15 and add 27 to it, carefully."),  # its question's numbers
         )
         + "\n```",
     )
     report = await _builder(gateway, scripted).from_task(task)
 
     assert (report.items, report.solved, report.correct, report.malformed, report.failed) == (2, 2, 1, 0, 0)
-    assert report.rejected == {"contains_answer": 2}
+    assert report.rejected == {"contains_answer": 2, "quotes_question": 1}
     assert (report.proposed, report.added, report.merged, report.behaviors) == (4, 3, 1, 3)
     assert report.usage.calls == 6 and report.usage.completion_tokens > 0
 

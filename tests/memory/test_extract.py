@@ -17,6 +17,7 @@ from agentscale.memory.extract import (
     find_citations,
     normalize_name,
     parse_reply,
+    quotes_question,
 )
 
 LONG = "Convert every quantity to one unit before combining them."
@@ -114,6 +115,31 @@ def test_filters_reject_short_leaky_bad_and_duplicate_entries() -> None:
     assert dict(outcome.rejected) == {"short": 1, "contains_answer": 1, "bad_name": 1, "duplicate": 1, "bad_entry": 2}
     first = outcome.proposals[0]
     assert (first.run_id, first.item_id, first.topic) == ("r1", "q3", "math")
+
+
+def test_an_instruction_quoting_its_questions_numbers_is_a_restatement_not_a_behavior() -> None:
+    """A real 0.5B curator kept 9 restatements of their question among 20 behaviors ("Steve swims a
+    kilometer in 20 minutes..."), which its student took as facts of other questions."""
+    question = "Steve swims a kilometer in 20 minutes. When the water is warm, he swims 1,500 meters in 25 minutes."
+    reply = json.dumps(
+        {
+            "behaviors": [
+                {
+                    "name": "behavior_swim_speed",
+                    "instruction": "Steve swims a kilometer in 20 minutes, and 1500 m in 25.",
+                },
+                {
+                    "name": "behavior_rates",
+                    "instruction": "Turn each distance and time into a rate before comparing them.",
+                },
+                {"name": "behavior_halves", "instruction": "Divide by 2 to halve a quantity; 20 of 40 is a half."},
+            ]
+        }
+    )
+    outcome = check_proposals(reply, answer="99", question=question)
+    assert [p.name for p in outcome.proposals] == ["behavior_rates", "behavior_halves"]  # one number: coincidence
+    assert dict(outcome.rejected) == {"quotes_question": 1}
+    assert quotes_question("Swim 1,500 m in 25 minutes.", question) and not quotes_question("Swim 1,500 m.", question)
 
 
 def test_instructions_are_one_line_and_the_limit_holds() -> None:
