@@ -357,19 +357,17 @@ def _items_the_handbook_learned_from(evaluation: Evaluation) -> str | None:
     rg:gsm_symbolic shared 5 items (both draw from the generator's one pool; the measurement walk)."""
     from agentscale.memory.handbook import Handbook
 
-    memory, store = evaluation.graph.spec.memory, evaluation.store
-    if memory is None or store is None:
+    memory = evaluation.graph.spec.memory
+    if memory is None:
         return None
     names = {evaluation.task.name, str(evaluation.config.task)}
-    learned = Handbook(store, memory.handbook, embedder=None).learned_items(names, evaluation.config.options)
+    book = Handbook(evaluation.store, memory.handbook, embedder=None)
+    learned = book.learned_items(names, evaluation.config.options)
     shared = [item.id for item in evaluation.task.items if item.id in learned]
     if not shared:
         return None
-    other = (
-        "a task file of other items"
-        if not evaluation.task.name.startswith(("sim:", "rg:"))
-        else ("another generator seed, --task-option seed=N")
-    )
+    generated = evaluation.task.name.startswith(("sim:", "rg:"))
+    other = "another generator seed, --task-option seed=N" if generated else "a task file of other items"
     return (
         f"{len(shared)} of the {len(evaluation.task.items)} items (first: {shared[0]}) are items handbook "
         f"{memory.handbook!r} was built from: on them it is measured on what taught it; for held-out items "
