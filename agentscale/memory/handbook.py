@@ -250,7 +250,8 @@ class Handbook:
         config = self._config_of(run_id)
         if config.get("source") == "run" and config.get("from_run"):  # the items of the run it learned from
             config = self._config_of(str(config["from_run"]))
-        return config.get("task") in task and (config.get("options") or {}) == options
+        named = config.get("task")  # a string, as every run stores it; anything else names no task
+        return isinstance(named, str) and named in task and (config.get("options") or {}) == options
 
     def _config_of(self, run_id: str) -> dict[str, Any]:
         """A run's stored config, or {} for a run this database does not hold (imported provenance)."""
