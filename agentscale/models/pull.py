@@ -40,13 +40,16 @@ def not_pulled_notes(routes: Mapping[str, str], at: str = "models") -> list[str]
     """For each alias (`<at>.<alias>`: `models.<alias>` of a graph or space) whose route is a bundled `local/` model
     with its weights not on this machine, what to say and how to get them. `validate` and `optimize
     --dry-run` say it: such a file is valid, yet its run stops at the first call."""
-    notes = []
-    for alias, route in routes.items():
-        bundled = BUNDLED.get(route.removeprefix("local/")) if route.startswith("local/") else None
-        if bundled is not None and not is_converted(model_dir(bundled.name)) and missing_parts(bundled):
-            state, fix = weights_state(bundled), bundled.pull_command
-            notes.append(f"{at}.{alias}: {route} is {state} here; get it with `{fix}`")
-    return notes
+    return [f"{at}.{alias}: {said}" for alias, route in routes.items() if (said := not_pulled(route)) is not None]
+
+
+def not_pulled(route: str) -> str | None:
+    """`ROUTE is not pulled ... here; get it with `...``, for a bundled `local/` model whose weights
+    are not on this machine; None for any other route."""
+    bundled = BUNDLED.get(route.removeprefix("local/")) if route.startswith("local/") else None
+    if bundled is None or is_converted(model_dir(bundled.name)) or not missing_parts(bundled):
+        return None
+    return f"{route} is {weights_state(bundled)} here; get it with `{bundled.pull_command}`"
 
 
 def folder_bytes(path: Path) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agentscale import Gateway, Store
-from agentscale.errors import RunBusy
+from agentscale.errors import AgentScaleError, RunBusy
 from agentscale.evaluate.engine import EvalConfig, Evaluation
 from agentscale.graphs.spec import ModelSpec
 from agentscale.memory import BuildReport, BuildSettings, Handbook, HandbookBuilder, InsertReport, resolve_model
@@ -465,3 +465,24 @@ async def test_an_interrupted_build_stores_how_many_behaviors_its_handbook_holds
         await build
     summary = json.loads(store.get_run(builder.run_id).summary_json)
     assert (summary["added"], summary["behaviors"]) == (2, 2)
+
+
+async def test_a_build_on_a_bundled_model_not_pulled_here_leaves_nothing_behind(
+    tmp_path: Path, gateway: Gateway, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's first handbook line with the 1.5B not pulled stopped at its first call, leaving an
+    empty handbook (a later `eval --handbook` then refused it as empty) and a failed build run."""
+    from agentscale.models import catalog
+    from tests.models.test_weights import fake_model
+
+    model = fake_model("unpulled_curator")  # its parts' packages exist nowhere
+    monkeypatch.setitem(catalog.BUNDLED, model.name, model)
+    monkeypatch.setenv("AGENTSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    curator = resolve_model(f"local/{model.name}", aliases=None)
+    builder = HandbookBuilder(gateway, Handbook(store, "math"), curator, BuildSettings())
+    task = load_task(str(write_task(tmp_path / "t.jsonl", [("What is 3 + 4?", "7")])))
+    with pytest.raises(
+        AgentScaleError, match=f"local/{model.name} is not pulled .* here; get it with .*nothing was built"
+    ):
+        await builder.from_task(task)
+    assert not Handbook(store, "math").exists() and store.list_runs() == []
