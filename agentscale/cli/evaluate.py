@@ -352,24 +352,22 @@ def _print_summary(summary: EvalSummary, store: Store, *, simulated: bool) -> No
 
 
 def _items_the_handbook_learned_from(evaluation: Evaluation) -> str | None:
-    """Items of this eval a build of its handbook learned from: measured on them, the handbook is
-    measured on what taught it. A build of `--n 30` and an eval of `--n 40 --seed 1` on
+    """Items of this eval whose questions a build of its handbook learned from: measured on them, the
+    handbook is measured on what taught it. A build of `--n 30` and an eval of `--n 40 --seed 1` on
     rg:gsm_symbolic shared 5 items (both draw from the generator's one pool; the measurement walk)."""
     from agentscale.memory.handbook import Handbook
 
     memory = evaluation.graph.spec.memory
     if memory is None:
         return None
-    names = {evaluation.task.name, str(evaluation.config.task)}
-    book = Handbook(evaluation.store, memory.handbook, embedder=None)
-    learned = book.learned_items(names, evaluation.config.options)
-    shared = [item.id for item in evaluation.task.items if item.id in learned]
+    learned = Handbook(evaluation.store, memory.handbook, embedder=None).learned_questions()
+    shared = [item.id for item in evaluation.task.items if item.question in learned]
     if not shared:
         return None
     generated = evaluation.task.name.startswith(("sim:", "rg:"))
     other = "another generator seed, --task-option seed=N" if generated else "a task file of other items"
     return (
-        f"{len(shared)} of the {len(evaluation.task.items)} items (first: {shared[0]}) are items handbook "
+        f"{len(shared)} of the {len(evaluation.task.items)} items (first: {shared[0]}) ask questions handbook "
         f"{memory.handbook!r} was built from: on them it is measured on what taught it; for held-out items "
         f"use {other}"
     )

@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from agentscale.memory.extract import (
 )
 from agentscale.storage import SQLITE_MAX_INTEGER
 from agentscale.storage.db import Store
-from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, as_utc, utcnow
+from agentscale.storage.tables import BehaviorRow, BehaviorSource, HandbookRow, Run, RunItem, as_utc, utcnow
 
 EMBEDDING_THRESHOLD = 0.85  # MiniLM cosine at or above which two behaviors are the same
 LEXICAL_THRESHOLD = 0.6  # bag-of-words cosine used instead when either side has no embedding
@@ -220,45 +220,24 @@ class Handbook:
             raise AgentScaleError(f"handbook {self.name!r} has no behavior {normalized!r}")
         return row
 
-    def learned_items(self, task: Collection[str], options: dict[str, Any] | None = None) -> set[str]:
-        """Ids of a task's items (`task`: the names it goes by, its name and the path a run stored;
-        drawn with generator `options`) that a build of this handbook learned from: an eval on those
-        items measures the handbook on what taught it. A build from a task stores the task's name; one
-        from a stored run, that run's. Behaviors imported from another database name runs this one
-        lacks: they count as learned from nothing here."""
+    def learned_questions(self) -> set[str]:
+        """The questions this handbook's behaviors were learned from (their builds' item rows): an eval
+        on those questions measures the handbook on what taught it. Compared as text, not by item id:
+        two reasoning-gym generator seeds share some questions under different ids (7 of 200 on
+        rg:gsm_symbolic). Behaviors imported from another database name rows this one lacks: they
+        count as learned from nothing here."""
         handbook = self.require()
         with self.store.session() as session:
             query = (
-                orm_select(BehaviorSource.run_id, BehaviorSource.item_id)
+                orm_select(RunItem.question)
+                .join(BehaviorSource, (col(BehaviorSource.run_id) == col(RunItem.run_id)))
                 .join(BehaviorRow, col(BehaviorRow.id) == col(BehaviorSource.behavior_id))
-                .where(col(BehaviorRow.handbook_id) == handbook.id)
+                .where(
+                    col(BehaviorRow.handbook_id) == handbook.id, col(RunItem.item_key) == col(BehaviorSource.item_id)
+                )
                 .distinct()
             )
-            sources = list(session.exec(query).all())
-        learned: set[str] = set()
-        drawn: dict[str, bool] = {}  # run id -> whether its items were `task`'s under `options`
-        for run_id, item_id in sources:
-            if run_id is None or item_id is None:
-                continue
-            if run_id not in drawn:
-                drawn[run_id] = self._drew_from(run_id, task, options or {})
-            if drawn[run_id]:
-                learned.add(item_id)
-        return learned
-
-    def _drew_from(self, run_id: str, task: Collection[str], options: dict[str, Any]) -> bool:
-        config = self._config_of(run_id)
-        if config.get("source") == "run" and config.get("from_run"):  # the items of the run it learned from
-            config = self._config_of(str(config["from_run"]))
-        named = config.get("task")  # a string, as every run stores it; anything else names no task
-        return isinstance(named, str) and named in task and (config.get("options") or {}) == options
-
-    def _config_of(self, run_id: str) -> dict[str, Any]:
-        """A run's stored config, or {} for a run this database does not hold (imported provenance)."""
-        if not self.store.has_run(run_id):
-            return {}
-        config = json.loads(self.store.get_run(run_id).config_json or "{}")
-        return config if isinstance(config, dict) else {}
+            return set(session.exec(query).all())
 
     def sources(self, behavior: BehaviorRow) -> list[BehaviorSource]:
         with self.store.session() as session:
