@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agentscale.cli._options import unpulled_models, unset_api_keys
+from agentscale.cli._options import unset_api_keys
 from agentscale.graphs.simulated import sim_models_on_another_task
 
 if TYPE_CHECKING:
@@ -20,15 +20,12 @@ def space_notes(space: SpaceSpec, task: str, train: Sequence[TaskItem]) -> list[
     bundled models not pulled here, prompt lengths guessed, a minibatch larger than the split, a cost
     weight without a compute budget (`scalarize`: it then weighs raw compute units, ~budget times
     more than the same weight with one), sim/ models on another task."""
-    from agentscale.optimize.problem import guessed_lengths_note
+    from agentscale.optimize.problem import guessed_lengths_note, not_pulled_here
     from agentscale.optimize.space import own_agent_model
 
-    notes = unset_api_keys(space.models) + unpulled_models(space.models)
-    agent = own_agent_model(space)
-    if agent is not None:  # a model of its own is no alias of `models:`
-        notes += unset_api_keys({"agent_model": agent}, "optimizer") + unpulled_models(
-            {"agent_model": agent}, "optimizer"
-        )
+    agent = own_agent_model(space)  # a model of its own is no alias of `models:`
+    notes = unset_api_keys(space.models) + unset_api_keys({"agent_model": agent} if agent else {}, "optimizer")
+    notes += not_pulled_here(space)
     guessed = guessed_lengths_note(space, [item.question for item in train])
     if guessed is not None:
         notes.append(guessed)

@@ -25,17 +25,16 @@ import numpy as np
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 from agentscale.models.cost import call_usd, known_total
-from agentscale.models.pull import not_pulled_notes
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.agent_reinforce import AgentReinforce
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_samples, single
-from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.problem import SearchProblem, not_pulled_here
 from agentscale.optimize.race import RaceOutcome
 from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
-from agentscale.optimize.space import SpaceSpec, own_agent_model, space_from_data
+from agentscale.optimize.space import SpaceSpec, space_from_data
 
 DRAWS = 256
 # of the crowning pool times the train split, what its race answers (graphs the leader clearly beats
@@ -158,10 +157,7 @@ def project(
             f"not counted: each graph on the Pareto front on the {test} test items (objective.pareto), "
             "as many as the search puts there"
         )
-    notes += not_pulled_notes({alias: model.model for alias, model in space.models.items()})
-    agent = own_agent_model(space)
-    if agent is not None:  # a model of its own is no alias of `models:`
-        notes += not_pulled_notes({"agent_model": agent.model}, "optimizer")
+    notes += not_pulled_here(space)
     cap = space.optimizer.max_spend
     for unit, limit in (("calls", cap.calls), ("tokens", cap.tokens), ("usd", cap.usd)):
         if limit is not None and figures[unit] is not None and figures[unit] > limit:

@@ -26,6 +26,18 @@ def task_lengths(space: SpaceSpec) -> tuple[float, float]:
     return _known_lengths(space) or FALLBACK_LENGTHS
 
 
+def not_pulled_here(space: SpaceSpec) -> list[str]:
+    """The space's bundled `local/` models whose weights are not on this machine, its aliases and a
+    feedback agent of its own, as notes (`validate`, `optimize` as it starts, and its dry run)."""
+    from agentscale.models.pull import not_pulled_notes
+
+    notes = not_pulled_notes({alias: model.model for alias, model in space.models.items()})
+    agent = own_agent_model(space)
+    if agent is not None:  # a model of its own is no alias of `models:`
+        notes += not_pulled_notes({"agent_model": agent.model}, "optimizer")
+    return notes
+
+
 def guessed_lengths_note(space: SpaceSpec, questions: list[str]) -> str | None:
     """What `validate` says of a space whose task lengths are a guess: its `compute` unit is then a
     1B call on 200 + 200 tokens, whatever the task (a file of 20-token sums was budgeted so without a
@@ -219,9 +231,10 @@ class SearchProblem:
             for n in candidate.nodes
             if n.model is not None and n.model not in self.models
         ]
-        if not found and self.budget is not None and self.compute(candidate) > self.budget + 1e-9:
-            cost = _above(self.compute(candidate), self.budget)
-            found.append(f"compute {cost} over budget.compute={self.budget:g}")
+        if not found and self.budget is not None:
+            cost = self.compute(candidate)
+            if cost > self.budget + 1e-9:
+                found.append(f"compute {_above(cost, self.budget)} over budget.compute={self.budget:g}")
         return found
 
 
