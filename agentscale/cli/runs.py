@@ -435,6 +435,9 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         for note in outcome_notes(summary):
             out.print(escape(note))
     else:  # an interrupted or running search has no summary: what it paid is in the ledger (the report said it)
+        untested = summary.get("crowned")
+        if untested and not in_progress:  # crowned, then stopped during its test split
+            out.print(f"best graph: {untested.get('path')} · not scored on the test split (the run stopped first)")
         out.print(f"spent so far: {format_spend(dict(store.spend(run.id)))}")
     if run.error:
         out.print(f"[red]error:[/] {escape(run.error)}", markup=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from agentscale import Gateway, GatewaySettings, Store
+from agentscale import Gateway, GatewaySettings, Store, load
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.located import load_located
 from agentscale.optimize import progress
@@ -520,6 +520,36 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     assert store.get_run(run.run_id).status == "running"
     await resumed
     assert store.get_run(run.run_id).status == "done"
+
+
+async def test_a_run_stopped_in_its_test_split_keeps_its_crown(
+    tmp_path: Path, scripted: ScriptedServer, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The crown was stored only with the run's end: a Ctrl-C in the test split (73 minutes on the
+    1.5B) left `runs show` and the report saying "nothing was crowned", and no best.yaml."""
+    from agentscale.cli.app import main
+
+    scripted.latency_s = 0.05
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
+    testing = asyncio.Event()
+    task = asyncio.create_task(run.run(on_progress=lambda p: testing.set() if p.stage == "testing" else None))
+    await testing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stopped = store.get_run(run.run_id)
+    crowned = json.loads(stopped.summary_json)["crowned"]
+    assert stopped.status == "interrupted" and load(crowned["path"]).spec.nodes
+    assert main(["runs", "show", run.run_id, "--db", str(store.path)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "crowned graph (trial" in shown and "nothing was crowned" not in shown
+    assert f"best graph: {crowned['path']} · not scored on the test split" in shown
+    page = tmp_path / "stopped.html"
+    assert main(["report", run.run_id, "--db", str(store.path), "-o", str(page)]) == 0
+    assert "Crowned graph" in page.read_text() and "nothing was crowned" not in page.read_text()
+    resumed = await Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run()
+    assert resumed.best is not None and resumed.best.candidate.describe() == crowned["graph"]
+    assert "crowned" not in json.loads(store.get_run(run.run_id).summary_json)  # the final summary replaced it
 
 
 async def test_replies_cut_at_their_max_tokens_are_said(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:
