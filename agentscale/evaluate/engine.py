@@ -34,6 +34,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import check_usable
 from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
 from agentscale.models.gateway import Gateway, store_of
+from agentscale.models.pull import not_pulled_notes, refuse_unpulled
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
 from agentscale.storage import storage_errors_said
@@ -375,6 +376,7 @@ class Evaluation:
             check_usable(store, spec.memory)
         self.executor.check(self.graph)
         if run_id is None:
+            refuse_unpulled(not_pulled_notes({alias: model.model for alias, model in spec.models.items()}), "evaluated")
             if not config.response_cache and self.graph.gateway.settings.cache:  # it was taken, and ignored
                 raise AgentScaleError(
                     "EvalConfig.response_cache records the gateway's setting: to answer without the cache, give "

@@ -8,10 +8,11 @@ keeps the first run's clock clean and lets a machine be prepared before it goes 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentscale.errors import AgentScaleError
 from agentscale.models.bundled import StatusCallback, ensure_bundled_model, is_converted, model_dir
 from agentscale.models.catalog import BUNDLED, BundledModel, BundledModelError
 from agentscale.models.weights import ProgressCallback, install_parts, missing_parts
@@ -41,6 +42,15 @@ def not_pulled_notes(routes: Mapping[str, str], at: str = "models") -> list[str]
     with its weights not on this machine, what to say and how to get them. `validate` and `optimize
     --dry-run` say it: such a file is valid, yet its run stops at the first call."""
     return [f"{at}.{alias}: {said}" for alias, route in routes.items() if (said := not_pulled(route)) is not None]
+
+
+def refuse_unpulled(notes: Sequence[str], done: str) -> None:
+    """Refuse a new eval or optimization whose bundled `local/` models are not on this machine
+    (`notes`, from `not_pulled_notes`), before its run exists: it stored a run whose every call of
+    that model failed, naming `models pull` per item. `done` names what did not happen
+    ("nothing was evaluated")."""
+    if notes:
+        raise AgentScaleError("; ".join(notes) + f"; nothing was {done}")
 
 
 def not_pulled(route: str) -> str | None:

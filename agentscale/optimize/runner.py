@@ -37,6 +37,7 @@ from agentscale.graphs.located import load_located
 from agentscale.graphs.result import NodeTrace
 from agentscale.graphs.simulated import is_simulated
 from agentscale.models.gateway import CallRequest, Gateway, store_of
+from agentscale.models.pull import refuse_unpulled
 from agentscale.optimize._side_by_side import side_by_side
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.crowning import Crowning, best_single, crown, on_shared_items, rank
@@ -45,7 +46,7 @@ from agentscale.optimize.methods.base import AgentCall, SearchMethod
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.paired import PairedDifference, paired_difference
 from agentscale.optimize.pilot import max_samples, model_of_single, single, why_no_vote
-from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.problem import SearchProblem, not_pulled_here
 from agentscale.optimize.progress import Progress, ProgressReporter
 from agentscale.optimize.race import RaceOutcome, race
 from agentscale.optimize.search import StopSearch, run_search
@@ -382,6 +383,8 @@ class Optimization:
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)
         self.task, self.train, self.test = load_task_split(space, stored=run_id is not None)
+        if run_id is None:  # before its run exists (a resume may need only replays)
+            refuse_unpulled(not_pulled_here(space), "optimized")
         self.executor_config = executor or ExecutorConfig()
         self.executor: Executor = create_executor(self.executor_config)  # fails now if Ray is missing
         if run_id is None:

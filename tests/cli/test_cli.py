@@ -415,6 +415,12 @@ def test_validate_notes_a_bundled_local_model_not_pulled_here(
     assert f"get it with `agentscale models pull local/{model.name}`" in said
     code, _, err = run_cli(capsys, "validate", str(env / "g.yaml"))
     assert code == 0 and "note:" not in err
+    # its eval is refused before a run exists (it stored one whose every item failed naming the pull)
+    (env / "t.jsonl").write_text('{"id": "a", "question": "1 + 1?", "answer": "2"}\n')
+    code, _, err = run_cli(capsys, "eval", str(local), "--task", str(env / "t.jsonl"))
+    said = " ".join(err.split())
+    assert code == 1 and f"local/{model.name} is not pulled" in said and "nothing was evaluated" in said
+    assert Store(env / "cli.db").list_runs() == []
 
 
 def test_validate_notes_an_api_key_variable_unset_here(

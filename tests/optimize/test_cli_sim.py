@@ -117,6 +117,11 @@ def test_dry_run_notes_a_bundled_local_model_not_pulled_here(
     assert main(["optimize", str(space), "--dry-run", "--json"]) == 0
     note = json.loads(capsys.readouterr().out)["note"]
     assert f"models.l3: local/{model.name} is not pulled (3 of 3 packages missing) here" in note
+    monkeypatch.setenv("AGENTSCALE_DB", str(tmp_path / "o.db"))  # its run is refused before it exists
+    assert main(["optimize", str(space)]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"models.l3: local/{model.name} is not pulled" in said and "nothing was optimized" in said
+    assert Store(tmp_path / "o.db").list_runs() == []
     (tmp_path / "sim.yaml").write_text(SPACE)
     assert main(["optimize", str(tmp_path / "sim.yaml"), "--dry-run", "--json"]) == 0
     assert "not pulled" not in json.loads(capsys.readouterr().out)["note"]
