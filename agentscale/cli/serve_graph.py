@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -55,6 +56,14 @@ def serve_graph_command(
     ] = DEFAULT_MAX_BODY_BYTES // 1024,
     db: DbOption = None,
     no_cache: NoCacheOption = False,
+    no_access_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-access-log",
+            help="Print no line per request (by default each request prints its client, path, status, time, "
+            "and the run that answered or the error the client got, on stderr).",
+        ),
+    ] = False,
 ) -> None:
     """Serve a graph as an OpenAI-compatible model named after the graph.
 
@@ -80,7 +89,13 @@ def serve_graph_command(
     graph = Graph.from_yaml(text, gateway=make_gateway(db, no_cache), source=str(graph_file))
     if graph.spec.memory is not None and graph.store is not None:  # every request got a bare 500
         check_usable(graph.store, graph.spec.memory)
-    app = create_app(graph, api_key=api_key, max_body_bytes=max_body_kb * 1024, max_concurrency=max_concurrency)
+    app = create_app(
+        graph,
+        api_key=api_key,
+        max_body_bytes=max_body_kb * 1024,
+        max_concurrency=max_concurrency,
+        access_log=None if no_access_log else _print_access_line,
+    )
     listening = _listening_sockets(host, port)
     # litellm's import takes seconds: here, before the "serving" line, not in the first request
     # (8.5 s where the next took 0.03 s; a client with a short timeout lost it). Clients that connect
@@ -102,6 +117,11 @@ def serve_graph_command(
     )
     server = _announcing_server(config, app.state.admission)
     _serve_until_stopped(server, listening)
+
+
+def _print_access_line(line: str) -> None:
+    """A request's line on stderr, after the local time (an operator matches it with a client's report)."""
+    err.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")  # no markup: the line holds a client's text
 
 
 def _announcing_server(config: uvicorn.Config, admission: Admission) -> uvicorn.Server:

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,7 @@ from agentscale.memory import HandbookNotFound
 from agentscale.runtime.compile import checked_question
 from agentscale.runtime.graph import Graph
 from agentscale.serve import DEFAULT_MAX_BODY_BYTES
+from agentscale.serve._access import AccessLog
 from agentscale.serve._admission import Admission, stop
 from agentscale.serve._guard import Guard
 from agentscale.serve._replies import (
@@ -157,11 +159,12 @@ def create_app(
     max_waiting: int = 256,
     keep_alive_s: float = 10.0,
     body_timeout_s: float = 30.0,
+    access_log: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """A FastAPI app serving `graph` under the model name `graph.name`; a streamed reply sends an SSE
     comment every `keep_alive_s` while the graph runs; a body still arriving after `body_timeout_s`
     gets a 408 (a client sending a megabyte a byte at a time held its memory and connection for good,
-    150 of them 160 MiB: a security review)."""
+    150 of them 160 MiB: a security review). `access_log` gets one line per request (`AccessLog`)."""
     app = FastAPI(title=f"agentscale: {graph.name}", docs_url=None, redoc_url=None, openapi_url=None)
     admission = Admission(max_concurrency, max_waiting)
     app.state.admission = admission  # the runs in flight, which `serve-graph` names when it stops
@@ -237,6 +240,8 @@ def create_app(
         return error_response(_internal_error(exc))
 
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    if access_log is not None:  # added last, so outermost: the Guard's refusals are logged too
+        app.add_middleware(AccessLog, say=access_log)
 
     @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some load balancers' checks send
     async def health() -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -84,6 +85,9 @@ def test_serve_graph_answers_on_its_port_and_stops_on_a_signal(
     assert process.returncode == 0, stderr
     assert f"serving graph 'served' at http://{host}:{port}/v1" in " ".join(stderr.split())
     assert "SIMULATED models (sim/)" in " ".join(stderr.split())  # it said nothing of it (an audit)
+    # a line per request for the operator (nothing was said of any request, a 502 neither)
+    run_id = reply.json()["agentscale"]["run_id"]
+    assert re.search(rf"\d\d:\d\d:\d\d 127\.0\.0\.1:\d+ POST /v1/chat/completions 200 [\d.]+ s run {run_id}\n", stderr)
     assert "Traceback" not in stderr and "interrupted" not in stderr
     # every interface and no key: anyone reaching it spends the models (a security review)
     assert ("is reachable from other machines and no key is asked" in " ".join(stderr.split())) == (host == "")

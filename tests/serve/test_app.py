@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import socket
 import threading
 import time
@@ -228,6 +229,29 @@ def test_sixteen_concurrent_requests_are_all_answered(served: str, scripted: Scr
     # served concurrently, not one by one: the upstream saw several requests at once (a wall-clock
     # bound failed on a loaded machine: 2.5 s for 16 x 0.1 s)
     assert scripted.peak_concurrency >= 4
+
+
+def test_each_request_is_one_line_of_the_access_log(make_graph, scripted: ScriptedServer) -> None:  # type: ignore[no-untyped-def]
+    """serve-graph said nothing per request: a server whose upstream failed answered every client a
+    502 while its operator saw a silent terminal (the serve-graph walk)."""
+    lines: list[str] = []
+    for url in serve(make_graph(BODY), api_key="k", access_log=lines.append):
+        client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+        answered = client.chat.completions.create(
+            model="served", messages=[{"role": "user", "content": "What is 2 + 3?"}]
+        )
+        run_id = answered.model_extra["agentscale"]["run_id"]  # type: ignore[index]
+        _streamed_sum(client, include_usage=False)
+        httpx.get(url.removesuffix("/v1") + "/health")  # a passing health check is no line
+        httpx.get(url + "/models%1b[31m", headers={"Authorization": "Bearer wrong"})
+        scripted.add_rule(Rule(status=500))
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 4 + 4?"}])
+    assert len(lines) == 4, lines
+    assert re.fullmatch(rf"127\.0\.0\.1:\d+ POST /v1/chat/completions 200 [\d.]+ s run {run_id}", lines[0])
+    assert re.fullmatch(r"127\.0\.0\.1:\d+ POST /v1/chat/completions 200 stream [\d.]+ s", lines[1])
+    assert re.fullmatch(r".* GET /v1/models \[31m 401 [\d.]+ s: missing or invalid API key", lines[2]), lines[2]
+    assert " 502 " in lines[3] and ": the graph gave no answer (its model calls failed); run " in lines[3]
 
 
 def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
