@@ -32,13 +32,15 @@ your behavior
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
+def content_words(text: str) -> list[str]:
+    """Lower-cased words without stopwords, as written (a behavior's name is made of them)."""
+    return [word for word in _TOKEN.findall(text.lower().replace("_", " ")) if word not in _STOPWORDS]
+
+
 def tokens(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords, plural `s` stripped (`units` → `unit`)."""
-    words = _TOKEN.findall(text.lower().replace("_", " "))
     out = []
-    for word in words:
-        if word in _STOPWORDS:
-            continue
+    for word in content_words(text):
         if len(word) > 3 and word.endswith("ies"):
             word = word[:-3] + "y"
         elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):

@@ -15,7 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentscale.memory.embed import content_words, tokens
+
 PREFIX = "behavior_"
+# the extract prompt's example name (prompts/extract.yaml), which small curators copy for any behavior
+EXAMPLE_NAME = "behavior_inclusion_exclusion_principle"
+_OWN_NAME_WORDS = 4  # content words of its instruction that name a behavior given the example's name
 MIN_INSTRUCTION_CHARS = 20
 MAX_NAME_CHARS = 80
 MAX_INSTRUCTION_CHARS = 600
@@ -98,6 +103,22 @@ def normalize_name(raw: str) -> str | None:
         return None
     name = PREFIX + words
     return name[:MAX_NAME_CHARS].rstrip("_")
+
+
+def _not_the_example(name: str, instruction: str) -> str:
+    """`name`, unless it is the prompt's example name copied (only the example's words, or two of them,
+    and none in the instruction): then a name of the instruction's first content words (no numbers).
+    A real 0.5B curator gave 17 of 30 proposals the example's name or a variant of it
+    (`behavior_apply_inclusion_exclusion_principle`); kept apart as NAME_2, NAME_3, ... since 09353d6,
+    their names said nothing and put the example's words into every retrieval of them."""
+    example = set(tokens(EXAMPLE_NAME.removeprefix(PREFIX)))
+    words = set(tokens(name.removeprefix(PREFIX)))
+    copied = words <= example or len(words & example) >= 2
+    if not copied or example & set(tokens(instruction)):
+        return name
+    said = [word for word in content_words(instruction) if len(word) > 2 and not word.isdigit()]
+    own = list(dict.fromkeys(said))[:_OWN_NAME_WORDS]
+    return (normalize_name(PREFIX + "_".join(own)) if own else None) or name
 
 
 def one_line(text: str) -> str:
@@ -269,6 +290,8 @@ def check_proposals(
             continue
         name = normalize_name(entry["name"])
         instruction = one_line(instruction)
+        if name is not None:
+            name = _not_the_example(name, instruction)
         if name is None:
             outcome.rejected["bad_name"] += 1
         elif len(instruction) < MIN_INSTRUCTION_CHARS:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from agentscale.memory.extract import (
+    EXAMPLE_NAME,
     MAX_INSTRUCTION_CHARS,
     MAX_NAME_CHARS,
     MIN_INSTRUCTION_CHARS,
@@ -140,6 +141,31 @@ def test_an_instruction_quoting_its_questions_numbers_is_a_restatement_not_a_beh
     assert [p.name for p in outcome.proposals] == ["behavior_rates", "behavior_halves"]  # one number: coincidence
     assert dict(outcome.rejected) == {"quotes_question": 1}
     assert quotes_question("Swim 1,500 m in 25 minutes.", question) and not quotes_question("Swim 1,500 m.", question)
+
+
+def test_the_prompts_example_name_copied_for_another_behavior_is_named_by_its_instruction() -> None:
+    """A real 0.5B curator gave 17 of 30 proposals the extract prompt's example name or part of it
+    (`behavior_inclusion_exclusion_principle`) whatever they said; the names meant nothing and their
+    words entered retrieval. Used for what it names, the example's name stays."""
+    from importlib.resources import files
+
+    assert EXAMPLE_NAME in files("agentscale.memory").joinpath("prompts/extract.yaml").read_text()
+    entries = [
+        (EXAMPLE_NAME, "Convert percentages to decimals before multiplying two amounts."),
+        ("Behavior Inclusion-Exclusion", "Check the units of every quantity first, then compute."),
+        (EXAMPLE_NAME, "Count each set, then subtract what the sets share: inclusion-exclusion."),
+        ("behavior_exclusion_of_cases", "Rule out impossible cases before counting the remaining ones."),
+        ("behavior_apply_inclusion_exclusion_principle", "Divide 120 tickets by the graduates' count to share."),
+    ]
+    reply = json.dumps({"behaviors": [{"name": n, "instruction": i} for n, i in entries]})
+    outcome = check_proposals(reply, answer="99")
+    assert [p.name for p in outcome.proposals] == [
+        "behavior_convert_percentages_decimals_multiplying",
+        "behavior_check_units_every_quantity",
+        EXAMPLE_NAME,  # it speaks of inclusion-exclusion: its own name
+        "behavior_exclusion_of_cases",  # one of the example's words among others: a name of its own
+        "behavior_divide_tickets_graduates_count",  # a variant of the example's, numbers left out
+    ]
 
 
 def test_instructions_are_one_line_and_the_limit_holds() -> None:
