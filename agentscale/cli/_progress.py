@@ -32,7 +32,7 @@ from agentscale.cli._console import err
 LOG_EVERY_S = 60.0  # a plain progress line this often (stage changes and the end are written at once)
 
 
-def progress_bar(*, status: bool = True, quiet: bool = False, eta: bool = False) -> Progress:
+def progress_bar(*, status: bool = True, quiet: bool = False, eta: bool = False, unit: str = "") -> Progress:
     """Spinner, description, bar, done/total, a status text, elapsed time; on stderr, erased when done.
 
     With `status`, each task's `status` field is shown after the count (pass `status=` to `add_task` and
@@ -40,13 +40,16 @@ def progress_bar(*, status: bool = True, quiet: bool = False, eta: bool = False)
     instead of the bar whether or not `quiet` (stdout, where `--json` writes, stays untouched). `eta`:
     the time left too, from the pace so far; for commands whose steps are alike (an eval's items, a
     batch's questions), not an optimization's stages (its crowning would read "0:00 left" for an hour).
+    `unit` names what the count counts when the description speaks of something else: an
+    optimization's "crowning: 4 graphs on items 33-48 of 64" stood beside a bare "8/8" of iterations.
     """
     if not err.is_terminal:
-        return _LoggedProgress(status=status, eta=eta)
+        return _LoggedProgress(status=status, eta=eta, unit=unit)
     columns: list[ProgressColumn] = [
         _Spinner(),
         TextColumn("{task.description}"),
         BarColumn(),
+        *([TextColumn(unit, markup=False)] if unit else []),
         MofNCompleteColumn(),
     ]
     if status:
@@ -82,10 +85,11 @@ class _Elapsed(TimeElapsedColumn):
 class _LoggedProgress(Progress):
     """Rich's task bookkeeping without its live display; progress goes out as plain stderr lines."""
 
-    def __init__(self, *, status: bool, eta: bool) -> None:
+    def __init__(self, *, status: bool, eta: bool, unit: str = "") -> None:
         super().__init__(console=err, disable=True)
         self._status = status
         self._eta = eta
+        self._unit = f"{unit} " if unit else ""
         self._started_at: dict[TaskID, float] = {}  # what was done when the task was added (a resume's part)
         self._logged: dict[TaskID, tuple[float, str, str]] = {}  # last line's time, stage and text (no clock)
         self._stopping = threading.Event()
@@ -146,7 +150,7 @@ class _LoggedProgress(Progress):
         description = Text.from_markup(task.description).plain  # descriptions and statuses are markup
         status = Text.from_markup(str(task.fields.get("status", ""))).plain if self._status else ""
         times = (f"{_clock(task.elapsed or 0.0)} elapsed", self._left(task)) if clock else ()
-        return " · ".join(part for part in (f"{description}: {done}", status, *times) if part)
+        return " · ".join(part for part in (f"{description}: {self._unit}{done}", status, *times) if part)
 
     def _left(self, task: Task) -> str:
         """About how long the rest takes at the pace of the steps done in this command so far."""

@@ -231,7 +231,7 @@ def _dry_run(space_file: Path, method: str | None, seed: int | None, json_output
 async def _run(optimization: Optimization, *, quiet: bool) -> OptimizeResult:
     from agentscale.report.simulated import simulated_label
 
-    progress = progress_bar(quiet=quiet)
+    progress = progress_bar(quiet=quiet, unit="search iteration")
     accuracy = simulated_label("best minibatch acc", optimization.simulated)
 
     def update(state: SearchProgress) -> None:

@@ -51,7 +51,11 @@ def test_dry_run_projects_the_real_spend(tmp_path: Path, monkeypatch: pytest.Mon
     projected = json.loads(capsys.readouterr().out)
     assert not (tmp_path / "o.db").exists()  # nothing runs, so no database is made
     assert main(["optimize", str(space), "--json", "--no-cache", "--out", str(tmp_path / "best.yaml")]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    # the count beside a stage is the search's iterations, said so ("crowning: 2 graphs on items 1-4 of
+    # 12: 3/3" read as a count of that step's graphs or items)
+    assert re.search(r"^crowning: [^\n]* of \d+: search iteration \d+/\d+ · ", captured.err, re.MULTILINE)
     spent = report["usage"]
     for unit in ("calls", "tokens"):
         assert (1 - UNDER) * projected[unit] <= spent[unit] <= (1 + TOLERANCE) * projected[unit], unit
