@@ -105,6 +105,13 @@ def normalize_name(raw: str) -> str | None:
     return name[:MAX_NAME_CHARS].rstrip("_")
 
 
+def only_its_name(instruction: str, name: str) -> bool:
+    """Whether the instruction's content words are all in the behavior's name ("Calculate the total
+    cost." for `behavior_calculate_total_cost`): a real SmolLM2 curator's behavior said no more than
+    its name, passed the 20-character filter, and was shown to every question."""
+    return set(tokens(instruction)) <= set(tokens(name.removeprefix(PREFIX)))
+
+
 def _not_the_example(name: str, instruction: str) -> str:
     """`name`, unless it is the prompt's example name copied (only the example's words, or two of them,
     and none in the instruction): then a name of the instruction's first content words (no numbers).
@@ -266,7 +273,8 @@ def check_proposals(
     """Parse an extraction reply and keep the behaviors that pass the filters.
 
     Rejection reasons: `bad_entry` (not an object with string name and instruction), `bad_name`
-    (nothing left after normalisation), `short` (instruction under 20 characters), `contains_answer`
+    (nothing left after normalisation), `short` (instruction under 20 characters), `only_its_name`
+    (every word of the instruction is in its name: it says nothing more), `contains_answer`
     (the instruction gives away the item's answer), `quotes_question` (it quotes two or more of the
     `question`'s numbers: a restatement of this question, not a behavior for similar ones),
     `duplicate` (same name twice in one reply).
@@ -290,17 +298,17 @@ def check_proposals(
             continue
         name = normalize_name(entry["name"])
         instruction = one_line(instruction)
-        if name is not None:
-            name = _not_the_example(name, instruction)
         if name is None:
             outcome.rejected["bad_name"] += 1
         elif len(instruction) < MIN_INSTRUCTION_CHARS:
             outcome.rejected["short"] += 1
+        elif only_its_name(instruction, name):
+            outcome.rejected["only_its_name"] += 1
         elif contains_answer(instruction, answer):
             outcome.rejected["contains_answer"] += 1
         elif quotes_question(instruction, question):
             outcome.rejected["quotes_question"] += 1
-        elif name in seen:
+        elif (name := _not_the_example(name, instruction)) in seen:
             outcome.rejected["duplicate"] += 1
         else:
             seen.add(name)

@@ -108,12 +108,23 @@ def test_filters_reject_short_leaky_bad_and_duplicate_entries() -> None:
                 {"instruction": LONG},
                 "behavior_string_only",
                 {"name": "behavior_ok_with_similar_number", "instruction": "Round 420 to the nearest hundred first."},
+                # says no more than its name (a real SmolLM2 curator's, then shown to every question)
+                {"name": "behavior_calculate_the_total_costs", "instruction": "Calculate the total cost."},
+                {"name": "behavior_total_cost", "instruction": "Calculate the total cost of each item."},
             ]
         }
     )
     outcome = check_proposals(reply, answer="42", run_id="r1", item_id="q3", topic="math")
-    assert [p.name for p in outcome.proposals] == ["behavior_units", "behavior_ok_with_similar_number"]
-    assert dict(outcome.rejected) == {"short": 1, "contains_answer": 1, "bad_name": 1, "duplicate": 1, "bad_entry": 2}
+    kept = ["behavior_units", "behavior_ok_with_similar_number", "behavior_total_cost"]
+    assert [p.name for p in outcome.proposals] == kept
+    assert dict(outcome.rejected) == {
+        "short": 1,
+        "contains_answer": 1,
+        "bad_name": 1,
+        "duplicate": 1,
+        "bad_entry": 2,
+        "only_its_name": 1,
+    }
     first = outcome.proposals[0]
     assert (first.run_id, first.item_id, first.topic) == ("r1", "q3", "math")
 
