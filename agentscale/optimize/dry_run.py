@@ -2,8 +2,10 @@
 
 Counts every evaluation the run will make (single calls, pilot, search, crowning, test; not the
 Pareto front's test evaluations of `objective.pareto`, which the search decides) and the items each
-answers; calls and tokens per item come from 256 graphs drawn from the initial distribution
-(tokens per model node: the task's mean prompt plus one mean answer per input, plus one answer; a
+answers, and a feedback agent's calls (in `search`, as the run counts them: after every round but
+the last, a prompt about the round and a reply at its max_tokens); calls and tokens per item come
+from 256 graphs drawn from the initial distribution (tokens per model node: the task's mean prompt
+plus one mean answer per input, plus one answer; a
 CEO-led graph runs every round and makes one CEO call a round, see `_per_item`). It
 counts no answer cached by earlier runs (a fresh database), ignores the singles' race (every model on
 the whole train split), and counts the crowning race at its typical share, so for a fresh run it is
@@ -25,16 +27,18 @@ import numpy as np
 from agentscale.graphs.io import read_text
 from agentscale.graphs.located import load_located
 from agentscale.models.cost import call_usd, known_total
+from agentscale.models.registry import ResolvedModel
 from agentscale.optimize.candidate import CandidateGraph
 from agentscale.optimize.distribution import GraphDistribution
+from agentscale.optimize.feedback import agent_prompt
 from agentscale.optimize.methods import METHODS
 from agentscale.optimize.methods.agent_reinforce import AgentReinforce
 from agentscale.optimize.objective import Observation
 from agentscale.optimize.pilot import max_samples, single
 from agentscale.optimize.problem import SearchProblem, not_pulled_here
 from agentscale.optimize.race import RaceOutcome
-from agentscale.optimize.runner import CROWN_POOL, load_task_split, method_and_seed
-from agentscale.optimize.space import SpaceSpec, space_from_data
+from agentscale.optimize.runner import AGENT_MAX_TOKENS, CROWN_POOL, load_task_split, method_and_seed
+from agentscale.optimize.space import SpaceSpec, feedback_agent, space_from_data
 
 DRAWS = 256
 # of the crowning pool times the train split, what its race answers (graphs the leader clearly beats
@@ -45,6 +49,7 @@ RACED_SHARE = 0.5
 # the spend cap's worst case (`CEO_PROMPT_ALLOWANCE`, the completion cap, retries) is no estimate
 CEO_INSTRUCTION_TOKENS = 600
 CEO_DECISION_TOKENS = 64
+CHARS_PER_TOKEN = 4  # of the feedback agent's prompt, English text and graph tables
 
 
 def _per_item(problem: SearchProblem, candidate: CandidateGraph) -> tuple[int, float, float | None]:
@@ -122,6 +127,10 @@ def project(
         ("search", sampled, sampled * minibatch, typical),
         ("crowning", CROWN_POOL, RACED_SHARE * CROWN_POOL * train, typical),
     ]
+    agent = feedback_agent(space) if METHODS[method].uses_agent else None
+    if agent is not None:  # its calls count as search, as the run's `calls_by_stage` counts them
+        asks = METHODS[method].agent_calls(settings.iterations)
+        stages.append(("search", 0, asks, _agent_call(problem, agent, draws[: settings.samples], minibatch)))
     if score_test:
         stages += [
             ("test", 1, test, typical),
@@ -165,6 +174,18 @@ def project(
                 f"max_spend.{unit}={limit} stops the run before this: it refuses an evaluation that could cross it"
             )
     return {**figures, "note": "; ".join(notes)}
+
+
+def _agent_call(
+    problem: SearchProblem, agent: ResolvedModel, graphs: list[CandidateGraph], items: int
+) -> tuple[float, float, float | None]:
+    """One feedback call: its prompt as the search writes it about a round of `graphs`, and a reply
+    at its max_tokens (a real 0.5B agent's two replies both ran to it). The dry run left the agent
+    out: a run on the real 0.5B spent 11% of its tokens and all of its USD there."""
+    observations = [Observation(g, 0.5, problem.compute(g), 0.0, items, 0.5) for g in graphs]
+    system, user = agent_prompt(GraphDistribution(problem), observations, insights=True)
+    prompt = (len(system) + len(user)) // CHARS_PER_TOKEN
+    return 1.0, float(prompt + AGENT_MAX_TOKENS), call_usd(agent, prompt, AGENT_MAX_TOKENS)
 
 
 def _mean_per_item(

@@ -10,9 +10,11 @@ Two kinds, as in Agent-REINFORCE's "sample → feedback → update":
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,14 +66,91 @@ class AgentUpdate(_Strict):
 
 
 def parse_agent_update(text: str) -> tuple[AgentUpdate | None, str | None]:
-    """The update in a reply (JSON, possibly inside prose or a code fence), or (None, why not)."""
-    objects = json_objects(text)  # the first one is the update
+    """The update in a reply (JSON, possibly inside prose or a code fence), or (None, why not).
+
+    A reply cut before its object closes (at the agent's max_tokens) gives the fields that closed
+    before the cut: the real 0.5B agent's two replies ran to 1,024 tokens repeating its proposed
+    graph's nodes, its probabilities complete before them, and the first complete object inside
+    (its `size` probabilities) was taken for the update and refused ("Extra inputs are not
+    permitted at ('1',)"), which said nothing of the cut."""
+    cut = _members_before_a_cut(text)
+    if cut is not None:
+        if not cut:
+            return None, "the reply stopped before its JSON object closed (cut at its max_tokens?), no field complete"
+        objects = [cut]
+        log.info("agent reply cut before its JSON closed: its %d complete field(s) used", len(cut))
+    else:
+        objects = json_objects(text)  # the first one is the update
     if not objects:
         return None, "no JSON object in the reply"
     try:
         return AgentUpdate.model_validate(objects[0]), None
     except ValidationError as exc:
         return None, f"invalid update: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
+
+
+def _members_before_a_cut(text: str) -> dict[str, Any] | None:
+    """The key/value pairs of the reply's first object that closed before the reply ended, when the
+    reply ends inside that object; None when there is no such cut object (it closes, or what the
+    first brace opens is no JSON object: prose)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    if start == -1:
+        return None
+    try:
+        decoder.raw_decode(text, start)
+        return None  # it closes
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    members: dict[str, Any] = {}
+    index = start + 1
+    while True:
+        index = _past_blanks(text, index)
+        try:
+            key, index = decoder.raw_decode(text, index)
+            index = _past_blanks(text, index)
+            if index < len(text) and (not isinstance(key, str) or text[index] != ":"):
+                return None  # no object member here: prose, or a broken object
+            index = _past_blanks(text, index + 1)
+            value, index = decoder.raw_decode(text, index)
+        except (json.JSONDecodeError, RecursionError):
+            # a key or value the reply's end cut: what came before stands; one broken elsewhere is no cut
+            return members if _runs_to_the_end(text, index) else None
+        members[key] = value
+        index = _past_blanks(text, index)
+        if index >= len(text):
+            return members
+        if text[index] != ",":
+            return None  # a closing brace after all, or a broken object
+        index += 1
+
+
+def _past_blanks(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _runs_to_the_end(text: str, index: int) -> bool:
+    """Whether the JSON key or value starting at `index` is cut by the text's end rather than broken:
+    nothing is left, or a bracket or string it opens is still open where the text ends."""
+    rest = text[index:].strip()
+    if not rest or any(word.startswith(rest) for word in ("true", "false", "null")):
+        return True
+    depth, in_string, escaped = 0, False, False
+    for char in text[index:]:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth > 0 or in_string
 
 
 def apply_agent_update(

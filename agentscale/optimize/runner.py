@@ -507,6 +507,8 @@ class Optimization:
             trace = NodeTrace(AGENT_KEY, AGENT_KEY, model=model.name)
             request = CallRequest(model, messages, temperature=0.0, max_tokens=AGENT_MAX_TOKENS)
             held = self.evaluator.reserve_agent_call(model, messages, AGENT_MAX_TOKENS)  # or SpendCapReached
+            # minutes on a real model, while the status showed the last round's, frozen (the real 0.5B walk)
+            self._progress.restage(f"search: asking the feedback agent {model.name}")
             try:
                 result = await calls.call(trace, request)
             finally:

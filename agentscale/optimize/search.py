@@ -57,9 +57,9 @@ async def run_search(
         if refused is not None:
             outcome.stopped_reason = str(refused)
             if observed:
-                await method.observe(observed)
+                await method.observe(observed, more=False)
             break
-        await method.observe(observed)
+        await method.observe(observed, more=iteration < iterations - 1)
         new = {o.candidate.canonical_key for o in observations} - seen
         seen |= new
         stale = 0 if new else stale + 1

@@ -8,6 +8,7 @@ from typing import Any
 from agentscale.graphs.located import load_located
 from agentscale.optimize.dry_run import project
 from agentscale.optimize.problem import SearchProblem
+from agentscale.optimize.runner import AGENT_MAX_TOKENS
 from agentscale.optimize.space import SpaceSpec, space_from_data
 
 # every sampled graph is one assistant under a CEO (l1) for two rounds; a question is 100 prompt
@@ -79,3 +80,34 @@ def test_the_pareto_front_is_noted_as_uncounted_only_when_the_test_split_is_scor
     assert "not counted: each graph on the Pareto front on the 6 test items" in _project(text, score_test=True)["note"]
     assert "Pareto front" not in _project(text, score_test=False)["note"]
     assert "Pareto front" not in _project(CEO_SPACE, score_test=True)["note"]
+
+
+def test_the_feedback_agents_calls_are_projected_as_the_search_makes_them() -> None:
+    """The dry run left the agent out: on the real 0.5B its two calls were 11% of the run's tokens and
+    all of its USD, and a `max_spend.usd` cap its calls crossed was not noted. It is asked after every
+    round but the last (`llm`: 2 of 3 rounds), Agent-REINFORCE not after its pilot either (1 of 3),
+    each a prompt about the round and a reply at its max_tokens, priced as its calls are."""
+    agent = (
+        ", agent_model: {model: sim/llama-8b, params_b: 8, price: {input_per_mtok: 1000000, output_per_mtok: 2000000}}"
+    )
+    plain, with_agent = _space(CEO_SPACE), _space(CEO_SPACE.replace("seed: 0}\n", f"seed: 0{agent}}}\n"))
+    problem = SearchProblem.from_space(plain)
+    for method, asks in (("llm", 2), ("agent-reinforce", 1)):
+        before = project(plain, problem, method, 0, 4, 6, score_test=False)
+        after = project(with_agent, problem, method, 0, 4, 6, score_test=False)
+        assert (
+            after["calls"] - before["calls"]
+            == asks
+            == after["calls_by_stage"]["search"] - before["calls_by_stage"]["search"]
+        )
+        per_call = (after["tokens"] - before["tokens"]) / asks
+        prompt = per_call - AGENT_MAX_TOKENS
+        assert 300 < prompt < 3000, prompt  # the prompt about a round of 2 graphs, at 4 characters a token
+        assert after["usd"] - before["usd"] == asks * (prompt * 1 + AGENT_MAX_TOKENS * 2)
+        assert after["evaluations"] == before["evaluations"]
+    without = project(plain, problem, "llm", 0, 4, 6, score_test=False)["usd"]
+    cap = f"minibatch: 8, seed: 0, max_spend: {{usd: {without + 1}}}"  # the graphs fit it, the agent does not
+    for text, noted in ((CEO_SPACE, False), (CEO_SPACE.replace("seed: 0}\n", f"seed: 0{agent}}}\n"), True)):
+        capped = _space(text.replace("minibatch: 8, seed: 0", cap))
+        figures = project(capped, problem, "llm", 0, 4, 6, score_test=False)
+        assert ("max_spend.usd=" in figures["note"]) == noted, figures["note"]

@@ -32,6 +32,31 @@ def test_prose_only_and_unknown_fields_are_rejected() -> None:
     assert update is None and why and "budget" in why
 
 
+def test_a_reply_cut_at_its_max_tokens_gives_the_fields_that_closed_before_the_cut() -> None:
+    """The real 0.5B agent's replies ran to its 1,024 tokens repeating its proposed graph's nodes;
+    the first complete object inside (its `size` probabilities) was taken for the update and refused
+    ("Extra inputs are not permitted at ('1',)"), its complete probabilities lost and the cut unsaid."""
+    node = '{"role": "assistant", "model": "small"}, '
+    real = '{"size": {"1": 0.17, "3": 0.48}, "models": {"small": 0.17}, "graph": {"nodes": [' + node * 60 + '{"ro'
+    update, why = parse_agent_update(real)
+    assert why is None and update is not None
+    assert (update.size, update.models, update.graph) == ({1: 0.17, 3: 0.48}, {"small": 0.17}, None)
+    for cut, kept in (
+        ('{"size": {"3": 0.5}, "models": ', {3: 0.5}),  # the cut right after a key
+        ('{"size": {"3": 0.5}, "graph": tru', {3: 0.5}),  # inside a literal
+        ('```json\n{"size": {"3": 0.5}, "mod', {3: 0.5}),  # inside a key, after a fence
+    ):
+        update, why = parse_agent_update(cut)
+        assert why is None and update is not None and update.size == kept, cut
+    update, why = parse_agent_update('{"size": {"3": 0.5')  # nothing closed before the cut
+    assert update is None and why is not None and "stopped before its JSON object closed" in why
+    # not cut but broken: as before, no update from a fragment of it
+    update, why = parse_agent_update('{"size": {"3": 0.5}, "x": [1, 2]] }')
+    assert update is None and why is not None and "stopped before" not in why
+    update, why = parse_agent_update('Use {fewer} nodes. {"models": {"small": 0.9}}')  # a brace of prose first
+    assert why is None and update is not None and update.models == {"small": 0.9}
+
+
 def test_out_of_range_and_unknown_values_are_not_applied() -> None:
     dist = distribution()
     before = dist.state()

@@ -44,6 +44,12 @@ class AgentReinforce(SearchMethod):
     name = "agent-reinforce"
     uses_agent = True
 
+    @classmethod
+    def agent_calls(cls, iterations: int) -> int:
+        """Not after the pilot either: its round leans the model prior, and the agent speaks from the
+        probes' round on."""
+        return max(0, iterations - 2)
+
     def __init__(
         self, problem: SearchProblem, *, seed: int = 0, agent: AgentCall | None = None, lr: float = 0.5, **options: Any
     ):
@@ -147,8 +153,8 @@ class AgentReinforce(SearchMethod):
         return probes
 
     # updates ------------------------------------------------------------------------------------
-    async def observe(self, observations: list[Observation]) -> None:
-        await super().observe(observations)
+    async def observe(self, observations: list[Observation], *, more: bool = True) -> None:
+        await super().observe(observations, more=more)
         if self.phase == "pilot":
             self._lean_toward_winning_models(observations)
             self.phase = "probe"
@@ -157,13 +163,13 @@ class AgentReinforce(SearchMethod):
             self._lean_toward_winning_shape(observations)
             self.phase = "search"
         reinforce_step(self.distribution, observations, self.lr)
-        if self.agent is not None:
+        if self.agent is not None and more:
             proposed = await ask_agent(
                 self.agent, self.distribution, observations, insights=True, unused=self.agent_unused
             )
             if proposed is not None:
                 self.proposed.append(proposed)  # measured in the next iteration
-        else:
+        elif self.agent is None:
             self.rules.apply(self.distribution, self.history, observations, elite=self._incumbent())
 
     def _lean_toward_winning_models(self, pilot: list[Observation]) -> None:

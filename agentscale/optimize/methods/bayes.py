@@ -64,11 +64,11 @@ class BayesSearch(SearchMethod):
             self.study.tell(trial, -1.0)  # invalid or over budget: teach TPE to avoid it
         raise AgentScaleError("Bayesian search found no graph within the budget")
 
-    async def observe(self, observations: list[Observation]) -> None:
+    async def observe(self, observations: list[Observation], *, more: bool = True) -> None:
         """Each trial told its own graph's reward: matched by graph, not by position (a proposal the
         spend cap refused is missing from `observations`, and the rewards after it went to the
         wrong trials); a trial left untold stays open in the study."""
-        await super().observe(observations)
+        await super().observe(observations, more=more)
         waiting: dict[str, list[Any]] = {}
         for trial, candidate in self.pending:
             waiting.setdefault(candidate.canonical_key, []).append(trial)

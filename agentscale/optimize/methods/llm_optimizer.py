@@ -32,9 +32,11 @@ class LLMOptimizer(SearchMethod):
         extra, self.proposed = self.proposed, []
         return extra + [self.distribution.sample(self.rng) for _ in range(max(0, k - len(extra)))]
 
-    async def observe(self, observations: list[Observation]) -> None:
-        await super().observe(observations)
+    async def observe(self, observations: list[Observation], *, more: bool = True) -> None:
+        await super().observe(observations, more=more)
         assert self.agent is not None
+        if not more:
+            return
         proposed = await ask_agent(
             self.agent, self.distribution, observations, insights=False, unused=self.agent_unused
         )

@@ -41,6 +41,6 @@ class Reinforce(SearchMethod):
     def propose(self, k: int) -> list[CandidateGraph]:
         return [self.distribution.sample(self.rng) for _ in range(k)]
 
-    async def observe(self, observations: list[Observation]) -> None:
-        await super().observe(observations)
+    async def observe(self, observations: list[Observation], *, more: bool = True) -> None:
+        await super().observe(observations, more=more)
         reinforce_step(self.distribution, observations, self.lr)
