@@ -985,6 +985,13 @@ def test_a_baseline_above_the_crowned_graph_on_the_test_split_is_said_in_words()
     assert said.endswith("add train items to tell them apart")
     # a cost weight ranked the cheaper graph first: more train items are not the fix (the review's D1)
     (weighed,) = _baselines_above_the_crown(tested, Objective(cost=0.9))
-    assert weighed.endswith("the objective weighs compute, which ranked the crowned graph first")
+    assert weighed.endswith(
+        "the objective weighs compute, of which the crowned graph spends less, and that ranked it first"
+    )
+    # a costlier crown: the weight did not rank it first (the real 0.5B walk: compute 2.04 against the vote's 1.48)
+    tested.best = TestScore("best", crowned, 9 / 40, 40, 5.0, 1.0, right)
+    (costlier,) = _baselines_above_the_crown(tested, Objective(cost=0.9))
+    assert costlier.endswith("add train items to tell them apart")
+    tested.best = TestScore("best", crowned, 9 / 40, 40, 1.0, 1.0, right)
     tested.baselines["vote"] = TestScore(votes.short_name(), votes, 9 / 40, 40, 4.0, 1.0, right)
     assert _baselines_above_the_crown(tested, Objective()) == []
