@@ -222,7 +222,9 @@ async def test_a_budget_that_stops_the_crowned_graph_is_said(tmp_path: Path, sto
         assert said == [], result.warnings
         return
     assert said and "on 12 of the 12 train items it answered" in said[0], result.warnings
-    assert "budget max_latency_s=0.2 exceeded by the calls' actual usage" in said[0]
+    # passed by a call's end, or refused before one when the wall clock's share (on a loaded machine)
+    # already made it late: which one the first item meets is timing
+    assert re.search(r"budget max_latency_s=0\.2 (exceeded by the calls' actual usage|would be exceeded)", said[0])
 
 
 async def test_a_retry_after_a_cut_evaluation_retires_every_first_try_call(
