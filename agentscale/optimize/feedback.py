@@ -83,10 +83,30 @@ def parse_agent_update(text: str) -> tuple[AgentUpdate | None, str | None]:
         objects = json_objects(text)  # the first one is the update
     if not objects:
         return None, "no JSON object in the reply"
+    return _valid_fields(objects[0])
+
+
+def _valid_fields(data: dict[str, Any]) -> tuple[AgentUpdate | None, str | None]:
+    """The update of the reply's fields that are valid, and why any was dropped. A field of its own
+    whose value is malformed is dropped alone: the real 0.5B agent gave `graph.edges` as [i, j, p]
+    triples beside valid probabilities, and the whole reply was refused. A key the update does not
+    have (`budget`) refuses the reply whole: it asks for what the agent may not change."""
     try:
-        return AgentUpdate.model_validate(objects[0]), None
+        return AgentUpdate.model_validate(data), None
     except ValidationError as exc:
-        return None, f"invalid update: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
+        errors = exc.errors()
+        why = f"invalid update: {errors[0]['msg']} at {errors[0]['loc']}"
+    broken = {str(error["loc"][0]) for error in errors if error["loc"]}
+    if not broken <= set(AgentUpdate.model_fields) or any(error["type"] == "extra_forbidden" for error in errors):
+        return None, why
+    kept = {key: value for key, value in data.items() if key not in broken}
+    if not kept:
+        return None, why
+    try:
+        update = AgentUpdate.model_validate(kept)
+    except ValidationError:
+        return None, why
+    return update, f"{', '.join(sorted(broken))} dropped ({why})"
 
 
 def _members_before_a_cut(text: str) -> dict[str, Any] | None:
@@ -291,6 +311,8 @@ async def ask_agent(
         log.warning("agent feedback ignored: %s", why)
         unused.append(f"its reply was ignored: {why}")
         return None
+    if why is not None:
+        log.warning("agent feedback partly used: %s", why)
     proposed, rejected = apply_agent_update(distribution, update)  # it logs what it rejected
     if rejected and len(rejected) == update.parts():  # an unknown model, an over-budget graph: said nowhere
         unused.append(f"every part of its reply was rejected: {rejected[0]}")

@@ -57,6 +57,20 @@ def test_a_reply_cut_at_its_max_tokens_gives_the_fields_that_closed_before_the_c
     assert why is None and update is not None and update.models == {"small": 0.9}
 
 
+def test_a_malformed_field_is_dropped_alone_and_a_key_beyond_the_update_refuses_the_reply() -> None:
+    """The real 0.5B agent gave `graph.edges` as [i, j, p] triples beside valid probabilities, and
+    the whole reply was refused; a key the update does not have (a budget, a field inside the graph)
+    still refuses it whole: it asks for what the agent may not change."""
+    update, why = parse_agent_update(
+        '{"size": {"2": 0.5}, "edges": [[0, 1, 0.7]], '
+        '"graph": {"nodes": [{"role": "assistant", "model": "big"}], "edges": [[0, 1, 0.5]]}}'
+    )
+    assert update is not None and (update.size, update.edges, update.graph) == ({2: 0.5}, [(0, 1, 0.7)], None)
+    assert why is not None and why.startswith("graph dropped (invalid update: Tuple should have at most 2 items")
+    for refused in ('{"size": {"2": 0.5}, "graph": {"nodes": [{"role": "assistant"}], "budget": 1}}', '{"size": []}'):
+        assert parse_agent_update(refused)[0] is None, refused
+
+
 def test_out_of_range_and_unknown_values_are_not_applied() -> None:
     dist = distribution()
     before = dist.state()
