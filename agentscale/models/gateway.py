@@ -430,6 +430,8 @@ class Gateway:
                 )
                 if not retry or out_of_time:
                     detail = _describe(exc)
+                    if isinstance(exc, _timeouts()) and not out_of_time:
+                        detail += _timeout_hint(base_timeout, own=endpoint.timeout_s is not None)
                     why = " (the time budget leaves no room for another)" if out_of_time else ""
                     raise ModelCallError(
                         f"call failed after {attempt} attempt(s){why}: {detail}",
@@ -569,6 +571,18 @@ class _Entered:
 
 class _FirstAskerGone(Exception):
     """The asker whose call a waiting asker relied on was cancelled before it answered."""
+
+
+def _timeout_hint(timeout_s: float, *, own: bool) -> str:
+    """What sets an attempt's timeout, after a call whose attempts all timed out: a real 0.5B feedback
+    agent writing 1,024 tokens at 2-10 a second on a loaded CPU timed out four times at the default
+    120 s (8 minutes), and nothing named the setting."""
+    if own:
+        return f" (each attempt may take {timeout_s:g} s, this endpoint's timeout)"
+    return (
+        f" (each attempt may take {timeout_s:g} s: a slower server needs AGENTSCALE_TIMEOUT_S, or "
+        "GatewaySettings.timeout_s, higher; a bundled local/ model gets 900 s)"
+    )
 
 
 def _describe(exc: BaseException) -> str:

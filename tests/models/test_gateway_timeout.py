@@ -40,7 +40,11 @@ async def test_the_endpoint_timeout_replaces_the_gateways(
     scripted.add_rule(Rule(replies=["Final answer: 1"], latency_s=0.6))
     gateway = Gateway(None, GatewaySettings(timeout_s=0.2, max_retries=0, cache=False))
     request = CallRequest(ResolvedModel("m", "slowtest/x"), [{"role": "user", "content": "hi"}])
-    with pytest.raises(ModelCallError, match=r"[Tt]imeout"):
+    with pytest.raises(ModelCallError, match=r"[Tt]imeout") as info:
+        await gateway.complete(request)
+    assert "(each attempt may take 0.2 s: a slower server needs AGENTSCALE_TIMEOUT_S" in str(info.value)
+    slow_prefix["timeout_s"] = 0.3  # its own: the setting that counts is the endpoint's
+    with pytest.raises(ModelCallError, match=r"each attempt may take 0\.3 s, this endpoint's timeout"):
         await gateway.complete(request)
     slow_prefix["timeout_s"] = 5.0
     result = await gateway.complete(request)
