@@ -447,8 +447,10 @@ async def test_misbehaving_agent_never_breaks_the_search(
     run = optimization(text, store)
     result = await run.run()
     agent_calls = [r for r in scripted.completion_requests if r["model"] == "agent"]
-    assert len(agent_calls) == 3  # after the probes and each search round but the last
     rows = store.node_calls(run.run_id, "optimizer-agent")  # the agent's calls are in the run's rows
+    # after the probes and each search round but the last; a prompt the cache held (the rounds' latencies
+    # printed alike) is no request but a row
+    assert len(rows) == 3 and len(agent_calls) >= 2
     assert {(r.node_id, r.route, r.status) for r in rows} == {("optimizer-agent", "hosted_vllm/agent", "ok")}
     assert sum(not r.cached for r in rows) == len(agent_calls) and all(r.messages_json for r in rows)
     assert result.best.compute <= 3.5 and result.best.candidate.size <= 3
