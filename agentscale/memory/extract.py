@@ -21,6 +21,7 @@ PREFIX = "behavior_"
 # the extract prompt's example name (prompts/extract.yaml), which small curators copy for any behavior
 EXAMPLE_NAME = "behavior_inclusion_exclusion_principle"
 _OWN_NAME_WORDS = 4  # content words of its instruction that name a behavior given the example's name
+_EXAMPLE_SUBJECT = frozenset({"inclusion", "exclusion"})  # what the example's name is about
 MIN_INSTRUCTION_CHARS = 20
 MAX_NAME_CHARS = 80
 MAX_INSTRUCTION_CHARS = 600
@@ -94,8 +95,7 @@ def normalize_name(raw: str) -> str | None:
     becomes one underscore, and a leading `behavior` (with any separator) is replaced by the single
     `behavior_` prefix. A name of no Latin letter or digit at all (`behavior_加法进位`) is None.
     """
-    plain = "".join(c for c in unicodedata.normalize("NFKD", raw.strip()) if not unicodedata.combining(c))
-    words = _NON_WORD.sub("_", _CAMEL.sub("_", plain).lower()).strip("_")
+    words = _NON_WORD.sub("_", _CAMEL.sub("_", _unaccented(raw.strip())).lower()).strip("_")
     while words == "behavior" or words.startswith("behavior_") or words.startswith("behaviour_"):
         words = words.partition("_")[2] if "_" in words else ""
     words = words.strip("_")
@@ -105,25 +105,33 @@ def normalize_name(raw: str) -> str | None:
     return name[:MAX_NAME_CHARS].rstrip("_")
 
 
+def _unaccented(text: str) -> str:
+    """Accented Latin letters without their accents (`vérifier` → `verifier`)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def only_its_name(instruction: str, name: str) -> bool:
-    """Whether the instruction's content words are all in the behavior's name ("Calculate the total
-    cost." for `behavior_calculate_total_cost`): a real SmolLM2 curator's behavior said no more than
-    its name, passed the 20-character filter, and was shown to every question."""
-    return set(tokens(instruction)) <= set(tokens(name.removeprefix(PREFIX)))
+    """Whether the instruction has content words and all of them are in the behavior's name
+    ("Calculate the total cost." for `behavior_calculate_total_cost`): a real SmolLM2 curator's
+    behavior said no more than its name, passed the 20-character filter, and was shown to every
+    question. An instruction of no Latin word (Chinese, Russian) is not judged so."""
+    said = set(tokens(_unaccented(instruction)))
+    return bool(said) and said <= set(tokens(name.removeprefix(PREFIX)))
 
 
 def _not_the_example(name: str, instruction: str) -> str:
     """`name`, unless it is the prompt's example name copied (only the example's words, or two of them,
-    and none in the instruction): then a name of the instruction's first content words (no numbers).
-    A real 0.5B curator gave 17 of 30 proposals the example's name or a variant of it
-    (`behavior_apply_inclusion_exclusion_principle`); kept apart as NAME_2, NAME_3, ... since 09353d6,
-    their names said nothing and put the example's words into every retrieval of them."""
+    and the instruction says neither "inclusion" nor "exclusion"): then a name of the instruction's
+    first content words (no numbers). A real 0.5B curator gave 17 of 30 proposals the example's name
+    or a variant of it (`behavior_apply_inclusion_exclusion_principle`); kept apart as NAME_2, NAME_3,
+    ... since 09353d6, their names said nothing and put the example's words into every retrieval."""
     example = set(tokens(EXAMPLE_NAME.removeprefix(PREFIX)))
     words = set(tokens(name.removeprefix(PREFIX)))
-    copied = words <= example or len(words & example) >= 2
-    if not copied or example & set(tokens(instruction)):
+    copied = bool(words) and (words <= example or len(words & example) >= 2)
+    plain = _unaccented(instruction)
+    if not copied or _EXAMPLE_SUBJECT & set(tokens(plain)):  # "principle" alone says nothing of it
         return name
-    said = [word for word in content_words(instruction) if len(word) > 2 and not word.isdigit()]
+    said = [word for word in content_words(plain) if len(word) > 2 and not word.isdigit()]
     own = list(dict.fromkeys(said))[:_OWN_NAME_WORDS]
     return (normalize_name(PREFIX + "_".join(own)) if own else None) or name
 
@@ -308,7 +316,9 @@ def check_proposals(
             outcome.rejected["contains_answer"] += 1
         elif quotes_question(instruction, question):
             outcome.rejected["quotes_question"] += 1
-        elif (name := _not_the_example(name, instruction)) in seen:
+        elif only_its_name(instruction, name := _not_the_example(name, instruction)):
+            outcome.rejected["only_its_name"] += 1  # the example's name, for an instruction that is a name
+        elif name in seen:
             outcome.rejected["duplicate"] += 1
         else:
             seen.add(name)

@@ -179,6 +179,26 @@ def test_the_prompts_example_name_copied_for_another_behavior_is_named_by_its_in
     ]
 
 
+def test_a_name_check_neither_drops_other_scripts_nor_passes_a_name_under_the_example() -> None:
+    """A review's findings: an instruction of no Latin word had no words, a subset of any name's, and
+    was rejected; a bare name under the example's name was renamed to itself and kept; "principle"
+    alone kept the example's name for another principle; accented words lost their letters."""
+    entries = [
+        ("behavior_check_units", "Проверяйте единицы измерения перед вычислением."),
+        (EXAMPLE_NAME, "Calculate the total cost."),
+        (EXAMPLE_NAME, "Use the pigeonhole principle to show two share a box."),
+        ("behavior_inclusion_exclusion", "Vérifier les unités avant de calculer le total."),
+    ]
+    reply = json.dumps({"behaviors": [{"name": n, "instruction": i} for n, i in entries]})
+    outcome = check_proposals(reply, answer="99")
+    assert [p.name for p in outcome.proposals] == [
+        "behavior_check_units",
+        "behavior_pigeonhole_principle_show_two",
+        "behavior_verifier_les_unites_avant",
+    ]
+    assert dict(outcome.rejected) == {"only_its_name": 1}
+
+
 def test_instructions_are_one_line_and_the_limit_holds() -> None:
     reply = json.dumps(
         {
