@@ -410,7 +410,10 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
             graph,
         )
     out.print(table)
-    if crowned is not None and in_progress:
+    if crowned is not None and in_progress and "crowned" in summary:  # recorded as the crowning ended
+        out.print(f"crowned graph (trial {crowned.seq}; the run is scoring it on the test split):")
+        out.print(diagram(candidate_from_json(crowned.candidate_json)))
+    elif crowned is not None and in_progress:
         out.print(f"leading graph so far (trial {crowned.seq}; the run is still running, nothing is crowned yet):")
         out.print(diagram(candidate_from_json(crowned.candidate_json)))
     elif crowned is not None and not recorded:

@@ -546,6 +546,9 @@ class Optimization:
         failed = failed_calls_by_trial(self.store, self.run_id) if self.retry_errors else {}
         if failed:  # after the claim: another process may have been answering them
             self.evaluator.forget_from(min(failed))
+            # what the run crowned and scored came from trials it drops: a stop before it crowns
+            # again showed the old crown (and a finished run's test scores) as this run's
+            self.store.save_summary(self.run_id, {})
         self._progress = ProgressReporter(on_progress, lambda: self.store.spend(self.run_id)["calls"])
         try:
             async with self._progress.refreshing():
@@ -607,7 +610,8 @@ class Optimization:
         best_yaml = self._graph_yaml(best_train.candidate, "best")
         best_path = artifacts / "best.yaml"
         write_output(best_path, best_yaml)  # whole or not at all, as every file a user is pointed to
-        self.store.save_summary(self.run_id, _crown_record(best_train, best_path, crowning))
+        if "best" not in json.loads(self.store.get_run(self.run_id).summary_json):  # a replay keeps the final one
+            self.store.save_summary(self.run_id, _crown_record(best_train, best_path, crowning))
         # every graph with all it answered (minibatches, race steps), read back as the report and `runs
         # show` read it: from the race's merged steps its latency came out 2.27 s, the report's 2.31 s
         front = stored_front(self.store, self.run_id, self.space, None)  # in trial order

@@ -96,7 +96,11 @@ class OptimizeReport:
         self.simulated = run_is_simulated(run)
         self.in_progress = run.in_progress()
         # "crowned" only for the graph the runner crowned; before that, the leading graph
-        self.crowned_word = "crowned" if crown_recorded(self.summary) and not self.in_progress else "leading"
+        # (or crowned while its test split runs: the crown is recorded then)
+        testing = self.in_progress and "crowned" in self.summary
+        self.crowned_word = (
+            "crowned" if crown_recorded(self.summary) and (testing or not self.in_progress) else "leading"
+        )
         self._drawings: dict[str, str] = {}
         recorded = recorded_front(self.summary) if not self.in_progress else None
         self.front = trials_front(self.trials, self.verdicts, self.space, self.candidates, recorded=recorded)
@@ -217,7 +221,7 @@ class OptimizeReport:
 
     def _outcome(self, crowned: Trial | None, crowned_test: Trial | None) -> str:
         if self.crowned_word == "crowned":
-            title = "Crowned graph"
+            title = "Crowned graph (the run is scoring it on the test split)" if self.in_progress else "Crowned graph"
         else:
             title = _LEADING_TITLE if self.in_progress else _STOPPED_TITLE
         if crowned is None:

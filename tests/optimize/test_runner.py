@@ -544,6 +544,16 @@ async def test_a_cancelled_run_is_interrupted_and_a_resume_runs_again(
     assert store.get_run(run.run_id).status == "done"
 
 
+async def _stopped_at(run: Optimization, stage: str) -> None:
+    """Run `run` until it reports a stage starting with `stage`, then cancel it (what Ctrl-C leads to)."""
+    reached = asyncio.Event()
+    task = asyncio.create_task(run.run(on_progress=lambda p: reached.set() if p.stage.startswith(stage) else None))
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_run_stopped_in_its_test_split_keeps_its_crown(
     tmp_path: Path, scripted: ScriptedServer, store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -553,12 +563,7 @@ async def test_a_run_stopped_in_its_test_split_keeps_its_crown(
 
     scripted.latency_s = 0.05
     run = optimization(space_text(tmp_path, scripted.api_base), store)
-    testing = asyncio.Event()
-    task = asyncio.create_task(run.run(on_progress=lambda p: testing.set() if p.stage == "testing" else None))
-    await testing.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _stopped_at(run, "testing")
     stopped = store.get_run(run.run_id)
     crowned = json.loads(stopped.summary_json)["crowned"]
     assert stopped.status == "interrupted" and load(crowned["path"]).spec.nodes
@@ -571,7 +576,29 @@ async def test_a_run_stopped_in_its_test_split_keeps_its_crown(
     assert "Crowned graph" in page.read_text() and "nothing was crowned" not in page.read_text()
     resumed = await Optimization.resume(run.run_id, Gateway(store, GatewaySettings())).run()
     assert resumed.best is not None and resumed.best.candidate.describe() == crowned["graph"]
-    assert "crowned" not in json.loads(store.get_run(run.run_id).summary_json)  # the final summary replaced it
+    final = json.loads(store.get_run(run.run_id).summary_json)
+    assert "crowned" not in final and final["best"]["graph"] == crowned["graph"]  # the final summary replaced it
+    # a replay of the finished run stopped in its test split keeps the final summary (a review's B3:
+    # the crown record replaced its test scores, baselines and front)
+    await _stopped_at(Optimization.resume(run.run_id, Gateway(store, GatewaySettings())), "testing")
+    assert json.loads(store.get_run(run.run_id).summary_json) == final
+
+
+async def test_a_resume_that_drops_the_crowning_drops_its_record(
+    tmp_path: Path, scripted: ScriptedServer, store: Store
+) -> None:
+    """`--retry-errors` asks failed evaluations again and drops the trials after them, the crowning
+    among them; stopped before it crowned again, the run still showed the dropped crown (a review's B4)."""
+    scripted.latency_s = 0.05
+    scripted.add_rule(Rule(model="bad", status=500, times=3))  # failed calls in the single calls' race
+    run = optimization(space_text(tmp_path, scripted.api_base), store)
+    await _stopped_at(run, "testing")
+    assert "crowned" in json.loads(store.get_run(run.run_id).summary_json)
+    scripted.reset()
+    scripted.latency_s = 0.05
+    resumed = Optimization.resume(run.run_id, Gateway(store, GatewaySettings(max_retries=0)), retry_errors=True)
+    await _stopped_at(resumed, "search")
+    assert json.loads(store.get_run(run.run_id).summary_json) == {}
 
 
 async def test_replies_cut_at_their_max_tokens_are_said(tmp_path: Path, scripted: ScriptedServer, store: Store) -> None:

@@ -280,6 +280,15 @@ def test_a_running_optimization_is_shown_as_in_progress(optimization, capsys) ->
     assert main(["runs", "show", run_id]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "leading graph so far" in shown and "crowned graph (trial" not in shown and not drawing.exists()
+    # crowned, its test split running: the crown is recorded, and said (a review: "nothing is crowned yet")
+    final = json.loads(store.get_run(run_id).summary_json)
+    crowned = {"graph": final["best"]["graph"], "path": final["best"]["path"]}
+    _set_run(store, run_id, summary_json=json.dumps({"crowned": crowned, "crowning": final["crowning"]}))
+    assert main(["report", run_id, "-o", str(page)]) == 0
+    assert "Crowned graph (the run is scoring it on the test split)" in page.read_text()
+    assert main(["runs", "show", run_id]) == 0
+    assert "crowned graph (trial" in " ".join(capsys.readouterr().out.split())
+    _set_run(store, run_id, summary_json=json.dumps(final))
     for status, owner in (("created", current_owner()), ("running", current_owner().rsplit("/", 1)[0] + "/0")):
         _set_run(store, run_id, status=status, owner=owner, finished=None)  # never started; its process gone
         assert main(["report", run_id, "-o", str(page)]) == 0
