@@ -183,14 +183,6 @@ def warn_if_open(host: str, what: str) -> None:
     )
 
 
-def unpulled_models(models: Mapping[str, ModelSpec]) -> list[str]:
-    """Bundled `local/` models whose weights are not on this machine (`not_pulled_notes`): a note, as
-    validate may run where the models are not needed (CI)."""
-    from agentscale.models.pull import not_pulled_notes
-
-    return not_pulled_notes({alias: model.model for alias, model in models.items()})
-
-
 def unset_api_keys(models: Mapping[str, ModelSpec], at: str = "models") -> list[str]:
     """The `api_key_env` variables not set here: valid, yet every call would fail where the command
     runs (an eval found it item by item; a served graph answered 502 to every question its cache did

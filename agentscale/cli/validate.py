@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from agentscale.cli._console import err, print_json, print_plain
-from agentscale.cli._options import DbOption, JsonOption, unpulled_models, unset_api_keys
+from agentscale.cli._options import DbOption, JsonOption, unset_api_keys
 from agentscale.cli._space_notes import space_notes
 from agentscale.errors import AgentScaleError, SpecError
 from agentscale.graphs.io import read_text
@@ -109,13 +109,14 @@ def _check(file: Path, db: Path | None) -> tuple[str, list[str]]:
         models = len(space.models)
         summary = f"search space {space.name!r}, {models} model{'s' * (models != 1)}, up to {space.max_nodes} nodes"
         return summary, space_notes(space, task.name, train)
+    from agentscale.models.pull import graph_not_pulled
     from agentscale.runtime.graph import Graph
 
     spec = checked_spec(located, str(file))
     with located.locating(str(file)):  # what loading it to run checks too (budget caps, a tester's format)
         graph = Graph(spec, store=None, source=str(file))
     summary = f"graph {spec.name!r}, {len(spec.nodes)} node{'' if len(spec.nodes) == 1 else 's'}"
-    notes = unset_api_keys(spec.models) + unpulled_models(spec.models) + _missing_handbook(spec, db)
+    notes = unset_api_keys(spec.models) + graph_not_pulled(spec) + _missing_handbook(spec, db)
     return summary, notes + _code_unsaid(spec, graph.runtime.answer_format)
 
 

@@ -34,7 +34,7 @@ from agentscale.graphs.validate import load_spec_text
 from agentscale.memory.handbook import check_usable
 from agentscale.memory.inject import record_outcome, stored_use, take_back_use, with_handbook
 from agentscale.models.gateway import Gateway, store_of
-from agentscale.models.pull import not_pulled_notes, refuse_unpulled
+from agentscale.models.pull import graph_not_pulled, refuse_unpulled
 from agentscale.runtime.execute import check_callback
 from agentscale.runtime.graph import Graph
 from agentscale.storage import storage_errors_said
@@ -353,6 +353,9 @@ class Evaluation:
             raise TypeError(f"Evaluation's config is an EvalConfig(task=...), not {type(config).__name__}")
         if run_id is None and config.n is not None and not isinstance(config.n, bool) and config.n == 0:
             raise AgentScaleError("EvalConfig.n=0 evaluates no item: give at least 1, or None for all")
+        on_ray = (executor.config() if executor is not None else config.executor_config).kind == "ray"
+        if run_id is None and not on_ray:  # before its run and executor exist; Ray's workers pull their own
+            refuse_unpulled(graph_not_pulled(graph.spec), "evaluated")
         self.config = config
         self.retry_errors = retry_errors
         self._owns_executor = executor is None
@@ -376,7 +379,6 @@ class Evaluation:
             check_usable(store, spec.memory)
         self.executor.check(self.graph)
         if run_id is None:
-            refuse_unpulled(not_pulled_notes({alias: model.model for alias, model in spec.models.items()}), "evaluated")
             if not config.response_cache and self.graph.gateway.settings.cache:  # it was taken, and ignored
                 raise AgentScaleError(
                     "EvalConfig.response_cache records the gateway's setting: to answer without the cache, give "

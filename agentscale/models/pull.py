@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentscale.errors import AgentScaleError
+from agentscale.graphs.spec import GraphSpec
 from agentscale.models.bundled import StatusCallback, ensure_bundled_model, is_converted, model_dir
 from agentscale.models.catalog import BUNDLED, BundledModel, BundledModelError
 from agentscale.models.weights import ProgressCallback, install_parts, missing_parts
@@ -42,6 +43,19 @@ def not_pulled_notes(routes: Mapping[str, str], at: str = "models") -> list[str]
     with its weights not on this machine, what to say and how to get them. `validate` and `optimize
     --dry-run` say it: such a file is valid, yet its run stops at the first call."""
     return [f"{at}.{alias}: {said}" for alias, route in routes.items() if (said := not_pulled(route)) is not None]
+
+
+def graph_not_pulled(spec: GraphSpec) -> list[str]:
+    """`not_pulled_notes` of every route a graph calls: its aliases', routes written on its nodes, and
+    its coordinator's CEO and evaluator given as routes (the last two were not checked: a review ran
+    docs/coordinator.md's graph with an unpulled CEO route and its run was created all the same)."""
+    notes = not_pulled_notes({alias: model.model for alias, model in spec.models.items()})
+    on_nodes = {node.id: node.model for node in spec.nodes if node.model and node.model not in spec.models}
+    notes += not_pulled_notes(on_nodes, "nodes")
+    if spec.coordinator is not None:
+        named = {"model": spec.coordinator.model, "evaluator": spec.coordinator.evaluator}
+        notes += not_pulled_notes({f: r for f, r in named.items() if r and r not in spec.models}, "coordinator")
+    return notes
 
 
 def refuse_unpulled(notes: Sequence[str], done: str) -> None:

@@ -383,8 +383,8 @@ class Optimization:
         self.score_test = score_test
         self.problem = SearchProblem.from_space(space)
         self.task, self.train, self.test = load_task_split(space, stored=run_id is not None)
-        if run_id is None:  # before its run exists (a resume may need only replays)
-            refuse_unpulled(not_pulled_here(space), "optimized")
+        if run_id is None and (executor is None or executor.kind != "ray"):  # before its run exists (a resume
+            refuse_unpulled(not_pulled_here(space), "optimized")  # may need replays only; Ray's workers pull)
         self.executor_config = executor or ExecutorConfig()
         self.executor: Executor = create_executor(self.executor_config)  # fails now if Ray is missing
         if run_id is None:

@@ -421,6 +421,19 @@ def test_validate_notes_a_bundled_local_model_not_pulled_here(
     said = " ".join(err.split())
     assert code == 1 and f"local/{model.name} is not pulled" in said and "nothing was evaluated" in said
     assert Store(env / "cli.db").list_runs() == []
+    # a route written on a node, and a CEO given as a route (docs/coordinator.md's form): checked too
+    ceo = env / "ceo.yaml"
+    ceo.write_text(
+        f"name: c\nmodels:\n  m: {{model: sim/llama-8b}}\nnodes:\n  - {{id: a, role: assistant, model: m}}\n"
+        f"  - {{id: b, role: critic, model: local/{model.name}}}\nedges: ['a -> b']\n"
+        f"coordinator: {{model: local/{model.name}}}\n"
+    )
+    code, _, err = run_cli(capsys, "validate", str(ceo))
+    said = " ".join(err.split())
+    assert code == 0 and f"note: nodes.b: local/{model.name} is not pulled" in said, said
+    assert f"note: coordinator.model: local/{model.name} is not pulled" in said
+    code, _, err = run_cli(capsys, "eval", str(ceo), "--task", "sim:math", "--n", "2")
+    assert code == 1 and "nothing was evaluated" in err and Store(env / "cli.db").list_runs() == []
 
 
 def test_validate_notes_an_api_key_variable_unset_here(

@@ -126,6 +126,20 @@ def test_dry_run_notes_a_bundled_local_model_not_pulled_here(
     said = " ".join(capsys.readouterr().err.split())
     assert f"models.l3: local/{model.name} is not pulled" in said and "nothing was optimized" in said
     assert Store(tmp_path / "o.db").list_runs() == []
+    # on Ray each worker starts (or reuses) its own server from its own weights: the driver's are not asked
+    pytest.importorskip("ray", reason="make test installs agentscale[ray]")
+    from agentscale import Gateway, Optimization
+    from agentscale.executors import ExecutorConfig
+
+    on_ray = ExecutorConfig("ray")  # a local Ray, started only when the run runs: it does not here
+    Optimization.from_file(space, Gateway(Store(tmp_path / "o.db")), executor=on_ray).executor.close()
+    assert len(Store(tmp_path / "o.db").list_runs()) == 1
+    from agentscale import EvalConfig, Evaluation, load
+
+    graph = load(_single_call(tmp_path, f"local/{model.name}"), gateway=Gateway(Store(tmp_path / "o.db")))
+    with pytest.raises(AgentScaleError, match="nothing was evaluated"):
+        Evaluation(graph, EvalConfig(task="sim:math", n=2))
+    Evaluation(graph, EvalConfig(task="sim:math", n=2, executor=on_ray.to_dict())).executor.close()
     (tmp_path / "sim.yaml").write_text(SPACE)
     assert main(["optimize", str(tmp_path / "sim.yaml"), "--dry-run", "--json"]) == 0
     assert "not pulled" not in json.loads(capsys.readouterr().out)["note"]
