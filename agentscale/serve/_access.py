@@ -9,6 +9,7 @@ are logged too; health checks that pass are not (a load balancer asks every few 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # a JSON reply is read for its run id or error message only up to this size (an answer can be long)
 _READ_AT_MOST = 256 * 1024
 _SHOWN_CHARS = 300
+_STREAM_TAIL = 16 * 1024  # a stream's last bytes: its finish chunk (the run id) or error event
 
 
 class AccessLog:
@@ -40,9 +42,13 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:  # answered by Starlette's outermost handler, a 500 this middleware never sees
+            reply.unforeseen = True
+            raise
         finally:
             if not (scope["path"] == "/health" and 0 < reply.status < 400):
-                self.say(_line(scope, reply, time.monotonic() - started))
+                with contextlib.suppress(Exception):  # the log's writer gone (stderr closed): the reply stands
+                    self.say(_line(scope, reply, time.monotonic() - started))
 
 
 class _Reply:
@@ -51,8 +57,9 @@ class _Reply:
     def __init__(self) -> None:
         self.status = 0  # no response started: the client left, or the server stopped
         self.streamed = False
-        self.body = bytearray()
+        self.body = bytearray()  # a JSON reply's; a stream's last events
         self.readable = True
+        self.unforeseen = False
 
     def see(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -60,31 +67,43 @@ class _Reply:
             content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
             self.streamed = content_type.startswith("text/event-stream")
             self.readable = content_type.startswith("application/json")
+        elif message["type"] == "http.response.body" and self.streamed:  # its run id or error ends it
+            self.body = (self.body + message.get("body", b""))[-_STREAM_TAIL:]
         elif message["type"] == "http.response.body" and self.readable:
             self.body += message.get("body", b"")
             self.readable = len(self.body) <= _READ_AT_MOST
 
     def said(self) -> str:
-        """` run ID` of an answer, `: MESSAGE` of an error, from the JSON body (else nothing)."""
-        if not self.readable or not self.body:
-            return ""
-        try:
-            data = json.loads(self.body)
-        except ValueError:
-            return ""
-        if not isinstance(data, dict):
-            return ""
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return f": {_one_line(str(error['message']))}"
-        run = data.get("agentscale")
-        return f" run {run['run_id']}" if isinstance(run, dict) and run.get("run_id") else ""
+        """` run ID` of an answer, `: MESSAGE` of an error, from the JSON body or a stream's last event
+        that says either (a stream that failed after its 200 ends in an error event)."""
+        if self.streamed:
+            events = [line[6:] for line in self.body.decode("utf-8", "replace").splitlines() if line.startswith("data: ")]
+            return next(filter(None, (_said_by(event) for event in reversed(events))), "")
+        return _said_by(self.body.decode("utf-8", "replace")) if self.readable and self.body else ""
+
+
+def _said_by(text: str) -> str:
+    """` run ID` or `: MESSAGE` of one JSON reply or event, else nothing."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    error = data.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return f": {_one_line(str(error['message']))}"
+    run = data.get("agentscale")
+    return f" run {run['run_id']}" if isinstance(run, dict) and run.get("run_id") else ""
 
 
 def _line(scope: Scope, reply: _Reply, elapsed_s: float) -> str:
     client = scope.get("client")
     who = f"{client[0]}:{client[1]}" if client else "-"
-    status = str(reply.status) if reply.status else "no reply (the client left or the server stopped)"
+    if reply.unforeseen and not reply.status:
+        status = "500 (an error the server did not foresee: see the log above)"
+    else:
+        status = str(reply.status) if reply.status else "no reply (the client left or the server stopped)"
     kind = " stream" if reply.streamed else ""
     return f"{who} {scope['method']} {_one_line(scope['path'])} {status}{kind} {elapsed_s:.2f} s{reply.said()}"
 

@@ -23,6 +23,7 @@ from agentscale.serve.app import create_app
 from agentscale.testing import Rule, ScriptedServer
 from tests.memory.conftest import seed_handbook
 
+QUESTION = {"role": "user", "content": "What is 2 + 3?"}
 BODY = (
     "name: served\nnodes:\n  - {id: a, role: assistant, model: m}\n  - {id: b, role: assistant, model: m}\n"
     "  - {id: v, role: vote}\nedges: ['a, b -> v']\nanswer_format: number\n"
@@ -247,11 +248,47 @@ def test_each_request_is_one_line_of_the_access_log(make_graph, scripted: Script
         scripted.add_rule(Rule(status=500))
         with pytest.raises(openai.APIStatusError):
             client.chat.completions.create(model="served", messages=[{"role": "user", "content": "What is 4 + 4?"}])
-    assert len(lines) == 4, lines
+        with pytest.raises(openai.APIError):  # another question: the cache holds 2 + 3's answer
+            list(
+                client.chat.completions.create(
+                    model="served", messages=[{"role": "user", "content": "What is 6 + 6?"}], stream=True
+                )
+            )
+    assert len(lines) == 5, lines
     assert re.fullmatch(rf"127\.0\.0\.1:\d+ POST /v1/chat/completions 200 [\d.]+ s run {run_id}", lines[0])
-    assert re.fullmatch(r"127\.0\.0\.1:\d+ POST /v1/chat/completions 200 stream [\d.]+ s", lines[1])
+    assert re.fullmatch(r"127\.0\.0\.1:\d+ POST /v1/chat/completions 200 stream [\d.]+ s run \w+", lines[1])
     assert re.fullmatch(r".* GET /v1/models \[31m 401 [\d.]+ s: missing or invalid API key", lines[2]), lines[2]
     assert " 502 " in lines[3] and ": the graph gave no answer (its model calls failed); run " in lines[3]
+    # a stream that fails after its 200 ends in an error event: said (a review's B7: "200 stream 4.94 s")
+    assert " 200 stream " in lines[4] and ": the graph gave no answer (its model calls failed)" in lines[4]
+
+
+def test_an_error_the_server_did_not_foresee_is_a_500_line_and_a_failing_log_no_failed_request(
+    make_graph, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Starlette answers an exception that escapes the app outside every middleware: the line said
+    "no reply" for a client's 500 (a review's B8). A log writer that raises (stderr gone) must not
+    turn an answered request into a traceback."""
+    import agentscale.serve.app as served_app
+
+    lines: list[str] = []
+
+    def breaks(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    for url in serve(make_graph(BODY), access_log=lines.append):
+        with monkeypatch.context() as patch:  # outside the chat route's own handling: /v1/models/{id}
+            patch.setattr(served_app, "unknown_model", breaks)
+            reply = httpx.get(url + "/models/another", timeout=20)
+        assert reply.status_code == 500
+    assert lines and " 500 (an error the server did not foresee" in lines[0], lines
+
+    def gone(_: str) -> None:
+        raise OSError("stderr closed")
+
+    for url in serve(make_graph(BODY), access_log=gone):
+        reply = httpx.post(url + "/chat/completions", json={"model": "served", "messages": [QUESTION]}, timeout=20)
+        assert reply.status_code == 200
 
 
 def test_a_question_left_unanswered_is_a_server_error_not_an_empty_answer(
