@@ -77,7 +77,8 @@ class _Reply:
         """` run ID` of an answer, `: MESSAGE` of an error, from the JSON body or a stream's last event
         that says either (a stream that failed after its 200 ends in an error event)."""
         if self.streamed:
-            events = [line[6:] for line in self.body.decode("utf-8", "replace").splitlines() if line.startswith("data: ")]
+            lines = self.body.decode("utf-8", "replace").splitlines()
+            events = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
             return next(filter(None, (_said_by(event) for event in reversed(events))), "")
         return _said_by(self.body.decode("utf-8", "replace")) if self.readable and self.body else ""
 
