@@ -103,7 +103,7 @@ def test_a_key_variable_unset_here_is_warned_of_at_start(tmp_path: Path) -> None
     env.pop("AGENTSCALE_TEST_UNSET_KEY", None)
     keyed = "models:\n  k: {model: openai/gpt-4o-mini, api_key_env: AGENTSCALE_TEST_UNSET_KEY}\n"
     (tmp_path / "g.yaml").write_text(GRAPH + keyed)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen([*command, "--no-access-log"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert _wait_until_serving(process, port) == ["served"]
     finally:
@@ -111,6 +111,7 @@ def test_a_key_variable_unset_here_is_warned_of_at_start(tmp_path: Path) -> None
         _, stderr = process.communicate(timeout=60)
     said = " ".join(stderr.split())
     assert "warning: models.k.api_key_env: AGENTSCALE_TEST_UNSET_KEY is not set in this environment" in said
+    assert "GET /v1/models" not in said  # --no-access-log: the polls that found it serving print no line
 
 
 def test_a_taken_port_or_an_unknown_host_is_an_error_before_serving(tmp_path: Path) -> None:
