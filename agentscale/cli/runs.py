@@ -328,7 +328,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
     from agentscale.optimize.report import diagram, outcome_notes, write_plot
     from agentscale.optimize.space import stored_space
     from agentscale.optimize.trials import candidate_from_json, recorded_front, stored_front
-    from agentscale.report.optimize_page import crown_recorded, crowned_trial
+    from agentscale.report.optimize_page import crown_recorded, crowned_trial, recorded_crown
     from agentscale.report.simulated import run_is_simulated, simulated_label
     from agentscale.storage.tables import SHOWN_TIME
 
@@ -438,7 +438,7 @@ def show_optimization(store: Store, run: Run, *, json_output: bool, plot: bool, 
         for note in outcome_notes(summary):
             out.print(escape(note))
     else:  # an interrupted or running search has no summary: what it paid is in the ledger (the report said it)
-        untested = summary.get("crowned")
+        untested = recorded_crown(summary)
         if untested and not in_progress:  # crowned, then stopped during its test split
             out.print(f"best graph: {untested.get('path')} · not scored on the test split (the run stopped first)")
         out.print(f"spent so far: {format_spend(dict(store.spend(run.id)))}")

@@ -77,7 +77,14 @@ def crown_recorded(summary: dict[str, Any]) -> bool:
 def _crowned_description(summary: dict[str, Any]) -> str | None:
     """The crowned graph as the runner's summary describes it (`best.graph`, or `crowned.graph` when
     the run stopped during its test split), if it crowned one."""
-    return (summary.get("best") or {}).get("graph") or (summary.get("crowned") or {}).get("graph")
+    return recorded_crown(summary).get("graph")
+
+
+def recorded_crown(summary: dict[str, Any]) -> dict[str, Any]:
+    """The crowned graph as the runner recorded it: the final summary's `best`, else the `crowned`
+    record a run stopped in its test split keeps (graph, path, train accuracy, compute); {} before."""
+    best: dict[str, Any] = summary.get("best") or summary.get("crowned") or {}
+    return best
 
 
 class OptimizeReport:
@@ -228,7 +235,7 @@ class OptimizeReport:
             empty = "No graph has been evaluated yet." if self.in_progress else "The search evaluated no graph."
             return section(title, paragraph(empty))
         spent = self.store.spend(self.run.id)
-        best = (self.summary.get("best") or self.summary.get("crowned") or {}).get("path")
+        best = recorded_crown(self.summary).get("path")
         test = "not scored"
         if self.config.get("score_test") is False and self.crowned_word == "crowned":  # said nowhere why, nor how
             test += f" ({scored_later(self.store, best or 'best.yaml', self.run.id)})"
