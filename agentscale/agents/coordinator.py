@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from agentscale.agents.json_repair import decode_mending_escapes
+
 MAX_ATTEMPTS = 3  # CEO replies tried per round before the fallback applies
 UNUSABLE_REPLIES = f"{MAX_ATTEMPTS} unusable CEO replies"  # how such a fallback's reason begins
 MAX_DIRECTION_CHARS = 500  # a direction is a hint, not a second prompt: longer text is cut
@@ -163,13 +165,13 @@ def parse_decision(text: str) -> RawDecision:
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:
-    """Every top-level JSON object embedded in `text`, in order (arrays and scalars are skipped)."""
-    decoder = json.JSONDecoder()
+    """Every top-level JSON object embedded in `text`, in order (arrays and scalars are skipped); a
+    backslash that starts no JSON escape (LaTeX's `\\(`) is read as a backslash (`json_repair`)."""
     found: list[dict[str, Any]] = []
     index = text.find("{")
     while index != -1:
         try:
-            value, end = decoder.raw_decode(text, index)
+            value, end = decode_mending_escapes(text, index)
         except (json.JSONDecodeError, RecursionError):  # not JSON here, or nested beyond the parser's depth
             index = text.find("{", index + 1)
             continue

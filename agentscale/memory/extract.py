@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentscale.agents.json_repair import MAX_REPAIRS, escape_mended
 from agentscale.memory.embed import content_words, tokens
 
 PREFIX = "behavior_"
@@ -34,10 +35,8 @@ _CITED_START = re.compile(r"\bbehaviou?r(?=[ _-]+[a-z0-9])", re.IGNORECASE)  # w
 _CITED_WORD = re.compile(r"(?:_|[ -]{1,2})([a-z0-9]+)", re.IGNORECASE)  # its next word, after one separator
 _CONTINUED = re.compile(r"_[a-z0-9]", re.IGNORECASE)  # an identifier going on past a name
 MAX_CITED_WORDS = 16
-_BAD_ESCAPES = {"Invalid \\escape": 0, "Invalid \\uXXXX escape": 1}  # json's messages: how far past the backslash
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?")  # as `contains_answer` reads numbers
 QUOTED_NUMBERS = 2  # of its question's numbers an instruction may not quote (`quotes_question`)
-MAX_REPAIRS = 20  # escapes and stray brackets mended in one reply at most: past that it is no near miss
 
 
 def extraction_schema(max_behaviors: int) -> dict[str, Any]:
@@ -223,9 +222,9 @@ def _repaired_json(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            if exc.msg in _BAD_ESCAPES:  # the parser points at the backslash, or at the `u` after it
-                at = exc.pos - _BAD_ESCAPES[exc.msg]
-                text = text[:at] + "\\" + text[at:]
+            mended = escape_mended(text, exc)
+            if mended is not None:
+                text = mended
             elif exc.pos < len(text) and text[exc.pos] in "]}":
                 text = text[: exc.pos] + _skipped_closers(text[: exc.pos], text[exc.pos]) + text[exc.pos + 1 :]
             else:

@@ -117,6 +117,22 @@ def test_parse_verdict() -> None:
         assert parse_verdict(f'{{"correct": {written}, "advice": "a"}}').correct is judged, written
 
 
+def test_latex_in_a_decision_or_a_verdict_is_read_as_a_backslash() -> None:
+    """The real 0.5B wrote `\\(-2\\)` in its JSON strings (both verbatim below): the verdict read
+    "unclear" with the raw JSON as its advice, and the CEO's decision was unusable, retried, and a
+    retry turned its stop into two more rounds (the CEO walk on the real 0.5B). Valid escapes keep
+    their JSON meaning."""
+    verdict = parse_verdict(r'{"correct": 1, "advice": "The solution is correct. The final answer is \(-2\)."}')
+    assert verdict.correct is True and verdict.advice == r"The solution is correct. The final answer is \(-2\)."
+    decision = parse_decision(r'{"decision": "stop", "agents": 2, "direction": "The final answer is \(-2\)."}')
+    assert (decision.decision, decision.direction) == ("stop", r"The final answer is \(-2\).")
+    assert (
+        parse_decision('{"decision": "continue", "direction": "line one\\nline two"}').direction == "line one\nline two"
+    )
+    with pytest.raises(DecisionParseError):  # a broken object is still no decision
+        parse_decision(r'{"decision": "stop", "direction": "\(x\)"')
+
+
 def test_coordinator_ranges_are_validated(make_graph) -> None:  # type: ignore[no-untyped-def]
     base = "name: v\nnodes:\n  - {id: a, role: assistant, model: m}\ncoordinator: "
     for bad in [
