@@ -32,7 +32,7 @@ NO_SOLUTION = "No solution yet."
 NO_FEEDBACK = "No feedback yet."
 
 _PLACEHOLDER = re.compile(
-    r"\{(question|solution|feedback|resources|settings|min_agents|max_agents|min_tokens|max_tokens|error)\}"
+    r"\{(question|solution|feedback|resources|settings|min_agents|max_agents|min_tokens|max_tokens|error|decision)\}"
 )
 
 
@@ -239,11 +239,18 @@ def ceo_messages(
 
 
 def retry_messages(messages: list[dict[str, str]], reply: str, error: str, limits: Limits) -> list[dict[str, str]]:
-    """The conversation extended by the unusable reply and a correction (also a new cache key)."""
+    """The conversation extended by the unusable reply and a correction (also a new cache key). The
+    correction's example keeps the decision the unusable reply wrote, if it wrote one: a real 0.5B
+    CEO copied the example word for word, and its "continue" turned each of 8 stops into a paid round."""
     values = _limit_values(limits)
     values["error"] = error
+    said = _DECISION_WRITTEN.search(reply)
+    values["decision"] = said.group(1).lower() if said else "continue"
     correction = fill(prompts()["ceo"]["retry"], values).strip()
     return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": correction}]
+
+
+_DECISION_WRITTEN = re.compile(r'"decision"\s*:\s*"(stop|continue)"', re.IGNORECASE)
 
 
 def _limit_values(limits: Limits) -> dict[str, str]:

@@ -133,6 +133,21 @@ def test_latex_in_a_decision_or_a_verdict_is_read_as_a_backslash() -> None:
         parse_decision(r'{"decision": "stop", "direction": "\(x\)"')
 
 
+def test_a_retry_keeps_the_decision_the_unusable_reply_wrote() -> None:
+    """The real 0.5B CEO copied the retry's example word for word; its "continue" turned each of 8
+    stops whose first reply was unusable into a paid round (the CEO walk on the real 0.5B)."""
+    from agentscale.agents.coordinator import retry_messages
+
+    limits = Limits(1, 3, 16, 256)
+    for reply, kept in (
+        ('{"decision": "Stop", "direction": "done", "agents": "two"}', "stop"),
+        ('{"decision": "continue", "agents": [1]}', "continue"),
+        ("We should stop here.", "continue"),  # no decision written as JSON: the example's default
+    ):
+        correction = retry_messages([], reply, "invalid decision", limits)[-1]["content"]
+        assert f'{{"decision": "{kept}", "agents": 1, ' in correction, correction
+
+
 def test_coordinator_ranges_are_validated(make_graph) -> None:  # type: ignore[no-untyped-def]
     base = "name: v\nnodes:\n  - {id: a, role: assistant, model: m}\ncoordinator: "
     for bad in [
@@ -314,7 +329,8 @@ def test_unparseable_ceo_falls_back_after_three_tries(talk, scripted: ScriptedSe
     scripted.add_rule(Rule(model="ceo", replies=["We should definitely keep going, team!"]))
     result = talk("{model: ceo, max_rounds: 2}", extra="defaults: {max_tokens: 100}\n").run("What is 6 + 7?")
     assert len(ceo_requests(scripted)) == 2 * 3
-    assert "could not be used" in ceo_requests(scripted)[1]["messages"][-1]["content"]  # the retry says why
+    retry = ceo_requests(scripted)[1]["messages"][-1]["content"]
+    assert "could not be used" in retry and '"decision": "continue"' in retry  # the retry says why
     for record in result.rounds:
         assert record.decision["source"] == "fallback" and len(record.ceo_replies) == 3
     workers = worker_requests(scripted)
