@@ -57,6 +57,7 @@ class DiscussionStats:
     fallbacks: int
     budget_stops: int
     unparsed: int = 0  # fallbacks after replies none of which parsed as a decision
+    retried: int = 0  # decisions applied after a first reply that could not be used (asked again)
 
     @property
     def mean_rounds(self) -> float:
@@ -69,6 +70,7 @@ class DiscussionStats:
             "ceo_stops": self.ceo_stops,
             "fallbacks": self.fallbacks,
             "unparsed_fallbacks": self.unparsed,
+            "retried_decisions": self.retried,
             "budget_stops": self.budget_stops,
         }
 
@@ -82,9 +84,12 @@ class DiscussionStats:
             if self.unparsed
             else ""
         )
+        # a decision asked again after an unusable reply: invisible before, though a real 0.5B CEO's
+        # 8 retries each turned a stop into a paid round (the CEO walk on the real 0.5B)
+        retried = f", {self.retried} asked again after an unusable reply" if self.retried else ""
         return (
             f"{self.mean_rounds:.2f} rounds per question; the CEO stopped {self.ceo_stops} of "
-            f"{self.questions} early, {self.fallbacks} decision(s) fell back{unparsed}, a budget ended "
+            f"{self.questions} early, {self.fallbacks} decision(s) fell back{unparsed}{retried}, a budget ended "
             f"{self.budget_stops}"
         )
 
@@ -109,6 +114,12 @@ def discussion_stats(stored_rounds: Iterable[str | None]) -> DiscussionStats | N
             for decision in applied
             if decision.get("source") == "fallback"
             and str((decision.get("notes") or [""])[0]).startswith(UNUSABLE_REPLIES)
+        ),
+        retried=sum(
+            1
+            for rounds in discussions
+            for r in rounds
+            if r["ran"] and r.get("decision", {}).get("source") != "fallback" and len(r.get("ceo_replies") or []) > 1
         ),
     )
 

@@ -387,7 +387,8 @@ def test_an_eval_of_a_coordinator_graph_says_what_its_discussions_did(
     assert '"fact-value">1.00 rounds per question; the CEO stopped 2 of 2 early' in page
     # per question: round 1 continues, round 2's CEO stops, so one round of workers ran
     assert printed["discussions"] == {
-        "questions": 2, "mean_rounds": 1.0, "ceo_stops": 2, "fallbacks": 0, "unparsed_fallbacks": 0, "budget_stops": 0
+        "questions": 2, "mean_rounds": 1.0, "ceo_stops": 2, "fallbacks": 0, "unparsed_fallbacks": 0,
+        "retried_decisions": 0, "budget_stops": 0,
     }  # fmt: skip
     assert main(["eval", str(graph), "--task", str(task), "--concurrency", "1"]) == 0
     assert "discussions: 1.00 rounds per question; the CEO stopped 2 of 2 early" in " ".join(

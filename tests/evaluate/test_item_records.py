@@ -38,6 +38,20 @@ def test_fallbacks_on_replies_that_never_parsed_name_structured_output() -> None
     assert "structured_output" not in discussion_stats([json.dumps([failed])]).text()  # type: ignore[union-attr]
 
 
+def test_decisions_asked_again_after_an_unusable_reply_are_counted() -> None:
+    """A real 0.5B CEO's 8 retries each turned a stop into a paid round while the summary read "0
+    decision(s) fell back" (the CEO walk on the real 0.5B): a retried decision is counted and said."""
+    retried = _round(1, True, "continue")
+    retried["ceo_replies"] = ["{bad", '{"decision": "continue"}']
+    once = _round(2, True, "stop")
+    once["ceo_replies"] = ['{"decision": "stop"}']
+    fallen = _round(3, True, "continue", "fallback")
+    fallen["ceo_replies"] = ["x", "y", "z"]  # a fallback is counted as one, not as a retry
+    stats = discussion_stats([json.dumps([retried, once, fallen])])
+    assert stats is not None and stats.retried == 1 and stats.to_dict()["retried_decisions"] == 1
+    assert "1 asked again after an unusable reply" in stats.text()
+
+
 def test_no_discussion_no_statistics() -> None:
     assert discussion_stats([None, None]) is None
 
