@@ -63,6 +63,8 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
         elif decision.get("decision") == "continue":  # the budget ended the discussion before the round
             line += " · not run"
         notes = list(decision.get("notes", []))
+        if not record.get("ran"):  # its settings' clamps are moot ("max_tokens 191 cut to 1" of a round never run)
+            notes = notes[:1] if decision.get("source") == "fallback" else []  # a fallback's reason stays
         stopped = record.get("stopped_reason")
         if stopped and not any(stopped in note for note in notes):  # a refusal the notes already give
             notes.append(stopped)

@@ -13,7 +13,12 @@ def test_a_round_the_budget_ended_says_so_once_and_not_run() -> None:
     refused = {
         "round": 1,
         "ran": False,
-        "decision": {"decision": "continue", "source": "fallback", "notes": [f"CEO call refused: {REFUSAL}"]},
+        "decision": {
+            "decision": "continue",
+            "source": "fallback",
+            # its settings' clamp, moot for a round not run (a real 0.5B CEO walk read "cut to 1" on it)
+            "notes": [f"CEO call refused: {REFUSAL}", "max_tokens 191 cut to 1"],
+        },
         "stopped_reason": REFUSAL,
     }
     ran = {
