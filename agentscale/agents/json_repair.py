@@ -41,3 +41,24 @@ def decode_mending_escapes(text: str, start: int) -> tuple[Any, int]:
             mended = again
     value, end = decoder.raw_decode(mended, start)
     return value, end - (len(mended) - len(text))
+
+
+def open_brackets(text: str) -> tuple[list[str], bool, bool]:
+    """What `text`, read as the start of JSON, leaves open at its end: the brackets still open (in
+    order), whether a string is, and whether a closing bracket closed nothing (the text is broken
+    there, not cut). Strings are skipped, escapes within them too."""
+    opened: list[str] = []
+    in_string = escaped = underflow = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            opened.append(char)
+        elif char in "]}":
+            if opened:
+                opened.pop()
+            else:
+                underflow = True
+    return opened, in_string, underflow

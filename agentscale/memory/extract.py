@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentscale.agents.json_repair import MAX_REPAIRS, escape_mended
+from agentscale.agents.json_repair import MAX_REPAIRS, escape_mended, open_brackets
 from agentscale.memory.embed import content_words, tokens
 
 PREFIX = "behavior_"
@@ -235,17 +235,7 @@ def _repaired_json(text: str) -> Any:
 def _skipped_closers(before: str, closer: str) -> str:
     """What replaces `closer` after `before`: nothing when it closes no bracket open there, else the
     closers of the brackets opened after the one it closes, then itself (strings are skipped)."""
-    opened: list[str] = []
-    in_string = escaped = False
-    for char in before:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            opened.append(char)
-        elif char in "]}" and opened:
-            opened.pop()
+    opened, _, _ = open_brackets(before)
     opener = "[" if closer == "]" else "{"
     if opener not in opened:
         return ""

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentscale.agents.coordinator import json_objects
+from agentscale.agents.json_repair import open_brackets
 from agentscale.graphs.spec import MODEL_FREE_ROLES
 from agentscale.optimize.candidate import CandidateGraph, NodeChoice
 from agentscale.optimize.distribution import GraphDistribution, ceo_name, repair
@@ -157,20 +158,8 @@ def _runs_to_the_end(text: str, index: int) -> bool:
     rest = text[index:].strip()
     if not rest or any(word.startswith(rest) for word in ("true", "false", "null")):
         return True
-    depth, in_string, escaped = 0, False, False
-    for char in text[index:]:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-            continue
-        if char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth > 0 or in_string
+    opened, in_string, underflow = open_brackets(text[index:])
+    return not underflow and (bool(opened) or in_string)
 
 
 def apply_agent_update(
