@@ -32,7 +32,7 @@ from agentscale.memory.extract import Proposal, check_proposals, contains_answer
 from agentscale.memory.handbook import Handbook, InsertReport
 from agentscale.memory.inject import fill, prompt
 from agentscale.models.gateway import CallRequest, Gateway
-from agentscale.models.pull import not_pulled
+from agentscale.models.pull import not_pulled, refuse_unpulled
 from agentscale.models.registry import ResolvedModel
 from agentscale.runtime.calls import ModelCalls, calls_usage, record_rows
 from agentscale.storage.db import Store
@@ -184,9 +184,8 @@ class HandbookBuilder:
             "max_behaviors": settings.max_behaviors,
             "correct_only": settings.correct_only,
         }
-        missing = not_pulled(self.model.route)
-        if missing is not None:  # before the handbook and the run exist: both were left behind, empty and failed
-            raise AgentScaleError(f"{missing}; nothing was built")
+        missing = not_pulled(self.model.route)  # before the handbook and the run exist (left empty and failed)
+        refuse_unpulled([missing] if missing is not None else [], "built")
         await asyncio.to_thread(self.handbook.create)
         unfinished = await asyncio.to_thread(self._unfinished_build, config)
         if unfinished is None:

@@ -23,6 +23,7 @@ PREFIX = "behavior_"
 EXAMPLE_NAME = "behavior_inclusion_exclusion_principle"
 _OWN_NAME_WORDS = 4  # content words of its instruction that name a behavior given the example's name
 _EXAMPLE_SUBJECT = frozenset({"inclusion", "exclusion"})  # what the example's name is about
+_EXAMPLE_WORDS = frozenset(tokens(EXAMPLE_NAME.removeprefix(PREFIX)))
 MIN_INSTRUCTION_CHARS = 20
 MAX_NAME_CHARS = 80
 MAX_INSTRUCTION_CHARS = 600
@@ -124,9 +125,8 @@ def _not_the_example(name: str, instruction: str) -> str:
     first content words (no numbers). A real 0.5B curator gave 17 of 30 proposals the example's name
     or a variant of it (`behavior_apply_inclusion_exclusion_principle`); kept apart as NAME_2, NAME_3,
     ... since 09353d6, their names said nothing and put the example's words into every retrieval."""
-    example = set(tokens(EXAMPLE_NAME.removeprefix(PREFIX)))
     words = set(tokens(name.removeprefix(PREFIX)))
-    copied = bool(words) and (words <= example or len(words & example) >= 2)
+    copied = bool(words) and (words <= _EXAMPLE_WORDS or len(words & _EXAMPLE_WORDS) >= 2)
     plain = _unaccented(instruction)
     if not copied or _EXAMPLE_SUBJECT & set(tokens(plain)):  # "principle" alone says nothing of it
         return name
