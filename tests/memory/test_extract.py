@@ -12,6 +12,7 @@ from agentscale.memory.extract import (
     MAX_INSTRUCTION_CHARS,
     MAX_NAME_CHARS,
     MIN_INSTRUCTION_CHARS,
+    ExtractionOutcome,
     check_proposals,
     contains_answer,
     extraction_schema,
@@ -154,6 +155,11 @@ def test_an_instruction_quoting_its_questions_numbers_is_a_restatement_not_a_beh
     assert quotes_question("Swim 1,500 m in 25 minutes.", question) and not quotes_question("Swim 1,500 m.", question)
 
 
+def _checked(entries: list[tuple[str, str]]) -> ExtractionOutcome:
+    """`check_proposals` of a reply giving these (name, instruction) pairs."""
+    return check_proposals(json.dumps({"behaviors": [{"name": n, "instruction": i} for n, i in entries]}), answer="99")
+
+
 def test_the_prompts_example_name_copied_for_another_behavior_is_named_by_its_instruction() -> None:
     """A real 0.5B curator gave 17 of 30 proposals the extract prompt's example name or part of it
     (`behavior_inclusion_exclusion_principle`) whatever they said; the names meant nothing and their
@@ -168,8 +174,7 @@ def test_the_prompts_example_name_copied_for_another_behavior_is_named_by_its_in
         ("behavior_exclusion_of_cases", "Rule out impossible cases before counting the remaining ones."),
         ("behavior_apply_inclusion_exclusion_principle", "Divide 120 tickets by the graduates' count to share."),
     ]
-    reply = json.dumps({"behaviors": [{"name": n, "instruction": i} for n, i in entries]})
-    outcome = check_proposals(reply, answer="99")
+    outcome = _checked(entries)
     assert [p.name for p in outcome.proposals] == [
         "behavior_convert_percentages_decimals_multiplying",
         "behavior_check_units_every_quantity",
@@ -189,8 +194,7 @@ def test_a_name_check_neither_drops_other_scripts_nor_passes_a_name_under_the_ex
         (EXAMPLE_NAME, "Use the pigeonhole principle to show two share a box."),
         ("behavior_inclusion_exclusion", "Vérifier les unités avant de calculer le total."),
     ]
-    reply = json.dumps({"behaviors": [{"name": n, "instruction": i} for n, i in entries]})
-    outcome = check_proposals(reply, answer="99")
+    outcome = _checked(entries)
     assert [p.name for p in outcome.proposals] == [
         "behavior_check_units",
         "behavior_pigeonhole_principle_show_two",
